@@ -1,0 +1,28 @@
+@{
+    RootModule           = 'VmQuiesce.dll'
+    ModuleVersion        = '0.1.0'
+    CompatiblePSEditions = @('Desktop', 'Core')
+    GUID                 = '6f1c1f7e-3c2a-4b8e-9a51-2d6d0c8a4e17'
+    Author               = 'VmQuiesce contributors'
+    CompanyName          = 'VmQuiesce'
+    Copyright            = '(c) VmQuiesce contributors. All rights reserved.'
+    Description          = 'Application-consistent, agentless image-level VM backups taken from the host: quiesce the guest (VSS writers, fsfreeze), snapshot in the quiet moment, thaw within milliseconds, store deduplicated restore points, and restore in two steps.'
+    PowerShellVersion    = '5.1'
+    DotNetFrameworkVersion = '4.7.2'
+    FormatsToProcess     = @('VmQuiesce.Format.ps1xml')
+    CmdletsToExport      = @(
+        'Get-VssWriterConfig'
+        'Set-VssWriterConfig'
+        'Test-VssWriterConfig'
+        'Remove-VssWriterConfig'
+    )
+    FunctionsToExport    = @()
+    VariablesToExport    = @()
+    AliasesToExport      = @()
+    PrivateData          = @{
+        PSData = @{
+            Tags         = @('Backup', 'VSS', 'QEMU', 'KVM', 'VMware', 'Snapshot', 'Quiesce', 'Windows', 'Linux', 'PSEdition_Desktop', 'PSEdition_Core')
+            ReleaseNotes = 'See README.md.'
+        }
+    }
+}

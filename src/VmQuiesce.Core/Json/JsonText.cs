@@ -1,0 +1,399 @@
+using System;
+using System.Collections;
+using System.Globalization;
+using System.Text;
+
+namespace VmQuiesce.Core.Json
+{
+    /// <summary>Parses and writes JSON text (RFC 8259) to and from <see cref="JsonObject"/> and friends.</summary>
+    public static class JsonText
+    {
+        private const int MaxDepth = 64;
+
+        public static object? Parse(string text)
+        {
+            var parser = new Parser(text);
+            parser.SkipWhitespace();
+            object? value = parser.ReadValue(0);
+            parser.SkipWhitespace();
+            if (!parser.AtEnd)
+            {
+                throw parser.Error("unexpected text after the JSON value");
+            }
+
+            return value;
+        }
+
+        public static JsonObject ParseObject(string text) =>
+            Parse(text) as JsonObject ?? throw new JsonFormatException("Expected a JSON object.");
+
+        public static string Serialize(object? value, bool indented)
+        {
+            var builder = new StringBuilder();
+            Write(builder, value, indented, 0);
+            return builder.ToString();
+        }
+
+        internal static string Describe(object? value) => value switch
+        {
+            null => "null",
+            string _ => "a string",
+            bool _ => "a boolean",
+            long _ or double _ => "a number",
+            JsonObject _ => "an object",
+            JsonArray _ => "an array",
+            _ => value.GetType().Name,
+        };
+
+        private static void Write(StringBuilder builder, object? value, bool indented, int depth)
+        {
+            switch (value)
+            {
+                case null:
+                    builder.Append("null");
+                    break;
+                case string s:
+                    WriteString(builder, s);
+                    break;
+                case bool b:
+                    builder.Append(b ? "true" : "false");
+                    break;
+                case int or long or uint or short or byte:
+                    builder.Append(Convert.ToInt64(value, CultureInfo.InvariantCulture).ToString(CultureInfo.InvariantCulture));
+                    break;
+                case ulong u:
+                    builder.Append(u.ToString(CultureInfo.InvariantCulture));
+                    break;
+                case double or float or decimal:
+                    double d = Convert.ToDouble(value, CultureInfo.InvariantCulture);
+                    if (double.IsNaN(d) || double.IsInfinity(d))
+                    {
+                        throw new JsonFormatException("JSON cannot hold NaN or infinity.");
+                    }
+
+                    builder.Append(d.ToString("R", CultureInfo.InvariantCulture));
+                    break;
+                case JsonObject obj:
+                    WriteContainer(builder, '{', '}', obj.Count, indented, depth, obj, (b, item, ind, dep) =>
+                    {
+                        var member = (System.Collections.Generic.KeyValuePair<string, object?>)item!;
+                        WriteString(b, member.Key);
+                        b.Append(ind ? ": " : ":");
+                        Write(b, member.Value, ind, dep);
+                    });
+                    break;
+                case IEnumerable list:
+                    int count = list is ICollection c ? c.Count : 1;
+                    WriteContainer(builder, '[', ']', count, indented, depth, list, (b, item, ind, dep) => Write(b, item, ind, dep));
+                    break;
+                default:
+                    throw new JsonFormatException($"A value of type {value.GetType().Name} cannot be written as JSON.");
+            }
+        }
+
+        private static void WriteContainer(StringBuilder builder, char open, char close, int count, bool indented, int depth,
+            IEnumerable items, Action<StringBuilder, object?, bool, int> writeItem)
+        {
+            builder.Append(open);
+            if (count == 0)
+            {
+                builder.Append(close);
+                return;
+            }
+
+            bool first = true;
+            foreach (object? item in items)
+            {
+                if (!first)
+                {
+                    builder.Append(',');
+                }
+
+                first = false;
+                if (indented)
+                {
+                    builder.Append('\n').Append(' ', (depth + 1) * 2);
+                }
+
+                writeItem(builder, item, indented, depth + 1);
+            }
+
+            if (indented)
+            {
+                builder.Append('\n').Append(' ', depth * 2);
+            }
+
+            builder.Append(close);
+        }
+
+        private static void WriteString(StringBuilder builder, string s)
+        {
+            builder.Append('"');
+            foreach (char ch in s)
+            {
+                switch (ch)
+                {
+                    case '"': builder.Append("\\\""); break;
+                    case '\\': builder.Append("\\\\"); break;
+                    case '\n': builder.Append("\\n"); break;
+                    case '\r': builder.Append("\\r"); break;
+                    case '\t': builder.Append("\\t"); break;
+                    case '\b': builder.Append("\\b"); break;
+                    case '\f': builder.Append("\\f"); break;
+                    default:
+                        if (ch < 0x20 || ch == '\u2028' || ch == '\u2029')
+                        {
+                            builder.Append("\\u").Append(((int)ch).ToString("x4", CultureInfo.InvariantCulture));
+                        }
+                        else
+                        {
+                            builder.Append(ch);
+                        }
+
+                        break;
+                }
+            }
+
+            builder.Append('"');
+        }
+
+        private sealed class Parser
+        {
+            private readonly string _text;
+            private int _pos;
+
+            public Parser(string text) => _text = text;
+
+            public bool AtEnd => _pos >= _text.Length;
+
+            public JsonFormatException Error(string what) =>
+                new JsonFormatException($"Invalid JSON at offset {_pos}: {what}.");
+
+            public void SkipWhitespace()
+            {
+                while (_pos < _text.Length && (_text[_pos] == ' ' || _text[_pos] == '\t' || _text[_pos] == '\n' || _text[_pos] == '\r'))
+                {
+                    _pos++;
+                }
+            }
+
+            public object? ReadValue(int depth)
+            {
+                if (depth > MaxDepth)
+                {
+                    throw Error($"nesting deeper than {MaxDepth}");
+                }
+
+                if (AtEnd)
+                {
+                    throw Error("unexpected end of text");
+                }
+
+                char ch = _text[_pos];
+                switch (ch)
+                {
+                    case '{': return ReadObject(depth);
+                    case '[': return ReadArray(depth);
+                    case '"': return ReadString();
+                    case 't': ReadLiteral("true"); return true;
+                    case 'f': ReadLiteral("false"); return false;
+                    case 'n': ReadLiteral("null"); return null;
+                    default:
+                        if (ch == '-' || (ch >= '0' && ch <= '9'))
+                        {
+                            return ReadNumber();
+                        }
+
+                        throw Error($"unexpected character '{ch}'");
+                }
+            }
+
+            private JsonObject ReadObject(int depth)
+            {
+                var obj = new JsonObject();
+                _pos++;
+                SkipWhitespace();
+                if (Peek() == '}')
+                {
+                    _pos++;
+                    return obj;
+                }
+
+                while (true)
+                {
+                    SkipWhitespace();
+                    if (Peek() != '"')
+                    {
+                        throw Error("expected a member name");
+                    }
+
+                    string name = ReadString();
+                    SkipWhitespace();
+                    Expect(':');
+                    SkipWhitespace();
+                    obj[name] = ReadValue(depth + 1);
+                    SkipWhitespace();
+                    if (Peek() == ',')
+                    {
+                        _pos++;
+                        continue;
+                    }
+
+                    Expect('}');
+                    return obj;
+                }
+            }
+
+            private JsonArray ReadArray(int depth)
+            {
+                var array = new JsonArray();
+                _pos++;
+                SkipWhitespace();
+                if (Peek() == ']')
+                {
+                    _pos++;
+                    return array;
+                }
+
+                while (true)
+                {
+                    SkipWhitespace();
+                    array.Add(ReadValue(depth + 1));
+                    SkipWhitespace();
+                    if (Peek() == ',')
+                    {
+                        _pos++;
+                        continue;
+                    }
+
+                    Expect(']');
+                    return array;
+                }
+            }
+
+            private string ReadString()
+            {
+                _pos++;
+                var builder = new StringBuilder();
+                while (true)
+                {
+                    if (AtEnd)
+                    {
+                        throw Error("unterminated string");
+                    }
+
+                    char ch = _text[_pos++];
+                    if (ch == '"')
+                    {
+                        return builder.ToString();
+                    }
+
+                    if (ch < 0x20)
+                    {
+                        throw Error("control character in a string");
+                    }
+
+                    if (ch != '\\')
+                    {
+                        builder.Append(ch);
+                        continue;
+                    }
+
+                    if (AtEnd)
+                    {
+                        throw Error("unterminated escape");
+                    }
+
+                    char escape = _text[_pos++];
+                    switch (escape)
+                    {
+                        case '"': builder.Append('"'); break;
+                        case '\\': builder.Append('\\'); break;
+                        case '/': builder.Append('/'); break;
+                        case 'b': builder.Append('\b'); break;
+                        case 'f': builder.Append('\f'); break;
+                        case 'n': builder.Append('\n'); break;
+                        case 'r': builder.Append('\r'); break;
+                        case 't': builder.Append('\t'); break;
+                        case 'u':
+                            if (_pos + 4 > _text.Length ||
+                                !int.TryParse(_text.Substring(_pos, 4), NumberStyles.AllowHexSpecifier, CultureInfo.InvariantCulture, out int code))
+                            {
+                                throw Error("bad \\u escape");
+                            }
+
+                            builder.Append((char)code);
+                            _pos += 4;
+                            break;
+                        default:
+                            throw Error($"unknown escape '\\{escape}'");
+                    }
+                }
+            }
+
+            private object ReadNumber()
+            {
+                int start = _pos;
+                if (Peek() == '-')
+                {
+                    _pos++;
+                }
+
+                bool isInteger = true;
+                while (!AtEnd)
+                {
+                    char ch = _text[_pos];
+                    if (ch >= '0' && ch <= '9')
+                    {
+                        _pos++;
+                    }
+                    else if (ch == '.' || ch == 'e' || ch == 'E' || ch == '+' || ch == '-')
+                    {
+                        isInteger = false;
+                        _pos++;
+                    }
+                    else
+                    {
+                        break;
+                    }
+                }
+
+                string token = _text.Substring(start, _pos - start);
+                if (isInteger && long.TryParse(token, NumberStyles.AllowLeadingSign, CultureInfo.InvariantCulture, out long whole))
+                {
+                    return whole;
+                }
+
+                if (double.TryParse(token, NumberStyles.Float, CultureInfo.InvariantCulture, out double real))
+                {
+                    return real;
+                }
+
+                _pos = start;
+                throw Error($"bad number '{token}'");
+            }
+
+            private void ReadLiteral(string literal)
+            {
+                if (string.CompareOrdinal(_text, _pos, literal, 0, literal.Length) != 0)
+                {
+                    throw Error($"expected '{literal}'");
+                }
+
+                _pos += literal.Length;
+            }
+
+            private char Peek() => AtEnd ? '\0' : _text[_pos];
+
+            private void Expect(char ch)
+            {
+                if (Peek() != ch)
+                {
+                    throw Error(AtEnd ? $"expected '{ch}' but the text ended" : $"expected '{ch}' but found '{_text[_pos]}'");
+                }
+
+                _pos++;
+            }
+        }
+    }
+}

@@ -1,0 +1,45 @@
+<#
+.SYNOPSIS
+    Runs the Pester suite in this fresh process against the built module and writes a summary
+    that build.ps1 adds to the xunit counts.
+#>
+param(
+    [Parameter(Mandatory)] [string] $PesterModule,
+    [Parameter(Mandatory)] [string] $ModulePath,
+    [Parameter(Mandatory)] [string] $ResultPath,
+    [Parameter(Mandatory)] [string] $SummaryPath,
+    [string] $Filter
+)
+$ErrorActionPreference = 'Stop'
+Import-Module $PesterModule -MinimumVersion 5.7.1
+
+# Every test file imports the module from here; tests never load the source tree.
+$env:VMQUIESCE_MODULE_PATH = $ModulePath
+
+$configuration = New-PesterConfiguration
+$configuration.Run.Path = $PSScriptRoot
+$configuration.Run.PassThru = $true
+$configuration.Run.Exit = $false
+$configuration.Output.Verbosity = 'Normal'
+$configuration.TestResult.Enabled = $true
+$configuration.TestResult.OutputFormat = 'NUnitXml'
+$configuration.TestResult.OutputPath = $ResultPath
+if ($Filter) {
+    $configuration.Run.Path = @(Get-ChildItem $PSScriptRoot -Filter "*$Filter*.Tests.ps1" | ForEach-Object FullName)
+}
+
+$result = Invoke-Pester -Configuration $configuration
+
+$skippedReasons = @($result.Skipped | ForEach-Object {
+    $because = @($_.ErrorRecord | ForEach-Object { $_.ToString() }) -join '; '
+    if (-not $because) { $because = 'skipped without a reason (a test must say why)' }
+    "$($_.ExpandedPath): $because"
+})
+$failed = $result.FailedCount + $result.FailedBlocksCount + $result.FailedContainersCount
+[pscustomobject]@{
+    Passed         = $result.PassedCount
+    Failed         = $failed
+    Skipped        = $result.SkippedCount
+    SkippedReasons = $skippedReasons
+} | ConvertTo-Json | Set-Content -Path $SummaryPath -Encoding utf8
+exit ([int]($failed -gt 0))
