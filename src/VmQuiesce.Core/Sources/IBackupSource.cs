@@ -1,0 +1,122 @@
+using System;
+using System.Collections.Generic;
+using System.Threading;
+
+namespace VmQuiesce.Core.Sources
+{
+    /// <summary>
+    /// One hypervisor plus quiesce method. A source knows how to make a VM's files stable and how to
+    /// release them; it knows nothing of copying, hashing or storing (that is the engine's job).
+    /// </summary>
+    public interface IBackupSource
+    {
+        /// <summary>"Qemu", "VMware", "HostVss": stored in each restore point.</summary>
+        string Kind { get; }
+
+        /// <summary>The VM's name as the user knows it.</summary>
+        string VmName { get; }
+
+        /// <summary>
+        /// Snapshots, overlays or freezes left behind by an earlier failed run; a backup refuses to start
+        /// while any exist and names them.
+        /// </summary>
+        IReadOnlyList<string> FindLeftovers(CancellationToken cancel);
+
+        /// <summary>
+        /// Quiesces the guest, makes the VM's files stable, releases the guest and returns the stable view.
+        /// Throws <see cref="VmQuiesceException"/> when the reached consistency is below what the options accept.
+        /// </summary>
+        IConsistentView OpenConsistentView(QuiesceOptions options, CancellationToken cancel);
+    }
+
+    /// <summary>
+    /// A set of stable, readable files plus what consistency was reached. Dispose without Complete
+    /// means failure: whatever the source created is released or reported with what to run.
+    /// </summary>
+    public interface IConsistentView : IDisposable
+    {
+        Consistency Reached { get; }
+
+        IReadOnlyList<ViewFile> Files { get; }
+
+        /// <summary>The snapshot the restore's second step reverts to, or null where the files themselves are the point in time.</summary>
+        CapturedSnapshot? Snapshot { get; }
+
+        QuiesceRecord Quiesce { get; }
+
+        /// <summary>Releases snapshots/overlays made for the backup; <paramref name="success"/> says whether the copy finished.</summary>
+        void Complete(bool success, CancellationToken cancel);
+    }
+
+    /// <summary>A file of the view: where to read it now, and the path it is stored and restored under.</summary>
+    public sealed class ViewFile
+    {
+        public ViewFile(string relativePath, string readPath, string originalPath)
+        {
+            RelativePath = relativePath;
+            ReadPath = readPath;
+            OriginalPath = originalPath;
+        }
+
+        /// <summary>Path inside the restore point, with '/' separators.</summary>
+        public string RelativePath { get; }
+
+        /// <summary>Where the stable bytes can be read during the backup (a base image, a shadow-copy path).</summary>
+        public string ReadPath { get; }
+
+        /// <summary>Where the file lives on the VM's host: the default restore location.</summary>
+        public string OriginalPath { get; }
+    }
+
+    /// <summary>The snapshot captured with the backup, kept for the revert step of a restore.</summary>
+    public sealed class CapturedSnapshot
+    {
+        public CapturedSnapshot(string name, string? id, string kind)
+        {
+            Name = name;
+            Id = id;
+            Kind = kind;
+        }
+
+        public string Name { get; }
+
+        public string? Id { get; }
+
+        /// <summary>"QemuInternal", "VMware", ...: tells the restore how to revert.</summary>
+        public string Kind { get; }
+    }
+
+    /// <summary>What the caller accepts and how long the guest may stay frozen.</summary>
+    public sealed class QuiesceOptions
+    {
+        public Consistency Required { get; init; } = Consistency.FileSystem;
+
+        /// <summary>When true, a result below <see cref="Required"/> is a warning, not an error.</summary>
+        public bool AllowLower { get; init; }
+
+        public TimeSpan FreezeTimeout { get; init; } = TimeSpan.FromSeconds(10);
+    }
+
+    /// <summary>What the quiesce step did: stamped on the restore point.</summary>
+    public sealed class QuiesceRecord
+    {
+        public QuiesceRecord(Consistency reached, IReadOnlyList<string> frozen, double frozenMilliseconds, string method)
+        {
+            Reached = reached;
+            Frozen = frozen;
+            FrozenMilliseconds = frozenMilliseconds;
+            Method = method;
+        }
+
+        public Consistency Reached { get; }
+
+        /// <summary>File systems or writers that were quiesced.</summary>
+        public IReadOnlyList<string> Frozen { get; }
+
+        /// <summary>Freeze returned to thaw returned.</summary>
+        public double FrozenMilliseconds { get; }
+
+        /// <summary>"GuestAgent", "HostVss", "None".</summary>
+        public string Method { get; }
+    }
+}

@@ -1,0 +1,24 @@
+BeforeAll {
+    Import-Module $env:VMQUIESCE_MODULE_PATH -Force
+    $script:module = Get-Module VmQuiesce
+}
+
+Describe 'The built module' {
+    It 'loads from the build output, not the source tree' {
+        $module.ModuleBase | Should -Be (Split-Path $env:VMQUIESCE_MODULE_PATH)
+    }
+
+    It 'exports exactly the cmdlets its manifest lists, and no functions, variables or aliases' {
+        $manifest = Import-PowerShellDataFile $env:VMQUIESCE_MODULE_PATH
+        @($module.ExportedCmdlets.Keys | Sort-Object) | Should -Be @($manifest.CmdletsToExport | Sort-Object)
+        $module.ExportedFunctions.Count | Should -Be 0
+        $module.ExportedAliases.Count | Should -Be 0
+        $module.ExportedVariables.Count | Should -Be 0
+    }
+
+    It 'declares both editions and Windows PowerShell 5.1' {
+        $manifest = Import-PowerShellDataFile $env:VMQUIESCE_MODULE_PATH
+        $manifest.CompatiblePSEditions | Should -Be @('Desktop', 'Core')
+        $manifest.PowerShellVersion | Should -Be '5.1'
+    }
+}
