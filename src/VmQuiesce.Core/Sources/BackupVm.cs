@@ -1,0 +1,38 @@
+using System;
+using System.Collections.Generic;
+
+namespace VmQuiesce.Core.Sources
+{
+    /// <summary>
+    /// A VM target as Get-BackupVm finds it: what the user sees (name, kind, where it lives) plus how to
+    /// open its backup source. Backup, readiness and snapshot cmdlets take it from the pipeline.
+    /// </summary>
+    public sealed class BackupVm
+    {
+        private readonly Func<IBackupSource> _openSource;
+
+        public BackupVm(string name, string kind, string location, IReadOnlyDictionary<string, string> details, Func<IBackupSource> openSource)
+        {
+            Name = name;
+            Kind = kind;
+            Location = location;
+            Details = details;
+            _openSource = openSource;
+        }
+
+        public string Name { get; }
+
+        /// <summary>"Qemu", "VMware", "HostVss".</summary>
+        public string Kind { get; }
+
+        /// <summary>Where the VM is reached: a QMP socket, a .vmx path.</summary>
+        public string Location { get; }
+
+        /// <summary>Connection details shown to the user (never secrets), e.g. QmpSocket, AgentSocket.</summary>
+        public IReadOnlyDictionary<string, string> Details { get; }
+
+        public IBackupSource OpenSource() => _openSource();
+
+        public override string ToString() => Name;
+    }
+}
