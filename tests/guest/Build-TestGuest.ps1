@@ -1,4 +1,3 @@
-#Requires -Version 7.0
 <#
 .SYNOPSIS
     Builds the minimal Linux test guest that VmQuiesce's integration tests boot under QEMU (TCG).
@@ -266,7 +265,8 @@ function Build-Guest {
 
 New-Item -ItemType Directory -Path $OutputPath -Force | Out-Null
 try {
-    if (-not $IsLinux -or -not (Test-Path /etc/debian_version)) {
+    # No #Requires 7: Windows PowerShell 5.1 must reach this line to record why there is no guest.
+    if (-not (Get-Variable IsLinux -ValueOnly -ErrorAction Ignore) -or -not (Test-Path /etc/debian_version)) {
         throw [GuestUnavailableException]::new("The test guest is built from Debian packages and runs under QEMU on a Debian host; this host is $([Runtime.InteropServices.RuntimeInformation]::OSDescription).")
     }
     Install-HostPackage
