@@ -226,6 +226,15 @@ function Build-Guest {
     }
     New-Item -ItemType Directory -Path (Join-Path $staging 'etc') -Force | Out-Null
     [IO.File]::WriteAllText((Join-Path $staging 'etc/vmquiesce-modules'), (($loadOrder -join "`n") + "`n"))
+    # guest-get-osinfo reads it; hosts tell a Linux guest (file-system freeze) from Windows (VSS) by it.
+    [IO.File]::WriteAllText((Join-Path $staging 'etc/os-release'), @"
+PRETTY_NAME="VmQuiesce test guest ($kernelRelease, busybox, qemu-ga)"
+NAME="VmQuiesce test guest"
+ID=vmquiesce-test-guest
+ID_LIKE=debian
+VERSION_ID="1"
+
+"@)
 
     $busybox = Join-Path $unpacked 'bin/busybox'
     Copy-IntoStaging $busybox '/bin/busybox' $staging | Out-Null

@@ -13,6 +13,7 @@ exec </dev/console >/dev/console 2>&1
 /bin/busybox --install -s
 /bin/busybox mkdir -p /var && /bin/busybox ln -s /run /var/run
 export PATH=/sbin:/usr/sbin:/bin:/usr/bin
+hostname vmquiesce-guest
 
 fail() {
     # One line the host can match, then end the VM so a test fails at once instead of timing out.

@@ -56,6 +56,9 @@ namespace VmQuiesce.Core.Tests.TestGuest
             using (var agent = RawAgent.Connect(vm.AgentSocketPath))
             {
                 agent.Exec("echo first > /mnt/data/marker.txt && echo second > /mnt/data1/marker.txt");
+                // The guest can do what backups need: freeze and thaw every data disk.
+                Assert.Equal(2, agent.Execute("{\"execute\": \"guest-fsfreeze-freeze\"}").GetInt64("return"));
+                Assert.Equal(2, agent.Execute("{\"execute\": \"guest-fsfreeze-thaw\"}").GetInt64("return"));
                 // No reply on success: the guest's /sbin/shutdown syncs, unmounts and powers off.
                 agent.Send("{\"execute\": \"guest-shutdown\"}");
             }
