@@ -39,6 +39,12 @@ function Invoke-HostTool {
     if ($LASTEXITCODE -ne 0) { throw "'$FilePath $($ArgumentList -join ' ')' failed with exit code $LASTEXITCODE`: $($output -join ' ')" }
 }
 
+function ConvertTo-QemuPath {
+    # QEMU's option syntax separates with commas; a literal comma is written twice.
+    param([string] $Path)
+    return $Path.Replace(',', ',,')
+}
+
 function New-GuestDisk {
     # An empty ext4 disk; qcow2 is made as raw, formatted, then converted (mkfs writes raw only).
     param([string] $Path, [long] $SizeBytes, [string] $Format, [string] $Label)
@@ -74,7 +80,9 @@ function Start-TestGuest {
         [ValidateRange(96, 4096)] [int] $MemoryMB = 128,
         [ValidateRange(1, 3600)] [int] $TimeoutSeconds = 60,
         # Returns once QEMU runs; Wait-TestGuest waits (boot several guests in parallel).
-        [switch] $NoWait
+        [switch] $NoWait,
+        # By default the guest restarts a qemu-ga that died (console: VMQUIESCE-GUEST-AGENT-RESTARTED).
+        [switch] $NoAgentRespawn
     )
     $reason = Get-TestGuestUnavailableReason
     if ($reason) { throw "The test guest is unavailable: $reason" }
@@ -106,18 +114,18 @@ function Start-TestGuest {
         $qemuArgs = @(
             '-accel', $(if ($MemoryMB -lt 128) { 'tcg,tb-size=32' } else { 'tcg' }),
             '-m', "$MemoryMB", '-smp', '1', '-nodefaults', '-no-user-config', '-display', 'none', '-no-reboot',
-            '-serial', "file:$($guest.ConsoleLog)",
+            '-serial', "file:$(ConvertTo-QemuPath $guest.ConsoleLog)",
             '-kernel', (Join-Path $env:VMQUIESCE_TEST_GUEST 'vmlinuz'),
             '-initrd', (Join-Path $env:VMQUIESCE_TEST_GUEST 'initramfs.cpio.gz'),
-            '-append', "console=ttyS0 quiet panic=-1 vmquiesce.disks=$DiskCount")
+            '-append', "console=ttyS0 quiet panic=-1 vmquiesce.disks=$DiskCount vmquiesce.agent=$(if ($NoAgentRespawn) { 'once' } else { 'respawn' })")
         for ($i = 0; $i -lt $DiskCount; $i++) {
-            $qemuArgs += @('-drive', "if=none,id=disk$i,node-name=disk${i}fmt,file=$($guest.DiskPaths[$i]),format=$DiskFormat",
+            $qemuArgs += @('-drive', "if=none,id=disk$i,node-name=disk${i}fmt,file=$(ConvertTo-QemuPath $guest.DiskPaths[$i]),format=$DiskFormat",
                 '-device', "virtio-blk-pci,drive=disk$i")
         }
         $qemuArgs += @('-device', 'virtio-serial-pci',
-            '-chardev', "socket,id=qga0,path=$($guest.AgentSocketPath),server=on,wait=off",
+            '-chardev', "socket,id=qga0,path=$(ConvertTo-QemuPath $guest.AgentSocketPath),server=on,wait=off",
             '-device', 'virtserialport,chardev=qga0,name=org.qemu.guest_agent.0,id=qgaport',
-            '-qmp', "unix:$($guest.QmpSocketPath),server=on,wait=off")
+            '-qmp', "unix:$(ConvertTo-QemuPath $guest.QmpSocketPath),server=on,wait=off")
 
         # A shell execs QEMU only to send its output straight into a file; the process is QEMU after the exec.
         $startInfo = [Diagnostics.ProcessStartInfo]::new('/bin/sh')

@@ -3,6 +3,8 @@
 # Duties: virtio drivers, data disks mounted, qemu-ga on its virtio port, then one readiness line on
 # the serial console that hosts wait for. Kernel parameter vmquiesce.disks=N says how many data disks
 # (vda, vdb, ...) to wait for and mount on /mnt/data, /mnt/data1, ...; the default is 1.
+# vmquiesce.agent=respawn (default) restarts qemu-ga when it dies, as a service manager would (a new
+# qemu-ga finds its frozen-state file and can still thaw); vmquiesce.agent=once leaves it dead.
 
 /bin/busybox mkdir -p /proc /sys /dev /run /tmp /mnt /usr/bin /usr/sbin /sbin
 /bin/busybox mount -t proc proc /proc
@@ -28,9 +30,11 @@ while read -r module; do
 done < /etc/vmquiesce-modules
 
 disks=1
+agent_mode=respawn
 for parameter in $(cat /proc/cmdline); do
     case "$parameter" in
         vmquiesce.disks=*) disks="${parameter#vmquiesce.disks=}" ;;
+        vmquiesce.agent=*) agent_mode="${parameter#vmquiesce.agent=}" ;;
     esac
 done
 
@@ -85,9 +89,6 @@ esac
 EOF
 chmod 755 /sbin/shutdown
 
-qemu-ga -m virtio-serial -p "$agent_port" -t /run &
-agent_pid=$!
-
 # Ready means qemu-ga holds the port open, not merely that it was started.
 agent_has_port_open() {
     [ -d "/proc/$agent_pid" ] || fail "qemu-ga exited before opening $agent_port"
@@ -96,13 +97,24 @@ agent_has_port_open() {
     done
     return 1
 }
-wait_for "qemu-ga to open $agent_port" agent_has_port_open
+start_agent() {
+    qemu-ga -m virtio-serial -p "$agent_port" -t /run &
+    agent_pid=$!
+    wait_for "qemu-ga to open $agent_port" agent_has_port_open
+}
 
+start_agent
 read -r uptime _ < /proc/uptime
 echo "VMQUIESCE-GUEST-READY disks=$disks agent=$agent_port uptime=$uptime"
 
-wait "$agent_pid"
-echo "VMQUIESCE-GUEST-AGENT-EXITED status=$?"
+while true; do
+    wait "$agent_pid"
+    echo "VMQUIESCE-GUEST-AGENT-EXITED status=$?"
+    [ "$agent_mode" = respawn ] || break
+    sleep 1  # throttles a qemu-ga that dies at once
+    start_agent
+    echo "VMQUIESCE-GUEST-AGENT-RESTARTED pid=$agent_pid"
+done
 # PID 1 must never exit (that would panic the kernel); it only reaps orphans from here on.
 while true; do
     wait

@@ -19,6 +19,12 @@ namespace VmQuiesce.Core.Tests.TestGuest
         /// <summary>Generous: the machine is shared and TCG boots take ~3 s alone, ~6 s with four at once.</summary>
         public TimeSpan ReadyTimeout { get; set; } = TimeSpan.FromSeconds(60);
 
+        /// <summary>
+        /// When qemu-ga dies, the guest's init starts it again after a second (console line
+        /// <see cref="TestGuestVm.AgentRestartedMarker"/>), as a service manager would; false leaves it dead.
+        /// </summary>
+        public bool AgentRespawns { get; set; } = true;
+
         /// <summary>Appended to QEMU's command line as is.</summary>
         public IList<string> ExtraQemuArguments { get; } = new List<string>();
     }

@@ -21,6 +21,12 @@ namespace VmQuiesce.Core.Tests.TestGuest
         /// <summary>The line the guest's init prints before powering off when it cannot get ready.</summary>
         public const string FailedMarker = "VMQUIESCE-GUEST-FAILED";
 
+        /// <summary>Printed when qemu-ga ended, with its exit status.</summary>
+        public const string AgentExitedMarker = "VMQUIESCE-GUEST-AGENT-EXITED";
+
+        /// <summary>Printed once a respawned qemu-ga holds its port open again.</summary>
+        public const string AgentRestartedMarker = "VMQUIESCE-GUEST-AGENT-RESTARTED";
+
         // sockaddr_un.sun_path holds 108 bytes including the terminating NUL.
         private const int MaxSocketPathBytes = 107;
         private static readonly TimeSpan s_pollInterval = TimeSpan.FromMilliseconds(50);
@@ -107,28 +113,36 @@ namespace VmQuiesce.Core.Tests.TestGuest
         /// </summary>
         public void WaitUntilReady(TimeSpan timeout)
         {
+            ReadyLine = WaitForConsoleLine(ReadyMarker, 1, timeout);
+            BootToReady ??= _sinceStart.Elapsed;
+        }
+
+        /// <summary>
+        /// Waits until the console has <paramref name="count"/> lines starting with <paramref name="marker"/>
+        /// and returns the last of them; fails at once when QEMU exits or the guest reports a failure.
+        /// </summary>
+        public string WaitForConsoleLine(string marker, int count, TimeSpan timeout)
+        {
             var deadline = Stopwatch.StartNew();
             while (true)
             {
-                string console = ReadConsole();
-                string? ready = FindLine(console, ReadyMarker);
-                if (ready is not null)
+                string[] lines = ReadConsole().Split('\n').Select(line => line.TrimEnd('\r')).ToArray();
+                string[] matches = lines.Where(line => line.StartsWith(marker, StringComparison.Ordinal)).ToArray();
+                if (matches.Length >= count)
                 {
-                    ReadyLine = ready;
-                    BootToReady ??= _sinceStart.Elapsed;
-                    return;
+                    return matches[count - 1];
                 }
-                if (FindLine(console, FailedMarker) is string failure)
+                if (lines.FirstOrDefault(line => line.StartsWith(FailedMarker, StringComparison.Ordinal)) is string failure)
                 {
-                    throw new InvalidOperationException($"The test guest in {WorkFolder} could not get ready: {failure}{Diagnostics()}");
+                    throw new InvalidOperationException($"The test guest in {WorkFolder} failed: {failure}{Diagnostics()}");
                 }
                 if (Process.HasExited)
                 {
-                    throw new InvalidOperationException($"QEMU exited with code {Process.ExitCode} before the test guest in {WorkFolder} was ready.{Diagnostics()}");
+                    throw new InvalidOperationException($"QEMU exited with code {Process.ExitCode} before the test guest in {WorkFolder} printed {marker}.{Diagnostics()}");
                 }
                 if (deadline.Elapsed > timeout)
                 {
-                    throw new TimeoutException($"The test guest in {WorkFolder} did not print {ReadyMarker} within {timeout.TotalSeconds:0} s.{Diagnostics()}");
+                    throw new TimeoutException($"The test guest in {WorkFolder} did not print {marker} within {timeout.TotalSeconds:0} s.{Diagnostics()}");
                 }
                 // Doubles as the poll interval: returns early when QEMU exits.
                 Process.WaitForExit(s_pollInterval);
@@ -226,7 +240,7 @@ namespace VmQuiesce.Core.Tests.TestGuest
                 "-serial", "file:" + QemuPath(ConsoleLog),
                 "-kernel", QemuPath(TestGuestEnvironment.KernelPath),
                 "-initrd", QemuPath(TestGuestEnvironment.InitramfsPath),
-                "-append", $"console=ttyS0 quiet panic=-1 vmquiesce.disks={DiskPaths.Count}",
+                "-append", $"console=ttyS0 quiet panic=-1 vmquiesce.disks={DiskPaths.Count} vmquiesce.agent={(_options.AgentRespawns ? "respawn" : "once")}",
             };
             for (int i = 0; i < DiskPaths.Count; i++)
             {
@@ -249,9 +263,6 @@ namespace VmQuiesce.Core.Tests.TestGuest
 
         // QEMU's option syntax uses commas as separators; a literal comma is written twice.
         private static string QemuPath(string path) => path.Replace(",", ",,", StringComparison.Ordinal);
-
-        private static string? FindLine(string text, string marker) =>
-            text.Split('\n').Select(line => line.TrimEnd('\r')).FirstOrDefault(line => line.StartsWith(marker, StringComparison.Ordinal));
 
         private string Diagnostics()
         {

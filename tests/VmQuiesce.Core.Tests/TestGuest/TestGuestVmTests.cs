@@ -76,6 +76,22 @@ namespace VmQuiesce.Core.Tests.TestGuest
         }
 
         [GuestFact]
+        public void AKilledAgentIsRestartedAndAnswersAgain()
+        {
+            using TestGuestVm vm = TestGuestVm.Boot();
+            using (var agent = RawAgent.Connect(vm.AgentSocketPath))
+            {
+                // Killed from a detached job, so the guest-exec that starts it can complete first.
+                agent.Exec("(sleep 1; kill -9 $(pidof qemu-ga)) >/dev/null 2>&1 &");
+            }
+            Assert.StartsWith(TestGuestVm.AgentExitedMarker + " status=137", vm.WaitForConsoleLine(TestGuestVm.AgentExitedMarker, 1, TimeSpan.FromSeconds(60)), StringComparison.Ordinal);
+            vm.WaitForConsoleLine(TestGuestVm.AgentRestartedMarker, 1, TimeSpan.FromSeconds(60));
+
+            using var restarted = RawAgent.Connect(vm.AgentSocketPath);
+            Assert.True(restarted.Execute("{\"execute\": \"guest-ping\"}").Contains("return"));
+        }
+
+        [GuestFact]
         public void ARawDiskIsCreatedCleanAndEmpty()
         {
             string folder = Directory.CreateTempSubdirectory("vmq-disk-").FullName;
