@@ -37,6 +37,14 @@ namespace VmQuiesce.Core.Tests.TestGuest
 
         private TestGuestVm(TestGuestOptions options)
         {
+            if (options.DiskCount < 0 || options.DiskCount > 16)
+            {
+                throw new ArgumentOutOfRangeException(nameof(options), options.DiskCount, "DiskCount must be 0 to 16.");
+            }
+            if (options.MemoryMiB < 96)
+            {
+                throw new ArgumentOutOfRangeException(nameof(options), options.MemoryMiB, "MemoryMiB must be at least 96: the guest kernel does not boot in 64 MiB.");
+            }
             _options = options;
             WorkFolder = Path.Combine(Path.GetTempPath(), "vmq-guest-" + Guid.NewGuid().ToString("N", CultureInfo.InvariantCulture).Substring(0, 12));
             QmpSocketPath = Path.Combine(WorkFolder, "qmp.sock");
