@@ -56,32 +56,6 @@ function Get-NuGetPackageFolder {
     return ($line -replace '^global-packages:\s*', '').Trim()
 }
 
-function Install-DebianPackage {
-    # Installs missing Debian packages when running as root on Debian; elsewhere says what is
-    # missing and returns $false so the caller can report the dependent tests as skipped.
-    param([string[]] $Name)
-    $missing = @($Name | Where-Object {
-        $status = & dpkg-query -W -f '${Status}' $_ 2>$null
-        $status -notlike '*install ok installed*'
-    })
-    if (-not $missing) { return $true }
-    $isDebianRoot = (Test-Path /etc/debian_version) -and ((& id -u) -eq '0')
-    if (-not $isDebianRoot) {
-        Write-Warning "Missing packages: $($missing -join ', '). Install them (Debian: apt-get install $($missing -join ' ')) to run the tests that need them."
-        return $false
-    }
-    Write-Host "Installing Debian packages: $($missing -join ', ')"
-    if (-not (Test-Path /var/lib/apt/lists/lock) -or -not (Get-ChildItem /var/lib/apt/lists -Filter '*Packages*' -ErrorAction SilentlyContinue)) {
-        Invoke-Native apt-get @('update', '-qq')
-    }
-    & apt-get install -y -qq --no-install-recommends @missing
-    if ($LASTEXITCODE -ne 0) {
-        Invoke-Native apt-get @('update', '-qq')
-        Invoke-Native apt-get (@('install', '-y', '-qq', '--no-install-recommends') + $missing)
-    }
-    return $true
-}
-
 function Invoke-Clean {
     if (Test-Path $OutRoot) { Remove-Item $OutRoot -Recurse -Force }
     Get-ChildItem $Root -Include bin, obj -Recurse -Directory |
