@@ -66,7 +66,9 @@ namespace VmQuiesce.Commands
         private void Configure(string file)
         {
             VmwareConfigDocument? current = VmwareConfigFile.TryRead(file);
+            // Both are asked before ApplyTo, which edits the document that was read.
             var changes = _desired!.Compare(file, current);
+            bool turnsOnOverwrite = _desired.TurnsOnOverwriteSnapshots(current);
             var document = current ?? new VmwareConfigDocument();
             if (!_desired.ApplyTo(document))
             {
@@ -75,7 +77,6 @@ namespace VmQuiesce.Commands
                 return;
             }
 
-            bool turnsOnOverwrite = _desired.TurnsOnOverwriteSnapshots(current);
             if (turnsOnOverwrite)
             {
                 WriteWarning($"Turning on {VssWriterConfig.OverwriteSnapshotsName} in '{file}': during a backup, VMware's VSS writer will overwrite each VM's existing snapshot, " +
