@@ -35,8 +35,8 @@ BeforeAll {
         param([string] $Script, [string] $Folder)
         $shell = [powershell]::Create()
         try {
-            $null = $shell.AddScript("param(`$ModulePath, `$Folder) Import-Module `$ModulePath; $Script").
-                AddArgument($env:VMQUIESCE_MODULE_PATH).AddArgument($Folder)
+            $null = $shell.AddScript("param(`$ModulePath, `$Folder) Import-Module `$ModulePath; $Script")
+            $null = $shell.AddArgument($env:VMQUIESCE_MODULE_PATH).AddArgument($Folder)
             $output = $shell.Invoke()
             [pscustomobject]@{ Output = $output; Errors = @($shell.Streams.Error); Warnings = @($shell.Streams.Warning) }
         }
