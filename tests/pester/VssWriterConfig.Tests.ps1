@@ -269,6 +269,12 @@ Describe 'Set-VssWriterConfig' {
         [IO.File]::ReadAllText($file) | Should -Match 'text = "a\|7Cb"'
     }
 
+    It 'appends new settings in name order, so the same command writes the same file everywhere' {
+        Set-VssWriterConfig -Path $folder -Setting @{ zeta = '1'; Alpha = '2'; mid = '3' }
+
+        [IO.File]::ReadAllText($file) | Should -Be "Alpha = `"2`"`r`nmid = `"3`"`r`nzeta = `"1`"`r`n"
+    }
+
     It 'writes nothing when the file already says so: timestamp and bytes stay, no .bak' {
         [IO.File]::WriteAllText($file, "vmwriter.overwriteSnapshots = `"true`"`n")
         [IO.File]::SetLastWriteTimeUtc($file, $LongAgo)
@@ -349,6 +355,7 @@ Describe 'Set-VssWriterConfig' {
         @{ Case = 'a value with a carriage return'; ErrorId = 'InvalidSettingValue'; Arguments = @{ Setting = @{ a = "one`rtwo" } } }
         @{ Case = 'quote injection'; ErrorId = 'InvalidSettingValue'; Arguments = @{ Setting = @{ a = 'x" vmwriter.overwriteSnapshots = "TRUE' } } }
         @{ Case = 'a control character'; ErrorId = 'InvalidSettingValue'; Arguments = @{ Setting = @{ a = "bell`a" } } }
+        @{ Case = 'a list as a value'; ErrorId = 'InvalidSettingValue'; Arguments = @{ Setting = @{ a = 1, 2 } } }
         @{ Case = 'a name with a space'; ErrorId = 'InvalidSettingName'; Arguments = @{ Setting = @{ 'a b' = '1' } } }
         @{ Case = 'a name with ='; ErrorId = 'InvalidSettingName'; Arguments = @{ Setting = @{ 'a=b' = '1' } } }
         @{ Case = 'a name with #'; ErrorId = 'InvalidSettingName'; Arguments = @{ Setting = @{ 'a#b' = '1' } } }

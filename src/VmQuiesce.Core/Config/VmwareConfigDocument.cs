@@ -18,6 +18,7 @@ namespace VmQuiesce.Core.Config
 
         private static readonly byte[] Utf8Bom = { 0xEF, 0xBB, 0xBF };
         private static readonly Encoding StrictUtf8 = new UTF8Encoding(false, true);
+        private static readonly char[] LineBreaks = { '\r', '\n' };
 
         private readonly List<Line> _lines;
 
@@ -89,7 +90,7 @@ namespace VmQuiesce.Core.Config
             int position = 0;
             while (position < text.Length)
             {
-                int end = text.IndexOfAny(new[] { '\r', '\n' }, position);
+                int end = text.IndexOfAny(LineBreaks, position);
                 string content;
                 string terminator;
                 if (end < 0)

@@ -18,7 +18,8 @@ namespace VmQuiesce.Core.Platform
         private const int KeyQueryValue = 0x0001;
         private const int RegSz = 1;
         private const int RegExpandSz = 2;
-        private static readonly UIntPtr HKeyLocalMachine = new UIntPtr(0x80000002u);
+        // Sign-extended on 64-bit, as the Windows headers define it ((HKEY)(ULONG_PTR)(LONG)0x80000002).
+        private static readonly IntPtr HKeyLocalMachine = new IntPtr(unchecked((int)0x80000002));
 
         /// <summary>Which registry view to read on 64-bit Windows (the 32-bit one is Wow6432Node).</summary>
         public enum View
@@ -83,7 +84,7 @@ namespace VmQuiesce.Core.Platform
         }
 
         [DllImport("advapi32.dll", CharSet = CharSet.Unicode, ExactSpelling = true)]
-        private static extern int RegOpenKeyExW(UIntPtr hKey, string lpSubKey, int ulOptions, int samDesired, out IntPtr phkResult);
+        private static extern int RegOpenKeyExW(IntPtr hKey, string lpSubKey, int ulOptions, int samDesired, out IntPtr phkResult);
 
         [DllImport("advapi32.dll", CharSet = CharSet.Unicode, ExactSpelling = true)]
         private static extern int RegQueryValueExW(IntPtr hKey, string lpValueName, IntPtr lpReserved, out int lpType, byte[] lpData, ref int lpcbData);

@@ -44,7 +44,8 @@ namespace VmQuiesce.Commands
 
         /// <summary>
         /// -Setting as name/value pairs: $null means "remove the setting", $true/$false become TRUE/FALSE
-        /// (how VMware writes booleans), numbers use the invariant culture.
+        /// (how VMware writes booleans), numbers use the invariant culture. Sorted by name, because a
+        /// hashtable has no order and the same command should write the same file everywhere.
         /// </summary>
         public static List<KeyValuePair<string, string?>> Settings(Hashtable? setting)
         {
@@ -57,18 +58,21 @@ namespace VmQuiesce.Commands
             foreach (DictionaryEntry entry in setting)
             {
                 string name = Text(entry.Key) ?? string.Empty;
-                pairs.Add(new KeyValuePair<string, string?>(name, Text(entry.Value)));
+                pairs.Add(new KeyValuePair<string, string?>(name, Text(entry.Value, name)));
             }
 
+            pairs.Sort((a, b) => StringComparer.OrdinalIgnoreCase.Compare(a.Key, b.Key));
             return pairs;
         }
 
-        private static string? Text(object? value)
+        private static string? Text(object? value, string? settingName = null)
         {
             object? bare = value is PSObject wrapped ? wrapped.BaseObject : value;
             return bare switch
             {
                 null => null,
+                IEnumerable when !(bare is string) => throw new VmQuiesceException("InvalidSettingValue", FailureKind.InvalidArgument,
+                    $"The value of setting '{settingName}' is a list ({bare.GetType().Name}). Expected a single value: a string, number or boolean.", settingName),
                 bool b => b ? "TRUE" : "FALSE",
                 IFormattable formattable => formattable.ToString(null, CultureInfo.InvariantCulture),
                 _ => bare.ToString(),
