@@ -14,4 +14,16 @@ namespace VmQuiesce.Core.Tests
             }
         }
     }
+
+    /// <summary>A fact about Unix behaviour (file modes, signals), reported as skipped on Windows.</summary>
+    public sealed class UnixFactAttribute : FactAttribute
+    {
+        public UnixFactAttribute()
+        {
+            if (HostPlatform.IsWindows)
+            {
+                Skip = "Linux and macOS only (this is Windows).";
+            }
+        }
+    }
 }

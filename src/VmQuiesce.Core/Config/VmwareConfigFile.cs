@@ -1,5 +1,7 @@
 using System;
 using System.IO;
+using System.Reflection;
+using VmQuiesce.Core.Platform;
 
 namespace VmQuiesce.Core.Config
 {
@@ -64,6 +66,7 @@ namespace VmQuiesce.Core.Config
 
                 if (exists)
                 {
+                    CopyUnixFileMode(path, temporary);
                     File.Replace(temporary, path, path + BackupExtension);
                 }
                 else
@@ -182,6 +185,26 @@ namespace VmQuiesce.Core.Config
             }
 
             return new VmQuiesceException(otherId, otherKind, $"Could not {action} '{path}': {e.Message}", path, e);
+        }
+
+        /// <summary>
+        /// Gives the new file the old one's permission bits, which a rename would otherwise reset to the
+        /// umask default (on Windows, File.Replace keeps attributes and ACLs itself). The API exists from
+        /// .NET 7 (PowerShell 7.3+); netstandard2.0 cannot name it, so it is found at run time.
+        /// </summary>
+        private static void CopyUnixFileMode(string from, string to)
+        {
+            if (HostPlatform.IsWindows)
+            {
+                return;
+            }
+
+            MethodInfo? get = typeof(File).GetMethod("GetUnixFileMode", new[] { typeof(string) });
+            MethodInfo? set = get == null ? null : typeof(File).GetMethod("SetUnixFileMode", new[] { typeof(string), get.ReturnType });
+            if (get != null && set != null)
+            {
+                set.Invoke(null, new[] { to, get.Invoke(null, new object[] { from }) });
+            }
         }
 
         private static void TryDelete(string path)

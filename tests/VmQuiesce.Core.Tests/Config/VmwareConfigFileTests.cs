@@ -51,6 +51,23 @@ namespace VmQuiesce.Core.Tests.Config
             Assert.Equal(new[] { "vmvsswriter.cfg", "vmvsswriter.cfg.bak" }, folder.Names().OrderBy(n => n, StringComparer.Ordinal));
         }
 
+        [UnixFact]
+        public void AnUpdateKeepsTheFilesPermissionBits()
+        {
+            using var folder = new TempFolder();
+            string path = folder.File("vmvsswriter.cfg");
+            File.WriteAllText(path, "a = \"1\"\n");
+            const UnixFileMode OwnerOnly = UnixFileMode.UserRead | UnixFileMode.UserWrite;
+            File.SetUnixFileMode(path, OwnerOnly);
+            VmwareConfigDocument document = VmwareConfigFile.TryRead(path)!;
+            document.SetValue("a", "2");
+
+            VmwareConfigFile.Write(path, document);
+
+            Assert.Equal("a = \"2\"\n", File.ReadAllText(path));
+            Assert.Equal(OwnerOnly, File.GetUnixFileMode(path));
+        }
+
         [Fact]
         public void AnUnchangedDocumentIsNotWrittenAndTheTimestampStays()
         {
