@@ -1,6 +1,7 @@
 using System;
 using System.IO;
 using System.Reflection;
+using System.Runtime.ExceptionServices;
 using VmQuiesce.Core.Platform;
 
 namespace VmQuiesce.Core.Config
@@ -203,7 +204,15 @@ namespace VmQuiesce.Core.Config
             MethodInfo? set = get == null ? null : typeof(File).GetMethod("SetUnixFileMode", new[] { typeof(string), get.ReturnType });
             if (get != null && set != null)
             {
-                set.Invoke(null, new[] { to, get.Invoke(null, new object[] { from }) });
+                try
+                {
+                    set.Invoke(null, new[] { to, get.Invoke(null, new object[] { from }) });
+                }
+                catch (TargetInvocationException e) when (e.InnerException != null)
+                {
+                    // Report the file system's own exception, which the caller maps to an error id.
+                    ExceptionDispatchInfo.Capture(e.InnerException).Throw();
+                }
             }
         }
 
