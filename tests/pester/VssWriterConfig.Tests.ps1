@@ -85,7 +85,7 @@ Describe 'Cmdlet metadata' {
     It 'declares its output types' {
         (Get-Command Get-VssWriterConfig).OutputType.Name | Should -Be $ConfigType
         (Get-Command Set-VssWriterConfig).OutputType.Name | Should -Be $ConfigType
-        (Get-Command Test-VssWriterConfig).OutputType.Name | Should -Be @('System.Boolean', $DifferenceType)
+        @((Get-Command Test-VssWriterConfig).OutputType.Name | Sort-Object) | Should -Be @('System.Boolean', $DifferenceType)
     }
 
     It 'Set and Test take -OverwriteSnapshots as a boolean and -Setting as a hashtable' {
