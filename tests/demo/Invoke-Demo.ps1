@@ -1,52 +1,58 @@
 <#
 .SYNOPSIS
-    The README's "main job" command: shows VmQuiesce's capabilities end to end against the built module.
-.DESCRIPTION
-    Runs in a fresh process (build.ps1 -Task Demo starts it) in a temporary folder that it removes at the end.
-    Step 1 of the classic recipe: the VMware VSS writer configuration (vmvsswriter.cfg).
+    Shows VmQuiesce end to end against the built module. Until the backup cmdlets land, it walks
+    through the VMware VSS writer configuration (vmvsswriter.cfg) in a temporary "install folder".
 #>
-param([Parameter(Mandatory)] [string] $ModulePath)
-
+param(
+    [Parameter(Mandatory)] [string] $ModulePath
+)
 $ErrorActionPreference = 'Stop'
 Import-Module $ModulePath -Force
 
-function Write-Step([string] $Text) { Write-Host "`n== $Text" -ForegroundColor Cyan }
+function Write-Step {
+    param([string] $Text)
+    Write-Host ''
+    Write-Host "== $Text" -ForegroundColor Cyan
+}
 
-$demoRoot = Join-Path ([IO.Path]::GetTempPath()) "vmquiesce-demo-$PID"
-$serverFolder = New-Item -ItemType Directory -Path (Join-Path $demoRoot 'VMware Server') -Force
+$folder = Join-Path ([IO.Path]::GetTempPath()) ("VmQuiesce demo " + [guid]::NewGuid().ToString('N').Substring(0, 8))
+$null = New-Item -ItemType Directory -Path $folder
+$file = Join-Path $folder 'vmvsswriter.cfg'
 try {
-    Write-Step 'A VMware Server folder without vmvsswriter.cfg: the writer keeps existing snapshots'
-    Get-VssWriterConfig -Path $serverFolder.FullName | Format-List | Out-Host
+    Write-Step "A VMware Server install folder without vmvsswriter.cfg: $folder"
+    Get-VssWriterConfig -Path $folder | Format-Table | Out-Host
 
-    Write-Step 'Is the writer allowed to overwrite snapshots? (Test-VssWriterConfig -Detailed)'
-    Test-VssWriterConfig -Path $serverFolder.FullName -OverwriteSnapshots $true -Detailed | Format-Table | Out-Host
+    Write-Step 'What must change so the VSS writer may overwrite VM snapshots?'
+    Test-VssWriterConfig -Path $folder -OverwriteSnapshots $true -Detailed | Format-Table | Out-Host
 
-    Write-Step 'What would change (-WhatIf): nothing is written'
-    Set-VssWriterConfig -Path $serverFolder.FullName -OverwriteSnapshots $true -WhatIf
+    Write-Step 'Set it (a script confirms the High-impact change with -Confirm:$false; the warning still shows)'
+    Set-VssWriterConfig -Path $folder -OverwriteSnapshots $true -Confirm:$false -PassThru | Format-List | Out-Host
+    Get-Content -LiteralPath $file | Out-Host
 
-    Write-Step 'Allow it (warned: a snapshot taken by hand will be overwritten); -Confirm:$false as a script would'
-    Set-VssWriterConfig -Path $serverFolder.FullName -OverwriteSnapshots $true -Confirm:$false -PassThru | Format-List | Out-Host
-    Write-Host (Get-Content -Raw (Join-Path $serverFolder.FullName 'vmvsswriter.cfg'))
+    Write-Step 'An administrator adds a comment by hand; a later change keeps it, byte for byte'
+    [IO.File]::WriteAllText($file, "# Changed for the nightly backup, ticket 4711`r`n" + [IO.File]::ReadAllText($file))
+    Set-VssWriterConfig -Path $folder -Setting @{ 'vmwriter.logLevel' = 'verbose' }
+    Get-Content -LiteralPath $file | Out-Host
+    Write-Host "Previous version kept as $(Split-Path -Leaf "$file.bak")"
 
-    Write-Step 'Setting it again changes nothing: the file is not rewritten'
-    $before = (Get-Item (Join-Path $serverFolder.FullName 'vmvsswriter.cfg')).LastWriteTimeUtc
-    Set-VssWriterConfig -Path $serverFolder.FullName -OverwriteSnapshots $true -Confirm:$false
-    $after = (Get-Item (Join-Path $serverFolder.FullName 'vmvsswriter.cfg')).LastWriteTimeUtc
-    Write-Host "Unchanged timestamp: $($before -eq $after)"
-    Write-Host "Test-VssWriterConfig now: $(Test-VssWriterConfig -Path $serverFolder.FullName -OverwriteSnapshots $true)"
+    Write-Step 'Running the same command again writes nothing (idempotent)'
+    $before = (Get-Item -LiteralPath $file).LastWriteTimeUtc
+    Set-VssWriterConfig -Path $folder -Setting @{ 'vmwriter.logLevel' = 'verbose' } -Verbose
+    Write-Host "Timestamp unchanged: $($before -eq (Get-Item -LiteralPath $file).LastWriteTimeUtc)"
+    Write-Host "In the desired state: $(Test-VssWriterConfig -Path $folder -OverwriteSnapshots $true -Setting @{ 'vmwriter.logLevel' = 'verbose' })"
 
-    Write-Step 'Bad input is refused before anything changes'
+    Write-Step 'Bad input is refused before anything is written'
     try {
-        Set-VssWriterConfig -Path $serverFolder.FullName -Setting @{ 'vmwriter.note' = "two`nlines" } -Confirm:$false
+        Set-VssWriterConfig -Path $folder -Setting @{ 'vmwriter.note' = 'x" vmwriter.overwriteSnapshots = "FALSE' }
     }
     catch {
-        Write-Host "Refused: [$($_.FullyQualifiedErrorId)] $($_.Exception.Message)"
+        Write-Host "$($_.FullyQualifiedErrorId): $($_.Exception.Message)"
     }
 
-    Write-Step 'Remove the file (the previous version stays as vmvsswriter.cfg.bak)'
-    Remove-VssWriterConfig -Path $serverFolder.FullName -Confirm:$false
-    Get-ChildItem $serverFolder.FullName | Select-Object Name, Length | Format-Table | Out-Host
+    Write-Step 'Remove it (kept as vmvsswriter.cfg.bak)'
+    Remove-VssWriterConfig -Path $folder -Confirm:$false
+    Get-ChildItem -LiteralPath $folder | Format-Table Name, Length | Out-Host
 }
 finally {
-    Remove-Item $demoRoot -Recurse -Force -ErrorAction SilentlyContinue
+    Remove-Item -LiteralPath $folder -Recurse -Force
 }

@@ -1,0 +1,86 @@
+using System;
+using System.Collections;
+using System.Collections.Generic;
+using System.Globalization;
+using System.Management.Automation;
+using VmQuiesce.Core;
+using VmQuiesce.Core.Config;
+
+namespace VmQuiesce.Commands
+{
+    /// <summary>Binding helpers the four *-VssWriterConfig cmdlets share: -Path to a file, -Setting to names and values.</summary>
+    internal static class VssWriterConfigParameters
+    {
+        /// <summary>The paths to work on: the given ones, or one null that stands for "find VMware Server".</summary>
+        public static IEnumerable<string?> PathsOrDefault(string[]? paths) =>
+            paths == null || paths.Length == 0 ? new string?[] { null } : paths;
+
+        /// <summary>The vmvsswriter.cfg that <paramref name="path"/> (a folder or file, relative to the current location) names.</summary>
+        public static string ResolveFile(PSCmdlet cmdlet, string? path)
+        {
+            if (path == null)
+            {
+                return VssWriterConfigLocation.FindDefault();
+            }
+
+            string fullPath;
+            ProviderInfo provider;
+            try
+            {
+                fullPath = cmdlet.SessionState.Path.GetUnresolvedProviderPathFromPSPath(path, out provider, out _);
+            }
+            catch (Exception e) when (e is ItemNotFoundException || e is DriveNotFoundException || e is ProviderNotFoundException || e is NotSupportedException)
+            {
+                throw InvalidPath(path, e.Message, e);
+            }
+
+            if (!string.Equals(provider.Name, "FileSystem", StringComparison.OrdinalIgnoreCase))
+            {
+                throw InvalidPath(path, $"it belongs to the {provider.Name} provider", null);
+            }
+
+            return VssWriterConfigLocation.Resolve(fullPath);
+        }
+
+        /// <summary>
+        /// -Setting as name/value pairs: $null means "remove the setting", $true/$false become TRUE/FALSE
+        /// (how VMware writes booleans), numbers use the invariant culture. Sorted by name, because a
+        /// hashtable has no order and the same command should write the same file everywhere.
+        /// </summary>
+        public static List<KeyValuePair<string, string?>> Settings(Hashtable? setting)
+        {
+            var pairs = new List<KeyValuePair<string, string?>>();
+            if (setting == null)
+            {
+                return pairs;
+            }
+
+            foreach (DictionaryEntry entry in setting)
+            {
+                string name = Text(entry.Key) ?? string.Empty;
+                pairs.Add(new KeyValuePair<string, string?>(name, Text(entry.Value, name)));
+            }
+
+            pairs.Sort((a, b) => StringComparer.OrdinalIgnoreCase.Compare(a.Key, b.Key));
+            return pairs;
+        }
+
+        private static string? Text(object? value, string? settingName = null)
+        {
+            object? bare = value is PSObject wrapped ? wrapped.BaseObject : value;
+            return bare switch
+            {
+                null => null,
+                IEnumerable when !(bare is string) => throw new VmQuiesceException("InvalidSettingValue", FailureKind.InvalidArgument,
+                    $"The value of setting '{settingName}' is a list ({bare.GetType().Name}). Expected a single value: a string, number or boolean.", settingName),
+                bool b => b ? "TRUE" : "FALSE",
+                IFormattable formattable => formattable.ToString(null, CultureInfo.InvariantCulture),
+                _ => bare.ToString(),
+            };
+        }
+
+        private static VmQuiesceException InvalidPath(string path, string why, Exception? inner) =>
+            new VmQuiesceException("InvalidConfigPath", FailureKind.InvalidArgument,
+                $"The path '{path}' cannot hold vmvsswriter.cfg: {why}. Expected a file system folder or file path.", path, inner);
+    }
+}

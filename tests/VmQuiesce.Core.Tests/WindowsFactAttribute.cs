@@ -1,0 +1,29 @@
+using VmQuiesce.Core.Platform;
+using Xunit;
+
+namespace VmQuiesce.Core.Tests
+{
+    /// <summary>A fact that runs only on Windows and is reported as skipped, with the reason, elsewhere.</summary>
+    public sealed class WindowsFactAttribute : FactAttribute
+    {
+        public WindowsFactAttribute()
+        {
+            if (!HostPlatform.IsWindows)
+            {
+                Skip = $"Windows only (this is {HostPlatform.Name}).";
+            }
+        }
+    }
+
+    /// <summary>A fact about Unix behaviour (file modes, signals), reported as skipped on Windows.</summary>
+    public sealed class UnixFactAttribute : FactAttribute
+    {
+        public UnixFactAttribute()
+        {
+            if (HostPlatform.IsWindows)
+            {
+                Skip = "Linux and macOS only (this is Windows).";
+            }
+        }
+    }
+}
