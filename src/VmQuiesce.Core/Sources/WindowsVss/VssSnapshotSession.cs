@@ -86,20 +86,23 @@ namespace VmQuiesce.Core.Sources.WindowsVss
         private readonly IVssHost _host;
         private readonly VssSnapshotRequest _request;
         private readonly Action<string> _warn;
+        private readonly Action<string> _verbose;
         private readonly Dictionary<string, string?> _services = new Dictionary<string, string?>(StringComparer.OrdinalIgnoreCase);
         private readonly Dictionary<string, VssVolume> _volumeOfPath = new Dictionary<string, VssVolume>(StringComparer.OrdinalIgnoreCase);
         private readonly List<VssShadowVolume> _volumes = new List<VssShadowVolume>();
         private readonly List<VssSelectedComponent> _selected = new List<VssSelectedComponent>();
         private readonly List<string> _warnings = new List<string>();
         private IVssBackupComponentsApi? _components;
+        private string? _comSecurityNote;
         private bool _abortNeeded;
         private bool _snapshotsExist;
 
-        private VssSnapshotSession(IVssHost host, VssSnapshotRequest request, Action<string>? warn)
+        private VssSnapshotSession(IVssHost host, VssSnapshotRequest request, Action<string>? warn, Action<string>? verbose)
         {
             _host = host;
             _request = request;
             _warn = warn ?? (_ => { });
+            _verbose = verbose ?? (_ => { });
         }
 
         public Guid SnapshotSetId { get; private set; }
@@ -120,9 +123,9 @@ namespace VmQuiesce.Core.Sources.WindowsVss
         public bool Completed { get; private set; }
 
         /// <summary>Every writer on the machine with its status (what Get-VssWriter shows).</summary>
-        public static IReadOnlyList<VssWriterInfo> ListWriters(IVssHost host, VssSnapshotRequest request, Action<string>? warn, CancellationToken cancel)
+        public static IReadOnlyList<VssWriterInfo> ListWriters(IVssHost host, VssSnapshotRequest request, Action<string>? warn, Action<string>? verbose, CancellationToken cancel)
         {
-            using var session = new VssSnapshotSession(host, request, warn);
+            using var session = new VssSnapshotSession(host, request, warn, verbose);
             session.Start();
             session.Initialize(cancel);
             IReadOnlyList<VssWriterInfo> writers = session.GatherStatus("GatherWriterMetadata", failOnInvolvedWriter: false, cancel);
@@ -131,9 +134,9 @@ namespace VmQuiesce.Core.Sources.WindowsVss
         }
 
         /// <summary>Runs the sequence up to and including the shadow copies' properties.</summary>
-        public static VssSnapshotSession Open(IVssHost host, VssSnapshotRequest request, Action<string>? warn, CancellationToken cancel)
+        public static VssSnapshotSession Open(IVssHost host, VssSnapshotRequest request, Action<string>? warn, Action<string>? verbose, CancellationToken cancel)
         {
-            var session = new VssSnapshotSession(host, request, warn);
+            var session = new VssSnapshotSession(host, request, warn, verbose);
             try
             {
                 // Read-only lookups first: a bad path fails before VSS is asked for anything.
@@ -243,13 +246,22 @@ namespace VmQuiesce.Core.Sources.WindowsVss
                 };
             }
 
-            string? securityNote = _host.InitializeComSecurity();
-            if (securityNote != null)
+            // Usually too late inside PowerShell, which is fine unless writers then fail: the note goes to
+            // verbose output and into a writer failure's remedy.
+            _comSecurityNote = _host.InitializeComSecurity();
+            if (_comSecurityNote != null)
             {
-                Warn(securityNote);
+                _verbose(_comSecurityNote);
             }
 
-            _components = _host.CreateBackupComponents();
+            try
+            {
+                _components = _host.CreateBackupComponents();
+            }
+            catch (VssCallException failure)
+            {
+                throw VssErrors.ToException(failure.HResult, "CreateVssBackupComponents", _request.Target);
+            }
         }
 
         private void Initialize(CancellationToken cancel)
@@ -375,7 +387,8 @@ namespace VmQuiesce.Core.Sources.WindowsVss
                         $"The VSS writer {writer.Describe()} (after {after}).", _request.Target)
                     {
                         Remedy = (writer.Service == null ? "Restart the service that hosts the writer" : $"Restart the '{writer.Service}' service (Restart-Service {writer.Service})")
-                            + ", read its entries in the Application event log, then retry; Get-VssWriter shows the writer's state.",
+                            + ", read its entries in the Application event log, then retry; Get-VssWriter shows the writer's state."
+                            + (_comSecurityNote == null ? "" : " " + _comSecurityNote),
                     };
                 }
 
@@ -470,6 +483,7 @@ namespace VmQuiesce.Core.Sources.WindowsVss
         /// <summary>Starts an asynchronous VSS operation and waits for it with a deadline; cancels it on timeout or Ctrl+C.</summary>
         private void Await(string step, Func<IVssBackupComponentsApi, IVssAsyncOperation> start, TimeSpan timeout, CancellationToken cancel)
         {
+            _verbose($"VSS {step}...");
             IVssAsyncOperation operation = Call(step, start);
             try
             {
