@@ -197,7 +197,6 @@ namespace VmQuiesce.Core.Sources.WindowsVss
 
                 Await("BackupComplete", c => c.BackupComplete(), _request.OperationTimeout, cancel);
                 _abortNeeded = false;
-                GatherStatus("BackupComplete", failOnInvolvedWriter: false, cancel);
             }
             catch
             {
@@ -205,8 +204,20 @@ namespace VmQuiesce.Core.Sources.WindowsVss
                 throw;
             }
 
-            DeleteSnapshotsReporting();
-            Release();
+            // The backup is complete now: a writer failing its post-backup work is worth a warning, not a failed backup.
+            try
+            {
+                GatherStatus("BackupComplete", failOnInvolvedWriter: false, cancel);
+            }
+            catch (VmQuiesceException failure)
+            {
+                Warn(failure.Message);
+            }
+            finally
+            {
+                DeleteSnapshotsReporting();
+                Release();
+            }
         }
 
         public void Dispose() => Complete(false, CancellationToken.None);
