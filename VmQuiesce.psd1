@@ -11,6 +11,7 @@
     DotNetFrameworkVersion = '4.7.2'
     FormatsToProcess     = @('VmQuiesce.Format.ps1xml')
     CmdletsToExport      = @(
+        'Get-VssWriter'
         'Get-VssWriterConfig'
         'Set-VssWriterConfig'
         'Test-VssWriterConfig'
