@@ -21,7 +21,7 @@ Describe 'Get-VssWriter' {
 
     It 'shows an unknown service, a state and the last error by name in its table' {
         $writer = [VmQuiesce.Core.Sources.WindowsVss.VssWriterInfo]::new('Test Writer', [guid]::NewGuid(), [guid]::NewGuid(),
-            [VmQuiesce.Core.Sources.WindowsVss.VssWriterState]::FailedAtFreeze, [int]0x800423F2 - 0x100000000, $null)
+            [VmQuiesce.Core.Sources.WindowsVss.VssWriterState]::FailedAtFreeze, [int]0x800423F2, $null)
         $text = $writer | Format-Table | Out-String -Width 200
         $text | Should -Match 'Test Writer\s+FailedAtFreeze\s+VSS_E_WRITERERROR_TIMEOUT\s+unknown'
         ($writer | Format-List | Out-String -Width 200) | Should -Match 'LastError\s+:\s+0x800423F2 VSS_E_WRITERERROR_TIMEOUT'

@@ -89,7 +89,7 @@ namespace VmQuiesce.Core.Sources.WindowsVss
             InstanceId = instanceId;
             State = state;
             LastError = lastError;
-            Service = service;
+            Service = string.IsNullOrEmpty(service) ? null : service;
             LastErrorName = VssErrors.NameOf(lastError);
             LastErrorMeaning = VssErrors.MeaningOf(lastError);
         }
