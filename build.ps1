@@ -139,6 +139,9 @@ function Invoke-Docs {
 }
 
 function Invoke-Package {
+    if (-not (Get-Command Publish-PSResource -ErrorAction SilentlyContinue)) {
+        throw 'Packaging needs Microsoft.PowerShell.PSResourceGet: PowerShell 7.4+ ships it; in Windows PowerShell 5.1 run Install-Module Microsoft.PowerShell.PSResourceGet -Scope CurrentUser.'
+    }
     if (Test-Path $PackageOut) { Remove-Item $PackageOut -Recurse -Force }
     New-Item -ItemType Directory -Path $PackageOut | Out-Null
     $repository = "VmQuiesceBuild-$PID"

@@ -24,8 +24,8 @@ Describe 'Get-Help <Name> -Full' -ForEach $cmdlets {
     BeforeAll {
         $help = Get-Help $Name -Full
         $command = Get-Command $Name
-        $commonParameters = [System.Management.Automation.PSCmdlet]::CommonParameters +
-            [System.Management.Automation.PSCmdlet]::OptionalCommonParameters
+        $commonParameters = @([System.Management.Automation.PSCmdlet]::CommonParameters) +
+            @([System.Management.Automation.PSCmdlet]::OptionalCommonParameters)
     }
 
     It 'comes from the compiled help file, not the syntax-only fallback' {

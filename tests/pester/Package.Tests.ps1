@@ -61,7 +61,7 @@ Describe 'The package that build.ps1 -Task Package makes' {
 
     It 'ships only VmQuiesce''s own assemblies' {
         if (-not $psResourceGet) { Set-ItResult -Skipped -Because 'Microsoft.PowerShell.PSResourceGet is not installed (Install-Module Microsoft.PowerShell.PSResourceGet)'; return }
-        @(Get-ChildItem $installed -Recurse -Filter *.dll | ForEach-Object Name | Sort-Object) | Should -Be @('VmQuiesce.Core.dll', 'VmQuiesce.dll')
+        (@(Get-ChildItem $installed -Recurse -Filter *.dll | ForEach-Object Name | Sort-Object) -join ', ') | Should -Be 'VmQuiesce.Core.dll, VmQuiesce.dll'
     }
 
     It 'imports by name in a fresh process from where it was installed, with the manifest''s version' {
@@ -72,6 +72,6 @@ Describe 'The package that build.ps1 -Task Package makes' {
 
     It 'exports the same cmdlets as the built module' {
         if (-not $psResourceGet) { Set-ItResult -Skipped -Because 'Microsoft.PowerShell.PSResourceGet is not installed (Install-Module Microsoft.PowerShell.PSResourceGet)'; return }
-        @($imported.Cmdlets | Where-Object { $_ }) | Should -Be $builtCmdlets
+        (@($imported.Cmdlets) -join ', ') | Should -Be ($builtCmdlets -join ', ')
     }
 }
