@@ -254,6 +254,7 @@ namespace VmQuiesce.Core.Tests.Help
         [InlineData("## PARAMETERS\n\n", "## PARAMETERS\n\nStray text.\n\n", 18, "PARAMETERS must start with a '### ' heading")]
         [InlineData("### -Name\n", "### Name with spaces\n", 18, "is not a parameter heading")]
         [InlineData("# Get-Broken", "# Get-Other", 1, "does not match its file name 'Get-Broken.md'")]
+        [InlineData("Text.\n", "{{ Fill in the Description }}\n", 7, "'{{ Fill in the Description }}' is a platyPS placeholder")]
         [InlineData("## DESCRIPTION\nText.\n", "## DESCRIPTION\nText.\n\n## SYNOPSIS\nAgain.\n", 9, "the section '## SYNOPSIS' appears twice")]
         public void MalformedPageIsAnErrorNamingFileAndLine(string find, string replace, int line, string message)
         {
