@@ -34,7 +34,7 @@ Describe 'The package that build.ps1 -Task Package makes' {
             Save-PSResource -Name VmQuiesce -Version $manifest.ModuleVersion -Repository $repository -Path $installRoot -TrustRepository
             $imported = Invoke-FreshPowerShell @"
 `$ErrorActionPreference = 'Stop'
-`$env:PSModulePath = '$installRoot' + [IO.Path]::PathSeparator + `$env:PSModulePath
+`$env:PSModulePath = '$($installRoot -replace "'", "''")' + [IO.Path]::PathSeparator + `$env:PSModulePath
 `$module = Import-Module VmQuiesce -PassThru
 [pscustomobject]@{
     Version    = `$module.Version.ToString()
