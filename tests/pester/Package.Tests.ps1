@@ -1,6 +1,12 @@
 BeforeAll {
     Import-Module $env:VMQUIESCE_MODULE_PATH -Force
 
+    function Get-RelativeFile {
+        param([string] $Folder)
+        $root = (Get-Item $Folder).FullName.TrimEnd('\', '/')
+        Get-ChildItem $root -Recurse -File | ForEach-Object { $_.FullName.Substring($root.Length + 1).Replace('\', '/') } | Sort-Object
+    }
+
     function Invoke-FreshPowerShell {
         # Runs a script in a new process of this same PowerShell (powershell.exe on 5.1; pwsh, or
         # dotnet + pwsh.dll when run as the dotnet tool) and returns what it writes as JSON.
@@ -52,11 +58,13 @@ Describe 'The package that build.ps1 -Task Package makes' {
         if (Test-Path $installRoot) { Remove-Item $installRoot -Recurse -Force }
     }
 
-    It 'installs from a local PSResourceGet repository with the module, its formats and its compiled help' {
+    It 'installs from a local PSResourceGet repository with every file the build made' {
         if (-not $psResourceGet) { Set-ItResult -Skipped -Because 'Microsoft.PowerShell.PSResourceGet is not installed (Install-Module Microsoft.PowerShell.PSResourceGet)'; return }
-        foreach ($file in 'VmQuiesce.psd1', 'VmQuiesce.dll', 'VmQuiesce.Core.dll', 'VmQuiesce.Format.ps1xml', 'en-US/VmQuiesce.dll-Help.xml', 'en-US/about_VmQuiesce.help.txt') {
-            Join-Path $installed $file | Should -Exist -Because "the package must ship $file"
-        }
+        $built = Split-Path $env:VMQUIESCE_MODULE_PATH
+        $expected = @(Get-RelativeFile $built)
+        $expected | Should -Contain 'VmQuiesce.Format.ps1xml'
+        $expected | Should -Contain 'en-US/about_VmQuiesce.help.txt'
+        (@(Get-RelativeFile $installed) -join ', ') | Should -Be ($expected -join ', ')
     }
 
     It 'ships only VmQuiesce''s own assemblies' {
