@@ -86,12 +86,14 @@ namespace VmQuiesce.HelpCompiler
             foreach (ListItemBlock item in list.OfType<ListItemBlock>())
             {
                 string marker = list.IsOrdered ? $"{number++}{list.OrderedDelimiter} " : "- ";
+                string childIndent = indent + new string(' ', marker.Length);
                 bool first = true;
                 foreach (Block child in item)
                 {
-                    foreach (string line in BlockLines(child, indent + new string(' ', marker.Length)))
+                    // The item's first line carries the marker; the rest hang under its text.
+                    foreach (string line in BlockLines(child, childIndent))
                     {
-                        lines.Add(first ? indent + marker + line.Substring(indent.Length + marker.Length) : line);
+                        lines.Add(first ? indent + marker + line.Substring(Math.Min(childIndent.Length, line.Length)) : line);
                         first = false;
                     }
                 }

@@ -240,6 +240,21 @@ namespace VmQuiesce.Core.Tests.Help
             Assert.Empty(CompileOne(ValidPage));
         }
 
+        [Fact]
+        public void NestedListsAndCodeInListsHangUnderTheirItem()
+        {
+            string page = ValidPage.Replace(
+                "Text.\n",
+                "1. First:\n   - inner one\n   - inner two\n2. Second:\n\n   ```powershell\n   Get-Broken\n   ```\n",
+                StringComparison.Ordinal);
+            Assert.Empty(CompileOne(page));
+
+            XElement command = XDocument.Load(Path.Combine(_temp, "out", "VmQuiesce.dll-Help.xml")).Root!.Element(Command + "command")!;
+            Assert.Equal(
+                new[] { "1. First:", "   - inner one", "   - inner two", "2. Second:", "   Get-Broken" },
+                Paragraphs(command.Element(Maml + "description")));
+        }
+
         [Theory]
         [InlineData("## SYNOPSIS\nDoes a thing.\n\n", "", 1, "has no '## SYNOPSIS' section")]
         [InlineData("Does a thing.\n", "", 3, "the SYNOPSIS is empty")]
