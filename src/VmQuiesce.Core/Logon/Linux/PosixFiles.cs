@@ -197,13 +197,13 @@ namespace VmQuiesce.Core.Logon.Linux
             ushort mask = acl.Find(PosixAcl.Mask) ?? 7;
             if (user.Uid == stat.Uid)
             {
-                return Decide(acl.Find(PosixAcl.UserObj) ?? 0, wanted, $"the owner entry of '{path}'");
+                return Decide(acl.Find(PosixAcl.UserObj) ?? 0, wanted, $"the owner permissions of '{path}'");
             }
 
             ushort? named = acl.Find(PosixAcl.User, user.Uid);
             if (named.HasValue)
             {
-                return Decide((ushort)(named.Value & mask), wanted, $"the ACL entry user:{user.Name} of '{path}' (after the mask)");
+                return Decide((ushort)(named.Value & mask), wanted, $"the masked permissions of ACL entry user:{user.Name} on '{path}'");
             }
 
             bool inAnyGroup = false;
@@ -237,6 +237,6 @@ namespace VmQuiesce.Core.Logon.Linux
             ((permissions & Read) != 0 ? "r" : "-") + ((permissions & Write) != 0 ? "w" : "-") + ((permissions & Execute) != 0 ? "x" : "-");
 
         private static string? Decide(ushort granted, ushort wanted, string source) =>
-            (granted & wanted) == wanted ? null : $"{source} grants {Letters(granted)} where {Letters(wanted)} is needed";
+            (granted & wanted) == wanted ? null : $"{source} allow only {Letters(granted)}, {Letters(wanted)} is needed";
     }
 }
