@@ -7,7 +7,7 @@ using System.Threading;
 namespace VmQuiesce.Core.Logon
 {
     /// <summary>What Set is asked to do.</summary>
-    public sealed class ServiceLogonRequest
+    public sealed record ServiceLogonRequest
     {
         public ServiceLogonRequest(string userName)
         {
