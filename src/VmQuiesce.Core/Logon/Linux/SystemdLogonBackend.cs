@@ -196,7 +196,15 @@ namespace VmQuiesce.Core.Logon.Linux
             }
             else
             {
-                File.Delete(path);
+                try
+                {
+                    File.Delete(path);
+                }
+                catch (Exception e) when (e is IOException || e is UnauthorizedAccessException)
+                {
+                    throw new VmQuiesceException("ServiceConfigChangeFailed", FailureKind.WriteError, $"Cannot remove the drop-in '{path}': {e.Message}", path, e);
+                }
+
                 ReloadIfSystemdSees();
             }
         }
@@ -355,11 +363,22 @@ namespace VmQuiesce.Core.Logon.Linux
         private void WriteDropIn(string path, string content)
         {
             string folder = Path.GetDirectoryName(path)!;
-            Directory.CreateDirectory(folder);
-            string temporary = Path.Combine(folder, "." + DropInFileName + ".tmp-" + Guid.NewGuid().ToString("N"));
-            File.WriteAllText(temporary, content, new UTF8Encoding(false));
-            PosixFiles.ChangeMode(temporary, Convert.ToInt32("644", 8));
-            StateFiles.ReplaceAtomically(temporary, path);
+            try
+            {
+                Directory.CreateDirectory(folder);
+                string temporary = Path.Combine(folder, "." + DropInFileName + ".tmp-" + Guid.NewGuid().ToString("N"));
+                File.WriteAllText(temporary, content, new UTF8Encoding(false));
+                PosixFiles.ChangeMode(temporary, Convert.ToInt32("644", 8));
+                StateFiles.ReplaceAtomically(temporary, path);
+            }
+            catch (Exception e) when (e is IOException || e is UnauthorizedAccessException)
+            {
+                throw new VmQuiesceException("ServiceConfigChangeFailed", FailureKind.WriteError, $"Cannot write the drop-in '{path}': {e.Message}", path, e)
+                {
+                    Remedy = "Run as root, or pass a writable -UnitDirectory.",
+                };
+            }
+
             ReloadIfSystemdSees();
         }
 
