@@ -143,13 +143,15 @@ function Get-TrxCount {
     $ns = @{ t = 'http://microsoft.com/schemas/VisualStudio/TeamTest/2010' }
     $counters = (Select-Xml -Xml $trx -XPath '//t:ResultSummary/t:Counters' -Namespace $ns).Node
     $skipped = @(Select-Xml -Xml $trx -XPath '//t:UnitTestResult[@outcome="NotExecuted"]' -Namespace $ns | ForEach-Object {
-        $reason = ($_.Node.Output.StdOut, $_.Node.Output.ErrorInfo.Message | Where-Object { $_ } | Select-Object -First 1)
+        # A skipped test's only text is its reason (Output/ErrorInfo/Message or Output/StdOut); either may be absent.
+        $reason = $_.Node.InnerText.Trim()
         "$($_.Node.testName): $reason"
     })
     [pscustomobject]@{
         Passed  = [int] $counters.passed
         Failed  = [int] $counters.failed + [int] $counters.error + [int] $counters.timeout + [int] $counters.aborted
-        Skipped = [int] $counters.notExecuted
+        # The trx counters leave skipped tests out of notExecuted; count the results instead.
+        Skipped = $skipped.Count
         SkippedReasons = $skipped
     }
 }

@@ -10,6 +10,7 @@ BeforeAll {
     $suffix = [Guid]::NewGuid().ToString('N').Substring(0, 8)
     $script:userName = "vq$suffix"
     $script:serviceName = "VmQuiesceTest$suffix"
+    $script:displayName = "VmQuiesce test $suffix"
     $script:state = Join-Path $TestDrive 'state'
     $script:vmFolder = New-Item -ItemType Directory -Path (Join-Path $TestDrive 'vms\web01') -Force | ForEach-Object FullName
 
@@ -26,7 +27,7 @@ BeforeAll {
     ([ADSI]"WinNT://$env:COMPUTERNAME/$administrators,group").Add("WinNT://$env:COMPUTERNAME/$userName,user")
 
     # cmd.exe is harmless and is not a service: the SCM accepts the configuration, and a start fails.
-    & sc.exe create $serviceName binPath= "$env:SystemRoot\System32\cmd.exe /c exit 0" start= demand DisplayName= "VmQuiesce test $suffix" | Out-Null
+    & sc.exe create $serviceName binPath= "$env:SystemRoot\System32\cmd.exe /c exit 0" start= demand DisplayName= $displayName | Out-Null
     if ($LASTEXITCODE -ne 0) { throw "sc.exe create $serviceName failed with exit code $LASTEXITCODE" }
     $script:common = @{ ServiceName = $serviceName; StateDirectory = $state }
 }
@@ -46,7 +47,7 @@ Describe 'Service logon on Windows' {
         $info.StartMode | Should -Be 'Manual'
         $info.IsAdministrator | Should -BeTrue
         $info.FolderAccess.CanModify | Should -BeTrue
-        (Get-VssWriterServiceLogon -ServiceName "VmQuiesce test $($serviceName.Substring(13))").ServiceName | Should -Be $serviceName
+        (Get-VssWriterServiceLogon -ServiceName $displayName).ServiceName | Should -Be $serviceName
     }
 
     It 'refuses a wrong password and changes nothing' {

@@ -85,11 +85,11 @@ namespace VmQuiesce.Core.Logon.Windows
                 return ResolveAccount(sidText == "S-1-5-18" ? "LocalSystem" : sidText == "S-1-5-19" ? @"NT AUTHORITY\LocalService" : @"NT AUTHORITY\NetworkService");
             }
 
-            string user = lookup.Substring(lookup.IndexOf('\\') + 1);
-            user = user.Contains("@") ? user.Substring(0, user.IndexOf('@')) : user;
-            string canonical = string.Equals(domain.ToString(), Environment.MachineName, StringComparison.OrdinalIgnoreCase)
+            // The SID's own name, so a UPN (user@example.com) becomes the DOMAIN\sAMAccountName the SCM stores.
+            (string user, string userDomain) = WindowsSecurity.AccountOf(sid);
+            string canonical = string.Equals(userDomain, Environment.MachineName, StringComparison.OrdinalIgnoreCase)
                 ? @".\" + user
-                : domain + @"\" + user;
+                : userDomain + @"\" + user;
             return new LogonAccount(canonical, sidText);
         }
 
@@ -193,7 +193,7 @@ namespace VmQuiesce.Core.Logon.Windows
                 return false;
             }
 
-            string administrators = WindowsSecurity.NameOf(WindowsSecurity.StringToSid(WindowsSecurity.AdministratorsSid));
+            string administrators = WindowsSecurity.AccountOf(WindowsSecurity.StringToSid(WindowsSecurity.AdministratorsSid)).Name;
             (string domain, string user) = Split(account.Name);
             string name = domain == "." ? user : domain + @"\" + user;
             const int IncludeIndirect = 1;

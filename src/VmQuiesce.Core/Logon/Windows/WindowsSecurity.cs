@@ -172,8 +172,8 @@ namespace VmQuiesce.Core.Logon.Windows
             }
         }
 
-        /// <summary>The localized name of a SID ("Administrators", "Administratoren", ...).</summary>
-        public static string NameOf(byte[] sid)
+        /// <summary>The account name and domain of a SID, localized ("Administrators", "Administratoren", ...).</summary>
+        public static (string Name, string Domain) AccountOf(byte[] sid)
         {
             int nameLength = 256;
             int domainLength = 256;
@@ -184,7 +184,7 @@ namespace VmQuiesce.Core.Logon.Windows
                 throw new IOException("LookupAccountSid failed: " + WindowsNative.Describe(Marshal.GetLastWin32Error()));
             }
 
-            return name.ToString();
+            return (name.ToString(), domain.ToString());
         }
     }
 }
