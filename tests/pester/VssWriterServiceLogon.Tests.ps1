@@ -163,6 +163,24 @@ Describe 'Set-VssWriterServiceLogon and Test-VssWriterServiceLogon (systemd)' {
         Get-Content -Raw $dropIn | Should -Be $dropInBefore
     }
 
+    It 'refuses a group that does not exist' {
+        if ($skipReason) { Set-ItResult -Skipped -Because $skipReason; return }
+        { Set-VssWriterServiceLogon -Credential (New-Cred $admin) @common -Group 'vq-no-such-group' -ErrorAction Stop } |
+            Should -Throw -ErrorId 'GroupNotFound,VmQuiesce.Commands.SetVssWriterServiceLogonCommand' -ExpectedMessage '*vq-no-such-group*'
+    }
+
+    It 'formats its output as a table and a list' {
+        if ($skipReason) { Set-ItResult -Skipped -Because $skipReason; return }
+        $info = Get-VssWriterServiceLogon -ServiceName $unit -UnitDirectory $units -VmFolder $vmFolder
+        $table = $info | Format-Table | Out-String -Width 300
+        $table | Should -BeLike '*ServiceName*Account*State*StartMode*LogonRight*Admin*Folders*'
+        $table | Should -BeLike "*$unit*$admin*"
+        ($info | Format-List | Out-String -Width 300) | Should -BeLike "*FolderAccess*$vmFolder*"
+        $detail = Test-VssWriterServiceLogon -Credential (New-Cred $admin) @common -VmFolder $vmFolder -Detailed
+        ($detail | Format-List | Out-String -Width 300) | Should -BeLike '*Checks*Account*'
+        ($detail | Format-Table | Out-String -Width 300) | Should -BeLike '*InDesiredState*'
+    }
+
     It 'warns that a password is not used on Linux and never shows it in any stream, file or error' {
         if ($skipReason) { Set-ItResult -Skipped -Because $skipReason; return }
         $secret = 'Pw-' + [Guid]::NewGuid().ToString('N')

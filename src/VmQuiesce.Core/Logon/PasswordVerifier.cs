@@ -100,6 +100,14 @@ namespace VmQuiesce.Core.Logon
                 expected = Convert.FromBase64String(document.GetString("hash"));
                 iterations = checked((int)document.GetInt64("iterations"));
             }
+            catch (Exception e) when (e is IOException || e is UnauthorizedAccessException)
+            {
+                throw new VmQuiesceException("PasswordVerifierUnreadable", FailureKind.PermissionDenied,
+                    $"The password verifier '{path}' cannot be read: {e.Message}", path, e)
+                {
+                    Remedy = "Run as root/Administrator: only they may read the verifier.",
+                };
+            }
             catch (Exception e) when (e is FormatException || e is OverflowException)
             {
                 throw new VmQuiesceException("PasswordVerifierCorrupt", FailureKind.InvalidData,

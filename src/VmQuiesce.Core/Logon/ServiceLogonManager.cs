@@ -80,6 +80,11 @@ namespace VmQuiesce.Core.Logon
         public ServiceLogonTestResult Test(ServiceLogonRequest request, ILogonChangeGate gate)
         {
             ServiceEntry service = _backend.FindService(request.ServiceName);
+            if (request.Group != null)
+            {
+                _backend.ResolveGroup(request.Group);
+            }
+
             WarnIfPasswordUnused(request, gate);
             var checks = new List<ServiceLogonCheck>();
             LogonAccount? wanted = TryResolve(request.UserName);
@@ -317,7 +322,7 @@ namespace VmQuiesce.Core.Logon
             {
                 VerifierMatch.Matches => new ServiceLogonCheck("Password", true, "the password is the one last applied by Set-VssWriterServiceLogon"),
                 VerifierMatch.Differs => new ServiceLogonCheck("Password", false, "the password differs from the one last applied (it was rotated)"),
-                _ => new ServiceLogonCheck("Password", false, $"no password verifier in '{_verifiers.Folder}': the password was not applied by Set-VssWriterServiceLogon"),
+                _ => new ServiceLogonCheck("Password", false, $"no password verifier in '{_verifiers.Folder}' (or it cannot be seen without elevation): the password was not applied by Set-VssWriterServiceLogon"),
             };
         }
 

@@ -241,14 +241,14 @@ namespace VmQuiesce.Core.Logon.Linux
 
         private static string ExistingFolder(string folder)
         {
-            string path = Path.GetFullPath(folder).TrimEnd('/');
+            string path = Path.GetFullPath(folder);
             if (!Directory.Exists(path))
             {
                 throw new VmQuiesceException("FolderNotFound", FailureKind.ObjectNotFound,
                     $"The VM folder '{folder}' does not exist or is not a folder.", folder);
             }
 
-            return path.Length == 0 ? "/" : path;
+            return path.Length > 1 ? path.TrimEnd('/') : path;
         }
 
         /// <summary>rwx on the folder and its subfolders (and as their default ACL, for new files); rw on files, x only where already executable.</summary>
