@@ -1,5 +1,6 @@
 using System;
 using System.Collections.Generic;
+using System.Linq;
 using System.ComponentModel;
 using System.Runtime.InteropServices;
 using System.Text;
@@ -121,7 +122,7 @@ namespace VmQuiesce.Core.Logon.Linux
             return new PosixUser(canonical, passwd.Uid, passwd.Gid, groups);
         }
 
-        public bool InGroup(uint gid) => Array.IndexOf((uint[])Groups, gid) >= 0;
+        public bool InGroup(uint gid) => Groups.Contains(gid);
     }
 
     internal static class PosixGroups

@@ -29,10 +29,17 @@ namespace VmQuiesce.Core.Logon.Linux
         private static readonly Regex UnitName = new Regex(@"^[A-Za-z0-9:_.\\@-]+$", RegexOptions.CultureInvariant);
         private static readonly TimeSpan SystemctlTimeout = TimeSpan.FromMinutes(2);
         private readonly string? _customUnitDirectory;
+        private readonly bool _systemdLoadsUnitDirectory;
 
         /// <param name="unitDirectory">Look up units and write drop-ins only here (tests use a temp root); null for systemd's own directories.</param>
-        /// <param name="systemdRunning">Whether systemd manages this machine; null to detect (/run/systemd/system exists).</param>
-        public SystemdLogonBackend(string? unitDirectory = null, bool? systemdRunning = null)
+        public SystemdLogonBackend(string? unitDirectory = null)
+            : this(unitDirectory, Directory.Exists("/run/systemd/system"), systemdLoadsUnitDirectory: false)
+        {
+        }
+
+        /// <param name="systemdRunning">Whether systemd manages this machine.</param>
+        /// <param name="systemdLoadsUnitDirectory">Tests: treat a custom unit directory as one systemd reads.</param>
+        internal SystemdLogonBackend(string? unitDirectory, bool systemdRunning, bool systemdLoadsUnitDirectory)
         {
             if (unitDirectory != null && !Directory.Exists(unitDirectory))
             {
@@ -41,7 +48,8 @@ namespace VmQuiesce.Core.Logon.Linux
             }
 
             _customUnitDirectory = unitDirectory == null ? null : Path.GetFullPath(unitDirectory).TrimEnd('/');
-            SystemdRunning = systemdRunning ?? Directory.Exists("/run/systemd/system");
+            SystemdRunning = systemdRunning;
+            _systemdLoadsUnitDirectory = systemdLoadsUnitDirectory;
         }
 
         public bool UsesPassword => false;
@@ -53,7 +61,7 @@ namespace VmQuiesce.Core.Logon.Linux
         private string DropInRoot => _customUnitDirectory ?? DefaultUnitDirectory;
 
         /// <summary>systemd reloads and restarts only units it can see: a custom directory must be one of its own.</summary>
-        private bool SystemdSeesUnits => SystemdRunning && (_customUnitDirectory == null || SystemUnitDirectories.Contains(_customUnitDirectory));
+        private bool SystemdSeesUnits => SystemdRunning && (_customUnitDirectory == null || _systemdLoadsUnitDirectory || SystemUnitDirectories.Contains(_customUnitDirectory));
 
         public ServiceEntry FindService(string? name)
         {
@@ -281,7 +289,7 @@ namespace VmQuiesce.Core.Logon.Linux
         {
             foreach (string directory in LookupDirectories.Where(Directory.Exists))
             {
-                foreach (string file in Directory.EnumerateFiles(directory, "*.service").OrderBy(f => f, StringComparer.Ordinal))
+                foreach (string file in Directory.EnumerateFiles(directory, "*.service").Where(f => UnitName.IsMatch(Path.GetFileName(f))).OrderBy(f => f, StringComparer.Ordinal))
                 {
                     if (ReadServiceSettings(file, section: "Unit").TryGetValue("Description", out string? found) && found == description)
                     {
@@ -433,7 +441,8 @@ namespace VmQuiesce.Core.Logon.Linux
 
         private static (int Exit, string Output) Systemctl(CancellationToken cancel, params string[] arguments)
         {
-            var start = new ProcessStartInfo("systemctl", string.Join(" ", arguments.Select(a => "'" + a.Replace("'", "'\\''") + "'")))
+            // Every argument is a fixed verb or a unit name checked against UnitName: nothing needs quoting.
+            var start = new ProcessStartInfo("systemctl", string.Join(" ", arguments))
             {
                 UseShellExecute = false,
                 RedirectStandardOutput = true,
