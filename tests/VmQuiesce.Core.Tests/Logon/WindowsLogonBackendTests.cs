@@ -43,6 +43,20 @@ namespace VmQuiesce.Core.Tests.Logon
         }
 
         [WindowsFact]
+        public void TheCurrentUserResolvesAndAnElevatedOneIsAnAdministrator()
+        {
+            var backend = new WindowsLogonBackend();
+            using WindowsIdentity identity = WindowsIdentity.GetCurrent();
+            LogonAccount current = backend.ResolveAccount(identity.Name);
+            Assert.Equal(identity.User!.Value, current.Identity);
+            Assert.True(Enum.IsDefined(backend.GetLogonRight(current)));
+            if (new WindowsPrincipal(identity).IsInRole(WindowsBuiltInRole.Administrator))
+            {
+                Assert.True(backend.IsAdministrator(current));
+            }
+        }
+
+        [WindowsFact]
         public void AuthzSeesThatSystemCanModifyATempFolder()
         {
             var backend = new WindowsLogonBackend();

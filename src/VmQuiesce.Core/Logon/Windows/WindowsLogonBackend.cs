@@ -1,6 +1,7 @@
 using System;
 using System.Collections.Generic;
 using System.IO;
+using System.Linq;
 using System.Runtime.InteropServices;
 using System.Runtime.Versioning;
 using System.Security;
@@ -55,34 +56,25 @@ namespace VmQuiesce.Core.Logon.Windows
                 return new LogonAccount(builtIn.Name, builtIn.Sid) { IsBuiltInServiceAccount = true };
             }
 
-            string lookup = name.StartsWith(@".\", StringComparison.Ordinal) ? Environment.MachineName + name.Substring(1) : name;
-            int sidLength = 0;
-            int domainLength = 0;
-            WindowsNative.LookupAccountNameW(null, lookup, null, ref sidLength, null, ref domainLength, out _);
-            int error = Marshal.GetLastWin32Error();
-            if (error == WindowsNative.ErrorNoneMapped)
+            (byte[] Sid, int Use)? found = LookUp(name);
+            if (found == null)
             {
                 throw AccountNotFound(name);
             }
 
-            byte[] sid = new byte[sidLength];
-            var domain = new StringBuilder(domainLength);
-            if (!WindowsNative.LookupAccountNameW(null, lookup, sid, ref sidLength, domain, ref domainLength, out int use))
+            (byte[] sid, int use) = found.Value;
+
+            // Other spellings of the built-in service accounts ("SYSTEM", localized names) are well-known SIDs, not users.
+            string sidText = WindowsSecurity.SidToString(sid);
+            if (sidText is "S-1-5-18" or "S-1-5-19" or "S-1-5-20")
             {
-                error = Marshal.GetLastWin32Error();
-                throw error == WindowsNative.ErrorNoneMapped ? AccountNotFound(name) : Win32Failure("AccountLookupFailed", $"Cannot look up the account '{name}'", name, error);
+                return ResolveAccount(sidText == "S-1-5-18" ? "LocalSystem" : sidText == "S-1-5-19" ? @"NT AUTHORITY\LocalService" : @"NT AUTHORITY\NetworkService");
             }
 
             const int SidTypeUser = 1;
             if (use != SidTypeUser)
             {
                 throw new VmQuiesceException("AccountNotFound", FailureKind.InvalidArgument, $"'{name}' is not a user account (it is a group, alias or computer): a service logs on as a user.", name);
-            }
-
-            string sidText = WindowsSecurity.SidToString(sid);
-            if (sidText is "S-1-5-18" or "S-1-5-19" or "S-1-5-20")
-            {
-                return ResolveAccount(sidText == "S-1-5-18" ? "LocalSystem" : sidText == "S-1-5-19" ? @"NT AUTHORITY\LocalService" : @"NT AUTHORITY\NetworkService");
             }
 
             // The SID's own name, so a UPN (user@example.com) becomes the DOMAIN\sAMAccountName the SCM stores.
@@ -132,32 +124,40 @@ namespace VmQuiesce.Core.Logon.Windows
             }
         }
 
+        /// <summary>
+        /// LsaEnumerateAccountRights lists only rights held by the SID itself, so the account's local
+        /// groups, Everyone and Authenticated Users are asked too: a deny right held by any of them wins.
+        /// </summary>
         public LogonRight GetLogonRight(LogonAccount account)
         {
-            using LsaPolicy policy = LsaPolicy.Open(WindowsNative.PolicyLookupNames);
-            uint status = WindowsNative.LsaEnumerateAccountRights(policy.Handle, WindowsSecurity.StringToSid(account.Identity), out IntPtr rights, out uint count);
-            if (status == WindowsNative.StatusObjectNameNotFound)
+            var holders = new List<byte[]>
             {
-                return LogonRight.Missing; // the account holds no rights at all
+                WindowsSecurity.StringToSid(account.Identity),
+                WindowsSecurity.StringToSid("S-1-1-0"),
+                WindowsSecurity.StringToSid("S-1-5-11"),
+            };
+            foreach (string group in LocalGroupsOf(account))
+            {
+                if (LookUp(group) is (byte[] Sid, int Use) found)
+                {
+                    holders.Add(found.Sid);
+                }
             }
 
-            ThrowIfFailed(status, "LogonRightQueryFailed", $"Cannot read the rights of '{account.Name}'", account.Name);
-            try
+            using LsaPolicy policy = LsaPolicy.Open(WindowsNative.PolicyLookupNames);
+            bool granted = false;
+            foreach (byte[] holder in holders)
             {
-                var held = new HashSet<string>(StringComparer.OrdinalIgnoreCase);
-                int size = Marshal.SizeOf<WindowsNative.LsaUnicodeString>();
-                for (int i = 0; i < count; i++)
+                HashSet<string> rights = RightsOf(policy, holder, account.Name);
+                if (rights.Contains(DenyServiceLogonRight))
                 {
-                    var right = Marshal.PtrToStructure<WindowsNative.LsaUnicodeString>(IntPtr.Add(rights, i * size));
-                    held.Add(Marshal.PtrToStringUni(right.Buffer, right.Length / 2));
+                    return LogonRight.Denied;
                 }
 
-                return held.Contains(DenyServiceLogonRight) ? LogonRight.Denied : held.Contains(ServiceLogonRight) ? LogonRight.Granted : LogonRight.Missing;
+                granted |= rights.Contains(ServiceLogonRight);
             }
-            finally
-            {
-                WindowsNative.LsaFreeMemory(rights);
-            }
+
+            return granted ? LogonRight.Granted : LogonRight.Missing;
         }
 
         public void GrantLogonRight(LogonAccount account)
@@ -194,40 +194,7 @@ namespace VmQuiesce.Core.Logon.Windows
             }
 
             string administrators = WindowsSecurity.AccountOf(WindowsSecurity.StringToSid(WindowsSecurity.AdministratorsSid)).Name;
-            (string domain, string user) = Split(account.Name);
-            string name = domain == "." ? user : domain + @"\" + user;
-            const int IncludeIndirect = 1;
-            int result = WindowsNative.NetUserGetLocalGroups(null, name, 0, IncludeIndirect, out IntPtr buffer, -1, out int read, out _);
-            try
-            {
-                if (result == WindowsNative.NerrUserNotFound)
-                {
-                    throw AccountNotFound(account.Name);
-                }
-
-                if (result != 0)
-                {
-                    throw Win32Failure("AdministratorCheckFailed", $"Cannot list the local groups of '{account.Name}'", account.Name, result);
-                }
-
-                for (int i = 0; i < read; i++)
-                {
-                    string? group = Marshal.PtrToStringUni(Marshal.ReadIntPtr(buffer, i * IntPtr.Size));
-                    if (string.Equals(group, administrators, StringComparison.OrdinalIgnoreCase))
-                    {
-                        return true;
-                    }
-                }
-
-                return false;
-            }
-            finally
-            {
-                if (buffer != IntPtr.Zero)
-                {
-                    WindowsNative.NetApiBufferFree(buffer);
-                }
-            }
+            return LocalGroupsOf(account).Contains(administrators, StringComparer.OrdinalIgnoreCase);
         }
 
         public FolderAccess CheckFolderAccess(LogonAccount account, string folder)
@@ -403,6 +370,93 @@ namespace VmQuiesce.Core.Logon.Windows
             finally
             {
                 Marshal.FreeHGlobal(buffer);
+            }
+        }
+
+        /// <summary>The SID and SID_NAME_USE of an account name (.\\user, DOMAIN\\user, user@domain); null when no account has the name.</summary>
+        private static (byte[] Sid, int Use)? LookUp(string name)
+        {
+            string lookup = name.StartsWith(@".\", StringComparison.Ordinal) ? Environment.MachineName + name.Substring(1) : name;
+            int sidLength = 0;
+            int domainLength = 0;
+            WindowsNative.LookupAccountNameW(null, lookup, null, ref sidLength, null, ref domainLength, out _);
+            int error = Marshal.GetLastWin32Error();
+            if (error == WindowsNative.ErrorNoneMapped)
+            {
+                return null;
+            }
+
+            byte[] sid = new byte[sidLength];
+            var domain = new StringBuilder(domainLength);
+            if (!WindowsNative.LookupAccountNameW(null, lookup, sid, ref sidLength, domain, ref domainLength, out int use))
+            {
+                error = Marshal.GetLastWin32Error();
+                return error == WindowsNative.ErrorNoneMapped ? ((byte[], int)?)null : throw Win32Failure("AccountLookupFailed", $"Cannot look up the account '{name}'", name, error);
+            }
+
+            return (sid, use);
+        }
+
+        /// <summary>The local groups the account belongs to, directly or through other groups (NetUserGetLocalGroups, LG_INCLUDE_INDIRECT).</summary>
+        private static List<string> LocalGroupsOf(LogonAccount account)
+        {
+            (string domain, string user) = Split(account.Name);
+            string name = domain == "." ? user : domain + @"\" + user;
+            const int IncludeIndirect = 1;
+            int result = WindowsNative.NetUserGetLocalGroups(null, name, 0, IncludeIndirect, out IntPtr buffer, -1, out int read, out _);
+            try
+            {
+                if (result == WindowsNative.NerrUserNotFound)
+                {
+                    throw AccountNotFound(account.Name);
+                }
+
+                if (result != 0)
+                {
+                    throw Win32Failure("AdministratorCheckFailed", $"Cannot list the local groups of '{account.Name}'", account.Name, result);
+                }
+
+                var groups = new List<string>(read);
+                for (int i = 0; i < read; i++)
+                {
+                    groups.Add(Marshal.PtrToStringUni(Marshal.ReadIntPtr(buffer, i * IntPtr.Size)) ?? string.Empty);
+                }
+
+                return groups;
+            }
+            finally
+            {
+                if (buffer != IntPtr.Zero)
+                {
+                    WindowsNative.NetApiBufferFree(buffer);
+                }
+            }
+        }
+
+        private static HashSet<string> RightsOf(LsaPolicy policy, byte[] sid, string accountName)
+        {
+            var held = new HashSet<string>(StringComparer.OrdinalIgnoreCase);
+            uint status = WindowsNative.LsaEnumerateAccountRights(policy.Handle, sid, out IntPtr rights, out uint count);
+            if (status == WindowsNative.StatusObjectNameNotFound)
+            {
+                return held; // the SID holds no rights at all
+            }
+
+            ThrowIfFailed(status, "LogonRightQueryFailed", $"Cannot read the rights of '{accountName}'", accountName);
+            try
+            {
+                int size = Marshal.SizeOf<WindowsNative.LsaUnicodeString>();
+                for (int i = 0; i < count; i++)
+                {
+                    var right = Marshal.PtrToStructure<WindowsNative.LsaUnicodeString>(IntPtr.Add(rights, i * size));
+                    held.Add(Marshal.PtrToStringUni(right.Buffer, right.Length / 2));
+                }
+
+                return held;
+            }
+            finally
+            {
+                WindowsNative.LsaFreeMemory(rights);
             }
         }
 
