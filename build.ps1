@@ -201,7 +201,8 @@ function Invoke-Test {
     $line = "$passed passed, $failed failed"
     if ($skipped) { $line += ", $skipped skipped" }
     Write-Host $line
-    if ($failed -gt 0 -or $xunitExit -ne 0 -and $xunit.Failed -eq 0 -and $xunit.Passed -eq 0) { exit 1 }
+    # -and and -or have equal precedence in PowerShell: the parentheses keep a Pester failure fatal.
+    if ($failed -gt 0 -or ($xunitExit -ne 0 -and $xunit.Failed -eq 0 -and $xunit.Passed -eq 0)) { exit 1 }
 }
 
 foreach ($step in $Task) {

@@ -156,7 +156,8 @@ Describe 'Set-VssWriterServiceLogon and Test-VssWriterServiceLogon (systemd)' {
     ) {
         if ($skipReason) { Set-ItResult -Skipped -Because $skipReason; return }
         $user = if ($User -eq 'plain') { $plain } elseif ($User) { $User } else { 'root' }
-        $parameters = @{ Credential = (New-Cred $user); UnitDirectory = $units; StateDirectory = $state; ServiceName = ($Service ?? $unit) }
+        $parameters = @{ Credential = (New-Cred $user); UnitDirectory = $units; StateDirectory = $state; ServiceName = $unit }
+        if ($Service) { $parameters.ServiceName = $Service }
         if ($Folder) { $parameters.VmFolder = Join-Path $root $Folder }
         $dropInBefore = Get-Content -Raw $dropIn
         { Set-VssWriterServiceLogon @parameters -ErrorAction Stop } | Should -Throw -ErrorId "$ErrorId,VmQuiesce.Commands.SetVssWriterServiceLogonCommand" -ExpectedMessage "*$Mentions*"
