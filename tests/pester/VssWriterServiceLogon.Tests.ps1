@@ -200,3 +200,20 @@ Describe 'Set-VssWriterServiceLogon and Test-VssWriterServiceLogon (systemd)' {
         @(Get-ChildItem $state -Force).Count | Should -Be 0  # no verifier on Linux: there is no password to verify
     }
 }
+
+Describe 'Help for the service logon cmdlets' {
+    It 'documents every parameter of <Name>, with at least two examples and the error ids' -TestCases @(
+        @{ Name = 'Get-VssWriterServiceLogon' }
+        @{ Name = 'Set-VssWriterServiceLogon' }
+        @{ Name = 'Test-VssWriterServiceLogon' }
+    ) {
+        $page = Get-Content -Raw (Join-Path $PSScriptRoot "../../en-US/$Name.md")
+        $common = [System.Management.Automation.PSCmdlet]::CommonParameters + [System.Management.Automation.PSCmdlet]::OptionalCommonParameters
+        $parameters = (Get-Command $Name).Parameters.Keys | Where-Object { $_ -notin $common -or $_ -in 'WhatIf', 'Confirm' }
+        foreach ($parameter in $parameters) {
+            $page | Should -Match "(?m)^### -$parameter\r?$" -Because "-$parameter must be documented"
+        }
+        ([regex]::Matches($page, '(?m)^### Example \d')).Count | Should -BeGreaterOrEqual 2
+        $page | Should -Match '(?s)## NOTES.*`ServiceNotFound`'
+    }
+}
