@@ -140,7 +140,8 @@ namespace VmQuiesce.Core.Logon
             }
 
             WarnIfPasswordUnused(request, gate);
-            if (NeedsPassword(account) && !_backend.VerifyPassword(account, request.Password ?? new SecureString()))
+            SecureString password = request.Password ?? new SecureString();
+            if (NeedsPassword(account) && !_backend.VerifyPassword(account, password))
             {
                 throw new VmQuiesceException("PasswordIncorrect", FailureKind.SecurityError,
                     $"The password for '{account.Name}' is not correct: nothing was changed.", account.Name)
@@ -192,7 +193,7 @@ namespace VmQuiesce.Core.Logon
             LogonAccount? current = TryResolve(service.Account);
             bool alreadySet = current != null && current.SameAs(account)
                 && (request.Group == null || string.Equals(service.Group, request.Group, StringComparison.Ordinal))
-                && (!NeedsPassword(account) || _verifiers.Compare(service.Name, account, request.Password!) == VerifierMatch.Matches);
+                && (!NeedsPassword(account) || _verifiers.Compare(service.Name, account, password) == VerifierMatch.Matches);
 
             // 2. Changes, each behind ShouldProcess.
             var actions = new List<string>();
@@ -218,7 +219,7 @@ namespace VmQuiesce.Core.Logon
             }
             else if (gate.ShouldProcess(service.Name, $"Set the logon account to {account.Name}"))
             {
-                previous = _backend.SetServiceAccount(service, account, NeedsPassword(account) ? request.Password : null, request.Group);
+                previous = _backend.SetServiceAccount(service, account, NeedsPassword(account) ? password : null, request.Group);
                 actions.Add($"Set the logon account of {service.Name} to {account.Name} (was {previous.Account})");
             }
 
@@ -247,7 +248,7 @@ namespace VmQuiesce.Core.Logon
 
             if (previous != null && NeedsPassword(account))
             {
-                _verifiers.Save(service.Name, account, request.Password!);
+                _verifiers.Save(service.Name, account, password);
             }
 
             return new ServiceLogonChange(service.Name, service.Account, previous != null ? account.Name : service.Account, actions, restarted);
