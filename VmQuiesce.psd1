@@ -12,9 +12,12 @@
     FormatsToProcess     = @('VmQuiesce.Format.ps1xml')
     CmdletsToExport      = @(
         'Get-VssWriterConfig'
-        'Set-VssWriterConfig'
-        'Test-VssWriterConfig'
+        'Get-VssWriterServiceLogon'
         'Remove-VssWriterConfig'
+        'Set-VssWriterConfig'
+        'Set-VssWriterServiceLogon'
+        'Test-VssWriterConfig'
+        'Test-VssWriterServiceLogon'
     )
     FunctionsToExport    = @()
     VariablesToExport    = @()
