@@ -11,10 +11,14 @@
     DotNetFrameworkVersion = '4.7.2'
     FormatsToProcess     = @('VmQuiesce.Format.ps1xml')
     CmdletsToExport      = @(
+        'Get-VmBackup'
         'Get-VssWriterConfig'
-        'Set-VssWriterConfig'
-        'Test-VssWriterConfig'
+        'Invoke-VmQuiescedBackup'
+        'Remove-VmBackup'
         'Remove-VssWriterConfig'
+        'Set-VssWriterConfig'
+        'Test-VmBackup'
+        'Test-VssWriterConfig'
     )
     FunctionsToExport    = @()
     VariablesToExport    = @()
