@@ -289,7 +289,7 @@ namespace VmQuiesce.Core.Repository
         /// <summary>Which points a removal by id removes (unknown ids are reported through <paramref name="notFound"/>).</summary>
         public PrunePlan PlanRemoval(IEnumerable<string> ids, Action<VmQuiesceException> notFound)
         {
-            var all = ListRestorePoints();
+            var all = ListRestorePoints(IgnoreUnreadable);
             var wanted = new HashSet<string>(StringComparer.Ordinal);
             foreach (string id in ids)
             {
@@ -314,7 +314,7 @@ namespace VmQuiesce.Core.Repository
                 throw new VmQuiesceException("RetentionPolicyEmpty", FailureKind.InvalidArgument, "The retention policy keeps nothing; give at least one of KeepLast, KeepDaily, KeepWeekly, KeepMonthly above 0.", policy);
             }
 
-            var all = ListRestorePoints();
+            var all = ListRestorePoints(IgnoreUnreadable);
             var remove = new List<RestorePoint>();
             foreach (var vm in all.Where(point => appliesTo(point.VmName)).GroupBy(point => point.VmName, StringComparer.OrdinalIgnoreCase))
             {
@@ -409,6 +409,11 @@ namespace VmQuiesce.Core.Repository
             }
 
             return new PruneResult(Path, removed, keep.Count, chunks, bytes, temps);
+        }
+
+        /// <summary>Plans skip unreadable manifests; Prune itself refuses to run while one exists.</summary>
+        private static void IgnoreUnreadable(VmQuiesceException unreadable)
+        {
         }
 
         private static HashSet<string> ReferencedChunks(IEnumerable<RestorePoint> points)
