@@ -189,6 +189,7 @@ namespace VmQuiesce.Core.Backup
             long total = sizes.Sum();
             var chunkLists = sizes.Select(size => new string?[(size + chunkSize - 1) / chunkSize]).ToArray();
             var fileHashes = new string[viewFiles.Count];
+            progress?.Report(new BackupProgress(vm, "Copying", 0, total, clock.Elapsed));
             var copy = new CopyRun(_repository.Chunks, chunkLists, fileHashes, _workers, chunkSize);
             using var stop = CancellationTokenSource.CreateLinkedTokenSource(cancel);
             var hasher = Task.Factory.StartNew(() => copy.Guard(stop, () => copy.HashFilesInOrder(stop.Token)), CancellationToken.None, TaskCreationOptions.LongRunning, TaskScheduler.Default);
@@ -317,9 +318,14 @@ namespace VmQuiesce.Core.Backup
 
             public void ReadFile(int fileIndex, ViewFile file, long size, CancellationToken cancel, Action chunkDone)
             {
+                using var stream = new FileStream(file.ReadPath, FileMode.Open, FileAccess.Read, FileShare.ReadWrite | FileShare.Delete, bufferSize: 1, FileOptions.SequentialScan);
+                if (stream.Length != size)
+                {
+                    throw Changed(file);
+                }
+
                 IReadOnlyList<FileExtent>? extents = UnixFiles.TryGetDataExtents(file.ReadPath, size);
                 int extent = 0;
-                using var stream = new FileStream(file.ReadPath, FileMode.Open, FileAccess.Read, FileShare.ReadWrite | FileShare.Delete, bufferSize: 1, FileOptions.SequentialScan);
                 int chunks = _chunkLists[fileIndex].Length;
                 for (int i = 0; i < chunks; i++)
                 {
@@ -347,7 +353,7 @@ namespace VmQuiesce.Core.Backup
                     if (ReadFully(stream, buffer, length) != length)
                     {
                         _pool.Add(buffer);
-                        throw new VmQuiesceException("SourceFileChanged", FailureKind.ReadError, $"The file '{file.ReadPath}' became shorter while it was copied; the view is not stable.", file.ReadPath);
+                        throw Changed(file);
                     }
 
                     var job = new Job(fileIndex, i, buffer, length);
@@ -358,6 +364,9 @@ namespace VmQuiesce.Core.Backup
 
                 _toHash.Add(new Job(fileIndex, -1, null, 0), cancel);
             }
+
+            private static VmQuiesceException Changed(ViewFile file) =>
+                new VmQuiesceException("SourceFileChanged", FailureKind.ReadError, $"The file '{file.ReadPath}' changed size while it was copied; the view is not stable.", file.ReadPath);
 
             public void StoreChunks(CancellationToken cancel)
             {
