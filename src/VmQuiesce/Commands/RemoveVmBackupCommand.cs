@@ -100,13 +100,12 @@ namespace VmQuiesce.Commands
                         $"{point.VmName} {point.Id} ({point.StartTime.ToLocalTime().ToString("g", CultureInfo.CurrentCulture)}, {point.Consistency})",
                         "Remove restore point"))
                     .ToList();
-                if (confirmed.Count == 0 && !RemoveStaleLock)
-                {
-                    return;
-                }
-
+                // Garbage collection runs even when no point goes: it clears what interrupted backups left.
                 var final = new PrunePlan(proposed.Repository, confirmed, proposed.Keep.Concat(proposed.Remove.Except(confirmed)).ToList());
-                (long chunks, long bytes) = repository.EstimateGarbage(final);
+                bool whatIf = MyInvocation.BoundParameters.TryGetValue("WhatIf", out object? whatIfSwitch)
+                    ? LanguagePrimitives.IsTrue(whatIfSwitch)
+                    : LanguagePrimitives.IsTrue(GetVariableValue("WhatIfPreference"));
+                (long chunks, long bytes) = repository.EstimateGarbage(whatIf ? proposed : final);
                 bool collect = ShouldProcess(path, $"Remove {chunks} chunk(s) ({Units.Bytes(bytes)}) that no remaining restore point uses, and temp files of interrupted backups");
                 if (confirmed.Count == 0 && !collect)
                 {
