@@ -188,12 +188,11 @@ namespace VmQuiesce.Core.Repository
             {
                 return false;
             }
-        }
-
-        internal static IEnumerable<string> HolderFiles(string repositoryPath)
-        {
-            string folder = Path.Combine(repositoryPath, FolderName);
-            return Directory.Exists(folder) ? Directory.EnumerateFiles(folder, "*.lock").ToList() : Enumerable.Empty<string>();
+            catch (System.ComponentModel.Win32Exception)
+            {
+                // The process exists but we may not inspect it (another user's, on Windows): not ours to call stale.
+                return true;
+            }
         }
     }
 }
