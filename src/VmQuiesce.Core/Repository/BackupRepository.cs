@@ -1,4 +1,5 @@
 using System;
+using System.Collections.Concurrent;
 using System.Collections.Generic;
 using System.Globalization;
 using System.IO;
@@ -7,6 +8,7 @@ using System.Security.Cryptography;
 using System.Text;
 using System.Text.RegularExpressions;
 using System.Threading;
+using System.Threading.Tasks;
 using VmQuiesce.Core.Json;
 
 namespace VmQuiesce.Core.Repository
@@ -208,18 +210,21 @@ namespace VmQuiesce.Core.Repository
             point.Repository = Path;
         }
 
-        /// <summary>Re-reads and re-hashes every chunk of <paramref name="point"/> and each whole file.</summary>
+        /// <summary>
+        /// Re-reads and re-hashes every chunk of <paramref name="point"/> and each whole file. Chunks are read,
+        /// decoded and hashed on every core, a few ahead of the in-order whole-file hash.
+        /// </summary>
         public RestorePointVerification Verify(RestorePoint point, CancellationToken cancel, Action<long>? bytesChecked = null)
         {
             var problems = new Dictionary<string, (string Problem, string Detail, List<string> Files)>(StringComparer.Ordinal);
-            var good = new HashSet<string>(StringComparer.Ordinal);
+            var good = new ConcurrentDictionary<string, bool>(StringComparer.Ordinal);
             var broken = new List<string>();
             var mismatches = new List<string>();
-            var buffer = new byte[ChunkSize];
-            var zeros = new byte[ChunkSize];
+            int depth = Environment.ProcessorCount + 1;
+            var buffers = new Stack<byte[]>();
+            var zeros = new byte[point.ChunkSize];
             long chunks = 0;
             long bytes = 0;
-            using SHA256 chunkHash = SHA256.Create();
             foreach (RestorePointFile file in point.Files)
             {
                 using var fileHash = IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
@@ -232,42 +237,68 @@ namespace VmQuiesce.Core.Repository
                     continue;
                 }
 
-                for (int i = 0; i < file.Chunks.Count; i++)
+                var window = new Queue<ChunkCheck>();
+                void Finish(ChunkCheck check)
                 {
-                    cancel.ThrowIfCancellationRequested();
-                    int expected = (int)Math.Min(point.ChunkSize, file.Size - ((long)i * point.ChunkSize));
-                    string? hash = file.Chunks[i];
                     chunks++;
-                    bytes += expected;
-                    bytesChecked?.Invoke(bytes);
-                    if (hash == null)
+                    bytes += check.Length;
+                    if (check.Hash == null)
                     {
-                        fileHash.AppendData(zeros, 0, expected);
-                        continue;
+                        fileHash.AppendData(zeros, 0, check.Length);
+                    }
+                    else if (check.Running!.Result is string failure)
+                    {
+                        Record(problems, check.Hash, check.Problem, failure, file.Path);
+                        fileBroken = true;
+                    }
+                    else if (!fileBroken)
+                    {
+                        fileHash.AppendData(check.Buffer!, 0, check.Length);
                     }
 
-                    if (problems.TryGetValue(hash, out var known))
+                    if (check.Buffer != null)
                     {
-                        if (!known.Files.Contains(file.Path))
+                        buffers.Push(check.Buffer);
+                    }
+
+                    bytesChecked?.Invoke(bytes);
+                }
+
+                try
+                {
+                    for (int i = 0; i < file.Chunks.Count; i++)
+                    {
+                        cancel.ThrowIfCancellationRequested();
+                        while (window.Count >= depth)
                         {
-                            known.Files.Add(file.Path);
+                            Finish(window.Dequeue());
                         }
 
-                        fileBroken = true;
-                        continue;
-                    }
+                        int length = (int)Math.Min(point.ChunkSize, file.Size - ((long)i * point.ChunkSize));
+                        var check = new ChunkCheck(file.Chunks[i], length);
+                        if (check.Hash != null)
+                        {
+                            check.Buffer = buffers.Count > 0 ? buffers.Pop() : new byte[ChunkSize];
+                            check.Running = Task.Run(() => CheckChunk(check, good));
+                        }
 
-                    string? failure = CheckChunk(hash, expected, buffer, chunkHash, good, out string problem);
-                    if (failure != null)
-                    {
-                        Record(problems, hash, problem, failure, file.Path);
-                        fileBroken = true;
-                        continue;
+                        window.Enqueue(check);
                     }
-
-                    if (!fileBroken)
+                }
+                finally
+                {
+                    // Let the chunks in flight finish before their buffers are reused or the call returns.
+                    while (window.Count > 0)
                     {
-                        fileHash.AppendData(buffer, 0, expected);
+                        ChunkCheck check = window.Dequeue();
+                        if (cancel.IsCancellationRequested)
+                        {
+                            check.Running?.Wait();
+                        }
+                        else
+                        {
+                            Finish(check);
+                        }
                     }
                 }
 
@@ -448,10 +479,10 @@ namespace VmQuiesce.Core.Repository
             }
         }
 
-        /// <summary>Null when the chunk is whole; otherwise what is wrong, with <paramref name="problem"/> "Missing" or "Damaged".</summary>
-        private string? CheckChunk(string hash, int expectedLength, byte[] buffer, SHA256 sha, HashSet<string> good, out string problem)
+        /// <summary>Null when the chunk is whole; otherwise what is wrong, with the check's Problem set to "Missing" or "Damaged".</summary>
+        private string? CheckChunk(ChunkCheck check, ConcurrentDictionary<string, bool> good)
         {
-            problem = "Damaged";
+            string hash = check.Hash!;
             if (!ChunkStore.IsChunkName(hash))
             {
                 return "the manifest names an invalid chunk hash";
@@ -460,16 +491,11 @@ namespace VmQuiesce.Core.Repository
             int length;
             try
             {
-                length = Chunks.Read(hash, buffer);
+                length = Chunks.Read(hash, check.Buffer!);
             }
-            catch (FileNotFoundException)
+            catch (Exception e) when (e is FileNotFoundException || e is DirectoryNotFoundException)
             {
-                problem = "Missing";
-                return $"'{Chunks.PathOf(hash)}' does not exist";
-            }
-            catch (DirectoryNotFoundException)
-            {
-                problem = "Missing";
+                check.Problem = "Missing";
                 return $"'{Chunks.PathOf(hash)}' does not exist";
             }
             catch (Exception e) when (e is InvalidDataException || e is IOException || e is UnauthorizedAccessException)
@@ -477,23 +503,44 @@ namespace VmQuiesce.Core.Repository
                 return $"'{Chunks.PathOf(hash)}' cannot be read: {e.Message}";
             }
 
-            if (length != expectedLength)
+            if (length != check.Length)
             {
-                return $"'{Chunks.PathOf(hash)}' holds {length} bytes; expected {expectedLength}";
+                return $"'{Chunks.PathOf(hash)}' holds {length} bytes; expected {check.Length}";
             }
 
-            if (!good.Contains(hash))
+            if (!good.ContainsKey(hash))
             {
-                string actual = ChunkStore.Hash(sha, buffer, length);
+                using SHA256 sha = SHA256.Create();
+                string actual = ChunkStore.Hash(sha, check.Buffer!, length);
                 if (actual != hash)
                 {
                     return $"'{Chunks.PathOf(hash)}' hashes to {actual}";
                 }
 
-                good.Add(hash);
+                good.TryAdd(hash, true);
             }
 
             return null;
+        }
+
+        /// <summary>One chunk of a file under verification: zero (no Hash) or being read and hashed.</summary>
+        private sealed class ChunkCheck
+        {
+            public ChunkCheck(string? hash, int length)
+            {
+                Hash = hash;
+                Length = length;
+            }
+
+            public string? Hash { get; }
+
+            public int Length { get; }
+
+            public byte[]? Buffer { get; set; }
+
+            public Task<string?>? Running { get; set; }
+
+            public string Problem { get; set; } = "Damaged";
         }
 
         private RestorePoint ReadManifest(string file)
