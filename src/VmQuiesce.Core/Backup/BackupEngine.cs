@@ -185,6 +185,7 @@ namespace VmQuiesce.Core.Backup
         internal (IReadOnlyList<RestorePointFile> Files, long Stored) Copy(string vm, IReadOnlyList<ViewFile> viewFiles, IProgress<BackupProgress>? progress, Stopwatch clock, CancellationToken cancel)
         {
             int chunkSize = _repository.ChunkSize;
+            CheckRelativePaths(viewFiles, vm);
             var sizes = viewFiles.Select(file => OpenLength(file, vm)).ToArray();
             long total = sizes.Sum();
             var chunkLists = sizes.Select(size => new string?[(size + chunkSize - 1) / chunkSize]).ToArray();
@@ -224,6 +225,26 @@ namespace VmQuiesce.Core.Backup
             progress?.Report(new BackupProgress(vm, "Copying", total, total, clock.Elapsed));
             var files = viewFiles.Select((file, i) => new RestorePointFile(file.RelativePath, file.OriginalPath, sizes[i], fileHashes[i], chunkLists[i])).ToList();
             return (files, copy.StoredBytes);
+        }
+
+        /// <summary>A restore writes each file under its relative path: they must be relative, inside, and distinct.</summary>
+        private static void CheckRelativePaths(IReadOnlyList<ViewFile> viewFiles, string vm)
+        {
+            var seen = new HashSet<string>(StringComparer.OrdinalIgnoreCase);
+            foreach (ViewFile file in viewFiles)
+            {
+                string path = file.RelativePath;
+                bool valid = path.Length > 0 && !path.StartsWith("/", StringComparison.Ordinal) && path.IndexOf('\\') < 0 && path.IndexOf(':') < 0
+                    && path.Split('/').All(part => part.Length > 0 && part != "." && part != "..");
+                if (!valid || !seen.Add(path))
+                {
+                    throw new VmQuiesceException(
+                        "InvalidViewFile",
+                        FailureKind.InvalidData,
+                        $"The source of VM '{vm}' gave the file path '{path}' ({file.ReadPath}); expected a unique relative path with '/' separators and no '.' or '..' parts.",
+                        file.ReadPath);
+                }
+            }
         }
 
         private static long OpenLength(ViewFile file, string vm)

@@ -144,6 +144,60 @@ namespace VmQuiesce.Core.Tests.Backup
             Assert.Equal(new[] { "pre", "post" }, calls);
         }
 
+        [Fact]
+        public void AnEmptyFileIsARestorePointFileWithNoChunks()
+        {
+            using var fixture = new RepositoryFixture();
+            string empty = fixture.WriteFile("empty.bin", Array.Empty<byte>());
+            RestorePoint point = fixture.BackUp("vm", empty, fixture.WriteFile("disk.img", RepositoryFixture.Random(100, 5)));
+
+            Assert.Empty(point.Files[0].Chunks);
+            Assert.Equal(RepositoryFixture.Sha256Of(empty), point.Files[0].Sha256);
+            Assert.True(fixture.Repository.Verify(point, CancellationToken.None).IsValid);
+        }
+
+        [Theory]
+        [InlineData("../escape.img")]
+        [InlineData("/etc/disk.img")]
+        [InlineData("a/./b.img")]
+        [InlineData("")]
+        public void AViewFilePathThatARestoreCouldNotWriteSafelyIsRefused(string relativePath)
+        {
+            using var fixture = new RepositoryFixture();
+            string disk = fixture.WriteFile("disk.img", new byte[10]);
+            var view = new StableFilesView(new[] { new ViewFile(relativePath, disk, disk) });
+
+            var e = Assert.Throws<VmQuiesceException>(() => new BackupEngine(fixture.Repository, 2).Run(new ViewSource(view), new QuiesceOptions(), null, CancellationToken.None));
+
+            Assert.Equal("InvalidViewFile", e.ErrorId);
+            Assert.False(view.CompletedWith);
+        }
+
+        [Fact]
+        public void TwoViewFilesWithTheSamePathAreRefused()
+        {
+            using var fixture = new RepositoryFixture();
+            string disk = fixture.WriteFile("disk.img", new byte[10]);
+            var view = new StableFilesView(new[] { new ViewFile("disk.img", disk, disk), new ViewFile("DISK.img", disk, disk) });
+
+            Assert.Equal("InvalidViewFile", Assert.Throws<VmQuiesceException>(() => new BackupEngine(fixture.Repository, 2).Run(new ViewSource(view), new QuiesceOptions(), null, CancellationToken.None)).ErrorId);
+        }
+
+        private sealed class ViewSource : IBackupSource
+        {
+            private readonly IConsistentView _view;
+
+            public ViewSource(IConsistentView view) => _view = view;
+
+            public string Kind => "Fake";
+
+            public string VmName => "vm";
+
+            public IReadOnlyList<string> FindLeftovers(CancellationToken cancel) => Array.Empty<string>();
+
+            public IConsistentView OpenConsistentView(QuiesceOptions options, CancellationToken cancel) => _view;
+        }
+
         private sealed class SyncProgress : IProgress<BackupProgress>
         {
             private readonly Action<BackupProgress> _report;
