@@ -221,13 +221,47 @@ Describe 'Remove-VmBackup' {
     }
 }
 
-Describe 'A backup killed with SIGKILL mid-copy' {
-    It 'leaves a repository whose points verify, with no partial point, and a stale lock reported with what to do' -Skip:(-not $IsLinux) {
+Describe 'A backup interrupted mid-copy' {
+    BeforeAll {
+        # 1.5 GiB, sparse, with 384 MiB of random data: long enough to interrupt on any machine.
+        $script:image = Join-Path $root 'big.img'
+        $script:skipReason = if (-not $IsLinux) { 'needs Linux: the test image is made with truncate and dd, and the kill must be SIGKILL' }
+        if (-not $skipReason) {
+            & truncate -s 1536M $image
+            & dd if=/dev/urandom of=$image bs=1M count=384 seek=512 conv=notrunc status=none
+        }
+    }
+
+    It 'stops cleanly on Ctrl+C (pipeline stop): no restore point, no lock left' {
+        if ($skipReason) { Set-ItResult -Skipped -Because $skipReason; return }
+        $repo = Join-Path $root 'stopped'
+        $kept = Invoke-VmQuiescedBackup -Vm $web -Repository $repo -Consistency Crash
+        $chunksBefore = @(Get-ChildItem (Join-Path $repo 'chunks') -Recurse -File).Count
+        $ps = [powershell]::Create()
+        $null = $ps.AddScript("Import-Module '$env:VMQUIESCE_MODULE_PATH'; Invoke-VmQuiescedBackup -Vm ([VmQuiesce.Core.Backup.StableFilesSource]::CreateVm('big', [string[]]@('$image'))) -Repository '$repo' -Consistency Crash")
+        try {
+            $handle = $ps.BeginInvoke()
+            $deadline = [DateTime]::UtcNow.AddMinutes(3)
+            while (@(Get-ChildItem (Join-Path $repo 'chunks') -Recurse -File).Count -lt $chunksBefore + 3 -and [DateTime]::UtcNow -lt $deadline -and -not $handle.IsCompleted) {
+                Start-Sleep -Milliseconds 20
+            }
+            $handle.IsCompleted | Should -BeFalse -Because 'the backup must still be copying when it is stopped'
+            $ps.Stop()
+            $ps.InvocationStateInfo.State | Should -Be 'Stopped'
+        }
+        finally {
+            $ps.Dispose()
+        }
+
+        @(Get-VmBackup $repo).Id | Should -Be $kept.Id
+        @(Get-ChildItem (Join-Path $repo 'locks') -File).Count | Should -Be 0
+        (Get-VmBackup $repo | Test-VmBackup).Status | Should -Be 'Ok'
+    }
+
+    It 'leaves a repository whose points verify, with no partial point, after SIGKILL; the stale lock is reported with what to do' {
+        if ($skipReason) { Set-ItResult -Skipped -Because $skipReason; return }
         $repo = Join-Path $root 'killed'
         $kept = Invoke-VmQuiescedBackup -Vm $web -Repository $repo -Consistency Crash
-        $image = Join-Path $root 'big.img'
-        & truncate -s 1536M $image
-        & dd if=/dev/urandom of=$image bs=1M count=384 seek=512 conv=notrunc status=none
         $chunksBefore = @(Get-ChildItem (Join-Path $repo 'chunks') -Recurse -File).Count
 
         $script = Join-Path $root 'child.ps1'
