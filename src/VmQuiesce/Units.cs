@@ -21,10 +21,5 @@ namespace VmQuiesce
                 ? bytes.ToString("0", CultureInfo.CurrentCulture) + " B"
                 : bytes.ToString("0.0", CultureInfo.CurrentCulture) + " " + ByteUnits[unit];
         }
-
-        public static string Duration(TimeSpan span) =>
-            span.TotalHours >= 1 ? $"{(int)span.TotalHours}h {span.Minutes:00}m" :
-            span.TotalMinutes >= 1 ? $"{span.Minutes}m {span.Seconds:00}s" :
-            span.TotalSeconds.ToString("0.0", CultureInfo.CurrentCulture) + "s";
     }
 }

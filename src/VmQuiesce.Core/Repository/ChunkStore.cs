@@ -69,8 +69,6 @@ namespace VmQuiesce.Core.Repository
 
         public string PathOf(string hash) => Path.Combine(Root, hash.Substring(0, 2), hash);
 
-        public bool Contains(string hash) => File.Exists(PathOf(hash));
-
         public void CreateFolders()
         {
             for (int i = 0; i < 256; i++)

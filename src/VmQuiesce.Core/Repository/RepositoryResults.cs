@@ -113,7 +113,5 @@ namespace VmQuiesce.Core.Repository
 
         /// <summary>Leftovers of interrupted backups.</summary>
         public int RemovedTempFiles { get; }
-
-        internal static IReadOnlyList<string> Ids(IEnumerable<RestorePoint> points) => points.Select(point => point.Id).ToList();
     }
 }
