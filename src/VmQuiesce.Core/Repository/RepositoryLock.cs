@@ -36,19 +36,30 @@ namespace VmQuiesce.Core.Repository
             string folder = Path.Combine(repositoryPath, FolderName);
             Directory.CreateDirectory(folder);
             string exclusive = Path.Combine(folder, ExclusiveName);
-            ThrowIfHeld(exclusive, repositoryPath, removeStale);
             string mine = Path.Combine(folder, SharedPrefix + Guid.NewGuid().ToString("N") + ".lock");
-            WriteHolder(mine, purpose, FileMode.CreateNew);
-
-            // Prune may have taken the exclusive lock between our check and our write: it then sees our
-            // shared lock and gives up, or we see its lock here and give up; never both proceed.
-            if (File.Exists(exclusive))
+            for (int attempt = 0; attempt < 3; attempt++)
             {
-                File.Delete(mine);
                 ThrowIfHeld(exclusive, repositoryPath, removeStale);
+                WriteHolder(mine, purpose, FileMode.CreateNew);
+
+                // Prune may have taken the exclusive lock between our check and our write: it then sees our
+                // shared lock and gives up, or we see its lock here and back off; never both proceed.
+                if (!File.Exists(exclusive))
+                {
+                    return new RepositoryLock(mine, exclusive: false);
+                }
+
+                File.Delete(mine);
             }
 
-            return new RepositoryLock(mine, exclusive: false);
+            throw new VmQuiesceException(
+                "RepositoryLocked",
+                FailureKind.ResourceBusy,
+                $"The repository '{repositoryPath}' is being pruned (its exclusive lock keeps appearing).",
+                repositoryPath)
+            {
+                Remedy = "Wait for Remove-VmBackup to finish, then try again.",
+            };
         }
 
         internal static RepositoryLock AcquireExclusive(string repositoryPath, string purpose, bool removeStale)
