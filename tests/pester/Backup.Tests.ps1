@@ -139,6 +139,20 @@ Describe 'Get-VmBackup' {
         $failures[0].FullyQualifiedErrorId | Should -BeLike 'InvalidRestorePointId,*'
     }
 
+    It 'reports an unreadable manifest by name and still lists the others' {
+        $broken = Join-Path $repo 'points/20200101T000000Z-deadbeef.json'
+        Set-Content -Path $broken -Value '{ "schema": '
+        try {
+            $points = @(Get-VmBackup $repo -ErrorVariable failures -ErrorAction SilentlyContinue)
+            $points.Count | Should -Be 3
+            $failures[0].FullyQualifiedErrorId | Should -BeLike 'RestorePointUnreadable,*'
+            "$($failures[0])" | Should -BeLike '*20200101T000000Z-deadbeef.json*'
+        }
+        finally {
+            Remove-Item $broken
+        }
+    }
+
     It 'formats as a table of VM, time, consistency, size and stored size, and as a list' {
         $table = Get-VmBackup $repo | Format-Table | Out-String
         $table | Should -Match 'VmName\s+Time\s+Consistency\s+Size\s+StoredSize'
@@ -179,6 +193,32 @@ Describe 'Test-VmBackup' {
         $result.Problems[0].Hash | Should -Be $hash
         $failures[0].FullyQualifiedErrorId | Should -BeLike 'RestorePointDamaged,*'
         "$($failures[0])" | Should -BeLike '*db01-b.img*'
+    }
+}
+
+Describe 'Test-VmBackup on a repository that lost a chunk' {
+    It 'names the missing chunk and every file of every point it breaks' {
+        $repo = Join-Path $root 'lost'
+        $first = Invoke-VmQuiescedBackup -Vm $web -Repository $repo -Consistency Crash
+        $second = Invoke-VmQuiescedBackup -Vm $web -Repository $repo -Consistency Crash
+        $hash = $first.Files[0].Chunks[0]
+        Remove-Item (Join-Path $repo "chunks/$($hash.Substring(0, 2))/$hash")
+
+        $results = @(Test-VmBackup $repo -ErrorVariable failures -ErrorAction SilentlyContinue)
+
+        $results.Count | Should -Be 2
+        $results | ForEach-Object {
+            $_.Status | Should -Be 'Damaged'
+            $_.Problems[0].Problem | Should -Be 'Missing'
+            $_.Problems[0].Files | Should -Be 'web01.img'
+        }
+        $failures.Count | Should -Be 2
+        $failures | ForEach-Object { $_.FullyQualifiedErrorId | Should -BeLike 'RestorePointDamaged,*' }
+
+        # The next backup stores the missing chunk anew and is whole again.
+        $third = Invoke-VmQuiescedBackup -Vm $web -Repository $repo -Consistency Crash
+        $third.StoredBytes | Should -BeGreaterThan 0
+        (Test-VmBackup $repo -Id $third.Id, $first.Id).Status | Should -Be 'Ok', 'Ok'
     }
 }
 
