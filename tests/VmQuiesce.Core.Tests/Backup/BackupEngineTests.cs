@@ -183,6 +183,44 @@ namespace VmQuiesce.Core.Tests.Backup
             Assert.Equal("InvalidViewFile", Assert.Throws<VmQuiesceException>(() => new BackupEngine(fixture.Repository, 2).Run(new ViewSource(view), new QuiesceOptions(), null, CancellationToken.None)).ErrorId);
         }
 
+        [Fact]
+        public async System.Threading.Tasks.Task TwoVmsWithTheSameDataBackedUpAtOnceStoreEachChunkOnce()
+        {
+            using var fixture = new RepositoryFixture();
+            byte[] content = RepositoryFixture.Random(64 * Chunk, 6);
+            string a = fixture.WriteFile("a.img", content);
+            string b = fixture.WriteFile("b.img", content);
+            var engine = new BackupEngine(fixture.Repository, 2);
+            var options = new QuiesceOptions { Required = Consistency.Crash };
+
+            var runs = new[] { ("vm-a", a), ("vm-b", b) }
+                .Select(vm => System.Threading.Tasks.Task.Run(() => engine.Run(new StableFilesSource(vm.Item1, new[] { vm.Item2 }), options, null, CancellationToken.None).RestorePoint))
+                .ToArray();
+            RestorePoint[] points = await System.Threading.Tasks.Task.WhenAll(runs);
+
+            Assert.Equal(64, fixture.ChunkFiles().Count);
+            Assert.Equal(64L * (Chunk + ChunkStore.HeaderLength), points.Sum(point => point.StoredBytes));
+            Assert.All(points, point => Assert.True(fixture.Repository.Verify(point, CancellationToken.None).IsValid));
+            Assert.Empty(Directory.EnumerateFiles(fixture.RepositoryPath, ".tmp-*", SearchOption.AllDirectories));
+        }
+
+        [Fact]
+        public void ProgressGoesFromNothingToEverythingWithARate()
+        {
+            using var fixture = new RepositoryFixture();
+            string disk = fixture.WriteFile("disk.img", RepositoryFixture.Random(30 * Chunk, 7));
+            var reports = new List<BackupProgress>();
+
+            new BackupEngine(fixture.Repository, 2).Run(new StableFilesSource("vm", new[] { disk }), new QuiesceOptions { Required = Consistency.Crash }, new SyncProgress(reports.Add), CancellationToken.None);
+
+            var copying = reports.Where(report => report.Phase == "Copying").ToList();
+            Assert.Equal(0, copying.First().BytesDone);
+            Assert.Equal(30L * Chunk, copying.Last().BytesDone);
+            Assert.All(copying, report => Assert.Equal(30L * Chunk, report.BytesTotal));
+            Assert.True(copying.Last().BytesPerSecond > 0);
+            Assert.Equal(new[] { "Checking", "Quiescing", "Copying", "Completing", "Done" }, reports.Select(report => report.Phase).Distinct());
+        }
+
         private sealed class ViewSource : IBackupSource
         {
             private readonly IConsistentView _view;
