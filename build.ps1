@@ -14,7 +14,10 @@ param(
     [string] $Configuration = 'Release',
 
     # Runs only the Pester files and xunit classes whose names match (a quick inner loop).
-    [string] $Filter
+    [string] $Filter,
+
+    # Tests the module and package already in out/ (CI builds once, then tests on every platform).
+    [switch] $SkipBuild
 )
 
 $ErrorActionPreference = 'Stop'
@@ -26,6 +29,8 @@ $Version = $Manifest.ModuleVersion
 $OutRoot = Join-Path $Root 'out'
 $ModuleOut = Join-Path $OutRoot "VmQuiesce/$Version"
 $TestResults = Join-Path $OutRoot 'TestResults'
+$PackageOut = Join-Path $OutRoot 'package'
+$Built = $false
 
 function Invoke-Native {
     # Runs a native command and stops the build on a non-zero exit, naming the command.
@@ -75,7 +80,19 @@ function Invoke-Build {
     Copy-Item (Join-Path $Root 'VmQuiesce.psd1') $ModuleOut
     Copy-Item (Join-Path $Root 'src/VmQuiesce/VmQuiesce.Format.ps1xml') $ModuleOut
     Invoke-Docs
+    $script:Built = $true
     Write-Host "Built VmQuiesce $Version into $ModuleOut"
+}
+
+function Assert-Built {
+    # Builds once per run; with -SkipBuild uses the module a previous run (or CI's build job) made.
+    if ($SkipBuild) {
+        if (-not (Test-Path (Join-Path $ModuleOut 'VmQuiesce.psd1'))) {
+            throw "-SkipBuild: there is no built module in $ModuleOut; run './build.ps1 -Task Build,Package' first."
+        }
+        return
+    }
+    if (-not $Built) { Invoke-Build }
 }
 
 function Invoke-Docs {
@@ -88,27 +105,28 @@ function Invoke-Docs {
         New-ExternalHelp -Path $source -OutputPath $helpOut -Force | Out-Null
     }
     else {
-        Write-Verbose 'platyPS is not installed: compiling help with the project''s own converter.'
-        # TEMPORARY until the help compiler lands: no help is compiled.
-        $compiler = Join-Path $Root "src/VmQuiesce.HelpCompiler/VmQuiesce.HelpCompiler.csproj"
-        if (-not (Test-Path $compiler)) { Write-Warning "The help compiler is not written yet: no help compiled."; return }
-        Invoke-Native dotnet @('run', '--project', $compiler, '-c', $Configuration, '--', $source, $helpOut, 'VmQuiesce.dll')
+        Write-Verbose 'platyPS is not installed: compiling help with the project''s own compiler.'
+        $compilerOut = Join-Path $OutRoot 'obj/help-compiler'
+        Invoke-Native dotnet @('publish', (Join-Path $Root 'src/VmQuiesce.HelpCompiler/VmQuiesce.HelpCompiler.csproj'), '-c', $Configuration, '-o', $compilerOut, '--nologo', '-v', 'quiet')
+        Invoke-Native dotnet @((Join-Path $compilerOut 'VmQuiesce.HelpCompiler.dll'), $source, $helpOut, 'VmQuiesce.dll')
     }
 }
 
 function Invoke-Package {
-    $packageOut = Join-Path $OutRoot 'package'
-    if (Test-Path $packageOut) { Remove-Item $packageOut -Recurse -Force }
-    New-Item -ItemType Directory -Path $packageOut | Out-Null
+    if (-not (Get-Command Publish-PSResource -ErrorAction SilentlyContinue)) {
+        throw 'Packaging needs Microsoft.PowerShell.PSResourceGet: PowerShell 7.4+ ships it; in Windows PowerShell 5.1 run Install-Module Microsoft.PowerShell.PSResourceGet -Scope CurrentUser.'
+    }
+    if (Test-Path $PackageOut) { Remove-Item $PackageOut -Recurse -Force }
+    New-Item -ItemType Directory -Path $PackageOut | Out-Null
     $repository = "VmQuiesceBuild-$PID"
-    Register-PSResourceRepository -Name $repository -Uri $packageOut -Trusted
+    Register-PSResourceRepository -Name $repository -Uri $PackageOut -Trusted
     try {
         Publish-PSResource -Path $ModuleOut -Repository $repository
     }
     finally {
         Unregister-PSResourceRepository -Name $repository
     }
-    Get-ChildItem $packageOut -Filter *.nupkg | ForEach-Object { Write-Host "Packaged $($_.FullName)" }
+    Get-ChildItem $PackageOut -Filter *.nupkg | ForEach-Object { Write-Host "Packaged $($_.FullName)" }
 }
 
 function Get-TrxCount {
@@ -138,12 +156,18 @@ function Initialize-TestGuest {
 }
 
 function Invoke-Test {
-    Invoke-Build
+    Assert-Built
     Initialize-TestGuest
+    # The package tests install what Package made, so Test makes it first (CI made it in its build job).
+    if (-not $SkipBuild) { Invoke-Package }
+    if (-not (Get-ChildItem $PackageOut -Filter 'VmQuiesce.*.nupkg' -ErrorAction SilentlyContinue)) {
+        throw "There is no package in $PackageOut; run './build.ps1 -Task Build,Package' first."
+    }
     if (Test-Path $TestResults) { Remove-Item $TestResults -Recurse -Force }
     New-Item -ItemType Directory -Path $TestResults -Force | Out-Null
 
     $env:VMQUIESCE_TEST_OUT = $OutRoot
+    $env:VMQUIESCE_PACKAGE_PATH = $PackageOut
 
     $xunitArgs = @('test', (Join-Path $Root 'tests/VmQuiesce.Core.Tests/VmQuiesce.Core.Tests.csproj'), '-c', $Configuration, '--nologo',
         '--logger', 'trx;LogFileName=xunit.trx', '--logger', 'console;verbosity=minimal', '--results-directory', $TestResults)
@@ -183,7 +207,8 @@ function Invoke-Test {
     $line = "$passed passed, $failed failed"
     if ($skipped) { $line += ", $skipped skipped" }
     Write-Host $line
-    if ($failed -gt 0 -or $xunitExit -ne 0 -and $xunit.Failed -eq 0 -and $xunit.Passed -eq 0) { exit 1 }
+    # -and and -or share one precedence in PowerShell: the parentheses are needed.
+    if ($failed -gt 0 -or ($xunitExit -ne 0 -and $xunit.Failed -eq 0 -and $xunit.Passed -eq 0)) { exit 1 }
 }
 
 foreach ($step in $Task) {
@@ -192,7 +217,7 @@ foreach ($step in $Task) {
         'Build' { Invoke-Build }
         'Docs' { Invoke-Docs }
         'Test' { Invoke-Test }
-        'Package' { Invoke-Build; Invoke-Package }
-        'Demo' { Invoke-Build; & (Get-ChildPowerShell).FilePath @((Get-ChildPowerShell).Prefix + @('-NoProfile', '-File', (Join-Path $Root 'tests/demo/Invoke-Demo.ps1'), '-ModulePath', (Join-Path $ModuleOut 'VmQuiesce.psd1'))) }
+        'Package' { Assert-Built; Invoke-Package }
+        'Demo' { Assert-Built; & (Get-ChildPowerShell).FilePath @((Get-ChildPowerShell).Prefix + @('-NoProfile', '-File', (Join-Path $Root 'tests/demo/Invoke-Demo.ps1'), '-ModulePath', (Join-Path $ModuleOut 'VmQuiesce.psd1'))) }
     }
 }

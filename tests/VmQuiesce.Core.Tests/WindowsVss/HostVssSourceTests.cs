@@ -144,6 +144,59 @@ namespace VmQuiesce.Core.Tests.WindowsVss
             Assert.Empty(Source(new FakeVss(), HostVssWriter.VMware).FindLeftovers(CancellationToken.None));
         }
 
+        [Fact]
+        public void PreFreezeRunsRightBeforeDoSnapshotSetAndPostThawRightAfter()
+        {
+            var fake = new FakeVss();
+            var options = new QuiesceOptions { PreFreeze = _ => fake.Calls.Add("PreFreeze"), PostThaw = _ => fake.Calls.Add("PostThaw") };
+
+            using IConsistentView view = Source(fake, HostVssWriter.VMware).OpenConsistentView(options, CancellationToken.None);
+
+            int snapshot = fake.Calls.IndexOf("DoSnapshotSet");
+            Assert.Equal(new[] { "GetWriterStatus", "PreFreeze", "DoSnapshotSet", "PostThaw", "GatherWriterStatus" }, fake.Calls.Skip(snapshot - 2).Take(5));
+        }
+
+        [Fact]
+        public void PreFreezeFailingStopsBeforeAnyFreezeAndAborts()
+        {
+            var fake = new FakeVss();
+            var options = new QuiesceOptions
+            {
+                PreFreeze = _ => throw new VmQuiesceException("PreFreezeScriptFailed", FailureKind.InvalidOperation, "hook failed"),
+                PostThaw = _ => fake.Calls.Add("PostThaw"),
+            };
+
+            var failure = Assert.Throws<VmQuiesceException>(() => Source(fake, HostVssWriter.VMware).OpenConsistentView(options, CancellationToken.None));
+
+            Assert.Equal("PreFreezeScriptFailed", failure.ErrorId);
+            Assert.DoesNotContain("DoSnapshotSet", fake.Calls);
+            Assert.DoesNotContain("PostThaw", fake.Calls);
+            Assert.Equal(new[] { "AbortBackup", "Release" }, fake.Calls.Skip(fake.Calls.Count - 2));
+        }
+
+        [Fact]
+        public void PostThawRunsEvenWhenDoSnapshotSetFails()
+        {
+            var fake = new FakeVss().FailAsync("DoSnapshotSet", unchecked((int)0x80042313));
+            var options = new QuiesceOptions { PreFreeze = _ => { }, PostThaw = _ => fake.Calls.Add("PostThaw") };
+
+            var failure = Assert.Throws<VmQuiesceException>(() => Source(fake, HostVssWriter.VMware).OpenConsistentView(options, CancellationToken.None));
+
+            Assert.Equal(VssErrors.FreezeTimeoutId, failure.ErrorId);
+            Assert.Equal(new[] { "DoSnapshotSet", "PostThaw", "AbortBackup", "Release" }, fake.Calls.Skip(fake.Calls.Count - 4));
+        }
+
+        [Fact]
+        public void KeepSnapshotIsRefusedBecauseBackupShadowCopiesCannotBeKept()
+        {
+            var fake = new FakeVss();
+
+            var failure = Assert.Throws<VmQuiesceException>(() => Source(fake, HostVssWriter.VMware).OpenConsistentView(new QuiesceOptions { KeepSnapshot = true }, CancellationToken.None));
+
+            Assert.Equal("KeepSnapshotNotSupported", failure.ErrorId);
+            Assert.Empty(fake.Calls);
+        }
+
         [UnixFact]
         public void OffWindowsTheRealHostIsRefusedWithWindowsOnly()
         {

@@ -80,6 +80,15 @@ namespace VmQuiesce.Core.Sources.WindowsVss
         public IConsistentView OpenConsistentView(QuiesceOptions options, CancellationToken cancel)
         {
             IVssHost host = _host ?? WindowsHost("The HostVss backup method");
+            if (options.KeepSnapshot)
+            {
+                throw new VmQuiesceException("KeepSnapshotNotSupported", FailureKind.NotSupported,
+                    $"The HostVss method cannot keep the snapshot of '{VmName}': its shadow copies are made in the backup context, which VSS deletes when the backup ends.", VmName)
+                {
+                    Remedy = "Run the backup without -KeepSnapshot.",
+                };
+            }
+
             bool applicationRequired = options.Required >= Consistency.Application && !options.AllowLower;
             if (_writer == null && applicationRequired)
             {
@@ -93,6 +102,8 @@ namespace VmQuiesce.Core.Sources.WindowsVss
                 VmNames = new[] { VmName },
                 Paths = _files,
                 RequireWriterComponents = applicationRequired,
+                PreFreeze = options.PreFreeze,
+                PostThaw = options.PostThaw,
                 Target = VmName,
             };
             VssSnapshotSession session = VssSnapshotSession.Open(host, request, _warn, _verbose, cancel);

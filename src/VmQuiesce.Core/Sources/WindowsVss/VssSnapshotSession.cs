@@ -37,6 +37,12 @@ namespace VmQuiesce.Core.Sources.WindowsVss
         /// <summary>How often a pending asynchronous operation is checked for timeout and cancellation.</summary>
         public TimeSpan PollInterval { get; init; } = TimeSpan.FromMilliseconds(250);
 
+        /// <summary>Runs right before DoSnapshotSet, inside which the writers freeze; a throw fails the run before any freeze.</summary>
+        public Action<CancellationToken>? PreFreeze { get; init; }
+
+        /// <summary>Runs once DoSnapshotSet has returned (the writers have thawed), whenever <see cref="PreFreeze"/> ran.</summary>
+        public Action<CancellationToken>? PostThaw { get; init; }
+
         /// <summary>The object errors name (the VM); "VSS" when listing writers.</summary>
         public object Target { get; init; } = "VSS";
     }
@@ -304,15 +310,39 @@ namespace VmQuiesce.Core.Sources.WindowsVss
             Await("PrepareForBackup", c => c.PrepareForBackup(), _request.OperationTimeout, cancel);
             GatherStatus("PrepareForBackup", failOnInvolvedWriter: true, cancel);
 
-            var clock = Stopwatch.StartNew();
-            Await("DoSnapshotSet", c => c.DoSnapshotSet(), _request.SnapshotTimeout, cancel);
-            SnapshotDuration = clock.Elapsed;
-            _snapshotsExist = true;
+            _request.PreFreeze?.Invoke(cancel);
+            try
+            {
+                var clock = Stopwatch.StartNew();
+                Await("DoSnapshotSet", c => c.DoSnapshotSet(), _request.SnapshotTimeout, cancel);
+                SnapshotDuration = clock.Elapsed;
+                _snapshotsExist = true;
+            }
+            catch
+            {
+                RunPostThawAfterFailure(cancel);
+                throw;
+            }
+
+            _request.PostThaw?.Invoke(cancel);
 
             WriterStatus = GatherStatus("DoSnapshotSet", failOnInvolvedWriter: true, cancel);
             foreach (VssShadowVolume shadow in _volumes)
             {
                 shadow.DeviceObject = Call("GetSnapshotProperties", c => c.GetSnapshotProperties(shadow.SnapshotId)).DeviceObject;
+            }
+        }
+
+        private void RunPostThawAfterFailure(CancellationToken cancel)
+        {
+            try
+            {
+                _request.PostThaw?.Invoke(cancel);
+            }
+            catch (Exception failure) when (!(failure is OutOfMemoryException))
+            {
+                // The snapshot's own failure is the one to report; the hook's is kept as a warning.
+                Warn("The post-thaw step failed after DoSnapshotSet had failed: " + failure.Message);
             }
         }
 

@@ -1,0 +1,362 @@
+using System;
+using System.Collections.Generic;
+using System.Linq;
+using System.Security;
+using System.Threading;
+
+namespace VmQuiesce.Core.Logon
+{
+    /// <summary>What Set is asked to do.</summary>
+    public sealed record ServiceLogonRequest
+    {
+        public ServiceLogonRequest(string userName)
+        {
+            UserName = userName;
+        }
+
+        /// <summary>Service or unit name; null finds the service by its display name "VMware VSS Writer Service".</summary>
+        public string? ServiceName { get; init; }
+
+        public string UserName { get; }
+
+        /// <summary>Kept as a SecureString throughout; never turned into a managed string.</summary>
+        public SecureString? Password { get; init; }
+
+        /// <summary>systemd Group=; not supported on Windows.</summary>
+        public string? Group { get; init; }
+
+        public IReadOnlyList<string> VmFolders { get; init; } = Array.Empty<string>();
+
+        public bool GrantFolderAccess { get; init; }
+
+        public bool Restart { get; init; }
+    }
+
+    /// <summary>
+    /// The service-logon decisions, written once for every platform and driven through
+    /// IServiceLogonBackend. Set validates everything (account, password, rights, folders) before
+    /// the first change, asks the gate before each change, and puts the previous account back
+    /// when the restart fails.
+    /// </summary>
+    public sealed class ServiceLogonManager
+    {
+        public const string DefaultDisplayName = "VMware VSS Writer Service";
+
+        private readonly IServiceLogonBackend _backend;
+        private readonly PasswordVerifierStore _verifiers;
+
+        public ServiceLogonManager(IServiceLogonBackend backend, PasswordVerifierStore verifiers)
+        {
+            _backend = backend;
+            _verifiers = verifiers;
+        }
+
+        public ServiceLogonInfo Get(string? serviceName, IEnumerable<string> vmFolders, Action<VmQuiesceException> folderFailed)
+        {
+            ServiceEntry service = _backend.FindService(serviceName);
+            LogonAccount? account = TryResolve(service.Account);
+            var folders = new List<FolderAccess>();
+            foreach (string folder in vmFolders)
+            {
+                if (account == null)
+                {
+                    folders.Add(new FolderAccess(folder, false, $"the service's account '{service.Account}' does not exist"));
+                    continue;
+                }
+
+                try
+                {
+                    folders.Add(_backend.CheckFolderAccess(account, folder));
+                }
+                catch (VmQuiesceException failure)
+                {
+                    folderFailed(failure);
+                }
+            }
+
+            return new ServiceLogonInfo(service, account == null ? LogonRight.Missing : LogonRightOf(account), account == null ? (bool?)null : _backend.IsAdministrator(account), folders);
+        }
+
+        public ServiceLogonTestResult Test(ServiceLogonRequest request, ILogonChangeGate gate)
+        {
+            ServiceEntry service = _backend.FindService(request.ServiceName);
+            if (request.Group != null)
+            {
+                _backend.ResolveGroup(request.Group);
+            }
+
+            WarnIfPasswordUnused(request, gate);
+            var checks = new List<ServiceLogonCheck>();
+            LogonAccount? wanted = TryResolve(request.UserName);
+            LogonAccount? current = TryResolve(service.Account);
+            if (wanted == null)
+            {
+                checks.Add(new ServiceLogonCheck("Account", false, $"the user '{request.UserName}' does not exist"));
+                return Finish(service, request, checks, gate);
+            }
+
+            checks.Add(current != null && current.SameAs(wanted)
+                ? new ServiceLogonCheck("Account", true, $"{service.Name} logs on as {service.Account}")
+                : new ServiceLogonCheck("Account", false, $"{service.Name} logs on as {service.Account}, not {wanted.Name}"));
+            if (request.Group != null)
+            {
+                bool sameGroup = string.Equals(service.Group, request.Group, StringComparison.Ordinal);
+                checks.Add(new ServiceLogonCheck("Group", sameGroup, sameGroup ? $"{service.Name} runs with group {request.Group}" : $"{service.Name} runs with group {service.Group ?? "(the user's primary group)"}, not {request.Group}"));
+            }
+
+            if (NeedsPassword(wanted))
+            {
+                checks.Add(PasswordCheck(service, wanted, request.Password));
+            }
+
+            LogonRight right = LogonRightOf(wanted);
+            checks.Add(new ServiceLogonCheck("LogonRight", right == LogonRight.Granted || right == LogonRight.NotApplicable, DescribeRight(wanted, right)));
+            bool admin = _backend.IsAdministrator(wanted);
+            checks.Add(new ServiceLogonCheck("Administrator", admin, admin ? $"{wanted.Name} is an administrator" : $"{wanted.Name} is not an administrator"));
+            foreach (string folder in request.VmFolders)
+            {
+                try
+                {
+                    FolderAccess access = _backend.CheckFolderAccess(wanted, folder);
+                    checks.Add(new ServiceLogonCheck("Folder", access.CanModify, $"{access.Path}: {access.Detail}"));
+                }
+                catch (VmQuiesceException failure)
+                {
+                    checks.Add(new ServiceLogonCheck("Folder", false, failure.Message));
+                }
+            }
+
+            return Finish(service, request, checks, gate);
+        }
+
+        public ServiceLogonChange Set(ServiceLogonRequest request, ILogonChangeGate gate, CancellationToken cancel)
+        {
+            // 1. Read-only validation: nothing changes until every input is known to be good.
+            ServiceEntry service = _backend.FindService(request.ServiceName);
+            LogonAccount account = _backend.ResolveAccount(request.UserName);
+            if (request.Group != null)
+            {
+                _backend.ResolveGroup(request.Group);
+            }
+
+            WarnIfPasswordUnused(request, gate);
+            SecureString password = request.Password ?? new SecureString();
+            if (NeedsPassword(account) && !_backend.VerifyPassword(account, password))
+            {
+                throw new VmQuiesceException("PasswordIncorrect", FailureKind.SecurityError,
+                    $"The password for '{account.Name}' is not correct: nothing was changed.", account.Name)
+                {
+                    Remedy = "Pass the account's current password in -Credential.",
+                };
+            }
+
+            LogonRight right = LogonRightOf(account);
+            if (right == LogonRight.Denied)
+            {
+                throw new VmQuiesceException("LogonRightDenied", FailureKind.PermissionDenied,
+                    $"'{account.Name}' holds the 'Deny log on as a service' right (SeDenyServiceLogonRight), which wins over any grant: nothing was changed.", account.Name)
+                {
+                    Remedy = "Remove the account (or its group) from 'Deny log on as a service' in the local or domain security policy, or use another account.",
+                };
+            }
+
+            if (!_backend.IsAdministrator(account))
+            {
+                throw new VmQuiesceException("AccountNotAdministrator", FailureKind.PermissionDenied,
+                    $"'{account.Name}' is not an administrator, and the VSS writer needs administrative rights over every VM: nothing was changed.", account.Name)
+                {
+                    Remedy = "Windows: add the account to the local Administrators group. Linux: use root or a member of the sudo or wheel group.",
+                };
+            }
+
+            var foldersToGrant = new List<FolderAccess>();
+            foreach (string folder in request.VmFolders)
+            {
+                FolderAccess access = _backend.CheckFolderAccess(account, folder);
+                if (access.CanModify)
+                {
+                    continue;
+                }
+
+                if (!request.GrantFolderAccess)
+                {
+                    throw new VmQuiesceException("FolderAccessDenied", FailureKind.PermissionDenied,
+                        $"'{account.Name}' cannot modify the VM folder '{access.Path}' ({access.Detail}): nothing was changed.", folder)
+                    {
+                        Remedy = "Add -GrantFolderAccess to give the account modify access, or fix the folder's permissions.",
+                    };
+                }
+
+                foldersToGrant.Add(access);
+            }
+
+            LogonAccount? current = TryResolve(service.Account);
+            bool alreadySet = current != null && current.SameAs(account)
+                && (request.Group == null || string.Equals(service.Group, request.Group, StringComparison.Ordinal))
+                && (!NeedsPassword(account) || _verifiers.Compare(service.Name, account, password) == VerifierMatch.Matches);
+
+            // 2. Changes, each behind ShouldProcess.
+            var actions = new List<string>();
+            if (right == LogonRight.Missing && gate.ShouldProcess(account.Name, "Grant the 'Log on as a service' right"))
+            {
+                _backend.GrantLogonRight(account);
+                actions.Add($"Granted 'Log on as a service' to {account.Name}");
+            }
+
+            foreach (FolderAccess folder in foldersToGrant)
+            {
+                if (gate.ShouldProcess(folder.Path, $"Give {account.Name} modify access"))
+                {
+                    _backend.GrantFolderAccess(account, folder.Path);
+                    actions.Add($"Gave {account.Name} modify access to {folder.Path}");
+                }
+            }
+
+            PreviousLogon? previous = null;
+            if (alreadySet)
+            {
+                gate.WriteVerbose($"{service.Name} already logs on as {account.Name}.");
+            }
+            else if (gate.ShouldProcess(service.Name, $"Set the logon account to {account.Name}"))
+            {
+                previous = _backend.SetServiceAccount(service, account, NeedsPassword(account) ? password : null, request.Group);
+                actions.Add($"Set the logon account of {service.Name} to {account.Name} (was {previous.Account})");
+            }
+
+            bool restarted = false;
+            bool wasRunning = service.State == ServiceRunState.Running;
+            if (request.Restart || (previous != null && wasRunning))
+            {
+                restarted = RestartOrRollBack(service, previous, wasRunning, gate, cancel);
+                if (restarted)
+                {
+                    actions.Add($"Restarted {service.Name}");
+                }
+            }
+            else if (previous != null)
+            {
+                string? why = _backend.WhyRestartIsUnavailable(service);
+                if (why != null)
+                {
+                    gate.WriteWarning($"The new account applies when {service.Name} next starts: {why}.");
+                }
+                else
+                {
+                    gate.WriteVerbose($"{service.Name} is not running; the new account applies when it next starts.");
+                }
+            }
+
+            if (previous != null && NeedsPassword(account))
+            {
+                _verifiers.Save(service.Name, account, password);
+            }
+
+            return new ServiceLogonChange(service.Name, service.Account, previous != null ? account.Name : service.Account, actions, restarted);
+        }
+
+        private bool RestartOrRollBack(ServiceEntry service, PreviousLogon? previous, bool wasRunning, ILogonChangeGate gate, CancellationToken cancel)
+        {
+            string? why = _backend.WhyRestartIsUnavailable(service);
+            if (why != null)
+            {
+                gate.WriteWarning($"{service.Name} was not restarted: {why}. The new account applies when it next starts.");
+                return false;
+            }
+
+            if (!gate.ShouldProcess(service.Name, "Restart the service"))
+            {
+                return false;
+            }
+
+            try
+            {
+                _backend.RestartService(service, cancel);
+                return true;
+            }
+            catch (VmQuiesceException failure) when (previous != null)
+            {
+                _backend.RestoreServiceAccount(service, previous);
+                string outcome = "it was not running before, so it was left stopped";
+                if (wasRunning)
+                {
+                    try
+                    {
+                        _backend.RestartService(service, cancel);
+                        outcome = "the service runs again under it";
+                    }
+                    catch (VmQuiesceException again)
+                    {
+                        outcome = "the service did not start under it either: " + again.Message;
+                    }
+                }
+
+                string passwordNote = _backend.UsesPassword
+                    ? " The previous account's password is not known to VmQuiesce: if it was a user account, set it again."
+                    : string.Empty;
+                throw new VmQuiesceException("ServiceRestartFailed", FailureKind.InvalidOperation,
+                    $"{service.Name} did not restart under the new account ({failure.Message}); the previous account '{previous.Account}' was put back and {outcome}.{passwordNote}",
+                    service.Name, failure)
+                {
+                    Remedy = failure.Remedy,
+                };
+            }
+        }
+
+        private ServiceLogonTestResult Finish(ServiceEntry service, ServiceLogonRequest request, List<ServiceLogonCheck> checks, ILogonChangeGate gate)
+        {
+            foreach (ServiceLogonCheck check in checks)
+            {
+                gate.WriteVerbose(check.ToString());
+            }
+
+            return new ServiceLogonTestResult(service.Name, request.UserName, checks);
+        }
+
+        private ServiceLogonCheck PasswordCheck(ServiceEntry service, LogonAccount account, SecureString? password)
+        {
+            if (SecretText.IsEmpty(password))
+            {
+                return new ServiceLogonCheck("Password", false, "no password was given to compare with the one last applied");
+            }
+
+            return _verifiers.Compare(service.Name, account, password!) switch
+            {
+                VerifierMatch.Matches => new ServiceLogonCheck("Password", true, "the password is the one last applied by Set-VssWriterServiceLogon"),
+                VerifierMatch.Differs => new ServiceLogonCheck("Password", false, "the password differs from the one last applied (it was rotated)"),
+                _ => new ServiceLogonCheck("Password", false, $"no password verifier in '{_verifiers.Folder}' (or it cannot be seen without elevation): the password was not applied by Set-VssWriterServiceLogon"),
+            };
+        }
+
+        private bool NeedsPassword(LogonAccount account) => _backend.UsesPassword && !account.IsBuiltInServiceAccount;
+
+        private void WarnIfPasswordUnused(ServiceLogonRequest request, ILogonChangeGate gate)
+        {
+            if (!_backend.UsesPassword && !SecretText.IsEmpty(request.Password))
+            {
+                gate.WriteWarning("The password in -Credential is ignored: systemd starts units as a user without any password.");
+            }
+        }
+
+        private LogonRight LogonRightOf(LogonAccount account) => account.IsBuiltInServiceAccount ? LogonRight.Granted : _backend.GetLogonRight(account);
+
+        private static string DescribeRight(LogonAccount account, LogonRight right) => right switch
+        {
+            LogonRight.Granted => $"{account.Name} may log on as a service",
+            LogonRight.Missing => $"{account.Name} lacks 'Log on as a service'",
+            LogonRight.Denied => $"{account.Name} is denied 'Log on as a service'",
+            _ => "the platform has no 'log on as a service' right",
+        };
+
+        private LogonAccount? TryResolve(string name)
+        {
+            try
+            {
+                return _backend.ResolveAccount(name);
+            }
+            catch (VmQuiesceException failure) when (failure.ErrorId == "AccountNotFound")
+            {
+                return null;
+            }
+        }
+    }
+}

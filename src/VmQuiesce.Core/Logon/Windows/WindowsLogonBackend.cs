@@ -1,0 +1,576 @@
+using System;
+using System.Collections.Generic;
+using System.IO;
+using System.Linq;
+using System.Runtime.InteropServices;
+using System.Runtime.Versioning;
+using System.Security;
+using System.Text;
+using System.Threading;
+
+namespace VmQuiesce.Core.Logon.Windows
+{
+    /// <summary>
+    /// Windows: the Service Control Manager holds the logon account and password, LSA holds
+    /// "Log on as a service", LogonUser checks the password, NetUserGetLocalGroups answers
+    /// "administrator?", Authz computes another account's effective rights on a folder.
+    /// </summary>
+    [SupportedOSPlatform("windows")]
+    public sealed class WindowsLogonBackend : IServiceLogonBackend
+    {
+        private const string ServiceLogonRight = "SeServiceLogonRight";
+        private const string DenyServiceLogonRight = "SeDenyServiceLogonRight";
+        private static readonly TimeSpan StateChangeTimeout = TimeSpan.FromSeconds(60);
+
+        /// <summary>The service accounts that need no password and hold the logon right implicitly, by the names the SCM accepts.</summary>
+        private static readonly Dictionary<string, (string Name, string Sid)> BuiltInAccounts = new Dictionary<string, (string, string)>(StringComparer.OrdinalIgnoreCase)
+        {
+            ["LocalSystem"] = ("LocalSystem", "S-1-5-18"),
+            [@".\LocalSystem"] = ("LocalSystem", "S-1-5-18"),
+            [@"NT AUTHORITY\SYSTEM"] = ("LocalSystem", "S-1-5-18"),
+            [@"NT AUTHORITY\LocalService"] = (@"NT AUTHORITY\LocalService", "S-1-5-19"),
+            [@"NT AUTHORITY\LOCAL SERVICE"] = (@"NT AUTHORITY\LocalService", "S-1-5-19"),
+            [@"NT AUTHORITY\NetworkService"] = (@"NT AUTHORITY\NetworkService", "S-1-5-20"),
+            [@"NT AUTHORITY\NETWORK SERVICE"] = (@"NT AUTHORITY\NetworkService", "S-1-5-20"),
+        };
+
+        public bool UsesPassword => true;
+
+        public ServiceEntry FindService(string? name)
+        {
+            using var manager = ServiceHandle.OpenManager();
+            using ServiceHandle service = OpenService(manager, name, WindowsNative.ServiceQueryConfig | WindowsNative.ServiceQueryStatus);
+            (string displayName, string account, uint startType) = QueryConfig(service);
+            if (!WindowsNative.QueryServiceStatus(service.Handle, out WindowsNative.ServiceStatus status))
+            {
+                throw Win32Failure("ServiceQueryFailed", $"Cannot read the state of the service '{service.Name}'", service.Name);
+            }
+
+            return new ServiceEntry(service.Name!, displayName, account, StartModeName(startType), StateOf(status.CurrentState));
+        }
+
+        public LogonAccount ResolveAccount(string name)
+        {
+            if (BuiltInAccounts.TryGetValue(name.Trim(), out (string Name, string Sid) builtIn))
+            {
+                return new LogonAccount(builtIn.Name, builtIn.Sid) { IsBuiltInServiceAccount = true };
+            }
+
+            (byte[] Sid, int Use)? found = LookUp(name);
+            if (found == null)
+            {
+                throw AccountNotFound(name);
+            }
+
+            (byte[] sid, int use) = found.Value;
+
+            // Other spellings of the built-in service accounts ("SYSTEM", localized names) are well-known SIDs, not users.
+            string sidText = WindowsSecurity.SidToString(sid);
+            if (sidText is "S-1-5-18" or "S-1-5-19" or "S-1-5-20")
+            {
+                return ResolveAccount(sidText == "S-1-5-18" ? "LocalSystem" : sidText == "S-1-5-19" ? @"NT AUTHORITY\LocalService" : @"NT AUTHORITY\NetworkService");
+            }
+
+            const int SidTypeUser = 1;
+            if (use != SidTypeUser)
+            {
+                throw new VmQuiesceException("AccountNotFound", FailureKind.InvalidArgument, $"'{name}' is not a user account (it is a group, alias or computer): a service logs on as a user.", name);
+            }
+
+            // The SID's own name, so a UPN (user@example.com) becomes the DOMAIN\sAMAccountName the SCM stores.
+            (string user, string userDomain) = WindowsSecurity.AccountOf(sid);
+            string canonical = string.Equals(userDomain, Environment.MachineName, StringComparison.OrdinalIgnoreCase)
+                ? @".\" + user
+                : userDomain + @"\" + user;
+            return new LogonAccount(canonical, sidText);
+        }
+
+        public void ResolveGroup(string name) =>
+            throw new VmQuiesceException("GroupNotSupported", FailureKind.InvalidArgument,
+                "-Group applies to systemd units only: a Windows service runs with its account's own groups.", name);
+
+        public bool VerifyPassword(LogonAccount account, SecureString password)
+        {
+            (string domain, string user) = Split(account.Name);
+            IntPtr secret = Marshal.SecureStringToGlobalAllocUnicode(password);
+            try
+            {
+                if (WindowsNative.LogonUserW(user, domain, secret, WindowsNative.Logon32LogonService, WindowsNative.Logon32ProviderDefault, out IntPtr token))
+                {
+                    WindowsNative.CloseHandle(token);
+                    return true;
+                }
+
+                int error = Marshal.GetLastWin32Error();
+                switch (error)
+                {
+                    case WindowsNative.ErrorLogonFailure:
+                        return false;
+                    case WindowsNative.ErrorLogonTypeNotGranted:
+                        // Windows checks the password before the logon type: the password is right and
+                        // the service logon right is missing (granted next) or denied (refused next).
+                        return true;
+                    default:
+                        throw new VmQuiesceException("AccountCannotLogOn", FailureKind.SecurityError,
+                            $"'{account.Name}' cannot log on: {WindowsNative.Describe(error)}. Nothing was changed.", account.Name)
+                        {
+                            Remedy = "Enable or unlock the account, or renew its expired password, then try again.",
+                        };
+                }
+            }
+            finally
+            {
+                Marshal.ZeroFreeGlobalAllocUnicode(secret);
+            }
+        }
+
+        /// <summary>
+        /// LsaEnumerateAccountRights lists only rights held by the SID itself, so the account's local
+        /// groups, Everyone and Authenticated Users are asked too: a deny right held by any of them wins.
+        /// </summary>
+        public LogonRight GetLogonRight(LogonAccount account)
+        {
+            var holders = new List<byte[]>
+            {
+                WindowsSecurity.StringToSid(account.Identity),
+                WindowsSecurity.StringToSid("S-1-1-0"),
+                WindowsSecurity.StringToSid("S-1-5-11"),
+            };
+            foreach (string group in LocalGroupsOf(account))
+            {
+                if (LookUp(group) is (byte[] Sid, int Use) found)
+                {
+                    holders.Add(found.Sid);
+                }
+            }
+
+            using LsaPolicy policy = LsaPolicy.Open(WindowsNative.PolicyLookupNames);
+            bool granted = false;
+            foreach (byte[] holder in holders)
+            {
+                HashSet<string> rights = RightsOf(policy, holder, account.Name);
+                if (rights.Contains(DenyServiceLogonRight))
+                {
+                    return LogonRight.Denied;
+                }
+
+                granted |= rights.Contains(ServiceLogonRight);
+            }
+
+            return granted ? LogonRight.Granted : LogonRight.Missing;
+        }
+
+        public void GrantLogonRight(LogonAccount account)
+        {
+            using LsaPolicy policy = LsaPolicy.Open(WindowsNative.PolicyLookupNames | WindowsNative.PolicyCreateAccount);
+            IntPtr buffer = Marshal.StringToHGlobalUni(ServiceLogonRight);
+            try
+            {
+                var right = new WindowsNative.LsaUnicodeString
+                {
+                    Length = (ushort)(ServiceLogonRight.Length * 2),
+                    MaximumLength = (ushort)((ServiceLogonRight.Length * 2) + 2),
+                    Buffer = buffer,
+                };
+                uint status = WindowsNative.LsaAddAccountRights(policy.Handle, WindowsSecurity.StringToSid(account.Identity), new[] { right }, 1);
+                ThrowIfFailed(status, "LogonRightGrantFailed", $"Cannot grant 'Log on as a service' to '{account.Name}'", account.Name);
+            }
+            finally
+            {
+                Marshal.FreeHGlobal(buffer);
+            }
+        }
+
+        public bool IsAdministrator(LogonAccount account)
+        {
+            if (account.Identity == "S-1-5-18")
+            {
+                return true;
+            }
+
+            if (account.IsBuiltInServiceAccount)
+            {
+                return false;
+            }
+
+            string administrators = WindowsSecurity.AccountOf(WindowsSecurity.StringToSid(WindowsSecurity.AdministratorsSid)).Name;
+            return LocalGroupsOf(account).Contains(administrators, StringComparer.OrdinalIgnoreCase);
+        }
+
+        public FolderAccess CheckFolderAccess(LogonAccount account, string folder)
+        {
+            string path = ExistingFolder(folder);
+            try
+            {
+                uint rights = WindowsSecurity.EffectiveRights(path, WindowsSecurity.StringToSid(account.Identity));
+                bool canModify = (rights & WindowsSecurity.ModifyRights) == WindowsSecurity.ModifyRights;
+                return new FolderAccess(path, canModify, canModify
+                    ? $"{account.Name} holds Modify (effective rights 0x{rights:X8})"
+                    : $"{account.Name}'s effective rights 0x{rights:X8} lack Modify (0x{WindowsSecurity.ModifyRights:X8})");
+            }
+            catch (IOException e)
+            {
+                throw new VmQuiesceException("FolderAccessCheckFailed", FailureKind.ReadError, $"Cannot check access to the folder '{path}': {e.Message}", folder, e);
+            }
+        }
+
+        public void GrantFolderAccess(LogonAccount account, string folder)
+        {
+            string path = ExistingFolder(folder);
+            try
+            {
+                WindowsSecurity.GrantModify(path, WindowsSecurity.StringToSid(account.Identity));
+            }
+            catch (IOException e)
+            {
+                throw new VmQuiesceException("FolderAccessGrantFailed", FailureKind.WriteError, $"Cannot give {account.Name} Modify access to the folder '{path}': {e.Message}", folder, e);
+            }
+        }
+
+        public PreviousLogon SetServiceAccount(ServiceEntry service, LogonAccount account, SecureString? password, string? group)
+        {
+            IntPtr secret = password != null && !account.IsBuiltInServiceAccount
+                ? Marshal.SecureStringToGlobalAllocUnicode(password)
+                : Marshal.StringToHGlobalUni(string.Empty); // built-in accounts take an empty password
+            try
+            {
+                ChangeAccount(service.Name, account.Name, secret);
+                return new PreviousLogon(service.Account, null);
+            }
+            finally
+            {
+                Marshal.ZeroFreeGlobalAllocUnicode(secret);
+            }
+        }
+
+        public void RestoreServiceAccount(ServiceEntry service, PreviousLogon previous) =>
+            ChangeAccount(service.Name, previous.Account, IntPtr.Zero); // null password: leave the stored secret alone
+
+        public string? WhyRestartIsUnavailable(ServiceEntry service) => null;
+
+        public void RestartService(ServiceEntry service, CancellationToken cancel)
+        {
+            using var manager = ServiceHandle.OpenManager();
+            using ServiceHandle handle = OpenService(manager, service.Name, WindowsNative.ServiceStart | WindowsNative.ServiceStop | WindowsNative.ServiceQueryStatus);
+            if (!WindowsNative.ControlService(handle.Handle, WindowsNative.ServiceControlStop, out _) && Marshal.GetLastWin32Error() != WindowsNative.ErrorServiceNotActive)
+            {
+                throw Win32Failure("ServiceRestartFailed", $"Cannot stop the service '{service.Name}'", service.Name);
+            }
+
+            WaitFor(handle, service.Name, ServiceRunState.Stopped, cancel);
+            if (!WindowsNative.StartServiceW(handle.Handle, 0, IntPtr.Zero))
+            {
+                throw Win32Failure("ServiceRestartFailed", $"The service '{service.Name}' did not start", service.Name);
+            }
+
+            WaitFor(handle, service.Name, ServiceRunState.Running, cancel);
+        }
+
+        private static void ChangeAccount(string serviceName, string account, IntPtr password)
+        {
+            using var manager = ServiceHandle.OpenManager();
+            using ServiceHandle service = OpenService(manager, serviceName, WindowsNative.ServiceChangeConfig | WindowsNative.ServiceQueryConfig);
+            if (!WindowsNative.ChangeServiceConfigW(service.Handle, WindowsNative.ServiceNoChange, WindowsNative.ServiceNoChange, WindowsNative.ServiceNoChange,
+                null, null, IntPtr.Zero, null, account, password, null))
+            {
+                throw Win32Failure("ServiceConfigChangeFailed", $"Cannot set the logon account of '{serviceName}' to '{account}'", serviceName);
+            }
+        }
+
+        /// <summary>Polls the real state until it is reached, the service gives up, or the deadline passes.</summary>
+        private static void WaitFor(ServiceHandle service, string name, ServiceRunState wanted, CancellationToken cancel)
+        {
+            DateTime deadline = DateTime.UtcNow + StateChangeTimeout;
+            while (true)
+            {
+                if (!WindowsNative.QueryServiceStatus(service.Handle, out WindowsNative.ServiceStatus status))
+                {
+                    throw Win32Failure("ServiceRestartFailed", $"Cannot read the state of '{name}'", name);
+                }
+
+                ServiceRunState state = StateOf(status.CurrentState);
+                if (state == wanted)
+                {
+                    return;
+                }
+
+                if (wanted == ServiceRunState.Running && state == ServiceRunState.Stopped)
+                {
+                    throw new VmQuiesceException("ServiceRestartFailed", FailureKind.InvalidOperation,
+                        $"The service '{name}' stopped while starting: {WindowsNative.Describe((int)status.Win32ExitCode)}", name)
+                    {
+                        Remedy = "See the System event log (source Service Control Manager).",
+                    };
+                }
+
+                if (DateTime.UtcNow > deadline)
+                {
+                    throw new VmQuiesceException("ServiceRestartFailed", FailureKind.OperationTimeout,
+                        $"The service '{name}' did not reach {wanted} within {StateChangeTimeout.TotalSeconds} s (it is {state}).", name);
+                }
+
+                if (cancel.WaitHandle.WaitOne(TimeSpan.FromMilliseconds(250)))
+                {
+                    throw new OperationCanceledException(cancel);
+                }
+            }
+        }
+
+        private static ServiceHandle OpenService(ServiceHandle manager, string? name, uint access)
+        {
+            string keyName = name ?? KeyNameFromDisplayName(manager, ServiceLogonManager.DefaultDisplayName)
+                ?? throw ServiceNotFound(ServiceLogonManager.DefaultDisplayName, "No service has the display name");
+            IntPtr handle = WindowsNative.OpenServiceW(manager.Handle, keyName, access);
+            if (handle == IntPtr.Zero && Marshal.GetLastWin32Error() == WindowsNative.ErrorServiceDoesNotExist && name != null)
+            {
+                // -ServiceName may also be a display name.
+                keyName = KeyNameFromDisplayName(manager, name) ?? throw ServiceNotFound(name, "No service has the name or display name");
+                handle = WindowsNative.OpenServiceW(manager.Handle, keyName, access);
+            }
+
+            if (handle == IntPtr.Zero)
+            {
+                int error = Marshal.GetLastWin32Error();
+                throw error == WindowsNative.ErrorAccessDenied
+                    ? new VmQuiesceException("ServiceAccessDenied", FailureKind.PermissionDenied, $"Access to the service '{keyName}' was denied.", keyName) { Remedy = "Run PowerShell as Administrator." }
+                    : Win32Failure("ServiceOpenFailed", $"Cannot open the service '{keyName}'", keyName, error);
+            }
+
+            return new ServiceHandle(handle, keyName);
+        }
+
+        private static string? KeyNameFromDisplayName(ServiceHandle manager, string displayName)
+        {
+            int length = 0;
+            WindowsNative.GetServiceKeyNameW(manager.Handle, displayName, null, ref length);
+            if (Marshal.GetLastWin32Error() != WindowsNative.ErrorInsufficientBuffer)
+            {
+                return null;
+            }
+
+            var keyName = new StringBuilder(length + 1);
+            length++;
+            return WindowsNative.GetServiceKeyNameW(manager.Handle, displayName, keyName, ref length) ? keyName.ToString() : null;
+        }
+
+        private static (string DisplayName, string Account, uint StartType) QueryConfig(ServiceHandle service)
+        {
+            WindowsNative.QueryServiceConfigW(service.Handle, IntPtr.Zero, 0, out int needed);
+            IntPtr buffer = Marshal.AllocHGlobal(Math.Max(needed, 1));
+            try
+            {
+                if (!WindowsNative.QueryServiceConfigW(service.Handle, buffer, needed, out _))
+                {
+                    throw Win32Failure("ServiceQueryFailed", $"Cannot read the configuration of the service '{service.Name}'", service.Name);
+                }
+
+                var config = Marshal.PtrToStructure<WindowsNative.QueryServiceConfig>(buffer);
+                return (Marshal.PtrToStringUni(config.DisplayName) ?? service.Name!, Marshal.PtrToStringUni(config.ServiceStartName) ?? "LocalSystem", config.StartType);
+            }
+            finally
+            {
+                Marshal.FreeHGlobal(buffer);
+            }
+        }
+
+        /// <summary>The SID and SID_NAME_USE of an account name (.\\user, DOMAIN\\user, user@domain); null when no account has the name.</summary>
+        private static (byte[] Sid, int Use)? LookUp(string name)
+        {
+            string lookup = name.StartsWith(@".\", StringComparison.Ordinal) ? Environment.MachineName + name.Substring(1) : name;
+            int sidLength = 0;
+            int domainLength = 0;
+            WindowsNative.LookupAccountNameW(null, lookup, null, ref sidLength, null, ref domainLength, out _);
+            int error = Marshal.GetLastWin32Error();
+            if (error == WindowsNative.ErrorNoneMapped)
+            {
+                return null;
+            }
+
+            byte[] sid = new byte[sidLength];
+            var domain = new StringBuilder(domainLength);
+            if (!WindowsNative.LookupAccountNameW(null, lookup, sid, ref sidLength, domain, ref domainLength, out int use))
+            {
+                error = Marshal.GetLastWin32Error();
+                return error == WindowsNative.ErrorNoneMapped ? ((byte[], int)?)null : throw Win32Failure("AccountLookupFailed", $"Cannot look up the account '{name}'", name, error);
+            }
+
+            return (sid, use);
+        }
+
+        /// <summary>The local groups the account belongs to, directly or through other groups (NetUserGetLocalGroups, LG_INCLUDE_INDIRECT).</summary>
+        private static List<string> LocalGroupsOf(LogonAccount account)
+        {
+            (string domain, string user) = Split(account.Name);
+            string name = domain == "." ? user : domain + @"\" + user;
+            const int IncludeIndirect = 1;
+            int result = WindowsNative.NetUserGetLocalGroups(null, name, 0, IncludeIndirect, out IntPtr buffer, -1, out int read, out _);
+            try
+            {
+                if (result == WindowsNative.NerrUserNotFound)
+                {
+                    throw AccountNotFound(account.Name);
+                }
+
+                if (result != 0)
+                {
+                    throw Win32Failure("AdministratorCheckFailed", $"Cannot list the local groups of '{account.Name}'", account.Name, result);
+                }
+
+                var groups = new List<string>(read);
+                for (int i = 0; i < read; i++)
+                {
+                    groups.Add(Marshal.PtrToStringUni(Marshal.ReadIntPtr(buffer, i * IntPtr.Size)) ?? string.Empty);
+                }
+
+                return groups;
+            }
+            finally
+            {
+                if (buffer != IntPtr.Zero)
+                {
+                    WindowsNative.NetApiBufferFree(buffer);
+                }
+            }
+        }
+
+        private static HashSet<string> RightsOf(LsaPolicy policy, byte[] sid, string accountName)
+        {
+            var held = new HashSet<string>(StringComparer.OrdinalIgnoreCase);
+            uint status = WindowsNative.LsaEnumerateAccountRights(policy.Handle, sid, out IntPtr rights, out uint count);
+            if (status == WindowsNative.StatusObjectNameNotFound)
+            {
+                return held; // the SID holds no rights at all
+            }
+
+            ThrowIfFailed(status, "LogonRightQueryFailed", $"Cannot read the rights of '{accountName}'", accountName);
+            try
+            {
+                int size = Marshal.SizeOf<WindowsNative.LsaUnicodeString>();
+                for (int i = 0; i < count; i++)
+                {
+                    var right = Marshal.PtrToStructure<WindowsNative.LsaUnicodeString>(IntPtr.Add(rights, i * size));
+                    held.Add(Marshal.PtrToStringUni(right.Buffer, right.Length / 2));
+                }
+
+                return held;
+            }
+            finally
+            {
+                WindowsNative.LsaFreeMemory(rights);
+            }
+        }
+
+        private static (string Domain, string User) Split(string account)
+        {
+            int slash = account.IndexOf('\\');
+            return slash < 0 ? (".", account) : (account.Substring(0, slash), account.Substring(slash + 1));
+        }
+
+        private static string ExistingFolder(string folder)
+        {
+            string path = Path.GetFullPath(folder);
+            if (!Directory.Exists(path))
+            {
+                throw new VmQuiesceException("FolderNotFound", FailureKind.ObjectNotFound, $"The VM folder '{folder}' does not exist or is not a folder.", folder);
+            }
+
+            return path;
+        }
+
+        private static string StartModeName(uint startType) => startType switch
+        {
+            0 => "Boot",
+            1 => "System",
+            2 => "Automatic",
+            3 => "Manual",
+            4 => "Disabled",
+            _ => "Unknown",
+        };
+
+        private static ServiceRunState StateOf(uint state) => state switch
+        {
+            1 => ServiceRunState.Stopped,
+            2 => ServiceRunState.Starting,
+            3 => ServiceRunState.Stopping,
+            4 => ServiceRunState.Running,
+            5 => ServiceRunState.Starting,
+            6 => ServiceRunState.Stopping,
+            7 => ServiceRunState.Paused,
+            _ => ServiceRunState.Unknown,
+        };
+
+        private static VmQuiesceException AccountNotFound(string name) =>
+            new VmQuiesceException("AccountNotFound", FailureKind.ObjectNotFound, $"The account '{name}' does not exist (LookupAccountName found no match).", name)
+            {
+                Remedy = @"Use .\user for a local account or DOMAIN\user for a domain account.",
+            };
+
+        private static VmQuiesceException ServiceNotFound(string name, string what) =>
+            new VmQuiesceException("ServiceNotFound", FailureKind.ObjectNotFound, $"{what} '{name}' on this machine.", name)
+            {
+                Remedy = "Check the name with Get-Service, or pass the service name with -ServiceName.",
+            };
+
+        private static VmQuiesceException Win32Failure(string errorId, string what, object? target, int? error = null)
+        {
+            int code = error ?? Marshal.GetLastWin32Error();
+            FailureKind kind = code == WindowsNative.ErrorAccessDenied ? FailureKind.PermissionDenied : FailureKind.InvalidOperation;
+            return new VmQuiesceException(errorId, kind, $"{what}: {WindowsNative.Describe(code)}.", target)
+            {
+                Remedy = code == WindowsNative.ErrorAccessDenied ? "Run PowerShell as Administrator." : null,
+            };
+        }
+
+        private static void ThrowIfFailed(uint ntStatus, string errorId, string what, object target)
+        {
+            if (ntStatus != 0)
+            {
+                throw Win32Failure(errorId, what, target, (int)WindowsNative.LsaNtStatusToWinError(ntStatus));
+            }
+        }
+
+        /// <summary>An SCM or service handle that remembers the service's key name.</summary>
+        private sealed class ServiceHandle : IDisposable
+        {
+            public ServiceHandle(IntPtr handle, string? name = null)
+            {
+                Handle = handle;
+                Name = name;
+            }
+
+            public IntPtr Handle { get; }
+
+            public string? Name { get; }
+
+            public static ServiceHandle OpenManager()
+            {
+                IntPtr handle = WindowsNative.OpenSCManagerW(null, null, WindowsNative.ScManagerConnect);
+                if (handle == IntPtr.Zero)
+                {
+                    throw Win32Failure("ServiceManagerUnavailable", "Cannot connect to the Service Control Manager", null);
+                }
+
+                return new ServiceHandle(handle);
+            }
+
+            public void Dispose() => WindowsNative.CloseServiceHandle(Handle);
+        }
+
+        private sealed class LsaPolicy : IDisposable
+        {
+            private LsaPolicy(IntPtr handle) => Handle = handle;
+
+            public IntPtr Handle { get; }
+
+            public static LsaPolicy Open(uint access)
+            {
+                var attributes = new WindowsNative.LsaObjectAttributes { Length = Marshal.SizeOf<WindowsNative.LsaObjectAttributes>() };
+                uint status = WindowsNative.LsaOpenPolicy(IntPtr.Zero, ref attributes, access, out IntPtr handle);
+                ThrowIfFailed(status, "LocalSecurityPolicyUnavailable", "Cannot open the local security policy (LSA)", "LSA");
+                return new LsaPolicy(handle);
+            }
+
+            public void Dispose() => WindowsNative.LsaClose(Handle);
+        }
+    }
+}

@@ -1,0 +1,190 @@
+using System;
+using System.IO;
+using System.Runtime.InteropServices;
+using System.Runtime.Versioning;
+using System.Text;
+
+namespace VmQuiesce.Core.Logon.Windows
+{
+    /// <summary>SIDs, folder DACLs and effective-access checks through advapi32 and authz (no extra packages).</summary>
+    [SupportedOSPlatform("windows")]
+    internal static class WindowsSecurity
+    {
+        /// <summary>FileSystemRights.Modify: read, write, execute and delete.</summary>
+        public const uint ModifyRights = 0x000301BF;
+
+        public const string AdministratorsSid = "S-1-5-32-544";
+
+        /// <summary>Administrators and SYSTEM only, not inherited from the parent, inherited by everything inside.</summary>
+        private const string AdministratorsOnlySddl = "D:P(A;OICI;FA;;;BA)(A;OICI;FA;;;SY)";
+
+        public static void RestrictToAdministrators(string folder)
+        {
+            if (!WindowsNative.ConvertStringSecurityDescriptorToSecurityDescriptorW(AdministratorsOnlySddl, 1, out IntPtr descriptor, IntPtr.Zero))
+            {
+                throw new IOException("Cannot build the Administrators-only security descriptor: " + WindowsNative.Describe(Marshal.GetLastWin32Error()));
+            }
+
+            try
+            {
+                WindowsNative.GetSecurityDescriptorDacl(descriptor, out _, out IntPtr dacl, out _);
+                uint status = WindowsNative.SetNamedSecurityInfoW(folder, WindowsNative.SeFileObject,
+                    WindowsNative.DaclSecurityInformation | WindowsNative.ProtectedDaclSecurityInformation, IntPtr.Zero, IntPtr.Zero, dacl, IntPtr.Zero);
+                if (status != 0)
+                {
+                    throw new IOException($"Cannot restrict '{folder}' to Administrators and SYSTEM: {WindowsNative.Describe((int)status)}");
+                }
+            }
+            finally
+            {
+                WindowsNative.LocalFree(descriptor);
+            }
+        }
+
+        /// <summary>Adds an inherited Modify ACE for the SID; SetNamedSecurityInfo propagates it to existing children.</summary>
+        public static void GrantModify(string folder, byte[] sid)
+        {
+            uint status = WindowsNative.GetNamedSecurityInfoW(folder, WindowsNative.SeFileObject, WindowsNative.DaclSecurityInformation,
+                out _, out _, out IntPtr dacl, out _, out IntPtr descriptor);
+            if (status != 0)
+            {
+                throw new IOException($"Cannot read the permissions of '{folder}': {WindowsNative.Describe((int)status)}");
+            }
+
+            GCHandle pinned = GCHandle.Alloc(sid, GCHandleType.Pinned);
+            IntPtr newDacl = IntPtr.Zero;
+            try
+            {
+                var entry = new WindowsNative.ExplicitAccess
+                {
+                    AccessPermissions = ModifyRights,
+                    AccessMode = 1, // GRANT_ACCESS: merged with the account's existing allow entries
+                    Inheritance = 3, // SUB_CONTAINERS_AND_OBJECTS_INHERIT
+                    Trustee = new WindowsNative.Trustee { TrusteeForm = 0 /* TRUSTEE_IS_SID */, TrusteeType = 0, Name = pinned.AddrOfPinnedObject() },
+                };
+                status = WindowsNative.SetEntriesInAclW(1, new[] { entry }, dacl, out newDacl);
+                if (status != 0)
+                {
+                    throw new IOException($"Cannot add a Modify entry to the permissions of '{folder}': {WindowsNative.Describe((int)status)}");
+                }
+
+                status = WindowsNative.SetNamedSecurityInfoW(folder, WindowsNative.SeFileObject, WindowsNative.DaclSecurityInformation, IntPtr.Zero, IntPtr.Zero, newDacl, IntPtr.Zero);
+                if (status != 0)
+                {
+                    throw new IOException($"Cannot write the permissions of '{folder}': {WindowsNative.Describe((int)status)}");
+                }
+            }
+            finally
+            {
+                pinned.Free();
+                WindowsNative.LocalFree(newDacl);
+                WindowsNative.LocalFree(descriptor);
+            }
+        }
+
+        /// <summary>The rights the SID effectively holds on the folder (Authz, MAXIMUM_ALLOWED): groups, deny entries and inheritance included.</summary>
+        public static uint EffectiveRights(string folder, byte[] sid)
+        {
+            uint status = WindowsNative.GetNamedSecurityInfoW(folder, WindowsNative.SeFileObject,
+                WindowsNative.OwnerSecurityInformation | WindowsNative.GroupSecurityInformation | WindowsNative.DaclSecurityInformation,
+                out _, out _, out _, out _, out IntPtr descriptor);
+            if (status != 0)
+            {
+                throw new IOException($"Cannot read the permissions of '{folder}': {WindowsNative.Describe((int)status)}");
+            }
+
+            IntPtr manager = IntPtr.Zero;
+            IntPtr context = IntPtr.Zero;
+            IntPtr granted = Marshal.AllocHGlobal(4);
+            IntPtr error = Marshal.AllocHGlobal(4);
+            try
+            {
+                if (!WindowsNative.AuthzInitializeResourceManager(WindowsNative.AuthzRmFlagNoAudit, IntPtr.Zero, IntPtr.Zero, IntPtr.Zero, null, out manager))
+                {
+                    throw new IOException("AuthzInitializeResourceManager failed: " + WindowsNative.Describe(Marshal.GetLastWin32Error()));
+                }
+
+                if (!WindowsNative.AuthzInitializeContextFromSid(0, sid, manager, IntPtr.Zero, default, IntPtr.Zero, out context))
+                {
+                    throw new IOException("Cannot build the account's access context (AuthzInitializeContextFromSid): " + WindowsNative.Describe(Marshal.GetLastWin32Error()));
+                }
+
+                var request = new WindowsNative.AuthzAccessRequest { DesiredAccess = WindowsNative.MaximumAllowed };
+                var reply = new WindowsNative.AuthzAccessReply { ResultListLength = 1, GrantedAccessMask = granted, Error = error };
+                if (!WindowsNative.AuthzAccessCheck(0, context, ref request, IntPtr.Zero, descriptor, IntPtr.Zero, 0, ref reply, IntPtr.Zero))
+                {
+                    throw new IOException("AuthzAccessCheck failed: " + WindowsNative.Describe(Marshal.GetLastWin32Error()));
+                }
+
+                return (uint)Marshal.ReadInt32(granted);
+            }
+            finally
+            {
+                if (context != IntPtr.Zero)
+                {
+                    WindowsNative.AuthzFreeContext(context);
+                }
+
+                if (manager != IntPtr.Zero)
+                {
+                    WindowsNative.AuthzFreeResourceManager(manager);
+                }
+
+                Marshal.FreeHGlobal(granted);
+                Marshal.FreeHGlobal(error);
+                WindowsNative.LocalFree(descriptor);
+            }
+        }
+
+        public static string SidToString(byte[] sid)
+        {
+            if (!WindowsNative.ConvertSidToStringSidW(sid, out IntPtr text))
+            {
+                throw new IOException("ConvertSidToStringSid failed: " + WindowsNative.Describe(Marshal.GetLastWin32Error()));
+            }
+
+            try
+            {
+                return Marshal.PtrToStringUni(text)!;
+            }
+            finally
+            {
+                WindowsNative.LocalFree(text);
+            }
+        }
+
+        public static byte[] StringToSid(string text)
+        {
+            if (!WindowsNative.ConvertStringSidToSidW(text, out IntPtr sid))
+            {
+                throw new IOException($"'{text}' is not a SID: " + WindowsNative.Describe(Marshal.GetLastWin32Error()));
+            }
+
+            try
+            {
+                byte[] bytes = new byte[WindowsNative.GetLengthSid(sid)];
+                Marshal.Copy(sid, bytes, 0, bytes.Length);
+                return bytes;
+            }
+            finally
+            {
+                WindowsNative.LocalFree(sid);
+            }
+        }
+
+        /// <summary>The account name and domain of a SID, localized ("Administrators", "Administratoren", ...).</summary>
+        public static (string Name, string Domain) AccountOf(byte[] sid)
+        {
+            int nameLength = 256;
+            int domainLength = 256;
+            var name = new StringBuilder(nameLength);
+            var domain = new StringBuilder(domainLength);
+            if (!WindowsNative.LookupAccountSidW(null, sid, name, ref nameLength, domain, ref domainLength, out _))
+            {
+                throw new IOException("LookupAccountSid failed: " + WindowsNative.Describe(Marshal.GetLastWin32Error()));
+            }
+
+            return (name.ToString(), domain.ToString());
+        }
+    }
+}

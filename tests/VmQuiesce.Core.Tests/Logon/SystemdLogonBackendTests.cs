@@ -1,0 +1,131 @@
+using System;
+using System.IO;
+using System.Threading;
+using VmQuiesce.Core.Logon;
+using VmQuiesce.Core.Logon.Linux;
+using Xunit;
+
+namespace VmQuiesce.Core.Tests.Logon
+{
+    /// <summary>
+    /// The systemd backend with systemd "running": a stand-in systemctl on PATH records each call,
+    /// so reload, restart and the rollback of the drop-in can be proved without a real systemd.
+    /// </summary>
+    public sealed class SystemdLogonBackendTests : IDisposable
+    {
+        private readonly string _root = Path.Combine(Path.GetTempPath(), "vmq-systemd-" + Guid.NewGuid().ToString("N"));
+        private readonly string _units;
+        private readonly string _log;
+        private readonly string _failRestart;
+        private readonly string? _originalPath = Environment.GetEnvironmentVariable("PATH");
+        private readonly RecordingGate _gate = new RecordingGate();
+
+        public SystemdLogonBackendTests()
+        {
+            _units = Directory.CreateDirectory(Path.Combine(_root, "units")).FullName;
+            string bin = Directory.CreateDirectory(Path.Combine(_root, "bin")).FullName;
+            _log = Path.Combine(_root, "systemctl.log");
+            _failRestart = Path.Combine(_root, "fail-restart");
+            File.WriteAllText(Path.Combine(_units, "vq.service"), "[Unit]\nDescription=test\n[Service]\nUser=nobody\nExecStart=/bin/true\n");
+            string script = Path.Combine(bin, "systemctl");
+            File.WriteAllText(script,
+                "#!/bin/sh\n" +
+                $"echo \"$*\" >> '{_log}'\n" +
+                "case \"$1\" in\n" +
+                "  is-active) echo active ;;\n" +
+                "  is-enabled) echo enabled ;;\n" +
+                $"  restart) if [ -e '{_failRestart}' ] && grep -q '^User=root' '{_units}/vq.service.d/vmquiesce-logon.conf' 2>/dev/null; then echo 'Job for vq.service failed.' >&2; exit 1; fi ;;\n" +
+                "esac\n" +
+                "exit 0\n");
+            if (OperatingSystem.IsLinux())
+            {
+                File.SetUnixFileMode(script, (UnixFileMode)0x1ED); // 0755
+                Environment.SetEnvironmentVariable("PATH", bin + ":" + _originalPath);
+            }
+        }
+
+        public void Dispose()
+        {
+            Environment.SetEnvironmentVariable("PATH", _originalPath);
+            Directory.Delete(_root, recursive: true);
+        }
+
+        private string DropIn => Path.Combine(_units, "vq.service.d", SystemdLogonBackend.DropInFileName);
+
+        private ServiceLogonManager Manager => new ServiceLogonManager(
+            new SystemdLogonBackend(_units, systemdRunning: true, systemdLoadsUnitDirectory: true),
+            new PasswordVerifierStore(Path.Combine(_root, "state")));
+
+        private string[] Log => File.Exists(_log) ? File.ReadAllLines(_log) : Array.Empty<string>();
+
+        [LinuxFact]
+        public void ARunningUnitIsReloadedAndRestartedUnderTheNewUser()
+        {
+            ServiceLogonChange change = Manager.Set(new ServiceLogonRequest("root") { ServiceName = "vq" }, _gate, CancellationToken.None);
+
+            Assert.True(change.Restarted);
+            Assert.Equal("nobody", change.PreviousAccount);
+            Assert.Contains("User=root", File.ReadAllLines(DropIn));
+            Assert.Equal(new[] { "is-enabled vq.service", "is-active vq.service", "daemon-reload", "restart vq.service" }, Log);
+        }
+
+        [LinuxFact]
+        public void AFailedRestartRemovesTheNewDropInAndStartsTheUnitAgain()
+        {
+            File.WriteAllText(_failRestart, string.Empty);
+            VmQuiesceException failure = Assert.Throws<VmQuiesceException>(() =>
+                Manager.Set(new ServiceLogonRequest("root") { ServiceName = "vq" }, _gate, CancellationToken.None));
+
+            Assert.Equal("ServiceRestartFailed", failure.ErrorId);
+            Assert.Contains("'nobody' was put back", failure.Message, StringComparison.Ordinal);
+            Assert.Contains("Job for vq.service failed", failure.Message, StringComparison.Ordinal);
+            Assert.False(File.Exists(DropIn));
+            Assert.Equal(new[] { "is-enabled vq.service", "is-active vq.service", "daemon-reload", "restart vq.service", "daemon-reload", "restart vq.service" }, Log);
+        }
+
+        [LinuxFact]
+        public void AFailedRestartPutsAnEarlierDropInBackAsItWas()
+        {
+            const string earlier = "# kept by hand\n[Service]\nUser=nobody\nGroup=nogroup\n";
+            Directory.CreateDirectory(Path.GetDirectoryName(DropIn)!);
+            File.WriteAllText(DropIn, earlier);
+            File.WriteAllText(_failRestart, string.Empty);
+
+            Assert.Throws<VmQuiesceException>(() => Manager.Set(new ServiceLogonRequest("root") { ServiceName = "vq" }, _gate, CancellationToken.None));
+
+            Assert.Equal(earlier, File.ReadAllText(DropIn));
+        }
+
+        [LinuxFact]
+        public void WithoutSystemdNothingIsRunAndTheChangeWaitsForTheNextStart()
+        {
+            var backend = new SystemdLogonBackend(_units, systemdRunning: false, systemdLoadsUnitDirectory: false);
+            new ServiceLogonManager(backend, new PasswordVerifierStore(Path.Combine(_root, "state"))).Set(
+                new ServiceLogonRequest("root") { ServiceName = "vq.service", Restart = true }, _gate, CancellationToken.None);
+
+            Assert.Empty(Log);
+            Assert.Contains("User=root", File.ReadAllLines(DropIn));
+            Assert.Contains(_gate.Warnings, w => w.Contains("/run/systemd/system does not exist", StringComparison.Ordinal));
+        }
+
+        [LinuxFact]
+        public void ALaterDropInWinsAndAnEmptyUserResetsToRoot()
+        {
+            Directory.CreateDirectory(Path.Combine(_units, "vq.service.d"));
+            File.WriteAllText(Path.Combine(_units, "vq.service.d", "10-a.conf"), "[Service]\nUser=daemon\n");
+            File.WriteAllText(Path.Combine(_units, "vq.service.d", "20-b.conf"), "[Service]\nUser=\n");
+            var backend = new SystemdLogonBackend(_units, systemdRunning: false, systemdLoadsUnitDirectory: false);
+            Assert.Equal("root", backend.FindService("vq").Account);
+
+            File.Delete(Path.Combine(_units, "vq.service.d", "20-b.conf"));
+            Assert.Equal("daemon", backend.FindService("vq").Account);
+        }
+
+        [LinuxFact]
+        public void AUnitNameWithAPathIsRefused()
+        {
+            var backend = new SystemdLogonBackend(_units, systemdRunning: false, systemdLoadsUnitDirectory: false);
+            Assert.Equal("ServiceNameInvalid", Assert.Throws<VmQuiesceException>(() => backend.FindService("../etc/passwd")).ErrorId);
+        }
+    }
+}

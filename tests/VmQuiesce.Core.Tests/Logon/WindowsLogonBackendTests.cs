@@ -1,0 +1,101 @@
+using System;
+using System.IO;
+using System.Linq;
+using System.Security.AccessControl;
+using System.Security.Principal;
+using VmQuiesce.Core.Logon;
+using VmQuiesce.Core.Logon.Windows;
+using Xunit;
+
+namespace VmQuiesce.Core.Tests.Logon
+{
+    /// <summary>The real Windows backend against the real SCM, LSA and Authz (read-only calls only).</summary>
+    public sealed class WindowsLogonBackendTests
+    {
+        [WindowsFact]
+        public void BuiltInAccountsResolveWithoutAPassword()
+        {
+            var backend = new WindowsLogonBackend();
+            LogonAccount system = backend.ResolveAccount("LocalSystem");
+            Assert.True(system.IsBuiltInServiceAccount);
+            Assert.Equal("S-1-5-18", system.Identity);
+            Assert.True(backend.IsAdministrator(system));
+            Assert.Equal("S-1-5-19", backend.ResolveAccount(@"NT AUTHORITY\LOCAL SERVICE").Identity);
+        }
+
+        [WindowsFact]
+        public void AnUnknownAccountAndServiceAreClearErrors()
+        {
+            var backend = new WindowsLogonBackend();
+            Assert.Equal("AccountNotFound", Assert.Throws<VmQuiesceException>(() => backend.ResolveAccount(@".\vmq-no-such-user-4711")).ErrorId);
+            Assert.Equal("ServiceNotFound", Assert.Throws<VmQuiesceException>(() => backend.FindService("vmq-no-such-service-4711")).ErrorId);
+        }
+
+        [WindowsFact]
+        public void FindsAServiceByNameOrDisplayNameWithItsAccountAndState()
+        {
+            var backend = new WindowsLogonBackend();
+            ServiceEntry eventLog = backend.FindService("EventLog");
+            Assert.Equal("EventLog", eventLog.Name, ignoreCase: true);
+            Assert.Equal(ServiceRunState.Running, eventLog.State);
+            Assert.Equal("S-1-5-19", backend.ResolveAccount(eventLog.Account).Identity);
+            Assert.Equal("EventLog", backend.FindService(eventLog.DisplayName).Name, ignoreCase: true);
+        }
+
+        [WindowsFact]
+        public void TheCurrentUserResolvesAndAnElevatedOneIsAnAdministrator()
+        {
+            var backend = new WindowsLogonBackend();
+            using WindowsIdentity identity = WindowsIdentity.GetCurrent();
+            LogonAccount current = backend.ResolveAccount(identity.Name);
+            Assert.Equal(identity.User!.Value, current.Identity);
+            Assert.True(Enum.IsDefined(backend.GetLogonRight(current)));
+            if (new WindowsPrincipal(identity).IsInRole(WindowsBuiltInRole.Administrator))
+            {
+                Assert.True(backend.IsAdministrator(current));
+            }
+        }
+
+        [WindowsFact]
+        public void AuthzSeesThatSystemCanModifyATempFolder()
+        {
+            var backend = new WindowsLogonBackend();
+            string folder = Directory.CreateDirectory(Path.Combine(Path.GetTempPath(), "vmq-authz-" + Guid.NewGuid().ToString("N"))).FullName;
+            try
+            {
+                Assert.True(backend.CheckFolderAccess(backend.ResolveAccount("LocalSystem"), folder).CanModify);
+                Assert.Equal("FolderNotFound", Assert.Throws<VmQuiesceException>(() => backend.CheckFolderAccess(backend.ResolveAccount("LocalSystem"), folder + "-missing")).ErrorId);
+            }
+            finally
+            {
+                Directory.Delete(folder, recursive: true);
+            }
+        }
+
+        [WindowsFact]
+        public void TheVerifierFolderIsForAdministratorsAndSystemOnly()
+        {
+            string root = Path.Combine(Path.GetTempPath(), "vmq-state-" + Guid.NewGuid().ToString("N"));
+            try
+            {
+                var store = new PasswordVerifierStore(root, iterations: 1000);
+                var password = new System.Security.SecureString();
+                password.AppendChar('x');
+                store.Save("svc", new LogonAccount(@".\backup", "S-1-5-21-1-2-3-1001"), password);
+
+                DirectorySecurity security = new DirectoryInfo(root).GetAccessControl();
+                Assert.True(security.AreAccessRulesProtected);
+                string[] who = security.GetAccessRules(true, true, typeof(SecurityIdentifier)).Cast<FileSystemAccessRule>()
+                    .Select(r => r.IdentityReference.Value).Distinct().OrderBy(s => s, StringComparer.Ordinal).ToArray();
+                Assert.Equal(new[] { "S-1-5-18", "S-1-5-32-544" }, who);
+            }
+            finally
+            {
+                if (Directory.Exists(root))
+                {
+                    Directory.Delete(root, recursive: true);
+                }
+            }
+        }
+    }
+}
