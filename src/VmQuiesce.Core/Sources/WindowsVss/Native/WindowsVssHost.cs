@@ -25,6 +25,9 @@ namespace VmQuiesce.Core.Sources.WindowsVss.Native
         private static bool _securityTried;
         private static string? _securityNote;
 
+        [ThreadStatic]
+        private static bool _comInitialized;
+
         public bool Is32BitProcessOn64BitWindows => Environment.Is64BitOperatingSystem && !Environment.Is64BitProcess;
 
         public bool HasBackupRights => IsMemberOfBuiltin(DomainAliasRidAdmins) || IsMemberOfBuiltin(DomainAliasRidBackupOps);
@@ -40,9 +43,7 @@ namespace VmQuiesce.Core.Sources.WindowsVss.Native
                 }
 
                 _securityTried = true;
-
-                // The apartment is whatever the thread already has (RPC_E_CHANGED_MODE is fine); VSS works in both.
-                _ = CoInitializeEx(IntPtr.Zero, CoinitMultithreaded);
+                EnsureComInitialized();
                 int result = CoInitializeSecurity(IntPtr.Zero, -1, IntPtr.Zero, IntPtr.Zero, RpcCAuthnLevelPktPrivacy, RpcCImpLevelImpersonate, IntPtr.Zero, EoacDynamicCloaking, IntPtr.Zero);
                 if (result == RpcETooLate)
                 {
@@ -57,7 +58,11 @@ namespace VmQuiesce.Core.Sources.WindowsVss.Native
             }
         }
 
-        public IVssBackupComponentsApi CreateBackupComponents() => new VssBackupComponents(VssApiLibrary.CreateBackupComponents());
+        public IVssBackupComponentsApi CreateBackupComponents()
+        {
+            EnsureComInitialized();
+            return new VssBackupComponents(VssApiLibrary.CreateBackupComponents());
+        }
 
         public VssVolume GetVolume(string path)
         {
@@ -93,6 +98,19 @@ namespace VmQuiesce.Core.Sources.WindowsVss.Native
             finally
             {
                 _ = CloseServiceHandle(manager);
+            }
+        }
+
+        /// <summary>
+        /// COM must be initialized on the calling thread (worker threads may not be). The apartment stays
+        /// whatever the thread already has: RPC_E_CHANGED_MODE is fine, VSS works in both.
+        /// </summary>
+        private static void EnsureComInitialized()
+        {
+            if (!_comInitialized)
+            {
+                _ = CoInitializeEx(IntPtr.Zero, CoinitMultithreaded);
+                _comInitialized = true;
             }
         }
 
