@@ -109,16 +109,28 @@ namespace VmQuiesce.Core.Tests.WindowsVss
         }
 
         [Theory]
-        [InlineData("", "InvalidVmName")]
-        [InlineData("vm", "InvalidVmFilePath")]
-        public void BadInputIsRejectedBeforeAnything(string vmName, string errorId)
+        [InlineData("", "D:\\VMs\\vm.vmx", "InvalidVmName")]
+        [InlineData("vm", "relative\\vm.vmx", "InvalidVmFilePath")]
+        [InlineData("vm", "D:\\VMs\\..\\vm.vmx", "InvalidVmFilePath")]
+        [InlineData("vm", "\\\\server\\share\\vm.vmx", "InvalidVmFilePath")]
+        public void BadInputIsRejectedBeforeAnything(string vmName, string file, string errorId)
         {
             var fake = new FakeVss();
 
-            var failure = Assert.Throws<VmQuiesceException>(() => Source(fake, HostVssWriter.VMware, vmName: vmName, files: new[] { "relative\\vm.vmx" }));
+            var failure = Assert.Throws<VmQuiesceException>(() => Source(fake, HostVssWriter.VMware, vmName: vmName, files: new[] { file }));
 
             Assert.Equal(errorId, failure.ErrorId);
             Assert.Empty(fake.Calls);
+        }
+
+        [Fact]
+        public void ForwardSlashesBecomeBackslashesBecauseDevicePathsAreNotNormalized()
+        {
+            var fake = new FakeVss();
+
+            using IConsistentView view = Source(fake, null, files: new[] { "D:/VMs/web/web.vmx" }).OpenConsistentView(new QuiesceOptions(), CancellationToken.None);
+
+            Assert.Equal("\\\\?\\GLOBALROOT\\Device\\HarddiskVolumeShadowCopy1\\VMs\\web\\web.vmx", view.Files[0].ReadPath);
         }
 
         [Fact]

@@ -54,13 +54,14 @@ namespace VmQuiesce.Core.Sources.WindowsVss
                 if (string.IsNullOrWhiteSpace(file) || !IsFullWindowsPath(file))
                 {
                     throw new VmQuiesceException("InvalidVmFilePath", FailureKind.InvalidArgument,
-                        $"The file '{file}' of the VM '{vmName}' is not a full local path; a path such as 'D:\\VMs\\{vmName}\\{vmName}.vmx' was expected.", file);
+                        $"The file '{file}' of the VM '{vmName}' is not a full local path without '.' or '..' parts; a path such as 'D:\\VMs\\{vmName}\\{vmName}.vmx' was expected.", file);
                 }
             }
 
             VmName = vmName;
             _writer = writer;
-            _files = files.Distinct(StringComparer.OrdinalIgnoreCase).ToList();
+            // Shadow-copy device paths are used as they are (\\?\ turns normalization off): one separator only.
+            _files = files.Select(f => f.Replace('/', '\\')).Distinct(StringComparer.OrdinalIgnoreCase).ToList();
             _backupType = backupType;
             _warn = warn;
             _verbose = verbose;
@@ -155,7 +156,8 @@ namespace VmQuiesce.Core.Sources.WindowsVss
         }
 
         private static bool IsFullWindowsPath(string path) =>
-            (path.Length >= 3 && char.IsLetter(path[0]) && path[1] == ':' && (path[2] == '\\' || path[2] == '/')) || path.StartsWith("\\\\", StringComparison.Ordinal);
+            path.Length >= 3 && char.IsLetter(path[0]) && path[1] == ':' && (path[2] == '\\' || path[2] == '/')
+            && !path.Split('\\', '/').Any(part => part == "." || part == "..");
 
         private VmQuiesceException NotReached(Consistency reached, Consistency required, string why) =>
             new VmQuiesceException("ConsistencyNotReached", FailureKind.InvalidOperation,
