@@ -21,6 +21,7 @@ namespace VmQuiesce.Core.Tests.WindowsVss
         private readonly Dictionary<string, int> _counts = new Dictionary<string, int>();
         private readonly List<(string Method, int Occurrence, int HResult, bool AsStatus)> _failures = new List<(string, int, int, bool)>();
         private readonly HashSet<string> _neverFinish = new HashSet<string>();
+        private readonly Dictionary<Guid, string> _volumeOfSnapshot = new Dictionary<Guid, string>();
         private int _gatherStatusCount;
         private int _snapshotCount;
 
@@ -37,6 +38,9 @@ namespace VmQuiesce.Core.Tests.WindowsVss
         public string? ComSecurityNote { get; set; }
 
         public int? CreateFailure { get; set; }
+
+        /// <summary>Replaces the device path GetSnapshotProperties reports (to mimic a misread structure).</summary>
+        public string? DeviceObjectOverride { get; set; }
 
         public Dictionary<string, string> ServicesByDisplayName { get; } = new Dictionary<string, string>(StringComparer.OrdinalIgnoreCase)
         {
@@ -204,7 +208,9 @@ namespace VmQuiesce.Core.Tests.WindowsVss
             public Guid AddToSnapshotSet(string volumeName)
             {
                 _fake.Enter("AddToSnapshotSet", $"AddToSnapshotSet({volumeName})");
-                return new Guid($"88888888-0000-0000-0000-0000000000{(int)volumeName[11]:x2}");
+                var snapshotId = new Guid($"88888888-0000-0000-0000-0000000000{(int)volumeName[11]:x2}");
+                _fake._volumeOfSnapshot[snapshotId] = volumeName;
+                return snapshotId;
             }
 
             public IVssAsyncOperation PrepareForBackup() => _fake.Async("PrepareForBackup");
@@ -231,7 +237,7 @@ namespace VmQuiesce.Core.Tests.WindowsVss
             {
                 _fake.Enter("GetSnapshotProperties", "GetSnapshotProperties");
                 _fake._snapshotCount++;
-                return new VssSnapshotProperties(snapshotId, $"\\\\?\\GLOBALROOT\\Device\\HarddiskVolumeShadowCopy{_fake._snapshotCount}", "\\\\?\\Volume{x}\\");
+                return new VssSnapshotProperties(snapshotId, _fake.DeviceObjectOverride ?? $"\\\\?\\GLOBALROOT\\Device\\HarddiskVolumeShadowCopy{_fake._snapshotCount}", _fake._volumeOfSnapshot[snapshotId]);
             }
 
             public void SetBackupSucceeded(Guid instanceId, Guid writerId, VssComponentType type, string? logicalPath, string name, bool succeeded) =>

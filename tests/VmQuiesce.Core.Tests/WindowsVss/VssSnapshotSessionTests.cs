@@ -100,6 +100,19 @@ namespace VmQuiesce.Core.Tests.WindowsVss
             Assert.StartsWith("\\\\?\\GLOBALROOT\\Device\\HarddiskVolumeShadowCopy2\\disks", session.ShadowPathOf("E:\\disks\\web-1.vmdk"), StringComparison.Ordinal);
         }
 
+        [Theory]
+        [InlineData("C:\\Windows")]
+        [InlineData("")]
+        public void SnapshotPropertiesThatDoNotDescribeAShadowCopyStopTheRunLoudly(string deviceObject)
+        {
+            var fake = new FakeVss { DeviceObjectOverride = deviceObject };
+
+            var failure = Assert.Throws<VmQuiesceException>(() => Open(fake));
+
+            Assert.Equal("VssUnexpectedSnapshotProperties", failure.ErrorId);
+            Assert.Equal(new[] { "GetSnapshotProperties", "AbortBackup", "DeleteSnapshots", "Release" }, fake.Calls.Skip(fake.Calls.Count - 4));
+        }
+
         [Fact]
         public void AFullBackupIsAskedForOnlyWhenRequested()
         {

@@ -329,7 +329,24 @@ namespace VmQuiesce.Core.Sources.WindowsVss
             WriterStatus = GatherStatus("DoSnapshotSet", failOnInvolvedWriter: true, cancel);
             foreach (VssShadowVolume shadow in _volumes)
             {
-                shadow.DeviceObject = Call("GetSnapshotProperties", c => c.GetSnapshotProperties(shadow.SnapshotId)).DeviceObject;
+                VssSnapshotProperties properties = Call("GetSnapshotProperties", c => c.GetSnapshotProperties(shadow.SnapshotId));
+                CheckProperties(shadow, properties);
+                shadow.DeviceObject = properties.DeviceObject;
+            }
+        }
+
+        /// <summary>
+        /// The interop was written without a Windows machine to try it on: properties that do not describe the
+        /// volume that was added stop the run loudly instead of reading the wrong place.
+        /// </summary>
+        private void CheckProperties(VssShadowVolume shadow, VssSnapshotProperties properties)
+        {
+            if (!properties.DeviceObject.StartsWith("\\\\?\\GLOBALROOT\\Device\\", StringComparison.OrdinalIgnoreCase)
+                || !string.Equals(properties.OriginalVolumeName, shadow.Volume.VolumeName, StringComparison.OrdinalIgnoreCase))
+            {
+                throw new VmQuiesceException("VssUnexpectedSnapshotProperties", FailureKind.InvalidData,
+                    $"VSS described the shadow copy of '{shadow.Volume.VolumeName}' as device '{properties.DeviceObject}' of volume '{properties.OriginalVolumeName}'; " +
+                    "a \\\\?\\GLOBALROOT\\Device\\... path of the same volume was expected. Nothing was read.", _request.Target);
             }
         }
 
