@@ -23,6 +23,8 @@ namespace VmQuiesce.Core.Sources.VMware
     {
         private static readonly (string Fragment, string ErrorId, FailureKind Kind, string Remedy)[] Known =
         {
+            // First: when vmrun cannot reach the host, the VIX text after it only explains why.
+            ("Unable to connect to host", "VmrunConnectionFailed", FailureKind.ConnectionError, "Check the host URL, that the VMware service runs, and the user name and password."),
             ("is not powered on", "VmrunVmNotRunning", FailureKind.InvalidOperation, "Start the VM, or run the step that needs it powered off instead."),
             ("snapshot with the name already exists", "VmrunSnapshotExists", FailureKind.ResourceBusy, "Use another snapshot name, or delete the existing snapshot."),
             ("A file by that name already exists", "VmrunSnapshotExists", FailureKind.ResourceBusy, "Use another snapshot name, or delete the existing snapshot."),
@@ -34,7 +36,6 @@ namespace VmQuiesce.Core.Sources.VMware
             ("Cannot open VM", "VmrunCannotOpenVm", FailureKind.ObjectNotFound, "Check the .vmx path (for VMware Server, the datastore path such as '[standard] vm/vm.vmx') and that the VM is registered."),
             ("file is already in use", "VmrunFileInUse", FailureKind.ResourceBusy, "Close the VM in the VMware user interface, or power it off, then try again."),
             ("Insufficient permissions", "VmrunPermissionDenied", FailureKind.PermissionDenied, "Run as an account with administrative rights over the VM and modify rights on its folder."),
-            ("Unable to connect to host", "VmrunConnectionFailed", FailureKind.ConnectionError, "Check the host URL, that the VMware service runs, and the user name and password."),
             ("not supported for the specified parameters", "VmrunNotSupported", FailureKind.NotSupported, "Check the host type (-T): modern vmrun supports only ws, player and fusion."),
         };
 
