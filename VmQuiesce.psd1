@@ -11,11 +11,15 @@
     DotNetFrameworkVersion = '4.7.2'
     FormatsToProcess     = @('VmQuiesce.Format.ps1xml')
     CmdletsToExport      = @(
+        'Get-VmBackup'
         'Get-VssWriterConfig'
         'Get-VssWriterServiceLogon'
+        'Invoke-VmQuiescedBackup'
+        'Remove-VmBackup'
         'Remove-VssWriterConfig'
         'Set-VssWriterConfig'
         'Set-VssWriterServiceLogon'
+        'Test-VmBackup'
         'Test-VssWriterConfig'
         'Test-VssWriterServiceLogon'
     )

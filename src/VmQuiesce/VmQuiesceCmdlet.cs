@@ -29,6 +29,9 @@ namespace VmQuiesce
         protected void ThrowInvalidArgument(string errorId, string message, object? target) =>
             ThrowFailure(new VmQuiesceException(errorId, FailureKind.InvalidArgument, message, target));
 
+        /// <summary>A path as the user typed it (relative to the current location, PSDrives allowed) as a file system path.</summary>
+        protected string? ResolvePath(string? path) => path == null ? null : SessionState.Path.GetUnresolvedProviderPathFromPSPath(path);
+
         internal static ErrorRecord ErrorRecordFor(VmQuiesceException failure)
         {
             var record = new ErrorRecord(failure, failure.ErrorId, CategoryFor(failure.Kind), failure.Target);

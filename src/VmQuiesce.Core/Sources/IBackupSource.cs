@@ -95,6 +95,21 @@ namespace VmQuiesce.Core.Sources
         public bool AllowLower { get; init; }
 
         public TimeSpan FreezeTimeout { get; init; } = TimeSpan.FromSeconds(10);
+
+        /// <summary>
+        /// Runs right before the source captures the point in time (before any freeze): e.g. -PreFreezeScript.
+        /// A throw fails the backup before anything is frozen.
+        /// </summary>
+        public Action<CancellationToken>? PreFreeze { get; init; }
+
+        /// <summary>
+        /// Runs once the guest is thawed (or would have been, when nothing was frozen), on every path on
+        /// which <see cref="PreFreeze"/> ran: e.g. -PostThawScript.
+        /// </summary>
+        public Action<CancellationToken>? PostThaw { get; init; }
+
+        /// <summary>Keep the captured snapshot after the backup instead of releasing it in Complete (-KeepSnapshot).</summary>
+        public bool KeepSnapshot { get; init; }
     }
 
     /// <summary>What the quiesce step did: stamped on the restore point.</summary>

@@ -40,7 +40,5 @@ namespace VmQuiesce.Commands
                 WriteFailure(failure);
             }
         }
-
-        private string? ResolvePath(string? path) => path == null ? null : SessionState.Path.GetUnresolvedProviderPathFromPSPath(path);
     }
 }

@@ -1,5 +1,4 @@
 using System;
-using System.Collections;
 using System.Linq;
 using System.Management.Automation;
 using System.Management.Automation.Host;
@@ -14,63 +13,20 @@ namespace VmQuiesce.Commands
     /// </summary>
     [Cmdlet(VerbsCommon.Set, "VssWriterConfig", SupportsShouldProcess = true, ConfirmImpact = ConfirmImpact.Medium)]
     [OutputType(typeof(VssWriterConfig))]
-    public sealed class SetVssWriterConfigCommand : VmQuiesceCmdlet
+    public sealed class SetVssWriterConfigCommand : VssWriterConfigStateCommandBase
     {
-        private VssWriterDesiredState? _desired;
-
-        [Parameter(Position = 0, ValueFromPipeline = true, ValueFromPipelineByPropertyName = true)]
-        [Alias("PSPath")]
-        [ValidateNotNullOrEmpty]
-        public string[]? Path { get; set; }
-
-        /// <summary>TRUE lets VMware's VSS writer overwrite a VM's existing snapshot (destroying a snapshot made by hand).</summary>
-        [Parameter]
-        public bool OverwriteSnapshots { get; set; }
-
-        /// <summary>Name/value pairs to set; a $null value removes the setting.</summary>
-        [Parameter]
-        public Hashtable? Setting { get; set; }
-
         /// <summary>Output the configuration after the change.</summary>
         [Parameter]
         public SwitchParameter PassThru { get; set; }
 
-        protected override void BeginProcessing()
-        {
-            try
-            {
-                bool? overwrite = MyInvocation.BoundParameters.ContainsKey(nameof(OverwriteSnapshots)) ? OverwriteSnapshots : (bool?)null;
-                _desired = new VssWriterDesiredState(overwrite, VssWriterConfigParameters.Settings(Setting));
-            }
-            catch (VmQuiesceException failure)
-            {
-                ThrowFailure(failure);
-            }
-        }
-
-        protected override void ProcessRecord()
-        {
-            foreach (string? path in VssWriterConfigParameters.PathsOrDefault(Path))
-            {
-                try
-                {
-                    Configure(VssWriterConfigParameters.ResolveFile(this, path));
-                }
-                catch (VmQuiesceException failure)
-                {
-                    WriteFailure(failure);
-                }
-            }
-        }
-
-        private void Configure(string file)
+        protected override void ProcessFile(string file)
         {
             VmwareConfigDocument? current = VmwareConfigFile.TryRead(file);
             // Both are asked before ApplyTo, which edits the document that was read.
-            var changes = _desired!.Compare(file, current);
-            bool turnsOnOverwrite = _desired.TurnsOnOverwriteSnapshots(current);
+            var changes = Desired.Compare(file, current);
+            bool turnsOnOverwrite = Desired.TurnsOnOverwriteSnapshots(current);
             var document = current ?? new VmwareConfigDocument();
-            if (!_desired.ApplyTo(document))
+            if (!Desired.ApplyTo(document))
             {
                 WriteVerbose($"'{file}' already has the requested settings: nothing written.");
                 WritePassThru(file);

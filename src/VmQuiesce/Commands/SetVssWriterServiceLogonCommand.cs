@@ -11,21 +11,8 @@ namespace VmQuiesce.Commands
     /// </summary>
     [Cmdlet(VerbsCommon.Set, "VssWriterServiceLogon", SupportsShouldProcess = true, ConfirmImpact = ConfirmImpact.Medium)]
     [OutputType(typeof(ServiceLogonInfo))]
-    public sealed class SetVssWriterServiceLogonCommand : VmQuiesceCmdlet
+    public sealed class SetVssWriterServiceLogonCommand : ServiceLogonRequestCommandBase
     {
-        /// <summary>The account to log on as; its password is checked before anything changes (Windows) and ignored on Linux.</summary>
-        [Parameter(Mandatory = true, Position = 0)]
-        [ValidateNotNull]
-        public PSCredential Credential { get; set; } = PSCredential.Empty;
-
-        [Parameter(Position = 1, ValueFromPipelineByPropertyName = true)]
-        [ValidateNotNullOrEmpty]
-        public string? ServiceName { get; set; }
-
-        [Parameter]
-        [ValidateNotNullOrEmpty]
-        public string[] VmFolder { get; set; } = Array.Empty<string>();
-
         /// <summary>Adds a Modify rule (Windows) or an rwx ACL entry (Linux) for the account on each VM folder that lacks it.</summary>
         [Parameter]
         public SwitchParameter GrantFolderAccess { get; set; }
@@ -34,43 +21,15 @@ namespace VmQuiesce.Commands
         [Parameter]
         public SwitchParameter Restart { get; set; }
 
-        /// <summary>Linux only: the systemd Group= to run the unit with.</summary>
-        [Parameter]
-        [ValidateNotNullOrEmpty]
-        public string? Group { get; set; }
-
-        [Parameter]
-        [ValidateNotNullOrEmpty]
-        public string? UnitDirectory { get; set; }
-
-        /// <summary>Where the password verifier is kept (default %ProgramData%\VmQuiesce or /var/lib/vmquiesce).</summary>
-        [Parameter]
-        [ValidateNotNullOrEmpty]
-        public string? StateDirectory { get; set; }
-
         [Parameter]
         public SwitchParameter PassThru { get; set; }
 
         protected override void ProcessRecord()
         {
-            if (Credential == PSCredential.Empty || string.IsNullOrEmpty(Credential.UserName))
-            {
-                ThrowInvalidArgument("CredentialRequired", "-Credential must name the account the service logs on as.", Credential);
-            }
-
-            string[] folders = Array.ConvertAll(VmFolder, f => ResolvePath(f)!);
+            ServiceLogonRequest request = BuildRequest() with { GrantFolderAccess = GrantFolderAccess, Restart = Restart };
             try
             {
-                ServiceLogonManager manager = ServiceLogonSupport.CreateManager(ResolvePath(UnitDirectory), ResolvePath(StateDirectory));
-                var request = new ServiceLogonRequest(Credential.UserName)
-                {
-                    ServiceName = ServiceName,
-                    Password = Credential.Password,
-                    Group = Group,
-                    VmFolders = folders,
-                    GrantFolderAccess = GrantFolderAccess,
-                    Restart = Restart,
-                };
+                ServiceLogonManager manager = CreateManager();
                 ServiceLogonChange change = manager.Set(request, new ServiceLogonSupport.CmdletGate(this), CancelToken);
                 foreach (string action in change.Actions)
                 {
@@ -79,7 +38,7 @@ namespace VmQuiesce.Commands
 
                 if (PassThru)
                 {
-                    WriteObject(manager.Get(change.ServiceName, folders, WriteFailure));
+                    WriteObject(manager.Get(change.ServiceName, request.VmFolders, WriteFailure));
                 }
             }
             catch (VmQuiesceException failure)
@@ -87,7 +46,5 @@ namespace VmQuiesce.Commands
                 WriteFailure(failure);
             }
         }
-
-        private string? ResolvePath(string? path) => path == null ? null : SessionState.Path.GetUnresolvedProviderPathFromPSPath(path);
     }
 }

@@ -11,10 +11,6 @@ namespace VmQuiesce.Commands
     /// <summary>Binding helpers the four *-VssWriterConfig cmdlets share: -Path to a file, -Setting to names and values.</summary>
     internal static class VssWriterConfigParameters
     {
-        /// <summary>The paths to work on: the given ones, or one null that stands for "find VMware Server".</summary>
-        public static IEnumerable<string?> PathsOrDefault(string[]? paths) =>
-            paths == null || paths.Length == 0 ? new string?[] { null } : paths;
-
         /// <summary>The vmvsswriter.cfg that <paramref name="path"/> (a folder or file, relative to the current location) names.</summary>
         public static string ResolveFile(PSCmdlet cmdlet, string? path)
         {

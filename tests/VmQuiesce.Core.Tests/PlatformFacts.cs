@@ -26,4 +26,16 @@ namespace VmQuiesce.Core.Tests
             }
         }
     }
+
+    /// <summary>A fact about Linux only (POSIX ACL extended attributes, the libc account database).</summary>
+    public sealed class LinuxFactAttribute : FactAttribute
+    {
+        public LinuxFactAttribute()
+        {
+            if (!HostPlatform.IsLinux)
+            {
+                Skip = $"Linux only (this is {HostPlatform.Name}).";
+            }
+        }
+    }
 }

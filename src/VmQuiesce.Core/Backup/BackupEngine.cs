@@ -1,0 +1,518 @@
+using System;
+using System.Collections.Concurrent;
+using System.Collections.Generic;
+using System.Diagnostics;
+using System.IO;
+using System.Linq;
+using System.Security.Cryptography;
+using System.Threading;
+using System.Threading.Tasks;
+using VmQuiesce.Core.Platform;
+using VmQuiesce.Core.Repository;
+using VmQuiesce.Core.Sources;
+
+namespace VmQuiesce.Core.Backup
+{
+    /// <summary>Where a backup stands, for Write-Progress.</summary>
+    public sealed class BackupProgress
+    {
+        public BackupProgress(string vmName, string phase, long bytesDone, long bytesTotal, TimeSpan elapsed)
+        {
+            VmName = vmName;
+            Phase = phase;
+            BytesDone = bytesDone;
+            BytesTotal = bytesTotal;
+            Elapsed = elapsed;
+        }
+
+        public string VmName { get; }
+
+        /// <summary>"Checking", "Quiescing", "Copying", "Completing", "Done".</summary>
+        public string Phase { get; }
+
+        public long BytesDone { get; }
+
+        public long BytesTotal { get; }
+
+        public TimeSpan Elapsed { get; }
+
+        public double BytesPerSecond => Elapsed.TotalSeconds > 0 ? BytesDone / Elapsed.TotalSeconds : 0;
+
+        public TimeSpan? TimeLeft => BytesPerSecond > 0 && BytesTotal >= BytesDone ? TimeSpan.FromSeconds((BytesTotal - BytesDone) / BytesPerSecond) : (TimeSpan?)null;
+    }
+
+    /// <summary>A published restore point, and the release failure that came with it, if any.</summary>
+    public sealed class BackupOutcome
+    {
+        public BackupOutcome(RestorePoint restorePoint, VmQuiesceException? releaseFailure)
+        {
+            RestorePoint = restorePoint;
+            ReleaseFailure = releaseFailure;
+        }
+
+        public RestorePoint RestorePoint { get; }
+
+        /// <summary>
+        /// Set when the data was stored but the source could not release its snapshot/overlay: the point
+        /// is valid and records the failure; the leftover blocks the next backup until it is cleaned up.
+        /// </summary>
+        public VmQuiesceException? ReleaseFailure { get; }
+    }
+
+    /// <summary>
+    /// Copies a source's consistent view into a repository: reads each file once (holes skipped with
+    /// SEEK_DATA/SEEK_HOLE), hashes chunks on every core, stores only chunks the repository lacks, and
+    /// publishes the restore point last. Memory is a fixed pool of chunk buffers, whatever the image size.
+    /// </summary>
+    public sealed class BackupEngine
+    {
+        /// <summary>How long a source may take to release its snapshot once the copy is done or abandoned.</summary>
+        private static readonly TimeSpan ReleaseTimeout = TimeSpan.FromMinutes(5);
+        private static readonly TimeSpan ProgressInterval = TimeSpan.FromMilliseconds(250);
+
+        private readonly BackupRepository _repository;
+        private readonly int _workers;
+
+        public BackupEngine(BackupRepository repository)
+            : this(repository, Math.Max(2, Environment.ProcessorCount))
+        {
+        }
+
+        internal BackupEngine(BackupRepository repository, int workers)
+        {
+            _repository = repository;
+            _workers = workers;
+        }
+
+        /// <summary>
+        /// Backs up one VM. Order: refuse on leftovers; shared repository lock; open the view; copy; on any
+        /// failure or cancellation Complete(false) and no restore point; else Complete(true), then publish
+        /// the manifest. The manifest is written only after Complete returned, so the point always records
+        /// whether the snapshot was released. When Complete throws after the data is stored, the point is
+        /// still published (its data is whole and consistent), records the release error, and the failure
+        /// is returned in <see cref="BackupOutcome.ReleaseFailure"/> so the caller reports it.
+        /// </summary>
+        public BackupOutcome Run(IBackupSource source, QuiesceOptions options, IProgress<BackupProgress>? progress, CancellationToken cancel)
+        {
+            var clock = Stopwatch.StartNew();
+            string vm = source.VmName;
+            progress?.Report(new BackupProgress(vm, "Checking", 0, 0, clock.Elapsed));
+            IReadOnlyList<string> leftovers = source.FindLeftovers(cancel);
+            if (leftovers.Count > 0)
+            {
+                throw new VmQuiesceException(
+                    "BackupLeftoversFound",
+                    FailureKind.InvalidOperation,
+                    $"The VM '{vm}' has leftovers from an earlier failed backup: {string.Join(", ", leftovers)}. Nothing was frozen.",
+                    vm)
+                {
+                    Remedy = "Release or remove them (see Get-Help about_VmQuiesce), then back up again.",
+                };
+            }
+
+            using RepositoryLock shared = _repository.LockShared($"Invoke-VmQuiescedBackup of '{vm}'");
+            DateTime start = DateTime.UtcNow;
+            progress?.Report(new BackupProgress(vm, "Quiescing", 0, 0, clock.Elapsed));
+            using IConsistentView view = source.OpenConsistentView(options, cancel);
+            IReadOnlyList<RestorePointFile> files;
+            long stored;
+            try
+            {
+                (files, stored) = Copy(vm, view.Files, progress, clock, cancel);
+                cancel.ThrowIfCancellationRequested();
+            }
+            catch
+            {
+                CompleteAfterFailure(view);
+                throw;
+            }
+
+            progress?.Report(new BackupProgress(vm, "Completing", files.Sum(file => file.Size), files.Sum(file => file.Size), clock.Elapsed));
+            VmQuiesceException? releaseFailure = null;
+            using (var releaseDeadline = new CancellationTokenSource(ReleaseTimeout))
+            {
+                try
+                {
+                    view.Complete(true, releaseDeadline.Token);
+                }
+                catch (Exception e) when (!(e is OutOfMemoryException))
+                {
+                    releaseFailure = e as VmQuiesceException ?? new VmQuiesceException(
+                        "SnapshotReleaseFailed",
+                        FailureKind.InvalidOperation,
+                        $"The backup of '{vm}' stored all its data, but releasing the snapshot failed: {e.Message}",
+                        vm,
+                        e);
+                }
+            }
+
+            var point = new RestorePoint(
+                BackupRepository.NewId(start),
+                vm,
+                Environment.MachineName,
+                source.Kind,
+                start,
+                DateTime.UtcNow,
+                view.Snapshot,
+                view.Quiesce,
+                snapshotReleased: releaseFailure == null,
+                releaseError: releaseFailure?.Message,
+                _repository.ChunkSize,
+                stored,
+                files);
+            _repository.Publish(point);
+            progress?.Report(new BackupProgress(vm, "Done", point.Size, point.Size, clock.Elapsed));
+            return new BackupOutcome(point, releaseFailure);
+        }
+
+        private static void CompleteAfterFailure(IConsistentView view)
+        {
+            // Release even when the user cancelled: the source gets its own bounded time to clean up.
+            using var releaseDeadline = new CancellationTokenSource(ReleaseTimeout);
+            try
+            {
+                view.Complete(false, releaseDeadline.Token);
+            }
+            catch (Exception e) when (!(e is OutOfMemoryException))
+            {
+                // The copy's failure is the one to report; the source reports what it could not release
+                // as a leftover, which the next backup names and refuses on.
+                Trace.TraceWarning("Releasing the view after a failed backup failed: {0}", e.Message);
+            }
+        }
+
+        /// <summary>Copies the files into the chunk store; returns their chunk lists and the bytes newly stored.</summary>
+        internal (IReadOnlyList<RestorePointFile> Files, long Stored) Copy(string vm, IReadOnlyList<ViewFile> viewFiles, IProgress<BackupProgress>? progress, Stopwatch clock, CancellationToken cancel)
+        {
+            int chunkSize = _repository.ChunkSize;
+            CheckRelativePaths(viewFiles, vm);
+            var sizes = viewFiles.Select(file => OpenLength(file, vm)).ToArray();
+            long total = sizes.Sum();
+            var chunkLists = sizes.Select(size => new string?[(size + chunkSize - 1) / chunkSize]).ToArray();
+            var fileHashes = new string[viewFiles.Count];
+            progress?.Report(new BackupProgress(vm, "Copying", 0, total, clock.Elapsed));
+            var copy = new CopyRun(_repository.Chunks, chunkLists, fileHashes, _workers, chunkSize);
+            using var stop = CancellationTokenSource.CreateLinkedTokenSource(cancel);
+            var hasher = Task.Factory.StartNew(() => copy.Guard(stop, () => copy.HashFilesInOrder(stop.Token)), CancellationToken.None, TaskCreationOptions.LongRunning, TaskScheduler.Default);
+            var workers = Enumerable.Range(0, _workers)
+                .Select(_ => Task.Factory.StartNew(() => copy.Guard(stop, () => copy.StoreChunks(stop.Token)), CancellationToken.None, TaskCreationOptions.LongRunning, TaskScheduler.Default))
+                .ToArray();
+            var lastReport = TimeSpan.Zero;
+            copy.Guard(stop, () =>
+            {
+                try
+                {
+                    for (int f = 0; f < viewFiles.Count; f++)
+                    {
+                        copy.ReadFile(f, viewFiles[f], sizes[f], stop.Token, () =>
+                        {
+                            if (progress != null && clock.Elapsed - lastReport >= ProgressInterval)
+                            {
+                                lastReport = clock.Elapsed;
+                                progress.Report(new BackupProgress(vm, "Copying", copy.BytesDone, total, clock.Elapsed));
+                            }
+                        });
+                    }
+                }
+                finally
+                {
+                    copy.FinishReading();
+                }
+            });
+            Task.WaitAll(workers.Concat(new[] { hasher }).ToArray());
+            cancel.ThrowIfCancellationRequested();
+            copy.ThrowIfFailed();
+            progress?.Report(new BackupProgress(vm, "Copying", total, total, clock.Elapsed));
+            var files = viewFiles.Select((file, i) => new RestorePointFile(file.RelativePath, file.OriginalPath, sizes[i], fileHashes[i], chunkLists[i])).ToList();
+            return (files, copy.StoredBytes);
+        }
+
+        /// <summary>A restore writes each file under its relative path: they must be relative, inside, and distinct.</summary>
+        private static void CheckRelativePaths(IReadOnlyList<ViewFile> viewFiles, string vm)
+        {
+            var seen = new HashSet<string>(StringComparer.OrdinalIgnoreCase);
+            foreach (ViewFile file in viewFiles)
+            {
+                string path = file.RelativePath;
+                bool valid = path.Length > 0 && !path.StartsWith("/", StringComparison.Ordinal) && path.IndexOf('\\') < 0 && path.IndexOf(':') < 0
+                    && path.Split('/').All(part => part.Length > 0 && part != "." && part != "..");
+                if (!valid || !seen.Add(path))
+                {
+                    throw new VmQuiesceException(
+                        "InvalidViewFile",
+                        FailureKind.InvalidData,
+                        $"The source of VM '{vm}' gave the file path '{path}' ({file.ReadPath}); expected a unique relative path with '/' separators and no '.' or '..' parts.",
+                        file.ReadPath);
+                }
+            }
+        }
+
+        private static long OpenLength(ViewFile file, string vm)
+        {
+            try
+            {
+                return new FileInfo(file.ReadPath).Length;
+            }
+            catch (FileNotFoundException e)
+            {
+                throw new VmQuiesceException("SourceFileNotFound", FailureKind.ObjectNotFound, $"The file '{file.ReadPath}' of VM '{vm}' does not exist.", file.ReadPath, e);
+            }
+        }
+
+        /// <summary>
+        /// One copy: the calling thread reads, one thread hashes each whole file in order, and the workers
+        /// hash, deduplicate and store chunks. A chunk's buffer returns to the pool when both are done with it.
+        /// </summary>
+        private sealed class CopyRun
+        {
+            private readonly ChunkStore _store;
+            private readonly string?[][] _chunkLists;
+            private readonly string[] _fileHashes;
+            private readonly int _chunkSize;
+            private readonly BlockingCollection<byte[]> _pool = new BlockingCollection<byte[]>();
+            private readonly BlockingCollection<Job> _toStore;
+            private readonly BlockingCollection<Job> _toHash;
+            private readonly ConcurrentDictionary<string, bool> _seen = new ConcurrentDictionary<string, bool>(StringComparer.Ordinal);
+            private readonly byte[] _zeros;
+            private Exception? _failure;
+            private long _bytesDone;
+            private long _storedBytes;
+
+            public CopyRun(ChunkStore store, string?[][] chunkLists, string[] fileHashes, int workers, int chunkSize)
+            {
+                _store = store;
+                _chunkLists = chunkLists;
+                _fileHashes = fileHashes;
+                _chunkSize = chunkSize;
+                _zeros = new byte[chunkSize];
+
+                // Enough buffers to keep every worker and the file hasher busy while the reader fills one.
+                int buffers = workers + 2;
+                for (int i = 0; i < buffers; i++)
+                {
+                    _pool.Add(new byte[chunkSize]);
+                }
+
+                _toStore = new BlockingCollection<Job>(buffers);
+                _toHash = new BlockingCollection<Job>(64);
+            }
+
+            public long BytesDone => Interlocked.Read(ref _bytesDone);
+
+            public long StoredBytes => Interlocked.Read(ref _storedBytes);
+
+            public void Guard(CancellationTokenSource stop, Action action)
+            {
+                try
+                {
+                    action();
+                }
+                catch (OperationCanceledException) when (stop.IsCancellationRequested)
+                {
+                    // Another stage failed or the user cancelled: that is what gets reported.
+                }
+                catch (Exception e)
+                {
+                    Interlocked.CompareExchange(ref _failure, e, null);
+                    stop.Cancel();
+                }
+            }
+
+            public void ThrowIfFailed()
+            {
+                if (_failure is VmQuiesceException known)
+                {
+                    throw known;
+                }
+
+                if (_failure != null)
+                {
+                    throw new VmQuiesceException("BackupCopyFailed", _failure is IOException ? FailureKind.ReadError : FailureKind.InvalidOperation, $"Copying into the repository failed: {_failure.Message}", null, _failure);
+                }
+            }
+
+            public void FinishReading()
+            {
+                _toStore.CompleteAdding();
+                _toHash.CompleteAdding();
+            }
+
+            public void ReadFile(int fileIndex, ViewFile file, long size, CancellationToken cancel, Action chunkDone)
+            {
+                using var stream = new FileStream(file.ReadPath, FileMode.Open, FileAccess.Read, FileShare.ReadWrite | FileShare.Delete, bufferSize: 1, FileOptions.SequentialScan);
+                if (stream.Length != size)
+                {
+                    throw Changed(file);
+                }
+
+                IReadOnlyList<FileExtent>? extents = UnixFiles.TryGetDataExtents(file.ReadPath, size);
+                int extent = 0;
+                int chunks = _chunkLists[fileIndex].Length;
+                for (int i = 0; i < chunks; i++)
+                {
+                    long start = (long)i * _chunkSize;
+                    int length = (int)Math.Min(_chunkSize, size - start);
+                    if (extents != null)
+                    {
+                        while (extent < extents.Count && extents[extent].End <= start)
+                        {
+                            extent++;
+                        }
+
+                        if (extent == extents.Count || extents[extent].Offset >= start + length)
+                        {
+                            // A hole: nothing to read, nothing to store.
+                            Interlocked.Add(ref _bytesDone, length);
+                            _toHash.Add(new Job(fileIndex, i, null, length), cancel);
+                            chunkDone();
+                            continue;
+                        }
+                    }
+
+                    byte[] buffer = _pool.Take(cancel);
+                    stream.Position = start;
+                    if (ReadFully(stream, buffer, length) != length)
+                    {
+                        _pool.Add(buffer);
+                        throw Changed(file);
+                    }
+
+                    var job = new Job(fileIndex, i, buffer, length);
+                    _toHash.Add(job, cancel);
+                    _toStore.Add(job, cancel);
+                    chunkDone();
+                }
+
+                _toHash.Add(new Job(fileIndex, -1, null, 0), cancel);
+            }
+
+            private static VmQuiesceException Changed(ViewFile file) =>
+                new VmQuiesceException("SourceFileChanged", FailureKind.ReadError, $"The file '{file.ReadPath}' changed size while it was copied; the view is not stable.", file.ReadPath);
+
+            public void StoreChunks(CancellationToken cancel)
+            {
+                using SHA256 sha = SHA256.Create();
+                byte[]? scratch = null;
+                foreach (Job job in _toStore.GetConsumingEnumerable(cancel))
+                {
+                    byte[] data = job.Buffer!;
+                    if (!IsAllZero(data, job.Length))
+                    {
+                        string hash = ChunkStore.Hash(sha, data, job.Length);
+                        _chunkLists[job.FileIndex][job.ChunkIndex] = hash;
+
+                        // The first worker to see a hash in this run stores it; the rest only reference it.
+                        if (_seen.TryAdd(hash, true))
+                        {
+                            scratch ??= new byte[_chunkSize];
+                            Interlocked.Add(ref _storedBytes, _store.Put(hash, data, job.Length, scratch));
+                        }
+                    }
+
+                    Interlocked.Add(ref _bytesDone, job.Length);
+                    Release(job);
+                }
+            }
+
+            public void HashFilesInOrder(CancellationToken cancel)
+            {
+                IncrementalHash fileHash = IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
+                try
+                {
+                    foreach (Job job in _toHash.GetConsumingEnumerable(cancel))
+                    {
+                        if (job.ChunkIndex < 0)
+                        {
+                            _fileHashes[job.FileIndex] = ChunkStore.ToHex(fileHash.GetHashAndReset());
+                            continue;
+                        }
+
+                        fileHash.AppendData(job.Buffer ?? _zeros, 0, job.Length);
+                        if (job.Buffer != null)
+                        {
+                            Release(job);
+                        }
+                    }
+                }
+                finally
+                {
+                    fileHash.Dispose();
+                }
+            }
+
+            private void Release(Job job)
+            {
+                if (Interlocked.Decrement(ref job.Pending) == 0)
+                {
+                    _pool.Add(job.Buffer!);
+                }
+            }
+
+            private static int ReadFully(Stream stream, byte[] buffer, int count)
+            {
+                int total = 0;
+                while (total < count)
+                {
+                    int read = stream.Read(buffer, total, count - total);
+                    if (read == 0)
+                    {
+                        break;
+                    }
+
+                    total += read;
+                }
+
+                return total;
+            }
+
+            private static unsafe bool IsAllZero(byte[] data, int length)
+            {
+                fixed (byte* start = data)
+                {
+                    ulong* words = (ulong*)start;
+                    int count = length / 8;
+                    for (int i = 0; i < count; i++)
+                    {
+                        if (words[i] != 0)
+                        {
+                            return false;
+                        }
+                    }
+
+                    for (int i = count * 8; i < length; i++)
+                    {
+                        if (start[i] != 0)
+                        {
+                            return false;
+                        }
+                    }
+                }
+
+                return true;
+            }
+        }
+
+        private sealed class Job
+        {
+            public Job(int fileIndex, int chunkIndex, byte[]? buffer, int length)
+            {
+                FileIndex = fileIndex;
+                ChunkIndex = chunkIndex;
+                Buffer = buffer;
+                Length = length;
+            }
+
+            public int FileIndex { get; }
+
+            /// <summary>-1 marks the end of a file for the file hasher.</summary>
+            public int ChunkIndex { get; }
+
+            public byte[]? Buffer { get; }
+
+            public int Length { get; }
+
+            /// <summary>Stages still using the buffer: the file hasher and a store worker.</summary>
+            public int Pending = 2;
+        }
+    }
+}

@@ -1,0 +1,122 @@
+using System;
+using System.Collections.Generic;
+using System.Runtime.InteropServices;
+
+namespace VmQuiesce.Core.Platform
+{
+    /// <summary>A byte range of a file that holds data (not a hole).</summary>
+    public readonly struct FileExtent
+    {
+        public FileExtent(long offset, long length)
+        {
+            Offset = offset;
+            Length = length;
+        }
+
+        public long Offset { get; }
+
+        public long Length { get; }
+
+        public long End => Offset + Length;
+    }
+
+    /// <summary>
+    /// Linux file interop the BCL lacks: where a sparse file's data lies (SEEK_DATA/SEEK_HOLE), so holes
+    /// are never read, and fsync of a directory, so a rename survives power loss.
+    /// </summary>
+    internal static class UnixFiles
+    {
+        // Linux values; macOS swaps them, so callers use this only behind HostPlatform.IsLinux.
+        private const int SeekData = 3;
+        private const int SeekHole = 4;
+        private const int OpenReadOnly = 0;
+        private const int NoSuchDeviceOrAddress = 6; // ENXIO: no data at or after the offset
+
+        /// <summary>
+        /// The data extents of <paramref name="path"/>, in order; null when the file system cannot say
+        /// (the caller then reads everything and detects zeros itself).
+        /// </summary>
+        public static IReadOnlyList<FileExtent>? TryGetDataExtents(string path, long size)
+        {
+            if (!HostPlatform.IsLinux)
+            {
+                return null;
+            }
+
+            int fd = open(path, OpenReadOnly);
+            if (fd < 0)
+            {
+                return null;
+            }
+
+            try
+            {
+                var extents = new List<FileExtent>();
+                long offset = 0;
+                while (offset < size)
+                {
+                    long dataStart = lseek(fd, offset, SeekData);
+                    if (dataStart < 0)
+                    {
+                        if (Marshal.GetLastWin32Error() == NoSuchDeviceOrAddress)
+                        {
+                            break;
+                        }
+
+                        return null;
+                    }
+
+                    long holeStart = lseek(fd, dataStart, SeekHole);
+                    if (holeStart < 0)
+                    {
+                        return null;
+                    }
+
+                    holeStart = Math.Min(holeStart, size);
+                    if (holeStart > dataStart)
+                    {
+                        extents.Add(new FileExtent(dataStart, holeStart - dataStart));
+                    }
+
+                    offset = holeStart;
+                }
+
+                return extents;
+            }
+            finally
+            {
+                close(fd);
+            }
+        }
+
+        /// <summary>Makes the entries of <paramref name="directory"/> durable (a no-op where unsupported).</summary>
+        public static void SyncDirectory(string directory)
+        {
+            if (!HostPlatform.IsLinux)
+            {
+                return;
+            }
+
+            int fd = open(directory, OpenReadOnly);
+            if (fd >= 0)
+            {
+                fsync(fd);
+                close(fd);
+            }
+        }
+
+        [DllImport("libc", SetLastError = true)]
+        private static extern int open(byte[] nullTerminatedUtf8Path, int flags);
+
+        private static int open(string path, int flags) => open(System.Text.Encoding.UTF8.GetBytes(path + "\0"), flags);
+
+        [DllImport("libc", SetLastError = true)]
+        private static extern long lseek(int fd, long offset, int whence);
+
+        [DllImport("libc", SetLastError = true)]
+        private static extern int fsync(int fd);
+
+        [DllImport("libc", SetLastError = true)]
+        private static extern int close(int fd);
+    }
+}

@@ -1,0 +1,238 @@
+using System;
+using System.Collections.Generic;
+using System.IO;
+using System.IO.Compression;
+using System.Security.Cryptography;
+using System.Text;
+
+namespace VmQuiesce.Core.Repository
+{
+    /// <summary>
+    /// Content-addressed chunks: each distinct chunk is stored once, under its SHA-256 in a fan-out
+    /// folder (chunks/ab/abcd...), behind a 4-byte header that says how it is encoded.
+    /// </summary>
+    internal sealed class ChunkStore
+    {
+        internal const string FolderName = "chunks";
+        internal const string TempPrefix = ".tmp-";
+
+        /// <summary>"VQC" then the codec byte.</summary>
+        internal const int HeaderLength = 4;
+        internal const byte CodecRaw = (byte)'R';
+        internal const byte CodecDeflate = (byte)'D';
+
+        /// <summary>Bytes of a chunk compressed on trial; only when they shrink is the whole chunk compressed.</summary>
+        private const int SampleLength = 64 * 1024;
+
+        private readonly RepositoryFileOps _ops;
+        private readonly System.Collections.Concurrent.ConcurrentDictionary<string, bool> _touchedFolders = new System.Collections.Concurrent.ConcurrentDictionary<string, bool>(StringComparer.Ordinal);
+
+        public ChunkStore(string repositoryPath, int chunkSize, RepositoryFileOps ops)
+        {
+            Root = Path.Combine(repositoryPath, FolderName);
+            ChunkSize = chunkSize;
+            _ops = ops;
+        }
+
+        public string Root { get; }
+
+        public int ChunkSize { get; }
+
+        public static string ToHex(byte[] hash)
+        {
+            var text = new StringBuilder(hash.Length * 2);
+            foreach (byte b in hash)
+            {
+                text.Append(b.ToString("x2", System.Globalization.CultureInfo.InvariantCulture));
+            }
+
+            return text.ToString();
+        }
+
+        public static bool IsChunkName(string name)
+        {
+            if (name.Length != 64)
+            {
+                return false;
+            }
+
+            foreach (char c in name)
+            {
+                if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f')))
+                {
+                    return false;
+                }
+            }
+
+            return true;
+        }
+
+        public string PathOf(string hash) => Path.Combine(Root, hash.Substring(0, 2), hash);
+
+        public void CreateFolders()
+        {
+            for (int i = 0; i < 256; i++)
+            {
+                Directory.CreateDirectory(Path.Combine(Root, i.ToString("x2", System.Globalization.CultureInfo.InvariantCulture)));
+            }
+        }
+
+        /// <summary>
+        /// Stores a chunk unless it is already there: temp name, flushed to disk, then renamed, so a chunk
+        /// under its final name is always whole. Returns the bytes written (0 when it was present).
+        /// </summary>
+        /// <param name="scratch">A buffer of at least ChunkSize bytes the caller owns, for compression.</param>
+        public long Put(string hash, byte[] data, int length, byte[] scratch)
+        {
+            string final = PathOf(hash);
+            if (File.Exists(final))
+            {
+                return 0;
+            }
+
+            int compressedLength = TryCompress(data, length, scratch);
+            bool compressed = compressedLength > 0;
+            string temp = Path.Combine(Path.GetDirectoryName(final)!, TempPrefix + hash + "." + Guid.NewGuid().ToString("N"));
+            Stream stream = _ops.CreateNew(temp);
+            try
+            {
+                stream.Write(new byte[] { (byte)'V', (byte)'Q', (byte)'C', compressed ? CodecDeflate : CodecRaw }, 0, HeaderLength);
+                stream.Write(compressed ? scratch : data, 0, compressed ? compressedLength : length);
+                _ops.FlushToDisk(stream);
+            }
+            finally
+            {
+                stream.Dispose();
+            }
+
+            if (!_ops.MoveNew(temp, final))
+            {
+                _ops.Delete(temp);
+                return 0;
+            }
+
+            _touchedFolders.TryAdd(Path.GetDirectoryName(final)!, true);
+
+            return HeaderLength + (compressed ? compressedLength : length);
+        }
+
+        /// <summary>
+        /// Reads and decodes a chunk into <paramref name="buffer"/> (at least ChunkSize bytes). Returns the
+        /// decoded length; throws <see cref="InvalidDataException"/> when the file is not a valid chunk.
+        /// </summary>
+        public int Read(string hash, byte[] buffer)
+        {
+            using var file = new FileStream(PathOf(hash), FileMode.Open, FileAccess.Read, FileShare.Read, bufferSize: 1, FileOptions.SequentialScan);
+            var header = new byte[HeaderLength];
+            if (ReadFully(file, header, HeaderLength) != HeaderLength || header[0] != 'V' || header[1] != 'Q' || header[2] != 'C')
+            {
+                throw new InvalidDataException("The chunk file has no VQC header.");
+            }
+
+            switch (header[3])
+            {
+                case CodecRaw:
+                    if (file.Length - HeaderLength > ChunkSize)
+                    {
+                        throw new InvalidDataException("The raw chunk is longer than the chunk size.");
+                    }
+
+                    return ReadFully(file, buffer, (int)(file.Length - HeaderLength));
+                case CodecDeflate:
+                    using (var inflate = new DeflateStream(file, CompressionMode.Decompress))
+                    {
+                        int length = ReadFully(inflate, buffer, ChunkSize);
+                        if (inflate.ReadByte() >= 0)
+                        {
+                            throw new InvalidDataException("The compressed chunk inflates beyond the chunk size.");
+                        }
+
+                        return length;
+                    }
+
+                default:
+                    throw new InvalidDataException($"The chunk has the unknown codec '{(char)header[3]}'.");
+            }
+        }
+
+        /// <summary>Makes the renames of the chunks stored so far durable: called before a manifest names them.</summary>
+        public void SyncStoredFolders()
+        {
+            foreach (string folder in _touchedFolders.Keys)
+            {
+                _ops.SyncDirectory(folder);
+            }
+        }
+
+        public IEnumerable<string> EnumerateChunkPaths()
+        {
+            if (!Directory.Exists(Root))
+            {
+                yield break;
+            }
+
+            foreach (string folder in Directory.EnumerateDirectories(Root))
+            {
+                foreach (string file in Directory.EnumerateFiles(folder))
+                {
+                    yield return file;
+                }
+            }
+        }
+
+        private static int ReadFully(Stream stream, byte[] buffer, int count)
+        {
+            int total = 0;
+            while (total < count)
+            {
+                int read = stream.Read(buffer, total, count - total);
+                if (read == 0)
+                {
+                    break;
+                }
+
+                total += read;
+            }
+
+            return total;
+        }
+
+        /// <summary>
+        /// Compresses into <paramref name="scratch"/> only when that pays: a trial on the first 64 KiB must
+        /// save at least 1/8, and so must the whole chunk. Returns the compressed length, or 0 to store raw.
+        /// Random data therefore costs one small trial, not a full pass of the compressor.
+        /// </summary>
+        private static int TryCompress(byte[] data, int length, byte[] scratch)
+        {
+            int sample = Math.Min(SampleLength, length);
+            if (sample < 512 || Deflate(data, sample, scratch) is int trial && (trial == 0 || trial > sample - sample / 8))
+            {
+                return 0;
+            }
+
+            int compressed = Deflate(data, length, scratch);
+            return compressed > 0 && compressed <= length - length / 8 ? compressed : 0;
+        }
+
+        private static int Deflate(byte[] data, int length, byte[] scratch)
+        {
+            var output = new MemoryStream(scratch, 0, scratch.Length, writable: true);
+            try
+            {
+                using (var deflate = new DeflateStream(output, CompressionLevel.Fastest, leaveOpen: true))
+                {
+                    deflate.Write(data, 0, length);
+                }
+
+                return (int)output.Position;
+            }
+            catch (NotSupportedException)
+            {
+                // The output outgrew the scratch buffer: incompressible.
+                return 0;
+            }
+        }
+
+        public static string Hash(SHA256 sha, byte[] data, int length) => ToHex(sha.ComputeHash(data, 0, length));
+    }
+}

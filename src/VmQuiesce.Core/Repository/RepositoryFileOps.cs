@@ -1,0 +1,55 @@
+using System.IO;
+using VmQuiesce.Core.Platform;
+
+namespace VmQuiesce.Core.Repository
+{
+    /// <summary>
+    /// The file operations whose order makes the repository crash safe. Tests replace it to "crash"
+    /// at any step and then prove that the repository is still valid.
+    /// </summary>
+    internal class RepositoryFileOps
+    {
+        public static readonly RepositoryFileOps Real = new RepositoryFileOps();
+
+        /// <summary>Creates a new file that must not exist yet (temp names are unique).</summary>
+        public virtual Stream CreateNew(string path) =>
+            new FileStream(path, FileMode.CreateNew, FileAccess.Write, FileShare.None, bufferSize: 1, FileOptions.None);
+
+        /// <summary>Makes the written bytes durable before the rename publishes them.</summary>
+        public virtual void FlushToDisk(Stream stream)
+        {
+            if (stream is FileStream file)
+            {
+                file.Flush(flushToDisk: true);
+            }
+            else
+            {
+                stream.Flush();
+            }
+        }
+
+        /// <summary>Renames <paramref name="from"/> to <paramref name="to"/>; false (and nothing changed) when <paramref name="to"/> exists.</summary>
+        public virtual bool MoveNew(string from, string to)
+        {
+            if (File.Exists(to))
+            {
+                return false;
+            }
+
+            try
+            {
+                File.Move(from, to);
+                return true;
+            }
+            catch (IOException) when (File.Exists(to))
+            {
+                // Another writer published the same content first.
+                return false;
+            }
+        }
+
+        public virtual void Delete(string path) => File.Delete(path);
+
+        public virtual void SyncDirectory(string directory) => UnixFiles.SyncDirectory(directory);
+    }
+}

@@ -1,0 +1,216 @@
+using System;
+using System.Collections.Generic;
+using System.Globalization;
+using System.Linq;
+using VmQuiesce.Core.Json;
+using VmQuiesce.Core.Sources;
+
+namespace VmQuiesce.Core.Repository
+{
+    /// <summary>
+    /// One restore point: a complete copy of a VM's files at the captured point in time, as its manifest
+    /// records it. Every restore point is a full restore, however little the backup stored.
+    /// </summary>
+    public sealed class RestorePoint
+    {
+        internal const string Schema = "VmQuiesceRestorePoint";
+        internal const int SchemaVersion = 1;
+
+        public RestorePoint(
+            string id,
+            string vmName,
+            string host,
+            string sourceKind,
+            DateTime startTime,
+            DateTime endTime,
+            CapturedSnapshot? snapshot,
+            QuiesceRecord quiesce,
+            bool snapshotReleased,
+            string? releaseError,
+            int chunkSize,
+            long storedBytes,
+            IReadOnlyList<RestorePointFile> files)
+        {
+            Id = id;
+            VmName = vmName;
+            Host = host;
+            SourceKind = sourceKind;
+            StartTime = startTime.ToUniversalTime();
+            EndTime = endTime.ToUniversalTime();
+            Snapshot = snapshot;
+            Quiesce = quiesce;
+            SnapshotReleased = snapshotReleased;
+            ReleaseError = releaseError;
+            ChunkSize = chunkSize;
+            StoredBytes = storedBytes;
+            Files = files;
+        }
+
+        public string Id { get; }
+
+        public string VmName { get; }
+
+        /// <summary>The machine that ran the backup.</summary>
+        public string Host { get; }
+
+        /// <summary>The source kind: "Qemu", "VMware", "HostVss", "Files".</summary>
+        public string SourceKind { get; }
+
+        /// <summary>UTC.</summary>
+        public DateTime StartTime { get; }
+
+        /// <summary>UTC.</summary>
+        public DateTime EndTime { get; }
+
+        public TimeSpan Duration => EndTime - StartTime;
+
+        /// <summary>The snapshot the restore's second step reverts to, or null.</summary>
+        public CapturedSnapshot? Snapshot { get; }
+
+        /// <summary>The consistency the backup actually reached.</summary>
+        public Consistency Consistency => Quiesce.Reached;
+
+        public QuiesceRecord Quiesce { get; }
+
+        /// <summary>False when the source could not release what it made for the backup (see <see cref="ReleaseError"/>).</summary>
+        public bool SnapshotReleased { get; }
+
+        public string? ReleaseError { get; }
+
+        public int ChunkSize { get; }
+
+        /// <summary>Bytes this backup added to the chunk store (after compression); the rest was already there.</summary>
+        public long StoredBytes { get; }
+
+        public IReadOnlyList<RestorePointFile> Files { get; }
+
+        /// <summary>Sum of the files' sizes: what a restore writes.</summary>
+        public long Size => Files.Sum(file => file.Size);
+
+        /// <summary>The repository folder this point was read from (not stored in the manifest).</summary>
+        public string Repository { get; internal set; } = string.Empty;
+
+        public override string ToString() => $"{VmName} {Id}";
+
+        internal JsonObject ToJson()
+        {
+            var files = new JsonArray(Files.Select(file => (object?)new JsonObject()
+                .With("path", file.Path)
+                .With("originalPath", file.OriginalPath)
+                .With("size", file.Size)
+                .With("sha256", file.Sha256)
+                .With("chunks", new JsonArray(file.Chunks.Select(chunk => (object?)(chunk ?? ZeroChunk))))));
+            return new JsonObject()
+                .With("schema", Schema)
+                .With("schemaVersion", SchemaVersion)
+                .With("id", Id)
+                .With("vmName", VmName)
+                .With("host", Host)
+                .With("sourceKind", SourceKind)
+                .With("startTime", FormatTime(StartTime))
+                .With("endTime", FormatTime(EndTime))
+                .With("snapshot", Snapshot == null ? null : new JsonObject()
+                    .With("name", Snapshot.Name)
+                    .With("id", Snapshot.Id)
+                    .With("kind", Snapshot.Kind))
+                .With("consistency", Quiesce.Reached.ToString())
+                .With("quiesceMethod", Quiesce.Method)
+                .With("frozen", new JsonArray(Quiesce.Frozen.Select(item => (object?)item)))
+                .With("frozenMilliseconds", Quiesce.FrozenMilliseconds)
+                .With("snapshotReleased", SnapshotReleased)
+                .With("releaseError", ReleaseError)
+                .With("chunkSize", ChunkSize)
+                .With("size", Size)
+                .With("storedBytes", StoredBytes)
+                .With("files", files);
+        }
+
+        /// <summary>The chunk-list entry for an all-zero chunk, which is never stored.</summary>
+        internal const string ZeroChunk = "zero";
+
+        internal static RestorePoint FromJson(JsonObject json)
+        {
+            if (json.GetString("schema") != Schema)
+            {
+                throw new JsonFormatException($"The member 'schema' is '{json.GetString("schema")}'; expected '{Schema}'.");
+            }
+
+            long version = json.GetInt64("schemaVersion");
+            if (version > SchemaVersion)
+            {
+                throw new JsonFormatException($"The manifest has schema version {version}; this VmQuiesce reads up to version {SchemaVersion}. Update VmQuiesce.");
+            }
+
+            JsonObject? snapshot = json.GetOptionalObject("snapshot");
+            var frozen = json.GetArray("frozen").Select(item => item as string ?? throw new JsonFormatException("The member 'frozen' must hold strings.")).ToList();
+            var quiesce = new QuiesceRecord(
+                ParseConsistency(json.GetString("consistency")),
+                frozen,
+                json.GetDouble("frozenMilliseconds"),
+                json.GetString("quiesceMethod"));
+            var files = new List<RestorePointFile>();
+            foreach (object? item in json.GetArray("files"))
+            {
+                var file = item as JsonObject ?? throw new JsonFormatException("The member 'files' must hold objects.");
+                var chunks = file.GetArray("chunks").Select(chunk => chunk is string hash
+                    ? (hash == ZeroChunk ? null : hash)
+                    : throw new JsonFormatException("A chunk list entry must be a SHA-256 hex string or 'zero'.")).ToList();
+                files.Add(new RestorePointFile(file.GetString("path"), file.GetString("originalPath"), file.GetInt64("size"), file.GetString("sha256"), chunks));
+            }
+
+            return new RestorePoint(
+                json.GetString("id"),
+                json.GetString("vmName"),
+                json.GetString("host"),
+                json.GetString("sourceKind"),
+                ParseTime(json.GetString("startTime")),
+                ParseTime(json.GetString("endTime")),
+                snapshot == null ? null : new CapturedSnapshot(snapshot.GetString("name"), snapshot.GetOptionalString("id"), snapshot.GetString("kind")),
+                quiesce,
+                json.GetBoolean("snapshotReleased"),
+                json.GetOptionalString("releaseError"),
+                checked((int)json.GetInt64("chunkSize")),
+                json.GetInt64("storedBytes"),
+                files);
+        }
+
+        private static Consistency ParseConsistency(string text) =>
+            Enum.TryParse(text, ignoreCase: false, out Consistency value) && Enum.IsDefined(typeof(Consistency), value)
+                ? value
+                : throw new JsonFormatException($"The member 'consistency' is '{text}'; expected Application, FileSystem or Crash.");
+
+        private static string FormatTime(DateTime time) => time.ToUniversalTime().ToString("yyyy-MM-dd'T'HH:mm:ss.fffffff'Z'", CultureInfo.InvariantCulture);
+
+        private static DateTime ParseTime(string text) =>
+            DateTime.ParseExact(text, "yyyy-MM-dd'T'HH:mm:ss.fffffff'Z'", CultureInfo.InvariantCulture, DateTimeStyles.AdjustToUniversal | DateTimeStyles.AssumeUniversal);
+    }
+
+    /// <summary>One file of a restore point and the chunks that rebuild it.</summary>
+    public sealed class RestorePointFile
+    {
+        public RestorePointFile(string path, string originalPath, long size, string sha256, IReadOnlyList<string?> chunks)
+        {
+            Path = path;
+            OriginalPath = originalPath;
+            Size = size;
+            Sha256 = sha256;
+            Chunks = chunks;
+        }
+
+        /// <summary>Path inside the restore point, with '/' separators.</summary>
+        public string Path { get; }
+
+        /// <summary>Where the file lived on the VM's host: the default restore location.</summary>
+        public string OriginalPath { get; }
+
+        public long Size { get; }
+
+        /// <summary>SHA-256 of the whole file's content (holes read as zeros), lowercase hex: what sha256sum prints.</summary>
+        public string Sha256 { get; }
+
+        /// <summary>SHA-256 hex of each chunk in order; null for an all-zero chunk (a hole, never stored).</summary>
+        public IReadOnlyList<string?> Chunks { get; }
+
+        public override string ToString() => Path;
+    }
+}

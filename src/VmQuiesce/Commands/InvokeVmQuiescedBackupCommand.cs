@@ -1,0 +1,291 @@
+using System;
+using System.Collections.Concurrent;
+using System.Collections.Generic;
+using System.Collections.ObjectModel;
+using System.Linq;
+using System.Management.Automation;
+using System.Threading;
+using System.Threading.Tasks;
+using VmQuiesce.Core;
+using VmQuiesce.Core.Backup;
+using VmQuiesce.Core.Repository;
+using VmQuiesce.Core.Sources;
+
+namespace VmQuiesce.Commands
+{
+    /// <summary>
+    /// Backs VMs up into a repository: quiesce, snapshot, thaw, copy, one restore point per VM. VMs run
+    /// in parallel on worker threads; everything that touches the pipeline (output, errors, progress,
+    /// the hook script blocks) runs on the pipeline thread, which pumps a message queue.
+    /// </summary>
+    [Cmdlet(VerbsLifecycle.Invoke, "VmQuiescedBackup", SupportsShouldProcess = true, ConfirmImpact = ConfirmImpact.Low)]
+    [OutputType(typeof(RestorePoint))]
+    public sealed class InvokeVmQuiescedBackupCommand : VmQuiesceCmdlet
+    {
+        private readonly List<BackupVm> _vms = new List<BackupVm>();
+
+        [Parameter(Mandatory = true, Position = 0, ValueFromPipeline = true)]
+        [ValidateNotNullOrEmpty]
+        public BackupVm[] Vm { get; set; } = Array.Empty<BackupVm>();
+
+        [Parameter(Mandatory = true, Position = 1)]
+        [ValidateNotNullOrEmpty]
+        public string Repository { get; set; } = string.Empty;
+
+        /// <summary>The lowest acceptable consistency.</summary>
+        [Parameter]
+        public Consistency Consistency { get; set; } = Consistency.FileSystem;
+
+        /// <summary>A lower consistency is a warning instead of an error.</summary>
+        [Parameter]
+        public SwitchParameter AllowLowerConsistency { get; set; }
+
+        /// <summary>The longest the guest may stay frozen: seconds or a TimeSpan.</summary>
+        [Parameter]
+        [SecondsTransformation]
+        public TimeSpan FreezeTimeout { get; set; } = TimeSpan.FromSeconds(10);
+
+        /// <summary>Runs before each VM is quiesced, with $_ set to the VM.</summary>
+        [Parameter]
+        public ScriptBlock? PreFreezeScript { get; set; }
+
+        /// <summary>Runs after each VM is thawed, with $_ set to the VM.</summary>
+        [Parameter]
+        public ScriptBlock? PostThawScript { get; set; }
+
+        /// <summary>How many VMs are backed up at once.</summary>
+        [Parameter]
+        [ValidateRange(1, 64)]
+        public int ThrottleLimit { get; set; } = 2;
+
+        /// <summary>Keep the captured snapshot after the backup instead of releasing it.</summary>
+        [Parameter]
+        public SwitchParameter KeepSnapshot { get; set; }
+
+        protected override void BeginProcessing()
+        {
+            if (FreezeTimeout <= TimeSpan.Zero || FreezeTimeout > TimeSpan.FromHours(1))
+            {
+                ThrowInvalidArgument("InvalidFreezeTimeout", $"-FreezeTimeout is {FreezeTimeout}; expected more than 0 and at most 1 hour.", FreezeTimeout);
+            }
+        }
+
+        protected override void ProcessRecord()
+        {
+            foreach (BackupVm vm in Vm)
+            {
+                if (_vms.Any(known => string.Equals(known.Name, vm.Name, StringComparison.OrdinalIgnoreCase) && known.Kind == vm.Kind))
+                {
+                    WriteFailure(new VmQuiesceException("DuplicateVm", FailureKind.InvalidArgument, $"The VM '{vm.Name}' was given more than once; it is backed up once.", vm));
+                    continue;
+                }
+
+                if (ShouldProcess(vm.Name, $"Back up ({Consistency} consistency or better) to repository '{Repository}'"))
+                {
+                    _vms.Add(vm);
+                }
+            }
+        }
+
+        protected override void EndProcessing()
+        {
+            if (_vms.Count == 0)
+            {
+                return;
+            }
+
+            BackupRepository repository;
+            try
+            {
+                repository = BackupRepository.OpenOrCreate(GetUnresolvedProviderPathFromPSPath(Repository));
+            }
+            catch (VmQuiesceException e)
+            {
+                ThrowFailure(e);
+                return;
+            }
+
+            var engine = new BackupEngine(repository);
+            var messages = new BlockingCollection<Action>();
+            var overall = new OverallProgress(_vms.Count);
+            using var slots = new SemaphoreSlim(ThrottleLimit);
+            var runs = _vms.Select((vm, index) => Task.Run(() =>
+            {
+                slots.Wait(CancelToken);
+                try
+                {
+                    BackUp(engine, vm, index, messages, overall);
+                }
+                finally
+                {
+                    slots.Release();
+                }
+            })).ToArray();
+            Task.WhenAll(runs).ContinueWith(_ => messages.CompleteAdding(), TaskScheduler.Default);
+
+            // The pipeline thread: write whatever the workers post until every VM is done. After Ctrl+C the
+            // writes throw PipelineStoppedException; keep draining so each VM finishes its cleanup.
+            foreach (Action message in messages.GetConsumingEnumerable())
+            {
+                try
+                {
+                    message();
+                }
+                catch (PipelineStoppedException)
+                {
+                }
+            }
+
+            WriteProgress(new ProgressRecord(0, "Backing up VMs", "Done") { RecordType = ProgressRecordType.Completed });
+        }
+
+        private void BackUp(BackupEngine engine, BackupVm vm, int index, BlockingCollection<Action> messages, OverallProgress overall)
+        {
+            int activity = index + 1;
+            try
+            {
+                IBackupSource source = vm.OpenSource();
+                var options = new QuiesceOptions
+                {
+                    Required = Consistency,
+                    AllowLower = AllowLowerConsistency,
+                    FreezeTimeout = FreezeTimeout,
+                    KeepSnapshot = KeepSnapshot,
+                    PreFreeze = PreFreezeScript == null ? null : cancel => RunHook(messages, PreFreezeScript, vm, "PreFreezeScriptFailed", "-PreFreezeScript", cancel),
+                    PostThaw = PostThawScript == null ? null : cancel => RunHook(messages, PostThawScript, vm, "PostThawScriptFailed", "-PostThawScript", cancel),
+                };
+                var progress = new Progress(report => messages.Add(() => WriteVmProgress(activity, report, overall)));
+                BackupOutcome outcome = engine.Run(source, options, progress, CancelToken);
+                messages.Add(() =>
+                {
+                    WriteProgress(new ProgressRecord(activity, $"Backing up {vm.Name}", "Done") { ParentActivityId = 0, RecordType = ProgressRecordType.Completed });
+                    if (outcome.RestorePoint.Consistency < Consistency)
+                    {
+                        WriteWarning($"The VM '{vm.Name}' reached {outcome.RestorePoint.Consistency} consistency, below the required {Consistency}; kept because -AllowLowerConsistency was given.");
+                    }
+
+                    WriteObject(outcome.RestorePoint);
+                    if (outcome.ReleaseFailure != null)
+                    {
+                        WriteFailure(outcome.ReleaseFailure);
+                    }
+                });
+            }
+            catch (OperationCanceledException) when (CancelToken.IsCancellationRequested)
+            {
+                // Ctrl+C: the engine released the view and published nothing.
+            }
+            catch (VmQuiesceException e)
+            {
+                messages.Add(() => WriteError(ErrorRecordWithTarget(e, vm)));
+            }
+            catch (Exception e) when (!(e is OutOfMemoryException))
+            {
+                var failure = new VmQuiesceException("BackupFailed", FailureKind.InvalidOperation, $"The backup of VM '{vm.Name}' failed: {e.Message}", vm, e);
+                messages.Add(() => WriteFailure(failure));
+            }
+        }
+
+        /// <summary>Per-VM failures name the VM object, whatever the core had as target.</summary>
+        private static ErrorRecord ErrorRecordWithTarget(VmQuiesceException failure, BackupVm vm)
+        {
+            ErrorRecord record = ErrorRecordFor(failure);
+            if (failure.Target is BackupVm)
+            {
+                return record;
+            }
+
+            return new ErrorRecord(failure, failure.ErrorId, record.CategoryInfo.Category, vm) { ErrorDetails = record.ErrorDetails };
+        }
+
+        /// <summary>Runs a hook on the pipeline thread (script blocks belong to its runspace) and waits for it.</summary>
+        private void RunHook(BlockingCollection<Action> messages, ScriptBlock script, BackupVm vm, string errorId, string parameter, CancellationToken cancel)
+        {
+            var done = new TaskCompletionSource<Exception?>();
+            messages.Add(() =>
+            {
+                try
+                {
+                    script.InvokeWithContext(null, new List<PSVariable> { new PSVariable("_", vm) }, vm);
+                    done.SetResult(null);
+                }
+                catch (Exception e) when (!(e is PipelineStoppedException))
+                {
+                    done.SetResult(e);
+                }
+                catch (PipelineStoppedException e)
+                {
+                    done.SetResult(e);
+                    throw;
+                }
+            });
+            done.Task.Wait(cancel);
+            if (done.Task.Result is Exception failure)
+            {
+                throw new VmQuiesceException(errorId, FailureKind.InvalidOperation, $"{parameter} failed for VM '{vm.Name}': {failure.Message}", vm, failure);
+            }
+        }
+
+        private void WriteVmProgress(int activity, BackupProgress report, OverallProgress overall)
+        {
+            var record = new ProgressRecord(activity, $"Backing up {report.VmName}", StatusOf(report)) { ParentActivityId = 0 };
+            if (report.BytesTotal > 0)
+            {
+                record.PercentComplete = (int)Math.Min(100, report.BytesDone * 100 / report.BytesTotal);
+                if (report.TimeLeft is TimeSpan left)
+                {
+                    record.SecondsRemaining = (int)left.TotalSeconds;
+                }
+            }
+
+            BackupProgress sum = overall.Update(activity, report);
+            var total = new ProgressRecord(0, "Backing up VMs", StatusOf(sum));
+            if (sum.BytesTotal > 0)
+            {
+                total.PercentComplete = (int)Math.Min(100, sum.BytesDone * 100 / sum.BytesTotal);
+                if (sum.TimeLeft is TimeSpan left)
+                {
+                    total.SecondsRemaining = (int)left.TotalSeconds;
+                }
+            }
+
+            WriteProgress(total);
+            WriteProgress(record);
+        }
+
+        private static string StatusOf(BackupProgress report) => report.BytesTotal > 0
+            ? $"{report.Phase}: {Units.Bytes(report.BytesDone)} of {Units.Bytes(report.BytesTotal)} at {Units.Bytes(report.BytesPerSecond)}/s"
+            : report.Phase;
+
+        /// <summary>Adds up the VMs' progress for the overall bar (pipeline thread only).</summary>
+        private sealed class OverallProgress
+        {
+            private readonly Dictionary<int, BackupProgress> _latest = new Dictionary<int, BackupProgress>();
+            private readonly DateTime _start = DateTime.UtcNow;
+            private readonly int _vms;
+
+            public OverallProgress(int vms) => _vms = vms;
+
+            public BackupProgress Update(int activity, BackupProgress report)
+            {
+                _latest[activity] = report;
+                return new BackupProgress(
+                    $"{_vms} VMs",
+                    $"{_latest.Values.Count(item => item.Phase == "Done")} of {_vms} done",
+                    _latest.Values.Sum(item => item.BytesDone),
+                    _latest.Values.Sum(item => item.BytesTotal),
+                    DateTime.UtcNow - _start);
+            }
+        }
+
+        /// <summary>IProgress without a SynchronizationContext: reports go straight to the message queue.</summary>
+        private sealed class Progress : IProgress<BackupProgress>
+        {
+            private readonly Action<BackupProgress> _report;
+
+            public Progress(Action<BackupProgress> report) => _report = report;
+
+            public void Report(BackupProgress value) => _report(value);
+        }
+    }
+}

@@ -1,0 +1,123 @@
+using System;
+using System.Collections.Generic;
+using System.Globalization;
+using System.Linq;
+using System.Management.Automation;
+using VmQuiesce.Core;
+using VmQuiesce.Core.Repository;
+
+namespace VmQuiesce.Commands
+{
+    /// <summary>Removes restore points by id or by retention policy, then the chunks no remaining point uses.</summary>
+    [Cmdlet(VerbsCommon.Remove, "VmBackup", SupportsShouldProcess = true, ConfirmImpact = ConfirmImpact.Medium, DefaultParameterSetName = ByIdSet)]
+    [OutputType(typeof(PruneResult))]
+    public sealed class RemoveVmBackupCommand : VmQuiesceCmdlet
+    {
+        private const string ByIdSet = "ById";
+        private const string ByPolicySet = "ByPolicy";
+
+        // Ids per repository, in the order they arrived from the pipeline.
+        private readonly Dictionary<string, List<string>> _idsByRepository = new Dictionary<string, List<string>>(StringComparer.Ordinal);
+
+        [Parameter(Mandatory = true, Position = 0, ValueFromPipelineByPropertyName = true)]
+        [ValidateNotNullOrEmpty]
+        public string Repository { get; set; } = string.Empty;
+
+        [Parameter(Mandatory = true, Position = 1, ParameterSetName = ByIdSet, ValueFromPipelineByPropertyName = true)]
+        [ValidateNotNullOrEmpty]
+        public string[] Id { get; set; } = Array.Empty<string>();
+
+        [Parameter(ParameterSetName = ByPolicySet)]
+        [ValidateRange(1, int.MaxValue)]
+        public int KeepLast { get; set; }
+
+        [Parameter(ParameterSetName = ByPolicySet)]
+        [ValidateRange(1, int.MaxValue)]
+        public int KeepDaily { get; set; }
+
+        [Parameter(ParameterSetName = ByPolicySet)]
+        [ValidateRange(1, int.MaxValue)]
+        public int KeepWeekly { get; set; }
+
+        [Parameter(ParameterSetName = ByPolicySet)]
+        [ValidateRange(1, int.MaxValue)]
+        public int KeepMonthly { get; set; }
+
+        /// <summary>The VMs the policy applies to (wildcards); all VMs when omitted.</summary>
+        [Parameter(ParameterSetName = ByPolicySet)]
+        [ValidateNotNullOrEmpty]
+        [SupportsWildcards]
+        public string[]? VmName { get; set; }
+
+        /// <summary>Removes a lock left by a process that is gone (it is reported otherwise).</summary>
+        [Parameter]
+        public SwitchParameter RemoveStaleLock { get; set; }
+
+        protected override void BeginProcessing()
+        {
+            if (ParameterSetName == ByPolicySet && KeepLast == 0 && KeepDaily == 0 && KeepWeekly == 0 && KeepMonthly == 0)
+            {
+                ThrowInvalidArgument("RetentionPolicyEmpty", "Give at least one of -KeepLast, -KeepDaily, -KeepWeekly, -KeepMonthly; without one every restore point would go.", null);
+            }
+        }
+
+        protected override void ProcessRecord()
+        {
+            string path = GetUnresolvedProviderPathFromPSPath(Repository);
+            if (ParameterSetName == ByPolicySet)
+            {
+                var policy = new RetentionPolicy { KeepLast = KeepLast, KeepDaily = KeepDaily, KeepWeekly = KeepWeekly, KeepMonthly = KeepMonthly };
+                var patterns = (VmName ?? new[] { "*" }).Select(name => new WildcardPattern(name, WildcardOptions.IgnoreCase)).ToList();
+                Run(path, repository => repository.PlanRetention(policy, vm => patterns.Any(pattern => pattern.IsMatch(vm))));
+                return;
+            }
+
+            if (!_idsByRepository.TryGetValue(path, out List<string>? ids))
+            {
+                _idsByRepository[path] = ids = new List<string>();
+            }
+
+            ids.AddRange(Id);
+        }
+
+        protected override void EndProcessing()
+        {
+            // Piped ids are removed together: one lock and one pass over the chunks per repository.
+            foreach (var entry in _idsByRepository)
+            {
+                Run(entry.Key, repository => repository.PlanRemoval(entry.Value.Distinct(StringComparer.Ordinal), WriteFailure));
+            }
+        }
+
+        private void Run(string path, Func<BackupRepository, PrunePlan> plan)
+        {
+            try
+            {
+                BackupRepository repository = BackupRepository.Open(path);
+                PrunePlan proposed = plan(repository);
+                var confirmed = proposed.Remove
+                    .Where(point => ShouldProcess(
+                        $"{point.VmName} {point.Id} ({point.StartTime.ToLocalTime().ToString("g", CultureInfo.CurrentCulture)}, {point.Consistency})",
+                        "Remove restore point"))
+                    .ToList();
+                // Garbage collection runs even when no point goes: it clears what interrupted backups left.
+                var final = new PrunePlan(proposed.Repository, confirmed, proposed.Keep.Concat(proposed.Remove.Except(confirmed)).ToList());
+                bool whatIf = MyInvocation.BoundParameters.TryGetValue("WhatIf", out object? whatIfSwitch)
+                    ? LanguagePrimitives.IsTrue(whatIfSwitch)
+                    : LanguagePrimitives.IsTrue(GetVariableValue("WhatIfPreference"));
+                (long chunks, long bytes) = repository.EstimateGarbage(whatIf ? proposed : final);
+                bool collect = ShouldProcess(path, $"Remove {chunks} chunk(s) ({Units.Bytes(bytes)}) that no remaining restore point uses, and temp files of interrupted backups");
+                if (confirmed.Count == 0 && !collect)
+                {
+                    return;
+                }
+
+                WriteObject(repository.Prune(final, collect, RemoveStaleLock, CancelToken));
+            }
+            catch (VmQuiesceException e)
+            {
+                WriteFailure(e);
+            }
+        }
+    }
+}

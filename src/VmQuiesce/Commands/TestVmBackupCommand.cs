@@ -1,0 +1,103 @@
+using System;
+using System.Collections.Generic;
+using System.Linq;
+using System.Management.Automation;
+using VmQuiesce.Core;
+using VmQuiesce.Core.Repository;
+
+namespace VmQuiesce.Commands
+{
+    /// <summary>Re-reads and re-hashes the chunks of restore points and reports what is damaged.</summary>
+    [Cmdlet(VerbsDiagnostic.Test, "VmBackup")]
+    [OutputType(typeof(RestorePointVerification))]
+    public sealed class TestVmBackupCommand : VmQuiesceCmdlet
+    {
+        private int _progressId;
+
+        [Parameter(Mandatory = true, Position = 0, ValueFromPipelineByPropertyName = true)]
+        [ValidateNotNullOrEmpty]
+        public string Repository { get; set; } = string.Empty;
+
+        /// <summary>The restore points to verify; all of them when omitted.</summary>
+        [Parameter(Position = 1, ValueFromPipelineByPropertyName = true)]
+        [ValidateNotNullOrEmpty]
+        public string[]? Id { get; set; }
+
+        protected override void ProcessRecord()
+        {
+            BackupRepository repository;
+            List<RestorePoint> points;
+            try
+            {
+                repository = BackupRepository.Open(GetUnresolvedProviderPathFromPSPath(Repository));
+                points = Id == null ? repository.ListRestorePoints(WriteFailure).ToList() : new List<RestorePoint>();
+                foreach (string id in Id ?? Array.Empty<string>())
+                {
+                    try
+                    {
+                        points.Add(repository.GetRestorePoint(id));
+                    }
+                    catch (VmQuiesceException e)
+                    {
+                        WriteFailure(e);
+                    }
+                }
+            }
+            catch (VmQuiesceException e)
+            {
+                WriteFailure(e);
+                return;
+            }
+
+            if (points.Count == 0)
+            {
+                return;
+            }
+
+            try
+            {
+                // Shared: verifying may run beside backups, never beside a prune that removes chunks.
+                using RepositoryLock shared = repository.LockShared("Test-VmBackup");
+                foreach (RestorePoint point in points)
+                {
+                    Verify(repository, point);
+                }
+            }
+            catch (VmQuiesceException e)
+            {
+                WriteFailure(e);
+            }
+        }
+
+        private void Verify(BackupRepository repository, RestorePoint point)
+        {
+            var progress = new ProgressRecord(++_progressId, $"Verifying {point.VmName} {point.Id}", "Reading and hashing chunks");
+            long total = Math.Max(1, point.Size);
+            var lastReport = DateTime.MinValue;
+            RestorePointVerification result = repository.Verify(point, CancelToken, done =>
+            {
+                if ((DateTime.UtcNow - lastReport).TotalMilliseconds >= 250)
+                {
+                    lastReport = DateTime.UtcNow;
+                    progress.PercentComplete = (int)(done * 100 / total);
+                    WriteProgress(progress);
+                }
+            });
+            progress.RecordType = ProgressRecordType.Completed;
+            WriteProgress(progress);
+            WriteObject(result);
+            if (!result.IsValid)
+            {
+                string problems = string.Join("; ", result.Problems.Select(problem => problem.ToString()).Concat(result.FileHashMismatches.Select(file => $"whole-file SHA-256 of '{file}' differs")));
+                WriteFailure(new VmQuiesceException(
+                    "RestorePointDamaged",
+                    FailureKind.InvalidData,
+                    $"The restore point '{point.Id}' of VM '{point.VmName}' is damaged; broken files: {string.Join(", ", result.BrokenFiles)}. {problems}",
+                    result)
+                {
+                    Remedy = "Delete the damaged chunk files named above (a later backup of the same data stores them anew), back the VM up again, and check the repository disk.",
+                });
+            }
+        }
+    }
+}

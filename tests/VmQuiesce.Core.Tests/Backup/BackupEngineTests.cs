@@ -1,0 +1,307 @@
+using System;
+using System.Collections.Generic;
+using System.IO;
+using System.Linq;
+using System.Threading;
+using VmQuiesce.Core.Backup;
+using VmQuiesce.Core.Repository;
+using VmQuiesce.Core.Sources;
+using VmQuiesce.Core.Tests.Repository;
+using Xunit;
+
+namespace VmQuiesce.Core.Tests.Backup
+{
+    public class BackupEngineTests
+    {
+        private const int Chunk = RepositoryFixture.ChunkSize;
+
+        [Fact]
+        public void CancellingMidCopyCompletesTheViewAsFailedAndPublishesNothing()
+        {
+            using var fixture = new RepositoryFixture();
+            string disk = fixture.WriteFile("disk.img", RepositoryFixture.Random(200 * Chunk, 1));
+            var source = new FakeSource(disk);
+            using var cancel = new CancellationTokenSource();
+            var progress = new SyncProgress(report =>
+            {
+                if (report.Phase == "Copying" && report.BytesDone > 0)
+                {
+                    cancel.Cancel();
+                }
+            });
+
+            Assert.ThrowsAny<OperationCanceledException>(() => new BackupEngine(fixture.Repository, 2).Run(source, new QuiesceOptions(), progress, cancel.Token));
+
+            Assert.Equal(new bool?[] { false }, source.View!.Completions);
+            Assert.True(source.View.Disposed);
+            Assert.Empty(fixture.Repository.ListRestorePoints());
+            Assert.Empty(Directory.GetFiles(Path.Combine(fixture.RepositoryPath, "locks")));
+        }
+
+        [Fact]
+        public void AReleaseFailureAfterTheDataIsStoredStillPublishesAPointThatSaysSo()
+        {
+            using var fixture = new RepositoryFixture();
+            var source = new FakeSource(fixture.WriteFile("disk.img", RepositoryFixture.Random(3 * Chunk, 2)))
+            {
+                CompleteFailure = new VmQuiesceException("QemuSnapshotReleaseFailed", FailureKind.InvalidOperation, "block-commit failed", "vm"),
+            };
+
+            BackupOutcome outcome = new BackupEngine(fixture.Repository, 2).Run(source, new QuiesceOptions(), null, CancellationToken.None);
+
+            Assert.Equal("QemuSnapshotReleaseFailed", outcome.ReleaseFailure!.ErrorId);
+            RestorePoint stored = fixture.Repository.GetRestorePoint(outcome.RestorePoint.Id);
+            Assert.False(stored.SnapshotReleased);
+            Assert.Equal("block-commit failed", stored.ReleaseError);
+            Assert.Equal(new bool?[] { true }, source.View!.Completions);
+            Assert.True(fixture.Repository.Verify(stored, CancellationToken.None).IsValid);
+        }
+
+        [Fact]
+        public void LeftoversAreRefusedByNameBeforeAnythingIsFrozen()
+        {
+            using var fixture = new RepositoryFixture();
+            var source = new FakeSource(fixture.WriteFile("disk.img", new byte[10])) { Leftovers = new[] { "overlay disk.vmq-1.qcow2", "snapshot vmq-20260101" } };
+
+            var e = Assert.Throws<VmQuiesceException>(() => new BackupEngine(fixture.Repository, 2).Run(source, new QuiesceOptions(), null, CancellationToken.None));
+
+            Assert.Equal("BackupLeftoversFound", e.ErrorId);
+            Assert.Contains("overlay disk.vmq-1.qcow2", e.Message);
+            Assert.Contains("snapshot vmq-20260101", e.Message);
+            Assert.Null(source.View);
+        }
+
+        [Fact]
+        public void AFileThatShrinksDuringTheCopyFailsTheBackupAndReleasesTheView()
+        {
+            using var fixture = new RepositoryFixture();
+            string disk = fixture.WriteFile("disk.img", RepositoryFixture.Random(100 * Chunk, 3));
+            var source = new FakeSource(disk);
+            var progress = new SyncProgress(report =>
+            {
+                if (report.Phase == "Copying" && report.BytesDone == 0)
+                {
+                    // The view lies: its file changes after the copy has measured it.
+                    using var file = new FileStream(disk, FileMode.Open);
+                    file.SetLength(Chunk);
+                }
+            });
+
+            var e = Assert.Throws<VmQuiesceException>(() => new BackupEngine(fixture.Repository, 2).Run(source, new QuiesceOptions(), progress, CancellationToken.None));
+
+            Assert.Equal("SourceFileChanged", e.ErrorId);
+            Assert.Equal(new bool?[] { false }, source.View!.Completions);
+            Assert.Empty(fixture.Repository.ListRestorePoints());
+        }
+
+        [Fact]
+        public void TheRestorePointRecordsWhatTheSourceReached()
+        {
+            using var fixture = new RepositoryFixture();
+            var source = new FakeSource(fixture.WriteFile("disk.img", RepositoryFixture.Random(Chunk, 4)))
+            {
+                Record = new QuiesceRecord(Consistency.Application, new[] { "C:", "SqlServerWriter" }, 123.5, "GuestAgent"),
+                Snapshot = new CapturedSnapshot("vmq-1", "42", "QemuInternal"),
+            };
+
+            RestorePoint point = new BackupEngine(fixture.Repository, 2).Run(source, new QuiesceOptions(), null, CancellationToken.None).RestorePoint;
+            RestorePoint read = fixture.Repository.GetRestorePoint(point.Id);
+
+            Assert.Equal(Consistency.Application, read.Consistency);
+            Assert.Equal(new[] { "C:", "SqlServerWriter" }, read.Quiesce.Frozen);
+            Assert.Equal(123.5, read.Quiesce.FrozenMilliseconds);
+            Assert.Equal("GuestAgent", read.Quiesce.Method);
+            Assert.Equal("vmq-1", read.Snapshot!.Name);
+            Assert.Equal("42", read.Snapshot.Id);
+            Assert.Equal("QemuInternal", read.Snapshot.Kind);
+            Assert.Equal("Fake", read.SourceKind);
+            Assert.True(read.SnapshotReleased);
+        }
+
+        [Fact]
+        public void PlainFilesRefuseAHigherConsistencyUnlessALowerOneIsAllowed()
+        {
+            using var fixture = new RepositoryFixture();
+            string disk = fixture.WriteFile("disk.img", new byte[10]);
+            var engine = new BackupEngine(fixture.Repository, 2);
+
+            var e = Assert.Throws<VmQuiesceException>(() => engine.Run(new StableFilesSource("vm", new[] { disk }), new QuiesceOptions { Required = Consistency.FileSystem }, null, CancellationToken.None));
+            RestorePoint point = engine.Run(new StableFilesSource("vm", new[] { disk }), new QuiesceOptions { Required = Consistency.FileSystem, AllowLower = true }, null, CancellationToken.None).RestorePoint;
+
+            Assert.Equal("ConsistencyNotReached", e.ErrorId);
+            Assert.Equal(Consistency.Crash, point.Consistency);
+        }
+
+        [Fact]
+        public void HooksRunAroundTheCaptureInOrder()
+        {
+            using var fixture = new RepositoryFixture();
+            var calls = new List<string>();
+            var options = new QuiesceOptions { Required = Consistency.Crash, PreFreeze = _ => calls.Add("pre"), PostThaw = _ => calls.Add("post") };
+
+            new BackupEngine(fixture.Repository, 2).Run(new StableFilesSource("vm", new[] { fixture.WriteFile("disk.img", new byte[10]) }), options, null, CancellationToken.None);
+
+            Assert.Equal(new[] { "pre", "post" }, calls);
+        }
+
+        [Fact]
+        public void AnEmptyFileIsARestorePointFileWithNoChunks()
+        {
+            using var fixture = new RepositoryFixture();
+            string empty = fixture.WriteFile("empty.bin", Array.Empty<byte>());
+            RestorePoint point = fixture.BackUp("vm", empty, fixture.WriteFile("disk.img", RepositoryFixture.Random(100, 5)));
+
+            Assert.Empty(point.Files[0].Chunks);
+            Assert.Equal(RepositoryFixture.Sha256Of(empty), point.Files[0].Sha256);
+            Assert.True(fixture.Repository.Verify(point, CancellationToken.None).IsValid);
+        }
+
+        [Theory]
+        [InlineData("../escape.img")]
+        [InlineData("/etc/disk.img")]
+        [InlineData("a/./b.img")]
+        [InlineData("")]
+        public void AViewFilePathThatARestoreCouldNotWriteSafelyIsRefused(string relativePath)
+        {
+            using var fixture = new RepositoryFixture();
+            string disk = fixture.WriteFile("disk.img", new byte[10]);
+            var view = new StableFilesView(new[] { new ViewFile(relativePath, disk, disk) });
+
+            var e = Assert.Throws<VmQuiesceException>(() => new BackupEngine(fixture.Repository, 2).Run(new ViewSource(view), new QuiesceOptions(), null, CancellationToken.None));
+
+            Assert.Equal("InvalidViewFile", e.ErrorId);
+            Assert.False(view.CompletedWith);
+        }
+
+        [Fact]
+        public void TwoViewFilesWithTheSamePathAreRefused()
+        {
+            using var fixture = new RepositoryFixture();
+            string disk = fixture.WriteFile("disk.img", new byte[10]);
+            var view = new StableFilesView(new[] { new ViewFile("disk.img", disk, disk), new ViewFile("DISK.img", disk, disk) });
+
+            Assert.Equal("InvalidViewFile", Assert.Throws<VmQuiesceException>(() => new BackupEngine(fixture.Repository, 2).Run(new ViewSource(view), new QuiesceOptions(), null, CancellationToken.None)).ErrorId);
+        }
+
+        [Fact]
+        public async System.Threading.Tasks.Task TwoVmsWithTheSameDataBackedUpAtOnceStoreEachChunkOnce()
+        {
+            using var fixture = new RepositoryFixture();
+            byte[] content = RepositoryFixture.Random(64 * Chunk, 6);
+            string a = fixture.WriteFile("a.img", content);
+            string b = fixture.WriteFile("b.img", content);
+            var engine = new BackupEngine(fixture.Repository, 2);
+            var options = new QuiesceOptions { Required = Consistency.Crash };
+
+            var runs = new[] { ("vm-a", a), ("vm-b", b) }
+                .Select(vm => System.Threading.Tasks.Task.Run(() => engine.Run(new StableFilesSource(vm.Item1, new[] { vm.Item2 }), options, null, CancellationToken.None).RestorePoint))
+                .ToArray();
+            RestorePoint[] points = await System.Threading.Tasks.Task.WhenAll(runs);
+
+            Assert.Equal(64, fixture.ChunkFiles().Count);
+            Assert.Equal(64L * (Chunk + ChunkStore.HeaderLength), points.Sum(point => point.StoredBytes));
+            Assert.All(points, point => Assert.True(fixture.Repository.Verify(point, CancellationToken.None).IsValid));
+            Assert.Empty(Directory.EnumerateFiles(fixture.RepositoryPath, ".tmp-*", SearchOption.AllDirectories));
+        }
+
+        [Fact]
+        public void ProgressGoesFromNothingToEverythingWithARate()
+        {
+            using var fixture = new RepositoryFixture();
+            string disk = fixture.WriteFile("disk.img", RepositoryFixture.Random(30 * Chunk, 7));
+            var reports = new List<BackupProgress>();
+
+            new BackupEngine(fixture.Repository, 2).Run(new StableFilesSource("vm", new[] { disk }), new QuiesceOptions { Required = Consistency.Crash }, new SyncProgress(reports.Add), CancellationToken.None);
+
+            var copying = reports.Where(report => report.Phase == "Copying").ToList();
+            Assert.Equal(0, copying.First().BytesDone);
+            Assert.Equal(30L * Chunk, copying.Last().BytesDone);
+            Assert.All(copying, report => Assert.Equal(30L * Chunk, report.BytesTotal));
+            Assert.True(copying.Last().BytesPerSecond > 0);
+            Assert.Equal(new[] { "Checking", "Quiescing", "Copying", "Completing", "Done" }, reports.Select(report => report.Phase).Distinct());
+        }
+
+        private sealed class ViewSource : IBackupSource
+        {
+            private readonly IConsistentView _view;
+
+            public ViewSource(IConsistentView view) => _view = view;
+
+            public string Kind => "Fake";
+
+            public string VmName => "vm";
+
+            public IReadOnlyList<string> FindLeftovers(CancellationToken cancel) => Array.Empty<string>();
+
+            public IConsistentView OpenConsistentView(QuiesceOptions options, CancellationToken cancel) => _view;
+        }
+
+        private sealed class SyncProgress : IProgress<BackupProgress>
+        {
+            private readonly Action<BackupProgress> _report;
+
+            public SyncProgress(Action<BackupProgress> report) => _report = report;
+
+            public void Report(BackupProgress value) => _report(value);
+        }
+
+        private sealed class FakeSource : IBackupSource
+        {
+            private readonly string[] _paths;
+
+            public FakeSource(params string[] paths) => _paths = paths;
+
+            public string Kind => "Fake";
+
+            public string VmName => "fake-vm";
+
+            public IReadOnlyList<string> Leftovers { get; set; } = Array.Empty<string>();
+
+            public Exception? CompleteFailure { get; set; }
+
+            public QuiesceRecord Record { get; set; } = new QuiesceRecord(Consistency.FileSystem, new[] { "/" }, 5, "GuestAgent");
+
+            public CapturedSnapshot? Snapshot { get; set; }
+
+            public FakeView? View { get; private set; }
+
+            public IReadOnlyList<string> FindLeftovers(CancellationToken cancel) => Leftovers;
+
+            public IConsistentView OpenConsistentView(QuiesceOptions options, CancellationToken cancel)
+            {
+                View = new FakeView(this);
+                return View;
+            }
+
+            internal sealed class FakeView : IConsistentView
+            {
+                private readonly FakeSource _source;
+
+                public FakeView(FakeSource source) => _source = source;
+
+                public List<bool?> Completions { get; } = new List<bool?>();
+
+                public bool Disposed { get; private set; }
+
+                public Consistency Reached => _source.Record.Reached;
+
+                public IReadOnlyList<ViewFile> Files => _source._paths.Select(path => new ViewFile(Path.GetFileName(path), path, path)).ToList();
+
+                public CapturedSnapshot? Snapshot => _source.Snapshot;
+
+                public QuiesceRecord Quiesce => _source.Record;
+
+                public void Complete(bool success, CancellationToken cancel)
+                {
+                    Completions.Add(success);
+                    if (_source.CompleteFailure != null)
+                    {
+                        throw _source.CompleteFailure;
+                    }
+                }
+
+                public void Dispose() => Disposed = true;
+            }
+        }
+    }
+}

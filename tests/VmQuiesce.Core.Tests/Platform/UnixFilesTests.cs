@@ -1,0 +1,57 @@
+using System;
+using System.IO;
+using VmQuiesce.Core.Platform;
+using Xunit;
+
+namespace VmQuiesce.Core.Tests.Platform
+{
+    public class UnixFilesTests
+    {
+        [LinuxFact]
+        public void DataExtentsSkipTheHolesOfASparseFile()
+        {
+            string path = Path.Combine(Path.GetTempPath(), "vmq-sparse-" + Guid.NewGuid().ToString("N"));
+            try
+            {
+                const long MiB = 1024 * 1024;
+                using (var file = new FileStream(path, FileMode.CreateNew))
+                {
+                    file.SetLength(64 * MiB);
+                    file.Position = 8 * MiB;
+                    file.Write(new byte[] { 1, 2, 3 }, 0, 3);
+                    file.Position = 40 * MiB;
+                    file.Write(new byte[] { 4 }, 0, 1);
+                }
+
+                var extents = UnixFiles.TryGetDataExtents(path, 64 * MiB);
+
+                Assert.NotNull(extents);
+                Assert.Equal(2, extents!.Count);
+                Assert.True(extents[0].Offset <= 8 * MiB && extents[0].End > 8 * MiB && extents[0].End < 40 * MiB);
+                Assert.True(extents[1].Offset <= 40 * MiB && extents[1].End > 40 * MiB && extents[1].End <= 64 * MiB);
+            }
+            finally
+            {
+                File.Delete(path);
+            }
+        }
+
+        [LinuxFact]
+        public void AFileWithoutHolesIsOneExtentAndAnEmptyFileNone()
+        {
+            string path = Path.Combine(Path.GetTempPath(), "vmq-dense-" + Guid.NewGuid().ToString("N"));
+            try
+            {
+                File.WriteAllBytes(path, new byte[100_000]);
+                var extents = UnixFiles.TryGetDataExtents(path, 100_000);
+                Assert.Equal(100_000, Assert.Single(extents!).Length);
+                File.WriteAllBytes(path, Array.Empty<byte>());
+                Assert.Empty(UnixFiles.TryGetDataExtents(path, 0)!);
+            }
+            finally
+            {
+                File.Delete(path);
+            }
+        }
+    }
+}

@@ -1,0 +1,156 @@
+using System;
+using System.IO;
+using System.Linq;
+using System.Text;
+using System.Threading;
+using VmQuiesce.Core.Repository;
+using Xunit;
+
+namespace VmQuiesce.Core.Tests.Repository
+{
+    public class ChunkStoreTests
+    {
+        private const int Chunk = RepositoryFixture.ChunkSize;
+
+        [Fact]
+        public void IdenticalChunksAreStoredOnceAndZeroChunksNotAtAll()
+        {
+            using var fixture = new RepositoryFixture();
+            byte[] a = RepositoryFixture.Random(Chunk, 1);
+            byte[] b = RepositoryFixture.Random(Chunk, 2);
+            string path = fixture.WriteFile("disk.img", RepositoryFixture.Concat(a, a, new byte[Chunk], b, a));
+
+            RestorePoint point = fixture.BackUp("vm1", path);
+
+            Assert.Equal(2, fixture.ChunkFiles().Count);
+            var chunks = point.Files.Single().Chunks;
+            Assert.Equal(5, chunks.Count);
+            Assert.Equal(chunks[0], chunks[1]);
+            Assert.Null(chunks[2]);
+            Assert.NotEqual(chunks[0], chunks[3]);
+            Assert.Equal(chunks[0], chunks[4]);
+        }
+
+        [Fact]
+        public void HolesCostNothingAndTheWholeFileHashIsWhatSha256sumPrints()
+        {
+            using var fixture = new RepositoryFixture();
+            string path = Path.Combine(fixture.Root, "sparse.img");
+            using (var file = new FileStream(path, FileMode.CreateNew))
+            {
+                file.SetLength(40L * Chunk);
+                file.Position = (17L * Chunk) + 100; // data straddling no boundary
+                file.Write(RepositoryFixture.Random(3000, 3), 0, 3000);
+                file.Position = (30L * Chunk) - 10; // data straddling a chunk boundary
+                file.Write(RepositoryFixture.Random(20, 4), 0, 20);
+            }
+
+            RestorePoint point = fixture.BackUp("vm1", path);
+
+            var chunks = point.Files.Single().Chunks;
+            Assert.Equal(3, chunks.Count(hash => hash != null));
+            Assert.NotNull(chunks[17]);
+            Assert.NotNull(chunks[29]);
+            Assert.NotNull(chunks[30]);
+            Assert.Equal(RepositoryFixture.Sha256Of(path), point.Files.Single().Sha256);
+            Assert.Equal(40L * Chunk, point.Size);
+        }
+
+        [Fact]
+        public void CompressesOnlyWhenThatPays()
+        {
+            using var fixture = new RepositoryFixture();
+            byte[] text = Encoding.ASCII.GetBytes(string.Concat(Enumerable.Repeat("quiesce, snapshot, thaw. ", Chunk / 25 + 1))).Take(Chunk).ToArray();
+            byte[] random = RepositoryFixture.Random(Chunk, 5);
+            RestorePoint point = fixture.BackUp("vm1", fixture.WriteFile("mixed.img", RepositoryFixture.Concat(text, random)));
+
+            var chunks = point.Files.Single().Chunks;
+            byte[] compressed = File.ReadAllBytes(fixture.Repository.Chunks.PathOf(chunks[0]!));
+            byte[] raw = File.ReadAllBytes(fixture.Repository.Chunks.PathOf(chunks[1]!));
+            Assert.Equal((byte)'D', compressed[3]);
+            Assert.True(compressed.Length < Chunk / 4, $"compressed text chunk is {compressed.Length} bytes");
+            Assert.Equal((byte)'R', raw[3]);
+            Assert.Equal(Chunk + ChunkStore.HeaderLength, raw.Length);
+            Assert.True(fixture.Repository.Verify(point, CancellationToken.None).IsValid);
+        }
+
+        [Fact]
+        public void ASecondBackupStoresOnlyTheChangedChunks()
+        {
+            using var fixture = new RepositoryFixture();
+            byte[] content = RepositoryFixture.Random(20 * Chunk, 6);
+            string path = fixture.WriteFile("disk.img", content);
+            RestorePoint first = fixture.BackUp("vm1", path);
+            int before = fixture.ChunkFiles().Count;
+
+            content[(7 * Chunk) + 5] ^= 0xFF;
+            File.WriteAllBytes(path, content);
+            RestorePoint second = fixture.BackUp("vm1", path);
+
+            Assert.Equal(20, before);
+            Assert.Equal(21, fixture.ChunkFiles().Count);
+            Assert.Equal(Chunk + ChunkStore.HeaderLength, second.StoredBytes);
+            Assert.Equal(20L * (Chunk + ChunkStore.HeaderLength), first.StoredBytes);
+            Assert.Equal(19, first.Files[0].Chunks.Intersect(second.Files[0].Chunks).Count());
+            Assert.True(fixture.Repository.Verify(first, CancellationToken.None).IsValid);
+            Assert.True(fixture.Repository.Verify(second, CancellationToken.None).IsValid);
+        }
+
+        [Fact]
+        public void VerifyNamesTheFileAFlippedByteBreaks()
+        {
+            using var fixture = new RepositoryFixture();
+            string disk = fixture.WriteFile("disk.img", RepositoryFixture.Random(3 * Chunk, 7));
+            string nvram = fixture.WriteFile("nvram.bin", RepositoryFixture.Random(Chunk / 2, 8));
+            RestorePoint point = fixture.BackUp("vm1", disk, nvram);
+            string victim = fixture.Repository.Chunks.PathOf(point.Files[0].Chunks[1]!);
+            byte[] stored = File.ReadAllBytes(victim);
+            stored[stored.Length / 2] ^= 0x01;
+            File.WriteAllBytes(victim, stored);
+
+            RestorePointVerification result = fixture.Repository.Verify(point, CancellationToken.None);
+
+            Assert.False(result.IsValid);
+            ChunkProblem problem = Assert.Single(result.Problems);
+            Assert.Equal("Damaged", problem.Problem);
+            Assert.Equal(point.Files[0].Chunks[1], problem.Hash);
+            Assert.Equal(new[] { "disk.img" }, problem.Files);
+            Assert.Equal(new[] { "disk.img" }, result.BrokenFiles);
+        }
+
+        [Fact]
+        public void VerifyReportsAMissingChunkOnceWithEveryFileItBreaks()
+        {
+            using var fixture = new RepositoryFixture();
+            byte[] shared = RepositoryFixture.Random(Chunk, 9);
+            string a = fixture.WriteFile("a.img", RepositoryFixture.Concat(RepositoryFixture.Random(Chunk, 10), shared));
+            string b = fixture.WriteFile("b.img", shared);
+            string c = fixture.WriteFile("c.img", RepositoryFixture.Random(100, 11));
+            RestorePoint point = fixture.BackUp("vm1", a, b, c);
+            File.Delete(fixture.Repository.Chunks.PathOf(point.Files[1].Chunks[0]!));
+
+            RestorePointVerification result = fixture.Repository.Verify(point, CancellationToken.None);
+
+            ChunkProblem problem = Assert.Single(result.Problems);
+            Assert.Equal("Missing", problem.Problem);
+            Assert.Equal(new[] { "a.img", "b.img" }, problem.Files);
+            Assert.Equal(new[] { "a.img", "b.img" }, result.BrokenFiles);
+            Assert.Equal(4, result.ChunksChecked);
+        }
+
+        [Fact]
+        public void VerifyCatchesAManifestWhoseWholeFileHashDiffers()
+        {
+            using var fixture = new RepositoryFixture();
+            RestorePoint point = fixture.BackUp("vm1", fixture.WriteFile("disk.img", RepositoryFixture.Random(Chunk + 1, 12)));
+            string manifest = Path.Combine(fixture.RepositoryPath, "points", point.Id + ".json");
+            File.WriteAllText(manifest, File.ReadAllText(manifest).Replace(point.Files[0].Sha256, new string('0', 64)));
+
+            RestorePointVerification result = fixture.Repository.Verify(fixture.Repository.GetRestorePoint(point.Id), CancellationToken.None);
+
+            Assert.Empty(result.Problems);
+            Assert.Equal(new[] { "disk.img" }, result.FileHashMismatches);
+            Assert.False(result.IsValid);
+        }
+    }
+}

@@ -1,0 +1,75 @@
+using System;
+using System.Collections.Generic;
+using System.IO;
+using System.Linq;
+using System.Security.Cryptography;
+using System.Threading;
+using VmQuiesce.Core.Backup;
+using VmQuiesce.Core.Repository;
+using VmQuiesce.Core.Sources;
+
+namespace VmQuiesce.Core.Tests.Repository
+{
+    /// <summary>A temp folder with a small-chunk repository and helpers to make files and back them up.</summary>
+    internal sealed class RepositoryFixture : IDisposable
+    {
+        public const int ChunkSize = 64 * 1024;
+
+        public RepositoryFixture()
+        {
+            Root = Path.Combine(Path.GetTempPath(), "vmq-repo-tests-" + Guid.NewGuid().ToString("N"));
+            Directory.CreateDirectory(Root);
+            RepositoryPath = Path.Combine(Root, "repo");
+            Repository = BackupRepository.OpenOrCreate(RepositoryPath, ChunkSize);
+        }
+
+        public string Root { get; }
+
+        public string RepositoryPath { get; }
+
+        public BackupRepository Repository { get; }
+
+        public static byte[] Random(int length, int seed)
+        {
+            var bytes = new byte[length];
+            new Random(seed).NextBytes(bytes);
+            return bytes;
+        }
+
+        public static byte[] Concat(params byte[][] parts) => parts.SelectMany(part => part).ToArray();
+
+        public static string Sha256Of(string path)
+        {
+            using var sha = SHA256.Create();
+            using var file = File.OpenRead(path);
+            return ChunkStore.ToHex(sha.ComputeHash(file));
+        }
+
+        public string WriteFile(string name, byte[] content)
+        {
+            string path = Path.Combine(Root, name);
+            File.WriteAllBytes(path, content);
+            return path;
+        }
+
+        public RestorePoint BackUp(string vm, params string[] paths) => BackUp(Repository, vm, paths);
+
+        public static RestorePoint BackUp(BackupRepository repository, string vm, params string[] paths) =>
+            new BackupEngine(repository, workers: 2).Run(new StableFilesSource(vm, paths), new QuiesceOptions { Required = Consistency.Crash }, null, CancellationToken.None).RestorePoint;
+
+        public IReadOnlyList<string> ChunkFiles() =>
+            Directory.EnumerateFiles(Path.Combine(RepositoryPath, "chunks"), "*", SearchOption.AllDirectories)
+                .Where(path => !Path.GetFileName(path).StartsWith(".", StringComparison.Ordinal)).ToList();
+
+        public void Dispose()
+        {
+            try
+            {
+                Directory.Delete(Root, recursive: true);
+            }
+            catch (IOException)
+            {
+            }
+        }
+    }
+}

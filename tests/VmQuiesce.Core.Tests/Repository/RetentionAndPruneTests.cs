@@ -1,0 +1,175 @@
+using System;
+using System.Collections.Generic;
+using System.Diagnostics;
+using System.IO;
+using System.Linq;
+using System.Threading;
+using VmQuiesce.Core.Repository;
+using VmQuiesce.Core.Sources;
+using Xunit;
+
+namespace VmQuiesce.Core.Tests.Repository
+{
+    public class RetentionAndPruneTests
+    {
+        private static RestorePoint Point(string id, string vm, int month, int day, int hour) =>
+            new RestorePoint(id, vm, "host", "Files", new DateTime(2026, month, day, hour, 0, 0, DateTimeKind.Utc), new DateTime(2026, month, day, hour, 1, 0, DateTimeKind.Utc),
+                null, new QuiesceRecord(Consistency.Crash, Array.Empty<string>(), 0, "None"), true, null, RepositoryFixture.ChunkSize, 0, Array.Empty<RestorePointFile>());
+
+        [Fact]
+        public void EachRuleKeepsTheNewestPointPerBucketAndAPointStaysWhenAnyRuleKeepsIt()
+        {
+            var points = new[]
+            {
+                Point("p1", "vm", 1, 5, 10),  // 2026-W02, January
+                Point("p2", "vm", 1, 20, 10), // 2026-W04, January
+                Point("p3", "vm", 2, 2, 9),   // Monday 2026-W06
+                Point("p4", "vm", 2, 2, 18),
+                Point("p5", "vm", 2, 3, 9),
+                Point("p6", "vm", 2, 4, 9),
+                Point("p7", "vm", 2, 4, 21),
+            };
+            var policy = new RetentionPolicy { KeepLast = 1, KeepDaily = 2, KeepWeekly = 2, KeepMonthly = 3, TimeZone = TimeZoneInfo.Utc };
+
+            var kept = policy.SelectKept(points).Select(point => point.Id).OrderBy(id => id).ToList();
+
+            // KeepLast 1: p7. KeepDaily 2: p7 (Feb 4), p5 (Feb 3). KeepWeekly 2: p7 (W06), p2 (W04).
+            // KeepMonthly 3: p7 (Feb), p2 (Jan), and no third month.
+            Assert.Equal(new[] { "p2", "p5", "p7" }, kept);
+        }
+
+        [Fact]
+        public void KeepLastAloneKeepsExactlyTheNewest()
+        {
+            var points = Enumerable.Range(1, 6).Select(day => Point("d" + day, "vm", 3, day, 12)).ToList();
+            var kept = new RetentionPolicy { KeepLast = 2 }.SelectKept(points).Select(point => point.Id).OrderBy(id => id);
+            Assert.Equal(new[] { "d5", "d6" }, kept);
+        }
+
+        [Fact]
+        public void RetentionAppliesPerVmAndLeavesOtherVmsAlone()
+        {
+            using var fixture = new RepositoryFixture();
+            string disk = fixture.WriteFile("disk.img", RepositoryFixture.Random(1000, 1));
+            var made = new List<RestorePoint>();
+            foreach (string vm in new[] { "web", "db", "web", "db", "web", "mail" })
+            {
+                made.Add(fixture.BackUp(vm, disk));
+            }
+
+            PrunePlan plan = fixture.Repository.PlanRetention(new RetentionPolicy { KeepLast = 1 }, vm => vm != "mail");
+
+            Assert.Equal(new[] { made[0].Id, made[1].Id, made[2].Id }.OrderBy(id => id), plan.Remove.Select(point => point.Id).OrderBy(id => id));
+            fixture.Repository.Prune(plan, collectGarbage: true, removeStaleLock: false, CancellationToken.None);
+            Assert.Equal(new[] { made[3].Id, made[4].Id, made[5].Id }.OrderBy(id => id), fixture.Repository.ListRestorePoints().Select(point => point.Id).OrderBy(id => id));
+        }
+
+        [Fact]
+        public void AnEmptyPolicyIsRefused()
+        {
+            using var fixture = new RepositoryFixture();
+            var e = Assert.Throws<VmQuiesceException>(() => fixture.Repository.PlanRetention(new RetentionPolicy(), _ => true));
+            Assert.Equal("RetentionPolicyEmpty", e.ErrorId);
+        }
+
+        [Fact]
+        public void PruneRemovesOnlyChunksNoRemainingPointUsesAndTheTempLeftovers()
+        {
+            using var fixture = new RepositoryFixture();
+            byte[] shared = RepositoryFixture.Random(RepositoryFixture.ChunkSize, 2);
+            RestorePoint old = fixture.BackUp("vm1", fixture.WriteFile("a.img", RepositoryFixture.Concat(shared, RepositoryFixture.Random(RepositoryFixture.ChunkSize, 3))));
+            RestorePoint recent = fixture.BackUp("vm1", fixture.WriteFile("b.img", RepositoryFixture.Concat(shared, RepositoryFixture.Random(RepositoryFixture.ChunkSize, 4))));
+            string leftover = Path.Combine(fixture.RepositoryPath, "chunks", "ab", ".tmp-abandoned");
+            File.WriteAllText(leftover, "half a chunk");
+            string leftoverManifest = Path.Combine(fixture.RepositoryPath, "points", ".tmp-x.json.123");
+            File.WriteAllText(leftoverManifest, "{");
+            Assert.Equal(2, fixture.Repository.ListRestorePoints().Count);
+
+            PrunePlan plan = fixture.Repository.PlanRemoval(new[] { old.Id }, e => throw e);
+            (long estimatedChunks, _) = fixture.Repository.EstimateGarbage(plan);
+            PruneResult result = fixture.Repository.Prune(plan, collectGarbage: true, removeStaleLock: false, CancellationToken.None);
+
+            Assert.Equal(1, estimatedChunks);
+            Assert.Equal(new[] { old.Id }, result.RemovedRestorePoints);
+            Assert.Equal(1, result.RemovedChunks);
+            Assert.Equal(2, result.RemovedTempFiles);
+            Assert.False(File.Exists(leftover));
+            Assert.Equal(2, fixture.ChunkFiles().Count);
+            Assert.True(fixture.Repository.Verify(recent, CancellationToken.None).IsValid);
+        }
+
+        [Fact]
+        public void PruneRemovesNothingWhileAManifestIsUnreadable()
+        {
+            using var fixture = new RepositoryFixture();
+            RestorePoint old = fixture.BackUp("vm1", fixture.WriteFile("a.img", RepositoryFixture.Random(1000, 5)));
+            File.WriteAllText(Path.Combine(fixture.RepositoryPath, "points", "20260101T000000Z-broken.json"), "{ not json");
+            PrunePlan plan = fixture.Repository.PlanRemoval(new[] { old.Id }, e => throw e);
+
+            var e = Assert.Throws<VmQuiesceException>(() => fixture.Repository.Prune(plan, true, false, CancellationToken.None));
+
+            Assert.Equal("RepositoryManifestUnreadable", e.ErrorId);
+            Assert.True(File.Exists(Path.Combine(fixture.RepositoryPath, "points", old.Id + ".json")));
+        }
+
+        [Fact]
+        public void BackupsAndPruneExcludeEachOther()
+        {
+            using var fixture = new RepositoryFixture();
+            using (fixture.Repository.LockShared("backup one"))
+            using (fixture.Repository.LockShared("backup two"))
+            {
+                var e = Assert.Throws<VmQuiesceException>(() => fixture.Repository.LockExclusive("prune"));
+                Assert.Equal("RepositoryLocked", e.ErrorId);
+                Assert.Contains("backup", e.Message);
+            }
+
+            using (fixture.Repository.LockExclusive("prune"))
+            {
+                var e = Assert.Throws<VmQuiesceException>(() => fixture.Repository.LockShared("backup"));
+                Assert.Equal("RepositoryLocked", e.ErrorId);
+            }
+
+            using (fixture.Repository.LockExclusive("prune again"))
+            {
+            }
+
+            Assert.Empty(Directory.GetFiles(Path.Combine(fixture.RepositoryPath, "locks")));
+        }
+
+        [Fact]
+        public void AStaleLockIsReportedWithWhatToDoAndRemovedOnlyWhenAsked()
+        {
+            using var fixture = new RepositoryFixture();
+            int deadPid;
+            using (var process = Process.Start(new ProcessStartInfo("true") { UseShellExecute = false })!)
+            {
+                process.WaitForExit();
+                deadPid = process.Id;
+            }
+
+            string stale = Path.Combine(fixture.RepositoryPath, "locks", "exclusive.lock");
+            File.WriteAllText(stale, $"{{\"pid\":{deadPid},\"host\":\"{Environment.MachineName}\",\"purpose\":\"Remove-VmBackup (prune)\",\"since\":\"2026-01-01T00:00:00Z\"}}");
+
+            var e = Assert.Throws<VmQuiesceException>(() => fixture.Repository.LockShared("backup"));
+            Assert.Equal("RepositoryLockStale", e.ErrorId);
+            Assert.Contains(deadPid.ToString(System.Globalization.CultureInfo.InvariantCulture), e.Message);
+            Assert.Contains("-RemoveStaleLock", e.Remedy);
+            Assert.True(File.Exists(stale));
+
+            using (fixture.Repository.LockShared("backup", removeStale: true))
+            {
+                Assert.False(File.Exists(stale));
+            }
+        }
+
+        [Fact]
+        public void ALockHeldByALiveProcessOnAnotherHostIsNeverStale()
+        {
+            using var fixture = new RepositoryFixture();
+            File.WriteAllText(Path.Combine(fixture.RepositoryPath, "locks", "exclusive.lock"), "{\"pid\":1,\"host\":\"some-other-host\",\"purpose\":\"prune\",\"since\":\"2026-01-01T00:00:00Z\"}");
+            var e = Assert.Throws<VmQuiesceException>(() => fixture.Repository.LockShared("backup", removeStale: true));
+            Assert.Equal("RepositoryLocked", e.ErrorId);
+        }
+    }
+}

@@ -1,0 +1,340 @@
+BeforeAll {
+    Import-Module $env:VMQUIESCE_MODULE_PATH -Force
+
+    $script:root = Join-Path ([IO.Path]::GetTempPath()) "vmq-pester-backup-$([guid]::NewGuid().ToString('N'))"
+    New-Item -ItemType Directory -Path $root | Out-Null
+
+    function New-TestDisk {
+        param([string] $Name, [int] $Length, [int] $Seed)
+        $bytes = [byte[]]::new($Length)
+        [Random]::new($Seed).NextBytes($bytes)
+        $path = Join-Path $root $Name
+        [IO.File]::WriteAllBytes($path, $bytes)
+        $path
+    }
+
+    function New-TestVm {
+        param([string] $Name, [string[]] $Path)
+        [VmQuiesce.Core.Backup.StableFilesSource]::CreateVm($Name, $Path)
+    }
+
+    # A fresh PowerShell of the same kind as this one, for -WhatIf output and the kill test.
+    function Get-ChildPwsh {
+        $first = [Environment]::GetCommandLineArgs()[0]
+        if ($first -like '*.dll') { return @{ FilePath = (Get-Command dotnet).Source; Prefix = @($first) } }
+        @{ FilePath = (Get-Process -Id $PID).Path; Prefix = @() }
+    }
+
+    $script:web = New-TestVm 'web01' @(New-TestDisk 'web01.img' (300KB) 1)
+    $script:db = New-TestVm 'db01' @(New-TestDisk 'db01-a.img' (200KB) 2), @(New-TestDisk 'db01-b.img' (10KB) 3)
+}
+
+AfterAll {
+    Remove-Item -LiteralPath $root -Recurse -Force -ErrorAction SilentlyContinue
+}
+
+Describe 'Invoke-VmQuiescedBackup' {
+    BeforeAll { $script:repo = Join-Path $root 'invoke' }
+
+    It 'backs up every VM from the pipeline, one restore point object each' {
+        $points = @($web, $db | Invoke-VmQuiescedBackup -Repository $repo -Consistency Crash -ThrottleLimit 2)
+
+        $points.Count | Should -Be 2
+        $points | ForEach-Object { $_ | Should -BeOfType ([VmQuiesce.Core.Repository.RestorePoint]) }
+        ($points.VmName | Sort-Object) -join ',' | Should -Be 'db01,web01'
+        ($points | Where-Object VmName -eq 'db01').Files.Count | Should -Be 2
+        $points[0].Repository | Should -Be $repo
+    }
+
+    It 'refuses a consistency the VM cannot reach, and accepts it with a warning under -AllowLowerConsistency' {
+        $refused = Invoke-VmQuiescedBackup -Vm $web -Repository $repo -ErrorVariable failures -ErrorAction SilentlyContinue
+        $refused | Should -BeNullOrEmpty
+        $failures[0].FullyQualifiedErrorId | Should -BeLike 'ConsistencyNotReached,*'
+        $failures[0].TargetObject.Name | Should -Be 'web01'
+
+        $point = Invoke-VmQuiescedBackup -Vm $web -Repository $repo -Consistency Application -AllowLowerConsistency -WarningVariable warnings -WarningAction SilentlyContinue
+        $point.Consistency | Should -Be 'Crash'
+        $warnings.Count | Should -Be 1
+        "$($warnings[0])" | Should -BeLike '*Crash*below*Application*'
+    }
+
+    It 'reports a failed VM as a non-terminating error naming it while the others go on' {
+        $ghost = New-TestVm 'ghost' @(Join-Path $root 'no-such-disk.img')
+
+        $points = @($ghost, $web | Invoke-VmQuiescedBackup -Repository $repo -Consistency Crash -ErrorVariable failures -ErrorAction SilentlyContinue)
+
+        $points.VmName | Should -Be 'web01'
+        $failures.Count | Should -Be 1
+        $failures[0].FullyQualifiedErrorId | Should -BeLike 'SourceFileNotFound,*'
+        $failures[0].TargetObject.Name | Should -Be 'ghost'
+        $failures[0].CategoryInfo.Category | Should -Be 'ObjectNotFound'
+    }
+
+    It 'runs the hook script blocks in the caller''s session with $_ set to the VM' {
+        $calls = [Collections.Generic.List[string]]::new()
+
+        $null = Invoke-VmQuiescedBackup -Vm $web -Repository $repo -Consistency Crash -PreFreezeScript { $calls.Add("pre $($_.Name)") } -PostThawScript { $calls.Add("post $($_.Name)") }
+
+        $calls -join ';' | Should -Be 'pre web01;post web01'
+    }
+
+    It 'fails the VM with PreFreezeScriptFailed when the pre-freeze script throws' {
+        $before = @(Get-VmBackup $repo).Count
+
+        $null = Invoke-VmQuiescedBackup -Vm $web -Repository $repo -Consistency Crash -PreFreezeScript { throw 'app would not flush' } -ErrorVariable failures -ErrorAction SilentlyContinue
+
+        $failures[0].FullyQualifiedErrorId | Should -BeLike 'PreFreezeScriptFailed,*'
+        "$($failures[0])" | Should -BeLike '*app would not flush*'
+        @(Get-VmBackup $repo).Count | Should -Be $before
+    }
+
+    It 'backs nothing up under -WhatIf' {
+        $before = @(Get-VmBackup $repo).Count
+        Invoke-VmQuiescedBackup -Vm $web -Repository $repo -Consistency Crash -WhatIf | Should -BeNullOrEmpty
+        @(Get-VmBackup $repo).Count | Should -Be $before
+    }
+
+    It 'takes -FreezeTimeout in seconds and rejects one that is not positive' {
+        { Invoke-VmQuiescedBackup -Vm $web -Repository $repo -FreezeTimeout 0 } | Should -Throw -ErrorId 'InvalidFreezeTimeout*'
+        $point = Invoke-VmQuiescedBackup -Vm $web -Repository $repo -Consistency Crash -FreezeTimeout 2.5
+        $point | Should -Not -BeNullOrEmpty
+    }
+
+    It 'refuses a folder that holds something other than a repository' {
+        $other = Join-Path $root 'not-a-repo'
+        New-Item -ItemType Directory -Path $other | Out-Null
+        Set-Content -Path (Join-Path $other 'notes.txt') -Value 'mine'
+        { Invoke-VmQuiescedBackup -Vm $web -Repository $other -Consistency Crash } | Should -Throw -ErrorId 'RepositoryNotRecognized*'
+    }
+}
+
+Describe 'Get-VmBackup' {
+    BeforeAll {
+        $script:repo = Join-Path $root 'get'
+        $script:first = $web | Invoke-VmQuiescedBackup -Repository $repo -Consistency Crash
+        $script:second = $web, $db | Invoke-VmQuiescedBackup -Repository $repo -Consistency Crash -ThrottleLimit 1
+    }
+
+    It 'lists every restore point, oldest first' {
+        $points = @(Get-VmBackup $repo)
+        $points.Count | Should -Be 3
+        $points[0].Id | Should -Be $first.Id
+        $points | ForEach-Object { $_ | Should -BeOfType ([VmQuiesce.Core.Repository.RestorePoint]) }
+    }
+
+    It 'filters by VM name with wildcards, by id, and to the latest point per VM' {
+        @(Get-VmBackup $repo -VmName 'web*').Count | Should -Be 2
+        (Get-VmBackup $repo -Id $first.Id).Id | Should -Be $first.Id
+        $latest = @(Get-VmBackup $repo -Latest)
+        $latest.Count | Should -Be 2
+        ($latest | Where-Object VmName -eq 'web01').Id | Should -Not -Be $first.Id
+    }
+
+    It 'reports unknown ids and folders with stable error ids' {
+        Get-VmBackup $repo -Id '20200101T000000Z-00000000' -ErrorVariable failures -ErrorAction SilentlyContinue
+        $failures[0].FullyQualifiedErrorId | Should -BeLike 'RestorePointNotFound,*'
+        Get-VmBackup (Join-Path $root 'nowhere') -ErrorVariable failures -ErrorAction SilentlyContinue
+        $failures[0].FullyQualifiedErrorId | Should -BeLike 'RepositoryNotFound,*'
+        Get-VmBackup $repo -Id '../x' -ErrorVariable failures -ErrorAction SilentlyContinue
+        $failures[0].FullyQualifiedErrorId | Should -BeLike 'InvalidRestorePointId,*'
+    }
+
+    It 'reports an unreadable manifest by name and still lists the others' {
+        $broken = Join-Path $repo 'points/20200101T000000Z-deadbeef.json'
+        Set-Content -Path $broken -Value '{ "schema": '
+        try {
+            $points = @(Get-VmBackup $repo -ErrorVariable failures -ErrorAction SilentlyContinue)
+            $points.Count | Should -Be 3
+            $failures[0].FullyQualifiedErrorId | Should -BeLike 'RestorePointUnreadable,*'
+            "$($failures[0])" | Should -BeLike '*20200101T000000Z-deadbeef.json*'
+        }
+        finally {
+            Remove-Item $broken
+        }
+    }
+
+    It 'formats as a table of VM, time, consistency, size and stored size, and as a list' {
+        $table = Get-VmBackup $repo | Format-Table | Out-String
+        $table | Should -Match 'VmName\s+Time\s+Consistency\s+Size\s+StoredSize'
+        $table | Should -Match '300\.0 KiB'
+        Get-VmBackup $repo -Id $first.Id | Format-List | Out-String | Should -Match 'QuiesceMethod\s*:\s*None'
+    }
+}
+
+Describe 'Test-VmBackup' {
+    BeforeAll {
+        $script:repo = Join-Path $root 'test'
+        $script:points = @($web, $db | Invoke-VmQuiescedBackup -Repository $repo -Consistency Crash)
+    }
+
+    It 'verifies restore points piped from Get-VmBackup' {
+        $results = @(Get-VmBackup $repo | Test-VmBackup)
+        $results.Count | Should -Be 2
+        $results | ForEach-Object {
+            $_ | Should -BeOfType ([VmQuiesce.Core.Repository.RestorePointVerification])
+            $_.Status | Should -Be 'Ok'
+            $_.ChunksChecked | Should -BeGreaterThan 0
+        }
+        Get-VmBackup $repo | Test-VmBackup | Format-Table | Out-String | Should -Match 'Status'
+    }
+
+    It 'reports a damaged chunk and the file it breaks with RestorePointDamaged' {
+        $point = $points | Where-Object VmName -eq 'db01'
+        $hash = $point.Files[1].Chunks[0]
+        $chunk = Join-Path $repo "chunks/$($hash.Substring(0, 2))/$hash"
+        $bytes = [IO.File]::ReadAllBytes($chunk)
+        $bytes[100] = $bytes[100] -bxor 0xFF
+        [IO.File]::WriteAllBytes($chunk, $bytes)
+
+        $result = $point | Test-VmBackup -ErrorVariable failures -ErrorAction SilentlyContinue
+
+        $result.Status | Should -Be 'Damaged'
+        $result.BrokenFiles | Should -Be 'db01-b.img'
+        $result.Problems[0].Hash | Should -Be $hash
+        $failures[0].FullyQualifiedErrorId | Should -BeLike 'RestorePointDamaged,*'
+        "$($failures[0])" | Should -BeLike '*db01-b.img*'
+    }
+}
+
+Describe 'Test-VmBackup on a repository that lost a chunk' {
+    It 'names the missing chunk and every file of every point it breaks' {
+        $repo = Join-Path $root 'lost'
+        $first = Invoke-VmQuiescedBackup -Vm $web -Repository $repo -Consistency Crash
+        $second = Invoke-VmQuiescedBackup -Vm $web -Repository $repo -Consistency Crash
+        $hash = $first.Files[0].Chunks[0]
+        Remove-Item (Join-Path $repo "chunks/$($hash.Substring(0, 2))/$hash")
+
+        $results = @(Test-VmBackup $repo -ErrorVariable failures -ErrorAction SilentlyContinue)
+
+        $results.Count | Should -Be 2
+        $results | ForEach-Object {
+            $_.Status | Should -Be 'Damaged'
+            $_.Problems[0].Problem | Should -Be 'Missing'
+            $_.Problems[0].Files | Should -Be 'web01.img'
+        }
+        $failures.Count | Should -Be 2
+        $failures | ForEach-Object { $_.FullyQualifiedErrorId | Should -BeLike 'RestorePointDamaged,*' }
+
+        # The next backup stores the missing chunk anew and is whole again.
+        $third = Invoke-VmQuiescedBackup -Vm $web -Repository $repo -Consistency Crash
+        $third.StoredBytes | Should -BeGreaterThan 0
+        (Test-VmBackup $repo -Id $third.Id, $first.Id).Status | Should -Be 'Ok', 'Ok'
+    }
+}
+
+Describe 'Remove-VmBackup' {
+    BeforeEach {
+        $script:repo = Join-Path $root "remove-$([guid]::NewGuid().ToString('N'))"
+        1..3 | ForEach-Object { $null = $web, $db | Invoke-VmQuiescedBackup -Repository $repo -Consistency Crash -ThrottleLimit 1 }
+    }
+
+    It 'keeps exactly what -KeepLast says for the VMs -VmName selects' {
+        $result = Remove-VmBackup $repo -KeepLast 1 -VmName 'web*' -Confirm:$false
+
+        $result | Should -BeOfType ([VmQuiesce.Core.Repository.PruneResult])
+        $result.RemovedRestorePoints.Count | Should -Be 2
+        @(Get-VmBackup $repo -VmName web01).Count | Should -Be 1
+        @(Get-VmBackup $repo -VmName db01).Count | Should -Be 3
+        Get-VmBackup $repo | Test-VmBackup | ForEach-Object { $_.Status | Should -Be 'Ok' }
+    }
+
+    It 'removes the restore points piped from Get-VmBackup' {
+        Get-VmBackup $repo -VmName db01 | Remove-VmBackup -Confirm:$false | Out-Null
+        @(Get-VmBackup $repo).VmName | Sort-Object -Unique | Should -Be 'web01'
+    }
+
+    It 'lists what would go under -WhatIf and removes nothing' {
+        $before = @(Get-VmBackup $repo).Count
+        $child = Get-ChildPwsh
+        $command = "Import-Module '$env:VMQUIESCE_MODULE_PATH'; Remove-VmBackup -Repository '$repo' -KeepLast 2 -WhatIf"
+        $output = & $child.FilePath @($child.Prefix + @('-NoProfile', '-NonInteractive', '-Command', $command)) 2>&1 | Out-String
+
+        ([regex]::Matches($output, 'What if: Performing the operation "Remove restore point"')).Count | Should -Be 2
+        $output | Should -Match 'web01'
+        $output | Should -Match 'db01'
+        $output | Should -Match 'chunk'
+        @(Get-VmBackup $repo).Count | Should -Be $before
+    }
+
+    It 'refuses a policy that keeps nothing' {
+        { Remove-VmBackup $repo -VmName web01 } | Should -Throw -ErrorId 'RetentionPolicyEmpty*'
+    }
+}
+
+Describe 'A backup interrupted mid-copy' {
+    BeforeAll {
+        # 1.5 GiB, sparse, with 384 MiB of random data: long enough to interrupt on any machine.
+        $script:image = Join-Path $root 'big.img'
+        $script:skipReason = if (-not $IsLinux) { 'needs Linux: the test image is made with truncate and dd, and the kill must be SIGKILL' }
+        if (-not $skipReason) {
+            & truncate -s 1536M $image
+            & dd if=/dev/urandom of=$image bs=1M count=384 seek=512 conv=notrunc status=none
+        }
+    }
+
+    It 'stops cleanly on Ctrl+C (pipeline stop): no restore point, no lock left' {
+        if ($skipReason) { Set-ItResult -Skipped -Because $skipReason; return }
+        $repo = Join-Path $root 'stopped'
+        $kept = Invoke-VmQuiescedBackup -Vm $web -Repository $repo -Consistency Crash
+        $chunksBefore = @(Get-ChildItem (Join-Path $repo 'chunks') -Recurse -File).Count
+        $ps = [powershell]::Create()
+        $null = $ps.AddScript("Import-Module '$env:VMQUIESCE_MODULE_PATH'; Invoke-VmQuiescedBackup -Vm ([VmQuiesce.Core.Backup.StableFilesSource]::CreateVm('big', [string[]]@('$image'))) -Repository '$repo' -Consistency Crash")
+        try {
+            $handle = $ps.BeginInvoke()
+            $deadline = [DateTime]::UtcNow.AddMinutes(3)
+            while (@(Get-ChildItem (Join-Path $repo 'chunks') -Recurse -File).Count -lt $chunksBefore + 3 -and [DateTime]::UtcNow -lt $deadline -and -not $handle.IsCompleted) {
+                Start-Sleep -Milliseconds 20
+            }
+            $handle.IsCompleted | Should -BeFalse -Because 'the backup must still be copying when it is stopped'
+            $ps.Stop()
+            $ps.InvocationStateInfo.State | Should -Be 'Stopped'
+        }
+        finally {
+            $ps.Dispose()
+        }
+
+        @(Get-VmBackup $repo).Id | Should -Be $kept.Id
+        @(Get-ChildItem (Join-Path $repo 'locks') -File).Count | Should -Be 0
+        (Get-VmBackup $repo | Test-VmBackup).Status | Should -Be 'Ok'
+    }
+
+    It 'leaves a repository whose points verify, with no partial point, after SIGKILL; the stale lock is reported with what to do' {
+        if ($skipReason) { Set-ItResult -Skipped -Because $skipReason; return }
+        $repo = Join-Path $root 'killed'
+        $kept = Invoke-VmQuiescedBackup -Vm $web -Repository $repo -Consistency Crash
+        $chunksBefore = @(Get-ChildItem (Join-Path $repo 'chunks') -Recurse -File).Count
+
+        $script = Join-Path $root 'child.ps1'
+        Set-Content -Path $script -Value @"
+Import-Module '$env:VMQUIESCE_MODULE_PATH'
+`$vm = [VmQuiesce.Core.Backup.StableFilesSource]::CreateVm('big', [string[]]@('$image'))
+Invoke-VmQuiescedBackup -Vm `$vm -Repository '$repo' -Consistency Crash
+"@
+        $child = Get-ChildPwsh
+        $process = Start-Process -FilePath $child.FilePath -ArgumentList ($child.Prefix + @('-NoProfile', '-NonInteractive', '-File', $script)) -PassThru
+        try {
+            # Wait for the copy to be under way: new chunks appear while no new manifest does.
+            $deadline = [DateTime]::UtcNow.AddMinutes(3)
+            while (@(Get-ChildItem (Join-Path $repo 'chunks') -Recurse -File).Count -lt $chunksBefore + 3 -and [DateTime]::UtcNow -lt $deadline -and -not $process.HasExited) {
+                Start-Sleep -Milliseconds 20
+            }
+            $process.HasExited | Should -BeFalse -Because 'the child must still be copying when it is killed'
+        }
+        finally {
+            $process.Kill()   # SIGKILL on Linux
+            $process.WaitForExit()
+        }
+
+        @(Get-VmBackup $repo).Id | Should -Be $kept.Id
+        Get-VmBackup $repo | Test-VmBackup | ForEach-Object { $_.Status | Should -Be 'Ok' }
+
+        Remove-VmBackup $repo -KeepLast 5 -Confirm:$false -ErrorVariable failures -ErrorAction SilentlyContinue
+        $failures[0].FullyQualifiedErrorId | Should -BeLike 'RepositoryLockStale,*'
+        $failures[0].ErrorDetails.RecommendedAction | Should -BeLike '*-RemoveStaleLock*'
+
+        $result = Remove-VmBackup $repo -KeepLast 5 -RemoveStaleLock -Confirm:$false
+        $result.RemovedChunks | Should -BeGreaterThan 0
+        @(Get-ChildItem (Join-Path $repo 'chunks') -Recurse -File).Count | Should -Be $chunksBefore
+        @(Get-VmBackup $repo | Test-VmBackup).Status | Should -Be 'Ok'
+    }
+}
