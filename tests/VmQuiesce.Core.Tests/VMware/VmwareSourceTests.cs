@@ -4,7 +4,10 @@ using System.IO;
 using System.Linq;
 using System.Net;
 using System.Threading;
+using VmQuiesce.Core.Backup;
+using VmQuiesce.Core.Repository;
 using VmQuiesce.Core.Sources;
+using VmQuiesce.Core.Tests.Repository;
 using VmQuiesce.Core.Sources.VMware;
 using Xunit;
 
@@ -269,6 +272,42 @@ namespace VmQuiesce.Core.Tests.VMware
             }
 
             Assert.NotEqual(kept, Assert.Single(client.ListSnapshots("[standard] vm/vm.vmx", CancellationToken.None)));
+        }
+
+        [VmrunDoubleFact]
+        public void The_backup_engine_stores_the_frozen_files_while_the_guest_keeps_writing_and_records_the_snapshot()
+        {
+            using var vmrun = new VmrunDouble();
+            using var repository = new RepositoryFixture();
+            TestVm vm = vmrun.CreateVm();
+            vmrun.Client().Start(vm.VmxPath, CancellationToken.None);
+            vm.GuestWrites("before;");
+            var hooks = new List<string>();
+            var options = new QuiesceOptions
+            {
+                Required = Consistency.Crash,
+                PreFreeze = _ => hooks.Add("pre"),
+                PostThaw = _ =>
+                {
+                    hooks.Add("post");
+                    vm.GuestWrites("after;");
+                },
+            };
+
+            BackupOutcome outcome = new BackupEngine(repository.Repository, workers: 2).Run(Source(vmrun, vm), options, null, CancellationToken.None);
+
+            RestorePoint point = outcome.RestorePoint;
+            Assert.Null(outcome.ReleaseFailure);
+            Assert.Equal(new[] { "pre", "post" }, hooks);
+            Assert.Equal("VMware", point.SourceKind);
+            Assert.Equal(Consistency.Crash, point.Consistency);
+            Assert.Equal("None", point.Quiesce.Method);
+            Assert.Equal(new[] { point.Snapshot!.Name }, vmrun.Client().ListSnapshots(vm.VmxPath, CancellationToken.None));
+            RestorePointFile system = point.Files.Single(f => f.Path == "system.vmdk");
+            Assert.Equal(vm.File("system.vmdk"), system.OriginalPath);
+            Assert.Equal(RepositoryFixture.Sha256Of(repository.WriteFile("expected", System.Text.Encoding.UTF8.GetBytes("system-base;before;"))), system.Sha256);
+            Assert.DoesNotContain(point.Files, f => f.Path.EndsWith(".log", StringComparison.Ordinal) || f.Path.Contains("-000001", StringComparison.Ordinal));
+            Assert.True(repository.Repository.Verify(point, CancellationToken.None).IsValid);
         }
     }
 }

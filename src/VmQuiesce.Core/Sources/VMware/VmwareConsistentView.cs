@@ -14,16 +14,18 @@ namespace VmQuiesce.Core.Sources.VMware
         private readonly VmwareSource _source;
         private readonly string _snapshotName;
         private readonly string _stagingFolder;
+        private readonly bool _removeOnSuccess;
         private bool _completed;
 
-        public VmwareConsistentView(VmwareSource source, string snapshotName, IReadOnlyList<ViewFile> files, string stagingFolder, QuiesceRecord quiesce)
+        public VmwareConsistentView(VmwareSource source, string snapshotName, bool removeOnSuccess, IReadOnlyList<ViewFile> files, string stagingFolder, QuiesceRecord quiesce)
         {
             _source = source;
             _snapshotName = snapshotName;
             _stagingFolder = stagingFolder;
+            _removeOnSuccess = removeOnSuccess;
             Files = files;
             Quiesce = quiesce;
-            Snapshot = source.Options.RemoveSnapshot ? null : new CapturedSnapshot(snapshotName, null, VmwareSource.SourceKind);
+            Snapshot = removeOnSuccess ? null : new CapturedSnapshot(snapshotName, null, VmwareSource.SourceKind);
         }
 
         public Consistency Reached => Quiesce.Reached;
@@ -47,7 +49,7 @@ namespace VmQuiesce.Core.Sources.VMware
             _completed = true;
             try
             {
-                _source.Release(_snapshotName, delete: !success || _source.Options.RemoveSnapshot, cancel);
+                _source.Release(_snapshotName, delete: !success || _removeOnSuccess, cancel);
             }
             finally
             {

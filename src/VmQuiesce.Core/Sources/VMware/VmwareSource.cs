@@ -111,21 +111,32 @@ namespace VmQuiesce.Core.Sources.VMware
             }
 
             string name = SnapshotPrefix + DateTime.UtcNow.ToString("yyyyMMdd'T'HHmmssfff'Z'", CultureInfo.InvariantCulture);
-            File.WriteAllText(MarkerPath, name);
-            _options.Verbose?.Invoke($"VM '{VmName}': taking snapshot '{name}' (not quiesced: {why}).");
+            options.PreFreeze?.Invoke(cancel);
             try
             {
-                Vmrun.Snapshot(VmPath, name, cancel);
+                File.WriteAllText(MarkerPath, name);
+                _options.Verbose?.Invoke($"VM '{VmName}': taking snapshot '{name}' (not quiesced: {why}).");
+                try
+                {
+                    Vmrun.Snapshot(VmPath, name, cancel);
+                }
+                catch (Exception failure) when (failure is VmQuiesceException || failure is OperationCanceledException)
+                {
+                    CleanUpFailedSnapshot(name, failure);
+                    throw;
+                }
             }
-            catch (Exception failure) when (failure is VmQuiesceException || failure is OperationCanceledException)
+            finally
             {
-                CleanUpFailedSnapshot(name, failure);
-                throw;
+                // Nothing was frozen, but the post-thaw hook runs on every path on which the pre-freeze hook ran.
+                options.PostThaw?.Invoke(CancellationToken.None);
             }
 
+            // Kept by default: the restore reverts to it. -KeepSnapshot asks for what happens anyway.
+            bool removeOnSuccess = _options.RemoveSnapshot && !options.KeepSnapshot;
             try
             {
-                return OpenView(name);
+                return OpenView(name, removeOnSuccess);
             }
             catch (Exception failure) when (failure is IOException || failure is UnauthorizedAccessException || failure is VmQuiesceException)
             {
@@ -189,7 +200,7 @@ namespace VmQuiesce.Core.Sources.VMware
             File.Delete(MarkerPath);
         }
 
-        private IConsistentView OpenView(string name)
+        private IConsistentView OpenView(string name, bool removeOnSuccess)
         {
             IReadOnlyList<string> writable = VmwareVmFolder.CurrentDisks(_options.VmxPath).SelectMany(d => VmwareVmFolder.DiskFiles(d.Path)).ToList();
             string staging = Path.Combine(Path.GetTempPath(), "vmquiesce-vmware-" + Guid.NewGuid().ToString("N"));
@@ -210,7 +221,7 @@ namespace VmQuiesce.Core.Sources.VMware
 
             _options.Verbose?.Invoke($"VM '{VmName}': {files.Count} frozen file(s); not copied (written after the snapshot): {string.Join(", ", writable.Select(Path.GetFileName))}.");
             var record = new QuiesceRecord(Consistency.Crash, Array.Empty<string>(), 0, "None");
-            return new VmwareConsistentView(this, name, files, staging, record);
+            return new VmwareConsistentView(this, name, removeOnSuccess, files, staging, record);
         }
 
         private void CheckOverwriteAllowed(IReadOnlyList<string> existing)
