@@ -311,3 +311,58 @@ namespace VmQuiesce.Core.Tests.VMware
         }
     }
 }
+
+namespace VmQuiesce.Core.Tests.VMware
+{
+    [Collection(VmrunDoubleCollection.Name)]
+    public sealed class VmwareTargetsTests
+    {
+        [VmrunDoubleFact]
+        public void Running_vms_become_targets_named_by_displayName_and_open_a_VMware_source()
+        {
+            using var vmrun = new VmrunDouble();
+            TestVm a = vmrun.CreateVm("alpha"), b = vmrun.CreateVm("beta");
+            var connection = VmwareTargets.Connect(VmrunDouble.ScriptPath, VmwareHostType.Workstation, null, null);
+            var client = new VmrunClient(connection);
+            client.Start(b.VmxPath, CancellationToken.None);
+            client.Start(a.VmxPath, CancellationToken.None);
+            File.Delete(b.VmxPath);
+            var unreadable = new List<VmQuiesceException>();
+
+            IReadOnlyList<BackupVm> targets = VmwareTargets.FindRunning(connection, CancellationToken.None, unreadable.Add);
+
+            BackupVm target = Assert.Single(targets);
+            Assert.Equal("alpha", target.Name);
+            Assert.Equal("VMware", target.Kind);
+            Assert.Equal(a.VmxPath, target.Details["VmxPath"]);
+            Assert.Equal("VmxNotFound", Assert.Single(unreadable).ErrorId);
+            IBackupSource source = target.OpenSource();
+            Assert.Equal("VMware", source.Kind);
+            Assert.Empty(source.FindLeftovers(CancellationToken.None));
+        }
+
+        [Fact]
+        public void Server_target_details_name_the_host_and_user_never_the_password()
+        {
+            string folder = Path.Combine(Path.GetTempPath(), "vmquiesce-vmware-" + Guid.NewGuid().ToString("N"));
+            Directory.CreateDirectory(folder);
+            try
+            {
+                string vmx = Path.Combine(folder, "db.vmx");
+                File.WriteAllText(vmx, "displayName = \"Database\"\n");
+                var connection = new VmrunConnection("/opt/vmrun", VmwareHostType.Server, "vmhost", new NetworkCredential("backup", "TopSecret1"));
+
+                BackupVm target = VmwareTargets.CreateBackupVm(connection, vmx, "[standard] db/db.vmx");
+
+                Assert.Equal("Database", target.Name);
+                Assert.Equal("https://vmhost:8333/sdk", target.Details["Host"]);
+                Assert.Equal("[standard] db/db.vmx", target.Details["DatastorePath"]);
+                Assert.DoesNotContain(target.Details.Values, v => v.Contains("TopSecret1", StringComparison.Ordinal));
+            }
+            finally
+            {
+                Directory.Delete(folder, true);
+            }
+        }
+    }
+}
