@@ -11,10 +11,12 @@
     DotNetFrameworkVersion = '4.7.2'
     FormatsToProcess     = @('VmQuiesce.Format.ps1xml')
     CmdletsToExport      = @(
+        'Get-BackupVm'
         'Get-VssWriterConfig'
-        'Set-VssWriterConfig'
-        'Test-VssWriterConfig'
         'Remove-VssWriterConfig'
+        'Set-VssWriterConfig'
+        'Test-VmQuiesceReadiness'
+        'Test-VssWriterConfig'
     )
     FunctionsToExport    = @()
     VariablesToExport    = @()

@@ -79,6 +79,7 @@ namespace VmQuiesce.Core.Sources.Qemu
                 bool takeStarted = false;
                 Func<CancellationToken, bool> snapshot = token =>
                 {
+                    _options.BeforeSnapshot?.Invoke(token);
                     if (snapshotTag != null)
                     {
                         QemuBlockOperations.SaveInternalSnapshot(qmp, disks, snapshotTag, QemuBlockOperations.JobPrefix + "save-" + stamp, options.FreezeTimeout, token);

@@ -1,5 +1,6 @@
 using System;
 using System.Collections.Generic;
+using System.Threading;
 
 namespace VmQuiesce.Core.Sources.Qemu
 {
@@ -56,5 +57,11 @@ namespace VmQuiesce.Core.Sources.Qemu
 
         /// <summary>Receives step-by-step progress for verbose output.</summary>
         public Action<string>? Verbose { get; init; }
+
+        /// <summary>
+        /// Runs inside the frozen window just before the snapshot transaction: lets integration tests make
+        /// the snapshot step throw, hang or cancel against a real guest.
+        /// </summary>
+        internal Action<CancellationToken>? BeforeSnapshot { get; init; }
     }
 }
