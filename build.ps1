@@ -154,8 +154,17 @@ function Get-TrxCount {
     }
 }
 
+function Initialize-TestGuest {
+    # Integration tests boot a real QEMU guest: build it once (cached under out/guest), or let the
+    # builder record in out/guest/unavailable.txt why it cannot, which the guest tests skip with.
+    $guestOut = Join-Path $OutRoot 'guest'
+    & (Join-Path $Root 'tests/guest/Build-TestGuest.ps1') -OutputPath $guestOut
+    $env:VMQUIESCE_TEST_GUEST = $guestOut
+}
+
 function Invoke-Test {
     Invoke-Build
+    Initialize-TestGuest
     if (Test-Path $TestResults) { Remove-Item $TestResults -Recurse -Force }
     New-Item -ItemType Directory -Path $TestResults -Force | Out-Null
 

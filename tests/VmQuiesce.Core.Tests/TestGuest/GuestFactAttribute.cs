@@ -1,0 +1,28 @@
+using Xunit;
+
+namespace VmQuiesce.Core.Tests.TestGuest
+{
+    /// <summary>A fact that boots the real test guest: skipped, with the reason, where the guest is unavailable.</summary>
+    public sealed class GuestFactAttribute : FactAttribute
+    {
+        public GuestFactAttribute()
+        {
+            if (TestGuestEnvironment.UnavailableReason is string reason)
+            {
+                Skip = reason;
+            }
+        }
+    }
+
+    /// <summary>A theory that boots the real test guest: skipped, with the reason, where the guest is unavailable.</summary>
+    public sealed class GuestTheoryAttribute : TheoryAttribute
+    {
+        public GuestTheoryAttribute()
+        {
+            if (TestGuestEnvironment.UnavailableReason is string reason)
+            {
+                Skip = reason;
+            }
+        }
+    }
+}
