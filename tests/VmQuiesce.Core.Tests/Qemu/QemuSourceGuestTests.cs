@@ -78,10 +78,38 @@ namespace VmQuiesce.Core.Tests.Qemu
     {
         private static readonly TimeSpan Generous = TimeSpan.FromSeconds(90);
         private readonly SharedGuests _guests;
+        private readonly Xunit.Abstractions.ITestOutputHelper _output;
 
-        public QemuSourceGuestTests(SharedGuests guests)
+        public QemuSourceGuestTests(SharedGuests guests, Xunit.Abstractions.ITestOutputHelper output)
         {
             _guests = guests;
+            _output = output;
+        }
+
+        [GuestFact]
+        public void Ten_real_freezes_report_their_median_frozen_window()
+        {
+            TestGuestVm vm = _guests.B;
+            var windows = new List<double>();
+            for (int i = 0; i < 10; i++)
+            {
+                using IConsistentView view = Source(vm).OpenConsistentView(new QuiesceOptions(), CancellationToken.None);
+                windows.Add(view.Quiesce.FrozenMilliseconds);
+                view.Complete(true, CancellationToken.None);
+            }
+
+            windows.Sort();
+            double median = (windows[4] + windows[5]) / 2;
+            string report = $"Frozen window over {windows.Count} freezes (freeze returned -> thaw returned, external overlay, TCG guest): " +
+                $"min {windows[0]:0.0} ms, median {median:0.0} ms, max {windows[^1]:0.0} ms";
+            _output.WriteLine(report);
+            if (Environment.GetEnvironmentVariable("VMQUIESCE_TEST_OUT") is string outFolder && Directory.Exists(outFolder))
+            {
+                File.WriteAllText(Path.Combine(outFolder, "frozen-window.txt"), report + Environment.NewLine);
+            }
+
+            Assert.All(windows, w => Assert.InRange(w, 0.001, 10_000));
+            Assert.Empty(Overlays(vm));
         }
 
         [GuestFact]

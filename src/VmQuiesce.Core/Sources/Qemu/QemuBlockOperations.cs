@@ -11,13 +11,14 @@ namespace VmQuiesce.Core.Sources.Qemu
     /// <summary>An external overlay the backup put on top of a disk: the base below it is the stable copy.</summary>
     internal sealed class QemuOverlay
     {
-        public QemuOverlay(QemuDisk disk, string overlayPath)
+        /// <param name="existingTopNode">For an overlay already in place on a -blockdev disk: its node name.</param>
+        public QemuOverlay(QemuDisk disk, string overlayPath, string? existingTopNode = null)
         {
             Disk = disk;
             OverlayPath = overlayPath;
             if (disk.Device.Length == 0)
             {
-                SnapshotNodeName = QemuBlockOperations.JobPrefix + Guid.NewGuid().ToString("N").Substring(0, 12);
+                SnapshotNodeName = existingTopNode ?? QemuBlockOperations.JobPrefix + Guid.NewGuid().ToString("N").Substring(0, 12);
             }
         }
 

@@ -154,7 +154,7 @@ namespace VmQuiesce.Core.Sources.Qemu
                     if (QemuBlockOperations.IsOverlayName(image))
                     {
                         found.Add($"disk {disk.Name} still runs on the overlay '{image}' from an earlier backup; commit it back: " +
-                            QemuBlockOperations.ManualCommitCommand(_options.QmpSocket, new QemuOverlay(BaseOf(disk, image), image)));
+                            QemuBlockOperations.ManualCommitCommand(_options.QmpSocket, new QemuOverlay(BaseOf(disk, image), image, disk.NodeName)));
                     }
                 }
             }
