@@ -13,7 +13,7 @@ namespace VmQuiesce.Core.Tests.Qemu
     {
         private int _frozenCount;
 
-        public FakeGuestAgent(string path)
+        public FakeGuestAgent(string? path)
             : base(path)
         {
         }

@@ -16,7 +16,7 @@ namespace VmQuiesce.Core.Tests.Qemu
         private readonly object _model = new object();
         private readonly List<FakeJob> _jobs = new List<FakeJob>();
 
-        public FakeQemu(string path)
+        public FakeQemu(string? path)
             : base(path)
         {
         }

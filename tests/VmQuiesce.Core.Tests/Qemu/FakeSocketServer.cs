@@ -20,15 +20,27 @@ namespace VmQuiesce.Core.Tests.Qemu
         private Socket? _client;
         private volatile bool _stopped;
 
-        protected FakeSocketServer(string path)
+        /// <param name="path">A unix socket path, or null to listen on TCP at 127.0.0.1 on a free port.</param>
+        protected FakeSocketServer(string? path)
         {
-            SocketPath = path;
-            _listener = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
-            _listener.Bind(new UnixDomainSocketEndPoint(path));
+            if (path == null)
+            {
+                _listener = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
+                _listener.Bind(new System.Net.IPEndPoint(System.Net.IPAddress.Loopback, 0));
+                SocketPath = "tcp:127.0.0.1:" + ((System.Net.IPEndPoint)_listener.LocalEndPoint!).Port;
+            }
+            else
+            {
+                _listener = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
+                _listener.Bind(new UnixDomainSocketEndPoint(path));
+                SocketPath = path;
+            }
+
             _listener.Listen(4);
             _thread = new Thread(AcceptLoop) { IsBackground = true, Name = GetType().Name };
         }
 
+        /// <summary>The address clients use: the unix socket path, or tcp:127.0.0.1:port.</summary>
         public string SocketPath { get; }
 
         /// <summary>Every command name received, in order.</summary>
@@ -66,7 +78,10 @@ namespace VmQuiesce.Core.Tests.Qemu
             _stopped = true;
             DropClient();
             _listener.Dispose();
-            File.Delete(SocketPath);
+            if (!SocketPath.StartsWith("tcp:", StringComparison.Ordinal))
+            {
+                File.Delete(SocketPath);
+            }
         }
 
         protected abstract void OnConnected();

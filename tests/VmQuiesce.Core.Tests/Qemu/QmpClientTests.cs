@@ -189,6 +189,22 @@ namespace VmQuiesce.Core.Tests.Qemu
             Assert.ThrowsAny<OperationCanceledException>(() => qmp.WaitForEvent("NEVER", null, TimeSpan.FromMinutes(5), cancel.Token));
         }
 
+        [Fact]
+        public void Qmp_and_the_agent_also_work_over_tcp()
+        {
+            using var qemu = new FakeQemu(null);
+            using var agent = new FakeGuestAgent(null);
+            qemu.Start();
+            agent.Start();
+
+            using var qmp = QmpClient.Connect(qemu.SocketPath);
+            using var guest = GuestAgentClient.Connect(agent.SocketPath.Substring(4));
+
+            Assert.Equal("7.2.22", qmp.QemuVersion);
+            Assert.Equal("thawed", guest.GetFreezeStatus());
+            Assert.Contains("TCP:127.0.0.1:", GuestAgentFreezer.ManualAgentCommand(agent.SocketPath, "guest-fsfreeze-thaw"), StringComparison.Ordinal);
+        }
+
         [Theory]
         [InlineData("tcp:localhost:4444", true)]
         [InlineData("127.0.0.1:4444", true)]

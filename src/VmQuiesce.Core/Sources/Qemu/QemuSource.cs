@@ -74,6 +74,7 @@ namespace VmQuiesce.Core.Sources.Qemu
                 string stamp = DateTime.UtcNow.ToString("yyyyMMdd'T'HHmmssfff'Z'", CultureInfo.InvariantCulture);
                 var overlays = disks.Select(d => new QemuOverlay(d, QemuBlockOperations.OverlayPathFor(d.File, stamp))).ToList();
                 string? snapshotTag = _options.Mode == QemuSnapshotMode.Internal ? "vmquiesce-" + stamp : null;
+                string saveJobId = QemuBlockOperations.JobPrefix + "save-" + stamp;
                 _options.Verbose?.Invoke($"VM '{VmName}': snapshotting {string.Join(", ", disks)}" + (freezer == null ? " without freezing." : $" inside a freeze through {freezer.Target}."));
 
                 bool takeStarted = false;
@@ -82,7 +83,7 @@ namespace VmQuiesce.Core.Sources.Qemu
                     _options.BeforeSnapshot?.Invoke(token);
                     if (snapshotTag != null)
                     {
-                        QemuBlockOperations.SaveInternalSnapshot(qmp, disks, snapshotTag, QemuBlockOperations.JobPrefix + "save-" + stamp, options.FreezeTimeout, token);
+                        QemuBlockOperations.SaveInternalSnapshot(qmp, disks, snapshotTag, saveJobId, options.FreezeTimeout, token);
                     }
 
                     takeStarted = true;
@@ -114,10 +115,19 @@ namespace VmQuiesce.Core.Sources.Qemu
                         frozenMilliseconds = 0;
                     }
                 }
-                catch (Exception failure) when (takeStarted)
+                catch (Exception failure) when (takeStarted || snapshotTag != null)
                 {
-                    // The transaction may have been applied even if its answer never came: release what exists.
-                    ReleaseAfterFailure(qmp, overlays, failure);
+                    if (snapshotTag != null)
+                    {
+                        QemuBlockOperations.DismissQuietly(qmp, saveJobId);
+                    }
+
+                    if (takeStarted)
+                    {
+                        // The transaction may have been applied even if its answer never came: release what exists.
+                        ReleaseAfterFailure(qmp, overlays, failure);
+                    }
+
                     throw;
                 }
 
