@@ -185,6 +185,18 @@ namespace VmQuiesce.Core.Tests.Qemu
                     InternalSnapshots.Add(args.GetString("tag"));
                     Status(save, "concluded");
                     break;
+                case "snapshot-delete":
+                    var delete = new FakeJob(args.GetString("job-id"), "snapshot-delete", Drives[0]);
+                    _jobs.Add(delete);
+                    Status(delete, "created");
+                    Reply(request, new JsonObject());
+                    if (!InternalSnapshots.Remove(args.GetString("tag")))
+                    {
+                        delete.Error = "Snapshot '" + args.GetString("tag") + "' not found";
+                    }
+
+                    Status(delete, "concluded");
+                    break;
                 default:
                     ReplyError(request, "CommandNotFound", $"The command {command} has not been found");
                     break;

@@ -271,6 +271,13 @@ namespace VmQuiesce.Core.Tests.Qemu
             Assert.Contains(tag, HostCommand.RunChecked("qemu-img", new[] { "snapshot", "-U", "-l", vm.DiskPaths[0] }).StandardOutput, StringComparison.Ordinal);
             Assert.Equal("thawed", FreezeStatus(vm));
             Assert.Empty(Overlays(vm));
+
+            // A backup that did not succeed leaves no internal snapshot behind.
+            using IConsistentView failed = source.OpenConsistentView(new QuiesceOptions(), CancellationToken.None);
+            failed.Complete(false, CancellationToken.None);
+            string snapshots = HostCommand.RunChecked("qemu-img", new[] { "snapshot", "-U", "-l", vm.DiskPaths[0] }).StandardOutput;
+            Assert.DoesNotContain(failed.Snapshot!.Name, snapshots, StringComparison.Ordinal);
+            Assert.Contains(tag, snapshots, StringComparison.Ordinal);
         }
 
         internal static string NewId() => Guid.NewGuid().ToString("N").Substring(0, 8);

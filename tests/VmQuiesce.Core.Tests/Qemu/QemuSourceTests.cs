@@ -293,6 +293,44 @@ namespace VmQuiesce.Core.Tests.Qemu
         }
 
         [Fact]
+        public void Internal_mode_deletes_its_snapshot_when_the_backup_did_not_succeed()
+        {
+            Start();
+            var source = new QemuSource(new QemuSourceOptions("vm1", _qemu.SocketPath) { AgentSocket = _agent.SocketPath, Mode = QemuSnapshotMode.Internal });
+            IConsistentView view = source.OpenConsistentView(new QuiesceOptions(), CancellationToken.None);
+            Assert.Single(_qemu.InternalSnapshots);
+
+            view.Complete(false, CancellationToken.None);
+
+            Assert.Empty(_qemu.InternalSnapshots);
+            Assert.Contains("snapshot-delete", _qemu.Commands);
+            Assert.Empty(source.FindLeftovers(CancellationToken.None));
+        }
+
+        [Fact]
+        public void Internal_mode_deletes_its_snapshot_when_the_transaction_after_it_fails()
+        {
+            _qemu.Override = (command, request, fake) =>
+            {
+                if (command != "transaction")
+                {
+                    return false;
+                }
+
+                fake.AnswerError(request, "GenericError", "No space left on device");
+                return true;
+            };
+            Start();
+            var source = new QemuSource(new QemuSourceOptions("vm1", _qemu.SocketPath) { AgentSocket = _agent.SocketPath, Mode = QemuSnapshotMode.Internal });
+
+            Assert.Throws<QemuCommandException>(() => source.OpenConsistentView(new QuiesceOptions(), CancellationToken.None));
+
+            Assert.Empty(_qemu.InternalSnapshots);
+            Assert.False(_agent.IsFrozen);
+            Assert.Empty(source.FindLeftovers(CancellationToken.None));
+        }
+
+        [Fact]
         public void Internal_mode_refuses_a_raw_disk()
         {
             _qemu.AddDrive("disk1", _folder.File("data.raw"), "raw");

@@ -84,6 +84,33 @@ namespace VmQuiesce.Core.Sources.Qemu
         }
 
         /// <summary>
+        /// Deletes an internal snapshot the backup made but no restore point will use (snapshot-delete job);
+        /// returns null, or why it failed with the command to run.
+        /// </summary>
+        public static string? DeleteInternalSnapshot(QmpClient qmp, IReadOnlyList<QemuDisk> disks, string tag, string jobId, TimeSpan timeout)
+        {
+            var devices = new JsonArray(disks.Select(d => (object?)d.NodeName));
+            try
+            {
+                qmp.Execute("snapshot-delete", new JsonObject().With("job-id", jobId).With("tag", tag).With("devices", devices));
+                JsonObject job = WaitForJob(qmp, jobId, new[] { "concluded" }, timeout, CancellationToken.None);
+                qmp.Execute("job-dismiss", new JsonObject().With("id", jobId));
+                if (job.GetOptionalString("error") is string error)
+                {
+                    throw new InvalidOperationException(error);
+                }
+
+                return null;
+            }
+            catch (Exception e) when (e is VmQuiesceException || e is InvalidOperationException)
+            {
+                DismissQuietly(qmp, jobId);
+                return $"the internal snapshot '{tag}' could not be deleted ({e.Message}); delete it with " +
+                    $"{{\"execute\":\"snapshot-delete\",\"arguments\":{{\"job-id\":\"manual-delete\",\"tag\":\"{tag}\",\"devices\":{JsonText.Serialize(devices, indented: false)}}}}} on the QMP monitor at '{qmp.Address}'";
+            }
+        }
+
+        /// <summary>
         /// Commits an overlay back into its base: block-commit (no auto-dismiss) -> ready -> block-job-complete
         /// -> concluded -> job-dismiss -> query-block shows the base on top again -> delete the overlay file.
         /// </summary>

@@ -13,12 +13,14 @@ namespace VmQuiesce.Core.Sources.Qemu
     internal sealed class QemuConsistentView : IConsistentView
     {
         private readonly QemuSource _source;
+        private readonly IReadOnlyList<QemuDisk> _disks;
         private readonly IReadOnlyList<QemuOverlay> _overlays;
         private int _completed;
 
-        public QemuConsistentView(QemuSource source, IReadOnlyList<QemuOverlay> overlays, Consistency reached, QuiesceRecord quiesce, CapturedSnapshot? snapshot)
+        public QemuConsistentView(QemuSource source, IReadOnlyList<QemuDisk> disks, IReadOnlyList<QemuOverlay> overlays, Consistency reached, QuiesceRecord quiesce, CapturedSnapshot? snapshot)
         {
             _source = source;
+            _disks = disks;
             _overlays = overlays;
             Reached = reached;
             Quiesce = quiesce;
@@ -46,7 +48,8 @@ namespace VmQuiesce.Core.Sources.Qemu
 
         /// <summary>
         /// Commits every overlay back, whether the copy succeeded or not (the overlays hold the guest's
-        /// newest writes); throws OverlayCommitFailed naming what to run when one stays.
+        /// newest writes); throws OverlayCommitFailed naming what to run when one stays. Without success,
+        /// the internal snapshot (Internal mode) is deleted too: no restore point refers to it.
         /// </summary>
         public void Complete(bool success, CancellationToken cancel)
         {
@@ -58,6 +61,10 @@ namespace VmQuiesce.Core.Sources.Qemu
             try
             {
                 _source.CommitOverlays(_overlays, null, cancel);
+                if (!success && Snapshot != null)
+                {
+                    _source.DeleteInternalSnapshot(null, _disks, Snapshot.Name);
+                }
             }
             catch (OperationCanceledException)
             {

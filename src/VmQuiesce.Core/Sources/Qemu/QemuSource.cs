@@ -78,12 +78,14 @@ namespace VmQuiesce.Core.Sources.Qemu
                 _options.Verbose?.Invoke($"VM '{VmName}': snapshotting {string.Join(", ", disks)}" + (freezer == null ? " without freezing." : $" inside a freeze through {freezer.Target}."));
 
                 bool takeStarted = false;
+                bool saved = false;
                 Func<CancellationToken, bool> snapshot = token =>
                 {
                     _options.BeforeSnapshot?.Invoke(token);
                     if (snapshotTag != null)
                     {
                         QemuBlockOperations.SaveInternalSnapshot(qmp, disks, snapshotTag, saveJobId, options.FreezeTimeout, token);
+                        saved = true;
                     }
 
                     takeStarted = true;
@@ -120,6 +122,10 @@ namespace VmQuiesce.Core.Sources.Qemu
                     if (snapshotTag != null)
                     {
                         QemuBlockOperations.DismissQuietly(qmp, saveJobId);
+                        if (saved)
+                        {
+                            DeleteInternalSnapshot(qmp, disks, snapshotTag);
+                        }
                     }
 
                     if (takeStarted)
@@ -132,11 +138,16 @@ namespace VmQuiesce.Core.Sources.Qemu
                 }
 
                 Consistency reached = frozen.Count > 0 ? expected : Consistency.Crash;
-                var view = new QemuConsistentView(this, overlays, reached, new QuiesceRecord(reached, frozen, frozenMilliseconds, freezer != null ? "GuestAgent" : "None"),
+                var view = new QemuConsistentView(this, disks, overlays, reached, new QuiesceRecord(reached, frozen, frozenMilliseconds, freezer != null ? "GuestAgent" : "None"),
                     snapshotTag == null ? null : new CapturedSnapshot(snapshotTag, null, "QemuInternal"));
                 if (reached < options.Required && !options.AllowLower)
                 {
                     CommitOverlays(overlays, qmp, CancellationToken.None);
+                    if (snapshotTag != null)
+                    {
+                        DeleteInternalSnapshot(qmp, disks, snapshotTag);
+                    }
+
                     RequireConsistency(reached, options, "the guest agent froze no file system");
                 }
 
@@ -243,6 +254,27 @@ namespace VmQuiesce.Core.Sources.Qemu
                 {
                     Remedy = string.Join(" ; ", failures.Select(f => QemuBlockOperations.ManualCommitCommand(_options.QmpSocket, f.Overlay))),
                 };
+            }
+        }
+
+        /// <summary>Deletes an internal snapshot no restore point will use; a failure is a warning naming what to run.</summary>
+        internal void DeleteInternalSnapshot(QmpClient? connected, IReadOnlyList<QemuDisk> disks, string tag)
+        {
+            QmpClient qmp = connected ?? ConnectQmp(CancellationToken.None);
+            try
+            {
+                string? problem = QemuBlockOperations.DeleteInternalSnapshot(qmp, disks, tag, QemuBlockOperations.JobPrefix + "delete-" + Guid.NewGuid().ToString("N").Substring(0, 8), _options.QmpTimeout);
+                if (problem != null)
+                {
+                    _options.Warn?.Invoke($"VM '{VmName}': {problem}.");
+                }
+            }
+            finally
+            {
+                if (connected == null)
+                {
+                    qmp.Dispose();
+                }
             }
         }
 
