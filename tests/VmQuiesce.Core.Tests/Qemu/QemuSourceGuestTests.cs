@@ -302,9 +302,30 @@ namespace VmQuiesce.Core.Tests.Qemu
         internal static IReadOnlyList<string> Overlays(TestGuestVm vm) => Directory.GetFiles(vm.WorkFolder, "*.vmquiesce-*");
     }
 
-    /// <summary>The guest agent killed while the guest is frozen: a guest of its own, as its agent is replaced.</summary>
-    public sealed class QemuSourceAgentDeathTests
+    /// <summary>The agent's life cycle on guests of their own: booting, and killed while the guest is frozen.</summary>
+    public sealed class GuestAgentLifecycleGuestTests
     {
+        [GuestFact]
+        public void Sync_keeps_asking_through_the_boot_and_discards_the_replies_to_earlier_syncs()
+        {
+            using TestGuestVm vm = TestGuestVm.Start();
+            var clock = System.Diagnostics.Stopwatch.StartNew();
+            while (!File.Exists(vm.AgentSocketPath))
+            {
+                Assert.False(vm.Process.HasExited, "QEMU exited before creating the agent socket");
+                Assert.True(clock.Elapsed < TimeSpan.FromSeconds(60), "QEMU created no agent socket within 60 s");
+                vm.Process.WaitForExit(50);
+            }
+
+            using GuestAgentClient agent = GuestAgentClient.Connect(vm.AgentSocketPath, TimeSpan.FromSeconds(90));
+            bool readyBeforeSync = vm.ReadConsole().Contains(TestGuestVm.ReadyMarker, StringComparison.Ordinal);
+            agent.Sync(TimeSpan.FromSeconds(90));
+
+            Assert.False(readyBeforeSync, "the guest was up before the sync started, so nothing was proven");
+            Assert.Equal("thawed", agent.GetFreezeStatus());
+            agent.Ping();
+        }
+
         [GuestFact]
         public void The_guest_is_thawed_by_the_restarted_agent_when_the_agent_dies_mid_freeze()
         {

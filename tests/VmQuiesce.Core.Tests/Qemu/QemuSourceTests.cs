@@ -377,6 +377,18 @@ namespace VmQuiesce.Core.Tests.Qemu
         }
 
         [Fact]
+        public void A_hook_without_a_program_or_without_an_agent_is_rejected_before_anything_happens()
+        {
+            Start();
+            var empty = new QemuSource(new QemuSourceOptions("vm1", _qemu.SocketPath) { AgentSocket = _agent.SocketPath, PreFreezeHook = Array.Empty<string>() });
+            var noAgent = new QemuSource(new QemuSourceOptions("vm1", _qemu.SocketPath) { PostThawHook = new[] { "/bin/true" } });
+
+            Assert.Equal("HookInvalid", Assert.Throws<VmQuiesceException>(() => empty.OpenConsistentView(new QuiesceOptions(), CancellationToken.None)).ErrorId);
+            Assert.Equal("HookNeedsAgent", Assert.Throws<VmQuiesceException>(() => noAgent.OpenConsistentView(new QuiesceOptions { AllowLower = true }, CancellationToken.None)).ErrorId);
+            Assert.Empty(_qemu.Commands);
+        }
+
+        [Fact]
         public void A_guest_that_is_already_frozen_is_not_backed_up()
         {
             Start();

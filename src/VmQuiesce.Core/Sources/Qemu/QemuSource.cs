@@ -45,6 +45,21 @@ namespace VmQuiesce.Core.Sources.Qemu
                     $"The freeze timeout is {options.FreezeTimeout}; expected a positive duration.", options.FreezeTimeout);
             }
 
+            foreach ((IReadOnlyList<string>? hook, string what) in new[] { (_options.PreFreezeHook, "pre-freeze"), (_options.PostThawHook, "post-thaw") })
+            {
+                if (hook != null && (hook.Count == 0 || string.IsNullOrEmpty(hook[0])))
+                {
+                    throw new VmQuiesceException("HookInvalid", FailureKind.InvalidArgument,
+                        $"The {what} hook of VM '{VmName}' names no program; expected the program's path in the guest, then its arguments.", VmName);
+                }
+
+                if (hook != null && _options.AgentSocket == null)
+                {
+                    throw new VmQuiesceException("HookNeedsAgent", FailureKind.InvalidArgument,
+                        $"The {what} hook of VM '{VmName}' runs in the guest through the guest agent, but no agent socket was given.", VmName);
+                }
+            }
+
             QmpClient qmp = ConnectQmp(cancel);
             GuestAgentClient? agent = null;
             try
