@@ -163,6 +163,27 @@ namespace VmQuiesce.Core.Tests.Qemu
         }
 
         [Fact]
+        public void An_agent_without_freeze_still_runs_the_hooks_when_a_lower_level_is_allowed()
+        {
+            _agent.FreezeEnabled = false;
+            Start();
+            var source = new QemuSource(new QemuSourceOptions("vm1", _qemu.SocketPath)
+            {
+                AgentSocket = _agent.SocketPath,
+                PreFreezeHook = new[] { "/usr/local/bin/db-pause" },
+                PostThawHook = new[] { "/usr/local/bin/db-resume" },
+            });
+
+            using IConsistentView view = source.OpenConsistentView(new QuiesceOptions { AllowLower = true }, CancellationToken.None);
+
+            Assert.Equal(Consistency.Crash, view.Reached);
+            Assert.Equal("None", view.Quiesce.Method);
+            Assert.Equal(0, view.Quiesce.FrozenMilliseconds);
+            Assert.Equal(new[] { "/usr/local/bin/db-pause ", "/usr/local/bin/db-resume " }, _agent.ExecLog);
+            Assert.DoesNotContain("guest-fsfreeze-freeze", _agent.Commands);
+        }
+
+        [Fact]
         public void An_agent_that_does_not_answer_is_a_timeout_naming_its_socket_and_leaves_no_overlay()
         {
             _agent.Answers = false;

@@ -108,29 +108,19 @@ namespace VmQuiesce.Core.Sources.Qemu
                     return true;
                 };
 
-                IReadOnlyList<string> frozen;
-                double frozenMilliseconds;
+                // Without a freezer the same guard runs the hooks and bounds the snapshot step; nothing is frozen.
+                IGuestFreezer guarded = freezer ?? (IGuestFreezer)new NothingFrozen(VmName);
+                FrozenWindow<bool> window;
                 try
                 {
-                    if (freezer != null)
+                    var guard = new FreezeGuard(guarded, new FreezeGuardOptions
                     {
-                        var guard = new FreezeGuard(freezer, new FreezeGuardOptions
-                        {
-                            FreezeTimeout = options.FreezeTimeout,
-                            PreFreeze = _options.PreFreezeHook == null ? null : token => RunHook(agent!, _options.PreFreezeHook, "PreFreezeHookFailed", "pre-freeze", token),
-                            PostThaw = _options.PostThawHook == null ? null : token => RunHook(agent!, _options.PostThawHook, "PostThawHookFailed", "post-thaw", token),
-                            Warn = _options.Warn,
-                        });
-                        FrozenWindow<bool> window = guard.Run(snapshot, cancel);
-                        frozen = window.Frozen;
-                        frozenMilliseconds = window.FrozenMilliseconds;
-                    }
-                    else
-                    {
-                        snapshot(cancel);
-                        frozen = Array.Empty<string>();
-                        frozenMilliseconds = 0;
-                    }
+                        FreezeTimeout = options.FreezeTimeout,
+                        PreFreeze = _options.PreFreezeHook == null ? null : token => RunHook(agent!, _options.PreFreezeHook, "PreFreezeHookFailed", "pre-freeze", token),
+                        PostThaw = _options.PostThawHook == null ? null : token => RunHook(agent!, _options.PostThawHook, "PostThawHookFailed", "post-thaw", token),
+                        Warn = _options.Warn,
+                    });
+                    window = guard.Run(snapshot, cancel);
                 }
                 catch (Exception failure) when (takeStarted || snapshotTag != null)
                 {
@@ -152,9 +142,7 @@ namespace VmQuiesce.Core.Sources.Qemu
                     throw;
                 }
 
-                Consistency reached = frozen.Count > 0 ? expected : Consistency.Crash;
-                var view = new QemuConsistentView(this, disks, overlays, reached, new QuiesceRecord(reached, frozen, frozenMilliseconds, freezer != null ? "GuestAgent" : "None"),
-                    snapshotTag == null ? null : new CapturedSnapshot(snapshotTag, null, "QemuInternal"));
+                Consistency reached = window.Frozen.Count > 0 ? expected : Consistency.Crash;
                 if (reached < options.Required && !options.AllowLower)
                 {
                     CommitOverlays(overlays, qmp, CancellationToken.None);
@@ -166,7 +154,11 @@ namespace VmQuiesce.Core.Sources.Qemu
                     RequireConsistency(reached, options, "the guest agent froze no file system");
                 }
 
-                _options.Verbose?.Invoke($"VM '{VmName}': {reached} consistency, frozen for {frozenMilliseconds:0.#} ms ({string.Join(", ", frozen)}).");
+                double frozenMilliseconds = window.Frozen.Count > 0 ? window.FrozenMilliseconds : 0;
+                var view = new QemuConsistentView(this, disks, overlays, reached,
+                    new QuiesceRecord(reached, window.Frozen, frozenMilliseconds, freezer != null ? "GuestAgent" : "None"),
+                    snapshotTag == null ? null : new CapturedSnapshot(snapshotTag, null, "QemuInternal"));
+                _options.Verbose?.Invoke($"VM '{VmName}': {reached} consistency, frozen for {frozenMilliseconds:0.#} ms ({string.Join(", ", window.Frozen)}).");
                 return view;
             }
             finally
@@ -410,6 +402,25 @@ namespace VmQuiesce.Core.Sources.Qemu
             catch (VmQuiesceException release)
             {
                 _options.Warn?.Invoke($"After the failure '{failure.Message}', releasing the overlays of VM '{VmName}' failed too: {release.Message} {release.Remedy}");
+            }
+        }
+
+        /// <summary>Stands in for a freezer when the guest cannot be frozen: the guard still runs the hooks and the deadline.</summary>
+        private sealed class NothingFrozen : IGuestFreezer
+        {
+            public NothingFrozen(string vmName)
+            {
+                Target = $"nothing in VM '{vmName}' (the guest is not frozen)";
+            }
+
+            public string Target { get; }
+
+            public string ManualThawCommand => "nothing to thaw";
+
+            public IReadOnlyList<string> Freeze(CancellationToken cancel) => Array.Empty<string>();
+
+            public void Thaw()
+            {
             }
         }
     }
