@@ -58,14 +58,15 @@ namespace VmQuiesce.Core.Sources.VMware
         }
 
         /// <summary>The running VMs (<c>vmrun list</c>) whose .vmx this computer can read, as targets; the others are reported.</summary>
-        public static IReadOnlyList<BackupVm> FindRunning(VmrunConnection connection, CancellationToken cancel, Action<VmQuiesceException>? unreadable = null)
+        public static IReadOnlyList<BackupVm> FindRunning(VmrunConnection connection, CancellationToken cancel, Action<VmQuiesceException>? unreadable = null,
+            bool removeSnapshot = false, bool force = false)
         {
             var targets = new List<BackupVm>();
             foreach (string path in new VmrunClient(connection).ListRunning(cancel))
             {
                 try
                 {
-                    targets.Add(CreateBackupVm(connection, path));
+                    targets.Add(CreateBackupVm(connection, path, removeSnapshot: removeSnapshot, force: force));
                 }
                 catch (VmQuiesceException e)
                 {
