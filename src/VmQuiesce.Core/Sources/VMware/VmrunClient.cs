@@ -141,7 +141,17 @@ namespace VmQuiesce.Core.Sources.VMware
 
             using var process = new Process { StartInfo = startInfo, EnableRaisingEvents = true };
             using var exited = new ManualResetEvent(false);
-            process.Exited += (_, _) => exited.Set();
+            process.Exited += (_, _) =>
+            {
+                try
+                {
+                    exited.Set();
+                }
+                catch (ObjectDisposedException)
+                {
+                    // The call already ended (timeout or cancellation) and released the handle.
+                }
+            };
             try
             {
                 startInfo.Arguments = line.ToProcessArguments();

@@ -66,20 +66,8 @@ namespace VmQuiesce.Core.Sources.VMware
         /// </summary>
         public string ToProcessArguments()
         {
-            string? password = null;
-            try
-            {
-                if (_password != null)
-                {
-                    password = Reveal(_password);
-                }
-
-                return string.Join(" ", _arguments.Select(a => QuoteArgument(a ?? password ?? string.Empty)));
-            }
-            finally
-            {
-                password = null;
-            }
+            string? password = _password == null ? null : Reveal(_password);
+            return string.Join(" ", _arguments.Select(a => QuoteArgument(a ?? password ?? string.Empty)));
         }
 
         /// <summary>

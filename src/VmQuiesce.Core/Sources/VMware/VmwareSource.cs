@@ -140,7 +140,16 @@ namespace VmQuiesce.Core.Sources.VMware
             }
             catch (Exception failure) when (failure is IOException || failure is UnauthorizedAccessException || failure is VmQuiesceException)
             {
-                Release(name, delete: true, CancellationToken.None);
+                try
+                {
+                    Release(name, delete: true, CancellationToken.None);
+                }
+                catch (VmQuiesceException release)
+                {
+                    // The original failure is what the caller must see; the snapshot left behind is reported here.
+                    _options.Warn?.Invoke(release.Message + " " + release.Remedy);
+                }
+
                 if (failure is VmQuiesceException)
                 {
                     throw;
