@@ -4,8 +4,8 @@ BeforeAll {
     # VMware cannot be installed here: these tests drive the vmrun double (tests/vmrun-double/vmrun), a bash
     # script that Windows cannot start as vmrun.exe.
     $script:double = (Resolve-Path (Join-Path $PSScriptRoot '../vmrun-double/vmrun')).Path
-    $script:noDouble = [bool]$IsWindows -or -not (Get-Command bash -ErrorAction Ignore)
-    $script:why = 'the vmrun double is a bash script; it runs on Linux and macOS'
+    $script:noDouble = -not [bool](Get-Variable IsLinux -ValueOnly -ErrorAction Ignore)
+    $script:why = 'the vmrun double is a bash 4 script: Windows cannot start it as vmrun.exe and macOS ships bash 3; it runs on Linux'
 
     function New-TestVmFolder([string]$Root, [string]$Name) {
         $folder = New-Item -ItemType Directory -Path (Join-Path $Root $Name) -Force

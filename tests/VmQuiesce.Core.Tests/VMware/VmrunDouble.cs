@@ -15,9 +15,9 @@ namespace VmQuiesce.Core.Tests.VMware
     {
         public VmrunDoubleFactAttribute()
         {
-            if (HostPlatform.IsWindows)
+            if (!HostPlatform.IsLinux)
             {
-                Skip = "The vmrun double is a bash script and Windows cannot start it as vmrun.exe; these tests run on Linux and macOS.";
+                Skip = $"The vmrun double is a bash 4 script (associative arrays): Windows cannot start it as vmrun.exe and macOS ships bash 3; these tests run on Linux (this is {HostPlatform.Name}).";
             }
         }
     }
