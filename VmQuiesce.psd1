@@ -11,6 +11,7 @@
     DotNetFrameworkVersion = '4.7.2'
     FormatsToProcess     = @('VmQuiesce.Format.ps1xml')
     CmdletsToExport      = @(
+        'Get-BackupVm'
         'Get-VmBackup'
         'Get-VssWriter'
         'Get-VssWriterConfig'
@@ -21,6 +22,7 @@
         'Set-VssWriterConfig'
         'Set-VssWriterServiceLogon'
         'Test-VmBackup'
+        'Test-VmQuiesceReadiness'
         'Test-VssWriterConfig'
         'Test-VssWriterServiceLogon'
     )

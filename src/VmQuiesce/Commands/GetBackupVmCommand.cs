@@ -1,0 +1,261 @@
+using System;
+using System.IO;
+using System.Linq;
+using System.Management.Automation;
+using System.Net;
+using VmQuiesce.Core;
+using VmQuiesce.Core.Json;
+using VmQuiesce.Core.Sources;
+using VmQuiesce.Core.Sources.Qemu;
+using VmQuiesce.Core.Sources.VMware;
+
+namespace VmQuiesce.Commands
+{
+    /// <summary>
+    /// Gets VM targets for backup: a QEMU VM named by its QMP socket, or the QEMU VMs running on this
+    /// (Linux) host, found from their command lines; a VMware VM named by its .vmx, or the VMware VMs
+    /// that vmrun lists as running.
+    /// </summary>
+    [Cmdlet(VerbsCommon.Get, "BackupVm", DefaultParameterSetName = DiscoverSet)]
+    [OutputType(typeof(BackupVm))]
+    public sealed class GetBackupVmCommand : VmQuiesceCmdlet
+    {
+        public const string DiscoverSet = "Discover";
+        public const string QmpSocketSet = "QmpSocket";
+        public const string VmxPathSet = "VmxPath";
+        public const string VmwareRunningSet = "VmwareRunning";
+
+        private static readonly TimeSpan NameQueryTimeout = TimeSpan.FromSeconds(5);
+
+        /// <summary>The VM's QMP monitor: a unix socket path, or tcp:host:port.</summary>
+        [Parameter(Mandatory = true, ParameterSetName = QmpSocketSet, ValueFromPipelineByPropertyName = true)]
+        [Alias("QmpSocketPath")]
+        [ValidateNotNullOrEmpty]
+        public string QmpSocket { get; set; } = "";
+
+        /// <summary>The host side of the guest agent's channel.</summary>
+        [Parameter(ParameterSetName = QmpSocketSet, ValueFromPipelineByPropertyName = true)]
+        [Alias("AgentSocketPath")]
+        [ValidateNotNullOrEmpty]
+        public string? AgentSocket { get; set; }
+
+        /// <summary>With -QmpSocket or -VmxPath: the name to give the VM. Otherwise: which running VMs to list (wildcards allowed).</summary>
+        [Parameter(ParameterSetName = QmpSocketSet, ValueFromPipelineByPropertyName = true)]
+        [Parameter(ParameterSetName = VmxPathSet)]
+        [Parameter(ParameterSetName = DiscoverSet, Position = 0)]
+        [Parameter(ParameterSetName = VmwareRunningSet, Position = 0)]
+        [ValidateNotNullOrEmpty]
+        [SupportsWildcards]
+        public string? Name { get; set; }
+
+        /// <summary>The VMware VM's configuration file as this computer reads it (its folder is what the backup copies).</summary>
+        [Parameter(Mandatory = true, ParameterSetName = VmxPathSet, ValueFromPipelineByPropertyName = true)]
+        [Alias("FullName")]
+        [ValidateNotNullOrEmpty]
+        public string VmxPath { get; set; } = "";
+
+        /// <summary>The VMware product vmrun drives (-T ws|player|fusion|server).</summary>
+        [Parameter(ParameterSetName = VmxPathSet)]
+        [Parameter(Mandatory = true, ParameterSetName = VmwareRunningSet)]
+        public VmwareHostType HostType { get; set; } = VmwareHostType.Workstation;
+
+        /// <summary>The vmrun program; without it VmQuiesce looks in the registry, on PATH and in the usual locations.</summary>
+        [Parameter(ParameterSetName = VmxPathSet)]
+        [Parameter(ParameterSetName = VmwareRunningSet)]
+        [ValidateNotNullOrEmpty]
+        public string? VmrunPath { get; set; }
+
+        /// <summary>VMware Server 2.0: the host (name, name:port or https://name:port/sdk).</summary>
+        [Parameter(ParameterSetName = VmxPathSet)]
+        [Parameter(ParameterSetName = VmwareRunningSet)]
+        [ValidateNotNullOrEmpty]
+        public string? VmrunHost { get; set; }
+
+        /// <summary>VMware Server 2.0: the account vmrun signs in with.</summary>
+        [Parameter(ParameterSetName = VmxPathSet)]
+        [Parameter(ParameterSetName = VmwareRunningSet)]
+        [Credential]
+        public PSCredential? Credential { get; set; }
+
+        /// <summary>VMware Server 2.0: how the server names the VM, e.g. '[standard] vm/vm.vmx'.</summary>
+        [Parameter(ParameterSetName = VmxPathSet, ValueFromPipelineByPropertyName = true)]
+        [ValidateNotNullOrEmpty]
+        public string? DatastorePath { get; set; }
+
+        /// <summary>Backups of this VM delete their snapshot once the copy is done (default: keep it for the restore's revert).</summary>
+        [Parameter(ParameterSetName = VmxPathSet)]
+        [Parameter(ParameterSetName = VmwareRunningSet)]
+        public SwitchParameter RemoveSnapshot { get; set; }
+
+        /// <summary>VMware Server 2.0: backups of this VM may overwrite its one existing snapshot even when vmvsswriter.cfg does not allow it.</summary>
+        [Parameter(ParameterSetName = VmxPathSet)]
+        [Parameter(ParameterSetName = VmwareRunningSet)]
+        public SwitchParameter Force { get; set; }
+
+        private VmrunConnection? _vmrun;
+
+        protected override void ProcessRecord()
+        {
+            switch (ParameterSetName)
+            {
+                case QmpSocketSet:
+                    WriteQmpSocketVm();
+                    break;
+                case VmxPathSet:
+                    WriteVmxPathVm();
+                    break;
+                case VmwareRunningSet:
+                    WriteRunningVmwareVms();
+                    break;
+                default:
+                    WriteDiscoveredVms();
+                    break;
+            }
+        }
+
+        /// <summary>vmrun is found and the host type, host and credential checked once, for every pipeline item.</summary>
+        private VmrunConnection ConnectVmrun()
+        {
+            if (_vmrun == null)
+            {
+                NetworkCredential? credential = Credential == null ? null : new NetworkCredential(Credential.UserName, Credential.Password);
+                _vmrun = VmwareTargets.Connect(VmrunPath == null ? null : GetUnresolvedProviderPathFromPSPath(VmrunPath), HostType, VmrunHost, credential);
+                WriteVerbose($"vmrun: '{_vmrun.VmrunPath}' (-T {HostType}{(_vmrun.ServerUrl == null ? string.Empty : ", host " + _vmrun.ServerUrl)}).");
+                if (credential != null)
+                {
+                    WriteWarning(VmrunConnection.PasswordOnCommandLineWarning);
+                }
+            }
+
+            return _vmrun;
+        }
+
+        private void WriteVmxPathVm()
+        {
+            if (DatastorePath != null && HostType != VmwareHostType.Server)
+            {
+                ThrowInvalidArgument("DatastorePathNotSupported", $"-DatastorePath applies only to -HostType Server; {HostType} names VMs by their .vmx path.", DatastorePath);
+            }
+
+            VmrunConnection vmrun;
+            try
+            {
+                vmrun = ConnectVmrun();
+            }
+            catch (VmQuiesceException e)
+            {
+                ThrowFailure(e);
+                return;
+            }
+
+            // A VM that cannot be read is this item's failure; the other pipeline items go on.
+            try
+            {
+                WriteObject(VmwareTargets.CreateBackupVm(vmrun, GetUnresolvedProviderPathFromPSPath(VmxPath), DatastorePath, Name, RemoveSnapshot, Force));
+            }
+            catch (VmQuiesceException e)
+            {
+                WriteFailure(e);
+            }
+        }
+
+        private void WriteRunningVmwareVms()
+        {
+            System.Collections.Generic.IReadOnlyList<BackupVm> running;
+            try
+            {
+                running = VmwareTargets.FindRunning(ConnectVmrun(), CancelToken, WriteFailure, RemoveSnapshot, Force);
+            }
+            catch (VmQuiesceException e)
+            {
+                ThrowFailure(e);
+                return;
+            }
+
+            WildcardPattern? pattern = Name == null ? null : new WildcardPattern(Name, WildcardOptions.IgnoreCase);
+            var matches = running.Where(vm => pattern == null || pattern.IsMatch(vm.Name)).ToList();
+            WriteObject(matches, enumerateCollection: true);
+            if (matches.Count == 0 && Name != null && !WildcardPattern.ContainsWildcardCharacters(Name))
+            {
+                WriteFailure(new VmQuiesceException("VmNotFound", FailureKind.ObjectNotFound,
+                    $"No running VMware VM named '{Name}' was found ({running.Count} running in all).", Name));
+            }
+        }
+
+        private void WriteQmpSocketVm()
+        {
+            string qmp = ResolveSocket(QmpSocket, "QmpSocketNotFound", "QMP socket");
+            string? agent = AgentSocket == null ? null : ResolveSocket(AgentSocket, "AgentSocketNotFound", "guest agent socket");
+            if (qmp.Length == 0 || agent?.Length == 0)
+            {
+                return;
+            }
+
+            string? name = Name;
+            if (name == null)
+            {
+                try
+                {
+                    using QmpClient client = QmpClient.Connect(qmp, NameQueryTimeout, CancelToken);
+                    name = (client.ExecuteObject("query-name", cancel: CancelToken).GetOptionalString("name") is string known && known.Length > 0)
+                        ? known
+                        : Path.GetFileNameWithoutExtension(qmp);
+                }
+                catch (VmQuiesceException e)
+                {
+                    WriteFailure(new VmQuiesceException(e.ErrorId, e.Kind, e.Message + " Give -Name to get the VM without asking QEMU for its name.", qmp, e) { Remedy = e.Remedy });
+                    return;
+                }
+            }
+
+            WriteObject(QemuDiscovery.CreateBackupVm(name, qmp, agent));
+        }
+
+        private void WriteDiscoveredVms()
+        {
+            System.Collections.Generic.IReadOnlyList<QemuProcess> running;
+            try
+            {
+                running = QemuDiscovery.FindRunning();
+            }
+            catch (VmQuiesceException e)
+            {
+                ThrowFailure(e);
+                return;
+            }
+
+            WildcardPattern? pattern = Name == null ? null : new WildcardPattern(Name, WildcardOptions.IgnoreCase);
+            var matches = running.Where(p => pattern == null || pattern.IsMatch(p.Name)).ToList();
+            foreach (QemuProcess process in matches)
+            {
+                WriteVerbose($"QEMU process {process.ProcessId}: VM '{process.Name}', QMP '{process.QmpSocket}', agent '{process.AgentSocket ?? "(none)"}'.");
+                WriteObject(QemuDiscovery.CreateBackupVm(process.Name, process.QmpSocket, process.AgentSocket, process.ProcessId));
+            }
+
+            if (matches.Count == 0 && Name != null && !WildcardPattern.ContainsWildcardCharacters(Name))
+            {
+                WriteFailure(new VmQuiesceException("VmNotFound", FailureKind.ObjectNotFound,
+                    $"No running QEMU VM named '{Name}' with a QMP unix socket was found on this host ({running.Count} found in all).", Name));
+            }
+        }
+
+        /// <summary>A unix socket path made absolute and checked to exist; tcp addresses pass as they are. "" after a written error.</summary>
+        private string ResolveSocket(string address, string errorId, string what)
+        {
+            if (address.StartsWith("tcp:", StringComparison.Ordinal))
+            {
+                return address;
+            }
+
+            string path = GetUnresolvedProviderPathFromPSPath(address.StartsWith("unix:", StringComparison.Ordinal) ? address.Substring(5) : address);
+            if (!File.Exists(path))
+            {
+                WriteFailure(new VmQuiesceException(errorId, FailureKind.ObjectNotFound,
+                    $"There is no {what} at '{path}': is the VM running, and is this the path from its command line?", path));
+                return "";
+            }
+
+            return path;
+        }
+    }
+}
