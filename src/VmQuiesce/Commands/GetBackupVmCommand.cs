@@ -39,6 +39,7 @@ namespace VmQuiesce.Commands
         [Parameter(ParameterSetName = DiscoverSet, Position = 0)]
         [ValidateNotNullOrEmpty]
         [SupportsWildcards]
+        [ArgumentCompleter(typeof(RunningVmNameCompleter))]
         public string? Name { get; set; }
 
         protected override void ProcessRecord()
