@@ -103,9 +103,10 @@ namespace VmQuiesce.Core.Tests.Qemu
             string report = $"Frozen window over {windows.Count} freezes (freeze returned -> thaw returned, external overlay, TCG guest): " +
                 $"min {windows[0]:0.0} ms, median {median:0.0} ms, max {windows[^1]:0.0} ms";
             _output.WriteLine(report);
-            if (Environment.GetEnvironmentVariable("VMQUIESCE_TEST_OUT") is string outFolder && Directory.Exists(outFolder))
+            // build.ps1 sets VMQUIESCE_TEST_OUT; the report lands next to the test results.
+            if (Environment.GetEnvironmentVariable("VMQUIESCE_TEST_OUT") is string outFolder && Directory.Exists(Path.Combine(outFolder, "TestResults")))
             {
-                File.WriteAllText(Path.Combine(outFolder, "frozen-window.txt"), report + Environment.NewLine);
+                File.WriteAllText(Path.Combine(outFolder, "TestResults", "frozen-window.txt"), report + Environment.NewLine);
             }
 
             Assert.All(windows, w => Assert.InRange(w, 0.001, 10_000));
