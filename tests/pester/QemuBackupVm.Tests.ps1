@@ -93,6 +93,16 @@ Describe 'Get-BackupVm and Test-VmQuiesceReadiness against a real guest' {
         $found[0].Details['ProcessId'] | Should -Be "$($guest.Process.Id)"
     }
 
+    It 'completes -Name with the names of running VMs' {
+        if ($unavailable) { Set-ItResult -Skipped -Because $unavailable; return }
+        # Other VMs may come and go on this host meanwhile: check for this guest only.
+        $mine = (Get-BackupVm | Where-Object Location -EQ $guest.QmpSocketPath).Name
+        $line = "Get-BackupVm -Name $($mine.Substring(0, 3))"
+        $completions = (TabExpansion2 -inputScript $line -cursorColumn $line.Length).CompletionMatches
+        $completions.ListItemText | Should -Contain $mine
+        $completions.ListItemText | ForEach-Object { $_ | Should -BeLike "$($mine.Substring(0, 3))*" }
+    }
+
     It 'passes every readiness check and shows them as a table and a list' {
         if ($unavailable) { Set-ItResult -Skipped -Because $unavailable; return }
         $rows = @(Get-BackupVm -QmpSocket $guest.QmpSocketPath -AgentSocket $guest.AgentSocketPath | Test-VmQuiesceReadiness)

@@ -46,6 +46,7 @@ namespace VmQuiesce.Commands
         [Parameter(ParameterSetName = VmwareRunningSet, Position = 0)]
         [ValidateNotNullOrEmpty]
         [SupportsWildcards]
+        [ArgumentCompleter(typeof(RunningVmNameCompleter))]
         public string? Name { get; set; }
 
         /// <summary>The VMware VM's configuration file as this computer reads it (its folder is what the backup copies).</summary>
