@@ -122,6 +122,19 @@ Describe 'Get-BackupVm for VMware' {
         (& $double -T ws listSnapshots $vmx) | Should -Be @('Total snapshots: 1', $point.Snapshot.Name)
     }
 
+    It 'passes what the source says during the backup to the caller: why it is not quiesced (warning) and the snapshot it takes (verbose)' {
+        if ($noDouble) { Set-ItResult -Skipped -Because $why; return }
+        $vmx = New-TestVmFolder $root 'talk'
+
+        $verbose = Get-BackupVm -VmxPath $vmx -VmrunPath $double |
+            Invoke-VmQuiescedBackup -Repository (Join-Path $root 'repo') -AllowLowerConsistency -WarningVariable warnings -WarningAction SilentlyContinue -Verbose 4>&1 |
+            Where-Object { $_ -is [System.Management.Automation.VerboseRecord] }
+
+        @($warnings).Count | Should -Be 1
+        "$($warnings[0])" | Should -BeLike "*VM 'talk display'*below the required FileSystem*"
+        ($verbose.Message -join "`n") | Should -Match "taking snapshot 'vmquiesce-"
+    }
+
     It 'refuses a VMware backup that must be file-system consistent with ConsistencyNotReached' {
         if ($noDouble) { Set-ItResult -Skipped -Because $why; return }
         $vmx = New-TestVmFolder $root 'strict'

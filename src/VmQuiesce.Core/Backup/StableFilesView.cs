@@ -45,11 +45,13 @@ namespace VmQuiesce.Core.Backup
     public sealed class StableFilesSource : IBackupSource
     {
         private readonly IReadOnlyList<string> _paths;
+        private readonly SourceMessages _messages;
 
-        public StableFilesSource(string vmName, IEnumerable<string> paths)
+        public StableFilesSource(string vmName, IEnumerable<string> paths, SourceMessages? messages = null)
         {
             VmName = vmName;
             _paths = paths.ToList();
+            _messages = messages ?? SourceMessages.None;
         }
 
         public string Kind => "Files";
@@ -60,14 +62,18 @@ namespace VmQuiesce.Core.Backup
         public static BackupVm CreateVm(string vmName, string[] paths)
         {
             var details = new Dictionary<string, string> { ["Files"] = string.Join(", ", paths) };
-            return new BackupVm(vmName, "Files", paths.Length > 0 ? Path.GetDirectoryName(Path.GetFullPath(paths[0])) ?? string.Empty : string.Empty, details, () => new StableFilesSource(vmName, paths));
+            return new BackupVm(vmName, "Files", paths.Length > 0 ? Path.GetDirectoryName(Path.GetFullPath(paths[0])) ?? string.Empty : string.Empty, details, messages => new StableFilesSource(vmName, paths, messages));
         }
 
         public IReadOnlyList<string> FindLeftovers(CancellationToken cancel) => Array.Empty<string>();
 
         public IConsistentView OpenConsistentView(QuiesceOptions options, CancellationToken cancel)
         {
-            if (options.Required > Consistency.Crash && !options.AllowLower)
+            if (options.Required > Consistency.Crash && options.AllowLower)
+            {
+                _messages.Warn?.Invoke($"The VM '{VmName}' is a set of plain files: it reaches Crash consistency, below the required {options.Required} (accepted by -AllowLowerConsistency).");
+            }
+            else if (options.Required > Consistency.Crash)
             {
                 throw new VmQuiesceException(
                     "ConsistencyNotReached",

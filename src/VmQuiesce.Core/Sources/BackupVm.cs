@@ -9,9 +9,9 @@ namespace VmQuiesce.Core.Sources
     /// </summary>
     public sealed class BackupVm
     {
-        private readonly Func<IBackupSource> _openSource;
+        private readonly Func<SourceMessages, IBackupSource> _openSource;
 
-        public BackupVm(string name, string kind, string location, IReadOnlyDictionary<string, string> details, Func<IBackupSource> openSource)
+        public BackupVm(string name, string kind, string location, IReadOnlyDictionary<string, string> details, Func<SourceMessages, IBackupSource> openSource)
         {
             Name = name;
             Kind = kind;
@@ -31,7 +31,8 @@ namespace VmQuiesce.Core.Sources
         /// <summary>Connection details shown to the user (never secrets), e.g. QmpSocket, AgentSocket.</summary>
         public IReadOnlyDictionary<string, string> Details { get; }
 
-        public IBackupSource OpenSource() => _openSource();
+        /// <summary>A source for one backup, reporting its warnings and verbose lines to <paramref name="messages"/>.</summary>
+        public IBackupSource OpenSource(SourceMessages? messages = null) => _openSource(messages ?? SourceMessages.None);
 
         public override string ToString() => Name;
     }

@@ -144,7 +144,9 @@ namespace VmQuiesce.Commands
             int activity = index + 1;
             try
             {
-                IBackupSource source = vm.OpenSource();
+                IBackupSource source = vm.OpenSource(new SourceMessages(
+                    text => messages.Add(() => WriteWarning(text)),
+                    text => messages.Add(() => WriteVerbose(text))));
                 var options = new QuiesceOptions
                 {
                     Required = Consistency,
@@ -159,11 +161,6 @@ namespace VmQuiesce.Commands
                 messages.Add(() =>
                 {
                     WriteProgress(new ProgressRecord(activity, $"Backing up {vm.Name}", "Done") { ParentActivityId = 0, RecordType = ProgressRecordType.Completed });
-                    if (outcome.RestorePoint.Consistency < Consistency)
-                    {
-                        WriteWarning($"The VM '{vm.Name}' reached {outcome.RestorePoint.Consistency} consistency, below the required {Consistency}; kept because -AllowLowerConsistency was given.");
-                    }
-
                     WriteObject(outcome.RestorePoint);
                     if (outcome.ReleaseFailure != null)
                     {

@@ -46,14 +46,14 @@ namespace VmQuiesce.Core.Sources.VMware
                 details["User"] = connection.Credential!.UserName;
             }
 
-            return new BackupVm(vmName, VmwareSource.SourceKind, full, details, () => new VmwareSource(
-                new VmwareSourceOptions(vmName, full, new VmrunClient(connection, verbose, warn))
+            return new BackupVm(vmName, VmwareSource.SourceKind, full, details, messages => new VmwareSource(
+                new VmwareSourceOptions(vmName, full, new VmrunClient(connection, verbose ?? messages.Verbose, warn ?? messages.Warn))
                 {
                     VmrunVmPath = vmrunVmPath,
                     RemoveSnapshot = removeSnapshot,
                     Force = force,
-                    Warn = warn,
-                    Verbose = verbose,
+                    Warn = warn ?? messages.Warn,
+                    Verbose = verbose ?? messages.Verbose,
                 }));
         }
 
