@@ -135,6 +135,18 @@ Describe 'Get-BackupVm for VMware' {
         ($verbose.Message -join "`n") | Should -Match "taking snapshot 'vmquiesce-"
     }
 
+    It 'takes -Method HostVss only where Windows VSS exists, naming the VM, and -VssBackupType only with HostVss' {
+        if ($noDouble) { Set-ItResult -Skipped -Because $why; return }
+        $vmx = New-TestVmFolder $root 'vss'
+        $vm = Get-BackupVm -VmxPath $vmx -VmrunPath $double
+
+        $vm | Invoke-VmQuiescedBackup -Repository (Join-Path $root 'repo') -Method HostVss -ErrorVariable failures -ErrorAction SilentlyContinue | Should -BeNullOrEmpty
+        $failures[0].FullyQualifiedErrorId | Should -BeLike 'WindowsOnly,*'
+        $failures[0].TargetObject.Name | Should -Be 'vss display'
+        { $vm | Invoke-VmQuiescedBackup -Repository (Join-Path $root 'repo') -VssBackupType Full -ErrorAction Stop } | Should -Throw -ErrorId 'VssBackupTypeNeedsHostVss,*'
+        (& $double -T ws listSnapshots $vmx) | Should -Be 'Total snapshots: 0'
+    }
+
     It 'refuses a VMware backup that must be file-system consistent with ConsistencyNotReached' {
         if ($noDouble) { Set-ItResult -Skipped -Because $why; return }
         $vmx = New-TestVmFolder $root 'strict'

@@ -10,6 +10,7 @@ using VmQuiesce.Core;
 using VmQuiesce.Core.Backup;
 using VmQuiesce.Core.Repository;
 using VmQuiesce.Core.Sources;
+using VmQuiesce.Core.Sources.WindowsVss;
 
 namespace VmQuiesce.Commands
 {
@@ -62,11 +63,25 @@ namespace VmQuiesce.Commands
         [Parameter]
         public SwitchParameter KeepSnapshot { get; set; }
 
+        /// <summary>Native: the VM's own source quiesces it; HostVss: the Windows host's VSS writers do.</summary>
+        [Parameter]
+        public BackupMethod Method { get; set; } = BackupMethod.Native;
+
+        /// <summary>With -Method HostVss: Copy leaves application logs alone; Full lets writers truncate them.</summary>
+        [Parameter]
+        [ValidateSet(nameof(VssBackupType.Copy), nameof(VssBackupType.Full))]
+        public VssBackupType VssBackupType { get; set; } = VssBackupType.Copy;
+
         protected override void BeginProcessing()
         {
             if (FreezeTimeout <= TimeSpan.Zero || FreezeTimeout > TimeSpan.FromHours(1))
             {
                 ThrowInvalidArgument("InvalidFreezeTimeout", $"-FreezeTimeout is {FreezeTimeout}; expected more than 0 and at most 1 hour.", FreezeTimeout);
+            }
+
+            if (MyInvocation.BoundParameters.ContainsKey(nameof(VssBackupType)) && Method != BackupMethod.HostVss)
+            {
+                ThrowInvalidArgument("VssBackupTypeNeedsHostVss", "-VssBackupType applies to -Method HostVss only; the other methods do not truncate application logs.", VssBackupType);
             }
         }
 
@@ -144,7 +159,8 @@ namespace VmQuiesce.Commands
             int activity = index + 1;
             try
             {
-                IBackupSource source = vm.OpenSource(new SourceMessages(
+                BackupVm target = Method == BackupMethod.HostVss ? HostVssSource.ForVmwareVm(vm, VssBackupType) : vm;
+                IBackupSource source = target.OpenSource(new SourceMessages(
                     text => messages.Add(() => WriteWarning(text)),
                     text => messages.Add(() => WriteVerbose(text))));
                 var options = new QuiesceOptions

@@ -166,6 +166,38 @@ namespace VmQuiesce.Core.Sources.WindowsVss
                 Remedy = "Choose the VM's writer (VMware or Hyper-V) and check it with Get-VssWriter, or accept a lower consistency.",
             };
 
+        /// <summary>
+        /// The HostVss method for a VMware VM of this host: its folder (less logs and locks) copied from a
+        /// shadow copy while the "VMware VSS Writer" quiesces it, as the classic VMware Server recipe did.
+        /// </summary>
+        public static BackupVm ForVmwareVm(BackupVm vm, VssBackupType backupType)
+        {
+            if (vm.Kind != VMware.VmwareSource.SourceKind)
+            {
+                throw new VmQuiesceException("HostVssNotSupportedForKind", FailureKind.InvalidArgument,
+                    $"The HostVss method backs up the VMware VMs of this Windows host through the VMware VSS Writer; '{vm.Name}' is a {vm.Kind} VM.", vm)
+                {
+                    Remedy = "Leave out -Method HostVss for this VM: its own source quiesces it.",
+                };
+            }
+
+            WindowsHost("The HostVss backup method");
+            var details = new Dictionary<string, string>();
+            foreach (KeyValuePair<string, string> detail in vm.Details)
+            {
+                details[detail.Key] = detail.Value;
+            }
+
+            details["Method"] = MethodName;
+            return new BackupVm(vm.Name, MethodName, vm.Location, details, messages => new HostVssSource(
+                vm.Name,
+                HostVssWriter.VMware,
+                VMware.VmwareVmFolder.FrozenFiles(vm.Location, Array.Empty<string>()).Select(file => file.Full).ToList(),
+                backupType,
+                messages.Warn,
+                messages.Verbose));
+        }
+
         private static IVssHost WindowsHost(string what)
         {
             if (HostPlatform.IsWindows)
