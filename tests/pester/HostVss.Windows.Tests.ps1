@@ -63,7 +63,7 @@ Describe 'HostVss on a real Windows host' {
             $device = $file.ReadPath.Substring(0, $file.ReadPath.IndexOf('\VmQuiesceVss-'))
             @(Get-CimInstance Win32_ShadowCopy | Where-Object DeviceObject -EQ $device).Count | Should -Be 1
 
-            $stream = [VmQuiesce.Core.Sources.WindowsVss.ShadowCopyFile]::OpenRead($file.ReadPath)
+            $stream = [VmQuiesce.Core.Platform.DevicePathFile]::OpenRead($file.ReadPath)
             try {
                 $copy = [IO.MemoryStream]::new()
                 $stream.CopyTo($copy)

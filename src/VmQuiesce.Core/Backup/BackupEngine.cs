@@ -251,9 +251,10 @@ namespace VmQuiesce.Core.Backup
         {
             try
             {
-                return new FileInfo(file.ReadPath).Length;
+                using Stream stream = DevicePathFile.OpenRead(file.ReadPath);
+                return stream.Length;
             }
-            catch (FileNotFoundException e)
+            catch (Exception e) when (e is FileNotFoundException || e is DirectoryNotFoundException)
             {
                 throw new VmQuiesceException("SourceFileNotFound", FailureKind.ObjectNotFound, $"The file '{file.ReadPath}' of VM '{vm}' does not exist.", file.ReadPath, e);
             }
@@ -339,7 +340,7 @@ namespace VmQuiesce.Core.Backup
 
             public void ReadFile(int fileIndex, ViewFile file, long size, CancellationToken cancel, Action chunkDone)
             {
-                using var stream = new FileStream(file.ReadPath, FileMode.Open, FileAccess.Read, FileShare.ReadWrite | FileShare.Delete, bufferSize: 1, FileOptions.SequentialScan);
+                using Stream stream = DevicePathFile.OpenRead(file.ReadPath);
                 if (stream.Length != size)
                 {
                     throw Changed(file);

@@ -5,15 +5,21 @@ using System.Runtime.InteropServices;
 using System.Runtime.Versioning;
 using Microsoft.Win32.SafeHandles;
 
-namespace VmQuiesce.Core.Sources.WindowsVss
+namespace VmQuiesce.Core.Platform
 {
     /// <summary>
-    /// Opens a file inside a shadow copy (\\?\GLOBALROOT\Device\HarddiskVolumeShadowCopyN\...) with CreateFileW:
-    /// .NET Framework's FileStream path checks reject such device paths, a SafeFileHandle does not.
+    /// Opens files for reading by path, including Windows device paths such as a shadow copy's
+    /// (\\?\GLOBALROOT\Device\HarddiskVolumeShadowCopyN\...): .NET Framework's FileStream path checks
+    /// (Windows PowerShell 5.1) reject those, so they are opened with CreateFileW and a SafeFileHandle.
     /// </summary>
-    [SupportedOSPlatform("windows")]
-    public static class ShadowCopyFile
+    public static class DevicePathFile
     {
+        /// <summary>A read-only, sequential stream over <paramref name="path"/>, which other processes may go on writing.</summary>
+        public static Stream OpenRead(string path) =>
+            HostPlatform.IsWindows && path.StartsWith(@"\\?\", StringComparison.Ordinal)
+                ? OpenDevicePath(path)
+                : new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.ReadWrite | FileShare.Delete, bufferSize: 1, FileOptions.SequentialScan);
+
         private const uint GenericRead = 0x80000000;
         private const int FileShareAll = 0x1 | 0x2 | 0x4;
         private const int OpenExisting = 3;
@@ -22,7 +28,8 @@ namespace VmQuiesce.Core.Sources.WindowsVss
         // Lets a holder of SeBackupPrivilege read files whose ACL would refuse it, as a backup should.
         private const int FileFlagBackupSemantics = 0x02000000;
 
-        public static Stream OpenRead(string path)
+        [SupportedOSPlatform("windows")]
+        private static Stream OpenDevicePath(string path)
         {
             SafeFileHandle handle = CreateFileW(path, GenericRead, FileShareAll, IntPtr.Zero, OpenExisting, FileFlagSequentialScan | FileFlagBackupSemantics, IntPtr.Zero);
             if (handle.IsInvalid)
