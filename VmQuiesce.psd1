@@ -13,11 +13,13 @@
     CmdletsToExport      = @(
         'Get-BackupVm'
         'Get-VmBackup'
+        'Get-VmSnapshot'
         'Get-VssWriterConfig'
         'Get-VssWriterServiceLogon'
         'Invoke-VmQuiescedBackup'
         'Remove-VmBackup'
         'Remove-VssWriterConfig'
+        'Restore-VmSnapshot'
         'Set-VssWriterConfig'
         'Set-VssWriterServiceLogon'
         'Test-VmBackup'

@@ -89,7 +89,7 @@ namespace VmQuiesce.Core.Sources.Qemu
             try
             {
                 JsonObject info = JsonText.ParseObject(result.StandardOutput);
-                var snapshots = (info.GetOptionalArray("snapshots") ?? new JsonArray(Enumerable.Empty<object?>()))
+                var snapshots = (info.GetOptionalArray("snapshots") ?? new JsonArray())
                     .Select(item => VmSnapshot.FromQemuJson(imagePath, imagePath, item as JsonObject ?? throw new JsonFormatException("A snapshot entry is not an object.")))
                     .ToList();
                 return (info.GetString("format"), snapshots);
