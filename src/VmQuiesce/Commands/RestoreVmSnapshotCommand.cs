@@ -116,7 +116,7 @@ namespace VmQuiesce.Commands
             var progress = new ProgressRecord(++_progressId, $"Restoring {point.VmName} {point.Id}", "Starting");
             RestoreProgress? latest = null;
             Task<RestoreResult> running = Task.Run(() => engine.Run(plan, report => Volatile.Write(ref latest, report), CancelToken));
-            while (!running.Wait(250))
+            while (!((IAsyncResult)running).AsyncWaitHandle.WaitOne(250))
             {
                 if (Volatile.Read(ref latest) is RestoreProgress report && !CancelToken.IsCancellationRequested)
                 {

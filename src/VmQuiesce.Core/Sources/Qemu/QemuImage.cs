@@ -25,7 +25,7 @@ namespace VmQuiesce.Core.Sources.Qemu
         /// <summary>The VM, or the image path when an image was asked about.</summary>
         public string VmName { get; }
 
-        /// <summary>The image path or the QEMU drive that holds the snapshot.</summary>
+        /// <summary>The QEMU drive (online) or the image's file name (offline) that holds the snapshot.</summary>
         public string Disk { get; }
 
         public string Id { get; }
@@ -90,7 +90,7 @@ namespace VmQuiesce.Core.Sources.Qemu
             {
                 JsonObject info = JsonText.ParseObject(result.StandardOutput);
                 var snapshots = (info.GetOptionalArray("snapshots") ?? new JsonArray())
-                    .Select(item => VmSnapshot.FromQemuJson(imagePath, imagePath, item as JsonObject ?? throw new JsonFormatException("A snapshot entry is not an object.")))
+                    .Select(item => VmSnapshot.FromQemuJson(imagePath, System.IO.Path.GetFileName(imagePath), item as JsonObject ?? throw new JsonFormatException("A snapshot entry is not an object.")))
                     .ToList();
                 return (info.GetString("format"), snapshots);
             }
