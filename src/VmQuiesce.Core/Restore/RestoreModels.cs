@@ -193,5 +193,8 @@ namespace VmQuiesce.Core.Restore
 
         /// <summary>What the revert step did or why it did nothing, in words.</summary>
         public string RevertDetail { get; }
+
+        /// <summary>The boot check of -Verify, or null when it was not asked for.</summary>
+        public BootCheckResult? Verification { get; internal set; }
     }
 }

@@ -48,6 +48,15 @@ namespace VmQuiesce.Commands
         [Parameter]
         public SwitchParameter SkipRevert { get; set; }
 
+        /// <summary>Boot the restored disks afterwards (on throwaway overlays) and check the guest and its file systems.</summary>
+        [Parameter]
+        public SwitchParameter Verify { get; set; }
+
+        /// <summary>How -Verify boots the disks: a hashtable of BootCheckOptions (Kernel, Initrd, Append, MemoryMiB, Accelerator, BootTimeout, QemuExecutable).</summary>
+        [Parameter]
+        [ValidateNotNull]
+        public BootCheckOptions? BootOption { get; set; }
+
         protected override void ProcessRecord()
         {
             BackupRepository repository;
@@ -144,7 +153,22 @@ namespace VmQuiesce.Commands
             }
 
             WriteVerbose($"Restored {result.FileCount} file(s), {Units.Bytes(result.Bytes)} in {result.Duration.TotalSeconds:0.0} s. {result.RevertDetail}");
+            if (Verify)
+            {
+                WriteProgress(new ProgressRecord(progress.ActivityId, progress.Activity, "Booting the restored disks on throwaway overlays"));
+                result.Verification = BootCheck.Run(result.Files.Select(file => file.Path).ToList(), BootOption ?? new BootCheckOptions(), CancelToken);
+                WriteProgress(new ProgressRecord(progress.ActivityId, progress.Activity, "Done") { RecordType = ProgressRecordType.Completed });
+            }
+
             WriteObject(result);
+            if (result.Verification is BootCheckResult boot && !boot.Passed)
+            {
+                WriteFailure(new VmQuiesceException("RestoreVerificationFailed", FailureKind.InvalidData,
+                    $"The restored disks of VM '{point.VmName}' were put back, but the boot check failed: {boot}", result)
+                {
+                    Remedy = "Look at the result's Verification property; restore an older restore point, or boot the VM and repair its file systems.",
+                });
+            }
         }
 
         private void WriteRestoreProgress(ProgressRecord progress, RestoreProgress report)
