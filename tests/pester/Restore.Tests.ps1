@@ -184,3 +184,58 @@ Describe 'Get-VmSnapshot' {
         $failures[0].TargetObject.Name | Should -Be 'plain'
     }
 }
+
+Describe 'Restore-VmSnapshot -Verify and Test-VmBackup -Boot against a real guest' {
+    BeforeAll {
+        Import-Module (Join-Path $PSScriptRoot '../guest/TestGuest.psm1') -Force
+        $script:unavailable = Get-TestGuestUnavailableReason
+        if (-not $unavailable) {
+            $script:guest = Start-TestGuest
+            $script:guestRepo = Join-Path $root 'guest-repo'
+            $script:guestVm = Get-BackupVm -QmpSocket $guest.QmpSocketPath -AgentSocket $guest.AgentSocketPath -Name restore-guest
+            $script:guestPoint = $guestVm | Invoke-VmQuiescedBackup -Repository $guestRepo
+            $script:boot = @{
+                Kernel      = Join-Path $env:VMQUIESCE_TEST_GUEST 'vmlinuz'
+                Initrd      = Join-Path $env:VMQUIESCE_TEST_GUEST 'initramfs.cpio.gz'
+                Append      = 'console=ttyS0 quiet panic=-1 vmquiesce.disks=1 vmquiesce.agent=once'
+                MemoryMiB   = 128
+                BootTimeout = [timespan]::FromMinutes(2)
+            }
+        }
+    }
+
+    AfterAll {
+        if ($guest) { $guest | Stop-TestGuest }
+    }
+
+    It 'refuses to restore over the disks of the running VM and names it' {
+        if ($unavailable) { Set-ItResult -Skipped -Because $unavailable; return }
+
+        $guestPoint | Restore-VmSnapshot -Force -ErrorVariable failures -ErrorAction SilentlyContinue | Should -BeNullOrEmpty
+
+        $failures[0].FullyQualifiedErrorId | Should -BeLike 'VmRunning,*'
+        $failures[0].CategoryInfo.Category | Should -Be 'ResourceBusy'
+        $failures[0].Exception.Message | Should -Match "process $($guest.Process.Id)"
+    }
+
+    It 'restores into -Destination and boots the restored disk clean with -Verify' {
+        if ($unavailable) { Set-ItResult -Skipped -Because $unavailable; return }
+
+        $result = $guestPoint | Restore-VmSnapshot -Destination (Join-Path $root 'guest-restored') -Verify -BootOption $boot
+
+        $result.Verification.Passed | Should -BeTrue -Because $result.Verification.ToString()
+        $result.Verification.FileSystems.MountPoint | Should -Contain '/mnt/data'
+        $result.Verification.Disks.Status | Should -Be 'Clean'
+        ($result | Format-List | Out-String -Width 200) | Should -Match 'Verification\s+: Passed'
+    }
+
+    It 'boots a verified restore point with Test-VmBackup -Boot' {
+        if ($unavailable) { Set-ItResult -Skipped -Because $unavailable; return }
+
+        $result = $guestPoint | Test-VmBackup -Boot -BootOption $boot
+
+        $result.Status | Should -Be 'Ok'
+        $result.Boot.Passed | Should -BeTrue -Because $result.Boot.ToString()
+        $result.Boot.Disks.Status | Should -Be 'Clean'
+    }
+}
