@@ -79,8 +79,7 @@ namespace VmQuiesce.Core.Repository
                     if (chunk.Hash == null)
                     {
                         zeros ??= new byte[Point.ChunkSize];
-                        fileHash.AppendData(zeros, 0, chunk.Length);
-                        consume(offset, null, chunk.Length);
+                        HashWhileConsuming(fileHash, zeros, chunk.Length, () => consume(offset, null, chunk.Length));
                         continue;
                     }
 
@@ -91,8 +90,7 @@ namespace VmQuiesce.Core.Repository
                             throw Damaged(file, chunk.Hash, failure, chunk.Missing);
                         }
 
-                        fileHash.AppendData(chunk.Buffer!, 0, chunk.Length);
-                        consume(offset, chunk.Buffer, chunk.Length);
+                        HashWhileConsuming(fileHash, chunk.Buffer!, chunk.Length, () => consume(offset, chunk.Buffer, chunk.Length));
                     }
                     finally
                     {
@@ -121,6 +119,23 @@ namespace VmQuiesce.Core.Repository
                 {
                     Remedy = $"Run Test-VmBackup -Repository '{_repository.Path}' -Id {Point.Id}, and restore an older restore point.",
                 };
+            }
+        }
+
+        /// <summary>
+        /// The whole-file hash is the one serial step: it runs beside the consumer (which only reads the
+        /// same buffer), so hashing and writing a chunk overlap.
+        /// </summary>
+        private static void HashWhileConsuming(IncrementalHash fileHash, byte[] buffer, int length, Action consume)
+        {
+            Task hashing = Task.Run(() => fileHash.AppendData(buffer, 0, length));
+            try
+            {
+                consume();
+            }
+            finally
+            {
+                hashing.Wait();
             }
         }
 
