@@ -3,6 +3,7 @@ using System.IO;
 using System.Linq;
 using System.Threading;
 using VmQuiesce.Core.Backup;
+using VmQuiesce.Core.Json;
 using VmQuiesce.Core.Repository;
 using VmQuiesce.Core.Restore;
 using VmQuiesce.Core.Sources;
@@ -68,6 +69,26 @@ namespace VmQuiesce.Core.Tests.Restore
             Assert.Equal(0, GuestDiskImage.Fsck(restored));
             Assert.Contains(point.Snapshot.Name, VmSnapshotCatalog.ForImage(restored, CancellationToken.None).Select(snapshot => snapshot.Name));
             AssertBootsClean(restored);
+        }
+
+        [GuestFact]
+        public void The_snapshots_of_a_running_vm_are_listed_through_qmp()
+        {
+            using TestGuestVm vm = TestGuestVm.Boot();
+            using (QmpClient qmp = QmpClient.Connect(vm.QmpSocketPath))
+            {
+                qmp.Execute("blockdev-snapshot-internal-sync", new JsonObject().With("device", "disk0").With("name", "listed-online"));
+            }
+
+            var snapshots = VmSnapshotCatalog.ForVm(QemuDiscovery.CreateBackupVm("guest", vm.QmpSocketPath, vm.AgentSocketPath), CancellationToken.None);
+
+            VmSnapshot snapshot = Assert.Single(snapshots);
+            Assert.Equal("listed-online", snapshot.Name);
+            Assert.Equal("disk0", snapshot.Disk);
+            Assert.Equal("guest", snapshot.VmName);
+            Assert.Equal("QemuInternal", snapshot.Kind);
+            Assert.InRange(snapshot.Date, DateTime.UtcNow.AddMinutes(-10), DateTime.UtcNow.AddMinutes(1));
+            Assert.True(snapshot.VmClock > TimeSpan.Zero);
         }
 
         private static RestorePoint BackUpWithMarker(RepositoryFixture fixture, TestGuestVm vm, QemuSnapshotMode mode, string marker)
