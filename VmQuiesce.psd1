@@ -14,6 +14,7 @@
         'Get-BackupVm'
         'Get-VmBackup'
         'Get-VmSnapshot'
+        'Get-VssWriter'
         'Get-VssWriterConfig'
         'Get-VssWriterServiceLogon'
         'Invoke-VmQuiescedBackup'

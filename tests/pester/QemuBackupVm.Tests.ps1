@@ -6,8 +6,8 @@ BeforeAll {
 }
 
 Describe 'Get-BackupVm without a VM' {
-    It 'has a discovery and a QMP socket parameter set' {
-        @((Get-Command Get-BackupVm).ParameterSets.Name | Sort-Object) | Should -Be @('Discover', 'QmpSocket')
+    It 'has discovery, QMP socket and the two VMware parameter sets' {
+        @((Get-Command Get-BackupVm).ParameterSets.Name | Sort-Object) | Should -Be @('Discover', 'QmpSocket', 'VmwareRunning', 'VmxPath')
         (Get-Command Get-BackupVm).OutputType.Name | Should -Contain 'VmQuiesce.Core.Sources.BackupVm'
     }
 
@@ -91,6 +91,16 @@ Describe 'Get-BackupVm and Test-VmQuiesceReadiness against a real guest' {
         $found.Count | Should -Be 1
         $found[0].Details['AgentSocket'] | Should -Be $guest.AgentSocketPath
         $found[0].Details['ProcessId'] | Should -Be "$($guest.Process.Id)"
+    }
+
+    It 'completes -Name with the names of running VMs' {
+        if ($unavailable) { Set-ItResult -Skipped -Because $unavailable; return }
+        # Other VMs may come and go on this host meanwhile: check for this guest only.
+        $mine = (Get-BackupVm | Where-Object Location -EQ $guest.QmpSocketPath).Name
+        $line = "Get-BackupVm -Name $($mine.Substring(0, 3))"
+        $completions = (TabExpansion2 -inputScript $line -cursorColumn $line.Length).CompletionMatches
+        $completions.ListItemText | Should -Contain $mine
+        $completions.ListItemText | ForEach-Object { $_ | Should -BeLike "$($mine.Substring(0, 3))*" }
     }
 
     It 'passes every readiness check and shows them as a table and a list' {

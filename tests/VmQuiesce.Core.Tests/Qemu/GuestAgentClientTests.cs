@@ -1,4 +1,6 @@
 using System;
+using System.Net.Sockets;
+using System.Text;
 using System.Threading;
 using VmQuiesce.Core;
 using VmQuiesce.Core.Sources.Qemu;
@@ -94,6 +96,27 @@ namespace VmQuiesce.Core.Tests.Qemu
             Assert.Equal(FailureKind.OperationTimeout, error.Kind);
             Assert.Contains(_agent.SocketPath, error.Message, StringComparison.Ordinal);
             Assert.NotNull(error.Remedy);
+        }
+
+        [Fact]
+        public void Sync_resends_once_a_second_and_no_faster_when_nothing_reads_the_channel()
+        {
+            // QEMU does not read a channel whose guest side is closed: every resend piles up in the socket.
+            string path = _folder.File("unread.sock");
+            using var listener = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
+            listener.Bind(new UnixDomainSocketEndPoint(path));
+            listener.Listen(1);
+            using var client = GuestAgentClient.Connect(path, TimeSpan.FromSeconds(30));
+            using Socket server = listener.Accept();
+
+            var error = Assert.Throws<VmQuiesceException>(() => client.Sync(TimeSpan.FromMilliseconds(1500)));
+
+            server.ReceiveTimeout = 5000;
+            var received = new byte[1 << 20];
+            int length = server.Receive(received);
+            int syncs = Encoding.UTF8.GetString(received, 0, length).Split("guest-sync-delimited").Length - 1;
+            Assert.Equal("GuestAgentTimeout", error.ErrorId);
+            Assert.InRange(syncs, 1, 3);
         }
 
         [Fact]

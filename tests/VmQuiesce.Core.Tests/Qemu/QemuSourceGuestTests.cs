@@ -103,9 +103,10 @@ namespace VmQuiesce.Core.Tests.Qemu
             string report = $"Frozen window over {windows.Count} freezes (freeze returned -> thaw returned, external overlay, TCG guest): " +
                 $"min {windows[0]:0.0} ms, median {median:0.0} ms, max {windows[^1]:0.0} ms";
             _output.WriteLine(report);
-            if (Environment.GetEnvironmentVariable("VMQUIESCE_TEST_OUT") is string outFolder && Directory.Exists(outFolder))
+            // build.ps1 sets VMQUIESCE_TEST_OUT; the report lands next to the test results.
+            if (Environment.GetEnvironmentVariable("VMQUIESCE_TEST_OUT") is string outFolder && Directory.Exists(Path.Combine(outFolder, "TestResults")))
             {
-                File.WriteAllText(Path.Combine(outFolder, "frozen-window.txt"), report + Environment.NewLine);
+                File.WriteAllText(Path.Combine(outFolder, "TestResults", "frozen-window.txt"), report + Environment.NewLine);
             }
 
             Assert.All(windows, w => Assert.InRange(w, 0.001, 10_000));
@@ -261,7 +262,7 @@ namespace VmQuiesce.Core.Tests.Qemu
             GuestShell(vm, $"echo internal-{id} > /mnt/data/internal-{id}.txt");
             var source = new QemuSource(new QemuSourceOptions("guest-b", vm.QmpSocketPath) { AgentSocket = vm.AgentSocketPath, Mode = QemuSnapshotMode.Internal });
 
-            using IConsistentView view = source.OpenConsistentView(new QuiesceOptions(), CancellationToken.None);
+            using IConsistentView view = source.OpenConsistentView(new QuiesceOptions { KeepSnapshot = true }, CancellationToken.None);
             string tag = view.Snapshot!.Name;
             view.Complete(true, CancellationToken.None);
 
@@ -277,6 +278,13 @@ namespace VmQuiesce.Core.Tests.Qemu
             failed.Complete(false, CancellationToken.None);
             string snapshots = HostCommand.RunChecked("qemu-img", new[] { "snapshot", "-U", "-l", vm.DiskPaths[0] }).StandardOutput;
             Assert.DoesNotContain(failed.Snapshot!.Name, snapshots, StringComparison.Ordinal);
+            Assert.Contains(tag, snapshots, StringComparison.Ordinal);
+
+            // Without -KeepSnapshot a successful backup lets the live image drop it: the copy holds it.
+            using IConsistentView released = source.OpenConsistentView(new QuiesceOptions(), CancellationToken.None);
+            released.Complete(true, CancellationToken.None);
+            snapshots = HostCommand.RunChecked("qemu-img", new[] { "snapshot", "-U", "-l", vm.DiskPaths[0] }).StandardOutput;
+            Assert.DoesNotContain(released.Snapshot!.Name, snapshots, StringComparison.Ordinal);
             Assert.Contains(tag, snapshots, StringComparison.Ordinal);
         }
 
@@ -305,6 +313,32 @@ namespace VmQuiesce.Core.Tests.Qemu
     /// <summary>The agent's life cycle on guests of their own: booting, and killed while the guest is frozen.</summary>
     public sealed class GuestAgentLifecycleGuestTests
     {
+        [GuestFact]
+        public void An_agent_that_dies_mid_freeze_and_stays_dead_is_reported_loudly_with_the_thaw_command()
+        {
+            using TestGuestVm vm = TestGuestVm.Boot(new TestGuestOptions { AgentRespawns = false });
+            var warnings = new List<string>();
+            var source = new QemuSource(new QemuSourceOptions("guest", vm.QmpSocketPath)
+            {
+                AgentSocket = vm.AgentSocketPath,
+                AgentTimeout = TimeSpan.FromSeconds(2),
+                PreFreezeHook = new[] { "/bin/sh", "-c", "(sleep 1; kill -9 $(pidof qemu-ga)) </dev/null >/dev/null 2>&1 &" },
+                BeforeSnapshot = _ => vm.WaitForConsoleLine(TestGuestVm.AgentExitedMarker, 1, TimeSpan.FromSeconds(60)),
+                Warn = warnings.Add,
+            });
+
+            var error = Assert.Throws<VmQuiesceException>(() => source.OpenConsistentView(new QuiesceOptions { FreezeTimeout = TimeSpan.FromSeconds(60) }, CancellationToken.None));
+
+            Assert.Equal("ThawFailed", error.ErrorId);
+            Assert.Contains("MAY STILL BE FROZEN", error.Message, StringComparison.Ordinal);
+            Assert.Contains(vm.AgentSocketPath, error.Message, StringComparison.Ordinal);
+            Assert.Contains("guest-fsfreeze-thaw", error.Remedy, StringComparison.Ordinal);
+            Assert.Contains("UNIX-CONNECT:" + vm.AgentSocketPath, error.Remedy, StringComparison.Ordinal);
+            Assert.Equal(3, warnings.Count(w => w.Contains("Thawing", StringComparison.Ordinal) && w.Contains("failed (attempt", StringComparison.Ordinal)));
+            // The snapshot itself was taken and released: no overlay is left on the host.
+            Assert.Empty(QemuSourceGuestTests.Overlays(vm));
+        }
+
         [GuestFact]
         public void Sync_keeps_asking_through_the_boot_and_discards_the_replies_to_earlier_syncs()
         {

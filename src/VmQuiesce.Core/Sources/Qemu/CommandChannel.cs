@@ -72,13 +72,19 @@ namespace VmQuiesce.Core.Sources.Qemu
 
             try
             {
+                bool sent;
                 try
                 {
-                    _connection.Send(request.ToString());
+                    sent = _connection.Send(request.ToString(), withDelimiter: false, timeout);
                 }
                 catch (Exception e) when (e is System.Net.Sockets.SocketException || e is ObjectDisposedException)
                 {
                     throw ConnectionClosed(command, e);
+                }
+
+                if (!sent)
+                {
+                    throw NotRead(command, timeout);
                 }
 
                 if (!pending.Done.Wait(ToMilliseconds(timeout), cancel))
@@ -106,23 +112,34 @@ namespace VmQuiesce.Core.Sources.Qemu
             return reply["return"];
         }
 
-        /// <summary>Sends a message that expects no reply through this channel (the agent's sync).</summary>
-        public void SendRaw(string json, bool withDelimiter, string command)
+        /// <summary>Sends a message whose reply the caller matches itself (the agent's sync).</summary>
+        public void SendRaw(string json, bool withDelimiter, string command, TimeSpan timeout)
         {
             lock (_gate)
             {
                 ThrowIfClosed(command);
             }
 
+            bool sent;
             try
             {
-                _connection.Send(json, withDelimiter);
+                sent = _connection.Send(json, withDelimiter, timeout);
             }
             catch (Exception e) when (e is System.Net.Sockets.SocketException || e is ObjectDisposedException)
             {
                 throw ConnectionClosed(command, e);
             }
+
+            if (!sent)
+            {
+                throw NotRead(command, timeout);
+            }
         }
+
+        /// <summary>The peer stopped reading: for the agent's channel, nothing in the guest has it open.</summary>
+        public VmQuiesceException NotRead(string command, TimeSpan timeout) =>
+            new VmQuiesceException(Peer + "Timeout", FailureKind.OperationTimeout,
+                $"The {What} at '{Address}' did not take '{command}' within {timeout.TotalSeconds.ToString("0.###", CultureInfo.InvariantCulture)} s: nothing reads the other end of the socket.", Address);
 
         public VmQuiesceException Timeout(string command, TimeSpan timeout) =>
             new VmQuiesceException(Peer + "Timeout", FailureKind.OperationTimeout,

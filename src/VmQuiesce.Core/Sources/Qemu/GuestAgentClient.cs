@@ -210,10 +210,12 @@ namespace VmQuiesce.Core.Sources.Qemu
 
                 Interlocked.Exchange(ref _expectedSyncId, id);
                 var sync = new JsonObject().With("execute", "guest-sync-delimited").With("arguments", new JsonObject().With("id", id));
-                _channel.SendRaw(sync.ToString(), withDelimiter: true, "guest-sync-delimited");
-                TimeSpan left = timeout == Timeout.InfiniteTimeSpan ? SyncResendInterval : timeout - clock.Elapsed;
-                TimeSpan wait = left < SyncResendInterval ? left : SyncResendInterval;
-                if (wait > TimeSpan.Zero && _synced.Wait(wait, cancel))
+                TimeSpan sendLimit = timeout == Timeout.InfiniteTimeSpan ? timeout : timeout - clock.Elapsed;
+                _channel.SendRaw(sync.ToString(), withDelimiter: true, "guest-sync-delimited", sendLimit > TimeSpan.Zero || sendLimit == Timeout.InfiniteTimeSpan ? sendLimit : TimeSpan.FromMilliseconds(1));
+                // Whole milliseconds, rounded up: a sub-millisecond remainder must not turn into Wait(0) and a burst of resends.
+                double left = timeout == Timeout.InfiniteTimeSpan ? SyncResendInterval.TotalMilliseconds : (timeout - clock.Elapsed).TotalMilliseconds;
+                int waitMilliseconds = (int)Math.Ceiling(Math.Min(left, SyncResendInterval.TotalMilliseconds));
+                if (waitMilliseconds > 0 && _synced.Wait(waitMilliseconds, cancel))
                 {
                     _needsSync = false;
                     return;

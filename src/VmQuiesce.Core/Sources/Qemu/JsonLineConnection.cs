@@ -75,17 +75,33 @@ namespace VmQuiesce.Core.Sources.Qemu
             _reader.Start();
         }
 
-        public void Send(string json, bool withDelimiter = false)
+        /// <summary>
+        /// Sends one message, preceded by the 0xFF delimiter when asked. Returns false when the peer did not
+        /// take it within <paramref name="timeout"/>: QEMU stops reading a channel whose guest side is
+        /// closed (no agent running), and a send must not block forever on that.
+        /// </summary>
+        public bool Send(string json, bool withDelimiter, TimeSpan timeout)
         {
             byte[] text = Encoding.UTF8.GetBytes(json + "\n");
+            byte[] message = withDelimiter ? new byte[text.Length + 1] : text;
+            if (withDelimiter)
+            {
+                message[0] = 0xFF;
+                Buffer.BlockCopy(text, 0, message, 1, text.Length);
+            }
+
             lock (_sendLock)
             {
-                if (withDelimiter)
+                _socket.SendTimeout = timeout == Timeout.InfiniteTimeSpan ? 0 : (int)Math.Max(1, Math.Min(int.MaxValue, timeout.TotalMilliseconds));
+                try
                 {
-                    _socket.Send(new byte[] { 0xFF });
+                    _socket.Send(message);
+                    return true;
                 }
-
-                _socket.Send(text);
+                catch (SocketException e) when (e.SocketErrorCode == SocketError.TimedOut || e.SocketErrorCode == SocketError.WouldBlock)
+                {
+                    return false;
+                }
             }
         }
 

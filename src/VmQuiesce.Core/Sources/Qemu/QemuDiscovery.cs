@@ -85,7 +85,7 @@ namespace VmQuiesce.Core.Sources.Qemu
                     continue; // The process ended meanwhile, or is not ours to read.
                 }
 
-                if (arguments.Length == 0 || !Path.GetFileName(arguments[0]).StartsWith("qemu-system-", StringComparison.Ordinal))
+                if (arguments.Length == 0 || !IsQemu(Path.GetFileName(arguments[0])))
                 {
                     continue;
                 }
@@ -162,6 +162,10 @@ namespace VmQuiesce.Core.Sources.Qemu
             qmp = Absolute(qmp, workingDirectory);
             return new QemuProcess(processId, name ?? Path.GetFileNameWithoutExtension(qmp) + "-" + processId, qmp, agent == null ? null : Absolute(agent, workingDirectory));
         }
+
+        /// <summary>qemu-system-x86_64 and friends, and qemu-kvm as Red Hat ships it.</summary>
+        private static bool IsQemu(string program) =>
+            program.StartsWith("qemu-system-", StringComparison.Ordinal) || program == "qemu-kvm";
 
         private static string Absolute(string path, string? workingDirectory) =>
             Path.IsPathRooted(path) || workingDirectory == null ? path : Path.Combine(workingDirectory, path);
