@@ -119,6 +119,12 @@ namespace VmQuiesce.Core.Restore
             long bytesDone = 0;
             string revertDetail;
             RevertStatus revert;
+            string Revert(IReadOnlyList<string> files, CancellationToken token)
+            {
+                progress?.Invoke(new RestoreProgress("Reverting", plan.Point.Snapshot!.Name, bytesDone, bytesTotal, clock.Elapsed));
+                return plan.Reverter!.Revert(plan.Point.Snapshot!, files, token);
+            }
+
             try
             {
                 for (int i = 0; i < plan.Targets.Count; i++)
@@ -136,9 +142,8 @@ namespace VmQuiesce.Core.Restore
                 if (plan.Reverter != null)
                 {
                     cancel.ThrowIfCancellationRequested();
-                    progress?.Invoke(new RestoreProgress("Reverting", plan.Point.Snapshot!.Name, bytesDone, bytesTotal, clock.Elapsed));
-                    revertDetail = plan.Reverter.Revert(plan.Point.Snapshot!, temps, cancel);
                     revert = RevertStatus.Reverted;
+                    revertDetail = plan.Reverter.Stage == RevertStage.BeforeReplace ? Revert(temps, cancel) : string.Empty;
                 }
                 else if (plan.Point.Snapshot == null)
                 {
@@ -165,6 +170,23 @@ namespace VmQuiesce.Core.Restore
             }
 
             Replace(plan.Targets, temps);
+            if (plan.Reverter?.Stage == RevertStage.AfterReplace)
+            {
+                var finalPaths = plan.Targets.Select(target => target.Path).ToList();
+                try
+                {
+                    revertDetail = Revert(finalPaths, CancellationToken.None);
+                }
+                catch (VmQuiesceException e)
+                {
+                    throw new VmQuiesceException("SnapshotRevertFailed", FailureKind.InvalidOperation,
+                        $"The files of restore point '{plan.Point.Id}' are back, but reverting to snapshot '{plan.Point.Snapshot!.Name}' failed: {e.Message}", plan.Point.Snapshot, e)
+                    {
+                        Remedy = e.Remedy ?? $"Revert the VM to snapshot '{plan.Point.Snapshot.Name}' with the hypervisor's own tool; the restored files are in place.",
+                    };
+                }
+            }
+
             var files = plan.Targets.Select(target => new RestoredFile(
                 target.File.Path,
                 target.Path,

@@ -7,6 +7,16 @@ using VmQuiesce.Core.Sources.Qemu;
 
 namespace VmQuiesce.Core.Restore
 {
+    /// <summary>When a reverter runs, relative to the replacing renames.</summary>
+    public enum RevertStage
+    {
+        /// <summary>On the written, checked temp files before they replace anything (offline image edits, e.g. qemu-img snapshot -a): a failure replaces nothing.</summary>
+        BeforeReplace,
+
+        /// <summary>On the files at their final paths (the hypervisor reverts the VM itself, e.g. vmrun revertToSnapshot on the .vmx): a failure leaves the restored files in place.</summary>
+        AfterReplace,
+    }
+
     /// <summary>
     /// The restore's second step for one kind of captured snapshot (<see cref="CapturedSnapshot.Kind"/>):
     /// puts restored files back to the snapshot the backup captured. A hypervisor plugs in by adding one.
@@ -16,10 +26,11 @@ namespace VmQuiesce.Core.Restore
         /// <summary>The CapturedSnapshot kind handled: "QemuInternal", "VMware", ...</summary>
         string Kind { get; }
 
+        RevertStage Stage { get; }
+
         /// <summary>
-        /// Reverts the restored files (written, checked, not yet in place) to <paramref name="snapshot"/>;
-        /// returns what was done, in words. Throws <see cref="VmQuiesceException"/> on failure: the
-        /// restore then replaces nothing.
+        /// Reverts the restored files to <paramref name="snapshot"/> (temp files or final paths, as
+        /// <see cref="Stage"/> says); returns what was done, in words. Throws <see cref="VmQuiesceException"/> on failure.
         /// </summary>
         string Revert(CapturedSnapshot snapshot, IReadOnlyList<string> restoredFiles, CancellationToken cancel);
     }
@@ -59,6 +70,8 @@ namespace VmQuiesce.Core.Restore
     public sealed class QemuInternalSnapshotReverter : ISnapshotReverter
     {
         public string Kind => QemuImage.InternalSnapshotKind;
+
+        public RevertStage Stage => RevertStage.BeforeReplace;
 
         public string Revert(CapturedSnapshot snapshot, IReadOnlyList<string> restoredFiles, CancellationToken cancel)
         {

@@ -316,6 +316,25 @@ namespace VmQuiesce.Core.Tests.Restore
             Assert.Equal(new byte[] { 0xAB }, File.ReadAllBytes(path));
         }
 
+        [Fact]
+        public void AHypervisorRevertRunsOnTheFilesInPlaceAndItsFailureSaysTheFilesAreBack()
+        {
+            using var fixture = new RepositoryFixture();
+            byte[] content = RepositoryFixture.Random(Chunk, 1);
+            string path = fixture.WriteFile("vm.vmx", content);
+            RestorePoint point = BackUpWithSnapshot(fixture, new CapturedSnapshot("s1", null, "Fake"), path);
+            File.WriteAllBytes(path, RepositoryFixture.Random(5, 2));
+            var failing = new FakeReverter(fail: true, RevertStage.AfterReplace);
+            var engine = Engine(fixture, new RestoreEnvironment { Usage = new FakeUsage(null), FreeSpace = _ => null, Reverters = new SnapshotReverters(new[] { failing }) });
+
+            var error = Assert.Throws<VmQuiesceException>(() => engine.Run(engine.Plan(new RestoreRequest(point) { Force = true }, CancellationToken.None), null, CancellationToken.None));
+
+            Assert.Equal("SnapshotRevertFailed", error.ErrorId);
+            Assert.Contains("are back", error.Message);
+            Assert.Equal(new[] { path }, failing.SawFiles);
+            Assert.Equal(content, File.ReadAllBytes(path));
+        }
+
         [LinuxFact]
         public void AQemuInternalSnapshotIsAppliedToTheRestoredImage()
         {
@@ -380,9 +399,15 @@ namespace VmQuiesce.Core.Tests.Restore
         {
             private readonly bool _fail;
 
-            public FakeReverter(bool fail) => _fail = fail;
+            public FakeReverter(bool fail, RevertStage stage = RevertStage.BeforeReplace)
+            {
+                _fail = fail;
+                Stage = stage;
+            }
 
             public string Kind => "Fake";
+
+            public RevertStage Stage { get; }
 
             public List<string> SawFiles { get; } = new List<string>();
 
