@@ -157,7 +157,7 @@ namespace VmQuiesce.Core.Restore
                 }
 
                 cancel.ThrowIfCancellationRequested();
-                progress?.Invoke(new RestoreProgress("Replacing", plan.Targets[0].Path, bytesDone, bytesTotal, clock.Elapsed));
+                progress?.Invoke(new RestoreProgress("Replacing", plan.Point.VmName, bytesDone, bytesTotal, clock.Elapsed));
             }
             catch
             {
