@@ -106,6 +106,17 @@ namespace VmQuiesce.Core.Platform
             }
         }
 
+        /// <summary>The target of symbolic link <paramref name="path"/> (e.g. /proc/&lt;pid&gt;/fd/3), or null when it is not one or cannot be read.</summary>
+        public static string? ReadLink(string path)
+        {
+            var buffer = new byte[4096];
+            long length = (long)readlink(path, buffer, (UIntPtr)buffer.Length);
+            return length > 0 ? System.Text.Encoding.UTF8.GetString(buffer, 0, (int)length) : null;
+        }
+
+        [DllImport("libc", SetLastError = true)]
+        private static extern IntPtr readlink(string path, byte[] buffer, UIntPtr size);
+
         /// <summary>
         /// Gives <paramref name="from"/> the new name <paramref name="to"/> only if that name is free, atomically
         /// (link fails with EEXIST; File.Move checks and then renames, so two writers can both "win").
