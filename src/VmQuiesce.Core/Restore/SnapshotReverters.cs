@@ -46,7 +46,7 @@ namespace VmQuiesce.Core.Restore
         }
 
         /// <summary>Every reverter this VmQuiesce ships.</summary>
-        public static SnapshotReverters Default { get; } = new SnapshotReverters(new ISnapshotReverter[] { new QemuInternalSnapshotReverter() });
+        public static SnapshotReverters Default { get; } = new SnapshotReverters(new ISnapshotReverter[] { new QemuInternalSnapshotReverter(), new VmwareSnapshotReverter() });
 
         public IEnumerable<string> Kinds => _byKind.Keys;
 
