@@ -129,6 +129,17 @@ namespace VmQuiesce.Core.Platform
         [DllImport("libc", SetLastError = true)]
         private static extern int link(byte[] nullTerminatedUtf8From, byte[] nullTerminatedUtf8To);
 
+        /// <summary>The target of symbolic link <paramref name="path"/> (e.g. /proc/&lt;pid&gt;/fd/3), or null when it is not one or cannot be read.</summary>
+        public static string? ReadLink(string path)
+        {
+            var buffer = new byte[4096];
+            long length = (long)readlink(path, buffer, (UIntPtr)buffer.Length);
+            return length > 0 ? System.Text.Encoding.UTF8.GetString(buffer, 0, (int)length) : null;
+        }
+
+        [DllImport("libc", SetLastError = true)]
+        private static extern IntPtr readlink(string path, byte[] buffer, UIntPtr size);
+
         [DllImport("libc", SetLastError = true)]
         private static extern int open(byte[] nullTerminatedUtf8Path, int flags);
 
