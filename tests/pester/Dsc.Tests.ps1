@@ -63,6 +63,17 @@ Describe 'The DSC module in the manifest' {
         $keys | Should -Be @($Key)
     }
 
+    It 'uses no PowerShell 7-only syntax, since the Windows LCM loads it in Windows PowerShell 5.1' {
+        $path = Join-Path (Split-Path (Get-Module VmQuiesce).Path) 'VmQuiesce.Dsc.psm1'
+        $tokens = $errors = $null
+        $ast = [System.Management.Automation.Language.Parser]::ParseFile($path, [ref] $tokens, [ref] $errors)
+        $errors | Should -BeNullOrEmpty
+        # ?? ??= ?. ?[ && || and the ternary operator arrived in PowerShell 7.
+        $ps7Tokens = @($tokens | Where-Object { "$($_.Kind)" -in 'QuestionQuestion', 'QuestionQuestionEquals', 'QuestionDot', 'QuestionLBracket', 'AndAnd', 'OrOr' })
+        $ps7Tokens.Text | Should -BeNullOrEmpty
+        @($ast.FindAll({ $args[0].GetType().Name -in 'TernaryExpressionAst', 'PipelineChainAst' }, $true)) | Should -BeNullOrEmpty
+    }
+
     It 'exports no functions: the classes are the only public surface' {
         (Get-Module VmQuiesce).ExportedFunctions.Count | Should -Be 0
     }

@@ -30,6 +30,7 @@ namespace VmQuiesce.Commands
 
         [Parameter(Mandatory = true, Position = 1)]
         [ValidateNotNullOrEmpty]
+        [ArgumentCompleter(typeof(RepositoryPathCompleter))]
         public string Repository { get; set; } = string.Empty;
 
         /// <summary>The lowest acceptable consistency.</summary>

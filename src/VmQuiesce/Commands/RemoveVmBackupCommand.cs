@@ -21,10 +21,12 @@ namespace VmQuiesce.Commands
 
         [Parameter(Mandatory = true, Position = 0, ValueFromPipelineByPropertyName = true)]
         [ValidateNotNullOrEmpty]
+        [ArgumentCompleter(typeof(RepositoryPathCompleter))]
         public string Repository { get; set; } = string.Empty;
 
         [Parameter(Mandatory = true, Position = 1, ParameterSetName = ByIdSet, ValueFromPipelineByPropertyName = true)]
         [ValidateNotNullOrEmpty]
+        [ArgumentCompleter(typeof(RestorePointCompleter))]
         public string[] Id { get; set; } = Array.Empty<string>();
 
         [Parameter(ParameterSetName = ByPolicySet)]
@@ -47,6 +49,7 @@ namespace VmQuiesce.Commands
         [Parameter(ParameterSetName = ByPolicySet)]
         [ValidateNotNullOrEmpty]
         [SupportsWildcards]
+        [ArgumentCompleter(typeof(RestorePointCompleter))]
         public string[]? VmName { get; set; }
 
         /// <summary>Removes a lock left by a process that is gone (it is reported otherwise).</summary>
