@@ -137,6 +137,28 @@ Describe 'Pipelines by property name' {
     }
 }
 
+Describe '-Vm takes a VM name, a QMP socket or a .vmx path as well as Get-BackupVm objects' {
+    It 'rejects text that names no VM, pointing at Get-BackupVm, before anything changes' {
+        $target = Join-Path $root 'repo-none'
+        { Invoke-VmQuiescedBackup -Vm 'no-such-vm-x1' -Repository $target -Consistency Crash -ErrorAction Stop } |
+            Should -Throw -ExpectedMessage "*'no-such-vm-x1' is not a VM that Get-BackupVm can find*"
+        Test-Path $target | Should -BeFalse
+        { Test-VmQuiesceReadiness -Vm 'no-such-vm-x1' } | Should -Throw -ExpectedMessage '*Get-BackupVm*'
+    }
+
+    It 'finds a running QEMU VM by its name and by its QMP socket, as Get-BackupVm does' {
+        $running = if ($IsLinux) { @([VmQuiesce.Core.Sources.Qemu.QemuDiscovery]::FindRunning()) } else { @() }
+        if (-not $running) { Set-ItResult -Skipped -Because 'no QEMU VM is running on this host (TestGuest.Tests.ps1 covers a real guest)'; return }
+        # The transformation alone (read-only): a running VM may belong to another test, so nothing is run against it.
+        $transform = [VmQuiesce.Commands.BackupVmTransformationAttribute]::new()
+        $byName = @($transform.Transform($ExecutionContext, $running[0].Name))
+        $byName.Location | Should -Be @(Get-BackupVm -Name $running[0].Name).Location
+        $bySocket = @($transform.Transform($ExecutionContext, $running[0].QmpSocket))
+        $bySocket.Name | Should -Be @(Get-BackupVm -QmpSocket $running[0].QmpSocket).Name
+        $bySocket[0] | Should -BeOfType ([VmQuiesce.Core.Sources.BackupVm])
+    }
+}
+
 Describe 'Formatted output' {
     BeforeAll {
         $samples = [ordered]@{

@@ -26,6 +26,8 @@ namespace VmQuiesce.Commands
 
         [Parameter(Mandatory = true, Position = 0, ValueFromPipeline = true)]
         [ValidateNotNullOrEmpty]
+        [BackupVmTransformation]
+        [ArgumentCompleter(typeof(RunningVmCompleter))]
         public BackupVm[] Vm { get; set; } = Array.Empty<BackupVm>();
 
         [Parameter(Mandatory = true, Position = 1)]
