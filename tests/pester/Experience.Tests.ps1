@@ -263,6 +263,11 @@ Describe 'Scripts' {
             $output | Where-Object { $_ -is [string] } | Should -BeNullOrEmpty
             @($output | Where-Object { $_ -is [VmQuiesce.Core.Repository.RestorePoint] }).Count | Should -Be 1
             Test-Path (Join-Path $folder 'vmvsswriter.cfg') | Should -BeFalse
+            # The long operations said what they were doing (a host-less runspace collects the records).
+            $activities = @($powerShell.Streams.Progress | ForEach-Object Activity | Select-Object -Unique)
+            $activities | Should -Contain 'Backing up VMs'
+            $activities | Where-Object { $_ -like 'Restoring web 01 *' } | Should -Not -BeNullOrEmpty
+            $activities | Where-Object { $_ -like 'Pruning *' } | Should -Not -BeNullOrEmpty
         }
         finally { $powerShell.Dispose() }
     }

@@ -115,7 +115,14 @@ namespace VmQuiesce.Commands
                     return;
                 }
 
-                WriteObject(repository.Prune(final, collect, RemoveStaleLock, CancelToken));
+                // The core does not report steps: one record says what runs while it may take long (many chunks on a slow disk).
+                var progress = new ProgressRecord(1, $"Pruning {path}",
+                    $"Removing {confirmed.Count} restore point(s)" + (collect ? $", then {chunks} unused chunk(s) ({Units.Bytes(bytes)})" : string.Empty));
+                WriteProgress(progress);
+                PruneResult result = repository.Prune(final, collect, RemoveStaleLock, CancelToken);
+                progress.RecordType = ProgressRecordType.Completed;
+                WriteProgress(progress);
+                WriteObject(result);
             }
             catch (VmQuiesceException e)
             {
