@@ -19,6 +19,14 @@ BeforeAll {
     $script:repository = Join-Path $root 'repo'
     $script:point = $vm | Invoke-VmQuiescedBackup -Repository $repository -Consistency Crash -Confirm:$false
 
+    # A qcow2 image with an internal snapshot, for Get-VmSnapshot's view and -Name completion.
+    $script:image = $null
+    if (Get-Command qemu-img -ErrorAction SilentlyContinue) {
+        $script:image = Join-Path $root 'snap.qcow2'
+        & qemu-img create -q -f qcow2 $image 1M
+        & qemu-img snapshot -c 'before upgrade' $image
+    }
+
     function script:Complete([string] $InputScript) {
         (TabExpansion2 -inputScript $InputScript -cursorColumn $InputScript.Length).CompletionMatches
     }
@@ -170,11 +178,27 @@ Describe 'Formatted output' {
             'VssWriterConfigDifference' = Test-VssWriterConfig -Path $root -OverwriteSnapshots $true -Detailed
             'RestoreResult'             = $point | Restore-VmSnapshot -Destination (Join-Path $root 'restored-format') -Confirm:$false
         }
+        $pruneRepository = Join-Path $root 'repo-prune'
+        $vm | Invoke-VmQuiescedBackup -Repository $pruneRepository -Consistency Crash -Confirm:$false | Out-Null
+        $samples['PruneResult'] = Remove-VmBackup -Repository $pruneRepository -KeepLast 1 -Confirm:$false
+        $configFile = Join-Path $root 'format-cfg/vmvsswriter.cfg'
+        New-Item -ItemType Directory -Path (Split-Path $configFile) -Force | Out-Null
+        Set-Content -Path $configFile -Value 'vmwriter.overwriteSnapshots = "FALSE"'
+        $samples['VmwareConfigSetting'] = (Get-VssWriterConfig -Path $configFile).Settings[0]
+        if ($IsLinux -and (& id -u) -eq '0') {
+            $units = New-Item -ItemType Directory -Path (Join-Path $root 'format-units') -Force
+            Set-Content -Path (Join-Path $units 'vq-format.service') -Value "[Unit]`nDescription=x`n[Service]`nExecStart=/bin/true`n"
+            $samples['ServiceLogonInfo'] = Get-VssWriterServiceLogon -ServiceName 'vq-format.service' -UnitDirectory $units -VmFolder $root
+            $samples['ServiceLogonTestResult'] = Test-VssWriterServiceLogon -Credential ([pscredential]::new('root', [securestring]::new())) -ServiceName 'vq-format.service' -UnitDirectory $units -StateDirectory (Join-Path $units 'state') -VmFolder $root -Detailed
+        }
+        if ($image) { $samples['VmSnapshot'] = Get-VmSnapshot -Path $image }
     }
 
     It 'shows <_> in a table and a list with human units and no raw type names' -ForEach @(
-        'BackupVm', 'RestorePoint', 'RestorePointVerification', 'VssWriterConfig', 'VssWriterConfigDifference', 'RestoreResult'
+        'BackupVm', 'RestorePoint', 'RestorePointVerification', 'VssWriterConfig', 'VssWriterConfigDifference', 'RestoreResult',
+        'PruneResult', 'VmwareConfigSetting', 'ServiceLogonInfo', 'ServiceLogonTestResult', 'VmSnapshot'
     ) {
+        if (-not $samples.Contains($_)) { Set-ItResult -Skipped -Because "no $_ can be made here (ServiceLogon* need Linux as root, VmSnapshot needs qemu-img)"; return }
         $sample = $samples[$_]
         $sample | Should -Not -BeNullOrEmpty
         foreach ($format in 'Format-Table', 'Format-List') {
@@ -226,6 +250,12 @@ Describe 'Tab completion' {
         Set-Content -Path (Join-Path $units 'other.timer') -Value '[Timer]'
         $found = Complete "Get-VssWriterServiceLogon -UnitDirectory '$units' -ServiceName vm"
         $found.CompletionText | Should -Be @('vmware-vss.service')
+    }
+
+    It 'completes internal snapshot names of the image given with -Path, quoting names with spaces' {
+        if (-not $image) { Set-ItResult -Skipped -Because 'qemu-img is not installed'; return }
+        $found = Complete "Get-VmSnapshot -Path '$image' -Name bef"
+        $found.CompletionText | Should -Be @("'before upgrade'")
     }
 
     It 'offers nothing, and does not fail, when the repository does not exist' {
