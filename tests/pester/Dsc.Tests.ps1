@@ -266,6 +266,23 @@ Describe 'Invoke-DscResource (Windows LCM path)' {
     BeforeAll {
         $script:lcmSkip = if (-not ($IsWindows -or $PSVersionTable.PSEdition -eq 'Desktop')) { 'Invoke-DscResource drives the resources through the Windows LCM / PSDesiredStateConfiguration: Windows only' }
         elseif (-not (Get-Command Invoke-DscResource -ErrorAction SilentlyContinue)) { 'Invoke-DscResource is not available (PowerShell 7 needs the PSDesiredStateConfiguration 2.x module)' }
+        elseif ($PSVersionTable.PSEdition -eq 'Desktop' -and -not $env:CI) { 'Windows PowerShell 5.1 runs Invoke-DscResource in the LCM as SYSTEM, which loads modules from Program Files only: the CI job (CI set) installs the built module there' }
+        if ($lcmSkip) { return }
+        # Invoke-DscResource finds resources by module name on PSModulePath: out/ holds VmQuiesce/<version>/.
+        $script:outModules = Split-Path (Split-Path (Split-Path $env:VMQUIESCE_MODULE_PATH))
+        $script:savedModulePath = $env:PSModulePath
+        $env:PSModulePath = $outModules + [IO.Path]::PathSeparator + $env:PSModulePath
+        $script:installed = $null
+        if ($PSVersionTable.PSEdition -eq 'Desktop') {
+            $script:installed = Join-Path $env:ProgramFiles 'WindowsPowerShell\Modules\VmQuiesce'
+            Copy-Item (Join-Path $outModules 'VmQuiesce') $installed -Recurse -Force
+        }
+    }
+
+    AfterAll {
+        if ($lcmSkip) { return }
+        $env:PSModulePath = $savedModulePath
+        if ($installed -and (Test-Path $installed)) { Remove-Item $installed -Recurse -Force }
     }
 
     It 'runs VssWriterConfig through Get, Test, Set, Test' {
