@@ -79,7 +79,7 @@ class VssWriterServiceLogon {
 
     [VssWriterServiceLogon] Get() {
         $parameters = $this.CommonParameters()
-        $info = VmQuiesce\Get-VssWriterServiceLogon @parameters -VmFolder $this.VmFolder -ErrorAction Stop
+        $info = VmQuiesce\Get-VssWriterServiceLogon @parameters -ErrorAction Stop
         $current = [VssWriterServiceLogon]::new()
         $current.ServiceName = $this.ServiceName
         $current.VmFolder = $this.VmFolder
@@ -103,13 +103,13 @@ class VssWriterServiceLogon {
     hidden [hashtable] CommonParameters() {
         $parameters = @{ ServiceName = $this.ServiceName }
         if ($this.UnitDirectory) { $parameters.UnitDirectory = $this.UnitDirectory }
+        if ($this.VmFolder) { $parameters.VmFolder = $this.VmFolder }
         return $parameters
     }
 
     hidden [hashtable] RequestParameters() {
         $parameters = $this.CommonParameters()
         $parameters.Credential = $this.Credential
-        $parameters.VmFolder = $this.VmFolder
         if ($this.StateDirectory) { $parameters.StateDirectory = $this.StateDirectory }
         return $parameters
     }

@@ -175,8 +175,17 @@ Describe 'VssWriterServiceLogon resource with a real user and a real unit (syste
         $resource = New-Resource 'VssWriterServiceLogon' @{
             ServiceName = 'no-such.service'; Credential = $credential; UnitDirectory = $units; StateDirectory = $state
         }
-        { $resource.Set() } | Should -Throw
+        { $resource.Set() } | Should -Throw -ExpectedMessage '*no-such.service*'
         Test-Path (Join-Path $units 'no-such.service.d') | Should -BeFalse
+    }
+
+    It 'works without VM folders: Get reports the account, Test checks the account alone' {
+        if ($logonSkip) { Set-ItResult -Skipped -Because $logonSkip; return }
+        $resource = New-Resource 'VssWriterServiceLogon' @{
+            ServiceName = 'vq-dsc-writer.service'; Credential = $credential; UnitDirectory = $units; StateDirectory = $state
+        }
+        $resource.Get().Account | Should -Be $user
+        $resource.Test() | Should -BeTrue
     }
 }
 
