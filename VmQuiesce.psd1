@@ -10,6 +10,7 @@
     PowerShellVersion    = '5.1'
     DotNetFrameworkVersion = '4.7.2'
     FormatsToProcess     = @('VmQuiesce.Format.ps1xml')
+    NestedModules        = @('VmQuiesce.Dsc.psm1')
     CmdletsToExport      = @(
         'Get-BackupVm'
         'Get-VmBackup'
@@ -31,6 +32,7 @@
     FunctionsToExport    = @()
     VariablesToExport    = @()
     AliasesToExport      = @()
+    DscResourcesToExport = @('VmBackupSchedule', 'VssWriterConfig', 'VssWriterServiceLogon')
     PrivateData          = @{
         PSData = @{
             Tags         = @('Backup', 'VSS', 'QEMU', 'KVM', 'VMware', 'Snapshot', 'Quiesce', 'Windows', 'Linux', 'PSEdition_Desktop', 'PSEdition_Core')

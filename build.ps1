@@ -79,6 +79,7 @@ function Invoke-Build {
     }
     Copy-Item (Join-Path $Root 'VmQuiesce.psd1') $ModuleOut
     Copy-Item (Join-Path $Root 'src/VmQuiesce/VmQuiesce.Format.ps1xml') $ModuleOut
+    Copy-Item (Join-Path $Root 'src/VmQuiesce/VmQuiesce.Dsc.psm1') $ModuleOut
     Invoke-Docs
     $script:Built = $true
     Write-Host "Built VmQuiesce $Version into $ModuleOut"

@@ -31,12 +31,14 @@ namespace VmQuiesce.Commands
         [Parameter(Mandatory = true, ParameterSetName = QmpSocketSet, ValueFromPipelineByPropertyName = true)]
         [Alias("QmpSocketPath")]
         [ValidateNotNullOrEmpty]
+        [ArgumentCompleter(typeof(RunningVmCompleter))]
         public string QmpSocket { get; set; } = "";
 
         /// <summary>The host side of the guest agent's channel.</summary>
         [Parameter(ParameterSetName = QmpSocketSet, ValueFromPipelineByPropertyName = true)]
         [Alias("AgentSocketPath")]
         [ValidateNotNullOrEmpty]
+        [ArgumentCompleter(typeof(RunningVmCompleter))]
         public string? AgentSocket { get; set; }
 
         /// <summary>With -QmpSocket or -VmxPath: the name to give the VM. Otherwise: which running VMs to list (wildcards allowed).</summary>
@@ -46,7 +48,7 @@ namespace VmQuiesce.Commands
         [Parameter(ParameterSetName = VmwareRunningSet, Position = 0)]
         [ValidateNotNullOrEmpty]
         [SupportsWildcards]
-        [ArgumentCompleter(typeof(RunningVmNameCompleter))]
+        [ArgumentCompleter(typeof(RunningVmCompleter))]
         public string? Name { get; set; }
 
         /// <summary>The VMware VM's configuration file as this computer reads it (its folder is what the backup copies).</summary>

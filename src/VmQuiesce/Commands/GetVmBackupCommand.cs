@@ -13,15 +13,18 @@ namespace VmQuiesce.Commands
     {
         [Parameter(Mandatory = true, Position = 0, ValueFromPipelineByPropertyName = true)]
         [ValidateNotNullOrEmpty]
+        [ArgumentCompleter(typeof(RepositoryPathCompleter))]
         public string Repository { get; set; } = string.Empty;
 
         [Parameter(Position = 1)]
         [ValidateNotNullOrEmpty]
         [SupportsWildcards]
+        [ArgumentCompleter(typeof(RestorePointCompleter))]
         public string[]? VmName { get; set; }
 
         [Parameter]
         [ValidateNotNullOrEmpty]
+        [ArgumentCompleter(typeof(RestorePointCompleter))]
         public string[]? Id { get; set; }
 
         /// <summary>Only the newest restore point of each VM.</summary>

@@ -32,6 +32,7 @@ namespace VmQuiesce.Commands
         [Parameter]
         [ValidateNotNullOrEmpty]
         [SupportsWildcards]
+        [ArgumentCompleter(typeof(SnapshotNameCompleter))]
         public string? Name { get; set; }
 
         protected override void ProcessRecord()

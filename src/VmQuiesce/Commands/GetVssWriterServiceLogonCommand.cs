@@ -16,6 +16,7 @@ namespace VmQuiesce.Commands
         /// <summary>Service name (Windows) or unit name (Linux); by default the service whose display name is "VMware VSS Writer Service".</summary>
         [Parameter(Position = 0, ValueFromPipelineByPropertyName = true)]
         [ValidateNotNullOrEmpty]
+        [ArgumentCompleter(typeof(ServiceNameCompleter))]
         public string? ServiceName { get; set; }
 
         /// <summary>Folders holding VM files; each is checked for modify access by the service's account.</summary>

@@ -27,10 +27,13 @@ namespace VmQuiesce.Commands
 
         [Parameter(Mandatory = true, Position = 0, ValueFromPipeline = true)]
         [ValidateNotNullOrEmpty]
+        [BackupVmTransformation]
+        [ArgumentCompleter(typeof(RunningVmCompleter))]
         public BackupVm[] Vm { get; set; } = Array.Empty<BackupVm>();
 
         [Parameter(Mandatory = true, Position = 1)]
         [ValidateNotNullOrEmpty]
+        [ArgumentCompleter(typeof(RepositoryPathCompleter))]
         public string Repository { get; set; } = string.Empty;
 
         /// <summary>The lowest acceptable consistency.</summary>

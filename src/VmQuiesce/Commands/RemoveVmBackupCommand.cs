@@ -21,10 +21,12 @@ namespace VmQuiesce.Commands
 
         [Parameter(Mandatory = true, Position = 0, ValueFromPipelineByPropertyName = true)]
         [ValidateNotNullOrEmpty]
+        [ArgumentCompleter(typeof(RepositoryPathCompleter))]
         public string Repository { get; set; } = string.Empty;
 
         [Parameter(Mandatory = true, Position = 1, ParameterSetName = ByIdSet, ValueFromPipelineByPropertyName = true)]
         [ValidateNotNullOrEmpty]
+        [ArgumentCompleter(typeof(RestorePointCompleter))]
         public string[] Id { get; set; } = Array.Empty<string>();
 
         [Parameter(ParameterSetName = ByPolicySet)]
@@ -47,6 +49,7 @@ namespace VmQuiesce.Commands
         [Parameter(ParameterSetName = ByPolicySet)]
         [ValidateNotNullOrEmpty]
         [SupportsWildcards]
+        [ArgumentCompleter(typeof(RestorePointCompleter))]
         public string[]? VmName { get; set; }
 
         /// <summary>Removes a lock left by a process that is gone (it is reported otherwise).</summary>
@@ -112,7 +115,14 @@ namespace VmQuiesce.Commands
                     return;
                 }
 
-                WriteObject(repository.Prune(final, collect, RemoveStaleLock, CancelToken));
+                // The core does not report steps: one record says what runs while it may take long (many chunks on a slow disk).
+                var progress = new ProgressRecord(1, $"Pruning {path}",
+                    $"Removing {confirmed.Count} restore point(s)" + (collect ? $", then {chunks} unused chunk(s) ({Units.Bytes(bytes)})" : string.Empty));
+                WriteProgress(progress);
+                PruneResult result = repository.Prune(final, collect, RemoveStaleLock, CancelToken);
+                progress.RecordType = ProgressRecordType.Completed;
+                WriteProgress(progress);
+                WriteObject(result);
             }
             catch (VmQuiesceException e)
             {

@@ -29,10 +29,12 @@ namespace VmQuiesce.Commands
 
         [Parameter(Mandatory = true, Position = 0, ValueFromPipelineByPropertyName = true, ParameterSetName = ByIdSet)]
         [ValidateNotNullOrEmpty]
+        [ArgumentCompleter(typeof(RepositoryPathCompleter))]
         public string Repository { get; set; } = string.Empty;
 
         [Parameter(Mandatory = true, Position = 1, ValueFromPipelineByPropertyName = true, ParameterSetName = ByIdSet)]
         [ValidateNotNullOrEmpty]
+        [ArgumentCompleter(typeof(RestorePointCompleter))]
         public string Id { get; set; } = string.Empty;
 
         /// <summary>Restore into this folder (each file under its relative path) instead of the original paths.</summary>

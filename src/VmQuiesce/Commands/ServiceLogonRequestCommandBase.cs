@@ -14,6 +14,7 @@ namespace VmQuiesce.Commands
 
         [Parameter(Position = 1, ValueFromPipelineByPropertyName = true)]
         [ValidateNotNullOrEmpty]
+        [ArgumentCompleter(typeof(ServiceNameCompleter))]
         public string? ServiceName { get; set; }
 
         [Parameter]

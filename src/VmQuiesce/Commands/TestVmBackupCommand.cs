@@ -17,11 +17,13 @@ namespace VmQuiesce.Commands
 
         [Parameter(Mandatory = true, Position = 0, ValueFromPipelineByPropertyName = true)]
         [ValidateNotNullOrEmpty]
+        [ArgumentCompleter(typeof(RepositoryPathCompleter))]
         public string Repository { get; set; } = string.Empty;
 
         /// <summary>The restore points to verify; all of them when omitted.</summary>
         [Parameter(Position = 1, ValueFromPipelineByPropertyName = true)]
         [ValidateNotNullOrEmpty]
+        [ArgumentCompleter(typeof(RestorePointCompleter))]
         public string[]? Id { get; set; }
 
         /// <summary>Also restore each point into a temp folder and boot it there (QEMU, throwaway overlays): the guest agent must answer and the file systems be clean.</summary>

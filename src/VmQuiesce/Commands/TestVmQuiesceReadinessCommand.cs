@@ -16,6 +16,8 @@ namespace VmQuiesce.Commands
         /// <summary>VMs from Get-BackupVm.</summary>
         [Parameter(Mandatory = true, Position = 0, ValueFromPipeline = true)]
         [ValidateNotNull]
+        [BackupVmTransformation]
+        [ArgumentCompleter(typeof(RunningVmCompleter))]
         public BackupVm[] Vm { get; set; } = System.Array.Empty<BackupVm>();
 
         protected override void ProcessRecord()

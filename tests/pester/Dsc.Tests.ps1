@@ -1,0 +1,324 @@
+# The class-based DSC resources of VmQuiesce.Dsc.psm1: each resource's class is created and run through
+# Get, Test, Set, Test on real files, real users and real systemd units in a temporary unit directory.
+# The sequence of results goes to out/TestResults/dsc-resources.txt. On Windows the same resources run
+# through Invoke-DscResource (the LCM's path).
+BeforeAll {
+    Import-Module $env:VMQUIESCE_MODULE_PATH -Force
+
+    $script:dsc = (Get-Module VmQuiesce).NestedModules | Where-Object Name -eq 'VmQuiesce.Dsc'
+    $script:root = Join-Path ([IO.Path]::GetTempPath()) "vmquiesce-dsc-$([Guid]::NewGuid().ToString('N').Substring(0, 8))"
+    New-Item -ItemType Directory -Path $root -Force | Out-Null
+    $script:report = [Collections.Generic.List[string]]::new()
+
+    # Creates a resource in the DSC module's scope (where its classes are visible) and sets its properties.
+    function script:New-Resource([string] $Type, [hashtable] $Property) {
+        & $dsc {
+            param($Type, $Property)
+            $resource = New-Object -TypeName $Type
+            foreach ($entry in $Property.GetEnumerator()) { $resource.($entry.Key) = $entry.Value }
+            $resource
+        } $Type $Property
+    }
+
+    # Get, Test, Set, Test: the DSC contract. Records each step for the report and returns the Test results.
+    function script:Invoke-GetTestSetTest([string] $Label, $Resource) {
+        $before = $Resource.Get()
+        $firstTest = $Resource.Test()
+        $Resource.Set()
+        $secondTest = $Resource.Test()
+        $report.Add("${Label}: Get -> Ensure=$($before.Ensure); Test -> $firstTest; Set; Test -> $secondTest")
+        [pscustomobject]@{ Before = $before; FirstTest = $firstTest; SecondTest = $secondTest }
+    }
+}
+
+AfterAll {
+    if ($root -and (Test-Path $root)) { Remove-Item $root -Recurse -Force }
+    if ($env:VMQUIESCE_TEST_OUT -and $report) {
+        $results = Join-Path $env:VMQUIESCE_TEST_OUT 'TestResults'
+        New-Item -ItemType Directory -Path $results -Force | Out-Null
+        Set-Content -Path (Join-Path $results 'dsc-resources.txt') -Value $report
+    }
+    $report | ForEach-Object { Write-Host "DSC $_" }
+}
+
+Describe 'The DSC module in the manifest' {
+    It 'is a nested module that exports the three resources' {
+        $dsc | Should -Not -BeNullOrEmpty
+        $manifest = Import-PowerShellDataFile -Path (Get-Module VmQuiesce).Path.Replace('.dll', '.psd1')
+        $manifest.NestedModules | Should -Contain 'VmQuiesce.Dsc.psm1'
+        $manifest.DscResourcesToExport | Sort-Object | Should -Be @('VmBackupSchedule', 'VssWriterConfig', 'VssWriterServiceLogon')
+    }
+
+    It 'declares each exported resource as a [DscResource()] class with one key' -ForEach @(
+        @{ Resource = 'VmBackupSchedule'; Key = 'Name' }
+        @{ Resource = 'VssWriterConfig'; Key = 'Path' }
+        @{ Resource = 'VssWriterServiceLogon'; Key = 'ServiceName' }
+    ) {
+        $type = & $dsc { param($Name) $Name -as [type] } $Resource
+        $type | Should -Not -BeNullOrEmpty
+        $type.GetCustomAttributes($true).TypeId.Name | Should -Contain 'DscResourceAttribute'
+        $keys = @($type.GetProperties() | Where-Object {
+            $_.GetCustomAttributes($true) | Where-Object { $_.TypeId.Name -eq 'DscPropertyAttribute' -and $_.Key }
+        } | ForEach-Object Name)
+        $keys | Should -Be @($Key)
+    }
+
+    It 'uses no PowerShell 7-only syntax, since the Windows LCM loads it in Windows PowerShell 5.1' {
+        $path = Join-Path (Split-Path (Get-Module VmQuiesce).Path) 'VmQuiesce.Dsc.psm1'
+        $tokens = $errors = $null
+        $ast = [System.Management.Automation.Language.Parser]::ParseFile($path, [ref] $tokens, [ref] $errors)
+        $errors | Should -BeNullOrEmpty
+        # ?? ??= ?. ?[ && || and the ternary operator arrived in PowerShell 7.
+        $ps7Tokens = @($tokens | Where-Object { "$($_.Kind)" -in 'QuestionQuestion', 'QuestionQuestionEquals', 'QuestionDot', 'QuestionLBracket', 'AndAnd', 'OrOr' })
+        $ps7Tokens.Text | Should -BeNullOrEmpty
+        @($ast.FindAll({ $args[0].GetType().Name -in 'TernaryExpressionAst', 'PipelineChainAst' }, $true)) | Should -BeNullOrEmpty
+    }
+
+    It 'exports no functions: the classes are the only public surface' {
+        (Get-Module VmQuiesce).ExportedFunctions.Count | Should -Be 0
+    }
+}
+
+Describe 'VssWriterConfig resource on a real file' {
+    It 'Get, Test, Set, Test turns OverwriteSnapshots on, then Absent removes the file' {
+        $folder = New-Item -ItemType Directory -Path (Join-Path $root 'vmware-server') -Force
+        $file = Join-Path $folder 'vmvsswriter.cfg'
+        $resource = New-Resource 'VssWriterConfig' @{ Path = $folder.FullName; OverwriteSnapshots = $true }
+
+        $result = Invoke-GetTestSetTest 'VssWriterConfig Present' $resource 3>$null
+        "$($result.Before.Ensure)" | Should -Be 'Absent'
+        $result.FirstTest | Should -BeFalse
+        $result.SecondTest | Should -BeTrue
+        (Get-Content $file) | Should -Contain 'vmwriter.overwriteSnapshots = "TRUE"'
+        $resource.Get().OverwriteSnapshots | Should -BeTrue
+
+        $absent = New-Resource 'VssWriterConfig' @{ Path = $folder.FullName; Ensure = 'Absent' }
+        $result = Invoke-GetTestSetTest 'VssWriterConfig Absent' $absent
+        "$($result.Before.Ensure)" | Should -Be 'Present'
+        $result.FirstTest | Should -BeFalse
+        $result.SecondTest | Should -BeTrue
+        Test-Path $file | Should -BeFalse
+    }
+
+    It 'turns OverwriteSnapshots off again in an existing file and keeps its other settings' {
+        $folder = New-Item -ItemType Directory -Path (Join-Path $root 'vmware-server-2') -Force
+        $file = Join-Path $folder 'vmvsswriter.cfg'
+        Set-Content -Path $file -Value "# kept`nvmwriter.overwriteSnapshots = `"TRUE`"`nother.key = `"1`""
+        $resource = New-Resource 'VssWriterConfig' @{ Path = $file; OverwriteSnapshots = $false }
+        $result = Invoke-GetTestSetTest 'VssWriterConfig off' $resource
+        $result.FirstTest | Should -BeFalse
+        $result.SecondTest | Should -BeTrue
+        Get-Content $file | Should -Contain '# kept'
+        Get-Content $file | Should -Contain 'other.key = "1"'
+    }
+}
+
+Describe 'VssWriterServiceLogon resource with a real user and a real unit (systemd)' {
+    BeforeAll {
+        $script:logonSkip = if (-not $IsLinux) { 'the systemd backend runs on Linux; Windows runs the resource through Invoke-DscResource below' }
+        elseif ((& id -u) -ne '0') { 'creating a throwaway user (useradd) needs root' }
+        elseif (-not (Get-Command useradd -ErrorAction SilentlyContinue)) { 'useradd is not installed' }
+        if ($logonSkip) { return }
+        $script:user = "vqdsc$([Guid]::NewGuid().ToString('N').Substring(0, 8))"
+        # A member of sudo (or wheel): an administrator on Linux, as the VSS writer's account must be.
+        $adminGroup = if (Get-Content /etc/group | Where-Object { $_ -like 'sudo:*' }) { 'sudo' } else { 'wheel' }
+        if (-not (Get-Content /etc/group | Where-Object { $_ -like "${adminGroup}:*" })) { & groupadd $adminGroup }
+        & useradd --no-create-home --shell /usr/sbin/nologin --groups $adminGroup $user
+        if ($LASTEXITCODE -ne 0) { throw "useradd $user failed" }
+        $script:units = Join-Path $root 'units'
+        $script:state = Join-Path $root 'state'
+        $script:vmFolder = Join-Path $root 'vms'
+        New-Item -ItemType Directory -Path $units, $state, $vmFolder -Force | Out-Null
+        & chmod 755 $root
+        & chmod 700 $vmFolder
+        Set-Content -Path (Join-Path $units 'vq-dsc-writer.service') -Value "[Unit]`nDescription=Throwaway unit for the DSC tests`n`n[Service]`nExecStart=/bin/true`n"
+        $script:credential = [pscredential]::new($user, [securestring]::new())
+    }
+
+    AfterAll {
+        if ($logonSkip) { return }
+        if ($user -and (& getent passwd $user)) { & userdel $user }
+    }
+
+    It 'Get, Test, Set, Test sets the unit''s User= and grants the VM folder' {
+        if ($logonSkip) { Set-ItResult -Skipped -Because $logonSkip; return }
+        $resource = New-Resource 'VssWriterServiceLogon' @{
+            ServiceName = 'vq-dsc-writer.service'; Credential = $credential; VmFolder = @($vmFolder)
+            UnitDirectory = $units; StateDirectory = $state
+        }
+        $before = $resource.Get()
+        $before.Account | Should -Be 'root'
+        $resource.Test() | Should -BeFalse
+        $resource.Set() 3>$null
+        $resource.Test() | Should -BeTrue
+        $report.Add("VssWriterServiceLogon: Get -> Account=$($before.Account); Test -> False; Set; Test -> True")
+        $resource.Get().Account | Should -Be $user
+        Get-Content (Join-Path $units 'vq-dsc-writer.service.d/vmquiesce-logon.conf') | Should -Contain "User=$user"
+        & runuser -u $user -- touch (Join-Path $vmFolder 'disk.img')
+        $LASTEXITCODE | Should -Be 0 -Because 'the folder access that Set granted must be real'
+    }
+
+    It 'Test is false again when the folder loses access, and Set repairs it' {
+        if ($logonSkip) { Set-ItResult -Skipped -Because $logonSkip; return }
+        & chmod 700 $vmFolder
+        $resource = New-Resource 'VssWriterServiceLogon' @{
+            ServiceName = 'vq-dsc-writer.service'; Credential = $credential; VmFolder = @($vmFolder)
+            UnitDirectory = $units; StateDirectory = $state
+        }
+        $resource.Test() | Should -BeFalse
+        $resource.Set() 3>$null
+        $resource.Test() | Should -BeTrue
+    }
+
+    It 'fails Set with the cmdlet''s error for an unknown unit, changing nothing' {
+        if ($logonSkip) { Set-ItResult -Skipped -Because $logonSkip; return }
+        $resource = New-Resource 'VssWriterServiceLogon' @{
+            ServiceName = 'no-such.service'; Credential = $credential; UnitDirectory = $units; StateDirectory = $state
+        }
+        { $resource.Set() } | Should -Throw -ExpectedMessage '*no-such.service*'
+        Test-Path (Join-Path $units 'no-such.service.d') | Should -BeFalse
+    }
+
+    It 'works without VM folders: Get reports the account, Test checks the account alone' {
+        if ($logonSkip) { Set-ItResult -Skipped -Because $logonSkip; return }
+        $resource = New-Resource 'VssWriterServiceLogon' @{
+            ServiceName = 'vq-dsc-writer.service'; Credential = $credential; UnitDirectory = $units; StateDirectory = $state
+        }
+        $resource.Get().Account | Should -Be $user
+        $resource.Test() | Should -BeTrue
+    }
+}
+
+Describe 'VmBackupSchedule resource with real units in a temporary unit directory' {
+    BeforeAll {
+        $script:scheduleSkip = if ($IsWindows -or $PSVersionTable.PSEdition -eq 'Desktop') { 'Windows registers a scheduled task: covered by the Invoke-DscResource tests below' }
+        $script:scheduleUnits = Join-Path $root 'schedule-units'
+        $script:scheduleSettings = @{
+            Name = 'nightly'; Vm = @("/run/vm's/web01.qmp", '/vms/db 01/db01.vmx'); Repository = '/srv/backup repo %h'
+            At = '02:30'; KeepDaily = 7; KeepWeekly = 4; UnitDirectory = $scheduleUnits; PowerShellPath = '/usr/bin/pwsh'
+        }
+    }
+
+    It 'Get, Test, Set, Test writes the service and timer units' {
+        if ($scheduleSkip) { Set-ItResult -Skipped -Because $scheduleSkip; return }
+        $resource = New-Resource 'VmBackupSchedule' $scheduleSettings
+        $result = Invoke-GetTestSetTest 'VmBackupSchedule Present' $resource
+        "$($result.Before.Ensure)" | Should -Be 'Absent'
+        $result.FirstTest | Should -BeFalse
+        $result.SecondTest | Should -BeTrue
+
+        $timer = Get-Content (Join-Path $scheduleUnits 'vmquiesce-backup-nightly.timer')
+        $timer | Should -Contain 'OnCalendar=*-*-* 02:30:00'
+        $timer | Should -Contain 'WantedBy=timers.target'
+        $service = Get-Content (Join-Path $scheduleUnits 'vmquiesce-backup-nightly.service')
+        $service | Should -Contain 'Type=oneshot'
+        $exec = $service | Where-Object { $_ -like 'ExecStart=*' }
+        $exec | Should -BeLike 'ExecStart="/usr/bin/pwsh" -NoProfile -NonInteractive -Command "*'
+        # systemd specifiers and variables stay literal; PowerShell quoting survives.
+        $exec | Should -BeLike "*Get-BackupVm -QmpSocket '/run/vm''s/web01.qmp'*"
+        $exec | Should -BeLike "*Get-BackupVm -VmxPath '/vms/db 01/db01.vmx'*"
+        $exec | Should -BeLike "*Invoke-VmQuiescedBackup -Repository '/srv/backup repo %%h' -Consistency FileSystem -Confirm:`$`$false*"
+        $exec | Should -BeLike "*Remove-VmBackup -Repository '/srv/backup repo %%h' -KeepDaily 7 -KeepWeekly 4 -Confirm:`$`$false*"
+    }
+
+    It 'runs a job script that PowerShell parses, in order: backup, then retention' {
+        if ($scheduleSkip) { Set-ItResult -Skipped -Because $scheduleSkip; return }
+        $script = (New-Resource 'VmBackupSchedule' $scheduleSettings).JobScript()
+        $tokens = $errors = $null
+        $ast = [System.Management.Automation.Language.Parser]::ParseInput($script, [ref] $tokens, [ref] $errors)
+        $errors | Should -BeNullOrEmpty
+        $commands = @($ast.FindAll({ $args[0] -is [System.Management.Automation.Language.CommandAst] }, $true) | ForEach-Object { $_.GetCommandName() })
+        $commands | Should -Be @('Import-Module', 'Get-BackupVm', 'Get-BackupVm', 'Invoke-VmQuiescedBackup', 'Remove-VmBackup')
+    }
+
+    It 'Get reads back what Set recorded, and Test is false after a change of time' {
+        if ($scheduleSkip) { Set-ItResult -Skipped -Because $scheduleSkip; return }
+        $current = (New-Resource 'VmBackupSchedule' $scheduleSettings).Get()
+        "$($current.Ensure)" | Should -Be 'Present'
+        $current.Vm | Should -Be $scheduleSettings.Vm
+        $current.Repository | Should -Be $scheduleSettings.Repository
+        $current.At | Should -Be '02:30'
+        $current.KeepDaily | Should -Be 7
+
+        $changed = $scheduleSettings.Clone()
+        $changed.At = '04:00'
+        $resource = New-Resource 'VmBackupSchedule' $changed
+        $resource.Test() | Should -BeFalse
+        $resource.Set()
+        $resource.Test() | Should -BeTrue
+        Get-Content (Join-Path $scheduleUnits 'vmquiesce-backup-nightly.timer') | Should -Contain 'OnCalendar=*-*-* 04:00:00'
+    }
+
+    It 'Absent removes both units' {
+        if ($scheduleSkip) { Set-ItResult -Skipped -Because $scheduleSkip; return }
+        $resource = New-Resource 'VmBackupSchedule' @{ Name = 'nightly'; Ensure = 'Absent'; UnitDirectory = $scheduleUnits }
+        $result = Invoke-GetTestSetTest 'VmBackupSchedule Absent' $resource
+        $result.FirstTest | Should -BeFalse
+        $result.SecondTest | Should -BeTrue
+        @(Get-ChildItem $scheduleUnits) | Should -BeNullOrEmpty
+    }
+
+    It 'rejects a name that cannot name a unit and a time that is not HH:mm, before writing anything' -ForEach @(
+        @{ Change = @{ Name = '../evil' }; Message = '*Name*' }
+        @{ Change = @{ At = '25:00' }; Message = '*HH:mm*' }
+    ) {
+        $settings = $scheduleSettings.Clone()
+        foreach ($entry in $Change.GetEnumerator()) { $settings[$entry.Key] = $entry.Value }
+        $resource = New-Resource 'VmBackupSchedule' $settings
+        { $resource.Test() } | Should -Throw -ExpectedMessage $Message
+        { $resource.Set() } | Should -Throw -ExpectedMessage $Message
+        Test-Path (Join-Path $scheduleUnits 'vmquiesce-backup-nightly.service') | Should -BeFalse
+    }
+}
+
+Describe 'Invoke-DscResource (Windows LCM path)' {
+    BeforeAll {
+        $script:lcmSkip = if (-not ($IsWindows -or $PSVersionTable.PSEdition -eq 'Desktop')) { 'Invoke-DscResource drives the resources through the Windows LCM / PSDesiredStateConfiguration: Windows only' }
+        elseif (-not (Get-Command Invoke-DscResource -ErrorAction SilentlyContinue)) { 'Invoke-DscResource is not available (PowerShell 7 needs the PSDesiredStateConfiguration 2.x module)' }
+        elseif ($PSVersionTable.PSEdition -eq 'Desktop' -and -not $env:CI) { 'Windows PowerShell 5.1 runs Invoke-DscResource in the LCM as SYSTEM, which loads modules from Program Files only: the CI job (CI set) installs the built module there' }
+        if ($lcmSkip) { return }
+        # Invoke-DscResource finds resources by module name on PSModulePath: out/ holds VmQuiesce/<version>/.
+        $script:outModules = Split-Path (Split-Path (Split-Path $env:VMQUIESCE_MODULE_PATH))
+        $script:savedModulePath = $env:PSModulePath
+        $env:PSModulePath = $outModules + [IO.Path]::PathSeparator + $env:PSModulePath
+        $script:installed = $null
+        if ($PSVersionTable.PSEdition -eq 'Desktop') {
+            $script:installed = Join-Path $env:ProgramFiles 'WindowsPowerShell\Modules\VmQuiesce'
+            Copy-Item (Join-Path $outModules 'VmQuiesce') $installed -Recurse -Force
+        }
+    }
+
+    AfterAll {
+        if ($lcmSkip) { return }
+        $env:PSModulePath = $savedModulePath
+        if ($installed -and (Test-Path $installed)) { Remove-Item $installed -Recurse -Force }
+    }
+
+    It 'runs VssWriterConfig through Get, Test, Set, Test' {
+        if ($lcmSkip) { Set-ItResult -Skipped -Because $lcmSkip; return }
+        $folder = New-Item -ItemType Directory -Path (Join-Path $root 'lcm-config') -Force
+        $invoke = @{ Name = 'VssWriterConfig'; ModuleName = 'VmQuiesce'; Property = @{ Path = $folder.FullName; OverwriteSnapshots = $true } }
+        "$((Invoke-DscResource @invoke -Method Get).Ensure)" | Should -Be 'Absent'
+        (Invoke-DscResource @invoke -Method Test).InDesiredState | Should -BeFalse
+        Invoke-DscResource @invoke -Method Set | Out-Null
+        (Invoke-DscResource @invoke -Method Test).InDesiredState | Should -BeTrue
+        $report.Add('Invoke-DscResource VssWriterConfig: Get -> Absent; Test -> False; Set; Test -> True')
+    }
+
+    It 'runs VmBackupSchedule through Get, Test, Set, Test as a scheduled task' {
+        if ($lcmSkip) { Set-ItResult -Skipped -Because $lcmSkip; return }
+        $name = "VmQuiesceTest$PID"
+        $invoke = @{ Name = 'VmBackupSchedule'; ModuleName = 'VmQuiesce'; Property = @{ Name = $name; Vm = @('C:\VMs\web01\web01.vmx'); Repository = (Join-Path $root 'repo'); At = '02:30' } }
+        try {
+            (Invoke-DscResource @invoke -Method Test).InDesiredState | Should -BeFalse
+            Invoke-DscResource @invoke -Method Set | Out-Null
+            (Invoke-DscResource @invoke -Method Test).InDesiredState | Should -BeTrue
+            $task = Get-ScheduledTask -TaskPath '\VmQuiesce\' -TaskName $name
+            $task.Actions[0].Arguments | Should -BeLike '*Invoke-VmQuiescedBackup*Remove-VmBackup*'
+            $report.Add('Invoke-DscResource VmBackupSchedule: Test -> False; Set; Test -> True')
+        }
+        finally {
+            Unregister-ScheduledTask -TaskPath '\VmQuiesce\' -TaskName $name -Confirm:$false -ErrorAction SilentlyContinue
+        }
+    }
+}

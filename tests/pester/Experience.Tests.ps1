@@ -1,0 +1,367 @@
+# The PowerShell experience across every exported cmdlet: views for every output type, -WhatIf on every
+# cmdlet that changes state, pipelines by property name, tab completion, documented error ids, scripts
+# without prompts. Help pages (synopsis, description, parameters, examples) are checked by Help.Tests.ps1.
+BeforeAll {
+    Import-Module $env:VMQUIESCE_MODULE_PATH -Force
+
+    $script:root = Join-Path ([IO.Path]::GetTempPath()) "vmquiesce-experience-$([Guid]::NewGuid().ToString('N').Substring(0, 8))"
+    New-Item -ItemType Directory -Path $root -Force | Out-Null
+
+    # A VM whose "disk" is a plain file (the files source), backed up into a repository.
+    function script:New-FilesVm([string] $Name, [string] $Folder) {
+        New-Item -ItemType Directory -Path $Folder -Force | Out-Null
+        $disk = Join-Path $Folder 'disk.img'
+        [IO.File]::WriteAllBytes($disk, [byte[]] (1..255 + 1..255))
+        [VmQuiesce.Core.Backup.StableFilesSource]::CreateVm($Name, @($disk))
+    }
+
+    $script:vm = New-FilesVm 'web 01' (Join-Path $root 'vms/web01')
+    $script:repository = Join-Path $root 'repo'
+    $script:point = $vm | Invoke-VmQuiescedBackup -Repository $repository -Consistency Crash -Confirm:$false
+
+    # A qcow2 image with an internal snapshot, for Get-VmSnapshot's view and -Name completion.
+    $script:image = $null
+    if (Get-Command qemu-img -ErrorAction SilentlyContinue) {
+        $script:image = Join-Path $root 'snap.qcow2'
+        & qemu-img create -q -f qcow2 $image 1M
+        & qemu-img snapshot -c 'before upgrade' $image
+    }
+
+    function script:Complete([string] $InputScript) {
+        (TabExpansion2 -inputScript $InputScript -cursorColumn $InputScript.Length).CompletionMatches
+    }
+}
+
+AfterAll {
+    if ($root -and (Test-Path $root)) { Remove-Item $root -Recurse -Force }
+}
+
+BeforeDiscovery {
+    Import-Module $env:VMQUIESCE_MODULE_PATH -Force
+    $script:cmdlets = @((Get-Module VmQuiesce).ExportedCmdlets.Values | Sort-Object Name | ForEach-Object {
+        @{ Name = $_.Name; Verb = $_.Verb; OutputTypes = @($_.OutputType.Type | Where-Object { $_ -and $_ -ne [bool] } | ForEach-Object FullName) }
+    })
+    $script:changingVerbs = 'Set', 'Remove', 'Invoke', 'Restore', 'New', 'Register', 'Unregister', 'Add', 'Clear', 'Start', 'Stop', 'Update', 'Install', 'Uninstall', 'Enable', 'Disable'
+    $script:changing = @($cmdlets | Where-Object { $_.Verb -in $changingVerbs })
+}
+
+Describe '<Name>: views' -ForEach $cmdlets {
+    It 'declares an output type, or its help says it writes none' {
+        if (-not (Get-Command $Name).OutputType) {
+            "$((Get-Help $Name).returnValues.returnValue.type.name)" | Should -Match '^None' -Because "$Name needs [OutputType] or an OUTPUTS section saying None"
+        }
+    }
+
+    It 'has a table view and a list view for each output type' {
+        foreach ($typeName in $OutputTypes) {
+            $controls = @((Get-FormatData -TypeName $typeName -PowerShellVersion $PSVersionTable.PSVersion).FormatViewDefinition.Control |
+                ForEach-Object { $_.GetType().Name })
+            $controls | Should -Contain 'TableControl' -Because "$typeName (output of $Name) needs a table view in VmQuiesce.Format.ps1xml"
+            $controls | Should -Contain 'ListControl' -Because "$typeName (output of $Name) needs a list view in VmQuiesce.Format.ps1xml"
+        }
+    }
+}
+
+Describe '<Name>: -WhatIf and -Confirm' -ForEach $changing {
+    BeforeAll {
+        # One real -WhatIf run per state-changing cmdlet: it must change nothing. A new cmdlet without an entry fails.
+        $whatIfRuns = @{
+            'Set-VssWriterConfig'       = {
+                $folder = New-Item -ItemType Directory -Path (Join-Path $root "cfg-$(New-Guid)")
+                Set-VssWriterConfig -Path $folder -OverwriteSnapshots $true -WhatIf
+                Test-Path (Join-Path $folder 'vmvsswriter.cfg') | Should -BeFalse
+            }
+            'Remove-VssWriterConfig'    = {
+                $folder = New-Item -ItemType Directory -Path (Join-Path $root "cfg-$(New-Guid)")
+                Set-VssWriterConfig -Path $folder -OverwriteSnapshots $true -Confirm:$false -WarningAction SilentlyContinue
+                Remove-VssWriterConfig -Path $folder -WhatIf
+                Test-Path (Join-Path $folder 'vmvsswriter.cfg') | Should -BeTrue
+            }
+            'Set-VssWriterServiceLogon' = {
+                if (-not $IsLinux -or (& id -u) -ne '0') { Set-ItResult -Skipped -Because 'the systemd backend with a temp unit directory runs on Linux as root; VssWriterServiceLogon.Windows.Tests.ps1 covers Windows'; return }
+                $units = New-Item -ItemType Directory -Path (Join-Path $root "units-$(New-Guid)")
+                Set-Content -Path (Join-Path $units 'vq-whatif.service') -Value "[Unit]`nDescription=x`n[Service]`nExecStart=/bin/true`n"
+                Set-VssWriterServiceLogon -Credential ([pscredential]::new('root', [securestring]::new())) -ServiceName 'vq-whatif.service' -UnitDirectory $units -StateDirectory (Join-Path $units 'state') -WhatIf
+                Test-Path (Join-Path $units 'vq-whatif.service.d') | Should -BeFalse
+            }
+            'Invoke-VmQuiescedBackup'   = {
+                $before = @(Get-VmBackup $repository).Count
+                $vm | Invoke-VmQuiescedBackup -Repository $repository -Consistency Crash -WhatIf | Should -BeNullOrEmpty
+                @(Get-VmBackup $repository).Count | Should -Be $before
+            }
+            'Remove-VmBackup'           = {
+                Remove-VmBackup -Repository $repository -Id $point.Id -WhatIf
+                (Get-VmBackup $repository -Id $point.Id).Id | Should -Be $point.Id
+            }
+            'Restore-VmSnapshot'        = {
+                $destination = Join-Path $root "restore-$(New-Guid)"
+                $point | Restore-VmSnapshot -Destination $destination -WhatIf | Should -BeNullOrEmpty
+                Test-Path (Join-Path $destination 'disk.img') | Should -BeFalse
+            }
+        }
+    }
+
+    It 'supports -WhatIf and -Confirm' {
+        $parameters = (Get-Command $Name).Parameters
+        $parameters.Keys | Should -Contain 'WhatIf' -Because "$Name changes state: SupportsShouldProcess = true"
+        $parameters.Keys | Should -Contain 'Confirm'
+    }
+
+    It 'changes nothing with -WhatIf' {
+        $whatIfRuns.Keys | Should -Contain $Name -Because "every state-changing cmdlet needs a -WhatIf run here"
+        & $whatIfRuns[$Name]
+    }
+}
+
+Describe 'Pipelines by property name' {
+    It 'Get-BackupVm | Invoke-VmQuiescedBackup -Repository r (a BackupVm binds to -Vm)' {
+        $other = New-FilesVm 'db01' (Join-Path $root 'vms/db01')
+        # Get-BackupVm output is a BackupVm; the files source makes one without a hypervisor.
+        $points = @($other, $vm) | Invoke-VmQuiescedBackup -Repository $repository -Consistency Crash -Confirm:$false
+        $points.VmName | Sort-Object | Should -Be @('db01', 'web 01')
+        $points | Should -BeOfType ([VmQuiesce.Core.Repository.RestorePoint])
+    }
+
+    It 'Get-VmBackup r -Latest | Test-VmBackup (Repository and Id bind by property name)' {
+        $results = @(Get-VmBackup $repository -Latest | Test-VmBackup)
+        $results.Count | Should -Be @(Get-VmBackup $repository -Latest).Count
+        $results.Status | Should -Not -Contain 'Damaged'
+        ($results | Where-Object VmName -eq 'web 01').Status | Should -Be 'Ok'
+    }
+
+    It 'Get-VmBackup r -Latest | Restore-VmSnapshot puts the files back' {
+        $destination = Join-Path $root 'restored'
+        $result = Get-VmBackup $repository -VmName 'web 01' -Latest | Restore-VmSnapshot -Destination $destination -Confirm:$false
+        $result | Should -BeOfType ([VmQuiesce.Core.Restore.RestoreResult])
+        $restored = Get-ChildItem $destination -Recurse -File -Filter disk.img
+        [IO.File]::ReadAllBytes($restored.FullName).Length | Should -Be 510
+    }
+
+    It 'Get-VmBackup r -Latest | Remove-VmBackup removes exactly those points' {
+        $repo = Join-Path $root 'repo-remove'
+        $vm | Invoke-VmQuiescedBackup -Repository $repo -Consistency Crash -Confirm:$false | Out-Null
+        Get-VmBackup $repo -Latest | Remove-VmBackup -Confirm:$false | Out-Null
+        @(Get-VmBackup $repo) | Should -BeNullOrEmpty
+    }
+}
+
+Describe '-Vm takes a VM name, a QMP socket or a .vmx path as well as Get-BackupVm objects' {
+    It 'rejects text that names no VM, pointing at Get-BackupVm, before anything changes' {
+        $target = Join-Path $root 'repo-none'
+        { Invoke-VmQuiescedBackup -Vm 'no-such-vm-x1' -Repository $target -Consistency Crash -ErrorAction Stop } |
+            Should -Throw -ExpectedMessage "*'no-such-vm-x1' is not a VM that Get-BackupVm can find*"
+        Test-Path $target | Should -BeFalse
+        { Test-VmQuiesceReadiness -Vm 'no-such-vm-x1' } | Should -Throw -ExpectedMessage '*Get-BackupVm*'
+    }
+
+    It 'finds a running QEMU VM by its name and by its QMP socket, as Get-BackupVm does' {
+        $running = if ($IsLinux) { @([VmQuiesce.Core.Sources.Qemu.QemuDiscovery]::FindRunning()) } else { @() }
+        if (-not $running) { Set-ItResult -Skipped -Because 'no QEMU VM is running on this host (TestGuest.Tests.ps1 covers a real guest)'; return }
+        # The transformation alone (read-only): a running VM may belong to another test, so nothing is run against it.
+        $transform = [VmQuiesce.Commands.BackupVmTransformationAttribute]::new()
+        $byName = @($transform.Transform($ExecutionContext, $running[0].Name))
+        $byName.Location | Should -Be @(Get-BackupVm -Name $running[0].Name).Location
+        $bySocket = @($transform.Transform($ExecutionContext, $running[0].QmpSocket))
+        $bySocket.Name | Should -Be @(Get-BackupVm -QmpSocket $running[0].QmpSocket).Name
+        $bySocket[0] | Should -BeOfType ([VmQuiesce.Core.Sources.BackupVm])
+    }
+}
+
+Describe 'Formatted output' {
+    BeforeAll {
+        $samples = [ordered]@{
+            'BackupVm'                  = $vm
+            'RestorePoint'              = $point
+            'RestorePointVerification'  = $point | Test-VmBackup
+            'PruneResult'               = Remove-VmBackup -Repository $repository -Id $point.Id -WhatIf -ErrorAction SilentlyContinue
+            'VssWriterConfig'           = Get-VssWriterConfig -Path $root
+            'VssWriterConfigDifference' = Test-VssWriterConfig -Path $root -OverwriteSnapshots $true -Detailed
+            'RestoreResult'             = $point | Restore-VmSnapshot -Destination (Join-Path $root 'restored-format') -Confirm:$false
+        }
+        $pruneRepository = Join-Path $root 'repo-prune'
+        $vm | Invoke-VmQuiescedBackup -Repository $pruneRepository -Consistency Crash -Confirm:$false | Out-Null
+        $samples['PruneResult'] = Remove-VmBackup -Repository $pruneRepository -KeepLast 1 -Confirm:$false
+        $configFile = Join-Path $root 'format-cfg/vmvsswriter.cfg'
+        New-Item -ItemType Directory -Path (Split-Path $configFile) -Force | Out-Null
+        Set-Content -Path $configFile -Value 'vmwriter.overwriteSnapshots = "FALSE"'
+        $samples['VmwareConfigSetting'] = (Get-VssWriterConfig -Path $configFile).Settings[0]
+        if ($IsLinux -and (& id -u) -eq '0') {
+            $units = New-Item -ItemType Directory -Path (Join-Path $root 'format-units') -Force
+            Set-Content -Path (Join-Path $units 'vq-format.service') -Value "[Unit]`nDescription=x`n[Service]`nExecStart=/bin/true`n"
+            $samples['ServiceLogonInfo'] = Get-VssWriterServiceLogon -ServiceName 'vq-format.service' -UnitDirectory $units -VmFolder $root
+            $samples['ServiceLogonTestResult'] = Test-VssWriterServiceLogon -Credential ([pscredential]::new('root', [securestring]::new())) -ServiceName 'vq-format.service' -UnitDirectory $units -StateDirectory (Join-Path $units 'state') -VmFolder $root -Detailed
+        }
+        if ($image) { $samples['VmSnapshot'] = Get-VmSnapshot -Path $image }
+    }
+
+    It 'shows <_> in a table and a list with human units and no raw type names' -ForEach @(
+        'BackupVm', 'RestorePoint', 'RestorePointVerification', 'VssWriterConfig', 'VssWriterConfigDifference', 'RestoreResult',
+        'PruneResult', 'VmwareConfigSetting', 'ServiceLogonInfo', 'ServiceLogonTestResult', 'VmSnapshot'
+    ) {
+        if (-not $samples.Contains($_)) { Set-ItResult -Skipped -Because "no $_ can be made here (ServiceLogon* need Linux as root, VmSnapshot needs qemu-img)"; return }
+        $sample = $samples[$_]
+        $sample | Should -Not -BeNullOrEmpty
+        foreach ($format in 'Format-Table', 'Format-List') {
+            $text = $sample | & $format | Out-String -Width 200
+            $text | Should -Not -Match 'VmQuiesce\.Core\.|System\.Collections|System\.Object\[\]|Dictionary`' -Because "$format of $_ must not print type names:`n$text"
+            $text.Trim() | Should -Not -BeNullOrEmpty
+        }
+    }
+
+    It 'shows sizes in human units and durations readably' {
+        $table = $point | Format-Table | Out-String -Width 200
+        $table | Should -Match '\d+(\.\d)? (B|KiB|MiB|GiB)'
+        $restore = $samples['RestoreResult'] | Format-Table | Out-String -Width 200
+        $restore | Should -Match '\d+(\.\d)?s\b'
+    }
+}
+
+Describe 'Tab completion' {
+    It 'completes restore point ids for -Id from the -Repository already typed' {
+        $found = Complete "Get-VmBackup -Repository '$repository' -Id $($point.Id.Substring(0, 8))"
+        $found.CompletionText | Should -Contain $point.Id
+        $found = Complete "Test-VmBackup '$repository' -Id "
+        $found.CompletionText | Should -Contain $point.Id
+        $found = Complete "Restore-VmSnapshot -Repository '$repository' -Id zz"
+        $found | Should -BeNullOrEmpty
+    }
+
+    It 'completes VM names in the repository for -VmName, quoting a name with a space' {
+        $found = Complete "Remove-VmBackup -Repository '$repository' -KeepLast 1 -VmName we"
+        $found.CompletionText | Should -Be @("'web 01'")
+        $found[0].ListItemText | Should -Be 'web 01'
+    }
+
+    It 'completes folders, not files, for -Repository' {
+        Push-Location $root
+        try {
+            $found = Complete 'Get-VmBackup -Repository re'
+            $found.CompletionText | Should -Contain 'repo'
+            $found.ResultType | Select-Object -Unique | Should -Be 'ProviderContainer'
+            Complete 'Invoke-VmQuiescedBackup -Repository vms/we' | ForEach-Object CompletionText | Should -Be 'vms/web01'
+        }
+        finally { Pop-Location }
+    }
+
+    It 'completes systemd unit names for -ServiceName from -UnitDirectory' {
+        if (-not $IsLinux) { Set-ItResult -Skipped -Because 'Windows completes service names from Get-Service; the unit directory is Linux only'; return }
+        $units = New-Item -ItemType Directory -Path (Join-Path $root 'complete-units') -Force
+        Set-Content -Path (Join-Path $units 'vmware-vss.service') -Value '[Service]'
+        Set-Content -Path (Join-Path $units 'other.timer') -Value '[Timer]'
+        $found = Complete "Get-VssWriterServiceLogon -UnitDirectory '$units' -ServiceName vm"
+        $found.CompletionText | Should -Be @('vmware-vss.service')
+    }
+
+    It 'completes internal snapshot names of the image given with -Path, quoting names with spaces' {
+        if (-not $image) { Set-ItResult -Skipped -Because 'qemu-img is not installed'; return }
+        $found = Complete "Get-VmSnapshot -Path '$image' -Name bef"
+        $found.CompletionText | Should -Be @("'before upgrade'")
+    }
+
+    It 'offers nothing, and does not fail, when the repository does not exist' {
+        Complete "Get-VmBackup -Repository '$root/none' -Id " | Should -BeNullOrEmpty
+    }
+
+    It 'completes the names of running QEMU VMs for Get-BackupVm -Name and their sockets for -QmpSocket' {
+        $running = if ($IsLinux) { @([VmQuiesce.Core.Sources.Qemu.QemuDiscovery]::FindRunning()) } else { @() }
+        if (-not $running) { Set-ItResult -Skipped -Because 'no QEMU VM is running on this host (TestGuest.Tests.ps1 covers a real guest)'; return }
+        (Complete "Get-BackupVm -Name $($running[0].Name.Substring(0, 1))").ListItemText | Should -Contain $running[0].Name
+        (Complete "Get-BackupVm -QmpSocket $($running[0].QmpSocket.Substring(0, 3))").ListItemText | Should -Contain $running[0].QmpSocket
+    }
+}
+
+Describe 'Scripts' {
+    It 'runs state-changing cmdlets with -Confirm:$false in a runspace that has no UI host, without prompting' {
+        $folder = New-Item -ItemType Directory -Path (Join-Path $root 'noninteractive') -Force
+        $powerShell = [powershell]::Create()
+        try {
+            $null = $powerShell.AddScript({
+                param($ModulePath, $Folder, $Vm)
+                Import-Module $ModulePath
+                $ConfirmPreference = 'Low'   # the strictest setting: every ShouldProcess would ask
+                Set-VssWriterConfig -Path $Folder -OverwriteSnapshots $true -Confirm:$false -WarningAction SilentlyContinue
+                $repo = Join-Path $Folder 'repo'
+                $made = $Vm | Invoke-VmQuiescedBackup -Repository $repo -Consistency Crash -Confirm:$false
+                $made | Restore-VmSnapshot -Destination (Join-Path $Folder 'restored') -Confirm:$false
+                Remove-VmBackup -Repository $repo -KeepLast 1 -Confirm:$false
+                Remove-VssWriterConfig -Path $Folder -Confirm:$false
+                Get-VmBackup $repo
+            }).AddArgument($env:VMQUIESCE_MODULE_PATH).AddArgument($folder.FullName).AddArgument($vm)
+            $output = $powerShell.Invoke()
+            $powerShell.Streams.Error | Should -BeNullOrEmpty
+            # Objects, never formatted text.
+            $output | Where-Object { $_ -is [string] } | Should -BeNullOrEmpty
+            @($output | Where-Object { $_ -is [VmQuiesce.Core.Repository.RestorePoint] }).Count | Should -Be 1
+            Test-Path (Join-Path $folder 'vmvsswriter.cfg') | Should -BeFalse
+            # The long operations said what they were doing (a host-less runspace collects the records).
+            $activities = @($powerShell.Streams.Progress | ForEach-Object Activity | Select-Object -Unique)
+            $activities | Should -Contain 'Backing up VMs'
+            $activities | Where-Object { $_ -like 'Restoring web 01 *' } | Should -Not -BeNullOrEmpty
+            $activities | Where-Object { $_ -like 'Pruning *' } | Should -Not -BeNullOrEmpty
+        }
+        finally { $powerShell.Dispose() }
+    }
+
+    It 'stops the command (terminating error) for an invalid combination even with -ErrorAction SilentlyContinue' {
+        { Remove-VmBackup -Repository $repository -VmName x -ErrorAction SilentlyContinue } |
+            Should -Throw -ErrorId 'RetentionPolicyEmpty,VmQuiesce.Commands.RemoveVmBackupCommand'
+        @(Get-VmBackup $repository).Count | Should -BeGreaterThan 0
+    }
+
+    It 'gives a non-terminating error with a stable id and the real target for one bad item, and goes on with the others' {
+        $results = Get-VmBackup $repository -Id 'no-such-id', $point.Id -ErrorVariable problems -ErrorAction SilentlyContinue
+        $results.Id | Should -Be $point.Id
+        $problems.Count | Should -Be 1
+        $problems[0].FullyQualifiedErrorId | Should -Match '^[A-Z][A-Za-z]+,VmQuiesce\.Commands\.GetVmBackupCommand$'
+        $problems[0].TargetObject | Should -Not -BeOfType ([System.Management.Automation.Cmdlet])
+    }
+}
+
+Describe 'Documentation' {
+    It 'documents every error id in the source in a help page or about topic' {
+        $source = Join-Path $PSScriptRoot '../../src'
+        $help = (Get-ChildItem (Join-Path $PSScriptRoot '../../en-US') -Filter *.md | Get-Content -Raw) -join "`n"
+        $ids = foreach ($file in Get-ChildItem $source -Recurse -Filter *.cs | Where-Object FullName -NotMatch '[\\/](obj|bin)[\\/]') {
+            [regex]::Matches((Get-Content -Raw $file.FullName), '(?:new VmQuiesceException|ThrowInvalidArgument)\(\s*"([A-Za-z0-9]+)"') | ForEach-Object { $_.Groups[1].Value }
+        }
+        $ids = @($ids | Sort-Object -Unique)
+        $ids.Count | Should -BeGreaterThan 50 -Because 'the scan must find the error ids'
+        $undocumented = @($ids | Where-Object { $help -notmatch "\b$_\b" })
+        $undocumented | Should -BeNullOrEmpty -Because "each error id belongs in the NOTES of the cmdlet that emits it: $($undocumented -join ', ')"
+    }
+
+    It 'about_VmQuiesce walks through the whole recipe: config, service logon, first backup, restore' {
+        $about = Get-Help about_VmQuiesce | Out-String
+        foreach ($step in 'Set-VssWriterConfig', 'Set-VssWriterServiceLogon', 'Get-BackupVm', 'Invoke-VmQuiescedBackup', 'Test-VmBackup', 'Restore-VmSnapshot', 'Remove-VmBackup', 'VmBackupSchedule') {
+            $about | Should -Match $step
+        }
+    }
+
+    It 'about_VmQuiesce_Repository names every entry a real repository holds' {
+        $about = Get-Help about_VmQuiesce_Repository | Out-String
+        foreach ($entry in Get-ChildItem $repository) {
+            $about | Should -Match ([regex]::Escape($entry.Name)) -Because "the format page must describe '$($entry.Name)'"
+        }
+        $manifest = Get-ChildItem (Join-Path $repository 'points') -Recurse -File | Select-Object -First 1
+        $fields = (Get-Content -Raw $manifest.FullName | ConvertFrom-Json).PSObject.Properties.Name
+        foreach ($field in $fields) {
+            $about | Should -Match "\b$field\b" -Because "the format page must describe the manifest field '$field'"
+        }
+    }
+}
+
+Describe 'Module import time (informational, no assertion on time)' {
+    It 'measures Import-Module in a fresh process' {
+        $arguments = [Environment]::GetCommandLineArgs()
+        $exe, $prefix = if ($arguments[0] -like '*.dll') { (Get-Command dotnet).Source, @($arguments[0]) } else { (Get-Process -Id $PID).Path, @() }
+        $measure = "(Measure-Command { Import-Module '$env:VMQUIESCE_MODULE_PATH' }).TotalMilliseconds"
+        $milliseconds = [double] (& $exe @prefix -NoProfile -NonInteractive -Command $measure | Select-Object -Last 1)
+        $milliseconds | Should -BeGreaterThan 0
+        Write-Host "Import-Module VmQuiesce in a fresh process: $([math]::Round($milliseconds)) ms"
+        if ($env:VMQUIESCE_TEST_OUT) {
+            $results = Join-Path $env:VMQUIESCE_TEST_OUT 'TestResults'
+            New-Item -ItemType Directory -Path $results -Force | Out-Null
+            Set-Content -Path (Join-Path $results 'import-time.txt') -Value "Import-Module VmQuiesce: $([math]::Round($milliseconds)) ms"
+        }
+    }
+}
