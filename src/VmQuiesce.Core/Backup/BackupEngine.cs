@@ -372,7 +372,7 @@ namespace VmQuiesce.Core.Backup
 
                     byte[] buffer = _pool.Take(cancel);
                     stream.Position = start;
-                    if (ReadFully(stream, buffer, length) != length)
+                    if (stream.ReadFully(buffer, length) != length)
                     {
                         _pool.Add(buffer);
                         throw Changed(file);
@@ -447,23 +447,6 @@ namespace VmQuiesce.Core.Backup
                 {
                     _pool.Add(job.Buffer!);
                 }
-            }
-
-            private static int ReadFully(Stream stream, byte[] buffer, int count)
-            {
-                int total = 0;
-                while (total < count)
-                {
-                    int read = stream.Read(buffer, total, count - total);
-                    if (read == 0)
-                    {
-                        break;
-                    }
-
-                    total += read;
-                }
-
-                return total;
             }
 
             private static unsafe bool IsAllZero(byte[] data, int length)

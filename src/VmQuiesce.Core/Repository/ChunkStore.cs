@@ -1,6 +1,7 @@
 using System;
 using System.Collections.Generic;
 using System.IO;
+using VmQuiesce.Core.Platform;
 using System.IO.Compression;
 using System.Security.Cryptography;
 using System.Text;
@@ -124,7 +125,7 @@ namespace VmQuiesce.Core.Repository
         {
             using var file = new FileStream(PathOf(hash), FileMode.Open, FileAccess.Read, FileShare.Read, bufferSize: 1, FileOptions.SequentialScan);
             var header = new byte[HeaderLength];
-            if (ReadFully(file, header, HeaderLength) != HeaderLength || header[0] != 'V' || header[1] != 'Q' || header[2] != 'C')
+            if (file.ReadFully(header, HeaderLength) != HeaderLength || header[0] != 'V' || header[1] != 'Q' || header[2] != 'C')
             {
                 throw new InvalidDataException("The chunk file has no VQC header.");
             }
@@ -137,11 +138,11 @@ namespace VmQuiesce.Core.Repository
                         throw new InvalidDataException("The raw chunk is longer than the chunk size.");
                     }
 
-                    return ReadFully(file, buffer, (int)(file.Length - HeaderLength));
+                    return file.ReadFully(buffer, (int)(file.Length - HeaderLength));
                 case CodecDeflate:
                     using (var inflate = new DeflateStream(file, CompressionMode.Decompress))
                     {
-                        int length = ReadFully(inflate, buffer, ChunkSize);
+                        int length = inflate.ReadFully(buffer, ChunkSize);
                         if (inflate.ReadByte() >= 0)
                         {
                             throw new InvalidDataException("The compressed chunk inflates beyond the chunk size.");
@@ -178,23 +179,6 @@ namespace VmQuiesce.Core.Repository
                     yield return file;
                 }
             }
-        }
-
-        private static int ReadFully(Stream stream, byte[] buffer, int count)
-        {
-            int total = 0;
-            while (total < count)
-            {
-                int read = stream.Read(buffer, total, count - total);
-                if (read == 0)
-                {
-                    break;
-                }
-
-                total += read;
-            }
-
-            return total;
         }
 
         /// <summary>
