@@ -11,6 +11,7 @@
     DotNetFrameworkVersion = '4.7.2'
     FormatsToProcess     = @('VmQuiesce.Format.ps1xml')
     CmdletsToExport      = @(
+        'Get-BackupVm'
         'Get-VmBackup'
         'Get-VssWriterConfig'
         'Get-VssWriterServiceLogon'
@@ -20,6 +21,7 @@
         'Set-VssWriterConfig'
         'Set-VssWriterServiceLogon'
         'Test-VmBackup'
+        'Test-VmQuiesceReadiness'
         'Test-VssWriterConfig'
         'Test-VssWriterServiceLogon'
     )

@@ -342,7 +342,7 @@ if (-not $guestReason) {
     finally { $guest | Stop-TestGuest }
     Add-Figure @{ Name = 'Frozen window (real QEMU guest, TCG)'; Tool = 'VmQuiesce'; Unit = 'ms'; Values = @($r.frozenMilliseconds); Note = "$GuestBackups quiesced backups, 64 MiB qcow2 data disk" }
     $toThaw = @($r.invokeToThawMilliseconds)
-    Add-Figure @{ Name = 'Invoke to thaw (real QEMU guest, TCG)'; Tool = 'VmQuiesce'; Unit = 'ms'; Values = $toThaw; NotMeasured = $(if (-not $toThaw) { 'the post-thaw hook never ran' }) }
+    Add-Figure @{ Name = 'Invoke to thaw (real QEMU guest, TCG)'; Tool = 'VmQuiesce'; Unit = 'ms'; Values = $toThaw; NotMeasured = $(if (-not $toThaw) { '-PostThawScript never ran with the QEMU source, so the moment of the thaw cannot be seen from the host' }) }
 }
 else {
     Add-Figure @{ Name = 'Frozen window (real QEMU guest, TCG)'; Tool = 'VmQuiesce'; Unit = 'ms'; NotMeasured = $guestReason }

@@ -68,17 +68,15 @@ switch ($Operation) {
             break
         }
         # The post-thaw hook marks the moment the guest runs again: Invoke -> thaw, beside the frozen window.
-        $script:thawedAt = $null
         $windows = [Collections.Generic.List[double]]::new()
         $toThaw = [Collections.Generic.List[double]]::new()
+        $thawHook = { $toThaw.Add($clock.Elapsed.TotalMilliseconds) }
         for ($i = 0; $i -lt $Count; $i++) {
             $vm = Get-BackupVm -QmpSocket $QmpSocket -AgentSocket $AgentSocket -Name 'bench-guest'
-            $script:thawedAt = $null
             $clock.Restart()
-            $point = Invoke-VmQuiescedBackup -Vm $vm -Repository $Repository -Consistency FileSystem -PostThawScript { $script:thawedAt = $clock.Elapsed.TotalMilliseconds } -Confirm:$false
+            $point = Invoke-VmQuiescedBackup -Vm $vm -Repository $Repository -Consistency FileSystem -PostThawScript $thawHook -Confirm:$false
             $clock.Stop()
             $windows.Add($point.Quiesce.FrozenMilliseconds)
-            if ($null -ne $script:thawedAt) { $toThaw.Add($script:thawedAt) }
         }
         $result.frozenMilliseconds = $windows
         $result.invokeToThawMilliseconds = $toThaw

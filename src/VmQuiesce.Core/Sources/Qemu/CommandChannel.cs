@@ -1,0 +1,239 @@
+using System;
+using System.Collections.Generic;
+using System.Globalization;
+using System.Threading;
+using VmQuiesce.Core.Json;
+
+namespace VmQuiesce.Core.Sources.Qemu
+{
+    /// <summary>
+    /// Request/reply over a <see cref="JsonLineConnection"/>, shared by the QMP and guest-agent clients:
+    /// each request carries an "id", replies are matched on it (a reply without one goes to the oldest
+    /// request), replies nobody waits for any more are dropped, and every call has a timeout.
+    /// </summary>
+    internal sealed class CommandChannel : IDisposable
+    {
+        private readonly JsonLineConnection _connection;
+        private readonly Func<JsonObject, bool, bool> _intercept;
+        private readonly object _gate = new object();
+        private readonly List<Pending> _pending = new List<Pending>();
+        private long _nextId;
+        private Exception? _closedBy;
+        private bool _closed;
+
+        /// <param name="peer">First part of every error id: "Qmp" or "GuestAgent".</param>
+        /// <param name="what">How messages name the peer: "QMP monitor", "guest agent".</param>
+        /// <param name="intercept">Sees each message first (events, greetings, sync replies); true means consumed.</param>
+        public CommandChannel(JsonLineConnection connection, string peer, string what, Func<JsonObject, bool, bool> intercept)
+        {
+            _connection = connection;
+            Peer = peer;
+            What = what;
+            _intercept = intercept;
+            _connection.Start(OnLine, OnClosed);
+        }
+
+        public string Address => _connection.Address;
+
+        public string Peer { get; }
+
+        public string What { get; }
+
+        /// <summary>Raised (on the reader thread) once the peer closes the connection.</summary>
+        public event Action? Closed;
+
+        public bool IsClosed
+        {
+            get
+            {
+                lock (_gate)
+                {
+                    return _closed;
+                }
+            }
+        }
+
+        /// <summary>Sends a command and returns its "return" value; QEMU's errors become <see cref="QemuCommandException"/>.</summary>
+        public object? Execute(string command, JsonObject? arguments, TimeSpan timeout, CancellationToken cancel)
+        {
+            var request = new JsonObject().With("execute", command);
+            if (arguments != null)
+            {
+                request["arguments"] = arguments;
+            }
+
+            var pending = new Pending(Interlocked.Increment(ref _nextId), command);
+            request["id"] = pending.Id;
+            lock (_gate)
+            {
+                ThrowIfClosed(command);
+                _pending.Add(pending);
+            }
+
+            try
+            {
+                bool sent;
+                try
+                {
+                    sent = _connection.Send(request.ToString(), withDelimiter: false, timeout);
+                }
+                catch (Exception e) when (e is System.Net.Sockets.SocketException || e is ObjectDisposedException)
+                {
+                    throw ConnectionClosed(command, e);
+                }
+
+                if (!sent)
+                {
+                    throw NotRead(command, timeout);
+                }
+
+                if (!pending.Done.Wait(ToMilliseconds(timeout), cancel))
+                {
+                    throw Timeout(command, timeout);
+                }
+            }
+            finally
+            {
+                lock (_gate)
+                {
+                    _pending.Remove(pending);
+                }
+
+                pending.Done.Dispose();
+            }
+
+            JsonObject reply = pending.Reply ?? throw ConnectionClosed(command, _closedBy);
+            if (reply.GetOptionalObject("error") is JsonObject error)
+            {
+                throw QemuCommandException.From(Peer, What, Address, command,
+                    error.GetOptionalString("class") ?? "UnknownError", error.GetOptionalString("desc") ?? error.ToString());
+            }
+
+            return reply["return"];
+        }
+
+        /// <summary>Sends a message whose reply the caller matches itself (the agent's sync).</summary>
+        public void SendRaw(string json, bool withDelimiter, string command, TimeSpan timeout)
+        {
+            lock (_gate)
+            {
+                ThrowIfClosed(command);
+            }
+
+            bool sent;
+            try
+            {
+                sent = _connection.Send(json, withDelimiter, timeout);
+            }
+            catch (Exception e) when (e is System.Net.Sockets.SocketException || e is ObjectDisposedException)
+            {
+                throw ConnectionClosed(command, e);
+            }
+
+            if (!sent)
+            {
+                throw NotRead(command, timeout);
+            }
+        }
+
+        /// <summary>The peer stopped reading: for the agent's channel, nothing in the guest has it open.</summary>
+        public VmQuiesceException NotRead(string command, TimeSpan timeout) =>
+            new VmQuiesceException(Peer + "Timeout", FailureKind.OperationTimeout,
+                $"The {What} at '{Address}' did not take '{command}' within {timeout.TotalSeconds.ToString("0.###", CultureInfo.InvariantCulture)} s: nothing reads the other end of the socket.", Address);
+
+        public VmQuiesceException Timeout(string command, TimeSpan timeout) =>
+            new VmQuiesceException(Peer + "Timeout", FailureKind.OperationTimeout,
+                $"The {What} at '{Address}' did not answer '{command}' within {timeout.TotalSeconds.ToString("0.###", CultureInfo.InvariantCulture)} s.", Address);
+
+        public VmQuiesceException ConnectionClosed(string command, Exception? cause) =>
+            new VmQuiesceException(Peer + "ConnectionClosed", FailureKind.ConnectionError,
+                $"The {What} at '{Address}' closed the connection before answering '{command}' (did the VM stop?)" +
+                (cause == null ? "." : $": {cause.Message}"), Address, cause);
+
+        public void Dispose() => _connection.Dispose();
+
+        internal static int ToMilliseconds(TimeSpan timeout) =>
+            timeout == System.Threading.Timeout.InfiniteTimeSpan ? -1 : (int)Math.Max(0, Math.Min(int.MaxValue, timeout.TotalMilliseconds));
+
+        private void ThrowIfClosed(string command)
+        {
+            if (_closed)
+            {
+                throw ConnectionClosed(command, _closedBy);
+            }
+        }
+
+        private void OnLine(string text, bool afterDelimiter)
+        {
+            JsonObject message;
+            try
+            {
+                message = JsonText.ParseObject(text);
+            }
+            catch (JsonFormatException)
+            {
+                // Not ours to answer: a garbled line can only be dropped; the caller's timeout reports it.
+                return;
+            }
+
+            if (_intercept(message, afterDelimiter) || !(message.Contains("return") || message.Contains("error")))
+            {
+                return;
+            }
+
+            lock (_gate)
+            {
+                Pending? target = null;
+                if (message["id"] is long id)
+                {
+                    target = _pending.Find(p => p.Id == id);
+                }
+                else if (_pending.Count > 0)
+                {
+                    target = _pending[0];
+                }
+
+                if (target != null)
+                {
+                    _pending.Remove(target);
+                    target.Reply = message;
+                    target.Done.Set();
+                }
+            }
+        }
+
+        private void OnClosed(Exception? cause)
+        {
+            lock (_gate)
+            {
+                _closed = true;
+                _closedBy = cause;
+                foreach (Pending pending in _pending)
+                {
+                    pending.Done.Set();
+                }
+
+                _pending.Clear();
+            }
+
+            Closed?.Invoke();
+        }
+
+        private sealed class Pending
+        {
+            public Pending(long id, string command)
+            {
+                Id = id;
+                Command = command;
+            }
+
+            public long Id { get; }
+
+            public string Command { get; }
+
+            public ManualResetEventSlim Done { get; } = new ManualResetEventSlim(false);
+
+            public JsonObject? Reply { get; set; }
+        }
+    }
+}

@@ -1,0 +1,350 @@
+using System;
+using System.Collections.Generic;
+using System.Diagnostics;
+using System.Text;
+using System.Threading;
+using VmQuiesce.Core.Json;
+
+namespace VmQuiesce.Core.Sources.Qemu
+{
+    /// <summary>
+    /// A client of the QEMU guest agent (qemu-ga) through the host side of its virtio-serial channel.
+    /// The channel has no greeting and may hold stale replies, so the client synchronises with
+    /// guest-sync-delimited (0xFF reset, id matching) before the first command and after any timeout.
+    /// Calls are serialised: the agent answers one command at a time.
+    /// </summary>
+    public sealed class GuestAgentClient : IDisposable
+    {
+        public const string What = "guest agent";
+        private const string Peer = "GuestAgent";
+        private static readonly TimeSpan SyncResendInterval = TimeSpan.FromSeconds(1);
+
+        private readonly CommandChannel _channel;
+        private readonly object _callLock = new object();
+        private readonly ManualResetEventSlim _synced = new ManualResetEventSlim(false);
+        private readonly Random _random = new Random();
+        private long _expectedSyncId = -1;
+        private bool _needsSync = true;
+
+        private GuestAgentClient(JsonLineConnection connection, TimeSpan callTimeout)
+        {
+            CallTimeout = callTimeout;
+            _channel = new CommandChannel(connection, Peer, What, Intercept);
+        }
+
+        public static TimeSpan DefaultTimeout { get; } = TimeSpan.FromSeconds(10);
+
+        public string Address => _channel.Address;
+
+        /// <summary>The timeout of a call (and of the sync before it) when the call does not give one.</summary>
+        public TimeSpan CallTimeout { get; }
+
+        /// <summary>
+        /// Connects to the host side of the agent's channel. The agent itself is first asked on the
+        /// first call, which synchronises (so an agent that is not running shows up as a timeout there).
+        /// </summary>
+        public static GuestAgentClient Connect(string address, TimeSpan? callTimeout = null, CancellationToken cancel = default)
+        {
+            TimeSpan limit = callTimeout ?? DefaultTimeout;
+            return new GuestAgentClient(JsonLineConnection.Open(address, What, Peer, limit, cancel), limit);
+        }
+
+        /// <summary>
+        /// Discards stale replies and waits until the agent answers: sends 0xFF + guest-sync-delimited with a
+        /// fresh id every second (a booting guest receives them all at once) and waits for the latest id.
+        /// </summary>
+        public void Sync(TimeSpan? timeout = null, CancellationToken cancel = default)
+        {
+            TimeSpan limit = timeout ?? CallTimeout;
+            lock (_callLock)
+            {
+                SyncLocked(limit, cancel);
+            }
+        }
+
+        /// <summary>Runs an agent command (synchronising first when needed) and returns its "return" member.</summary>
+        public object? Execute(string command, JsonObject? arguments = null, TimeSpan? timeout = null, CancellationToken cancel = default)
+        {
+            TimeSpan limit = timeout ?? CallTimeout;
+            var clock = Stopwatch.StartNew();
+            if (!Monitor.TryEnter(_callLock, CommandChannel.ToMilliseconds(limit)))
+            {
+                throw new VmQuiesceException(Peer + "Timeout", FailureKind.OperationTimeout,
+                    $"'{command}' could not be sent to the {What} at '{Address}' within {limit.TotalSeconds:0.###} s: an earlier command is still waiting for its answer.", Address);
+            }
+
+            try
+            {
+                if (_needsSync)
+                {
+                    SyncLocked(limit, cancel);
+                }
+
+                TimeSpan left = limit == Timeout.InfiniteTimeSpan ? limit : limit - clock.Elapsed;
+                try
+                {
+                    return _channel.Execute(command, arguments, left > TimeSpan.Zero || left == Timeout.InfiniteTimeSpan ? left : TimeSpan.Zero, cancel);
+                }
+                catch (Exception e) when (e is OperationCanceledException || (e is VmQuiesceException v && v.Kind == FailureKind.OperationTimeout))
+                {
+                    // A late reply may still come: resynchronise before the next command.
+                    _needsSync = true;
+                    throw;
+                }
+            }
+            finally
+            {
+                Monitor.Exit(_callLock);
+            }
+        }
+
+        public void Ping(TimeSpan? timeout = null, CancellationToken cancel = default) => Execute("guest-ping", null, timeout, cancel);
+
+        public GuestAgentInfo GetInfo(CancellationToken cancel = default)
+        {
+            JsonObject info = ExecuteObject("guest-info", null, cancel);
+            var commands = new Dictionary<string, bool>(StringComparer.Ordinal);
+            foreach (object? item in info.GetOptionalArray("supported_commands") ?? new JsonArray())
+            {
+                if (item is JsonObject command && command.GetOptionalString("name") is string name)
+                {
+                    commands[name] = command.GetOptionalBoolean("enabled") ?? false;
+                }
+            }
+
+            return new GuestAgentInfo(info.GetOptionalString("version") ?? "", commands);
+        }
+
+        public GuestOsInfo GetOsInfo(CancellationToken cancel = default)
+        {
+            JsonObject os = ExecuteObject("guest-get-osinfo", null, cancel);
+            return new GuestOsInfo(os.GetOptionalString("id") ?? "", os.GetOptionalString("name") ?? "", os.GetOptionalString("pretty-name") ?? "",
+                os.GetOptionalString("version") ?? "", os.GetOptionalString("kernel-release") ?? "");
+        }
+
+        public IReadOnlyList<GuestFileSystem> GetFileSystems(CancellationToken cancel = default)
+        {
+            var result = new List<GuestFileSystem>();
+            foreach (object? item in ExecuteArray("guest-get-fsinfo", cancel))
+            {
+                if (item is JsonObject fs)
+                {
+                    result.Add(new GuestFileSystem(fs.GetOptionalString("name") ?? "", fs.GetOptionalString("mountpoint") ?? "", fs.GetOptionalString("type") ?? ""));
+                }
+            }
+
+            return result;
+        }
+
+        /// <summary>Freezes every freezable guest file system; returns how many were frozen.</summary>
+        public int Freeze(TimeSpan? timeout = null, CancellationToken cancel = default) => ToCount("guest-fsfreeze-freeze", Execute("guest-fsfreeze-freeze", null, timeout, cancel));
+
+        /// <summary>"thawed" or "frozen".</summary>
+        public string GetFreezeStatus(TimeSpan? timeout = null, CancellationToken cancel = default) =>
+            Execute("guest-fsfreeze-status", null, timeout, cancel) as string ?? throw ProtocolError("guest-fsfreeze-status", "a string");
+
+        /// <summary>Thaws the guest's file systems; returns how many were thawed (0 when nothing was frozen).</summary>
+        public int Thaw(TimeSpan? timeout = null, CancellationToken cancel = default) => ToCount("guest-fsfreeze-thaw", Execute("guest-fsfreeze-thaw", null, timeout, cancel));
+
+        /// <summary>
+        /// Runs a program in the guest (guest-exec), polls guest-exec-status until it exits and returns its
+        /// exit code and output. <paramref name="timeout"/> bounds the whole run.
+        /// </summary>
+        public GuestExecResult Exec(string path, IReadOnlyList<string> arguments, TimeSpan timeout, CancellationToken cancel = default, string? input = null)
+        {
+            var request = new JsonObject().With("path", path).With("arg", new JsonArray(arguments)).With("capture-output", true);
+            if (input != null)
+            {
+                request["input-data"] = Convert.ToBase64String(Encoding.UTF8.GetBytes(input));
+            }
+
+            var clock = Stopwatch.StartNew();
+            JsonObject started = ExecuteObject("guest-exec", request, cancel);
+            long pid = started.GetInt64("pid");
+            var poll = new JsonObject().With("pid", pid);
+            TimeSpan delay = TimeSpan.FromMilliseconds(20);
+            while (true)
+            {
+                JsonObject status = ExecuteObject("guest-exec-status", poll, cancel);
+                if (status.GetOptionalBoolean("exited") == true)
+                {
+                    return new GuestExecResult(path, (int?)status.GetOptionalInt64("exitcode"), (int?)status.GetOptionalInt64("signal"),
+                        Decode(status.GetOptionalString("out-data")), Decode(status.GetOptionalString("err-data")));
+                }
+
+                if (clock.Elapsed > timeout)
+                {
+                    throw new VmQuiesceException(Peer + "ExecTimeout", FailureKind.OperationTimeout,
+                        $"'{path}' (guest pid {pid}) started through the {What} at '{Address}' was still running after {timeout.TotalSeconds:0.#} s.", Address);
+                }
+
+                cancel.WaitHandle.WaitOne(delay);
+                cancel.ThrowIfCancellationRequested();
+                delay = TimeSpan.FromMilliseconds(Math.Min(200, delay.TotalMilliseconds * 2));
+            }
+        }
+
+        public void Dispose() => _channel.Dispose();
+
+        private static string Decode(string? base64) => base64 == null ? "" : Encoding.UTF8.GetString(Convert.FromBase64String(base64));
+
+        private JsonObject ExecuteObject(string command, JsonObject? arguments, CancellationToken cancel) =>
+            Execute(command, arguments, null, cancel) as JsonObject ?? throw ProtocolError(command, "an object");
+
+        private JsonArray ExecuteArray(string command, CancellationToken cancel) =>
+            Execute(command, null, null, cancel) as JsonArray ?? throw ProtocolError(command, "an array");
+
+        private int ToCount(string command, object? value) => value is long count ? (int)count : throw ProtocolError(command, "a number");
+
+        private void SyncLocked(TimeSpan timeout, CancellationToken cancel)
+        {
+            var clock = Stopwatch.StartNew();
+            _synced.Reset();
+            while (true)
+            {
+                long id;
+                lock (_random)
+                {
+                    id = _random.Next(1, int.MaxValue);
+                }
+
+                Interlocked.Exchange(ref _expectedSyncId, id);
+                var sync = new JsonObject().With("execute", "guest-sync-delimited").With("arguments", new JsonObject().With("id", id));
+                TimeSpan sendLimit = timeout == Timeout.InfiniteTimeSpan ? timeout : timeout - clock.Elapsed;
+                _channel.SendRaw(sync.ToString(), withDelimiter: true, "guest-sync-delimited", sendLimit > TimeSpan.Zero || sendLimit == Timeout.InfiniteTimeSpan ? sendLimit : TimeSpan.FromMilliseconds(1));
+                // Whole milliseconds, rounded up: a sub-millisecond remainder must not turn into Wait(0) and a burst of resends.
+                double left = timeout == Timeout.InfiniteTimeSpan ? SyncResendInterval.TotalMilliseconds : (timeout - clock.Elapsed).TotalMilliseconds;
+                int waitMilliseconds = (int)Math.Ceiling(Math.Min(left, SyncResendInterval.TotalMilliseconds));
+                if (waitMilliseconds > 0 && _synced.Wait(waitMilliseconds, cancel))
+                {
+                    _needsSync = false;
+                    return;
+                }
+
+                if (_channel.IsClosed)
+                {
+                    throw _channel.ConnectionClosed("guest-sync-delimited", null);
+                }
+
+                if (timeout != Timeout.InfiniteTimeSpan && clock.Elapsed >= timeout)
+                {
+                    throw new VmQuiesceException(Peer + "Timeout", FailureKind.OperationTimeout,
+                        $"The {What} at '{Address}' did not answer guest-sync-delimited within {timeout.TotalSeconds:0.###} s: qemu-ga is not running in the guest, or the guest has not finished booting.",
+                        Address)
+                    {
+                        Remedy = "Check that qemu-ga runs in the guest (systemctl status qemu-guest-agent) and that the VM's virtio-serial port is named org.qemu.guest_agent.0.",
+                    };
+                }
+            }
+        }
+
+        private bool Intercept(JsonObject message, bool afterDelimiter)
+        {
+            if (afterDelimiter)
+            {
+                // Only sync replies follow the agent's 0xFF; a stale id is dropped.
+                if (message["return"] is long id && id == Interlocked.Read(ref _expectedSyncId))
+                {
+                    _synced.Set();
+                }
+
+                return true;
+            }
+
+            // Replies to the 0xFF reset itself (a parse error) arrive while synchronising: nobody waits for them.
+            return !_synced.IsSet;
+        }
+
+        private VmQuiesceException ProtocolError(string command, string expected) =>
+            new VmQuiesceException(Peer + "ProtocolError", FailureKind.ProtocolError,
+                $"The {What} at '{Address}' answered '{command}' with something other than {expected}.", Address);
+    }
+
+    /// <summary>guest-info: the agent's version and which commands it has, enabled or not.</summary>
+    public sealed class GuestAgentInfo
+    {
+        public GuestAgentInfo(string version, IReadOnlyDictionary<string, bool> supportedCommands)
+        {
+            Version = version;
+            SupportedCommands = supportedCommands;
+        }
+
+        public string Version { get; }
+
+        /// <summary>Command name to whether it is enabled (an agent may disable commands, e.g. with --block-rpcs).</summary>
+        public IReadOnlyDictionary<string, bool> SupportedCommands { get; }
+
+        public bool IsEnabled(string command) => SupportedCommands.TryGetValue(command, out bool enabled) && enabled;
+    }
+
+    /// <summary>guest-get-osinfo.</summary>
+    public sealed class GuestOsInfo
+    {
+        public GuestOsInfo(string id, string name, string prettyName, string version, string kernelRelease)
+        {
+            Id = id;
+            Name = name;
+            PrettyName = prettyName;
+            Version = version;
+            KernelRelease = kernelRelease;
+        }
+
+        /// <summary>"mswindows" for Windows guests, else the os-release ID ("debian", ...).</summary>
+        public string Id { get; }
+
+        public string Name { get; }
+
+        public string PrettyName { get; }
+
+        public string Version { get; }
+
+        public string KernelRelease { get; }
+
+        public bool IsWindows => string.Equals(Id, "mswindows", StringComparison.OrdinalIgnoreCase);
+    }
+
+    /// <summary>One entry of guest-get-fsinfo.</summary>
+    public sealed class GuestFileSystem
+    {
+        public GuestFileSystem(string name, string mountPoint, string type)
+        {
+            Name = name;
+            MountPoint = mountPoint;
+            Type = type;
+        }
+
+        public string Name { get; }
+
+        public string MountPoint { get; }
+
+        public string Type { get; }
+
+        public override string ToString() => $"{MountPoint} ({Type}, {Name})";
+    }
+
+    /// <summary>How a program run with guest-exec ended.</summary>
+    public sealed class GuestExecResult
+    {
+        public GuestExecResult(string path, int? exitCode, int? signal, string standardOutput, string standardError)
+        {
+            Path = path;
+            ExitCode = exitCode;
+            Signal = signal;
+            StandardOutput = standardOutput;
+            StandardError = standardError;
+        }
+
+        public string Path { get; }
+
+        public int? ExitCode { get; }
+
+        /// <summary>The signal that ended it, on a Linux guest.</summary>
+        public int? Signal { get; }
+
+        public string StandardOutput { get; }
+
+        public string StandardError { get; }
+
+        public bool Succeeded => ExitCode == 0 && Signal == null;
+    }
+}

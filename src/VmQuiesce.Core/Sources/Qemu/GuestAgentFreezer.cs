@@ -1,0 +1,58 @@
+using System;
+using System.Collections.Generic;
+using System.Linq;
+using System.Threading;
+using VmQuiesce.Core.Quiesce;
+
+namespace VmQuiesce.Core.Sources.Qemu
+{
+    /// <summary>Freezes a guest's file systems through qemu-ga (fsfreeze on Linux, VSS on Windows).</summary>
+    public sealed class GuestAgentFreezer : IGuestFreezer
+    {
+        private readonly GuestAgentClient _agent;
+        private readonly IReadOnlyList<GuestFileSystem> _fileSystems;
+        private readonly TimeSpan _callTimeout;
+
+        /// <param name="fileSystems">guest-get-fsinfo taken before the freeze, to name what was frozen.</param>
+        public GuestAgentFreezer(GuestAgentClient agent, IReadOnlyList<GuestFileSystem> fileSystems, TimeSpan callTimeout)
+        {
+            _agent = agent;
+            _fileSystems = fileSystems;
+            _callTimeout = callTimeout;
+        }
+
+        public string Target => $"the guest agent at '{_agent.Address}'";
+
+        public string ManualThawCommand => ManualAgentCommand(_agent.Address, "guest-fsfreeze-thaw");
+
+        public IReadOnlyList<string> Freeze(CancellationToken cancel)
+        {
+            int count = _agent.Freeze(_callTimeout, cancel);
+            if (count == 0)
+            {
+                return Array.Empty<string>();
+            }
+
+            // The agent freezes every mounted file system that supports it; fsinfo names them.
+            List<string> names = _fileSystems.Select(fs => fs.MountPoint.Length > 0 ? fs.MountPoint : fs.Name).Distinct().ToList();
+            return names.Count > 0 ? names : new[] { $"{count} file system(s)" };
+        }
+
+        public void Thaw() => _agent.Thaw(_callTimeout);
+
+        /// <summary>A command line that sends one agent command by hand (socat), for remedies.</summary>
+        internal static string ManualAgentCommand(string address, string command)
+        {
+            string target = SocatAddress(address, GuestAgentClient.What, "GuestAgent");
+            return $"printf '{{\"execute\":\"{command}\"}}\\n' | socat -t 10 - '{target}'   (under libvirt: virsh qemu-agent-command <domain> '{{\"execute\":\"{command}\"}}')";
+        }
+
+        /// <summary>socat's name for a socket address: UNIX-CONNECT:/path or TCP:host:port.</summary>
+        internal static string SocatAddress(string address, string what, string errorPrefix)
+        {
+            bool isUnix = JsonLineConnection.ParseEndPoint(address, what, errorPrefix).AddressFamily == System.Net.Sockets.AddressFamily.Unix;
+            string bare = address.StartsWith("tcp:", StringComparison.Ordinal) || address.StartsWith("unix:", StringComparison.Ordinal) ? address.Substring(address.IndexOf(':') + 1) : address;
+            return (isUnix ? "UNIX-CONNECT:" : "TCP:") + bare;
+        }
+    }
+}

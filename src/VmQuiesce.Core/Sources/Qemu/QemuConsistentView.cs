@@ -1,0 +1,89 @@
+using System;
+using System.Collections.Generic;
+using System.IO;
+using System.Linq;
+using System.Threading;
+
+namespace VmQuiesce.Core.Sources.Qemu
+{
+    /// <summary>
+    /// The base images below the backup's overlays: stable (QEMU no longer writes them) until Complete
+    /// commits the overlays back. Dispose without Complete commits them too, and warns if that fails.
+    /// </summary>
+    internal sealed class QemuConsistentView : IConsistentView
+    {
+        private readonly QemuSource _source;
+        private readonly IReadOnlyList<QemuDisk> _disks;
+        private readonly IReadOnlyList<QemuOverlay> _overlays;
+        private int _completed;
+
+        public QemuConsistentView(QemuSource source, IReadOnlyList<QemuDisk> disks, IReadOnlyList<QemuOverlay> overlays, Consistency reached, QuiesceRecord quiesce, CapturedSnapshot? snapshot)
+        {
+            _source = source;
+            _disks = disks;
+            _overlays = overlays;
+            Reached = reached;
+            Quiesce = quiesce;
+            Snapshot = snapshot;
+            var names = new HashSet<string>(StringComparer.Ordinal);
+            Files = overlays.Select(o =>
+            {
+                // Two disks may share a file name in different folders: the drive name keeps them apart.
+                string name = Path.GetFileName(o.BasePath);
+                string relative = names.Add(name) ? name : o.Disk.Name.TrimStart('#') + "/" + name;
+                return new ViewFile(relative, o.BasePath, o.BasePath);
+            }).ToList();
+        }
+
+        public Consistency Reached { get; }
+
+        public IReadOnlyList<ViewFile> Files { get; }
+
+        public CapturedSnapshot? Snapshot { get; }
+
+        public QuiesceRecord Quiesce { get; }
+
+        /// <summary>The overlay files, while they exist (tests and diagnostics).</summary>
+        internal IReadOnlyList<string> OverlayPaths => _overlays.Select(o => o.OverlayPath).ToList();
+
+        /// <summary>
+        /// Commits every overlay back, whether the copy succeeded or not (the overlays hold the guest's
+        /// newest writes); throws OverlayCommitFailed naming what to run when one stays. Without success,
+        /// the internal snapshot (Internal mode) is deleted too: no restore point refers to it.
+        /// </summary>
+        public void Complete(bool success, CancellationToken cancel)
+        {
+            if (Interlocked.Exchange(ref _completed, 1) != 0)
+            {
+                return;
+            }
+
+            try
+            {
+                _source.CommitOverlays(_overlays, null, cancel);
+                if (!success && Snapshot != null)
+                {
+                    _source.DeleteInternalSnapshot(null, _disks, Snapshot.Name);
+                }
+            }
+            catch (OperationCanceledException)
+            {
+                // Stopped before the overlays were released: Dispose tries again without the token.
+                Interlocked.Exchange(ref _completed, 0);
+                throw;
+            }
+        }
+
+        public void Dispose()
+        {
+            try
+            {
+                Complete(false, CancellationToken.None);
+            }
+            catch (VmQuiesceException e)
+            {
+                _source.Options.Warn?.Invoke(e.Message + " " + e.Remedy);
+            }
+        }
+    }
+}

@@ -1,0 +1,221 @@
+using System;
+using System.Collections.Generic;
+using System.IO;
+using System.Linq;
+using System.Runtime.InteropServices;
+using System.Text;
+using VmQuiesce.Core.Platform;
+
+namespace VmQuiesce.Core.Sources.Qemu
+{
+    /// <summary>A running QEMU process whose command line names a QMP unix socket.</summary>
+    public sealed class QemuProcess
+    {
+        public QemuProcess(int processId, string name, string qmpSocket, string? agentSocket)
+        {
+            ProcessId = processId;
+            Name = name;
+            QmpSocket = qmpSocket;
+            AgentSocket = agentSocket;
+        }
+
+        public int ProcessId { get; }
+
+        public string Name { get; }
+
+        public string QmpSocket { get; }
+
+        public string? AgentSocket { get; }
+    }
+
+    /// <summary>Finds QEMU VMs running on this host (Linux: /proc/*/cmdline) and makes BackupVm targets.</summary>
+    public static class QemuDiscovery
+    {
+        public const string AgentPortName = "org.qemu.guest_agent.0";
+
+        /// <summary>The BackupVm for a QEMU VM: kind "Qemu", located at its QMP socket.</summary>
+        public static BackupVm CreateBackupVm(string name, string qmpSocket, string? agentSocket, int? processId = null)
+        {
+            var details = new Dictionary<string, string>(StringComparer.Ordinal) { ["QmpSocket"] = qmpSocket };
+            if (agentSocket != null)
+            {
+                details["AgentSocket"] = agentSocket;
+            }
+
+            if (processId != null)
+            {
+                details["ProcessId"] = processId.Value.ToString(System.Globalization.CultureInfo.InvariantCulture);
+            }
+
+            return new BackupVm(name, QemuSource.SourceKind, qmpSocket, details,
+                () => new QemuSource(new QemuSourceOptions(name, qmpSocket) { AgentSocket = agentSocket }));
+        }
+
+        /// <summary>The source options a BackupVm of kind Qemu stands for.</summary>
+        public static QemuSourceOptions OptionsFor(BackupVm vm) =>
+            new QemuSourceOptions(vm.Name, vm.Details.TryGetValue("QmpSocket", out string? qmp) ? qmp : vm.Location)
+            {
+                AgentSocket = vm.Details.TryGetValue("AgentSocket", out string? agent) && agent.Length > 0 ? agent : null,
+            };
+
+        /// <summary>QEMU processes of this host with a QMP unix socket on their command line. Linux only.</summary>
+        public static IReadOnlyList<QemuProcess> FindRunning()
+        {
+            if (!HostPlatform.IsLinux)
+            {
+                throw new VmQuiesceException("DiscoveryNotSupported", FailureKind.NotSupported,
+                    $"Finding running QEMU VMs reads /proc and works on Linux only; this host runs {HostPlatform.Name}. Give the VM's QMP socket instead.", HostPlatform.Name);
+            }
+
+            var found = new List<QemuProcess>();
+            foreach (string folder in Directory.GetDirectories("/proc"))
+            {
+                if (!int.TryParse(Path.GetFileName(folder), out int pid))
+                {
+                    continue;
+                }
+
+                string[] arguments;
+                try
+                {
+                    arguments = File.ReadAllText(Path.Combine(folder, "cmdline")).Split(new[] { '\0' }, StringSplitOptions.RemoveEmptyEntries);
+                }
+                catch (Exception e) when (e is IOException || e is UnauthorizedAccessException)
+                {
+                    continue; // The process ended meanwhile, or is not ours to read.
+                }
+
+                if (arguments.Length == 0 || !IsQemu(Path.GetFileName(arguments[0])))
+                {
+                    continue;
+                }
+
+                if (ParseCommandLine(pid, arguments, ReadLink(Path.Combine(folder, "cwd"))) is QemuProcess process)
+                {
+                    found.Add(process);
+                }
+            }
+
+            return found.OrderBy(p => p.Name, StringComparer.OrdinalIgnoreCase).ThenBy(p => p.ProcessId).ToList();
+        }
+
+        /// <summary>
+        /// Reads the VM's name, QMP socket and guest-agent socket from a QEMU command line (-name, -qmp,
+        /// -mon + -chardev, -device virtserialport name=org.qemu.guest_agent.0); null without a QMP unix socket.
+        /// </summary>
+        public static QemuProcess? ParseCommandLine(int processId, IReadOnlyList<string> arguments, string? workingDirectory)
+        {
+            string? name = null;
+            string? qmp = null;
+            var socketChardevs = new Dictionary<string, string>(StringComparer.Ordinal);
+            var monitorChardevs = new List<string>();
+            string? agentChardev = null;
+            for (int i = 1; i + 1 < arguments.Count; i++)
+            {
+                string option = arguments[i].StartsWith("--", StringComparison.Ordinal) ? arguments[i].Substring(1) : arguments[i];
+                string value = arguments[i + 1];
+                Dictionary<string, string> properties = Properties(value, out string first);
+                switch (option)
+                {
+                    case "-name":
+                        name = properties.TryGetValue("guest", out string? guest) ? guest : first;
+                        break;
+                    case "-qmp":
+                    case "-qmp-pretty":
+                        if (first.StartsWith("unix:", StringComparison.Ordinal))
+                        {
+                            qmp ??= first.Substring(5);
+                        }
+
+                        break;
+                    case "-mon":
+                        if (properties.TryGetValue("mode", out string? mode) && mode == "control" && properties.TryGetValue("chardev", out string? monitor))
+                        {
+                            monitorChardevs.Add(monitor);
+                        }
+
+                        break;
+                    case "-chardev":
+                        if (first == "socket" && properties.TryGetValue("id", out string? id) && properties.TryGetValue("path", out string? path))
+                        {
+                            socketChardevs[id] = path;
+                        }
+
+                        break;
+                    case "-device":
+                        if (first == "virtserialport" && properties.TryGetValue("name", out string? port) && port == AgentPortName && properties.TryGetValue("chardev", out string? chardev))
+                        {
+                            agentChardev = chardev;
+                        }
+
+                        break;
+                }
+            }
+
+            qmp ??= monitorChardevs.Select(id => socketChardevs.TryGetValue(id, out string? path) ? path : null).FirstOrDefault(path => path != null);
+            if (qmp == null)
+            {
+                return null;
+            }
+
+            string? agent = agentChardev != null && socketChardevs.TryGetValue(agentChardev, out string? agentPath) ? agentPath : null;
+            qmp = Absolute(qmp, workingDirectory);
+            return new QemuProcess(processId, name ?? Path.GetFileNameWithoutExtension(qmp) + "-" + processId, qmp, agent == null ? null : Absolute(agent, workingDirectory));
+        }
+
+        /// <summary>qemu-system-x86_64 and friends, and qemu-kvm as Red Hat ships it.</summary>
+        private static bool IsQemu(string program) =>
+            program.StartsWith("qemu-system-", StringComparison.Ordinal) || program == "qemu-kvm";
+
+        private static string Absolute(string path, string? workingDirectory) =>
+            Path.IsPathRooted(path) || workingDirectory == null ? path : Path.Combine(workingDirectory, path);
+
+        /// <summary>QEMU's "a,b=c,d=e" option syntax (",," is a literal comma); the first bare word comes back in <paramref name="first"/>.</summary>
+        private static Dictionary<string, string> Properties(string value, out string first)
+        {
+            var parts = new List<string>();
+            var current = new StringBuilder();
+            for (int i = 0; i < value.Length; i++)
+            {
+                if (value[i] == ',' && i + 1 < value.Length && value[i + 1] == ',')
+                {
+                    current.Append(',');
+                    i++;
+                }
+                else if (value[i] == ',')
+                {
+                    parts.Add(current.ToString());
+                    current.Clear();
+                }
+                else
+                {
+                    current.Append(value[i]);
+                }
+            }
+
+            parts.Add(current.ToString());
+            first = parts[0];
+            var properties = new Dictionary<string, string>(StringComparer.Ordinal);
+            foreach (string part in parts)
+            {
+                int equals = part.IndexOf('=');
+                if (equals > 0)
+                {
+                    properties[part.Substring(0, equals)] = part.Substring(equals + 1);
+                }
+            }
+
+            return properties;
+        }
+
+        private static string? ReadLink(string path)
+        {
+            var buffer = new byte[4096];
+            long length = (long)readlink(path, buffer, (UIntPtr)buffer.Length);
+            return length > 0 ? Encoding.UTF8.GetString(buffer, 0, (int)length) : null;
+        }
+
+        [DllImport("libc", SetLastError = true)]
+        private static extern IntPtr readlink(string path, byte[] buffer, UIntPtr size);
+    }
+}

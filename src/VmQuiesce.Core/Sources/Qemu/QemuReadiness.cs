@@ -1,0 +1,179 @@
+using System;
+using System.Collections.Generic;
+using System.Globalization;
+using System.IO;
+using System.Linq;
+using System.Threading;
+using VmQuiesce.Core.Platform;
+
+namespace VmQuiesce.Core.Sources.Qemu
+{
+    /// <summary>Checks, without changing anything, whether a QEMU VM can be backed up consistently.</summary>
+    public static class QemuReadiness
+    {
+        /// <summary>Overlays start small and grow with what the guest writes during the copy: ask for this much at least.</summary>
+        internal const long MinimumOverlaySpace = 256L * 1024 * 1024;
+
+        public static IReadOnlyList<ReadinessCheck> Check(QemuSourceOptions options, CancellationToken cancel)
+        {
+            var checks = new List<ReadinessCheck>();
+            string vm = options.Name;
+            var source = new QemuSource(options);
+            QmpClient qmp;
+            try
+            {
+                qmp = source.ConnectQmp(cancel);
+            }
+            catch (VmQuiesceException e)
+            {
+                checks.Add(new ReadinessCheck(vm, "QmpReachable", ReadinessStatus.Failed, e.Message,
+                    "Start the VM with -qmp unix:<path>,server=on,wait=off and give that path; QEMU serves one QMP client at a time, so close other clients."));
+                checks.AddRange(new[] { "AgentAnswering", "FreezeSupported", "DisksSnapshotable", "OverlaySpace", "NoLeftovers" }
+                    .Select(name => new ReadinessCheck(vm, name, ReadinessStatus.Skipped, "Needs the QMP monitor.")));
+                return checks;
+            }
+
+            using (qmp)
+            {
+                checks.Add(new ReadinessCheck(vm, "QmpReachable", ReadinessStatus.Passed, $"QEMU {qmp.QemuVersion} answers on '{options.QmpSocket}'."));
+                checks.AddRange(CheckAgent(options, cancel));
+                IReadOnlyList<QemuDisk> disks = QemuBlockOperations.QueryDisks(qmp, cancel);
+                checks.Add(CheckDisks(vm, disks, options.Mode));
+                checks.Add(CheckSpace(vm, disks));
+                IReadOnlyList<string> leftovers = source.FindLeftovers(qmp, disks, cancel);
+                checks.Add(leftovers.Count == 0
+                    ? new ReadinessCheck(vm, "NoLeftovers", ReadinessStatus.Passed, "No overlay, job or file from an earlier backup.")
+                    : new ReadinessCheck(vm, "NoLeftovers", ReadinessStatus.Failed, string.Join("; ", leftovers), "Release each leftover as described; backups refuse to start until then."));
+            }
+
+            return checks;
+        }
+
+        private static IEnumerable<ReadinessCheck> CheckAgent(QemuSourceOptions options, CancellationToken cancel)
+        {
+            string vm = options.Name;
+            if (options.AgentSocket == null)
+            {
+                yield return new ReadinessCheck(vm, "AgentAnswering", ReadinessStatus.Warning, "No guest agent socket was given: backups reach only Crash consistency.",
+                    "Add a guest agent channel (-chardev socket,id=qga0,path=<path>,server=on,wait=off -device virtio-serial -device virtserialport,chardev=qga0,name=org.qemu.guest_agent.0), run qemu-guest-agent in the guest and give -AgentSocket.");
+                yield return new ReadinessCheck(vm, "FreezeSupported", ReadinessStatus.Skipped, "Needs the guest agent.");
+                yield break;
+            }
+
+            GuestAgentInfo? info = null;
+            GuestOsInfo? os = null;
+            string? freezeStatus = null;
+            string? failure = null;
+            string? remedy = null;
+            try
+            {
+                using GuestAgentClient agent = GuestAgentClient.Connect(options.AgentSocket, options.AgentTimeout, cancel);
+                agent.Sync(options.AgentTimeout, cancel);
+                info = agent.GetInfo(cancel);
+                os = info.IsEnabled("guest-get-osinfo") ? agent.GetOsInfo(cancel) : null;
+                freezeStatus = info.IsEnabled("guest-fsfreeze-status") ? agent.GetFreezeStatus(cancel: cancel) : null;
+            }
+            catch (VmQuiesceException e)
+            {
+                failure = e.Message;
+                remedy = e.Remedy ?? "Check that qemu-guest-agent runs in the guest and that this is the host side of its channel.";
+            }
+
+            if (info == null)
+            {
+                yield return new ReadinessCheck(vm, "AgentAnswering", ReadinessStatus.Failed, failure!, remedy);
+                yield return new ReadinessCheck(vm, "FreezeSupported", ReadinessStatus.Skipped, "Needs the guest agent.");
+                yield break;
+            }
+
+            string guest = os == null ? "the guest" : $"{(os.PrettyName.Length > 0 ? os.PrettyName : os.Name)} ({os.Id})";
+            yield return new ReadinessCheck(vm, "AgentAnswering", ReadinessStatus.Passed, $"qemu-ga {info.Version} answers on '{options.AgentSocket}' for {guest}.");
+            if (!info.IsEnabled("guest-fsfreeze-freeze") || !info.IsEnabled("guest-fsfreeze-thaw"))
+            {
+                yield return new ReadinessCheck(vm, "FreezeSupported", ReadinessStatus.Failed,
+                    "The agent does not offer guest-fsfreeze-freeze and guest-fsfreeze-thaw (disabled or unsupported): backups reach only Crash consistency.",
+                    "Enable the freeze commands in qemu-ga (remove them from --block-rpcs / the allow list in /etc/qemu/qemu-ga.conf).");
+            }
+            else if (freezeStatus == "frozen")
+            {
+                yield return new ReadinessCheck(vm, "FreezeSupported", ReadinessStatus.Failed, "The guest is frozen right now: another backup runs, or one left it frozen.",
+                    "If no backup runs, thaw it: " + GuestAgentFreezer.ManualAgentCommand(options.AgentSocket, "guest-fsfreeze-thaw"));
+            }
+            else
+            {
+                Consistency level = os?.IsWindows == true ? Consistency.Application : Consistency.FileSystem;
+                yield return new ReadinessCheck(vm, "FreezeSupported", ReadinessStatus.Passed, $"The agent can freeze the guest: backups reach {level} consistency.");
+            }
+        }
+
+        private static ReadinessCheck CheckDisks(string vm, IReadOnlyList<QemuDisk> disks, QemuSnapshotMode mode)
+        {
+            if (disks.Count == 0)
+            {
+                return new ReadinessCheck(vm, "DisksSnapshotable", ReadinessStatus.Failed, "The VM has no writable disk with an image.", "Attach the disks to back up.");
+            }
+
+            var problems = disks.Select(d => d.WhyNotSnapshotable() is string why ? $"{d.Name}: {why}" : null).Where(p => p != null).ToList();
+            if (mode == QemuSnapshotMode.Internal)
+            {
+                problems.AddRange(disks.Where(d => d.Format != "qcow2").Select(d => $"{d.Name}: '{d.Format}' cannot hold an internal snapshot (qcow2 only)"));
+            }
+
+            return problems.Count == 0
+                ? new ReadinessCheck(vm, "DisksSnapshotable", ReadinessStatus.Passed, string.Join("; ", disks.Select(d => d.ToString())))
+                : new ReadinessCheck(vm, "DisksSnapshotable", ReadinessStatus.Failed, string.Join("; ", problems),
+                    "Keep VM disks as local image files (qcow2 for internal snapshots).");
+        }
+
+        private static ReadinessCheck CheckSpace(string vm, IReadOnlyList<QemuDisk> disks)
+        {
+            var rows = new List<string>();
+            bool enough = true;
+            foreach (var folder in disks.Where(d => d.WhyNotSnapshotable() == null).GroupBy(d => Path.GetDirectoryName(d.File) ?? "."))
+            {
+                long needed = Math.Max(MinimumOverlaySpace, folder.Sum(d => d.VirtualSize) / 10);
+                long? free = FreeSpace(folder.Key);
+                if (free == null)
+                {
+                    rows.Add($"'{folder.Key}': free space unknown");
+                    continue;
+                }
+
+                enough &= free >= needed;
+                rows.Add($"'{folder.Key}': {Human(free.Value)} free, overlays want at least {Human(needed)}");
+            }
+
+            return enough
+                ? new ReadinessCheck(vm, "OverlaySpace", ReadinessStatus.Passed, string.Join("; ", rows))
+                : new ReadinessCheck(vm, "OverlaySpace", ReadinessStatus.Failed, string.Join("; ", rows),
+                    "Free space next to the disk images: the overlays grow with what the guest writes while the backup copies.");
+        }
+
+        private static long? FreeSpace(string folder)
+        {
+            try
+            {
+                // On Unix .NET's DriveInfo takes any path and asks statvfs; on Windows it wants the root.
+                return new DriveInfo(HostPlatform.IsWindows ? Path.GetPathRoot(Path.GetFullPath(folder))! : folder).AvailableFreeSpace;
+            }
+            catch (Exception e) when (e is IOException || e is ArgumentException || e is UnauthorizedAccessException)
+            {
+                return null;
+            }
+        }
+
+        internal static string Human(long bytes)
+        {
+            string[] units = { "B", "KiB", "MiB", "GiB", "TiB" };
+            double value = bytes;
+            int unit = 0;
+            while (value >= 1024 && unit < units.Length - 1)
+            {
+                value /= 1024;
+                unit++;
+            }
+
+            return value.ToString(unit == 0 ? "0" : "0.#", CultureInfo.InvariantCulture) + " " + units[unit];
+        }
+    }
+}

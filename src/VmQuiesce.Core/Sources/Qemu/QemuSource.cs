@@ -1,0 +1,427 @@
+using System;
+using System.Collections.Generic;
+using System.Globalization;
+using System.IO;
+using System.Linq;
+using System.Threading;
+using VmQuiesce.Core.Json;
+using VmQuiesce.Core.Quiesce;
+
+namespace VmQuiesce.Core.Sources.Qemu
+{
+    /// <summary>
+    /// A running QEMU/KVM VM reached through its QMP monitor and, for quiescing, its guest agent:
+    /// freeze -> one atomic transaction of external overlays (plus an internal snapshot in Internal mode)
+    /// -> thaw; the base images are the stable view; Complete commits the overlays back.
+    /// </summary>
+    public sealed class QemuSource : IBackupSource
+    {
+        public const string SourceKind = "Qemu";
+
+        private readonly QemuSourceOptions _options;
+
+        public QemuSource(QemuSourceOptions options)
+        {
+            _options = options;
+        }
+
+        public string Kind => SourceKind;
+
+        public string VmName => _options.Name;
+
+        public QemuSourceOptions Options => _options;
+
+        public IReadOnlyList<string> FindLeftovers(CancellationToken cancel)
+        {
+            using QmpClient qmp = ConnectQmp(cancel);
+            return FindLeftovers(qmp, QemuBlockOperations.QueryDisks(qmp, cancel), cancel);
+        }
+
+        public IConsistentView OpenConsistentView(QuiesceOptions options, CancellationToken cancel)
+        {
+            if (options.FreezeTimeout <= TimeSpan.Zero)
+            {
+                throw new VmQuiesceException("FreezeTimeoutInvalid", FailureKind.InvalidArgument,
+                    $"The freeze timeout is {options.FreezeTimeout}; expected a positive duration.", options.FreezeTimeout);
+            }
+
+            foreach ((IReadOnlyList<string>? hook, string what) in new[] { (_options.PreFreezeHook, "pre-freeze"), (_options.PostThawHook, "post-thaw") })
+            {
+                if (hook != null && (hook.Count == 0 || string.IsNullOrEmpty(hook[0])))
+                {
+                    throw new VmQuiesceException("HookInvalid", FailureKind.InvalidArgument,
+                        $"The {what} hook of VM '{VmName}' names no program; expected the program's path in the guest, then its arguments.", VmName);
+                }
+
+                if (hook != null && _options.AgentSocket == null)
+                {
+                    throw new VmQuiesceException("HookNeedsAgent", FailureKind.InvalidArgument,
+                        $"The {what} hook of VM '{VmName}' runs in the guest through the guest agent, but no agent socket was given.", VmName);
+                }
+            }
+
+            QmpClient qmp = ConnectQmp(cancel);
+            GuestAgentClient? agent = null;
+            try
+            {
+                IReadOnlyList<QemuDisk> disks = CheckDisks(qmp, cancel);
+                IReadOnlyList<string> leftovers = FindLeftovers(qmp, disks, cancel);
+                if (leftovers.Count > 0)
+                {
+                    throw new VmQuiesceException("LeftoversFound", FailureKind.ResourceBusy,
+                        $"VM '{VmName}' still has what an earlier backup left behind, so no new backup starts: {string.Join("; ", leftovers)}.", VmName)
+                    {
+                        Remedy = "Commit or delete each leftover overlay as described, then run the backup again.",
+                    };
+                }
+
+                GuestAgentFreezer? freezer = null;
+                Consistency expected = Consistency.Crash;
+                string why = "no guest agent socket was given, so nothing in the guest can be frozen";
+                if (_options.AgentSocket != null)
+                {
+                    agent = GuestAgentClient.Connect(_options.AgentSocket, _options.AgentTimeout, cancel);
+                    (freezer, expected, why) = PrepareFreezer(agent, cancel);
+                }
+
+                RequireConsistency(expected, options, why);
+
+                string stamp = DateTime.UtcNow.ToString("yyyyMMdd'T'HHmmssfff'Z'", CultureInfo.InvariantCulture);
+                var overlays = disks.Select(d => new QemuOverlay(d, QemuBlockOperations.OverlayPathFor(d.File, stamp))).ToList();
+                string? snapshotTag = _options.Mode == QemuSnapshotMode.Internal ? "vmquiesce-" + stamp : null;
+                string saveJobId = QemuBlockOperations.JobPrefix + "save-" + stamp;
+                _options.Verbose?.Invoke($"VM '{VmName}': snapshotting {string.Join(", ", disks)}" + (freezer == null ? " without freezing." : $" inside a freeze through {freezer.Target}."));
+
+                bool takeStarted = false;
+                bool saved = false;
+                Func<CancellationToken, bool> snapshot = token =>
+                {
+                    _options.BeforeSnapshot?.Invoke(token);
+                    if (snapshotTag != null)
+                    {
+                        QemuBlockOperations.SaveInternalSnapshot(qmp, disks, snapshotTag, saveJobId, options.FreezeTimeout, token);
+                        saved = true;
+                    }
+
+                    takeStarted = true;
+                    QemuBlockOperations.TakeOverlays(qmp, overlays, token);
+                    return true;
+                };
+
+                // Without a freezer the same guard runs the hooks and bounds the snapshot step; nothing is frozen.
+                IGuestFreezer guarded = freezer ?? (IGuestFreezer)new NothingFrozen(VmName);
+                FrozenWindow<bool> window;
+                try
+                {
+                    var guard = new FreezeGuard(guarded, new FreezeGuardOptions
+                    {
+                        FreezeTimeout = options.FreezeTimeout,
+                        PreFreeze = _options.PreFreezeHook == null ? null : token => RunHook(agent!, _options.PreFreezeHook, "PreFreezeHookFailed", "pre-freeze", token),
+                        PostThaw = _options.PostThawHook == null ? null : token => RunHook(agent!, _options.PostThawHook, "PostThawHookFailed", "post-thaw", token),
+                        Warn = _options.Warn,
+                    });
+                    window = guard.Run(snapshot, cancel);
+                }
+                catch (Exception failure) when (takeStarted || snapshotTag != null)
+                {
+                    if (snapshotTag != null)
+                    {
+                        QemuBlockOperations.DismissQuietly(qmp, saveJobId);
+                        if (saved)
+                        {
+                            DeleteInternalSnapshot(qmp, disks, snapshotTag);
+                        }
+                    }
+
+                    if (takeStarted)
+                    {
+                        // The transaction may have been applied even if its answer never came: release what exists.
+                        ReleaseAfterFailure(qmp, overlays, failure);
+                    }
+
+                    throw;
+                }
+
+                Consistency reached = window.Frozen.Count > 0 ? expected : Consistency.Crash;
+                if (reached < options.Required && !options.AllowLower)
+                {
+                    CommitOverlays(overlays, qmp, CancellationToken.None);
+                    if (snapshotTag != null)
+                    {
+                        DeleteInternalSnapshot(qmp, disks, snapshotTag);
+                    }
+
+                    RequireConsistency(reached, options, "the guest agent froze no file system");
+                }
+
+                double frozenMilliseconds = window.Frozen.Count > 0 ? window.FrozenMilliseconds : 0;
+                var view = new QemuConsistentView(this, disks, overlays, reached,
+                    new QuiesceRecord(reached, window.Frozen, frozenMilliseconds, freezer != null ? "GuestAgent" : "None"),
+                    snapshotTag == null ? null : new CapturedSnapshot(snapshotTag, null, "QemuInternal"));
+                _options.Verbose?.Invoke($"VM '{VmName}': {reached} consistency, frozen for {frozenMilliseconds:0.#} ms ({string.Join(", ", window.Frozen)}).");
+                return view;
+            }
+            finally
+            {
+                agent?.Dispose();
+                qmp.Dispose();
+            }
+        }
+
+        internal QmpClient ConnectQmp(CancellationToken cancel) => QmpClient.Connect(_options.QmpSocket, _options.QmpTimeout, cancel);
+
+        internal IReadOnlyList<string> FindLeftovers(QmpClient qmp, IReadOnlyList<QemuDisk> disks, CancellationToken cancel)
+        {
+            var found = new List<string>();
+            var active = new HashSet<string>(StringComparer.Ordinal);
+            foreach (QemuDisk disk in disks)
+            {
+                foreach (string image in disk.Chain)
+                {
+                    active.Add(image);
+                    if (QemuBlockOperations.IsOverlayName(image))
+                    {
+                        found.Add($"disk {disk.Name} still runs on the overlay '{image}' from an earlier backup; commit it back: " +
+                            QemuBlockOperations.ManualCommitCommand(_options.QmpSocket, new QemuOverlay(BaseOf(disk, image), image, disk.NodeName)));
+                    }
+                }
+            }
+
+            foreach (JsonObject job in qmp.ExecuteArray("query-jobs", cancel: cancel).OfType<JsonObject>())
+            {
+                string id = job.GetOptionalString("id") ?? "";
+                if (id.StartsWith(QemuBlockOperations.JobPrefix, StringComparison.Ordinal))
+                {
+                    found.Add($"the QEMU job '{id}' ({job.GetOptionalString("type")}, {job.GetOptionalString("status")}) from an earlier backup is still there; " +
+                        $"dismiss it with {{\"execute\":\"job-dismiss\",\"arguments\":{{\"id\":\"{id}\"}}}} (job-cancel first if it is not concluded)");
+                }
+            }
+
+            foreach (string directory in disks.SelectMany(d => d.Chain).Select(Path.GetDirectoryName).Where(d => !string.IsNullOrEmpty(d)).Distinct())
+            {
+                if (!Directory.Exists(directory))
+                {
+                    continue;
+                }
+
+                foreach (string file in Directory.GetFiles(directory!, "*" + QemuBlockOperations.OverlayMarker + "*.qcow2"))
+                {
+                    string baseImage = file.Substring(0, file.IndexOf(QemuBlockOperations.OverlayMarker, StringComparison.Ordinal));
+                    if (!active.Contains(file) && active.Contains(baseImage))
+                    {
+                        found.Add($"the overlay file '{file}' from an earlier backup is no longer in use by the VM; delete it once you have checked that '{baseImage}' is the disk's active image (rm '{file}')");
+                    }
+                }
+            }
+
+            return found;
+        }
+
+        /// <summary>Commits the overlays of a view back; failures keep the overlay and say what to run.</summary>
+        /// <param name="connected">A QMP connection to reuse (QEMU serves one client at a time), or null to open one.</param>
+        internal void CommitOverlays(IReadOnlyList<QemuOverlay> overlays, QmpClient? connected, CancellationToken cancel)
+        {
+            var failures = new List<(QemuOverlay Overlay, Exception Error)>();
+            QmpClient? qmp = connected;
+            try
+            {
+                qmp ??= ConnectQmp(cancel);
+                foreach (QemuOverlay overlay in overlays)
+                {
+                    string jobId = QemuBlockOperations.JobPrefix + "commit-" + overlay.TopName.TrimStart('#') + "-" + Guid.NewGuid().ToString("N").Substring(0, 8);
+                    try
+                    {
+                        _options.Verbose?.Invoke($"VM '{VmName}': committing '{overlay.OverlayPath}' back into '{overlay.BasePath}'.");
+                        QemuBlockOperations.CommitOverlay(qmp, overlay, jobId, _options.CommitTimeout, cancel);
+                    }
+                    catch (Exception e) when (!(e is OperationCanceledException) && (e is VmQuiesceException || e is InvalidOperationException || e is IOException || e is UnauthorizedAccessException))
+                    {
+                        failures.Add((overlay, e));
+                    }
+                }
+            }
+            catch (VmQuiesceException e) when (qmp == null)
+            {
+                failures.AddRange(overlays.Select(o => (o, (Exception)e)));
+            }
+            finally
+            {
+                if (connected == null)
+                {
+                    qmp?.Dispose();
+                }
+            }
+
+            if (failures.Count > 0)
+            {
+                throw new VmQuiesceException("OverlayCommitFailed", FailureKind.InvalidOperation,
+                    $"VM '{VmName}' still runs on {failures.Count} overlay(s) that could not be committed back, so the guest's newest writes live only there: " +
+                    string.Join("; ", failures.Select(f => $"'{f.Overlay.OverlayPath}' (disk {f.Overlay.Disk.Name}): {f.Error.Message}")) + ". The overlays were left in place.",
+                    VmName, failures[0].Error)
+                {
+                    Remedy = string.Join(" ; ", failures.Select(f => QemuBlockOperations.ManualCommitCommand(_options.QmpSocket, f.Overlay))),
+                };
+            }
+        }
+
+        /// <summary>Deletes an internal snapshot no restore point will use; a failure is a warning naming what to run.</summary>
+        internal void DeleteInternalSnapshot(QmpClient? connected, IReadOnlyList<QemuDisk> disks, string tag)
+        {
+            QmpClient qmp = connected ?? ConnectQmp(CancellationToken.None);
+            try
+            {
+                string? problem = QemuBlockOperations.DeleteInternalSnapshot(qmp, disks, tag, QemuBlockOperations.JobPrefix + "delete-" + Guid.NewGuid().ToString("N").Substring(0, 8), _options.QmpTimeout);
+                if (problem != null)
+                {
+                    _options.Warn?.Invoke($"VM '{VmName}': {problem}.");
+                }
+            }
+            finally
+            {
+                if (connected == null)
+                {
+                    qmp.Dispose();
+                }
+            }
+        }
+
+        private static QemuDisk BaseOf(QemuDisk disk, string overlayImage)
+        {
+            int index = disk.Chain.ToList().IndexOf(overlayImage);
+            string below = index >= 0 && index + 1 < disk.Chain.Count ? disk.Chain[index + 1] : overlayImage;
+            return new QemuDisk(disk.Device, disk.Qdev, disk.NodeName, below, disk.Format, disk.Chain.Skip(index + 1).ToList(), disk.VirtualSize);
+        }
+
+        private IReadOnlyList<QemuDisk> CheckDisks(QmpClient qmp, CancellationToken cancel)
+        {
+            IReadOnlyList<QemuDisk> disks = QemuBlockOperations.QueryDisks(qmp, cancel);
+            if (disks.Count == 0)
+            {
+                throw new VmQuiesceException("QemuNoDisks", FailureKind.ObjectNotFound,
+                    $"VM '{VmName}' (QMP monitor at '{_options.QmpSocket}') has no writable disk with an image: nothing to back up.", VmName);
+            }
+
+            foreach (QemuDisk disk in disks)
+            {
+                if (disk.WhyNotSnapshotable() is string why)
+                {
+                    throw new VmQuiesceException("DiskNotSnapshotable", FailureKind.NotSupported,
+                        $"Disk {disk.Name} of VM '{VmName}' cannot get an overlay: {why}.", disk.Name);
+                }
+
+                if (_options.Mode == QemuSnapshotMode.Internal && (disk.Format != "qcow2" || disk.NodeName.Length == 0))
+                {
+                    throw new VmQuiesceException("InternalSnapshotNeedsQcow2", FailureKind.NotSupported,
+                        $"Disk {disk.Name} of VM '{VmName}' is '{disk.Format}'; an internal snapshot with RAM state needs every disk in qcow2 format.", disk.Name)
+                    {
+                        Remedy = "Use the external snapshot mode, or convert the disk to qcow2 (qemu-img convert -O qcow2) while the VM is off.",
+                    };
+                }
+            }
+
+            return disks;
+        }
+
+        private (GuestAgentFreezer? Freezer, Consistency Expected, string Why) PrepareFreezer(GuestAgentClient agent, CancellationToken cancel)
+        {
+            agent.Sync(_options.AgentTimeout, cancel);
+            GuestAgentInfo info = agent.GetInfo(cancel);
+            if (!info.IsEnabled("guest-fsfreeze-freeze") || !info.IsEnabled("guest-fsfreeze-thaw"))
+            {
+                return (null, Consistency.Crash, $"the guest agent at '{agent.Address}' (qemu-ga {info.Version}) does not offer guest-fsfreeze-freeze and -thaw (disabled or unsupported)");
+            }
+
+            bool windows = info.IsEnabled("guest-get-osinfo") && agent.GetOsInfo(cancel).IsWindows;
+            IReadOnlyList<GuestFileSystem> fileSystems = info.IsEnabled("guest-get-fsinfo") ? agent.GetFileSystems(cancel) : Array.Empty<GuestFileSystem>();
+            string status = agent.GetFreezeStatus(cancel: cancel);
+            if (status != "thawed")
+            {
+                throw new VmQuiesceException("GuestAlreadyFrozen", FailureKind.ResourceBusy,
+                    $"The guest of VM '{VmName}' is already '{status}' according to the guest agent at '{agent.Address}': another backup may be running, or an earlier one left it frozen.", VmName)
+                {
+                    Remedy = "If no other backup runs, thaw it: " + GuestAgentFreezer.ManualAgentCommand(agent.Address, "guest-fsfreeze-thaw"),
+                };
+            }
+
+            // Windows' agent freezes through VSS, whose writers flush applications.
+            return (new GuestAgentFreezer(agent, fileSystems, _options.AgentTimeout), windows ? Consistency.Application : Consistency.FileSystem,
+                windows ? "" : "a Linux guest's agent freezes file systems (fsfreeze); applications take no part");
+        }
+
+        private void RequireConsistency(Consistency reachable, QuiesceOptions options, string why)
+        {
+            if (reachable >= options.Required)
+            {
+                return;
+            }
+
+            if (options.AllowLower)
+            {
+                _options.Warn?.Invoke($"VM '{VmName}' reaches only {reachable} consistency ({why}); {options.Required} was asked for and a lower level is allowed.");
+                return;
+            }
+
+            throw new VmQuiesceException("ConsistencyNotReached", FailureKind.InvalidOperation,
+                $"VM '{VmName}' can reach only {reachable} consistency, but {options.Required} is required: {why}.", VmName)
+            {
+                Remedy = reachable == Consistency.Crash
+                    ? "Install and start qemu-guest-agent in the guest and give its socket (-AgentSocket), or accept a lower consistency explicitly."
+                    : "Accept the lower consistency explicitly, or require no more than the guest can give.",
+            };
+        }
+
+        private void RunHook(GuestAgentClient agent, IReadOnlyList<string> hook, string errorId, string what, CancellationToken cancel)
+        {
+            _options.Verbose?.Invoke($"VM '{VmName}': running the {what} hook '{string.Join(" ", hook)}' in the guest.");
+            GuestExecResult result = agent.Exec(hook[0], hook.Skip(1).ToList(), _options.HookTimeout, cancel);
+            if (!result.Succeeded)
+            {
+                throw new VmQuiesceException(errorId, FailureKind.InvalidOperation,
+                    $"The {what} hook '{hook[0]}' in the guest of VM '{VmName}' ended with " +
+                    (result.Signal != null ? $"signal {result.Signal}" : $"exit code {result.ExitCode}") +
+                    (result.StandardError.Length > 0 ? ": " + result.StandardError.Trim() : "."), VmName);
+            }
+        }
+
+        private void ReleaseAfterFailure(QmpClient qmp, IReadOnlyList<QemuOverlay> overlays, Exception failure)
+        {
+            try
+            {
+                IReadOnlyList<QemuDisk> now = QemuBlockOperations.QueryDisks(qmp, CancellationToken.None);
+                var active = overlays.Where(o => now.Any(d => d.Chain.Contains(o.OverlayPath))).ToList();
+                foreach (QemuOverlay unused in overlays.Except(active).Where(o => File.Exists(o.OverlayPath)))
+                {
+                    File.Delete(unused.OverlayPath);
+                }
+
+                if (active.Count > 0)
+                {
+                    CommitOverlays(active, qmp, CancellationToken.None);
+                }
+            }
+            catch (VmQuiesceException release)
+            {
+                _options.Warn?.Invoke($"After the failure '{failure.Message}', releasing the overlays of VM '{VmName}' failed too: {release.Message} {release.Remedy}");
+            }
+        }
+
+        /// <summary>Stands in for a freezer when the guest cannot be frozen: the guard still runs the hooks and the deadline.</summary>
+        private sealed class NothingFrozen : IGuestFreezer
+        {
+            public NothingFrozen(string vmName)
+            {
+                Target = $"nothing in VM '{vmName}' (the guest is not frozen)";
+            }
+
+            public string Target { get; }
+
+            public string ManualThawCommand => "nothing to thaw";
+
+            public IReadOnlyList<string> Freeze(CancellationToken cancel) => Array.Empty<string>();
+
+            public void Thaw()
+            {
+            }
+        }
+    }
+}

@@ -1,0 +1,204 @@
+using System;
+using System.Collections.Generic;
+using System.Diagnostics;
+using System.Threading;
+using VmQuiesce.Core.Json;
+
+namespace VmQuiesce.Core.Sources.Qemu
+{
+    /// <summary>
+    /// A client of QEMU's machine protocol (QMP) over a unix socket or TCP. Connect reads the greeting and
+    /// negotiates capabilities; commands are matched to replies by id while events are queued for
+    /// <see cref="WaitForEvent"/>. Thread-safe: commands may be sent from several threads.
+    /// </summary>
+    public sealed class QmpClient : IDisposable
+    {
+        public const string What = "QMP monitor";
+        private const string Peer = "Qmp";
+        private const int MaxQueuedEvents = 1024;
+
+        private readonly object _gate = new object();
+        private readonly LinkedList<QmpEvent> _events = new LinkedList<QmpEvent>();
+        private readonly ManualResetEventSlim _greeted = new ManualResetEventSlim(false);
+        private readonly CommandChannel _channel;
+        private JsonObject? _greeting;
+
+        private QmpClient(JsonLineConnection connection, TimeSpan commandTimeout)
+        {
+            CommandTimeout = commandTimeout;
+            _channel = new CommandChannel(connection, Peer, What, Intercept);
+            _channel.Closed += () =>
+            {
+                _greeted.Set();
+                lock (_gate)
+                {
+                    Monitor.PulseAll(_gate);
+                }
+            };
+        }
+
+        public static TimeSpan DefaultTimeout { get; } = TimeSpan.FromSeconds(30);
+
+        /// <summary>The socket path or host:port this client talks to.</summary>
+        public string Address => _channel.Address;
+
+        /// <summary>e.g. "7.2.22".</summary>
+        public string QemuVersion { get; private set; } = "";
+
+        /// <summary>The timeout of a command when the call does not give one.</summary>
+        public TimeSpan CommandTimeout { get; }
+
+        /// <summary>Connects, waits for QEMU's greeting and sends qmp_capabilities.</summary>
+        public static QmpClient Connect(string address, TimeSpan? timeout = null, CancellationToken cancel = default)
+        {
+            TimeSpan limit = timeout ?? DefaultTimeout;
+            var client = new QmpClient(JsonLineConnection.Open(address, What, Peer, limit, cancel), limit);
+            try
+            {
+                client.Handshake(limit, cancel);
+                return client;
+            }
+            catch
+            {
+                client.Dispose();
+                throw;
+            }
+        }
+
+        /// <summary>Runs a command and returns its "return" member (an object, array, string, number or null).</summary>
+        public object? Execute(string command, JsonObject? arguments = null, TimeSpan? timeout = null, CancellationToken cancel = default) =>
+            _channel.Execute(command, arguments, timeout ?? CommandTimeout, cancel);
+
+        /// <summary>Runs a command whose reply is an object.</summary>
+        public JsonObject ExecuteObject(string command, JsonObject? arguments = null, TimeSpan? timeout = null, CancellationToken cancel = default) =>
+            Execute(command, arguments, timeout, cancel) as JsonObject ?? throw ProtocolError(command, "an object");
+
+        /// <summary>Runs a command whose reply is an array.</summary>
+        public JsonArray ExecuteArray(string command, JsonObject? arguments = null, TimeSpan? timeout = null, CancellationToken cancel = default) =>
+            Execute(command, arguments, timeout, cancel) as JsonArray ?? throw ProtocolError(command, "an array");
+
+        /// <summary>
+        /// Takes the first queued event named <paramref name="name"/> that matches <paramref name="predicate"/>
+        /// (events that arrived before the call count), waiting up to <paramref name="timeout"/> for one.
+        /// </summary>
+        public QmpEvent WaitForEvent(string name, Func<JsonObject, bool>? predicate, TimeSpan timeout, CancellationToken cancel = default)
+        {
+            return TryWaitForEvent(name, predicate, timeout, cancel) ?? throw new VmQuiesceException(Peer + "Timeout", FailureKind.OperationTimeout,
+                $"The {What} at '{Address}' sent no {name} event within {timeout.TotalSeconds:0.###} s.", Address);
+        }
+
+        /// <summary>Like <see cref="WaitForEvent"/>, but returns null at the timeout.</summary>
+        public QmpEvent? TryWaitForEvent(string name, Func<JsonObject, bool>? predicate, TimeSpan timeout, CancellationToken cancel = default)
+        {
+            var clock = Stopwatch.StartNew();
+            lock (_gate)
+            {
+                while (true)
+                {
+                    for (LinkedListNode<QmpEvent>? node = _events.First; node != null; node = node.Next)
+                    {
+                        if (node.Value.Name == name && (predicate == null || predicate(node.Value.Data)))
+                        {
+                            _events.Remove(node);
+                            return node.Value;
+                        }
+                    }
+
+                    cancel.ThrowIfCancellationRequested();
+                    if (_channel.IsClosed)
+                    {
+                        throw _channel.ConnectionClosed("waiting for the " + name + " event", null);
+                    }
+
+                    TimeSpan left = timeout - clock.Elapsed;
+                    if (timeout != Timeout.InfiniteTimeSpan && left <= TimeSpan.Zero)
+                    {
+                        return null;
+                    }
+
+                    // Short waits so cancellation is seen promptly; events pulse the monitor.
+                    Monitor.Wait(_gate, timeout == Timeout.InfiniteTimeSpan ? 100 : (int)Math.Min(100, Math.Max(1, left.TotalMilliseconds)));
+                }
+            }
+        }
+
+        public void Dispose() => _channel.Dispose();
+
+        private void Handshake(TimeSpan timeout, CancellationToken cancel)
+        {
+            if (!_greeted.Wait(CommandChannel.ToMilliseconds(timeout), cancel))
+            {
+                throw new VmQuiesceException(Peer + "Timeout", FailureKind.OperationTimeout,
+                    $"The {What} at '{Address}' sent no greeting within {timeout.TotalSeconds:0.#} s. QEMU serves one QMP client at a time: is another client (libvirt, a script) connected?",
+                    Address);
+            }
+
+            if (_greeting == null)
+            {
+                throw _channel.ConnectionClosed("the greeting", null);
+            }
+
+            if (_greeting.GetOptionalObject("QMP")?.GetOptionalObject("version")?.GetOptionalObject("qemu") is JsonObject version)
+            {
+                QemuVersion = $"{version.GetOptionalInt64("major")}.{version.GetOptionalInt64("minor")}.{version.GetOptionalInt64("micro")}";
+            }
+
+            Execute("qmp_capabilities", null, timeout, cancel);
+        }
+
+        private bool Intercept(JsonObject message, bool afterDelimiter)
+        {
+            if (message.Contains("QMP"))
+            {
+                _greeting = message;
+                _greeted.Set();
+                return true;
+            }
+
+            if (message.GetOptionalString("event") is string name)
+            {
+                lock (_gate)
+                {
+                    if (_events.Count >= MaxQueuedEvents)
+                    {
+                        _events.RemoveFirst();
+                    }
+
+                    _events.AddLast(new QmpEvent(name, message.GetOptionalObject("data") ?? new JsonObject(), message.GetOptionalObject("timestamp")));
+                    Monitor.PulseAll(_gate);
+                }
+
+                return true;
+            }
+
+            return false;
+        }
+
+        private VmQuiesceException ProtocolError(string command, string expected) =>
+            new VmQuiesceException(Peer + "ProtocolError", FailureKind.ProtocolError,
+                $"The {What} at '{Address}' answered '{command}' with something other than {expected}.", Address);
+    }
+
+    /// <summary>An asynchronous QMP event, e.g. BLOCK_JOB_READY or JOB_STATUS_CHANGE.</summary>
+    public sealed class QmpEvent
+    {
+        internal QmpEvent(string name, JsonObject data, JsonObject? timestamp)
+        {
+            Name = name;
+            Data = data;
+            if (timestamp != null && timestamp["seconds"] is long seconds)
+            {
+                Timestamp = DateTimeOffset.FromUnixTimeSeconds(seconds).AddTicks((timestamp.GetOptionalInt64("microseconds") ?? 0) * 10);
+            }
+        }
+
+        public string Name { get; }
+
+        public JsonObject Data { get; }
+
+        /// <summary>When QEMU emitted it, when QEMU said so.</summary>
+        public DateTimeOffset? Timestamp { get; }
+
+        public override string ToString() => $"{Name} {Data}";
+    }
+}

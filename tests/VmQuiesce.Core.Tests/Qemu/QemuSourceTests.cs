@@ -1,0 +1,435 @@
+using System;
+using System.IO;
+using System.Linq;
+using System.Threading;
+using VmQuiesce.Core;
+using VmQuiesce.Core.Json;
+using VmQuiesce.Core.Sources;
+using VmQuiesce.Core.Sources.Qemu;
+using Xunit;
+
+namespace VmQuiesce.Core.Tests.Qemu
+{
+    /// <summary>The QEMU source against a fake QMP monitor and a fake agent over real unix sockets.</summary>
+    public sealed class QemuSourceTests : IDisposable
+    {
+        private readonly TempFolder _folder = new TempFolder();
+        private readonly FakeQemu _qemu;
+        private readonly FakeGuestAgent _agent;
+
+        public QemuSourceTests()
+        {
+            _qemu = new FakeQemu(_folder.File("qmp.sock"));
+            _agent = new FakeGuestAgent(_folder.File("qga.sock"));
+            _qemu.AddDrive("disk0", _folder.File("base.qcow2"));
+        }
+
+        public void Dispose()
+        {
+            _qemu.Dispose();
+            _agent.Dispose();
+            _folder.Dispose();
+        }
+
+        [Fact]
+        public void A_linux_guest_is_frozen_around_one_transaction_and_the_overlay_is_committed_back()
+        {
+            bool frozenDuringTransaction = false;
+            _qemu.Override = (command, _, _) =>
+            {
+                if (command == "transaction")
+                {
+                    frozenDuringTransaction = _agent.IsFrozen;
+                }
+
+                return false;
+            };
+            Start();
+            QemuSource source = Source();
+
+            using (IConsistentView view = source.OpenConsistentView(new QuiesceOptions(), CancellationToken.None))
+            {
+                Assert.True(frozenDuringTransaction);
+                Assert.False(_agent.IsFrozen);
+                Assert.Equal(Consistency.FileSystem, view.Reached);
+                Assert.Equal("GuestAgent", view.Quiesce.Method);
+                Assert.Equal(new[] { "/", "/mnt/data" }, view.Quiesce.Frozen);
+                Assert.True(view.Quiesce.FrozenMilliseconds > 0);
+                Assert.Null(view.Snapshot);
+                ViewFile file = Assert.Single(view.Files);
+                Assert.Equal(_folder.File("base.qcow2"), file.ReadPath);
+                Assert.Equal("base.qcow2", file.RelativePath);
+                string overlay = Assert.Single(Directory.GetFiles(_folder.Path, "base.qcow2.vmquiesce-*.qcow2"));
+                Assert.Equal(overlay, _qemu.Drives[0].Chain[0]);
+
+                view.Complete(true, CancellationToken.None);
+
+                Assert.False(File.Exists(overlay));
+            }
+
+            Assert.Equal(new[] { _folder.File("base.qcow2") }, _qemu.Drives[0].Chain);
+            Assert.Single(_qemu.Commands, "transaction");
+            Assert.Contains("block-job-complete", _qemu.Commands);
+            Assert.Contains("job-dismiss", _qemu.Commands);
+            Assert.Empty(source.FindLeftovers(CancellationToken.None));
+        }
+
+        [Fact]
+        public void All_disks_switch_in_one_transaction()
+        {
+            _qemu.AddDrive("disk1", _folder.File("second.raw"), "raw");
+            JsonObject? transaction = null;
+            _qemu.Override = (command, request, _) =>
+            {
+                if (command == "transaction")
+                {
+                    transaction = request;
+                }
+
+                return false;
+            };
+            Start();
+
+            using IConsistentView view = Source().OpenConsistentView(new QuiesceOptions(), CancellationToken.None);
+
+            Assert.Equal(2, transaction!.GetObject("arguments").GetArray("actions").Count);
+            Assert.Equal(new[] { "base.qcow2", "second.raw" }, view.Files.Select(f => f.RelativePath));
+            view.Complete(true, CancellationToken.None);
+            Assert.All(_qemu.Drives, d => Assert.Single(d.Chain));
+        }
+
+        [Fact]
+        public void A_windows_guest_reaches_application_consistency()
+        {
+            _agent.OsId = "mswindows";
+            Start();
+
+            using IConsistentView view = Source().OpenConsistentView(new QuiesceOptions { Required = Consistency.Application }, CancellationToken.None);
+
+            Assert.Equal(Consistency.Application, view.Reached);
+        }
+
+        [Fact]
+        public void Application_consistency_required_of_a_linux_guest_fails_before_anything_changes()
+        {
+            Start();
+
+            var error = Assert.Throws<VmQuiesceException>(() => Source().OpenConsistentView(new QuiesceOptions { Required = Consistency.Application }, CancellationToken.None));
+
+            Assert.Equal("ConsistencyNotReached", error.ErrorId);
+            Assert.DoesNotContain("transaction", _qemu.Commands);
+            Assert.DoesNotContain("guest-fsfreeze-freeze", _agent.Commands);
+        }
+
+        [Fact]
+        public void Without_an_agent_a_required_file_system_consistency_is_an_error_and_nothing_is_created()
+        {
+            Start();
+            var source = new QemuSource(new QemuSourceOptions("vm1", _qemu.SocketPath));
+
+            var error = Assert.Throws<VmQuiesceException>(() => source.OpenConsistentView(new QuiesceOptions { Required = Consistency.FileSystem }, CancellationToken.None));
+
+            Assert.Equal("ConsistencyNotReached", error.ErrorId);
+            Assert.Contains("Crash", error.Message, StringComparison.Ordinal);
+            Assert.NotNull(error.Remedy);
+            Assert.DoesNotContain("transaction", _qemu.Commands);
+        }
+
+        [Fact]
+        public void Without_an_agent_and_a_lower_level_allowed_the_view_says_crash()
+        {
+            Start();
+            var warnings = new System.Collections.Generic.List<string>();
+            var source = new QemuSource(new QemuSourceOptions("vm1", _qemu.SocketPath) { Warn = warnings.Add });
+
+            using IConsistentView view = source.OpenConsistentView(new QuiesceOptions { Required = Consistency.FileSystem, AllowLower = true }, CancellationToken.None);
+
+            Assert.Equal(Consistency.Crash, view.Reached);
+            Assert.Equal("None", view.Quiesce.Method);
+            Assert.Empty(view.Quiesce.Frozen);
+            Assert.Contains(warnings, w => w.Contains("Crash", StringComparison.Ordinal));
+        }
+
+        [Fact]
+        public void An_agent_with_freeze_disabled_is_not_silently_used_as_crash()
+        {
+            _agent.FreezeEnabled = false;
+            Start();
+
+            var error = Assert.Throws<VmQuiesceException>(() => Source().OpenConsistentView(new QuiesceOptions(), CancellationToken.None));
+
+            Assert.Equal("ConsistencyNotReached", error.ErrorId);
+            Assert.Contains("guest-fsfreeze-freeze", error.Message, StringComparison.Ordinal);
+        }
+
+        [Fact]
+        public void An_agent_without_freeze_still_runs_the_hooks_when_a_lower_level_is_allowed()
+        {
+            _agent.FreezeEnabled = false;
+            Start();
+            var source = new QemuSource(new QemuSourceOptions("vm1", _qemu.SocketPath)
+            {
+                AgentSocket = _agent.SocketPath,
+                PreFreezeHook = new[] { "/usr/local/bin/db-pause" },
+                PostThawHook = new[] { "/usr/local/bin/db-resume" },
+            });
+
+            using IConsistentView view = source.OpenConsistentView(new QuiesceOptions { AllowLower = true }, CancellationToken.None);
+
+            Assert.Equal(Consistency.Crash, view.Reached);
+            Assert.Equal("None", view.Quiesce.Method);
+            Assert.Equal(0, view.Quiesce.FrozenMilliseconds);
+            Assert.Equal(new[] { "/usr/local/bin/db-pause ", "/usr/local/bin/db-resume " }, _agent.ExecLog);
+            Assert.DoesNotContain("guest-fsfreeze-freeze", _agent.Commands);
+        }
+
+        [Fact]
+        public void An_agent_that_does_not_answer_is_a_timeout_naming_its_socket_and_leaves_no_overlay()
+        {
+            _agent.Answers = false;
+            Start();
+            var source = new QemuSource(new QemuSourceOptions("vm1", _qemu.SocketPath) { AgentSocket = _agent.SocketPath, AgentTimeout = TimeSpan.FromMilliseconds(500) });
+
+            var error = Assert.Throws<VmQuiesceException>(() => source.OpenConsistentView(new QuiesceOptions(), CancellationToken.None));
+
+            Assert.Equal("GuestAgentTimeout", error.ErrorId);
+            Assert.Contains(_agent.SocketPath, error.Message, StringComparison.Ordinal);
+            Assert.Empty(Directory.GetFiles(_folder.Path, "*.vmquiesce-*"));
+            Assert.DoesNotContain("transaction", _qemu.Commands);
+        }
+
+        [Fact]
+        public void A_refused_transaction_thaws_the_guest_and_leaves_nothing()
+        {
+            _qemu.Override = (command, request, fake) =>
+            {
+                if (command != "transaction")
+                {
+                    return false;
+                }
+
+                fake.AnswerError(request, "GenericError", "Could not create file: Permission denied");
+                return true;
+            };
+            Start();
+
+            var error = Assert.Throws<QemuCommandException>(() => Source().OpenConsistentView(new QuiesceOptions(), CancellationToken.None));
+
+            Assert.Equal("QmpGenericError", error.ErrorId);
+            Assert.False(_agent.IsFrozen);
+            Assert.True(_agent.Thawed.IsSet);
+            Assert.Empty(Directory.GetFiles(_folder.Path, "*.vmquiesce-*"));
+        }
+
+        [Fact]
+        public void A_hung_transaction_is_cut_off_by_the_watchdog_which_thaws_the_guest()
+        {
+            _qemu.Override = (command, _, _) => command == "transaction";
+            Start();
+
+            var error = Assert.Throws<VmQuiesceException>(() => Source().OpenConsistentView(new QuiesceOptions { FreezeTimeout = TimeSpan.FromMilliseconds(500) }, CancellationToken.None));
+
+            Assert.Equal("FreezeTimedOut", error.ErrorId);
+            Assert.False(_agent.IsFrozen);
+            Assert.Empty(Directory.GetFiles(_folder.Path, "*.vmquiesce-*"));
+        }
+
+        [Fact]
+        public void Cancellation_during_the_snapshot_thaws_and_releases_the_overlay()
+        {
+            using var cancel = new CancellationTokenSource();
+            _qemu.Override = (command, _, _) =>
+            {
+                if (command == "transaction")
+                {
+                    cancel.Cancel();
+                }
+
+                return false;
+            };
+            Start();
+
+            Assert.ThrowsAny<OperationCanceledException>(() => Source().OpenConsistentView(new QuiesceOptions(), cancel.Token));
+
+            Assert.False(_agent.IsFrozen);
+            Assert.Equal(new[] { _folder.File("base.qcow2") }, _qemu.Drives[0].Chain);
+            Assert.Empty(Directory.GetFiles(_folder.Path, "*.vmquiesce-*"));
+        }
+
+        [Fact]
+        public void A_failed_commit_keeps_the_overlay_and_says_exactly_what_to_run()
+        {
+            Start();
+            IConsistentView view = Source().OpenConsistentView(new QuiesceOptions(), CancellationToken.None);
+            _qemu.FailCommits = true;
+            string overlay = _qemu.Drives[0].Chain[0];
+
+            var error = Assert.Throws<VmQuiesceException>(() => view.Complete(true, CancellationToken.None));
+
+            Assert.Equal("OverlayCommitFailed", error.ErrorId);
+            Assert.Contains(overlay, error.Message, StringComparison.Ordinal);
+            Assert.Contains("block-commit", error.Remedy, StringComparison.Ordinal);
+            Assert.Contains("UNIX-CONNECT:" + _qemu.SocketPath, error.Remedy, StringComparison.Ordinal);
+            Assert.Contains("rm '" + overlay + "'", error.Remedy, StringComparison.Ordinal);
+            Assert.True(File.Exists(overlay));
+            Assert.Contains(Source().FindLeftovers(CancellationToken.None), l => l.Contains(overlay, StringComparison.Ordinal));
+        }
+
+        [Fact]
+        public void Leftovers_from_an_earlier_run_block_a_new_backup_and_are_named()
+        {
+            string stale = _folder.File("base.qcow2.vmquiesce-20260101T000000000Z.qcow2");
+            File.WriteAllText(stale, "old overlay");
+            _qemu.Drives[0].Chain.Insert(0, stale);
+            string unused = _folder.File("base.qcow2.vmquiesce-20250101T000000000Z.qcow2");
+            File.WriteAllText(unused, "older overlay, no longer in use");
+            Start();
+
+            var error = Assert.Throws<VmQuiesceException>(() => Source().OpenConsistentView(new QuiesceOptions(), CancellationToken.None));
+            var leftovers = Source().FindLeftovers(CancellationToken.None);
+
+            Assert.Equal("LeftoversFound", error.ErrorId);
+            Assert.Contains(stale, error.Message, StringComparison.Ordinal);
+            Assert.Equal(2, leftovers.Count);
+            Assert.Contains(leftovers, l => l.Contains(stale, StringComparison.Ordinal) && l.Contains("block-commit", StringComparison.Ordinal));
+            Assert.Contains(leftovers, l => l.Contains(unused, StringComparison.Ordinal) && l.Contains("no longer in use", StringComparison.Ordinal));
+            Assert.DoesNotContain("guest-fsfreeze-freeze", _agent.Commands);
+        }
+
+        [Fact]
+        public void Internal_mode_saves_a_snapshot_with_ram_and_records_it()
+        {
+            Start();
+            var source = new QemuSource(new QemuSourceOptions("vm1", _qemu.SocketPath) { AgentSocket = _agent.SocketPath, Mode = QemuSnapshotMode.Internal });
+
+            using IConsistentView view = source.OpenConsistentView(new QuiesceOptions(), CancellationToken.None);
+
+            Assert.NotNull(view.Snapshot);
+            Assert.Equal("QemuInternal", view.Snapshot!.Kind);
+            Assert.Equal(view.Snapshot.Name, Assert.Single(_qemu.InternalSnapshots));
+            Assert.StartsWith("vmquiesce-", view.Snapshot.Name, StringComparison.Ordinal);
+            Assert.True(_qemu.Commands.IndexOf("snapshot-save") < _qemu.Commands.IndexOf("transaction"));
+            view.Complete(true, CancellationToken.None);
+            Assert.Empty(source.FindLeftovers(CancellationToken.None));
+        }
+
+        [Fact]
+        public void Internal_mode_deletes_its_snapshot_when_the_backup_did_not_succeed()
+        {
+            Start();
+            var source = new QemuSource(new QemuSourceOptions("vm1", _qemu.SocketPath) { AgentSocket = _agent.SocketPath, Mode = QemuSnapshotMode.Internal });
+            IConsistentView view = source.OpenConsistentView(new QuiesceOptions(), CancellationToken.None);
+            Assert.Single(_qemu.InternalSnapshots);
+
+            view.Complete(false, CancellationToken.None);
+
+            Assert.Empty(_qemu.InternalSnapshots);
+            Assert.Contains("snapshot-delete", _qemu.Commands);
+            Assert.Empty(source.FindLeftovers(CancellationToken.None));
+        }
+
+        [Fact]
+        public void Internal_mode_deletes_its_snapshot_when_the_transaction_after_it_fails()
+        {
+            _qemu.Override = (command, request, fake) =>
+            {
+                if (command != "transaction")
+                {
+                    return false;
+                }
+
+                fake.AnswerError(request, "GenericError", "No space left on device");
+                return true;
+            };
+            Start();
+            var source = new QemuSource(new QemuSourceOptions("vm1", _qemu.SocketPath) { AgentSocket = _agent.SocketPath, Mode = QemuSnapshotMode.Internal });
+
+            Assert.Throws<QemuCommandException>(() => source.OpenConsistentView(new QuiesceOptions(), CancellationToken.None));
+
+            Assert.Empty(_qemu.InternalSnapshots);
+            Assert.False(_agent.IsFrozen);
+            Assert.Empty(source.FindLeftovers(CancellationToken.None));
+        }
+
+        [Fact]
+        public void Internal_mode_refuses_a_raw_disk()
+        {
+            _qemu.AddDrive("disk1", _folder.File("data.raw"), "raw");
+            Start();
+            var source = new QemuSource(new QemuSourceOptions("vm1", _qemu.SocketPath) { AgentSocket = _agent.SocketPath, Mode = QemuSnapshotMode.Internal });
+
+            var error = Assert.Throws<VmQuiesceException>(() => source.OpenConsistentView(new QuiesceOptions(), CancellationToken.None));
+
+            Assert.Equal("InternalSnapshotNeedsQcow2", error.ErrorId);
+            Assert.DoesNotContain("guest-fsfreeze-freeze", _agent.Commands);
+        }
+
+        [Fact]
+        public void Hooks_run_in_the_guest_before_the_freeze_and_after_the_thaw()
+        {
+            Start();
+            var source = new QemuSource(new QemuSourceOptions("vm1", _qemu.SocketPath)
+            {
+                AgentSocket = _agent.SocketPath,
+                PreFreezeHook = new[] { "/usr/local/bin/db-pause", "--all" },
+                PostThawHook = new[] { "/usr/local/bin/db-resume" },
+            });
+
+            using IConsistentView view = source.OpenConsistentView(new QuiesceOptions(), CancellationToken.None);
+
+            Assert.Equal(new[] { "/usr/local/bin/db-pause --all", "/usr/local/bin/db-resume " }, _agent.ExecLog);
+            int freeze = _agent.Commands.IndexOf("guest-fsfreeze-freeze");
+            Assert.True(_agent.Commands.IndexOf("guest-exec") < freeze);
+            Assert.True(_agent.Commands.LastIndexOf("guest-exec") > _agent.Commands.IndexOf("guest-fsfreeze-thaw"));
+        }
+
+        [Fact]
+        public void A_failing_pre_freeze_hook_stops_the_backup_before_the_freeze()
+        {
+            _agent.OnExec = (_, _) => (2, "");
+            Start();
+            var source = new QemuSource(new QemuSourceOptions("vm1", _qemu.SocketPath) { AgentSocket = _agent.SocketPath, PreFreezeHook = new[] { "/bin/false" } });
+
+            var error = Assert.Throws<VmQuiesceException>(() => source.OpenConsistentView(new QuiesceOptions(), CancellationToken.None));
+
+            Assert.Equal("PreFreezeHookFailed", error.ErrorId);
+            Assert.Contains("exit code 2", error.Message, StringComparison.Ordinal);
+            Assert.DoesNotContain("guest-fsfreeze-freeze", _agent.Commands);
+        }
+
+        [Fact]
+        public void A_hook_without_a_program_or_without_an_agent_is_rejected_before_anything_happens()
+        {
+            Start();
+            var empty = new QemuSource(new QemuSourceOptions("vm1", _qemu.SocketPath) { AgentSocket = _agent.SocketPath, PreFreezeHook = Array.Empty<string>() });
+            var noAgent = new QemuSource(new QemuSourceOptions("vm1", _qemu.SocketPath) { PostThawHook = new[] { "/bin/true" } });
+
+            Assert.Equal("HookInvalid", Assert.Throws<VmQuiesceException>(() => empty.OpenConsistentView(new QuiesceOptions(), CancellationToken.None)).ErrorId);
+            Assert.Equal("HookNeedsAgent", Assert.Throws<VmQuiesceException>(() => noAgent.OpenConsistentView(new QuiesceOptions { AllowLower = true }, CancellationToken.None)).ErrorId);
+            Assert.Empty(_qemu.Commands);
+        }
+
+        [Fact]
+        public void A_guest_that_is_already_frozen_is_not_backed_up()
+        {
+            Start();
+            using (var client = GuestAgentClient.Connect(_agent.SocketPath))
+            {
+                client.Freeze();
+            }
+
+            var error = Assert.Throws<VmQuiesceException>(() => Source().OpenConsistentView(new QuiesceOptions(), CancellationToken.None));
+
+            Assert.Equal("GuestAlreadyFrozen", error.ErrorId);
+            Assert.Contains("guest-fsfreeze-thaw", error.Remedy, StringComparison.Ordinal);
+        }
+
+        private void Start()
+        {
+            _qemu.Start();
+            _agent.Start();
+        }
+
+        private QemuSource Source() => new QemuSource(new QemuSourceOptions("vm1", _qemu.SocketPath) { AgentSocket = _agent.SocketPath });
+    }
+}

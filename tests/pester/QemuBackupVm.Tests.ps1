@@ -1,0 +1,130 @@
+BeforeAll {
+    Import-Module $env:VMQUIESCE_MODULE_PATH -Force
+    Import-Module (Join-Path $PSScriptRoot '../guest/TestGuest.psm1') -Force
+    $script:unavailable = Get-TestGuestUnavailableReason
+    $script:onLinux = [bool](Get-Variable IsLinux -ValueOnly -ErrorAction Ignore)
+}
+
+Describe 'Get-BackupVm without a VM' {
+    It 'has a discovery and a QMP socket parameter set' {
+        @((Get-Command Get-BackupVm).ParameterSets.Name | Sort-Object) | Should -Be @('Discover', 'QmpSocket')
+        (Get-Command Get-BackupVm).OutputType.Name | Should -Contain 'VmQuiesce.Core.Sources.BackupVm'
+    }
+
+    It 'reports a missing QMP socket as QmpSocketNotFound with the path as target' {
+        $path = Join-Path ([IO.Path]::GetTempPath()) "vmq-missing-$([guid]::NewGuid().ToString('N')).sock"
+        $result = Get-BackupVm -QmpSocket $path -Name vm1 -ErrorVariable failures -ErrorAction SilentlyContinue
+        $result | Should -BeNullOrEmpty
+        $failures.Count | Should -Be 1
+        $failures[0].FullyQualifiedErrorId | Should -BeLike 'QmpSocketNotFound,*'
+        $failures[0].CategoryInfo.Category | Should -Be 'ObjectNotFound'
+        $failures[0].TargetObject | Should -Be $path
+    }
+
+    It 'reports a name that no running VM has as VmNotFound' {
+        if (-not $onLinux) { Set-ItResult -Skipped -Because 'discovery reads /proc and works on Linux only'; return }
+        Get-BackupVm -Name "no-such-vm-$([guid]::NewGuid().ToString('N'))" -ErrorVariable failures -ErrorAction SilentlyContinue | Should -BeNullOrEmpty
+        $failures[0].FullyQualifiedErrorId | Should -BeLike 'VmNotFound,*'
+    }
+
+    It 'refuses discovery off Linux with DiscoveryNotSupported' {
+        if ($onLinux) { Set-ItResult -Skipped -Because 'this host is Linux, where discovery works'; return }
+        { Get-BackupVm -ErrorAction Stop } | Should -Throw -ErrorId 'DiscoveryNotSupported,*'
+    }
+}
+
+Describe 'Test-VmQuiesceReadiness without a VM' {
+    It 'rejects a VM of another kind with ReadinessNotSupported' {
+        $details = [Collections.Generic.Dictionary[string, string]]::new()
+        $vm = [VmQuiesce.Core.Sources.BackupVm]::new('vm1', 'VMware', '/vms/vm1.vmx', $details, [Func[VmQuiesce.Core.Sources.IBackupSource]] { $null })
+        $vm | Test-VmQuiesceReadiness -ErrorVariable failures -ErrorAction SilentlyContinue | Should -BeNullOrEmpty
+        $failures[0].FullyQualifiedErrorId | Should -BeLike 'ReadinessNotSupported,*'
+        $failures[0].TargetObject.Name | Should -Be 'vm1'
+    }
+
+    It 'reports an unreachable monitor as a failed row with a remedy and skips the rest' {
+        $notASocket = New-TemporaryFile
+        try {
+            $rows = Get-BackupVm -QmpSocket $notASocket.FullName -Name vm1 | Test-VmQuiesceReadiness
+            $rows.Count | Should -Be 6
+            $rows[0].Check | Should -Be 'QmpReachable'
+            $rows[0].Status | Should -Be 'Failed'
+            $rows[0].Remedy | Should -Not -BeNullOrEmpty
+            @($rows | Select-Object -Skip 1 | ForEach-Object { "$($_.Status)" } | Sort-Object -Unique) | Should -Be @('Skipped')
+        }
+        finally {
+            Remove-Item $notASocket
+        }
+    }
+}
+
+Describe 'Get-BackupVm and Test-VmQuiesceReadiness against a real guest' {
+    BeforeAll {
+        if (-not $unavailable) { $script:guest = Start-TestGuest }
+    }
+
+    AfterAll {
+        if ($script:guest) { $script:guest | Stop-TestGuest }
+    }
+
+    It 'gets the VM by its sockets, naming it after the socket when QEMU has no -name' {
+        if ($unavailable) { Set-ItResult -Skipped -Because $unavailable; return }
+        $vm = Get-BackupVm -QmpSocket $guest.QmpSocketPath -AgentSocket $guest.AgentSocketPath
+        $vm | Should -BeOfType ([VmQuiesce.Core.Sources.BackupVm])
+        $vm.Kind | Should -Be 'Qemu'
+        $vm.Name | Should -Be 'qmp'
+        $vm.Location | Should -Be $guest.QmpSocketPath
+        $vm.Details['AgentSocket'] | Should -Be $guest.AgentSocketPath
+    }
+
+    It 'takes the sockets from the pipeline by property name' {
+        if ($unavailable) { Set-ItResult -Skipped -Because $unavailable; return }
+        $vm = $guest | Get-BackupVm -Name guest1
+        $vm.Name | Should -Be 'guest1'
+        $vm.Details['QmpSocket'] | Should -Be $guest.QmpSocketPath
+        $vm.Details['AgentSocket'] | Should -Be $guest.AgentSocketPath
+    }
+
+    It 'discovers the running guest with both sockets from its command line' {
+        if ($unavailable) { Set-ItResult -Skipped -Because $unavailable; return }
+        $found = @(Get-BackupVm | Where-Object Location -EQ $guest.QmpSocketPath)
+        $found.Count | Should -Be 1
+        $found[0].Details['AgentSocket'] | Should -Be $guest.AgentSocketPath
+        $found[0].Details['ProcessId'] | Should -Be "$($guest.Process.Id)"
+    }
+
+    It 'completes -Name with the names of running VMs' {
+        if ($unavailable) { Set-ItResult -Skipped -Because $unavailable; return }
+        # Other VMs may come and go on this host meanwhile: check for this guest only.
+        $mine = (Get-BackupVm | Where-Object Location -EQ $guest.QmpSocketPath).Name
+        $line = "Get-BackupVm -Name $($mine.Substring(0, 3))"
+        $completions = (TabExpansion2 -inputScript $line -cursorColumn $line.Length).CompletionMatches
+        $completions.ListItemText | Should -Contain $mine
+        $completions.ListItemText | ForEach-Object { $_ | Should -BeLike "$($mine.Substring(0, 3))*" }
+    }
+
+    It 'passes every readiness check and shows them as a table and a list' {
+        if ($unavailable) { Set-ItResult -Skipped -Because $unavailable; return }
+        $rows = @(Get-BackupVm -QmpSocket $guest.QmpSocketPath -AgentSocket $guest.AgentSocketPath | Test-VmQuiesceReadiness)
+        @($rows.Check) | Should -Be @('QmpReachable', 'AgentAnswering', 'FreezeSupported', 'DisksSnapshotable', 'OverlaySpace', 'NoLeftovers')
+        $rows | ForEach-Object { $_ | Should -BeOfType ([VmQuiesce.Core.Sources.ReadinessCheck]); "$($_.Check)=$($_.Status)" } |
+            Should -Be @('QmpReachable=Passed', 'AgentAnswering=Passed', 'FreezeSupported=Passed', 'DisksSnapshotable=Passed', 'OverlaySpace=Passed', 'NoLeftovers=Passed')
+        ($rows | Where-Object Check -EQ 'FreezeSupported').Detail | Should -BeLike '*FileSystem*'
+        $table = $rows | Format-Table | Out-String -Width 200
+        $table | Should -BeLike '*Check*Status*Detail*'
+        $table | Should -BeLike '*QmpReachable*Passed*'
+        $list = $rows | Format-List | Out-String -Width 200
+        $list | Should -BeLike '*Remedy*'
+        $vmTable = Get-BackupVm -QmpSocket $guest.QmpSocketPath -AgentSocket $guest.AgentSocketPath | Format-Table | Out-String -Width 300
+        $vmTable | Should -BeLike "*AgentSocket*$($guest.AgentSocketPath)*"
+    }
+
+    It 'warns that without an agent socket only Crash consistency is reachable' {
+        if ($unavailable) { Set-ItResult -Skipped -Because $unavailable; return }
+        $rows = @(Get-BackupVm -QmpSocket $guest.QmpSocketPath -Name noagent | Test-VmQuiesceReadiness)
+        $agent = $rows | Where-Object Check -EQ 'AgentAnswering'
+        $agent.Status | Should -Be 'Warning'
+        $agent.Detail | Should -BeLike '*Crash*'
+        ($rows | Where-Object Check -EQ 'FreezeSupported').Status | Should -Be 'Skipped'
+    }
+}
