@@ -45,8 +45,9 @@ switch ($Operation) {
         $result.storedBytes = $point.StoredBytes
     }
     'Verify' {
+        $latest = Get-VmBackup -Repository $Repository -Latest
         $clock.Start()
-        $check = Test-VmBackup -Repository $Repository
+        $check = Test-VmBackup -Repository $Repository -Id $latest.Id
         $clock.Stop()
         $checks = @($check)
         $result.bytesChecked = ($checks | ForEach-Object BytesChecked | Measure-Object -Sum).Sum
