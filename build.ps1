@@ -228,6 +228,6 @@ foreach ($step in $Task) {
         'Test' { Invoke-Test }
         'Package' { Assert-Built; Invoke-Package }
         'Bench' { Invoke-Bench }
-        'Demo' { Assert-Built; & (Get-ChildPowerShell).FilePath @((Get-ChildPowerShell).Prefix + @('-NoProfile', '-File', (Join-Path $Root 'tests/demo/Invoke-Demo.ps1'), '-ModulePath', (Join-Path $ModuleOut 'VmQuiesce.psd1'))) }
+        'Demo' { Assert-Built; Initialize-TestGuest; & (Get-ChildPowerShell).FilePath @((Get-ChildPowerShell).Prefix + @('-NoProfile', '-File', (Join-Path $Root 'tests/demo/Invoke-Demo.ps1'), '-ModulePath', (Join-Path $ModuleOut 'VmQuiesce.psd1'))) }
     }
 }

@@ -6,8 +6,8 @@ BeforeAll {
 }
 
 Describe 'Get-BackupVm without a VM' {
-    It 'has a discovery and a QMP socket parameter set' {
-        @((Get-Command Get-BackupVm).ParameterSets.Name | Sort-Object) | Should -Be @('Discover', 'QmpSocket')
+    It 'has discovery, QMP socket and the two VMware parameter sets' {
+        @((Get-Command Get-BackupVm).ParameterSets.Name | Sort-Object) | Should -Be @('Discover', 'QmpSocket', 'VmwareRunning', 'VmxPath')
         (Get-Command Get-BackupVm).OutputType.Name | Should -Contain 'VmQuiesce.Core.Sources.BackupVm'
     }
 

@@ -31,6 +31,7 @@ namespace VmQuiesce.Core.Platform
         private const int SeekHole = 4;
         private const int OpenReadOnly = 0;
         private const int NoSuchDeviceOrAddress = 6; // ENXIO: no data at or after the offset
+        private const int FileExists = 17; // EEXIST
 
         /// <summary>
         /// The data extents of <paramref name="path"/>, in order; null when the file system cannot say
@@ -105,10 +106,46 @@ namespace VmQuiesce.Core.Platform
             }
         }
 
+        /// <summary>The target of symbolic link <paramref name="path"/> (e.g. /proc/&lt;pid&gt;/fd/3), or null when it is not one or cannot be read.</summary>
+        public static string? ReadLink(string path)
+        {
+            var buffer = new byte[4096];
+            long length = (long)readlink(path, buffer, (UIntPtr)buffer.Length);
+            return length > 0 ? System.Text.Encoding.UTF8.GetString(buffer, 0, (int)length) : null;
+        }
+
+        [DllImport("libc", SetLastError = true)]
+        private static extern IntPtr readlink(string path, byte[] buffer, UIntPtr size);
+
+        /// <summary>
+        /// Gives <paramref name="from"/> the new name <paramref name="to"/> only if that name is free, atomically
+        /// (link fails with EEXIST; File.Move checks and then renames, so two writers can both "win").
+        /// True: linked; false: <paramref name="to"/> exists; null: this file system cannot say (no hard links).
+        /// </summary>
+        public static bool? TryLinkNew(string from, string to)
+        {
+            if (!HostPlatform.IsLinux)
+            {
+                return null;
+            }
+
+            if (link(Utf8(from), Utf8(to)) == 0)
+            {
+                return true;
+            }
+
+            return Marshal.GetLastWin32Error() == FileExists ? false : (bool?)null;
+        }
+
+        [DllImport("libc", SetLastError = true)]
+        private static extern int link(byte[] nullTerminatedUtf8From, byte[] nullTerminatedUtf8To);
+
         [DllImport("libc", SetLastError = true)]
         private static extern int open(byte[] nullTerminatedUtf8Path, int flags);
 
-        private static int open(string path, int flags) => open(System.Text.Encoding.UTF8.GetBytes(path + "\0"), flags);
+        private static int open(string path, int flags) => open(Utf8(path), flags);
+
+        private static byte[] Utf8(string path) => System.Text.Encoding.UTF8.GetBytes(path + "\0");
 
         [DllImport("libc", SetLastError = true)]
         private static extern long lseek(int fd, long offset, int whence);

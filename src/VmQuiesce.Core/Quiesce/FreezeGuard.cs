@@ -25,6 +25,14 @@ namespace VmQuiesce.Core.Quiesce
 
         /// <summary>Receives loud warnings (watchdog fired, thaw failing); may be called from the watchdog thread.</summary>
         public Action<string>? Warn { get; init; }
+
+        /// <summary>Two hooks as one step, in order; either may be absent (e.g. the host's script, then the guest's command).</summary>
+        public static Action<CancellationToken>? Chain(Action<CancellationToken>? first, Action<CancellationToken>? second) =>
+            first == null ? second : second == null ? first : token =>
+            {
+                first(token);
+                second(token);
+            };
     }
 
     /// <summary>What a guarded freeze produced.</summary>

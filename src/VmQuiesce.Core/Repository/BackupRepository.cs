@@ -482,7 +482,23 @@ namespace VmQuiesce.Core.Repository
         /// <summary>Null when the chunk is whole; otherwise what is wrong, with the check's Problem set to "Missing" or "Damaged".</summary>
         private string? CheckChunk(ChunkCheck check, ConcurrentDictionary<string, bool> good)
         {
-            string hash = check.Hash!;
+            string? failure = ReadVerifiedChunk(check.Hash!, check.Buffer!, check.Length, good, out bool missing);
+            if (missing)
+            {
+                check.Problem = "Missing";
+            }
+
+            return failure;
+        }
+
+        /// <summary>
+        /// Reads chunk <paramref name="hash"/> into <paramref name="buffer"/> and checks it decodes to
+        /// <paramref name="expectedLength"/> bytes that hash to its name (once per hash when <paramref name="good"/>
+        /// remembers verified chunks). Null when whole; otherwise what is wrong.
+        /// </summary>
+        internal string? ReadVerifiedChunk(string hash, byte[] buffer, int expectedLength, ConcurrentDictionary<string, bool>? good, out bool missing)
+        {
+            missing = false;
             if (!ChunkStore.IsChunkName(hash))
             {
                 return "the manifest names an invalid chunk hash";
@@ -491,11 +507,11 @@ namespace VmQuiesce.Core.Repository
             int length;
             try
             {
-                length = Chunks.Read(hash, check.Buffer!);
+                length = Chunks.Read(hash, buffer);
             }
             catch (Exception e) when (e is FileNotFoundException || e is DirectoryNotFoundException)
             {
-                check.Problem = "Missing";
+                missing = true;
                 return $"'{Chunks.PathOf(hash)}' does not exist";
             }
             catch (Exception e) when (e is InvalidDataException || e is IOException || e is UnauthorizedAccessException)
@@ -503,21 +519,21 @@ namespace VmQuiesce.Core.Repository
                 return $"'{Chunks.PathOf(hash)}' cannot be read: {e.Message}";
             }
 
-            if (length != check.Length)
+            if (length != expectedLength)
             {
-                return $"'{Chunks.PathOf(hash)}' holds {length} bytes; expected {check.Length}";
+                return $"'{Chunks.PathOf(hash)}' holds {length} bytes; expected {expectedLength}";
             }
 
-            if (!good.ContainsKey(hash))
+            if (good == null || !good.ContainsKey(hash))
             {
                 using SHA256 sha = SHA256.Create();
-                string actual = ChunkStore.Hash(sha, check.Buffer!, length);
+                string actual = ChunkStore.Hash(sha, buffer, length);
                 if (actual != hash)
                 {
                     return $"'{Chunks.PathOf(hash)}' hashes to {actual}";
                 }
 
-                good.TryAdd(hash, true);
+                good?.TryAdd(hash, true);
             }
 
             return null;

@@ -31,6 +31,17 @@ namespace VmQuiesce.Core.Repository
         /// <summary>Renames <paramref name="from"/> to <paramref name="to"/>; false (and nothing changed) when <paramref name="to"/> exists.</summary>
         public virtual bool MoveNew(string from, string to)
         {
+            bool? linked = UnixFiles.TryLinkNew(from, to);
+            if (linked == true)
+            {
+                File.Delete(from);
+            }
+
+            if (linked.HasValue)
+            {
+                return linked.Value;
+            }
+
             if (File.Exists(to))
             {
                 return false;

@@ -27,10 +27,13 @@ namespace VmQuiesce.Core.Repository
 
         public string Repository => RestorePoint.Repository;
 
-        /// <summary>"Ok" or "Damaged".</summary>
-        public string Status => IsValid ? "Ok" : "Damaged";
+        /// <summary>"Ok", "Damaged", or "BootFailed" (the data verifies but the restored disks did not boot cleanly).</summary>
+        public string Status => Problems.Count > 0 || FileHashMismatches.Count > 0 ? "Damaged" : Boot?.Passed == false ? "BootFailed" : "Ok";
 
-        public bool IsValid => Problems.Count == 0 && FileHashMismatches.Count == 0;
+        public bool IsValid => Status == "Ok";
+
+        /// <summary>The boot check of Test-VmBackup -Boot, or null when it did not run.</summary>
+        public Restore.BootCheckResult? Boot { get; internal set; }
 
         public long ChunksChecked { get; }
 

@@ -2,16 +2,19 @@ using System;
 using System.IO;
 using System.Linq;
 using System.Management.Automation;
+using System.Net;
 using VmQuiesce.Core;
 using VmQuiesce.Core.Json;
 using VmQuiesce.Core.Sources;
 using VmQuiesce.Core.Sources.Qemu;
+using VmQuiesce.Core.Sources.VMware;
 
 namespace VmQuiesce.Commands
 {
     /// <summary>
     /// Gets VM targets for backup: a QEMU VM named by its QMP socket, or the QEMU VMs running on this
-    /// (Linux) host, found from their command lines.
+    /// (Linux) host, found from their command lines; a VMware VM named by its .vmx, or the VMware VMs
+    /// that vmrun lists as running.
     /// </summary>
     [Cmdlet(VerbsCommon.Get, "BackupVm", DefaultParameterSetName = DiscoverSet)]
     [OutputType(typeof(BackupVm))]
@@ -19,6 +22,8 @@ namespace VmQuiesce.Commands
     {
         public const string DiscoverSet = "Discover";
         public const string QmpSocketSet = "QmpSocket";
+        public const string VmxPathSet = "VmxPath";
+        public const string VmwareRunningSet = "VmwareRunning";
 
         private static readonly TimeSpan NameQueryTimeout = TimeSpan.FromSeconds(5);
 
@@ -34,23 +39,147 @@ namespace VmQuiesce.Commands
         [ValidateNotNullOrEmpty]
         public string? AgentSocket { get; set; }
 
-        /// <summary>With -QmpSocket: the name to give the VM. Without: which running VMs to list (wildcards allowed).</summary>
+        /// <summary>With -QmpSocket or -VmxPath: the name to give the VM. Otherwise: which running VMs to list (wildcards allowed).</summary>
         [Parameter(ParameterSetName = QmpSocketSet, ValueFromPipelineByPropertyName = true)]
+        [Parameter(ParameterSetName = VmxPathSet)]
         [Parameter(ParameterSetName = DiscoverSet, Position = 0)]
+        [Parameter(ParameterSetName = VmwareRunningSet, Position = 0)]
         [ValidateNotNullOrEmpty]
         [SupportsWildcards]
         [ArgumentCompleter(typeof(RunningVmNameCompleter))]
         public string? Name { get; set; }
 
+        /// <summary>The VMware VM's configuration file as this computer reads it (its folder is what the backup copies).</summary>
+        [Parameter(Mandatory = true, ParameterSetName = VmxPathSet, ValueFromPipelineByPropertyName = true)]
+        [Alias("FullName")]
+        [ValidateNotNullOrEmpty]
+        public string VmxPath { get; set; } = "";
+
+        /// <summary>The VMware product vmrun drives (-T ws|player|fusion|server).</summary>
+        [Parameter(ParameterSetName = VmxPathSet)]
+        [Parameter(Mandatory = true, ParameterSetName = VmwareRunningSet)]
+        public VmwareHostType HostType { get; set; } = VmwareHostType.Workstation;
+
+        /// <summary>The vmrun program; without it VmQuiesce looks in the registry, on PATH and in the usual locations.</summary>
+        [Parameter(ParameterSetName = VmxPathSet)]
+        [Parameter(ParameterSetName = VmwareRunningSet)]
+        [ValidateNotNullOrEmpty]
+        public string? VmrunPath { get; set; }
+
+        /// <summary>VMware Server 2.0: the host (name, name:port or https://name:port/sdk).</summary>
+        [Parameter(ParameterSetName = VmxPathSet)]
+        [Parameter(ParameterSetName = VmwareRunningSet)]
+        [ValidateNotNullOrEmpty]
+        public string? VmrunHost { get; set; }
+
+        /// <summary>VMware Server 2.0: the account vmrun signs in with.</summary>
+        [Parameter(ParameterSetName = VmxPathSet)]
+        [Parameter(ParameterSetName = VmwareRunningSet)]
+        [Credential]
+        public PSCredential? Credential { get; set; }
+
+        /// <summary>VMware Server 2.0: how the server names the VM, e.g. '[standard] vm/vm.vmx'.</summary>
+        [Parameter(ParameterSetName = VmxPathSet, ValueFromPipelineByPropertyName = true)]
+        [ValidateNotNullOrEmpty]
+        public string? DatastorePath { get; set; }
+
+        /// <summary>Backups of this VM delete their snapshot once the copy is done (default: keep it for the restore's revert).</summary>
+        [Parameter(ParameterSetName = VmxPathSet)]
+        [Parameter(ParameterSetName = VmwareRunningSet)]
+        public SwitchParameter RemoveSnapshot { get; set; }
+
+        /// <summary>VMware Server 2.0: backups of this VM may overwrite its one existing snapshot even when vmvsswriter.cfg does not allow it.</summary>
+        [Parameter(ParameterSetName = VmxPathSet)]
+        [Parameter(ParameterSetName = VmwareRunningSet)]
+        public SwitchParameter Force { get; set; }
+
+        private VmrunConnection? _vmrun;
+
         protected override void ProcessRecord()
         {
-            if (ParameterSetName == QmpSocketSet)
+            switch (ParameterSetName)
             {
-                WriteQmpSocketVm();
+                case QmpSocketSet:
+                    WriteQmpSocketVm();
+                    break;
+                case VmxPathSet:
+                    WriteVmxPathVm();
+                    break;
+                case VmwareRunningSet:
+                    WriteRunningVmwareVms();
+                    break;
+                default:
+                    WriteDiscoveredVms();
+                    break;
             }
-            else
+        }
+
+        /// <summary>vmrun is found and the host type, host and credential checked once, for every pipeline item.</summary>
+        private VmrunConnection ConnectVmrun()
+        {
+            if (_vmrun == null)
             {
-                WriteDiscoveredVms();
+                NetworkCredential? credential = Credential == null ? null : new NetworkCredential(Credential.UserName, Credential.Password);
+                _vmrun = VmwareTargets.Connect(VmrunPath == null ? null : GetUnresolvedProviderPathFromPSPath(VmrunPath), HostType, VmrunHost, credential);
+                WriteVerbose($"vmrun: '{_vmrun.VmrunPath}' (-T {HostType}{(_vmrun.ServerUrl == null ? string.Empty : ", host " + _vmrun.ServerUrl)}).");
+                if (credential != null)
+                {
+                    WriteWarning(VmrunConnection.PasswordOnCommandLineWarning);
+                }
+            }
+
+            return _vmrun;
+        }
+
+        private void WriteVmxPathVm()
+        {
+            if (DatastorePath != null && HostType != VmwareHostType.Server)
+            {
+                ThrowInvalidArgument("DatastorePathNotSupported", $"-DatastorePath applies only to -HostType Server; {HostType} names VMs by their .vmx path.", DatastorePath);
+            }
+
+            VmrunConnection vmrun;
+            try
+            {
+                vmrun = ConnectVmrun();
+            }
+            catch (VmQuiesceException e)
+            {
+                ThrowFailure(e);
+                return;
+            }
+
+            // A VM that cannot be read is this item's failure; the other pipeline items go on.
+            try
+            {
+                WriteObject(VmwareTargets.CreateBackupVm(vmrun, GetUnresolvedProviderPathFromPSPath(VmxPath), DatastorePath, Name, RemoveSnapshot, Force));
+            }
+            catch (VmQuiesceException e)
+            {
+                WriteFailure(e);
+            }
+        }
+
+        private void WriteRunningVmwareVms()
+        {
+            System.Collections.Generic.IReadOnlyList<BackupVm> running;
+            try
+            {
+                running = VmwareTargets.FindRunning(ConnectVmrun(), CancelToken, WriteFailure, RemoveSnapshot, Force);
+            }
+            catch (VmQuiesceException e)
+            {
+                ThrowFailure(e);
+                return;
+            }
+
+            WildcardPattern? pattern = Name == null ? null : new WildcardPattern(Name, WildcardOptions.IgnoreCase);
+            var matches = running.Where(vm => pattern == null || pattern.IsMatch(vm.Name)).ToList();
+            WriteObject(matches, enumerateCollection: true);
+            if (matches.Count == 0 && Name != null && !WildcardPattern.ContainsWildcardCharacters(Name))
+            {
+                WriteFailure(new VmQuiesceException("VmNotFound", FailureKind.ObjectNotFound,
+                    $"No running VMware VM named '{Name}' was found ({running.Count} running in all).", Name));
             }
         }
 

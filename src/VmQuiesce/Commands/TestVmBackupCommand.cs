@@ -4,6 +4,7 @@ using System.Linq;
 using System.Management.Automation;
 using VmQuiesce.Core;
 using VmQuiesce.Core.Repository;
+using VmQuiesce.Core.Restore;
 
 namespace VmQuiesce.Commands
 {
@@ -22,6 +23,15 @@ namespace VmQuiesce.Commands
         [Parameter(Position = 1, ValueFromPipelineByPropertyName = true)]
         [ValidateNotNullOrEmpty]
         public string[]? Id { get; set; }
+
+        /// <summary>Also restore each point into a temp folder and boot it there (QEMU, throwaway overlays): the guest agent must answer and the file systems be clean.</summary>
+        [Parameter]
+        public SwitchParameter Boot { get; set; }
+
+        /// <summary>How -Boot boots the disks: a hashtable of BootCheckOptions (Kernel, Initrd, Append, MemoryMiB, Accelerator, BootTimeout, QemuExecutable).</summary>
+        [Parameter]
+        [ValidateNotNull]
+        public BootCheckOptions? BootOption { get; set; }
 
         protected override void ProcessRecord()
         {
@@ -83,10 +93,30 @@ namespace VmQuiesce.Commands
                     WriteProgress(progress);
                 }
             });
+            if (Boot && result.IsValid)
+            {
+                progress.StatusDescription = "Restoring into a temp folder and booting it";
+                WriteProgress(progress);
+                result.Boot = BootCheck.RunRestorePoint(repository, point, BootOption ?? new BootCheckOptions(), CancelToken);
+            }
+
             progress.RecordType = ProgressRecordType.Completed;
             WriteProgress(progress);
             WriteObject(result);
-            if (!result.IsValid)
+            if (result.Boot is BootCheckResult boot && !boot.Passed)
+            {
+                WriteFailure(new VmQuiesceException(
+                    "RestorePointBootFailed",
+                    FailureKind.InvalidData,
+                    $"The restore point '{point.Id}' of VM '{point.VmName}' verifies, but its restored disks did not boot cleanly: {boot}",
+                    result)
+                {
+                    Remedy = "Use an older restore point; check the VM's file systems before the next backup.",
+                });
+                return;
+            }
+
+            if (result.Status == "Damaged")
             {
                 string problems = string.Join("; ", result.Problems.Select(problem => problem.ToString()).Concat(result.FileHashMismatches.Select(file => $"whole-file SHA-256 of '{file}' differs")));
                 WriteFailure(new VmQuiesceException(

@@ -1,5 +1,6 @@
 using System;
 using System.IO;
+using System.Linq;
 using VmQuiesce.Core.Platform;
 using Xunit;
 
@@ -51,6 +52,33 @@ namespace VmQuiesce.Core.Tests.Platform
             finally
             {
                 File.Delete(path);
+            }
+        }
+
+        [LinuxFact]
+        public void LinkNewPublishesANameOnlyOnceEvenWhenTwoWritersRace()
+        {
+            string folder = Path.Combine(Path.GetTempPath(), "vmq-link-" + Guid.NewGuid().ToString("N"));
+            Directory.CreateDirectory(folder);
+            try
+            {
+                string final = Path.Combine(folder, "chunk");
+                var writers = Enumerable.Range(0, 16).Select(i =>
+                {
+                    string temp = Path.Combine(folder, "temp" + i);
+                    File.WriteAllText(temp, "writer " + i);
+                    return temp;
+                }).ToList();
+
+                bool?[] results = writers.AsParallel().Select(temp => UnixFiles.TryLinkNew(temp, final)).ToArray();
+
+                Assert.Equal(1, results.Count(r => r == true));
+                Assert.Equal(15, results.Count(r => r == false));
+                Assert.StartsWith("writer ", File.ReadAllText(final));
+            }
+            finally
+            {
+                Directory.Delete(folder, recursive: true);
             }
         }
     }

@@ -262,7 +262,7 @@ namespace VmQuiesce.Core.Tests.Qemu
             GuestShell(vm, $"echo internal-{id} > /mnt/data/internal-{id}.txt");
             var source = new QemuSource(new QemuSourceOptions("guest-b", vm.QmpSocketPath) { AgentSocket = vm.AgentSocketPath, Mode = QemuSnapshotMode.Internal });
 
-            using IConsistentView view = source.OpenConsistentView(new QuiesceOptions(), CancellationToken.None);
+            using IConsistentView view = source.OpenConsistentView(new QuiesceOptions { KeepSnapshot = true }, CancellationToken.None);
             string tag = view.Snapshot!.Name;
             view.Complete(true, CancellationToken.None);
 
@@ -278,6 +278,13 @@ namespace VmQuiesce.Core.Tests.Qemu
             failed.Complete(false, CancellationToken.None);
             string snapshots = HostCommand.RunChecked("qemu-img", new[] { "snapshot", "-U", "-l", vm.DiskPaths[0] }).StandardOutput;
             Assert.DoesNotContain(failed.Snapshot!.Name, snapshots, StringComparison.Ordinal);
+            Assert.Contains(tag, snapshots, StringComparison.Ordinal);
+
+            // Without -KeepSnapshot a successful backup lets the live image drop it: the copy holds it.
+            using IConsistentView released = source.OpenConsistentView(new QuiesceOptions(), CancellationToken.None);
+            released.Complete(true, CancellationToken.None);
+            snapshots = HostCommand.RunChecked("qemu-img", new[] { "snapshot", "-U", "-l", vm.DiskPaths[0] }).StandardOutput;
+            Assert.DoesNotContain(released.Snapshot!.Name, snapshots, StringComparison.Ordinal);
             Assert.Contains(tag, snapshots, StringComparison.Ordinal);
         }
 

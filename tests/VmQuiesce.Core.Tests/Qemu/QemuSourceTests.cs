@@ -1,3 +1,4 @@
+using System.Collections.Generic;
 using System;
 using System.IO;
 using System.Linq;
@@ -381,6 +382,28 @@ namespace VmQuiesce.Core.Tests.Qemu
             int freeze = _agent.Commands.IndexOf("guest-fsfreeze-freeze");
             Assert.True(_agent.Commands.IndexOf("guest-exec") < freeze);
             Assert.True(_agent.Commands.LastIndexOf("guest-exec") > _agent.Commands.IndexOf("guest-fsfreeze-thaw"));
+        }
+
+        [Fact]
+        public void The_hosts_hooks_wrap_the_guests_hooks_around_the_freeze()
+        {
+            Start();
+            var order = new List<string>();
+            var source = new QemuSource(new QemuSourceOptions("vm1", _qemu.SocketPath)
+            {
+                AgentSocket = _agent.SocketPath,
+                PreFreezeHook = new[] { "/usr/local/bin/db-pause" },
+                PostThawHook = new[] { "/usr/local/bin/db-resume" },
+            });
+            var options = new QuiesceOptions
+            {
+                PreFreeze = _ => order.Add($"host pre-freeze after {_agent.ExecLog.Count} guest hooks"),
+                PostThaw = _ => order.Add($"host post-thaw after {_agent.ExecLog.Count} guest hooks, thawed: {_agent.Commands.Contains("guest-fsfreeze-thaw")}"),
+            };
+
+            using IConsistentView view = source.OpenConsistentView(options, CancellationToken.None);
+
+            Assert.Equal(new[] { "host pre-freeze after 0 guest hooks", "host post-thaw after 2 guest hooks, thawed: True" }, order);
         }
 
         [Fact]

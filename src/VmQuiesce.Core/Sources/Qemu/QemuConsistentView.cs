@@ -15,13 +15,15 @@ namespace VmQuiesce.Core.Sources.Qemu
         private readonly QemuSource _source;
         private readonly IReadOnlyList<QemuDisk> _disks;
         private readonly IReadOnlyList<QemuOverlay> _overlays;
+        private readonly bool _keepSnapshot;
         private int _completed;
 
-        public QemuConsistentView(QemuSource source, IReadOnlyList<QemuDisk> disks, IReadOnlyList<QemuOverlay> overlays, Consistency reached, QuiesceRecord quiesce, CapturedSnapshot? snapshot)
+        public QemuConsistentView(QemuSource source, IReadOnlyList<QemuDisk> disks, IReadOnlyList<QemuOverlay> overlays, Consistency reached, bool keepSnapshot, QuiesceRecord quiesce, CapturedSnapshot? snapshot)
         {
             _source = source;
             _disks = disks;
             _overlays = overlays;
+            _keepSnapshot = keepSnapshot;
             Reached = reached;
             Quiesce = quiesce;
             Snapshot = snapshot;
@@ -48,8 +50,9 @@ namespace VmQuiesce.Core.Sources.Qemu
 
         /// <summary>
         /// Commits every overlay back, whether the copy succeeded or not (the overlays hold the guest's
-        /// newest writes); throws OverlayCommitFailed naming what to run when one stays. Without success,
-        /// the internal snapshot (Internal mode) is deleted too: no restore point refers to it.
+        /// newest writes); throws OverlayCommitFailed naming what to run when one stays. The internal
+        /// snapshot (Internal mode) is in the copied image, so the live image lets it go unless -KeepSnapshot
+        /// asked otherwise; without success no restore point refers to it and it always goes.
         /// </summary>
         public void Complete(bool success, CancellationToken cancel)
         {
@@ -61,7 +64,7 @@ namespace VmQuiesce.Core.Sources.Qemu
             try
             {
                 _source.CommitOverlays(_overlays, null, cancel);
-                if (!success && Snapshot != null)
+                if (Snapshot != null && (!success || !_keepSnapshot))
                 {
                     _source.DeleteInternalSnapshot(null, _disks, Snapshot.Name);
                 }

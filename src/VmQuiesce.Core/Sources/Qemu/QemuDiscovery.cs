@@ -90,7 +90,7 @@ namespace VmQuiesce.Core.Sources.Qemu
                     continue;
                 }
 
-                if (ParseCommandLine(pid, arguments, ReadLink(Path.Combine(folder, "cwd"))) is QemuProcess process)
+                if (ParseCommandLine(pid, arguments, UnixFiles.ReadLink(Path.Combine(folder, "cwd"))) is QemuProcess process)
                 {
                     found.Add(process);
                 }
@@ -207,15 +207,5 @@ namespace VmQuiesce.Core.Sources.Qemu
 
             return properties;
         }
-
-        private static string? ReadLink(string path)
-        {
-            var buffer = new byte[4096];
-            long length = (long)readlink(path, buffer, (UIntPtr)buffer.Length);
-            return length > 0 ? Encoding.UTF8.GetString(buffer, 0, (int)length) : null;
-        }
-
-        [DllImport("libc", SetLastError = true)]
-        private static extern IntPtr readlink(string path, byte[] buffer, UIntPtr size);
     }
 }

@@ -116,8 +116,13 @@ namespace VmQuiesce.Core.Sources.Qemu
                     var guard = new FreezeGuard(guarded, new FreezeGuardOptions
                     {
                         FreezeTimeout = options.FreezeTimeout,
-                        PreFreeze = _options.PreFreezeHook == null ? null : token => RunHook(agent!, _options.PreFreezeHook, "PreFreezeHookFailed", "pre-freeze", token),
-                        PostThaw = _options.PostThawHook == null ? null : token => RunHook(agent!, _options.PostThawHook, "PostThawHookFailed", "post-thaw", token),
+                        // The host's hooks (-PreFreezeScript, -PostThawScript) wrap the guest's own commands.
+                        PreFreeze = FreezeGuardOptions.Chain(
+                            options.PreFreeze,
+                            _options.PreFreezeHook == null ? null : token => RunHook(agent!, _options.PreFreezeHook, "PreFreezeHookFailed", "pre-freeze", token)),
+                        PostThaw = FreezeGuardOptions.Chain(
+                            _options.PostThawHook == null ? null : token => RunHook(agent!, _options.PostThawHook, "PostThawHookFailed", "post-thaw", token),
+                            options.PostThaw),
                         Warn = _options.Warn,
                     });
                     window = guard.Run(snapshot, cancel);
@@ -155,7 +160,7 @@ namespace VmQuiesce.Core.Sources.Qemu
                 }
 
                 double frozenMilliseconds = window.Frozen.Count > 0 ? window.FrozenMilliseconds : 0;
-                var view = new QemuConsistentView(this, disks, overlays, reached,
+                var view = new QemuConsistentView(this, disks, overlays, reached, options.KeepSnapshot,
                     new QuiesceRecord(reached, window.Frozen, frozenMilliseconds, freezer != null ? "GuestAgent" : "None"),
                     snapshotTag == null ? null : new CapturedSnapshot(snapshotTag, null, "QemuInternal"));
                 _options.Verbose?.Invoke($"VM '{VmName}': {reached} consistency, frozen for {frozenMilliseconds:0.#} ms ({string.Join(", ", window.Frozen)}).");

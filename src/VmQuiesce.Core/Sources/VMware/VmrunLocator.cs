@@ -1,0 +1,164 @@
+using System;
+using System.Collections.Generic;
+using System.IO;
+using System.Linq;
+using System.Runtime.Versioning;
+using VmQuiesce.Core.Platform;
+
+namespace VmQuiesce.Core.Sources.VMware
+{
+    /// <summary>A place vmrun may be, and why it was looked for there.</summary>
+    public sealed class VmrunCandidate
+    {
+        public VmrunCandidate(string path, string origin)
+        {
+            Path = path;
+            Origin = origin;
+        }
+
+        public string Path { get; }
+
+        /// <summary>E.g. "-VmrunPath", "registry VMware Workstation (64-bit view)", "PATH".</summary>
+        public string Origin { get; }
+
+        public override string ToString() => $"{Path} ({Origin})";
+    }
+
+    /// <summary>
+    /// Finds vmrun: an explicit path wins; then, on Windows, the InstallPath that VMware Workstation,
+    /// Player and VIX (the vmrun that drives VMware Server 2.0) record in the registry, 64- then 32-bit view;
+    /// then PATH; then the usual Linux and macOS locations. Nothing found: one error listing every place.
+    /// </summary>
+    public sealed class VmrunLocator
+    {
+        /// <summary>Registry keys under HKLM\SOFTWARE whose InstallPath holds a vmrun.</summary>
+        internal static readonly (string Key, string Product)[] RegistryProducts =
+        {
+            (@"SOFTWARE\VMware, Inc.\VMware Workstation", "VMware Workstation"),
+            (@"SOFTWARE\VMware, Inc.\VMware Player", "VMware Player"),
+            (@"SOFTWARE\VMware, Inc.\VMware VIX", "VMware VIX"),
+        };
+
+        internal static readonly string[] UnixLocations =
+        {
+            "/usr/bin/vmrun",
+            "/usr/local/bin/vmrun",
+            "/Applications/VMware Fusion.app/Contents/Library/vmrun",
+            "/Applications/VMware Fusion.app/Contents/Public/vmrun",
+        };
+
+        private readonly bool _isWindows;
+        private readonly Func<string, string, string?> _readInstallPath;
+        private readonly string? _pathVariable;
+        private readonly Func<string, bool> _fileExists;
+
+        /// <param name="isWindows">Whether to look in the registry and for vmrun.exe.</param>
+        /// <param name="readInstallPath">(key, view name) -> InstallPath or null; view name is "64-bit" or "32-bit".</param>
+        /// <param name="pathVariable">The PATH environment variable.</param>
+        /// <param name="fileExists">File.Exists, replaceable for tests.</param>
+        internal VmrunLocator(bool isWindows, Func<string, string, string?> readInstallPath, string? pathVariable, Func<string, bool> fileExists)
+        {
+            _isWindows = isWindows;
+            _readInstallPath = readInstallPath;
+            _pathVariable = pathVariable;
+            _fileExists = fileExists;
+        }
+
+        /// <summary>The locator for this computer.</summary>
+        public static VmrunLocator ForThisHost() =>
+            new VmrunLocator(HostPlatform.IsWindows, ReadRegistryInstallPath, Environment.GetEnvironmentVariable("PATH"), File.Exists);
+
+        /// <summary>The first existing vmrun, or an error naming every place looked at.</summary>
+        public string Locate(string? explicitPath)
+        {
+            if (!string.IsNullOrWhiteSpace(explicitPath))
+            {
+                string full = System.IO.Path.GetFullPath(explicitPath);
+                if (_fileExists(full))
+                {
+                    return full;
+                }
+
+                throw new VmQuiesceException("VmrunNotFound", FailureKind.ObjectNotFound,
+                    $"-VmrunPath names '{full}', which does not exist; expected the full path of the vmrun program.", explicitPath)
+                {
+                    Remedy = "Give the path of an existing vmrun (vmrun.exe on Windows).",
+                };
+            }
+
+            IReadOnlyList<VmrunCandidate> candidates = Candidates();
+            VmrunCandidate? found = candidates.FirstOrDefault(c => _fileExists(c.Path));
+            if (found != null)
+            {
+                return found.Path;
+            }
+
+            throw new VmQuiesceException("VmrunNotFound", FailureKind.ObjectNotFound,
+                "vmrun was not found. Looked in: " + string.Join("; ", candidates.Select(c => c.ToString())) + ".", null)
+            {
+                Remedy = "Install VMware Workstation, Player, Fusion or VIX, or give vmrun's full path with -VmrunPath.",
+            };
+        }
+
+        /// <summary>Every place looked at, in order.</summary>
+        internal IReadOnlyList<VmrunCandidate> Candidates()
+        {
+            var candidates = new List<VmrunCandidate>();
+            string fileName = _isWindows ? "vmrun.exe" : "vmrun";
+            if (_isWindows)
+            {
+                foreach ((string key, string product) in RegistryProducts)
+                {
+                    foreach (string view in new[] { "64-bit", "32-bit" })
+                    {
+                        string? folder = _readInstallPath(key, view);
+                        if (!string.IsNullOrWhiteSpace(folder))
+                        {
+                            candidates.Add(new VmrunCandidate(System.IO.Path.Combine(folder!.Trim(), fileName), $"registry {product} InstallPath, {view} view"));
+                        }
+                    }
+                }
+            }
+
+            foreach (string folder in (_pathVariable ?? string.Empty).Split(System.IO.Path.PathSeparator))
+            {
+                string trimmed = folder.Trim().Trim('"');
+                if (trimmed.Length > 0)
+                {
+                    candidates.Add(new VmrunCandidate(System.IO.Path.Combine(trimmed, fileName), "PATH"));
+                }
+            }
+
+            if (!_isWindows)
+            {
+                candidates.AddRange(UnixLocations.Select(path => new VmrunCandidate(path, "usual location")));
+            }
+
+            return candidates;
+        }
+
+        private static string? ReadRegistryInstallPath(string key, string view)
+        {
+            if (!HostPlatform.IsWindows)
+            {
+                return null;
+            }
+
+            return ReadWindowsInstallPath(key, view == "64-bit" ? WindowsRegistry.View.Registry64 : WindowsRegistry.View.Registry32);
+        }
+
+        [SupportedOSPlatform("windows")]
+        private static string? ReadWindowsInstallPath(string key, WindowsRegistry.View view)
+        {
+            try
+            {
+                return WindowsRegistry.ReadLocalMachineString(key, "InstallPath", view);
+            }
+            catch (VmQuiesceException)
+            {
+                // An unreadable key (access denied) is one place less to look, not a reason to stop looking.
+                return null;
+            }
+        }
+    }
+}

@@ -1,0 +1,301 @@
+using System;
+using System.Collections.Generic;
+using System.Globalization;
+using System.IO;
+using System.Linq;
+using System.Threading;
+using VmQuiesce.Core.Config;
+using VmQuiesce.Core.Platform;
+
+namespace VmQuiesce.Core.Sources.VMware
+{
+    /// <summary>
+    /// A VMware VM driven by vmrun (Workstation, Player, Fusion, VMware Server 2.0): <c>vmrun snapshot</c>, then
+    /// the VM folder's frozen files are the view. vmrun cannot quiesce the guest, so the reached consistency is
+    /// Crash, always. The snapshot is kept after a successful backup because the restore reverts to it.
+    /// </summary>
+    public sealed class VmwareSource : IBackupSource
+    {
+        public const string SourceKind = "VMware";
+
+        /// <summary>Every snapshot this source takes is named vmquiesce-&lt;UTC stamp&gt;.</summary>
+        public const string SnapshotPrefix = "vmquiesce-";
+
+        /// <summary>
+        /// Beside the .vmx while a backup runs, naming its snapshot: a snapshot named in a marker that is still
+        /// there belongs to a run that never finished (a kept vmquiesce-* snapshot has no marker).
+        /// </summary>
+        public const string PendingMarkerSuffix = ".vmquiesce-pending";
+
+        private readonly VmwareSourceOptions _options;
+
+        public VmwareSource(VmwareSourceOptions options)
+        {
+            _options = options;
+        }
+
+        public string Kind => SourceKind;
+
+        public string VmName => _options.Name;
+
+        public VmwareSourceOptions Options => _options;
+
+        private VmrunClient Vmrun => _options.Vmrun;
+
+        private string VmPath => _options.VmPathForVmrun;
+
+        private string MarkerPath => _options.VmxPath + PendingMarkerSuffix;
+
+        public IReadOnlyList<string> FindLeftovers(CancellationToken cancel)
+        {
+            if (!File.Exists(MarkerPath))
+            {
+                return Array.Empty<string>();
+            }
+
+            string pending = File.ReadAllText(MarkerPath).Trim();
+            IReadOnlyList<string> snapshots = Vmrun.ListSnapshots(VmPath, cancel);
+            if (pending.StartsWith(SnapshotPrefix, StringComparison.Ordinal) && snapshots.Contains(pending, StringComparer.Ordinal))
+            {
+                return new[]
+                {
+                    $"snapshot '{pending}' of VM '{VmName}' from a backup that did not finish: delete it with {Vmrun.DisplayCommand("deleteSnapshot", VmPath, pending)}, then delete '{MarkerPath}'",
+                };
+            }
+
+            return new[] { $"the marker '{MarkerPath}' of a backup that did not finish (its snapshot '{pending}' is gone): delete the file" };
+        }
+
+        public IConsistentView OpenConsistentView(QuiesceOptions options, CancellationToken cancel)
+        {
+            const string why = "vmrun cannot quiesce the guest: the snapshot is crash consistent";
+            if (options.Required > Consistency.Crash && !options.AllowLower)
+            {
+                throw new VmQuiesceException("ConsistencyNotReached", FailureKind.InvalidOperation,
+                    $"VM '{VmName}' reaches Crash consistency through vmrun, not the required {options.Required}: {why}.", VmName)
+                {
+                    Remedy = "Use -Consistency Crash, or -AllowLowerConsistency to accept it with a warning.",
+                };
+            }
+
+            IReadOnlyList<VmwareDisk> disks = VmwareVmFolder.CurrentDisks(_options.VmxPath);
+            VmwareDisk? independent = disks.FirstOrDefault(d => d.IsIndependent);
+            if (independent != null)
+            {
+                throw new VmQuiesceException("IndependentDiskNotSupported", FailureKind.InvalidOperation,
+                    $"Disk {independent.Device} ('{independent.Path}') of VM '{VmName}' is {independent.Mode}: snapshots do not freeze independent disks, so its copy would not be consistent.", independent.Path)
+                {
+                    Remedy = "Change the disk's mode to persistent in the VM settings, or back it up with the VM powered off.",
+                };
+            }
+
+            IReadOnlyList<string> leftovers = FindLeftovers(cancel);
+            if (leftovers.Count > 0)
+            {
+                throw new VmQuiesceException("LeftoversFound", FailureKind.ResourceBusy,
+                    $"VM '{VmName}' still has what an earlier backup left behind, so no new backup starts: {string.Join("; ", leftovers)}.", VmName)
+                {
+                    Remedy = "Remove each leftover as described, then run the backup again.",
+                };
+            }
+
+            IReadOnlyList<string> existing = Vmrun.ListSnapshots(VmPath, cancel);
+            if (Vmrun.Connection.HostType == VmwareHostType.Server && existing.Count > 0)
+            {
+                CheckOverwriteAllowed(existing);
+            }
+
+            if (options.Required > Consistency.Crash)
+            {
+                _options.Warn?.Invoke($"VM '{VmName}': {why}, below the required {options.Required} (accepted by -AllowLowerConsistency).");
+            }
+
+            string name = SnapshotPrefix + DateTime.UtcNow.ToString("yyyyMMdd'T'HHmmssfff'Z'", CultureInfo.InvariantCulture);
+            options.PreFreeze?.Invoke(cancel);
+            try
+            {
+                File.WriteAllText(MarkerPath, name);
+                _options.Verbose?.Invoke($"VM '{VmName}': taking snapshot '{name}' (not quiesced: {why}).");
+                try
+                {
+                    Vmrun.Snapshot(VmPath, name, cancel);
+                }
+                catch (Exception failure) when (failure is VmQuiesceException || failure is OperationCanceledException)
+                {
+                    CleanUpFailedSnapshot(name, failure);
+                    throw;
+                }
+            }
+            finally
+            {
+                // Nothing was frozen, but the post-thaw hook runs on every path on which the pre-freeze hook ran.
+                options.PostThaw?.Invoke(CancellationToken.None);
+            }
+
+            // Kept by default: the restore reverts to it. -KeepSnapshot asks for what happens anyway.
+            bool removeOnSuccess = _options.RemoveSnapshot && !options.KeepSnapshot;
+            try
+            {
+                return OpenView(name, removeOnSuccess);
+            }
+            catch (Exception failure) when (failure is IOException || failure is UnauthorizedAccessException || failure is VmQuiesceException)
+            {
+                try
+                {
+                    Release(name, delete: true, CancellationToken.None);
+                }
+                catch (VmQuiesceException release)
+                {
+                    // The original failure is what the caller must see; the snapshot left behind is reported here.
+                    _options.Warn?.Invoke(release.Message + " " + release.Remedy);
+                }
+
+                if (failure is VmQuiesceException)
+                {
+                    throw;
+                }
+
+                throw new VmQuiesceException("VmFolderReadFailed", FailureKind.ReadError,
+                    $"Could not read the folder of VM '{VmName}' after the snapshot: {failure.Message}", _options.VmxPath, failure);
+            }
+        }
+
+        /// <summary>
+        /// The restore's second step: reverts the VM to the snapshot a backup captured. The VM must be powered
+        /// off (vmrun answers "The file is already in use" otherwise).
+        /// </summary>
+        public void RevertToSnapshot(CapturedSnapshot snapshot, CancellationToken cancel)
+        {
+            if (!string.Equals(snapshot.Kind, SourceKind, StringComparison.Ordinal))
+            {
+                throw new VmQuiesceException("SnapshotKindMismatch", FailureKind.InvalidArgument,
+                    $"The snapshot '{snapshot.Name}' was captured by a {snapshot.Kind} source; VM '{VmName}' is a VMware VM.", snapshot.Name);
+            }
+
+            IReadOnlyList<string> snapshots = Vmrun.ListSnapshots(VmPath, cancel);
+            if (!snapshots.Contains(snapshot.Name, StringComparer.Ordinal))
+            {
+                throw new VmQuiesceException("SnapshotNotFound", FailureKind.ObjectNotFound,
+                    $"VM '{VmName}' has no snapshot '{snapshot.Name}' to revert to; it has: {(snapshots.Count == 0 ? "none" : string.Join(", ", snapshots))}.", snapshot.Name)
+                {
+                    Remedy = "The snapshot was deleted (e.g. by -RemoveSnapshot or by hand): the restored files are the backup's state without a revert.",
+                };
+            }
+
+            _options.Verbose?.Invoke($"VM '{VmName}': reverting to snapshot '{snapshot.Name}'.");
+            Vmrun.RevertToSnapshot(VmPath, snapshot.Name, cancel);
+        }
+
+        /// <summary>Keeps or deletes the backup's snapshot; the pending marker goes once the snapshot is settled.</summary>
+        internal void Release(string name, bool delete, CancellationToken cancel)
+        {
+            if (delete)
+            {
+                try
+                {
+                    _options.Verbose?.Invoke($"VM '{VmName}': deleting snapshot '{name}'.");
+                    Vmrun.DeleteSnapshot(VmPath, name, cancel);
+                }
+                catch (Exception e) when (e is VmQuiesceException || e is OperationCanceledException)
+                {
+                    throw new VmQuiesceException("SnapshotReleaseFailed", (e as VmQuiesceException)?.Kind ?? FailureKind.OperationStopped,
+                        $"The snapshot '{name}' that the backup of VM '{VmName}' took could not be deleted: {e.Message}", name, e)
+                    {
+                        Remedy = $"Run {Vmrun.DisplayCommand("deleteSnapshot", VmPath, name)}, then delete '{MarkerPath}'.",
+                    };
+                }
+            }
+
+            File.Delete(MarkerPath);
+        }
+
+        private IConsistentView OpenView(string name, bool removeOnSuccess)
+        {
+            IReadOnlyList<string> writable = VmwareVmFolder.CurrentDisks(_options.VmxPath).SelectMany(d => VmwareVmFolder.DiskFiles(d.Path)).ToList();
+            string staging = Path.Combine(Path.GetTempPath(), "vmquiesce-vmware-" + Guid.NewGuid().ToString("N"));
+            Directory.CreateDirectory(staging);
+            var files = new List<ViewFile>();
+            foreach ((string relative, string full) in VmwareVmFolder.FrozenFiles(_options.VmxPath, writable))
+            {
+                string readPath = full;
+                if (VmwareVmFolder.MutableMetadataExtensions.Contains(Path.GetExtension(full), StringComparer.OrdinalIgnoreCase))
+                {
+                    readPath = Path.Combine(staging, relative.Replace('/', Path.DirectorySeparatorChar));
+                    Directory.CreateDirectory(Path.GetDirectoryName(readPath)!);
+                    File.Copy(full, readPath);
+                }
+
+                files.Add(new ViewFile(relative, readPath, full));
+            }
+
+            _options.Verbose?.Invoke($"VM '{VmName}': {files.Count} frozen file(s); not copied (written after the snapshot): {string.Join(", ", writable.Select(Path.GetFileName))}.");
+            var record = new QuiesceRecord(Consistency.Crash, Array.Empty<string>(), 0, "None");
+            return new VmwareConsistentView(this, name, removeOnSuccess, files, staging, record);
+        }
+
+        private void CheckOverwriteAllowed(IReadOnlyList<string> existing)
+        {
+            string names = string.Join(", ", existing.Select(n => $"'{n}'"));
+            if (_options.Force)
+            {
+                _options.Warn?.Invoke($"VM '{VmName}' on VMware Server already has snapshot {names}; VMware Server keeps one snapshot per VM, so -Force overwrites it now.");
+                return;
+            }
+
+            VssWriterConfig? config = ReadWriterConfig();
+            if (config != null && config.OverwriteSnapshots)
+            {
+                _options.Warn?.Invoke($"VM '{VmName}' on VMware Server already has snapshot {names}; '{config.Path}' allows overwriting snapshots, so it is overwritten now.");
+                return;
+            }
+
+            string where = config == null ? "no vmvsswriter.cfg was found" : $"'{config.Path}' does not set {VssWriterConfig.OverwriteSnapshotsName} = \"TRUE\"";
+            throw new VmQuiesceException("SnapshotWouldBeOverwritten", FailureKind.InvalidOperation,
+                $"VM '{VmName}' on VMware Server already has snapshot {names}, and VMware Server keeps one snapshot per VM: the backup's snapshot would overwrite it and {names} would be lost. Nothing was changed ({where}).", VmName)
+            {
+                Remedy = "Delete or keep the snapshot deliberately: run 'Set-VssWriterConfig -OverwriteSnapshots $true' to allow overwriting, or use -Force for this backup.",
+            };
+        }
+
+        private VssWriterConfig? ReadWriterConfig()
+        {
+            if (_options.WriterConfigPath != null)
+            {
+                return VssWriterConfig.Read(_options.WriterConfigPath);
+            }
+
+            if (!HostPlatform.IsWindows)
+            {
+                return null;
+            }
+
+            try
+            {
+                return VssWriterConfig.Read(VssWriterConfigLocation.FindDefault());
+            }
+            catch (VmQuiesceException e) when (e.ErrorId == "VMwareServerNotFound")
+            {
+                return null;
+            }
+        }
+
+        /// <summary>A snapshot call that failed or timed out may still have made the snapshot: delete what exists.</summary>
+        private void CleanUpFailedSnapshot(string name, Exception failure)
+        {
+            try
+            {
+                if (Vmrun.ListSnapshots(VmPath, CancellationToken.None).Contains(name, StringComparer.Ordinal))
+                {
+                    Vmrun.DeleteSnapshot(VmPath, name, CancellationToken.None);
+                }
+
+                File.Delete(MarkerPath);
+            }
+            catch (VmQuiesceException cleanup)
+            {
+                _options.Warn?.Invoke($"The snapshot step of VM '{VmName}' failed ({failure.Message}) and checking for a half-made snapshot '{name}' failed too ({cleanup.Message}). " +
+                    $"If it exists, run {Vmrun.DisplayCommand("deleteSnapshot", VmPath, name)}; then delete '{MarkerPath}'.");
+            }
+        }
+    }
+}

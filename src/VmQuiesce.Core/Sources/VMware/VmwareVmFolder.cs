@@ -1,0 +1,172 @@
+using System;
+using System.Collections.Generic;
+using System.IO;
+using System.Linq;
+using System.Text;
+using System.Text.RegularExpressions;
+using VmQuiesce.Core.Config;
+
+namespace VmQuiesce.Core.Sources.VMware
+{
+    /// <summary>
+    /// What VMware keeps in a VM's folder, read through the .vmx: which disks the VM writes now, and which
+    /// files a snapshot froze. After a snapshot the .vmx points at new delta disks (disk-000001.vmdk) that
+    /// receive every write; the base disks and older deltas, the .vmsn/.vmsd snapshot metadata and the
+    /// configuration are what the snapshot froze.
+    /// </summary>
+    internal static class VmwareVmFolder
+    {
+        /// <summary>A device's disk: scsi0:0.fileName, ide1:0.fileName, sata0:2.fileName, nvme0:0.fileName.</summary>
+        private static readonly Regex DiskFileKey = new Regex(@"^(?<device>(?:scsi|ide|sata|nvme)\d+:\d+)\.fileName$", RegexOptions.IgnoreCase | RegexOptions.CultureInvariant);
+
+        /// <summary>An extent line of a text descriptor: RW 8388608 SPARSE "disk-s001.vmdk".</summary>
+        private static readonly Regex ExtentLine = new Regex(@"^\s*(?:RW|RDONLY|NOACCESS)\s+\d+\s+\w+\s+""(?<file>[^""]+)""", RegexOptions.CultureInvariant);
+
+        /// <summary>Read from files that VMware may rewrite while the VM runs: copied aside right after the snapshot.</summary>
+        internal static readonly string[] MutableMetadataExtensions = { ".vmx", ".vmxf", ".vmsd", ".nvram" };
+
+        public static VmwareConfigDocument ReadVmx(string vmxPath)
+        {
+            VmwareConfigDocument? document = VmwareConfigFile.TryRead(vmxPath);
+            if (document == null)
+            {
+                throw new VmQuiesceException("VmxNotFound", FailureKind.ObjectNotFound,
+                    $"The VM configuration '{vmxPath}' does not exist; expected the path of the VM's .vmx file.", vmxPath);
+            }
+
+            return document;
+        }
+
+        /// <summary>The .vmdk descriptors the VM's present disk devices use now (full paths).</summary>
+        public static IReadOnlyList<VmwareDisk> CurrentDisks(string vmxPath)
+        {
+            VmwareConfigDocument vmx = ReadVmx(vmxPath);
+            string folder = Path.GetDirectoryName(vmxPath)!;
+            var disks = new List<VmwareDisk>();
+            foreach (VmwareConfigSetting setting in vmx.Settings)
+            {
+                Match match = DiskFileKey.Match(setting.Name);
+                if (!match.Success || !setting.Value.EndsWith(".vmdk", StringComparison.OrdinalIgnoreCase))
+                {
+                    continue;
+                }
+
+                string device = match.Groups["device"].Value;
+                if (vmx.GetValue(device + ".present") is string present && !VssWriterConfig.IsTrue(present))
+                {
+                    continue;
+                }
+
+                string path = Path.IsPathRooted(setting.Value) ? setting.Value : Path.Combine(folder, setting.Value);
+                disks.Add(new VmwareDisk(device, Path.GetFullPath(path), vmx.GetValue(device + ".mode") ?? "persistent"));
+            }
+
+            return disks;
+        }
+
+        /// <summary>A disk's files: the descriptor plus, for a text descriptor, every extent it names.</summary>
+        public static IReadOnlyList<string> DiskFiles(string descriptorPath)
+        {
+            var files = new List<string> { descriptorPath };
+            if (!File.Exists(descriptorPath) || !IsTextDescriptor(descriptorPath))
+            {
+                return files;
+            }
+
+            string folder = Path.GetDirectoryName(descriptorPath)!;
+            foreach (string line in File.ReadAllLines(descriptorPath))
+            {
+                Match match = ExtentLine.Match(line);
+                if (match.Success)
+                {
+                    files.Add(Path.GetFullPath(Path.Combine(folder, match.Groups["file"].Value)));
+                }
+            }
+
+            return files;
+        }
+
+        /// <summary>
+        /// The VM folder's files that belong in the backup, as (relative path with '/', full path), sorted:
+        /// everything except lock folders (*.lck), VMware's logs (vmware*.log), the live memory file (*.vmem
+        /// other than a snapshot's), and <paramref name="excluded"/> (the deltas that receive writes now).
+        /// </summary>
+        public static IReadOnlyList<(string Relative, string Full)> FrozenFiles(string vmxPath, IEnumerable<string> excluded)
+        {
+            string folder = Path.GetDirectoryName(Path.GetFullPath(vmxPath))!;
+            var skip = new HashSet<string>(excluded.Select(Path.GetFullPath), PathComparer);
+            var files = new List<(string, string)>();
+            Collect(folder, string.Empty, skip, files);
+            return files.OrderBy(f => f.Item1, StringComparer.Ordinal).ToList();
+        }
+
+        public static bool IsExcludedName(string name, bool isDirectory)
+        {
+            if (name.EndsWith(".lck", StringComparison.OrdinalIgnoreCase))
+            {
+                return true;
+            }
+
+            if (isDirectory)
+            {
+                return false;
+            }
+
+            return (name.StartsWith("vmware", StringComparison.OrdinalIgnoreCase) && name.EndsWith(".log", StringComparison.OrdinalIgnoreCase)) ||
+                (name.EndsWith(".vmem", StringComparison.OrdinalIgnoreCase) && name.IndexOf("-Snapshot", StringComparison.OrdinalIgnoreCase) < 0) ||
+                name.EndsWith(VmwareSource.PendingMarkerSuffix, StringComparison.OrdinalIgnoreCase);
+        }
+
+        internal static StringComparer PathComparer => Platform.HostPlatform.IsWindows || Platform.HostPlatform.IsMacOS ? StringComparer.OrdinalIgnoreCase : StringComparer.Ordinal;
+
+        private static void Collect(string directory, string prefix, HashSet<string> skip, List<(string, string)> files)
+        {
+            foreach (string file in Directory.GetFiles(directory))
+            {
+                string name = Path.GetFileName(file);
+                if (!IsExcludedName(name, false) && !skip.Contains(Path.GetFullPath(file)))
+                {
+                    files.Add((prefix + name, Path.GetFullPath(file)));
+                }
+            }
+
+            foreach (string child in Directory.GetDirectories(directory))
+            {
+                string name = Path.GetFileName(child);
+                if (!IsExcludedName(name, true))
+                {
+                    Collect(child, prefix + name + "/", skip, files);
+                }
+            }
+        }
+
+        private static bool IsTextDescriptor(string path)
+        {
+            var head = new byte[21];
+            using FileStream stream = File.OpenRead(path);
+            int read = stream.Read(head, 0, head.Length);
+            return Encoding.ASCII.GetString(head, 0, read).StartsWith("# Disk DescriptorFile", StringComparison.Ordinal);
+        }
+    }
+
+    /// <summary>One disk device of a VM as its .vmx configures it.</summary>
+    internal sealed class VmwareDisk
+    {
+        public VmwareDisk(string device, string path, string mode)
+        {
+            Device = device;
+            Path = path;
+            Mode = mode;
+        }
+
+        public string Device { get; }
+
+        public string Path { get; }
+
+        /// <summary>persistent, nonpersistent, independent-persistent, independent-nonpersistent.</summary>
+        public string Mode { get; }
+
+        /// <summary>Independent disks are not part of snapshots: they keep being written.</summary>
+        public bool IsIndependent => Mode.StartsWith("independent", StringComparison.OrdinalIgnoreCase);
+    }
+}

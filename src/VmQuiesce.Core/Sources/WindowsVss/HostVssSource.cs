@@ -1,0 +1,211 @@
+using System;
+using System.Collections.Generic;
+using System.Linq;
+using System.Runtime.Versioning;
+using System.Threading;
+using VmQuiesce.Core.Platform;
+using VmQuiesce.Core.Sources.WindowsVss.Native;
+
+namespace VmQuiesce.Core.Sources.WindowsVss
+{
+    /// <summary>
+    /// The HostVss method: VmQuiesce is the host's VSS requester. The VM writer (VMware Server's or Hyper-V's)
+    /// quiesces the guest inside DoSnapshotSet, the host volumes holding the VM's files are shadow-copied and
+    /// the files are read from the shadow copies' device paths.
+    /// </summary>
+    public sealed class HostVssSource : IBackupSource
+    {
+        public const string MethodName = "HostVss";
+
+        private readonly HostVssWriter? _writer;
+        private readonly IReadOnlyList<string> _files;
+        private readonly VssBackupType _backupType;
+        private readonly Action<string>? _warn;
+        private readonly Action<string>? _verbose;
+        private readonly IVssHost? _host;
+
+        /// <param name="vmName">The VM as the writer knows it (its display name; for Hyper-V also its id).</param>
+        /// <param name="writer">The writer that quiesces the VM, or null for a shadow copy without a VM writer (file-system consistency at best).</param>
+        /// <param name="files">Full host paths of the VM's files (.vmx, .vmdk, .vhdx, ...).</param>
+        /// <param name="backupType">Copy (default) leaves application logs alone; Full lets writers truncate them.</param>
+        /// <param name="warn">Receives warnings (a failed writer not taking part, a shadow copy that could not be deleted).</param>
+        /// <param name="verbose">Receives progress notes (each VSS step, COM security).</param>
+        public HostVssSource(string vmName, HostVssWriter? writer, IReadOnlyList<string> files, VssBackupType backupType = VssBackupType.Copy,
+            Action<string>? warn = null, Action<string>? verbose = null)
+            : this(vmName, writer, files, backupType, warn, verbose, null)
+        {
+        }
+
+        internal HostVssSource(string vmName, HostVssWriter? writer, IReadOnlyList<string> files, VssBackupType backupType,
+            Action<string>? warn, Action<string>? verbose, IVssHost? host)
+        {
+            if (string.IsNullOrWhiteSpace(vmName))
+            {
+                throw new VmQuiesceException("InvalidVmName", FailureKind.InvalidArgument, "The VM name is empty; the name the VM writer knows the VM by was expected.", vmName);
+            }
+
+            if (files == null || files.Count == 0)
+            {
+                throw new VmQuiesceException("NoVmFiles", FailureKind.InvalidArgument, $"No files were given for the VM '{vmName}'; the full paths of its files on this host were expected.", vmName);
+            }
+
+            foreach (string file in files)
+            {
+                if (string.IsNullOrWhiteSpace(file) || !IsFullWindowsPath(file))
+                {
+                    throw new VmQuiesceException("InvalidVmFilePath", FailureKind.InvalidArgument,
+                        $"The file '{file}' of the VM '{vmName}' is not a full local path without '.' or '..' parts; a path such as 'D:\\VMs\\{vmName}\\{vmName}.vmx' was expected.", file);
+                }
+            }
+
+            VmName = vmName;
+            _writer = writer;
+            // Shadow-copy device paths are used as they are (\\?\ turns normalization off): one separator only.
+            _files = files.Select(f => f.Replace('/', '\\')).Distinct(StringComparer.OrdinalIgnoreCase).ToList();
+            _backupType = backupType;
+            _warn = warn;
+            _verbose = verbose;
+            _host = host;
+        }
+
+        public string Kind => MethodName;
+
+        public string VmName { get; }
+
+        /// <summary>
+        /// None: VSS_CTX_BACKUP shadow copies are auto-release, so VSS deletes them when the requester is
+        /// released or its process ends; nothing of a failed run outlives it.
+        /// </summary>
+        public IReadOnlyList<string> FindLeftovers(CancellationToken cancel) => Array.Empty<string>();
+
+        public IConsistentView OpenConsistentView(QuiesceOptions options, CancellationToken cancel)
+        {
+            IVssHost host = _host ?? WindowsHost("The HostVss backup method");
+            if (options.KeepSnapshot)
+            {
+                throw new VmQuiesceException("KeepSnapshotNotSupported", FailureKind.NotSupported,
+                    $"The HostVss method cannot keep the snapshot of '{VmName}': its shadow copies are made in the backup context, which VSS deletes when the backup ends.", VmName)
+                {
+                    Remedy = "Run the backup without -KeepSnapshot.",
+                };
+            }
+
+            bool applicationRequired = options.Required >= Consistency.Application && !options.AllowLower;
+            if (_writer == null && applicationRequired)
+            {
+                throw NotReached(Consistency.FileSystem, options.Required, "no VM writer was chosen");
+            }
+
+            var request = new VssSnapshotRequest
+            {
+                BackupType = _backupType,
+                Writer = _writer,
+                VmNames = new[] { VmName },
+                Paths = _files,
+                RequireWriterComponents = applicationRequired,
+                PreFreeze = options.PreFreeze,
+                PostThaw = options.PostThaw,
+                Target = VmName,
+            };
+            VssSnapshotSession session = VssSnapshotSession.Open(host, request, _warn, _verbose, cancel);
+            try
+            {
+                Consistency reached = session.SelectedComponents.Count > 0 ? Consistency.Application : Consistency.FileSystem;
+                if (reached < options.Required)
+                {
+                    if (!options.AllowLower)
+                    {
+                        throw NotReached(reached, options.Required, "the VM writer did not take part");
+                    }
+
+                    _warn?.Invoke($"The backup of '{VmName}' reached {reached} consistency, below the {options.Required} asked for.");
+                }
+
+                IReadOnlyList<string> relative = RelativePaths(_files);
+                var files = _files.Select((file, index) => new ViewFile(relative[index], session.ShadowPathOf(file), file)).ToList();
+                IReadOnlyList<string> frozen = session.SelectedComponents.Select(c => c.ToString())
+                    .Concat(session.Volumes.Select(v => v.Volume.MountPoint)).ToList();
+                var record = new QuiesceRecord(reached, frozen, session.SnapshotDuration.TotalMilliseconds, MethodName);
+                return new HostVssView(session, files, record);
+            }
+            catch
+            {
+                session.Complete(false, CancellationToken.None);
+                throw;
+            }
+        }
+
+        /// <summary>Every VSS writer on this machine with its state, last error and hosting service (Get-VssWriter).</summary>
+        public static IReadOnlyList<VssWriterInfo> GetWriters(Action<string>? warn, Action<string>? verbose, CancellationToken cancel) =>
+            GetWriters(WindowsHost("Get-VssWriter"), warn, verbose, cancel);
+
+        internal static IReadOnlyList<VssWriterInfo> GetWriters(IVssHost host, Action<string>? warn, Action<string>? verbose, CancellationToken cancel) =>
+            VssSnapshotSession.ListWriters(host, new VssSnapshotRequest(), warn, verbose, cancel);
+
+        /// <summary>Where each file goes in the restore point: relative to the files' common folder, with '/'.</summary>
+        internal static IReadOnlyList<string> RelativePaths(IReadOnlyList<string> files)
+        {
+            List<string[]> segments = files.Select(f => f.Split(new[] { '\\', '/' }, StringSplitOptions.RemoveEmptyEntries)).ToList();
+            int common = 0;
+            while (segments.All(s => s.Length - 1 > common) && segments.All(s => string.Equals(s[common], segments[0][common], StringComparison.OrdinalIgnoreCase)))
+            {
+                common++;
+            }
+
+            return segments.Select(s => string.Join("/", s.Skip(common).Select(part => part.TrimEnd(':')))).ToList();
+        }
+
+        private static bool IsFullWindowsPath(string path) =>
+            path.Length >= 3 && char.IsLetter(path[0]) && path[1] == ':' && (path[2] == '\\' || path[2] == '/')
+            && !path.Split('\\', '/').Any(part => part == "." || part == "..");
+
+        private VmQuiesceException NotReached(Consistency reached, Consistency required, string why) =>
+            new VmQuiesceException("ConsistencyNotReached", FailureKind.InvalidOperation,
+                $"The backup of '{VmName}' would reach {reached} consistency, but {required} was required: {why}.", VmName)
+            {
+                Remedy = "Choose the VM's writer (VMware or Hyper-V) and check it with Get-VssWriter, or accept a lower consistency.",
+            };
+
+        private static IVssHost WindowsHost(string what)
+        {
+            if (HostPlatform.IsWindows)
+            {
+                return CreateWindowsHost();
+            }
+
+            throw new VmQuiesceException("WindowsOnly", FailureKind.NotSupported,
+                $"{what} uses the Windows Volume Shadow Copy Service; this is {HostPlatform.Name}.", what)
+            {
+                Remedy = "Run it on the Windows host that runs the VMs; on Linux hosts use the QEMU guest agent method.",
+            };
+        }
+
+        [SupportedOSPlatform("windows")]
+        private static IVssHost CreateWindowsHost() => new WindowsVssHost();
+
+        private sealed class HostVssView : IConsistentView
+        {
+            private readonly VssSnapshotSession _session;
+
+            public HostVssView(VssSnapshotSession session, IReadOnlyList<ViewFile> files, QuiesceRecord record)
+            {
+                _session = session;
+                Files = files;
+                Quiesce = record;
+            }
+
+            public Consistency Reached => Quiesce.Reached;
+
+            public IReadOnlyList<ViewFile> Files { get; }
+
+            /// <summary>None: the shadow copies are the point in time, and they are deleted when the copy is done.</summary>
+            public CapturedSnapshot? Snapshot => null;
+
+            public QuiesceRecord Quiesce { get; }
+
+            public void Complete(bool success, CancellationToken cancel) => _session.Complete(success, cancel);
+
+            public void Dispose() => _session.Dispose();
+        }
+    }
+}

@@ -1,0 +1,183 @@
+using System;
+using System.Linq;
+using System.Management.Automation;
+using System.Threading;
+using System.Threading.Tasks;
+using VmQuiesce.Core;
+using VmQuiesce.Core.Repository;
+using VmQuiesce.Core.Restore;
+
+namespace VmQuiesce.Commands
+{
+    /// <summary>
+    /// The two-step restore: puts a restore point's files back from verified chunks, then reverts them to
+    /// the snapshot the backup captured. Nothing is replaced until every file is written and checked.
+    /// </summary>
+    [Cmdlet(VerbsData.Restore, "VmSnapshot", SupportsShouldProcess = true, ConfirmImpact = ConfirmImpact.Medium, DefaultParameterSetName = ByRestorePointSet)]
+    [OutputType(typeof(RestoreResult))]
+    public sealed class RestoreVmSnapshotCommand : VmQuiesceCmdlet
+    {
+        public const string ByRestorePointSet = "RestorePoint";
+        public const string ByIdSet = "Id";
+
+        private int _progressId;
+
+        /// <summary>A restore point from Get-VmBackup.</summary>
+        [Parameter(Mandatory = true, Position = 0, ValueFromPipeline = true, ParameterSetName = ByRestorePointSet)]
+        [ValidateNotNull]
+        public RestorePoint? RestorePoint { get; set; }
+
+        [Parameter(Mandatory = true, Position = 0, ValueFromPipelineByPropertyName = true, ParameterSetName = ByIdSet)]
+        [ValidateNotNullOrEmpty]
+        public string Repository { get; set; } = string.Empty;
+
+        [Parameter(Mandatory = true, Position = 1, ValueFromPipelineByPropertyName = true, ParameterSetName = ByIdSet)]
+        [ValidateNotNullOrEmpty]
+        public string Id { get; set; } = string.Empty;
+
+        /// <summary>Restore into this folder (each file under its relative path) instead of the original paths.</summary>
+        [Parameter]
+        [ValidateNotNullOrEmpty]
+        public string? Destination { get; set; }
+
+        /// <summary>Replace existing files.</summary>
+        [Parameter]
+        public SwitchParameter Force { get; set; }
+
+        /// <summary>Put the files back and stop: no revert to the captured snapshot.</summary>
+        [Parameter]
+        public SwitchParameter SkipRevert { get; set; }
+
+        /// <summary>Boot the restored disks afterwards (on throwaway overlays) and check the guest and its file systems.</summary>
+        [Parameter]
+        public SwitchParameter Verify { get; set; }
+
+        /// <summary>How -Verify boots the disks: a hashtable of BootCheckOptions (Kernel, Initrd, Append, MemoryMiB, Accelerator, BootTimeout, QemuExecutable).</summary>
+        [Parameter]
+        [ValidateNotNull]
+        public BootCheckOptions? BootOption { get; set; }
+
+        protected override void ProcessRecord()
+        {
+            BackupRepository repository;
+            RestorePoint point;
+            try
+            {
+                if (ParameterSetName == ByIdSet)
+                {
+                    repository = BackupRepository.Open(ResolvePath(Repository)!);
+                    point = repository.GetRestorePoint(Id);
+                }
+                else
+                {
+                    point = RestorePoint!;
+                    repository = BackupRepository.Open(point.Repository);
+                }
+            }
+            catch (VmQuiesceException e)
+            {
+                WriteFailure(e);
+                return;
+            }
+
+            try
+            {
+                // Shared: a restore may run beside backups, never beside a prune that removes chunks.
+                using RepositoryLock shared = repository.LockShared("Restore-VmSnapshot");
+                Restore(new RestoreEngine(repository), point);
+            }
+            catch (VmQuiesceException e)
+            {
+                WriteFailure(e);
+            }
+        }
+
+        private void Restore(RestoreEngine engine, RestorePoint point)
+        {
+            var request = new RestoreRequest(point)
+            {
+                Destination = ResolvePath(Destination),
+                Force = Force,
+                SkipRevert = SkipRevert,
+            };
+            RestorePlan plan = engine.Plan(request, CancelToken);
+
+            // All or nothing: one declined file cancels the whole restore point.
+            bool confirmed = true;
+            foreach (RestoreTarget target in plan.Targets)
+            {
+                string action = target.Exists
+                    ? $"Replace with '{target.File.Path}' ({Units.Bytes(target.File.Size)}) of restore point {point.Id}"
+                    : $"Create from '{target.File.Path}' ({Units.Bytes(target.File.Size)}) of restore point {point.Id}";
+                confirmed &= ShouldProcess(target.Path, action);
+            }
+
+            if (point.Snapshot != null && !SkipRevert)
+            {
+                confirmed &= ShouldProcess(string.Join(", ", plan.Targets.Select(target => target.Path)), $"Revert to snapshot '{point.Snapshot.Name}' ({point.Snapshot.Kind})");
+            }
+
+            if (!confirmed)
+            {
+                return;
+            }
+
+            var progress = new ProgressRecord(++_progressId, $"Restoring {point.VmName} {point.Id}", "Starting");
+            RestoreProgress? latest = null;
+            Task<RestoreResult> running = Task.Run(() => engine.Run(plan, report => Volatile.Write(ref latest, report), CancelToken));
+            while (!((IAsyncResult)running).AsyncWaitHandle.WaitOne(250))
+            {
+                if (Volatile.Read(ref latest) is RestoreProgress report && !CancelToken.IsCancellationRequested)
+                {
+                    WriteRestoreProgress(progress, report);
+                }
+            }
+
+            RestoreResult result;
+            try
+            {
+                result = running.GetAwaiter().GetResult();
+            }
+            catch (OperationCanceledException) when (CancelToken.IsCancellationRequested)
+            {
+                // Ctrl+C: the engine removed its temp files; every original is untouched.
+                return;
+            }
+            finally
+            {
+                if (!CancelToken.IsCancellationRequested)
+                {
+                    progress.RecordType = ProgressRecordType.Completed;
+                    WriteProgress(progress);
+                }
+            }
+
+            WriteVerbose($"Restored {result.FileCount} file(s), {Units.Bytes(result.Bytes)} in {result.Duration.TotalSeconds:0.0} s. {result.RevertDetail}");
+            if (Verify)
+            {
+                WriteProgress(new ProgressRecord(progress.ActivityId, progress.Activity, "Booting the restored disks on throwaway overlays"));
+                result.Verification = BootCheck.Run(result.Files.Select(file => file.Path).ToList(), BootOption ?? new BootCheckOptions(), CancelToken);
+                WriteProgress(new ProgressRecord(progress.ActivityId, progress.Activity, "Done") { RecordType = ProgressRecordType.Completed });
+            }
+
+            WriteObject(result);
+            if (result.Verification is BootCheckResult boot && !boot.Passed)
+            {
+                WriteFailure(new VmQuiesceException("RestoreVerificationFailed", FailureKind.InvalidData,
+                    $"The restored disks of VM '{point.VmName}' were put back, but the boot check failed: {boot}", result)
+                {
+                    Remedy = "Look at the result's Verification property; restore an older restore point, or boot the VM and repair its file systems.",
+                });
+            }
+        }
+
+        private void WriteRestoreProgress(ProgressRecord progress, RestoreProgress report)
+        {
+            progress.CurrentOperation = report.CurrentFile;
+            progress.StatusDescription = $"{report.Phase}: {Units.Bytes(report.BytesDone)} of {Units.Bytes(report.BytesTotal)} at {Units.Bytes(report.BytesPerSecond)}/s";
+            progress.PercentComplete = report.BytesTotal > 0 ? (int)Math.Min(100, report.BytesDone * 100 / report.BytesTotal) : 0;
+            progress.SecondsRemaining = report.TimeLeft is TimeSpan left ? (int)Math.Ceiling(left.TotalSeconds) : -1;
+            WriteProgress(progress);
+        }
+    }
+}

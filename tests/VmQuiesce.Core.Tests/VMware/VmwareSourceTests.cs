@@ -1,0 +1,368 @@
+using System;
+using System.Collections.Generic;
+using System.IO;
+using System.Linq;
+using System.Net;
+using System.Threading;
+using VmQuiesce.Core.Backup;
+using VmQuiesce.Core.Repository;
+using VmQuiesce.Core.Sources;
+using VmQuiesce.Core.Tests.Repository;
+using VmQuiesce.Core.Sources.VMware;
+using Xunit;
+
+namespace VmQuiesce.Core.Tests.VMware
+{
+    [Collection(VmrunDoubleCollection.Name)]
+    public sealed class VmwareSourceTests
+    {
+        private static readonly QuiesceOptions CrashIsEnough = new QuiesceOptions { Required = Consistency.Crash };
+
+        private static VmwareSource Source(VmrunDouble vmrun, TestVm vm, List<string>? warnings = null, bool removeSnapshot = false, bool force = false,
+            VmrunClient? client = null, string? vmrunVmPath = null, string? writerConfig = null) =>
+            new VmwareSource(new VmwareSourceOptions("vm", vm.VmxPath, client ?? vmrun.Client())
+            {
+                RemoveSnapshot = removeSnapshot,
+                Force = force,
+                VmrunVmPath = vmrunVmPath,
+                WriterConfigPath = writerConfig,
+                Warn = warnings == null ? null : warnings.Add,
+            });
+
+        private static Dictionary<string, string> Read(IConsistentView view) =>
+            view.Files.ToDictionary(f => f.RelativePath, f => File.ReadAllText(f.ReadPath));
+
+        [VmrunDoubleFact]
+        public void Backup_flow_view_holds_the_frozen_state_keeps_the_snapshot_and_revert_restores_it()
+        {
+            using var vmrun = new VmrunDouble();
+            TestVm vm = vmrun.CreateVm();
+            VmrunClient client = vmrun.Client();
+            client.Start(vm.VmxPath, CancellationToken.None);
+            vm.GuestWrites("before;");
+            VmwareSource source = Source(vmrun, vm);
+
+            Dictionary<string, string> copied;
+            CapturedSnapshot? snapshot;
+            using (IConsistentView view = source.OpenConsistentView(CrashIsEnough, CancellationToken.None))
+            {
+                Assert.Equal(Consistency.Crash, view.Reached);
+                Assert.Equal("None", view.Quiesce.Method);
+                Assert.Empty(view.Quiesce.Frozen);
+                Assert.Equal(
+                    new[] { "data.vmdk", "system.vmdk", "vm-Snapshot1.vmsn", "vm.nvram", "vm.vmsd", "vm.vmx", "vm.vmxf" },
+                    view.Files.Select(f => f.RelativePath).ToArray());
+                Assert.All(view.Files, f => Assert.Equal(vm.File(f.RelativePath), f.OriginalPath));
+                Assert.Equal(new[] { "system-000001.vmdk", "data-000001.vmdk" }, vm.CurrentDisks());
+                Assert.True(Directory.Exists(vm.VmxPath + ".lck"), "the running VM's lock folder exists but is not in the view");
+
+                vm.GuestWrites("after;");
+                copied = Read(view);
+                snapshot = view.Snapshot;
+                view.Complete(true, CancellationToken.None);
+            }
+
+            Assert.Equal("system-base;before;", copied["system.vmdk"]);
+            Assert.Equal("data-base;before;", copied["data.vmdk"]);
+            Assert.Equal("nvram-1+before;", copied["vm.nvram"]);
+            Assert.Contains("scsi0:0.fileName = \"system-000001.vmdk\"", copied["vm.vmx"], StringComparison.Ordinal);
+            Assert.NotNull(snapshot);
+            Assert.Equal(VmwareSource.SourceKind, snapshot!.Kind);
+            Assert.StartsWith(VmwareSource.SnapshotPrefix, snapshot.Name, StringComparison.Ordinal);
+            Assert.Equal(new[] { snapshot.Name }, client.ListSnapshots(vm.VmxPath, CancellationToken.None));
+            Assert.Empty(source.FindLeftovers(CancellationToken.None));
+            Assert.Equal("system-base;before;after;", vm.DiskContent("system.vmdk"));
+
+            // The restore: files back (VM off), then revert to the captured snapshot.
+            client.Stop(vm.VmxPath, true, CancellationToken.None);
+            foreach ((string relative, string content) in copied)
+            {
+                File.WriteAllText(vm.File(relative), content);
+            }
+
+            source.RevertToSnapshot(snapshot, CancellationToken.None);
+
+            Assert.Equal("system-base;before;", vm.DiskContent("system.vmdk"));
+            Assert.Equal("data-base;before;", vm.DiskContent("data.vmdk"));
+        }
+
+        [VmrunDoubleFact]
+        public void RemoveSnapshot_deletes_it_after_the_copy_and_captures_none()
+        {
+            using var vmrun = new VmrunDouble();
+            TestVm vm = vmrun.CreateVm();
+            VmwareSource source = Source(vmrun, vm, removeSnapshot: true);
+
+            using (IConsistentView view = source.OpenConsistentView(CrashIsEnough, CancellationToken.None))
+            {
+                Assert.Null(view.Snapshot);
+                vm.GuestWrites("after;");
+                view.Complete(true, CancellationToken.None);
+            }
+
+            Assert.Empty(vmrun.Client().ListSnapshots(vm.VmxPath, CancellationToken.None));
+            Assert.Equal(new[] { "system.vmdk", "data.vmdk" }, vm.CurrentDisks());
+            Assert.Equal("system-base;after;", File.ReadAllText(vm.File("system.vmdk")));
+            Assert.False(File.Exists(vm.VmxPath + VmwareSource.PendingMarkerSuffix));
+        }
+
+        [VmrunDoubleFact]
+        public void A_failed_backup_deletes_its_snapshot_whether_completed_as_failed_or_only_disposed()
+        {
+            using var vmrun = new VmrunDouble();
+            TestVm vm = vmrun.CreateVm();
+            VmwareSource source = Source(vmrun, vm);
+
+            using (IConsistentView view = source.OpenConsistentView(CrashIsEnough, CancellationToken.None))
+            {
+                view.Complete(false, CancellationToken.None);
+            }
+
+            using (source.OpenConsistentView(CrashIsEnough, CancellationToken.None))
+            {
+                Assert.Single(vmrun.Client().ListSnapshots(vm.VmxPath, CancellationToken.None));
+            }
+
+            Assert.Empty(vmrun.Client().ListSnapshots(vm.VmxPath, CancellationToken.None));
+            Assert.Empty(source.FindLeftovers(CancellationToken.None));
+        }
+
+        [VmrunDoubleFact]
+        public void A_snapshot_that_cannot_be_deleted_is_reported_with_the_command_to_run_and_found_as_a_leftover()
+        {
+            using var vmrun = new VmrunDouble();
+            TestVm vm = vmrun.CreateVm();
+            var warnings = new List<string>();
+            VmwareSource source = Source(vmrun, vm, warnings);
+            IConsistentView view = source.OpenConsistentView(CrashIsEnough, CancellationToken.None);
+            vmrun.Set("VMRUN_DOUBLE_FAIL_COMMAND", "deleteSnapshot");
+            vmrun.Set("VMRUN_DOUBLE_FAIL_TEXT", "Error: The file is already in use");
+
+            view.Dispose();
+
+            Assert.Contains(warnings, w => w.Contains("could not be deleted", StringComparison.Ordinal) && w.Contains("deleteSnapshot", StringComparison.Ordinal));
+            vmrun.Set("VMRUN_DOUBLE_FAIL_TEXT", null);
+            IReadOnlyList<string> leftovers = source.FindLeftovers(CancellationToken.None);
+            Assert.Single(leftovers);
+            Assert.Contains(VmwareSource.SnapshotPrefix, leftovers[0], StringComparison.Ordinal);
+            var refused = Assert.Throws<VmQuiesceException>(() => source.OpenConsistentView(CrashIsEnough, CancellationToken.None));
+            Assert.Equal("LeftoversFound", refused.ErrorId);
+            Assert.Single(vmrun.Client().ListSnapshots(vm.VmxPath, CancellationToken.None));
+        }
+
+        [VmrunDoubleFact]
+        public void A_failed_snapshot_call_leaves_nothing_behind_and_keeps_vmruns_message()
+        {
+            using var vmrun = new VmrunDouble();
+            TestVm vm = vmrun.CreateVm();
+            vmrun.Set("VMRUN_DOUBLE_FAIL_COMMAND", "snapshot");
+            vmrun.Set("VMRUN_DOUBLE_FAIL_TEXT", "Error: Insufficient permissions in host operating system");
+            VmwareSource source = Source(vmrun, vm);
+
+            var error = Assert.Throws<VmQuiesceException>(() => source.OpenConsistentView(CrashIsEnough, CancellationToken.None));
+
+            Assert.Equal("VmrunPermissionDenied", error.ErrorId);
+            Assert.Contains("Insufficient permissions in host operating system", error.Message, StringComparison.Ordinal);
+            Assert.Empty(source.FindLeftovers(CancellationToken.None));
+            Assert.Equal(new[] { "system.vmdk", "data.vmdk" }, vm.CurrentDisks());
+        }
+
+        [VmrunDoubleFact]
+        public void Crash_is_all_vmrun_reaches_so_a_higher_requirement_fails_before_any_snapshot_unless_lower_is_allowed()
+        {
+            using var vmrun = new VmrunDouble();
+            TestVm vm = vmrun.CreateVm();
+            var warnings = new List<string>();
+            VmwareSource source = Source(vmrun, vm, warnings);
+
+            var error = Assert.Throws<VmQuiesceException>(() => source.OpenConsistentView(new QuiesceOptions { Required = Consistency.FileSystem }, CancellationToken.None));
+            Assert.Equal("ConsistencyNotReached", error.ErrorId);
+            Assert.Empty(vmrun.Calls());
+
+            using IConsistentView view = source.OpenConsistentView(new QuiesceOptions { Required = Consistency.Application, AllowLower = true }, CancellationToken.None);
+            Assert.Equal(Consistency.Crash, view.Reached);
+            Assert.Contains(warnings, w => w.Contains("crash consistent", StringComparison.Ordinal));
+            view.Complete(true, CancellationToken.None);
+        }
+
+        [VmrunDoubleFact]
+        public void Independent_disks_are_refused_because_a_snapshot_does_not_freeze_them()
+        {
+            using var vmrun = new VmrunDouble();
+            TestVm vm = vmrun.CreateVm();
+            File.AppendAllText(vm.VmxPath, "scsi0:1.mode = \"independent-persistent\"\n");
+
+            var error = Assert.Throws<VmQuiesceException>(() => Source(vmrun, vm).OpenConsistentView(CrashIsEnough, CancellationToken.None));
+
+            Assert.Equal("IndependentDiskNotSupported", error.ErrorId);
+            Assert.Empty(vmrun.Calls());
+        }
+
+        [VmrunDoubleFact]
+        public void Older_snapshots_deltas_are_part_of_the_view_the_live_ones_are_not()
+        {
+            using var vmrun = new VmrunDouble();
+            TestVm vm = vmrun.CreateVm();
+            vmrun.Client().Snapshot(vm.VmxPath, "by hand", CancellationToken.None);
+            vm.GuestWrites("between;");
+
+            using IConsistentView view = Source(vmrun, vm).OpenConsistentView(CrashIsEnough, CancellationToken.None);
+
+            string[] names = view.Files.Select(f => f.RelativePath).ToArray();
+            Assert.Contains("system-000001.vmdk", names);
+            Assert.DoesNotContain("system-000002.vmdk", names);
+            Assert.Contains("vm-Snapshot1.vmsn", names);
+            Assert.Contains("vm-Snapshot2.vmsn", names);
+            Assert.Equal("between;", Read(view)["system-000001.vmdk"]);
+            view.Complete(true, CancellationToken.None);
+        }
+
+        [VmrunDoubleFact]
+        public void Revert_to_a_snapshot_that_is_gone_names_what_exists()
+        {
+            using var vmrun = new VmrunDouble();
+            TestVm vm = vmrun.CreateVm();
+            vmrun.Client().Snapshot(vm.VmxPath, "by hand", CancellationToken.None);
+
+            var error = Assert.Throws<VmQuiesceException>(() => Source(vmrun, vm).RevertToSnapshot(new CapturedSnapshot("vmquiesce-gone", null, "VMware"), CancellationToken.None));
+
+            Assert.Equal("SnapshotNotFound", error.ErrorId);
+            Assert.Contains("by hand", error.Message, StringComparison.Ordinal);
+            Assert.Equal("SnapshotKindMismatch", Assert.Throws<VmQuiesceException>(() =>
+                Source(vmrun, vm).RevertToSnapshot(new CapturedSnapshot("x", null, "QemuInternal"), CancellationToken.None)).ErrorId);
+        }
+
+        [VmrunDoubleFact]
+        public void Server_refuses_to_overwrite_the_one_snapshot_unless_the_writer_config_allows_it()
+        {
+            using var vmrun = new VmrunDouble();
+            string store = Directory.CreateDirectory(Path.Combine(vmrun.Root, "store")).FullName;
+            TestVm vm = vmrun.CreateVm("vm", store);
+            vmrun.Set("VMRUN_DOUBLE_DATASTORES", "standard=" + store);
+            VmrunClient client = vmrun.Client(VmwareHostType.Server, "localhost", new NetworkCredential("backup", "pw"));
+            client.Snapshot("[standard] vm/vm.vmx", "made by hand", CancellationToken.None);
+            string config = Path.Combine(vmrun.Root, "vmvsswriter.cfg");
+            File.WriteAllText(config, "vmwriter.overwriteSnapshots = \"FALSE\"\n");
+            var warnings = new List<string>();
+            VmwareSource Server(bool force) => Source(vmrun, vm, warnings, force: force, client: client, vmrunVmPath: "[standard] vm/vm.vmx", writerConfig: config);
+            int callsBefore = vmrun.Calls().Count;
+
+            var refused = Assert.Throws<VmQuiesceException>(() => Server(false).OpenConsistentView(CrashIsEnough, CancellationToken.None));
+
+            Assert.Equal("SnapshotWouldBeOverwritten", refused.ErrorId);
+            Assert.Contains("'made by hand'", refused.Message, StringComparison.Ordinal);
+            Assert.DoesNotContain(vmrun.Calls().Skip(callsBefore), call => call.Contains("snapshot"));
+            Assert.Equal(new[] { "made by hand" }, client.ListSnapshots("[standard] vm/vm.vmx", CancellationToken.None));
+
+            File.WriteAllText(config, "# allow\nvmwriter.overwriteSnapshots = \"TRUE\"\n");
+            using (IConsistentView view = Server(false).OpenConsistentView(CrashIsEnough, CancellationToken.None))
+            {
+                view.Complete(true, CancellationToken.None);
+            }
+
+            Assert.Contains(warnings, w => w.Contains("'made by hand'", StringComparison.Ordinal) && w.Contains("overwritten", StringComparison.Ordinal));
+            string kept = Assert.Single(client.ListSnapshots("[standard] vm/vm.vmx", CancellationToken.None));
+            Assert.StartsWith(VmwareSource.SnapshotPrefix, kept, StringComparison.Ordinal);
+
+            File.WriteAllText(config, "vmwriter.overwriteSnapshots = \"FALSE\"\n");
+            Assert.Equal("SnapshotWouldBeOverwritten", Assert.Throws<VmQuiesceException>(() => Server(false).OpenConsistentView(CrashIsEnough, CancellationToken.None)).ErrorId);
+            using (IConsistentView view = Server(true).OpenConsistentView(CrashIsEnough, CancellationToken.None))
+            {
+                view.Complete(true, CancellationToken.None);
+            }
+
+            Assert.NotEqual(kept, Assert.Single(client.ListSnapshots("[standard] vm/vm.vmx", CancellationToken.None)));
+        }
+
+        [VmrunDoubleFact]
+        public void The_backup_engine_stores_the_frozen_files_while_the_guest_keeps_writing_and_records_the_snapshot()
+        {
+            using var vmrun = new VmrunDouble();
+            using var repository = new RepositoryFixture();
+            TestVm vm = vmrun.CreateVm();
+            vmrun.Client().Start(vm.VmxPath, CancellationToken.None);
+            vm.GuestWrites("before;");
+            var hooks = new List<string>();
+            var options = new QuiesceOptions
+            {
+                Required = Consistency.Crash,
+                PreFreeze = _ => hooks.Add("pre"),
+                PostThaw = _ =>
+                {
+                    hooks.Add("post");
+                    vm.GuestWrites("after;");
+                },
+            };
+
+            BackupOutcome outcome = new BackupEngine(repository.Repository, workers: 2).Run(Source(vmrun, vm), options, null, CancellationToken.None);
+
+            RestorePoint point = outcome.RestorePoint;
+            Assert.Null(outcome.ReleaseFailure);
+            Assert.Equal(new[] { "pre", "post" }, hooks);
+            Assert.Equal("VMware", point.SourceKind);
+            Assert.Equal(Consistency.Crash, point.Consistency);
+            Assert.Equal("None", point.Quiesce.Method);
+            Assert.Equal(new[] { point.Snapshot!.Name }, vmrun.Client().ListSnapshots(vm.VmxPath, CancellationToken.None));
+            RestorePointFile system = point.Files.Single(f => f.Path == "system.vmdk");
+            Assert.Equal(vm.File("system.vmdk"), system.OriginalPath);
+            Assert.Equal(RepositoryFixture.Sha256Of(repository.WriteFile("expected", System.Text.Encoding.UTF8.GetBytes("system-base;before;"))), system.Sha256);
+            Assert.DoesNotContain(point.Files, f => f.Path.EndsWith(".log", StringComparison.Ordinal) || f.Path.Contains("-000001", StringComparison.Ordinal));
+            Assert.True(repository.Repository.Verify(point, CancellationToken.None).IsValid);
+        }
+    }
+}
+
+namespace VmQuiesce.Core.Tests.VMware
+{
+    [Collection(VmrunDoubleCollection.Name)]
+    public sealed class VmwareTargetsTests
+    {
+        [VmrunDoubleFact]
+        public void Running_vms_become_targets_named_by_displayName_and_open_a_VMware_source()
+        {
+            using var vmrun = new VmrunDouble();
+            TestVm a = vmrun.CreateVm("alpha"), b = vmrun.CreateVm("beta");
+            var connection = VmwareTargets.Connect(VmrunDouble.ScriptPath, VmwareHostType.Workstation, null, null);
+            var client = new VmrunClient(connection);
+            client.Start(b.VmxPath, CancellationToken.None);
+            client.Start(a.VmxPath, CancellationToken.None);
+            File.Delete(b.VmxPath);
+            var unreadable = new List<VmQuiesceException>();
+
+            IReadOnlyList<BackupVm> targets = VmwareTargets.FindRunning(connection, CancellationToken.None, unreadable.Add);
+
+            BackupVm target = Assert.Single(targets);
+            Assert.Equal("alpha", target.Name);
+            Assert.Equal("VMware", target.Kind);
+            Assert.Equal(a.VmxPath, target.Details["VmxPath"]);
+            Assert.Equal("VmxNotFound", Assert.Single(unreadable).ErrorId);
+            IBackupSource source = target.OpenSource();
+            Assert.Equal("VMware", source.Kind);
+            Assert.Empty(source.FindLeftovers(CancellationToken.None));
+        }
+
+        [Fact]
+        public void Server_target_details_name_the_host_and_user_never_the_password()
+        {
+            string folder = Path.Combine(Path.GetTempPath(), "vmquiesce-vmware-" + Guid.NewGuid().ToString("N"));
+            Directory.CreateDirectory(folder);
+            try
+            {
+                string vmx = Path.Combine(folder, "db.vmx");
+                File.WriteAllText(vmx, "displayName = \"Database\"\n");
+                var connection = new VmrunConnection("/opt/vmrun", VmwareHostType.Server, "vmhost", new NetworkCredential("backup", "TopSecret1"));
+
+                BackupVm target = VmwareTargets.CreateBackupVm(connection, vmx, "[standard] db/db.vmx");
+
+                Assert.Equal("Database", target.Name);
+                Assert.Equal("https://vmhost:8333/sdk", target.Details["Host"]);
+                Assert.Equal("[standard] db/db.vmx", target.Details["DatastorePath"]);
+                Assert.DoesNotContain(target.Details.Values, v => v.Contains("TopSecret1", StringComparison.Ordinal));
+            }
+            finally
+            {
+                Directory.Delete(folder, true);
+            }
+        }
+    }
+}

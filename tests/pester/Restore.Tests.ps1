@@ -1,0 +1,241 @@
+BeforeAll {
+    Import-Module $env:VMQUIESCE_MODULE_PATH -Force
+
+    $script:root = Join-Path ([IO.Path]::GetTempPath()) "vmq-pester-restore-$([guid]::NewGuid().ToString('N'))"
+    $script:disks = Join-Path $root 'disks'
+    $script:repo = Join-Path $root 'repo'
+    New-Item -ItemType Directory -Path $disks | Out-Null
+
+    function New-TestDisk {
+        param([string] $Name, [int] $Length, [int] $Seed)
+        $bytes = [byte[]]::new($Length)
+        [Random]::new($Seed).NextBytes($bytes)
+        $path = Join-Path $disks $Name
+        [IO.File]::WriteAllBytes($path, $bytes)
+        $path
+    }
+
+    function Get-Sha256 { param([string] $Path) (Get-FileHash -LiteralPath $Path -Algorithm SHA256).Hash.ToLowerInvariant() }
+
+    # A fresh PowerShell of the same kind as this one, for -WhatIf output.
+    function Get-ChildPwsh {
+        $first = [Environment]::GetCommandLineArgs()[0]
+        if ($first -like '*.dll') { return @{ FilePath = (Get-Command dotnet).Source; Prefix = @($first) } }
+        @{ FilePath = (Get-Process -Id $PID).Path; Prefix = @() }
+    }
+
+    $script:diskA = New-TestDisk 'web01-a.img' (300KB) 1
+    $script:diskB = New-TestDisk 'web01-b.img' (20KB) 2
+    $script:shaA = Get-Sha256 $diskA
+    $script:shaB = Get-Sha256 $diskB
+    $vm = [VmQuiesce.Core.Backup.StableFilesSource]::CreateVm('web01', @($diskA, $diskB))
+    $script:point = Invoke-VmQuiescedBackup -Vm $vm -Repository $repo -Consistency Crash
+}
+
+AfterAll {
+    Remove-Item -LiteralPath $root -Recurse -Force -ErrorAction SilentlyContinue
+}
+
+Describe 'Restore-VmSnapshot' {
+    BeforeEach {
+        [IO.File]::WriteAllBytes($diskA, [byte[]](1, 2, 3))
+        Remove-Item -LiteralPath $diskB -ErrorAction SilentlyContinue
+    }
+
+    It 'restores a restore point from Get-VmBackup over the originals with -Force' {
+        $result = Get-VmBackup $repo -VmName web01 -Latest | Restore-VmSnapshot -Force
+
+        $result | Should -BeOfType ([VmQuiesce.Core.Restore.RestoreResult])
+        $result.FileCount | Should -Be 2
+        $result.Bytes | Should -Be (320KB)
+        $result.Revert | Should -Be 'NotNeeded'
+        $result.SnapshotReverted | Should -BeFalse
+        ($result.Files | Where-Object Replaced).Path | Should -Be $diskA
+        Get-Sha256 $diskA | Should -Be $shaA
+        Get-Sha256 $diskB | Should -Be $shaB
+    }
+
+    It 'binds -Repository and -Id by property name and by position' {
+        $byProperty = [pscustomobject]@{ Repository = $repo; Id = $point.Id } | Restore-VmSnapshot -Force
+        $byPosition = Restore-VmSnapshot $repo $point.Id -Destination (Join-Path $root 'positional')
+
+        $byProperty.RestorePointId | Should -Be $point.Id
+        $byPosition.Destination | Should -Be (Join-Path $root 'positional')
+        Get-Sha256 (Join-Path (Join-Path $root 'positional') 'web01-a.img') | Should -Be $shaA
+    }
+
+    It 'restores into -Destination and leaves the VM files alone' {
+        $destination = Join-Path $root 'elsewhere'
+
+        $result = Restore-VmSnapshot -RestorePoint $point -Destination $destination
+
+        $result.Destination | Should -Be $destination
+        Get-Sha256 (Join-Path $destination 'web01-a.img') | Should -Be $shaA
+        [IO.File]::ReadAllBytes($diskA).Count | Should -Be 3
+    }
+
+    It 'refuses to replace existing files without -Force, with a stable error id' {
+        $result = $point | Restore-VmSnapshot -ErrorVariable failures -ErrorAction SilentlyContinue
+
+        $result | Should -BeNullOrEmpty
+        $failures[0].FullyQualifiedErrorId | Should -BeLike 'RestoreTargetExists,*'
+        $failures[0].CategoryInfo.Category | Should -Be 'InvalidOperation'
+        $failures[0].TargetObject | Should -Be $diskA
+        [IO.File]::ReadAllBytes($diskA).Count | Should -Be 3
+    }
+
+    It 'reports an unknown restore point id and repository' {
+        Restore-VmSnapshot -Repository $repo -Id '20200101T000000Z-00000000' -ErrorVariable failures -ErrorAction SilentlyContinue
+        $failures[0].FullyQualifiedErrorId | Should -BeLike 'RestorePointNotFound,*'
+        Restore-VmSnapshot -Repository (Join-Path $root 'nowhere') -Id $point.Id -ErrorVariable failures -ErrorAction SilentlyContinue
+        $failures[0].FullyQualifiedErrorId | Should -BeLike 'RepositoryNotFound,*'
+    }
+
+    It 'stops at a damaged chunk and replaces nothing' {
+        $copy = Join-Path $root 'damaged-repo'
+        Copy-Item -LiteralPath $repo -Destination $copy -Recurse
+        $hash = $point.Files[0].Chunks | Where-Object { $_ } | Select-Object -First 1
+        $chunk = Join-Path $copy "chunks/$($hash.Substring(0, 2))/$hash"
+        $bytes = [IO.File]::ReadAllBytes($chunk)
+        $bytes[-1] = $bytes[-1] -bxor 0xFF
+        [IO.File]::WriteAllBytes($chunk, $bytes)
+
+        Restore-VmSnapshot -Repository $copy -Id $point.Id -Force -ErrorVariable failures -ErrorAction SilentlyContinue
+
+        $failures[0].FullyQualifiedErrorId | Should -BeLike 'RestoreChunkDamaged,*'
+        $failures[0].Exception.Message | Should -Match $hash
+        [IO.File]::ReadAllBytes($diskA).Count | Should -Be 3
+        Test-Path -LiteralPath $diskB | Should -BeFalse
+        @(Get-ChildItem -LiteralPath $disks -Force).Name | Should -Be @('web01-a.img')
+    }
+
+    It 'lists each file it would replace or create under -WhatIf and changes nothing' {
+        $child = Get-ChildPwsh
+        $command = "Import-Module '$env:VMQUIESCE_MODULE_PATH'; Restore-VmSnapshot -Repository '$repo' -Id '$($point.Id)' -Force -WhatIf"
+        $output = & $child.FilePath @($child.Prefix + @('-NoProfile', '-NonInteractive', '-Command', $command)) 2>&1 | Out-String
+
+        $output | Should -Match ([regex]::Escape("What if: Performing the operation `"Replace with 'web01-a.img'"))
+        $output | Should -Match ([regex]::Escape("on target `"$diskA`""))
+        $output | Should -Match ([regex]::Escape("What if: Performing the operation `"Create from 'web01-b.img'"))
+        [IO.File]::ReadAllBytes($diskA).Count | Should -Be 3
+        Test-Path -LiteralPath $diskB | Should -BeFalse
+    }
+
+    It 'has a table and a list view for its output' {
+        $result = Restore-VmSnapshot -RestorePoint $point -Destination (Join-Path $root 'views')
+
+        ($result | Format-Table | Out-String -Width 200) | Should -Match 'RestorePointId\s+Files\s+Size\s+Duration\s+Revert'
+        $list = $result | Format-List | Out-String
+        $list | Should -Match 'RevertDetail\s+: The backup captured no snapshot'
+        $list | Should -Match 'Size\s+: 320.0 KiB'
+    }
+
+    It 'declares its output type and ShouldProcess' {
+        $command = Get-Command Restore-VmSnapshot
+        $command.OutputType.Type | Should -Be ([VmQuiesce.Core.Restore.RestoreResult])
+        $command.Parameters.Keys | Should -Contain 'WhatIf'
+        $command.ParameterSets.Name | Should -Be @('RestorePoint', 'Id')
+    }
+}
+
+Describe 'Get-VmSnapshot' {
+    BeforeAll {
+        $script:qemuImg = Get-Command qemu-img -ErrorAction SilentlyContinue
+        $script:image = Join-Path $root 'snap.qcow2'
+        if ($qemuImg) {
+            & qemu-img create -q -f qcow2 $image 1M
+            & qemu-img snapshot -c vmquiesce-20261124T180000000Z $image
+            & qemu-img snapshot -c manual $image
+        }
+    }
+
+    It 'lists the internal snapshots of an image offline' -Skip:(-not (Get-Command qemu-img -ErrorAction SilentlyContinue)) {
+        if (-not $qemuImg) { Set-ItResult -Skipped -Because 'qemu-img is not installed'; return }
+
+        $snapshots = @(Get-VmSnapshot -Path $image)
+
+        $snapshots.Count | Should -Be 2
+        $snapshots[0] | Should -BeOfType ([VmQuiesce.Core.Sources.Qemu.VmSnapshot])
+        $snapshots.Name | Should -Be @('vmquiesce-20261124T180000000Z', 'manual')
+        $snapshots[0].Id | Should -Be '1'
+        $snapshots[0].Kind | Should -Be 'QemuInternal'
+        $snapshots[0].Date | Should -BeGreaterThan ([datetime]::UtcNow.AddHours(-1))
+    }
+
+    It 'filters by name with wildcards and takes files from Get-ChildItem' -Skip:(-not (Get-Command qemu-img -ErrorAction SilentlyContinue)) {
+        if (-not $qemuImg) { Set-ItResult -Skipped -Because 'qemu-img is not installed'; return }
+
+        (Get-Item $image | Get-VmSnapshot -Name 'vmq*').Name | Should -Be 'vmquiesce-20261124T180000000Z'
+        ((Get-VmSnapshot -Path $image) | Format-Table | Out-String -Width 200) | Should -Match 'Name\s+Date\s+VmClock\s+VmState'
+        ((Get-VmSnapshot -Path $image)[0] | Format-List | Out-String) | Should -Match 'Kind\s+: QemuInternal'
+    }
+
+    It 'reports a missing image with a stable error id' {
+        Get-VmSnapshot -Path (Join-Path $root 'missing.qcow2') -ErrorVariable failures -ErrorAction SilentlyContinue
+        $failures[0].FullyQualifiedErrorId | Should -BeLike 'ImageNotFound,*'
+    }
+
+    It 'says which VM kinds it cannot list yet' {
+        $vm = [VmQuiesce.Core.Backup.StableFilesSource]::CreateVm('plain', @($diskA))
+
+        $vm | Get-VmSnapshot -ErrorVariable failures -ErrorAction SilentlyContinue
+
+        $failures[0].FullyQualifiedErrorId | Should -BeLike 'SnapshotListingNotSupported,*'
+        $failures[0].TargetObject.Name | Should -Be 'plain'
+    }
+}
+
+Describe 'Restore-VmSnapshot -Verify and Test-VmBackup -Boot against a real guest' {
+    BeforeAll {
+        Import-Module (Join-Path $PSScriptRoot '../guest/TestGuest.psm1') -Force
+        $script:unavailable = Get-TestGuestUnavailableReason
+        if (-not $unavailable) {
+            $script:guest = Start-TestGuest
+            $script:guestRepo = Join-Path $root 'guest-repo'
+            $script:guestVm = Get-BackupVm -QmpSocket $guest.QmpSocketPath -AgentSocket $guest.AgentSocketPath -Name restore-guest
+            $script:guestPoint = $guestVm | Invoke-VmQuiescedBackup -Repository $guestRepo
+            $script:boot = @{
+                Kernel      = Join-Path $env:VMQUIESCE_TEST_GUEST 'vmlinuz'
+                Initrd      = Join-Path $env:VMQUIESCE_TEST_GUEST 'initramfs.cpio.gz'
+                Append      = 'console=ttyS0 quiet panic=-1 vmquiesce.disks=1 vmquiesce.agent=once'
+                MemoryMiB   = 128
+                BootTimeout = [timespan]::FromMinutes(2)
+            }
+        }
+    }
+
+    AfterAll {
+        if ($guest) { $guest | Stop-TestGuest }
+    }
+
+    It 'refuses to restore over the disks of the running VM and names it' {
+        if ($unavailable) { Set-ItResult -Skipped -Because $unavailable; return }
+
+        $guestPoint | Restore-VmSnapshot -Force -ErrorVariable failures -ErrorAction SilentlyContinue | Should -BeNullOrEmpty
+
+        $failures[0].FullyQualifiedErrorId | Should -BeLike 'VmRunning,*'
+        $failures[0].CategoryInfo.Category | Should -Be 'ResourceBusy'
+        $failures[0].Exception.Message | Should -Match "process $($guest.Process.Id)"
+    }
+
+    It 'restores into -Destination and boots the restored disk clean with -Verify' {
+        if ($unavailable) { Set-ItResult -Skipped -Because $unavailable; return }
+
+        $result = $guestPoint | Restore-VmSnapshot -Destination (Join-Path $root 'guest-restored') -Verify -BootOption $boot
+
+        $result.Verification.Passed | Should -BeTrue -Because $result.Verification.ToString()
+        $result.Verification.FileSystems.MountPoint | Should -Contain '/mnt/data'
+        $result.Verification.Disks.Status | Should -Be 'Clean'
+        ($result | Format-List | Out-String -Width 200) | Should -Match 'Verification\s+: Passed'
+    }
+
+    It 'boots a verified restore point with Test-VmBackup -Boot' {
+        if ($unavailable) { Set-ItResult -Skipped -Because $unavailable; return }
+
+        $result = $guestPoint | Test-VmBackup -Boot -BootOption $boot
+
+        $result.Status | Should -Be 'Ok'
+        $result.Boot.Passed | Should -BeTrue -Because $result.Boot.ToString()
+        $result.Boot.Disks.Status | Should -Be 'Clean'
+    }
+}

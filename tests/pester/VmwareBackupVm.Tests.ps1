@@ -1,0 +1,134 @@
+BeforeAll {
+    Import-Module $env:VMQUIESCE_MODULE_PATH -Force
+
+    # VMware cannot be installed here: these tests drive the vmrun double (tests/vmrun-double/vmrun), a bash
+    # script that Windows cannot start as vmrun.exe.
+    $script:double = (Resolve-Path (Join-Path $PSScriptRoot '../vmrun-double/vmrun')).Path
+    $script:noDouble = -not [bool](Get-Variable IsLinux -ValueOnly -ErrorAction Ignore)
+    $script:why = 'the vmrun double is a bash 4 script: Windows cannot start it as vmrun.exe and macOS ships bash 3; it runs on Linux'
+
+    function New-TestVmFolder([string]$Root, [string]$Name) {
+        $folder = New-Item -ItemType Directory -Path (Join-Path $Root $Name) -Force
+        $vmx = Join-Path $folder "$Name.vmx"
+        Set-Content -LiteralPath $vmx -Value @(
+            ".encoding = `"UTF-8`""
+            "displayName = `"$Name display`""
+            "scsi0:0.present = `"TRUE`""
+            "scsi0:0.fileName = `"disk.vmdk`""
+        )
+        Set-Content -LiteralPath (Join-Path $folder 'disk.vmdk') -Value 'disk-base' -NoNewline
+        Set-Content -LiteralPath (Join-Path $folder 'vmware.log') -Value 'log'
+        $vmx
+    }
+}
+
+Describe 'Get-BackupVm for VMware' {
+    BeforeEach {
+        $script:root = Join-Path ([IO.Path]::GetTempPath()) "vmq-vmware-$([guid]::NewGuid().ToString('N'))"
+        New-Item -ItemType Directory -Path $root | Out-Null
+        $env:VMRUN_DOUBLE_STATE = Join-Path $root 'running'
+        $env:VMRUN_DOUBLE_ARGV_LOG = Join-Path $root 'argv.log'
+    }
+
+    AfterEach {
+        Remove-Item Env:VMRUN_DOUBLE_STATE, Env:VMRUN_DOUBLE_ARGV_LOG, Env:VMRUN_DOUBLE_DATASTORES -ErrorAction Ignore
+        Remove-Item -LiteralPath $root -Recurse -Force -ErrorAction Ignore
+    }
+
+    It 'returns a VMware target for a .vmx, named by its displayName' {
+        if ($noDouble) { Set-ItResult -Skipped -Because $why; return }
+        $vmx = New-TestVmFolder $root 'web01'
+
+        $vm = Get-BackupVm -VmxPath $vmx -VmrunPath $double
+
+        $vm | Should -BeOfType ([VmQuiesce.Core.Sources.BackupVm])
+        $vm.Name | Should -Be 'web01 display'
+        $vm.Kind | Should -Be 'VMware'
+        $vm.Location | Should -Be $vmx
+        $vm.Details['HostType'] | Should -Be 'Workstation'
+        $vm.Details['Vmrun'] | Should -Be $double
+    }
+
+    It 'takes .vmx files from the pipeline and reports an unreadable one as VmxNotFound with its path' {
+        if ($noDouble) { Set-ItResult -Skipped -Because $why; return }
+        $good = New-TestVmFolder $root 'a'
+        $missing = Join-Path $root 'a/missing.vmx'
+
+        $vms = Get-ChildItem -LiteralPath $good, $missing -ErrorAction Ignore | Get-BackupVm -VmrunPath $double
+        @($vms).Count | Should -Be 1
+        $vms.Name | Should -Be 'a display'
+        $result = [pscustomobject]@{ VmxPath = $missing } | Get-BackupVm -VmrunPath $double -ErrorVariable failures -ErrorAction SilentlyContinue
+
+        $result | Should -BeNullOrEmpty
+        $failures[0].FullyQualifiedErrorId | Should -BeLike 'VmxNotFound,*'
+        $failures[0].CategoryInfo.Category | Should -Be 'ObjectNotFound'
+        $failures[0].TargetObject | Should -Be $missing
+    }
+
+    It 'lists the running VMs of a host type through vmrun list, filtered by name' {
+        if ($noDouble) { Set-ItResult -Skipped -Because $why; return }
+        $a = New-TestVmFolder $root 'alpha'
+        $b = New-TestVmFolder $root 'beta'
+        & $double -T ws start $a nogui
+        & $double -T ws start $b nogui
+
+        (Get-BackupVm -HostType Workstation -VmrunPath $double).Name | Should -Be @('alpha display', 'beta display')
+        (Get-BackupVm 'b*' -HostType Workstation -VmrunPath $double).Name | Should -Be 'beta display'
+        Get-BackupVm 'gamma' -HostType Workstation -VmrunPath $double -ErrorVariable failures -ErrorAction SilentlyContinue | Should -BeNullOrEmpty
+        $failures[0].FullyQualifiedErrorId | Should -BeLike 'VmNotFound,*'
+    }
+
+    It 'warns that a VMware Server password goes on the vmrun command line, and shows it nowhere' {
+        if ($noDouble) { Set-ItResult -Skipped -Because $why; return }
+        $store = New-Item -ItemType Directory -Path (Join-Path $root 'store')
+        $vmx = New-TestVmFolder $store 'db'
+        $env:VMRUN_DOUBLE_DATASTORES = "standard=$store"
+        $secret = 'Sup3r-Secret!'
+        $cred = [pscredential]::new('backup', (ConvertTo-SecureString $secret -AsPlainText -Force))
+
+        $vm = Get-BackupVm -HostType Server -VmrunHost localhost -Credential $cred -VmxPath $vmx -DatastorePath '[standard] db/db.vmx' -VmrunPath $double -WarningVariable warnings -WarningAction SilentlyContinue -Verbose 4>&1 |
+            Tee-Object -Variable everything | Where-Object { $_ -is [VmQuiesce.Core.Sources.BackupVm] }
+
+        $vm.Details['Host'] | Should -Be 'https://localhost:8333/sdk'
+        $vm.Details['DatastorePath'] | Should -Be '[standard] db/db.vmx'
+        ($warnings -join "`n") | Should -Match 'process listings'
+        ($everything + $warnings + $vm.Details.Values | Out-String) | Should -Not -Match ([regex]::Escape($secret))
+    }
+
+    It 'refuses -DatastorePath outside VMware Server and a Server host without a credential' {
+        if ($noDouble) { Set-ItResult -Skipped -Because $why; return }
+        $vmx = New-TestVmFolder $root 'x'
+        { Get-BackupVm -VmxPath $vmx -DatastorePath '[standard] x/x.vmx' -VmrunPath $double -ErrorAction Stop } | Should -Throw -ErrorId 'DatastorePathNotSupported,*'
+        { Get-BackupVm -VmxPath $vmx -HostType Server -VmrunHost localhost -VmrunPath $double -ErrorAction Stop } | Should -Throw -ErrorId 'VmrunCredentialRequired,*'
+    }
+
+    It 'reports a vmrun that does not exist as VmrunNotFound' {
+        $missing = Join-Path ([IO.Path]::GetTempPath()) "no-vmrun-$([guid]::NewGuid().ToString('N'))"
+        { Get-BackupVm -HostType Workstation -VmrunPath $missing -ErrorAction Stop } | Should -Throw -ErrorId 'VmrunNotFound,*'
+    }
+
+    It 'backs the VM up crash consistent through Invoke-VmQuiescedBackup and keeps the snapshot for the restore' {
+        if ($noDouble) { Set-ItResult -Skipped -Because $why; return }
+        $vmx = New-TestVmFolder $root 'app'
+        $repository = Join-Path $root 'repo'
+
+        $point = Get-BackupVm -VmxPath $vmx -VmrunPath $double | Invoke-VmQuiescedBackup -Repository $repository -Consistency Crash
+
+        $point.SourceKind | Should -Be 'VMware'
+        $point.Consistency | Should -Be 'Crash'
+        $point.Quiesce.Method | Should -Be 'None'
+        $point.Snapshot.Name | Should -BeLike 'vmquiesce-*'
+        @($point.Files.Path | Sort-Object) | Should -Be @('app-Snapshot1.vmsn', 'app.vmsd', 'app.vmx', 'disk.vmdk')
+        (& $double -T ws listSnapshots $vmx) | Should -Be @('Total snapshots: 1', $point.Snapshot.Name)
+    }
+
+    It 'refuses a VMware backup that must be file-system consistent with ConsistencyNotReached' {
+        if ($noDouble) { Set-ItResult -Skipped -Because $why; return }
+        $vmx = New-TestVmFolder $root 'strict'
+
+        Get-BackupVm -VmxPath $vmx -VmrunPath $double | Invoke-VmQuiescedBackup -Repository (Join-Path $root 'repo') -ErrorVariable failures -ErrorAction SilentlyContinue | Should -BeNullOrEmpty
+
+        $failures[0].FullyQualifiedErrorId | Should -BeLike 'ConsistencyNotReached,*'
+        (& $double -T ws listSnapshots $vmx) | Should -Be 'Total snapshots: 0'
+    }
+}
