@@ -201,7 +201,7 @@ function ConvertTo-BenchMarkdown {
         $null = $md.AppendLine("| $($f.name) | $($f.tool) | $(Format-BenchValue $f.min $f.unit) | $(Format-BenchValue $f.median $f.unit) | $(Format-BenchValue $f.max $f.unit) | $note |")
     }
     $null = $md.AppendLine()
-    $null = $md.AppendLine('| target (issues 5 and 6) | measured (medians) | limit | result |')
+    $null = $md.AppendLine('| target (issues 5 and 6) | measured (ratios of medians; memory per size: max) | limit | result |')
     $null = $md.AppendLine('| --- | --- | --- | --- |')
     foreach ($c in $Results.checks) {
         $value = if ($c.PSObject.Properties['value']) { Format-BenchValue $c.value $c.unit } else { "not measured: $($c.reason)" }
