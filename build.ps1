@@ -7,7 +7,7 @@
 #>
 [CmdletBinding()]
 param(
-    [ValidateSet('Build', 'Docs', 'Test', 'Package', 'Clean', 'Demo')]
+    [ValidateSet('Build', 'Docs', 'Test', 'Package', 'Clean', 'Demo', 'Bench')]
     [string[]] $Task = 'Build',
 
     [ValidateSet('Debug', 'Release')]
@@ -212,6 +212,15 @@ function Invoke-Test {
     if ($failed -gt 0 -or ($xunitExit -ne 0 -and $xunit.Failed -eq 0 -and $xunit.Passed -eq 0)) { exit 1 }
 }
 
+function Invoke-Bench {
+    # VmQuiesce beside cp, restic, borg and sha256sum in one run: out/bench/results.{json,md}, throughput.png.
+    Assert-Built
+    $child = Get-ChildPowerShell
+    & $child.FilePath @($child.Prefix + @('-NoProfile', '-NonInteractive', '-File', (Join-Path $Root 'tests/bench/Invoke-Bench.ps1'),
+            '-ModulePath', (Join-Path $ModuleOut 'VmQuiesce.psd1'), '-OutputPath', (Join-Path $OutRoot 'bench'), '-GuestPath', (Join-Path $OutRoot 'guest')))
+    if ($LASTEXITCODE -ne 0) { throw "The benchmark failed (exit code $LASTEXITCODE)." }
+}
+
 foreach ($step in $Task) {
     switch ($step) {
         'Clean' { Invoke-Clean }
@@ -219,6 +228,7 @@ foreach ($step in $Task) {
         'Docs' { Invoke-Docs }
         'Test' { Invoke-Test }
         'Package' { Assert-Built; Invoke-Package }
+        'Bench' { Invoke-Bench }
         'Demo' { Assert-Built; Initialize-TestGuest; & (Get-ChildPowerShell).FilePath @((Get-ChildPowerShell).Prefix + @('-NoProfile', '-File', (Join-Path $Root 'tests/demo/Invoke-Demo.ps1'), '-ModulePath', (Join-Path $ModuleOut 'VmQuiesce.psd1'))) }
     }
 }

@@ -70,6 +70,12 @@ namespace VmQuiesce.Core.Backup
         private static readonly TimeSpan ReleaseTimeout = TimeSpan.FromMinutes(5);
         private static readonly TimeSpan ProgressInterval = TimeSpan.FromMilliseconds(250);
 
+        /// <summary>
+        /// Threads that wait for the disk (fsync, then rename) so the workers keep hashing meanwhile; several
+        /// at once also keep the disk's queue full. They hold no chunk buffers, so memory does not grow.
+        /// </summary>
+        private const int Flushers = 4;
+
         private readonly BackupRepository _repository;
         private readonly int _workers;
 
@@ -197,6 +203,9 @@ namespace VmQuiesce.Core.Backup
             var workers = Enumerable.Range(0, _workers)
                 .Select(_ => Task.Factory.StartNew(() => copy.Guard(stop, () => copy.StoreChunks(stop.Token)), CancellationToken.None, TaskCreationOptions.LongRunning, TaskScheduler.Default))
                 .ToArray();
+            var flushers = Enumerable.Range(0, Flushers)
+                .Select(_ => Task.Factory.StartNew(() => copy.Guard(stop, () => copy.PublishChunks(stop.Token)), CancellationToken.None, TaskCreationOptions.LongRunning, TaskScheduler.Default))
+                .ToArray();
             var lastReport = TimeSpan.Zero;
             copy.Guard(stop, () =>
             {
@@ -220,6 +229,9 @@ namespace VmQuiesce.Core.Backup
                 }
             });
             Task.WaitAll(workers.Concat(new[] { hasher }).ToArray());
+            copy.FinishWriting();
+            Task.WaitAll(flushers);
+            copy.AbandonUnpublished();
             cancel.ThrowIfCancellationRequested();
             copy.ThrowIfFailed();
             progress?.Report(new BackupProgress(vm, "Copying", total, total, clock.Elapsed));
@@ -261,8 +273,9 @@ namespace VmQuiesce.Core.Backup
         }
 
         /// <summary>
-        /// One copy: the calling thread reads, one thread hashes each whole file in order, and the workers
-        /// hash, deduplicate and store chunks. A chunk's buffer returns to the pool when both are done with it.
+        /// One copy: the calling thread reads, one thread hashes each whole file in order, the workers hash,
+        /// deduplicate and write chunks, and the flushers make them durable and publish them. A chunk's buffer
+        /// returns to the pool when the file hasher and its worker are done with it.
         /// </summary>
         private sealed class CopyRun
         {
@@ -273,6 +286,7 @@ namespace VmQuiesce.Core.Backup
             private readonly BlockingCollection<byte[]> _pool = new BlockingCollection<byte[]>();
             private readonly BlockingCollection<Job> _toStore;
             private readonly BlockingCollection<Job> _toHash;
+            private readonly BlockingCollection<PendingChunk> _toPublish;
             private readonly ConcurrentDictionary<string, bool> _seen = new ConcurrentDictionary<string, bool>(StringComparer.Ordinal);
             private readonly byte[] _zeros;
             private Exception? _failure;
@@ -296,6 +310,7 @@ namespace VmQuiesce.Core.Backup
 
                 _toStore = new BlockingCollection<Job>(buffers);
                 _toHash = new BlockingCollection<Job>(64);
+                _toPublish = new BlockingCollection<PendingChunk>(2 * Flushers);
             }
 
             public long BytesDone => Interlocked.Read(ref _bytesDone);
@@ -406,12 +421,43 @@ namespace VmQuiesce.Core.Backup
                         if (_seen.TryAdd(hash, true))
                         {
                             scratch ??= new byte[_chunkSize];
-                            Interlocked.Add(ref _storedBytes, _store.Put(hash, data, job.Length, scratch));
+                            PendingChunk? pending = _store.Write(hash, data, job.Length, scratch);
+                            if (pending != null)
+                            {
+                                try
+                                {
+                                    _toPublish.Add(pending, cancel);
+                                }
+                                catch
+                                {
+                                    _store.Abandon(pending);
+                                    throw;
+                                }
+                            }
                         }
                     }
 
                     Interlocked.Add(ref _bytesDone, job.Length);
                     Release(job);
+                }
+            }
+
+            public void PublishChunks(CancellationToken cancel)
+            {
+                foreach (PendingChunk pending in _toPublish.GetConsumingEnumerable(cancel))
+                {
+                    Interlocked.Add(ref _storedBytes, _store.Publish(pending));
+                }
+            }
+
+            public void FinishWriting() => _toPublish.CompleteAdding();
+
+            /// <summary>After a failure the flushers stop early: close and delete what they did not publish.</summary>
+            public void AbandonUnpublished()
+            {
+                while (_toPublish.TryTake(out PendingChunk? pending))
+                {
+                    _store.Abandon(pending);
                 }
             }
 

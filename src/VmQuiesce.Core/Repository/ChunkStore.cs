@@ -85,10 +85,21 @@ namespace VmQuiesce.Core.Repository
         /// <param name="scratch">A buffer of at least ChunkSize bytes the caller owns, for compression.</param>
         public long Put(string hash, byte[] data, int length, byte[] scratch)
         {
+            PendingChunk? pending = Write(hash, data, length, scratch);
+            return pending == null ? 0 : Publish(pending);
+        }
+
+        /// <summary>
+        /// The first half of <see cref="Put"/>: writes the chunk under a temp name and returns it still
+        /// open, not yet durable, so the caller's buffers are free again while another thread waits for
+        /// the disk in <see cref="Publish"/>. Null when the chunk is already stored.
+        /// </summary>
+        public PendingChunk? Write(string hash, byte[] data, int length, byte[] scratch)
+        {
             string final = PathOf(hash);
             if (File.Exists(final))
             {
-                return 0;
+                return null;
             }
 
             int compressedLength = TryCompress(data, length, scratch);
@@ -99,22 +110,53 @@ namespace VmQuiesce.Core.Repository
             {
                 stream.Write(new byte[] { (byte)'V', (byte)'Q', (byte)'C', compressed ? CodecDeflate : CodecRaw }, 0, HeaderLength);
                 stream.Write(compressed ? scratch : data, 0, compressed ? compressedLength : length);
-                _ops.FlushToDisk(stream);
+            }
+            catch
+            {
+                stream.Dispose();
+                throw;
+            }
+
+            return new PendingChunk(stream, temp, final, HeaderLength + (compressed ? compressedLength : length));
+        }
+
+        /// <summary>
+        /// The second half of <see cref="Put"/>: flushes the chunk to disk, closes it and renames it to its
+        /// final name. Returns the bytes written, or 0 when another writer published the same chunk first.
+        /// </summary>
+        public long Publish(PendingChunk pending)
+        {
+            try
+            {
+                _ops.FlushToDisk(pending.Stream);
             }
             finally
             {
-                stream.Dispose();
+                pending.Stream.Dispose();
             }
 
-            if (!_ops.MoveNew(temp, final))
+            if (!_ops.MoveNew(pending.TempPath, pending.FinalPath))
             {
-                _ops.Delete(temp);
+                _ops.Delete(pending.TempPath);
                 return 0;
             }
 
-            _touchedFolders.TryAdd(Path.GetDirectoryName(final)!, true);
+            _touchedFolders.TryAdd(Path.GetDirectoryName(pending.FinalPath)!, true);
+            return pending.Length;
+        }
 
-            return HeaderLength + (compressed ? compressedLength : length);
+        /// <summary>Closes and deletes a written chunk that will not be published (the backup failed or was cancelled).</summary>
+        public void Abandon(PendingChunk pending)
+        {
+            pending.Stream.Dispose();
+            try
+            {
+                _ops.Delete(pending.TempPath);
+            }
+            catch (IOException)
+            {
+                // A temp name is never referenced; prune removes what is left.
+            }
         }
 
         /// <summary>
@@ -218,5 +260,26 @@ namespace VmQuiesce.Core.Repository
         }
 
         public static string Hash(SHA256 sha, byte[] data, int length) => ToHex(sha.ComputeHash(data, 0, length));
+    }
+
+    /// <summary>A chunk written under its temp name and still open: see <see cref="ChunkStore.Write"/>.</summary>
+    internal sealed class PendingChunk
+    {
+        public PendingChunk(Stream stream, string tempPath, string finalPath, long length)
+        {
+            Stream = stream;
+            TempPath = tempPath;
+            FinalPath = finalPath;
+            Length = length;
+        }
+
+        public Stream Stream { get; }
+
+        public string TempPath { get; }
+
+        public string FinalPath { get; }
+
+        /// <summary>Bytes written, header included.</summary>
+        public long Length { get; }
     }
 }

@@ -75,7 +75,9 @@ namespace VmQuiesce.Core.Tests.Repository
 
             public CrashingFileOps(int crashAt) => _remaining = crashAt;
 
-            public bool Crashed { get; private set; }
+            private volatile bool _crashed;
+
+            public bool Crashed => _crashed;
 
             public override Stream CreateNew(string path)
             {
@@ -107,11 +109,12 @@ namespace VmQuiesce.Core.Tests.Repository
                 base.SyncDirectory(directory);
             }
 
+            /// <summary>Thread safe: the engine's flushers publish chunks on threads of their own.</summary>
             public void Step()
             {
-                if (Crashed || _remaining-- == 0)
+                if (_crashed || Interlocked.Decrement(ref _remaining) == -1)
                 {
-                    Crashed = true;
+                    _crashed = true;
                     throw new IOException("simulated crash");
                 }
             }

@@ -1,0 +1,398 @@
+<#
+.SYNOPSIS
+    Measures VmQuiesce beside what a user would run instead (cp --sparse=always, restic, borg, sha256sum),
+    in one run on one machine, and writes out/bench/results.json, results.md and throughput.png.
+.DESCRIPTION
+    Every VmQuiesce run is a fresh pwsh that times only the cmdlet call (Invoke-BenchOperation.ps1).
+    The page cache holds the image before each timed run (all tools alike), `sync` runs between runs
+    (untimed) so one run's write-back does not land in the next, and every full backup goes into a
+    fresh repository. A figure that cannot be measured says why; no number is ever made up.
+#>
+param(
+    [Parameter(Mandatory)] [string] $ModulePath,
+    [string] $OutputPath = (Join-Path $PSScriptRoot '../../out/bench'),
+    # Runs per figure: min / median / max over these.
+    [ValidateRange(1, 20)] [int] $Runs = 3,
+    [ValidateRange(1, 20)] [int] $ImportRuns = 10,
+    [ValidateRange(1, 64)] [int] $ImageGiB = 4,
+    [ValidateRange(1, 50)] [int] $GuestBackups = 10,
+    # Backups per image size for peak memory (a peak barely varies; the time goes to the 4 GiB figures).
+    [ValidateRange(1, 20)] [int] $MemoryRuns = 2,
+    # A folder of the test guest (tests/guest/Build-TestGuest.ps1); built there when missing.
+    [string] $GuestPath = (Join-Path $PSScriptRoot '../../out/guest')
+)
+$ErrorActionPreference = 'Stop'
+Set-StrictMode -Version Latest
+Import-Module (Join-Path $PSScriptRoot 'Bench.psm1') -Force
+
+$OutputPath = [IO.Path]::GetFullPath($OutputPath)
+$ModulePath = [IO.Path]::GetFullPath($ModulePath)
+$benchClock = [Diagnostics.Stopwatch]::StartNew()
+$work = Join-Path $OutputPath 'work'
+if (Test-Path $work) { Remove-Item $work -Recurse -Force }
+New-Item -ItemType Directory -Path $work -Force | Out-Null
+foreach ($stale in 'results.json', 'results.md', 'throughput.png') { Remove-Item (Join-Path $OutputPath $stale) -ErrorAction Ignore }
+
+$figures = [Collections.Generic.List[object]]::new()
+$notes = [Collections.Generic.List[string]]::new()
+
+function Write-Stage {
+    param([string] $Text)
+    Write-Host ("[{0,6:N1} s] {1}" -f $benchClock.Elapsed.TotalSeconds, $Text)
+}
+
+function Add-Figure {
+    param([hashtable] $Figure)
+    $f = New-BenchFigure @Figure
+    $figures.Add($f)
+    $shown = if ($f.PSObject.Properties['notMeasured']) { "not measured: $($f.notMeasured)" } else { "median $(Format-BenchValue $f.median $f.unit) (min $(Format-BenchValue $f.min $f.unit), max $(Format-BenchValue $f.max $f.unit))" }
+    Write-Stage "  $($f.name), $($f.tool): $shown"
+}
+
+function Get-FreshPowerShell {
+    # The same pwsh as this one, in a new process (through dotnet when it runs as the local tool).
+    $process = [Environment]::GetCommandLineArgs()[0]
+    if ($process -like '*.dll') { return @{ FilePath = (Get-Command dotnet).Source; Prefix = @($process) } }
+    return @{ FilePath = (Get-Process -Id $PID).Path; Prefix = @() }
+}
+$freshPwsh = Get-FreshPowerShell
+
+function Invoke-VmQuiesceOperation {
+    # One VmQuiesce operation in a fresh pwsh; returns its JSON report.
+    param([string] $Operation, [hashtable] $Arguments = @{})
+    $childArgs = $freshPwsh.Prefix + @('-NoProfile', '-NonInteractive', '-File', (Join-Path $PSScriptRoot 'Invoke-BenchOperation.ps1'),
+        '-ModulePath', $ModulePath, '-Operation', $Operation)
+    foreach ($key in $Arguments.Keys) { $childArgs += @("-$key", "$($Arguments[$key])") }
+    $output = & $freshPwsh.FilePath @childArgs 2>&1
+    if ($LASTEXITCODE -ne 0) { throw "VmQuiesce $Operation failed (exit code $LASTEXITCODE): $($output -join [Environment]::NewLine)" }
+    $json = @($output | Where-Object { "$_".StartsWith('{"operation"') })
+    if (-not $json) { throw "VmQuiesce $Operation printed no result: $($output -join [Environment]::NewLine)" }
+    return $json[-1] | ConvertFrom-Json
+}
+
+function Measure-Native {
+    # Times one native command (GNU time records its peak RSS); throws with its output on failure.
+    param([string] $FilePath, [string[]] $ArgumentList, [string] $WorkingDirectory = $work)
+    $rssFile = Join-Path $work 'rss.txt'
+    Push-Location $WorkingDirectory
+    try {
+        $clock = [Diagnostics.Stopwatch]::StartNew()
+        $output = & /usr/bin/time -f '%M' -o $rssFile -- $FilePath @ArgumentList 2>&1
+        $clock.Stop()
+    }
+    finally { Pop-Location }
+    if ($LASTEXITCODE -ne 0) { throw "'$FilePath $($ArgumentList -join ' ')' failed with exit code ${LASTEXITCODE}: $($output -join [Environment]::NewLine)" }
+    [pscustomobject]@{ Seconds = $clock.Elapsed.TotalSeconds; PeakResidentBytes = [long] (Get-Content $rssFile -Tail 1) * 1KB; Output = $output }
+}
+
+function Sync-Disk { & sync }
+
+function Read-IntoCache {
+    # The page cache holds the image before every timed read, for every tool alike.
+    param([string] $Path)
+    & cat -- $Path > /dev/null
+}
+
+function Get-TreeBytes {
+    param([string] $Path)
+    return [long] ((& du -sb -- $Path) -split '\s+')[0]
+}
+
+function Remove-Tree {
+    param([string] $Path)
+    if (Test-Path -LiteralPath $Path) { & rm -rf -- $Path }
+}
+
+function Find-RestoredImage {
+    param([string] $Folder)
+    $file = Get-ChildItem -LiteralPath $Folder -Recurse -File | Select-Object -First 1
+    if (-not $file) { throw "Nothing was restored under $Folder." }
+    return $file.FullName
+}
+
+# --- Tools -----------------------------------------------------------------------------------------
+Write-Stage 'Baseline tools'
+$missing = @(@{ restic = 'restic'; borg = 'borgbackup'; gnuplot = 'gnuplot-nox' }.GetEnumerator() | Where-Object { -not (Get-Command $_.Key -ErrorAction Ignore) } | ForEach-Object Value | Sort-Object)
+$toolReason = @{}
+if ($missing) {
+    $canApt = (& id -u) -eq '0' -and (Get-Command apt-get -ErrorAction Ignore)
+    if ($canApt) {
+        Write-Stage "  apt-get install $($missing -join ' ')"
+        $env:DEBIAN_FRONTEND = 'noninteractive'
+        $aptLog = & apt-get install -y --no-install-recommends @missing 2>&1
+        if ($LASTEXITCODE -ne 0) {
+            & apt-get update 2>&1 | Out-Null
+            $aptLog = & apt-get install -y --no-install-recommends @missing 2>&1
+        }
+        if ($LASTEXITCODE -ne 0) { Write-Warning "apt-get install failed: $($aptLog | Select-Object -Last 3)" }
+    }
+    foreach ($tool in 'restic', 'borg') {
+        if (-not (Get-Command $tool -ErrorAction Ignore)) {
+            $toolReason[$tool] = if ($canApt) { "apt-get could not install $tool" } else { "$tool is not installed and this is not a root Debian host to install it (apt-get install restic borgbackup)" }
+        }
+    }
+}
+$hasRestic = -not $toolReason.ContainsKey('restic')
+$hasBorg = -not $toolReason.ContainsKey('borg')
+$toolVersions = [ordered]@{ cp = (& cp --version | Select-Object -First 1) }
+if ($hasRestic) { $toolVersions.restic = (& restic version) -replace ' compiled.*', '' }
+if ($hasBorg) { $toolVersions.borg = (& borg --version) }
+
+# Throwaway credentials and caches of the baselines live under the work folder, never on a command line.
+$env:RESTIC_PASSWORD = [guid]::NewGuid().ToString('N')
+$env:RESTIC_CACHE_DIR = Join-Path $work 'restic-cache'
+$env:BORG_BASE_DIR = Join-Path $work 'borg-home'
+$env:BORG_UNKNOWN_UNENCRYPTED_REPO_ACCESS_IS_OK = 'yes'
+$env:BORG_RELOCATED_REPO_ACCESS_IS_OK = 'yes'
+
+# --- The image -------------------------------------------------------------------------------------
+$imageSize = [long] $ImageGiB * 1GB
+$image = Join-Path $work 'image.raw'
+Write-Stage "Generating a $ImageGiB GiB image (30% holes, 45% random, 25% repeated, 1 MiB runs)"
+$imageInfo = New-BenchImage -Path $image -Size $imageSize
+$imageFacts = [ordered]@{
+    sizeBytes = $imageSize; allocatedBytes = $imageInfo.AllocatedBytes; seed = $imageInfo.Seed
+    holeShare = $imageInfo.HoleShare; randomShare = $imageInfo.RandomShare; repeatedShare = $imageInfo.RepeatedShare
+}
+Write-Stage ("  {0:N2} GiB allocated" -f ($imageInfo.AllocatedBytes / 1GB))
+
+function Get-Repo {
+    param([string] $Tool, [int] $Run)
+    Join-Path $work "repo-$Tool-$Run"
+}
+
+# --- Full backups ----------------------------------------------------------------------------------
+Write-Stage "Full backup, $Runs runs per tool, each into a fresh repository"
+$full = @{ VmQuiesce = @(); cp = @(); restic = @(); borg = @() }
+$vmqPeak = @()
+$stored = @{}
+for ($run = 1; $run -le $Runs; $run++) {
+    $keep = $run -eq $Runs
+    Read-IntoCache $image; Sync-Disk
+    $repo = Get-Repo VmQuiesce $run
+    $r = Invoke-VmQuiesceOperation Backup @{ Image = $image; Repository = $repo }
+    $full.VmQuiesce += $r.seconds; $vmqPeak += $r.peakResidentBytes; $stored['VmQuiesce'] = Get-TreeBytes $repo
+    if (-not $keep) { Remove-Tree $repo }
+
+    Sync-Disk
+    $copy = Join-Path $work "copy-$run.raw"
+    $full.cp += (Measure-Native cp @('--sparse=always', $image, $copy)).Seconds
+    Remove-Tree $copy
+
+    if ($hasRestic) {
+        $repo = Get-Repo restic $run
+        $null = Measure-Native restic @('init', '--quiet', '--repo', $repo)
+        Sync-Disk
+        $full.restic += (Measure-Native restic @('backup', '--quiet', '--repo', $repo, $image)).Seconds
+        $stored['restic'] = Get-TreeBytes $repo
+        if (-not $keep) { Remove-Tree $repo }
+    }
+    if ($hasBorg) {
+        $repo = Get-Repo borg $run
+        $null = Measure-Native borg @('init', '--encryption=none', $repo)
+        Sync-Disk
+        $full.borg += (Measure-Native borg @('create', "$repo::full", $image)).Seconds
+        $stored['borg'] = Get-TreeBytes $repo
+        if (-not $keep) { Remove-Tree $repo }
+    }
+    Write-Stage "  run $run done"
+}
+Sync-Disk
+$name = 'Full backup'
+Add-Figure @{ Name = $name; Tool = 'VmQuiesce'; Unit = 's'; Values = $full.VmQuiesce; Bytes = $imageSize; Note = ('stored {0:N2} GiB' -f ($stored.VmQuiesce / 1GB)) }
+Add-Figure @{ Name = $name; Tool = 'cp --sparse=always'; Unit = 's'; Values = $full.cp; Bytes = $imageSize; Note = 'no fsync: the data may still be in the page cache when cp returns' }
+Add-Figure @{ Name = $name; Tool = 'restic'; Unit = 's'; Values = $full.restic; Bytes = $imageSize; NotMeasured = $toolReason['restic']; Note = $(if ($hasRestic) { 'stored {0:N2} GiB (encrypted, repository v2 default compression)' -f ($stored.restic / 1GB) }) }
+Add-Figure @{ Name = $name; Tool = 'borg'; Unit = 's'; Values = $full.borg; Bytes = $imageSize; NotMeasured = $toolReason['borg']; Note = $(if ($hasBorg) { 'stored {0:N2} GiB (--encryption=none, default lz4)' -f ($stored.borg / 1GB) }) }
+
+# --- Second backup after changing 1% ---------------------------------------------------------------
+Write-Stage "Second backup after changing 1% of the image (1 MiB writes at random places), $Runs rounds"
+$second = @{ VmQuiesce = @(); restic = @(); borg = @() }
+$added = @{ VmQuiesce = @(); restic = @(); borg = @() }
+for ($round = 1; $round -le $Runs; $round++) {
+    $null = Update-BenchImage -Path $image -Share 0.01 -Round $round
+    Read-IntoCache $image; Sync-Disk
+    $repo = Get-Repo VmQuiesce $Runs
+    $before = Get-TreeBytes $repo
+    $r = Invoke-VmQuiesceOperation Backup @{ Image = $image; Repository = $repo }
+    $second.VmQuiesce += $r.seconds; $added.VmQuiesce += (Get-TreeBytes $repo) - $before
+    if ($hasRestic) {
+        $repo = Get-Repo restic $Runs
+        $before = Get-TreeBytes $repo
+        Sync-Disk
+        $second.restic += (Measure-Native restic @('backup', '--quiet', '--repo', $repo, $image)).Seconds
+        $added.restic += (Get-TreeBytes $repo) - $before
+    }
+    if ($hasBorg) {
+        $repo = Get-Repo borg $Runs
+        $before = Get-TreeBytes $repo
+        Sync-Disk
+        $second.borg += (Measure-Native borg @('create', "$repo::second-$round", $image)).Seconds
+        $added.borg += (Get-TreeBytes $repo) - $before
+    }
+    Write-Stage "  round $round done"
+}
+$name = 'Backup after 1% change'
+foreach ($tool in 'VmQuiesce', 'restic', 'borg') {
+    $why = if ($tool -ne 'VmQuiesce') { $toolReason[$tool] }
+    Add-Figure @{ Name = $name; Tool = $tool; Unit = 's'; Values = $second[$tool]; Bytes = $imageSize; NotMeasured = $why }
+    Add-Figure @{ Name = 'Bytes stored by that backup'; Tool = $tool; Unit = 'MiB'; Values = @($added[$tool] | ForEach-Object { $_ / 1MB }); NotMeasured = $why; Note = $(if (-not $why) { '{0:N0} MiB changed; repository growth' -f ($imageSize * 0.01 / 1MB) }) }
+}
+
+# --- Verify ----------------------------------------------------------------------------------------
+Write-Stage "Verify, $Runs runs: Test-VmBackup of the latest restore point vs sha256sum of the image"
+$verify = @(); $sha = @(); $checked = 0
+for ($run = 1; $run -le $Runs; $run++) {
+    Sync-Disk
+    $r = Invoke-VmQuiesceOperation Verify @{ Repository = (Get-Repo VmQuiesce $Runs) }
+    if ($r.problems -ne 0) { throw "Test-VmBackup found $($r.problems) problems in a repository it just wrote." }
+    $verify += $r.seconds; $checked = [long] $r.bytesChecked
+    Read-IntoCache $image
+    $sha += (Measure-Native sha256sum @($image)).Seconds
+}
+Add-Figure @{ Name = 'Verify'; Tool = 'VmQuiesce'; Unit = 's'; Values = $verify; Bytes = $imageSize; Note = ('Test-VmBackup -Id <latest>, {0:N2} GiB checked' -f ($checked / 1GB)) }
+Add-Figure @{ Name = 'Verify'; Tool = 'sha256sum'; Unit = 's'; Values = $sha; Bytes = $imageSize; Note = 'the image, page cache warm' }
+
+# --- Restore ---------------------------------------------------------------------------------------
+Write-Stage "Restore of the latest point, $Runs runs per tool"
+$restore = @{ VmQuiesce = @(); cp = @(); restic = @(); borg = @() }
+$restoredAllocated = @{}
+$imageAllocated = Get-AllocatedBytes $image
+$restoreReason = $null
+for ($run = 1; $run -le $Runs; $run++) {
+    $target = Join-Path $work 'restored'
+    if (-not $restoreReason) {
+        Remove-Tree $target; Sync-Disk
+        $r = Invoke-VmQuiesceOperation Restore @{ Repository = (Get-Repo VmQuiesce $Runs); Destination = $target }
+        if ($r.PSObject.Properties['notMeasured']) { $restoreReason = $r.notMeasured }
+        else { $restore.VmQuiesce += $r.seconds; $restoredAllocated.VmQuiesce = Get-AllocatedBytes (Find-RestoredImage $target) }
+    }
+    Remove-Tree $target; Read-IntoCache $image; Sync-Disk
+    New-Item -ItemType Directory -Path $target | Out-Null
+    $copy = Join-Path $target 'image.raw'
+    $restore.cp += (Measure-Native cp @('--sparse=always', $image, $copy)).Seconds
+    $restoredAllocated.cp = Get-AllocatedBytes $copy
+    if ($hasRestic) {
+        Remove-Tree $target; Sync-Disk
+        $restore.restic += (Measure-Native restic @('restore', '--quiet', '--repo', (Get-Repo restic $Runs), 'latest', '--target', $target)).Seconds
+        $restoredAllocated.restic = Get-AllocatedBytes (Find-RestoredImage $target)
+    }
+    if ($hasBorg) {
+        Remove-Tree $target; Sync-Disk
+        New-Item -ItemType Directory -Path $target | Out-Null
+        $restore.borg += (Measure-Native borg @('extract', "$(Get-Repo borg $Runs)::second-$Runs") -WorkingDirectory $target).Seconds
+        $restoredAllocated.borg = Get-AllocatedBytes (Find-RestoredImage $target)
+    }
+    Remove-Tree $target
+    Write-Stage "  run $run done"
+}
+$name = 'Restore'
+foreach ($tool in 'VmQuiesce', 'cp', 'restic', 'borg') {
+    $why = switch ($tool) { 'VmQuiesce' { $restoreReason } 'cp' { $null } default { $toolReason[$tool] } }
+    $note = if ($restoredAllocated.ContainsKey($tool)) { '{0:N2} GiB allocated (original {1:N2} GiB)' -f ($restoredAllocated[$tool] / 1GB), ($imageAllocated / 1GB) }
+    Add-Figure @{ Name = $name; Tool = $(if ($tool -eq 'cp') { 'cp --sparse=always' } else { $tool }); Unit = 's'; Values = $restore[$tool]; Bytes = $imageSize; NotMeasured = $why; Note = $note }
+}
+foreach ($tool in 'VmQuiesce', 'restic', 'borg') { Remove-Tree (Get-Repo $tool $Runs) }
+
+# --- Peak memory -----------------------------------------------------------------------------------
+Write-Stage 'Peak memory: VmHWM of the backing-up pwsh minus an idle pwsh with the module loaded'
+$idle = @(1..$Runs | ForEach-Object { (Invoke-VmQuiesceOperation Idle).peakResidentBytes })
+$idleMedian = (Get-BenchStats -Values $idle).Median
+Add-Figure @{ Name = 'Peak memory of an idle pwsh with the module'; Tool = 'VmQuiesce'; Unit = 'MiB'; Values = @($idle | ForEach-Object { $_ / 1MB }) }
+$memoryImages = @(
+    @{ Label = '1 GiB image'; Size = 1GB; Holes = 0.30; Random = 0.45; Note = 'realistic content' }
+    @{ Label = '8 GiB image'; Size = 8GB; Holes = 0.90; Random = 0.06; Note = 'sparse-mostly: 90% holes, 6% random, 4% repeated (time budget)' }
+)
+foreach ($m in $memoryImages) {
+    $path = Join-Path $work 'memory.raw'
+    $null = New-BenchImage -Path $path -Size $m.Size -HoleShare $m.Holes -RandomShare $m.Random -Seed 7
+    $above = @()
+    for ($run = 1; $run -le $MemoryRuns; $run++) {
+        $repo = Join-Path $work 'repo-memory'
+        $r = Invoke-VmQuiesceOperation Backup @{ Image = $path; Repository = $repo }
+        $above += ($r.peakResidentBytes - $idleMedian) / 1MB
+        Remove-Tree $repo
+    }
+    Remove-Tree $path
+    Add-Figure @{ Name = "Peak memory above idle, $($m.Label)"; Tool = 'VmQuiesce'; Unit = 'MiB'; Values = $above; Note = $m.Note }
+}
+Add-Figure @{ Name = "Peak memory above idle, $ImageGiB GiB image"; Tool = 'VmQuiesce'; Unit = 'MiB'; Values = @($vmqPeak | ForEach-Object { ($_ - $idleMedian) / 1MB }); Note = 'the full-backup runs' }
+
+# --- Module import ---------------------------------------------------------------------------------
+Write-Stage "Module import, $ImportRuns fresh processes"
+$import = @(1..$ImportRuns | ForEach-Object { (Invoke-VmQuiesceOperation Import).importSeconds })
+Add-Figure @{ Name = 'Module import (fresh pwsh)'; Tool = 'VmQuiesce'; Unit = 's'; Values = $import }
+
+# --- Real guest ------------------------------------------------------------------------------------
+Write-Stage "Real guest: $GuestBackups quiesced backups of a QEMU guest"
+$guestReason = $null
+$probe = Invoke-VmQuiesceOperation GuestBackups @{ Count = 0 }
+if ($probe.PSObject.Properties['notMeasured']) { $guestReason = $probe.notMeasured }
+if (-not $guestReason) {
+    & (Join-Path $PSScriptRoot '../guest/Build-TestGuest.ps1') -OutputPath $GuestPath | Out-Null
+    $env:VMQUIESCE_TEST_GUEST = [IO.Path]::GetFullPath($GuestPath)
+    Import-Module (Join-Path $PSScriptRoot '../guest/TestGuest.psm1') -Force
+    $guestReason = Get-TestGuestUnavailableReason
+}
+if (-not $guestReason) {
+    $guest = Start-TestGuest
+    try {
+        $r = Invoke-VmQuiesceOperation GuestBackups @{ Count = $GuestBackups; QmpSocket = $guest.QmpSocketPath; AgentSocket = $guest.AgentSocketPath; Repository = (Join-Path $work 'repo-guest') }
+    }
+    finally { $guest | Stop-TestGuest }
+    Add-Figure @{ Name = 'Frozen window (real QEMU guest, TCG)'; Tool = 'VmQuiesce'; Unit = 'ms'; Values = @($r.frozenMilliseconds); Note = "$GuestBackups quiesced backups, 64 MiB qcow2 data disk" }
+    $toThaw = @($r.invokeToThawMilliseconds)
+    Add-Figure @{ Name = 'Invoke to thaw (real QEMU guest, TCG)'; Tool = 'VmQuiesce'; Unit = 'ms'; Values = $toThaw; NotMeasured = $(if (-not $toThaw) { '-PostThawScript never ran with the QEMU source, so the moment of the thaw cannot be seen from the host' }) }
+}
+else {
+    Add-Figure @{ Name = 'Frozen window (real QEMU guest, TCG)'; Tool = 'VmQuiesce'; Unit = 'ms'; NotMeasured = $guestReason }
+    Add-Figure @{ Name = 'Invoke to thaw (real QEMU guest, TCG)'; Tool = 'VmQuiesce'; Unit = 'ms'; NotMeasured = $guestReason }
+}
+Remove-Tree $work
+
+# --- Targets ---------------------------------------------------------------------------------------
+function Get-Figure { param([string] $Name, [string] $Tool) Find-BenchFigure -Figures $figures -Name $Name -Tool $Tool }
+function Add-RatioCheck {
+    param([string] $Target, [object] $Numerator, [object] $Denominator, [double] $Limit, [string] $Comparison = '<')
+    $checks.Add((New-BenchCheck -Target $Target -Value (Get-BenchRatio $Numerator $Denominator) -Limit $Limit -Comparison $Comparison -NotMeasured (Get-NotMeasuredReason @($Numerator, $Denominator))))
+}
+$checks = [Collections.Generic.List[object]]::new()
+$vmqFull = Get-Figure 'Full backup' VmQuiesce
+Add-RatioCheck 'Full backup time / restic' $vmqFull (Get-Figure 'Full backup' restic) 1
+Add-RatioCheck 'Full backup time / borg' $vmqFull (Get-Figure 'Full backup' borg) 1
+Add-RatioCheck 'Full backup time / cp --sparse=always' $vmqFull (Get-Figure 'Full backup' 'cp --sparse=always') 1.2 '<='
+Add-RatioCheck 'Backup after 1% change, time / borg' (Get-Figure 'Backup after 1% change' VmQuiesce) (Get-Figure 'Backup after 1% change' borg) 0.25
+$storedFigure = Get-Figure 'Bytes stored by that backup' VmQuiesce
+$checks.Add((New-BenchCheck -Target 'Backup after 1% change, stored / image size ("about 1%")' -Value $(if (-not $storedFigure.PSObject.Properties['notMeasured']) { $storedFigure.median * 1MB / $imageSize * 100 }) -Limit 2 -Unit '%' -NotMeasured (Get-NotMeasuredReason @($storedFigure))))
+foreach ($label in '1 GiB image', '8 GiB image') {
+    $f = Get-Figure "Peak memory above idle, $label" VmQuiesce
+    $checks.Add((New-BenchCheck -Target "Peak memory above idle pwsh, $label" -Value $f.max -Limit 64 -Comparison '<' -Unit 'MiB'))
+}
+$small = Get-Figure 'Peak memory above idle, 1 GiB image' VmQuiesce
+$large = Get-Figure 'Peak memory above idle, 8 GiB image' VmQuiesce
+$checks.Add((New-BenchCheck -Target 'Peak memory does not grow with size: 8 GiB minus 1 GiB (medians)' -Value ($large.median - $small.median) -Limit 8 -Unit 'MiB'))
+$vmqRestore = Get-Figure 'Restore' VmQuiesce
+Add-RatioCheck 'Restore time / cp --sparse=always' $vmqRestore (Get-Figure 'Restore' 'cp --sparse=always') 1.2 '<='
+Add-RatioCheck 'Restore time / restic restore' $vmqRestore (Get-Figure 'Restore' restic) 1
+Add-RatioCheck 'Restore time / borg extract' $vmqRestore (Get-Figure 'Restore' borg) 1
+$checks.Add((New-BenchCheck -Target 'Restored image allocated / original allocated (stays sparse)' -Value $(if ($restoredAllocated.ContainsKey('VmQuiesce')) { $restoredAllocated.VmQuiesce / $imageAllocated }) -Limit 1.01 -NotMeasured $restoreReason))
+
+$notes.Add("Each figure: min / median / max over $Runs runs (peak memory of the 1 and 8 GiB images: $MemoryRuns; module import: $ImportRuns fresh processes; frozen window: $GuestBackups backups of one guest). Ratios compare medians of the same run.")
+$notes.Add(("Image: {0} GiB sparse raw file, {1:N2} GiB allocated; 30% holes, 45% random, 25% copies of random runs, in shuffled runs of 1-16 MiB (seed {2}). 'Backup after 1% change' overwrites 1% of the 1 MiB units, anywhere, with new data." -f $ImageGiB, ($imageInfo.AllocatedBytes / 1GB), $imageInfo.Seed))
+$notes.Add('Page cache warm (the image is read once per run; it stays cached) for every tool; `sync` (untimed) between runs; every full backup into a fresh repository. VmQuiesce: a fresh pwsh per run, the cmdlet call timed (module load excluded), progress display off. Baselines: the whole command, defaults otherwise.')
+$notes.Add("Tools: $(($toolVersions.Values) -join '; ').")
+$results = [ordered]@{
+    date     = [DateTime]::UtcNow.ToString('yyyy-MM-dd HH:mm \U\T\C', [cultureinfo]::InvariantCulture)
+    machine  = Get-BenchMachine -OutputPath $OutputPath
+    image    = $imageFacts
+    runs     = $Runs
+    notes    = $notes
+    figures  = $figures
+    checks   = $checks
+    benchSeconds = [math]::Round($benchClock.Elapsed.TotalSeconds, 1)
+}
+$chartProblem = New-BenchChart -Results ([pscustomobject]$results) -Path (Join-Path $OutputPath 'throughput.png')
+if ($chartProblem) { $notes.Add("No chart: $chartProblem") }
+$markdown = Write-BenchResults -Results ([pscustomobject]$results) -OutputPath $OutputPath
+Write-Host ''
+Write-Host $markdown
+Write-Host ("Bench took {0:N0} s. Results in {1}" -f $benchClock.Elapsed.TotalSeconds, $OutputPath)
