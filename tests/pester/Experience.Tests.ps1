@@ -27,12 +27,24 @@ BeforeAll {
         & qemu-img snapshot -c 'before upgrade' $image
     }
 
+    # A real QEMU guest for the tests that find running VMs; it boots while the other tests run.
+    Import-Module (Join-Path $PSScriptRoot '../guest/TestGuest.psm1') -Force
+    $script:guestUnavailable = Get-TestGuestUnavailableReason
+    $script:guest = if (-not $guestUnavailable) { Start-TestGuest -NoWait } else { $null }
+
+    # This file's guest as discovery sees it (other tests' guests may be running too).
+    function script:Get-RunningTestGuest {
+        Wait-TestGuest -Guest $guest
+        @([VmQuiesce.Core.Sources.Qemu.QemuDiscovery]::FindRunning() | Where-Object QmpSocket -eq $guest.QmpSocketPath)
+    }
+
     function script:Complete([string] $InputScript) {
         (TabExpansion2 -inputScript $InputScript -cursorColumn $InputScript.Length).CompletionMatches
     }
 }
 
 AfterAll {
+    if ($guest) { $guest | Stop-TestGuest }
     if ($root -and (Test-Path $root)) { Remove-Item $root -Recurse -Force }
 }
 
@@ -155,9 +167,10 @@ Describe '-Vm takes a VM name, a QMP socket or a .vmx path as well as Get-Backup
     }
 
     It 'finds a running QEMU VM by its name and by its QMP socket, as Get-BackupVm does' {
-        $running = if ($IsLinux) { @([VmQuiesce.Core.Sources.Qemu.QemuDiscovery]::FindRunning()) } else { @() }
-        if (-not $running) { Set-ItResult -Skipped -Because 'no QEMU VM is running on this host (TestGuest.Tests.ps1 covers a real guest)'; return }
-        # The transformation alone (read-only): a running VM may belong to another test, so nothing is run against it.
+        if (-not $guest) { Set-ItResult -Skipped -Because "the QEMU test guest is unavailable: $guestUnavailable"; return }
+        $running = Get-RunningTestGuest
+        $running.Count | Should -Be 1
+        # The transformation alone (read-only): it finds the VM; nothing is run against it.
         $transform = [VmQuiesce.Commands.BackupVmTransformationAttribute]::new()
         $byName = @($transform.Transform($ExecutionContext, $running[0].Name))
         $byName.Location | Should -Be @(Get-BackupVm -Name $running[0].Name).Location
@@ -263,8 +276,9 @@ Describe 'Tab completion' {
     }
 
     It 'completes the names of running QEMU VMs for Get-BackupVm -Name and their sockets for -QmpSocket' {
-        $running = if ($IsLinux) { @([VmQuiesce.Core.Sources.Qemu.QemuDiscovery]::FindRunning()) } else { @() }
-        if (-not $running) { Set-ItResult -Skipped -Because 'no QEMU VM is running on this host (TestGuest.Tests.ps1 covers a real guest)'; return }
+        if (-not $guest) { Set-ItResult -Skipped -Because "the QEMU test guest is unavailable: $guestUnavailable"; return }
+        $running = Get-RunningTestGuest
+        $running.Count | Should -Be 1
         (Complete "Get-BackupVm -Name $($running[0].Name.Substring(0, 1))").ListItemText | Should -Contain $running[0].Name
         (Complete "Get-BackupVm -QmpSocket $($running[0].QmpSocket.Substring(0, 3))").ListItemText | Should -Contain $running[0].QmpSocket
     }
