@@ -10,43 +10,29 @@ namespace VmQuiesce.Core.Tests.Qemu
 {
     public sealed class QemuReadinessTests : IDisposable
     {
-        private readonly TempFolder _folder = new TempFolder();
-        private readonly FakeQemu _qemu;
-        private readonly FakeGuestAgent _agent;
+        private readonly FakeVm _vm = new FakeVm();
 
-        public QemuReadinessTests()
-        {
-            _qemu = new FakeQemu(_folder.File("qmp.sock"));
-            _agent = new FakeGuestAgent(_folder.File("qga.sock"));
-            _qemu.AddDrive("disk0", _folder.File("base.qcow2"));
-        }
-
-        public void Dispose()
-        {
-            _qemu.Dispose();
-            _agent.Dispose();
-            _folder.Dispose();
-        }
+        public void Dispose() => _vm.Dispose();
 
         [Fact]
         public void A_ready_vm_passes_every_check_in_a_stable_order()
         {
-            _qemu.Start();
-            _agent.Start();
+            _vm.Qemu.Start();
+            _vm.Agent.Start();
 
-            var checks = QemuReadiness.Check(new QemuSourceOptions("vm1", _qemu.SocketPath) { AgentSocket = _agent.SocketPath }, CancellationToken.None);
+            var checks = QemuReadiness.Check(new QemuSourceOptions("vm1", _vm.Qemu.SocketPath) { AgentSocket = _vm.Agent.SocketPath }, CancellationToken.None);
 
             Assert.Equal(new[] { "QmpReachable", "AgentAnswering", "FreezeSupported", "DisksSnapshotable", "OverlaySpace", "NoLeftovers" }, checks.Select(c => c.Check));
             Assert.All(checks, c => Assert.Equal(ReadinessStatus.Passed, c.Status));
             Assert.Contains("FileSystem", checks[2].Detail, StringComparison.Ordinal);
             Assert.All(checks, c => Assert.Equal("vm1", c.VmName));
-            Assert.DoesNotContain("guest-fsfreeze-freeze", _agent.Commands);
+            Assert.DoesNotContain("guest-fsfreeze-freeze", _vm.Agent.Commands);
         }
 
         [Fact]
         public void An_unreachable_monitor_fails_with_a_remedy_and_skips_the_rest()
         {
-            var checks = QemuReadiness.Check(new QemuSourceOptions("vm1", _folder.File("gone.sock")), CancellationToken.None);
+            var checks = QemuReadiness.Check(new QemuSourceOptions("vm1", _vm.Folder.File("gone.sock")), CancellationToken.None);
 
             Assert.Equal(ReadinessStatus.Failed, checks[0].Status);
             Assert.Contains("gone.sock", checks[0].Detail, StringComparison.Ordinal);
@@ -57,31 +43,31 @@ namespace VmQuiesce.Core.Tests.Qemu
         [Fact]
         public void No_agent_is_a_warning_and_a_silent_agent_a_failure_naming_its_socket()
         {
-            _qemu.Start();
-            _agent.Answers = false;
-            _agent.Start();
+            _vm.Qemu.Start();
+            _vm.Agent.Answers = false;
+            _vm.Agent.Start();
 
-            var withoutAgent = QemuReadiness.Check(new QemuSourceOptions("vm1", _qemu.SocketPath), CancellationToken.None);
-            var silentAgent = QemuReadiness.Check(new QemuSourceOptions("vm1", _qemu.SocketPath) { AgentSocket = _agent.SocketPath, AgentTimeout = TimeSpan.FromMilliseconds(300) }, CancellationToken.None);
+            var withoutAgent = QemuReadiness.Check(new QemuSourceOptions("vm1", _vm.Qemu.SocketPath), CancellationToken.None);
+            var silentAgent = QemuReadiness.Check(new QemuSourceOptions("vm1", _vm.Qemu.SocketPath) { AgentSocket = _vm.Agent.SocketPath, AgentTimeout = TimeSpan.FromMilliseconds(300) }, CancellationToken.None);
 
             Assert.Equal(ReadinessStatus.Warning, withoutAgent.Single(c => c.Check == "AgentAnswering").Status);
             ReadinessCheck silent = silentAgent.Single(c => c.Check == "AgentAnswering");
             Assert.Equal(ReadinessStatus.Failed, silent.Status);
-            Assert.Contains(_agent.SocketPath, silent.Detail, StringComparison.Ordinal);
+            Assert.Contains(_vm.Agent.SocketPath, silent.Detail, StringComparison.Ordinal);
             Assert.Equal(ReadinessStatus.Skipped, silentAgent.Single(c => c.Check == "FreezeSupported").Status);
         }
 
         [Fact]
         public void Disabled_freeze_a_device_image_and_leftovers_fail_their_checks()
         {
-            _agent.FreezeEnabled = false;
-            _qemu.Drives.Add(new FakeQemu.FakeDrive("disk1", "disk1fmt", "raw"));
-            _qemu.Drives[1].Chain.Add("/dev/sdz");
-            File.WriteAllText(_folder.File("base.qcow2.vmquiesce-20250101T000000000Z.qcow2"), "left over");
-            _qemu.Start();
-            _agent.Start();
+            _vm.Agent.FreezeEnabled = false;
+            _vm.Qemu.Drives.Add(new FakeQemu.FakeDrive("disk1", "disk1fmt", "raw"));
+            _vm.Qemu.Drives[1].Chain.Add("/dev/sdz");
+            File.WriteAllText(_vm.Folder.File("base.qcow2.vmquiesce-20250101T000000000Z.qcow2"), "left over");
+            _vm.Qemu.Start();
+            _vm.Agent.Start();
 
-            var checks = QemuReadiness.Check(new QemuSourceOptions("vm1", _qemu.SocketPath) { AgentSocket = _agent.SocketPath }, CancellationToken.None);
+            var checks = QemuReadiness.Check(new QemuSourceOptions("vm1", _vm.Qemu.SocketPath) { AgentSocket = _vm.Agent.SocketPath }, CancellationToken.None);
 
             Assert.Equal(ReadinessStatus.Failed, checks.Single(c => c.Check == "FreezeSupported").Status);
             ReadinessCheck disks = checks.Single(c => c.Check == "DisksSnapshotable");

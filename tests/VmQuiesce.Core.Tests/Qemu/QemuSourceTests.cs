@@ -14,33 +14,19 @@ namespace VmQuiesce.Core.Tests.Qemu
     /// <summary>The QEMU source against a fake QMP monitor and a fake agent over real unix sockets.</summary>
     public sealed class QemuSourceTests : IDisposable
     {
-        private readonly TempFolder _folder = new TempFolder();
-        private readonly FakeQemu _qemu;
-        private readonly FakeGuestAgent _agent;
+        private readonly FakeVm _vm = new FakeVm();
 
-        public QemuSourceTests()
-        {
-            _qemu = new FakeQemu(_folder.File("qmp.sock"));
-            _agent = new FakeGuestAgent(_folder.File("qga.sock"));
-            _qemu.AddDrive("disk0", _folder.File("base.qcow2"));
-        }
-
-        public void Dispose()
-        {
-            _qemu.Dispose();
-            _agent.Dispose();
-            _folder.Dispose();
-        }
+        public void Dispose() => _vm.Dispose();
 
         [Fact]
         public void A_linux_guest_is_frozen_around_one_transaction_and_the_overlay_is_committed_back()
         {
             bool frozenDuringTransaction = false;
-            _qemu.Override = (command, _, _) =>
+            _vm.Qemu.Override = (command, _, _) =>
             {
                 if (command == "transaction")
                 {
-                    frozenDuringTransaction = _agent.IsFrozen;
+                    frozenDuringTransaction = _vm.Agent.IsFrozen;
                 }
 
                 return false;
@@ -51,36 +37,36 @@ namespace VmQuiesce.Core.Tests.Qemu
             using (IConsistentView view = source.OpenConsistentView(new QuiesceOptions(), CancellationToken.None))
             {
                 Assert.True(frozenDuringTransaction);
-                Assert.False(_agent.IsFrozen);
+                Assert.False(_vm.Agent.IsFrozen);
                 Assert.Equal(Consistency.FileSystem, view.Reached);
                 Assert.Equal("GuestAgent", view.Quiesce.Method);
                 Assert.Equal(new[] { "/", "/mnt/data" }, view.Quiesce.Frozen);
                 Assert.True(view.Quiesce.FrozenMilliseconds > 0);
                 Assert.Null(view.Snapshot);
                 ViewFile file = Assert.Single(view.Files);
-                Assert.Equal(_folder.File("base.qcow2"), file.ReadPath);
+                Assert.Equal(_vm.Folder.File("base.qcow2"), file.ReadPath);
                 Assert.Equal("base.qcow2", file.RelativePath);
-                string overlay = Assert.Single(Directory.GetFiles(_folder.Path, "base.qcow2.vmquiesce-*.qcow2"));
-                Assert.Equal(overlay, _qemu.Drives[0].Chain[0]);
+                string overlay = Assert.Single(Directory.GetFiles(_vm.Folder.Path, "base.qcow2.vmquiesce-*.qcow2"));
+                Assert.Equal(overlay, _vm.Qemu.Drives[0].Chain[0]);
 
                 view.Complete(true, CancellationToken.None);
 
                 Assert.False(File.Exists(overlay));
             }
 
-            Assert.Equal(new[] { _folder.File("base.qcow2") }, _qemu.Drives[0].Chain);
-            Assert.Single(_qemu.Commands, "transaction");
-            Assert.Contains("block-job-complete", _qemu.Commands);
-            Assert.Contains("job-dismiss", _qemu.Commands);
+            Assert.Equal(new[] { _vm.Folder.File("base.qcow2") }, _vm.Qemu.Drives[0].Chain);
+            Assert.Single(_vm.Qemu.Commands, "transaction");
+            Assert.Contains("block-job-complete", _vm.Qemu.Commands);
+            Assert.Contains("job-dismiss", _vm.Qemu.Commands);
             Assert.Empty(source.FindLeftovers(CancellationToken.None));
         }
 
         [Fact]
         public void All_disks_switch_in_one_transaction()
         {
-            _qemu.AddDrive("disk1", _folder.File("second.raw"), "raw");
+            _vm.Qemu.AddDrive("disk1", _vm.Folder.File("second.raw"), "raw");
             JsonObject? transaction = null;
-            _qemu.Override = (command, request, _) =>
+            _vm.Qemu.Override = (command, request, _) =>
             {
                 if (command == "transaction")
                 {
@@ -96,13 +82,13 @@ namespace VmQuiesce.Core.Tests.Qemu
             Assert.Equal(2, transaction!.GetObject("arguments").GetArray("actions").Count);
             Assert.Equal(new[] { "base.qcow2", "second.raw" }, view.Files.Select(f => f.RelativePath));
             view.Complete(true, CancellationToken.None);
-            Assert.All(_qemu.Drives, d => Assert.Single(d.Chain));
+            Assert.All(_vm.Qemu.Drives, d => Assert.Single(d.Chain));
         }
 
         [Fact]
         public void A_windows_guest_reaches_application_consistency()
         {
-            _agent.OsId = "mswindows";
+            _vm.Agent.OsId = "mswindows";
             Start();
 
             using IConsistentView view = Source().OpenConsistentView(new QuiesceOptions { Required = Consistency.Application }, CancellationToken.None);
@@ -118,22 +104,22 @@ namespace VmQuiesce.Core.Tests.Qemu
             var error = Assert.Throws<VmQuiesceException>(() => Source().OpenConsistentView(new QuiesceOptions { Required = Consistency.Application }, CancellationToken.None));
 
             Assert.Equal("ConsistencyNotReached", error.ErrorId);
-            Assert.DoesNotContain("transaction", _qemu.Commands);
-            Assert.DoesNotContain("guest-fsfreeze-freeze", _agent.Commands);
+            Assert.DoesNotContain("transaction", _vm.Qemu.Commands);
+            Assert.DoesNotContain("guest-fsfreeze-freeze", _vm.Agent.Commands);
         }
 
         [Fact]
         public void Without_an_agent_a_required_file_system_consistency_is_an_error_and_nothing_is_created()
         {
             Start();
-            var source = new QemuSource(new QemuSourceOptions("vm1", _qemu.SocketPath));
+            var source = new QemuSource(new QemuSourceOptions("vm1", _vm.Qemu.SocketPath));
 
             var error = Assert.Throws<VmQuiesceException>(() => source.OpenConsistentView(new QuiesceOptions { Required = Consistency.FileSystem }, CancellationToken.None));
 
             Assert.Equal("ConsistencyNotReached", error.ErrorId);
             Assert.Contains("Crash", error.Message, StringComparison.Ordinal);
             Assert.NotNull(error.Remedy);
-            Assert.DoesNotContain("transaction", _qemu.Commands);
+            Assert.DoesNotContain("transaction", _vm.Qemu.Commands);
         }
 
         [Fact]
@@ -141,7 +127,7 @@ namespace VmQuiesce.Core.Tests.Qemu
         {
             Start();
             var warnings = new System.Collections.Generic.List<string>();
-            var source = new QemuSource(new QemuSourceOptions("vm1", _qemu.SocketPath) { Warn = warnings.Add });
+            var source = new QemuSource(new QemuSourceOptions("vm1", _vm.Qemu.SocketPath) { Warn = warnings.Add });
 
             using IConsistentView view = source.OpenConsistentView(new QuiesceOptions { Required = Consistency.FileSystem, AllowLower = true }, CancellationToken.None);
 
@@ -154,7 +140,7 @@ namespace VmQuiesce.Core.Tests.Qemu
         [Fact]
         public void An_agent_with_freeze_disabled_is_not_silently_used_as_crash()
         {
-            _agent.FreezeEnabled = false;
+            _vm.Agent.FreezeEnabled = false;
             Start();
 
             var error = Assert.Throws<VmQuiesceException>(() => Source().OpenConsistentView(new QuiesceOptions(), CancellationToken.None));
@@ -166,11 +152,11 @@ namespace VmQuiesce.Core.Tests.Qemu
         [Fact]
         public void An_agent_without_freeze_still_runs_the_hooks_when_a_lower_level_is_allowed()
         {
-            _agent.FreezeEnabled = false;
+            _vm.Agent.FreezeEnabled = false;
             Start();
-            var source = new QemuSource(new QemuSourceOptions("vm1", _qemu.SocketPath)
+            var source = new QemuSource(new QemuSourceOptions("vm1", _vm.Qemu.SocketPath)
             {
-                AgentSocket = _agent.SocketPath,
+                AgentSocket = _vm.Agent.SocketPath,
                 PreFreezeHook = new[] { "/usr/local/bin/db-pause" },
                 PostThawHook = new[] { "/usr/local/bin/db-resume" },
             });
@@ -180,29 +166,29 @@ namespace VmQuiesce.Core.Tests.Qemu
             Assert.Equal(Consistency.Crash, view.Reached);
             Assert.Equal("None", view.Quiesce.Method);
             Assert.Equal(0, view.Quiesce.FrozenMilliseconds);
-            Assert.Equal(new[] { "/usr/local/bin/db-pause ", "/usr/local/bin/db-resume " }, _agent.ExecLog);
-            Assert.DoesNotContain("guest-fsfreeze-freeze", _agent.Commands);
+            Assert.Equal(new[] { "/usr/local/bin/db-pause ", "/usr/local/bin/db-resume " }, _vm.Agent.ExecLog);
+            Assert.DoesNotContain("guest-fsfreeze-freeze", _vm.Agent.Commands);
         }
 
         [Fact]
         public void An_agent_that_does_not_answer_is_a_timeout_naming_its_socket_and_leaves_no_overlay()
         {
-            _agent.Answers = false;
+            _vm.Agent.Answers = false;
             Start();
-            var source = new QemuSource(new QemuSourceOptions("vm1", _qemu.SocketPath) { AgentSocket = _agent.SocketPath, AgentTimeout = TimeSpan.FromMilliseconds(500) });
+            var source = new QemuSource(new QemuSourceOptions("vm1", _vm.Qemu.SocketPath) { AgentSocket = _vm.Agent.SocketPath, AgentTimeout = TimeSpan.FromMilliseconds(500) });
 
             var error = Assert.Throws<VmQuiesceException>(() => source.OpenConsistentView(new QuiesceOptions(), CancellationToken.None));
 
             Assert.Equal("GuestAgentTimeout", error.ErrorId);
-            Assert.Contains(_agent.SocketPath, error.Message, StringComparison.Ordinal);
-            Assert.Empty(Directory.GetFiles(_folder.Path, "*.vmquiesce-*"));
-            Assert.DoesNotContain("transaction", _qemu.Commands);
+            Assert.Contains(_vm.Agent.SocketPath, error.Message, StringComparison.Ordinal);
+            Assert.Empty(Directory.GetFiles(_vm.Folder.Path, "*.vmquiesce-*"));
+            Assert.DoesNotContain("transaction", _vm.Qemu.Commands);
         }
 
         [Fact]
         public void A_refused_transaction_thaws_the_guest_and_leaves_nothing()
         {
-            _qemu.Override = (command, request, fake) =>
+            _vm.Qemu.Override = (command, request, fake) =>
             {
                 if (command != "transaction")
                 {
@@ -217,29 +203,29 @@ namespace VmQuiesce.Core.Tests.Qemu
             var error = Assert.Throws<QemuCommandException>(() => Source().OpenConsistentView(new QuiesceOptions(), CancellationToken.None));
 
             Assert.Equal("QmpGenericError", error.ErrorId);
-            Assert.False(_agent.IsFrozen);
-            Assert.True(_agent.Thawed.IsSet);
-            Assert.Empty(Directory.GetFiles(_folder.Path, "*.vmquiesce-*"));
+            Assert.False(_vm.Agent.IsFrozen);
+            Assert.True(_vm.Agent.Thawed.IsSet);
+            Assert.Empty(Directory.GetFiles(_vm.Folder.Path, "*.vmquiesce-*"));
         }
 
         [Fact]
         public void A_hung_transaction_is_cut_off_by_the_watchdog_which_thaws_the_guest()
         {
-            _qemu.Override = (command, _, _) => command == "transaction";
+            _vm.Qemu.Override = (command, _, _) => command == "transaction";
             Start();
 
             var error = Assert.Throws<VmQuiesceException>(() => Source().OpenConsistentView(new QuiesceOptions { FreezeTimeout = TimeSpan.FromMilliseconds(500) }, CancellationToken.None));
 
             Assert.Equal("FreezeTimedOut", error.ErrorId);
-            Assert.False(_agent.IsFrozen);
-            Assert.Empty(Directory.GetFiles(_folder.Path, "*.vmquiesce-*"));
+            Assert.False(_vm.Agent.IsFrozen);
+            Assert.Empty(Directory.GetFiles(_vm.Folder.Path, "*.vmquiesce-*"));
         }
 
         [Fact]
         public void Cancellation_during_the_snapshot_thaws_and_releases_the_overlay()
         {
             using var cancel = new CancellationTokenSource();
-            _qemu.Override = (command, _, _) =>
+            _vm.Qemu.Override = (command, _, _) =>
             {
                 if (command == "transaction")
                 {
@@ -252,9 +238,9 @@ namespace VmQuiesce.Core.Tests.Qemu
 
             Assert.ThrowsAny<OperationCanceledException>(() => Source().OpenConsistentView(new QuiesceOptions(), cancel.Token));
 
-            Assert.False(_agent.IsFrozen);
-            Assert.Equal(new[] { _folder.File("base.qcow2") }, _qemu.Drives[0].Chain);
-            Assert.Empty(Directory.GetFiles(_folder.Path, "*.vmquiesce-*"));
+            Assert.False(_vm.Agent.IsFrozen);
+            Assert.Equal(new[] { _vm.Folder.File("base.qcow2") }, _vm.Qemu.Drives[0].Chain);
+            Assert.Empty(Directory.GetFiles(_vm.Folder.Path, "*.vmquiesce-*"));
         }
 
         [Fact]
@@ -262,15 +248,15 @@ namespace VmQuiesce.Core.Tests.Qemu
         {
             Start();
             IConsistentView view = Source().OpenConsistentView(new QuiesceOptions(), CancellationToken.None);
-            _qemu.FailCommits = true;
-            string overlay = _qemu.Drives[0].Chain[0];
+            _vm.Qemu.FailCommits = true;
+            string overlay = _vm.Qemu.Drives[0].Chain[0];
 
             var error = Assert.Throws<VmQuiesceException>(() => view.Complete(true, CancellationToken.None));
 
             Assert.Equal("OverlayCommitFailed", error.ErrorId);
             Assert.Contains(overlay, error.Message, StringComparison.Ordinal);
             Assert.Contains("block-commit", error.Remedy, StringComparison.Ordinal);
-            Assert.Contains("UNIX-CONNECT:" + _qemu.SocketPath, error.Remedy, StringComparison.Ordinal);
+            Assert.Contains("UNIX-CONNECT:" + _vm.Qemu.SocketPath, error.Remedy, StringComparison.Ordinal);
             Assert.Contains("rm '" + overlay + "'", error.Remedy, StringComparison.Ordinal);
             Assert.True(File.Exists(overlay));
             Assert.Contains(Source().FindLeftovers(CancellationToken.None), l => l.Contains(overlay, StringComparison.Ordinal));
@@ -279,10 +265,10 @@ namespace VmQuiesce.Core.Tests.Qemu
         [Fact]
         public void Leftovers_from_an_earlier_run_block_a_new_backup_and_are_named()
         {
-            string stale = _folder.File("base.qcow2.vmquiesce-20260101T000000000Z.qcow2");
+            string stale = _vm.Folder.File("base.qcow2.vmquiesce-20260101T000000000Z.qcow2");
             File.WriteAllText(stale, "old overlay");
-            _qemu.Drives[0].Chain.Insert(0, stale);
-            string unused = _folder.File("base.qcow2.vmquiesce-20250101T000000000Z.qcow2");
+            _vm.Qemu.Drives[0].Chain.Insert(0, stale);
+            string unused = _vm.Folder.File("base.qcow2.vmquiesce-20250101T000000000Z.qcow2");
             File.WriteAllText(unused, "older overlay, no longer in use");
             Start();
 
@@ -294,22 +280,22 @@ namespace VmQuiesce.Core.Tests.Qemu
             Assert.Equal(2, leftovers.Count);
             Assert.Contains(leftovers, l => l.Contains(stale, StringComparison.Ordinal) && l.Contains("block-commit", StringComparison.Ordinal));
             Assert.Contains(leftovers, l => l.Contains(unused, StringComparison.Ordinal) && l.Contains("no longer in use", StringComparison.Ordinal));
-            Assert.DoesNotContain("guest-fsfreeze-freeze", _agent.Commands);
+            Assert.DoesNotContain("guest-fsfreeze-freeze", _vm.Agent.Commands);
         }
 
         [Fact]
         public void Internal_mode_saves_a_snapshot_with_ram_and_records_it()
         {
             Start();
-            var source = new QemuSource(new QemuSourceOptions("vm1", _qemu.SocketPath) { AgentSocket = _agent.SocketPath, Mode = QemuSnapshotMode.Internal });
+            var source = new QemuSource(new QemuSourceOptions("vm1", _vm.Qemu.SocketPath) { AgentSocket = _vm.Agent.SocketPath, Mode = QemuSnapshotMode.Internal });
 
             using IConsistentView view = source.OpenConsistentView(new QuiesceOptions(), CancellationToken.None);
 
             Assert.NotNull(view.Snapshot);
             Assert.Equal("QemuInternal", view.Snapshot!.Kind);
-            Assert.Equal(view.Snapshot.Name, Assert.Single(_qemu.InternalSnapshots));
+            Assert.Equal(view.Snapshot.Name, Assert.Single(_vm.Qemu.InternalSnapshots));
             Assert.StartsWith("vmquiesce-", view.Snapshot.Name, StringComparison.Ordinal);
-            Assert.True(_qemu.Commands.IndexOf("snapshot-save") < _qemu.Commands.IndexOf("transaction"));
+            Assert.True(_vm.Qemu.Commands.IndexOf("snapshot-save") < _vm.Qemu.Commands.IndexOf("transaction"));
             view.Complete(true, CancellationToken.None);
             Assert.Empty(source.FindLeftovers(CancellationToken.None));
         }
@@ -318,21 +304,21 @@ namespace VmQuiesce.Core.Tests.Qemu
         public void Internal_mode_deletes_its_snapshot_when_the_backup_did_not_succeed()
         {
             Start();
-            var source = new QemuSource(new QemuSourceOptions("vm1", _qemu.SocketPath) { AgentSocket = _agent.SocketPath, Mode = QemuSnapshotMode.Internal });
+            var source = new QemuSource(new QemuSourceOptions("vm1", _vm.Qemu.SocketPath) { AgentSocket = _vm.Agent.SocketPath, Mode = QemuSnapshotMode.Internal });
             IConsistentView view = source.OpenConsistentView(new QuiesceOptions(), CancellationToken.None);
-            Assert.Single(_qemu.InternalSnapshots);
+            Assert.Single(_vm.Qemu.InternalSnapshots);
 
             view.Complete(false, CancellationToken.None);
 
-            Assert.Empty(_qemu.InternalSnapshots);
-            Assert.Contains("snapshot-delete", _qemu.Commands);
+            Assert.Empty(_vm.Qemu.InternalSnapshots);
+            Assert.Contains("snapshot-delete", _vm.Qemu.Commands);
             Assert.Empty(source.FindLeftovers(CancellationToken.None));
         }
 
         [Fact]
         public void Internal_mode_deletes_its_snapshot_when_the_transaction_after_it_fails()
         {
-            _qemu.Override = (command, request, fake) =>
+            _vm.Qemu.Override = (command, request, fake) =>
             {
                 if (command != "transaction")
                 {
@@ -343,45 +329,45 @@ namespace VmQuiesce.Core.Tests.Qemu
                 return true;
             };
             Start();
-            var source = new QemuSource(new QemuSourceOptions("vm1", _qemu.SocketPath) { AgentSocket = _agent.SocketPath, Mode = QemuSnapshotMode.Internal });
+            var source = new QemuSource(new QemuSourceOptions("vm1", _vm.Qemu.SocketPath) { AgentSocket = _vm.Agent.SocketPath, Mode = QemuSnapshotMode.Internal });
 
             Assert.Throws<QemuCommandException>(() => source.OpenConsistentView(new QuiesceOptions(), CancellationToken.None));
 
-            Assert.Empty(_qemu.InternalSnapshots);
-            Assert.False(_agent.IsFrozen);
+            Assert.Empty(_vm.Qemu.InternalSnapshots);
+            Assert.False(_vm.Agent.IsFrozen);
             Assert.Empty(source.FindLeftovers(CancellationToken.None));
         }
 
         [Fact]
         public void Internal_mode_refuses_a_raw_disk()
         {
-            _qemu.AddDrive("disk1", _folder.File("data.raw"), "raw");
+            _vm.Qemu.AddDrive("disk1", _vm.Folder.File("data.raw"), "raw");
             Start();
-            var source = new QemuSource(new QemuSourceOptions("vm1", _qemu.SocketPath) { AgentSocket = _agent.SocketPath, Mode = QemuSnapshotMode.Internal });
+            var source = new QemuSource(new QemuSourceOptions("vm1", _vm.Qemu.SocketPath) { AgentSocket = _vm.Agent.SocketPath, Mode = QemuSnapshotMode.Internal });
 
             var error = Assert.Throws<VmQuiesceException>(() => source.OpenConsistentView(new QuiesceOptions(), CancellationToken.None));
 
             Assert.Equal("InternalSnapshotNeedsQcow2", error.ErrorId);
-            Assert.DoesNotContain("guest-fsfreeze-freeze", _agent.Commands);
+            Assert.DoesNotContain("guest-fsfreeze-freeze", _vm.Agent.Commands);
         }
 
         [Fact]
         public void Hooks_run_in_the_guest_before_the_freeze_and_after_the_thaw()
         {
             Start();
-            var source = new QemuSource(new QemuSourceOptions("vm1", _qemu.SocketPath)
+            var source = new QemuSource(new QemuSourceOptions("vm1", _vm.Qemu.SocketPath)
             {
-                AgentSocket = _agent.SocketPath,
+                AgentSocket = _vm.Agent.SocketPath,
                 PreFreezeHook = new[] { "/usr/local/bin/db-pause", "--all" },
                 PostThawHook = new[] { "/usr/local/bin/db-resume" },
             });
 
             using IConsistentView view = source.OpenConsistentView(new QuiesceOptions(), CancellationToken.None);
 
-            Assert.Equal(new[] { "/usr/local/bin/db-pause --all", "/usr/local/bin/db-resume " }, _agent.ExecLog);
-            int freeze = _agent.Commands.IndexOf("guest-fsfreeze-freeze");
-            Assert.True(_agent.Commands.IndexOf("guest-exec") < freeze);
-            Assert.True(_agent.Commands.LastIndexOf("guest-exec") > _agent.Commands.IndexOf("guest-fsfreeze-thaw"));
+            Assert.Equal(new[] { "/usr/local/bin/db-pause --all", "/usr/local/bin/db-resume " }, _vm.Agent.ExecLog);
+            int freeze = _vm.Agent.Commands.IndexOf("guest-fsfreeze-freeze");
+            Assert.True(_vm.Agent.Commands.IndexOf("guest-exec") < freeze);
+            Assert.True(_vm.Agent.Commands.LastIndexOf("guest-exec") > _vm.Agent.Commands.IndexOf("guest-fsfreeze-thaw"));
         }
 
         [Fact]
@@ -389,16 +375,16 @@ namespace VmQuiesce.Core.Tests.Qemu
         {
             Start();
             var order = new List<string>();
-            var source = new QemuSource(new QemuSourceOptions("vm1", _qemu.SocketPath)
+            var source = new QemuSource(new QemuSourceOptions("vm1", _vm.Qemu.SocketPath)
             {
-                AgentSocket = _agent.SocketPath,
+                AgentSocket = _vm.Agent.SocketPath,
                 PreFreezeHook = new[] { "/usr/local/bin/db-pause" },
                 PostThawHook = new[] { "/usr/local/bin/db-resume" },
             });
             var options = new QuiesceOptions
             {
-                PreFreeze = _ => order.Add($"host pre-freeze after {_agent.ExecLog.Count} guest hooks"),
-                PostThaw = _ => order.Add($"host post-thaw after {_agent.ExecLog.Count} guest hooks, thawed: {_agent.Commands.Contains("guest-fsfreeze-thaw")}"),
+                PreFreeze = _ => order.Add($"host pre-freeze after {_vm.Agent.ExecLog.Count} guest hooks"),
+                PostThaw = _ => order.Add($"host post-thaw after {_vm.Agent.ExecLog.Count} guest hooks, thawed: {_vm.Agent.Commands.Contains("guest-fsfreeze-thaw")}"),
             };
 
             using IConsistentView view = source.OpenConsistentView(options, CancellationToken.None);
@@ -409,34 +395,34 @@ namespace VmQuiesce.Core.Tests.Qemu
         [Fact]
         public void A_failing_pre_freeze_hook_stops_the_backup_before_the_freeze()
         {
-            _agent.OnExec = (_, _) => (2, "");
+            _vm.Agent.OnExec = (_, _) => (2, "");
             Start();
-            var source = new QemuSource(new QemuSourceOptions("vm1", _qemu.SocketPath) { AgentSocket = _agent.SocketPath, PreFreezeHook = new[] { "/bin/false" } });
+            var source = new QemuSource(new QemuSourceOptions("vm1", _vm.Qemu.SocketPath) { AgentSocket = _vm.Agent.SocketPath, PreFreezeHook = new[] { "/bin/false" } });
 
             var error = Assert.Throws<VmQuiesceException>(() => source.OpenConsistentView(new QuiesceOptions(), CancellationToken.None));
 
             Assert.Equal("PreFreezeHookFailed", error.ErrorId);
             Assert.Contains("exit code 2", error.Message, StringComparison.Ordinal);
-            Assert.DoesNotContain("guest-fsfreeze-freeze", _agent.Commands);
+            Assert.DoesNotContain("guest-fsfreeze-freeze", _vm.Agent.Commands);
         }
 
         [Fact]
         public void A_hook_without_a_program_or_without_an_agent_is_rejected_before_anything_happens()
         {
             Start();
-            var empty = new QemuSource(new QemuSourceOptions("vm1", _qemu.SocketPath) { AgentSocket = _agent.SocketPath, PreFreezeHook = Array.Empty<string>() });
-            var noAgent = new QemuSource(new QemuSourceOptions("vm1", _qemu.SocketPath) { PostThawHook = new[] { "/bin/true" } });
+            var empty = new QemuSource(new QemuSourceOptions("vm1", _vm.Qemu.SocketPath) { AgentSocket = _vm.Agent.SocketPath, PreFreezeHook = Array.Empty<string>() });
+            var noAgent = new QemuSource(new QemuSourceOptions("vm1", _vm.Qemu.SocketPath) { PostThawHook = new[] { "/bin/true" } });
 
             Assert.Equal("HookInvalid", Assert.Throws<VmQuiesceException>(() => empty.OpenConsistentView(new QuiesceOptions(), CancellationToken.None)).ErrorId);
             Assert.Equal("HookNeedsAgent", Assert.Throws<VmQuiesceException>(() => noAgent.OpenConsistentView(new QuiesceOptions { AllowLower = true }, CancellationToken.None)).ErrorId);
-            Assert.Empty(_qemu.Commands);
+            Assert.Empty(_vm.Qemu.Commands);
         }
 
         [Fact]
         public void A_guest_that_is_already_frozen_is_not_backed_up()
         {
             Start();
-            using (var client = GuestAgentClient.Connect(_agent.SocketPath))
+            using (var client = GuestAgentClient.Connect(_vm.Agent.SocketPath))
             {
                 client.Freeze();
             }
@@ -449,10 +435,10 @@ namespace VmQuiesce.Core.Tests.Qemu
 
         private void Start()
         {
-            _qemu.Start();
-            _agent.Start();
+            _vm.Qemu.Start();
+            _vm.Agent.Start();
         }
 
-        private QemuSource Source() => new QemuSource(new QemuSourceOptions("vm1", _qemu.SocketPath) { AgentSocket = _agent.SocketPath });
+        private QemuSource Source() => new QemuSource(new QemuSourceOptions("vm1", _vm.Qemu.SocketPath) { AgentSocket = _vm.Agent.SocketPath });
     }
 }
