@@ -3,11 +3,15 @@ using System.Globalization;
 
 namespace VmQuiesce
 {
-    /// <summary>Human units for messages and progress (the format file has its own for views).</summary>
-    internal static class Units
+    /// <summary>
+    /// Human units for messages, progress and the views in VmQuiesce.Format.ps1xml (which call
+    /// [VmQuiesce.Units]::Bytes(...) so every view formats sizes, rates and durations the same way).
+    /// </summary>
+    public static class Units
     {
         private static readonly string[] ByteUnits = { "B", "KiB", "MiB", "GiB", "TiB", "PiB" };
 
+        /// <summary>1536 -> "1.5 KiB"; below 1 KiB in bytes ("512 B").</summary>
         public static string Bytes(double bytes)
         {
             int unit = 0;
@@ -21,5 +25,14 @@ namespace VmQuiesce
                 ? bytes.ToString("0", CultureInfo.CurrentCulture) + " B"
                 : bytes.ToString("0.0", CultureInfo.CurrentCulture) + " " + ByteUnits[unit];
         }
+
+        /// <summary>A transfer rate: "412.3 MiB/s".</summary>
+        public static string Rate(double bytesPerSecond) => Bytes(bytesPerSecond) + "/s";
+
+        /// <summary>"2h 05m", "3m 07s", "0.5s".</summary>
+        public static string Duration(TimeSpan duration) =>
+            duration.TotalHours >= 1 ? string.Format(CultureInfo.CurrentCulture, "{0}h {1:00}m", (int)Math.Floor(duration.TotalHours), duration.Minutes)
+            : duration.TotalMinutes >= 1 ? string.Format(CultureInfo.CurrentCulture, "{0}m {1:00}s", duration.Minutes, duration.Seconds)
+            : duration.TotalSeconds.ToString("0.0", CultureInfo.CurrentCulture) + "s";
     }
 }

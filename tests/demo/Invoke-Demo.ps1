@@ -4,8 +4,9 @@
 .DESCRIPTION
     build.ps1 -Task Demo builds the module and the test guest, then runs this in a fresh process. It boots the
     guest (QEMU, software emulation), writes data inside it, backs it up (freeze -> snapshot -> thaw -> copy),
-    changes a little data, backs up again to show how little the second restore point stores, verifies both
-    and lists them. Then it shows step 1 of the classic recipe, the VSS writer configuration.
+    changes a little data, backs up again to show how little the second restore point stores, verifies both,
+    lists them and restores the first to another folder. Then it shows step 1 of the classic recipe, the
+    VSS writer configuration.
     Everything lives in a temporary folder that is removed at the end.
 #>
 param([Parameter(Mandatory)] [string] $ModulePath)
@@ -73,6 +74,11 @@ else {
 
         Write-Step 'The restore points, with the consistency each one actually reached'
         Get-VmBackup -Repository $repository | Format-Table | Out-Host
+
+        Write-Step 'Restore the first point to another folder: chunks re-verified, holes kept sparse, nothing replaced until all is checked'
+        $restored = Join-Path $repository 'restored'
+        $result = Get-VmBackup -Repository $repository -Id $first.Id | Restore-VmSnapshot -Destination $restored -Confirm:$false
+        $result | Format-List | Out-Host
     }
     finally {
         $guest | Stop-TestGuest

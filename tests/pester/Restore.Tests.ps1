@@ -128,6 +128,8 @@ Describe 'Restore-VmSnapshot' {
         $list = $result | Format-List | Out-String
         $list | Should -Match 'RevertDetail\s+: The backup captured no snapshot'
         $list | Should -Match 'Size\s+: 320.0 KiB'
+        $list | Should -Match 'Rate\s+: [\d.,]+ (B|KiB|MiB|GiB)/s'
+        $list | Should -Match 'Duration\s+: [\d.,]+s'
     }
 
     It 'declares its output type and ShouldProcess' {

@@ -270,7 +270,7 @@ namespace VmQuiesce.Commands
         }
 
         private static string StatusOf(BackupProgress report) => report.BytesTotal > 0
-            ? $"{report.Phase}: {Units.Bytes(report.BytesDone)} of {Units.Bytes(report.BytesTotal)} at {Units.Bytes(report.BytesPerSecond)}/s"
+            ? $"{report.Phase}: {Units.Bytes(report.BytesDone)} of {Units.Bytes(report.BytesTotal)} at {Units.Rate(report.BytesPerSecond)}"
             : report.Phase;
 
         /// <summary>Adds up the VMs' progress for the overall bar (pipeline thread only).</summary>
