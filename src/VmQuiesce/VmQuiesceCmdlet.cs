@@ -29,6 +29,21 @@ namespace VmQuiesce
         protected void ThrowInvalidArgument(string errorId, string message, object? target) =>
             ThrowFailure(new VmQuiesceException(errorId, FailureKind.InvalidArgument, message, target));
 
+        /// <summary>Fills a progress bar from bytes moved: status with sizes and rate, percent, seconds left.</summary>
+        internal static ProgressRecord ShowTransfer(ProgressRecord record, TransferProgress report)
+        {
+            if (report.BytesTotal <= 0)
+            {
+                record.StatusDescription = report.Phase;
+                return record;
+            }
+
+            record.StatusDescription = $"{report.Phase}: {Units.Bytes(report.BytesDone)} of {Units.Bytes(report.BytesTotal)} at {Units.Rate(report.BytesPerSecond)}";
+            record.PercentComplete = (int)Math.Min(100, report.BytesDone * 100 / report.BytesTotal);
+            record.SecondsRemaining = report.TimeLeft is TimeSpan left ? (int)Math.Ceiling(left.TotalSeconds) : -1;
+            return record;
+        }
+
         /// <summary>A path as the user typed it (relative to the current location, PSDrives allowed) as a file system path.</summary>
         protected string? ResolvePath(string? path) => path == null ? null : SessionState.Path.GetUnresolvedProviderPathFromPSPath(path);
 

@@ -14,31 +14,15 @@ using VmQuiesce.Core.Sources;
 namespace VmQuiesce.Core.Backup
 {
     /// <summary>Where a backup stands, for Write-Progress.</summary>
-    public sealed class BackupProgress
+    public sealed class BackupProgress : TransferProgress
     {
         public BackupProgress(string vmName, string phase, long bytesDone, long bytesTotal, TimeSpan elapsed)
+            : base(phase, bytesDone, bytesTotal, elapsed)
         {
             VmName = vmName;
-            Phase = phase;
-            BytesDone = bytesDone;
-            BytesTotal = bytesTotal;
-            Elapsed = elapsed;
         }
 
         public string VmName { get; }
-
-        /// <summary>"Checking", "Quiescing", "Copying", "Completing", "Done".</summary>
-        public string Phase { get; }
-
-        public long BytesDone { get; }
-
-        public long BytesTotal { get; }
-
-        public TimeSpan Elapsed { get; }
-
-        public double BytesPerSecond => Elapsed.TotalSeconds > 0 ? BytesDone / Elapsed.TotalSeconds : 0;
-
-        public TimeSpan? TimeLeft => BytesPerSecond > 0 && BytesTotal >= BytesDone ? TimeSpan.FromSeconds((BytesTotal - BytesDone) / BytesPerSecond) : (TimeSpan?)null;
     }
 
     /// <summary>A published restore point, and the release failure that came with it, if any.</summary>

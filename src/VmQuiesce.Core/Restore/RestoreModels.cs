@@ -88,31 +88,16 @@ namespace VmQuiesce.Core.Restore
     }
 
     /// <summary>Progress of a restore, reported from the restoring thread.</summary>
-    public sealed class RestoreProgress
+    public sealed class RestoreProgress : TransferProgress
     {
+        /// <param name="phase">"Writing", "Replacing", "Reverting".</param>
         public RestoreProgress(string phase, string currentFile, long bytesDone, long bytesTotal, TimeSpan elapsed)
+            : base(phase, bytesDone, bytesTotal, elapsed)
         {
-            Phase = phase;
             CurrentFile = currentFile;
-            BytesDone = bytesDone;
-            BytesTotal = bytesTotal;
-            Elapsed = elapsed;
         }
 
-        /// <summary>"Writing", "Replacing", "Reverting".</summary>
-        public string Phase { get; }
-
         public string CurrentFile { get; }
-
-        public long BytesDone { get; }
-
-        public long BytesTotal { get; }
-
-        public TimeSpan Elapsed { get; }
-
-        public double BytesPerSecond => Elapsed.TotalSeconds > 0 ? BytesDone / Elapsed.TotalSeconds : 0;
-
-        public TimeSpan? TimeLeft => BytesPerSecond > 0 && BytesTotal >= BytesDone ? TimeSpan.FromSeconds((BytesTotal - BytesDone) / BytesPerSecond) : (TimeSpan?)null;
     }
 
     /// <summary>One file a restore put back.</summary>

@@ -244,34 +244,10 @@ namespace VmQuiesce.Commands
 
         private void WriteVmProgress(int activity, BackupProgress report, OverallProgress overall)
         {
-            var record = new ProgressRecord(activity, $"Backing up {report.VmName}", StatusOf(report)) { ParentActivityId = 0 };
-            if (report.BytesTotal > 0)
-            {
-                record.PercentComplete = (int)Math.Min(100, report.BytesDone * 100 / report.BytesTotal);
-                if (report.TimeLeft is TimeSpan left)
-                {
-                    record.SecondsRemaining = (int)left.TotalSeconds;
-                }
-            }
-
             BackupProgress sum = overall.Update(activity, report);
-            var total = new ProgressRecord(0, "Backing up VMs", StatusOf(sum));
-            if (sum.BytesTotal > 0)
-            {
-                total.PercentComplete = (int)Math.Min(100, sum.BytesDone * 100 / sum.BytesTotal);
-                if (sum.TimeLeft is TimeSpan left)
-                {
-                    total.SecondsRemaining = (int)left.TotalSeconds;
-                }
-            }
-
-            WriteProgress(total);
-            WriteProgress(record);
+            WriteProgress(ShowTransfer(new ProgressRecord(0, "Backing up VMs", sum.Phase), sum));
+            WriteProgress(ShowTransfer(new ProgressRecord(activity, $"Backing up {report.VmName}", report.Phase) { ParentActivityId = 0 }, report));
         }
-
-        private static string StatusOf(BackupProgress report) => report.BytesTotal > 0
-            ? $"{report.Phase}: {Units.Bytes(report.BytesDone)} of {Units.Bytes(report.BytesTotal)} at {Units.Rate(report.BytesPerSecond)}"
-            : report.Phase;
 
         /// <summary>Adds up the VMs' progress for the overall bar (pipeline thread only).</summary>
         private sealed class OverallProgress

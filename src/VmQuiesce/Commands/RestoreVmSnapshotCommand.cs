@@ -176,10 +176,7 @@ namespace VmQuiesce.Commands
         private void WriteRestoreProgress(ProgressRecord progress, RestoreProgress report)
         {
             progress.CurrentOperation = report.CurrentFile;
-            progress.StatusDescription = $"{report.Phase}: {Units.Bytes(report.BytesDone)} of {Units.Bytes(report.BytesTotal)} at {Units.Bytes(report.BytesPerSecond)}/s";
-            progress.PercentComplete = report.BytesTotal > 0 ? (int)Math.Min(100, report.BytesDone * 100 / report.BytesTotal) : 0;
-            progress.SecondsRemaining = report.TimeLeft is TimeSpan left ? (int)Math.Ceiling(left.TotalSeconds) : -1;
-            WriteProgress(progress);
+            WriteProgress(ShowTransfer(progress, report));
         }
     }
 }
