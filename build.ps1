@@ -140,11 +140,17 @@ function Get-TrxCount {
         $reason = $_.Node.InnerText.Trim()
         "$($_.Node.testName): $reason"
     })
+    # CI shows only the tail of the output, so each failure is repeated there with its first message line.
+    $failures = @(Select-Xml -Xml $trx -XPath '//t:UnitTestResult[@outcome!="Passed" and @outcome!="NotExecuted"]' -Namespace $ns | ForEach-Object {
+        $message = (Select-Xml -Xml $_.Node -XPath './/t:ErrorInfo/t:Message' -Namespace $ns | Select-Object -First 1).Node.InnerText
+        "$($_.Node.testName): $(($message -split "`n" | Select-Object -First 3) -join ' ')"
+    })
     [pscustomobject]@{
         Passed  = [int] $counters.passed
         Failed  = [int] $counters.failed + [int] $counters.error + [int] $counters.timeout + [int] $counters.aborted
         Skipped = $skipped.Count
         SkippedReasons = $skipped
+        Failures = $failures
     }
 }
 
@@ -178,7 +184,7 @@ function Invoke-Test {
     $trxPath = Join-Path $TestResults 'xunit.trx'
     $xunit = if (Test-Path $trxPath) { Get-TrxCount $trxPath } else {
         Write-Warning "xunit produced no results (exit code $xunitExit)."
-        [pscustomobject]@{ Passed = 0; Failed = 1; Skipped = 0; SkippedReasons = @() }
+        [pscustomobject]@{ Passed = 0; Failed = 1; Skipped = 0; SkippedReasons = @(); Failures = @("xunit: no results (exit code $xunitExit)") }
     }
 
     $pesterModule = Join-Path (Get-NuGetPackageFolder) 'pester/5.7.1/tools/Pester.psd1'
@@ -193,13 +199,18 @@ function Invoke-Test {
     & $child.FilePath @childArgs
     $pester = if (Test-Path $summaryPath) { Get-Content -Raw $summaryPath | ConvertFrom-Json } else {
         Write-Warning "Pester produced no summary (exit code $LASTEXITCODE)."
-        [pscustomobject]@{ Passed = 0; Failed = 1; Skipped = 0; SkippedReasons = @() }
+        [pscustomobject]@{ Passed = 0; Failed = 1; Skipped = 0; SkippedReasons = @(); Failures = @("Pester: no summary (exit code $LASTEXITCODE)") }
     }
 
     $skippedReasons = @($xunit.SkippedReasons) + @($pester.SkippedReasons) | Where-Object { $_ }
     if ($skippedReasons) {
         Write-Host 'Skipped tests, and why:'
         $skippedReasons | ForEach-Object { Write-Host "  - $_" }
+    }
+    $failures = @($xunit.Failures) + @($pester.Failures) | Where-Object { $_ }
+    if ($failures) {
+        Write-Host 'Failed tests:'
+        $failures | ForEach-Object { Write-Host "  - $_" }
     }
     Write-Host "xunit: $($xunit.Passed) passed, $($xunit.Failed) failed, $($xunit.Skipped) skipped; Pester: $($pester.Passed) passed, $($pester.Failed) failed, $($pester.Skipped) skipped. Results in $TestResults"
     $passed = $xunit.Passed + $pester.Passed

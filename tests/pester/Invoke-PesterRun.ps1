@@ -35,11 +35,17 @@ $skippedReasons = @($result.Skipped | ForEach-Object {
     if (-not $because) { $because = 'skipped without a reason (a test must say why)' }
     "$($_.ExpandedPath): $because"
 })
+$failures = @($result.Failed | ForEach-Object {
+    $message = @($_.ErrorRecord | ForEach-Object { $_.ToString() }) -join '; '
+    "$($_.ExpandedPath): $(($message -split "`n" | Select-Object -First 3) -join ' ')"
+}) + @($result.FailedBlocks | ForEach-Object { "$($_.ExpandedPath): the block failed in its setup or teardown" }) +
+    @($result.FailedContainers | ForEach-Object { "$($_.Item): the file failed to run" })
 $failed = $result.FailedCount + $result.FailedBlocksCount + $result.FailedContainersCount
 [pscustomobject]@{
     Passed         = $result.PassedCount
     Failed         = $failed
     Skipped        = $result.SkippedCount
     SkippedReasons = $skippedReasons
+    Failures       = $failures
 } | ConvertTo-Json | Set-Content -Path $SummaryPath -Encoding utf8
 exit ([int]($failed -gt 0))
