@@ -224,12 +224,13 @@ namespace VmQuiesce.Core.Tests.Restore
             using var fixture = new RepositoryFixture();
             string path = fixture.WriteFile("held.img", new byte[10]);
             Assert.Null(HostFileUsageProbe.Instance.FindUser(path, CancellationToken.None));
-            using var holder = Process.Start(new ProcessStartInfo("sh", $"-c \"exec 3<'{path}'; echo open; exec sleep 60\"") { RedirectStandardOutput = true, UseShellExecute = false })!;
+            // The shell stays itself (no exec) and waits on stdin, so its name is settled before it says "open".
+            using var holder = Process.Start(new ProcessStartInfo("sh", $"-c \"exec 3<'{path}'; echo open; read line\"") { RedirectStandardOutput = true, RedirectStandardInput = true, UseShellExecute = false })!;
             try
             {
                 Assert.Equal("open", holder.StandardOutput.ReadLine());
 
-                Assert.Equal($"process {holder.Id} (sleep)", HostFileUsageProbe.Instance.FindUser(path, CancellationToken.None));
+                Assert.Equal($"process {holder.Id} (sh)", HostFileUsageProbe.Instance.FindUser(path, CancellationToken.None));
             }
             finally
             {
