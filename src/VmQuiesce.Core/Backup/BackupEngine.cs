@@ -46,7 +46,8 @@ namespace VmQuiesce.Core.Backup
     /// <summary>
     /// Copies a source's consistent view into a repository: reads each file once (holes skipped with
     /// SEEK_DATA/SEEK_HOLE), hashes chunks on every core, stores only chunks the repository lacks, and
-    /// publishes the restore point last. Memory is a fixed pool of chunk buffers, whatever the image size.
+    /// publishes the restore point last. No step passes over every byte in order, so nothing serial
+    /// holds the cores back (the whole-file digest is computed from the chunk list). Memory is a fixed pool of chunk buffers, whatever the image size.
     /// </summary>
     public sealed class BackupEngine
     {
@@ -179,11 +180,9 @@ namespace VmQuiesce.Core.Backup
             var sizes = viewFiles.Select(file => OpenLength(file, vm)).ToArray();
             long total = sizes.Sum();
             var chunkLists = sizes.Select(size => new string?[(size + chunkSize - 1) / chunkSize]).ToArray();
-            var fileHashes = new string[viewFiles.Count];
             progress?.Report(new BackupProgress(vm, "Copying", 0, total, clock.Elapsed));
-            var copy = new CopyRun(_repository.Chunks, chunkLists, fileHashes, _workers, chunkSize);
+            var copy = new CopyRun(_repository.Chunks, chunkLists, _workers, chunkSize);
             using var stop = CancellationTokenSource.CreateLinkedTokenSource(cancel);
-            var hasher = Task.Factory.StartNew(() => copy.Guard(stop, () => copy.HashFilesInOrder(stop.Token)), CancellationToken.None, TaskCreationOptions.LongRunning, TaskScheduler.Default);
             var workers = Enumerable.Range(0, _workers)
                 .Select(_ => Task.Factory.StartNew(() => copy.Guard(stop, () => copy.StoreChunks(stop.Token)), CancellationToken.None, TaskCreationOptions.LongRunning, TaskScheduler.Default))
                 .ToArray();
@@ -212,14 +211,14 @@ namespace VmQuiesce.Core.Backup
                     copy.FinishReading();
                 }
             });
-            Task.WaitAll(workers.Concat(new[] { hasher }).ToArray());
+            Task.WaitAll(workers);
             copy.FinishWriting();
             Task.WaitAll(flushers);
             copy.AbandonUnpublished();
             cancel.ThrowIfCancellationRequested();
             copy.ThrowIfFailed();
             progress?.Report(new BackupProgress(vm, "Copying", total, total, clock.Elapsed));
-            var files = viewFiles.Select((file, i) => new RestorePointFile(file.RelativePath, file.OriginalPath, sizes[i], fileHashes[i], chunkLists[i])).ToList();
+            var files = viewFiles.Select((file, i) => new RestorePointFile(file.RelativePath, file.OriginalPath, sizes[i], chunkLists[i])).ToList();
             return (files, copy.StoredBytes);
         }
 
@@ -257,35 +256,30 @@ namespace VmQuiesce.Core.Backup
         }
 
         /// <summary>
-        /// One copy: the calling thread reads, one thread hashes each whole file in order, the workers hash,
-        /// deduplicate and write chunks, and the flushers make them durable and publish them. A chunk's buffer
-        /// returns to the pool when the file hasher and its worker are done with it.
+        /// One copy: the calling thread reads, the workers hash, deduplicate and write chunks, and the
+        /// flushers make them durable and publish them. A chunk's buffer returns to the pool when its worker
+        /// is done with it.
         /// </summary>
         private sealed class CopyRun
         {
             private readonly ChunkStore _store;
             private readonly string?[][] _chunkLists;
-            private readonly string[] _fileHashes;
             private readonly int _chunkSize;
             private readonly BlockingCollection<byte[]> _pool = new BlockingCollection<byte[]>();
             private readonly BlockingCollection<Job> _toStore;
-            private readonly BlockingCollection<Job> _toHash;
             private readonly BlockingCollection<PendingChunk> _toPublish;
             private readonly ConcurrentDictionary<string, bool> _seen = new ConcurrentDictionary<string, bool>(StringComparer.Ordinal);
-            private readonly byte[] _zeros;
             private Exception? _failure;
             private long _bytesDone;
             private long _storedBytes;
 
-            public CopyRun(ChunkStore store, string?[][] chunkLists, string[] fileHashes, int workers, int chunkSize)
+            public CopyRun(ChunkStore store, string?[][] chunkLists, int workers, int chunkSize)
             {
                 _store = store;
                 _chunkLists = chunkLists;
-                _fileHashes = fileHashes;
                 _chunkSize = chunkSize;
-                _zeros = new byte[chunkSize];
 
-                // Enough buffers to keep every worker and the file hasher busy while the reader fills one.
+                // Enough buffers to keep every worker busy while the reader fills one.
                 int buffers = workers + 2;
                 for (int i = 0; i < buffers; i++)
                 {
@@ -293,7 +287,6 @@ namespace VmQuiesce.Core.Backup
                 }
 
                 _toStore = new BlockingCollection<Job>(buffers);
-                _toHash = new BlockingCollection<Job>(64);
                 _toPublish = new BlockingCollection<PendingChunk>(2 * Flushers);
             }
 
@@ -331,11 +324,7 @@ namespace VmQuiesce.Core.Backup
                 }
             }
 
-            public void FinishReading()
-            {
-                _toStore.CompleteAdding();
-                _toHash.CompleteAdding();
-            }
+            public void FinishReading() => _toStore.CompleteAdding();
 
             public void ReadFile(int fileIndex, ViewFile file, long size, CancellationToken cancel, Action chunkDone)
             {
@@ -363,7 +352,6 @@ namespace VmQuiesce.Core.Backup
                         {
                             // A hole: nothing to read, nothing to store.
                             Interlocked.Add(ref _bytesDone, length);
-                            _toHash.Add(new Job(fileIndex, i, null, length), cancel);
                             chunkDone();
                             continue;
                         }
@@ -377,13 +365,9 @@ namespace VmQuiesce.Core.Backup
                         throw Changed(file);
                     }
 
-                    var job = new Job(fileIndex, i, buffer, length);
-                    _toHash.Add(job, cancel);
-                    _toStore.Add(job, cancel);
+                    _toStore.Add(new Job(fileIndex, i, buffer, length), cancel);
                     chunkDone();
                 }
-
-                _toHash.Add(new Job(fileIndex, -1, null, 0), cancel);
             }
 
             private static VmQuiesceException Changed(ViewFile file) =>
@@ -395,7 +379,7 @@ namespace VmQuiesce.Core.Backup
                 byte[]? scratch = null;
                 foreach (Job job in _toStore.GetConsumingEnumerable(cancel))
                 {
-                    byte[] data = job.Buffer!;
+                    byte[] data = job.Buffer;
                     if (!IsAllZero(data, job.Length))
                     {
                         string hash = ChunkStore.Hash(sha, data, job.Length);
@@ -422,7 +406,7 @@ namespace VmQuiesce.Core.Backup
                     }
 
                     Interlocked.Add(ref _bytesDone, job.Length);
-                    Release(job);
+                    _pool.Add(data);
                 }
             }
 
@@ -442,40 +426,6 @@ namespace VmQuiesce.Core.Backup
                 while (_toPublish.TryTake(out PendingChunk? pending))
                 {
                     _store.Abandon(pending);
-                }
-            }
-
-            public void HashFilesInOrder(CancellationToken cancel)
-            {
-                IncrementalHash fileHash = IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
-                try
-                {
-                    foreach (Job job in _toHash.GetConsumingEnumerable(cancel))
-                    {
-                        if (job.ChunkIndex < 0)
-                        {
-                            _fileHashes[job.FileIndex] = ChunkStore.ToHex(fileHash.GetHashAndReset());
-                            continue;
-                        }
-
-                        fileHash.AppendData(job.Buffer ?? _zeros, 0, job.Length);
-                        if (job.Buffer != null)
-                        {
-                            Release(job);
-                        }
-                    }
-                }
-                finally
-                {
-                    fileHash.Dispose();
-                }
-            }
-
-            private void Release(Job job)
-            {
-                if (Interlocked.Decrement(ref job.Pending) == 0)
-                {
-                    _pool.Add(job.Buffer!);
                 }
             }
 
@@ -508,7 +458,7 @@ namespace VmQuiesce.Core.Backup
 
         private sealed class Job
         {
-            public Job(int fileIndex, int chunkIndex, byte[]? buffer, int length)
+            public Job(int fileIndex, int chunkIndex, byte[] buffer, int length)
             {
                 FileIndex = fileIndex;
                 ChunkIndex = chunkIndex;
@@ -518,15 +468,11 @@ namespace VmQuiesce.Core.Backup
 
             public int FileIndex { get; }
 
-            /// <summary>-1 marks the end of a file for the file hasher.</summary>
             public int ChunkIndex { get; }
 
-            public byte[]? Buffer { get; }
+            public byte[] Buffer { get; }
 
             public int Length { get; }
-
-            /// <summary>Stages still using the buffer: the file hasher and a store worker.</summary>
-            public int Pending = 2;
         }
     }
 }

@@ -211,8 +211,8 @@ namespace VmQuiesce.Core.Repository
         }
 
         /// <summary>
-        /// Re-reads and re-hashes every chunk of <paramref name="point"/> and each whole file. Chunks are read,
-        /// decoded and hashed on every core, a few ahead of the in-order whole-file hash.
+        /// Re-reads and re-hashes every chunk of <paramref name="point"/> and checks each whole-file digest.
+        /// Chunks are read, decoded and hashed on every core, a few ahead of the in-order digest.
         /// </summary>
         public RestorePointVerification Verify(RestorePoint point, CancellationToken cancel, Action<long>? bytesChecked = null)
         {
@@ -222,12 +222,11 @@ namespace VmQuiesce.Core.Repository
             var mismatches = new List<string>();
             int depth = Environment.ProcessorCount + 1;
             var buffers = new Stack<byte[]>();
-            var zeros = new byte[point.ChunkSize];
             long chunks = 0;
             long bytes = 0;
             foreach (RestorePointFile file in point.Files)
             {
-                using var fileHash = IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
+                using var digest = new FileDigest(file.DigestKind);
                 bool fileBroken = false;
                 long expectedChunks = (file.Size + point.ChunkSize - 1) / point.ChunkSize;
                 if (file.Chunks.Count != expectedChunks)
@@ -242,18 +241,14 @@ namespace VmQuiesce.Core.Repository
                 {
                     chunks++;
                     bytes += check.Length;
-                    if (check.Hash == null)
-                    {
-                        fileHash.AppendData(zeros, 0, check.Length);
-                    }
-                    else if (check.Running!.Result is string failure)
+                    if (check.Hash != null && check.Running!.Result is string failure)
                     {
                         Record(problems, check.Hash, check.Problem, failure, file.Path);
                         fileBroken = true;
                     }
                     else if (!fileBroken)
                     {
-                        fileHash.AppendData(check.Buffer!, 0, check.Length);
+                        digest.Append(check.Hash, check.Buffer, check.Length);
                     }
 
                     if (check.Buffer != null)
@@ -306,7 +301,7 @@ namespace VmQuiesce.Core.Repository
                 {
                     broken.Add(file.Path);
                 }
-                else if (!string.Equals(ChunkStore.ToHex(fileHash.GetHashAndReset()), file.Sha256, StringComparison.OrdinalIgnoreCase))
+                else if (!string.Equals(digest.Finish(), file.Digest, StringComparison.OrdinalIgnoreCase))
                 {
                     mismatches.Add(file.Path);
                     broken.Add(file.Path);

@@ -14,7 +14,8 @@ namespace VmQuiesce.Core.Repository
     public sealed class RestorePoint
     {
         internal const string Schema = "VmQuiesceRestorePoint";
-        internal const int SchemaVersion = 1;
+        /// <summary>2: files carry "chunkListSha256" (see <see cref="FileDigestKind"/>); 1 carried a content "sha256", still read.</summary>
+        internal const int SchemaVersion = 2;
 
         public RestorePoint(
             string id,
@@ -98,7 +99,7 @@ namespace VmQuiesce.Core.Repository
                 .With("path", file.Path)
                 .With("originalPath", file.OriginalPath)
                 .With("size", file.Size)
-                .With("sha256", file.Sha256)
+                .With(file.DigestKind == FileDigestKind.ChunkListSha256 ? ChunkListDigestMember : ContentDigestMember, file.Digest)
                 .With("chunks", new JsonArray(file.Chunks.Select(chunk => (object?)(chunk ?? ZeroChunk))))));
             return new JsonObject()
                 .With("schema", Schema)
@@ -124,6 +125,9 @@ namespace VmQuiesce.Core.Repository
                 .With("storedBytes", StoredBytes)
                 .With("files", files);
         }
+
+        private const string ChunkListDigestMember = "chunkListSha256";
+        private const string ContentDigestMember = "sha256";
 
         /// <summary>The chunk-list entry for an all-zero chunk, which is never stored.</summary>
         internal const string ZeroChunk = "zero";
@@ -155,7 +159,9 @@ namespace VmQuiesce.Core.Repository
                 var chunks = file.GetArray("chunks").Select(chunk => chunk is string hash
                     ? (hash == ZeroChunk ? null : hash)
                     : throw new JsonFormatException("A chunk list entry must be a SHA-256 hex string or 'zero'.")).ToList();
-                files.Add(new RestorePointFile(file.GetString("path"), file.GetString("originalPath"), file.GetInt64("size"), file.GetString("sha256"), chunks));
+                FileDigestKind kind = file.GetOptionalString(ChunkListDigestMember) != null ? FileDigestKind.ChunkListSha256 : FileDigestKind.ContentSha256;
+                string digest = file.GetString(kind == FileDigestKind.ChunkListSha256 ? ChunkListDigestMember : ContentDigestMember);
+                files.Add(new RestorePointFile(file.GetString("path"), file.GetString("originalPath"), file.GetInt64("size"), digest, kind, chunks));
             }
 
             return new RestorePoint(
@@ -188,12 +194,19 @@ namespace VmQuiesce.Core.Repository
     /// <summary>One file of a restore point and the chunks that rebuild it.</summary>
     public sealed class RestorePointFile
     {
-        public RestorePointFile(string path, string originalPath, long size, string sha256, IReadOnlyList<string?> chunks)
+        /// <summary>A file of a new restore point: its digest is computed from <paramref name="chunks"/>.</summary>
+        public RestorePointFile(string path, string originalPath, long size, IReadOnlyList<string?> chunks)
+            : this(path, originalPath, size, FileDigest.OfChunkList(chunks), FileDigestKind.ChunkListSha256, chunks)
+        {
+        }
+
+        public RestorePointFile(string path, string originalPath, long size, string digest, FileDigestKind digestKind, IReadOnlyList<string?> chunks)
         {
             Path = path;
             OriginalPath = originalPath;
             Size = size;
-            Sha256 = sha256;
+            Digest = digest;
+            DigestKind = digestKind;
             Chunks = chunks;
         }
 
@@ -205,8 +218,10 @@ namespace VmQuiesce.Core.Repository
 
         public long Size { get; }
 
-        /// <summary>SHA-256 of the whole file's content (holes read as zeros), lowercase hex: what sha256sum prints.</summary>
-        public string Sha256 { get; }
+        /// <summary>The whole-file digest, lowercase hex; <see cref="DigestKind"/> says what it covers.</summary>
+        public string Digest { get; }
+
+        public FileDigestKind DigestKind { get; }
 
         /// <summary>SHA-256 hex of each chunk in order; null for an all-zero chunk (a hole, never stored).</summary>
         public IReadOnlyList<string?> Chunks { get; }

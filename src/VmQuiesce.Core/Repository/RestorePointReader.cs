@@ -8,7 +8,7 @@ namespace VmQuiesce.Core.Repository
 {
     /// <summary>
     /// Streams the content of a restore point's file in order from verified chunks: each chunk is read,
-    /// decoded and re-hashed on every core a few ahead of the consumer, and the whole file's SHA-256 is
+    /// decoded and re-hashed on every core a few ahead of the consumer, and the whole-file digest is
     /// checked at the end. The first bad chunk stops the read with an error naming it. Memory stays
     /// bounded: a handful of chunk buffers, reused.
     /// </summary>
@@ -61,8 +61,7 @@ namespace VmQuiesce.Core.Repository
                 throw Damaged(file, "-", $"the manifest lists {file.Chunks.Count} chunks for {file.Size} bytes; expected {expectedChunks}", missing: false);
             }
 
-            using var fileHash = IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
-            byte[]? zeros = null;
+            using var digest = new FileDigest(file.DigestKind);
             var window = new Queue<Pending>();
             try
             {
@@ -78,8 +77,8 @@ namespace VmQuiesce.Core.Repository
                     long offset = (long)chunk.Index * Point.ChunkSize;
                     if (chunk.Hash == null)
                     {
-                        zeros ??= new byte[Point.ChunkSize];
-                        HashWhileConsuming(fileHash, zeros, chunk.Length, () => consume(offset, null, chunk.Length));
+                        digest.Append(null, null, chunk.Length);
+                        consume(offset, null, chunk.Length);
                         continue;
                     }
 
@@ -90,7 +89,7 @@ namespace VmQuiesce.Core.Repository
                             throw Damaged(file, chunk.Hash, failure, chunk.Missing);
                         }
 
-                        HashWhileConsuming(fileHash, chunk.Buffer!, chunk.Length, () => consume(offset, chunk.Buffer, chunk.Length));
+                        DigestWhileConsuming(digest, chunk, () => consume(offset, chunk.Buffer, chunk.Length));
                     }
                     finally
                     {
@@ -111,11 +110,11 @@ namespace VmQuiesce.Core.Repository
                 }
             }
 
-            string actual = ChunkStore.ToHex(fileHash.GetHashAndReset());
-            if (!string.Equals(actual, file.Sha256, StringComparison.OrdinalIgnoreCase))
+            string actual = digest.Finish();
+            if (!string.Equals(actual, file.Digest, StringComparison.OrdinalIgnoreCase))
             {
                 throw new VmQuiesceException("RestoreFileHashMismatch", FailureKind.InvalidData,
-                    $"The file '{file.Path}' of restore point '{Point.Id}' rebuilt from verified chunks hashes to {actual}; its manifest says {file.Sha256}.", file.Path)
+                    $"The file '{file.Path}' of restore point '{Point.Id}' rebuilt from verified chunks has the digest {actual}; its manifest says {file.Digest}.", file.Path)
                 {
                     Remedy = $"Run Test-VmBackup -Repository '{_repository.Path}' -Id {Point.Id}, and restore an older restore point.",
                 };
@@ -123,12 +122,19 @@ namespace VmQuiesce.Core.Repository
         }
 
         /// <summary>
-        /// The whole-file hash is the one serial step: it runs beside the consumer (which only reads the
-        /// same buffer), so hashing and writing a chunk overlap.
+        /// A schema-1 digest over the content is the one serial step: it runs beside the consumer (which only
+        /// reads the same buffer), so hashing and writing a chunk overlap. A chunk-list digest costs nothing.
         /// </summary>
-        private static void HashWhileConsuming(IncrementalHash fileHash, byte[] buffer, int length, Action consume)
+        private static void DigestWhileConsuming(FileDigest digest, Pending chunk, Action consume)
         {
-            Task hashing = Task.Run(() => fileHash.AppendData(buffer, 0, length));
+            if (!digest.NeedsContent)
+            {
+                digest.Append(chunk.Hash, null, chunk.Length);
+                consume();
+                return;
+            }
+
+            Task hashing = Task.Run(() => digest.Append(chunk.Hash, chunk.Buffer, chunk.Length));
             try
             {
                 consume();

@@ -192,7 +192,7 @@ namespace VmQuiesce.Core.Restore
                 target.Path,
                 target.File.Size,
                 UnixFiles.TryGetDataExtents(target.Path, target.File.Size)?.Sum(extent => extent.Length),
-                target.File.Sha256,
+                target.File.Digest,
                 target.Exists)).ToList();
             return new RestoreResult(plan.Point, plan.Request.Destination == null ? null : FullFolder(plan.Request.Destination), files, clock.Elapsed, revert, revertDetail);
         }

@@ -103,13 +103,13 @@ namespace VmQuiesce.Core.Restore
     /// <summary>One file a restore put back.</summary>
     public sealed class RestoredFile
     {
-        public RestoredFile(string relativePath, string path, long size, long? allocatedBytes, string sha256, bool replaced)
+        public RestoredFile(string relativePath, string path, long size, long? allocatedBytes, string digest, bool replaced)
         {
             RelativePath = relativePath;
             Path = path;
             Size = size;
             AllocatedBytes = allocatedBytes;
-            Sha256 = sha256;
+            Digest = digest;
             Replaced = replaced;
         }
 
@@ -124,8 +124,8 @@ namespace VmQuiesce.Core.Restore
         /// <summary>Disk space the file takes (holes excluded), where the platform can say.</summary>
         public long? AllocatedBytes { get; }
 
-        /// <summary>The whole-file SHA-256 checked while writing (before any revert).</summary>
-        public string Sha256 { get; }
+        /// <summary>The manifest's whole-file digest the written content matched (before any revert).</summary>
+        public string Digest { get; }
 
         /// <summary>True when an existing file was replaced.</summary>
         public bool Replaced { get; }

@@ -2,6 +2,7 @@ using System;
 using System.IO;
 using System.Linq;
 using System.Text;
+using System.Text.RegularExpressions;
 using System.Threading;
 using VmQuiesce.Core.Repository;
 using Xunit;
@@ -32,7 +33,7 @@ namespace VmQuiesce.Core.Tests.Repository
         }
 
         [Fact]
-        public void HolesCostNothingAndTheWholeFileHashIsWhatSha256sumPrints()
+        public void HolesCostNothingAndTheWholeFileDigestIsTheSha256OfTheChunkList()
         {
             using var fixture = new RepositoryFixture();
             string path = Path.Combine(fixture.Root, "sparse.img");
@@ -52,7 +53,8 @@ namespace VmQuiesce.Core.Tests.Repository
             Assert.NotNull(chunks[17]);
             Assert.NotNull(chunks[29]);
             Assert.NotNull(chunks[30]);
-            Assert.Equal(RepositoryFixture.Sha256Of(path), point.Files.Single().Sha256);
+            Assert.Equal(FileDigestKind.ChunkListSha256, point.Files.Single().DigestKind);
+            Assert.Equal(RepositoryFixture.ChunkListDigestOf(path), point.Files.Single().Digest);
             Assert.Equal(40L * Chunk, point.Size);
         }
 
@@ -139,12 +141,44 @@ namespace VmQuiesce.Core.Tests.Repository
         }
 
         [Fact]
+        public void ASchemaOneManifestWithAContentSha256StillVerifiesAndReads()
+        {
+            using var fixture = new RepositoryFixture();
+            byte[] content = RepositoryFixture.Concat(new byte[2 * Chunk], RepositoryFixture.Random(Chunk + 7, 21));
+            string path = fixture.WriteFile("old.img", content);
+            RestorePoint point = fixture.BackUp("vm1", path);
+            string manifest = Path.Combine(fixture.RepositoryPath, "points", point.Id + ".json");
+            string text = File.ReadAllText(manifest);
+            string schemaOne = Regex.Replace(text, "\"schemaVersion\":\\s*2", "\"schemaVersion\": 1")
+                .Replace("\"chunkListSha256\"", "\"sha256\"", StringComparison.Ordinal)
+                .Replace(point.Files[0].Digest, RepositoryFixture.Sha256Of(path), StringComparison.Ordinal);
+            Assert.NotEqual(text, schemaOne);
+            File.WriteAllText(manifest, schemaOne);
+
+            RestorePoint old = fixture.Repository.GetRestorePoint(point.Id);
+            Assert.Equal(FileDigestKind.ContentSha256, old.Files[0].DigestKind);
+            Assert.True(fixture.Repository.Verify(old, CancellationToken.None).IsValid);
+            var rebuilt = new byte[content.Length];
+            new RestorePointReader(fixture.Repository, old).Read(old.Files[0], (offset, data, length) =>
+            {
+                if (data != null)
+                {
+                    Array.Copy(data, 0, rebuilt, offset, length);
+                }
+            }, CancellationToken.None);
+            Assert.Equal(content, rebuilt);
+
+            File.WriteAllText(manifest, schemaOne.Replace(RepositoryFixture.Sha256Of(path), new string('0', 64), StringComparison.Ordinal));
+            Assert.Equal(new[] { "old.img" }, fixture.Repository.Verify(fixture.Repository.GetRestorePoint(point.Id), CancellationToken.None).FileHashMismatches);
+        }
+
+        [Fact]
         public void VerifyCatchesAManifestWhoseWholeFileHashDiffers()
         {
             using var fixture = new RepositoryFixture();
             RestorePoint point = fixture.BackUp("vm1", fixture.WriteFile("disk.img", RepositoryFixture.Random(Chunk + 1, 12)));
             string manifest = Path.Combine(fixture.RepositoryPath, "points", point.Id + ".json");
-            File.WriteAllText(manifest, File.ReadAllText(manifest).Replace(point.Files[0].Sha256, new string('0', 64)));
+            File.WriteAllText(manifest, File.ReadAllText(manifest).Replace(point.Files[0].Digest, new string('0', 64)));
 
             RestorePointVerification result = fixture.Repository.Verify(fixture.Repository.GetRestorePoint(point.Id), CancellationToken.None);
 

@@ -45,6 +45,23 @@ namespace VmQuiesce.Core.Tests.Repository
             return ChunkStore.ToHex(sha.ComputeHash(file));
         }
 
+        /// <summary>
+        /// The schema-2 whole-file digest of a file, written from the format's definition independently of
+        /// the product: SHA-256 over each chunk's SHA-256 hex (or "zero") and a line feed.
+        /// </summary>
+        public static string ChunkListDigestOf(string path, int chunkSize = ChunkSize)
+        {
+            byte[] content = File.ReadAllBytes(path);
+            var list = new System.Text.StringBuilder();
+            for (int offset = 0; offset < content.Length; offset += chunkSize)
+            {
+                byte[] chunk = content.Skip(offset).Take(chunkSize).ToArray();
+                list.Append(chunk.All(b => b == 0) ? "zero" : Convert.ToHexString(SHA256.HashData(chunk)).ToLowerInvariant()).Append('\n');
+            }
+
+            return Convert.ToHexString(SHA256.HashData(System.Text.Encoding.ASCII.GetBytes(list.ToString()))).ToLowerInvariant();
+        }
+
         public string WriteFile(string name, byte[] content)
         {
             string path = Path.Combine(Root, name);
