@@ -77,6 +77,35 @@ namespace VmQuiesce.Core.Tests.Repository
         }
 
         [Fact]
+        public void TheEntropyEstimateSeesRandomDataAsIncompressibleAndMixedDataAsWorthATry()
+        {
+            byte[] random = RepositoryFixture.Random(4 << 20, 30);
+            byte[] halfZero = RepositoryFixture.Concat(new byte[2 << 20], RepositoryFixture.Random(2 << 20, 31));
+            byte[] text = Encoding.ASCII.GetBytes(string.Concat(Enumerable.Repeat("quiesce, snapshot, thaw. ", 1000)));
+
+            Assert.True(ChunkStore.LooksIncompressible(random, random.Length));
+            Assert.True(ChunkStore.LooksIncompressible(random, 700));
+            Assert.False(ChunkStore.LooksIncompressible(halfZero, halfZero.Length));
+            Assert.False(ChunkStore.LooksIncompressible(text, text.Length));
+        }
+
+        [Fact]
+        public void AChunkOfZerosAndRandomDataIsStoredCompressedAndReadsBack()
+        {
+            using var fixture = new RepositoryFixture();
+            byte[] content = RepositoryFixture.Concat(new byte[Chunk / 2], RepositoryFixture.Random(Chunk / 2, 32));
+            RestorePoint point = fixture.BackUp("vm1", fixture.WriteFile("half.img", content));
+
+            string hash = point.Files.Single().Chunks.Single()!;
+            byte[] stored = File.ReadAllBytes(fixture.Repository.Chunks.PathOf(hash));
+            Assert.Equal((byte)'D', stored[3]);
+            Assert.True(stored.Length < Chunk * 3 / 4, $"the chunk is stored in {stored.Length} bytes");
+            var buffer = new byte[Chunk];
+            Assert.Equal(Chunk, fixture.Repository.Chunks.Read(hash, buffer));
+            Assert.Equal(content, buffer);
+        }
+
+        [Fact]
         public void ASecondBackupStoresOnlyTheChangedChunks()
         {
             using var fixture = new RepositoryFixture();
