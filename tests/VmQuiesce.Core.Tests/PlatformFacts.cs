@@ -38,4 +38,16 @@ namespace VmQuiesce.Core.Tests
             }
         }
     }
+
+    /// <summary>A theory about Linux only (O_DIRECT), reported as skipped elsewhere.</summary>
+    public sealed class LinuxTheoryAttribute : TheoryAttribute
+    {
+        public LinuxTheoryAttribute()
+        {
+            if (!HostPlatform.IsLinux)
+            {
+                Skip = $"Linux only (this is {HostPlatform.Name}).";
+            }
+        }
+    }
 }

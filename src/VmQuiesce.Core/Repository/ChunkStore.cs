@@ -21,6 +21,10 @@ namespace VmQuiesce.Core.Repository
         internal const int HeaderLength = 4;
         internal const byte CodecRaw = (byte)'R';
         internal const byte CodecDeflate = (byte)'D';
+        internal const byte CodecZeroBlocks = (byte)'Z';
+
+        /// <summary>The block size of the zero-block codec: the file system's, so restores stay sparse.</summary>
+        internal const int ZeroBlockLength = 4096;
 
         /// <summary>Blocks sampled across a chunk to estimate its entropy, and their length.</summary>
         private const int SampleBlocks = 16;
@@ -109,14 +113,14 @@ namespace VmQuiesce.Core.Repository
                 return null;
             }
 
-            int compressedLength = TryCompress(data, length, scratch);
-            bool compressed = compressedLength > 0;
+            (byte codec, int encodedLength) = Encode(data, length, scratch);
+            bool encoded = codec != CodecRaw;
             string temp = Path.Combine(Path.GetDirectoryName(final)!, TempPrefix + hash + "." + Guid.NewGuid().ToString("N"));
-            Stream stream = _ops.CreateNew(temp);
+            Stream stream = _ops.CreateNewBulk(temp);
             try
             {
-                stream.Write(new byte[] { (byte)'V', (byte)'Q', (byte)'C', compressed ? CodecDeflate : CodecRaw }, 0, HeaderLength);
-                stream.Write(compressed ? scratch : data, 0, compressed ? compressedLength : length);
+                stream.Write(new byte[] { (byte)'V', (byte)'Q', (byte)'C', codec }, 0, HeaderLength);
+                stream.Write(encoded ? scratch : data, 0, encodedLength);
             }
             catch
             {
@@ -124,7 +128,7 @@ namespace VmQuiesce.Core.Repository
                 throw;
             }
 
-            return new PendingChunk(stream, temp, final, HeaderLength + (compressed ? compressedLength : length));
+            return new PendingChunk(stream, temp, final, HeaderLength + encodedLength);
         }
 
         /// <summary>
@@ -200,6 +204,8 @@ namespace VmQuiesce.Core.Repository
                         return length;
                     }
 
+                case CodecZeroBlocks:
+                    return ReadZeroBlocks(file, buffer);
                 default:
                     throw new InvalidDataException($"The chunk has the unknown codec '{(char)header[3]}'.");
             }
@@ -231,44 +237,153 @@ namespace VmQuiesce.Core.Repository
         }
 
         /// <summary>
-        /// Compresses into <paramref name="scratch"/> only when that pays: the chunk must look compressible
-        /// (see <see cref="LooksIncompressible"/>) and Deflate must save at least 1/8 of it. Returns the
-        /// compressed length, or 0 to store raw. Random or already compressed data, most of a disk image,
-        /// therefore costs a byte count over 64 KiB, not a pass of the compressor.
+        /// Chooses how to store a chunk, encoding into <paramref name="scratch"/> unless it is stored raw.
+        /// Content that looks compressible (see <see cref="LooksIncompressible"/>) is Deflated when that saves
+        /// 1/8. Otherwise a chunk with at least 1/8 of its 4 KiB blocks all zero (free space inside a disk
+        /// image) drops those blocks (codec Z); else it is stored raw. Random data, most of an image, thus
+        /// costs a byte count, not a pass of the compressor.
         /// </summary>
-        private static int TryCompress(byte[] data, int length, byte[] scratch)
+        private static (byte Codec, int Length) Encode(byte[] data, int length, byte[] scratch)
         {
-            if (length < 512 || LooksIncompressible(data, length))
+            if (length >= 512 && !LooksIncompressible(data, length))
             {
-                return 0;
+                int compressed = Deflate(data, length, scratch);
+                if (compressed > 0 && compressed <= length - length / 8)
+                {
+                    return (CodecDeflate, compressed);
+                }
             }
 
-            int compressed = Deflate(data, length, scratch);
-            return compressed > 0 && compressed <= length - length / 8 ? compressed : 0;
+            int zeroBlocks = 0;
+            int fullBlocks = length / ZeroBlockLength;
+            for (int block = 0; block < fullBlocks; block++)
+            {
+                if (IsZeroBlock(data, block))
+                {
+                    zeroBlocks++;
+                }
+            }
+
+            return fullBlocks > 0 && zeroBlocks * 8 >= fullBlocks ? (CodecZeroBlocks, EncodeZeroBlocks(data, length, scratch)) : (CodecRaw, length);
         }
 
         /// <summary>
-        /// The order-0 entropy of 16 blocks of 4 KiB spread over the chunk (all of it when shorter): a few
-        /// microseconds, where a trial compression of random data costs about a millisecond.
+        /// Codec Z's payload: the chunk length (4 bytes, little-endian), a bitmap with one bit per 4 KiB block
+        /// (1: stored; the last, partial block is always stored), then the stored blocks in order.
+        /// </summary>
+        private static int EncodeZeroBlocks(byte[] data, int length, byte[] scratch)
+        {
+            int blocks = (length + ZeroBlockLength - 1) / ZeroBlockLength;
+            int bitmapLength = (blocks + 7) / 8;
+            WriteInt32(scratch, 0, length);
+            Array.Clear(scratch, 4, bitmapLength);
+            int position = 4 + bitmapLength;
+            for (int block = 0; block < blocks; block++)
+            {
+                int offset = block * ZeroBlockLength;
+                int blockLength = Math.Min(ZeroBlockLength, length - offset);
+                if (blockLength < ZeroBlockLength || !IsZeroBlock(data, block))
+                {
+                    scratch[4 + (block / 8)] |= (byte)(1 << (block % 8));
+                    Buffer.BlockCopy(data, offset, scratch, position, blockLength);
+                    position += blockLength;
+                }
+            }
+
+            return position;
+        }
+
+        private int ReadZeroBlocks(Stream file, byte[] buffer)
+        {
+            var lengthBytes = new byte[4];
+            if (file.ReadFully(lengthBytes, 4) != 4)
+            {
+                throw new InvalidDataException("The zero-block chunk has no length.");
+            }
+
+            int length = lengthBytes[0] | (lengthBytes[1] << 8) | (lengthBytes[2] << 16) | (lengthBytes[3] << 24);
+            if (length <= 0 || length > ChunkSize)
+            {
+                throw new InvalidDataException($"The zero-block chunk says it holds {length} bytes; the chunk size is {ChunkSize}.");
+            }
+
+            int blocks = (length + ZeroBlockLength - 1) / ZeroBlockLength;
+            var bitmap = new byte[(blocks + 7) / 8];
+            if (file.ReadFully(bitmap, bitmap.Length) != bitmap.Length)
+            {
+                throw new InvalidDataException("The zero-block chunk's bitmap is cut short.");
+            }
+
+            for (int block = 0; block < blocks; block++)
+            {
+                int offset = block * ZeroBlockLength;
+                int blockLength = Math.Min(ZeroBlockLength, length - offset);
+                if ((bitmap[block / 8] & (1 << (block % 8))) == 0)
+                {
+                    Array.Clear(buffer, offset, blockLength);
+                }
+                else if (file.ReadFully(buffer, offset, blockLength) != blockLength)
+                {
+                    throw new InvalidDataException("The zero-block chunk is shorter than its bitmap says.");
+                }
+            }
+
+            if (file.ReadByte() >= 0)
+            {
+                throw new InvalidDataException("The zero-block chunk is longer than its bitmap says.");
+            }
+
+            return length;
+        }
+
+        private static void WriteInt32(byte[] target, int offset, int value)
+        {
+            for (int i = 0; i < 4; i++)
+            {
+                target[offset + i] = (byte)(value >> (8 * i));
+            }
+        }
+
+        private static unsafe bool IsZeroBlock(byte[] data, int block)
+        {
+            fixed (byte* start = &data[block * ZeroBlockLength])
+            {
+                ulong* words = (ulong*)start;
+                for (int i = 0; i < ZeroBlockLength / 8; i++)
+                {
+                    if (words[i] != 0)
+                    {
+                        return false;
+                    }
+                }
+            }
+
+            return true;
+        }
+
+        /// <summary>
+        /// The order-0 entropy of up to 16 blocks of 4 KiB spread over the chunk, all-zero blocks left out
+        /// (they are the zero-block codec's business): a few microseconds, where compressing a random chunk
+        /// costs milliseconds. False when every sampled block is zero.
         /// </summary>
         internal static bool LooksIncompressible(byte[] data, int length)
         {
             var counts = new int[256];
+            int pieces = Math.Min(SampleBlocks, (length + SampleBlockLength - 1) / SampleBlockLength);
+            // Short data is read block after block; longer data in blocks spread evenly, the last at its end.
+            long stride = length <= SampleBlocks * SampleBlockLength ? SampleBlockLength : (length - SampleBlockLength) / (SampleBlocks - 1);
             int sampled = 0;
-            if (length <= SampleBlocks * SampleBlockLength)
+            for (int piece = 0; piece < pieces; piece++)
             {
-                Count(counts, data, 0, length);
-                sampled = length;
-            }
-            else
-            {
-                long stride = (length - SampleBlockLength) / (SampleBlocks - 1);
-                for (int block = 0; block < SampleBlocks; block++)
+                int offset = (int)(piece * stride);
+                int pieceLength = Math.Min(SampleBlockLength, length - offset);
+                if (data[offset] == 0 && IsZero(data, offset, pieceLength))
                 {
-                    Count(counts, data, (int)(block * stride), SampleBlockLength);
+                    continue;
                 }
 
-                sampled = SampleBlocks * SampleBlockLength;
+                Count(counts, data, offset, pieceLength);
+                sampled += pieceLength;
             }
 
             double bits = 0;
@@ -281,7 +396,20 @@ namespace VmQuiesce.Core.Repository
                 }
             }
 
-            return bits > IncompressibleBitsPerByte;
+            return sampled > 0 && bits > IncompressibleBitsPerByte;
+        }
+
+        private static bool IsZero(byte[] data, int offset, int length)
+        {
+            for (int i = offset; i < offset + length; i++)
+            {
+                if (data[i] != 0)
+                {
+                    return false;
+                }
+            }
+
+            return true;
         }
 
         private static void Count(int[] counts, byte[] data, int offset, int length)

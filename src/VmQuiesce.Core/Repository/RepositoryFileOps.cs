@@ -12,8 +12,13 @@ namespace VmQuiesce.Core.Repository
         public static readonly RepositoryFileOps Real = new RepositoryFileOps();
 
         /// <summary>Creates a new file that must not exist yet (temp names are unique).</summary>
-        public virtual Stream CreateNew(string path) =>
-            new FileStream(path, FileMode.CreateNew, FileAccess.Write, FileShare.None, bufferSize: 1, FileOptions.None);
+        public virtual Stream CreateNew(string path) => OpenNew(path);
+
+        /// <summary>
+        /// Creates a new write-once file of bulk data (a chunk): past the page cache where the platform and
+        /// file system allow (see <see cref="DirectFileStream"/>), else like <see cref="CreateNew"/>.
+        /// </summary>
+        public virtual Stream CreateNewBulk(string path) => DirectFileStream.TryCreateNew(path) ?? OpenNew(path);
 
         /// <summary>Makes the written bytes durable before the rename publishes them.</summary>
         public virtual void FlushToDisk(Stream stream)
@@ -60,6 +65,9 @@ namespace VmQuiesce.Core.Repository
         }
 
         public virtual void Delete(string path) => File.Delete(path);
+
+        private static Stream OpenNew(string path) =>
+            new FileStream(path, FileMode.CreateNew, FileAccess.Write, FileShare.None, bufferSize: 1, FileOptions.None);
 
         public virtual void SyncDirectory(string directory) => UnixFiles.SyncDirectory(directory);
     }

@@ -83,26 +83,55 @@ namespace VmQuiesce.Core.Tests.Repository
             byte[] halfZero = RepositoryFixture.Concat(new byte[2 << 20], RepositoryFixture.Random(2 << 20, 31));
             byte[] text = Encoding.ASCII.GetBytes(string.Concat(Enumerable.Repeat("quiesce, snapshot, thaw. ", 1000)));
 
+            byte[] textAndZeros = RepositoryFixture.Concat(new byte[2 << 20], text);
+
             Assert.True(ChunkStore.LooksIncompressible(random, random.Length));
             Assert.True(ChunkStore.LooksIncompressible(random, 700));
-            Assert.False(ChunkStore.LooksIncompressible(halfZero, halfZero.Length));
+            Assert.True(ChunkStore.LooksIncompressible(random, 5000));
+            Assert.True(ChunkStore.LooksIncompressible(halfZero, halfZero.Length));
             Assert.False(ChunkStore.LooksIncompressible(text, text.Length));
+            Assert.False(ChunkStore.LooksIncompressible(textAndZeros, textAndZeros.Length));
+            Assert.False(ChunkStore.LooksIncompressible(new byte[8192], 8192));
         }
 
-        [Fact]
-        public void AChunkOfZerosAndRandomDataIsStoredCompressedAndReadsBack()
+        [Theory]
+        [InlineData(0)]
+        [InlineData(1000)]
+        public void AChunkOfZeroBlocksAndRandomDataDropsTheZeroBlocksAndReadsBack(int shorter)
         {
             using var fixture = new RepositoryFixture();
-            byte[] content = RepositoryFixture.Concat(new byte[Chunk / 2], RepositoryFixture.Random(Chunk / 2, 32));
+            int length = Chunk - shorter;
+            byte[] content = RepositoryFixture.Random(length, 32);
+            Array.Clear(content, 0, Chunk / 2); // the first half: zero blocks
+            Array.Clear(content, Chunk / 2 + ChunkStore.ZeroBlockLength, ChunkStore.ZeroBlockLength); // one more, between data
+            Array.Clear(content, length - 100, 100); // a zero tail inside a data block stays
             RestorePoint point = fixture.BackUp("vm1", fixture.WriteFile("half.img", content));
 
             string hash = point.Files.Single().Chunks.Single()!;
             byte[] stored = File.ReadAllBytes(fixture.Repository.Chunks.PathOf(hash));
-            Assert.Equal((byte)'D', stored[3]);
-            Assert.True(stored.Length < Chunk * 3 / 4, $"the chunk is stored in {stored.Length} bytes");
+            Assert.Equal((byte)'Z', stored[3]);
+            int blocks = (length + ChunkStore.ZeroBlockLength - 1) / ChunkStore.ZeroBlockLength;
+            int zeroBlocks = (Chunk / 2 / ChunkStore.ZeroBlockLength) + 1;
+            Assert.Equal(ChunkStore.HeaderLength + 4 + ((blocks + 7) / 8) + length - (zeroBlocks * ChunkStore.ZeroBlockLength), stored.Length);
             var buffer = new byte[Chunk];
-            Assert.Equal(Chunk, fixture.Repository.Chunks.Read(hash, buffer));
-            Assert.Equal(content, buffer);
+            Assert.Equal(length, fixture.Repository.Chunks.Read(hash, buffer));
+            Assert.Equal(content, buffer.Take(length).ToArray());
+            Assert.True(fixture.Repository.Verify(point, CancellationToken.None).IsValid);
+        }
+
+        [Fact]
+        public void AZeroBlockChunkCutShortIsDamaged()
+        {
+            using var fixture = new RepositoryFixture();
+            byte[] content = RepositoryFixture.Random(Chunk, 33);
+            Array.Clear(content, 0, Chunk / 2);
+            RestorePoint point = fixture.BackUp("vm1", fixture.WriteFile("half.img", content));
+            string path = fixture.Repository.Chunks.PathOf(point.Files.Single().Chunks.Single()!);
+            byte[] stored = File.ReadAllBytes(path);
+            File.WriteAllBytes(path, stored.Take(stored.Length - 1).ToArray());
+
+            Assert.Throws<InvalidDataException>(() => fixture.Repository.Chunks.Read(point.Files.Single().Chunks.Single()!, new byte[Chunk]));
+            Assert.False(fixture.Repository.Verify(point, CancellationToken.None).IsValid);
         }
 
         [Fact]

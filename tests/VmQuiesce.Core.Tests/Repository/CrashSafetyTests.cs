@@ -85,6 +85,12 @@ namespace VmQuiesce.Core.Tests.Repository
                 return new CrashingStream(base.CreateNew(path), this);
             }
 
+            public override Stream CreateNewBulk(string path)
+            {
+                Step();
+                return new CrashingStream(base.CreateNewBulk(path), this);
+            }
+
             public override void FlushToDisk(Stream stream)
             {
                 Step();

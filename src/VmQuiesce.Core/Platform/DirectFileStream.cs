@@ -1,0 +1,241 @@
+using System;
+using System.Collections.Concurrent;
+using System.ComponentModel;
+using System.IO;
+using System.Runtime.InteropServices;
+
+namespace VmQuiesce.Core.Platform
+{
+    /// <summary>
+    /// A new file written past the page cache (Linux O_DIRECT): bytes go from an aligned staging buffer
+    /// straight to the disk. A backup then neither copies every byte into the page cache (where fresh pages
+    /// are the dearest part of a write, and dearer still in a VM whose freed memory went back to the
+    /// host) nor evicts what the host's running VMs have cached. Write-only and sequential; <see cref="Flush"/>
+    /// writes the tail (padded to a block, then truncated to the real length) and makes the file durable.
+    /// </summary>
+    internal sealed class DirectFileStream : Stream
+    {
+        /// <summary>O_DIRECT wants buffer, offset and length aligned to the logical block: 4096 covers 512 too.</summary>
+        internal const int Alignment = 4096;
+
+        /// <summary>Bytes per write call: large enough that the disk, not the call, sets the pace.</summary>
+        internal const int StagingLength = 1 << 20;
+
+        private const int OpenWriteOnly = 0x1;
+        private const int OpenCreate = 0x40;
+        private const int OpenExclusive = 0x80;
+        private const int OpenCloseOnExec = 0x80000;
+        private const int InvalidArgument = 22; // EINVAL: this file system does not do O_DIRECT
+        private const int Interrupted = 4; // EINTR
+
+        /// <summary>Staging buffers kept for reuse; more are made while many files are open at once, then freed.</summary>
+        private const int PooledBuffers = 4;
+
+        private static readonly ConcurrentBag<StagingBuffer> s_staging = new ConcurrentBag<StagingBuffer>();
+
+        private int _fd;
+        private StagingBuffer? _buffer;
+        private int _staged;
+        private long _written;
+        private long _length;
+
+        private DirectFileStream(int fd)
+        {
+            _fd = fd;
+        }
+
+        public override bool CanRead => false;
+
+        public override bool CanSeek => false;
+
+        public override bool CanWrite => _fd >= 0;
+
+        public override long Length => _length;
+
+        public override long Position { get => _length; set => throw new NotSupportedException(); }
+
+        /// <summary>
+        /// Creates <paramref name="path"/>, which must not exist, for direct writing; null when this is not
+        /// Linux or its file system does not support O_DIRECT (the caller then writes through the page cache).
+        /// </summary>
+        public static DirectFileStream? TryCreateNew(string path)
+        {
+            // 64-bit only: off_t is then 64 bits in pwrite and ftruncate.
+            if (!HostPlatform.IsLinux || !Environment.Is64BitProcess)
+            {
+                return null;
+            }
+
+            int flags = OpenWriteOnly | OpenCreate | OpenExclusive | OpenCloseOnExec | DirectFlag();
+            int fd = open(System.Text.Encoding.UTF8.GetBytes(path + "\0"), flags, Convert.ToInt32("644", 8));
+            if (fd < 0)
+            {
+                int errno = Marshal.GetLastWin32Error();
+                if (errno == InvalidArgument)
+                {
+                    return null;
+                }
+
+                throw Failure("create", path, errno);
+            }
+
+            return new DirectFileStream(fd);
+        }
+
+        public override void Write(byte[] buffer, int offset, int count)
+        {
+            if (_fd < 0)
+            {
+                throw new ObjectDisposedException(nameof(DirectFileStream));
+            }
+
+            _buffer ??= s_staging.TryTake(out StagingBuffer? pooled) ? pooled : new StagingBuffer();
+            while (count > 0)
+            {
+                int take = Math.Min(count, StagingLength - _staged);
+                Marshal.Copy(buffer, offset, _buffer.Aligned + _staged, take);
+                _staged += take;
+                _length += take;
+                offset += take;
+                count -= take;
+                if (_staged == StagingLength)
+                {
+                    WriteStaged(StagingLength);
+                    _staged = 0;
+                }
+            }
+        }
+
+        /// <summary>Writes what is still staged, truncates the block padding away and syncs the data to disk.</summary>
+        public override void Flush()
+        {
+            if (_fd < 0)
+            {
+                throw new ObjectDisposedException(nameof(DirectFileStream));
+            }
+
+            if (_staged > 0)
+            {
+                int padded = (_staged + Alignment - 1) / Alignment * Alignment;
+                ZeroPadding(_buffer!.Aligned + _staged, padded - _staged);
+                WriteStaged(padded);
+                _staged = 0;
+                if (ftruncate(_fd, _length) != 0)
+                {
+                    throw Failure("truncate", null, Marshal.GetLastWin32Error());
+                }
+            }
+
+            ReleaseBuffer();
+            if (fdatasync(_fd) != 0)
+            {
+                throw Failure("sync", null, Marshal.GetLastWin32Error());
+            }
+        }
+
+        public override int Read(byte[] buffer, int offset, int count) => throw new NotSupportedException();
+
+        public override long Seek(long offset, SeekOrigin origin) => throw new NotSupportedException();
+
+        public override void SetLength(long value) => throw new NotSupportedException();
+
+        protected override void Dispose(bool disposing)
+        {
+            ReleaseBuffer();
+            if (_fd >= 0)
+            {
+                close(_fd);
+                _fd = -1;
+            }
+
+            base.Dispose(disposing);
+        }
+
+        private static int DirectFlag() => RuntimeInformation.ProcessArchitecture == Architecture.Arm64 ? 0x10000 : 0x4000;
+
+        private static unsafe void ZeroPadding(IntPtr start, int length)
+        {
+            byte* bytes = (byte*)start;
+            for (int i = 0; i < length; i++)
+            {
+                bytes[i] = 0;
+            }
+        }
+
+        private static IOException Failure(string what, string? path, int errno) =>
+            new IOException($"Could not {what} {(path == null ? "a chunk file" : $"'{path}'")} for direct writing: {new Win32Exception(errno).Message}.");
+
+        private void WriteStaged(int length)
+        {
+            int done = 0;
+            while (done < length)
+            {
+                long result = (long)pwrite(_fd, _buffer!.Aligned + done, (UIntPtr)(uint)(length - done), _written + done);
+                if (result < 0)
+                {
+                    int errno = Marshal.GetLastWin32Error();
+                    if (errno == Interrupted)
+                    {
+                        continue;
+                    }
+
+                    throw Failure("write", null, errno);
+                }
+
+                done += (int)result;
+            }
+
+            _written += length;
+        }
+
+        private void ReleaseBuffer()
+        {
+            if (_buffer == null)
+            {
+                return;
+            }
+
+            if (s_staging.Count < PooledBuffers)
+            {
+                s_staging.Add(_buffer);
+            }
+            else
+            {
+                _buffer.Free();
+            }
+
+            _buffer = null;
+        }
+
+        [DllImport("libc", SetLastError = true)]
+        private static extern int open(byte[] nullTerminatedUtf8Path, int flags, int mode);
+
+        [DllImport("libc", SetLastError = true)]
+        private static extern IntPtr pwrite(int fd, IntPtr buffer, UIntPtr count, long offset);
+
+        [DllImport("libc", SetLastError = true)]
+        private static extern int ftruncate(int fd, long length);
+
+        [DllImport("libc", SetLastError = true)]
+        private static extern int fdatasync(int fd);
+
+        [DllImport("libc", SetLastError = true)]
+        private static extern int close(int fd);
+
+        /// <summary>Native memory aligned for O_DIRECT.</summary>
+        private sealed class StagingBuffer
+        {
+            private readonly IntPtr _raw;
+
+            public StagingBuffer()
+            {
+                _raw = Marshal.AllocHGlobal(StagingLength + Alignment);
+                Aligned = new IntPtr((_raw.ToInt64() + Alignment - 1) / Alignment * Alignment);
+            }
+
+            public IntPtr Aligned { get; }
+
+            public void Free() => Marshal.FreeHGlobal(_raw);
+        }
+    }
+}
