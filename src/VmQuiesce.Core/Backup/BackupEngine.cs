@@ -65,7 +65,7 @@ namespace VmQuiesce.Core.Backup
         private readonly int _workers;
 
         public BackupEngine(BackupRepository repository)
-            : this(repository, Math.Max(2, Environment.ProcessorCount))
+            : this(repository, Math.Max(2, Environment.ProcessorCount) + 2)
         {
         }
 
@@ -280,7 +280,7 @@ namespace VmQuiesce.Core.Backup
                 _chunkSize = chunkSize;
 
                 // Enough buffers to keep every worker busy while the reader fills one.
-                int buffers = workers + 2;
+                int buffers = workers + 1;
                 for (int i = 0; i < buffers; i++)
                 {
                     _pool.Add(new byte[chunkSize]);
