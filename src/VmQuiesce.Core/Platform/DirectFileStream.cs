@@ -10,8 +10,9 @@ namespace VmQuiesce.Core.Platform
     /// A new file written past the page cache (Linux O_DIRECT): bytes go from an aligned staging buffer
     /// straight to the disk. A backup then neither copies every byte into the page cache (where fresh pages
     /// are the dearest part of a write, and dearer still in a VM whose freed memory went back to the
-    /// host) nor evicts what the host's running VMs have cached. Write-only and sequential; <see cref="Flush"/>
-    /// writes the tail (padded to a block, then truncated to the real length) and makes the file durable.
+    /// host) nor evicts what the host's running VMs have cached. Write-only; it may seek forward to a block
+    /// boundary (leaving a hole), so only the end of the file may be unaligned. <see cref="Flush"/> writes the
+    /// tail (padded to a block, then truncated to the real length) and makes the file durable.
     /// </summary>
     internal sealed class DirectFileStream : Stream
     {
@@ -35,9 +36,14 @@ namespace VmQuiesce.Core.Platform
 
         private int _fd;
         private StagingBuffer? _buffer;
+        /// <summary>Bytes in the staging buffer, which start at file offset <see cref="_stagedAt"/>.</summary>
         private int _staged;
-        private long _written;
+        private long _stagedAt;
+        private long _position;
         private long _length;
+
+        /// <summary>Where the last block written ends: past <see cref="_length"/> by the padding until truncated.</summary>
+        private long _writtenEnd;
 
         private DirectFileStream(int fd)
         {
@@ -46,13 +52,28 @@ namespace VmQuiesce.Core.Platform
 
         public override bool CanRead => false;
 
-        public override bool CanSeek => false;
+        public override bool CanSeek => _fd >= 0;
 
         public override bool CanWrite => _fd >= 0;
 
         public override long Length => _length;
 
-        public override long Position { get => _length; set => throw new NotSupportedException(); }
+        /// <summary>Settable forward only, to a multiple of <see cref="Alignment"/>; what is skipped reads as zeros.</summary>
+        public override long Position
+        {
+            get => _position;
+            set
+            {
+                if (value < _position || value % Alignment != 0)
+                {
+                    throw new ArgumentOutOfRangeException(nameof(value), value, $"A direct-write file seeks only forward, to a multiple of {Alignment} bytes (now at {_position}).");
+                }
+
+                WriteStagedPadded();
+                _position = value;
+                _stagedAt = value;
+            }
+        }
 
         /// <summary>
         /// Creates <paramref name="path"/>, which must not exist, for direct writing; null when this is not
@@ -95,13 +116,14 @@ namespace VmQuiesce.Core.Platform
                 int take = Math.Min(count, StagingLength - _staged);
                 Marshal.Copy(buffer, offset, _buffer.Aligned + _staged, take);
                 _staged += take;
-                _length += take;
+                _position += take;
+                _length = Math.Max(_length, _position);
                 offset += take;
                 count -= take;
                 if (_staged == StagingLength)
                 {
-                    WriteStaged(StagingLength);
-                    _staged = 0;
+                    WriteStagedPadded();
+                    _stagedAt = _position;
                 }
             }
         }
@@ -114,16 +136,10 @@ namespace VmQuiesce.Core.Platform
                 throw new ObjectDisposedException(nameof(DirectFileStream));
             }
 
-            if (_staged > 0)
+            WriteStagedPadded();
+            if (_writtenEnd != _length)
             {
-                int padded = (_staged + Alignment - 1) / Alignment * Alignment;
-                ZeroPadding(_buffer!.Aligned + _staged, padded - _staged);
-                WriteStaged(padded);
-                _staged = 0;
-                if (ftruncate(_fd, _length) != 0)
-                {
-                    throw Failure("truncate", null, Marshal.GetLastWin32Error());
-                }
+                Truncate(_length);
             }
 
             ReleaseBuffer();
@@ -137,7 +153,13 @@ namespace VmQuiesce.Core.Platform
 
         public override long Seek(long offset, SeekOrigin origin) => throw new NotSupportedException();
 
-        public override void SetLength(long value) => throw new NotSupportedException();
+        /// <summary>Sets the file's length, to extend it with a hole or cut off the padding of its last block.</summary>
+        public override void SetLength(long value)
+        {
+            WriteStagedPadded();
+            Truncate(value);
+            _length = value;
+        }
 
         protected override void Dispose(bool disposing)
         {
@@ -165,12 +187,20 @@ namespace VmQuiesce.Core.Platform
         private static IOException Failure(string what, string? path, int errno) =>
             new IOException($"Could not {what} {(path == null ? "a chunk file" : $"'{path}'")} for direct writing: {new Win32Exception(errno).Message}.");
 
-        private void WriteStaged(int length)
+        /// <summary>Writes the staged bytes, their last block padded with zeros, and empties the staging buffer.</summary>
+        private void WriteStagedPadded()
         {
+            if (_staged == 0)
+            {
+                return;
+            }
+
+            int length = (_staged + Alignment - 1) / Alignment * Alignment;
+            ZeroPadding(_buffer!.Aligned + _staged, length - _staged);
             int done = 0;
             while (done < length)
             {
-                long result = (long)pwrite(_fd, _buffer!.Aligned + done, (UIntPtr)(uint)(length - done), _written + done);
+                long result = (long)pwrite(_fd, _buffer.Aligned + done, (UIntPtr)(uint)(length - done), _stagedAt + done);
                 if (result < 0)
                 {
                     int errno = Marshal.GetLastWin32Error();
@@ -185,7 +215,18 @@ namespace VmQuiesce.Core.Platform
                 done += (int)result;
             }
 
-            _written += length;
+            _staged = 0;
+            _writtenEnd = Math.Max(_writtenEnd, _stagedAt + length);
+        }
+
+        private void Truncate(long length)
+        {
+            if (ftruncate(_fd, length) != 0)
+            {
+                throw Failure("truncate", null, Marshal.GetLastWin32Error());
+            }
+
+            _writtenEnd = length;
         }
 
         private void ReleaseBuffer()

@@ -132,7 +132,7 @@ namespace VmQuiesce.Core.Restore
                     RestoreTarget target = plan.Targets[i];
                     Directory.CreateDirectory(Path.GetDirectoryName(target.Path)!);
                     long fileStart = bytesDone;
-                    WriteSparse(reader, target.File, temps[i], done =>
+                    WriteSparse(_environment.Ops, reader, target.File, temps[i], done =>
                     {
                         bytesDone = fileStart + done;
                         progress?.Invoke(new RestoreProgress("Writing", target.Path, bytesDone, bytesTotal, clock.Elapsed));
@@ -276,11 +276,13 @@ namespace VmQuiesce.Core.Restore
 
         /// <summary>
         /// Writes the file from verified chunks, seeking over zero chunks and 4 KiB blocks of zeros so they
-        /// stay holes, then sets the length, and flushes to disk. The reader checks the whole-file SHA-256.
+        /// stay holes, then sets the length, and flushes to disk. The reader checks the whole-file digest.
+        /// With chunks a whole number of 4 KiB blocks, every write starts on a block boundary, so the file is
+        /// written past the page cache where the platform allows (<see cref="RepositoryFileOps.CreateNewBulk"/>).
         /// </summary>
-        private static void WriteSparse(RestorePointReader reader, RestorePointFile file, string temp, Action<long> written, CancellationToken cancel)
+        private static void WriteSparse(RepositoryFileOps ops, RestorePointReader reader, RestorePointFile file, string temp, Action<long> written, CancellationToken cancel)
         {
-            using var stream = new FileStream(temp, FileMode.CreateNew, FileAccess.Write, FileShare.None, bufferSize: 1, FileOptions.None);
+            using Stream stream = reader.Point.ChunkSize % HoleBlock == 0 ? ops.CreateNewBulk(temp) : ops.CreateNew(temp);
             var lastReport = DateTime.MinValue;
             reader.Read(file, (offset, buffer, length) =>
             {
@@ -296,10 +298,10 @@ namespace VmQuiesce.Core.Restore
                 }
             }, cancel);
             stream.SetLength(file.Size);
-            stream.Flush(flushToDisk: true);
+            ops.FlushToDisk(stream);
         }
 
-        private static void WriteDataRuns(FileStream stream, long offset, byte[] buffer, int length)
+        private static void WriteDataRuns(Stream stream, long offset, byte[] buffer, int length)
         {
             int position = 0;
             while (position < length)

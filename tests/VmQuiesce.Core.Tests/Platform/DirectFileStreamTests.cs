@@ -35,6 +35,47 @@ namespace VmQuiesce.Core.Tests.Platform
         }
 
         [LinuxFact]
+        public void SeeksForwardToBlocksLeavingHolesAndCutsThePaddingOfTheLastBlock()
+        {
+            using var fixture = new RepositoryFixture();
+            string path = Path.Combine(fixture.Root, "sparse.bin");
+            byte[] first = RepositoryFixture.Random(5000, 1);
+            byte[] second = RepositoryFixture.Random(DirectFileStream.StagingLength + 10, 2);
+            byte[] expected = new byte[(3L * DirectFileStream.StagingLength) + 123];
+            using (DirectFileStream stream = DirectFileStream.TryCreateNew(path)!)
+            {
+                stream.Write(first, 0, first.Length);
+                stream.Position = 2 * DirectFileStream.Alignment * 10;
+                stream.Write(second, 0, second.Length);
+                Assert.Throws<ArgumentOutOfRangeException>(() => stream.Position = 4096);
+                Assert.Throws<ArgumentOutOfRangeException>(() => stream.Position = stream.Position + 1);
+                stream.SetLength(expected.Length);
+                stream.Flush();
+            }
+
+            Array.Copy(first, 0, expected, 0, first.Length);
+            Array.Copy(second, 0, expected, 2 * DirectFileStream.Alignment * 10, second.Length);
+            Assert.Equal(expected, File.ReadAllBytes(path));
+        }
+
+        [LinuxFact]
+        public void AnUnalignedEndBeforeAForwardSeekIsCutToTheLastByteWritten()
+        {
+            using var fixture = new RepositoryFixture();
+            string path = Path.Combine(fixture.Root, "short.bin");
+            byte[] content = RepositoryFixture.Random(5000, 3);
+            using (DirectFileStream stream = DirectFileStream.TryCreateNew(path)!)
+            {
+                stream.Write(content, 0, 4096);
+                stream.Position = 4096; // no move: the next write continues the block
+                stream.Write(content, 4096, 904);
+                stream.Flush();
+            }
+
+            Assert.Equal(content, File.ReadAllBytes(path));
+        }
+
+        [LinuxFact]
         public void RefusesToReplaceAnExistingFile()
         {
             using var fixture = new RepositoryFixture();
