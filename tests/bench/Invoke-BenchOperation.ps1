@@ -12,7 +12,9 @@ param(
     [string] $Destination,
     [string] $QmpSocket,
     [string] $AgentSocket,
-    [int] $Count = 10
+    [int] $Count = 10,
+    # For a backup into a new repository: its chunk size (0: the default).
+    [int] $ChunkSize = 0
 )
 $ErrorActionPreference = 'Stop'
 # Progress rendering is the host's business, not the engine's: keep it out of the timings.
@@ -39,7 +41,9 @@ switch ($Operation) {
     'Backup' {
         $vm = [VmQuiesce.Core.Backup.StableFilesSource]::CreateVm('bench', [string[]] @($Image))
         $clock.Start()
-        $point = Invoke-VmQuiescedBackup -Vm $vm -Repository $Repository -Consistency Crash -Confirm:$false
+        $chunking = @{}
+        if ($ChunkSize -gt 0) { $chunking.ChunkSize = $ChunkSize }
+        $point = Invoke-VmQuiescedBackup -Vm $vm -Repository $Repository -Consistency Crash -Confirm:$false @chunking
         $clock.Stop()
         $result.id = $point.Id
         $result.storedBytes = $point.StoredBytes

@@ -100,6 +100,24 @@ Describe 'Invoke-VmQuiescedBackup' {
         $point | Should -Not -BeNullOrEmpty
     }
 
+    It 'makes a new repository with -ChunkSize, and refuses an existing one with another chunk size before backing up' {
+        $small = Join-Path $root 'small-chunks'
+        $point = Invoke-VmQuiescedBackup -Vm $web -Repository $small -Consistency Crash -ChunkSize 128KB
+        $point.ChunkSize | Should -Be 128KB
+        (Get-Content -Raw (Join-Path $small 'vmquiesce-repository.json') | ConvertFrom-Json).chunkSize | Should -Be 128KB
+        $point.Files[0].Chunks.Count | Should -Be 3
+
+        { Invoke-VmQuiescedBackup -Vm $web -Repository $small -Consistency Crash -ChunkSize 1MB } | Should -Throw -ErrorId 'RepositoryChunkSizeDiffers*'
+        @(Get-VmBackup -Repository $small).Count | Should -Be 1
+        (Invoke-VmQuiescedBackup -Vm $web -Repository $small -Consistency Crash).ChunkSize | Should -Be 128KB
+    }
+
+    It 'rejects a -ChunkSize that is not a whole number of 4 KiB blocks or out of range' {
+        { Invoke-VmQuiescedBackup -Vm $web -Repository (Join-Path $root 'odd') -ChunkSize 100000 } | Should -Throw -ErrorId 'InvalidChunkSize*'
+        { Invoke-VmQuiescedBackup -Vm $web -Repository (Join-Path $root 'odd') -ChunkSize 4KB } | Should -Throw -ErrorId 'ParameterArgumentValidationError*'
+        Test-Path (Join-Path $root 'odd') | Should -BeFalse
+    }
+
     It 'refuses a folder that holds something other than a repository' {
         $other = Join-Path $root 'not-a-repo'
         New-Item -ItemType Directory -Path $other | Out-Null

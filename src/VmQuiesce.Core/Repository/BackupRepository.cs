@@ -25,8 +25,11 @@ namespace VmQuiesce.Core.Repository
         internal const string MarkerName = "vmquiesce-repository.json";
         internal const string MarkerFormat = "VmQuiesceRepository";
         internal const string PointsFolderName = "points";
-        private const int MinChunkSize = 64 * 1024;
-        private const int MaxChunkSize = 64 * 1024 * 1024;
+        public const int MinChunkSize = 64 * 1024;
+        public const int MaxChunkSize = 64 * 1024 * 1024;
+
+        /// <summary>New repositories' chunks are whole 4 KiB blocks, so restores write them past the page cache and stay sparse.</summary>
+        public const int ChunkSizeStep = 4096;
         private static readonly Regex IdPattern = new Regex("^[0-9A-Za-z][0-9A-Za-z_.-]{0,127}$", RegexOptions.CultureInvariant);
 
         private readonly RepositoryFileOps _ops;
@@ -110,9 +113,9 @@ namespace VmQuiesce.Core.Repository
                 return Open(full, ops);
             }
 
-            if (chunkSize < MinChunkSize || chunkSize > MaxChunkSize)
+            if (chunkSize < MinChunkSize || chunkSize > MaxChunkSize || chunkSize % ChunkSizeStep != 0)
             {
-                throw new VmQuiesceException("InvalidChunkSize", FailureKind.InvalidArgument, $"The chunk size {chunkSize} is out of range; expected {MinChunkSize} to {MaxChunkSize} bytes.", chunkSize);
+                throw new VmQuiesceException("InvalidChunkSize", FailureKind.InvalidArgument, $"The chunk size {chunkSize} is out of range; expected a multiple of {ChunkSizeStep} from {MinChunkSize} to {MaxChunkSize} bytes.", chunkSize);
             }
 
             Directory.CreateDirectory(full);

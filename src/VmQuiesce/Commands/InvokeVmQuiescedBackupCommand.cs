@@ -75,8 +75,21 @@ namespace VmQuiesce.Commands
         [ValidateSet(nameof(VssBackupType.Copy), nameof(VssBackupType.Full))]
         public VssBackupType VssBackupType { get; set; } = VssBackupType.Copy;
 
+        /// <summary>
+        /// The chunk size of a repository this call creates (4 MiB unless given): smaller chunks store less
+        /// after scattered small changes, larger ones mean fewer files. An existing repository must match.
+        /// </summary>
+        [Parameter]
+        [ValidateRange(BackupRepository.MinChunkSize, BackupRepository.MaxChunkSize)]
+        public int ChunkSize { get; set; } = BackupRepository.DefaultChunkSize;
+
         protected override void BeginProcessing()
         {
+            if (ChunkSize % BackupRepository.ChunkSizeStep != 0)
+            {
+                ThrowInvalidArgument("InvalidChunkSize", $"-ChunkSize is {ChunkSize}; expected a multiple of {BackupRepository.ChunkSizeStep} bytes (4 KiB).", ChunkSize);
+            }
+
             if (FreezeTimeout <= TimeSpan.Zero || FreezeTimeout > TimeSpan.FromHours(1))
             {
                 ThrowInvalidArgument("InvalidFreezeTimeout", $"-FreezeTimeout is {FreezeTimeout}; expected more than 0 and at most 1 hour.", FreezeTimeout);
@@ -115,7 +128,15 @@ namespace VmQuiesce.Commands
             BackupRepository repository;
             try
             {
-                repository = BackupRepository.OpenOrCreate(GetUnresolvedProviderPathFromPSPath(Repository));
+                repository = BackupRepository.OpenOrCreate(GetUnresolvedProviderPathFromPSPath(Repository), ChunkSize);
+                if (MyInvocation.BoundParameters.ContainsKey(nameof(ChunkSize)) && repository.ChunkSize != ChunkSize)
+                {
+                    throw new VmQuiesceException("RepositoryChunkSizeDiffers", FailureKind.InvalidArgument,
+                        $"The repository '{repository.Path}' has chunk size {repository.ChunkSize}; -ChunkSize asks for {ChunkSize}. A repository keeps the chunk size it was made with.", Repository)
+                    {
+                        Remedy = "Leave out -ChunkSize to use the repository's, or give a new folder for a new repository.",
+                    };
+                }
             }
             catch (VmQuiesceException e)
             {
