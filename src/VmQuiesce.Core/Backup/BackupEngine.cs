@@ -380,7 +380,7 @@ namespace VmQuiesce.Core.Backup
                 foreach (Job job in _toStore.GetConsumingEnumerable(cancel))
                 {
                     byte[] data = job.Buffer;
-                    if (!IsAllZero(data, job.Length))
+                    if (!ZeroBytes.IsAllZero(data, 0, job.Length))
                     {
                         string hash = ChunkStore.Hash(sha, data, job.Length);
                         _chunkLists[job.FileIndex][job.ChunkIndex] = hash;
@@ -427,32 +427,6 @@ namespace VmQuiesce.Core.Backup
                 {
                     _store.Abandon(pending);
                 }
-            }
-
-            private static unsafe bool IsAllZero(byte[] data, int length)
-            {
-                fixed (byte* start = data)
-                {
-                    ulong* words = (ulong*)start;
-                    int count = length / 8;
-                    for (int i = 0; i < count; i++)
-                    {
-                        if (words[i] != 0)
-                        {
-                            return false;
-                        }
-                    }
-
-                    for (int i = count * 8; i < length; i++)
-                    {
-                        if (start[i] != 0)
-                        {
-                            return false;
-                        }
-                    }
-                }
-
-                return true;
             }
         }
 

@@ -258,7 +258,7 @@ namespace VmQuiesce.Core.Repository
             int fullBlocks = length / ZeroBlockLength;
             for (int block = 0; block < fullBlocks; block++)
             {
-                if (IsZeroBlock(data, block))
+                if (ZeroBytes.IsAllZero(data, block * ZeroBlockLength, ZeroBlockLength))
                 {
                     zeroBlocks++;
                 }
@@ -282,7 +282,7 @@ namespace VmQuiesce.Core.Repository
             {
                 int offset = block * ZeroBlockLength;
                 int blockLength = Math.Min(ZeroBlockLength, length - offset);
-                if (blockLength < ZeroBlockLength || !IsZeroBlock(data, block))
+                if (blockLength < ZeroBlockLength || !ZeroBytes.IsAllZero(data, block * ZeroBlockLength, ZeroBlockLength))
                 {
                     scratch[4 + (block / 8)] |= (byte)(1 << (block % 8));
                     Buffer.BlockCopy(data, offset, scratch, position, blockLength);
@@ -344,23 +344,6 @@ namespace VmQuiesce.Core.Repository
             }
         }
 
-        private static unsafe bool IsZeroBlock(byte[] data, int block)
-        {
-            fixed (byte* start = &data[block * ZeroBlockLength])
-            {
-                ulong* words = (ulong*)start;
-                for (int i = 0; i < ZeroBlockLength / 8; i++)
-                {
-                    if (words[i] != 0)
-                    {
-                        return false;
-                    }
-                }
-            }
-
-            return true;
-        }
-
         /// <summary>
         /// The order-0 entropy of up to 16 blocks of 4 KiB spread over the chunk, all-zero blocks left out
         /// (they are the zero-block codec's business): a few microseconds, where compressing a random chunk
@@ -377,7 +360,7 @@ namespace VmQuiesce.Core.Repository
             {
                 int offset = (int)(piece * stride);
                 int pieceLength = Math.Min(SampleBlockLength, length - offset);
-                if (data[offset] == 0 && IsZero(data, offset, pieceLength))
+                if (ZeroBytes.IsAllZero(data, offset, pieceLength))
                 {
                     continue;
                 }
@@ -397,19 +380,6 @@ namespace VmQuiesce.Core.Repository
             }
 
             return sampled > 0 && bits > IncompressibleBitsPerByte;
-        }
-
-        private static bool IsZero(byte[] data, int offset, int length)
-        {
-            for (int i = offset; i < offset + length; i++)
-            {
-                if (data[i] != 0)
-                {
-                    return false;
-                }
-            }
-
-            return true;
         }
 
         private static void Count(int[] counts, byte[] data, int offset, int length)

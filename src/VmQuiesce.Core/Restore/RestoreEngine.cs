@@ -306,13 +306,13 @@ namespace VmQuiesce.Core.Restore
             int position = 0;
             while (position < length)
             {
-                while (position < length && IsZeroBlock(buffer, position, Math.Min(HoleBlock, length - position)))
+                while (position < length && ZeroBytes.IsAllZero(buffer, position, Math.Min(HoleBlock, length - position)))
                 {
                     position += HoleBlock;
                 }
 
                 int start = position;
-                while (position < length && !IsZeroBlock(buffer, position, Math.Min(HoleBlock, length - position)))
+                while (position < length && !ZeroBytes.IsAllZero(buffer, position, Math.Min(HoleBlock, length - position)))
                 {
                     position += HoleBlock;
                 }
@@ -324,32 +324,6 @@ namespace VmQuiesce.Core.Restore
                     stream.Write(buffer, start, end - start);
                 }
             }
-        }
-
-        private static unsafe bool IsZeroBlock(byte[] buffer, int offset, int count)
-        {
-            fixed (byte* start = &buffer[offset])
-            {
-                ulong* words = (ulong*)start;
-                int wordCount = count / sizeof(ulong);
-                for (int i = 0; i < wordCount; i++)
-                {
-                    if (words[i] != 0)
-                    {
-                        return false;
-                    }
-                }
-
-                for (int i = wordCount * sizeof(ulong); i < count; i++)
-                {
-                    if (start[i] != 0)
-                    {
-                        return false;
-                    }
-                }
-            }
-
-            return true;
         }
 
         /// <summary>
