@@ -181,7 +181,7 @@ namespace VmQuiesce.Core.Backup
             long total = sizes.Sum();
             var chunkLists = sizes.Select(size => new string?[(size + chunkSize - 1) / chunkSize]).ToArray();
             progress?.Report(new BackupProgress(vm, "Copying", 0, total, clock.Elapsed));
-            var copy = new CopyRun(_repository.Chunks, chunkLists, _workers, chunkSize);
+            var copy = new CopyRun(_repository.Chunks, viewFiles, chunkLists, _workers, chunkSize);
             using var stop = CancellationTokenSource.CreateLinkedTokenSource(cancel);
             var workers = Enumerable.Range(0, _workers)
                 .Select(_ => Task.Factory.StartNew(() => copy.Guard(stop, () => copy.StoreChunks(stop.Token)), CancellationToken.None, TaskCreationOptions.LongRunning, TaskScheduler.Default))
@@ -196,7 +196,7 @@ namespace VmQuiesce.Core.Backup
                 {
                     for (int f = 0; f < viewFiles.Count; f++)
                     {
-                        copy.ReadFile(f, viewFiles[f], sizes[f], stop.Token, () =>
+                        copy.DispatchFile(f, sizes[f], stop.Token, () =>
                         {
                             if (progress != null && clock.Elapsed - lastReport >= ProgressInterval)
                             {
@@ -208,7 +208,7 @@ namespace VmQuiesce.Core.Backup
                 }
                 finally
                 {
-                    copy.FinishReading();
+                    copy.FinishDispatching();
                 }
             });
             Task.WaitAll(workers);
@@ -256,16 +256,17 @@ namespace VmQuiesce.Core.Backup
         }
 
         /// <summary>
-        /// One copy: the calling thread reads, the workers hash, deduplicate and write chunks, and the
-        /// flushers make them durable and publish them. A chunk's buffer returns to the pool when its worker
-        /// is done with it.
+        /// One copy: the calling thread finds the chunks that hold data, each worker reads a chunk into its own
+        /// buffer, hashes it while it is still in the CPU cache, deduplicates and writes it, and the flushers
+        /// make the chunks durable and publish them. Reading is spread over the workers, so no single thread's
+        /// copying from the page cache sets the pace.
         /// </summary>
         private sealed class CopyRun
         {
             private readonly ChunkStore _store;
+            private readonly IReadOnlyList<ViewFile> _files;
             private readonly string?[][] _chunkLists;
             private readonly int _chunkSize;
-            private readonly BlockingCollection<byte[]> _pool = new BlockingCollection<byte[]>();
             private readonly BlockingCollection<Job> _toStore;
             private readonly BlockingCollection<PendingChunk> _toPublish;
             private readonly ConcurrentDictionary<string, bool> _seen = new ConcurrentDictionary<string, bool>(StringComparer.Ordinal);
@@ -273,20 +274,13 @@ namespace VmQuiesce.Core.Backup
             private long _bytesDone;
             private long _storedBytes;
 
-            public CopyRun(ChunkStore store, string?[][] chunkLists, int workers, int chunkSize)
+            public CopyRun(ChunkStore store, IReadOnlyList<ViewFile> files, string?[][] chunkLists, int workers, int chunkSize)
             {
                 _store = store;
+                _files = files;
                 _chunkLists = chunkLists;
                 _chunkSize = chunkSize;
-
-                // Enough buffers to keep every worker busy while the reader fills one.
-                int buffers = workers + 1;
-                for (int i = 0; i < buffers; i++)
-                {
-                    _pool.Add(new byte[chunkSize]);
-                }
-
-                _toStore = new BlockingCollection<Job>(buffers);
+                _toStore = new BlockingCollection<Job>(2 * workers);
                 _toPublish = new BlockingCollection<PendingChunk>(2 * Flushers);
             }
 
@@ -324,14 +318,18 @@ namespace VmQuiesce.Core.Backup
                 }
             }
 
-            public void FinishReading() => _toStore.CompleteAdding();
+            public void FinishDispatching() => _toStore.CompleteAdding();
 
-            public void ReadFile(int fileIndex, ViewFile file, long size, CancellationToken cancel, Action chunkDone)
+            /// <summary>Queues the chunks of a file that hold data; holes are done at once.</summary>
+            public void DispatchFile(int fileIndex, long size, CancellationToken cancel, Action chunkDone)
             {
-                using Stream stream = DevicePathFile.OpenRead(file.ReadPath);
-                if (stream.Length != size)
+                ViewFile file = _files[fileIndex];
+                using (Stream stream = DevicePathFile.OpenRead(file.ReadPath))
                 {
-                    throw Changed(file);
+                    if (stream.Length != size)
+                    {
+                        throw Changed(file);
+                    }
                 }
 
                 IReadOnlyList<FileExtent>? extents = UnixFiles.TryGetDataExtents(file.ReadPath, size);
@@ -357,15 +355,7 @@ namespace VmQuiesce.Core.Backup
                         }
                     }
 
-                    byte[] buffer = _pool.Take(cancel);
-                    stream.Position = start;
-                    if (stream.ReadFully(buffer, length) != length)
-                    {
-                        _pool.Add(buffer);
-                        throw Changed(file);
-                    }
-
-                    _toStore.Add(new Job(fileIndex, i, buffer, length), cancel);
+                    _toStore.Add(new Job(fileIndex, i, start, length), cancel);
                     chunkDone();
                 }
             }
@@ -376,38 +366,64 @@ namespace VmQuiesce.Core.Backup
             public void StoreChunks(CancellationToken cancel)
             {
                 using SHA256 sha = SHA256.Create();
+                var data = new byte[_chunkSize];
                 byte[]? scratch = null;
-                foreach (Job job in _toStore.GetConsumingEnumerable(cancel))
+                Stream? source = null;
+                int sourceIndex = -1;
+                try
                 {
-                    byte[] data = job.Buffer;
-                    if (!ZeroBytes.IsAllZero(data, 0, job.Length))
+                    foreach (Job job in _toStore.GetConsumingEnumerable(cancel))
                     {
-                        string hash = ChunkStore.Hash(sha, data, job.Length);
-                        _chunkLists[job.FileIndex][job.ChunkIndex] = hash;
-
-                        // The first worker to see a hash in this run stores it; the rest only reference it.
-                        if (_seen.TryAdd(hash, true))
+                        if (job.FileIndex != sourceIndex)
                         {
-                            scratch ??= new byte[_chunkSize];
-                            PendingChunk? pending = _store.Write(hash, data, job.Length, scratch);
-                            if (pending != null)
+                            source?.Dispose();
+                            source = DevicePathFile.OpenRead(_files[job.FileIndex].ReadPath);
+                            sourceIndex = job.FileIndex;
+                        }
+
+                        source!.Position = job.Offset;
+                        if (source.ReadFully(data, job.Length) != job.Length)
+                        {
+                            throw Changed(_files[job.FileIndex]);
+                        }
+
+                        StoreChunk(job, data, sha, ref scratch, cancel);
+                    }
+                }
+                finally
+                {
+                    source?.Dispose();
+                }
+            }
+
+            private void StoreChunk(Job job, byte[] data, SHA256 sha, ref byte[]? scratch, CancellationToken cancel)
+            {
+                if (!ZeroBytes.IsAllZero(data, 0, job.Length))
+                {
+                    string hash = ChunkStore.Hash(sha, data, job.Length);
+                    _chunkLists[job.FileIndex][job.ChunkIndex] = hash;
+
+                    // The first worker to see a hash in this run stores it; the rest only reference it.
+                    if (_seen.TryAdd(hash, true))
+                    {
+                        scratch ??= new byte[_chunkSize];
+                        PendingChunk? pending = _store.Write(hash, data, job.Length, scratch);
+                        if (pending != null)
+                        {
+                            try
                             {
-                                try
-                                {
-                                    _toPublish.Add(pending, cancel);
-                                }
-                                catch
-                                {
-                                    _store.Abandon(pending);
-                                    throw;
-                                }
+                                _toPublish.Add(pending, cancel);
+                            }
+                            catch
+                            {
+                                _store.Abandon(pending);
+                                throw;
                             }
                         }
                     }
-
-                    Interlocked.Add(ref _bytesDone, job.Length);
-                    _pool.Add(data);
                 }
+
+                Interlocked.Add(ref _bytesDone, job.Length);
             }
 
             public void PublishChunks(CancellationToken cancel)
@@ -432,11 +448,11 @@ namespace VmQuiesce.Core.Backup
 
         private sealed class Job
         {
-            public Job(int fileIndex, int chunkIndex, byte[] buffer, int length)
+            public Job(int fileIndex, int chunkIndex, long offset, int length)
             {
                 FileIndex = fileIndex;
                 ChunkIndex = chunkIndex;
-                Buffer = buffer;
+                Offset = offset;
                 Length = length;
             }
 
@@ -444,7 +460,7 @@ namespace VmQuiesce.Core.Backup
 
             public int ChunkIndex { get; }
 
-            public byte[] Buffer { get; }
+            public long Offset { get; }
 
             public int Length { get; }
         }
