@@ -227,7 +227,7 @@ function New-BenchChart {
     #>
     param([Parameter(Mandatory)] [object] $Results, [Parameter(Mandatory)] [string] $Path)
     if (-not (Get-Command gnuplot -ErrorAction Ignore)) { return 'gnuplot is not installed (Debian: apt-get install gnuplot-nox)' }
-    $tools = @('VmQuiesce', 'cp --sparse=always', 'restic', 'borg', 'sha256sum')
+    $tools = @('VmQuiesce', 'cp --sparse=always', 'cp --sparse=always, memory warm', 'restic', 'borg', 'sha256sum')
     $operations = @($Results.figures | Where-Object { $_.PSObject.Properties['mibPerSecond'] } | ForEach-Object name | Select-Object -Unique)
     if (-not $operations) { return 'no figure has a throughput' }
     $data = [Text.StringBuilder]::new()
