@@ -28,7 +28,9 @@ namespace VmQuiesce.Core.Repository
                     $"The restore point '{point.Id}' has chunk size {point.ChunkSize}; its repository '{repository.Path}' uses {repository.ChunkSize}.", point.Id);
             }
 
-            _depth = Environment.ProcessorCount + 1;
+            // Chunks usually come from disk (they were written past the page cache): more reads in flight
+            // than cores keep the disk's queue full while the cores hash.
+            _depth = (2 * Environment.ProcessorCount) + 2;
         }
 
         public RestorePoint Point { get; }
