@@ -128,7 +128,10 @@ namespace VmQuiesce.Core.Sources
         /// <summary>File systems or writers that were quiesced.</summary>
         public IReadOnlyList<string> Frozen { get; }
 
-        /// <summary>Freeze returned to thaw returned.</summary>
+        /// <summary>
+        /// How long the guest was quiesced. GuestAgent: freeze returned to thaw returned. HostVss: how long
+        /// DoSnapshotSet took, inside which the writers freeze and thaw, so an upper bound. None: 0.
+        /// </summary>
         public double FrozenMilliseconds { get; }
 
         /// <summary>"GuestAgent", "HostVss", "None".</summary>
