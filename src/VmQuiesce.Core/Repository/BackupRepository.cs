@@ -8,7 +8,6 @@ using System.Security.Cryptography;
 using System.Text;
 using System.Text.RegularExpressions;
 using System.Threading;
-using System.Threading.Tasks;
 using VmQuiesce.Core.Json;
 
 namespace VmQuiesce.Core.Repository
@@ -220,18 +219,14 @@ namespace VmQuiesce.Core.Repository
         public RestorePointVerification Verify(RestorePoint point, CancellationToken cancel, Action<long>? bytesChecked = null)
         {
             var problems = new Dictionary<string, (string Problem, string Detail, List<string> Files)>(StringComparer.Ordinal);
-            var good = new ConcurrentDictionary<string, bool>(StringComparer.Ordinal);
             var broken = new List<string>();
             var mismatches = new List<string>();
-            int depth = Environment.ProcessorCount + 1;
-            var buffers = new Stack<byte[]>();
+            var reader = new ChunkReadAhead(this, point.ChunkSize, new ConcurrentDictionary<string, bool>(StringComparer.Ordinal));
             long chunks = 0;
             long bytes = 0;
             foreach (RestorePointFile file in point.Files)
             {
-                using var digest = new FileDigest(file.DigestKind);
-                bool fileBroken = false;
-                long expectedChunks = (file.Size + point.ChunkSize - 1) / point.ChunkSize;
+                long expectedChunks = ChunkReadAhead.ExpectedChunks(file.Size, point.ChunkSize);
                 if (file.Chunks.Count != expectedChunks)
                 {
                     Record(problems, "-", "Damaged", $"the manifest lists {file.Chunks.Count} chunks for {file.Size} bytes; expected {expectedChunks}", file.Path);
@@ -239,66 +234,24 @@ namespace VmQuiesce.Core.Repository
                     continue;
                 }
 
-                var window = new Queue<ChunkCheck>();
-                void Finish(ChunkCheck check)
+                using var digest = new FileDigest(file.DigestKind);
+                bool fileBroken = false;
+                reader.Read(file, chunk =>
                 {
                     chunks++;
-                    bytes += check.Length;
-                    if (check.Hash != null && check.Running!.Result is string failure)
+                    bytes += chunk.Length;
+                    if (chunk.Failure != null)
                     {
-                        Record(problems, check.Hash, check.Problem, failure, file.Path);
+                        Record(problems, chunk.Hash!, chunk.Missing ? "Missing" : "Damaged", chunk.Failure, file.Path);
                         fileBroken = true;
                     }
                     else if (!fileBroken)
                     {
-                        digest.Append(check.Hash, check.Buffer, check.Length);
-                    }
-
-                    if (check.Buffer != null)
-                    {
-                        buffers.Push(check.Buffer);
+                        digest.Append(chunk.Hash, chunk.Buffer, chunk.Length);
                     }
 
                     bytesChecked?.Invoke(bytes);
-                }
-
-                try
-                {
-                    for (int i = 0; i < file.Chunks.Count; i++)
-                    {
-                        cancel.ThrowIfCancellationRequested();
-                        while (window.Count >= depth)
-                        {
-                            Finish(window.Dequeue());
-                        }
-
-                        int length = (int)Math.Min(point.ChunkSize, file.Size - ((long)i * point.ChunkSize));
-                        var check = new ChunkCheck(file.Chunks[i], length);
-                        if (check.Hash != null)
-                        {
-                            check.Buffer = buffers.Count > 0 ? buffers.Pop() : new byte[ChunkSize];
-                            check.Running = Task.Run(() => CheckChunk(check, good));
-                        }
-
-                        window.Enqueue(check);
-                    }
-                }
-                finally
-                {
-                    // Let the chunks in flight finish before their buffers are reused or the call returns.
-                    while (window.Count > 0)
-                    {
-                        ChunkCheck check = window.Dequeue();
-                        if (cancel.IsCancellationRequested)
-                        {
-                            check.Running?.Wait();
-                        }
-                        else
-                        {
-                            Finish(check);
-                        }
-                    }
-                }
+                }, cancel);
 
                 if (fileBroken)
                 {
@@ -477,18 +430,6 @@ namespace VmQuiesce.Core.Repository
             }
         }
 
-        /// <summary>Null when the chunk is whole; otherwise what is wrong, with the check's Problem set to "Missing" or "Damaged".</summary>
-        private string? CheckChunk(ChunkCheck check, ConcurrentDictionary<string, bool> good)
-        {
-            string? failure = ReadVerifiedChunk(check.Hash!, check.Buffer!, check.Length, good, out bool missing);
-            if (missing)
-            {
-                check.Problem = "Missing";
-            }
-
-            return failure;
-        }
-
         /// <summary>
         /// Reads chunk <paramref name="hash"/> into <paramref name="buffer"/> and checks it decodes to
         /// <paramref name="expectedLength"/> bytes that hash to its name (once per hash when <paramref name="good"/>
@@ -535,26 +476,6 @@ namespace VmQuiesce.Core.Repository
             }
 
             return null;
-        }
-
-        /// <summary>One chunk of a file under verification: zero (no Hash) or being read and hashed.</summary>
-        private sealed class ChunkCheck
-        {
-            public ChunkCheck(string? hash, int length)
-            {
-                Hash = hash;
-                Length = length;
-            }
-
-            public string? Hash { get; }
-
-            public int Length { get; }
-
-            public byte[]? Buffer { get; set; }
-
-            public Task<string?>? Running { get; set; }
-
-            public string Problem { get; set; } = "Damaged";
         }
 
         private RestorePoint ReadManifest(string file)
