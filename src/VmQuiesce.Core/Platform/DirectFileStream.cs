@@ -88,7 +88,7 @@ namespace VmQuiesce.Core.Platform
             }
 
             int flags = OpenWriteOnly | OpenCreate | OpenExclusive | OpenCloseOnExec | DirectFlag();
-            int fd = open(System.Text.Encoding.UTF8.GetBytes(path + "\0"), flags, Convert.ToInt32("644", 8));
+            int fd = open(UnixFiles.NullTerminatedUtf8(path), flags, Convert.ToInt32("644", 8));
             if (fd < 0)
             {
                 int errno = Marshal.GetLastWin32Error();

@@ -129,7 +129,7 @@ namespace VmQuiesce.Core.Platform
                 return null;
             }
 
-            if (link(Utf8(from), Utf8(to)) == 0)
+            if (link(NullTerminatedUtf8(from), NullTerminatedUtf8(to)) == 0)
             {
                 return true;
             }
@@ -143,9 +143,10 @@ namespace VmQuiesce.Core.Platform
         [DllImport("libc", SetLastError = true)]
         private static extern int open(byte[] nullTerminatedUtf8Path, int flags);
 
-        private static int open(string path, int flags) => open(Utf8(path), flags);
+        private static int open(string path, int flags) => open(NullTerminatedUtf8(path), flags);
 
-        private static byte[] Utf8(string path) => System.Text.Encoding.UTF8.GetBytes(path + "\0");
+        /// <summary>A path as libc takes it.</summary>
+        internal static byte[] NullTerminatedUtf8(string path) => System.Text.Encoding.UTF8.GetBytes(path + "\0");
 
         [DllImport("libc", SetLastError = true)]
         private static extern long lseek(int fd, long offset, int whence);

@@ -9,6 +9,7 @@ using System.Text;
 using System.Text.RegularExpressions;
 using System.Threading;
 using VmQuiesce.Core.Json;
+using VmQuiesce.Core.Platform;
 
 namespace VmQuiesce.Core.Repository
 {
@@ -28,7 +29,7 @@ namespace VmQuiesce.Core.Repository
         public const int MaxChunkSize = 64 * 1024 * 1024;
 
         /// <summary>New repositories' chunks are whole 4 KiB blocks, so restores write them past the page cache and stay sparse.</summary>
-        public const int ChunkSizeStep = 4096;
+        public const int ChunkSizeStep = DirectFileStream.Alignment;
         private static readonly Regex IdPattern = new Regex("^[0-9A-Za-z][0-9A-Za-z_.-]{0,127}$", RegexOptions.CultureInvariant);
 
         private readonly RepositoryFileOps _ops;

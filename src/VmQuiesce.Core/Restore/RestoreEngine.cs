@@ -282,7 +282,7 @@ namespace VmQuiesce.Core.Restore
         /// </summary>
         private static void WriteSparse(RepositoryFileOps ops, RestorePointReader reader, RestorePointFile file, string temp, Action<long> written, CancellationToken cancel)
         {
-            using Stream stream = reader.Point.ChunkSize % HoleBlock == 0 ? ops.CreateNewBulk(temp) : ops.CreateNew(temp);
+            using Stream stream = reader.Point.ChunkSize % DirectFileStream.Alignment == 0 ? ops.CreateNewBulk(temp) : ops.CreateNew(temp);
             var lastReport = DateTime.MinValue;
             reader.Read(file, (offset, buffer, length) =>
             {
