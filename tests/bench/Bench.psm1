@@ -167,7 +167,8 @@ function Get-BenchMachine {
 function Format-BenchValue {
     param([double] $Value, [string] $Unit)
     switch ($Unit) {
-        's' { if ($Value -lt 1) { '{0:N0} ms' -f ($Value * 1000) } else { '{0:N2} s' -f $Value } }
+        # Decided after rounding, so 0.9996 s reads "1.00 s", not "1,000 ms".
+        's' { if ([math]::Round($Value * 1000) -lt 1000) { '{0:N0} ms' -f ($Value * 1000) } else { '{0:N2} s' -f $Value } }
         'ms' { '{0:N1} ms' -f $Value }
         'MiB' { '{0:N1} MiB' -f $Value }
         'MiB/s' { '{0:N0} MiB/s' -f $Value }

@@ -105,6 +105,12 @@ Describe 'The benchmark statistics and results writer' {
         (Get-BenchStats -Values 4, 1, 3, 2).Median | Should -Be 2.5
     }
 
+    It 'shows seconds under one as milliseconds, and switches to seconds where the rounding reaches 1000 ms' {
+        Format-BenchValue -Value 0.958 -Unit 's' | Should -Be ('{0:N0} ms' -f 958)
+        Format-BenchValue -Value 0.9996 -Unit 's' | Should -Be ('{0:N2} s' -f 1)
+        Format-BenchValue -Value 2.345 -Unit 's' | Should -Be ('{0:N2} s' -f 2.345)
+    }
+
     It 'writes figures, throughputs, reasons for what was not measured, and PASS/MISS per target' {
         $fast = New-BenchFigure -Name 'Full backup' -Tool 'VmQuiesce' -Unit 's' -Values 2, 4, 3 -Bytes 3GB
         $slow = New-BenchFigure -Name 'Full backup' -Tool 'borg' -Unit 's' -Values 6, 6, 6 -Bytes 3GB
