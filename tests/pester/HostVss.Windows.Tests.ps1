@@ -48,8 +48,9 @@ Describe 'HostVss on a real Windows host' {
             [Random]::new(42).NextBytes($before)
             [IO.File]::WriteAllBytes($path, $before)
 
+            $notes = [Collections.Generic.List[string]]::new()
             $source = [VmQuiesce.Core.Sources.WindowsVss.HostVssSource]::new('pester', $null, [string[]] @($path),
-                [VmQuiesce.Core.Sources.WindowsVss.VssBackupType]::Copy, $null, $null)
+                [VmQuiesce.Core.Sources.WindowsVss.VssBackupType]::Copy, $null, [Action[string]] { param($note) $notes.Add($note) })
             $view = $source.OpenConsistentView([VmQuiesce.Core.Sources.QuiesceOptions]::new(), [Threading.CancellationToken]::None)
 
             # Changed after the shadow copy: the copy must still hold the bytes from before.
@@ -57,6 +58,10 @@ Describe 'HostVss on a real Windows host' {
 
             $view.Reached | Should -Be 'FileSystem'
             $view.Quiesce.Method | Should -Be 'HostVss'
+            # Without a VM writer the window is the kernel's hold on writes, read from VSS's own records.
+            $view.Quiesce.FrozenMeasure | Should -Be 'VssHoldWritesEvents' -Because ($notes -join ' ')
+            $view.Quiesce.FrozenMilliseconds | Should -BeGreaterThan 0
+            $view.Quiesce.FrozenMilliseconds | Should -BeLessThan 10000
             $file = $view.Files[0]
             $file.RelativePath | Should -Be 'disk.bin'
             $file.ReadPath | Should -BeLike '\\?\GLOBALROOT\Device\HarddiskVolumeShadowCopy*\VmQuiesceVss-*\disk.bin'

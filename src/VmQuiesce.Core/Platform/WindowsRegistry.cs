@@ -1,4 +1,5 @@
 using System;
+using System.Collections.Generic;
 using System.Runtime.InteropServices;
 using System.Runtime.Versioning;
 using System.Text;
@@ -6,7 +7,7 @@ using System.Text;
 namespace VmQuiesce.Core.Platform
 {
     /// <summary>
-    /// Reads string values under HKEY_LOCAL_MACHINE through advapi32 directly: netstandard2.0 has no
+    /// Reads values under HKEY_LOCAL_MACHINE through advapi32 directly: netstandard2.0 has no
     /// registry API, and the Microsoft.Win32.Registry package would have to ship beside the module.
     /// </summary>
     [SupportedOSPlatform("windows")]
@@ -15,9 +16,13 @@ namespace VmQuiesce.Core.Platform
         private const int ErrorSuccess = 0;
         private const int ErrorFileNotFound = 2;
         private const int ErrorMoreData = 234;
+        private const int ErrorNoMoreItems = 259;
         private const int KeyQueryValue = 0x0001;
+        private const int KeyEnumerateSubKeys = 0x0008;
         private const int RegSz = 1;
         private const int RegExpandSz = 2;
+        private const int RegBinary = 3;
+        private const int MaxKeyNameLength = 255;
         // Sign-extended on 64-bit, as the Windows headers define it ((HKEY)(ULONG_PTR)(LONG)0x80000002).
         private static readonly IntPtr HKeyLocalMachine = new IntPtr(unchecked((int)0x80000002));
 
@@ -74,6 +79,93 @@ namespace VmQuiesce.Core.Platform
             }
         }
 
+        /// <summary>
+        /// The REG_BINARY values of every direct subkey of HKLM\<paramref name="subKey"/>, empty when the key
+        /// does not exist. Values written while this reads may be missed or seen twice, never torn.
+        /// </summary>
+        public static IReadOnlyList<(string SubKey, string Name, byte[] Data)> ReadLocalMachineBinaryValuesOfSubKeys(string subKey, View view)
+        {
+            var values = new List<(string, string, byte[])>();
+            int status = RegOpenKeyExW(HKeyLocalMachine, subKey, 0, KeyEnumerateSubKeys | (int)view, out IntPtr key);
+            if (status == ErrorFileNotFound)
+            {
+                return values;
+            }
+
+            ThrowOnError(status, subKey);
+            try
+            {
+                var name = new StringBuilder(MaxKeyNameLength + 1);
+                for (int index = 0; ; index++)
+                {
+                    int length = name.Capacity;
+                    status = RegEnumKeyExW(key, index, name, ref length, IntPtr.Zero, IntPtr.Zero, IntPtr.Zero, IntPtr.Zero);
+                    if (status == ErrorNoMoreItems)
+                    {
+                        return values;
+                    }
+
+                    ThrowOnError(status, subKey);
+                    string child = name.ToString(0, length);
+                    AddBinaryValues(key, child, subKey + "\\" + child, values);
+                }
+            }
+            finally
+            {
+                _ = RegCloseKey(key);
+            }
+        }
+
+        private static void AddBinaryValues(IntPtr parent, string child, string path, List<(string, string, byte[])> values)
+        {
+            int status = RegOpenKeyExW(parent, child, 0, KeyQueryValue, out IntPtr key);
+            if (status == ErrorFileNotFound)
+            {
+                return;
+            }
+
+            ThrowOnError(status, path);
+            try
+            {
+                status = RegQueryInfoKeyW(key, null, IntPtr.Zero, IntPtr.Zero, IntPtr.Zero, IntPtr.Zero, IntPtr.Zero,
+                    out int _, out int longestName, out int longestData, IntPtr.Zero, IntPtr.Zero);
+                ThrowOnError(status, path);
+                var name = new StringBuilder(longestName + 1);
+                var data = new byte[Math.Max(longestData, 1)];
+                for (int index = 0; ; index++)
+                {
+                    int nameLength = name.Capacity;
+                    int dataLength = data.Length;
+                    status = RegEnumValueW(key, index, name, ref nameLength, IntPtr.Zero, out int type, data, ref dataLength);
+                    if (status == ErrorMoreData)
+                    {
+                        // A longer value was written meanwhile: make room and read this index again.
+                        name.Capacity = Math.Max(name.Capacity, nameLength + 1) * 2;
+                        data = new byte[Math.Max(data.Length, dataLength) * 2];
+                        index--;
+                        continue;
+                    }
+
+                    if (status == ErrorNoMoreItems)
+                    {
+                        return;
+                    }
+
+                    ThrowOnError(status, path);
+                    if (type == RegBinary)
+                    {
+                        var copy = new byte[dataLength];
+                        Array.Copy(data, copy, dataLength);
+                        values.Add((child, name.ToString(0, nameLength), copy));
+                    }
+                }
+            }
+            finally
+            {
+                _ = RegCloseKey(key);
+            }
+        }
+
         private static void ThrowOnError(int status, string what)
         {
             if (status != ErrorSuccess)
@@ -88,6 +180,16 @@ namespace VmQuiesce.Core.Platform
 
         [DllImport("advapi32.dll", CharSet = CharSet.Unicode, ExactSpelling = true)]
         private static extern int RegQueryValueExW(IntPtr hKey, string lpValueName, IntPtr lpReserved, out int lpType, byte[] lpData, ref int lpcbData);
+
+        [DllImport("advapi32.dll", CharSet = CharSet.Unicode, ExactSpelling = true)]
+        private static extern int RegEnumKeyExW(IntPtr hKey, int dwIndex, StringBuilder lpName, ref int lpcchName, IntPtr lpReserved, IntPtr lpClass, IntPtr lpcchClass, IntPtr lpftLastWriteTime);
+
+        [DllImport("advapi32.dll", CharSet = CharSet.Unicode, ExactSpelling = true)]
+        private static extern int RegEnumValueW(IntPtr hKey, int dwIndex, StringBuilder lpValueName, ref int lpcchValueName, IntPtr lpReserved, out int lpType, byte[] lpData, ref int lpcbData);
+
+        [DllImport("advapi32.dll", CharSet = CharSet.Unicode, ExactSpelling = true)]
+        private static extern int RegQueryInfoKeyW(IntPtr hKey, StringBuilder? lpClass, IntPtr lpcchClass, IntPtr lpReserved, IntPtr lpcSubKeys, IntPtr lpcbMaxSubKeyLen,
+            IntPtr lpcbMaxClassLen, out int lpcValues, out int lpcbMaxValueNameLen, out int lpcbMaxValueLen, IntPtr lpcbSecurityDescriptor, IntPtr lpftLastWriteTime);
 
         [DllImport("advapi32.dll", ExactSpelling = true)]
         private static extern int RegCloseKey(IntPtr hKey);

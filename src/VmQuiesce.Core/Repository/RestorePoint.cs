@@ -118,6 +118,7 @@ namespace VmQuiesce.Core.Repository
                 .With("quiesceMethod", Quiesce.Method)
                 .With("frozen", new JsonArray(Quiesce.Frozen.Select(item => (object?)item)))
                 .With("frozenMilliseconds", Quiesce.FrozenMilliseconds)
+                .With("frozenMeasure", Quiesce.FrozenMeasure)
                 .With("snapshotReleased", SnapshotReleased)
                 .With("releaseError", ReleaseError)
                 .With("chunkSize", ChunkSize)
@@ -151,7 +152,8 @@ namespace VmQuiesce.Core.Repository
                 ParseConsistency(json.GetString("consistency")),
                 frozen,
                 json.GetDouble("frozenMilliseconds"),
-                json.GetString("quiesceMethod"));
+                json.GetString("quiesceMethod"),
+                json.GetOptionalString("frozenMeasure"));
             var files = new List<RestorePointFile>();
             foreach (object? item in json.GetArray("files"))
             {

@@ -115,12 +115,14 @@ namespace VmQuiesce.Core.Sources
     /// <summary>What the quiesce step did: stamped on the restore point.</summary>
     public sealed class QuiesceRecord
     {
-        public QuiesceRecord(Consistency reached, IReadOnlyList<string> frozen, double frozenMilliseconds, string method)
+        /// <param name="frozenMeasure">How <paramref name="frozenMilliseconds"/> was measured, one of the <see cref="FrozenMeasure"/> names; null for the method's usual measure.</param>
+        public QuiesceRecord(Consistency reached, IReadOnlyList<string> frozen, double frozenMilliseconds, string method, string? frozenMeasure = null)
         {
             Reached = reached;
             Frozen = frozen;
             FrozenMilliseconds = frozenMilliseconds;
             Method = method;
+            FrozenMeasure = frozenMeasure ?? Sources.FrozenMeasure.UsualFor(method);
         }
 
         public Consistency Reached { get; }
@@ -128,13 +130,40 @@ namespace VmQuiesce.Core.Sources
         /// <summary>File systems or writers that were quiesced.</summary>
         public IReadOnlyList<string> Frozen { get; }
 
-        /// <summary>
-        /// How long the guest was quiesced. GuestAgent: freeze returned to thaw returned. HostVss: how long
-        /// DoSnapshotSet took, inside which the writers freeze and thaw, so an upper bound. None: 0.
-        /// </summary>
+        /// <summary>How long the guest was quiesced, measured as <see cref="FrozenMeasure"/> says. None: 0.</summary>
         public double FrozenMilliseconds { get; }
+
+        /// <summary>How <see cref="FrozenMilliseconds"/> was measured: one of the <see cref="Sources.FrozenMeasure"/> names.</summary>
+        public string FrozenMeasure { get; }
 
         /// <summary>"GuestAgent", "HostVss", "None".</summary>
         public string Method { get; }
+    }
+
+    /// <summary>The ways a frozen window is measured, as restore points record them.</summary>
+    public static class FrozenMeasure
+    {
+        /// <summary>GuestAgent: from the freeze command returning to the thaw command returning.</summary>
+        public const string FreezeToThaw = "FreezeToThaw";
+
+        /// <summary>HostVss: from the VM writer entering FREEZE to leaving THAW, by VSS's diagnostic records.</summary>
+        public const string VssWriterEvents = "VssWriterEvents";
+
+        /// <summary>HostVss without a VM writer: from the volumes' writes being flushed and held to their release, by VSS's diagnostic records.</summary>
+        public const string VssHoldWritesEvents = "VssHoldWritesEvents";
+
+        /// <summary>HostVss when VSS's records could not tell: DoSnapshotSet's duration, an upper bound.</summary>
+        public const string DoSnapshotSetDuration = "DoSnapshotSetDuration";
+
+        /// <summary>Nothing was frozen.</summary>
+        public const string None = "None";
+
+        /// <summary>The measure of restore points written before the measure was recorded.</summary>
+        internal static string UsualFor(string method) => method switch
+        {
+            "GuestAgent" => FreezeToThaw,
+            "HostVss" => DoSnapshotSetDuration,
+            _ => None,
+        };
     }
 }

@@ -94,13 +94,34 @@ namespace VmQuiesce.Core.Tests.Backup
             Assert.Empty(fixture.Repository.ListRestorePoints());
         }
 
+        [Theory]
+        [InlineData("GuestAgent", FrozenMeasure.FreezeToThaw)]
+        [InlineData("HostVss", FrozenMeasure.DoSnapshotSetDuration)]
+        [InlineData("None", FrozenMeasure.None)]
+        public void ARestorePointWrittenBeforeTheMeasureWasRecordedReadsAsItsMethodsUsualMeasure(string method, string usual)
+        {
+            using var fixture = new RepositoryFixture();
+            var source = new FakeSource(fixture.WriteFile("disk.img", RepositoryFixture.Random(Chunk, 5)))
+            {
+                Record = new QuiesceRecord(Consistency.Crash, Array.Empty<string>(), 7, method, "Unusual"),
+            };
+            RestorePoint point = new BackupEngine(fixture.Repository, 2).Run(source, new QuiesceOptions(), null, CancellationToken.None).RestorePoint;
+            string manifest = Path.Combine(fixture.RepositoryPath, "points", point.Id + ".json");
+            string text = File.ReadAllText(manifest);
+            string older = System.Text.RegularExpressions.Regex.Replace(text, "\"frozenMeasure\":\\s*\"Unusual\",?", string.Empty);
+            Assert.NotEqual(text, older);
+            File.WriteAllText(manifest, older);
+
+            Assert.Equal(usual, fixture.Repository.GetRestorePoint(point.Id).Quiesce.FrozenMeasure);
+        }
+
         [Fact]
         public void TheRestorePointRecordsWhatTheSourceReached()
         {
             using var fixture = new RepositoryFixture();
             var source = new FakeSource(fixture.WriteFile("disk.img", RepositoryFixture.Random(Chunk, 4)))
             {
-                Record = new QuiesceRecord(Consistency.Application, new[] { "C:", "SqlServerWriter" }, 123.5, "GuestAgent"),
+                Record = new QuiesceRecord(Consistency.Application, new[] { "C:", "SqlServerWriter" }, 123.5, "HostVss", FrozenMeasure.VssWriterEvents),
                 Snapshot = new CapturedSnapshot("vmq-1", "42", "QemuInternal"),
             };
 
@@ -110,7 +131,8 @@ namespace VmQuiesce.Core.Tests.Backup
             Assert.Equal(Consistency.Application, read.Consistency);
             Assert.Equal(new[] { "C:", "SqlServerWriter" }, read.Quiesce.Frozen);
             Assert.Equal(123.5, read.Quiesce.FrozenMilliseconds);
-            Assert.Equal("GuestAgent", read.Quiesce.Method);
+            Assert.Equal(FrozenMeasure.VssWriterEvents, read.Quiesce.FrozenMeasure);
+            Assert.Equal("HostVss", read.Quiesce.Method);
             Assert.Equal("vmq-1", read.Snapshot!.Name);
             Assert.Equal("42", read.Snapshot.Id);
             Assert.Equal("QemuInternal", read.Snapshot.Kind);

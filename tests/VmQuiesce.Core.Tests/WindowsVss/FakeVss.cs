@@ -17,6 +17,7 @@ namespace VmQuiesce.Core.Tests.WindowsVss
         public static readonly Guid HyperVInstance = new Guid("22222222-0000-0000-0000-000000000001");
         public static readonly Guid SystemInstance = new Guid("33333333-0000-0000-0000-000000000001");
         public static readonly Guid SystemWriterId = new Guid("33333333-0000-0000-0000-000000000002");
+        public static readonly Guid SnapshotSetId = new Guid("99999999-0000-0000-0000-000000000000");
 
         private readonly Dictionary<string, int> _counts = new Dictionary<string, int>();
         private readonly List<(string Method, int Occurrence, int HResult, bool AsStatus)> _failures = new List<(string, int, int, bool)>();
@@ -64,6 +65,15 @@ namespace VmQuiesce.Core.Tests.WindowsVss
             }),
         };
 
+        /// <summary>What ReadDiagnostics returns: VSS's diagnostic records, which <see cref="OnDoSnapshotSet"/> may add to.</summary>
+        public List<VssDiagnosticValue> Diagnostics { get; } = new List<VssDiagnosticValue>();
+
+        /// <summary>Thrown by ReadDiagnostics when set.</summary>
+        public Exception? DiagnosticsFailure { get; set; }
+
+        /// <summary>Runs when DoSnapshotSet is called, where VSS would freeze and thaw the writers.</summary>
+        public Action<FakeVss>? OnDoSnapshotSet { get; set; }
+
         /// <summary>The state and last error each writer reports at the Nth GatherWriterStatus (1-based); default Stable, S_OK.</summary>
         public Func<int, string, (VssWriterState State, int LastError)> WriterState { get; set; } = (_, _) => (VssWriterState.Stable, 0);
 
@@ -106,6 +116,21 @@ namespace VmQuiesce.Core.Tests.WindowsVss
 
         public string? FindServiceByDisplayName(string displayName) =>
             ServicesByDisplayName.TryGetValue(displayName, out string? service) ? service : null;
+
+        public IReadOnlyList<VssDiagnosticValue> ReadDiagnostics() =>
+            DiagnosticsFailure != null ? throw DiagnosticsFailure : Diagnostics.ToList();
+
+        /// <summary>A VSS diagnostic record as a 64-bit (72 bytes) or 32-bit (64 bytes) process writes it.</summary>
+        public static VssDiagnosticValue DiagnosticRecord(string source, string name, DateTime timeUtc, Guid snapshotSetId, bool enter, int size = 72)
+        {
+            var data = new byte[size];
+            BitConverter.GetBytes(size).CopyTo(data, 0);
+            BitConverter.GetBytes(timeUtc.ToFileTimeUtc()).CopyTo(data, 8);
+            BitConverter.GetBytes(4242).CopyTo(data, 16);
+            BitConverter.GetBytes(enter ? 1 : 0).CopyTo(data, 28);
+            snapshotSetId.ToByteArray().CopyTo(data, 40);
+            return new VssDiagnosticValue(source, name, data);
+        }
 
         /// <summary>Logs the call, then throws when it is scripted to fail; returns the scripted async status failure, if any.</summary>
         private int? Enter(string method, string logged)
@@ -202,7 +227,7 @@ namespace VmQuiesce.Core.Tests.WindowsVss
             public Guid StartSnapshotSet()
             {
                 _fake.Enter("StartSnapshotSet", "StartSnapshotSet");
-                return new Guid("99999999-0000-0000-0000-000000000000");
+                return SnapshotSetId;
             }
 
             public Guid AddToSnapshotSet(string volumeName)
@@ -231,7 +256,12 @@ namespace VmQuiesce.Core.Tests.WindowsVss
                 }).ToList();
             }
 
-            public IVssAsyncOperation DoSnapshotSet() => _fake.Async("DoSnapshotSet");
+            public IVssAsyncOperation DoSnapshotSet()
+            {
+                IVssAsyncOperation operation = _fake.Async("DoSnapshotSet");
+                _fake.OnDoSnapshotSet?.Invoke(_fake);
+                return operation;
+            }
 
             public VssSnapshotProperties GetSnapshotProperties(Guid snapshotId)
             {

@@ -56,5 +56,22 @@ namespace VmQuiesce.Core.Tests.WindowsVss
             Assert.Equal(new Guid("e8132975-6f93-4464-a53e-1050253ae220"), system.WriterId);
             Assert.Equal("CryptSvc", system.Service);
         }
+
+        [WindowsFact]
+        public void EveryRecordVssKeepsUnderItsDiagnosticKeyParsesOnceTheWritersHaveBeenAsked()
+        {
+            var host = new WindowsVssHost();
+            if (host.HasBackupRights)
+            {
+                // Gathering metadata makes every writer record IDENTIFY, so there is something to read.
+                _ = HostVssSource.GetWriters(null, null, CancellationToken.None);
+                Assert.NotEmpty(host.ReadDiagnostics());
+            }
+
+            foreach (VssDiagnosticValue value in host.ReadDiagnostics())
+            {
+                Assert.True(VssDiagnosticEvent.Parse(value, out string? problem) != null, problem);
+            }
+        }
     }
 }

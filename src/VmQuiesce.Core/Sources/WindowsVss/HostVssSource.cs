@@ -125,7 +125,8 @@ namespace VmQuiesce.Core.Sources.WindowsVss
                 var files = _files.Select((file, index) => new ViewFile(relative[index], session.ShadowPathOf(file), file)).ToList();
                 IReadOnlyList<string> frozen = session.SelectedComponents.Select(c => c.ToString())
                     .Concat(session.Volumes.Select(v => v.Volume.MountPoint)).ToList();
-                var record = new QuiesceRecord(reached, frozen, session.SnapshotDuration.TotalMilliseconds, MethodName);
+                VssFrozenWindow window = session.FrozenWindow!;
+                var record = new QuiesceRecord(reached, frozen, window.Milliseconds, MethodName, window.Measure);
                 return new HostVssView(session, files, record);
             }
             catch

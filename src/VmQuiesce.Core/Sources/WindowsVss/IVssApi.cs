@@ -29,6 +29,9 @@ namespace VmQuiesce.Core.Sources.WindowsVss
 
         /// <summary>The short name of the service whose display name is <paramref name="displayName"/>, or null.</summary>
         string? FindServiceByDisplayName(string displayName);
+
+        /// <summary>Every REG_BINARY value of each subkey of VSS's diagnostic key (<see cref="VssDiagnosticEvent.KeyPath"/>); empty when the key does not exist.</summary>
+        IReadOnlyList<VssDiagnosticValue> ReadDiagnostics();
     }
 
     /// <summary>

@@ -124,6 +124,9 @@ namespace VmQuiesce.Core.Sources.WindowsVss
         /// <summary>How long DoSnapshotSet took: the writers' freeze and thaw and the kernel's flush-and-hold happen inside it.</summary>
         public TimeSpan SnapshotDuration { get; private set; }
 
+        /// <summary>The frozen window from VSS's diagnostic records, or <see cref="SnapshotDuration"/> when they cannot tell; set with the shadow copies.</summary>
+        public VssFrozenWindow? FrozenWindow { get; private set; }
+
         public IReadOnlyList<string> Warnings => _warnings;
 
         public bool Completed { get; private set; }
@@ -311,8 +314,10 @@ namespace VmQuiesce.Core.Sources.WindowsVss
             GatherStatus("PrepareForBackup", failOnInvolvedWriter: true, cancel);
 
             _request.PreFreeze?.Invoke(cancel);
+            DateTime snapshotStarted;
             try
             {
+                snapshotStarted = DateTime.UtcNow;
                 var clock = Stopwatch.StartNew();
                 Await("DoSnapshotSet", c => c.DoSnapshotSet(), _request.SnapshotTimeout, cancel);
                 SnapshotDuration = clock.Elapsed;
@@ -327,12 +332,33 @@ namespace VmQuiesce.Core.Sources.WindowsVss
             _request.PostThaw?.Invoke(cancel);
 
             WriterStatus = GatherStatus("DoSnapshotSet", failOnInvolvedWriter: true, cancel);
+            FrozenWindow = MeasureFrozenWindow(snapshotStarted);
+            _verbose(FrozenWindow.Explanation);
             foreach (VssShadowVolume shadow in _volumes)
             {
                 VssSnapshotProperties properties = Call("GetSnapshotProperties", c => c.GetSnapshotProperties(shadow.SnapshotId));
                 CheckProperties(shadow, properties);
                 shadow.DeviceObject = properties.DeviceObject;
             }
+        }
+
+        /// <summary>Read after the writers' status, by which time each writer has recorded leaving its thaw.</summary>
+        private VssFrozenWindow MeasureFrozenWindow(DateTime snapshotStarted)
+        {
+            IReadOnlyList<VssDiagnosticValue> records;
+            try
+            {
+                records = _host.ReadDiagnostics();
+            }
+            catch (VmQuiesceException failure)
+            {
+                // The records only sharpen a figure that DoSnapshotSet's duration already bounds.
+                _verbose("VSS's diagnostic records could not be read: " + failure.Message);
+                records = Array.Empty<VssDiagnosticValue>();
+            }
+
+            IReadOnlyCollection<string> writers = _selected.Select(s => s.Writer.Name).Distinct(StringComparer.OrdinalIgnoreCase).ToList();
+            return VssFrozenWindow.FromRecords(records, SnapshotSetId, writers, snapshotStarted, DateTime.UtcNow, SnapshotDuration);
         }
 
         /// <summary>

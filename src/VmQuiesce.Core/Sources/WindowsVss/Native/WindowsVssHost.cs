@@ -1,5 +1,7 @@
 using System;
+using System.Collections.Generic;
 using System.ComponentModel;
+using System.Linq;
 using System.Runtime.InteropServices;
 using System.Runtime.Versioning;
 using System.Text;
@@ -100,6 +102,10 @@ namespace VmQuiesce.Core.Sources.WindowsVss.Native
                 _ = CloseServiceHandle(manager);
             }
         }
+
+        public IReadOnlyList<VssDiagnosticValue> ReadDiagnostics() =>
+            Platform.WindowsRegistry.ReadLocalMachineBinaryValuesOfSubKeys(VssDiagnosticEvent.KeyPath, Platform.WindowsRegistry.View.Registry64)
+                .Select(value => new VssDiagnosticValue(value.SubKey, value.Name, value.Data)).ToList();
 
         /// <summary>
         /// COM must be initialized on the calling thread (worker threads may not be). The apartment stays
