@@ -1,5 +1,6 @@
 BeforeAll {
     Import-Module $env:VMQUIESCE_MODULE_PATH -Force
+    Import-Module (Join-Path $PSScriptRoot 'TestSupport.psm1') -Force
 
     $script:root = Join-Path ([IO.Path]::GetTempPath()) "vmq-pester-backup-$([guid]::NewGuid().ToString('N'))"
     New-Item -ItemType Directory -Path $root | Out-Null
@@ -16,13 +17,6 @@ BeforeAll {
     function New-TestVm {
         param([string] $Name, [string[]] $Path)
         [VmQuiesce.Core.Backup.StableFilesSource]::CreateVm($Name, $Path)
-    }
-
-    # A fresh PowerShell of the same kind as this one, for -WhatIf output and the kill test.
-    function Get-ChildPwsh {
-        $first = [Environment]::GetCommandLineArgs()[0]
-        if ($first -like '*.dll') { return @{ FilePath = (Get-Command dotnet).Source; Prefix = @($first) } }
-        @{ FilePath = (Get-Process -Id $PID).Path; Prefix = @() }
     }
 
     $script:web = New-TestVm 'web01' @(New-TestDisk 'web01.img' (300KB) 1)
@@ -175,7 +169,9 @@ Describe 'Get-VmBackup' {
         $table = Get-VmBackup $repo | Format-Table | Out-String
         $table | Should -Match 'VmName\s+Time\s+Consistency\s+Size\s+StoredSize'
         $table | Should -Match '300\.0 KiB'
-        Get-VmBackup $repo -Id $first.Id | Format-List | Out-String | Should -Match 'QuiesceMethod\s*:\s*None'
+        $list = Get-VmBackup $repo -Id $first.Id | Format-List | Out-String
+        $list | Should -Match 'QuiesceMethod\s*:\s*None'
+        $list | Should -Match 'FrozenWindow\s*:\s*0 ms \(None\)'
     }
 }
 

@@ -6,8 +6,8 @@ BeforeAll {
 }
 
 Describe 'Get-BackupVm without a VM' {
-    It 'has discovery, QMP socket and the two VMware parameter sets' {
-        @((Get-Command Get-BackupVm).ParameterSets.Name | Sort-Object) | Should -Be @('Discover', 'QmpSocket', 'VmwareRunning', 'VmxPath')
+    It 'has discovery, QMP socket, the two VMware and the Hyper-V parameter sets' {
+        @((Get-Command Get-BackupVm).ParameterSets.Name | Sort-Object) | Should -Be @('Discover', 'HyperV', 'QmpSocket', 'VmwareRunning', 'VmxPath')
         (Get-Command Get-BackupVm).OutputType.Name | Should -Contain 'VmQuiesce.Core.Sources.BackupVm'
     }
 

@@ -1,5 +1,6 @@
 BeforeAll {
     Import-Module $env:VMQUIESCE_MODULE_PATH -Force
+    Import-Module (Join-Path $PSScriptRoot 'TestSupport.psm1') -Force
 
     $script:root = Join-Path ([IO.Path]::GetTempPath()) "vmq-pester-restore-$([guid]::NewGuid().ToString('N'))"
     $script:disks = Join-Path $root 'disks'
@@ -16,13 +17,6 @@ BeforeAll {
     }
 
     function Get-Sha256 { param([string] $Path) (Get-FileHash -LiteralPath $Path -Algorithm SHA256).Hash.ToLowerInvariant() }
-
-    # A fresh PowerShell of the same kind as this one, for -WhatIf output.
-    function Get-ChildPwsh {
-        $first = [Environment]::GetCommandLineArgs()[0]
-        if ($first -like '*.dll') { return @{ FilePath = (Get-Command dotnet).Source; Prefix = @($first) } }
-        @{ FilePath = (Get-Process -Id $PID).Path; Prefix = @() }
-    }
 
     $script:diskA = New-TestDisk 'web01-a.img' (300KB) 1
     $script:diskB = New-TestDisk 'web01-b.img' (20KB) 2

@@ -1,4 +1,5 @@
 using System;
+using System.Collections.Generic;
 using System.IO;
 using System.Linq;
 using System.Management.Automation;
@@ -8,13 +9,14 @@ using VmQuiesce.Core.Json;
 using VmQuiesce.Core.Sources;
 using VmQuiesce.Core.Sources.Qemu;
 using VmQuiesce.Core.Sources.VMware;
+using VmQuiesce.Core.Sources.WindowsVss;
 
 namespace VmQuiesce.Commands
 {
     /// <summary>
     /// Gets VM targets for backup: a QEMU VM named by its QMP socket, or the QEMU VMs running on this
     /// (Linux) host, found from their command lines; a VMware VM named by its .vmx, or the VMware VMs
-    /// that vmrun lists as running.
+    /// that vmrun lists as running; the Hyper-V VMs of this (Windows) host, from Hyper-V's WMI classes.
     /// </summary>
     [Cmdlet(VerbsCommon.Get, "BackupVm", DefaultParameterSetName = DiscoverSet)]
     [OutputType(typeof(BackupVm))]
@@ -24,6 +26,7 @@ namespace VmQuiesce.Commands
         public const string QmpSocketSet = "QmpSocket";
         public const string VmxPathSet = "VmxPath";
         public const string VmwareRunningSet = "VmwareRunning";
+        public const string HyperVSet = "HyperV";
 
         private static readonly TimeSpan NameQueryTimeout = TimeSpan.FromSeconds(5);
 
@@ -46,6 +49,7 @@ namespace VmQuiesce.Commands
         [Parameter(ParameterSetName = VmxPathSet)]
         [Parameter(ParameterSetName = DiscoverSet, Position = 0)]
         [Parameter(ParameterSetName = VmwareRunningSet, Position = 0)]
+        [Parameter(ParameterSetName = HyperVSet, Position = 0)]
         [ValidateNotNullOrEmpty]
         [SupportsWildcards]
         [ArgumentCompleter(typeof(RunningVmCompleter))]
@@ -95,6 +99,10 @@ namespace VmQuiesce.Commands
         [Parameter(ParameterSetName = VmwareRunningSet)]
         public SwitchParameter Force { get; set; }
 
+        /// <summary>Lists the Hyper-V VMs of this host; they are backed up through the host's VSS and the Hyper-V writer.</summary>
+        [Parameter(Mandatory = true, ParameterSetName = HyperVSet)]
+        public SwitchParameter HyperV { get; set; }
+
         private VmrunConnection? _vmrun;
 
         protected override void ProcessRecord()
@@ -109,6 +117,9 @@ namespace VmQuiesce.Commands
                     break;
                 case VmwareRunningSet:
                     WriteRunningVmwareVms();
+                    break;
+                case HyperVSet:
+                    WriteHyperVVms();
                     break;
                 default:
                     WriteDiscoveredVms();
@@ -175,13 +186,76 @@ namespace VmQuiesce.Commands
                 return;
             }
 
+            WriteMatching(running, "running VMware VM");
+        }
+
+        private void WriteHyperVVms()
+        {
+            IReadOnlyList<BackupVm> vms;
+            try
+            {
+                vms = HyperVTargets.FromWmi(
+                    QueryHyperV(HyperVTargets.ComputerSystemClass, null),
+                    QueryHyperV(HyperVTargets.SettingsClass, HyperVTargets.RealizedSettingsFilter),
+                    QueryHyperV(HyperVTargets.StorageClass, HyperVTargets.VirtualDiskFilter),
+                    File.Exists,
+                    WriteFailure);
+            }
+            catch (VmQuiesceException e)
+            {
+                ThrowFailure(e);
+                return;
+            }
+
+            WriteMatching(vms, "Hyper-V VM");
+        }
+
+        /// <summary>
+        /// Instances of a Hyper-V WMI class as property bags, read with Get-CimInstance, which both Windows
+        /// PowerShell and PowerShell 7 have on Windows (and which a test can stand in for).
+        /// </summary>
+        private IReadOnlyList<IReadOnlyDictionary<string, object?>> QueryHyperV(string className, string? filter)
+        {
+            const string Query = "param($namespace, $class, $filter) $query = @{ Namespace = $namespace; ClassName = $class; ErrorAction = 'Stop' }; " +
+                "if ($filter) { $query.Filter = $filter }; Get-CimInstance @query";
+            if (InvokeCommand.GetCommand("Get-CimInstance", CommandTypes.Function | CommandTypes.Cmdlet) == null)
+            {
+                throw HyperVNotAvailable("this PowerShell has no Get-CimInstance: Hyper-V runs on Windows only");
+            }
+
+            try
+            {
+                return InvokeCommand.InvokeScript(Query, HyperVTargets.WmiNamespace, className, filter)
+                    .Where(result => result != null)
+                    .Select(result => (IReadOnlyDictionary<string, object?>)result.Properties.ToDictionary(
+                        property => property.Name,
+                        property => property.Value is PSObject wrapped ? wrapped.BaseObject : property.Value,
+                        StringComparer.OrdinalIgnoreCase))
+                    .ToList();
+            }
+            catch (RuntimeException e)
+            {
+                throw HyperVNotAvailable($"reading {className} failed: {e.Message}");
+            }
+        }
+
+        private static VmQuiesceException HyperVNotAvailable(string why) =>
+            new VmQuiesceException("HyperVNotAvailable", FailureKind.NotSupported,
+                $"The Hyper-V VMs of this host cannot be listed from WMI namespace {HyperVTargets.WmiNamespace}: {why}.", HyperVTargets.WmiNamespace)
+            {
+                Remedy = "Run on a Windows host with the Hyper-V role, in an elevated PowerShell (Hyper-V's WMI classes need administrator rights).",
+            };
+
+        /// <summary>The VMs whose name matches -Name; a name without wildcards that matches none is an error.</summary>
+        private void WriteMatching(IReadOnlyList<BackupVm> vms, string what)
+        {
             WildcardPattern? pattern = Name == null ? null : new WildcardPattern(Name, WildcardOptions.IgnoreCase);
-            var matches = running.Where(vm => pattern == null || pattern.IsMatch(vm.Name)).ToList();
+            var matches = vms.Where(vm => pattern == null || pattern.IsMatch(vm.Name)).ToList();
             WriteObject(matches, enumerateCollection: true);
             if (matches.Count == 0 && Name != null && !WildcardPattern.ContainsWildcardCharacters(Name))
             {
                 WriteFailure(new VmQuiesceException("VmNotFound", FailureKind.ObjectNotFound,
-                    $"No running VMware VM named '{Name}' was found ({running.Count} running in all).", Name));
+                    $"No {what} named '{Name}' was found ({vms.Count} in all).", Name));
             }
         }
 

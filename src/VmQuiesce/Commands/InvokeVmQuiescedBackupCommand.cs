@@ -183,7 +183,7 @@ namespace VmQuiesce.Commands
             int activity = index + 1;
             try
             {
-                BackupVm target = Method == BackupMethod.HostVss ? HostVssSource.ForVmwareVm(vm, VssBackupType) : vm;
+                BackupVm target = Method == BackupMethod.HostVss ? HostVssSource.ForVm(vm, VssBackupType) : vm;
                 IBackupSource source = target.OpenSource(new SourceMessages(
                     text => messages.Add(() => WriteWarning(text)),
                     text => messages.Add(() => WriteVerbose(text))));

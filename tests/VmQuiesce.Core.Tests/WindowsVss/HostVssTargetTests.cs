@@ -17,7 +17,7 @@ namespace VmQuiesce.Core.Tests.WindowsVss
                 return null!;
             });
 
-            var error = Assert.Throws<VmQuiesceException>(() => HostVssSource.ForVmwareVm(qemu, VssBackupType.Copy));
+            var error = Assert.Throws<VmQuiesceException>(() => HostVssSource.ForVm(qemu, VssBackupType.Copy));
 
             Assert.Equal("HostVssNotSupportedForKind", error.ErrorId);
             Assert.Contains("'db01' is a Qemu VM", error.Message);
@@ -30,7 +30,7 @@ namespace VmQuiesce.Core.Tests.WindowsVss
         {
             var vmware = new BackupVm("sql01", "VMware", "/vms/sql01/sql01.vmx", new Dictionary<string, string>(), _ => null!);
 
-            Assert.Equal("WindowsOnly", Assert.Throws<VmQuiesceException>(() => HostVssSource.ForVmwareVm(vmware, VssBackupType.Copy)).ErrorId);
+            Assert.Equal("WindowsOnly", Assert.Throws<VmQuiesceException>(() => HostVssSource.ForVm(vmware, VssBackupType.Copy)).ErrorId);
         }
     }
 }

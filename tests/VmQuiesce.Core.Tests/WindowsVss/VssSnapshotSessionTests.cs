@@ -137,6 +137,18 @@ namespace VmQuiesce.Core.Tests.WindowsVss
         }
 
         [Fact]
+        public void AHyperVComponentIsNeverChosenByFolderBecauseHyperVSharesOneFolderAmongVms()
+        {
+            var fake = new FakeVss();
+            var warnings = new List<string>();
+
+            using VssSnapshotSession session = Open(fake, Request("other vm", HostVssWriter.HyperV, new[] { "E:\\Hyper-V\\hv1\\other.vhdx" }, require: false), warnings);
+
+            Assert.DoesNotContain(fake.Calls, call => call.StartsWith("AddComponent", StringComparison.Ordinal));
+            Assert.Contains(warnings, w => w.Contains("no component for the VM 'other vm'", StringComparison.Ordinal));
+        }
+
+        [Fact]
         public void AVMwareComponentIsFoundByTheFolderOfTheVmsFilesWhenNoNameMatches()
         {
             var fake = new FakeVss();

@@ -72,6 +72,13 @@ namespace VmQuiesce.Core.Sources.WindowsVss
 
         public string VmName { get; }
 
+        /// <summary>The name the VM writer's component for the VM has, when it is not <see cref="VmName"/> (Hyper-V: the VM's id).</summary>
+        public string? WriterComponentName { get; init; }
+
+        /// <summary>The same backup as a <paramref name="backupType"/> VSS backup.</summary>
+        public HostVssSource WithBackupType(VssBackupType backupType) =>
+            new HostVssSource(VmName, _writer, _files, backupType, _warn, _verbose, _host) { WriterComponentName = WriterComponentName };
+
         /// <summary>
         /// None: VSS_CTX_BACKUP shadow copies are auto-release, so VSS deletes them when the requester is
         /// released or its process ends; nothing of a failed run outlives it.
@@ -100,7 +107,7 @@ namespace VmQuiesce.Core.Sources.WindowsVss
             {
                 BackupType = _backupType,
                 Writer = _writer,
-                VmNames = new[] { VmName },
+                VmNames = new[] { WriterComponentName ?? VmName },
                 Paths = _files,
                 RequireWriterComponents = applicationRequired,
                 PreFreeze = options.PreFreeze,
@@ -156,7 +163,8 @@ namespace VmQuiesce.Core.Sources.WindowsVss
             return segments.Select(s => string.Join("/", s.Skip(common).Select(part => part.TrimEnd(':')))).ToList();
         }
 
-        private static bool IsFullWindowsPath(string path) =>
+        /// <summary>A drive-letter path without '.' or '..' parts, read as Windows reads it whatever OS this runs on.</summary>
+        internal static bool IsFullWindowsPath(string path) =>
             path.Length >= 3 && char.IsLetter(path[0]) && path[1] == ':' && (path[2] == '\\' || path[2] == '/')
             && !path.Split('\\', '/').Any(part => part == "." || part == "..");
 
@@ -168,15 +176,21 @@ namespace VmQuiesce.Core.Sources.WindowsVss
             };
 
         /// <summary>
-        /// The HostVss method for a VMware VM of this host: its folder (less logs and locks) copied from a
-        /// shadow copy while the "VMware VSS Writer" quiesces it, as the classic VMware Server recipe did.
+        /// The HostVss method for <paramref name="vm"/>. A VMware VM of this host: its folder (less logs and
+        /// locks) copied from a shadow copy while the "VMware VSS Writer" quiesces it, as the classic VMware
+        /// Server recipe did. A Hyper-V VM, which is always backed up this way: as a <paramref name="backupType"/> backup.
         /// </summary>
-        public static BackupVm ForVmwareVm(BackupVm vm, VssBackupType backupType)
+        public static BackupVm ForVm(BackupVm vm, VssBackupType backupType)
         {
+            if (vm.Kind == HyperVTargets.SourceKind)
+            {
+                return new BackupVm(vm.Name, vm.Kind, vm.Location, vm.Details, messages => ((HostVssSource)vm.OpenSource(messages)).WithBackupType(backupType));
+            }
+
             if (vm.Kind != VMware.VmwareSource.SourceKind)
             {
                 throw new VmQuiesceException("HostVssNotSupportedForKind", FailureKind.InvalidArgument,
-                    $"The HostVss method backs up the VMware VMs of this Windows host through the VMware VSS Writer; '{vm.Name}' is a {vm.Kind} VM.", vm)
+                    $"The HostVss method backs up the VMware and Hyper-V VMs of this Windows host through their VSS writers; '{vm.Name}' is a {vm.Kind} VM.", vm)
                 {
                     Remedy = "Leave out -Method HostVss for this VM: its own source quiesces it.",
                 };

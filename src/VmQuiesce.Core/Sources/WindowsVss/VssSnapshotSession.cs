@@ -409,7 +409,7 @@ namespace VmQuiesce.Core.Sources.WindowsVss
             foreach (string vmName in _request.VmNames)
             {
                 List<VssSelectedComponent> matches = writers
-                    .SelectMany(w => w.Components.Where(c => ComponentIsVm(c, vmName, folders)).Select(c => new VssSelectedComponent(w, c)))
+                    .SelectMany(w => w.Components.Where(c => ComponentIsVm(c, vmName, wanted.ComponentsMatchByFolder ? folders : NoFolders)).Select(c => new VssSelectedComponent(w, c)))
                     .ToList();
                 if (matches.Count == 0)
                 {
@@ -435,10 +435,12 @@ namespace VmQuiesce.Core.Sources.WindowsVss
             Warn(why + "; the shadow copy is taken without it (file-system consistency).");
         }
 
+        private static readonly HashSet<string> NoFolders = new HashSet<string>();
+
         private static bool ComponentIsVm(VssComponentMetadata component, string vmName, HashSet<string> folders)
         {
             // Hyper-V names components by VM id and captions them "Online\<name>"; VMware's naming is not
-            // published, so the component's files lying in the VM's folder also count.
+            // published, so for its writer the component's files lying in the VM's folder also count.
             return string.Equals(component.Name, vmName, StringComparison.OrdinalIgnoreCase)
                 || string.Equals(component.Caption, vmName, StringComparison.OrdinalIgnoreCase)
                 || string.Equals(LastSegment(component.Caption), vmName, StringComparison.OrdinalIgnoreCase)

@@ -58,20 +58,28 @@ namespace VmQuiesce.Core.Sources.WindowsVss
     /// <summary>The VM writer a HostVss backup involves, found by name (and by id where the id is known).</summary>
     public sealed class HostVssWriter
     {
-        public HostVssWriter(string name, Guid? id)
+        public HostVssWriter(string name, Guid? id, bool componentsMatchByFolder = true)
         {
             Name = name;
             Id = id;
+            ComponentsMatchByFolder = componentsMatchByFolder;
         }
 
-        /// <summary>VMware Server's writer; its id is not published, so it is found by name.</summary>
+        /// <summary>VMware Server's writer; its id and component naming are not published, so it is found by name and a VM's component also by its folder.</summary>
         public static HostVssWriter VMware { get; } = new HostVssWriter("VMware VSS Writer", null);
 
-        public static HostVssWriter HyperV { get; } = new HostVssWriter("Microsoft Hyper-V VSS Writer", new Guid("66841cd4-6ded-4f4b-8f17-fd23f8ddc3de"));
+        /// <summary>
+        /// Hyper-V's writer names each VM's component by the VM's id. Hyper-V keeps every VM's configuration in
+        /// one shared folder by default, so a folder says nothing about which VM a component is.
+        /// </summary>
+        public static HostVssWriter HyperV { get; } = new HostVssWriter("Microsoft Hyper-V VSS Writer", new Guid("66841cd4-6ded-4f4b-8f17-fd23f8ddc3de"), componentsMatchByFolder: false);
 
         public string Name { get; }
 
         public Guid? Id { get; }
+
+        /// <summary>Whether a component whose files lie in the folder of the VM's files is the VM's.</summary>
+        public bool ComponentsMatchByFolder { get; }
 
         public bool Matches(Guid writerId, string writerName) =>
             Id.HasValue ? Id.Value == writerId : string.Equals(Name, writerName, StringComparison.OrdinalIgnoreCase);
