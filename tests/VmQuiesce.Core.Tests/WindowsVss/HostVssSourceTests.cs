@@ -32,6 +32,44 @@ namespace VmQuiesce.Core.Tests.WindowsVss
             Assert.Null(view.Snapshot);
         }
 
+        [Theory]
+        [InlineData("Offline\\hv1")]
+        [InlineData("Backup Using Saved State\\hv1")]
+        public void AHyperVVmBackedUpBySavingItsStateIsCrashConsistentWithAWarning(string caption)
+        {
+            var fake = new FakeVss();
+            int hyperV = fake.Writers.FindIndex(w => w.WriterId == HostVssWriter.HyperV.Id);
+            fake.Writers[hyperV] = new VssWriterMetadata(FakeVss.HyperVInstance, HostVssWriter.HyperV.Id!.Value, "Microsoft Hyper-V VSS Writer", new[]
+            {
+                new VssComponentMetadata(VssComponentType.FileGroup, null, "5f2c3a10-0000-0000-0000-000000000000", caption, true, new[] { "E:\\Hyper-V\\hv1\\*" }),
+            });
+            var warnings = new List<string>();
+            var source = new HostVssSource("hv1", HostVssWriter.HyperV, new[] { "E:\\Hyper-V\\hv1\\hv1.vhdx" }, VssBackupType.Copy, warnings.Add, null, fake)
+            {
+                WriterComponentName = "5f2c3a10-0000-0000-0000-000000000000",
+            };
+
+            Assert.Equal("ConsistencyNotReached", Assert.Throws<VmQuiesceException>(() =>
+                source.OpenConsistentView(new QuiesceOptions { Required = Consistency.FileSystem }, CancellationToken.None)).ErrorId);
+            using IConsistentView view = source.OpenConsistentView(new QuiesceOptions { Required = Consistency.Crash }, CancellationToken.None);
+
+            Assert.Equal(Consistency.Crash, view.Reached);
+            Assert.Contains(warnings, w => w.Contains("by saving its state", StringComparison.Ordinal) && w.Contains(caption, StringComparison.Ordinal));
+        }
+
+        [Fact]
+        public void AHyperVVmBackedUpOnlineIsApplicationConsistent()
+        {
+            var source = new HostVssSource("hv1", HostVssWriter.HyperV, new[] { "E:\\Hyper-V\\hv1\\hv1.vhdx" }, VssBackupType.Copy, null, null, new FakeVss())
+            {
+                WriterComponentName = "5f2c3a10-0000-0000-0000-000000000000",
+            };
+
+            using IConsistentView view = source.OpenConsistentView(new QuiesceOptions { Required = Consistency.Application }, CancellationToken.None);
+
+            Assert.Equal(Consistency.Application, view.Reached);
+        }
+
         [Fact]
         public void CompleteWithSuccessFinishesTheBackupAndDeletesTheShadowCopies()
         {

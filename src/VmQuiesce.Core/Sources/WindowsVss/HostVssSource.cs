@@ -117,7 +117,7 @@ namespace VmQuiesce.Core.Sources.WindowsVss
             VssSnapshotSession session = VssSnapshotSession.Open(host, request, _warn, _verbose, cancel);
             try
             {
-                Consistency reached = session.SelectedComponents.Count > 0 ? Consistency.Application : Consistency.FileSystem;
+                Consistency reached = Reached(session.SelectedComponents);
                 if (reached < options.Required)
                 {
                     if (!options.AllowLower)
@@ -141,6 +141,28 @@ namespace VmQuiesce.Core.Sources.WindowsVss
                 session.Complete(false, CancellationToken.None);
                 throw;
             }
+        }
+
+        /// <summary>
+        /// Application when the VM writer quiesced the guest; Crash when it could only save the VM's state, which
+        /// restores as it was but with nothing inside flushed; FileSystem (the host's) without the writer.
+        /// </summary>
+        private Consistency Reached(IReadOnlyList<VssSelectedComponent> selected)
+        {
+            if (selected.Count == 0)
+            {
+                return Consistency.FileSystem;
+            }
+
+            VssSelectedComponent? saved = selected.FirstOrDefault(component => component.IsSavedStateBackup);
+            if (saved == null)
+            {
+                return Consistency.Application;
+            }
+
+            _warn?.Invoke($"The Hyper-V writer backed up '{VmName}' by saving its state ({saved.Component.Caption}): the guest could not quiesce itself " +
+                "(are its integration services running, with the backup service enabled?). The VM restores as it was saved; nothing inside it was flushed.");
+            return Consistency.Crash;
         }
 
         /// <summary>Every VSS writer on this machine with its state, last error and hosting service (Get-VssWriter).</summary>

@@ -60,6 +60,17 @@ namespace VmQuiesce.Core.Sources.WindowsVss
 
         public VssComponentMetadata Component { get; }
 
+        /// <summary>
+        /// The Hyper-V writer backs up a VM whose guest cannot take part (no integration services, no VSS
+        /// inside) by saving its state for the shadow copy; it says so in the caption ("Offline\name", on
+        /// Windows Server 2008 R2 "Backup Using Saved State\name"). Nothing inside the guest was quiesced.
+        /// </summary>
+        public bool IsSavedStateBackup =>
+            HostVssWriter.HyperV.Matches(Writer.WriterId, Writer.Name)
+            && SavedStateCaptionPrefixes.Any(prefix => (Component.Caption ?? string.Empty).StartsWith(prefix, StringComparison.OrdinalIgnoreCase));
+
+        private static readonly string[] SavedStateCaptionPrefixes = { "Offline\\", "Backup Using Saved State\\" };
+
         public override string ToString() => $"{Writer.Name}: {Component.Caption ?? Component.FullPath}";
     }
 
