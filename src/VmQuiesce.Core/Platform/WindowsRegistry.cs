@@ -107,7 +107,7 @@ namespace VmQuiesce.Core.Platform
 
                     ThrowOnError(status, subKey);
                     string child = name.ToString(0, length);
-                    AddBinaryValues(key, child, subKey + "\\" + child, values);
+                    AddBinaryValues(key, child, subKey + "\\" + child, view, values);
                 }
             }
             finally
@@ -116,9 +116,10 @@ namespace VmQuiesce.Core.Platform
             }
         }
 
-        private static void AddBinaryValues(IntPtr parent, string child, string path, List<(string, string, byte[])> values)
+        private static void AddBinaryValues(IntPtr parent, string child, string path, View view, List<(string, string, byte[])> values)
         {
-            int status = RegOpenKeyExW(parent, child, 0, KeyQueryValue, out IntPtr key);
+            // WOW64 does not remember the view on the parent's handle: each open must ask for it again.
+            int status = RegOpenKeyExW(parent, child, 0, KeyQueryValue | (int)view, out IntPtr key);
             if (status == ErrorFileNotFound)
             {
                 return;

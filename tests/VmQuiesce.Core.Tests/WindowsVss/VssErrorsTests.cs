@@ -1,3 +1,4 @@
+using System;
 using VmQuiesce.Core.Sources.WindowsVss;
 using Xunit;
 
@@ -66,6 +67,23 @@ namespace VmQuiesce.Core.Tests.WindowsVss
         public void NoErrorReadsAsSOk()
         {
             Assert.Equal("0x00000000 (S_OK: no error)", VssErrors.Format(0));
+        }
+
+        [Theory]
+        [InlineData(-5.0, 0u)]
+        [InlineData(0.0, 0u)]
+        [InlineData(0.4, 1u)]
+        [InlineData(250.0, 250u)]
+        [InlineData(1e12, uint.MaxValue - 1)]
+        public void AWaitSliceBecomesWholeMillisecondsThatNeverMeanInfinite(double milliseconds, uint expected)
+        {
+            Assert.Equal(expected, VssConstants.WaitMilliseconds(TimeSpan.FromMilliseconds(milliseconds)));
+        }
+
+        [Fact]
+        public void AnInfiniteWaitSliceIsInfinite()
+        {
+            Assert.Equal(uint.MaxValue, VssConstants.WaitMilliseconds(System.Threading.Timeout.InfiniteTimeSpan));
         }
     }
 }

@@ -53,6 +53,10 @@ namespace VmQuiesce.Core.Sources.WindowsVss
         public const int AsyncCancelled = 0x0004230B;
 
         public static bool IsFailedState(VssWriterState state) => state >= VssWriterState.FailedAtIdentify;
+
+        /// <summary>IVssAsync.Wait's argument: INFINITE for an infinite span; otherwise rounded up, never negative, never INFINITE.</summary>
+        public static uint WaitMilliseconds(TimeSpan slice) =>
+            slice == System.Threading.Timeout.InfiniteTimeSpan ? uint.MaxValue : (uint)Math.Min(uint.MaxValue - 1.0, Math.Max(0, Math.Ceiling(slice.TotalMilliseconds)));
     }
 
     /// <summary>The VM writer a HostVss backup involves, found by name (and by id where the id is known).</summary>

@@ -292,6 +292,8 @@ namespace VmQuiesce.Core.Sources.WindowsVss.Native
         private const int CancelSlot = 3;
         private const int WaitSlot = 4;
         private const int QueryStatusSlot = 5;
+        private const int WaitTimedOut = unchecked((int)0x80070102); // HRESULT_FROM_WIN32(WAIT_TIMEOUT)
+        private const int TimedOut = unchecked((int)0x800705B4); // HRESULT_FROM_WIN32(ERROR_TIMEOUT)
 
         private readonly string _method;
         private IntPtr _instance;
@@ -304,14 +306,21 @@ namespace VmQuiesce.Core.Sources.WindowsVss.Native
 
         private IntPtr Instance => _instance != IntPtr.Zero ? _instance : throw new ObjectDisposedException(nameof(VssAsync));
 
-        public void Wait(TimeSpan slice) =>
-            Com.Check(((delegate* unmanaged[Stdcall]<IntPtr, uint, int>)Com.Slot(Instance, WaitSlot))(Instance, (uint)Math.Max(0, slice.TotalMilliseconds)), _method + " (IVssAsync.Wait)");
+        public void Wait(TimeSpan slice)
+        {
+            int result = ((delegate* unmanaged[Stdcall]<IntPtr, uint, int>)Com.Slot(Instance, WaitSlot))(Instance, VssConstants.WaitMilliseconds(slice));
+            // What Wait returns when the slice runs out is not documented; the operation's own outcome comes from QueryStatus.
+            if (result != WaitTimedOut && result != TimedOut)
+            {
+                Com.Check(result, _method + " (IVssAsync.Wait)");
+            }
+        }
 
         public int QueryStatus()
         {
             int status;
-            int reserved;
-            Com.Check(((delegate* unmanaged[Stdcall]<IntPtr, int*, int*, int>)Com.Slot(Instance, QueryStatusSlot))(Instance, &status, &reserved), _method + " (IVssAsync.QueryStatus)");
+            // The reserved argument must be NULL.
+            Com.Check(((delegate* unmanaged[Stdcall]<IntPtr, int*, int*, int>)Com.Slot(Instance, QueryStatusSlot))(Instance, &status, null), _method + " (IVssAsync.QueryStatus)");
             return status;
         }
 
