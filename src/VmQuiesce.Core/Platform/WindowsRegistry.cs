@@ -39,20 +39,18 @@ namespace VmQuiesce.Core.Platform
         /// </summary>
         public static string? ReadLocalMachineString(string subKey, string valueName, View view)
         {
-            int status = RegOpenKeyExW(HKeyLocalMachine, subKey, 0, KeyQueryValue | (int)view, out IntPtr key);
-            if (status == ErrorFileNotFound)
+            if (!TryOpen(HKeyLocalMachine, subKey, KeyQueryValue, view, subKey, out IntPtr key))
             {
                 return null;
             }
 
-            ThrowOnError(status, subKey);
             try
             {
                 int size = 256;
                 while (true)
                 {
                     var buffer = new byte[size];
-                    status = RegQueryValueExW(key, valueName, IntPtr.Zero, out int type, buffer, ref size);
+                    int status = RegQueryValueExW(key, valueName, IntPtr.Zero, out int type, buffer, ref size);
                     if (status == ErrorMoreData)
                     {
                         continue;
@@ -86,20 +84,18 @@ namespace VmQuiesce.Core.Platform
         public static IReadOnlyList<(string SubKey, string Name, byte[] Data)> ReadLocalMachineBinaryValuesOfSubKeys(string subKey, View view)
         {
             var values = new List<(string, string, byte[])>();
-            int status = RegOpenKeyExW(HKeyLocalMachine, subKey, 0, KeyEnumerateSubKeys | (int)view, out IntPtr key);
-            if (status == ErrorFileNotFound)
+            if (!TryOpen(HKeyLocalMachine, subKey, KeyEnumerateSubKeys, view, subKey, out IntPtr key))
             {
                 return values;
             }
 
-            ThrowOnError(status, subKey);
             try
             {
                 var name = new StringBuilder(MaxKeyNameLength + 1);
                 for (int index = 0; ; index++)
                 {
                     int length = name.Capacity;
-                    status = RegEnumKeyExW(key, index, name, ref length, IntPtr.Zero, IntPtr.Zero, IntPtr.Zero, IntPtr.Zero);
+                    int status = RegEnumKeyExW(key, index, name, ref length, IntPtr.Zero, IntPtr.Zero, IntPtr.Zero, IntPtr.Zero);
                     if (status == ErrorNoMoreItems)
                     {
                         return values;
@@ -118,17 +114,14 @@ namespace VmQuiesce.Core.Platform
 
         private static void AddBinaryValues(IntPtr parent, string child, string path, View view, List<(string, string, byte[])> values)
         {
-            // WOW64 does not remember the view on the parent's handle: each open must ask for it again.
-            int status = RegOpenKeyExW(parent, child, 0, KeyQueryValue | (int)view, out IntPtr key);
-            if (status == ErrorFileNotFound)
+            if (!TryOpen(parent, child, KeyQueryValue, view, path, out IntPtr key))
             {
                 return;
             }
 
-            ThrowOnError(status, path);
             try
             {
-                status = RegQueryInfoKeyW(key, null, IntPtr.Zero, IntPtr.Zero, IntPtr.Zero, IntPtr.Zero, IntPtr.Zero,
+                int status = RegQueryInfoKeyW(key, null, IntPtr.Zero, IntPtr.Zero, IntPtr.Zero, IntPtr.Zero, IntPtr.Zero,
                     out int _, out int longestName, out int longestData, IntPtr.Zero, IntPtr.Zero);
                 ThrowOnError(status, path);
                 var name = new StringBuilder(longestName + 1);
@@ -165,6 +158,22 @@ namespace VmQuiesce.Core.Platform
             {
                 _ = RegCloseKey(key);
             }
+        }
+
+        /// <summary>
+        /// Opens <paramref name="subKey"/> under <paramref name="parent"/> in <paramref name="view"/> (WOW64 does not
+        /// remember the view on a parent's handle, so every open asks for it); false when it does not exist.
+        /// </summary>
+        private static bool TryOpen(IntPtr parent, string subKey, int access, View view, string path, out IntPtr key)
+        {
+            int status = RegOpenKeyExW(parent, subKey, 0, access | (int)view, out key);
+            if (status == ErrorFileNotFound)
+            {
+                return false;
+            }
+
+            ThrowOnError(status, path);
+            return true;
         }
 
         private static void ThrowOnError(int status, string what)
