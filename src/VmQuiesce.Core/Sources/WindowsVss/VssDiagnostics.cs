@@ -79,6 +79,9 @@ namespace VmQuiesce.Core.Sources.WindowsVss
         /// <summary>The snapshot set the event belongs to; empty when the recorder did not know it.</summary>
         public Guid SnapshotSetId { get; }
 
+        /// <summary>Recorded around a volume's flush-and-hold rather than by a writer.</summary>
+        public bool IsVolumeRecord => Source.StartsWith(VolumeSourcePrefix, StringComparison.OrdinalIgnoreCase);
+
         /// <summary>
         /// The event in <paramref name="value"/>, or null with <paramref name="problem"/> saying why the bytes are
         /// not a record this program understands. The operation comes from the value's name, whose numbering is
@@ -175,23 +178,16 @@ namespace VmQuiesce.Core.Sources.WindowsVss
                 }
             }
 
-            string? why;
-            TimeSpan? window;
-            string measure;
-            if (writers.Count > 0)
-            {
-                measure = FrozenMeasure.VssWriterEvents;
-                window = Longest(writers.Select(writer => Span(ours.Where(e => string.Equals(e.Source, writer, StringComparison.OrdinalIgnoreCase)).ToList(),
-                    VssDiagnosticEvent.Freeze, VssDiagnosticEvent.Thaw, $"the writer '{writer}'")), out why);
-            }
-            else
-            {
-                measure = FrozenMeasure.VssHoldWritesEvents;
-                List<VssDiagnosticEvent> volumes = ours.Where(e => e.Source.StartsWith(VssDiagnosticEvent.VolumeSourcePrefix, StringComparison.OrdinalIgnoreCase)).ToList();
-                window = Longest(volumes.Select(e => e.Source).Distinct(StringComparer.OrdinalIgnoreCase).DefaultIfEmpty(VssDiagnosticEvent.VolumeSourcePrefix)
-                    .Select(source => Span(volumes.Where(e => string.Equals(e.Source, source, StringComparison.OrdinalIgnoreCase)).ToList(),
-                        VssDiagnosticEvent.FlushAndHold, VssDiagnosticEvent.Release, $"the volume records '{source}'")), out why);
-            }
+            // With a VM writer, its freeze; without one, the longest of the volumes' holds on writes.
+            bool byWriter = writers.Count > 0;
+            string measure = byWriter ? FrozenMeasure.VssWriterEvents : FrozenMeasure.VssHoldWritesEvents;
+            (string start, string end) = byWriter ? (VssDiagnosticEvent.Freeze, VssDiagnosticEvent.Thaw) : (VssDiagnosticEvent.FlushAndHold, VssDiagnosticEvent.Release);
+            IEnumerable<string> sources = byWriter
+                ? writers
+                : ours.Where(e => e.IsVolumeRecord).Select(e => e.Source).Distinct(StringComparer.OrdinalIgnoreCase).DefaultIfEmpty(VssDiagnosticEvent.VolumeSourcePrefix);
+            TimeSpan? window = Longest(sources.Select(source => Span(
+                ours.Where(e => string.Equals(e.Source, source, StringComparison.OrdinalIgnoreCase)).ToList(),
+                start, end, byWriter ? $"the writer '{source}'" : $"the volume records '{source}'")), out string? why);
 
             if (window is TimeSpan measured)
             {
@@ -213,8 +209,7 @@ namespace VmQuiesce.Core.Sources.WindowsVss
         private static bool BelongsToThisSet(VssDiagnosticEvent record, Guid snapshotSetId, DateTime started, DateTime read)
         {
             bool inTime = record.TimeUtc >= started - ClockSlack && record.TimeUtc <= read + ClockSlack;
-            bool isVolumeRecord = record.Source.StartsWith(VssDiagnosticEvent.VolumeSourcePrefix, StringComparison.OrdinalIgnoreCase);
-            return inTime && (isVolumeRecord || record.SnapshotSetId == snapshotSetId || record.SnapshotSetId == Guid.Empty);
+            return inTime && (record.IsVolumeRecord || record.SnapshotSetId == snapshotSetId || record.SnapshotSetId == Guid.Empty);
         }
 
         /// <summary>From entering <paramref name="start"/> to leaving <paramref name="end"/>, or null with the reason.</summary>
