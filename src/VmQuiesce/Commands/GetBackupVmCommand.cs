@@ -194,6 +194,11 @@ namespace VmQuiesce.Commands
             IReadOnlyList<BackupVm> vms;
             try
             {
+                if (InvokeCommand.GetCommand("Get-CimInstance", CommandTypes.Function | CommandTypes.Cmdlet) == null)
+                {
+                    throw HyperVNotAvailable("this PowerShell has no Get-CimInstance: Hyper-V runs on Windows only");
+                }
+
                 vms = HyperVTargets.FromWmi(
                     QueryHyperV(HyperVTargets.ComputerSystemClass, null),
                     QueryHyperV(HyperVTargets.SettingsClass, HyperVTargets.RealizedSettingsFilter),
@@ -218,11 +223,6 @@ namespace VmQuiesce.Commands
         {
             const string Query = "param($namespace, $class, $filter) $query = @{ Namespace = $namespace; ClassName = $class; ErrorAction = 'Stop' }; " +
                 "if ($filter) { $query.Filter = $filter }; Get-CimInstance @query";
-            if (InvokeCommand.GetCommand("Get-CimInstance", CommandTypes.Function | CommandTypes.Cmdlet) == null)
-            {
-                throw HyperVNotAvailable("this PowerShell has no Get-CimInstance: Hyper-V runs on Windows only");
-            }
-
             try
             {
                 return InvokeCommand.InvokeScript(Query, HyperVTargets.WmiNamespace, className, filter)
