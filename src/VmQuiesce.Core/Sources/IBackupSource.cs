@@ -162,7 +162,7 @@ namespace VmQuiesce.Core.Sources
         internal static string UsualFor(string method) => method switch
         {
             "GuestAgent" => FreezeToThaw,
-            "HostVss" => DoSnapshotSetDuration,
+            WindowsVss.HostVssSource.MethodName => DoSnapshotSetDuration,
             _ => None,
         };
     }

@@ -145,10 +145,10 @@ namespace VmQuiesce.Core.Sources.WindowsVss
             bag.TryGetValue(property, out object? value) && value is string text && text.Length > 0 ? text : null;
 
         private static IEnumerable<string> Texts(IReadOnlyDictionary<string, object?> bag, string property) =>
-            bag.TryGetValue(property, out object? value) switch
+            (bag.TryGetValue(property, out object? value) ? value : null) switch
             {
-                true when value is string text => new[] { text },
-                true when value is System.Collections.IEnumerable items => items.OfType<string>(),
+                string text => new[] { text },
+                System.Collections.IEnumerable items => items.OfType<string>(),
                 _ => Array.Empty<string>(),
             };
     }
