@@ -29,7 +29,7 @@ BeforeAll {
 
     # A real QEMU guest for the tests that find running VMs; it boots while the other tests run.
     Import-Module (Join-Path $PSScriptRoot '../guest/TestGuest.psm1') -Force
-    $script:guestUnavailable = Get-TestGuestUnavailableReason
+    $script:guestUnavailable = Get-TestGuestSkipReason
     $script:guest = if (-not $guestUnavailable) { Start-TestGuest -NoWait } else { $null }
 
     # This file's guest as discovery sees it (other tests' guests may be running too).

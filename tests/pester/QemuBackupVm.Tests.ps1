@@ -1,7 +1,7 @@
 BeforeAll {
     Import-Module $env:VMQUIESCE_MODULE_PATH -Force
     Import-Module (Join-Path $PSScriptRoot '../guest/TestGuest.psm1') -Force
-    $script:unavailable = Get-TestGuestUnavailableReason
+    $script:unavailable = Get-TestGuestSkipReason
     $script:onLinux = [bool](Get-Variable IsLinux -ValueOnly -ErrorAction Ignore)
 }
 

@@ -184,7 +184,7 @@ Describe 'Get-VmSnapshot' {
 Describe 'Restore-VmSnapshot -Verify and Test-VmBackup -Boot against a real guest' {
     BeforeAll {
         Import-Module (Join-Path $PSScriptRoot '../guest/TestGuest.psm1') -Force
-        $script:unavailable = Get-TestGuestUnavailableReason
+        $script:unavailable = Get-TestGuestSkipReason
         if (-not $unavailable) {
             $script:guest = Start-TestGuest
             $script:guestRepo = Join-Path $root 'guest-repo'
