@@ -363,19 +363,3 @@ Describe 'Documentation' {
         }
     }
 }
-
-Describe 'Module import time (informational, no assertion on time)' {
-    It 'measures Import-Module in a fresh process' {
-        $arguments = [Environment]::GetCommandLineArgs()
-        $exe, $prefix = if ($arguments[0] -like '*.dll') { (Get-Command dotnet).Source, @($arguments[0]) } else { (Get-Process -Id $PID).Path, @() }
-        $measure = "(Measure-Command { Import-Module '$env:VMQUIESCE_MODULE_PATH' }).TotalMilliseconds"
-        $milliseconds = [double] (& $exe @prefix -NoProfile -NonInteractive -Command $measure | Select-Object -Last 1)
-        $milliseconds | Should -BeGreaterThan 0
-        Write-Host "Import-Module VmQuiesce in a fresh process: $([math]::Round($milliseconds)) ms"
-        if ($env:VMQUIESCE_TEST_OUT) {
-            $results = Join-Path $env:VMQUIESCE_TEST_OUT 'TestResults'
-            New-Item -ItemType Directory -Path $results -Force | Out-Null
-            Set-Content -Path (Join-Path $results 'import-time.txt') -Value "Import-Module VmQuiesce: $([math]::Round($milliseconds)) ms"
-        }
-    }
-}
