@@ -44,7 +44,7 @@ AfterAll {
 Describe 'The DSC module in the manifest' {
     It 'is a nested module that exports the three resources' {
         $dsc | Should -Not -BeNullOrEmpty
-        $manifest = Import-PowerShellDataFile -Path (Get-Module VmQuiesce).Path.Replace('.dll', '.psd1')
+        $manifest = Import-PowerShellDataFile -Path $env:VMQUIESCE_MODULE_PATH
         $manifest.NestedModules | Should -Contain 'VmQuiesce.Dsc.psm1'
         $manifest.DscResourcesToExport | Sort-Object | Should -Be @('VmBackupSchedule', 'VssWriterConfig', 'VssWriterServiceLogon')
     }

@@ -67,9 +67,10 @@ Describe 'The package that build.ps1 -Task Package makes' {
         (@(Get-RelativeFile $installed) -join ', ') | Should -Be ($expected -join ', ')
     }
 
-    It 'ships only VmQuiesce''s own assemblies' {
+    It 'ships the .NET Framework build and the .NET 8 build, each with only the assemblies it needs' {
         if (-not $psResourceGet) { Set-ItResult -Skipped -Because 'Microsoft.PowerShell.PSResourceGet is not installed (Install-Module Microsoft.PowerShell.PSResourceGet)'; return }
-        (@(Get-ChildItem $installed -Recurse -Filter *.dll | ForEach-Object Name | Sort-Object) -join ', ') | Should -Be 'VmQuiesce.Core.dll, VmQuiesce.dll'
+        $assemblies = @(Get-RelativeFile $installed | Where-Object { $_ -like '*.dll' })
+        ($assemblies -join ', ') | Should -Be 'bin/net472/VmQuiesce.Core.dll, bin/net472/VmQuiesce.dll, bin/net8.0/VmQuiesce.Core.dll, bin/net8.0/VmQuiesce.dll'
     }
 
     It 'imports by name in a fresh process from where it was installed, with the manifest''s version' {

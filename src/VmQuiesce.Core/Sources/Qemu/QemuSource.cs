@@ -203,7 +203,7 @@ namespace VmQuiesce.Core.Sources.Qemu
                 }
             }
 
-            foreach (string directory in disks.SelectMany(d => d.Chain).Select(Path.GetDirectoryName).Where(d => !string.IsNullOrEmpty(d)).Distinct())
+            foreach (string directory in disks.SelectMany(d => d.Chain).Select(Path.GetDirectoryName).OfType<string>().Where(d => d.Length > 0).Distinct())
             {
                 if (!Directory.Exists(directory))
                 {
