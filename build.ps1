@@ -95,7 +95,7 @@ function Assert-Built {
     # Builds once per run; with -SkipBuild uses the module a previous run (or CI's build job) made.
     if ($SkipBuild) {
         if (-not (Test-Path (Join-Path $ModuleOut 'VmQuiesce.psd1'))) {
-            throw "-SkipBuild: there is no built module in $ModuleOut; run './build.ps1 -Task Build,Package' first."
+            throw "-SkipBuild: there is no built module in $ModuleOut; run './build.ps1 -Task Package' (it builds first)."
         }
         return
     }
@@ -176,13 +176,15 @@ function Invoke-Test {
     # The package tests install what Package made, so Test makes it first (CI made it in its build job).
     if (-not $SkipBuild) { Invoke-Package }
     if (-not (Get-ChildItem $PackageOut -Filter 'VmQuiesce.*.nupkg' -ErrorAction SilentlyContinue)) {
-        throw "There is no package in $PackageOut; run './build.ps1 -Task Build,Package' first."
+        throw "There is no package in $PackageOut; run './build.ps1 -Task Package' (it builds first)."
     }
     if (Test-Path $TestResults) { Remove-Item $TestResults -Recurse -Force }
     New-Item -ItemType Directory -Path $TestResults -Force | Out-Null
 
     $env:VMQUIESCE_TEST_OUT = $OutRoot
     $env:VMQUIESCE_PACKAGE_PATH = $PackageOut
+    # Test-only packages (another version of a dependency, for Dependencies.Tests.ps1) are restored there.
+    $env:VMQUIESCE_NUGET_PACKAGES = Get-NuGetPackageFolder
 
     # The core's net8.0 build everywhere; on Windows also its .NET Framework build, which Windows PowerShell 5.1 loads.
     $frameworks = @('net8.0')

@@ -347,6 +347,20 @@ foreach ($m in $memoryImages) {
 }
 Add-Figure @{ Name = "Peak memory above idle, $ImageGiB GiB image"; Tool = 'VmQuiesce'; Unit = 'MiB'; Values = @($vmqPeak | ForEach-Object { ($_ - $idleMedian) / 1MB }); Note = 'the full-backup runs' }
 
+# --- Chunk codecs ----------------------------------------------------------------------------------
+# The image above is random data and holes: nothing in it compresses. The codecs are compared on 256 MiB of
+# log- and record-like chunks instead, the compressible share a real image has, in this process (one thread).
+Write-Stage "Chunk codecs on 256 MiB of compressible chunks: zstd (written now) vs Deflate (written before), $Runs runs"
+$zstdPath = Join-Path (Split-Path $ModulePath) 'bin/net8.0/ZstdSharp.dll'
+$codecRuns = @(1..$Runs | ForEach-Object { Measure-ChunkCodec -ZstdPath $zstdPath -ZstdLevel 1 })
+foreach ($codec in @($codecRuns | ForEach-Object Codec | Select-Object -Unique)) {
+    $runsOf = @($codecRuns | Where-Object Codec -eq $codec)
+    $sample = $runsOf[0].OriginalBytes
+    Add-Figure @{ Name = 'Compress, compressible chunks'; Tool = $codec; Unit = 's'; Values = @($runsOf.CompressSeconds); Bytes = $sample }
+    Add-Figure @{ Name = 'Decompress, compressible chunks'; Tool = $codec; Unit = 's'; Values = @($runsOf.DecompressSeconds); Bytes = $sample }
+    Add-Figure @{ Name = 'Compression ratio, compressible chunks'; Tool = $codec; Unit = 'x'; Values = @($runsOf.Ratio); Note = ('{0:N1} MiB stored of {1:N0} MiB' -f ($runsOf[0].StoredBytes / 1MB), ($sample / 1MB)) }
+}
+
 # --- Module import ---------------------------------------------------------------------------------
 Write-Stage "Module import, $ImportRuns fresh processes"
 $import = @(1..$ImportRuns | ForEach-Object { (Invoke-VmQuiesceOperation Import).importSeconds })
@@ -409,6 +423,8 @@ Add-RatioCheck 'Restore time / cp --sparse=always' $vmqRestore (Get-Figure 'Rest
 Add-RatioCheck 'Restore time / cp --sparse=always, memory warm' $vmqRestore (Get-Figure 'Restore' $warmCp) 1.2 '<='
 Add-RatioCheck 'Restore time / restic restore' $vmqRestore (Get-Figure 'Restore' restic) 1
 Add-RatioCheck 'Restore time / borg extract' $vmqRestore (Get-Figure 'Restore' borg) 1
+Add-RatioCheck 'zstd compress time / Deflate, compressible chunks' (Get-Figure 'Compress, compressible chunks' 'zstd level 1') (Get-Figure 'Compress, compressible chunks' 'Deflate fastest') 1 '<='
+Add-RatioCheck 'Deflate compression ratio / zstd, compressible chunks' (Get-Figure 'Compression ratio, compressible chunks' 'Deflate fastest') (Get-Figure 'Compression ratio, compressible chunks' 'zstd level 1') 1 '<='
 $checks.Add((New-BenchCheck -Target 'Restored image allocated / original allocated (stays sparse)' -Value $(if ($restoredAllocated.ContainsKey('VmQuiesce')) { $restoredAllocated.VmQuiesce / $imageAllocated }) -Limit 1.01 -NotMeasured $restoreReason))
 
 $notes.Add("Each figure: min / median / max over $Runs runs (peak memory of the 1 and 8 GiB images: $MemoryRuns; module import: $ImportRuns fresh processes; frozen window: $GuestBackups backups of one guest). Ratios compare medians of the same run.")

@@ -106,10 +106,10 @@ namespace VmQuiesce.Core.Backup
             progress?.Report(new BackupProgress(vm, "Quiescing", 0, 0, clock.Elapsed));
             using IConsistentView view = source.OpenConsistentView(options, cancel);
             IReadOnlyList<RestorePointFile> files;
-            long stored;
+            long stored, newChunkBytes;
             try
             {
-                (files, stored) = Copy(vm, view.Files, progress, clock, cancel);
+                (files, stored, newChunkBytes) = Copy(vm, view.Files, progress, clock, cancel);
                 cancel.ThrowIfCancellationRequested();
             }
             catch
@@ -150,6 +150,7 @@ namespace VmQuiesce.Core.Backup
                 releaseError: releaseFailure?.Message,
                 _repository.ChunkSize,
                 stored,
+                newChunkBytes,
                 files);
             _repository.Publish(point);
             progress?.Report(new BackupProgress(vm, "Done", point.Size, point.Size, clock.Elapsed));
@@ -172,8 +173,8 @@ namespace VmQuiesce.Core.Backup
             }
         }
 
-        /// <summary>Copies the files into the chunk store; returns their chunk lists and the bytes newly stored.</summary>
-        internal (IReadOnlyList<RestorePointFile> Files, long Stored) Copy(string vm, IReadOnlyList<ViewFile> viewFiles, IProgress<BackupProgress>? progress, Stopwatch clock, CancellationToken cancel)
+        /// <summary>Copies the files into the chunk store; returns their chunk lists, the bytes newly stored and the data they hold.</summary>
+        internal (IReadOnlyList<RestorePointFile> Files, long Stored, long NewChunkBytes) Copy(string vm, IReadOnlyList<ViewFile> viewFiles, IProgress<BackupProgress>? progress, Stopwatch clock, CancellationToken cancel)
         {
             int chunkSize = _repository.ChunkSize;
             CheckRelativePaths(viewFiles, vm);
@@ -219,7 +220,7 @@ namespace VmQuiesce.Core.Backup
             copy.ThrowIfFailed();
             progress?.Report(new BackupProgress(vm, "Copying", total, total, clock.Elapsed));
             var files = viewFiles.Select((file, i) => new RestorePointFile(file.RelativePath, file.OriginalPath, sizes[i], chunkLists[i])).ToList();
-            return (files, copy.StoredBytes);
+            return (files, copy.StoredBytes, copy.NewChunkBytes);
         }
 
         /// <summary>A restore writes each file under its relative path: they must be relative, inside, and distinct.</summary>
@@ -273,6 +274,7 @@ namespace VmQuiesce.Core.Backup
             private Exception? _failure;
             private long _bytesDone;
             private long _storedBytes;
+            private long _newChunkBytes;
 
             public CopyRun(ChunkStore store, IReadOnlyList<ViewFile> files, string?[][] chunkLists, int workers, int chunkSize)
             {
@@ -287,6 +289,8 @@ namespace VmQuiesce.Core.Backup
             public long BytesDone => Interlocked.Read(ref _bytesDone);
 
             public long StoredBytes => Interlocked.Read(ref _storedBytes);
+
+            public long NewChunkBytes => Interlocked.Read(ref _newChunkBytes);
 
             public void Guard(CancellationTokenSource stop, Action action)
             {
@@ -430,7 +434,12 @@ namespace VmQuiesce.Core.Backup
             {
                 foreach (PendingChunk pending in _toPublish.GetConsumingEnumerable(cancel))
                 {
-                    Interlocked.Add(ref _storedBytes, _store.Publish(pending));
+                    long written = _store.Publish(pending);
+                    if (written > 0)
+                    {
+                        Interlocked.Add(ref _storedBytes, written);
+                        Interlocked.Add(ref _newChunkBytes, pending.DataLength);
+                    }
                 }
             }
 

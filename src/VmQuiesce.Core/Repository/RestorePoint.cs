@@ -30,6 +30,7 @@ namespace VmQuiesce.Core.Repository
             string? releaseError,
             int chunkSize,
             long storedBytes,
+            long newChunkBytes,
             IReadOnlyList<RestorePointFile> files)
         {
             Id = id;
@@ -44,6 +45,7 @@ namespace VmQuiesce.Core.Repository
             ReleaseError = releaseError;
             ChunkSize = chunkSize;
             StoredBytes = storedBytes;
+            NewChunkBytes = newChunkBytes;
             Files = files;
         }
 
@@ -82,6 +84,18 @@ namespace VmQuiesce.Core.Repository
 
         /// <summary>Bytes this backup added to the chunk store (after compression); the rest was already there.</summary>
         public long StoredBytes { get; }
+
+        /// <summary>
+        /// The data in the chunks this backup added, before compression: <see cref="StoredBytes"/> is what they
+        /// took on disk. 0 when nothing was added, and in points made before VmQuiesce recorded it.
+        /// </summary>
+        public long NewChunkBytes { get; }
+
+        /// <summary>
+        /// The new chunks' data divided by the bytes they took (2.0: stored in half the space); null when this
+        /// backup added nothing, or did not record it.
+        /// </summary>
+        public double? CompressionRatio => NewChunkBytes > 0 && StoredBytes > 0 ? (double)NewChunkBytes / StoredBytes : (double?)null;
 
         public IReadOnlyList<RestorePointFile> Files { get; }
 
@@ -124,6 +138,7 @@ namespace VmQuiesce.Core.Repository
                 .With("chunkSize", ChunkSize)
                 .With("size", Size)
                 .With("storedBytes", StoredBytes)
+                .With("newChunkBytes", NewChunkBytes)
                 .With("files", files);
         }
 
@@ -179,6 +194,7 @@ namespace VmQuiesce.Core.Repository
                 json.GetOptionalString("releaseError"),
                 checked((int)json.GetInt64("chunkSize")),
                 json.GetInt64("storedBytes"),
+                json.GetOptionalInt64("newChunkBytes") ?? 0,
                 files);
         }
 
