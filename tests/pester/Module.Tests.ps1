@@ -35,3 +35,17 @@ Describe 'The built module' {
         $manifest.PowerShellVersion | Should -Be '5.1'
     }
 }
+
+Describe 'The build does not drift' {
+    It 'pins the SDK in global.json (rolling forward within its major version only) and the language and analysis level' {
+        $root = Join-Path $PSScriptRoot '../..'
+        $sdk = (Get-Content -Raw (Join-Path $root 'global.json') | ConvertFrom-Json).sdk
+        $sdk.version | Should -Match '^\d+\.\d+\.\d{3}$'
+        $sdk.rollForward | Should -BeIn @('patch', 'feature', 'minor', 'latestPatch', 'latestFeature', 'latestMinor', 'disable')
+        [xml] $props = Get-Content -Raw (Join-Path $root 'Directory.Build.props')
+        foreach ($setting in 'LangVersion', 'AnalysisLevel') {
+            $value = "$(@($props.Project.PropertyGroup)[0].$setting)"
+            $value | Should -Match '^\d+\.\d+$' -Because "$setting must name a version, not latest/preview, so a new SDK cannot change a clean build"
+        }
+    }
+}
