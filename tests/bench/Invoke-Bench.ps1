@@ -423,8 +423,6 @@ Add-RatioCheck 'Restore time / cp --sparse=always' $vmqRestore (Get-Figure 'Rest
 Add-RatioCheck 'Restore time / cp --sparse=always, memory warm' $vmqRestore (Get-Figure 'Restore' $warmCp) 1.2 '<='
 Add-RatioCheck 'Restore time / restic restore' $vmqRestore (Get-Figure 'Restore' restic) 1
 Add-RatioCheck 'Restore time / borg extract' $vmqRestore (Get-Figure 'Restore' borg) 1
-Add-RatioCheck 'zstd compress time / Deflate, compressible chunks' (Get-Figure 'Compress, compressible chunks' 'zstd level 1') (Get-Figure 'Compress, compressible chunks' 'Deflate fastest') 1 '<='
-Add-RatioCheck 'Deflate compression ratio / zstd, compressible chunks' (Get-Figure 'Compression ratio, compressible chunks' 'Deflate fastest') (Get-Figure 'Compression ratio, compressible chunks' 'zstd level 1') 1 '<='
 $checks.Add((New-BenchCheck -Target 'Restored image allocated / original allocated (stays sparse)' -Value $(if ($restoredAllocated.ContainsKey('VmQuiesce')) { $restoredAllocated.VmQuiesce / $imageAllocated }) -Limit 1.01 -NotMeasured $restoreReason))
 
 $notes.Add("Each figure: min / median / max over $Runs runs (peak memory of the 1 and 8 GiB images: $MemoryRuns; module import: $ImportRuns fresh processes; frozen window: $GuestBackups backups of one guest). Ratios compare medians of the same run.")
