@@ -43,8 +43,8 @@ namespace VmQuiesce.Core.Nbd
         /// <summary>Longest option reply accepted: a context or export name and a description fit in 4096 bytes each.</summary>
         private const int MaxOptionReplyLength = 3 * NbdProtocol.MaxStringBytes;
 
-        /// <summary>Most replies to one option (one per context or export); a server that sends more is not answering honestly.</summary>
-        private const int MaxRepliesPerOption = 10000;
+        /// <summary>Most replies to one option (one per context, or per piece of export information); more is not an honest answer.</summary>
+        private const int MaxRepliesPerOption = 1024;
 
         private readonly NbdStream _stream;
         private readonly string _server;
@@ -72,6 +72,11 @@ namespace VmQuiesce.Core.Nbd
 
                 foreach (KeyValuePair<uint, string> context in await SelectContextsAsync(NbdProtocol.OptSetMetaContext, exportName, metaContexts).ConfigureAwait(false))
                 {
+                    if (!metaContexts.Contains(context.Value))
+                    {
+                        throw new NbdProtocolViolation($"it selected the metadata context '{context.Value}', which was not asked for");
+                    }
+
                     if (contexts.ContainsKey(context.Key) || contexts.ContainsValue(context.Value))
                     {
                         throw new NbdProtocolViolation($"it selected metadata context id {context.Key} ('{context.Value}') twice");

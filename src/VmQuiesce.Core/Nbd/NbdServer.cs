@@ -162,6 +162,12 @@ namespace VmQuiesce.Core.Nbd
             var byName = new Dictionary<string, NbdExport>(StringComparer.Ordinal);
             foreach (NbdExport export in exports ?? throw new ArgumentNullException(nameof(exports)))
             {
+                if (!NbdProtocol.IsPowerOfTwo(export.PreferredBlockSize) || export.PreferredBlockSize < 512 || export.PreferredBlockSize > NbdProtocol.MaxReadLength)
+                {
+                    throw new VmQuiesceException("NbdExportInvalid", FailureKind.InvalidArgument,
+                        $"The preferred block size of the NBD export '{export.Name}' is {export.PreferredBlockSize}; expected a power of 2 from 512 to {NbdProtocol.MaxReadLength}.", export.Name);
+                }
+
                 if (byName.ContainsKey(export.Name))
                 {
                     throw new VmQuiesceException("NbdExportInvalid", FailureKind.InvalidArgument, $"Two NBD exports are named '{export.Name}'; names must be unique.", export.Name);
@@ -200,10 +206,19 @@ namespace VmQuiesce.Core.Nbd
             try
             {
                 listener.Bind(endpoint.ToEndPoint());
+            }
+            catch (SocketException e)
+            {
+                throw ListenFailed(endpoint, e);
+            }
+
+            try
+            {
                 PosixFiles.ChangeMode(path, Convert.ToInt32("600", 8)); // before listen(): nobody can connect yet
             }
-            catch (Exception e) when (e is SocketException || e is IOException)
+            catch (IOException e)
             {
+                File.Delete(path); // the socket this call made, not left behind open to others
                 throw ListenFailed(endpoint, e);
             }
 

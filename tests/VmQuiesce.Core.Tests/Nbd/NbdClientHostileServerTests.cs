@@ -35,8 +35,17 @@ namespace VmQuiesce.Core.Tests.Nbd
                 await peer.ReadOptionAsync();
                 await peer.SendOptionReplyAsync(NbdProtocol.OptStructuredReply, NbdProtocol.RepAck);
                 await peer.ReadOptionAsync();
-                byte[] reply = RawNbdPeer.Bytes(w => w.UInt64(NbdProtocol.OptionReplyMagic).UInt32(NbdProtocol.OptSetMetaContext).UInt32(NbdProtocol.RepMetaContext).UInt32(8).UInt32(1).Bytes(Encoding.ASCII.GetBytes("x:y:")));
-                await peer.WriteAsync(Enumerable.Repeat(reply, 10001).SelectMany(r => r).ToArray());
+                byte[] reply = RawNbdPeer.Bytes(w => w.UInt64(NbdProtocol.OptionReplyMagic).UInt32(NbdProtocol.OptSetMetaContext).UInt32(NbdProtocol.RepMetaContext).UInt32(19).UInt32(1).Bytes(Encoding.ASCII.GetBytes("base:allocation")));
+                await peer.WriteAsync(Enumerable.Repeat(reply, 1025).SelectMany(r => r).ToArray());
+            },
+            ["context not asked for"] = async peer =>
+            {
+                await peer.GreetAsClientExpectsAsync();
+                await peer.ReadOptionAsync();
+                await peer.SendOptionReplyAsync(NbdProtocol.OptStructuredReply, NbdProtocol.RepAck);
+                await peer.ReadOptionAsync();
+                await peer.SendOptionReplyAsync(NbdProtocol.OptSetMetaContext, NbdProtocol.RepMetaContext, RawNbdPeer.Bytes(w => w.UInt32(3).Bytes(Encoding.ASCII.GetBytes("qemu:dirty-bitmap:other"))));
+                await peer.SendOptionReplyAsync(NbdProtocol.OptSetMetaContext, NbdProtocol.RepAck);
             },
             ["wrong option answered"] = async peer =>
             {
@@ -102,6 +111,46 @@ namespace VmQuiesce.Core.Tests.Nbd
             ["simple success"] = (peer, r) => peer.WriteAsync(RawNbdPeer.SimpleReply(0, r.Handle)),
         };
 
+        /// <summary>What each error message must say: the check that caught it, not another one further on.</summary>
+        private static readonly Dictionary<string, string> Says = new()
+        {
+            ["not nbd"] = "does not greet as an NBD server",
+            ["oldstyle"] = "oldstyle handshake",
+            ["huge option reply"] = "claims 4294967280 bytes",
+            ["endless contexts"] = "more than 1024 metadata contexts",
+            ["context not asked for"] = "which was not asked for",
+            ["wrong option answered"] = "it answered NBD_OPT_GO when NBD_OPT_STRUCTURED_REPLY was asked",
+            ["go without export info"] = "without sending NBD_INFO_EXPORT",
+            ["bad block sizes"] = "minimum block size 3",
+            ["export larger than 2^63"] = "more than 2^63 - 1",
+            ["closes mid greeting"] = "broke during the handshake",
+            ["unknown handle"] = "which no request in flight has",
+            ["bad magic"] = "0xdeadbeef",
+            ["simple reply to a structured read"] = "simple reply although structured replies",
+            ["data outside the request"] = "outside NBD_CMD_READ",
+            ["data before the request"] = "outside NBD_CMD_READ",
+            ["overlapping chunks"] = "overlaps data it already sent",
+            ["done before all data"] = "having sent 2048 byte(s)",
+            ["huge data chunk"] = "data chunk of 4294967280 bytes",
+            ["hole of wrong length"] = "hole chunk of 16 bytes",
+            ["empty hole"] = "a hole chunk of 0 byte(s)",
+            ["block status for a read"] = "with block status",
+            ["unknown chunk type"] = "unknown reply chunk type 77",
+            ["none chunk with payload"] = "NBD_REPLY_TYPE_NONE chunk",
+            ["error message longer than its chunk"] = "a message of 200 bytes",
+            ["huge error chunk"] = "error chunk of 1073741824 bytes",
+            ["error offset outside the request"] = "error at offset 0, outside",
+            ["error zero"] = "with error 0",
+            ["too many extents"] = "block status chunk of 1048588 bytes",
+            ["extent of length zero"] = "extent of length 0",
+            ["unknown context"] = "context id 8, which was not selected",
+            ["context twice"] = "twice in one reply",
+            ["context missing"] = "without the context(s) qemu:dirty-bitmap:b1",
+            ["ragged payload"] = "block status chunk of 15 bytes",
+            ["status for a read's data"] = "which only reads take",
+            ["simple success"] = "simple reply without data",
+        };
+
         /// <summary>Answers structured replies and base:allocation correctly, and returns once NBD_OPT_GO has been asked.</summary>
         private static async Task NegotiateUntilGoAsync(RawNbdPeer peer)
         {
@@ -136,6 +185,7 @@ namespace VmQuiesce.Core.Tests.Nbd
 
             Assert.Equal(misbehaviour == "closes mid greeting" ? "NbdConnectionClosed" : "NbdProtocolError", error.ErrorId);
             Assert.Contains(server.Endpoint.SocketPath!, error.Message, StringComparison.Ordinal);
+            Assert.Contains(Says[misbehaviour], error.Message, StringComparison.Ordinal);
             await server.Completion.WaitAsync(Patience); // the client closed its end
         }
 
@@ -174,6 +224,7 @@ namespace VmQuiesce.Core.Tests.Nbd
 
             Assert.Equal("NbdProtocolError", error.ErrorId);
             Assert.Contains(server.Endpoint.SocketPath!, error.Message, StringComparison.Ordinal);
+            Assert.Contains(Says[misbehaviour], error.Message, StringComparison.Ordinal);
             VmQuiesceException other = await Assert.ThrowsAsync<VmQuiesceException>(() => waiting.WaitAsync(Patience));
             Assert.Same(error, other);
             VmQuiesceException after = await Assert.ThrowsAsync<VmQuiesceException>(() => client.ReadAsync(0, buffer, 0, 10));
@@ -196,6 +247,7 @@ namespace VmQuiesce.Core.Tests.Nbd
             VmQuiesceException error = await Assert.ThrowsAsync<VmQuiesceException>(() => client.GetBlockStatusAsync(0, 65536).WaitAsync(Patience));
 
             Assert.Equal("NbdProtocolError", error.ErrorId);
+            Assert.Contains(Says[misbehaviour], error.Message, StringComparison.Ordinal);
             await server.Completion.WaitAsync(Patience);
         }
 

@@ -248,6 +248,9 @@ namespace VmQuiesce.Core.Tests.Nbd
             Assert.Equal("NbdAddressInvalid", open.ErrorId);
             VmQuiesceException duplicate = Assert.Throws<VmQuiesceException>(() => NbdServer.Start(NbdEndpoint.LoopbackTcp(), new[] { export, export }));
             Assert.Equal("NbdExportInvalid", duplicate.ErrorId);
+            var odd = new NbdExport("odd", NbdServerToolTests.LayeredImage()) { PreferredBlockSize = 1000 };
+            VmQuiesceException blockSize = Assert.Throws<VmQuiesceException>(() => NbdServer.Start(NbdEndpoint.LoopbackTcp(), new[] { odd }));
+            Assert.Equal("NbdExportInvalid", blockSize.ErrorId);
         }
 
         [UnixFact]
