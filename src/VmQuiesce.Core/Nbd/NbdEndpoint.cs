@@ -62,10 +62,10 @@ namespace VmQuiesce.Core.Nbd
         /// </summary>
         public string ToUri(string exportName)
         {
-            string name = Uri.EscapeDataString(exportName ?? string.Empty);
+            string name = Escape(exportName ?? string.Empty);
             if (IsUnixSocket)
             {
-                return "nbd+unix:///" + name + "?socket=" + Uri.EscapeDataString(SocketPath!);
+                return "nbd+unix:///" + name + "?socket=" + Escape(SocketPath!);
             }
 
             string host = Host!.IndexOf(':') >= 0 ? "[" + Host + "]" : Host!;
@@ -74,6 +74,9 @@ namespace VmQuiesce.Core.Nbd
 
         /// <summary>"unix:/path" or "tcp:host:port": how errors name the server.</summary>
         public override string ToString() => IsUnixSocket ? "unix:" + SocketPath : "tcp:" + Host + ":" + Port.ToString(CultureInfo.InvariantCulture);
+
+        /// <summary>Percent-encoding where a URI needs it; '/' stays readable (both QEMU and libnbd decode either form).</summary>
+        private static string Escape(string text) => Uri.EscapeDataString(text).Replace("%2F", "/");
 
         internal EndPoint ToEndPoint()
         {

@@ -83,6 +83,23 @@ namespace VmQuiesce.Core.Tests.Nbd
             Assert.Empty(served.Errors);
         }
 
+        [NbdToolFact("nbdinfo", "qemu-img")]
+        public void TheUriReachesExportNamesAndSocketPathsThatNeedEscaping()
+        {
+            using var folder = new TempFolder();
+            string socketFolder = Path.Combine(folder.Path, "a b%c");
+            Directory.CreateDirectory(socketFolder);
+            const string name = "web 01/disk #1?x=%";
+            MemoryExportBackend image = LayeredImage();
+            using NbdServer server = NbdServer.Start(NbdEndpoint.UnixSocket(Path.Combine(socketFolder, "n.sock")), new[] { new NbdExport(name, image) });
+            string uri = server.GetUri(name);
+
+            using JsonDocument info = JsonDocument.Parse(NbdTools.Run("nbdinfo", "--json", "--no-content", uri));
+            Assert.Equal(name, info.RootElement.GetProperty("exports")[0].GetProperty("export-name").GetString());
+            using JsonDocument qemu = JsonDocument.Parse(NbdTools.Run("qemu-img", "info", "--output=json", "-f", "raw", uri));
+            Assert.Equal(image.Size, qemu.RootElement.GetProperty("virtual-size").GetInt64());
+        }
+
         [NbdToolFact("qemu-img")]
         public void QemuImgConvertsAndComparesByteForByteReadingOnlyTheData()
         {
