@@ -65,10 +65,8 @@ namespace VmQuiesce.Core.Nbd
 
         // Command flags.
         public const ushort CmdFlagFua = 1 << 0;
-        public const ushort CmdFlagNoHole = 1 << 1;
         public const ushort CmdFlagDontFragment = 1 << 2;
         public const ushort CmdFlagRequestOne = 1 << 3;
-        public const ushort CmdFlagFastZero = 1 << 4;
 
         // Structured replies.
         public const ushort ReplyFlagDone = 1 << 0;

@@ -140,10 +140,9 @@ namespace VmQuiesce.Core.Nbd
             {
                 Options.OnError?.Invoke(error);
             }
-#pragma warning disable CA1031 // an observer's failure must not take a connection down with it
             catch (Exception)
-#pragma warning restore CA1031
             {
+                // An observer's failure must not take a connection down with it.
             }
         }
 

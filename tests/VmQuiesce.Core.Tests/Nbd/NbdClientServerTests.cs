@@ -5,6 +5,7 @@ using System.Linq;
 using System.Threading;
 using System.Threading.Tasks;
 using VmQuiesce.Core.Nbd;
+using VmQuiesce.Core.Platform;
 using VmQuiesce.Core.Tests.Qemu;
 using Xunit;
 
@@ -266,6 +267,7 @@ namespace VmQuiesce.Core.Tests.Nbd
         [Fact]
         public async Task ServesOverLoopbackTcpWhereUnixSocketsAreNotAnOption()
         {
+            Assert.Equal(!HostPlatform.IsWindows, NbdServer.LocalEndpoint("/run/vmquiesce/x.sock").IsUnixSocket);
             var export = new NbdExport("disk", NbdServerToolTests.LayeredImage());
             using NbdServer server = NbdServer.Start(NbdEndpoint.LoopbackTcp(), new[] { export });
             Assert.False(server.Endpoint.IsUnixSocket);

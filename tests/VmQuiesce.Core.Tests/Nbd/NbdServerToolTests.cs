@@ -84,18 +84,19 @@ namespace VmQuiesce.Core.Tests.Nbd
         }
 
         [NbdToolFact("nbdinfo", "qemu-img")]
-        public void TheUriReachesExportNamesAndSocketPathsThatNeedEscaping()
+        public void TheUriReachesExportNamesAndSocketPathsThatNeedEscapingAndTheDescriptionArrives()
         {
             using var folder = new TempFolder();
             string socketFolder = Path.Combine(folder.Path, "a b%c");
             Directory.CreateDirectory(socketFolder);
             const string name = "web 01/disk #1?x=%";
             MemoryExportBackend image = LayeredImage();
-            using NbdServer server = NbdServer.Start(NbdEndpoint.UnixSocket(Path.Combine(socketFolder, "n.sock")), new[] { new NbdExport(name, image) });
+            using NbdServer server = NbdServer.Start(NbdEndpoint.UnixSocket(Path.Combine(socketFolder, "n.sock")), new[] { new NbdExport(name, image, "web01, 2026-11-24 23:06") });
             string uri = server.GetUri(name);
 
             using JsonDocument info = JsonDocument.Parse(NbdTools.Run("nbdinfo", "--json", "--no-content", uri));
             Assert.Equal(name, info.RootElement.GetProperty("exports")[0].GetProperty("export-name").GetString());
+            Assert.Equal("web01, 2026-11-24 23:06", info.RootElement.GetProperty("exports")[0].GetProperty("description").GetString());
             using JsonDocument qemu = JsonDocument.Parse(NbdTools.Run("qemu-img", "info", "--output=json", "-f", "raw", uri));
             Assert.Equal(image.Size, qemu.RootElement.GetProperty("virtual-size").GetInt64());
         }
