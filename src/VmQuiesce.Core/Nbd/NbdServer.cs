@@ -115,8 +115,18 @@ namespace VmQuiesce.Core.Nbd
         {
             lock (_gate)
             {
-                _stopping = true;
-                _stopped ??= StopCoreAsync(drain);
+                if (_stopped == null)
+                {
+                    // Before this call returns, every connection refuses new requests.
+                    _stopping = true;
+                    foreach (NbdServerConnection connection in _connections)
+                    {
+                        connection.RefuseNewRequests();
+                    }
+
+                    _stopped = StopCoreAsync(drain);
+                }
+
                 return _stopped;
             }
         }

@@ -94,7 +94,10 @@ namespace VmQuiesce.Core.Nbd
             }
         }
 
-        /// <summary>Stops taking requests (new ones get ESHUTDOWN), waits for those in progress up to <paramref name="drain"/>, then closes.</summary>
+        /// <summary>From now on requests are answered with ESHUTDOWN and options with NBD_REP_ERR_SHUTDOWN.</summary>
+        public void RefuseNewRequests() => _stopping = true;
+
+        /// <summary>Refuses new requests, waits for those in progress up to <paramref name="drain"/>, then closes.</summary>
         public async Task StopAsync(TimeSpan drain)
         {
             _stopping = true;
