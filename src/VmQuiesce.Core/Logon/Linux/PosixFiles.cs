@@ -3,6 +3,7 @@ using System.Collections.Generic;
 using System.IO;
 using System.Linq;
 using System.Runtime.InteropServices;
+using VmQuiesce.Core.Native;
 
 namespace VmQuiesce.Core.Logon.Linux
 {
@@ -31,10 +32,10 @@ namespace VmQuiesce.Core.Logon.Linux
         public static PosixStat Stat(string path)
         {
             byte[] buffer = new byte[256];
-            if (PosixNative.statx(PosixNative.AtFdCwd, path, 0, PosixNative.StatxBasicStats, buffer) != 0)
+            if (Libc.statx(Libc.AtFdCwd, path, 0, Libc.StatxBasicStats, buffer) != 0)
             {
                 int errno = Marshal.GetLastWin32Error();
-                throw new IOException($"Cannot read the permissions of '{path}': {PosixNative.ErrorText(errno)}.");
+                throw new IOException($"Cannot read the permissions of '{path}': {Libc.ErrorText(errno)}.");
             }
 
             // struct statx: stx_uid at 20, stx_gid at 24, stx_mode (16 bits) at 28.
@@ -43,10 +44,10 @@ namespace VmQuiesce.Core.Logon.Linux
 
         public static void ChangeMode(string path, int mode)
         {
-            if (PosixNative.chmod(path, (uint)mode) != 0)
+            if (Libc.chmod(path, (uint)mode) != 0)
             {
                 int errno = Marshal.GetLastWin32Error();
-                throw new IOException($"Cannot change the mode of '{path}': {PosixNative.ErrorText(errno)}.");
+                throw new IOException($"Cannot change the mode of '{path}': {Libc.ErrorText(errno)}.");
             }
         }
     }
@@ -78,20 +79,20 @@ namespace VmQuiesce.Core.Logon.Linux
         /// <summary>The ACL stored in the attribute, or null when the file has none (only mode bits).</summary>
         public static PosixAcl? Read(string path, string attribute)
         {
-            IntPtr size = PosixNative.getxattr(path, attribute, null, UIntPtr.Zero);
+            IntPtr size = Libc.getxattr(path, attribute, null, UIntPtr.Zero);
             if (size.ToInt64() < 0)
             {
                 int errno = Marshal.GetLastWin32Error();
-                if (errno == PosixNative.ENODATA || errno == PosixNative.EOPNOTSUPP)
+                if (errno == Libc.ENODATA || errno == Libc.EOPNOTSUPP)
                 {
                     return null;
                 }
 
-                throw new IOException($"Cannot read the ACL of '{path}': {PosixNative.ErrorText(errno)}.");
+                throw new IOException($"Cannot read the ACL of '{path}': {Libc.ErrorText(errno)}.");
             }
 
             byte[] buffer = new byte[size.ToInt64()];
-            size = PosixNative.getxattr(path, attribute, buffer, (UIntPtr)(ulong)buffer.Length);
+            size = Libc.getxattr(path, attribute, buffer, (UIntPtr)(ulong)buffer.Length);
             if (size.ToInt64() < 4 || BitConverter.ToUInt32(buffer, 0) != Version)
             {
                 throw new IOException($"The ACL of '{path}' is not in the version-2 format this module reads.");
@@ -145,15 +146,15 @@ namespace VmQuiesce.Core.Logon.Linux
                 BitConverter.GetBytes(sorted[i].Id).CopyTo(buffer, 8 + (8 * i));
             }
 
-            if (PosixNative.setxattr(path, attribute, buffer, (UIntPtr)(ulong)buffer.Length, 0) != 0)
+            if (Libc.setxattr(path, attribute, buffer, (UIntPtr)(ulong)buffer.Length, 0) != 0)
             {
                 int errno = Marshal.GetLastWin32Error();
-                if (errno == PosixNative.EOPNOTSUPP)
+                if (errno == Libc.EOPNOTSUPP)
                 {
                     throw new NotSupportedException($"The file system holding '{path}' does not support POSIX ACLs (mount it with the acl option).");
                 }
 
-                throw new IOException($"Cannot write the ACL of '{path}': {PosixNative.ErrorText(errno)}.");
+                throw new IOException($"Cannot write the ACL of '{path}': {Libc.ErrorText(errno)}.");
             }
         }
     }
