@@ -56,6 +56,33 @@ namespace VmQuiesce.Core.Native
         /// <summary>The C library's text for an errno value.</summary>
         public static string ErrorText(int errno) => new Win32Exception(errno).Message;
 
+        /// <summary>The canonical absolute path (every symbolic link resolved), or null when it cannot be resolved.</summary>
+        public static string? RealPath(string path)
+        {
+            IntPtr resolved = realpath(Utf8z(path), IntPtr.Zero);
+            if (resolved == IntPtr.Zero)
+            {
+                return null;
+            }
+
+            try
+            {
+                int length = 0;
+                while (Marshal.ReadByte(resolved, length) != 0)
+                {
+                    length++;
+                }
+
+                byte[] bytes = new byte[length];
+                Marshal.Copy(resolved, bytes, 0, length);
+                return Encoding.UTF8.GetString(bytes);
+            }
+            finally
+            {
+                free(resolved);
+            }
+        }
+
         public static int open(string path, int flags, int mode = 0) => open(Utf8z(path), flags, mode);
 
         public static int link(string from, string to) => link(Utf8z(from), Utf8z(to));
@@ -124,5 +151,14 @@ namespace VmQuiesce.Core.Native
 
         [DllImport(Library, SetLastError = true)]
         private static extern int chmod(byte[] path, uint mode);
+
+        [DllImport(Library, SetLastError = true)]
+        private static extern IntPtr realpath(byte[] path, IntPtr resolved);
+
+        [DllImport(Library)]
+        private static extern void free(IntPtr memory);
+
+        [DllImport(Library)]
+        public static extern uint geteuid();
     }
 }

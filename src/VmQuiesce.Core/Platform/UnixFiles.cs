@@ -1,5 +1,6 @@
 using System;
 using System.Collections.Generic;
+using System.IO;
 using System.Runtime.InteropServices;
 using VmQuiesce.Core.Native;
 
@@ -21,15 +22,49 @@ namespace VmQuiesce.Core.Platform
         public long End => Offset + Length;
     }
 
+    /// <summary>Owner, group and mode of a file, from statx (one layout on every architecture).</summary>
+    internal readonly struct PosixStat
+    {
+        public PosixStat(uint uid, uint gid, uint mode)
+        {
+            Uid = uid;
+            Gid = gid;
+            Mode = mode;
+        }
+
+        public uint Uid { get; }
+
+        public uint Gid { get; }
+
+        /// <summary>File type and permission bits (st_mode).</summary>
+        public uint Mode { get; }
+
+        public bool IsDirectory => (Mode & 0xF000) == 0x4000;
+    }
+
     /// <summary>
-    /// Linux file interop the BCL lacks: where a sparse file's data lies (SEEK_DATA/SEEK_HOLE), so holes
-    /// are never read, and fsync of a directory, so a rename survives power loss.
+    /// Linux file interop the BCL lacks: owner and mode, where a sparse file's data lies (SEEK_DATA/SEEK_HOLE),
+    /// so holes are never read, and fsync of a directory, so a rename survives power loss.
     /// </summary>
     internal static class UnixFiles
     {
         // Linux values; macOS swaps them, so callers use this only behind HostPlatform.IsLinux.
         private const int SeekData = 3;
         private const int SeekHole = 4;
+
+        /// <summary>Owner, group and mode of <paramref name="path"/>, following symbolic links (Linux).</summary>
+        public static PosixStat Stat(string path)
+        {
+            byte[] buffer = new byte[256];
+            if (Libc.statx(Libc.AtFdCwd, path, 0, Libc.StatxBasicStats, buffer) != 0)
+            {
+                int errno = Marshal.GetLastWin32Error();
+                throw new IOException($"Cannot read the permissions of '{path}': {Libc.ErrorText(errno)}.");
+            }
+
+            // struct statx: stx_uid at 20, stx_gid at 24, stx_mode (16 bits) at 28.
+            return new PosixStat(BitConverter.ToUInt32(buffer, 20), BitConverter.ToUInt32(buffer, 24), BitConverter.ToUInt16(buffer, 28));
+        }
 
         /// <summary>
         /// The data extents of <paramref name="path"/>, in order; null when the file system cannot say

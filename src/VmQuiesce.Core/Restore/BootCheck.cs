@@ -100,8 +100,7 @@ namespace VmQuiesce.Core.Restore
     public static class BootCheck
     {
         private static readonly TimeSpan ShutdownTimeout = TimeSpan.FromSeconds(90);
-        private static readonly TimeSpan ToolTimeout = TimeSpan.FromMinutes(30);
-
+        
         /// <summary>
         /// Test-VmBackup -Boot: restores the point into a temp folder (verified, sparse), boots it there and
         /// deletes it again. Needs room for the point's data in the temp folder.
@@ -129,7 +128,7 @@ namespace VmQuiesce.Core.Restore
             // Short: unix socket paths are limited to 107 bytes.
             string folder = Path.Combine(Path.GetTempPath(), "vmq-boot-" + Guid.NewGuid().ToString("N").Substring(0, 8));
             Directory.CreateDirectory(folder);
-            Process? qemu = null;
+            ToolProcess? qemu = null;
             try
             {
                 var overlays = new List<string>();
@@ -137,7 +136,7 @@ namespace VmQuiesce.Core.Restore
                 {
                     string format = QemuImage.Info(disks[i], forceShare: false, cancel).Format;
                     string overlay = Path.Combine(folder, $"disk{i}.qcow2");
-                    RunTool(QemuImage.Tool, new[] { "create", "-q", "-f", "qcow2", "-b", Path.GetFullPath(disks[i]), "-F", format, overlay }, cancel);
+                    RunQemuImg(new[] { "create", "-q", "-f", "qcow2", "-b", Path.GetFullPath(disks[i]), "-F", format, overlay }, cancel);
                     overlays.Add(overlay);
                 }
 
@@ -147,28 +146,18 @@ namespace VmQuiesce.Core.Restore
                 qemu = StartQemu(options, overlays, agentSocket, console);
                 var (answered, fileSystems, failure) = WaitForAgent(qemu, agentSocket, console, options.BootTimeout, cancel);
                 TimeSpan bootTime = clock.Elapsed;
-                if (!qemu.HasExited && !qemu.WaitForExit((int)ShutdownTimeout.TotalMilliseconds))
+                if (!qemu.WaitForExit(ShutdownTimeout, cancel))
                 {
                     failure ??= $"The guest did not power off within {ShutdownTimeout.TotalSeconds:0} s of guest-shutdown.";
                     qemu.Kill();
                 }
 
-                qemu.WaitForExit();
                 var checks = answered ? overlays.Select((overlay, i) => CheckFileSystem(disks[i], overlay, folder, cancel)).ToList() : new List<DiskCheck>();
                 return new BootCheckResult(answered, bootTime, fileSystems, checks, failure);
             }
             finally
             {
-                if (qemu != null)
-                {
-                    if (!qemu.HasExited)
-                    {
-                        qemu.Kill();
-                        qemu.WaitForExit();
-                    }
-
-                    qemu.Dispose();
-                }
+                qemu?.Dispose();
 
                 try
                 {
@@ -181,7 +170,7 @@ namespace VmQuiesce.Core.Restore
             }
         }
 
-        private static Process StartQemu(BootCheckOptions options, IReadOnlyList<string> overlays, string agentSocket, string console)
+        private static ToolProcess StartQemu(BootCheckOptions options, IReadOnlyList<string> overlays, string agentSocket, string console)
         {
             var arguments = new List<string>
             {
@@ -218,42 +207,22 @@ namespace VmQuiesce.Core.Restore
                 "-chardev", $"socket,id=qga0,path={QemuPath(agentSocket)},server=on,wait=off",
                 "-device", "virtserialport,chardev=qga0,name=" + QemuDiscovery.AgentPortName,
             });
-            var start = new ProcessStartInfo(options.QemuExecutable, string.Join(" ", arguments.Select(ExternalTool.Quote)))
+            return ToolProcess.Start(new ToolCommand(HostTools.ForThisHost.Resolve(options.QemuExecutable, "The boot option QemuExecutable"), arguments)
             {
-                UseShellExecute = false,
-                RedirectStandardInput = true,
-                RedirectStandardOutput = true,
-                RedirectStandardError = true,
-                CreateNoWindow = true,
-            };
-            try
-            {
-                Process process = Process.Start(start) ?? throw new System.ComponentModel.Win32Exception("QEMU did not start");
-                process.StandardInput.Close();
-                process.OutputDataReceived += (_, _) => { };
-                process.ErrorDataReceived += (_, _) => { };
-                process.BeginOutputReadLine();
-                process.BeginErrorReadLine();
-                return process;
-            }
-            catch (System.ComponentModel.Win32Exception e)
-            {
-                throw new VmQuiesceException("ToolNotFound", FailureKind.ResourceUnavailable, $"QEMU ('{options.QemuExecutable}') cannot be started for the boot check: {e.Message}.", options.QemuExecutable, e)
-                {
-                    Remedy = "Install QEMU (Debian: apt-get install qemu-system-x86) or set QemuExecutable in the boot options.",
-                };
-            }
+                OutputLimit = 64 * 1024,
+                StartFailureRemedy = "Install QEMU (Debian: apt-get install qemu-system-x86) or set QemuExecutable in the boot options to its absolute path.",
+            });
         }
 
-        private static (bool Answered, IReadOnlyList<GuestFileSystem> FileSystems, string? Failure) WaitForAgent(Process qemu, string agentSocket, string console, TimeSpan timeout, CancellationToken cancel)
+        private static (bool Answered, IReadOnlyList<GuestFileSystem> FileSystems, string? Failure) WaitForAgent(ToolProcess qemu, string agentSocket, string console, TimeSpan timeout, CancellationToken cancel)
         {
             var deadline = DateTime.UtcNow + timeout;
             while (!File.Exists(agentSocket))
             {
-                cancel.ThrowIfCancellationRequested();
-                if (qemu.WaitForExit(100))
+                if (qemu.WaitForExit(TimeSpan.FromMilliseconds(100), cancel))
                 {
-                    return (false, Array.Empty<GuestFileSystem>(), $"QEMU exited with code {qemu.ExitCode} before the guest booted.{ConsoleTail(console)}");
+                    string said = qemu.Result(TimeSpan.FromSeconds(5)).Message;
+                    return (false, Array.Empty<GuestFileSystem>(), $"QEMU exited with code {qemu.ExitCode} before the guest booted{(said.Length > 0 ? ": " + said : ".")}{ConsoleTail(console)}");
                 }
 
                 if (DateTime.UtcNow > deadline)
@@ -290,7 +259,7 @@ namespace VmQuiesce.Core.Restore
         private static DiskCheck CheckFileSystem(string disk, string overlay, string folder, CancellationToken cancel)
         {
             string raw = Path.Combine(folder, Path.GetFileNameWithoutExtension(overlay) + ".raw");
-            RunTool(QemuImage.Tool, new[] { "convert", "-O", "raw", overlay, raw }, cancel);
+            RunQemuImg(new[] { "convert", "-O", "raw", overlay, raw }, cancel);
             try
             {
                 if (!HasExtSuperblock(raw))
@@ -298,9 +267,9 @@ namespace VmQuiesce.Core.Restore
                     return new DiskCheck(disk, "NotChecked", "no ext2/3/4 file system at the start of the disk");
                 }
 
-                ToolResult header = ExternalTool.Run("dumpe2fs", new[] { "-h", raw }, ToolTimeout, cancel);
+                ToolResult header = ToolProcess.Run(ToolCommand.For("dumpe2fs", new[] { "-h", raw }), cancel);
                 bool needsRecovery = header.StandardOutput.Split('\n').Any(line => line.StartsWith("Filesystem features:", StringComparison.Ordinal) && line.Contains("needs_recovery"));
-                ToolResult fsck = ExternalTool.Run("e2fsck", new[] { "-fn", raw }, ToolTimeout, cancel);
+                ToolResult fsck = ToolProcess.Run(ToolCommand.For("e2fsck", new[] { "-fn", raw }), cancel);
                 if (fsck.ExitCode != 0 || needsRecovery)
                 {
                     return new DiskCheck(disk, "Damaged", needsRecovery ? "the journal needs replaying (needs_recovery)" : $"e2fsck -fn exit code {fsck.ExitCode}: {fsck.Message}");
@@ -326,12 +295,12 @@ namespace VmQuiesce.Core.Restore
             return file.ReadByte() == 0x53 && file.ReadByte() == 0xEF;
         }
 
-        private static void RunTool(string tool, IEnumerable<string> arguments, CancellationToken cancel)
+        private static void RunQemuImg(IEnumerable<string> arguments, CancellationToken cancel)
         {
-            ToolResult result = ExternalTool.Run(tool, arguments, ToolTimeout, cancel);
+            ToolResult result = QemuImage.Run(arguments, TimeSpan.FromMinutes(30), cancel);
             if (result.ExitCode != 0)
             {
-                throw new VmQuiesceException("BootCheckFailed", FailureKind.InvalidOperation, $"'{result.CommandLine}' failed with exit code {result.ExitCode}: {result.Message}", tool);
+                throw new VmQuiesceException("BootCheckFailed", FailureKind.InvalidOperation, $"'{result.CommandLine}' failed with exit code {result.ExitCode}: {result.Message}", result.CommandLine);
             }
         }
 

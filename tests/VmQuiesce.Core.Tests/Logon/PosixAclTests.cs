@@ -1,6 +1,7 @@
 using System;
 using System.IO;
 using VmQuiesce.Core.Logon.Linux;
+using VmQuiesce.Core.Platform;
 using Xunit;
 
 namespace VmQuiesce.Core.Tests.Logon
@@ -21,7 +22,7 @@ namespace VmQuiesce.Core.Tests.Logon
         public void AGrantedEntryRoundTripsAndSetsTheMask()
         {
             File.SetUnixFileMode(_folder, UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute);
-            PosixAcl acl = PosixAcl.Read(_folder, PosixAcl.AccessAttribute) ?? PosixAcl.FromMode(PosixFiles.Stat(_folder).Mode);
+            PosixAcl acl = PosixAcl.Read(_folder, PosixAcl.AccessAttribute) ?? PosixAcl.FromMode(UnixFiles.Stat(_folder).Mode);
             acl.GrantUser(54321, PosixAccess.Read | PosixAccess.Write | PosixAccess.Execute);
             acl.Write(_folder, PosixAcl.AccessAttribute);
 
@@ -40,7 +41,7 @@ namespace VmQuiesce.Core.Tests.Logon
             File.SetUnixFileMode(_folder, UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute);
             Assert.Contains("'other' permissions", PosixAccess.WhyDenied(nobody, _folder, 7), StringComparison.Ordinal);
 
-            PosixAcl acl = PosixAcl.FromMode(PosixFiles.Stat(_folder).Mode);
+            PosixAcl acl = PosixAcl.FromMode(UnixFiles.Stat(_folder).Mode);
             acl.GrantUser(nobody.Uid, 7);
             acl.Write(_folder, PosixAcl.AccessAttribute);
             Assert.Null(PosixAccess.WhyDenied(nobody, _folder, 7));

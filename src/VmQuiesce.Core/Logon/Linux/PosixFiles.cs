@@ -4,44 +4,12 @@ using System.IO;
 using System.Linq;
 using System.Runtime.InteropServices;
 using VmQuiesce.Core.Native;
+using VmQuiesce.Core.Platform;
 
 namespace VmQuiesce.Core.Logon.Linux
 {
-    /// <summary>Owner, group and mode of a file, from statx (one layout on every architecture).</summary>
-    internal readonly struct PosixStat
-    {
-        public PosixStat(uint uid, uint gid, uint mode)
-        {
-            Uid = uid;
-            Gid = gid;
-            Mode = mode;
-        }
-
-        public uint Uid { get; }
-
-        public uint Gid { get; }
-
-        /// <summary>File type and permission bits (st_mode).</summary>
-        public uint Mode { get; }
-
-        public bool IsDirectory => (Mode & 0xF000) == 0x4000;
-    }
-
     internal static class PosixFiles
     {
-        public static PosixStat Stat(string path)
-        {
-            byte[] buffer = new byte[256];
-            if (Libc.statx(Libc.AtFdCwd, path, 0, Libc.StatxBasicStats, buffer) != 0)
-            {
-                int errno = Marshal.GetLastWin32Error();
-                throw new IOException($"Cannot read the permissions of '{path}': {Libc.ErrorText(errno)}.");
-            }
-
-            // struct statx: stx_uid at 20, stx_gid at 24, stx_mode (16 bits) at 28.
-            return new PosixStat(BitConverter.ToUInt32(buffer, 20), BitConverter.ToUInt32(buffer, 24), BitConverter.ToUInt16(buffer, 28));
-        }
-
         public static void ChangeMode(string path, int mode)
         {
             if (Libc.chmod(path, (uint)mode) != 0)
@@ -193,7 +161,7 @@ namespace VmQuiesce.Core.Logon.Linux
                 return null; // root overrides permission bits (CAP_DAC_OVERRIDE) for read, write and directory search.
             }
 
-            PosixStat stat = PosixFiles.Stat(path);
+            PosixStat stat = UnixFiles.Stat(path);
             PosixAcl acl = PosixAcl.Read(path, PosixAcl.AccessAttribute) ?? PosixAcl.FromMode(stat.Mode);
             ushort mask = acl.Find(PosixAcl.Mask) ?? 7;
             if (user.Uid == stat.Uid)

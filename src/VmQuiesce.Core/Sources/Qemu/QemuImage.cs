@@ -80,7 +80,7 @@ namespace VmQuiesce.Core.Sources.Qemu
             }
 
             arguments.Add(imagePath);
-            ToolResult result = ExternalTool.Run(Tool, arguments, InfoTimeout, cancel);
+            ToolResult result = Run(arguments, InfoTimeout, cancel);
             if (result.ExitCode != 0)
             {
                 throw new VmQuiesceException("QemuImageUnreadable", FailureKind.ReadError, $"qemu-img cannot read the image '{imagePath}': {result.Message}", imagePath);
@@ -109,7 +109,7 @@ namespace VmQuiesce.Core.Sources.Qemu
             ToolResult result;
             try
             {
-                result = ExternalTool.Run(Tool, new[] { "info", "--output=json", imagePath }, InfoTimeout, cancel);
+                result = Run(new[] { "info", "--output=json", imagePath }, InfoTimeout, cancel);
             }
             catch (VmQuiesceException e) when (e.ErrorId == "ToolNotFound")
             {
@@ -122,11 +122,15 @@ namespace VmQuiesce.Core.Sources.Qemu
         /// <summary>Applies internal snapshot <paramref name="name"/> to the image (qemu-img snapshot -a): the image's current state becomes the snapshot's.</summary>
         public static void ApplySnapshot(string imagePath, string name, CancellationToken cancel)
         {
-            ToolResult result = ExternalTool.Run(Tool, new[] { "snapshot", "-a", name, imagePath }, TimeSpan.FromMinutes(30), cancel);
+            ToolResult result = Run(new[] { "snapshot", "-a", name, imagePath }, TimeSpan.FromMinutes(30), cancel);
             if (result.ExitCode != 0)
             {
                 throw new VmQuiesceException("SnapshotRevertFailed", FailureKind.WriteError, $"'{result.CommandLine}' failed with exit code {result.ExitCode}: {result.Message}", imagePath);
             }
         }
+
+        /// <summary>Runs qemu-img, found in the system directories (or VMQUIESCE_TOOL_QEMU_IMG).</summary>
+        internal static ToolResult Run(IEnumerable<string> arguments, TimeSpan timeout, CancellationToken cancel) =>
+            ToolProcess.Run(new ToolCommand(HostTools.ForThisHost.Find(Tool), arguments) { Timeout = timeout }, cancel);
     }
 }
