@@ -352,8 +352,10 @@ class VmBackupSchedule {
         return $files
     }
 
+    # A single-quoted PowerShell string: PowerShell also ends one at U+2018-U+201B, so every quote character it
+    # knows is doubled, not only the ASCII one.
     hidden static [string] Quote([string] $text) {
-        return "'" + $text.Replace("'", "''") + "'"
+        return "'" + [System.Management.Automation.Language.CodeGeneration]::EscapeSingleQuotedStringContent($text) + "'"
     }
 
     # One ExecStart argument: double-quoted, with systemd's specifiers (%) and variables ($) kept literal.
