@@ -89,6 +89,8 @@ namespace VmQuiesce.Core.Native
 
         public static long readlink(string path, byte[] buffer) => (long)readlink(Utf8z(path), buffer, (UIntPtr)buffer.Length);
 
+        public static int mkdir(string path, uint mode) => mkdir(Utf8z(path), mode);
+
         public static IntPtr getpwnam(string name) => getpwnam(Utf8z(name));
 
         public static IntPtr getgrnam(string name) => getgrnam(Utf8z(name));
@@ -132,7 +134,16 @@ namespace VmQuiesce.Core.Native
         private static extern IntPtr readlink(byte[] path, byte[] buffer, UIntPtr size);
 
         [DllImport(Library, SetLastError = true)]
+        private static extern int mkdir(byte[] path, uint mode);
+
+        [DllImport(Library, SetLastError = true)]
         private static extern IntPtr getpwnam(byte[] name);
+
+        [DllImport(Library, SetLastError = true)]
+        public static extern IntPtr getpwuid(uint uid);
+
+        [DllImport(Library, SetLastError = true)]
+        public static extern IntPtr getgrgid(uint gid);
 
         [DllImport(Library, SetLastError = true)]
         private static extern IntPtr getgrnam(byte[] name);
