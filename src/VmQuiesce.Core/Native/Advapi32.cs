@@ -237,6 +237,10 @@ namespace VmQuiesce.Core.Native
 
         [DllImport(Library, ExactSpelling = true, SetLastError = true)]
         [return: MarshalAs(UnmanagedType.Bool)]
+        public static extern bool GetSecurityDescriptorOwner(IntPtr securityDescriptor, out IntPtr owner, [MarshalAs(UnmanagedType.Bool)] out bool defaulted);
+
+        [DllImport(Library, ExactSpelling = true, SetLastError = true)]
+        [return: MarshalAs(UnmanagedType.Bool)]
         public static extern bool GetSecurityDescriptorDacl(IntPtr securityDescriptor, [MarshalAs(UnmanagedType.Bool)] out bool present, out IntPtr dacl,
             [MarshalAs(UnmanagedType.Bool)] out bool defaulted);
 

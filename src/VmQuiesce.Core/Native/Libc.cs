@@ -20,12 +20,26 @@ namespace VmQuiesce.Core.Native
         public const int OpenWriteOnly = 0x1;
         public const int OpenCreate = 0x40;
         public const int OpenExclusive = 0x80;
+        public const int OpenNoControllingTerminal = 0x100;
+        public const int OpenNonBlocking = 0x800;
         public const int OpenCloseOnExec = 0x80000;
+        public const int AtEmptyPath = 0x1000;
+
+        // Arm's generic layout differs from x86's for these three flags.
+        private static readonly bool GenericFlagLayout = RuntimeInformation.ProcessArchitecture == Architecture.Arm64 || RuntimeInformation.ProcessArchitecture == Architecture.Arm;
+
+        public static int OpenDirect => GenericFlagLayout ? 0x10000 : 0x4000;
+
+        public static int OpenDirectory => GenericFlagLayout ? 0x4000 : 0x10000;
+
+        public static int OpenNoFollow => GenericFlagLayout ? 0x8000 : 0x20000;
 
         public const int EINTR = 4;
         public const int ENXIO = 6;
         public const int EEXIST = 17;
+        public const int ENOTDIR = 20;
         public const int EINVAL = 22;
+        public const int ELOOP = 40;
         public const int ENODATA = 61;
         public const int EOPNOTSUPP = 95;
 
@@ -99,9 +113,13 @@ namespace VmQuiesce.Core.Native
 
         public static int statx(int dirFd, string path, int flags, uint mask, byte[] buffer) => statx(dirFd, Utf8z(path), flags, mask, buffer);
 
-        public static IntPtr getxattr(string path, string name, byte[]? value, UIntPtr size) => getxattr(Utf8z(path), Utf8z(name), value, size);
+        public static int statx(int fd, uint mask, byte[] buffer) => statx(fd, new byte[1], AtEmptyPath, mask, buffer);
 
-        public static int setxattr(string path, string name, byte[] value, UIntPtr size, int flags) => setxattr(Utf8z(path), Utf8z(name), value, size, flags);
+        public static int openat(int folderFd, string name, int flags) => openat(folderFd, Utf8z(name), flags, 0);
+
+        public static IntPtr fgetxattr(int fd, string name, byte[]? value, UIntPtr size) => fgetxattr(fd, Utf8z(name), value, size);
+
+        public static int fsetxattr(int fd, string name, byte[] value, UIntPtr size, int flags) => fsetxattr(fd, Utf8z(name), value, size, flags);
 
         public static int chmod(string path, uint mode) => chmod(Utf8z(path), mode);
 
@@ -155,10 +173,13 @@ namespace VmQuiesce.Core.Native
         private static extern int statx(int dirFd, byte[] path, int flags, uint mask, [Out] byte[] buffer);
 
         [DllImport(Library, SetLastError = true)]
-        private static extern IntPtr getxattr(byte[] path, byte[] name, [Out] byte[]? value, UIntPtr size);
+        private static extern int openat(int folderFd, byte[] name, int flags, int mode);
 
         [DllImport(Library, SetLastError = true)]
-        private static extern int setxattr(byte[] path, byte[] name, byte[] value, UIntPtr size, int flags);
+        private static extern IntPtr fgetxattr(int fd, byte[] name, [Out] byte[]? value, UIntPtr size);
+
+        [DllImport(Library, SetLastError = true)]
+        private static extern int fsetxattr(int fd, byte[] name, byte[] value, UIntPtr size, int flags);
 
         [DllImport(Library, SetLastError = true)]
         private static extern int chmod(byte[] path, uint mode);

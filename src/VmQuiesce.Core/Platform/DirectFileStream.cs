@@ -82,7 +82,7 @@ namespace VmQuiesce.Core.Platform
                 return null;
             }
 
-            int flags = Libc.OpenWriteOnly | Libc.OpenCreate | Libc.OpenExclusive | Libc.OpenCloseOnExec | DirectFlag();
+            int flags = Libc.OpenWriteOnly | Libc.OpenCreate | Libc.OpenExclusive | Libc.OpenCloseOnExec | Libc.OpenDirect;
             int fd = Libc.open(path, flags, Convert.ToInt32("644", 8));
             if (fd < 0)
             {
@@ -168,7 +168,6 @@ namespace VmQuiesce.Core.Platform
             base.Dispose(disposing);
         }
 
-        private static int DirectFlag() => RuntimeInformation.ProcessArchitecture == Architecture.Arm64 ? 0x10000 : 0x4000;
 
         private static unsafe void ZeroPadding(IntPtr start, int length)
         {

@@ -40,6 +40,8 @@ namespace VmQuiesce.Core.Platform
         public uint Mode { get; }
 
         public bool IsDirectory => (Mode & 0xF000) == 0x4000;
+
+        public bool IsRegularFile => (Mode & 0xF000) == 0x8000;
     }
 
     /// <summary>
@@ -56,7 +58,19 @@ namespace VmQuiesce.Core.Platform
         public static PosixStat Stat(string path)
         {
             byte[] buffer = new byte[256];
-            if (Libc.statx(Libc.AtFdCwd, path, 0, Libc.StatxBasicStats, buffer) != 0)
+            return StatResult(Libc.statx(Libc.AtFdCwd, path, 0, Libc.StatxBasicStats, buffer), buffer, path);
+        }
+
+        /// <summary>Owner, group and mode of an open file (Linux); <paramref name="path"/> only names it in errors.</summary>
+        public static PosixStat Stat(int fd, string path)
+        {
+            byte[] buffer = new byte[256];
+            return StatResult(Libc.statx(fd, Libc.StatxBasicStats, buffer), buffer, path);
+        }
+
+        private static PosixStat StatResult(int result, byte[] buffer, string path)
+        {
+            if (result != 0)
             {
                 int errno = Marshal.GetLastWin32Error();
                 throw new IOException($"Cannot read the permissions of '{path}': {Libc.ErrorText(errno)}.");

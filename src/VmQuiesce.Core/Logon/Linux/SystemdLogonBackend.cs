@@ -172,7 +172,7 @@ namespace VmQuiesce.Core.Logon.Linux
             PosixUser user = FindUser(account.Name);
             try
             {
-                GrantTree(path, user.Uid);
+                PosixFolderGrant.Grant(path, user.Uid);
             }
             catch (Exception e) when (e is IOException || e is NotSupportedException || e is UnauthorizedAccessException)
             {
@@ -260,32 +260,6 @@ namespace VmQuiesce.Core.Logon.Linux
             }
 
             return path.Length > 1 ? path.TrimEnd('/') : path;
-        }
-
-        /// <summary>rwx on the folder and its subfolders (and as their default ACL, for new files); rw on files, x only where already executable.</summary>
-        private static void GrantTree(string path, uint uid)
-        {
-            PosixStat stat = UnixFiles.Stat(path);
-            PosixAcl access = PosixAcl.Read(path, PosixAcl.AccessAttribute) ?? PosixAcl.FromMode(stat.Mode);
-            bool executable = stat.IsDirectory || (stat.Mode & 0x49) != 0;
-            access.GrantUser(uid, (ushort)(PosixAccess.Read | PosixAccess.Write | (executable ? PosixAccess.Execute : 0)));
-            access.Write(path, PosixAcl.AccessAttribute);
-            if (!stat.IsDirectory)
-            {
-                return;
-            }
-
-            PosixAcl inherited = PosixAcl.Read(path, PosixAcl.DefaultAttribute) ?? PosixAcl.FromMode(stat.Mode);
-            inherited.GrantUser(uid, PosixAccess.Read | PosixAccess.Write | PosixAccess.Execute);
-            inherited.Write(path, PosixAcl.DefaultAttribute);
-            foreach (string child in Directory.EnumerateFileSystemEntries(path))
-            {
-                // Symbolic links are not followed: a link could lead out of the VM folder.
-                if ((File.GetAttributes(child) & FileAttributes.ReparsePoint) == 0)
-                {
-                    GrantTree(child, uid);
-                }
-            }
         }
 
         private (string Unit, string Path) FindByDescription(string description)

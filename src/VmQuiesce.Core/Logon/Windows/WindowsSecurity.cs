@@ -16,9 +16,16 @@ namespace VmQuiesce.Core.Logon.Windows
 
         public const string AdministratorsSid = "S-1-5-32-544";
 
-        /// <summary>Administrators and SYSTEM only, not inherited from the parent, inherited by everything inside.</summary>
-        private const string AdministratorsOnlySddl = "D:P(A;OICI;FA;;;BA)(A;OICI;FA;;;SY)";
+        /// <summary>
+        /// Owned by Administrators; Administrators and SYSTEM only, not inherited from the parent, inherited by
+        /// everything inside.
+        /// </summary>
+        private const string AdministratorsOnlySddl = "O:BAD:P(A;OICI;FA;;;BA)(A;OICI;FA;;;SY)";
 
+        /// <summary>
+        /// Gives the folder to Administrators and lets only Administrators and SYSTEM in. The owner matters as much as
+        /// the DACL: an owner may always rewrite the DACL, so a folder a standard user made first would stay theirs.
+        /// </summary>
         public static void RestrictToAdministrators(string folder)
         {
             if (!Advapi32.ConvertStringSecurityDescriptorToSecurityDescriptorW(AdministratorsOnlySddl, 1, out IntPtr descriptor, IntPtr.Zero))
@@ -28,12 +35,13 @@ namespace VmQuiesce.Core.Logon.Windows
 
             try
             {
+                Advapi32.GetSecurityDescriptorOwner(descriptor, out IntPtr owner, out _);
                 Advapi32.GetSecurityDescriptorDacl(descriptor, out _, out IntPtr dacl, out _);
                 uint status = Advapi32.SetNamedSecurityInfoW(folder, Advapi32.SeFileObject,
-                    Advapi32.DaclSecurityInformation | Advapi32.ProtectedDaclSecurityInformation, IntPtr.Zero, IntPtr.Zero, dacl, IntPtr.Zero);
+                    Advapi32.OwnerSecurityInformation | Advapi32.DaclSecurityInformation | Advapi32.ProtectedDaclSecurityInformation, owner, IntPtr.Zero, dacl, IntPtr.Zero);
                 if (status != 0)
                 {
-                    throw new IOException($"Cannot restrict '{folder}' to Administrators and SYSTEM: {Win32Error.Describe((int)status)}");
+                    throw new IOException($"Cannot give '{folder}' to Administrators and restrict it to Administrators and SYSTEM: {Win32Error.Describe((int)status)}");
                 }
             }
             finally
