@@ -127,7 +127,7 @@ namespace VmQuiesce.Core.Tests.Restore
         {
             Kernel = TestGuestEnvironment.KernelPath,
             Initrd = TestGuestEnvironment.InitramfsPath,
-            Append = "console=ttyS0 quiet panic=-1 vmquiesce.disks=1 vmquiesce.agent=once",
+            Append = "console=ttyS0 quiet panic=-1 no_timer_check vmquiesce.disks=1 vmquiesce.agent=once",
             MemoryMiB = 128,
             QemuExecutable = TestGuestEnvironment.QemuExecutable,
             BootTimeout = TimeSpan.FromSeconds(120),
