@@ -248,6 +248,26 @@ Describe 'VmBackupSchedule resource with real units in a temporary unit director
         @(Get-Content -LiteralPath $received -Raw | ConvertFrom-Json) | Should -Be $hostile
     }
 
+    It 'never takes the pwsh its root job runs from PATH' {
+        if ($scheduleSkip) { Set-ItResult -Skipped -Because $scheduleSkip; return }
+        $planted = New-Item -ItemType Directory -Path (Join-Path $root 'planted-bin') -Force
+        Set-Content -LiteralPath (Join-Path $planted 'pwsh') -Value '#!/bin/sh'
+        & chmod 755 (Join-Path $planted 'pwsh')
+        $settings = $scheduleSettings.Clone()
+        $settings.Remove('PowerShellPath')
+        $path = $env:PATH
+        try {
+            $env:PATH = "$planted$([IO.Path]::PathSeparator)$path"
+            $exec = (New-Resource 'VmBackupSchedule' $settings).UnitFiles()[0] -split "`n" | Where-Object { $_ -like 'ExecStart=*' }
+        }
+        finally {
+            $env:PATH = $path
+        }
+
+        $exec | Should -Not -BeLike "*$planted*"
+        $exec | Should -BeLike 'ExecStart="/*pwsh" -NoProfile*'
+    }
+
     It 'Get reads back what Set recorded, and Test is false after a change of time' {
         if ($scheduleSkip) { Set-ItResult -Skipped -Because $scheduleSkip; return }
         $current = (New-Resource 'VmBackupSchedule' $scheduleSettings).Get()
