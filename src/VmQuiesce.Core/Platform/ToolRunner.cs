@@ -290,7 +290,7 @@ namespace VmQuiesce.Core.Platform
             if (!Task.WaitAll(new Task[] { _output, _error }, grace))
             {
                 Kill();
-                throw TimedOut("exited but its output never ended (a process it started kept it open); that process was stopped");
+                throw TimedOut("exited, but its output never ended: a process it started still holds it open");
             }
 
             _process.WaitForExit();

@@ -184,7 +184,7 @@ namespace VmQuiesce.Core.Restore
             using ToolProcess qemu = StartQemu(options, overlays, agentSocket, console, dropTo);
             var (answered, fileSystems, failure) = WaitForAgent(qemu, agentSocket, console, options.BootTimeout, cancel);
             TimeSpan bootTime = clock.Elapsed;
-            uint? ranAs = answered && HostPlatform.IsLinux ? RealUidOf(qemu.Id) : null;
+            uint? ranAs = answered && HostPlatform.IsLinux ? SingleUidOf(qemu.Id) : null;
             if (dropTo != null && answered && ranAs != dropTo)
             {
                 failure ??= $"QEMU still ran as user id {ranAs?.ToString(CultureInfo.InvariantCulture) ?? "unknown"} after the guest booted, not as the throwaway user id {dropTo} it was told to drop to.";
@@ -238,10 +238,10 @@ namespace VmQuiesce.Core.Restore
         }
 
         private static bool ProcessRunsAs(uint uid) =>
-            Directory.EnumerateDirectories("/proc").Any(folder => int.TryParse(Path.GetFileName(folder), out int pid) && RealUidOf(pid) == uid);
+            Directory.EnumerateDirectories("/proc").Any(folder => int.TryParse(Path.GetFileName(folder), out int pid) && SingleUidOf(pid) == uid);
 
-        /// <summary>The real user id of a process (/proc/&lt;pid&gt;/status), or null when it is gone.</summary>
-        private static uint? RealUidOf(int pid)
+        /// <summary>The user id of a process whose real, effective, saved and file-system ids are one (/proc/&lt;pid&gt;/status); null when they differ or it is gone.</summary>
+        private static uint? SingleUidOf(int pid)
         {
             try
             {
