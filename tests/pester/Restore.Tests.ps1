@@ -225,6 +225,26 @@ Describe 'Restore-VmSnapshot -Verify and Test-VmBackup -Boot against a real gues
         ($result | Format-List | Out-String -Width 200) | Should -Match 'Verification\s+: Passed'
     }
 
+    It 'refuses to boot a plain file that says it is a qcow2 backed by a host disk: its format was never recorded, so never guessed' {
+        if ($unavailable) { Set-ItResult -Skipped -Because $unavailable; return }
+        $hostDisk = Join-Path $root 'host-disk.raw'
+        [IO.File]::WriteAllBytes($hostDisk, [byte[]]::new(0))
+        & truncate -s 64M $hostDisk
+        & mkfs.ext4 -q -F -L data $hostDisk
+        $hostile = Join-Path $root 'hostile-disk.img'
+        & qemu-img create -q -f qcow2 -b $hostDisk -F raw $hostile
+        $vm = [VmQuiesce.Core.Backup.StableFilesSource]::CreateVm('hostile', @($hostile))
+        $point = Invoke-VmQuiescedBackup -Vm $vm -Repository (Join-Path $root 'hostile-repo') -Consistency Crash
+
+        $result = $point | Test-VmBackup -Boot -BootOption $boot -ErrorVariable failures -ErrorAction SilentlyContinue
+
+        # Booted from its header, the host's disk would have come up with a clean /mnt/data.
+        $result.Boot.Passed | Should -BeFalse
+        $result.Boot.AgentAnswered | Should -BeFalse
+        $result.Boot.Failure | Should -BeLike '*does not record its disk format*'
+        $failures[0].FullyQualifiedErrorId | Should -BeLike 'RestorePointBootFailed,*'
+    }
+
     It 'boots a verified restore point with Test-VmBackup -Boot' {
         if ($unavailable) { Set-ItResult -Skipped -Because $unavailable; return }
 

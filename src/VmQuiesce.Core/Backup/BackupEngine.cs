@@ -219,7 +219,7 @@ namespace VmQuiesce.Core.Backup
             cancel.ThrowIfCancellationRequested();
             copy.ThrowIfFailed();
             progress?.Report(new BackupProgress(vm, "Copying", total, total, clock.Elapsed));
-            var files = viewFiles.Select((file, i) => new RestorePointFile(file.RelativePath, file.OriginalPath, sizes[i], chunkLists[i])).ToList();
+            var files = viewFiles.Select((file, i) => new RestorePointFile(file.RelativePath, file.OriginalPath, sizes[i], chunkLists[i]) { Format = file.Format }).ToList();
             return (files, copy.StoredBytes, copy.NewChunkBytes);
         }
 

@@ -112,6 +112,7 @@ namespace VmQuiesce.Core.Repository
             var files = new JsonArray(Files.Select(file => (object?)new JsonObject()
                 .With("path", file.Path)
                 .With("originalPath", file.OriginalPath)
+                .With("format", file.Format)
                 .With("size", file.Size)
                 .With(file.DigestKind == FileDigestKind.ChunkListSha256 ? ChunkListDigestMember : ContentDigestMember, file.Digest)
                 .With("chunks", new JsonArray(file.Chunks.Select(chunk => (object?)(chunk ?? ZeroChunk))))));
@@ -178,7 +179,10 @@ namespace VmQuiesce.Core.Repository
                     : throw new JsonFormatException("A chunk list entry must be a SHA-256 hex string or 'zero'.")).ToList();
                 FileDigestKind kind = file.GetOptionalString(ChunkListDigestMember) != null ? FileDigestKind.ChunkListSha256 : FileDigestKind.ContentSha256;
                 string digest = file.GetString(kind == FileDigestKind.ChunkListSha256 ? ChunkListDigestMember : ContentDigestMember);
-                files.Add(new RestorePointFile(file.GetString("path"), file.GetString("originalPath"), file.GetInt64("size"), digest, kind, chunks));
+                files.Add(new RestorePointFile(file.GetString("path"), file.GetString("originalPath"), file.GetInt64("size"), digest, kind, chunks)
+                {
+                    Format = file.GetOptionalString("format"),
+                });
             }
 
             return new RestorePoint(
@@ -243,6 +247,12 @@ namespace VmQuiesce.Core.Repository
 
         /// <summary>SHA-256 hex of each chunk in order; null for an all-zero chunk (a hole, never stored).</summary>
         public IReadOnlyList<string?> Chunks { get; }
+
+        /// <summary>
+        /// The disk image format the source recorded ("raw", "qcow2", "vmdk"), or null: not a disk, the source
+        /// could not be certain, or a restore point made before formats were recorded. Never guessed from the bytes.
+        /// </summary>
+        public string? Format { get; init; }
 
         public override string ToString() => Path;
     }

@@ -11,9 +11,9 @@ namespace VmQuiesce.Core.Restore
     /// <summary>Lists the snapshots a restore can revert to: of a running VM, or of a disk image offline.</summary>
     public static class VmSnapshotCatalog
     {
-        /// <summary>The internal snapshots of a disk image (qemu-img info -U: also while a VM runs from it).</summary>
+        /// <summary>The internal snapshots of a qcow2 disk image (qemu-img info -U: also while a VM runs from it); none for other images.</summary>
         public static IReadOnlyList<VmSnapshot> ForImage(string imagePath, CancellationToken cancel) =>
-            QemuImage.Info(imagePath, forceShare: true, cancel).Snapshots;
+            QemuImage.Snapshots(imagePath, forceShare: true, cancel);
 
         /// <summary>The snapshots of a VM target from Get-BackupVm, asked from the running hypervisor.</summary>
         public static IReadOnlyList<VmSnapshot> ForVm(BackupVm vm, CancellationToken cancel)

@@ -66,6 +66,12 @@ namespace VmQuiesce.Core.Sources
 
         /// <summary>Where the file lives on the VM's host: the default restore location.</summary>
         public string OriginalPath { get; }
+
+        /// <summary>
+        /// The disk image format ("raw", "qcow2", "vmdk": QEMU's names) when the source knows it for certain,
+        /// from the hypervisor rather than the file's own bytes (which a guest may control); null otherwise.
+        /// </summary>
+        public string? Format { get; init; }
     }
 
     /// <summary>The snapshot captured with the backup, kept for the revert step of a restore.</summary>

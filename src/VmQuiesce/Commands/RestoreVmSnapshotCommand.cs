@@ -158,7 +158,7 @@ namespace VmQuiesce.Commands
             if (Verify)
             {
                 WriteProgress(new ProgressRecord(progress.ActivityId, progress.Activity, "Booting the restored disks on throwaway overlays"));
-                result.Verification = BootCheck.Run(result.Files.Select(file => file.Path).ToList(), BootOption ?? new BootCheckOptions(), CancelToken);
+                result.Verification = BootCheck.Run(result, BootOption ?? new BootCheckOptions(), CancelToken);
                 WriteProgress(new ProgressRecord(progress.ActivityId, progress.Activity, "Done") { RecordType = ProgressRecordType.Completed });
             }
 

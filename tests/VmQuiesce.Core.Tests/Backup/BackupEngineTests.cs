@@ -2,6 +2,7 @@ using System;
 using System.Collections.Generic;
 using System.IO;
 using System.Linq;
+using System.Text.RegularExpressions;
 using System.Threading;
 using VmQuiesce.Core.Backup;
 using VmQuiesce.Core.Repository;
@@ -243,19 +244,23 @@ namespace VmQuiesce.Core.Tests.Backup
             Assert.Equal(new[] { "Checking", "Quiescing", "Copying", "Completing", "Done" }, reports.Select(report => report.Phase).Distinct());
         }
 
-        private sealed class ViewSource : IBackupSource
+        [Fact]
+        public void The_format_a_source_vouches_for_is_recorded_per_file_and_a_manifest_without_formats_still_reads()
         {
-            private readonly IConsistentView _view;
+            using var fixture = new RepositoryFixture();
+            string disk = fixture.WriteFile("disk.img", RepositoryFixture.Random(3000, 5));
+            string config = fixture.WriteFile("vm.cfg", new byte[] { 1, 2, 3 });
+            var view = new StableFilesView(new[] { new ViewFile("disk.img", disk, disk) { Format = "raw" }, new ViewFile("vm.cfg", config, config) });
 
-            public ViewSource(IConsistentView view) => _view = view;
+            RestorePoint point = new BackupEngine(fixture.Repository, 2).Run(new ViewSource(view), new QuiesceOptions { Required = Consistency.Crash }, null, CancellationToken.None).RestorePoint;
 
-            public string Kind => "Fake";
-
-            public string VmName => "vm";
-
-            public IReadOnlyList<string> FindLeftovers(CancellationToken cancel) => Array.Empty<string>();
-
-            public IConsistentView OpenConsistentView(QuiesceOptions options, CancellationToken cancel) => _view;
+            Assert.Equal(new[] { "raw", null }, fixture.Repository.GetRestorePoint(point.Id).Files.Select(file => file.Format));
+            string manifest = Path.Combine(fixture.RepositoryPath, "points", point.Id + ".json");
+            string before = File.ReadAllText(manifest);
+            string withoutFormats = Regex.Replace(before, "\"format\":\\s*(\"raw\"|null),", string.Empty);
+            Assert.NotEqual(before, withoutFormats);
+            File.WriteAllText(manifest, withoutFormats);
+            Assert.All(fixture.Repository.GetRestorePoint(point.Id).Files, file => Assert.Null(file.Format));
         }
 
         private sealed class SyncProgress : IProgress<BackupProgress>

@@ -136,7 +136,7 @@ namespace VmQuiesce.Core.Sources.VMware
             bool removeOnSuccess = _options.RemoveSnapshot && !options.KeepSnapshot;
             try
             {
-                return OpenView(name, removeOnSuccess);
+                return OpenView(name, removeOnSuccess, disks);
             }
             catch (Exception failure) when (failure is IOException || failure is UnauthorizedAccessException || failure is VmQuiesceException)
             {
@@ -209,9 +209,11 @@ namespace VmQuiesce.Core.Sources.VMware
             File.Delete(MarkerPath);
         }
 
-        private IConsistentView OpenView(string name, bool removeOnSuccess)
+        /// <param name="frozenDisks">The disks the VM wrote before the snapshot, which it froze.</param>
+        private IConsistentView OpenView(string name, bool removeOnSuccess, IReadOnlyList<VmwareDisk> frozenDisks)
         {
             IReadOnlyList<string> writable = VmwareVmFolder.CurrentDisks(_options.VmxPath).SelectMany(d => VmwareVmFolder.DiskFiles(d.Path)).ToList();
+            IReadOnlyDictionary<string, string> formats = VmwareVmFolder.DiskFormats(frozenDisks);
             string staging = Path.Combine(Path.GetTempPath(), "vmquiesce-vmware-" + Guid.NewGuid().ToString("N"));
             Directory.CreateDirectory(staging);
             var files = new List<ViewFile>();
@@ -225,7 +227,7 @@ namespace VmQuiesce.Core.Sources.VMware
                     File.Copy(full, readPath);
                 }
 
-                files.Add(new ViewFile(relative, readPath, full));
+                files.Add(new ViewFile(relative, readPath, full) { Format = formats.TryGetValue(full, out string? format) ? format : null });
             }
 
             _options.Verbose?.Invoke($"VM '{VmName}': {files.Count} frozen file(s); not copied (written after the snapshot): {string.Join(", ", writable.Select(Path.GetFileName))}.");
