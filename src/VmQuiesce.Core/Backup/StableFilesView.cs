@@ -29,7 +29,7 @@ namespace VmQuiesce.Core.Backup
 
         public CapturedSnapshot? Snapshot => null;
 
-        public QuiesceRecord Quiesce { get; } = new QuiesceRecord(Consistency.Crash, Array.Empty<string>(), 0, "None");
+        public QuiesceRecord Quiesce { get; } = new QuiesceRecord(Consistency.Crash, Array.Empty<string>(), 0, QuiesceMethod.None);
 
         /// <summary>Null until Complete is called, then its success argument.</summary>
         public bool? CompletedWith { get; private set; }

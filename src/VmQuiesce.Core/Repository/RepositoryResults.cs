@@ -33,7 +33,7 @@ namespace VmQuiesce.Core.Repository
         public bool IsValid => Status == "Ok";
 
         /// <summary>The boot check of Test-VmBackup -Boot, or null when it did not run.</summary>
-        public Restore.BootCheckResult? Boot { get; internal set; }
+        public BootCheckResult? Boot { get; internal set; }
 
         public long ChunksChecked { get; }
 

@@ -38,59 +38,6 @@ namespace VmQuiesce.Core.Restore
         public TimeSpan BootTimeout { get; set; } = TimeSpan.FromMinutes(5);
     }
 
-    /// <summary>What an ext2/3/4 check of one disk found after the boot.</summary>
-    public sealed class DiskCheck
-    {
-        public DiskCheck(string path, string status, string detail)
-        {
-            Path = path;
-            Status = status;
-            Detail = detail;
-        }
-
-        /// <summary>The restored disk (never written: the guest ran on a copy-on-write overlay).</summary>
-        public string Path { get; }
-
-        /// <summary>"Clean", "Damaged", or "NotChecked" (no ext file system at the start of the disk).</summary>
-        public string Status { get; }
-
-        public string Detail { get; }
-
-        public override string ToString() => $"{System.IO.Path.GetFileName(Path)}: {Status} ({Detail})";
-    }
-
-    /// <summary>The result of booting restored disks: the guest agent answered, and the file systems are clean.</summary>
-    public sealed class BootCheckResult
-    {
-        public BootCheckResult(bool agentAnswered, TimeSpan bootTime, IReadOnlyList<GuestFileSystem> fileSystems, IReadOnlyList<DiskCheck> disks, string? failure)
-        {
-            AgentAnswered = agentAnswered;
-            BootTime = bootTime;
-            FileSystems = fileSystems;
-            Disks = disks;
-            Failure = failure;
-        }
-
-        public bool Passed => AgentAnswered && Failure == null && Disks.All(disk => disk.Status != "Damaged");
-
-        public bool AgentAnswered { get; }
-
-        /// <summary>QEMU start to the guest agent's answer.</summary>
-        public TimeSpan BootTime { get; }
-
-        /// <summary>The file systems the guest mounted (guest-get-fsinfo).</summary>
-        public IReadOnlyList<GuestFileSystem> FileSystems { get; }
-
-        public IReadOnlyList<DiskCheck> Disks { get; }
-
-        /// <summary>Why the check failed before the disks could be checked, or null.</summary>
-        public string? Failure { get; }
-
-        public override string ToString() => Passed
-            ? $"Passed: agent answered after {BootTime.TotalSeconds:0.0} s; {string.Join("; ", Disks)}"
-            : $"Failed: {Failure ?? string.Join("; ", Disks.Where(disk => disk.Status == "Damaged"))}";
-    }
-
     /// <summary>
     /// Boots restored disks the way Test-VmBackup -Boot and Restore-VmSnapshot -Verify do: a throwaway
     /// qcow2 overlay over each disk (the disks themselves are never written), QEMU with a guest-agent

@@ -152,7 +152,7 @@ namespace VmQuiesce.Core.Restore
 
         public string RestorePointId => RestorePoint.Id;
 
-        public Sources.Consistency Consistency => RestorePoint.Consistency;
+        public Consistency Consistency => RestorePoint.Consistency;
 
         /// <summary>The folder restored into, or null when the files went back to their original paths.</summary>
         public string? Destination { get; }

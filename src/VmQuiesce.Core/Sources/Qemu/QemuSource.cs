@@ -161,7 +161,7 @@ namespace VmQuiesce.Core.Sources.Qemu
 
                 double frozenMilliseconds = window.Frozen.Count > 0 ? window.FrozenMilliseconds : 0;
                 var view = new QemuConsistentView(this, disks, overlays, reached, options.KeepSnapshot,
-                    new QuiesceRecord(reached, window.Frozen, frozenMilliseconds, freezer != null ? "GuestAgent" : "None",
+                    new QuiesceRecord(reached, window.Frozen, frozenMilliseconds, freezer != null ? QuiesceMethod.GuestAgent : QuiesceMethod.None,
                         window.Frozen.Count > 0 ? FrozenMeasure.FreezeToThaw : FrozenMeasure.None),
                     snapshotTag == null ? null : new CapturedSnapshot(snapshotTag, null, "QemuInternal"));
                 _options.Verbose?.Invoke($"VM '{VmName}': {reached} consistency, frozen for {frozenMilliseconds:0.#} ms ({string.Join(", ", window.Frozen)}).");

@@ -229,7 +229,7 @@ namespace VmQuiesce.Core.Sources.VMware
             }
 
             _options.Verbose?.Invoke($"VM '{VmName}': {files.Count} frozen file(s); not copied (written after the snapshot): {string.Join(", ", writable.Select(Path.GetFileName))}.");
-            var record = new QuiesceRecord(Consistency.Crash, Array.Empty<string>(), 0, "None");
+            var record = new QuiesceRecord(Consistency.Crash, Array.Empty<string>(), 0, QuiesceMethod.None);
             return new VmwareConsistentView(this, name, removeOnSuccess, files, staging, record);
         }
 

@@ -15,7 +15,7 @@ namespace VmQuiesce.Core.Sources.WindowsVss
     /// </summary>
     public sealed class HostVssSource : IBackupSource
     {
-        public const string MethodName = "HostVss";
+        public const string MethodName = QuiesceMethod.HostVss;
 
         private readonly HostVssWriter? _writer;
         private readonly IReadOnlyList<string> _files;
