@@ -4,10 +4,23 @@ using System.Linq;
 
 namespace VmQuiesce.Core
 {
+    /// <summary>What an ext2/3/4 check of one disk found.</summary>
+    public enum DiskCheckStatus
+    {
+        /// <summary>e2fsck found no errors and the journal is clean.</summary>
+        Clean,
+
+        /// <summary>e2fsck found errors, or the journal needs replaying.</summary>
+        Damaged,
+
+        /// <summary>No ext file system at the start of the disk.</summary>
+        NotChecked,
+    }
+
     /// <summary>What an ext2/3/4 check of one disk found after the boot.</summary>
     public sealed class DiskCheck
     {
-        public DiskCheck(string path, string status, string detail)
+        public DiskCheck(string path, DiskCheckStatus status, string detail)
         {
             Path = path;
             Status = status;
@@ -17,8 +30,7 @@ namespace VmQuiesce.Core
         /// <summary>The restored disk (never written: the guest ran on a copy-on-write overlay).</summary>
         public string Path { get; }
 
-        /// <summary>"Clean", "Damaged", or "NotChecked" (no ext file system at the start of the disk).</summary>
-        public string Status { get; }
+        public DiskCheckStatus Status { get; }
 
         public string Detail { get; }
 
@@ -37,7 +49,7 @@ namespace VmQuiesce.Core
             Failure = failure;
         }
 
-        public bool Passed => AgentAnswered && Failure == null && Disks.All(disk => disk.Status != "Damaged");
+        public bool Passed => AgentAnswered && Failure == null && Disks.All(disk => disk.Status != DiskCheckStatus.Damaged);
 
         public bool AgentAnswered { get; }
 
@@ -54,7 +66,7 @@ namespace VmQuiesce.Core
 
         public override string ToString() => Passed
             ? $"Passed: agent answered after {BootTime.TotalSeconds:0.0} s; {string.Join("; ", Disks)}"
-            : $"Failed: {Failure ?? string.Join("; ", Disks.Where(disk => disk.Status == "Damaged"))}";
+            : $"Failed: {Failure ?? string.Join("; ", Disks.Where(disk => disk.Status == DiskCheckStatus.Damaged))}";
     }
 
     /// <summary>One entry of guest-get-fsinfo.</summary>

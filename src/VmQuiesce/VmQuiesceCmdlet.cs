@@ -34,11 +34,11 @@ namespace VmQuiesce
         {
             if (report.BytesTotal <= 0)
             {
-                record.StatusDescription = report.Phase;
+                record.StatusDescription = report.Status;
                 return record;
             }
 
-            record.StatusDescription = $"{report.Phase}: {Units.Bytes(report.BytesDone)} of {Units.Bytes(report.BytesTotal)} at {Units.Rate(report.BytesPerSecond)}";
+            record.StatusDescription = $"{report.Status}: {Units.Bytes(report.BytesDone)} of {Units.Bytes(report.BytesTotal)} at {Units.Rate(report.BytesPerSecond)}";
             record.PercentComplete = (int)Math.Min(100, report.BytesDone * 100 / report.BytesTotal);
             record.SecondsRemaining = report.TimeLeft is TimeSpan left ? (int)Math.Ceiling(left.TotalSeconds) : -1;
             return record;

@@ -13,16 +13,36 @@ using VmQuiesce.Core.Sources;
 
 namespace VmQuiesce.Core.Backup
 {
+    /// <summary>The steps of a backup, in order.</summary>
+    public enum BackupPhase
+    {
+        /// <summary>Looking for what an earlier backup left behind, and taking the repository's shared lock.</summary>
+        Checking,
+
+        /// <summary>The source quiesces the guest and makes the VM's files stable.</summary>
+        Quiescing,
+
+        Copying,
+
+        /// <summary>The source releases what it made for the backup (overlays committed back, snapshots deleted).</summary>
+        Completing,
+
+        Done,
+    }
+
     /// <summary>Where a backup stands, for Write-Progress.</summary>
     public sealed class BackupProgress : TransferProgress
     {
-        public BackupProgress(string vmName, string phase, long bytesDone, long bytesTotal, TimeSpan elapsed)
-            : base(phase, bytesDone, bytesTotal, elapsed)
+        public BackupProgress(string vmName, BackupPhase phase, long bytesDone, long bytesTotal, TimeSpan elapsed)
+            : base(phase.ToString(), bytesDone, bytesTotal, elapsed)
         {
             VmName = vmName;
+            Phase = phase;
         }
 
         public string VmName { get; }
+
+        public BackupPhase Phase { get; }
     }
 
     /// <summary>A published restore point, and the release failure that came with it, if any.</summary>
@@ -87,7 +107,7 @@ namespace VmQuiesce.Core.Backup
         {
             var clock = Stopwatch.StartNew();
             string vm = source.VmName;
-            progress?.Report(new BackupProgress(vm, "Checking", 0, 0, clock.Elapsed));
+            progress?.Report(new BackupProgress(vm, BackupPhase.Checking, 0, 0, clock.Elapsed));
             IReadOnlyList<string> leftovers = source.FindLeftovers(cancel);
             if (leftovers.Count > 0)
             {
@@ -103,7 +123,7 @@ namespace VmQuiesce.Core.Backup
 
             using RepositoryLock shared = _repository.LockShared($"Invoke-VmQuiescedBackup of '{vm}'");
             DateTime start = DateTime.UtcNow;
-            progress?.Report(new BackupProgress(vm, "Quiescing", 0, 0, clock.Elapsed));
+            progress?.Report(new BackupProgress(vm, BackupPhase.Quiescing, 0, 0, clock.Elapsed));
             using IConsistentView view = source.OpenConsistentView(options, cancel);
             IReadOnlyList<RestorePointFile> files;
             long stored;
@@ -118,7 +138,7 @@ namespace VmQuiesce.Core.Backup
                 throw;
             }
 
-            progress?.Report(new BackupProgress(vm, "Completing", files.Sum(file => file.Size), files.Sum(file => file.Size), clock.Elapsed));
+            progress?.Report(new BackupProgress(vm, BackupPhase.Completing, files.Sum(file => file.Size), files.Sum(file => file.Size), clock.Elapsed));
             VmQuiesceException? releaseFailure = null;
             using (var releaseDeadline = new CancellationTokenSource(ReleaseTimeout))
             {
@@ -152,7 +172,7 @@ namespace VmQuiesce.Core.Backup
                 stored,
                 files);
             _repository.Publish(point);
-            progress?.Report(new BackupProgress(vm, "Done", point.Size, point.Size, clock.Elapsed));
+            progress?.Report(new BackupProgress(vm, BackupPhase.Done, point.Size, point.Size, clock.Elapsed));
             return new BackupOutcome(point, releaseFailure);
         }
 
@@ -180,7 +200,7 @@ namespace VmQuiesce.Core.Backup
             var sizes = viewFiles.Select(file => OpenLength(file, vm)).ToArray();
             long total = sizes.Sum();
             var chunkLists = sizes.Select(size => new string?[(size + chunkSize - 1) / chunkSize]).ToArray();
-            progress?.Report(new BackupProgress(vm, "Copying", 0, total, clock.Elapsed));
+            progress?.Report(new BackupProgress(vm, BackupPhase.Copying, 0, total, clock.Elapsed));
             var copy = new CopyRun(_repository.Chunks, viewFiles, chunkLists, _workers, chunkSize);
             using var stop = CancellationTokenSource.CreateLinkedTokenSource(cancel);
             var workers = Enumerable.Range(0, _workers)
@@ -201,7 +221,7 @@ namespace VmQuiesce.Core.Backup
                             if (progress != null && clock.Elapsed - lastReport >= ProgressInterval)
                             {
                                 lastReport = clock.Elapsed;
-                                progress.Report(new BackupProgress(vm, "Copying", copy.BytesDone, total, clock.Elapsed));
+                                progress.Report(new BackupProgress(vm, BackupPhase.Copying, copy.BytesDone, total, clock.Elapsed));
                             }
                         });
                     }
@@ -217,7 +237,7 @@ namespace VmQuiesce.Core.Backup
             copy.AbandonUnpublished();
             cancel.ThrowIfCancellationRequested();
             copy.ThrowIfFailed();
-            progress?.Report(new BackupProgress(vm, "Copying", total, total, clock.Elapsed));
+            progress?.Report(new BackupProgress(vm, BackupPhase.Copying, total, total, clock.Elapsed));
             var files = viewFiles.Select((file, i) => new RestorePointFile(file.RelativePath, file.OriginalPath, sizes[i], chunkLists[i])).ToList();
             return (files, copy.StoredBytes);
         }

@@ -242,7 +242,7 @@ namespace VmQuiesce.Core.Restore
             {
                 if (!HasExtSuperblock(raw))
                 {
-                    return new DiskCheck(disk, "NotChecked", "no ext2/3/4 file system at the start of the disk");
+                    return new DiskCheck(disk, DiskCheckStatus.NotChecked, "no ext2/3/4 file system at the start of the disk");
                 }
 
                 ToolResult header = ExternalTool.Run("dumpe2fs", new[] { "-h", raw }, ToolTimeout, cancel);
@@ -250,10 +250,10 @@ namespace VmQuiesce.Core.Restore
                 ToolResult fsck = ExternalTool.Run("e2fsck", new[] { "-fn", raw }, ToolTimeout, cancel);
                 if (fsck.ExitCode != 0 || needsRecovery)
                 {
-                    return new DiskCheck(disk, "Damaged", needsRecovery ? "the journal needs replaying (needs_recovery)" : $"e2fsck -fn exit code {fsck.ExitCode}: {fsck.Message}");
+                    return new DiskCheck(disk, DiskCheckStatus.Damaged, needsRecovery ? "the journal needs replaying (needs_recovery)" : $"e2fsck -fn exit code {fsck.ExitCode}: {fsck.Message}");
                 }
 
-                return new DiskCheck(disk, "Clean", "e2fsck -fn found no errors; journal clean");
+                return new DiskCheck(disk, DiskCheckStatus.Clean, "e2fsck -fn found no errors; journal clean");
             }
             finally
             {

@@ -121,7 +121,7 @@ namespace VmQuiesce.Core.Restore
             RevertStatus revert;
             string Revert(IReadOnlyList<string> files, CancellationToken token)
             {
-                progress?.Invoke(new RestoreProgress("Reverting", plan.Point.Snapshot!.Name, bytesDone, bytesTotal, clock.Elapsed));
+                progress?.Invoke(new RestoreProgress(RestorePhase.Reverting, plan.Point.Snapshot!.Name, bytesDone, bytesTotal, clock.Elapsed));
                 return plan.Reverter!.Revert(plan.Point.Snapshot!, files, token);
             }
 
@@ -135,7 +135,7 @@ namespace VmQuiesce.Core.Restore
                     WriteSparse(_environment.Ops, reader, target.File, temps[i], done =>
                     {
                         bytesDone = fileStart + done;
-                        progress?.Invoke(new RestoreProgress("Writing", target.Path, bytesDone, bytesTotal, clock.Elapsed));
+                        progress?.Invoke(new RestoreProgress(RestorePhase.Writing, target.Path, bytesDone, bytesTotal, clock.Elapsed));
                     }, cancel);
                 }
 
@@ -157,7 +157,7 @@ namespace VmQuiesce.Core.Restore
                 }
 
                 cancel.ThrowIfCancellationRequested();
-                progress?.Invoke(new RestoreProgress("Replacing", plan.Point.VmName, bytesDone, bytesTotal, clock.Elapsed));
+                progress?.Invoke(new RestoreProgress(RestorePhase.Replacing, plan.Point.VmName, bytesDone, bytesTotal, clock.Elapsed));
             }
             catch
             {

@@ -87,15 +87,30 @@ namespace VmQuiesce.Core.Restore
         Skipped,
     }
 
+    /// <summary>The steps of a restore, in order (Reverting comes after Replacing for a hypervisor that reverts the VM itself).</summary>
+    public enum RestorePhase
+    {
+        /// <summary>Each file written from verified chunks to a temp name beside its target.</summary>
+        Writing,
+
+        /// <summary>The written files reverted to the snapshot the backup captured.</summary>
+        Reverting,
+
+        /// <summary>The targets replaced by the written files.</summary>
+        Replacing,
+    }
+
     /// <summary>Progress of a restore, reported from the restoring thread.</summary>
     public sealed class RestoreProgress : TransferProgress
     {
-        /// <param name="phase">"Writing", "Replacing", "Reverting".</param>
-        public RestoreProgress(string phase, string currentFile, long bytesDone, long bytesTotal, TimeSpan elapsed)
-            : base(phase, bytesDone, bytesTotal, elapsed)
+        public RestoreProgress(RestorePhase phase, string currentFile, long bytesDone, long bytesTotal, TimeSpan elapsed)
+            : base(phase.ToString(), bytesDone, bytesTotal, elapsed)
         {
+            Phase = phase;
             CurrentFile = currentFile;
         }
+
+        public RestorePhase Phase { get; }
 
         public string CurrentFile { get; }
     }

@@ -265,9 +265,9 @@ namespace VmQuiesce.Commands
 
         private void WriteVmProgress(int activity, BackupProgress report, OverallProgress overall)
         {
-            BackupProgress sum = overall.Update(activity, report);
-            WriteProgress(ShowTransfer(new ProgressRecord(0, "Backing up VMs", sum.Phase), sum));
-            WriteProgress(ShowTransfer(new ProgressRecord(activity, $"Backing up {report.VmName}", report.Phase) { ParentActivityId = 0 }, report));
+            TransferProgress sum = overall.Update(activity, report);
+            WriteProgress(ShowTransfer(new ProgressRecord(0, "Backing up VMs", sum.Status), sum));
+            WriteProgress(ShowTransfer(new ProgressRecord(activity, $"Backing up {report.VmName}", report.Status) { ParentActivityId = 0 }, report));
         }
 
         /// <summary>Adds up the VMs' progress for the overall bar (pipeline thread only).</summary>
@@ -279,12 +279,11 @@ namespace VmQuiesce.Commands
 
             public OverallProgress(int vms) => _vms = vms;
 
-            public BackupProgress Update(int activity, BackupProgress report)
+            public TransferProgress Update(int activity, BackupProgress report)
             {
                 _latest[activity] = report;
-                return new BackupProgress(
-                    $"{_vms} VMs",
-                    $"{_latest.Values.Count(item => item.Phase == "Done")} of {_vms} done",
+                return new TransferProgress(
+                    $"{_latest.Values.Count(item => item.Phase == BackupPhase.Done)} of {_vms} done",
                     _latest.Values.Sum(item => item.BytesDone),
                     _latest.Values.Sum(item => item.BytesTotal),
                     DateTime.UtcNow - _start);

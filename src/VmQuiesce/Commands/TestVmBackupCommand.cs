@@ -118,7 +118,7 @@ namespace VmQuiesce.Commands
                 return;
             }
 
-            if (result.Status == "Damaged")
+            if (result.Status == VerificationStatus.Damaged)
             {
                 string problems = string.Join("; ", result.Problems.Select(problem => problem.ToString()).Concat(result.FileHashMismatches.Select(file => $"whole-file SHA-256 of '{file}' differs")));
                 WriteFailure(new VmQuiesceException(

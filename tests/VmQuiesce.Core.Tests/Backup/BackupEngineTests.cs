@@ -24,7 +24,7 @@ namespace VmQuiesce.Core.Tests.Backup
             using var cancel = new CancellationTokenSource();
             var progress = new SyncProgress(report =>
             {
-                if (report.Phase == "Copying" && report.BytesDone > 0)
+                if (report.Phase == BackupPhase.Copying && report.BytesDone > 0)
                 {
                     cancel.Cancel();
                 }
@@ -79,7 +79,7 @@ namespace VmQuiesce.Core.Tests.Backup
             var source = new FakeSource(disk);
             var progress = new SyncProgress(report =>
             {
-                if (report.Phase == "Copying" && report.BytesDone == 0)
+                if (report.Phase == BackupPhase.Copying && report.BytesDone == 0)
                 {
                     // The view lies: its file changes after the copy has measured it.
                     using var file = new FileStream(disk, FileMode.Open);
@@ -235,12 +235,12 @@ namespace VmQuiesce.Core.Tests.Backup
 
             new BackupEngine(fixture.Repository, 2).Run(new StableFilesSource("vm", new[] { disk }), new QuiesceOptions { Required = Consistency.Crash }, new SyncProgress(reports.Add), CancellationToken.None);
 
-            var copying = reports.Where(report => report.Phase == "Copying").ToList();
+            var copying = reports.Where(report => report.Phase == BackupPhase.Copying).ToList();
             Assert.Equal(0, copying.First().BytesDone);
             Assert.Equal(30L * Chunk, copying.Last().BytesDone);
             Assert.All(copying, report => Assert.Equal(30L * Chunk, report.BytesTotal));
             Assert.True(copying.Last().BytesPerSecond > 0);
-            Assert.Equal(new[] { "Checking", "Quiescing", "Copying", "Completing", "Done" }, reports.Select(report => report.Phase).Distinct());
+            Assert.Equal(new[] { BackupPhase.Checking, BackupPhase.Quiescing, BackupPhase.Copying, BackupPhase.Completing, BackupPhase.Done }, reports.Select(report => report.Phase).Distinct());
         }
 
         private sealed class ViewSource : IBackupSource

@@ -138,7 +138,7 @@ namespace VmQuiesce.Core.Tests.Restore
 
             Assert.True(boot.Passed, boot.ToString());
             Assert.Contains(boot.FileSystems, fileSystem => fileSystem.MountPoint == "/mnt/data");
-            Assert.Equal("Clean", boot.Disks.Single().Status);
+            Assert.Equal(DiskCheckStatus.Clean, boot.Disks.Single().Status);
         }
     }
 }
