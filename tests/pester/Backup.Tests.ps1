@@ -192,6 +192,23 @@ Describe 'Test-VmBackup' {
         Get-VmBackup $repo | Test-VmBackup | Format-Table | Out-String | Should -Match 'Status'
     }
 
+    It 'shows bytes checked and the rate while it verifies, written by the pipeline thread for its worker' {
+        $ps = [powershell]::Create()
+        try {
+            $null = $ps.AddScript("Import-Module '$env:VMQUIESCE_MODULE_PATH'; Get-VmBackup '$repo' | Test-VmBackup")
+            $results = @($ps.Invoke())
+
+            $ps.HadErrors | Should -BeFalse
+            $results.Count | Should -Be 2
+            $shown = @($ps.Streams.Progress | Where-Object { $_.Activity -like 'Verifying *' -and $_.RecordType -eq 'Processing' })
+            $shown.Count | Should -BeGreaterThan 0
+            $shown | ForEach-Object { $_.StatusDescription | Should -BeLike 'Reading and hashing chunks: * of * at */s' }
+        }
+        finally {
+            $ps.Dispose()
+        }
+    }
+
     It 'reports a damaged chunk and the file it breaks with RestorePointDamaged' {
         $point = $points | Where-Object VmName -eq 'db01'
         $hash = $point.Files[1].Chunks[0]

@@ -103,11 +103,12 @@ namespace VmQuiesce.Core.Backup
         /// still published (its data is whole and consistent), records the release error, and the failure
         /// is returned in <see cref="BackupOutcome.ReleaseFailure"/> so the caller reports it.
         /// </summary>
-        public BackupOutcome Run(IBackupSource source, QuiesceOptions options, IProgress<BackupProgress>? progress, CancellationToken cancel)
+        public BackupOutcome Run(IBackupSource source, QuiesceOptions options, IOperationHost? host, CancellationToken cancel)
         {
+            host ??= OperationHost.None;
             var clock = Stopwatch.StartNew();
             string vm = source.VmName;
-            progress?.Report(new BackupProgress(vm, BackupPhase.Checking, 0, 0, clock.Elapsed));
+            host.WriteProgress(new BackupProgress(vm, BackupPhase.Checking, 0, 0, clock.Elapsed));
             IReadOnlyList<string> leftovers = source.FindLeftovers(cancel);
             if (leftovers.Count > 0)
             {
@@ -123,13 +124,13 @@ namespace VmQuiesce.Core.Backup
 
             using RepositoryLock shared = _repository.LockShared($"Invoke-VmQuiescedBackup of '{vm}'");
             DateTime start = DateTime.UtcNow;
-            progress?.Report(new BackupProgress(vm, BackupPhase.Quiescing, 0, 0, clock.Elapsed));
+            host.WriteProgress(new BackupProgress(vm, BackupPhase.Quiescing, 0, 0, clock.Elapsed));
             using IConsistentView view = source.OpenConsistentView(options, cancel);
             IReadOnlyList<RestorePointFile> files;
             long stored;
             try
             {
-                (files, stored) = Copy(vm, view.Files, progress, clock, cancel);
+                (files, stored) = Copy(vm, view.Files, host, clock, cancel);
                 cancel.ThrowIfCancellationRequested();
             }
             catch
@@ -138,7 +139,7 @@ namespace VmQuiesce.Core.Backup
                 throw;
             }
 
-            progress?.Report(new BackupProgress(vm, BackupPhase.Completing, files.Sum(file => file.Size), files.Sum(file => file.Size), clock.Elapsed));
+            host.WriteProgress(new BackupProgress(vm, BackupPhase.Completing, files.Sum(file => file.Size), files.Sum(file => file.Size), clock.Elapsed));
             VmQuiesceException? releaseFailure = null;
             using (var releaseDeadline = new CancellationTokenSource(ReleaseTimeout))
             {
@@ -172,7 +173,7 @@ namespace VmQuiesce.Core.Backup
                 stored,
                 files);
             _repository.Publish(point);
-            progress?.Report(new BackupProgress(vm, BackupPhase.Done, point.Size, point.Size, clock.Elapsed));
+            host.WriteProgress(new BackupProgress(vm, BackupPhase.Done, point.Size, point.Size, clock.Elapsed));
             return new BackupOutcome(point, releaseFailure);
         }
 
@@ -193,14 +194,14 @@ namespace VmQuiesce.Core.Backup
         }
 
         /// <summary>Copies the files into the chunk store; returns their chunk lists and the bytes newly stored.</summary>
-        internal (IReadOnlyList<RestorePointFile> Files, long Stored) Copy(string vm, IReadOnlyList<ViewFile> viewFiles, IProgress<BackupProgress>? progress, Stopwatch clock, CancellationToken cancel)
+        internal (IReadOnlyList<RestorePointFile> Files, long Stored) Copy(string vm, IReadOnlyList<ViewFile> viewFiles, IOperationHost host, Stopwatch clock, CancellationToken cancel)
         {
             int chunkSize = _repository.ChunkSize;
             CheckRelativePaths(viewFiles, vm);
             var sizes = viewFiles.Select(file => OpenLength(file, vm)).ToArray();
             long total = sizes.Sum();
             var chunkLists = sizes.Select(size => new string?[(size + chunkSize - 1) / chunkSize]).ToArray();
-            progress?.Report(new BackupProgress(vm, BackupPhase.Copying, 0, total, clock.Elapsed));
+            host.WriteProgress(new BackupProgress(vm, BackupPhase.Copying, 0, total, clock.Elapsed));
             var copy = new CopyRun(_repository.Chunks, viewFiles, chunkLists, _workers, chunkSize);
             using var stop = CancellationTokenSource.CreateLinkedTokenSource(cancel);
             var workers = Enumerable.Range(0, _workers)
@@ -218,10 +219,10 @@ namespace VmQuiesce.Core.Backup
                     {
                         copy.DispatchFile(f, sizes[f], stop.Token, () =>
                         {
-                            if (progress != null && clock.Elapsed - lastReport >= ProgressInterval)
+                            if (clock.Elapsed - lastReport >= ProgressInterval)
                             {
                                 lastReport = clock.Elapsed;
-                                progress.Report(new BackupProgress(vm, BackupPhase.Copying, copy.BytesDone, total, clock.Elapsed));
+                                host.WriteProgress(new BackupProgress(vm, BackupPhase.Copying, copy.BytesDone, total, clock.Elapsed));
                             }
                         });
                     }
@@ -237,7 +238,7 @@ namespace VmQuiesce.Core.Backup
             copy.AbandonUnpublished();
             cancel.ThrowIfCancellationRequested();
             copy.ThrowIfFailed();
-            progress?.Report(new BackupProgress(vm, BackupPhase.Copying, total, total, clock.Elapsed));
+            host.WriteProgress(new BackupProgress(vm, BackupPhase.Copying, total, total, clock.Elapsed));
             var files = viewFiles.Select((file, i) => new RestorePointFile(file.RelativePath, file.OriginalPath, sizes[i], chunkLists[i])).ToList();
             return (files, copy.StoredBytes);
         }

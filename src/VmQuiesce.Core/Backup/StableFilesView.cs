@@ -45,13 +45,13 @@ namespace VmQuiesce.Core.Backup
     public sealed class StableFilesSource : IBackupSource
     {
         private readonly IReadOnlyList<string> _paths;
-        private readonly SourceMessages _messages;
+        private readonly IOperationHost _host;
 
-        public StableFilesSource(string vmName, IEnumerable<string> paths, SourceMessages? messages = null)
+        public StableFilesSource(string vmName, IEnumerable<string> paths, IOperationHost? host = null)
         {
             VmName = vmName;
             _paths = paths.ToList();
-            _messages = messages ?? SourceMessages.None;
+            _host = host ?? OperationHost.None;
         }
 
         public string Kind => "Files";
@@ -62,7 +62,7 @@ namespace VmQuiesce.Core.Backup
         public static BackupVm CreateVm(string vmName, string[] paths)
         {
             var details = new Dictionary<string, string> { ["Files"] = string.Join(", ", paths) };
-            return new BackupVm(vmName, "Files", paths.Length > 0 ? Path.GetDirectoryName(Path.GetFullPath(paths[0])) ?? string.Empty : string.Empty, details, messages => new StableFilesSource(vmName, paths, messages));
+            return new BackupVm(vmName, "Files", paths.Length > 0 ? Path.GetDirectoryName(Path.GetFullPath(paths[0])) ?? string.Empty : string.Empty, details, host => new StableFilesSource(vmName, paths, host));
         }
 
         public IReadOnlyList<string> FindLeftovers(CancellationToken cancel) => Array.Empty<string>();
@@ -71,7 +71,7 @@ namespace VmQuiesce.Core.Backup
         {
             if (options.Required > Consistency.Crash && options.AllowLower)
             {
-                _messages.Warn?.Invoke($"The VM '{VmName}' is a set of plain files: it reaches Crash consistency, below the required {options.Required} (accepted by -AllowLowerConsistency).");
+                _host.WriteWarning($"The VM '{VmName}' is a set of plain files: it reaches Crash consistency, below the required {options.Required} (accepted by -AllowLowerConsistency).");
             }
             else if (options.Required > Consistency.Crash)
             {

@@ -217,8 +217,9 @@ namespace VmQuiesce.Core.Repository
         /// Re-reads and re-hashes every chunk of <paramref name="point"/> and checks each whole-file digest.
         /// Chunks are read, decoded and hashed on every core, a few ahead of the in-order digest.
         /// </summary>
-        public RestorePointVerification Verify(RestorePoint point, CancellationToken cancel, Action<long>? bytesChecked = null)
+        public RestorePointVerification Verify(RestorePoint point, CancellationToken cancel, IOperationHost? host = null)
         {
+            var clock = System.Diagnostics.Stopwatch.StartNew();
             var problems = new Dictionary<string, (ChunkProblemKind Problem, string Detail, List<string> Files)>(StringComparer.Ordinal);
             var broken = new List<string>();
             var mismatches = new List<string>();
@@ -251,7 +252,7 @@ namespace VmQuiesce.Core.Repository
                         digest.Append(chunk.Hash, chunk.Buffer, chunk.Length);
                     }
 
-                    bytesChecked?.Invoke(bytes);
+                    host?.WriteProgress(new TransferProgress("Reading and hashing chunks", bytes, point.Size, clock.Elapsed));
                 }, cancel);
 
                 if (fileBroken)

@@ -9,9 +9,9 @@ namespace VmQuiesce.Core.Sources
     /// </summary>
     public sealed class BackupVm
     {
-        private readonly Func<SourceMessages, IBackupSource> _openSource;
+        private readonly Func<IOperationHost, IBackupSource> _openSource;
 
-        public BackupVm(string name, string kind, string location, IReadOnlyDictionary<string, string> details, Func<SourceMessages, IBackupSource> openSource)
+        public BackupVm(string name, string kind, string location, IReadOnlyDictionary<string, string> details, Func<IOperationHost, IBackupSource> openSource)
         {
             Name = name;
             Kind = kind;
@@ -31,8 +31,8 @@ namespace VmQuiesce.Core.Sources
         /// <summary>Connection details shown to the user (never secrets), e.g. QmpSocket, AgentSocket.</summary>
         public IReadOnlyDictionary<string, string> Details { get; }
 
-        /// <summary>A source for one backup, reporting its warnings and verbose lines to <paramref name="messages"/>.</summary>
-        public IBackupSource OpenSource(SourceMessages? messages = null) => _openSource(messages ?? SourceMessages.None);
+        /// <summary>A source for one backup, reporting its warnings and verbose lines to <paramref name="host"/>.</summary>
+        public IBackupSource OpenSource(IOperationHost? host = null) => _openSource(host ?? OperationHost.None);
 
         public override string ToString() => Name;
     }

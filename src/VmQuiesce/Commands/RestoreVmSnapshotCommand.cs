@@ -1,8 +1,6 @@
 using System;
 using System.Linq;
 using System.Management.Automation;
-using System.Threading;
-using System.Threading.Tasks;
 using VmQuiesce.Core;
 using VmQuiesce.Core.Repository;
 using VmQuiesce.Core.Restore;
@@ -125,20 +123,11 @@ namespace VmQuiesce.Commands
             }
 
             var progress = new ProgressRecord(++_progressId, $"Restoring {point.VmName} {point.Id}", "Starting");
-            RestoreProgress? latest = null;
-            Task<RestoreResult> running = Task.Run(() => engine.Run(plan, report => Volatile.Write(ref latest, report), CancelToken));
-            while (!((IAsyncResult)running).AsyncWaitHandle.WaitOne(250))
-            {
-                if (Volatile.Read(ref latest) is RestoreProgress report && !CancelToken.IsCancellationRequested)
-                {
-                    WriteRestoreProgress(progress, report);
-                }
-            }
-
+            IOperationHost host = CreateHost(report => WriteRestoreProgress(progress, (RestoreProgress)report));
             RestoreResult result;
             try
             {
-                result = running.GetAwaiter().GetResult();
+                result = RunPumped(() => engine.Run(plan, host, CancelToken));
             }
             catch (OperationCanceledException) when (CancelToken.IsCancellationRequested)
             {
@@ -158,7 +147,7 @@ namespace VmQuiesce.Commands
             if (Verify)
             {
                 WriteProgress(new ProgressRecord(progress.ActivityId, progress.Activity, "Booting the restored disks on throwaway overlays"));
-                result.Verification = BootCheck.Run(result.Files.Select(file => file.Path).ToList(), BootOption ?? new BootCheckOptions(), CancelToken);
+                result.Verification = RunPumped(() => BootCheck.Run(result.Files.Select(file => file.Path).ToList(), BootOption ?? new BootCheckOptions(), CancelToken));
                 WriteProgress(new ProgressRecord(progress.ActivityId, progress.Activity, "Done") { RecordType = ProgressRecordType.Completed });
             }
 

@@ -83,27 +83,17 @@ namespace VmQuiesce.Commands
 
         private void Verify(BackupRepository repository, RestorePoint point)
         {
-            var progress = new ProgressRecord(++_progressId, $"Verifying {point.VmName} {point.Id}", "Reading and hashing chunks");
-            long total = Math.Max(1, point.Size);
-            var lastReport = DateTime.MinValue;
-            RestorePointVerification result = repository.Verify(point, CancelToken, done =>
-            {
-                if ((DateTime.UtcNow - lastReport).TotalMilliseconds >= 250)
-                {
-                    lastReport = DateTime.UtcNow;
-                    progress.PercentComplete = (int)(done * 100 / total);
-                    WriteProgress(progress);
-                }
-            });
+            int activityId = ++_progressId;
+            string activity = $"Verifying {point.VmName} {point.Id}";
+            IOperationHost host = CreateHost(report => WriteProgress(ShowTransfer(new ProgressRecord(activityId, activity, report.Status), report)));
+            RestorePointVerification result = RunPumped(() => repository.Verify(point, CancelToken, host));
             if (Boot && result.IsValid)
             {
-                progress.StatusDescription = "Restoring into a temp folder and booting it";
-                WriteProgress(progress);
-                result.Boot = BootCheck.RunRestorePoint(repository, point, BootOption ?? new BootCheckOptions(), CancelToken);
+                WriteProgress(new ProgressRecord(activityId, activity, "Restoring into a temp folder and booting it"));
+                result.Boot = RunPumped(() => BootCheck.RunRestorePoint(repository, point, BootOption ?? new BootCheckOptions(), CancelToken));
             }
 
-            progress.RecordType = ProgressRecordType.Completed;
-            WriteProgress(progress);
+            WriteProgress(new ProgressRecord(activityId, activity, "Done") { RecordType = ProgressRecordType.Completed });
             WriteObject(result);
             if (result.Boot is BootCheckResult boot && !boot.Passed)
             {

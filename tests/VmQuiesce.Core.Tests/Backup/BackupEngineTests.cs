@@ -22,7 +22,7 @@ namespace VmQuiesce.Core.Tests.Backup
             string disk = fixture.WriteFile("disk.img", RepositoryFixture.Random(200 * Chunk, 1));
             var source = new FakeSource(disk);
             using var cancel = new CancellationTokenSource();
-            var progress = new SyncProgress(report =>
+            var progress = SyncProgress(report =>
             {
                 if (report.Phase == BackupPhase.Copying && report.BytesDone > 0)
                 {
@@ -77,7 +77,7 @@ namespace VmQuiesce.Core.Tests.Backup
             using var fixture = new RepositoryFixture();
             string disk = fixture.WriteFile("disk.img", RepositoryFixture.Random(100 * Chunk, 3));
             var source = new FakeSource(disk);
-            var progress = new SyncProgress(report =>
+            var progress = SyncProgress(report =>
             {
                 if (report.Phase == BackupPhase.Copying && report.BytesDone == 0)
                 {
@@ -233,7 +233,7 @@ namespace VmQuiesce.Core.Tests.Backup
             string disk = fixture.WriteFile("disk.img", RepositoryFixture.Random(30 * Chunk, 7));
             var reports = new List<BackupProgress>();
 
-            new BackupEngine(fixture.Repository, 2).Run(new StableFilesSource("vm", new[] { disk }), new QuiesceOptions { Required = Consistency.Crash }, new SyncProgress(reports.Add), CancellationToken.None);
+            new BackupEngine(fixture.Repository, 2).Run(new StableFilesSource("vm", new[] { disk }), new QuiesceOptions { Required = Consistency.Crash }, SyncProgress(reports.Add), CancellationToken.None);
 
             var copying = reports.Where(report => report.Phase == BackupPhase.Copying).ToList();
             Assert.Equal(0, copying.First().BytesDone);
@@ -258,14 +258,7 @@ namespace VmQuiesce.Core.Tests.Backup
             public IConsistentView OpenConsistentView(QuiesceOptions options, CancellationToken cancel) => _view;
         }
 
-        private sealed class SyncProgress : IProgress<BackupProgress>
-        {
-            private readonly Action<BackupProgress> _report;
-
-            public SyncProgress(Action<BackupProgress> report) => _report = report;
-
-            public void Report(BackupProgress value) => _report(value);
-        }
+        private static IOperationHost SyncProgress(Action<BackupProgress> report) => new OperationHost(progress: value => report((BackupProgress)value));
 
         private sealed class FakeSource : IBackupSource
         {

@@ -48,7 +48,7 @@ namespace VmQuiesce.Core.Sources.Qemu
             }
 
             return new BackupVm(name, QemuSource.SourceKind, qmpSocket, details,
-                messages => new QemuSource(new QemuSourceOptions(name, qmpSocket) { AgentSocket = agentSocket, Warn = messages.Warn, Verbose = messages.Verbose }));
+                host => new QemuSource(new QemuSourceOptions(name, qmpSocket) { AgentSocket = agentSocket }, host));
         }
 
         /// <summary>The source options a BackupVm of kind Qemu stands for.</summary>

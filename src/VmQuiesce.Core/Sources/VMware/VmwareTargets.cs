@@ -24,7 +24,7 @@ namespace VmQuiesce.Core.Sources.VMware
         /// The name is the .vmx's displayName, else the file name.
         /// </summary>
         public static BackupVm CreateBackupVm(VmrunConnection connection, string vmxPath, string? vmrunVmPath = null, string? name = null,
-            bool removeSnapshot = false, bool force = false, Action<string>? warn = null, Action<string>? verbose = null)
+            bool removeSnapshot = false, bool force = false)
         {
             string full = Path.GetFullPath(vmxPath);
             VmwareConfigDocument vmx = VmwareVmFolder.ReadVmx(full);
@@ -46,15 +46,14 @@ namespace VmQuiesce.Core.Sources.VMware
                 details["User"] = connection.Credential!.UserName;
             }
 
-            return new BackupVm(vmName, VmwareSource.SourceKind, full, details, messages => new VmwareSource(
-                new VmwareSourceOptions(vmName, full, new VmrunClient(connection, verbose ?? messages.Verbose, warn ?? messages.Warn))
+            return new BackupVm(vmName, VmwareSource.SourceKind, full, details, host => new VmwareSource(
+                new VmwareSourceOptions(vmName, full, new VmrunClient(connection, host.WriteVerbose, host.WriteWarning))
                 {
                     VmrunVmPath = vmrunVmPath,
                     RemoveSnapshot = removeSnapshot,
                     Force = force,
-                    Warn = warn ?? messages.Warn,
-                    Verbose = verbose ?? messages.Verbose,
-                }));
+                },
+                host));
         }
 
         /// <summary>The running VMs (<c>vmrun list</c>) whose .vmx this computer can read, as targets; the others are reported.</summary>

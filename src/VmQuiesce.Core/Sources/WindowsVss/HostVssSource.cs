@@ -20,24 +20,22 @@ namespace VmQuiesce.Core.Sources.WindowsVss
         private readonly HostVssWriter? _writer;
         private readonly IReadOnlyList<string> _files;
         private readonly VssBackupType _backupType;
-        private readonly Action<string>? _warn;
-        private readonly Action<string>? _verbose;
+        private readonly IOperationHost _operationHost;
         private readonly IVssHost? _host;
 
         /// <param name="vmName">The VM as the writer knows it (its display name; for Hyper-V also its id).</param>
         /// <param name="writer">The writer that quiesces the VM, or null for a shadow copy without a VM writer (file-system consistency at best).</param>
         /// <param name="files">Full host paths of the VM's files (.vmx, .vmdk, .vhdx, ...).</param>
         /// <param name="backupType">Copy (default) leaves application logs alone; Full lets writers truncate them.</param>
-        /// <param name="warn">Receives warnings (a failed writer not taking part, a shadow copy that could not be deleted).</param>
-        /// <param name="verbose">Receives progress notes (each VSS step, COM security).</param>
+        /// <param name="host">Receives warnings (a failed writer not taking part, a shadow copy that could not be deleted) and each VSS step for -Verbose.</param>
         public HostVssSource(string vmName, HostVssWriter? writer, IReadOnlyList<string> files, VssBackupType backupType = VssBackupType.Copy,
-            Action<string>? warn = null, Action<string>? verbose = null)
-            : this(vmName, writer, files, backupType, warn, verbose, null)
+            IOperationHost? host = null)
+            : this(vmName, writer, files, backupType, host, null)
         {
         }
 
         internal HostVssSource(string vmName, HostVssWriter? writer, IReadOnlyList<string> files, VssBackupType backupType,
-            Action<string>? warn, Action<string>? verbose, IVssHost? host)
+            IOperationHost? operationHost, IVssHost? host)
         {
             if (string.IsNullOrWhiteSpace(vmName))
             {
@@ -63,8 +61,7 @@ namespace VmQuiesce.Core.Sources.WindowsVss
             // Shadow-copy device paths are used as they are (\\?\ turns normalization off): one separator only.
             _files = files.Select(f => f.Replace('/', '\\')).Distinct(StringComparer.OrdinalIgnoreCase).ToList();
             _backupType = backupType;
-            _warn = warn;
-            _verbose = verbose;
+            _operationHost = operationHost ?? OperationHost.None;
             _host = host;
         }
 
@@ -77,7 +74,7 @@ namespace VmQuiesce.Core.Sources.WindowsVss
 
         /// <summary>The same backup as a <paramref name="backupType"/> VSS backup.</summary>
         public HostVssSource WithBackupType(VssBackupType backupType) =>
-            new HostVssSource(VmName, _writer, _files, backupType, _warn, _verbose, _host) { WriterComponentName = WriterComponentName };
+            new HostVssSource(VmName, _writer, _files, backupType, _operationHost, _host) { WriterComponentName = WriterComponentName };
 
         /// <summary>
         /// None: VSS_CTX_BACKUP shadow copies are auto-release, so VSS deletes them when the requester is
@@ -114,7 +111,7 @@ namespace VmQuiesce.Core.Sources.WindowsVss
                 PostThaw = options.PostThaw,
                 Target = VmName,
             };
-            VssSnapshotSession session = VssSnapshotSession.Open(host, request, _warn, _verbose, cancel);
+            VssSnapshotSession session = VssSnapshotSession.Open(host, request, _operationHost.WriteWarning, _operationHost.WriteVerbose, cancel);
             try
             {
                 Consistency reached = Reached(session.SelectedComponents);
@@ -125,7 +122,7 @@ namespace VmQuiesce.Core.Sources.WindowsVss
                         throw NotReached(reached, options.Required, "the VM writer did not take part");
                     }
 
-                    _warn?.Invoke($"The backup of '{VmName}' reached {reached} consistency, below the {options.Required} asked for.");
+                    _operationHost.WriteWarning($"The backup of '{VmName}' reached {reached} consistency, below the {options.Required} asked for.");
                 }
 
                 IReadOnlyList<string> relative = RelativePaths(_files);
@@ -160,17 +157,17 @@ namespace VmQuiesce.Core.Sources.WindowsVss
                 return Consistency.Application;
             }
 
-            _warn?.Invoke($"The Hyper-V writer backed up '{VmName}' by saving its state ({saved.Component.Caption}): the guest could not quiesce itself " +
+            _operationHost.WriteWarning($"The Hyper-V writer backed up '{VmName}' by saving its state ({saved.Component.Caption}): the guest could not quiesce itself " +
                 "(are its integration services running, with the backup service enabled?). The VM restores as it was saved; nothing inside it was flushed.");
             return Consistency.Crash;
         }
 
         /// <summary>Every VSS writer on this machine with its state, last error and hosting service (Get-VssWriter).</summary>
-        public static IReadOnlyList<VssWriterInfo> GetWriters(Action<string>? warn, Action<string>? verbose, CancellationToken cancel) =>
-            GetWriters(WindowsHost("Get-VssWriter"), warn, verbose, cancel);
+        public static IReadOnlyList<VssWriterInfo> GetWriters(IOperationHost host, CancellationToken cancel) =>
+            GetWriters(WindowsHost("Get-VssWriter"), host, cancel);
 
-        internal static IReadOnlyList<VssWriterInfo> GetWriters(IVssHost host, Action<string>? warn, Action<string>? verbose, CancellationToken cancel) =>
-            VssSnapshotSession.ListWriters(host, new VssSnapshotRequest(), warn, verbose, cancel);
+        internal static IReadOnlyList<VssWriterInfo> GetWriters(IVssHost vss, IOperationHost host, CancellationToken cancel) =>
+            VssSnapshotSession.ListWriters(vss, new VssSnapshotRequest(), host.WriteWarning, host.WriteVerbose, cancel);
 
         /// <summary>Where each file goes in the restore point: relative to the files' common folder, with '/'.</summary>
         internal static IReadOnlyList<string> RelativePaths(IReadOnlyList<string> files)
@@ -206,7 +203,7 @@ namespace VmQuiesce.Core.Sources.WindowsVss
         {
             if (vm.Kind == HyperVTargets.SourceKind)
             {
-                return new BackupVm(vm.Name, vm.Kind, vm.Location, vm.Details, messages => ((HostVssSource)vm.OpenSource(messages)).WithBackupType(backupType));
+                return new BackupVm(vm.Name, vm.Kind, vm.Location, vm.Details, host => ((HostVssSource)vm.OpenSource(host)).WithBackupType(backupType));
             }
 
             if (vm.Kind != VMware.VmwareSource.SourceKind)
@@ -226,13 +223,12 @@ namespace VmQuiesce.Core.Sources.WindowsVss
             }
 
             details["Method"] = MethodName;
-            return new BackupVm(vm.Name, MethodName, vm.Location, details, messages => new HostVssSource(
+            return new BackupVm(vm.Name, MethodName, vm.Location, details, host => new HostVssSource(
                 vm.Name,
                 HostVssWriter.VMware,
                 VMware.VmwareVmFolder.FrozenFiles(vm.Location, Array.Empty<string>()).Select(file => file.Full).ToList(),
                 backupType,
-                messages.Warn,
-                messages.Verbose));
+                host));
         }
 
         private static IVssHost WindowsHost(string what)

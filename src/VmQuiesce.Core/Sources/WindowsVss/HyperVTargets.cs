@@ -111,8 +111,8 @@ namespace VmQuiesce.Core.Sources.WindowsVss
                 ["Disks"] = string.Join("; ", disks),
                 ["Method"] = HostVssSource.MethodName,
             };
-            return new BackupVm(name, SourceKind, configuration, details, messages =>
-                new HostVssSource(name, HostVssWriter.HyperV, files, VssBackupType.Copy, messages.Warn, messages.Verbose) { WriterComponentName = id.ToString() });
+            return new BackupVm(name, SourceKind, configuration, details, host =>
+                new HostVssSource(name, HostVssWriter.HyperV, files, VssBackupType.Copy, host) { WriterComponentName = id.ToString() });
         }
 
         private static bool IsCheckpointDisk(string path) =>
