@@ -16,7 +16,7 @@ BeforeAll {
 
     function New-TestVm {
         param([string] $Name, [string[]] $Path)
-        [VmQuiesce.Core.Backup.StableFilesSource]::CreateVm($Name, $Path)
+        [VmQuiesce.Core.Sources.PlainImage.PlainImageVm]::new($Name, $Path)
     }
 
     $script:web = New-TestVm 'web01' @(New-TestDisk 'web01.img' (300KB) 1)
@@ -309,7 +309,7 @@ Describe 'A backup interrupted mid-copy' {
         $kept = Invoke-VmQuiescedBackup -Vm $web -Repository $repo -Consistency Crash
         $chunksBefore = @(Get-ChildItem (Join-Path $repo 'chunks') -Recurse -File).Count
         $ps = [powershell]::Create()
-        $null = $ps.AddScript("Import-Module '$env:VMQUIESCE_MODULE_PATH'; Invoke-VmQuiescedBackup -Vm ([VmQuiesce.Core.Backup.StableFilesSource]::CreateVm('big', [string[]]@('$image'))) -Repository '$repo' -Consistency Crash")
+        $null = $ps.AddScript("Import-Module '$env:VMQUIESCE_MODULE_PATH'; Invoke-VmQuiescedBackup -Vm ([VmQuiesce.Core.Sources.PlainImage.PlainImageVm]::new('big', [string[]]@('$image'))) -Repository '$repo' -Consistency Crash")
         try {
             $handle = $ps.BeginInvoke()
             $deadline = [DateTime]::UtcNow.AddMinutes(3)
@@ -338,7 +338,7 @@ Describe 'A backup interrupted mid-copy' {
         $script = Join-Path $root 'child.ps1'
         Set-Content -Path $script -Value @"
 Import-Module '$env:VMQUIESCE_MODULE_PATH'
-`$vm = [VmQuiesce.Core.Backup.StableFilesSource]::CreateVm('big', [string[]]@('$image'))
+`$vm = [VmQuiesce.Core.Sources.PlainImage.PlainImageVm]::new('big', [string[]]@('$image'))
 Invoke-VmQuiescedBackup -Vm `$vm -Repository '$repo' -Consistency Crash
 "@
         $child = Get-ChildPwsh

@@ -285,7 +285,7 @@ namespace VmQuiesce.Commands
                 }
             }
 
-            WriteObject(QemuDiscovery.CreateBackupVm(name, qmp, agent));
+            WriteObject(new QemuVm(name, qmp, agent));
         }
 
         private void WriteDiscoveredVms()
@@ -306,7 +306,7 @@ namespace VmQuiesce.Commands
             foreach (QemuProcess process in matches)
             {
                 WriteVerbose($"QEMU process {process.ProcessId}: VM '{process.Name}', QMP '{process.QmpSocket}', agent '{process.AgentSocket ?? "(none)"}'.");
-                WriteObject(QemuDiscovery.CreateBackupVm(process.Name, process.QmpSocket, process.AgentSocket, process.ProcessId));
+                WriteObject(new QemuVm(process.Name, process.QmpSocket, process.AgentSocket, process.ProcessId));
             }
 
             if (matches.Count == 0 && Name != null && !WildcardPattern.ContainsWildcardCharacters(Name))

@@ -6,6 +6,7 @@ using System.Threading;
 using VmQuiesce.Core.Backup;
 using VmQuiesce.Core.Repository;
 using VmQuiesce.Core.Sources;
+using VmQuiesce.Core.Sources.PlainImage;
 using VmQuiesce.Core.Tests.Repository;
 using Xunit;
 
@@ -147,8 +148,8 @@ namespace VmQuiesce.Core.Tests.Backup
             string disk = fixture.WriteFile("disk.img", new byte[10]);
             var engine = new BackupEngine(fixture.Repository, 2);
 
-            var e = Assert.Throws<VmQuiesceException>(() => engine.Run(new StableFilesSource("vm", new[] { disk }), new QuiesceOptions { Required = Consistency.FileSystem }, null, CancellationToken.None));
-            RestorePoint point = engine.Run(new StableFilesSource("vm", new[] { disk }), new QuiesceOptions { Required = Consistency.FileSystem, AllowLower = true }, null, CancellationToken.None).RestorePoint;
+            var e = Assert.Throws<VmQuiesceException>(() => engine.Run(new PlainImageSource("vm", new[] { disk }), new QuiesceOptions { Required = Consistency.FileSystem }, null, CancellationToken.None));
+            RestorePoint point = engine.Run(new PlainImageSource("vm", new[] { disk }), new QuiesceOptions { Required = Consistency.FileSystem, AllowLower = true }, null, CancellationToken.None).RestorePoint;
 
             Assert.Equal("ConsistencyNotReached", e.ErrorId);
             Assert.Equal(Consistency.Crash, point.Consistency);
@@ -161,7 +162,7 @@ namespace VmQuiesce.Core.Tests.Backup
             var calls = new List<string>();
             var options = new QuiesceOptions { Required = Consistency.Crash, PreFreeze = _ => calls.Add("pre"), PostThaw = _ => calls.Add("post") };
 
-            new BackupEngine(fixture.Repository, 2).Run(new StableFilesSource("vm", new[] { fixture.WriteFile("disk.img", new byte[10]) }), options, null, CancellationToken.None);
+            new BackupEngine(fixture.Repository, 2).Run(new PlainImageSource("vm", new[] { fixture.WriteFile("disk.img", new byte[10]) }), options, null, CancellationToken.None);
 
             Assert.Equal(new[] { "pre", "post" }, calls);
         }
@@ -216,7 +217,7 @@ namespace VmQuiesce.Core.Tests.Backup
             var options = new QuiesceOptions { Required = Consistency.Crash };
 
             var runs = new[] { ("vm-a", a), ("vm-b", b) }
-                .Select(vm => System.Threading.Tasks.Task.Run(() => engine.Run(new StableFilesSource(vm.Item1, new[] { vm.Item2 }), options, null, CancellationToken.None).RestorePoint))
+                .Select(vm => System.Threading.Tasks.Task.Run(() => engine.Run(new PlainImageSource(vm.Item1, new[] { vm.Item2 }), options, null, CancellationToken.None).RestorePoint))
                 .ToArray();
             RestorePoint[] points = await System.Threading.Tasks.Task.WhenAll(runs);
 
@@ -233,7 +234,7 @@ namespace VmQuiesce.Core.Tests.Backup
             string disk = fixture.WriteFile("disk.img", RepositoryFixture.Random(30 * Chunk, 7));
             var reports = new List<BackupProgress>();
 
-            new BackupEngine(fixture.Repository, 2).Run(new StableFilesSource("vm", new[] { disk }), new QuiesceOptions { Required = Consistency.Crash }, SyncProgress(reports.Add), CancellationToken.None);
+            new BackupEngine(fixture.Repository, 2).Run(new PlainImageSource("vm", new[] { disk }), new QuiesceOptions { Required = Consistency.Crash }, SyncProgress(reports.Add), CancellationToken.None);
 
             var copying = reports.Where(report => report.Phase == BackupPhase.Copying).ToList();
             Assert.Equal(0, copying.First().BytesDone);

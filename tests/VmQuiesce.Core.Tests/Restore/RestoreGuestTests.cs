@@ -80,7 +80,7 @@ namespace VmQuiesce.Core.Tests.Restore
                 qmp.Execute("blockdev-snapshot-internal-sync", new JsonObject().With("device", "disk0").With("name", "listed-online"));
             }
 
-            var snapshots = VmSnapshotCatalog.ForVm(QemuDiscovery.CreateBackupVm("guest", vm.QmpSocketPath, vm.AgentSocketPath), CancellationToken.None);
+            var snapshots = VmSnapshotCatalog.ForVm(new QemuVm("guest", vm.QmpSocketPath, vm.AgentSocketPath), CancellationToken.None);
 
             VmSnapshot snapshot = Assert.Single(snapshots);
             Assert.Equal("listed-online", snapshot.Name);

@@ -72,10 +72,6 @@ namespace VmQuiesce.Core.Sources.WindowsVss
         /// <summary>The name the VM writer's component for the VM has, when it is not <see cref="VmName"/> (Hyper-V: the VM's id).</summary>
         public string? WriterComponentName { get; init; }
 
-        /// <summary>The same backup as a <paramref name="backupType"/> VSS backup.</summary>
-        public HostVssSource WithBackupType(VssBackupType backupType) =>
-            new HostVssSource(VmName, _writer, _files, backupType, _operationHost, _host) { WriterComponentName = WriterComponentName };
-
         /// <summary>
         /// None: VSS_CTX_BACKUP shadow copies are auto-release, so VSS deletes them when the requester is
         /// released or its process ends; nothing of a failed run outlives it.
@@ -195,55 +191,40 @@ namespace VmQuiesce.Core.Sources.WindowsVss
             };
 
         /// <summary>
-        /// The HostVss method for <paramref name="vm"/>. A VMware VM of this host: its folder (less logs and
-        /// locks) copied from a shadow copy while the "VMware VSS Writer" quiesces it, as the classic VMware
-        /// Server recipe did. A Hyper-V VM, which is always backed up this way: as a <paramref name="backupType"/> backup.
+        /// <paramref name="vm"/> with the HostVss method as a <paramref name="backupType"/> backup, when the host's VSS can
+        /// back it up (a VMware or Hyper-V VM of this Windows host); any other is refused, naming its kind, before anything happens.
         /// </summary>
         public static BackupVm ForVm(BackupVm vm, VssBackupType backupType)
         {
-            if (vm.Kind == HyperVTargets.SourceKind)
+            if (vm is IHostVssTarget target)
             {
-                return new BackupVm(vm.Name, vm.Kind, vm.Location, vm.Details, host => ((HostVssSource)vm.OpenSource(host)).WithBackupType(backupType));
+                return target.WithHostVss(backupType);
             }
 
-            if (vm.Kind != VMware.VmwareSource.SourceKind)
+            throw new VmQuiesceException("HostVssNotSupportedForKind", FailureKind.InvalidArgument,
+                $"The HostVss method backs up the VMware and Hyper-V VMs of this Windows host through their VSS writers; '{vm.Name}' is a {vm.Kind} VM.", vm)
             {
-                throw new VmQuiesceException("HostVssNotSupportedForKind", FailureKind.InvalidArgument,
-                    $"The HostVss method backs up the VMware and Hyper-V VMs of this Windows host through their VSS writers; '{vm.Name}' is a {vm.Kind} VM.", vm)
-                {
-                    Remedy = "Leave out -Method HostVss for this VM: its own source quiesces it.",
-                };
-            }
-
-            WindowsHost("The HostVss backup method");
-            var details = new Dictionary<string, string>();
-            foreach (KeyValuePair<string, string> detail in vm.Details)
-            {
-                details[detail.Key] = detail.Value;
-            }
-
-            details["Method"] = MethodName;
-            return new BackupVm(vm.Name, MethodName, vm.Location, details, host => new HostVssSource(
-                vm.Name,
-                HostVssWriter.VMware,
-                VMware.VmwareVmFolder.FrozenFiles(vm.Location, Array.Empty<string>()).Select(file => file.Full).ToList(),
-                backupType,
-                host));
+                Remedy = "Leave out -Method HostVss for this VM: its own source quiesces it.",
+            };
         }
 
-        private static IVssHost WindowsHost(string what)
+        /// <summary>Refuses with WindowsOnly off Windows: <paramref name="what"/> uses the Volume Shadow Copy Service.</summary>
+        internal static void RequireWindows(string what)
         {
-            if (HostPlatform.IsWindows)
+            if (!HostPlatform.IsWindows)
             {
-                return CreateWindowsHost();
+                throw NotWindows(what);
             }
+        }
 
-            throw new VmQuiesceException("WindowsOnly", FailureKind.NotSupported,
+        private static IVssHost WindowsHost(string what) => HostPlatform.IsWindows ? CreateWindowsHost() : throw NotWindows(what);
+
+        private static VmQuiesceException NotWindows(string what) =>
+            new VmQuiesceException("WindowsOnly", FailureKind.NotSupported,
                 $"{what} uses the Windows Volume Shadow Copy Service; this is {HostPlatform.Name}.", what)
             {
                 Remedy = "Run it on the Windows host that runs the VMs; on Linux hosts use the QEMU guest agent method.",
             };
-        }
 
         [SupportedOSPlatform("windows")]
         private static IVssHost CreateWindowsHost() => new WindowsVssHost();
