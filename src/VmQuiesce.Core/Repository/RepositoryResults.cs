@@ -30,7 +30,8 @@ namespace VmQuiesce.Core.Repository
     /// <summary>What Test-VmBackup found for one restore point.</summary>
     public sealed class RestorePointVerification
     {
-        public RestorePointVerification(RestorePoint point, long chunksChecked, long bytesChecked, IReadOnlyList<ChunkProblem> problems, IReadOnlyList<string> brokenFiles, IReadOnlyList<string> fileHashMismatches)
+        public RestorePointVerification(RestorePoint point, long chunksChecked, long bytesChecked, IReadOnlyList<ChunkProblem> problems, IReadOnlyList<string> brokenFiles, IReadOnlyList<string> fileHashMismatches,
+            BootCheckResult? boot = null)
         {
             RestorePoint = point;
             ChunksChecked = chunksChecked;
@@ -38,6 +39,7 @@ namespace VmQuiesce.Core.Repository
             Problems = problems;
             BrokenFiles = brokenFiles;
             FileHashMismatches = fileHashMismatches;
+            Boot = boot;
         }
 
         public RestorePoint RestorePoint { get; }
@@ -57,7 +59,7 @@ namespace VmQuiesce.Core.Repository
         public bool IsValid => Status == VerificationStatus.Ok;
 
         /// <summary>The boot check of Test-VmBackup -Boot, or null when it did not run.</summary>
-        public BootCheckResult? Boot { get; internal set; }
+        public BootCheckResult? Boot { get; }
 
         public long ChunksChecked { get; }
 
@@ -71,6 +73,10 @@ namespace VmQuiesce.Core.Repository
 
         /// <summary>Files whose chunks all verify but whose whole-file SHA-256 differs from the manifest.</summary>
         public IReadOnlyList<string> FileHashMismatches { get; }
+
+        /// <summary>The same verification with the boot check of its restored disks.</summary>
+        public RestorePointVerification WithBoot(BootCheckResult boot) =>
+            new RestorePointVerification(RestorePoint, ChunksChecked, BytesChecked, Problems, BrokenFiles, FileHashMismatches, boot);
     }
 
     /// <summary>A chunk that is missing or does not hash to its name, and the files that need it.</summary>

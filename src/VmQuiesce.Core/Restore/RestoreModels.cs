@@ -151,7 +151,8 @@ namespace VmQuiesce.Core.Restore
     /// <summary>What Restore-VmSnapshot did.</summary>
     public sealed class RestoreResult
     {
-        public RestoreResult(RestorePoint point, string? destination, IReadOnlyList<RestoredFile> files, TimeSpan duration, RevertStatus revert, string revertDetail)
+        public RestoreResult(RestorePoint point, string? destination, IReadOnlyList<RestoredFile> files, TimeSpan duration, RevertStatus revert, string revertDetail,
+            BootCheckResult? verification = null)
         {
             RestorePoint = point;
             Destination = destination;
@@ -159,6 +160,7 @@ namespace VmQuiesce.Core.Restore
             Duration = duration;
             Revert = revert;
             RevertDetail = revertDetail;
+            Verification = verification;
         }
 
         public RestorePoint RestorePoint { get; }
@@ -195,6 +197,10 @@ namespace VmQuiesce.Core.Restore
         public string RevertDetail { get; }
 
         /// <summary>The boot check of -Verify, or null when it was not asked for.</summary>
-        public BootCheckResult? Verification { get; internal set; }
+        public BootCheckResult? Verification { get; }
+
+        /// <summary>The same restore with the boot check of the restored disks (-Verify).</summary>
+        public RestoreResult WithVerification(BootCheckResult verification) =>
+            new RestoreResult(RestorePoint, Destination, Files, Duration, Revert, RevertDetail, verification);
     }
 }

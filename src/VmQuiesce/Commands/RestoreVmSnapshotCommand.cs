@@ -147,7 +147,8 @@ namespace VmQuiesce.Commands
             if (Verify)
             {
                 WriteProgress(new ProgressRecord(progress.ActivityId, progress.Activity, "Booting the restored disks on throwaway overlays"));
-                result.Verification = RunPumped(() => BootCheck.Run(result.Files.Select(file => file.Path).ToList(), BootOption ?? new BootCheckOptions(), CancelToken));
+                var disks = result.Files.Select(file => file.Path).ToList();
+                result = result.WithVerification(RunPumped(() => BootCheck.Run(disks, BootOption ?? new BootCheckOptions(), CancelToken)));
                 WriteProgress(new ProgressRecord(progress.ActivityId, progress.Activity, "Done") { RecordType = ProgressRecordType.Completed });
             }
 

@@ -90,7 +90,7 @@ namespace VmQuiesce.Commands
             if (Boot && result.IsValid)
             {
                 WriteProgress(new ProgressRecord(activityId, activity, "Restoring into a temp folder and booting it"));
-                result.Boot = RunPumped(() => BootCheck.RunRestorePoint(repository, point, BootOption ?? new BootCheckOptions(), CancelToken));
+                result = result.WithBoot(RunPumped(() => BootCheck.RunRestorePoint(repository, point, BootOption ?? new BootCheckOptions(), CancelToken)));
             }
 
             WriteProgress(new ProgressRecord(activityId, activity, "Done") { RecordType = ProgressRecordType.Completed });
