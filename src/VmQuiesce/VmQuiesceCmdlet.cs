@@ -195,8 +195,50 @@ namespace VmQuiesce
             return record;
         }
 
-        /// <summary>A path as the user typed it (relative to the current location, PSDrives allowed) as a file system path.</summary>
-        protected string? ResolvePath(string? path) => path == null ? null : SessionState.Path.GetUnresolvedProviderPathFromPSPath(path);
+        /// <summary>The error id of a path that is not a file system path.</summary>
+        internal const string PathNotFileSystem = "PathNotFileSystem";
+
+        /// <summary>
+        /// The path given to -<paramref name="parameterName"/> as the user typed it (relative to the current location,
+        /// PSDrives allowed) as a file system path. A path of another provider (Variable:, Env:, HKLM:) or of a drive this
+        /// session lacks ends the command, naming the parameter and the provider, before anything happens.
+        /// </summary>
+        protected string ResolveFileSystemPath(string path, string parameterName)
+        {
+            try
+            {
+                return FileSystemPath(this, path, parameterName, PathNotFileSystem);
+            }
+            catch (VmQuiesceException e)
+            {
+                ThrowFailure(e);
+                throw;
+            }
+        }
+
+        /// <summary>The one path resolver: <see cref="ResolveFileSystemPath"/>, throwing a VmQuiesceException with <paramref name="errorId"/>.</summary>
+        internal static string FileSystemPath(PSCmdlet cmdlet, string path, string parameterName, string errorId)
+        {
+            string resolved;
+            ProviderInfo provider;
+            try
+            {
+                resolved = cmdlet.SessionState.Path.GetUnresolvedProviderPathFromPSPath(path, out provider, out _);
+            }
+            catch (Exception e) when (e is ItemNotFoundException || e is DriveNotFoundException || e is ProviderNotFoundException || e is NotSupportedException || e is ArgumentException)
+            {
+                throw new VmQuiesceException(errorId, FailureKind.InvalidArgument,
+                    $"-{parameterName} '{path}' cannot be resolved to a file system path: {e.Message}", path, e);
+            }
+
+            if (!string.Equals(provider.Name, "FileSystem", StringComparison.OrdinalIgnoreCase))
+            {
+                throw new VmQuiesceException(errorId, FailureKind.InvalidArgument,
+                    $"-{parameterName} '{path}' is a path of the {provider.Name} provider; expected a file system path (a folder or file on a drive).", path);
+            }
+
+            return resolved;
+        }
 
         internal static ErrorRecord ErrorRecordFor(VmQuiesceException failure)
         {

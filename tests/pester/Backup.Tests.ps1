@@ -369,3 +369,44 @@ Invoke-VmQuiescedBackup -Vm `$vm -Repository '$repo' -Consistency Crash
         @(Get-VmBackup $repo | Test-VmBackup).Status | Should -Be 'Ok'
     }
 }
+
+Describe 'A path on another provider' {
+    BeforeAll {
+        # The current location is where a mistaken provider path used to land: 'Variable:\PWD' became './PWD'.
+        $script:here = Join-Path $root 'here'
+        New-Item -ItemType Directory -Path $here | Out-Null
+        Push-Location $here
+        $script:point = Invoke-VmQuiescedBackup -Vm $web -Repository (Join-Path $root 'providers') -Consistency Crash
+    }
+
+    AfterAll {
+        Pop-Location
+    }
+
+    It '<Command> -<Parameter> on the <Provider> provider is refused, naming both, before anything happens' -ForEach @(
+        @{ Command = 'Get-VmBackup'; Parameter = 'Repository'; Provider = 'Variable'; Run = { Get-VmBackup -Repository 'Variable:\PWD' } }
+        @{ Command = 'Invoke-VmQuiescedBackup'; Parameter = 'Repository'; Provider = 'Variable'; Run = { Invoke-VmQuiescedBackup -Vm $web -Repository 'Variable:\PWD' -Consistency Crash } }
+        @{ Command = 'Test-VmBackup'; Parameter = 'Repository'; Provider = 'Environment'; Run = { Test-VmBackup -Repository 'Env:\PATH' } }
+        @{ Command = 'Remove-VmBackup'; Parameter = 'Repository'; Provider = 'Variable'; Run = { Remove-VmBackup -Repository 'Variable:\PWD' -KeepLast 1 -Confirm:$false } }
+        @{ Command = 'Restore-VmSnapshot'; Parameter = 'Destination'; Provider = 'Variable'; Run = { $point | Restore-VmSnapshot -Destination 'Variable:\PWD' -Confirm:$false } }
+        @{ Command = 'Get-VmSnapshot'; Parameter = 'Path'; Provider = 'Variable'; Run = { Get-VmSnapshot -Path 'Variable:\PWD' } }
+        @{ Command = 'Get-BackupVm'; Parameter = 'QmpSocket'; Provider = 'Variable'; Run = { Get-BackupVm -QmpSocket 'Variable:\PWD' -Name vm1 } }
+    ) {
+        $failure = $null
+        try {
+            $ErrorActionPreference = 'Stop'
+            & $Run | Out-Null
+        }
+        catch {
+            $failure = $_
+        }
+
+        $failure.FullyQualifiedErrorId | Should -BeLike 'PathNotFileSystem,*'
+        $failure.InvocationInfo.MyCommand.Name | Should -Be $Command
+        $failure.CategoryInfo.Category | Should -Be 'InvalidArgument'
+        "$failure" | Should -BeLike "-$Parameter '*' is a path of the $Provider provider*"
+        @(Get-ChildItem -LiteralPath $here -Force).Count | Should -Be 0 -Because 'nothing may be created where the provider path would have landed'
+        @(Get-VmBackup (Join-Path $root 'providers')).Count | Should -Be 1
+        @(Get-ChildItem -LiteralPath (Join-Path $root 'providers/locks') -File).Count | Should -Be 0
+    }
+}

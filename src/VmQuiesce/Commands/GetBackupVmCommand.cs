@@ -133,7 +133,7 @@ namespace VmQuiesce.Commands
             if (_vmrun == null)
             {
                 NetworkCredential? credential = Credential == null ? null : new NetworkCredential(Credential.UserName, Credential.Password);
-                _vmrun = VmwareTargets.Connect(VmrunPath == null ? null : GetUnresolvedProviderPathFromPSPath(VmrunPath), HostType, VmrunHost, credential);
+                _vmrun = VmwareTargets.Connect(VmrunPath == null ? null : ResolveFileSystemPath(VmrunPath, nameof(VmrunPath)), HostType, VmrunHost, credential);
                 WriteVerbose($"vmrun: '{_vmrun.VmrunPath}' (-T {HostType}{(_vmrun.ServerUrl == null ? string.Empty : ", host " + _vmrun.ServerUrl)}).");
                 if (credential != null)
                 {
@@ -165,7 +165,7 @@ namespace VmQuiesce.Commands
             // A VM that cannot be read is this item's failure; the other pipeline items go on.
             try
             {
-                WriteObject(VmwareTargets.CreateBackupVm(vmrun, GetUnresolvedProviderPathFromPSPath(VmxPath), DatastorePath, Name, RemoveSnapshot, Force));
+                WriteObject(VmwareTargets.CreateBackupVm(vmrun, ResolveFileSystemPath(VmxPath, nameof(VmxPath)), DatastorePath, Name, RemoveSnapshot, Force));
             }
             catch (VmQuiesceException e)
             {
@@ -261,8 +261,8 @@ namespace VmQuiesce.Commands
 
         private void WriteQmpSocketVm()
         {
-            string qmp = ResolveSocket(QmpSocket, "QmpSocketNotFound", "QMP socket");
-            string? agent = AgentSocket == null ? null : ResolveSocket(AgentSocket, "AgentSocketNotFound", "guest agent socket");
+            string qmp = ResolveSocket(QmpSocket, nameof(QmpSocket), "QmpSocketNotFound", "QMP socket");
+            string? agent = AgentSocket == null ? null : ResolveSocket(AgentSocket, nameof(AgentSocket), "AgentSocketNotFound", "guest agent socket");
             if (qmp.Length == 0 || agent?.Length == 0)
             {
                 return;
@@ -317,14 +317,14 @@ namespace VmQuiesce.Commands
         }
 
         /// <summary>A unix socket path made absolute and checked to exist; tcp addresses pass as they are. "" after a written error.</summary>
-        private string ResolveSocket(string address, string errorId, string what)
+        private string ResolveSocket(string address, string parameterName, string errorId, string what)
         {
             if (address.StartsWith("tcp:", StringComparison.Ordinal))
             {
                 return address;
             }
 
-            string path = GetUnresolvedProviderPathFromPSPath(address.StartsWith("unix:", StringComparison.Ordinal) ? address.Substring(5) : address);
+            string path = ResolveFileSystemPath(address.StartsWith("unix:", StringComparison.Ordinal) ? address.Substring(5) : address, parameterName);
             if (!File.Exists(path))
             {
                 WriteFailure(new VmQuiesceException(errorId, FailureKind.ObjectNotFound,

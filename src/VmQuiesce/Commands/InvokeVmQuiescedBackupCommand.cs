@@ -23,6 +23,7 @@ namespace VmQuiesce.Commands
     public sealed class InvokeVmQuiescedBackupCommand : VmQuiesceCmdlet
     {
         private readonly List<BackupVm> _vms = new List<BackupVm>();
+        private string _repositoryPath = string.Empty;
 
         [Parameter(Mandatory = true, Position = 0, ValueFromPipeline = true)]
         [ValidateNotNullOrEmpty]
@@ -98,6 +99,9 @@ namespace VmQuiesce.Commands
             {
                 ThrowInvalidArgument("VssBackupTypeNeedsHostVss", "-VssBackupType applies to -Method HostVss only; the other methods do not truncate application logs.", VssBackupType);
             }
+
+            // Before any VM is looked at: a path of another provider must not become a repository folder.
+            _repositoryPath = ResolveFileSystemPath(Repository, nameof(Repository));
         }
 
         protected override void ProcessRecord()
@@ -127,7 +131,7 @@ namespace VmQuiesce.Commands
             BackupRepository repository;
             try
             {
-                repository = BackupRepository.OpenOrCreate(GetUnresolvedProviderPathFromPSPath(Repository), ChunkSize);
+                repository = BackupRepository.OpenOrCreate(_repositoryPath, ChunkSize);
                 if (MyInvocation.BoundParameters.ContainsKey(nameof(ChunkSize)) && repository.ChunkSize != ChunkSize)
                 {
                     throw new VmQuiesceException("RepositoryChunkSizeDiffers", FailureKind.InvalidArgument,

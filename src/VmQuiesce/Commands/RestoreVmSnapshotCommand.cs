@@ -59,13 +59,14 @@ namespace VmQuiesce.Commands
 
         protected override void ProcessRecord()
         {
+            string? destination = Destination == null ? null : ResolveFileSystemPath(Destination, nameof(Destination));
             BackupRepository repository;
             RestorePoint point;
             try
             {
                 if (ParameterSetName == ByIdSet)
                 {
-                    repository = BackupRepository.Open(ResolvePath(Repository)!);
+                    repository = BackupRepository.Open(ResolveFileSystemPath(Repository, nameof(Repository)));
                     point = repository.GetRestorePoint(Id);
                 }
                 else
@@ -84,7 +85,7 @@ namespace VmQuiesce.Commands
             {
                 // Shared: a restore may run beside backups, never beside a prune that removes chunks.
                 using RepositoryLock shared = repository.LockShared("Restore-VmSnapshot");
-                Restore(new RestoreEngine(repository), point);
+                Restore(new RestoreEngine(repository), point, destination);
             }
             catch (VmQuiesceException e)
             {
@@ -92,11 +93,11 @@ namespace VmQuiesce.Commands
             }
         }
 
-        private void Restore(RestoreEngine engine, RestorePoint point)
+        private void Restore(RestoreEngine engine, RestorePoint point, string? destination)
         {
             var request = new RestoreRequest(point)
             {
-                Destination = ResolvePath(Destination),
+                Destination = destination,
                 Force = Force,
                 SkipRevert = SkipRevert,
             };

@@ -41,7 +41,7 @@ namespace VmQuiesce.Commands
             List<RestorePoint> points;
             try
             {
-                repository = BackupRepository.Open(GetUnresolvedProviderPathFromPSPath(Repository));
+                repository = BackupRepository.Open(ResolveFileSystemPath(Repository, nameof(Repository)));
                 points = Id == null ? repository.ListRestorePoints(WriteFailure).ToList() : new List<RestorePoint>();
                 foreach (string id in Id ?? Array.Empty<string>())
                 {
