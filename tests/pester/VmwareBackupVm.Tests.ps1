@@ -1,5 +1,6 @@
 BeforeAll {
     Import-Module $env:VMQUIESCE_MODULE_PATH -Force
+    Import-Module (Join-Path $PSScriptRoot 'TestSupport.psm1') -Force
 
     # VMware cannot be installed here: these tests drive the vmrun double (tests/vmrun-double/vmrun), a bash
     # script that Windows cannot start as vmrun.exe.
@@ -155,5 +156,53 @@ Describe 'Get-BackupVm for VMware' {
 
         $failures[0].FullyQualifiedErrorId | Should -BeLike 'ConsistencyNotReached,*'
         (& $double -T ws listSnapshots $vmx) | Should -Be 'Total snapshots: 0'
+    }
+}
+
+Describe 'Ctrl+C during a VMware backup whose snapshot cannot be deleted' {
+    BeforeEach {
+        $script:root = Join-Path ([IO.Path]::GetTempPath()) "vmq-vmware-$([guid]::NewGuid().ToString('N'))"
+        New-Item -ItemType Directory -Path $root | Out-Null
+        $env:VMRUN_DOUBLE_STATE = Join-Path $root 'running'
+        $env:VMRUN_DOUBLE_FAIL_COMMAND = 'deleteSnapshot'
+        $env:VMRUN_DOUBLE_FAIL_TEXT = 'Error: The file is already in use'
+    }
+
+    AfterEach {
+        Remove-Item Env:VMRUN_DOUBLE_STATE, Env:VMRUN_DOUBLE_FAIL_COMMAND, Env:VMRUN_DOUBLE_FAIL_TEXT -ErrorAction Ignore
+        Remove-Item -LiteralPath $root -Recurse -Force -ErrorAction Ignore
+    }
+
+    It 'still tells the console, after the pipeline stopped, that it releases the snapshot first and which vmrun command deletes what is left' {
+        if ($noDouble) { Set-ItResult -Skipped -Because $why; return }
+        $vmx = New-TestVmFolder $root 'big'
+        # 1.5 GiB, sparse, with 384 MiB of random data: long enough to stop mid-copy on any machine.
+        $disk = Join-Path $root 'big/disk.vmdk'
+        & truncate -s 1536M $disk
+        & dd if=/dev/urandom of=$disk bs=1M count=384 seek=512 conv=notrunc status=none
+        $repository = Join-Path $root 'repo'
+        $chunks = Join-Path $repository 'chunks'
+        $console = New-RecordingPowerShell
+        try {
+            $null = $console.PowerShell.AddScript("Import-Module '$env:VMQUIESCE_MODULE_PATH'; Get-BackupVm -VmxPath '$vmx' -VmrunPath '$double' | Invoke-VmQuiescedBackup -Repository '$repository' -Consistency Crash")
+            $handle = $console.PowerShell.BeginInvoke()
+            $deadline = [DateTime]::UtcNow.AddMinutes(3)
+            while (@(Get-ChildItem $chunks -Recurse -File -ErrorAction Ignore).Count -lt 3 -and [DateTime]::UtcNow -lt $deadline -and -not $handle.IsCompleted) {
+                Start-Sleep -Milliseconds 20
+            }
+            $handle.IsCompleted | Should -BeFalse -Because 'the backup must still be copying when it is stopped'
+            $console.PowerShell.Stop()
+            $console.PowerShell.InvocationStateInfo.State | Should -Be 'Stopped'
+        }
+        finally {
+            $console.PowerShell.Runspace.Dispose()
+            $console.PowerShell.Dispose()
+        }
+
+        $said = $console.Host.Warnings -join "`n"
+        $said | Should -BeLike "*Stopping the backup of VM 'big display'*released*"
+        $said | Should -BeLike "*could not be deleted*To release it: Run *deleteSnapshot*"
+        @(Get-VmBackup $repository).Count | Should -Be 0
+        (& $double -T ws listSnapshots $vmx)[0] | Should -Be 'Total snapshots: 1' -Because 'the snapshot the warning names is still there'
     }
 }

@@ -135,13 +135,14 @@ namespace VmQuiesce.Core.Backup
             }
             catch
             {
-                CompleteAfterFailure(view);
+                CompleteAfterFailure(view, vm, host, cancel);
                 throw;
             }
 
             host.WriteProgress(new BackupProgress(vm, BackupPhase.Completing, files.Sum(file => file.Size), files.Sum(file => file.Size), clock.Elapsed));
             VmQuiesceException? releaseFailure = null;
             using (var releaseDeadline = new CancellationTokenSource(ReleaseTimeout))
+            using (cancel.Register(() => host.WriteWarning(StoppingWhileReleasing(vm))))
             {
                 try
                 {
@@ -177,21 +178,38 @@ namespace VmQuiesce.Core.Backup
             return new BackupOutcome(point, releaseFailure);
         }
 
-        private static void CompleteAfterFailure(IConsistentView view)
+        /// <summary>
+        /// Releases what the source made after a failed or cancelled copy. The copy's failure is what the caller
+        /// gets; what could not be released reaches the user as a warning, with what to run.
+        /// </summary>
+        private static void CompleteAfterFailure(IConsistentView view, string vm, IOperationHost host, CancellationToken cancel)
         {
+            if (cancel.IsCancellationRequested)
+            {
+                host.WriteWarning(StoppingWhileReleasing(vm));
+            }
+
             // Release even when the user cancelled: the source gets its own bounded time to clean up.
             using var releaseDeadline = new CancellationTokenSource(ReleaseTimeout);
             try
             {
                 view.Complete(false, releaseDeadline.Token);
             }
+            catch (OperationCanceledException) when (releaseDeadline.IsCancellationRequested)
+            {
+                host.WriteWarning($"The backup of VM '{vm}' did not finish, and releasing what it made for it did not finish within {ReleaseTimeout.TotalMinutes:0} minutes; " +
+                    "the source tries once more as the backup ends and names anything it cannot release.");
+            }
             catch (Exception e) when (!(e is OutOfMemoryException))
             {
-                // The copy's failure is the one to report; the source reports what it could not release
-                // as a leftover, which the next backup names and refuses on.
-                Trace.TraceWarning("Releasing the view after a failed backup failed: {0}", e.Message);
+                string remedy = (e as VmQuiesceException)?.Remedy is string what ? " To release it: " + what : string.Empty;
+                host.WriteWarning($"The backup of VM '{vm}' did not finish, and releasing what it made for it failed too: {e.Message}{remedy}");
             }
         }
+
+        private static string StoppingWhileReleasing(string vm) =>
+            $"Stopping the backup of VM '{vm}': first the snapshot or overlays it made are released (up to {ReleaseTimeout.TotalMinutes:0} minutes), so the VM is left as it was. " +
+            "If the process is ended before that, the next backup of the VM names what is left and the command that releases it.";
 
         /// <summary>Copies the files into the chunk store; returns their chunk lists and the bytes newly stored.</summary>
         internal (IReadOnlyList<RestorePointFile> Files, long Stored) Copy(string vm, IReadOnlyList<ViewFile> viewFiles, IOperationHost host, Stopwatch clock, CancellationToken cancel)

@@ -59,6 +59,64 @@ namespace VmQuiesce.Core.Tests.Backup
         }
 
         [Fact]
+        public void AReleaseThatFailsAfterAFailedCopyReachesTheUserWithWhatToRunWhileTheCopysFailureStaysTheError()
+        {
+            using var fixture = new RepositoryFixture();
+            var source = new FakeSource(Path.Combine(fixture.Root, "gone.img"))
+            {
+                CompleteFailure = new VmQuiesceException("OverlayCommitFailed", FailureKind.InvalidOperation, "VM 'fake-vm' still runs on 1 overlay(s)", "fake-vm")
+                {
+                    Remedy = "commit disk0 by hand",
+                },
+            };
+            var warnings = new List<string>();
+
+            var e = Assert.Throws<VmQuiesceException>(() => new BackupEngine(fixture.Repository, 2).Run(source, new QuiesceOptions(), new OperationHost(warn: warnings.Add), CancellationToken.None));
+
+            Assert.Equal("SourceFileNotFound", e.ErrorId);
+            Assert.Equal(new bool?[] { false }, source.View!.Completions);
+            string warning = Assert.Single(warnings);
+            Assert.Contains("'fake-vm' did not finish", warning, StringComparison.Ordinal);
+            Assert.Contains("still runs on 1 overlay(s)", warning, StringComparison.Ordinal);
+            Assert.Contains("To release it: commit disk0 by hand", warning, StringComparison.Ordinal);
+        }
+
+        [Fact]
+        public async System.Threading.Tasks.Task CtrlCWhileTheSnapshotIsReleasedSaysAtOnceThatTheReleaseFinishesFirst()
+        {
+            using var fixture = new RepositoryFixture();
+            using var cancel = new CancellationTokenSource();
+            using var releasing = new ManualResetEventSlim();
+            using var mayFinish = new ManualResetEventSlim();
+            using var warned = new ManualResetEventSlim();
+            var warnings = new System.Collections.Concurrent.ConcurrentQueue<string>();
+            var source = new FakeSource(fixture.WriteFile("disk.img", RepositoryFixture.Random(3 * Chunk, 4)))
+            {
+                OnComplete = _ =>
+                {
+                    releasing.Set();
+                    Assert.True(mayFinish.Wait(TimeSpan.FromMinutes(1)));
+                },
+            };
+            var host = new OperationHost(warn: warning =>
+            {
+                warnings.Enqueue(warning);
+                warned.Set();
+            });
+
+            var run = System.Threading.Tasks.Task.Run(() => new BackupEngine(fixture.Repository, 2).Run(source, new QuiesceOptions(), host, cancel.Token));
+            Assert.True(releasing.Wait(TimeSpan.FromMinutes(1)), "the release never started");
+            cancel.Cancel();
+
+            Assert.True(warned.Wait(TimeSpan.FromMinutes(1)), "Ctrl+C during the release said nothing");
+            Assert.False(run.IsCompleted);
+            mayFinish.Set();
+            BackupOutcome outcome = await run;
+            Assert.Contains("first the snapshot or overlays it made are released", Assert.Single(warnings), StringComparison.Ordinal);
+            Assert.True(outcome.RestorePoint.SnapshotReleased);
+        }
+
+        [Fact]
         public void LeftoversAreRefusedByNameBeforeAnythingIsFrozen()
         {
             using var fixture = new RepositoryFixture();
@@ -275,6 +333,9 @@ namespace VmQuiesce.Core.Tests.Backup
 
             public Exception? CompleteFailure { get; set; }
 
+            /// <summary>Runs inside Complete, before CompleteFailure is thrown, with its success argument.</summary>
+            public Action<bool>? OnComplete { get; set; }
+
             public QuiesceRecord Record { get; set; } = new QuiesceRecord(Consistency.FileSystem, new[] { "/" }, 5, "GuestAgent");
 
             public CapturedSnapshot? Snapshot { get; set; }
@@ -310,6 +371,7 @@ namespace VmQuiesce.Core.Tests.Backup
                 public void Complete(bool success, CancellationToken cancel)
                 {
                     Completions.Add(success);
+                    _source.OnComplete?.Invoke(success);
                     if (_source.CompleteFailure != null)
                     {
                         throw _source.CompleteFailure;
