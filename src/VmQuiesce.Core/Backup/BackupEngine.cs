@@ -16,7 +16,7 @@ namespace VmQuiesce.Core.Backup
     /// <summary>The steps of a backup, in order.</summary>
     public enum BackupPhase
     {
-        /// <summary>Looking for what an earlier backup left behind, and taking the repository's shared lock.</summary>
+        /// <summary>Taking the repository's shared lock.</summary>
         Checking,
 
         /// <summary>The source quiesces the guest and makes the VM's files stable.</summary>
@@ -96,7 +96,8 @@ namespace VmQuiesce.Core.Backup
         }
 
         /// <summary>
-        /// Backs up one VM. Order: refuse on leftovers; shared repository lock; open the view; copy; on any
+        /// Backs up one VM. Order: shared repository lock; open the view (the source refuses on what an earlier
+        /// run left, <see cref="Leftovers"/>); copy; on any
         /// failure or cancellation Complete(false) and no restore point; else Complete(true), then publish
         /// the manifest. The manifest is written only after Complete returned, so the point always records
         /// whether the snapshot was released. When Complete throws after the data is stored, the point is
@@ -109,19 +110,6 @@ namespace VmQuiesce.Core.Backup
             var clock = Stopwatch.StartNew();
             string vm = source.VmName;
             host.WriteProgress(new BackupProgress(vm, BackupPhase.Checking, 0, 0, clock.Elapsed));
-            IReadOnlyList<string> leftovers = source.FindLeftovers(cancel);
-            if (leftovers.Count > 0)
-            {
-                throw new VmQuiesceException(
-                    "BackupLeftoversFound",
-                    FailureKind.InvalidOperation,
-                    $"The VM '{vm}' has leftovers from an earlier failed backup: {string.Join(", ", leftovers)}. Nothing was frozen.",
-                    vm)
-                {
-                    Remedy = "Release or remove them (see Get-Help about_VmQuiesce), then back up again.",
-                };
-            }
-
             using RepositoryLock shared = _repository.LockShared($"Invoke-VmQuiescedBackup of '{vm}'");
             DateTime start = DateTime.UtcNow;
             host.WriteProgress(new BackupProgress(vm, BackupPhase.Quiescing, 0, 0, clock.Elapsed));

@@ -17,13 +17,13 @@ namespace VmQuiesce.Core.Sources
         string VmName { get; }
 
         /// <summary>
-        /// Snapshots, overlays or freezes left behind by an earlier failed run; a backup refuses to start
-        /// while any exist and names them.
+        /// Snapshots, overlays or freezes left behind by an earlier failed run, each with what to run to release it.
         /// </summary>
         IReadOnlyList<string> FindLeftovers(CancellationToken cancel);
 
         /// <summary>
-        /// Quiesces the guest, makes the VM's files stable, releases the guest and returns the stable view.
+        /// Quiesces the guest, makes the VM's files stable, releases the guest and returns the stable view. Before it
+        /// touches the VM it refuses while <see cref="FindLeftovers"/> names anything (<see cref="Leftovers.Refuse"/>).
         /// Throws <see cref="VmQuiesceException"/> when the reached consistency is below what the options accept.
         /// </summary>
         IConsistentView OpenConsistentView(QuiesceOptions options, CancellationToken cancel);

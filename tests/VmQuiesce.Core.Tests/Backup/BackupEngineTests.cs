@@ -124,7 +124,7 @@ namespace VmQuiesce.Core.Tests.Backup
 
             var e = Assert.Throws<VmQuiesceException>(() => new BackupEngine(fixture.Repository, 2).Run(source, new QuiesceOptions(), null, CancellationToken.None));
 
-            Assert.Equal("BackupLeftoversFound", e.ErrorId);
+            Assert.Equal("LeftoversFound", e.ErrorId);
             Assert.Contains("overlay disk.vmq-1.qcow2", e.Message);
             Assert.Contains("snapshot vmq-20260101", e.Message);
             Assert.Null(source.View);
@@ -346,6 +346,7 @@ namespace VmQuiesce.Core.Tests.Backup
 
             public IConsistentView OpenConsistentView(QuiesceOptions options, CancellationToken cancel)
             {
+                VmQuiesce.Core.Sources.Leftovers.Refuse(VmName, FindLeftovers(cancel));
                 View = new FakeView(this);
                 return View;
             }

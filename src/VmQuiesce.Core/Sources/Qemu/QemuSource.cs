@@ -70,15 +70,7 @@ namespace VmQuiesce.Core.Sources.Qemu
             try
             {
                 IReadOnlyList<QemuDisk> disks = CheckDisks(qmp, cancel);
-                IReadOnlyList<string> leftovers = FindLeftovers(qmp, disks, cancel);
-                if (leftovers.Count > 0)
-                {
-                    throw new VmQuiesceException("LeftoversFound", FailureKind.ResourceBusy,
-                        $"VM '{VmName}' still has what an earlier backup left behind, so no new backup starts: {string.Join("; ", leftovers)}.", VmName)
-                    {
-                        Remedy = "Commit or delete each leftover overlay as described, then run the backup again.",
-                    };
-                }
+                Leftovers.Refuse(VmName, FindLeftovers(qmp, disks, cancel));
 
                 GuestAgentFreezer? freezer = null;
                 Consistency expected = Consistency.Crash;

@@ -94,15 +94,7 @@ namespace VmQuiesce.Core.Sources.VMware
                 };
             }
 
-            IReadOnlyList<string> leftovers = FindLeftovers(cancel);
-            if (leftovers.Count > 0)
-            {
-                throw new VmQuiesceException("LeftoversFound", FailureKind.ResourceBusy,
-                    $"VM '{VmName}' still has what an earlier backup left behind, so no new backup starts: {string.Join("; ", leftovers)}.", VmName)
-                {
-                    Remedy = "Remove each leftover as described, then run the backup again.",
-                };
-            }
+            Leftovers.Refuse(VmName, FindLeftovers(cancel));
 
             IReadOnlyList<string> existing = Vmrun.ListSnapshots(VmPath, cancel);
             if (Vmrun.Connection.HostType == VmwareHostType.Server && existing.Count > 0)
