@@ -12,7 +12,7 @@ BeforeAll {
         New-Item -ItemType Directory -Path $Folder -Force | Out-Null
         $disk = Join-Path $Folder 'disk.img'
         [IO.File]::WriteAllBytes($disk, [byte[]] (1..255 + 1..255))
-        [VmQuiesce.Core.Backup.StableFilesSource]::CreateVm($Name, @($disk))
+        [VmQuiesce.Core.Sources.PlainImage.PlainImageVm]::new($Name, @($disk))
     }
 
     $script:vm = New-FilesVm 'web 01' (Join-Path $root 'vms/web01')

@@ -22,7 +22,7 @@ BeforeAll {
     $script:diskB = New-TestDisk 'web01-b.img' (20KB) 2
     $script:shaA = Get-Sha256 $diskA
     $script:shaB = Get-Sha256 $diskB
-    $vm = [VmQuiesce.Core.Backup.StableFilesSource]::CreateVm('web01', @($diskA, $diskB))
+    $vm = [VmQuiesce.Core.Sources.PlainImage.PlainImageVm]::new('web01', @($diskA, $diskB))
     $script:point = Invoke-VmQuiescedBackup -Vm $vm -Repository $repo -Consistency Crash
 }
 
@@ -172,7 +172,7 @@ Describe 'Get-VmSnapshot' {
     }
 
     It 'says which VM kinds it cannot list yet' {
-        $vm = [VmQuiesce.Core.Backup.StableFilesSource]::CreateVm('plain', @($diskA))
+        $vm = [VmQuiesce.Core.Sources.PlainImage.PlainImageVm]::new('plain', @($diskA))
 
         $vm | Get-VmSnapshot -ErrorVariable failures -ErrorAction SilentlyContinue
 

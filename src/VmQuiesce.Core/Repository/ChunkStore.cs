@@ -102,21 +102,12 @@ namespace VmQuiesce.Core.Repository
         }
 
         /// <summary>
-        /// Stores a chunk unless it is already there: temp name, flushed to disk, then renamed, so a chunk
-        /// under its final name is always whole. Returns the bytes written (0 when it was present).
+        /// Stores a chunk unless it is already there, in two halves so a chunk under its final name is always
+        /// whole: this one writes it under a temp name and returns it still open, not yet durable, so the caller's
+        /// buffers are free again while another thread waits for the disk in <see cref="Publish"/>. Null when the
+        /// chunk is already stored.
         /// </summary>
         /// <param name="scratch">A buffer of at least ChunkSize bytes the caller owns, for compression.</param>
-        public long Put(string hash, byte[] data, int length, byte[] scratch)
-        {
-            PendingChunk? pending = Write(hash, data, length, scratch);
-            return pending == null ? 0 : Publish(pending);
-        }
-
-        /// <summary>
-        /// The first half of <see cref="Put"/>: writes the chunk under a temp name and returns it still
-        /// open, not yet durable, so the caller's buffers are free again while another thread waits for
-        /// the disk in <see cref="Publish"/>. Null when the chunk is already stored.
-        /// </summary>
         public PendingChunk? Write(string hash, byte[] data, int length, byte[] scratch)
         {
             string final = PathOf(hash);
@@ -144,7 +135,7 @@ namespace VmQuiesce.Core.Repository
         }
 
         /// <summary>
-        /// The second half of <see cref="Put"/>: flushes the chunk to disk, closes it and renames it to its
+        /// The second half of <see cref="Write"/>: flushes the chunk to disk, closes it and renames it to its
         /// final name. Returns the bytes written, or 0 when another writer published the same chunk first.
         /// </summary>
         public long Publish(PendingChunk pending)

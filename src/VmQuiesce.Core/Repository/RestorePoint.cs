@@ -3,7 +3,6 @@ using System.Collections.Generic;
 using System.Globalization;
 using System.Linq;
 using VmQuiesce.Core.Json;
-using VmQuiesce.Core.Sources;
 
 namespace VmQuiesce.Core.Repository
 {

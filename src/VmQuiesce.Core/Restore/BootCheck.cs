@@ -42,62 +42,6 @@ namespace VmQuiesce.Core.Restore
         public TimeSpan BootTimeout { get; set; } = TimeSpan.FromMinutes(5);
     }
 
-    /// <summary>What an ext2/3/4 check of one disk found after the boot.</summary>
-    public sealed class DiskCheck
-    {
-        public DiskCheck(string path, string status, string detail)
-        {
-            Path = path;
-            Status = status;
-            Detail = detail;
-        }
-
-        /// <summary>The restored disk (never written: the guest ran on a copy-on-write overlay).</summary>
-        public string Path { get; }
-
-        /// <summary>"Clean", "Damaged", or "NotChecked" (no ext file system at the start of the disk).</summary>
-        public string Status { get; }
-
-        public string Detail { get; }
-
-        public override string ToString() => $"{System.IO.Path.GetFileName(Path)}: {Status} ({Detail})";
-    }
-
-    /// <summary>The result of booting restored disks: the guest agent answered, and the file systems are clean.</summary>
-    public sealed class BootCheckResult
-    {
-        public BootCheckResult(bool agentAnswered, TimeSpan bootTime, IReadOnlyList<GuestFileSystem> fileSystems, IReadOnlyList<DiskCheck> disks, string? failure)
-        {
-            AgentAnswered = agentAnswered;
-            BootTime = bootTime;
-            FileSystems = fileSystems;
-            Disks = disks;
-            Failure = failure;
-        }
-
-        public bool Passed => AgentAnswered && Failure == null && Disks.All(disk => disk.Status != "Damaged");
-
-        public bool AgentAnswered { get; }
-
-        /// <summary>QEMU start to the guest agent's answer.</summary>
-        public TimeSpan BootTime { get; }
-
-        /// <summary>The file systems the guest mounted (guest-get-fsinfo).</summary>
-        public IReadOnlyList<GuestFileSystem> FileSystems { get; }
-
-        public IReadOnlyList<DiskCheck> Disks { get; }
-
-        /// <summary>Why the check failed before the disks could be checked, or null.</summary>
-        public string? Failure { get; }
-
-        /// <summary>The user id the check's QEMU ran as once the guest ran (Linux), or null when it did not get that far.</summary>
-        internal uint? QemuUid { get; init; }
-
-        public override string ToString() => Passed
-            ? $"Passed: agent answered after {BootTime.TotalSeconds:0.0} s; {string.Join("; ", Disks)}"
-            : $"Failed: {Failure ?? string.Join("; ", Disks.Where(disk => disk.Status == "Damaged"))}";
-    }
-
     /// <summary>A restored disk to boot, with the image format its restore point recorded (null: not recorded).</summary>
     public sealed class BootDisk
     {
@@ -368,7 +312,7 @@ namespace VmQuiesce.Core.Restore
         {
             if (WhyOverlayChanged(disk, overlay, cancel) is string changed)
             {
-                return new DiskCheck(disk.Path, "Damaged", $"the guest's overlay was changed to name another file ({changed}); it was not read");
+                return new DiskCheck(disk.Path, DiskCheckStatus.Damaged, $"the guest's overlay was changed to name another file ({changed}); it was not read");
             }
 
             string raw = Path.Combine(folder, Path.GetFileNameWithoutExtension(overlay) + ".raw");
@@ -377,7 +321,7 @@ namespace VmQuiesce.Core.Restore
             {
                 if (!HasExtSuperblock(raw))
                 {
-                    return new DiskCheck(disk.Path, "NotChecked", "no ext2/3/4 file system at the start of the disk");
+                    return new DiskCheck(disk.Path, DiskCheckStatus.NotChecked, "no ext2/3/4 file system at the start of the disk");
                 }
 
                 ToolResult header = ToolProcess.Run(ToolCommand.For("dumpe2fs", new[] { "-h", raw }), cancel);
@@ -385,10 +329,10 @@ namespace VmQuiesce.Core.Restore
                 ToolResult fsck = ToolProcess.Run(ToolCommand.For("e2fsck", new[] { "-fn", raw }), cancel);
                 if (fsck.ExitCode != 0 || needsRecovery)
                 {
-                    return new DiskCheck(disk.Path, "Damaged", needsRecovery ? "the journal needs replaying (needs_recovery)" : $"e2fsck -fn exit code {fsck.ExitCode}: {GuestText(fsck.Message)}");
+                    return new DiskCheck(disk.Path, DiskCheckStatus.Damaged, needsRecovery ? "the journal needs replaying (needs_recovery)" : $"e2fsck -fn exit code {fsck.ExitCode}: {GuestText(fsck.Message)}");
                 }
 
-                return new DiskCheck(disk.Path, "Clean", "e2fsck -fn found no errors; journal clean");
+                return new DiskCheck(disk.Path, DiskCheckStatus.Clean, "e2fsck -fn found no errors; journal clean");
             }
             finally
             {

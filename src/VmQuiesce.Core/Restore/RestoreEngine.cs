@@ -107,9 +107,10 @@ namespace VmQuiesce.Core.Restore
             return plan;
         }
 
-        /// <summary>Runs a plan from <see cref="Plan"/>; <paramref name="progress"/> is called on the restoring thread.</summary>
-        public RestoreResult Run(RestorePlan plan, Action<RestoreProgress>? progress, CancellationToken cancel)
+        /// <summary>Runs a plan from <see cref="Plan"/>, reporting its progress to <paramref name="host"/>.</summary>
+        public RestoreResult Run(RestorePlan plan, IOperationHost? host, CancellationToken cancel)
         {
+            host ??= OperationHost.None;
             // The VM may have been started since the plan was made.
             Check(plan, cancel);
             var clock = Stopwatch.StartNew();
@@ -121,7 +122,7 @@ namespace VmQuiesce.Core.Restore
             RevertStatus revert;
             string Revert(IReadOnlyList<string> files, CancellationToken token)
             {
-                progress?.Invoke(new RestoreProgress("Reverting", plan.Point.Snapshot!.Name, bytesDone, bytesTotal, clock.Elapsed));
+                host.WriteProgress(new RestoreProgress(RestorePhase.Reverting, plan.Point.Snapshot!.Name, bytesDone, bytesTotal, clock.Elapsed));
                 return plan.Reverter!.Revert(plan.Point.Snapshot!, files, token);
             }
 
@@ -135,7 +136,7 @@ namespace VmQuiesce.Core.Restore
                     WriteSparse(_environment.Ops, reader, target.File, temps[i], done =>
                     {
                         bytesDone = fileStart + done;
-                        progress?.Invoke(new RestoreProgress("Writing", target.Path, bytesDone, bytesTotal, clock.Elapsed));
+                        host.WriteProgress(new RestoreProgress(RestorePhase.Writing, target.Path, bytesDone, bytesTotal, clock.Elapsed));
                     }, cancel);
                 }
 
@@ -157,7 +158,7 @@ namespace VmQuiesce.Core.Restore
                 }
 
                 cancel.ThrowIfCancellationRequested();
-                progress?.Invoke(new RestoreProgress("Replacing", plan.Point.VmName, bytesDone, bytesTotal, clock.Elapsed));
+                host.WriteProgress(new RestoreProgress(RestorePhase.Replacing, plan.Point.VmName, bytesDone, bytesTotal, clock.Elapsed));
             }
             catch
             {

@@ -1,8 +1,6 @@
 using System;
 using System.Linq;
 using System.Management.Automation;
-using System.Threading;
-using System.Threading.Tasks;
 using VmQuiesce.Core;
 using VmQuiesce.Core.Repository;
 using VmQuiesce.Core.Restore;
@@ -61,13 +59,14 @@ namespace VmQuiesce.Commands
 
         protected override void ProcessRecord()
         {
+            string? destination = Destination == null ? null : ResolveFileSystemPath(Destination, nameof(Destination));
             BackupRepository repository;
             RestorePoint point;
             try
             {
                 if (ParameterSetName == ByIdSet)
                 {
-                    repository = BackupRepository.Open(ResolvePath(Repository)!);
+                    repository = BackupRepository.Open(ResolveFileSystemPath(Repository, nameof(Repository)));
                     point = repository.GetRestorePoint(Id);
                 }
                 else
@@ -86,7 +85,7 @@ namespace VmQuiesce.Commands
             {
                 // Shared: a restore may run beside backups, never beside a prune that removes chunks.
                 using RepositoryLock shared = repository.LockShared("Restore-VmSnapshot");
-                Restore(new RestoreEngine(repository), point);
+                Restore(new RestoreEngine(repository), point, destination);
             }
             catch (VmQuiesceException e)
             {
@@ -94,11 +93,11 @@ namespace VmQuiesce.Commands
             }
         }
 
-        private void Restore(RestoreEngine engine, RestorePoint point)
+        private void Restore(RestoreEngine engine, RestorePoint point, string? destination)
         {
             var request = new RestoreRequest(point)
             {
-                Destination = ResolvePath(Destination),
+                Destination = destination,
                 Force = Force,
                 SkipRevert = SkipRevert,
             };
@@ -125,20 +124,11 @@ namespace VmQuiesce.Commands
             }
 
             var progress = new ProgressRecord(++_progressId, $"Restoring {point.VmName} {point.Id}", "Starting");
-            RestoreProgress? latest = null;
-            Task<RestoreResult> running = Task.Run(() => engine.Run(plan, report => Volatile.Write(ref latest, report), CancelToken));
-            while (!((IAsyncResult)running).AsyncWaitHandle.WaitOne(250))
-            {
-                if (Volatile.Read(ref latest) is RestoreProgress report && !CancelToken.IsCancellationRequested)
-                {
-                    WriteRestoreProgress(progress, report);
-                }
-            }
-
+            IOperationHost host = CreateHost(report => WriteRestoreProgress(progress, (RestoreProgress)report));
             RestoreResult result;
             try
             {
-                result = running.GetAwaiter().GetResult();
+                result = RunPumped(() => engine.Run(plan, host, CancelToken));
             }
             catch (OperationCanceledException) when (CancelToken.IsCancellationRequested)
             {
@@ -158,7 +148,8 @@ namespace VmQuiesce.Commands
             if (Verify)
             {
                 WriteProgress(new ProgressRecord(progress.ActivityId, progress.Activity, "Booting the restored disks on throwaway overlays"));
-                result.Verification = BootCheck.Run(result, BootOption ?? new BootCheckOptions(), CancelToken);
+                RestoreResult restored = result;
+                result = result.WithVerification(RunPumped(() => BootCheck.Run(restored, BootOption ?? new BootCheckOptions(), CancelToken)));
                 WriteProgress(new ProgressRecord(progress.ActivityId, progress.Activity, "Done") { RecordType = ProgressRecordType.Completed });
             }
 

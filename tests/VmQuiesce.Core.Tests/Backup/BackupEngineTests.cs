@@ -7,6 +7,7 @@ using System.Threading;
 using VmQuiesce.Core.Backup;
 using VmQuiesce.Core.Repository;
 using VmQuiesce.Core.Sources;
+using VmQuiesce.Core.Sources.PlainImage;
 using VmQuiesce.Core.Tests.Repository;
 using Xunit;
 
@@ -23,9 +24,9 @@ namespace VmQuiesce.Core.Tests.Backup
             string disk = fixture.WriteFile("disk.img", RepositoryFixture.Random(200 * Chunk, 1));
             var source = new FakeSource(disk);
             using var cancel = new CancellationTokenSource();
-            var progress = new SyncProgress(report =>
+            var progress = SyncProgress(report =>
             {
-                if (report.Phase == "Copying" && report.BytesDone > 0)
+                if (report.Phase == BackupPhase.Copying && report.BytesDone > 0)
                 {
                     cancel.Cancel();
                 }
@@ -59,6 +60,64 @@ namespace VmQuiesce.Core.Tests.Backup
         }
 
         [Fact]
+        public void AReleaseThatFailsAfterAFailedCopyReachesTheUserWithWhatToRunWhileTheCopysFailureStaysTheError()
+        {
+            using var fixture = new RepositoryFixture();
+            var source = new FakeSource(Path.Combine(fixture.Root, "gone.img"))
+            {
+                CompleteFailure = new VmQuiesceException("OverlayCommitFailed", FailureKind.InvalidOperation, "VM 'fake-vm' still runs on 1 overlay(s)", "fake-vm")
+                {
+                    Remedy = "commit disk0 by hand",
+                },
+            };
+            var warnings = new List<string>();
+
+            var e = Assert.Throws<VmQuiesceException>(() => new BackupEngine(fixture.Repository, 2).Run(source, new QuiesceOptions(), new OperationHost(warn: warnings.Add), CancellationToken.None));
+
+            Assert.Equal("SourceFileNotFound", e.ErrorId);
+            Assert.Equal(new bool?[] { false }, source.View!.Completions);
+            string warning = Assert.Single(warnings);
+            Assert.Contains("'fake-vm' did not finish", warning, StringComparison.Ordinal);
+            Assert.Contains("still runs on 1 overlay(s)", warning, StringComparison.Ordinal);
+            Assert.Contains("To release it: commit disk0 by hand", warning, StringComparison.Ordinal);
+        }
+
+        [Fact]
+        public async System.Threading.Tasks.Task CtrlCWhileTheSnapshotIsReleasedSaysAtOnceThatTheReleaseFinishesFirst()
+        {
+            using var fixture = new RepositoryFixture();
+            using var cancel = new CancellationTokenSource();
+            using var releasing = new ManualResetEventSlim();
+            using var mayFinish = new ManualResetEventSlim();
+            using var warned = new ManualResetEventSlim();
+            var warnings = new System.Collections.Concurrent.ConcurrentQueue<string>();
+            var source = new FakeSource(fixture.WriteFile("disk.img", RepositoryFixture.Random(3 * Chunk, 4)))
+            {
+                OnComplete = _ =>
+                {
+                    releasing.Set();
+                    Assert.True(mayFinish.Wait(TimeSpan.FromMinutes(1)));
+                },
+            };
+            var host = new OperationHost(warn: warning =>
+            {
+                warnings.Enqueue(warning);
+                warned.Set();
+            });
+
+            var run = System.Threading.Tasks.Task.Run(() => new BackupEngine(fixture.Repository, 2).Run(source, new QuiesceOptions(), host, cancel.Token));
+            Assert.True(releasing.Wait(TimeSpan.FromMinutes(1)), "the release never started");
+            cancel.Cancel();
+
+            Assert.True(warned.Wait(TimeSpan.FromMinutes(1)), "Ctrl+C during the release said nothing");
+            Assert.False(run.IsCompleted);
+            mayFinish.Set();
+            BackupOutcome outcome = await run;
+            Assert.Contains("first the snapshot or overlays it made are released", Assert.Single(warnings), StringComparison.Ordinal);
+            Assert.True(outcome.RestorePoint.SnapshotReleased);
+        }
+
+        [Fact]
         public void LeftoversAreRefusedByNameBeforeAnythingIsFrozen()
         {
             using var fixture = new RepositoryFixture();
@@ -66,7 +125,7 @@ namespace VmQuiesce.Core.Tests.Backup
 
             var e = Assert.Throws<VmQuiesceException>(() => new BackupEngine(fixture.Repository, 2).Run(source, new QuiesceOptions(), null, CancellationToken.None));
 
-            Assert.Equal("BackupLeftoversFound", e.ErrorId);
+            Assert.Equal("LeftoversFound", e.ErrorId);
             Assert.Contains("overlay disk.vmq-1.qcow2", e.Message);
             Assert.Contains("snapshot vmq-20260101", e.Message);
             Assert.Null(source.View);
@@ -78,9 +137,9 @@ namespace VmQuiesce.Core.Tests.Backup
             using var fixture = new RepositoryFixture();
             string disk = fixture.WriteFile("disk.img", RepositoryFixture.Random(100 * Chunk, 3));
             var source = new FakeSource(disk);
-            var progress = new SyncProgress(report =>
+            var progress = SyncProgress(report =>
             {
-                if (report.Phase == "Copying" && report.BytesDone == 0)
+                if (report.Phase == BackupPhase.Copying && report.BytesDone == 0)
                 {
                     // The view lies: its file changes after the copy has measured it.
                     using var file = new FileStream(disk, FileMode.Open);
@@ -148,8 +207,8 @@ namespace VmQuiesce.Core.Tests.Backup
             string disk = fixture.WriteFile("disk.img", new byte[10]);
             var engine = new BackupEngine(fixture.Repository, 2);
 
-            var e = Assert.Throws<VmQuiesceException>(() => engine.Run(new StableFilesSource("vm", new[] { disk }), new QuiesceOptions { Required = Consistency.FileSystem }, null, CancellationToken.None));
-            RestorePoint point = engine.Run(new StableFilesSource("vm", new[] { disk }), new QuiesceOptions { Required = Consistency.FileSystem, AllowLower = true }, null, CancellationToken.None).RestorePoint;
+            var e = Assert.Throws<VmQuiesceException>(() => engine.Run(new PlainImageSource("vm", new[] { disk }), new QuiesceOptions { Required = Consistency.FileSystem }, null, CancellationToken.None));
+            RestorePoint point = engine.Run(new PlainImageSource("vm", new[] { disk }), new QuiesceOptions { Required = Consistency.FileSystem, AllowLower = true }, null, CancellationToken.None).RestorePoint;
 
             Assert.Equal("ConsistencyNotReached", e.ErrorId);
             Assert.Equal(Consistency.Crash, point.Consistency);
@@ -162,7 +221,7 @@ namespace VmQuiesce.Core.Tests.Backup
             var calls = new List<string>();
             var options = new QuiesceOptions { Required = Consistency.Crash, PreFreeze = _ => calls.Add("pre"), PostThaw = _ => calls.Add("post") };
 
-            new BackupEngine(fixture.Repository, 2).Run(new StableFilesSource("vm", new[] { fixture.WriteFile("disk.img", new byte[10]) }), options, null, CancellationToken.None);
+            new BackupEngine(fixture.Repository, 2).Run(new PlainImageSource("vm", new[] { fixture.WriteFile("disk.img", new byte[10]) }), options, null, CancellationToken.None);
 
             Assert.Equal(new[] { "pre", "post" }, calls);
         }
@@ -217,7 +276,7 @@ namespace VmQuiesce.Core.Tests.Backup
             var options = new QuiesceOptions { Required = Consistency.Crash };
 
             var runs = new[] { ("vm-a", a), ("vm-b", b) }
-                .Select(vm => System.Threading.Tasks.Task.Run(() => engine.Run(new StableFilesSource(vm.Item1, new[] { vm.Item2 }), options, null, CancellationToken.None).RestorePoint))
+                .Select(vm => System.Threading.Tasks.Task.Run(() => engine.Run(new PlainImageSource(vm.Item1, new[] { vm.Item2 }), options, null, CancellationToken.None).RestorePoint))
                 .ToArray();
             RestorePoint[] points = await System.Threading.Tasks.Task.WhenAll(runs);
 
@@ -234,14 +293,14 @@ namespace VmQuiesce.Core.Tests.Backup
             string disk = fixture.WriteFile("disk.img", RepositoryFixture.Random(30 * Chunk, 7));
             var reports = new List<BackupProgress>();
 
-            new BackupEngine(fixture.Repository, 2).Run(new StableFilesSource("vm", new[] { disk }), new QuiesceOptions { Required = Consistency.Crash }, new SyncProgress(reports.Add), CancellationToken.None);
+            new BackupEngine(fixture.Repository, 2).Run(new PlainImageSource("vm", new[] { disk }), new QuiesceOptions { Required = Consistency.Crash }, SyncProgress(reports.Add), CancellationToken.None);
 
-            var copying = reports.Where(report => report.Phase == "Copying").ToList();
+            var copying = reports.Where(report => report.Phase == BackupPhase.Copying).ToList();
             Assert.Equal(0, copying.First().BytesDone);
             Assert.Equal(30L * Chunk, copying.Last().BytesDone);
             Assert.All(copying, report => Assert.Equal(30L * Chunk, report.BytesTotal));
             Assert.True(copying.Last().BytesPerSecond > 0);
-            Assert.Equal(new[] { "Checking", "Quiescing", "Copying", "Completing", "Done" }, reports.Select(report => report.Phase).Distinct());
+            Assert.Equal(new[] { BackupPhase.Checking, BackupPhase.Quiescing, BackupPhase.Copying, BackupPhase.Completing, BackupPhase.Done }, reports.Select(report => report.Phase).Distinct());
         }
 
         [Fact]
@@ -263,14 +322,7 @@ namespace VmQuiesce.Core.Tests.Backup
             Assert.All(fixture.Repository.GetRestorePoint(point.Id).Files, file => Assert.Null(file.Format));
         }
 
-        private sealed class SyncProgress : IProgress<BackupProgress>
-        {
-            private readonly Action<BackupProgress> _report;
-
-            public SyncProgress(Action<BackupProgress> report) => _report = report;
-
-            public void Report(BackupProgress value) => _report(value);
-        }
+        private static IOperationHost SyncProgress(Action<BackupProgress> report) => new OperationHost(progress: value => report((BackupProgress)value));
 
         private sealed class FakeSource : IBackupSource
         {
@@ -286,6 +338,9 @@ namespace VmQuiesce.Core.Tests.Backup
 
             public Exception? CompleteFailure { get; set; }
 
+            /// <summary>Runs inside Complete, before CompleteFailure is thrown, with its success argument.</summary>
+            public Action<bool>? OnComplete { get; set; }
+
             public QuiesceRecord Record { get; set; } = new QuiesceRecord(Consistency.FileSystem, new[] { "/" }, 5, "GuestAgent");
 
             public CapturedSnapshot? Snapshot { get; set; }
@@ -296,6 +351,7 @@ namespace VmQuiesce.Core.Tests.Backup
 
             public IConsistentView OpenConsistentView(QuiesceOptions options, CancellationToken cancel)
             {
+                VmQuiesce.Core.Sources.Leftovers.Refuse(VmName, FindLeftovers(cancel));
                 View = new FakeView(this);
                 return View;
             }
@@ -321,6 +377,7 @@ namespace VmQuiesce.Core.Tests.Backup
                 public void Complete(bool success, CancellationToken cancel)
                 {
                     Completions.Add(success);
+                    _source.OnComplete?.Invoke(success);
                     if (_source.CompleteFailure != null)
                     {
                         throw _source.CompleteFailure;

@@ -128,7 +128,7 @@ namespace VmQuiesce.Core.Tests.Qemu
         {
             Start();
             var warnings = new System.Collections.Generic.List<string>();
-            var source = new QemuSource(new QemuSourceOptions("vm1", _vm.Qemu.SocketPath) { Warn = warnings.Add });
+            var source = new QemuSource(new QemuSourceOptions("vm1", _vm.Qemu.SocketPath), new OperationHost(warn: warnings.Add));
 
             using IConsistentView view = source.OpenConsistentView(new QuiesceOptions { Required = Consistency.FileSystem, AllowLower = true }, CancellationToken.None);
 

@@ -233,7 +233,7 @@ namespace VmQuiesce.Core.Tests.Repository
 
             Assert.False(result.IsValid);
             ChunkProblem problem = Assert.Single(result.Problems);
-            Assert.Equal("Damaged", problem.Problem);
+            Assert.Equal(ChunkProblemKind.Damaged, problem.Problem);
             Assert.Equal(point.Files[0].Chunks[1], problem.Hash);
             Assert.Equal(new[] { "disk.img" }, problem.Files);
             Assert.Equal(new[] { "disk.img" }, result.BrokenFiles);
@@ -253,7 +253,7 @@ namespace VmQuiesce.Core.Tests.Repository
             RestorePointVerification result = fixture.Repository.Verify(point, CancellationToken.None);
 
             ChunkProblem problem = Assert.Single(result.Problems);
-            Assert.Equal("Missing", problem.Problem);
+            Assert.Equal(ChunkProblemKind.Missing, problem.Problem);
             Assert.Equal(new[] { "a.img", "b.img" }, problem.Files);
             Assert.Equal(new[] { "a.img", "b.img" }, result.BrokenFiles);
             Assert.Equal(4, result.ChunksChecked);

@@ -168,14 +168,15 @@ namespace VmQuiesce.Core.Tests.Restore
             using var cancel = new CancellationTokenSource();
             var phases = new List<string>();
 
-            Assert.ThrowsAny<OperationCanceledException>(() => Engine(fixture).Run(Plan(fixture, new RestoreRequest(point) { Force = true }), progress =>
+            Assert.ThrowsAny<OperationCanceledException>(() => Engine(fixture).Run(Plan(fixture, new RestoreRequest(point) { Force = true }), new OperationHost(progress: report =>
             {
+                var progress = (RestoreProgress)report;
                 phases.Add(progress.Phase + " " + Path.GetFileName(progress.CurrentFile));
                 if (progress.CurrentFile == second)
                 {
                     cancel.Cancel();
                 }
-            }, cancel.Token));
+            }), cancel.Token));
 
             Assert.Contains("Writing a.img", phases);
             Assert.Equal(changed, File.ReadAllBytes(first));

@@ -81,7 +81,7 @@ namespace VmQuiesce.Core.Tests.Restore
                 qmp.Execute("blockdev-snapshot-internal-sync", new JsonObject().With("device", "disk0").With("name", "listed-online"));
             }
 
-            var snapshots = VmSnapshotCatalog.ForVm(QemuDiscovery.CreateBackupVm("guest", vm.QmpSocketPath, vm.AgentSocketPath), CancellationToken.None);
+            var snapshots = VmSnapshotCatalog.ForVm(new QemuVm("guest", vm.QmpSocketPath, vm.AgentSocketPath), CancellationToken.None);
 
             VmSnapshot snapshot = Assert.Single(snapshots);
             Assert.Equal("listed-online", snapshot.Name);
@@ -131,7 +131,7 @@ namespace VmQuiesce.Core.Tests.Restore
 
             Assert.True(boot.Passed, boot.ToString());
             Assert.Contains(boot.FileSystems, fileSystem => fileSystem.MountPoint == "/mnt/data");
-            Assert.Equal("Clean", boot.Disks.Single().Status);
+            Assert.Equal(DiskCheckStatus.Clean, boot.Disks.Single().Status);
             if (Libc.geteuid() == 0)
             {
                 // Sandboxed and dropped to a throwaway user id that no account has, once its files were open.

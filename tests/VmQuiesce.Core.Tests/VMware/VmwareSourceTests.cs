@@ -26,8 +26,8 @@ namespace VmQuiesce.Core.Tests.VMware
                 Force = force,
                 VmrunVmPath = vmrunVmPath,
                 WriterConfigPath = writerConfig,
-                Warn = warnings == null ? null : warnings.Add,
-            });
+            },
+            new OperationHost(warn: warnings == null ? null : warnings.Add));
 
         private static Dictionary<string, string> Read(IConsistentView view) =>
             view.Files.ToDictionary(f => f.RelativePath, f => File.ReadAllText(f.ReadPath));

@@ -86,7 +86,7 @@ namespace VmQuiesce.Core.Sources.Qemu
             }
             catch (VmQuiesceException e)
             {
-                _source.Options.Warn?.Invoke(e.Message + " " + e.Remedy);
+                _source.Host.WriteWarning(e.Message + " " + e.Remedy);
             }
         }
     }
