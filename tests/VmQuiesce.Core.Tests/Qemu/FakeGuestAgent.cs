@@ -38,6 +38,13 @@ namespace VmQuiesce.Core.Tests.Qemu
 
         public int ThawFailuresLeft { get; set; }
 
+        /// <summary>Answers a command instead of the model: return true when handled.</summary>
+        public Func<string, JsonObject, FakeGuestAgent, bool>? Override { get; set; }
+
+        public void Answer(JsonObject request, object? value) => Reply(request, value);
+
+        public void AnswerError(JsonObject request, string errorClass, string description) => ReplyError(request, errorClass, description);
+
         public bool IsFrozen => Volatile.Read(ref _frozenCount) > 0;
 
         public ManualResetEventSlim Thawed { get; } = new ManualResetEventSlim(false);
@@ -77,6 +84,11 @@ namespace VmQuiesce.Core.Tests.Qemu
             string command = request.GetString("execute");
             Record(command);
             JsonObject args = request.GetOptionalObject("arguments") ?? new JsonObject();
+            if (Override != null && Override(command, request, this))
+            {
+                return;
+            }
+
             switch (command)
             {
                 case "guest-sync-delimited":

@@ -44,8 +44,19 @@ namespace VmQuiesce.Core.Sources.Qemu
 
         public const string JobPrefix = "vmquiesce-";
 
-        public static IReadOnlyList<QemuDisk> QueryDisks(QmpClient qmp, CancellationToken cancel) =>
-            QemuDisk.FromQueryBlock(qmp.ExecuteArray("query-block", cancel: cancel));
+        public static IReadOnlyList<QemuDisk> QueryDisks(QmpClient qmp, CancellationToken cancel)
+        {
+            JsonArray blocks = qmp.ExecuteArray("query-block", cancel: cancel);
+            try
+            {
+                return QemuDisk.FromQueryBlock(blocks);
+            }
+            catch (JsonFormatException e)
+            {
+                throw new VmQuiesceException("QmpProtocolError", FailureKind.ProtocolError,
+                    $"The QMP monitor at '{qmp.Address}' answered 'query-block' with a reply of the wrong shape: {GuestText.Escape(e.Message)}", qmp.Address, e);
+            }
+        }
 
         public static string OverlayPathFor(string image, string stamp) => image + OverlayMarker + stamp + ".qcow2";
 

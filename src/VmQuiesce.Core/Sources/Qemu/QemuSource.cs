@@ -385,7 +385,7 @@ namespace VmQuiesce.Core.Sources.Qemu
                 throw new VmQuiesceException(errorId, FailureKind.InvalidOperation,
                     $"The {what} hook '{hook[0]}' in the guest of VM '{VmName}' ended with " +
                     (result.Signal != null ? $"signal {result.Signal}" : $"exit code {result.ExitCode}") +
-                    (result.StandardError.Length > 0 ? ": " + result.StandardError.Trim() : "."), VmName);
+                    (result.StandardError.Length > 0 ? ": " + GuestText.Escape(result.StandardError.Trim()) : "."), VmName);
             }
         }
 
