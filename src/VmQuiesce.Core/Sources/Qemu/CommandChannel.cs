@@ -73,8 +73,12 @@ namespace VmQuiesce.Core.Sources.Qemu
             }
         }
 
-        /// <summary>Sends a command and returns its "return" value; QEMU's errors become <see cref="QemuCommandException"/>.</summary>
-        public object? Execute(string command, JsonObject? arguments, TimeSpan timeout, CancellationToken cancel)
+        /// <summary>
+        /// Sends a command and returns its "return" value; QEMU's errors become <see cref="QemuCommandException"/>.
+        /// Nothing is sent once <paramref name="cancel"/> is cancelled, or when <paramref name="beforeSend"/>, called
+        /// right before the command leaves, throws.
+        /// </summary>
+        public object? Execute(string command, JsonObject? arguments, TimeSpan timeout, CancellationToken cancel, Action? beforeSend = null)
         {
             var request = new JsonObject().With("execute", command);
             if (arguments != null)
@@ -92,6 +96,8 @@ namespace VmQuiesce.Core.Sources.Qemu
 
             try
             {
+                cancel.ThrowIfCancellationRequested();
+                beforeSend?.Invoke();
                 bool sent;
                 try
                 {

@@ -63,7 +63,18 @@ namespace VmQuiesce.Core.Sources.Qemu
         }
 
         /// <summary>Runs an agent command (synchronising first when needed) and returns its "return" member.</summary>
-        public object? Execute(string command, JsonObject? arguments = null, TimeSpan? timeout = null, CancellationToken cancel = default)
+        public object? Execute(string command, JsonObject? arguments = null, TimeSpan? timeout = null, CancellationToken cancel = default) =>
+            Execute(command, arguments, timeout, cancel, null);
+
+        /// <summary>
+        /// Freezes every freezable guest file system; returns how many were frozen. <paramref name="beforeSend"/> runs
+        /// right before the freeze leaves (after the sync), while no other command can be sent: when it throws,
+        /// nothing is sent; when it returns, any thaw sent afterwards reaches the agent after the freeze.
+        /// </summary>
+        public int Freeze(TimeSpan? timeout = null, CancellationToken cancel = default, Action? beforeSend = null) =>
+            ToCount("guest-fsfreeze-freeze", Execute("guest-fsfreeze-freeze", null, timeout, cancel, beforeSend));
+
+        private object? Execute(string command, JsonObject? arguments, TimeSpan? timeout, CancellationToken cancel, Action? beforeSend)
         {
             TimeSpan limit = timeout ?? CallTimeout;
             var clock = Stopwatch.StartNew();
@@ -83,7 +94,7 @@ namespace VmQuiesce.Core.Sources.Qemu
                 TimeSpan left = limit == Timeout.InfiniteTimeSpan ? limit : limit - clock.Elapsed;
                 try
                 {
-                    return _channel.Execute(command, arguments, left > TimeSpan.Zero || left == Timeout.InfiniteTimeSpan ? left : TimeSpan.Zero, cancel);
+                    return _channel.Execute(command, arguments, left > TimeSpan.Zero || left == Timeout.InfiniteTimeSpan ? left : TimeSpan.Zero, cancel, beforeSend);
                 }
                 catch (Exception e) when (e is OperationCanceledException || (e is VmQuiesceException v && v.Kind == FailureKind.OperationTimeout))
                 {
@@ -143,9 +154,6 @@ namespace VmQuiesce.Core.Sources.Qemu
                 return result;
             });
         }
-
-        /// <summary>Freezes every freezable guest file system; returns how many were frozen.</summary>
-        public int Freeze(TimeSpan? timeout = null, CancellationToken cancel = default) => ToCount("guest-fsfreeze-freeze", Execute("guest-fsfreeze-freeze", null, timeout, cancel));
 
         /// <summary>"thawed" or "frozen".</summary>
         public string GetFreezeStatus(TimeSpan? timeout = null, CancellationToken cancel = default) =>

@@ -25,9 +25,9 @@ namespace VmQuiesce.Core.Sources.Qemu
 
         public string ManualThawCommand => ManualAgentCommand(_agent.Address, "guest-fsfreeze-thaw");
 
-        public IReadOnlyList<string> Freeze(CancellationToken cancel)
+        public IReadOnlyList<string> Freeze(Action beforeSend, CancellationToken cancel)
         {
-            int count = _agent.Freeze(_callTimeout, cancel);
+            int count = _agent.Freeze(_callTimeout, cancel, beforeSend);
             if (count == 0)
             {
                 return Array.Empty<string>();

@@ -124,6 +124,8 @@ namespace VmQuiesce.Core.Sources.Qemu
                             _options.PostThawHook == null ? null : token => RunHook(agent!, _options.PostThawHook, "PostThawHookFailed", "post-thaw", token),
                             options.PostThaw),
                         Warn = _options.Warn,
+                        OnStep = _options.OnFreezeStep,
+                        StartDeadline = _options.FreezeDeadline,
                     });
                     window = guard.Run(snapshot, cancel);
                 }
@@ -423,7 +425,12 @@ namespace VmQuiesce.Core.Sources.Qemu
 
             public string ManualThawCommand => "nothing to thaw";
 
-            public IReadOnlyList<string> Freeze(CancellationToken cancel) => Array.Empty<string>();
+            public IReadOnlyList<string> Freeze(Action beforeSend, CancellationToken cancel)
+            {
+                // Nothing is sent, but the guard still decides whether the step runs.
+                beforeSend();
+                return Array.Empty<string>();
+            }
 
             public void Thaw()
             {

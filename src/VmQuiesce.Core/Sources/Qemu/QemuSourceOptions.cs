@@ -63,5 +63,11 @@ namespace VmQuiesce.Core.Sources.Qemu
         /// the snapshot step throw, hang or cancel against a real guest.
         /// </summary>
         internal Action<CancellationToken>? BeforeSnapshot { get; init; }
+
+        /// <summary>Called at each step boundary of the freeze (tests inject a cancel or the deadline there).</summary>
+        internal Action<Quiesce.FreezeStep>? OnFreezeStep { get; init; }
+
+        /// <summary>Replaces the freeze deadline's clock with a token the test cancels.</summary>
+        internal Func<TimeSpan, CancellationToken>? FreezeDeadline { get; init; }
     }
 }
