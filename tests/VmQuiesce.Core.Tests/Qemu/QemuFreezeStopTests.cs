@@ -68,6 +68,7 @@ namespace VmQuiesce.Core.Tests.Qemu
                 vm.Agent.Start();
                 var source = new QemuSource(new QemuSourceOptions("vm1", vm.Qemu.SocketPath)
                 {
+                    Trust = FakeQemu.TrustThisProcess,
                     AgentSocket = vm.Agent.SocketPath,
                     PreFreezeHook = new[] { "/usr/local/bin/db-pause" },
                     OnFreezeStep = step =>
@@ -119,7 +120,7 @@ namespace VmQuiesce.Core.Tests.Qemu
             vm.Agent.OnFreeze = deadline.Cancel;
             vm.Qemu.Start();
             vm.Agent.Start();
-            var source = new QemuSource(new QemuSourceOptions("vm1", vm.Qemu.SocketPath) { AgentSocket = vm.Agent.SocketPath, FreezeDeadline = _ => deadline.Token });
+            var source = new QemuSource(new QemuSourceOptions("vm1", vm.Qemu.SocketPath) { Trust = FakeQemu.TrustThisProcess, AgentSocket = vm.Agent.SocketPath, FreezeDeadline = _ => deadline.Token });
 
             var error = Assert.Throws<VmQuiesceException>(() => source.OpenConsistentView(new QuiesceOptions { FreezeTimeout = TimeSpan.FromSeconds(10) }, CancellationToken.None));
 

@@ -129,7 +129,7 @@ namespace VmQuiesce.Core.Tests.Qemu
             Assert.Contains("/mnt/data", view.Quiesce.Frozen);
             Assert.InRange(view.Quiesce.FrozenMilliseconds, 0.001, 10_000);
             string baseImage = Assert.Single(view.Files).ReadPath;
-            Assert.Equal(vm.DiskPaths[0], baseImage);
+            Assert.Equal(vm.DiskPaths[0], view.Files[0].OriginalPath);
             Assert.Equal($"before-{id}\n", GuestDiskImage.ReadFile(baseImage, $"/before-{id}.txt"));
             Assert.Null(GuestDiskImage.ReadFile(baseImage, $"/after-{id}.txt"));
             Assert.False(GuestDiskImage.NeedsRecovery(baseImage));

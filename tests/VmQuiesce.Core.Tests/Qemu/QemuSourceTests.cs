@@ -44,8 +44,10 @@ namespace VmQuiesce.Core.Tests.Qemu
                 Assert.True(view.Quiesce.FrozenMilliseconds > 0);
                 Assert.Null(view.Snapshot);
                 ViewFile file = Assert.Single(view.Files);
-                Assert.Equal(_vm.Folder.File("base.qcow2"), file.ReadPath);
+                Assert.Equal(_vm.Folder.File("base.qcow2"), file.OriginalPath);
                 Assert.Equal("base.qcow2", file.RelativePath);
+                // Read through the descriptor opened and checked before the freeze.
+                Assert.Equal("base image of disk0", File.ReadAllText(file.ReadPath));
                 string overlay = Assert.Single(Directory.GetFiles(_vm.Folder.Path, "base.qcow2.vmquiesce-*.qcow2"));
                 Assert.Equal(overlay, _vm.Qemu.Drives[0].Chain[0]);
 
@@ -112,7 +114,7 @@ namespace VmQuiesce.Core.Tests.Qemu
         public void Without_an_agent_a_required_file_system_consistency_is_an_error_and_nothing_is_created()
         {
             Start();
-            var source = new QemuSource(new QemuSourceOptions("vm1", _vm.Qemu.SocketPath));
+            var source = new QemuSource(new QemuSourceOptions("vm1", _vm.Qemu.SocketPath) { Trust = FakeQemu.TrustThisProcess });
 
             var error = Assert.Throws<VmQuiesceException>(() => source.OpenConsistentView(new QuiesceOptions { Required = Consistency.FileSystem }, CancellationToken.None));
 
@@ -127,7 +129,7 @@ namespace VmQuiesce.Core.Tests.Qemu
         {
             Start();
             var warnings = new System.Collections.Generic.List<string>();
-            var source = new QemuSource(new QemuSourceOptions("vm1", _vm.Qemu.SocketPath) { Warn = warnings.Add });
+            var source = new QemuSource(new QemuSourceOptions("vm1", _vm.Qemu.SocketPath) { Trust = FakeQemu.TrustThisProcess, Warn = warnings.Add });
 
             using IConsistentView view = source.OpenConsistentView(new QuiesceOptions { Required = Consistency.FileSystem, AllowLower = true }, CancellationToken.None);
 
@@ -156,6 +158,7 @@ namespace VmQuiesce.Core.Tests.Qemu
             Start();
             var source = new QemuSource(new QemuSourceOptions("vm1", _vm.Qemu.SocketPath)
             {
+                Trust = FakeQemu.TrustThisProcess,
                 AgentSocket = _vm.Agent.SocketPath,
                 PreFreezeHook = new[] { "/usr/local/bin/db-pause" },
                 PostThawHook = new[] { "/usr/local/bin/db-resume" },
@@ -175,7 +178,7 @@ namespace VmQuiesce.Core.Tests.Qemu
         {
             _vm.Agent.Answers = false;
             Start();
-            var source = new QemuSource(new QemuSourceOptions("vm1", _vm.Qemu.SocketPath) { AgentSocket = _vm.Agent.SocketPath, AgentTimeout = TimeSpan.FromMilliseconds(500) });
+            var source = new QemuSource(new QemuSourceOptions("vm1", _vm.Qemu.SocketPath) { Trust = FakeQemu.TrustThisProcess, AgentSocket = _vm.Agent.SocketPath, AgentTimeout = TimeSpan.FromMilliseconds(500) });
 
             var error = Assert.Throws<VmQuiesceException>(() => source.OpenConsistentView(new QuiesceOptions(), CancellationToken.None));
 
@@ -287,7 +290,7 @@ namespace VmQuiesce.Core.Tests.Qemu
         public void Internal_mode_saves_a_snapshot_with_ram_and_records_it()
         {
             Start();
-            var source = new QemuSource(new QemuSourceOptions("vm1", _vm.Qemu.SocketPath) { AgentSocket = _vm.Agent.SocketPath, Mode = QemuSnapshotMode.Internal });
+            var source = new QemuSource(new QemuSourceOptions("vm1", _vm.Qemu.SocketPath) { Trust = FakeQemu.TrustThisProcess, AgentSocket = _vm.Agent.SocketPath, Mode = QemuSnapshotMode.Internal });
 
             using IConsistentView view = source.OpenConsistentView(new QuiesceOptions(), CancellationToken.None);
 
@@ -304,7 +307,7 @@ namespace VmQuiesce.Core.Tests.Qemu
         public void Internal_mode_deletes_its_snapshot_when_the_backup_did_not_succeed()
         {
             Start();
-            var source = new QemuSource(new QemuSourceOptions("vm1", _vm.Qemu.SocketPath) { AgentSocket = _vm.Agent.SocketPath, Mode = QemuSnapshotMode.Internal });
+            var source = new QemuSource(new QemuSourceOptions("vm1", _vm.Qemu.SocketPath) { Trust = FakeQemu.TrustThisProcess, AgentSocket = _vm.Agent.SocketPath, Mode = QemuSnapshotMode.Internal });
             IConsistentView view = source.OpenConsistentView(new QuiesceOptions(), CancellationToken.None);
             Assert.Single(_vm.Qemu.InternalSnapshots);
 
@@ -329,7 +332,7 @@ namespace VmQuiesce.Core.Tests.Qemu
                 return true;
             };
             Start();
-            var source = new QemuSource(new QemuSourceOptions("vm1", _vm.Qemu.SocketPath) { AgentSocket = _vm.Agent.SocketPath, Mode = QemuSnapshotMode.Internal });
+            var source = new QemuSource(new QemuSourceOptions("vm1", _vm.Qemu.SocketPath) { Trust = FakeQemu.TrustThisProcess, AgentSocket = _vm.Agent.SocketPath, Mode = QemuSnapshotMode.Internal });
 
             Assert.Throws<QemuCommandException>(() => source.OpenConsistentView(new QuiesceOptions(), CancellationToken.None));
 
@@ -343,7 +346,7 @@ namespace VmQuiesce.Core.Tests.Qemu
         {
             _vm.Qemu.AddDrive("disk1", _vm.Folder.File("data.raw"), "raw");
             Start();
-            var source = new QemuSource(new QemuSourceOptions("vm1", _vm.Qemu.SocketPath) { AgentSocket = _vm.Agent.SocketPath, Mode = QemuSnapshotMode.Internal });
+            var source = new QemuSource(new QemuSourceOptions("vm1", _vm.Qemu.SocketPath) { Trust = FakeQemu.TrustThisProcess, AgentSocket = _vm.Agent.SocketPath, Mode = QemuSnapshotMode.Internal });
 
             var error = Assert.Throws<VmQuiesceException>(() => source.OpenConsistentView(new QuiesceOptions(), CancellationToken.None));
 
@@ -357,6 +360,7 @@ namespace VmQuiesce.Core.Tests.Qemu
             Start();
             var source = new QemuSource(new QemuSourceOptions("vm1", _vm.Qemu.SocketPath)
             {
+                Trust = FakeQemu.TrustThisProcess,
                 AgentSocket = _vm.Agent.SocketPath,
                 PreFreezeHook = new[] { "/usr/local/bin/db-pause", "--all" },
                 PostThawHook = new[] { "/usr/local/bin/db-resume" },
@@ -377,6 +381,7 @@ namespace VmQuiesce.Core.Tests.Qemu
             var order = new List<string>();
             var source = new QemuSource(new QemuSourceOptions("vm1", _vm.Qemu.SocketPath)
             {
+                Trust = FakeQemu.TrustThisProcess,
                 AgentSocket = _vm.Agent.SocketPath,
                 PreFreezeHook = new[] { "/usr/local/bin/db-pause" },
                 PostThawHook = new[] { "/usr/local/bin/db-resume" },
@@ -397,7 +402,7 @@ namespace VmQuiesce.Core.Tests.Qemu
         {
             _vm.Agent.OnExec = (_, _) => (2, "");
             Start();
-            var source = new QemuSource(new QemuSourceOptions("vm1", _vm.Qemu.SocketPath) { AgentSocket = _vm.Agent.SocketPath, PreFreezeHook = new[] { "/bin/false" } });
+            var source = new QemuSource(new QemuSourceOptions("vm1", _vm.Qemu.SocketPath) { Trust = FakeQemu.TrustThisProcess, AgentSocket = _vm.Agent.SocketPath, PreFreezeHook = new[] { "/bin/false" } });
 
             var error = Assert.Throws<VmQuiesceException>(() => source.OpenConsistentView(new QuiesceOptions(), CancellationToken.None));
 
@@ -410,8 +415,8 @@ namespace VmQuiesce.Core.Tests.Qemu
         public void A_hook_without_a_program_or_without_an_agent_is_rejected_before_anything_happens()
         {
             Start();
-            var empty = new QemuSource(new QemuSourceOptions("vm1", _vm.Qemu.SocketPath) { AgentSocket = _vm.Agent.SocketPath, PreFreezeHook = Array.Empty<string>() });
-            var noAgent = new QemuSource(new QemuSourceOptions("vm1", _vm.Qemu.SocketPath) { PostThawHook = new[] { "/bin/true" } });
+            var empty = new QemuSource(new QemuSourceOptions("vm1", _vm.Qemu.SocketPath) { Trust = FakeQemu.TrustThisProcess, AgentSocket = _vm.Agent.SocketPath, PreFreezeHook = Array.Empty<string>() });
+            var noAgent = new QemuSource(new QemuSourceOptions("vm1", _vm.Qemu.SocketPath) { Trust = FakeQemu.TrustThisProcess, PostThawHook = new[] { "/bin/true" } });
 
             Assert.Equal("HookInvalid", Assert.Throws<VmQuiesceException>(() => empty.OpenConsistentView(new QuiesceOptions(), CancellationToken.None)).ErrorId);
             Assert.Equal("HookNeedsAgent", Assert.Throws<VmQuiesceException>(() => noAgent.OpenConsistentView(new QuiesceOptions { AllowLower = true }, CancellationToken.None)).ErrorId);
@@ -439,6 +444,6 @@ namespace VmQuiesce.Core.Tests.Qemu
             _vm.Agent.Start();
         }
 
-        private QemuSource Source() => new QemuSource(new QemuSourceOptions("vm1", _vm.Qemu.SocketPath) { AgentSocket = _vm.Agent.SocketPath });
+        private QemuSource Source() => new QemuSource(new QemuSourceOptions("vm1", _vm.Qemu.SocketPath) { Trust = FakeQemu.TrustThisProcess, AgentSocket = _vm.Agent.SocketPath });
     }
 }

@@ -199,6 +199,8 @@ namespace VmQuiesce.Core.Sources.Qemu
                 $"The {What} at '{Address}' sent a message that breaks its protocol ({GuestText.Escape(why)}), so VmQuiesce closed the connection. " +
                 $"The message began: {GuestText.Quote(line.Length > QuotedLineChars ? line.Substring(0, QuotedLineChars) + "..." : line)}.", Address);
 
+        public int? FindPeerProcess() => _connection.FindPeerProcess();
+
         public void Dispose() => _connection.Dispose();
 
         internal static int ToMilliseconds(TimeSpan timeout) =>

@@ -203,6 +203,9 @@ namespace VmQuiesce.Core.Sources.Qemu
             }
         }
 
+        /// <summary>The process serving this socket, when this host can tell (see <see cref="QemuProcessTrust"/>).</summary>
+        internal int? FindPeerProcess() => _channel.FindPeerProcess();
+
         public void Dispose() => _channel.Dispose();
 
         private static string Decode(string? base64) => base64 == null ? "" : Encoding.UTF8.GetString(Convert.FromBase64String(base64));

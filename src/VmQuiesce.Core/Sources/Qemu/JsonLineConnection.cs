@@ -147,6 +147,9 @@ namespace VmQuiesce.Core.Sources.Qemu
             }
         }
 
+        /// <summary>The process serving the other end, when this host can tell (Linux: the peer's credentials of a unix socket, or the owner of a local TCP socket).</summary>
+        public int? FindPeerProcess() => Platform.HostPlatform.IsLinux ? LinuxProcessInspector.PeerProcessId(_socket) : null;
+
         public void Dispose()
         {
             if (Interlocked.Exchange(ref _disposed, 1) != 0)

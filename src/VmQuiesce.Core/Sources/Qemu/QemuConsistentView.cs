@@ -15,14 +15,17 @@ namespace VmQuiesce.Core.Sources.Qemu
         private readonly QemuSource _source;
         private readonly IReadOnlyList<QemuDisk> _disks;
         private readonly IReadOnlyList<QemuOverlay> _overlays;
+        private readonly QemuDiskFiles _diskFiles;
         private readonly bool _keepSnapshot;
         private int _completed;
 
-        public QemuConsistentView(QemuSource source, IReadOnlyList<QemuDisk> disks, IReadOnlyList<QemuOverlay> overlays, Consistency reached, bool keepSnapshot, QuiesceRecord quiesce, CapturedSnapshot? snapshot)
+        /// <param name="diskFiles">The checked base images, read through their descriptors; the view closes them.</param>
+        public QemuConsistentView(QemuSource source, IReadOnlyList<QemuDisk> disks, IReadOnlyList<QemuOverlay> overlays, QemuDiskFiles diskFiles, Consistency reached, bool keepSnapshot, QuiesceRecord quiesce, CapturedSnapshot? snapshot)
         {
             _source = source;
             _disks = disks;
             _overlays = overlays;
+            _diskFiles = diskFiles;
             _keepSnapshot = keepSnapshot;
             Reached = reached;
             Quiesce = quiesce;
@@ -33,7 +36,7 @@ namespace VmQuiesce.Core.Sources.Qemu
                 // Two disks may share a file name in different folders: the drive name keeps them apart.
                 string name = Path.GetFileName(o.BasePath);
                 string relative = names.Add(name) ? name : o.Disk.Name.TrimStart('#') + "/" + name;
-                return new ViewFile(relative, o.BasePath, o.BasePath);
+                return new ViewFile(relative, diskFiles.ReadPathFor(o.BasePath), o.BasePath);
             }).ToList();
         }
 
@@ -61,6 +64,8 @@ namespace VmQuiesce.Core.Sources.Qemu
                 return;
             }
 
+            // The copy is over: the images need not stay open.
+            _diskFiles.Dispose();
             try
             {
                 _source.CommitOverlays(_overlays, null, cancel);

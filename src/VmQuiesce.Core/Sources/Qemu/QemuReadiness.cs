@@ -27,7 +27,7 @@ namespace VmQuiesce.Core.Sources.Qemu
             catch (VmQuiesceException e)
             {
                 checks.Add(new ReadinessCheck(vm, "QmpReachable", ReadinessStatus.Failed, e.Message,
-                    "Start the VM with -qmp unix:<path>,server=on,wait=off and give that path; QEMU serves one QMP client at a time, so close other clients."));
+                    e.ErrorId == "QemuProcessUntrusted" ? e.Remedy : "Start the VM with -qmp unix:<path>,server=on,wait=off and give that path; QEMU serves one QMP client at a time, so close other clients."));
                 checks.AddRange(new[] { "AgentAnswering", "FreezeSupported", "DisksSnapshotable", "OverlaySpace", "NoLeftovers" }
                     .Select(name => new ReadinessCheck(vm, name, ReadinessStatus.Skipped, "Needs the QMP monitor.")));
                 return checks;
@@ -36,9 +36,9 @@ namespace VmQuiesce.Core.Sources.Qemu
             using (qmp)
             {
                 checks.Add(new ReadinessCheck(vm, "QmpReachable", ReadinessStatus.Passed, $"QEMU {qmp.QemuVersion} answers on '{options.QmpSocket}'."));
-                checks.AddRange(CheckAgent(options, cancel));
+                checks.AddRange(CheckAgent(source, qmp.VerifiedPeer, options, cancel));
                 IReadOnlyList<QemuDisk> disks = QemuBlockOperations.QueryDisks(qmp, cancel);
-                checks.Add(CheckDisks(vm, disks, options.Mode));
+                checks.Add(CheckDisks(vm, disks, options.Mode, qmp.VerifiedPeer));
                 checks.Add(CheckSpace(vm, disks));
                 IReadOnlyList<string> leftovers = source.FindLeftovers(qmp, disks, cancel);
                 checks.Add(leftovers.Count == 0
@@ -49,7 +49,7 @@ namespace VmQuiesce.Core.Sources.Qemu
             return checks;
         }
 
-        private static IEnumerable<ReadinessCheck> CheckAgent(QemuSourceOptions options, CancellationToken cancel)
+        private static IEnumerable<ReadinessCheck> CheckAgent(QemuSource source, QemuPeer? peer, QemuSourceOptions options, CancellationToken cancel)
         {
             string vm = options.Name;
             if (options.AgentSocket == null)
@@ -67,7 +67,7 @@ namespace VmQuiesce.Core.Sources.Qemu
             string? remedy = null;
             try
             {
-                using GuestAgentClient agent = GuestAgentClient.Connect(options.AgentSocket, options.AgentTimeout, cancel);
+                using GuestAgentClient agent = source.ConnectAgent(options.AgentSocket, peer, cancel);
                 agent.Sync(options.AgentTimeout, cancel);
                 info = agent.GetInfo(cancel);
                 os = info.IsEnabled("guest-get-osinfo") ? agent.GetOsInfo(cancel) : null;
@@ -106,7 +106,7 @@ namespace VmQuiesce.Core.Sources.Qemu
             }
         }
 
-        private static ReadinessCheck CheckDisks(string vm, IReadOnlyList<QemuDisk> disks, QemuSnapshotMode mode)
+        private static ReadinessCheck CheckDisks(string vm, IReadOnlyList<QemuDisk> disks, QemuSnapshotMode mode, QemuPeer? peer)
         {
             if (disks.Count == 0)
             {
@@ -117,6 +117,19 @@ namespace VmQuiesce.Core.Sources.Qemu
             if (mode == QemuSnapshotMode.Internal)
             {
                 problems.AddRange(disks.Where(d => d.Format != "qcow2").Select(d => $"{d.Name}: '{d.Format}' cannot hold an internal snapshot (qcow2 only)"));
+            }
+
+            if (problems.Count == 0)
+            {
+                try
+                {
+                    // The same checks a backup makes before it reads the images: not a link, a regular file, one QEMU has open.
+                    QemuDiskFiles.Open(disks, peer, vm).Dispose();
+                }
+                catch (VmQuiesceException e)
+                {
+                    problems.Add(e.Message);
+                }
             }
 
             return problems.Count == 0

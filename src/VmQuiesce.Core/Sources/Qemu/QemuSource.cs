@@ -62,6 +62,7 @@ namespace VmQuiesce.Core.Sources.Qemu
 
             QmpClient qmp = ConnectQmp(cancel);
             GuestAgentClient? agent = null;
+            QemuDiskFiles? diskFiles = null;
             try
             {
                 IReadOnlyList<QemuDisk> disks = CheckDisks(qmp, cancel);
@@ -75,12 +76,14 @@ namespace VmQuiesce.Core.Sources.Qemu
                     };
                 }
 
+                diskFiles = QemuDiskFiles.Open(disks, qmp.VerifiedPeer, VmName);
+
                 GuestAgentFreezer? freezer = null;
                 Consistency expected = Consistency.Crash;
                 string why = "no guest agent socket was given, so nothing in the guest can be frozen";
                 if (_options.AgentSocket != null)
                 {
-                    agent = GuestAgentClient.Connect(_options.AgentSocket, _options.AgentTimeout, cancel);
+                    agent = ConnectAgent(_options.AgentSocket, qmp.VerifiedPeer, cancel);
                     (freezer, expected, why) = PrepareFreezer(agent, cancel);
                 }
 
@@ -162,21 +165,61 @@ namespace VmQuiesce.Core.Sources.Qemu
                 }
 
                 double frozenMilliseconds = window.Frozen.Count > 0 ? window.FrozenMilliseconds : 0;
-                var view = new QemuConsistentView(this, disks, overlays, reached, options.KeepSnapshot,
+                var view = new QemuConsistentView(this, disks, overlays, diskFiles, reached, options.KeepSnapshot,
                     new QuiesceRecord(reached, window.Frozen, frozenMilliseconds, freezer != null ? "GuestAgent" : "None",
                         window.Frozen.Count > 0 ? FrozenMeasure.FreezeToThaw : FrozenMeasure.None),
                     snapshotTag == null ? null : new CapturedSnapshot(snapshotTag, null, "QemuInternal"));
                 _options.Verbose?.Invoke($"VM '{VmName}': {reached} consistency, frozen for {frozenMilliseconds:0.#} ms ({string.Join(", ", window.Frozen)}).");
+                diskFiles = null;
                 return view;
             }
             finally
             {
+                diskFiles?.Dispose();
                 agent?.Dispose();
                 qmp.Dispose();
             }
         }
 
-        internal QmpClient ConnectQmp(CancellationToken cancel) => QmpClient.Connect(_options.QmpSocket, _options.QmpTimeout, cancel);
+        /// <summary>Connects to the monitor and checks that a trusted QEMU process serves it (<see cref="QemuProcessTrust"/>).</summary>
+        internal QmpClient ConnectQmp(CancellationToken cancel)
+        {
+            QmpClient qmp = QmpClient.Connect(_options.QmpSocket, _options.QmpTimeout, cancel);
+            try
+            {
+                qmp.VerifiedPeer = _options.Trust.Verify(qmp.FindPeerProcess(), _options.QmpSocket, QmpClient.What);
+                if (qmp.VerifiedPeer == null)
+                {
+                    _options.Verbose?.Invoke($"VM '{VmName}': which process serves '{_options.QmpSocket}' cannot be checked on {Platform.HostPlatform.Name}; it is taken to be the VM's QEMU.");
+                }
+
+                return qmp;
+            }
+            catch
+            {
+                qmp.Dispose();
+                throw;
+            }
+        }
+
+        /// <summary>Connects to the agent and checks that the same QEMU process as the monitor's serves it.</summary>
+        internal GuestAgentClient ConnectAgent(string address, QemuPeer? peer, CancellationToken cancel)
+        {
+            GuestAgentClient agent = GuestAgentClient.Connect(address, _options.AgentTimeout, cancel);
+            int? served = peer == null ? null : agent.FindPeerProcess();
+            if (peer != null && served != peer.ProcessId)
+            {
+                agent.Dispose();
+                throw new VmQuiesceException("AgentSocketUntrusted", FailureKind.SecurityError,
+                    $"The guest agent socket '{address}' of VM '{VmName}' is served by " + (served == null ? "a process this host cannot find" : $"process {served}") +
+                    $", not by the VM's {peer}: it is not this VM's agent channel. Nothing was changed.", address)
+                {
+                    Remedy = "Give the host side of this VM's own org.qemu.guest_agent.0 channel (-AgentSocket), as the VM's QEMU command line names it.",
+                };
+            }
+
+            return agent;
+        }
 
         internal IReadOnlyList<string> FindLeftovers(QmpClient qmp, IReadOnlyList<QemuDisk> disks, CancellationToken cancel)
         {

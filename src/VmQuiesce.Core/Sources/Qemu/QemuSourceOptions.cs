@@ -52,6 +52,9 @@ namespace VmQuiesce.Core.Sources.Qemu
 
         public TimeSpan HookTimeout { get; init; } = TimeSpan.FromMinutes(2);
 
+        /// <summary>Which QEMU processes are believed (tests trust their own stand-in).</summary>
+        internal QemuProcessTrust Trust { get; init; } = QemuProcessTrust.FromEnvironment();
+
         /// <summary>Receives warnings the caller must show (thaw retries, a watchdog that fired).</summary>
         public Action<string>? Warn { get; init; }
 

@@ -58,6 +58,9 @@ namespace VmQuiesce.Core.Sources.Qemu
         /// <summary>The timeout of a command when the call does not give one.</summary>
         public TimeSpan CommandTimeout { get; }
 
+        /// <summary>The QEMU process this monitor belongs to, once <see cref="QemuProcessTrust"/> verified it (null: not verified, off Linux).</summary>
+        internal QemuPeer? VerifiedPeer { get; set; }
+
         /// <summary>Connects, waits for QEMU's greeting and sends qmp_capabilities.</summary>
         public static QmpClient Connect(string address, TimeSpan? timeout = null, CancellationToken cancel = default)
         {
@@ -131,6 +134,9 @@ namespace VmQuiesce.Core.Sources.Qemu
                 }
             }
         }
+
+        /// <summary>The process serving this socket, when this host can tell (see <see cref="QemuProcessTrust"/>).</summary>
+        internal int? FindPeerProcess() => _channel.FindPeerProcess();
 
         public void Dispose() => _channel.Dispose();
 
