@@ -200,12 +200,26 @@ namespace VmQuiesce.Core.Tests.Qemu
             "-qmp", $"unix:{socket},server=on,wait=off",
         };
 
-        /// <summary>Waits until the process listens; fails at once if it exits first.</summary>
+        /// <summary>Waits until the process accepts connections (its socket file appears just before it listens); fails at once if it exits first.</summary>
         private static void WaitForSocket(Process process, string socket)
         {
             var clock = Stopwatch.StartNew();
-            while (!File.Exists(socket))
+            while (true)
             {
+                if (File.Exists(socket))
+                {
+                    using var probe = new System.Net.Sockets.Socket(System.Net.Sockets.AddressFamily.Unix, System.Net.Sockets.SocketType.Stream, System.Net.Sockets.ProtocolType.Unspecified);
+                    try
+                    {
+                        probe.Connect(new System.Net.Sockets.UnixDomainSocketEndPoint(socket));
+                        return;
+                    }
+                    catch (System.Net.Sockets.SocketException)
+                    {
+                        // Bound, not yet listening.
+                    }
+                }
+
                 Assert.False(process.HasExited, $"the process exited with code {(process.HasExited ? process.ExitCode : 0)} before listening on {socket}");
                 Assert.True(clock.Elapsed < Generous, $"nothing listened on {socket} within {Generous.TotalSeconds} s");
                 // Doubles as the poll interval: returns early when the process exits.
