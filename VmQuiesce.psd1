@@ -21,6 +21,7 @@
         'Invoke-VmQuiescedBackup'
         'Remove-VmBackup'
         'Remove-VssWriterConfig'
+        'Repair-BackupVm'
         'Restore-VmSnapshot'
         'Set-VssWriterConfig'
         'Set-VssWriterServiceLogon'

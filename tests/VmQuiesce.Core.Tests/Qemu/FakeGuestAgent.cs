@@ -107,7 +107,10 @@ namespace VmQuiesce.Core.Tests.Qemu
                     var commands = new JsonArray();
                     foreach (string name in new[] { "guest-ping", "guest-get-osinfo", "guest-get-fsinfo", "guest-fsfreeze-freeze", "guest-fsfreeze-thaw", "guest-fsfreeze-status", "guest-exec" })
                     {
-                        commands.Add(new JsonObject().With("name", name).With("enabled", FreezeEnabled || !name.StartsWith("guest-fsfreeze", StringComparison.Ordinal)).With("success-response", true));
+                        // Like qemu-ga 7.2: while frozen, every command but status and thaw is reported disabled.
+                        bool enabled = (FreezeEnabled || !name.StartsWith("guest-fsfreeze", StringComparison.Ordinal))
+                            && (!IsFrozen || name == "guest-fsfreeze-status" || name == "guest-fsfreeze-thaw" || name == "guest-ping");
+                        commands.Add(new JsonObject().With("name", name).With("enabled", enabled).With("success-response", true));
                     }
 
                     Reply(request, new JsonObject().With("version", "7.2.22").With("supported_commands", commands));

@@ -332,8 +332,7 @@ namespace VmQuiesce.Core.Tests.Qemu
             Assert.Equal("ThawFailed", error.ErrorId);
             Assert.Contains("MAY STILL BE FROZEN", error.Message, StringComparison.Ordinal);
             Assert.Contains(vm.AgentSocketPath, error.Message, StringComparison.Ordinal);
-            Assert.Contains("guest-fsfreeze-thaw", error.Remedy, StringComparison.Ordinal);
-            Assert.Contains("UNIX-CONNECT:" + vm.AgentSocketPath, error.Remedy, StringComparison.Ordinal);
+            Assert.Contains($"Repair-BackupVm -AgentSocket '{vm.AgentSocketPath}' -Thaw", error.Remedy, StringComparison.Ordinal);
             Assert.Equal(3, warnings.Count(w => w.Contains("Thawing", StringComparison.Ordinal) && w.Contains("failed (attempt", StringComparison.Ordinal)));
             // The snapshot itself was taken and released: no overlay is left on the host.
             Assert.Empty(QemuSourceGuestTests.Overlays(vm));

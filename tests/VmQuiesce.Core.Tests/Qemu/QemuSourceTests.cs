@@ -258,11 +258,16 @@ namespace VmQuiesce.Core.Tests.Qemu
 
             Assert.Equal("OverlayCommitFailed", error.ErrorId);
             Assert.Contains(overlay, error.Message, StringComparison.Ordinal);
-            Assert.Contains("block-commit", error.Remedy, StringComparison.Ordinal);
-            Assert.Contains("UNIX-CONNECT:" + _vm.Qemu.SocketPath, error.Remedy, StringComparison.Ordinal);
-            Assert.Contains("rm '" + overlay + "'", error.Remedy, StringComparison.Ordinal);
+            // VmQuiesce's own commands, for a running VM and for one whose QEMU has ended: no socat, no QMP by hand.
+            Assert.Contains($"Repair-BackupVm -QmpSocket '{_vm.Qemu.SocketPath}'", error.Remedy, StringComparison.Ordinal);
+            Assert.Contains($"Repair-BackupVm -Overlay '{overlay}'", error.Remedy, StringComparison.Ordinal);
+            Assert.DoesNotContain("socat", error.Remedy, StringComparison.Ordinal);
             Assert.True(File.Exists(overlay));
-            Assert.Contains(Source().FindLeftovers(CancellationToken.None), l => l.Contains(overlay, StringComparison.Ordinal));
+            // The run's record stays for the next command, which repairs it (see QemuRecoveryTests); readiness names it.
+            ReadinessCheck leftovers = QemuReadiness.Check(new QemuSourceOptions("vm1", _vm.Qemu.SocketPath) { Trust = FakeQemu.TrustThisProcess, AgentSocket = _vm.Agent.SocketPath }, CancellationToken.None)
+                .Single(c => c.Check == "NoLeftovers");
+            Assert.Equal(ReadinessStatus.Failed, leftovers.Status);
+            Assert.Contains(overlay, leftovers.Detail, StringComparison.Ordinal);
         }
 
         [Fact]
@@ -281,7 +286,8 @@ namespace VmQuiesce.Core.Tests.Qemu
             Assert.Equal("LeftoversFound", error.ErrorId);
             Assert.Contains(stale, error.Message, StringComparison.Ordinal);
             Assert.Equal(2, leftovers.Count);
-            Assert.Contains(leftovers, l => l.Contains(stale, StringComparison.Ordinal) && l.Contains("block-commit", StringComparison.Ordinal));
+            Assert.Contains(leftovers, l => l.Contains(stale, StringComparison.Ordinal) && l.Contains("Repair-BackupVm -QmpSocket", StringComparison.Ordinal));
+            Assert.Contains($"Repair-BackupVm -QmpSocket '{_vm.Qemu.SocketPath}' -AgentSocket '{_vm.Agent.SocketPath}'", error.Remedy, StringComparison.Ordinal);
             Assert.Contains(leftovers, l => l.Contains(unused, StringComparison.Ordinal) && l.Contains("no longer in use", StringComparison.Ordinal));
             Assert.DoesNotContain("guest-fsfreeze-freeze", _vm.Agent.Commands);
         }
@@ -435,7 +441,31 @@ namespace VmQuiesce.Core.Tests.Qemu
             var error = Assert.Throws<VmQuiesceException>(() => Source().OpenConsistentView(new QuiesceOptions(), CancellationToken.None));
 
             Assert.Equal("GuestAlreadyFrozen", error.ErrorId);
-            Assert.Contains("guest-fsfreeze-thaw", error.Remedy, StringComparison.Ordinal);
+            Assert.Contains($"Repair-BackupVm -QmpSocket '{_vm.Qemu.SocketPath}' -AgentSocket '{_vm.Agent.SocketPath}' -Thaw", error.Remedy, StringComparison.Ordinal);
+        }
+
+        [Fact]
+        public void A_guest_frozen_by_someone_else_is_diagnosed_as_frozen_and_left_alone_even_when_a_lower_consistency_is_allowed()
+        {
+            // qemu-ga 7.2 reports the freeze itself as disabled while frozen: asked first, that looked like "no freeze support".
+            Start();
+            using (var client = GuestAgentClient.Connect(_vm.Agent.SocketPath))
+            {
+                client.Freeze();
+                Assert.False(client.GetInfo().IsEnabled("guest-fsfreeze-freeze"));
+            }
+
+            var error = Assert.Throws<VmQuiesceException>(() => Source().OpenConsistentView(new QuiesceOptions { AllowLower = true }, CancellationToken.None));
+            ReadinessCheck freeze = QemuReadiness.Check(new QemuSourceOptions("vm1", _vm.Qemu.SocketPath) { Trust = FakeQemu.TrustThisProcess, AgentSocket = _vm.Agent.SocketPath }, CancellationToken.None)
+                .Single(c => c.Check == "FreezeSupported");
+
+            Assert.Equal("GuestAlreadyFrozen", error.ErrorId);
+            Assert.DoesNotContain("transaction", _vm.Qemu.Commands);
+            Assert.True(_vm.Agent.IsFrozen, "a guest VmQuiesce did not freeze is not thawed without -Thaw");
+            Assert.Equal(ReadinessStatus.Failed, freeze.Status);
+            Assert.Contains("no VmQuiesce backup is recorded as having frozen it", freeze.Detail, StringComparison.Ordinal);
+            Assert.Contains("-Thaw", freeze.Remedy, StringComparison.Ordinal);
+            Assert.DoesNotContain("install", freeze.Remedy, StringComparison.OrdinalIgnoreCase);
         }
 
         private void Start()

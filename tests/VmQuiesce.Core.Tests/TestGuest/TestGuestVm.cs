@@ -206,6 +206,9 @@ namespace VmQuiesce.Core.Tests.TestGuest
             {
                 Directory.Delete(WorkFolder, recursive: true);
             }
+
+            // A run record a failed test left names this VM only.
+            File.Delete(VmQuiesce.Core.Sources.Qemu.QemuRunRecord.PathFor(QmpSocketPath));
         }
 
         private void Launch()

@@ -16,16 +16,18 @@ namespace VmQuiesce.Core.Sources.Qemu
         private readonly IReadOnlyList<QemuDisk> _disks;
         private readonly IReadOnlyList<QemuOverlay> _overlays;
         private readonly QemuDiskFiles _diskFiles;
+        private readonly QemuRunRecord? _run;
         private readonly bool _keepSnapshot;
         private int _completed;
 
         /// <param name="diskFiles">The checked base images, read through their descriptors; the view closes them.</param>
-        public QemuConsistentView(QemuSource source, IReadOnlyList<QemuDisk> disks, IReadOnlyList<QemuOverlay> overlays, QemuDiskFiles diskFiles, Consistency reached, bool keepSnapshot, QuiesceRecord quiesce, CapturedSnapshot? snapshot)
+        public QemuConsistentView(QemuSource source, IReadOnlyList<QemuDisk> disks, IReadOnlyList<QemuOverlay> overlays, QemuDiskFiles diskFiles, QemuRunRecord? run, Consistency reached, bool keepSnapshot, QuiesceRecord quiesce, CapturedSnapshot? snapshot)
         {
             _source = source;
             _disks = disks;
             _overlays = overlays;
             _diskFiles = diskFiles;
+            _run = run;
             _keepSnapshot = keepSnapshot;
             Reached = reached;
             Quiesce = quiesce;
@@ -73,6 +75,15 @@ namespace VmQuiesce.Core.Sources.Qemu
                 {
                     _source.DeleteInternalSnapshot(null, _disks, Snapshot.Name);
                 }
+
+                // Nothing of this run is left on the VM.
+                _run?.Delete();
+            }
+            catch (VmQuiesceException)
+            {
+                // The overlays stay, and so does the record, which tells the next command what to repair.
+                _run?.EndRun();
+                throw;
             }
             catch (OperationCanceledException)
             {

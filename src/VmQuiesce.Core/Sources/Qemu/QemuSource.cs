@@ -31,8 +31,18 @@ namespace VmQuiesce.Core.Sources.Qemu
 
         public QemuSourceOptions Options => _options;
 
+        /// <summary>
+        /// What earlier backups left that blocks a new one. A run whose process ended left a record: the backup
+        /// repairs what it names before it starts (and refuses if that fails), and a run still going refuses it
+        /// there too, so neither counts here.
+        /// </summary>
         public IReadOnlyList<string> FindLeftovers(CancellationToken cancel)
         {
+            if (QemuRunRecord.Load(_options.QmpSocket) != null)
+            {
+                return Array.Empty<string>();
+            }
+
             using QmpClient qmp = ConnectQmp(cancel);
             return FindLeftovers(qmp, QemuBlockOperations.QueryDisks(qmp, cancel), cancel);
         }
@@ -63,8 +73,11 @@ namespace VmQuiesce.Core.Sources.Qemu
             QmpClient qmp = ConnectQmp(cancel);
             GuestAgentClient? agent = null;
             QemuDiskFiles? diskFiles = null;
+            QemuRunRecord? run = null;
+            IReadOnlyList<QemuOverlay> planned = Array.Empty<QemuOverlay>();
             try
             {
+                RecoverDeadRun(qmp, cancel);
                 IReadOnlyList<QemuDisk> disks = CheckDisks(qmp, cancel);
                 IReadOnlyList<string> leftovers = FindLeftovers(qmp, disks, cancel);
                 if (leftovers.Count > 0)
@@ -72,7 +85,7 @@ namespace VmQuiesce.Core.Sources.Qemu
                     throw new VmQuiesceException("LeftoversFound", FailureKind.ResourceBusy,
                         $"VM '{VmName}' still has what an earlier backup left behind, so no new backup starts: {string.Join("; ", leftovers)}.", VmName)
                     {
-                        Remedy = "Commit or delete each leftover overlay as described, then run the backup again.",
+                        Remedy = "Repair it (commits VmQuiesce's overlays back, finishes or dismisses its jobs): " + QemuRepairCommands.Repair(_options.QmpSocket, _options.AgentSocket),
                     };
                 }
 
@@ -91,6 +104,7 @@ namespace VmQuiesce.Core.Sources.Qemu
 
                 string stamp = DateTime.UtcNow.ToString("yyyyMMdd'T'HHmmssfff'Z'", CultureInfo.InvariantCulture);
                 var overlays = disks.Select(d => new QemuOverlay(d, QemuBlockOperations.OverlayPathFor(d.File, stamp))).ToList();
+                planned = overlays;
                 string? snapshotTag = _options.Mode == QemuSnapshotMode.Internal ? "vmquiesce-" + stamp : null;
                 string saveJobId = QemuBlockOperations.JobPrefix + "save-" + stamp;
                 _options.Verbose?.Invoke($"VM '{VmName}': snapshotting {string.Join(", ", disks)}" + (freezer == null ? " without freezing." : $" inside a freeze through {freezer.Target}."));
@@ -111,6 +125,9 @@ namespace VmQuiesce.Core.Sources.Qemu
                     return true;
                 };
 
+                run = BeginRunRecord(qmp.VerifiedPeer, freezer != null, overlays, snapshotTag);
+                FreezeGuardian? guardian = freezer != null && run != null ? ArmGuardian(run) : null;
+
                 // Without a freezer the same guard runs the hooks and bounds the snapshot step; nothing is frozen.
                 IGuestFreezer guarded = freezer ?? (IGuestFreezer)new NothingFrozen(VmName);
                 FrozenWindow<bool> window;
@@ -130,7 +147,7 @@ namespace VmQuiesce.Core.Sources.Qemu
                         OnStep = _options.OnFreezeStep,
                         StartDeadline = _options.FreezeDeadline,
                     });
-                    window = guard.Run(snapshot, cancel);
+                    window = RunGuarded(guard, snapshot, run, guardian, cancel);
                 }
                 catch (Exception failure) when (takeStarted || snapshotTag != null)
                 {
@@ -165,19 +182,58 @@ namespace VmQuiesce.Core.Sources.Qemu
                 }
 
                 double frozenMilliseconds = window.Frozen.Count > 0 ? window.FrozenMilliseconds : 0;
-                var view = new QemuConsistentView(this, disks, overlays, diskFiles, reached, options.KeepSnapshot,
+                var view = new QemuConsistentView(this, disks, overlays, diskFiles, run, reached, options.KeepSnapshot,
                     new QuiesceRecord(reached, window.Frozen, frozenMilliseconds, freezer != null ? "GuestAgent" : "None",
                         window.Frozen.Count > 0 ? FrozenMeasure.FreezeToThaw : FrozenMeasure.None),
                     snapshotTag == null ? null : new CapturedSnapshot(snapshotTag, null, "QemuInternal"));
                 _options.Verbose?.Invoke($"VM '{VmName}': {reached} consistency, frozen for {frozenMilliseconds:0.#} ms ({string.Join(", ", window.Frozen)}).");
                 diskFiles = null;
+                run = null;
                 return view;
             }
             finally
             {
+                EndRunRecord(run, planned);
                 diskFiles?.Dispose();
                 agent?.Dispose();
                 qmp.Dispose();
+            }
+        }
+
+        /// <summary>
+        /// When a backup of this VM whose process has ended left a record, repairs what it left (thaws the guest it
+        /// froze, commits its overlays back, finishes its jobs) and says so; a run that still goes on refuses this one.
+        /// </summary>
+        internal void RecoverDeadRun(QmpClient qmp, CancellationToken cancel)
+        {
+            if (!(QemuRunRecord.Load(_options.QmpSocket) is QemuRunRecord left))
+            {
+                return;
+            }
+
+            if (left.WriterIsAlive())
+            {
+                throw new VmQuiesceException("BackupInProgress", FailureKind.ResourceBusy,
+                    $"VM '{VmName}' is being backed up right now ({left}), so this backup does not start.", VmName)
+                {
+                    Remedy = "Wait for that backup to end; if it hangs, stop its process: the guardian and the next backup clean up after it.",
+                };
+            }
+
+            IReadOnlyList<VmRepairAction> done = new QemuLeftoverRecovery(this, qmp, (_, _) => true).Repair(left, _options.AgentSocket, byName: false, thawAnyFrozen: false, cancel);
+            foreach (VmRepairAction action in done)
+            {
+                _options.Warn?.Invoke($"VM '{VmName}': repaired what an interrupted backup left: {action.Leftover} {action.Action.ToLowerInvariant()}: {action.Detail}.");
+            }
+
+            if (done.Any(a => a.Action == "Failed"))
+            {
+                throw new VmQuiesceException("LeftoversFound", FailureKind.ResourceBusy,
+                    $"VM '{VmName}' still has what an interrupted backup left ({QemuLeftoverRecovery.Describe(left)}), and repairing it failed: " +
+                    string.Join("; ", done.Where(a => a.Action == "Failed").Select(a => a.Detail)) + ".", VmName)
+                {
+                    Remedy = "Fix the cause, then run: " + QemuRepairCommands.Repair(_options.QmpSocket, _options.AgentSocket),
+                };
             }
         }
 
@@ -233,7 +289,7 @@ namespace VmQuiesce.Core.Sources.Qemu
                     if (QemuBlockOperations.IsOverlayName(image))
                     {
                         found.Add($"disk {disk.Name} still runs on the overlay '{image}' from an earlier backup; commit it back: " +
-                            QemuBlockOperations.ManualCommitCommand(_options.QmpSocket, new QemuOverlay(BaseOf(disk, image), image, disk.NodeName)));
+                            QemuBlockOperations.CommitRemedy(_options.QmpSocket, new QemuOverlay(BaseOf(disk, image), image, disk.NodeName)));
                     }
                 }
             }
@@ -243,8 +299,8 @@ namespace VmQuiesce.Core.Sources.Qemu
                 string id = job.GetOptionalString("id") ?? "";
                 if (id.StartsWith(QemuBlockOperations.JobPrefix, StringComparison.Ordinal))
                 {
-                    found.Add($"the QEMU job '{id}' ({job.GetOptionalString("type")}, {job.GetOptionalString("status")}) from an earlier backup is still there; " +
-                        $"dismiss it with {{\"execute\":\"job-dismiss\",\"arguments\":{{\"id\":\"{id}\"}}}} (job-cancel first if it is not concluded)");
+                    found.Add($"the QEMU job '{id}' ({GuestText.Escape(job.GetOptionalString("type"))}, {GuestText.Escape(job.GetOptionalString("status"))}) from an earlier backup is still there; " +
+                        "finish or dismiss it: " + QemuRepairCommands.Repair(_options.QmpSocket, null));
                 }
             }
 
@@ -260,7 +316,7 @@ namespace VmQuiesce.Core.Sources.Qemu
                     string baseImage = file.Substring(0, file.IndexOf(QemuBlockOperations.OverlayMarker, StringComparison.Ordinal));
                     if (!active.Contains(file) && active.Contains(baseImage))
                     {
-                        found.Add($"the overlay file '{file}' from an earlier backup is no longer in use by the VM; delete it once you have checked that '{baseImage}' is the disk's active image (rm '{file}')");
+                        found.Add($"the overlay file '{file}' from an earlier backup is no longer in use by the VM; delete it once you have checked that '{baseImage}' is the disk's active image (Remove-Item -LiteralPath {QemuRepairCommands.Quote(file)})");
                     }
                 }
             }
@@ -310,7 +366,7 @@ namespace VmQuiesce.Core.Sources.Qemu
                     string.Join("; ", failures.Select(f => $"'{f.Overlay.OverlayPath}' (disk {f.Overlay.Disk.Name}): {f.Error.Message}")) + ". The overlays were left in place.",
                     VmName, failures[0].Error)
                 {
-                    Remedy = string.Join(" ; ", failures.Select(f => QemuBlockOperations.ManualCommitCommand(_options.QmpSocket, f.Overlay))),
+                    Remedy = string.Join(" ; ", failures.Select(f => QemuBlockOperations.CommitRemedy(_options.QmpSocket, f.Overlay))),
                 };
             }
         }
@@ -336,7 +392,8 @@ namespace VmQuiesce.Core.Sources.Qemu
             }
         }
 
-        private static QemuDisk BaseOf(QemuDisk disk, string overlayImage)
+        /// <summary>The disk as it was below <paramref name="overlayImage"/>: what committing that overlay brings back on top.</summary>
+        internal static QemuDisk BaseOf(QemuDisk disk, string overlayImage)
         {
             int index = disk.Chain.ToList().IndexOf(overlayImage);
             string below = index >= 0 && index + 1 < disk.Chain.Count ? disk.Chain[index + 1] : overlayImage;
@@ -376,6 +433,18 @@ namespace VmQuiesce.Core.Sources.Qemu
         private (GuestAgentFreezer? Freezer, Consistency Expected, string Why) PrepareFreezer(GuestAgentClient agent, CancellationToken cancel)
         {
             agent.Sync(_options.AgentTimeout, cancel);
+            // The status first: a frozen qemu-ga reports the freeze itself as disabled, which would look like "no freeze support".
+            string? status = FreezeStatus(agent, cancel);
+            if (status == "frozen")
+            {
+                throw new VmQuiesceException("GuestAlreadyFrozen", FailureKind.ResourceBusy,
+                    $"The guest of VM '{VmName}' is frozen according to the guest agent at '{agent.Address}', and no interrupted VmQuiesce backup is recorded as having frozen it: " +
+                    "another tool or an administrator froze it, or an older VmQuiesce did. Nothing was changed.", VmName)
+                {
+                    Remedy = "If nothing needs it frozen, thaw it: " + QemuRepairCommands.Repair(_options.QmpSocket, agent.Address, thaw: true),
+                };
+            }
+
             GuestAgentInfo info = agent.GetInfo(cancel);
             if (!info.IsEnabled("guest-fsfreeze-freeze") || !info.IsEnabled("guest-fsfreeze-thaw"))
             {
@@ -384,19 +453,23 @@ namespace VmQuiesce.Core.Sources.Qemu
 
             bool windows = info.IsEnabled("guest-get-osinfo") && agent.GetOsInfo(cancel).IsWindows;
             IReadOnlyList<GuestFileSystem> fileSystems = info.IsEnabled("guest-get-fsinfo") ? agent.GetFileSystems(cancel) : Array.Empty<GuestFileSystem>();
-            string status = agent.GetFreezeStatus(cancel: cancel);
-            if (status != "thawed")
-            {
-                throw new VmQuiesceException("GuestAlreadyFrozen", FailureKind.ResourceBusy,
-                    $"The guest of VM '{VmName}' is already '{status}' according to the guest agent at '{agent.Address}': another backup may be running, or an earlier one left it frozen.", VmName)
-                {
-                    Remedy = "If no other backup runs, thaw it: " + GuestAgentFreezer.ManualAgentCommand(agent.Address, "guest-fsfreeze-thaw"),
-                };
-            }
 
             // Windows' agent freezes through VSS, whose writers flush applications.
             return (new GuestAgentFreezer(agent, fileSystems, _options.AgentTimeout), windows ? Consistency.Application : Consistency.FileSystem,
                 windows ? "" : "a Linux guest's agent freezes file systems (fsfreeze); applications take no part");
+        }
+
+        /// <summary>"frozen", "thawed", or null when the agent has no guest-fsfreeze-status.</summary>
+        internal static string? FreezeStatus(GuestAgentClient agent, CancellationToken cancel)
+        {
+            try
+            {
+                return agent.GetFreezeStatus(cancel: cancel);
+            }
+            catch (QemuCommandException e) when (e.ErrorClass == "CommandNotFound")
+            {
+                return null;
+            }
         }
 
         private void RequireConsistency(Consistency reachable, QuiesceOptions options, string why)
@@ -453,6 +526,88 @@ namespace VmQuiesce.Core.Sources.Qemu
             catch (VmQuiesceException release)
             {
                 _options.Warn?.Invoke($"After the failure '{failure.Message}', releasing the overlays of VM '{VmName}' failed too: {release.Message} {release.Remedy}");
+            }
+        }
+
+        /// <summary>The record of this run, written before anything changes; without one (a warning says why) a dead run cannot be repaired automatically.</summary>
+        private QemuRunRecord? BeginRunRecord(QemuPeer? qemu, bool mayFreeze, IReadOnlyList<QemuOverlay> overlays, string? snapshotTag)
+        {
+            try
+            {
+                return QemuRunRecord.Begin(VmName, _options.QmpSocket, mayFreeze ? _options.AgentSocket : null, qemu,
+                    overlays.Select(o => new RecordedOverlay(o.TopName, o.BasePath, o.OverlayPath)), snapshotTag);
+            }
+            catch (Exception e) when (e is IOException || e is UnauthorizedAccessException)
+            {
+                _options.Warn?.Invoke($"VM '{VmName}': the run record in '{QemuRunRecord.Folder}' cannot be written ({e.Message}): if this process dies, the next backup cannot tell what it left.");
+                return null;
+            }
+        }
+
+        /// <summary>Guards the freeze from outside this process; a warning when no guardian can be had.</summary>
+        private FreezeGuardian? ArmGuardian(QemuRunRecord run)
+        {
+            FreezeGuardian? guardian = _options.Guardian?.Invoke();
+            string? why = guardian == null ? "this process is no PowerShell that can start one" : null;
+            if (guardian != null && !guardian.Arm(run, _options.AgentSocket!, out why))
+            {
+                guardian = null;
+            }
+
+            if (guardian == null)
+            {
+                _options.Verbose?.Invoke($"VM '{VmName}': no guardian process watches this freeze ({why}); should this process die while the guest is frozen, the next backup of the VM thaws it.");
+            }
+
+            return guardian;
+        }
+
+        /// <summary>The guarded freeze; afterwards the guardian and the record learn whether the guest is thawed.</summary>
+        private FrozenWindow<bool> RunGuarded(FreezeGuard guard, Func<CancellationToken, bool> snapshot, QemuRunRecord? run, FreezeGuardian? guardian, CancellationToken cancel)
+        {
+            bool thawed = false;
+            try
+            {
+                FrozenWindow<bool> window = guard.Run(snapshot, cancel);
+                thawed = true;
+                return window;
+            }
+            catch (Exception e)
+            {
+                thawed = !(e is VmQuiesceException failure && failure.ErrorId == "ThawFailed");
+                throw;
+            }
+            finally
+            {
+                if (run != null && thawed)
+                {
+                    guardian?.Disarm(run.RunId);
+                    run.MarkThawed(null);
+                }
+                else if (run != null && guardian != null)
+                {
+                    // Once this process lets go of the agent's channel, the guardian takes over.
+                    guardian.ThawNow(run.RunId);
+                    _options.Warn?.Invoke($"VM '{VmName}': a guardian process keeps trying to thaw the guest for {FreezeGuardian.ThawPersistence.TotalMinutes:0} minutes.");
+                }
+            }
+        }
+
+        /// <summary>A run that made no view: its record goes unless an overlay of it is still on disk (then the next command repairs it).</summary>
+        private static void EndRunRecord(QemuRunRecord? run, IReadOnlyList<QemuOverlay> planned)
+        {
+            if (run == null)
+            {
+                return;
+            }
+
+            if (planned.Any(o => File.Exists(o.OverlayPath)) || run.MayBeFrozen)
+            {
+                run.EndRun();
+            }
+            else
+            {
+                run.Delete();
             }
         }
 

@@ -52,6 +52,9 @@ namespace VmQuiesce.Core.Sources.Qemu
 
         public TimeSpan HookTimeout { get; init; } = TimeSpan.FromMinutes(2);
 
+        /// <summary>The guardian that thaws the guest should this process die while it is frozen (null: none; tests start their own).</summary>
+        internal Func<FreezeGuardian?>? Guardian { get; init; } = FreezeGuardian.ForThisProcess;
+
         /// <summary>Which QEMU processes are believed (tests trust their own stand-in).</summary>
         internal QemuProcessTrust Trust { get; init; } = QemuProcessTrust.FromEnvironment();
 
