@@ -246,7 +246,7 @@ namespace VmQuiesce.Core.Sources.Qemu
                 qmp.VerifiedPeer = _options.Trust.Verify(qmp.FindPeerProcess(), _options.QmpSocket, QmpClient.What);
                 if (qmp.VerifiedPeer == null)
                 {
-                    _options.Verbose?.Invoke($"VM '{VmName}': which process serves '{_options.QmpSocket}' cannot be checked on {Platform.HostPlatform.Name}; it is taken to be the VM's QEMU.");
+                    _options.Warn?.Invoke($"VM '{VmName}': which process serves '{_options.QmpSocket}' cannot be checked on {Platform.HostPlatform.Name}; it is taken to be the VM's QEMU, and its disks are read by path.");
                 }
 
                 return qmp;
