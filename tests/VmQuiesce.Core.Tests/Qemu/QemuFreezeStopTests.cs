@@ -18,17 +18,7 @@ namespace VmQuiesce.Core.Tests.Qemu
     {
         private const int Runs = 5;
 
-        public static TheoryData<string, string> StopPoints()
-        {
-            var data = new TheoryData<string, string>();
-            foreach (string point in Enum.GetNames(typeof(FreezeStep)).Concat(new[] { "InGuestPreFreezeHook", "WhileAgentFreezes", "InSnapshot" }))
-            {
-                data.Add(point, "Cancel");
-                data.Add(point, "Deadline");
-            }
-
-            return data;
-        }
+        public static TheoryData<string, string> StopPoints() => Quiesce.FreezeStopPoints.With("InGuestPreFreezeHook", "WhileAgentFreezes", "InSnapshot");
 
         [Theory]
         [MemberData(nameof(StopPoints))]

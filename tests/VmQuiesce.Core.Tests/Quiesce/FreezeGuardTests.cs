@@ -213,18 +213,7 @@ namespace VmQuiesce.Core.Tests.Quiesce
         }
 
         /// <summary>Where a stop is injected: each step boundary, plus inside the hook, the freeze's answer and the step.</summary>
-        public static TheoryData<string, string> StopPoints()
-        {
-            var data = new TheoryData<string, string>();
-            var points = Enum.GetNames(typeof(FreezeStep)).Concat(new[] { "InPreFreeze", "WhileFreezeAnswers", "InSnapshotObserving", "InSnapshotIgnoring" });
-            foreach (string point in points)
-            {
-                data.Add(point, "Cancel");
-                data.Add(point, "Deadline");
-            }
-
-            return data;
-        }
+        public static TheoryData<string, string> StopPoints() => FreezeStopPoints.With("InPreFreeze", "WhileFreezeAnswers", "InSnapshotObserving", "InSnapshotIgnoring");
 
         [Theory]
         [MemberData(nameof(StopPoints))]

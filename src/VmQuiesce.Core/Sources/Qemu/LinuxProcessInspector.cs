@@ -9,6 +9,8 @@ using System.Net.Sockets;
 using System.Runtime.InteropServices;
 using System.Text;
 using Microsoft.Win32.SafeHandles;
+using VmQuiesce.Core.Logon.Linux;
+using VmQuiesce.Core.Platform;
 
 namespace VmQuiesce.Core.Sources.Qemu
 {
@@ -59,16 +61,15 @@ namespace VmQuiesce.Core.Sources.Qemu
     }
 
     /// <summary>
-    /// Linux facts about processes, sockets and files that the trust checks need and the BCL lacks:
+    /// Linux facts about processes, sockets and files that the trust checks need and the BCL lacks (on top of
+    /// <see cref="UnixFiles"/> and the account and statx calls of the logon backend):
     /// who serves the other end of a socket, what a process runs and has open, statx without following
     /// links, opening without following links. Callers use it only behind HostPlatform.IsLinux.
     /// </summary>
     internal static class LinuxProcessInspector
     {
-        private const int AtFdCwd = -100;
         private const int AtSymlinkNoFollow = 0x100;
         private const int AtEmptyPath = 0x1000;
-        private const uint StatxBasicStats = 0x7ff;
         private const int SolSocket = 1;
         private const int SoPeerCred = 17;
         private const int OpenNonBlocking = 0x800;
@@ -95,14 +96,14 @@ namespace VmQuiesce.Core.Sources.Qemu
         public static FileIdentity? Stat(string path, bool followLinks)
         {
             var buffer = new byte[256];
-            return statx(AtFdCwd, Utf8z(path), followLinks ? 0 : AtSymlinkNoFollow, StatxBasicStats, buffer) == 0 ? Identity(buffer) : (FileIdentity?)null;
+            return PosixNative.statx(PosixNative.AtFdCwd, path, followLinks ? 0 : AtSymlinkNoFollow, PosixNative.StatxBasicStats, buffer) == 0 ? Identity(buffer) : (FileIdentity?)null;
         }
 
         /// <summary>statx of an open descriptor.</summary>
         public static FileIdentity Stat(SafeFileHandle handle)
         {
             var buffer = new byte[256];
-            if (statx((int)handle.DangerousGetHandle(), Utf8z(""), AtEmptyPath, StatxBasicStats, buffer) != 0)
+            if (PosixNative.statx((int)handle.DangerousGetHandle(), "", AtEmptyPath, PosixNative.StatxBasicStats, buffer) != 0)
             {
                 throw new IOException("statx of an open file failed: " + ErrorText(Marshal.GetLastWin32Error()));
             }
@@ -116,7 +117,7 @@ namespace VmQuiesce.Core.Sources.Qemu
         /// </summary>
         public static SafeFileHandle? OpenNoFollow(string path, out string? why)
         {
-            int fd = open(Utf8z(path), OpenNonBlocking | OpenCloseOnExec | NoFollowFlag());
+            int fd = open(UnixFiles.NullTerminatedUtf8(path), OpenNonBlocking | OpenCloseOnExec | NoFollowFlag());
             if (fd < 0)
             {
                 int errno = Marshal.GetLastWin32Error();
@@ -147,7 +148,7 @@ namespace VmQuiesce.Core.Sources.Qemu
         public static (string? Path, FileIdentity? File) Executable(int processId)
         {
             string exe = "/proc/" + processId.ToString(CultureInfo.InvariantCulture) + "/exe";
-            return (ReadLink(exe), Stat(exe, followLinks: true));
+            return (UnixFiles.ReadLink(exe), Stat(exe, followLinks: true));
         }
 
         /// <summary>The real, effective, saved and file-system user ids of a process (/proc/&lt;pid&gt;/status), or null when it is gone.</summary>
@@ -164,14 +165,6 @@ namespace VmQuiesce.Core.Sources.Qemu
             return entry == IntPtr.Zero ? null : Marshal.PtrToStringAnsi(Marshal.ReadIntPtr(entry));
         }
 
-        /// <summary>The user id of an account name, or null when there is no such account.</summary>
-        public static uint? UserId(string name)
-        {
-            IntPtr entry = getpwnam(Utf8z(name));
-            // struct passwd: pw_name, pw_passwd (pointers), then pw_uid.
-            return entry == IntPtr.Zero ? (uint?)null : (uint)Marshal.ReadInt32(entry, 2 * IntPtr.Size);
-        }
-
         /// <summary>When a process started, in clock ticks since boot (/proc/&lt;pid&gt;/stat field 22): with the pid, it names one process for good.</summary>
         public static ulong? StartTime(int processId)
         {
@@ -184,13 +177,6 @@ namespace VmQuiesce.Core.Sources.Qemu
             // The command name (field 2) may hold spaces and parentheses: count fields after its closing one.
             string[] fields = stat.Substring(stat.LastIndexOf(')') + 2).Split(' ');
             return fields.Length > 19 && ulong.TryParse(fields[19], NumberStyles.None, CultureInfo.InvariantCulture, out ulong ticks) ? ticks : (ulong?)null;
-        }
-
-        public static string? ReadLink(string path)
-        {
-            var buffer = new byte[4096];
-            long length = (long)readlink(Utf8z(path), buffer, (UIntPtr)buffer.Length);
-            return length > 0 ? Encoding.UTF8.GetString(buffer, 0, (int)length) : null;
         }
 
         private static IEnumerable<string> SafeEnumerate(string folder)
@@ -245,7 +231,7 @@ namespace VmQuiesce.Core.Sources.Qemu
             foreach (string process in SafeEnumerate("/proc"))
             {
                 if (int.TryParse(Path.GetFileName(process), NumberStyles.None, CultureInfo.InvariantCulture, out int pid)
-                    && SafeEnumerate(process + "/fd").Any(fd => ReadLink(fd) == target))
+                    && SafeEnumerate(process + "/fd").Any(fd => UnixFiles.ReadLink(fd) == target))
                 {
                     return pid;
                 }
@@ -298,24 +284,13 @@ namespace VmQuiesce.Core.Sources.Qemu
 
         private static string ErrorText(int errno) => new Win32Exception(errno).Message;
 
-        private static byte[] Utf8z(string text) => Encoding.UTF8.GetBytes(text + "\0");
-
         [DllImport("libc", SetLastError = true)]
         private static extern int getsockopt(int socket, int level, int option, [Out] byte[] value, ref uint length);
-
-        [DllImport("libc", SetLastError = true)]
-        private static extern int statx(int dirFd, byte[] path, int flags, uint mask, [Out] byte[] buffer);
 
         [DllImport("libc", SetLastError = true)]
         private static extern int open(byte[] path, int flags);
 
         [DllImport("libc", SetLastError = true)]
-        private static extern IntPtr readlink(byte[] path, [Out] byte[] buffer, UIntPtr size);
-
-        [DllImport("libc", SetLastError = true)]
         private static extern IntPtr getpwuid(uint uid);
-
-        [DllImport("libc", SetLastError = true)]
-        private static extern IntPtr getpwnam(byte[] name);
     }
 }

@@ -93,7 +93,7 @@ namespace VmQuiesce.Core.Sources.Qemu
                 }
 
                 // Candidates by either name; the checks below decide by what the kernel runs.
-                string? exe = LinuxProcessInspector.ReadLink(Path.Combine(folder, "exe"));
+                string? exe = UnixFiles.ReadLink(Path.Combine(folder, "exe"));
                 if (arguments.Length == 0 || !(QemuProcessTrust.LooksLikeQemu(Path.GetFileName(arguments[0])) || (exe != null && QemuProcessTrust.LooksLikeQemu(Path.GetFileName(exe)))))
                 {
                     continue;

@@ -108,9 +108,9 @@ namespace VmQuiesce.Core.Sources.Qemu
             var trusted = new HashSet<uint> { 0 };
             foreach (string name in Users)
             {
-                if (LinuxProcessInspector.UserId(name) is uint uid)
+                if (Logon.Linux.PosixUser.Find(name) is Logon.Linux.PosixUser account)
                 {
-                    trusted.Add(uid);
+                    trusted.Add(account.Uid);
                 }
             }
 

@@ -240,7 +240,7 @@ namespace VmQuiesce.Core.Sources.Qemu
                 throw new IOException($"'{Folder}' is {folder.Value.Kind} of another account, not this account's own folder");
             }
 
-            if (chmod(Encoding.UTF8.GetBytes(Folder + "\0"), 0x1C0) != 0)
+            if (Logon.Linux.PosixNative.chmod(Folder, 0x1C0) != 0)
             {
                 throw new IOException($"cannot make '{Folder}' private (chmod 700)");
             }
@@ -267,7 +267,7 @@ namespace VmQuiesce.Core.Sources.Qemu
                     File.Move(temp, Path);
                 }
             }
-            else if (rename(Encoding.UTF8.GetBytes(temp + "\0"), Encoding.UTF8.GetBytes(Path + "\0")) != 0)
+            else if (rename(UnixFiles.NullTerminatedUtf8(temp), UnixFiles.NullTerminatedUtf8(Path)) != 0)
             {
                 File.Delete(temp);
                 throw new IOException($"cannot write '{Path}' (rename failed with error {Marshal.GetLastWin32Error()})");
@@ -277,7 +277,5 @@ namespace VmQuiesce.Core.Sources.Qemu
         [DllImport("libc", SetLastError = true)]
         private static extern int rename(byte[] from, byte[] to);
 
-        [DllImport("libc", SetLastError = true)]
-        private static extern int chmod(byte[] path, uint mode);
     }
 }
