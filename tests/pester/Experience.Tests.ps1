@@ -106,7 +106,7 @@ Describe '<Name>: -WhatIf and -Confirm' -ForEach $changing {
                 (Get-VmBackup $repository -Id $point.Id).Id | Should -Be $point.Id
             }
             'Repair-BackupVm'           = {
-                $qemuImg = Get-Command qemu-img -CommandType Application -ErrorAction Ignore
+                $qemuImg = Get-Command qemu-img -CommandType Application -ErrorAction Ignore | Select-Object -First 1
                 if (-not $qemuImg) { Set-ItResult -Skipped -Because 'qemu-img is not installed (the test guest build installs it on Debian)'; return }
                 $image = Join-Path $root "repair-$(New-Guid).qcow2"
                 $overlay = "$image.vmquiesce-20260101T000000000Z.qcow2"
