@@ -50,7 +50,7 @@ else { Import-VmQuiesce; Import-Module OtherZstd; `$before = Test-OtherZstd }
 New-Item -ItemType Directory -Path '$work' -Force | Out-Null
 `$disk = Join-Path '$work' 'disk.img'
 [IO.File]::WriteAllText(`$disk, ('quiesce, snapshot, thaw. ' * 400000))
-`$vm = [VmQuiesce.Core.Backup.StableFilesSource]::CreateVm('conflict', [string[]] @(`$disk))
+`$vm = [VmQuiesce.Core.Sources.PlainImage.PlainImageVm]::new('conflict', [string[]] @(`$disk))
 `$point = Invoke-VmQuiescedBackup -Vm `$vm -Repository (Join-Path '$work' 'repo') -Consistency Crash -Confirm:`$false
 `$verified = Test-VmBackup -Repository (Join-Path '$work' 'repo') -Id `$point.Id
 `$ours = [AppDomain]::CurrentDomain.GetAssemblies() | Where-Object { `$_.GetName().Name -eq 'ZstdSharp' -and `$_.Location -like '*VmQuiesce*' }

@@ -233,7 +233,7 @@ Describe 'Restore-VmSnapshot -Verify and Test-VmBackup -Boot against a real gues
         & mkfs.ext4 -q -F -L data $hostDisk
         $hostile = Join-Path $root 'hostile-disk.img'
         & qemu-img create -q -f qcow2 -b $hostDisk -F raw $hostile
-        $vm = [VmQuiesce.Core.Backup.StableFilesSource]::CreateVm('hostile', @($hostile))
+        $vm = [VmQuiesce.Core.Sources.PlainImage.PlainImageVm]::new('hostile', [string[]] @($hostile))
         $point = Invoke-VmQuiescedBackup -Vm $vm -Repository (Join-Path $root 'hostile-repo') -Consistency Crash
 
         $result = $point | Test-VmBackup -Boot -BootOption $boot -ErrorVariable failures -ErrorAction SilentlyContinue
