@@ -32,6 +32,15 @@ namespace VmQuiesce.Core.Repository
         public const int ChunkSizeStep = DirectFileStream.Alignment;
         private static readonly Regex IdPattern = new Regex("^[0-9A-Za-z][0-9A-Za-z_.-]{0,127}$", RegexOptions.CultureInvariant);
 
+        /// <summary>Marker and lock files are a few hundred bytes: anything far larger is not one.</summary>
+        internal const long MaxSmallFileBytes = 64 * 1024;
+
+        /// <summary>
+        /// A manifest lists about 70 bytes per chunk: 512 MiB holds 7 million chunks (28 TiB of 4 MiB chunks).
+        /// Reading stops there, so a hostile manifest cannot make the host read without end.
+        /// </summary>
+        internal const long MaxManifestBytes = 512L * 1024 * 1024;
+
         private readonly RepositoryFileOps _ops;
 
         private BackupRepository(string path, int chunkSize, RepositoryFileOps ops)
@@ -76,13 +85,13 @@ namespace VmQuiesce.Core.Repository
             JsonObject config;
             try
             {
-                config = JsonText.ParseObject(File.ReadAllText(marker));
+                config = JsonText.ParseObject(RegularFile.ReadAllText(marker, MaxSmallFileBytes));
                 if (config.GetString("format") != MarkerFormat)
                 {
                     throw new JsonFormatException($"The member 'format' is not '{MarkerFormat}'.");
                 }
             }
-            catch (JsonFormatException e)
+            catch (Exception e) when (e is JsonFormatException || e is IOException)
             {
                 throw new VmQuiesceException("RepositoryConfigInvalid", FailureKind.InvalidData, $"The repository file '{marker}' is not valid: {e.Message}", path, e);
             }
@@ -483,7 +492,7 @@ namespace VmQuiesce.Core.Repository
         {
             try
             {
-                RestorePoint point = RestorePoint.FromJson(JsonText.ParseObject(File.ReadAllText(file, Encoding.UTF8)));
+                RestorePoint point = RestorePoint.FromJson(JsonText.ParseObject(RegularFile.ReadAllText(file, MaxManifestBytes)));
                 point.Repository = Path;
                 return point;
             }

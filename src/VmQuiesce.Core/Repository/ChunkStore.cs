@@ -79,6 +79,9 @@ namespace VmQuiesce.Core.Repository
             return true;
         }
 
+        /// <summary>The longest a chunk file can be: the chunk plus its header and any codec's overhead, generously.</summary>
+        public long MaxFileLength => ChunkSize + (64L * 1024);
+
         public string PathOf(string hash) => Path.Combine(Root, hash.Substring(0, 2), hash);
 
         public void CreateFolders()
@@ -176,7 +179,7 @@ namespace VmQuiesce.Core.Repository
         /// </summary>
         public int Read(string hash, byte[] buffer)
         {
-            using var file = new FileStream(PathOf(hash), FileMode.Open, FileAccess.Read, FileShare.Read, bufferSize: 1, FileOptions.SequentialScan);
+            using FileStream file = RegularFile.OpenRead(PathOf(hash), MaxFileLength);
             var header = new byte[HeaderLength];
             if (file.ReadFully(header, HeaderLength) != HeaderLength || header[0] != 'V' || header[1] != 'Q' || header[2] != 'C')
             {

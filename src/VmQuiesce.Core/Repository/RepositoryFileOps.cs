@@ -66,8 +66,8 @@ namespace VmQuiesce.Core.Repository
 
         public virtual void Delete(string path) => File.Delete(path);
 
-        private static Stream OpenNew(string path) =>
-            new FileStream(path, FileMode.CreateNew, FileAccess.Write, FileShare.None, bufferSize: 1, FileOptions.None);
+        /// <summary>Readable by its owner only, never created through a link.</summary>
+        private static Stream OpenNew(string path) => RegularFile.CreateNew(path);
 
         public virtual void SyncDirectory(string directory) => UnixFiles.SyncDirectory(directory);
     }

@@ -5,6 +5,7 @@ using System.Globalization;
 using System.IO;
 using System.Linq;
 using VmQuiesce.Core.Json;
+using VmQuiesce.Core.Platform;
 
 namespace VmQuiesce.Core.Repository
 {
@@ -124,7 +125,7 @@ namespace VmQuiesce.Core.Repository
             JsonObject holder;
             try
             {
-                holder = JsonText.ParseObject(File.ReadAllText(lockPath));
+                holder = JsonText.ParseObject(RegularFile.ReadAllText(lockPath, BackupRepository.MaxSmallFileBytes));
             }
             catch (FileNotFoundException)
             {
@@ -134,7 +135,7 @@ namespace VmQuiesce.Core.Repository
             {
                 return;
             }
-            catch (JsonFormatException)
+            catch (Exception e) when (e is JsonFormatException || e is UnexpectedFileException)
             {
                 // A lock file cut short by a crash while it was written: its holder never started work.
                 holder = new JsonObject();
