@@ -50,4 +50,23 @@ namespace VmQuiesce.Core.Tests
             }
         }
     }
+
+    /// <summary>
+    /// A fact that needs Linux and root: it mounts small file systems (tmpfs), or makes throwaway users and files
+    /// they own. Reported as skipped, with the reason, elsewhere.
+    /// </summary>
+    public sealed class LinuxRootFactAttribute : FactAttribute
+    {
+        public LinuxRootFactAttribute()
+        {
+            if (!HostPlatform.IsLinux)
+            {
+                Skip = $"Linux only (this is {HostPlatform.Name}).";
+            }
+            else if (VmQuiesce.Core.Platform.FileTrustLibc.geteuid() != 0)
+            {
+                Skip = "Needs root: it mounts a small tmpfs or makes throwaway users (run the tests as root).";
+            }
+        }
+    }
 }

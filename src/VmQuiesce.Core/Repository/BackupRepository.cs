@@ -53,6 +53,9 @@ namespace VmQuiesce.Core.Repository
 
         public string Path { get; }
 
+        /// <summary>What <see cref="OpenOrCreate(string, int)"/> made: nothing (it existed), the layout in an existing folder, or the folder too.</summary>
+        internal RepositoryCreation Created { get; private set; }
+
         public int ChunkSize { get; }
 
         internal ChunkStore Chunks { get; }
@@ -68,20 +71,25 @@ namespace VmQuiesce.Core.Repository
         internal static BackupRepository Open(string path, RepositoryFileOps ops)
         {
             string full = FullPath(path);
-            if (!Directory.Exists(full))
+            switch (RepositoryLayout.Inspect(full, path))
             {
-                throw new VmQuiesceException("RepositoryNotFound", FailureKind.ObjectNotFound, $"The repository folder '{full}' does not exist.", path)
-                {
-                    Remedy = "Check the path, or make a repository with Invoke-VmQuiescedBackup -Repository <new folder>.",
-                };
+                case LayoutState.Missing:
+                    throw new VmQuiesceException("RepositoryNotFound", FailureKind.ObjectNotFound, $"The repository folder '{full}' does not exist.", path)
+                    {
+                        Remedy = "Check the path, or make a repository with Invoke-VmQuiescedBackup -Repository <new folder>.",
+                    };
+                case LayoutState.Partial:
+                    throw new VmQuiesceException("RepositoryCreationInterrupted", FailureKind.InvalidOperation,
+                        $"The folder '{full}' holds the empty folders of a VmQuiesce repository whose creation was interrupted; it has no {MarkerName} yet, so it holds no restore point.", path)
+                    {
+                        Remedy = $"Run Invoke-VmQuiescedBackup -Repository '{full}': it completes the repository.",
+                    };
+                case LayoutState.Empty:
+                case LayoutState.Foreign:
+                    throw new VmQuiesceException("RepositoryNotRecognized", FailureKind.InvalidArgument, $"The folder '{full}' is not a VmQuiesce repository: it has no {MarkerName}.", path);
             }
 
             string marker = System.IO.Path.Combine(full, MarkerName);
-            if (!File.Exists(marker))
-            {
-                throw new VmQuiesceException("RepositoryNotRecognized", FailureKind.InvalidArgument, $"The folder '{full}' is not a VmQuiesce repository: it has no {MarkerName}.", path);
-            }
-
             JsonObject config;
             try
             {
@@ -111,13 +119,21 @@ namespace VmQuiesce.Core.Repository
                 throw new VmQuiesceException("RepositoryConfigInvalid", FailureKind.InvalidData, $"The repository file '{marker}' has chunkSize {chunkSize}; expected {MinChunkSize} to {MaxChunkSize} bytes.", path);
             }
 
+            RepositoryLayout.CheckNoLinks(full, ChunkStore.FanOutNames);
             return new BackupRepository(full, (int)chunkSize, ops);
         }
 
+        /// <summary>
+        /// Creates the repository in place, folders first and the marker last, each step skipping what exists: a
+        /// creation that was killed, ran out of inodes, or runs beside another is completed by the next one. The
+        /// marker is published with a link that fails when one exists, so of two concurrent creators one wins and
+        /// the other opens the winner's repository.
+        /// </summary>
         internal static BackupRepository OpenOrCreate(string path, int chunkSize, RepositoryFileOps ops)
         {
             string full = FullPath(path);
-            if (Directory.Exists(full) && Directory.EnumerateFileSystemEntries(full).Any())
+            LayoutState state = RepositoryLayout.Inspect(full, path);
+            if (state == LayoutState.Repository || state == LayoutState.Foreign)
             {
                 return Open(full, ops);
             }
@@ -127,21 +143,117 @@ namespace VmQuiesce.Core.Repository
                 throw new VmQuiesceException("InvalidChunkSize", FailureKind.InvalidArgument, $"The chunk size {chunkSize} is out of range; expected a multiple of {ChunkSizeStep} from {MinChunkSize} to {MaxChunkSize} bytes.", chunkSize);
             }
 
-            Directory.CreateDirectory(full);
             var repository = new BackupRepository(full, chunkSize, ops);
-            repository.Chunks.CreateFolders();
-            Directory.CreateDirectory(repository.PointsFolder);
-            Directory.CreateDirectory(System.IO.Path.Combine(full, RepositoryLock.FolderName));
             string config = JsonText.Serialize(new JsonObject()
                 .With("format", MarkerFormat)
                 .With("formatVersion", FormatVersion)
                 .With("chunkSize", chunkSize)
                 .With("chunkHash", "SHA-256")
                 .With("created", DateTime.UtcNow.ToString("o", CultureInfo.InvariantCulture)), indented: true);
+            bool madeFolder;
+            try
+            {
+                madeFolder = RepositoryLayout.Build(full, () => ChunkStore.FanOutNames);
+                if (RepositoryLayout.Inspect(full, path) == LayoutState.Foreign)
+                {
+                    // Someone put other files into the folder while it was being made: not ours to take over.
+                    return Open(full, ops);
+                }
 
-            // The marker comes last, so a folder with a marker always has the rest of the layout.
-            repository.WriteAtomically(System.IO.Path.Combine(full, MarkerName), config);
+                // The marker comes last, so a folder with a marker always has the rest of the layout.
+                if (!repository.TryWriteAtomically(System.IO.Path.Combine(full, MarkerName), config))
+                {
+                    return Open(full, ops);
+                }
+            }
+            catch (Exception e) when (e is IOException || e is UnauthorizedAccessException)
+            {
+                throw StorageFailure(full, "create the repository", e);
+            }
+
+            repository.Created = madeFolder ? RepositoryCreation.Folder : RepositoryCreation.Layout;
             return repository;
+        }
+
+        /// <summary>
+        /// A failed write to the repository as a typed error with a remedy: the file system is full (of bytes or
+        /// of inodes), mounted read-only, not writable by this user, or failed otherwise.
+        /// </summary>
+        internal static VmQuiesceException StorageFailure(string repository, string doing, Exception e)
+        {
+            if (RegularFile.IsDiskFull(e))
+            {
+                return new VmQuiesceException("RepositoryDiskFull", FailureKind.LimitsExceeded,
+                    $"Could not {doing} in '{repository}': its file system is full ({e.Message}).", repository, e)
+                {
+                    Remedy = $"Free space on the file system of '{repository}' (check both bytes and inodes: df -h, df -i), or remove old restore points with Remove-VmBackup, then run the backup again; it completes what was started.",
+                };
+            }
+
+            if (RegularFile.IsReadOnlyFileSystem(e))
+            {
+                return new VmQuiesceException("RepositoryReadOnly", FailureKind.PermissionDenied,
+                    $"Could not {doing} in '{repository}': its file system is mounted read-only.", repository, e)
+                {
+                    Remedy = "Remount it read-write, or back up into a repository on a writable file system. Reading (Get-VmBackup, Test-VmBackup, Restore-VmSnapshot) works on a read-only repository.",
+                };
+            }
+
+            if (e is UnauthorizedAccessException || RegularFile.ErrnoOf(e) == FileTrustLibc.EACCES || RegularFile.ErrnoOf(e) == FileTrustLibc.EPERM)
+            {
+                return new VmQuiesceException("RepositoryAccessDenied", FailureKind.PermissionDenied,
+                    $"Could not {doing} in '{repository}': access denied ({e.Message}).", repository, e)
+                {
+                    Remedy = "Run as root (or Administrator), or choose a folder this user may write.",
+                };
+            }
+
+            return new VmQuiesceException("RepositoryWriteFailed", FailureKind.WriteError, $"Could not {doing} in '{repository}': {e.Message}", repository, e);
+        }
+
+        /// <summary>
+        /// Removes this repository when this call created it and nothing was stored in it (the first backup failed),
+        /// so a failed first backup leaves no empty repository behind. Under the exclusive lock, so a backup that
+        /// started into it meanwhile keeps it; anything unexpected inside keeps it too.
+        /// </summary>
+        public bool RemoveIfUnused()
+        {
+            if (Created == RepositoryCreation.None)
+            {
+                return false;
+            }
+
+            try
+            {
+                using (LockExclusive("Invoke-VmQuiescedBackup (removing the repository its failed first backup made)"))
+                {
+                    if (Directory.EnumerateFileSystemEntries(PointsFolder).Any() || Chunks.EnumerateChunkPaths().Any())
+                    {
+                        return false;
+                    }
+                }
+            }
+            catch (VmQuiesceException)
+            {
+                return false;
+            }
+
+            return RepositoryLayout.RemoveEmpty(Path, Created == RepositoryCreation.Folder, ChunkStore.FanOutNames);
+        }
+
+        /// <summary>A warning when other users can read or change this repository (see <see cref="RepositoryLayout.DescribeWideAccess"/>), else null.</summary>
+        public string? AccessWarning()
+        {
+            string? wide = RepositoryLayout.DescribeWideAccess(Path);
+            if (wide == null)
+            {
+                return null;
+            }
+
+            string remedy = HostPlatform.IsWindows
+                ? $"allow only Administrators and SYSTEM on '{Path}'"
+                : $"run chmod -R go= '{Path}' (and chown -R root '{Path}' when another user owns it)";
+            return $"The repository is open to other users: {wide}. To restrict it, {remedy}.";
         }
 
         /// <summary>A new restore point id: the UTC start time plus 8 random hex digits, sortable by time.</summary>
@@ -218,7 +330,11 @@ namespace VmQuiesce.Core.Repository
                 throw new VmQuiesceException("RestorePointExists", FailureKind.InvalidOperation, $"The repository '{Path}' already has a restore point '{point.Id}'.", point.Id);
             }
 
-            WriteAtomically(target, JsonText.Serialize(point.ToJson(), indented: true));
+            if (!TryWriteAtomically(target, JsonText.Serialize(point.ToJson(), indented: true)))
+            {
+                throw new VmQuiesceException("RestorePointExists", FailureKind.InvalidOperation, $"'{target}' already exists.", target);
+            }
+
             point.Repository = Path;
         }
 
@@ -504,7 +620,8 @@ namespace VmQuiesce.Core.Repository
 
         private string ManifestPath(string id) => System.IO.Path.Combine(PointsFolder, id + ".json");
 
-        private void WriteAtomically(string target, string text)
+        /// <summary>Temp file, flushed, then linked to <paramref name="target"/> unless that exists (false: nothing changed).</summary>
+        private bool TryWriteAtomically(string target, string text)
         {
             string folder = System.IO.Path.GetDirectoryName(target)!;
             string temp = System.IO.Path.Combine(folder, ChunkStore.TempPrefix + System.IO.Path.GetFileName(target) + "." + Guid.NewGuid().ToString("N"));
@@ -518,20 +635,21 @@ namespace VmQuiesce.Core.Repository
             if (!_ops.MoveNew(temp, target))
             {
                 _ops.Delete(temp);
-                throw new VmQuiesceException("RestorePointExists", FailureKind.InvalidOperation, $"'{target}' already exists.", target);
+                return false;
             }
 
             _ops.SyncDirectory(folder);
+            return true;
         }
 
-        private static string FullPath(string path)
-        {
-            if (string.IsNullOrWhiteSpace(path))
-            {
-                throw new VmQuiesceException("InvalidRepositoryPath", FailureKind.InvalidArgument, "The repository path is empty; expected a folder path.", path);
-            }
+        private static string FullPath(string path) => RepositoryLayout.FullPath(path, "repository");
+    }
 
-            return System.IO.Path.GetFullPath(path);
-        }
+    /// <summary>What opening a repository for a backup created.</summary>
+    internal enum RepositoryCreation
+    {
+        None,
+        Layout,
+        Folder,
     }
 }

@@ -84,11 +84,15 @@ namespace VmQuiesce.Core.Repository
 
         public string PathOf(string hash) => Path.Combine(Root, hash.Substring(0, 2), hash);
 
-        public void CreateFolders()
+        /// <summary>The 256 fan-out folders' names, 00 to ff.</summary>
+        public static IEnumerable<string> FanOutNames
         {
-            for (int i = 0; i < 256; i++)
+            get
             {
-                Directory.CreateDirectory(Path.Combine(Root, i.ToString("x2", System.Globalization.CultureInfo.InvariantCulture)));
+                for (int i = 0; i < 256; i++)
+                {
+                    yield return i.ToString("x2", System.Globalization.CultureInfo.InvariantCulture);
+                }
             }
         }
 

@@ -41,7 +41,7 @@ namespace VmQuiesce.Core.Repository
             for (int attempt = 0; attempt < 3; attempt++)
             {
                 ThrowIfHeld(exclusive, repositoryPath, removeStale);
-                WriteHolder(mine, purpose, FileMode.CreateNew);
+                WriteHolder(mine, purpose);
 
                 // Prune may have taken the exclusive lock between our check and our write: it then sees our
                 // shared lock and gives up, or we see its lock here and back off; never both proceed.
@@ -71,7 +71,7 @@ namespace VmQuiesce.Core.Repository
             ThrowIfHeld(exclusive, repositoryPath, removeStale);
             try
             {
-                WriteHolder(exclusive, purpose, FileMode.CreateNew);
+                WriteHolder(exclusive, purpose);
             }
             catch (IOException) when (File.Exists(exclusive))
             {
@@ -104,7 +104,7 @@ namespace VmQuiesce.Core.Repository
             }
         }
 
-        private static void WriteHolder(string path, string purpose, FileMode mode)
+        private static void WriteHolder(string path, string purpose)
         {
             using var process = Process.GetCurrentProcess();
             string text = new JsonObject()
@@ -114,7 +114,7 @@ namespace VmQuiesce.Core.Repository
                 .With("purpose", purpose)
                 .With("since", DateTime.UtcNow.ToString("o", CultureInfo.InvariantCulture))
                 .ToString();
-            using var stream = new FileStream(path, mode, FileAccess.Write, FileShare.None);
+            using var stream = RegularFile.CreateNew(path);
             using var writer = new StreamWriter(stream);
             writer.Write(text);
         }

@@ -24,6 +24,7 @@ namespace VmQuiesce.Commands
     public sealed class InvokeVmQuiescedBackupCommand : VmQuiesceCmdlet
     {
         private readonly List<BackupVm> _vms = new List<BackupVm>();
+        private int _published;
 
         [Parameter(Mandatory = true, Position = 0, ValueFromPipeline = true)]
         [ValidateNotNullOrEmpty]
@@ -176,6 +177,10 @@ namespace VmQuiesce.Commands
             }
 
             WriteProgress(new ProgressRecord(0, "Backing up VMs", "Done") { RecordType = ProgressRecordType.Completed });
+            if (_published == 0 && repository.RemoveIfUnused())
+            {
+                WriteVerbose($"Removed the repository '{repository.Path}' this call created: no backup stored anything in it.");
+            }
         }
 
         private void BackUp(BackupEngine engine, BackupVm vm, int index, BlockingCollection<Action> messages, OverallProgress overall)
@@ -198,6 +203,7 @@ namespace VmQuiesce.Commands
                 };
                 var progress = new Progress(report => messages.Add(() => WriteVmProgress(activity, report, overall)));
                 BackupOutcome outcome = engine.Run(source, options, progress, CancelToken);
+                Interlocked.Increment(ref _published);
                 messages.Add(() =>
                 {
                     WriteProgress(new ProgressRecord(activity, $"Backing up {vm.Name}", "Done") { ParentActivityId = 0, RecordType = ProgressRecordType.Completed });

@@ -42,6 +42,11 @@ namespace VmQuiesce.Commands
             try
             {
                 repository = BackupRepository.Open(GetUnresolvedProviderPathFromPSPath(Repository));
+                if (repository.AccessWarning() is string warning)
+                {
+                    WriteWarning(warning);
+                }
+
                 points = Id == null ? repository.ListRestorePoints(WriteFailure).ToList() : new List<RestorePoint>();
                 foreach (string id in Id ?? Array.Empty<string>())
                 {
