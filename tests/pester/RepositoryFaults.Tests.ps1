@@ -1,5 +1,6 @@
 # Faults around the repository and the restore, driven for real against the built module: paths that are
-# files or wildcards, failed first backups, repositories open to other users.
+# files or wildcards, failed first backups, repositories open to other users, processes SIGKILLed at a
+# chosen system call (strace), real read-only and full file systems (tmpfs).
 
 BeforeAll {
     Import-Module $env:VMQUIESCE_MODULE_PATH -Force
@@ -17,10 +18,41 @@ BeforeAll {
         $path
     }
 
-    $script:web = [VmQuiesce.Core.Backup.StableFilesSource]::CreateVm('web01', @(New-TestDisk 'web01.img' (300KB) 1))
+    $script:webDisk = New-TestDisk 'web01.img' (300KB) 1
+    $script:web = [VmQuiesce.Core.Backup.StableFilesSource]::CreateVm('web01', @($webDisk))
+
+    $script:isRoot = $IsLinux -and (& id -u) -eq '0'
+    $script:strace = if ($IsLinux) { Get-Command strace -CommandType Application -ErrorAction Ignore | Select-Object -First 1 -ExpandProperty Source }
+    $script:killSkip = if (-not $IsLinux) { 'SIGKILL at a chosen system call uses strace: Linux only' }
+        elseif (-not $strace) { 'strace is not installed (the build installs it as root on Debian: apt-get install strace)' }
+
+    # Runs $Command in a fresh pwsh with the module under strace, which SIGKILLs it at the $When-th call of one of
+    # $Syscalls that touches one of $Path; returns the exit code (137 when the kill came).
+    function Invoke-KilledPwsh {
+        param([string[]] $Path, [string] $Syscalls, [string] $Command, [int] $When = 1)
+        $child = Get-ChildPwsh
+        $arguments = @('-f', '-qq', '-o', '/dev/null', '-e', "trace=$Syscalls", '-e', "inject=$($Syscalls):signal=KILL:when=$When")
+        foreach ($item in $Path) { $arguments += @('-P', $item) }
+        $arguments += @($child.FilePath) + $child.Prefix + @('-NoProfile', '-NonInteractive', '-Command', "Import-Module '$env:VMQUIESCE_MODULE_PATH'; $Command")
+        $null = & $strace @arguments 2>&1
+        $LASTEXITCODE
+    }
+
+    # A real tmpfs of its own, mounted for one test; $Options as mount -o takes them.
+    function New-ScratchMount {
+        param([string] $Options)
+        $mount = Join-Path $root "mnt-$([guid]::NewGuid().ToString('N'))"
+        New-Item -ItemType Directory -Path $mount | Out-Null
+        & mount -t tmpfs -o $Options vmq-scratch $mount
+        if ($LASTEXITCODE -ne 0) { throw "mount -t tmpfs -o $Options failed" }
+        $mount
+    }
 }
 
 AfterAll {
+    if ($IsLinux) {
+        Get-ChildItem $root -Directory -Filter 'mnt-*' -ErrorAction Ignore | ForEach-Object { & umount $_.FullName 2>$null }
+    }
     Remove-Item -LiteralPath $root -Recurse -Force -ErrorAction SilentlyContinue
 }
 
@@ -65,5 +97,57 @@ Describe 'A repository other users can read' {
 
         $result.Status | Should -Be 'Ok'
         "$warnings" | Should -BeLike "*mode 0755*chmod -R go= '$repo'*"
+    }
+}
+
+Describe 'A process killed while it holds a lock' {
+    It 'leaves a lock that the next command removes with a warning, without -RemoveStaleLock' {
+        if ($killSkip) { Set-ItResult -Skipped -Because $killSkip; return }
+        $repo = Join-Path $root 'killed-prune'
+        $old = Invoke-VmQuiescedBackup -Vm $web -Repository $repo -Consistency Crash
+        $null = Invoke-VmQuiescedBackup -Vm $web -Repository $repo -Consistency Crash
+
+        # Killed as it deletes the first manifest: after taking the exclusive lock.
+        $exit = Invoke-KilledPwsh -Path (Join-Path $repo "points/$($old.Id).json") -Syscalls 'unlink,unlinkat' -Command "Remove-VmBackup '$repo' -KeepLast 1 -Confirm:`$false"
+
+        $exit | Should -Be 137 -Because 'strace must have killed the prune at the manifest, or this test tests nothing'
+        Test-Path (Join-Path $repo 'locks/exclusive.lock') | Should -BeTrue
+        $point = Invoke-VmQuiescedBackup -Vm $web -Repository $repo -Consistency Crash -WarningVariable warnings -WarningAction SilentlyContinue
+        $point | Should -Not -BeNullOrEmpty
+        "$warnings" | Should -BeLike '*Removed the lock*Remove-VmBackup (prune)*that process is gone*'
+        (Remove-VmBackup $repo -KeepLast 1 -Confirm:$false).KeptRestorePoints | Should -Be 1
+    }
+}
+
+Describe 'A repository on a read-only mount' {
+    BeforeAll {
+        $script:readOnlySkip = if (-not $isRoot) { 'mounting a tmpfs read-only needs Linux and root' }
+        if ($readOnlySkip) { return }
+        $script:mount = New-ScratchMount 'size=16m'
+        $script:roRepo = Join-Path $mount 'repo'
+        $script:roPoint = Invoke-VmQuiescedBackup -Vm $web -Repository $roRepo -Consistency Crash
+        & mount -o remount,ro $mount
+    }
+
+    It 'is verified without a lock, with a warning saying prunes are not excluded' {
+        if ($readOnlySkip) { Set-ItResult -Skipped -Because $readOnlySkip; return }
+        $result = Test-VmBackup $roRepo -WarningVariable warnings -WarningAction SilentlyContinue
+        $result.Status | Should -Be 'Ok'
+        "$warnings" | Should -BeLike '*read-only*without a lock*prune*'
+    }
+
+    It 'is restored from' {
+        if ($readOnlySkip) { Set-ItResult -Skipped -Because $readOnlySkip; return }
+        $target = Join-Path $root 'from-read-only'
+        $result = Restore-VmSnapshot -Repository $roRepo -Id $roPoint.Id -Destination $target -Confirm:$false -WarningAction SilentlyContinue
+        (Get-FileHash (Join-Path $target 'web01.img')).Hash | Should -Be (Get-FileHash $webDisk).Hash
+        $result.FileCount | Should -Be 1
+    }
+
+    It 'refuses a backup with a typed error and a remedy' {
+        if ($readOnlySkip) { Set-ItResult -Skipped -Because $readOnlySkip; return }
+        $null = Invoke-VmQuiescedBackup -Vm $web -Repository $roRepo -Consistency Crash -ErrorVariable failures -ErrorAction SilentlyContinue
+        $failures[0].FullyQualifiedErrorId | Should -BeLike 'RepositoryReadOnly,*'
+        $failures[0].ErrorDetails.RecommendedAction | Should -BeLike '*Remount*'
     }
 }

@@ -63,16 +63,19 @@ namespace VmQuiesce.Core.Backup
 
         private readonly BackupRepository _repository;
         private readonly int _workers;
+        private readonly Action<string>? _warn;
 
-        public BackupEngine(BackupRepository repository)
-            : this(repository, Math.Max(2, Environment.ProcessorCount) + 2)
+        /// <param name="warn">Told, from any thread, what the user should know that is not a failure (a dead process's lock removed).</param>
+        public BackupEngine(BackupRepository repository, Action<string>? warn = null)
+            : this(repository, Math.Max(2, Environment.ProcessorCount) + 2, warn)
         {
         }
 
-        internal BackupEngine(BackupRepository repository, int workers)
+        internal BackupEngine(BackupRepository repository, int workers, Action<string>? warn = null)
         {
             _repository = repository;
             _workers = workers;
+            _warn = warn;
         }
 
         /// <summary>
@@ -101,7 +104,7 @@ namespace VmQuiesce.Core.Backup
                 };
             }
 
-            using RepositoryLock shared = _repository.LockShared($"Invoke-VmQuiescedBackup of '{vm}'");
+            using RepositoryLock shared = _repository.LockShared($"Invoke-VmQuiescedBackup of '{vm}'", warn: _warn);
             DateTime start = DateTime.UtcNow;
             progress?.Report(new BackupProgress(vm, "Quiescing", 0, 0, clock.Elapsed));
             using IConsistentView view = source.OpenConsistentView(options, cancel);

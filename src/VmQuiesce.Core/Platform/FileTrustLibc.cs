@@ -6,7 +6,8 @@ namespace VmQuiesce.Core.Platform
 {
     /// <summary>
     /// The libc calls that let the repository and the restore open files without following links and act
-    /// on what they opened (openat, statx, mkdirat, linkat, renameat, unlinkat, fchown, fchmod, flock).
+    /// on what they opened (openat, statx, mkdirat, linkat, renameat, unlinkat, fchown, fchmod, flock), and
+    /// tell whether a lock's process still exists (kill with signal 0).
     /// Linux only: callers check <see cref="HostPlatform.IsLinux"/>. Kept in one file so it folds into the
     /// shared P/Invoke layout unchanged.
     /// </summary>
@@ -32,6 +33,7 @@ namespace VmQuiesce.Core.Platform
         public const int EPERM = 1;
         public const int ENOENT = 2;
         public const int EINTR = 4;
+        public const int ESRCH = 3;
         public const int EAGAIN = 11;
         public const int EACCES = 13;
         public const int EEXIST = 17;
@@ -140,6 +142,10 @@ namespace VmQuiesce.Core.Platform
 
         [DllImport(Libc)]
         public static extern uint geteuid();
+
+        /// <summary>With signal 0: whether process <paramref name="pid"/> exists (0, or -1 with EPERM) or not (-1 with ESRCH), even where /proc hides it.</summary>
+        [DllImport(Libc, SetLastError = true)]
+        public static extern int kill(int pid, int signal);
 
         private static byte[] Utf8z(string text) => Encoding.UTF8.GetBytes(text + "\0");
     }

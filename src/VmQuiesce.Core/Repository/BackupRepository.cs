@@ -262,9 +262,26 @@ namespace VmQuiesce.Core.Repository
 
         public static bool IsValidId(string id) => IdPattern.IsMatch(id);
 
-        public RepositoryLock LockShared(string purpose, bool removeStale = false) => RepositoryLock.AcquireShared(Path, purpose, removeStale);
+        /// <summary>A shared lock (backups, verifies, restores); a lock whose process is provably gone is removed and reported through <paramref name="warn"/>.</summary>
+        public RepositoryLock LockShared(string purpose, bool removeStale = false, Action<string>? warn = null) => Locked(() => RepositoryLock.AcquireShared(Path, purpose, removeStale, warn));
 
-        public RepositoryLock LockExclusive(string purpose, bool removeStale = false) => RepositoryLock.AcquireExclusive(Path, purpose, removeStale);
+        /// <summary>The exclusive lock (prune).</summary>
+        public RepositoryLock LockExclusive(string purpose, bool removeStale = false, Action<string>? warn = null) => Locked(() => RepositoryLock.AcquireExclusive(Path, purpose, removeStale, warn));
+
+        /// <summary>A shared lock for reading, or none where the repository cannot be written (said through <paramref name="warn"/>).</summary>
+        public RepositoryLock LockForReading(string purpose, Action<string>? warn) => Locked(() => RepositoryLock.AcquireForReading(Path, purpose, warn));
+
+        private RepositoryLock Locked(Func<RepositoryLock> acquire)
+        {
+            try
+            {
+                return acquire();
+            }
+            catch (Exception e) when (e is IOException || e is UnauthorizedAccessException)
+            {
+                throw StorageFailure(Path, "take a lock", e);
+            }
+        }
 
         /// <summary>
         /// Every restore point, oldest first. A manifest that cannot be read is passed to
@@ -458,9 +475,10 @@ namespace VmQuiesce.Core.Repository
         /// leaves only unreferenced chunks, which the next prune removes.
         /// </summary>
         /// <param name="collectGarbage">False removes only the manifests; their chunks go at the next prune.</param>
-        public PruneResult Prune(PrunePlan plan, bool collectGarbage, bool removeStaleLock, CancellationToken cancel)
+        /// <param name="warn">Told about locks of dead processes that were removed.</param>
+        public PruneResult Prune(PrunePlan plan, bool collectGarbage, bool removeStaleLock, CancellationToken cancel, Action<string>? warn = null)
         {
-            using RepositoryLock exclusive = LockExclusive("Remove-VmBackup (prune)", removeStaleLock);
+            using RepositoryLock exclusive = LockExclusive("Remove-VmBackup (prune)", removeStaleLock, warn);
 
             // Read every manifest before deleting anything: a chunk may be removed only when every
             // remaining point is known. Points added since the plan was made are kept.

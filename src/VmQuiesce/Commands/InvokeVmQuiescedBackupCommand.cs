@@ -145,8 +145,8 @@ namespace VmQuiesce.Commands
                 return;
             }
 
-            var engine = new BackupEngine(repository);
             var messages = new BlockingCollection<Action>();
+            var engine = new BackupEngine(repository, text => messages.Add(() => WriteWarning(text)));
             var overall = new OverallProgress(_vms.Count);
             using var slots = new SemaphoreSlim(ThrottleLimit);
             var runs = _vms.Select((vm, index) => Task.Run(() =>

@@ -119,7 +119,7 @@ namespace VmQuiesce.Commands
                 var progress = new ProgressRecord(1, $"Pruning {path}",
                     $"Removing {confirmed.Count} restore point(s)" + (collect ? $", then {chunks} unused chunk(s) ({Units.Bytes(bytes)})" : string.Empty));
                 WriteProgress(progress);
-                PruneResult result = repository.Prune(final, collect, RemoveStaleLock, CancelToken);
+                PruneResult result = repository.Prune(final, collect, RemoveStaleLock, CancelToken, WriteWarning);
                 progress.RecordType = ProgressRecordType.Completed;
                 WriteProgress(progress);
                 WriteObject(result);

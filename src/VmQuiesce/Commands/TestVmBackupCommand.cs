@@ -74,7 +74,7 @@ namespace VmQuiesce.Commands
             try
             {
                 // Shared: verifying may run beside backups, never beside a prune that removes chunks.
-                using RepositoryLock shared = repository.LockShared("Test-VmBackup");
+                using RepositoryLock shared = repository.LockForReading("Test-VmBackup", WriteWarning);
                 foreach (RestorePoint point in points)
                 {
                     Verify(repository, point);

@@ -136,40 +136,5 @@ namespace VmQuiesce.Core.Tests.Repository
 
             Assert.Empty(Directory.GetFiles(Path.Combine(fixture.RepositoryPath, "locks")));
         }
-
-        [Fact]
-        public void AStaleLockIsReportedWithWhatToDoAndRemovedOnlyWhenAsked()
-        {
-            using var fixture = new RepositoryFixture();
-            int deadPid;
-            using (var process = Process.Start(new ProcessStartInfo("true") { UseShellExecute = false })!)
-            {
-                process.WaitForExit();
-                deadPid = process.Id;
-            }
-
-            string stale = Path.Combine(fixture.RepositoryPath, "locks", "exclusive.lock");
-            File.WriteAllText(stale, $"{{\"pid\":{deadPid},\"host\":\"{Environment.MachineName}\",\"purpose\":\"Remove-VmBackup (prune)\",\"since\":\"2026-01-01T00:00:00Z\"}}");
-
-            var e = Assert.Throws<VmQuiesceException>(() => fixture.Repository.LockShared("backup"));
-            Assert.Equal("RepositoryLockStale", e.ErrorId);
-            Assert.Contains(deadPid.ToString(System.Globalization.CultureInfo.InvariantCulture), e.Message);
-            Assert.Contains("-RemoveStaleLock", e.Remedy);
-            Assert.True(File.Exists(stale));
-
-            using (fixture.Repository.LockShared("backup", removeStale: true))
-            {
-                Assert.False(File.Exists(stale));
-            }
-        }
-
-        [Fact]
-        public void ALockHeldByALiveProcessOnAnotherHostIsNeverStale()
-        {
-            using var fixture = new RepositoryFixture();
-            File.WriteAllText(Path.Combine(fixture.RepositoryPath, "locks", "exclusive.lock"), "{\"pid\":1,\"host\":\"some-other-host\",\"purpose\":\"prune\",\"since\":\"2026-01-01T00:00:00Z\"}");
-            var e = Assert.Throws<VmQuiesceException>(() => fixture.Repository.LockShared("backup", removeStale: true));
-            Assert.Equal("RepositoryLocked", e.ErrorId);
-        }
     }
 }
