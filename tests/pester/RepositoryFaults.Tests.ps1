@@ -100,6 +100,23 @@ Describe 'A repository other users can read' {
     }
 }
 
+Describe 'A conflict copy of a manifest' {
+    It 'is reported and never makes Remove-VmBackup -KeepLast 1 remove the point it keeps' {
+        $repo = Join-Path $root 'conflict'
+        $null = Invoke-VmQuiescedBackup -Vm $web -Repository $repo -Consistency Crash
+        $kept = Invoke-VmQuiescedBackup -Vm $web -Repository $repo -Consistency Crash
+        Copy-Item (Join-Path $repo "points/$($kept.Id).json") (Join-Path $repo "points/$($kept.Id)-copy.json")
+
+        $result = Remove-VmBackup $repo -KeepLast 1 -Confirm:$false -WarningVariable warnings -WarningAction SilentlyContinue
+
+        $result.KeptRestorePoints | Should -Be 1
+        "$warnings" | Should -BeLike "*$($kept.Id)-copy.json*not a restore point*"
+        (Test-VmBackup $repo -Id $kept.Id).Status | Should -Be 'Ok'
+        Get-VmBackup $repo -ErrorVariable problems -ErrorAction SilentlyContinue | Should -HaveCount 1
+        $problems[0].FullyQualifiedErrorId | Should -BeLike 'RestorePointIdMismatch,*'
+    }
+}
+
 Describe 'A process killed while it holds a lock' {
     It 'leaves a lock that the next command removes with a warning, without -RemoveStaleLock' {
         if ($killSkip) { Set-ItResult -Skipped -Because $killSkip; return }
@@ -107,8 +124,8 @@ Describe 'A process killed while it holds a lock' {
         $old = Invoke-VmQuiescedBackup -Vm $web -Repository $repo -Consistency Crash
         $null = Invoke-VmQuiescedBackup -Vm $web -Repository $repo -Consistency Crash
 
-        # Killed as it deletes the first manifest: after taking the exclusive lock.
-        $exit = Invoke-KilledPwsh -Path (Join-Path $repo "points/$($old.Id).json") -Syscalls 'unlink,unlinkat' -Command "Remove-VmBackup '$repo' -KeepLast 1 -Confirm:`$false"
+        # Killed as it deletes the first manifest (the first unlink in the points folder): after taking the exclusive lock.
+        $exit = Invoke-KilledPwsh -Path (Join-Path $repo 'points') -Syscalls 'unlink,unlinkat' -Command "Remove-VmBackup '$repo' -KeepLast 1 -Confirm:`$false"
 
         $exit | Should -Be 137 -Because 'strace must have killed the prune at the manifest, or this test tests nothing'
         Test-Path (Join-Path $repo 'locks/exclusive.lock') | Should -BeTrue

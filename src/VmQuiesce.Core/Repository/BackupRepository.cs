@@ -284,36 +284,12 @@ namespace VmQuiesce.Core.Repository
         }
 
         /// <summary>
-        /// Every restore point, oldest first. A manifest that cannot be read is passed to
-        /// <paramref name="unreadable"/> (or thrown when it is null); temp files are ignored.
+        /// Every restore point, oldest first. A restore point is its manifest file: <c>points/&lt;id&gt;.json</c>
+        /// whose "id" is that name. A manifest that cannot be read, and one whose id is not its file's name (a
+        /// sync tool's conflict copy, a renamed file), is not a restore point: it is passed to
+        /// <paramref name="problem"/> (an unreadable one is thrown when that is null); temp files are ignored.
         /// </summary>
-        public IReadOnlyList<RestorePoint> ListRestorePoints(Action<VmQuiesceException>? unreadable = null)
-        {
-            var points = new List<RestorePoint>();
-            if (!Directory.Exists(PointsFolder))
-            {
-                return points;
-            }
-
-            foreach (string file in Directory.EnumerateFiles(PointsFolder, "*.json"))
-            {
-                if (System.IO.Path.GetFileName(file).StartsWith(".", StringComparison.Ordinal))
-                {
-                    continue;
-                }
-
-                try
-                {
-                    points.Add(ReadManifest(file));
-                }
-                catch (VmQuiesceException e) when (unreadable != null)
-                {
-                    unreadable(e);
-                }
-            }
-
-            return points.OrderBy(point => point.StartTime).ThenBy(point => point.Id, StringComparer.Ordinal).ToList();
-        }
+        public IReadOnlyList<RestorePoint> ListRestorePoints(Action<VmQuiesceException>? problem = null) => ReadManifests(problem).Points;
 
         public RestorePoint GetRestorePoint(string id)
         {
@@ -331,8 +307,62 @@ namespace VmQuiesce.Core.Repository
                 };
             }
 
-            return ReadManifest(file);
+            RestorePoint point = ReadManifest(file);
+            return point.Id == id ? point : throw IdMismatch(point);
         }
+
+        /// <summary>
+        /// Reads every manifest: the restore points, and the strays (readable manifests that are not restore
+        /// points, whose chunks prune must still keep). Problems go to <paramref name="problem"/>.
+        /// </summary>
+        private (List<RestorePoint> Points, List<RestorePoint> Strays) ReadManifests(Action<VmQuiesceException>? problem)
+        {
+            var points = new List<RestorePoint>();
+            var strays = new List<RestorePoint>();
+            if (!Directory.Exists(PointsFolder))
+            {
+                return (points, strays);
+            }
+
+            foreach (string file in Directory.EnumerateFiles(PointsFolder, "*.json"))
+            {
+                string name = System.IO.Path.GetFileName(file);
+                if (name.StartsWith(".", StringComparison.Ordinal))
+                {
+                    continue;
+                }
+
+                RestorePoint point;
+                try
+                {
+                    point = ReadManifest(file);
+                }
+                catch (VmQuiesceException e) when (problem != null)
+                {
+                    problem(e);
+                    continue;
+                }
+
+                if (IsValidId(point.Id) && name == point.Id + ".json")
+                {
+                    points.Add(point);
+                }
+                else
+                {
+                    strays.Add(point);
+                    problem?.Invoke(IdMismatch(point));
+                }
+            }
+
+            return (points.OrderBy(point => point.StartTime).ThenBy(point => point.Id, StringComparer.Ordinal).ToList(), strays);
+        }
+
+        private VmQuiesceException IdMismatch(RestorePoint point) =>
+            new VmQuiesceException("RestorePointIdMismatch", FailureKind.InvalidData,
+                $"The manifest '{point.ManifestFile}' says it is restore point '{point.Id}', which is not its file name: it is not a restore point (a copy, such as a sync tool's conflict copy?). Nothing uses it, and no prune removes it or the chunks it names.", point.ManifestFile)
+            {
+                Remedy = $"If it is a copy of another manifest, delete it; if it is a restore point someone renamed, rename it to '{point.Id}.json' (when that name is free and the id is valid).",
+            };
 
         /// <summary>
         /// Publishes a restore point: its chunks must already be stored. Manifest to a temp name, flushed
@@ -414,7 +444,7 @@ namespace VmQuiesce.Core.Repository
         /// <summary>Which points a removal by id removes (unknown ids are reported through <paramref name="notFound"/>).</summary>
         public PrunePlan PlanRemoval(IEnumerable<string> ids, Action<VmQuiesceException> notFound)
         {
-            var all = ListRestorePoints(IgnoreUnreadable);
+            var all = ListRestorePoints(IgnoreProblem);
             var wanted = new HashSet<string>(StringComparer.Ordinal);
             foreach (string id in ids)
             {
@@ -431,7 +461,10 @@ namespace VmQuiesce.Core.Repository
             return new PrunePlan(Path, all.Where(point => wanted.Contains(point.Id)).ToList(), all.Where(point => !wanted.Contains(point.Id)).ToList());
         }
 
-        /// <summary>Which points <paramref name="policy"/> removes, per VM; VMs not matching <paramref name="appliesTo"/> are untouched.</summary>
+        /// <summary>
+        /// Which points <paramref name="policy"/> removes, per VM; VMs not matching <paramref name="appliesTo"/> are
+        /// untouched. The plan never removes the last point of a VM, and its prune checks that again.
+        /// </summary>
         public PrunePlan PlanRetention(RetentionPolicy policy, Func<string, bool> appliesTo)
         {
             if (policy.IsEmpty)
@@ -439,7 +472,7 @@ namespace VmQuiesce.Core.Repository
                 throw new VmQuiesceException("RetentionPolicyEmpty", FailureKind.InvalidArgument, "The retention policy keeps nothing; give at least one of KeepLast, KeepDaily, KeepWeekly, KeepMonthly above 0.", policy);
             }
 
-            var all = ListRestorePoints(IgnoreUnreadable);
+            var all = ListRestorePoints(IgnoreProblem);
             var remove = new List<RestorePoint>();
             foreach (var vm in all.Where(point => appliesTo(point.VmName)).GroupBy(point => point.VmName, StringComparer.OrdinalIgnoreCase))
             {
@@ -447,13 +480,13 @@ namespace VmQuiesce.Core.Repository
                 remove.AddRange(vm.Where(point => !kept.Contains(point)));
             }
 
-            return new PrunePlan(Path, remove, all.Except(remove).ToList());
+            return new PrunePlan(Path, remove, all.Except(remove).ToList()) { KeepsLastPointOfEachVm = true };
         }
 
         /// <summary>What garbage collection would free if the plan's points were gone: (chunks, bytes).</summary>
         public (long Chunks, long Bytes) EstimateGarbage(PrunePlan plan)
         {
-            var referenced = ReferencedChunks(plan.Keep);
+            var referenced = ReferencedChunks(plan.Keep.Concat(ReadManifests(IgnoreProblem).Strays));
             long chunks = 0;
             long bytes = 0;
             foreach (string path in Chunks.EnumerateChunkPaths())
@@ -472,50 +505,96 @@ namespace VmQuiesce.Core.Repository
         /// <summary>
         /// Removes the plan's restore points, then every chunk no remaining point references and the temp
         /// files of interrupted backups. Holds the exclusive lock; manifests go first, so a crash midway
-        /// leaves only unreferenced chunks, which the next prune removes.
+        /// leaves only unreferenced chunks, which the next prune removes. Only the manifest files it read are
+        /// removed, and only through the folders it opened (never through a link); the chunks of a manifest that
+        /// is not a restore point (<see cref="IdMismatch"/>) are kept.
         /// </summary>
         /// <param name="collectGarbage">False removes only the manifests; their chunks go at the next prune.</param>
-        /// <param name="warn">Told about locks of dead processes that were removed.</param>
+        /// <param name="warn">Told about locks of dead processes that were removed, and manifests that are not restore points.</param>
         public PruneResult Prune(PrunePlan plan, bool collectGarbage, bool removeStaleLock, CancellationToken cancel, Action<string>? warn = null)
         {
             using RepositoryLock exclusive = LockExclusive("Remove-VmBackup (prune)", removeStaleLock, warn);
 
             // Read every manifest before deleting anything: a chunk may be removed only when every
             // remaining point is known. Points added since the plan was made are kept.
-            var all = ListRestorePoints(unreadable: e => throw new VmQuiesceException(
-                "RepositoryManifestUnreadable", FailureKind.InvalidData, $"Prune stopped before removing anything: {e.Message}", Path, e)
+            var (all, strays) = ReadManifests(e => ReportOrStop(e, warn));
+            var removeFiles = new HashSet<string>(plan.Remove.Select(point => point.ManifestFile), StringComparer.Ordinal);
+            var remove = all.Where(point => removeFiles.Contains(point.ManifestFile)).ToList();
+            if (plan.KeepsLastPointOfEachVm)
             {
-                Remedy = "Move the unreadable manifest out of the points folder (its chunks then become removable), or restore it, and run Remove-VmBackup again.",
-            });
-            var removeIds = new HashSet<string>(plan.Remove.Select(point => point.Id), StringComparer.Ordinal);
-            var keep = all.Where(point => !removeIds.Contains(point.Id)).ToList();
+                // A policy keeps at least one point per VM; if the kept ones vanished since the plan, keep the newest left.
+                foreach (var vm in all.GroupBy(point => point.VmName, StringComparer.OrdinalIgnoreCase).Where(vm => vm.All(remove.Contains)))
+                {
+                    RestorePoint newest = vm.OrderByDescending(point => point.StartTime).ThenByDescending(point => point.Id, StringComparer.Ordinal).First();
+                    remove.Remove(newest);
+                    warn?.Invoke($"Kept restore point '{newest.Id}' of VM '{newest.VmName}': the points the policy keeps are gone, and a policy never removes a VM's last point (remove it by id if you mean to).");
+                }
+            }
+
+            var keep = all.Except(remove).ToList();
             var removed = new List<string>();
-            foreach (RestorePoint point in all.Where(point => removeIds.Contains(point.Id)))
+            try
             {
-                cancel.ThrowIfCancellationRequested();
-                _ops.Delete(ManifestPath(point.Id));
-                removed.Add(point.Id);
-            }
+                using (TrustedFolder points = TrustedFolder.OpenNoFollow(PointsFolder))
+                {
+                    foreach (RestorePoint point in remove)
+                    {
+                        cancel.ThrowIfCancellationRequested();
+                        points.Delete(System.IO.Path.GetFileName(point.ManifestFile));
+                        removed.Add(point.Id);
+                    }
 
-            _ops.SyncDirectory(PointsFolder);
-            if (!collectGarbage)
+                    points.Sync();
+                }
+
+                if (!collectGarbage)
+                {
+                    return new PruneResult(Path, removed, keep.Count, 0, 0, 0);
+                }
+
+                var referenced = ReferencedChunks(keep.Concat(strays));
+                (long chunks, long bytes, int temps) = CollectGarbage(referenced, cancel);
+                return new PruneResult(Path, removed, keep.Count, chunks, bytes, temps);
+            }
+            catch (FolderTrustException e)
             {
-                return new PruneResult(Path, removed, keep.Count, 0, 0, 0);
+                throw new VmQuiesceException("RepositoryLayoutUnsafe", FailureKind.SecurityError, $"Prune stopped: {e.Message} VmQuiesce deletes nothing through it.", e.Folder, e)
+                {
+                    Remedy = $"Find out who changed the repository '{Path}', replace the link by a real folder, and restrict the repository to root (chmod 700).",
+                };
             }
+            catch (Exception e) when (e is IOException || e is UnauthorizedAccessException)
+            {
+                throw StorageFailure(Path, "prune", e);
+            }
+        }
 
-            var referenced = ReferencedChunks(keep);
+        /// <summary>Deletes unreferenced chunks and temp files, in each fan-out folder opened without following a link.</summary>
+        private (long Chunks, long Bytes, int Temps) CollectGarbage(HashSet<string> referenced, CancellationToken cancel)
+        {
             long chunks = 0;
             long bytes = 0;
             int temps = 0;
-            foreach (string path in Chunks.EnumerateChunkPaths())
+            foreach (string fanOut in ChunkStore.FanOutNames.Select(name => System.IO.Path.Combine(Chunks.Root, name)).Append(PointsFolder))
             {
-                cancel.ThrowIfCancellationRequested();
-                string name = System.IO.Path.GetFileName(path);
-                bool temp = name.StartsWith(ChunkStore.TempPrefix, StringComparison.Ordinal);
-                if (temp || (ChunkStore.IsChunkName(name) && !referenced.Contains(name)))
+                if (!Directory.Exists(fanOut))
                 {
-                    long length = new FileInfo(path).Length;
-                    _ops.Delete(path);
+                    continue;
+                }
+
+                using TrustedFolder folder = TrustedFolder.OpenNoFollow(fanOut);
+                bool inChunks = fanOut != PointsFolder;
+                foreach (string name in folder.Names().ToList())
+                {
+                    cancel.ThrowIfCancellationRequested();
+                    bool temp = name.StartsWith(ChunkStore.TempPrefix, StringComparison.Ordinal);
+                    if (!temp && !(inChunks && ChunkStore.IsChunkName(name) && !referenced.Contains(name)))
+                    {
+                        continue;
+                    }
+
+                    FileStatus? status = folder.Stat(name);
+                    folder.Delete(name);
                     if (temp)
                     {
                         temps++;
@@ -523,22 +602,31 @@ namespace VmQuiesce.Core.Repository
                     else
                     {
                         chunks++;
-                        bytes += length;
+                        bytes += status?.Size ?? 0;
                     }
                 }
             }
 
-            foreach (string path in Directory.EnumerateFiles(PointsFolder, ChunkStore.TempPrefix + "*"))
-            {
-                _ops.Delete(path);
-                temps++;
-            }
-
-            return new PruneResult(Path, removed, keep.Count, chunks, bytes, temps);
+            return (chunks, bytes, temps);
         }
 
-        /// <summary>Plans skip unreadable manifests; Prune itself refuses to run while one exists.</summary>
-        private static void IgnoreUnreadable(VmQuiesceException unreadable)
+        /// <summary>Prune stops before removing anything while a manifest is unreadable; a stray manifest is only reported.</summary>
+        private void ReportOrStop(VmQuiesceException problem, Action<string>? warn)
+        {
+            if (problem.ErrorId == "RestorePointIdMismatch")
+            {
+                warn?.Invoke(problem.Message + " " + problem.Remedy);
+                return;
+            }
+
+            throw new VmQuiesceException("RepositoryManifestUnreadable", FailureKind.InvalidData, $"Prune stopped before removing anything: {problem.Message}", Path, problem)
+            {
+                Remedy = "Move the unreadable manifest out of the points folder (its chunks then become removable), or restore it, and run Remove-VmBackup again.",
+            };
+        }
+
+        /// <summary>Plans skip unreadable and stray manifests; Prune itself reads them again and decides.</summary>
+        private static void IgnoreProblem(VmQuiesceException problem)
         {
         }
 
@@ -628,6 +716,7 @@ namespace VmQuiesce.Core.Repository
             {
                 RestorePoint point = RestorePoint.FromJson(JsonText.ParseObject(RegularFile.ReadAllText(file, MaxManifestBytes)));
                 point.Repository = Path;
+                point.ManifestFile = file;
                 return point;
             }
             catch (Exception e) when (e is JsonFormatException || e is OverflowException || e is FormatException || e is IOException)

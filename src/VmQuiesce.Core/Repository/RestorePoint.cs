@@ -91,6 +91,9 @@ namespace VmQuiesce.Core.Repository
         /// <summary>The repository folder this point was read from (not stored in the manifest).</summary>
         public string Repository { get; internal set; } = string.Empty;
 
+        /// <summary>The manifest file this point was read from: what identifies it (two files may claim one id).</summary>
+        internal string ManifestFile { get; set; } = string.Empty;
+
         public override string ToString() => $"{VmName} {Id}";
 
         internal JsonObject ToJson()

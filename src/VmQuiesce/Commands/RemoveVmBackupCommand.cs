@@ -104,7 +104,7 @@ namespace VmQuiesce.Commands
                         "Remove restore point"))
                     .ToList();
                 // Garbage collection runs even when no point goes: it clears what interrupted backups left.
-                var final = new PrunePlan(proposed.Repository, confirmed, proposed.Keep.Concat(proposed.Remove.Except(confirmed)).ToList());
+                var final = new PrunePlan(proposed.Repository, confirmed, proposed.Keep.Concat(proposed.Remove.Except(confirmed)).ToList()) { KeepsLastPointOfEachVm = proposed.KeepsLastPointOfEachVm };
                 bool whatIf = MyInvocation.BoundParameters.TryGetValue("WhatIf", out object? whatIfSwitch)
                     ? LanguagePrimitives.IsTrue(whatIfSwitch)
                     : LanguagePrimitives.IsTrue(GetVariableValue("WhatIfPreference"));

@@ -1,0 +1,508 @@
+using System;
+using System.Collections.Generic;
+using System.IO;
+using System.Linq;
+using System.Runtime.InteropServices;
+using Microsoft.Win32.SafeHandles;
+
+namespace VmQuiesce.Core.Platform
+{
+    /// <summary>Why a folder on the way to a file was refused.</summary>
+    internal enum FolderProblem
+    {
+        /// <summary>A symbolic link someone other than root (or this process's user) made.</summary>
+        Link,
+
+        /// <summary>A file (or FIFO, device...) where a folder should be: the path runs under a file.</summary>
+        NotAFolder,
+
+        /// <summary>A folder owned by someone other than root, this process's user or the file's owner.</summary>
+        ForeignOwner,
+
+        /// <summary>The folder does not exist (and was not to be created).</summary>
+        Missing,
+    }
+
+    /// <summary>A folder on the way to a file that VmQuiesce will not write through.</summary>
+    internal sealed class FolderTrustException : IOException
+    {
+        public FolderTrustException(FolderProblem problem, string folder, string message)
+            : base(message)
+        {
+            Problem = problem;
+            Folder = folder;
+        }
+
+        public FolderProblem Problem { get; }
+
+        /// <summary>The folder (or link, or file) that was refused.</summary>
+        public string Folder { get; }
+    }
+
+    /// <summary>
+    /// A folder VmQuiesce writes files into as root, reached safely: on Linux it is opened from the root one
+    /// component at a time (openat with O_NOFOLLOW|O_DIRECTORY), each folder owned by root, this process's user
+    /// or the owner of the file to be written, and a symbolic link followed only when root (or this process's
+    /// user) made it. Files are then created, linked, renamed and removed relative to the open folder, so a
+    /// folder swapped for a link after the check changes nothing. Elsewhere the same checks run on the path
+    /// (links are refused, owners are not checked), which a racing local user could still defeat.
+    /// </summary>
+    internal sealed class TrustedFolder : IDisposable
+    {
+        private const int MaxLinks = 40;
+        private const int OwnerOnlyFolder = 0x1C0; // 0700
+
+        private readonly SafeFileHandle? _handle;
+
+        private TrustedFolder(string path, SafeFileHandle? handle)
+        {
+            Path = path;
+            _handle = handle;
+        }
+
+        public string Path { get; }
+
+        private int Fd => (int)_handle!.DangerousGetHandle();
+
+        /// <summary>
+        /// Opens folder <paramref name="path"/> (absolute). With <paramref name="create"/>, missing folders are made
+        /// (0700, then given to <paramref name="owner"/> so it can reach its file); without, a missing folder throws
+        /// <see cref="FolderTrustException"/> with <see cref="FolderProblem.Missing"/>.
+        /// </summary>
+        public static TrustedFolder Open(string path, uint? owner, bool create)
+        {
+            if (!HostPlatform.IsLinux)
+            {
+                WalkByPath(path, create);
+                return new TrustedFolder(path, null);
+            }
+
+            return new TrustedFolder(path, Walk(path, owner, create));
+        }
+
+        /// <summary>
+        /// Opens folder <paramref name="path"/> whose parents were checked already (a repository's own folders):
+        /// only its last component must not be a link. Throws <see cref="FolderTrustException"/> when it is one, or
+        /// not a folder.
+        /// </summary>
+        public static TrustedFolder OpenNoFollow(string path)
+        {
+            if (!HostPlatform.IsLinux)
+            {
+                if (IsLinkByPath(path))
+                {
+                    throw new FolderTrustException(FolderProblem.Link, path, $"'{path}' is a link (a reparse point), not a folder.");
+                }
+
+                return Directory.Exists(path) ? new TrustedFolder(path, null) : throw new FolderTrustException(FolderProblem.Missing, path, $"The folder '{path}' does not exist.");
+            }
+
+            int fd = FileTrustLibc.OpenAt(FileTrustLibc.AtFdCwd, path, FileTrustLibc.ReadOnly | FileTrustLibc.Directory | FileTrustLibc.NoFollow | FileTrustLibc.CloseOnExec, 0);
+            if (fd >= 0)
+            {
+                return new TrustedFolder(path, new SafeFileHandle((IntPtr)fd, ownsHandle: true));
+            }
+
+            int errno = Marshal.GetLastWin32Error();
+            FileStatus? found = RegularFile.StatNoFollow(path);
+            throw found == null ? new FolderTrustException(FolderProblem.Missing, path, $"The folder '{path}' does not exist.")
+                : found.Value.IsSymbolicLink ? new FolderTrustException(FolderProblem.Link, path, $"'{path}' is a symbolic link, not a folder.")
+                : found.Value.IsDirectory ? RegularFile.Failure("open the folder", path, errno)
+                : new FolderTrustException(FolderProblem.NotAFolder, path, $"'{path}' is {found.Value.KindName}, not a folder.");
+        }
+
+        /// <summary>
+        /// Checks the folders of <paramref name="path"/> that exist, as <see cref="Open"/> would, and changes nothing;
+        /// returns the deepest existing one (where missing folders would be created).
+        /// </summary>
+        public static string CheckExisting(string path, uint? owner)
+        {
+            try
+            {
+                using (Open(path, owner, create: false))
+                {
+                    return path;
+                }
+            }
+            catch (FolderTrustException e) when (e.Problem == FolderProblem.Missing)
+            {
+                return System.IO.Path.GetDirectoryName(e.Folder) ?? e.Folder;
+            }
+        }
+
+        /// <summary>What is at <paramref name="name"/> in this folder (a link is not followed); null when nothing is.</summary>
+        public FileStatus? Stat(string name)
+        {
+            if (_handle == null)
+            {
+                return null;
+            }
+
+            FileStatus? status = FileTrustLibc.StatAt(Fd, name, out int errno);
+            if (status == null && errno != FileTrustLibc.ENOENT)
+            {
+                throw RegularFile.Failure("inspect", Combine(name), errno);
+            }
+
+            return status;
+        }
+
+        /// <summary>True when <paramref name="name"/> exists here (as anything, a dangling link too).</summary>
+        public bool Exists(string name) => _handle == null ? File.Exists(Combine(name)) || Directory.Exists(Combine(name)) || IsLinkByPath(Combine(name)) : Stat(name) != null;
+
+        /// <summary>
+        /// Creates <paramref name="name"/> here, which must not exist, readable by this process's user only;
+        /// written past the page cache when <paramref name="direct"/> and the file system allows.
+        /// </summary>
+        public CreatedFile CreateNew(string name, bool direct)
+        {
+            if (_handle == null)
+            {
+                return new CreatedFile(new FileStream(Combine(name), FileMode.CreateNew, FileAccess.Write, FileShare.None, bufferSize: 1, FileOptions.None), -1);
+            }
+
+            int flags = FileTrustLibc.WriteOnly | FileTrustLibc.Create | FileTrustLibc.Exclusive | FileTrustLibc.NoFollow | FileTrustLibc.CloseOnExec;
+            int fd = direct && Environment.Is64BitProcess ? FileTrustLibc.OpenAt(Fd, name, flags | FileTrustLibc.Direct, RegularFile.OwnerOnly) : -1;
+            if (fd >= 0)
+            {
+                FileTrustLibc.fchmod(fd, RegularFile.OwnerOnly);
+                return new CreatedFile(DirectFileStream.FromDescriptor(fd, Combine(name)), fd);
+            }
+
+            // EINVAL: this file system does not do O_DIRECT; write through the page cache.
+            if (direct && Environment.Is64BitProcess && Marshal.GetLastWin32Error() != FileTrustLibc.EINVAL)
+            {
+                throw RegularFile.Failure("create", Combine(name), Marshal.GetLastWin32Error());
+            }
+
+            fd = FileTrustLibc.OpenAt(Fd, name, flags, RegularFile.OwnerOnly);
+            if (fd < 0)
+            {
+                throw RegularFile.Failure("create", Combine(name), Marshal.GetLastWin32Error());
+            }
+
+            FileTrustLibc.fchmod(fd, RegularFile.OwnerOnly);
+            return new CreatedFile(new FileStream(new SafeFileHandle((IntPtr)fd, ownsHandle: true), FileAccess.Write, bufferSize: 1), fd);
+        }
+
+        /// <summary>
+        /// Opens the existing regular file <paramref name="name"/> for writing without following a link; null when
+        /// it is missing or not a regular file.
+        /// </summary>
+        public FileStream? OpenExistingForWrite(string name)
+        {
+            if (_handle == null)
+            {
+                return File.Exists(Combine(name)) && !IsLinkByPath(Combine(name)) ? new FileStream(Combine(name), FileMode.Open, FileAccess.ReadWrite, FileShare.None) : null;
+            }
+
+            int fd = FileTrustLibc.OpenAt(Fd, name, 0x2 /* O_RDWR */ | FileTrustLibc.NoFollow | FileTrustLibc.NonBlocking | FileTrustLibc.CloseOnExec, 0);
+            if (fd < 0)
+            {
+                return null;
+            }
+
+            var handle = new SafeFileHandle((IntPtr)fd, ownsHandle: true);
+            if (FileTrustLibc.StatAt(fd, string.Empty, out _)?.IsRegularFile != true)
+            {
+                handle.Dispose();
+                return null;
+            }
+
+            return new FileStream(handle, FileAccess.ReadWrite, bufferSize: 1);
+        }
+
+        /// <summary>
+        /// Gives the file <paramref name="existing"/> a second name <paramref name="name"/>, which must be free. False
+        /// when this file system (or platform) has no hard links; the caller then moves the file instead.
+        /// </summary>
+        public bool TryLink(string existing, string name)
+        {
+            if (_handle == null)
+            {
+                return false;
+            }
+
+            if (FileTrustLibc.LinkAt(Fd, existing, Fd, name) == 0)
+            {
+                return true;
+            }
+
+            int errno = Marshal.GetLastWin32Error();
+            if (errno == FileTrustLibc.EPERM || errno == FileTrustLibc.EOPNOTSUPP || errno == FileTrustLibc.EMLINK)
+            {
+                return false;
+            }
+
+            throw RegularFile.Failure("link", Combine(name), errno);
+        }
+
+        /// <summary>Renames <paramref name="from"/> to <paramref name="to"/> in one step, replacing what <paramref name="to"/> was.</summary>
+        public void Rename(string from, string to)
+        {
+            if (_handle == null)
+            {
+                if (File.Exists(Combine(to)))
+                {
+                    File.Replace(Combine(from), Combine(to), null);
+                }
+                else
+                {
+                    File.Move(Combine(from), Combine(to));
+                }
+
+                return;
+            }
+
+            if (FileTrustLibc.RenameAt(Fd, from, Fd, to) != 0)
+            {
+                throw RegularFile.Failure("rename", Combine(from) + "' to '" + Combine(to), Marshal.GetLastWin32Error());
+            }
+        }
+
+        /// <summary>Removes the entry <paramref name="name"/> (a link itself, never its target); missing is fine.</summary>
+        public void Delete(string name)
+        {
+            if (_handle == null)
+            {
+                File.Delete(Combine(name));
+                return;
+            }
+
+            if (FileTrustLibc.UnlinkAt(Fd, name, 0) != 0 && Marshal.GetLastWin32Error() != FileTrustLibc.ENOENT)
+            {
+                throw RegularFile.Failure("delete", Combine(name), Marshal.GetLastWin32Error());
+            }
+        }
+
+        /// <summary>The names of the entries here (path-based: callers act on them only through this folder).</summary>
+        public IEnumerable<string> Names() => Directory.EnumerateFileSystemEntries(Path).Select(entry => System.IO.Path.GetFileName(entry));
+
+        /// <summary>Makes renames, links and deletions in this folder durable.</summary>
+        public void Sync()
+        {
+            if (_handle == null)
+            {
+                UnixFiles.SyncDirectory(Path);
+            }
+            else
+            {
+                FileTrustLibc.fsync(Fd);
+            }
+        }
+
+        public string Combine(string name) => System.IO.Path.Combine(Path, name);
+
+        public void Dispose() => _handle?.Dispose();
+
+        private static SafeFileHandle Walk(string path, uint? owner, bool create)
+        {
+            uint self = FileTrustLibc.geteuid();
+            var pending = new LinkedList<string>(Components(path));
+            string shown = "/";
+            var current = OpenRoot();
+            var made = new HashSet<(ulong, ulong)>();
+            int links = 0;
+            try
+            {
+                while (pending.Count > 0)
+                {
+                    string name = pending.First!.Value;
+                    pending.RemoveFirst();
+                    if (name.Length == 0 || name == ".")
+                    {
+                        continue;
+                    }
+
+                    string next = name == ".." ? (System.IO.Path.GetDirectoryName(shown) ?? "/") : System.IO.Path.Combine(shown, name);
+                    int fd = FileTrustLibc.OpenAt((int)current.DangerousGetHandle(), name, FileTrustLibc.ReadOnly | FileTrustLibc.Directory | FileTrustLibc.NoFollow | FileTrustLibc.CloseOnExec, 0);
+                    if (fd < 0)
+                    {
+                        int errno = Marshal.GetLastWin32Error();
+                        FileStatus? found = FileTrustLibc.StatAt((int)current.DangerousGetHandle(), name, out _);
+                        if (found?.IsSymbolicLink == true)
+                        {
+                            string? target = FileTrustLibc.ReadLinkAt((int)current.DangerousGetHandle(), name);
+                            if (target == null || (found.Value.Uid != 0 && found.Value.Uid != self) || ++links > MaxLinks)
+                            {
+                                throw new FolderTrustException(FolderProblem.Link, next,
+                                    $"'{next}' is a symbolic link{(target == null ? string.Empty : $" to '{target}'")} made by user id {found.Value.Uid}; VmQuiesce follows only links that root made, so it does not write through it.");
+                            }
+
+                            // The link's target is walked the same way, from the root when it is absolute.
+                            foreach (string part in Components(target).Reverse())
+                            {
+                                pending.AddFirst(part);
+                            }
+
+                            if (System.IO.Path.IsPathRooted(target))
+                            {
+                                current.Dispose();
+                                current = OpenRoot();
+                                shown = "/";
+                            }
+
+                            continue;
+                        }
+
+                        if (found != null && !found.Value.IsDirectory)
+                        {
+                            throw new FolderTrustException(FolderProblem.NotAFolder, next, $"'{next}' is {found.Value.KindName}, not a folder.");
+                        }
+
+                        if (errno != FileTrustLibc.ENOENT)
+                        {
+                            throw RegularFile.Failure("open the folder", next, errno);
+                        }
+
+                        if (!create)
+                        {
+                            throw new FolderTrustException(FolderProblem.Missing, next, $"The folder '{next}' does not exist.");
+                        }
+
+                        fd = MakeFolder(current, name, next, owner, made);
+                    }
+
+                    var opened = new SafeFileHandle((IntPtr)fd, ownsHandle: true);
+                    FileStatus status = FileTrustLibc.StatAt(fd, string.Empty, out int statErrno) ?? throw RegularFile.Failure("inspect", next, statErrno);
+                    if (status.Uid != 0 && status.Uid != self && status.Uid != owner && !made.Contains((status.Device, status.Inode)))
+                    {
+                        opened.Dispose();
+                        throw new FolderTrustException(FolderProblem.ForeignOwner, next,
+                            $"The folder '{next}' belongs to user id {status.Uid}, which is neither root nor the owner of the file written there{(owner == null ? string.Empty : $" (user id {owner})")}; that user could swap its contents for links, so VmQuiesce does not write there.");
+                    }
+
+                    current.Dispose();
+                    current = opened;
+                    shown = next;
+                }
+
+                return current;
+            }
+            catch
+            {
+                current.Dispose();
+                throw;
+            }
+        }
+
+        private static int MakeFolder(SafeFileHandle parent, string name, string shown, uint? owner, HashSet<(ulong, ulong)> made)
+        {
+            int parentFd = (int)parent.DangerousGetHandle();
+            if (FileTrustLibc.MkdirAt(parentFd, name, OwnerOnlyFolder) != 0 && Marshal.GetLastWin32Error() != FileTrustLibc.EEXIST)
+            {
+                throw RegularFile.Failure("create the folder", shown, Marshal.GetLastWin32Error());
+            }
+
+            int fd = FileTrustLibc.OpenAt(parentFd, name, FileTrustLibc.ReadOnly | FileTrustLibc.Directory | FileTrustLibc.NoFollow | FileTrustLibc.CloseOnExec, 0);
+            if (fd < 0)
+            {
+                throw RegularFile.Failure("open the folder", shown, Marshal.GetLastWin32Error());
+            }
+
+            FileStatus? status = FileTrustLibc.StatAt(fd, string.Empty, out _);
+            if (status != null && status.Value.Uid == FileTrustLibc.geteuid())
+            {
+                // The file's owner must be able to reach its file; nobody else may look in.
+                if (owner != null && owner != status.Value.Uid)
+                {
+                    FileTrustLibc.fchown(fd, owner.Value, uint.MaxValue);
+                }
+
+                made.Add((status.Value.Device, status.Value.Inode));
+            }
+
+            return fd;
+        }
+
+        private static SafeFileHandle OpenRoot()
+        {
+            int fd = FileTrustLibc.OpenAt(FileTrustLibc.AtFdCwd, "/", FileTrustLibc.ReadOnly | FileTrustLibc.Directory | FileTrustLibc.CloseOnExec, 0);
+            return fd >= 0 ? new SafeFileHandle((IntPtr)fd, ownsHandle: true) : throw RegularFile.Failure("open", "/", Marshal.GetLastWin32Error());
+        }
+
+        private static IEnumerable<string> Components(string path) => path.Split(new[] { '/' }, StringSplitOptions.RemoveEmptyEntries);
+
+        /// <summary>Windows and macOS: refuse links on the way, create what is missing.</summary>
+        private static void WalkByPath(string path, bool create)
+        {
+            string? root = System.IO.Path.GetPathRoot(path);
+            string current = root ?? string.Empty;
+            foreach (string part in path.Substring(current.Length).Split(new[] { System.IO.Path.DirectorySeparatorChar, System.IO.Path.AltDirectorySeparatorChar }, StringSplitOptions.RemoveEmptyEntries))
+            {
+                current = System.IO.Path.Combine(current, part);
+                if (IsLinkByPath(current))
+                {
+                    throw new FolderTrustException(FolderProblem.Link, current, $"'{current}' is a link (a reparse point); VmQuiesce does not write through it.");
+                }
+
+                if (File.Exists(current))
+                {
+                    throw new FolderTrustException(FolderProblem.NotAFolder, current, $"'{current}' is a file, not a folder.");
+                }
+
+                if (!Directory.Exists(current))
+                {
+                    if (!create)
+                    {
+                        throw new FolderTrustException(FolderProblem.Missing, current, $"The folder '{current}' does not exist.");
+                    }
+
+                    Directory.CreateDirectory(current);
+                }
+            }
+        }
+
+        private static bool IsLinkByPath(string path)
+        {
+            try
+            {
+                return (File.GetAttributes(path) & FileAttributes.ReparsePoint) != 0;
+            }
+            catch (Exception e) when (e is FileNotFoundException || e is DirectoryNotFoundException)
+            {
+                return false;
+            }
+        }
+    }
+
+    /// <summary>A file just made by <see cref="TrustedFolder.CreateNew"/>: its stream, and on Linux its descriptor for owner and mode.</summary>
+    internal sealed class CreatedFile : IDisposable
+    {
+        private readonly int _fd;
+
+        public CreatedFile(Stream stream, int fd)
+        {
+            Stream = stream;
+            _fd = fd;
+        }
+
+        public Stream Stream { get; }
+
+        /// <summary>
+        /// Gives the file its owner and mode (Unix; a no-op elsewhere). Only the permission bits are kept. When
+        /// this process may not give files away (not root), the file stays this user's and loses its group and
+        /// other bits rather than granting them to the wrong people.
+        /// </summary>
+        public void SetOwnerAndMode(uint? uid, uint? gid, int mode)
+        {
+            if (_fd < 0)
+            {
+                return;
+            }
+
+            int permissions = mode & 0x1FF;
+            if ((uid != null || gid != null) && FileTrustLibc.fchown(_fd, uid ?? uint.MaxValue, gid ?? uint.MaxValue) != 0)
+            {
+                permissions &= 0x1C0;
+            }
+
+            if (FileTrustLibc.fchmod(_fd, permissions) != 0)
+            {
+                throw new IOException($"Could not set the mode of the restored file: {FileTrustLibc.ErrorText(Marshal.GetLastWin32Error())}.", Marshal.GetLastWin32Error());
+            }
+        }
+
+        public void Dispose() => Stream.Dispose();
+    }
+}
