@@ -180,7 +180,8 @@ namespace VmQuiesce.Core.Backup
         {
             int chunkSize = _repository.ChunkSize;
             CheckRelativePaths(viewFiles, vm);
-            var sizes = viewFiles.Select(file => OpenLength(file, vm)).ToArray();
+            var opened = viewFiles.Select(file => Inspect(file, vm)).ToArray();
+            var sizes = opened.Select(file => file.Size).ToArray();
             long total = sizes.Sum();
             var chunkLists = sizes.Select(size => new string?[(size + chunkSize - 1) / chunkSize]).ToArray();
             progress?.Report(new BackupProgress(vm, "Copying", 0, total, clock.Elapsed));
@@ -221,7 +222,11 @@ namespace VmQuiesce.Core.Backup
             cancel.ThrowIfCancellationRequested();
             copy.ThrowIfFailed();
             progress?.Report(new BackupProgress(vm, "Copying", total, total, clock.Elapsed));
-            var files = viewFiles.Select((file, i) => new RestorePointFile(file.RelativePath, file.OriginalPath, sizes[i], chunkLists[i])).ToList();
+            var files = viewFiles.Select((file, i) => new RestorePointFile(file.RelativePath, file.OriginalPath, sizes[i], chunkLists[i])
+            {
+                AllocatedBytes = copy.AllocatedBytes(i),
+                Owner = opened[i].Owner,
+            }).ToList();
             return (files, copy.StoredBytes);
         }
 
@@ -245,12 +250,27 @@ namespace VmQuiesce.Core.Backup
             }
         }
 
-        private static long OpenLength(ViewFile file, string vm)
+        /// <summary>
+        /// The file's size, and (Unix) who owns the original and its permissions, which the restore gives back:
+        /// from the original path when it exists (the read path may be a copy), else from the file read.
+        /// </summary>
+        private static (long Size, FileOwner? Owner) Inspect(ViewFile file, string vm)
         {
             try
             {
                 using Stream stream = DevicePathFile.OpenRead(file.ReadPath);
-                return stream.Length;
+                if (!HostPlatform.IsLinux)
+                {
+                    return (stream.Length, null);
+                }
+
+                FileStatus? status = FileTrustLibc.StatFollowingLinks(file.OriginalPath);
+                if (status?.IsRegularFile != true && stream is FileStream read)
+                {
+                    status = FileTrustLibc.StatAt((int)read.SafeFileHandle.DangerousGetHandle(), string.Empty, out _);
+                }
+
+                return (stream.Length, status?.IsRegularFile == true ? new FileOwner(status.Value.Uid, status.Value.Gid, status.Value.Permissions) : null);
             }
             catch (Exception e) when (e is FileNotFoundException || e is DirectoryNotFoundException)
             {
@@ -273,6 +293,7 @@ namespace VmQuiesce.Core.Backup
             private readonly BlockingCollection<Job> _toStore;
             private readonly BlockingCollection<PendingChunk> _toPublish;
             private readonly ConcurrentDictionary<string, bool> _seen = new ConcurrentDictionary<string, bool>(StringComparer.Ordinal);
+            private readonly long[] _allocated;
             private Exception? _failure;
             private long _bytesDone;
             private long _storedBytes;
@@ -283,6 +304,7 @@ namespace VmQuiesce.Core.Backup
                 _files = files;
                 _chunkLists = chunkLists;
                 _chunkSize = chunkSize;
+                _allocated = new long[files.Count];
                 _toStore = new BlockingCollection<Job>(2 * workers);
                 _toPublish = new BlockingCollection<PendingChunk>(2 * Flushers);
             }
@@ -290,6 +312,9 @@ namespace VmQuiesce.Core.Backup
             public long BytesDone => Interlocked.Read(ref _bytesDone);
 
             public long StoredBytes => Interlocked.Read(ref _storedBytes);
+
+            /// <summary>Bytes of the file's 4 KiB blocks that hold data: what a restore of it allocates.</summary>
+            public long AllocatedBytes(int fileIndex) => Interlocked.Read(ref _allocated[fileIndex]);
 
             public void Guard(CancellationTokenSource stop, Action action)
             {
@@ -405,6 +430,7 @@ namespace VmQuiesce.Core.Backup
                 {
                     string hash = ChunkStore.Hash(sha, data, job.Length);
                     _chunkLists[job.FileIndex][job.ChunkIndex] = hash;
+                    Interlocked.Add(ref _allocated[job.FileIndex], DataBlockBytes(data, job.Length));
 
                     // The first worker to see a hash in this run stores it; the rest only reference it.
                     if (_seen.TryAdd(hash, true))
@@ -427,6 +453,21 @@ namespace VmQuiesce.Core.Backup
                 }
 
                 Interlocked.Add(ref _bytesDone, job.Length);
+            }
+
+            /// <summary>Bytes of the 4 KiB blocks of a chunk that are not all zero (a restore leaves those as holes).</summary>
+            private static long DataBlockBytes(byte[] data, int length)
+            {
+                long bytes = 0;
+                for (int offset = 0; offset < length; offset += RestorePoint.AllocationBlock)
+                {
+                    if (!ZeroBytes.IsAllZero(data, offset, Math.Min(RestorePoint.AllocationBlock, length - offset)))
+                    {
+                        bytes += RestorePoint.AllocationBlock;
+                    }
+                }
+
+                return bytes;
             }
 
             public void PublishChunks(CancellationToken cancel)

@@ -94,6 +94,13 @@ namespace VmQuiesce.Core.Platform
             return length > 0 && length < buffer.Length ? Encoding.UTF8.GetString(buffer, 0, (int)length) : null;
         }
 
+        /// <summary>statx of <paramref name="path"/>, following a link; null when it cannot be read.</summary>
+        public static FileStatus? StatFollowingLinks(string path)
+        {
+            var buffer = new byte[256];
+            return statx(AtFdCwd, Utf8z(path), 0, StatxBasicStats, buffer) == 0 ? FileStatus.FromStatx(buffer) : (FileStatus?)null;
+        }
+
         public static int MkdirAt(int dirFd, string name, int mode) => mkdirat(dirFd, Utf8z(name), mode);
 
         public static int LinkAt(int fromDirFd, string from, int toDirFd, string to) => linkat(fromDirFd, Utf8z(from), toDirFd, Utf8z(to), 0);

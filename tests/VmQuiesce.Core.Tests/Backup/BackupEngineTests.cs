@@ -174,7 +174,7 @@ namespace VmQuiesce.Core.Tests.Backup
             RestorePoint point = fixture.BackUp("vm", empty, fixture.WriteFile("disk.img", RepositoryFixture.Random(100, 5)));
 
             Assert.Empty(point.Files[0].Chunks);
-            Assert.Equal(RepositoryFixture.ChunkListDigestOf(empty), point.Files[0].Digest);
+            Assert.Equal(RepositoryFixture.DigestOf(empty), point.Files[0].Digest);
             Assert.True(fixture.Repository.Verify(point, CancellationToken.None).IsValid);
         }
 
