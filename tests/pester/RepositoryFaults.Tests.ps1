@@ -117,6 +117,27 @@ Describe 'A conflict copy of a manifest' {
     }
 }
 
+Describe 'A damaged chunk' {
+    It 'is recorded by Test-VmBackup and stored anew by the next backup, which repairs the older point' {
+        $repo = Join-Path $root 'damaged'
+        $point = Invoke-VmQuiescedBackup -Vm $web -Repository $repo -Consistency Crash
+        $chunk = Get-ChildItem (Join-Path $repo 'chunks') -Recurse -File | Select-Object -First 1
+        $bytes = [IO.File]::ReadAllBytes($chunk.FullName)
+        $bytes[$bytes.Length - 1] = $bytes[$bytes.Length - 1] -bxor 1
+        [IO.File]::WriteAllBytes($chunk.FullName, $bytes)
+
+        $result = Test-VmBackup $repo -Id $point.Id -ErrorVariable failures -ErrorAction SilentlyContinue
+        $result.Status | Should -Be 'Damaged'
+        $failures[0].ErrorDetails.RecommendedAction | Should -BeLike '*next backup*stores the damaged chunks anew*'
+        Test-Path (Join-Path $repo "damaged/$($chunk.Name)") | Should -BeTrue
+
+        $null = Invoke-VmQuiescedBackup -Vm $web -Repository $repo -Consistency Crash -WarningVariable warnings -WarningAction SilentlyContinue
+
+        "$warnings" | Should -BeLike "*$($chunk.Name)*stored it anew*"
+        (Test-VmBackup $repo).Status | Should -Be @('Ok', 'Ok')
+    }
+}
+
 Describe 'A process killed while it holds a lock' {
     It 'leaves a lock that the next command removes with a warning, without -RemoveStaleLock' {
         if ($killSkip) { Set-ItResult -Skipped -Because $killSkip; return }

@@ -185,7 +185,8 @@ namespace VmQuiesce.Core.Backup
             long total = sizes.Sum();
             var chunkLists = sizes.Select(size => new string?[(size + chunkSize - 1) / chunkSize]).ToArray();
             progress?.Report(new BackupProgress(vm, "Copying", 0, total, clock.Elapsed));
-            var copy = new CopyRun(_repository.Chunks, viewFiles, chunkLists, _workers, chunkSize);
+            var copy = new CopyRun(_repository.Chunks, viewFiles, chunkLists, _workers, chunkSize, (hash, damage) => _warn?.Invoke(
+                $"The repository '{_repository.Path}' held chunk {hash} damaged ({damage}); the backup of '{vm}' stored it anew from its data, which repairs every restore point that uses it."));
             using var stop = CancellationTokenSource.CreateLinkedTokenSource(cancel);
             var workers = Enumerable.Range(0, _workers)
                 .Select(_ => Task.Factory.StartNew(() => copy.Guard(stop, () => copy.StoreChunks(stop.Token)), CancellationToken.None, TaskCreationOptions.LongRunning, TaskScheduler.Default))
@@ -294,12 +295,15 @@ namespace VmQuiesce.Core.Backup
             private readonly BlockingCollection<PendingChunk> _toPublish;
             private readonly ConcurrentDictionary<string, bool> _seen = new ConcurrentDictionary<string, bool>(StringComparer.Ordinal);
             private readonly long[] _allocated;
+            private readonly Action<string, string> _repaired;
             private Exception? _failure;
             private long _bytesDone;
             private long _storedBytes;
 
-            public CopyRun(ChunkStore store, IReadOnlyList<ViewFile> files, string?[][] chunkLists, int workers, int chunkSize)
+            /// <param name="repaired">Told (hash, what was wrong) for each damaged chunk this run stored anew.</param>
+            public CopyRun(ChunkStore store, IReadOnlyList<ViewFile> files, string?[][] chunkLists, int workers, int chunkSize, Action<string, string> repaired)
             {
+                _repaired = repaired;
                 _store = store;
                 _files = files;
                 _chunkLists = chunkLists;
@@ -475,6 +479,10 @@ namespace VmQuiesce.Core.Backup
                 foreach (PendingChunk pending in _toPublish.GetConsumingEnumerable(cancel))
                 {
                     Interlocked.Add(ref _storedBytes, _store.Publish(pending));
+                    if (pending.Repairs != null)
+                    {
+                        _repaired(Path.GetFileName(pending.FinalPath), pending.Repairs);
+                    }
                 }
             }
 

@@ -391,6 +391,16 @@ namespace VmQuiesce.Core.Repository
         /// </summary>
         public RestorePointVerification Verify(RestorePoint point, CancellationToken cancel, Action<long>? bytesChecked = null)
         {
+            if (point.ChunkSize != ChunkSize)
+            {
+                // Every chunk would look damaged; the marker (or the manifest) is what is wrong.
+                throw new VmQuiesceException("RestorePointChunkSizeMismatch", FailureKind.InvalidData,
+                    $"The repository marker '{System.IO.Path.Combine(Path, MarkerName)}' says chunkSize {ChunkSize}, but restore point '{point.Id}' was written with chunkSize {point.ChunkSize}; no chunk was checked.", point.Id)
+                {
+                    Remedy = $"If the other restore points say {point.ChunkSize} too, the marker is wrong: set \"chunkSize\" in it back to {point.ChunkSize}. Do not delete chunks over this.",
+                };
+            }
+
             var problems = new Dictionary<string, (string Problem, string Detail, List<string> Files)>(StringComparer.Ordinal);
             var broken = new List<string>();
             var mismatches = new List<string>();
@@ -439,6 +449,22 @@ namespace VmQuiesce.Core.Repository
 
             var list = problems.Select(entry => new ChunkProblem(entry.Key, entry.Value.Problem, entry.Value.Detail, entry.Value.Files)).ToList();
             return new RestorePointVerification(point, chunks, bytes, list, broken, mismatches);
+        }
+
+        /// <summary>
+        /// Records the chunks <paramref name="verification"/> found damaged (not missing: a backup stores those anyway),
+        /// so the next backup that has their data stores them anew. Returns how many were not recorded before.
+        /// </summary>
+        public int RecordDamage(RestorePointVerification verification)
+        {
+            try
+            {
+                return verification.Problems.Count(problem => problem.Problem == "Damaged" && ChunkStore.IsChunkName(problem.Hash) && Chunks.Damaged.Record(problem.Hash));
+            }
+            catch (Exception e) when (e is IOException || e is UnauthorizedAccessException)
+            {
+                throw StorageFailure(Path, "record the damaged chunks", e);
+            }
         }
 
         /// <summary>Which points a removal by id removes (unknown ids are reported through <paramref name="notFound"/>).</summary>
@@ -554,6 +580,11 @@ namespace VmQuiesce.Core.Repository
 
                 var referenced = ReferencedChunks(keep.Concat(strays));
                 (long chunks, long bytes, int temps) = CollectGarbage(referenced, cancel);
+                foreach (string hash in Chunks.Damaged.All().Where(hash => !referenced.Contains(hash)))
+                {
+                    Chunks.Damaged.Clear(hash);
+                }
+
                 return new PruneResult(Path, removed, keep.Count, chunks, bytes, temps);
             }
             catch (FolderTrustException e)

@@ -64,6 +64,26 @@ namespace VmQuiesce.Core.Repository
             }
         }
 
+        /// <summary>Renames <paramref name="from"/> to <paramref name="to"/> in one step, replacing what <paramref name="to"/> was.</summary>
+        public virtual void Replace(string from, string to)
+        {
+            if (!HostPlatform.IsLinux)
+            {
+                if (File.Exists(to))
+                {
+                    File.Replace(from, to, null);
+                }
+                else
+                {
+                    File.Move(from, to);
+                }
+            }
+            else if (FileTrustLibc.RenameAt(FileTrustLibc.AtFdCwd, from, FileTrustLibc.AtFdCwd, to) != 0)
+            {
+                throw RegularFile.Failure("rename", from, System.Runtime.InteropServices.Marshal.GetLastWin32Error());
+            }
+        }
+
         public virtual void Delete(string path) => File.Delete(path);
 
         /// <summary>Readable by its owner only, never created through a link.</summary>

@@ -30,7 +30,7 @@ namespace VmQuiesce.Core.Repository
     internal static class RepositoryLayout
     {
         private const int OwnerOnlyFolder = 0x1C0; // 0700
-        private static readonly string[] Folders = { ChunkStore.FolderName, BackupRepository.PointsFolderName, RepositoryLock.FolderName };
+        private static readonly string[] Folders = { ChunkStore.FolderName, BackupRepository.PointsFolderName, RepositoryLock.FolderName, DamagedChunks.FolderName };
 
         /// <summary>Characters that are never part of a repository path a user meant literally.</summary>
         private static readonly char[] Wildcards = { '*', '?' };
