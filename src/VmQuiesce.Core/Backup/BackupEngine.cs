@@ -221,7 +221,7 @@ namespace VmQuiesce.Core.Backup
             Task.WaitAll(flushers);
             copy.AbandonUnpublished();
             cancel.ThrowIfCancellationRequested();
-            copy.ThrowIfFailed();
+            copy.ThrowIfFailed(_repository.Path);
             progress?.Report(new BackupProgress(vm, "Copying", total, total, clock.Elapsed));
             var files = viewFiles.Select((file, i) => new RestorePointFile(file.RelativePath, file.OriginalPath, sizes[i], chunkLists[i])
             {
@@ -337,11 +337,16 @@ namespace VmQuiesce.Core.Backup
                 }
             }
 
-            public void ThrowIfFailed()
+            public void ThrowIfFailed(string repository)
             {
                 if (_failure is VmQuiesceException known)
                 {
                     throw known;
+                }
+
+                if (_failure != null && (RegularFile.IsDiskFull(_failure) || RegularFile.IsReadOnlyFileSystem(_failure)))
+                {
+                    throw BackupRepository.StorageFailure(repository, "store the chunks", _failure);
                 }
 
                 if (_failure != null)

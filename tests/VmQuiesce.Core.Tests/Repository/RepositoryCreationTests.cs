@@ -144,6 +144,21 @@ namespace VmQuiesce.Core.Tests.Repository
             Assert.Equal(Chunk, BackupRepository.Open(repository.Path).ChunkSize);
         }
 
+        [LinuxRootFact]
+        public void ABackupIntoAFullFileSystemIsATypedErrorAndLeavesNoPoint()
+        {
+            using var fixture = new RepositoryFixture();
+            using var fs = new ScratchFileSystem("size=1m");
+            BackupRepository repository = BackupRepository.OpenOrCreate(Path.Combine(fs.Path, "repo"), Chunk);
+            string disk = fixture.WriteFile("big.img", RepositoryFixture.Random(40 * Chunk, 7));
+
+            var e = Assert.Throws<VmQuiesceException>(() => RepositoryFixture.BackUp(repository, "vm1", disk));
+
+            Assert.Equal("RepositoryDiskFull", e.ErrorId);
+            Assert.Contains(repository.Path, e.Message);
+            Assert.Empty(BackupRepository.Open(repository.Path).ListRestorePoints());
+        }
+
         [Fact]
         public void AFailedFirstBackupLeavesNoRepositoryBehindButAnEarlierOneStays()
         {
