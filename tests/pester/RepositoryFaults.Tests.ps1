@@ -189,3 +189,56 @@ Describe 'A repository on a read-only mount' {
         $failures[0].ErrorDetails.RecommendedAction | Should -BeLike '*Remount*'
     }
 }
+
+Describe 'A restore killed between its two steps of replacing a file' {
+    It 'leaves the original at the target, and the next restore cleans what it left and says so' {
+        if ($killSkip) { Set-ItResult -Skipped -Because $killSkip; return }
+        $disk = New-TestDisk 'killed-restore.img' (200KB) 5
+        $original = [IO.File]::ReadAllBytes($disk)
+        $vm = [VmQuiesce.Core.Backup.StableFilesSource]::CreateVm('killed', @($disk))
+        $repo = Join-Path $root 'killed-restore'
+        $point = Invoke-VmQuiescedBackup -Vm $vm -Repository $repo -Consistency Crash
+        $changed = [byte[]]::new(1000)
+        [IO.File]::WriteAllBytes($disk, $changed)
+
+        # Killed at the rename that puts the restored file in place: after the original got its second name.
+        $exit = Invoke-KilledPwsh -Path $root -Syscalls 'rename,renameat,renameat2' -Command "Restore-VmSnapshot -Repository '$repo' -Id '$($point.Id)' -Force -Confirm:`$false"
+
+        $exit | Should -Be 137 -Because 'strace must have killed the restore at its rename, or this test tests nothing'
+        [IO.File]::ReadAllBytes($disk) | Should -Be $changed
+        Test-Path "$disk.vmquiesce-replaced" | Should -BeTrue
+        @(Get-ChildItem $root -Force -Filter '.killed-restore.img.vmquiesce-restore-*').Count | Should -Be 1
+
+        $null = Restore-VmSnapshot -Repository $repo -Id $point.Id -Force -Confirm:$false -WarningVariable warnings -WarningAction SilentlyContinue
+
+        [IO.File]::ReadAllBytes($disk) | Should -Be $original
+        @($warnings).Count | Should -Be 2
+        "$warnings" | Should -BeLike '*Removed*vmquiesce-restore-*interrupted*'
+        Test-Path "$disk.vmquiesce-replaced" | Should -BeFalse
+        @(Get-ChildItem $root -Force -Filter '.killed-restore.img.vmquiesce-restore-*').Count | Should -Be 0
+    }
+}
+
+Describe 'Restore destinations that cannot take the files' {
+    It 'names a file given as the destination instead of a raw .NET exception' {
+        $point = Invoke-VmQuiescedBackup -Vm $web -Repository (Join-Path $root 'dest-checks') -Consistency Crash
+        $file = New-TestDisk 'not-a-folder.txt' 10 6
+        Restore-VmSnapshot -Repository $point.Repository -Id $point.Id -Destination $file -Confirm:$false -ErrorVariable failures -ErrorAction SilentlyContinue
+        $failures[0].FullyQualifiedErrorId | Should -BeLike 'RestoreDestinationIsFile,*'
+        Restore-VmSnapshot -Repository $point.Repository -Id $point.Id -Destination (Join-Path $root 'out/*') -Confirm:$false -ErrorVariable failures -ErrorAction SilentlyContinue
+        $failures[0].FullyQualifiedErrorId | Should -BeLike 'InvalidDestinationPath,*'
+    }
+
+    It 'says how much a full file system lacks, in bytes that add up' {
+        if (-not $isRoot) { Set-ItResult -Skipped -Because 'mounting a small tmpfs needs Linux and root'; return }
+        $point = Invoke-VmQuiescedBackup -Vm $web -Repository (Join-Path $root 'dest-full') -Consistency Crash
+        $mount = New-ScratchMount 'size=128k'
+
+        Restore-VmSnapshot -Repository $point.Repository -Id $point.Id -Destination $mount -Confirm:$false -ErrorVariable failures -ErrorAction SilentlyContinue
+
+        $failures[0].FullyQualifiedErrorId | Should -BeLike 'InsufficientDiskSpace,*'
+        "$($failures[0])" | Should -BeLike "*needs 307,200 bytes (300 KiB) on the file system of '$mount', which has 131,072 bytes (128 KiB) free*"
+        $failures[0].ErrorDetails.RecommendedAction | Should -BeLike '*Free at least 176,128 bytes*'
+        @(Get-ChildItem $mount -Force).Count | Should -Be 0
+    }
+}

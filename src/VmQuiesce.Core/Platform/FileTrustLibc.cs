@@ -29,6 +29,7 @@ namespace VmQuiesce.Core.Platform
 
         public const int LockExclusive = 2;
         public const int LockNonBlocking = 4;
+        public const int LockUnlock = 8;
 
         public const int EPERM = 1;
         public const int ENOENT = 2;
@@ -162,8 +163,9 @@ namespace VmQuiesce.Core.Platform
     {
         private const uint TypeMask = 0xF000;
 
-        public FileStatus(uint mode, uint uid, uint gid, long size, ulong device, ulong inode, uint links)
+        public FileStatus(uint mode, uint uid, uint gid, long size, ulong device, ulong inode, uint links, long allocated)
         {
+            Allocated = allocated;
             Mode = mode;
             Uid = uid;
             Gid = gid;
@@ -187,6 +189,9 @@ namespace VmQuiesce.Core.Platform
         public ulong Inode { get; }
 
         public uint Links { get; }
+
+        /// <summary>Bytes the file takes on disk (st_blocks times 512): less than its size when it has holes.</summary>
+        public long Allocated { get; }
 
         public bool IsRegularFile => (Mode & TypeMask) == 0x8000;
 
@@ -213,7 +218,7 @@ namespace VmQuiesce.Core.Platform
         public bool IsSameFile(FileStatus other) => Device == other.Device && Inode == other.Inode;
 
         // struct statx: stx_nlink u32 at 16, stx_uid at 20, stx_gid at 24, stx_mode u16 at 28, stx_ino u64 at 32,
-        // stx_size u64 at 40, stx_dev_major/minor u32 at 136/140.
+        // stx_size u64 at 40, stx_blocks u64 at 48, stx_dev_major/minor u32 at 136/140.
         internal static FileStatus FromStatx(byte[] buffer) => new FileStatus(
             BitConverter.ToUInt16(buffer, 28),
             BitConverter.ToUInt32(buffer, 20),
@@ -221,6 +226,7 @@ namespace VmQuiesce.Core.Platform
             BitConverter.ToInt64(buffer, 40),
             ((ulong)BitConverter.ToUInt32(buffer, 136) << 32) | BitConverter.ToUInt32(buffer, 140),
             BitConverter.ToUInt64(buffer, 32),
-            BitConverter.ToUInt32(buffer, 16));
+            BitConverter.ToUInt32(buffer, 16),
+            BitConverter.ToInt64(buffer, 48) * 512);
     }
 }

@@ -77,7 +77,25 @@ namespace VmQuiesce.Core.Platform
                 return new TrustedFolder(path, null);
             }
 
-            return new TrustedFolder(path, Walk(path, owner, create));
+            return new TrustedFolder(path, Walk(OpenRoot(), "/", Components(path), owner, create, followRootLinks: true));
+        }
+
+        /// <summary>
+        /// Opens the folder <paramref name="relative"/> ('/'-separated) below this one, following no link at all,
+        /// so nothing below is reached outside this folder (a restore's -Destination); otherwise as <see cref="Open"/>.
+        /// </summary>
+        public TrustedFolder OpenBelow(string relative, uint? owner, bool create)
+        {
+            string path = Components(relative).Aggregate(Path, System.IO.Path.Combine);
+            if (_handle == null)
+            {
+                WalkByPath(path, create);
+                return new TrustedFolder(path, null);
+            }
+
+            int fd = FileTrustLibc.OpenAt(Fd, ".", FileTrustLibc.ReadOnly | FileTrustLibc.Directory | FileTrustLibc.CloseOnExec, 0);
+            var start = fd >= 0 ? new SafeFileHandle((IntPtr)fd, ownsHandle: true) : throw RegularFile.Failure("open", Path, Marshal.GetLastWin32Error());
+            return new TrustedFolder(path, Walk(start, Path, Components(relative), owner, create, followRootLinks: false));
         }
 
         /// <summary>
@@ -109,25 +127,6 @@ namespace VmQuiesce.Core.Platform
                 : found.Value.IsSymbolicLink ? new FolderTrustException(FolderProblem.Link, path, $"'{path}' is a symbolic link, not a folder.")
                 : found.Value.IsDirectory ? RegularFile.Failure("open the folder", path, errno)
                 : new FolderTrustException(FolderProblem.NotAFolder, path, $"'{path}' is {found.Value.KindName}, not a folder.");
-        }
-
-        /// <summary>
-        /// Checks the folders of <paramref name="path"/> that exist, as <see cref="Open"/> would, and changes nothing;
-        /// returns the deepest existing one (where missing folders would be created).
-        /// </summary>
-        public static string CheckExisting(string path, uint? owner)
-        {
-            try
-            {
-                using (Open(path, owner, create: false))
-                {
-                    return path;
-                }
-            }
-            catch (FolderTrustException e) when (e.Problem == FolderProblem.Missing)
-            {
-                return System.IO.Path.GetDirectoryName(e.Folder) ?? e.Folder;
-            }
         }
 
         /// <summary>What is at <paramref name="name"/> in this folder (a link is not followed); null when nothing is.</summary>
@@ -295,12 +294,12 @@ namespace VmQuiesce.Core.Platform
 
         public void Dispose() => _handle?.Dispose();
 
-        private static SafeFileHandle Walk(string path, uint? owner, bool create)
+        private static SafeFileHandle Walk(SafeFileHandle start, string startShown, IEnumerable<string> components, uint? owner, bool create, bool followRootLinks)
         {
             uint self = FileTrustLibc.geteuid();
-            var pending = new LinkedList<string>(Components(path));
-            string shown = "/";
-            var current = OpenRoot();
+            var pending = new LinkedList<string>(components);
+            string shown = startShown;
+            var current = start;
             var made = new HashSet<(ulong, ulong)>();
             int links = 0;
             try
@@ -315,6 +314,11 @@ namespace VmQuiesce.Core.Platform
                     }
 
                     string next = name == ".." ? (System.IO.Path.GetDirectoryName(shown) ?? "/") : System.IO.Path.Combine(shown, name);
+                    if (name == ".." && !followRootLinks)
+                    {
+                        throw new FolderTrustException(FolderProblem.Link, next, $"'..' would leave '{startShown}'; nothing is written outside it.");
+                    }
+
                     int fd = FileTrustLibc.OpenAt((int)current.DangerousGetHandle(), name, FileTrustLibc.ReadOnly | FileTrustLibc.Directory | FileTrustLibc.NoFollow | FileTrustLibc.CloseOnExec, 0);
                     if (fd < 0)
                     {
@@ -323,6 +327,12 @@ namespace VmQuiesce.Core.Platform
                         if (found?.IsSymbolicLink == true)
                         {
                             string? target = FileTrustLibc.ReadLinkAt((int)current.DangerousGetHandle(), name);
+                            if (!followRootLinks)
+                            {
+                                throw new FolderTrustException(FolderProblem.Link, next,
+                                    $"'{next}' is a symbolic link{(target == null ? string.Empty : $" to '{target}'")} inside '{startShown}'; nothing is written through a link out of it.");
+                            }
+
                             if (target == null || (found.Value.Uid != 0 && found.Value.Uid != self) || ++links > MaxLinks)
                             {
                                 throw new FolderTrustException(FolderProblem.Link, next,
@@ -478,6 +488,36 @@ namespace VmQuiesce.Core.Platform
         }
 
         public Stream Stream { get; }
+
+        /// <summary>
+        /// Takes an exclusive flock (Linux) until <see cref="Unlock"/> or until the file is closed: another process
+        /// can then tell that this file is being written, and a file left by a dead process from one that is not.
+        /// </summary>
+        public void Lock()
+        {
+            if (_fd >= 0 && FileTrustLibc.flock(_fd, FileTrustLibc.LockExclusive | FileTrustLibc.LockNonBlocking) != 0)
+            {
+                throw new IOException($"Could not lock the new file: {FileTrustLibc.ErrorText(Marshal.GetLastWin32Error())}.", Marshal.GetLastWin32Error());
+            }
+        }
+
+        /// <summary>Lets others lock the file again (tools that lock files themselves, such as a snapshot revert).</summary>
+        public void Unlock()
+        {
+            if (_fd >= 0)
+            {
+                FileTrustLibc.flock(_fd, FileTrustLibc.LockUnlock);
+            }
+        }
+
+        /// <summary>Makes the owner and mode durable too (fdatasync, which flushes the data, may leave them out).</summary>
+        public void SyncMetadata()
+        {
+            if (_fd >= 0 && FileTrustLibc.fsync(_fd) != 0)
+            {
+                throw new IOException($"Could not flush the new file to disk: {FileTrustLibc.ErrorText(Marshal.GetLastWin32Error())}.", Marshal.GetLastWin32Error());
+            }
+        }
 
         /// <summary>
         /// Gives the file its owner and mode (Unix; a no-op elsewhere). Only the permission bits are kept. When

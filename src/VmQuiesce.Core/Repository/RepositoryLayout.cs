@@ -39,11 +39,11 @@ namespace VmQuiesce.Core.Repository
         /// The full path of <paramref name="path"/>, refusing empty paths, wildcards and control characters:
         /// PowerShell does not expand wildcards in these parameters, so '*' would otherwise become a folder name.
         /// </summary>
-        public static string FullPath(string path, string what)
+        public static string FullPath(string path, string what, string errorId = "InvalidRepositoryPath")
         {
             if (string.IsNullOrWhiteSpace(path))
             {
-                throw new VmQuiesceException("InvalidRepositoryPath", FailureKind.InvalidArgument, $"The {what} path is empty; expected a folder path.", path);
+                throw new VmQuiesceException(errorId, FailureKind.InvalidArgument, $"The {what} path is empty; expected a folder path.", path);
             }
 
             int bad = path.IndexOfAny(Wildcards);
@@ -55,10 +55,10 @@ namespace VmQuiesce.Core.Repository
             if (bad >= 0)
             {
                 string shown = char.IsControl(path[bad]) ? $"control character U+{(int)path[bad]:X4}" : $"'{path[bad]}'";
-                throw new VmQuiesceException("InvalidRepositoryPath", FailureKind.InvalidArgument,
+                throw new VmQuiesceException(errorId, FailureKind.InvalidArgument,
                     $"The {what} path '{Printable(path)}' contains {shown}; expected the literal path of one folder (wildcards are not expanded here).", path)
                 {
-                    Remedy = "Give the folder's full name without '*' or '?'; list repositories with Get-ChildItem first if you meant a pattern.",
+                    Remedy = "Give the folder's full name without '*' or '?'; list the folders with Get-ChildItem first if you meant a pattern.",
                 };
             }
 

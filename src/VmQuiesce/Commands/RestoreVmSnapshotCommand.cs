@@ -1,4 +1,5 @@
 using System;
+using System.Collections.Concurrent;
 using System.Linq;
 using System.Management.Automation;
 using System.Threading;
@@ -20,6 +21,7 @@ namespace VmQuiesce.Commands
         public const string ByRestorePointSet = "RestorePoint";
         public const string ByIdSet = "Id";
 
+        private readonly ConcurrentQueue<string> _warnings = new ConcurrentQueue<string>();
         private int _progressId;
 
         /// <summary>A restore point from Get-VmBackup.</summary>
@@ -86,7 +88,7 @@ namespace VmQuiesce.Commands
             {
                 // Shared: a restore may run beside backups, never beside a prune that removes chunks.
                 using RepositoryLock shared = repository.LockForReading("Restore-VmSnapshot", WriteWarning);
-                Restore(new RestoreEngine(repository), point);
+                Restore(new RestoreEngine(repository, _warnings.Enqueue), point);
             }
             catch (VmQuiesceException e)
             {
@@ -129,11 +131,14 @@ namespace VmQuiesce.Commands
             Task<RestoreResult> running = Task.Run(() => engine.Run(plan, report => Volatile.Write(ref latest, report), CancelToken));
             while (!((IAsyncResult)running).AsyncWaitHandle.WaitOne(250))
             {
+                WriteQueuedWarnings();
                 if (Volatile.Read(ref latest) is RestoreProgress report && !CancelToken.IsCancellationRequested)
                 {
                     WriteRestoreProgress(progress, report);
                 }
             }
+
+            WriteQueuedWarnings();
 
             RestoreResult result;
             try
@@ -170,6 +175,15 @@ namespace VmQuiesce.Commands
                 {
                     Remedy = "Look at the result's Verification property; restore an older restore point, or boot the VM and repair its file systems.",
                 });
+            }
+        }
+
+        /// <summary>The engine's warnings (leftovers of interrupted restores it cleaned), written on the pipeline thread.</summary>
+        private void WriteQueuedWarnings()
+        {
+            while (_warnings.TryDequeue(out string? warning))
+            {
+                WriteWarning(warning);
             }
         }
 
