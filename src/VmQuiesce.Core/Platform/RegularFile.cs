@@ -104,6 +104,9 @@ namespace VmQuiesce.Core.Platform
         public static FileStatus? StatNoFollow(string path) =>
             HostPlatform.IsLinux ? FileTrustLibc.StatAt(FileTrustLibc.AtFdCwd, path, out _) : null;
 
+        /// <summary>An exclusive flock on descriptor <paramref name="fd"/> without waiting (Linux); false when another open of the file holds one.</summary>
+        public static bool TryLockExclusive(int fd) => FileTrustLibc.flock(fd, FileTrustLibc.LockExclusive | FileTrustLibc.LockNonBlocking) == 0;
+
         /// <summary>An IOException for a failed libc call, carrying the errno as its HResult as .NET's own do on Unix.</summary>
         public static IOException Failure(string what, string path, int errno) => errno switch
         {

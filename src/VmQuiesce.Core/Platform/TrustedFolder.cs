@@ -490,16 +490,11 @@ namespace VmQuiesce.Core.Platform
         public Stream Stream { get; }
 
         /// <summary>
-        /// Takes an exclusive flock (Linux) until <see cref="Unlock"/> or until the file is closed: another process
-        /// can then tell that this file is being written, and a file left by a dead process from one that is not.
+        /// Takes an exclusive flock (Linux) without waiting, held until <see cref="Unlock"/> or until the file is
+        /// closed: another process can then tell that this file is being written, and a file left by a dead process
+        /// from one that is not. False when another open of the file holds it. Always true elsewhere.
         /// </summary>
-        public void Lock()
-        {
-            if (_fd >= 0 && FileTrustLibc.flock(_fd, FileTrustLibc.LockExclusive | FileTrustLibc.LockNonBlocking) != 0)
-            {
-                throw new IOException($"Could not lock the new file: {FileTrustLibc.ErrorText(Marshal.GetLastWin32Error())}.", Marshal.GetLastWin32Error());
-            }
-        }
+        public bool TryLock() => _fd < 0 || RegularFile.TryLockExclusive(_fd);
 
         /// <summary>Lets others lock the file again (tools that lock files themselves, such as a snapshot revert).</summary>
         public void Unlock()

@@ -177,7 +177,7 @@ namespace VmQuiesce.Core.Restore
                     {
                         cancel.ThrowIfCancellationRequested();
                         revert = RevertStatus.Reverted;
-                        revertDetail = plan.Reverter.Stage == RevertStage.BeforeReplace ? Revert(written.Select(file => file.TempPath).ToList(), cancel) : string.Empty;
+                        revertDetail = plan.Reverter.Stage == RevertStage.BeforeReplace ? RevertTemps(written, files => Revert(files, cancel)) : string.Empty;
                     }
                     else if (plan.Point.Snapshot == null)
                     {
@@ -208,7 +208,7 @@ namespace VmQuiesce.Core.Restore
                     throw;
                 }
 
-                Replace(plan.Targets, written);
+                Replace(written);
             }
             finally
             {
@@ -248,6 +248,23 @@ namespace VmQuiesce.Core.Restore
                 target.File.Digest,
                 target.Exists)).ToList();
             return new RestoreResult(plan.Point, plan.Request.Destination == null ? null : FullFolder(plan.Request.Destination), files, clock.Elapsed, revert, revertDetail);
+        }
+
+        /// <summary>
+        /// Reverts the written temp files, unlocked meanwhile: the revert's tool locks them itself, and on NFS an
+        /// flock is a whole-file lock that its own would meet. Locked again after, so that until the rename another
+        /// restore sees them in use.
+        /// </summary>
+        private static string RevertTemps(List<WrittenFile> written, Func<IReadOnlyList<string>, string> revert)
+        {
+            written.ForEach(file => file.Unlock());
+            string detail = revert(written.Select(file => file.TempPath).ToList());
+            foreach (WrittenFile file in written.Where(file => !file.TryLock()))
+            {
+                throw RestoreInProgress(file.TempPath, file.Folder.Combine(file.TargetName));
+            }
+
+            return detail;
         }
 
         /// <summary>The hidden temp name a target is written under: ".&lt;name&gt;.vmquiesce-restore-&lt;8 hex&gt;".</summary>
@@ -319,13 +336,12 @@ namespace VmQuiesce.Core.Restore
         private List<(string Folder, long Free, long Needed)> SpaceByVolume(RestorePlan plan)
         {
             var volumes = new Dictionary<string, (string Folder, long Free, long Needed)>(StringComparer.Ordinal);
-            var counted = new HashSet<string>(StringComparer.Ordinal);
             foreach (RestoreTarget target in plan.Targets)
             {
                 string folder = NearestExistingFolder(Path.GetDirectoryName(target.Path)!);
                 if (_environment.FreeSpace(folder) is (string volume, long free))
                 {
-                    long reclaimable = counted.Add(target.Path) ? LeftoverTemps(target.Path).Sum(temp => RegularFile.StatNoFollow(temp)?.Allocated ?? 0) : 0;
+                    long reclaimable = LeftoverTemps(target.Path).Sum(temp => RegularFile.StatNoFollow(temp)?.Allocated ?? 0);
                     volumes[volume] = volumes.TryGetValue(volume, out var known)
                         ? (known.Folder, SaturatingAdd(known.Free, reclaimable), known.Needed + target.DataBytes)
                         : (folder, SaturatingAdd(free, reclaimable), target.DataBytes);
@@ -441,24 +457,34 @@ namespace VmQuiesce.Core.Restore
             foreach (string temp in LeftoverTemps(target))
             {
                 string name = Path.GetFileName(temp);
-                using FileStream? leftover = folder.OpenExistingForWrite(name);
+                FileStream? leftover;
+                try
+                {
+                    leftover = folder.OpenExistingForWrite(name);
+                }
+                catch (IOException) when (!HostPlatform.IsLinux)
+                {
+                    // Windows: a temp another process still has open cannot be opened for writing at all.
+                    throw RestoreInProgress(temp, target);
+                }
+
                 if (leftover == null)
                 {
                     continue;
                 }
 
-                if (!TryLock(leftover))
+                using (leftover)
                 {
-                    throw new VmQuiesceException("RestoreInProgress", FailureKind.ResourceBusy,
-                        $"Another restore is writing '{temp}' for '{target}' right now. Nothing was restored.", target)
+                    // The restore that writes a temp holds an flock on it until the temp is renamed into place.
+                    if (HostPlatform.IsLinux && !RegularFile.TryLockExclusive((int)leftover.SafeFileHandle.DangerousGetHandle()))
                     {
-                        Remedy = "Wait for that restore to finish; two restores of one file cannot both win.",
-                    };
-                }
+                        throw RestoreInProgress(temp, target);
+                    }
 
-                long size = leftover.Length;
-                folder.Delete(name);
-                _warn?.Invoke($"Removed '{temp}' ({ByteText(size)}), which a restore of '{target}' that was interrupted left behind.");
+                    long size = leftover.Length;
+                    folder.Delete(name);
+                    _warn?.Invoke($"Removed '{temp}' ({ByteText(size)}), which a restore of '{target}' that was interrupted left behind.");
+                }
             }
 
             string aside = Path.GetFileName(target) + ReplacedSuffix;
@@ -469,18 +495,14 @@ namespace VmQuiesce.Core.Restore
             }
         }
 
-        private static bool IsSameFile(FileStatus status, string path) => RegularFile.StatNoFollow(path) is FileStatus other && status.IsSameFile(other);
-
-        /// <summary>An exclusive flock without waiting (Linux): held by the restore that writes a temp file, so the next one can tell a live temp from a dead one's.</summary>
-        private static bool TryLock(FileStream file)
-        {
-            if (!HostPlatform.IsLinux)
+        private static VmQuiesceException RestoreInProgress(string temp, string target) =>
+            new VmQuiesceException("RestoreInProgress", FailureKind.ResourceBusy,
+                $"Another restore is writing '{temp}' for '{target}' right now. Nothing was restored.", target)
             {
-                return true; // Windows: a temp another process still writes cannot be opened for writing at all.
-            }
+                Remedy = "Wait for that restore to finish; two restores of one file cannot both win.",
+            };
 
-            return FileTrustLibc.flock((int)file.SafeFileHandle.DangerousGetHandle(), FileTrustLibc.LockExclusive | FileTrustLibc.LockNonBlocking) == 0;
-        }
+        private static bool IsSameFile(FileStatus status, string path) => RegularFile.StatNoFollow(path) is FileStatus other && status.IsSameFile(other);
 
         /// <summary>
         /// Writes the file from verified chunks under a temp name in <paramref name="folder"/>, seeking over zero
@@ -492,10 +514,15 @@ namespace VmQuiesce.Core.Restore
         {
             string temp = TempNameFor(target.Path);
             CreatedFile created = folder.CreateNew(temp, direct: reader.Point.ChunkSize % DirectFileStream.Alignment == 0);
-            var file = new WrittenFile(folder, temp, created);
+            var file = new WrittenFile(folder, temp, Path.GetFileName(target.Path), created);
             try
             {
-                created.Lock();
+                if (!created.TryLock())
+                {
+                    // Another restore's leftover clean-up opened it between its creation and this lock.
+                    throw RestoreInProgress(file.TempPath, target.Path);
+                }
+
                 Stream stream = created.Stream;
                 var lastReport = DateTime.MinValue;
                 reader.Read(target.File, (offset, buffer, length) =>
@@ -515,9 +542,6 @@ namespace VmQuiesce.Core.Restore
                 created.SetOwnerAndMode(owner?.Uid, owner?.Gid, ModeFor(target.File, owner));
                 RepositoryFileOps.Real.FlushToDisk(stream);
                 created.SyncMetadata();
-
-                // Whole now: the lock only told a later restore that this temp was being written.
-                created.Unlock();
                 return file;
             }
             catch
@@ -558,16 +582,15 @@ namespace VmQuiesce.Core.Restore
         /// link) so it can be put back; where the file system has no hard links the original is renamed aside
         /// instead. When any step fails, undoes the steps done so far, so every original is back, and throws.
         /// </summary>
-        private void Replace(IReadOnlyList<RestoreTarget> targets, IReadOnlyList<WrittenFile> written)
+        private void Replace(IReadOnlyList<WrittenFile> written)
         {
             RestoreFileOps ops = _environment.Files;
             var done = new List<(WrittenFile File, string Target, string? Aside, bool RestoredIn)>();
             try
             {
-                for (int i = 0; i < targets.Count; i++)
+                foreach (WrittenFile file in written)
                 {
-                    WrittenFile file = written[i];
-                    string target = Path.GetFileName(targets[i].Path);
+                    string target = file.TargetName;
                     string? aside = null;
                     if (file.Folder.Exists(target))
                     {
@@ -637,6 +660,12 @@ namespace VmQuiesce.Core.Restore
                 {
                     DeleteQuietly(file.Folder, aside);
                 }
+            }
+
+            // Else a power cut could bring back a second name of a replaced original, which the next restore refuses.
+            foreach (TrustedFolder folder in done.Where(step => step.Aside != null).Select(step => step.File.Folder).Distinct())
+            {
+                folder.Sync();
             }
         }
 
@@ -752,10 +781,11 @@ namespace VmQuiesce.Core.Restore
             private readonly CreatedFile _created;
             private bool _renamed;
 
-            public WrittenFile(TrustedFolder folder, string tempName, CreatedFile created)
+            public WrittenFile(TrustedFolder folder, string tempName, string targetName, CreatedFile created)
             {
                 Folder = folder;
                 TempName = tempName;
+                TargetName = targetName;
                 _created = created;
             }
 
@@ -763,9 +793,15 @@ namespace VmQuiesce.Core.Restore
 
             public string TempName { get; }
 
+            public string TargetName { get; }
+
             public string TempPath => Folder.Combine(TempName);
 
             public void Renamed() => _renamed = true;
+
+            public bool TryLock() => _created.TryLock();
+
+            public void Unlock() => _created.Unlock();
 
             /// <summary>Removes the temp file unless it was renamed into place (a failure or Ctrl+C before the replace).</summary>
             public void Discard()

@@ -208,6 +208,31 @@ namespace VmQuiesce.Core.Tests.Restore
             Assert.True(File.Exists(temp));
         }
 
+        [LinuxFact]
+        public void ARestoreThatIsReplacingAFileStillHoldsItsTempAgainstASecondRestore()
+        {
+            using var fixture = new RepositoryFixture();
+            byte[] content = RepositoryFixture.Random(Chunk, 12);
+            string disk = fixture.WriteFile("a.img", content);
+            RestorePoint point = fixture.BackUp("vm1", disk);
+            File.WriteAllBytes(disk, RepositoryFixture.Random(Chunk, 13));
+            VmQuiesceException? second = null;
+            // Just before the first restore replaces the file, a second restore of the same point starts.
+            var first = new RestoreEngine(fixture.Repository, new RestoreEnvironment
+            {
+                Usage = new NoUser(),
+                FreeSpace = _ => ("volume", long.MaxValue),
+                Files = new BeforeFirstLink(() => second = Assert.Throws<VmQuiesceException>(() =>
+                    Engine(fixture).Run(Engine(fixture).Plan(new RestoreRequest(point) { Force = true }, CancellationToken.None), null, CancellationToken.None))),
+            });
+
+            first.Run(first.Plan(new RestoreRequest(point) { Force = true }, CancellationToken.None), null, CancellationToken.None);
+
+            Assert.Equal("RestoreInProgress", second?.ErrorId);
+            Assert.Equal(content, File.ReadAllBytes(disk));
+            Assert.Equal(new[] { "a.img" }, Directory.GetFiles(fixture.Root).Select(Path.GetFileName));
+        }
+
         [LinuxRootFact]
         public void AFullDestinationSaysSoAndHowMuchIsNeededAndReplacesNothing()
         {
@@ -276,6 +301,20 @@ namespace VmQuiesce.Core.Tests.Restore
         private sealed class NoUser : IFileUsageProbe
         {
             public string? FindUser(string path, CancellationToken cancel) => null;
+        }
+
+        /// <summary>Runs an action once, when the replace gives the first original its second name.</summary>
+        private sealed class BeforeFirstLink : RestoreFileOps
+        {
+            private Action? _action;
+
+            public BeforeFirstLink(Action action) => _action = action;
+
+            public override bool TryLink(TrustedFolder folder, string existing, string name)
+            {
+                Interlocked.Exchange(ref _action, null)?.Invoke();
+                return base.TryLink(folder, existing, name);
+            }
         }
 
         /// <summary>Looks at the temp files it is given: what they are just before the rename.</summary>
