@@ -149,6 +149,33 @@ namespace VmQuiesce.Core.Tests.Restore
             Assert.Empty(Directory.EnumerateFileSystemEntries(outside));
         }
 
+        [LinuxRootFact]
+        public void ADestinationThatIsAUsersLinkIsRefusedAndARootMadeOneIsFollowed()
+        {
+            using var fixture = new RepositoryFixture();
+            using var user = new ThrowawayUser();
+            RestorePoint point = fixture.BackUp("vm1", fixture.WriteFile("a.img", RepositoryFixture.Random(Chunk, 14)));
+            string shared = Path.Combine(fixture.Root, "shared");
+            Directory.CreateDirectory(shared);
+            File.SetUnixFileMode(shared, (UnixFileMode)Convert.ToInt32("1777", 8)); // as /tmp
+            string rootOnly = Path.Combine(fixture.Root, "root-only");
+            Directory.CreateDirectory(rootOnly);
+            File.SetUnixFileMode(rootOnly, UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute);
+            string userLink = Path.Combine(shared, "restore-here");
+            Assert.Equal(0, user.Run("ln", "-s", rootOnly, userLink).ExitCode);
+
+            var e = Assert.Throws<VmQuiesceException>(() => Engine(fixture).Plan(new RestoreRequest(point) { Destination = userLink }, CancellationToken.None));
+
+            Assert.Equal("RestoreTargetFolderUnsafe", e.ErrorId);
+            Assert.Contains($"user id {user.Uid}", e.Message);
+            Assert.Empty(Directory.EnumerateFileSystemEntries(rootOnly));
+
+            string rootLink = Path.Combine(shared, "root-made");
+            File.CreateSymbolicLink(rootLink, rootOnly);
+            Engine(fixture).Run(Engine(fixture).Plan(new RestoreRequest(point) { Destination = rootLink }, CancellationToken.None), null, CancellationToken.None);
+            Assert.True(File.Exists(Path.Combine(rootOnly, "a.img")));
+        }
+
         [LinuxFact]
         public void ATargetThatIsALinkOrRunsUnderAFileOrADestinationThatIsAFileIsRefused()
         {
