@@ -259,16 +259,28 @@ namespace VmQuiesce.Core.Backup
         {
             try
             {
+                // Looked at before opening too: opening a FIFO would wait for a writer.
+                if (HostPlatform.IsLinux && FileTrustLibc.StatFollowingLinks(file.ReadPath) is FileStatus kind && !kind.IsRegularFile)
+                {
+                    throw NotAnImageFile(file, kind, vm);
+                }
+
                 using Stream stream = DevicePathFile.OpenRead(file.ReadPath);
                 if (!HostPlatform.IsLinux)
                 {
                     return (stream.Length, null);
                 }
 
-                FileStatus? status = FileTrustLibc.StatFollowingLinks(file.OriginalPath);
-                if (status?.IsRegularFile != true && stream is FileStream read)
+                FileStatus? read = stream is FileStream opened ? FileTrustLibc.StatAt((int)opened.SafeFileHandle.DangerousGetHandle(), string.Empty, out _) : null;
+                if (read is FileStatus swapped && !swapped.IsRegularFile)
                 {
-                    status = FileTrustLibc.StatAt((int)read.SafeFileHandle.DangerousGetHandle(), string.Empty, out _);
+                    throw NotAnImageFile(file, swapped, vm);
+                }
+
+                FileStatus? status = FileTrustLibc.StatFollowingLinks(file.OriginalPath);
+                if (status?.IsRegularFile != true)
+                {
+                    status = read;
                 }
 
                 return (stream.Length, status?.IsRegularFile == true ? new FileOwner(status.Value.Uid, status.Value.Gid, status.Value.Permissions) : null);
@@ -278,6 +290,17 @@ namespace VmQuiesce.Core.Backup
                 throw new VmQuiesceException("SourceFileNotFound", FailureKind.ObjectNotFound, $"The file '{file.ReadPath}' of VM '{vm}' does not exist.", file.ReadPath, e);
             }
         }
+
+        /// <summary>
+        /// A device, FIFO or folder where a disk image file should be: /dev/null read as an empty disk, and a block
+        /// device's size reads as 0 through a file stream, so either would make an empty restore point.
+        /// </summary>
+        private static VmQuiesceException NotAnImageFile(ViewFile file, FileStatus found, string vm) =>
+            new VmQuiesceException("SourceFileNotAFile", FailureKind.InvalidData,
+                $"The file '{file.ReadPath}' of VM '{vm}' is {found.KindName}, not a regular file; expected a disk image file. Nothing was stored.", file.ReadPath)
+            {
+                Remedy = "Back up the VM's image files. A disk on a block device (an LVM volume, a whole disk) is not supported: copy it to an image file with qemu-img convert first.",
+            };
 
         /// <summary>
         /// One copy: the calling thread finds the chunks that hold data, each worker reads a chunk into its own
