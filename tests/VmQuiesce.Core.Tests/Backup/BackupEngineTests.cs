@@ -267,21 +267,6 @@ namespace VmQuiesce.Core.Tests.Backup
             Assert.Equal(new[] { "Checking", "Quiescing", "Copying", "Completing", "Done" }, reports.Select(report => report.Phase).Distinct());
         }
 
-        private sealed class ViewSource : IBackupSource
-        {
-            private readonly IConsistentView _view;
-
-            public ViewSource(IConsistentView view) => _view = view;
-
-            public string Kind => "Fake";
-
-            public string VmName => "vm";
-
-            public IReadOnlyList<string> FindLeftovers(CancellationToken cancel) => Array.Empty<string>();
-
-            public IConsistentView OpenConsistentView(QuiesceOptions options, CancellationToken cancel) => _view;
-        }
-
         private sealed class SyncProgress : IProgress<BackupProgress>
         {
             private readonly Action<BackupProgress> _report;

@@ -9,6 +9,7 @@ using VmQuiesce.Core.Platform;
 using VmQuiesce.Core.Repository;
 using VmQuiesce.Core.Restore;
 using VmQuiesce.Core.Sources;
+using VmQuiesce.Core.Tests.Backup;
 using VmQuiesce.Core.Tests.Repository;
 using VmQuiesce.Core.Tests.TestGuest;
 using Xunit;

@@ -8,6 +8,7 @@ using VmQuiesce.Core.Platform;
 using VmQuiesce.Core.Repository;
 using VmQuiesce.Core.Restore;
 using VmQuiesce.Core.Sources;
+using VmQuiesce.Core.Tests.Backup;
 using VmQuiesce.Core.Tests.Faults;
 using VmQuiesce.Core.Tests.Repository;
 using Xunit;

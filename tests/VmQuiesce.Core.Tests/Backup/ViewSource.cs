@@ -4,21 +4,18 @@ using System.Threading;
 using VmQuiesce.Core.Backup;
 using VmQuiesce.Core.Sources;
 
-namespace VmQuiesce.Core.Tests.Restore
+namespace VmQuiesce.Core.Tests.Backup
 {
-    /// <summary>
-    /// A source whose view is given: plain files under chosen relative paths, and optionally the snapshot a
-    /// hypervisor source with a revert step would record.
-    /// </summary>
+    /// <summary>A source whose consistent view is given: any view, or plain files with the snapshot a hypervisor source with a revert step would record.</summary>
     internal sealed class ViewSource : IBackupSource
     {
-        private readonly StableFilesView _view;
-        private readonly CapturedSnapshot? _snapshot;
+        private readonly IConsistentView _view;
 
-        public ViewSource(StableFilesView view, CapturedSnapshot? snapshot)
+        public ViewSource(IConsistentView view) => _view = view;
+
+        public ViewSource(StableFilesView files, CapturedSnapshot? snapshot)
+            : this(new FilesView(files, snapshot))
         {
-            _view = view;
-            _snapshot = snapshot;
         }
 
         public string Kind => "Test";
@@ -27,13 +24,13 @@ namespace VmQuiesce.Core.Tests.Restore
 
         public IReadOnlyList<string> FindLeftovers(CancellationToken cancel) => Array.Empty<string>();
 
-        public IConsistentView OpenConsistentView(QuiesceOptions options, CancellationToken cancel) => new View(_view, _snapshot);
+        public IConsistentView OpenConsistentView(QuiesceOptions options, CancellationToken cancel) => _view;
 
-        private sealed class View : IConsistentView
+        private sealed class FilesView : IConsistentView
         {
             private readonly StableFilesView _files;
 
-            public View(StableFilesView files, CapturedSnapshot? snapshot)
+            public FilesView(StableFilesView files, CapturedSnapshot? snapshot)
             {
                 _files = files;
                 Snapshot = snapshot;
