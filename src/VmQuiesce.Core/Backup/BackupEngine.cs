@@ -117,7 +117,7 @@ namespace VmQuiesce.Core.Backup
             }
             catch
             {
-                CompleteAfterFailure(view);
+                CompleteAfterFailure(view, vm);
                 throw;
             }
 
@@ -159,7 +159,7 @@ namespace VmQuiesce.Core.Backup
             return new BackupOutcome(point, releaseFailure);
         }
 
-        private static void CompleteAfterFailure(IConsistentView view)
+        private void CompleteAfterFailure(IConsistentView view, string vm)
         {
             // Release even when the user cancelled: the source gets its own bounded time to clean up.
             using var releaseDeadline = new CancellationTokenSource(ReleaseTimeout);
@@ -169,9 +169,10 @@ namespace VmQuiesce.Core.Backup
             }
             catch (Exception e) when (!(e is OutOfMemoryException))
             {
-                // The copy's failure is the one to report; the source reports what it could not release
-                // as a leftover, which the next backup names and refuses on.
-                Trace.TraceWarning("Releasing the view after a failed backup failed: {0}", e.Message);
+                // The copy's failure is the error; this one is told beside it, with what to do, since it leaves
+                // something behind on the host (a snapshot, an overlay, a block job) that the next backup refuses on.
+                string remedy = (e as VmQuiesceException)?.Remedy ?? "The next backup of this VM names what is left and refuses to start until it is released.";
+                _warn?.Invoke($"The backup of '{vm}' did not complete, and releasing its snapshot failed too: {e.Message} {remedy}");
             }
         }
 

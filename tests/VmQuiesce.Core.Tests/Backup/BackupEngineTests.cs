@@ -39,6 +39,29 @@ namespace VmQuiesce.Core.Tests.Backup
         }
 
         [Fact]
+        public void AReleaseThatFailsAfterACancelledBackupIsToldWithItsRemedy()
+        {
+            using var fixture = new RepositoryFixture();
+            var source = new FakeSource(fixture.WriteFile("disk.img", RepositoryFixture.Random(3 * Chunk, 3)))
+            {
+                CompleteFailure = new VmQuiesceException("QemuSnapshotReleaseFailed", FailureKind.InvalidOperation, "block-commit job 'commit-vm' did not finish.", "vm")
+                {
+                    Remedy = "Run Repair-BackupVm -Name vm.",
+                },
+            };
+            var warnings = new List<string>();
+            using var cancel = new CancellationTokenSource();
+            cancel.Cancel();
+
+            Assert.ThrowsAny<OperationCanceledException>(() => new BackupEngine(fixture.Repository, 2, warnings.Add).Run(source, new QuiesceOptions(), null, cancel.Token));
+
+            Assert.Equal(new bool?[] { false }, source.View!.Completions);
+            string warning = Assert.Single(warnings);
+            Assert.Contains("releasing its snapshot failed too: block-commit job 'commit-vm' did not finish.", warning);
+            Assert.EndsWith("Run Repair-BackupVm -Name vm.", warning);
+        }
+
+        [Fact]
         public void AReleaseFailureAfterTheDataIsStoredStillPublishesAPointThatSaysSo()
         {
             using var fixture = new RepositoryFixture();
