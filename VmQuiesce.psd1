@@ -1,5 +1,6 @@
 @{
-    RootModule           = 'VmQuiesce.dll'
+    # Imports bin/net472/VmQuiesce.dll (Windows PowerShell 5.1) or bin/net8.0/VmQuiesce.dll (PowerShell 7.4+).
+    RootModule           = 'VmQuiesce.psm1'
     ModuleVersion        = '0.1.0'
     CompatiblePSEditions = @('Desktop', 'Core')
     GUID                 = '6f1c1f7e-3c2a-4b8e-9a51-2d6d0c8a4e17'

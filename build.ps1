@@ -69,17 +69,23 @@ function Invoke-Clean {
 }
 
 function Invoke-Build {
-    $publish = Join-Path $OutRoot "obj/publish"
-    Invoke-Native dotnet @('publish', (Join-Path $Root 'src/VmQuiesce/VmQuiesce.csproj'), '-c', $Configuration, '-o', $publish, '--nologo', '-v', 'quiet', "-p:Version=$Version")
     if (Test-Path $ModuleOut) { Remove-Item $ModuleOut -Recurse -Force }
     New-Item -ItemType Directory -Path $ModuleOut -Force | Out-Null
-    # Ship only our own assemblies: PowerShell supplies System.Management.Automation.
-    foreach ($file in 'VmQuiesce.dll', 'VmQuiesce.pdb', 'VmQuiesce.Core.dll', 'VmQuiesce.Core.pdb') {
-        Copy-Item (Join-Path $publish $file) $ModuleOut
+    # VmQuiesce.psm1 loads bin/net472 in Windows PowerShell 5.1 and bin/net8.0 in PowerShell 7.4+.
+    foreach ($framework in 'net472', 'net8.0') {
+        $publish = Join-Path $OutRoot "obj/publish/$framework"
+        if (Test-Path $publish) { Remove-Item $publish -Recurse -Force }
+        Invoke-Native dotnet @('publish', (Join-Path $Root 'src/VmQuiesce/VmQuiesce.csproj'), '-c', $Configuration, '-f', $framework, '-o', $publish, '--nologo', '-v', 'quiet', "-p:Version=$Version")
+        $bin = Join-Path $ModuleOut "bin/$framework"
+        New-Item -ItemType Directory -Path $bin -Force | Out-Null
+        # Every assembly the build needs (ours and our dependencies'), and our own symbols.
+        Get-ChildItem $publish -Filter *.dll | Copy-Item -Destination $bin
+        Get-ChildItem $publish -Filter 'VmQuiesce*.pdb' | Copy-Item -Destination $bin
     }
     Copy-Item (Join-Path $Root 'VmQuiesce.psd1') $ModuleOut
-    Copy-Item (Join-Path $Root 'src/VmQuiesce/VmQuiesce.Format.ps1xml') $ModuleOut
-    Copy-Item (Join-Path $Root 'src/VmQuiesce/VmQuiesce.Dsc.psm1') $ModuleOut
+    foreach ($file in 'VmQuiesce.psm1', 'VmQuiesce.Format.ps1xml', 'VmQuiesce.Dsc.psm1') {
+        Copy-Item (Join-Path $Root "src/VmQuiesce/$file") $ModuleOut
+    }
     Invoke-Docs
     $script:Built = $true
     Write-Host "Built VmQuiesce $Version into $ModuleOut"
@@ -89,7 +95,7 @@ function Assert-Built {
     # Builds once per run; with -SkipBuild uses the module a previous run (or CI's build job) made.
     if ($SkipBuild) {
         if (-not (Test-Path (Join-Path $ModuleOut 'VmQuiesce.psd1'))) {
-            throw "-SkipBuild: there is no built module in $ModuleOut; run './build.ps1 -Task Build,Package' first."
+            throw "-SkipBuild: there is no built module in $ModuleOut; run './build.ps1 -Task Package' (it builds first)."
         }
         return
     }
@@ -131,19 +137,21 @@ function Invoke-Package {
 }
 
 function Get-TrxCount {
-    param([string] $Path)
+    # Counts of one xunit run; each test named says which build of the core it ran against.
+    param([string] $Path, [string] $Framework)
+    $prefix = "[$Framework] "
     [xml] $trx = Get-Content -Raw -Path $Path
     $ns = @{ t = 'http://microsoft.com/schemas/VisualStudio/TeamTest/2010' }
     $counters = (Select-Xml -Xml $trx -XPath '//t:ResultSummary/t:Counters' -Namespace $ns).Node
     $skipped = @(Select-Xml -Xml $trx -XPath '//t:UnitTestResult[@outcome="NotExecuted"]' -Namespace $ns | ForEach-Object {
         # InnerText: the skip reason (Output/StdOut or Output/ErrorInfo/Message) without naming an element that strict mode may find missing.
         $reason = $_.Node.InnerText.Trim()
-        "$($_.Node.testName): $reason"
+        "$prefix$($_.Node.testName): $reason"
     })
     # CI shows only the tail of the output, so each failure is repeated there with its first message line.
     $failures = @(Select-Xml -Xml $trx -XPath '//t:UnitTestResult[@outcome!="Passed" and @outcome!="NotExecuted"]' -Namespace $ns | ForEach-Object {
         $message = (Select-Xml -Xml $_.Node -XPath './/t:ErrorInfo/t:Message' -Namespace $ns | Select-Object -First 1).Node.InnerText
-        "$($_.Node.testName): $(($message -split "`n" | Select-Object -First 3) -join ' ')"
+        "$prefix$($_.Node.testName): $(($message -split "`n" | Select-Object -First 3) -join ' ')"
     })
     [pscustomobject]@{
         Passed  = [int] $counters.passed
@@ -168,23 +176,39 @@ function Invoke-Test {
     # The package tests install what Package made, so Test makes it first (CI made it in its build job).
     if (-not $SkipBuild) { Invoke-Package }
     if (-not (Get-ChildItem $PackageOut -Filter 'VmQuiesce.*.nupkg' -ErrorAction SilentlyContinue)) {
-        throw "There is no package in $PackageOut; run './build.ps1 -Task Build,Package' first."
+        throw "There is no package in $PackageOut; run './build.ps1 -Task Package' (it builds first)."
     }
     if (Test-Path $TestResults) { Remove-Item $TestResults -Recurse -Force }
     New-Item -ItemType Directory -Path $TestResults -Force | Out-Null
 
     $env:VMQUIESCE_TEST_OUT = $OutRoot
     $env:VMQUIESCE_PACKAGE_PATH = $PackageOut
+    # Test-only packages (another version of a dependency, for Dependencies.Tests.ps1) are restored there.
+    $env:VMQUIESCE_NUGET_PACKAGES = Get-NuGetPackageFolder
 
-    $xunitArgs = @('test', (Join-Path $Root 'tests/VmQuiesce.Core.Tests/VmQuiesce.Core.Tests.csproj'), '-c', $Configuration, '--nologo',
-        '--logger', 'trx;LogFileName=xunit.trx', '--logger', 'console;verbosity=minimal', '--results-directory', $TestResults)
-    if ($Filter) { $xunitArgs += @('--filter', "FullyQualifiedName~$Filter") }
-    & dotnet @xunitArgs
-    $xunitExit = $LASTEXITCODE
-    $trxPath = Join-Path $TestResults 'xunit.trx'
-    $xunit = if (Test-Path $trxPath) { Get-TrxCount $trxPath } else {
-        Write-Warning "xunit produced no results (exit code $xunitExit)."
-        [pscustomobject]@{ Passed = 0; Failed = 1; Skipped = 0; SkippedReasons = @(); Failures = @("xunit: no results (exit code $xunitExit)") }
+    # The core's net8.0 build everywhere; on Windows also its .NET Framework build, which Windows PowerShell 5.1 loads.
+    $frameworks = @('net8.0')
+    if ([Environment]::OSVersion.Platform -eq 'Win32NT') { $frameworks += 'net472' }
+    $xunitExit = 0
+    $xunitRuns = foreach ($framework in $frameworks) {
+        $trxName = "xunit-$framework.trx"
+        $xunitArgs = @('test', (Join-Path $Root 'tests/VmQuiesce.Core.Tests/VmQuiesce.Core.Tests.csproj'), '-c', $Configuration, '-f', $framework, '--nologo',
+            '--logger', "trx;LogFileName=$trxName", '--logger', 'console;verbosity=minimal', '--results-directory', $TestResults)
+        if ($Filter) { $xunitArgs += @('--filter', "FullyQualifiedName~$Filter") }
+        & dotnet @xunitArgs | Out-Host
+        if ($LASTEXITCODE -ne 0) { $xunitExit = $LASTEXITCODE }
+        $trxPath = Join-Path $TestResults $trxName
+        if (Test-Path $trxPath) { Get-TrxCount $trxPath -Framework $framework } else {
+            Write-Warning "xunit ($framework) produced no results (exit code $LASTEXITCODE)."
+            [pscustomobject]@{ Passed = 0; Failed = 1; Skipped = 0; SkippedReasons = @(); Failures = @("xunit ($framework): no results (exit code $LASTEXITCODE)") }
+        }
+    }
+    $xunit = [pscustomobject]@{
+        Passed         = ($xunitRuns | Measure-Object Passed -Sum).Sum
+        Failed         = ($xunitRuns | Measure-Object Failed -Sum).Sum
+        Skipped        = ($xunitRuns | Measure-Object Skipped -Sum).Sum
+        SkippedReasons = @($xunitRuns | ForEach-Object { $_.SkippedReasons })
+        Failures       = @($xunitRuns | ForEach-Object { $_.Failures })
     }
 
     $pesterModule = Join-Path (Get-NuGetPackageFolder) 'pester/5.7.1/tools/Pester.psd1'

@@ -2,19 +2,19 @@ using System;
 
 namespace VmQuiesce.Core
 {
-    /// <summary>Bytes a backup or restore has moved so far; the rate and the time left follow from them.</summary>
-    public abstract class TransferProgress
+    /// <summary>Bytes a backup, restore or verification has moved so far; the rate and the time left follow from them.</summary>
+    public class TransferProgress
     {
-        protected TransferProgress(string phase, long bytesDone, long bytesTotal, TimeSpan elapsed)
+        public TransferProgress(string status, long bytesDone, long bytesTotal, TimeSpan elapsed)
         {
-            Phase = phase;
+            Status = status;
             BytesDone = bytesDone;
             BytesTotal = bytesTotal;
             Elapsed = elapsed;
         }
 
-        /// <summary>What is happening now, e.g. "Copying" or "Writing".</summary>
-        public string Phase { get; }
+        /// <summary>What is happening now, in words (a backup's or restore's phase, e.g. "Copying" or "Writing").</summary>
+        public string Status { get; }
 
         public long BytesDone { get; }
 

@@ -157,7 +157,7 @@ class VmBackupSchedule {
     [DscProperty()]
     [string] $UnitDirectory
 
-    # The PowerShell the job runs; default: pwsh found on PATH, else Windows PowerShell on Windows.
+    # The PowerShell the job runs (an absolute path); default: PowerShell 7 where it installs, else Windows PowerShell.
     [DscProperty()]
     [string] $PowerShellPath
 
@@ -221,9 +221,9 @@ class VmBackupSchedule {
         $manageSystemd = $this.ManagesLiveSystemd()
         $timer = "vmquiesce-backup-$($this.Name).timer"
         if ($this.Ensure -eq [Ensure]::Absent) {
-            if ($manageSystemd) { & systemctl disable --now $timer 2>$null }
+            if ($manageSystemd) { & ([VmBackupSchedule]::Systemctl()) disable --now $timer 2>$null }
             foreach ($path in $units.Keys) { Remove-Item -LiteralPath $path -Force -ErrorAction SilentlyContinue }
-            if ($manageSystemd) { & systemctl daemon-reload }
+            if ($manageSystemd) { & ([VmBackupSchedule]::Systemctl()) daemon-reload }
             return
         }
         New-Item -ItemType Directory -Path $this.UnitRoot() -Force | Out-Null
@@ -231,8 +231,8 @@ class VmBackupSchedule {
             [IO.File]::WriteAllText($unit.Key, $unit.Value)
         }
         if ($manageSystemd) {
-            & systemctl daemon-reload
-            & systemctl enable --now $timer
+            & ([VmBackupSchedule]::Systemctl()) daemon-reload
+            & ([VmBackupSchedule]::Systemctl()) enable --now $timer
             if ($LASTEXITCODE -ne 0) { throw "systemctl enable --now $timer failed with exit code $LASTEXITCODE." }
         }
     }
@@ -271,6 +271,9 @@ class VmBackupSchedule {
         }
         if ($this.Consistency -notin 'Application', 'FileSystem', 'Crash') {
             throw "VmBackupSchedule '$($this.Name)': Consistency '$($this.Consistency)' must be Application, FileSystem or Crash."
+        }
+        if ($this.PowerShellPath -and -not [IO.Path]::IsPathRooted($this.PowerShellPath)) {
+            throw "VmBackupSchedule '$($this.Name)': PowerShellPath '$($this.PowerShellPath)' must be the absolute path of pwsh or powershell.exe."
         }
         foreach ($text in @($this.Vm) + $this.Repository) {
             if ($text -match '[\r\n\x00]') { throw "VmBackupSchedule '$($this.Name)': a path holds a line break or NUL: '$text'." }
@@ -321,12 +324,24 @@ class VmBackupSchedule {
         return "-NoProfile -NonInteractive -Command `"$($this.JobScript().Replace('"', '\"'))`""
     }
 
+    # The PowerShell the job runs as root or SYSTEM: from where it is installed, never looked up on PATH (which is
+    # whatever environment ran the configuration, and may hold folders other users can write).
     hidden [string] ResolvePowerShell() {
         if ($this.PowerShellPath) { return $this.PowerShellPath }
-        $pwsh = Get-Command pwsh -CommandType Application -ErrorAction SilentlyContinue | Select-Object -First 1
-        if ($pwsh) { return $pwsh.Source }
-        if ($this.IsWindows()) { return Join-Path $env:SystemRoot 'System32\WindowsPowerShell\v1.0\powershell.exe' }
-        return '/usr/bin/pwsh'
+        $candidates = if ($this.IsWindows()) {
+            @((Join-Path $env:ProgramFiles 'PowerShell\7\pwsh.exe'), (Join-Path $env:SystemRoot 'System32\WindowsPowerShell\v1.0\powershell.exe'))
+        }
+        else { @('/usr/bin/pwsh', '/opt/microsoft/powershell/7/pwsh', '/usr/local/bin/pwsh') }
+        foreach ($candidate in $candidates) {
+            if (Test-Path -LiteralPath $candidate -PathType Leaf) { return $candidate }
+        }
+        return $candidates[0]
+    }
+
+    # systemctl by absolute path, like every program VmQuiesce runs.
+    hidden static [string] Systemctl() {
+        if (Test-Path -LiteralPath '/bin/systemctl' -PathType Leaf) { return '/bin/systemctl' }
+        return '/usr/bin/systemctl'
     }
 
     hidden [string] UnitRoot() {
@@ -352,8 +367,10 @@ class VmBackupSchedule {
         return $files
     }
 
+    # A single-quoted PowerShell string: PowerShell also ends one at U+2018-U+201B, so every quote character it
+    # knows is doubled, not only the ASCII one.
     hidden static [string] Quote([string] $text) {
-        return "'" + $text.Replace("'", "''") + "'"
+        return "'" + [System.Management.Automation.Language.CodeGeneration]::EscapeSingleQuotedStringContent($text) + "'"
     }
 
     # One ExecStart argument: double-quoted, with systemd's specifiers (%) and variables ($) kept literal.

@@ -1,23 +1,174 @@
 using System;
+using System.Collections.Concurrent;
+using System.Diagnostics;
 using System.Management.Automation;
 using System.Threading;
+using System.Threading.Tasks;
 using VmQuiesce.Core;
 
 namespace VmQuiesce
 {
     /// <summary>
     /// Base of every VmQuiesce cmdlet: turns StopProcessing (Ctrl+C) into a CancellationToken the
-    /// core observes, and turns core failures into ErrorRecords with stable ids and real targets.
+    /// core observes, turns core failures into ErrorRecords with stable ids and real targets, and is the
+    /// one pump for background work: work runs on other threads and posts what it has to say; the
+    /// pipeline thread alone writes it (<see cref="CreateHost"/>, <see cref="RunPumped{T}"/>, <see cref="Pump"/>).
     /// </summary>
     public abstract class VmQuiesceCmdlet : PSCmdlet, IDisposable
     {
         private readonly CancellationTokenSource _stopping = new CancellationTokenSource();
+        private Thread? _pipelineThread;
+        private BlockingCollection<Action>? _posted;
         private bool _disposed;
 
         /// <summary>Cancelled when the user presses Ctrl+C or the pipeline is stopped.</summary>
         protected CancellationToken CancelToken => _stopping.Token;
 
         protected override void StopProcessing() => _stopping.Cancel();
+
+        /// <summary>
+        /// The host the core reports to, from any thread: warnings, verbose lines and ShouldProcess questions reach
+        /// this cmdlet on the pipeline thread, and progress goes to <paramref name="showProgress"/> there. Call it
+        /// on the pipeline thread.
+        /// </summary>
+        protected IOperationHost CreateHost(Action<TransferProgress>? showProgress = null)
+        {
+            _pipelineThread = Thread.CurrentThread;
+            return new PipelineHost(this, showProgress);
+        }
+
+        /// <summary>
+        /// Runs <paramref name="work"/> on a background thread while this (pipeline) thread writes what it posts;
+        /// returns its result or throws its exception. Ctrl+C cancels <see cref="CancelToken"/>, which the work observes.
+        /// </summary>
+        protected T RunPumped<T>(Func<T> work)
+        {
+            Task<T>? running = null;
+            Pump(() => running = Task.Run(work));
+            return running!.GetAwaiter().GetResult();
+        }
+
+        /// <summary>
+        /// Starts background work and writes what it posts until it is done. After Ctrl+C the pipeline refuses
+        /// writes; the pump goes on draining, so the work finishes its cleanup and its warnings still reach the console.
+        /// </summary>
+        protected void Pump(Func<Task> start)
+        {
+            _pipelineThread = Thread.CurrentThread;
+            var posted = new BlockingCollection<Action>();
+            Volatile.Write(ref _posted, posted);
+            try
+            {
+                start().ContinueWith(_ => posted.CompleteAdding(), CancellationToken.None, TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default);
+                foreach (Action action in posted.GetConsumingEnumerable())
+                {
+                    try
+                    {
+                        action();
+                    }
+                    catch (PipelineStoppedException)
+                    {
+                    }
+                }
+            }
+            finally
+            {
+                Volatile.Write(ref _posted, null);
+            }
+        }
+
+        /// <summary>Runs <paramref name="action"/> on the pipeline thread: at once when called there, else through the pump.</summary>
+        protected void Post(Action action)
+        {
+            if (!TryPost(action))
+            {
+                // Work that outlives its pump (a bug) must not write from its own thread: PowerShell would throw there.
+                Trace.TraceWarning("A message posted when no pump was running was dropped.");
+            }
+        }
+
+        private bool TryPost(Action action)
+        {
+            if (Thread.CurrentThread == _pipelineThread)
+            {
+                action();
+                return true;
+            }
+
+            BlockingCollection<Action>? posted = Volatile.Read(ref _posted);
+            if (posted == null)
+            {
+                return false;
+            }
+
+            try
+            {
+                posted.Add(action);
+                return true;
+            }
+            catch (InvalidOperationException)
+            {
+                // The work this pump waited for has ended.
+                return false;
+            }
+        }
+
+        /// <summary>
+        /// Asks <paramref name="question"/> on the pipeline thread (ShouldProcess, a script block of the user's) and
+        /// waits for the answer; <paramref name="cancel"/> or Ctrl+C ends the wait with OperationCanceledException.
+        /// </summary>
+        protected T Ask<T>(Func<T> question, CancellationToken cancel)
+        {
+            if (Thread.CurrentThread == _pipelineThread)
+            {
+                return question();
+            }
+
+            var answer = new TaskCompletionSource<T>(TaskCreationOptions.RunContinuationsAsynchronously);
+            bool posted = TryPost(() =>
+            {
+                if (cancel.IsCancellationRequested)
+                {
+                    answer.TrySetCanceled();
+                    return;
+                }
+
+                try
+                {
+                    answer.TrySetResult(question());
+                }
+                catch (PipelineStoppedException)
+                {
+                    answer.TrySetCanceled();
+                    throw;
+                }
+                catch (Exception e)
+                {
+                    answer.TrySetException(e);
+                }
+            });
+            if (!posted)
+            {
+                throw new InvalidOperationException("A question from background work needs the pipeline thread's pump, and none is running.");
+            }
+
+            using var stopping = CancellationTokenSource.CreateLinkedTokenSource(cancel, CancelToken);
+            Task.WaitAny(new Task[] { answer.Task }, stopping.Token);
+            return answer.Task.GetAwaiter().GetResult();
+        }
+
+        /// <summary>A warning reaches the user even after Ctrl+C: a stopping pipeline refuses it, the host's console does not.</summary>
+        private void WriteWarningEvenWhenStopping(string message)
+        {
+            try
+            {
+                WriteWarning(message);
+            }
+            catch (PipelineStoppedException)
+            {
+                Host?.UI?.WriteWarningLine(message);
+            }
+        }
 
         /// <summary>Non-terminating: this item failed, the others go on.</summary>
         protected void WriteFailure(VmQuiesceException failure) => WriteError(ErrorRecordFor(failure));
@@ -34,18 +185,60 @@ namespace VmQuiesce
         {
             if (report.BytesTotal <= 0)
             {
-                record.StatusDescription = report.Phase;
+                record.StatusDescription = report.Status;
                 return record;
             }
 
-            record.StatusDescription = $"{report.Phase}: {Units.Bytes(report.BytesDone)} of {Units.Bytes(report.BytesTotal)} at {Units.Rate(report.BytesPerSecond)}";
+            record.StatusDescription = $"{report.Status}: {Units.Bytes(report.BytesDone)} of {Units.Bytes(report.BytesTotal)} at {Units.Rate(report.BytesPerSecond)}";
             record.PercentComplete = (int)Math.Min(100, report.BytesDone * 100 / report.BytesTotal);
             record.SecondsRemaining = report.TimeLeft is TimeSpan left ? (int)Math.Ceiling(left.TotalSeconds) : -1;
             return record;
         }
 
-        /// <summary>A path as the user typed it (relative to the current location, PSDrives allowed) as a file system path.</summary>
-        protected string? ResolvePath(string? path) => path == null ? null : SessionState.Path.GetUnresolvedProviderPathFromPSPath(path);
+        /// <summary>The error id of a path that is not a file system path.</summary>
+        internal const string PathNotFileSystem = "PathNotFileSystem";
+
+        /// <summary>
+        /// The path given to -<paramref name="parameterName"/> as the user typed it (relative to the current location,
+        /// PSDrives allowed) as a file system path. A path of another provider (Variable:, Env:, HKLM:) or of a drive this
+        /// session lacks ends the command, naming the parameter and the provider, before anything happens.
+        /// </summary>
+        protected string ResolveFileSystemPath(string path, string parameterName)
+        {
+            try
+            {
+                return FileSystemPath(this, path, parameterName, PathNotFileSystem);
+            }
+            catch (VmQuiesceException e)
+            {
+                ThrowFailure(e);
+                throw;
+            }
+        }
+
+        /// <summary>The one path resolver: <see cref="ResolveFileSystemPath"/>, throwing a VmQuiesceException with <paramref name="errorId"/>.</summary>
+        internal static string FileSystemPath(PSCmdlet cmdlet, string path, string parameterName, string errorId)
+        {
+            string resolved;
+            ProviderInfo provider;
+            try
+            {
+                resolved = cmdlet.SessionState.Path.GetUnresolvedProviderPathFromPSPath(path, out provider, out _);
+            }
+            catch (Exception e) when (e is ItemNotFoundException || e is DriveNotFoundException || e is ProviderNotFoundException || e is NotSupportedException || e is ArgumentException)
+            {
+                throw new VmQuiesceException(errorId, FailureKind.InvalidArgument,
+                    $"-{parameterName} '{path}' cannot be resolved to a file system path: {e.Message}", path, e);
+            }
+
+            if (!string.Equals(provider.Name, "FileSystem", StringComparison.OrdinalIgnoreCase))
+            {
+                throw new VmQuiesceException(errorId, FailureKind.InvalidArgument,
+                    $"-{parameterName} '{path}' is a path of the {provider.Name} provider; expected a file system path (a folder or file on a drive).", path);
+            }
+
+            return resolved;
+        }
 
         internal static ErrorRecord ErrorRecordFor(VmQuiesceException failure)
         {
@@ -78,6 +271,41 @@ namespace VmQuiesce
             FailureKind.LimitsExceeded => ErrorCategory.LimitsExceeded,
             _ => ErrorCategory.NotSpecified,
         };
+
+        /// <summary>The cmdlet as the core sees it; progress reports that arrive faster than the pipeline thread shows them are merged (the newest wins).</summary>
+        private sealed class PipelineHost : IOperationHost
+        {
+            private readonly VmQuiesceCmdlet _cmdlet;
+            private readonly Action<TransferProgress>? _showProgress;
+            private TransferProgress? _unshownProgress;
+
+            public PipelineHost(VmQuiesceCmdlet cmdlet, Action<TransferProgress>? showProgress)
+            {
+                _cmdlet = cmdlet;
+                _showProgress = showProgress;
+            }
+
+            public void WriteWarning(string message) => _cmdlet.Post(() => _cmdlet.WriteWarningEvenWhenStopping(message));
+
+            public void WriteVerbose(string message) => _cmdlet.Post(() => _cmdlet.WriteVerbose(message));
+
+            public void WriteProgress(TransferProgress progress)
+            {
+                if (_showProgress != null && Interlocked.Exchange(ref _unshownProgress, progress) == null)
+                {
+                    _cmdlet.Post(() =>
+                    {
+                        TransferProgress? newest = Interlocked.Exchange(ref _unshownProgress, null);
+                        if (newest != null && !_cmdlet.Stopping)
+                        {
+                            _showProgress(newest);
+                        }
+                    });
+                }
+            }
+
+            public bool ShouldProcess(string target, string action) => _cmdlet.Ask(() => _cmdlet.ShouldProcess(target, action), _cmdlet.CancelToken);
+        }
 
         public void Dispose()
         {

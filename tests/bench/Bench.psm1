@@ -52,6 +52,33 @@ function Get-AllocatedBytes {
     return [long] $blocks[0] * [long] $blocks[1]
 }
 
+function Measure-ChunkCodec {
+    <#
+    .SYNOPSIS
+        zstd (as chunks are written now) against Deflate (as they were before) on the same compressible
+        chunks, one run each: ratio, compress and decompress time. Needs PowerShell 7 (the helper is C# 9).
+    #>
+    [OutputType([pscustomobject])]
+    param(
+        # ZstdSharp.dll of the built module (bin/net8.0): the same zstd the chunk store uses.
+        [Parameter(Mandatory)] [string] $ZstdPath,
+        [Parameter(Mandatory)] [int] $ZstdLevel,
+        [long] $Size = 256MB,
+        [int] $ChunkSize = 4MB,
+        [int] $Seed = 20261124
+    )
+    if (-not ('VmQuiesce.Bench.CodecBench' -as [type])) {
+        Add-Type -Path $ZstdPath
+        # CS1701 (ZstdSharp was built against .NET 8's System.Runtime, this is a newer one) is only a warning.
+        Add-Type -Path (Join-Path $PSScriptRoot 'CodecBench.cs') -ReferencedAssemblies $ZstdPath, 'System.IO.Compression' -IgnoreWarnings -WarningAction Ignore
+    }
+    $chunks = [byte[][]] @(for ($i = 0; $i * $ChunkSize -lt $Size; $i++) { , [VmQuiesce.Bench.CodecBench]::CompressibleChunk($ChunkSize, $Seed + $i) })
+    # One chunk through each codec first, untimed: neither pays for the JIT in its figures.
+    $null = [VmQuiesce.Bench.CodecBench]::Zstd([byte[][]] @(, $chunks[0]), $ZstdLevel), [VmQuiesce.Bench.CodecBench]::Deflate([byte[][]] @(, $chunks[0]))
+    [VmQuiesce.Bench.CodecBench]::Zstd($chunks, $ZstdLevel)
+    [VmQuiesce.Bench.CodecBench]::Deflate($chunks)
+}
+
 function Get-BenchStats {
     # min / median / max of a set of runs (median of an even count: the mean of the middle two).
     [OutputType([pscustomobject])]
@@ -264,5 +291,5 @@ plot for [i=2:$($tools.Count + 1)] '$dataPath' using i:xtic(1) title columnheade
     return $null
 }
 
-Export-ModuleMember -Function New-BenchImage, Update-BenchImage, Get-AllocatedBytes, Get-BenchStats, New-BenchFigure, Find-BenchFigure,
+Export-ModuleMember -Function New-BenchImage, Measure-ChunkCodec, Update-BenchImage, Get-AllocatedBytes, Get-BenchStats, New-BenchFigure, Find-BenchFigure,
     New-BenchCheck, Get-BenchRatio, Get-NotMeasuredReason, Get-BenchMachine, Format-BenchValue, ConvertTo-BenchMarkdown, Write-BenchResults, New-BenchChart

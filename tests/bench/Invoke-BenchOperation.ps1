@@ -39,7 +39,7 @@ switch ($Operation) {
     'Import' { }
     'Idle' { }
     'Backup' {
-        $vm = [VmQuiesce.Core.Backup.StableFilesSource]::CreateVm('bench', [string[]] @($Image))
+        $vm = [VmQuiesce.Core.Sources.PlainImage.PlainImageVm]::new('bench', [string[]] @($Image))
         $clock.Start()
         $chunking = @{}
         if ($ChunkSize -gt 0) { $chunking.ChunkSize = $ChunkSize }

@@ -33,6 +33,19 @@ function Get-TestGuestUnavailableReason {
     return $null
 }
 
+function Get-TestGuestSkipReason {
+    <#
+    .SYNOPSIS
+        What guest tests skip with: $null when test guests can boot here, or when VMQUIESCE_REQUIRE_GUEST=1
+        (CI sets it in .ci/run) so that an unavailable guest fails them, through Start-TestGuest, instead.
+    #>
+    [CmdletBinding()]
+    [OutputType([string])]
+    param()
+    if ($env:VMQUIESCE_REQUIRE_GUEST -eq '1') { return $null }
+    return Get-TestGuestUnavailableReason
+}
+
 function Invoke-HostTool {
     param([string] $FilePath, [string[]] $ArgumentList)
     $output = & $FilePath @ArgumentList 2>&1 | ForEach-Object { "$_" }
@@ -85,7 +98,10 @@ function Start-TestGuest {
         [switch] $NoAgentRespawn
     )
     $reason = Get-TestGuestUnavailableReason
-    if ($reason) { throw "The test guest is unavailable: $reason" }
+    if ($reason) {
+        $required = if ($env:VMQUIESCE_REQUIRE_GUEST -eq '1') { ' (VMQUIESCE_REQUIRE_GUEST=1 requires it)' } else { '' }
+        throw "The test guest is unavailable$required`: $reason"
+    }
 
     $folder = Join-Path ([IO.Path]::GetTempPath()) ('vmq-guest-' + [guid]::NewGuid().ToString('N').Substring(0, 12))
     $guest = [pscustomobject]@{
@@ -196,4 +212,4 @@ function Stop-TestGuest {
     }
 }
 
-Export-ModuleMember -Function Get-TestGuestUnavailableReason, Start-TestGuest, Wait-TestGuest, Stop-TestGuest
+Export-ModuleMember -Function Get-TestGuestUnavailableReason, Get-TestGuestSkipReason, Start-TestGuest, Wait-TestGuest, Stop-TestGuest

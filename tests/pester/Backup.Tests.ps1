@@ -16,7 +16,7 @@ BeforeAll {
 
     function New-TestVm {
         param([string] $Name, [string[]] $Path)
-        [VmQuiesce.Core.Backup.StableFilesSource]::CreateVm($Name, $Path)
+        [VmQuiesce.Core.Sources.PlainImage.PlainImageVm]::new($Name, $Path)
     }
 
     $script:web = New-TestVm 'web01' @(New-TestDisk 'web01.img' (300KB) 1)
@@ -192,6 +192,23 @@ Describe 'Test-VmBackup' {
         Get-VmBackup $repo | Test-VmBackup | Format-Table | Out-String | Should -Match 'Status'
     }
 
+    It 'shows bytes checked and the rate while it verifies, written by the pipeline thread for its worker' {
+        $ps = [powershell]::Create()
+        try {
+            $null = $ps.AddScript("Import-Module '$env:VMQUIESCE_MODULE_PATH'; Get-VmBackup '$repo' | Test-VmBackup")
+            $results = @($ps.Invoke())
+
+            $ps.HadErrors | Should -BeFalse
+            $results.Count | Should -Be 2
+            $shown = @($ps.Streams.Progress | Where-Object { $_.Activity -like 'Verifying *' -and $_.RecordType -eq 'Processing' })
+            $shown.Count | Should -BeGreaterThan 0
+            $shown | ForEach-Object { $_.StatusDescription | Should -BeLike 'Reading and hashing chunks: * of * at */s' }
+        }
+        finally {
+            $ps.Dispose()
+        }
+    }
+
     It 'reports a damaged chunk and the file it breaks with RestorePointDamaged' {
         $point = $points | Where-Object VmName -eq 'db01'
         $hash = $point.Files[1].Chunks[0]
@@ -292,7 +309,7 @@ Describe 'A backup interrupted mid-copy' {
         $kept = Invoke-VmQuiescedBackup -Vm $web -Repository $repo -Consistency Crash
         $chunksBefore = @(Get-ChildItem (Join-Path $repo 'chunks') -Recurse -File).Count
         $ps = [powershell]::Create()
-        $null = $ps.AddScript("Import-Module '$env:VMQUIESCE_MODULE_PATH'; Invoke-VmQuiescedBackup -Vm ([VmQuiesce.Core.Backup.StableFilesSource]::CreateVm('big', [string[]]@('$image'))) -Repository '$repo' -Consistency Crash")
+        $null = $ps.AddScript("Import-Module '$env:VMQUIESCE_MODULE_PATH'; Invoke-VmQuiescedBackup -Vm ([VmQuiesce.Core.Sources.PlainImage.PlainImageVm]::new('big', [string[]]@('$image'))) -Repository '$repo' -Consistency Crash")
         try {
             $handle = $ps.BeginInvoke()
             $deadline = [DateTime]::UtcNow.AddMinutes(3)
@@ -321,7 +338,7 @@ Describe 'A backup interrupted mid-copy' {
         $script = Join-Path $root 'child.ps1'
         Set-Content -Path $script -Value @"
 Import-Module '$env:VMQUIESCE_MODULE_PATH'
-`$vm = [VmQuiesce.Core.Backup.StableFilesSource]::CreateVm('big', [string[]]@('$image'))
+`$vm = [VmQuiesce.Core.Sources.PlainImage.PlainImageVm]::new('big', [string[]]@('$image'))
 Invoke-VmQuiescedBackup -Vm `$vm -Repository '$repo' -Consistency Crash
 "@
         $child = Get-ChildPwsh
@@ -347,5 +364,46 @@ Invoke-VmQuiescedBackup -Vm `$vm -Repository '$repo' -Consistency Crash
         $result.RemovedChunks | Should -BeGreaterThan 0
         @(Get-ChildItem (Join-Path $repo 'chunks') -Recurse -File).Count | Should -Be $chunksBefore
         @(Get-VmBackup $repo | Test-VmBackup).Status | Should -Be 'Ok'
+    }
+}
+
+Describe 'A path on another provider' {
+    BeforeAll {
+        # The current location is where a mistaken provider path used to land: 'Variable:\PWD' became './PWD'.
+        $script:here = Join-Path $root 'here'
+        New-Item -ItemType Directory -Path $here | Out-Null
+        Push-Location $here
+        $script:point = Invoke-VmQuiescedBackup -Vm $web -Repository (Join-Path $root 'providers') -Consistency Crash
+    }
+
+    AfterAll {
+        Pop-Location
+    }
+
+    It '<Command> -<Parameter> on the <Provider> provider is refused, naming both, before anything happens' -ForEach @(
+        @{ Command = 'Get-VmBackup'; Parameter = 'Repository'; Provider = 'Variable'; Run = { Get-VmBackup -Repository 'Variable:\PWD' } }
+        @{ Command = 'Invoke-VmQuiescedBackup'; Parameter = 'Repository'; Provider = 'Variable'; Run = { Invoke-VmQuiescedBackup -Vm $web -Repository 'Variable:\PWD' -Consistency Crash } }
+        @{ Command = 'Test-VmBackup'; Parameter = 'Repository'; Provider = 'Environment'; Run = { Test-VmBackup -Repository 'Env:\PATH' } }
+        @{ Command = 'Remove-VmBackup'; Parameter = 'Repository'; Provider = 'Variable'; Run = { Remove-VmBackup -Repository 'Variable:\PWD' -KeepLast 1 -Confirm:$false } }
+        @{ Command = 'Restore-VmSnapshot'; Parameter = 'Destination'; Provider = 'Variable'; Run = { $point | Restore-VmSnapshot -Destination 'Variable:\PWD' -Confirm:$false } }
+        @{ Command = 'Get-VmSnapshot'; Parameter = 'Path'; Provider = 'Variable'; Run = { Get-VmSnapshot -Path 'Variable:\PWD' } }
+        @{ Command = 'Get-BackupVm'; Parameter = 'QmpSocket'; Provider = 'Variable'; Run = { Get-BackupVm -QmpSocket 'Variable:\PWD' -Name vm1 } }
+    ) {
+        $failure = $null
+        try {
+            $ErrorActionPreference = 'Stop'
+            & $Run | Out-Null
+        }
+        catch {
+            $failure = $_
+        }
+
+        $failure.FullyQualifiedErrorId | Should -BeLike 'PathNotFileSystem,*'
+        $failure.InvocationInfo.MyCommand.Name | Should -Be $Command
+        $failure.CategoryInfo.Category | Should -Be 'InvalidArgument'
+        "$failure" | Should -BeLike "-$Parameter '*' is a path of the $Provider provider*"
+        @(Get-ChildItem -LiteralPath $here -Force).Count | Should -Be 0 -Because 'nothing may be created where the provider path would have landed'
+        @(Get-VmBackup (Join-Path $root 'providers')).Count | Should -Be 1
+        @(Get-ChildItem -LiteralPath (Join-Path $root 'providers/locks') -File).Count | Should -Be 0
     }
 }

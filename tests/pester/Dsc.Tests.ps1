@@ -4,6 +4,7 @@
 # through Invoke-DscResource (the LCM's path).
 BeforeAll {
     Import-Module $env:VMQUIESCE_MODULE_PATH -Force
+    Import-Module (Join-Path $PSScriptRoot 'TestSupport.psm1') -Force
 
     $script:dsc = (Get-Module VmQuiesce).NestedModules | Where-Object Name -eq 'VmQuiesce.Dsc'
     $script:root = Join-Path ([IO.Path]::GetTempPath()) "vmquiesce-dsc-$([Guid]::NewGuid().ToString('N').Substring(0, 8))"
@@ -44,7 +45,7 @@ AfterAll {
 Describe 'The DSC module in the manifest' {
     It 'is a nested module that exports the three resources' {
         $dsc | Should -Not -BeNullOrEmpty
-        $manifest = Import-PowerShellDataFile -Path (Get-Module VmQuiesce).Path.Replace('.dll', '.psd1')
+        $manifest = Import-PowerShellDataFile -Path $env:VMQUIESCE_MODULE_PATH
         $manifest.NestedModules | Should -Contain 'VmQuiesce.Dsc.psm1'
         $manifest.DscResourcesToExport | Sort-Object | Should -Be @('VmBackupSchedule', 'VssWriterConfig', 'VssWriterServiceLogon')
     }
@@ -229,6 +230,42 @@ Describe 'VmBackupSchedule resource with real units in a temporary unit director
         $errors | Should -BeNullOrEmpty
         $commands = @($ast.FindAll({ $args[0] -is [System.Management.Automation.Language.CommandAst] }, $true) | ForEach-Object { $_.GetCommandName() })
         $commands | Should -Be @('Import-Module', 'Get-BackupVm', 'Get-BackupVm', 'Invoke-VmQuiescedBackup', 'Remove-VmBackup')
+    }
+
+    It 'keeps a VM path that ends its quote with U+2018-U+201B one argument: the command it injects never runs' {
+        $marker = Join-Path $root 'injected'
+        $received = Join-Path $root 'received.json'
+        $hostile = @(foreach ($quote in [char] 0x2018, [char] 0x2019, [char] 0x201A, [char] 0x201B) { "/run/vm$quote; New-Item -ItemType File -Path $marker; $quote.qmp" })
+        $script = (New-Resource 'VmBackupSchedule' @{ Name = 'hostile'; Vm = $hostile; Repository = '/srv/repo'; At = '01:00' }).JobScript()
+        # The job as the scheduler runs it, with VmQuiesce's commands replaced by stubs that record what reached them.
+        $stubs = 'function Import-Module {}; function Get-BackupVm { $args[1] }; function Remove-VmBackup {}; ' +
+            "function Invoke-VmQuiescedBackup { ConvertTo-Json -InputObject @(`$input) | Set-Content -LiteralPath '$received' }; "
+        $child = Get-ChildPwsh
+
+        & $child.FilePath @($child.Prefix + @('-NoProfile', '-NonInteractive', '-Command', $stubs + $script))
+
+        Test-Path $marker | Should -BeFalse -Because 'the VM path ended its quoted string and ran New-Item as root'
+        @(Get-Content -LiteralPath $received -Raw | ConvertFrom-Json) | Should -Be $hostile
+    }
+
+    It 'never takes the pwsh its root job runs from PATH' {
+        if ($scheduleSkip) { Set-ItResult -Skipped -Because $scheduleSkip; return }
+        $planted = New-Item -ItemType Directory -Path (Join-Path $root 'planted-bin') -Force
+        Set-Content -LiteralPath (Join-Path $planted 'pwsh') -Value '#!/bin/sh'
+        & chmod 755 (Join-Path $planted 'pwsh')
+        $settings = $scheduleSettings.Clone()
+        $settings.Remove('PowerShellPath')
+        $path = $env:PATH
+        try {
+            $env:PATH = "$planted$([IO.Path]::PathSeparator)$path"
+            $exec = (New-Resource 'VmBackupSchedule' $settings).UnitFiles()[0] -split "`n" | Where-Object { $_ -like 'ExecStart=*' }
+        }
+        finally {
+            $env:PATH = $path
+        }
+
+        $exec | Should -Not -BeLike "*$planted*"
+        $exec | Should -BeLike 'ExecStart="/*pwsh" -NoProfile*'
     }
 
     It 'Get reads back what Set recorded, and Test is false after a change of time' {

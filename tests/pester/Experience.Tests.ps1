@@ -12,7 +12,7 @@ BeforeAll {
         New-Item -ItemType Directory -Path $Folder -Force | Out-Null
         $disk = Join-Path $Folder 'disk.img'
         [IO.File]::WriteAllBytes($disk, [byte[]] (1..255 + 1..255))
-        [VmQuiesce.Core.Backup.StableFilesSource]::CreateVm($Name, @($disk))
+        [VmQuiesce.Core.Sources.PlainImage.PlainImageVm]::new($Name, @($disk))
     }
 
     $script:vm = New-FilesVm 'web 01' (Join-Path $root 'vms/web01')
@@ -29,7 +29,7 @@ BeforeAll {
 
     # A real QEMU guest for the tests that find running VMs; it boots while the other tests run.
     Import-Module (Join-Path $PSScriptRoot '../guest/TestGuest.psm1') -Force
-    $script:guestUnavailable = Get-TestGuestUnavailableReason
+    $script:guestUnavailable = Get-TestGuestSkipReason
     $script:guest = if (-not $guestUnavailable) { Start-TestGuest -NoWait } else { $null }
 
     # This file's guest as discovery sees it (other tests' guests may be running too).
@@ -332,16 +332,54 @@ Describe 'Scripts' {
 }
 
 Describe 'Documentation' {
-    It 'documents every error id in the source in a help page or about topic' {
-        $source = Join-Path $PSScriptRoot '../../src'
-        $help = (Get-ChildItem (Join-Path $PSScriptRoot '../../en-US') -Filter *.md | Get-Content -Raw) -join "`n"
-        $ids = foreach ($file in Get-ChildItem $source -Recurse -Filter *.cs | Where-Object FullName -NotMatch '[\\/](obj|bin)[\\/]') {
-            [regex]::Matches((Get-Content -Raw $file.FullName), '(?:new VmQuiesceException|ThrowInvalidArgument)\(\s*"([A-Za-z0-9]+)"') | ForEach-Object { $_.Groups[1].Value }
+    It 'documents every error id in the source in a help page or about topic, however the id is built' {
+        function Get-SourceErrorId {
+            # Every error id the code can raise, however it is built.
+            param([string] $Source)
+            $files = @(Get-ChildItem $Source -Recurse -Filter *.cs | Where-Object FullName -NotMatch '[\\/](obj|bin)[\\/]' | ForEach-Object { Get-Content -Raw $_.FullName })
+            $all = $files -join "`n"
+            $peers = @([regex]::Matches($all, 'const string Peer = "(?<id>\w+)"') | ForEach-Object { $_.Groups['id'].Value })
+            # Methods that take the id as a parameter named errorId, and where it sits among their arguments.
+            $takers = foreach ($declaration in [regex]::Matches($all, '(?<name>\w+)\((?<before>[^()]*?)\bstring errorId\b')) {
+                @{ Name = $declaration.Groups['name'].Value; Index = ([regex]::Matches($declaration.Groups['before'].Value, ',')).Count }
+            }
+            $literal = '"(?<id>[A-Z][A-Za-z0-9]+)"'
+            $ids = [Collections.Generic.HashSet[string]]::new()
+            foreach ($code in $files) {
+                $found = [Collections.Generic.List[string]]::new()
+                $add = { param($pattern) foreach ($m in [regex]::Matches($code, $pattern)) { $found.Add($m.Groups['id'].Value) } }
+                # Beside its FailureKind (VmQuiesceException, the VSS and vmrun tables), not after a '+' (a suffix).
+                & $add "(?<!\+\s*)$literal,\s*FailureKind\."
+                & $add "FailureKind\.\w+,\s*$literal"
+                & $add "const string \w*Id = $literal"
+                foreach ($taker in $takers) {
+                    $skip = '(?:[^,()]*(?:\([^()]*\))?[^,()]*,\s*)' * $taker.Index
+                    & $add "\b$($taker.Name)\(\s*$skip$literal"
+                }
+                # A peer's name and a suffix: Peer + "Timeout", or peer + suffix from a (suffix, kind) table.
+                $ownPeers = @([regex]::Matches($code, 'const string Peer = "(?<id>\w+)"') | ForEach-Object { $_.Groups['id'].Value })
+                if (-not $ownPeers) { $ownPeers = $peers }
+                $suffixes = @([regex]::Matches($code, "\b(?:[Pp]eer|errorPrefix) \+ $literal") | ForEach-Object { $_.Groups['id'].Value })
+                if ($code -match '\b[Pp]eer \+ suffix\b') {
+                    $table = @([regex]::Matches($code, "\($literal,\s*FailureKind\.") | ForEach-Object { $_.Groups['id'].Value })
+                    $suffixes += $table
+                    $found.RemoveAll({ param($id) $table -contains $id }) | Out-Null
+                }
+                foreach ($id in $found) { $null = $ids.Add($id) }
+                foreach ($suffix in $suffixes) { foreach ($peer in $ownPeers) { $null = $ids.Add($peer + $suffix) } }
+            }
+            , @($ids | Sort-Object)
         }
-        $ids = @($ids | Sort-Object -Unique)
-        $ids.Count | Should -BeGreaterThan 50 -Because 'the scan must find the error ids'
+        $ids = Get-SourceErrorId (Join-Path $PSScriptRoot '../../src')
+        $ids.Count | Should -BeGreaterThan 150 -Because 'the scan must find the error ids'
+        $ids | Should -Contain 'GuestAgentTimeout' -Because 'an id built from a peer and a suffix counts'
+        $ids | Should -Contain 'QmpDeviceNotFound' -Because 'an id built from a peer and a table of suffixes counts'
+        $ids | Should -Contain 'ServiceRestartFailed' -Because 'an id passed to a parameter named errorId counts'
+        $ids | Should -Contain 'VssProviderVeto' -Because 'an id in a table beside its FailureKind counts'
+        $ids | Should -Not -Contain 'Timeout' -Because 'a suffix alone is not an id'
+        $help = (Get-ChildItem (Join-Path $PSScriptRoot '../../en-US') -Filter *.md | Get-Content -Raw) -join "`n"
         $undocumented = @($ids | Where-Object { $help -notmatch "\b$_\b" })
-        $undocumented | Should -BeNullOrEmpty -Because "each error id belongs in the NOTES of the cmdlet that emits it: $($undocumented -join ', ')"
+        $undocumented | Should -BeNullOrEmpty -Because "each error id belongs in the NOTES of the cmdlet that emits it, or an about topic: $($undocumented -join ', ')"
     }
 
     It 'about_VmQuiesce walks through the whole recipe: config, service logon, first backup, restore' {
@@ -360,22 +398,6 @@ Describe 'Documentation' {
         $fields = (Get-Content -Raw $manifest.FullName | ConvertFrom-Json).PSObject.Properties.Name
         foreach ($field in $fields) {
             $about | Should -Match "\b$field\b" -Because "the format page must describe the manifest field '$field'"
-        }
-    }
-}
-
-Describe 'Module import time (informational, no assertion on time)' {
-    It 'measures Import-Module in a fresh process' {
-        $arguments = [Environment]::GetCommandLineArgs()
-        $exe, $prefix = if ($arguments[0] -like '*.dll') { (Get-Command dotnet).Source, @($arguments[0]) } else { (Get-Process -Id $PID).Path, @() }
-        $measure = "(Measure-Command { Import-Module '$env:VMQUIESCE_MODULE_PATH' }).TotalMilliseconds"
-        $milliseconds = [double] (& $exe @prefix -NoProfile -NonInteractive -Command $measure | Select-Object -Last 1)
-        $milliseconds | Should -BeGreaterThan 0
-        Write-Host "Import-Module VmQuiesce in a fresh process: $([math]::Round($milliseconds)) ms"
-        if ($env:VMQUIESCE_TEST_OUT) {
-            $results = Join-Path $env:VMQUIESCE_TEST_OUT 'TestResults'
-            New-Item -ItemType Directory -Path $results -Force | Out-Null
-            Set-Content -Path (Join-Path $results 'import-time.txt') -Value "Import-Module VmQuiesce: $([math]::Round($milliseconds)) ms"
         }
     }
 }

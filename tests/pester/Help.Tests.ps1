@@ -1,5 +1,42 @@
 BeforeAll {
     Import-Module $env:VMQUIESCE_MODULE_PATH -Force
+
+    function Get-DocumentedParameter {
+        # Each '### -Name' section of a platyPS page: one entry per parameter set its yaml blocks name.
+        param([string] $Path)
+        $text = Get-Content -Raw $Path
+        foreach ($section in [regex]::Matches($text, '(?ms)^### -(?<name>\w+)\s*$(?<body>.*?)(?=^### |^## )')) {
+            foreach ($yaml in [regex]::Matches($section.Groups['body'].Value, '(?ms)^```yaml\s*$(?<yaml>.*?)^```')) {
+                $fields = @{}
+                foreach ($line in $yaml.Groups['yaml'].Value -split "`r?`n") {
+                    if ($line -match '^(?<key>[A-Za-z ]+):\s*(?<value>.*)$') { $fields[$Matches.key.Trim()] = $Matches.value.Trim() }
+                }
+                foreach ($set in ($fields['Parameter Sets'] -split ',\s*')) {
+                    [pscustomobject]@{
+                        Name = $section.Groups['name'].Value
+                        Set  = if ($set -eq '(All)') { '__AllParameterSets' } else { $set }
+                        Text = 'Type {0}, Required {1}, Position {2}, pipeline {3}' -f $fields['Type'], $fields['Required'], $fields['Position'], (Format-PipelineInput $fields['Accept pipeline input'])
+                    }
+                }
+            }
+        }
+    }
+
+    function Format-PipelineInput {
+        # platyPS's "True (ByPropertyName, ByValue)" in one order, whatever order the page uses.
+        param([string] $Text)
+        if ($Text -match '^True \((?<kinds>.*)\)$') { return "True ($((($Matches.kinds -split ',\s*') | Sort-Object) -join ', '))" }
+        return $Text
+    }
+
+    function Format-DeclaredParameter {
+        # The same line for what the cmdlet declares in one parameter set.
+        param([System.Management.Automation.ParameterMetadata] $Parameter, [System.Management.Automation.ParameterSetMetadata] $InSet)
+        $kinds = @(if ($InSet.ValueFromPipeline) { 'ByValue' }; if ($InSet.ValueFromPipelineByPropertyName) { 'ByPropertyName' })
+        $pipeline = if ($kinds) { "True ($(($kinds | Sort-Object) -join ', '))" } else { 'False' }
+        $position = if ($InSet.Position -lt 0) { 'Named' } else { "$($InSet.Position)" }
+        'Type {0}, Required {1}, Position {2}, pipeline {3}' -f $Parameter.ParameterType.Name, $InSet.IsMandatory, $position, $pipeline
+    }
 }
 
 BeforeDiscovery {
@@ -60,6 +97,21 @@ Describe 'Get-Help <Name> -Full' -ForEach $cmdlets {
             $_ -and -not $command.Parameters.ContainsKey($_.name) -and $_.name -notin $commonParameters -and $_.name -ne 'ProgressAction'
         } | ForEach-Object name)
         $stale | Should -BeNullOrEmpty -Because "the page of $Name documents parameters it no longer has: $($stale -join ', ')"
+    }
+
+    It 'documents each parameter''s type, mandatory flag, position, pipeline input and parameter sets as the cmdlet declares them' {
+        $documented = @(Get-DocumentedParameter (Join-Path $PSScriptRoot "../../en-US/$Name.md"))
+        $differences = foreach ($parameter in $command.Parameters.Values | Where-Object { $_.Name -notin $commonParameters }) {
+            foreach ($set in $parameter.ParameterSets.GetEnumerator()) {
+                $declared = Format-DeclaredParameter $parameter $set.Value
+                $page = @($documented | Where-Object { $_.Name -eq $parameter.Name -and $_.Set -eq $set.Key })
+                $pageText = if ($page) { $page[0].Text } else { 'not documented in this set' }
+                if ($pageText -ne $declared) { "-$($parameter.Name) [$($set.Key)]: declared '$declared', page '$pageText'" }
+            }
+        }
+        $differences += @($documented | Where-Object { $command.Parameters.ContainsKey($_.Name) -and -not $command.Parameters[$_.Name].ParameterSets.ContainsKey($_.Set) } |
+            ForEach-Object { "-$($_.Name): the page names the set '$($_.Set)', which the parameter is not in" })
+        $differences | Should -BeNullOrEmpty -Because "en-US/$Name.md must match the cmdlet: $($differences -join '; ')"
     }
 
     It 'has at least two examples, each with code' {

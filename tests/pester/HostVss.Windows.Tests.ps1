@@ -50,7 +50,7 @@ Describe 'HostVss on a real Windows host' {
 
             $notes = [Collections.Generic.List[string]]::new()
             $source = [VmQuiesce.Core.Sources.WindowsVss.HostVssSource]::new('pester', $null, [string[]] @($path),
-                [VmQuiesce.Core.Sources.WindowsVss.VssBackupType]::Copy, $null, [Action[string]] { param($note) $notes.Add($note) })
+                [VmQuiesce.Core.Sources.WindowsVss.VssBackupType]::Copy, [VmQuiesce.Core.OperationHost]::new($null, [Action[string]] { param($note) $notes.Add($note) }, $null, $null))
             $view = $source.OpenConsistentView([VmQuiesce.Core.Sources.QuiesceOptions]::new(), [Threading.CancellationToken]::None)
 
             # Changed after the shadow copy: the copy must still hold the bytes from before.

@@ -26,6 +26,12 @@ $configuration.TestResult.OutputFormat = 'NUnitXml'
 $configuration.TestResult.OutputPath = $ResultPath
 if ($Filter) {
     $configuration.Run.Path = @(Get-ChildItem $PSScriptRoot -Filter "*$Filter*.Tests.ps1" | ForEach-Object FullName)
+    if (-not $configuration.Run.Path.Value) {
+        # The filter names only xunit classes: nothing to run here, which is not a failure.
+        Write-Host "No Pester file matches '*$Filter*.Tests.ps1'."
+        [pscustomobject]@{ Passed = 0; Failed = 0; Skipped = 0; SkippedReasons = @(); Failures = @() } | ConvertTo-Json | Set-Content -Path $SummaryPath -Encoding utf8
+        exit 0
+    }
 }
 
 $result = Invoke-Pester -Configuration $configuration

@@ -67,9 +67,14 @@ Describe 'The package that build.ps1 -Task Package makes' {
         (@(Get-RelativeFile $installed) -join ', ') | Should -Be ($expected -join ', ')
     }
 
-    It 'ships only VmQuiesce''s own assemblies' {
+    It 'ships the .NET Framework build and the .NET 8 build, each with only the assemblies it needs' {
         if (-not $psResourceGet) { Set-ItResult -Skipped -Because 'Microsoft.PowerShell.PSResourceGet is not installed (Install-Module Microsoft.PowerShell.PSResourceGet)'; return }
-        (@(Get-ChildItem $installed -Recurse -Filter *.dll | ForEach-Object Name | Sort-Object) -join ', ') | Should -Be 'VmQuiesce.Core.dll, VmQuiesce.dll'
+        $assemblies = @(Get-RelativeFile $installed | Where-Object { $_ -like '*.dll' })
+        # ZstdSharp (chunks); on .NET Framework also the System.* packages it needs there.
+        $net472 = 'System.Buffers', 'System.Memory', 'System.Numerics.Vectors', 'System.Runtime.CompilerServices.Unsafe', 'System.Threading.Tasks.Extensions', 'VmQuiesce.Core', 'VmQuiesce', 'ZstdSharp'
+        $net8 = 'VmQuiesce.Core', 'VmQuiesce', 'ZstdSharp'
+        $expected = @($net472 | ForEach-Object { "bin/net472/$_.dll" }) + @($net8 | ForEach-Object { "bin/net8.0/$_.dll" })
+        ($assemblies -join ', ') | Should -Be (($expected | Sort-Object) -join ', ')
     }
 
     It 'imports by name in a fresh process from where it was installed, with the manifest''s version' {

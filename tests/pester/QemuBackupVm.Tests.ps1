@@ -1,7 +1,7 @@
 BeforeAll {
     Import-Module $env:VMQUIESCE_MODULE_PATH -Force
     Import-Module (Join-Path $PSScriptRoot '../guest/TestGuest.psm1') -Force
-    $script:unavailable = Get-TestGuestUnavailableReason
+    $script:unavailable = Get-TestGuestSkipReason
     $script:onLinux = [bool](Get-Variable IsLinux -ValueOnly -ErrorAction Ignore)
 }
 
@@ -35,8 +35,7 @@ Describe 'Get-BackupVm without a VM' {
 
 Describe 'Test-VmQuiesceReadiness without a VM' {
     It 'rejects a VM of another kind with ReadinessNotSupported' {
-        $details = [Collections.Generic.Dictionary[string, string]]::new()
-        $vm = [VmQuiesce.Core.Sources.BackupVm]::new('vm1', 'VMware', '/vms/vm1.vmx', $details, [Func[VmQuiesce.Core.Sources.SourceMessages, VmQuiesce.Core.Sources.IBackupSource]] { $null })
+        $vm = [VmQuiesce.Core.Sources.PlainImage.PlainImageVm]::new('vm1', [string[]] @('/vms/vm1/disk.img'))
         $vm | Test-VmQuiesceReadiness -ErrorVariable failures -ErrorAction SilentlyContinue | Should -BeNullOrEmpty
         $failures[0].FullyQualifiedErrorId | Should -BeLike 'ReadinessNotSupported,*'
         $failures[0].TargetObject.Name | Should -Be 'vm1'

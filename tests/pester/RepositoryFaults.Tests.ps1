@@ -19,7 +19,7 @@ BeforeAll {
     }
 
     $script:webDisk = New-TestDisk 'web01.img' (300KB) 1
-    $script:web = [VmQuiesce.Core.Backup.StableFilesSource]::CreateVm('web01', @($webDisk))
+    $script:web = [VmQuiesce.Core.Sources.PlainImage.PlainImageVm]::new('web01', [string[]]@($webDisk))
 
     $script:isRoot = $IsLinux -and (& id -u) -eq '0'
     $script:strace = if ($IsLinux) { Get-Command strace -CommandType Application -ErrorAction Ignore | Select-Object -First 1 -ExpandProperty Source }
@@ -73,7 +73,7 @@ Describe 'Repository paths' {
 
 Describe 'A first backup that fails' {
     It 'leaves no empty repository behind' {
-        $ghost = [VmQuiesce.Core.Backup.StableFilesSource]::CreateVm('ghost', @(Join-Path $root 'no-such-disk.img'))
+        $ghost = [VmQuiesce.Core.Sources.PlainImage.PlainImageVm]::new('ghost', [string[]]@(Join-Path $root 'no-such-disk.img'))
         $fresh = Join-Path $root 'fresh'
 
         $null = Invoke-VmQuiescedBackup -Vm $ghost -Repository $fresh -Consistency Crash -ErrorVariable failures -ErrorAction SilentlyContinue
@@ -195,7 +195,7 @@ Describe 'A restore killed between its two steps of replacing a file' {
         if ($killSkip) { Set-ItResult -Skipped -Because $killSkip; return }
         $disk = New-TestDisk 'killed-restore.img' (200KB) 5
         $original = [IO.File]::ReadAllBytes($disk)
-        $vm = [VmQuiesce.Core.Backup.StableFilesSource]::CreateVm('killed', @($disk))
+        $vm = [VmQuiesce.Core.Sources.PlainImage.PlainImageVm]::new('killed', [string[]]@($disk))
         $repo = Join-Path $root 'killed-restore'
         $point = Invoke-VmQuiescedBackup -Vm $vm -Repository $repo -Consistency Crash
         $changed = [byte[]]::new(1000)

@@ -22,7 +22,7 @@ BeforeAll {
     $script:diskB = New-TestDisk 'web01-b.img' (20KB) 2
     $script:shaA = Get-Sha256 $diskA
     $script:shaB = Get-Sha256 $diskB
-    $vm = [VmQuiesce.Core.Backup.StableFilesSource]::CreateVm('web01', @($diskA, $diskB))
+    $vm = [VmQuiesce.Core.Sources.PlainImage.PlainImageVm]::new('web01', @($diskA, $diskB))
     $script:point = Invoke-VmQuiescedBackup -Vm $vm -Repository $repo -Consistency Crash
 }
 
@@ -172,7 +172,7 @@ Describe 'Get-VmSnapshot' {
     }
 
     It 'says which VM kinds it cannot list yet' {
-        $vm = [VmQuiesce.Core.Backup.StableFilesSource]::CreateVm('plain', @($diskA))
+        $vm = [VmQuiesce.Core.Sources.PlainImage.PlainImageVm]::new('plain', @($diskA))
 
         $vm | Get-VmSnapshot -ErrorVariable failures -ErrorAction SilentlyContinue
 
@@ -184,7 +184,7 @@ Describe 'Get-VmSnapshot' {
 Describe 'Restore-VmSnapshot -Verify and Test-VmBackup -Boot against a real guest' {
     BeforeAll {
         Import-Module (Join-Path $PSScriptRoot '../guest/TestGuest.psm1') -Force
-        $script:unavailable = Get-TestGuestUnavailableReason
+        $script:unavailable = Get-TestGuestSkipReason
         if (-not $unavailable) {
             $script:guest = Start-TestGuest
             $script:guestRepo = Join-Path $root 'guest-repo'
@@ -223,6 +223,26 @@ Describe 'Restore-VmSnapshot -Verify and Test-VmBackup -Boot against a real gues
         $result.Verification.FileSystems.MountPoint | Should -Contain '/mnt/data'
         $result.Verification.Disks.Status | Should -Be 'Clean'
         ($result | Format-List | Out-String -Width 200) | Should -Match 'Verification\s+: Passed'
+    }
+
+    It 'refuses to boot a plain file that says it is a qcow2 backed by a host disk: its format was never recorded, so never guessed' {
+        if ($unavailable) { Set-ItResult -Skipped -Because $unavailable; return }
+        $hostDisk = Join-Path $root 'host-disk.raw'
+        [IO.File]::WriteAllBytes($hostDisk, [byte[]]::new(0))
+        & truncate -s 64M $hostDisk
+        & mkfs.ext4 -q -F -L data $hostDisk
+        $hostile = Join-Path $root 'hostile-disk.img'
+        & qemu-img create -q -f qcow2 -b $hostDisk -F raw $hostile
+        $vm = [VmQuiesce.Core.Sources.PlainImage.PlainImageVm]::new('hostile', [string[]] @($hostile))
+        $point = Invoke-VmQuiescedBackup -Vm $vm -Repository (Join-Path $root 'hostile-repo') -Consistency Crash
+
+        $result = $point | Test-VmBackup -Boot -BootOption $boot -ErrorVariable failures -ErrorAction SilentlyContinue
+
+        # Booted from its header, the host's disk would have come up with a clean /mnt/data.
+        $result.Boot.Passed | Should -BeFalse
+        $result.Boot.AgentAnswered | Should -BeFalse
+        $result.Boot.Failure | Should -BeLike '*does not record its disk format*'
+        $failures[0].FullyQualifiedErrorId | Should -BeLike 'RestorePointBootFailed,*'
     }
 
     It 'boots a verified restore point with Test-VmBackup -Boot' {

@@ -1,7 +1,7 @@
 BeforeAll {
     Import-Module $env:VMQUIESCE_MODULE_PATH -Force
     Import-Module (Join-Path $PSScriptRoot '../guest/TestGuest.psm1') -Force
-    $script:unavailable = Get-TestGuestUnavailableReason
+    $script:unavailable = Get-TestGuestSkipReason
 
     function Read-QmpGreeting {
         # The first line QEMU's QMP server sends on connect; proves the monitor socket is live.
@@ -62,5 +62,31 @@ Describe 'The test guest (tests/guest/TestGuest.psm1)' {
         finally {
             $guest | Stop-TestGuest
         }
+    }
+}
+
+Describe 'A required test guest (VMQUIESCE_REQUIRE_GUEST=1, as CI sets it)' {
+    BeforeAll {
+        # A guest folder whose build recorded why it could not be built.
+        $script:savedGuest, $script:savedRequire = $env:VMQUIESCE_TEST_GUEST, $env:VMQUIESCE_REQUIRE_GUEST
+        $script:brokenGuest = Join-Path ([IO.Path]::GetTempPath()) "vmq-broken-guest-$([Guid]::NewGuid().ToString('N').Substring(0, 8))"
+        New-Item -ItemType Directory -Path $brokenGuest | Out-Null
+        Set-Content -Path (Join-Path $brokenGuest 'unavailable.txt') -Value 'no registry reachable'
+        $env:VMQUIESCE_TEST_GUEST = $brokenGuest
+    }
+    AfterAll {
+        $env:VMQUIESCE_TEST_GUEST, $env:VMQUIESCE_REQUIRE_GUEST = $savedGuest, $savedRequire
+        Remove-Item $brokenGuest -Recurse -Force
+    }
+
+    It 'is skipped with the reason when not required' {
+        $env:VMQUIESCE_REQUIRE_GUEST = $null
+        Get-TestGuestSkipReason | Should -Match 'no registry reachable|Linux host only'
+    }
+
+    It 'is not skipped when required: starting it fails, naming the requirement and the reason' {
+        $env:VMQUIESCE_REQUIRE_GUEST = '1'
+        Get-TestGuestSkipReason | Should -BeNullOrEmpty
+        { Start-TestGuest -NoWait } | Should -Throw '*VMQUIESCE_REQUIRE_GUEST=1 requires it*'
     }
 }

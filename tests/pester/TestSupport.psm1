@@ -7,4 +7,77 @@ function Get-ChildPwsh {
     @{ FilePath = (Get-Process -Id $PID).Path; Prefix = @() }
 }
 
-Export-ModuleMember -Function Get-ChildPwsh
+# A PowerShell whose host records what reaches the console (warnings, the prompts it is asked) and answers
+# every prompt with the choice given, as a user at the console would: for what a pipeline does not capture
+# (the console after Ctrl+C) and for -Confirm. $ps.Runspace.Dispose() and $ps.Dispose() when done.
+function New-RecordingPowerShell {
+    param([int] $Answer = 0)
+    if (-not ('VmQuiesceTests.RecordingHost' -as [type])) {
+        Add-Type -TypeDefinition @'
+using System;
+using System.Collections.Generic;
+using System.Collections.ObjectModel;
+using System.Globalization;
+using System.Management.Automation;
+using System.Management.Automation.Host;
+using System.Security;
+
+namespace VmQuiesceTests
+{
+    public sealed class RecordingHost : PSHost
+    {
+        private readonly RecordingUI _ui;
+        public RecordingHost(int answer) { _ui = new RecordingUI(answer); }
+        public List<string> Warnings => _ui.Warnings;
+        public List<string> Prompts => _ui.Prompts;
+        public override string Name => "VmQuiesceTestHost";
+        public override Version Version => new Version(1, 0);
+        public override Guid InstanceId { get; } = Guid.NewGuid();
+        public override PSHostUserInterface UI => _ui;
+        public override CultureInfo CurrentCulture => CultureInfo.InvariantCulture;
+        public override CultureInfo CurrentUICulture => CultureInfo.InvariantCulture;
+        public override void SetShouldExit(int exitCode) { }
+        public override void EnterNestedPrompt() => throw new NotSupportedException();
+        public override void ExitNestedPrompt() => throw new NotSupportedException();
+        public override void NotifyBeginApplication() { }
+        public override void NotifyEndApplication() { }
+    }
+
+    public sealed class RecordingUI : PSHostUserInterface
+    {
+        private readonly int _answer;
+        public RecordingUI(int answer) { _answer = answer; }
+        public List<string> Warnings { get; } = new List<string>();
+        public List<string> Prompts { get; } = new List<string>();
+        public override PSHostRawUserInterface RawUI => null;
+        public override int PromptForChoice(string caption, string message, Collection<ChoiceDescription> choices, int defaultChoice)
+        {
+            lock (Prompts) { Prompts.Add(message); }
+            return _answer;
+        }
+        public override void WriteWarningLine(string message) { lock (Warnings) { Warnings.Add(message); } }
+        public override Dictionary<string, PSObject> Prompt(string caption, string message, Collection<FieldDescription> descriptions) => throw new NotSupportedException();
+        public override PSCredential PromptForCredential(string caption, string message, string userName, string targetName) => throw new NotSupportedException();
+        public override PSCredential PromptForCredential(string caption, string message, string userName, string targetName, PSCredentialTypes allowedCredentialTypes, PSCredentialUIOptions options) => throw new NotSupportedException();
+        public override string ReadLine() => throw new NotSupportedException();
+        public override SecureString ReadLineAsSecureString() => throw new NotSupportedException();
+        public override void Write(string value) { }
+        public override void Write(ConsoleColor foregroundColor, ConsoleColor backgroundColor, string value) { }
+        public override void WriteLine(string value) { }
+        public override void WriteErrorLine(string value) { }
+        public override void WriteDebugLine(string message) { }
+        public override void WriteProgress(long sourceId, ProgressRecord record) { }
+        public override void WriteVerboseLine(string message) { }
+    }
+}
+'@
+    }
+    $recording = [VmQuiesceTests.RecordingHost]::new($Answer)
+    $runspace = [runspacefactory]::CreateRunspace($recording)
+    $runspace.Open()
+    $ps = [powershell]::Create()
+    $ps.Runspace = $runspace
+    [pscustomobject]@{ PowerShell = $ps; Host = $recording }
+}
+
+Export-ModuleMember -Function Get-ChildPwsh, New-RecordingPowerShell

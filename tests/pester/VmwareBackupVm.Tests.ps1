@@ -1,5 +1,6 @@
 BeforeAll {
     Import-Module $env:VMQUIESCE_MODULE_PATH -Force
+    Import-Module (Join-Path $PSScriptRoot 'TestSupport.psm1') -Force
 
     # VMware cannot be installed here: these tests drive the vmrun double (tests/vmrun-double/vmrun), a bash
     # script that Windows cannot start as vmrun.exe.
@@ -31,7 +32,7 @@ Describe 'Get-BackupVm for VMware' {
     }
 
     AfterEach {
-        Remove-Item Env:VMRUN_DOUBLE_STATE, Env:VMRUN_DOUBLE_ARGV_LOG, Env:VMRUN_DOUBLE_DATASTORES -ErrorAction Ignore
+        Remove-Item Env:VMRUN_DOUBLE_STATE, Env:VMRUN_DOUBLE_ARGV_LOG, Env:VMRUN_DOUBLE_DATASTORES, Env:VMRUN_DOUBLE_FAIL_COMMAND, Env:VMRUN_DOUBLE_FAIL_TEXT -ErrorAction Ignore
         Remove-Item -LiteralPath $root -Recurse -Force -ErrorAction Ignore
     }
 
@@ -155,5 +156,40 @@ Describe 'Get-BackupVm for VMware' {
 
         $failures[0].FullyQualifiedErrorId | Should -BeLike 'ConsistencyNotReached,*'
         (& $double -T ws listSnapshots $vmx) | Should -Be 'Total snapshots: 0'
+    }
+
+    It 'still tells the console after Ctrl+C that it releases the snapshot first, and which vmrun command deletes the snapshot it could not' {
+        if ($noDouble) { Set-ItResult -Skipped -Because $why; return }
+        $env:VMRUN_DOUBLE_FAIL_COMMAND = 'deleteSnapshot'
+        $env:VMRUN_DOUBLE_FAIL_TEXT = 'Error: The file is already in use'
+        $vmx = New-TestVmFolder $root 'big'
+        # 1.5 GiB, sparse, with 384 MiB of random data: long enough to stop mid-copy on any machine.
+        $disk = Join-Path $root 'big/disk.vmdk'
+        & truncate -s 1536M $disk
+        & dd if=/dev/urandom of=$disk bs=1M count=384 seek=512 conv=notrunc status=none
+        $repository = Join-Path $root 'repo'
+        $chunks = Join-Path $repository 'chunks'
+        $console = New-RecordingPowerShell
+        try {
+            $null = $console.PowerShell.AddScript("Import-Module '$env:VMQUIESCE_MODULE_PATH'; Get-BackupVm -VmxPath '$vmx' -VmrunPath '$double' | Invoke-VmQuiescedBackup -Repository '$repository' -Consistency Crash")
+            $handle = $console.PowerShell.BeginInvoke()
+            $deadline = [DateTime]::UtcNow.AddMinutes(3)
+            while (@(Get-ChildItem $chunks -Recurse -File -ErrorAction Ignore).Count -lt 3 -and [DateTime]::UtcNow -lt $deadline -and -not $handle.IsCompleted) {
+                Start-Sleep -Milliseconds 20
+            }
+            $handle.IsCompleted | Should -BeFalse -Because 'the backup must still be copying when it is stopped'
+            $console.PowerShell.Stop()
+            $console.PowerShell.InvocationStateInfo.State | Should -Be 'Stopped'
+        }
+        finally {
+            $console.PowerShell.Runspace.Dispose()
+            $console.PowerShell.Dispose()
+        }
+
+        $said = $console.Host.Warnings -join "`n"
+        $said | Should -BeLike "*Stopping the backup of VM 'big display'*released*"
+        $said | Should -BeLike "*could not be deleted*To release it: Run *deleteSnapshot*"
+        @(Get-VmBackup $repository).Count | Should -Be 0
+        (& $double -T ws listSnapshots $vmx)[0] | Should -Be 'Total snapshots: 1' -Because 'the snapshot the warning names is still there'
     }
 }

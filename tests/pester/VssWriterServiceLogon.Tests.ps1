@@ -2,6 +2,7 @@
 # real folders and real unit files and drop-ins in a temporary unit directory (-UnitDirectory).
 BeforeAll {
     Import-Module $env:VMQUIESCE_MODULE_PATH -Force
+    Import-Module (Join-Path $PSScriptRoot 'TestSupport.psm1') -Force
 
     $script:skipReason = if (-not $IsLinux) { 'these tests drive the systemd backend and run on Linux only' }
     elseif ((& id -u) -ne '0') { 'creating throwaway users (useradd) needs root' }
@@ -98,6 +99,30 @@ Describe 'Set-VssWriterServiceLogon and Test-VssWriterServiceLogon (systemd)' {
         { Set-VssWriterServiceLogon -Credential (New-Cred $admin) @common -VmFolder $vmFolder -ErrorAction Stop } |
             Should -Throw -ErrorId 'FolderAccessDenied,VmQuiesce.Commands.SetVssWriterServiceLogonCommand' -ExpectedMessage "*$vmFolder*"
         Test-Path $dropIn | Should -BeFalse
+    }
+
+    It 'asks -Confirm for the change its worker thread makes on the pipeline thread, and does what the answer says' {
+        if ($skipReason) { Set-ItResult -Skipped -Because $skipReason; return }
+        $confirmUnit = 'vq-confirm.service'
+        Set-Content -Path (Join-Path $units $confirmUnit) -Value "[Unit]`nDescription=Throwaway unit for the -Confirm test`n`n[Service]`nExecStart=/bin/true`n"
+        $confirmDropIn = Join-Path $units "$confirmUnit.d/vmquiesce-logon.conf"
+        $set = "param(`$Credential) Import-Module '$env:VMQUIESCE_MODULE_PATH'; Set-VssWriterServiceLogon -Credential `$Credential -ServiceName '$confirmUnit' -UnitDirectory '$units' -StateDirectory '$state' -Confirm -WarningAction SilentlyContinue"
+        # The console's answers: No (the third choice), then Yes (the first).
+        foreach ($case in @{ Answer = 2; Changed = $false }, @{ Answer = 0; Changed = $true }) {
+            $console = New-RecordingPowerShell -Answer $case.Answer
+            try {
+                $null = $console.PowerShell.AddScript($set).AddArgument((New-Cred $admin)).Invoke()
+
+                @($console.PowerShell.Streams.Error) | Should -BeNullOrEmpty
+                $console.Host.Prompts | Should -BeLike "*Set the logon account to $admin*$confirmUnit*"
+                Test-Path $confirmDropIn | Should -Be $case.Changed
+            }
+            finally {
+                $console.PowerShell.Runspace.Dispose()
+                $console.PowerShell.Dispose()
+            }
+        }
+        Get-Content $confirmDropIn | Should -Contain "User=$admin"
     }
 
     It 'sets User= and Group= in an atomic drop-in, grants folder access, then Test is true' {

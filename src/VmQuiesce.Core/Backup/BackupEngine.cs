@@ -13,16 +13,36 @@ using VmQuiesce.Core.Sources;
 
 namespace VmQuiesce.Core.Backup
 {
+    /// <summary>The steps of a backup, in order.</summary>
+    public enum BackupPhase
+    {
+        /// <summary>Taking the repository's shared lock.</summary>
+        Checking,
+
+        /// <summary>The source quiesces the guest and makes the VM's files stable.</summary>
+        Quiescing,
+
+        Copying,
+
+        /// <summary>The source releases what it made for the backup (overlays committed back, snapshots deleted).</summary>
+        Completing,
+
+        Done,
+    }
+
     /// <summary>Where a backup stands, for Write-Progress.</summary>
     public sealed class BackupProgress : TransferProgress
     {
-        public BackupProgress(string vmName, string phase, long bytesDone, long bytesTotal, TimeSpan elapsed)
-            : base(phase, bytesDone, bytesTotal, elapsed)
+        public BackupProgress(string vmName, BackupPhase phase, long bytesDone, long bytesTotal, TimeSpan elapsed)
+            : base(phase.ToString(), bytesDone, bytesTotal, elapsed)
         {
             VmName = vmName;
+            Phase = phase;
         }
 
         public string VmName { get; }
+
+        public BackupPhase Phase { get; }
     }
 
     /// <summary>A published restore point, and the release failure that came with it, if any.</summary>
@@ -63,67 +83,54 @@ namespace VmQuiesce.Core.Backup
 
         private readonly BackupRepository _repository;
         private readonly int _workers;
-        private readonly Action<string>? _warn;
 
-        /// <param name="warn">Told, from any thread, what the user should know that is not a failure (a dead process's lock removed).</param>
-        public BackupEngine(BackupRepository repository, Action<string>? warn = null)
-            : this(repository, Math.Max(2, Environment.ProcessorCount) + 2, warn)
+        public BackupEngine(BackupRepository repository)
+            : this(repository, Math.Max(2, Environment.ProcessorCount) + 2)
         {
         }
 
-        internal BackupEngine(BackupRepository repository, int workers, Action<string>? warn = null)
+        internal BackupEngine(BackupRepository repository, int workers)
         {
             _repository = repository;
             _workers = workers;
-            _warn = warn;
         }
 
         /// <summary>
-        /// Backs up one VM. Order: refuse on leftovers; shared repository lock; open the view; copy; on any
+        /// Backs up one VM. Order: shared repository lock; open the view (the source refuses on what an earlier
+        /// run left, <see cref="Leftovers"/>); copy; on any
         /// failure or cancellation Complete(false) and no restore point; else Complete(true), then publish
         /// the manifest. The manifest is written only after Complete returned, so the point always records
         /// whether the snapshot was released. When Complete throws after the data is stored, the point is
         /// still published (its data is whole and consistent), records the release error, and the failure
         /// is returned in <see cref="BackupOutcome.ReleaseFailure"/> so the caller reports it.
         /// </summary>
-        public BackupOutcome Run(IBackupSource source, QuiesceOptions options, IProgress<BackupProgress>? progress, CancellationToken cancel)
+        public BackupOutcome Run(IBackupSource source, QuiesceOptions options, IOperationHost? host, CancellationToken cancel)
         {
+            host ??= OperationHost.None;
             var clock = Stopwatch.StartNew();
             string vm = source.VmName;
-            progress?.Report(new BackupProgress(vm, "Checking", 0, 0, clock.Elapsed));
-            IReadOnlyList<string> leftovers = source.FindLeftovers(cancel);
-            if (leftovers.Count > 0)
-            {
-                throw new VmQuiesceException(
-                    "BackupLeftoversFound",
-                    FailureKind.InvalidOperation,
-                    $"The VM '{vm}' has leftovers from an earlier failed backup: {string.Join(", ", leftovers)}. Nothing was frozen.",
-                    vm)
-                {
-                    Remedy = "Release or remove them (see Get-Help about_VmQuiesce), then back up again.",
-                };
-            }
-
-            using RepositoryLock shared = _repository.LockShared($"Invoke-VmQuiescedBackup of '{vm}'", warn: _warn);
+            host.WriteProgress(new BackupProgress(vm, BackupPhase.Checking, 0, 0, clock.Elapsed));
+            using RepositoryLock shared = _repository.LockShared($"Invoke-VmQuiescedBackup of '{vm}'", warn: host.WriteWarning);
             DateTime start = DateTime.UtcNow;
-            progress?.Report(new BackupProgress(vm, "Quiescing", 0, 0, clock.Elapsed));
+            host.WriteProgress(new BackupProgress(vm, BackupPhase.Quiescing, 0, 0, clock.Elapsed));
             using IConsistentView view = source.OpenConsistentView(options, cancel);
             IReadOnlyList<RestorePointFile> files;
-            long stored;
+            long stored, newChunkBytes;
             try
             {
-                (files, stored) = Copy(vm, view.Files, progress, clock, cancel);
+                (files, stored, newChunkBytes) = Copy(vm, view.Files, host, clock, cancel);
                 cancel.ThrowIfCancellationRequested();
             }
             catch
             {
-                CompleteAfterFailure(view, vm);
+                CompleteAfterFailure(view, vm, host, cancel);
                 throw;
             }
 
-            progress?.Report(new BackupProgress(vm, "Completing", files.Sum(file => file.Size), files.Sum(file => file.Size), clock.Elapsed));
+            host.WriteProgress(new BackupProgress(vm, BackupPhase.Completing, files.Sum(file => file.Size), files.Sum(file => file.Size), clock.Elapsed));
             VmQuiesceException? releaseFailure = null;
             using (var releaseDeadline = new CancellationTokenSource(ReleaseTimeout))
+            using (cancel.Register(() => host.WriteWarning(StoppingWhileReleasing(vm))))
             {
                 try
                 {
@@ -153,31 +160,48 @@ namespace VmQuiesce.Core.Backup
                 releaseError: releaseFailure?.Message,
                 _repository.ChunkSize,
                 stored,
+                newChunkBytes,
                 files);
             _repository.Publish(point);
-            progress?.Report(new BackupProgress(vm, "Done", point.Size, point.Size, clock.Elapsed));
+            host.WriteProgress(new BackupProgress(vm, BackupPhase.Done, point.Size, point.Size, clock.Elapsed));
             return new BackupOutcome(point, releaseFailure);
         }
 
-        private void CompleteAfterFailure(IConsistentView view, string vm)
+        /// <summary>
+        /// Releases what the source made after a failed or cancelled copy. The copy's failure is what the caller
+        /// gets; what could not be released reaches the user as a warning, with what to run.
+        /// </summary>
+        private static void CompleteAfterFailure(IConsistentView view, string vm, IOperationHost host, CancellationToken cancel)
         {
+            if (cancel.IsCancellationRequested)
+            {
+                host.WriteWarning(StoppingWhileReleasing(vm));
+            }
+
             // Release even when the user cancelled: the source gets its own bounded time to clean up.
             using var releaseDeadline = new CancellationTokenSource(ReleaseTimeout);
             try
             {
                 view.Complete(false, releaseDeadline.Token);
             }
+            catch (OperationCanceledException) when (releaseDeadline.IsCancellationRequested)
+            {
+                host.WriteWarning($"The backup of VM '{vm}' did not finish, and releasing what it made for it did not finish within {ReleaseTimeout.TotalMinutes:0} minutes; " +
+                    "the source tries once more as the backup ends and names anything it cannot release.");
+            }
             catch (Exception e) when (!(e is OutOfMemoryException))
             {
-                // The copy's failure is the error; this one is told beside it, with what to do, since it leaves
-                // something behind on the host (a snapshot, an overlay, a block job) that the next backup refuses on.
-                string remedy = (e as VmQuiesceException)?.Remedy ?? "The next backup of this VM names what is left and refuses to start until it is released.";
-                _warn?.Invoke($"The backup of '{vm}' did not complete, and releasing its snapshot failed too: {e.Message} {remedy}");
+                string remedy = (e as VmQuiesceException)?.Remedy is string what ? " To release it: " + what : string.Empty;
+                host.WriteWarning($"The backup of VM '{vm}' did not finish, and releasing what it made for it failed too: {e.Message}{remedy}");
             }
         }
 
-        /// <summary>Copies the files into the chunk store; returns their chunk lists and the bytes newly stored.</summary>
-        internal (IReadOnlyList<RestorePointFile> Files, long Stored) Copy(string vm, IReadOnlyList<ViewFile> viewFiles, IProgress<BackupProgress>? progress, Stopwatch clock, CancellationToken cancel)
+        private static string StoppingWhileReleasing(string vm) =>
+            $"Stopping the backup of VM '{vm}': first the snapshot or overlays it made are released (up to {ReleaseTimeout.TotalMinutes:0} minutes), so the VM is left as it was. " +
+            "If the process is ended before that, the next backup of the VM names what is left and the command that releases it.";
+
+        /// <summary>Copies the files into the chunk store; returns their chunk lists, the bytes newly stored and the data they hold.</summary>
+        internal (IReadOnlyList<RestorePointFile> Files, long Stored, long NewChunkBytes) Copy(string vm, IReadOnlyList<ViewFile> viewFiles, IOperationHost host, Stopwatch clock, CancellationToken cancel)
         {
             int chunkSize = _repository.ChunkSize;
             CheckRelativePaths(viewFiles, vm);
@@ -185,8 +209,8 @@ namespace VmQuiesce.Core.Backup
             var sizes = opened.Select(file => file.Size).ToArray();
             long total = sizes.Sum();
             var chunkLists = sizes.Select(size => new string?[(size + chunkSize - 1) / chunkSize]).ToArray();
-            progress?.Report(new BackupProgress(vm, "Copying", 0, total, clock.Elapsed));
-            var copy = new CopyRun(_repository.Chunks, viewFiles, chunkLists, _workers, chunkSize, (hash, damage) => _warn?.Invoke(
+            host.WriteProgress(new BackupProgress(vm, BackupPhase.Copying, 0, total, clock.Elapsed));
+            var copy = new CopyRun(_repository.Chunks, viewFiles, chunkLists, _workers, chunkSize, (hash, damage) => host.WriteWarning(
                 $"The repository '{_repository.Path}' held chunk {hash} damaged ({damage}); the backup of '{vm}' stored it anew from its data, which repairs every restore point that uses it."));
             using var stop = CancellationTokenSource.CreateLinkedTokenSource(cancel);
             var workers = Enumerable.Range(0, _workers)
@@ -204,10 +228,10 @@ namespace VmQuiesce.Core.Backup
                     {
                         copy.DispatchFile(f, sizes[f], stop.Token, () =>
                         {
-                            if (progress != null && clock.Elapsed - lastReport >= ProgressInterval)
+                            if (clock.Elapsed - lastReport >= ProgressInterval)
                             {
                                 lastReport = clock.Elapsed;
-                                progress.Report(new BackupProgress(vm, "Copying", copy.BytesDone, total, clock.Elapsed));
+                                host.WriteProgress(new BackupProgress(vm, BackupPhase.Copying, copy.BytesDone, total, clock.Elapsed));
                             }
                         });
                     }
@@ -223,13 +247,14 @@ namespace VmQuiesce.Core.Backup
             copy.AbandonUnpublished();
             cancel.ThrowIfCancellationRequested();
             copy.ThrowIfFailed(_repository.Path);
-            progress?.Report(new BackupProgress(vm, "Copying", total, total, clock.Elapsed));
+            host.WriteProgress(new BackupProgress(vm, BackupPhase.Copying, total, total, clock.Elapsed));
             var files = viewFiles.Select((file, i) => new RestorePointFile(file.RelativePath, file.OriginalPath, sizes[i], chunkLists[i])
             {
+                Format = file.Format,
                 AllocatedBytes = copy.AllocatedBytes(i),
                 Owner = opened[i].Owner,
             }).ToList();
-            return (files, copy.StoredBytes);
+            return (files, copy.StoredBytes, copy.NewChunkBytes);
         }
 
         /// <summary>A restore writes each file under its relative path: they must be relative, inside, and distinct.</summary>
@@ -323,6 +348,7 @@ namespace VmQuiesce.Core.Backup
             private Exception? _failure;
             private long _bytesDone;
             private long _storedBytes;
+            private long _newChunkBytes;
 
             /// <param name="repaired">Told (hash, what was wrong) for each damaged chunk this run stored anew.</param>
             public CopyRun(ChunkStore store, IReadOnlyList<ViewFile> files, string?[][] chunkLists, int workers, int chunkSize, Action<string, string> repaired)
@@ -343,6 +369,8 @@ namespace VmQuiesce.Core.Backup
 
             /// <summary>Bytes of the file's 4 KiB blocks that hold data: what a restore of it allocates.</summary>
             public long AllocatedBytes(int fileIndex) => Interlocked.Read(ref _allocated[fileIndex]);
+
+            public long NewChunkBytes => Interlocked.Read(ref _newChunkBytes);
 
             public void Guard(CancellationTokenSource stop, Action action)
             {
@@ -507,7 +535,13 @@ namespace VmQuiesce.Core.Backup
             {
                 foreach (PendingChunk pending in _toPublish.GetConsumingEnumerable(cancel))
                 {
-                    Interlocked.Add(ref _storedBytes, _store.Publish(pending));
+                    long written = _store.Publish(pending);
+                    if (written > 0)
+                    {
+                        Interlocked.Add(ref _storedBytes, written);
+                        Interlocked.Add(ref _newChunkBytes, pending.DataLength);
+                    }
+
                     if (pending.Repairs != null)
                     {
                         _repaired(Path.GetFileName(pending.FinalPath), pending.Repairs);

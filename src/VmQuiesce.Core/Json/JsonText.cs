@@ -227,7 +227,15 @@ namespace VmQuiesce.Core.Json
                         throw Error("expected a member name");
                     }
 
+                    int nameOffset = _pos;
                     string name = ReadString();
+                    if (obj.Contains(name))
+                    {
+                        // RFC 8259 leaves duplicates to the reader; keeping either one would let two readers of one document disagree.
+                        _pos = nameOffset;
+                        throw Error($"the member name '{name}' appears twice in one object");
+                    }
+
                     SkipWhitespace();
                     Expect(':');
                     SkipWhitespace();
@@ -295,7 +303,15 @@ namespace VmQuiesce.Core.Json
 
                     if (ch != '\\')
                     {
-                        builder.Append(ch);
+                        if (char.IsSurrogate(ch))
+                        {
+                            AppendSurrogatePair(builder, ch, escaped: false);
+                        }
+                        else
+                        {
+                            builder.Append(ch);
+                        }
+
                         continue;
                     }
 
@@ -316,14 +332,16 @@ namespace VmQuiesce.Core.Json
                         case 'r': builder.Append('\r'); break;
                         case 't': builder.Append('\t'); break;
                         case 'u':
-                            if (_pos + 4 > _text.Length ||
-                                !int.TryParse(_text.Substring(_pos, 4), NumberStyles.AllowHexSpecifier, CultureInfo.InvariantCulture, out int code))
+                            char unit = ReadHexEscape();
+                            if (char.IsSurrogate(unit))
                             {
-                                throw Error("bad \\u escape");
+                                AppendSurrogatePair(builder, unit, escaped: true);
+                            }
+                            else
+                            {
+                                builder.Append(unit);
                             }
 
-                            builder.Append((char)code);
-                            _pos += 4;
                             break;
                         default:
                             throw Error($"unknown escape '\\{escape}'");
@@ -331,6 +349,10 @@ namespace VmQuiesce.Core.Json
                 }
             }
 
+            /// <summary>
+            /// RFC 8259's number grammar exactly: -?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?. A whole number that
+            /// fits is a long, anything else a double; a number too large for a double is an error, not infinity.
+            /// </summary>
             private object ReadNumber()
             {
                 int start = _pos;
@@ -339,22 +361,42 @@ namespace VmQuiesce.Core.Json
                     _pos++;
                 }
 
-                bool isInteger = true;
-                while (!AtEnd)
+                if (Peek() == '0')
                 {
-                    char ch = _text[_pos];
-                    if (ch >= '0' && ch <= '9')
+                    _pos++;
+                    if (IsDigit(Peek()))
+                    {
+                        throw NumberError(start, "a number must not start with 0 unless it is 0");
+                    }
+                }
+                else if (!SkipDigits())
+                {
+                    throw NumberError(start, "expected a digit");
+                }
+
+                bool isInteger = true;
+                if (Peek() == '.')
+                {
+                    isInteger = false;
+                    _pos++;
+                    if (!SkipDigits())
+                    {
+                        throw NumberError(start, "expected a digit after the decimal point");
+                    }
+                }
+
+                if (Peek() == 'e' || Peek() == 'E')
+                {
+                    isInteger = false;
+                    _pos++;
+                    if (Peek() == '+' || Peek() == '-')
                     {
                         _pos++;
                     }
-                    else if (ch == '.' || ch == 'e' || ch == 'E' || ch == '+' || ch == '-')
+
+                    if (!SkipDigits())
                     {
-                        isInteger = false;
-                        _pos++;
-                    }
-                    else
-                    {
-                        break;
+                        throw NumberError(start, "expected a digit in the exponent");
                     }
                 }
 
@@ -364,13 +406,82 @@ namespace VmQuiesce.Core.Json
                     return whole;
                 }
 
-                if (double.TryParse(token, NumberStyles.Float, CultureInfo.InvariantCulture, out double real))
+                // .NET Framework fails the parse on overflow where .NET returns infinity: both are out of range.
+                if (!double.TryParse(token, NumberStyles.Float, CultureInfo.InvariantCulture, out double real) || double.IsInfinity(real))
                 {
-                    return real;
+                    throw NumberError(start, "the number is too large for a double");
                 }
 
+                return real;
+            }
+
+            private JsonFormatException NumberError(int start, string what)
+            {
+                int end = _pos;
+                while (end < _text.Length && (IsDigit(_text[end]) || "+-.eE".IndexOf(_text[end]) >= 0))
+                {
+                    end++;
+                }
+
+                string token = _text.Substring(start, end - start);
                 _pos = start;
-                throw Error($"bad number '{token}'");
+                return Error($"bad number '{token}': {what}");
+            }
+
+            private bool SkipDigits()
+            {
+                int start = _pos;
+                while (IsDigit(Peek()))
+                {
+                    _pos++;
+                }
+
+                return _pos > start;
+            }
+
+            private static bool IsDigit(char ch) => ch >= '0' && ch <= '9';
+
+            /// <summary>
+            /// Appends a surrogate pair whose high half was just read, its low half following in the same form
+            /// (escaped or not): a string holding half a pair is not Unicode text, and readers disagree on what it means.
+            /// </summary>
+            private void AppendSurrogatePair(StringBuilder builder, char high, bool escaped)
+            {
+                if (!char.IsHighSurrogate(high))
+                {
+                    throw Error($"lone low surrogate U+{(int)high:X4} in a string");
+                }
+
+                if (escaped ? !IsLowSurrogateEscapeNext() : _pos >= _text.Length || !char.IsLowSurrogate(_text[_pos]))
+                {
+                    throw Error($"high surrogate U+{(int)high:X4} without its low surrogate in a string");
+                }
+
+                builder.Append(high).Append(escaped ? ReadEscapedLowSurrogate() : _text[_pos++]);
+            }
+
+            /// <summary>The four hex digits after \u (the \u already read).</summary>
+            private char ReadHexEscape()
+            {
+                if (_pos + 4 > _text.Length ||
+                    !int.TryParse(_text.Substring(_pos, 4), NumberStyles.AllowHexSpecifier, CultureInfo.InvariantCulture, out int code))
+                {
+                    throw Error("bad \\u escape");
+                }
+
+                _pos += 4;
+                return (char)code;
+            }
+
+            private bool IsLowSurrogateEscapeNext() =>
+                _pos + 6 <= _text.Length && _text[_pos] == '\\' && _text[_pos + 1] == 'u' &&
+                int.TryParse(_text.Substring(_pos + 2, 4), NumberStyles.AllowHexSpecifier, CultureInfo.InvariantCulture, out int code) &&
+                char.IsLowSurrogate((char)code);
+
+            private char ReadEscapedLowSurrogate()
+            {
+                _pos += 2;
+                return ReadHexEscape();
             }
 
             private void ReadLiteral(string literal)

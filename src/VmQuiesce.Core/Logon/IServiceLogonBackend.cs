@@ -48,14 +48,4 @@ namespace VmQuiesce.Core.Logon
         /// <summary>Stops the service if it runs, starts it and waits until it runs. Throws ServiceRestartFailed.</summary>
         void RestartService(ServiceEntry service, CancellationToken cancel);
     }
-
-    /// <summary>How the decisions talk to the caller: ShouldProcess before each change, warnings, verbose.</summary>
-    public interface ILogonChangeGate
-    {
-        bool ShouldProcess(string target, string action);
-
-        void WriteWarning(string message);
-
-        void WriteVerbose(string message);
-    }
 }

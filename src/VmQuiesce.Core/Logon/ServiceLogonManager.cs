@@ -35,7 +35,7 @@ namespace VmQuiesce.Core.Logon
     /// <summary>
     /// The service-logon decisions, written once for every platform and driven through
     /// IServiceLogonBackend. Set validates everything (account, password, rights, folders) before
-    /// the first change, asks the gate before each change, and puts the previous account back
+    /// the first change, asks the host before each change, and puts the previous account back
     /// when the restart fails.
     /// </summary>
     public sealed class ServiceLogonManager
@@ -77,7 +77,7 @@ namespace VmQuiesce.Core.Logon
             return new ServiceLogonInfo(service, account == null ? LogonRight.Missing : LogonRightOf(account), account == null ? (bool?)null : _backend.IsAdministrator(account), folders);
         }
 
-        public ServiceLogonTestResult Test(ServiceLogonRequest request, ILogonChangeGate gate)
+        public ServiceLogonTestResult Test(ServiceLogonRequest request, IOperationHost host)
         {
             ServiceEntry service = _backend.FindService(request.ServiceName);
             if (request.Group != null)
@@ -85,14 +85,14 @@ namespace VmQuiesce.Core.Logon
                 _backend.ResolveGroup(request.Group);
             }
 
-            WarnIfPasswordUnused(request, gate);
+            WarnIfPasswordUnused(request, host);
             var checks = new List<ServiceLogonCheck>();
             LogonAccount? wanted = TryResolve(request.UserName);
             LogonAccount? current = TryResolve(service.Account);
             if (wanted == null)
             {
                 checks.Add(new ServiceLogonCheck("Account", false, $"the user '{request.UserName}' does not exist"));
-                return Finish(service, request, checks, gate);
+                return Finish(service, request, checks, host);
             }
 
             checks.Add(current != null && current.SameAs(wanted)
@@ -126,10 +126,10 @@ namespace VmQuiesce.Core.Logon
                 }
             }
 
-            return Finish(service, request, checks, gate);
+            return Finish(service, request, checks, host);
         }
 
-        public ServiceLogonChange Set(ServiceLogonRequest request, ILogonChangeGate gate, CancellationToken cancel)
+        public ServiceLogonChange Set(ServiceLogonRequest request, IOperationHost host, CancellationToken cancel)
         {
             // 1. Read-only validation: nothing changes until every input is known to be good.
             ServiceEntry service = _backend.FindService(request.ServiceName);
@@ -139,7 +139,7 @@ namespace VmQuiesce.Core.Logon
                 _backend.ResolveGroup(request.Group);
             }
 
-            WarnIfPasswordUnused(request, gate);
+            WarnIfPasswordUnused(request, host);
             SecureString password = request.Password ?? new SecureString();
             if (NeedsPassword(account) && !_backend.VerifyPassword(account, password))
             {
@@ -197,7 +197,7 @@ namespace VmQuiesce.Core.Logon
 
             // 2. Changes, each behind ShouldProcess.
             var actions = new List<string>();
-            if (right == LogonRight.Missing && gate.ShouldProcess(account.Name, "Grant the 'Log on as a service' right"))
+            if (right == LogonRight.Missing && host.ShouldProcess(account.Name, "Grant the 'Log on as a service' right"))
             {
                 _backend.GrantLogonRight(account);
                 actions.Add($"Granted 'Log on as a service' to {account.Name}");
@@ -205,7 +205,7 @@ namespace VmQuiesce.Core.Logon
 
             foreach (FolderAccess folder in foldersToGrant)
             {
-                if (gate.ShouldProcess(folder.Path, $"Give {account.Name} modify access"))
+                if (host.ShouldProcess(folder.Path, $"Give {account.Name} modify access"))
                 {
                     _backend.GrantFolderAccess(account, folder.Path);
                     actions.Add($"Gave {account.Name} modify access to {folder.Path}");
@@ -215,9 +215,9 @@ namespace VmQuiesce.Core.Logon
             PreviousLogon? previous = null;
             if (alreadySet)
             {
-                gate.WriteVerbose($"{service.Name} already logs on as {account.Name}.");
+                host.WriteVerbose($"{service.Name} already logs on as {account.Name}.");
             }
-            else if (gate.ShouldProcess(service.Name, $"Set the logon account to {account.Name}"))
+            else if (host.ShouldProcess(service.Name, $"Set the logon account to {account.Name}"))
             {
                 previous = _backend.SetServiceAccount(service, account, NeedsPassword(account) ? password : null, request.Group);
                 actions.Add($"Set the logon account of {service.Name} to {account.Name} (was {previous.Account})");
@@ -227,7 +227,7 @@ namespace VmQuiesce.Core.Logon
             bool wasRunning = service.State == ServiceRunState.Running;
             if (request.Restart || (previous != null && wasRunning))
             {
-                restarted = RestartOrRollBack(service, previous, wasRunning, gate, cancel);
+                restarted = RestartOrRollBack(service, previous, wasRunning, host, cancel);
                 if (restarted)
                 {
                     actions.Add($"Restarted {service.Name}");
@@ -238,11 +238,11 @@ namespace VmQuiesce.Core.Logon
                 string? why = _backend.WhyRestartIsUnavailable(service);
                 if (why != null)
                 {
-                    gate.WriteWarning($"The new account applies when {service.Name} next starts: {why}.");
+                    host.WriteWarning($"The new account applies when {service.Name} next starts: {why}.");
                 }
                 else
                 {
-                    gate.WriteVerbose($"{service.Name} is not running; the new account applies when it next starts.");
+                    host.WriteVerbose($"{service.Name} is not running; the new account applies when it next starts.");
                 }
             }
 
@@ -254,16 +254,16 @@ namespace VmQuiesce.Core.Logon
             return new ServiceLogonChange(service.Name, service.Account, previous != null ? account.Name : service.Account, actions, restarted);
         }
 
-        private bool RestartOrRollBack(ServiceEntry service, PreviousLogon? previous, bool wasRunning, ILogonChangeGate gate, CancellationToken cancel)
+        private bool RestartOrRollBack(ServiceEntry service, PreviousLogon? previous, bool wasRunning, IOperationHost host, CancellationToken cancel)
         {
             string? why = _backend.WhyRestartIsUnavailable(service);
             if (why != null)
             {
-                gate.WriteWarning($"{service.Name} was not restarted: {why}. The new account applies when it next starts.");
+                host.WriteWarning($"{service.Name} was not restarted: {why}. The new account applies when it next starts.");
                 return false;
             }
 
-            if (!gate.ShouldProcess(service.Name, "Restart the service"))
+            if (!host.ShouldProcess(service.Name, "Restart the service"))
             {
                 return false;
             }
@@ -302,11 +302,11 @@ namespace VmQuiesce.Core.Logon
             }
         }
 
-        private ServiceLogonTestResult Finish(ServiceEntry service, ServiceLogonRequest request, List<ServiceLogonCheck> checks, ILogonChangeGate gate)
+        private ServiceLogonTestResult Finish(ServiceEntry service, ServiceLogonRequest request, List<ServiceLogonCheck> checks, IOperationHost host)
         {
             foreach (ServiceLogonCheck check in checks)
             {
-                gate.WriteVerbose(check.ToString());
+                host.WriteVerbose(check.ToString());
             }
 
             return new ServiceLogonTestResult(service.Name, request.UserName, checks);
@@ -329,11 +329,11 @@ namespace VmQuiesce.Core.Logon
 
         private bool NeedsPassword(LogonAccount account) => _backend.UsesPassword && !account.IsBuiltInServiceAccount;
 
-        private void WarnIfPasswordUnused(ServiceLogonRequest request, ILogonChangeGate gate)
+        private void WarnIfPasswordUnused(ServiceLogonRequest request, IOperationHost host)
         {
             if (!_backend.UsesPassword && !SecretText.IsEmpty(request.Password))
             {
-                gate.WriteWarning("The password in -Credential is ignored: systemd starts units as a user without any password.");
+                host.WriteWarning("The password in -Credential is ignored: systemd starts units as a user without any password.");
             }
         }
 

@@ -4,6 +4,7 @@ using System.IO;
 using System.Runtime.InteropServices;
 using System.Runtime.Versioning;
 using Microsoft.Win32.SafeHandles;
+using VmQuiesce.Core.Native;
 
 namespace VmQuiesce.Core.Platform
 {
@@ -20,18 +21,12 @@ namespace VmQuiesce.Core.Platform
                 ? OpenDevicePath(path)
                 : new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.ReadWrite | FileShare.Delete, bufferSize: 1, FileOptions.SequentialScan);
 
-        private const uint GenericRead = 0x80000000;
-        private const int FileShareAll = 0x1 | 0x2 | 0x4;
-        private const int OpenExisting = 3;
-        private const int FileFlagSequentialScan = 0x08000000;
-
-        // Lets a holder of SeBackupPrivilege read files whose ACL would refuse it, as a backup should.
-        private const int FileFlagBackupSemantics = 0x02000000;
-
         [SupportedOSPlatform("windows")]
         private static Stream OpenDevicePath(string path)
         {
-            SafeFileHandle handle = CreateFileW(path, GenericRead, FileShareAll, IntPtr.Zero, OpenExisting, FileFlagSequentialScan | FileFlagBackupSemantics, IntPtr.Zero);
+            // Backup semantics let a holder of SeBackupPrivilege read files whose ACL would refuse it, as a backup should.
+            SafeFileHandle handle = Kernel32.CreateFileW(path, Kernel32.GenericRead, Kernel32.FileShareAll, IntPtr.Zero, Kernel32.OpenExisting,
+                Kernel32.FileFlagSequentialScan | Kernel32.FileFlagBackupSemantics, IntPtr.Zero);
             if (handle.IsInvalid)
             {
                 int error = Marshal.GetLastWin32Error();
@@ -42,9 +37,5 @@ namespace VmQuiesce.Core.Platform
 
             return new FileStream(handle, FileAccess.Read, 1 << 20);
         }
-
-        [DllImport("kernel32.dll", CharSet = CharSet.Unicode, ExactSpelling = true, SetLastError = true)]
-        private static extern SafeFileHandle CreateFileW(string fileName, uint desiredAccess, int shareMode, IntPtr securityAttributes,
-            int creationDisposition, int flagsAndAttributes, IntPtr templateFile);
     }
 }

@@ -3,6 +3,7 @@ using System.Collections.Concurrent;
 using System.ComponentModel;
 using System.IO;
 using System.Runtime.InteropServices;
+using VmQuiesce.Core.Native;
 
 namespace VmQuiesce.Core.Platform
 {
@@ -22,12 +23,6 @@ namespace VmQuiesce.Core.Platform
         /// <summary>Bytes per write call: large enough that the disk, not the call, sets the pace.</summary>
         internal const int StagingLength = 1 << 20;
 
-        private const int OpenWriteOnly = 0x1;
-        private const int OpenCreate = 0x40;
-        private const int OpenExclusive = 0x80;
-        private const int OpenCloseOnExec = 0x80000;
-        private const int InvalidArgument = 22; // EINVAL: this file system does not do O_DIRECT
-        private const int Interrupted = 4; // EINTR
 
         /// <summary>Staging buffers kept for reuse; more are made while many files are open at once, then freed.</summary>
         private const int PooledBuffers = 4;
@@ -89,12 +84,12 @@ namespace VmQuiesce.Core.Platform
                 return null;
             }
 
-            int flags = OpenWriteOnly | OpenCreate | OpenExclusive | OpenCloseOnExec | DirectFlag();
-            int fd = open(UnixFiles.NullTerminatedUtf8(path), flags, RegularFile.OwnerOnly);
+            int flags = Libc.OpenWriteOnly | Libc.OpenCreate | Libc.OpenExclusive | Libc.OpenCloseOnExec | Libc.OpenDirect;
+            int fd = Libc.open(path, flags, RegularFile.OwnerOnly);
             if (fd < 0)
             {
                 int errno = Marshal.GetLastWin32Error();
-                if (errno == InvalidArgument)
+                if (errno == Libc.EINVAL) // this file system does not do O_DIRECT
                 {
                     return null;
                 }
@@ -148,7 +143,7 @@ namespace VmQuiesce.Core.Platform
             }
 
             ReleaseBuffer();
-            if (fdatasync(_fd) != 0)
+            if (Libc.fdatasync(_fd) != 0)
             {
                 throw Failure("sync", _path, Marshal.GetLastWin32Error());
             }
@@ -171,14 +166,13 @@ namespace VmQuiesce.Core.Platform
             ReleaseBuffer();
             if (_fd >= 0)
             {
-                close(_fd);
+                Libc.close(_fd);
                 _fd = -1;
             }
 
             base.Dispose(disposing);
         }
 
-        private static int DirectFlag() => RuntimeInformation.ProcessArchitecture == Architecture.Arm64 ? 0x10000 : 0x4000;
 
         private static unsafe void ZeroPadding(IntPtr start, int length)
         {
@@ -206,11 +200,11 @@ namespace VmQuiesce.Core.Platform
             int done = 0;
             while (done < length)
             {
-                long result = (long)pwrite(_fd, _buffer.Aligned + done, (UIntPtr)(uint)(length - done), _stagedAt + done);
+                long result = (long)Libc.pwrite(_fd, _buffer.Aligned + done, (UIntPtr)(uint)(length - done), _stagedAt + done);
                 if (result < 0)
                 {
                     int errno = Marshal.GetLastWin32Error();
-                    if (errno == Interrupted)
+                    if (errno == Libc.EINTR)
                     {
                         continue;
                     }
@@ -227,7 +221,7 @@ namespace VmQuiesce.Core.Platform
 
         private void Truncate(long length)
         {
-            if (ftruncate(_fd, length) != 0)
+            if (Libc.ftruncate(_fd, length) != 0)
             {
                 throw Failure("truncate", _path, Marshal.GetLastWin32Error());
             }
@@ -253,21 +247,6 @@ namespace VmQuiesce.Core.Platform
 
             _buffer = null;
         }
-
-        [DllImport("libc", SetLastError = true)]
-        private static extern int open(byte[] nullTerminatedUtf8Path, int flags, int mode);
-
-        [DllImport("libc", SetLastError = true)]
-        private static extern IntPtr pwrite(int fd, IntPtr buffer, UIntPtr count, long offset);
-
-        [DllImport("libc", SetLastError = true)]
-        private static extern int ftruncate(int fd, long length);
-
-        [DllImport("libc", SetLastError = true)]
-        private static extern int fdatasync(int fd);
-
-        [DllImport("libc", SetLastError = true)]
-        private static extern int close(int fd);
 
         /// <summary>Native memory aligned for O_DIRECT.</summary>
         private sealed class StagingBuffer

@@ -1,4 +1,5 @@
-// netstandard2.0 lacks these attributes; the platform analyzer (CA1416) recognises them by name,
+#if !NET5_0_OR_GREATER
+// .NET Framework lacks these attributes (.NET 5+ has them); the platform analyzer (CA1416) recognises them by name,
 // so declaring them internally lets it check every Windows-only call on this target too.
 namespace System.Runtime.Versioning
 {
@@ -33,3 +34,4 @@ namespace System.Runtime.Versioning
         public string PlatformName { get; }
     }
 }
+#endif

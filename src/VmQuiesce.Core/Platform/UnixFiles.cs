@@ -1,6 +1,8 @@
 using System;
 using System.Collections.Generic;
+using System.IO;
 using System.Runtime.InteropServices;
+using VmQuiesce.Core.Native;
 
 namespace VmQuiesce.Core.Platform
 {
@@ -20,18 +22,63 @@ namespace VmQuiesce.Core.Platform
         public long End => Offset + Length;
     }
 
+    /// <summary>Owner, group and mode of a file, from statx (one layout on every architecture).</summary>
+    internal readonly struct PosixStat
+    {
+        public PosixStat(uint uid, uint gid, uint mode)
+        {
+            Uid = uid;
+            Gid = gid;
+            Mode = mode;
+        }
+
+        public uint Uid { get; }
+
+        public uint Gid { get; }
+
+        /// <summary>File type and permission bits (st_mode).</summary>
+        public uint Mode { get; }
+
+        public bool IsDirectory => (Mode & 0xF000) == 0x4000;
+
+        public bool IsRegularFile => (Mode & 0xF000) == 0x8000;
+    }
+
     /// <summary>
-    /// Linux file interop the BCL lacks: where a sparse file's data lies (SEEK_DATA/SEEK_HOLE), so holes
-    /// are never read, and fsync of a directory, so a rename survives power loss.
+    /// Linux file interop the BCL lacks: owner and mode, where a sparse file's data lies (SEEK_DATA/SEEK_HOLE),
+    /// so holes are never read, and fsync of a directory, so a rename survives power loss.
     /// </summary>
     internal static class UnixFiles
     {
         // Linux values; macOS swaps them, so callers use this only behind HostPlatform.IsLinux.
         private const int SeekData = 3;
         private const int SeekHole = 4;
-        private const int OpenReadOnly = 0;
-        private const int NoSuchDeviceOrAddress = 6; // ENXIO: no data at or after the offset
-        private const int FileExists = 17; // EEXIST
+
+        /// <summary>Owner, group and mode of <paramref name="path"/>, following symbolic links (Linux).</summary>
+        public static PosixStat Stat(string path)
+        {
+            byte[] buffer = new byte[256];
+            return StatResult(Libc.statx(Libc.AtFdCwd, path, 0, Libc.StatxBasicStats, buffer), buffer, path);
+        }
+
+        /// <summary>Owner, group and mode of an open file (Linux); <paramref name="path"/> only names it in errors.</summary>
+        public static PosixStat Stat(int fd, string path)
+        {
+            byte[] buffer = new byte[256];
+            return StatResult(Libc.statx(fd, Libc.StatxBasicStats, buffer), buffer, path);
+        }
+
+        private static PosixStat StatResult(int result, byte[] buffer, string path)
+        {
+            if (result != 0)
+            {
+                int errno = Marshal.GetLastWin32Error();
+                throw new IOException($"Cannot read the permissions of '{path}': {Libc.ErrorText(errno)}.");
+            }
+
+            // struct statx: stx_uid at 20, stx_gid at 24, stx_mode (16 bits) at 28.
+            return new PosixStat(BitConverter.ToUInt32(buffer, 20), BitConverter.ToUInt32(buffer, 24), BitConverter.ToUInt16(buffer, 28));
+        }
 
         /// <summary>
         /// The data extents of <paramref name="path"/>, in order; null when the file system cannot say
@@ -44,7 +91,7 @@ namespace VmQuiesce.Core.Platform
                 return null;
             }
 
-            int fd = open(path, OpenReadOnly);
+            int fd = Libc.open(path, Libc.OpenReadOnly);
             if (fd < 0)
             {
                 return null;
@@ -56,10 +103,10 @@ namespace VmQuiesce.Core.Platform
                 long offset = 0;
                 while (offset < size)
                 {
-                    long dataStart = lseek(fd, offset, SeekData);
+                    long dataStart = Libc.lseek(fd, offset, SeekData);
                     if (dataStart < 0)
                     {
-                        if (Marshal.GetLastWin32Error() == NoSuchDeviceOrAddress)
+                        if (Marshal.GetLastWin32Error() == Libc.ENXIO) // no data at or after the offset
                         {
                             break;
                         }
@@ -67,7 +114,7 @@ namespace VmQuiesce.Core.Platform
                         return null;
                     }
 
-                    long holeStart = lseek(fd, dataStart, SeekHole);
+                    long holeStart = Libc.lseek(fd, dataStart, SeekHole);
                     if (holeStart < 0)
                     {
                         return null;
@@ -86,7 +133,7 @@ namespace VmQuiesce.Core.Platform
             }
             finally
             {
-                close(fd);
+                Libc.close(fd);
             }
         }
 
@@ -98,11 +145,11 @@ namespace VmQuiesce.Core.Platform
                 return;
             }
 
-            int fd = open(directory, OpenReadOnly);
+            int fd = Libc.open(directory, Libc.OpenReadOnly);
             if (fd >= 0)
             {
-                fsync(fd);
-                close(fd);
+                Libc.fsync(fd);
+                Libc.close(fd);
             }
         }
 
@@ -110,12 +157,9 @@ namespace VmQuiesce.Core.Platform
         public static string? ReadLink(string path)
         {
             var buffer = new byte[4096];
-            long length = (long)readlink(path, buffer, (UIntPtr)buffer.Length);
+            long length = Libc.readlink(path, buffer);
             return length > 0 ? System.Text.Encoding.UTF8.GetString(buffer, 0, (int)length) : null;
         }
-
-        [DllImport("libc", SetLastError = true)]
-        private static extern IntPtr readlink(string path, byte[] buffer, UIntPtr size);
 
         /// <summary>
         /// Gives <paramref name="from"/> the new name <paramref name="to"/> only if that name is free, atomically
@@ -129,32 +173,12 @@ namespace VmQuiesce.Core.Platform
                 return null;
             }
 
-            if (link(NullTerminatedUtf8(from), NullTerminatedUtf8(to)) == 0)
+            if (Libc.link(from, to) == 0)
             {
                 return true;
             }
 
-            return Marshal.GetLastWin32Error() == FileExists ? false : (bool?)null;
+            return Marshal.GetLastWin32Error() == Libc.EEXIST ? false : (bool?)null;
         }
-
-        [DllImport("libc", SetLastError = true)]
-        private static extern int link(byte[] nullTerminatedUtf8From, byte[] nullTerminatedUtf8To);
-
-        [DllImport("libc", SetLastError = true)]
-        private static extern int open(byte[] nullTerminatedUtf8Path, int flags);
-
-        private static int open(string path, int flags) => open(NullTerminatedUtf8(path), flags);
-
-        /// <summary>A path as libc takes it.</summary>
-        internal static byte[] NullTerminatedUtf8(string path) => System.Text.Encoding.UTF8.GetBytes(path + "\0");
-
-        [DllImport("libc", SetLastError = true)]
-        private static extern long lseek(int fd, long offset, int whence);
-
-        [DllImport("libc", SetLastError = true)]
-        private static extern int fsync(int fd);
-
-        [DllImport("libc", SetLastError = true)]
-        private static extern int close(int fd);
     }
 }

@@ -1,8 +1,8 @@
 using System;
 using System.Collections.Generic;
-using System.Runtime.InteropServices;
 using System.Runtime.Versioning;
 using System.Text;
+using VmQuiesce.Core.Native;
 
 namespace VmQuiesce.Core.Platform
 {
@@ -13,12 +13,6 @@ namespace VmQuiesce.Core.Platform
     [SupportedOSPlatform("windows")]
     internal static class WindowsRegistry
     {
-        private const int ErrorSuccess = 0;
-        private const int ErrorFileNotFound = 2;
-        private const int ErrorMoreData = 234;
-        private const int ErrorNoMoreItems = 259;
-        private const int KeyQueryValue = 0x0001;
-        private const int KeyEnumerateSubKeys = 0x0008;
         private const int RegSz = 1;
         private const int RegExpandSz = 2;
         private const int RegBinary = 3;
@@ -39,7 +33,7 @@ namespace VmQuiesce.Core.Platform
         /// </summary>
         public static string? ReadLocalMachineString(string subKey, string valueName, View view)
         {
-            if (!TryOpen(HKeyLocalMachine, subKey, KeyQueryValue, view, subKey, out IntPtr key))
+            if (!TryOpen(HKeyLocalMachine, subKey, Advapi32.KeyQueryValue, view, subKey, out IntPtr key))
             {
                 return null;
             }
@@ -50,13 +44,13 @@ namespace VmQuiesce.Core.Platform
                 while (true)
                 {
                     var buffer = new byte[size];
-                    int status = RegQueryValueExW(key, valueName, IntPtr.Zero, out int type, buffer, ref size);
-                    if (status == ErrorMoreData)
+                    int status = Advapi32.RegQueryValueExW(key, valueName, IntPtr.Zero, out int type, buffer, ref size);
+                    if (status == Win32Error.MoreData)
                     {
                         continue;
                     }
 
-                    if (status == ErrorFileNotFound)
+                    if (status == Win32Error.FileNotFound)
                     {
                         return null;
                     }
@@ -73,7 +67,7 @@ namespace VmQuiesce.Core.Platform
             }
             finally
             {
-                _ = RegCloseKey(key);
+                _ = Advapi32.RegCloseKey(key);
             }
         }
 
@@ -84,7 +78,7 @@ namespace VmQuiesce.Core.Platform
         public static IReadOnlyList<(string SubKey, string Name, byte[] Data)> ReadLocalMachineBinaryValuesOfSubKeys(string subKey, View view)
         {
             var values = new List<(string, string, byte[])>();
-            if (!TryOpen(HKeyLocalMachine, subKey, KeyEnumerateSubKeys, view, subKey, out IntPtr key))
+            if (!TryOpen(HKeyLocalMachine, subKey, Advapi32.KeyEnumerateSubKeys, view, subKey, out IntPtr key))
             {
                 return values;
             }
@@ -95,8 +89,8 @@ namespace VmQuiesce.Core.Platform
                 for (int index = 0; ; index++)
                 {
                     int length = name.Capacity;
-                    int status = RegEnumKeyExW(key, index, name, ref length, IntPtr.Zero, IntPtr.Zero, IntPtr.Zero, IntPtr.Zero);
-                    if (status == ErrorNoMoreItems)
+                    int status = Advapi32.RegEnumKeyExW(key, index, name, ref length, IntPtr.Zero, IntPtr.Zero, IntPtr.Zero, IntPtr.Zero);
+                    if (status == Win32Error.NoMoreItems)
                     {
                         return values;
                     }
@@ -108,20 +102,20 @@ namespace VmQuiesce.Core.Platform
             }
             finally
             {
-                _ = RegCloseKey(key);
+                _ = Advapi32.RegCloseKey(key);
             }
         }
 
         private static void AddBinaryValues(IntPtr parent, string child, string path, View view, List<(string, string, byte[])> values)
         {
-            if (!TryOpen(parent, child, KeyQueryValue, view, path, out IntPtr key))
+            if (!TryOpen(parent, child, Advapi32.KeyQueryValue, view, path, out IntPtr key))
             {
                 return;
             }
 
             try
             {
-                int status = RegQueryInfoKeyW(key, null, IntPtr.Zero, IntPtr.Zero, IntPtr.Zero, IntPtr.Zero, IntPtr.Zero,
+                int status = Advapi32.RegQueryInfoKeyW(key, null, IntPtr.Zero, IntPtr.Zero, IntPtr.Zero, IntPtr.Zero, IntPtr.Zero,
                     out int _, out int longestName, out int longestData, IntPtr.Zero, IntPtr.Zero);
                 ThrowOnError(status, path);
                 var name = new StringBuilder(longestName + 1);
@@ -130,8 +124,8 @@ namespace VmQuiesce.Core.Platform
                 {
                     int nameLength = name.Capacity;
                     int dataLength = data.Length;
-                    status = RegEnumValueW(key, index, name, ref nameLength, IntPtr.Zero, out int type, data, ref dataLength);
-                    if (status == ErrorMoreData)
+                    status = Advapi32.RegEnumValueW(key, index, name, ref nameLength, IntPtr.Zero, out int type, data, ref dataLength);
+                    if (status == Win32Error.MoreData)
                     {
                         // A longer value was written meanwhile: make room and read this index again.
                         name.Capacity = Math.Max(name.Capacity, nameLength + 1) * 2;
@@ -140,7 +134,7 @@ namespace VmQuiesce.Core.Platform
                         continue;
                     }
 
-                    if (status == ErrorNoMoreItems)
+                    if (status == Win32Error.NoMoreItems)
                     {
                         return;
                     }
@@ -156,7 +150,7 @@ namespace VmQuiesce.Core.Platform
             }
             finally
             {
-                _ = RegCloseKey(key);
+                _ = Advapi32.RegCloseKey(key);
             }
         }
 
@@ -166,8 +160,8 @@ namespace VmQuiesce.Core.Platform
         /// </summary>
         private static bool TryOpen(IntPtr parent, string subKey, int access, View view, string path, out IntPtr key)
         {
-            int status = RegOpenKeyExW(parent, subKey, 0, access | (int)view, out key);
-            if (status == ErrorFileNotFound)
+            int status = Advapi32.RegOpenKeyExW(parent, subKey, 0, access | (int)view, out key);
+            if (status == Win32Error.FileNotFound)
             {
                 return false;
             }
@@ -178,30 +172,11 @@ namespace VmQuiesce.Core.Platform
 
         private static void ThrowOnError(int status, string what)
         {
-            if (status != ErrorSuccess)
+            if (status != Win32Error.Success)
             {
                 throw new VmQuiesceException("RegistryReadFailed", FailureKind.ReadError,
                     $"Could not read HKLM\\{what}: Win32 error {status}.", what, new System.ComponentModel.Win32Exception(status));
             }
         }
-
-        [DllImport("advapi32.dll", CharSet = CharSet.Unicode, ExactSpelling = true)]
-        private static extern int RegOpenKeyExW(IntPtr hKey, string lpSubKey, int ulOptions, int samDesired, out IntPtr phkResult);
-
-        [DllImport("advapi32.dll", CharSet = CharSet.Unicode, ExactSpelling = true)]
-        private static extern int RegQueryValueExW(IntPtr hKey, string lpValueName, IntPtr lpReserved, out int lpType, byte[] lpData, ref int lpcbData);
-
-        [DllImport("advapi32.dll", CharSet = CharSet.Unicode, ExactSpelling = true)]
-        private static extern int RegEnumKeyExW(IntPtr hKey, int dwIndex, StringBuilder lpName, ref int lpcchName, IntPtr lpReserved, IntPtr lpClass, IntPtr lpcchClass, IntPtr lpftLastWriteTime);
-
-        [DllImport("advapi32.dll", CharSet = CharSet.Unicode, ExactSpelling = true)]
-        private static extern int RegEnumValueW(IntPtr hKey, int dwIndex, StringBuilder lpValueName, ref int lpcchValueName, IntPtr lpReserved, out int lpType, byte[] lpData, ref int lpcbData);
-
-        [DllImport("advapi32.dll", CharSet = CharSet.Unicode, ExactSpelling = true)]
-        private static extern int RegQueryInfoKeyW(IntPtr hKey, StringBuilder? lpClass, IntPtr lpcchClass, IntPtr lpReserved, IntPtr lpcSubKeys, IntPtr lpcbMaxSubKeyLen,
-            IntPtr lpcbMaxClassLen, out int lpcValues, out int lpcbMaxValueNameLen, out int lpcbMaxValueLen, IntPtr lpcbSecurityDescriptor, IntPtr lpftLastWriteTime);
-
-        [DllImport("advapi32.dll", ExactSpelling = true)]
-        private static extern int RegCloseKey(IntPtr hKey);
     }
 }

@@ -389,7 +389,7 @@ namespace VmQuiesce.Core.Repository
         /// Re-reads and re-hashes every chunk of <paramref name="point"/> and checks each whole-file digest.
         /// Chunks are read, decoded and hashed on every core, a few ahead of the in-order digest.
         /// </summary>
-        public RestorePointVerification Verify(RestorePoint point, CancellationToken cancel, Action<long>? bytesChecked = null)
+        public RestorePointVerification Verify(RestorePoint point, CancellationToken cancel, IOperationHost? host = null)
         {
             if (point.ChunkSize != ChunkSize)
             {
@@ -401,7 +401,8 @@ namespace VmQuiesce.Core.Repository
                 };
             }
 
-            var problems = new Dictionary<string, (string Problem, string Detail, List<string> Files)>(StringComparer.Ordinal);
+            var clock = System.Diagnostics.Stopwatch.StartNew();
+            var problems = new Dictionary<string, (ChunkProblemKind Problem, string Detail, List<string> Files)>(StringComparer.Ordinal);
             var broken = new List<string>();
             var mismatches = new List<string>();
             var reader = new ChunkReadAhead(this, point.ChunkSize, new ConcurrentDictionary<string, bool>(StringComparer.Ordinal));
@@ -412,7 +413,7 @@ namespace VmQuiesce.Core.Repository
                 long expectedChunks = ChunkReadAhead.ExpectedChunks(file.Size, point.ChunkSize);
                 if (file.Chunks.Count != expectedChunks)
                 {
-                    Record(problems, "-", "Damaged", $"the manifest lists {file.Chunks.Count} chunks for {file.Size} bytes; expected {expectedChunks}", file.Path);
+                    Record(problems, "-", ChunkProblemKind.Damaged, $"the manifest lists {file.Chunks.Count} chunks for {file.Size} bytes; expected {expectedChunks}", file.Path);
                     broken.Add(file.Path);
                     continue;
                 }
@@ -425,7 +426,7 @@ namespace VmQuiesce.Core.Repository
                     bytes += chunk.Length;
                     if (chunk.Failure != null)
                     {
-                        Record(problems, chunk.Hash!, chunk.Missing ? "Missing" : "Damaged", chunk.Failure, file.Path);
+                        Record(problems, chunk.Hash!, chunk.Missing ? ChunkProblemKind.Missing : ChunkProblemKind.Damaged, chunk.Failure, file.Path);
                         fileBroken = true;
                     }
                     else if (!fileBroken)
@@ -433,7 +434,7 @@ namespace VmQuiesce.Core.Repository
                         digest.Append(chunk.Hash, chunk.Buffer, chunk.Length);
                     }
 
-                    bytesChecked?.Invoke(bytes);
+                    host?.WriteProgress(new TransferProgress("Reading and hashing chunks", bytes, point.Size, clock.Elapsed));
                 }, cancel);
 
                 if (fileBroken)
@@ -459,7 +460,7 @@ namespace VmQuiesce.Core.Repository
         {
             try
             {
-                return verification.Problems.Count(problem => problem.Problem == "Damaged" && ChunkStore.IsChunkName(problem.Hash) && Chunks.Damaged.Record(problem.Hash));
+                return verification.Problems.Count(problem => problem.Problem == ChunkProblemKind.Damaged && ChunkStore.IsChunkName(problem.Hash) && Chunks.Damaged.Record(problem.Hash));
             }
             catch (Exception e) when (e is IOException || e is UnauthorizedAccessException)
             {
@@ -678,7 +679,7 @@ namespace VmQuiesce.Core.Repository
             return referenced;
         }
 
-        private static void Record(Dictionary<string, (string Problem, string Detail, List<string> Files)> problems, string hash, string problem, string detail, string file)
+        private static void Record(Dictionary<string, (ChunkProblemKind Problem, string Detail, List<string> Files)> problems, string hash, ChunkProblemKind problem, string detail, string file)
         {
             if (problems.TryGetValue(hash, out var known))
             {

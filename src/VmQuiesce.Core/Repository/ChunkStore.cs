@@ -1,10 +1,13 @@
 using System;
+using System.Buffers;
+using System.Collections.Concurrent;
 using System.Collections.Generic;
 using System.IO;
 using VmQuiesce.Core.Platform;
 using System.IO.Compression;
 using System.Security.Cryptography;
 using System.Text;
+using ZstdSharp;
 
 namespace VmQuiesce.Core.Repository
 {
@@ -20,8 +23,14 @@ namespace VmQuiesce.Core.Repository
         /// <summary>"VQC" then the codec byte.</summary>
         internal const int HeaderLength = 4;
         internal const byte CodecRaw = (byte)'R';
+        /// <summary>Deflate: what compressible chunks were stored as before zstd; still read, no longer written.</summary>
         internal const byte CodecDeflate = (byte)'D';
         internal const byte CodecZeroBlocks = (byte)'Z';
+        /// <summary>One zstd frame (RFC 8878) holding the chunk.</summary>
+        internal const byte CodecZstd = (byte)'S';
+
+        /// <summary>zstd's fastest standard level: a backup is bound by hashing and the disk, not by a better ratio.</summary>
+        internal const int ZstdLevel = 1;
 
         /// <summary>The block size of the zero-block codec: the file system's, so restores stay sparse.</summary>
         internal const int ZeroBlockLength = 4096;
@@ -35,6 +44,9 @@ namespace VmQuiesce.Core.Repository
         /// ignores repeats that a compressor would find, so the bar is set a little lower.
         /// </summary>
         private const double IncompressibleBitsPerByte = 7.2;
+
+        private static readonly ConcurrentBag<Compressor> s_compressors = new ConcurrentBag<Compressor>();
+        private static readonly ConcurrentBag<Decompressor> s_decompressors = new ConcurrentBag<Decompressor>();
 
         private readonly RepositoryFileOps _ops;
         private readonly System.Collections.Concurrent.ConcurrentDictionary<string, bool> _touchedFolders = new System.Collections.Concurrent.ConcurrentDictionary<string, bool>(StringComparer.Ordinal);
@@ -101,22 +113,13 @@ namespace VmQuiesce.Core.Repository
         }
 
         /// <summary>
-        /// Stores a chunk unless it is already there: temp name, flushed to disk, then renamed, so a chunk
-        /// under its final name is always whole. Returns the bytes written (0 when it was present).
+        /// Stores a chunk unless it is already there, in two halves so a chunk under its final name is always
+        /// whole: this one writes it under a temp name and returns it still open, not yet durable, so the caller's
+        /// buffers are free again while another thread waits for the disk in <see cref="Publish"/>. Null when the
+        /// chunk is already stored and sound (see <see cref="CheckStored"/>); a stored chunk that is not is written
+        /// anew and replaces it.
         /// </summary>
         /// <param name="scratch">A buffer of at least ChunkSize bytes the caller owns, for compression.</param>
-        public long Put(string hash, byte[] data, int length, byte[] scratch)
-        {
-            PendingChunk? pending = Write(hash, data, length, scratch);
-            return pending == null ? 0 : Publish(pending);
-        }
-
-        /// <summary>
-        /// The first half of <see cref="Put"/>: writes the chunk under a temp name and returns it still
-        /// open, not yet durable, so the caller's buffers are free again while another thread waits for
-        /// the disk in <see cref="Publish"/>. Null when the chunk is already stored and sound (see
-        /// <see cref="CheckStored"/>); a stored chunk that is not is written anew and replaces it.
-        /// </summary>
         public PendingChunk? Write(string hash, byte[] data, int length, byte[] scratch)
         {
             string final = PathOf(hash);
@@ -141,7 +144,7 @@ namespace VmQuiesce.Core.Repository
                 throw;
             }
 
-            return new PendingChunk(stream, temp, final, HeaderLength + encodedLength) { Repairs = damage };
+            return new PendingChunk(stream, temp, final, HeaderLength + encodedLength, length) { Repairs = damage };
         }
 
         /// <summary>
@@ -195,7 +198,7 @@ namespace VmQuiesce.Core.Repository
         }
 
         /// <summary>
-        /// The second half of <see cref="Put"/>: flushes the chunk to disk, closes it and renames it to its
+        /// The second half of <see cref="Write"/>: flushes the chunk to disk, closes it and renames it to its
         /// final name. Returns the bytes written, or 0 when another writer published the same chunk first.
         /// </summary>
         public long Publish(PendingChunk pending)
@@ -275,6 +278,8 @@ namespace VmQuiesce.Core.Repository
 
                 case CodecZeroBlocks:
                     return ReadZeroBlocks(file, buffer);
+                case CodecZstd:
+                    return ReadZstd(file, buffer);
                 default:
                     throw new InvalidDataException($"The chunk has the unknown codec '{(char)header[3]}'.");
             }
@@ -307,20 +312,16 @@ namespace VmQuiesce.Core.Repository
 
         /// <summary>
         /// Chooses how to store a chunk, encoding into <paramref name="scratch"/> unless it is stored raw.
-        /// Content that looks compressible (see <see cref="LooksIncompressible"/>) is Deflated when that saves
-        /// 1/8. Otherwise a chunk with at least 1/8 of its 4 KiB blocks all zero (free space inside a disk
+        /// Content that looks compressible (see <see cref="LooksIncompressible"/>) is compressed with zstd when
+        /// that saves 1/8. Otherwise a chunk with at least 1/8 of its 4 KiB blocks all zero (free space inside a disk
         /// image) drops those blocks (codec Z); else it is stored raw. Random data, most of an image, thus
         /// costs a byte count, not a pass of the compressor.
         /// </summary>
         private static (byte Codec, int Length) Encode(byte[] data, int length, byte[] scratch)
         {
-            if (length >= 512 && !LooksIncompressible(data, length))
+            if (length >= 512 && !LooksIncompressible(data, length) && CompressZstd(data, length, scratch, length - length / 8) is int compressed)
             {
-                int compressed = Deflate(data, length, scratch);
-                if (compressed > 0 && compressed <= length - length / 8)
-                {
-                    return (CodecDeflate, compressed);
-                }
+                return (CodecZstd, compressed);
             }
 
             int zeroBlocks = 0;
@@ -459,22 +460,65 @@ namespace VmQuiesce.Core.Repository
             }
         }
 
-        private static int Deflate(byte[] data, int length, byte[] scratch)
+        /// <summary>The compressed length, or null when the frame would not fit in <paramref name="limit"/> bytes.</summary>
+        private static int? CompressZstd(byte[] data, int length, byte[] scratch, int limit)
         {
-            var output = new MemoryStream(scratch, 0, scratch.Length, writable: true);
+            // A context holds a few MiB of tables: each is reused, one per thread compressing at a time.
+            if (!s_compressors.TryTake(out Compressor? compressor))
+            {
+                compressor = new Compressor(ZstdLevel);
+            }
+
             try
             {
-                using (var deflate = new DeflateStream(output, CompressionLevel.Fastest, leaveOpen: true))
+                return compressor.TryWrap(data, 0, length, scratch, 0, Math.Min(limit, scratch.Length), out int written) ? written : (int?)null;
+            }
+            finally
+            {
+                s_compressors.Add(compressor);
+            }
+        }
+
+        /// <summary>
+        /// Decodes a zstd chunk in one call into <paramref name="buffer"/>: the output can never outgrow the chunk
+        /// size, and no window beyond it is allocated, whatever window the frame asks for.
+        /// </summary>
+        private int ReadZstd(FileStream file, byte[] buffer)
+        {
+            long payload = file.Length - HeaderLength;
+            if (payload > ChunkSize)
+            {
+                throw new InvalidDataException("The zstd chunk is longer than the chunk size.");
+            }
+
+            byte[] frame = ArrayPool<byte>.Shared.Rent((int)payload);
+            if (!s_decompressors.TryTake(out Decompressor? decompressor))
+            {
+                decompressor = new Decompressor();
+            }
+
+            try
+            {
+                if (file.ReadFully(frame, (int)payload) != payload)
                 {
-                    deflate.Write(data, 0, length);
+                    throw new InvalidDataException("The zstd chunk is shorter than its file.");
                 }
 
-                return (int)output.Position;
+                if (!decompressor.TryUnwrap(frame, 0, (int)payload, buffer, 0, ChunkSize, out int written))
+                {
+                    throw new InvalidDataException("The zstd chunk decompresses beyond the chunk size.");
+                }
+
+                return written;
             }
-            catch (NotSupportedException)
+            catch (ZstdException e)
             {
-                // The output outgrew the scratch buffer: incompressible.
-                return 0;
+                throw new InvalidDataException($"The zstd chunk is not a valid zstd frame: {e.Message}", e);
+            }
+            finally
+            {
+                s_decompressors.Add(decompressor);
+                ArrayPool<byte>.Shared.Return(frame);
             }
         }
 
@@ -484,12 +528,13 @@ namespace VmQuiesce.Core.Repository
     /// <summary>A chunk written under its temp name and still open: see <see cref="ChunkStore.Write"/>.</summary>
     internal sealed class PendingChunk
     {
-        public PendingChunk(Stream stream, string tempPath, string finalPath, long length)
+        public PendingChunk(Stream stream, string tempPath, string finalPath, long length, int dataLength)
         {
             Stream = stream;
             TempPath = tempPath;
             FinalPath = finalPath;
             Length = length;
+            DataLength = dataLength;
         }
 
         public Stream Stream { get; }
@@ -500,6 +545,9 @@ namespace VmQuiesce.Core.Repository
 
         /// <summary>Bytes written, header included.</summary>
         public long Length { get; }
+
+        /// <summary>The chunk's data before encoding.</summary>
+        public int DataLength { get; }
 
         /// <summary>Why the chunk stored under the final name is damaged, when this one replaces it; null for a new chunk.</summary>
         public string? Repairs { get; init; }

@@ -42,7 +42,7 @@ namespace VmQuiesce.Core.Repository
 
         /// <summary>Every recorded hash.</summary>
         public IEnumerable<string> All() =>
-            Directory.Exists(_folder) ? Directory.EnumerateFiles(_folder).Select(Path.GetFileName).Where(ChunkStore.IsChunkName).ToList()! : Enumerable.Empty<string>();
+            Directory.Exists(_folder) ? Directory.EnumerateFiles(_folder).Select(path => Path.GetFileName(path)).Where(ChunkStore.IsChunkName).ToList() : Enumerable.Empty<string>();
 
         /// <summary>Records <paramref name="hash"/> damaged; true when it was not recorded before.</summary>
         public bool Record(string hash)

@@ -4,10 +4,34 @@ using System.Linq;
 
 namespace VmQuiesce.Core.Repository
 {
+    /// <summary>What Test-VmBackup concluded about one restore point.</summary>
+    public enum VerificationStatus
+    {
+        /// <summary>Every chunk and whole-file digest verifies (and the boot check, when it ran, passed).</summary>
+        Ok,
+
+        /// <summary>A chunk is missing or damaged, or a whole-file digest differs.</summary>
+        Damaged,
+
+        /// <summary>The data verifies, but the restored disks did not boot cleanly.</summary>
+        BootFailed,
+    }
+
+    /// <summary>What is wrong with a chunk a restore point needs.</summary>
+    public enum ChunkProblemKind
+    {
+        /// <summary>The chunk file is not there.</summary>
+        Missing,
+
+        /// <summary>The chunk file cannot be read or decoded, or does not hash to its name.</summary>
+        Damaged,
+    }
+
     /// <summary>What Test-VmBackup found for one restore point.</summary>
     public sealed class RestorePointVerification
     {
-        public RestorePointVerification(RestorePoint point, long chunksChecked, long bytesChecked, IReadOnlyList<ChunkProblem> problems, IReadOnlyList<string> brokenFiles, IReadOnlyList<string> fileHashMismatches)
+        public RestorePointVerification(RestorePoint point, long chunksChecked, long bytesChecked, IReadOnlyList<ChunkProblem> problems, IReadOnlyList<string> brokenFiles, IReadOnlyList<string> fileHashMismatches,
+            BootCheckResult? boot = null)
         {
             RestorePoint = point;
             ChunksChecked = chunksChecked;
@@ -15,6 +39,7 @@ namespace VmQuiesce.Core.Repository
             Problems = problems;
             BrokenFiles = brokenFiles;
             FileHashMismatches = fileHashMismatches;
+            Boot = boot;
         }
 
         public RestorePoint RestorePoint { get; }
@@ -27,13 +52,14 @@ namespace VmQuiesce.Core.Repository
 
         public string Repository => RestorePoint.Repository;
 
-        /// <summary>"Ok", "Damaged", or "BootFailed" (the data verifies but the restored disks did not boot cleanly).</summary>
-        public string Status => Problems.Count > 0 || FileHashMismatches.Count > 0 ? "Damaged" : Boot?.Passed == false ? "BootFailed" : "Ok";
+        public VerificationStatus Status => Problems.Count > 0 || FileHashMismatches.Count > 0
+            ? VerificationStatus.Damaged
+            : Boot?.Passed == false ? VerificationStatus.BootFailed : VerificationStatus.Ok;
 
-        public bool IsValid => Status == "Ok";
+        public bool IsValid => Status == VerificationStatus.Ok;
 
         /// <summary>The boot check of Test-VmBackup -Boot, or null when it did not run.</summary>
-        public Restore.BootCheckResult? Boot { get; internal set; }
+        public BootCheckResult? Boot { get; }
 
         public long ChunksChecked { get; }
 
@@ -47,12 +73,16 @@ namespace VmQuiesce.Core.Repository
 
         /// <summary>Files whose chunks all verify but whose whole-file SHA-256 differs from the manifest.</summary>
         public IReadOnlyList<string> FileHashMismatches { get; }
+
+        /// <summary>The same verification with the boot check of its restored disks.</summary>
+        public RestorePointVerification WithBoot(BootCheckResult boot) =>
+            new RestorePointVerification(RestorePoint, ChunksChecked, BytesChecked, Problems, BrokenFiles, FileHashMismatches, boot);
     }
 
     /// <summary>A chunk that is missing or does not hash to its name, and the files that need it.</summary>
     public sealed class ChunkProblem
     {
-        public ChunkProblem(string hash, string problem, string detail, IReadOnlyList<string> files)
+        public ChunkProblem(string hash, ChunkProblemKind problem, string detail, IReadOnlyList<string> files)
         {
             Hash = hash;
             Problem = problem;
@@ -62,8 +92,7 @@ namespace VmQuiesce.Core.Repository
 
         public string Hash { get; }
 
-        /// <summary>"Missing" or "Damaged".</summary>
-        public string Problem { get; }
+        public ChunkProblemKind Problem { get; }
 
         public string Detail { get; }
 

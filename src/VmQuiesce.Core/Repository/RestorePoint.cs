@@ -3,7 +3,6 @@ using System.Collections.Generic;
 using System.Globalization;
 using System.Linq;
 using VmQuiesce.Core.Json;
-using VmQuiesce.Core.Sources;
 
 namespace VmQuiesce.Core.Repository
 {
@@ -33,6 +32,7 @@ namespace VmQuiesce.Core.Repository
             string? releaseError,
             int chunkSize,
             long storedBytes,
+            long newChunkBytes,
             IReadOnlyList<RestorePointFile> files)
         {
             Id = id;
@@ -47,6 +47,7 @@ namespace VmQuiesce.Core.Repository
             ReleaseError = releaseError;
             ChunkSize = chunkSize;
             StoredBytes = storedBytes;
+            NewChunkBytes = newChunkBytes;
             Files = files;
         }
 
@@ -86,6 +87,18 @@ namespace VmQuiesce.Core.Repository
         /// <summary>Bytes this backup added to the chunk store (after compression); the rest was already there.</summary>
         public long StoredBytes { get; }
 
+        /// <summary>
+        /// The data in the chunks this backup added, before compression: <see cref="StoredBytes"/> is what they
+        /// took on disk. 0 when nothing was added, and in points made before VmQuiesce recorded it.
+        /// </summary>
+        public long NewChunkBytes { get; }
+
+        /// <summary>
+        /// The new chunks' data divided by the bytes they took (2.0: stored in half the space); null when this
+        /// backup added nothing, or did not record it.
+        /// </summary>
+        public double? CompressionRatio => NewChunkBytes > 0 && StoredBytes > 0 ? (double)NewChunkBytes / StoredBytes : (double?)null;
+
         public IReadOnlyList<RestorePointFile> Files { get; }
 
         /// <summary>Sum of the files' sizes: what a restore writes.</summary>
@@ -104,6 +117,7 @@ namespace VmQuiesce.Core.Repository
             var files = new JsonArray(Files.Select(file => (object?)new JsonObject()
                 .With("path", file.Path)
                 .With("originalPath", file.OriginalPath)
+                .With("format", file.Format)
                 .With("size", file.Size)
                 .With("allocatedBytes", file.AllocatedBytes)
                 .With("owner", file.Owner?.ToJson())
@@ -132,6 +146,7 @@ namespace VmQuiesce.Core.Repository
                 .With("chunkSize", ChunkSize)
                 .With("size", Size)
                 .With("storedBytes", StoredBytes)
+                .With("newChunkBytes", NewChunkBytes)
                 .With("files", files);
         }
 
@@ -192,6 +207,7 @@ namespace VmQuiesce.Core.Repository
                 {
                     AllocatedBytes = allocated,
                     Owner = owner == null ? null : FileOwner.FromJson(owner),
+                    Format = file.GetOptionalString("format"),
                 });
             }
 
@@ -208,6 +224,7 @@ namespace VmQuiesce.Core.Repository
                 json.GetOptionalString("releaseError"),
                 checked((int)json.GetInt64("chunkSize")),
                 json.GetInt64("storedBytes"),
+                json.GetOptionalInt64("newChunkBytes") ?? 0,
                 files);
         }
 
@@ -265,6 +282,12 @@ namespace VmQuiesce.Core.Repository
 
         /// <summary>Who owned the original file, and its permissions (Unix); null when unknown (the restore then makes it 0600).</summary>
         public FileOwner? Owner { get; init; }
+
+        /// <summary>
+        /// The disk image format the source recorded ("raw", "qcow2", "vmdk"), or null: not a disk, the source
+        /// could not be certain, or a restore point made before formats were recorded. Never guessed from the bytes.
+        /// </summary>
+        public string? Format { get; init; }
 
         public override string ToString() => Path;
     }

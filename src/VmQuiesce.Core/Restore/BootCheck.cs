@@ -4,8 +4,12 @@ using System.Diagnostics;
 using System.Globalization;
 using System.IO;
 using System.Linq;
+using System.Security.Cryptography;
+using System.Text;
 using System.Threading;
+using VmQuiesce.Core.Native;
 using VmQuiesce.Core.Platform;
+using VmQuiesce.Core.Sources;
 using VmQuiesce.Core.Sources.Qemu;
 
 namespace VmQuiesce.Core.Restore
@@ -38,57 +42,20 @@ namespace VmQuiesce.Core.Restore
         public TimeSpan BootTimeout { get; set; } = TimeSpan.FromMinutes(5);
     }
 
-    /// <summary>What an ext2/3/4 check of one disk found after the boot.</summary>
-    public sealed class DiskCheck
+    /// <summary>A restored disk to boot, with the image format its restore point recorded (null: not recorded).</summary>
+    public sealed class BootDisk
     {
-        public DiskCheck(string path, string status, string detail)
+        public BootDisk(string path, string? format)
         {
             Path = path;
-            Status = status;
-            Detail = detail;
+            Format = format;
         }
 
-        /// <summary>The restored disk (never written: the guest ran on a copy-on-write overlay).</summary>
         public string Path { get; }
 
-        /// <summary>"Clean", "Damaged", or "NotChecked" (no ext file system at the start of the disk).</summary>
-        public string Status { get; }
+        public string? Format { get; }
 
-        public string Detail { get; }
-
-        public override string ToString() => $"{System.IO.Path.GetFileName(Path)}: {Status} ({Detail})";
-    }
-
-    /// <summary>The result of booting restored disks: the guest agent answered, and the file systems are clean.</summary>
-    public sealed class BootCheckResult
-    {
-        public BootCheckResult(bool agentAnswered, TimeSpan bootTime, IReadOnlyList<GuestFileSystem> fileSystems, IReadOnlyList<DiskCheck> disks, string? failure)
-        {
-            AgentAnswered = agentAnswered;
-            BootTime = bootTime;
-            FileSystems = fileSystems;
-            Disks = disks;
-            Failure = failure;
-        }
-
-        public bool Passed => AgentAnswered && Failure == null && Disks.All(disk => disk.Status != "Damaged");
-
-        public bool AgentAnswered { get; }
-
-        /// <summary>QEMU start to the guest agent's answer.</summary>
-        public TimeSpan BootTime { get; }
-
-        /// <summary>The file systems the guest mounted (guest-get-fsinfo).</summary>
-        public IReadOnlyList<GuestFileSystem> FileSystems { get; }
-
-        public IReadOnlyList<DiskCheck> Disks { get; }
-
-        /// <summary>Why the check failed before the disks could be checked, or null.</summary>
-        public string? Failure { get; }
-
-        public override string ToString() => Passed
-            ? $"Passed: agent answered after {BootTime.TotalSeconds:0.0} s; {string.Join("; ", Disks)}"
-            : $"Failed: {Failure ?? string.Join("; ", Disks.Where(disk => disk.Status == "Damaged"))}";
+        public override string ToString() => Path;
     }
 
     /// <summary>
@@ -97,98 +64,164 @@ namespace VmQuiesce.Core.Restore
     /// channel, wait for guest-ping, read guest-get-fsinfo, shut the guest down, then e2fsck the
     /// overlays' content and look for a journal that needs replaying.
     /// </summary>
+    /// <para>
+    /// The disks are the backup's data, and a guest wrote their bytes. So each is read only as the format its
+    /// restore point recorded (qemu-img -f/-F, never a guess from the bytes), refused when it names another file
+    /// (a backing file or an external data file would pull a host file into the copy), and booted by a QEMU that
+    /// runs with -sandbox on and, when this process is root on Linux, drops to a throwaway user id no account has
+    /// (-runas) once it has opened its files: it can then reach nothing of the host. All scratch files live in a
+    /// folder only this user may enter.
+    /// </para>
+    /// </summary>
     public static class BootCheck
     {
         private static readonly TimeSpan ShutdownTimeout = TimeSpan.FromSeconds(90);
-        private static readonly TimeSpan ToolTimeout = TimeSpan.FromMinutes(30);
+        private static readonly TimeSpan QemuImgTimeout = TimeSpan.FromMinutes(30);
+
+        /// <summary>The formats the check boots: the ones QEMU/KVM VMs use and whose references it can see.</summary>
+        private static readonly string[] BootableFormats = { DiskImageFormat.Raw, DiskImageFormat.Qcow2 };
+
+        /// <summary>Throwaway user ids are drawn from here: far above any account or subordinate-id range in use.</summary>
+        private const uint ThrowawayIdBase = 2_000_000_000;
+        private const int ThrowawayIdCount = 100_000_000;
 
         /// <summary>
-        /// Test-VmBackup -Boot: restores the point into a temp folder (verified, sparse), boots it there and
+        /// Test-VmBackup -Boot: restores the point into a private temp folder (verified, sparse), boots it there and
         /// deletes it again. Needs room for the point's data in the temp folder.
         /// </summary>
         public static BootCheckResult RunRestorePoint(Repository.BackupRepository repository, Repository.RestorePoint point, BootCheckOptions options, CancellationToken cancel)
         {
-            string folder = Path.Combine(Path.GetTempPath(), "vmq-boot-restore-" + Guid.NewGuid().ToString("N").Substring(0, 8));
-            try
-            {
-                var engine = new RestoreEngine(repository);
-                RestoreResult restored = engine.Run(engine.Plan(new RestoreRequest(point) { Destination = folder }, cancel), null, cancel);
-                return Run(restored.Files.Select(file => file.Path).ToList(), options, cancel);
-            }
-            finally
-            {
-                if (Directory.Exists(folder))
-                {
-                    Directory.Delete(folder, recursive: true);
-                }
-            }
+            using ScratchFolder scratch = ScratchFolder.Create("vmq-boot-restore");
+            var engine = new RestoreEngine(repository);
+            RestoreResult restored = engine.Run(engine.Plan(new RestoreRequest(point) { Destination = Path.Combine(scratch.Path, "restored") }, cancel), null, cancel);
+            return Run(restored, options, cancel);
         }
 
-        public static BootCheckResult Run(IReadOnlyList<string> disks, BootCheckOptions options, CancellationToken cancel)
+        /// <summary>Restore-VmSnapshot -Verify: boots what a restore wrote, each file as the format its restore point recorded.</summary>
+        public static BootCheckResult Run(RestoreResult restored, BootCheckOptions options, CancellationToken cancel)
         {
+            var formats = restored.RestorePoint.Files.ToDictionary(file => file.Path, file => file.Format, StringComparer.Ordinal);
+            return Run(restored.Files.Select(file => new BootDisk(file.Path, formats.TryGetValue(file.RelativePath, out string? format) ? format : null)).ToList(), options, cancel);
+        }
+
+        public static BootCheckResult Run(IReadOnlyList<BootDisk> disks, BootCheckOptions options, CancellationToken cancel)
+        {
+            if (disks.Select(disk => WhyNotBootable(disk, cancel)).FirstOrDefault(why => why != null) is string refused)
+            {
+                return new BootCheckResult(false, TimeSpan.Zero, Array.Empty<GuestFileSystem>(), Array.Empty<DiskCheck>(), refused);
+            }
+
             // Short: unix socket paths are limited to 107 bytes.
-            string folder = Path.Combine(Path.GetTempPath(), "vmq-boot-" + Guid.NewGuid().ToString("N").Substring(0, 8));
-            Directory.CreateDirectory(folder);
-            Process? qemu = null;
-            try
+            using ScratchFolder scratch = ScratchFolder.Create("vmq-boot");
+            var overlays = new List<string>();
+            for (int i = 0; i < disks.Count; i++)
             {
-                var overlays = new List<string>();
-                for (int i = 0; i < disks.Count; i++)
-                {
-                    string format = QemuImage.Info(disks[i], forceShare: false, cancel).Format;
-                    string overlay = Path.Combine(folder, $"disk{i}.qcow2");
-                    RunTool(QemuImage.Tool, new[] { "create", "-q", "-f", "qcow2", "-b", Path.GetFullPath(disks[i]), "-F", format, overlay }, cancel);
-                    overlays.Add(overlay);
-                }
-
-                string agentSocket = Path.Combine(folder, "qga.sock");
-                string console = Path.Combine(folder, "console.log");
-                var clock = Stopwatch.StartNew();
-                qemu = StartQemu(options, overlays, agentSocket, console);
-                var (answered, fileSystems, failure) = WaitForAgent(qemu, agentSocket, console, options.BootTimeout, cancel);
-                TimeSpan bootTime = clock.Elapsed;
-                if (!qemu.HasExited && !qemu.WaitForExit((int)ShutdownTimeout.TotalMilliseconds))
-                {
-                    failure ??= $"The guest did not power off within {ShutdownTimeout.TotalSeconds:0} s of guest-shutdown.";
-                    qemu.Kill();
-                }
-
-                qemu.WaitForExit();
-                var checks = answered ? overlays.Select((overlay, i) => CheckFileSystem(disks[i], overlay, folder, cancel)).ToList() : new List<DiskCheck>();
-                return new BootCheckResult(answered, bootTime, fileSystems, checks, failure);
+                string overlay = Path.Combine(scratch.Path, $"disk{i}.qcow2");
+                RunQemuImg(new[] { "create", "-q", "-f", DiskImageFormat.Qcow2, "-b", Path.GetFullPath(disks[i].Path), "-F", disks[i].Format!, overlay }, cancel);
+                overlays.Add(overlay);
             }
-            finally
+
+            string agentSocket = Path.Combine(scratch.Path, "qga.sock");
+            string console = Path.Combine(scratch.Path, "console.log");
+            uint? dropTo = HostPlatform.IsLinux && Libc.geteuid() == 0 ? PickThrowawayId() : (uint?)null;
+            var clock = Stopwatch.StartNew();
+            using ToolProcess qemu = StartQemu(options, overlays, agentSocket, console, dropTo);
+            var (answered, fileSystems, failure) = WaitForAgent(qemu, agentSocket, console, options.BootTimeout, cancel);
+            TimeSpan bootTime = clock.Elapsed;
+            uint? ranAs = answered && HostPlatform.IsLinux ? SingleUidOf(qemu.Id) : null;
+            if (dropTo != null && answered && ranAs != dropTo)
             {
-                if (qemu != null)
-                {
-                    if (!qemu.HasExited)
-                    {
-                        qemu.Kill();
-                        qemu.WaitForExit();
-                    }
+                failure ??= $"QEMU still ran as user id {ranAs?.ToString(CultureInfo.InvariantCulture) ?? "unknown"} after the guest booted, not as the throwaway user id {dropTo} it was told to drop to.";
+            }
 
-                    qemu.Dispose();
-                }
+            if (!qemu.WaitForExit(ShutdownTimeout, cancel))
+            {
+                failure ??= $"The guest did not power off within {ShutdownTimeout.TotalSeconds:0} s of guest-shutdown.";
+                qemu.Kill();
+            }
 
-                try
+            var checks = answered && failure == null
+                ? overlays.Select((overlay, i) => CheckFileSystem(disks[i], overlay, scratch.Path, cancel)).ToList()
+                : new List<DiskCheck>();
+            return new BootCheckResult(answered, bootTime, fileSystems, checks, failure) { QemuUid = ranAs };
+        }
+
+        /// <summary>Why <paramref name="disk"/> is not booted: its format is unknown or not bootable, or it names another file.</summary>
+        private static string? WhyNotBootable(BootDisk disk, CancellationToken cancel)
+        {
+            if (disk.Format == null)
+            {
+                return $"Refused to boot '{disk.Path}': its restore point does not record its disk format (a restore point from before VmQuiesce recorded formats, or a source that could not be certain), " +
+                    "and the format is never guessed from the disk's own bytes, which the guest wrote. Back the VM up again to get a restore point that can be booted.";
+            }
+
+            if (!BootableFormats.Contains(disk.Format, StringComparer.Ordinal))
+            {
+                return $"Refused to boot '{disk.Path}': it is a {disk.Format} image; the boot check boots {string.Join(" and ", BootableFormats)} disks.";
+            }
+
+            return QemuImage.WhyItNamesOtherFiles(disk.Path, disk.Format, cancel) is string why
+                ? $"Refused to boot '{disk.Path}' ({disk.Format}): {why}, and a restored disk may name only itself; nothing was started."
+                : null;
+        }
+
+        /// <summary>A user and group id that no account, group or running process has (Linux, as root).</summary>
+        private static uint PickThrowawayId()
+        {
+            byte[] random = new byte[4];
+            using var generator = RandomNumberGenerator.Create();
+            for (int attempt = 0; ; attempt++)
+            {
+                generator.GetBytes(random);
+                uint id = ThrowawayIdBase + (BitConverter.ToUInt32(random, 0) % ThrowawayIdCount);
+                if ((Libc.getpwuid(id) == IntPtr.Zero && Libc.getgrgid(id) == IntPtr.Zero && !ProcessRunsAs(id)) || attempt >= 100)
                 {
-                    Directory.Delete(folder, recursive: true);
-                }
-                catch (IOException)
-                {
-                    // A leftover temp folder is harmless.
+                    return id;
                 }
             }
         }
 
-        private static Process StartQemu(BootCheckOptions options, IReadOnlyList<string> overlays, string agentSocket, string console)
+        private static bool ProcessRunsAs(uint uid) =>
+            Directory.EnumerateDirectories("/proc").Any(folder => int.TryParse(Path.GetFileName(folder), out int pid) && SingleUidOf(pid) == uid);
+
+        /// <summary>The user id of a process whose real, effective, saved and file-system ids are one (/proc/&lt;pid&gt;/status); null when they differ or it is gone.</summary>
+        private static uint? SingleUidOf(int pid)
         {
+            try
+            {
+                string? line = File.ReadLines($"/proc/{pid}/status").FirstOrDefault(text => text.StartsWith("Uid:", StringComparison.Ordinal));
+                string[]? ids = line?.Substring(4).Split(new[] { '\t', ' ' }, StringSplitOptions.RemoveEmptyEntries);
+                // Real, effective, saved and file-system ids must all have dropped.
+                return ids != null && ids.Length == 4 && ids.Distinct().Count() == 1 && uint.TryParse(ids[0], NumberStyles.None, CultureInfo.InvariantCulture, out uint uid) ? uid : (uint?)null;
+            }
+            catch (Exception e) when (e is IOException || e is UnauthorizedAccessException)
+            {
+                return null;
+            }
+        }
+
+        private static ToolProcess StartQemu(BootCheckOptions options, IReadOnlyList<string> overlays, string agentSocket, string console, uint? dropTo)
+        {
+            string program = HostTools.ForThisHost.Resolve(options.QemuExecutable, "The boot option QemuExecutable");
             var arguments = new List<string>
             {
                 "-accel", options.Accelerator, "-m", options.MemoryMiB.ToString(CultureInfo.InvariantCulture),
                 "-nodefaults", "-no-user-config", "-display", "none", "-no-reboot",
                 "-serial", "file:" + QemuPath(console),
             };
+            if (HostPlatform.IsLinux)
+            {
+                // seccomp: no obsolete or privileged system calls, no new programs, no scheduler games. Raising
+                // privileges stays allowed only until -runas has dropped them (the filter cannot tell the two apart).
+                arguments.AddRange(new[] { "-sandbox", "on,obsolete=deny,spawn=deny,resourcecontrol=deny" + (dropTo == null ? ",elevateprivileges=deny" : string.Empty) });
+            }
+
+            if (dropTo is uint id)
+            {
+                string user = id.ToString(CultureInfo.InvariantCulture) + ":" + id.ToString(CultureInfo.InvariantCulture);
+                arguments.AddRange(SupportsRunWith(program) ? new[] { "-run-with", "user=" + user } : new[] { "-runas", user });
+            }
+
             if (options.Kernel != null)
             {
                 arguments.AddRange(new[] { "-kernel", QemuPath(options.Kernel) });
@@ -218,42 +251,27 @@ namespace VmQuiesce.Core.Restore
                 "-chardev", $"socket,id=qga0,path={QemuPath(agentSocket)},server=on,wait=off",
                 "-device", "virtserialport,chardev=qga0,name=" + QemuDiscovery.AgentPortName,
             });
-            var start = new ProcessStartInfo(options.QemuExecutable, string.Join(" ", arguments.Select(ExternalTool.Quote)))
+            return ToolProcess.Start(new ToolCommand(program, arguments)
             {
-                UseShellExecute = false,
-                RedirectStandardInput = true,
-                RedirectStandardOutput = true,
-                RedirectStandardError = true,
-                CreateNoWindow = true,
-            };
-            try
-            {
-                Process process = Process.Start(start) ?? throw new System.ComponentModel.Win32Exception("QEMU did not start");
-                process.StandardInput.Close();
-                process.OutputDataReceived += (_, _) => { };
-                process.ErrorDataReceived += (_, _) => { };
-                process.BeginOutputReadLine();
-                process.BeginErrorReadLine();
-                return process;
-            }
-            catch (System.ComponentModel.Win32Exception e)
-            {
-                throw new VmQuiesceException("ToolNotFound", FailureKind.ResourceUnavailable, $"QEMU ('{options.QemuExecutable}') cannot be started for the boot check: {e.Message}.", options.QemuExecutable, e)
-                {
-                    Remedy = "Install QEMU (Debian: apt-get install qemu-system-x86) or set QemuExecutable in the boot options.",
-                };
-            }
+                OutputLimit = 64 * 1024,
+                StartFailureRemedy = "Install QEMU (Debian: apt-get install qemu-system-x86) or set QemuExecutable in the boot options to its absolute path.",
+            });
         }
 
-        private static (bool Answered, IReadOnlyList<GuestFileSystem> FileSystems, string? Failure) WaitForAgent(Process qemu, string agentSocket, string console, TimeSpan timeout, CancellationToken cancel)
+        /// <summary>QEMU 9.1 replaced -runas with -run-with user=...; its help says which this QEMU knows.</summary>
+        private static bool SupportsRunWith(string program) =>
+            ToolProcess.Run(new ToolCommand(program, new[] { "-help" }) { Timeout = TimeSpan.FromMinutes(1) }, CancellationToken.None)
+                .StandardOutput.Split('\n').Any(line => line.StartsWith("-run-with", StringComparison.Ordinal) && line.Contains("user="));
+
+        private static (bool Answered, IReadOnlyList<GuestFileSystem> FileSystems, string? Failure) WaitForAgent(ToolProcess qemu, string agentSocket, string console, TimeSpan timeout, CancellationToken cancel)
         {
             var deadline = DateTime.UtcNow + timeout;
             while (!File.Exists(agentSocket))
             {
-                cancel.ThrowIfCancellationRequested();
-                if (qemu.WaitForExit(100))
+                if (qemu.WaitForExit(TimeSpan.FromMilliseconds(100), cancel))
                 {
-                    return (false, Array.Empty<GuestFileSystem>(), $"QEMU exited with code {qemu.ExitCode} before the guest booted.{ConsoleTail(console)}");
+                    string said = qemu.Result(TimeSpan.FromSeconds(5)).Message;
+                    return (false, Array.Empty<GuestFileSystem>(), $"QEMU exited with code {qemu.ExitCode} before the guest booted{(said.Length > 0 ? ": " + said : ".")}{ConsoleTail(console)}");
                 }
 
                 if (DateTime.UtcNow > deadline)
@@ -286,32 +304,49 @@ namespace VmQuiesce.Core.Restore
             }
         }
 
-        /// <summary>e2fsck -fn and the needs_recovery flag, on the disk as the guest left it (the overlay over the restored disk).</summary>
-        private static DiskCheck CheckFileSystem(string disk, string overlay, string folder, CancellationToken cancel)
+        /// <summary>
+        /// e2fsck -fn and the needs_recovery flag, on the disk as the guest left it (the overlay over the restored disk).
+        /// QEMU could write the overlay's header: it is read again, and converted only while it names just the disk.
+        /// </summary>
+        private static DiskCheck CheckFileSystem(BootDisk disk, string overlay, string folder, CancellationToken cancel)
         {
+            if (WhyOverlayChanged(disk, overlay, cancel) is string changed)
+            {
+                return new DiskCheck(disk.Path, DiskCheckStatus.Damaged, $"the guest's overlay was changed to name another file ({changed}); it was not read");
+            }
+
             string raw = Path.Combine(folder, Path.GetFileNameWithoutExtension(overlay) + ".raw");
-            RunTool(QemuImage.Tool, new[] { "convert", "-O", "raw", overlay, raw }, cancel);
+            RunQemuImg(new[] { "convert", "-f", DiskImageFormat.Qcow2, "-O", DiskImageFormat.Raw, overlay, raw }, cancel);
             try
             {
                 if (!HasExtSuperblock(raw))
                 {
-                    return new DiskCheck(disk, "NotChecked", "no ext2/3/4 file system at the start of the disk");
+                    return new DiskCheck(disk.Path, DiskCheckStatus.NotChecked, "no ext2/3/4 file system at the start of the disk");
                 }
 
-                ToolResult header = ExternalTool.Run("dumpe2fs", new[] { "-h", raw }, ToolTimeout, cancel);
+                ToolResult header = ToolProcess.Run(ToolCommand.For("dumpe2fs", new[] { "-h", raw }), cancel);
                 bool needsRecovery = header.StandardOutput.Split('\n').Any(line => line.StartsWith("Filesystem features:", StringComparison.Ordinal) && line.Contains("needs_recovery"));
-                ToolResult fsck = ExternalTool.Run("e2fsck", new[] { "-fn", raw }, ToolTimeout, cancel);
+                ToolResult fsck = ToolProcess.Run(ToolCommand.For("e2fsck", new[] { "-fn", raw }), cancel);
                 if (fsck.ExitCode != 0 || needsRecovery)
                 {
-                    return new DiskCheck(disk, "Damaged", needsRecovery ? "the journal needs replaying (needs_recovery)" : $"e2fsck -fn exit code {fsck.ExitCode}: {fsck.Message}");
+                    return new DiskCheck(disk.Path, DiskCheckStatus.Damaged, needsRecovery ? "the journal needs replaying (needs_recovery)" : $"e2fsck -fn exit code {fsck.ExitCode}: {GuestText(fsck.Message)}");
                 }
 
-                return new DiskCheck(disk, "Clean", "e2fsck -fn found no errors; journal clean");
+                return new DiskCheck(disk.Path, DiskCheckStatus.Clean, "e2fsck -fn found no errors; journal clean");
             }
             finally
             {
                 File.Delete(raw);
             }
+        }
+
+        /// <summary>Null while the overlay names exactly the restored disk, as its recorded format, and nothing else.</summary>
+        private static string? WhyOverlayChanged(BootDisk disk, string overlay, CancellationToken cancel)
+        {
+            ImageReferences names = QemuImage.References(overlay, DiskImageFormat.Qcow2, cancel);
+            return names.BackingFile == Path.GetFullPath(disk.Path) && names.BackingFormat == disk.Format && names.DataFile == null && names.Extent == null
+                ? null
+                : (new ImageReferences { DataFile = names.DataFile, Extent = names.Extent }.Describe() ?? $"its backing file is '{names.BackingFile}' ({names.BackingFormat})");
         }
 
         private static bool HasExtSuperblock(string raw)
@@ -326,28 +361,51 @@ namespace VmQuiesce.Core.Restore
             return file.ReadByte() == 0x53 && file.ReadByte() == 0xEF;
         }
 
-        private static void RunTool(string tool, IEnumerable<string> arguments, CancellationToken cancel)
+        private static void RunQemuImg(IEnumerable<string> arguments, CancellationToken cancel)
         {
-            ToolResult result = ExternalTool.Run(tool, arguments, ToolTimeout, cancel);
+            ToolResult result = QemuImage.Run(arguments, QemuImgTimeout, cancel);
             if (result.ExitCode != 0)
             {
-                throw new VmQuiesceException("BootCheckFailed", FailureKind.InvalidOperation, $"'{result.CommandLine}' failed with exit code {result.ExitCode}: {result.Message}", tool);
+                throw new VmQuiesceException("BootCheckFailed", FailureKind.InvalidOperation, $"'{result.CommandLine}' failed with exit code {result.ExitCode}: {result.Message}", result.CommandLine);
             }
         }
 
+        /// <summary>The guest's last console lines (from at most the file's last 8 KiB: the guest decides how much it writes).</summary>
         private static string ConsoleTail(string console)
         {
+            const int TailBytes = 8192;
             try
             {
                 using var stream = new FileStream(console, FileMode.Open, FileAccess.Read, FileShare.ReadWrite | FileShare.Delete);
-                string text = new StreamReader(stream).ReadToEnd();
+                stream.Position = Math.Max(0, stream.Length - TailBytes);
+                byte[] tail = new byte[TailBytes];
+                string text = Encoding.UTF8.GetString(tail, 0, stream.ReadFully(tail, TailBytes));
                 string[] lines = text.Split('\n').Where(line => line.Trim().Length > 0).ToArray();
-                return lines.Length == 0 ? string.Empty : " Last console lines: " + string.Join(" | ", lines.Skip(Math.Max(0, lines.Length - 5)).Select(line => line.Trim()));
+                return lines.Length == 0 ? string.Empty : " Last console lines: " + GuestText(string.Join(" | ", lines.Skip(Math.Max(0, lines.Length - 5)).Select(line => line.Trim())));
             }
             catch (IOException)
             {
                 return string.Empty;
             }
+        }
+
+        /// <summary>Text the guest wrote, with control characters shown as \xNN: no escape sequence of the guest's reaches a terminal.</summary>
+        private static string GuestText(string text)
+        {
+            var shown = new StringBuilder(text.Length);
+            foreach (char c in text)
+            {
+                if (char.IsControl(c))
+                {
+                    shown.Append("\\x").Append(((int)c).ToString("X2", CultureInfo.InvariantCulture));
+                }
+                else
+                {
+                    shown.Append(c);
+                }
+            }
+
+            return shown.ToString();
         }
 
         /// <summary>QEMU option values separate with commas: a comma inside a path is doubled.</summary>

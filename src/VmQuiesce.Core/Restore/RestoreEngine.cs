@@ -74,19 +74,16 @@ namespace VmQuiesce.Core.Restore
 
         private readonly BackupRepository _repository;
         private readonly RestoreEnvironment _environment;
-        private readonly Action<string>? _warn;
 
-        /// <param name="warn">Told, from the restoring thread, what a dead restore left that this one cleaned up.</param>
-        public RestoreEngine(BackupRepository repository, Action<string>? warn = null)
-            : this(repository, RestoreEnvironment.Real, warn)
+        public RestoreEngine(BackupRepository repository)
+            : this(repository, RestoreEnvironment.Real)
         {
         }
 
-        internal RestoreEngine(BackupRepository repository, RestoreEnvironment environment, Action<string>? warn = null)
+        internal RestoreEngine(BackupRepository repository, RestoreEnvironment environment)
         {
             _repository = repository;
             _environment = environment;
-            _warn = warn;
         }
 
         /// <summary>
@@ -138,9 +135,10 @@ namespace VmQuiesce.Core.Restore
             return plan;
         }
 
-        /// <summary>Runs a plan from <see cref="Plan"/>; <paramref name="progress"/> is called on the restoring thread.</summary>
-        public RestoreResult Run(RestorePlan plan, Action<RestoreProgress>? progress, CancellationToken cancel)
+        /// <summary>Runs a plan from <see cref="Plan"/>, reporting its progress to <paramref name="host"/>.</summary>
+        public RestoreResult Run(RestorePlan plan, IOperationHost? host, CancellationToken cancel)
         {
+            host ??= OperationHost.None;
             // The VM may have been started since the plan was made.
             Check(plan, cancel);
             var clock = Stopwatch.StartNew();
@@ -153,7 +151,7 @@ namespace VmQuiesce.Core.Restore
             RevertStatus revert;
             string Revert(IReadOnlyList<string> files, CancellationToken token)
             {
-                progress?.Invoke(new RestoreProgress("Reverting", plan.Point.Snapshot!.Name, bytesDone, bytesTotal, clock.Elapsed));
+                host.WriteProgress(new RestoreProgress(RestorePhase.Reverting, plan.Point.Snapshot!.Name, bytesDone, bytesTotal, clock.Elapsed));
                 return plan.Reverter!.Revert(plan.Point.Snapshot!, files, token);
             }
 
@@ -164,12 +162,12 @@ namespace VmQuiesce.Core.Restore
                     foreach (RestoreTarget target in plan.Targets)
                     {
                         TrustedFolder folder = OpenFolder(folders, plan, target);
-                        CleanLeftovers(folder, target.Path);
+                        CleanLeftovers(folder, target.Path, host);
                         long fileStart = bytesDone;
                         written.Add(Write(folder, reader, target, OwnerOnThisHost(plan.Point, target.File), done =>
                         {
                             bytesDone = fileStart + done;
-                            progress?.Invoke(new RestoreProgress("Writing", target.Path, bytesDone, bytesTotal, clock.Elapsed));
+                            host.WriteProgress(new RestoreProgress(RestorePhase.Writing, target.Path, bytesDone, bytesTotal, clock.Elapsed));
                         }, cancel));
                     }
 
@@ -191,7 +189,7 @@ namespace VmQuiesce.Core.Restore
                     }
 
                     cancel.ThrowIfCancellationRequested();
-                    progress?.Invoke(new RestoreProgress("Replacing", plan.Point.VmName, bytesDone, bytesTotal, clock.Elapsed));
+                    host.WriteProgress(new RestoreProgress(RestorePhase.Replacing, plan.Point.VmName, bytesDone, bytesTotal, clock.Elapsed));
                 }
                 catch (Exception failure)
                 {
@@ -452,7 +450,7 @@ namespace VmQuiesce.Core.Restore
         /// Removes what a killed restore of this target left: its temp files (unless a running restore still holds
         /// one: then this one stops) and an aside link that is the target itself. Each removal is reported.
         /// </summary>
-        private void CleanLeftovers(TrustedFolder folder, string target)
+        private static void CleanLeftovers(TrustedFolder folder, string target, IOperationHost host)
         {
             foreach (string temp in LeftoverTemps(target))
             {
@@ -483,7 +481,7 @@ namespace VmQuiesce.Core.Restore
 
                     long size = leftover.Length;
                     folder.Delete(name);
-                    _warn?.Invoke($"Removed '{temp}' ({ByteText(size)}), which a restore of '{target}' that was interrupted left behind.");
+                    host.WriteWarning($"Removed '{temp}' ({ByteText(size)}), which a restore of '{target}' that was interrupted left behind.");
                 }
             }
 
@@ -491,7 +489,7 @@ namespace VmQuiesce.Core.Restore
             if (folder.Stat(aside) is FileStatus extra && folder.Stat(Path.GetFileName(target)) is FileStatus current && extra.IsSameFile(current))
             {
                 folder.Delete(aside);
-                _warn?.Invoke($"Removed '{folder.Combine(aside)}', a second name for '{target}' that an interrupted restore left (the file itself is unchanged).");
+                host.WriteWarning($"Removed '{folder.Combine(aside)}', a second name for '{target}' that an interrupted restore left (the file itself is unchanged).");
             }
         }
 

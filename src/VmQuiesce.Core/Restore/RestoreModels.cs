@@ -90,15 +90,30 @@ namespace VmQuiesce.Core.Restore
         Skipped,
     }
 
+    /// <summary>The steps of a restore, in order (Reverting comes after Replacing for a hypervisor that reverts the VM itself).</summary>
+    public enum RestorePhase
+    {
+        /// <summary>Each file written from verified chunks to a temp name beside its target.</summary>
+        Writing,
+
+        /// <summary>The written files reverted to the snapshot the backup captured.</summary>
+        Reverting,
+
+        /// <summary>The targets replaced by the written files.</summary>
+        Replacing,
+    }
+
     /// <summary>Progress of a restore, reported from the restoring thread.</summary>
     public sealed class RestoreProgress : TransferProgress
     {
-        /// <param name="phase">"Writing", "Replacing", "Reverting".</param>
-        public RestoreProgress(string phase, string currentFile, long bytesDone, long bytesTotal, TimeSpan elapsed)
-            : base(phase, bytesDone, bytesTotal, elapsed)
+        public RestoreProgress(RestorePhase phase, string currentFile, long bytesDone, long bytesTotal, TimeSpan elapsed)
+            : base(phase.ToString(), bytesDone, bytesTotal, elapsed)
         {
+            Phase = phase;
             CurrentFile = currentFile;
         }
+
+        public RestorePhase Phase { get; }
 
         public string CurrentFile { get; }
     }
@@ -139,7 +154,8 @@ namespace VmQuiesce.Core.Restore
     /// <summary>What Restore-VmSnapshot did.</summary>
     public sealed class RestoreResult
     {
-        public RestoreResult(RestorePoint point, string? destination, IReadOnlyList<RestoredFile> files, TimeSpan duration, RevertStatus revert, string revertDetail)
+        public RestoreResult(RestorePoint point, string? destination, IReadOnlyList<RestoredFile> files, TimeSpan duration, RevertStatus revert, string revertDetail,
+            BootCheckResult? verification = null)
         {
             RestorePoint = point;
             Destination = destination;
@@ -147,6 +163,7 @@ namespace VmQuiesce.Core.Restore
             Duration = duration;
             Revert = revert;
             RevertDetail = revertDetail;
+            Verification = verification;
         }
 
         public RestorePoint RestorePoint { get; }
@@ -155,7 +172,7 @@ namespace VmQuiesce.Core.Restore
 
         public string RestorePointId => RestorePoint.Id;
 
-        public Sources.Consistency Consistency => RestorePoint.Consistency;
+        public Consistency Consistency => RestorePoint.Consistency;
 
         /// <summary>The folder restored into, or null when the files went back to their original paths.</summary>
         public string? Destination { get; }
@@ -183,6 +200,10 @@ namespace VmQuiesce.Core.Restore
         public string RevertDetail { get; }
 
         /// <summary>The boot check of -Verify, or null when it was not asked for.</summary>
-        public BootCheckResult? Verification { get; internal set; }
+        public BootCheckResult? Verification { get; }
+
+        /// <summary>The same restore with the boot check of the restored disks (-Verify).</summary>
+        public RestoreResult WithVerification(BootCheckResult verification) =>
+            new RestoreResult(RestorePoint, Destination, Files, Duration, Revert, RevertDetail, verification);
     }
 }

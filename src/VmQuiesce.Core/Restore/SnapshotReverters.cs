@@ -78,8 +78,7 @@ namespace VmQuiesce.Core.Restore
             var reverted = new List<string>();
             foreach (string file in restoredFiles)
             {
-                var (format, snapshots) = QemuImage.Info(file, forceShare: false, cancel);
-                if (format == "qcow2" && snapshots.Any(candidate => candidate.Name == snapshot.Name))
+                if (QemuImage.Snapshots(file, forceShare: false, cancel).Any(candidate => candidate.Name == snapshot.Name))
                 {
                     QemuImage.ApplySnapshot(file, snapshot.Name, cancel);
                     reverted.Add(file);

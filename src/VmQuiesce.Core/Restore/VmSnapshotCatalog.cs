@@ -1,8 +1,5 @@
-using System;
 using System.Collections.Generic;
-using System.Linq;
 using System.Threading;
-using VmQuiesce.Core.Json;
 using VmQuiesce.Core.Sources;
 using VmQuiesce.Core.Sources.Qemu;
 
@@ -11,41 +8,23 @@ namespace VmQuiesce.Core.Restore
     /// <summary>Lists the snapshots a restore can revert to: of a running VM, or of a disk image offline.</summary>
     public static class VmSnapshotCatalog
     {
-        /// <summary>The internal snapshots of a disk image (qemu-img info -U: also while a VM runs from it).</summary>
+        /// <summary>The internal snapshots of a qcow2 disk image (qemu-img info -U: also while a VM runs from it); none for other images.</summary>
         public static IReadOnlyList<VmSnapshot> ForImage(string imagePath, CancellationToken cancel) =>
-            QemuImage.Info(imagePath, forceShare: true, cancel).Snapshots;
+            QemuImage.Snapshots(imagePath, forceShare: true, cancel);
 
         /// <summary>The snapshots of a VM target from Get-BackupVm, asked from the running hypervisor.</summary>
         public static IReadOnlyList<VmSnapshot> ForVm(BackupVm vm, CancellationToken cancel)
         {
-            if (vm.Kind != QemuSource.SourceKind)
+            if (vm is ISnapshotListable listable)
             {
-                throw new VmQuiesceException("SnapshotListingNotSupported", FailureKind.NotSupported,
-                    $"Listing the snapshots of VM '{vm.Name}' of kind '{vm.Kind}' is not supported yet; this VmQuiesce lists QEMU VMs and qcow2 images.", vm)
-                {
-                    Remedy = "Give the VM's disk image with -Path, or use the hypervisor's own tool.",
-                };
+                return listable.ListSnapshots(cancel);
             }
 
-            QemuSourceOptions options = QemuDiscovery.OptionsFor(vm);
-            using QmpClient qmp = QmpClient.Connect(options.QmpSocket, options.QmpTimeout, cancel);
-            var snapshots = new List<VmSnapshot>();
-            foreach (JsonObject device in qmp.ExecuteArray("query-block", cancel: cancel).OfType<JsonObject>())
+            throw new VmQuiesceException("SnapshotListingNotSupported", FailureKind.NotSupported,
+                $"Listing the snapshots of VM '{vm.Name}' of kind '{vm.Kind}' is not supported yet; this VmQuiesce lists QEMU VMs and qcow2 images.", vm)
             {
-                JsonObject? image = device.GetOptionalObject("inserted")?.GetOptionalObject("image");
-                if (image == null)
-                {
-                    continue;
-                }
-
-                string disk = device.GetOptionalString("device") is string name && name.Length > 0 ? name : device.GetOptionalString("qdev") ?? image.GetString("filename");
-                foreach (JsonObject snapshot in (image.GetOptionalArray("snapshots") ?? new JsonArray()).OfType<JsonObject>())
-                {
-                    snapshots.Add(VmSnapshot.FromQemuJson(vm.Name, disk, snapshot));
-                }
-            }
-
-            return snapshots;
+                Remedy = "Give the VM's disk image with -Path, or use the hypervisor's own tool.",
+            };
         }
     }
 }

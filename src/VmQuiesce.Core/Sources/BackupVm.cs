@@ -1,39 +1,41 @@
-using System;
 using System.Collections.Generic;
 
 namespace VmQuiesce.Core.Sources
 {
     /// <summary>
-    /// A VM target as Get-BackupVm finds it: what the user sees (name, kind, where it lives) plus how to
-    /// open its backup source. Backup, readiness and snapshot cmdlets take it from the pipeline.
+    /// A VM target as Get-BackupVm finds it: what the user sees (name, kind, where it lives) and how to open its
+    /// backup source. Each hypervisor has its own type with typed connection details (QemuVm, VmwareVm, HyperVVm,
+    /// PlainImageVm); what a target can do besides a backup is a capability interface it implements
+    /// (<see cref="IReadinessCheckable"/>, <see cref="ISnapshotListable"/>, WindowsVss.IHostVssTarget), which
+    /// callers ask for with 'is', never by kind. Backup, readiness and snapshot cmdlets take it from the pipeline.
     /// </summary>
-    public sealed class BackupVm
+    public abstract class BackupVm
     {
-        private readonly Func<SourceMessages, IBackupSource> _openSource;
-
-        public BackupVm(string name, string kind, string location, IReadOnlyDictionary<string, string> details, Func<SourceMessages, IBackupSource> openSource)
+        protected BackupVm(string name, string location)
         {
             Name = name;
-            Kind = kind;
             Location = location;
-            Details = details;
-            _openSource = openSource;
         }
 
         public string Name { get; }
 
-        /// <summary>"Qemu", "VMware", "HostVss".</summary>
-        public string Kind { get; }
+        /// <summary>What users see and restore points record as the source: "Qemu", "VMware", "HyperV", "Files".</summary>
+        public abstract string Kind { get; }
 
-        /// <summary>Where the VM is reached: a QMP socket, a .vmx path.</summary>
+        /// <summary>Where the VM is reached: a QMP socket, a .vmx path, a configuration file, a folder of images.</summary>
         public string Location { get; }
 
-        /// <summary>Connection details shown to the user (never secrets), e.g. QmpSocket, AgentSocket.</summary>
-        public IReadOnlyDictionary<string, string> Details { get; }
+        /// <summary>The connection details in words, for display (never secrets), e.g. QmpSocket, AgentSocket.</summary>
+        public IReadOnlyDictionary<string, string> Details => Describe();
 
-        /// <summary>A source for one backup, reporting its warnings and verbose lines to <paramref name="messages"/>.</summary>
-        public IBackupSource OpenSource(SourceMessages? messages = null) => _openSource(messages ?? SourceMessages.None);
+        /// <summary>A source for one backup, reporting its warnings and verbose lines to <paramref name="host"/>.</summary>
+        public IBackupSource OpenSource(IOperationHost? host = null) => CreateSource(host ?? OperationHost.None);
 
         public override string ToString() => Name;
+
+        protected abstract IBackupSource CreateSource(IOperationHost host);
+
+        /// <summary>The typed details as name/value pairs, leaving out those that are not set.</summary>
+        protected abstract IReadOnlyDictionary<string, string> Describe();
     }
 }

@@ -17,13 +17,13 @@ namespace VmQuiesce.Core.Sources
         string VmName { get; }
 
         /// <summary>
-        /// Snapshots, overlays or freezes left behind by an earlier failed run; a backup refuses to start
-        /// while any exist and names them.
+        /// Snapshots, overlays or freezes left behind by an earlier failed run, each with what to run to release it.
         /// </summary>
         IReadOnlyList<string> FindLeftovers(CancellationToken cancel);
 
         /// <summary>
-        /// Quiesces the guest, makes the VM's files stable, releases the guest and returns the stable view.
+        /// Quiesces the guest, makes the VM's files stable, releases the guest and returns the stable view. Before it
+        /// touches the VM it refuses while <see cref="FindLeftovers"/> names anything (<see cref="Leftovers.Refuse"/>).
         /// Throws <see cref="VmQuiesceException"/> when the reached consistency is below what the options accept.
         /// </summary>
         IConsistentView OpenConsistentView(QuiesceOptions options, CancellationToken cancel);
@@ -66,24 +66,12 @@ namespace VmQuiesce.Core.Sources
 
         /// <summary>Where the file lives on the VM's host: the default restore location.</summary>
         public string OriginalPath { get; }
-    }
 
-    /// <summary>The snapshot captured with the backup, kept for the revert step of a restore.</summary>
-    public sealed class CapturedSnapshot
-    {
-        public CapturedSnapshot(string name, string? id, string kind)
-        {
-            Name = name;
-            Id = id;
-            Kind = kind;
-        }
-
-        public string Name { get; }
-
-        public string? Id { get; }
-
-        /// <summary>"QemuInternal", "VMware", ...: tells the restore how to revert.</summary>
-        public string Kind { get; }
+        /// <summary>
+        /// The disk image format ("raw", "qcow2", "vmdk": QEMU's names) when the source knows it for certain,
+        /// from the hypervisor rather than the file's own bytes (which a guest may control); null otherwise.
+        /// </summary>
+        public string? Format { get; init; }
     }
 
     /// <summary>What the caller accepts and how long the guest may stay frozen.</summary>
@@ -110,60 +98,5 @@ namespace VmQuiesce.Core.Sources
 
         /// <summary>Keep the captured snapshot after the backup instead of releasing it in Complete (-KeepSnapshot).</summary>
         public bool KeepSnapshot { get; init; }
-    }
-
-    /// <summary>What the quiesce step did: stamped on the restore point.</summary>
-    public sealed class QuiesceRecord
-    {
-        /// <param name="frozenMeasure">How <paramref name="frozenMilliseconds"/> was measured, one of the <see cref="FrozenMeasure"/> names; null for the method's usual measure.</param>
-        public QuiesceRecord(Consistency reached, IReadOnlyList<string> frozen, double frozenMilliseconds, string method, string? frozenMeasure = null)
-        {
-            Reached = reached;
-            Frozen = frozen;
-            FrozenMilliseconds = frozenMilliseconds;
-            Method = method;
-            FrozenMeasure = frozenMeasure ?? Sources.FrozenMeasure.UsualFor(method);
-        }
-
-        public Consistency Reached { get; }
-
-        /// <summary>File systems or writers that were quiesced.</summary>
-        public IReadOnlyList<string> Frozen { get; }
-
-        /// <summary>How long the guest was quiesced, measured as <see cref="FrozenMeasure"/> says. None: 0.</summary>
-        public double FrozenMilliseconds { get; }
-
-        /// <summary>How <see cref="FrozenMilliseconds"/> was measured: one of the <see cref="Sources.FrozenMeasure"/> names.</summary>
-        public string FrozenMeasure { get; }
-
-        /// <summary>"GuestAgent", "HostVss", "None".</summary>
-        public string Method { get; }
-    }
-
-    /// <summary>The ways a frozen window is measured, as restore points record them.</summary>
-    public static class FrozenMeasure
-    {
-        /// <summary>GuestAgent: from the freeze command returning to the thaw command returning.</summary>
-        public const string FreezeToThaw = "FreezeToThaw";
-
-        /// <summary>HostVss: from the VM writer entering FREEZE to leaving THAW, by VSS's diagnostic records.</summary>
-        public const string VssWriterEvents = "VssWriterEvents";
-
-        /// <summary>HostVss without a VM writer: from the volumes' writes being flushed and held to their release, by VSS's diagnostic records.</summary>
-        public const string VssHoldWritesEvents = "VssHoldWritesEvents";
-
-        /// <summary>HostVss when VSS's records could not tell: DoSnapshotSet's duration, an upper bound.</summary>
-        public const string DoSnapshotSetDuration = "DoSnapshotSetDuration";
-
-        /// <summary>Nothing was frozen.</summary>
-        public const string None = "None";
-
-        /// <summary>The measure of restore points written before the measure was recorded.</summary>
-        internal static string UsualFor(string method) => method switch
-        {
-            "GuestAgent" => FreezeToThaw,
-            WindowsVss.HostVssSource.MethodName => DoSnapshotSetDuration,
-            _ => None,
-        };
     }
 }

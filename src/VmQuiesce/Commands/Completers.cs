@@ -144,6 +144,7 @@ namespace VmQuiesce.Commands
             return folders.Where(Directory.Exists)
                 .SelectMany(folder => Directory.EnumerateFiles(folder, "*.service"))
                 .Select(Path.GetFileName)
+                .OfType<string>()
                 .Where(name => !name.Contains("@"))
                 .ToList();
         }

@@ -133,7 +133,7 @@ namespace VmQuiesce.Commands
             if (_vmrun == null)
             {
                 NetworkCredential? credential = Credential == null ? null : new NetworkCredential(Credential.UserName, Credential.Password);
-                _vmrun = VmwareTargets.Connect(VmrunPath == null ? null : GetUnresolvedProviderPathFromPSPath(VmrunPath), HostType, VmrunHost, credential);
+                _vmrun = VmwareTargets.Connect(VmrunPath == null ? null : ResolveFileSystemPath(VmrunPath, nameof(VmrunPath)), HostType, VmrunHost, credential);
                 WriteVerbose($"vmrun: '{_vmrun.VmrunPath}' (-T {HostType}{(_vmrun.ServerUrl == null ? string.Empty : ", host " + _vmrun.ServerUrl)}).");
                 if (credential != null)
                 {
@@ -165,7 +165,7 @@ namespace VmQuiesce.Commands
             // A VM that cannot be read is this item's failure; the other pipeline items go on.
             try
             {
-                WriteObject(VmwareTargets.CreateBackupVm(vmrun, GetUnresolvedProviderPathFromPSPath(VmxPath), DatastorePath, Name, RemoveSnapshot, Force));
+                WriteObject(VmwareTargets.CreateBackupVm(vmrun, ResolveFileSystemPath(VmxPath, nameof(VmxPath)), DatastorePath, Name, RemoveSnapshot, Force));
             }
             catch (VmQuiesceException e)
             {
@@ -261,8 +261,8 @@ namespace VmQuiesce.Commands
 
         private void WriteQmpSocketVm()
         {
-            string qmp = ResolveSocket(QmpSocket, "QmpSocketNotFound", "QMP socket");
-            string? agent = AgentSocket == null ? null : ResolveSocket(AgentSocket, "AgentSocketNotFound", "guest agent socket");
+            string qmp = ResolveSocket(QmpSocket, nameof(QmpSocket), "QmpSocketNotFound", "QMP socket");
+            string? agent = AgentSocket == null ? null : ResolveSocket(AgentSocket, nameof(AgentSocket), "AgentSocketNotFound", "guest agent socket");
             if (qmp.Length == 0 || agent?.Length == 0)
             {
                 return;
@@ -285,7 +285,7 @@ namespace VmQuiesce.Commands
                 }
             }
 
-            WriteObject(QemuDiscovery.CreateBackupVm(name, qmp, agent));
+            WriteObject(new QemuVm(name, qmp, agent));
         }
 
         private void WriteDiscoveredVms()
@@ -306,7 +306,7 @@ namespace VmQuiesce.Commands
             foreach (QemuProcess process in matches)
             {
                 WriteVerbose($"QEMU process {process.ProcessId}: VM '{process.Name}', QMP '{process.QmpSocket}', agent '{process.AgentSocket ?? "(none)"}'.");
-                WriteObject(QemuDiscovery.CreateBackupVm(process.Name, process.QmpSocket, process.AgentSocket, process.ProcessId));
+                WriteObject(new QemuVm(process.Name, process.QmpSocket, process.AgentSocket, process.ProcessId));
             }
 
             if (matches.Count == 0 && Name != null && !WildcardPattern.ContainsWildcardCharacters(Name))
@@ -317,14 +317,14 @@ namespace VmQuiesce.Commands
         }
 
         /// <summary>A unix socket path made absolute and checked to exist; tcp addresses pass as they are. "" after a written error.</summary>
-        private string ResolveSocket(string address, string errorId, string what)
+        private string ResolveSocket(string address, string parameterName, string errorId, string what)
         {
             if (address.StartsWith("tcp:", StringComparison.Ordinal))
             {
                 return address;
             }
 
-            string path = GetUnresolvedProviderPathFromPSPath(address.StartsWith("unix:", StringComparison.Ordinal) ? address.Substring(5) : address);
+            string path = ResolveFileSystemPath(address.StartsWith("unix:", StringComparison.Ordinal) ? address.Substring(5) : address, parameterName);
             if (!File.Exists(path))
             {
                 WriteFailure(new VmQuiesceException(errorId, FailureKind.ObjectNotFound,

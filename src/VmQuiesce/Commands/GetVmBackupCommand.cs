@@ -36,7 +36,7 @@ namespace VmQuiesce.Commands
             BackupRepository repository;
             try
             {
-                repository = BackupRepository.Open(GetUnresolvedProviderPathFromPSPath(Repository));
+                repository = BackupRepository.Open(ResolveFileSystemPath(Repository, nameof(Repository)));
             }
             catch (VmQuiesceException e)
             {

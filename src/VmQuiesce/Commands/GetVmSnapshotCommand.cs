@@ -45,7 +45,7 @@ namespace VmQuiesce.Commands
 
             foreach (string path in Path)
             {
-                string full = ResolvePath(path)!;
+                string full = ResolveFileSystemPath(path, nameof(Path));
                 if (!File.Exists(full))
                 {
                     WriteFailure(new VmQuiesceException("ImageNotFound", FailureKind.ObjectNotFound, $"The disk image '{full}' does not exist.", path));

@@ -33,7 +33,7 @@ namespace VmQuiesce.Commands
             IReadOnlyList<VssWriterInfo> writers;
             try
             {
-                writers = HostVssSource.GetWriters(WriteWarning, WriteVerbose, CancelToken);
+                writers = HostVssSource.GetWriters(CreateHost(), CancelToken);
             }
             catch (VmQuiesceException failure)
             {

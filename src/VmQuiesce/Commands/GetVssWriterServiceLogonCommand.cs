@@ -33,8 +33,8 @@ namespace VmQuiesce.Commands
         {
             try
             {
-                ServiceLogonManager manager = ServiceLogonSupport.CreateManager(ResolvePath(UnitDirectory), null);
-                WriteObject(manager.Get(ServiceName, Array.ConvertAll(VmFolder, f => ResolvePath(f)!), WriteFailure));
+                ServiceLogonManager manager = ServiceLogonSupport.CreateManager(UnitDirectory == null ? null : ResolveFileSystemPath(UnitDirectory, nameof(UnitDirectory)), null);
+                WriteObject(manager.Get(ServiceName, Array.ConvertAll(VmFolder, folder => ResolveFileSystemPath(folder, nameof(VmFolder))), WriteFailure));
             }
             catch (VmQuiesceException failure)
             {

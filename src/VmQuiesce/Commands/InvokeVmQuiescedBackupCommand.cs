@@ -1,5 +1,4 @@
 using System;
-using System.Collections.Concurrent;
 using System.Collections.Generic;
 using System.Collections.ObjectModel;
 using System.Linq;
@@ -17,7 +16,7 @@ namespace VmQuiesce.Commands
     /// <summary>
     /// Backs VMs up into a repository: quiesce, snapshot, thaw, copy, one restore point per VM. VMs run
     /// in parallel on worker threads; everything that touches the pipeline (output, errors, progress,
-    /// the hook script blocks) runs on the pipeline thread, which pumps a message queue.
+    /// the hook script blocks) runs on the pipeline thread, through the base class's pump.
     /// </summary>
     [Cmdlet(VerbsLifecycle.Invoke, "VmQuiescedBackup", SupportsShouldProcess = true, ConfirmImpact = ConfirmImpact.Low)]
     [OutputType(typeof(RestorePoint))]
@@ -25,6 +24,7 @@ namespace VmQuiesce.Commands
     {
         private readonly List<BackupVm> _vms = new List<BackupVm>();
         private int _published;
+        private string _repositoryPath = string.Empty;
 
         [Parameter(Mandatory = true, Position = 0, ValueFromPipeline = true)]
         [ValidateNotNullOrEmpty]
@@ -100,6 +100,9 @@ namespace VmQuiesce.Commands
             {
                 ThrowInvalidArgument("VssBackupTypeNeedsHostVss", "-VssBackupType applies to -Method HostVss only; the other methods do not truncate application logs.", VssBackupType);
             }
+
+            // Before any VM is looked at: a path of another provider must not become a repository folder.
+            _repositoryPath = ResolveFileSystemPath(Repository, nameof(Repository));
         }
 
         protected override void ProcessRecord()
@@ -129,7 +132,7 @@ namespace VmQuiesce.Commands
             BackupRepository repository;
             try
             {
-                repository = BackupRepository.OpenOrCreate(GetUnresolvedProviderPathFromPSPath(Repository), ChunkSize);
+                repository = BackupRepository.OpenOrCreate(_repositoryPath, ChunkSize);
                 if (MyInvocation.BoundParameters.ContainsKey(nameof(ChunkSize)) && repository.ChunkSize != ChunkSize)
                 {
                     throw new VmQuiesceException("RepositoryChunkSizeDiffers", FailureKind.InvalidArgument,
@@ -145,37 +148,22 @@ namespace VmQuiesce.Commands
                 return;
             }
 
-            var messages = new BlockingCollection<Action>();
-            var engine = new BackupEngine(repository, text => messages.Add(() => WriteWarning(text)));
+            var engine = new BackupEngine(repository);
             var overall = new OverallProgress(_vms.Count);
             using var slots = new SemaphoreSlim(ThrottleLimit);
-            var runs = _vms.Select((vm, index) => Task.Run(() =>
+            var hosts = _vms.Select((vm, index) => CreateHost(report => WriteVmProgress(index + 1, (BackupProgress)report, overall))).ToList();
+            Pump(() => Task.WhenAll(_vms.Select((vm, index) => Task.Run(() =>
             {
                 slots.Wait(CancelToken);
                 try
                 {
-                    BackUp(engine, vm, index, messages, overall);
+                    BackUp(engine, vm, index + 1, hosts[index]);
                 }
                 finally
                 {
                     slots.Release();
                 }
-            })).ToArray();
-            Task.WhenAll(runs).ContinueWith(_ => messages.CompleteAdding(), TaskScheduler.Default);
-
-            // The pipeline thread: write whatever the workers post until every VM is done. After Ctrl+C the
-            // writes throw PipelineStoppedException; keep draining so each VM finishes its cleanup.
-            foreach (Action message in messages.GetConsumingEnumerable())
-            {
-                try
-                {
-                    message();
-                }
-                catch (PipelineStoppedException)
-                {
-                }
-            }
-
+            }))));
             WriteProgress(new ProgressRecord(0, "Backing up VMs", "Done") { RecordType = ProgressRecordType.Completed });
             if (_published == 0 && repository.RemoveIfUnused())
             {
@@ -183,28 +171,25 @@ namespace VmQuiesce.Commands
             }
         }
 
-        private void BackUp(BackupEngine engine, BackupVm vm, int index, BlockingCollection<Action> messages, OverallProgress overall)
+        /// <summary>One VM, on a worker thread: everything it has to say goes through the pump.</summary>
+        private void BackUp(BackupEngine engine, BackupVm vm, int activity, IOperationHost host)
         {
-            int activity = index + 1;
             try
             {
                 BackupVm target = Method == BackupMethod.HostVss ? HostVssSource.ForVm(vm, VssBackupType) : vm;
-                IBackupSource source = target.OpenSource(new SourceMessages(
-                    text => messages.Add(() => WriteWarning(text)),
-                    text => messages.Add(() => WriteVerbose(text))));
+                IBackupSource source = target.OpenSource(host);
                 var options = new QuiesceOptions
                 {
                     Required = Consistency,
                     AllowLower = AllowLowerConsistency,
                     FreezeTimeout = FreezeTimeout,
                     KeepSnapshot = KeepSnapshot,
-                    PreFreeze = PreFreezeScript == null ? null : cancel => RunHook(messages, PreFreezeScript, vm, "PreFreezeScriptFailed", "-PreFreezeScript", cancel),
-                    PostThaw = PostThawScript == null ? null : cancel => RunHook(messages, PostThawScript, vm, "PostThawScriptFailed", "-PostThawScript", cancel),
+                    PreFreeze = PreFreezeScript == null ? null : cancel => RunHook(PreFreezeScript, vm, "PreFreezeScriptFailed", "-PreFreezeScript", cancel),
+                    PostThaw = PostThawScript == null ? null : cancel => RunHook(PostThawScript, vm, "PostThawScriptFailed", "-PostThawScript", cancel),
                 };
-                var progress = new Progress(report => messages.Add(() => WriteVmProgress(activity, report, overall)));
-                BackupOutcome outcome = engine.Run(source, options, progress, CancelToken);
+                BackupOutcome outcome = engine.Run(source, options, host, CancelToken);
                 Interlocked.Increment(ref _published);
-                messages.Add(() =>
+                Post(() =>
                 {
                     WriteProgress(new ProgressRecord(activity, $"Backing up {vm.Name}", "Done") { ParentActivityId = 0, RecordType = ProgressRecordType.Completed });
                     WriteObject(outcome.RestorePoint);
@@ -220,12 +205,12 @@ namespace VmQuiesce.Commands
             }
             catch (VmQuiesceException e)
             {
-                messages.Add(() => WriteError(ErrorRecordWithTarget(e, vm)));
+                Post(() => WriteError(ErrorRecordWithTarget(e, vm)));
             }
             catch (Exception e) when (!(e is OutOfMemoryException))
             {
                 var failure = new VmQuiesceException("BackupFailed", FailureKind.InvalidOperation, $"The backup of VM '{vm.Name}' failed: {e.Message}", vm, e);
-                messages.Add(() => WriteFailure(failure));
+                Post(() => WriteFailure(failure));
             }
         }
 
@@ -242,28 +227,21 @@ namespace VmQuiesce.Commands
         }
 
         /// <summary>Runs a hook on the pipeline thread (script blocks belong to its runspace) and waits for it.</summary>
-        private void RunHook(BlockingCollection<Action> messages, ScriptBlock script, BackupVm vm, string errorId, string parameter, CancellationToken cancel)
+        private void RunHook(ScriptBlock script, BackupVm vm, string errorId, string parameter, CancellationToken cancel)
         {
-            var done = new TaskCompletionSource<Exception?>();
-            messages.Add(() =>
+            Exception? failed = Ask(() =>
             {
                 try
                 {
                     script.InvokeWithContext(null, new List<PSVariable> { new PSVariable("_", vm) }, vm);
-                    done.SetResult(null);
+                    return null;
                 }
                 catch (Exception e) when (!(e is PipelineStoppedException))
                 {
-                    done.SetResult(e);
+                    return e;
                 }
-                catch (PipelineStoppedException e)
-                {
-                    done.SetResult(e);
-                    throw;
-                }
-            });
-            done.Task.Wait(cancel);
-            if (done.Task.Result is Exception failure)
+            }, cancel);
+            if (failed is Exception failure)
             {
                 throw new VmQuiesceException(errorId, FailureKind.InvalidOperation, $"{parameter} failed for VM '{vm.Name}': {failure.Message}", vm, failure);
             }
@@ -271,9 +249,9 @@ namespace VmQuiesce.Commands
 
         private void WriteVmProgress(int activity, BackupProgress report, OverallProgress overall)
         {
-            BackupProgress sum = overall.Update(activity, report);
-            WriteProgress(ShowTransfer(new ProgressRecord(0, "Backing up VMs", sum.Phase), sum));
-            WriteProgress(ShowTransfer(new ProgressRecord(activity, $"Backing up {report.VmName}", report.Phase) { ParentActivityId = 0 }, report));
+            TransferProgress sum = overall.Update(activity, report);
+            WriteProgress(ShowTransfer(new ProgressRecord(0, "Backing up VMs", sum.Status), sum));
+            WriteProgress(ShowTransfer(new ProgressRecord(activity, $"Backing up {report.VmName}", report.Status) { ParentActivityId = 0 }, report));
         }
 
         /// <summary>Adds up the VMs' progress for the overall bar (pipeline thread only).</summary>
@@ -285,26 +263,15 @@ namespace VmQuiesce.Commands
 
             public OverallProgress(int vms) => _vms = vms;
 
-            public BackupProgress Update(int activity, BackupProgress report)
+            public TransferProgress Update(int activity, BackupProgress report)
             {
                 _latest[activity] = report;
-                return new BackupProgress(
-                    $"{_vms} VMs",
-                    $"{_latest.Values.Count(item => item.Phase == "Done")} of {_vms} done",
+                return new TransferProgress(
+                    $"{_latest.Values.Count(item => item.Phase == BackupPhase.Done)} of {_vms} done",
                     _latest.Values.Sum(item => item.BytesDone),
                     _latest.Values.Sum(item => item.BytesTotal),
                     DateTime.UtcNow - _start);
             }
-        }
-
-        /// <summary>IProgress without a SynchronizationContext: reports go straight to the message queue.</summary>
-        private sealed class Progress : IProgress<BackupProgress>
-        {
-            private readonly Action<BackupProgress> _report;
-
-            public Progress(Action<BackupProgress> report) => _report = report;
-
-            public void Report(BackupProgress value) => _report(value);
         }
     }
 }

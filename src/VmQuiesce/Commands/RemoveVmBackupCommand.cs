@@ -66,7 +66,7 @@ namespace VmQuiesce.Commands
 
         protected override void ProcessRecord()
         {
-            string path = GetUnresolvedProviderPathFromPSPath(Repository);
+            string path = ResolveFileSystemPath(Repository, nameof(Repository));
             if (ParameterSetName == ByPolicySet)
             {
                 var policy = new RetentionPolicy { KeepLast = KeepLast, KeepDaily = KeepDaily, KeepWeekly = KeepWeekly, KeepMonthly = KeepMonthly };

@@ -1,9 +1,6 @@
 using System;
-using System.Collections.Concurrent;
 using System.Linq;
 using System.Management.Automation;
-using System.Threading;
-using System.Threading.Tasks;
 using VmQuiesce.Core;
 using VmQuiesce.Core.Repository;
 using VmQuiesce.Core.Restore;
@@ -21,7 +18,6 @@ namespace VmQuiesce.Commands
         public const string ByRestorePointSet = "RestorePoint";
         public const string ByIdSet = "Id";
 
-        private readonly ConcurrentQueue<string> _warnings = new ConcurrentQueue<string>();
         private int _progressId;
 
         /// <summary>A restore point from Get-VmBackup.</summary>
@@ -63,13 +59,14 @@ namespace VmQuiesce.Commands
 
         protected override void ProcessRecord()
         {
+            string? destination = Destination == null ? null : ResolveFileSystemPath(Destination, nameof(Destination));
             BackupRepository repository;
             RestorePoint point;
             try
             {
                 if (ParameterSetName == ByIdSet)
                 {
-                    repository = BackupRepository.Open(ResolvePath(Repository)!);
+                    repository = BackupRepository.Open(ResolveFileSystemPath(Repository, nameof(Repository)));
                     point = repository.GetRestorePoint(Id);
                 }
                 else
@@ -88,7 +85,7 @@ namespace VmQuiesce.Commands
             {
                 // Shared: a restore may run beside backups, never beside a prune that removes chunks.
                 using RepositoryLock shared = repository.LockForReading("Restore-VmSnapshot", WriteWarning);
-                Restore(new RestoreEngine(repository, _warnings.Enqueue), point);
+                Restore(new RestoreEngine(repository), point, destination);
             }
             catch (VmQuiesceException e)
             {
@@ -96,11 +93,11 @@ namespace VmQuiesce.Commands
             }
         }
 
-        private void Restore(RestoreEngine engine, RestorePoint point)
+        private void Restore(RestoreEngine engine, RestorePoint point, string? destination)
         {
             var request = new RestoreRequest(point)
             {
-                Destination = ResolvePath(Destination),
+                Destination = destination,
                 Force = Force,
                 SkipRevert = SkipRevert,
             };
@@ -127,23 +124,11 @@ namespace VmQuiesce.Commands
             }
 
             var progress = new ProgressRecord(++_progressId, $"Restoring {point.VmName} {point.Id}", "Starting");
-            RestoreProgress? latest = null;
-            Task<RestoreResult> running = Task.Run(() => engine.Run(plan, report => Volatile.Write(ref latest, report), CancelToken));
-            while (!((IAsyncResult)running).AsyncWaitHandle.WaitOne(250))
-            {
-                WriteQueuedWarnings();
-                if (Volatile.Read(ref latest) is RestoreProgress report && !CancelToken.IsCancellationRequested)
-                {
-                    WriteRestoreProgress(progress, report);
-                }
-            }
-
-            WriteQueuedWarnings();
-
+            IOperationHost host = CreateHost(report => WriteRestoreProgress(progress, (RestoreProgress)report));
             RestoreResult result;
             try
             {
-                result = running.GetAwaiter().GetResult();
+                result = RunPumped(() => engine.Run(plan, host, CancelToken));
             }
             catch (OperationCanceledException) when (CancelToken.IsCancellationRequested)
             {
@@ -163,7 +148,8 @@ namespace VmQuiesce.Commands
             if (Verify)
             {
                 WriteProgress(new ProgressRecord(progress.ActivityId, progress.Activity, "Booting the restored disks on throwaway overlays"));
-                result.Verification = BootCheck.Run(result.Files.Select(file => file.Path).ToList(), BootOption ?? new BootCheckOptions(), CancelToken);
+                RestoreResult restored = result;
+                result = result.WithVerification(RunPumped(() => BootCheck.Run(restored, BootOption ?? new BootCheckOptions(), CancelToken)));
                 WriteProgress(new ProgressRecord(progress.ActivityId, progress.Activity, "Done") { RecordType = ProgressRecordType.Completed });
             }
 
@@ -175,15 +161,6 @@ namespace VmQuiesce.Commands
                 {
                     Remedy = "Look at the result's Verification property; restore an older restore point, or boot the VM and repair its file systems.",
                 });
-            }
-        }
-
-        /// <summary>The engine's warnings (leftovers of interrupted restores it cleaned), written on the pipeline thread.</summary>
-        private void WriteQueuedWarnings()
-        {
-            while (_warnings.TryDequeue(out string? warning))
-            {
-                WriteWarning(warning);
             }
         }
 

@@ -48,11 +48,13 @@ namespace VmQuiesce.Commands
                 ServiceName = ServiceName,
                 Password = Credential.Password,
                 Group = Group,
-                VmFolders = Array.ConvertAll(VmFolder, f => ResolvePath(f)!),
+                VmFolders = Array.ConvertAll(VmFolder, folder => ResolveFileSystemPath(folder, nameof(VmFolder))),
             };
         }
 
         protected ServiceLogonManager CreateManager() =>
-            ServiceLogonSupport.CreateManager(ResolvePath(UnitDirectory), ResolvePath(StateDirectory));
+            ServiceLogonSupport.CreateManager(
+                UnitDirectory == null ? null : ResolveFileSystemPath(UnitDirectory, nameof(UnitDirectory)),
+                StateDirectory == null ? null : ResolveFileSystemPath(StateDirectory, nameof(StateDirectory)));
     }
 }

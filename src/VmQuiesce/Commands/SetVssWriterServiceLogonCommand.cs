@@ -30,7 +30,9 @@ namespace VmQuiesce.Commands
             try
             {
                 ServiceLogonManager manager = CreateManager();
-                ServiceLogonChange change = manager.Set(request, new ServiceLogonSupport.CmdletGate(this), CancelToken);
+                // On a worker thread: each ShouldProcess question comes back to this thread through the pump.
+                IOperationHost host = CreateHost();
+                ServiceLogonChange change = RunPumped(() => manager.Set(request, host, CancelToken));
                 foreach (string action in change.Actions)
                 {
                     WriteVerbose(action);

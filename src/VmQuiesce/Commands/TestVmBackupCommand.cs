@@ -41,7 +41,7 @@ namespace VmQuiesce.Commands
             List<RestorePoint> points;
             try
             {
-                repository = BackupRepository.Open(GetUnresolvedProviderPathFromPSPath(Repository));
+                repository = BackupRepository.Open(ResolveFileSystemPath(Repository, nameof(Repository)));
                 if (repository.AccessWarning() is string warning)
                 {
                     WriteWarning(warning);
@@ -96,27 +96,17 @@ namespace VmQuiesce.Commands
 
         private void Verify(BackupRepository repository, RestorePoint point)
         {
-            var progress = new ProgressRecord(++_progressId, $"Verifying {point.VmName} {point.Id}", "Reading and hashing chunks");
-            long total = Math.Max(1, point.Size);
-            var lastReport = DateTime.MinValue;
-            RestorePointVerification result = repository.Verify(point, CancelToken, done =>
-            {
-                if ((DateTime.UtcNow - lastReport).TotalMilliseconds >= 250)
-                {
-                    lastReport = DateTime.UtcNow;
-                    progress.PercentComplete = (int)(done * 100 / total);
-                    WriteProgress(progress);
-                }
-            });
+            int activityId = ++_progressId;
+            string activity = $"Verifying {point.VmName} {point.Id}";
+            IOperationHost host = CreateHost(report => WriteProgress(ShowTransfer(new ProgressRecord(activityId, activity, report.Status), report)));
+            RestorePointVerification result = RunPumped(() => repository.Verify(point, CancelToken, host));
             if (Boot && result.IsValid)
             {
-                progress.StatusDescription = "Restoring into a temp folder and booting it";
-                WriteProgress(progress);
-                result.Boot = BootCheck.RunRestorePoint(repository, point, BootOption ?? new BootCheckOptions(), CancelToken);
+                WriteProgress(new ProgressRecord(activityId, activity, "Restoring into a temp folder and booting it"));
+                result = result.WithBoot(RunPumped(() => BootCheck.RunRestorePoint(repository, point, BootOption ?? new BootCheckOptions(), CancelToken)));
             }
 
-            progress.RecordType = ProgressRecordType.Completed;
-            WriteProgress(progress);
+            WriteProgress(new ProgressRecord(activityId, activity, "Done") { RecordType = ProgressRecordType.Completed });
             WriteObject(result);
             if (result.Boot is BootCheckResult boot && !boot.Passed)
             {
@@ -131,7 +121,7 @@ namespace VmQuiesce.Commands
                 return;
             }
 
-            if (result.Status == "Damaged")
+            if (result.Status == VerificationStatus.Damaged)
             {
                 RecordDamage(repository, result);
                 string problems = string.Join("; ", result.Problems.Select(problem => problem.ToString()).Concat(result.FileHashMismatches.Select(file => $"whole-file digest of '{file}' differs")));

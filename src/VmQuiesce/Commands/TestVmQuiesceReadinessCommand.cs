@@ -1,7 +1,6 @@
 using System.Management.Automation;
 using VmQuiesce.Core;
 using VmQuiesce.Core.Sources;
-using VmQuiesce.Core.Sources.Qemu;
 
 namespace VmQuiesce.Commands
 {
@@ -24,7 +23,7 @@ namespace VmQuiesce.Commands
         {
             foreach (BackupVm vm in Vm)
             {
-                if (vm.Kind != QemuSource.SourceKind)
+                if (!(vm is IReadinessCheckable checkable))
                 {
                     WriteFailure(new VmQuiesceException("ReadinessNotSupported", FailureKind.NotSupported,
                         $"Test-VmQuiesceReadiness checks QEMU VMs; '{vm.Name}' is a {vm.Kind} VM.", vm));
@@ -32,10 +31,7 @@ namespace VmQuiesce.Commands
                 }
 
                 WriteVerbose($"Checking VM '{vm.Name}' at '{vm.Location}'.");
-                foreach (ReadinessCheck check in QemuReadiness.Check(QemuDiscovery.OptionsFor(vm), CancelToken))
-                {
-                    WriteObject(check);
-                }
+                WriteObject(checkable.CheckReadiness(CancelToken), enumerateCollection: true);
             }
         }
     }

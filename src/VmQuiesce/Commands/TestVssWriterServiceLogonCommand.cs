@@ -23,7 +23,7 @@ namespace VmQuiesce.Commands
             try
             {
                 ServiceLogonManager manager = CreateManager();
-                ServiceLogonTestResult result = manager.Test(request, new ServiceLogonSupport.CmdletGate(this));
+                ServiceLogonTestResult result = manager.Test(request, CreateHost());
                 if (Detailed)
                 {
                     WriteObject(result);

@@ -19,22 +19,7 @@ namespace VmQuiesce.Commands
                 return VssWriterConfigLocation.FindDefault();
             }
 
-            string fullPath;
-            ProviderInfo provider;
-            try
-            {
-                fullPath = cmdlet.SessionState.Path.GetUnresolvedProviderPathFromPSPath(path, out provider, out _);
-            }
-            catch (Exception e) when (e is ItemNotFoundException || e is DriveNotFoundException || e is ProviderNotFoundException || e is NotSupportedException)
-            {
-                throw InvalidPath(path, e.Message, e);
-            }
-
-            if (!string.Equals(provider.Name, "FileSystem", StringComparison.OrdinalIgnoreCase))
-            {
-                throw InvalidPath(path, $"it belongs to the {provider.Name} provider", null);
-            }
-
+            string fullPath = VmQuiesceCmdlet.FileSystemPath(cmdlet, path, "Path", "InvalidConfigPath");
             return VssWriterConfigLocation.Resolve(fullPath);
         }
 
@@ -74,9 +59,5 @@ namespace VmQuiesce.Commands
                 _ => bare.ToString(),
             };
         }
-
-        private static VmQuiesceException InvalidPath(string path, string why, Exception? inner) =>
-            new VmQuiesceException("InvalidConfigPath", FailureKind.InvalidArgument,
-                $"The path '{path}' cannot hold vmvsswriter.cfg: {why}. Expected a file system folder or file path.", path, inner);
     }
 }

@@ -2,10 +2,12 @@ using System;
 using System.Collections.Generic;
 using System.IO;
 using System.Linq;
+using System.Text.RegularExpressions;
 using System.Threading;
 using VmQuiesce.Core.Backup;
 using VmQuiesce.Core.Repository;
 using VmQuiesce.Core.Sources;
+using VmQuiesce.Core.Sources.PlainImage;
 using VmQuiesce.Core.Tests.Repository;
 using Xunit;
 
@@ -22,9 +24,9 @@ namespace VmQuiesce.Core.Tests.Backup
             string disk = fixture.WriteFile("disk.img", RepositoryFixture.Random(200 * Chunk, 1));
             var source = new FakeSource(disk);
             using var cancel = new CancellationTokenSource();
-            var progress = new SyncProgress(report =>
+            var progress = SyncProgress(report =>
             {
-                if (report.Phase == "Copying" && report.BytesDone > 0)
+                if (report.Phase == BackupPhase.Copying && report.BytesDone > 0)
                 {
                     cancel.Cancel();
                 }
@@ -36,29 +38,6 @@ namespace VmQuiesce.Core.Tests.Backup
             Assert.True(source.View.Disposed);
             Assert.Empty(fixture.Repository.ListRestorePoints());
             Assert.Empty(Directory.GetFiles(Path.Combine(fixture.RepositoryPath, "locks")));
-        }
-
-        [Fact]
-        public void AReleaseThatFailsAfterACancelledBackupIsToldWithItsRemedy()
-        {
-            using var fixture = new RepositoryFixture();
-            var source = new FakeSource(fixture.WriteFile("disk.img", RepositoryFixture.Random(3 * Chunk, 3)))
-            {
-                CompleteFailure = new VmQuiesceException("QemuSnapshotReleaseFailed", FailureKind.InvalidOperation, "block-commit job 'commit-vm' did not finish.", "vm")
-                {
-                    Remedy = "Run Repair-BackupVm -Name vm.",
-                },
-            };
-            var warnings = new List<string>();
-            using var cancel = new CancellationTokenSource();
-            cancel.Cancel();
-
-            Assert.ThrowsAny<OperationCanceledException>(() => new BackupEngine(fixture.Repository, 2, warnings.Add).Run(source, new QuiesceOptions(), null, cancel.Token));
-
-            Assert.Equal(new bool?[] { false }, source.View!.Completions);
-            string warning = Assert.Single(warnings);
-            Assert.Contains("releasing its snapshot failed too: block-commit job 'commit-vm' did not finish.", warning);
-            Assert.EndsWith("Run Repair-BackupVm -Name vm.", warning);
         }
 
         [Fact]
@@ -105,6 +84,64 @@ namespace VmQuiesce.Core.Tests.Backup
         }
 
         [Fact]
+        public void AReleaseThatFailsAfterAFailedCopyReachesTheUserWithWhatToRunWhileTheCopysFailureStaysTheError()
+        {
+            using var fixture = new RepositoryFixture();
+            var source = new FakeSource(Path.Combine(fixture.Root, "gone.img"))
+            {
+                CompleteFailure = new VmQuiesceException("OverlayCommitFailed", FailureKind.InvalidOperation, "VM 'fake-vm' still runs on 1 overlay(s)", "fake-vm")
+                {
+                    Remedy = "commit disk0 by hand",
+                },
+            };
+            var warnings = new List<string>();
+
+            var e = Assert.Throws<VmQuiesceException>(() => new BackupEngine(fixture.Repository, 2).Run(source, new QuiesceOptions(), new OperationHost(warn: warnings.Add), CancellationToken.None));
+
+            Assert.Equal("SourceFileNotFound", e.ErrorId);
+            Assert.Equal(new bool?[] { false }, source.View!.Completions);
+            string warning = Assert.Single(warnings);
+            Assert.Contains("'fake-vm' did not finish", warning, StringComparison.Ordinal);
+            Assert.Contains("still runs on 1 overlay(s)", warning, StringComparison.Ordinal);
+            Assert.Contains("To release it: commit disk0 by hand", warning, StringComparison.Ordinal);
+        }
+
+        [Fact]
+        public async System.Threading.Tasks.Task CtrlCWhileTheSnapshotIsReleasedSaysAtOnceThatTheReleaseFinishesFirst()
+        {
+            using var fixture = new RepositoryFixture();
+            using var cancel = new CancellationTokenSource();
+            using var releasing = new ManualResetEventSlim();
+            using var mayFinish = new ManualResetEventSlim();
+            using var warned = new ManualResetEventSlim();
+            var warnings = new System.Collections.Concurrent.ConcurrentQueue<string>();
+            var source = new FakeSource(fixture.WriteFile("disk.img", RepositoryFixture.Random(3 * Chunk, 4)))
+            {
+                OnComplete = _ =>
+                {
+                    releasing.Set();
+                    Assert.True(mayFinish.Wait(TimeSpan.FromMinutes(1)));
+                },
+            };
+            var host = new OperationHost(warn: warning =>
+            {
+                warnings.Enqueue(warning);
+                warned.Set();
+            });
+
+            var run = System.Threading.Tasks.Task.Run(() => new BackupEngine(fixture.Repository, 2).Run(source, new QuiesceOptions(), host, cancel.Token));
+            Assert.True(releasing.Wait(TimeSpan.FromMinutes(1)), "the release never started");
+            cancel.Cancel();
+
+            Assert.True(warned.Wait(TimeSpan.FromMinutes(1)), "Ctrl+C during the release said nothing");
+            Assert.False(run.IsCompleted);
+            mayFinish.Set();
+            BackupOutcome outcome = await run;
+            Assert.Contains("first the snapshot or overlays it made are released", Assert.Single(warnings), StringComparison.Ordinal);
+            Assert.True(outcome.RestorePoint.SnapshotReleased);
+        }
+
+        [Fact]
         public void LeftoversAreRefusedByNameBeforeAnythingIsFrozen()
         {
             using var fixture = new RepositoryFixture();
@@ -112,7 +149,7 @@ namespace VmQuiesce.Core.Tests.Backup
 
             var e = Assert.Throws<VmQuiesceException>(() => new BackupEngine(fixture.Repository, 2).Run(source, new QuiesceOptions(), null, CancellationToken.None));
 
-            Assert.Equal("BackupLeftoversFound", e.ErrorId);
+            Assert.Equal("LeftoversFound", e.ErrorId);
             Assert.Contains("overlay disk.vmq-1.qcow2", e.Message);
             Assert.Contains("snapshot vmq-20260101", e.Message);
             Assert.Null(source.View);
@@ -124,9 +161,9 @@ namespace VmQuiesce.Core.Tests.Backup
             using var fixture = new RepositoryFixture();
             string disk = fixture.WriteFile("disk.img", RepositoryFixture.Random(100 * Chunk, 3));
             var source = new FakeSource(disk);
-            var progress = new SyncProgress(report =>
+            var progress = SyncProgress(report =>
             {
-                if (report.Phase == "Copying" && report.BytesDone == 0)
+                if (report.Phase == BackupPhase.Copying && report.BytesDone == 0)
                 {
                     // The view lies: its file changes after the copy has measured it.
                     using var file = new FileStream(disk, FileMode.Open);
@@ -194,8 +231,8 @@ namespace VmQuiesce.Core.Tests.Backup
             string disk = fixture.WriteFile("disk.img", new byte[10]);
             var engine = new BackupEngine(fixture.Repository, 2);
 
-            var e = Assert.Throws<VmQuiesceException>(() => engine.Run(new StableFilesSource("vm", new[] { disk }), new QuiesceOptions { Required = Consistency.FileSystem }, null, CancellationToken.None));
-            RestorePoint point = engine.Run(new StableFilesSource("vm", new[] { disk }), new QuiesceOptions { Required = Consistency.FileSystem, AllowLower = true }, null, CancellationToken.None).RestorePoint;
+            var e = Assert.Throws<VmQuiesceException>(() => engine.Run(new PlainImageSource("vm", new[] { disk }), new QuiesceOptions { Required = Consistency.FileSystem }, null, CancellationToken.None));
+            RestorePoint point = engine.Run(new PlainImageSource("vm", new[] { disk }), new QuiesceOptions { Required = Consistency.FileSystem, AllowLower = true }, null, CancellationToken.None).RestorePoint;
 
             Assert.Equal("ConsistencyNotReached", e.ErrorId);
             Assert.Equal(Consistency.Crash, point.Consistency);
@@ -208,7 +245,7 @@ namespace VmQuiesce.Core.Tests.Backup
             var calls = new List<string>();
             var options = new QuiesceOptions { Required = Consistency.Crash, PreFreeze = _ => calls.Add("pre"), PostThaw = _ => calls.Add("post") };
 
-            new BackupEngine(fixture.Repository, 2).Run(new StableFilesSource("vm", new[] { fixture.WriteFile("disk.img", new byte[10]) }), options, null, CancellationToken.None);
+            new BackupEngine(fixture.Repository, 2).Run(new PlainImageSource("vm", new[] { fixture.WriteFile("disk.img", new byte[10]) }), options, null, CancellationToken.None);
 
             Assert.Equal(new[] { "pre", "post" }, calls);
         }
@@ -263,7 +300,7 @@ namespace VmQuiesce.Core.Tests.Backup
             var options = new QuiesceOptions { Required = Consistency.Crash };
 
             var runs = new[] { ("vm-a", a), ("vm-b", b) }
-                .Select(vm => System.Threading.Tasks.Task.Run(() => engine.Run(new StableFilesSource(vm.Item1, new[] { vm.Item2 }), options, null, CancellationToken.None).RestorePoint))
+                .Select(vm => System.Threading.Tasks.Task.Run(() => engine.Run(new PlainImageSource(vm.Item1, new[] { vm.Item2 }), options, null, CancellationToken.None).RestorePoint))
                 .ToArray();
             RestorePoint[] points = await System.Threading.Tasks.Task.WhenAll(runs);
 
@@ -280,24 +317,36 @@ namespace VmQuiesce.Core.Tests.Backup
             string disk = fixture.WriteFile("disk.img", RepositoryFixture.Random(30 * Chunk, 7));
             var reports = new List<BackupProgress>();
 
-            new BackupEngine(fixture.Repository, 2).Run(new StableFilesSource("vm", new[] { disk }), new QuiesceOptions { Required = Consistency.Crash }, new SyncProgress(reports.Add), CancellationToken.None);
+            new BackupEngine(fixture.Repository, 2).Run(new PlainImageSource("vm", new[] { disk }), new QuiesceOptions { Required = Consistency.Crash }, SyncProgress(reports.Add), CancellationToken.None);
 
-            var copying = reports.Where(report => report.Phase == "Copying").ToList();
+            var copying = reports.Where(report => report.Phase == BackupPhase.Copying).ToList();
             Assert.Equal(0, copying.First().BytesDone);
             Assert.Equal(30L * Chunk, copying.Last().BytesDone);
             Assert.All(copying, report => Assert.Equal(30L * Chunk, report.BytesTotal));
             Assert.True(copying.Last().BytesPerSecond > 0);
-            Assert.Equal(new[] { "Checking", "Quiescing", "Copying", "Completing", "Done" }, reports.Select(report => report.Phase).Distinct());
+            Assert.Equal(new[] { BackupPhase.Checking, BackupPhase.Quiescing, BackupPhase.Copying, BackupPhase.Completing, BackupPhase.Done }, reports.Select(report => report.Phase).Distinct());
         }
 
-        private sealed class SyncProgress : IProgress<BackupProgress>
+        [Fact]
+        public void The_format_a_source_vouches_for_is_recorded_per_file_and_a_manifest_without_formats_still_reads()
         {
-            private readonly Action<BackupProgress> _report;
+            using var fixture = new RepositoryFixture();
+            string disk = fixture.WriteFile("disk.img", RepositoryFixture.Random(3000, 5));
+            string config = fixture.WriteFile("vm.cfg", new byte[] { 1, 2, 3 });
+            var view = new StableFilesView(new[] { new ViewFile("disk.img", disk, disk) { Format = "raw" }, new ViewFile("vm.cfg", config, config) });
 
-            public SyncProgress(Action<BackupProgress> report) => _report = report;
+            RestorePoint point = new BackupEngine(fixture.Repository, 2).Run(new ViewSource(view), new QuiesceOptions { Required = Consistency.Crash }, null, CancellationToken.None).RestorePoint;
 
-            public void Report(BackupProgress value) => _report(value);
+            Assert.Equal(new[] { "raw", null }, fixture.Repository.GetRestorePoint(point.Id).Files.Select(file => file.Format));
+            string manifest = Path.Combine(fixture.RepositoryPath, "points", point.Id + ".json");
+            string before = File.ReadAllText(manifest);
+            string withoutFormats = Regex.Replace(before, "\"format\":\\s*(\"raw\"|null),", string.Empty);
+            Assert.NotEqual(before, withoutFormats);
+            File.WriteAllText(manifest, withoutFormats);
+            Assert.All(fixture.Repository.GetRestorePoint(point.Id).Files, file => Assert.Null(file.Format));
         }
+
+        private static IOperationHost SyncProgress(Action<BackupProgress> report) => new OperationHost(progress: value => report((BackupProgress)value));
 
         private sealed class FakeSource : IBackupSource
         {
@@ -313,6 +362,9 @@ namespace VmQuiesce.Core.Tests.Backup
 
             public Exception? CompleteFailure { get; set; }
 
+            /// <summary>Runs inside Complete, before CompleteFailure is thrown, with its success argument.</summary>
+            public Action<bool>? OnComplete { get; set; }
+
             public QuiesceRecord Record { get; set; } = new QuiesceRecord(Consistency.FileSystem, new[] { "/" }, 5, "GuestAgent");
 
             public CapturedSnapshot? Snapshot { get; set; }
@@ -323,6 +375,7 @@ namespace VmQuiesce.Core.Tests.Backup
 
             public IConsistentView OpenConsistentView(QuiesceOptions options, CancellationToken cancel)
             {
+                VmQuiesce.Core.Sources.Leftovers.Refuse(VmName, FindLeftovers(cancel));
                 View = new FakeView(this);
                 return View;
             }
@@ -348,6 +401,7 @@ namespace VmQuiesce.Core.Tests.Backup
                 public void Complete(bool success, CancellationToken cancel)
                 {
                     Completions.Add(success);
+                    _source.OnComplete?.Invoke(success);
                     if (_source.CompleteFailure != null)
                     {
                         throw _source.CompleteFailure;

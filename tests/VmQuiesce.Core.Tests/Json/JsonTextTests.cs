@@ -52,6 +52,82 @@ namespace VmQuiesce.Core.Tests.Json
             Assert.Contains("offset", error.Message);
         }
 
+        [Theory]
+        [InlineData("01", "must not start with 0")]
+        [InlineData("-01", "must not start with 0")]
+        [InlineData("1.", "after the decimal point")]
+        [InlineData("1.e5", "after the decimal point")]
+        [InlineData(".5", "unexpected character")]
+        [InlineData("-", "expected a digit")]
+        [InlineData("1e", "in the exponent")]
+        [InlineData("1e+", "in the exponent")]
+        [InlineData("+1", "unexpected character")]
+        [InlineData("1E400", "too large")]
+        [InlineData("-1e309", "too large")]
+        public void NumbersOutsideRfc8259AreRejectedWithTheReason(string text, string reason)
+        {
+            var error = Assert.Throws<JsonFormatException>(() => JsonText.Parse("[" + text + "]"));
+            Assert.Contains("offset 1", error.Message);
+            Assert.Contains(reason, error.Message);
+        }
+
+        [Theory]
+        [InlineData("0", 0L)]
+        [InlineData("-0", 0L)]
+        [InlineData("10", 10L)]
+        [InlineData("9223372036854775807", long.MaxValue)]
+        public void WholeNumbersInTheGrammarReadAsLongs(string text, long expected) =>
+            Assert.Equal(expected, JsonText.Parse(text));
+
+        [Theory]
+        [InlineData("0.5", 0.5)]
+        [InlineData("-1.25e2", -125.0)]
+        [InlineData("1E+2", 100.0)]
+        [InlineData("2e-1", 0.2)]
+        [InlineData("9223372036854775808", 9223372036854775808.0)]
+        [InlineData("1e308", 1e308)]
+        public void OtherNumbersInTheGrammarReadAsDoubles(string text, double expected) =>
+            Assert.Equal(expected, JsonText.Parse(text));
+
+        [Fact]
+        public void ADuplicateMemberNameIsRejectedNotSilentlyOverwritten()
+        {
+            var error = Assert.Throws<JsonFormatException>(() => JsonText.Parse("{\"path\": \"/a\", \"path\": \"/etc/cron.d/x\"}"));
+            Assert.Contains("'path' appears twice", error.Message);
+            Assert.Contains("offset 15", error.Message);
+            // The same name in different objects is not a duplicate.
+            Assert.Equal(2, JsonText.ParseObject("{\"a\": {\"a\": 1}, \"b\": {\"a\": 2}}").Count);
+        }
+
+        [Theory]
+        [InlineData("\"\\ud800\"", "high surrogate U+D800 without")]
+        [InlineData("\"\\ud800x\"", "high surrogate U+D800 without")]
+        [InlineData("\"\\ud800\\u0041\"", "high surrogate U+D800 without")]
+        [InlineData("\"\\udc00\"", "lone low surrogate U+DC00")]
+        [InlineData("\"\\udbff\\udbff\"", "high surrogate U+DBFF without")]
+        public void ALoneEscapedSurrogateIsRejected(string text, string reason)
+        {
+            var error = Assert.Throws<JsonFormatException>(() => JsonText.Parse(text));
+            Assert.Contains(reason, error.Message);
+        }
+
+        [Fact]
+        public void ALoneRawSurrogateIsRejected()
+        {
+            // Built at run time: attribute arguments are stored as UTF-8, which cannot hold half a pair.
+            string high = "\"" + (char)0xD800 + "\"";
+            string low = "\"" + (char)0xDC00 + "x\"";
+            Assert.Contains("high surrogate U+D800 without", Assert.Throws<JsonFormatException>(() => JsonText.Parse(high)).Message);
+            Assert.Contains("lone low surrogate U+DC00", Assert.Throws<JsonFormatException>(() => JsonText.Parse(low)).Message);
+        }
+
+        [Fact]
+        public void SurrogatePairsReadAsOneCharacterEscapedOrNot()
+        {
+            Assert.Equal("\U0001F600", JsonText.Parse("\"\\ud83d\\ude00\""));
+            Assert.Equal("a\U0001F600b", JsonText.Parse("\"a\U0001F600b\""));
+        }
+
         [Fact]
         public void WrongMemberTypeNamesTheMemberAndTheExpectation()
         {

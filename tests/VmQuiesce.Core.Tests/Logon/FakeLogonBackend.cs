@@ -161,7 +161,7 @@ namespace VmQuiesce.Core.Tests.Logon
     }
 
     /// <summary>Answers ShouldProcess as told and keeps everything the core said.</summary>
-    internal sealed class RecordingGate : ILogonChangeGate
+    internal sealed class RecordingGate : IOperationHost
     {
         public bool Answer { get; set; } = true;
 
@@ -182,5 +182,9 @@ namespace VmQuiesce.Core.Tests.Logon
         public void WriteWarning(string message) => Warnings.Add(message);
 
         public void WriteVerbose(string message) => Verbose.Add(message);
+
+        public void WriteProgress(TransferProgress progress)
+        {
+        }
     }
 }

@@ -21,11 +21,12 @@ namespace VmQuiesce.Core.Tests.Logon
         public void AGrantedEntryRoundTripsAndSetsTheMask()
         {
             File.SetUnixFileMode(_folder, UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute);
-            PosixAcl acl = PosixAcl.Read(_folder, PosixAcl.AccessAttribute) ?? PosixAcl.FromMode(PosixFiles.Stat(_folder).Mode);
+            using PosixFileHandle folder = PosixFileHandle.Open(_folder);
+            PosixAcl acl = PosixAcl.Read(folder, PosixAcl.AccessAttribute) ?? PosixAcl.FromMode(folder.Stat().Mode);
             acl.GrantUser(54321, PosixAccess.Read | PosixAccess.Write | PosixAccess.Execute);
-            acl.Write(_folder, PosixAcl.AccessAttribute);
+            acl.Write(folder, PosixAcl.AccessAttribute);
 
-            PosixAcl back = PosixAcl.Read(_folder, PosixAcl.AccessAttribute)!;
+            PosixAcl back = PosixAcl.Read(folder, PosixAcl.AccessAttribute)!;
             Assert.Equal((ushort)7, back.Find(PosixAcl.User, 54321));
             Assert.Equal((ushort)7, back.Find(PosixAcl.Mask));
             Assert.Equal((ushort)0, back.Find(PosixAcl.Other));
@@ -40,9 +41,13 @@ namespace VmQuiesce.Core.Tests.Logon
             File.SetUnixFileMode(_folder, UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute);
             Assert.Contains("'other' permissions", PosixAccess.WhyDenied(nobody, _folder, 7), StringComparison.Ordinal);
 
-            PosixAcl acl = PosixAcl.FromMode(PosixFiles.Stat(_folder).Mode);
-            acl.GrantUser(nobody.Uid, 7);
-            acl.Write(_folder, PosixAcl.AccessAttribute);
+            using (PosixFileHandle folder = PosixFileHandle.Open(_folder))
+            {
+                PosixAcl acl = PosixAcl.FromMode(folder.Stat().Mode);
+                acl.GrantUser(nobody.Uid, 7);
+                acl.Write(folder, PosixAcl.AccessAttribute);
+            }
+
             Assert.Null(PosixAccess.WhyDenied(nobody, _folder, 7));
 
             File.SetUnixFileMode(_folder, UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute); // chmod 700 masks the entry
@@ -56,6 +61,47 @@ namespace VmQuiesce.Core.Tests.Logon
             Assert.Equal(0u, root.Uid);
             Assert.Contains(0u, root.Groups);
             Assert.Null(PosixUser.Find("vmq-no-such-user-" + Guid.NewGuid().ToString("N").Substring(0, 8)));
+        }
+
+        [LinuxFact]
+        public void The_folder_grant_never_follows_a_link_even_one_swapped_in_after_the_entry_was_checked()
+        {
+            string vm = Directory.CreateDirectory(Path.Combine(_folder, "vm")).FullName;
+            File.WriteAllText(Path.Combine(vm, "disk.img"), "disk");
+            string sub = Directory.CreateDirectory(Path.Combine(vm, "snapshots")).FullName;
+            File.WriteAllText(Path.Combine(sub, "old.img"), "old");
+            string outside = Directory.CreateDirectory(Path.Combine(_folder, "outside")).FullName;
+            string secret = Path.Combine(outside, "shadow");
+            File.WriteAllText(secret, "root only");
+            File.CreateSymbolicLink(Path.Combine(vm, "link-from-the-start"), secret);
+
+            // The moment the old code's lstat-then-act left open: the entry was looked at, nothing changed yet.
+            PosixFolderGrant.Grant(vm, 54321, opened =>
+            {
+                if (opened == sub)
+                {
+                    Directory.Move(sub, sub + ".moved");
+                    Directory.CreateSymbolicLink(sub, outside);
+                }
+                else if (opened == Path.Combine(vm, "disk.img"))
+                {
+                    File.Move(opened, opened + ".moved");
+                    File.CreateSymbolicLink(opened, secret);
+                }
+            });
+
+            Assert.Null(UserEntry(secret));
+            Assert.Null(UserEntry(outside));
+            Assert.Equal((ushort)6, UserEntry(Path.Combine(vm, "disk.img.moved")));
+            Assert.Equal((ushort)7, UserEntry(sub + ".moved"));
+            Assert.Equal((ushort)6, UserEntry(Path.Combine(sub + ".moved", "old.img")));
+            Assert.Contains("is a symbolic link or not a folder", Assert.Throws<IOException>(() => PosixFolderGrant.Grant(sub, 54321)).Message, StringComparison.Ordinal);
+        }
+
+        private static ushort? UserEntry(string path)
+        {
+            using PosixFileHandle file = PosixFileHandle.Open(path);
+            return PosixAcl.Read(file, PosixAcl.AccessAttribute)?.Find(PosixAcl.User, 54321);
         }
     }
 }

@@ -3,13 +3,14 @@ using System.IO;
 using System.Threading;
 using VmQuiesce.Core.Logon;
 using VmQuiesce.Core.Logon.Linux;
+using VmQuiesce.Core.Platform;
 using Xunit;
 
 namespace VmQuiesce.Core.Tests.Logon
 {
     /// <summary>
-    /// The systemd backend with systemd "running": a stand-in systemctl on PATH records each call,
-    /// so reload, restart and the rollback of the drop-in can be proved without a real systemd.
+    /// The systemd backend with systemd "running": a stand-in systemctl, given to the backend as its explicit
+    /// program, records each call, so reload, restart and the rollback of the drop-in can be proved without a real systemd.
     /// </summary>
     public sealed class SystemdLogonBackendTests : IDisposable
     {
@@ -17,7 +18,7 @@ namespace VmQuiesce.Core.Tests.Logon
         private readonly string _units;
         private readonly string _log;
         private readonly string _failRestart;
-        private readonly string? _originalPath = Environment.GetEnvironmentVariable("PATH");
+        private readonly HostTools _tools;
         private readonly RecordingGate _gate = new RecordingGate();
 
         public SystemdLogonBackendTests()
@@ -30,7 +31,7 @@ namespace VmQuiesce.Core.Tests.Logon
             string script = Path.Combine(bin, "systemctl");
             File.WriteAllText(script,
                 "#!/bin/sh\n" +
-                $"echo \"$*\" >> '{_log}'\n" +
+                $"printf '%s|' \"$@\" >> '{_log}'; echo >> '{_log}'\n" +
                 "case \"$1\" in\n" +
                 "  is-active) echo active ;;\n" +
                 "  is-enabled) echo enabled ;;\n" +
@@ -40,22 +41,20 @@ namespace VmQuiesce.Core.Tests.Logon
             if (OperatingSystem.IsLinux())
             {
                 File.SetUnixFileMode(script, (UnixFileMode)0x1ED); // 0755
-                Environment.SetEnvironmentVariable("PATH", bin + ":" + _originalPath);
             }
+
+            _tools = new HostTools(new[] { bin }, setting => null, checkOwners: false);
         }
 
-        public void Dispose()
-        {
-            Environment.SetEnvironmentVariable("PATH", _originalPath);
-            Directory.Delete(_root, recursive: true);
-        }
+        public void Dispose() => Directory.Delete(_root, recursive: true);
 
         private string DropIn => Path.Combine(_units, "vq.service.d", SystemdLogonBackend.DropInFileName);
 
         private ServiceLogonManager Manager => new ServiceLogonManager(
-            new SystemdLogonBackend(_units, systemdRunning: true, systemdLoadsUnitDirectory: true),
+            new SystemdLogonBackend(_units, systemdRunning: true, systemdLoadsUnitDirectory: true, _tools),
             new PasswordVerifierStore(Path.Combine(_root, "state")));
 
+        /// <summary>One line per call: each argument followed by '|', so where one argument ends is visible.</summary>
         private string[] Log => File.Exists(_log) ? File.ReadAllLines(_log) : Array.Empty<string>();
 
         [LinuxFact]
@@ -66,7 +65,7 @@ namespace VmQuiesce.Core.Tests.Logon
             Assert.True(change.Restarted);
             Assert.Equal("nobody", change.PreviousAccount);
             Assert.Contains("User=root", File.ReadAllLines(DropIn));
-            Assert.Equal(new[] { "is-enabled vq.service", "is-active vq.service", "daemon-reload", "restart vq.service" }, Log);
+            Assert.Equal(new[] { "is-enabled|vq.service|", "is-active|vq.service|", "daemon-reload|", "restart|vq.service|" }, Log);
         }
 
         [LinuxFact]
@@ -80,7 +79,7 @@ namespace VmQuiesce.Core.Tests.Logon
             Assert.Contains("'nobody' was put back", failure.Message, StringComparison.Ordinal);
             Assert.Contains("Job for vq.service failed", failure.Message, StringComparison.Ordinal);
             Assert.False(File.Exists(DropIn));
-            Assert.Equal(new[] { "is-enabled vq.service", "is-active vq.service", "daemon-reload", "restart vq.service", "daemon-reload", "restart vq.service" }, Log);
+            Assert.Equal(new[] { "is-enabled|vq.service|", "is-active|vq.service|", "daemon-reload|", "restart|vq.service|", "daemon-reload|", "restart|vq.service|" }, Log);
         }
 
         [LinuxFact]
@@ -99,7 +98,7 @@ namespace VmQuiesce.Core.Tests.Logon
         [LinuxFact]
         public void WithoutSystemdNothingIsRunAndTheChangeWaitsForTheNextStart()
         {
-            var backend = new SystemdLogonBackend(_units, systemdRunning: false, systemdLoadsUnitDirectory: false);
+            var backend = new SystemdLogonBackend(_units, systemdRunning: false, systemdLoadsUnitDirectory: false, _tools);
             new ServiceLogonManager(backend, new PasswordVerifierStore(Path.Combine(_root, "state"))).Set(
                 new ServiceLogonRequest("root") { ServiceName = "vq.service", Restart = true }, _gate, CancellationToken.None);
 
@@ -114,7 +113,7 @@ namespace VmQuiesce.Core.Tests.Logon
             Directory.CreateDirectory(Path.Combine(_units, "vq.service.d"));
             File.WriteAllText(Path.Combine(_units, "vq.service.d", "10-a.conf"), "[Service]\nUser=daemon\n");
             File.WriteAllText(Path.Combine(_units, "vq.service.d", "20-b.conf"), "[Service]\nUser=\n");
-            var backend = new SystemdLogonBackend(_units, systemdRunning: false, systemdLoadsUnitDirectory: false);
+            var backend = new SystemdLogonBackend(_units, systemdRunning: false, systemdLoadsUnitDirectory: false, _tools);
             Assert.Equal("root", backend.FindService("vq").Account);
 
             File.Delete(Path.Combine(_units, "vq.service.d", "20-b.conf"));
@@ -124,8 +123,21 @@ namespace VmQuiesce.Core.Tests.Logon
         [LinuxFact]
         public void AUnitNameWithAPathIsRefused()
         {
-            var backend = new SystemdLogonBackend(_units, systemdRunning: false, systemdLoadsUnitDirectory: false);
+            var backend = new SystemdLogonBackend(_units, systemdRunning: false, systemdLoadsUnitDirectory: false, _tools);
             Assert.Equal("ServiceNameInvalid", Assert.Throws<VmQuiesceException>(() => backend.FindService("../etc/passwd")).ErrorId);
+        }
+
+        [LinuxFact]
+        public void AnEscapedUnitNameReachesSystemctlAsOneArgumentUnchanged()
+        {
+            // systemd escapes '-' in path-derived names as \x2d; a unit name is one argument, whatever it holds.
+            const string unit = @"vq\x2dwriter@a\\b.service";
+            File.Copy(Path.Combine(_units, "vq.service"), Path.Combine(_units, unit));
+
+            new ServiceLogonManager(new SystemdLogonBackend(_units, systemdRunning: true, systemdLoadsUnitDirectory: true, _tools), new PasswordVerifierStore(Path.Combine(_root, "state")))
+                .Set(new ServiceLogonRequest("root") { ServiceName = unit }, _gate, CancellationToken.None);
+
+            Assert.Equal($"restart|{unit}|", Log[^1]);
         }
     }
 }

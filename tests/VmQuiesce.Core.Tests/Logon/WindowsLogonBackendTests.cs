@@ -73,7 +73,7 @@ namespace VmQuiesce.Core.Tests.Logon
         }
 
         [WindowsFact]
-        public void TheVerifierFolderIsForAdministratorsAndSystemOnly()
+        public void TheVerifierFolderBelongsToAdministratorsAndIsForAdministratorsAndSystemOnly()
         {
             string root = Path.Combine(Path.GetTempPath(), "vmq-state-" + Guid.NewGuid().ToString("N"));
             try
@@ -88,6 +88,8 @@ namespace VmQuiesce.Core.Tests.Logon
                 string[] who = security.GetAccessRules(true, true, typeof(SecurityIdentifier)).Cast<FileSystemAccessRule>()
                     .Select(r => r.IdentityReference.Value).Distinct().OrderBy(s => s, StringComparer.Ordinal).ToArray();
                 Assert.Equal(new[] { "S-1-5-18", "S-1-5-32-544" }, who);
+                // Its owner could rewrite that DACL at will: a folder another user made first must not stay theirs.
+                Assert.Equal("S-1-5-32-544", security.GetOwner(typeof(SecurityIdentifier))!.Value);
             }
             finally
             {

@@ -84,7 +84,7 @@ namespace VmQuiesce.Core.Tests.Qemu
         [Fact]
         public void A_backup_vm_carries_its_sockets_and_opens_a_qemu_source()
         {
-            BackupVm vm = QemuDiscovery.CreateBackupVm("web01", "/run/qmp.sock", "/run/qga.sock", 12);
+            BackupVm vm = new QemuVm("web01", "/run/qmp.sock", "/run/qga.sock", 12);
 
             Assert.Equal("Qemu", vm.Kind);
             Assert.Equal("/run/qmp.sock", vm.Location);
@@ -92,7 +92,7 @@ namespace VmQuiesce.Core.Tests.Qemu
             Assert.Equal("12", vm.Details["ProcessId"]);
             var source = Assert.IsType<QemuSource>(vm.OpenSource());
             Assert.Equal("web01", source.VmName);
-            Assert.Equal("/run/qga.sock", QemuDiscovery.OptionsFor(vm).AgentSocket);
+            Assert.Equal("/run/qga.sock", source.Options.AgentSocket);
         }
     }
 }

@@ -324,8 +324,7 @@ namespace VmQuiesce.Core.Tests.Qemu
                 AgentTimeout = TimeSpan.FromSeconds(2),
                 PreFreezeHook = new[] { "/bin/sh", "-c", "(sleep 1; kill -9 $(pidof qemu-ga)) </dev/null >/dev/null 2>&1 &" },
                 BeforeSnapshot = _ => vm.WaitForConsoleLine(TestGuestVm.AgentExitedMarker, 1, TimeSpan.FromSeconds(60)),
-                Warn = warnings.Add,
-            });
+            }, new OperationHost(warn: warnings.Add));
 
             var error = Assert.Throws<VmQuiesceException>(() => source.OpenConsistentView(new QuiesceOptions { FreezeTimeout = TimeSpan.FromSeconds(60) }, CancellationToken.None));
 
@@ -376,8 +375,7 @@ namespace VmQuiesce.Core.Tests.Qemu
                     vm.WaitForConsoleLine(TestGuestVm.AgentExitedMarker, 1, TimeSpan.FromSeconds(60));
                     agentDiedWhileFrozen = true;
                 },
-                Warn = warnings.Add,
-            });
+            }, new OperationHost(warn: warnings.Add));
 
             using IConsistentView view = source.OpenConsistentView(new QuiesceOptions { FreezeTimeout = TimeSpan.FromSeconds(30) }, CancellationToken.None);
             view.Complete(true, CancellationToken.None);

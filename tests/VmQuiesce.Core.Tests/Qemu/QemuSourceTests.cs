@@ -46,6 +46,7 @@ namespace VmQuiesce.Core.Tests.Qemu
                 ViewFile file = Assert.Single(view.Files);
                 Assert.Equal(_vm.Folder.File("base.qcow2"), file.ReadPath);
                 Assert.Equal("base.qcow2", file.RelativePath);
+                Assert.Equal("qcow2", file.Format); // as query-block reports it
                 string overlay = Assert.Single(Directory.GetFiles(_vm.Folder.Path, "base.qcow2.vmquiesce-*.qcow2"));
                 Assert.Equal(overlay, _vm.Qemu.Drives[0].Chain[0]);
 
@@ -127,7 +128,7 @@ namespace VmQuiesce.Core.Tests.Qemu
         {
             Start();
             var warnings = new System.Collections.Generic.List<string>();
-            var source = new QemuSource(new QemuSourceOptions("vm1", _vm.Qemu.SocketPath) { Warn = warnings.Add });
+            var source = new QemuSource(new QemuSourceOptions("vm1", _vm.Qemu.SocketPath), new OperationHost(warn: warnings.Add));
 
             using IConsistentView view = source.OpenConsistentView(new QuiesceOptions { Required = Consistency.FileSystem, AllowLower = true }, CancellationToken.None);
 

@@ -69,11 +69,72 @@ namespace VmQuiesce.Core.Tests.Repository
             var chunks = point.Files.Single().Chunks;
             byte[] compressed = File.ReadAllBytes(fixture.Repository.Chunks.PathOf(chunks[0]!));
             byte[] raw = File.ReadAllBytes(fixture.Repository.Chunks.PathOf(chunks[1]!));
-            Assert.Equal((byte)'D', compressed[3]);
+            Assert.Equal(ChunkStore.CodecZstd, compressed[3]);
             Assert.True(compressed.Length < Chunk / 4, $"compressed text chunk is {compressed.Length} bytes");
             Assert.Equal((byte)'R', raw[3]);
             Assert.Equal(Chunk + ChunkStore.HeaderLength, raw.Length);
             Assert.True(fixture.Repository.Verify(point, CancellationToken.None).IsValid);
+
+            // The ratio: the new chunks' data over what they took on disk; a backup that adds nothing has none.
+            Assert.Equal(2L * Chunk, point.NewChunkBytes);
+            Assert.Equal(compressed.Length + raw.Length, point.StoredBytes);
+            Assert.Equal(2.0 * Chunk / (compressed.Length + raw.Length), point.CompressionRatio);
+            RestorePoint again = fixture.BackUp("vm1", fixture.WriteFile("mixed-again.img", RepositoryFixture.Concat(text, random)));
+            Assert.Equal(0, again.NewChunkBytes);
+            Assert.Null(again.CompressionRatio);
+            Assert.Equal(point.NewChunkBytes, fixture.Repository.GetRestorePoint(point.Id).NewChunkBytes);
+        }
+
+        [Fact]
+        public void AZstdChunkReadsBackAndAChunkStoredWithDeflateStaysReadable()
+        {
+            using var fixture = new RepositoryFixture();
+            byte[] text = Encoding.ASCII.GetBytes(string.Concat(Enumerable.Repeat("freeze, snapshot, thaw; ", Chunk / 24 + 1))).Take(Chunk - 7).ToArray();
+            RestorePoint point = fixture.BackUp("vm1", fixture.WriteFile("text.img", text));
+            string hash = point.Files.Single().Chunks.Single()!;
+            var buffer = new byte[Chunk];
+            Assert.Equal(text.Length, fixture.Repository.Chunks.Read(hash, buffer));
+            Assert.Equal(text, buffer.Take(text.Length).ToArray());
+
+            // A chunk as repositories made before zstd hold it: header "VQCD" then raw Deflate.
+            using (var file = new FileStream(fixture.Repository.Chunks.PathOf(hash), FileMode.Create))
+            {
+                file.Write(new byte[] { (byte)'V', (byte)'Q', (byte)'C', ChunkStore.CodecDeflate }, 0, ChunkStore.HeaderLength);
+                using var deflate = new System.IO.Compression.DeflateStream(file, System.IO.Compression.CompressionLevel.Fastest);
+                deflate.Write(text, 0, text.Length);
+            }
+
+            Array.Clear(buffer, 0, buffer.Length);
+            Assert.Equal(text.Length, fixture.Repository.Chunks.Read(hash, buffer));
+            Assert.Equal(text, buffer.Take(text.Length).ToArray());
+            Assert.True(fixture.Repository.Verify(point, CancellationToken.None).IsValid);
+        }
+
+        [Fact]
+        public void AZstdChunkThatIsCorruptOrInflatesBeyondTheChunkSizeIsDamaged()
+        {
+            using var fixture = new RepositoryFixture();
+            byte[] text = Encoding.ASCII.GetBytes(string.Concat(Enumerable.Repeat("freeze, snapshot, thaw; ", Chunk / 24 + 1))).Take(Chunk).ToArray();
+            RestorePoint point = fixture.BackUp("vm1", fixture.WriteFile("text.img", text));
+            string hash = point.Files.Single().Chunks.Single()!;
+            string path = fixture.Repository.Chunks.PathOf(hash);
+            byte[] stored = File.ReadAllBytes(path);
+
+            byte[] truncated = stored.Take(stored.Length - 3).ToArray();
+            byte[] garbage = stored.Take(ChunkStore.HeaderLength).Concat(Enumerable.Repeat((byte)0x5a, 64)).ToArray();
+            // A valid frame of twice the chunk size: one the chunk size does not bound would fill memory.
+            byte[] tooLong;
+            using (var compressor = new ZstdSharp.Compressor(ChunkStore.ZstdLevel))
+            {
+                tooLong = stored.Take(ChunkStore.HeaderLength).Concat(compressor.Wrap(new byte[2 * Chunk]).ToArray()).ToArray();
+            }
+
+            foreach (byte[] damaged in new[] { truncated, garbage, tooLong })
+            {
+                File.WriteAllBytes(path, damaged);
+                Assert.Throws<InvalidDataException>(() => fixture.Repository.Chunks.Read(hash, new byte[Chunk]));
+                Assert.False(fixture.Repository.Verify(point, CancellationToken.None).IsValid);
+            }
         }
 
         [Fact]
@@ -172,7 +233,7 @@ namespace VmQuiesce.Core.Tests.Repository
 
             Assert.False(result.IsValid);
             ChunkProblem problem = Assert.Single(result.Problems);
-            Assert.Equal("Damaged", problem.Problem);
+            Assert.Equal(ChunkProblemKind.Damaged, problem.Problem);
             Assert.Equal(point.Files[0].Chunks[1], problem.Hash);
             Assert.Equal(new[] { "disk.img" }, problem.Files);
             Assert.Equal(new[] { "disk.img" }, result.BrokenFiles);
@@ -192,7 +253,7 @@ namespace VmQuiesce.Core.Tests.Repository
             RestorePointVerification result = fixture.Repository.Verify(point, CancellationToken.None);
 
             ChunkProblem problem = Assert.Single(result.Problems);
-            Assert.Equal("Missing", problem.Problem);
+            Assert.Equal(ChunkProblemKind.Missing, problem.Problem);
             Assert.Equal(new[] { "a.img", "b.img" }, problem.Files);
             Assert.Equal(new[] { "a.img", "b.img" }, result.BrokenFiles);
             Assert.Equal(4, result.ChunksChecked);

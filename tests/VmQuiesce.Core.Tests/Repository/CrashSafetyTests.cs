@@ -5,6 +5,7 @@ using System.Threading;
 using VmQuiesce.Core.Backup;
 using VmQuiesce.Core.Repository;
 using VmQuiesce.Core.Sources;
+using VmQuiesce.Core.Sources.PlainImage;
 using Xunit;
 
 namespace VmQuiesce.Core.Tests.Repository
@@ -31,7 +32,7 @@ namespace VmQuiesce.Core.Tests.Repository
                 BackupRepository crashing = BackupRepository.Open(fixture.RepositoryPath, ops);
                 try
                 {
-                    new BackupEngine(crashing, workers: 1).Run(new StableFilesSource("vm1", new[] { disk, extra }), new QuiesceOptions { Required = Consistency.Crash }, null, CancellationToken.None);
+                    new BackupEngine(crashing, workers: 1).Run(new PlainImageSource("vm1", new[] { disk, extra }), new QuiesceOptions { Required = Consistency.Crash }, null, CancellationToken.None);
                 }
                 catch (Exception) when (ops.Crashed)
                 {

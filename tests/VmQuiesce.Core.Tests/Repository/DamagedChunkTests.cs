@@ -6,6 +6,7 @@ using System.Threading;
 using VmQuiesce.Core.Backup;
 using VmQuiesce.Core.Repository;
 using VmQuiesce.Core.Sources;
+using VmQuiesce.Core.Sources.PlainImage;
 using Xunit;
 
 namespace VmQuiesce.Core.Tests.Repository
@@ -111,7 +112,7 @@ namespace VmQuiesce.Core.Tests.Repository
         }
 
         private static RestorePoint BackUp(RepositoryFixture fixture, string disk, List<string> warnings) =>
-            new BackupEngine(BackupRepository.Open(fixture.RepositoryPath), workers: 2, warn: text => { lock (warnings) { warnings.Add(text); } })
-                .Run(new StableFilesSource("vm1", new[] { disk }), new QuiesceOptions { Required = Consistency.Crash }, null, CancellationToken.None).RestorePoint;
+            new BackupEngine(BackupRepository.Open(fixture.RepositoryPath), workers: 2)
+                .Run(new PlainImageSource("vm1", new[] { disk }), new QuiesceOptions { Required = Consistency.Crash }, new OperationHost(warn: text => { lock (warnings) { warnings.Add(text); } }), CancellationToken.None).RestorePoint;
     }
 }

@@ -7,6 +7,7 @@ using System.Threading;
 using VmQuiesce.Core.Backup;
 using VmQuiesce.Core.Repository;
 using VmQuiesce.Core.Sources;
+using VmQuiesce.Core.Sources.PlainImage;
 
 namespace VmQuiesce.Core.Tests.Repository
 {
@@ -85,7 +86,7 @@ namespace VmQuiesce.Core.Tests.Repository
         public RestorePoint BackUp(string vm, params string[] paths) => BackUp(Repository, vm, paths);
 
         public static RestorePoint BackUp(BackupRepository repository, string vm, params string[] paths) =>
-            new BackupEngine(repository, workers: 2).Run(new StableFilesSource(vm, paths), new QuiesceOptions { Required = Consistency.Crash }, null, CancellationToken.None).RestorePoint;
+            new BackupEngine(repository, workers: 2).Run(new PlainImageSource(vm, paths), new QuiesceOptions { Required = Consistency.Crash }, null, CancellationToken.None).RestorePoint;
 
         public IReadOnlyList<string> ChunkFiles() =>
             Directory.EnumerateFiles(Path.Combine(RepositoryPath, "chunks"), "*", SearchOption.AllDirectories)

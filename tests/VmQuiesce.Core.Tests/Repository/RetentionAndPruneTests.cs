@@ -14,7 +14,7 @@ namespace VmQuiesce.Core.Tests.Repository
     {
         private static RestorePoint Point(string id, string vm, int month, int day, int hour) =>
             new RestorePoint(id, vm, "host", "Files", new DateTime(2026, month, day, hour, 0, 0, DateTimeKind.Utc), new DateTime(2026, month, day, hour, 1, 0, DateTimeKind.Utc),
-                null, new QuiesceRecord(Consistency.Crash, Array.Empty<string>(), 0, "None"), true, null, RepositoryFixture.ChunkSize, 0, Array.Empty<RestorePointFile>());
+                null, new QuiesceRecord(Consistency.Crash, Array.Empty<string>(), 0, "None"), true, null, RepositoryFixture.ChunkSize, 0, 0, Array.Empty<RestorePointFile>());
 
         [Fact]
         public void EachRuleKeepsTheNewestPointPerBucketAndAPointStaysWhenAnyRuleKeepsIt()

@@ -170,14 +170,15 @@ namespace VmQuiesce.Core.Tests.Restore
             using var cancel = new CancellationTokenSource();
             var phases = new List<string>();
 
-            Assert.ThrowsAny<OperationCanceledException>(() => Engine(fixture).Run(Plan(fixture, new RestoreRequest(point) { Force = true }), progress =>
+            Assert.ThrowsAny<OperationCanceledException>(() => Engine(fixture).Run(Plan(fixture, new RestoreRequest(point) { Force = true }), new OperationHost(progress: report =>
             {
+                var progress = (RestoreProgress)report;
                 phases.Add(progress.Phase + " " + Path.GetFileName(progress.CurrentFile));
                 if (progress.CurrentFile == second)
                 {
                     cancel.Cancel();
                 }
-            }, cancel.Token));
+            }), cancel.Token));
 
             Assert.Contains("Writing a.img", phases);
             Assert.Equal(changed, File.ReadAllBytes(first));
@@ -368,7 +369,7 @@ namespace VmQuiesce.Core.Tests.Restore
         private static RestorePlan Plan(RepositoryFixture fixture, RestoreRequest request) => Engine(fixture).Plan(request, CancellationToken.None);
 
         private static RestorePoint BackUpWithSnapshot(RepositoryFixture fixture, CapturedSnapshot snapshot, params string[] paths) =>
-            new BackupEngine(fixture.Repository, workers: 2).Run(new ViewSource(StableFilesView.ForPaths(paths), snapshot), new QuiesceOptions { Required = Consistency.Crash }, null, CancellationToken.None).RestorePoint;
+            new BackupEngine(fixture.Repository, workers: 2).Run(new ViewSource(StableFilesView.ForPaths(paths, snapshot)), new QuiesceOptions { Required = Consistency.Crash }, null, CancellationToken.None).RestorePoint;
 
         private sealed class FakeUsage : IFileUsageProbe
         {

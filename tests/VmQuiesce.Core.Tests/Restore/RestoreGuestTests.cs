@@ -4,6 +4,7 @@ using System.Linq;
 using System.Threading;
 using VmQuiesce.Core.Backup;
 using VmQuiesce.Core.Json;
+using VmQuiesce.Core.Native;
 using VmQuiesce.Core.Repository;
 using VmQuiesce.Core.Restore;
 using VmQuiesce.Core.Sources;
@@ -80,7 +81,7 @@ namespace VmQuiesce.Core.Tests.Restore
                 qmp.Execute("blockdev-snapshot-internal-sync", new JsonObject().With("device", "disk0").With("name", "listed-online"));
             }
 
-            var snapshots = VmSnapshotCatalog.ForVm(QemuDiscovery.CreateBackupVm("guest", vm.QmpSocketPath, vm.AgentSocketPath), CancellationToken.None);
+            var snapshots = VmSnapshotCatalog.ForVm(new QemuVm("guest", vm.QmpSocketPath, vm.AgentSocketPath), CancellationToken.None);
 
             VmSnapshot snapshot = Assert.Single(snapshots);
             Assert.Equal("listed-online", snapshot.Name);
@@ -126,19 +127,17 @@ namespace VmQuiesce.Core.Tests.Restore
 
         private static void AssertBootsClean(string disk)
         {
-            BootCheckResult boot = BootCheck.Run(new[] { disk }, new BootCheckOptions
-            {
-                Kernel = TestGuestEnvironment.KernelPath,
-                Initrd = TestGuestEnvironment.InitramfsPath,
-                Append = "console=ttyS0 quiet panic=-1 vmquiesce.disks=1 vmquiesce.agent=once",
-                MemoryMiB = 128,
-                QemuExecutable = TestGuestEnvironment.QemuExecutable,
-                BootTimeout = TimeSpan.FromSeconds(120),
-            }, CancellationToken.None);
+            BootCheckResult boot = BootCheck.Run(new[] { new BootDisk(disk, "qcow2") }, BootCheckTests.GuestBoot(), CancellationToken.None);
 
             Assert.True(boot.Passed, boot.ToString());
             Assert.Contains(boot.FileSystems, fileSystem => fileSystem.MountPoint == "/mnt/data");
-            Assert.Equal("Clean", boot.Disks.Single().Status);
+            Assert.Equal(DiskCheckStatus.Clean, boot.Disks.Single().Status);
+            if (Libc.geteuid() == 0)
+            {
+                // Sandboxed and dropped to a throwaway user id that no account has, once its files were open.
+                Assert.NotNull(boot.QemuUid);
+                Assert.InRange(boot.QemuUid!.Value, 2_000_000_000u, 2_099_999_999u);
+            }
         }
     }
 }

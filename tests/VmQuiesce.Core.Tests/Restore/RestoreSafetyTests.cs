@@ -210,8 +210,8 @@ namespace VmQuiesce.Core.Tests.Restore
             TestGuest.HostCommand.RunChecked("ln", new[] { disk, disk + RestoreEngine.ReplacedSuffix });
             var warnings = new List<string>();
 
-            var engine = new RestoreEngine(fixture.Repository, Quiet, warnings.Add);
-            engine.Run(engine.Plan(new RestoreRequest(point) { Force = true }, CancellationToken.None), null, CancellationToken.None);
+            var engine = new RestoreEngine(fixture.Repository, Quiet);
+            engine.Run(engine.Plan(new RestoreRequest(point) { Force = true }, CancellationToken.None), new OperationHost(warn: warnings.Add), CancellationToken.None);
 
             Assert.Equal(content, File.ReadAllBytes(disk));
             Assert.Equal(new[] { "a.img" }, Directory.GetFiles(fixture.Root).Select(Path.GetFileName));
@@ -277,7 +277,7 @@ namespace VmQuiesce.Core.Tests.Restore
                 FreeSpace = folder => writing ? RestoreEnvironment.Real.FreeSpace(folder) : ("scratch", long.MaxValue / 2),
             });
 
-            var e = Assert.Throws<VmQuiesceException>(() => engine.Run(engine.Plan(new RestoreRequest(point) { Destination = fs.Path }, CancellationToken.None), _ => writing = true, CancellationToken.None));
+            var e = Assert.Throws<VmQuiesceException>(() => engine.Run(engine.Plan(new RestoreRequest(point) { Destination = fs.Path }, CancellationToken.None), new OperationHost(progress: _ => writing = true), CancellationToken.None));
 
             Assert.Equal("RestoreDestinationFull", e.ErrorId);
             Assert.Contains($"The file system of '{fs.Path}' is full", e.Message);
@@ -321,10 +321,10 @@ namespace VmQuiesce.Core.Tests.Restore
         private static void HostCommandRun(params string[] command) => TestGuest.HostCommand.RunChecked(command[0], command.Skip(1));
 
         private static RestorePoint BackUpUnder(RepositoryFixture fixture, string relative, string path) =>
-            new BackupEngine(fixture.Repository, workers: 2).Run(new ViewSource(new StableFilesView(new[] { new ViewFile(relative, path, path) }), null), new QuiesceOptions { Required = Consistency.Crash }, null, CancellationToken.None).RestorePoint;
+            new BackupEngine(fixture.Repository, workers: 2).Run(new ViewSource(new StableFilesView(new[] { new ViewFile(relative, path, path) })), new QuiesceOptions { Required = Consistency.Crash }, null, CancellationToken.None).RestorePoint;
 
         private static RestorePoint RepositoryFixtureWithSnapshot(RepositoryFixture fixture, string path) =>
-            new BackupEngine(fixture.Repository, workers: 2).Run(new ViewSource(StableFilesView.ForPaths(new[] { path }), new CapturedSnapshot("s1", null, "Recording")), new QuiesceOptions { Required = Consistency.Crash }, null, CancellationToken.None).RestorePoint;
+            new BackupEngine(fixture.Repository, workers: 2).Run(new ViewSource(StableFilesView.ForPaths(new[] { path }, new CapturedSnapshot("s1", null, "Recording"))), new QuiesceOptions { Required = Consistency.Crash }, null, CancellationToken.None).RestorePoint;
 
         private sealed class NoUser : IFileUsageProbe
         {

@@ -23,8 +23,28 @@ namespace VmQuiesce.Core.Tests.TestGuest
 
         public static string InitramfsPath => Path.Combine(GuestFolder, "initramfs.cpio.gz");
 
-        /// <summary>Null when guests can boot here; otherwise the reason, which guest tests skip with.</summary>
+        /// <summary>
+        /// Set to 1 (CI does, in .ci/run) to make an unavailable guest fail the guest tests instead of skipping them;
+        /// tests/guest/TestGuest.psm1 reads it too.
+        /// </summary>
+        public const string RequireVariableName = "VMQUIESCE_REQUIRE_GUEST";
+
+        /// <summary>Null when guests can boot here; otherwise the reason.</summary>
         public static string? UnavailableReason => s_unavailableReason.Value;
+
+        /// <summary>What guest tests skip with: the reason the guest is unavailable, unless the guest is required.</summary>
+        public static string? SkipReason => IsRequired ? null : UnavailableReason;
+
+        private static bool IsRequired => Environment.GetEnvironmentVariable(RequireVariableName) == "1";
+
+        /// <summary>Called before a guest boots: where the guest is required and unavailable, the test fails with the reason.</summary>
+        public static void ThrowIfUnavailable()
+        {
+            if (UnavailableReason is string reason)
+            {
+                throw new InvalidOperationException($"{RequireVariableName}=1 requires the real test guest, and it is unavailable: {reason}");
+            }
+        }
 
         private static string? FindUnavailableReason()
         {

@@ -84,6 +84,7 @@ namespace VmQuiesce.Core.Tests.TestGuest
         /// <summary>Creates the disks and starts QEMU; returns at once (see <see cref="WaitUntilReady()"/>).</summary>
         public static TestGuestVm Start(TestGuestOptions? options = null)
         {
+            TestGuestEnvironment.ThrowIfUnavailable();
             var vm = new TestGuestVm(options ?? new TestGuestOptions());
             try
             {

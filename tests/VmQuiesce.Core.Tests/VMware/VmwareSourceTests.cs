@@ -26,8 +26,8 @@ namespace VmQuiesce.Core.Tests.VMware
                 Force = force,
                 VmrunVmPath = vmrunVmPath,
                 WriterConfigPath = writerConfig,
-                Warn = warnings == null ? null : warnings.Add,
-            });
+            },
+            new OperationHost(warn: warnings == null ? null : warnings.Add));
 
         private static Dictionary<string, string> Read(IConsistentView view) =>
             view.Files.ToDictionary(f => f.RelativePath, f => File.ReadAllText(f.ReadPath));
@@ -214,6 +214,32 @@ namespace VmQuiesce.Core.Tests.VMware
             Assert.Contains("vm-Snapshot1.vmsn", names);
             Assert.Contains("vm-Snapshot2.vmsn", names);
             Assert.Equal("between;", Read(view)["system-000001.vmdk"]);
+            // The delta the VM wrote until this backup is a disk VMware opens as a vmdk; the older base is named by no
+            // .vmx, so its format is not certain, and the .vmx is no disk.
+            Dictionary<string, string?> formats = view.Files.ToDictionary(f => f.RelativePath, f => f.Format);
+            Assert.Equal("vmdk", formats["system-000001.vmdk"]);
+            Assert.Null(formats["system.vmdk"]);
+            Assert.Null(formats["vm.vmx"]);
+            view.Complete(true, CancellationToken.None);
+        }
+
+        [VmrunDoubleFact]
+        public void A_text_descriptor_says_which_extents_hold_raw_bytes_and_which_are_sparse()
+        {
+            using var vmrun = new VmrunDouble();
+            TestVm vm = vmrun.CreateVm();
+            File.WriteAllText(vm.File("system.vmdk"), "# Disk DescriptorFile\nversion=1\ncreateType=\"twoGbMaxExtentFlat\"\nRW 4192256 FLAT \"system-f001.vmdk\" 0\nRW 4192256 SPARSE \"system-s002.vmdk\"\n");
+            File.WriteAllText(vm.File("system-f001.vmdk"), "flat;");
+            File.WriteAllText(vm.File("system-s002.vmdk"), "sparse;");
+
+            using IConsistentView view = Source(vmrun, vm).OpenConsistentView(CrashIsEnough, CancellationToken.None);
+
+            Dictionary<string, string?> formats = view.Files.ToDictionary(f => f.RelativePath, f => f.Format);
+            Assert.Equal("vmdk", formats["system.vmdk"]);
+            Assert.Equal("raw", formats["system-f001.vmdk"]);
+            Assert.Equal("vmdk", formats["system-s002.vmdk"]);
+            Assert.Equal("vmdk", formats["data.vmdk"]);
+            Assert.Null(formats["vm.nvram"]);
             view.Complete(true, CancellationToken.None);
         }
 

@@ -14,7 +14,7 @@ namespace VmQuiesce.Core.Tests.WindowsVss
         private static readonly string[] WebFiles = { "D:\\VMs\\web\\web.vmx", "D:\\VMs\\web\\disks\\web.vmdk" };
 
         private static HostVssSource Source(FakeVss fake, HostVssWriter? writer, List<string>? warnings = null, string vmName = "Web server", string[]? files = null) =>
-            new HostVssSource(vmName, writer, files ?? WebFiles, VssBackupType.Copy, warnings == null ? null : warnings.Add, null, fake);
+            new HostVssSource(vmName, writer, files ?? WebFiles, VssBackupType.Copy, new OperationHost(warn: warnings == null ? null : warnings.Add), fake);
 
         [Fact]
         public void TheVmWritersComponentTakingPartGivesApplicationConsistencyAndShadowCopyReadPaths()
@@ -44,7 +44,7 @@ namespace VmQuiesce.Core.Tests.WindowsVss
                 new VssComponentMetadata(VssComponentType.FileGroup, null, "5f2c3a10-0000-0000-0000-000000000000", caption, true, new[] { "E:\\Hyper-V\\hv1\\*" }),
             });
             var warnings = new List<string>();
-            var source = new HostVssSource("hv1", HostVssWriter.HyperV, new[] { "E:\\Hyper-V\\hv1\\hv1.vhdx" }, VssBackupType.Copy, warnings.Add, null, fake)
+            var source = new HostVssSource("hv1", HostVssWriter.HyperV, new[] { "E:\\Hyper-V\\hv1\\hv1.vhdx" }, VssBackupType.Copy, new OperationHost(warn: warnings.Add), fake)
             {
                 WriterComponentName = "5f2c3a10-0000-0000-0000-000000000000",
             };
@@ -60,7 +60,7 @@ namespace VmQuiesce.Core.Tests.WindowsVss
         [Fact]
         public void AHyperVVmBackedUpOnlineIsApplicationConsistent()
         {
-            var source = new HostVssSource("hv1", HostVssWriter.HyperV, new[] { "E:\\Hyper-V\\hv1\\hv1.vhdx" }, VssBackupType.Copy, null, null, new FakeVss())
+            var source = new HostVssSource("hv1", HostVssWriter.HyperV, new[] { "E:\\Hyper-V\\hv1\\hv1.vhdx" }, VssBackupType.Copy, null, new FakeVss())
             {
                 WriterComponentName = "5f2c3a10-0000-0000-0000-000000000000",
             };
@@ -250,7 +250,7 @@ namespace VmQuiesce.Core.Tests.WindowsVss
         [UnixFact]
         public void OffWindowsTheRealHostIsRefusedWithWindowsOnly()
         {
-            var failure = Assert.Throws<VmQuiesceException>(() => HostVssSource.GetWriters(null, null, CancellationToken.None));
+            var failure = Assert.Throws<VmQuiesceException>(() => HostVssSource.GetWriters(OperationHost.None, CancellationToken.None));
 
             Assert.Equal("WindowsOnly", failure.ErrorId);
             Assert.Equal(FailureKind.NotSupported, failure.Kind);

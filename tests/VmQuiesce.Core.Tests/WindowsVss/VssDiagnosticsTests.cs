@@ -206,7 +206,7 @@ namespace VmQuiesce.Core.Tests.WindowsVss
                 },
             };
 
-            using IConsistentView view = new HostVssSource("Web server", HostVssWriter.VMware, new[] { "D:\\VMs\\web\\web.vmx" }, VssBackupType.Copy, null, verbose.Add, fake)
+            using IConsistentView view = new HostVssSource("Web server", HostVssWriter.VMware, new[] { "D:\\VMs\\web\\web.vmx" }, VssBackupType.Copy, new OperationHost(verbose: verbose.Add), fake)
                 .OpenConsistentView(new QuiesceOptions(), CancellationToken.None);
 
             Assert.Equal(12.5, view.Quiesce.FrozenMilliseconds, 3);
@@ -223,7 +223,7 @@ namespace VmQuiesce.Core.Tests.WindowsVss
                 DiagnosticsFailure = new VmQuiesceException("RegistryReadFailed", FailureKind.ReadError, "Could not read HKLM\\SYSTEM\\CurrentControlSet\\Services\\VSS\\Diag: Win32 error 5.", "Diag"),
             };
 
-            using IConsistentView view = new HostVssSource("Web server", HostVssWriter.VMware, new[] { "D:\\VMs\\web\\web.vmx" }, VssBackupType.Copy, null, verbose.Add, fake)
+            using IConsistentView view = new HostVssSource("Web server", HostVssWriter.VMware, new[] { "D:\\VMs\\web\\web.vmx" }, VssBackupType.Copy, new OperationHost(verbose: verbose.Add), fake)
                 .OpenConsistentView(new QuiesceOptions(), CancellationToken.None);
 
             Assert.Equal(FrozenMeasure.DoSnapshotSetDuration, view.Quiesce.FrozenMeasure);

@@ -48,11 +48,11 @@ namespace VmQuiesce.Core.Tests.WindowsVss
             var host = new WindowsVssHost();
             if (!host.HasBackupRights)
             {
-                Assert.Equal("VssRequiresElevation", Assert.Throws<VmQuiesceException>(() => HostVssSource.GetWriters(null, null, CancellationToken.None)).ErrorId);
+                Assert.Equal("VssRequiresElevation", Assert.Throws<VmQuiesceException>(() => HostVssSource.GetWriters(OperationHost.None, CancellationToken.None)).ErrorId);
                 return;
             }
 
-            VssWriterInfo system = Assert.Single(HostVssSource.GetWriters(null, null, CancellationToken.None), w => w.Name == "System Writer");
+            VssWriterInfo system = Assert.Single(HostVssSource.GetWriters(OperationHost.None, CancellationToken.None), w => w.Name == "System Writer");
             Assert.Equal(new Guid("e8132975-6f93-4464-a53e-1050253ae220"), system.WriterId);
             Assert.Equal("CryptSvc", system.Service);
         }
@@ -64,7 +64,7 @@ namespace VmQuiesce.Core.Tests.WindowsVss
             if (host.HasBackupRights)
             {
                 // Gathering metadata makes every writer record IDENTIFY, so there is something to read.
-                _ = HostVssSource.GetWriters(null, null, CancellationToken.None);
+                _ = HostVssSource.GetWriters(OperationHost.None, CancellationToken.None);
                 Assert.NotEmpty(host.ReadDiagnostics());
             }
 

@@ -3,50 +3,134 @@ using System.Collections.Generic;
 using System.IO;
 using System.Linq;
 using System.Runtime.InteropServices;
+using VmQuiesce.Core.Native;
+using VmQuiesce.Core.Platform;
 
 namespace VmQuiesce.Core.Logon.Linux
 {
-    /// <summary>Owner, group and mode of a file, from statx (one layout on every architecture).</summary>
-    internal readonly struct PosixStat
-    {
-        public PosixStat(uint uid, uint gid, uint mode)
-        {
-            Uid = uid;
-            Gid = gid;
-            Mode = mode;
-        }
-
-        public uint Uid { get; }
-
-        public uint Gid { get; }
-
-        /// <summary>File type and permission bits (st_mode).</summary>
-        public uint Mode { get; }
-
-        public bool IsDirectory => (Mode & 0xF000) == 0x4000;
-    }
-
     internal static class PosixFiles
     {
-        public static PosixStat Stat(string path)
-        {
-            byte[] buffer = new byte[256];
-            if (PosixNative.statx(PosixNative.AtFdCwd, path, 0, PosixNative.StatxBasicStats, buffer) != 0)
-            {
-                int errno = Marshal.GetLastWin32Error();
-                throw new IOException($"Cannot read the permissions of '{path}': {PosixNative.ErrorText(errno)}.");
-            }
-
-            // struct statx: stx_uid at 20, stx_gid at 24, stx_mode (16 bits) at 28.
-            return new PosixStat(BitConverter.ToUInt32(buffer, 20), BitConverter.ToUInt32(buffer, 24), BitConverter.ToUInt16(buffer, 28));
-        }
-
         public static void ChangeMode(string path, int mode)
         {
-            if (PosixNative.chmod(path, (uint)mode) != 0)
+            if (Libc.chmod(path, (uint)mode) != 0)
             {
                 int errno = Marshal.GetLastWin32Error();
-                throw new IOException($"Cannot change the mode of '{path}': {PosixNative.ErrorText(errno)}.");
+                throw new IOException($"Cannot change the mode of '{path}': {Libc.ErrorText(errno)}.");
+            }
+        }
+    }
+
+    /// <summary>
+    /// An open file or folder (Linux). Whatever is asked and changed is asked of and changed on this one object,
+    /// never looked up again by path, so a name swapped for a link meanwhile changes nothing.
+    /// </summary>
+    internal sealed class PosixFileHandle : IDisposable
+    {
+        private const int ReadOnly = Libc.OpenReadOnly | Libc.OpenNonBlocking | Libc.OpenNoControllingTerminal | Libc.OpenCloseOnExec;
+
+        private PosixFileHandle(int descriptor, string path)
+        {
+            Descriptor = descriptor;
+            Path = path;
+        }
+
+        public int Descriptor { get; }
+
+        /// <summary>The name it was opened by: for messages only.</summary>
+        public string Path { get; }
+
+        /// <summary>Opens <paramref name="path"/> as named (links followed): for reading its permissions.</summary>
+        public static PosixFileHandle Open(string path) =>
+            new PosixFileHandle(Check(Libc.open(path, ReadOnly), path), path);
+
+        /// <summary>Opens a folder; a name that is a symbolic link is refused, not followed.</summary>
+        public static PosixFileHandle OpenFolder(string path)
+        {
+            int descriptor = Libc.open(path, ReadOnly | Libc.OpenDirectory | Libc.OpenNoFollow);
+            if (descriptor < 0 && Marshal.GetLastWin32Error() is int errno && (errno == Libc.ELOOP || errno == Libc.ENOTDIR))
+            {
+                throw new IOException($"'{path}' is a symbolic link or not a folder; give the folder itself.");
+            }
+
+            return new PosixFileHandle(Check(descriptor, path), path);
+        }
+
+        /// <summary>An entry of this folder, opened without following a link: null when the entry is a link or a socket.</summary>
+        public PosixFileHandle? OpenEntry(string name)
+        {
+            string path = System.IO.Path.Combine(Path, name);
+            int descriptor = Libc.openat(Descriptor, name, ReadOnly | Libc.OpenNoFollow);
+            if (descriptor < 0 && Marshal.GetLastWin32Error() is int errno && (errno == Libc.ELOOP || errno == Libc.ENXIO))
+            {
+                return null;
+            }
+
+            return new PosixFileHandle(Check(descriptor, path), path);
+        }
+
+        /// <summary>The names in this folder (read through the descriptor, so the folder listed is the one opened).</summary>
+        public IReadOnlyList<string> EntryNames() =>
+            Directory.EnumerateFileSystemEntries("/proc/self/fd/" + Descriptor.ToString(System.Globalization.CultureInfo.InvariantCulture))
+                .Select(entry => System.IO.Path.GetFileName(entry)).ToList();
+
+        public PosixStat Stat() => UnixFiles.Stat(Descriptor, Path);
+
+        public void Dispose() => Libc.close(Descriptor);
+
+        private static int Check(int descriptor, string path)
+        {
+            if (descriptor < 0)
+            {
+                int errno = Marshal.GetLastWin32Error();
+                throw new IOException($"Cannot open '{path}': {Libc.ErrorText(errno)}.");
+            }
+
+            return descriptor;
+        }
+    }
+
+    /// <summary>
+    /// Gives a user rwx on a folder tree (and as the folders' default ACL, for new files); rw on files, x only where
+    /// already executable. Every entry is opened without following links and changed through its descriptor: a
+    /// link in the tree is skipped, and one swapped in while the grant runs is never followed out of the folder.
+    /// </summary>
+    internal static class PosixFolderGrant
+    {
+        /// <param name="opened">Tests: runs once each entry is open and before it is changed.</param>
+        public static void Grant(string folder, uint uid, Action<string>? opened = null)
+        {
+            using PosixFileHandle root = PosixFileHandle.OpenFolder(folder);
+            Grant(root, uid, opened);
+        }
+
+        private static void Grant(PosixFileHandle entry, uint uid, Action<string>? opened)
+        {
+            opened?.Invoke(entry.Path);
+            PosixStat stat = entry.Stat();
+            if (!stat.IsDirectory && !stat.IsRegularFile)
+            {
+                return;
+            }
+
+            PosixAcl access = PosixAcl.Read(entry, PosixAcl.AccessAttribute) ?? PosixAcl.FromMode(stat.Mode);
+            bool executable = stat.IsDirectory || (stat.Mode & 0x49) != 0;
+            access.GrantUser(uid, (ushort)(PosixAccess.Read | PosixAccess.Write | (executable ? PosixAccess.Execute : 0)));
+            access.Write(entry, PosixAcl.AccessAttribute);
+            if (!stat.IsDirectory)
+            {
+                return;
+            }
+
+            PosixAcl inherited = PosixAcl.Read(entry, PosixAcl.DefaultAttribute) ?? PosixAcl.FromMode(stat.Mode);
+            inherited.GrantUser(uid, PosixAccess.Read | PosixAccess.Write | PosixAccess.Execute);
+            inherited.Write(entry, PosixAcl.DefaultAttribute);
+            foreach (string name in entry.EntryNames())
+            {
+                using PosixFileHandle? child = entry.OpenEntry(name);
+                if (child != null)
+                {
+                    Grant(child, uid, opened);
+                }
             }
         }
     }
@@ -76,25 +160,25 @@ namespace VmQuiesce.Core.Logon.Linux
         public List<PosixAclEntry> Entries { get; }
 
         /// <summary>The ACL stored in the attribute, or null when the file has none (only mode bits).</summary>
-        public static PosixAcl? Read(string path, string attribute)
+        public static PosixAcl? Read(PosixFileHandle file, string attribute)
         {
-            IntPtr size = PosixNative.getxattr(path, attribute, null, UIntPtr.Zero);
+            IntPtr size = Libc.fgetxattr(file.Descriptor, attribute, null, UIntPtr.Zero);
             if (size.ToInt64() < 0)
             {
                 int errno = Marshal.GetLastWin32Error();
-                if (errno == PosixNative.ENODATA || errno == PosixNative.EOPNOTSUPP)
+                if (errno == Libc.ENODATA || errno == Libc.EOPNOTSUPP)
                 {
                     return null;
                 }
 
-                throw new IOException($"Cannot read the ACL of '{path}': {PosixNative.ErrorText(errno)}.");
+                throw new IOException($"Cannot read the ACL of '{file.Path}': {Libc.ErrorText(errno)}.");
             }
 
             byte[] buffer = new byte[size.ToInt64()];
-            size = PosixNative.getxattr(path, attribute, buffer, (UIntPtr)(ulong)buffer.Length);
+            size = Libc.fgetxattr(file.Descriptor, attribute, buffer, (UIntPtr)(ulong)buffer.Length);
             if (size.ToInt64() < 4 || BitConverter.ToUInt32(buffer, 0) != Version)
             {
-                throw new IOException($"The ACL of '{path}' is not in the version-2 format this module reads.");
+                throw new IOException($"The ACL of '{file.Path}' is not in the version-2 format this module reads.");
             }
 
             var entries = new List<PosixAclEntry>();
@@ -133,7 +217,7 @@ namespace VmQuiesce.Core.Logon.Linux
             Entries.Add(new PosixAclEntry(Mask, mask, UndefinedId));
         }
 
-        public void Write(string path, string attribute)
+        public void Write(PosixFileHandle file, string attribute)
         {
             List<PosixAclEntry> sorted = Entries.OrderBy(e => e.Tag).ThenBy(e => e.Id).ToList();
             byte[] buffer = new byte[4 + (8 * sorted.Count)];
@@ -145,15 +229,15 @@ namespace VmQuiesce.Core.Logon.Linux
                 BitConverter.GetBytes(sorted[i].Id).CopyTo(buffer, 8 + (8 * i));
             }
 
-            if (PosixNative.setxattr(path, attribute, buffer, (UIntPtr)(ulong)buffer.Length, 0) != 0)
+            if (Libc.fsetxattr(file.Descriptor, attribute, buffer, (UIntPtr)(ulong)buffer.Length, 0) != 0)
             {
                 int errno = Marshal.GetLastWin32Error();
-                if (errno == PosixNative.EOPNOTSUPP)
+                if (errno == Libc.EOPNOTSUPP)
                 {
-                    throw new NotSupportedException($"The file system holding '{path}' does not support POSIX ACLs (mount it with the acl option).");
+                    throw new NotSupportedException($"The file system holding '{file.Path}' does not support POSIX ACLs (mount it with the acl option).");
                 }
 
-                throw new IOException($"Cannot write the ACL of '{path}': {PosixNative.ErrorText(errno)}.");
+                throw new IOException($"Cannot write the ACL of '{file.Path}': {Libc.ErrorText(errno)}.");
             }
         }
     }
@@ -192,8 +276,9 @@ namespace VmQuiesce.Core.Logon.Linux
                 return null; // root overrides permission bits (CAP_DAC_OVERRIDE) for read, write and directory search.
             }
 
-            PosixStat stat = PosixFiles.Stat(path);
-            PosixAcl acl = PosixAcl.Read(path, PosixAcl.AccessAttribute) ?? PosixAcl.FromMode(stat.Mode);
+            using PosixFileHandle file = PosixFileHandle.Open(path);
+            PosixStat stat = file.Stat();
+            PosixAcl acl = PosixAcl.Read(file, PosixAcl.AccessAttribute) ?? PosixAcl.FromMode(stat.Mode);
             ushort mask = acl.Find(PosixAcl.Mask) ?? 7;
             if (user.Uid == stat.Uid)
             {

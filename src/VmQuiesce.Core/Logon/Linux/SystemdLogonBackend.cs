@@ -1,12 +1,12 @@
 using System;
 using System.Collections.Generic;
-using System.Diagnostics;
 using System.IO;
 using System.Linq;
 using System.Security;
 using System.Text;
 using System.Text.RegularExpressions;
 using System.Threading;
+using VmQuiesce.Core.Platform;
 
 namespace VmQuiesce.Core.Logon.Linux
 {
@@ -30,17 +30,20 @@ namespace VmQuiesce.Core.Logon.Linux
         private static readonly TimeSpan SystemctlTimeout = TimeSpan.FromMinutes(2);
         private readonly string? _customUnitDirectory;
         private readonly bool _systemdLoadsUnitDirectory;
+        private readonly HostTools _tools;
 
         /// <param name="unitDirectory">Look up units and write drop-ins only here (tests use a temp root); null for systemd's own directories.</param>
         public SystemdLogonBackend(string? unitDirectory = null)
-            : this(unitDirectory, Directory.Exists("/run/systemd/system"), systemdLoadsUnitDirectory: false)
+            : this(unitDirectory, Directory.Exists("/run/systemd/system"), systemdLoadsUnitDirectory: false, HostTools.ForThisHost)
         {
         }
 
         /// <param name="systemdRunning">Whether systemd manages this machine.</param>
         /// <param name="systemdLoadsUnitDirectory">Tests: treat a custom unit directory as one systemd reads.</param>
-        internal SystemdLogonBackend(string? unitDirectory, bool systemdRunning, bool systemdLoadsUnitDirectory)
+        /// <param name="tools">Where systemctl is found.</param>
+        internal SystemdLogonBackend(string? unitDirectory, bool systemdRunning, bool systemdLoadsUnitDirectory, HostTools tools)
         {
+            _tools = tools;
             if (unitDirectory != null && !Directory.Exists(unitDirectory))
             {
                 throw new VmQuiesceException("UnitDirectoryNotFound", FailureKind.ObjectNotFound,
@@ -169,7 +172,7 @@ namespace VmQuiesce.Core.Logon.Linux
             PosixUser user = FindUser(account.Name);
             try
             {
-                GrantTree(path, user.Uid);
+                PosixFolderGrant.Grant(path, user.Uid);
             }
             catch (Exception e) when (e is IOException || e is NotSupportedException || e is UnauthorizedAccessException)
             {
@@ -257,32 +260,6 @@ namespace VmQuiesce.Core.Logon.Linux
             }
 
             return path.Length > 1 ? path.TrimEnd('/') : path;
-        }
-
-        /// <summary>rwx on the folder and its subfolders (and as their default ACL, for new files); rw on files, x only where already executable.</summary>
-        private static void GrantTree(string path, uint uid)
-        {
-            PosixStat stat = PosixFiles.Stat(path);
-            PosixAcl access = PosixAcl.Read(path, PosixAcl.AccessAttribute) ?? PosixAcl.FromMode(stat.Mode);
-            bool executable = stat.IsDirectory || (stat.Mode & 0x49) != 0;
-            access.GrantUser(uid, (ushort)(PosixAccess.Read | PosixAccess.Write | (executable ? PosixAccess.Execute : 0)));
-            access.Write(path, PosixAcl.AccessAttribute);
-            if (!stat.IsDirectory)
-            {
-                return;
-            }
-
-            PosixAcl inherited = PosixAcl.Read(path, PosixAcl.DefaultAttribute) ?? PosixAcl.FromMode(stat.Mode);
-            inherited.GrantUser(uid, PosixAccess.Read | PosixAccess.Write | PosixAccess.Execute);
-            inherited.Write(path, PosixAcl.DefaultAttribute);
-            foreach (string child in Directory.EnumerateFileSystemEntries(path))
-            {
-                // Symbolic links are not followed: a link could lead out of the VM folder.
-                if ((File.GetAttributes(child) & FileAttributes.ReparsePoint) == 0)
-                {
-                    GrantTree(child, uid);
-                }
-            }
         }
 
         private (string Unit, string Path) FindByDescription(string description)
@@ -439,38 +416,15 @@ namespace VmQuiesce.Core.Logon.Linux
 
         private static string Capitalize(string text) => text.Length == 0 ? "Unknown" : char.ToUpperInvariant(text[0]) + text.Substring(1);
 
-        private static (int Exit, string Output) Systemctl(CancellationToken cancel, params string[] arguments)
+        private (int Exit, string Output) Systemctl(CancellationToken cancel, params string[] arguments)
         {
-            // Every argument is a fixed verb or a unit name checked against UnitName: nothing needs quoting.
-            var start = new ProcessStartInfo("systemctl", string.Join(" ", arguments))
+            ToolResult result = ToolProcess.Run(new ToolCommand(_tools.Find("systemctl"), arguments)
             {
-                UseShellExecute = false,
-                RedirectStandardOutput = true,
-                RedirectStandardError = true,
-            };
-            using Process process = Process.Start(start) ?? throw new InvalidOperationException("systemctl did not start.");
-            var output = new StringBuilder();
-            process.OutputDataReceived += (_, e) => { if (e.Data != null) { lock (output) { output.AppendLine(e.Data); } } };
-            process.ErrorDataReceived += (_, e) => { if (e.Data != null) { lock (output) { output.AppendLine(e.Data); } } };
-            process.BeginOutputReadLine();
-            process.BeginErrorReadLine();
-            using (cancel.Register(() => { try { process.Kill(); } catch (InvalidOperationException) { } }))
-            {
-                if (!process.WaitForExit((int)SystemctlTimeout.TotalMilliseconds))
-                {
-                    process.Kill();
-                    throw new VmQuiesceException("ServiceManagerTimeout", FailureKind.OperationTimeout,
-                        $"'systemctl {string.Join(" ", arguments)}' did not finish within {SystemctlTimeout.TotalSeconds} s.", "systemd");
-                }
-
-                process.WaitForExit();
-            }
-
-            cancel.ThrowIfCancellationRequested();
-            lock (output)
-            {
-                return (process.ExitCode, output.ToString());
-            }
+                Timeout = SystemctlTimeout,
+                Target = "systemd",
+                TimeoutId = "ServiceManagerTimeout",
+            }, cancel);
+            return (result.ExitCode, result.StandardOutput + result.StandardError);
         }
     }
 }

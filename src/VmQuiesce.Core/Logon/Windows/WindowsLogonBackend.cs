@@ -7,6 +7,7 @@ using System.Runtime.Versioning;
 using System.Security;
 using System.Text;
 using System.Threading;
+using VmQuiesce.Core.Native;
 
 namespace VmQuiesce.Core.Logon.Windows
 {
@@ -38,15 +39,15 @@ namespace VmQuiesce.Core.Logon.Windows
 
         public ServiceEntry FindService(string? name)
         {
-            using var manager = ServiceHandle.OpenManager();
-            using ServiceHandle service = OpenService(manager, name, WindowsNative.ServiceQueryConfig | WindowsNative.ServiceQueryStatus);
+            using SafeServiceHandle manager = OpenManager();
+            using OpenedService service = OpenService(manager, name, Advapi32.ServiceQueryConfig | Advapi32.ServiceQueryStatus);
             (string displayName, string account, uint startType) = QueryConfig(service);
-            if (!WindowsNative.QueryServiceStatus(service.Handle, out WindowsNative.ServiceStatus status))
+            if (!Advapi32.QueryServiceStatus(service.Handle, out Advapi32.ServiceStatus status))
             {
                 throw Win32Failure("ServiceQueryFailed", $"Cannot read the state of the service '{service.Name}'", service.Name);
             }
 
-            return new ServiceEntry(service.Name!, displayName, account, StartModeName(startType), StateOf(status.CurrentState));
+            return new ServiceEntry(service.Name, displayName, account, StartModeName(startType), StateOf(status.CurrentState));
         }
 
         public LogonAccount ResolveAccount(string name)
@@ -95,24 +96,24 @@ namespace VmQuiesce.Core.Logon.Windows
             IntPtr secret = Marshal.SecureStringToGlobalAllocUnicode(password);
             try
             {
-                if (WindowsNative.LogonUserW(user, domain, secret, WindowsNative.Logon32LogonService, WindowsNative.Logon32ProviderDefault, out IntPtr token))
+                if (Advapi32.LogonUserW(user, domain, secret, Advapi32.Logon32LogonService, Advapi32.Logon32ProviderDefault, out IntPtr token))
                 {
-                    WindowsNative.CloseHandle(token);
+                    Kernel32.CloseHandle(token);
                     return true;
                 }
 
                 int error = Marshal.GetLastWin32Error();
                 switch (error)
                 {
-                    case WindowsNative.ErrorLogonFailure:
+                    case Win32Error.LogonFailure:
                         return false;
-                    case WindowsNative.ErrorLogonTypeNotGranted:
+                    case Win32Error.LogonTypeNotGranted:
                         // Windows checks the password before the logon type: the password is right and
                         // the service logon right is missing (granted next) or denied (refused next).
                         return true;
                     default:
                         throw new VmQuiesceException("AccountCannotLogOn", FailureKind.SecurityError,
-                            $"'{account.Name}' cannot log on: {WindowsNative.Describe(error)}. Nothing was changed.", account.Name)
+                            $"'{account.Name}' cannot log on: {Win32Error.Describe(error)}. Nothing was changed.", account.Name)
                         {
                             Remedy = "Enable or unlock the account, or renew its expired password, then try again.",
                         };
@@ -144,7 +145,7 @@ namespace VmQuiesce.Core.Logon.Windows
                 }
             }
 
-            using LsaPolicy policy = LsaPolicy.Open(WindowsNative.PolicyLookupNames);
+            using LsaPolicy policy = LsaPolicy.Open(Advapi32.PolicyLookupNames);
             bool granted = false;
             foreach (byte[] holder in holders)
             {
@@ -162,17 +163,17 @@ namespace VmQuiesce.Core.Logon.Windows
 
         public void GrantLogonRight(LogonAccount account)
         {
-            using LsaPolicy policy = LsaPolicy.Open(WindowsNative.PolicyLookupNames | WindowsNative.PolicyCreateAccount);
+            using LsaPolicy policy = LsaPolicy.Open(Advapi32.PolicyLookupNames | Advapi32.PolicyCreateAccount);
             IntPtr buffer = Marshal.StringToHGlobalUni(ServiceLogonRight);
             try
             {
-                var right = new WindowsNative.LsaUnicodeString
+                var right = new Advapi32.LsaUnicodeString
                 {
                     Length = (ushort)(ServiceLogonRight.Length * 2),
                     MaximumLength = (ushort)((ServiceLogonRight.Length * 2) + 2),
                     Buffer = buffer,
                 };
-                uint status = WindowsNative.LsaAddAccountRights(policy.Handle, WindowsSecurity.StringToSid(account.Identity), new[] { right }, 1);
+                uint status = Advapi32.LsaAddAccountRights(policy.Handle, WindowsSecurity.StringToSid(account.Identity), new[] { right }, 1);
                 ThrowIfFailed(status, "LogonRightGrantFailed", $"Cannot grant 'Log on as a service' to '{account.Name}'", account.Name);
             }
             finally
@@ -250,15 +251,15 @@ namespace VmQuiesce.Core.Logon.Windows
 
         public void RestartService(ServiceEntry service, CancellationToken cancel)
         {
-            using var manager = ServiceHandle.OpenManager();
-            using ServiceHandle handle = OpenService(manager, service.Name, WindowsNative.ServiceStart | WindowsNative.ServiceStop | WindowsNative.ServiceQueryStatus);
-            if (!WindowsNative.ControlService(handle.Handle, WindowsNative.ServiceControlStop, out _) && Marshal.GetLastWin32Error() != WindowsNative.ErrorServiceNotActive)
+            using SafeServiceHandle manager = OpenManager();
+            using OpenedService handle = OpenService(manager, service.Name, Advapi32.ServiceStart | Advapi32.ServiceStop | Advapi32.ServiceQueryStatus);
+            if (!Advapi32.ControlService(handle.Handle, Advapi32.ServiceControlStop, out _) && Marshal.GetLastWin32Error() != Win32Error.ServiceNotActive)
             {
                 throw Win32Failure("ServiceRestartFailed", $"Cannot stop the service '{service.Name}'", service.Name);
             }
 
             WaitFor(handle, service.Name, ServiceRunState.Stopped, cancel);
-            if (!WindowsNative.StartServiceW(handle.Handle, 0, IntPtr.Zero))
+            if (!Advapi32.StartServiceW(handle.Handle, 0, IntPtr.Zero))
             {
                 throw Win32Failure("ServiceRestartFailed", $"The service '{service.Name}' did not start", service.Name);
             }
@@ -268,9 +269,9 @@ namespace VmQuiesce.Core.Logon.Windows
 
         private static void ChangeAccount(string serviceName, string account, IntPtr password)
         {
-            using var manager = ServiceHandle.OpenManager();
-            using ServiceHandle service = OpenService(manager, serviceName, WindowsNative.ServiceChangeConfig | WindowsNative.ServiceQueryConfig);
-            if (!WindowsNative.ChangeServiceConfigW(service.Handle, WindowsNative.ServiceNoChange, WindowsNative.ServiceNoChange, WindowsNative.ServiceNoChange,
+            using SafeServiceHandle manager = OpenManager();
+            using OpenedService service = OpenService(manager, serviceName, Advapi32.ServiceChangeConfig | Advapi32.ServiceQueryConfig);
+            if (!Advapi32.ChangeServiceConfigW(service.Handle, Advapi32.ServiceNoChange, Advapi32.ServiceNoChange, Advapi32.ServiceNoChange,
                 null, null, IntPtr.Zero, null, account, password, null))
             {
                 throw Win32Failure("ServiceConfigChangeFailed", $"Cannot set the logon account of '{serviceName}' to '{account}'", serviceName);
@@ -278,12 +279,12 @@ namespace VmQuiesce.Core.Logon.Windows
         }
 
         /// <summary>Polls the real state until it is reached, the service gives up, or the deadline passes.</summary>
-        private static void WaitFor(ServiceHandle service, string name, ServiceRunState wanted, CancellationToken cancel)
+        private static void WaitFor(OpenedService service, string name, ServiceRunState wanted, CancellationToken cancel)
         {
             DateTime deadline = DateTime.UtcNow + StateChangeTimeout;
             while (true)
             {
-                if (!WindowsNative.QueryServiceStatus(service.Handle, out WindowsNative.ServiceStatus status))
+                if (!Advapi32.QueryServiceStatus(service.Handle, out Advapi32.ServiceStatus status))
                 {
                     throw Win32Failure("ServiceRestartFailed", $"Cannot read the state of '{name}'", name);
                 }
@@ -297,7 +298,7 @@ namespace VmQuiesce.Core.Logon.Windows
                 if (wanted == ServiceRunState.Running && state == ServiceRunState.Stopped)
                 {
                     throw new VmQuiesceException("ServiceRestartFailed", FailureKind.InvalidOperation,
-                        $"The service '{name}' stopped while starting: {WindowsNative.Describe((int)status.Win32ExitCode)}", name)
+                        $"The service '{name}' stopped while starting: {Win32Error.Describe((int)status.Win32ExitCode)}", name)
                     {
                         Remedy = "See the System event log (source Service Control Manager).",
                     };
@@ -316,56 +317,57 @@ namespace VmQuiesce.Core.Logon.Windows
             }
         }
 
-        private static ServiceHandle OpenService(ServiceHandle manager, string? name, uint access)
+        private static SafeServiceHandle OpenManager()
         {
-            string keyName = name ?? KeyNameFromDisplayName(manager, ServiceLogonManager.DefaultDisplayName)
-                ?? throw ServiceNotFound(ServiceLogonManager.DefaultDisplayName, "No service has the display name");
-            IntPtr handle = WindowsNative.OpenServiceW(manager.Handle, keyName, access);
-            if (handle == IntPtr.Zero && Marshal.GetLastWin32Error() == WindowsNative.ErrorServiceDoesNotExist && name != null)
+            SafeServiceHandle manager = Advapi32.OpenSCManagerW(null, null, Advapi32.ScManagerConnect);
+            if (manager.IsInvalid)
             {
-                // -ServiceName may also be a display name.
-                keyName = KeyNameFromDisplayName(manager, name) ?? throw ServiceNotFound(name, "No service has the name or display name");
-                handle = WindowsNative.OpenServiceW(manager.Handle, keyName, access);
+                VmQuiesceException failure = Win32Failure("ServiceManagerUnavailable", "Cannot connect to the Service Control Manager", null);
+                manager.Dispose();
+                throw failure;
             }
 
-            if (handle == IntPtr.Zero)
+            return manager;
+        }
+
+        private static OpenedService OpenService(SafeServiceHandle manager, string? name, uint access)
+        {
+            string keyName = name ?? Advapi32.GetServiceKeyName(manager, ServiceLogonManager.DefaultDisplayName)
+                ?? throw ServiceNotFound(ServiceLogonManager.DefaultDisplayName, "No service has the display name");
+            SafeServiceHandle handle = Advapi32.OpenServiceW(manager, keyName, access);
+            if (handle.IsInvalid && Marshal.GetLastWin32Error() == Win32Error.ServiceDoesNotExist && name != null)
+            {
+                // -ServiceName may also be a display name.
+                handle.Dispose();
+                keyName = Advapi32.GetServiceKeyName(manager, name) ?? throw ServiceNotFound(name, "No service has the name or display name");
+                handle = Advapi32.OpenServiceW(manager, keyName, access);
+            }
+
+            if (handle.IsInvalid)
             {
                 int error = Marshal.GetLastWin32Error();
-                throw error == WindowsNative.ErrorAccessDenied
+                handle.Dispose();
+                throw error == Win32Error.AccessDenied
                     ? new VmQuiesceException("ServiceAccessDenied", FailureKind.PermissionDenied, $"Access to the service '{keyName}' was denied.", keyName) { Remedy = "Run PowerShell as Administrator." }
                     : Win32Failure("ServiceOpenFailed", $"Cannot open the service '{keyName}'", keyName, error);
             }
 
-            return new ServiceHandle(handle, keyName);
+            return new OpenedService(handle, keyName);
         }
 
-        private static string? KeyNameFromDisplayName(ServiceHandle manager, string displayName)
+        private static (string DisplayName, string Account, uint StartType) QueryConfig(OpenedService service)
         {
-            int length = 0;
-            WindowsNative.GetServiceKeyNameW(manager.Handle, displayName, null, ref length);
-            if (Marshal.GetLastWin32Error() != WindowsNative.ErrorInsufficientBuffer)
-            {
-                return null;
-            }
-
-            var keyName = new StringBuilder(length + 1);
-            length++;
-            return WindowsNative.GetServiceKeyNameW(manager.Handle, displayName, keyName, ref length) ? keyName.ToString() : null;
-        }
-
-        private static (string DisplayName, string Account, uint StartType) QueryConfig(ServiceHandle service)
-        {
-            WindowsNative.QueryServiceConfigW(service.Handle, IntPtr.Zero, 0, out int needed);
+            Advapi32.QueryServiceConfigW(service.Handle, IntPtr.Zero, 0, out int needed);
             IntPtr buffer = Marshal.AllocHGlobal(Math.Max(needed, 1));
             try
             {
-                if (!WindowsNative.QueryServiceConfigW(service.Handle, buffer, needed, out _))
+                if (!Advapi32.QueryServiceConfigW(service.Handle, buffer, needed, out _))
                 {
                     throw Win32Failure("ServiceQueryFailed", $"Cannot read the configuration of the service '{service.Name}'", service.Name);
                 }
 
-                var config = Marshal.PtrToStructure<WindowsNative.QueryServiceConfig>(buffer);
-                return (Marshal.PtrToStringUni(config.DisplayName) ?? service.Name!, Marshal.PtrToStringUni(config.ServiceStartName) ?? "LocalSystem", config.StartType);
+                var config = Marshal.PtrToStructure<Advapi32.QueryServiceConfig>(buffer);
+                return (Marshal.PtrToStringUni(config.DisplayName) ?? service.Name, Marshal.PtrToStringUni(config.ServiceStartName) ?? "LocalSystem", config.StartType);
             }
             finally
             {
@@ -379,19 +381,19 @@ namespace VmQuiesce.Core.Logon.Windows
             string lookup = name.StartsWith(@".\", StringComparison.Ordinal) ? Environment.MachineName + name.Substring(1) : name;
             int sidLength = 0;
             int domainLength = 0;
-            WindowsNative.LookupAccountNameW(null, lookup, null, ref sidLength, null, ref domainLength, out _);
+            Advapi32.LookupAccountNameW(null, lookup, null, ref sidLength, null, ref domainLength, out _);
             int error = Marshal.GetLastWin32Error();
-            if (error == WindowsNative.ErrorNoneMapped)
+            if (error == Win32Error.NoneMapped)
             {
                 return null;
             }
 
             byte[] sid = new byte[sidLength];
             var domain = new StringBuilder(domainLength);
-            if (!WindowsNative.LookupAccountNameW(null, lookup, sid, ref sidLength, domain, ref domainLength, out int use))
+            if (!Advapi32.LookupAccountNameW(null, lookup, sid, ref sidLength, domain, ref domainLength, out int use))
             {
                 error = Marshal.GetLastWin32Error();
-                return error == WindowsNative.ErrorNoneMapped ? ((byte[], int)?)null : throw Win32Failure("AccountLookupFailed", $"Cannot look up the account '{name}'", name, error);
+                return error == Win32Error.NoneMapped ? ((byte[], int)?)null : throw Win32Failure("AccountLookupFailed", $"Cannot look up the account '{name}'", name, error);
             }
 
             return (sid, use);
@@ -402,11 +404,10 @@ namespace VmQuiesce.Core.Logon.Windows
         {
             (string domain, string user) = Split(account.Name);
             string name = domain == "." ? user : domain + @"\" + user;
-            const int IncludeIndirect = 1;
-            int result = WindowsNative.NetUserGetLocalGroups(null, name, 0, IncludeIndirect, out IntPtr buffer, -1, out int read, out _);
+            int result = Netapi32.NetUserGetLocalGroups(null, name, 0, Netapi32.LgIncludeIndirect, out IntPtr buffer, -1, out int read, out _);
             try
             {
-                if (result == WindowsNative.NerrUserNotFound)
+                if (result == Netapi32.NerrUserNotFound)
                 {
                     throw AccountNotFound(account.Name);
                 }
@@ -428,7 +429,7 @@ namespace VmQuiesce.Core.Logon.Windows
             {
                 if (buffer != IntPtr.Zero)
                 {
-                    WindowsNative.NetApiBufferFree(buffer);
+                    Netapi32.NetApiBufferFree(buffer);
                 }
             }
         }
@@ -436,8 +437,8 @@ namespace VmQuiesce.Core.Logon.Windows
         private static HashSet<string> RightsOf(LsaPolicy policy, byte[] sid, string accountName)
         {
             var held = new HashSet<string>(StringComparer.OrdinalIgnoreCase);
-            uint status = WindowsNative.LsaEnumerateAccountRights(policy.Handle, sid, out IntPtr rights, out uint count);
-            if (status == WindowsNative.StatusObjectNameNotFound)
+            uint status = Advapi32.LsaEnumerateAccountRights(policy.Handle, sid, out IntPtr rights, out uint count);
+            if (status == Advapi32.StatusObjectNameNotFound)
             {
                 return held; // the SID holds no rights at all
             }
@@ -445,10 +446,10 @@ namespace VmQuiesce.Core.Logon.Windows
             ThrowIfFailed(status, "LogonRightQueryFailed", $"Cannot read the rights of '{accountName}'", accountName);
             try
             {
-                int size = Marshal.SizeOf<WindowsNative.LsaUnicodeString>();
+                int size = Marshal.SizeOf<Advapi32.LsaUnicodeString>();
                 for (int i = 0; i < count; i++)
                 {
-                    var right = Marshal.PtrToStructure<WindowsNative.LsaUnicodeString>(IntPtr.Add(rights, i * size));
+                    var right = Marshal.PtrToStructure<Advapi32.LsaUnicodeString>(IntPtr.Add(rights, i * size));
                     held.Add(Marshal.PtrToStringUni(right.Buffer, right.Length / 2));
                 }
 
@@ -456,7 +457,7 @@ namespace VmQuiesce.Core.Logon.Windows
             }
             finally
             {
-                WindowsNative.LsaFreeMemory(rights);
+                Advapi32.LsaFreeMemory(rights);
             }
         }
 
@@ -514,10 +515,10 @@ namespace VmQuiesce.Core.Logon.Windows
         private static VmQuiesceException Win32Failure(string errorId, string what, object? target, int? error = null)
         {
             int code = error ?? Marshal.GetLastWin32Error();
-            FailureKind kind = code == WindowsNative.ErrorAccessDenied ? FailureKind.PermissionDenied : FailureKind.InvalidOperation;
-            return new VmQuiesceException(errorId, kind, $"{what}: {WindowsNative.Describe(code)}.", target)
+            FailureKind kind = code == Win32Error.AccessDenied ? FailureKind.PermissionDenied : FailureKind.InvalidOperation;
+            return new VmQuiesceException(errorId, kind, $"{what}: {Win32Error.Describe(code)}.", target)
             {
-                Remedy = code == WindowsNative.ErrorAccessDenied ? "Run PowerShell as Administrator." : null,
+                Remedy = code == Win32Error.AccessDenied ? "Run PowerShell as Administrator." : null,
             };
         }
 
@@ -525,35 +526,24 @@ namespace VmQuiesce.Core.Logon.Windows
         {
             if (ntStatus != 0)
             {
-                throw Win32Failure(errorId, what, target, (int)WindowsNative.LsaNtStatusToWinError(ntStatus));
+                throw Win32Failure(errorId, what, target, (int)Advapi32.LsaNtStatusToWinError(ntStatus));
             }
         }
 
-        /// <summary>An SCM or service handle that remembers the service's key name.</summary>
-        private sealed class ServiceHandle : IDisposable
+        /// <summary>A service handle and the service's key name.</summary>
+        private sealed class OpenedService : IDisposable
         {
-            public ServiceHandle(IntPtr handle, string? name = null)
+            public OpenedService(SafeServiceHandle handle, string name)
             {
                 Handle = handle;
                 Name = name;
             }
 
-            public IntPtr Handle { get; }
+            public SafeServiceHandle Handle { get; }
 
-            public string? Name { get; }
+            public string Name { get; }
 
-            public static ServiceHandle OpenManager()
-            {
-                IntPtr handle = WindowsNative.OpenSCManagerW(null, null, WindowsNative.ScManagerConnect);
-                if (handle == IntPtr.Zero)
-                {
-                    throw Win32Failure("ServiceManagerUnavailable", "Cannot connect to the Service Control Manager", null);
-                }
-
-                return new ServiceHandle(handle);
-            }
-
-            public void Dispose() => WindowsNative.CloseServiceHandle(Handle);
+            public void Dispose() => Handle.Dispose();
         }
 
         private sealed class LsaPolicy : IDisposable
@@ -564,13 +554,13 @@ namespace VmQuiesce.Core.Logon.Windows
 
             public static LsaPolicy Open(uint access)
             {
-                var attributes = new WindowsNative.LsaObjectAttributes { Length = Marshal.SizeOf<WindowsNative.LsaObjectAttributes>() };
-                uint status = WindowsNative.LsaOpenPolicy(IntPtr.Zero, ref attributes, access, out IntPtr handle);
+                var attributes = new Advapi32.LsaObjectAttributes { Length = Marshal.SizeOf<Advapi32.LsaObjectAttributes>() };
+                uint status = Advapi32.LsaOpenPolicy(IntPtr.Zero, ref attributes, access, out IntPtr handle);
                 ThrowIfFailed(status, "LocalSecurityPolicyUnavailable", "Cannot open the local security policy (LSA)", "LSA");
                 return new LsaPolicy(handle);
             }
 
-            public void Dispose() => WindowsNative.LsaClose(Handle);
+            public void Dispose() => Advapi32.LsaClose(Handle);
         }
     }
 }

@@ -3,6 +3,7 @@ using System.IO;
 using System.Runtime.InteropServices;
 using System.Runtime.Versioning;
 using System.Text;
+using VmQuiesce.Core.Native;
 
 namespace VmQuiesce.Core.Logon.Windows
 {
@@ -15,82 +16,90 @@ namespace VmQuiesce.Core.Logon.Windows
 
         public const string AdministratorsSid = "S-1-5-32-544";
 
-        /// <summary>Administrators and SYSTEM only, not inherited from the parent, inherited by everything inside.</summary>
-        private const string AdministratorsOnlySddl = "D:P(A;OICI;FA;;;BA)(A;OICI;FA;;;SY)";
+        /// <summary>
+        /// Owned by Administrators; Administrators and SYSTEM only, not inherited from the parent, inherited by
+        /// everything inside.
+        /// </summary>
+        private const string AdministratorsOnlySddl = "O:BAD:P(A;OICI;FA;;;BA)(A;OICI;FA;;;SY)";
 
+        /// <summary>
+        /// Gives the folder to Administrators and lets only Administrators and SYSTEM in. The owner matters as much as
+        /// the DACL: an owner may always rewrite the DACL, so a folder a standard user made first would stay theirs.
+        /// </summary>
         public static void RestrictToAdministrators(string folder)
         {
-            if (!WindowsNative.ConvertStringSecurityDescriptorToSecurityDescriptorW(AdministratorsOnlySddl, 1, out IntPtr descriptor, IntPtr.Zero))
+            if (!Advapi32.ConvertStringSecurityDescriptorToSecurityDescriptorW(AdministratorsOnlySddl, 1, out IntPtr descriptor, IntPtr.Zero))
             {
-                throw new IOException("Cannot build the Administrators-only security descriptor: " + WindowsNative.Describe(Marshal.GetLastWin32Error()));
+                throw new IOException("Cannot build the Administrators-only security descriptor: " + Win32Error.Describe(Marshal.GetLastWin32Error()));
             }
 
             try
             {
-                WindowsNative.GetSecurityDescriptorDacl(descriptor, out _, out IntPtr dacl, out _);
-                uint status = WindowsNative.SetNamedSecurityInfoW(folder, WindowsNative.SeFileObject,
-                    WindowsNative.DaclSecurityInformation | WindowsNative.ProtectedDaclSecurityInformation, IntPtr.Zero, IntPtr.Zero, dacl, IntPtr.Zero);
+                Advapi32.GetSecurityDescriptorOwner(descriptor, out IntPtr owner, out _);
+                Advapi32.GetSecurityDescriptorDacl(descriptor, out _, out IntPtr dacl, out _);
+                uint status = Advapi32.SetNamedSecurityInfoW(folder, Advapi32.SeFileObject,
+                    Advapi32.OwnerSecurityInformation | Advapi32.DaclSecurityInformation | Advapi32.ProtectedDaclSecurityInformation, owner, IntPtr.Zero, dacl, IntPtr.Zero);
                 if (status != 0)
                 {
-                    throw new IOException($"Cannot restrict '{folder}' to Administrators and SYSTEM: {WindowsNative.Describe((int)status)}");
+                    throw new IOException($"Cannot give '{folder}' to Administrators and restrict it to Administrators and SYSTEM: {Win32Error.Describe((int)status)}");
                 }
             }
             finally
             {
-                WindowsNative.LocalFree(descriptor);
+                Kernel32.LocalFree(descriptor);
             }
         }
 
         /// <summary>Adds an inherited Modify ACE for the SID; SetNamedSecurityInfo propagates it to existing children.</summary>
         public static void GrantModify(string folder, byte[] sid)
         {
-            uint status = WindowsNative.GetNamedSecurityInfoW(folder, WindowsNative.SeFileObject, WindowsNative.DaclSecurityInformation,
+            uint status = Advapi32.GetNamedSecurityInfoW(folder, Advapi32.SeFileObject, Advapi32.DaclSecurityInformation,
                 out _, out _, out IntPtr dacl, out _, out IntPtr descriptor);
             if (status != 0)
             {
-                throw new IOException($"Cannot read the permissions of '{folder}': {WindowsNative.Describe((int)status)}");
+                throw new IOException($"Cannot read the permissions of '{folder}': {Win32Error.Describe((int)status)}");
             }
 
             GCHandle pinned = GCHandle.Alloc(sid, GCHandleType.Pinned);
             IntPtr newDacl = IntPtr.Zero;
             try
             {
-                var entry = new WindowsNative.ExplicitAccess
+                var entry = new Advapi32.ExplicitAccess
                 {
                     AccessPermissions = ModifyRights,
                     AccessMode = 1, // GRANT_ACCESS: merged with the account's existing allow entries
                     Inheritance = 3, // SUB_CONTAINERS_AND_OBJECTS_INHERIT
-                    Trustee = new WindowsNative.Trustee { TrusteeForm = 0 /* TRUSTEE_IS_SID */, TrusteeType = 0, Name = pinned.AddrOfPinnedObject() },
+                    Trustee = new Advapi32.Trustee { TrusteeForm = 0 /* TRUSTEE_IS_SID */, TrusteeType = 0, Name = pinned.AddrOfPinnedObject() },
                 };
-                status = WindowsNative.SetEntriesInAclW(1, new[] { entry }, dacl, out newDacl);
+                status = Advapi32.SetEntriesInAclW(1, new[] { entry }, dacl, out newDacl);
                 if (status != 0)
                 {
-                    throw new IOException($"Cannot add a Modify entry to the permissions of '{folder}': {WindowsNative.Describe((int)status)}");
+                    throw new IOException($"Cannot add a Modify entry to the permissions of '{folder}': {Win32Error.Describe((int)status)}");
                 }
 
-                status = WindowsNative.SetNamedSecurityInfoW(folder, WindowsNative.SeFileObject, WindowsNative.DaclSecurityInformation, IntPtr.Zero, IntPtr.Zero, newDacl, IntPtr.Zero);
+                status = Advapi32.SetNamedSecurityInfoW(folder, Advapi32.SeFileObject, Advapi32.DaclSecurityInformation, IntPtr.Zero, IntPtr.Zero, newDacl, IntPtr.Zero);
                 if (status != 0)
                 {
-                    throw new IOException($"Cannot write the permissions of '{folder}': {WindowsNative.Describe((int)status)}");
+                    throw new IOException($"Cannot write the permissions of '{folder}': {Win32Error.Describe((int)status)}");
                 }
             }
             finally
             {
                 pinned.Free();
-                WindowsNative.LocalFree(newDacl);
-                WindowsNative.LocalFree(descriptor);
+                Kernel32.LocalFree(newDacl);
+                Kernel32.LocalFree(descriptor);
             }
         }
 
         /// <summary>The rights the SID effectively holds on the folder (Authz, MAXIMUM_ALLOWED): groups, deny entries and inheritance included.</summary>
         public static uint EffectiveRights(string folder, byte[] sid)
         {
-            uint status = WindowsNative.GetNamedSecurityInfoW(folder, WindowsNative.SeFileObject,
-                WindowsNative.OwnerSecurityInformation | WindowsNative.GroupSecurityInformation | WindowsNative.DaclSecurityInformation,
+            uint status = Advapi32.GetNamedSecurityInfoW(folder, Advapi32.SeFileObject,
+                Advapi32.OwnerSecurityInformation | Advapi32.GroupSecurityInformation | Advapi32.DaclSecurityInformation,
                 out _, out _, out _, out _, out IntPtr descriptor);
             if (status != 0)
             {
-                throw new IOException($"Cannot read the permissions of '{folder}': {WindowsNative.Describe((int)status)}");
+                throw new IOException($"Cannot read the permissions of '{folder}': {Win32Error.Describe((int)status)}");
             }
 
             IntPtr manager = IntPtr.Zero;
@@ -99,21 +108,21 @@ namespace VmQuiesce.Core.Logon.Windows
             IntPtr error = Marshal.AllocHGlobal(4);
             try
             {
-                if (!WindowsNative.AuthzInitializeResourceManager(WindowsNative.AuthzRmFlagNoAudit, IntPtr.Zero, IntPtr.Zero, IntPtr.Zero, null, out manager))
+                if (!Authz.AuthzInitializeResourceManager(Authz.AuthzRmFlagNoAudit, IntPtr.Zero, IntPtr.Zero, IntPtr.Zero, null, out manager))
                 {
-                    throw new IOException("AuthzInitializeResourceManager failed: " + WindowsNative.Describe(Marshal.GetLastWin32Error()));
+                    throw new IOException("AuthzInitializeResourceManager failed: " + Win32Error.Describe(Marshal.GetLastWin32Error()));
                 }
 
-                if (!WindowsNative.AuthzInitializeContextFromSid(0, sid, manager, IntPtr.Zero, default, IntPtr.Zero, out context))
+                if (!Authz.AuthzInitializeContextFromSid(0, sid, manager, IntPtr.Zero, default, IntPtr.Zero, out context))
                 {
-                    throw new IOException("Cannot build the account's access context (AuthzInitializeContextFromSid): " + WindowsNative.Describe(Marshal.GetLastWin32Error()));
+                    throw new IOException("Cannot build the account's access context (AuthzInitializeContextFromSid): " + Win32Error.Describe(Marshal.GetLastWin32Error()));
                 }
 
-                var request = new WindowsNative.AuthzAccessRequest { DesiredAccess = WindowsNative.MaximumAllowed };
-                var reply = new WindowsNative.AuthzAccessReply { ResultListLength = 1, GrantedAccessMask = granted, Error = error };
-                if (!WindowsNative.AuthzAccessCheck(0, context, ref request, IntPtr.Zero, descriptor, IntPtr.Zero, 0, ref reply, IntPtr.Zero))
+                var request = new Authz.AuthzAccessRequest { DesiredAccess = Authz.MaximumAllowed };
+                var reply = new Authz.AuthzAccessReply { ResultListLength = 1, GrantedAccessMask = granted, Error = error };
+                if (!Authz.AuthzAccessCheck(0, context, ref request, IntPtr.Zero, descriptor, IntPtr.Zero, 0, ref reply, IntPtr.Zero))
                 {
-                    throw new IOException("AuthzAccessCheck failed: " + WindowsNative.Describe(Marshal.GetLastWin32Error()));
+                    throw new IOException("AuthzAccessCheck failed: " + Win32Error.Describe(Marshal.GetLastWin32Error()));
                 }
 
                 return (uint)Marshal.ReadInt32(granted);
@@ -122,25 +131,25 @@ namespace VmQuiesce.Core.Logon.Windows
             {
                 if (context != IntPtr.Zero)
                 {
-                    WindowsNative.AuthzFreeContext(context);
+                    Authz.AuthzFreeContext(context);
                 }
 
                 if (manager != IntPtr.Zero)
                 {
-                    WindowsNative.AuthzFreeResourceManager(manager);
+                    Authz.AuthzFreeResourceManager(manager);
                 }
 
                 Marshal.FreeHGlobal(granted);
                 Marshal.FreeHGlobal(error);
-                WindowsNative.LocalFree(descriptor);
+                Kernel32.LocalFree(descriptor);
             }
         }
 
         public static string SidToString(byte[] sid)
         {
-            if (!WindowsNative.ConvertSidToStringSidW(sid, out IntPtr text))
+            if (!Advapi32.ConvertSidToStringSidW(sid, out IntPtr text))
             {
-                throw new IOException("ConvertSidToStringSid failed: " + WindowsNative.Describe(Marshal.GetLastWin32Error()));
+                throw new IOException("ConvertSidToStringSid failed: " + Win32Error.Describe(Marshal.GetLastWin32Error()));
             }
 
             try
@@ -149,26 +158,26 @@ namespace VmQuiesce.Core.Logon.Windows
             }
             finally
             {
-                WindowsNative.LocalFree(text);
+                Kernel32.LocalFree(text);
             }
         }
 
         public static byte[] StringToSid(string text)
         {
-            if (!WindowsNative.ConvertStringSidToSidW(text, out IntPtr sid))
+            if (!Advapi32.ConvertStringSidToSidW(text, out IntPtr sid))
             {
-                throw new IOException($"'{text}' is not a SID: " + WindowsNative.Describe(Marshal.GetLastWin32Error()));
+                throw new IOException($"'{text}' is not a SID: " + Win32Error.Describe(Marshal.GetLastWin32Error()));
             }
 
             try
             {
-                byte[] bytes = new byte[WindowsNative.GetLengthSid(sid)];
+                byte[] bytes = new byte[Advapi32.GetLengthSid(sid)];
                 Marshal.Copy(sid, bytes, 0, bytes.Length);
                 return bytes;
             }
             finally
             {
-                WindowsNative.LocalFree(sid);
+                Kernel32.LocalFree(sid);
             }
         }
 
@@ -179,9 +188,9 @@ namespace VmQuiesce.Core.Logon.Windows
             int domainLength = 256;
             var name = new StringBuilder(nameLength);
             var domain = new StringBuilder(domainLength);
-            if (!WindowsNative.LookupAccountSidW(null, sid, name, ref nameLength, domain, ref domainLength, out _))
+            if (!Advapi32.LookupAccountSidW(null, sid, name, ref nameLength, domain, ref domainLength, out _))
             {
-                throw new IOException("LookupAccountSid failed: " + WindowsNative.Describe(Marshal.GetLastWin32Error()));
+                throw new IOException("LookupAccountSid failed: " + Win32Error.Describe(Marshal.GetLastWin32Error()));
             }
 
             return (name.ToString(), domain.ToString());

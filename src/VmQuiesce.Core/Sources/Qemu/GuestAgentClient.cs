@@ -303,25 +303,6 @@ namespace VmQuiesce.Core.Sources.Qemu
         public bool IsWindows => string.Equals(Id, "mswindows", StringComparison.OrdinalIgnoreCase);
     }
 
-    /// <summary>One entry of guest-get-fsinfo.</summary>
-    public sealed class GuestFileSystem
-    {
-        public GuestFileSystem(string name, string mountPoint, string type)
-        {
-            Name = name;
-            MountPoint = mountPoint;
-            Type = type;
-        }
-
-        public string Name { get; }
-
-        public string MountPoint { get; }
-
-        public string Type { get; }
-
-        public override string ToString() => $"{MountPoint} ({Type}, {Name})";
-    }
-
     /// <summary>How a program run with guest-exec ended.</summary>
     public sealed class GuestExecResult
     {

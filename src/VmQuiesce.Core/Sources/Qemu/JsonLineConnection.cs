@@ -5,6 +5,7 @@ using System.Net.Sockets;
 using System.Text;
 using System.Threading;
 using System.Threading.Tasks;
+using VmQuiesce.Core.Platform;
 
 namespace VmQuiesce.Core.Sources.Qemu
 {
@@ -229,39 +230,6 @@ namespace VmQuiesce.Core.Sources.Qemu
             }
 
             _onClosed!(failure);
-        }
-
-        /// <summary>AF_UNIX address; netstandard2.0 has no UnixDomainSocketEndPoint.</summary>
-        private sealed class UnixSocketEndPoint : EndPoint
-        {
-            private const int MaxPathBytes = 107;
-            private readonly byte[] _path;
-
-            public UnixSocketEndPoint(string path, string what, string errorPrefix)
-            {
-                _path = Encoding.UTF8.GetBytes(path);
-                if (_path.Length > MaxPathBytes)
-                {
-                    throw new VmQuiesceException(errorPrefix + "AddressInvalid", FailureKind.InvalidArgument,
-                        $"The {what} socket path '{path}' is {_path.Length} bytes; unix sockets allow at most {MaxPathBytes}. Use a shorter path.", path);
-                }
-            }
-
-            public override AddressFamily AddressFamily => AddressFamily.Unix;
-
-            public override SocketAddress Serialize()
-            {
-                var address = new SocketAddress(AddressFamily.Unix, 2 + _path.Length + 1);
-                for (int i = 0; i < _path.Length; i++)
-                {
-                    address[2 + i] = _path[i];
-                }
-
-                address[2 + _path.Length] = 0;
-                return address;
-            }
-
-            public override EndPoint Create(SocketAddress socketAddress) => this;
         }
     }
 }

@@ -33,7 +33,8 @@ namespace VmQuiesce.Core.Sources.Qemu
                 // Two disks may share a file name in different folders: the drive name keeps them apart.
                 string name = Path.GetFileName(o.BasePath);
                 string relative = names.Add(name) ? name : o.Disk.Name.TrimStart('#') + "/" + name;
-                return new ViewFile(relative, o.BasePath, o.BasePath);
+                // The format QEMU itself opened the image with: never a guess from the image's own bytes.
+                return new ViewFile(relative, o.BasePath, o.BasePath) { Format = DiskImageFormat.FromQemuDriver(o.Disk.Format) };
             }).ToList();
         }
 
@@ -85,7 +86,7 @@ namespace VmQuiesce.Core.Sources.Qemu
             }
             catch (VmQuiesceException e)
             {
-                _source.Options.Warn?.Invoke(e.Message + " " + e.Remedy);
+                _source.Host.WriteWarning(e.Message + " " + e.Remedy);
             }
         }
     }

@@ -28,35 +28,10 @@ namespace VmQuiesce.Core.Sources.Qemu
         public string? AgentSocket { get; }
     }
 
-    /// <summary>Finds QEMU VMs running on this host (Linux: /proc/*/cmdline) and makes BackupVm targets.</summary>
+    /// <summary>Finds QEMU VMs running on this host (Linux: /proc/*/cmdline).</summary>
     public static class QemuDiscovery
     {
         public const string AgentPortName = "org.qemu.guest_agent.0";
-
-        /// <summary>The BackupVm for a QEMU VM: kind "Qemu", located at its QMP socket.</summary>
-        public static BackupVm CreateBackupVm(string name, string qmpSocket, string? agentSocket, int? processId = null)
-        {
-            var details = new Dictionary<string, string>(StringComparer.Ordinal) { ["QmpSocket"] = qmpSocket };
-            if (agentSocket != null)
-            {
-                details["AgentSocket"] = agentSocket;
-            }
-
-            if (processId != null)
-            {
-                details["ProcessId"] = processId.Value.ToString(System.Globalization.CultureInfo.InvariantCulture);
-            }
-
-            return new BackupVm(name, QemuSource.SourceKind, qmpSocket, details,
-                messages => new QemuSource(new QemuSourceOptions(name, qmpSocket) { AgentSocket = agentSocket, Warn = messages.Warn, Verbose = messages.Verbose }));
-        }
-
-        /// <summary>The source options a BackupVm of kind Qemu stands for.</summary>
-        public static QemuSourceOptions OptionsFor(BackupVm vm) =>
-            new QemuSourceOptions(vm.Name, vm.Details.TryGetValue("QmpSocket", out string? qmp) ? qmp : vm.Location)
-            {
-                AgentSocket = vm.Details.TryGetValue("AgentSocket", out string? agent) && agent.Length > 0 ? agent : null,
-            };
 
         /// <summary>QEMU processes of this host with a QMP unix socket on their command line. Linux only.</summary>
         public static IReadOnlyList<QemuProcess> FindRunning()

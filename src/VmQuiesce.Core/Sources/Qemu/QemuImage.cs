@@ -59,7 +59,10 @@ namespace VmQuiesce.Core.Sources.Qemu
                 QemuImage.InternalSnapshotKind);
     }
 
-    /// <summary>Offline operations on QEMU disk images through qemu-img.</summary>
+    /// <summary>
+    /// Offline operations on QEMU disk images through qemu-img. Every call names the image's format (-f): qemu-img
+    /// never guesses it from the image's bytes, which a guest may have written.
+    /// </summary>
     public static class QemuImage
     {
         /// <summary>The CapturedSnapshot kind of a QEMU internal snapshot (qcow2).</summary>
@@ -69,47 +72,83 @@ namespace VmQuiesce.Core.Sources.Qemu
 
         private static readonly TimeSpan InfoTimeout = TimeSpan.FromMinutes(1);
 
-        /// <summary>qemu-img info of an image: its format and internal snapshots.</summary>
+        private static readonly byte[] Qcow2Magic = { (byte)'Q', (byte)'F', (byte)'I', 0xFB };
+
+        /// <summary>
+        /// The internal snapshots of an image: read as qcow2 (the one format that holds them), none when the file
+        /// does not start as a qcow2 image.
+        /// </summary>
         /// <param name="forceShare">Read even while a running QEMU holds the image's lock (-U): for listing only.</param>
-        public static (string Format, IReadOnlyList<VmSnapshot> Snapshots) Info(string imagePath, bool forceShare, CancellationToken cancel)
+        public static IReadOnlyList<VmSnapshot> Snapshots(string imagePath, bool forceShare, CancellationToken cancel)
         {
-            var arguments = new List<string> { "info", "--output=json" };
-            if (forceShare)
+            if (!StartsWith(imagePath, Qcow2Magic))
             {
-                arguments.Add("-U");
+                return Array.Empty<VmSnapshot>();
             }
 
-            arguments.Add(imagePath);
-            ToolResult result = ExternalTool.Run(Tool, arguments, InfoTimeout, cancel);
-            if (result.ExitCode != 0)
-            {
-                throw new VmQuiesceException("QemuImageUnreadable", FailureKind.ReadError, $"qemu-img cannot read the image '{imagePath}': {result.Message}", imagePath);
-            }
-
+            JsonObject info = Inspect(imagePath, DiskImageFormat.Qcow2, forceShare, cancel);
             try
             {
-                JsonObject info = JsonText.ParseObject(result.StandardOutput);
-                var snapshots = (info.GetOptionalArray("snapshots") ?? new JsonArray())
+                return (info.GetOptionalArray("snapshots") ?? new JsonArray())
                     .Select(item => VmSnapshot.FromQemuJson(imagePath, System.IO.Path.GetFileName(imagePath), item as JsonObject ?? throw new JsonFormatException("A snapshot entry is not an object.")))
                     .ToList();
-                return (info.GetString("format"), snapshots);
             }
             catch (JsonFormatException e)
             {
-                throw new VmQuiesceException("QemuImageUnreadable", FailureKind.ProtocolError, $"qemu-img info printed JSON this VmQuiesce does not understand for '{imagePath}': {e.Message}", imagePath, e);
+                throw Unreadable(imagePath, e);
+            }
+        }
+
+        /// <summary>
+        /// Why the image, read as <paramref name="format"/>, must not be opened by anything running as root: it names
+        /// another file (a backing file, an external data file, extents elsewhere), which would pull a host file in.
+        /// Null when it names none.
+        /// </summary>
+        public static string? WhyItNamesOtherFiles(string imagePath, string format, CancellationToken cancel) =>
+            References(imagePath, format, cancel).Describe();
+
+        /// <summary>
+        /// The files the image, read as <paramref name="format"/>, names besides itself. qcow2's own header is read
+        /// first: qemu-img opens an external data file while it reads the image, and one that names a device or a
+        /// FIFO must be refused before qemu-img sees it. (qemu-img info never opens a backing file.)
+        /// </summary>
+        internal static ImageReferences References(string imagePath, string format, CancellationToken cancel)
+        {
+            if (format == DiskImageFormat.Qcow2 && Qcow2HeaderNamesDataFile(imagePath))
+            {
+                return new ImageReferences { DataFile = "(named in its qcow2 header; not opened)" };
+            }
+
+            JsonObject info = Inspect(imagePath, format, forceShare: false, cancel);
+            try
+            {
+                JsonObject? details = info.GetOptionalObject("format-specific")?.GetOptionalObject("data");
+                return new ImageReferences
+                {
+                    BackingFile = info.GetOptionalString("full-backing-filename") ?? info.GetOptionalString("backing-filename"),
+                    BackingFormat = info.GetOptionalString("backing-filename-format"),
+                    DataFile = details?.GetOptionalString("data-file"),
+                    Extent = (details?.GetOptionalArray("extents") ?? new JsonArray()).OfType<JsonObject>()
+                        .Select(item => item.GetOptionalString("filename")).FirstOrDefault(name => name != null && name != imagePath),
+                };
+            }
+            catch (JsonFormatException e)
+            {
+                throw Unreadable(imagePath, e);
             }
         }
 
         /// <summary>
         /// Why the image cannot be written now (a running QEMU holds its write lock), or null. Null also when
-        /// qemu-img is not installed: then the /proc check alone decides.
+        /// qemu-img is not installed: then the /proc check alone decides. Read as raw: the lock is the file's,
+        /// whatever it holds.
         /// </summary>
         public static string? WhyLocked(string imagePath, CancellationToken cancel)
         {
             ToolResult result;
             try
             {
-                result = ExternalTool.Run(Tool, new[] { "info", "--output=json", imagePath }, InfoTimeout, cancel);
+                result = Run(new[] { "info", "-f", DiskImageFormat.Raw, "--output=json", imagePath }, InfoTimeout, cancel);
             }
             catch (VmQuiesceException e) when (e.ErrorId == "ToolNotFound")
             {
@@ -119,14 +158,118 @@ namespace VmQuiesce.Core.Sources.Qemu
             return result.ExitCode != 0 && result.Message.IndexOf("lock", StringComparison.OrdinalIgnoreCase) >= 0 ? result.Message : null;
         }
 
-        /// <summary>Applies internal snapshot <paramref name="name"/> to the image (qemu-img snapshot -a): the image's current state becomes the snapshot's.</summary>
+        /// <summary>
+        /// Applies internal snapshot <paramref name="name"/> to the qcow2 image (qemu-img snapshot -a): the image's
+        /// current state becomes the snapshot's. An image that names other files is refused first.
+        /// </summary>
         public static void ApplySnapshot(string imagePath, string name, CancellationToken cancel)
         {
-            ToolResult result = ExternalTool.Run(Tool, new[] { "snapshot", "-a", name, imagePath }, TimeSpan.FromMinutes(30), cancel);
+            if (WhyItNamesOtherFiles(imagePath, DiskImageFormat.Qcow2, cancel) is string why)
+            {
+                throw new VmQuiesceException("ImageNamesOtherFiles", FailureKind.SecurityError,
+                    $"The snapshot '{name}' is not applied to '{imagePath}': {why}, and a restored image may name only itself.", imagePath)
+                {
+                    Remedy = "Check where the restore point came from; restore it with -SkipRevert to get the files exactly as they were copied.",
+                };
+            }
+
+            // qemu-img snapshot has no -f: the image options name the format instead (a comma in a path is doubled).
+            string image = "driver=qcow2,file.driver=file,file.filename=" + imagePath.Replace(",", ",,");
+            ToolResult result = Run(new[] { "snapshot", "--image-opts", "-a", name, image }, TimeSpan.FromMinutes(30), cancel);
             if (result.ExitCode != 0)
             {
                 throw new VmQuiesceException("SnapshotRevertFailed", FailureKind.WriteError, $"'{result.CommandLine}' failed with exit code {result.ExitCode}: {result.Message}", imagePath);
             }
         }
+
+        /// <summary>Runs qemu-img, found in the system directories (or VMQUIESCE_TOOL_QEMU_IMG).</summary>
+        internal static ToolResult Run(IEnumerable<string> arguments, TimeSpan timeout, CancellationToken cancel) =>
+            ToolProcess.Run(new ToolCommand(HostTools.ForThisHost.Find(Tool), arguments) { Timeout = timeout }, cancel);
+
+        /// <summary>qemu-img info of the image read as <paramref name="format"/>, never probed.</summary>
+        private static JsonObject Inspect(string imagePath, string format, bool forceShare, CancellationToken cancel)
+        {
+            var arguments = new List<string> { "info", "-f", format, "--output=json" };
+            if (forceShare)
+            {
+                arguments.Add("-U");
+            }
+
+            arguments.Add(imagePath);
+            ToolResult result = Run(arguments, InfoTimeout, cancel);
+            if (result.ExitCode != 0)
+            {
+                throw new VmQuiesceException("QemuImageUnreadable", FailureKind.ReadError, $"qemu-img cannot read the image '{imagePath}' as {format}: {result.Message}", imagePath);
+            }
+
+            try
+            {
+                return JsonText.ParseObject(result.StandardOutput);
+            }
+            catch (JsonFormatException e)
+            {
+                throw Unreadable(imagePath, e);
+            }
+        }
+
+        /// <summary>Whether a qcow2 header (version 3) sets the external data file feature; false for a file that is not qcow2.</summary>
+        private static bool Qcow2HeaderNamesDataFile(string imagePath)
+        {
+            // QCowHeader: magic, version (4 bytes) at 4; version 3 adds incompatible_features (8 bytes) at 72.
+            const ulong ExternalDataFile = 0x4;
+            byte[] header = ReadStart(imagePath, 80);
+            return header.Length == 80 && header.Take(4).SequenceEqual(Qcow2Magic) && BigEndian(header, 4, 4) >= 3 && (BigEndian(header, 72, 8) & ExternalDataFile) != 0;
+        }
+
+        private static bool StartsWith(string path, byte[] magic) => ReadStart(path, magic.Length).SequenceEqual(magic);
+
+        private static byte[] ReadStart(string path, int count)
+        {
+            try
+            {
+                using var file = new System.IO.FileStream(path, System.IO.FileMode.Open, System.IO.FileAccess.Read, System.IO.FileShare.ReadWrite | System.IO.FileShare.Delete);
+                byte[] buffer = new byte[count];
+                int read = file.ReadFully(buffer, count);
+                return buffer.Take(read).ToArray();
+            }
+            catch (Exception e) when (e is System.IO.IOException || e is UnauthorizedAccessException)
+            {
+                throw new VmQuiesceException("QemuImageUnreadable", FailureKind.ReadError, $"Cannot read the image '{path}': {e.Message}", path, e);
+            }
+        }
+
+        private static ulong BigEndian(byte[] bytes, int offset, int length)
+        {
+            ulong value = 0;
+            for (int i = 0; i < length; i++)
+            {
+                value = (value << 8) | bytes[offset + i];
+            }
+
+            return value;
+        }
+
+        private static VmQuiesceException Unreadable(string imagePath, JsonFormatException e) =>
+            new VmQuiesceException("QemuImageUnreadable", FailureKind.ProtocolError, $"qemu-img info printed JSON this VmQuiesce does not understand for '{imagePath}': {e.Message}", imagePath, e);
+    }
+
+    /// <summary>The files an image names besides itself, as qemu-img reports them.</summary>
+    internal sealed class ImageReferences
+    {
+        public string? BackingFile { get; init; }
+
+        public string? BackingFormat { get; init; }
+
+        public string? DataFile { get; init; }
+
+        /// <summary>The first extent (vmdk) that is another file.</summary>
+        public string? Extent { get; init; }
+
+        /// <summary>What the image names, for an error message; null when it names nothing else.</summary>
+        public string? Describe() =>
+            BackingFile != null ? $"it names the backing file '{BackingFile}'"
+            : DataFile != null ? $"it names an external data file {(DataFile.StartsWith("(", StringComparison.Ordinal) ? DataFile : "'" + DataFile + "'")}"
+            : Extent != null ? $"it names the extent file '{Extent}'"
+            : null;
     }
 }

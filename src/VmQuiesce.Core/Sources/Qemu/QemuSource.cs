@@ -19,10 +19,13 @@ namespace VmQuiesce.Core.Sources.Qemu
         public const string SourceKind = "Qemu";
 
         private readonly QemuSourceOptions _options;
+        private readonly IOperationHost _host;
 
-        public QemuSource(QemuSourceOptions options)
+        /// <param name="host">Receives the warnings the caller must see (thaw retries, a watchdog that fired) and each step for -Verbose.</param>
+        public QemuSource(QemuSourceOptions options, IOperationHost? host = null)
         {
             _options = options;
+            _host = host ?? OperationHost.None;
         }
 
         public string Kind => SourceKind;
@@ -30,6 +33,8 @@ namespace VmQuiesce.Core.Sources.Qemu
         public string VmName => _options.Name;
 
         public QemuSourceOptions Options => _options;
+
+        internal IOperationHost Host => _host;
 
         public IReadOnlyList<string> FindLeftovers(CancellationToken cancel)
         {
@@ -65,15 +70,7 @@ namespace VmQuiesce.Core.Sources.Qemu
             try
             {
                 IReadOnlyList<QemuDisk> disks = CheckDisks(qmp, cancel);
-                IReadOnlyList<string> leftovers = FindLeftovers(qmp, disks, cancel);
-                if (leftovers.Count > 0)
-                {
-                    throw new VmQuiesceException("LeftoversFound", FailureKind.ResourceBusy,
-                        $"VM '{VmName}' still has what an earlier backup left behind, so no new backup starts: {string.Join("; ", leftovers)}.", VmName)
-                    {
-                        Remedy = "Commit or delete each leftover overlay as described, then run the backup again.",
-                    };
-                }
+                Leftovers.Refuse(VmName, FindLeftovers(qmp, disks, cancel));
 
                 GuestAgentFreezer? freezer = null;
                 Consistency expected = Consistency.Crash;
@@ -90,7 +87,7 @@ namespace VmQuiesce.Core.Sources.Qemu
                 var overlays = disks.Select(d => new QemuOverlay(d, QemuBlockOperations.OverlayPathFor(d.File, stamp))).ToList();
                 string? snapshotTag = _options.Mode == QemuSnapshotMode.Internal ? "vmquiesce-" + stamp : null;
                 string saveJobId = QemuBlockOperations.JobPrefix + "save-" + stamp;
-                _options.Verbose?.Invoke($"VM '{VmName}': snapshotting {string.Join(", ", disks)}" + (freezer == null ? " without freezing." : $" inside a freeze through {freezer.Target}."));
+                _host.WriteVerbose($"VM '{VmName}': snapshotting {string.Join(", ", disks)}" + (freezer == null ? " without freezing." : $" inside a freeze through {freezer.Target}."));
 
                 bool takeStarted = false;
                 bool saved = false;
@@ -123,7 +120,7 @@ namespace VmQuiesce.Core.Sources.Qemu
                         PostThaw = FreezeGuardOptions.Chain(
                             _options.PostThawHook == null ? null : token => RunHook(agent!, _options.PostThawHook, "PostThawHookFailed", "post-thaw", token),
                             options.PostThaw),
-                        Warn = _options.Warn,
+                        Warn = _host.WriteWarning,
                     });
                     window = guard.Run(snapshot, cancel);
                 }
@@ -161,10 +158,10 @@ namespace VmQuiesce.Core.Sources.Qemu
 
                 double frozenMilliseconds = window.Frozen.Count > 0 ? window.FrozenMilliseconds : 0;
                 var view = new QemuConsistentView(this, disks, overlays, reached, options.KeepSnapshot,
-                    new QuiesceRecord(reached, window.Frozen, frozenMilliseconds, freezer != null ? "GuestAgent" : "None",
+                    new QuiesceRecord(reached, window.Frozen, frozenMilliseconds, freezer != null ? QuiesceMethod.GuestAgent : QuiesceMethod.None,
                         window.Frozen.Count > 0 ? FrozenMeasure.FreezeToThaw : FrozenMeasure.None),
                     snapshotTag == null ? null : new CapturedSnapshot(snapshotTag, null, "QemuInternal"));
-                _options.Verbose?.Invoke($"VM '{VmName}': {reached} consistency, frozen for {frozenMilliseconds:0.#} ms ({string.Join(", ", window.Frozen)}).");
+                _host.WriteVerbose($"VM '{VmName}': {reached} consistency, frozen for {frozenMilliseconds:0.#} ms ({string.Join(", ", window.Frozen)}).");
                 return view;
             }
             finally
@@ -203,7 +200,7 @@ namespace VmQuiesce.Core.Sources.Qemu
                 }
             }
 
-            foreach (string directory in disks.SelectMany(d => d.Chain).Select(Path.GetDirectoryName).Where(d => !string.IsNullOrEmpty(d)).Distinct())
+            foreach (string directory in disks.SelectMany(d => d.Chain).Select(Path.GetDirectoryName).OfType<string>().Where(d => d.Length > 0).Distinct())
             {
                 if (!Directory.Exists(directory))
                 {
@@ -237,7 +234,7 @@ namespace VmQuiesce.Core.Sources.Qemu
                     string jobId = QemuBlockOperations.JobPrefix + "commit-" + overlay.TopName.TrimStart('#') + "-" + Guid.NewGuid().ToString("N").Substring(0, 8);
                     try
                     {
-                        _options.Verbose?.Invoke($"VM '{VmName}': committing '{overlay.OverlayPath}' back into '{overlay.BasePath}'.");
+                        _host.WriteVerbose($"VM '{VmName}': committing '{overlay.OverlayPath}' back into '{overlay.BasePath}'.");
                         QemuBlockOperations.CommitOverlay(qmp, overlay, jobId, _options.CommitTimeout, cancel);
                     }
                     catch (Exception e) when (!(e is OperationCanceledException) && (e is VmQuiesceException || e is InvalidOperationException || e is IOException || e is UnauthorizedAccessException))
@@ -279,7 +276,7 @@ namespace VmQuiesce.Core.Sources.Qemu
                 string? problem = QemuBlockOperations.DeleteInternalSnapshot(qmp, disks, tag, QemuBlockOperations.JobPrefix + "delete-" + Guid.NewGuid().ToString("N").Substring(0, 8), _options.QmpTimeout);
                 if (problem != null)
                 {
-                    _options.Warn?.Invoke($"VM '{VmName}': {problem}.");
+                    _host.WriteWarning($"VM '{VmName}': {problem}.");
                 }
             }
             finally
@@ -363,7 +360,7 @@ namespace VmQuiesce.Core.Sources.Qemu
 
             if (options.AllowLower)
             {
-                _options.Warn?.Invoke($"VM '{VmName}' reaches only {reachable} consistency ({why}); {options.Required} was asked for and a lower level is allowed.");
+                _host.WriteWarning($"VM '{VmName}' reaches only {reachable} consistency ({why}); {options.Required} was asked for and a lower level is allowed.");
                 return;
             }
 
@@ -378,7 +375,7 @@ namespace VmQuiesce.Core.Sources.Qemu
 
         private void RunHook(GuestAgentClient agent, IReadOnlyList<string> hook, string errorId, string what, CancellationToken cancel)
         {
-            _options.Verbose?.Invoke($"VM '{VmName}': running the {what} hook '{string.Join(" ", hook)}' in the guest.");
+            _host.WriteVerbose($"VM '{VmName}': running the {what} hook '{string.Join(" ", hook)}' in the guest.");
             GuestExecResult result = agent.Exec(hook[0], hook.Skip(1).ToList(), _options.HookTimeout, cancel);
             if (!result.Succeeded)
             {
@@ -407,7 +404,7 @@ namespace VmQuiesce.Core.Sources.Qemu
             }
             catch (VmQuiesceException release)
             {
-                _options.Warn?.Invoke($"After the failure '{failure.Message}', releasing the overlays of VM '{VmName}' failed too: {release.Message} {release.Remedy}");
+                _host.WriteWarning($"After the failure '{failure.Message}', releasing the overlays of VM '{VmName}' failed too: {release.Message} {release.Remedy}");
             }
         }
 

@@ -52,12 +52,6 @@ namespace VmQuiesce.Core.Sources.Qemu
 
         public TimeSpan HookTimeout { get; init; } = TimeSpan.FromMinutes(2);
 
-        /// <summary>Receives warnings the caller must show (thaw retries, a watchdog that fired).</summary>
-        public Action<string>? Warn { get; init; }
-
-        /// <summary>Receives step-by-step progress for verbose output.</summary>
-        public Action<string>? Verbose { get; init; }
-
         /// <summary>
         /// Runs inside the frozen window just before the snapshot transaction: lets integration tests make
         /// the snapshot step throw, hang or cancel against a real guest.

@@ -1,13 +1,8 @@
 using System;
 using System.Collections.Generic;
-using System.ComponentModel;
-using System.Diagnostics;
 using System.Globalization;
 using System.Linq;
-using System.Reflection;
-using System.Text;
 using System.Threading;
-using System.Threading.Tasks;
 using VmQuiesce.Core.Platform;
 
 namespace VmQuiesce.Core.Sources.VMware
@@ -64,7 +59,7 @@ namespace VmQuiesce.Core.Sources.VMware
 
         /// <summary>The command as the user could run it by hand (password masked): for remedies and reports.</summary>
         public string DisplayCommand(string command, params string[] arguments) =>
-            VmrunCommandLine.QuoteArgument(_connection.VmrunPath) + " " + VmrunCommandLine.Build(_connection, command, arguments).Display;
+            ToolCommand.Quote(_connection.VmrunPath) + " " + VmrunCommandLine.Build(_connection, command, arguments).Display;
 
         /// <summary>
         /// Reads "Total snapshots: N" / "Total running VMs: N" followed by one item per line. A count that does
@@ -114,130 +109,26 @@ namespace VmQuiesce.Core.Sources.VMware
                 Warn?.Invoke(VmrunConnection.PasswordOnCommandLineWarning);
             }
 
-            _verbose?.Invoke($"Running {VmrunCommandLine.QuoteArgument(_connection.VmrunPath)} {line.Display}");
-            (int exitCode, string rawOutput) = Execute(line, target, cancel);
-            string output = line.Redact(rawOutput);
-            string? error = FindError(output);
-            if (exitCode != 0 || error != null)
+            _verbose?.Invoke($"Running {ToolCommand.Quote(_connection.VmrunPath)} {line.Display}");
+            ToolResult result = ToolProcess.Run(new ToolCommand(_connection.VmrunPath, line.Arguments)
             {
-                throw VmrunErrors.Map(error ?? output.Trim(), exitCode, line.Command, target);
+                Secret = line.Password,
+                Timeout = _connection.CommandTimeout,
+                Target = target,
+                Description = $"vmrun {line.Command} for '{target}'",
+                StartFailureId = "VmrunNotStartable",
+                StartFailureRemedy = "Give the full path of vmrun with -VmrunPath.",
+                TimeoutId = "VmrunTimedOut",
+                TimeoutRemedy = "Check that the VMware host responds (a dialog waiting in the VMware user interface blocks vmrun), then try again.",
+            }, cancel);
+            string output = line.Redact(result.StandardOutput + result.StandardError);
+            string? error = FindError(output);
+            if (result.ExitCode != 0 || error != null)
+            {
+                throw VmrunErrors.Map(error ?? output.Trim(), result.ExitCode, line.Command, target);
             }
 
             return output;
-        }
-
-        private (int ExitCode, string Output) Execute(VmrunCommandLine line, string target, CancellationToken cancel)
-        {
-            var startInfo = new ProcessStartInfo(_connection.VmrunPath)
-            {
-                UseShellExecute = false,
-                CreateNoWindow = true,
-                RedirectStandardInput = true,
-                RedirectStandardOutput = true,
-                RedirectStandardError = true,
-                StandardOutputEncoding = Encoding.UTF8,
-                StandardErrorEncoding = Encoding.UTF8,
-            };
-
-            using var process = new Process { StartInfo = startInfo, EnableRaisingEvents = true };
-            using var exited = new ManualResetEvent(false);
-            process.Exited += (_, _) =>
-            {
-                try
-                {
-                    exited.Set();
-                }
-                catch (ObjectDisposedException)
-                {
-                    // The call already ended (timeout or cancellation) and released the handle.
-                }
-            };
-            try
-            {
-                startInfo.Arguments = line.ToProcessArguments();
-                process.Start();
-            }
-            catch (Exception e) when (e is Win32Exception || e is InvalidOperationException)
-            {
-                throw new VmQuiesceException("VmrunNotStartable", FailureKind.ObjectNotFound,
-                    $"Could not run vmrun at '{_connection.VmrunPath}': {e.Message}", _connection.VmrunPath, e)
-                {
-                    Remedy = "Give the full path of vmrun with -VmrunPath.",
-                };
-            }
-            finally
-            {
-                // The only copy of the password outside its SecureString lived in this string.
-                startInfo.Arguments = string.Empty;
-            }
-
-            process.StandardInput.Close();
-            Task<string> stdout = process.StandardOutput.ReadToEndAsync();
-            Task<string> stderr = process.StandardError.ReadToEndAsync();
-            var deadline = Stopwatch.StartNew();
-            int signalled = WaitHandle.WaitAny(new[] { exited, cancel.WaitHandle }, _connection.CommandTimeout);
-            if (signalled != 0)
-            {
-                KillTree(process);
-                _ = Task.WhenAll(stdout, stderr).ContinueWith(t => t.Exception, TaskScheduler.Default);
-                if (signalled == 1)
-                {
-                    throw new OperationCanceledException($"vmrun {line.Command} for '{target}' was cancelled; vmrun was stopped.", cancel);
-                }
-
-                throw new VmQuiesceException("VmrunTimedOut", FailureKind.OperationTimeout,
-                    $"vmrun {line.Command} for '{target}' did not finish within {_connection.CommandTimeout.TotalSeconds:0.#} s; vmrun and its child processes were stopped.", target)
-                {
-                    Remedy = "Check that the VMware host responds (a dialog waiting in the VMware user interface blocks vmrun), then try again.",
-                };
-            }
-
-            // vmrun has exited; its output pipes close with it unless a child still holds them.
-            TimeSpan remaining = _connection.CommandTimeout - deadline.Elapsed;
-            if (!Task.WaitAll(new Task[] { stdout, stderr }, remaining > TimeSpan.FromSeconds(5) ? remaining : TimeSpan.FromSeconds(5)))
-            {
-                KillTree(process);
-                throw new VmQuiesceException("VmrunTimedOut", FailureKind.OperationTimeout,
-                    $"vmrun {line.Command} for '{target}' exited but its output never ended (a child process kept it open).", target);
-            }
-
-            process.WaitForExit();
-            return (process.ExitCode, stdout.Result + stderr.Result);
-        }
-
-        /// <summary>
-        /// Kills vmrun and every process it started. PowerShell 7 (.NET Core 3+) has Process.Kill(bool entireProcessTree);
-        /// Windows PowerShell 5.1 (.NET Framework) does not, so there taskkill /T does it by process id.
-        /// </summary>
-        private static void KillTree(Process process)
-        {
-            try
-            {
-                MethodInfo? killTree = typeof(Process).GetMethod("Kill", new[] { typeof(bool) });
-                if (killTree != null)
-                {
-                    killTree.Invoke(process, new object[] { true });
-                }
-                else if (HostPlatform.IsWindows)
-                {
-                    using Process? taskkill = Process.Start(new ProcessStartInfo("taskkill.exe", "/T /F /PID " + process.Id.ToString(CultureInfo.InvariantCulture))
-                    {
-                        UseShellExecute = false,
-                        CreateNoWindow = true,
-                    });
-                    taskkill?.WaitForExit(10_000);
-                }
-                else
-                {
-                    process.Kill();
-                }
-
-                process.WaitForExit(10_000);
-            }
-            catch (Exception e) when (e is InvalidOperationException || e is Win32Exception || e is TargetInvocationException)
-            {
-                // Already gone.
-            }
         }
 
         private static VmQuiesceException Unrecognised(string output, string expected, string command, string target) =>

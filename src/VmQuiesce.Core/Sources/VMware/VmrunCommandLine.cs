@@ -1,10 +1,10 @@
 using System;
 using System.Collections.Generic;
 using System.Linq;
-using System.Runtime.InteropServices;
 using System.Security;
 using System.Text;
 using System.Text.RegularExpressions;
+using VmQuiesce.Core.Platform;
 
 namespace VmQuiesce.Core.Sources.VMware
 {
@@ -14,7 +14,7 @@ namespace VmQuiesce.Core.Sources.VMware
     /// </summary>
     internal sealed class VmrunCommandLine
     {
-        public const string Mask = "********";
+        public const string Mask = ToolCommand.Mask;
 
         private readonly List<string?> _arguments;
         private readonly SecureString? _password;
@@ -33,7 +33,7 @@ namespace VmQuiesce.Core.Sources.VMware
         public IReadOnlyList<string> DisplayArguments => _arguments.Select(a => a ?? Mask).ToList();
 
         /// <summary>The command line with the password masked.</summary>
-        public string Display => string.Join(" ", DisplayArguments.Select(QuoteArgument));
+        public string Display => string.Join(" ", DisplayArguments.Select(ToolCommand.Quote));
 
         /// <summary>
         /// -T type [-h URL -u USER -p PASS] command args. vmrun's global options come before the command,
@@ -59,16 +59,10 @@ namespace VmQuiesce.Core.Sources.VMware
             return new VmrunCommandLine(arguments, password, command);
         }
 
-        /// <summary>
-        /// The real command line for ProcessStartInfo.Arguments, password included: call only to start the
-        /// process and drop the result right away (netstandard2.0 has no ArgumentList, so the password has to
-        /// be in this one string).
-        /// </summary>
-        public string ToProcessArguments()
-        {
-            string? password = _password == null ? null : Reveal(_password);
-            return string.Join(" ", _arguments.Select(a => QuoteArgument(a ?? password ?? string.Empty)));
-        }
+        /// <summary>Every argument, null where the password goes: the process runner reveals it only into the starting process's arguments.</summary>
+        public IReadOnlyList<string?> Arguments => _arguments;
+
+        public SecureString? Password => _password;
 
         /// <summary>
         /// Removes the password from any text that might echo the command line or the password (vmrun's own
@@ -84,9 +78,9 @@ namespace VmQuiesce.Core.Sources.VMware
             string result = text!;
             if (_password != null && _password.Length > 0)
             {
-                string password = Reveal(_password);
+                string password = ToolCommand.Reveal(_password);
                 result = result.Replace(password, Mask);
-                string quoted = QuoteArgument(password);
+                string quoted = ToolCommand.Quote(password);
                 if (quoted != password)
                 {
                     result = result.Replace(quoted, Mask);
@@ -103,57 +97,5 @@ namespace VmQuiesce.Core.Sources.VMware
         private static readonly Regex PasswordFlag = new Regex(
             @"(?<flag>(?:^|\s)-(?:p|gp|vp)\s+)(?:""(?:[^""\\]|\\.)*""|\S+)",
             RegexOptions.CultureInvariant);
-
-        /// <summary>
-        /// Quotes one argument so that both the MSVC runtime (vmrun.exe on Windows) and .NET's own parser
-        /// (ProcessStartInfo.Arguments on Linux and macOS) read it back unchanged: wrap in quotes when it is
-        /// empty or holds a space, tab or quote; a run of backslashes is doubled when a quote follows it
-        /// (inside or at the closing quote), and a quote becomes \".
-        /// </summary>
-        public static string QuoteArgument(string argument)
-        {
-            if (argument.Length > 0 && argument.IndexOfAny(new[] { ' ', '\t', '\n', '\v', '"' }) < 0)
-            {
-                return argument;
-            }
-
-            var quoted = new StringBuilder(argument.Length + 2).Append('"');
-            int backslashes = 0;
-            foreach (char c in argument)
-            {
-                if (c == '\\')
-                {
-                    backslashes++;
-                    continue;
-                }
-
-                if (c == '"')
-                {
-                    quoted.Append('\\', (backslashes * 2) + 1);
-                }
-                else
-                {
-                    quoted.Append('\\', backslashes);
-                }
-
-                backslashes = 0;
-                quoted.Append(c);
-            }
-
-            return quoted.Append('\\', backslashes * 2).Append('"').ToString();
-        }
-
-        private static string Reveal(SecureString secret)
-        {
-            IntPtr native = Marshal.SecureStringToGlobalAllocUnicode(secret);
-            try
-            {
-                return Marshal.PtrToStringUni(native) ?? string.Empty;
-            }
-            finally
-            {
-                Marshal.ZeroFreeGlobalAllocUnicode(native);
-            }
-        }
     }
 }

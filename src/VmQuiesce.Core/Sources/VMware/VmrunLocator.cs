@@ -18,7 +18,7 @@ namespace VmQuiesce.Core.Sources.VMware
 
         public string Path { get; }
 
-        /// <summary>E.g. "-VmrunPath", "registry VMware Workstation (64-bit view)", "PATH".</summary>
+        /// <summary>E.g. "-VmrunPath", "registry VMware Workstation (64-bit view)", "usual location".</summary>
         public string Origin { get; }
 
         public override string ToString() => $"{Path} ({Origin})";
@@ -27,7 +27,8 @@ namespace VmQuiesce.Core.Sources.VMware
     /// <summary>
     /// Finds vmrun: an explicit path wins; then, on Windows, the InstallPath that VMware Workstation,
     /// Player and VIX (the vmrun that drives VMware Server 2.0) record in the registry, 64- then 32-bit view;
-    /// then PATH; then the usual Linux and macOS locations. Nothing found: one error listing every place.
+    /// then the usual Linux and macOS locations. Never PATH (see <see cref="HostTools"/>): it may hold relative or
+    /// user-writable folders, and vmrun runs as the backup's administrator. Nothing found: one error listing every place.
     /// </summary>
     public sealed class VmrunLocator
     {
@@ -49,24 +50,21 @@ namespace VmQuiesce.Core.Sources.VMware
 
         private readonly bool _isWindows;
         private readonly Func<string, string, string?> _readInstallPath;
-        private readonly string? _pathVariable;
         private readonly Func<string, bool> _fileExists;
 
         /// <param name="isWindows">Whether to look in the registry and for vmrun.exe.</param>
         /// <param name="readInstallPath">(key, view name) -> InstallPath or null; view name is "64-bit" or "32-bit".</param>
-        /// <param name="pathVariable">The PATH environment variable.</param>
         /// <param name="fileExists">File.Exists, replaceable for tests.</param>
-        internal VmrunLocator(bool isWindows, Func<string, string, string?> readInstallPath, string? pathVariable, Func<string, bool> fileExists)
+        internal VmrunLocator(bool isWindows, Func<string, string, string?> readInstallPath, Func<string, bool> fileExists)
         {
             _isWindows = isWindows;
             _readInstallPath = readInstallPath;
-            _pathVariable = pathVariable;
             _fileExists = fileExists;
         }
 
         /// <summary>The locator for this computer.</summary>
         public static VmrunLocator ForThisHost() =>
-            new VmrunLocator(HostPlatform.IsWindows, ReadRegistryInstallPath, Environment.GetEnvironmentVariable("PATH"), File.Exists);
+            new VmrunLocator(HostPlatform.IsWindows, ReadRegistryInstallPath, File.Exists);
 
         /// <summary>The first existing vmrun, or an error naming every place looked at.</summary>
         public string Locate(string? explicitPath)
@@ -112,24 +110,15 @@ namespace VmQuiesce.Core.Sources.VMware
                     foreach (string view in new[] { "64-bit", "32-bit" })
                     {
                         string? folder = _readInstallPath(key, view);
-                        if (!string.IsNullOrWhiteSpace(folder))
+                        // A relative InstallPath would be looked up in the current folder.
+                        if (!string.IsNullOrWhiteSpace(folder) && HostTools.IsAbsolute(folder!.Trim(), windows: true))
                         {
-                            candidates.Add(new VmrunCandidate(System.IO.Path.Combine(folder!.Trim(), fileName), $"registry {product} InstallPath, {view} view"));
+                            candidates.Add(new VmrunCandidate(System.IO.Path.Combine(folder.Trim(), fileName), $"registry {product} InstallPath, {view} view"));
                         }
                     }
                 }
             }
-
-            foreach (string folder in (_pathVariable ?? string.Empty).Split(System.IO.Path.PathSeparator))
-            {
-                string trimmed = folder.Trim().Trim('"');
-                if (trimmed.Length > 0)
-                {
-                    candidates.Add(new VmrunCandidate(System.IO.Path.Combine(trimmed, fileName), "PATH"));
-                }
-            }
-
-            if (!_isWindows)
+            else
             {
                 candidates.AddRange(UnixLocations.Select(path => new VmrunCandidate(path, "usual location")));
             }

@@ -71,7 +71,7 @@ namespace VmQuiesce.Core.Sources.VMware
             }
             catch (VmQuiesceException e)
             {
-                _source.Options.Warn?.Invoke(e.Message + (e.Remedy == null ? string.Empty : " " + e.Remedy));
+                _source.Host.WriteWarning(e.Message + (e.Remedy == null ? string.Empty : " " + e.Remedy));
             }
         }
 
@@ -86,7 +86,7 @@ namespace VmQuiesce.Core.Sources.VMware
             }
             catch (Exception e) when (e is IOException || e is UnauthorizedAccessException)
             {
-                _source.Options.Warn?.Invoke($"Could not remove the temporary folder '{_stagingFolder}': {e.Message}");
+                _source.Host.WriteWarning($"Could not remove the temporary folder '{_stagingFolder}': {e.Message}");
             }
         }
     }

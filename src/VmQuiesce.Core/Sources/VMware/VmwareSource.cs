@@ -28,10 +28,13 @@ namespace VmQuiesce.Core.Sources.VMware
         public const string PendingMarkerSuffix = ".vmquiesce-pending";
 
         private readonly VmwareSourceOptions _options;
+        private readonly IOperationHost _host;
 
-        public VmwareSource(VmwareSourceOptions options)
+        /// <param name="host">Receives the warnings the caller must see (a snapshot about to be overwritten, a lower consistency) and each step for -Verbose.</param>
+        public VmwareSource(VmwareSourceOptions options, IOperationHost? host = null)
         {
             _options = options;
+            _host = host ?? OperationHost.None;
         }
 
         public string Kind => SourceKind;
@@ -39,6 +42,8 @@ namespace VmQuiesce.Core.Sources.VMware
         public string VmName => _options.Name;
 
         public VmwareSourceOptions Options => _options;
+
+        internal IOperationHost Host => _host;
 
         private VmrunClient Vmrun => _options.Vmrun;
 
@@ -89,15 +94,7 @@ namespace VmQuiesce.Core.Sources.VMware
                 };
             }
 
-            IReadOnlyList<string> leftovers = FindLeftovers(cancel);
-            if (leftovers.Count > 0)
-            {
-                throw new VmQuiesceException("LeftoversFound", FailureKind.ResourceBusy,
-                    $"VM '{VmName}' still has what an earlier backup left behind, so no new backup starts: {string.Join("; ", leftovers)}.", VmName)
-                {
-                    Remedy = "Remove each leftover as described, then run the backup again.",
-                };
-            }
+            Leftovers.Refuse(VmName, FindLeftovers(cancel));
 
             IReadOnlyList<string> existing = Vmrun.ListSnapshots(VmPath, cancel);
             if (Vmrun.Connection.HostType == VmwareHostType.Server && existing.Count > 0)
@@ -107,7 +104,7 @@ namespace VmQuiesce.Core.Sources.VMware
 
             if (options.Required > Consistency.Crash)
             {
-                _options.Warn?.Invoke($"VM '{VmName}': {why}, below the required {options.Required} (accepted by -AllowLowerConsistency).");
+                _host.WriteWarning($"VM '{VmName}': {why}, below the required {options.Required} (accepted by -AllowLowerConsistency).");
             }
 
             string name = SnapshotPrefix + DateTime.UtcNow.ToString("yyyyMMdd'T'HHmmssfff'Z'", CultureInfo.InvariantCulture);
@@ -115,7 +112,7 @@ namespace VmQuiesce.Core.Sources.VMware
             try
             {
                 File.WriteAllText(MarkerPath, name);
-                _options.Verbose?.Invoke($"VM '{VmName}': taking snapshot '{name}' (not quiesced: {why}).");
+                _host.WriteVerbose($"VM '{VmName}': taking snapshot '{name}' (not quiesced: {why}).");
                 try
                 {
                     Vmrun.Snapshot(VmPath, name, cancel);
@@ -136,7 +133,7 @@ namespace VmQuiesce.Core.Sources.VMware
             bool removeOnSuccess = _options.RemoveSnapshot && !options.KeepSnapshot;
             try
             {
-                return OpenView(name, removeOnSuccess);
+                return OpenView(name, removeOnSuccess, disks);
             }
             catch (Exception failure) when (failure is IOException || failure is UnauthorizedAccessException || failure is VmQuiesceException)
             {
@@ -147,7 +144,7 @@ namespace VmQuiesce.Core.Sources.VMware
                 catch (VmQuiesceException release)
                 {
                     // The original failure is what the caller must see; the snapshot left behind is reported here.
-                    _options.Warn?.Invoke(release.Message + " " + release.Remedy);
+                    _host.WriteWarning(release.Message + " " + release.Remedy);
                 }
 
                 if (failure is VmQuiesceException)
@@ -182,7 +179,7 @@ namespace VmQuiesce.Core.Sources.VMware
                 };
             }
 
-            _options.Verbose?.Invoke($"VM '{VmName}': reverting to snapshot '{snapshot.Name}'.");
+            _host.WriteVerbose($"VM '{VmName}': reverting to snapshot '{snapshot.Name}'.");
             Vmrun.RevertToSnapshot(VmPath, snapshot.Name, cancel);
         }
 
@@ -193,7 +190,7 @@ namespace VmQuiesce.Core.Sources.VMware
             {
                 try
                 {
-                    _options.Verbose?.Invoke($"VM '{VmName}': deleting snapshot '{name}'.");
+                    _host.WriteVerbose($"VM '{VmName}': deleting snapshot '{name}'.");
                     Vmrun.DeleteSnapshot(VmPath, name, cancel);
                 }
                 catch (Exception e) when (e is VmQuiesceException || e is OperationCanceledException)
@@ -209,9 +206,11 @@ namespace VmQuiesce.Core.Sources.VMware
             File.Delete(MarkerPath);
         }
 
-        private IConsistentView OpenView(string name, bool removeOnSuccess)
+        /// <param name="frozenDisks">The disks the VM wrote before the snapshot, which it froze.</param>
+        private IConsistentView OpenView(string name, bool removeOnSuccess, IReadOnlyList<VmwareDisk> frozenDisks)
         {
             IReadOnlyList<string> writable = VmwareVmFolder.CurrentDisks(_options.VmxPath).SelectMany(d => VmwareVmFolder.DiskFiles(d.Path)).ToList();
+            IReadOnlyDictionary<string, string> formats = VmwareVmFolder.DiskFormats(frozenDisks);
             string staging = Path.Combine(Path.GetTempPath(), "vmquiesce-vmware-" + Guid.NewGuid().ToString("N"));
             Directory.CreateDirectory(staging);
             var files = new List<ViewFile>();
@@ -225,11 +224,11 @@ namespace VmQuiesce.Core.Sources.VMware
                     File.Copy(full, readPath);
                 }
 
-                files.Add(new ViewFile(relative, readPath, full));
+                files.Add(new ViewFile(relative, readPath, full) { Format = formats.TryGetValue(full, out string? format) ? format : null });
             }
 
-            _options.Verbose?.Invoke($"VM '{VmName}': {files.Count} frozen file(s); not copied (written after the snapshot): {string.Join(", ", writable.Select(Path.GetFileName))}.");
-            var record = new QuiesceRecord(Consistency.Crash, Array.Empty<string>(), 0, "None");
+            _host.WriteVerbose($"VM '{VmName}': {files.Count} frozen file(s); not copied (written after the snapshot): {string.Join(", ", writable.Select(Path.GetFileName))}.");
+            var record = new QuiesceRecord(Consistency.Crash, Array.Empty<string>(), 0, QuiesceMethod.None);
             return new VmwareConsistentView(this, name, removeOnSuccess, files, staging, record);
         }
 
@@ -238,14 +237,14 @@ namespace VmQuiesce.Core.Sources.VMware
             string names = string.Join(", ", existing.Select(n => $"'{n}'"));
             if (_options.Force)
             {
-                _options.Warn?.Invoke($"VM '{VmName}' on VMware Server already has snapshot {names}; VMware Server keeps one snapshot per VM, so -Force overwrites it now.");
+                _host.WriteWarning($"VM '{VmName}' on VMware Server already has snapshot {names}; VMware Server keeps one snapshot per VM, so -Force overwrites it now.");
                 return;
             }
 
             VssWriterConfig? config = ReadWriterConfig();
             if (config != null && config.OverwriteSnapshots)
             {
-                _options.Warn?.Invoke($"VM '{VmName}' on VMware Server already has snapshot {names}; '{config.Path}' allows overwriting snapshots, so it is overwritten now.");
+                _host.WriteWarning($"VM '{VmName}' on VMware Server already has snapshot {names}; '{config.Path}' allows overwriting snapshots, so it is overwritten now.");
                 return;
             }
 
@@ -293,7 +292,7 @@ namespace VmQuiesce.Core.Sources.VMware
             }
             catch (VmQuiesceException cleanup)
             {
-                _options.Warn?.Invoke($"The snapshot step of VM '{VmName}' failed ({failure.Message}) and checking for a half-made snapshot '{name}' failed too ({cleanup.Message}). " +
+                _host.WriteWarning($"The snapshot step of VM '{VmName}' failed ({failure.Message}) and checking for a half-made snapshot '{name}' failed too ({cleanup.Message}). " +
                     $"If it exists, run {Vmrun.DisplayCommand("deleteSnapshot", VmPath, name)}; then delete '{MarkerPath}'.");
             }
         }

@@ -1,5 +1,3 @@
-using System;
-
 namespace VmQuiesce.Core.Sources.VMware
 {
     /// <summary>A VMware VM as the source sees it, and how its backup behaves.</summary>
@@ -38,12 +36,6 @@ namespace VmQuiesce.Core.Sources.VMware
 
         /// <summary>vmvsswriter.cfg to consult for VMware Server; null: the VMware Server install folder's (Windows), if any.</summary>
         public string? WriterConfigPath { get; init; }
-
-        /// <summary>Receives warnings the caller must show (a snapshot about to be overwritten, lower consistency).</summary>
-        public Action<string>? Warn { get; init; }
-
-        /// <summary>Receives step-by-step progress for verbose output.</summary>
-        public Action<string>? Verbose { get; init; }
 
         internal string VmPathForVmrun => VmrunVmPath ?? VmxPath;
     }

@@ -23,45 +23,20 @@ namespace VmQuiesce.Core.Sources.VMware
         /// <paramref name="vmrunVmPath"/> is how vmrun names it when that differs (VMware Server's "[standard] vm/vm.vmx").
         /// The name is the .vmx's displayName, else the file name.
         /// </summary>
-        public static BackupVm CreateBackupVm(VmrunConnection connection, string vmxPath, string? vmrunVmPath = null, string? name = null,
-            bool removeSnapshot = false, bool force = false, Action<string>? warn = null, Action<string>? verbose = null)
+        public static VmwareVm CreateBackupVm(VmrunConnection connection, string vmxPath, string? vmrunVmPath = null, string? name = null,
+            bool removeSnapshot = false, bool force = false)
         {
             string full = Path.GetFullPath(vmxPath);
             VmwareConfigDocument vmx = VmwareVmFolder.ReadVmx(full);
             string vmName = name ?? (vmx.GetValue("displayName") is string display && display.Trim().Length > 0 ? display.Trim() : Path.GetFileNameWithoutExtension(full));
-            var details = new Dictionary<string, string>
-            {
-                ["VmxPath"] = full,
-                ["HostType"] = connection.HostType.ToString(),
-                ["Vmrun"] = connection.VmrunPath,
-            };
-            if (vmrunVmPath != null)
-            {
-                details["DatastorePath"] = vmrunVmPath;
-            }
-
-            if (connection.ServerUrl != null)
-            {
-                details["Host"] = connection.ServerUrl;
-                details["User"] = connection.Credential!.UserName;
-            }
-
-            return new BackupVm(vmName, VmwareSource.SourceKind, full, details, messages => new VmwareSource(
-                new VmwareSourceOptions(vmName, full, new VmrunClient(connection, verbose ?? messages.Verbose, warn ?? messages.Warn))
-                {
-                    VmrunVmPath = vmrunVmPath,
-                    RemoveSnapshot = removeSnapshot,
-                    Force = force,
-                    Warn = warn ?? messages.Warn,
-                    Verbose = verbose ?? messages.Verbose,
-                }));
+            return new VmwareVm(vmName, full, connection, vmrunVmPath, removeSnapshot, force);
         }
 
         /// <summary>The running VMs (<c>vmrun list</c>) whose .vmx this computer can read, as targets; the others are reported.</summary>
-        public static IReadOnlyList<BackupVm> FindRunning(VmrunConnection connection, CancellationToken cancel, Action<VmQuiesceException>? unreadable = null,
+        public static IReadOnlyList<VmwareVm> FindRunning(VmrunConnection connection, CancellationToken cancel, Action<VmQuiesceException>? unreadable = null,
             bool removeSnapshot = false, bool force = false)
         {
-            var targets = new List<BackupVm>();
+            var targets = new List<VmwareVm>();
             foreach (string path in new VmrunClient(connection).ListRunning(cancel))
             {
                 try

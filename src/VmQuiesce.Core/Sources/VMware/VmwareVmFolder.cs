@@ -20,7 +20,7 @@ namespace VmQuiesce.Core.Sources.VMware
         private static readonly Regex DiskFileKey = new Regex(@"^(?<device>(?:scsi|ide|sata|nvme)\d+:\d+)\.fileName$", RegexOptions.IgnoreCase | RegexOptions.CultureInvariant);
 
         /// <summary>An extent line of a text descriptor: RW 8388608 SPARSE "disk-s001.vmdk".</summary>
-        private static readonly Regex ExtentLine = new Regex(@"^\s*(?:RW|RDONLY|NOACCESS)\s+\d+\s+\w+\s+""(?<file>[^""]+)""", RegexOptions.CultureInvariant);
+        private static readonly Regex ExtentLine = new Regex(@"^\s*(?:RW|RDONLY|NOACCESS)\s+\d+\s+(?<type>\w+)\s+""(?<file>[^""]+)""", RegexOptions.CultureInvariant);
 
         /// <summary>Read from files that VMware may rewrite while the VM runs: copied aside right after the snapshot.</summary>
         internal static readonly string[] MutableMetadataExtensions = { ".vmx", ".vmxf", ".vmsd", ".nvram" };
@@ -65,12 +65,43 @@ namespace VmQuiesce.Core.Sources.VMware
         }
 
         /// <summary>A disk's files: the descriptor plus, for a text descriptor, every extent it names.</summary>
-        public static IReadOnlyList<string> DiskFiles(string descriptorPath)
+        public static IReadOnlyList<string> DiskFiles(string descriptorPath) =>
+            new[] { descriptorPath }.Concat(Extents(descriptorPath).Select(extent => extent.Path)).ToList();
+
+        /// <summary>
+        /// The image format of each file of <paramref name="disks"/>, as far as it is certain: VMware opens each disk
+        /// the .vmx names as a vmdk, and a text descriptor says of each extent whether it holds the guest's bytes as
+        /// they are (FLAT: raw) or a hosted sparse extent (SPARSE: vmdk). Other files are not in the result.
+        /// </summary>
+        public static IReadOnlyDictionary<string, string> DiskFormats(IEnumerable<VmwareDisk> disks)
         {
-            var files = new List<string> { descriptorPath };
+            var formats = new Dictionary<string, string>(PathComparer);
+            foreach (VmwareDisk disk in disks)
+            {
+                formats[disk.Path] = DiskImageFormat.Vmdk;
+                foreach ((string path, string type) in Extents(disk.Path))
+                {
+                    if (type == "FLAT")
+                    {
+                        formats[path] = DiskImageFormat.Raw;
+                    }
+                    else if (type == "SPARSE")
+                    {
+                        formats[path] = DiskImageFormat.Vmdk;
+                    }
+                }
+            }
+
+            return formats;
+        }
+
+        /// <summary>The extents a text descriptor names (full path, type such as FLAT or SPARSE); none for a binary vmdk.</summary>
+        private static IReadOnlyList<(string Path, string Type)> Extents(string descriptorPath)
+        {
+            var extents = new List<(string, string)>();
             if (!File.Exists(descriptorPath) || !IsTextDescriptor(descriptorPath))
             {
-                return files;
+                return extents;
             }
 
             string folder = Path.GetDirectoryName(descriptorPath)!;
@@ -79,11 +110,11 @@ namespace VmQuiesce.Core.Sources.VMware
                 Match match = ExtentLine.Match(line);
                 if (match.Success)
                 {
-                    files.Add(Path.GetFullPath(Path.Combine(folder, match.Groups["file"].Value)));
+                    extents.Add((Path.GetFullPath(Path.Combine(folder, match.Groups["file"].Value)), match.Groups["type"].Value));
                 }
             }
 
-            return files;
+            return extents;
         }
 
         /// <summary>

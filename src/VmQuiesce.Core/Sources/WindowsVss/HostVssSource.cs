@@ -15,29 +15,27 @@ namespace VmQuiesce.Core.Sources.WindowsVss
     /// </summary>
     public sealed class HostVssSource : IBackupSource
     {
-        public const string MethodName = "HostVss";
+        public const string MethodName = QuiesceMethod.HostVss;
 
         private readonly HostVssWriter? _writer;
         private readonly IReadOnlyList<string> _files;
         private readonly VssBackupType _backupType;
-        private readonly Action<string>? _warn;
-        private readonly Action<string>? _verbose;
+        private readonly IOperationHost _operationHost;
         private readonly IVssHost? _host;
 
         /// <param name="vmName">The VM as the writer knows it (its display name; for Hyper-V also its id).</param>
         /// <param name="writer">The writer that quiesces the VM, or null for a shadow copy without a VM writer (file-system consistency at best).</param>
         /// <param name="files">Full host paths of the VM's files (.vmx, .vmdk, .vhdx, ...).</param>
         /// <param name="backupType">Copy (default) leaves application logs alone; Full lets writers truncate them.</param>
-        /// <param name="warn">Receives warnings (a failed writer not taking part, a shadow copy that could not be deleted).</param>
-        /// <param name="verbose">Receives progress notes (each VSS step, COM security).</param>
+        /// <param name="host">Receives warnings (a failed writer not taking part, a shadow copy that could not be deleted) and each VSS step for -Verbose.</param>
         public HostVssSource(string vmName, HostVssWriter? writer, IReadOnlyList<string> files, VssBackupType backupType = VssBackupType.Copy,
-            Action<string>? warn = null, Action<string>? verbose = null)
-            : this(vmName, writer, files, backupType, warn, verbose, null)
+            IOperationHost? host = null)
+            : this(vmName, writer, files, backupType, host, null)
         {
         }
 
         internal HostVssSource(string vmName, HostVssWriter? writer, IReadOnlyList<string> files, VssBackupType backupType,
-            Action<string>? warn, Action<string>? verbose, IVssHost? host)
+            IOperationHost? operationHost, IVssHost? host)
         {
             if (string.IsNullOrWhiteSpace(vmName))
             {
@@ -63,8 +61,7 @@ namespace VmQuiesce.Core.Sources.WindowsVss
             // Shadow-copy device paths are used as they are (\\?\ turns normalization off): one separator only.
             _files = files.Select(f => f.Replace('/', '\\')).Distinct(StringComparer.OrdinalIgnoreCase).ToList();
             _backupType = backupType;
-            _warn = warn;
-            _verbose = verbose;
+            _operationHost = operationHost ?? OperationHost.None;
             _host = host;
         }
 
@@ -74,10 +71,6 @@ namespace VmQuiesce.Core.Sources.WindowsVss
 
         /// <summary>The name the VM writer's component for the VM has, when it is not <see cref="VmName"/> (Hyper-V: the VM's id).</summary>
         public string? WriterComponentName { get; init; }
-
-        /// <summary>The same backup as a <paramref name="backupType"/> VSS backup.</summary>
-        public HostVssSource WithBackupType(VssBackupType backupType) =>
-            new HostVssSource(VmName, _writer, _files, backupType, _warn, _verbose, _host) { WriterComponentName = WriterComponentName };
 
         /// <summary>
         /// None: VSS_CTX_BACKUP shadow copies are auto-release, so VSS deletes them when the requester is
@@ -114,7 +107,7 @@ namespace VmQuiesce.Core.Sources.WindowsVss
                 PostThaw = options.PostThaw,
                 Target = VmName,
             };
-            VssSnapshotSession session = VssSnapshotSession.Open(host, request, _warn, _verbose, cancel);
+            VssSnapshotSession session = VssSnapshotSession.Open(host, request, _operationHost.WriteWarning, _operationHost.WriteVerbose, cancel);
             try
             {
                 Consistency reached = Reached(session.SelectedComponents);
@@ -125,7 +118,7 @@ namespace VmQuiesce.Core.Sources.WindowsVss
                         throw NotReached(reached, options.Required, "the VM writer did not take part");
                     }
 
-                    _warn?.Invoke($"The backup of '{VmName}' reached {reached} consistency, below the {options.Required} asked for.");
+                    _operationHost.WriteWarning($"The backup of '{VmName}' reached {reached} consistency, below the {options.Required} asked for.");
                 }
 
                 IReadOnlyList<string> relative = RelativePaths(_files);
@@ -160,17 +153,17 @@ namespace VmQuiesce.Core.Sources.WindowsVss
                 return Consistency.Application;
             }
 
-            _warn?.Invoke($"The Hyper-V writer backed up '{VmName}' by saving its state ({saved.Component.Caption}): the guest could not quiesce itself " +
+            _operationHost.WriteWarning($"The Hyper-V writer backed up '{VmName}' by saving its state ({saved.Component.Caption}): the guest could not quiesce itself " +
                 "(are its integration services running, with the backup service enabled?). The VM restores as it was saved; nothing inside it was flushed.");
             return Consistency.Crash;
         }
 
         /// <summary>Every VSS writer on this machine with its state, last error and hosting service (Get-VssWriter).</summary>
-        public static IReadOnlyList<VssWriterInfo> GetWriters(Action<string>? warn, Action<string>? verbose, CancellationToken cancel) =>
-            GetWriters(WindowsHost("Get-VssWriter"), warn, verbose, cancel);
+        public static IReadOnlyList<VssWriterInfo> GetWriters(IOperationHost host, CancellationToken cancel) =>
+            GetWriters(WindowsHost("Get-VssWriter"), host, cancel);
 
-        internal static IReadOnlyList<VssWriterInfo> GetWriters(IVssHost host, Action<string>? warn, Action<string>? verbose, CancellationToken cancel) =>
-            VssSnapshotSession.ListWriters(host, new VssSnapshotRequest(), warn, verbose, cancel);
+        internal static IReadOnlyList<VssWriterInfo> GetWriters(IVssHost vss, IOperationHost host, CancellationToken cancel) =>
+            VssSnapshotSession.ListWriters(vss, new VssSnapshotRequest(), host.WriteWarning, host.WriteVerbose, cancel);
 
         /// <summary>Where each file goes in the restore point: relative to the files' common folder, with '/'.</summary>
         internal static IReadOnlyList<string> RelativePaths(IReadOnlyList<string> files)
@@ -198,56 +191,40 @@ namespace VmQuiesce.Core.Sources.WindowsVss
             };
 
         /// <summary>
-        /// The HostVss method for <paramref name="vm"/>. A VMware VM of this host: its folder (less logs and
-        /// locks) copied from a shadow copy while the "VMware VSS Writer" quiesces it, as the classic VMware
-        /// Server recipe did. A Hyper-V VM, which is always backed up this way: as a <paramref name="backupType"/> backup.
+        /// <paramref name="vm"/> with the HostVss method as a <paramref name="backupType"/> backup, when the host's VSS can
+        /// back it up (a VMware or Hyper-V VM of this Windows host); any other is refused, naming its kind, before anything happens.
         /// </summary>
         public static BackupVm ForVm(BackupVm vm, VssBackupType backupType)
         {
-            if (vm.Kind == HyperVTargets.SourceKind)
+            if (vm is IHostVssTarget target)
             {
-                return new BackupVm(vm.Name, vm.Kind, vm.Location, vm.Details, messages => ((HostVssSource)vm.OpenSource(messages)).WithBackupType(backupType));
+                return target.WithHostVss(backupType);
             }
 
-            if (vm.Kind != VMware.VmwareSource.SourceKind)
+            throw new VmQuiesceException("HostVssNotSupportedForKind", FailureKind.InvalidArgument,
+                $"The HostVss method backs up the VMware and Hyper-V VMs of this Windows host through their VSS writers; '{vm.Name}' is a {vm.Kind} VM.", vm)
             {
-                throw new VmQuiesceException("HostVssNotSupportedForKind", FailureKind.InvalidArgument,
-                    $"The HostVss method backs up the VMware and Hyper-V VMs of this Windows host through their VSS writers; '{vm.Name}' is a {vm.Kind} VM.", vm)
-                {
-                    Remedy = "Leave out -Method HostVss for this VM: its own source quiesces it.",
-                };
-            }
-
-            WindowsHost("The HostVss backup method");
-            var details = new Dictionary<string, string>();
-            foreach (KeyValuePair<string, string> detail in vm.Details)
-            {
-                details[detail.Key] = detail.Value;
-            }
-
-            details["Method"] = MethodName;
-            return new BackupVm(vm.Name, MethodName, vm.Location, details, messages => new HostVssSource(
-                vm.Name,
-                HostVssWriter.VMware,
-                VMware.VmwareVmFolder.FrozenFiles(vm.Location, Array.Empty<string>()).Select(file => file.Full).ToList(),
-                backupType,
-                messages.Warn,
-                messages.Verbose));
+                Remedy = "Leave out -Method HostVss for this VM: its own source quiesces it.",
+            };
         }
 
-        private static IVssHost WindowsHost(string what)
+        /// <summary>Refuses with WindowsOnly off Windows: <paramref name="what"/> uses the Volume Shadow Copy Service.</summary>
+        internal static void RequireWindows(string what)
         {
-            if (HostPlatform.IsWindows)
+            if (!HostPlatform.IsWindows)
             {
-                return CreateWindowsHost();
+                throw NotWindows(what);
             }
+        }
 
-            throw new VmQuiesceException("WindowsOnly", FailureKind.NotSupported,
+        private static IVssHost WindowsHost(string what) => HostPlatform.IsWindows ? CreateWindowsHost() : throw NotWindows(what);
+
+        private static VmQuiesceException NotWindows(string what) =>
+            new VmQuiesceException("WindowsOnly", FailureKind.NotSupported,
                 $"{what} uses the Windows Volume Shadow Copy Service; this is {HostPlatform.Name}.", what)
             {
                 Remedy = "Run it on the Windows host that runs the VMs; on Linux hosts use the QEMU guest agent method.",
             };
-        }
 
         [SupportedOSPlatform("windows")]
         private static IVssHost CreateWindowsHost() => new WindowsVssHost();

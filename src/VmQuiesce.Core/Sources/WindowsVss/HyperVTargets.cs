@@ -34,7 +34,7 @@ namespace VmQuiesce.Core.Sources.WindowsVss
         /// A VM that cannot be backed up whole goes to <paramref name="failed"/> and the others are returned.
         /// </summary>
         /// <param name="fileExists">Whether a host file exists (the .vmrs and .vmgs beside the configuration are optional).</param>
-        public static IReadOnlyList<BackupVm> FromWmi(
+        public static IReadOnlyList<HyperVVm> FromWmi(
             IEnumerable<IReadOnlyDictionary<string, object?>> systems,
             IEnumerable<IReadOnlyDictionary<string, object?>> settings,
             IEnumerable<IReadOnlyDictionary<string, object?>> storage,
@@ -43,7 +43,7 @@ namespace VmQuiesce.Core.Sources.WindowsVss
         {
             List<IReadOnlyDictionary<string, object?>> settingsList = settings.ToList();
             List<IReadOnlyDictionary<string, object?>> storageList = storage.ToList();
-            var vms = new List<BackupVm>();
+            var vms = new List<HyperVVm>();
             foreach (IReadOnlyDictionary<string, object?> system in systems)
             {
                 if (!Guid.TryParse(Text(system, "Name"), out Guid id))
@@ -65,7 +65,7 @@ namespace VmQuiesce.Core.Sources.WindowsVss
             return vms;
         }
 
-        private static BackupVm CreateBackupVm(Guid id, string name, string state, IEnumerable<IReadOnlyDictionary<string, object?>> settings,
+        private static HyperVVm CreateBackupVm(Guid id, string name, string state, IEnumerable<IReadOnlyDictionary<string, object?>> settings,
             IEnumerable<IReadOnlyDictionary<string, object?>> storage, Func<string, bool> fileExists)
         {
             IReadOnlyDictionary<string, object?>? realized = settings.FirstOrDefault(s =>
@@ -104,15 +104,7 @@ namespace VmQuiesce.Core.Sources.WindowsVss
             }
 
             files.AddRange(disks);
-            var details = new Dictionary<string, string>
-            {
-                ["Id"] = id.ToString(),
-                ["State"] = state,
-                ["Disks"] = string.Join("; ", disks),
-                ["Method"] = HostVssSource.MethodName,
-            };
-            return new BackupVm(name, SourceKind, configuration, details, messages =>
-                new HostVssSource(name, HostVssWriter.HyperV, files, VssBackupType.Copy, messages.Warn, messages.Verbose) { WriterComponentName = id.ToString() });
+            return new HyperVVm(name, id, state, configuration, files, disks);
         }
 
         private static bool IsCheckpointDisk(string path) =>

@@ -1,6 +1,7 @@
 using System;
 using System.Runtime.InteropServices;
 using System.Runtime.Versioning;
+using VmQuiesce.Core.Native;
 
 namespace VmQuiesce.Core.Sources.WindowsVss.Native
 {
@@ -45,7 +46,7 @@ namespace VmQuiesce.Core.Sources.WindowsVss.Native
             }
             finally
             {
-                SysFreeString(bstr);
+                OleAut32.SysFreeString(bstr);
             }
         }
 
@@ -53,8 +54,5 @@ namespace VmQuiesce.Core.Sources.WindowsVss.Native
         public static string? PeekBstr(IntPtr bstr) => bstr == IntPtr.Zero ? null : Marshal.PtrToStringBSTR(bstr);
 
         public static string? PeekString(IntPtr wideString) => wideString == IntPtr.Zero ? null : Marshal.PtrToStringUni(wideString);
-
-        [DllImport("oleaut32.dll", ExactSpelling = true)]
-        private static extern void SysFreeString(IntPtr bstr);
     }
 }

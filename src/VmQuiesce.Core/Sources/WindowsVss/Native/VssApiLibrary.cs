@@ -2,6 +2,7 @@ using System;
 using System.IO;
 using System.Runtime.InteropServices;
 using System.Runtime.Versioning;
+using VmQuiesce.Core.Native;
 
 namespace VmQuiesce.Core.Sources.WindowsVss.Native
 {
@@ -39,7 +40,7 @@ namespace VmQuiesce.Core.Sources.WindowsVss.Native
                 }
 
                 string path = Path.Combine(Environment.SystemDirectory, "vssapi.dll");
-                IntPtr module = LoadLibraryW(path);
+                IntPtr module = Kernel32.LoadLibraryW(path);
                 if (module == IntPtr.Zero)
                 {
                     int error = Marshal.GetLastWin32Error();
@@ -47,13 +48,13 @@ namespace VmQuiesce.Core.Sources.WindowsVss.Native
                         $"Could not load '{path}' (Windows error {error}: {new System.ComponentModel.Win32Exception(error).Message}); the Volume Shadow Copy API is not available.", path);
                 }
 
-                IntPtr free = GetProcAddress(module, "VssFreeSnapshotPropertiesInternal");
+                IntPtr free = Kernel32.GetProcAddress(module, "VssFreeSnapshotPropertiesInternal");
                 if (free == IntPtr.Zero)
                 {
-                    free = GetProcAddress(module, "VssFreeSnapshotProperties");
+                    free = Kernel32.GetProcAddress(module, "VssFreeSnapshotProperties");
                 }
 
-                IntPtr create = GetProcAddress(module, "CreateVssBackupComponentsInternal");
+                IntPtr create = Kernel32.GetProcAddress(module, "CreateVssBackupComponentsInternal");
                 if (create == IntPtr.Zero || free == IntPtr.Zero)
                 {
                     throw new VmQuiesceException("UnsupportedWindowsVersion", FailureKind.NotSupported,
@@ -64,12 +65,6 @@ namespace VmQuiesce.Core.Sources.WindowsVss.Native
                 _create = create;
             }
         }
-
-        [DllImport("kernel32.dll", CharSet = CharSet.Unicode, ExactSpelling = true, SetLastError = true)]
-        private static extern IntPtr LoadLibraryW(string fileName);
-
-        [DllImport("kernel32.dll", CharSet = CharSet.Ansi, ExactSpelling = true, BestFitMapping = false, ThrowOnUnmappableChar = true)]
-        private static extern IntPtr GetProcAddress(IntPtr module, string procName);
     }
 
     /// <summary>VSS_SNAPSHOT_PROP.</summary>

@@ -5,6 +5,7 @@ using System.Linq;
 using System.Runtime.InteropServices;
 using System.Runtime.Versioning;
 using System.Text;
+using VmQuiesce.Core.Native;
 
 namespace VmQuiesce.Core.Sources.WindowsVss.Native
 {
@@ -15,12 +16,6 @@ namespace VmQuiesce.Core.Sources.WindowsVss.Native
         private const int SecurityBuiltinDomainRid = 32;
         private const int DomainAliasRidAdmins = 544;
         private const int DomainAliasRidBackupOps = 551;
-        private const int RpcCAuthnLevelPktPrivacy = 6;
-        private const int RpcCImpLevelImpersonate = 3;
-        private const int EoacDynamicCloaking = 0x40;
-        private const int CoinitMultithreaded = 0;
-        private const int RpcETooLate = unchecked((int)0x80010119);
-        private const int ScManagerConnect = 0x0001;
         private const int MaxVolumeName = 50;
 
         private static readonly object SecurityGate = new object();
@@ -46,8 +41,8 @@ namespace VmQuiesce.Core.Sources.WindowsVss.Native
 
                 _securityTried = true;
                 EnsureComInitialized();
-                int result = CoInitializeSecurity(IntPtr.Zero, -1, IntPtr.Zero, IntPtr.Zero, RpcCAuthnLevelPktPrivacy, RpcCImpLevelImpersonate, IntPtr.Zero, EoacDynamicCloaking, IntPtr.Zero);
-                if (result == RpcETooLate)
+                int result = Ole32.CoInitializeSecurity(IntPtr.Zero, -1, IntPtr.Zero, IntPtr.Zero, Ole32.RpcCAuthnLevelPktPrivacy, Ole32.RpcCImpLevelImpersonate, IntPtr.Zero, Ole32.EoacDynamicCloaking, IntPtr.Zero);
+                if (result == Ole32.RpcETooLate)
                 {
                     _securityNote = "COM security was already set by this process before VmQuiesce loaded (RPC_E_TOO_LATE), so the requester runs with the host's settings rather than packet privacy with impersonation; if writers log event 8194 (access denied on IVssWriterCallback), run the backup from a fresh PowerShell.";
                 }
@@ -69,13 +64,13 @@ namespace VmQuiesce.Core.Sources.WindowsVss.Native
         public VssVolume GetVolume(string path)
         {
             var mountPoint = new StringBuilder(Math.Max(path.Length + 2, 261));
-            if (!GetVolumePathNameW(path, mountPoint, mountPoint.Capacity))
+            if (!Kernel32.GetVolumePathNameW(path, mountPoint, mountPoint.Capacity))
             {
                 throw VolumeNotFound(path, "GetVolumePathNameW");
             }
 
             var volumeName = new StringBuilder(MaxVolumeName);
-            if (!GetVolumeNameForVolumeMountPointW(mountPoint.ToString(), volumeName, volumeName.Capacity))
+            if (!Kernel32.GetVolumeNameForVolumeMountPointW(mountPoint.ToString(), volumeName, volumeName.Capacity))
             {
                 throw VolumeNotFound(path, "GetVolumeNameForVolumeMountPointW");
             }
@@ -85,22 +80,8 @@ namespace VmQuiesce.Core.Sources.WindowsVss.Native
 
         public string? FindServiceByDisplayName(string displayName)
         {
-            IntPtr manager = OpenSCManagerW(null, null, ScManagerConnect);
-            if (manager == IntPtr.Zero)
-            {
-                return null;
-            }
-
-            try
-            {
-                int size = 257;
-                var name = new StringBuilder(size);
-                return GetServiceKeyNameW(manager, displayName, name, ref size) ? name.ToString() : null;
-            }
-            finally
-            {
-                _ = CloseServiceHandle(manager);
-            }
+            using SafeServiceHandle manager = Advapi32.OpenSCManagerW(null, null, Advapi32.ScManagerConnect);
+            return manager.IsInvalid ? null : Advapi32.GetServiceKeyName(manager, displayName);
         }
 
         public IReadOnlyList<VssDiagnosticValue> ReadDiagnostics() =>
@@ -115,7 +96,7 @@ namespace VmQuiesce.Core.Sources.WindowsVss.Native
         {
             if (!_comInitialized)
             {
-                _ = CoInitializeEx(IntPtr.Zero, CoinitMultithreaded);
+                _ = Ole32.CoInitializeEx(IntPtr.Zero, Ole32.CoinitMultithreaded);
                 _comInitialized = true;
             }
         }
@@ -130,69 +111,20 @@ namespace VmQuiesce.Core.Sources.WindowsVss.Native
         /// <summary>CheckTokenMembership against BUILTIN\{rid}: false under a UAC-filtered (not elevated) token, as it should be.</summary>
         private static bool IsMemberOfBuiltin(int rid)
         {
-            var ntAuthority = new SidIdentifierAuthority { Value5 = 5 };
-            if (!AllocateAndInitializeSid(ref ntAuthority, 2, SecurityBuiltinDomainRid, rid, 0, 0, 0, 0, 0, 0, out IntPtr sid))
+            var ntAuthority = new Advapi32.SidIdentifierAuthority { Value5 = 5 };
+            if (!Advapi32.AllocateAndInitializeSid(ref ntAuthority, 2, SecurityBuiltinDomainRid, rid, 0, 0, 0, 0, 0, 0, out IntPtr sid))
             {
                 return false;
             }
 
             try
             {
-                return CheckTokenMembership(IntPtr.Zero, sid, out bool member) && member;
+                return Advapi32.CheckTokenMembership(IntPtr.Zero, sid, out bool member) && member;
             }
             finally
             {
-                _ = FreeSid(sid);
+                _ = Advapi32.FreeSid(sid);
             }
         }
-
-        [StructLayout(LayoutKind.Sequential)]
-        private struct SidIdentifierAuthority
-        {
-            public byte Value0;
-            public byte Value1;
-            public byte Value2;
-            public byte Value3;
-            public byte Value4;
-            public byte Value5;
-        }
-
-        [DllImport("advapi32.dll", ExactSpelling = true, SetLastError = true)]
-        [return: MarshalAs(UnmanagedType.Bool)]
-        private static extern bool AllocateAndInitializeSid(ref SidIdentifierAuthority authority, byte subAuthorityCount,
-            int subAuthority0, int subAuthority1, int subAuthority2, int subAuthority3, int subAuthority4, int subAuthority5, int subAuthority6, int subAuthority7, out IntPtr sid);
-
-        [DllImport("advapi32.dll", ExactSpelling = true)]
-        private static extern IntPtr FreeSid(IntPtr sid);
-
-        [DllImport("advapi32.dll", ExactSpelling = true, SetLastError = true)]
-        [return: MarshalAs(UnmanagedType.Bool)]
-        private static extern bool CheckTokenMembership(IntPtr token, IntPtr sid, [MarshalAs(UnmanagedType.Bool)] out bool isMember);
-
-        [DllImport("ole32.dll", ExactSpelling = true)]
-        private static extern int CoInitializeEx(IntPtr reserved, int coInit);
-
-        [DllImport("ole32.dll", ExactSpelling = true)]
-        private static extern int CoInitializeSecurity(IntPtr securityDescriptor, int authServiceCount, IntPtr authServices, IntPtr reserved1,
-            int authenticationLevel, int impersonationLevel, IntPtr authList, int capabilities, IntPtr reserved3);
-
-        [DllImport("kernel32.dll", CharSet = CharSet.Unicode, ExactSpelling = true, SetLastError = true)]
-        [return: MarshalAs(UnmanagedType.Bool)]
-        private static extern bool GetVolumePathNameW(string fileName, StringBuilder volumePathName, int bufferLength);
-
-        [DllImport("kernel32.dll", CharSet = CharSet.Unicode, ExactSpelling = true, SetLastError = true)]
-        [return: MarshalAs(UnmanagedType.Bool)]
-        private static extern bool GetVolumeNameForVolumeMountPointW(string volumeMountPoint, StringBuilder volumeName, int bufferLength);
-
-        [DllImport("advapi32.dll", CharSet = CharSet.Unicode, ExactSpelling = true, SetLastError = true)]
-        private static extern IntPtr OpenSCManagerW(string? machineName, string? databaseName, int desiredAccess);
-
-        [DllImport("advapi32.dll", CharSet = CharSet.Unicode, ExactSpelling = true, SetLastError = true)]
-        [return: MarshalAs(UnmanagedType.Bool)]
-        private static extern bool GetServiceKeyNameW(IntPtr manager, string displayName, StringBuilder serviceName, ref int bufferSize);
-
-        [DllImport("advapi32.dll", ExactSpelling = true)]
-        [return: MarshalAs(UnmanagedType.Bool)]
-        private static extern bool CloseServiceHandle(IntPtr handle);
     }
 }

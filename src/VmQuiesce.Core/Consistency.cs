@@ -1,4 +1,4 @@
-namespace VmQuiesce.Core.Sources
+namespace VmQuiesce.Core
 {
     /// <summary>
     /// The consistency a restore point actually reached, lowest first so levels compare with &lt; and &gt;.
@@ -13,18 +13,5 @@ namespace VmQuiesce.Core.Sources
 
         /// <summary>Applications took part (VSS writers flushed their data).</summary>
         Application = 2,
-    }
-}
-
-namespace VmQuiesce.Core.Sources
-{
-    /// <summary>How a VM is quiesced for a backup.</summary>
-    public enum BackupMethod
-    {
-        /// <summary>The VM's own source: the QEMU guest agent, vmrun for VMware.</summary>
-        Native,
-
-        /// <summary>The Windows host's VSS writers (the VMware VSS Writer) quiesce the VM; files come from a shadow copy.</summary>
-        HostVss,
     }
 }

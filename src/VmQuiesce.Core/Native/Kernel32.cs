@@ -1,0 +1,46 @@
+using System;
+using System.Runtime.InteropServices;
+using System.Runtime.Versioning;
+using System.Text;
+using Microsoft.Win32.SafeHandles;
+
+namespace VmQuiesce.Core.Native
+{
+    /// <summary>kernel32.dll: files by device path, modules, volumes, handles and local memory.</summary>
+    [SupportedOSPlatform("windows")]
+    internal static class Kernel32
+    {
+        private const string Library = "kernel32.dll";
+
+        public const uint GenericRead = 0x80000000;
+        public const int FileShareAll = 0x1 | 0x2 | 0x4;
+        public const int OpenExisting = 3;
+        public const int FileFlagSequentialScan = 0x08000000;
+        public const int FileFlagBackupSemantics = 0x02000000;
+
+        [DllImport(Library, CharSet = CharSet.Unicode, ExactSpelling = true, SetLastError = true)]
+        public static extern SafeFileHandle CreateFileW(string fileName, uint desiredAccess, int shareMode, IntPtr securityAttributes,
+            int creationDisposition, int flagsAndAttributes, IntPtr templateFile);
+
+        [DllImport(Library, CharSet = CharSet.Unicode, ExactSpelling = true, SetLastError = true)]
+        public static extern IntPtr LoadLibraryW(string fileName);
+
+        [DllImport(Library, CharSet = CharSet.Ansi, ExactSpelling = true, BestFitMapping = false, ThrowOnUnmappableChar = true)]
+        public static extern IntPtr GetProcAddress(IntPtr module, string procName);
+
+        [DllImport(Library, CharSet = CharSet.Unicode, ExactSpelling = true, SetLastError = true)]
+        [return: MarshalAs(UnmanagedType.Bool)]
+        public static extern bool GetVolumePathNameW(string fileName, StringBuilder volumePathName, int bufferLength);
+
+        [DllImport(Library, CharSet = CharSet.Unicode, ExactSpelling = true, SetLastError = true)]
+        [return: MarshalAs(UnmanagedType.Bool)]
+        public static extern bool GetVolumeNameForVolumeMountPointW(string volumeMountPoint, StringBuilder volumeName, int bufferLength);
+
+        [DllImport(Library, ExactSpelling = true, SetLastError = true)]
+        [return: MarshalAs(UnmanagedType.Bool)]
+        public static extern bool CloseHandle(IntPtr handle);
+
+        [DllImport(Library, ExactSpelling = true)]
+        public static extern IntPtr LocalFree(IntPtr memory);
+    }
+}

@@ -1,0 +1,739 @@
+using System;
+using System.Collections.Generic;
+using System.IO;
+using System.Linq;
+using System.Net.Sockets;
+using System.Text;
+using System.Threading;
+using System.Threading.Tasks;
+
+namespace VmQuiesce.Core.Nbd
+{
+    /// <summary>
+    /// A managed NBD client: reads an export and asks its block status (base:allocation, QEMU's
+    /// qemu:dirty-bitmap:NAME) over a unix socket or TCP.
+    /// </summary>
+    /// <remarks>
+    /// Managed rather than libnbd: the part of the protocol a reader needs is small (fixed newstyle
+    /// negotiation, NBD_OPT_GO, structured replies, block status), a managed client needs no native library
+    /// in the module, loads in Windows PowerShell 5.1 as in PowerShell 7, works on Windows (TCP), and
+    /// bounds everything the server says in one place. Requests are pipelined: up to
+    /// <see cref="NbdClientOptions.MaxRequestsInFlight"/> are on the wire at once, their replies matched by
+    /// handle, so one reader keeps the server busy. A server that breaks the protocol, goes silent past the
+    /// request timeout or closes the connection fails the connection with an error naming it (ids
+    /// NbdProtocolError, NbdRequestTimeout, NbdConnectionClosed) and every request in flight with it; a
+    /// server's error for one request fails that request only (<see cref="NbdRequestException"/>).
+    /// Nothing the server sends is allocated before its length has been bounded.
+    /// </remarks>
+    public sealed class NbdClient : IDisposable
+    {
+        /// <summary>Descriptors accepted in one block status chunk: 1 MiB of them (QEMU's server sends at most that many).</summary>
+        private const int MaxExtentsPerChunk = 128 * 1024;
+
+        /// <summary>An error chunk: code, message length, a message of at most 4096 bytes, an offset.</summary>
+        private const int MaxErrorChunkLength = 6 + NbdProtocol.MaxStringBytes + 8;
+
+        private readonly NbdStream _stream;
+        private readonly NbdNegotiated _negotiated;
+        private readonly string _server;
+        private readonly TimeSpan _requestTimeout;
+        private readonly SemaphoreSlim _slots;
+        private readonly SemaphoreSlim _sendLock = new SemaphoreSlim(1, 1);
+        private readonly Dictionary<ulong, NbdPendingRequest> _pending = new Dictionary<ulong, NbdPendingRequest>();
+        private readonly byte[] _replyHeader = new byte[NbdProtocol.StructuredReplyHeaderLength];
+        private readonly byte[] _scratch = new byte[64 * 1024];
+        private readonly Task _receiver;
+        private long _nextHandle;
+        private VmQuiesceException? _failure;
+        private bool _receiverEnded;
+        private int _disposed;
+
+        private NbdClient(NbdStream stream, NbdEndpoint endpoint, NbdNegotiated negotiated, NbdClientOptions options)
+        {
+            _stream = stream;
+            _negotiated = negotiated;
+            _server = endpoint.ToString();
+            Endpoint = endpoint;
+            _requestTimeout = options.RequestTimeout;
+            _slots = new SemaphoreSlim(options.MaxRequestsInFlight, options.MaxRequestsInFlight);
+            _receiver = Task.Run(ReceiveLoopAsync);
+        }
+
+        public NbdEndpoint Endpoint { get; }
+
+        public string ExportName => _negotiated.ExportName;
+
+        /// <summary>The export's size in bytes.</summary>
+        public long Size => _negotiated.Size;
+
+        public NbdExportFlags Flags => _negotiated.Flags;
+
+        public bool IsReadOnly => (Flags & NbdExportFlags.ReadOnly) != 0;
+
+        public NbdBlockSizes BlockSizes => _negotiated.BlockSizes;
+
+        /// <summary>Whether the server sends structured replies (holes in reads, block status, errors with messages).</summary>
+        public bool StructuredReplies => _negotiated.StructuredReplies;
+
+        /// <summary>The metadata contexts selected for block status, as the server named them.</summary>
+        public IReadOnlyList<string> MetaContexts => _negotiated.Contexts.Values.ToList();
+
+        /// <summary>The largest single request this client sends; larger reads are split.</summary>
+        public int MaxRequestLength
+        {
+            get
+            {
+                long maximum = Math.Min(BlockSizes.Maximum, NbdProtocol.MaxReadLength);
+                return (int)(maximum - (maximum % BlockSizes.Minimum));
+            }
+        }
+
+        /// <summary>Connects, negotiates, opens the export and selects the metadata contexts the options name.</summary>
+        public static async Task<NbdClient> ConnectAsync(NbdEndpoint endpoint, NbdClientOptions options, CancellationToken cancel = default)
+        {
+            if (endpoint == null)
+            {
+                throw new ArgumentNullException(nameof(endpoint));
+            }
+
+            if (options == null)
+            {
+                throw new ArgumentNullException(nameof(options));
+            }
+
+            CheckOptions(options);
+            string[] contexts = options.MetaContexts.ToArray();
+            (NbdStream stream, NbdNegotiated negotiated) = await HandshakeAsync(endpoint, options.ConnectTimeout, cancel,
+                handshake => handshake.NegotiateAsync(options.ExportName ?? string.Empty, contexts)).ConfigureAwait(false);
+            return new NbdClient(stream, endpoint, negotiated, options);
+        }
+
+        /// <summary>
+        /// The metadata contexts an export offers that match <paramref name="queries"/> ("qemu:dirty-bitmap:"
+        /// lists every exported bitmap; none lists all), on a connection of its own that ends politely.
+        /// </summary>
+        public static async Task<IReadOnlyList<string>> ListMetaContextsAsync(NbdEndpoint endpoint, string exportName, IEnumerable<string>? queries = null, TimeSpan? timeout = null, CancellationToken cancel = default)
+        {
+            if (endpoint == null)
+            {
+                throw new ArgumentNullException(nameof(endpoint));
+            }
+
+            string[] queryList = (queries ?? Array.Empty<string>()).ToArray();
+            (NbdStream stream, IReadOnlyList<string> names) = await HandshakeAsync(endpoint, timeout ?? TimeSpan.FromSeconds(30), cancel,
+                handshake => handshake.ListContextsAsync(exportName ?? string.Empty, queryList)).ConfigureAwait(false);
+            stream.Dispose();
+            return names;
+        }
+
+        /// <summary>
+        /// Reads <paramref name="count"/> bytes at <paramref name="offset"/> into <paramref name="buffer"/>.
+        /// Holes the server reports arrive as zeroes. Reads larger than <see cref="MaxRequestLength"/> go out
+        /// as several pipelined requests. When cancelled, nothing is written into the buffer after this task ends.
+        /// </summary>
+        public Task ReadAsync(long offset, byte[] buffer, int bufferOffset, int count, CancellationToken cancel = default)
+        {
+            if (buffer == null)
+            {
+                throw new ArgumentNullException(nameof(buffer));
+            }
+
+            if (bufferOffset < 0 || count < 0 || bufferOffset > buffer.Length - count)
+            {
+                throw new ArgumentOutOfRangeException(nameof(count), $"{count} byte(s) from index {bufferOffset} do not fit in a buffer of {buffer.Length}.");
+            }
+
+            CheckRange(NbdProtocol.CmdRead, offset, count);
+            if (count == 0)
+            {
+                return Task.CompletedTask;
+            }
+
+            int pieceLength = MaxRequestLength;
+            if (count <= pieceLength)
+            {
+                return SendAsync(new NbdReadRequest(offset, buffer, bufferOffset, count), cancel);
+            }
+
+            var pieces = new List<Task>();
+            for (int done = 0; done < count; done += pieceLength)
+            {
+                int length = Math.Min(pieceLength, count - done);
+                pieces.Add(SendAsync(new NbdReadRequest(offset + done, buffer, bufferOffset + done, length), cancel));
+            }
+
+            return Task.WhenAll(pieces);
+        }
+
+        /// <summary>
+        /// The status of the selected metadata contexts from <paramref name="offset"/>, for at most
+        /// <paramref name="length"/> bytes (and at most 4 GiB in one request). The server may describe less:
+        /// continue from <see cref="NbdBlockStatus.CoveredLength"/>.
+        /// </summary>
+        public Task<NbdBlockStatus> GetBlockStatusAsync(long offset, long length, CancellationToken cancel = default)
+        {
+            if (_negotiated.Contexts.Count == 0)
+            {
+                throw new VmQuiesceException("NbdRequestInvalid", FailureKind.InvalidOperation,
+                    $"Block status needs metadata contexts, and none were selected on the connection to {_server}: name them in NbdClientOptions.MetaContexts.", ExportName);
+            }
+
+            if (length <= 0)
+            {
+                throw new VmQuiesceException("NbdRequestInvalid", FailureKind.InvalidArgument,
+                    $"A block status request must cover at least one byte; {length} was asked at offset {offset}.", ExportName);
+            }
+
+            uint maximum = uint.MaxValue - (uint.MaxValue % BlockSizes.Minimum);
+            long requestLength = Math.Min(Math.Min(length, maximum), offset >= 0 && offset <= Size ? Size - offset : length);
+            CheckRange(NbdProtocol.CmdBlockStatus, offset, requestLength);
+            return SendAsync(new NbdBlockStatusRequest(offset, (uint)requestLength), cancel);
+        }
+
+        /// <summary>Sends NBD_CMD_DISC when the connection is healthy, then closes it; requests still in flight fail.</summary>
+        public void Dispose()
+        {
+            if (Interlocked.Exchange(ref _disposed, 1) != 0)
+            {
+                return;
+            }
+
+            if (Volatile.Read(ref _failure) == null && _sendLock.Wait(TimeSpan.FromSeconds(1)))
+            {
+                try
+                {
+                    byte[] header = RequestHeader(NbdProtocol.CmdDisconnect, 0, 0, 0, 0);
+                    _stream.WriteAsync(header, 0, header.Length).Wait(TimeSpan.FromSeconds(1));
+                }
+                catch (AggregateException)
+                {
+                    // The connection is going away anyway.
+                }
+                finally
+                {
+                    _sendLock.Release();
+                }
+            }
+
+            Fail(new VmQuiesceException("NbdConnectionClosed", FailureKind.InvalidOperation, $"The connection to the NBD server at {_server} was closed by this client.", ExportName));
+
+            // The receive loop ends once the socket is gone; after it, nothing writes into callers' buffers.
+            _receiver.Wait(TimeSpan.FromSeconds(10));
+        }
+
+        private static void CheckOptions(NbdClientOptions options)
+        {
+            if (options.MaxRequestsInFlight < 1 || options.MaxRequestsInFlight > 1024)
+            {
+                throw new VmQuiesceException("NbdRequestInvalid", FailureKind.InvalidArgument,
+                    $"MaxRequestsInFlight is {options.MaxRequestsInFlight}; expected 1 to 1024.", options.MaxRequestsInFlight);
+            }
+
+            foreach (TimeSpan timeout in new[] { options.ConnectTimeout, options.RequestTimeout })
+            {
+                if (timeout != Timeout.InfiniteTimeSpan && (timeout <= TimeSpan.Zero || timeout.TotalMilliseconds > int.MaxValue))
+                {
+                    throw new VmQuiesceException("NbdRequestInvalid", FailureKind.InvalidArgument,
+                        $"The NBD timeout {timeout} is out of range; expected a positive time up to 24 days, or infinite.", timeout);
+                }
+            }
+        }
+
+        private static async Task<(NbdStream Stream, T Result)> HandshakeAsync<T>(NbdEndpoint endpoint, TimeSpan timeout, CancellationToken cancel, Func<NbdClientHandshake, Task<T>> negotiate)
+        {
+            string server = endpoint.ToString();
+            using var timer = new CancellationTokenSource();
+            if (timeout != Timeout.InfiniteTimeSpan)
+            {
+                timer.CancelAfter(timeout);
+            }
+
+            using var stop = CancellationTokenSource.CreateLinkedTokenSource(cancel, timer.Token);
+            NbdStream? stream = null;
+            try
+            {
+                stream = await NbdStream.ConnectAsync(endpoint, stop.Token).ConfigureAwait(false);
+                T result;
+                using (stop.Token.Register(stream.Dispose))
+                {
+                    result = await negotiate(new NbdClientHandshake(stream, server)).ConfigureAwait(false);
+                }
+
+                stop.Token.ThrowIfCancellationRequested();
+                return (stream, result);
+            }
+            catch (Exception e) when (!(e is VmQuiesceException) || stop.IsCancellationRequested)
+            {
+                stream?.Dispose();
+                cancel.ThrowIfCancellationRequested();
+                if (timer.IsCancellationRequested)
+                {
+                    throw new VmQuiesceException("NbdConnectTimeout", FailureKind.OperationTimeout,
+                        $"Connecting to the NBD server at {server} and negotiating did not finish within {timeout.TotalSeconds:0.#} s.", server, e);
+                }
+
+                if (stream == null && e is SocketException socketError)
+                {
+                    throw ConnectFailed(endpoint, socketError);
+                }
+
+                throw Translate(server, e, "during the handshake");
+            }
+            catch
+            {
+                stream?.Dispose();
+                throw;
+            }
+        }
+
+        private static VmQuiesceException ConnectFailed(NbdEndpoint endpoint, SocketException error)
+        {
+            string why = error.SocketErrorCode switch
+            {
+                SocketError.ConnectionRefused => "nothing is listening there",
+                SocketError.AccessDenied => "access is denied",
+                SocketError.AddressNotAvailable when endpoint.IsUnixSocket && !File.Exists(endpoint.SocketPath) => "the socket file does not exist",
+                _ => error.Message,
+            };
+            return new VmQuiesceException("NbdConnectFailed", FailureKind.ConnectionError, $"Cannot connect to the NBD server at {endpoint}: {why}.", endpoint.ToString(), error);
+        }
+
+        /// <summary>A broken protocol or a broken connection, as the error that names the server.</summary>
+        private static VmQuiesceException Translate(string server, Exception error, string when)
+        {
+            return error switch
+            {
+                VmQuiesceException known => known,
+                NbdProtocolViolation or FormatException => new VmQuiesceException("NbdProtocolError", FailureKind.ProtocolError,
+                    $"The NBD server at {server} broke the protocol {when}: {error.Message}.", server, error),
+                _ => new VmQuiesceException("NbdConnectionClosed", FailureKind.ConnectionError,
+                    $"The connection to the NBD server at {server} broke {when}: {error.Message}.", server, error),
+            };
+        }
+
+        private static byte[] RequestHeader(ushort command, ushort flags, ulong handle, long offset, uint length)
+        {
+            var header = new byte[NbdProtocol.RequestHeaderLength];
+            NbdWire.Write(header, 0, NbdProtocol.RequestMagic);
+            NbdWire.Write(header, 4, flags);
+            NbdWire.Write(header, 6, command);
+            NbdWire.Write(header, 8, handle);
+            NbdWire.Write(header, 16, (ulong)offset);
+            NbdWire.Write(header, 24, length);
+            return header;
+        }
+
+        private void CheckRange(ushort command, long offset, long length)
+        {
+            if (offset < 0 || length < 0 || offset > Size - length)
+            {
+                throw new VmQuiesceException("NbdRequestInvalid", FailureKind.InvalidArgument,
+                    $"{NbdProtocol.CommandName(command)} of {length} byte(s) at offset {offset} is outside the export '{ExportName}' of {Size} bytes.", ExportName);
+            }
+
+            uint alignment = BlockSizes.Minimum;
+            if (alignment > 1 && (offset % alignment != 0 || (length % alignment != 0 && offset + length != Size)))
+            {
+                throw new VmQuiesceException("NbdRequestInvalid", FailureKind.InvalidArgument,
+                    $"{NbdProtocol.CommandName(command)} of {length} byte(s) at offset {offset} is not aligned to the export's minimum block size of {alignment} bytes.", ExportName);
+            }
+        }
+
+        private async Task<T> SendAsync<T>(NbdPendingRequest<T> request, CancellationToken cancel)
+        {
+            ThrowIfFailed();
+            await _slots.WaitAsync(cancel).ConfigureAwait(false);
+            bool registered = false;
+            try
+            {
+                await _sendLock.WaitAsync(cancel).ConfigureAwait(false);
+                try
+                {
+                    lock (_pending)
+                    {
+                        if (_receiverEnded)
+                        {
+                            ThrowIfFailed();
+                        }
+
+                        request.Handle = (ulong)Interlocked.Increment(ref _nextHandle);
+                        _pending.Add(request.Handle, request);
+                        registered = true;
+                    }
+
+                    if (_requestTimeout != Timeout.InfiniteTimeSpan)
+                    {
+                        request.Deadline = new CancellationTokenSource(_requestTimeout);
+                        request.Deadline.Token.Register(() => Fail(new VmQuiesceException("NbdRequestTimeout", FailureKind.OperationTimeout,
+                            $"The NBD server at {_server} did not answer {request.Describe()} of export '{ExportName}' within {_requestTimeout.TotalSeconds:0.#} s; the connection was closed.", _server)));
+                    }
+
+                    byte[] header = RequestHeader(request.Command, 0, request.Handle, request.Offset, request.Length);
+                    await _stream.WriteAsync(header, 0, header.Length).ConfigureAwait(false);
+                }
+                catch (Exception e) when (registered && (e is IOException || e is SocketException || e is ObjectDisposedException))
+                {
+                    // The receive loop ends the request with the connection's error.
+                    Fail(Translate(_server, e, "while sending a request"));
+                }
+                finally
+                {
+                    _sendLock.Release();
+                }
+
+                using (cancel.Register(request.Abandon))
+                {
+                    return await request.Task.ConfigureAwait(false);
+                }
+            }
+            finally
+            {
+                if (!registered)
+                {
+                    _slots.Release();
+                }
+            }
+        }
+
+        private void ThrowIfFailed()
+        {
+            VmQuiesceException? failure = Volatile.Read(ref _failure);
+            if (failure != null)
+            {
+                throw failure;
+            }
+        }
+
+        /// <summary>Fails the connection once: the socket closes, the receive loop ends and fails every request in flight.</summary>
+        private void Fail(VmQuiesceException error)
+        {
+            if (Interlocked.CompareExchange(ref _failure, error, null) == null)
+            {
+                _stream.Dispose();
+            }
+        }
+
+        private async Task ReceiveLoopAsync()
+        {
+            try
+            {
+                while (true)
+                {
+                    try
+                    {
+                        await _stream.ReadExactAsync(_replyHeader, 0, 4).ConfigureAwait(false);
+                    }
+                    catch (EndOfStreamException e)
+                    {
+                        Fail(new VmQuiesceException("NbdConnectionClosed", FailureKind.ConnectionError, $"The NBD server at {_server} closed the connection.", _server, e));
+                        break;
+                    }
+
+                    uint magic = NbdWire.ReadUInt32(_replyHeader, 0);
+                    if (magic == NbdProtocol.SimpleReplyMagic)
+                    {
+                        await ReceiveSimpleReplyAsync().ConfigureAwait(false);
+                    }
+                    else if (magic == NbdProtocol.StructuredReplyMagic && StructuredReplies)
+                    {
+                        await ReceiveChunkAsync().ConfigureAwait(false);
+                    }
+                    else
+                    {
+                        throw new NbdProtocolViolation($"a reply starts with 0x{magic:x8}, which is not a{(StructuredReplies ? " simple or structured" : " simple")} reply magic");
+                    }
+                }
+            }
+            catch (Exception e)
+            {
+                Fail(Translate(_server, e, "while replying"));
+            }
+
+            List<NbdPendingRequest> orphans;
+            lock (_pending)
+            {
+                _receiverEnded = true;
+                orphans = _pending.Values.ToList();
+                _pending.Clear();
+            }
+
+            foreach (NbdPendingRequest request in orphans)
+            {
+                _slots.Release();
+                request.Finish(_failure);
+            }
+        }
+
+        private NbdPendingRequest Find(ulong handle)
+        {
+            lock (_pending)
+            {
+                if (_pending.TryGetValue(handle, out NbdPendingRequest? request))
+                {
+                    return request;
+                }
+            }
+
+            throw new NbdProtocolViolation($"it replied to handle {handle}, which no request in flight has");
+        }
+
+        private void Complete(NbdPendingRequest request, Exception? error)
+        {
+            lock (_pending)
+            {
+                _pending.Remove(request.Handle);
+            }
+
+            _slots.Release();
+            request.Finish(error);
+        }
+
+        private async Task ReceiveSimpleReplyAsync()
+        {
+            await _stream.ReadExactAsync(_replyHeader, 4, NbdProtocol.SimpleReplyHeaderLength - 4).ConfigureAwait(false);
+            uint error = NbdWire.ReadUInt32(_replyHeader, 4);
+            NbdPendingRequest request = Find(NbdWire.ReadUInt64(_replyHeader, 8));
+            if (error != 0)
+            {
+                Complete(request, RequestFailed(request, error, null, string.Empty));
+                return;
+            }
+
+            if (request is NbdReadRequest read)
+            {
+                if (StructuredReplies)
+                {
+                    throw new NbdProtocolViolation("it answered a read with a simple reply although structured replies were negotiated");
+                }
+
+                await ReceiveDataAsync(read, read.Offset, (int)read.Length).ConfigureAwait(false);
+                Complete(read, null);
+                return;
+            }
+
+            throw new NbdProtocolViolation($"it answered {request.Describe()} with a simple reply without data, which only structured replies can carry");
+        }
+
+        private async Task ReceiveChunkAsync()
+        {
+            await _stream.ReadExactAsync(_replyHeader, 4, NbdProtocol.StructuredReplyHeaderLength - 4).ConfigureAwait(false);
+            ushort flags = NbdWire.ReadUInt16(_replyHeader, 4);
+            ushort type = NbdWire.ReadUInt16(_replyHeader, 6);
+            NbdPendingRequest request = Find(NbdWire.ReadUInt64(_replyHeader, 8));
+            uint length = NbdWire.ReadUInt32(_replyHeader, 16);
+            bool done = (flags & NbdProtocol.ReplyFlagDone) != 0;
+            switch (type)
+            {
+                case NbdProtocol.ReplyTypeNone:
+                    if (length != 0 || !done)
+                    {
+                        throw new NbdProtocolViolation("it sent an NBD_REPLY_TYPE_NONE chunk with a payload or without the done flag");
+                    }
+
+                    break;
+                case NbdProtocol.ReplyTypeOffsetData:
+                    await ReceiveOffsetDataAsync(AsRead(request, "NBD_REPLY_TYPE_OFFSET_DATA"), length).ConfigureAwait(false);
+                    break;
+                case NbdProtocol.ReplyTypeOffsetHole:
+                    await ReceiveOffsetHoleAsync(AsRead(request, "NBD_REPLY_TYPE_OFFSET_HOLE"), length).ConfigureAwait(false);
+                    break;
+                case NbdProtocol.ReplyTypeBlockStatus:
+                    if (!(request is NbdBlockStatusRequest status))
+                    {
+                        throw new NbdProtocolViolation($"it answered {request.Describe()} with block status");
+                    }
+
+                    await ReceiveBlockStatusAsync(status, length).ConfigureAwait(false);
+                    break;
+                default:
+                    if ((type & NbdProtocol.ReplyTypeErrorBit) == 0)
+                    {
+                        throw new NbdProtocolViolation($"it sent the unknown reply chunk type {type}");
+                    }
+
+                    await ReceiveErrorChunkAsync(request, type, length).ConfigureAwait(false);
+                    break;
+            }
+
+            if (done)
+            {
+                Complete(request, Finished(request));
+            }
+        }
+
+        private NbdReadRequest AsRead(NbdPendingRequest request, string chunkType) =>
+            request as NbdReadRequest ?? throw new NbdProtocolViolation($"it answered {request.Describe()} with {chunkType}, which only reads take");
+
+        /// <summary>The error a request ends with once its last chunk arrived: its own error, or a reply that does not add up.</summary>
+        private Exception? Finished(NbdPendingRequest request)
+        {
+            if (request.Error != null)
+            {
+                return request.Error;
+            }
+
+            if (request is NbdReadRequest read && read.Covered.Total != read.Length)
+            {
+                throw new NbdProtocolViolation($"it ended its reply to {read.Describe()} having sent {read.Covered.Total} byte(s) of it");
+            }
+
+            if (request is NbdBlockStatusRequest status && status.Contexts.Count != _negotiated.Contexts.Count)
+            {
+                string[] missing = _negotiated.Contexts.Values.Where(name => !status.Contexts.ContainsKey(name)).ToArray();
+                throw new NbdProtocolViolation($"it ended its reply to {status.Describe()} without the context(s) {string.Join(", ", missing)}");
+            }
+
+            return null;
+        }
+
+        private async Task ReceiveOffsetDataAsync(NbdReadRequest read, uint length)
+        {
+            if (length < 9 || length - 8 > read.Length)
+            {
+                throw new NbdProtocolViolation($"it sent a data chunk of {length} bytes for {read.Describe()}");
+            }
+
+            await _stream.ReadExactAsync(_replyHeader, 0, 8).ConfigureAwait(false);
+            long offset = CheckContent(read, NbdWire.ReadUInt64(_replyHeader, 0), length - 8, "data");
+            await ReceiveDataAsync(read, offset, (int)(length - 8)).ConfigureAwait(false);
+        }
+
+        private async Task ReceiveOffsetHoleAsync(NbdReadRequest read, uint length)
+        {
+            if (length != 12)
+            {
+                throw new NbdProtocolViolation($"it sent a hole chunk of {length} bytes (12 expected)");
+            }
+
+            await _stream.ReadExactAsync(_replyHeader, 0, 12).ConfigureAwait(false);
+            uint holeLength = NbdWire.ReadUInt32(_replyHeader, 8);
+            long offset = CheckContent(read, NbdWire.ReadUInt64(_replyHeader, 0), holeLength, "hole");
+            if (read.TryBeginWrite())
+            {
+                Array.Clear(read.Buffer, read.BufferOffset + (int)(offset - read.Offset), (int)holeLength);
+                read.EndWrite();
+            }
+        }
+
+        /// <summary>Checks that a content chunk lies in the request and overlaps nothing sent before; returns its offset.</summary>
+        private static long CheckContent(NbdReadRequest read, ulong offset, uint length, string what)
+        {
+            if (length == 0 || offset < (ulong)read.Offset || offset > (ulong)read.End || length > (ulong)read.End - offset)
+            {
+                throw new NbdProtocolViolation($"it sent a {what} chunk of {length} byte(s) at offset {offset}, outside {read.Describe()}");
+            }
+
+            if (!read.Covered.TryAdd((long)offset, length))
+            {
+                throw new NbdProtocolViolation($"it sent a {what} chunk of {length} byte(s) at offset {offset} that overlaps data it already sent for {read.Describe()}");
+            }
+
+            return (long)offset;
+        }
+
+        /// <summary>Reads a payload into the caller's buffer, or drops it when the caller has given up.</summary>
+        private async Task ReceiveDataAsync(NbdReadRequest read, long offset, int count)
+        {
+            if (!read.TryBeginWrite())
+            {
+                await _stream.SkipAsync(count, _scratch).ConfigureAwait(false);
+                return;
+            }
+
+            try
+            {
+                await _stream.ReadExactAsync(read.Buffer, read.BufferOffset + (int)(offset - read.Offset), count).ConfigureAwait(false);
+            }
+            finally
+            {
+                read.EndWrite();
+            }
+        }
+
+        private async Task ReceiveBlockStatusAsync(NbdBlockStatusRequest status, uint length)
+        {
+            if (length < 12 || (length - 4) % 8 != 0 || (length - 4) / 8 > MaxExtentsPerChunk)
+            {
+                throw new NbdProtocolViolation($"it sent a block status chunk of {length} bytes (4 + 8 per extent, 1 to {MaxExtentsPerChunk} extents, expected)");
+            }
+
+            var payload = new byte[length];
+            await _stream.ReadExactAsync(payload, 0, payload.Length).ConfigureAwait(false);
+            uint id = NbdWire.ReadUInt32(payload, 0);
+            if (!_negotiated.Contexts.TryGetValue(id, out string? context))
+            {
+                throw new NbdProtocolViolation($"it sent block status for context id {id}, which was not selected");
+            }
+
+            if (status.Contexts.ContainsKey(context))
+            {
+                throw new NbdProtocolViolation($"it sent block status for '{context}' twice in one reply");
+            }
+
+            var extents = new List<NbdExtent>();
+            long position = status.Offset;
+            for (int at = 4; at < payload.Length && position < status.End; at += 8)
+            {
+                uint extentLength = NbdWire.ReadUInt32(payload, at);
+                if (extentLength == 0)
+                {
+                    throw new NbdProtocolViolation($"it sent an extent of length 0 for '{context}'");
+                }
+
+                // Like QEMU's client: an extent reaching past the request is cut at its end, and extents after it are ignored.
+                long clamped = Math.Min(extentLength, status.End - position);
+                extents.Add(new NbdExtent(position, clamped, NbdWire.ReadUInt32(payload, at + 4)));
+                position += clamped;
+            }
+
+            status.Contexts.Add(context, extents);
+        }
+
+        private async Task ReceiveErrorChunkAsync(NbdPendingRequest request, ushort type, uint length)
+        {
+            if (length < 6 || length > MaxErrorChunkLength)
+            {
+                throw new NbdProtocolViolation($"it sent an error chunk of {length} bytes (6 to {MaxErrorChunkLength} expected)");
+            }
+
+            var payload = new byte[length];
+            await _stream.ReadExactAsync(payload, 0, payload.Length).ConfigureAwait(false);
+            uint error = NbdWire.ReadUInt32(payload, 0);
+            ushort messageLength = NbdWire.ReadUInt16(payload, 4);
+            if (error == 0 || messageLength > length - 6)
+            {
+                throw new NbdProtocolViolation($"it sent an error chunk with error {error} and a message of {messageLength} bytes in {length - 6}");
+            }
+
+            // Shown to people only: undecodable bytes become replacement characters rather than failing the connection.
+            string message = Encoding.UTF8.GetString(payload, 6, messageLength);
+            long? errorOffset = null;
+            if (type == NbdProtocol.ReplyTypeErrorOffset)
+            {
+                if (length != 6 + messageLength + 8)
+                {
+                    throw new NbdProtocolViolation($"it sent an error-offset chunk of {length} bytes for a message of {messageLength}");
+                }
+
+                ulong offset = NbdWire.ReadUInt64(payload, 6 + messageLength);
+                if (offset < (ulong)request.Offset || offset >= (ulong)request.End)
+                {
+                    throw new NbdProtocolViolation($"it reported an error at offset {offset}, outside {request.Describe()}");
+                }
+
+                errorOffset = (long)offset;
+            }
+
+            request.Error ??= RequestFailed(request, error, errorOffset, message);
+        }
+
+        private NbdRequestException RequestFailed(NbdPendingRequest request, uint error, long? errorOffset, string message)
+        {
+            string at = errorOffset.HasValue ? $" (at offset {errorOffset.Value})" : string.Empty;
+            string said = message.Length > 0 ? $": \"{message}\"" : string.Empty;
+            return new NbdRequestException(
+                $"The NBD server at {_server} failed {request.Describe()} of export '{ExportName}'{at} with {NbdProtocol.ErrorName(error)}{said}.",
+                ExportName, error, request.Offset, request.Length, errorOffset);
+        }
+    }
+}

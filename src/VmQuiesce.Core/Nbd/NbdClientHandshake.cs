@@ -1,0 +1,350 @@
+using System;
+using System.Collections.Generic;
+using System.Globalization;
+using System.Linq;
+using System.Threading.Tasks;
+
+namespace VmQuiesce.Core.Nbd
+{
+    /// <summary>What the handshake settled: the export, its size and flags, and the selected metadata contexts.</summary>
+    internal sealed class NbdNegotiated
+    {
+        public NbdNegotiated(string exportName, long size, NbdExportFlags flags, NbdBlockSizes blockSizes, bool structuredReplies, IReadOnlyDictionary<uint, string> contexts)
+        {
+            ExportName = exportName;
+            Size = size;
+            Flags = flags;
+            BlockSizes = blockSizes;
+            StructuredReplies = structuredReplies;
+            Contexts = contexts;
+        }
+
+        public string ExportName { get; }
+
+        public long Size { get; }
+
+        public NbdExportFlags Flags { get; }
+
+        public NbdBlockSizes BlockSizes { get; }
+
+        public bool StructuredReplies { get; }
+
+        /// <summary>Context id (as the server numbered it) to name.</summary>
+        public IReadOnlyDictionary<uint, string> Contexts { get; }
+    }
+
+    /// <summary>
+    /// The client side of fixed newstyle negotiation: NBD_OPT_STRUCTURED_REPLY, NBD_OPT_SET_META_CONTEXT,
+    /// NBD_OPT_GO (or NBD_OPT_LIST_META_CONTEXT then NBD_OPT_ABORT). Every length the server sends is
+    /// bounded before anything is allocated for it; any violation is a <see cref="NbdProtocolViolation"/>.
+    /// </summary>
+    internal sealed class NbdClientHandshake
+    {
+        /// <summary>Longest option reply accepted: a context or export name and a description fit in 4096 bytes each.</summary>
+        private const int MaxOptionReplyLength = 3 * NbdProtocol.MaxStringBytes;
+
+        /// <summary>Most replies to one option (one per context, or per piece of export information); more is not an honest answer.</summary>
+        private const int MaxRepliesPerOption = 1024;
+
+        private readonly NbdStream _stream;
+        private readonly string _server;
+        private readonly byte[] _header = new byte[NbdProtocol.OptionReplyHeaderLength];
+        private bool _noZeroes;
+
+        public NbdClientHandshake(NbdStream stream, string server)
+        {
+            _stream = stream;
+            _server = server;
+        }
+
+        public async Task<NbdNegotiated> NegotiateAsync(string exportName, IList<string> metaContexts)
+        {
+            await GreetAsync().ConfigureAwait(false);
+            bool structured = await NegotiateStructuredRepliesAsync().ConfigureAwait(false);
+            var contexts = new Dictionary<uint, string>();
+            if (metaContexts.Count > 0)
+            {
+                if (!structured)
+                {
+                    throw new VmQuiesceException("NbdMetaContextUnavailable", FailureKind.NotSupported,
+                        $"The NBD server at {_server} does not support structured replies, so it cannot report block status ({string.Join(", ", metaContexts)}).", _server);
+                }
+
+                foreach (KeyValuePair<uint, string> context in await SelectContextsAsync(NbdProtocol.OptSetMetaContext, exportName, metaContexts).ConfigureAwait(false))
+                {
+                    if (!metaContexts.Contains(context.Value))
+                    {
+                        throw new NbdProtocolViolation($"it selected the metadata context '{context.Value}', which was not asked for");
+                    }
+
+                    if (contexts.ContainsKey(context.Key) || contexts.ContainsValue(context.Value))
+                    {
+                        throw new NbdProtocolViolation($"it selected metadata context id {context.Key} ('{context.Value}') twice");
+                    }
+
+                    contexts.Add(context.Key, context.Value);
+                }
+
+                string[] missing = metaContexts.Where(name => !contexts.ContainsValue(name)).ToArray();
+                if (missing.Length > 0)
+                {
+                    throw new VmQuiesceException("NbdMetaContextUnavailable", FailureKind.ObjectNotFound,
+                        $"The NBD export '{exportName}' at {_server} does not offer the metadata context(s) {string.Join(", ", missing.Select(m => "'" + m + "'"))}" +
+                        (contexts.Count > 0 ? $"; it selected {string.Join(", ", contexts.Values)}." : "."), exportName)
+                    {
+                        Remedy = "For a QEMU dirty bitmap, export it with the export (block-export-add bitmaps, qemu-nbd -B).",
+                    };
+                }
+            }
+
+            (long size, NbdExportFlags flags, NbdBlockSizes blockSizes) = await GoAsync(exportName).ConfigureAwait(false);
+            return new NbdNegotiated(exportName, size, flags, blockSizes, structured, contexts);
+        }
+
+        /// <summary>Lists the contexts matching <paramref name="queries"/> (all, when empty), then ends the session politely.</summary>
+        public async Task<IReadOnlyList<string>> ListContextsAsync(string exportName, IList<string> queries)
+        {
+            await GreetAsync().ConfigureAwait(false);
+            if (!await NegotiateStructuredRepliesAsync().ConfigureAwait(false))
+            {
+                return Array.Empty<string>();
+            }
+
+            var names = (await SelectContextsAsync(NbdProtocol.OptListMetaContext, exportName, queries).ConfigureAwait(false)).Select(c => c.Value).ToList();
+            await SendOptionAsync(NbdProtocol.OptAbort, Array.Empty<byte>()).ConfigureAwait(false);
+            return names;
+        }
+
+        private async Task GreetAsync()
+        {
+            var greeting = new byte[18];
+            await _stream.ReadExactAsync(greeting, 0, 16).ConfigureAwait(false);
+            if (NbdWire.ReadUInt64(greeting, 0) != NbdProtocol.InitMagic)
+            {
+                throw new NbdProtocolViolation("it does not greet as an NBD server (no NBDMAGIC)");
+            }
+
+            ulong style = NbdWire.ReadUInt64(greeting, 8);
+            if (style == NbdProtocol.OldstyleMagic)
+            {
+                throw new NbdProtocolViolation("it uses the oldstyle handshake, which has no export names or options (withdrawn from the protocol)");
+            }
+
+            if (style != NbdProtocol.OptionMagic)
+            {
+                throw new NbdProtocolViolation(string.Format(CultureInfo.InvariantCulture, "its greeting has the unknown magic 0x{0:x16}", style));
+            }
+
+            await _stream.ReadExactAsync(greeting, 16, 2).ConfigureAwait(false);
+            ushort flags = NbdWire.ReadUInt16(greeting, 16);
+            if ((flags & NbdProtocol.FlagFixedNewstyle) == 0)
+            {
+                throw new NbdProtocolViolation("it does not offer fixed newstyle negotiation, which NBD_OPT_GO needs");
+            }
+
+            _noZeroes = (flags & NbdProtocol.FlagNoZeroes) != 0;
+            var clientFlags = new byte[4];
+            NbdWire.Write(clientFlags, 0, NbdProtocol.ClientFlagFixedNewstyle | (_noZeroes ? NbdProtocol.ClientFlagNoZeroes : 0u));
+            await _stream.WriteAsync(clientFlags, 0, 4).ConfigureAwait(false);
+        }
+
+        private async Task<bool> NegotiateStructuredRepliesAsync()
+        {
+            await SendOptionAsync(NbdProtocol.OptStructuredReply, Array.Empty<byte>()).ConfigureAwait(false);
+            (uint type, byte[] data) = await ReadOptionReplyAsync(NbdProtocol.OptStructuredReply).ConfigureAwait(false);
+            if (type == NbdProtocol.RepAck)
+            {
+                return true;
+            }
+
+            if (type == NbdProtocol.RepErrUnsupported)
+            {
+                return false;
+            }
+
+            throw RefusedOption(NbdProtocol.OptStructuredReply, type, data, string.Empty);
+        }
+
+        private async Task<List<KeyValuePair<uint, string>>> SelectContextsAsync(uint option, string exportName, IList<string> queries)
+        {
+            var message = new NbdMessageWriter().LengthPrefixed(exportName).UInt32((uint)queries.Count);
+            foreach (string query in queries)
+            {
+                message.LengthPrefixed(query);
+            }
+
+            await SendOptionAsync(option, message.ToArray()).ConfigureAwait(false);
+            var contexts = new List<KeyValuePair<uint, string>>();
+            while (true)
+            {
+                (uint type, byte[] data) = await ReadOptionReplyAsync(option).ConfigureAwait(false);
+                if (type == NbdProtocol.RepAck)
+                {
+                    return contexts;
+                }
+
+                if (type != NbdProtocol.RepMetaContext)
+                {
+                    throw RefusedOption(option, type, data, exportName);
+                }
+
+                if (contexts.Count >= MaxRepliesPerOption)
+                {
+                    throw new NbdProtocolViolation($"it sent more than {MaxRepliesPerOption} metadata contexts");
+                }
+
+                var reader = new NbdMessageReader(data);
+                uint id = reader.UInt32("metadata context id");
+                contexts.Add(new KeyValuePair<uint, string>(id, reader.RestAsString("metadata context name")));
+            }
+        }
+
+        private async Task<(long Size, NbdExportFlags Flags, NbdBlockSizes BlockSizes)> GoAsync(string exportName)
+        {
+            byte[] message = new NbdMessageWriter().LengthPrefixed(exportName).UInt16(1).UInt16(NbdProtocol.InfoBlockSize).ToArray();
+            await SendOptionAsync(NbdProtocol.OptGo, message).ConfigureAwait(false);
+            long? size = null;
+            var flags = NbdExportFlags.None;
+            var blockSizes = new NbdBlockSizes(1, 4096, NbdProtocol.MaxReadLength);
+            for (int replies = 0; ; replies++)
+            {
+                (uint type, byte[] data) = await ReadOptionReplyAsync(NbdProtocol.OptGo).ConfigureAwait(false);
+                if (type == NbdProtocol.RepAck)
+                {
+                    break;
+                }
+
+                if (type != NbdProtocol.RepInfo)
+                {
+                    throw RefusedOption(NbdProtocol.OptGo, type, data, exportName);
+                }
+
+                if (replies >= MaxRepliesPerOption)
+                {
+                    throw new NbdProtocolViolation($"it sent more than {MaxRepliesPerOption} NBD_REP_INFO replies");
+                }
+
+                var reader = new NbdMessageReader(data);
+                ushort info = reader.UInt16("information type");
+                if (info == NbdProtocol.InfoExport)
+                {
+                    ulong exportSize = reader.UInt64("export size");
+                    flags = (NbdExportFlags)reader.UInt16("transmission flags");
+                    reader.ExpectEnd("NBD_INFO_EXPORT");
+                    if (exportSize > long.MaxValue)
+                    {
+                        throw new NbdProtocolViolation($"it announced an export size of {exportSize} bytes, more than 2^63 - 1");
+                    }
+
+                    size = (long)exportSize;
+                }
+                else if (info == NbdProtocol.InfoBlockSize)
+                {
+                    blockSizes = new NbdBlockSizes(reader.UInt32("minimum block size"), reader.UInt32("preferred block size"), reader.UInt32("maximum block size"));
+                    reader.ExpectEnd("NBD_INFO_BLOCK_SIZE");
+                    CheckBlockSizes(blockSizes);
+                }
+
+                // Other information (name, description) is not needed; unknown types must be ignored.
+            }
+
+            if (size == null)
+            {
+                throw new NbdProtocolViolation("it accepted NBD_OPT_GO without sending NBD_INFO_EXPORT (the export's size and flags)");
+            }
+
+            return (size.Value, flags, blockSizes);
+        }
+
+        private static void CheckBlockSizes(NbdBlockSizes sizes)
+        {
+            if (!NbdProtocol.IsPowerOfTwo(sizes.Minimum) || sizes.Minimum > 64 * 1024)
+            {
+                throw new NbdProtocolViolation($"its minimum block size {sizes.Minimum} is not a power of 2 up to 64 KiB");
+            }
+
+            if (!NbdProtocol.IsPowerOfTwo(sizes.Preferred) || sizes.Preferred < sizes.Minimum)
+            {
+                throw new NbdProtocolViolation($"its preferred block size {sizes.Preferred} is not a power of 2 at least the minimum {sizes.Minimum}");
+            }
+
+            if (sizes.Maximum < sizes.Minimum || (sizes.Maximum != uint.MaxValue && sizes.Maximum % sizes.Minimum != 0))
+            {
+                throw new NbdProtocolViolation($"its maximum block size {sizes.Maximum} is not a multiple of the minimum {sizes.Minimum}");
+            }
+        }
+
+        private async Task SendOptionAsync(uint option, byte[] data)
+        {
+            var message = new byte[NbdProtocol.OptionHeaderLength + data.Length];
+            NbdWire.Write(message, 0, NbdProtocol.OptionMagic);
+            NbdWire.Write(message, 8, option);
+            NbdWire.Write(message, 12, (uint)data.Length);
+            Buffer.BlockCopy(data, 0, message, NbdProtocol.OptionHeaderLength, data.Length);
+            await _stream.WriteAsync(message, 0, message.Length).ConfigureAwait(false);
+        }
+
+        private async Task<(uint Type, byte[] Data)> ReadOptionReplyAsync(uint option)
+        {
+            await _stream.ReadExactAsync(_header, 0, _header.Length).ConfigureAwait(false);
+            if (NbdWire.ReadUInt64(_header, 0) != NbdProtocol.OptionReplyMagic)
+            {
+                throw new NbdProtocolViolation($"its reply to {NbdProtocol.OptionName(option)} does not start with the option reply magic");
+            }
+
+            uint repliedTo = NbdWire.ReadUInt32(_header, 8);
+            if (repliedTo != option)
+            {
+                throw new NbdProtocolViolation($"it answered {NbdProtocol.OptionName(repliedTo)} when {NbdProtocol.OptionName(option)} was asked");
+            }
+
+            uint type = NbdWire.ReadUInt32(_header, 12);
+            uint length = NbdWire.ReadUInt32(_header, 16);
+            if (length > MaxOptionReplyLength)
+            {
+                throw new NbdProtocolViolation($"its reply to {NbdProtocol.OptionName(option)} claims {length} bytes; at most {MaxOptionReplyLength} are expected");
+            }
+
+            var data = new byte[length];
+            await _stream.ReadExactAsync(data, 0, data.Length).ConfigureAwait(false);
+            return (type, data);
+        }
+
+        private Exception RefusedOption(uint option, uint type, byte[] data, string exportName)
+        {
+            if ((type & NbdProtocol.RepErrorBit) == 0)
+            {
+                return new NbdProtocolViolation($"it answered {NbdProtocol.OptionName(option)} with the unexpected reply type {type}");
+            }
+
+            string detail = string.Empty;
+            try
+            {
+                detail = new NbdMessageReader(data).RestAsString("error message");
+            }
+            catch (FormatException)
+            {
+                // A message that is not valid text is left out; the error code says enough.
+            }
+
+            string said = detail.Length > 0 ? $": \"{detail}\"" : string.Empty;
+            if (type == NbdProtocol.RepErrUnknown)
+            {
+                return new VmQuiesceException("NbdExportNotFound", FailureKind.ObjectNotFound,
+                    $"The NBD server at {_server} has no export named '{exportName}'{said}.", exportName);
+            }
+
+            return new VmQuiesceException("NbdNegotiationFailed", FailureKind.ConnectionError,
+                $"The NBD server at {_server} refused {NbdProtocol.OptionName(option)} with {NbdProtocol.OptionErrorName(type)}{said}.", _server);
+        }
+    }
+
+    /// <summary>A peer broke the protocol; the message says how ("it sent ..."). The caller names the peer.</summary>
+    internal sealed class NbdProtocolViolation : Exception
+    {
+        public NbdProtocolViolation(string message)
+            : base(message)
+        {
+        }
+    }
+}

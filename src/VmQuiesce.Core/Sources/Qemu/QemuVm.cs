@@ -1,0 +1,77 @@
+using System.Collections.Generic;
+using System.Globalization;
+using System.Linq;
+using System.Threading;
+using VmQuiesce.Core.Json;
+
+namespace VmQuiesce.Core.Sources.Qemu
+{
+    /// <summary>A running QEMU/KVM VM, reached through its QMP monitor and, for quiescing, its guest agent.</summary>
+    public sealed class QemuVm : BackupVm, IReadinessCheckable, ISnapshotListable
+    {
+        /// <param name="qmpSocket">The QMP monitor: a unix socket path, or tcp:host:port.</param>
+        /// <param name="agentSocket">The host side of the guest agent's channel; null or empty: nothing can be frozen.</param>
+        /// <param name="processId">The QEMU process, when discovery found it.</param>
+        public QemuVm(string name, string qmpSocket, string? agentSocket, int? processId = null)
+            : base(name, qmpSocket)
+        {
+            AgentSocket = string.IsNullOrEmpty(agentSocket) ? null : agentSocket;
+            ProcessId = processId;
+        }
+
+        public override string Kind => QemuSource.SourceKind;
+
+        public string QmpSocket => Location;
+
+        public string? AgentSocket { get; }
+
+        public int? ProcessId { get; }
+
+        /// <summary>How the source reaches this VM.</summary>
+        internal QemuSourceOptions Options => new QemuSourceOptions(Name, QmpSocket) { AgentSocket = AgentSocket };
+
+        public IReadOnlyList<ReadinessCheck> CheckReadiness(CancellationToken cancel) => QemuReadiness.Check(Options, cancel);
+
+        /// <summary>The internal snapshots of every disk, asked from the running QEMU (query-block).</summary>
+        public IReadOnlyList<VmSnapshot> ListSnapshots(CancellationToken cancel)
+        {
+            QemuSourceOptions options = Options;
+            using QmpClient qmp = QmpClient.Connect(options.QmpSocket, options.QmpTimeout, cancel);
+            var snapshots = new List<VmSnapshot>();
+            foreach (JsonObject device in qmp.ExecuteArray("query-block", cancel: cancel).OfType<JsonObject>())
+            {
+                JsonObject? image = device.GetOptionalObject("inserted")?.GetOptionalObject("image");
+                if (image == null)
+                {
+                    continue;
+                }
+
+                string disk = device.GetOptionalString("device") is string name && name.Length > 0 ? name : device.GetOptionalString("qdev") ?? image.GetString("filename");
+                foreach (JsonObject snapshot in (image.GetOptionalArray("snapshots") ?? new JsonArray()).OfType<JsonObject>())
+                {
+                    snapshots.Add(VmSnapshot.FromQemuJson(Name, disk, snapshot));
+                }
+            }
+
+            return snapshots;
+        }
+
+        protected override IBackupSource CreateSource(IOperationHost host) => new QemuSource(Options, host);
+
+        protected override IReadOnlyDictionary<string, string> Describe()
+        {
+            var details = new Dictionary<string, string> { ["QmpSocket"] = QmpSocket };
+            if (AgentSocket != null)
+            {
+                details["AgentSocket"] = AgentSocket;
+            }
+
+            if (ProcessId != null)
+            {
+                details["ProcessId"] = ProcessId.Value.ToString(CultureInfo.InvariantCulture);
+            }
+
+            return details;
+        }
+    }
+}

@@ -1,0 +1,103 @@
+using System;
+using System.IO;
+using System.Management.Automation;
+using System.Reflection;
+#if !NETFRAMEWORK
+using System.Runtime.Loader;
+#endif
+
+namespace VmQuiesce
+{
+    /// <summary>
+    /// Loads the third-party assemblies the module ships (every assembly beside this one that is not VmQuiesce's
+    /// own) so that another module's copy of the same assembly, in another version, does not conflict with ours.
+    /// PowerShell 7: they load into an AssemblyLoadContext of their own, answering the default context's requests
+    /// for exactly the version we built against; VmQuiesce's own assemblies stay in the default context, where
+    /// PowerShell's type literals ([VmQuiesce.Core...]) can see them. Windows PowerShell 5.1 has no
+    /// AssemblyLoadContext, and powershell.exe.config no binding redirects for modules: a request for an assembly
+    /// we ship, of the same publisher, at its version or older, is answered with our copy, as a redirect would.
+    /// </summary>
+    public sealed class ModuleDependencies : IModuleAssemblyInitializer, IModuleAssemblyCleanup
+    {
+        private const string OwnAssemblyPrefix = "VmQuiesce";
+
+        private static readonly string s_folder = Path.GetDirectoryName(typeof(ModuleDependencies).Assembly.Location) ?? string.Empty;
+        private static readonly object s_sync = new object();
+        private static bool s_registered;
+
+#if NETFRAMEWORK
+        public void OnImport() => Register(true, () => AppDomain.CurrentDomain.AssemblyResolve += ResolveRedirect);
+
+        public void OnRemove(PSModuleInfo psModuleInfo) => Register(false, () => AppDomain.CurrentDomain.AssemblyResolve -= ResolveRedirect);
+
+        private static Assembly? ResolveRedirect(object? sender, ResolveEventArgs args)
+        {
+            var requested = new AssemblyName(args.Name);
+            string? path = ShippedPath(requested, out AssemblyName? shipped);
+            return path != null && (requested.Version == null || shipped!.Version >= requested.Version) ? Assembly.LoadFrom(path) : null;
+        }
+#else
+        private static readonly DependencyLoadContext s_context = new DependencyLoadContext();
+
+        public void OnImport() => Register(true, () => AssemblyLoadContext.Default.Resolving += ResolveIsolated);
+
+        public void OnRemove(PSModuleInfo psModuleInfo) => Register(false, () => AssemblyLoadContext.Default.Resolving -= ResolveIsolated);
+
+        private static Assembly? ResolveIsolated(AssemblyLoadContext defaultContext, AssemblyName requested)
+        {
+            // Exactly our version: a request for another one is another module's, for its own copy.
+            string? path = ShippedPath(requested, out AssemblyName? shipped);
+            return path != null && requested.Version == shipped!.Version ? s_context.LoadFromAssemblyPath(path) : null;
+        }
+
+        /// <summary>VmQuiesce's third-party assemblies, and what they reference that the module's folder holds.</summary>
+        private sealed class DependencyLoadContext : AssemblyLoadContext
+        {
+            public DependencyLoadContext()
+                : base("VmQuiesce.Dependencies", isCollectible: false)
+            {
+            }
+
+            protected override Assembly? Load(AssemblyName assemblyName) =>
+                ShippedPath(assemblyName, out _) is string path ? LoadFromAssemblyPath(path) : null;
+        }
+#endif
+
+        /// <summary>
+        /// The third-party assembly of this simple name and publisher in the module's folder, or null. A simple
+        /// name is a file name, never a path; VmQuiesce's own assemblies are left to PowerShell.
+        /// </summary>
+        private static string? ShippedPath(AssemblyName requested, out AssemblyName? shipped)
+        {
+            shipped = null;
+            string? name = requested.Name;
+            if (string.IsNullOrEmpty(name) || name!.IndexOfAny(new[] { '/', '\\' }) >= 0 ||
+                name.StartsWith(OwnAssemblyPrefix, StringComparison.OrdinalIgnoreCase))
+            {
+                return null;
+            }
+
+            string path = Path.Combine(s_folder, name + ".dll");
+            if (!File.Exists(path))
+            {
+                return null;
+            }
+
+            shipped = AssemblyName.GetAssemblyName(path);
+            return Convert.ToBase64String(shipped.GetPublicKeyToken() ?? Array.Empty<byte>()) ==
+                Convert.ToBase64String(requested.GetPublicKeyToken() ?? Array.Empty<byte>()) ? path : null;
+        }
+
+        private static void Register(bool register, Action change)
+        {
+            lock (s_sync)
+            {
+                if (s_registered != register)
+                {
+                    change();
+                    s_registered = register;
+                }
+            }
+        }
+    }
+}

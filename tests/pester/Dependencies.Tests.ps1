@@ -1,0 +1,90 @@
+# Third-party assemblies VmQuiesce ships must not conflict with another module's copy of the same assembly in
+# another version: a throwaway module loads ZstdSharp 0.7.3 into the same PowerShell, before or after VmQuiesce
+# (which uses ZstdSharp 0.8.8 for chunks), and both keep working.
+BeforeDiscovery {
+    $script:orders = @(@{ Order = 'OtherFirst' }, @{ Order = 'VmQuiesceFirst' })
+}
+
+BeforeAll {
+    Import-Module (Join-Path $PSScriptRoot 'TestSupport.psm1') -Force
+    $script:otherVersion = '0.7.3'
+    $script:root = Join-Path ([IO.Path]::GetTempPath()) "vmq-dependencies-$([Guid]::NewGuid().ToString('N').Substring(0, 8))"
+    $script:skipReason = if ($PSVersionTable.PSEdition -eq 'Desktop') {
+        'Windows PowerShell 5.1 has no AssemblyLoadContext: VmQuiesce and another module share one copy of an assembly per version there (see the README)'
+    }
+    if (-not $skipReason) {
+        if (-not $env:VMQUIESCE_NUGET_PACKAGES) { throw 'VMQUIESCE_NUGET_PACKAGES is not set: run the tests through build.ps1 -Task Test.' }
+        $otherZstd = Join-Path $env:VMQUIESCE_NUGET_PACKAGES "zstdsharp.port/$otherVersion/lib/netstandard2.1/ZstdSharp.dll"
+        if (-not (Test-Path $otherZstd)) { throw "ZstdSharp.Port $otherVersion was not restored to $otherZstd; run 'dotnet restore tests/VmQuiesce.Core.Tests'." }
+    }
+
+    # The throwaway module: its own ZstdSharp, loaded the usual way (Add-Type into the default context).
+    $module = Join-Path $root 'modules/OtherZstd'
+    New-Item -ItemType Directory -Path $module -Force | Out-Null
+    if (-not $skipReason) { Copy-Item $otherZstd $module }
+    Set-Content -Path (Join-Path $module 'OtherZstd.psm1') -Value @'
+Add-Type -Path (Join-Path $PSScriptRoot 'ZstdSharp.dll')
+function Test-OtherZstd {
+    # Round-trips text through this module's ZstdSharp and says which version did it.
+    $text = [Text.Encoding]::UTF8.GetBytes(('other module ' * 1000))
+    $packed = [byte[]]::new($text.Length)
+    $packedLength = [ZstdSharp.Compressor]::new(3).Wrap($text, $packed, 0)
+    $back = [byte[]]::new($text.Length)
+    $backLength = [ZstdSharp.Decompressor]::new().Unwrap([byte[]] $packed[0..($packedLength - 1)], $back, 0)
+    if ($backLength -ne $text.Length -or [Convert]::ToBase64String($back) -ne [Convert]::ToBase64String($text)) { throw 'round trip failed' }
+    [ZstdSharp.Compressor].Assembly.GetName().Version.ToString(3)
+}
+'@
+
+    function script:Invoke-BothModules {
+        # In a fresh process: import both modules in the given order, back up compressible data with VmQuiesce,
+        # then use the other module again.
+        param([string] $Order)
+        $work = Join-Path $root $Order
+        $script = @"
+`$ErrorActionPreference = 'Stop'
+`$env:PSModulePath = '$((Join-Path $root 'modules') -replace "'", "''")' + [IO.Path]::PathSeparator + `$env:PSModulePath
+function Import-VmQuiesce { Import-Module '$($env:VMQUIESCE_MODULE_PATH -replace "'", "''")' }
+if ('$Order' -eq 'OtherFirst') { Import-Module OtherZstd; `$before = Test-OtherZstd; Import-VmQuiesce }
+else { Import-VmQuiesce; Import-Module OtherZstd; `$before = Test-OtherZstd }
+New-Item -ItemType Directory -Path '$work' -Force | Out-Null
+`$disk = Join-Path '$work' 'disk.img'
+[IO.File]::WriteAllText(`$disk, ('quiesce, snapshot, thaw. ' * 400000))
+`$vm = [VmQuiesce.Core.Sources.PlainImage.PlainImageVm]::new('conflict', [string[]] @(`$disk))
+`$point = Invoke-VmQuiescedBackup -Vm `$vm -Repository (Join-Path '$work' 'repo') -Consistency Crash -Confirm:`$false
+`$verified = Test-VmBackup -Repository (Join-Path '$work' 'repo') -Id `$point.Id
+`$ours = [AppDomain]::CurrentDomain.GetAssemblies() | Where-Object { `$_.GetName().Name -eq 'ZstdSharp' -and `$_.Location -like '*VmQuiesce*' }
+[pscustomobject]@{
+    OtherBefore      = `$before
+    OtherAfter       = Test-OtherZstd
+    Ratio            = `$point.CompressionRatio
+    Valid            = `$verified.IsValid
+    OursVersion      = `$ours.GetName().Version.ToString(3)
+    OursContext      = [Runtime.Loader.AssemblyLoadContext]::GetLoadContext(`$ours).Name
+} | ConvertTo-Json -Compress
+"@
+        $child = Get-ChildPwsh
+        $encoded = [Convert]::ToBase64String([Text.Encoding]::Unicode.GetBytes($script))
+        $output = & $child.FilePath @($child.Prefix + @('-NoProfile', '-NonInteractive', '-EncodedCommand', $encoded)) 2>&1
+        # Without colour codes, which the test report's XML cannot hold.
+        if ($LASTEXITCODE -ne 0) { throw "The fresh PowerShell failed (exit code $LASTEXITCODE): $(($output -join ' ') -replace "`e\[[0-9;]*m", '')" }
+        ($output | Select-Object -Last 1) | ConvertFrom-Json
+    }
+}
+
+AfterAll {
+    if (Test-Path $root) { Remove-Item $root -Recurse -Force }
+}
+
+Describe 'VmQuiesce next to a module that ships another ZstdSharp' {
+    It 'both work when <Order> is imported first' -ForEach $orders {
+        if ($skipReason) { Set-ItResult -Skipped -Because $skipReason; return }
+        $result = Invoke-BothModules -Order $Order
+        $result.OtherBefore | Should -Be $otherVersion
+        $result.OtherAfter | Should -Be $otherVersion
+        $result.OursVersion | Should -Be '0.8.8'
+        $result.OursContext | Should -Be 'VmQuiesce.Dependencies'
+        $result.Valid | Should -BeTrue
+        $result.Ratio | Should -BeGreaterThan 10 -Because 'the repeated text was compressed with zstd'
+    }
+}
