@@ -22,6 +22,7 @@
         'Invoke-VmQuiescedBackup'
         'Remove-VmBackup'
         'Remove-VssWriterConfig'
+        'Repair-BackupVm'
         'Restore-VmSnapshot'
         'Set-VssWriterConfig'
         'Set-VssWriterServiceLogon'

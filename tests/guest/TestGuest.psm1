@@ -127,13 +127,14 @@ function Start-TestGuest {
         for ($i = 0; $i -lt $DiskCount; $i++) {
             New-GuestDisk -Path $guest.DiskPaths[$i] -SizeBytes ($DiskSizeMB * 1MB) -Format $DiskFormat -Label "data$i"
         }
+        # no_timer_check: on a loaded host the kernel's IO-APIC timer probe can miss its ticks under TCG and panic the boot.
         $qemuArgs = @(
             '-accel', $(if ($MemoryMB -lt 128) { 'tcg,tb-size=32' } else { 'tcg' }),
             '-m', "$MemoryMB", '-smp', '1', '-nodefaults', '-no-user-config', '-display', 'none', '-no-reboot',
             '-serial', "file:$(ConvertTo-QemuPath $guest.ConsoleLog)",
             '-kernel', (Join-Path $env:VMQUIESCE_TEST_GUEST 'vmlinuz'),
             '-initrd', (Join-Path $env:VMQUIESCE_TEST_GUEST 'initramfs.cpio.gz'),
-            '-append', "console=ttyS0 quiet panic=-1 vmquiesce.disks=$DiskCount vmquiesce.agent=$(if ($NoAgentRespawn) { 'once' } else { 'respawn' })")
+            '-append', "console=ttyS0 quiet panic=-1 no_timer_check vmquiesce.disks=$DiskCount vmquiesce.agent=$(if ($NoAgentRespawn) { 'once' } else { 'respawn' })")
         for ($i = 0; $i -lt $DiskCount; $i++) {
             $qemuArgs += @('-drive', "if=none,id=disk$i,node-name=disk${i}fmt,file=$(ConvertTo-QemuPath $guest.DiskPaths[$i]),format=$DiskFormat",
                 '-device', "virtio-blk-pci,drive=disk$i")

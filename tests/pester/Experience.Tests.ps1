@@ -53,7 +53,7 @@ BeforeDiscovery {
     $script:cmdlets = @((Get-Module VmQuiesce).ExportedCmdlets.Values | Sort-Object Name | ForEach-Object {
         @{ Name = $_.Name; Verb = $_.Verb; OutputTypes = @($_.OutputType.Type | Where-Object { $_ -and $_ -ne [bool] } | ForEach-Object FullName) }
     })
-    $script:changingVerbs = 'Set', 'Remove', 'Invoke', 'Restore', 'New', 'Register', 'Unregister', 'Add', 'Clear', 'Start', 'Stop', 'Update', 'Install', 'Uninstall', 'Enable', 'Disable'
+    $script:changingVerbs = 'Set', 'Remove', 'Invoke', 'Restore', 'Repair', 'New', 'Register', 'Unregister', 'Add', 'Clear', 'Start', 'Stop', 'Update', 'Install', 'Uninstall', 'Enable', 'Disable'
     $script:changing = @($cmdlets | Where-Object { $_.Verb -in $changingVerbs })
 }
 
@@ -104,6 +104,16 @@ Describe '<Name>: -WhatIf and -Confirm' -ForEach $changing {
             'Remove-VmBackup'           = {
                 Remove-VmBackup -Repository $repository -Id $point.Id -WhatIf
                 (Get-VmBackup $repository -Id $point.Id).Id | Should -Be $point.Id
+            }
+            'Repair-BackupVm'           = {
+                $qemuImg = Get-Command qemu-img -CommandType Application -ErrorAction Ignore | Select-Object -First 1
+                if (-not $qemuImg) { Set-ItResult -Skipped -Because 'qemu-img is not installed (the test guest build installs it on Debian)'; return }
+                $image = Join-Path $root "repair-$(New-Guid).qcow2"
+                $overlay = "$image.vmquiesce-20260101T000000000Z.qcow2"
+                & $qemuImg.Source create -q -f qcow2 $image 1M
+                & $qemuImg.Source create -q -f qcow2 -b $image -F qcow2 $overlay
+                Repair-BackupVm -Overlay $overlay -WhatIf | Select-Object -ExpandProperty Action | Should -Be 'Skipped'
+                Test-Path $overlay | Should -BeTrue
             }
             'Restore-VmSnapshot'        = {
                 $destination = Join-Path $root "restore-$(New-Guid)"

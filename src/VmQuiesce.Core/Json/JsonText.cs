@@ -5,14 +5,37 @@ using System.Text;
 
 namespace VmQuiesce.Core.Json
 {
+    /// <summary>
+    /// How much one parse may build: a peer that sends "[[[[..." or "[{},{},...]" costs the host at most
+    /// this much, whatever the length of its text.
+    /// </summary>
+    public sealed class JsonLimits
+    {
+        public JsonLimits(int maxDepth, int maxValues)
+        {
+            MaxDepth = maxDepth;
+            MaxValues = maxValues;
+        }
+
+        /// <summary>For trusted or size-checked text (the project's own files): deep enough for any of them, no value count.</summary>
+        public static JsonLimits Default { get; } = new JsonLimits(64, int.MaxValue);
+
+        /// <summary>Containers inside containers, the outermost being depth 0.</summary>
+        public int MaxDepth { get; }
+
+        /// <summary>Values of every kind (each member value and array element, plus the outermost value).</summary>
+        public int MaxValues { get; }
+    }
+
     /// <summary>Parses and writes JSON text (RFC 8259) to and from <see cref="JsonObject"/> and friends.</summary>
     public static class JsonText
     {
-        private const int MaxDepth = 64;
+        public static object? Parse(string text) => Parse(text, JsonLimits.Default);
 
-        public static object? Parse(string text)
+        /// <summary>Parses within <paramref name="limits"/>; text beyond them is a <see cref="JsonFormatException"/> naming the limit.</summary>
+        public static object? Parse(string text, JsonLimits limits)
         {
-            var parser = new Parser(text);
+            var parser = new Parser(text, limits);
             parser.SkipWhitespace();
             object? value = parser.ReadValue(0);
             parser.SkipWhitespace();
@@ -24,8 +47,10 @@ namespace VmQuiesce.Core.Json
             return value;
         }
 
-        public static JsonObject ParseObject(string text) =>
-            Parse(text) as JsonObject ?? throw new JsonFormatException("Expected a JSON object.");
+        public static JsonObject ParseObject(string text) => ParseObject(text, JsonLimits.Default);
+
+        public static JsonObject ParseObject(string text, JsonLimits limits) =>
+            Parse(text, limits) as JsonObject ?? throw new JsonFormatException("Expected a JSON object.");
 
         public static string Serialize(object? value, bool indented)
         {
@@ -160,9 +185,15 @@ namespace VmQuiesce.Core.Json
         private sealed class Parser
         {
             private readonly string _text;
+            private readonly JsonLimits _limits;
             private int _pos;
+            private int _values;
 
-            public Parser(string text) => _text = text;
+            public Parser(string text, JsonLimits limits)
+            {
+                _text = text;
+                _limits = limits;
+            }
 
             public bool AtEnd => _pos >= _text.Length;
 
@@ -179,9 +210,14 @@ namespace VmQuiesce.Core.Json
 
             public object? ReadValue(int depth)
             {
-                if (depth > MaxDepth)
+                if (depth > _limits.MaxDepth)
                 {
-                    throw Error($"nesting deeper than {MaxDepth}");
+                    throw Error($"nesting deeper than {_limits.MaxDepth}");
+                }
+
+                if (++_values > _limits.MaxValues)
+                {
+                    throw Error($"more than {_limits.MaxValues} values");
                 }
 
                 if (AtEnd)

@@ -24,6 +24,9 @@ namespace VmQuiesce.Core.Native
         public const int OpenNonBlocking = 0x800;
         public const int OpenCloseOnExec = 0x80000;
         public const int AtEmptyPath = 0x1000;
+        public const int AtSymlinkNoFollow = 0x100;
+        public const int SolSocket = 1;
+        public const int SoPeerCred = 17;
 
         // Arm's generic layout differs from x86's for these three flags.
         private static readonly bool GenericFlagLayout = RuntimeInformation.ProcessArchitecture == Architecture.Arm64 || RuntimeInformation.ProcessArchitecture == Architecture.Arm;
@@ -123,6 +126,8 @@ namespace VmQuiesce.Core.Native
 
         public static int chmod(string path, uint mode) => chmod(Utf8z(path), mode);
 
+        public static int rename(string from, string to) => rename(Utf8z(from), Utf8z(to));
+
         // open(2) is variadic; the mode is read only with O_CREAT, so passing 0 otherwise is what C callers do.
         [DllImport(Library, SetLastError = true)]
         private static extern int open(byte[] path, int flags, int mode);
@@ -183,6 +188,12 @@ namespace VmQuiesce.Core.Native
 
         [DllImport(Library, SetLastError = true)]
         private static extern int chmod(byte[] path, uint mode);
+
+        [DllImport(Library, SetLastError = true)]
+        private static extern int rename(byte[] from, byte[] to);
+
+        [DllImport(Library, SetLastError = true)]
+        public static extern int getsockopt(int socket, int level, int option, [Out] byte[] value, ref uint length);
 
         [DllImport(Library, SetLastError = true)]
         private static extern IntPtr realpath(byte[] path, IntPtr resolved);

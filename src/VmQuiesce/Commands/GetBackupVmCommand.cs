@@ -293,7 +293,9 @@ namespace VmQuiesce.Commands
             System.Collections.Generic.IReadOnlyList<QemuProcess> running;
             try
             {
-                running = QemuDiscovery.FindRunning();
+                var refused = new System.Collections.Generic.List<string>();
+                running = QemuDiscovery.FindRunning(QemuProcessTrust.FromEnvironment(), refused);
+                refused.ForEach(WriteWarning);
             }
             catch (VmQuiesceException e)
             {

@@ -129,6 +129,28 @@ namespace VmQuiesce.Core.Tests.Json
         }
 
         [Fact]
+        public void ManyValuesBeyondTheBudgetAreRefusedNamingTheLimit()
+        {
+            string bomb = "[" + string.Join(",", System.Linq.Enumerable.Repeat("{}", 1001)) + "]";
+
+            var error = Assert.Throws<JsonFormatException>(() => JsonText.Parse(bomb, new JsonLimits(8, 1000)));
+
+            Assert.Contains("more than 1000 values", error.Message);
+            Assert.Equal(1001, Assert.IsType<JsonArray>(JsonText.Parse(bomb, new JsonLimits(8, 1002))).Count);
+        }
+
+        [Fact]
+        public void NestingBeyondTheBudgetIsRefusedNamingTheLimit()
+        {
+            string deep = new string('[', 17) + new string(']', 17);
+
+            var error = Assert.Throws<JsonFormatException>(() => JsonText.Parse(deep, new JsonLimits(15, 1000)));
+
+            Assert.Contains("nesting deeper than 15", error.Message);
+            Assert.IsType<JsonArray>(JsonText.Parse(deep, new JsonLimits(16, 1000)));
+        }
+
+        [Fact]
         public void WrongMemberTypeNamesTheMemberAndTheExpectation()
         {
             JsonObject obj = JsonText.ParseObject("{\"size\": \"big\"}");

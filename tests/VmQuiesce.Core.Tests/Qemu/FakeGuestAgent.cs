@@ -38,6 +38,13 @@ namespace VmQuiesce.Core.Tests.Qemu
 
         public int ThawFailuresLeft { get; set; }
 
+        /// <summary>Answers a command instead of the model: return true when handled.</summary>
+        public Func<string, JsonObject, FakeGuestAgent, bool>? Override { get; set; }
+
+        public void Answer(JsonObject request, object? value) => Reply(request, value);
+
+        public void AnswerError(JsonObject request, string errorClass, string description) => ReplyError(request, errorClass, description);
+
         public bool IsFrozen => Volatile.Read(ref _frozenCount) > 0;
 
         public ManualResetEventSlim Thawed { get; } = new ManualResetEventSlim(false);
@@ -77,6 +84,11 @@ namespace VmQuiesce.Core.Tests.Qemu
             string command = request.GetString("execute");
             Record(command);
             JsonObject args = request.GetOptionalObject("arguments") ?? new JsonObject();
+            if (Override != null && Override(command, request, this))
+            {
+                return;
+            }
+
             switch (command)
             {
                 case "guest-sync-delimited":
@@ -95,7 +107,10 @@ namespace VmQuiesce.Core.Tests.Qemu
                     var commands = new JsonArray();
                     foreach (string name in new[] { "guest-ping", "guest-get-osinfo", "guest-get-fsinfo", "guest-fsfreeze-freeze", "guest-fsfreeze-thaw", "guest-fsfreeze-status", "guest-exec" })
                     {
-                        commands.Add(new JsonObject().With("name", name).With("enabled", FreezeEnabled || !name.StartsWith("guest-fsfreeze", StringComparison.Ordinal)).With("success-response", true));
+                        // Like qemu-ga 7.2: while frozen, every command but status and thaw is reported disabled.
+                        bool enabled = (FreezeEnabled || !name.StartsWith("guest-fsfreeze", StringComparison.Ordinal))
+                            && (!IsFrozen || name == "guest-fsfreeze-status" || name == "guest-fsfreeze-thaw" || name == "guest-ping");
+                        commands.Add(new JsonObject().With("name", name).With("enabled", enabled).With("success-response", true));
                     }
 
                     Reply(request, new JsonObject().With("version", "7.2.22").With("supported_commands", commands));

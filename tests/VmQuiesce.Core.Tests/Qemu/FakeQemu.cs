@@ -3,6 +3,7 @@ using System.Collections.Generic;
 using System.IO;
 using System.Linq;
 using VmQuiesce.Core.Json;
+using VmQuiesce.Core.Sources.Qemu;
 
 namespace VmQuiesce.Core.Tests.Qemu
 {
@@ -15,11 +16,19 @@ namespace VmQuiesce.Core.Tests.Qemu
     {
         private readonly object _model = new object();
         private readonly List<FakeJob> _jobs = new List<FakeJob>();
+        private readonly List<FileStream> _openImages = new List<FileStream>();
 
         public FakeQemu(string? path)
             : base(path)
         {
         }
+
+        /// <summary>
+        /// Trusts the test process as QEMU (it serves this fake's socket): the same user and file checks as for
+        /// a real QEMU, with this process's own program standing in for the QEMU binary.
+        /// </summary>
+        public static QemuProcessTrust TrustThisProcess { get; } =
+            QemuProcessTrust.WithExecutable(VmQuiesce.Core.Platform.HostPlatform.IsLinux ? VmQuiesce.Core.Native.Libc.RealPath("/proc/self/exe")! : "");
 
         public List<FakeDrive> Drives { get; } = new List<FakeDrive>();
 
@@ -33,13 +42,21 @@ namespace VmQuiesce.Core.Tests.Qemu
         /// <summary>When true, block-commit jobs end with an error instead of becoming ready.</summary>
         public bool FailCommits { get; set; }
 
+        /// <summary>Adds a drive whose image this fake holds open, as QEMU does (the trust checks look for it).</summary>
         public FakeDrive AddDrive(string device, string image, string format = "qcow2")
         {
             File.WriteAllText(image, "base image of " + device);
+            _openImages.Add(new FileStream(image, FileMode.Open, FileAccess.Read, FileShare.ReadWrite | FileShare.Delete));
             var drive = new FakeDrive(device, device + "fmt", format);
             drive.Chain.Add(image);
             Drives.Add(drive);
             return drive;
+        }
+
+        public override void Dispose()
+        {
+            base.Dispose();
+            _openImages.ForEach(image => image.Dispose());
         }
 
         public void SendEvent(string name, JsonObject data) =>

@@ -84,6 +84,9 @@ namespace VmQuiesce.Core.Tests.Qemu
             }
         }
 
+        /// <summary>Sends any text as one line (a hostile peer's), with the 0xFF delimiter before it when asked.</summary>
+        public void SendRawLine(string text, bool withDelimiter = false) => Send(text, withDelimiter);
+
         protected abstract void OnConnected();
 
         /// <summary>Handles one received line; <paramref name="afterReset"/> when a 0xFF byte came before it.</summary>

@@ -20,6 +20,8 @@ namespace VmQuiesce.Core.Tests.Qemu
 
         public void Dispose()
         {
+            // A run record the test left (a failed commit, a scripted dead run) goes with the VM it names.
+            System.IO.File.Delete(VmQuiesce.Core.Sources.Qemu.QemuRunRecord.PathFor(Qemu.SocketPath));
             Qemu.Dispose();
             Agent.Dispose();
             Folder.Dispose();

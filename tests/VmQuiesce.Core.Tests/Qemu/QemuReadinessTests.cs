@@ -20,7 +20,7 @@ namespace VmQuiesce.Core.Tests.Qemu
             _vm.Qemu.Start();
             _vm.Agent.Start();
 
-            var checks = QemuReadiness.Check(new QemuSourceOptions("vm1", _vm.Qemu.SocketPath) { AgentSocket = _vm.Agent.SocketPath }, CancellationToken.None);
+            var checks = QemuReadiness.Check(new QemuSourceOptions("vm1", _vm.Qemu.SocketPath) { Trust = FakeQemu.TrustThisProcess, AgentSocket = _vm.Agent.SocketPath }, CancellationToken.None);
 
             Assert.Equal(new[] { "QmpReachable", "AgentAnswering", "FreezeSupported", "DisksSnapshotable", "OverlaySpace", "NoLeftovers" }, checks.Select(c => c.Check));
             Assert.All(checks, c => Assert.Equal(ReadinessStatus.Passed, c.Status));
@@ -32,7 +32,7 @@ namespace VmQuiesce.Core.Tests.Qemu
         [Fact]
         public void An_unreachable_monitor_fails_with_a_remedy_and_skips_the_rest()
         {
-            var checks = QemuReadiness.Check(new QemuSourceOptions("vm1", _vm.Folder.File("gone.sock")), CancellationToken.None);
+            var checks = QemuReadiness.Check(new QemuSourceOptions("vm1", _vm.Folder.File("gone.sock")) { Trust = FakeQemu.TrustThisProcess }, CancellationToken.None);
 
             Assert.Equal(ReadinessStatus.Failed, checks[0].Status);
             Assert.Contains("gone.sock", checks[0].Detail, StringComparison.Ordinal);
@@ -47,8 +47,8 @@ namespace VmQuiesce.Core.Tests.Qemu
             _vm.Agent.Answers = false;
             _vm.Agent.Start();
 
-            var withoutAgent = QemuReadiness.Check(new QemuSourceOptions("vm1", _vm.Qemu.SocketPath), CancellationToken.None);
-            var silentAgent = QemuReadiness.Check(new QemuSourceOptions("vm1", _vm.Qemu.SocketPath) { AgentSocket = _vm.Agent.SocketPath, AgentTimeout = TimeSpan.FromMilliseconds(300) }, CancellationToken.None);
+            var withoutAgent = QemuReadiness.Check(new QemuSourceOptions("vm1", _vm.Qemu.SocketPath) { Trust = FakeQemu.TrustThisProcess }, CancellationToken.None);
+            var silentAgent = QemuReadiness.Check(new QemuSourceOptions("vm1", _vm.Qemu.SocketPath) { Trust = FakeQemu.TrustThisProcess, AgentSocket = _vm.Agent.SocketPath, AgentTimeout = TimeSpan.FromMilliseconds(300) }, CancellationToken.None);
 
             Assert.Equal(ReadinessStatus.Warning, withoutAgent.Single(c => c.Check == "AgentAnswering").Status);
             ReadinessCheck silent = silentAgent.Single(c => c.Check == "AgentAnswering");
@@ -67,7 +67,7 @@ namespace VmQuiesce.Core.Tests.Qemu
             _vm.Qemu.Start();
             _vm.Agent.Start();
 
-            var checks = QemuReadiness.Check(new QemuSourceOptions("vm1", _vm.Qemu.SocketPath) { AgentSocket = _vm.Agent.SocketPath }, CancellationToken.None);
+            var checks = QemuReadiness.Check(new QemuSourceOptions("vm1", _vm.Qemu.SocketPath) { Trust = FakeQemu.TrustThisProcess, AgentSocket = _vm.Agent.SocketPath }, CancellationToken.None);
 
             Assert.Equal(ReadinessStatus.Failed, checks.Single(c => c.Check == "FreezeSupported").Status);
             ReadinessCheck disks = checks.Single(c => c.Check == "DisksSnapshotable");

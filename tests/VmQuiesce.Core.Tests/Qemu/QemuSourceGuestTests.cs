@@ -129,7 +129,7 @@ namespace VmQuiesce.Core.Tests.Qemu
             Assert.Contains("/mnt/data", view.Quiesce.Frozen);
             Assert.InRange(view.Quiesce.FrozenMilliseconds, 0.001, 10_000);
             string baseImage = Assert.Single(view.Files).ReadPath;
-            Assert.Equal(vm.DiskPaths[0], baseImage);
+            Assert.Equal(vm.DiskPaths[0], view.Files[0].OriginalPath);
             Assert.Equal($"before-{id}\n", GuestDiskImage.ReadFile(baseImage, $"/before-{id}.txt"));
             Assert.Null(GuestDiskImage.ReadFile(baseImage, $"/after-{id}.txt"));
             Assert.False(GuestDiskImage.NeedsRecovery(baseImage));
@@ -331,8 +331,7 @@ namespace VmQuiesce.Core.Tests.Qemu
             Assert.Equal("ThawFailed", error.ErrorId);
             Assert.Contains("MAY STILL BE FROZEN", error.Message, StringComparison.Ordinal);
             Assert.Contains(vm.AgentSocketPath, error.Message, StringComparison.Ordinal);
-            Assert.Contains("guest-fsfreeze-thaw", error.Remedy, StringComparison.Ordinal);
-            Assert.Contains("UNIX-CONNECT:" + vm.AgentSocketPath, error.Remedy, StringComparison.Ordinal);
+            Assert.Contains($"Repair-BackupVm -AgentSocket '{vm.AgentSocketPath}' -Thaw", error.Remedy, StringComparison.Ordinal);
             Assert.Equal(3, warnings.Count(w => w.Contains("Thawing", StringComparison.Ordinal) && w.Contains("failed (attempt", StringComparison.Ordinal)));
             // The snapshot itself was taken and released: no overlay is left on the host.
             Assert.Empty(QemuSourceGuestTests.Overlays(vm));

@@ -44,9 +44,11 @@ namespace VmQuiesce.Core.Tests.Qemu
                 Assert.True(view.Quiesce.FrozenMilliseconds > 0);
                 Assert.Null(view.Snapshot);
                 ViewFile file = Assert.Single(view.Files);
-                Assert.Equal(_vm.Folder.File("base.qcow2"), file.ReadPath);
+                Assert.Equal(_vm.Folder.File("base.qcow2"), file.OriginalPath);
                 Assert.Equal("base.qcow2", file.RelativePath);
                 Assert.Equal("qcow2", file.Format); // as query-block reports it
+                // Read through the descriptor opened and checked before the freeze.
+                Assert.Equal("base image of disk0", File.ReadAllText(file.ReadPath));
                 string overlay = Assert.Single(Directory.GetFiles(_vm.Folder.Path, "base.qcow2.vmquiesce-*.qcow2"));
                 Assert.Equal(overlay, _vm.Qemu.Drives[0].Chain[0]);
 
@@ -113,7 +115,7 @@ namespace VmQuiesce.Core.Tests.Qemu
         public void Without_an_agent_a_required_file_system_consistency_is_an_error_and_nothing_is_created()
         {
             Start();
-            var source = new QemuSource(new QemuSourceOptions("vm1", _vm.Qemu.SocketPath));
+            var source = new QemuSource(new QemuSourceOptions("vm1", _vm.Qemu.SocketPath) { Trust = FakeQemu.TrustThisProcess });
 
             var error = Assert.Throws<VmQuiesceException>(() => source.OpenConsistentView(new QuiesceOptions { Required = Consistency.FileSystem }, CancellationToken.None));
 
@@ -128,7 +130,7 @@ namespace VmQuiesce.Core.Tests.Qemu
         {
             Start();
             var warnings = new System.Collections.Generic.List<string>();
-            var source = new QemuSource(new QemuSourceOptions("vm1", _vm.Qemu.SocketPath), new OperationHost(warn: warnings.Add));
+            var source = new QemuSource(new QemuSourceOptions("vm1", _vm.Qemu.SocketPath) { Trust = FakeQemu.TrustThisProcess }, new OperationHost(warn: warnings.Add));
 
             using IConsistentView view = source.OpenConsistentView(new QuiesceOptions { Required = Consistency.FileSystem, AllowLower = true }, CancellationToken.None);
 
@@ -157,6 +159,7 @@ namespace VmQuiesce.Core.Tests.Qemu
             Start();
             var source = new QemuSource(new QemuSourceOptions("vm1", _vm.Qemu.SocketPath)
             {
+                Trust = FakeQemu.TrustThisProcess,
                 AgentSocket = _vm.Agent.SocketPath,
                 PreFreezeHook = new[] { "/usr/local/bin/db-pause" },
                 PostThawHook = new[] { "/usr/local/bin/db-resume" },
@@ -176,7 +179,7 @@ namespace VmQuiesce.Core.Tests.Qemu
         {
             _vm.Agent.Answers = false;
             Start();
-            var source = new QemuSource(new QemuSourceOptions("vm1", _vm.Qemu.SocketPath) { AgentSocket = _vm.Agent.SocketPath, AgentTimeout = TimeSpan.FromMilliseconds(500) });
+            var source = new QemuSource(new QemuSourceOptions("vm1", _vm.Qemu.SocketPath) { Trust = FakeQemu.TrustThisProcess, AgentSocket = _vm.Agent.SocketPath, AgentTimeout = TimeSpan.FromMilliseconds(500) });
 
             var error = Assert.Throws<VmQuiesceException>(() => source.OpenConsistentView(new QuiesceOptions(), CancellationToken.None));
 
@@ -256,11 +259,16 @@ namespace VmQuiesce.Core.Tests.Qemu
 
             Assert.Equal("OverlayCommitFailed", error.ErrorId);
             Assert.Contains(overlay, error.Message, StringComparison.Ordinal);
-            Assert.Contains("block-commit", error.Remedy, StringComparison.Ordinal);
-            Assert.Contains("UNIX-CONNECT:" + _vm.Qemu.SocketPath, error.Remedy, StringComparison.Ordinal);
-            Assert.Contains("rm '" + overlay + "'", error.Remedy, StringComparison.Ordinal);
+            // VmQuiesce's own commands, for a running VM and for one whose QEMU has ended: no socat, no QMP by hand.
+            Assert.Contains($"Repair-BackupVm -QmpSocket '{_vm.Qemu.SocketPath}'", error.Remedy, StringComparison.Ordinal);
+            Assert.Contains($"Repair-BackupVm -Overlay '{overlay}'", error.Remedy, StringComparison.Ordinal);
+            Assert.DoesNotContain("socat", error.Remedy, StringComparison.Ordinal);
             Assert.True(File.Exists(overlay));
-            Assert.Contains(Source().FindLeftovers(CancellationToken.None), l => l.Contains(overlay, StringComparison.Ordinal));
+            // The run's record stays for the next command, which repairs it (see QemuRecoveryTests); readiness names it.
+            ReadinessCheck leftovers = QemuReadiness.Check(new QemuSourceOptions("vm1", _vm.Qemu.SocketPath) { Trust = FakeQemu.TrustThisProcess, AgentSocket = _vm.Agent.SocketPath }, CancellationToken.None)
+                .Single(c => c.Check == "NoLeftovers");
+            Assert.Equal(ReadinessStatus.Failed, leftovers.Status);
+            Assert.Contains(overlay, leftovers.Detail, StringComparison.Ordinal);
         }
 
         [Fact]
@@ -279,7 +287,8 @@ namespace VmQuiesce.Core.Tests.Qemu
             Assert.Equal("LeftoversFound", error.ErrorId);
             Assert.Contains(stale, error.Message, StringComparison.Ordinal);
             Assert.Equal(2, leftovers.Count);
-            Assert.Contains(leftovers, l => l.Contains(stale, StringComparison.Ordinal) && l.Contains("block-commit", StringComparison.Ordinal));
+            Assert.Contains(leftovers, l => l.Contains(stale, StringComparison.Ordinal) && l.Contains("Repair-BackupVm -QmpSocket", StringComparison.Ordinal));
+            Assert.Contains($"Repair-BackupVm -QmpSocket '{_vm.Qemu.SocketPath}' -AgentSocket '{_vm.Agent.SocketPath}'", error.Remedy, StringComparison.Ordinal);
             Assert.Contains(leftovers, l => l.Contains(unused, StringComparison.Ordinal) && l.Contains("no longer in use", StringComparison.Ordinal));
             Assert.DoesNotContain("guest-fsfreeze-freeze", _vm.Agent.Commands);
         }
@@ -288,7 +297,7 @@ namespace VmQuiesce.Core.Tests.Qemu
         public void Internal_mode_saves_a_snapshot_with_ram_and_records_it()
         {
             Start();
-            var source = new QemuSource(new QemuSourceOptions("vm1", _vm.Qemu.SocketPath) { AgentSocket = _vm.Agent.SocketPath, Mode = QemuSnapshotMode.Internal });
+            var source = new QemuSource(new QemuSourceOptions("vm1", _vm.Qemu.SocketPath) { Trust = FakeQemu.TrustThisProcess, AgentSocket = _vm.Agent.SocketPath, Mode = QemuSnapshotMode.Internal });
 
             using IConsistentView view = source.OpenConsistentView(new QuiesceOptions(), CancellationToken.None);
 
@@ -305,7 +314,7 @@ namespace VmQuiesce.Core.Tests.Qemu
         public void Internal_mode_deletes_its_snapshot_when_the_backup_did_not_succeed()
         {
             Start();
-            var source = new QemuSource(new QemuSourceOptions("vm1", _vm.Qemu.SocketPath) { AgentSocket = _vm.Agent.SocketPath, Mode = QemuSnapshotMode.Internal });
+            var source = new QemuSource(new QemuSourceOptions("vm1", _vm.Qemu.SocketPath) { Trust = FakeQemu.TrustThisProcess, AgentSocket = _vm.Agent.SocketPath, Mode = QemuSnapshotMode.Internal });
             IConsistentView view = source.OpenConsistentView(new QuiesceOptions(), CancellationToken.None);
             Assert.Single(_vm.Qemu.InternalSnapshots);
 
@@ -330,7 +339,7 @@ namespace VmQuiesce.Core.Tests.Qemu
                 return true;
             };
             Start();
-            var source = new QemuSource(new QemuSourceOptions("vm1", _vm.Qemu.SocketPath) { AgentSocket = _vm.Agent.SocketPath, Mode = QemuSnapshotMode.Internal });
+            var source = new QemuSource(new QemuSourceOptions("vm1", _vm.Qemu.SocketPath) { Trust = FakeQemu.TrustThisProcess, AgentSocket = _vm.Agent.SocketPath, Mode = QemuSnapshotMode.Internal });
 
             Assert.Throws<QemuCommandException>(() => source.OpenConsistentView(new QuiesceOptions(), CancellationToken.None));
 
@@ -344,7 +353,7 @@ namespace VmQuiesce.Core.Tests.Qemu
         {
             _vm.Qemu.AddDrive("disk1", _vm.Folder.File("data.raw"), "raw");
             Start();
-            var source = new QemuSource(new QemuSourceOptions("vm1", _vm.Qemu.SocketPath) { AgentSocket = _vm.Agent.SocketPath, Mode = QemuSnapshotMode.Internal });
+            var source = new QemuSource(new QemuSourceOptions("vm1", _vm.Qemu.SocketPath) { Trust = FakeQemu.TrustThisProcess, AgentSocket = _vm.Agent.SocketPath, Mode = QemuSnapshotMode.Internal });
 
             var error = Assert.Throws<VmQuiesceException>(() => source.OpenConsistentView(new QuiesceOptions(), CancellationToken.None));
 
@@ -358,6 +367,7 @@ namespace VmQuiesce.Core.Tests.Qemu
             Start();
             var source = new QemuSource(new QemuSourceOptions("vm1", _vm.Qemu.SocketPath)
             {
+                Trust = FakeQemu.TrustThisProcess,
                 AgentSocket = _vm.Agent.SocketPath,
                 PreFreezeHook = new[] { "/usr/local/bin/db-pause", "--all" },
                 PostThawHook = new[] { "/usr/local/bin/db-resume" },
@@ -378,6 +388,7 @@ namespace VmQuiesce.Core.Tests.Qemu
             var order = new List<string>();
             var source = new QemuSource(new QemuSourceOptions("vm1", _vm.Qemu.SocketPath)
             {
+                Trust = FakeQemu.TrustThisProcess,
                 AgentSocket = _vm.Agent.SocketPath,
                 PreFreezeHook = new[] { "/usr/local/bin/db-pause" },
                 PostThawHook = new[] { "/usr/local/bin/db-resume" },
@@ -398,7 +409,7 @@ namespace VmQuiesce.Core.Tests.Qemu
         {
             _vm.Agent.OnExec = (_, _) => (2, "");
             Start();
-            var source = new QemuSource(new QemuSourceOptions("vm1", _vm.Qemu.SocketPath) { AgentSocket = _vm.Agent.SocketPath, PreFreezeHook = new[] { "/bin/false" } });
+            var source = new QemuSource(new QemuSourceOptions("vm1", _vm.Qemu.SocketPath) { Trust = FakeQemu.TrustThisProcess, AgentSocket = _vm.Agent.SocketPath, PreFreezeHook = new[] { "/bin/false" } });
 
             var error = Assert.Throws<VmQuiesceException>(() => source.OpenConsistentView(new QuiesceOptions(), CancellationToken.None));
 
@@ -411,8 +422,8 @@ namespace VmQuiesce.Core.Tests.Qemu
         public void A_hook_without_a_program_or_without_an_agent_is_rejected_before_anything_happens()
         {
             Start();
-            var empty = new QemuSource(new QemuSourceOptions("vm1", _vm.Qemu.SocketPath) { AgentSocket = _vm.Agent.SocketPath, PreFreezeHook = Array.Empty<string>() });
-            var noAgent = new QemuSource(new QemuSourceOptions("vm1", _vm.Qemu.SocketPath) { PostThawHook = new[] { "/bin/true" } });
+            var empty = new QemuSource(new QemuSourceOptions("vm1", _vm.Qemu.SocketPath) { Trust = FakeQemu.TrustThisProcess, AgentSocket = _vm.Agent.SocketPath, PreFreezeHook = Array.Empty<string>() });
+            var noAgent = new QemuSource(new QemuSourceOptions("vm1", _vm.Qemu.SocketPath) { Trust = FakeQemu.TrustThisProcess, PostThawHook = new[] { "/bin/true" } });
 
             Assert.Equal("HookInvalid", Assert.Throws<VmQuiesceException>(() => empty.OpenConsistentView(new QuiesceOptions(), CancellationToken.None)).ErrorId);
             Assert.Equal("HookNeedsAgent", Assert.Throws<VmQuiesceException>(() => noAgent.OpenConsistentView(new QuiesceOptions { AllowLower = true }, CancellationToken.None)).ErrorId);
@@ -431,7 +442,31 @@ namespace VmQuiesce.Core.Tests.Qemu
             var error = Assert.Throws<VmQuiesceException>(() => Source().OpenConsistentView(new QuiesceOptions(), CancellationToken.None));
 
             Assert.Equal("GuestAlreadyFrozen", error.ErrorId);
-            Assert.Contains("guest-fsfreeze-thaw", error.Remedy, StringComparison.Ordinal);
+            Assert.Contains($"Repair-BackupVm -QmpSocket '{_vm.Qemu.SocketPath}' -AgentSocket '{_vm.Agent.SocketPath}' -Thaw", error.Remedy, StringComparison.Ordinal);
+        }
+
+        [Fact]
+        public void A_guest_frozen_by_someone_else_is_diagnosed_as_frozen_and_left_alone_even_when_a_lower_consistency_is_allowed()
+        {
+            // qemu-ga 7.2 reports the freeze itself as disabled while frozen: asked first, that looked like "no freeze support".
+            Start();
+            using (var client = GuestAgentClient.Connect(_vm.Agent.SocketPath))
+            {
+                client.Freeze();
+                Assert.False(client.GetInfo().IsEnabled("guest-fsfreeze-freeze"));
+            }
+
+            var error = Assert.Throws<VmQuiesceException>(() => Source().OpenConsistentView(new QuiesceOptions { AllowLower = true }, CancellationToken.None));
+            ReadinessCheck freeze = QemuReadiness.Check(new QemuSourceOptions("vm1", _vm.Qemu.SocketPath) { Trust = FakeQemu.TrustThisProcess, AgentSocket = _vm.Agent.SocketPath }, CancellationToken.None)
+                .Single(c => c.Check == "FreezeSupported");
+
+            Assert.Equal("GuestAlreadyFrozen", error.ErrorId);
+            Assert.DoesNotContain("transaction", _vm.Qemu.Commands);
+            Assert.True(_vm.Agent.IsFrozen, "a guest VmQuiesce did not freeze is not thawed without -Thaw");
+            Assert.Equal(ReadinessStatus.Failed, freeze.Status);
+            Assert.Contains("no VmQuiesce backup is recorded as having frozen it", freeze.Detail, StringComparison.Ordinal);
+            Assert.Contains("-Thaw", freeze.Remedy, StringComparison.Ordinal);
+            Assert.DoesNotContain("install", freeze.Remedy, StringComparison.OrdinalIgnoreCase);
         }
 
         private void Start()
@@ -440,6 +475,6 @@ namespace VmQuiesce.Core.Tests.Qemu
             _vm.Agent.Start();
         }
 
-        private QemuSource Source() => new QemuSource(new QemuSourceOptions("vm1", _vm.Qemu.SocketPath) { AgentSocket = _vm.Agent.SocketPath });
+        private QemuSource Source() => new QemuSource(new QemuSourceOptions("vm1", _vm.Qemu.SocketPath) { Trust = FakeQemu.TrustThisProcess, AgentSocket = _vm.Agent.SocketPath });
     }
 }

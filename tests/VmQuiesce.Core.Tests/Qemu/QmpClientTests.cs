@@ -202,7 +202,7 @@ namespace VmQuiesce.Core.Tests.Qemu
 
             Assert.Equal("7.2.22", qmp.QemuVersion);
             Assert.Equal("thawed", guest.GetFreezeStatus());
-            Assert.Contains("TCP:127.0.0.1:", GuestAgentFreezer.ManualAgentCommand(agent.SocketPath, "guest-fsfreeze-thaw"), StringComparison.Ordinal);
+            Assert.Equal($"Repair-BackupVm -AgentSocket '{agent.SocketPath}' -Thaw", QemuRepairCommands.Thaw(agent.SocketPath));
         }
 
         [Theory]

@@ -1,6 +1,7 @@
 using System;
 using System.Collections.Concurrent;
 using System.Collections.Generic;
+using System.Linq;
 using System.Threading;
 using System.Threading.Tasks;
 using VmQuiesce.Core;
@@ -211,6 +212,145 @@ namespace VmQuiesce.Core.Tests.Quiesce
             Assert.Equal("FreezeTimeoutInvalid", error.ErrorId);
         }
 
+        /// <summary>Where a stop is injected: each step boundary, plus inside the hook, the freeze's answer and the step.</summary>
+        public static TheoryData<string, string> StopPoints() => FreezeStopPoints.With("InPreFreeze", "WhileFreezeAnswers", "InSnapshotObserving", "InSnapshotIgnoring");
+
+        [Theory]
+        [MemberData(nameof(StopPoints))]
+        public void A_cancel_or_the_deadline_at_any_step_leaves_nothing_frozen_and_sends_no_freeze_after_it(string point, string stop)
+        {
+            const int Runs = 100;
+            int leftFrozen = 0;
+            for (int run = 0; run < Runs; run++)
+            {
+                using var cancel = new CancellationTokenSource();
+                using var deadline = new CancellationTokenSource();
+                Action fire = stop == "Cancel" ? cancel.Cancel : deadline.Cancel;
+                var freezer = new ScriptedFreezer();
+                // Up to the moment the freeze may leave, a stop means it never does.
+                bool stoppedBeforeFreeze = point is "InPreFreeze" or nameof(FreezeStep.PreFreezeStarting) or nameof(FreezeStep.PreFreezeDone) or nameof(FreezeStep.FreezeSending);
+                Action fireNow = fire;
+                if (point == "WhileFreezeAnswers")
+                {
+                    freezer.WhileFreezeAnswers = token =>
+                    {
+                        fire();
+                        token.WaitHandle.WaitOne(Generous);
+                        token.ThrowIfCancellationRequested();
+                    };
+                }
+
+                var guard = new FreezeGuard(freezer, new FreezeGuardOptions
+                {
+                    PreFreeze = _ =>
+                    {
+                        freezer.Log.Enqueue("pre-freeze");
+                        if (point == "InPreFreeze")
+                        {
+                            fireNow();
+                        }
+                    },
+                    PostThaw = _ => freezer.Log.Enqueue("post-thaw"),
+                    OnStep = step =>
+                    {
+                        if (step.ToString() == point)
+                        {
+                            fireNow();
+                        }
+                    },
+                    StartDeadline = _ => deadline.Token,
+                    ThawRetryDelay = TimeSpan.Zero,
+                });
+
+                Exception? failure = Record.Exception(() => guard.Run(token =>
+                {
+                    if (point.StartsWith("InSnapshot", StringComparison.Ordinal))
+                    {
+                        fire();
+                        if (point == "InSnapshotObserving")
+                        {
+                            token.WaitHandle.WaitOne(Generous);
+                            token.ThrowIfCancellationRequested();
+                        }
+                        else
+                        {
+                            Assert.True(freezer.Thawed.Wait(Generous), "the watchdog did not thaw while the step ignored its token");
+                        }
+                    }
+
+                    return 1;
+                }, cancel.Token));
+
+                if (freezer.IsFrozen)
+                {
+                    leftFrozen++;
+                }
+
+                string[] log = freezer.Log.ToArray();
+                Assert.True(freezer.ThawCalls == (log.Contains("freeze") ? 1 : 0), $"{point}/{stop}: {freezer.ThawCalls} thaw(s) for [{string.Join(", ", log)}]");
+                Assert.Equal("post-thaw", log.Last());
+                if (stoppedBeforeFreeze)
+                {
+                    Assert.DoesNotContain("freeze", log);
+                    Assert.True(stop == "Cancel" ? failure is OperationCanceledException : failure is VmQuiesceException { ErrorId: "FreezeTimedOut" }, $"{point}/{stop}: {failure}");
+                }
+                else if (failure != null)
+                {
+                    Assert.True(stop == "Cancel" ? failure is OperationCanceledException : failure is VmQuiesceException { ErrorId: "FreezeTimedOut" }, $"{point}/{stop}: {failure}");
+                }
+            }
+
+            Assert.Equal(0, leftFrozen);
+        }
+
+        [Fact]
+        public void A_cancel_from_another_thread_at_any_moment_never_leaves_the_guest_frozen()
+        {
+            // Not a boundary this time but whatever moment the scheduler gives: the invariant must hold for all.
+            const int Runs = 2000;
+            int leftFrozen = 0;
+            var random = new Random(20261125);
+            for (int run = 0; run < Runs; run++)
+            {
+                using var cancel = new CancellationTokenSource();
+                var freezer = new ScriptedFreezer();
+                var guard = new FreezeGuard(freezer, new FreezeGuardOptions { ThawRetryDelay = TimeSpan.Zero });
+                int spins = random.Next(0, 20_000);
+                var canceller = new Thread(() =>
+                {
+                    Thread.SpinWait(spins);
+                    cancel.Cancel();
+                });
+                canceller.Start();
+                Record.Exception(() => guard.Run(_ => 1, cancel.Token));
+                canceller.Join();
+                if (freezer.IsFrozen)
+                {
+                    leftFrozen++;
+                }
+            }
+
+            Assert.Equal(0, leftFrozen);
+        }
+
+        [Fact]
+        public void A_freeze_that_answers_after_the_deadline_is_thawed_at_once_and_the_message_says_how_long_it_really_was()
+        {
+            using var deadline = new CancellationTokenSource();
+            var freezer = new ScriptedFreezer();
+            // The answer comes after the deadline; the thaw can only follow it, as with a real agent.
+            freezer.WhileFreezeAnswers = _ => deadline.Cancel();
+            var guard = new FreezeGuard(freezer, new FreezeGuardOptions { StartDeadline = _ => deadline.Token, FreezeTimeout = TimeSpan.FromSeconds(10) });
+
+            var error = Assert.Throws<VmQuiesceException>(() => guard.Run(_ => 1, CancellationToken.None));
+
+            Assert.Equal("FreezeTimedOut", error.ErrorId);
+            Assert.Contains("had not answered the freeze when the freeze timeout of 10.0 s passed", error.Message, StringComparison.Ordinal);
+            Assert.Matches(@"frozen \(or freezing\) for up to \d+\.\d+ s", error.Message);
+            Assert.False(freezer.IsFrozen);
+            Assert.Equal(new[] { "freeze", "thaw" }, freezer.Log.ToArray());
+        }
+
         private static FreezeGuardOptions Options(ScriptedFreezer freezer, TimeSpan? timeout = null) => new FreezeGuardOptions
         {
             FreezeTimeout = timeout ?? TimeSpan.FromSeconds(30),
@@ -219,9 +359,13 @@ namespace VmQuiesce.Core.Tests.Quiesce
             ThawRetryDelay = TimeSpan.FromMilliseconds(10),
         };
 
-        /// <summary>A freezer whose behaviour each test scripts; it records every call.</summary>
+        /// <summary>
+        /// A freezer whose behaviour each test scripts; it records every call. Like the agent client, it sends
+        /// one command at a time: a thaw waits until the freeze call before it has its answer or gives up.
+        /// </summary>
         private sealed class ScriptedFreezer : IGuestFreezer
         {
+            private readonly object _callLock = new object();
             private int _thawCalls;
 
             public ConcurrentQueue<string> Log { get; } = new ConcurrentQueue<string>();
@@ -234,6 +378,9 @@ namespace VmQuiesce.Core.Tests.Quiesce
 
             public Action? OnThaw { get; set; }
 
+            /// <summary>Runs once the freeze left, before its answer: e.g. waits, observing the token, as for a slow answer.</summary>
+            public Action<CancellationToken>? WhileFreezeAnswers { get; set; }
+
             public volatile bool IsFrozen;
 
             public int ThawCalls => Volatile.Read(ref _thawCalls);
@@ -242,31 +389,40 @@ namespace VmQuiesce.Core.Tests.Quiesce
 
             public string ManualThawCommand => "thaw-it --now";
 
-            public IReadOnlyList<string> Freeze(CancellationToken cancel)
+            public IReadOnlyList<string> Freeze(Action beforeSend, CancellationToken cancel)
             {
-                Log.Enqueue("freeze");
-                IsFrozen = true;
-                if (FreezeFailure != null)
+                lock (_callLock)
                 {
-                    throw FreezeFailure;
-                }
+                    cancel.ThrowIfCancellationRequested();
+                    beforeSend();
+                    Log.Enqueue("freeze");
+                    IsFrozen = true;
+                    WhileFreezeAnswers?.Invoke(cancel);
+                    if (FreezeFailure != null)
+                    {
+                        throw FreezeFailure;
+                    }
 
-                return new[] { "/", "/data" };
+                    return new[] { "/", "/data" };
+                }
             }
 
             public void Thaw()
             {
-                Interlocked.Increment(ref _thawCalls);
-                OnThaw?.Invoke();
-                if (ThawFailuresLeft > 0)
+                lock (_callLock)
                 {
-                    ThawFailuresLeft--;
-                    throw new TimeoutException("agent not answering");
-                }
+                    Interlocked.Increment(ref _thawCalls);
+                    OnThaw?.Invoke();
+                    if (ThawFailuresLeft > 0)
+                    {
+                        ThawFailuresLeft--;
+                        throw new TimeoutException("agent not answering");
+                    }
 
-                IsFrozen = false;
-                Log.Enqueue("thaw");
-                Thawed.Set();
+                    IsFrozen = false;
+                    Log.Enqueue("thaw");
+                    Thawed.Set();
+                }
             }
         }
     }

@@ -9,12 +9,16 @@ namespace VmQuiesce.Core.Sources.Qemu
     /// <summary>
     /// Request/reply over a <see cref="JsonLineConnection"/>, shared by the QMP and guest-agent clients:
     /// each request carries an "id", replies are matched on it (a reply without one goes to the oldest
-    /// request), replies nobody waits for any more are dropped, and every call has a timeout.
+    /// request), replies nobody waits for any more are dropped, and every call has a timeout. A message
+    /// that is not valid JSON, breaks the parse budget or has the wrong shape fails the connection: every
+    /// call then ends with that <see cref="ProtocolViolation"/>.
     /// </summary>
     internal sealed class CommandChannel : IDisposable
     {
+        private const int QuotedLineChars = 120;
+
         private readonly JsonLineConnection _connection;
-        private readonly Func<JsonObject, bool, bool> _intercept;
+        private readonly Func<JsonObject, bool, int, bool> _intercept;
         private readonly object _gate = new object();
         private readonly List<Pending> _pending = new List<Pending>();
         private long _nextId;
@@ -23,14 +27,18 @@ namespace VmQuiesce.Core.Sources.Qemu
 
         /// <param name="peer">First part of every error id: "Qmp" or "GuestAgent".</param>
         /// <param name="what">How messages name the peer: "QMP monitor", "guest agent".</param>
-        /// <param name="intercept">Sees each message first (events, greetings, sync replies); true means consumed.</param>
-        public CommandChannel(JsonLineConnection connection, string peer, string what, Func<JsonObject, bool, bool> intercept)
+        /// <param name="wantsLine">Asked when a line starts, with whether a 0xFF came before it: false drops it unparsed.</param>
+        /// <param name="intercept">
+        /// Sees each message first, with whether a 0xFF came before it and its length in characters (events,
+        /// greetings, sync replies); true means consumed. A <see cref="JsonFormatException"/> it throws is a protocol violation.
+        /// </param>
+        public CommandChannel(JsonLineConnection connection, string peer, string what, Func<bool, bool> wantsLine, Func<JsonObject, bool, int, bool> intercept)
         {
             _connection = connection;
             Peer = peer;
             What = what;
             _intercept = intercept;
-            _connection.Start(OnLine, OnClosed);
+            _connection.Start(wantsLine, OnLine, OnClosed);
         }
 
         public string Address => _connection.Address;
@@ -53,8 +61,24 @@ namespace VmQuiesce.Core.Sources.Qemu
             }
         }
 
-        /// <summary>Sends a command and returns its "return" value; QEMU's errors become <see cref="QemuCommandException"/>.</summary>
-        public object? Execute(string command, JsonObject? arguments, TimeSpan timeout, CancellationToken cancel)
+        /// <summary>Whether a call waits for its reply right now.</summary>
+        public bool HasPending
+        {
+            get
+            {
+                lock (_gate)
+                {
+                    return _pending.Count > 0;
+                }
+            }
+        }
+
+        /// <summary>
+        /// Sends a command and returns its "return" value; QEMU's errors become <see cref="QemuCommandException"/>.
+        /// Nothing is sent once <paramref name="cancel"/> is cancelled, or when <paramref name="beforeSend"/>, called
+        /// right before the command leaves, throws.
+        /// </summary>
+        public object? Execute(string command, JsonObject? arguments, TimeSpan timeout, CancellationToken cancel, Action? beforeSend = null)
         {
             var request = new JsonObject().With("execute", command);
             if (arguments != null)
@@ -72,6 +96,8 @@ namespace VmQuiesce.Core.Sources.Qemu
 
             try
             {
+                cancel.ThrowIfCancellationRequested();
+                beforeSend?.Invoke();
                 bool sent;
                 try
                 {
@@ -102,8 +128,8 @@ namespace VmQuiesce.Core.Sources.Qemu
                 pending.Done.Dispose();
             }
 
-            JsonObject reply = pending.Reply ?? throw ConnectionClosed(command, _closedBy);
-            if (reply.GetOptionalObject("error") is JsonObject error)
+            JsonObject reply = pending.Reply ?? throw ClosedError(command);
+            if (reply["error"] is JsonObject error)
             {
                 throw QemuCommandException.From(Peer, What, Address, command,
                     error.GetOptionalString("class") ?? "UnknownError", error.GetOptionalString("desc") ?? error.ToString());
@@ -145,10 +171,35 @@ namespace VmQuiesce.Core.Sources.Qemu
             new VmQuiesceException(Peer + "Timeout", FailureKind.OperationTimeout,
                 $"The {What} at '{Address}' did not answer '{command}' within {timeout.TotalSeconds.ToString("0.###", CultureInfo.InvariantCulture)} s.", Address);
 
+        /// <summary>
+        /// Why <paramref name="command"/> got no answer once the connection is gone: the protocol violation
+        /// that ended it, or the peer closing it.
+        /// </summary>
+        public VmQuiesceException ClosedError(string command)
+        {
+            Exception? cause;
+            lock (_gate)
+            {
+                cause = _closedBy;
+            }
+
+            return cause is VmQuiesceException violation && violation.Kind == FailureKind.ProtocolError
+                ? new VmQuiesceException(violation.ErrorId, violation.Kind, violation.Message + $" '{command}' got no answer.", Address, violation)
+                : ConnectionClosed(command, cause);
+        }
+
         public VmQuiesceException ConnectionClosed(string command, Exception? cause) =>
             new VmQuiesceException(Peer + "ConnectionClosed", FailureKind.ConnectionError,
                 $"The {What} at '{Address}' closed the connection before answering '{command}' (did the VM stop?)" +
                 (cause == null ? "." : $": {cause.Message}"), Address, cause);
+
+        /// <summary>A message that breaks the protocol: names the peer, why, and how the line began (control characters escaped).</summary>
+        public VmQuiesceException ProtocolViolation(string why, string line) =>
+            new VmQuiesceException(Peer + "ProtocolError", FailureKind.ProtocolError,
+                $"The {What} at '{Address}' sent a message that breaks its protocol ({GuestText.Escape(why)}), so VmQuiesce closed the connection. " +
+                $"The message began: {GuestText.Quote(line.Length > QuotedLineChars ? line.Substring(0, QuotedLineChars) + "..." : line)}.", Address);
+
+        public int? FindPeerProcess() => _connection.FindPeerProcess();
 
         public void Dispose() => _connection.Dispose();
 
@@ -159,24 +210,30 @@ namespace VmQuiesce.Core.Sources.Qemu
         {
             if (_closed)
             {
-                throw ConnectionClosed(command, _closedBy);
+                throw ClosedError(command);
             }
         }
 
+        /// <summary>Runs on the reader thread; what it throws fails the connection (see <see cref="JsonLineConnection"/>).</summary>
         private void OnLine(string text, bool afterDelimiter)
         {
             JsonObject message;
             try
             {
-                message = JsonText.ParseObject(text);
+                message = JsonText.ParseObject(text, _connection.Limits.Json);
+                if (_intercept(message, afterDelimiter, text.Length))
+                {
+                    return;
+                }
+
+                CheckReplyShape(message);
             }
-            catch (JsonFormatException)
+            catch (JsonFormatException e)
             {
-                // Not ours to answer: a garbled line can only be dropped; the caller's timeout reports it.
-                return;
+                throw ProtocolViolation(e.Message, text);
             }
 
-            if (_intercept(message, afterDelimiter) || !(message.Contains("return") || message.Contains("error")))
+            if (!(message.Contains("return") || message.Contains("error")))
             {
                 return;
             }
@@ -199,6 +256,17 @@ namespace VmQuiesce.Core.Sources.Qemu
                     target.Reply = message;
                     target.Done.Set();
                 }
+            }
+        }
+
+        /// <summary>An error reply must be an object whose class and description are strings.</summary>
+        private static void CheckReplyShape(JsonObject message)
+        {
+            if (message.Contains("error"))
+            {
+                JsonObject error = message.GetObject("error");
+                error.GetOptionalString("class");
+                error.GetOptionalString("desc");
             }
         }
 

@@ -29,7 +29,7 @@ namespace VmQuiesce.Core.Sources.Qemu
         private GuestAgentClient(JsonLineConnection connection, TimeSpan callTimeout)
         {
             CallTimeout = callTimeout;
-            _channel = new CommandChannel(connection, Peer, What, Intercept);
+            _channel = new CommandChannel(connection, Peer, What, WantsLine, Intercept);
         }
 
         public static TimeSpan DefaultTimeout { get; } = TimeSpan.FromSeconds(10);
@@ -46,7 +46,7 @@ namespace VmQuiesce.Core.Sources.Qemu
         public static GuestAgentClient Connect(string address, TimeSpan? callTimeout = null, CancellationToken cancel = default)
         {
             TimeSpan limit = callTimeout ?? DefaultTimeout;
-            return new GuestAgentClient(JsonLineConnection.Open(address, What, Peer, limit, cancel), limit);
+            return new GuestAgentClient(JsonLineConnection.Open(address, What, Peer, PeerLimits.GuestAgent, limit, cancel), limit);
         }
 
         /// <summary>
@@ -63,7 +63,18 @@ namespace VmQuiesce.Core.Sources.Qemu
         }
 
         /// <summary>Runs an agent command (synchronising first when needed) and returns its "return" member.</summary>
-        public object? Execute(string command, JsonObject? arguments = null, TimeSpan? timeout = null, CancellationToken cancel = default)
+        public object? Execute(string command, JsonObject? arguments = null, TimeSpan? timeout = null, CancellationToken cancel = default) =>
+            Execute(command, arguments, timeout, cancel, null);
+
+        /// <summary>
+        /// Freezes every freezable guest file system; returns how many were frozen. <paramref name="beforeSend"/> runs
+        /// right before the freeze leaves (after the sync), while no other command can be sent: when it throws,
+        /// nothing is sent; when it returns, any thaw sent afterwards reaches the agent after the freeze.
+        /// </summary>
+        public int Freeze(TimeSpan? timeout = null, CancellationToken cancel = default, Action? beforeSend = null) =>
+            ToCount("guest-fsfreeze-freeze", Execute("guest-fsfreeze-freeze", null, timeout, cancel, beforeSend));
+
+        private object? Execute(string command, JsonObject? arguments, TimeSpan? timeout, CancellationToken cancel, Action? beforeSend)
         {
             TimeSpan limit = timeout ?? CallTimeout;
             var clock = Stopwatch.StartNew();
@@ -83,7 +94,7 @@ namespace VmQuiesce.Core.Sources.Qemu
                 TimeSpan left = limit == Timeout.InfiniteTimeSpan ? limit : limit - clock.Elapsed;
                 try
                 {
-                    return _channel.Execute(command, arguments, left > TimeSpan.Zero || left == Timeout.InfiniteTimeSpan ? left : TimeSpan.Zero, cancel);
+                    return _channel.Execute(command, arguments, left > TimeSpan.Zero || left == Timeout.InfiniteTimeSpan ? left : TimeSpan.Zero, cancel, beforeSend);
                 }
                 catch (Exception e) when (e is OperationCanceledException || (e is VmQuiesceException v && v.Kind == FailureKind.OperationTimeout))
                 {
@@ -103,41 +114,46 @@ namespace VmQuiesce.Core.Sources.Qemu
         public GuestAgentInfo GetInfo(CancellationToken cancel = default)
         {
             JsonObject info = ExecuteObject("guest-info", null, cancel);
-            var commands = new Dictionary<string, bool>(StringComparer.Ordinal);
-            foreach (object? item in info.GetOptionalArray("supported_commands") ?? new JsonArray())
+            return Read("guest-info", () =>
             {
-                if (item is JsonObject command && command.GetOptionalString("name") is string name)
+                var commands = new Dictionary<string, bool>(StringComparer.Ordinal);
+                foreach (object? item in info.GetOptionalArray("supported_commands") ?? new JsonArray())
                 {
-                    commands[name] = command.GetOptionalBoolean("enabled") ?? false;
+                    if (item is JsonObject command && command.GetOptionalString("name") is string name)
+                    {
+                        commands[name] = command.GetOptionalBoolean("enabled") ?? false;
+                    }
                 }
-            }
 
-            return new GuestAgentInfo(info.GetOptionalString("version") ?? "", commands);
+                return new GuestAgentInfo(GuestText.Escape(info.GetOptionalString("version")), commands);
+            });
         }
 
         public GuestOsInfo GetOsInfo(CancellationToken cancel = default)
         {
             JsonObject os = ExecuteObject("guest-get-osinfo", null, cancel);
-            return new GuestOsInfo(os.GetOptionalString("id") ?? "", os.GetOptionalString("name") ?? "", os.GetOptionalString("pretty-name") ?? "",
-                os.GetOptionalString("version") ?? "", os.GetOptionalString("kernel-release") ?? "");
+            return Read("guest-get-osinfo", () => new GuestOsInfo(GuestText.Escape(os.GetOptionalString("id")), GuestText.Escape(os.GetOptionalString("name")), GuestText.Escape(os.GetOptionalString("pretty-name")),
+                GuestText.Escape(os.GetOptionalString("version")), GuestText.Escape(os.GetOptionalString("kernel-release"))));
         }
 
         public IReadOnlyList<GuestFileSystem> GetFileSystems(CancellationToken cancel = default)
         {
-            var result = new List<GuestFileSystem>();
-            foreach (object? item in ExecuteArray("guest-get-fsinfo", cancel))
+            JsonArray list = ExecuteArray("guest-get-fsinfo", cancel);
+            return Read("guest-get-fsinfo", () =>
             {
-                if (item is JsonObject fs)
+                var result = new List<GuestFileSystem>();
+                foreach (object? item in list)
                 {
-                    result.Add(new GuestFileSystem(fs.GetOptionalString("name") ?? "", fs.GetOptionalString("mountpoint") ?? "", fs.GetOptionalString("type") ?? ""));
+                    if (item is JsonObject fs)
+                    {
+                        // Shown and recorded in restore points: the guest controls these names.
+                        result.Add(new GuestFileSystem(GuestText.Escape(fs.GetOptionalString("name")), GuestText.Escape(fs.GetOptionalString("mountpoint")), GuestText.Escape(fs.GetOptionalString("type"))));
+                    }
                 }
-            }
 
-            return result;
+                return result;
+            });
         }
-
-        /// <summary>Freezes every freezable guest file system; returns how many were frozen.</summary>
-        public int Freeze(TimeSpan? timeout = null, CancellationToken cancel = default) => ToCount("guest-fsfreeze-freeze", Execute("guest-fsfreeze-freeze", null, timeout, cancel));
 
         /// <summary>"thawed" or "frozen".</summary>
         public string GetFreezeStatus(TimeSpan? timeout = null, CancellationToken cancel = default) =>
@@ -160,16 +176,19 @@ namespace VmQuiesce.Core.Sources.Qemu
 
             var clock = Stopwatch.StartNew();
             JsonObject started = ExecuteObject("guest-exec", request, cancel);
-            long pid = started.GetInt64("pid");
+            long pid = Read("guest-exec", () => started.GetInt64("pid"));
             var poll = new JsonObject().With("pid", pid);
             TimeSpan delay = TimeSpan.FromMilliseconds(20);
             while (true)
             {
                 JsonObject status = ExecuteObject("guest-exec-status", poll, cancel);
-                if (status.GetOptionalBoolean("exited") == true)
+                GuestExecResult? result = Read("guest-exec-status", () => status.GetOptionalBoolean("exited") == true
+                    ? new GuestExecResult(path, (int?)status.GetOptionalInt64("exitcode"), (int?)status.GetOptionalInt64("signal"),
+                        Decode(status.GetOptionalString("out-data")), Decode(status.GetOptionalString("err-data")))
+                    : null);
+                if (result != null)
                 {
-                    return new GuestExecResult(path, (int?)status.GetOptionalInt64("exitcode"), (int?)status.GetOptionalInt64("signal"),
-                        Decode(status.GetOptionalString("out-data")), Decode(status.GetOptionalString("err-data")));
+                    return result;
                 }
 
                 if (clock.Elapsed > timeout)
@@ -184,6 +203,9 @@ namespace VmQuiesce.Core.Sources.Qemu
             }
         }
 
+        /// <summary>The process serving this socket, when this host can tell (see <see cref="QemuProcessTrust"/>).</summary>
+        internal int? FindPeerProcess() => _channel.FindPeerProcess();
+
         public void Dispose() => _channel.Dispose();
 
         private static string Decode(string? base64) => base64 == null ? "" : Encoding.UTF8.GetString(Convert.FromBase64String(base64));
@@ -195,6 +217,20 @@ namespace VmQuiesce.Core.Sources.Qemu
             Execute(command, null, null, cancel) as JsonArray ?? throw ProtocolError(command, "an array");
 
         private int ToCount(string command, object? value) => value is long count ? (int)count : throw ProtocolError(command, "a number");
+
+        /// <summary>Reads a reply's members; a reply of the wrong shape (or bad base64) is the agent's protocol error, not ours.</summary>
+        private T Read<T>(string command, Func<T> read)
+        {
+            try
+            {
+                return read();
+            }
+            catch (FormatException e)
+            {
+                throw new VmQuiesceException(Peer + "ProtocolError", FailureKind.ProtocolError,
+                    $"The {What} at '{Address}' answered '{command}' with a reply of the wrong shape: {GuestText.Escape(e.Message)}", Address, e);
+            }
+        }
 
         private void SyncLocked(TimeSpan timeout, CancellationToken cancel)
         {
@@ -223,7 +259,7 @@ namespace VmQuiesce.Core.Sources.Qemu
 
                 if (_channel.IsClosed)
                 {
-                    throw _channel.ConnectionClosed("guest-sync-delimited", null);
+                    throw _channel.ClosedError("guest-sync-delimited");
                 }
 
                 if (timeout != Timeout.InfiniteTimeSpan && clock.Elapsed >= timeout)
@@ -238,7 +274,13 @@ namespace VmQuiesce.Core.Sources.Qemu
             }
         }
 
-        private bool Intercept(JsonObject message, bool afterDelimiter)
+        /// <summary>
+        /// Only a sync reply while synchronising, or a reply while a call waits: anything else the agent sends
+        /// is dropped unread, so an agent cannot make the host parse (and hold) what nobody asked for.
+        /// </summary>
+        private bool WantsLine(bool afterDelimiter) => afterDelimiter ? !_synced.IsSet : _synced.IsSet && _channel != null && _channel.HasPending;
+
+        private bool Intercept(JsonObject message, bool afterDelimiter, int length)
         {
             if (afterDelimiter)
             {

@@ -23,11 +23,11 @@ namespace VmQuiesce.Core.Sources.Qemu
 
         public string Target => $"the guest agent at '{_agent.Address}'";
 
-        public string ManualThawCommand => ManualAgentCommand(_agent.Address, "guest-fsfreeze-thaw");
+        public string ManualThawCommand => QemuRepairCommands.Thaw(_agent.Address) + "   (under libvirt: virsh domfsthaw <domain>)";
 
-        public IReadOnlyList<string> Freeze(CancellationToken cancel)
+        public IReadOnlyList<string> Freeze(Action beforeSend, CancellationToken cancel)
         {
-            int count = _agent.Freeze(_callTimeout, cancel);
+            int count = _agent.Freeze(_callTimeout, cancel, beforeSend);
             if (count == 0)
             {
                 return Array.Empty<string>();
@@ -39,20 +39,5 @@ namespace VmQuiesce.Core.Sources.Qemu
         }
 
         public void Thaw() => _agent.Thaw(_callTimeout);
-
-        /// <summary>A command line that sends one agent command by hand (socat), for remedies.</summary>
-        internal static string ManualAgentCommand(string address, string command)
-        {
-            string target = SocatAddress(address, GuestAgentClient.What, "GuestAgent");
-            return $"printf '{{\"execute\":\"{command}\"}}\\n' | socat -t 10 - '{target}'   (under libvirt: virsh qemu-agent-command <domain> '{{\"execute\":\"{command}\"}}')";
-        }
-
-        /// <summary>socat's name for a socket address: UNIX-CONNECT:/path or TCP:host:port.</summary>
-        internal static string SocatAddress(string address, string what, string errorPrefix)
-        {
-            bool isUnix = JsonLineConnection.ParseEndPoint(address, what, errorPrefix).AddressFamily == System.Net.Sockets.AddressFamily.Unix;
-            string bare = address.StartsWith("tcp:", StringComparison.Ordinal) || address.StartsWith("unix:", StringComparison.Ordinal) ? address.Substring(address.IndexOf(':') + 1) : address;
-            return (isUnix ? "UNIX-CONNECT:" : "TCP:") + bare;
-        }
     }
 }

@@ -6,40 +6,78 @@ using System.Text;
 using System.Threading;
 using System.Threading.Tasks;
 using VmQuiesce.Core.Platform;
+using VmQuiesce.Core.Json;
 
 namespace VmQuiesce.Core.Sources.Qemu
 {
+    /// <summary>What one peer of a JSON-line channel can make the host hold: one line, and what parsing it builds.</summary>
+    internal sealed class PeerLimits
+    {
+        public PeerLimits(int maxLineBytes, JsonLimits json)
+        {
+            MaxLineBytes = maxLineBytes;
+            Json = json;
+        }
+
+        /// <summary>
+        /// QMP's largest answer is query-block: about 1 KiB per image, so 8 MiB holds hundreds of disks with
+        /// deep backing chains; the chains also set the depth.
+        /// </summary>
+        public static PeerLimits Qmp { get; } = new PeerLimits(8 * 1024 * 1024, new JsonLimits(96, 200_000));
+
+        /// <summary>
+        /// The agent's largest answers are guest-get-fsinfo and guest-exec-status (a hook's output, base64):
+        /// 1 MiB holds thousands of file systems and any hook output worth showing; nothing it sends nests deeply.
+        /// </summary>
+        public static PeerLimits GuestAgent { get; } = new PeerLimits(1024 * 1024, new JsonLimits(16, 50_000));
+
+        public int MaxLineBytes { get; }
+
+        public JsonLimits Json { get; }
+    }
+
     /// <summary>
     /// A socket that carries one JSON document per line (QMP and the guest agent). A reader thread
     /// splits the stream into lines and hands each to the owner; a 0xFF byte (the guest agent's
-    /// delimiter) discards any partial line and marks the next line as following a delimiter.
+    /// delimiter) discards any partial line and marks the next line as following a delimiter. The peer
+    /// is not trusted: a line the owner does not want is skipped without being stored, a longer line than
+    /// the peer's limit fails the connection, and nothing the owner throws for a line ends the process:
+    /// it fails the connection, with that exception as the reason.
     /// </summary>
     internal sealed class JsonLineConnection : IDisposable
     {
-        private const int MaxLineBytes = 16 * 1024 * 1024;
+        private const int RetainedBufferBytes = 64 * 1024;
 
         private readonly Socket _socket;
         private readonly object _sendLock = new object();
         private readonly Thread _reader;
+        private readonly string _what;
+        private readonly string _errorPrefix;
+        private Func<bool, bool>? _wantsLine;
         private Action<string, bool>? _onLine;
         private Action<Exception?>? _onClosed;
         private int _disposed;
 
-        private JsonLineConnection(Socket socket, string address)
+        private JsonLineConnection(Socket socket, string address, string what, string errorPrefix, PeerLimits limits)
         {
             _socket = socket;
+            _what = what;
+            _errorPrefix = errorPrefix;
             Address = address;
+            Limits = limits;
             _reader = new Thread(ReadLoop) { IsBackground = true, Name = "VmQuiesce reader " + address };
         }
 
         /// <summary>The socket path or host:port, as the user gave it: every error names it.</summary>
         public string Address { get; }
 
+        public PeerLimits Limits { get; }
+
         /// <summary>
         /// Connects to a unix socket path, or to TCP when the address is "tcp:host:port" or "host:port".
         /// Failures are <see cref="VmQuiesceException"/>s named "&lt;errorPrefix&gt;ConnectFailed".
         /// </summary>
-        public static JsonLineConnection Open(string address, string what, string errorPrefix, TimeSpan timeout, CancellationToken cancel)
+        public static JsonLineConnection Open(string address, string what, string errorPrefix, PeerLimits limits, TimeSpan timeout, CancellationToken cancel)
         {
             EndPoint endPoint = ParseEndPoint(address, what, errorPrefix);
             var socket = endPoint.AddressFamily == AddressFamily.Unix
@@ -65,12 +103,16 @@ namespace VmQuiesce.Core.Sources.Qemu
                 throw;
             }
 
-            return new JsonLineConnection(socket, address);
+            return new JsonLineConnection(socket, address, what, errorPrefix, limits);
         }
 
-        /// <summary>Starts the reader; the callbacks run on the reader thread.</summary>
-        public void Start(Action<string, bool> onLine, Action<Exception?> onClosed)
+        /// <summary>
+        /// Starts the reader; the callbacks run on the reader thread. <paramref name="wantsLine"/> is asked, with
+        /// whether a 0xFF came before, when a line starts: false skips it unread.
+        /// </summary>
+        public void Start(Func<bool, bool> wantsLine, Action<string, bool> onLine, Action<Exception?> onClosed)
         {
+            _wantsLine = wantsLine;
             _onLine = onLine;
             _onClosed = onClosed;
             _reader.Start();
@@ -105,6 +147,9 @@ namespace VmQuiesce.Core.Sources.Qemu
                 }
             }
         }
+
+        /// <summary>The process serving the other end, when this host can tell (Linux: the peer's credentials of a unix socket, or the owner of a local TCP socket).</summary>
+        public int? FindPeerProcess() => Platform.HostPlatform.IsLinux ? LinuxProcessInspector.PeerProcessId(_socket) : null;
 
         public void Dispose()
         {
@@ -180,6 +225,8 @@ namespace VmQuiesce.Core.Sources.Qemu
             var buffer = new byte[8192];
             var line = new MemoryStream();
             bool afterDelimiter = false;
+            bool inLine = false;
+            bool keep = false;
             Exception? failure = null;
             try
             {
@@ -197,24 +244,45 @@ namespace VmQuiesce.Core.Sources.Qemu
                         if (b == 0xFF)
                         {
                             line.SetLength(0);
+                            inLine = false;
                             afterDelimiter = true;
                         }
                         else if (b == (byte)'\n')
                         {
-                            string text = Encoding.UTF8.GetString(line.GetBuffer(), 0, (int)line.Length).Trim();
-                            line.SetLength(0);
-                            if (text.Length > 0)
+                            if (inLine && keep)
                             {
+                                string text = Encoding.UTF8.GetString(line.GetBuffer(), 0, (int)line.Length).Trim();
                                 _onLine!(text, afterDelimiter);
-                                afterDelimiter = false;
                             }
+
+                            afterDelimiter = afterDelimiter && !inLine;
+                            inLine = false;
+                            line = line.Capacity > RetainedBufferBytes ? new MemoryStream() : line;
+                            line.SetLength(0);
                         }
-                        else if (line.Length >= MaxLineBytes)
+                        else if (!inLine && (b == (byte)' ' || b == (byte)'\r' || b == (byte)'\t'))
                         {
-                            throw new IOException($"A message from '{Address}' is longer than {MaxLineBytes} bytes.");
+                            // Blank space between messages (QEMU ends lines with \r\n) starts no line.
                         }
                         else
                         {
+                            if (!inLine)
+                            {
+                                inLine = true;
+                                keep = _wantsLine!(afterDelimiter);
+                            }
+
+                            if (!keep)
+                            {
+                                continue;
+                            }
+
+                            if (line.Length >= Limits.MaxLineBytes)
+                            {
+                                throw new VmQuiesceException(_errorPrefix + "ProtocolError", FailureKind.ProtocolError,
+                                    $"The {_what} at '{Address}' sent a line longer than {Limits.MaxLineBytes} bytes, the most VmQuiesce accepts from it, so VmQuiesce closed the connection.", Address);
+                            }
+
                             line.WriteByte(b);
                         }
                     }
@@ -228,8 +296,22 @@ namespace VmQuiesce.Core.Sources.Qemu
             {
                 failure = Volatile.Read(ref _disposed) != 0 ? null : e;
             }
+            catch (Exception e)
+            {
+                // A line the owner refused (or could not handle): this connection ends, never the process.
+                failure = e;
+                Dispose();
+            }
 
-            _onClosed!(failure);
+            try
+            {
+                _onClosed!(failure);
+            }
+            catch (Exception e)
+            {
+                // Nothing may escape a reader thread: the owner already knows the connection is gone.
+                System.Diagnostics.Trace.TraceError("Closing the connection to '{0}' failed: {1}", Address, e);
+            }
         }
     }
 }

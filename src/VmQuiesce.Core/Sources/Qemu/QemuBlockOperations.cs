@@ -44,8 +44,19 @@ namespace VmQuiesce.Core.Sources.Qemu
 
         public const string JobPrefix = "vmquiesce-";
 
-        public static IReadOnlyList<QemuDisk> QueryDisks(QmpClient qmp, CancellationToken cancel) =>
-            QemuDisk.FromQueryBlock(qmp.ExecuteArray("query-block", cancel: cancel));
+        public static IReadOnlyList<QemuDisk> QueryDisks(QmpClient qmp, CancellationToken cancel)
+        {
+            JsonArray blocks = qmp.ExecuteArray("query-block", cancel: cancel);
+            try
+            {
+                return QemuDisk.FromQueryBlock(blocks);
+            }
+            catch (JsonFormatException e)
+            {
+                throw new VmQuiesceException("QmpProtocolError", FailureKind.ProtocolError,
+                    $"The QMP monitor at '{qmp.Address}' answered 'query-block' with a reply of the wrong shape: {GuestText.Escape(e.Message)}", qmp.Address, e);
+            }
+        }
 
         public static string OverlayPathFor(string image, string stamp) => image + OverlayMarker + stamp + ".qcow2";
 
@@ -173,6 +184,33 @@ namespace VmQuiesce.Core.Sources.Qemu
             }
         }
 
+        /// <summary>
+        /// Finishes a commit job another run started (running -> ready -> block-job-complete -> concluded) and
+        /// dismisses it; returns null, or what went wrong.
+        /// </summary>
+        public static string? FinishCommitJob(QmpClient qmp, string jobId, TimeSpan timeout, CancellationToken cancel)
+        {
+            try
+            {
+                JsonObject job = WaitForJob(qmp, jobId, new[] { "ready", "concluded" }, timeout, cancel);
+                if (job.GetOptionalString("status") == "ready")
+                {
+                    qmp.Execute("block-job-complete", new JsonObject().With("device", jobId), cancel: cancel);
+                    job = WaitForJob(qmp, jobId, new[] { "concluded" }, timeout, cancel);
+                }
+
+                return job.GetOptionalString("error") is string error ? "it ended with: " + GuestText.Escape(error) : null;
+            }
+            catch (Exception e) when (e is VmQuiesceException || e is InvalidOperationException)
+            {
+                return e.Message;
+            }
+            finally
+            {
+                DismissQuietly(qmp, jobId);
+            }
+        }
+
         /// <summary>Cancels and dismisses a job we started, if it is still there; used on failure paths.</summary>
         public static void DismissQuietly(QmpClient qmp, string jobId)
         {
@@ -198,14 +236,8 @@ namespace VmQuiesce.Core.Sources.Qemu
             }
         }
 
-        /// <summary>What an administrator runs to commit an overlay by hand when the backup could not.</summary>
-        public static string ManualCommitCommand(string qmpAddress, QemuOverlay overlay)
-        {
-            string socat = GuestAgentFreezer.SocatAddress(qmpAddress, QmpClient.What, "Qmp");
-            string job = "manual-commit-" + overlay.TopName.TrimStart('#');
-            return $"(printf '{{\"execute\":\"qmp_capabilities\"}}\\n{{\"execute\":\"block-commit\",\"arguments\":{{\"device\":\"{overlay.TopName}\",\"job-id\":\"{job}\"}}}}\\n'; sleep 5; " +
-                   $"printf '{{\"execute\":\"block-job-complete\",\"arguments\":{{\"device\":\"{job}\"}}}}\\n'; sleep 2) | socat - '{socat}' " +
-                   $"&& rm '{overlay.OverlayPath}'   (check with query-block that '{overlay.BasePath}' is the active image before the rm; under libvirt: virsh blockcommit <domain> <disk> --active --pivot)";
-        }
+        /// <summary>What an administrator runs to merge an overlay back when the backup could not: while QEMU runs, and after it ended.</summary>
+        public static string CommitRemedy(string qmpAddress, QemuOverlay overlay) =>
+            QemuRepairCommands.Repair(qmpAddress, null) + $"   (if the VM's QEMU is no longer running: {QemuRepairCommands.CommitOffline(overlay.OverlayPath)}; under libvirt: virsh blockcommit <domain> {overlay.Disk.Name} --active --pivot)";
     }
 }

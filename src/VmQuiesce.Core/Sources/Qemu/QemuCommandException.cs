@@ -22,7 +22,7 @@ namespace VmQuiesce.Core.Sources.Qemu
         /// <summary>QEMU's error class, e.g. "GenericError".</summary>
         public string ErrorClass { get; }
 
-        /// <summary>QEMU's own words ("desc").</summary>
+        /// <summary>QEMU's own words ("desc"), control characters escaped (<see cref="GuestText"/>).</summary>
         public string Description { get; }
 
         /// <param name="peer">"Qmp" or "GuestAgent": the first part of the error id.</param>
@@ -38,6 +38,9 @@ namespace VmQuiesce.Core.Sources.Qemu
                 "KVMMissingCap" => ("KvmMissingCap", FailureKind.NotSupported),
                 _ => ("CommandFailed", FailureKind.InvalidOperation),
             };
+            // The description is the peer's own text: a guest's agent controls it.
+            errorClass = GuestText.Escape(errorClass);
+            description = GuestText.Escape(description);
             string message = $"The {what} at '{address}' refused '{command}': {description} ({errorClass}).";
             return new QemuCommandException(peer + suffix, kind, message, address, command, errorClass, description);
         }

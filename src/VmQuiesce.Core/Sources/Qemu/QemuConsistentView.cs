@@ -15,14 +15,19 @@ namespace VmQuiesce.Core.Sources.Qemu
         private readonly QemuSource _source;
         private readonly IReadOnlyList<QemuDisk> _disks;
         private readonly IReadOnlyList<QemuOverlay> _overlays;
+        private readonly QemuDiskFiles _diskFiles;
+        private readonly QemuRunRecord? _run;
         private readonly bool _keepSnapshot;
         private int _completed;
 
-        public QemuConsistentView(QemuSource source, IReadOnlyList<QemuDisk> disks, IReadOnlyList<QemuOverlay> overlays, Consistency reached, bool keepSnapshot, QuiesceRecord quiesce, CapturedSnapshot? snapshot)
+        /// <param name="diskFiles">The checked base images, read through their descriptors; the view closes them.</param>
+        public QemuConsistentView(QemuSource source, IReadOnlyList<QemuDisk> disks, IReadOnlyList<QemuOverlay> overlays, QemuDiskFiles diskFiles, QemuRunRecord? run, Consistency reached, bool keepSnapshot, QuiesceRecord quiesce, CapturedSnapshot? snapshot)
         {
             _source = source;
             _disks = disks;
             _overlays = overlays;
+            _diskFiles = diskFiles;
+            _run = run;
             _keepSnapshot = keepSnapshot;
             Reached = reached;
             Quiesce = quiesce;
@@ -34,7 +39,7 @@ namespace VmQuiesce.Core.Sources.Qemu
                 string name = Path.GetFileName(o.BasePath);
                 string relative = names.Add(name) ? name : o.Disk.Name.TrimStart('#') + "/" + name;
                 // The format QEMU itself opened the image with: never a guess from the image's own bytes.
-                return new ViewFile(relative, o.BasePath, o.BasePath) { Format = DiskImageFormat.FromQemuDriver(o.Disk.Format) };
+                return new ViewFile(relative, diskFiles.ReadPathFor(o.BasePath), o.BasePath) { Format = DiskImageFormat.FromQemuDriver(o.Disk.Format) };
             }).ToList();
         }
 
@@ -62,6 +67,8 @@ namespace VmQuiesce.Core.Sources.Qemu
                 return;
             }
 
+            // The copy is over: the images need not stay open.
+            _diskFiles.Dispose();
             try
             {
                 _source.CommitOverlays(_overlays, null, cancel);
@@ -69,6 +76,15 @@ namespace VmQuiesce.Core.Sources.Qemu
                 {
                     _source.DeleteInternalSnapshot(null, _disks, Snapshot.Name);
                 }
+
+                // Nothing of this run is left on the VM.
+                _run?.Delete();
+            }
+            catch (VmQuiesceException)
+            {
+                // The overlays stay, and so does the record, which tells the next command what to repair.
+                _run?.EndRun();
+                throw;
             }
             catch (OperationCanceledException)
             {

@@ -33,8 +33,15 @@ namespace VmQuiesce.Core.Sources.Qemu
     {
         public const string AgentPortName = "org.qemu.guest_agent.0";
 
-        /// <summary>QEMU processes of this host with a QMP unix socket on their command line. Linux only.</summary>
-        public static IReadOnlyList<QemuProcess> FindRunning()
+        /// <summary>QEMU processes of this host with a QMP unix socket on their command line that pass the trust checks. Linux only.</summary>
+        public static IReadOnlyList<QemuProcess> FindRunning() => FindRunning(QemuProcessTrust.FromEnvironment(), null);
+
+        /// <summary>
+        /// QEMU processes of this host with a QMP unix socket on their command line, kept only when
+        /// <paramref name="trust"/> believes them and their sockets are their own (owned by their user or root);
+        /// every process that looked like QEMU but was refused is added to <paramref name="refused"/> with why. Linux only.
+        /// </summary>
+        public static IReadOnlyList<QemuProcess> FindRunning(QemuProcessTrust trust, ICollection<string>? refused)
         {
             if (!HostPlatform.IsLinux)
             {
@@ -60,15 +67,28 @@ namespace VmQuiesce.Core.Sources.Qemu
                     continue; // The process ended meanwhile, or is not ours to read.
                 }
 
-                if (arguments.Length == 0 || !IsQemu(Path.GetFileName(arguments[0])))
+                // Candidates by either name; the checks below decide by what the kernel runs.
+                string? exe = UnixFiles.ReadLink(Path.Combine(folder, "exe"));
+                if (arguments.Length == 0 || !(QemuProcessTrust.LooksLikeQemu(Path.GetFileName(arguments[0])) || (exe != null && QemuProcessTrust.LooksLikeQemu(Path.GetFileName(exe)))))
                 {
                     continue;
                 }
 
-                if (ParseCommandLine(pid, arguments, UnixFiles.ReadLink(Path.Combine(folder, "cwd"))) is QemuProcess process)
+                if (!(ParseCommandLine(pid, arguments, UnixFiles.ReadLink(Path.Combine(folder, "cwd"))) is QemuProcess process))
                 {
-                    found.Add(process);
+                    continue;
                 }
+
+                string? why = trust.WhyUntrusted(pid, out QemuPeer? peer)
+                    ?? QemuProcessTrust.WhySocketUntrusted(process.QmpSocket, peer!)
+                    ?? (process.AgentSocket == null ? null : QemuProcessTrust.WhySocketUntrusted(process.AgentSocket, peer!));
+                if (why != null)
+                {
+                    refused?.Add($"Process {pid} ({GuestText.Quote(arguments[0])}, VM {GuestText.Quote(process.Name)}) was not taken for a QEMU VM: {why}.");
+                    continue;
+                }
+
+                found.Add(process);
             }
 
             return found.OrderBy(p => p.Name, StringComparer.OrdinalIgnoreCase).ThenBy(p => p.ProcessId).ToList();
@@ -137,10 +157,6 @@ namespace VmQuiesce.Core.Sources.Qemu
             qmp = Absolute(qmp, workingDirectory);
             return new QemuProcess(processId, name ?? Path.GetFileNameWithoutExtension(qmp) + "-" + processId, qmp, agent == null ? null : Absolute(agent, workingDirectory));
         }
-
-        /// <summary>qemu-system-x86_64 and friends, and qemu-kvm as Red Hat ships it.</summary>
-        private static bool IsQemu(string program) =>
-            program.StartsWith("qemu-system-", StringComparison.Ordinal) || program == "qemu-kvm";
 
         private static string Absolute(string path, string? workingDirectory) =>
             Path.IsPathRooted(path) || workingDirectory == null ? path : Path.Combine(workingDirectory, path);

@@ -27,7 +27,7 @@ namespace VmQuiesce.Core.Sources.Qemu
             catch (VmQuiesceException e)
             {
                 checks.Add(new ReadinessCheck(vm, "QmpReachable", ReadinessStatus.Failed, e.Message,
-                    "Start the VM with -qmp unix:<path>,server=on,wait=off and give that path; QEMU serves one QMP client at a time, so close other clients."));
+                    e.ErrorId == "QemuProcessUntrusted" ? e.Remedy : "Start the VM with -qmp unix:<path>,server=on,wait=off and give that path; QEMU serves one QMP client at a time, so close other clients."));
                 checks.AddRange(new[] { "AgentAnswering", "FreezeSupported", "DisksSnapshotable", "OverlaySpace", "NoLeftovers" }
                     .Select(name => new ReadinessCheck(vm, name, ReadinessStatus.Skipped, "Needs the QMP monitor.")));
                 return checks;
@@ -36,20 +36,17 @@ namespace VmQuiesce.Core.Sources.Qemu
             using (qmp)
             {
                 checks.Add(new ReadinessCheck(vm, "QmpReachable", ReadinessStatus.Passed, $"QEMU {qmp.QemuVersion} answers on '{options.QmpSocket}'."));
-                checks.AddRange(CheckAgent(options, cancel));
+                checks.AddRange(CheckAgent(source, qmp.VerifiedPeer, options, cancel));
                 IReadOnlyList<QemuDisk> disks = QemuBlockOperations.QueryDisks(qmp, cancel);
-                checks.Add(CheckDisks(vm, disks, options.Mode));
+                checks.Add(CheckDisks(vm, disks, options.Mode, qmp.VerifiedPeer));
                 checks.Add(CheckSpace(vm, disks));
-                IReadOnlyList<string> leftovers = source.FindLeftovers(qmp, disks, cancel);
-                checks.Add(leftovers.Count == 0
-                    ? new ReadinessCheck(vm, "NoLeftovers", ReadinessStatus.Passed, "No overlay, job or file from an earlier backup.")
-                    : new ReadinessCheck(vm, "NoLeftovers", ReadinessStatus.Failed, string.Join("; ", leftovers), "Release each leftover as described; backups refuse to start until then."));
+                checks.Add(CheckLeftovers(source, qmp, disks, options, cancel));
             }
 
             return checks;
         }
 
-        private static IEnumerable<ReadinessCheck> CheckAgent(QemuSourceOptions options, CancellationToken cancel)
+        private static IEnumerable<ReadinessCheck> CheckAgent(QemuSource source, QemuPeer? peer, QemuSourceOptions options, CancellationToken cancel)
         {
             string vm = options.Name;
             if (options.AgentSocket == null)
@@ -67,11 +64,12 @@ namespace VmQuiesce.Core.Sources.Qemu
             string? remedy = null;
             try
             {
-                using GuestAgentClient agent = GuestAgentClient.Connect(options.AgentSocket, options.AgentTimeout, cancel);
+                using GuestAgentClient agent = source.ConnectAgent(options.AgentSocket, peer, cancel);
                 agent.Sync(options.AgentTimeout, cancel);
                 info = agent.GetInfo(cancel);
                 os = info.IsEnabled("guest-get-osinfo") ? agent.GetOsInfo(cancel) : null;
-                freezeStatus = info.IsEnabled("guest-fsfreeze-status") ? agent.GetFreezeStatus(cancel: cancel) : null;
+                // Asked whatever guest-info says: a frozen qemu-ga reports the freeze itself as disabled.
+                freezeStatus = QemuSource.FreezeStatus(agent, cancel);
             }
             catch (VmQuiesceException e)
             {
@@ -88,16 +86,15 @@ namespace VmQuiesce.Core.Sources.Qemu
 
             string guest = os == null ? "the guest" : $"{(os.PrettyName.Length > 0 ? os.PrettyName : os.Name)} ({os.Id})";
             yield return new ReadinessCheck(vm, "AgentAnswering", ReadinessStatus.Passed, $"qemu-ga {info.Version} answers on '{options.AgentSocket}' for {guest}.");
-            if (!info.IsEnabled("guest-fsfreeze-freeze") || !info.IsEnabled("guest-fsfreeze-thaw"))
+            if (freezeStatus == "frozen")
+            {
+                yield return FrozenNow(options);
+            }
+            else if (!info.IsEnabled("guest-fsfreeze-freeze") || !info.IsEnabled("guest-fsfreeze-thaw"))
             {
                 yield return new ReadinessCheck(vm, "FreezeSupported", ReadinessStatus.Failed,
                     "The agent does not offer guest-fsfreeze-freeze and guest-fsfreeze-thaw (disabled or unsupported): backups reach only Crash consistency.",
                     "Enable the freeze commands in qemu-ga (remove them from --block-rpcs / the allow list in /etc/qemu/qemu-ga.conf).");
-            }
-            else if (freezeStatus == "frozen")
-            {
-                yield return new ReadinessCheck(vm, "FreezeSupported", ReadinessStatus.Failed, "The guest is frozen right now: another backup runs, or one left it frozen.",
-                    "If no backup runs, thaw it: " + GuestAgentFreezer.ManualAgentCommand(options.AgentSocket, "guest-fsfreeze-thaw"));
             }
             else
             {
@@ -106,7 +103,51 @@ namespace VmQuiesce.Core.Sources.Qemu
             }
         }
 
-        private static ReadinessCheck CheckDisks(string vm, IReadOnlyList<QemuDisk> disks, QemuSnapshotMode mode)
+        /// <summary>Who froze the guest, by the run records: a backup now, a dead run VmQuiesce repairs, or someone else.</summary>
+        private static ReadinessCheck FrozenNow(QemuSourceOptions options)
+        {
+            QemuRunRecord? run = QemuRunRecord.Load(options.QmpSocket);
+            if (run != null && run.MayBeFrozen && run.WriterIsAlive())
+            {
+                return new ReadinessCheck(options.Name, "FreezeSupported", ReadinessStatus.Warning, $"The guest is frozen right now by {run}.", "Wait for that backup to end.");
+            }
+
+            return run != null && run.MayBeFrozen
+                ? new ReadinessCheck(options.Name, "FreezeSupported", ReadinessStatus.Failed, $"The guest is frozen: {QemuLeftoverRecovery.Describe(run)}.",
+                    "The next backup of this VM thaws it first; to thaw it now: " + QemuRepairCommands.Repair(options.QmpSocket, options.AgentSocket))
+                : new ReadinessCheck(options.Name, "FreezeSupported", ReadinessStatus.Failed, "The guest is frozen, and no VmQuiesce backup is recorded as having frozen it (another tool or an administrator did).",
+                    "If nothing needs it frozen, thaw it: " + QemuRepairCommands.Repair(options.QmpSocket, options.AgentSocket, thaw: true));
+        }
+
+        /// <summary>Overlays, jobs and files from earlier backups, and the record of one whose process died.</summary>
+        private static ReadinessCheck CheckLeftovers(QemuSource source, QmpClient qmp, IReadOnlyList<QemuDisk> disks, QemuSourceOptions options, CancellationToken cancel)
+        {
+            var found = new List<string>(source.FindLeftovers(qmp, disks, cancel));
+            QemuRunRecord? run = QemuRunRecord.Load(options.QmpSocket);
+            if (run != null && run.WriterIsAlive())
+            {
+                return new ReadinessCheck(options.Name, "NoLeftovers", ReadinessStatus.Warning, $"A backup runs right now: {run}.", "Wait for it to end.");
+            }
+
+            if (run != null)
+            {
+                found.Insert(0, QemuLeftoverRecovery.Describe(run));
+            }
+
+            if (found.Count == 1 && run != null && run.Overlays.All(o => !File.Exists(o.OverlayPath)) && !run.MayBeFrozen)
+            {
+                // Only the record of a run that left nothing behind: the next backup drops it.
+                return new ReadinessCheck(options.Name, "NoLeftovers", ReadinessStatus.Warning, found[0] + "; nothing of it is left on the VM.",
+                    "Nothing to do: the next backup removes the record (or run " + QemuRepairCommands.Repair(options.QmpSocket, options.AgentSocket) + ").");
+            }
+
+            return found.Count == 0
+                ? new ReadinessCheck(options.Name, "NoLeftovers", ReadinessStatus.Passed, "No overlay, job or file from an earlier backup.")
+                : new ReadinessCheck(options.Name, "NoLeftovers", ReadinessStatus.Failed, string.Join("; ", found),
+                    (run != null ? "The next backup repairs it first; to repair it now: " : "Repair it: ") + QemuRepairCommands.Repair(options.QmpSocket, options.AgentSocket));
+        }
+
+        private static ReadinessCheck CheckDisks(string vm, IReadOnlyList<QemuDisk> disks, QemuSnapshotMode mode, QemuPeer? peer)
         {
             if (disks.Count == 0)
             {
@@ -117,6 +158,19 @@ namespace VmQuiesce.Core.Sources.Qemu
             if (mode == QemuSnapshotMode.Internal)
             {
                 problems.AddRange(disks.Where(d => d.Format != "qcow2").Select(d => $"{d.Name}: '{d.Format}' cannot hold an internal snapshot (qcow2 only)"));
+            }
+
+            if (problems.Count == 0)
+            {
+                try
+                {
+                    // The same checks a backup makes before it reads the images: not a link, a regular file, one QEMU has open.
+                    QemuDiskFiles.Open(disks, peer, vm).Dispose();
+                }
+                catch (VmQuiesceException e)
+                {
+                    problems.Add(e.Message);
+                }
             }
 
             return problems.Count == 0

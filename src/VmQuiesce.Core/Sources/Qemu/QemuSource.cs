@@ -36,8 +36,18 @@ namespace VmQuiesce.Core.Sources.Qemu
 
         internal IOperationHost Host => _host;
 
+        /// <summary>
+        /// What earlier backups left that blocks a new one. A run whose process ended left a record: the backup
+        /// repairs what it names before it starts (and refuses if that fails), and a run still going refuses it
+        /// there too, so neither counts here.
+        /// </summary>
         public IReadOnlyList<string> FindLeftovers(CancellationToken cancel)
         {
+            if (QemuRunRecord.Load(_options.QmpSocket) != null)
+            {
+                return Array.Empty<string>();
+            }
+
             using QmpClient qmp = ConnectQmp(cancel);
             return FindLeftovers(qmp, QemuBlockOperations.QueryDisks(qmp, cancel), cancel);
         }
@@ -67,17 +77,24 @@ namespace VmQuiesce.Core.Sources.Qemu
 
             QmpClient qmp = ConnectQmp(cancel);
             GuestAgentClient? agent = null;
+            QemuDiskFiles? diskFiles = null;
+            QemuRunRecord? run = null;
+            IReadOnlyList<QemuOverlay> planned = Array.Empty<QemuOverlay>();
             try
             {
+                RecoverDeadRun(qmp, cancel);
                 IReadOnlyList<QemuDisk> disks = CheckDisks(qmp, cancel);
-                Leftovers.Refuse(VmName, FindLeftovers(qmp, disks, cancel));
+                Leftovers.Refuse(VmName, FindLeftovers(qmp, disks, cancel),
+                    "Repair it (commits VmQuiesce's overlays back, finishes or dismisses its jobs): " + QemuRepairCommands.Repair(_options.QmpSocket, _options.AgentSocket));
+
+                diskFiles = QemuDiskFiles.Open(disks, qmp.VerifiedPeer, VmName);
 
                 GuestAgentFreezer? freezer = null;
                 Consistency expected = Consistency.Crash;
                 string why = "no guest agent socket was given, so nothing in the guest can be frozen";
                 if (_options.AgentSocket != null)
                 {
-                    agent = GuestAgentClient.Connect(_options.AgentSocket, _options.AgentTimeout, cancel);
+                    agent = ConnectAgent(_options.AgentSocket, qmp.VerifiedPeer, cancel);
                     (freezer, expected, why) = PrepareFreezer(agent, cancel);
                 }
 
@@ -85,6 +102,7 @@ namespace VmQuiesce.Core.Sources.Qemu
 
                 string stamp = DateTime.UtcNow.ToString("yyyyMMdd'T'HHmmssfff'Z'", CultureInfo.InvariantCulture);
                 var overlays = disks.Select(d => new QemuOverlay(d, QemuBlockOperations.OverlayPathFor(d.File, stamp))).ToList();
+                planned = overlays;
                 string? snapshotTag = _options.Mode == QemuSnapshotMode.Internal ? "vmquiesce-" + stamp : null;
                 string saveJobId = QemuBlockOperations.JobPrefix + "save-" + stamp;
                 _host.WriteVerbose($"VM '{VmName}': snapshotting {string.Join(", ", disks)}" + (freezer == null ? " without freezing." : $" inside a freeze through {freezer.Target}."));
@@ -105,6 +123,9 @@ namespace VmQuiesce.Core.Sources.Qemu
                     return true;
                 };
 
+                run = BeginRunRecord(qmp.VerifiedPeer, freezer != null, overlays, snapshotTag);
+                FreezeGuardian? guardian = freezer != null && run != null ? ArmGuardian(run) : null;
+
                 // Without a freezer the same guard runs the hooks and bounds the snapshot step; nothing is frozen.
                 IGuestFreezer guarded = freezer ?? (IGuestFreezer)new NothingFrozen(VmName);
                 FrozenWindow<bool> window;
@@ -121,8 +142,10 @@ namespace VmQuiesce.Core.Sources.Qemu
                             _options.PostThawHook == null ? null : token => RunHook(agent!, _options.PostThawHook, "PostThawHookFailed", "post-thaw", token),
                             options.PostThaw),
                         Warn = _host.WriteWarning,
+                        OnStep = _options.OnFreezeStep,
+                        StartDeadline = _options.FreezeDeadline,
                     });
-                    window = guard.Run(snapshot, cancel);
+                    window = RunGuarded(guard, snapshot, run, guardian, cancel);
                 }
                 catch (Exception failure) when (takeStarted || snapshotTag != null)
                 {
@@ -157,21 +180,100 @@ namespace VmQuiesce.Core.Sources.Qemu
                 }
 
                 double frozenMilliseconds = window.Frozen.Count > 0 ? window.FrozenMilliseconds : 0;
-                var view = new QemuConsistentView(this, disks, overlays, reached, options.KeepSnapshot,
+                var view = new QemuConsistentView(this, disks, overlays, diskFiles, run, reached, options.KeepSnapshot,
                     new QuiesceRecord(reached, window.Frozen, frozenMilliseconds, freezer != null ? QuiesceMethod.GuestAgent : QuiesceMethod.None,
                         window.Frozen.Count > 0 ? FrozenMeasure.FreezeToThaw : FrozenMeasure.None),
                     snapshotTag == null ? null : new CapturedSnapshot(snapshotTag, null, "QemuInternal"));
                 _host.WriteVerbose($"VM '{VmName}': {reached} consistency, frozen for {frozenMilliseconds:0.#} ms ({string.Join(", ", window.Frozen)}).");
+                diskFiles = null;
+                run = null;
                 return view;
             }
             finally
             {
+                EndRunRecord(run, planned);
+                diskFiles?.Dispose();
                 agent?.Dispose();
                 qmp.Dispose();
             }
         }
 
-        internal QmpClient ConnectQmp(CancellationToken cancel) => QmpClient.Connect(_options.QmpSocket, _options.QmpTimeout, cancel);
+        /// <summary>
+        /// When a backup of this VM whose process has ended left a record, repairs what it left (thaws the guest it
+        /// froze, commits its overlays back, finishes its jobs) and says so; a run that still goes on refuses this one.
+        /// </summary>
+        internal void RecoverDeadRun(QmpClient qmp, CancellationToken cancel)
+        {
+            if (!(QemuRunRecord.Load(_options.QmpSocket) is QemuRunRecord left))
+            {
+                return;
+            }
+
+            if (left.WriterIsAlive())
+            {
+                throw new VmQuiesceException("BackupInProgress", FailureKind.ResourceBusy,
+                    $"VM '{VmName}' is being backed up right now ({left}), so this backup does not start.", VmName)
+                {
+                    Remedy = "Wait for that backup to end; if it hangs, stop its process: the guardian and the next backup clean up after it.",
+                };
+            }
+
+            IReadOnlyList<VmRepairAction> done = new QemuLeftoverRecovery(this, qmp, (_, _) => true).Repair(left, _options.AgentSocket, byName: false, thawAnyFrozen: false, cancel);
+            foreach (VmRepairAction action in done)
+            {
+                _host.WriteWarning($"VM '{VmName}': repaired what an interrupted backup left: {action.Leftover} {action.Action.ToLowerInvariant()}: {action.Detail}.");
+            }
+
+            if (done.Any(a => a.Action == "Failed"))
+            {
+                throw new VmQuiesceException("LeftoversFound", FailureKind.ResourceBusy,
+                    $"VM '{VmName}' still has what an interrupted backup left ({QemuLeftoverRecovery.Describe(left)}), and repairing it failed: " +
+                    string.Join("; ", done.Where(a => a.Action == "Failed").Select(a => a.Detail)) + ".", VmName)
+                {
+                    Remedy = "Fix the cause, then run: " + QemuRepairCommands.Repair(_options.QmpSocket, _options.AgentSocket),
+                };
+            }
+        }
+
+        /// <summary>Connects to the monitor and checks that a trusted QEMU process serves it (<see cref="QemuProcessTrust"/>).</summary>
+        internal QmpClient ConnectQmp(CancellationToken cancel)
+        {
+            QmpClient qmp = QmpClient.Connect(_options.QmpSocket, _options.QmpTimeout, cancel);
+            try
+            {
+                qmp.VerifiedPeer = _options.Trust.Verify(qmp.FindPeerProcess(), _options.QmpSocket, QmpClient.What);
+                if (qmp.VerifiedPeer == null)
+                {
+                    _host.WriteWarning($"VM '{VmName}': which process serves '{_options.QmpSocket}' cannot be checked on {Platform.HostPlatform.Name}; it is taken to be the VM's QEMU, and its disks are read by path.");
+                }
+
+                return qmp;
+            }
+            catch
+            {
+                qmp.Dispose();
+                throw;
+            }
+        }
+
+        /// <summary>Connects to the agent and checks that the same QEMU process as the monitor's serves it.</summary>
+        internal GuestAgentClient ConnectAgent(string address, QemuPeer? peer, CancellationToken cancel)
+        {
+            GuestAgentClient agent = GuestAgentClient.Connect(address, _options.AgentTimeout, cancel);
+            int? served = peer == null ? null : agent.FindPeerProcess();
+            if (peer != null && served != peer.ProcessId)
+            {
+                agent.Dispose();
+                throw new VmQuiesceException("AgentSocketUntrusted", FailureKind.SecurityError,
+                    $"The guest agent socket '{address}' of VM '{VmName}' is served by " + (served == null ? "a process this host cannot find" : $"process {served}") +
+                    $", not by the VM's {peer}: it is not this VM's agent channel. Nothing was changed.", address)
+                {
+                    Remedy = "Give the host side of this VM's own org.qemu.guest_agent.0 channel (-AgentSocket), as the VM's QEMU command line names it.",
+                };
+            }
+
+            return agent;
+        }
 
         internal IReadOnlyList<string> FindLeftovers(QmpClient qmp, IReadOnlyList<QemuDisk> disks, CancellationToken cancel)
         {
@@ -185,7 +287,7 @@ namespace VmQuiesce.Core.Sources.Qemu
                     if (QemuBlockOperations.IsOverlayName(image))
                     {
                         found.Add($"disk {disk.Name} still runs on the overlay '{image}' from an earlier backup; commit it back: " +
-                            QemuBlockOperations.ManualCommitCommand(_options.QmpSocket, new QemuOverlay(BaseOf(disk, image), image, disk.NodeName)));
+                            QemuBlockOperations.CommitRemedy(_options.QmpSocket, new QemuOverlay(BaseOf(disk, image), image, disk.NodeName)));
                     }
                 }
             }
@@ -195,8 +297,8 @@ namespace VmQuiesce.Core.Sources.Qemu
                 string id = job.GetOptionalString("id") ?? "";
                 if (id.StartsWith(QemuBlockOperations.JobPrefix, StringComparison.Ordinal))
                 {
-                    found.Add($"the QEMU job '{id}' ({job.GetOptionalString("type")}, {job.GetOptionalString("status")}) from an earlier backup is still there; " +
-                        $"dismiss it with {{\"execute\":\"job-dismiss\",\"arguments\":{{\"id\":\"{id}\"}}}} (job-cancel first if it is not concluded)");
+                    found.Add($"the QEMU job '{id}' ({GuestText.Escape(job.GetOptionalString("type"))}, {GuestText.Escape(job.GetOptionalString("status"))}) from an earlier backup is still there; " +
+                        "finish or dismiss it: " + QemuRepairCommands.Repair(_options.QmpSocket, null));
                 }
             }
 
@@ -212,7 +314,7 @@ namespace VmQuiesce.Core.Sources.Qemu
                     string baseImage = file.Substring(0, file.IndexOf(QemuBlockOperations.OverlayMarker, StringComparison.Ordinal));
                     if (!active.Contains(file) && active.Contains(baseImage))
                     {
-                        found.Add($"the overlay file '{file}' from an earlier backup is no longer in use by the VM; delete it once you have checked that '{baseImage}' is the disk's active image (rm '{file}')");
+                        found.Add($"the overlay file '{file}' from an earlier backup is no longer in use by the VM; delete it once you have checked that '{baseImage}' is the disk's active image (Remove-Item -LiteralPath {QemuRepairCommands.Quote(file)})");
                     }
                 }
             }
@@ -262,7 +364,7 @@ namespace VmQuiesce.Core.Sources.Qemu
                     string.Join("; ", failures.Select(f => $"'{f.Overlay.OverlayPath}' (disk {f.Overlay.Disk.Name}): {f.Error.Message}")) + ". The overlays were left in place.",
                     VmName, failures[0].Error)
                 {
-                    Remedy = string.Join(" ; ", failures.Select(f => QemuBlockOperations.ManualCommitCommand(_options.QmpSocket, f.Overlay))),
+                    Remedy = string.Join(" ; ", failures.Select(f => QemuBlockOperations.CommitRemedy(_options.QmpSocket, f.Overlay))),
                 };
             }
         }
@@ -288,7 +390,8 @@ namespace VmQuiesce.Core.Sources.Qemu
             }
         }
 
-        private static QemuDisk BaseOf(QemuDisk disk, string overlayImage)
+        /// <summary>The disk as it was below <paramref name="overlayImage"/>: what committing that overlay brings back on top.</summary>
+        internal static QemuDisk BaseOf(QemuDisk disk, string overlayImage)
         {
             int index = disk.Chain.ToList().IndexOf(overlayImage);
             string below = index >= 0 && index + 1 < disk.Chain.Count ? disk.Chain[index + 1] : overlayImage;
@@ -328,6 +431,18 @@ namespace VmQuiesce.Core.Sources.Qemu
         private (GuestAgentFreezer? Freezer, Consistency Expected, string Why) PrepareFreezer(GuestAgentClient agent, CancellationToken cancel)
         {
             agent.Sync(_options.AgentTimeout, cancel);
+            // The status first: a frozen qemu-ga reports the freeze itself as disabled, which would look like "no freeze support".
+            string? status = FreezeStatus(agent, cancel);
+            if (status == "frozen")
+            {
+                throw new VmQuiesceException("GuestAlreadyFrozen", FailureKind.ResourceBusy,
+                    $"The guest of VM '{VmName}' is frozen according to the guest agent at '{agent.Address}', and no interrupted VmQuiesce backup is recorded as having frozen it: " +
+                    "another tool or an administrator froze it, or an older VmQuiesce did. Nothing was changed.", VmName)
+                {
+                    Remedy = "If nothing needs it frozen, thaw it: " + QemuRepairCommands.Repair(_options.QmpSocket, agent.Address, thaw: true),
+                };
+            }
+
             GuestAgentInfo info = agent.GetInfo(cancel);
             if (!info.IsEnabled("guest-fsfreeze-freeze") || !info.IsEnabled("guest-fsfreeze-thaw"))
             {
@@ -336,19 +451,23 @@ namespace VmQuiesce.Core.Sources.Qemu
 
             bool windows = info.IsEnabled("guest-get-osinfo") && agent.GetOsInfo(cancel).IsWindows;
             IReadOnlyList<GuestFileSystem> fileSystems = info.IsEnabled("guest-get-fsinfo") ? agent.GetFileSystems(cancel) : Array.Empty<GuestFileSystem>();
-            string status = agent.GetFreezeStatus(cancel: cancel);
-            if (status != "thawed")
-            {
-                throw new VmQuiesceException("GuestAlreadyFrozen", FailureKind.ResourceBusy,
-                    $"The guest of VM '{VmName}' is already '{status}' according to the guest agent at '{agent.Address}': another backup may be running, or an earlier one left it frozen.", VmName)
-                {
-                    Remedy = "If no other backup runs, thaw it: " + GuestAgentFreezer.ManualAgentCommand(agent.Address, "guest-fsfreeze-thaw"),
-                };
-            }
 
             // Windows' agent freezes through VSS, whose writers flush applications.
             return (new GuestAgentFreezer(agent, fileSystems, _options.AgentTimeout), windows ? Consistency.Application : Consistency.FileSystem,
                 windows ? "" : "a Linux guest's agent freezes file systems (fsfreeze); applications take no part");
+        }
+
+        /// <summary>"frozen", "thawed", or null when the agent has no guest-fsfreeze-status.</summary>
+        internal static string? FreezeStatus(GuestAgentClient agent, CancellationToken cancel)
+        {
+            try
+            {
+                return agent.GetFreezeStatus(cancel: cancel);
+            }
+            catch (QemuCommandException e) when (e.ErrorClass == "CommandNotFound")
+            {
+                return null;
+            }
         }
 
         private void RequireConsistency(Consistency reachable, QuiesceOptions options, string why)
@@ -382,7 +501,7 @@ namespace VmQuiesce.Core.Sources.Qemu
                 throw new VmQuiesceException(errorId, FailureKind.InvalidOperation,
                     $"The {what} hook '{hook[0]}' in the guest of VM '{VmName}' ended with " +
                     (result.Signal != null ? $"signal {result.Signal}" : $"exit code {result.ExitCode}") +
-                    (result.StandardError.Length > 0 ? ": " + result.StandardError.Trim() : "."), VmName);
+                    (result.StandardError.Length > 0 ? ": " + GuestText.Escape(result.StandardError.Trim()) : "."), VmName);
             }
         }
 
@@ -408,6 +527,88 @@ namespace VmQuiesce.Core.Sources.Qemu
             }
         }
 
+        /// <summary>The record of this run, written before anything changes; without one (a warning says why) a dead run cannot be repaired automatically.</summary>
+        private QemuRunRecord? BeginRunRecord(QemuPeer? qemu, bool mayFreeze, IReadOnlyList<QemuOverlay> overlays, string? snapshotTag)
+        {
+            try
+            {
+                return QemuRunRecord.Begin(VmName, _options.QmpSocket, mayFreeze ? _options.AgentSocket : null, qemu,
+                    overlays.Select(o => new RecordedOverlay(o.TopName, o.BasePath, o.OverlayPath)), snapshotTag);
+            }
+            catch (Exception e) when (e is IOException || e is UnauthorizedAccessException)
+            {
+                _host.WriteWarning($"VM '{VmName}': the run record in '{QemuRunRecord.Folder}' cannot be written ({e.Message}): if this process dies, the next backup cannot tell what it left.");
+                return null;
+            }
+        }
+
+        /// <summary>Guards the freeze from outside this process; a warning when no guardian can be had.</summary>
+        private FreezeGuardian? ArmGuardian(QemuRunRecord run)
+        {
+            FreezeGuardian? guardian = _options.Guardian?.Invoke();
+            string? why = guardian == null ? "this process is no PowerShell that can start one" : null;
+            if (guardian != null && !guardian.Arm(run, _options.AgentSocket!, out why))
+            {
+                guardian = null;
+            }
+
+            if (guardian == null)
+            {
+                _host.WriteVerbose($"VM '{VmName}': no guardian process watches this freeze ({why}); should this process die while the guest is frozen, the next backup of the VM thaws it.");
+            }
+
+            return guardian;
+        }
+
+        /// <summary>The guarded freeze; afterwards the guardian and the record learn whether the guest is thawed.</summary>
+        private FrozenWindow<bool> RunGuarded(FreezeGuard guard, Func<CancellationToken, bool> snapshot, QemuRunRecord? run, FreezeGuardian? guardian, CancellationToken cancel)
+        {
+            bool thawed = false;
+            try
+            {
+                FrozenWindow<bool> window = guard.Run(snapshot, cancel);
+                thawed = true;
+                return window;
+            }
+            catch (Exception e)
+            {
+                thawed = !(e is VmQuiesceException failure && failure.ErrorId == "ThawFailed");
+                throw;
+            }
+            finally
+            {
+                if (run != null && thawed)
+                {
+                    guardian?.Disarm(run.RunId);
+                    run.MarkThawed(null);
+                }
+                else if (run != null && guardian != null)
+                {
+                    // Once this process lets go of the agent's channel, the guardian takes over.
+                    guardian.ThawNow(run.RunId);
+                    _host.WriteWarning($"VM '{VmName}': a guardian process keeps trying to thaw the guest for {FreezeGuardian.ThawPersistence.TotalMinutes:0} minutes.");
+                }
+            }
+        }
+
+        /// <summary>A run that made no view: its record goes unless an overlay of it is still on disk (then the next command repairs it).</summary>
+        private static void EndRunRecord(QemuRunRecord? run, IReadOnlyList<QemuOverlay> planned)
+        {
+            if (run == null)
+            {
+                return;
+            }
+
+            if (planned.Any(o => File.Exists(o.OverlayPath)) || run.MayBeFrozen)
+            {
+                run.EndRun();
+            }
+            else
+            {
+                run.Delete();
+            }
+        }
+
         /// <summary>Stands in for a freezer when the guest cannot be frozen: the guard still runs the hooks and the deadline.</summary>
         private sealed class NothingFrozen : IGuestFreezer
         {
@@ -420,7 +621,12 @@ namespace VmQuiesce.Core.Sources.Qemu
 
             public string ManualThawCommand => "nothing to thaw";
 
-            public IReadOnlyList<string> Freeze(CancellationToken cancel) => Array.Empty<string>();
+            public IReadOnlyList<string> Freeze(Action beforeSend, CancellationToken cancel)
+            {
+                // Nothing is sent, but the guard still decides whether the step runs.
+                beforeSend();
+                return Array.Empty<string>();
+            }
 
             public void Thaw()
             {

@@ -52,10 +52,22 @@ namespace VmQuiesce.Core.Sources.Qemu
 
         public TimeSpan HookTimeout { get; init; } = TimeSpan.FromMinutes(2);
 
+        /// <summary>The guardian that thaws the guest should this process die while it is frozen (null: none; tests start their own).</summary>
+        internal Func<FreezeGuardian?>? Guardian { get; init; } = FreezeGuardian.ForThisProcess;
+
+        /// <summary>Which QEMU processes are believed (tests trust their own stand-in).</summary>
+        internal QemuProcessTrust Trust { get; init; } = QemuProcessTrust.FromEnvironment();
+
         /// <summary>
         /// Runs inside the frozen window just before the snapshot transaction: lets integration tests make
         /// the snapshot step throw, hang or cancel against a real guest.
         /// </summary>
         internal Action<CancellationToken>? BeforeSnapshot { get; init; }
+
+        /// <summary>Called at each step boundary of the freeze (tests inject a cancel or the deadline there).</summary>
+        internal Action<Quiesce.FreezeStep>? OnFreezeStep { get; init; }
+
+        /// <summary>Replaces the freeze deadline's clock with a token the test cancels.</summary>
+        internal Func<TimeSpan, CancellationToken>? FreezeDeadline { get; init; }
     }
 }

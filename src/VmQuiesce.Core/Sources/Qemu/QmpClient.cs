@@ -15,18 +15,22 @@ namespace VmQuiesce.Core.Sources.Qemu
     {
         public const string What = "QMP monitor";
         private const string Peer = "Qmp";
-        private const int MaxQueuedEvents = 1024;
+        private const int MaxQueuedEvents = 256;
+
+        // QEMU's events are a few hundred bytes; a longer one is not kept, so the queue holds at most about 1 MiB of text.
+        private const int MaxEventChars = 4096;
 
         private readonly object _gate = new object();
         private readonly LinkedList<QmpEvent> _events = new LinkedList<QmpEvent>();
         private readonly ManualResetEventSlim _greeted = new ManualResetEventSlim(false);
         private readonly CommandChannel _channel;
-        private JsonObject? _greeting;
+        private string? _greetedVersion;
 
         private QmpClient(JsonLineConnection connection, TimeSpan commandTimeout)
         {
             CommandTimeout = commandTimeout;
-            _channel = new CommandChannel(connection, Peer, What, Intercept);
+            // Every line is read: the greeting, replies and events (which a job wait may need later) all matter.
+            _channel = new CommandChannel(connection, Peer, What, _ => true, Intercept);
             _channel.Closed += () =>
             {
                 _greeted.Set();
@@ -35,6 +39,12 @@ namespace VmQuiesce.Core.Sources.Qemu
                     Monitor.PulseAll(_gate);
                 }
             };
+
+            // The reader may have ended the connection before the handler above was attached (a bad greeting).
+            if (_channel.IsClosed)
+            {
+                _greeted.Set();
+            }
         }
 
         public static TimeSpan DefaultTimeout { get; } = TimeSpan.FromSeconds(30);
@@ -48,11 +58,14 @@ namespace VmQuiesce.Core.Sources.Qemu
         /// <summary>The timeout of a command when the call does not give one.</summary>
         public TimeSpan CommandTimeout { get; }
 
+        /// <summary>The QEMU process this monitor belongs to, once <see cref="QemuProcessTrust"/> verified it (null: not verified, off Linux).</summary>
+        internal QemuPeer? VerifiedPeer { get; set; }
+
         /// <summary>Connects, waits for QEMU's greeting and sends qmp_capabilities.</summary>
         public static QmpClient Connect(string address, TimeSpan? timeout = null, CancellationToken cancel = default)
         {
             TimeSpan limit = timeout ?? DefaultTimeout;
-            var client = new QmpClient(JsonLineConnection.Open(address, What, Peer, limit, cancel), limit);
+            var client = new QmpClient(JsonLineConnection.Open(address, What, Peer, PeerLimits.Qmp, limit, cancel), limit);
             try
             {
                 client.Handshake(limit, cancel);
@@ -107,7 +120,7 @@ namespace VmQuiesce.Core.Sources.Qemu
                     cancel.ThrowIfCancellationRequested();
                     if (_channel.IsClosed)
                     {
-                        throw _channel.ConnectionClosed("waiting for the " + name + " event", null);
+                        throw _channel.ClosedError("waiting for the " + name + " event");
                     }
 
                     TimeSpan left = timeout - clock.Elapsed;
@@ -122,6 +135,9 @@ namespace VmQuiesce.Core.Sources.Qemu
             }
         }
 
+        /// <summary>The process serving this socket, when this host can tell (see <see cref="QemuProcessTrust"/>).</summary>
+        internal int? FindPeerProcess() => _channel.FindPeerProcess();
+
         public void Dispose() => _channel.Dispose();
 
         private void Handshake(TimeSpan timeout, CancellationToken cancel)
@@ -133,30 +149,35 @@ namespace VmQuiesce.Core.Sources.Qemu
                     Address);
             }
 
-            if (_greeting == null)
+            if (_greetedVersion == null)
             {
-                throw _channel.ConnectionClosed("the greeting", null);
+                throw _channel.ClosedError("the greeting");
             }
 
-            if (_greeting.GetOptionalObject("QMP")?.GetOptionalObject("version")?.GetOptionalObject("qemu") is JsonObject version)
-            {
-                QemuVersion = $"{version.GetOptionalInt64("major")}.{version.GetOptionalInt64("minor")}.{version.GetOptionalInt64("micro")}";
-            }
+            QemuVersion = _greetedVersion;
 
             Execute("qmp_capabilities", null, timeout, cancel);
         }
 
-        private bool Intercept(JsonObject message, bool afterDelimiter)
+        private bool Intercept(JsonObject message, bool afterDelimiter, int length)
         {
             if (message.Contains("QMP"))
             {
-                _greeting = message;
+                JsonObject? version = message.GetObject("QMP").GetOptionalObject("version")?.GetOptionalObject("qemu");
+                _greetedVersion = version == null ? "" : $"{version.GetOptionalInt64("major")}.{version.GetOptionalInt64("minor")}.{version.GetOptionalInt64("micro")}";
                 _greeted.Set();
                 return true;
             }
 
-            if (message.GetOptionalString("event") is string name)
+            if (message.Contains("event"))
             {
+                string name = message.GetString("event");
+                var queued = new QmpEvent(name, message.GetOptionalObject("data") ?? new JsonObject(), message.GetOptionalObject("timestamp"));
+                if (length > MaxEventChars)
+                {
+                    return true;
+                }
+
                 lock (_gate)
                 {
                     if (_events.Count >= MaxQueuedEvents)
@@ -164,7 +185,7 @@ namespace VmQuiesce.Core.Sources.Qemu
                         _events.RemoveFirst();
                     }
 
-                    _events.AddLast(new QmpEvent(name, message.GetOptionalObject("data") ?? new JsonObject(), message.GetOptionalObject("timestamp")));
+                    _events.AddLast(queued);
                     Monitor.PulseAll(_gate);
                 }
 
@@ -186,9 +207,9 @@ namespace VmQuiesce.Core.Sources.Qemu
         {
             Name = name;
             Data = data;
-            if (timestamp != null && timestamp["seconds"] is long seconds)
+            if (timestamp != null && timestamp["seconds"] is long seconds && seconds >= 0 && seconds < 253402300800L && timestamp["microseconds"] is long micro && micro >= 0 && micro < 1_000_000)
             {
-                Timestamp = DateTimeOffset.FromUnixTimeSeconds(seconds).AddTicks((timestamp.GetOptionalInt64("microseconds") ?? 0) * 10);
+                Timestamp = DateTimeOffset.FromUnixTimeSeconds(seconds).AddTicks(micro * 10);
             }
         }
 
