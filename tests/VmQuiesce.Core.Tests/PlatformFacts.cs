@@ -1,3 +1,4 @@
+using VmQuiesce.Core.Native;
 using VmQuiesce.Core.Platform;
 using Xunit;
 
@@ -63,7 +64,7 @@ namespace VmQuiesce.Core.Tests
             {
                 Skip = $"Linux only (this is {HostPlatform.Name}).";
             }
-            else if (VmQuiesce.Core.Platform.FileTrustLibc.geteuid() != 0)
+            else if (Libc.geteuid() != 0)
             {
                 Skip = "Needs root: it mounts a small tmpfs or makes throwaway users (run the tests as root).";
             }

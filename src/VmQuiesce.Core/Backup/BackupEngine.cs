@@ -286,7 +286,7 @@ namespace VmQuiesce.Core.Backup
             try
             {
                 // Looked at before opening too: opening a FIFO would wait for a writer.
-                if (HostPlatform.IsLinux && FileTrustLibc.StatFollowingLinks(file.ReadPath) is FileStatus kind && !kind.IsRegularFile)
+                if (HostPlatform.IsLinux && UnixFiles.StatFollowingLinks(file.ReadPath) is FileStatus kind && !kind.IsRegularFile)
                 {
                     throw NotAnImageFile(file, kind, vm);
                 }
@@ -297,13 +297,13 @@ namespace VmQuiesce.Core.Backup
                     return (stream.Length, null);
                 }
 
-                FileStatus? read = stream is FileStream opened ? FileTrustLibc.StatAt((int)opened.SafeFileHandle.DangerousGetHandle(), string.Empty, out _) : null;
+                FileStatus? read = stream is FileStream opened ? UnixFiles.StatAt((int)opened.SafeFileHandle.DangerousGetHandle(), string.Empty, out _) : null;
                 if (read is FileStatus swapped && !swapped.IsRegularFile)
                 {
                     throw NotAnImageFile(file, swapped, vm);
                 }
 
-                FileStatus? status = FileTrustLibc.StatFollowingLinks(file.OriginalPath);
+                FileStatus? status = UnixFiles.StatFollowingLinks(file.OriginalPath);
                 if (status?.IsRegularFile != true)
                 {
                     status = read;

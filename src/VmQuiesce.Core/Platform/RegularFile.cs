@@ -3,6 +3,7 @@ using System.IO;
 using System.Runtime.InteropServices;
 using System.Text;
 using Microsoft.Win32.SafeHandles;
+using VmQuiesce.Core.Native;
 
 namespace VmQuiesce.Core.Platform
 {
@@ -31,11 +32,11 @@ namespace VmQuiesce.Core.Platform
             }
 
             // O_NONBLOCK: opening a FIFO would otherwise wait for a writer; it changes nothing for a regular file.
-            int fd = FileTrustLibc.OpenAt(FileTrustLibc.AtFdCwd, path, FileTrustLibc.ReadOnly | FileTrustLibc.NoFollow | FileTrustLibc.NonBlocking | FileTrustLibc.CloseOnExec, 0);
+            int fd = UnixFiles.OpenAt(Libc.AtFdCwd, path, Libc.OpenReadOnly | Libc.OpenNoFollow | Libc.OpenNonBlocking | Libc.OpenCloseOnExec, 0);
             if (fd < 0)
             {
                 int errno = Marshal.GetLastWin32Error();
-                if (errno == FileTrustLibc.ELOOP)
+                if (errno == Libc.ELOOP)
                 {
                     throw new UnexpectedFileException(path, "a symbolic link", "a regular file");
                 }
@@ -46,7 +47,7 @@ namespace VmQuiesce.Core.Platform
             var handle = new SafeFileHandle((IntPtr)fd, ownsHandle: true);
             try
             {
-                FileStatus status = FileTrustLibc.StatAt(fd, string.Empty, out int errno) ?? throw Failure("inspect", path, errno);
+                FileStatus status = UnixFiles.StatAt(fd, string.Empty, out int errno) ?? throw Failure("inspect", path, errno);
                 CheckRegular(path, status.IsRegularFile ? null : status.KindName, status.Size, maxBytes);
                 return new FileStream(handle, FileAccess.Read, bufferSize: 1);
             }
@@ -89,30 +90,30 @@ namespace VmQuiesce.Core.Platform
                 return new FileStream(path, FileMode.CreateNew, FileAccess.Write, FileShare.None, bufferSize: 1, FileOptions.None);
             }
 
-            int fd = FileTrustLibc.OpenAt(FileTrustLibc.AtFdCwd, path, FileTrustLibc.WriteOnly | FileTrustLibc.Create | FileTrustLibc.Exclusive | FileTrustLibc.NoFollow | FileTrustLibc.CloseOnExec, mode);
+            int fd = UnixFiles.OpenAt(Libc.AtFdCwd, path, Libc.OpenWriteOnly | Libc.OpenCreate | Libc.OpenExclusive | Libc.OpenNoFollow | Libc.OpenCloseOnExec, mode);
             if (fd < 0)
             {
                 throw Failure("create", path, Marshal.GetLastWin32Error());
             }
 
             // open(2) applies the umask; the mode must not depend on it.
-            FileTrustLibc.fchmod(fd, mode);
+            Libc.fchmod(fd, mode);
             return new FileStream(new SafeFileHandle((IntPtr)fd, ownsHandle: true), FileAccess.Write, bufferSize: 1);
         }
 
         /// <summary>What is at <paramref name="path"/>, the link itself when it is one; null when nothing is (or not Linux).</summary>
         public static FileStatus? StatNoFollow(string path) =>
-            HostPlatform.IsLinux ? FileTrustLibc.StatAt(FileTrustLibc.AtFdCwd, path, out _) : null;
+            HostPlatform.IsLinux ? UnixFiles.StatAt(Libc.AtFdCwd, path, out _) : null;
 
         /// <summary>An exclusive flock on descriptor <paramref name="fd"/> without waiting (Linux); false when another open of the file holds one.</summary>
-        public static bool TryLockExclusive(int fd) => FileTrustLibc.flock(fd, FileTrustLibc.LockExclusive | FileTrustLibc.LockNonBlocking) == 0;
+        public static bool TryLockExclusive(int fd) => Libc.flock(fd, Libc.LockExclusive | Libc.LockNonBlocking) == 0;
 
         /// <summary>An IOException for a failed libc call, carrying the errno as its HResult as .NET's own do on Unix.</summary>
         public static IOException Failure(string what, string path, int errno) => errno switch
         {
-            FileTrustLibc.ENOENT => new FileNotFoundException($"Could not {what} '{path}': {FileTrustLibc.ErrorText(errno)}.", path),
-            FileTrustLibc.EACCES or FileTrustLibc.EPERM => new IOException($"Could not {what} '{path}': {FileTrustLibc.ErrorText(errno)} (permission denied).", errno),
-            _ => new IOException($"Could not {what} '{path}': {FileTrustLibc.ErrorText(errno)}.", errno),
+            Libc.ENOENT => new FileNotFoundException($"Could not {what} '{path}': {Libc.ErrorText(errno)}.", path),
+            Libc.EACCES or Libc.EPERM => new IOException($"Could not {what} '{path}': {Libc.ErrorText(errno)} (permission denied).", errno),
+            _ => new IOException($"Could not {what} '{path}': {Libc.ErrorText(errno)}.", errno),
         };
 
         /// <summary>The errno an IOException carries (Linux), or 0.</summary>
@@ -129,12 +130,12 @@ namespace VmQuiesce.Core.Platform
             }
 
             int errno = ErrnoOf(e);
-            return errno == FileTrustLibc.ENOSPC || errno == FileTrustLibc.EDQUOT;
+            return errno == Libc.ENOSPC || errno == Libc.EDQUOT;
         }
 
         /// <summary>True when <paramref name="e"/> says the file system is mounted read-only.</summary>
         public static bool IsReadOnlyFileSystem(Exception e) =>
-            HostPlatform.IsWindows ? e is IOException && (e.HResult & 0xFFFF) == 19 /* ERROR_WRITE_PROTECT */ : ErrnoOf(e) == FileTrustLibc.EROFS;
+            HostPlatform.IsWindows ? e is IOException && (e.HResult & 0xFFFF) == 19 /* ERROR_WRITE_PROTECT */ : ErrnoOf(e) == Libc.EROFS;
 
         private static FileStream OpenReadByPath(string path, long maxBytes)
         {

@@ -4,6 +4,7 @@ using System.IO;
 using System.Linq;
 using System.Runtime.InteropServices;
 using Microsoft.Win32.SafeHandles;
+using VmQuiesce.Core.Native;
 
 namespace VmQuiesce.Core.Platform
 {
@@ -93,7 +94,7 @@ namespace VmQuiesce.Core.Platform
                 return new TrustedFolder(path, null);
             }
 
-            int fd = FileTrustLibc.OpenAt(Fd, ".", FileTrustLibc.ReadOnly | FileTrustLibc.Directory | FileTrustLibc.CloseOnExec, 0);
+            int fd = UnixFiles.OpenAt(Fd, ".", Libc.OpenReadOnly | Libc.OpenDirectory | Libc.OpenCloseOnExec, 0);
             var start = fd >= 0 ? new SafeFileHandle((IntPtr)fd, ownsHandle: true) : throw RegularFile.Failure("open", Path, Marshal.GetLastWin32Error());
             return new TrustedFolder(path, Walk(start, Path, Components(relative), owner, create, followRootLinks: false));
         }
@@ -115,7 +116,7 @@ namespace VmQuiesce.Core.Platform
                 return Directory.Exists(path) ? new TrustedFolder(path, null) : throw new FolderTrustException(FolderProblem.Missing, path, $"The folder '{path}' does not exist.");
             }
 
-            int fd = FileTrustLibc.OpenAt(FileTrustLibc.AtFdCwd, path, FileTrustLibc.ReadOnly | FileTrustLibc.Directory | FileTrustLibc.NoFollow | FileTrustLibc.CloseOnExec, 0);
+            int fd = UnixFiles.OpenAt(Libc.AtFdCwd, path, Libc.OpenReadOnly | Libc.OpenDirectory | Libc.OpenNoFollow | Libc.OpenCloseOnExec, 0);
             if (fd >= 0)
             {
                 return new TrustedFolder(path, new SafeFileHandle((IntPtr)fd, ownsHandle: true));
@@ -137,8 +138,8 @@ namespace VmQuiesce.Core.Platform
                 return null;
             }
 
-            FileStatus? status = FileTrustLibc.StatAt(Fd, name, out int errno);
-            if (status == null && errno != FileTrustLibc.ENOENT)
+            FileStatus? status = UnixFiles.StatAt(Fd, name, out int errno);
+            if (status == null && errno != Libc.ENOENT)
             {
                 throw RegularFile.Failure("inspect", Combine(name), errno);
             }
@@ -160,27 +161,27 @@ namespace VmQuiesce.Core.Platform
                 return new CreatedFile(new FileStream(Combine(name), FileMode.CreateNew, FileAccess.Write, FileShare.None, bufferSize: 1, FileOptions.None), -1);
             }
 
-            int flags = FileTrustLibc.WriteOnly | FileTrustLibc.Create | FileTrustLibc.Exclusive | FileTrustLibc.NoFollow | FileTrustLibc.CloseOnExec;
-            int fd = direct && Environment.Is64BitProcess ? FileTrustLibc.OpenAt(Fd, name, flags | FileTrustLibc.Direct, RegularFile.OwnerOnly) : -1;
+            int flags = Libc.OpenWriteOnly | Libc.OpenCreate | Libc.OpenExclusive | Libc.OpenNoFollow | Libc.OpenCloseOnExec;
+            int fd = direct && Environment.Is64BitProcess ? UnixFiles.OpenAt(Fd, name, flags | Libc.OpenDirect, RegularFile.OwnerOnly) : -1;
             if (fd >= 0)
             {
-                FileTrustLibc.fchmod(fd, RegularFile.OwnerOnly);
+                Libc.fchmod(fd, RegularFile.OwnerOnly);
                 return new CreatedFile(DirectFileStream.FromDescriptor(fd, Combine(name)), fd);
             }
 
             // EINVAL: this file system does not do O_DIRECT; write through the page cache.
-            if (direct && Environment.Is64BitProcess && Marshal.GetLastWin32Error() != FileTrustLibc.EINVAL)
+            if (direct && Environment.Is64BitProcess && Marshal.GetLastWin32Error() != Libc.EINVAL)
             {
                 throw RegularFile.Failure("create", Combine(name), Marshal.GetLastWin32Error());
             }
 
-            fd = FileTrustLibc.OpenAt(Fd, name, flags, RegularFile.OwnerOnly);
+            fd = UnixFiles.OpenAt(Fd, name, flags, RegularFile.OwnerOnly);
             if (fd < 0)
             {
                 throw RegularFile.Failure("create", Combine(name), Marshal.GetLastWin32Error());
             }
 
-            FileTrustLibc.fchmod(fd, RegularFile.OwnerOnly);
+            Libc.fchmod(fd, RegularFile.OwnerOnly);
             return new CreatedFile(new FileStream(new SafeFileHandle((IntPtr)fd, ownsHandle: true), FileAccess.Write, bufferSize: 1), fd);
         }
 
@@ -195,14 +196,14 @@ namespace VmQuiesce.Core.Platform
                 return File.Exists(Combine(name)) && !IsLinkByPath(Combine(name)) ? new FileStream(Combine(name), FileMode.Open, FileAccess.ReadWrite, FileShare.None) : null;
             }
 
-            int fd = FileTrustLibc.OpenAt(Fd, name, 0x2 /* O_RDWR */ | FileTrustLibc.NoFollow | FileTrustLibc.NonBlocking | FileTrustLibc.CloseOnExec, 0);
+            int fd = UnixFiles.OpenAt(Fd, name, 0x2 /* O_RDWR */ | Libc.OpenNoFollow | Libc.OpenNonBlocking | Libc.OpenCloseOnExec, 0);
             if (fd < 0)
             {
                 return null;
             }
 
             var handle = new SafeFileHandle((IntPtr)fd, ownsHandle: true);
-            if (FileTrustLibc.StatAt(fd, string.Empty, out _)?.IsRegularFile != true)
+            if (UnixFiles.StatAt(fd, string.Empty, out _)?.IsRegularFile != true)
             {
                 handle.Dispose();
                 return null;
@@ -222,13 +223,13 @@ namespace VmQuiesce.Core.Platform
                 return false;
             }
 
-            if (FileTrustLibc.LinkAt(Fd, existing, Fd, name) == 0)
+            if (Libc.linkat(Fd, existing, Fd, name) == 0)
             {
                 return true;
             }
 
             int errno = Marshal.GetLastWin32Error();
-            if (errno == FileTrustLibc.EPERM || errno == FileTrustLibc.EOPNOTSUPP || errno == FileTrustLibc.EMLINK)
+            if (errno == Libc.EPERM || errno == Libc.EOPNOTSUPP || errno == Libc.EMLINK)
             {
                 return false;
             }
@@ -253,7 +254,7 @@ namespace VmQuiesce.Core.Platform
                 return;
             }
 
-            if (FileTrustLibc.RenameAt(Fd, from, Fd, to) != 0)
+            if (Libc.renameat(Fd, from, Fd, to) != 0)
             {
                 throw RegularFile.Failure("rename", Combine(from) + "' to '" + Combine(to), Marshal.GetLastWin32Error());
             }
@@ -268,7 +269,7 @@ namespace VmQuiesce.Core.Platform
                 return;
             }
 
-            if (FileTrustLibc.UnlinkAt(Fd, name, 0) != 0 && Marshal.GetLastWin32Error() != FileTrustLibc.ENOENT)
+            if (Libc.unlinkat(Fd, name, 0) != 0 && Marshal.GetLastWin32Error() != Libc.ENOENT)
             {
                 throw RegularFile.Failure("delete", Combine(name), Marshal.GetLastWin32Error());
             }
@@ -286,7 +287,7 @@ namespace VmQuiesce.Core.Platform
             }
             else
             {
-                FileTrustLibc.fsync(Fd);
+                Libc.fsync(Fd);
             }
         }
 
@@ -296,7 +297,7 @@ namespace VmQuiesce.Core.Platform
 
         private static SafeFileHandle Walk(SafeFileHandle start, string startShown, IEnumerable<string> components, uint? owner, bool create, bool followRootLinks)
         {
-            uint self = FileTrustLibc.geteuid();
+            uint self = Libc.geteuid();
             var pending = new LinkedList<string>(components);
             string shown = startShown;
             var current = start;
@@ -319,14 +320,14 @@ namespace VmQuiesce.Core.Platform
                         throw new FolderTrustException(FolderProblem.Link, next, $"'..' would leave '{startShown}'; nothing is written outside it.");
                     }
 
-                    int fd = FileTrustLibc.OpenAt((int)current.DangerousGetHandle(), name, FileTrustLibc.ReadOnly | FileTrustLibc.Directory | FileTrustLibc.NoFollow | FileTrustLibc.CloseOnExec, 0);
+                    int fd = UnixFiles.OpenAt((int)current.DangerousGetHandle(), name, Libc.OpenReadOnly | Libc.OpenDirectory | Libc.OpenNoFollow | Libc.OpenCloseOnExec, 0);
                     if (fd < 0)
                     {
                         int errno = Marshal.GetLastWin32Error();
-                        FileStatus? found = FileTrustLibc.StatAt((int)current.DangerousGetHandle(), name, out _);
+                        FileStatus? found = UnixFiles.StatAt((int)current.DangerousGetHandle(), name, out _);
                         if (found?.IsSymbolicLink == true)
                         {
-                            string? target = FileTrustLibc.ReadLinkAt((int)current.DangerousGetHandle(), name);
+                            string? target = UnixFiles.ReadLinkAt((int)current.DangerousGetHandle(), name);
                             if (!followRootLinks)
                             {
                                 throw new FolderTrustException(FolderProblem.Link, next,
@@ -360,7 +361,7 @@ namespace VmQuiesce.Core.Platform
                             throw new FolderTrustException(FolderProblem.NotAFolder, next, $"'{next}' is {found.Value.KindName}, not a folder.");
                         }
 
-                        if (errno != FileTrustLibc.ENOENT)
+                        if (errno != Libc.ENOENT)
                         {
                             throw RegularFile.Failure("open the folder", next, errno);
                         }
@@ -374,7 +375,7 @@ namespace VmQuiesce.Core.Platform
                     }
 
                     var opened = new SafeFileHandle((IntPtr)fd, ownsHandle: true);
-                    FileStatus status = FileTrustLibc.StatAt(fd, string.Empty, out int statErrno) ?? throw RegularFile.Failure("inspect", next, statErrno);
+                    FileStatus status = UnixFiles.StatAt(fd, string.Empty, out int statErrno) ?? throw RegularFile.Failure("inspect", next, statErrno);
                     if (status.Uid != 0 && status.Uid != self && status.Uid != owner && !made.Contains((status.Device, status.Inode)))
                     {
                         opened.Dispose();
@@ -399,24 +400,24 @@ namespace VmQuiesce.Core.Platform
         private static int MakeFolder(SafeFileHandle parent, string name, string shown, uint? owner, HashSet<(ulong, ulong)> made)
         {
             int parentFd = (int)parent.DangerousGetHandle();
-            if (FileTrustLibc.MkdirAt(parentFd, name, OwnerOnlyFolder) != 0 && Marshal.GetLastWin32Error() != FileTrustLibc.EEXIST)
+            if (Libc.mkdirat(parentFd, name, OwnerOnlyFolder) != 0 && Marshal.GetLastWin32Error() != Libc.EEXIST)
             {
                 throw RegularFile.Failure("create the folder", shown, Marshal.GetLastWin32Error());
             }
 
-            int fd = FileTrustLibc.OpenAt(parentFd, name, FileTrustLibc.ReadOnly | FileTrustLibc.Directory | FileTrustLibc.NoFollow | FileTrustLibc.CloseOnExec, 0);
+            int fd = UnixFiles.OpenAt(parentFd, name, Libc.OpenReadOnly | Libc.OpenDirectory | Libc.OpenNoFollow | Libc.OpenCloseOnExec, 0);
             if (fd < 0)
             {
                 throw RegularFile.Failure("open the folder", shown, Marshal.GetLastWin32Error());
             }
 
-            FileStatus? status = FileTrustLibc.StatAt(fd, string.Empty, out _);
-            if (status != null && status.Value.Uid == FileTrustLibc.geteuid())
+            FileStatus? status = UnixFiles.StatAt(fd, string.Empty, out _);
+            if (status != null && status.Value.Uid == Libc.geteuid())
             {
                 // The file's owner must be able to reach its file; nobody else may look in.
                 if (owner != null && owner != status.Value.Uid)
                 {
-                    FileTrustLibc.fchown(fd, owner.Value, uint.MaxValue);
+                    Libc.fchown(fd, owner.Value, uint.MaxValue);
                 }
 
                 made.Add((status.Value.Device, status.Value.Inode));
@@ -427,7 +428,7 @@ namespace VmQuiesce.Core.Platform
 
         private static SafeFileHandle OpenRoot()
         {
-            int fd = FileTrustLibc.OpenAt(FileTrustLibc.AtFdCwd, "/", FileTrustLibc.ReadOnly | FileTrustLibc.Directory | FileTrustLibc.CloseOnExec, 0);
+            int fd = UnixFiles.OpenAt(Libc.AtFdCwd, "/", Libc.OpenReadOnly | Libc.OpenDirectory | Libc.OpenCloseOnExec, 0);
             return fd >= 0 ? new SafeFileHandle((IntPtr)fd, ownsHandle: true) : throw RegularFile.Failure("open", "/", Marshal.GetLastWin32Error());
         }
 
@@ -501,16 +502,16 @@ namespace VmQuiesce.Core.Platform
         {
             if (_fd >= 0)
             {
-                FileTrustLibc.flock(_fd, FileTrustLibc.LockUnlock);
+                Libc.flock(_fd, Libc.LockUnlock);
             }
         }
 
         /// <summary>Makes the owner and mode durable too (fdatasync, which flushes the data, may leave them out).</summary>
         public void SyncMetadata()
         {
-            if (_fd >= 0 && FileTrustLibc.fsync(_fd) != 0)
+            if (_fd >= 0 && Libc.fsync(_fd) != 0)
             {
-                throw new IOException($"Could not flush the new file to disk: {FileTrustLibc.ErrorText(Marshal.GetLastWin32Error())}.", Marshal.GetLastWin32Error());
+                throw new IOException($"Could not flush the new file to disk: {Libc.ErrorText(Marshal.GetLastWin32Error())}.", Marshal.GetLastWin32Error());
             }
         }
 
@@ -527,14 +528,14 @@ namespace VmQuiesce.Core.Platform
             }
 
             int permissions = mode & 0x1FF;
-            if ((uid != null || gid != null) && FileTrustLibc.fchown(_fd, uid ?? uint.MaxValue, gid ?? uint.MaxValue) != 0)
+            if ((uid != null || gid != null) && Libc.fchown(_fd, uid ?? uint.MaxValue, gid ?? uint.MaxValue) != 0)
             {
                 permissions &= 0x1C0;
             }
 
-            if (FileTrustLibc.fchmod(_fd, permissions) != 0)
+            if (Libc.fchmod(_fd, permissions) != 0)
             {
-                throw new IOException($"Could not set the mode of the restored file: {FileTrustLibc.ErrorText(Marshal.GetLastWin32Error())}.", Marshal.GetLastWin32Error());
+                throw new IOException($"Could not set the mode of the restored file: {Libc.ErrorText(Marshal.GetLastWin32Error())}.", Marshal.GetLastWin32Error());
             }
         }
 

@@ -9,6 +9,7 @@ using System.Text;
 using System.Text.RegularExpressions;
 using System.Threading;
 using VmQuiesce.Core.Json;
+using VmQuiesce.Core.Native;
 using VmQuiesce.Core.Platform;
 
 namespace VmQuiesce.Core.Repository
@@ -199,7 +200,7 @@ namespace VmQuiesce.Core.Repository
                 };
             }
 
-            if (e is UnauthorizedAccessException || RegularFile.ErrnoOf(e) == FileTrustLibc.EACCES || RegularFile.ErrnoOf(e) == FileTrustLibc.EPERM)
+            if (e is UnauthorizedAccessException || RegularFile.ErrnoOf(e) == Libc.EACCES || RegularFile.ErrnoOf(e) == Libc.EPERM)
             {
                 return new VmQuiesceException("RepositoryAccessDenied", FailureKind.PermissionDenied,
                     $"Could not {doing} in '{repository}': access denied ({e.Message}).", repository, e)

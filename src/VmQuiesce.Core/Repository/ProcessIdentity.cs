@@ -3,6 +3,7 @@ using System.Diagnostics;
 using System.Globalization;
 using System.IO;
 using VmQuiesce.Core.Json;
+using VmQuiesce.Core.Native;
 using VmQuiesce.Core.Platform;
 
 namespace VmQuiesce.Core.Repository
@@ -57,7 +58,7 @@ namespace VmQuiesce.Core.Repository
         {
             if (HostPlatform.IsLinux)
             {
-                if (FileTrustLibc.kill(pid, 0) != 0 && System.Runtime.InteropServices.Marshal.GetLastWin32Error() == FileTrustLibc.ESRCH)
+                if (Libc.kill(pid, 0) != 0 && System.Runtime.InteropServices.Marshal.GetLastWin32Error() == Libc.ESRCH)
                 {
                     return false;
                 }

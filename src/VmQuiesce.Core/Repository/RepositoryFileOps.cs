@@ -1,4 +1,5 @@
 using System.IO;
+using VmQuiesce.Core.Native;
 using VmQuiesce.Core.Platform;
 
 namespace VmQuiesce.Core.Repository
@@ -78,7 +79,7 @@ namespace VmQuiesce.Core.Repository
                     File.Move(from, to);
                 }
             }
-            else if (FileTrustLibc.RenameAt(FileTrustLibc.AtFdCwd, from, FileTrustLibc.AtFdCwd, to) != 0)
+            else if (Libc.renameat(Libc.AtFdCwd, from, Libc.AtFdCwd, to) != 0)
             {
                 throw RegularFile.Failure("rename", from, System.Runtime.InteropServices.Marshal.GetLastWin32Error());
             }

@@ -3,6 +3,7 @@ using System.Collections.Generic;
 using System.IO;
 using System.Linq;
 using VmQuiesce.Core.Logon.Windows;
+using VmQuiesce.Core.Native;
 using VmQuiesce.Core.Platform;
 
 namespace VmQuiesce.Core.Repository
@@ -192,7 +193,7 @@ namespace VmQuiesce.Core.Repository
                 return null;
             }
 
-            uint self = FileTrustLibc.geteuid();
+            uint self = Libc.geteuid();
             if (status.Value.Uid != 0 && status.Value.Uid != self)
             {
                 return $"'{full}' belongs to user id {status.Value.Uid}, who can read every guest's disks from its chunks and change anything in it";
@@ -255,18 +256,18 @@ namespace VmQuiesce.Core.Repository
                 return !existed;
             }
 
-            if (FileTrustLibc.MkdirAt(FileTrustLibc.AtFdCwd, folder, OwnerOnlyFolder) == 0)
+            if (Libc.mkdirat(Libc.AtFdCwd, folder, OwnerOnlyFolder) == 0)
             {
                 return true;
             }
 
             int errno = System.Runtime.InteropServices.Marshal.GetLastWin32Error();
-            if (errno == FileTrustLibc.EEXIST && DescribeIfNotAFolder(folder) == null)
+            if (errno == Libc.EEXIST && DescribeIfNotAFolder(folder) == null)
             {
                 return false;
             }
 
-            throw errno == FileTrustLibc.EEXIST ? new IOException($"'{folder}' exists and is not a folder.") : RegularFile.Failure("create the folder", folder, errno);
+            throw errno == Libc.EEXIST ? new IOException($"'{folder}' exists and is not a folder.") : RegularFile.Failure("create the folder", folder, errno);
         }
 
         private static string? DescribeIfNotAFolder(string folder)

@@ -5,6 +5,7 @@ using System.Globalization;
 using System.IO;
 using System.Linq;
 using VmQuiesce.Core.Json;
+using VmQuiesce.Core.Native;
 using VmQuiesce.Core.Platform;
 
 namespace VmQuiesce.Core.Repository
@@ -133,7 +134,7 @@ namespace VmQuiesce.Core.Repository
 
         /// <summary>True when <paramref name="e"/> says this process cannot write the repository at all.</summary>
         internal static bool CannotWrite(Exception e) =>
-            e is UnauthorizedAccessException || RegularFile.IsReadOnlyFileSystem(e) || RegularFile.ErrnoOf(e) == FileTrustLibc.EACCES || RegularFile.ErrnoOf(e) == FileTrustLibc.EPERM;
+            e is UnauthorizedAccessException || RegularFile.IsReadOnlyFileSystem(e) || RegularFile.ErrnoOf(e) == Libc.EACCES || RegularFile.ErrnoOf(e) == Libc.EPERM;
 
         private static string Describe(Exception e) => RegularFile.IsReadOnlyFileSystem(e) ? "its file system is mounted read-only" : "no write permission";
 

@@ -3,6 +3,7 @@ using System.IO;
 using System.Linq;
 using System.Threading;
 using System.Threading.Tasks;
+using VmQuiesce.Core.Native;
 using VmQuiesce.Core.Platform;
 using VmQuiesce.Core.Repository;
 using VmQuiesce.Core.Tests.TestGuest;
@@ -116,10 +117,10 @@ namespace VmQuiesce.Core.Tests.Repository
         /// <summary>Opens the FIFO for writing without waiting, which lets a reader the old code left blocked in open() go on.</summary>
         private static void ReleaseFifoReaders(string fifo)
         {
-            int fd = FileTrustLibc.OpenAt(FileTrustLibc.AtFdCwd, fifo, FileTrustLibc.WriteOnly | FileTrustLibc.NonBlocking, 0);
+            int fd = UnixFiles.OpenAt(Libc.AtFdCwd, fifo, Libc.OpenWriteOnly | Libc.OpenNonBlocking, 0);
             if (fd >= 0)
             {
-                FileTrustLibc.close(fd);
+                Libc.close(fd);
             }
         }
     }

@@ -4,7 +4,7 @@ using System.Linq;
 using System.Text.RegularExpressions;
 using System.Threading;
 using VmQuiesce.Core.Repository;
-using VmQuiesce.Core.Tests.Faults;
+using VmQuiesce.Core.Tests.Qemu;
 using Xunit;
 
 namespace VmQuiesce.Core.Tests.Repository
@@ -54,11 +54,11 @@ namespace VmQuiesce.Core.Tests.Repository
             Assert.True(fixture.Repository.Verify(old, CancellationToken.None).IsValid);
         }
 
-        [LinuxRootFact]
+        [ThrowawayUserFact]
         public void EachFilesOwnerAndModeAreRecorded()
         {
             using var fixture = new RepositoryFixture();
-            using var user = new ThrowawayUser();
+            using var user = ThrowawayUser.Create();
             string path = fixture.WriteFile("a.img", RepositoryFixture.Random(1000, 3));
             user.Own(path);
             File.SetUnixFileMode(path, (UnixFileMode)Convert.ToInt32("4640", 8)); // setuid is never recorded

@@ -6,6 +6,7 @@ using System.Threading.Tasks;
 using VmQuiesce.Core.Platform;
 using VmQuiesce.Core.Repository;
 using VmQuiesce.Core.Tests.Faults;
+using VmQuiesce.Core.Tests.Qemu;
 using Xunit;
 
 namespace VmQuiesce.Core.Tests.Repository
@@ -40,11 +41,11 @@ namespace VmQuiesce.Core.Tests.Repository
             Assert.Null(RepositoryLayout.DescribeWideAccess(fixture.RepositoryPath));
         }
 
-        [LinuxRootFact]
+        [ThrowawayUserFact]
         public void AnotherLocalUserCannotReadAGuestsDataFromTheChunks()
         {
             using var fixture = new RepositoryFixture();
-            using var user = new ThrowawayUser();
+            using var user = ThrowawayUser.Create();
             RestorePoint point = fixture.BackUp("vm1", fixture.WriteFile("a.img", RepositoryFixture.Random(Chunk, 1)));
             string chunk = fixture.Repository.Chunks.PathOf(point.Files[0].Chunks[0]!);
             // The temp root is open to everyone: only the repository's own modes stand in the way.

@@ -4,12 +4,14 @@ using System.IO;
 using System.Linq;
 using System.Threading;
 using VmQuiesce.Core.Backup;
+using VmQuiesce.Core.Native;
 using VmQuiesce.Core.Platform;
 using VmQuiesce.Core.Repository;
 using VmQuiesce.Core.Restore;
 using VmQuiesce.Core.Sources;
 using VmQuiesce.Core.Tests.Backup;
 using VmQuiesce.Core.Tests.Faults;
+using VmQuiesce.Core.Tests.Qemu;
 using VmQuiesce.Core.Tests.Repository;
 using Xunit;
 
@@ -30,11 +32,11 @@ namespace VmQuiesce.Core.Tests.Restore
             FreeSpace = _ => ("volume", long.MaxValue),
         };
 
-        [LinuxRootFact]
+        [ThrowawayUserFact]
         public void AVmFolderSwappedForAUsersLinkIsNotWrittenThrough()
         {
             using var fixture = new RepositoryFixture();
-            using var user = new ThrowawayUser();
+            using var user = ThrowawayUser.Create();
             string vms = Path.Combine(fixture.Root, "vms");
             string folder = Path.Combine(vms, "vm1");
             Directory.CreateDirectory(folder);
@@ -59,11 +61,11 @@ namespace VmQuiesce.Core.Tests.Restore
             Assert.Empty(Directory.EnumerateFileSystemEntries(secret));
         }
 
-        [LinuxRootFact]
+        [ThrowawayUserFact]
         public void AFolderOwnedByAnotherUserIsRefusedAndARootMadeLinkIsFollowed()
         {
             using var fixture = new RepositoryFixture();
-            using var stranger = new ThrowawayUser();
+            using var stranger = ThrowawayUser.Create();
             string real = Path.Combine(fixture.Root, "real");
             Directory.CreateDirectory(real);
             string disk = Path.Combine(real, "disk.img");
@@ -86,11 +88,11 @@ namespace VmQuiesce.Core.Tests.Restore
             Assert.True(File.Exists(Path.Combine(real, "disk2.img")));
         }
 
-        [LinuxRootFact]
+        [ThrowawayUserFact]
         public void RestoredFilesGetTheirOwnerAndModeBeforeTheyAreRenamedIntoPlace()
         {
             using var fixture = new RepositoryFixture();
-            using var user = new ThrowawayUser();
+            using var user = ThrowawayUser.Create();
             string disk = fixture.WriteFile("a.img", RepositoryFixture.Random(Chunk, 4));
             user.Own(disk);
             File.SetUnixFileMode(disk, (UnixFileMode)Convert.ToInt32("640", 8));
@@ -150,11 +152,11 @@ namespace VmQuiesce.Core.Tests.Restore
             Assert.Empty(Directory.EnumerateFileSystemEntries(outside));
         }
 
-        [LinuxRootFact]
+        [ThrowawayUserFact]
         public void ADestinationThatIsAUsersLinkIsRefusedAndARootMadeOneIsFollowed()
         {
             using var fixture = new RepositoryFixture();
-            using var user = new ThrowawayUser();
+            using var user = ThrowawayUser.Create();
             RestorePoint point = fixture.BackUp("vm1", fixture.WriteFile("a.img", RepositoryFixture.Random(Chunk, 14)));
             string shared = Path.Combine(fixture.Root, "shared");
             Directory.CreateDirectory(shared);
@@ -227,7 +229,7 @@ namespace VmQuiesce.Core.Tests.Restore
             RestorePoint point = fixture.BackUp("vm1", disk);
             string temp = Path.Combine(fixture.Root, RestoreEngine.TempNameFor(disk));
             using var writer = new FileStream(temp, FileMode.CreateNew, FileAccess.Write, FileShare.ReadWrite);
-            Assert.Equal(0, FileTrustLibc.flock((int)writer.SafeFileHandle.DangerousGetHandle(), FileTrustLibc.LockExclusive | FileTrustLibc.LockNonBlocking));
+            Assert.Equal(0, Libc.flock((int)writer.SafeFileHandle.DangerousGetHandle(), Libc.LockExclusive | Libc.LockNonBlocking));
 
             var engine = Engine(fixture);
             var e = Assert.Throws<VmQuiesceException>(() => engine.Run(engine.Plan(new RestoreRequest(point) { Force = true }, CancellationToken.None), null, CancellationToken.None));
