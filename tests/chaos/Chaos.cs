@@ -46,6 +46,7 @@ namespace VmQuiesceChaos
     {
         private readonly Process _process;
         private readonly List<string> _lines = new List<string>();
+        private readonly List<TimeSpan> _times = new List<TimeSpan>();
         private readonly Stopwatch _clock = Stopwatch.StartNew();
 
         public ChildRun(string fileName, IEnumerable<string> arguments)
@@ -82,6 +83,16 @@ namespace VmQuiesceChaos
         public string[] Lines
         {
             get { lock (_lines) { return _lines.ToArray(); } }
+        }
+
+        /// <summary>When the first line starting with <paramref name="prefix"/> came, since the process started; null if none did.</summary>
+        public TimeSpan? TimeOf(string prefix)
+        {
+            lock (_lines)
+            {
+                int index = _lines.FindIndex(line => line.StartsWith(prefix, StringComparison.Ordinal));
+                return index < 0 ? (TimeSpan?)null : _times[index];
+            }
         }
 
         /// <summary>The first line starting with <paramref name="prefix"/>, waiting up to <paramref name="timeout"/>; null when the process ended or time ran out first.</summary>
@@ -146,6 +157,7 @@ namespace VmQuiesceChaos
                 else
                 {
                     _lines.Add(line);
+                    _times.Add(_clock.Elapsed);
                 }
 
                 Monitor.PulseAll(_lines);

@@ -93,7 +93,7 @@ function Invoke-Faulted {
             return [pscustomobject]@{ Landed = $false; Outcome = 'NotStarted'; Detail = "$detail (killed before the command began)"; Output = $run.Lines }
         }
         $childPid = [int] $start.Substring(6)
-        $begun = $run.Elapsed
+        $begun = $run.TimeOf('START ')
         switch ($Fault) {
             'RandomKill' {
                 $delay = Get-RandomInt 0 ([int] $script:Window.TotalMilliseconds)
@@ -124,7 +124,7 @@ function Invoke-Faulted {
             default { $outcome -eq 'Killed' }
         }
         # A random moment is drawn within the shortest whole run seen: under load, runs vary a lot.
-        if ($outcome -like 'DONE*' -and $Fault -in 'RandomKill', 'CtrlC' -and $run.Elapsed - $begun -lt $script:Window) { $script:Window = $run.Elapsed - $begun }
+        if ($outcome -like 'DONE*' -and $Fault -in 'RandomKill', 'CtrlC' -and $run.TimeOf('DONE') - $begun -lt $script:Window) { $script:Window = $run.TimeOf('DONE') - $begun }
         [pscustomobject]@{ Landed = $landed; Outcome = $outcome; Detail = $detail; Output = $lines }
     }
     finally {
@@ -159,15 +159,15 @@ function Measure-Syscalls {
     $counts
 }
 
+# How long a clean run of $Command takes from its start to its DONE line (a random moment is drawn within it;
+# the process itself may take longer to exit).
 function Measure-Window([string] $Command) {
     $run = Start-ChaosChild -Command $Command
     try {
-        $null = $run.WaitForLine('START ', [timespan]::FromMinutes(2))
-        $clock = [Diagnostics.Stopwatch]::StartNew()
         $run.WaitForExit([timespan]::FromMinutes(5)) | Out-Null
         $end = $run.Lines | Where-Object { $_ -like 'DONE*' -or $_ -like 'FAILED *' } | Select-Object -Last 1
         if ($end -notlike 'DONE*') { throw "The clean run of '$Command' failed: $($run.Lines -join ' | ')" }
-        $clock.Elapsed
+        $run.TimeOf('DONE') - $run.TimeOf('START ')
     }
     finally { $run.Dispose() }
 }
@@ -457,11 +457,14 @@ function Invoke-ReadOnlyScenario {
                 $child = Start-ChaosChild -Command $command
                 $null = $child.WaitForLine('START ', [timespan]::FromMinutes(2))
                 $child.WaitForExit([timespan]::FromMilliseconds($delay)) | Out-Null
-                & mount -o remount,ro $mount
+                # The kernel refuses to remount while a file is open for writing (EBUSY): then nothing became read-only.
+                & mount -o remount,ro $mount 2>&1 | Out-Null
+                $madeReadOnly = $LASTEXITCODE -eq 0
                 $child.WaitForExit([timespan]::FromMinutes(5)) | Out-Null
                 $outcome = $child.Lines | Where-Object { $_ -like 'DONE*' -or $_ -like 'FAILED *' } | Select-Object -Last 1
                 $child.Dispose()
-                $run = [pscustomobject]@{ Landed = $outcome -notlike 'DONE*'; Detail = "made read-only $delay ms into a backup"; Outcome = "$outcome" }
+                $detail = if ($madeReadOnly) { "made read-only $delay ms into a backup" } else { "not made read-only $delay ms into a backup (mount busy: a file open for writing)" }
+                $run = [pscustomobject]@{ Landed = $madeReadOnly -and $outcome -notlike 'DONE*'; Detail = $detail; Outcome = "$outcome" }
             }
             else {
                 & mount -o remount,ro $mount
@@ -492,10 +495,11 @@ function Invoke-ReadOnlyScenario {
     finally { Remove-Mount $mount }
 }
 
-# The guest's sockets behind a proxy each: QEMU's own sockets are renamed aside (a bound unix socket keeps working
-# under a new name) and the proxies listen at the names the VM is known by, so a dead run's record is the one the
-# next ordinary command finds. A proxy is not QEMU, so the faulted backups trust the proxy's process the way the
-# xunit stand-ins do (QemuSourceOptions.Trust), and this process holds the disk images open as QEMU does.
+# The guest's sockets behind a proxy each, for the whole scenario: QEMU's own sockets are renamed aside (a bound
+# unix socket keeps working under a new name) and the proxies listen at the names the VM is known by. A proxy is
+# not QEMU, so these backups trust the proxy's process (this one) the way the xunit stand-ins do
+# (QemuSourceOptions.Trust), and this process holds the disk images open as QEMU does; every backup of the
+# scenario, the checks after a fault included, goes through the proxies, so the VM's QEMU is the same throughout.
 function Enable-Proxy {
     Rename-Item -LiteralPath $guest.QmpSocketPath -NewName 'qmp.real.sock'
     Rename-Item -LiteralPath $guest.AgentSocketPath -NewName 'qga.real.sock'
@@ -509,6 +513,18 @@ function Disable-Proxy($Proxies) {
     $Proxies.Qmp.Dispose(); $Proxies.Agent.Dispose()
     Rename-Item -LiteralPath (Join-Path $guest.WorkFolder 'qmp.real.sock') -NewName 'qmp.sock'
     Rename-Item -LiteralPath (Join-Path $guest.WorkFolder 'qga.real.sock') -NewName 'qga.sock'
+}
+
+# Problems of a run of $Command with no fault: none when it printed DONE and left no overlay.
+function Test-CleanRun([string] $Command, [string] $What) {
+    $run = Start-ChaosChild -Command $Command
+    try {
+        $run.WaitForExit([timespan]::FromMinutes(5)) | Out-Null
+        $end = $run.Lines | Where-Object { $_ -like 'DONE*' -or $_ -like 'FAILED *' } | Select-Object -Last 1
+        if ($end -notlike 'DONE*') { "$What failed: $end" }
+        if (Get-Overlay) { "overlays left after $($What): $((Get-Overlay).Name -join ', ')" }
+    }
+    finally { $run.Dispose() }
 }
 
 function Invoke-ProxyScenario {
@@ -530,32 +546,36 @@ function Invoke-ProxyScenario {
         @{ Name = 'agent'; Triggers = @('guest-sync-delimited', 'guest-fsfreeze-status', 'guest-fsfreeze-freeze', 'guest-fsfreeze-thaw') }
     )
     $held = @($guest.DiskPaths | ForEach-Object { [IO.File]::Open($_, 'Open', 'Read', 'ReadWrite, Delete') })
+    $proxies = Enable-Proxy
     try {
         $i = 0
         while (Test-MoreNeeded Proxy ([ref] $i)) {
             Write-GuestData (Get-RandomInt 1 8)
             $rule = Get-RandomItem $rules
             $fault = Get-RandomItem @('Delay', 'Drop', 'Kill')
-            $proxies = Enable-Proxy
-            try {
-                $proxy = @{
-                    Name = $rule.Name; Socket = $(if ($rule.Name -eq 'QMP') { $proxies.Qmp } else { $proxies.Agent })
-                    Trigger = Get-RandomItem $rule.Triggers; OnReply = (Get-RandomInt 0 1) -eq 1
-                    Fault = [VmQuiesceChaos.ProxyFault] $fault; DelayMs = Get-RandomInt 500 15000
-                }
-                $run = Invoke-Faulted -Command $command -Fault Proxy -Proxy $proxy
-                $problems = @(Test-GuestThawed)
+            $proxy = @{
+                Name = $rule.Name; Socket = $(if ($rule.Name -eq 'QMP') { $proxies.Qmp } else { $proxies.Agent })
+                Trigger = Get-RandomItem $rule.Triggers; OnReply = (Get-RandomInt 0 1) -eq 1
+                Fault = [VmQuiesceChaos.ProxyFault] $fault; DelayMs = Get-RandomInt 500 15000
             }
-            finally { Disable-Proxy $proxies }
+            $run = Invoke-Faulted -Command $command -Fault Proxy -Proxy $proxy
+            $problems = @()
             if ($run.Landed) {
+                $problems += Test-GuestThawed
                 $problems += Test-Repository $repo
-                $problems += Test-NextBackup $repo
+                $problems += Test-CleanRun $command 'the next backup'
                 $problems += Test-Repository $repo
             }
             Add-Result -Scenario Proxy -Run $run -Problems $problems -Mode $fault
         }
     }
-    finally { $held | ForEach-Object Dispose }
+    finally {
+        # What the last fault left is repaired by one more backup through the proxies, whose QEMU it knows.
+        $left = Test-CleanRun $command 'the closing backup through the proxies'
+        if ($left) { Write-Warning "$left" }
+        Disable-Proxy $proxies
+        $held | ForEach-Object Dispose
+    }
 }
 
 # ---- the run -------------------------------------------------------------------------------------------
@@ -565,7 +585,7 @@ $Figures = [ordered]@{
     Prune    = 'kills during prune: {0} of {1} left a verifying repository with the newest point, and the next prune finished unaided'
     Restore  = 'kills during restore: {0} of {1} left every target old or new, never half, and the next restore finished and left nothing behind'
     FullDisk = 'backups into a file system that filled up: {0} of {1} failed with a "full" error, left a verifying repository and a thawed guest, and succeeded once there was room'
-    ReadOnly = 'a repository mount made read-only: {0} of {1} backups failed cleanly (RepositoryReadOnly, guest thawed), the repository verified and restored while read-only, and backed up again once writable'
+    ReadOnly = 'a repository mount made read-only before or during a backup: {0} of {1} backups failed cleanly (RepositoryReadOnly, guest thawed), the repository verified and restored while read-only, and backed up again once writable'
     Proxy    = 'proxy faults on QMP and the agent (delay, drop, kill): {0} of {1} left a thawed guest and a verifying repository, and the next backup succeeded'
 }
 
