@@ -7,6 +7,7 @@ using System.Linq;
 using System.Security.Cryptography;
 using System.Text;
 using System.Threading;
+using VmQuiesce.Core.Export;
 using VmQuiesce.Core.Native;
 using VmQuiesce.Core.Platform;
 using VmQuiesce.Core.Sources;
@@ -51,9 +52,21 @@ namespace VmQuiesce.Core.Restore
             Format = format;
         }
 
+        /// <summary>The disk's file, or for a disk served from its repository the file's path inside the restore point.</summary>
         public string Path { get; }
 
         public string? Format { get; }
+
+        /// <summary>Where QEMU reads the disk: the file's full path, or the NBD URI of a served disk (which may hold a secret: never shown).</summary>
+        internal string Location => ServedHeader != null ? _uri! : System.IO.Path.GetFullPath(Path);
+
+        /// <summary>The first bytes of a served disk, read from the repository: qcow2's header is checked before qemu-img reads the disk.</summary>
+        internal byte[]? ServedHeader { get; private set; }
+
+        private string? _uri;
+
+        /// <summary>A disk of a restore point served over NBD (<see cref="RestorePointServer"/>).</summary>
+        internal static BootDisk Served(ServedDisk disk, byte[] header) => new BootDisk(disk.Path, disk.Format) { ServedHeader = header, _uri = disk.Uri };
 
         public override string ToString() => Path;
     }
@@ -86,15 +99,21 @@ namespace VmQuiesce.Core.Restore
         private const int ThrowawayIdCount = 100_000_000;
 
         /// <summary>
-        /// Test-VmBackup -Boot: restores the point into a private temp folder (verified, sparse), boots it there and
-        /// deletes it again. Needs room for the point's data in the temp folder.
+        /// Test-VmBackup -Boot: boots the point straight from its repository, served over NBD by this process (every
+        /// chunk verified as it is read), with throwaway overlays in a private temp folder: nothing is restored first,
+        /// nothing is written to the repository. A range the export could not serve (a damaged chunk) fails the check.
         /// </summary>
         public static BootCheckResult RunRestorePoint(Repository.BackupRepository repository, Repository.RestorePoint point, BootCheckOptions options, CancellationToken cancel)
         {
-            using ScratchFolder scratch = ScratchFolder.Create("vmq-boot-restore");
-            var engine = new RestoreEngine(repository);
-            RestoreResult restored = engine.Run(engine.Plan(new RestoreRequest(point) { Destination = Path.Combine(scratch.Path, "restored") }, cancel), null, cancel);
-            return Run(restored, options, cancel);
+            using RestorePointServer served = RestorePointServer.Start(repository, point);
+            var disks = served.Disks.Select(disk => BootDisk.Served(disk, served.ReadStart(disk, QemuImage.Qcow2HeaderBytes, cancel))).ToList();
+            BootCheckResult result = Run(disks, options, cancel);
+            IReadOnlyList<Nbd.NbdServerError> errors = served.Errors;
+            return errors.Count == 0 ? result : new BootCheckResult(result.AgentAnswered, result.BootTime, result.FileSystems, result.Disks,
+                $"{result.Failure ?? "The guest booted"}{(result.Failure == null ? "," : ";")} but the repository could not serve all it read: {string.Join("; ", errors.Take(3).Select(error => error.Message))}")
+            {
+                QemuUid = result.QemuUid,
+            };
         }
 
         /// <summary>Restore-VmSnapshot -Verify: boots what a restore wrote, each file as the format its restore point recorded.</summary>
@@ -117,7 +136,7 @@ namespace VmQuiesce.Core.Restore
             for (int i = 0; i < disks.Count; i++)
             {
                 string overlay = Path.Combine(scratch.Path, $"disk{i}.qcow2");
-                RunQemuImg(new[] { "create", "-q", "-f", DiskImageFormat.Qcow2, "-b", Path.GetFullPath(disks[i].Path), "-F", disks[i].Format!, overlay }, cancel);
+                RunQemuImg(new[] { "create", "-q", "-f", DiskImageFormat.Qcow2, "-b", disks[i].Location, "-F", disks[i].Format!, overlay }, cancel);
                 overlays.Add(overlay);
             }
 
@@ -160,7 +179,10 @@ namespace VmQuiesce.Core.Restore
                 return $"Refused to boot '{disk.Path}': it is a {disk.Format} image; the boot check boots {string.Join(" and ", BootableFormats)} disks.";
             }
 
-            return QemuImage.WhyItNamesOtherFiles(disk.Path, disk.Format, cancel) is string why
+            ImageReferences names = disk.ServedHeader is byte[] header
+                ? QemuImage.References(disk.Location, disk.Format, header, cancel)
+                : QemuImage.References(disk.Location, disk.Format, cancel);
+            return names.Describe() is string why
                 ? $"Refused to boot '{disk.Path}' ({disk.Format}): {why}, and a restored disk may name only itself; nothing was started."
                 : null;
         }
@@ -344,7 +366,7 @@ namespace VmQuiesce.Core.Restore
         private static string? WhyOverlayChanged(BootDisk disk, string overlay, CancellationToken cancel)
         {
             ImageReferences names = QemuImage.References(overlay, DiskImageFormat.Qcow2, cancel);
-            return names.BackingFile == Path.GetFullPath(disk.Path) && names.BackingFormat == disk.Format && names.DataFile == null && names.Extent == null
+            return names.BackingFile == disk.Location && names.BackingFormat == disk.Format && names.DataFile == null && names.Extent == null
                 ? null
                 : (new ImageReferences { DataFile = names.DataFile, Extent = names.Extent }.Describe() ?? $"its backing file is '{names.BackingFile}' ({names.BackingFormat})");
         }
