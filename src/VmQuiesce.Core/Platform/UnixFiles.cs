@@ -61,6 +61,13 @@ namespace VmQuiesce.Core.Platform
             return StatResult(Libc.statx(Libc.AtFdCwd, path, 0, Libc.StatxBasicStats, buffer), buffer, path);
         }
 
+        /// <summary>Owner, group and mode of <paramref name="path"/> itself: a symbolic link is described, not followed (Linux).</summary>
+        public static PosixStat LinkStat(string path)
+        {
+            byte[] buffer = new byte[256];
+            return StatResult(Libc.statx(Libc.AtFdCwd, path, Libc.AtSymlinkNoFollow, Libc.StatxBasicStats, buffer), buffer, path);
+        }
+
         /// <summary>Owner, group and mode of an open file (Linux); <paramref name="path"/> only names it in errors.</summary>
         public static PosixStat Stat(int fd, string path)
         {

@@ -106,14 +106,30 @@ namespace VmQuiesce.Core.Restore
         public static BootCheckResult RunRestorePoint(Repository.BackupRepository repository, Repository.RestorePoint point, BootCheckOptions options, CancellationToken cancel)
         {
             using RestorePointServer served = RestorePointServer.Start(repository, point);
-            var disks = served.Disks.Select(disk => BootDisk.Served(disk, served.ReadStart(disk, QemuImage.Qcow2HeaderBytes, cancel))).ToList();
-            BootCheckResult result = Run(disks, options, cancel);
-            IReadOnlyList<Nbd.NbdServerError> errors = served.Errors;
-            return errors.Count == 0 ? result : new BootCheckResult(result.AgentAnswered, result.BootTime, result.FileSystems, result.Disks,
-                $"{result.Failure ?? "The guest booted"}{(result.Failure == null ? "," : ";")} but the repository could not serve all it read: {string.Join("; ", errors.Take(3).Select(error => error.Message))}")
+            BootCheckResult result;
+            try
+            {
+                var disks = served.Disks.Select(disk => BootDisk.Served(disk, served.ReadStart(disk, QemuImage.Qcow2HeaderBytes, cancel))).ToList();
+                result = Run(disks, options, cancel);
+            }
+            catch (VmQuiesceException e) when (served.Errors.Count > 0 || e.ErrorId.StartsWith("ExportChunk", StringComparison.Ordinal))
+            {
+                // A damaged chunk under the header, or under what the file system check read after the boot.
+                return new BootCheckResult(false, TimeSpan.Zero, Array.Empty<GuestFileSystem>(), Array.Empty<DiskCheck>(), Unserved(served, e.Message));
+            }
+
+            return served.Errors.Count == 0 ? result : new BootCheckResult(result.AgentAnswered, result.BootTime, result.FileSystems, result.Disks, Unserved(served, result.Failure))
             {
                 QemuUid = result.QemuUid,
             };
+        }
+
+        /// <summary>The check's failure plus the ranges the export could not serve (damaged chunks, named).</summary>
+        private static string Unserved(RestorePointServer served, string? failure)
+        {
+            string unserved = served.Errors.Count == 0 ? string.Empty
+                : "the repository could not serve all that was read: " + string.Join("; ", served.Errors.Take(3).Select(error => error.Message));
+            return failure == null ? "The guest booted, but " + unserved : unserved.Length == 0 ? failure : failure + "; " + unserved;
         }
 
         /// <summary>Restore-VmSnapshot -Verify: boots what a restore wrote, each file as the format its restore point recorded.</summary>
