@@ -289,12 +289,12 @@ namespace VmQuiesce.Core.Export
             return result.ExitCode != 0 ? null : result.StandardOutput.Split('\n').Where(line => line.StartsWith("TYPE=", StringComparison.Ordinal)).Select(line => line.Substring(5).Trim()).FirstOrDefault();
         }
 
-        private static string Run(string tool, IEnumerable<string> arguments, string failureId, CancellationToken cancel)
+        private static string Run(string tool, IEnumerable<string> arguments, string errorId, CancellationToken cancel)
         {
             ToolResult result = ToolProcess.Run(new ToolCommand(HostTools.ForThisHost.Find(tool), arguments) { Timeout = ToolTimeout, OutputLimit = 64 * 1024 }, cancel);
             if (result.ExitCode != 0)
             {
-                throw new VmQuiesceException(failureId, FailureKind.InvalidOperation, $"'{result.CommandLine}' failed with exit code {result.ExitCode}: {result.Message}", tool);
+                throw new VmQuiesceException(errorId, FailureKind.InvalidOperation, $"'{result.CommandLine}' failed with exit code {result.ExitCode}: {result.Message}", tool);
             }
 
             return result.StandardOutput;
