@@ -241,12 +241,7 @@ namespace VmQuiesce.Core.Restore
         private static ToolProcess StartQemu(BootCheckOptions options, IReadOnlyList<string> overlays, string agentSocket, string console, uint? dropTo)
         {
             string program = HostTools.ForThisHost.Resolve(options.QemuExecutable, "The boot option QemuExecutable");
-            var arguments = new List<string>
-            {
-                "-accel", options.Accelerator, "-m", options.MemoryMiB.ToString(CultureInfo.InvariantCulture),
-                "-nodefaults", "-no-user-config", "-display", "none", "-no-reboot",
-                "-serial", "file:" + QemuPath(console),
-            };
+            var arguments = new List<string>();
             if (HostPlatform.IsLinux)
             {
                 // seccomp: no obsolete or privileged system calls, no new programs, no scheduler games. Raising
@@ -260,20 +255,7 @@ namespace VmQuiesce.Core.Restore
                 arguments.AddRange(SupportsRunWith(program) ? new[] { "-run-with", "user=" + user } : new[] { "-runas", user });
             }
 
-            if (options.Kernel != null)
-            {
-                arguments.AddRange(new[] { "-kernel", QemuPath(options.Kernel) });
-                if (options.Initrd != null)
-                {
-                    arguments.AddRange(new[] { "-initrd", QemuPath(options.Initrd) });
-                }
-
-                if (options.Append != null)
-                {
-                    arguments.AddRange(new[] { "-append", options.Append });
-                }
-            }
-
+            arguments.AddRange(MachineArguments(options, console));
             for (int i = 0; i < overlays.Count; i++)
             {
                 arguments.AddRange(new[]
@@ -294,6 +276,35 @@ namespace VmQuiesce.Core.Restore
                 OutputLimit = 64 * 1024,
                 StartFailureRemedy = "Install QEMU (Debian: apt-get install qemu-system-x86) or set QemuExecutable in the boot options to its absolute path.",
             });
+        }
+
+        /// <summary>
+        /// The machine as <paramref name="options"/> describe it, headless, its serial console to a file: accelerator,
+        /// memory, and the kernel, initrd and command line when the VM boots a kernel directly.
+        /// </summary>
+        internal static List<string> MachineArguments(BootCheckOptions options, string console)
+        {
+            var arguments = new List<string>
+            {
+                "-accel", options.Accelerator, "-m", options.MemoryMiB.ToString(CultureInfo.InvariantCulture),
+                "-nodefaults", "-no-user-config", "-display", "none", "-no-reboot",
+                "-serial", "file:" + QemuPath(console),
+            };
+            if (options.Kernel != null)
+            {
+                arguments.AddRange(new[] { "-kernel", QemuPath(options.Kernel) });
+                if (options.Initrd != null)
+                {
+                    arguments.AddRange(new[] { "-initrd", QemuPath(options.Initrd) });
+                }
+
+                if (options.Append != null)
+                {
+                    arguments.AddRange(new[] { "-append", options.Append });
+                }
+            }
+
+            return arguments;
         }
 
         /// <summary>QEMU 9.1 replaced -runas with -run-with user=...; its help says which this QEMU knows.</summary>
@@ -447,6 +458,6 @@ namespace VmQuiesce.Core.Restore
         }
 
         /// <summary>QEMU option values separate with commas: a comma inside a path is doubled.</summary>
-        private static string QemuPath(string path) => Path.GetFullPath(path).Replace(",", ",,");
+        internal static string QemuPath(string path) => Path.GetFullPath(path).Replace(",", ",,");
     }
 }

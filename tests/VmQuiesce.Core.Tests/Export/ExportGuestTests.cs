@@ -70,13 +70,8 @@ namespace VmQuiesce.Core.Tests.Export
         public void A_damaged_chunk_fails_the_boot_check_naming_it(bool first)
         {
             using var fixture = new RepositoryFixture();
-            // A copy of the point in a repository of its own, with the chunk that holds the file system's start damaged.
-            foreach (string file in Directory.EnumerateFiles(_guest.Fixture.RepositoryPath, "*", SearchOption.AllDirectories))
-            {
-                string target = file.Replace(_guest.Fixture.RepositoryPath, fixture.RepositoryPath);
-                Directory.CreateDirectory(Path.GetDirectoryName(target)!);
-                File.Copy(file, target, overwrite: true);
-            }
+            // A copy of the point in a repository of its own, with one chunk damaged.
+            CopyRepository(_guest.Fixture.RepositoryPath, fixture.RepositoryPath);
 
             string damaged = first ? _guest.Point.Files[0].Chunks.First(hash => hash != null)! : _guest.Point.Files[0].Chunks.Last(hash => hash != null)!;
             string chunkFile = fixture.ChunkFiles().Single(path => Path.GetFileName(path) == damaged);
@@ -125,6 +120,102 @@ namespace VmQuiesce.Core.Tests.Export
             Assert.DoesNotContain(mountFolder, File.ReadAllText("/proc/self/mountinfo"), StringComparison.Ordinal);
             Assert.DoesNotContain(RestorePointMount.Find(), found => found.Path == mountFolder);
             Assert.Empty(RestorePointServer.Running);
+        }
+
+        [GuestFact]
+        public void An_instant_restore_runs_the_guest_at_once_keeps_its_writes_through_the_copy_and_runs_on_without_the_repository()
+        {
+            using var fixture = new RepositoryFixture();
+            CopyRepository(_guest.Fixture.RepositoryPath, fixture.RepositoryPath);
+            using var folder = new TempFolder();
+            BootCheckOptions vm = BootCheckTests.GuestBoot();
+            vm.Append = vm.Append!.Replace("vmquiesce.agent=once", "vmquiesce.agent=respawn", StringComparison.Ordinal);
+
+            InstantRestore restore = InstantRestore.Start(fixture.Repository, fixture.Repository.GetRestorePoint(_guest.Point.Id), folder.File("vm"), vm, CancellationToken.None);
+            try
+            {
+                using (GuestAgentClient agent = GuestAgentClient.Connect(restore.AgentSocket, TimeSpan.FromSeconds(60)))
+                {
+                    agent.Sync(TimeSpan.FromSeconds(120));
+                    Assert.Equal("served-marker\n", Shell(agent, "cat /mnt/data/marker.txt"));
+                    Shell(agent, "echo written-while-copying > /mnt/data/during.txt && sync");
+                }
+
+                Assert.True(restore.WaitForCompletion(TimeSpan.FromMinutes(5), CancellationToken.None), restore.Error ?? restore.State.ToString());
+                Assert.Equal(restore.TotalBytes, restore.CopiedBytes);
+                Assert.DoesNotContain(RestorePointServer.Running, served => served.RestorePointId == _guest.Point.Id);
+
+                // The repository is gone: whatever the guest reads now comes from its local disk.
+                Directory.Delete(fixture.RepositoryPath, recursive: true);
+                using (GuestAgentClient agent = GuestAgentClient.Connect(restore.AgentSocket, TimeSpan.FromSeconds(60)))
+                {
+                    Shell(agent, "sync && echo 3 > /proc/sys/vm/drop_caches");
+                    Assert.Equal("served-marker\n", Shell(agent, "cat /mnt/data/marker.txt"));
+                    Assert.Equal("written-while-copying\n", Shell(agent, "cat /mnt/data/during.txt"));
+                    Assert.Equal("inner\n", Shell(agent, "cat /mnt/data/dir/sub/f"));
+                }
+
+                ImageInfo(restore.Disks.Single(), out string? backing);
+                Assert.Null(backing);
+            }
+            finally
+            {
+                using (QmpClient qmp = QmpClient.Connect(restore.QmpSocket, TimeSpan.FromSeconds(10)))
+                {
+                    qmp.Execute("quit");
+                }
+
+                restore.Stop();
+            }
+        }
+
+        [GuestFact]
+        public void A_damaged_chunk_stops_the_background_copy_naming_the_chunk_and_Stop_leaves_nothing_behind()
+        {
+            using var fixture = new RepositoryFixture();
+            CopyRepository(_guest.Fixture.RepositoryPath, fixture.RepositoryPath);
+            string damaged = _guest.Point.Files[0].Chunks.Last(hash => hash != null)!;
+            string chunkFile = fixture.ChunkFiles().Single(path => Path.GetFileName(path) == damaged);
+            byte[] stored = File.ReadAllBytes(chunkFile);
+            stored[^1] ^= 0xFF;
+            File.WriteAllBytes(chunkFile, stored);
+            using var folder = new TempFolder();
+
+            InstantRestore restore = InstantRestore.Start(fixture.Repository, fixture.Repository.GetRestorePoint(_guest.Point.Id), folder.File("vm"), BootCheckTests.GuestBoot(), CancellationToken.None);
+            bool completed = restore.WaitForCompletion(TimeSpan.FromMinutes(5), CancellationToken.None);
+            restore.Stop();
+
+            Assert.False(completed);
+            Assert.Contains(damaged, restore.Error, StringComparison.Ordinal);
+            Assert.Equal(InstantRestoreState.Stopped, restore.State);
+            Assert.False(File.Exists(restore.Disks.Single()));
+            Assert.False(Directory.Exists($"/proc/{restore.ProcessId}"));
+            Assert.DoesNotContain(InstantRestore.Running, running => running.Id == restore.Id);
+            Assert.DoesNotContain(RestorePointServer.Running, served => served.RestorePointId == _guest.Point.Id);
+        }
+
+        private static string Shell(GuestAgentClient agent, string command)
+        {
+            GuestExecResult result = agent.Exec("/bin/sh", new[] { "-c", command }, TimeSpan.FromSeconds(120));
+            Assert.True(result.Succeeded, $"'{command}': {result.StandardError}");
+            return result.StandardOutput;
+        }
+
+        private static void ImageInfo(string image, out string? backing)
+        {
+            string json = HostCommand.RunChecked("qemu-img", new[] { "info", "-U", "--output=json", "-f", "qcow2", image }).StandardOutput;
+            using var document = System.Text.Json.JsonDocument.Parse(json);
+            backing = document.RootElement.TryGetProperty("backing-filename", out var value) ? value.GetString() : null;
+        }
+
+        private static void CopyRepository(string from, string to)
+        {
+            foreach (string file in Directory.EnumerateFiles(from, "*", SearchOption.AllDirectories))
+            {
+                string target = file.Replace(from, to, StringComparison.Ordinal);
+                Directory.CreateDirectory(Path.GetDirectoryName(target)!);
+                File.Copy(file, target, overwrite: true);
+            }
         }
     }
 
