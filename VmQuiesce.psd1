@@ -13,11 +13,13 @@
     FormatsToProcess     = @('VmQuiesce.Format.ps1xml')
     NestedModules        = @('VmQuiesce.Dsc.psm1')
     CmdletsToExport      = @(
+        'Complete-VmInstantRestore'
         'Dismount-VmBackup'
         'Get-BackupVm'
         'Get-VmBackup'
         'Get-VmBackupExport'
         'Get-VmBackupMount'
+        'Get-VmInstantRestore'
         'Get-VmSnapshot'
         'Get-VssWriter'
         'Get-VssWriterConfig'
@@ -30,7 +32,9 @@
         'Restore-VmBackupItem'
         'Restore-VmSnapshot'
         'Start-VmBackupExport'
+        'Start-VmInstantRestore'
         'Stop-VmBackupExport'
+        'Stop-VmInstantRestore'
         'Set-VssWriterConfig'
         'Set-VssWriterServiceLogon'
         'Test-VmBackup'

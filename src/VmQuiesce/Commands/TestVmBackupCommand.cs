@@ -26,7 +26,7 @@ namespace VmQuiesce.Commands
         [ArgumentCompleter(typeof(RestorePointCompleter))]
         public string[]? Id { get; set; }
 
-        /// <summary>Also restore each point into a temp folder and boot it there (QEMU, throwaway overlays): the guest agent must answer and the file systems be clean.</summary>
+        /// <summary>Also boot each point straight from the repository (served over NBD, throwaway overlays): the guest agent must answer and the file systems be clean.</summary>
         [Parameter]
         public SwitchParameter Boot { get; set; }
 
@@ -89,7 +89,7 @@ namespace VmQuiesce.Commands
             RestorePointVerification result = RunPumped(() => repository.Verify(point, CancelToken, host));
             if (Boot && result.IsValid)
             {
-                WriteProgress(new ProgressRecord(activityId, activity, "Restoring into a temp folder and booting it"));
+                WriteProgress(new ProgressRecord(activityId, activity, "Booting it from the repository"));
                 result = result.WithBoot(RunPumped(() => BootCheck.RunRestorePoint(repository, point, BootOption ?? new BootCheckOptions(), CancelToken)));
             }
 
