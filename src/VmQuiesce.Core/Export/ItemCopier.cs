@@ -61,17 +61,9 @@ namespace VmQuiesce.Core.Export
             foreach (string name in names)
             {
                 path = Path.Combine(path, name);
-                PosixStat stat;
-                try
-                {
-                    stat = UnixFiles.LinkStat(path);
-                }
-                catch (IOException)
-                {
-                    throw new VmQuiesceException("ItemNotFound", FailureKind.ObjectNotFound, $"The restore point has no '{item}' ('{name}' is not there).", item);
-                }
-
-                if (IsLink(stat))
+                FileStatus stat = RegularFile.StatNoFollow(path)
+                    ?? throw new VmQuiesceException("ItemNotFound", FailureKind.ObjectNotFound, $"The restore point has no '{item}' ('{name}' is not there).", item);
+                if (stat.IsSymbolicLink)
                 {
                     throw new VmQuiesceException("ItemIsLink", FailureKind.SecurityError,
                         $"'{item}' passes through the symbolic link '{name}'; links inside a guest's file system are never followed. Ask for the path the link points to.", item);
@@ -103,7 +95,7 @@ namespace VmQuiesce.Core.Export
         private static void CopyEntry(string source, string destination, RestoredItem result, int depth, CancellationToken cancel)
         {
             cancel.ThrowIfCancellationRequested();
-            PosixStat stat = UnixFiles.LinkStat(source);
+            FileStatus stat = RegularFile.StatNoFollow(source) ?? throw new FileNotFoundException($"'{source}' went away while it was copied.", source);
             if (stat.IsDirectory)
             {
                 if (depth >= MaxDepth)
@@ -137,14 +129,14 @@ namespace VmQuiesce.Core.Export
             }
             else
             {
-                result._skipped.Add($"{source}: {(IsLink(stat) ? "a symbolic link" : "not a file or folder (a device, FIFO or socket)")}");
+                result._skipped.Add($"{source}: {stat.KindName}, never copied out of a guest");
                 return;
             }
 
             KeepMetadata(source, destination, stat);
         }
 
-        private static void KeepMetadata(string source, string destination, PosixStat stat)
+        private static void KeepMetadata(string source, string destination, FileStatus stat)
         {
             if (Libc.lchown(destination, stat.Uid, stat.Gid) != 0 || Libc.chmod(destination, stat.Mode & KeptModeBits) != 0)
             {
@@ -163,19 +155,7 @@ namespace VmQuiesce.Core.Export
             }
         }
 
-        private static bool IsLink(PosixStat stat) => (stat.Mode & 0xF000) == 0xA000;
-
-        private static bool IsLinkAt(string path)
-        {
-            try
-            {
-                return IsLink(UnixFiles.LinkStat(path));
-            }
-            catch (IOException)
-            {
-                return false;
-            }
-        }
+        private static bool IsLinkAt(string path) => RegularFile.StatNoFollow(path)?.IsSymbolicLink == true;
 
         /// <summary>Removes what -Force replaces; a link is removed itself, never what it points to.</summary>
         private static void RemoveForReplace(string destination)
