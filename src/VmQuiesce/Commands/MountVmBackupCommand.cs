@@ -11,18 +11,8 @@ namespace VmQuiesce.Commands
     /// <summary>Mounts a restore point's guest file systems read-only under a folder, served from the repository (Linux, root).</summary>
     [Cmdlet(VerbsData.Mount, "VmBackup", SupportsShouldProcess = true, ConfirmImpact = ConfirmImpact.Low)]
     [OutputType(typeof(RestorePointMount))]
-    public sealed class MountVmBackupCommand : VmQuiesceCmdlet
+    public sealed class MountVmBackupCommand : RestorePointCommandBase
     {
-        [Parameter(Mandatory = true, Position = 0, ValueFromPipelineByPropertyName = true)]
-        [ValidateNotNullOrEmpty]
-        [ArgumentCompleter(typeof(RepositoryPathCompleter))]
-        public string Repository { get; set; } = string.Empty;
-
-        [Parameter(Mandatory = true, Position = 1, ValueFromPipelineByPropertyName = true)]
-        [ValidateNotNullOrEmpty]
-        [ArgumentCompleter(typeof(RestorePointCompleter))]
-        public string Id { get; set; } = string.Empty;
-
         /// <summary>An empty folder (made when missing) under which each file system gets a folder: disk0, disk0p1...</summary>
         [Parameter(Mandatory = true, Position = 2)]
         [ValidateNotNullOrEmpty]
@@ -32,8 +22,7 @@ namespace VmQuiesce.Commands
         {
             try
             {
-                BackupRepository repository = BackupRepository.Open(ResolveFileSystemPath(Repository, nameof(Repository)));
-                RestorePoint point = repository.GetRestorePoint(Id);
+                (BackupRepository repository, RestorePoint point) = OpenRestorePoint();
                 string folder = ResolveFileSystemPath(Path, nameof(Path));
                 if (ShouldProcess(folder, $"Mount {point.VmName} {point.Id} read-only"))
                 {
@@ -98,18 +87,8 @@ namespace VmQuiesce.Commands
     /// <summary>Copies files or folders out of a restore point, mounting it read-only for the copy (Linux, root).</summary>
     [Cmdlet(VerbsData.Restore, "VmBackupItem", SupportsShouldProcess = true, ConfirmImpact = ConfirmImpact.Medium)]
     [OutputType(typeof(RestoredItem))]
-    public sealed class RestoreVmBackupItemCommand : VmQuiesceCmdlet
+    public sealed class RestoreVmBackupItemCommand : RestorePointCommandBase
     {
-        [Parameter(Mandatory = true, Position = 0, ValueFromPipelineByPropertyName = true)]
-        [ValidateNotNullOrEmpty]
-        [ArgumentCompleter(typeof(RepositoryPathCompleter))]
-        public string Repository { get; set; } = string.Empty;
-
-        [Parameter(Mandatory = true, Position = 1, ValueFromPipelineByPropertyName = true)]
-        [ValidateNotNullOrEmpty]
-        [ArgumentCompleter(typeof(RestorePointCompleter))]
-        public string Id { get; set; } = string.Empty;
-
         /// <summary>Paths inside the point as Mount-VmBackup shows them: disk0/etc/hosts, disk0p2/home.</summary>
         [Parameter(Mandatory = true, Position = 2)]
         [ValidateNotNullOrEmpty]
@@ -130,8 +109,7 @@ namespace VmQuiesce.Commands
             RestorePoint point;
             try
             {
-                repository = BackupRepository.Open(ResolveFileSystemPath(Repository, nameof(Repository)));
-                point = repository.GetRestorePoint(Id);
+                (repository, point) = OpenRestorePoint();
             }
             catch (VmQuiesceException e)
             {

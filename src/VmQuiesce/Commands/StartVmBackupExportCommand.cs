@@ -9,18 +9,8 @@ namespace VmQuiesce.Commands
     /// <summary>Serves a restore point's disks read-only over NBD from the repository, for as long as this session runs or until Stop-VmBackupExport.</summary>
     [Cmdlet(VerbsLifecycle.Start, "VmBackupExport", SupportsShouldProcess = true, ConfirmImpact = ConfirmImpact.Low)]
     [OutputType(typeof(RestorePointServer))]
-    public sealed class StartVmBackupExportCommand : VmQuiesceCmdlet
+    public sealed class StartVmBackupExportCommand : RestorePointCommandBase
     {
-        [Parameter(Mandatory = true, Position = 0, ValueFromPipelineByPropertyName = true)]
-        [ValidateNotNullOrEmpty]
-        [ArgumentCompleter(typeof(RepositoryPathCompleter))]
-        public string Repository { get; set; } = string.Empty;
-
-        [Parameter(Mandatory = true, Position = 1, ValueFromPipelineByPropertyName = true)]
-        [ValidateNotNullOrEmpty]
-        [ArgumentCompleter(typeof(RestorePointCompleter))]
-        public string Id { get; set; } = string.Empty;
-
         /// <summary>The unix socket to serve on; a new private folder's socket when omitted. Not used on Windows (loopback TCP).</summary>
         [Parameter]
         [ValidateNotNullOrEmpty]
@@ -35,8 +25,7 @@ namespace VmQuiesce.Commands
         {
             try
             {
-                BackupRepository repository = BackupRepository.Open(ResolveFileSystemPath(Repository, nameof(Repository)));
-                RestorePoint point = repository.GetRestorePoint(Id);
+                (BackupRepository repository, RestorePoint point) = OpenRestorePoint();
                 string? socket = SocketPath == null ? null : ResolveFileSystemPath(SocketPath, nameof(SocketPath));
                 if (!ShouldProcess($"{point.VmName} {point.Id}", "Serve read-only over NBD"))
                 {

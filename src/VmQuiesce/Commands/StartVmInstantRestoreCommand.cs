@@ -10,18 +10,8 @@ namespace VmQuiesce.Commands
     /// <summary>Starts a restore point's VM at once from the repository, copying its disks to local files in the background (Linux, QEMU).</summary>
     [Cmdlet(VerbsLifecycle.Start, "VmInstantRestore", SupportsShouldProcess = true, ConfirmImpact = ConfirmImpact.Medium)]
     [OutputType(typeof(InstantRestore))]
-    public sealed class StartVmInstantRestoreCommand : VmQuiesceCmdlet
+    public sealed class StartVmInstantRestoreCommand : RestorePointCommandBase
     {
-        [Parameter(Mandatory = true, Position = 0, ValueFromPipelineByPropertyName = true)]
-        [ValidateNotNullOrEmpty]
-        [ArgumentCompleter(typeof(RepositoryPathCompleter))]
-        public string Repository { get; set; } = string.Empty;
-
-        [Parameter(Mandatory = true, Position = 1, ValueFromPipelineByPropertyName = true)]
-        [ValidateNotNullOrEmpty]
-        [ArgumentCompleter(typeof(RestorePointCompleter))]
-        public string Id { get; set; } = string.Empty;
-
         /// <summary>The folder for the VM's local disks, sockets and console log (made when missing).</summary>
         [Parameter(Mandatory = true, Position = 2)]
         [ValidateNotNullOrEmpty]
@@ -36,8 +26,7 @@ namespace VmQuiesce.Commands
         {
             try
             {
-                BackupRepository repository = BackupRepository.Open(ResolveFileSystemPath(Repository, nameof(Repository)));
-                RestorePoint point = repository.GetRestorePoint(Id);
+                (BackupRepository repository, RestorePoint point) = OpenRestorePoint();
                 string destination = ResolveFileSystemPath(Destination, nameof(Destination));
                 if (ShouldProcess(destination, $"Start {point.VmName} from restore point {point.Id} and copy its disks here"))
                 {
@@ -70,15 +59,8 @@ namespace VmQuiesce.Commands
 
         protected override void ProcessRecord()
         {
-            foreach (string id in Id)
+            foreach (InstantRestore restore in Find(this, Id))
             {
-                InstantRestore? restore = InstantRestore.Find(id);
-                if (restore == null)
-                {
-                    WriteFailure(InstantRestoreNotFound(id));
-                    continue;
-                }
-
                 var progress = new ProgressRecord(1, $"Copying {restore.VmName} {restore.RestorePointId} to {restore.Destination}", "Copying");
                 while (!restore.WaitForCompletion(TimeSpan.FromSeconds(1), CancelToken) && restore.State == InstantRestoreState.Copying)
                 {
@@ -99,11 +81,24 @@ namespace VmQuiesce.Commands
             }
         }
 
-        internal static VmQuiesceException InstantRestoreNotFound(string id) =>
-            new VmQuiesceException("InstantRestoreNotFound", FailureKind.ObjectNotFound, $"This session has no instant restore with the id '{id}'.", id)
+        /// <summary>The instant restores of this session with these ids; a non-terminating error for each id that names none.</summary>
+        internal static System.Collections.Generic.IEnumerable<InstantRestore> Find(VmQuiesceCmdlet cmdlet, string[] ids)
+        {
+            foreach (string id in ids)
             {
-                Remedy = "List them with Get-VmInstantRestore (an instant restore is watched by the session that started it).",
-            };
+                InstantRestore? restore = InstantRestore.Find(id);
+                if (restore != null)
+                {
+                    yield return restore;
+                    continue;
+                }
+
+                cmdlet.WriteError(VmQuiesceCmdlet.ErrorRecordFor(new VmQuiesceException("InstantRestoreNotFound", FailureKind.ObjectNotFound, $"This session has no instant restore with the id '{id}'.", id)
+                {
+                    Remedy = "List them with Get-VmInstantRestore (an instant restore is watched by the session that started it).",
+                }));
+            }
+        }
     }
 
     /// <summary>Ends an instant restore that has not completed: the VM is ended and its incomplete local disks are deleted.</summary>
@@ -116,14 +111,9 @@ namespace VmQuiesce.Commands
 
         protected override void ProcessRecord()
         {
-            foreach (string id in Id)
+            foreach (InstantRestore restore in CompleteVmInstantRestoreCommand.Find(this, Id))
             {
-                InstantRestore? restore = InstantRestore.Find(id);
-                if (restore == null)
-                {
-                    WriteFailure(CompleteVmInstantRestoreCommand.InstantRestoreNotFound(id));
-                }
-                else if (ShouldProcess(restore.ToString(), restore.State == InstantRestoreState.Completed ? "Stop watching (the VM and its complete disks stay)" : "End the VM and delete its incomplete disks"))
+                if (ShouldProcess(restore.ToString(), restore.State == InstantRestoreState.Completed ? "Stop watching (the VM and its complete disks stay)" : "End the VM and delete its incomplete disks"))
                 {
                     restore.Stop();
                 }
