@@ -10,6 +10,7 @@ using System.Text.RegularExpressions;
 using System.Threading;
 using VmQuiesce.Core.Json;
 using VmQuiesce.Core.Platform;
+using VmQuiesce.Core.Repository.Keys;
 
 namespace VmQuiesce.Core.Repository
 {
@@ -48,6 +49,9 @@ namespace VmQuiesce.Core.Repository
 
         internal ChunkStore Chunks { get; }
 
+        /// <summary>Whether chunks and manifests are encrypted and authenticated, and with which key (see <see cref="RepositoryEncryption"/>).</summary>
+        public RepositoryEncryption Encryption => Chunks.Encryption;
+
         internal string PointsFolder => System.IO.Path.Combine(Path, PointsFolderName);
 
         /// <summary>Opens an existing repository.</summary>
@@ -55,6 +59,12 @@ namespace VmQuiesce.Core.Repository
 
         /// <summary>Opens the repository at <paramref name="path"/>, creating it when the folder is missing or empty.</summary>
         public static BackupRepository OpenOrCreate(string path, int chunkSize = DefaultChunkSize) => OpenOrCreate(path, chunkSize, RepositoryFileOps.Real);
+
+        /// <summary>
+        /// As <see cref="OpenOrCreate(string, int)"/>; a repository it creates is encrypted with <paramref name="key"/>
+        /// (null: made the old way, unencrypted), whose key file goes to this host's key folder (<see cref="HostKeyStore"/>) first.
+        /// </summary>
+        public static BackupRepository OpenOrCreate(string path, int chunkSize, RepositoryKey? key) => OpenOrCreate(path, chunkSize, RepositoryFileOps.Real, key);
 
         internal static BackupRepository Open(string path, RepositoryFileOps ops)
         {
@@ -88,9 +98,9 @@ namespace VmQuiesce.Core.Repository
             }
 
             long version = config.GetInt64("formatVersion");
-            if (version > FormatVersion)
+            if (version > RepositoryEncryption.EncryptedFormatVersion)
             {
-                throw new VmQuiesceException("RepositoryFormatUnsupported", FailureKind.NotSupported, $"The repository '{full}' has format version {version}; this VmQuiesce reads up to version {FormatVersion}.", path)
+                throw new VmQuiesceException("RepositoryFormatUnsupported", FailureKind.NotSupported, $"The repository '{full}' has format version {version}; this VmQuiesce reads up to version {RepositoryEncryption.EncryptedFormatVersion}.", path)
                 {
                     Remedy = "Update VmQuiesce.",
                 };
@@ -102,10 +112,25 @@ namespace VmQuiesce.Core.Repository
                 throw new VmQuiesceException("RepositoryConfigInvalid", FailureKind.InvalidData, $"The repository file '{marker}' has chunkSize {chunkSize}; expected {MinChunkSize} to {MaxChunkSize} bytes.", path);
             }
 
-            return new BackupRepository(full, (int)chunkSize, ops);
+            var repository = new BackupRepository(full, (int)chunkSize, ops);
+            repository.Chunks.Encryption = ReadEncryption(config, version, marker, repository);
+            repository.Encryption.UnlockFromHost();
+            return repository;
         }
 
-        internal static BackupRepository OpenOrCreate(string path, int chunkSize, RepositoryFileOps ops)
+        private static RepositoryEncryption ReadEncryption(JsonObject config, long version, string marker, BackupRepository repository)
+        {
+            try
+            {
+                return RepositoryEncryption.FromMarker(config, version, repository.ChunkSize, repository.Path);
+            }
+            catch (Exception e) when (e is JsonFormatException || e is FormatException)
+            {
+                throw new VmQuiesceException("RepositoryConfigInvalid", FailureKind.InvalidData, $"The repository file '{marker}' is not valid: {e.Message}", repository.Path, e);
+            }
+        }
+
+        internal static BackupRepository OpenOrCreate(string path, int chunkSize, RepositoryFileOps ops, RepositoryKey? key = null)
         {
             string full = FullPath(path);
             if (Directory.Exists(full) && Directory.EnumerateFileSystemEntries(full).Any())
@@ -120,15 +145,21 @@ namespace VmQuiesce.Core.Repository
 
             Directory.CreateDirectory(full);
             var repository = new BackupRepository(full, chunkSize, ops);
+            if (key != null)
+            {
+                repository.Chunks.Encryption = RepositoryEncryption.New(key, chunkSize, full);
+                HostKeyStore.Write(repository.Encryption.RepositoryId!, key);
+            }
+
             repository.Chunks.CreateFolders();
             Directory.CreateDirectory(repository.PointsFolder);
             Directory.CreateDirectory(System.IO.Path.Combine(full, RepositoryLock.FolderName));
-            string config = JsonText.Serialize(new JsonObject()
+            string config = JsonText.Serialize(repository.Encryption.AddTo(new JsonObject()
                 .With("format", MarkerFormat)
                 .With("formatVersion", FormatVersion)
                 .With("chunkSize", chunkSize)
                 .With("chunkHash", "SHA-256")
-                .With("created", DateTime.UtcNow.ToString("o", CultureInfo.InvariantCulture)), indented: true);
+                .With("created", DateTime.UtcNow.ToString("o", CultureInfo.InvariantCulture))), indented: true);
 
             // The marker comes last, so a folder with a marker always has the rest of the layout.
             repository.WriteAtomically(System.IO.Path.Combine(full, MarkerName), config);
@@ -209,7 +240,7 @@ namespace VmQuiesce.Core.Repository
                 throw new VmQuiesceException("RestorePointExists", FailureKind.InvalidOperation, $"The repository '{Path}' already has a restore point '{point.Id}'.", point.Id);
             }
 
-            WriteAtomically(target, JsonText.Serialize(point.ToJson(), indented: true));
+            WriteAtomically(target, Encryption.SealManifest(point.Id, JsonText.Serialize(point.ToJson(), indented: true)));
             point.Repository = Path;
         }
 
@@ -244,7 +275,7 @@ namespace VmQuiesce.Core.Repository
                     bytes += chunk.Length;
                     if (chunk.Failure != null)
                     {
-                        Record(problems, chunk.Hash!, chunk.Missing ? ChunkProblemKind.Missing : ChunkProblemKind.Damaged, chunk.Failure, file.Path);
+                        Record(problems, chunk.Hash!, chunk.Missing ? ChunkProblemKind.Missing : Encryption.IsEncrypted ? ChunkProblemKind.NotAuthentic : ChunkProblemKind.Damaged, chunk.Failure, file.Path);
                         fileBroken = true;
                     }
                     else if (!fileBroken)
@@ -467,7 +498,7 @@ namespace VmQuiesce.Core.Repository
 
             if (good == null || !good.ContainsKey(hash))
             {
-                using SHA256 sha = SHA256.Create();
+                using HashAlgorithm sha = Chunks.NewIdHash();
                 string actual = ChunkStore.Hash(sha, buffer, length);
                 if (actual != hash)
                 {
@@ -484,7 +515,8 @@ namespace VmQuiesce.Core.Repository
         {
             try
             {
-                RestorePoint point = RestorePoint.FromJson(JsonText.ParseObject(File.ReadAllText(file, Encoding.UTF8)));
+                string text = Encryption.OpenManifest(file, System.IO.Path.GetFileNameWithoutExtension(file), File.ReadAllText(file, Encoding.UTF8));
+                RestorePoint point = RestorePoint.FromJson(JsonText.ParseObject(text));
                 point.Repository = Path;
                 return point;
             }
