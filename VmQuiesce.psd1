@@ -13,6 +13,12 @@
     FormatsToProcess     = @('VmQuiesce.Format.ps1xml')
     NestedModules        = @('VmQuiesce.Dsc.psm1')
     CmdletsToExport      = @(
+        'Add-VmBackupRepositoryKey'
+        'Export-VmBackupRepositoryKey'
+        'Get-VmBackupRepository'
+        'Import-VmBackupRepositoryKey'
+        'New-VmBackupRepository'
+        'Remove-VmBackupRepositoryKey'
         'Get-BackupVm'
         'Get-VmBackup'
         'Get-VmSnapshot'

@@ -65,7 +65,7 @@ namespace VmQuiesce.Core.Repository.Keys
         /// <summary>Seals the repository's key under <paramref name="passphrase"/> into a new slot; returns the slot.</summary>
         public string Add(SecureString passphrase, RepositoryFileOps ops)
         {
-            RepositoryKey key = _encryption.RequireKey();
+            RepositoryKey key = _encryption.RequireKey()!;
             string slot = ChunkStore.ToHex(Random.Bytes(4));
             KdfCost cost = DefaultCost;
             byte[] salt = Random.Bytes(16);

@@ -160,20 +160,24 @@ namespace VmQuiesce.Core.Repository.Keys
             }
         }
 
-        /// <summary>The key, or RepositoryKeyNotFound saying how to bring it to this host.</summary>
-        internal RepositoryKey RequireKey() => Key ?? throw new VmQuiesceException("RepositoryKeyNotFound", FailureKind.SecurityError,
+        /// <summary>The key, or RepositoryKeyNotFound saying how to bring it to this host. Null for a repository that is not encrypted.</summary>
+        public RepositoryKey? RequireKey() => IsEncrypted ? Key ?? throw KeyNotFound() : null;
+
+        private RepositoryKey SealingKey() => Key ?? throw KeyNotFound();
+
+        private VmQuiesceException KeyNotFound() => new VmQuiesceException("RepositoryKeyNotFound", FailureKind.SecurityError,
             $"The repository '{_repositoryPath}' is encrypted with key {KeyId}, and this host has no key file for it ({HostKeyStore.PathOf(RepositoryId!)}).", _repositoryPath)
         {
             Remedy = $"Bring the key to this host: Import-VmBackupRepositoryKey -Repository '{_repositoryPath}' -Passphrase (Read-Host -AsSecureString), or -KeyFile <exported key file>.",
         };
 
         /// <summary>The hash that names chunks: HMAC-SHA256 under the chunk-id key, or SHA-256 in a repository made before keys.</summary>
-        internal HashAlgorithm NewChunkIdHash() => IsEncrypted ? new HMACSHA256(RequireKey().ChunkIdKey) : (HashAlgorithm)SHA256.Create();
+        internal HashAlgorithm NewChunkIdHash() => IsEncrypted ? new HMACSHA256(SealingKey().ChunkIdKey) : (HashAlgorithm)SHA256.Create();
 
         /// <summary>Writes chunk <paramref name="hash"/> sealed: header with codec E, then nonce, (inner codec, payload) encrypted, tag.</summary>
         internal long WriteSealedChunk(Stream stream, string hash, byte codec, byte[] payload, int length)
         {
-            byte[] key = RequireKey().ChunkKey;
+            byte[] key = SealingKey().ChunkKey;
             byte[] inner = ArrayPool<byte>.Shared.Rent(length + 1);
             byte[] output = ArrayPool<byte>.Shared.Rent(ChunkStore.HeaderLength + length + 1 + Aead.Overhead);
             try
@@ -202,7 +206,7 @@ namespace VmQuiesce.Core.Repository.Keys
         /// </summary>
         internal (byte Codec, byte[] Inner, int Length) OpenSealedChunk(string hash, Stream sealedStream, long sealedLength)
         {
-            byte[] key = RequireKey().ChunkKey;
+            byte[] key = SealingKey().ChunkKey;
             if (sealedLength < Aead.Overhead + 1 || sealedLength > _chunkSize + 1 + Aead.Overhead)
             {
                 throw new InvalidDataException($"The sealed chunk is {sealedLength} bytes; a chunk of this repository seals into {Aead.Overhead + 1} to {_chunkSize + 1 + Aead.Overhead}.");
@@ -251,7 +255,7 @@ namespace VmQuiesce.Core.Repository.Keys
 
             byte[] plain = Encoding.UTF8.GetBytes(json);
             var output = new byte[plain.Length + Aead.Overhead];
-            Aead.Seal(RequireKey().ManifestKey, plain, 0, plain.Length, ManifestAssociated(id), output, 0);
+            Aead.Seal(SealingKey().ManifestKey, plain, 0, plain.Length, ManifestAssociated(id), output, 0);
             return JsonText.Serialize(new JsonObject()
                 .With("format", SealedManifestFormat)
                 .With("algorithm", Aead.Algorithm)
@@ -271,7 +275,7 @@ namespace VmQuiesce.Core.Repository.Keys
                 return text;
             }
 
-            RepositoryKey key = RequireKey();
+            RepositoryKey key = SealingKey();
             JsonObject envelope;
             try
             {

@@ -80,7 +80,7 @@ namespace VmQuiesce.Core.Repository.Keys
         /// <summary>Writes a copy of the key (a key file, in plain form) to <paramref name="destination"/>, which must not exist.</summary>
         public void Export(string destination)
         {
-            RepositoryKey key = RequireEncrypted().RequireKey();
+            RepositoryKey key = RequireEncrypted().RequireKey()!;
             string full = Path.GetFullPath(destination);
             if (File.Exists(full) || Directory.Exists(full))
             {
