@@ -147,7 +147,7 @@ Describe 'Key management' {
         $slot | Should -Match '^[0-9a-f]{8}$'
         $imported | Should -Be (Get-VmBackupRepository $repo).HostKeyFile
         Get-Sha256 (Join-Path $restored 'keys.img') | Should -Be $sha
-        if (-not $IsWindows) { (Get-Item $exported).UnixFileMode | Should -Be 'UserRead, UserWrite' }
+        if (-not $IsWindows) { [int] (Get-Item $exported).UnixFileMode | Should -Be ([Convert]::ToInt32('600', 8)) -Because 'a key file is for root only' }
 
         Remove-VmBackupRepositoryKey -Repository $repo -HostKeyFile -Confirm:$false
         Import-VmBackupRepositoryKey -Repository $repo -KeyFile $exported | Should -Be $imported

@@ -120,14 +120,22 @@ namespace VmQuiesce.Core.Repository
 
         private static RepositoryEncryption ReadEncryption(JsonObject config, long version, string marker, BackupRepository repository)
         {
+            RepositoryEncryption encryption;
             try
             {
-                return RepositoryEncryption.FromMarker(config, version, repository.ChunkSize, repository.Path);
+                encryption = RepositoryEncryption.FromMarker(config, version, repository.ChunkSize, repository.Path);
             }
             catch (Exception e) when (e is JsonFormatException || e is FormatException)
             {
                 throw new VmQuiesceException("RepositoryConfigInvalid", FailureKind.InvalidData, $"The repository file '{marker}' is not valid: {e.Message}", repository.Path, e);
             }
+
+            if (!encryption.IsEncrypted)
+            {
+                HostKeyStore.RefuseDowngrade(repository.Path);
+            }
+
+            return encryption;
         }
 
         internal static BackupRepository OpenOrCreate(string path, int chunkSize, RepositoryFileOps ops, RepositoryKey? key = null)
@@ -148,7 +156,7 @@ namespace VmQuiesce.Core.Repository
             if (key != null)
             {
                 repository.Chunks.Encryption = RepositoryEncryption.New(key, chunkSize, full);
-                HostKeyStore.Write(repository.Encryption.RepositoryId!, key);
+                HostKeyStore.Write(repository.Encryption.RepositoryId!, key, full);
             }
 
             repository.Chunks.CreateFolders();

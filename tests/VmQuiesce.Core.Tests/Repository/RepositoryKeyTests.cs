@@ -196,6 +196,20 @@ namespace VmQuiesce.Core.Tests.Repository
         }
 
         [Fact]
+        public void RepositoryFileSwappedForAnUnencryptedOneIsNotAuthentic()
+        {
+            BackupRepository repository = NewEncrypted("enc");
+            RestorePoint planted = _fixture.BackUp("planted", _fixture.WriteFile("small.img", RepositoryFixture.Random(1000, 13)));
+            // The attacker replaces the marker by a plaintext repository's and plants a plaintext point.
+            File.Copy(Path.Combine(_fixture.RepositoryPath, "vmquiesce-repository.json"), Path.Combine(repository.Path, "vmquiesce-repository.json"), overwrite: true);
+            File.Copy(ManifestPath(_fixture.Repository, planted.Id), ManifestPath(repository, planted.Id));
+
+            var e = Assert.Throws<VmQuiesceException>(() => BackupRepository.Open(repository.Path));
+            Assert.Equal("RepositoryNotAuthentic", e.ErrorId);
+            Assert.Contains("says it is not encrypted", e.Message);
+        }
+
+        [Fact]
         public void LegacyRepositoryStaysReadableAndSaysItIsNotEncrypted()
         {
             string disk = Disk("disk.img", 10);

@@ -44,11 +44,46 @@ namespace VmQuiesce.Core.Repository.Keys
         }
 
         /// <summary>Writes the host's key file for the repository (replacing one there), readable by root/Administrators only.</summary>
-        internal static string Write(string repositoryId, RepositoryKey key)
+        internal static string Write(string repositoryId, RepositoryKey key, string repositoryPath)
         {
             string path = PathOf(repositoryId);
-            WriteKeyFile(Folder, path, repositoryId, key);
+            WriteKeyFile(Folder, path, repositoryId, key, repositoryPath);
             return path;
+        }
+
+        /// <summary>
+        /// Refuses a repository whose file says it is not encrypted while this host holds the key of an encrypted
+        /// repository at that path: someone replaced the repository file to make planted plaintext restore points
+        /// readable. A repository moved elsewhere leaves only a stale path here, which never matches a wrong one.
+        /// </summary>
+        internal static void RefuseDowngrade(string repositoryPath)
+        {
+            if (!Directory.Exists(Folder))
+            {
+                return;
+            }
+
+            foreach (string file in Directory.EnumerateFiles(Folder, "*" + Extension))
+            {
+                string? recorded;
+                try
+                {
+                    recorded = new FileInfo(file).Length <= MaxKeyFileBytes ? JsonText.ParseObject(File.ReadAllText(file)).GetOptionalString("repository") : null;
+                }
+                catch (Exception e) when (e is JsonFormatException || e is IOException || e is UnauthorizedAccessException)
+                {
+                    continue;
+                }
+
+                if (recorded != null && string.Equals(Path.GetFullPath(recorded), repositoryPath, HostPlatform.IsWindows ? StringComparison.OrdinalIgnoreCase : StringComparison.Ordinal))
+                {
+                    throw new VmQuiesceException("RepositoryNotAuthentic", FailureKind.SecurityError,
+                        $"The repository file of '{repositoryPath}' says it is not encrypted, but this host holds the key of the encrypted repository there ({file}): the file was replaced by someone without the key.", repositoryPath)
+                    {
+                        Remedy = "Nothing is read from it. Find out who can write the repository; restore from a copy of the repository kept elsewhere.",
+                    };
+                }
+            }
         }
 
         internal static bool Remove(string repositoryId)
@@ -64,11 +99,12 @@ namespace VmQuiesce.Core.Repository.Keys
         }
 
         /// <summary>Writes a key file at <paramref name="path"/> in <paramref name="folder"/>, the folder and the file closed to everyone but root/Administrators.</summary>
-        internal static void WriteKeyFile(string folder, string path, string repositoryId, RepositoryKey key)
+        internal static void WriteKeyFile(string folder, string path, string repositoryId, RepositoryKey key, string repositoryPath)
         {
             string text = JsonText.Serialize(new JsonObject()
                 .With("format", KeyFileFormat)
                 .With("repositoryId", repositoryId)
+                .With("repository", repositoryPath)
                 .With("keyId", key.KeyId)
                 .With("key", Convert.ToBase64String(key.Master)), indented: true);
             try

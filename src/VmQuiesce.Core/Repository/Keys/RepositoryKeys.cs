@@ -87,7 +87,7 @@ namespace VmQuiesce.Core.Repository.Keys
                 throw new VmQuiesceException("KeyFileExists", FailureKind.InvalidArgument, $"'{full}' exists; the key is exported to a new file only.", destination);
             }
 
-            HostKeyStore.WriteKeyFile(Path.GetDirectoryName(full)!, full, _repository.Encryption.RepositoryId!, key);
+            HostKeyStore.WriteKeyFile(Path.GetDirectoryName(full)!, full, _repository.Encryption.RepositoryId!, key, _repository.Path);
         }
 
         /// <summary>Removes a passphrase copy. The last copy of the key is kept unless <paramref name="force"/>.</summary>
@@ -125,7 +125,7 @@ namespace VmQuiesce.Core.Repository.Keys
         private string Import(RepositoryKey key)
         {
             _repository.Encryption.Unlock(key);
-            return HostKeyStore.Write(_repository.Encryption.RepositoryId!, key);
+            return HostKeyStore.Write(_repository.Encryption.RepositoryId!, key, _repository.Path);
         }
 
         private RepositoryEncryption RequireEncrypted()
