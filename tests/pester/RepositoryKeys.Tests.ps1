@@ -127,29 +127,30 @@ Describe 'Key management' {
     }
 
     It 'adds a passphrase copy, exports the key, and a new host recovers with either' {
-        $slot = Add-VmBackupRepositoryKey -Repository $repo -Passphrase $passphrase
+        $slot = (Add-VmBackupRepositoryKey -Repository $repo -Passphrase $passphrase).Slot
         $exported = Join-Path $root 'exported/keys.key'
         $file = Export-VmBackupRepositoryKey -Repository $repo -Destination $exported
         { Remove-VmBackupRepositoryKey -Repository $repo -Slot $slot -Confirm:$false -ErrorAction Stop } | Should -Not -Throw
         { Remove-VmBackupRepositoryKey -Repository $repo -HostKeyFile -Confirm:$false -ErrorAction Stop } | Should -Throw -ErrorId 'RepositoryKeyLastCopy,VmQuiesce.Commands.RemoveVmBackupRepositoryKeyCommand'
-        $slot = Add-VmBackupRepositoryKey -Repository $repo -Credential ([pscredential]::new('ignored', $passphrase))
+        $slot = (Add-VmBackupRepositoryKey -Repository $repo -Credential ([pscredential]::new('ignored', $passphrase))).Slot
         Remove-VmBackupRepositoryKey -Repository $repo -HostKeyFile -Confirm:$false
 
         # This host has lost the key: nothing reads until it is imported.
         (Get-VmBackupRepository $repo).KeyAvailable | Should -BeFalse
         { Get-VmBackupRepository $repo | Out-Null; Get-VmBackup $repo -Id $point.Id -ErrorAction Stop } | Should -Throw -ErrorId 'RepositoryKeyNotFound,VmQuiesce.Commands.GetVmBackupCommand'
         { Import-VmBackupRepositoryKey -Repository $repo -Passphrase (ConvertTo-SecureString 'not the passphrase' -AsPlainText -Force) -ErrorAction Stop } | Should -Throw -ErrorId 'RepositoryPassphraseWrong,VmQuiesce.Commands.ImportVmBackupRepositoryKeyCommand'
-        $imported = Import-VmBackupRepositoryKey -Repository $repo -Passphrase $passphrase
+        $imported = (Import-VmBackupRepositoryKey -Repository $repo -Passphrase $passphrase).Path
         $restored = Join-Path $root 'keys-restored'
         $null = Restore-VmSnapshot -Repository $repo -Id $point.Id -Destination $restored
 
-        $file.FullName | Should -Be $exported
+        $file.Path | Should -Be $exported
+        $file.Kind | Should -Be 'ExportedKeyFile'
         $slot | Should -Match '^[0-9a-f]{8}$'
         $imported | Should -Be (Get-VmBackupRepository $repo).HostKeyFile
         Get-Sha256 (Join-Path $restored 'keys.img') | Should -Be $sha
         if (-not $IsWindows) { [int] (Get-Item $exported).UnixFileMode | Should -Be ([Convert]::ToInt32('600', 8)) -Because 'a key file is for root only' }
 
         Remove-VmBackupRepositoryKey -Repository $repo -HostKeyFile -Confirm:$false
-        Import-VmBackupRepositoryKey -Repository $repo -KeyFile $exported | Should -Be $imported
+        (Import-VmBackupRepositoryKey -Repository $repo -KeyFile $exported).Path | Should -Be $imported
     }
 }

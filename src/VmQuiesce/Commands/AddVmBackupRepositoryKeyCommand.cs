@@ -7,7 +7,7 @@ namespace VmQuiesce.Commands
 {
     /// <summary>Adds a passphrase copy of a repository's key inside the repository, so a new host can recover it.</summary>
     [Cmdlet(VerbsCommon.Add, "VmBackupRepositoryKey", SupportsShouldProcess = true, ConfirmImpact = ConfirmImpact.Medium, DefaultParameterSetName = PassphraseSet)]
-    [OutputType(typeof(string))]
+    [OutputType(typeof(RepositoryKeyCopy))]
     public sealed class AddVmBackupRepositoryKeyCommand : VmQuiesceCmdlet
     {
         private const string PassphraseSet = "Passphrase";

@@ -7,7 +7,7 @@ namespace VmQuiesce.Commands
 {
     /// <summary>Writes a copy of a repository's key (a key file, readable by root/Administrators only) for safekeeping elsewhere.</summary>
     [Cmdlet(VerbsData.Export, "VmBackupRepositoryKey", SupportsShouldProcess = true, ConfirmImpact = ConfirmImpact.Medium)]
-    [OutputType(typeof(System.IO.FileInfo))]
+    [OutputType(typeof(RepositoryKeyCopy))]
     public sealed class ExportVmBackupRepositoryKeyCommand : VmQuiesceCmdlet
     {
         [Parameter(Mandatory = true, Position = 0, ValueFromPipelineByPropertyName = true)]
@@ -29,8 +29,7 @@ namespace VmQuiesce.Commands
                 string destination = ResolveFileSystemPath(Destination, nameof(Destination));
                 if (ShouldProcess(destination, $"Write the key of '{repository.Path}' in plain form (readable by root/Administrators only)"))
                 {
-                    new RepositoryKeys(repository).Export(destination);
-                    WriteObject(new System.IO.FileInfo(destination));
+                    WriteObject(new RepositoryKeys(repository).Export(destination));
                 }
             }
             catch (VmQuiesceException e)

@@ -7,7 +7,7 @@ namespace VmQuiesce.Commands
 {
     /// <summary>Brings a repository's key to this host (its key file), from a passphrase copy or an exported key file.</summary>
     [Cmdlet(VerbsData.Import, "VmBackupRepositoryKey", SupportsShouldProcess = true, ConfirmImpact = ConfirmImpact.Medium, DefaultParameterSetName = PassphraseSet)]
-    [OutputType(typeof(string))]
+    [OutputType(typeof(RepositoryKeyCopy))]
     public sealed class ImportVmBackupRepositoryKeyCommand : VmQuiesceCmdlet
     {
         private const string PassphraseSet = "Passphrase";

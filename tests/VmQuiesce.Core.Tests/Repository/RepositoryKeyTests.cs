@@ -240,7 +240,7 @@ namespace VmQuiesce.Core.Tests.Repository
             Assert.Null(RepositorySummary.Of(onNewHost, e => throw e).RestorePoints);
             Assert.Equal("RepositoryPassphraseWrong", Assert.Throws<VmQuiesceException>(() => new RepositoryKeys(onNewHost).ImportFromPassphrase(Secure("wrong horse battery"))).ErrorId);
 
-            string keyFile = new RepositoryKeys(onNewHost).ImportFromPassphrase(Secure("correct horse battery"));
+            string keyFile = new RepositoryKeys(onNewHost).ImportFromPassphrase(Secure("correct horse battery")).Path!;
             Assert.Equal(HostKeyStore.PathOf(onNewHost.Encryption.RepositoryId!), keyFile);
             Assert.Equal(File.ReadAllBytes(disk), Restore(onNewHost, onNewHost.GetRestorePoint(point.Id)));
             if (!OperatingSystem.IsWindows())

@@ -54,31 +54,32 @@ namespace VmQuiesce.Core.Repository.Keys
             return repository;
         }
 
-        /// <summary>Adds a passphrase copy of the key (this host must have the key); returns its slot.</summary>
-        public string AddPassphrase(SecureString passphrase)
+        /// <summary>Adds a passphrase copy of the key (this host must have the key).</summary>
+        public RepositoryKeyCopy AddPassphrase(SecureString passphrase)
         {
             RequireEncrypted();
             CheckPassphrase(passphrase);
-            return _passphrases.Add(passphrase, RepositoryFileOps.Real);
+            string slot = _passphrases.Add(passphrase, RepositoryFileOps.Real);
+            return new RepositoryKeyCopy(_repository.Path, _repository.Encryption.KeyId!, KeyCopyKind.Passphrase, slot, null);
         }
 
-        /// <summary>Brings the key to this host from a passphrase copy: writes the host key file; returns its path.</summary>
-        public string ImportFromPassphrase(SecureString passphrase)
+        /// <summary>Brings the key to this host from a passphrase copy: writes the host key file.</summary>
+        public RepositoryKeyCopy ImportFromPassphrase(SecureString passphrase)
         {
             RequireEncrypted();
             CheckPassphrase(passphrase);
             return Import(_passphrases.Open(passphrase));
         }
 
-        /// <summary>Brings the key to this host from a key file exported earlier; returns the host key file's path.</summary>
-        public string ImportFromKeyFile(string keyFile)
+        /// <summary>Brings the key to this host from a key file exported earlier.</summary>
+        public RepositoryKeyCopy ImportFromKeyFile(string keyFile)
         {
             RequireEncrypted();
             return Import(HostKeyStore.ReadKeyFile(keyFile, _repository.Encryption.RepositoryId!));
         }
 
         /// <summary>Writes a copy of the key (a key file, in plain form) to <paramref name="destination"/>, which must not exist.</summary>
-        public void Export(string destination)
+        public RepositoryKeyCopy Export(string destination)
         {
             RepositoryKey key = RequireEncrypted().RequireKey()!;
             string full = Path.GetFullPath(destination);
@@ -88,6 +89,7 @@ namespace VmQuiesce.Core.Repository.Keys
             }
 
             HostKeyStore.WriteKeyFile(Path.GetDirectoryName(full)!, full, _repository.Encryption.RepositoryId!, key, _repository.Path);
+            return new RepositoryKeyCopy(_repository.Path, key.KeyId, KeyCopyKind.ExportedKeyFile, null, full);
         }
 
         /// <summary>Removes a passphrase copy. The last copy of the key is kept unless <paramref name="force"/>.</summary>
@@ -122,10 +124,11 @@ namespace VmQuiesce.Core.Repository.Keys
             return HostKeyStore.Remove(encryption.RepositoryId!);
         }
 
-        private string Import(RepositoryKey key)
+        private RepositoryKeyCopy Import(RepositoryKey key)
         {
             _repository.Encryption.Unlock(key);
-            return HostKeyStore.Write(_repository.Encryption.RepositoryId!, key, _repository.Path);
+            string path = HostKeyStore.Write(_repository.Encryption.RepositoryId!, key, _repository.Path);
+            return new RepositoryKeyCopy(_repository.Path, key.KeyId, KeyCopyKind.HostKeyFile, null, path);
         }
 
         private RepositoryEncryption RequireEncrypted()
