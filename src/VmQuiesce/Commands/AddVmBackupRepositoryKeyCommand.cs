@@ -8,24 +8,8 @@ namespace VmQuiesce.Commands
     /// <summary>Adds a passphrase copy of a repository's key inside the repository, so a new host can recover it.</summary>
     [Cmdlet(VerbsCommon.Add, "VmBackupRepositoryKey", SupportsShouldProcess = true, ConfirmImpact = ConfirmImpact.Medium, DefaultParameterSetName = PassphraseSet)]
     [OutputType(typeof(RepositoryKeyCopy))]
-    public sealed class AddVmBackupRepositoryKeyCommand : VmQuiesceCmdlet
+    public sealed class AddVmBackupRepositoryKeyCommand : RepositoryPassphraseCmdlet
     {
-        private const string PassphraseSet = "Passphrase";
-        private const string CredentialSet = "Credential";
-
-        [Parameter(Mandatory = true, Position = 0, ValueFromPipelineByPropertyName = true)]
-        [Alias("Path")]
-        [ValidateNotNullOrEmpty]
-        [ArgumentCompleter(typeof(RepositoryPathCompleter))]
-        public string Repository { get; set; } = string.Empty;
-
-        [Parameter(Mandatory = true, ParameterSetName = PassphraseSet)]
-        public System.Security.SecureString? Passphrase { get; set; }
-
-        [Parameter(Mandatory = true, ParameterSetName = CredentialSet)]
-        [Credential]
-        public PSCredential? Credential { get; set; }
-
         protected override void ProcessRecord()
         {
             try
@@ -33,7 +17,7 @@ namespace VmQuiesce.Commands
                 BackupRepository repository = BackupRepository.Open(ResolveFileSystemPath(Repository, nameof(Repository)));
                 if (ShouldProcess(repository.Path, "Add a copy of the repository key sealed under a passphrase"))
                 {
-                    WriteObject(new RepositoryKeys(repository).AddPassphrase(NewVmBackupRepositoryCommand.PassphraseOf(Passphrase, Credential)!));
+                    WriteObject(new RepositoryKeys(repository).AddPassphrase(GivenPassphrase));
                 }
             }
             catch (VmQuiesceException e)

@@ -8,24 +8,9 @@ namespace VmQuiesce.Commands
     /// <summary>Brings a repository's key to this host (its key file), from a passphrase copy or an exported key file.</summary>
     [Cmdlet(VerbsData.Import, "VmBackupRepositoryKey", SupportsShouldProcess = true, ConfirmImpact = ConfirmImpact.Medium, DefaultParameterSetName = PassphraseSet)]
     [OutputType(typeof(RepositoryKeyCopy))]
-    public sealed class ImportVmBackupRepositoryKeyCommand : VmQuiesceCmdlet
+    public sealed class ImportVmBackupRepositoryKeyCommand : RepositoryPassphraseCmdlet
     {
-        private const string PassphraseSet = "Passphrase";
-        private const string CredentialSet = "Credential";
         private const string KeyFileSet = "KeyFile";
-
-        [Parameter(Mandatory = true, Position = 0, ValueFromPipelineByPropertyName = true)]
-        [Alias("Path")]
-        [ValidateNotNullOrEmpty]
-        [ArgumentCompleter(typeof(RepositoryPathCompleter))]
-        public string Repository { get; set; } = string.Empty;
-
-        [Parameter(Mandatory = true, ParameterSetName = PassphraseSet)]
-        public System.Security.SecureString? Passphrase { get; set; }
-
-        [Parameter(Mandatory = true, ParameterSetName = CredentialSet)]
-        [Credential]
-        public PSCredential? Credential { get; set; }
 
         /// <summary>A key file Export-VmBackupRepositoryKey wrote.</summary>
         [Parameter(Mandatory = true, ParameterSetName = KeyFileSet)]
@@ -45,7 +30,7 @@ namespace VmQuiesce.Commands
 
                 WriteObject(ParameterSetName == KeyFileSet
                     ? keys.ImportFromKeyFile(ResolveFileSystemPath(KeyFile, nameof(KeyFile)))
-                    : keys.ImportFromPassphrase(NewVmBackupRepositoryCommand.PassphraseOf(Passphrase, Credential)!));
+                    : keys.ImportFromPassphrase(GivenPassphrase));
             }
             catch (VmQuiesceException e)
             {
