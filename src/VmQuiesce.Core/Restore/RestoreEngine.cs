@@ -138,6 +138,7 @@ namespace VmQuiesce.Core.Restore
                         bytesDone = fileStart + done;
                         host.WriteProgress(new RestoreProgress(RestorePhase.Writing, target.Path, bytesDone, bytesTotal, clock.Elapsed));
                     }, cancel);
+                    GuestViewImage.WriteImageFormat(temps[i], target.File, cancel);
                 }
 
                 if (plan.Reverter != null)
