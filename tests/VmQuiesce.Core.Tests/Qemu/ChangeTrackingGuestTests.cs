@@ -119,10 +119,20 @@ namespace VmQuiesce.Core.Tests.Qemu
             Assert.Equal(ChangeTrackingMode.Incremental, Checkpoint(verified).Mode);
             Assert.True(Checkpoint(verified).Verified);
 
-            // QEMU killed: the persistent bitmap comes back inconsistent.
+            // A clean restart keeps a qcow2 v3 disk's checkpoint: QEMU stores the bitmap as it closes the image.
+            vm.QuitAndRestart();
+            vm.WaitUntilReady();
+            Assert.Equal(ChangeTrackingMode.Incremental, Checkpoint(BackUpAfterWrite(vm, "after-restart")).Mode);
+
+            // QEMU killed while it has a stored bitmap open: the bitmap comes back inconsistent.
+            vm.QuitAndRestart();
+            vm.WaitUntilReady();
+            QemuSourceGuestTests.GuestShell(vm, "dd if=/dev/urandom of=/mnt/data/before-kill bs=64k count=4 2>/dev/null && sync");
             vm.KillAndRestart();
             vm.WaitUntilReady();
-            AssertFull(BackUpAfterWrite(vm, "after-kill"), ChangeTrackingRecord.Reasons.BitmapInconsistent);
+            RestorePoint afterKill = BackUpAfterWrite(vm, "after-kill");
+            AssertFull(afterKill, ChangeTrackingRecord.Reasons.BitmapInconsistent);
+            Assert.Equal("after-kill\n", GuestDiskImage.ReadFile(Restore(afterKill, "after-kill"), "/marker"));
             Assert.Equal(ChangeTrackingMode.Incremental, Checkpoint(BackUpAfterWrite(vm, "after-kill-2")).Mode);
             AssertNothingLeft(vm);
         }

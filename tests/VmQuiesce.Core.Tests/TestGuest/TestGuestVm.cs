@@ -183,6 +183,27 @@ namespace VmQuiesce.Core.Tests.TestGuest
         public void KillAndRestart()
         {
             Kill();
+            Relaunch();
+        }
+
+        /// <summary>Ends QEMU cleanly (QMP quit: images closed, persistent bitmaps stored) and starts it again on the same disks.</summary>
+        public void QuitAndRestart()
+        {
+            using (var qmp = VmQuiesce.Core.Sources.Qemu.QmpClient.Connect(QmpSocketPath))
+            {
+                qmp.Execute("quit");
+            }
+
+            if (!WaitForExit(TimeSpan.FromSeconds(60)))
+            {
+                throw new TimeoutException($"QEMU of the test guest in {WorkFolder} did not exit within 60 s of 'quit'.{Diagnostics()}");
+            }
+
+            Relaunch();
+        }
+
+        private void Relaunch()
+        {
             Process.Dispose();
             File.Delete(ConsoleLog);
             _sinceStart.Restart();
