@@ -79,6 +79,11 @@ namespace VmQuiesce.Core.Tests.Qemu
                 File.Delete(frozenCopy);
             }
 
+            // Test-VmBackup -Boot on an incremental point: restored as qcow2 and booted, the agent answers.
+            RestorePoint last = _repository.ListRestorePoints().OrderBy(p => p.StartTime).Last();
+            BootCheckResult booted = BootCheck.RunRestorePoint(_repository, last, VmQuiesce.Core.Tests.Restore.BootCheckTests.GuestBoot(), CancellationToken.None);
+            Assert.True(booted.AgentAnswered, booted.ToString());
+
             // Exactly one checkpoint of VmQuiesce's and the administrator's own bitmap, untouched; nothing else left.
             var bitmaps = Bitmaps(vm);
             Assert.Contains("admin-own", bitmaps);

@@ -5,7 +5,6 @@ using System.Linq;
 using System.Threading;
 using VmQuiesce.Core.Json;
 using VmQuiesce.Core.Nbd;
-using VmQuiesce.Core.Native;
 using VmQuiesce.Core.Platform;
 using VmQuiesce.Core.Repository;
 
@@ -25,7 +24,7 @@ namespace VmQuiesce.Core.Sources.Qemu
         private readonly IReadOnlyList<QemuDiskCheckpoint> _disks;
         private readonly string _vmName;
         private readonly List<NbdClient> _clients = new List<NbdClient>();
-        private string? _socketFolder;
+        private ScratchFolder? _socketFolder;
 
         private QemuFleecing(IReadOnlyList<QemuDiskCheckpoint> disks, string vmName)
         {
@@ -102,8 +101,16 @@ namespace VmQuiesce.Core.Sources.Qemu
         /// <summary>Starts QEMU's NBD server on a private unix socket and exports each scratch node with the bitmap the read uses.</summary>
         public IReadOnlyList<QemuTrackedDisk> Export(QmpClient qmp, bool verify, CancellationToken cancel)
         {
-            _socketFolder = PrivateFolder();
-            string socket = Path.Combine(_socketFolder, "nbd.sock");
+            try
+            {
+                _socketFolder = ScratchFolder.Create("vmq-nbd");
+            }
+            catch (IOException e)
+            {
+                throw new VmQuiesceException("FleecingSetupFailed", FailureKind.PermissionDenied, $"No private folder for the NBD socket of VM '{_vmName}': {e.Message}", _vmName, e);
+            }
+
+            string socket = Path.Combine(_socketFolder.Path, "nbd.sock");
             try
             {
                 qmp.Execute("nbd-server-start", new JsonObject().With("addr", new JsonObject().With("type", "unix").With("data", new JsonObject().With("path", socket))), cancel: cancel);
@@ -324,10 +331,7 @@ namespace VmQuiesce.Core.Sources.Qemu
 
         private void DeleteSocketFolder()
         {
-            if (_socketFolder != null && Directory.Exists(_socketFolder))
-            {
-                Directory.Delete(_socketFolder, recursive: true);
-            }
+            _socketFolder?.Dispose();
         }
 
         private static void Try(List<string> problems, string what, Action action)
@@ -343,19 +347,5 @@ namespace VmQuiesce.Core.Sources.Qemu
         }
 
         private static JsonObject Action(string type, JsonObject data) => new JsonObject().With("type", type).With("data", data);
-
-        /// <summary>A folder only this account can enter, for the NBD socket QEMU creates.</summary>
-        private static string PrivateFolder()
-        {
-            string folder = Path.Combine(Path.GetTempPath(), "vmq-nbd-" + Guid.NewGuid().ToString("N").Substring(0, 12));
-            Directory.CreateDirectory(folder);
-            if (!HostPlatform.IsWindows && Libc.chmod(folder, 0x1C0) != 0)
-            {
-                Directory.Delete(folder);
-                throw new VmQuiesceException("FleecingSetupFailed", FailureKind.PermissionDenied, $"The folder '{folder}' for the NBD socket could not be made private (chmod 700).", folder);
-            }
-
-            return folder;
-        }
     }
 }
