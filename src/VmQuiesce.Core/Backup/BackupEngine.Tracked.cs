@@ -6,6 +6,7 @@ using System.IO;
 using System.Linq;
 using System.Security.Cryptography;
 using System.Threading;
+using VmQuiesce.Core.Platform;
 using VmQuiesce.Core.Repository;
 using VmQuiesce.Core.Sources;
 
@@ -89,6 +90,12 @@ namespace VmQuiesce.Core.Backup
                 Remedy = "Verify the earlier restore points against the VM (Test-VmBackup), and keep -VerifyChangeTracking on for this VM until the cause is known.",
             };
         }
+
+        /// <summary>Who owns the disk's image, for the restore to give the written image back to (null when unknown).</summary>
+        private static FileOwner? TrackedOwner(ViewFile file) =>
+            HostPlatform.IsLinux && UnixFiles.StatFollowingLinks(file.OriginalPath) is FileStatus status && status.IsRegularFile
+                ? new FileOwner(status.Uid, status.Gid, status.Permissions)
+                : null;
 
         /// <summary>What the copy learns about one tracked disk.</summary>
         private sealed class TrackedCopy

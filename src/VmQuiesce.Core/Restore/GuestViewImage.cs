@@ -17,28 +17,51 @@ namespace VmQuiesce.Core.Restore
     internal static class GuestViewImage
     {
         private static readonly TimeSpan ConvertTimeout = TimeSpan.FromHours(12);
+        private const int CopyBlock = 1024 * 1024;
 
-        /// <summary>Turns the raw content just written to <paramref name="temp"/> into the image <paramref name="file"/> records, in place.</summary>
-        public static void WriteImageFormat(string temp, RestorePointFile file, CancellationToken cancel)
+        /// <summary>
+        /// Turns the raw content just written to the restore's temp file into the image <paramref name="file"/>
+        /// records: qemu-img converts it beside the temp, and the image is copied back into the temp through the
+        /// restore's own open (and locked) stream, so the temp keeps its identity, lock, owner and mode.
+        /// </summary>
+        /// <param name="writeRuns">Writes a buffer at an offset, leaving runs of zeroes as holes.</param>
+        public static void WriteImageFormat(string tempPath, Stream temp, RestorePointFile file, Action<long, byte[], int> writeRuns, CancellationToken cancel)
         {
             if (!(file.RestoreAs is DiskImageLayout layout) || layout.Format != DiskImageFormat.Qcow2)
             {
                 return;
             }
 
+            temp.Flush();
             string options = "compat=" + (layout.Compat ?? "1.1") + (layout.ClusterSize is int cluster ? ",cluster_size=" + cluster.ToString(CultureInfo.InvariantCulture) : "");
-            string converted = temp + ".qcow2";
-            // -t writeback: the image is flushed to disk when qemu-img closes it (its default for the target flushes nothing).
-            ToolResult result = QemuImage.Run(new List<string> { "convert", "-q", "-f", DiskImageFormat.Raw, "-O", DiskImageFormat.Qcow2, "-t", "writeback", "-o", options, temp, converted }, ConvertTimeout, cancel);
-            if (result.ExitCode != 0)
+            string converted = tempPath + ".qcow2";
+            try
+            {
+                ToolResult result = QemuImage.Run(new List<string> { "convert", "-q", "-f", DiskImageFormat.Raw, "-O", DiskImageFormat.Qcow2, "-o", options, tempPath, converted }, ConvertTimeout, cancel);
+                if (result.ExitCode != 0)
+                {
+                    throw new VmQuiesceException("RestoreConvertFailed", FailureKind.WriteError,
+                        $"The disk '{file.Path}' could not be written as {layout.Format} ({options}): {result.Message}", file.Path);
+                }
+
+                using var image = new FileStream(converted, FileMode.Open, FileAccess.Read, FileShare.Read, 1, FileOptions.SequentialScan);
+                temp.SetLength(0);
+                var buffer = new byte[CopyBlock];
+                long offset = 0;
+                int read;
+                while ((read = image.ReadFully(buffer, CopyBlock)) > 0)
+                {
+                    cancel.ThrowIfCancellationRequested();
+                    writeRuns(offset, buffer, read);
+                    offset += read;
+                }
+
+                temp.SetLength(offset);
+            }
+            finally
             {
                 DeleteQuietly(converted);
-                throw new VmQuiesceException("RestoreConvertFailed", FailureKind.WriteError,
-                    $"The disk '{file.Path}' could not be written as {layout.Format} ({options}): {result.Message}", file.Path);
             }
-
-            File.Delete(temp);
-            File.Move(converted, temp);
         }
 
         private static void DeleteQuietly(string path)
@@ -49,7 +72,7 @@ namespace VmQuiesce.Core.Restore
             }
             catch (Exception e) when (e is IOException || e is UnauthorizedAccessException)
             {
-                // The restore already fails; its temporary files are named after the target and removed with it.
+                // The restore goes on or fails for its own reason; the file is named after the restore's temp file.
             }
         }
     }
