@@ -418,7 +418,17 @@ namespace VmQuiesce.Core.Repository
                 throw new VmQuiesceException("RestorePointExists", FailureKind.InvalidOperation, $"The repository '{Path}' already has a restore point '{point.Id}'.", point.Id);
             }
 
-            if (!TryWriteAtomically(target, Encryption.SealManifest(point.Id, JsonText.Serialize(point.ToJson(), indented: true))))
+            bool written;
+            try
+            {
+                written = TryWriteAtomically(target, Encryption.SealManifest(point.Id, JsonText.Serialize(point.ToJson(), indented: true)));
+            }
+            catch (Exception e) when (e is IOException || e is UnauthorizedAccessException)
+            {
+                throw StorageFailure(Path, $"write the manifest of restore point '{point.Id}'", e);
+            }
+
+            if (!written)
             {
                 throw new VmQuiesceException("RestorePointExists", FailureKind.InvalidOperation, $"'{target}' already exists.", target);
             }

@@ -1,4 +1,5 @@
 using System;
+using System.Collections.Concurrent;
 using System.Collections.Generic;
 using System.Diagnostics;
 using System.Globalization;
@@ -16,7 +17,9 @@ namespace VmQuiesce.Core.Repository
     /// holds it (host, boot, PID namespace, pid and process start, purpose). A lock file is written whole under a
     /// temp name first, so one under its final name is never cut short. A lock whose process is provably gone
     /// from this host is removed with a warning; a lock of a live process, of another host, or one that cannot
-    /// be judged needs a human (or -RemoveStaleLock).
+    /// be judged needs a human (or -RemoveStaleLock). A lock that cannot be removed when released (the file system
+    /// turned read-only meanwhile) is warned about, never thrown over the operation's own outcome, and removed by
+    /// this process's next lock on the repository; once the process has ended, any other command removes it.
     /// </summary>
     public sealed class RepositoryLock : IDisposable
     {
@@ -25,13 +28,18 @@ namespace VmQuiesce.Core.Repository
         private const string SharedPrefix = "shared-";
         private const int Attempts = 3;
 
+        /// <summary>Lock files this process released but could not remove; they name a live process until it ends.</summary>
+        private static readonly ConcurrentDictionary<string, bool> Unremoved = new ConcurrentDictionary<string, bool>(StringComparer.Ordinal);
+
         private readonly string? _path;
+        private readonly Action<string>? _warn;
         private bool _released;
 
-        private RepositoryLock(string? path, bool exclusive)
+        private RepositoryLock(string? path, bool exclusive, Action<string>? warn)
         {
             _path = path;
             Exclusive = exclusive;
+            _warn = warn;
         }
 
         public bool Exclusive { get; }
@@ -44,6 +52,7 @@ namespace VmQuiesce.Core.Repository
             string folder = LockFolder(repositoryPath);
             string exclusive = Path.Combine(folder, ExclusiveName);
             string mine = Path.Combine(folder, SharedPrefix + Guid.NewGuid().ToString("N") + ".lock");
+            RemoveUnremoved(folder);
             for (int attempt = 0; attempt < Attempts; attempt++)
             {
                 ThrowIfHeld(exclusive, repositoryPath, removeStale, warn);
@@ -53,7 +62,7 @@ namespace VmQuiesce.Core.Repository
                 // shared lock and gives up, or we see its lock here and back off; never both proceed.
                 if (!File.Exists(exclusive))
                 {
-                    return new RepositoryLock(mine, exclusive: false);
+                    return new RepositoryLock(mine, exclusive: false, warn);
                 }
 
                 File.Delete(mine);
@@ -84,7 +93,7 @@ namespace VmQuiesce.Core.Repository
 
                 warn?.Invoke($"The repository '{repositoryPath}' cannot be written ({Describe(e)}), so it is read without a lock: a prune running at the same time from elsewhere is not excluded."
                     + (holder.State == HolderState.Gone ? string.Empty : $" It holds a prune's lock that could not be removed: {holder.Description}."));
-                return new RepositoryLock(null, exclusive: false);
+                return new RepositoryLock(null, exclusive: false, warn);
             }
         }
 
@@ -92,6 +101,7 @@ namespace VmQuiesce.Core.Repository
         {
             string folder = LockFolder(repositoryPath);
             string exclusive = Path.Combine(folder, ExclusiveName);
+            RemoveUnremoved(folder);
             for (int attempt = 0; ; attempt++)
             {
                 ThrowIfHeld(exclusive, repositoryPath, removeStale, warn);
@@ -120,15 +130,46 @@ namespace VmQuiesce.Core.Repository
                 throw;
             }
 
-            return new RepositoryLock(exclusive, exclusive: true);
+            return new RepositoryLock(exclusive, exclusive: true, warn);
         }
 
+        /// <summary>
+        /// Removes the lock file. Where that fails (the repository's file system turned read-only during the
+        /// operation), the operation's own outcome stands: the lock is warned about and left for later, not thrown.
+        /// </summary>
         public void Dispose()
         {
-            if (!_released && _path != null)
+            if (_released || _path == null)
             {
-                _released = true;
+                return;
+            }
+
+            _released = true;
+            try
+            {
                 File.Delete(_path);
+            }
+            catch (Exception e) when (e is IOException || e is UnauthorizedAccessException)
+            {
+                Unremoved[_path] = true;
+                _warn?.Invoke($"Could not remove the lock '{_path}' ({(CannotWrite(e) ? Describe(e) : e.Message)}). It keeps a prune of the repository out while this process runs; this process removes it with its next lock on the repository, and once the process has ended, the next VmQuiesce command removes it as a dead process's lock.");
+            }
+        }
+
+        /// <summary>Retries the removal of lock files in <paramref name="folder"/> this process released but could not remove.</summary>
+        private static void RemoveUnremoved(string folder)
+        {
+            foreach (string path in Unremoved.Keys.Where(path => string.Equals(Path.GetDirectoryName(path), folder, StringComparison.Ordinal)))
+            {
+                try
+                {
+                    File.Delete(path);
+                    Unremoved.TryRemove(path, out _);
+                }
+                catch (Exception e) when (e is IOException || e is UnauthorizedAccessException)
+                {
+                    // Still not writable: taking the new lock fails the same way and says so.
+                }
             }
         }
 

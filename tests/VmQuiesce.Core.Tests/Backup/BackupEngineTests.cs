@@ -8,6 +8,7 @@ using VmQuiesce.Core.Backup;
 using VmQuiesce.Core.Repository;
 using VmQuiesce.Core.Sources;
 using VmQuiesce.Core.Sources.PlainImage;
+using VmQuiesce.Core.Tests.Faults;
 using VmQuiesce.Core.Tests.Repository;
 using Xunit;
 
@@ -139,6 +140,29 @@ namespace VmQuiesce.Core.Tests.Backup
             BackupOutcome outcome = await run;
             Assert.Contains("first the snapshot or overlays it made are released", Assert.Single(warnings), StringComparison.Ordinal);
             Assert.True(outcome.RestorePoint.SnapshotReleased);
+        }
+
+        [LinuxRootFact]
+        public void ARepositoryThatTurnsReadOnlyDuringABackupFailsWithRepositoryReadOnlyAndLeavesTheLockForLater()
+        {
+            using var fixture = new RepositoryFixture();
+            using var fs = new ScratchFileSystem("size=8m");
+            BackupRepository repository = BackupRepository.OpenOrCreate(Path.Combine(fs.Path, "repo"), Chunk);
+            var warnings = new List<string>();
+            var source = new FakeSource(fixture.WriteFile("disk.img", RepositoryFixture.Random(3 * Chunk, 7)))
+            {
+                OnComplete = _ => fs.Remount("ro"),
+            };
+
+            var e = Assert.Throws<VmQuiesceException>(() => new BackupEngine(repository, 2).Run(source, new QuiesceOptions(), new OperationHost(warn: warnings.Add), CancellationToken.None));
+
+            Assert.Equal("RepositoryReadOnly", e.ErrorId);
+            Assert.Equal(new bool?[] { true }, source.View!.Completions);
+            Assert.Contains("Could not remove the lock", Assert.Single(warnings), StringComparison.Ordinal);
+            fs.Remount("rw");
+            source.OnComplete = null;
+            Assert.Empty(repository.ListRestorePoints());
+            Assert.NotNull(new BackupEngine(repository, 2).Run(source, new QuiesceOptions(), null, CancellationToken.None).RestorePoint);
         }
 
         [Fact]

@@ -166,6 +166,30 @@ namespace VmQuiesce.Core.Tests.Repository
             Assert.Equal("RepositoryReadOnly", write.ErrorId);
         }
 
+        [LinuxRootFact]
+        public void ALockTheFileSystemNoLongerLetsGoIsWarnedAboutAndRemovedByThisProcesssNextLock()
+        {
+            using var fs = new ScratchFileSystem("size=8m");
+            BackupRepository repository = BackupRepository.OpenOrCreate(Path.Combine(fs.Path, "repo"), RepositoryFixture.ChunkSize);
+            string locks = Path.Combine(repository.Path, "locks");
+            var warnings = new List<string>();
+            RepositoryLock shared = repository.LockShared("backup", warn: warnings.Add);
+            fs.Remount("ro");
+
+            shared.Dispose();
+
+            string left = Assert.Single(Directory.GetFiles(locks, "shared-*.lock"));
+            Assert.Contains(left, warnings.Single(), StringComparison.Ordinal);
+            Assert.Contains("read-only", warnings.Single(), StringComparison.Ordinal);
+            fs.Remount("rw");
+            using (RepositoryLock exclusive = repository.LockExclusive("Remove-VmBackup (prune)"))
+            {
+                Assert.True(exclusive.Held);
+            }
+
+            Assert.Empty(Directory.GetFiles(locks));
+        }
+
         private static string WriteLock(RepositoryFixture fixture, string name, JsonObject record)
         {
             string path = Path.Combine(fixture.RepositoryPath, "locks", name);
