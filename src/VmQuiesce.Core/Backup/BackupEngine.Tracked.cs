@@ -203,7 +203,7 @@ namespace VmQuiesce.Core.Backup
             /// the changed regions read from the disk over it, zero regions cleared. With -VerifyChangeTracking everything
             /// is read, and where the checkpoint said "unchanged" the bytes must equal the base's.
             /// </summary>
-            private void ReadTrackedChunk(Job job, byte[] data, ref byte[]? baseData, SHA256 sha, CancellationToken cancel)
+            private void ReadTrackedChunk(Job job, byte[] data, ref byte[]? baseData, HashAlgorithm sha, CancellationToken cancel)
             {
                 TrackedCopy state = Tracked[job.FileIndex]!;
                 TrackedDisk disk = state.Disk;
@@ -249,7 +249,7 @@ namespace VmQuiesce.Core.Backup
                 }
             }
 
-            private void LoadBase(PreviousDisk previous, string hash, Job job, byte[] buffer, SHA256 sha)
+            private void LoadBase(PreviousDisk previous, string hash, Job job, byte[] buffer, HashAlgorithm sha)
             {
                 int length;
                 try

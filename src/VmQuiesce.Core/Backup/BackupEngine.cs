@@ -471,7 +471,7 @@ namespace VmQuiesce.Core.Backup
 
             public void StoreChunks(CancellationToken cancel)
             {
-                using SHA256 sha = SHA256.Create();
+                using HashAlgorithm sha = _store.NewIdHash();
                 var data = new byte[_chunkSize];
                 byte[]? scratch = null;
                 byte[]? baseData = null;
@@ -510,7 +510,7 @@ namespace VmQuiesce.Core.Backup
                 }
             }
 
-            private void StoreChunk(Job job, byte[] data, SHA256 sha, ref byte[]? scratch, CancellationToken cancel)
+            private void StoreChunk(Job job, byte[] data, HashAlgorithm sha, ref byte[]? scratch, CancellationToken cancel)
             {
                 if (!ZeroBytes.IsAllZero(data, 0, job.Length))
                 {

@@ -8,6 +8,7 @@ using System.Threading.Tasks;
 using VmQuiesce.Core;
 using VmQuiesce.Core.Backup;
 using VmQuiesce.Core.Repository;
+using VmQuiesce.Core.Repository.Keys;
 using VmQuiesce.Core.Sources;
 using VmQuiesce.Core.Sources.WindowsVss;
 
@@ -145,7 +146,14 @@ namespace VmQuiesce.Commands
             BackupRepository repository;
             try
             {
-                repository = BackupRepository.OpenOrCreate(_repositoryPath, ChunkSize);
+                // A new repository is encrypted: its key goes to this host's key folder.
+                repository = BackupRepository.OpenOrCreate(_repositoryPath, ChunkSize, RepositoryKey.Generate());
+                if (!repository.Encryption.IsEncrypted)
+                {
+                    WriteWarning($"The repository '{repository.Path}' is not encrypted (it was made before repository keys): anyone who can read it reads the guests' disks, and anyone who can write it can forge restore points. New-VmBackupRepository makes an encrypted one.");
+                }
+
+                repository.Encryption.RequireKey();
                 if (MyInvocation.BoundParameters.ContainsKey(nameof(ChunkSize)) && repository.ChunkSize != ChunkSize)
                 {
                     throw new VmQuiesceException("RepositoryChunkSizeDiffers", FailureKind.InvalidArgument,
