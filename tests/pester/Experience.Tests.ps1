@@ -131,6 +131,19 @@ Describe '<Name>: -WhatIf and -Confirm' -ForEach $changing {
                 Repair-BackupVm -Overlay $overlay -WhatIf | Select-Object -ExpandProperty Action | Should -Be 'Skipped'
                 Test-Path $overlay | Should -BeTrue
             }
+            'New-VmBackupRepository'    = {
+                $path = Join-Path $root "new-repo-$(New-Guid)"
+                New-VmBackupRepository -Path $path -WhatIf | Should -BeNullOrEmpty
+                Test-Path $path | Should -BeFalse
+            }
+            'Add-VmBackupRepositoryKey' = {
+                Add-VmBackupRepositoryKey -Repository $repository -Passphrase (ConvertTo-SecureString 'what-if passphrase' -AsPlainText -Force) -WhatIf | Should -BeNullOrEmpty
+                (Get-VmBackupRepository $repository).PassphraseSlots | Should -BeNullOrEmpty
+            }
+            'Remove-VmBackupRepositoryKey' = {
+                Remove-VmBackupRepositoryKey -Repository $repository -HostKeyFile -Force -WhatIf
+                (Get-VmBackupRepository $repository).HostKeyFile | Should -Not -BeNullOrEmpty
+            }
             'Restore-VmSnapshot'        = {
                 $destination = Join-Path $root "restore-$(New-Guid)"
                 $point | Restore-VmSnapshot -Destination $destination -WhatIf | Should -BeNullOrEmpty

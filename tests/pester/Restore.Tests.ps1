@@ -85,7 +85,7 @@ Describe 'Restore-VmSnapshot' {
         $failures[0].FullyQualifiedErrorId | Should -BeLike 'RepositoryNotFound,*'
     }
 
-    It 'stops at a damaged chunk and replaces nothing' {
+    It 'stops at a changed chunk (not authentic: the repository is encrypted) and replaces nothing' {
         $copy = Join-Path $root 'damaged-repo'
         Copy-Item -LiteralPath $repo -Destination $copy -Recurse
         $hash = $point.Files[0].Chunks | Where-Object { $_ } | Select-Object -First 1
@@ -96,7 +96,7 @@ Describe 'Restore-VmSnapshot' {
 
         Restore-VmSnapshot -Repository $copy -Id $point.Id -Force -ErrorVariable failures -ErrorAction SilentlyContinue
 
-        $failures[0].FullyQualifiedErrorId | Should -BeLike 'RestoreChunkDamaged,*'
+        $failures[0].FullyQualifiedErrorId | Should -BeLike 'RestoreChunkNotAuthentic,*'
         $failures[0].Exception.Message | Should -Match $hash
         [IO.File]::ReadAllBytes($diskA).Count | Should -Be 3
         Test-Path -LiteralPath $diskB | Should -BeFalse

@@ -135,7 +135,7 @@ namespace VmQuiesce.Core.Restore
         /// <summary>Restore-VmSnapshot -Verify: boots what a restore wrote, each file as the format its restore point recorded.</summary>
         public static BootCheckResult Run(RestoreResult restored, BootCheckOptions options, CancellationToken cancel)
         {
-            var formats = restored.RestorePoint.Files.ToDictionary(file => file.Path, file => file.Format, StringComparer.Ordinal);
+            var formats = restored.RestorePoint.Files.ToDictionary(file => file.Path, file => file.RestoredFormat, StringComparer.Ordinal);
             return Run(restored.Files.Select(file => new BootDisk(file.Path, formats.TryGetValue(file.RelativePath, out string? format) ? format : null)).ToList(), options, cancel);
         }
 

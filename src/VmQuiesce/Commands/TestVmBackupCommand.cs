@@ -125,9 +125,11 @@ namespace VmQuiesce.Commands
             {
                 RecordDamage(repository, result);
                 string problems = string.Join("; ", result.Problems.Select(problem => problem.ToString()).Concat(result.FileHashMismatches.Select(file => $"whole-file digest of '{file}' differs")));
+                // In an encrypted repository a chunk that does not open with the key was changed, swapped or planted.
+                bool notAuthentic = result.Problems.Any(problem => problem.Problem == ChunkProblemKind.NotAuthentic);
                 WriteFailure(new VmQuiesceException(
-                    "RestorePointDamaged",
-                    FailureKind.InvalidData,
+                    notAuthentic ? "RestorePointNotAuthentic" : "RestorePointDamaged",
+                    notAuthentic ? FailureKind.SecurityError : FailureKind.InvalidData,
                     $"The restore point '{point.Id}' of VM '{point.VmName}' is damaged; broken files: {string.Join(", ", result.BrokenFiles)}. {problems}",
                     result)
                 {
