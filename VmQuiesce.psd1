@@ -15,11 +15,14 @@
     CmdletsToExport      = @(
         'Get-BackupVm'
         'Get-VmBackup'
+        'Get-VmBackupSchedule'
         'Get-VmSnapshot'
         'Get-VssWriter'
         'Get-VssWriterConfig'
         'Get-VssWriterServiceLogon'
+        'Invoke-VmBackupJob'
         'Invoke-VmQuiescedBackup'
+        'Register-VmBackupSchedule'
         'Remove-VmBackup'
         'Remove-VssWriterConfig'
         'Repair-BackupVm'
@@ -30,6 +33,7 @@
         'Test-VmQuiesceReadiness'
         'Test-VssWriterConfig'
         'Test-VssWriterServiceLogon'
+        'Unregister-VmBackupSchedule'
     )
     FunctionsToExport    = @()
     VariablesToExport    = @()
