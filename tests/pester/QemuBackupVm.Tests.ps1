@@ -44,7 +44,7 @@ Describe 'Test-VmQuiesceReadiness without a VM' {
     It 'reports an unreachable monitor as a failed row with a remedy and skips the rest' {
         $notASocket = New-TemporaryFile
         try {
-            $rows = Get-BackupVm -QmpSocket $notASocket.FullName -Name vm1 | Test-VmQuiesceReadiness
+            $rows = [VmQuiesce.Core.Sources.Qemu.QemuVm]::new('vm1', $notASocket.FullName, $null) | Test-VmQuiesceReadiness
             $rows.Count | Should -Be 6
             $rows[0].Check | Should -Be 'QmpReachable'
             $rows[0].Status | Should -Be 'Failed'
@@ -54,6 +54,27 @@ Describe 'Test-VmQuiesceReadiness without a VM' {
         finally {
             Remove-Item $notASocket
         }
+    }
+
+    It 'refuses a socket path that is a regular file at Get-BackupVm, naming it, before anything connects' {
+        if (-not $onLinux) { Set-ItResult -Skipped -Because 'telling a socket from a file uses statx: Linux only'; return }
+        $notASocket = New-TemporaryFile
+        try {
+            Get-BackupVm -QmpSocket $notASocket.FullName -Name vm1 -ErrorVariable failures -ErrorAction SilentlyContinue | Should -BeNullOrEmpty
+            $failures[0].FullyQualifiedErrorId | Should -BeLike 'SocketPathNotASocket,*'
+            $failures[0].TargetObject | Should -Be $notASocket.FullName
+        }
+        finally {
+            Remove-Item $notASocket
+        }
+    }
+
+    It 'takes several names at once and reports each plain name that matches nothing' {
+        if (-not $onLinux) { Set-ItResult -Skipped -Because 'discovery reads /proc and works on Linux only'; return }
+        $first = "no-such-vm-$([guid]::NewGuid().ToString('N'))"
+        $second = "no-such-vm-$([guid]::NewGuid().ToString('N'))"
+        Get-BackupVm -Name $first, $second, 'no-such-*' -ErrorVariable failures -ErrorAction SilentlyContinue | Should -BeNullOrEmpty
+        @($failures | ForEach-Object TargetObject) | Should -Be @($first, $second)
     }
 }
 
@@ -118,9 +139,27 @@ Describe 'Get-BackupVm and Test-VmQuiesceReadiness against a real guest' {
         $vmTable | Should -BeLike "*AgentSocket*$($guest.AgentSocketPath)*"
     }
 
+    It 'finds the agent socket on QEMU''s own command line when only the monitor is given, so readiness passes' {
+        if ($unavailable) { Set-ItResult -Skipped -Because $unavailable; return }
+        $vm = Get-BackupVm -QmpSocket $guest.QmpSocketPath -WarningVariable warnings
+        $warnings | Should -BeNullOrEmpty
+        $vm.Details['AgentSocket'] | Should -Be $guest.AgentSocketPath
+        $vm.Details['ProcessId'] | Should -Be "$($guest.Process.Id)"
+        $rows = @($vm | Test-VmQuiesceReadiness)
+        ($rows | Where-Object Check -EQ 'AgentAnswering').Status | Should -Be 'Passed'
+        ($rows | Where-Object Check -EQ 'FreezeSupported').Detail | Should -BeLike '*FileSystem*'
+    }
+
+    It 'names the VM alike whether it is discovered or named by its socket: one VM, one name' {
+        if ($unavailable) { Set-ItResult -Skipped -Because $unavailable; return }
+        $discovered = @(Get-BackupVm | Where-Object Location -EQ $guest.QmpSocketPath)
+        $discovered.Name | Should -Be (Get-BackupVm -QmpSocket $guest.QmpSocketPath).Name
+        $discovered.Name | Should -Be 'qmp'
+    }
+
     It 'warns that without an agent socket only Crash consistency is reachable' {
         if ($unavailable) { Set-ItResult -Skipped -Because $unavailable; return }
-        $rows = @(Get-BackupVm -QmpSocket $guest.QmpSocketPath -Name noagent | Test-VmQuiesceReadiness)
+        $rows = @([VmQuiesce.Core.Sources.Qemu.QemuVm]::new('noagent', $guest.QmpSocketPath, $null) | Test-VmQuiesceReadiness)
         $agent = $rows | Where-Object Check -EQ 'AgentAnswering'
         $agent.Status | Should -Be 'Warning'
         $agent.Detail | Should -BeLike '*Crash*'

@@ -154,6 +154,16 @@ Describe 'The scheduled job against the real QEMU test guest' {
         if ($script:guest) { $script:guest | Stop-TestGuest }
     }
 
+    It 'gives the VM the same name and its UUID whether it is discovered or named by its socket' {
+        if ($unavailable) { Set-ItResult -Skipped -Because $unavailable; return }
+        $bySocket = Get-BackupVm -QmpSocket $guest.QmpSocketPath
+        $discovered = @(Get-BackupVm | Where-Object Location -EQ $guest.QmpSocketPath)
+        $discovered.Count | Should -Be 1
+        $discovered[0].Name | Should -Be $bySocket.Name
+        $bySocket.Uuid | Should -Be $uuid
+        $discovered[0].Uuid | Should -Be $uuid
+    }
+
     It 'runs the unit''s own ExecStart and gets a FileSystem-consistent point from a VM named only by its monitor' {
         if ($unavailable) { Set-ItResult -Skipped -Because $unavailable; return }
         if ($unitSkip) { Set-ItResult -Skipped -Because $unitSkip; return }

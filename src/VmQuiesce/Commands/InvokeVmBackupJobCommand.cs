@@ -16,7 +16,7 @@ namespace VmQuiesce.Commands
     /// Remove-VmBackup, writes one line per failed VM to the error stream (stderr under a scheduler) and, when asked,
     /// a log file; returns the run with the exit code the job ends with (see about_VmQuiesce_Schedule).
     /// </summary>
-    [Cmdlet(VerbsLifecycle.Invoke, "VmBackupJob")]
+    [Cmdlet(VerbsLifecycle.Invoke, "VmBackupJob", SupportsShouldProcess = true, ConfirmImpact = ConfirmImpact.Low)]
     [OutputType(typeof(BackupJobResult))]
     public sealed class InvokeVmBackupJobCommand : VmQuiesceCmdlet
     {
@@ -61,10 +61,17 @@ namespace VmQuiesce.Commands
         [ValidateNotNullOrEmpty]
         public string? LogFolder { get; set; }
 
+        private bool HasRetention => KeepLast > 0 || KeepDaily > 0 || KeepWeekly > 0 || KeepMonthly > 0;
+
         protected override void EndProcessing()
         {
             string repository = ResolveFileSystemPath(Repository, nameof(Repository));
             string? logFolder = LogFolder == null ? null : ResolveFileSystemPath(LogFolder, nameof(LogFolder));
+            if (!ShouldProcess(Name, $"Back up {string.Join(", ", Vm)} into '{repository}' ({Consistency} consistency or better)" + (HasRetention ? " and apply the retention policy to those VMs" : string.Empty)))
+            {
+                return;
+            }
+
             var run = new BackupJobResult(Name, DateTime.Now);
             run.Log($"Job '{Name}': {string.Join(", ", Vm)} into '{repository}' at {Consistency} consistency or better.");
 
@@ -83,7 +90,7 @@ namespace VmQuiesce.Commands
             if (vms.Count > 0)
             {
                 BackUp(run, vms, repository);
-                if (KeepLast > 0 || KeepDaily > 0 || KeepWeekly > 0 || KeepMonthly > 0)
+                if (HasRetention)
                 {
                     ApplyRetention(run, vms, repository);
                 }
