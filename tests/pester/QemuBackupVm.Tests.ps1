@@ -7,7 +7,7 @@ BeforeAll {
 
 Describe 'Get-BackupVm without a VM' {
     It 'has discovery, QMP socket, the two VMware and the Hyper-V parameter sets' {
-        @((Get-Command Get-BackupVm).ParameterSets.Name | Sort-Object) | Should -Be @('Discover', 'HyperV', 'QmpSocket', 'VmwareRunning', 'VmxPath')
+        @((Get-Command Get-BackupVm).ParameterSets.Name | Sort-Object) | Should -Be @('Discover', 'HyperV', 'Path', 'QmpSocket', 'VmwareRunning', 'VmxPath')
         (Get-Command Get-BackupVm).OutputType.Name | Should -Contain 'VmQuiesce.Core.Sources.BackupVm'
     }
 
@@ -66,6 +66,50 @@ Describe 'Test-VmQuiesceReadiness without a VM' {
         }
         finally {
             Remove-Item $notASocket
+        }
+    }
+
+    It 'makes a VM of plain images from a folder (a stopped VM''s disks), named after the folder, and backs it up' {
+        $folder = Join-Path ([IO.Path]::GetTempPath()) "vmq-path-$([guid]::NewGuid().ToString('N'))/web01"
+        New-Item -ItemType Directory -Path $folder -Force | Out-Null
+        try {
+            [IO.File]::WriteAllBytes((Join-Path $folder 'disk0.img'), [byte[]]::new(8192))
+            [IO.File]::WriteAllBytes((Join-Path $folder 'disk1.img'), [byte[]] (1..200))
+            $vm = Get-BackupVm -Path $folder
+            $vm | Should -BeOfType ([VmQuiesce.Core.Sources.PlainImage.PlainImageVm])
+            $vm.Name | Should -Be 'web01'
+            @($vm.Paths | Split-Path -Leaf) | Should -Be @('disk0.img', 'disk1.img')
+            $point = $vm | Invoke-VmQuiescedBackup -Repository (Join-Path (Split-Path $folder) 'repo') -Consistency Crash
+            $point.Files.Count | Should -Be 2
+            { Get-BackupVm -Path (Join-Path $folder 'none.img') -ErrorAction Stop } | Should -Throw -ErrorId 'ImageNotFound,*'
+        }
+        finally {
+            Remove-Item -LiteralPath (Split-Path $folder) -Recurse -Force
+        }
+    }
+
+    It 'refuses an image another process has open unless -AllowInUse' {
+        if (-not $onLinux) { Set-ItResult -Skipped -Because 'which process has a file open is read from /proc: Linux only'; return }
+        $image = New-TemporaryFile
+        # A process that holds the image open for writing, as a running VM holds its disk.
+        $start = [Diagnostics.ProcessStartInfo]::new('/bin/sh')
+        foreach ($argument in '-c', 'exec 3>>"$0"; exec sleep 60', $image.FullName) { $start.ArgumentList.Add($argument) }
+        $holder = [Diagnostics.Process]::Start($start)
+        try {
+            $deadline = [Diagnostics.Stopwatch]::StartNew()
+            while ((Get-Item "/proc/$($holder.Id)/fd/3" -ErrorAction SilentlyContinue).LinkTarget -ne $image.FullName) {
+                if ($deadline.Elapsed.TotalSeconds -gt 10) { throw 'the holder did not open the image' }
+                $holder.WaitForExit(20) | Out-Null
+            }
+            Get-BackupVm -Path $image.FullName -ErrorVariable failures -ErrorAction SilentlyContinue | Should -BeNullOrEmpty
+            $failures[0].FullyQualifiedErrorId | Should -BeLike 'ImageInUse,*'
+            "$($failures[0])" | Should -BeLike "*process $($holder.Id)*"
+            (Get-BackupVm -Path $image.FullName -AllowInUse -Name held).Name | Should -Be 'held'
+        }
+        finally {
+            $holder.Kill()
+            $holder.WaitForExit()
+            Remove-Item $image
         }
     }
 

@@ -6,6 +6,8 @@ using System.Management.Automation;
 using System.Net;
 using VmQuiesce.Core;
 using VmQuiesce.Core.Sources;
+using VmQuiesce.Core.Restore;
+using VmQuiesce.Core.Sources.PlainImage;
 using VmQuiesce.Core.Sources.Qemu;
 using VmQuiesce.Core.Sources.VMware;
 using VmQuiesce.Core.Sources.WindowsVss;
@@ -26,6 +28,7 @@ namespace VmQuiesce.Commands
         public const string VmxPathSet = "VmxPath";
         public const string VmwareRunningSet = "VmwareRunning";
         public const string HyperVSet = "HyperV";
+        public const string PathSet = "Path";
 
         private static readonly TimeSpan IdentityQueryTimeout = TimeSpan.FromSeconds(5);
 
@@ -46,6 +49,7 @@ namespace VmQuiesce.Commands
         /// <summary>With -QmpSocket or -VmxPath: the name to give the VM (one). Otherwise: which running VMs to list (several, wildcards allowed).</summary>
         [Parameter(ParameterSetName = QmpSocketSet, ValueFromPipelineByPropertyName = true)]
         [Parameter(ParameterSetName = VmxPathSet)]
+        [Parameter(ParameterSetName = PathSet)]
         [Parameter(ParameterSetName = DiscoverSet, Position = 0)]
         [Parameter(ParameterSetName = VmwareRunningSet, Position = 0)]
         [Parameter(ParameterSetName = HyperVSet, Position = 0)]
@@ -112,6 +116,15 @@ namespace VmQuiesce.Commands
         [Parameter(ParameterSetName = VmwareRunningSet)]
         public SwitchParameter Force { get; set; }
 
+        /// <summary>Image files, or a folder of them (a stopped VM's disks): one VM of plain files, copied as they are.</summary>
+        [Parameter(Mandatory = true, ParameterSetName = PathSet, ValueFromPipelineByPropertyName = true)]
+        [ValidateNotNullOrEmpty]
+        public string[] Path { get; set; } = Array.Empty<string>();
+
+        /// <summary>With -Path: take files another process has open (a running VM's disks copy as they are, inconsistent).</summary>
+        [Parameter(ParameterSetName = PathSet)]
+        public SwitchParameter AllowInUse { get; set; }
+
         /// <summary>Lists the Hyper-V VMs of this host; they are backed up through the host's VSS and the Hyper-V writer.</summary>
         [Parameter(Mandatory = true, ParameterSetName = HyperVSet)]
         public SwitchParameter HyperV { get; set; }
@@ -133,6 +146,9 @@ namespace VmQuiesce.Commands
                     break;
                 case HyperVSet:
                     WriteHyperVVms();
+                    break;
+                case PathSet:
+                    WritePlainImageVm();
                     break;
                 default:
                     WriteDiscoveredVms();
@@ -281,6 +297,57 @@ namespace VmQuiesce.Commands
                 WriteFailure(new VmQuiesceException("VmNotFound", FailureKind.ObjectNotFound,
                     $"No {what} named '{missing}' was found ({vms.Count} in all).", missing));
             }
+        }
+
+        /// <summary>
+        /// The files (a folder stands for the regular files in it) as one VM of plain images. A file another process
+        /// has open would be copied while it changes: refused unless -AllowInUse.
+        /// </summary>
+        private void WritePlainImageVm()
+        {
+            var files = new List<string>();
+            foreach (string given in Path)
+            {
+                string path = ResolveFileSystemPath(given, nameof(Path));
+                if (Directory.Exists(path))
+                {
+                    files.AddRange(Directory.EnumerateFiles(path).Where(file => (File.GetAttributes(file) & FileAttributes.ReparsePoint) == 0).OrderBy(file => file, StringComparer.Ordinal));
+                }
+                else if (File.Exists(path))
+                {
+                    files.Add(path);
+                }
+                else
+                {
+                    WriteFailure(new VmQuiesceException("ImageNotFound", FailureKind.ObjectNotFound, $"-Path '{path}' is neither an image file nor a folder.", path));
+                    return;
+                }
+            }
+
+            if (files.Count == 0)
+            {
+                WriteFailure(new VmQuiesceException("ImageNotFound", FailureKind.ObjectNotFound, $"-Path '{string.Join("', '", Path)}' holds no file to back up.", Path));
+                return;
+            }
+
+            foreach (string file in files.Where(_ => !AllowInUse))
+            {
+                if (HostFileUsageProbe.Instance.FindUser(file, CancelToken) is string user)
+                {
+                    WriteFailure(new VmQuiesceException("ImageInUse", FailureKind.ResourceBusy,
+                        $"'{file}' is in use by {user}: copied while it changes, its backup would be inconsistent.", file)
+                    {
+                        Remedy = "Shut the VM down first, back it up through its hypervisor (-QmpSocket, -VmxPath), or give -AllowInUse to copy it as it is.",
+                    });
+                    return;
+                }
+            }
+
+            string first = Path[0].TrimEnd('/', '\\');
+            string name = GivenName ?? (Directory.Exists(ResolveFileSystemPath(first, nameof(Path)))
+                ? System.IO.Path.GetFileName(ResolveFileSystemPath(first, nameof(Path)).TrimEnd('/', '\\'))
+                : System.IO.Path.GetFileNameWithoutExtension(files[0]));
+            WriteObject(new PlainImageVm(name, files.ToArray()));
         }
 
         private void WriteQmpSocketVm()
