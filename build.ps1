@@ -185,6 +185,8 @@ function Invoke-Test {
     $env:VMQUIESCE_PACKAGE_PATH = $PackageOut
     # Test-only packages (another version of a dependency, for Dependencies.Tests.ps1) are restored there.
     $env:VMQUIESCE_NUGET_PACKAGES = Get-NuGetPackageFolder
+    # Repository key files of the tests' repositories stay with the results, never in /etc/vmquiesce/keys.
+    $env:VMQUIESCE_KEY_FOLDER = Join-Path $TestResults 'keys'
 
     # The core's net8.0 build everywhere; on Windows also its .NET Framework build, which Windows PowerShell 5.1 loads.
     $frameworks = @('net8.0')

@@ -209,7 +209,7 @@ Describe 'Test-VmBackup' {
         }
     }
 
-    It 'reports a damaged chunk and the file it breaks with RestorePointDamaged' {
+    It 'reports a changed chunk and the file it breaks with RestorePointNotAuthentic (the repository a backup makes is encrypted)' {
         $point = $points | Where-Object VmName -eq 'db01'
         $hash = $point.Files[1].Chunks[0]
         $chunk = Join-Path $repo "chunks/$($hash.Substring(0, 2))/$hash"
@@ -222,7 +222,8 @@ Describe 'Test-VmBackup' {
         $result.Status | Should -Be 'Damaged'
         $result.BrokenFiles | Should -Be 'db01-b.img'
         $result.Problems[0].Hash | Should -Be $hash
-        $failures[0].FullyQualifiedErrorId | Should -BeLike 'RestorePointDamaged,*'
+        $result.Problems[0].Problem | Should -Be 'NotAuthentic'
+        $failures[0].FullyQualifiedErrorId | Should -BeLike 'RestorePointNotAuthentic,*'
         "$($failures[0])" | Should -BeLike '*db01-b.img*'
     }
 }

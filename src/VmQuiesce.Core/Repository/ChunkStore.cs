@@ -7,6 +7,7 @@ using VmQuiesce.Core.Platform;
 using System.IO.Compression;
 using System.Security.Cryptography;
 using System.Text;
+using VmQuiesce.Core.Repository.Keys;
 using ZstdSharp;
 
 namespace VmQuiesce.Core.Repository
@@ -28,6 +29,8 @@ namespace VmQuiesce.Core.Repository
         internal const byte CodecZeroBlocks = (byte)'Z';
         /// <summary>One zstd frame (RFC 8878) holding the chunk.</summary>
         internal const byte CodecZstd = (byte)'S';
+        /// <summary>An encrypted repository's chunk: one of the codecs above, sealed (see <see cref="RepositoryEncryption"/>).</summary>
+        internal const byte CodecSealed = (byte)'E';
 
         /// <summary>zstd's fastest standard level: a backup is bound by hashing and the disk, not by a better ratio.</summary>
         internal const int ZstdLevel = 1;
@@ -63,6 +66,9 @@ namespace VmQuiesce.Core.Repository
         public DamagedChunks Damaged { get; }
 
         public string Root { get; }
+
+        /// <summary>How chunks are named and sealed; set once when the repository is opened.</summary>
+        public RepositoryEncryption Encryption { get; set; } = RepositoryEncryption.None;
 
         public int ChunkSize { get; }
 
@@ -133,10 +139,18 @@ namespace VmQuiesce.Core.Repository
             bool encoded = codec != CodecRaw;
             string temp = Path.Combine(Path.GetDirectoryName(final)!, TempPrefix + hash + "." + Guid.NewGuid().ToString("N"));
             Stream stream = _ops.CreateNewBulk(temp);
+            long fileLength = HeaderLength + encodedLength;
             try
             {
-                stream.Write(new byte[] { (byte)'V', (byte)'Q', (byte)'C', codec }, 0, HeaderLength);
-                stream.Write(encoded ? scratch : data, 0, encodedLength);
+                if (Encryption.IsEncrypted)
+                {
+                    fileLength = Encryption.WriteSealedChunk(stream, hash, codec, encoded ? scratch : data, encodedLength);
+                }
+                else
+                {
+                    stream.Write(new byte[] { (byte)'V', (byte)'Q', (byte)'C', codec }, 0, HeaderLength);
+                    stream.Write(encoded ? scratch : data, 0, encodedLength);
+                }
             }
             catch
             {
@@ -144,7 +158,7 @@ namespace VmQuiesce.Core.Repository
                 throw;
             }
 
-            return new PendingChunk(stream, temp, final, HeaderLength + encodedLength, length) { Repairs = damage };
+            return new PendingChunk(stream, temp, final, fileLength, length) { Repairs = damage };
         }
 
         /// <summary>
@@ -184,6 +198,11 @@ namespace VmQuiesce.Core.Repository
                 if (read < HeaderLength || head[0] != 'V' || head[1] != 'Q' || head[2] != 'C')
                 {
                     return "it has no VQC header";
+                }
+
+                if ((head[3] == CodecSealed) != Encryption.IsEncrypted)
+                {
+                    return Encryption.IsEncrypted ? "it is not sealed with the repository's key" : "it is sealed, but the repository is not encrypted";
                 }
 
                 bool fits = head[3] switch
@@ -255,17 +274,47 @@ namespace VmQuiesce.Core.Repository
                 throw new InvalidDataException("The chunk file has no VQC header.");
             }
 
-            switch (header[3])
+            if ((header[3] == CodecSealed) != Encryption.IsEncrypted)
+            {
+                throw Encryption.IsEncrypted
+                    ? new InvalidDataException($"The chunk is not sealed (codec '{(char)header[3]}'): the encrypted repository never writes one, so someone without its key put it there.")
+                    : new InvalidDataException("The chunk is sealed, but the repository is not encrypted.");
+            }
+
+            if (header[3] != CodecSealed)
+            {
+                return Decode(header[3], file, file.Length - HeaderLength, buffer);
+            }
+
+            (byte codec, byte[] inner, int innerLength) = Encryption.OpenSealedChunk(hash, file, file.Length - HeaderLength);
+            try
+            {
+                using var payload = new MemoryStream(inner, 1, innerLength - 1, writable: false);
+                return Decode(codec, payload, innerLength - 1, buffer);
+            }
+            finally
+            {
+                ArrayPool<byte>.Shared.Return(inner);
+            }
+        }
+
+        /// <summary>The hash that names this repository's chunks, one per thread (see <see cref="RepositoryEncryption.NewChunkIdHash"/>).</summary>
+        public HashAlgorithm NewIdHash() => Encryption.NewChunkIdHash();
+
+        /// <summary>Decodes <paramref name="payloadLength"/> bytes of <paramref name="codec"/> from <paramref name="payload"/> into <paramref name="buffer"/>.</summary>
+        private int Decode(byte codec, Stream payload, long payloadLength, byte[] buffer)
+        {
+            switch (codec)
             {
                 case CodecRaw:
-                    if (file.Length - HeaderLength > ChunkSize)
+                    if (payloadLength > ChunkSize)
                     {
                         throw new InvalidDataException("The raw chunk is longer than the chunk size.");
                     }
 
-                    return file.ReadFully(buffer, (int)(file.Length - HeaderLength));
+                    return payload.ReadFully(buffer, (int)payloadLength);
                 case CodecDeflate:
-                    using (var inflate = new DeflateStream(file, CompressionMode.Decompress))
+                    using (var inflate = new DeflateStream(payload, CompressionMode.Decompress, leaveOpen: true))
                     {
                         int length = inflate.ReadFully(buffer, ChunkSize);
                         if (inflate.ReadByte() >= 0)
@@ -277,11 +326,11 @@ namespace VmQuiesce.Core.Repository
                     }
 
                 case CodecZeroBlocks:
-                    return ReadZeroBlocks(file, buffer);
+                    return ReadZeroBlocks(payload, buffer);
                 case CodecZstd:
-                    return ReadZstd(file, buffer);
+                    return ReadZstd(payload, payloadLength, buffer);
                 default:
-                    throw new InvalidDataException($"The chunk has the unknown codec '{(char)header[3]}'.");
+                    throw new InvalidDataException($"The chunk has the unknown codec '{(char)codec}'.");
             }
         }
 
@@ -483,9 +532,8 @@ namespace VmQuiesce.Core.Repository
         /// Decodes a zstd chunk in one call into <paramref name="buffer"/>: the output can never outgrow the chunk
         /// size, and no window beyond it is allocated, whatever window the frame asks for.
         /// </summary>
-        private int ReadZstd(FileStream file, byte[] buffer)
+        private int ReadZstd(Stream file, long payload, byte[] buffer)
         {
-            long payload = file.Length - HeaderLength;
             if (payload > ChunkSize)
             {
                 throw new InvalidDataException("The zstd chunk is longer than the chunk size.");
@@ -522,7 +570,7 @@ namespace VmQuiesce.Core.Repository
             }
         }
 
-        public static string Hash(SHA256 sha, byte[] data, int length) => ToHex(sha.ComputeHash(data, 0, length));
+        public static string Hash(HashAlgorithm sha, byte[] data, int length) => ToHex(sha.ComputeHash(data, 0, length));
     }
 
     /// <summary>A chunk written under its temp name and still open: see <see cref="ChunkStore.Write"/>.</summary>

@@ -107,6 +107,9 @@ namespace VmQuiesce.Core.Repository
 
         public IReadOnlyList<RestorePointFile> Files { get; }
 
+        /// <summary>"Incremental" when every tracked disk read only what changed, "Full" when one was read in full; null without change tracking.</summary>
+        public string? ChangeTracking => ChangeTrackingRecord.Summarize(Files.Select(file => file.ChangeTracking));
+
         /// <summary>Sum of the files' sizes: what a restore writes.</summary>
         public long Size => Files.Sum(file => file.Size);
 
@@ -128,7 +131,9 @@ namespace VmQuiesce.Core.Repository
                 .With("allocatedBytes", file.AllocatedBytes)
                 .With("owner", file.Owner?.ToJson())
                 .With(DigestMember(file.DigestKind), file.Digest)
-                .With("chunks", new JsonArray(file.Chunks.Select(chunk => (object?)(chunk ?? ZeroChunk))))));
+                .With("chunks", new JsonArray(file.Chunks.Select(chunk => (object?)(chunk ?? ZeroChunk))))
+                .With("restoreAs", file.RestoreAs?.ToJson())
+                .With("changeTracking", file.ChangeTracking?.ToJson())));
             return new JsonObject()
                 .With("schema", Schema)
                 .With("schemaVersion", SchemaVersion)
@@ -215,6 +220,8 @@ namespace VmQuiesce.Core.Repository
                     AllocatedBytes = allocated,
                     Owner = owner == null ? null : FileOwner.FromJson(owner),
                     Format = file.GetOptionalString("format"),
+                    RestoreAs = file.GetOptionalObject("restoreAs") is JsonObject layout ? DiskImageLayout.FromJson(layout) : null,
+                    ChangeTracking = file.GetOptionalObject("changeTracking") is JsonObject tracking ? ChangeTrackingRecord.FromJson(tracking) : null,
                 });
             }
 
@@ -300,6 +307,18 @@ namespace VmQuiesce.Core.Repository
         /// could not be certain, or a restore point made before formats were recorded. Never guessed from the bytes.
         /// </summary>
         public string? Format { get; init; }
+
+        /// <summary>
+        /// Set when the chunks hold the disk as the guest saw it (raw content, <see cref="Format"/> "raw") and a
+        /// restore writes it in this image format; null when the chunks are the file itself.
+        /// </summary>
+        public DiskImageLayout? RestoreAs { get; init; }
+
+        /// <summary>The disk's checkpoint and how it was read, for a change-tracked backup; else null.</summary>
+        public ChangeTrackingRecord? ChangeTracking { get; init; }
+
+        /// <summary>The format of the file a restore writes.</summary>
+        public string? RestoredFormat => RestoreAs?.Format ?? Format;
 
         public override string ToString() => Path;
     }

@@ -82,6 +82,12 @@ namespace VmQuiesce.Core.Sources
         /// from the hypervisor rather than the file's own bytes (which a guest may control); null otherwise.
         /// </summary>
         public string? Format { get; init; }
+
+        /// <summary>Set for a change-tracked disk: the engine reads it here, not at <see cref="ReadPath"/>.</summary>
+        public TrackedDisk? Tracked { get; init; }
+
+        /// <summary>For content stored as the guest sees it: the image a restore writes (<see cref="Repository.RestorePointFile.RestoreAs"/>).</summary>
+        public Repository.DiskImageLayout? RestoreAs { get; init; }
     }
 
     /// <summary>What the caller accepts and how long the guest may stay frozen.</summary>
