@@ -22,15 +22,18 @@
         'Get-VmBackupExport'
         'Get-VmBackupMount'
         'Get-VmBackupRepository'
+        'Get-VmBackupSchedule'
         'Get-VmInstantRestore'
         'Get-VmSnapshot'
         'Get-VssWriter'
         'Get-VssWriterConfig'
         'Get-VssWriterServiceLogon'
         'Import-VmBackupRepositoryKey'
+        'Invoke-VmBackupJob'
         'Invoke-VmQuiescedBackup'
         'Mount-VmBackup'
         'New-VmBackupRepository'
+        'Register-VmBackupSchedule'
         'Remove-VmBackup'
         'Remove-VmBackupRepositoryKey'
         'Remove-VssWriterConfig'
@@ -47,6 +50,7 @@
         'Test-VmQuiesceReadiness'
         'Test-VssWriterConfig'
         'Test-VssWriterServiceLogon'
+        'Unregister-VmBackupSchedule'
     )
     FunctionsToExport    = @()
     VariablesToExport    = @()

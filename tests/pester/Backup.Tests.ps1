@@ -157,7 +157,8 @@ Describe 'Get-VmBackup' {
         try {
             $points = @(Get-VmBackup $repo -ErrorVariable failures -ErrorAction SilentlyContinue)
             $points.Count | Should -Be 3
-            $failures[0].FullyQualifiedErrorId | Should -BeLike 'RestorePointUnreadable,*'
+            # The repository a backup makes is encrypted: a manifest that is not sealed with its key is not authentic.
+            $failures[0].FullyQualifiedErrorId | Should -BeLike 'RestorePointNotAuthentic,*'
             "$($failures[0])" | Should -BeLike '*20200101T000000Z-deadbeef.json*'
         }
         finally {

@@ -131,6 +131,24 @@ Describe '<Name>: -WhatIf and -Confirm' -ForEach $changing {
                 Repair-BackupVm -Overlay $overlay -WhatIf | Select-Object -ExpandProperty Action | Should -Be 'Skipped'
                 Test-Path $overlay | Should -BeTrue
             }
+            'Invoke-VmBackupJob'        = {
+                $before = @(Get-VmBackup $repository).Count
+                Invoke-VmBackupJob -Name whatif -Vm (Join-Path $root 'no-vm.qmp') -Repository $repository -KeepLast 1 -LogFolder (Join-Path $root 'whatif-logs') -WhatIf | Should -BeNullOrEmpty
+                @(Get-VmBackup $repository).Count | Should -Be $before
+                Test-Path (Join-Path $root 'whatif-logs') | Should -BeFalse
+            }
+            'Register-VmBackupSchedule' = {
+                if ($IsWindows) { Set-ItResult -Skipped -Because 'Windows registers scheduled tasks; the -WhatIf run uses a temporary systemd unit directory'; return }
+                $units = Join-Path $root "schedule-$(New-Guid)"
+                Register-VmBackupSchedule -Name whatif -Vm web01 -Repository $repository -UnitDirectory $units -PowerShellPath (Get-Process -Id $PID).Path -WhatIf
+                Test-Path $units | Should -BeFalse
+            }
+            'Unregister-VmBackupSchedule' = {
+                if ($IsWindows) { Set-ItResult -Skipped -Because 'Windows registers scheduled tasks; the -WhatIf run uses a temporary systemd unit directory'; return }
+                $units = Join-Path $root "schedule-$(New-Guid)"
+                Register-VmBackupSchedule -Name whatif -Vm web01 -Repository $repository -UnitDirectory $units -PowerShellPath (Get-Process -Id $PID).Path -Confirm:$false
+                Unregister-VmBackupSchedule -Name whatif -UnitDirectory $units -WhatIf
+                (Get-VmBackupSchedule -Name whatif -UnitDirectory $units).Name | Should -Be 'whatif'
             'New-VmBackupRepository'    = {
                 $path = Join-Path $root "new-repo-$(New-Guid)"
                 New-VmBackupRepository -Path $path -WhatIf | Should -BeNullOrEmpty

@@ -168,7 +168,10 @@ namespace VmQuiesce.Core.Backup
                 _repository.ChunkSize,
                 stored,
                 newChunkBytes,
-                files);
+                files)
+            {
+                VmUuid = (view as IIdentifiedView)?.VmUuid,
+            };
             _repository.Publish(point);
             host.WriteProgress(new BackupProgress(vm, BackupPhase.Done, point.Size, point.Size, clock.Elapsed));
             return new BackupOutcome(point, releaseFailure) { ChangeTrackingFailure = ReportChangeTracking(point, host) };

@@ -552,7 +552,7 @@ namespace VmQuiesce.Core.Repository
 
             var all = ListRestorePoints(IgnoreProblem);
             var remove = new List<RestorePoint>();
-            foreach (var vm in all.Where(point => appliesTo(point.VmName)).GroupBy(point => point.VmName, StringComparer.OrdinalIgnoreCase))
+            foreach (var vm in all.Where(point => appliesTo(point.VmName)).GroupBy(point => point.VmKey, StringComparer.Ordinal))
             {
                 ISet<RestorePoint> kept = policy.SelectKept(vm);
                 remove.AddRange(vm.Where(point => !kept.Contains(point)));

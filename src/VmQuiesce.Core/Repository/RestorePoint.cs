@@ -55,6 +55,12 @@ namespace VmQuiesce.Core.Repository
 
         public string VmName { get; }
 
+        /// <summary>The VM's own UUID (QEMU's query-uuid) when its hypervisor reports one: one VM's points share it, whatever it was called.</summary>
+        public Guid? VmUuid { get; init; }
+
+        /// <summary>What groups one VM's points (for -Latest and retention): its UUID when recorded, else its name.</summary>
+        public string VmKey => VmUuid?.ToString() ?? VmName.ToUpperInvariant();
+
         /// <summary>The machine that ran the backup.</summary>
         public string Host { get; }
 
@@ -133,6 +139,7 @@ namespace VmQuiesce.Core.Repository
                 .With("schemaVersion", SchemaVersion)
                 .With("id", Id)
                 .With("vmName", VmName)
+                .With("vmUuid", VmUuid?.ToString())
                 .With("host", Host)
                 .With("sourceKind", SourceKind)
                 .With("startTime", FormatTime(StartTime))
@@ -232,7 +239,12 @@ namespace VmQuiesce.Core.Repository
                 checked((int)json.GetInt64("chunkSize")),
                 json.GetInt64("storedBytes"),
                 json.GetOptionalInt64("newChunkBytes") ?? 0,
-                files);
+                files)
+            {
+                VmUuid = json.GetOptionalString("vmUuid") is string uuid
+                    ? (Guid.TryParse(uuid, out Guid parsed) ? parsed : throw new JsonFormatException($"The member 'vmUuid' is '{uuid}'; expected a UUID."))
+                    : (Guid?)null,
+            };
         }
 
         private static Consistency ParseConsistency(string text) =>

@@ -161,9 +161,8 @@ namespace VmQuiesce.Core.Restore
             uint? dropTo = HostPlatform.IsLinux && Libc.geteuid() == 0 ? PickThrowawayId() : (uint?)null;
             var clock = Stopwatch.StartNew();
             using ToolProcess qemu = StartQemu(options, overlays, agentSocket, console, dropTo);
-            var (answered, fileSystems, failure) = WaitForAgent(qemu, agentSocket, console, options.BootTimeout, cancel);
+            var (answered, fileSystems, failure, ranAs) = WaitForAgent(qemu, agentSocket, console, options.BootTimeout, cancel);
             TimeSpan bootTime = clock.Elapsed;
-            uint? ranAs = answered && HostPlatform.IsLinux ? SingleUidOf(qemu.Id) : null;
             if (dropTo != null && answered && ranAs != dropTo)
             {
                 failure ??= $"QEMU still ran as user id {ranAs?.ToString(CultureInfo.InvariantCulture) ?? "unknown"} after the guest booted, not as the throwaway user id {dropTo} it was told to drop to.";
@@ -312,7 +311,8 @@ namespace VmQuiesce.Core.Restore
             ToolProcess.Run(new ToolCommand(program, new[] { "-help" }) { Timeout = TimeSpan.FromMinutes(1) }, CancellationToken.None)
                 .StandardOutput.Split('\n').Any(line => line.StartsWith("-run-with", StringComparison.Ordinal) && line.Contains("user="));
 
-        private static (bool Answered, IReadOnlyList<GuestFileSystem> FileSystems, string? Failure) WaitForAgent(ToolProcess qemu, string agentSocket, string console, TimeSpan timeout, CancellationToken cancel)
+        /// <returns>Whether the agent answered, the guest's file systems, why not, and the user id QEMU ran as once the guest ran (Linux), read before the guest is shut down: after, QEMU may be gone.</returns>
+        private static (bool Answered, IReadOnlyList<GuestFileSystem> FileSystems, string? Failure, uint? RanAs) WaitForAgent(ToolProcess qemu, string agentSocket, string console, TimeSpan timeout, CancellationToken cancel)
         {
             var deadline = DateTime.UtcNow + timeout;
             while (!File.Exists(agentSocket))
@@ -320,12 +320,12 @@ namespace VmQuiesce.Core.Restore
                 if (qemu.WaitForExit(TimeSpan.FromMilliseconds(100), cancel))
                 {
                     string said = qemu.Result(TimeSpan.FromSeconds(5)).Message;
-                    return (false, Array.Empty<GuestFileSystem>(), $"QEMU exited with code {qemu.ExitCode} before the guest booted{(said.Length > 0 ? ": " + said : ".")}{ConsoleTail(console)}");
+                    return (false, Array.Empty<GuestFileSystem>(), $"QEMU exited with code {qemu.ExitCode} before the guest booted{(said.Length > 0 ? ": " + said : ".")}{ConsoleTail(console)}", null);
                 }
 
                 if (DateTime.UtcNow > deadline)
                 {
-                    return (false, Array.Empty<GuestFileSystem>(), "QEMU did not open the guest agent channel.");
+                    return (false, Array.Empty<GuestFileSystem>(), "QEMU did not open the guest agent channel.", null);
                 }
             }
 
@@ -336,6 +336,7 @@ namespace VmQuiesce.Core.Restore
                 agent.Sync(left > TimeSpan.Zero ? left : TimeSpan.FromSeconds(1), cancel);
                 agent.Ping(cancel: cancel);
                 IReadOnlyList<GuestFileSystem> fileSystems = agent.GetFileSystems(cancel);
+                uint? ranAs = HostPlatform.IsLinux ? SingleUidOf(qemu.Id) : null;
                 try
                 {
                     // No reply on success: the guest powers off.
@@ -345,11 +346,11 @@ namespace VmQuiesce.Core.Restore
                 {
                 }
 
-                return (true, fileSystems, null);
+                return (true, fileSystems, null, ranAs);
             }
             catch (VmQuiesceException e)
             {
-                return (false, Array.Empty<GuestFileSystem>(), $"The guest agent did not answer within {timeout.TotalSeconds:0} s: {e.Message}{ConsoleTail(console)}");
+                return (false, Array.Empty<GuestFileSystem>(), $"The guest agent did not answer within {timeout.TotalSeconds:0} s: {e.Message}{ConsoleTail(console)}", null);
             }
         }
 

@@ -19,6 +19,9 @@ namespace VmQuiesce.Core.Restore
         private static readonly TimeSpan ConvertTimeout = TimeSpan.FromHours(12);
         private const int CopyBlock = 1024 * 1024;
 
+        /// <summary>Whether the restore writes <paramref name="file"/> in another format than its stored bytes.</summary>
+        public static bool IsConverted(RestorePointFile file) => file.RestoreAs?.Format == DiskImageFormat.Qcow2;
+
         /// <summary>
         /// Turns the raw content just written to the restore's temp file into the image <paramref name="file"/>
         /// records: qemu-img converts it beside the temp, and the image is copied back into the temp through the
@@ -27,11 +30,12 @@ namespace VmQuiesce.Core.Restore
         /// <param name="writeRuns">Writes a buffer at an offset, leaving runs of zeroes as holes.</param>
         public static void WriteImageFormat(string tempPath, Stream temp, RestorePointFile file, Action<long, byte[], int> writeRuns, CancellationToken cancel)
         {
-            if (!(file.RestoreAs is DiskImageLayout layout) || layout.Format != DiskImageFormat.Qcow2)
+            if (!IsConverted(file))
             {
                 return;
             }
 
+            DiskImageLayout layout = file.RestoreAs!;
             temp.Flush();
             string options = "compat=" + (layout.Compat ?? "1.1") + (layout.ClusterSize is int cluster ? ",cluster_size=" + cluster.ToString(CultureInfo.InvariantCulture) : "");
             string converted = tempPath + ".qcow2";

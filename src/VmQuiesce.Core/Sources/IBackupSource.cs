@@ -48,6 +48,16 @@ namespace VmQuiesce.Core.Sources
         void Complete(bool success, CancellationToken cancel);
     }
 
+    /// <summary>
+    /// A view that knows the VM's own stable identity (QEMU's query-uuid), which restore points record so that
+    /// one VM's points group together whatever the VM was called.
+    /// </summary>
+    public interface IIdentifiedView
+    {
+        /// <summary>The VM's UUID, or null when the hypervisor reports none.</summary>
+        Guid? VmUuid { get; }
+    }
+
     /// <summary>A file of the view: where to read it now, and the path it is stored and restored under.</summary>
     public sealed class ViewFile
     {

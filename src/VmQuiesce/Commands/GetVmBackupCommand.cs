@@ -71,7 +71,7 @@ namespace VmQuiesce.Commands
 
             if (Latest)
             {
-                points = points.GroupBy(point => point.VmName, System.StringComparer.OrdinalIgnoreCase)
+                points = points.GroupBy(point => point.VmKey, System.StringComparer.Ordinal)
                     .Select(vm => vm.OrderByDescending(point => point.StartTime).First());
             }
 

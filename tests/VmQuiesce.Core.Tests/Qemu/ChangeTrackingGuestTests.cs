@@ -51,7 +51,7 @@ namespace VmQuiesce.Core.Tests.Qemu
                 RestorePoint point = BackUp(vm, verify: false, inFreeze: () => CopyDisk(vm.DiskPaths[0], frozenCopy));
 
                 ChangeTrackingRecord record = Assert.Single(point.Files).ChangeTracking!;
-                _output.WriteLine($"point {i}: {record} read {record.BytesRead} B, changed {record.ChangedBytes} B, stored {point.StoredBytes} B");
+                _output.WriteLine($"point {i}: {record} read {record.BytesRead} B, changed {record.ChangedBytes} B, stored {point.StoredBytes} B, frozen {point.Quiesce.FrozenMilliseconds:0.0} ms (the copy into the frozen copy included)");
                 if (i == 1)
                 {
                     Assert.Equal(ChangeTrackingMode.Full, record.Mode);

@@ -260,6 +260,7 @@ namespace VmQuiesce.Core.Repository.Keys
                 .With("format", SealedManifestFormat)
                 .With("algorithm", Aead.Algorithm)
                 .With("keyId", KeyId)
+                .With("id", id)
                 .With("sealed", Convert.ToBase64String(output)), indented: true);
         }
 
@@ -301,7 +302,9 @@ namespace VmQuiesce.Core.Repository.Keys
             {
                 byte[] sealedBytes = Convert.FromBase64String(envelope.GetString("sealed"));
                 var plain = new byte[Math.Max(0, sealedBytes.Length - Aead.Overhead)];
-                Aead.Open(key.ManifestKey, sealedBytes, 0, sealedBytes.Length, ManifestAssociated(id), plain);
+                // Sealed as the point it names: a copy under another file name opens as that point, and the repository
+                // reports it as a stray (its id is not its file name), never as the point its name claims.
+                Aead.Open(key.ManifestKey, sealedBytes, 0, sealedBytes.Length, ManifestAssociated(envelope.GetOptionalString("id") ?? id), plain);
                 return new UTF8Encoding(false, true).GetString(plain);
             }
             catch (Exception e) when (e is CryptographicException || e is FormatException || e is JsonFormatException || e is DecoderFallbackException)

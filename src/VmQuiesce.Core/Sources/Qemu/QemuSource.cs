@@ -109,6 +109,7 @@ namespace VmQuiesce.Core.Sources.Qemu
                     "Repair it (commits VmQuiesce's overlays back, finishes or dismisses its jobs): " + QemuRepairCommands.Repair(_options.QmpSocket, _options.AgentSocket));
 
                 diskFiles = QemuDiskFiles.Open(disks, qmp.VerifiedPeer, VmName);
+                Guid? uuid = QemuDiscovery.ParseUuid(qmp.ExecuteObject("query-uuid", cancel: cancel).GetOptionalString("UUID"));
 
                 GuestAgentFreezer? freezer = null;
                 Consistency expected = Consistency.Crash;
@@ -223,9 +224,9 @@ namespace VmQuiesce.Core.Sources.Qemu
                 var quiesce = new QuiesceRecord(reached, window.Frozen, frozenMilliseconds, freezer != null ? QuiesceMethod.GuestAgent : QuiesceMethod.None,
                     window.Frozen.Count > 0 ? FrozenMeasure.FreezeToThaw : FrozenMeasure.None);
                 IConsistentView view = fleecing != null
-                    ? new QemuTrackedView(this, fleecing, fleecing.Export(qmp, tracking!.Verify, cancel), diskFiles, run, reached, quiesce)
+                    ? new QemuTrackedView(this, fleecing, fleecing.Export(qmp, tracking!.Verify, cancel), diskFiles, run, reached, quiesce) { VmUuid = uuid }
                     : new QemuConsistentView(this, disks, overlays, diskFiles, run, reached, options.KeepSnapshot, quiesce,
-                        snapshotTag == null ? null : new CapturedSnapshot(snapshotTag, null, "QemuInternal"));
+                        snapshotTag == null ? null : new CapturedSnapshot(snapshotTag, null, "QemuInternal")) { VmUuid = uuid };
                 fleecing = null;
                 _host.WriteVerbose($"VM '{VmName}': {reached} consistency, frozen for {frozenMilliseconds:0.#} ms ({string.Join(", ", window.Frozen)}).");
                 diskFiles = null;

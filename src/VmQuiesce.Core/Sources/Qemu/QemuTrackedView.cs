@@ -10,7 +10,7 @@ namespace VmQuiesce.Core.Sources.Qemu
     /// The VM's disks at the point in time, read through QEMU's NBD exports of the fleecing nodes. Complete
     /// takes the fleecing down and settles the checkpoints (kept on success, merged back on failure).
     /// </summary>
-    internal sealed class QemuTrackedView : IConsistentView
+    internal sealed class QemuTrackedView : IConsistentView, IIdentifiedView
     {
         private readonly QemuSource _source;
         private readonly QemuFleecing _fleecing;
@@ -48,6 +48,9 @@ namespace VmQuiesce.Core.Sources.Qemu
         public CapturedSnapshot? Snapshot => null;
 
         public QuiesceRecord Quiesce { get; }
+
+        /// <summary>What query-uuid answered when the backup began.</summary>
+        public Guid? VmUuid { get; init; }
 
         public void Complete(bool success, CancellationToken cancel)
         {
