@@ -200,7 +200,36 @@ namespace VmQuiesce.Core.Tests.Qemu
             Assert.Contains(_warnings, w => w.Contains("cannot be reached", StringComparison.Ordinal));
         }
 
-        private RestorePoint BackUpAfterWrite(TestGuestVm vm, string marker) => Run(vm, verify: false, afterWrite: marker).RestorePoint;
+        [GuestFact]
+        public void A_run_that_died_right_after_starting_QEMUs_NBD_server_leaves_a_server_the_next_backup_stops()
+        {
+            using TestGuestVm vm = TestGuestVm.Boot();
+            // While a tracked read runs, its record says the NBD server is the run's; a finished run leaves no record.
+            QemuRunRecord? during = null;
+            BackUpAfterWrite(vm, "first", onCopy: () => during = QemuRunRecord.Load(vm.QmpSocketPath));
+            Assert.True(during!.NbdServerStarted);
+            Assert.Null(QemuRunRecord.Load(vm.QmpSocketPath));
+
+            // What a process killed between nbd-server-start and its first export leaves: its record and a server with
+            // no export, which no name marks as VmQuiesce's. It made every later change-tracked backup fail (QemuNbdServerBusy).
+            QemuRunRecord dead = QemuRunRecord.Begin("tracked", vm.QmpSocketPath, null, null, Array.Empty<RecordedOverlay>(), null);
+            dead.MarkNbdServer(started: true);
+            dead.EndRun();
+            var address = new JsonObject().With("addr", new JsonObject().With("type", "unix").With("data", new JsonObject().With("path", _folder.File("left.sock"))));
+            Qmp(vm, "nbd-server-start", address);
+
+            RestorePoint next = BackUpAfterWrite(vm, "after-dead-run");
+
+            Assert.Equal(ChangeTrackingMode.Incremental, Checkpoint(next).Mode);
+            Assert.Equal("after-dead-run\n", GuestDiskImage.ReadFile(Restore(next, "after-dead-run"), "/marker"));
+            Assert.Contains(_warnings, w => w.Contains("NbdServer stopped", StringComparison.Ordinal) && w.Contains("before it exported anything", StringComparison.Ordinal));
+            Assert.Null(QemuRunRecord.Load(vm.QmpSocketPath));
+            AssertNothingLeft(vm);
+            Qmp(vm, "nbd-server-start", address);
+            Qmp(vm, "nbd-server-stop", new JsonObject());
+        }
+
+        private RestorePoint BackUpAfterWrite(TestGuestVm vm, string marker, Action? onCopy = null) => Run(vm, verify: false, afterWrite: marker, onCopy: onCopy).RestorePoint;
 
         private RestorePoint BackUp(TestGuestVm vm, bool verify, Action? inFreeze = null) => Run(vm, verify, inFreeze: inFreeze).RestorePoint;
 
@@ -211,7 +240,6 @@ namespace VmQuiesce.Core.Tests.Qemu
                 QemuSourceGuestTests.GuestShell(vm, $"dd if=/dev/urandom of=/mnt/data/{afterWrite} bs=64k count=4 2>/dev/null && echo {afterWrite} > /mnt/data/marker && sync");
             }
 
-            var source = new QemuSource(new QemuSourceOptions("tracked", vm.QmpSocketPath) { AgentSocket = vm.AgentSocketPath, BeforeSnapshot = inFreeze == null ? null : _ => inFreeze() });
             bool copying = false;
             var host = new OperationHost(warn: w => { lock (_warnings) { _warnings.Add(w); } _output.WriteLine("WARNING: " + w); }, progress: p =>
             {
@@ -221,6 +249,7 @@ namespace VmQuiesce.Core.Tests.Qemu
                     onCopy?.Invoke();
                 }
             });
+            var source = new QemuSource(new QemuSourceOptions("tracked", vm.QmpSocketPath) { AgentSocket = vm.AgentSocketPath, BeforeSnapshot = inFreeze == null ? null : _ => inFreeze() }, host);
             return new BackupEngine(_repository).Run(source, new QuiesceOptions(), host, CancellationToken.None, new ChangeTrackingOptions { Verify = verify });
         }
 

@@ -26,6 +26,9 @@ namespace VmQuiesce.Core.Sources.Qemu
         private readonly List<NbdClient> _clients = new List<NbdClient>();
         private ScratchFolder? _socketFolder;
 
+        // Only a server this run started is stopped: when nbd-server-start failed, the running one is another tool's.
+        private bool _serverStarted;
+
         private QemuFleecing(IReadOnlyList<QemuDiskCheckpoint> disks, string vmName)
         {
             _disks = disks;
@@ -98,8 +101,11 @@ namespace VmQuiesce.Core.Sources.Qemu
             qmp.Execute("transaction", new JsonObject().With("actions", actions), cancel: cancel);
         }
 
-        /// <summary>Starts QEMU's NBD server on a private unix socket and exports each scratch node with the bitmap the read uses.</summary>
-        public IReadOnlyList<QemuTrackedDisk> Export(QmpClient qmp, bool verify, CancellationToken cancel)
+        /// <summary>
+        /// Starts QEMU's NBD server on a private unix socket and exports each scratch node with the bitmap the read
+        /// uses. <paramref name="run"/> records first that the server is this run's, for the next command if this process dies.
+        /// </summary>
+        public IReadOnlyList<QemuTrackedDisk> Export(QmpClient qmp, bool verify, QemuRunRecord? run, CancellationToken cancel)
         {
             try
             {
@@ -111,12 +117,15 @@ namespace VmQuiesce.Core.Sources.Qemu
             }
 
             string socket = Path.Combine(_socketFolder.Path, "nbd.sock");
+            run?.MarkNbdServer(started: true);
             try
             {
                 qmp.Execute("nbd-server-start", new JsonObject().With("addr", new JsonObject().With("type", "unix").With("data", new JsonObject().With("path", socket))), cancel: cancel);
+                _serverStarted = true;
             }
             catch (QemuCommandException e)
             {
+                run?.MarkNbdServer(started: false);
                 throw new VmQuiesceException("QemuNbdServerBusy", FailureKind.ResourceBusy,
                     $"QEMU of VM '{_vmName}' could not start its NBD server for the change-tracked read: {GuestText.Escape(e.Message)}. QEMU runs one NBD server at a time; another tool may be using it.", _vmName, e)
                 {
@@ -167,7 +176,7 @@ namespace VmQuiesce.Core.Sources.Qemu
 
             Try(problems, "QEMU's NBD server", () =>
             {
-                if (_socketFolder != null)
+                if (_serverStarted)
                 {
                     qmp.Execute("nbd-server-stop");
                 }
@@ -298,7 +307,7 @@ namespace VmQuiesce.Core.Sources.Qemu
             }
         }
 
-        private static void DeleteExport(QmpClient qmp, string id)
+        internal static void DeleteExport(QmpClient qmp, string id)
         {
             if (!qmp.ExecuteArray("query-block-exports").OfType<JsonObject>().Any(e => e.GetOptionalString("id") == id))
             {

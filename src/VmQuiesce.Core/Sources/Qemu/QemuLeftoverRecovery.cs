@@ -20,10 +20,10 @@ namespace VmQuiesce.Core.Sources.Qemu
 
         public string VmName { get; }
 
-        /// <summary>"FrozenGuest", "Overlay", "Job", "OverlayFile", "InternalSnapshot", "RunRecord".</summary>
+        /// <summary>"FrozenGuest", "Overlay", "Job", "OverlayFile", "InternalSnapshot", "NbdServer", "RunRecord".</summary>
         public string Leftover { get; }
 
-        /// <summary>"Thawed", "Committed", "Completed", "Dismissed", "Deleted", "Kept" (left on purpose, see Detail), "Failed", "Skipped" (-WhatIf or declined).</summary>
+        /// <summary>"Thawed", "Committed", "Completed", "Dismissed", "Deleted", "Stopped", "Kept" (left on purpose, see Detail), "Failed", "Skipped" (-WhatIf or declined).</summary>
         public string Action { get; }
 
         public string Detail { get; }
@@ -35,8 +35,9 @@ namespace VmQuiesce.Core.Sources.Qemu
     /// Repairs what an interrupted backup left on a QEMU VM: thaws the guest when VmQuiesce froze it (its run
     /// record says so and the same QEMU still runs, or the caller asks to thaw whatever froze it), finishes or
     /// dismisses VmQuiesce's block jobs, commits VmQuiesce's overlays still under the disks back into their base,
-    /// deletes overlay files the record names that nothing uses any more, and drops an internal snapshot of the
-    /// run. Used by the next backup (on a dead run's record) and by Repair-BackupVm.
+    /// deletes overlay files the record names that nothing uses any more, drops an internal snapshot of the
+    /// run, and stops QEMU's NBD server the run started for a change-tracked read. Used by the next backup (on a
+    /// dead run's record) and by Repair-BackupVm.
     /// </summary>
     internal sealed class QemuLeftoverRecovery
     {
@@ -81,6 +82,11 @@ namespace VmQuiesce.Core.Sources.Qemu
                     DeleteInternalSnapshot(dead, dead.SnapshotTag, cancel);
                 }
 
+                if (dead.NbdServerStarted && sameQemu)
+                {
+                    StopNbdServer(dead, cancel);
+                }
+
                 if (_done.All(a => a.Action != "Failed" && a.Action != "Skipped") && _shouldProcess(dead.Path, "Delete the record of the interrupted backup"))
                 {
                     dead.Delete();
@@ -95,6 +101,7 @@ namespace VmQuiesce.Core.Sources.Qemu
         public static string Describe(QemuRunRecord dead) =>
             $"{dead} ended before it cleaned up" + (dead.MayBeFrozen ? ", perhaps leaving the guest frozen" : "") +
             (dead.Overlays.Count > 0 ? $", with overlays {string.Join(", ", dead.Overlays.Select(o => "'" + o.OverlayPath + "'"))}" : "") +
+            (dead.NbdServerStarted ? ", perhaps with QEMU's NBD server running" : "") +
             (dead.ThawedAfterwards != null ? $"; {dead.ThawedAfterwards} thawed the guest" : "");
 
         private void ThawIfFrozen(string agentSocket, QemuRunRecord? dead, CancellationToken cancel)
@@ -236,6 +243,45 @@ namespace VmQuiesce.Core.Sources.Qemu
             IReadOnlyList<QemuDisk> disks = QemuBlockOperations.QueryDisks(_qmp, cancel);
             string? problem = QemuBlockOperations.DeleteInternalSnapshot(_qmp, disks, tag, QemuBlockOperations.JobPrefix + "delete-" + Guid.NewGuid().ToString("N").Substring(0, 8), _source.Options.QmpTimeout);
             Add("InternalSnapshot", problem == null ? "Deleted" : "Failed", problem ?? $"the internal snapshot '{tag}' of {dead}, which no restore point uses");
+        }
+
+        /// <summary>
+        /// Stops the NBD server a dead run started, with VmQuiesce's exports on it. A run killed between
+        /// nbd-server-start and its first export left a server nothing names, which made every later
+        /// change-tracked backup fail (QEMU runs one NBD server at a time). An export of another tool keeps it.
+        /// </summary>
+        private void StopNbdServer(QemuRunRecord dead, CancellationToken cancel)
+        {
+            List<string> exports = _qmp.ExecuteArray("query-block-exports", cancel: cancel).OfType<JsonObject>().Select(e => e.GetOptionalString("id") ?? "").ToList();
+            List<string> others = exports.Where(id => !id.StartsWith(QemuDiskCheckpoint.ExportPrefix, StringComparison.Ordinal)).ToList();
+            if (others.Count > 0)
+            {
+                Add("NbdServer", "Kept", $"QEMU's NBD server, started by {dead}, now also serves {string.Join(", ", others.Select(id => "'" + GuestText.Escape(id) + "'"))}, which VmQuiesce did not export");
+                return;
+            }
+
+            if (!_shouldProcess(_source.VmName, "Stop QEMU's NBD server an interrupted change-tracked backup started"))
+            {
+                Add("NbdServer", "Skipped", $"QEMU's NBD server, started by {dead}");
+                return;
+            }
+
+            foreach (string id in exports)
+            {
+                QemuFleecing.DeleteExport(_qmp, id);
+            }
+
+            try
+            {
+                _qmp.Execute("nbd-server-stop", cancel: cancel);
+            }
+            catch (QemuCommandException)
+            {
+                // Not running: the run stopped it itself before it died.
+                return;
+            }
+
+            Add("NbdServer", "Stopped", $"QEMU's NBD server, which {dead} started for a change-tracked read" + (exports.Count > 0 ? $", and its exports {string.Join(", ", exports.Select(id => "'" + GuestText.Escape(id) + "'"))}" : ", before it exported anything"));
         }
 
         private void Add(string leftover, string action, string detail) => _done.Add(new VmRepairAction(Vm, leftover, action, detail));

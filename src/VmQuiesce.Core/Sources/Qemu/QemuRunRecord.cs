@@ -85,6 +85,13 @@ namespace VmQuiesce.Core.Sources.Qemu
 
         public string? SnapshotTag => Json.GetOptionalString("snapshotTag");
 
+        /// <summary>
+        /// The run was about to start (or started) QEMU's NBD server for a change-tracked read: if the run dies, the
+        /// server is VmQuiesce's to stop, even before any export was added to it (QEMU runs one NBD server at a time,
+        /// and cannot say who started it).
+        /// </summary>
+        public bool NbdServerStarted => Json.GetOptionalBoolean("nbdServer") ?? false;
+
         /// <summary>Who thawed the guest after the run's process ended (the guardian), and when.</summary>
         public string? ThawedAfterwards => Json.GetOptionalString("thawedAfterwards");
 
@@ -165,6 +172,16 @@ namespace VmQuiesce.Core.Sources.Qemu
                 Json["thawedAfterwards"] = byWhom;
             }
 
+            Save();
+        }
+
+        /// <summary>
+        /// Recorded before nbd-server-start is sent, so that a run killed right after it is known to have started the
+        /// server; taken back when QEMU refused (the server that runs is then another tool's).
+        /// </summary>
+        public void MarkNbdServer(bool started)
+        {
+            Json["nbdServer"] = started;
             Save();
         }
 

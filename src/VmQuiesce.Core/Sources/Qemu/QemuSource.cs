@@ -224,7 +224,7 @@ namespace VmQuiesce.Core.Sources.Qemu
                 var quiesce = new QuiesceRecord(reached, window.Frozen, frozenMilliseconds, freezer != null ? QuiesceMethod.GuestAgent : QuiesceMethod.None,
                     window.Frozen.Count > 0 ? FrozenMeasure.FreezeToThaw : FrozenMeasure.None);
                 IConsistentView view = fleecing != null
-                    ? new QemuTrackedView(this, fleecing, fleecing.Export(qmp, tracking!.Verify, cancel), diskFiles, run, reached, quiesce) { VmUuid = uuid }
+                    ? new QemuTrackedView(this, fleecing, fleecing.Export(qmp, tracking!.Verify, run, cancel), diskFiles, run, reached, quiesce) { VmUuid = uuid }
                     : new QemuConsistentView(this, disks, overlays, diskFiles, run, reached, options.KeepSnapshot, quiesce,
                         snapshotTag == null ? null : new CapturedSnapshot(snapshotTag, null, "QemuInternal")) { VmUuid = uuid };
                 fleecing = null;
