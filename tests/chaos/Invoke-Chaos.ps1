@@ -227,16 +227,35 @@ function Test-GuestThawed {
 
 function Get-Overlay { @(Get-ChildItem $guest.WorkFolder -Filter '*.vmquiesce-*' -ErrorAction Ignore) }
 
-# The next ordinary backup after a fault: it must succeed (repairing what a dead run left) and leave no overlay.
-function Test-NextBackup([string] $Repository) {
+# The next ordinary backup after a fault: it must succeed (repairing what a dead run left) and leave no overlay,
+# and no NBD export, scratch node or NBD server of a change-tracked read.
+function Test-NextBackup([string] $Repository, [switch] $ChangeTracking) {
     $point = $null
     try {
         $vm = Get-BackupVm -QmpSocket $guest.QmpSocketPath -AgentSocket $guest.AgentSocketPath -Name chaos
-        $point = Invoke-VmQuiescedBackup -Vm $vm -Repository $Repository -ErrorAction Stop -WarningAction SilentlyContinue
+        $point = Invoke-VmQuiescedBackup -Vm $vm -Repository $Repository -ChangeTracking:$ChangeTracking -ErrorAction Stop -WarningAction SilentlyContinue
     }
     catch { "the next backup failed: $($_.FullyQualifiedErrorId): $($_.Exception.Message)" }
     if ($point -and $point.Consistency -ne 'FileSystem') { "the next backup reached only $($point.Consistency)" }
     if (Get-Overlay) { "overlays left after the next backup: $((Get-Overlay).Name -join ', ')" }
+    Test-NoTrackedLeftovers $guest.QmpSocketPath
+}
+
+# Problems in QEMU after a change-tracked read ended: VmQuiesce's exports or scratch nodes, or an NBD server still
+# running (probed by starting one: QEMU runs one at a time).
+function Test-NoTrackedLeftovers([string] $QmpSocket) {
+    $qmp = [VmQuiesce.Core.Sources.Qemu.QmpClient]::Connect($QmpSocket)
+    try {
+        $exports = @($qmp.ExecuteArray('query-block-exports') | ForEach-Object { $_.GetOptionalString('id') })
+        if ($exports) { "NBD exports left: $($exports -join ', ')" }
+        $nodes = @($qmp.ExecuteArray('query-named-block-nodes') | ForEach-Object { $_.GetOptionalString('node-name') } | Where-Object { $_ -like 'vmquiesce-*' })
+        if ($nodes) { "scratch nodes left: $($nodes -join ', ')" }
+        $probe = Join-Path $work 'probe-nbd.sock'
+        $address = [VmQuiesce.Core.Json.JsonObject]::new().With('addr', [VmQuiesce.Core.Json.JsonObject]::new().With('type', 'unix').With('data', [VmQuiesce.Core.Json.JsonObject]::new().With('path', $probe)))
+        try { $null = $qmp.Execute('nbd-server-start', $address); $null = $qmp.Execute('nbd-server-stop') }
+        catch { "QEMU's NBD server is left running: $($_.Exception.Message)" }
+    }
+    finally { $qmp.Dispose() }
 }
 
 # Writes new data into the guest so that each backup has new chunks to store.
@@ -296,19 +315,21 @@ function Invoke-BackupScenario {
     $i = 0
     while (Test-MoreNeeded Backup ([ref] $i)) {
         Write-GuestData (Get-RandomInt 1 12)
-        # A quarter of the kills hit a first backup, which creates its repository.
+        # A quarter of the kills hit a first backup, which creates its repository; a third hit a change-tracked one
+        # (QEMU's NBD server, exports, scratch nodes and bitmaps), whose next backup is change-tracked too.
         $repo = if ((Get-RandomInt 1 4) -eq 1) { Join-Path $work "backup-fresh-$i" } else { $shared }
+        $tracked = (Get-RandomInt 1 3) -eq 1
         $mode = Get-FaultMode
-        $run = Invoke-Faulted -Command $command.Replace("'$shared'", "'$repo'") -Fault $mode -SyscallSets $BackupSyscalls
+        $run = Invoke-Faulted -Command ($command.Replace("'$shared'", "'$repo'") + $(if ($tracked) { ' -ChangeTracking' })) -Fault $mode -SyscallSets $BackupSyscalls
         $problems = @()
         if ($run.Landed) {
             $problems += Test-GuestThawed
             $problems += Test-Repository $repo
             if ($mode -eq 'CtrlC' -and (Get-Overlay)) { $problems += "overlays left after Ctrl+C: $((Get-Overlay).Name -join ', ')" }
-            $problems += Test-NextBackup $repo
+            $problems += Test-NextBackup $repo -ChangeTracking:$tracked
             $problems += Test-Repository $repo
         }
-        Add-Result -Scenario Backup -Run $run -Problems $problems -Mode $mode
+        Add-Result -Scenario Backup -Run $run -Problems $problems -Mode $(if ($tracked) { "$mode tracked" } else { $mode })
     }
 }
 
@@ -539,11 +560,14 @@ function Invoke-ProxyScenario {
 `$trust = [VmQuiesce.Core.Sources.Qemu.QemuProcessTrust].GetMethod('WithExecutable', [Reflection.BindingFlags] 'NonPublic, Static').Invoke(`$null, @('$self', `$null))
 `$type.GetProperty('Trust', [Reflection.BindingFlags] 'NonPublic, Instance').SetValue(`$options, `$trust)
 `$engine = [VmQuiesce.Core.Backup.BackupEngine]::new([VmQuiesce.Core.Repository.BackupRepository]::OpenOrCreate('$repo', 4MB))
-`$engine.Run([VmQuiesce.Core.Sources.Qemu.QemuSource]::new(`$options), [VmQuiesce.Core.Sources.QuiesceOptions]::new(), `$null, [Threading.CancellationToken]::None)
+`$engine.Run([VmQuiesce.Core.Sources.Qemu.QemuSource]::new(`$options), [VmQuiesce.Core.Sources.QuiesceOptions]::new(), `$null, [Threading.CancellationToken]::None, TRACKING)
 "@
+    $plain = $command.Replace('TRACKING', '$null')
+    $tracked = $command.Replace('TRACKING', '[VmQuiesce.Core.Backup.ChangeTrackingOptions]::new()')
     $rules = @(
         @{ Name = 'QMP'; Triggers = @('qmp_capabilities', 'query-block', 'transaction', 'block-commit', 'block-job-complete', 'job-dismiss') }
         @{ Name = 'agent'; Triggers = @('guest-sync-delimited', 'guest-fsfreeze-status', 'guest-fsfreeze-freeze', 'guest-fsfreeze-thaw') }
+        @{ Name = 'QMP, change-tracked'; Tracked = $true; Triggers = @('blockdev-add', 'transaction', 'nbd-server-start', 'block-export-add', 'block-export-del', 'nbd-server-stop', 'blockdev-del', 'block-dirty-bitmap-remove') }
     )
     $held = @($guest.DiskPaths | ForEach-Object { [IO.File]::Open($_, 'Open', 'Read', 'ReadWrite, Delete') })
     $proxies = Enable-Proxy
@@ -558,6 +582,8 @@ function Invoke-ProxyScenario {
                 Trigger = Get-RandomItem $rule.Triggers; OnReply = (Get-RandomInt 0 1) -eq 1
                 Fault = [VmQuiesceChaos.ProxyFault] $fault; DelayMs = Get-RandomInt 500 15000
             }
+            $isTracked = $rule.ContainsKey('Tracked')
+            $command = if ($isTracked) { $tracked } else { $plain }
             $run = Invoke-Faulted -Command $command -Fault Proxy -Proxy $proxy
             $problems = @()
             if ($run.Landed) {
@@ -565,13 +591,14 @@ function Invoke-ProxyScenario {
                 $problems += Test-Repository $repo
                 $problems += Test-CleanRun $command 'the next backup'
                 $problems += Test-Repository $repo
+                if ($isTracked) { $problems += Test-NoTrackedLeftovers $guest.QmpSocketPath }
             }
-            Add-Result -Scenario Proxy -Run $run -Problems $problems -Mode $fault
+            Add-Result -Scenario Proxy -Run $run -Problems $problems -Mode $(if ($isTracked) { "$fault tracked" } else { $fault })
         }
     }
     finally {
         # What the last fault left is repaired by one more backup through the proxies, whose QEMU it knows.
-        $left = Test-CleanRun $command 'the closing backup through the proxies'
+        $left = Test-CleanRun $tracked 'the closing backup through the proxies'
         if ($left) { Write-Warning "$left" }
         Disable-Proxy $proxies
         $held | ForEach-Object Dispose
