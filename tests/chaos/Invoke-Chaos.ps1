@@ -578,7 +578,7 @@ function Invoke-ProxyScenario {
             $rule = Get-RandomItem $rules
             $fault = Get-RandomItem @('Delay', 'Drop', 'Kill')
             $proxy = @{
-                Name = $rule.Name; Socket = $(if ($rule.Name -eq 'QMP') { $proxies.Qmp } else { $proxies.Agent })
+                Name = $rule.Name; Socket = $(if ($rule.Name -like 'QMP*') { $proxies.Qmp } else { $proxies.Agent })
                 Trigger = Get-RandomItem $rule.Triggers; OnReply = (Get-RandomInt 0 1) -eq 1
                 Fault = [VmQuiesceChaos.ProxyFault] $fault; DelayMs = Get-RandomInt 500 15000
             }
