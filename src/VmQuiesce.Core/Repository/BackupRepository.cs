@@ -18,7 +18,7 @@ namespace VmQuiesce.Core.Repository
     /// vmquiesce-repository.json (format version, chunk size), chunks/ab/&lt;sha256&gt;,
     /// points/&lt;id&gt;.json and locks/. A restore point exists exactly when its manifest does.
     /// </summary>
-    public sealed class BackupRepository
+    public sealed class BackupRepository : IRestorePointSource
     {
         public const int FormatVersion = 1;
         public const int DefaultChunkSize = 4 * 1024 * 1024;
@@ -43,6 +43,8 @@ namespace VmQuiesce.Core.Repository
         }
 
         public string Path { get; }
+
+        public string Location => Path;
 
         public int ChunkSize { get; }
 
@@ -177,6 +179,7 @@ namespace VmQuiesce.Core.Repository
             return points.OrderBy(point => point.StartTime).ThenBy(point => point.Id, StringComparer.Ordinal).ToList();
         }
 
+        /// <inheritdoc/>
         public RestorePoint GetRestorePoint(string id)
         {
             if (!IsValidId(id))
@@ -214,61 +217,10 @@ namespace VmQuiesce.Core.Repository
         }
 
         /// <summary>
-        /// Re-reads and re-hashes every chunk of <paramref name="point"/> and checks each whole-file digest.
-        /// Chunks are read, decoded and hashed on every core, a few ahead of the in-order digest.
+        /// Re-reads and re-hashes every chunk of <paramref name="point"/> and checks each whole-file digest
+        /// (see <see cref="RestorePointVerifier"/>).
         /// </summary>
-        public RestorePointVerification Verify(RestorePoint point, CancellationToken cancel, IOperationHost? host = null)
-        {
-            var clock = System.Diagnostics.Stopwatch.StartNew();
-            var problems = new Dictionary<string, (ChunkProblemKind Problem, string Detail, List<string> Files)>(StringComparer.Ordinal);
-            var broken = new List<string>();
-            var mismatches = new List<string>();
-            var reader = new ChunkReadAhead(this, point.ChunkSize, new ConcurrentDictionary<string, bool>(StringComparer.Ordinal));
-            long chunks = 0;
-            long bytes = 0;
-            foreach (RestorePointFile file in point.Files)
-            {
-                long expectedChunks = ChunkReadAhead.ExpectedChunks(file.Size, point.ChunkSize);
-                if (file.Chunks.Count != expectedChunks)
-                {
-                    Record(problems, "-", ChunkProblemKind.Damaged, $"the manifest lists {file.Chunks.Count} chunks for {file.Size} bytes; expected {expectedChunks}", file.Path);
-                    broken.Add(file.Path);
-                    continue;
-                }
-
-                using var digest = new FileDigest(file.DigestKind);
-                bool fileBroken = false;
-                reader.Read(file, chunk =>
-                {
-                    chunks++;
-                    bytes += chunk.Length;
-                    if (chunk.Failure != null)
-                    {
-                        Record(problems, chunk.Hash!, chunk.Missing ? ChunkProblemKind.Missing : ChunkProblemKind.Damaged, chunk.Failure, file.Path);
-                        fileBroken = true;
-                    }
-                    else if (!fileBroken)
-                    {
-                        digest.Append(chunk.Hash, chunk.Buffer, chunk.Length);
-                    }
-
-                    host?.WriteProgress(new TransferProgress("Reading and hashing chunks", bytes, point.Size, clock.Elapsed));
-                }, cancel);
-
-                if (fileBroken)
-                {
-                    broken.Add(file.Path);
-                }
-                else if (!string.Equals(digest.Finish(), file.Digest, StringComparison.OrdinalIgnoreCase))
-                {
-                    mismatches.Add(file.Path);
-                    broken.Add(file.Path);
-                }
-            }
-
-            var list = problems.Select(entry => new ChunkProblem(entry.Key, entry.Value.Problem, entry.Value.Detail, entry.Value.Files)).ToList();
-            return new RestorePointVerification(point, chunks, bytes, list, broken, mismatches);
-        }
+        public RestorePointVerification Verify(RestorePoint point, CancellationToken cancel, IOperationHost? host = null) => RestorePointVerifier.Verify(this, point, cancel, host);
 
         /// <summary>Which points a removal by id removes (unknown ids are reported through <paramref name="notFound"/>).</summary>
         public PrunePlan PlanRemoval(IEnumerable<string> ids, Action<VmQuiesceException> notFound)
@@ -417,27 +369,8 @@ namespace VmQuiesce.Core.Repository
             return referenced;
         }
 
-        private static void Record(Dictionary<string, (ChunkProblemKind Problem, string Detail, List<string> Files)> problems, string hash, ChunkProblemKind problem, string detail, string file)
-        {
-            if (problems.TryGetValue(hash, out var known))
-            {
-                if (!known.Files.Contains(file))
-                {
-                    known.Files.Add(file);
-                }
-            }
-            else
-            {
-                problems[hash] = (problem, detail, new List<string> { file });
-            }
-        }
-
-        /// <summary>
-        /// Reads chunk <paramref name="hash"/> into <paramref name="buffer"/> and checks it decodes to
-        /// <paramref name="expectedLength"/> bytes that hash to its name (once per hash when <paramref name="good"/>
-        /// remembers verified chunks). Null when whole; otherwise what is wrong.
-        /// </summary>
-        internal string? ReadVerifiedChunk(string hash, byte[] buffer, int expectedLength, ConcurrentDictionary<string, bool>? good, out bool missing)
+        /// <inheritdoc/>
+        public string? ReadVerifiedChunk(string hash, byte[] buffer, int expectedLength, ConcurrentDictionary<string, bool>? good, out bool missing)
         {
             missing = false;
             if (!ChunkStore.IsChunkName(hash))

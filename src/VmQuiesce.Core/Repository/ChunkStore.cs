@@ -91,6 +91,11 @@ namespace VmQuiesce.Core.Repository
             return true;
         }
 
+        /// <summary>The longest a stored chunk can be: a raw chunk of ChunkSize bytes and its header.</summary>
+        public int MaxStoredLength => ChunkSize + HeaderLength;
+
+        internal static byte[] HeaderFor(byte codec) => new byte[] { (byte)'V', (byte)'Q', (byte)'C', codec };
+
         public string PathOf(string hash) => Path.Combine(Root, hash.Substring(0, 2), hash);
 
         public void CreateFolders()
@@ -122,7 +127,7 @@ namespace VmQuiesce.Core.Repository
             Stream stream = _ops.CreateNewBulk(temp);
             try
             {
-                stream.Write(new byte[] { (byte)'V', (byte)'Q', (byte)'C', codec }, 0, HeaderLength);
+                stream.Write(HeaderFor(codec), 0, HeaderLength);
                 stream.Write(encoded ? scratch : data, 0, encodedLength);
             }
             catch
@@ -180,6 +185,12 @@ namespace VmQuiesce.Core.Repository
         public int Read(string hash, byte[] buffer)
         {
             using var file = new FileStream(PathOf(hash), FileMode.Open, FileAccess.Read, FileShare.Read, bufferSize: 1, FileOptions.SequentialScan);
+            return Decode(file, file.Length, buffer);
+        }
+
+        /// <summary>Decodes a stored chunk of <paramref name="storedLength"/> bytes (header included) from <paramref name="file"/>: see <see cref="Read"/>.</summary>
+        internal int Decode(Stream file, long storedLength, byte[] buffer)
+        {
             var header = new byte[HeaderLength];
             if (file.ReadFully(header, HeaderLength) != HeaderLength || header[0] != 'V' || header[1] != 'Q' || header[2] != 'C')
             {
@@ -189,12 +200,12 @@ namespace VmQuiesce.Core.Repository
             switch (header[3])
             {
                 case CodecRaw:
-                    if (file.Length - HeaderLength > ChunkSize)
+                    if (storedLength - HeaderLength > ChunkSize)
                     {
                         throw new InvalidDataException("The raw chunk is longer than the chunk size.");
                     }
 
-                    return file.ReadFully(buffer, (int)(file.Length - HeaderLength));
+                    return file.ReadFully(buffer, (int)(storedLength - HeaderLength));
                 case CodecDeflate:
                     using (var inflate = new DeflateStream(file, CompressionMode.Decompress))
                     {
@@ -210,7 +221,7 @@ namespace VmQuiesce.Core.Repository
                 case CodecZeroBlocks:
                     return ReadZeroBlocks(file, buffer);
                 case CodecZstd:
-                    return ReadZstd(file, buffer);
+                    return ReadZstd(file, storedLength - HeaderLength, buffer);
                 default:
                     throw new InvalidDataException($"The chunk has the unknown codec '{(char)header[3]}'.");
             }
@@ -248,7 +259,7 @@ namespace VmQuiesce.Core.Repository
         /// image) drops those blocks (codec Z); else it is stored raw. Random data, most of an image, thus
         /// costs a byte count, not a pass of the compressor.
         /// </summary>
-        private static (byte Codec, int Length) Encode(byte[] data, int length, byte[] scratch)
+        internal static (byte Codec, int Length) Encode(byte[] data, int length, byte[] scratch)
         {
             if (length >= 512 && !LooksIncompressible(data, length) && CompressZstd(data, length, scratch, length - length / 8) is int compressed)
             {
@@ -414,9 +425,8 @@ namespace VmQuiesce.Core.Repository
         /// Decodes a zstd chunk in one call into <paramref name="buffer"/>: the output can never outgrow the chunk
         /// size, and no window beyond it is allocated, whatever window the frame asks for.
         /// </summary>
-        private int ReadZstd(FileStream file, byte[] buffer)
+        private int ReadZstd(Stream file, long payload, byte[] buffer)
         {
-            long payload = file.Length - HeaderLength;
             if (payload > ChunkSize)
             {
                 throw new InvalidDataException("The zstd chunk is longer than the chunk size.");

@@ -35,16 +35,13 @@ namespace VmQuiesce.Core.Repository.Storage
         /// <summary>The file that holds <paramref name="key"/>.</summary>
         public string PathOf(string key) => Path.Combine(Root, ObjectKeys.Check(key).Replace('/', Path.DirectorySeparatorChar));
 
-        public int Read(string key, byte[] buffer)
-        {
-            string path = PathOf(key);
-            using var file = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.Read, bufferSize: 1, FileOptions.SequentialScan);
-            if (file.Length > buffer.Length)
-            {
-                throw new InvalidDataException($"'{path}' holds {file.Length} bytes; at most {buffer.Length} were expected.");
-            }
+        public int Read(string key, byte[] buffer) => Read(key, buffer.Length, length => buffer);
 
-            return file.ReadFully(buffer, (int)file.Length);
+        public byte[] ReadAll(string key, int maxLength)
+        {
+            byte[]? content = null;
+            Read(key, maxLength, length => content = new byte[length]);
+            return content!;
         }
 
         public bool CreateIfAbsent(string key, IReadOnlyList<ArraySegment<byte>> parts)
@@ -143,6 +140,24 @@ namespace VmQuiesce.Core.Repository.Storage
 
         /// <summary>Temp files start with this: never listed, removed by prune once their writer is gone.</summary>
         public const string TempPrefix = ChunkStore.TempPrefix;
+
+        private int Read(string key, int maxLength, Func<int, byte[]> bufferFor)
+        {
+            string path = PathOf(key);
+            using var file = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.Read, bufferSize: 1, FileOptions.SequentialScan);
+            if (file.Length > maxLength)
+            {
+                throw new InvalidDataException($"'{path}' holds {file.Length} bytes; at most {maxLength} were expected.");
+            }
+
+            int length = (int)file.Length;
+            if (file.ReadFully(bufferFor(length), length) != length)
+            {
+                throw new InvalidDataException($"'{path}' was cut short while it was read.");
+            }
+
+            return length;
+        }
 
         private string WriteTemp(string target, IReadOnlyList<ArraySegment<byte>> parts)
         {

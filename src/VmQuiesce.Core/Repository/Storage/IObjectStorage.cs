@@ -22,6 +22,9 @@ namespace VmQuiesce.Core.Repository.Storage
         /// </summary>
         int Read(string key, byte[] buffer);
 
+        /// <summary>Reads the whole object <paramref name="key"/>, at most <paramref name="maxLength"/> bytes: as <see cref="Read"/>, into an array of its length.</summary>
+        byte[] ReadAll(string key, int maxLength);
+
         /// <summary>
         /// Creates <paramref name="key"/> holding <paramref name="parts"/> (in order) unless it exists: exclusive
         /// across hosts and processes. True when this call created it; false (nothing changed) when it existed.

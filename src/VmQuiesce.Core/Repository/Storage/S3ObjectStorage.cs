@@ -75,21 +75,32 @@ namespace VmQuiesce.Core.Repository.Storage
         /// </summary>
         public void CheckAccess() => Call(null, () => _client.ListObjectsV2Async(new ListObjectsV2Request { BucketName = Address.Bucket, Prefix = _keyPrefix, MaxKeys = 1 }));
 
-        public int Read(string key, byte[] buffer)
+        public int Read(string key, byte[] buffer) => Read(key, buffer.Length, length => buffer);
+
+        public byte[] ReadAll(string key, int maxLength)
+        {
+            byte[]? content = null;
+            Read(key, maxLength, length => content = new byte[length]);
+            return content!;
+        }
+
+        private int Read(string key, int maxLength, Func<int, byte[]> bufferFor)
         {
             try
             {
                 using GetObjectResponse response = Call(key, () => _client.GetObjectAsync(Address.Bucket, FullKey(key)));
-                if (response.ContentLength > buffer.Length)
+                if (response.ContentLength > maxLength || response.ContentLength < 0)
                 {
-                    throw new InvalidDataException($"'{Describe(key)}' holds {response.ContentLength} bytes; at most {buffer.Length} were expected.");
+                    throw new InvalidDataException($"'{Describe(key)}' holds {response.ContentLength} bytes; at most {maxLength} were expected.");
                 }
 
+                int expected = (int)response.ContentLength;
+                byte[] buffer = bufferFor(expected);
                 using Stream body = response.ResponseStream;
-                int length = body.ReadFully(buffer, buffer.Length);
-                if (length == buffer.Length && body.ReadByte() >= 0)
+                int length = body.ReadFully(buffer, expected);
+                if (length != expected || body.ReadByte() >= 0)
                 {
-                    throw new InvalidDataException($"'{Describe(key)}' is longer than the {buffer.Length} bytes expected.");
+                    throw new InvalidDataException($"'{Describe(key)}' did not hold the {expected} bytes its length said.");
                 }
 
                 return length;

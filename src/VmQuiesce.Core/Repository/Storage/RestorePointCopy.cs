@@ -1,0 +1,147 @@
+using System;
+using System.Buffers;
+using System.Collections.Generic;
+using System.Diagnostics;
+using System.Linq;
+using System.Threading;
+using System.Threading.Tasks;
+
+namespace VmQuiesce.Core.Repository.Storage
+{
+    /// <summary>
+    /// Copies a restore point into another repository (3-2-1): only the chunks the target lacks are read, each
+    /// re-hashed against its name as it is read, and the manifest is published last, so the copy exists only once
+    /// whole. A point the target already has is left alone: running a copy again is a no-op.
+    /// </summary>
+    public static class RestorePointCopy
+    {
+        /// <summary>Chunks read and uploaded at once: object storage answers each request after a round trip.</summary>
+        private static readonly int Parallelism = Math.Max(4, 2 * Environment.ProcessorCount);
+
+        public static RestorePointCopyResult Copy(IRestorePointSource source, RestorePoint point, ObjectRepository target, CancellationToken cancel, IOperationHost? host = null)
+        {
+            var clock = Stopwatch.StartNew();
+            if (point.ChunkSize != target.ChunkSize)
+            {
+                throw new VmQuiesceException("RepositoryChunkSizeMismatch", FailureKind.InvalidOperation,
+                    $"The restore point '{point.Id}' has {point.ChunkSize}-byte chunks; the repository '{target.Location}' uses {target.ChunkSize}-byte chunks, so it cannot share them.", target.Location)
+                {
+                    Remedy = "Copy into a repository made with the same chunk size (a new, empty place takes the source's).",
+                };
+            }
+
+            if (target.Storage.Exists(ObjectRepository.ManifestKey(point.Id)))
+            {
+                host?.WriteVerbose($"'{target.Location}' already has restore point '{point.Id}'.");
+                return new RestorePointCopyResult(point, source.Location, target.Location, 0, 0, 0, 0, alreadyPresent: true, clock.Elapsed);
+            }
+
+            // Each distinct chunk once, with the length it must decode to.
+            var chunks = new Dictionary<string, int>(StringComparer.Ordinal);
+            foreach (RestorePointFile file in point.Files)
+            {
+                for (int i = 0; i < file.Chunks.Count; i++)
+                {
+                    if (file.Chunks[i] is string hash)
+                    {
+                        chunks[hash] = (int)Math.Min(point.ChunkSize, file.Size - ((long)i * point.ChunkSize));
+                    }
+                }
+            }
+
+            long total = chunks.Values.Sum(length => (long)length);
+            long done = 0;
+            long copied = 0;
+            long storedBytes = 0;
+            var failures = new List<string>();
+            var options = new ParallelOptions { MaxDegreeOfParallelism = Parallelism, CancellationToken = cancel };
+            Parallel.ForEach(chunks, options, () => (Data: ArrayPool<byte>.Shared.Rent(point.ChunkSize), Scratch: ArrayPool<byte>.Shared.Rent(point.ChunkSize)), (chunk, loop, buffers) =>
+            {
+                if (!target.HasChunk(chunk.Key))
+                {
+                    string? failure = source.ReadVerifiedChunk(chunk.Key, buffers.Data, chunk.Value, good: null, out _);
+                    if (failure != null)
+                    {
+                        lock (failures)
+                        {
+                            failures.Add($"chunk {chunk.Key}: {failure}");
+                        }
+
+                        loop.Stop();
+                        return buffers;
+                    }
+
+                    long stored = target.WriteChunk(chunk.Key, buffers.Data, chunk.Value, buffers.Scratch);
+                    Interlocked.Add(ref storedBytes, stored);
+                    Interlocked.Increment(ref copied);
+                }
+
+                host?.WriteProgress(new TransferProgress($"Copying {point.VmName} {point.Id}", Interlocked.Add(ref done, chunk.Value), total, clock.Elapsed));
+                return buffers;
+            }, buffers =>
+            {
+                ArrayPool<byte>.Shared.Return(buffers.Data);
+                ArrayPool<byte>.Shared.Return(buffers.Scratch);
+            });
+
+            if (failures.Count > 0)
+            {
+                throw new VmQuiesceException("CopySourceDamaged", FailureKind.InvalidData,
+                    $"The restore point '{point.Id}' of VM '{point.VmName}' in '{source.Location}' cannot be copied: {failures[0]}. Nothing was published in '{target.Location}'.", point.Id)
+                {
+                    Remedy = $"Run Test-VmBackup -Repository '{source.Location}' -Id {point.Id} for the full list of damage, and copy another restore point.",
+                };
+            }
+
+            target.Publish(point);
+            return new RestorePointCopyResult(point, source.Location, target.Location, chunks.Count, copied, chunks.Count - copied, storedBytes, alreadyPresent: false, clock.Elapsed);
+        }
+    }
+
+    /// <summary>What a copy of one restore point did.</summary>
+    public sealed class RestorePointCopyResult
+    {
+        public RestorePointCopyResult(RestorePoint point, string source, string destination, long chunks, long chunksCopied, long chunksPresent, long storedBytes, bool alreadyPresent, TimeSpan duration)
+        {
+            Id = point.Id;
+            VmName = point.VmName;
+            Source = source;
+            Destination = destination;
+            Size = point.Size;
+            Chunks = chunks;
+            ChunksCopied = chunksCopied;
+            ChunksAlreadyPresent = chunksPresent;
+            StoredBytes = storedBytes;
+            AlreadyPresent = alreadyPresent;
+            Duration = duration;
+        }
+
+        public string Id { get; }
+
+        public string VmName { get; }
+
+        public string Source { get; }
+
+        public string Destination { get; }
+
+        /// <summary>The restore point's size (its files' bytes).</summary>
+        public long Size { get; }
+
+        /// <summary>Distinct chunks the restore point names.</summary>
+        public long Chunks { get; }
+
+        /// <summary>Chunks read from the source, verified and stored in the destination.</summary>
+        public long ChunksCopied { get; }
+
+        /// <summary>Chunks the destination already had, which were not read or sent.</summary>
+        public long ChunksAlreadyPresent { get; }
+
+        /// <summary>Bytes stored in the destination (encoded chunks).</summary>
+        public long StoredBytes { get; }
+
+        /// <summary>The destination already had this restore point; nothing was done.</summary>
+        public bool AlreadyPresent { get; }
+
+        public TimeSpan Duration { get; }
+    }
+}
