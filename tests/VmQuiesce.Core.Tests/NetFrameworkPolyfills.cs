@@ -130,6 +130,25 @@ namespace VmQuiesce.Core.Tests
 
             public static UnixFileMode GetUnixFileMode(string path) =>
                 throw new PlatformNotSupportedException($"Unix file modes ({path}) do not exist on Windows.");
+
+            public static FileSystemInfo CreateSymbolicLink(string path, string pathToTarget) =>
+                throw new PlatformNotSupportedException($"The symbolic link tests ({path} -> {pathToTarget}) run on Linux.");
+        }
+
+        extension(FileSystemInfo info)
+        {
+            public string? LinkTarget => throw new PlatformNotSupportedException($"The symbolic link tests ({info.FullName}) run on Linux.");
+        }
+
+        extension(System.Diagnostics.ProcessStartInfo info)
+        {
+            public System.Collections.ObjectModel.Collection<string> ArgumentList =>
+                throw new PlatformNotSupportedException($"'{info.FileName}' with an argument list: the tests that start it run on Linux.");
+        }
+
+        extension(Environment)
+        {
+            public static int ProcessId => System.Diagnostics.Process.GetCurrentProcess().Id;
         }
 
         public static string Replace(this string text, string oldValue, string newValue, StringComparison comparison)

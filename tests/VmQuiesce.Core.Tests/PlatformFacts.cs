@@ -1,3 +1,4 @@
+using VmQuiesce.Core.Native;
 using VmQuiesce.Core.Platform;
 using Xunit;
 
@@ -47,6 +48,25 @@ namespace VmQuiesce.Core.Tests
             if (!HostPlatform.IsLinux)
             {
                 Skip = $"Linux only (this is {HostPlatform.Name}).";
+            }
+        }
+    }
+
+    /// <summary>
+    /// A fact that needs Linux and root: it mounts small file systems (tmpfs), or makes throwaway users and files
+    /// they own. Reported as skipped, with the reason, elsewhere.
+    /// </summary>
+    public sealed class LinuxRootFactAttribute : FactAttribute
+    {
+        public LinuxRootFactAttribute()
+        {
+            if (!HostPlatform.IsLinux)
+            {
+                Skip = $"Linux only (this is {HostPlatform.Name}).";
+            }
+            else if (Libc.geteuid() != 0)
+            {
+                Skip = "Needs root: it mounts a small tmpfs or makes throwaway users (run the tests as root).";
             }
         }
     }

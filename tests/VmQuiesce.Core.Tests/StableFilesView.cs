@@ -18,15 +18,15 @@ namespace VmQuiesce.Core.Tests
             Files = files.ToList();
         }
 
-        /// <summary>Each path is stored under its file name and restored to its full path.</summary>
-        public static StableFilesView ForPaths(IEnumerable<string> paths) =>
-            new StableFilesView(paths.Select(path => Path.GetFullPath(path)).Select(full => new ViewFile(Path.GetFileName(full), full, full)));
+        /// <summary>Each path is stored under its file name and restored to its full path; <paramref name="snapshot"/> as a hypervisor source with a revert step records one.</summary>
+        public static StableFilesView ForPaths(IEnumerable<string> paths, CapturedSnapshot? snapshot = null) =>
+            new StableFilesView(paths.Select(path => Path.GetFullPath(path)).Select(full => new ViewFile(Path.GetFileName(full), full, full))) { Snapshot = snapshot };
 
         public Consistency Reached => Consistency.Crash;
 
         public IReadOnlyList<ViewFile> Files { get; }
 
-        public CapturedSnapshot? Snapshot => null;
+        public CapturedSnapshot? Snapshot { get; init; }
 
         public QuiesceRecord Quiesce { get; } = new QuiesceRecord(Consistency.Crash, Array.Empty<string>(), 0, QuiesceMethod.None);
 

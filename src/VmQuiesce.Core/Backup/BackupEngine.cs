@@ -110,7 +110,7 @@ namespace VmQuiesce.Core.Backup
             var clock = Stopwatch.StartNew();
             string vm = source.VmName;
             host.WriteProgress(new BackupProgress(vm, BackupPhase.Checking, 0, 0, clock.Elapsed));
-            using RepositoryLock shared = _repository.LockShared($"Invoke-VmQuiescedBackup of '{vm}'");
+            using RepositoryLock shared = _repository.LockShared($"Invoke-VmQuiescedBackup of '{vm}'", warn: host.WriteWarning);
             DateTime start = DateTime.UtcNow;
             host.WriteProgress(new BackupProgress(vm, BackupPhase.Quiescing, 0, 0, clock.Elapsed));
             using IConsistentView view = source.OpenConsistentView(options, cancel);
@@ -205,11 +205,13 @@ namespace VmQuiesce.Core.Backup
         {
             int chunkSize = _repository.ChunkSize;
             CheckRelativePaths(viewFiles, vm);
-            var sizes = viewFiles.Select(file => OpenLength(file, vm)).ToArray();
+            var opened = viewFiles.Select(file => Inspect(file, vm)).ToArray();
+            var sizes = opened.Select(file => file.Size).ToArray();
             long total = sizes.Sum();
             var chunkLists = sizes.Select(size => new string?[(size + chunkSize - 1) / chunkSize]).ToArray();
             host.WriteProgress(new BackupProgress(vm, BackupPhase.Copying, 0, total, clock.Elapsed));
-            var copy = new CopyRun(_repository.Chunks, viewFiles, chunkLists, _workers, chunkSize);
+            var copy = new CopyRun(_repository.Chunks, viewFiles, chunkLists, _workers, chunkSize, (hash, damage) => host.WriteWarning(
+                $"The repository '{_repository.Path}' held chunk {hash} damaged ({damage}); the backup of '{vm}' stored it anew from its data, which repairs every restore point that uses it."));
             using var stop = CancellationTokenSource.CreateLinkedTokenSource(cancel);
             var workers = Enumerable.Range(0, _workers)
                 .Select(_ => Task.Factory.StartNew(() => copy.Guard(stop, () => copy.StoreChunks(stop.Token)), CancellationToken.None, TaskCreationOptions.LongRunning, TaskScheduler.Default))
@@ -244,9 +246,14 @@ namespace VmQuiesce.Core.Backup
             Task.WaitAll(flushers);
             copy.AbandonUnpublished();
             cancel.ThrowIfCancellationRequested();
-            copy.ThrowIfFailed();
+            copy.ThrowIfFailed(_repository.Path);
             host.WriteProgress(new BackupProgress(vm, BackupPhase.Copying, total, total, clock.Elapsed));
-            var files = viewFiles.Select((file, i) => new RestorePointFile(file.RelativePath, file.OriginalPath, sizes[i], chunkLists[i]) { Format = file.Format }).ToList();
+            var files = viewFiles.Select((file, i) => new RestorePointFile(file.RelativePath, file.OriginalPath, sizes[i], chunkLists[i])
+            {
+                Format = file.Format,
+                AllocatedBytes = copy.AllocatedBytes(i),
+                Owner = opened[i].Owner,
+            }).ToList();
             return (files, copy.StoredBytes, copy.NewChunkBytes);
         }
 
@@ -270,18 +277,56 @@ namespace VmQuiesce.Core.Backup
             }
         }
 
-        private static long OpenLength(ViewFile file, string vm)
+        /// <summary>
+        /// The file's size, and (Unix) who owns the original and its permissions, which the restore gives back:
+        /// from the original path when it exists (the read path may be a copy), else from the file read.
+        /// </summary>
+        private static (long Size, FileOwner? Owner) Inspect(ViewFile file, string vm)
         {
             try
             {
+                // Looked at before opening too: opening a FIFO would wait for a writer.
+                if (HostPlatform.IsLinux && UnixFiles.StatFollowingLinks(file.ReadPath) is FileStatus kind && !kind.IsRegularFile)
+                {
+                    throw NotAnImageFile(file, kind, vm);
+                }
+
                 using Stream stream = DevicePathFile.OpenRead(file.ReadPath);
-                return stream.Length;
+                if (!HostPlatform.IsLinux)
+                {
+                    return (stream.Length, null);
+                }
+
+                FileStatus? read = stream is FileStream opened ? UnixFiles.StatAt((int)opened.SafeFileHandle.DangerousGetHandle(), string.Empty, out _) : null;
+                if (read is FileStatus swapped && !swapped.IsRegularFile)
+                {
+                    throw NotAnImageFile(file, swapped, vm);
+                }
+
+                FileStatus? status = UnixFiles.StatFollowingLinks(file.OriginalPath);
+                if (status?.IsRegularFile != true)
+                {
+                    status = read;
+                }
+
+                return (stream.Length, status?.IsRegularFile == true ? new FileOwner(status.Value.Uid, status.Value.Gid, status.Value.Permissions) : null);
             }
             catch (Exception e) when (e is FileNotFoundException || e is DirectoryNotFoundException)
             {
                 throw new VmQuiesceException("SourceFileNotFound", FailureKind.ObjectNotFound, $"The file '{file.ReadPath}' of VM '{vm}' does not exist.", file.ReadPath, e);
             }
         }
+
+        /// <summary>
+        /// A device, FIFO or folder where a disk image file should be: /dev/null read as an empty disk, and a block
+        /// device's size reads as 0 through a file stream, so either would make an empty restore point.
+        /// </summary>
+        private static VmQuiesceException NotAnImageFile(ViewFile file, FileStatus found, string vm) =>
+            new VmQuiesceException("SourceFileNotAFile", FailureKind.InvalidData,
+                $"The file '{file.ReadPath}' of VM '{vm}' is {found.KindName}, not a regular file; expected a disk image file. Nothing was stored.", file.ReadPath)
+            {
+                Remedy = "Back up the VM's image files. A disk on a block device (an LVM volume, a whole disk) is not supported: copy it to an image file with qemu-img convert first.",
+            };
 
         /// <summary>
         /// One copy: the calling thread finds the chunks that hold data, each worker reads a chunk into its own
@@ -298,17 +343,22 @@ namespace VmQuiesce.Core.Backup
             private readonly BlockingCollection<Job> _toStore;
             private readonly BlockingCollection<PendingChunk> _toPublish;
             private readonly ConcurrentDictionary<string, bool> _seen = new ConcurrentDictionary<string, bool>(StringComparer.Ordinal);
+            private readonly long[] _allocated;
+            private readonly Action<string, string> _repaired;
             private Exception? _failure;
             private long _bytesDone;
             private long _storedBytes;
             private long _newChunkBytes;
 
-            public CopyRun(ChunkStore store, IReadOnlyList<ViewFile> files, string?[][] chunkLists, int workers, int chunkSize)
+            /// <param name="repaired">Told (hash, what was wrong) for each damaged chunk this run stored anew.</param>
+            public CopyRun(ChunkStore store, IReadOnlyList<ViewFile> files, string?[][] chunkLists, int workers, int chunkSize, Action<string, string> repaired)
             {
+                _repaired = repaired;
                 _store = store;
                 _files = files;
                 _chunkLists = chunkLists;
                 _chunkSize = chunkSize;
+                _allocated = new long[files.Count];
                 _toStore = new BlockingCollection<Job>(2 * workers);
                 _toPublish = new BlockingCollection<PendingChunk>(2 * Flushers);
             }
@@ -316,6 +366,9 @@ namespace VmQuiesce.Core.Backup
             public long BytesDone => Interlocked.Read(ref _bytesDone);
 
             public long StoredBytes => Interlocked.Read(ref _storedBytes);
+
+            /// <summary>Bytes of the file's 4 KiB blocks that hold data: what a restore of it allocates.</summary>
+            public long AllocatedBytes(int fileIndex) => Interlocked.Read(ref _allocated[fileIndex]);
 
             public long NewChunkBytes => Interlocked.Read(ref _newChunkBytes);
 
@@ -336,11 +389,16 @@ namespace VmQuiesce.Core.Backup
                 }
             }
 
-            public void ThrowIfFailed()
+            public void ThrowIfFailed(string repository)
             {
                 if (_failure is VmQuiesceException known)
                 {
                     throw known;
+                }
+
+                if (_failure != null && (RegularFile.IsDiskFull(_failure) || RegularFile.IsReadOnlyFileSystem(_failure)))
+                {
+                    throw BackupRepository.StorageFailure(repository, "store the chunks", _failure);
                 }
 
                 if (_failure != null)
@@ -433,6 +491,7 @@ namespace VmQuiesce.Core.Backup
                 {
                     string hash = ChunkStore.Hash(sha, data, job.Length);
                     _chunkLists[job.FileIndex][job.ChunkIndex] = hash;
+                    Interlocked.Add(ref _allocated[job.FileIndex], DataBlockBytes(data, job.Length));
 
                     // The first worker to see a hash in this run stores it; the rest only reference it.
                     if (_seen.TryAdd(hash, true))
@@ -457,6 +516,21 @@ namespace VmQuiesce.Core.Backup
                 Interlocked.Add(ref _bytesDone, job.Length);
             }
 
+            /// <summary>Bytes of the 4 KiB blocks of a chunk that are not all zero (a restore leaves those as holes).</summary>
+            private static long DataBlockBytes(byte[] data, int length)
+            {
+                long bytes = 0;
+                for (int offset = 0; offset < length; offset += RestorePoint.AllocationBlock)
+                {
+                    if (!ZeroBytes.IsAllZero(data, offset, Math.Min(RestorePoint.AllocationBlock, length - offset)))
+                    {
+                        bytes += RestorePoint.AllocationBlock;
+                    }
+                }
+
+                return bytes;
+            }
+
             public void PublishChunks(CancellationToken cancel)
             {
                 foreach (PendingChunk pending in _toPublish.GetConsumingEnumerable(cancel))
@@ -466,6 +540,11 @@ namespace VmQuiesce.Core.Backup
                     {
                         Interlocked.Add(ref _storedBytes, written);
                         Interlocked.Add(ref _newChunkBytes, pending.DataLength);
+                    }
+
+                    if (pending.Repairs != null)
+                    {
+                        _repaired(Path.GetFileName(pending.FinalPath), pending.Repairs);
                     }
                 }
             }

@@ -25,6 +25,10 @@ namespace VmQuiesce.Core.Native
         public const int OpenCloseOnExec = 0x80000;
         public const int AtEmptyPath = 0x1000;
         public const int AtSymlinkNoFollow = 0x100;
+        public const int AtRemoveDir = 0x200;
+        public const int LockExclusive = 2;
+        public const int LockNonBlocking = 4;
+        public const int LockUnlock = 8;
         public const int SolSocket = 1;
         public const int SoPeerCred = 17;
 
@@ -37,14 +41,25 @@ namespace VmQuiesce.Core.Native
 
         public static int OpenNoFollow => GenericFlagLayout ? 0x8000 : 0x20000;
 
+        public const int EPERM = 1;
+        public const int ENOENT = 2;
+        public const int ESRCH = 3;
         public const int EINTR = 4;
         public const int ENXIO = 6;
+        public const int EAGAIN = 11;
+        public const int EACCES = 13;
         public const int EEXIST = 17;
+        public const int EXDEV = 18;
         public const int ENOTDIR = 20;
         public const int EINVAL = 22;
+        public const int ENOSPC = 28;
+        public const int EROFS = 30;
+        public const int EMLINK = 31;
+        public const int ENOTEMPTY = 39;
         public const int ELOOP = 40;
         public const int ENODATA = 61;
         public const int EOPNOTSUPP = 95;
+        public const int EDQUOT = 122;
 
         [StructLayout(LayoutKind.Sequential)]
         public struct Passwd
@@ -119,6 +134,18 @@ namespace VmQuiesce.Core.Native
         public static int statx(int fd, uint mask, byte[] buffer) => statx(fd, new byte[1], AtEmptyPath, mask, buffer);
 
         public static int openat(int folderFd, string name, int flags) => openat(folderFd, Utf8z(name), flags, 0);
+
+        public static int openat(int folderFd, string name, int flags, int mode) => openat(folderFd, Utf8z(name), flags, mode);
+
+        public static long readlinkat(int folderFd, string name, byte[] buffer) => (long)readlinkat(folderFd, Utf8z(name), buffer, (UIntPtr)buffer.Length);
+
+        public static int mkdirat(int folderFd, string name, int mode) => mkdirat(folderFd, Utf8z(name), mode);
+
+        public static int linkat(int fromFolderFd, string from, int toFolderFd, string to) => linkat(fromFolderFd, Utf8z(from), toFolderFd, Utf8z(to), 0);
+
+        public static int renameat(int fromFolderFd, string from, int toFolderFd, string to) => renameat(fromFolderFd, Utf8z(from), toFolderFd, Utf8z(to));
+
+        public static int unlinkat(int folderFd, string name, int flags) => unlinkat(folderFd, Utf8z(name), flags);
 
         public static IntPtr fgetxattr(int fd, string name, byte[]? value, UIntPtr size) => fgetxattr(fd, Utf8z(name), value, size);
 
@@ -203,5 +230,33 @@ namespace VmQuiesce.Core.Native
 
         [DllImport(Library)]
         public static extern uint geteuid();
+
+        [DllImport(Library, SetLastError = true)]
+        private static extern IntPtr readlinkat(int folderFd, byte[] path, byte[] buffer, UIntPtr size);
+
+        [DllImport(Library, SetLastError = true)]
+        private static extern int mkdirat(int folderFd, byte[] path, int mode);
+
+        [DllImport(Library, SetLastError = true)]
+        private static extern int linkat(int fromFolderFd, byte[] from, int toFolderFd, byte[] to, int flags);
+
+        [DllImport(Library, SetLastError = true)]
+        private static extern int renameat(int fromFolderFd, byte[] from, int toFolderFd, byte[] to);
+
+        [DllImport(Library, SetLastError = true)]
+        private static extern int unlinkat(int folderFd, byte[] path, int flags);
+
+        [DllImport(Library, SetLastError = true)]
+        public static extern int fchown(int fd, uint uid, uint gid);
+
+        [DllImport(Library, SetLastError = true)]
+        public static extern int fchmod(int fd, int mode);
+
+        [DllImport(Library, SetLastError = true)]
+        public static extern int flock(int fd, int operation);
+
+        /// <summary>With signal 0: whether process <paramref name="pid"/> exists (0, or -1 with EPERM) or not (-1 with ESRCH), even where /proc hides it.</summary>
+        [DllImport(Library, SetLastError = true)]
+        public static extern int kill(int pid, int signal);
     }
 }

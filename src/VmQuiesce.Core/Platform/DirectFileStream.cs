@@ -29,6 +29,7 @@ namespace VmQuiesce.Core.Platform
 
         private static readonly ConcurrentBag<StagingBuffer> s_staging = new ConcurrentBag<StagingBuffer>();
 
+        private readonly string _path;
         private int _fd;
         private StagingBuffer? _buffer;
         /// <summary>Bytes in the staging buffer, which start at file offset <see cref="_stagedAt"/>.</summary>
@@ -40,9 +41,10 @@ namespace VmQuiesce.Core.Platform
         /// <summary>Where the last block written ends: past <see cref="_length"/> by the padding until truncated.</summary>
         private long _writtenEnd;
 
-        private DirectFileStream(int fd)
+        private DirectFileStream(int fd, string path)
         {
             _fd = fd;
+            _path = path;
         }
 
         public override bool CanRead => false;
@@ -83,7 +85,7 @@ namespace VmQuiesce.Core.Platform
             }
 
             int flags = Libc.OpenWriteOnly | Libc.OpenCreate | Libc.OpenExclusive | Libc.OpenCloseOnExec | Libc.OpenDirect;
-            int fd = Libc.open(path, flags, Convert.ToInt32("644", 8));
+            int fd = Libc.open(path, flags, RegularFile.OwnerOnly);
             if (fd < 0)
             {
                 int errno = Marshal.GetLastWin32Error();
@@ -95,8 +97,11 @@ namespace VmQuiesce.Core.Platform
                 throw Failure("create", path, errno);
             }
 
-            return new DirectFileStream(fd);
+            return new DirectFileStream(fd, path);
         }
+
+        /// <summary>A direct-write stream over <paramref name="fd"/>, a new file opened with O_DIRECT; it closes the descriptor.</summary>
+        internal static DirectFileStream FromDescriptor(int fd, string path) => new DirectFileStream(fd, path);
 
         public override void Write(byte[] buffer, int offset, int count)
         {
@@ -140,7 +145,7 @@ namespace VmQuiesce.Core.Platform
             ReleaseBuffer();
             if (Libc.fdatasync(_fd) != 0)
             {
-                throw Failure("sync", null, Marshal.GetLastWin32Error());
+                throw Failure("sync", _path, Marshal.GetLastWin32Error());
             }
         }
 
@@ -178,8 +183,9 @@ namespace VmQuiesce.Core.Platform
             }
         }
 
-        private static IOException Failure(string what, string? path, int errno) =>
-            new IOException($"Could not {what} {(path == null ? "a chunk file" : $"'{path}'")} for direct writing: {new Win32Exception(errno).Message}.");
+        /// <summary>Carries the errno as its HResult, as .NET's own IOExceptions do on Unix, so callers can tell a full disk.</summary>
+        private static IOException Failure(string what, string path, int errno) =>
+            new IOException($"Could not {what} '{path}' for direct writing: {new Win32Exception(errno).Message}.", errno);
 
         /// <summary>Writes the staged bytes, their last block padded with zeros, and empties the staging buffer.</summary>
         private void WriteStagedPadded()
@@ -203,7 +209,7 @@ namespace VmQuiesce.Core.Platform
                         continue;
                     }
 
-                    throw Failure("write", null, errno);
+                    throw Failure("write", _path, errno);
                 }
 
                 done += (int)result;
@@ -217,7 +223,7 @@ namespace VmQuiesce.Core.Platform
         {
             if (Libc.ftruncate(_fd, length) != 0)
             {
-                throw Failure("truncate", null, Marshal.GetLastWin32Error());
+                throw Failure("truncate", _path, Marshal.GetLastWin32Error());
             }
 
             _writtenEnd = length;

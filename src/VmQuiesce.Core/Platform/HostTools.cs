@@ -129,7 +129,7 @@ namespace VmQuiesce.Core.Platform
             IEnumerable<string> checkedPaths = new[] { program }.Concat(SelfAndParents(Path.GetDirectoryName(program)!)).Concat(SelfAndParents(folder)).Distinct(StringComparer.Ordinal);
             foreach (string path in checkedPaths)
             {
-                PosixStat stat = UnixFiles.Stat(path);
+                FileStatus stat = UnixFiles.Stat(path);
                 if (stat.Uid != 0 && stat.Uid != self)
                 {
                     throw NotTrusted(candidate, tool, setting, $"'{path}' belongs to uid {stat.Uid}");

@@ -22,26 +22,76 @@ namespace VmQuiesce.Core.Platform
         public long End => Offset + Length;
     }
 
-    /// <summary>Owner, group and mode of a file, from statx (one layout on every architecture).</summary>
-    internal readonly struct PosixStat
+    /// <summary>What statx says about a file: type, permission bits, owner, size, identity.</summary>
+    internal readonly struct FileStatus
     {
-        public PosixStat(uint uid, uint gid, uint mode)
+        private const uint TypeMask = 0xF000;
+
+        public FileStatus(uint mode, uint uid, uint gid, long size, ulong device, ulong inode, uint links, long allocated)
         {
+            Allocated = allocated;
+            Mode = mode;
             Uid = uid;
             Gid = gid;
-            Mode = mode;
+            Size = size;
+            Device = device;
+            Inode = inode;
+            Links = links;
         }
+
+        /// <summary>st_mode: type and permission bits.</summary>
+        public uint Mode { get; }
 
         public uint Uid { get; }
 
         public uint Gid { get; }
 
-        /// <summary>File type and permission bits (st_mode).</summary>
-        public uint Mode { get; }
+        public long Size { get; }
 
-        public bool IsDirectory => (Mode & 0xF000) == 0x4000;
+        public ulong Device { get; }
 
-        public bool IsRegularFile => (Mode & 0xF000) == 0x8000;
+        public ulong Inode { get; }
+
+        public uint Links { get; }
+
+        /// <summary>Bytes the file takes on disk (st_blocks times 512): less than its size when it has holes.</summary>
+        public long Allocated { get; }
+
+        public bool IsRegularFile => (Mode & TypeMask) == 0x8000;
+
+        public bool IsDirectory => (Mode & TypeMask) == 0x4000;
+
+        public bool IsSymbolicLink => (Mode & TypeMask) == 0xA000;
+
+        /// <summary>The permission bits (rwx for owner, group, others) without setuid, setgid and sticky.</summary>
+        public int Permissions => (int)(Mode & 0x1FF);
+
+        /// <summary>"a FIFO", "a symbolic link", ...: for messages about what was found instead of a file or folder.</summary>
+        public string KindName => (Mode & TypeMask) switch
+        {
+            0x8000 => "a regular file",
+            0x4000 => "a folder",
+            0xA000 => "a symbolic link",
+            0x1000 => "a FIFO",
+            0x2000 => "a character device",
+            0x6000 => "a block device",
+            0xC000 => "a socket",
+            _ => "an unknown kind of file",
+        };
+
+        public bool IsSameFile(FileStatus other) => Device == other.Device && Inode == other.Inode;
+
+        // struct statx: stx_nlink u32 at 16, stx_uid at 20, stx_gid at 24, stx_mode u16 at 28, stx_ino u64 at 32,
+        // stx_size u64 at 40, stx_blocks u64 at 48, stx_dev_major/minor u32 at 136/140.
+        internal static FileStatus FromStatx(byte[] buffer) => new FileStatus(
+            BitConverter.ToUInt16(buffer, 28),
+            BitConverter.ToUInt32(buffer, 20),
+            BitConverter.ToUInt32(buffer, 24),
+            BitConverter.ToInt64(buffer, 40),
+            ((ulong)BitConverter.ToUInt32(buffer, 136) << 32) | BitConverter.ToUInt32(buffer, 140),
+            BitConverter.ToUInt64(buffer, 32),
+            BitConverter.ToUInt32(buffer, 16),
+            BitConverter.ToInt64(buffer, 48) * 512);
     }
 
     /// <summary>
@@ -54,21 +104,64 @@ namespace VmQuiesce.Core.Platform
         private const int SeekData = 3;
         private const int SeekHole = 4;
 
-        /// <summary>Owner, group and mode of <paramref name="path"/>, following symbolic links (Linux).</summary>
-        public static PosixStat Stat(string path)
+        /// <summary>Type, owner, mode and identity of <paramref name="path"/>, following symbolic links (Linux).</summary>
+        public static FileStatus Stat(string path)
         {
             byte[] buffer = new byte[256];
             return StatResult(Libc.statx(Libc.AtFdCwd, path, 0, Libc.StatxBasicStats, buffer), buffer, path);
         }
 
-        /// <summary>Owner, group and mode of an open file (Linux); <paramref name="path"/> only names it in errors.</summary>
-        public static PosixStat Stat(int fd, string path)
+        /// <summary>Type, owner, mode and identity of an open file (Linux); <paramref name="path"/> only names it in errors.</summary>
+        public static FileStatus Stat(int fd, string path)
         {
             byte[] buffer = new byte[256];
             return StatResult(Libc.statx(fd, Libc.StatxBasicStats, buffer), buffer, path);
         }
 
-        private static PosixStat StatResult(int result, byte[] buffer, string path)
+        /// <summary>statx of <paramref name="name"/> under folder <paramref name="folderFd"/> (a link itself, not followed), or of the descriptor itself when the name is empty.</summary>
+        public static FileStatus? StatAt(int folderFd, string name, out int errno)
+        {
+            var buffer = new byte[256];
+            int flags = name.Length == 0 ? Libc.AtEmptyPath : Libc.AtSymlinkNoFollow;
+            if (Libc.statx(folderFd, name, flags, Libc.StatxBasicStats, buffer) != 0)
+            {
+                errno = Marshal.GetLastWin32Error();
+                return null;
+            }
+
+            errno = 0;
+            return FileStatus.FromStatx(buffer);
+        }
+
+        /// <summary>statx of <paramref name="path"/>, following a link; null when it cannot be read.</summary>
+        public static FileStatus? StatFollowingLinks(string path)
+        {
+            var buffer = new byte[256];
+            return Libc.statx(Libc.AtFdCwd, path, 0, Libc.StatxBasicStats, buffer) == 0 ? FileStatus.FromStatx(buffer) : (FileStatus?)null;
+        }
+
+        /// <summary>openat, tried again when a signal interrupts it.</summary>
+        public static int OpenAt(int folderFd, string name, int flags, int mode = 0)
+        {
+            while (true)
+            {
+                int fd = Libc.openat(folderFd, name, flags, mode);
+                if (fd >= 0 || Marshal.GetLastWin32Error() != Libc.EINTR)
+                {
+                    return fd;
+                }
+            }
+        }
+
+        /// <summary>The target of the symbolic link <paramref name="name"/> under folder <paramref name="folderFd"/>, or null.</summary>
+        public static string? ReadLinkAt(int folderFd, string name)
+        {
+            var buffer = new byte[4096];
+            long length = Libc.readlinkat(folderFd, name, buffer);
+            return length > 0 && length < buffer.Length ? System.Text.Encoding.UTF8.GetString(buffer, 0, (int)length) : null;
+        }
+
+        private static FileStatus StatResult(int result, byte[] buffer, string path)
         {
             if (result != 0)
             {
@@ -76,8 +169,7 @@ namespace VmQuiesce.Core.Platform
                 throw new IOException($"Cannot read the permissions of '{path}': {Libc.ErrorText(errno)}.");
             }
 
-            // struct statx: stx_uid at 20, stx_gid at 24, stx_mode (16 bits) at 28.
-            return new PosixStat(BitConverter.ToUInt32(buffer, 20), BitConverter.ToUInt32(buffer, 24), BitConverter.ToUInt16(buffer, 28));
+            return FileStatus.FromStatx(buffer);
         }
 
         /// <summary>

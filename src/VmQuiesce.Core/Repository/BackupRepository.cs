@@ -9,6 +9,7 @@ using System.Text;
 using System.Text.RegularExpressions;
 using System.Threading;
 using VmQuiesce.Core.Json;
+using VmQuiesce.Core.Native;
 using VmQuiesce.Core.Platform;
 
 namespace VmQuiesce.Core.Repository
@@ -32,6 +33,15 @@ namespace VmQuiesce.Core.Repository
         public const int ChunkSizeStep = DirectFileStream.Alignment;
         private static readonly Regex IdPattern = new Regex("^[0-9A-Za-z][0-9A-Za-z_.-]{0,127}$", RegexOptions.CultureInvariant);
 
+        /// <summary>Marker and lock files are a few hundred bytes: anything far larger is not one.</summary>
+        internal const long MaxSmallFileBytes = 64 * 1024;
+
+        /// <summary>
+        /// A manifest lists about 70 bytes per chunk: 512 MiB holds 7 million chunks (28 TiB of 4 MiB chunks).
+        /// Reading stops there, so a hostile manifest cannot make the host read without end.
+        /// </summary>
+        internal const long MaxManifestBytes = 512L * 1024 * 1024;
+
         private readonly RepositoryFileOps _ops;
 
         private BackupRepository(string path, int chunkSize, RepositoryFileOps ops)
@@ -45,6 +55,9 @@ namespace VmQuiesce.Core.Repository
         public string Path { get; }
 
         public string Location => Path;
+
+        /// <summary>What <see cref="OpenOrCreate(string, int)"/> made: nothing (it existed), the layout in an existing folder, or the folder too.</summary>
+        internal RepositoryCreation Created { get; private set; }
 
         public int ChunkSize { get; }
 
@@ -61,30 +74,35 @@ namespace VmQuiesce.Core.Repository
         internal static BackupRepository Open(string path, RepositoryFileOps ops)
         {
             string full = FullPath(path);
-            if (!Directory.Exists(full))
+            switch (RepositoryLayout.Inspect(full, path))
             {
-                throw new VmQuiesceException("RepositoryNotFound", FailureKind.ObjectNotFound, $"The repository folder '{full}' does not exist.", path)
-                {
-                    Remedy = "Check the path, or make a repository with Invoke-VmQuiescedBackup -Repository <new folder>.",
-                };
+                case LayoutState.Missing:
+                    throw new VmQuiesceException("RepositoryNotFound", FailureKind.ObjectNotFound, $"The repository folder '{full}' does not exist.", path)
+                    {
+                        Remedy = "Check the path, or make a repository with Invoke-VmQuiescedBackup -Repository <new folder>.",
+                    };
+                case LayoutState.Partial:
+                    throw new VmQuiesceException("RepositoryCreationInterrupted", FailureKind.InvalidOperation,
+                        $"The folder '{full}' holds the empty folders of a VmQuiesce repository whose creation was interrupted; it has no {MarkerName} yet, so it holds no restore point.", path)
+                    {
+                        Remedy = $"Run Invoke-VmQuiescedBackup -Repository '{full}': it completes the repository.",
+                    };
+                case LayoutState.Empty:
+                case LayoutState.Foreign:
+                    throw new VmQuiesceException("RepositoryNotRecognized", FailureKind.InvalidArgument, $"The folder '{full}' is not a VmQuiesce repository: it has no {MarkerName}.", path);
             }
 
             string marker = System.IO.Path.Combine(full, MarkerName);
-            if (!File.Exists(marker))
-            {
-                throw new VmQuiesceException("RepositoryNotRecognized", FailureKind.InvalidArgument, $"The folder '{full}' is not a VmQuiesce repository: it has no {MarkerName}.", path);
-            }
-
             JsonObject config;
             try
             {
-                config = JsonText.ParseObject(File.ReadAllText(marker));
+                config = JsonText.ParseObject(RegularFile.ReadAllText(marker, MaxSmallFileBytes));
                 if (config.GetString("format") != MarkerFormat)
                 {
                     throw new JsonFormatException($"The member 'format' is not '{MarkerFormat}'.");
                 }
             }
-            catch (JsonFormatException e)
+            catch (Exception e) when (e is JsonFormatException || e is IOException)
             {
                 throw new VmQuiesceException("RepositoryConfigInvalid", FailureKind.InvalidData, $"The repository file '{marker}' is not valid: {e.Message}", path, e);
             }
@@ -104,13 +122,21 @@ namespace VmQuiesce.Core.Repository
                 throw new VmQuiesceException("RepositoryConfigInvalid", FailureKind.InvalidData, $"The repository file '{marker}' has chunkSize {chunkSize}; expected {MinChunkSize} to {MaxChunkSize} bytes.", path);
             }
 
+            RepositoryLayout.CheckNoLinks(full, ChunkStore.FanOutNames);
             return new BackupRepository(full, (int)chunkSize, ops);
         }
 
+        /// <summary>
+        /// Creates the repository in place, folders first and the marker last, each step skipping what exists: a
+        /// creation that was killed, ran out of inodes, or runs beside another is completed by the next one. The
+        /// marker is published with a link that fails when one exists, so of two concurrent creators one wins and
+        /// the other opens the winner's repository.
+        /// </summary>
         internal static BackupRepository OpenOrCreate(string path, int chunkSize, RepositoryFileOps ops)
         {
             string full = FullPath(path);
-            if (Directory.Exists(full) && Directory.EnumerateFileSystemEntries(full).Any())
+            LayoutState state = RepositoryLayout.Inspect(full, path);
+            if (state == LayoutState.Repository || state == LayoutState.Foreign)
             {
                 return Open(full, ops);
             }
@@ -120,21 +146,117 @@ namespace VmQuiesce.Core.Repository
                 throw new VmQuiesceException("InvalidChunkSize", FailureKind.InvalidArgument, $"The chunk size {chunkSize} is out of range; expected a multiple of {ChunkSizeStep} from {MinChunkSize} to {MaxChunkSize} bytes.", chunkSize);
             }
 
-            Directory.CreateDirectory(full);
             var repository = new BackupRepository(full, chunkSize, ops);
-            repository.Chunks.CreateFolders();
-            Directory.CreateDirectory(repository.PointsFolder);
-            Directory.CreateDirectory(System.IO.Path.Combine(full, RepositoryLock.FolderName));
             string config = JsonText.Serialize(new JsonObject()
                 .With("format", MarkerFormat)
                 .With("formatVersion", FormatVersion)
                 .With("chunkSize", chunkSize)
                 .With("chunkHash", "SHA-256")
                 .With("created", DateTime.UtcNow.ToString("o", CultureInfo.InvariantCulture)), indented: true);
+            bool madeFolder;
+            try
+            {
+                madeFolder = RepositoryLayout.Build(full, () => ChunkStore.FanOutNames);
+                if (RepositoryLayout.Inspect(full, path) == LayoutState.Foreign)
+                {
+                    // Someone put other files into the folder while it was being made: not ours to take over.
+                    return Open(full, ops);
+                }
 
-            // The marker comes last, so a folder with a marker always has the rest of the layout.
-            repository.WriteAtomically(System.IO.Path.Combine(full, MarkerName), config);
+                // The marker comes last, so a folder with a marker always has the rest of the layout.
+                if (!repository.TryWriteAtomically(System.IO.Path.Combine(full, MarkerName), config))
+                {
+                    return Open(full, ops);
+                }
+            }
+            catch (Exception e) when (e is IOException || e is UnauthorizedAccessException)
+            {
+                throw StorageFailure(full, "create the repository", e);
+            }
+
+            repository.Created = madeFolder ? RepositoryCreation.Folder : RepositoryCreation.Layout;
             return repository;
+        }
+
+        /// <summary>
+        /// A failed write to the repository as a typed error with a remedy: the file system is full (of bytes or
+        /// of inodes), mounted read-only, not writable by this user, or failed otherwise.
+        /// </summary>
+        internal static VmQuiesceException StorageFailure(string repository, string doing, Exception e)
+        {
+            if (RegularFile.IsDiskFull(e))
+            {
+                return new VmQuiesceException("RepositoryDiskFull", FailureKind.LimitsExceeded,
+                    $"Could not {doing} in '{repository}': its file system is full ({e.Message}).", repository, e)
+                {
+                    Remedy = $"Free space on the file system of '{repository}' (check both bytes and inodes: df -h, df -i), or remove old restore points with Remove-VmBackup, then run the backup again; it completes what was started.",
+                };
+            }
+
+            if (RegularFile.IsReadOnlyFileSystem(e))
+            {
+                return new VmQuiesceException("RepositoryReadOnly", FailureKind.PermissionDenied,
+                    $"Could not {doing} in '{repository}': its file system is mounted read-only.", repository, e)
+                {
+                    Remedy = "Remount it read-write, or back up into a repository on a writable file system. Reading (Get-VmBackup, Test-VmBackup, Restore-VmSnapshot) works on a read-only repository.",
+                };
+            }
+
+            if (e is UnauthorizedAccessException || RegularFile.ErrnoOf(e) == Libc.EACCES || RegularFile.ErrnoOf(e) == Libc.EPERM)
+            {
+                return new VmQuiesceException("RepositoryAccessDenied", FailureKind.PermissionDenied,
+                    $"Could not {doing} in '{repository}': access denied ({e.Message}).", repository, e)
+                {
+                    Remedy = "Run as root (or Administrator), or choose a folder this user may write.",
+                };
+            }
+
+            return new VmQuiesceException("RepositoryWriteFailed", FailureKind.WriteError, $"Could not {doing} in '{repository}': {e.Message}", repository, e);
+        }
+
+        /// <summary>
+        /// Removes this repository when this call created it and nothing was stored in it (the first backup failed),
+        /// so a failed first backup leaves no empty repository behind. Under the exclusive lock, so a backup that
+        /// started into it meanwhile keeps it; anything unexpected inside keeps it too.
+        /// </summary>
+        public bool RemoveIfUnused()
+        {
+            if (Created == RepositoryCreation.None)
+            {
+                return false;
+            }
+
+            try
+            {
+                using (LockExclusive("Invoke-VmQuiescedBackup (removing the repository its failed first backup made)"))
+                {
+                    if (Directory.EnumerateFileSystemEntries(PointsFolder).Any() || Chunks.EnumerateChunkPaths().Any())
+                    {
+                        return false;
+                    }
+                }
+            }
+            catch (VmQuiesceException)
+            {
+                return false;
+            }
+
+            return RepositoryLayout.RemoveEmpty(Path, Created == RepositoryCreation.Folder, ChunkStore.FanOutNames);
+        }
+
+        /// <summary>A warning when other users can read or change this repository (see <see cref="RepositoryLayout.DescribeWideAccess"/>), else null.</summary>
+        public string? AccessWarning()
+        {
+            string? wide = RepositoryLayout.DescribeWideAccess(Path);
+            if (wide == null)
+            {
+                return null;
+            }
+
+            string remedy = HostPlatform.IsWindows
+                ? $"allow only Administrators and SYSTEM on '{Path}'"
+                : $"run chmod -R go= '{Path}' (and chown -R root '{Path}' when another user owns it)";
+            return $"The repository is open to other users: {wide}. To restrict it, {remedy}.";
         }
 
         /// <summary>A new restore point id: the UTC start time plus 8 random hex digits, sortable by time.</summary>
@@ -143,41 +265,34 @@ namespace VmQuiesce.Core.Repository
 
         public static bool IsValidId(string id) => IdPattern.IsMatch(id);
 
-        public RepositoryLock LockShared(string purpose, bool removeStale = false) => RepositoryLock.AcquireShared(Path, purpose, removeStale);
+        /// <summary>A shared lock (backups, verifies, restores); a lock whose process is provably gone is removed and reported through <paramref name="warn"/>.</summary>
+        public RepositoryLock LockShared(string purpose, bool removeStale = false, Action<string>? warn = null) => Locked(() => RepositoryLock.AcquireShared(Path, purpose, removeStale, warn));
 
-        public RepositoryLock LockExclusive(string purpose, bool removeStale = false) => RepositoryLock.AcquireExclusive(Path, purpose, removeStale);
+        /// <summary>The exclusive lock (prune).</summary>
+        public RepositoryLock LockExclusive(string purpose, bool removeStale = false, Action<string>? warn = null) => Locked(() => RepositoryLock.AcquireExclusive(Path, purpose, removeStale, warn));
+
+        /// <summary>A shared lock for reading, or none where the repository cannot be written (said through <paramref name="warn"/>).</summary>
+        public RepositoryLock LockForReading(string purpose, Action<string>? warn) => Locked(() => RepositoryLock.AcquireForReading(Path, purpose, warn));
+
+        private RepositoryLock Locked(Func<RepositoryLock> acquire)
+        {
+            try
+            {
+                return acquire();
+            }
+            catch (Exception e) when (e is IOException || e is UnauthorizedAccessException)
+            {
+                throw StorageFailure(Path, "take a lock", e);
+            }
+        }
 
         /// <summary>
-        /// Every restore point, oldest first. A manifest that cannot be read is passed to
-        /// <paramref name="unreadable"/> (or thrown when it is null); temp files are ignored.
+        /// Every restore point, oldest first. A restore point is its manifest file: <c>points/&lt;id&gt;.json</c>
+        /// whose "id" is that name. A manifest that cannot be read, and one whose id is not its file's name (a
+        /// sync tool's conflict copy, a renamed file), is not a restore point: it is passed to
+        /// <paramref name="problem"/> (an unreadable one is thrown when that is null); temp files are ignored.
         /// </summary>
-        public IReadOnlyList<RestorePoint> ListRestorePoints(Action<VmQuiesceException>? unreadable = null)
-        {
-            var points = new List<RestorePoint>();
-            if (!Directory.Exists(PointsFolder))
-            {
-                return points;
-            }
-
-            foreach (string file in Directory.EnumerateFiles(PointsFolder, "*.json"))
-            {
-                if (System.IO.Path.GetFileName(file).StartsWith(".", StringComparison.Ordinal))
-                {
-                    continue;
-                }
-
-                try
-                {
-                    points.Add(ReadManifest(file));
-                }
-                catch (VmQuiesceException e) when (unreadable != null)
-                {
-                    unreadable(e);
-                }
-            }
-
-            return points.OrderBy(point => point.StartTime).ThenBy(point => point.Id, StringComparer.Ordinal).ToList();
-        }
+        public IReadOnlyList<RestorePoint> ListRestorePoints(Action<VmQuiesceException>? problem = null) => ReadManifests(problem).Points;
 
         /// <inheritdoc/>
         public RestorePoint GetRestorePoint(string id)
@@ -196,8 +311,62 @@ namespace VmQuiesce.Core.Repository
                 };
             }
 
-            return ReadManifest(file);
+            RestorePoint point = ReadManifest(file);
+            return point.Id == id ? point : throw IdMismatch(point);
         }
+
+        /// <summary>
+        /// Reads every manifest: the restore points, and the strays (readable manifests that are not restore
+        /// points, whose chunks prune must still keep). Problems go to <paramref name="problem"/>.
+        /// </summary>
+        private (List<RestorePoint> Points, List<RestorePoint> Strays) ReadManifests(Action<VmQuiesceException>? problem)
+        {
+            var points = new List<RestorePoint>();
+            var strays = new List<RestorePoint>();
+            if (!Directory.Exists(PointsFolder))
+            {
+                return (points, strays);
+            }
+
+            foreach (string file in Directory.EnumerateFiles(PointsFolder, "*.json"))
+            {
+                string name = System.IO.Path.GetFileName(file);
+                if (name.StartsWith(".", StringComparison.Ordinal))
+                {
+                    continue;
+                }
+
+                RestorePoint point;
+                try
+                {
+                    point = ReadManifest(file);
+                }
+                catch (VmQuiesceException e) when (problem != null)
+                {
+                    problem(e);
+                    continue;
+                }
+
+                if (IsValidId(point.Id) && name == point.Id + ".json")
+                {
+                    points.Add(point);
+                }
+                else
+                {
+                    strays.Add(point);
+                    problem?.Invoke(IdMismatch(point));
+                }
+            }
+
+            return (points.OrderBy(point => point.StartTime).ThenBy(point => point.Id, StringComparer.Ordinal).ToList(), strays);
+        }
+
+        private VmQuiesceException IdMismatch(RestorePoint point) =>
+            new VmQuiesceException("RestorePointIdMismatch", FailureKind.InvalidData,
+                $"The manifest '{point.ManifestFile}' says it is restore point '{point.Id}', which is not its file name: it is not a restore point (a copy, such as a sync tool's conflict copy?). Nothing uses it, and no prune removes it or the chunks it names.", point.ManifestFile)
+            {
+                Remedy = $"If it is a copy of another manifest, delete it; if it is a restore point someone renamed, rename it to '{point.Id}.json' (when that name is free and the id is valid).",
+            };
 
         /// <summary>
         /// Publishes a restore point: its chunks must already be stored. Manifest to a temp name, flushed
@@ -212,7 +381,11 @@ namespace VmQuiesce.Core.Repository
                 throw new VmQuiesceException("RestorePointExists", FailureKind.InvalidOperation, $"The repository '{Path}' already has a restore point '{point.Id}'.", point.Id);
             }
 
-            WriteAtomically(target, JsonText.Serialize(point.ToJson(), indented: true));
+            if (!TryWriteAtomically(target, JsonText.Serialize(point.ToJson(), indented: true)))
+            {
+                throw new VmQuiesceException("RestorePointExists", FailureKind.InvalidOperation, $"'{target}' already exists.", target);
+            }
+
             point.Repository = Path;
         }
 
@@ -220,12 +393,41 @@ namespace VmQuiesce.Core.Repository
         /// Re-reads and re-hashes every chunk of <paramref name="point"/> and checks each whole-file digest
         /// (see <see cref="RestorePointVerifier"/>).
         /// </summary>
-        public RestorePointVerification Verify(RestorePoint point, CancellationToken cancel, IOperationHost? host = null) => RestorePointVerifier.Verify(this, point, cancel, host);
+        public RestorePointVerification Verify(RestorePoint point, CancellationToken cancel, IOperationHost? host = null)
+        {
+            if (point.ChunkSize != ChunkSize)
+            {
+                // Every chunk would look damaged; the marker (or the manifest) is what is wrong.
+                throw new VmQuiesceException("RestorePointChunkSizeMismatch", FailureKind.InvalidData,
+                    $"The repository marker '{System.IO.Path.Combine(Path, MarkerName)}' says chunkSize {ChunkSize}, but restore point '{point.Id}' was written with chunkSize {point.ChunkSize}; no chunk was checked.", point.Id)
+                {
+                    Remedy = $"If the other restore points say {point.ChunkSize} too, the marker is wrong: set \"chunkSize\" in it back to {point.ChunkSize}. Do not delete chunks over this.",
+                };
+            }
+
+            return RestorePointVerifier.Verify(this, point, cancel, host);
+        }
+
+        /// <summary>
+        /// Records the chunks <paramref name="verification"/> found damaged (not missing: a backup stores those anyway),
+        /// so the next backup that has their data stores them anew. Returns how many were not recorded before.
+        /// </summary>
+        public int RecordDamage(RestorePointVerification verification)
+        {
+            try
+            {
+                return verification.Problems.Count(problem => problem.Problem == ChunkProblemKind.Damaged && ChunkStore.IsChunkName(problem.Hash) && Chunks.Damaged.Record(problem.Hash));
+            }
+            catch (Exception e) when (e is IOException || e is UnauthorizedAccessException)
+            {
+                throw StorageFailure(Path, "record the damaged chunks", e);
+            }
+        }
 
         /// <summary>Which points a removal by id removes (unknown ids are reported through <paramref name="notFound"/>).</summary>
         public PrunePlan PlanRemoval(IEnumerable<string> ids, Action<VmQuiesceException> notFound)
         {
-            var all = ListRestorePoints(IgnoreUnreadable);
+            var all = ListRestorePoints(IgnoreProblem);
             var wanted = new HashSet<string>(StringComparer.Ordinal);
             foreach (string id in ids)
             {
@@ -242,7 +444,10 @@ namespace VmQuiesce.Core.Repository
             return new PrunePlan(Path, all.Where(point => wanted.Contains(point.Id)).ToList(), all.Where(point => !wanted.Contains(point.Id)).ToList());
         }
 
-        /// <summary>Which points <paramref name="policy"/> removes, per VM; VMs not matching <paramref name="appliesTo"/> are untouched.</summary>
+        /// <summary>
+        /// Which points <paramref name="policy"/> removes, per VM; VMs not matching <paramref name="appliesTo"/> are
+        /// untouched. The plan never removes the last point of a VM, and its prune checks that again.
+        /// </summary>
         public PrunePlan PlanRetention(RetentionPolicy policy, Func<string, bool> appliesTo)
         {
             if (policy.IsEmpty)
@@ -250,7 +455,7 @@ namespace VmQuiesce.Core.Repository
                 throw new VmQuiesceException("RetentionPolicyEmpty", FailureKind.InvalidArgument, "The retention policy keeps nothing; give at least one of KeepLast, KeepDaily, KeepWeekly, KeepMonthly above 0.", policy);
             }
 
-            var all = ListRestorePoints(IgnoreUnreadable);
+            var all = ListRestorePoints(IgnoreProblem);
             var remove = new List<RestorePoint>();
             foreach (var vm in all.Where(point => appliesTo(point.VmName)).GroupBy(point => point.VmName, StringComparer.OrdinalIgnoreCase))
             {
@@ -258,13 +463,13 @@ namespace VmQuiesce.Core.Repository
                 remove.AddRange(vm.Where(point => !kept.Contains(point)));
             }
 
-            return new PrunePlan(Path, remove, all.Except(remove).ToList());
+            return new PrunePlan(Path, remove, all.Except(remove).ToList()) { KeepsLastPointOfEachVm = true };
         }
 
         /// <summary>What garbage collection would free if the plan's points were gone: (chunks, bytes).</summary>
         public (long Chunks, long Bytes) EstimateGarbage(PrunePlan plan)
         {
-            var referenced = ReferencedChunks(plan.Keep);
+            var referenced = ReferencedChunks(plan.Keep.Concat(ReadManifests(IgnoreProblem).Strays));
             long chunks = 0;
             long bytes = 0;
             foreach (string path in Chunks.EnumerateChunkPaths())
@@ -283,49 +488,101 @@ namespace VmQuiesce.Core.Repository
         /// <summary>
         /// Removes the plan's restore points, then every chunk no remaining point references and the temp
         /// files of interrupted backups. Holds the exclusive lock; manifests go first, so a crash midway
-        /// leaves only unreferenced chunks, which the next prune removes.
+        /// leaves only unreferenced chunks, which the next prune removes. Only the manifest files it read are
+        /// removed, and only through the folders it opened (never through a link); the chunks of a manifest that
+        /// is not a restore point (<see cref="IdMismatch"/>) are kept.
         /// </summary>
         /// <param name="collectGarbage">False removes only the manifests; their chunks go at the next prune.</param>
-        public PruneResult Prune(PrunePlan plan, bool collectGarbage, bool removeStaleLock, CancellationToken cancel)
+        /// <param name="warn">Told about locks of dead processes that were removed, and manifests that are not restore points.</param>
+        public PruneResult Prune(PrunePlan plan, bool collectGarbage, bool removeStaleLock, CancellationToken cancel, Action<string>? warn = null)
         {
-            using RepositoryLock exclusive = LockExclusive("Remove-VmBackup (prune)", removeStaleLock);
+            using RepositoryLock exclusive = LockExclusive("Remove-VmBackup (prune)", removeStaleLock, warn);
 
             // Read every manifest before deleting anything: a chunk may be removed only when every
             // remaining point is known. Points added since the plan was made are kept.
-            var all = ListRestorePoints(unreadable: e => throw new VmQuiesceException(
-                "RepositoryManifestUnreadable", FailureKind.InvalidData, $"Prune stopped before removing anything: {e.Message}", Path, e)
+            var (all, strays) = ReadManifests(e => ReportOrStop(e, warn));
+            var removeFiles = new HashSet<string>(plan.Remove.Select(point => point.ManifestFile), StringComparer.Ordinal);
+            var remove = all.Where(point => removeFiles.Contains(point.ManifestFile)).ToList();
+            if (plan.KeepsLastPointOfEachVm)
             {
-                Remedy = "Move the unreadable manifest out of the points folder (its chunks then become removable), or restore it, and run Remove-VmBackup again.",
-            });
-            var removeIds = new HashSet<string>(plan.Remove.Select(point => point.Id), StringComparer.Ordinal);
-            var keep = all.Where(point => !removeIds.Contains(point.Id)).ToList();
+                // A policy keeps at least one point per VM; if the kept ones vanished since the plan, keep the newest left.
+                foreach (var vm in all.GroupBy(point => point.VmName, StringComparer.OrdinalIgnoreCase).Where(vm => vm.All(remove.Contains)))
+                {
+                    RestorePoint newest = vm.OrderByDescending(point => point.StartTime).ThenByDescending(point => point.Id, StringComparer.Ordinal).First();
+                    remove.Remove(newest);
+                    warn?.Invoke($"Kept restore point '{newest.Id}' of VM '{newest.VmName}': the points the policy keeps are gone, and a policy never removes a VM's last point (remove it by id if you mean to).");
+                }
+            }
+
+            var keep = all.Except(remove).ToList();
             var removed = new List<string>();
-            foreach (RestorePoint point in all.Where(point => removeIds.Contains(point.Id)))
+            try
             {
-                cancel.ThrowIfCancellationRequested();
-                _ops.Delete(ManifestPath(point.Id));
-                removed.Add(point.Id);
-            }
+                using (TrustedFolder points = TrustedFolder.OpenNoFollow(PointsFolder))
+                {
+                    foreach (RestorePoint point in remove)
+                    {
+                        cancel.ThrowIfCancellationRequested();
+                        points.Delete(System.IO.Path.GetFileName(point.ManifestFile));
+                        removed.Add(point.Id);
+                    }
 
-            _ops.SyncDirectory(PointsFolder);
-            if (!collectGarbage)
+                    points.Sync();
+                }
+
+                if (!collectGarbage)
+                {
+                    return new PruneResult(Path, removed, keep.Count, 0, 0, 0);
+                }
+
+                var referenced = ReferencedChunks(keep.Concat(strays));
+                (long chunks, long bytes, int temps) = CollectGarbage(referenced, cancel);
+                foreach (string hash in Chunks.Damaged.All().Where(hash => !referenced.Contains(hash)))
+                {
+                    Chunks.Damaged.Clear(hash);
+                }
+
+                return new PruneResult(Path, removed, keep.Count, chunks, bytes, temps);
+            }
+            catch (FolderTrustException e)
             {
-                return new PruneResult(Path, removed, keep.Count, 0, 0, 0);
+                throw new VmQuiesceException("RepositoryLayoutUnsafe", FailureKind.SecurityError, $"Prune stopped: {e.Message} VmQuiesce deletes nothing through it.", e.Folder, e)
+                {
+                    Remedy = $"Find out who changed the repository '{Path}', replace the link by a real folder, and restrict the repository to root (chmod 700).",
+                };
             }
+            catch (Exception e) when (e is IOException || e is UnauthorizedAccessException)
+            {
+                throw StorageFailure(Path, "prune", e);
+            }
+        }
 
-            var referenced = ReferencedChunks(keep);
+        /// <summary>Deletes unreferenced chunks and temp files, in each fan-out folder opened without following a link.</summary>
+        private (long Chunks, long Bytes, int Temps) CollectGarbage(HashSet<string> referenced, CancellationToken cancel)
+        {
             long chunks = 0;
             long bytes = 0;
             int temps = 0;
-            foreach (string path in Chunks.EnumerateChunkPaths())
+            foreach (string fanOut in ChunkStore.FanOutNames.Select(name => System.IO.Path.Combine(Chunks.Root, name)).Append(PointsFolder))
             {
-                cancel.ThrowIfCancellationRequested();
-                string name = System.IO.Path.GetFileName(path);
-                bool temp = name.StartsWith(ChunkStore.TempPrefix, StringComparison.Ordinal);
-                if (temp || (ChunkStore.IsChunkName(name) && !referenced.Contains(name)))
+                if (!Directory.Exists(fanOut))
                 {
-                    long length = new FileInfo(path).Length;
-                    _ops.Delete(path);
+                    continue;
+                }
+
+                using TrustedFolder folder = TrustedFolder.OpenNoFollow(fanOut);
+                bool inChunks = fanOut != PointsFolder;
+                foreach (string name in folder.Names().ToList())
+                {
+                    cancel.ThrowIfCancellationRequested();
+                    bool temp = name.StartsWith(ChunkStore.TempPrefix, StringComparison.Ordinal);
+                    if (!temp && !(inChunks && ChunkStore.IsChunkName(name) && !referenced.Contains(name)))
+                    {
+                        continue;
+                    }
+
+                    FileStatus? status = folder.Stat(name);
+                    folder.Delete(name);
                     if (temp)
                     {
                         temps++;
@@ -333,22 +590,31 @@ namespace VmQuiesce.Core.Repository
                     else
                     {
                         chunks++;
-                        bytes += length;
+                        bytes += status?.Size ?? 0;
                     }
                 }
             }
 
-            foreach (string path in Directory.EnumerateFiles(PointsFolder, ChunkStore.TempPrefix + "*"))
-            {
-                _ops.Delete(path);
-                temps++;
-            }
-
-            return new PruneResult(Path, removed, keep.Count, chunks, bytes, temps);
+            return (chunks, bytes, temps);
         }
 
-        /// <summary>Plans skip unreadable manifests; Prune itself refuses to run while one exists.</summary>
-        private static void IgnoreUnreadable(VmQuiesceException unreadable)
+        /// <summary>Prune stops before removing anything while a manifest is unreadable; a stray manifest is only reported.</summary>
+        private void ReportOrStop(VmQuiesceException problem, Action<string>? warn)
+        {
+            if (problem.ErrorId == "RestorePointIdMismatch")
+            {
+                warn?.Invoke(problem.Message + " " + problem.Remedy);
+                return;
+            }
+
+            throw new VmQuiesceException("RepositoryManifestUnreadable", FailureKind.InvalidData, $"Prune stopped before removing anything: {problem.Message}", Path, problem)
+            {
+                Remedy = "Move the unreadable manifest out of the points folder (its chunks then become removable), or restore it, and run Remove-VmBackup again.",
+            };
+        }
+
+        /// <summary>Plans skip unreadable and stray manifests; Prune itself reads them again and decides.</summary>
+        private static void IgnoreProblem(VmQuiesceException problem)
         {
         }
 
@@ -417,8 +683,9 @@ namespace VmQuiesce.Core.Repository
         {
             try
             {
-                RestorePoint point = RestorePoint.FromJson(JsonText.ParseObject(File.ReadAllText(file, Encoding.UTF8)));
+                RestorePoint point = RestorePoint.FromJson(JsonText.ParseObject(RegularFile.ReadAllText(file, MaxManifestBytes)));
                 point.Repository = Path;
+                point.ManifestFile = file;
                 return point;
             }
             catch (Exception e) when (e is JsonFormatException || e is OverflowException || e is FormatException || e is IOException)
@@ -429,7 +696,8 @@ namespace VmQuiesce.Core.Repository
 
         private string ManifestPath(string id) => System.IO.Path.Combine(PointsFolder, id + ".json");
 
-        private void WriteAtomically(string target, string text)
+        /// <summary>Temp file, flushed, then linked to <paramref name="target"/> unless that exists (false: nothing changed).</summary>
+        private bool TryWriteAtomically(string target, string text)
         {
             string folder = System.IO.Path.GetDirectoryName(target)!;
             string temp = System.IO.Path.Combine(folder, ChunkStore.TempPrefix + System.IO.Path.GetFileName(target) + "." + Guid.NewGuid().ToString("N"));
@@ -443,20 +711,21 @@ namespace VmQuiesce.Core.Repository
             if (!_ops.MoveNew(temp, target))
             {
                 _ops.Delete(temp);
-                throw new VmQuiesceException("RestorePointExists", FailureKind.InvalidOperation, $"'{target}' already exists.", target);
+                return false;
             }
 
             _ops.SyncDirectory(folder);
+            return true;
         }
 
-        private static string FullPath(string path)
-        {
-            if (string.IsNullOrWhiteSpace(path))
-            {
-                throw new VmQuiesceException("InvalidRepositoryPath", FailureKind.InvalidArgument, "The repository path is empty; expected a folder path.", path);
-            }
+        private static string FullPath(string path) => RepositoryLayout.FullPath(path, "repository");
+    }
 
-            return System.IO.Path.GetFullPath(path);
-        }
+    /// <summary>What opening a repository for a backup created.</summary>
+    internal enum RepositoryCreation
+    {
+        None,
+        Layout,
+        Folder,
     }
 }

@@ -56,7 +56,11 @@ namespace VmQuiesce.Core.Repository
             Root = Path.Combine(repositoryPath, FolderName);
             ChunkSize = chunkSize;
             _ops = ops;
+            Damaged = new DamagedChunks(repositoryPath);
         }
+
+        /// <summary>Chunks a verification found damaged: a backup stores them anew instead of deduplicating against them.</summary>
+        public DamagedChunks Damaged { get; }
 
         public string Root { get; }
 
@@ -91,18 +95,22 @@ namespace VmQuiesce.Core.Repository
             return true;
         }
 
-        /// <summary>The longest a stored chunk can be: a raw chunk of ChunkSize bytes and its header.</summary>
-        public int MaxStoredLength => ChunkSize + HeaderLength;
-
         internal static byte[] HeaderFor(byte codec) => new byte[] { (byte)'V', (byte)'Q', (byte)'C', codec };
+
+        /// <summary>The longest a chunk file can be: the chunk plus its header and any codec's overhead, generously.</summary>
+        public long MaxFileLength => ChunkSize + (64L * 1024);
 
         public string PathOf(string hash) => Path.Combine(Root, hash.Substring(0, 2), hash);
 
-        public void CreateFolders()
+        /// <summary>The 256 fan-out folders' names, 00 to ff.</summary>
+        public static IEnumerable<string> FanOutNames
         {
-            for (int i = 0; i < 256; i++)
+            get
             {
-                Directory.CreateDirectory(Path.Combine(Root, i.ToString("x2", System.Globalization.CultureInfo.InvariantCulture)));
+                for (int i = 0; i < 256; i++)
+                {
+                    yield return i.ToString("x2", System.Globalization.CultureInfo.InvariantCulture);
+                }
             }
         }
 
@@ -110,13 +118,15 @@ namespace VmQuiesce.Core.Repository
         /// Stores a chunk unless it is already there, in two halves so a chunk under its final name is always
         /// whole: this one writes it under a temp name and returns it still open, not yet durable, so the caller's
         /// buffers are free again while another thread waits for the disk in <see cref="Publish"/>. Null when the
-        /// chunk is already stored.
+        /// chunk is already stored and sound (see <see cref="CheckStored"/>); a stored chunk that is not is written
+        /// anew and replaces it.
         /// </summary>
         /// <param name="scratch">A buffer of at least ChunkSize bytes the caller owns, for compression.</param>
         public PendingChunk? Write(string hash, byte[] data, int length, byte[] scratch)
         {
             string final = PathOf(hash);
-            if (File.Exists(final))
+            string? damage = CheckStored(hash, length, out bool missing);
+            if (!missing && damage == null)
             {
                 return null;
             }
@@ -136,7 +146,57 @@ namespace VmQuiesce.Core.Repository
                 throw;
             }
 
-            return new PendingChunk(stream, temp, final, HeaderLength + encodedLength, length);
+            return new PendingChunk(stream, temp, final, HeaderLength + encodedLength, length) { Repairs = damage };
+        }
+
+        /// <summary>
+        /// Whether the stored chunk <paramref name="hash"/> of <paramref name="length"/> bytes can be deduplicated
+        /// against, cheaply: a verification did not record it damaged, and it is a regular file whose header and
+        /// length fit its codec (its content is not re-hashed: that is Test-VmBackup's work, which records what it
+        /// finds). Null when it looks sound or is missing; otherwise what is wrong with it.
+        /// </summary>
+        public string? CheckStored(string hash, int length, out bool missing)
+        {
+            missing = false;
+            if (Damaged.Contains(hash))
+            {
+                return "Test-VmBackup found it damaged";
+            }
+
+            FileStream file;
+            try
+            {
+                file = RegularFile.OpenRead(PathOf(hash), MaxFileLength);
+            }
+            catch (Exception e) when (e is FileNotFoundException || e is DirectoryNotFoundException)
+            {
+                missing = true;
+                return null;
+            }
+            catch (IOException e)
+            {
+                return e.Message;
+            }
+
+            using (file)
+            {
+                var head = new byte[HeaderLength + 4];
+                int read = file.ReadFully(head, head.Length);
+                long size = file.Length;
+                if (read < HeaderLength || head[0] != 'V' || head[1] != 'Q' || head[2] != 'C')
+                {
+                    return "it has no VQC header";
+                }
+
+                bool fits = head[3] switch
+                {
+                    CodecRaw => size == HeaderLength + length,
+                    CodecZeroBlocks => read == head.Length && (head[4] | (head[5] << 8) | (head[6] << 16) | (head[7] << 24)) == length && size <= HeaderLength + 4 + ((((length + ZeroBlockLength - 1) / ZeroBlockLength) + 7) / 8) + length,
+                    CodecDeflate => size > HeaderLength && size <= HeaderLength + length,
+                    _ => true, // a codec whose length cannot be told from its header: verification reads it whole
+                };
+                return fits ? null : $"its {size:N0} bytes do not fit a chunk of {length:N0} bytes with codec '{(char)head[3]}'";
+            }
         }
 
         /// <summary>
@@ -154,7 +214,13 @@ namespace VmQuiesce.Core.Repository
                 pending.Stream.Dispose();
             }
 
-            if (!_ops.MoveNew(pending.TempPath, pending.FinalPath))
+            if (pending.Repairs != null)
+            {
+                // The damaged file is replaced in one rename: readers see the old file or the new one.
+                _ops.Replace(pending.TempPath, pending.FinalPath);
+                Damaged.Clear(Path.GetFileName(pending.FinalPath));
+            }
+            else if (!_ops.MoveNew(pending.TempPath, pending.FinalPath))
             {
                 _ops.Delete(pending.TempPath);
                 return 0;
@@ -184,7 +250,7 @@ namespace VmQuiesce.Core.Repository
         /// </summary>
         public int Read(string hash, byte[] buffer)
         {
-            using var file = new FileStream(PathOf(hash), FileMode.Open, FileAccess.Read, FileShare.Read, bufferSize: 1, FileOptions.SequentialScan);
+            using FileStream file = RegularFile.OpenRead(PathOf(hash), MaxFileLength);
             return Decode(file, file.Length, buffer);
         }
 
@@ -489,5 +555,8 @@ namespace VmQuiesce.Core.Repository
 
         /// <summary>The chunk's data before encoding.</summary>
         public int DataLength { get; }
+
+        /// <summary>Why the chunk stored under the final name is damaged, when this one replaces it; null for a new chunk.</summary>
+        public string? Repairs { get; init; }
     }
 }

@@ -9,11 +9,18 @@ namespace VmQuiesce.Core.Repository
     public enum FileDigestKind
     {
         /// <summary>
-        /// Schema 2 ("chunkListSha256"): SHA-256 of the file's chunk list as the manifest writes it, each
-        /// entry (64 hex digits, or "zero" for an all-zero chunk) followed by a line feed. With every chunk
-        /// checked against its own SHA-256 it pins the whole content, yet needs no serial pass over every
-        /// byte, which would hold back backup, verify and restore. Reproducible with
-        /// <c>jq -r '.files[0].chunks[]' manifest.json | sha256sum</c>.
+        /// Schema 3 ("sizeAndChunksSha256"): SHA-256 of the file's size in decimal and then its chunk list as
+        /// the manifest writes it, each line (the size; each entry, 64 hex digits or "zero" for an all-zero
+        /// chunk) followed by a line feed. With every chunk checked against its own SHA-256 it pins the whole
+        /// content and the length, yet needs no serial pass over every byte, which would hold back backup,
+        /// verify and restore. Reproducible with
+        /// <c>jq -r '.files[0] | (.size | tostring), .chunks[]' manifest.json | sha256sum</c>.
+        /// </summary>
+        SizeAndChunkListSha256,
+
+        /// <summary>
+        /// Schema 2 ("chunkListSha256"): as schema 3 without the size line. It does not pin the size within the
+        /// last chunk (a lowered size over an all-zero last chunk went unnoticed); still read and verified.
         /// </summary>
         ChunkListSha256,
 
@@ -28,7 +35,7 @@ namespace VmQuiesce.Core.Repository
         private readonly IncrementalHash _hash = IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
         private byte[]? _zeros;
 
-        public FileDigest(FileDigestKind kind)
+        private FileDigest(FileDigestKind kind)
         {
             Kind = kind;
         }
@@ -38,10 +45,13 @@ namespace VmQuiesce.Core.Repository
         /// <summary>True when <see cref="Append"/> needs each chunk's bytes, not only its hash.</summary>
         public bool NeedsContent => Kind == FileDigestKind.ContentSha256;
 
-        /// <summary>The schema-2 digest of a chunk list, for a new manifest.</summary>
-        public static string OfChunkList(IEnumerable<string?> chunks)
+        /// <summary>A digest of <paramref name="file"/>'s kind, ready for its chunks in order.</summary>
+        public static FileDigest For(RestorePointFile file) => Start(file.DigestKind, file.Size);
+
+        /// <summary>The schema-3 digest of a file's size and chunk list, for a new manifest.</summary>
+        public static string OfSizeAndChunks(long size, IEnumerable<string?> chunks)
         {
-            using var digest = new FileDigest(FileDigestKind.ChunkListSha256);
+            using FileDigest digest = Start(FileDigestKind.SizeAndChunkListSha256, size);
             foreach (string? chunk in chunks)
             {
                 digest.Append(chunk, null, 0);
@@ -50,10 +60,22 @@ namespace VmQuiesce.Core.Repository
             return digest.Finish();
         }
 
+        private static FileDigest Start(FileDigestKind kind, long size)
+        {
+            var digest = new FileDigest(kind);
+            if (kind == FileDigestKind.SizeAndChunkListSha256)
+            {
+                digest._hash.AppendData(Encoding.ASCII.GetBytes(size.ToString(System.Globalization.CultureInfo.InvariantCulture)));
+                digest._hash.AppendData(LineFeed);
+            }
+
+            return digest;
+        }
+
         /// <summary>Adds the next chunk: its hash (null when all zero) and, for <see cref="NeedsContent"/>, its bytes.</summary>
         public void Append(string? chunk, byte[]? data, int length)
         {
-            if (Kind == FileDigestKind.ChunkListSha256)
+            if (Kind != FileDigestKind.ContentSha256)
             {
                 byte[] entry = Encoding.ASCII.GetBytes(chunk ?? RestorePoint.ZeroChunk);
                 _hash.AppendData(entry);
@@ -75,7 +97,7 @@ namespace VmQuiesce.Core.Repository
             _hash.AppendData(data, 0, length);
         }
 
-        /// <summary>The digest in lowercase hex; the instance starts over.</summary>
+        /// <summary>The digest in lowercase hex.</summary>
         public string Finish() => ChunkStore.ToHex(_hash.GetHashAndReset());
 
         public void Dispose() => _hash.Dispose();

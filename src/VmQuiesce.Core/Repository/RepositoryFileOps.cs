@@ -1,4 +1,5 @@
 using System.IO;
+using VmQuiesce.Core.Native;
 using VmQuiesce.Core.Platform;
 
 namespace VmQuiesce.Core.Repository
@@ -64,10 +65,30 @@ namespace VmQuiesce.Core.Repository
             }
         }
 
+        /// <summary>Renames <paramref name="from"/> to <paramref name="to"/> in one step, replacing what <paramref name="to"/> was.</summary>
+        public virtual void Replace(string from, string to)
+        {
+            if (!HostPlatform.IsLinux)
+            {
+                if (File.Exists(to))
+                {
+                    File.Replace(from, to, null);
+                }
+                else
+                {
+                    File.Move(from, to);
+                }
+            }
+            else if (Libc.renameat(Libc.AtFdCwd, from, Libc.AtFdCwd, to) != 0)
+            {
+                throw RegularFile.Failure("rename", from, System.Runtime.InteropServices.Marshal.GetLastWin32Error());
+            }
+        }
+
         public virtual void Delete(string path) => File.Delete(path);
 
-        private static Stream OpenNew(string path) =>
-            new FileStream(path, FileMode.CreateNew, FileAccess.Write, FileShare.None, bufferSize: 1, FileOptions.None);
+        /// <summary>Readable by its owner only, never created through a link.</summary>
+        private static Stream OpenNew(string path) => RegularFile.CreateNew(path);
 
         public virtual void SyncDirectory(string directory) => UnixFiles.SyncDirectory(directory);
     }

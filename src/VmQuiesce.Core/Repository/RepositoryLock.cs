@@ -5,25 +5,30 @@ using System.Globalization;
 using System.IO;
 using System.Linq;
 using VmQuiesce.Core.Json;
+using VmQuiesce.Core.Native;
+using VmQuiesce.Core.Platform;
 
 namespace VmQuiesce.Core.Repository
 {
     /// <summary>
-    /// Keeps prune and backups from colliding. Backups and verifies hold a shared lock
-    /// (locks/shared-&lt;guid&gt;.lock), prune holds the exclusive one (locks/exclusive.lock); each file
-    /// says who holds it (pid, host, process start, purpose). A lock whose process is gone from this host
-    /// is stale: it is reported with what to do and removed only when the caller asks.
+    /// Keeps prune and backups from colliding. Backups, verifies and restores hold a shared lock
+    /// (locks/shared-&lt;guid&gt;.lock), prune holds the exclusive one (locks/exclusive.lock); each file says who
+    /// holds it (host, boot, PID namespace, pid and process start, purpose). A lock file is written whole under a
+    /// temp name first, so one under its final name is never cut short. A lock whose process is provably gone
+    /// from this host is removed with a warning; a lock of a live process, of another host, or one that cannot
+    /// be judged needs a human (or -RemoveStaleLock).
     /// </summary>
     public sealed class RepositoryLock : IDisposable
     {
         internal const string FolderName = "locks";
         private const string ExclusiveName = "exclusive.lock";
         private const string SharedPrefix = "shared-";
+        private const int Attempts = 3;
 
-        private readonly string _path;
+        private readonly string? _path;
         private bool _released;
 
-        private RepositoryLock(string path, bool exclusive)
+        private RepositoryLock(string? path, bool exclusive)
         {
             _path = path;
             Exclusive = exclusive;
@@ -31,16 +36,18 @@ namespace VmQuiesce.Core.Repository
 
         public bool Exclusive { get; }
 
-        internal static RepositoryLock AcquireShared(string repositoryPath, string purpose, bool removeStale)
+        /// <summary>False for a read of a repository that cannot be written: no lock file stands for it.</summary>
+        public bool Held => _path != null;
+
+        internal static RepositoryLock AcquireShared(string repositoryPath, string purpose, bool removeStale, Action<string>? warn)
         {
-            string folder = Path.Combine(repositoryPath, FolderName);
-            Directory.CreateDirectory(folder);
+            string folder = LockFolder(repositoryPath);
             string exclusive = Path.Combine(folder, ExclusiveName);
             string mine = Path.Combine(folder, SharedPrefix + Guid.NewGuid().ToString("N") + ".lock");
-            for (int attempt = 0; attempt < 3; attempt++)
+            for (int attempt = 0; attempt < Attempts; attempt++)
             {
-                ThrowIfHeld(exclusive, repositoryPath, removeStale);
-                WriteHolder(mine, purpose, FileMode.CreateNew);
+                ThrowIfHeld(exclusive, repositoryPath, removeStale, warn);
+                Publish(folder, mine, purpose, replace: true);
 
                 // Prune may have taken the exclusive lock between our check and our write: it then sees our
                 // shared lock and gives up, or we see its lock here and back off; never both proceed.
@@ -52,37 +59,59 @@ namespace VmQuiesce.Core.Repository
                 File.Delete(mine);
             }
 
-            throw new VmQuiesceException(
-                "RepositoryLocked",
-                FailureKind.ResourceBusy,
-                $"The repository '{repositoryPath}' is being pruned (its exclusive lock keeps appearing).",
-                repositoryPath)
-            {
-                Remedy = "Wait for Remove-VmBackup to finish, then try again.",
-            };
+            throw KeepsAppearing(repositoryPath);
         }
 
-        internal static RepositoryLock AcquireExclusive(string repositoryPath, string purpose, bool removeStale)
+        /// <summary>
+        /// A shared lock for reading (verify, restore). Where the repository cannot be written (a read-only mount,
+        /// write-protected media, no write permission) no lock file can stand for the read: it goes on without one,
+        /// after checking that no prune holds the repository, and says so through <paramref name="warn"/>.
+        /// </summary>
+        internal static RepositoryLock AcquireForReading(string repositoryPath, string purpose, Action<string>? warn)
         {
-            string folder = Path.Combine(repositoryPath, FolderName);
-            Directory.CreateDirectory(folder);
-            string exclusive = Path.Combine(folder, ExclusiveName);
-            ThrowIfHeld(exclusive, repositoryPath, removeStale);
             try
             {
-                WriteHolder(exclusive, purpose, FileMode.CreateNew);
+                return AcquireShared(repositoryPath, purpose, removeStale: false, warn);
             }
-            catch (IOException) when (File.Exists(exclusive))
+            catch (Exception e) when (CannotWrite(e))
             {
-                ThrowIfHeld(exclusive, repositoryPath, removeStale: false);
-                throw;
+                string exclusive = Path.Combine(repositoryPath, FolderName, ExclusiveName);
+                Holder holder = Holder.Read(exclusive);
+                if (holder.State == HolderState.Alive)
+                {
+                    throw Busy(repositoryPath, holder);
+                }
+
+                warn?.Invoke($"The repository '{repositoryPath}' cannot be written ({Describe(e)}), so it is read without a lock: a prune running at the same time from elsewhere is not excluded."
+                    + (holder.State == HolderState.Gone ? string.Empty : $" It holds a prune's lock that could not be removed: {holder.Description}."));
+                return new RepositoryLock(null, exclusive: false);
+            }
+        }
+
+        internal static RepositoryLock AcquireExclusive(string repositoryPath, string purpose, bool removeStale, Action<string>? warn)
+        {
+            string folder = LockFolder(repositoryPath);
+            string exclusive = Path.Combine(folder, ExclusiveName);
+            for (int attempt = 0; ; attempt++)
+            {
+                ThrowIfHeld(exclusive, repositoryPath, removeStale, warn);
+                if (Publish(folder, exclusive, purpose, replace: false))
+                {
+                    break;
+                }
+
+                // Another prune took it between our check and our link: whose it is decides (a live one is busy).
+                if (attempt == Attempts - 1)
+                {
+                    throw KeepsAppearing(repositoryPath);
+                }
             }
 
             try
             {
                 foreach (string shared in Directory.EnumerateFiles(folder, SharedPrefix + "*.lock"))
                 {
-                    ThrowIfHeld(shared, repositoryPath, removeStale);
+                    ThrowIfHeld(shared, repositoryPath, removeStale, warn);
                 }
             }
             catch
@@ -96,113 +125,176 @@ namespace VmQuiesce.Core.Repository
 
         public void Dispose()
         {
-            if (!_released)
+            if (!_released && _path != null)
             {
                 _released = true;
                 File.Delete(_path);
             }
         }
 
-        private static void WriteHolder(string path, string purpose, FileMode mode)
+        /// <summary>True when <paramref name="e"/> says this process cannot write the repository at all.</summary>
+        internal static bool CannotWrite(Exception e) =>
+            e is UnauthorizedAccessException || RegularFile.IsReadOnlyFileSystem(e) || RegularFile.ErrnoOf(e) == Libc.EACCES || RegularFile.ErrnoOf(e) == Libc.EPERM;
+
+        private static string Describe(Exception e) => RegularFile.IsReadOnlyFileSystem(e) ? "its file system is mounted read-only" : "no write permission";
+
+        private static string LockFolder(string repositoryPath)
         {
-            using var process = Process.GetCurrentProcess();
-            string text = new JsonObject()
-                .With("pid", process.Id)
-                .With("host", Environment.MachineName)
-                .With("processStart", process.StartTime.ToUniversalTime().ToString("o", CultureInfo.InvariantCulture))
-                .With("purpose", purpose)
-                .With("since", DateTime.UtcNow.ToString("o", CultureInfo.InvariantCulture))
-                .ToString();
-            using var stream = new FileStream(path, mode, FileAccess.Write, FileShare.None);
-            using var writer = new StreamWriter(stream);
-            writer.Write(text);
+            // Every repository has it; made here only for repositories from before it existed (never its parents).
+            string folder = Path.Combine(repositoryPath, FolderName);
+            if (!Directory.Exists(folder))
+            {
+                Directory.CreateDirectory(folder);
+            }
+
+            return folder;
         }
 
-        /// <summary>Throws when <paramref name="lockPath"/> is held (busy) or stale (unless removing stale locks).</summary>
-        private static void ThrowIfHeld(string lockPath, string repositoryPath, bool removeStale)
+        /// <summary>
+        /// Writes the holder record to a temp name, then renames it to <paramref name="path"/> (a unique shared
+        /// name) or links it there (the exclusive name: false when it exists). Either way the file under its final
+        /// name is complete from the start.
+        /// </summary>
+        private static bool Publish(string folder, string path, string purpose, bool replace)
         {
-            JsonObject holder;
-            try
+            string temp = Path.Combine(folder, ChunkStore.TempPrefix + Guid.NewGuid().ToString("N"));
+            using (var stream = RegularFile.CreateNew(temp))
+            using (var writer = new StreamWriter(stream))
             {
-                holder = JsonText.ParseObject(File.ReadAllText(lockPath));
-            }
-            catch (FileNotFoundException)
-            {
-                return;
-            }
-            catch (DirectoryNotFoundException)
-            {
-                return;
-            }
-            catch (JsonFormatException)
-            {
-                // A lock file cut short by a crash while it was written: its holder never started work.
-                holder = new JsonObject();
+                writer.Write(ProcessIdentity.Current.ToJson(purpose).ToString());
             }
 
-            long? pid = holder.GetOptionalInt64("pid");
-            string host = holder.GetOptionalString("host") ?? "an unknown host";
-            string purpose = holder.GetOptionalString("purpose") ?? "an unknown operation";
-            string since = holder.GetOptionalString("since") ?? "an unknown time";
-            bool stale = pid == null || (string.Equals(host, Environment.MachineName, StringComparison.OrdinalIgnoreCase) && !IsAlive((int)pid.Value, holder.GetOptionalString("processStart")));
-            if (!stale)
+            if (replace)
             {
-                throw new VmQuiesceException(
-                    "RepositoryLocked",
-                    FailureKind.ResourceBusy,
-                    $"The repository '{repositoryPath}' is in use: {purpose} (process {pid} on {host}, since {since}).",
-                    repositoryPath)
-                {
-                    Remedy = "Wait for that operation to finish, then try again.",
-                };
+                File.Move(temp, path);
+                return true;
+            }
+
+            bool linked = RepositoryFileOps.Real.MoveNew(temp, path);
+            if (!linked)
+            {
+                File.Delete(temp);
+            }
+
+            return linked;
+        }
+
+        /// <summary>Throws when <paramref name="lockPath"/> is held (busy) or cannot be judged; removes it, with a warning, when its holder is provably gone.</summary>
+        private static void ThrowIfHeld(string lockPath, string repositoryPath, bool removeStale, Action<string>? warn)
+        {
+            Holder holder = Holder.Read(lockPath);
+            switch (holder.State)
+            {
+                case HolderState.Gone:
+                    return;
+                case HolderState.Alive:
+                    throw Busy(repositoryPath, holder);
+                case HolderState.Dead:
+                    File.Delete(lockPath);
+                    warn?.Invoke($"Removed the lock '{lockPath}' of the repository '{repositoryPath}': {holder.Description}.");
+                    return;
             }
 
             if (removeStale)
             {
                 File.Delete(lockPath);
+                warn?.Invoke($"Removed the lock '{lockPath}' of the repository '{repositoryPath}' (-RemoveStaleLock): {holder.Description}.");
                 return;
             }
 
             throw new VmQuiesceException(
                 "RepositoryLockStale",
                 FailureKind.ResourceBusy,
-                $"The repository '{repositoryPath}' holds a stale lock '{lockPath}' from {purpose} (process {pid} on {host}, since {since}); that process is gone.",
+                $"The repository '{repositoryPath}' holds a lock '{lockPath}' that VmQuiesce cannot prove abandoned: {holder.Description}.",
                 repositoryPath)
             {
-                Remedy = $"Make sure no VmQuiesce operation is running on '{repositoryPath}', then run Remove-VmBackup -Repository '{repositoryPath}' -RemoveStaleLock (it also removes the temp files the dead process left), or delete '{lockPath}'.",
+                Remedy = $"Make sure no VmQuiesce operation is running on '{repositoryPath}' from any host, then run Remove-VmBackup -Repository '{repositoryPath}' -RemoveStaleLock (it also removes the temp files the dead process left), or delete '{lockPath}'.",
             };
         }
 
-        private static bool IsAlive(int pid, string? processStart)
+        private static VmQuiesceException Busy(string repositoryPath, Holder holder) =>
+            new VmQuiesceException("RepositoryLocked", FailureKind.ResourceBusy, $"The repository '{repositoryPath}' is in use: {holder.Description}.", repositoryPath)
+            {
+                Remedy = "Wait for that operation to finish, then try again.",
+            };
+
+        private static VmQuiesceException KeepsAppearing(string repositoryPath) =>
+            new VmQuiesceException("RepositoryLocked", FailureKind.ResourceBusy, $"The repository '{repositoryPath}' is being pruned (its exclusive lock keeps appearing).", repositoryPath)
+            {
+                Remedy = "Wait for Remove-VmBackup to finish, then try again.",
+            };
+
+        private enum HolderState
         {
-            try
+            /// <summary>No lock file (any more).</summary>
+            Gone,
+            Alive,
+
+            /// <summary>Its process is provably gone from this host.</summary>
+            Dead,
+
+            /// <summary>Another host's, another PID namespace's, or a file VmQuiesce did not write: a human decides.</summary>
+            Unknown,
+        }
+
+        /// <summary>Who a lock file says holds it, and whether that process still runs.</summary>
+        private sealed class Holder
+        {
+            private Holder(HolderState state, string description)
             {
-                using var process = Process.GetProcessById(pid);
-                if (process.HasExited)
+                State = state;
+                Description = description;
+            }
+
+            public HolderState State { get; }
+
+            public string Description { get; }
+
+            public static Holder Read(string lockPath)
+            {
+                JsonObject record;
+                try
                 {
-                    return false;
+                    record = JsonText.ParseObject(RegularFile.ReadAllText(lockPath, BackupRepository.MaxSmallFileBytes));
+                }
+                catch (Exception e) when (e is FileNotFoundException || e is DirectoryNotFoundException)
+                {
+                    return new Holder(HolderState.Gone, string.Empty);
+                }
+                catch (Exception e) when (e is JsonFormatException || e is IOException)
+                {
+                    return new Holder(HolderState.Unknown, $"it cannot be read as a lock ({e.Message})");
                 }
 
-                // A reused pid belongs to a process that started later than the lock's holder.
-                if (processStart != null && DateTime.TryParse(processStart, CultureInfo.InvariantCulture, DateTimeStyles.RoundtripKind, out DateTime recorded))
+                long? pid = record.GetOptionalInt64("pid");
+                string host = record.GetOptionalString("host") ?? "an unknown host";
+                string who = $"{record.GetOptionalString("purpose") ?? "an unknown operation"} (process {pid?.ToString(CultureInfo.InvariantCulture) ?? "?"} on {host}, since {record.GetOptionalString("since") ?? "an unknown time"})";
+                if (pid == null || pid < 1 || pid > int.MaxValue)
                 {
-                    return Math.Abs((process.StartTime.ToUniversalTime() - recorded.ToUniversalTime()).TotalSeconds) < 2;
+                    return new Holder(HolderState.Unknown, $"{who}; it names no valid process id");
                 }
 
-                return true;
-            }
-            catch (ArgumentException)
-            {
-                return false;
-            }
-            catch (InvalidOperationException)
-            {
-                return false;
-            }
-            catch (System.ComponentModel.Win32Exception)
-            {
-                // The process exists but we may not inspect it (another user's, on Windows): not ours to call stale.
-                return true;
+                if (!string.Equals(host, Environment.MachineName, StringComparison.OrdinalIgnoreCase))
+                {
+                    return new Holder(HolderState.Unknown, $"{who}; it is held from another host, which this one cannot check");
+                }
+
+                ProcessIdentity current = ProcessIdentity.Current;
+                string? bootId = record.GetOptionalString("bootId");
+                if (bootId != null && current.BootId != null && bootId != current.BootId)
+                {
+                    return new Holder(HolderState.Dead, $"{who}; this host has restarted since");
+                }
+
+                string? pidNamespace = record.GetOptionalString("pidNamespace");
+                if (pidNamespace != null && pidNamespace != current.PidNamespace)
+                {
+                    return new Holder(HolderState.Unknown, $"{who}; it runs in another PID namespace (a container) on this host, which this process cannot see");
+                }
+
+                return ProcessIdentity.IsRunning((int)pid.Value, record.GetOptionalString("processStartTicks"), record.GetOptionalString("processStart"))
+                    ? new Holder(HolderState.Alive, who)
+                    : new Holder(HolderState.Dead, $"{who}; that process is gone");
             }
         }
     }

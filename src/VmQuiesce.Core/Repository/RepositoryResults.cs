@@ -116,6 +116,9 @@ namespace VmQuiesce.Core.Repository
         public IReadOnlyList<RestorePoint> Remove { get; }
 
         public IReadOnlyList<RestorePoint> Keep { get; }
+
+        /// <summary>A retention plan: its prune keeps each VM's newest point if every point of that VM would go.</summary>
+        public bool KeepsLastPointOfEachVm { get; init; }
     }
 
     /// <summary>What Remove-VmBackup did to a repository.</summary>

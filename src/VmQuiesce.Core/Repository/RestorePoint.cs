@@ -13,8 +13,11 @@ namespace VmQuiesce.Core.Repository
     public sealed class RestorePoint
     {
         internal const string Schema = "VmQuiesceRestorePoint";
-        /// <summary>2: files carry "chunkListSha256" (see <see cref="FileDigestKind"/>); 1 carried a content "sha256", still read.</summary>
-        internal const int SchemaVersion = 2;
+        /// <summary>
+        /// 3: files carry "sizeAndChunksSha256" (see <see cref="FileDigestKind"/>) and may carry "owner" and
+        /// "allocatedBytes"; 2 carried "chunkListSha256", 1 a content "sha256": both still read.
+        /// </summary>
+        internal const int SchemaVersion = 3;
 
         public RestorePoint(
             string id,
@@ -104,6 +107,9 @@ namespace VmQuiesce.Core.Repository
         /// <summary>The repository folder this point was read from (not stored in the manifest).</summary>
         public string Repository { get; internal set; } = string.Empty;
 
+        /// <summary>The manifest file this point was read from: what identifies it (two files may claim one id).</summary>
+        internal string ManifestFile { get; set; } = string.Empty;
+
         public override string ToString() => $"{VmName} {Id}";
 
         internal JsonObject ToJson()
@@ -113,7 +119,9 @@ namespace VmQuiesce.Core.Repository
                 .With("originalPath", file.OriginalPath)
                 .With("format", file.Format)
                 .With("size", file.Size)
-                .With(file.DigestKind == FileDigestKind.ChunkListSha256 ? ChunkListDigestMember : ContentDigestMember, file.Digest)
+                .With("allocatedBytes", file.AllocatedBytes)
+                .With("owner", file.Owner?.ToJson())
+                .With(DigestMember(file.DigestKind), file.Digest)
                 .With("chunks", new JsonArray(file.Chunks.Select(chunk => (object?)(chunk ?? ZeroChunk))))));
             return new JsonObject()
                 .With("schema", Schema)
@@ -142,8 +150,15 @@ namespace VmQuiesce.Core.Repository
                 .With("files", files);
         }
 
-        private const string ChunkListDigestMember = "chunkListSha256";
-        private const string ContentDigestMember = "sha256";
+        private static string DigestMember(FileDigestKind kind) => kind switch
+        {
+            FileDigestKind.SizeAndChunkListSha256 => "sizeAndChunksSha256",
+            FileDigestKind.ChunkListSha256 => "chunkListSha256",
+            _ => "sha256",
+        };
+
+        /// <summary>The block a restore leaves as a hole when it is all zero: what "allocatedBytes" counts in.</summary>
+        internal const int AllocationBlock = 4096;
 
         /// <summary>The chunk-list entry for an all-zero chunk, which is never stored.</summary>
         internal const string ZeroChunk = "zero";
@@ -176,10 +191,22 @@ namespace VmQuiesce.Core.Repository
                 var chunks = file.GetArray("chunks").Select(chunk => chunk is string hash
                     ? (hash == ZeroChunk ? null : hash)
                     : throw new JsonFormatException("A chunk list entry must be a SHA-256 hex string or 'zero'.")).ToList();
-                FileDigestKind kind = file.GetOptionalString(ChunkListDigestMember) != null ? FileDigestKind.ChunkListSha256 : FileDigestKind.ContentSha256;
-                string digest = file.GetString(kind == FileDigestKind.ChunkListSha256 ? ChunkListDigestMember : ContentDigestMember);
-                files.Add(new RestorePointFile(file.GetString("path"), file.GetString("originalPath"), file.GetInt64("size"), digest, kind, chunks)
+                FileDigestKind kind = file.GetOptionalString(DigestMember(FileDigestKind.SizeAndChunkListSha256)) != null ? FileDigestKind.SizeAndChunkListSha256
+                    : file.GetOptionalString(DigestMember(FileDigestKind.ChunkListSha256)) != null ? FileDigestKind.ChunkListSha256
+                    : FileDigestKind.ContentSha256;
+                string digest = file.GetString(DigestMember(kind));
+                JsonObject? owner = file.GetOptionalObject("owner");
+                long size = file.GetInt64("size");
+                long? allocated = file.GetOptionalInt64("allocatedBytes");
+                if (allocated < 0 || allocated > size + AllocationBlock)
                 {
+                    throw new JsonFormatException($"The member 'allocatedBytes' is {allocated} for a file of {size} bytes.");
+                }
+
+                files.Add(new RestorePointFile(file.GetString("path"), file.GetString("originalPath"), size, digest, kind, chunks)
+                {
+                    AllocatedBytes = allocated,
+                    Owner = owner == null ? null : FileOwner.FromJson(owner),
                     Format = file.GetOptionalString("format"),
                 });
             }
@@ -215,9 +242,9 @@ namespace VmQuiesce.Core.Repository
     /// <summary>One file of a restore point and the chunks that rebuild it.</summary>
     public sealed class RestorePointFile
     {
-        /// <summary>A file of a new restore point: its digest is computed from <paramref name="chunks"/>.</summary>
+        /// <summary>A file of a new restore point: its digest is computed from <paramref name="size"/> and <paramref name="chunks"/>.</summary>
         public RestorePointFile(string path, string originalPath, long size, IReadOnlyList<string?> chunks)
-            : this(path, originalPath, size, FileDigest.OfChunkList(chunks), FileDigestKind.ChunkListSha256, chunks)
+            : this(path, originalPath, size, FileDigest.OfSizeAndChunks(size, chunks), FileDigestKind.SizeAndChunkListSha256, chunks)
         {
         }
 
@@ -248,11 +275,58 @@ namespace VmQuiesce.Core.Repository
         public IReadOnlyList<string?> Chunks { get; }
 
         /// <summary>
+        /// Bytes of the 4 KiB blocks that hold data (not all zeros): what a restore allocates, as a restore leaves
+        /// the rest as holes. Null for points from before schema 3 (a restore then assumes every data chunk whole).
+        /// </summary>
+        public long? AllocatedBytes { get; init; }
+
+        /// <summary>Who owned the original file, and its permissions (Unix); null when unknown (the restore then makes it 0600).</summary>
+        public FileOwner? Owner { get; init; }
+
+        /// <summary>
         /// The disk image format the source recorded ("raw", "qcow2", "vmdk"), or null: not a disk, the source
         /// could not be certain, or a restore point made before formats were recorded. Never guessed from the bytes.
         /// </summary>
         public string? Format { get; init; }
 
         public override string ToString() => Path;
+    }
+
+    /// <summary>The owner (numeric ids, as the backup's host knew them) and permission bits of a backed-up file.</summary>
+    public sealed class FileOwner
+    {
+        public FileOwner(uint uid, uint gid, int mode)
+        {
+            Uid = uid;
+            Gid = gid;
+            Mode = mode & 0x1FF;
+        }
+
+        public uint Uid { get; }
+
+        public uint Gid { get; }
+
+        /// <summary>rwx for owner, group and others only: setuid, setgid and sticky are never recorded or restored.</summary>
+        public int Mode { get; }
+
+        /// <summary>The mode as chmod writes it, such as 0640.</summary>
+        public string ModeText => Convert.ToString(Mode, 8).PadLeft(4, '0');
+
+        public override string ToString() => $"{Uid}:{Gid} {ModeText}";
+
+        internal JsonObject ToJson() => new JsonObject().With("uid", (long)Uid).With("gid", (long)Gid).With("mode", ModeText);
+
+        internal static FileOwner FromJson(JsonObject json)
+        {
+            long uid = json.GetInt64("uid");
+            long gid = json.GetInt64("gid");
+            string mode = json.GetString("mode");
+            if (uid < 0 || uid > uint.MaxValue - 1 || gid < 0 || gid > uint.MaxValue - 1 || mode.Length != 4 || mode[0] != '0' || mode.Any(c => c < '0' || c > '7'))
+            {
+                throw new JsonFormatException($"The member 'owner' ({uid}:{gid} {mode}) is not a valid owner; expected ids from 0 to {uint.MaxValue - 1} and a mode such as 0640.");
+            }
+
+            return new FileOwner((uint)uid, (uint)gid, Convert.ToInt32(mode, 8));
+        }
     }
 }

@@ -57,7 +57,7 @@ namespace VmQuiesce.Core.Repository
                 throw Damaged(file, "-", $"the manifest lists {file.Chunks.Count} chunks for {file.Size} bytes; expected {expectedChunks}", missing: false);
             }
 
-            using var digest = new FileDigest(file.DigestKind);
+            using FileDigest digest = FileDigest.For(file);
             _chunks.Read(file, chunk =>
             {
                 if (chunk.Failure != null)

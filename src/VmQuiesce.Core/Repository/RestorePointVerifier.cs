@@ -32,7 +32,7 @@ namespace VmQuiesce.Core.Repository
                     continue;
                 }
 
-                using var digest = new FileDigest(file.DigestKind);
+                using FileDigest digest = FileDigest.For(file);
                 bool fileBroken = false;
                 reader.Read(file, chunk =>
                 {

@@ -1,6 +1,7 @@
 using System;
 using System.Collections.Generic;
 using System.Diagnostics;
+using System.Globalization;
 using System.IO;
 using System.Linq;
 using System.Threading;
@@ -19,7 +20,7 @@ namespace VmQuiesce.Core.Restore
         /// <summary>(volume key, free bytes) of an existing folder; null when unknown (the check is skipped).</summary>
         public Func<string, (string Volume, long Free)?> FreeSpace { get; init; } = QueryFreeSpace;
 
-        public RepositoryFileOps Ops { get; init; } = RepositoryFileOps.Real;
+        public RestoreFileOps Files { get; init; } = RestoreFileOps.Real;
 
         public SnapshotReverters Reverters { get; init; } = SnapshotReverters.Default;
 
@@ -39,12 +40,26 @@ namespace VmQuiesce.Core.Restore
         }
     }
 
+    /// <summary>The renames and links that make the replace safe; tests replace it to fail at any step.</summary>
+    internal class RestoreFileOps
+    {
+        public static readonly RestoreFileOps Real = new RestoreFileOps();
+
+        public virtual bool TryLink(TrustedFolder folder, string existing, string name) => folder.TryLink(existing, name);
+
+        public virtual void Rename(TrustedFolder folder, string from, string to) => folder.Rename(from, to);
+    }
+
     /// <summary>
     /// The two-step restore: (1) every file of a restore point is written from verified chunks to a temp
-    /// name beside its target, sparse, checked against its whole-file SHA-256 and flushed; (2) the captured
-    /// snapshot is applied to those temp files; only then are all targets replaced by renames, with the
-    /// originals kept aside until every rename succeeded. A failure or Ctrl+C before that leaves every
-    /// original untouched; a failure during the renames puts the originals back.
+    /// name beside its target, sparse, checked against its whole-file digest, given the original's owner and
+    /// mode, and flushed; (2) the captured snapshot is applied to those temp files; only then is each target
+    /// replaced in one rename, its original first hard-linked aside, so a file is always at the target (the old
+    /// one or the new one) whenever the process dies. A failure or Ctrl+C before that leaves every original
+    /// untouched; a failure during the renames puts the originals back. The folders on the way to a target are
+    /// opened without following links someone else made (see <see cref="TrustedFolder"/>), and everything is
+    /// written relative to them. What a killed restore left (its temp file, an original's extra link) is found
+    /// and cleaned by the next one.
     /// </summary>
     public sealed class RestoreEngine
     {
@@ -52,7 +67,10 @@ namespace VmQuiesce.Core.Restore
         internal const string ReplacedSuffix = ".vmquiesce-replaced";
 
         /// <summary>Runs of zeros at least this long (and so aligned) are left as holes.</summary>
-        private const int HoleBlock = 4096;
+        private const int HoleBlock = RestorePoint.AllocationBlock;
+
+        /// <summary>The mode of a restored file whose original mode is not known (older points, another host).</summary>
+        private const int UnknownMode = 0x180; // 0600
 
         private readonly BackupRepository _repository;
         private readonly RestoreEnvironment _environment;
@@ -69,9 +87,9 @@ namespace VmQuiesce.Core.Restore
         }
 
         /// <summary>
-        /// Works out the targets and checks everything that can be checked before writing: safe paths, the
-        /// VM is not running, no file is replaced without Force, free space, a reverter for the snapshot kind.
-        /// Changes nothing.
+        /// Works out the targets and checks everything that can be checked before writing: safe paths and
+        /// folders, the VM is not running, no file is replaced without Force, free space, a reverter for the
+        /// snapshot kind. Changes nothing.
         /// </summary>
         public RestorePlan Plan(RestoreRequest request, CancellationToken cancel)
         {
@@ -92,13 +110,23 @@ namespace VmQuiesce.Core.Restore
                     };
                 }
 
+                CheckFolder(path, OwnerOnThisHost(point, file)?.Uid, destination);
                 if (Directory.Exists(path))
                 {
                     throw new VmQuiesceException("RestoreTargetIsFolder", FailureKind.InvalidOperation,
                         $"The restore target '{path}' is a folder; expected a file path or nothing.", path);
                 }
 
-                targets.Add(new RestoreTarget(file, path, File.Exists(path), reader.DataBytes(file)));
+                if (RegularFile.StatNoFollow(path) is FileStatus found && !found.IsRegularFile)
+                {
+                    throw new VmQuiesceException("RestoreTargetNotAFile", FailureKind.InvalidOperation,
+                        $"The restore target '{path}' is {found.KindName}; expected a regular file or nothing. Nothing was restored.", path)
+                    {
+                        Remedy = "Remove it (a link is never written through), or restore elsewhere with -Destination.",
+                    };
+                }
+
+                targets.Add(new RestoreTarget(file, path, File.Exists(path), file.AllocatedBytes ?? reader.DataBytes(file)));
             }
 
             ISnapshotReverter? reverter = !request.SkipRevert && point.Snapshot != null ? _environment.Reverters.For(point.Snapshot, point.Id) : null;
@@ -115,7 +143,8 @@ namespace VmQuiesce.Core.Restore
             Check(plan, cancel);
             var clock = Stopwatch.StartNew();
             var reader = new RestorePointReader(_repository, plan.Point);
-            var temps = plan.Targets.Select(target => TempPathFor(target.Path)).ToList();
+            var folders = new Dictionary<string, TrustedFolder>(StringComparer.Ordinal);
+            var written = new List<WrittenFile>();
             long bytesTotal = plan.Bytes;
             long bytesDone = 0;
             string revertDetail;
@@ -128,49 +157,70 @@ namespace VmQuiesce.Core.Restore
 
             try
             {
-                for (int i = 0; i < plan.Targets.Count; i++)
+                try
                 {
-                    RestoreTarget target = plan.Targets[i];
-                    Directory.CreateDirectory(Path.GetDirectoryName(target.Path)!);
-                    long fileStart = bytesDone;
-                    WriteSparse(_environment.Ops, reader, target.File, temps[i], done =>
+                    foreach (RestoreTarget target in plan.Targets)
                     {
-                        bytesDone = fileStart + done;
-                        host.WriteProgress(new RestoreProgress(RestorePhase.Writing, target.Path, bytesDone, bytesTotal, clock.Elapsed));
-                    }, cancel);
-                }
+                        TrustedFolder folder = OpenFolder(folders, plan, target);
+                        CleanLeftovers(folder, target.Path, host);
+                        long fileStart = bytesDone;
+                        written.Add(Write(folder, reader, target, OwnerOnThisHost(plan.Point, target.File), done =>
+                        {
+                            bytesDone = fileStart + done;
+                            host.WriteProgress(new RestoreProgress(RestorePhase.Writing, target.Path, bytesDone, bytesTotal, clock.Elapsed));
+                        }, cancel));
+                    }
 
-                if (plan.Reverter != null)
-                {
+                    if (plan.Reverter != null)
+                    {
+                        cancel.ThrowIfCancellationRequested();
+                        revert = RevertStatus.Reverted;
+                        revertDetail = plan.Reverter.Stage == RevertStage.BeforeReplace ? RevertTemps(written, files => Revert(files, cancel)) : string.Empty;
+                    }
+                    else if (plan.Point.Snapshot == null)
+                    {
+                        revert = RevertStatus.NotNeeded;
+                        revertDetail = "The backup captured no snapshot to revert to: the restored files already are the quiesced point in time.";
+                    }
+                    else
+                    {
+                        revert = RevertStatus.Skipped;
+                        revertDetail = $"-SkipRevert: the files are back; the snapshot '{plan.Point.Snapshot.Name}' ({plan.Point.Snapshot.Kind}) was not applied.";
+                    }
+
                     cancel.ThrowIfCancellationRequested();
-                    revert = RevertStatus.Reverted;
-                    revertDetail = plan.Reverter.Stage == RevertStage.BeforeReplace ? Revert(temps, cancel) : string.Empty;
+                    host.WriteProgress(new RestoreProgress(RestorePhase.Replacing, plan.Point.VmName, bytesDone, bytesTotal, clock.Elapsed));
                 }
-                else if (plan.Point.Snapshot == null)
+                catch (Exception failure)
                 {
-                    revert = RevertStatus.NotNeeded;
-                    revertDetail = "The backup captured no snapshot to revert to: the restored files already are the quiesced point in time.";
-                }
-                else
-                {
-                    revert = RevertStatus.Skipped;
-                    revertDetail = $"-SkipRevert: the files are back; the snapshot '{plan.Point.Snapshot.Name}' ({plan.Point.Snapshot.Kind}) was not applied.";
+                    foreach (WrittenFile file in written)
+                    {
+                        file.Discard();
+                    }
+
+                    if (WriteFailure(plan, failure) is VmQuiesceException typed)
+                    {
+                        throw typed;
+                    }
+
+                    throw;
                 }
 
-                cancel.ThrowIfCancellationRequested();
-                host.WriteProgress(new RestoreProgress(RestorePhase.Replacing, plan.Point.VmName, bytesDone, bytesTotal, clock.Elapsed));
+                Replace(written);
             }
-            catch
+            finally
             {
-                foreach (string temp in temps)
+                foreach (WrittenFile file in written)
                 {
-                    DeleteQuietly(temp);
+                    file.Dispose();
                 }
 
-                throw;
+                foreach (TrustedFolder folder in folders.Values)
+                {
+                    folder.Dispose();
+                }
             }
 
-            Replace(plan.Targets, temps);
             if (plan.Reverter?.Stage == RevertStage.AfterReplace)
             {
                 var finalPaths = plan.Targets.Select(target => target.Path).ToList();
@@ -198,8 +248,35 @@ namespace VmQuiesce.Core.Restore
             return new RestoreResult(plan.Point, plan.Request.Destination == null ? null : FullFolder(plan.Request.Destination), files, clock.Elapsed, revert, revertDetail);
         }
 
-        internal static string TempPathFor(string target) =>
-            Path.Combine(Path.GetDirectoryName(target)!, "." + Path.GetFileName(target) + TempMarker + Guid.NewGuid().ToString("N").Substring(0, 8));
+        /// <summary>
+        /// Reverts the written temp files, unlocked meanwhile: the revert's tool locks them itself, and on NFS an
+        /// flock is a whole-file lock that its own would meet. Locked again after, so that until the rename another
+        /// restore sees them in use.
+        /// </summary>
+        private static string RevertTemps(List<WrittenFile> written, Func<IReadOnlyList<string>, string> revert)
+        {
+            written.ForEach(file => file.Unlock());
+            string detail = revert(written.Select(file => file.TempPath).ToList());
+            foreach (WrittenFile file in written.Where(file => !file.TryLock()))
+            {
+                throw RestoreInProgress(file.TempPath, file.Folder.Combine(file.TargetName));
+            }
+
+            return detail;
+        }
+
+        /// <summary>The hidden temp name a target is written under: ".&lt;name&gt;.vmquiesce-restore-&lt;8 hex&gt;".</summary>
+        internal static string TempNameFor(string target) =>
+            "." + Path.GetFileName(target) + TempMarker + Guid.NewGuid().ToString("N").Substring(0, 8);
+
+        /// <summary>
+        /// The recorded owner when the file is restored on the host that backed it up (ids mean the same users
+        /// there); elsewhere null, and the file stays root's with its owner bits only.
+        /// </summary>
+        private static FileOwner? OwnerOnThisHost(RestorePoint point, RestorePointFile file) =>
+            string.Equals(point.Host, Environment.MachineName, StringComparison.OrdinalIgnoreCase) ? file.Owner : null;
+
+        private static int ModeFor(RestorePointFile file, FileOwner? owner) => owner?.Mode ?? (file.Owner == null ? UnknownMode : file.Owner.Mode & 0x1C0);
 
         private void Check(RestorePlan plan, CancellationToken cancel)
         {
@@ -216,10 +293,11 @@ namespace VmQuiesce.Core.Restore
                     };
                 }
 
-                if (File.Exists(target.Path + ReplacedSuffix))
+                string aside = target.Path + ReplacedSuffix;
+                if (RegularFile.StatNoFollow(aside) is FileStatus leftover ? !IsSameFile(leftover, target.Path) : File.Exists(aside))
                 {
                     throw new VmQuiesceException("RestoreLeftoverFound", FailureKind.InvalidOperation,
-                        $"'{target.Path + ReplacedSuffix}' exists: an earlier restore was interrupted while replacing files, and it may hold the only copy of the file it replaced.", target.Path + ReplacedSuffix)
+                        $"'{aside}' exists and is not '{target.Path}': a restore was interrupted while it replaced files, and it may hold the only copy of the file it replaced.", aside)
                     {
                         Remedy = $"Compare it with '{target.Path}', keep the one you want under '{target.Path}', delete the other, and run the restore again.",
                     };
@@ -236,33 +314,42 @@ namespace VmQuiesce.Core.Restore
                 };
             }
 
-            CheckFreeSpace(plan);
+            foreach (var (folder, free, bytes) in SpaceByVolume(plan))
+            {
+                if (bytes > free)
+                {
+                    throw new VmQuiesceException("InsufficientDiskSpace", FailureKind.LimitsExceeded,
+                        $"The restore of '{plan.Point.Id}' needs {ByteText(bytes)} on the file system of '{folder}', which has {ByteText(free)} free. Nothing was restored.", folder)
+                    {
+                        Remedy = $"Free at least {ByteText(bytes - free)} there (the originals stay until the restore succeeded, so both must fit), or restore elsewhere with -Destination.",
+                    };
+                }
+            }
         }
 
-        private void CheckFreeSpace(RestorePlan plan)
+        /// <summary>
+        /// Per file system: the folder asked, its free bytes (plus what leftovers of dead restores there take, which
+        /// this restore removes) and the bytes the targets there will allocate (their data blocks; holes are free).
+        /// </summary>
+        private List<(string Folder, long Free, long Needed)> SpaceByVolume(RestorePlan plan)
         {
-            var needed = new Dictionary<string, (string Folder, long Free, long Needed)>(StringComparer.Ordinal);
+            var volumes = new Dictionary<string, (string Folder, long Free, long Needed)>(StringComparer.Ordinal);
             foreach (RestoreTarget target in plan.Targets)
             {
                 string folder = NearestExistingFolder(Path.GetDirectoryName(target.Path)!);
                 if (_environment.FreeSpace(folder) is (string volume, long free))
                 {
-                    needed[volume] = needed.TryGetValue(volume, out var known) ? (known.Folder, known.Free, known.Needed + target.DataBytes) : (folder, free, target.DataBytes);
+                    long reclaimable = LeftoverTemps(target.Path).Sum(temp => RegularFile.StatNoFollow(temp)?.Allocated ?? 0);
+                    volumes[volume] = volumes.TryGetValue(volume, out var known)
+                        ? (known.Folder, SaturatingAdd(known.Free, reclaimable), known.Needed + target.DataBytes)
+                        : (folder, SaturatingAdd(free, reclaimable), target.DataBytes);
                 }
             }
 
-            foreach (var (folder, free, bytes) in needed.Values)
-            {
-                if (bytes > free)
-                {
-                    throw new VmQuiesceException("InsufficientDiskSpace", FailureKind.LimitsExceeded,
-                        $"The restore of '{plan.Point.Id}' needs up to {bytes:N0} bytes on the file system of '{folder}', which has {free:N0} bytes free. Nothing was restored.", folder)
-                    {
-                        Remedy = "Free space there (the originals stay until the restore succeeded, so both must fit), or restore elsewhere with -Destination.",
-                    };
-                }
-            }
+            return volumes.Values.ToList();
         }
+
+        private static long SaturatingAdd(long a, long b) => a > long.MaxValue - b ? long.MaxValue : a + b;
 
         private static string NearestExistingFolder(string folder)
         {
@@ -276,30 +363,191 @@ namespace VmQuiesce.Core.Restore
         }
 
         /// <summary>
-        /// Writes the file from verified chunks, seeking over zero chunks and 4 KiB blocks of zeros so they
-        /// stay holes, then sets the length, and flushes to disk. The reader checks the whole-file digest.
-        /// With chunks a whole number of 4 KiB blocks, every write starts on a block boundary, so the file is
-        /// written past the page cache where the platform allows (<see cref="RepositoryFileOps.CreateNewBulk"/>).
+        /// Refuses, before anything changes, a target whose existing folders lead through a link someone else
+        /// made (or any link below -Destination), a file, or a folder someone else owns. Missing folders are fine.
         /// </summary>
-        private static void WriteSparse(RepositoryFileOps ops, RestorePointReader reader, RestorePointFile file, string temp, Action<long> written, CancellationToken cancel)
+        private static void CheckFolder(string target, uint? owner, string? destination)
         {
-            using Stream stream = reader.Point.ChunkSize % DirectFileStream.Alignment == 0 ? ops.CreateNewBulk(temp) : ops.CreateNew(temp);
-            var lastReport = DateTime.MinValue;
-            reader.Read(file, (offset, buffer, length) =>
+            try
             {
-                if (buffer != null)
+                OpenTargetFolder(target, owner, destination, create: false).Dispose();
+            }
+            catch (FolderTrustException e) when (e.Problem == FolderProblem.Missing)
+            {
+                // Made when the restore runs.
+            }
+            catch (FolderTrustException e)
+            {
+                throw FolderRefused(target, e);
+            }
+        }
+
+        private static TrustedFolder OpenFolder(Dictionary<string, TrustedFolder> folders, RestorePlan plan, RestoreTarget target)
+        {
+            string path = Path.GetDirectoryName(target.Path)!;
+            if (!folders.TryGetValue(path, out TrustedFolder? folder))
+            {
+                try
                 {
-                    WriteDataRuns(stream, offset, buffer, length);
+                    folder = OpenTargetFolder(target.Path, OwnerOnThisHost(plan.Point, target.File)?.Uid, plan.Request.Destination == null ? null : FullFolder(plan.Request.Destination), create: true);
+                }
+                catch (FolderTrustException e)
+                {
+                    throw FolderRefused(target.Path, e);
                 }
 
-                if ((DateTime.UtcNow - lastReport).TotalMilliseconds >= 100 || offset + length == file.Size)
+                folders[path] = folder;
+            }
+
+            return folder;
+        }
+
+        /// <summary>The target's folder; below a -Destination no link is followed at all, so nothing lands outside it.</summary>
+        private static TrustedFolder OpenTargetFolder(string target, uint? owner, string? destination, bool create)
+        {
+            string folder = Path.GetDirectoryName(target)!;
+            if (destination == null)
+            {
+                return TrustedFolder.Open(folder, owner, create);
+            }
+
+            TrustedFolder root = TrustedFolder.Open(destination, owner, create);
+            if (folder == destination)
+            {
+                return root;
+            }
+
+            using (root)
+            {
+                return root.OpenBelow(folder.Substring(destination.Length + 1).Replace(Path.DirectorySeparatorChar, '/'), owner, create);
+            }
+        }
+
+        private static VmQuiesceException FolderRefused(string target, FolderTrustException e) => e.Problem == FolderProblem.NotAFolder
+            ? new VmQuiesceException("RestoreTargetUnderFile", FailureKind.InvalidArgument, $"{e.Message} The restore target '{target}' runs under it. Nothing was restored.", e.Folder, e)
+            {
+                Remedy = "Move that file out of the way, or restore elsewhere with -Destination.",
+            }
+            : new VmQuiesceException("RestoreTargetFolderUnsafe", FailureKind.SecurityError, $"{e.Message} The restore target is '{target}'. Nothing was restored.", e.Folder, e)
+            {
+                Remedy = "Make it a real folder owned by root (or by the restored file's owner), or restore elsewhere with -Destination into a folder only root can change.",
+            };
+
+        /// <summary>Temp files that earlier restores of <paramref name="target"/> left (full paths).</summary>
+        private static IEnumerable<string> LeftoverTemps(string target)
+        {
+            string folder = Path.GetDirectoryName(target)!;
+            if (!Directory.Exists(folder))
+            {
+                return Enumerable.Empty<string>();
+            }
+
+            string prefix = "." + Path.GetFileName(target) + TempMarker;
+            return Directory.EnumerateFiles(folder, prefix + "*").Where(path => Path.GetFileName(path).Length == prefix.Length + 8).ToList();
+        }
+
+        /// <summary>
+        /// Removes what a killed restore of this target left: its temp files (unless a running restore still holds
+        /// one: then this one stops) and an aside link that is the target itself. Each removal is reported.
+        /// </summary>
+        private static void CleanLeftovers(TrustedFolder folder, string target, IOperationHost host)
+        {
+            foreach (string temp in LeftoverTemps(target))
+            {
+                string name = Path.GetFileName(temp);
+                FileStream? leftover;
+                try
                 {
-                    lastReport = DateTime.UtcNow;
-                    written(offset + length);
+                    leftover = folder.OpenExistingForWrite(name);
                 }
-            }, cancel);
-            stream.SetLength(file.Size);
-            ops.FlushToDisk(stream);
+                catch (IOException) when (!HostPlatform.IsLinux)
+                {
+                    // Windows: a temp another process still has open cannot be opened for writing at all.
+                    throw RestoreInProgress(temp, target);
+                }
+
+                if (leftover == null)
+                {
+                    continue;
+                }
+
+                using (leftover)
+                {
+                    // The restore that writes a temp holds an flock on it until the temp is renamed into place.
+                    if (HostPlatform.IsLinux && !RegularFile.TryLockExclusive((int)leftover.SafeFileHandle.DangerousGetHandle()))
+                    {
+                        throw RestoreInProgress(temp, target);
+                    }
+
+                    long size = leftover.Length;
+                    folder.Delete(name);
+                    host.WriteWarning($"Removed '{temp}' ({ByteText(size)}), which a restore of '{target}' that was interrupted left behind.");
+                }
+            }
+
+            string aside = Path.GetFileName(target) + ReplacedSuffix;
+            if (folder.Stat(aside) is FileStatus extra && folder.Stat(Path.GetFileName(target)) is FileStatus current && extra.IsSameFile(current))
+            {
+                folder.Delete(aside);
+                host.WriteWarning($"Removed '{folder.Combine(aside)}', a second name for '{target}' that an interrupted restore left (the file itself is unchanged).");
+            }
+        }
+
+        private static VmQuiesceException RestoreInProgress(string temp, string target) =>
+            new VmQuiesceException("RestoreInProgress", FailureKind.ResourceBusy,
+                $"Another restore is writing '{temp}' for '{target}' right now. Nothing was restored.", target)
+            {
+                Remedy = "Wait for that restore to finish; two restores of one file cannot both win.",
+            };
+
+        private static bool IsSameFile(FileStatus status, string path) => RegularFile.StatNoFollow(path) is FileStatus other && status.IsSameFile(other);
+
+        /// <summary>
+        /// Writes the file from verified chunks under a temp name in <paramref name="folder"/>, seeking over zero
+        /// chunks and 4 KiB blocks of zeros so they stay holes, sets the length, gives it its owner and mode, and
+        /// flushes it to disk. The reader checks the whole-file digest. With chunks a whole number of 4 KiB blocks,
+        /// every write starts on a block boundary, so it is written past the page cache where the platform allows.
+        /// </summary>
+        private static WrittenFile Write(TrustedFolder folder, RestorePointReader reader, RestoreTarget target, FileOwner? owner, Action<long> written, CancellationToken cancel)
+        {
+            string temp = TempNameFor(target.Path);
+            CreatedFile created = folder.CreateNew(temp, direct: reader.Point.ChunkSize % DirectFileStream.Alignment == 0);
+            var file = new WrittenFile(folder, temp, Path.GetFileName(target.Path), created);
+            try
+            {
+                if (!created.TryLock())
+                {
+                    // Another restore's leftover clean-up opened it between its creation and this lock.
+                    throw RestoreInProgress(file.TempPath, target.Path);
+                }
+
+                Stream stream = created.Stream;
+                var lastReport = DateTime.MinValue;
+                reader.Read(target.File, (offset, buffer, length) =>
+                {
+                    if (buffer != null)
+                    {
+                        WriteDataRuns(stream, offset, buffer, length);
+                    }
+
+                    if ((DateTime.UtcNow - lastReport).TotalMilliseconds >= 100 || offset + length == target.File.Size)
+                    {
+                        lastReport = DateTime.UtcNow;
+                        written(offset + length);
+                    }
+                }, cancel);
+                stream.SetLength(target.File.Size);
+                created.SetOwnerAndMode(owner?.Uid, owner?.Gid, ModeFor(target.File, owner));
+                RepositoryFileOps.Real.FlushToDisk(stream);
+                created.SyncMetadata();
+                return file;
+            }
+            catch
+            {
+                file.Discard();
+                file.Dispose();
+                throw;
+            }
         }
 
         private static void WriteDataRuns(Stream stream, long offset, byte[] buffer, int length)
@@ -328,33 +576,38 @@ namespace VmQuiesce.Core.Restore
         }
 
         /// <summary>
-        /// Moves each original aside (.vmquiesce-replaced) and its restored file in; when any step fails,
-        /// undoes the steps done so far, so every original is back, and throws.
+        /// Replaces each target in one rename, its original first given a second name (.vmquiesce-replaced, a hard
+        /// link) so it can be put back; where the file system has no hard links the original is renamed aside
+        /// instead. When any step fails, undoes the steps done so far, so every original is back, and throws.
         /// </summary>
-        private void Replace(IReadOnlyList<RestoreTarget> targets, IReadOnlyList<string> temps)
+        private void Replace(IReadOnlyList<WrittenFile> written)
         {
-            RepositoryFileOps ops = _environment.Ops;
-            var done = new List<(string Target, string? Aside, bool RestoredIn)>();
+            RestoreFileOps ops = _environment.Files;
+            var done = new List<(WrittenFile File, string Target, string? Aside, bool RestoredIn)>();
             try
             {
-                for (int i = 0; i < targets.Count; i++)
+                foreach (WrittenFile file in written)
                 {
-                    string target = targets[i].Path;
+                    string target = file.TargetName;
                     string? aside = null;
-                    if (File.Exists(target))
+                    if (file.Folder.Exists(target))
                     {
                         aside = target + ReplacedSuffix;
-                        Move(ops, target, aside);
+                        if (!ops.TryLink(file.Folder, target, aside))
+                        {
+                            ops.Rename(file.Folder, target, aside);
+                        }
                     }
 
-                    done.Add((target, aside, false));
-                    Move(ops, temps[i], target);
-                    done[done.Count - 1] = (target, aside, true);
+                    done.Add((file, target, aside, false));
+                    ops.Rename(file.Folder, file.TempName, target);
+                    file.Renamed();
+                    done[done.Count - 1] = (file, target, aside, true);
                 }
 
-                foreach (string folder in targets.Select(target => Path.GetDirectoryName(target.Path)!).Distinct())
+                foreach (TrustedFolder folder in written.Select(file => file.Folder).Distinct())
                 {
-                    ops.SyncDirectory(folder);
+                    folder.Sync();
                 }
             }
             catch (Exception failure) when (failure is IOException || failure is UnauthorizedAccessException)
@@ -362,28 +615,31 @@ namespace VmQuiesce.Core.Restore
                 var stuck = new List<string>();
                 for (int i = done.Count - 1; i >= 0; i--)
                 {
-                    var (target, aside, restoredIn) = done[i];
+                    var (file, target, aside, restoredIn) = done[i];
                     try
                     {
-                        if (restoredIn)
+                        if (aside != null && (restoredIn || !file.Folder.Exists(target)))
                         {
-                            ops.Delete(target);
+                            ops.Rename(file.Folder, aside, target);
                         }
-
-                        if (aside != null)
+                        else if (aside != null)
                         {
-                            Move(ops, aside, target);
+                            file.Folder.Delete(aside);
+                        }
+                        else if (restoredIn)
+                        {
+                            file.Folder.Delete(target);
                         }
                     }
                     catch (Exception e) when (e is IOException || e is UnauthorizedAccessException)
                     {
-                        stuck.Add(aside != null ? $"'{aside}' -> '{target}'" : $"'{target}'");
+                        stuck.Add(aside != null ? $"'{file.Folder.Combine(aside)}' -> '{file.Folder.Combine(target)}'" : $"'{file.Folder.Combine(target)}'");
                     }
                 }
 
-                foreach (string temp in temps)
+                foreach (WrittenFile file in written)
                 {
-                    DeleteQuietly(temp);
+                    file.Discard();
                 }
 
                 throw stuck.Count == 0
@@ -396,36 +652,100 @@ namespace VmQuiesce.Core.Restore
                     };
             }
 
-            foreach (var (_, aside, _) in done)
+            foreach (var (file, _, aside, _) in done)
             {
                 if (aside != null)
                 {
-                    DeleteQuietly(aside);
+                    DeleteQuietly(file.Folder, aside);
                 }
             }
-        }
 
-        private static void Move(RepositoryFileOps ops, string from, string to)
-        {
-            if (!ops.MoveNew(from, to))
+            // Else a power cut could bring back a second name of a replaced original, which the next restore refuses.
+            foreach (TrustedFolder folder in done.Where(step => step.Aside != null).Select(step => step.File.Folder).Distinct())
             {
-                throw new IOException($"'{to}' exists, so '{from}' cannot be renamed to it");
+                folder.Sync();
             }
         }
 
-        private static void DeleteQuietly(string path)
+        /// <summary>
+        /// A write that failed for a reason the user can act on, as a typed error (null: rethrow as it is): the
+        /// file system full (with how much the restore needs), read-only, or not writable by this user.
+        /// </summary>
+        private VmQuiesceException? WriteFailure(RestorePlan plan, Exception failure)
+        {
+            if (failure is VmQuiesceException || failure is OperationCanceledException || !(failure is IOException || failure is UnauthorizedAccessException))
+            {
+                return null;
+            }
+
+            if (RegularFile.IsDiskFull(failure))
+            {
+                var (folder, free, needed) = SpaceByVolume(plan).OrderByDescending(volume => volume.Needed - volume.Free).FirstOrDefault();
+                string figures = folder == null ? string.Empty : $" It needs {ByteText(needed)} there, and {ByteText(free)} are free with this restore's temp files removed.";
+                return new VmQuiesceException("RestoreDestinationFull", FailureKind.LimitsExceeded,
+                    $"The file system of '{folder ?? failure.Message}' is full: the restore of '{plan.Point.Id}' could not write all its files.{figures} Nothing was replaced.", folder, failure)
+                {
+                    Remedy = folder == null ? "Free space there, or restore elsewhere with -Destination."
+                        : $"Free at least {ByteText(Math.Max(needed - free, RestorePoint.AllocationBlock))} on the file system of '{folder}' (the originals stay until the restore succeeded, so both must fit), or restore elsewhere with -Destination.",
+                };
+            }
+
+            if (RegularFile.IsReadOnlyFileSystem(failure))
+            {
+                return new VmQuiesceException("RestoreTargetReadOnly", FailureKind.PermissionDenied,
+                    $"The restore of '{plan.Point.Id}' cannot write there: the file system is mounted read-only ({failure.Message}). Nothing was replaced.", failure.Message, failure)
+                {
+                    Remedy = "Remount it read-write, or restore elsewhere with -Destination.",
+                };
+            }
+
+            return new VmQuiesceException("RestoreWriteFailed", FailureKind.WriteError,
+                $"The restore of '{plan.Point.Id}' could not write its files: {failure.Message} Nothing was replaced.", failure.Message, failure)
+            {
+                Remedy = "Run as root (or Administrator) for the original paths, or restore with -Destination into a folder you may write.",
+            };
+        }
+
+        /// <summary>"1,148,207,104 bytes (1.07 GiB)": exact, and readable.</summary>
+        private static string ByteText(long bytes)
+        {
+            string[] units = { "KiB", "MiB", "GiB", "TiB" };
+            double value = bytes;
+            int unit = -1;
+            while (value >= 1024 && unit < units.Length - 1)
+            {
+                value /= 1024;
+                unit++;
+            }
+
+            return unit < 0
+                ? string.Format(CultureInfo.InvariantCulture, "{0:N0} bytes", bytes)
+                : string.Format(CultureInfo.InvariantCulture, "{0:N0} bytes ({1:0.##} {2})", bytes, value, units[unit]);
+        }
+
+        private static void DeleteQuietly(TrustedFolder folder, string name)
         {
             try
             {
-                File.Delete(path);
+                folder.Delete(name);
             }
             catch (Exception e) when (e is IOException || e is UnauthorizedAccessException)
             {
-                // A temp left behind is harmless: its name says what it is.
+                // Harmless: the next restore removes a second name of its target, and a temp no one holds.
             }
         }
 
-        private static string FullFolder(string folder) => Path.GetFullPath(folder);
+        private static string FullFolder(string folder)
+        {
+            string full = RepositoryLayout.FullPath(folder, "destination", "InvalidDestinationPath");
+            if (full.Length > (Path.GetPathRoot(full) ?? string.Empty).Length)
+            {
+                full = full.TrimEnd(Path.DirectorySeparatorChar, Path.AltDirectorySeparatorChar);
+            }
+
+            RepositoryLayout.ThrowIfFileOnPath(full, folder, "destination", "RestoreDestinationIsFile");
+            return full;
+        }
 
         private static string OriginalTarget(RestorePoint point, RestorePointFile file)
         {
@@ -451,6 +771,47 @@ namespace VmQuiesce.Core.Restore
             }
 
             return Path.Combine(new[] { destination }.Concat(parts).ToArray());
+        }
+
+        /// <summary>A restored file under its temp name, held open (and locked) until it is renamed into place or discarded.</summary>
+        private sealed class WrittenFile : IDisposable
+        {
+            private readonly CreatedFile _created;
+            private bool _renamed;
+
+            public WrittenFile(TrustedFolder folder, string tempName, string targetName, CreatedFile created)
+            {
+                Folder = folder;
+                TempName = tempName;
+                TargetName = targetName;
+                _created = created;
+            }
+
+            public TrustedFolder Folder { get; }
+
+            public string TempName { get; }
+
+            public string TargetName { get; }
+
+            public string TempPath => Folder.Combine(TempName);
+
+            public void Renamed() => _renamed = true;
+
+            public bool TryLock() => _created.TryLock();
+
+            public void Unlock() => _created.Unlock();
+
+            /// <summary>Removes the temp file unless it was renamed into place (a failure or Ctrl+C before the replace).</summary>
+            public void Discard()
+            {
+                if (!_renamed)
+                {
+                    _renamed = true;
+                    DeleteQuietly(Folder, TempName);
+                }
+            }
+
+            public void Dispose() => _created.Dispose();
         }
     }
 }

@@ -44,7 +44,10 @@ namespace VmQuiesce.Core.Restore
         /// <summary>True when a file is there now and will be replaced.</summary>
         public bool Exists { get; }
 
-        /// <summary>Bytes of non-zero chunks: at most what the restore allocates for this file.</summary>
+        /// <summary>
+        /// What the restore allocates for this file: its data blocks (the manifest's allocatedBytes), or for points
+        /// from before schema 3 every non-zero chunk counted whole (an upper bound).
+        /// </summary>
         public long DataBytes { get; }
 
         public override string ToString() => Path;

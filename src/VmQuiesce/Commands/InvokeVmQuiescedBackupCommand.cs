@@ -23,6 +23,7 @@ namespace VmQuiesce.Commands
     public sealed class InvokeVmQuiescedBackupCommand : VmQuiesceCmdlet
     {
         private readonly List<BackupVm> _vms = new List<BackupVm>();
+        private int _published;
         private string _repositoryPath = string.Empty;
 
         [Parameter(Mandatory = true, Position = 0, ValueFromPipeline = true)]
@@ -164,6 +165,10 @@ namespace VmQuiesce.Commands
                 }
             }))));
             WriteProgress(new ProgressRecord(0, "Backing up VMs", "Done") { RecordType = ProgressRecordType.Completed });
+            if (_published == 0 && repository.RemoveIfUnused())
+            {
+                WriteVerbose($"Removed the repository '{repository.Path}' this call created: no backup stored anything in it.");
+            }
         }
 
         /// <summary>One VM, on a worker thread: everything it has to say goes through the pump.</summary>
@@ -183,6 +188,7 @@ namespace VmQuiesce.Commands
                     PostThaw = PostThawScript == null ? null : cancel => RunHook(PostThawScript, vm, "PostThawScriptFailed", "-PostThawScript", cancel),
                 };
                 BackupOutcome outcome = engine.Run(source, options, host, CancelToken);
+                Interlocked.Increment(ref _published);
                 Post(() =>
                 {
                     WriteProgress(new ProgressRecord(activity, $"Backing up {vm.Name}", "Done") { ParentActivityId = 0, RecordType = ProgressRecordType.Completed });

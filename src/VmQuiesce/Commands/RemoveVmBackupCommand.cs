@@ -104,7 +104,7 @@ namespace VmQuiesce.Commands
                         "Remove restore point"))
                     .ToList();
                 // Garbage collection runs even when no point goes: it clears what interrupted backups left.
-                var final = new PrunePlan(proposed.Repository, confirmed, proposed.Keep.Concat(proposed.Remove.Except(confirmed)).ToList());
+                var final = new PrunePlan(proposed.Repository, confirmed, proposed.Keep.Concat(proposed.Remove.Except(confirmed)).ToList()) { KeepsLastPointOfEachVm = proposed.KeepsLastPointOfEachVm };
                 bool whatIf = MyInvocation.BoundParameters.TryGetValue("WhatIf", out object? whatIfSwitch)
                     ? LanguagePrimitives.IsTrue(whatIfSwitch)
                     : LanguagePrimitives.IsTrue(GetVariableValue("WhatIfPreference"));
@@ -119,7 +119,7 @@ namespace VmQuiesce.Commands
                 var progress = new ProgressRecord(1, $"Pruning {path}",
                     $"Removing {confirmed.Count} restore point(s)" + (collect ? $", then {chunks} unused chunk(s) ({Units.Bytes(bytes)})" : string.Empty));
                 WriteProgress(progress);
-                PruneResult result = repository.Prune(final, collect, RemoveStaleLock, CancelToken);
+                PruneResult result = repository.Prune(final, collect, RemoveStaleLock, CancelToken, WriteWarning);
                 progress.RecordType = ProgressRecordType.Completed;
                 WriteProgress(progress);
                 WriteObject(result);

@@ -84,7 +84,7 @@ namespace VmQuiesce.Commands
             try
             {
                 // Shared: a restore may run beside backups, never beside a prune that removes chunks.
-                using RepositoryLock shared = repository.LockShared("Restore-VmSnapshot");
+                using RepositoryLock shared = repository.LockForReading("Restore-VmSnapshot", WriteWarning);
                 Restore(new RestoreEngine(repository), point, destination);
             }
             catch (VmQuiesceException e)

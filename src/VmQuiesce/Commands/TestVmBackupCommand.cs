@@ -42,6 +42,11 @@ namespace VmQuiesce.Commands
             try
             {
                 repository = BackupRepository.Open(ResolveFileSystemPath(Repository, nameof(Repository)));
+                if (repository.AccessWarning() is string warning)
+                {
+                    WriteWarning(warning);
+                }
+
                 points = Id == null ? repository.ListRestorePoints(WriteFailure).ToList() : new List<RestorePoint>();
                 foreach (string id in Id ?? Array.Empty<string>())
                 {
@@ -69,10 +74,18 @@ namespace VmQuiesce.Commands
             try
             {
                 // Shared: verifying may run beside backups, never beside a prune that removes chunks.
-                using RepositoryLock shared = repository.LockShared("Test-VmBackup");
+                using RepositoryLock shared = repository.LockForReading("Test-VmBackup", WriteWarning);
                 foreach (RestorePoint point in points)
                 {
-                    Verify(repository, point);
+                    try
+                    {
+                        Verify(repository, point);
+                    }
+                    catch (VmQuiesceException e) when (e.ErrorId == "RestorePointChunkSizeMismatch")
+                    {
+                        // About this point only (or the marker): the others are still verified.
+                        WriteFailure(e);
+                    }
                 }
             }
             catch (VmQuiesceException e)
@@ -110,15 +123,33 @@ namespace VmQuiesce.Commands
 
             if (result.Status == VerificationStatus.Damaged)
             {
-                string problems = string.Join("; ", result.Problems.Select(problem => problem.ToString()).Concat(result.FileHashMismatches.Select(file => $"whole-file SHA-256 of '{file}' differs")));
+                RecordDamage(repository, result);
+                string problems = string.Join("; ", result.Problems.Select(problem => problem.ToString()).Concat(result.FileHashMismatches.Select(file => $"whole-file digest of '{file}' differs")));
                 WriteFailure(new VmQuiesceException(
                     "RestorePointDamaged",
                     FailureKind.InvalidData,
                     $"The restore point '{point.Id}' of VM '{point.VmName}' is damaged; broken files: {string.Join(", ", result.BrokenFiles)}. {problems}",
                     result)
                 {
-                    Remedy = "Delete the damaged chunk files named above (a later backup of the same data stores them anew), back the VM up again, and check the repository disk.",
+                    Remedy = "Back the VM up again: the next backup of the same data stores the damaged chunks anew, which repairs every restore point that uses them. Restore an older point meanwhile, and check the repository's disk. Do not delete chunk files.",
                 });
+            }
+        }
+
+        /// <summary>The damaged chunks go on record for the next backup; a repository that cannot be written says why not.</summary>
+        private void RecordDamage(BackupRepository repository, RestorePointVerification result)
+        {
+            try
+            {
+                int recorded = repository.RecordDamage(result);
+                if (recorded > 0)
+                {
+                    WriteVerbose($"Recorded {recorded} damaged chunk(s) in '{repository.Path}': the next backup that has their data stores them anew.");
+                }
+            }
+            catch (VmQuiesceException e)
+            {
+                WriteWarning($"The damaged chunks could not be recorded for the next backup to store anew: {e.Message}");
             }
         }
     }

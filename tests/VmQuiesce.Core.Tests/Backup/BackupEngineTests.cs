@@ -59,6 +59,30 @@ namespace VmQuiesce.Core.Tests.Backup
             Assert.True(fixture.Repository.Verify(stored, CancellationToken.None).IsValid);
         }
 
+        [LinuxFact]
+        public void ADeviceFifoOrFolderGivenAsADiskIsRefusedByWhatItIsAndNothingIsStored()
+        {
+            using var fixture = new RepositoryFixture();
+            string fifo = Path.Combine(fixture.Root, "disk.fifo");
+            TestGuest.HostCommand.RunChecked("mkfifo", new[] { fifo });
+            string folder = Directory.CreateDirectory(Path.Combine(fixture.Root, "disk-folder")).FullName;
+            string linkToNull = Path.Combine(fixture.Root, "disk.img");
+            File.CreateSymbolicLink(linkToNull, "/dev/null");
+
+            foreach (var (disk, kind) in new[] { ("/dev/null", "a character device"), (linkToNull, "a character device"), (fifo, "a FIFO"), (folder, "a folder") })
+            {
+                // Bounded, so a regression that opens the FIFO fails here instead of hanging the suite.
+                var backup = System.Threading.Tasks.Task.Run(() => Assert.Throws<VmQuiesceException>(() => fixture.BackUp("vm1", disk)));
+                Assert.True(backup.Wait(TimeSpan.FromMinutes(2)), $"The backup of {disk} did not end.");
+
+                Assert.Equal("SourceFileNotAFile", backup.Result.ErrorId);
+                Assert.Contains($"'{disk}' of VM 'vm1' is {kind}, not a regular file", backup.Result.Message);
+            }
+
+            Assert.Empty(fixture.Repository.ListRestorePoints());
+            Assert.Empty(fixture.ChunkFiles());
+        }
+
         [Fact]
         public void AReleaseThatFailsAfterAFailedCopyReachesTheUserWithWhatToRunWhileTheCopysFailureStaysTheError()
         {
@@ -234,7 +258,7 @@ namespace VmQuiesce.Core.Tests.Backup
             RestorePoint point = fixture.BackUp("vm", empty, fixture.WriteFile("disk.img", RepositoryFixture.Random(100, 5)));
 
             Assert.Empty(point.Files[0].Chunks);
-            Assert.Equal(RepositoryFixture.ChunkListDigestOf(empty), point.Files[0].Digest);
+            Assert.Equal(RepositoryFixture.DigestOf(empty), point.Files[0].Digest);
             Assert.True(fixture.Repository.Verify(point, CancellationToken.None).IsValid);
         }
 

@@ -65,6 +65,14 @@ namespace VmQuiesce.Core.Tests.Qemu
             return Process.Start(startInfo) ?? throw new InvalidOperationException($"Could not start '{program}' as {Name}.");
         }
 
+        /// <summary>Runs a command (absolute path, or a name setpriv finds on the system PATH) as this user to its end; returns what it printed and returned.</summary>
+        public HostCommandResult Run(string program, params string[] arguments)
+        {
+            var all = new System.Collections.Generic.List<string> { $"--reuid={Uid}", $"--regid={Gid}", "--clear-groups", "--", program };
+            all.AddRange(arguments);
+            return HostCommand.Run("/usr/bin/setpriv", all);
+        }
+
         /// <summary>Gives this user a folder (and what is in it).</summary>
         public void Own(string path) => HostCommand.RunChecked("/bin/chown", new[] { "-R", $"{Uid}:{Gid}", path });
 

@@ -33,7 +33,7 @@ namespace VmQuiesce.Core.Tests.Repository
         }
 
         [Fact]
-        public void HolesCostNothingAndTheWholeFileDigestIsTheSha256OfTheChunkList()
+        public void HolesCostNothingAndTheWholeFileDigestIsTheSha256OfTheSizeAndChunkList()
         {
             using var fixture = new RepositoryFixture();
             string path = Path.Combine(fixture.Root, "sparse.img");
@@ -53,8 +53,8 @@ namespace VmQuiesce.Core.Tests.Repository
             Assert.NotNull(chunks[17]);
             Assert.NotNull(chunks[29]);
             Assert.NotNull(chunks[30]);
-            Assert.Equal(FileDigestKind.ChunkListSha256, point.Files.Single().DigestKind);
-            Assert.Equal(RepositoryFixture.ChunkListDigestOf(path), point.Files.Single().Digest);
+            Assert.Equal(FileDigestKind.SizeAndChunkListSha256, point.Files.Single().DigestKind);
+            Assert.Equal(RepositoryFixture.DigestOf(path), point.Files.Single().Digest);
             Assert.Equal(40L * Chunk, point.Size);
         }
 
@@ -268,8 +268,8 @@ namespace VmQuiesce.Core.Tests.Repository
             RestorePoint point = fixture.BackUp("vm1", path);
             string manifest = Path.Combine(fixture.RepositoryPath, "points", point.Id + ".json");
             string text = File.ReadAllText(manifest);
-            string schemaOne = Regex.Replace(text, "\"schemaVersion\":\\s*2", "\"schemaVersion\": 1")
-                .Replace("\"chunkListSha256\"", "\"sha256\"", StringComparison.Ordinal)
+            string schemaOne = Regex.Replace(text, "\"schemaVersion\":\\s*3", "\"schemaVersion\": 1")
+                .Replace("\"sizeAndChunksSha256\"", "\"sha256\"", StringComparison.Ordinal)
                 .Replace(point.Files[0].Digest, RepositoryFixture.Sha256Of(path), StringComparison.Ordinal);
             Assert.NotEqual(text, schemaOne);
             File.WriteAllText(manifest, schemaOne);

@@ -50,7 +50,10 @@ namespace VmQuiesce.Core.Tests.Repository
         /// The schema-2 whole-file digest of a file, written from the format's definition independently of
         /// the product: SHA-256 over each chunk's SHA-256 hex (or "zero") and a line feed.
         /// </summary>
-        public static string ChunkListDigestOf(string path, int chunkSize = ChunkSize)
+        public static string ChunkListDigestOf(string path, int chunkSize = ChunkSize) =>
+            Convert.ToHexString(SHA256.HashData(System.Text.Encoding.ASCII.GetBytes(ChunkList(path, chunkSize)))).ToLowerInvariant();
+
+        private static string ChunkList(string path, int chunkSize)
         {
             byte[] content = File.ReadAllBytes(path);
             var list = new System.Text.StringBuilder();
@@ -60,7 +63,17 @@ namespace VmQuiesce.Core.Tests.Repository
                 list.Append(chunk.All(b => b == 0) ? "zero" : Convert.ToHexString(SHA256.HashData(chunk)).ToLowerInvariant()).Append('\n');
             }
 
-            return Convert.ToHexString(SHA256.HashData(System.Text.Encoding.ASCII.GetBytes(list.ToString()))).ToLowerInvariant();
+            return list.ToString();
+        }
+
+        /// <summary>
+        /// The schema-3 whole-file digest, from the format's definition: SHA-256 over the size in decimal and each
+        /// chunk's SHA-256 hex (or "zero"), each followed by a line feed.
+        /// </summary>
+        public static string DigestOf(string path, int chunkSize = ChunkSize)
+        {
+            string list = new FileInfo(path).Length.ToString(System.Globalization.CultureInfo.InvariantCulture) + "\n" + ChunkList(path, chunkSize);
+            return Convert.ToHexString(SHA256.HashData(System.Text.Encoding.ASCII.GetBytes(list))).ToLowerInvariant();
         }
 
         public string WriteFile(string name, byte[] content)

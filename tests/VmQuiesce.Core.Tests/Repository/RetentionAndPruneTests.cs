@@ -136,40 +136,94 @@ namespace VmQuiesce.Core.Tests.Repository
 
             Assert.Empty(Directory.GetFiles(Path.Combine(fixture.RepositoryPath, "locks")));
         }
-
+    
         [Fact]
-        public void AStaleLockIsReportedWithWhatToDoAndRemovedOnlyWhenAsked()
+        public void AConflictCopyOfAManifestIsNotAPointAndNeverReducesWhatIsKept()
         {
             using var fixture = new RepositoryFixture();
-            int deadPid;
-            using (var process = Process.Start(new ProcessStartInfo("true") { UseShellExecute = false })!)
-            {
-                process.WaitForExit();
-                deadPid = process.Id;
-            }
+            string disk = fixture.WriteFile("a.img", RepositoryFixture.Random(3 * RepositoryFixture.ChunkSize, 1));
+            RestorePoint older = fixture.BackUp("vm1", disk);
+            File.WriteAllBytes(disk, RepositoryFixture.Random(3 * RepositoryFixture.ChunkSize, 2));
+            RestorePoint newer = fixture.BackUp("vm1", disk);
+            string manifest = Path.Combine(fixture.RepositoryPath, "points", newer.Id + ".json");
+            string copy = Path.Combine(fixture.RepositoryPath, "points", newer.Id + " (conflicted copy).json");
+            File.Copy(manifest, copy);
+            var problems = new List<VmQuiesceException>();
+            Assert.Equal(new[] { older.Id, newer.Id }, fixture.Repository.ListRestorePoints(problems.Add).Select(point => point.Id));
+            Assert.Equal("RestorePointIdMismatch", problems.Single().ErrorId);
 
-            string stale = Path.Combine(fixture.RepositoryPath, "locks", "exclusive.lock");
-            File.WriteAllText(stale, $"{{\"pid\":{deadPid},\"host\":\"{Environment.MachineName}\",\"purpose\":\"Remove-VmBackup (prune)\",\"since\":\"2026-01-01T00:00:00Z\"}}");
+            var warnings = new List<string>();
+            PrunePlan plan = fixture.Repository.PlanRetention(new RetentionPolicy { KeepLast = 1 }, _ => true);
+            PruneResult result = fixture.Repository.Prune(plan, collectGarbage: true, removeStaleLock: false, CancellationToken.None, warnings.Add);
 
-            var e = Assert.Throws<VmQuiesceException>(() => fixture.Repository.LockShared("backup"));
-            Assert.Equal("RepositoryLockStale", e.ErrorId);
-            Assert.Contains(deadPid.ToString(System.Globalization.CultureInfo.InvariantCulture), e.Message);
-            Assert.Contains("-RemoveStaleLock", e.Remedy);
-            Assert.True(File.Exists(stale));
-
-            using (fixture.Repository.LockShared("backup", removeStale: true))
-            {
-                Assert.False(File.Exists(stale));
-            }
+            Assert.Equal(new[] { older.Id }, result.RemovedRestorePoints);
+            Assert.True(File.Exists(manifest));
+            Assert.True(File.Exists(copy));
+            Assert.Contains(copy, warnings.Single());
+            Assert.True(fixture.Repository.Verify(fixture.Repository.GetRestorePoint(newer.Id), CancellationToken.None).IsValid);
         }
 
         [Fact]
-        public void ALockHeldByALiveProcessOnAnotherHostIsNeverStale()
+        public void PruneDeletesOnlyTheManifestFilesItReadNeverAPathBuiltFromAnId()
         {
             using var fixture = new RepositoryFixture();
-            File.WriteAllText(Path.Combine(fixture.RepositoryPath, "locks", "exclusive.lock"), "{\"pid\":1,\"host\":\"some-other-host\",\"purpose\":\"prune\",\"since\":\"2026-01-01T00:00:00Z\"}");
-            var e = Assert.Throws<VmQuiesceException>(() => fixture.Repository.LockShared("backup", removeStale: true));
-            Assert.Equal("RepositoryLocked", e.ErrorId);
+            string disk = fixture.WriteFile("a.img", RepositoryFixture.Random(1000, 1));
+            RestorePoint point = fixture.BackUp("vm1", disk);
+            fixture.BackUp("vm1", disk);
+            string victim = fixture.WriteFile("victim.json", new byte[] { 1, 2, 3 });
+            string hostile = Path.Combine(fixture.RepositoryPath, "points", "20200101T000000Z-00000000.json");
+            string text = File.ReadAllText(Path.Combine(fixture.RepositoryPath, "points", point.Id + ".json"));
+            File.WriteAllText(hostile, text.Replace($"\"id\": \"{point.Id}\"", $"\"id\": \"{Path.Combine(fixture.Root, "victim")}\"", StringComparison.Ordinal)
+                .Replace(point.StartTime.ToString("yyyy-MM-dd", System.Globalization.CultureInfo.InvariantCulture), "2020-01-01", StringComparison.Ordinal));
+
+            Assert.Contains($"\"id\": \"{Path.Combine(fixture.Root, "victim")}\"", File.ReadAllText(hostile));
+            Assert.Contains("\"startTime\": \"2020-01-01", File.ReadAllText(hostile));
+
+            fixture.Repository.Prune(fixture.Repository.PlanRetention(new RetentionPolicy { KeepLast = 1 }, _ => true), true, false, CancellationToken.None);
+
+            Assert.True(File.Exists(victim));
+            Assert.True(File.Exists(hostile));
+        }
+
+        [Fact]
+        public void RetentionNeverRemovesTheLastPointOfAVmEvenWhenTheKeptOnesVanishedSinceThePlan()
+        {
+            using var fixture = new RepositoryFixture();
+            string disk = fixture.WriteFile("a.img", RepositoryFixture.Random(1000, 1));
+            RestorePoint first = fixture.BackUp("vm1", disk);
+            RestorePoint second = fixture.BackUp("vm1", disk);
+            RestorePoint third = fixture.BackUp("vm1", disk);
+            PrunePlan plan = fixture.Repository.PlanRetention(new RetentionPolicy { KeepLast = 1 }, _ => true);
+            File.Delete(Path.Combine(fixture.RepositoryPath, "points", third.Id + ".json"));
+            var warnings = new List<string>();
+
+            PruneResult result = fixture.Repository.Prune(plan, true, false, CancellationToken.None, warnings.Add);
+
+            Assert.Equal(new[] { first.Id }, result.RemovedRestorePoints);
+            Assert.Equal(second.Id, fixture.Repository.ListRestorePoints().Single().Id);
+            Assert.Contains(second.Id, warnings.Single());
+            // Asked by id, it goes.
+            fixture.Repository.Prune(fixture.Repository.PlanRemoval(new[] { second.Id }, e => throw e), true, false, CancellationToken.None);
+            Assert.Empty(fixture.Repository.ListRestorePoints());
+        }
+
+        [LinuxFact]
+        public void PruneDeletesNothingThroughAChunkFolderSwappedForALinkAfterTheRepositoryWasOpened()
+        {
+            using var fixture = new RepositoryFixture();
+            fixture.BackUp("vm1", fixture.WriteFile("a.img", RepositoryFixture.Random(1000, 1)));
+            string outside = Path.Combine(fixture.Root, "outside");
+            Directory.CreateDirectory(outside);
+            string victim = Path.Combine(outside, "aa" + new string('0', 62));
+            File.WriteAllText(victim, "someone's file with a chunk's name");
+            string fanOut = Path.Combine(fixture.RepositoryPath, "chunks", "aa");
+            Directory.Delete(fanOut);
+            File.CreateSymbolicLink(fanOut, outside);
+
+            var e = Assert.Throws<VmQuiesceException>(() => fixture.Repository.Prune(fixture.Repository.PlanRemoval(Array.Empty<string>(), x => throw x), true, false, CancellationToken.None));
+
+            Assert.Equal("RepositoryLayoutUnsafe", e.ErrorId);
+            Assert.True(File.Exists(victim));
         }
     }
 }

@@ -117,7 +117,7 @@ namespace VmQuiesce.Core.Tests.Restore
         {
             using ScratchFolder scratch = ScratchFolder.Create("vmq-test");
 
-            PosixStat stat = UnixFiles.Stat(scratch.Path);
+            FileStatus stat = UnixFiles.Stat(scratch.Path);
             Assert.True(stat.IsDirectory);
             Assert.Equal(Libc.geteuid(), stat.Uid);
             Assert.Equal(Convert.ToUInt32("700", 8), stat.Mode & 0xFFF);

@@ -5,9 +5,11 @@ using System.IO;
 using System.Linq;
 using System.Threading;
 using VmQuiesce.Core.Backup;
+using VmQuiesce.Core.Platform;
 using VmQuiesce.Core.Repository;
 using VmQuiesce.Core.Restore;
 using VmQuiesce.Core.Sources;
+using VmQuiesce.Core.Tests.Backup;
 using VmQuiesce.Core.Tests.Repository;
 using VmQuiesce.Core.Tests.TestGuest;
 using Xunit;
@@ -252,13 +254,13 @@ namespace VmQuiesce.Core.Tests.Restore
             File.WriteAllBytes(first, changedFirst);
             File.WriteAllBytes(second, changedSecond);
 
-            // Moves: a.img aside, its temp in, b.img aside, then b.img's temp in fails.
-            var ops = new FailingMoveOps(failAt: 3);
-            var engine = Engine(fixture, new RestoreEnvironment { Usage = new FakeUsage(null), FreeSpace = _ => null, Ops = ops });
+            // a.img linked aside, its temp renamed over it, b.img linked aside, then renaming b.img's temp over it fails.
+            var ops = new FailingRenameOps(failAt: 1);
+            var engine = Engine(fixture, new RestoreEnvironment { Usage = new FakeUsage(null), FreeSpace = _ => null, Files = ops });
             var error = Assert.Throws<VmQuiesceException>(() => engine.Run(engine.Plan(new RestoreRequest(point) { Force = true }, CancellationToken.None), null, CancellationToken.None));
 
             Assert.Equal("RestoreReplaceFailed", error.ErrorId);
-            Assert.Equal(4 + 2, ops.Moves); // and two moves putting the originals back
+            Assert.Equal(2 + 1, ops.Renames); // and one putting a.img's original back (b.img's never left)
             Assert.Equal(changedFirst, File.ReadAllBytes(first));
             Assert.Equal(changedSecond, File.ReadAllBytes(second));
             Assert.Equal(new[] { "a.img", "b.img" }, Directory.GetFiles(fixture.Root).Select(Path.GetFileName).OrderBy(name => name));
@@ -367,7 +369,7 @@ namespace VmQuiesce.Core.Tests.Restore
         private static RestorePlan Plan(RepositoryFixture fixture, RestoreRequest request) => Engine(fixture).Plan(request, CancellationToken.None);
 
         private static RestorePoint BackUpWithSnapshot(RepositoryFixture fixture, CapturedSnapshot snapshot, params string[] paths) =>
-            new BackupEngine(fixture.Repository, workers: 2).Run(new SnapshotSource(snapshot, paths), new QuiesceOptions { Required = Consistency.Crash }, null, CancellationToken.None).RestorePoint;
+            new BackupEngine(fixture.Repository, workers: 2).Run(new ViewSource(StableFilesView.ForPaths(paths, snapshot)), new QuiesceOptions { Required = Consistency.Crash }, null, CancellationToken.None).RestorePoint;
 
         private sealed class FakeUsage : IFileUsageProbe
         {
@@ -378,22 +380,22 @@ namespace VmQuiesce.Core.Tests.Restore
             public string? FindUser(string path, CancellationToken cancel) => _user;
         }
 
-        private sealed class FailingMoveOps : RepositoryFileOps
+        private sealed class FailingRenameOps : RestoreFileOps
         {
             private readonly int _failAt;
 
-            public FailingMoveOps(int failAt) => _failAt = failAt;
+            public FailingRenameOps(int failAt) => _failAt = failAt;
 
-            public int Moves { get; private set; }
+            public int Renames { get; private set; }
 
-            public override bool MoveNew(string from, string to)
+            public override void Rename(TrustedFolder folder, string from, string to)
             {
-                if (Moves++ == _failAt)
+                if (Renames++ == _failAt)
                 {
                     throw new IOException("disk on fire");
                 }
 
-                return base.MoveNew(from, to);
+                base.Rename(folder, from, to);
             }
         }
 
@@ -423,54 +425,6 @@ namespace VmQuiesce.Core.Tests.Restore
 
                 File.WriteAllBytes(restoredFiles.Single(), new byte[] { 0xAB });
                 return "reverted by fake";
-            }
-        }
-
-        /// <summary>Plain files plus a captured snapshot, as a hypervisor source with a revert step records them.</summary>
-        private sealed class SnapshotSource : IBackupSource
-        {
-            private readonly CapturedSnapshot _snapshot;
-            private readonly string[] _paths;
-
-            public SnapshotSource(CapturedSnapshot snapshot, string[] paths)
-            {
-                _snapshot = snapshot;
-                _paths = paths;
-            }
-
-            public string Kind => "Test";
-
-            public string VmName => "vm1";
-
-            public IReadOnlyList<string> FindLeftovers(CancellationToken cancel) => Array.Empty<string>();
-
-            public IConsistentView OpenConsistentView(QuiesceOptions options, CancellationToken cancel) => new View(StableFilesView.ForPaths(_paths), _snapshot);
-
-            private sealed class View : IConsistentView
-            {
-                private readonly StableFilesView _files;
-
-                public View(StableFilesView files, CapturedSnapshot snapshot)
-                {
-                    _files = files;
-                    Snapshot = snapshot;
-                }
-
-                public Consistency Reached => Consistency.Crash;
-
-                public IReadOnlyList<ViewFile> Files => _files.Files;
-
-                public CapturedSnapshot? Snapshot { get; }
-
-                public QuiesceRecord Quiesce => _files.Quiesce;
-
-                public void Complete(bool success, CancellationToken cancel)
-                {
-                }
-
-                public void Dispose()
-                {
-                }
             }
         }
     }

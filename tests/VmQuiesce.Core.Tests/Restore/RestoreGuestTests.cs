@@ -36,7 +36,7 @@ namespace VmQuiesce.Core.Tests.Restore
 
             ShutDown(vm);
             Damage(disk);
-            Assert.NotEqual(point.Files.Single().Digest, RepositoryFixture.ChunkListDigestOf(disk));
+            Assert.NotEqual(point.Files.Single().Digest, RepositoryFixture.DigestOf(disk));
 
             var engine = new RestoreEngine(fixture.Repository);
             RestoreResult result = engine.Run(engine.Plan(new RestoreRequest(point) { Force = true }, CancellationToken.None), null, CancellationToken.None);

@@ -331,7 +331,7 @@ namespace VmQuiesce.Core.Tests.VMware
             Assert.Equal(new[] { point.Snapshot!.Name }, vmrun.Client().ListSnapshots(vm.VmxPath, CancellationToken.None));
             RestorePointFile system = point.Files.Single(f => f.Path == "system.vmdk");
             Assert.Equal(vm.File("system.vmdk"), system.OriginalPath);
-            Assert.Equal(RepositoryFixture.ChunkListDigestOf(repository.WriteFile("expected", System.Text.Encoding.UTF8.GetBytes("system-base;before;"))), system.Digest);
+            Assert.Equal(RepositoryFixture.DigestOf(repository.WriteFile("expected", System.Text.Encoding.UTF8.GetBytes("system-base;before;"))), system.Digest);
             Assert.DoesNotContain(point.Files, f => f.Path.EndsWith(".log", StringComparison.Ordinal) || f.Path.Contains("-000001", StringComparison.Ordinal));
             Assert.True(repository.Repository.Verify(point, CancellationToken.None).IsValid);
         }

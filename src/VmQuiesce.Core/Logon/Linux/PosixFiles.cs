@@ -73,7 +73,7 @@ namespace VmQuiesce.Core.Logon.Linux
             Directory.EnumerateFileSystemEntries("/proc/self/fd/" + Descriptor.ToString(System.Globalization.CultureInfo.InvariantCulture))
                 .Select(entry => System.IO.Path.GetFileName(entry)).ToList();
 
-        public PosixStat Stat() => UnixFiles.Stat(Descriptor, Path);
+        public FileStatus Stat() => UnixFiles.Stat(Descriptor, Path);
 
         public void Dispose() => Libc.close(Descriptor);
 
@@ -106,7 +106,7 @@ namespace VmQuiesce.Core.Logon.Linux
         private static void Grant(PosixFileHandle entry, uint uid, Action<string>? opened)
         {
             opened?.Invoke(entry.Path);
-            PosixStat stat = entry.Stat();
+            FileStatus stat = entry.Stat();
             if (!stat.IsDirectory && !stat.IsRegularFile)
             {
                 return;
@@ -277,7 +277,7 @@ namespace VmQuiesce.Core.Logon.Linux
             }
 
             using PosixFileHandle file = PosixFileHandle.Open(path);
-            PosixStat stat = file.Stat();
+            FileStatus stat = file.Stat();
             PosixAcl acl = PosixAcl.Read(file, PosixAcl.AccessAttribute) ?? PosixAcl.FromMode(stat.Mode);
             ushort mask = acl.Find(PosixAcl.Mask) ?? 7;
             if (user.Uid == stat.Uid)

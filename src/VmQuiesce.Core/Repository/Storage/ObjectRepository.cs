@@ -169,7 +169,7 @@ namespace VmQuiesce.Core.Repository.Storage
             }
 
             string key = ChunkKey(hash);
-            byte[] stored = System.Buffers.ArrayPool<byte>.Shared.Rent(_codec.MaxStoredLength);
+            byte[] stored = System.Buffers.ArrayPool<byte>.Shared.Rent((int)_codec.MaxFileLength);
             int length;
             try
             {

@@ -51,7 +51,8 @@ namespace VmQuiesce.Core.Sources.PlainImage
 
             foreach (string path in _paths)
             {
-                if (!File.Exists(path))
+                // A folder goes on to the copy, which names what it is instead of calling it missing.
+                if (!File.Exists(path) && !Directory.Exists(path))
                 {
                     throw new VmQuiesceException("SourceFileNotFound", FailureKind.ObjectNotFound, $"The file '{path}' of VM '{VmName}' does not exist.", path);
                 }

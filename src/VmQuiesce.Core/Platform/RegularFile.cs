@@ -1,0 +1,189 @@
+using System;
+using System.IO;
+using System.Runtime.InteropServices;
+using System.Text;
+using Microsoft.Win32.SafeHandles;
+using VmQuiesce.Core.Native;
+
+namespace VmQuiesce.Core.Platform
+{
+    /// <summary>
+    /// Reads and creates files that someone else may have tampered with (a repository, a VM folder) without
+    /// being led astray: reads accept only a regular file of bounded size, never a link, FIFO or device (a
+    /// FIFO would hang the read, a device never end it); new files are created exclusively, unreadable to
+    /// others, never through a link. On Linux each check is made on the opened descriptor, so nothing can
+    /// be swapped in between; elsewhere on the path, as well as the platform allows.
+    /// </summary>
+    internal static class RegularFile
+    {
+        /// <summary>Mode of every file VmQuiesce creates in a repository: readable by its owner only.</summary>
+        public const int OwnerOnly = 0x180; // 0600
+
+        /// <summary>
+        /// Opens <paramref name="path"/> for reading. Throws <see cref="FileNotFoundException"/> when it does not
+        /// exist, <see cref="UnexpectedFileException"/> when it is not a regular file of at most
+        /// <paramref name="maxBytes"/> bytes, and <see cref="IOException"/> (HResult: the errno) otherwise.
+        /// </summary>
+        public static FileStream OpenRead(string path, long maxBytes)
+        {
+            if (!HostPlatform.IsLinux)
+            {
+                return OpenReadByPath(path, maxBytes);
+            }
+
+            // O_NONBLOCK: opening a FIFO would otherwise wait for a writer; it changes nothing for a regular file.
+            int fd = UnixFiles.OpenAt(Libc.AtFdCwd, path, Libc.OpenReadOnly | Libc.OpenNoFollow | Libc.OpenNonBlocking | Libc.OpenCloseOnExec, 0);
+            if (fd < 0)
+            {
+                int errno = Marshal.GetLastWin32Error();
+                if (errno == Libc.ELOOP)
+                {
+                    throw new UnexpectedFileException(path, "a symbolic link", "a regular file");
+                }
+
+                throw Failure("open", path, errno);
+            }
+
+            var handle = new SafeFileHandle((IntPtr)fd, ownsHandle: true);
+            try
+            {
+                FileStatus status = UnixFiles.StatAt(fd, string.Empty, out int errno) ?? throw Failure("inspect", path, errno);
+                CheckRegular(path, status.IsRegularFile ? null : status.KindName, status.Size, maxBytes);
+                return new FileStream(handle, FileAccess.Read, bufferSize: 1);
+            }
+            catch
+            {
+                handle.Dispose();
+                throw;
+            }
+        }
+
+        /// <summary>The whole of a small text file (UTF-8), read as <see cref="OpenRead"/> allows.</summary>
+        public static string ReadAllText(string path, long maxBytes)
+        {
+            using FileStream stream = OpenRead(path, maxBytes);
+            using var reader = new StreamReader(stream, new UTF8Encoding(false));
+            var buffer = new char[4096];
+            var text = new StringBuilder();
+            int read;
+            // The size was checked on open, but a file can grow while it is read.
+            while ((read = reader.Read(buffer, 0, buffer.Length)) > 0)
+            {
+                text.Append(buffer, 0, read);
+                if (text.Length > maxBytes)
+                {
+                    throw new UnexpectedFileException(path, "growing past that while it was read", $"at most {maxBytes:N0} bytes");
+                }
+            }
+
+            return text.ToString();
+        }
+
+        /// <summary>
+        /// Creates <paramref name="path"/>, which must not exist (not even as a dangling link), with mode
+        /// <paramref name="mode"/> on Unix; on Windows it inherits its folder's permissions.
+        /// </summary>
+        public static FileStream CreateNew(string path, int mode = OwnerOnly)
+        {
+            if (!HostPlatform.IsLinux)
+            {
+                return new FileStream(path, FileMode.CreateNew, FileAccess.Write, FileShare.None, bufferSize: 1, FileOptions.None);
+            }
+
+            int fd = UnixFiles.OpenAt(Libc.AtFdCwd, path, Libc.OpenWriteOnly | Libc.OpenCreate | Libc.OpenExclusive | Libc.OpenNoFollow | Libc.OpenCloseOnExec, mode);
+            if (fd < 0)
+            {
+                throw Failure("create", path, Marshal.GetLastWin32Error());
+            }
+
+            // open(2) applies the umask; the mode must not depend on it.
+            Libc.fchmod(fd, mode);
+            return new FileStream(new SafeFileHandle((IntPtr)fd, ownsHandle: true), FileAccess.Write, bufferSize: 1);
+        }
+
+        /// <summary>What is at <paramref name="path"/>, the link itself when it is one; null when nothing is (or not Linux).</summary>
+        public static FileStatus? StatNoFollow(string path) =>
+            HostPlatform.IsLinux ? UnixFiles.StatAt(Libc.AtFdCwd, path, out _) : null;
+
+        /// <summary>An exclusive flock on descriptor <paramref name="fd"/> without waiting (Linux); false when another open of the file holds one.</summary>
+        public static bool TryLockExclusive(int fd) => Libc.flock(fd, Libc.LockExclusive | Libc.LockNonBlocking) == 0;
+
+        /// <summary>An IOException for a failed libc call, carrying the errno as its HResult as .NET's own do on Unix.</summary>
+        public static IOException Failure(string what, string path, int errno) => errno switch
+        {
+            Libc.ENOENT => new FileNotFoundException($"Could not {what} '{path}': {Libc.ErrorText(errno)}.", path),
+            Libc.EACCES or Libc.EPERM => new IOException($"Could not {what} '{path}': {Libc.ErrorText(errno)} (permission denied).", errno),
+            _ => new IOException($"Could not {what} '{path}': {Libc.ErrorText(errno)}.", errno),
+        };
+
+        /// <summary>The errno an IOException carries (Linux), or 0.</summary>
+        public static int ErrnoOf(Exception e) => HostPlatform.IsLinux && e is IOException && !(e is FileNotFoundException) ? e.HResult : 0;
+
+        /// <summary>True when <paramref name="e"/> says the file system is full (or the quota spent).</summary>
+        public static bool IsDiskFull(Exception e)
+        {
+            if (HostPlatform.IsWindows)
+            {
+                // ERROR_HANDLE_DISK_FULL, ERROR_DISK_FULL
+                int code = e.HResult & 0xFFFF;
+                return e is IOException && (code == 39 || code == 112);
+            }
+
+            int errno = ErrnoOf(e);
+            return errno == Libc.ENOSPC || errno == Libc.EDQUOT;
+        }
+
+        /// <summary>True when <paramref name="e"/> says the file system is mounted read-only.</summary>
+        public static bool IsReadOnlyFileSystem(Exception e) =>
+            HostPlatform.IsWindows ? e is IOException && (e.HResult & 0xFFFF) == 19 /* ERROR_WRITE_PROTECT */ : ErrnoOf(e) == Libc.EROFS;
+
+        private static FileStream OpenReadByPath(string path, long maxBytes)
+        {
+            var info = new FileInfo(path);
+            if (info.Exists && (info.Attributes & FileAttributes.ReparsePoint) != 0)
+            {
+                throw new UnexpectedFileException(path, "a link", "a regular file");
+            }
+
+            var stream = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.Read, bufferSize: 1, FileOptions.None);
+            try
+            {
+                CheckRegular(path, null, stream.Length, maxBytes);
+                return stream;
+            }
+            catch
+            {
+                stream.Dispose();
+                throw;
+            }
+        }
+
+        private static void CheckRegular(string path, string? wrongKind, long size, long maxBytes)
+        {
+            if (wrongKind != null)
+            {
+                throw new UnexpectedFileException(path, wrongKind, "a regular file");
+            }
+
+            if (size > maxBytes)
+            {
+                throw new UnexpectedFileException(path, $"{size:N0} bytes long", $"at most {maxBytes:N0} bytes");
+            }
+        }
+    }
+
+    /// <summary>A file that is not what it should be: a link, FIFO or device where a regular file belongs, or far too large.</summary>
+    internal sealed class UnexpectedFileException : IOException
+    {
+        public UnexpectedFileException(string path, string found, string expected)
+            : base($"'{path}' is {found}; expected {expected}. It was not read.")
+        {
+            Path = path;
+            Found = found;
+        }
+
+        public string Path { get; }
+
+        public string Found { get; }
+    }
+}

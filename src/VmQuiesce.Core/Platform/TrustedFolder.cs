@@ -1,0 +1,544 @@
+using System;
+using System.Collections.Generic;
+using System.IO;
+using System.Linq;
+using System.Runtime.InteropServices;
+using Microsoft.Win32.SafeHandles;
+using VmQuiesce.Core.Native;
+
+namespace VmQuiesce.Core.Platform
+{
+    /// <summary>Why a folder on the way to a file was refused.</summary>
+    internal enum FolderProblem
+    {
+        /// <summary>A symbolic link someone other than root (or this process's user) made.</summary>
+        Link,
+
+        /// <summary>A file (or FIFO, device...) where a folder should be: the path runs under a file.</summary>
+        NotAFolder,
+
+        /// <summary>A folder owned by someone other than root, this process's user or the file's owner.</summary>
+        ForeignOwner,
+
+        /// <summary>The folder does not exist (and was not to be created).</summary>
+        Missing,
+    }
+
+    /// <summary>A folder on the way to a file that VmQuiesce will not write through.</summary>
+    internal sealed class FolderTrustException : IOException
+    {
+        public FolderTrustException(FolderProblem problem, string folder, string message)
+            : base(message)
+        {
+            Problem = problem;
+            Folder = folder;
+        }
+
+        public FolderProblem Problem { get; }
+
+        /// <summary>The folder (or link, or file) that was refused.</summary>
+        public string Folder { get; }
+    }
+
+    /// <summary>
+    /// A folder VmQuiesce writes files into as root, reached safely: on Linux it is opened from the root one
+    /// component at a time (openat with O_NOFOLLOW|O_DIRECTORY), each folder owned by root, this process's user
+    /// or the owner of the file to be written, and a symbolic link followed only when root (or this process's
+    /// user) made it. Files are then created, linked, renamed and removed relative to the open folder, so a
+    /// folder swapped for a link after the check changes nothing. Elsewhere the same checks run on the path
+    /// (links are refused, owners are not checked), which a racing local user could still defeat.
+    /// </summary>
+    internal sealed class TrustedFolder : IDisposable
+    {
+        private const int MaxLinks = 40;
+        private const int OwnerOnlyFolder = 0x1C0; // 0700
+
+        private readonly SafeFileHandle? _handle;
+
+        private TrustedFolder(string path, SafeFileHandle? handle)
+        {
+            Path = path;
+            _handle = handle;
+        }
+
+        public string Path { get; }
+
+        private int Fd => (int)_handle!.DangerousGetHandle();
+
+        /// <summary>
+        /// Opens folder <paramref name="path"/> (absolute). With <paramref name="create"/>, missing folders are made
+        /// (0700, then given to <paramref name="owner"/> so it can reach its file); without, a missing folder throws
+        /// <see cref="FolderTrustException"/> with <see cref="FolderProblem.Missing"/>.
+        /// </summary>
+        public static TrustedFolder Open(string path, uint? owner, bool create)
+        {
+            if (!HostPlatform.IsLinux)
+            {
+                WalkByPath(path, create);
+                return new TrustedFolder(path, null);
+            }
+
+            return new TrustedFolder(path, Walk(OpenRoot(), "/", Components(path), owner, create, followRootLinks: true));
+        }
+
+        /// <summary>
+        /// Opens the folder <paramref name="relative"/> ('/'-separated) below this one, following no link at all,
+        /// so nothing below is reached outside this folder (a restore's -Destination); otherwise as <see cref="Open"/>.
+        /// </summary>
+        public TrustedFolder OpenBelow(string relative, uint? owner, bool create)
+        {
+            string path = Components(relative).Aggregate(Path, System.IO.Path.Combine);
+            if (_handle == null)
+            {
+                WalkByPath(path, create);
+                return new TrustedFolder(path, null);
+            }
+
+            int fd = UnixFiles.OpenAt(Fd, ".", Libc.OpenReadOnly | Libc.OpenDirectory | Libc.OpenCloseOnExec, 0);
+            var start = fd >= 0 ? new SafeFileHandle((IntPtr)fd, ownsHandle: true) : throw RegularFile.Failure("open", Path, Marshal.GetLastWin32Error());
+            return new TrustedFolder(path, Walk(start, Path, Components(relative), owner, create, followRootLinks: false));
+        }
+
+        /// <summary>
+        /// Opens folder <paramref name="path"/> whose parents were checked already (a repository's own folders):
+        /// only its last component must not be a link. Throws <see cref="FolderTrustException"/> when it is one, or
+        /// not a folder.
+        /// </summary>
+        public static TrustedFolder OpenNoFollow(string path)
+        {
+            if (!HostPlatform.IsLinux)
+            {
+                if (IsLinkByPath(path))
+                {
+                    throw new FolderTrustException(FolderProblem.Link, path, $"'{path}' is a link (a reparse point), not a folder.");
+                }
+
+                return Directory.Exists(path) ? new TrustedFolder(path, null) : throw new FolderTrustException(FolderProblem.Missing, path, $"The folder '{path}' does not exist.");
+            }
+
+            int fd = UnixFiles.OpenAt(Libc.AtFdCwd, path, Libc.OpenReadOnly | Libc.OpenDirectory | Libc.OpenNoFollow | Libc.OpenCloseOnExec, 0);
+            if (fd >= 0)
+            {
+                return new TrustedFolder(path, new SafeFileHandle((IntPtr)fd, ownsHandle: true));
+            }
+
+            int errno = Marshal.GetLastWin32Error();
+            FileStatus? found = RegularFile.StatNoFollow(path);
+            throw found == null ? new FolderTrustException(FolderProblem.Missing, path, $"The folder '{path}' does not exist.")
+                : found.Value.IsSymbolicLink ? new FolderTrustException(FolderProblem.Link, path, $"'{path}' is a symbolic link, not a folder.")
+                : found.Value.IsDirectory ? RegularFile.Failure("open the folder", path, errno)
+                : new FolderTrustException(FolderProblem.NotAFolder, path, $"'{path}' is {found.Value.KindName}, not a folder.");
+        }
+
+        /// <summary>What is at <paramref name="name"/> in this folder (a link is not followed); null when nothing is.</summary>
+        public FileStatus? Stat(string name)
+        {
+            if (_handle == null)
+            {
+                return null;
+            }
+
+            FileStatus? status = UnixFiles.StatAt(Fd, name, out int errno);
+            if (status == null && errno != Libc.ENOENT)
+            {
+                throw RegularFile.Failure("inspect", Combine(name), errno);
+            }
+
+            return status;
+        }
+
+        /// <summary>True when <paramref name="name"/> exists here (as anything, a dangling link too).</summary>
+        public bool Exists(string name) => _handle == null ? File.Exists(Combine(name)) || Directory.Exists(Combine(name)) || IsLinkByPath(Combine(name)) : Stat(name) != null;
+
+        /// <summary>
+        /// Creates <paramref name="name"/> here, which must not exist, readable by this process's user only;
+        /// written past the page cache when <paramref name="direct"/> and the file system allows.
+        /// </summary>
+        public CreatedFile CreateNew(string name, bool direct)
+        {
+            if (_handle == null)
+            {
+                return new CreatedFile(new FileStream(Combine(name), FileMode.CreateNew, FileAccess.Write, FileShare.None, bufferSize: 1, FileOptions.None), -1);
+            }
+
+            int flags = Libc.OpenWriteOnly | Libc.OpenCreate | Libc.OpenExclusive | Libc.OpenNoFollow | Libc.OpenCloseOnExec;
+            int fd = direct && Environment.Is64BitProcess ? UnixFiles.OpenAt(Fd, name, flags | Libc.OpenDirect, RegularFile.OwnerOnly) : -1;
+            if (fd >= 0)
+            {
+                Libc.fchmod(fd, RegularFile.OwnerOnly);
+                return new CreatedFile(DirectFileStream.FromDescriptor(fd, Combine(name)), fd);
+            }
+
+            // EINVAL: this file system does not do O_DIRECT; write through the page cache.
+            if (direct && Environment.Is64BitProcess && Marshal.GetLastWin32Error() != Libc.EINVAL)
+            {
+                throw RegularFile.Failure("create", Combine(name), Marshal.GetLastWin32Error());
+            }
+
+            fd = UnixFiles.OpenAt(Fd, name, flags, RegularFile.OwnerOnly);
+            if (fd < 0)
+            {
+                throw RegularFile.Failure("create", Combine(name), Marshal.GetLastWin32Error());
+            }
+
+            Libc.fchmod(fd, RegularFile.OwnerOnly);
+            return new CreatedFile(new FileStream(new SafeFileHandle((IntPtr)fd, ownsHandle: true), FileAccess.Write, bufferSize: 1), fd);
+        }
+
+        /// <summary>
+        /// Opens the existing regular file <paramref name="name"/> for writing without following a link; null when
+        /// it is missing or not a regular file.
+        /// </summary>
+        public FileStream? OpenExistingForWrite(string name)
+        {
+            if (_handle == null)
+            {
+                return File.Exists(Combine(name)) && !IsLinkByPath(Combine(name)) ? new FileStream(Combine(name), FileMode.Open, FileAccess.ReadWrite, FileShare.None) : null;
+            }
+
+            int fd = UnixFiles.OpenAt(Fd, name, 0x2 /* O_RDWR */ | Libc.OpenNoFollow | Libc.OpenNonBlocking | Libc.OpenCloseOnExec, 0);
+            if (fd < 0)
+            {
+                return null;
+            }
+
+            var handle = new SafeFileHandle((IntPtr)fd, ownsHandle: true);
+            if (UnixFiles.StatAt(fd, string.Empty, out _)?.IsRegularFile != true)
+            {
+                handle.Dispose();
+                return null;
+            }
+
+            return new FileStream(handle, FileAccess.ReadWrite, bufferSize: 1);
+        }
+
+        /// <summary>
+        /// Gives the file <paramref name="existing"/> a second name <paramref name="name"/>, which must be free. False
+        /// when this file system (or platform) has no hard links; the caller then moves the file instead.
+        /// </summary>
+        public bool TryLink(string existing, string name)
+        {
+            if (_handle == null)
+            {
+                return false;
+            }
+
+            if (Libc.linkat(Fd, existing, Fd, name) == 0)
+            {
+                return true;
+            }
+
+            int errno = Marshal.GetLastWin32Error();
+            if (errno == Libc.EPERM || errno == Libc.EOPNOTSUPP || errno == Libc.EMLINK)
+            {
+                return false;
+            }
+
+            throw RegularFile.Failure("link", Combine(name), errno);
+        }
+
+        /// <summary>Renames <paramref name="from"/> to <paramref name="to"/> in one step, replacing what <paramref name="to"/> was.</summary>
+        public void Rename(string from, string to)
+        {
+            if (_handle == null)
+            {
+                if (File.Exists(Combine(to)))
+                {
+                    File.Replace(Combine(from), Combine(to), null);
+                }
+                else
+                {
+                    File.Move(Combine(from), Combine(to));
+                }
+
+                return;
+            }
+
+            if (Libc.renameat(Fd, from, Fd, to) != 0)
+            {
+                throw RegularFile.Failure("rename", Combine(from) + "' to '" + Combine(to), Marshal.GetLastWin32Error());
+            }
+        }
+
+        /// <summary>Removes the entry <paramref name="name"/> (a link itself, never its target); missing is fine.</summary>
+        public void Delete(string name)
+        {
+            if (_handle == null)
+            {
+                File.Delete(Combine(name));
+                return;
+            }
+
+            if (Libc.unlinkat(Fd, name, 0) != 0 && Marshal.GetLastWin32Error() != Libc.ENOENT)
+            {
+                throw RegularFile.Failure("delete", Combine(name), Marshal.GetLastWin32Error());
+            }
+        }
+
+        /// <summary>The names of the entries here (path-based: callers act on them only through this folder).</summary>
+        public IEnumerable<string> Names() => Directory.EnumerateFileSystemEntries(Path).Select(entry => System.IO.Path.GetFileName(entry));
+
+        /// <summary>Makes renames, links and deletions in this folder durable.</summary>
+        public void Sync()
+        {
+            if (_handle == null)
+            {
+                UnixFiles.SyncDirectory(Path);
+            }
+            else
+            {
+                Libc.fsync(Fd);
+            }
+        }
+
+        public string Combine(string name) => System.IO.Path.Combine(Path, name);
+
+        public void Dispose() => _handle?.Dispose();
+
+        private static SafeFileHandle Walk(SafeFileHandle start, string startShown, IEnumerable<string> components, uint? owner, bool create, bool followRootLinks)
+        {
+            uint self = Libc.geteuid();
+            var pending = new LinkedList<string>(components);
+            string shown = startShown;
+            var current = start;
+            var made = new HashSet<(ulong, ulong)>();
+            int links = 0;
+            try
+            {
+                while (pending.Count > 0)
+                {
+                    string name = pending.First!.Value;
+                    pending.RemoveFirst();
+                    if (name.Length == 0 || name == ".")
+                    {
+                        continue;
+                    }
+
+                    string next = name == ".." ? (System.IO.Path.GetDirectoryName(shown) ?? "/") : System.IO.Path.Combine(shown, name);
+                    if (name == ".." && !followRootLinks)
+                    {
+                        throw new FolderTrustException(FolderProblem.Link, next, $"'..' would leave '{startShown}'; nothing is written outside it.");
+                    }
+
+                    int fd = UnixFiles.OpenAt((int)current.DangerousGetHandle(), name, Libc.OpenReadOnly | Libc.OpenDirectory | Libc.OpenNoFollow | Libc.OpenCloseOnExec, 0);
+                    if (fd < 0)
+                    {
+                        int errno = Marshal.GetLastWin32Error();
+                        FileStatus? found = UnixFiles.StatAt((int)current.DangerousGetHandle(), name, out _);
+                        if (found?.IsSymbolicLink == true)
+                        {
+                            string? target = UnixFiles.ReadLinkAt((int)current.DangerousGetHandle(), name);
+                            if (!followRootLinks)
+                            {
+                                throw new FolderTrustException(FolderProblem.Link, next,
+                                    $"'{next}' is a symbolic link{(target == null ? string.Empty : $" to '{target}'")} inside '{startShown}'; nothing is written through a link out of it.");
+                            }
+
+                            if (target == null || (found.Value.Uid != 0 && found.Value.Uid != self) || ++links > MaxLinks)
+                            {
+                                throw new FolderTrustException(FolderProblem.Link, next,
+                                    $"'{next}' is a symbolic link{(target == null ? string.Empty : $" to '{target}'")} made by user id {found.Value.Uid}; VmQuiesce follows only links that root made, so it does not write through it.");
+                            }
+
+                            // The link's target is walked the same way, from the root when it is absolute.
+                            foreach (string part in Components(target).Reverse())
+                            {
+                                pending.AddFirst(part);
+                            }
+
+                            if (System.IO.Path.IsPathRooted(target))
+                            {
+                                current.Dispose();
+                                current = OpenRoot();
+                                shown = "/";
+                            }
+
+                            continue;
+                        }
+
+                        if (found != null && !found.Value.IsDirectory)
+                        {
+                            throw new FolderTrustException(FolderProblem.NotAFolder, next, $"'{next}' is {found.Value.KindName}, not a folder.");
+                        }
+
+                        if (errno != Libc.ENOENT)
+                        {
+                            throw RegularFile.Failure("open the folder", next, errno);
+                        }
+
+                        if (!create)
+                        {
+                            throw new FolderTrustException(FolderProblem.Missing, next, $"The folder '{next}' does not exist.");
+                        }
+
+                        fd = MakeFolder(current, name, next, owner, made);
+                    }
+
+                    var opened = new SafeFileHandle((IntPtr)fd, ownsHandle: true);
+                    FileStatus status = UnixFiles.StatAt(fd, string.Empty, out int statErrno) ?? throw RegularFile.Failure("inspect", next, statErrno);
+                    if (status.Uid != 0 && status.Uid != self && status.Uid != owner && !made.Contains((status.Device, status.Inode)))
+                    {
+                        opened.Dispose();
+                        throw new FolderTrustException(FolderProblem.ForeignOwner, next,
+                            $"The folder '{next}' belongs to user id {status.Uid}, which is neither root nor the owner of the file written there{(owner == null ? string.Empty : $" (user id {owner})")}; that user could swap its contents for links, so VmQuiesce does not write there.");
+                    }
+
+                    current.Dispose();
+                    current = opened;
+                    shown = next;
+                }
+
+                return current;
+            }
+            catch
+            {
+                current.Dispose();
+                throw;
+            }
+        }
+
+        private static int MakeFolder(SafeFileHandle parent, string name, string shown, uint? owner, HashSet<(ulong, ulong)> made)
+        {
+            int parentFd = (int)parent.DangerousGetHandle();
+            if (Libc.mkdirat(parentFd, name, OwnerOnlyFolder) != 0 && Marshal.GetLastWin32Error() != Libc.EEXIST)
+            {
+                throw RegularFile.Failure("create the folder", shown, Marshal.GetLastWin32Error());
+            }
+
+            int fd = UnixFiles.OpenAt(parentFd, name, Libc.OpenReadOnly | Libc.OpenDirectory | Libc.OpenNoFollow | Libc.OpenCloseOnExec, 0);
+            if (fd < 0)
+            {
+                throw RegularFile.Failure("open the folder", shown, Marshal.GetLastWin32Error());
+            }
+
+            FileStatus? status = UnixFiles.StatAt(fd, string.Empty, out _);
+            if (status != null && status.Value.Uid == Libc.geteuid())
+            {
+                // The file's owner must be able to reach its file; nobody else may look in.
+                if (owner != null && owner != status.Value.Uid)
+                {
+                    Libc.fchown(fd, owner.Value, uint.MaxValue);
+                }
+
+                made.Add((status.Value.Device, status.Value.Inode));
+            }
+
+            return fd;
+        }
+
+        private static SafeFileHandle OpenRoot()
+        {
+            int fd = UnixFiles.OpenAt(Libc.AtFdCwd, "/", Libc.OpenReadOnly | Libc.OpenDirectory | Libc.OpenCloseOnExec, 0);
+            return fd >= 0 ? new SafeFileHandle((IntPtr)fd, ownsHandle: true) : throw RegularFile.Failure("open", "/", Marshal.GetLastWin32Error());
+        }
+
+        private static IEnumerable<string> Components(string path) => path.Split(new[] { '/' }, StringSplitOptions.RemoveEmptyEntries);
+
+        /// <summary>Windows and macOS: refuse links on the way, create what is missing.</summary>
+        private static void WalkByPath(string path, bool create)
+        {
+            string? root = System.IO.Path.GetPathRoot(path);
+            string current = root ?? string.Empty;
+            foreach (string part in path.Substring(current.Length).Split(new[] { System.IO.Path.DirectorySeparatorChar, System.IO.Path.AltDirectorySeparatorChar }, StringSplitOptions.RemoveEmptyEntries))
+            {
+                current = System.IO.Path.Combine(current, part);
+                if (IsLinkByPath(current))
+                {
+                    throw new FolderTrustException(FolderProblem.Link, current, $"'{current}' is a link (a reparse point); VmQuiesce does not write through it.");
+                }
+
+                if (File.Exists(current))
+                {
+                    throw new FolderTrustException(FolderProblem.NotAFolder, current, $"'{current}' is a file, not a folder.");
+                }
+
+                if (!Directory.Exists(current))
+                {
+                    if (!create)
+                    {
+                        throw new FolderTrustException(FolderProblem.Missing, current, $"The folder '{current}' does not exist.");
+                    }
+
+                    Directory.CreateDirectory(current);
+                }
+            }
+        }
+
+        private static bool IsLinkByPath(string path)
+        {
+            try
+            {
+                return (File.GetAttributes(path) & FileAttributes.ReparsePoint) != 0;
+            }
+            catch (Exception e) when (e is FileNotFoundException || e is DirectoryNotFoundException)
+            {
+                return false;
+            }
+        }
+    }
+
+    /// <summary>A file just made by <see cref="TrustedFolder.CreateNew"/>: its stream, and on Linux its descriptor for owner and mode.</summary>
+    internal sealed class CreatedFile : IDisposable
+    {
+        private readonly int _fd;
+
+        public CreatedFile(Stream stream, int fd)
+        {
+            Stream = stream;
+            _fd = fd;
+        }
+
+        public Stream Stream { get; }
+
+        /// <summary>
+        /// Takes an exclusive flock (Linux) without waiting, held until <see cref="Unlock"/> or until the file is
+        /// closed: another process can then tell that this file is being written, and a file left by a dead process
+        /// from one that is not. False when another open of the file holds it. Always true elsewhere.
+        /// </summary>
+        public bool TryLock() => _fd < 0 || RegularFile.TryLockExclusive(_fd);
+
+        /// <summary>Lets others lock the file again (tools that lock files themselves, such as a snapshot revert).</summary>
+        public void Unlock()
+        {
+            if (_fd >= 0)
+            {
+                Libc.flock(_fd, Libc.LockUnlock);
+            }
+        }
+
+        /// <summary>Makes the owner and mode durable too (fdatasync, which flushes the data, may leave them out).</summary>
+        public void SyncMetadata()
+        {
+            if (_fd >= 0 && Libc.fsync(_fd) != 0)
+            {
+                throw new IOException($"Could not flush the new file to disk: {Libc.ErrorText(Marshal.GetLastWin32Error())}.", Marshal.GetLastWin32Error());
+            }
+        }
+
+        /// <summary>
+        /// Gives the file its owner and mode (Unix; a no-op elsewhere). Only the permission bits are kept. When
+        /// this process may not give files away (not root), the file stays this user's and loses its group and
+        /// other bits rather than granting them to the wrong people.
+        /// </summary>
+        public void SetOwnerAndMode(uint? uid, uint? gid, int mode)
+        {
+            if (_fd < 0)
+            {
+                return;
+            }
+
+            int permissions = mode & 0x1FF;
+            if ((uid != null || gid != null) && Libc.fchown(_fd, uid ?? uint.MaxValue, gid ?? uint.MaxValue) != 0)
+            {
+                permissions &= 0x1C0;
+            }
+
+            if (Libc.fchmod(_fd, permissions) != 0)
+            {
+                throw new IOException($"Could not set the mode of the restored file: {Libc.ErrorText(Marshal.GetLastWin32Error())}.", Marshal.GetLastWin32Error());
+            }
+        }
+
+        public void Dispose() => Stream.Dispose();
+    }
+}

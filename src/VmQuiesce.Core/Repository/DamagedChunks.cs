@@ -1,0 +1,87 @@
+using System;
+using System.Collections.Generic;
+using System.IO;
+using System.Linq;
+using VmQuiesce.Core.Platform;
+
+namespace VmQuiesce.Core.Repository
+{
+    /// <summary>
+    /// The chunks a verification found damaged: one empty file per chunk in damaged/ (named by its hash). A
+    /// backup that meets such a chunk stores it anew from its own data instead of deduplicating against it,
+    /// which repairs every restore point that uses it, and removes the record. A chunk whose damage cannot be
+    /// seen from its header and length (a flipped bit) is thus rewritten once a Test-VmBackup has found it.
+    /// </summary>
+    internal sealed class DamagedChunks
+    {
+        internal const string FolderName = "damaged";
+        private const int OwnerOnlyFolder = 0x1C0; // 0700
+
+        private readonly string _folder;
+        private HashSet<string>? _known;
+
+        public DamagedChunks(string repositoryPath)
+        {
+            _folder = Path.Combine(repositoryPath, FolderName);
+        }
+
+        /// <summary>True when a verification recorded the chunk damaged (read once per repository object).</summary>
+        public bool Contains(string hash)
+        {
+            if (_known == null)
+            {
+                var known = new HashSet<string>(All(), StringComparer.Ordinal);
+                _known = known;
+            }
+
+            lock (_known)
+            {
+                return _known.Contains(hash);
+            }
+        }
+
+        /// <summary>Every recorded hash.</summary>
+        public IEnumerable<string> All() =>
+            Directory.Exists(_folder) ? Directory.EnumerateFiles(_folder).Select(path => Path.GetFileName(path)).Where(ChunkStore.IsChunkName).ToList() : Enumerable.Empty<string>();
+
+        /// <summary>Records <paramref name="hash"/> damaged; true when it was not recorded before.</summary>
+        public bool Record(string hash)
+        {
+            if (!Directory.Exists(_folder))
+            {
+                Directory.CreateDirectory(_folder);
+                if (!HostPlatform.IsWindows)
+                {
+                    Logon.Linux.PosixFiles.ChangeMode(_folder, OwnerOnlyFolder);
+                }
+            }
+
+            try
+            {
+                RegularFile.CreateNew(Path.Combine(_folder, hash)).Dispose();
+                return true;
+            }
+            catch (IOException) when (File.Exists(Path.Combine(_folder, hash)))
+            {
+                return false;
+            }
+        }
+
+        /// <summary>Forgets <paramref name="hash"/>: it was stored anew, or no restore point uses it any more.</summary>
+        public void Clear(string hash)
+        {
+            if (Directory.Exists(_folder))
+            {
+                File.Delete(Path.Combine(_folder, hash));
+            }
+
+            if (_known != null)
+            {
+                lock (_known)
+                {
+                    _known.Remove(hash);
+                }
+            }
+        }
+    }
+}

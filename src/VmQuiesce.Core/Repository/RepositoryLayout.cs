@@ -1,0 +1,315 @@
+using System;
+using System.Collections.Generic;
+using System.IO;
+using System.Linq;
+using VmQuiesce.Core.Logon.Windows;
+using VmQuiesce.Core.Native;
+using VmQuiesce.Core.Platform;
+
+namespace VmQuiesce.Core.Repository
+{
+    /// <summary>What is at a repository path before it is opened.</summary>
+    internal enum LayoutState
+    {
+        Missing,
+        Empty,
+
+        /// <summary>Only the empty folders of a repository whose creation was interrupted (no marker yet).</summary>
+        Partial,
+
+        Repository,
+
+        /// <summary>A folder holding something else.</summary>
+        Foreign,
+    }
+
+    /// <summary>
+    /// A repository's folders: what is at a path, building the layout (resumable, so an interrupted creation is
+    /// completed by the next one, and safe beside a concurrent creator), checking that none of its folders is a
+    /// link, how open it is to other users, and removing a repository that was made for nothing.
+    /// </summary>
+    internal static class RepositoryLayout
+    {
+        private const int OwnerOnlyFolder = 0x1C0; // 0700
+        private static readonly string[] Folders = { ChunkStore.FolderName, BackupRepository.PointsFolderName, RepositoryLock.FolderName, DamagedChunks.FolderName };
+
+        /// <summary>Characters that are never part of a repository path a user meant literally.</summary>
+        private static readonly char[] Wildcards = { '*', '?' };
+
+        /// <summary>
+        /// The full path of <paramref name="path"/>, refusing empty paths, wildcards and control characters:
+        /// PowerShell does not expand wildcards in these parameters, so '*' would otherwise become a folder name.
+        /// </summary>
+        public static string FullPath(string path, string what, string errorId = "InvalidRepositoryPath")
+        {
+            if (string.IsNullOrWhiteSpace(path))
+            {
+                throw new VmQuiesceException(errorId, FailureKind.InvalidArgument, $"The {what} path is empty; expected a folder path.", path);
+            }
+
+            int bad = path.IndexOfAny(Wildcards);
+            if (bad < 0)
+            {
+                bad = path.IndexOfAny(Path.GetInvalidPathChars().Concat(Enumerable.Range(0, 32).Select(c => (char)c)).ToArray());
+            }
+
+            if (bad >= 0)
+            {
+                string shown = char.IsControl(path[bad]) ? $"control character U+{(int)path[bad]:X4}" : $"'{path[bad]}'";
+                throw new VmQuiesceException(errorId, FailureKind.InvalidArgument,
+                    $"The {what} path '{Printable(path)}' contains {shown}; expected the literal path of one folder (wildcards are not expanded here).", path)
+                {
+                    Remedy = "Give the folder's full name without '*' or '?'; list the folders with Get-ChildItem first if you meant a pattern.",
+                };
+            }
+
+            return Path.GetFullPath(path);
+        }
+
+        /// <summary>
+        /// What is at <paramref name="full"/>. Throws RepositoryPathIsFile when it, or a folder on its way, is a file.
+        /// </summary>
+        public static LayoutState Inspect(string full, string given)
+        {
+            ThrowIfFileOnPath(full, given, "repository", "RepositoryPathIsFile");
+            if (!Directory.Exists(full))
+            {
+                return LayoutState.Missing;
+            }
+
+            var entries = Directory.EnumerateFileSystemEntries(full).Select(entry => Path.GetFileName(entry)).ToList();
+            if (entries.Contains(BackupRepository.MarkerName))
+            {
+                return LayoutState.Repository;
+            }
+
+            if (entries.Count == 0)
+            {
+                return LayoutState.Empty;
+            }
+
+            return entries.All(name => IsMarkerTemp(name) || (Folders.Contains(name) && IsEmptyLayoutFolder(Path.Combine(full, name), name == ChunkStore.FolderName)))
+                ? LayoutState.Partial
+                : LayoutState.Foreign;
+        }
+
+        /// <summary>
+        /// Throws RepositoryPathIsFile when <paramref name="full"/> or one of its parents is a file (or anything but a
+        /// folder): "a path under a file" gets a message, not a raw IOException.
+        /// </summary>
+        public static void ThrowIfFileOnPath(string full, string given, string what, string errorId)
+        {
+            for (string? current = full; !string.IsNullOrEmpty(current); current = Path.GetDirectoryName(current))
+            {
+                if (File.Exists(current))
+                {
+                    string where = current == full ? string.Empty : $" (the {what} path '{full}' runs under it)";
+                    throw new VmQuiesceException(errorId, FailureKind.InvalidArgument,
+                        $"'{current}' is a file{where}; expected a folder for the {what}.", given)
+                    {
+                        Remedy = $"Give the path of a folder (new or existing) for the {what}.",
+                    };
+                }
+
+                if (Directory.Exists(current))
+                {
+                    return;
+                }
+            }
+        }
+
+        /// <summary>
+        /// Makes the folders of a repository at <paramref name="full"/>, skipping what exists, so an interrupted
+        /// creation (or a concurrent one) is completed. New folders are 0700 on Unix; on Windows the repository
+        /// folder is restricted to Administrators and SYSTEM, which everything inside inherits. True when the
+        /// repository folder itself was made here.
+        /// </summary>
+        public static bool Build(string full, Func<IEnumerable<string>> fanOutNames)
+        {
+            string parent = Path.GetDirectoryName(full)!;
+            Directory.CreateDirectory(parent);
+            bool made = MakeFolder(full);
+            if (HostPlatform.IsWindows)
+            {
+                WindowsSecurity.RestrictToAdministrators(full);
+            }
+            else
+            {
+                Logon.Linux.PosixFiles.ChangeMode(full, OwnerOnlyFolder);
+            }
+
+            string chunks = Path.Combine(full, ChunkStore.FolderName);
+            MakeFolder(chunks);
+            foreach (string fanOut in fanOutNames())
+            {
+                MakeFolder(Path.Combine(chunks, fanOut));
+            }
+
+            MakeFolder(Path.Combine(full, BackupRepository.PointsFolderName));
+            MakeFolder(Path.Combine(full, RepositoryLock.FolderName));
+            return made;
+        }
+
+        /// <summary>Refuses a repository whose folders (chunks, points, locks, the 256 chunk folders) are links or files.</summary>
+        public static void CheckNoLinks(string full, IEnumerable<string> fanOutNames)
+        {
+            foreach (string folder in Folders.Select(name => Path.Combine(full, name))
+                .Concat(fanOutNames.Select(name => Path.Combine(full, ChunkStore.FolderName, name))))
+            {
+                string? found = DescribeIfNotAFolder(folder);
+                if (found != null)
+                {
+                    throw new VmQuiesceException("RepositoryLayoutUnsafe", FailureKind.SecurityError,
+                        $"'{folder}' in the repository '{full}' is {found}, not a folder; VmQuiesce neither writes nor deletes through it.", folder)
+                    {
+                        Remedy = $"Find out who made it (a repository writable by others can be turned against the host), replace it by a real folder, and restrict '{full}' to root (chmod 700).",
+                    };
+                }
+            }
+        }
+
+        /// <summary>
+        /// Why other users can read or change the repository (a folder wider than 0700 or owned by someone else;
+        /// on Windows, read access for Users, Authenticated Users or Everyone), or null when they cannot.
+        /// </summary>
+        public static string? DescribeWideAccess(string full)
+        {
+            if (HostPlatform.IsWindows)
+            {
+                foreach ((string sid, string name) in new[] { ("S-1-1-0", "Everyone"), ("S-1-5-11", "Authenticated Users"), ("S-1-5-32-545", "Users") })
+                {
+                    if ((WindowsSecurity.EffectiveRights(full, WindowsSecurity.StringToSid(sid)) & 0x1) != 0)
+                    {
+                        return $"{name} can read '{full}', and so every guest's disks from its chunks";
+                    }
+                }
+
+                return null;
+            }
+
+            FileStatus? status = RegularFile.StatNoFollow(full);
+            if (status == null)
+            {
+                return null;
+            }
+
+            uint self = Libc.geteuid();
+            if (status.Value.Uid != 0 && status.Value.Uid != self)
+            {
+                return $"'{full}' belongs to user id {status.Value.Uid}, who can read every guest's disks from its chunks and change anything in it";
+            }
+
+            return (status.Value.Permissions & 0x3F) != 0
+                ? $"'{full}' has mode {Convert.ToString(status.Value.Permissions, 8).PadLeft(4, '0')}: other local users can read every guest's disks from its chunks"
+                : null;
+        }
+
+        /// <summary>
+        /// Removes a repository that was just made and holds no restore point and no chunk, folders only (never
+        /// recursively, so nothing it does not know is deleted); the repository folder itself only when
+        /// <paramref name="removeFolder"/>. False when something unexpected is inside.
+        /// </summary>
+        public static bool RemoveEmpty(string full, bool removeFolder, IEnumerable<string> fanOutNames)
+        {
+            string chunks = Path.Combine(full, ChunkStore.FolderName);
+            try
+            {
+                File.Delete(Path.Combine(full, BackupRepository.MarkerName));
+                foreach (string fanOut in fanOutNames)
+                {
+                    RemoveFolderIfThere(Path.Combine(chunks, fanOut));
+                }
+
+                foreach (string folder in Folders)
+                {
+                    RemoveFolderIfThere(Path.Combine(full, folder));
+                }
+
+                if (removeFolder)
+                {
+                    Directory.Delete(full, recursive: false);
+                }
+
+                return true;
+            }
+            catch (IOException)
+            {
+                // Not empty: a backup that started meanwhile, or files someone put there. They stay.
+                return false;
+            }
+        }
+
+        private static void RemoveFolderIfThere(string folder)
+        {
+            if (Directory.Exists(folder) && DescribeIfNotAFolder(folder) == null)
+            {
+                Directory.Delete(folder, recursive: false);
+            }
+        }
+
+        private static bool MakeFolder(string folder)
+        {
+            if (!HostPlatform.IsLinux)
+            {
+                bool existed = Directory.Exists(folder);
+                Directory.CreateDirectory(folder);
+                return !existed;
+            }
+
+            if (Libc.mkdirat(Libc.AtFdCwd, folder, OwnerOnlyFolder) == 0)
+            {
+                return true;
+            }
+
+            int errno = System.Runtime.InteropServices.Marshal.GetLastWin32Error();
+            if (errno == Libc.EEXIST && DescribeIfNotAFolder(folder) == null)
+            {
+                return false;
+            }
+
+            throw errno == Libc.EEXIST ? new IOException($"'{folder}' exists and is not a folder.") : RegularFile.Failure("create the folder", folder, errno);
+        }
+
+        private static string? DescribeIfNotAFolder(string folder)
+        {
+            if (HostPlatform.IsLinux)
+            {
+                FileStatus? status = RegularFile.StatNoFollow(folder);
+                return status == null || status.Value.IsDirectory ? null : status.Value.KindName;
+            }
+
+            var info = new DirectoryInfo(folder);
+            if (!info.Exists)
+            {
+                return File.Exists(folder) ? "a file" : null;
+            }
+
+            return (info.Attributes & FileAttributes.ReparsePoint) != 0 ? "a link" : null;
+        }
+
+        private static bool IsEmptyLayoutFolder(string folder, bool isChunks)
+        {
+            if (DescribeIfNotAFolder(folder) != null || !Directory.Exists(folder))
+            {
+                return false;
+            }
+
+            foreach (string entry in Directory.EnumerateFileSystemEntries(folder))
+            {
+                string name = Path.GetFileName(entry);
+                bool emptyFanOut = isChunks && name.Length == 2 && name.All(Uri.IsHexDigit) && char.ToLowerInvariant(name[0]) == name[0] && char.ToLowerInvariant(name[1]) == name[1]
+                    && DescribeIfNotAFolder(entry) == null && Directory.Exists(entry) && !Directory.EnumerateFileSystemEntries(entry).Any();
+                if (!emptyFanOut)
+                {
+                    return false;
+                }
+            }
+
+            return true;
+        }
+
+        private static bool IsMarkerTemp(string name) => name.StartsWith(ChunkStore.TempPrefix + BackupRepository.MarkerName, StringComparison.Ordinal);
+
+        private static string Printable(string text) => new string(text.Select(c => char.IsControl(c) ? '?' : c).ToArray());
+    }
+}
