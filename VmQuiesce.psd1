@@ -13,6 +13,7 @@
     FormatsToProcess     = @('VmQuiesce.Format.ps1xml')
     NestedModules        = @('VmQuiesce.Dsc.psm1')
     CmdletsToExport      = @(
+        'Copy-VmBackup'
         'Get-BackupVm'
         'Get-VmBackup'
         'Get-VmSnapshot'
