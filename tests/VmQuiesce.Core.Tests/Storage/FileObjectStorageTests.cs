@@ -42,6 +42,19 @@ namespace VmQuiesce.Core.Tests.Storage
         [Fact]
         public void Lists_only_under_the_prefix() => ListsOnlyUnderThePrefix();
 
+        [LinuxFact]
+        public void An_object_that_is_a_link_is_not_read_through()
+        {
+            using var storage = new FileObjectStorage(Path.Combine(_root, "links"));
+            storage.CreateIfAbsent("points/a.json", Parts("{}"));
+            string secret = Path.Combine(_root, "secret.txt");
+            File.WriteAllText(secret, "not for the repository");
+            File.CreateSymbolicLink(storage.PathOf("points/b.json"), secret);
+
+            Assert.Throws<InvalidDataException>(() => storage.Read("points/b.json", new byte[1024]));
+            Assert.Equal(new[] { "points/a.json" }, storage.List("points/").Select(item => item.Key));
+        }
+
         [Fact]
         public void Temp_files_of_a_writer_that_died_are_not_objects()
         {

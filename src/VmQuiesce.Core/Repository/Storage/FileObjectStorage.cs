@@ -9,7 +9,8 @@ namespace VmQuiesce.Core.Repository.Storage
     /// <summary>
     /// Objects as files under a folder, key "a/b" at &lt;root&gt;/a/b. Every object is written under a temp name
     /// (".tmp-" prefix, never listed), flushed, then linked or renamed to its name, so a name always holds a whole
-    /// object; <see cref="Flush"/> syncs the folders that gained names. The steps go through
+    /// object; <see cref="Flush"/> syncs the folders that gained names. Reads open regular files only, never
+    /// through a link. The steps go through
     /// <see cref="RepositoryFileOps"/>, which tests replace to crash between any two of them.
     /// </summary>
     public sealed class FileObjectStorage : IObjectStorage
@@ -144,11 +145,18 @@ namespace VmQuiesce.Core.Repository.Storage
         private int Read(string key, int maxLength, Func<int, byte[]> bufferFor)
         {
             string path = PathOf(key);
-            using var file = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.Read, bufferSize: 1, FileOptions.SequentialScan);
-            if (file.Length > maxLength)
+            FileStream file;
+            try
             {
-                throw new InvalidDataException($"'{path}' holds {file.Length} bytes; at most {maxLength} were expected.");
+                // Never through a link, a FIFO or a device someone put in the repository, and never more than asked for.
+                file = RegularFile.OpenRead(path, maxLength);
             }
+            catch (UnexpectedFileException e)
+            {
+                throw new InvalidDataException(e.Message, e);
+            }
+
+            using var owned = file;
 
             int length = (int)file.Length;
             if (file.ReadFully(bufferFor(length), length) != length)
