@@ -636,48 +636,8 @@ namespace VmQuiesce.Core.Repository
         }
 
         /// <inheritdoc/>
-        public string? ReadVerifiedChunk(string hash, byte[] buffer, int expectedLength, ConcurrentDictionary<string, bool>? good, out bool missing)
-        {
-            missing = false;
-            if (!ChunkStore.IsChunkName(hash))
-            {
-                return "the manifest names an invalid chunk hash";
-            }
-
-            int length;
-            try
-            {
-                length = Chunks.Read(hash, buffer);
-            }
-            catch (Exception e) when (e is FileNotFoundException || e is DirectoryNotFoundException)
-            {
-                missing = true;
-                return $"'{Chunks.PathOf(hash)}' does not exist";
-            }
-            catch (Exception e) when (e is InvalidDataException || e is IOException || e is UnauthorizedAccessException)
-            {
-                return $"'{Chunks.PathOf(hash)}' cannot be read: {e.Message}";
-            }
-
-            if (length != expectedLength)
-            {
-                return $"'{Chunks.PathOf(hash)}' holds {length} bytes; expected {expectedLength}";
-            }
-
-            if (good == null || !good.ContainsKey(hash))
-            {
-                using SHA256 sha = SHA256.Create();
-                string actual = ChunkStore.Hash(sha, buffer, length);
-                if (actual != hash)
-                {
-                    return $"'{Chunks.PathOf(hash)}' hashes to {actual}";
-                }
-
-                good?.TryAdd(hash, true);
-            }
-
-            return null;
-        }
+        public string? ReadVerifiedChunk(string hash, byte[] buffer, int expectedLength, ConcurrentDictionary<string, bool>? good, out bool missing) =>
+            ChunkStore.ReadVerified(hash, () => Chunks.PathOf(hash), () => Chunks.Read(hash, buffer), buffer, expectedLength, good, out missing);
 
         private RestorePoint ReadManifest(string file)
         {

@@ -529,6 +529,55 @@ namespace VmQuiesce.Core.Repository
             }
         }
 
+        /// <summary>
+        /// Reads chunk <paramref name="hash"/> with <paramref name="read"/> (the decoded length into
+        /// <paramref name="buffer"/>) and checks it is <paramref name="expectedLength"/> bytes that hash to its name
+        /// (once per hash when <paramref name="good"/> remembers verified chunks). Null when whole; otherwise what is
+        /// wrong, naming the chunk as <paramref name="where"/> says.
+        /// </summary>
+        internal static string? ReadVerified(string hash, Func<string> where, Func<int> read, byte[] buffer, int expectedLength, ConcurrentDictionary<string, bool>? good, out bool missing)
+        {
+            missing = false;
+            if (!IsChunkName(hash))
+            {
+                return "the manifest names an invalid chunk hash";
+            }
+
+            int length;
+            try
+            {
+                length = read();
+            }
+            catch (Exception e) when (e is FileNotFoundException || e is DirectoryNotFoundException)
+            {
+                missing = true;
+                return $"'{where()}' does not exist";
+            }
+            catch (Exception e) when (e is InvalidDataException || e is IOException || e is UnauthorizedAccessException)
+            {
+                return $"'{where()}' cannot be read: {e.Message}";
+            }
+
+            if (length != expectedLength)
+            {
+                return $"'{where()}' holds {length} bytes; expected {expectedLength}";
+            }
+
+            if (good == null || !good.ContainsKey(hash))
+            {
+                using SHA256 sha = SHA256.Create();
+                string actual = Hash(sha, buffer, length);
+                if (actual != hash)
+                {
+                    return $"'{where()}' hashes to {actual}";
+                }
+
+                good?.TryAdd(hash, true);
+            }
+
+            return null;
+        }
+
         public static string Hash(SHA256 sha, byte[] data, int length) => ToHex(sha.ComputeHash(data, 0, length));
     }
 

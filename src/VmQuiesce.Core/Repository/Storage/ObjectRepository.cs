@@ -4,7 +4,6 @@ using System.Collections.Generic;
 using System.Globalization;
 using System.IO;
 using System.Linq;
-using System.Security.Cryptography;
 using System.Text;
 using VmQuiesce.Core.Json;
 
@@ -160,56 +159,8 @@ namespace VmQuiesce.Core.Repository.Storage
             return Storage.CreateIfAbsent(ChunkKey(hash), parts) ? ChunkStore.HeaderLength + encodedLength : 0;
         }
 
-        public string? ReadVerifiedChunk(string hash, byte[] buffer, int expectedLength, ConcurrentDictionary<string, bool>? good, out bool missing)
-        {
-            missing = false;
-            if (!ChunkStore.IsChunkName(hash))
-            {
-                return "the manifest names an invalid chunk hash";
-            }
-
-            string key = ChunkKey(hash);
-            byte[] stored = System.Buffers.ArrayPool<byte>.Shared.Rent((int)_codec.MaxFileLength);
-            int length;
-            try
-            {
-                int storedLength = Storage.Read(key, stored);
-                using var stream = new MemoryStream(stored, 0, storedLength, writable: false);
-                length = _codec.Decode(stream, storedLength, buffer);
-            }
-            catch (FileNotFoundException)
-            {
-                missing = true;
-                return $"'{Location}/{key}' does not exist";
-            }
-            catch (InvalidDataException e)
-            {
-                return $"'{Location}/{key}' cannot be read: {e.Message}";
-            }
-            finally
-            {
-                System.Buffers.ArrayPool<byte>.Shared.Return(stored);
-            }
-
-            if (length != expectedLength)
-            {
-                return $"'{Location}/{key}' holds {length} bytes; expected {expectedLength}";
-            }
-
-            if (good == null || !good.ContainsKey(hash))
-            {
-                using SHA256 sha = SHA256.Create();
-                string actual = ChunkStore.Hash(sha, buffer, length);
-                if (actual != hash)
-                {
-                    return $"'{Location}/{key}' hashes to {actual}";
-                }
-
-                good?.TryAdd(hash, true);
-            }
-
-            return null;
-        }
+        public string? ReadVerifiedChunk(string hash, byte[] buffer, int expectedLength, ConcurrentDictionary<string, bool>? good, out bool missing) =>
+            ChunkStore.ReadVerified(hash, () => Location + "/" + ChunkKey(hash), () => ReadChunk(hash, buffer), buffer, expectedLength, good, out missing);
 
         /// <summary>Publishes a restore point whose chunks are all stored: its manifest is created, never replaced.</summary>
         public void Publish(RestorePoint point)
@@ -228,6 +179,21 @@ namespace VmQuiesce.Core.Repository.Storage
         }
 
         public void Dispose() => Storage.Dispose();
+
+        private int ReadChunk(string hash, byte[] buffer)
+        {
+            byte[] stored = System.Buffers.ArrayPool<byte>.Shared.Rent((int)_codec.MaxFileLength);
+            try
+            {
+                int storedLength = Storage.Read(ChunkKey(hash), stored);
+                using var stream = new MemoryStream(stored, 0, storedLength, writable: false);
+                return _codec.Decode(stream, storedLength, buffer);
+            }
+            finally
+            {
+                System.Buffers.ArrayPool<byte>.Shared.Return(stored);
+            }
+        }
 
         private RestorePoint ReadManifest(string key)
         {
