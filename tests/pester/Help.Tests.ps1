@@ -55,6 +55,12 @@ Describe 'Help of the built module' {
         $about | Should -Match 'about_VmQuiesce'
         $about | Should -Match 'SHORT DESCRIPTION'
     }
+
+    It 'has the threat model as about_VmQuiesce_Security' {
+        $about = Get-Help about_VmQuiesce_Security | Out-String
+        $about | Should -Match 'A guest, or whoever controls it'
+        $about | Should -Match 'What the administrator must still do'
+    }
 }
 
 Describe 'Get-Help <Name> -Full' -ForEach $cmdlets {

@@ -5,9 +5,11 @@ using System.Linq;
 using System.Net;
 using System.Threading;
 using VmQuiesce.Core.Backup;
+using VmQuiesce.Core.Platform;
 using VmQuiesce.Core.Repository;
 using VmQuiesce.Core.Sources;
 using VmQuiesce.Core.Tests.Repository;
+using VmQuiesce.Core.Tests.TestGuest;
 using VmQuiesce.Core.Sources.VMware;
 using Xunit;
 
@@ -148,6 +150,48 @@ namespace VmQuiesce.Core.Tests.VMware
             var refused = Assert.Throws<VmQuiesceException>(() => source.OpenConsistentView(CrashIsEnough, CancellationToken.None));
             Assert.Equal("LeftoversFound", refused.ErrorId);
             Assert.Single(vmrun.Client().ListSnapshots(vm.VmxPath, CancellationToken.None));
+        }
+
+        [VmrunDoubleFact]
+        public void Links_fifos_and_linked_folders_in_the_VM_folder_are_named_and_never_read()
+        {
+            using var vmrun = new VmrunDouble();
+            TestVm vm = vmrun.CreateVm();
+            string secret = Path.Combine(Path.GetDirectoryName(vm.Folder)!, "host-secret.txt");
+            File.WriteAllText(secret, "host secret");
+            string secretFolder = Path.Combine(Path.GetDirectoryName(vm.Folder)!, "host-folder");
+            Directory.CreateDirectory(secretFolder);
+            File.WriteAllText(Path.Combine(secretFolder, "inner.txt"), "host secret too");
+            File.CreateSymbolicLink(vm.File("leak.txt"), secret);
+            File.CreateSymbolicLink(vm.File("leakdir"), secretFolder); // symlink(2) links a folder as well
+            HostCommand.RunChecked("mkfifo", new[] { vm.File("pipe") });
+            var warnings = new List<string>();
+
+            using IConsistentView view = Source(vmrun, vm, warnings).OpenConsistentView(CrashIsEnough, CancellationToken.None);
+
+            Assert.DoesNotContain(view.Files, f => f.RelativePath.StartsWith("leak", StringComparison.Ordinal) || f.RelativePath == "pipe");
+            Assert.Contains("vm.vmx", view.Files.Select(f => f.RelativePath));
+            string warning = Assert.Single(warnings, w => w.Contains("only regular files", StringComparison.Ordinal));
+            Assert.Contains("'leak.txt' is a link", warning, StringComparison.Ordinal);
+            Assert.Contains("'leakdir' is a link", warning, StringComparison.Ordinal);
+            Assert.Contains("'pipe' is a FIFO", warning, StringComparison.Ordinal);
+        }
+
+        [VmrunDoubleFact]
+        public void A_marker_that_is_a_link_is_named_without_reading_what_it_leads_to_and_never_written_through()
+        {
+            using var vmrun = new VmrunDouble();
+            TestVm vm = vmrun.CreateVm();
+            string secret = Path.Combine(Path.GetDirectoryName(vm.Folder)!, "host-secret.txt");
+            File.WriteAllText(secret, "vmquiesce-host-secret");
+            File.CreateSymbolicLink(vm.VmxPath + VmwareSource.PendingMarkerSuffix, secret);
+            VmwareSource source = Source(vmrun, vm);
+
+            string leftover = Assert.Single(source.FindLeftovers(CancellationToken.None));
+            Assert.Contains("a symbolic link", leftover, StringComparison.Ordinal);
+            Assert.DoesNotContain("vmquiesce-host-secret", leftover, StringComparison.Ordinal);
+            Assert.Equal("LeftoversFound", Assert.Throws<VmQuiesceException>(() => source.OpenConsistentView(CrashIsEnough, CancellationToken.None)).ErrorId);
+            Assert.Equal("vmquiesce-host-secret", File.ReadAllText(secret));
         }
 
         [VmrunDoubleFact]

@@ -3,6 +3,7 @@ using System.Collections.Generic;
 using System.Globalization;
 using System.IO;
 using System.Linq;
+using System.Text;
 using System.Threading;
 using VmQuiesce.Core.Config;
 using VmQuiesce.Core.Platform;
@@ -51,14 +52,26 @@ namespace VmQuiesce.Core.Sources.VMware
 
         private string MarkerPath => _options.VmxPath + PendingMarkerSuffix;
 
+        /// <summary>A marker holds one snapshot name.</summary>
+        private const int MarkerMaxBytes = 1024;
+
         public IReadOnlyList<string> FindLeftovers(CancellationToken cancel)
         {
-            if (!File.Exists(MarkerPath))
+            string pending;
+            try
+            {
+                // Anyone who can write the VM folder could put a link here: read a small regular file only.
+                pending = RegularFile.ReadAllText(MarkerPath, MarkerMaxBytes).Trim();
+            }
+            catch (FileNotFoundException)
             {
                 return Array.Empty<string>();
             }
+            catch (UnexpectedFileException e)
+            {
+                return new[] { $"'{MarkerPath}' where a backup's marker would be is {e.Found}, not a marker VmQuiesce wrote: check who made it, then remove it" };
+            }
 
-            string pending = File.ReadAllText(MarkerPath).Trim();
             IReadOnlyList<string> snapshots = Vmrun.ListSnapshots(VmPath, cancel);
             if (pending.StartsWith(SnapshotPrefix, StringComparison.Ordinal) && snapshots.Contains(pending, StringComparer.Ordinal))
             {
@@ -111,7 +124,12 @@ namespace VmQuiesce.Core.Sources.VMware
             options.PreFreeze?.Invoke(cancel);
             try
             {
-                File.WriteAllText(MarkerPath, name);
+                using (FileStream marker = RegularFile.CreateNew(MarkerPath))
+                {
+                    byte[] text = Encoding.UTF8.GetBytes(name);
+                    marker.Write(text, 0, text.Length);
+                }
+
                 _host.WriteVerbose($"VM '{VmName}': taking snapshot '{name}' (not quiesced: {why}).");
                 try
                 {
@@ -214,7 +232,7 @@ namespace VmQuiesce.Core.Sources.VMware
             string staging = Path.Combine(Path.GetTempPath(), "vmquiesce-vmware-" + Guid.NewGuid().ToString("N"));
             Directory.CreateDirectory(staging);
             var files = new List<ViewFile>();
-            foreach ((string relative, string full) in VmwareVmFolder.FrozenFiles(_options.VmxPath, writable))
+            foreach ((string relative, string full) in VmwareVmFolder.FrozenFiles(VmName, _options.VmxPath, writable, _host))
             {
                 string readPath = full;
                 if (VmwareVmFolder.MutableMetadataExtensions.Contains(Path.GetExtension(full), StringComparer.OrdinalIgnoreCase))

@@ -59,7 +59,7 @@ namespace VmQuiesce.Core.Sources.VMware
         {
             if (HostVss is VssBackupType backupType)
             {
-                IReadOnlyList<string> files = VmwareVmFolder.FrozenFiles(VmxPath, Array.Empty<string>()).Select(file => file.Full).ToList();
+                IReadOnlyList<string> files = VmwareVmFolder.FrozenFiles(Name, VmxPath, Array.Empty<string>(), host).Select(file => file.Full).ToList();
                 return new HostVssSource(Name, HostVssWriter.VMware, files, backupType, host);
             }
 

@@ -5,6 +5,7 @@ using System.Linq;
 using System.Text;
 using System.Text.RegularExpressions;
 using VmQuiesce.Core.Config;
+using VmQuiesce.Core.Platform;
 
 namespace VmQuiesce.Core.Sources.VMware
 {
@@ -121,13 +122,21 @@ namespace VmQuiesce.Core.Sources.VMware
         /// The VM folder's files that belong in the backup, as (relative path with '/', full path), sorted:
         /// everything except lock folders (*.lck), VMware's logs (vmware*.log), the live memory file (*.vmem
         /// other than a snapshot's), and <paramref name="excluded"/> (the deltas that receive writes now).
+        /// Only regular files and real folders count: a link (which could lead anywhere on the host), a FIFO or a
+        /// device in the folder is left out, and <paramref name="host"/> is warned with what it is.
         /// </summary>
-        public static IReadOnlyList<(string Relative, string Full)> FrozenFiles(string vmxPath, IEnumerable<string> excluded)
+        public static IReadOnlyList<(string Relative, string Full)> FrozenFiles(string vmName, string vmxPath, IEnumerable<string> excluded, IOperationHost host)
         {
             string folder = Path.GetDirectoryName(Path.GetFullPath(vmxPath))!;
             var skip = new HashSet<string>(excluded.Select(Path.GetFullPath), PathComparer);
             var files = new List<(string, string)>();
-            Collect(folder, string.Empty, skip, files);
+            var refused = new List<string>();
+            Collect(folder, string.Empty, skip, files, refused);
+            if (refused.Count > 0)
+            {
+                host.WriteWarning($"VM '{vmName}': not backed up, since only regular files and folders of the VM folder are: {string.Join("; ", refused)}.");
+            }
+
             return files.OrderBy(f => f.Item1, StringComparer.Ordinal).ToList();
         }
 
@@ -150,25 +159,42 @@ namespace VmQuiesce.Core.Sources.VMware
 
         internal static StringComparer PathComparer => Platform.HostPlatform.IsWindows || Platform.HostPlatform.IsMacOS ? StringComparer.OrdinalIgnoreCase : StringComparer.Ordinal;
 
-        private static void Collect(string directory, string prefix, HashSet<string> skip, List<(string, string)> files)
+        private static void Collect(string directory, string prefix, HashSet<string> skip, List<(string, string)> files, ICollection<string> refused)
         {
-            foreach (string file in Directory.GetFiles(directory))
+            foreach (FileSystemInfo entry in new DirectoryInfo(directory).EnumerateFileSystemInfos().OrderBy(e => e.Name, StringComparer.Ordinal))
             {
-                string name = Path.GetFileName(file);
-                if (!IsExcludedName(name, false) && !skip.Contains(Path.GetFullPath(file)))
+                string name = entry.Name;
+                bool isFolder = (entry.Attributes & FileAttributes.Directory) != 0;
+                if (IsExcludedName(name, isFolder) || skip.Contains(entry.FullName))
                 {
-                    files.Add((prefix + name, Path.GetFullPath(file)));
+                    continue;
                 }
+
+                if (WhyNotPlain(entry, isFolder) is string what)
+                {
+                    refused.Add($"'{prefix + name}' is {what}");
+                }
+                else if (isFolder)
+                {
+                    Collect(entry.FullName, prefix + name + "/", skip, files, refused);
+                }
+                else
+                {
+                    files.Add((prefix + name, entry.FullName));
+                }
+            }
+        }
+
+        /// <summary>What an entry is when it is neither a regular file nor a real folder (Linux: from lstat; elsewhere: a reparse point); null when it is one.</summary>
+        private static string? WhyNotPlain(FileSystemInfo entry, bool isFolder)
+        {
+            if ((entry.Attributes & FileAttributes.ReparsePoint) != 0)
+            {
+                return "a link";
             }
 
-            foreach (string child in Directory.GetDirectories(directory))
-            {
-                string name = Path.GetFileName(child);
-                if (!IsExcludedName(name, true))
-                {
-                    Collect(child, prefix + name + "/", skip, files);
-                }
-            }
+            FileStatus? status = RegularFile.StatNoFollow(entry.FullName);
+            return status == null || status.Value.IsRegularFile || (isFolder && status.Value.IsDirectory) ? null : status.Value.KindName;
         }
 
         private static bool IsTextDescriptor(string path)
