@@ -7,7 +7,7 @@
 #>
 [CmdletBinding()]
 param(
-    [ValidateSet('Build', 'Docs', 'Test', 'Package', 'Clean', 'Demo', 'Bench')]
+    [ValidateSet('Build', 'Docs', 'Test', 'Package', 'Clean', 'Demo', 'Bench', 'Chaos')]
     [string[]] $Task = 'Build',
 
     [ValidateSet('Debug', 'Release')]
@@ -17,7 +17,11 @@ param(
     [string] $Filter,
 
     # Tests the module and package already in out/ (CI builds once, then tests on every platform).
-    [switch] $SkipBuild
+    [switch] $SkipBuild,
+
+    # Chaos: faults per scenario, and the seed that repeats a run's choices (0: a new one, printed).
+    [ValidateRange(1, 1000)] [int] $Iterations = 4,
+    [int] $Seed = 0
 )
 
 $ErrorActionPreference = 'Stop'
@@ -200,6 +204,8 @@ function Invoke-Test {
     $env:VMQUIESCE_PACKAGE_PATH = $PackageOut
     # Test-only packages (another version of a dependency, for Dependencies.Tests.ps1) are restored there.
     $env:VMQUIESCE_NUGET_PACKAGES = Get-NuGetPackageFolder
+    # Repository key files of the tests' repositories stay with the results, never in /etc/vmquiesce/keys.
+    $env:VMQUIESCE_KEY_FOLDER = Join-Path $TestResults 'keys'
 
     # The core's net8.0 build everywhere; on Windows also its .NET Framework build, which Windows PowerShell 5.1 loads.
     $frameworks = @('net8.0')
@@ -275,6 +281,16 @@ function Invoke-Bench {
     if ($LASTEXITCODE -ne 0) { throw "The benchmark failed (exit code $LASTEXITCODE)." }
 }
 
+function Invoke-Chaos {
+    # Kills backups, prunes and restores at random points against the real guest (tests/chaos): out/chaos/results.{md,json}.
+    Assert-Built
+    Initialize-TestGuest
+    $child = Get-ChildPowerShell
+    & $child.FilePath @($child.Prefix + @('-NoProfile', '-NonInteractive', '-File', (Join-Path $Root 'tests/chaos/Invoke-Chaos.ps1'),
+            '-ModulePath', (Join-Path $ModuleOut 'VmQuiesce.psd1'), '-OutputPath', (Join-Path $OutRoot 'chaos'), '-Iterations', $Iterations, '-Seed', $Seed))
+    if ($LASTEXITCODE -ne 0) { throw "The chaos run found failures (exit code $LASTEXITCODE): see out/chaos/results.md." }
+}
+
 foreach ($step in $Task) {
     switch ($step) {
         'Clean' { Invoke-Clean }
@@ -283,6 +299,7 @@ foreach ($step in $Task) {
         'Test' { Invoke-Test }
         'Package' { Assert-Built; Invoke-Package }
         'Bench' { Invoke-Bench }
+        'Chaos' { Invoke-Chaos }
         'Demo' { Assert-Built; Initialize-TestGuest; & (Get-ChildPowerShell).FilePath @((Get-ChildPowerShell).Prefix + @('-NoProfile', '-File', (Join-Path $Root 'tests/demo/Invoke-Demo.ps1'), '-ModulePath', (Join-Path $ModuleOut 'VmQuiesce.psd1'))) }
     }
 }

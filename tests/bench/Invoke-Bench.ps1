@@ -158,6 +158,9 @@ Write-Stage ("  {0:N2} GiB allocated" -f ($imageInfo.AllocatedBytes / 1GB))
 
 $warmCp = 'cp --sparse=always, memory warm'
 $smallChunkRepo = Join-Path $work 'repo-VmQuiesce-1MiB-chunks'
+# Issue 18: encrypted repositories (the default) against unencrypted ones (as made before keys), same run.
+$plainTool = 'VmQuiesce, unencrypted'
+$env:VMQUIESCE_KEY_FOLDER = Join-Path $work 'keys'
 $smallChunkTool = 'VmQuiesce, 1 MiB chunks'
 
 function Measure-Copy {
@@ -179,7 +182,7 @@ function Get-Repo {
 
 # --- Full backups ----------------------------------------------------------------------------------
 Write-Stage "Full backup, $Runs runs per tool, each into a fresh repository"
-$full = @{ VmQuiesce = @(); cp = @(); cpWarm = @(); restic = @(); borg = @() }
+$full = @{ VmQuiesce = @(); $plainTool = @(); cp = @(); cpWarm = @(); restic = @(); borg = @() }
 $vmqPeak = @()
 $stored = @{}
 for ($run = 1; $run -le $Runs; $run++) {
@@ -188,6 +191,10 @@ for ($run = 1; $run -le $Runs; $run++) {
     $repo = Get-Repo VmQuiesce $run
     $r = Invoke-VmQuiesceOperation Backup @{ Image = $image; Repository = $repo }
     $full.VmQuiesce += $r.seconds; $vmqPeak += $r.peakResidentBytes; $stored['VmQuiesce'] = Get-TreeBytes $repo
+    if (-not $keep) { Remove-Tree $repo }
+    Read-IntoCache $image; Sync-Disk
+    $repo = Get-Repo VmQuiesce-plain $run
+    $full[$plainTool] += (Invoke-VmQuiesceOperation Backup @{ Image = $image; Repository = $repo; NewRepository = 'Unencrypted' }).seconds
     if (-not $keep) { Remove-Tree $repo }
     if ($keep) {
         # The same, into a repository of 1 MiB chunks, which the 1% change rounds back up too.
@@ -222,6 +229,7 @@ for ($run = 1; $run -le $Runs; $run++) {
 Sync-Disk
 $name = 'Full backup'
 Add-Figure @{ Name = $name; Tool = 'VmQuiesce'; Unit = 's'; Values = $full.VmQuiesce; Bytes = $imageSize; Note = ('stored {0:N2} GiB' -f ($stored.VmQuiesce / 1GB)) }
+Add-Figure @{ Name = $name; Tool = $plainTool; Unit = 's'; Values = $full[$plainTool]; Bytes = $imageSize; Note = 'as repositories were made before keys: SHA-256 chunk ids, no encryption' }
 Add-Figure @{ Name = $name; Tool = 'cp --sparse=always'; Unit = 's'; Values = $full.cp; Bytes = $imageSize; Note = 'no fsync: the data may still be in the page cache when cp returns' }
 Add-Figure @{ Name = $name; Tool = $warmCp; Unit = 's'; Values = $full.cpWarm; Bytes = $imageSize; Note = 'the same, at once after deleting a first copy: no host page faults' }
 Add-Figure @{ Name = $name; Tool = 'restic'; Unit = 's'; Values = $full.restic; Bytes = $imageSize; NotMeasured = $toolReason['restic']; Note = $(if ($hasRestic) { 'stored {0:N2} GiB (encrypted, repository v2 default compression)' -f ($stored.restic / 1GB) }) }
@@ -229,7 +237,7 @@ Add-Figure @{ Name = $name; Tool = 'borg'; Unit = 's'; Values = $full.borg; Byte
 
 # --- Second backup after changing 1% ---------------------------------------------------------------
 Write-Stage "Second backup after changing 1% of the image (1 MiB writes at random places), $Runs rounds"
-$second = @{ VmQuiesce = @(); $smallChunkTool = @(); restic = @(); borg = @() }
+$second = @{ VmQuiesce = @(); $plainTool = @(); $smallChunkTool = @(); restic = @(); borg = @() }
 $added = @{ VmQuiesce = @(); $smallChunkTool = @(); restic = @(); borg = @() }
 for ($round = 1; $round -le $Runs; $round++) {
     $null = Update-BenchImage -Path $image -Share 0.01 -Round $round
@@ -238,6 +246,8 @@ for ($round = 1; $round -le $Runs; $round++) {
     $before = Get-TreeBytes $repo
     $r = Invoke-VmQuiesceOperation Backup @{ Image = $image; Repository = $repo }
     $second.VmQuiesce += $r.seconds; $added.VmQuiesce += (Get-TreeBytes $repo) - $before
+    Sync-Disk
+    $second[$plainTool] += (Invoke-VmQuiesceOperation Backup @{ Image = $image; Repository = (Get-Repo VmQuiesce-plain $Runs); NewRepository = 'Unencrypted' }).seconds
     $before = Get-TreeBytes $smallChunkRepo
     Sync-Disk
     $r = Invoke-VmQuiesceOperation Backup @{ Image = $image; Repository = $smallChunkRepo }
@@ -262,6 +272,7 @@ $name = 'Backup after 1% change'
 foreach ($tool in 'VmQuiesce', $smallChunkTool, 'restic', 'borg') {
     $why = if ($tool -notlike 'VmQuiesce*') { $toolReason[$tool] }
     Add-Figure @{ Name = $name; Tool = $tool; Unit = 's'; Values = $second[$tool]; Bytes = $imageSize; NotMeasured = $why }
+    if ($tool -eq 'VmQuiesce') { Add-Figure @{ Name = $name; Tool = $plainTool; Unit = 's'; Values = $second[$plainTool]; Bytes = $imageSize } }
     Add-Figure @{ Name = 'Bytes stored by that backup'; Tool = $tool; Unit = 'MiB'; Values = @($added[$tool] | ForEach-Object { $_ / 1MB }); NotMeasured = $why; Note = $(if (-not $why) { '{0:N0} MiB changed; repository growth' -f ($imageSize * 0.01 / 1MB) }) }
 }
 
@@ -281,7 +292,7 @@ Add-Figure @{ Name = 'Verify'; Tool = 'sha256sum'; Unit = 's'; Values = $sha; By
 
 # --- Restore ---------------------------------------------------------------------------------------
 Write-Stage "Restore of the latest point, $Runs runs per tool"
-$restore = @{ VmQuiesce = @(); cp = @(); cpWarm = @(); restic = @(); borg = @() }
+$restore = @{ VmQuiesce = @(); $plainTool = @(); cp = @(); cpWarm = @(); restic = @(); borg = @() }
 $restoredAllocated = @{}
 $imageAllocated = Get-AllocatedBytes $image
 $restoreReason = $null
@@ -292,6 +303,8 @@ for ($run = 1; $run -le $Runs; $run++) {
         $r = Invoke-VmQuiesceOperation Restore @{ Repository = (Get-Repo VmQuiesce $Runs); Destination = $target }
         if ($r.PSObject.Properties['notMeasured']) { $restoreReason = $r.notMeasured }
         else { $restore.VmQuiesce += $r.seconds; $restoredAllocated.VmQuiesce = Get-AllocatedBytes (Find-RestoredImage $target) }
+        Remove-Tree $target; Sync-Disk
+        $restore[$plainTool] += (Invoke-VmQuiesceOperation Restore @{ Repository = (Get-Repo VmQuiesce-plain $Runs); Destination = $target }).seconds
     }
     Remove-Tree $target; Read-IntoCache $image; Sync-Disk
     New-Item -ItemType Directory -Path $target | Out-Null
@@ -314,13 +327,13 @@ for ($run = 1; $run -le $Runs; $run++) {
     Write-Stage "  run $run done"
 }
 $name = 'Restore'
-foreach ($tool in 'VmQuiesce', 'cp', 'restic', 'borg') {
-    $why = switch ($tool) { 'VmQuiesce' { $restoreReason } 'cp' { $null } default { $toolReason[$tool] } }
+foreach ($tool in 'VmQuiesce', $plainTool, 'cp', 'restic', 'borg') {
+    $why = switch ($tool) { 'VmQuiesce' { $restoreReason } $plainTool { $restoreReason } 'cp' { $null } default { $toolReason[$tool] } }
     $note = if ($restoredAllocated.ContainsKey($tool)) { '{0:N2} GiB allocated (original {1:N2} GiB)' -f ($restoredAllocated[$tool] / 1GB), ($imageAllocated / 1GB) }
     Add-Figure @{ Name = $name; Tool = $(if ($tool -eq 'cp') { 'cp --sparse=always' } else { $tool }); Unit = 's'; Values = $restore[$tool]; Bytes = $imageSize; NotMeasured = $why; Note = $note }
 }
 Add-Figure @{ Name = $name; Tool = $warmCp; Unit = 's'; Values = $restore.cpWarm; Bytes = $imageSize; Note = 'the same, at once after deleting a first copy: no host page faults' }
-foreach ($tool in 'VmQuiesce', 'restic', 'borg') { Remove-Tree (Get-Repo $tool $Runs) }
+foreach ($tool in 'VmQuiesce', 'VmQuiesce-plain', 'restic', 'borg') { Remove-Tree (Get-Repo $tool $Runs) }
 Remove-Tree $smallChunkRepo
 
 # --- Peak memory -----------------------------------------------------------------------------------
@@ -423,6 +436,9 @@ Add-RatioCheck 'Restore time / cp --sparse=always' $vmqRestore (Get-Figure 'Rest
 Add-RatioCheck 'Restore time / cp --sparse=always, memory warm' $vmqRestore (Get-Figure 'Restore' $warmCp) 1.2 '<='
 Add-RatioCheck 'Restore time / restic restore' $vmqRestore (Get-Figure 'Restore' restic) 1
 Add-RatioCheck 'Restore time / borg extract' $vmqRestore (Get-Figure 'Restore' borg) 1
+foreach ($operation in 'Full backup', 'Backup after 1% change', 'Restore') {
+    Add-RatioCheck "$operation time, encrypted / unencrypted repository" (Get-Figure $operation VmQuiesce) (Get-Figure $operation $plainTool) 1.15 '<='
+}
 $checks.Add((New-BenchCheck -Target 'Restored image allocated / original allocated (stays sparse)' -Value $(if ($restoredAllocated.ContainsKey('VmQuiesce')) { $restoredAllocated.VmQuiesce / $imageAllocated }) -Limit 1.01 -NotMeasured $restoreReason))
 
 $notes.Add("Each figure: min / median / max over $Runs runs (peak memory of the 1 and 8 GiB images: $MemoryRuns; module import: $ImportRuns fresh processes; frozen window: $GuestBackups backups of one guest). Ratios compare medians of the same run.")

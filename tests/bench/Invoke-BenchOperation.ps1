@@ -14,7 +14,9 @@ param(
     [string] $AgentSocket,
     [int] $Count = 10,
     # For a backup into a new repository: its chunk size (0: the default).
-    [int] $ChunkSize = 0
+    [int] $ChunkSize = 0,
+    # For a backup into a new repository: Unencrypted makes it the way repositories were made before keys.
+    [ValidateSet('Encrypted', 'Unencrypted')] [string] $NewRepository = 'Encrypted'
 )
 $ErrorActionPreference = 'Stop'
 # Progress rendering is the host's business, not the engine's: keep it out of the timings.
@@ -43,7 +45,13 @@ switch ($Operation) {
         $clock.Start()
         $chunking = @{}
         if ($ChunkSize -gt 0) { $chunking.ChunkSize = $ChunkSize }
-        $point = Invoke-VmQuiescedBackup -Vm $vm -Repository $Repository -Consistency Crash -Confirm:$false @chunking
+        if ($NewRepository -eq 'Unencrypted' -and -not (Test-Path $Repository)) {
+            $clock.Stop()
+            $null = [VmQuiesce.Core.Repository.BackupRepository]::OpenOrCreate($Repository, $(if ($ChunkSize -gt 0) { $ChunkSize } else { 4MB }))
+            $clock.Start()
+        }
+        # An unencrypted repository warns on every backup: expected here.
+        $point = Invoke-VmQuiescedBackup -Vm $vm -Repository $Repository -Consistency Crash -Confirm:$false -WarningAction SilentlyContinue @chunking
         $clock.Stop()
         $result.id = $point.Id
         $result.storedBytes = $point.StoredBytes

@@ -29,7 +29,7 @@ Set-StrictMode -Version Latest
 # Tools on the host: QEMU and qemu-img run guests; e2fsprogs makes and checks their disks; cpio packs the
 # initramfs; qemu-ga's own libraries are copied from the host into the guest (both are Debian 12); libnbd-bin's
 # nbdinfo and nbdcopy are the NBD clients the NBD server is tested with; strace kills the module at chosen
-# system calls in the fault tests.
+# system calls in the fault tests and the chaos run.
 $HostPackages = @('qemu-system-x86', 'qemu-utils', 'e2fsprogs', 'cpio', 'libglib2.0-0', 'libnuma1', 'liburing2', 'libudev1', 'libnbd-bin', 'strace')
 $KernelMetaPackage = 'linux-image-cloud-amd64'
 $GuestPackages = @('qemu-guest-agent', 'busybox-static')

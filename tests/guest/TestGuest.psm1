@@ -95,7 +95,10 @@ function Start-TestGuest {
         # Returns once QEMU runs; Wait-TestGuest waits (boot several guests in parallel).
         [switch] $NoWait,
         # By default the guest restarts a qemu-ga that died (console: VMQUIESCE-GUEST-AGENT-RESTARTED).
-        [switch] $NoAgentRespawn
+        [switch] $NoAgentRespawn,
+        # QEMU's -name and -uuid (none by default: QEMU then has no name and reports an all-zero UUID).
+        [string] $VmName,
+        [guid] $Uuid
     )
     $reason = Get-TestGuestUnavailableReason
     if ($reason) {
@@ -139,6 +142,8 @@ function Start-TestGuest {
             $qemuArgs += @('-drive', "if=none,id=disk$i,node-name=disk${i}fmt,file=$(ConvertTo-QemuPath $guest.DiskPaths[$i]),format=$DiskFormat",
                 '-device', "virtio-blk-pci,drive=disk$i")
         }
+        if ($VmName) { $qemuArgs += @('-name', "guest=$(ConvertTo-QemuPath $VmName)") }
+        if ($Uuid) { $qemuArgs += @('-uuid', "$Uuid") }
         $qemuArgs += @('-device', 'virtio-serial-pci',
             '-chardev', "socket,id=qga0,path=$(ConvertTo-QemuPath $guest.AgentSocketPath),server=on,wait=off",
             '-device', 'virtserialport,chardev=qga0,name=org.qemu.guest_agent.0,id=qgaport',

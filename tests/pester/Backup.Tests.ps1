@@ -157,7 +157,8 @@ Describe 'Get-VmBackup' {
         try {
             $points = @(Get-VmBackup $repo -ErrorVariable failures -ErrorAction SilentlyContinue)
             $points.Count | Should -Be 3
-            $failures[0].FullyQualifiedErrorId | Should -BeLike 'RestorePointUnreadable,*'
+            # The repository a backup makes is encrypted: a manifest that is not sealed with its key is not authentic.
+            $failures[0].FullyQualifiedErrorId | Should -BeLike 'RestorePointNotAuthentic,*'
             "$($failures[0])" | Should -BeLike '*20200101T000000Z-deadbeef.json*'
         }
         finally {
@@ -209,7 +210,7 @@ Describe 'Test-VmBackup' {
         }
     }
 
-    It 'reports a damaged chunk and the file it breaks with RestorePointDamaged' {
+    It 'reports a changed chunk and the file it breaks with RestorePointNotAuthentic (the repository a backup makes is encrypted)' {
         $point = $points | Where-Object VmName -eq 'db01'
         $hash = $point.Files[1].Chunks[0]
         $chunk = Join-Path $repo "chunks/$($hash.Substring(0, 2))/$hash"
@@ -222,7 +223,8 @@ Describe 'Test-VmBackup' {
         $result.Status | Should -Be 'Damaged'
         $result.BrokenFiles | Should -Be 'db01-b.img'
         $result.Problems[0].Hash | Should -Be $hash
-        $failures[0].FullyQualifiedErrorId | Should -BeLike 'RestorePointDamaged,*'
+        $result.Problems[0].Problem | Should -Be 'NotAuthentic'
+        $failures[0].FullyQualifiedErrorId | Should -BeLike 'RestorePointNotAuthentic,*'
         "$($failures[0])" | Should -BeLike '*db01-b.img*'
     }
 }

@@ -1,6 +1,7 @@
 # Third-party assemblies VmQuiesce ships must not conflict with another module's copy of the same assembly in
-# another version: a throwaway module loads ZstdSharp 0.7.3 into the same PowerShell, before or after VmQuiesce
-# (which uses ZstdSharp 0.8.8 for chunks), and both keep working.
+# another version: a throwaway module loads ZstdSharp 0.7.3 and BouncyCastle.Cryptography 2.4.0 into the same
+# PowerShell, before or after VmQuiesce (which uses ZstdSharp 0.8.8 for chunks, BouncyCastle 2.7.0 for Argon2id
+# passphrase keys), and both keep working.
 BeforeDiscovery {
     $script:orders = @(@{ Order = 'OtherFirst' }, @{ Order = 'VmQuiesceFirst' })
 }
@@ -8,6 +9,8 @@ BeforeDiscovery {
 BeforeAll {
     Import-Module (Join-Path $PSScriptRoot 'TestSupport.psm1') -Force
     $script:otherVersion = '0.7.3'
+    # Every BouncyCastle.Cryptography 2.x has assembly version 2.0.0.0: the file version tells them apart.
+    $script:otherBouncyCastleVersion = '2.4.0'
     $script:root = Join-Path ([IO.Path]::GetTempPath()) "vmq-dependencies-$([Guid]::NewGuid().ToString('N').Substring(0, 8))"
     $script:skipReason = if ($PSVersionTable.PSEdition -eq 'Desktop') {
         'Windows PowerShell 5.1 has no AssemblyLoadContext: VmQuiesce and another module share one copy of an assembly per version there (see the README)'
@@ -16,12 +19,14 @@ BeforeAll {
         if (-not $env:VMQUIESCE_NUGET_PACKAGES) { throw 'VMQUIESCE_NUGET_PACKAGES is not set: run the tests through build.ps1 -Task Test.' }
         $otherZstd = Join-Path $env:VMQUIESCE_NUGET_PACKAGES "zstdsharp.port/$otherVersion/lib/netstandard2.1/ZstdSharp.dll"
         if (-not (Test-Path $otherZstd)) { throw "ZstdSharp.Port $otherVersion was not restored to $otherZstd; run 'dotnet restore tests/VmQuiesce.Core.Tests'." }
+        $otherBouncyCastle = Join-Path $env:VMQUIESCE_NUGET_PACKAGES "bouncycastle.cryptography/$otherBouncyCastleVersion/lib/net6.0/BouncyCastle.Cryptography.dll"
+        if (-not (Test-Path $otherBouncyCastle)) { throw "BouncyCastle.Cryptography $otherBouncyCastleVersion was not restored to $otherBouncyCastle; run 'dotnet restore tests/VmQuiesce.Core.Tests'." }
     }
 
     # The throwaway module: its own ZstdSharp, loaded the usual way (Add-Type into the default context).
     $module = Join-Path $root 'modules/OtherZstd'
     New-Item -ItemType Directory -Path $module -Force | Out-Null
-    if (-not $skipReason) { Copy-Item $otherZstd $module }
+    if (-not $skipReason) { Copy-Item $otherZstd, $otherBouncyCastle $module }
     Set-Content -Path (Join-Path $module 'OtherZstd.psm1') -Value @'
 Add-Type -Path (Join-Path $PSScriptRoot 'ZstdSharp.dll')
 function Test-OtherZstd {
@@ -34,6 +39,17 @@ function Test-OtherZstd {
     if ($backLength -ne $text.Length -or [Convert]::ToBase64String($back) -ne [Convert]::ToBase64String($text)) { throw 'round trip failed' }
     [ZstdSharp.Compressor].Assembly.GetName().Version.ToString(3)
 }
+function Test-OtherBouncyCastle {
+    # A SHA-256 through this module's BouncyCastle, checked against .NET's; says which file version did it.
+    Add-Type -Path (Join-Path $PSScriptRoot 'BouncyCastle.Cryptography.dll')
+    $text = [Text.Encoding]::UTF8.GetBytes('other module')
+    $digest = [Org.BouncyCastle.Crypto.Digests.Sha256Digest]::new()
+    $digest.BlockUpdate($text, 0, $text.Length)
+    $hash = [byte[]]::new(32)
+    $null = $digest.DoFinal($hash, 0)
+    if ([Convert]::ToBase64String($hash) -ne [Convert]::ToBase64String([Security.Cryptography.SHA256]::HashData($text))) { throw 'digest differs' }
+    ([Diagnostics.FileVersionInfo]::GetVersionInfo([Org.BouncyCastle.Crypto.Digests.Sha256Digest].Assembly.Location).FileVersion -split '\.')[0..2] -join '.'
+}
 '@
 
     function script:Invoke-BothModules {
@@ -45,8 +61,8 @@ function Test-OtherZstd {
 `$ErrorActionPreference = 'Stop'
 `$env:PSModulePath = '$((Join-Path $root 'modules') -replace "'", "''")' + [IO.Path]::PathSeparator + `$env:PSModulePath
 function Import-VmQuiesce { Import-Module '$($env:VMQUIESCE_MODULE_PATH -replace "'", "''")' }
-if ('$Order' -eq 'OtherFirst') { Import-Module OtherZstd; `$before = Test-OtherZstd; Import-VmQuiesce }
-else { Import-VmQuiesce; Import-Module OtherZstd; `$before = Test-OtherZstd }
+if ('$Order' -eq 'OtherFirst') { Import-Module OtherZstd; `$before = Test-OtherZstd; `$bcBefore = Test-OtherBouncyCastle; Import-VmQuiesce }
+else { Import-VmQuiesce; Import-Module OtherZstd; `$before = Test-OtherZstd; `$bcBefore = Test-OtherBouncyCastle }
 New-Item -ItemType Directory -Path '$work' -Force | Out-Null
 `$disk = Join-Path '$work' 'disk.img'
 [IO.File]::WriteAllText(`$disk, ('quiesce, snapshot, thaw. ' * 400000))
@@ -54,9 +70,11 @@ New-Item -ItemType Directory -Path '$work' -Force | Out-Null
 `$point = Invoke-VmQuiescedBackup -Vm `$vm -Repository (Join-Path '$work' 'repo') -Consistency Crash -Confirm:`$false
 `$verified = Test-VmBackup -Repository (Join-Path '$work' 'repo') -Id `$point.Id
 `$ours = [AppDomain]::CurrentDomain.GetAssemblies() | Where-Object { `$_.GetName().Name -eq 'ZstdSharp' -and `$_.Location -like '*VmQuiesce*' }
+
 [pscustomobject]@{
     OtherBefore      = `$before
     OtherAfter       = Test-OtherZstd
+    OtherBcBefore    = `$bcBefore
     Ratio            = `$point.CompressionRatio
     Valid            = `$verified.IsValid
     OursVersion      = `$ours.GetName().Version.ToString(3)
@@ -86,5 +104,14 @@ Describe 'VmQuiesce next to a module that ships another ZstdSharp' {
         $result.OursContext | Should -Be 'VmQuiesce.Dependencies'
         $result.Valid | Should -BeTrue
         $result.Ratio | Should -BeGreaterThan 10 -Because 'the repeated text was compressed with zstd'
+        $result.OtherBcBefore | Should -Be $otherBouncyCastleVersion
+    }
+
+    It 'VmQuiesce''s BouncyCastle (Argon2id) works beside another BouncyCastle 2.x when <Order> is imported first' -ForEach $orders {
+        # Known and open (issue 18): every BouncyCastle.Cryptography 2.x has assembly version 2.0.0.0, so the
+        # version-based resolver of ModuleDependencies cannot tell ours (2.7.0) from another module's (2.4.0, which has
+        # no Argon2BytesGenerator): whichever loads first into the default context wins. The fix is to load
+        # VmQuiesce.Core itself into the isolated context (PSResourceGet's layout), not yet done.
+        Set-ItResult -Skipped -Because 'BouncyCastle 2.x keeps assembly version 2.0.0.0: another module''s 2.4.0 loaded first is used instead of ours (open in issue 18; see the comment in this test)'
     }
 }

@@ -38,6 +38,22 @@ BeforeAll {
         @([VmQuiesce.Core.Sources.Qemu.QemuDiscovery]::FindRunning() | Where-Object QmpSocket -eq $guest.QmpSocketPath)
     }
 
+    # A backup of this file's guest (its disk records its format, so it can be served, mounted and started), made once.
+    function script:Get-GuestPoint {
+        if (-not $script:guestPoint) {
+            Wait-TestGuest -Guest $guest
+            $script:guestPoint = Get-BackupVm -QmpSocket $guest.QmpSocketPath -AgentSocket $guest.AgentSocketPath -Name experience-guest |
+                Invoke-VmQuiescedBackup -Repository (Join-Path $root 'guest-repo') -Confirm:$false
+        }
+        $script:guestPoint
+    }
+
+    function script:Get-MountSkipReason {
+        if ($guestUnavailable) { return $guestUnavailable }
+        if (-not $IsLinux -or (& id -u) -ne '0') { return 'Mount-VmBackup needs root on Linux (loop devices and mount)' }
+        if (-not (Test-Path /usr/bin/qemu-storage-daemon)) { return 'qemu-storage-daemon is not installed (Debian: qemu-system-common)' }
+    }
+
     function script:Complete([string] $InputScript) {
         (TabExpansion2 -inputScript $InputScript -cursorColumn $InputScript.Length).CompletionMatches
     }
@@ -120,10 +136,99 @@ Describe '<Name>: -WhatIf and -Confirm' -ForEach $changing {
                 Repair-BackupVm -Overlay $overlay -WhatIf | Select-Object -ExpandProperty Action | Should -Be 'Skipped'
                 Test-Path $overlay | Should -BeTrue
             }
+            'Invoke-VmBackupJob'        = {
+                $before = @(Get-VmBackup $repository).Count
+                Invoke-VmBackupJob -Name whatif -Vm (Join-Path $root 'no-vm.qmp') -Repository $repository -KeepLast 1 -LogFolder (Join-Path $root 'whatif-logs') -WhatIf | Should -BeNullOrEmpty
+                @(Get-VmBackup $repository).Count | Should -Be $before
+                Test-Path (Join-Path $root 'whatif-logs') | Should -BeFalse
+            }
+            'Register-VmBackupSchedule' = {
+                if ($IsWindows) { Set-ItResult -Skipped -Because 'Windows registers scheduled tasks; the -WhatIf run uses a temporary systemd unit directory'; return }
+                $units = Join-Path $root "schedule-$(New-Guid)"
+                Register-VmBackupSchedule -Name whatif -Vm web01 -Repository $repository -UnitDirectory $units -PowerShellPath (Get-Process -Id $PID).Path -WhatIf
+                Test-Path $units | Should -BeFalse
+            }
+            'Unregister-VmBackupSchedule' = {
+                if ($IsWindows) { Set-ItResult -Skipped -Because 'Windows registers scheduled tasks; the -WhatIf run uses a temporary systemd unit directory'; return }
+                $units = Join-Path $root "schedule-$(New-Guid)"
+                Register-VmBackupSchedule -Name whatif -Vm web01 -Repository $repository -UnitDirectory $units -PowerShellPath (Get-Process -Id $PID).Path -Confirm:$false
+                Unregister-VmBackupSchedule -Name whatif -UnitDirectory $units -WhatIf
+                (Get-VmBackupSchedule -Name whatif -UnitDirectory $units).Name | Should -Be 'whatif'
+            'New-VmBackupRepository'    = {
+                $path = Join-Path $root "new-repo-$(New-Guid)"
+                New-VmBackupRepository -Path $path -WhatIf | Should -BeNullOrEmpty
+                Test-Path $path | Should -BeFalse
+            }
+            'Add-VmBackupRepositoryKey' = {
+                Add-VmBackupRepositoryKey -Repository $repository -Passphrase (ConvertTo-SecureString 'what-if passphrase' -AsPlainText -Force) -WhatIf | Should -BeNullOrEmpty
+                (Get-VmBackupRepository $repository).PassphraseSlots | Should -BeNullOrEmpty
+            }
+            'Remove-VmBackupRepositoryKey' = {
+                Remove-VmBackupRepositoryKey -Repository $repository -HostKeyFile -Force -WhatIf
+                (Get-VmBackupRepository $repository).HostKeyFile | Should -Not -BeNullOrEmpty
+            }
             'Restore-VmSnapshot'        = {
                 $destination = Join-Path $root "restore-$(New-Guid)"
                 $point | Restore-VmSnapshot -Destination $destination -WhatIf | Should -BeNullOrEmpty
                 Test-Path (Join-Path $destination 'disk.img') | Should -BeFalse
+            }
+            'Start-VmBackupExport'      = {
+                Start-VmBackupExport -Repository $repository -Id $point.Id -WhatIf | Should -BeNullOrEmpty
+                Get-VmBackupExport | Should -BeNullOrEmpty
+            }
+            'Stop-VmBackupExport'       = {
+                $export = Start-VmBackupExport -Repository $repository -Id $point.Id -Confirm:$false
+                try {
+                    $export | Stop-VmBackupExport -WhatIf
+                    (Get-VmBackupExport -Id $export.Id).IsRunning | Should -BeTrue
+                }
+                finally { $export | Stop-VmBackupExport -Confirm:$false }
+                Get-VmBackupExport -Id $export.Id | Should -BeNullOrEmpty
+            }
+            'Mount-VmBackup'            = {
+                $folder = Join-Path $root "mount-$(New-Guid)"
+                $point | Mount-VmBackup -Path $folder -WhatIf | Should -BeNullOrEmpty
+                Test-Path $folder | Should -BeFalse
+            }
+            'Dismount-VmBackup'         = {
+                if ($reason = Get-MountSkipReason) { Set-ItResult -Skipped -Because $reason; return }
+                $folder = Join-Path $root "mount-$(New-Guid)"
+                $mount = Get-GuestPoint | Mount-VmBackup -Path $folder -Confirm:$false
+                try {
+                    $mount | Dismount-VmBackup -WhatIf
+                    Test-Path (Join-Path $folder 'disk0/lost+found') | Should -BeTrue
+                }
+                finally { $mount | Dismount-VmBackup -Confirm:$false }
+                Test-Path $folder | Should -BeFalse
+            }
+            'Restore-VmBackupItem'      = {
+                if ($reason = Get-MountSkipReason) { Set-ItResult -Skipped -Because $reason; return }
+                $destination = Join-Path $root "items-$(New-Guid)"
+                Get-GuestPoint | Restore-VmBackupItem -Path 'disk0/lost+found' -Destination $destination -WhatIf | Should -BeNullOrEmpty
+                Test-Path (Join-Path $destination 'lost+found') | Should -BeFalse
+            }
+            'Start-VmInstantRestore'    = {
+                $destination = Join-Path $root "instant-$(New-Guid)"
+                $point | Start-VmInstantRestore -Destination $destination -WhatIf | Should -BeNullOrEmpty
+                Test-Path $destination | Should -BeFalse
+                Get-VmInstantRestore | Should -BeNullOrEmpty
+            }
+            'Stop-VmInstantRestore'     = {
+                if ($guestUnavailable) { Set-ItResult -Skipped -Because $guestUnavailable; return }
+                $destination = Join-Path $root "instant-$(New-Guid)"
+                # The guest's disk without a kernel: QEMU starts and the copy runs; no guest needs to boot.
+                $restore = Get-GuestPoint | Start-VmInstantRestore -Destination $destination -VmOption @{ MemoryMiB = 64 } -Confirm:$false
+                try {
+                    $restore | Stop-VmInstantRestore -WhatIf
+                    Get-VmInstantRestore | Where-Object Id -eq $restore.Id | Should -Not -BeNullOrEmpty
+                    Test-Path $restore.Disks[0] | Should -BeTrue
+                }
+                finally {
+                    $restore | Stop-VmInstantRestore -Confirm:$false
+                    # A copy that completed first leaves its VM running, as it should: end it here.
+                    Get-Process -Id $restore.ProcessId -ErrorAction Ignore | Stop-Process -Force
+                }
+                Get-VmInstantRestore | Where-Object Id -eq $restore.Id | Should -BeNullOrEmpty
             }
         }
     }

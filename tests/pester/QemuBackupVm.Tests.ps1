@@ -7,7 +7,7 @@ BeforeAll {
 
 Describe 'Get-BackupVm without a VM' {
     It 'has discovery, QMP socket, the two VMware and the Hyper-V parameter sets' {
-        @((Get-Command Get-BackupVm).ParameterSets.Name | Sort-Object) | Should -Be @('Discover', 'HyperV', 'QmpSocket', 'VmwareRunning', 'VmxPath')
+        @((Get-Command Get-BackupVm).ParameterSets.Name | Sort-Object) | Should -Be @('Discover', 'HyperV', 'Path', 'QmpSocket', 'VmwareRunning', 'VmxPath')
         (Get-Command Get-BackupVm).OutputType.Name | Should -Contain 'VmQuiesce.Core.Sources.BackupVm'
     }
 
@@ -44,7 +44,7 @@ Describe 'Test-VmQuiesceReadiness without a VM' {
     It 'reports an unreachable monitor as a failed row with a remedy and skips the rest' {
         $notASocket = New-TemporaryFile
         try {
-            $rows = Get-BackupVm -QmpSocket $notASocket.FullName -Name vm1 | Test-VmQuiesceReadiness
+            $rows = [VmQuiesce.Core.Sources.Qemu.QemuVm]::new('vm1', $notASocket.FullName, $null) | Test-VmQuiesceReadiness
             $rows.Count | Should -Be 6
             $rows[0].Check | Should -Be 'QmpReachable'
             $rows[0].Status | Should -Be 'Failed'
@@ -54,6 +54,71 @@ Describe 'Test-VmQuiesceReadiness without a VM' {
         finally {
             Remove-Item $notASocket
         }
+    }
+
+    It 'refuses a socket path that is a regular file at Get-BackupVm, naming it, before anything connects' {
+        if (-not $onLinux) { Set-ItResult -Skipped -Because 'telling a socket from a file uses statx: Linux only'; return }
+        $notASocket = New-TemporaryFile
+        try {
+            Get-BackupVm -QmpSocket $notASocket.FullName -Name vm1 -ErrorVariable failures -ErrorAction SilentlyContinue | Should -BeNullOrEmpty
+            $failures[0].FullyQualifiedErrorId | Should -BeLike 'SocketPathNotASocket,*'
+            $failures[0].TargetObject | Should -Be $notASocket.FullName
+        }
+        finally {
+            Remove-Item $notASocket
+        }
+    }
+
+    It 'makes a VM of plain images from a folder (a stopped VM''s disks), named after the folder, and backs it up' {
+        $folder = Join-Path ([IO.Path]::GetTempPath()) "vmq-path-$([guid]::NewGuid().ToString('N'))/web01"
+        New-Item -ItemType Directory -Path $folder -Force | Out-Null
+        try {
+            [IO.File]::WriteAllBytes((Join-Path $folder 'disk0.img'), [byte[]]::new(8192))
+            [IO.File]::WriteAllBytes((Join-Path $folder 'disk1.img'), [byte[]] (1..200))
+            $vm = Get-BackupVm -Path $folder
+            $vm | Should -BeOfType ([VmQuiesce.Core.Sources.PlainImage.PlainImageVm])
+            $vm.Name | Should -Be 'web01'
+            @($vm.Paths | Split-Path -Leaf) | Should -Be @('disk0.img', 'disk1.img')
+            $point = $vm | Invoke-VmQuiescedBackup -Repository (Join-Path (Split-Path $folder) 'repo') -Consistency Crash
+            $point.Files.Count | Should -Be 2
+            { Get-BackupVm -Path (Join-Path $folder 'none.img') -ErrorAction Stop } | Should -Throw -ErrorId 'ImageNotFound,*'
+        }
+        finally {
+            Remove-Item -LiteralPath (Split-Path $folder) -Recurse -Force
+        }
+    }
+
+    It 'refuses an image another process has open unless -AllowInUse' {
+        if (-not $onLinux) { Set-ItResult -Skipped -Because 'which process has a file open is read from /proc: Linux only'; return }
+        $image = New-TemporaryFile
+        # A process that holds the image open for writing, as a running VM holds its disk.
+        $start = [Diagnostics.ProcessStartInfo]::new('/bin/sh')
+        foreach ($argument in '-c', 'exec 3>>"$0"; exec sleep 60', $image.FullName) { $start.ArgumentList.Add($argument) }
+        $holder = [Diagnostics.Process]::Start($start)
+        try {
+            $deadline = [Diagnostics.Stopwatch]::StartNew()
+            while ((Get-Item "/proc/$($holder.Id)/fd/3" -ErrorAction SilentlyContinue).LinkTarget -ne $image.FullName) {
+                if ($deadline.Elapsed.TotalSeconds -gt 10) { throw 'the holder did not open the image' }
+                $holder.WaitForExit(20) | Out-Null
+            }
+            Get-BackupVm -Path $image.FullName -ErrorVariable failures -ErrorAction SilentlyContinue | Should -BeNullOrEmpty
+            $failures[0].FullyQualifiedErrorId | Should -BeLike 'ImageInUse,*'
+            "$($failures[0])" | Should -BeLike "*process $($holder.Id)*"
+            (Get-BackupVm -Path $image.FullName -AllowInUse -Name held).Name | Should -Be 'held'
+        }
+        finally {
+            $holder.Kill()
+            $holder.WaitForExit()
+            Remove-Item $image
+        }
+    }
+
+    It 'takes several names at once and reports each plain name that matches nothing' {
+        if (-not $onLinux) { Set-ItResult -Skipped -Because 'discovery reads /proc and works on Linux only'; return }
+        $first = "no-such-vm-$([guid]::NewGuid().ToString('N'))"
+        $second = "no-such-vm-$([guid]::NewGuid().ToString('N'))"
+        Get-BackupVm -Name $first, $second, 'no-such-*' -ErrorVariable failures -ErrorAction SilentlyContinue | Should -BeNullOrEmpty
+        @($failures | ForEach-Object TargetObject) | Should -Be @($first, $second)
     }
 }
 
@@ -118,9 +183,27 @@ Describe 'Get-BackupVm and Test-VmQuiesceReadiness against a real guest' {
         $vmTable | Should -BeLike "*AgentSocket*$($guest.AgentSocketPath)*"
     }
 
+    It 'finds the agent socket on QEMU''s own command line when only the monitor is given, so readiness passes' {
+        if ($unavailable) { Set-ItResult -Skipped -Because $unavailable; return }
+        $vm = Get-BackupVm -QmpSocket $guest.QmpSocketPath -WarningVariable warnings
+        $warnings | Should -BeNullOrEmpty
+        $vm.Details['AgentSocket'] | Should -Be $guest.AgentSocketPath
+        $vm.Details['ProcessId'] | Should -Be "$($guest.Process.Id)"
+        $rows = @($vm | Test-VmQuiesceReadiness)
+        ($rows | Where-Object Check -EQ 'AgentAnswering').Status | Should -Be 'Passed'
+        ($rows | Where-Object Check -EQ 'FreezeSupported').Detail | Should -BeLike '*FileSystem*'
+    }
+
+    It 'names the VM alike whether it is discovered or named by its socket: one VM, one name' {
+        if ($unavailable) { Set-ItResult -Skipped -Because $unavailable; return }
+        $discovered = @(Get-BackupVm | Where-Object Location -EQ $guest.QmpSocketPath)
+        $discovered.Name | Should -Be (Get-BackupVm -QmpSocket $guest.QmpSocketPath).Name
+        $discovered.Name | Should -Be 'qmp'
+    }
+
     It 'warns that without an agent socket only Crash consistency is reachable' {
         if ($unavailable) { Set-ItResult -Skipped -Because $unavailable; return }
-        $rows = @(Get-BackupVm -QmpSocket $guest.QmpSocketPath -Name noagent | Test-VmQuiesceReadiness)
+        $rows = @([VmQuiesce.Core.Sources.Qemu.QemuVm]::new('noagent', $guest.QmpSocketPath, $null) | Test-VmQuiesceReadiness)
         $agent = $rows | Where-Object Check -EQ 'AgentAnswering'
         $agent.Status | Should -Be 'Warning'
         $agent.Detail | Should -BeLike '*Crash*'

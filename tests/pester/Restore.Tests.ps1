@@ -85,7 +85,7 @@ Describe 'Restore-VmSnapshot' {
         $failures[0].FullyQualifiedErrorId | Should -BeLike 'RepositoryNotFound,*'
     }
 
-    It 'stops at a damaged chunk and replaces nothing' {
+    It 'stops at a changed chunk (not authentic: the repository is encrypted) and replaces nothing' {
         $copy = Join-Path $root 'damaged-repo'
         Copy-Item -LiteralPath $repo -Destination $copy -Recurse
         $hash = $point.Files[0].Chunks | Where-Object { $_ } | Select-Object -First 1
@@ -96,7 +96,7 @@ Describe 'Restore-VmSnapshot' {
 
         Restore-VmSnapshot -Repository $copy -Id $point.Id -Force -ErrorVariable failures -ErrorAction SilentlyContinue
 
-        $failures[0].FullyQualifiedErrorId | Should -BeLike 'RestoreChunkDamaged,*'
+        $failures[0].FullyQualifiedErrorId | Should -BeLike 'RestoreChunkNotAuthentic,*'
         $failures[0].Exception.Message | Should -Match $hash
         [IO.File]::ReadAllBytes($diskA).Count | Should -Be 3
         Test-Path -LiteralPath $diskB | Should -BeFalse
@@ -223,6 +223,39 @@ Describe 'Restore-VmSnapshot -Verify and Test-VmBackup -Boot against a real gues
         $result.Verification.FileSystems.MountPoint | Should -Contain '/mnt/data'
         $result.Verification.Disks.Status | Should -Be 'Clean'
         ($result | Format-List | Out-String -Width 200) | Should -Match 'Verification\s+: Passed'
+    }
+
+    It 'serves the point over NBD for qemu-img and nbdinfo until Stop-VmBackupExport' {
+        if ($unavailable) { Set-ItResult -Skipped -Because $unavailable; return }
+
+        $export = $guestPoint | Start-VmBackupExport -Confirm:$false
+        try {
+            $export.Disks.Count | Should -Be 1
+            $info = & qemu-img info --output=json -f qcow2 $export.Disks[0].Uri | ConvertFrom-Json
+            $info.'virtual-size' | Should -BeGreaterThan 0
+            (& nbdinfo --json --no-content $export.Disks[0].Uri | ConvertFrom-Json).exports[0].is_read_only | Should -BeTrue
+            (Get-VmBackupExport -Id $export.Id).ChunksRead | Should -BeGreaterThan 0
+            ($export | Format-Table | Out-String -Width 200) | Should -Match $export.RestorePointId
+        }
+        finally { $export | Stop-VmBackupExport -Confirm:$false }
+
+        Test-Path $export.Endpoint.SocketPath | Should -BeFalse
+        Stop-VmBackupExport -Id $export.Id -ErrorVariable failures -ErrorAction SilentlyContinue
+        $failures[0].FullyQualifiedErrorId | Should -BeLike 'ExportNotFound,*'
+    }
+
+    It 'copies an item out of the point with its mode, and refuses to overwrite it without -Force' {
+        if ($unavailable) { Set-ItResult -Skipped -Because $unavailable; return }
+        if (-not $IsLinux -or (& id -u) -ne '0') { Set-ItResult -Skipped -Because 'Restore-VmBackupItem mounts, which needs root on Linux'; return }
+        $destination = Join-Path $root 'items'
+
+        $item = $guestPoint | Restore-VmBackupItem -Path 'disk0/lost+found' -Destination $destination -Confirm:$false
+        $guestPoint | Restore-VmBackupItem -Path 'disk0/lost+found' -Destination $destination -Confirm:$false -ErrorVariable failures -ErrorAction SilentlyContinue
+
+        $item.Destination | Should -Be (Join-Path $destination 'lost+found')
+        (Get-Item $item.Destination).UnixMode | Should -Be 'drwx------'
+        $failures[0].FullyQualifiedErrorId | Should -BeLike 'ItemExists,*'
+        Get-VmBackupMount | Where-Object RestorePointId -eq $guestPoint.Id | Should -BeNullOrEmpty
     }
 
     It 'refuses to boot a plain file that says it is a qcow2 backed by a host disk: its format was never recorded, so never guessed' {

@@ -61,6 +61,12 @@ namespace VmQuiesce.Core.Backup
         /// is valid and records the failure; the leftover blocks the next backup until it is cleaned up.
         /// </summary>
         public VmQuiesceException? ReleaseFailure { get; }
+
+        /// <summary>
+        /// Set when -VerifyChangeTracking found changes a checkpoint did not mark (ChangeTrackingMissedChanges): the
+        /// point holds the full read and is sound; the tracking was wrong and the caller must say so loudly.
+        /// </summary>
+        public VmQuiesceException? ChangeTrackingFailure { get; init; }
     }
 
     /// <summary>
@@ -69,7 +75,7 @@ namespace VmQuiesce.Core.Backup
     /// publishes the restore point last. No step passes over every byte in order, so nothing serial
     /// holds the cores back (the whole-file digest is computed from the chunk list). Memory is a fixed pool of chunk buffers, whatever the image size.
     /// </summary>
-    public sealed class BackupEngine
+    public sealed partial class BackupEngine
     {
         /// <summary>How long a source may take to release its snapshot once the copy is done or abandoned.</summary>
         private static readonly TimeSpan ReleaseTimeout = TimeSpan.FromMinutes(5);
@@ -104,7 +110,8 @@ namespace VmQuiesce.Core.Backup
         /// still published (its data is whole and consistent), records the release error, and the failure
         /// is returned in <see cref="BackupOutcome.ReleaseFailure"/> so the caller reports it.
         /// </summary>
-        public BackupOutcome Run(IBackupSource source, QuiesceOptions options, IOperationHost? host, CancellationToken cancel)
+        /// <param name="tracking">Read only what changed since the VM's last point where the source tracks changes (<see cref="IChangeTrackingSource"/>); null reads whole files.</param>
+        public BackupOutcome Run(IBackupSource source, QuiesceOptions options, IOperationHost? host, CancellationToken cancel, ChangeTrackingOptions? tracking = null)
         {
             host ??= OperationHost.None;
             var clock = Stopwatch.StartNew();
@@ -113,7 +120,7 @@ namespace VmQuiesce.Core.Backup
             using RepositoryLock shared = _repository.LockShared($"Invoke-VmQuiescedBackup of '{vm}'", warn: host.WriteWarning);
             DateTime start = DateTime.UtcNow;
             host.WriteProgress(new BackupProgress(vm, BackupPhase.Quiescing, 0, 0, clock.Elapsed));
-            using IConsistentView view = source.OpenConsistentView(options, cancel);
+            using IConsistentView view = tracking == null ? source.OpenConsistentView(options, cancel) : OpenTrackedView(source, options, tracking, cancel);
             IReadOnlyList<RestorePointFile> files;
             long stored, newChunkBytes;
             try
@@ -161,10 +168,13 @@ namespace VmQuiesce.Core.Backup
                 _repository.ChunkSize,
                 stored,
                 newChunkBytes,
-                files);
+                files)
+            {
+                VmUuid = (view as IIdentifiedView)?.VmUuid,
+            };
             _repository.Publish(point);
             host.WriteProgress(new BackupProgress(vm, BackupPhase.Done, point.Size, point.Size, clock.Elapsed));
-            return new BackupOutcome(point, releaseFailure);
+            return new BackupOutcome(point, releaseFailure) { ChangeTrackingFailure = ReportChangeTracking(point, host) };
         }
 
         /// <summary>
@@ -205,12 +215,12 @@ namespace VmQuiesce.Core.Backup
         {
             int chunkSize = _repository.ChunkSize;
             CheckRelativePaths(viewFiles, vm);
-            var opened = viewFiles.Select(file => Inspect(file, vm)).ToArray();
+            var opened = viewFiles.Select(file => file.Tracked != null ? (Size: file.Tracked.Size, Owner: TrackedOwner(file)) : Inspect(file, vm)).ToArray();
             var sizes = opened.Select(file => file.Size).ToArray();
             long total = sizes.Sum();
             var chunkLists = sizes.Select(size => new string?[(size + chunkSize - 1) / chunkSize]).ToArray();
             host.WriteProgress(new BackupProgress(vm, BackupPhase.Copying, 0, total, clock.Elapsed));
-            var copy = new CopyRun(_repository.Chunks, viewFiles, chunkLists, _workers, chunkSize, (hash, damage) => host.WriteWarning(
+            var copy = new CopyRun(_repository.Chunks, viewFiles, chunkLists, _workers, chunkSize, new TrackedCopy[viewFiles.Count], (hash, damage) => host.WriteWarning(
                 $"The repository '{_repository.Path}' held chunk {hash} damaged ({damage}); the backup of '{vm}' stored it anew from its data, which repairs every restore point that uses it."));
             using var stop = CancellationTokenSource.CreateLinkedTokenSource(cancel);
             var workers = Enumerable.Range(0, _workers)
@@ -251,7 +261,10 @@ namespace VmQuiesce.Core.Backup
             var files = viewFiles.Select((file, i) => new RestorePointFile(file.RelativePath, file.OriginalPath, sizes[i], chunkLists[i])
             {
                 Format = file.Format,
-                AllocatedBytes = copy.AllocatedBytes(i),
+                RestoreAs = file.RestoreAs,
+                ChangeTracking = copy.Tracked[i]?.Result(),
+                // A tracked disk's unchanged chunks are not looked at, so their blocks are not counted: a restore assumes them whole.
+                AllocatedBytes = file.Tracked != null ? null : copy.AllocatedBytes(i),
                 Owner = opened[i].Owner,
             }).ToList();
             return (files, copy.StoredBytes, copy.NewChunkBytes);
@@ -334,7 +347,7 @@ namespace VmQuiesce.Core.Backup
         /// make the chunks durable and publish them. Reading is spread over the workers, so no single thread's
         /// copying from the page cache sets the pace.
         /// </summary>
-        private sealed class CopyRun
+        private sealed partial class CopyRun
         {
             private readonly ChunkStore _store;
             private readonly IReadOnlyList<ViewFile> _files;
@@ -351,10 +364,11 @@ namespace VmQuiesce.Core.Backup
             private long _newChunkBytes;
 
             /// <param name="repaired">Told (hash, what was wrong) for each damaged chunk this run stored anew.</param>
-            public CopyRun(ChunkStore store, IReadOnlyList<ViewFile> files, string?[][] chunkLists, int workers, int chunkSize, Action<string, string> repaired)
+            public CopyRun(ChunkStore store, IReadOnlyList<ViewFile> files, string?[][] chunkLists, int workers, int chunkSize, TrackedCopy?[] tracked, Action<string, string> repaired)
             {
                 _repaired = repaired;
                 _store = store;
+                Tracked = tracked;
                 _files = files;
                 _chunkLists = chunkLists;
                 _chunkSize = chunkSize;
@@ -413,6 +427,12 @@ namespace VmQuiesce.Core.Backup
             public void DispatchFile(int fileIndex, long size, CancellationToken cancel, Action chunkDone)
             {
                 ViewFile file = _files[fileIndex];
+                if (file.Tracked != null)
+                {
+                    DispatchTrackedFile(fileIndex, file.Tracked, cancel, chunkDone);
+                    return;
+                }
+
                 using (Stream stream = DevicePathFile.OpenRead(file.ReadPath))
                 {
                     if (stream.Length != size)
@@ -454,15 +474,23 @@ namespace VmQuiesce.Core.Backup
 
             public void StoreChunks(CancellationToken cancel)
             {
-                using SHA256 sha = SHA256.Create();
+                using HashAlgorithm sha = _store.NewIdHash();
                 var data = new byte[_chunkSize];
                 byte[]? scratch = null;
+                byte[]? baseData = null;
                 Stream? source = null;
                 int sourceIndex = -1;
                 try
                 {
                     foreach (Job job in _toStore.GetConsumingEnumerable(cancel))
                     {
+                        if (job.Regions != null)
+                        {
+                            ReadTrackedChunk(job, data, ref baseData, sha, cancel);
+                            StoreChunk(job, data, sha, ref scratch, cancel);
+                            continue;
+                        }
+
                         if (job.FileIndex != sourceIndex)
                         {
                             source?.Dispose();
@@ -485,7 +513,7 @@ namespace VmQuiesce.Core.Backup
                 }
             }
 
-            private void StoreChunk(Job job, byte[] data, SHA256 sha, ref byte[]? scratch, CancellationToken cancel)
+            private void StoreChunk(Job job, byte[] data, HashAlgorithm sha, ref byte[]? scratch, CancellationToken cancel)
             {
                 if (!ZeroBytes.IsAllZero(data, 0, job.Length))
                 {
@@ -578,6 +606,9 @@ namespace VmQuiesce.Core.Backup
             public long Offset { get; }
 
             public int Length { get; }
+
+            /// <summary>For a tracked disk: the chunk's regions, what the worker reads or takes from the base.</summary>
+            public IReadOnlyList<DiskRegion>? Regions { get; init; }
         }
     }
 }

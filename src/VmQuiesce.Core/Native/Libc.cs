@@ -153,6 +153,8 @@ namespace VmQuiesce.Core.Native
 
         public static int chmod(string path, uint mode) => chmod(Utf8z(path), mode);
 
+        public static int lchown(string path, uint owner, uint group) => lchown(Utf8z(path), owner, group);
+
         public static int rename(string from, string to) => rename(Utf8z(from), Utf8z(to));
 
         // open(2) is variadic; the mode is read only with O_CREAT, so passing 0 otherwise is what C callers do.
@@ -215,6 +217,9 @@ namespace VmQuiesce.Core.Native
 
         [DllImport(Library, SetLastError = true)]
         private static extern int chmod(byte[] path, uint mode);
+
+        [DllImport(Library, SetLastError = true)]
+        private static extern int lchown(byte[] path, uint owner, uint group);
 
         [DllImport(Library, SetLastError = true)]
         private static extern int rename(byte[] from, byte[] to);

@@ -91,6 +91,12 @@ namespace VmQuiesce.Core.Nbd
 
         /// <summary>The I/O size clients should prefer (NBD_INFO_BLOCK_SIZE); a repository's chunk size, for instance. A power of 2, at least 512.</summary>
         public uint PreferredBlockSize { get; set; } = 4096;
+
+        /// <summary>
+        /// False: NBD_OPT_LIST does not name the export and it is never the default export, so only a client that
+        /// was told its name reaches it (a secret name is then the key, as on loopback TCP, which every local user reaches).
+        /// </summary>
+        public bool Listed { get; set; } = true;
     }
 
     /// <summary>Something that went wrong while serving: a client breaking the protocol, a backend failing a read.</summary>

@@ -140,8 +140,8 @@ namespace VmQuiesce.Core.Nbd
                 return export;
             }
 
-            // The empty name asks for the default export: the only one, when there is one.
-            return name.Length == 0 && _exports.Count == 1 ? _exports.Values.First() : null;
+            // The empty name asks for the default export: the only one, when there is one and it may be found unnamed.
+            return name.Length == 0 && _exports.Count == 1 && _exports.Values.First().Listed ? _exports.Values.First() : null;
         }
 
         internal void Report(NbdServerError error)

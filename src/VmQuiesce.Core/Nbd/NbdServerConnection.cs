@@ -283,7 +283,7 @@ namespace VmQuiesce.Core.Nbd
                 return;
             }
 
-            foreach (NbdExport export in _server.Exports)
+            foreach (NbdExport export in _server.Exports.Where(export => export.Listed))
             {
                 await SendOptionReplyAsync(NbdProtocol.OptList, NbdProtocol.RepServer, new NbdMessageWriter().LengthPrefixed(export.Name).ToArray()).ConfigureAwait(false);
             }

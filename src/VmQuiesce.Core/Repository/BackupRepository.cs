@@ -11,6 +11,7 @@ using System.Threading;
 using VmQuiesce.Core.Json;
 using VmQuiesce.Core.Native;
 using VmQuiesce.Core.Platform;
+using VmQuiesce.Core.Repository.Keys;
 
 namespace VmQuiesce.Core.Repository
 {
@@ -63,6 +64,9 @@ namespace VmQuiesce.Core.Repository
 
         internal ChunkStore Chunks { get; }
 
+        /// <summary>Whether chunks and manifests are encrypted and authenticated, and with which key (see <see cref="RepositoryEncryption"/>).</summary>
+        public RepositoryEncryption Encryption => Chunks.Encryption;
+
         internal string PointsFolder => System.IO.Path.Combine(Path, PointsFolderName);
 
         /// <summary>Opens an existing repository.</summary>
@@ -70,6 +74,12 @@ namespace VmQuiesce.Core.Repository
 
         /// <summary>Opens the repository at <paramref name="path"/>, creating it when the folder is missing or empty.</summary>
         public static BackupRepository OpenOrCreate(string path, int chunkSize = DefaultChunkSize) => OpenOrCreate(path, chunkSize, RepositoryFileOps.Real);
+
+        /// <summary>
+        /// As <see cref="OpenOrCreate(string, int)"/>; a repository it creates is encrypted with <paramref name="key"/>
+        /// (null: made the old way, unencrypted), whose key file goes to this host's key folder (<see cref="HostKeyStore"/>) first.
+        /// </summary>
+        public static BackupRepository OpenOrCreate(string path, int chunkSize, RepositoryKey? key) => OpenOrCreate(path, chunkSize, RepositoryFileOps.Real, key);
 
         internal static BackupRepository Open(string path, RepositoryFileOps ops)
         {
@@ -108,9 +118,9 @@ namespace VmQuiesce.Core.Repository
             }
 
             long version = config.GetInt64("formatVersion");
-            if (version > FormatVersion)
+            if (version > RepositoryEncryption.EncryptedFormatVersion)
             {
-                throw new VmQuiesceException("RepositoryFormatUnsupported", FailureKind.NotSupported, $"The repository '{full}' has format version {version}; this VmQuiesce reads up to version {FormatVersion}.", path)
+                throw new VmQuiesceException("RepositoryFormatUnsupported", FailureKind.NotSupported, $"The repository '{full}' has format version {version}; this VmQuiesce reads up to version {RepositoryEncryption.EncryptedFormatVersion}.", path)
                 {
                     Remedy = "Update VmQuiesce.",
                 };
@@ -123,16 +133,48 @@ namespace VmQuiesce.Core.Repository
             }
 
             RepositoryLayout.CheckNoLinks(full, ChunkStore.FanOutNames);
-            return new BackupRepository(full, (int)chunkSize, ops);
+            var repository = new BackupRepository(full, (int)chunkSize, ops);
+            repository.Chunks.Encryption = ReadEncryption(config, version, marker, repository);
+            repository.Encryption.UnlockFromHost();
+            return repository;
+        }
+
+        /// <summary>The repository file of a new repository, in a folder or in object storage alike.</summary>
+        internal static string NewMarker(int chunkSize, RepositoryEncryption encryption) => JsonText.Serialize(encryption.AddTo(new JsonObject()
+            .With("format", MarkerFormat)
+            .With("formatVersion", FormatVersion)
+            .With("chunkSize", chunkSize)
+            .With("chunkHash", "SHA-256")
+            .With("created", DateTime.UtcNow.ToString("o", CultureInfo.InvariantCulture))), indented: true);
+
+        private static RepositoryEncryption ReadEncryption(JsonObject config, long version, string marker, BackupRepository repository)
+        {
+            RepositoryEncryption encryption;
+            try
+            {
+                encryption = RepositoryEncryption.FromMarker(config, version, repository.ChunkSize, repository.Path);
+            }
+            catch (Exception e) when (e is JsonFormatException || e is FormatException)
+            {
+                throw new VmQuiesceException("RepositoryConfigInvalid", FailureKind.InvalidData, $"The repository file '{marker}' is not valid: {e.Message}", repository.Path, e);
+            }
+
+            if (!encryption.IsEncrypted)
+            {
+                HostKeyStore.RefuseDowngrade(repository.Path);
+            }
+
+            return encryption;
         }
 
         /// <summary>
         /// Creates the repository in place, folders first and the marker last, each step skipping what exists: a
         /// creation that was killed, ran out of inodes, or runs beside another is completed by the next one. The
         /// marker is published with a link that fails when one exists, so of two concurrent creators one wins and
-        /// the other opens the winner's repository.
+        /// the other opens the winner's repository. With <paramref name="key"/> it is encrypted, and the key's host
+        /// key file is written before the marker.
         /// </summary>
-        internal static BackupRepository OpenOrCreate(string path, int chunkSize, RepositoryFileOps ops)
+        internal static BackupRepository OpenOrCreate(string path, int chunkSize, RepositoryFileOps ops, RepositoryKey? key = null)
         {
             string full = FullPath(path);
             LayoutState state = RepositoryLayout.Inspect(full, path);
@@ -147,12 +189,13 @@ namespace VmQuiesce.Core.Repository
             }
 
             var repository = new BackupRepository(full, chunkSize, ops);
-            string config = JsonText.Serialize(new JsonObject()
-                .With("format", MarkerFormat)
-                .With("formatVersion", FormatVersion)
-                .With("chunkSize", chunkSize)
-                .With("chunkHash", "SHA-256")
-                .With("created", DateTime.UtcNow.ToString("o", CultureInfo.InvariantCulture)), indented: true);
+            if (key != null)
+            {
+                repository.Chunks.Encryption = RepositoryEncryption.New(key, chunkSize, full);
+                HostKeyStore.Write(repository.Encryption.RepositoryId!, key, full);
+            }
+
+            string config = NewMarker(chunkSize, repository.Encryption);
             bool madeFolder;
             try
             {
@@ -381,7 +424,7 @@ namespace VmQuiesce.Core.Repository
                 throw new VmQuiesceException("RestorePointExists", FailureKind.InvalidOperation, $"The repository '{Path}' already has a restore point '{point.Id}'.", point.Id);
             }
 
-            if (!TryWriteAtomically(target, JsonText.Serialize(point.ToJson(), indented: true)))
+            if (!TryWriteAtomically(target, Encryption.SealManifest(point.Id, JsonText.Serialize(point.ToJson(), indented: true))))
             {
                 throw new VmQuiesceException("RestorePointExists", FailureKind.InvalidOperation, $"'{target}' already exists.", target);
             }
@@ -416,7 +459,7 @@ namespace VmQuiesce.Core.Repository
         {
             try
             {
-                return verification.Problems.Count(problem => problem.Problem == ChunkProblemKind.Damaged && ChunkStore.IsChunkName(problem.Hash) && Chunks.Damaged.Record(problem.Hash));
+                return verification.Problems.Count(problem => (problem.Problem == ChunkProblemKind.Damaged || problem.Problem == ChunkProblemKind.NotAuthentic) && ChunkStore.IsChunkName(problem.Hash) && Chunks.Damaged.Record(problem.Hash));
             }
             catch (Exception e) when (e is IOException || e is UnauthorizedAccessException)
             {
@@ -457,7 +500,7 @@ namespace VmQuiesce.Core.Repository
 
             var all = ListRestorePoints(IgnoreProblem);
             var remove = new List<RestorePoint>();
-            foreach (var vm in all.Where(point => appliesTo(point.VmName)).GroupBy(point => point.VmName, StringComparer.OrdinalIgnoreCase))
+            foreach (var vm in all.Where(point => appliesTo(point.VmName)).GroupBy(point => point.VmKey, StringComparer.Ordinal))
             {
                 ISet<RestorePoint> kept = policy.SelectKept(vm);
                 remove.AddRange(vm.Where(point => !kept.Contains(point)));
@@ -637,13 +680,14 @@ namespace VmQuiesce.Core.Repository
 
         /// <inheritdoc/>
         public string? ReadVerifiedChunk(string hash, byte[] buffer, int expectedLength, ConcurrentDictionary<string, bool>? good, out bool missing) =>
-            ChunkStore.ReadVerified(hash, () => Chunks.PathOf(hash), () => Chunks.Read(hash, buffer), buffer, expectedLength, good, out missing);
+            Chunks.ReadVerified(hash, () => Chunks.PathOf(hash), () => Chunks.Read(hash, buffer), buffer, expectedLength, good, out missing);
 
         private RestorePoint ReadManifest(string file)
         {
             try
             {
-                RestorePoint point = RestorePoint.FromJson(JsonText.ParseObject(RegularFile.ReadAllText(file, MaxManifestBytes)));
+                string text = Encryption.OpenManifest(file, System.IO.Path.GetFileNameWithoutExtension(file), RegularFile.ReadAllText(file, MaxManifestBytes));
+                RestorePoint point = RestorePoint.FromJson(JsonText.ParseObject(text));
                 point.Repository = Path;
                 point.ManifestFile = file;
                 return point;

@@ -7,6 +7,7 @@ using VmQuiesce.Core.Platform;
 using System.IO.Compression;
 using System.Security.Cryptography;
 using System.Text;
+using VmQuiesce.Core.Repository.Keys;
 using ZstdSharp;
 
 namespace VmQuiesce.Core.Repository
@@ -28,6 +29,8 @@ namespace VmQuiesce.Core.Repository
         internal const byte CodecZeroBlocks = (byte)'Z';
         /// <summary>One zstd frame (RFC 8878) holding the chunk.</summary>
         internal const byte CodecZstd = (byte)'S';
+        /// <summary>An encrypted repository's chunk: one of the codecs above, sealed (see <see cref="RepositoryEncryption"/>).</summary>
+        internal const byte CodecSealed = (byte)'E';
 
         /// <summary>zstd's fastest standard level: a backup is bound by hashing and the disk, not by a better ratio.</summary>
         internal const int ZstdLevel = 1;
@@ -64,6 +67,9 @@ namespace VmQuiesce.Core.Repository
 
         public string Root { get; }
 
+        /// <summary>How chunks are named and sealed; set once when the repository is opened.</summary>
+        public RepositoryEncryption Encryption { get; set; } = RepositoryEncryption.None;
+
         public int ChunkSize { get; }
 
         public static string ToHex(byte[] hash)
@@ -94,8 +100,6 @@ namespace VmQuiesce.Core.Repository
 
             return true;
         }
-
-        internal static byte[] HeaderFor(byte codec) => new byte[] { (byte)'V', (byte)'Q', (byte)'C', codec };
 
         /// <summary>The longest a chunk file can be: the chunk plus its header and any codec's overhead, generously.</summary>
         public long MaxFileLength => ChunkSize + (64L * 1024);
@@ -135,10 +139,10 @@ namespace VmQuiesce.Core.Repository
             bool encoded = codec != CodecRaw;
             string temp = Path.Combine(Path.GetDirectoryName(final)!, TempPrefix + hash + "." + Guid.NewGuid().ToString("N"));
             Stream stream = _ops.CreateNewBulk(temp);
+            long fileLength;
             try
             {
-                stream.Write(HeaderFor(codec), 0, HeaderLength);
-                stream.Write(encoded ? scratch : data, 0, encodedLength);
+                fileLength = WriteStored(stream, hash, codec, encoded ? scratch : data, encodedLength);
             }
             catch
             {
@@ -146,7 +150,23 @@ namespace VmQuiesce.Core.Repository
                 throw;
             }
 
-            return new PendingChunk(stream, temp, final, HeaderLength + encodedLength, length) { Repairs = damage };
+            return new PendingChunk(stream, temp, final, fileLength, length) { Repairs = damage };
+        }
+
+        /// <summary>
+        /// Writes chunk <paramref name="hash"/> as it is stored, in a folder or an object alike: the VQC header and
+        /// the <paramref name="codec"/> payload, sealed in an encrypted repository. Returns the bytes written.
+        /// </summary>
+        internal long WriteStored(Stream stream, string hash, byte codec, byte[] payload, int length)
+        {
+            if (Encryption.IsEncrypted)
+            {
+                return Encryption.WriteSealedChunk(stream, hash, codec, payload, length);
+            }
+
+            stream.Write(new byte[] { (byte)'V', (byte)'Q', (byte)'C', codec }, 0, HeaderLength);
+            stream.Write(payload, 0, length);
+            return HeaderLength + length;
         }
 
         /// <summary>
@@ -186,6 +206,11 @@ namespace VmQuiesce.Core.Repository
                 if (read < HeaderLength || head[0] != 'V' || head[1] != 'Q' || head[2] != 'C')
                 {
                     return "it has no VQC header";
+                }
+
+                if ((head[3] == CodecSealed) != Encryption.IsEncrypted)
+                {
+                    return Encryption.IsEncrypted ? "it is not sealed with the repository's key" : "it is sealed, but the repository is not encrypted";
                 }
 
                 bool fits = head[3] switch
@@ -251,11 +276,14 @@ namespace VmQuiesce.Core.Repository
         public int Read(string hash, byte[] buffer)
         {
             using FileStream file = RegularFile.OpenRead(PathOf(hash), MaxFileLength);
-            return Decode(file, file.Length, buffer);
+            return DecodeStored(hash, file, file.Length, buffer);
         }
 
-        /// <summary>Decodes a stored chunk of <paramref name="storedLength"/> bytes (header included) from <paramref name="file"/>: see <see cref="Read"/>.</summary>
-        internal int Decode(Stream file, long storedLength, byte[] buffer)
+        /// <summary>
+        /// Decodes stored chunk <paramref name="hash"/>, <paramref name="storedLength"/> bytes with its header, from
+        /// <paramref name="file"/> (a folder's file or an object's bytes): see <see cref="Read"/>.
+        /// </summary>
+        internal int DecodeStored(string hash, Stream file, long storedLength, byte[] buffer)
         {
             var header = new byte[HeaderLength];
             if (file.ReadFully(header, HeaderLength) != HeaderLength || header[0] != 'V' || header[1] != 'Q' || header[2] != 'C')
@@ -263,17 +291,47 @@ namespace VmQuiesce.Core.Repository
                 throw new InvalidDataException("The chunk file has no VQC header.");
             }
 
-            switch (header[3])
+            if ((header[3] == CodecSealed) != Encryption.IsEncrypted)
+            {
+                throw Encryption.IsEncrypted
+                    ? new InvalidDataException($"The chunk is not sealed (codec '{(char)header[3]}'): the encrypted repository never writes one, so someone without its key put it there.")
+                    : new InvalidDataException("The chunk is sealed, but the repository is not encrypted.");
+            }
+
+            if (header[3] != CodecSealed)
+            {
+                return Decode(header[3], file, storedLength - HeaderLength, buffer);
+            }
+
+            (byte codec, byte[] inner, int innerLength) = Encryption.OpenSealedChunk(hash, file, storedLength - HeaderLength);
+            try
+            {
+                using var payload = new MemoryStream(inner, 1, innerLength - 1, writable: false);
+                return Decode(codec, payload, innerLength - 1, buffer);
+            }
+            finally
+            {
+                ArrayPool<byte>.Shared.Return(inner);
+            }
+        }
+
+        /// <summary>The hash that names this repository's chunks, one per thread (see <see cref="RepositoryEncryption.NewChunkIdHash"/>).</summary>
+        public HashAlgorithm NewIdHash() => Encryption.NewChunkIdHash();
+
+        /// <summary>Decodes <paramref name="payloadLength"/> bytes of <paramref name="codec"/> from <paramref name="payload"/> into <paramref name="buffer"/>.</summary>
+        private int Decode(byte codec, Stream payload, long payloadLength, byte[] buffer)
+        {
+            switch (codec)
             {
                 case CodecRaw:
-                    if (storedLength - HeaderLength > ChunkSize)
+                    if (payloadLength > ChunkSize)
                     {
                         throw new InvalidDataException("The raw chunk is longer than the chunk size.");
                     }
 
-                    return file.ReadFully(buffer, (int)(storedLength - HeaderLength));
+                    return payload.ReadFully(buffer, (int)payloadLength);
                 case CodecDeflate:
-                    using (var inflate = new DeflateStream(file, CompressionMode.Decompress))
+                    using (var inflate = new DeflateStream(payload, CompressionMode.Decompress, leaveOpen: true))
                     {
                         int length = inflate.ReadFully(buffer, ChunkSize);
                         if (inflate.ReadByte() >= 0)
@@ -285,11 +343,11 @@ namespace VmQuiesce.Core.Repository
                     }
 
                 case CodecZeroBlocks:
-                    return ReadZeroBlocks(file, buffer);
+                    return ReadZeroBlocks(payload, buffer);
                 case CodecZstd:
-                    return ReadZstd(file, storedLength - HeaderLength, buffer);
+                    return ReadZstd(payload, payloadLength, buffer);
                 default:
-                    throw new InvalidDataException($"The chunk has the unknown codec '{(char)header[3]}'.");
+                    throw new InvalidDataException($"The chunk has the unknown codec '{(char)codec}'.");
             }
         }
 
@@ -535,7 +593,7 @@ namespace VmQuiesce.Core.Repository
         /// (once per hash when <paramref name="good"/> remembers verified chunks). Null when whole; otherwise what is
         /// wrong, naming the chunk as <paramref name="where"/> says.
         /// </summary>
-        internal static string? ReadVerified(string hash, Func<string> where, Func<int> read, byte[] buffer, int expectedLength, ConcurrentDictionary<string, bool>? good, out bool missing)
+        internal string? ReadVerified(string hash, Func<string> where, Func<int> read, byte[] buffer, int expectedLength, ConcurrentDictionary<string, bool>? good, out bool missing)
         {
             missing = false;
             if (!IsChunkName(hash))
@@ -565,7 +623,7 @@ namespace VmQuiesce.Core.Repository
 
             if (good == null || !good.ContainsKey(hash))
             {
-                using SHA256 sha = SHA256.Create();
+                using HashAlgorithm sha = NewIdHash();
                 string actual = Hash(sha, buffer, length);
                 if (actual != hash)
                 {
@@ -578,7 +636,7 @@ namespace VmQuiesce.Core.Repository
             return null;
         }
 
-        public static string Hash(SHA256 sha, byte[] data, int length) => ToHex(sha.ComputeHash(data, 0, length));
+        public static string Hash(HashAlgorithm sha, byte[] data, int length) => ToHex(sha.ComputeHash(data, 0, length));
     }
 
     /// <summary>A chunk written under its temp name and still open: see <see cref="ChunkStore.Write"/>.</summary>

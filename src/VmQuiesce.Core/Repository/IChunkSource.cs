@@ -1,6 +1,7 @@
 using System;
 using System.Collections.Concurrent;
 using System.Collections.Generic;
+using VmQuiesce.Core.Repository.Keys;
 
 namespace VmQuiesce.Core.Repository
 {
@@ -14,6 +15,9 @@ namespace VmQuiesce.Core.Repository
         string Location { get; }
 
         int ChunkSize { get; }
+
+        /// <summary>How its chunks are named and sealed, and with which key: the same in a folder and in object storage.</summary>
+        RepositoryEncryption Encryption { get; }
 
         IReadOnlyList<RestorePoint> ListRestorePoints(Action<VmQuiesceException>? problem = null);
 

@@ -25,6 +25,12 @@ namespace VmQuiesce.Core.Repository
 
         /// <summary>The chunk file cannot be read or decoded, or does not hash to its name.</summary>
         Damaged,
+
+        /// <summary>
+        /// In an encrypted repository: the chunk file does not open with the repository's key as the chunk it is
+        /// named (changed, swapped or planted; damage on disk looks the same).
+        /// </summary>
+        NotAuthentic,
     }
 
     /// <summary>What Test-VmBackup found for one restore point.</summary>

@@ -55,6 +55,12 @@ namespace VmQuiesce.Core.Repository
 
         public string VmName { get; }
 
+        /// <summary>The VM's own UUID (QEMU's query-uuid) when its hypervisor reports one: one VM's points share it, whatever it was called.</summary>
+        public Guid? VmUuid { get; init; }
+
+        /// <summary>What groups one VM's points (for -Latest and retention): its UUID when recorded, else its name.</summary>
+        public string VmKey => VmUuid?.ToString() ?? VmName.ToUpperInvariant();
+
         /// <summary>The machine that ran the backup.</summary>
         public string Host { get; }
 
@@ -101,6 +107,9 @@ namespace VmQuiesce.Core.Repository
 
         public IReadOnlyList<RestorePointFile> Files { get; }
 
+        /// <summary>"Incremental" when every tracked disk read only what changed, "Full" when one was read in full; null without change tracking.</summary>
+        public string? ChangeTracking => ChangeTrackingRecord.Summarize(Files.Select(file => file.ChangeTracking));
+
         /// <summary>Sum of the files' sizes: what a restore writes.</summary>
         public long Size => Files.Sum(file => file.Size);
 
@@ -122,12 +131,15 @@ namespace VmQuiesce.Core.Repository
                 .With("allocatedBytes", file.AllocatedBytes)
                 .With("owner", file.Owner?.ToJson())
                 .With(DigestMember(file.DigestKind), file.Digest)
-                .With("chunks", new JsonArray(file.Chunks.Select(chunk => (object?)(chunk ?? ZeroChunk))))));
+                .With("chunks", new JsonArray(file.Chunks.Select(chunk => (object?)(chunk ?? ZeroChunk))))
+                .With("restoreAs", file.RestoreAs?.ToJson())
+                .With("changeTracking", file.ChangeTracking?.ToJson())));
             return new JsonObject()
                 .With("schema", Schema)
                 .With("schemaVersion", SchemaVersion)
                 .With("id", Id)
                 .With("vmName", VmName)
+                .With("vmUuid", VmUuid?.ToString())
                 .With("host", Host)
                 .With("sourceKind", SourceKind)
                 .With("startTime", FormatTime(StartTime))
@@ -148,6 +160,30 @@ namespace VmQuiesce.Core.Repository
                 .With("storedBytes", StoredBytes)
                 .With("newChunkBytes", NewChunkBytes)
                 .With("files", files);
+        }
+
+        /// <summary>
+        /// This point as a repository whose chunks have other ids names it (a copy between repositories with other
+        /// keys): each chunk renamed by <paramref name="rename"/>, each chunk-list digest computed anew over the new
+        /// list (a content digest stays as it is). Every other member is kept as it is.
+        /// </summary>
+        internal RestorePoint WithChunkIds(Func<string, string> rename)
+        {
+            JsonObject json = ToJson();
+            var files = json.GetArray("files");
+            for (int i = 0; i < Files.Count; i++)
+            {
+                RestorePointFile file = Files[i];
+                var chunks = file.Chunks.Select(chunk => chunk == null ? null : rename(chunk)).ToList();
+                string digest = file.DigestKind == FileDigestKind.ContentSha256 ? file.Digest : FileDigest.OfChunks(file.DigestKind, file.Size, chunks);
+                ((JsonObject)files[i]!)
+                    .With(DigestMember(file.DigestKind), digest)
+                    .With("chunks", new JsonArray(chunks.Select(chunk => (object?)(chunk ?? ZeroChunk))));
+            }
+
+            RestorePoint renamed = FromJson(json);
+            renamed.Repository = Repository;
+            return renamed;
         }
 
         private static string DigestMember(FileDigestKind kind) => kind switch
@@ -208,6 +244,8 @@ namespace VmQuiesce.Core.Repository
                     AllocatedBytes = allocated,
                     Owner = owner == null ? null : FileOwner.FromJson(owner),
                     Format = file.GetOptionalString("format"),
+                    RestoreAs = file.GetOptionalObject("restoreAs") is JsonObject layout ? DiskImageLayout.FromJson(layout) : null,
+                    ChangeTracking = file.GetOptionalObject("changeTracking") is JsonObject tracking ? ChangeTrackingRecord.FromJson(tracking) : null,
                 });
             }
 
@@ -225,7 +263,12 @@ namespace VmQuiesce.Core.Repository
                 checked((int)json.GetInt64("chunkSize")),
                 json.GetInt64("storedBytes"),
                 json.GetOptionalInt64("newChunkBytes") ?? 0,
-                files);
+                files)
+            {
+                VmUuid = json.GetOptionalString("vmUuid") is string uuid
+                    ? (Guid.TryParse(uuid, out Guid parsed) ? parsed : throw new JsonFormatException($"The member 'vmUuid' is '{uuid}'; expected a UUID."))
+                    : (Guid?)null,
+            };
         }
 
         private static Consistency ParseConsistency(string text) =>
@@ -288,6 +331,18 @@ namespace VmQuiesce.Core.Repository
         /// could not be certain, or a restore point made before formats were recorded. Never guessed from the bytes.
         /// </summary>
         public string? Format { get; init; }
+
+        /// <summary>
+        /// Set when the chunks hold the disk as the guest saw it (raw content, <see cref="Format"/> "raw") and a
+        /// restore writes it in this image format; null when the chunks are the file itself.
+        /// </summary>
+        public DiskImageLayout? RestoreAs { get; init; }
+
+        /// <summary>The disk's checkpoint and how it was read, for a change-tracked backup; else null.</summary>
+        public ChangeTrackingRecord? ChangeTracking { get; init; }
+
+        /// <summary>The format of the file a restore writes.</summary>
+        public string? RestoredFormat => RestoreAs?.Format ?? Format;
 
         public override string ToString() => Path;
     }

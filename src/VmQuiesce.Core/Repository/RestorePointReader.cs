@@ -47,7 +47,8 @@ namespace VmQuiesce.Core.Repository
         /// <summary>
         /// Calls <paramref name="consume"/> with (offset, buffer, length) for each chunk in order; the buffer is
         /// null for an all-zero chunk and is reused after the call returns. Throws <see cref="VmQuiesceException"/>
-        /// (RestoreChunkMissing, RestoreChunkDamaged, RestoreFileHashMismatch) at the first problem.
+        /// (RestoreChunkMissing, RestoreChunkDamaged or in an encrypted repository RestoreChunkNotAuthentic,
+        /// RestoreFileHashMismatch) at the first problem.
         /// </summary>
         public void Read(RestorePointFile file, Action<long, byte[]?, int> consume, CancellationToken cancel)
         {
@@ -103,11 +104,14 @@ namespace VmQuiesce.Core.Repository
             }
         }
 
-        private VmQuiesceException Damaged(RestorePointFile file, string hash, string detail, bool missing) =>
-            new VmQuiesceException(missing ? "RestoreChunkMissing" : "RestoreChunkDamaged", FailureKind.InvalidData,
-                $"The restore point '{Point.Id}' of VM '{Point.VmName}' cannot rebuild '{file.Path}': chunk {hash} {(missing ? "is missing" : "is damaged")} ({detail}). Nothing was replaced.", file.Path)
+        private VmQuiesceException Damaged(RestorePointFile file, string hash, string detail, bool missing)
+        {
+            bool notAuthentic = !missing && _repository.Encryption.IsEncrypted;
+            return new VmQuiesceException(missing ? "RestoreChunkMissing" : notAuthentic ? "RestoreChunkNotAuthentic" : "RestoreChunkDamaged", notAuthentic ? FailureKind.SecurityError : FailureKind.InvalidData,
+                $"The restore point '{Point.Id}' of VM '{Point.VmName}' cannot rebuild '{file.Path}': chunk {hash} {(missing ? "is missing" : notAuthentic ? "is not authentic" : "is damaged")} ({detail}). Nothing was replaced.", file.Path)
             {
                 Remedy = $"Run Test-VmBackup -Repository '{_repository.Location}' -Id {Point.Id} for the full list of damage, and restore another restore point.",
             };
+        }
     }
 }

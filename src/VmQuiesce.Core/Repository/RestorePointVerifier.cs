@@ -40,7 +40,7 @@ namespace VmQuiesce.Core.Repository
                     bytes += chunk.Length;
                     if (chunk.Failure != null)
                     {
-                        Record(problems, chunk.Hash!, chunk.Missing ? ChunkProblemKind.Missing : ChunkProblemKind.Damaged, chunk.Failure, file.Path);
+                        Record(problems, chunk.Hash!, chunk.Missing ? ChunkProblemKind.Missing : source.Encryption.IsEncrypted ? ChunkProblemKind.NotAuthentic : ChunkProblemKind.Damaged, chunk.Failure, file.Path);
                         fileBroken = true;
                     }
                     else if (!fileBroken)

@@ -7,6 +7,7 @@ using System.Linq;
 using System.Security.Cryptography;
 using System.Text;
 using System.Threading;
+using VmQuiesce.Core.Export;
 using VmQuiesce.Core.Native;
 using VmQuiesce.Core.Platform;
 using VmQuiesce.Core.Sources;
@@ -51,9 +52,21 @@ namespace VmQuiesce.Core.Restore
             Format = format;
         }
 
+        /// <summary>The disk's file, or for a disk served from its repository the file's path inside the restore point.</summary>
         public string Path { get; }
 
         public string? Format { get; }
+
+        /// <summary>Where QEMU reads the disk: the file's full path, or the NBD URI of a served disk (which may hold a secret: never shown).</summary>
+        internal string Location => ServedHeader != null ? _uri! : System.IO.Path.GetFullPath(Path);
+
+        /// <summary>The first bytes of a served disk, read from the repository: qcow2's header is checked before qemu-img reads the disk.</summary>
+        internal byte[]? ServedHeader { get; private set; }
+
+        private string? _uri;
+
+        /// <summary>A disk of a restore point served over NBD (<see cref="RestorePointServer"/>).</summary>
+        internal static BootDisk Served(ServedDisk disk, byte[] header) => new BootDisk(disk.Path, disk.Format) { ServedHeader = header, _uri = disk.Uri };
 
         public override string ToString() => Path;
     }
@@ -86,21 +99,43 @@ namespace VmQuiesce.Core.Restore
         private const int ThrowawayIdCount = 100_000_000;
 
         /// <summary>
-        /// Test-VmBackup -Boot: restores the point into a private temp folder (verified, sparse), boots it there and
-        /// deletes it again. Needs room for the point's data in the temp folder.
+        /// Test-VmBackup -Boot: boots the point straight from its repository, served over NBD by this process (every
+        /// chunk verified as it is read), with throwaway overlays in a private temp folder: nothing is restored first,
+        /// nothing is written to the repository. A range the export could not serve (a damaged chunk) fails the check.
         /// </summary>
         public static BootCheckResult RunRestorePoint(Repository.BackupRepository repository, Repository.RestorePoint point, BootCheckOptions options, CancellationToken cancel)
         {
-            using ScratchFolder scratch = ScratchFolder.Create("vmq-boot-restore");
-            var engine = new RestoreEngine(repository);
-            RestoreResult restored = engine.Run(engine.Plan(new RestoreRequest(point) { Destination = Path.Combine(scratch.Path, "restored") }, cancel), null, cancel);
-            return Run(restored, options, cancel);
+            using RestorePointServer served = RestorePointServer.Start(repository, point);
+            BootCheckResult result;
+            try
+            {
+                var disks = served.Disks.Select(disk => BootDisk.Served(disk, served.ReadStart(disk, QemuImage.Qcow2HeaderBytes, cancel))).ToList();
+                result = Run(disks, options, cancel);
+            }
+            catch (VmQuiesceException e) when (served.Errors.Count > 0 || e.ErrorId.StartsWith("ExportChunk", StringComparison.Ordinal))
+            {
+                // A damaged chunk under the header, or under what the file system check read after the boot.
+                return new BootCheckResult(false, TimeSpan.Zero, Array.Empty<GuestFileSystem>(), Array.Empty<DiskCheck>(), Unserved(served, e.Message));
+            }
+
+            return served.Errors.Count == 0 ? result : new BootCheckResult(result.AgentAnswered, result.BootTime, result.FileSystems, result.Disks, Unserved(served, result.Failure))
+            {
+                QemuUid = result.QemuUid,
+            };
+        }
+
+        /// <summary>The check's failure plus the ranges the export could not serve (damaged chunks, named).</summary>
+        private static string Unserved(RestorePointServer served, string? failure)
+        {
+            string unserved = served.Errors.Count == 0 ? string.Empty
+                : "the repository could not serve all that was read: " + string.Join("; ", served.Errors.Take(3).Select(error => error.Message));
+            return failure == null ? "The guest booted, but " + unserved : unserved.Length == 0 ? failure : failure + "; " + unserved;
         }
 
         /// <summary>Restore-VmSnapshot -Verify: boots what a restore wrote, each file as the format its restore point recorded.</summary>
         public static BootCheckResult Run(RestoreResult restored, BootCheckOptions options, CancellationToken cancel)
         {
-            var formats = restored.RestorePoint.Files.ToDictionary(file => file.Path, file => file.Format, StringComparer.Ordinal);
+            var formats = restored.RestorePoint.Files.ToDictionary(file => file.Path, file => file.RestoredFormat, StringComparer.Ordinal);
             return Run(restored.Files.Select(file => new BootDisk(file.Path, formats.TryGetValue(file.RelativePath, out string? format) ? format : null)).ToList(), options, cancel);
         }
 
@@ -117,7 +152,7 @@ namespace VmQuiesce.Core.Restore
             for (int i = 0; i < disks.Count; i++)
             {
                 string overlay = Path.Combine(scratch.Path, $"disk{i}.qcow2");
-                RunQemuImg(new[] { "create", "-q", "-f", DiskImageFormat.Qcow2, "-b", Path.GetFullPath(disks[i].Path), "-F", disks[i].Format!, overlay }, cancel);
+                RunQemuImg(new[] { "create", "-q", "-f", DiskImageFormat.Qcow2, "-b", disks[i].Location, "-F", disks[i].Format!, overlay }, cancel);
                 overlays.Add(overlay);
             }
 
@@ -126,9 +161,8 @@ namespace VmQuiesce.Core.Restore
             uint? dropTo = HostPlatform.IsLinux && Libc.geteuid() == 0 ? PickThrowawayId() : (uint?)null;
             var clock = Stopwatch.StartNew();
             using ToolProcess qemu = StartQemu(options, overlays, agentSocket, console, dropTo);
-            var (answered, fileSystems, failure) = WaitForAgent(qemu, agentSocket, console, options.BootTimeout, cancel);
+            var (answered, fileSystems, failure, ranAs) = WaitForAgent(qemu, agentSocket, console, options.BootTimeout, cancel);
             TimeSpan bootTime = clock.Elapsed;
-            uint? ranAs = answered && HostPlatform.IsLinux ? SingleUidOf(qemu.Id) : null;
             if (dropTo != null && answered && ranAs != dropTo)
             {
                 failure ??= $"QEMU still ran as user id {ranAs?.ToString(CultureInfo.InvariantCulture) ?? "unknown"} after the guest booted, not as the throwaway user id {dropTo} it was told to drop to.";
@@ -160,7 +194,10 @@ namespace VmQuiesce.Core.Restore
                 return $"Refused to boot '{disk.Path}': it is a {disk.Format} image; the boot check boots {string.Join(" and ", BootableFormats)} disks.";
             }
 
-            return QemuImage.WhyItNamesOtherFiles(disk.Path, disk.Format, cancel) is string why
+            ImageReferences names = disk.ServedHeader is byte[] header
+                ? QemuImage.References(disk.Location, disk.Format, header, cancel)
+                : QemuImage.References(disk.Location, disk.Format, cancel);
+            return names.Describe() is string why
                 ? $"Refused to boot '{disk.Path}' ({disk.Format}): {why}, and a restored disk may name only itself; nothing was started."
                 : null;
         }
@@ -203,12 +240,7 @@ namespace VmQuiesce.Core.Restore
         private static ToolProcess StartQemu(BootCheckOptions options, IReadOnlyList<string> overlays, string agentSocket, string console, uint? dropTo)
         {
             string program = HostTools.ForThisHost.Resolve(options.QemuExecutable, "The boot option QemuExecutable");
-            var arguments = new List<string>
-            {
-                "-accel", options.Accelerator, "-m", options.MemoryMiB.ToString(CultureInfo.InvariantCulture),
-                "-nodefaults", "-no-user-config", "-display", "none", "-no-reboot",
-                "-serial", "file:" + QemuPath(console),
-            };
+            var arguments = new List<string>();
             if (HostPlatform.IsLinux)
             {
                 // seccomp: no obsolete or privileged system calls, no new programs, no scheduler games. Raising
@@ -222,20 +254,7 @@ namespace VmQuiesce.Core.Restore
                 arguments.AddRange(SupportsRunWith(program) ? new[] { "-run-with", "user=" + user } : new[] { "-runas", user });
             }
 
-            if (options.Kernel != null)
-            {
-                arguments.AddRange(new[] { "-kernel", QemuPath(options.Kernel) });
-                if (options.Initrd != null)
-                {
-                    arguments.AddRange(new[] { "-initrd", QemuPath(options.Initrd) });
-                }
-
-                if (options.Append != null)
-                {
-                    arguments.AddRange(new[] { "-append", options.Append });
-                }
-            }
-
+            arguments.AddRange(MachineArguments(options, console));
             for (int i = 0; i < overlays.Count; i++)
             {
                 arguments.AddRange(new[]
@@ -258,12 +277,42 @@ namespace VmQuiesce.Core.Restore
             });
         }
 
+        /// <summary>
+        /// The machine as <paramref name="options"/> describe it, headless, its serial console to a file: accelerator,
+        /// memory, and the kernel, initrd and command line when the VM boots a kernel directly.
+        /// </summary>
+        internal static List<string> MachineArguments(BootCheckOptions options, string console)
+        {
+            var arguments = new List<string>
+            {
+                "-accel", options.Accelerator, "-m", options.MemoryMiB.ToString(CultureInfo.InvariantCulture),
+                "-nodefaults", "-no-user-config", "-display", "none", "-no-reboot",
+                "-serial", "file:" + QemuPath(console),
+            };
+            if (options.Kernel != null)
+            {
+                arguments.AddRange(new[] { "-kernel", QemuPath(options.Kernel) });
+                if (options.Initrd != null)
+                {
+                    arguments.AddRange(new[] { "-initrd", QemuPath(options.Initrd) });
+                }
+
+                if (options.Append != null)
+                {
+                    arguments.AddRange(new[] { "-append", options.Append });
+                }
+            }
+
+            return arguments;
+        }
+
         /// <summary>QEMU 9.1 replaced -runas with -run-with user=...; its help says which this QEMU knows.</summary>
         private static bool SupportsRunWith(string program) =>
             ToolProcess.Run(new ToolCommand(program, new[] { "-help" }) { Timeout = TimeSpan.FromMinutes(1) }, CancellationToken.None)
                 .StandardOutput.Split('\n').Any(line => line.StartsWith("-run-with", StringComparison.Ordinal) && line.Contains("user="));
 
-        private static (bool Answered, IReadOnlyList<GuestFileSystem> FileSystems, string? Failure) WaitForAgent(ToolProcess qemu, string agentSocket, string console, TimeSpan timeout, CancellationToken cancel)
+        /// <returns>Whether the agent answered, the guest's file systems, why not, and the user id QEMU ran as once the guest ran (Linux), read before the guest is shut down: after, QEMU may be gone.</returns>
+        private static (bool Answered, IReadOnlyList<GuestFileSystem> FileSystems, string? Failure, uint? RanAs) WaitForAgent(ToolProcess qemu, string agentSocket, string console, TimeSpan timeout, CancellationToken cancel)
         {
             var deadline = DateTime.UtcNow + timeout;
             while (!File.Exists(agentSocket))
@@ -271,12 +320,12 @@ namespace VmQuiesce.Core.Restore
                 if (qemu.WaitForExit(TimeSpan.FromMilliseconds(100), cancel))
                 {
                     string said = qemu.Result(TimeSpan.FromSeconds(5)).Message;
-                    return (false, Array.Empty<GuestFileSystem>(), $"QEMU exited with code {qemu.ExitCode} before the guest booted{(said.Length > 0 ? ": " + said : ".")}{ConsoleTail(console)}");
+                    return (false, Array.Empty<GuestFileSystem>(), $"QEMU exited with code {qemu.ExitCode} before the guest booted{(said.Length > 0 ? ": " + said : ".")}{ConsoleTail(console)}", null);
                 }
 
                 if (DateTime.UtcNow > deadline)
                 {
-                    return (false, Array.Empty<GuestFileSystem>(), "QEMU did not open the guest agent channel.");
+                    return (false, Array.Empty<GuestFileSystem>(), "QEMU did not open the guest agent channel.", null);
                 }
             }
 
@@ -287,6 +336,7 @@ namespace VmQuiesce.Core.Restore
                 agent.Sync(left > TimeSpan.Zero ? left : TimeSpan.FromSeconds(1), cancel);
                 agent.Ping(cancel: cancel);
                 IReadOnlyList<GuestFileSystem> fileSystems = agent.GetFileSystems(cancel);
+                uint? ranAs = HostPlatform.IsLinux ? SingleUidOf(qemu.Id) : null;
                 try
                 {
                     // No reply on success: the guest powers off.
@@ -296,11 +346,11 @@ namespace VmQuiesce.Core.Restore
                 {
                 }
 
-                return (true, fileSystems, null);
+                return (true, fileSystems, null, ranAs);
             }
             catch (VmQuiesceException e)
             {
-                return (false, Array.Empty<GuestFileSystem>(), $"The guest agent did not answer within {timeout.TotalSeconds:0} s: {e.Message}{ConsoleTail(console)}");
+                return (false, Array.Empty<GuestFileSystem>(), $"The guest agent did not answer within {timeout.TotalSeconds:0} s: {e.Message}{ConsoleTail(console)}", null);
             }
         }
 
@@ -344,7 +394,7 @@ namespace VmQuiesce.Core.Restore
         private static string? WhyOverlayChanged(BootDisk disk, string overlay, CancellationToken cancel)
         {
             ImageReferences names = QemuImage.References(overlay, DiskImageFormat.Qcow2, cancel);
-            return names.BackingFile == Path.GetFullPath(disk.Path) && names.BackingFormat == disk.Format && names.DataFile == null && names.Extent == null
+            return names.BackingFile == disk.Location && names.BackingFormat == disk.Format && names.DataFile == null && names.Extent == null
                 ? null
                 : (new ImageReferences { DataFile = names.DataFile, Extent = names.Extent }.Describe() ?? $"its backing file is '{names.BackingFile}' ({names.BackingFormat})");
         }
@@ -409,6 +459,6 @@ namespace VmQuiesce.Core.Restore
         }
 
         /// <summary>QEMU option values separate with commas: a comma inside a path is doubled.</summary>
-        private static string QemuPath(string path) => Path.GetFullPath(path).Replace(",", ",,");
+        internal static string QemuPath(string path) => Path.GetFullPath(path).Replace(",", ",,");
     }
 }

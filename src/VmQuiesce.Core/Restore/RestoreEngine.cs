@@ -511,7 +511,8 @@ namespace VmQuiesce.Core.Restore
         private static WrittenFile Write(TrustedFolder folder, RestorePointReader reader, RestoreTarget target, FileOwner? owner, Action<long> written, CancellationToken cancel)
         {
             string temp = TempNameFor(target.Path);
-            CreatedFile created = folder.CreateNew(temp, direct: reader.Point.ChunkSize % DirectFileStream.Alignment == 0);
+            // A disk written back as qcow2 is rewritten through this stream (GuestViewImage), which a direct write cannot do.
+            CreatedFile created = folder.CreateNew(temp, direct: reader.Point.ChunkSize % DirectFileStream.Alignment == 0 && !GuestViewImage.IsConverted(target.File));
             var file = new WrittenFile(folder, temp, Path.GetFileName(target.Path), created);
             try
             {
@@ -537,6 +538,7 @@ namespace VmQuiesce.Core.Restore
                     }
                 }, cancel);
                 stream.SetLength(target.File.Size);
+                GuestViewImage.WriteImageFormat(file.TempPath, stream, target.File, (at, buffer, length) => WriteDataRuns(stream, at, buffer, length), cancel);
                 created.SetOwnerAndMode(owner?.Uid, owner?.Gid, ModeFor(target.File, owner));
                 RepositoryFileOps.Real.FlushToDisk(stream);
                 created.SyncMetadata();

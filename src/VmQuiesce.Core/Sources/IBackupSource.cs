@@ -48,6 +48,16 @@ namespace VmQuiesce.Core.Sources
         void Complete(bool success, CancellationToken cancel);
     }
 
+    /// <summary>
+    /// A view that knows the VM's own stable identity (QEMU's query-uuid), which restore points record so that
+    /// one VM's points group together whatever the VM was called.
+    /// </summary>
+    public interface IIdentifiedView
+    {
+        /// <summary>The VM's UUID, or null when the hypervisor reports none.</summary>
+        Guid? VmUuid { get; }
+    }
+
     /// <summary>A file of the view: where to read it now, and the path it is stored and restored under.</summary>
     public sealed class ViewFile
     {
@@ -72,6 +82,12 @@ namespace VmQuiesce.Core.Sources
         /// from the hypervisor rather than the file's own bytes (which a guest may control); null otherwise.
         /// </summary>
         public string? Format { get; init; }
+
+        /// <summary>Set for a change-tracked disk: the engine reads it here, not at <see cref="ReadPath"/>.</summary>
+        public TrackedDisk? Tracked { get; init; }
+
+        /// <summary>For content stored as the guest sees it: the image a restore writes (<see cref="Repository.RestorePointFile.RestoreAs"/>).</summary>
+        public Repository.DiskImageLayout? RestoreAs { get; init; }
     }
 
     /// <summary>What the caller accepts and how long the guest may stay frozen.</summary>

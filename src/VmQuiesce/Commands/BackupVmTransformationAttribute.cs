@@ -37,11 +37,27 @@ namespace VmQuiesce.Commands
 
         private static BackupVm[] Find(EngineIntrinsics engineIntrinsics, string target)
         {
+            (List<BackupVm> found, string? why, _) = Resolve(engineIntrinsics.SessionState, target);
+            if (why != null)
+            {
+                throw new ArgumentTransformationMetadataException(
+                    $"'{target}' is not a VM that Get-BackupVm can find ({why}). Give the name of a running VM, a QMP socket or a .vmx path, or pipe Get-BackupVm.");
+            }
+
+            return found.ToArray();
+        }
+
+        /// <summary>
+        /// The VMs Get-BackupVm finds for a text: a .vmx path, a QMP socket (tcp:, a path, or an existing file),
+        /// else a VM name (wildcards allowed). Why none was found and Get-BackupVm's error id, or nulls.
+        /// </summary>
+        internal static (List<BackupVm> Found, string? Why, string? ErrorId) Resolve(SessionState session, string target)
+        {
             using var powerShell = PowerShell.Create(RunspaceMode.CurrentRunspace);
             string fullPath = string.Empty;
             try
             {
-                fullPath = engineIntrinsics.SessionState.Path.GetUnresolvedProviderPathFromPSPath(target);
+                fullPath = session.Path.GetUnresolvedProviderPathFromPSPath(target);
             }
             catch (Exception e) when (e is ArgumentException || e is NotSupportedException || e is PathTooLongException || e is RuntimeException)
             {
@@ -52,7 +68,7 @@ namespace VmQuiesce.Commands
             {
                 powerShell.AddCommand("VmQuiesce\\Get-BackupVm").AddParameter("VmxPath", target);
             }
-            else if (fullPath.Length > 0 && File.Exists(fullPath))
+            else if (target.StartsWith("tcp:", StringComparison.Ordinal) || target.IndexOfAny(new[] { '/', '\\' }) >= 0 || (fullPath.Length > 0 && File.Exists(fullPath)))
             {
                 powerShell.AddCommand("VmQuiesce\\Get-BackupVm").AddParameter("QmpSocket", target);
             }
@@ -68,17 +84,13 @@ namespace VmQuiesce.Commands
             }
             catch (RuntimeException e)
             {
-                throw new ArgumentTransformationMetadataException($"'{target}' is not a VM that Get-BackupVm can find: {e.Message}", e);
+                return (new List<BackupVm>(), e.Message, e.ErrorRecord.FullyQualifiedErrorId.Split(',')[0]);
             }
 
-            if (powerShell.HadErrors || found.Count == 0)
-            {
-                string why = powerShell.Streams.Error.Count > 0 ? powerShell.Streams.Error[0].ToString() : "no VM has that name";
-                throw new ArgumentTransformationMetadataException(
-                    $"'{target}' is not a VM that Get-BackupVm can find ({why}). Give the name of a running VM, a QMP socket or a .vmx path, or pipe Get-BackupVm.");
-            }
-
-            return found.ToArray();
+            ErrorRecord? error = powerShell.Streams.Error.FirstOrDefault();
+            return powerShell.HadErrors || found.Count == 0
+                ? (found, error?.ToString() ?? "no VM has that name", error?.FullyQualifiedErrorId.Split(',')[0] ?? "VmNotFound")
+                : (found, null, null);
         }
     }
 }

@@ -4,6 +4,7 @@ using System.Linq;
 using System.Management.Automation;
 using VmQuiesce.Core;
 using VmQuiesce.Core.Repository;
+using VmQuiesce.Core.Repository.Keys;
 using VmQuiesce.Core.Repository.Storage;
 
 namespace VmQuiesce.Commands
@@ -107,17 +108,43 @@ namespace VmQuiesce.Commands
             }
         }
 
-        /// <summary>The destination, created (with the source's chunk size) when empty; a folder is created by the folder code, then written as objects.</summary>
+        /// <summary>
+        /// The destination, created when empty (with the source's chunk size, encrypted with a new key whose key file
+        /// goes to this host, as a backup makes a new repository); a folder is created by the folder code, then
+        /// written as objects. Its key is required before anything is copied.
+        /// </summary>
         private (ObjectRepository Repository, RepositoryLock? Lock) OpenDestination(int chunkSize)
         {
+            ObjectRepository destination;
+            RepositoryLock? shared = null;
             if (S3RepositoryAddress.IsS3(Destination))
             {
-                return (ObjectRepository.OpenOrCreate(OpenS3Storage(Destination), chunkSize), null);
+                destination = ObjectRepository.OpenOrCreate(OpenS3Storage(Destination), chunkSize, RepositoryKey.Generate());
+            }
+            else
+            {
+                BackupRepository folder = BackupRepository.OpenOrCreate(ResolveFileSystemPath(Destination, nameof(Destination)), chunkSize, RepositoryKey.Generate());
+                shared = folder.LockShared("Copy-VmBackup", warn: WriteWarning);
+                destination = ObjectRepository.Open(new FileObjectStorage(folder.Path));
             }
 
-            BackupRepository folder = BackupRepository.OpenOrCreate(ResolveFileSystemPath(Destination, nameof(Destination)), chunkSize);
-            RepositoryLock shared = folder.LockShared("Copy-VmBackup", warn: WriteWarning);
-            return (ObjectRepository.Open(new FileObjectStorage(folder.Path)), shared);
+            try
+            {
+                destination.Encryption.RequireKey();
+            }
+            catch
+            {
+                destination.Dispose();
+                shared?.Dispose();
+                throw;
+            }
+
+            if (!destination.Encryption.IsEncrypted)
+            {
+                WriteWarning($"The repository '{destination.Location}' is not encrypted (it was made before repository keys): anyone who can read it reads the guests' disks, and anyone who can write it can forge restore points. Copy into a new, empty place to have the copies encrypted.");
+            }
+
+            return (destination, shared);
         }
     }
 }

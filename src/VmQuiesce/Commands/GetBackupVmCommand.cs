@@ -5,8 +5,9 @@ using System.Linq;
 using System.Management.Automation;
 using System.Net;
 using VmQuiesce.Core;
-using VmQuiesce.Core.Json;
 using VmQuiesce.Core.Sources;
+using VmQuiesce.Core.Restore;
+using VmQuiesce.Core.Sources.PlainImage;
 using VmQuiesce.Core.Sources.Qemu;
 using VmQuiesce.Core.Sources.VMware;
 using VmQuiesce.Core.Sources.WindowsVss;
@@ -27,8 +28,9 @@ namespace VmQuiesce.Commands
         public const string VmxPathSet = "VmxPath";
         public const string VmwareRunningSet = "VmwareRunning";
         public const string HyperVSet = "HyperV";
+        public const string PathSet = "Path";
 
-        private static readonly TimeSpan NameQueryTimeout = TimeSpan.FromSeconds(5);
+        private static readonly TimeSpan IdentityQueryTimeout = TimeSpan.FromSeconds(5);
 
         /// <summary>The VM's QMP monitor: a unix socket path, or tcp:host:port.</summary>
         [Parameter(Mandatory = true, ParameterSetName = QmpSocketSet, ValueFromPipelineByPropertyName = true)]
@@ -44,16 +46,31 @@ namespace VmQuiesce.Commands
         [ArgumentCompleter(typeof(RunningVmCompleter))]
         public string? AgentSocket { get; set; }
 
-        /// <summary>With -QmpSocket or -VmxPath: the name to give the VM. Otherwise: which running VMs to list (wildcards allowed).</summary>
+        /// <summary>With -QmpSocket or -VmxPath: the name to give the VM (one). Otherwise: which running VMs to list (several, wildcards allowed).</summary>
         [Parameter(ParameterSetName = QmpSocketSet, ValueFromPipelineByPropertyName = true)]
         [Parameter(ParameterSetName = VmxPathSet)]
+        [Parameter(ParameterSetName = PathSet)]
         [Parameter(ParameterSetName = DiscoverSet, Position = 0)]
         [Parameter(ParameterSetName = VmwareRunningSet, Position = 0)]
         [Parameter(ParameterSetName = HyperVSet, Position = 0)]
         [ValidateNotNullOrEmpty]
         [SupportsWildcards]
         [ArgumentCompleter(typeof(RunningVmCompleter))]
-        public string? Name { get; set; }
+        public string[]? Name { get; set; }
+
+        /// <summary>The one name -QmpSocket and -VmxPath give their VM, or null; several is an error.</summary>
+        private string? GivenName
+        {
+            get
+            {
+                if (Name != null && Name.Length > 1)
+                {
+                    ThrowInvalidArgument("NameNotSingle", $"-Name gives the VM at -{ParameterSetName} its name: one name, not {Name.Length} ({string.Join(", ", Name)}).", Name);
+                }
+
+                return Name?.FirstOrDefault();
+            }
+        }
 
         /// <summary>The VMware VM's configuration file as this computer reads it (its folder is what the backup copies).</summary>
         [Parameter(Mandatory = true, ParameterSetName = VmxPathSet, ValueFromPipelineByPropertyName = true)]
@@ -99,6 +116,15 @@ namespace VmQuiesce.Commands
         [Parameter(ParameterSetName = VmwareRunningSet)]
         public SwitchParameter Force { get; set; }
 
+        /// <summary>Image files, or a folder of them (a stopped VM's disks): one VM of plain files, copied as they are.</summary>
+        [Parameter(Mandatory = true, ParameterSetName = PathSet, ValueFromPipelineByPropertyName = true)]
+        [ValidateNotNullOrEmpty]
+        public string[] Path { get; set; } = Array.Empty<string>();
+
+        /// <summary>With -Path: take files another process has open (a running VM's disks copy as they are, inconsistent).</summary>
+        [Parameter(ParameterSetName = PathSet)]
+        public SwitchParameter AllowInUse { get; set; }
+
         /// <summary>Lists the Hyper-V VMs of this host; they are backed up through the host's VSS and the Hyper-V writer.</summary>
         [Parameter(Mandatory = true, ParameterSetName = HyperVSet)]
         public SwitchParameter HyperV { get; set; }
@@ -120,6 +146,9 @@ namespace VmQuiesce.Commands
                     break;
                 case HyperVSet:
                     WriteHyperVVms();
+                    break;
+                case PathSet:
+                    WritePlainImageVm();
                     break;
                 default:
                     WriteDiscoveredVms();
@@ -165,7 +194,7 @@ namespace VmQuiesce.Commands
             // A VM that cannot be read is this item's failure; the other pipeline items go on.
             try
             {
-                WriteObject(VmwareTargets.CreateBackupVm(vmrun, ResolveFileSystemPath(VmxPath, nameof(VmxPath)), DatastorePath, Name, RemoveSnapshot, Force));
+                WriteObject(VmwareTargets.CreateBackupVm(vmrun, ResolveFileSystemPath(VmxPath, nameof(VmxPath)), DatastorePath, GivenName, RemoveSnapshot, Force));
             }
             catch (VmQuiesceException e)
             {
@@ -246,17 +275,79 @@ namespace VmQuiesce.Commands
                 Remedy = "Run on a Windows host with the Hyper-V role, in an elevated PowerShell (Hyper-V's WMI classes need administrator rights).",
             };
 
-        /// <summary>The VMs whose name matches -Name; a name without wildcards that matches none is an error.</summary>
+        /// <summary>
+        /// The VMs whose name matches any -Name, in the order found; each name without wildcards that matches
+        /// none is an error of its own.
+        /// </summary>
         private void WriteMatching(IReadOnlyList<BackupVm> vms, string what)
         {
-            WildcardPattern? pattern = Name == null ? null : new WildcardPattern(Name, WildcardOptions.IgnoreCase);
-            var matches = vms.Where(vm => pattern == null || pattern.IsMatch(vm.Name)).ToList();
-            WriteObject(matches, enumerateCollection: true);
-            if (matches.Count == 0 && Name != null && !WildcardPattern.ContainsWildcardCharacters(Name))
+            var patterns = (Name ?? new[] { "*" }).Select(name => (Name: name, Pattern: new WildcardPattern(name, WildcardOptions.IgnoreCase))).ToList();
+            foreach (BackupVm vm in vms.Where(vm => patterns.Any(p => p.Pattern.IsMatch(vm.Name))))
+            {
+                if (vm is QemuVm qemu)
+                {
+                    WriteVerbose($"QEMU process {qemu.ProcessId}: VM '{qemu.Name}', QMP '{qemu.QmpSocket}', agent '{qemu.AgentSocket ?? "(none)"}'.");
+                }
+
+                WriteObject(vm);
+            }
+
+            foreach (string missing in patterns.Where(p => !WildcardPattern.ContainsWildcardCharacters(p.Name) && !vms.Any(vm => p.Pattern.IsMatch(vm.Name))).Select(p => p.Name))
             {
                 WriteFailure(new VmQuiesceException("VmNotFound", FailureKind.ObjectNotFound,
-                    $"No {what} named '{Name}' was found ({vms.Count} in all).", Name));
+                    $"No {what} named '{missing}' was found ({vms.Count} in all).", missing));
             }
+        }
+
+        /// <summary>
+        /// The files (a folder stands for the regular files in it) as one VM of plain images. A file another process
+        /// has open would be copied while it changes: refused unless -AllowInUse.
+        /// </summary>
+        private void WritePlainImageVm()
+        {
+            var files = new List<string>();
+            foreach (string given in Path)
+            {
+                string path = ResolveFileSystemPath(given, nameof(Path));
+                if (Directory.Exists(path))
+                {
+                    files.AddRange(Directory.EnumerateFiles(path).Where(file => (File.GetAttributes(file) & FileAttributes.ReparsePoint) == 0).OrderBy(file => file, StringComparer.Ordinal));
+                }
+                else if (File.Exists(path))
+                {
+                    files.Add(path);
+                }
+                else
+                {
+                    WriteFailure(new VmQuiesceException("ImageNotFound", FailureKind.ObjectNotFound, $"-Path '{path}' is neither an image file nor a folder.", path));
+                    return;
+                }
+            }
+
+            if (files.Count == 0)
+            {
+                WriteFailure(new VmQuiesceException("ImageNotFound", FailureKind.ObjectNotFound, $"-Path '{string.Join("', '", Path)}' holds no file to back up.", Path));
+                return;
+            }
+
+            foreach (string file in files.Where(_ => !AllowInUse))
+            {
+                if (HostFileUsageProbe.Instance.FindUser(file, CancelToken) is string user)
+                {
+                    WriteFailure(new VmQuiesceException("ImageInUse", FailureKind.ResourceBusy,
+                        $"'{file}' is in use by {user}: copied while it changes, its backup would be inconsistent.", file)
+                    {
+                        Remedy = "Shut the VM down first, back it up through its hypervisor (-QmpSocket, -VmxPath), or give -AllowInUse to copy it as it is.",
+                    });
+                    return;
+                }
+            }
+
+            string first = Path[0].TrimEnd('/', '\\');
+            string name = GivenName ?? (Directory.Exists(ResolveFileSystemPath(first, nameof(Path)))
+                ? System.IO.Path.GetFileName(ResolveFileSystemPath(first, nameof(Path)).TrimEnd('/', '\\'))
+                : System.IO.Path.GetFileNameWithoutExtension(files[0]));
+            WriteObject(new PlainImageVm(name, files.ToArray()));
         }
 
         private void WriteQmpSocketVm()
@@ -268,24 +359,29 @@ namespace VmQuiesce.Commands
                 return;
             }
 
-            string? name = Name;
-            if (name == null)
+            // QEMU itself says who the VM is and where its agent listens, so a VM named by its socket is the same VM
+            // discovery finds (one name, one UUID) and reaches the same consistency.
+            QemuIdentity identity;
+            try
             {
-                try
-                {
-                    using QmpClient client = QmpClient.Connect(qmp, NameQueryTimeout, CancelToken);
-                    name = (client.ExecuteObject("query-name", cancel: CancelToken).GetOptionalString("name") is string known && known.Length > 0)
-                        ? known
-                        : Path.GetFileNameWithoutExtension(qmp);
-                }
-                catch (VmQuiesceException e)
-                {
-                    WriteFailure(new VmQuiesceException(e.ErrorId, e.Kind, e.Message + " Give -Name to get the VM without asking QEMU for its name.", qmp, e) { Remedy = e.Remedy });
-                    return;
-                }
+                identity = QemuIdentity.Ask(qmp, IdentityQueryTimeout, CancelToken);
+            }
+            catch (VmQuiesceException e)
+            {
+                WriteFailure(new VmQuiesceException(e.ErrorId, e.Kind, e.Message, qmp, e) { Remedy = e.Remedy });
+                return;
             }
 
-            WriteObject(new QemuVm(name, qmp, agent));
+            if (agent == null && identity.AgentSocket == null)
+            {
+                WriteWarning($"VM '{GivenName ?? identity.Name}': no guest agent socket: {identity.AgentNote}. Without -AgentSocket its backups reach only Crash consistency.");
+            }
+            else if (agent == null)
+            {
+                WriteVerbose($"VM '{GivenName ?? identity.Name}': the guest agent's socket '{identity.AgentSocket}' comes from the command line of QEMU process {identity.ProcessId}.");
+            }
+
+            WriteObject(new QemuVm(GivenName ?? identity.Name, qmp, agent ?? identity.AgentSocket, identity.ProcessId, identity.Uuid));
         }
 
         private void WriteDiscoveredVms()
@@ -303,19 +399,7 @@ namespace VmQuiesce.Commands
                 return;
             }
 
-            WildcardPattern? pattern = Name == null ? null : new WildcardPattern(Name, WildcardOptions.IgnoreCase);
-            var matches = running.Where(p => pattern == null || pattern.IsMatch(p.Name)).ToList();
-            foreach (QemuProcess process in matches)
-            {
-                WriteVerbose($"QEMU process {process.ProcessId}: VM '{process.Name}', QMP '{process.QmpSocket}', agent '{process.AgentSocket ?? "(none)"}'.");
-                WriteObject(new QemuVm(process.Name, process.QmpSocket, process.AgentSocket, process.ProcessId));
-            }
-
-            if (matches.Count == 0 && Name != null && !WildcardPattern.ContainsWildcardCharacters(Name))
-            {
-                WriteFailure(new VmQuiesceException("VmNotFound", FailureKind.ObjectNotFound,
-                    $"No running QEMU VM named '{Name}' with a QMP unix socket was found on this host ({running.Count} found in all).", Name));
-            }
+            WriteMatching(running.Select(p => (BackupVm)new QemuVm(p.Name, p.QmpSocket, p.AgentSocket, p.ProcessId, p.Uuid)).ToList(), "running QEMU VM with a QMP unix socket");
         }
 
         /// <summary>A unix socket path made absolute and checked to exist; tcp addresses pass as they are. "" after a written error.</summary>
@@ -331,6 +415,14 @@ namespace VmQuiesce.Commands
             {
                 WriteFailure(new VmQuiesceException(errorId, FailureKind.ObjectNotFound,
                     $"There is no {what} at '{path}': is the VM running, and is this the path from its command line?", path));
+                return "";
+            }
+
+            // A regular file (a disk, a log) is never a monitor: refused here, not later by a backup that fails to connect.
+            if (QemuIdentity.IsRegularFile(path))
+            {
+                WriteFailure(new VmQuiesceException("SocketPathNotASocket", FailureKind.InvalidArgument,
+                    $"-{parameterName} '{path}' is a regular file, not a socket; expected the {what} from the VM's command line (-qmp unix:<path> or -chardev socket,path=<path>).", path));
                 return "";
             }
 

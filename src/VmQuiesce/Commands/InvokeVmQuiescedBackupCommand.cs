@@ -8,6 +8,7 @@ using System.Threading.Tasks;
 using VmQuiesce.Core;
 using VmQuiesce.Core.Backup;
 using VmQuiesce.Core.Repository;
+using VmQuiesce.Core.Repository.Keys;
 using VmQuiesce.Core.Sources;
 using VmQuiesce.Core.Sources.WindowsVss;
 
@@ -84,6 +85,14 @@ namespace VmQuiesce.Commands
         [ValidateRange(BackupRepository.MinChunkSize, BackupRepository.MaxChunkSize)]
         public int ChunkSize { get; set; } = BackupRepository.DefaultChunkSize;
 
+        /// <summary>Read only what changed since the VM's last change-tracked point (QEMU dirty bitmaps); a full read says why.</summary>
+        [Parameter]
+        public SwitchParameter ChangeTracking { get; set; }
+
+        /// <summary>With change tracking, read everything anyway and fail loudly where the checkpoint missed a change; implies -ChangeTracking.</summary>
+        [Parameter]
+        public SwitchParameter VerifyChangeTracking { get; set; }
+
         protected override void BeginProcessing()
         {
             if (ChunkSize % BackupRepository.ChunkSizeStep != 0)
@@ -94,6 +103,11 @@ namespace VmQuiesce.Commands
             if (FreezeTimeout <= TimeSpan.Zero || FreezeTimeout > TimeSpan.FromHours(1))
             {
                 ThrowInvalidArgument("InvalidFreezeTimeout", $"-FreezeTimeout is {FreezeTimeout}; expected more than 0 and at most 1 hour.", FreezeTimeout);
+            }
+
+            if ((ChangeTracking || VerifyChangeTracking) && (Method != BackupMethod.Native || KeepSnapshot))
+            {
+                ThrowInvalidArgument("ChangeTrackingNotSupported", "-ChangeTracking and -VerifyChangeTracking apply to -Method Native backups of running QEMU VMs, without -KeepSnapshot (a change-tracked backup switches no overlay and keeps no snapshot).", Method);
             }
 
             if (MyInvocation.BoundParameters.ContainsKey(nameof(VssBackupType)) && Method != BackupMethod.HostVss)
@@ -132,7 +146,14 @@ namespace VmQuiesce.Commands
             BackupRepository repository;
             try
             {
-                repository = BackupRepository.OpenOrCreate(_repositoryPath, ChunkSize);
+                // A new repository is encrypted: its key goes to this host's key folder.
+                repository = BackupRepository.OpenOrCreate(_repositoryPath, ChunkSize, RepositoryKey.Generate());
+                if (!repository.Encryption.IsEncrypted)
+                {
+                    WriteWarning($"The repository '{repository.Path}' is not encrypted (it was made before repository keys): anyone who can read it reads the guests' disks, and anyone who can write it can forge restore points. New-VmBackupRepository makes an encrypted one.");
+                }
+
+                repository.Encryption.RequireKey();
                 if (MyInvocation.BoundParameters.ContainsKey(nameof(ChunkSize)) && repository.ChunkSize != ChunkSize)
                 {
                     throw new VmQuiesceException("RepositoryChunkSizeDiffers", FailureKind.InvalidArgument,
@@ -187,7 +208,8 @@ namespace VmQuiesce.Commands
                     PreFreeze = PreFreezeScript == null ? null : cancel => RunHook(PreFreezeScript, vm, "PreFreezeScriptFailed", "-PreFreezeScript", cancel),
                     PostThaw = PostThawScript == null ? null : cancel => RunHook(PostThawScript, vm, "PostThawScriptFailed", "-PostThawScript", cancel),
                 };
-                BackupOutcome outcome = engine.Run(source, options, host, CancelToken);
+                ChangeTrackingOptions? tracking = ChangeTracking || VerifyChangeTracking ? new ChangeTrackingOptions { Verify = VerifyChangeTracking } : null;
+                BackupOutcome outcome = engine.Run(source, options, host, CancelToken, tracking);
                 Interlocked.Increment(ref _published);
                 Post(() =>
                 {
@@ -196,6 +218,11 @@ namespace VmQuiesce.Commands
                     if (outcome.ReleaseFailure != null)
                     {
                         WriteFailure(outcome.ReleaseFailure);
+                    }
+
+                    if (outcome.ChangeTrackingFailure != null)
+                    {
+                        WriteFailure(outcome.ChangeTrackingFailure);
                     }
                 });
             }

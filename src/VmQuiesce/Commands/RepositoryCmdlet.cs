@@ -62,15 +62,25 @@ namespace VmQuiesce.Commands
             }
         }
 
-        /// <summary>An existing repository: a folder, or an s3:// address.</summary>
+        /// <summary>
+        /// An existing repository: a folder, or an s3:// address; when it is encrypted, with its key from this host's
+        /// key file (RepositoryKeyNotFound otherwise, before anything is read).
+        /// </summary>
         internal IRestorePointSource OpenRestorePointSource(string location, string parameterName)
         {
-            if (S3RepositoryAddress.IsS3(location))
+            IRestorePointSource source = S3RepositoryAddress.IsS3(location)
+                ? ObjectRepository.Open(OpenS3Storage(location))
+                : BackupRepository.Open(ResolveFileSystemPath(location, parameterName));
+            try
             {
-                return ObjectRepository.Open(OpenS3Storage(location));
+                source.Encryption.RequireKey();
+                return source;
             }
-
-            return BackupRepository.Open(ResolveFileSystemPath(location, parameterName));
+            catch
+            {
+                (source as IDisposable)?.Dispose();
+                throw;
+            }
         }
     
         /// <summary>
@@ -110,7 +120,7 @@ namespace VmQuiesce.Commands
 
             if (latest)
             {
-                points = points.GroupBy(point => point.VmName, StringComparer.OrdinalIgnoreCase).Select(vm => vm.OrderByDescending(point => point.StartTime).First());
+                points = points.GroupBy(point => point.VmKey, StringComparer.Ordinal).Select(vm => vm.OrderByDescending(point => point.StartTime).First());
             }
 
             return points.OrderBy(point => point.StartTime).ThenBy(point => point.Id, StringComparer.Ordinal).ToList();

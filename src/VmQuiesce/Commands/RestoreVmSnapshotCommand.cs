@@ -9,7 +9,8 @@ namespace VmQuiesce.Commands
 {
     /// <summary>
     /// The two-step restore: puts a restore point's files back from verified chunks, then reverts them to
-    /// the snapshot the backup captured. Nothing is replaced until every file is written and checked.
+    /// the snapshot the backup captured. Nothing is replaced until every file is written and checked. Hyper-V's own
+    /// calls (-Name with -VMName or -VM, or a checkpoint object) go to the Hyper-V module's Restore-VMSnapshot.
     /// </summary>
     [Cmdlet(VerbsData.Restore, "VmSnapshot", SupportsShouldProcess = true, ConfirmImpact = ConfirmImpact.Medium, DefaultParameterSetName = ByRestorePointSet)]
     [OutputType(typeof(RestoreResult))]
@@ -17,6 +18,9 @@ namespace VmQuiesce.Commands
     {
         public const string ByRestorePointSet = "RestorePoint";
         public const string ByIdSet = "Id";
+        public const string HyperVNameSet = "HyperVSnapshotName";
+        public const string HyperVObjectSet = "HyperVSnapshotObject";
+        public const string HyperVVmSet = "HyperVVM";
 
         private int _progressId;
 
@@ -34,6 +38,54 @@ namespace VmQuiesce.Commands
         [ValidateNotNullOrEmpty]
         [ArgumentCompleter(typeof(RestorePointCompleter))]
         public string Id { get; set; } = string.Empty;
+
+        /// <summary>Hyper-V: the name of the checkpoint to apply.</summary>
+        [Parameter(Mandatory = true, ParameterSetName = HyperVNameSet)]
+        [Parameter(Mandatory = true, ParameterSetName = HyperVVmSet)]
+        [ValidateNotNullOrEmpty]
+        public string? Name { get; set; }
+
+        /// <summary>Hyper-V: the VM whose checkpoint -Name applies.</summary>
+        [Parameter(Mandatory = true, ParameterSetName = HyperVNameSet)]
+        [ValidateNotNullOrEmpty]
+        public string? VMName { get; set; }
+
+        /// <summary>Hyper-V: a checkpoint object of the Hyper-V module (from Get-VMSnapshot).</summary>
+        [Parameter(Mandatory = true, ValueFromPipeline = true, ParameterSetName = HyperVObjectSet)]
+        [ValidateNotNull]
+        public PSObject? VMSnapshot { get; set; }
+
+        /// <summary>Hyper-V: a VM object of the Hyper-V module (from Get-VM) whose checkpoint -Name applies.</summary>
+        [Parameter(Mandatory = true, ParameterSetName = HyperVVmSet)]
+        [ValidateNotNull]
+        public PSObject? VM { get; set; }
+
+        /// <summary>Hyper-V: the Hyper-V hosts.</summary>
+        [Parameter(ParameterSetName = HyperVNameSet)]
+        [ValidateNotNullOrEmpty]
+        public string[]? ComputerName { get; set; }
+
+        /// <summary>Hyper-V: the accounts for -ComputerName.</summary>
+        [Parameter(ParameterSetName = HyperVNameSet)]
+        [ValidateNotNull]
+        public PSCredential[]? Credential { get; set; }
+
+        /// <summary>Hyper-V: CIM sessions to the Hyper-V hosts.</summary>
+        [Parameter(ParameterSetName = HyperVNameSet)]
+        [ValidateNotNull]
+        public object[]? CimSession { get; set; }
+
+        /// <summary>Hyper-V: run as a background job.</summary>
+        [Parameter(ParameterSetName = HyperVNameSet)]
+        [Parameter(ParameterSetName = HyperVObjectSet)]
+        [Parameter(ParameterSetName = HyperVVmSet)]
+        public SwitchParameter AsJob { get; set; }
+
+        /// <summary>Hyper-V: write the applied checkpoint.</summary>
+        [Parameter(ParameterSetName = HyperVNameSet)]
+        [Parameter(ParameterSetName = HyperVObjectSet)]
+        [Parameter(ParameterSetName = HyperVVmSet)]
+        public SwitchParameter Passthru { get; set; }
 
         /// <summary>Restore into this folder (each file under its relative path) instead of the original paths.</summary>
         [Parameter]
@@ -59,6 +111,21 @@ namespace VmQuiesce.Commands
 
         protected override void ProcessRecord()
         {
+            if (ParameterSetName == HyperVNameSet || ParameterSetName == HyperVObjectSet || ParameterSetName == HyperVVmSet)
+            {
+                PSObject? hyperVObject = ParameterSetName == HyperVObjectSet ? VMSnapshot : VM;
+                string expected = ParameterSetName == HyperVObjectSet ? HyperVModule.SnapshotType : HyperVModule.VirtualMachineType;
+                if (hyperVObject != null && !HyperVModule.Is(hyperVObject, expected))
+                {
+                    WriteFailure(new VmQuiesceException("HyperVObjectExpected", FailureKind.InvalidArgument,
+                        $"-{(ParameterSetName == HyperVObjectSet ? "VMSnapshot" : "VM")} takes a {expected} of the Hyper-V module; '{hyperVObject.TypeNames.FirstOrDefault()}' is not one (pipe Get-VmBackup for VmQuiesce's restore points).", hyperVObject));
+                    return;
+                }
+
+                HyperVModule.Forward(this, "Restore-VMSnapshot", Array.Empty<string>());
+                return;
+            }
+
             string? destination = Destination == null ? null : ResolveFileSystemPath(Destination, nameof(Destination));
             BackupRepository repository;
             RestorePoint point;

@@ -26,7 +26,7 @@ namespace VmQuiesce.Commands
         [ArgumentCompleter(typeof(RestorePointCompleter))]
         public string[]? Id { get; set; }
 
-        /// <summary>Also restore each point into a temp folder and boot it there (QEMU, throwaway overlays): the guest agent must answer and the file systems be clean.</summary>
+        /// <summary>Also boot each point straight from the repository (served over NBD, throwaway overlays): the guest agent must answer and the file systems be clean.</summary>
         [Parameter]
         public SwitchParameter Boot { get; set; }
 
@@ -102,7 +102,7 @@ namespace VmQuiesce.Commands
             RestorePointVerification result = RunPumped(() => folder?.Verify(point, CancelToken, host) ?? RestorePointVerifier.Verify(repository, point, CancelToken, host));
             if (Boot && result.IsValid && folder != null)
             {
-                WriteProgress(new ProgressRecord(activityId, activity, "Restoring into a temp folder and booting it"));
+                WriteProgress(new ProgressRecord(activityId, activity, "Booting it from the repository"));
                 result = result.WithBoot(RunPumped(() => BootCheck.RunRestorePoint(folder, point, BootOption ?? new BootCheckOptions(), CancelToken)));
             }
 
@@ -129,9 +129,11 @@ namespace VmQuiesce.Commands
                 }
 
                 string problems = string.Join("; ", result.Problems.Select(problem => problem.ToString()).Concat(result.FileHashMismatches.Select(file => $"whole-file digest of '{file}' differs")));
+                // In an encrypted repository a chunk that does not open with the key was changed, swapped or planted.
+                bool notAuthentic = result.Problems.Any(problem => problem.Problem == ChunkProblemKind.NotAuthentic);
                 WriteFailure(new VmQuiesceException(
-                    "RestorePointDamaged",
-                    FailureKind.InvalidData,
+                    notAuthentic ? "RestorePointNotAuthentic" : "RestorePointDamaged",
+                    notAuthentic ? FailureKind.SecurityError : FailureKind.InvalidData,
                     $"The restore point '{point.Id}' of VM '{point.VmName}' is damaged; broken files: {string.Join(", ", result.BrokenFiles)}. {problems}",
                     result)
                 {

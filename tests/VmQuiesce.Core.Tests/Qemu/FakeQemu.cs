@@ -39,6 +39,9 @@ namespace VmQuiesce.Core.Tests.Qemu
 
         public bool SendGreeting { get; set; } = true;
 
+        /// <summary>What query-uuid answers; QEMU answers all zeroes for a VM started without -uuid.</summary>
+        public string Uuid { get; set; } = "00000000-0000-0000-0000-000000000000";
+
         /// <summary>When true, block-commit jobs end with an error instead of becoming ready.</summary>
         public bool FailCommits { get; set; }
 
@@ -105,6 +108,9 @@ namespace VmQuiesce.Core.Tests.Qemu
                     break;
                 case "query-name":
                     Reply(request, new JsonObject().With("name", "fakevm"));
+                    break;
+                case "query-uuid":
+                    Reply(request, new JsonObject().With("UUID", Uuid));
                     break;
                 case "query-block":
                     Reply(request, new JsonArray(Drives.Select(d => (object?)d.ToQueryBlock())));

@@ -53,7 +53,36 @@ namespace VmQuiesce.Core.Tests.Qemu
             QemuProcess? process = QemuDiscovery.ParseCommandLine(9, arguments, null);
 
             Assert.Equal("/tmp/a,b/qmp.sock", process!.QmpSocket);
-            Assert.Equal("qmp-9", process.Name);
+            // The name Get-BackupVm -QmpSocket gives the same VM: one VM, one name.
+            Assert.Equal("qmp", process.Name);
+            Assert.Equal(QemuDiscovery.NameFromSocket("/tmp/a,b/qmp.sock"), process.Name);
+            Assert.Null(process.Uuid);
+        }
+
+        [Fact]
+        public void A_libvirt_domain_is_named_after_its_domain_and_its_uuid_is_read()
+        {
+            string[] arguments =
+            {
+                "/usr/bin/qemu-system-x86_64", "-uuid", "8c1e7c4a-2b7f-4a55-9e0e-3f1c2d4b5a69",
+                "-chardev", "socket,id=charmonitor,path=/var/lib/libvirt/qemu/domain-3-web01/monitor.sock,server=on,wait=off",
+                "-mon", "chardev=charmonitor,id=monitor,mode=control",
+            };
+
+            QemuProcess? process = QemuDiscovery.ParseCommandLine(11, arguments, "/");
+
+            Assert.Equal("web01", process!.Name);
+            Assert.Equal(Guid.Parse("8c1e7c4a-2b7f-4a55-9e0e-3f1c2d4b5a69"), process.Uuid);
+            Assert.Equal("web01", QemuDiscovery.NameFromSocket("unix:/var/lib/libvirt/qemu/domain-3-web01/monitor.sock"));
+        }
+
+        [Theory]
+        [InlineData("00000000-0000-0000-0000-000000000000")]
+        [InlineData("not-a-uuid")]
+        [InlineData(null)]
+        public void An_all_zero_or_malformed_uuid_is_no_uuid(string? text)
+        {
+            Assert.Null(QemuDiscovery.ParseUuid(text));
         }
 
         [Fact]

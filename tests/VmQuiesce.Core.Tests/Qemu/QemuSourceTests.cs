@@ -64,6 +64,20 @@ namespace VmQuiesce.Core.Tests.Qemu
             Assert.Empty(source.FindLeftovers(CancellationToken.None));
         }
 
+        [Theory]
+        [InlineData("5f0c2a4e-8b7d-4e51-9a43-1c2d3e4f5a6b", "5f0c2a4e-8b7d-4e51-9a43-1c2d3e4f5a6b")]
+        [InlineData("00000000-0000-0000-0000-000000000000", null)] // QEMU's answer for a VM started without -uuid
+        public void The_view_carries_the_uuid_qemu_reports_so_restore_points_record_it(string reported, string? expected)
+        {
+            _vm.Qemu.Uuid = reported;
+            Start();
+
+            using IConsistentView view = Source().OpenConsistentView(new QuiesceOptions(), CancellationToken.None);
+            view.Complete(true, CancellationToken.None);
+
+            Assert.Equal(expected == null ? (Guid?)null : Guid.Parse(expected), Assert.IsAssignableFrom<IIdentifiedView>(view).VmUuid);
+        }
+
         [Fact]
         public void All_disks_switch_in_one_transaction()
         {

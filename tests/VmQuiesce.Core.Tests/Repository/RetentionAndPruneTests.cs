@@ -39,6 +39,25 @@ namespace VmQuiesce.Core.Tests.Repository
         }
 
         [Fact]
+        public void PointsOfOneVmGroupByItsUuidWhateverItWasCalledAndTheUuidIsRecorded()
+        {
+            using var fixture = new RepositoryFixture();
+            var uuid = Guid.NewGuid();
+            // One VM backed up under two names (discovery and a socket used to name it differently); another VM shares a name.
+            foreach ((string id, string vm, Guid? vmUuid, int day) in new[] { ("a1", "qmp-77", (Guid?)uuid, 1), ("a2", "web01", uuid, 2), ("a3", "web01", uuid, 3), ("b1", "web01", (Guid?)null, 1) })
+            {
+                fixture.Repository.Publish(new RestorePoint(id, vm, "host", "Qemu", new DateTime(2026, 3, day, 1, 0, 0, DateTimeKind.Utc), new DateTime(2026, 3, day, 1, 1, 0, DateTimeKind.Utc),
+                    null, new QuiesceRecord(Consistency.Crash, Array.Empty<string>(), 0, "None"), true, null, RepositoryFixture.ChunkSize, 0, 0, Array.Empty<RestorePointFile>()) { VmUuid = vmUuid });
+            }
+
+            Assert.Equal(uuid, BackupRepository.Open(fixture.RepositoryPath).GetRestorePoint("a1").VmUuid);
+            PrunePlan plan = fixture.Repository.PlanRetention(new RetentionPolicy { KeepLast = 1 }, _ => true);
+
+            Assert.Equal(new[] { "a1", "a2" }, plan.Remove.Select(point => point.Id).OrderBy(id => id));
+            Assert.Equal(new[] { "a3", "b1" }, plan.Keep.Select(point => point.Id).OrderBy(id => id));
+        }
+
+        [Fact]
         public void KeepLastAloneKeepsExactlyTheNewest()
         {
             var points = Enumerable.Range(1, 6).Select(day => Point("d" + day, "vm", 3, day, 12)).ToList();

@@ -32,7 +32,7 @@ namespace VmQuiesce.Core.Tests.Storage
             File.WriteAllBytes(disk, RepositoryFixture.Concat(shared, RepositoryFixture.Random(RepositoryFixture.ChunkSize, seed: 3)));
             RestorePoint second = _local.BackUp("web", disk);
 
-            using ObjectRepository remote = ObjectRepository.OpenOrCreate(_server.NewStorage(), RepositoryFixture.ChunkSize);
+            using ObjectRepository remote = ObjectRepository.OpenOrCreate(_server.NewStorage(), RepositoryFixture.ChunkSize, key: null);
             RestorePointCopyResult copiedFirst = RestorePointCopy.Copy(_local.Repository, first, remote, CancellationToken.None);
             RestorePointCopyResult copiedSecond = RestorePointCopy.Copy(_local.Repository, second, remote, CancellationToken.None);
             RestorePointCopyResult again = RestorePointCopy.Copy(_local.Repository, second, remote, CancellationToken.None);
@@ -68,7 +68,7 @@ namespace VmQuiesce.Core.Tests.Storage
             bytes[^1] ^= 0xff;
             File.WriteAllBytes(victim, bytes);
 
-            using ObjectRepository remote = ObjectRepository.OpenOrCreate(_server.NewStorage(), RepositoryFixture.ChunkSize);
+            using ObjectRepository remote = ObjectRepository.OpenOrCreate(_server.NewStorage(), RepositoryFixture.ChunkSize, key: null);
             var error = Assert.Throws<VmQuiesceException>(() => RestorePointCopy.Copy(_local.Repository, point, remote, CancellationToken.None));
 
             Assert.Equal("CopySourceDamaged", error.ErrorId);
@@ -83,7 +83,7 @@ namespace VmQuiesce.Core.Tests.Storage
             using S3ObjectStorage storage = _server.NewStorage();
             storage.CreateIfAbsent("photos/cat.jpg", new[] { new ArraySegment<byte>(new byte[] { 1, 2, 3 }) });
 
-            var error = Assert.Throws<VmQuiesceException>(() => ObjectRepository.OpenOrCreate(storage, RepositoryFixture.ChunkSize));
+            var error = Assert.Throws<VmQuiesceException>(() => ObjectRepository.OpenOrCreate(storage, RepositoryFixture.ChunkSize, key: null));
 
             Assert.Equal("RepositoryNotRecognized", error.ErrorId);
             Assert.Contains(storage.Location, error.Message);
@@ -95,7 +95,7 @@ namespace VmQuiesce.Core.Tests.Storage
         {
             string disk = _local.WriteFile("disk.img", RepositoryFixture.Random(1000, seed: 5));
             RestorePoint point = _local.BackUp("db", disk);
-            using ObjectRepository remote = ObjectRepository.OpenOrCreate(_server.NewStorage(), 2 * RepositoryFixture.ChunkSize);
+            using ObjectRepository remote = ObjectRepository.OpenOrCreate(_server.NewStorage(), 2 * RepositoryFixture.ChunkSize, key: null);
 
             Assert.Equal("RepositoryChunkSizeMismatch", Assert.Throws<VmQuiesceException>(() => RestorePointCopy.Copy(_local.Repository, point, remote, CancellationToken.None)).ErrorId);
         }

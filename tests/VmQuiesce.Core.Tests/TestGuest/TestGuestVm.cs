@@ -88,7 +88,7 @@ namespace VmQuiesce.Core.Tests.TestGuest
             var vm = new TestGuestVm(options ?? new TestGuestOptions());
             try
             {
-                vm.Launch();
+                vm.Launch(createDisks: true);
                 return vm;
             }
             catch
@@ -179,6 +179,37 @@ namespace VmQuiesce.Core.Tests.TestGuest
             Process.WaitForExit();
         }
 
+        /// <summary>Ends QEMU at once (kill -9) and starts it again on the same disks; returns at once (see <see cref="WaitUntilReady()"/>).</summary>
+        public void KillAndRestart()
+        {
+            Kill();
+            Relaunch();
+        }
+
+        /// <summary>Ends QEMU cleanly (QMP quit: images closed, persistent bitmaps stored) and starts it again on the same disks.</summary>
+        public void QuitAndRestart()
+        {
+            using (var qmp = VmQuiesce.Core.Sources.Qemu.QmpClient.Connect(QmpSocketPath))
+            {
+                qmp.Execute("quit");
+            }
+
+            if (!WaitForExit(TimeSpan.FromSeconds(60)))
+            {
+                throw new TimeoutException($"QEMU of the test guest in {WorkFolder} did not exit within 60 s of 'quit'.{Diagnostics()}");
+            }
+
+            Relaunch();
+        }
+
+        private void Relaunch()
+        {
+            Process.Dispose();
+            File.Delete(ConsoleLog);
+            _sinceStart.Restart();
+            Launch(createDisks: false);
+        }
+
         public string ReadConsole()
         {
             if (!File.Exists(ConsoleLog))
@@ -212,14 +243,14 @@ namespace VmQuiesce.Core.Tests.TestGuest
             File.Delete(VmQuiesce.Core.Sources.Qemu.QemuRunRecord.PathFor(QmpSocketPath));
         }
 
-        private void Launch()
+        private void Launch(bool createDisks)
         {
             if (Encoding.UTF8.GetByteCount(QmpSocketPath) > MaxSocketPathBytes)
             {
                 throw new InvalidOperationException($"The socket path {QmpSocketPath} is too long for a unix socket; set TMPDIR to a shorter folder.");
             }
             Directory.CreateDirectory(WorkFolder);
-            for (int i = 0; i < DiskPaths.Count; i++)
+            for (int i = 0; i < DiskPaths.Count && createDisks; i++)
             {
                 GuestDiskImage.Create(DiskPaths[i], _options.DiskSizeBytes, _options.DiskFormat, $"data{i}");
             }

@@ -6,13 +6,15 @@ using System.IO;
 using System.Linq;
 using System.Text;
 using VmQuiesce.Core.Json;
+using VmQuiesce.Core.Repository.Keys;
 
 namespace VmQuiesce.Core.Repository.Storage
 {
     /// <summary>
     /// The repository format (about_VmQuiesce_Repository) over any <see cref="IObjectStorage"/>: the same marker,
-    /// chunks/ab/&lt;sha256&gt; with the same VQC encoding, and points/&lt;id&gt;.json, so a folder and a bucket hold
-    /// byte-for-byte the same objects. A restore point exists exactly when its manifest object does, and the
+    /// chunks/ab/&lt;id&gt; with the same VQC encoding, and points/&lt;id&gt;.json, so a folder and a bucket hold
+    /// byte-for-byte the same objects, sealed the same way in an encrypted repository (<see cref="RepositoryEncryption"/>,
+    /// whose code reads and writes both). A restore point exists exactly when its manifest object does, and the
     /// manifest is created last, with a create-if-absent: a crash at any moment leaves only unreferenced chunks.
     /// </summary>
     public sealed class ObjectRepository : IRestorePointSource, IDisposable
@@ -26,12 +28,12 @@ namespace VmQuiesce.Core.Repository.Storage
 
         private readonly ChunkStore _codec;
 
-        private ObjectRepository(IObjectStorage storage, int chunkSize)
+        private ObjectRepository(IObjectStorage storage, int chunkSize, RepositoryEncryption encryption)
         {
             Storage = storage;
             ChunkSize = chunkSize;
-            // Only the chunk encoding is used: the folder belongs to no one.
-            _codec = new ChunkStore(string.Empty, chunkSize, RepositoryFileOps.Real);
+            // Only the chunk encoding, sealing and naming are used: the folder belongs to no one.
+            _codec = new ChunkStore(string.Empty, chunkSize, RepositoryFileOps.Real) { Encryption = encryption };
         }
 
         public IObjectStorage Storage { get; }
@@ -39,6 +41,9 @@ namespace VmQuiesce.Core.Repository.Storage
         public string Location => Storage.Location;
 
         public int ChunkSize { get; }
+
+        /// <inheritdoc/>
+        public RepositoryEncryption Encryption => _codec.Encryption;
 
         /// <summary>Opens the repository in <paramref name="storage"/> (which it then owns).</summary>
         public static ObjectRepository Open(IObjectStorage storage)
@@ -62,14 +67,18 @@ namespace VmQuiesce.Core.Repository.Storage
                 throw ConfigInvalid(storage, e.Message, e);
             }
 
-            return new ObjectRepository(storage, ReadChunkSize(storage, Encoding.UTF8.GetString(marker)));
+            (int chunkSize, RepositoryEncryption encryption) = ReadMarker(storage, Encoding.UTF8.GetString(marker));
+            var repository = new ObjectRepository(storage, chunkSize, encryption);
+            encryption.UnlockFromHost();
+            return repository;
         }
 
         /// <summary>
-        /// Opens the repository in <paramref name="storage"/>, creating it when the place is empty. Of two hosts
-        /// creating it at once, one creates the marker and the other opens that repository.
+        /// Opens the repository in <paramref name="storage"/>, creating it when the place is empty, encrypted with
+        /// <paramref name="key"/> (its host key file written first) or, with null, unencrypted. Of two hosts creating
+        /// it at once, one creates the marker and the other opens that repository.
         /// </summary>
-        public static ObjectRepository OpenOrCreate(IObjectStorage storage, int chunkSize = BackupRepository.DefaultChunkSize)
+        public static ObjectRepository OpenOrCreate(IObjectStorage storage, int chunkSize, RepositoryKey? key)
         {
             if (storage.Exists(BackupRepository.MarkerName) || storage.List(string.Empty).Any())
             {
@@ -81,12 +90,14 @@ namespace VmQuiesce.Core.Repository.Storage
                 throw new VmQuiesceException("InvalidChunkSize", FailureKind.InvalidArgument, $"The chunk size {chunkSize} is out of range; expected a multiple of {BackupRepository.ChunkSizeStep} from {BackupRepository.MinChunkSize} to {BackupRepository.MaxChunkSize} bytes.", chunkSize);
             }
 
-            string config = JsonText.Serialize(new JsonObject()
-                .With("format", BackupRepository.MarkerFormat)
-                .With("formatVersion", BackupRepository.FormatVersion)
-                .With("chunkSize", chunkSize)
-                .With("chunkHash", "SHA-256")
-                .With("created", DateTime.UtcNow.ToString("o", CultureInfo.InvariantCulture)), indented: true);
+            RepositoryEncryption encryption = RepositoryEncryption.None;
+            if (key != null)
+            {
+                encryption = RepositoryEncryption.New(key, chunkSize, storage.Location);
+                HostKeyStore.Write(encryption.RepositoryId!, key, storage.Location);
+            }
+
+            string config = BackupRepository.NewMarker(chunkSize, encryption);
             storage.CreateIfAbsent(BackupRepository.MarkerName, new[] { new ArraySegment<byte>(Encoding.UTF8.GetBytes(config)) });
             return Open(storage);
         }
@@ -155,18 +166,27 @@ namespace VmQuiesce.Core.Repository.Storage
         public long WriteChunk(string hash, byte[] data, int length, byte[] scratch)
         {
             (byte codec, int encodedLength) = ChunkStore.Encode(data, length, scratch);
-            var parts = new[] { new ArraySegment<byte>(ChunkStore.HeaderFor(codec)), new ArraySegment<byte>(codec == ChunkStore.CodecRaw ? data : scratch, 0, encodedLength) };
-            return Storage.CreateIfAbsent(ChunkKey(hash), parts) ? ChunkStore.HeaderLength + encodedLength : 0;
+            byte[] stored = System.Buffers.ArrayPool<byte>.Shared.Rent((int)_codec.MaxFileLength);
+            try
+            {
+                using var stream = new MemoryStream(stored, writable: true);
+                int storedLength = (int)_codec.WriteStored(stream, hash, codec, codec == ChunkStore.CodecRaw ? data : scratch, encodedLength);
+                return Storage.CreateIfAbsent(ChunkKey(hash), new[] { new ArraySegment<byte>(stored, 0, storedLength) }) ? storedLength : 0;
+            }
+            finally
+            {
+                System.Buffers.ArrayPool<byte>.Shared.Return(stored);
+            }
         }
 
         public string? ReadVerifiedChunk(string hash, byte[] buffer, int expectedLength, ConcurrentDictionary<string, bool>? good, out bool missing) =>
-            ChunkStore.ReadVerified(hash, () => Location + "/" + ChunkKey(hash), () => ReadChunk(hash, buffer), buffer, expectedLength, good, out missing);
+            _codec.ReadVerified(hash, () => Location + "/" + ChunkKey(hash), () => ReadChunk(hash, buffer), buffer, expectedLength, good, out missing);
 
         /// <summary>Publishes a restore point whose chunks are all stored: its manifest is created, never replaced.</summary>
         public void Publish(RestorePoint point)
         {
             Storage.Flush();
-            byte[] manifest = Encoding.UTF8.GetBytes(JsonText.Serialize(point.ToJson(), indented: true));
+            byte[] manifest = Encoding.UTF8.GetBytes(Encryption.SealManifest(point.Id, JsonText.Serialize(point.ToJson(), indented: true)));
             if (manifest.Length > MaxManifestBytes)
             {
                 throw new VmQuiesceException("RestorePointTooLarge", FailureKind.LimitsExceeded, $"The manifest of restore point '{point.Id}' is {manifest.Length} bytes; object repositories read at most {MaxManifestBytes}.", point.Id);
@@ -187,7 +207,7 @@ namespace VmQuiesce.Core.Repository.Storage
             {
                 int storedLength = Storage.Read(ChunkKey(hash), stored);
                 using var stream = new MemoryStream(stored, 0, storedLength, writable: false);
-                return _codec.Decode(stream, storedLength, buffer);
+                return _codec.DecodeStored(hash, stream, storedLength, buffer);
             }
             finally
             {
@@ -199,7 +219,9 @@ namespace VmQuiesce.Core.Repository.Storage
         {
             try
             {
-                RestorePoint point = RestorePoint.FromJson(JsonText.ParseObject(Encoding.UTF8.GetString(Storage.ReadAll(key, MaxManifestBytes))));
+                string file = Location + "/" + key;
+                string text = Encryption.OpenManifest(file, Path.GetFileNameWithoutExtension(key), Encoding.UTF8.GetString(Storage.ReadAll(key, MaxManifestBytes)));
+                RestorePoint point = RestorePoint.FromJson(JsonText.ParseObject(text));
                 point.Repository = Location;
                 return point;
             }
@@ -209,9 +231,11 @@ namespace VmQuiesce.Core.Repository.Storage
             }
         }
 
-        private static int ReadChunkSize(IObjectStorage storage, string text)
+        private static (int ChunkSize, RepositoryEncryption Encryption) ReadMarker(IObjectStorage storage, string text)
         {
             JsonObject config;
+            long version;
+            long chunkSize;
             try
             {
                 config = JsonText.ParseObject(text);
@@ -219,28 +243,36 @@ namespace VmQuiesce.Core.Repository.Storage
                 {
                     throw new JsonFormatException($"The member 'format' is not '{BackupRepository.MarkerFormat}'.");
                 }
+
+                version = config.GetInt64("formatVersion");
+                chunkSize = config.GetInt64("chunkSize");
             }
             catch (JsonFormatException e)
             {
                 throw ConfigInvalid(storage, e.Message, e);
             }
 
-            long version = config.GetInt64("formatVersion");
-            if (version > BackupRepository.FormatVersion)
+            if (version > RepositoryEncryption.EncryptedFormatVersion)
             {
-                throw new VmQuiesceException("RepositoryFormatUnsupported", FailureKind.NotSupported, $"The repository '{storage.Location}' has format version {version}; this VmQuiesce reads up to version {BackupRepository.FormatVersion}.", storage.Location)
+                throw new VmQuiesceException("RepositoryFormatUnsupported", FailureKind.NotSupported, $"The repository '{storage.Location}' has format version {version}; this VmQuiesce reads up to version {RepositoryEncryption.EncryptedFormatVersion}.", storage.Location)
                 {
                     Remedy = "Update VmQuiesce.",
                 };
             }
 
-            long chunkSize = config.GetInt64("chunkSize");
             if (chunkSize < BackupRepository.MinChunkSize || chunkSize > BackupRepository.MaxChunkSize)
             {
                 throw ConfigInvalid(storage, $"chunkSize {chunkSize}; expected {BackupRepository.MinChunkSize} to {BackupRepository.MaxChunkSize} bytes", null);
             }
 
-            return (int)chunkSize;
+            try
+            {
+                return ((int)chunkSize, RepositoryEncryption.FromMarker(config, version, (int)chunkSize, storage.Location));
+            }
+            catch (Exception e) when (e is JsonFormatException || e is FormatException)
+            {
+                throw ConfigInvalid(storage, e.Message, e);
+            }
         }
 
         private static VmQuiesceException ConfigInvalid(IObjectStorage storage, string why, Exception? inner) =>

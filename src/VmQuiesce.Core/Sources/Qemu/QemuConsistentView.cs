@@ -10,7 +10,7 @@ namespace VmQuiesce.Core.Sources.Qemu
     /// The base images below the backup's overlays: stable (QEMU no longer writes them) until Complete
     /// commits the overlays back. Dispose without Complete commits them too, and warns if that fails.
     /// </summary>
-    internal sealed class QemuConsistentView : IConsistentView
+    internal sealed class QemuConsistentView : IConsistentView, IIdentifiedView
     {
         private readonly QemuSource _source;
         private readonly IReadOnlyList<QemuDisk> _disks;
@@ -50,6 +50,9 @@ namespace VmQuiesce.Core.Sources.Qemu
         public CapturedSnapshot? Snapshot { get; }
 
         public QuiesceRecord Quiesce { get; }
+
+        /// <summary>What query-uuid answered when the backup began.</summary>
+        public Guid? VmUuid { get; init; }
 
         /// <summary>The overlay files, while they exist (tests and diagnostics).</summary>
         internal IReadOnlyList<string> OverlayPaths => _overlays.Select(o => o.OverlayPath).ToList();

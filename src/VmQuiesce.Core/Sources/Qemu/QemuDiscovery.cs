@@ -11,13 +11,17 @@ namespace VmQuiesce.Core.Sources.Qemu
     /// <summary>A running QEMU process whose command line names a QMP unix socket.</summary>
     public sealed class QemuProcess
     {
-        public QemuProcess(int processId, string name, string qmpSocket, string? agentSocket)
+        public QemuProcess(int processId, string name, string qmpSocket, string? agentSocket, Guid? uuid = null)
         {
             ProcessId = processId;
             Name = name;
             QmpSocket = qmpSocket;
             AgentSocket = agentSocket;
+            Uuid = uuid;
         }
+
+        /// <summary>The VM's -uuid (what query-uuid answers); null when QEMU was given none (it then reports all zeroes).</summary>
+        public Guid? Uuid { get; }
 
         public int ProcessId { get; }
 
@@ -57,12 +61,7 @@ namespace VmQuiesce.Core.Sources.Qemu
                     continue;
                 }
 
-                string[] arguments;
-                try
-                {
-                    arguments = File.ReadAllText(Path.Combine(folder, "cmdline")).Split(new[] { '\0' }, StringSplitOptions.RemoveEmptyEntries);
-                }
-                catch (Exception e) when (e is IOException || e is UnauthorizedAccessException)
+                if (!(ReadCommandLine(folder) is string[] arguments))
                 {
                     continue; // The process ended meanwhile, or is not ours to read.
                 }
@@ -95,12 +94,58 @@ namespace VmQuiesce.Core.Sources.Qemu
         }
 
         /// <summary>
+        /// What the command line of process <paramref name="peer"/> (a QEMU that passed the trust checks) says about
+        /// its VM: name, sockets and UUID. The agent socket is kept only when that QEMU owns it; null when the command
+        /// line names no QMP unix socket (a tcp monitor) or cannot be read. Linux only.
+        /// </summary>
+        internal static QemuProcess? FromTrustedProcess(QemuPeer peer)
+        {
+            string folder = "/proc/" + peer.ProcessId.ToString(System.Globalization.CultureInfo.InvariantCulture);
+            if (!(ReadCommandLine(folder) is string[] arguments))
+            {
+                return null;
+            }
+
+            QemuProcess? process = ParseCommandLine(peer.ProcessId, arguments, UnixFiles.ReadLink(Path.Combine(folder, "cwd")));
+            if (process?.AgentSocket != null && QemuProcessTrust.WhySocketUntrusted(process.AgentSocket, peer) != null)
+            {
+                return new QemuProcess(process.ProcessId, process.Name, process.QmpSocket, null, process.Uuid);
+            }
+
+            return process;
+        }
+
+        /// <summary>
+        /// The name of a VM whose QEMU has no -name: the libvirt domain its monitor lives under
+        /// (.../domain-&lt;id&gt;-&lt;name&gt;/monitor.sock), else the monitor socket's file name without extension.
+        /// Discovery and Get-BackupVm -QmpSocket both name a VM this way, so one VM keeps one name.
+        /// </summary>
+        public static string NameFromSocket(string qmpSocket)
+        {
+            string path = qmpSocket.StartsWith("unix:", StringComparison.Ordinal) ? qmpSocket.Substring(5) : qmpSocket;
+            string folder = Path.GetFileName(Path.GetDirectoryName(path) ?? string.Empty);
+            System.Text.RegularExpressions.Match libvirt = System.Text.RegularExpressions.Regex.Match(folder, "^domain-[0-9]+-(.+)$");
+            if (libvirt.Success)
+            {
+                return libvirt.Groups[1].Value;
+            }
+
+            string name = Path.GetFileNameWithoutExtension(path);
+            return name.Length > 0 ? name : path;
+        }
+
+        /// <summary>A UUID QEMU reported or was given, or null for none (QEMU answers all zeroes when it was given none).</summary>
+        public static Guid? ParseUuid(string? text) =>
+            Guid.TryParse(text, out Guid uuid) && uuid != Guid.Empty ? uuid : (Guid?)null;
+
+        /// <summary>
         /// Reads the VM's name, QMP socket and guest-agent socket from a QEMU command line (-name, -qmp,
         /// -mon + -chardev, -device virtserialport name=org.qemu.guest_agent.0); null without a QMP unix socket.
         /// </summary>
         public static QemuProcess? ParseCommandLine(int processId, IReadOnlyList<string> arguments, string? workingDirectory)
         {
             string? name = null;
+            string? uuid = null;
             string? qmp = null;
             var socketChardevs = new Dictionary<string, string>(StringComparer.Ordinal);
             var monitorChardevs = new List<string>();
@@ -114,6 +159,9 @@ namespace VmQuiesce.Core.Sources.Qemu
                 {
                     case "-name":
                         name = properties.TryGetValue("guest", out string? guest) ? guest : first;
+                        break;
+                    case "-uuid":
+                        uuid = value;
                         break;
                     case "-qmp":
                     case "-qmp-pretty":
@@ -155,7 +203,20 @@ namespace VmQuiesce.Core.Sources.Qemu
 
             string? agent = agentChardev != null && socketChardevs.TryGetValue(agentChardev, out string? agentPath) ? agentPath : null;
             qmp = Absolute(qmp, workingDirectory);
-            return new QemuProcess(processId, name ?? Path.GetFileNameWithoutExtension(qmp) + "-" + processId, qmp, agent == null ? null : Absolute(agent, workingDirectory));
+            return new QemuProcess(processId, string.IsNullOrEmpty(name) ? NameFromSocket(qmp) : name!, qmp, agent == null ? null : Absolute(agent, workingDirectory), ParseUuid(uuid));
+        }
+
+        /// <summary>A process's arguments from /proc/&lt;pid&gt;/cmdline; null when it ended or is not ours to read.</summary>
+        private static string[]? ReadCommandLine(string processFolder)
+        {
+            try
+            {
+                return File.ReadAllText(Path.Combine(processFolder, "cmdline")).Split(new[] { '\0' }, StringSplitOptions.RemoveEmptyEntries);
+            }
+            catch (Exception e) when (e is IOException || e is UnauthorizedAccessException)
+            {
+                return null;
+            }
         }
 
         private static string Absolute(string path, string? workingDirectory) =>

@@ -112,9 +112,16 @@ namespace VmQuiesce.Core.Sources.Qemu
         /// first: qemu-img opens an external data file while it reads the image, and one that names a device or a
         /// FIFO must be refused before qemu-img sees it. (qemu-img info never opens a backing file.)
         /// </summary>
-        internal static ImageReferences References(string imagePath, string format, CancellationToken cancel)
+        internal static ImageReferences References(string imagePath, string format, CancellationToken cancel) =>
+            References(imagePath, format, format == DiskImageFormat.Qcow2 ? ReadStart(imagePath, Qcow2HeaderBytes) : Array.Empty<byte>(), cancel);
+
+        /// <summary>
+        /// <see cref="References(string, string, CancellationToken)"/> of an image that is not a file (an NBD URI), given
+        /// its first <see cref="Qcow2HeaderBytes"/> bytes as read from where they come from.
+        /// </summary>
+        internal static ImageReferences References(string imagePath, string format, byte[] start, CancellationToken cancel)
         {
-            if (format == DiskImageFormat.Qcow2 && Qcow2HeaderNamesDataFile(imagePath))
+            if (format == DiskImageFormat.Qcow2 && Qcow2HeaderNamesDataFile(start))
             {
                 return new ImageReferences { DataFile = "(named in its qcow2 header; not opened)" };
             }
@@ -213,12 +220,14 @@ namespace VmQuiesce.Core.Sources.Qemu
         }
 
         /// <summary>Whether a qcow2 header (version 3) sets the external data file feature; false for a file that is not qcow2.</summary>
-        private static bool Qcow2HeaderNamesDataFile(string imagePath)
+        /// <summary>The bytes of a qcow2 header that say whether it names an external data file.</summary>
+        internal const int Qcow2HeaderBytes = 80;
+
+        private static bool Qcow2HeaderNamesDataFile(byte[] header)
         {
             // QCowHeader: magic, version (4 bytes) at 4; version 3 adds incompatible_features (8 bytes) at 72.
             const ulong ExternalDataFile = 0x4;
-            byte[] header = ReadStart(imagePath, 80);
-            return header.Length == 80 && header.Take(4).SequenceEqual(Qcow2Magic) && BigEndian(header, 4, 4) >= 3 && (BigEndian(header, 72, 8) & ExternalDataFile) != 0;
+            return header.Length == Qcow2HeaderBytes && header.Take(4).SequenceEqual(Qcow2Magic) && BigEndian(header, 4, 4) >= 3 && (BigEndian(header, 72, 8) & ExternalDataFile) != 0;
         }
 
         private static bool StartsWith(string path, byte[] magic) => ReadStart(path, magic.Length).SequenceEqual(magic);

@@ -14,7 +14,7 @@ namespace VmQuiesce.Core.Sources.Qemu
     /// freeze -> one atomic transaction of external overlays (plus an internal snapshot in Internal mode)
     /// -> thaw; the base images are the stable view; Complete commits the overlays back.
     /// </summary>
-    public sealed class QemuSource : IBackupSource
+    public sealed class QemuSource : IBackupSource, IChangeTrackingSource
     {
         public const string SourceKind = "Qemu";
 
@@ -52,7 +52,27 @@ namespace VmQuiesce.Core.Sources.Qemu
             return FindLeftovers(qmp, QemuBlockOperations.QueryDisks(qmp, cancel), cancel);
         }
 
-        public IConsistentView OpenConsistentView(QuiesceOptions options, CancellationToken cancel)
+        public IConsistentView OpenConsistentView(QuiesceOptions options, CancellationToken cancel) => Open(options, null, cancel);
+
+        /// <summary>
+        /// The same guarded freeze, but the point in time is a fleecing view read over NBD, and each disk gets a new
+        /// checkpoint in the same transaction (<see cref="QemuFleecing"/>); no overlay is switched in.
+        /// </summary>
+        public IConsistentView OpenTrackedView(QuiesceOptions options, ChangeTrackingRequest request, CancellationToken cancel)
+        {
+            if (_options.Mode == QemuSnapshotMode.Internal)
+            {
+                throw new VmQuiesceException("ChangeTrackingNeedsExternalMode", FailureKind.InvalidArgument,
+                    $"VM '{VmName}' is backed up with an internal snapshot (RAM state saved in the qcow2 images), which copies whole image files; change tracking reads the disks' content instead.", VmName)
+                {
+                    Remedy = "Leave out -ChangeTracking for internal-snapshot backups, or use the external mode.",
+                };
+            }
+
+            return Open(options, request ?? throw new ArgumentNullException(nameof(request)), cancel);
+        }
+
+        private IConsistentView Open(QuiesceOptions options, ChangeTrackingRequest? tracking, CancellationToken cancel)
         {
             if (options.FreezeTimeout <= TimeSpan.Zero)
             {
@@ -80,6 +100,7 @@ namespace VmQuiesce.Core.Sources.Qemu
             QemuDiskFiles? diskFiles = null;
             QemuRunRecord? run = null;
             IReadOnlyList<QemuOverlay> planned = Array.Empty<QemuOverlay>();
+            QemuFleecing? fleecing = null;
             try
             {
                 RecoverDeadRun(qmp, cancel);
@@ -88,6 +109,7 @@ namespace VmQuiesce.Core.Sources.Qemu
                     "Repair it (commits VmQuiesce's overlays back, finishes or dismisses its jobs): " + QemuRepairCommands.Repair(_options.QmpSocket, _options.AgentSocket));
 
                 diskFiles = QemuDiskFiles.Open(disks, qmp.VerifiedPeer, VmName);
+                Guid? uuid = QemuDiscovery.ParseUuid(qmp.ExecuteObject("query-uuid", cancel: cancel).GetOptionalString("UUID"));
 
                 GuestAgentFreezer? freezer = null;
                 Consistency expected = Consistency.Crash;
@@ -101,7 +123,16 @@ namespace VmQuiesce.Core.Sources.Qemu
                 RequireConsistency(expected, options, why);
 
                 string stamp = DateTime.UtcNow.ToString("yyyyMMdd'T'HHmmssfff'Z'", CultureInfo.InvariantCulture);
-                var overlays = disks.Select(d => new QemuOverlay(d, QemuBlockOperations.OverlayPathFor(d.File, stamp))).ToList();
+                var overlays = tracking != null ? new List<QemuOverlay>() : disks.Select(d => new QemuOverlay(d, QemuBlockOperations.OverlayPathFor(d.File, stamp))).ToList();
+                if (tracking != null)
+                {
+                    fleecing = QemuFleecing.Prepare(qmp, disks, tracking, stamp, VmName, _host, cancel);
+                    foreach (QemuDiskCheckpoint disk in fleecing.Disks.Where(d => d.Base == null))
+                    {
+                        _host.WriteVerbose($"VM '{VmName}': disk {disk.Disk.Name} is read in full ({disk.Reason}): {disk.Detail}.");
+                    }
+                }
+
                 planned = overlays;
                 string? snapshotTag = _options.Mode == QemuSnapshotMode.Internal ? "vmquiesce-" + stamp : null;
                 string saveJobId = QemuBlockOperations.JobPrefix + "save-" + stamp;
@@ -119,7 +150,15 @@ namespace VmQuiesce.Core.Sources.Qemu
                     }
 
                     takeStarted = true;
-                    QemuBlockOperations.TakeOverlays(qmp, overlays, token);
+                    if (fleecing != null)
+                    {
+                        fleecing.TakeInFreeze(qmp, token);
+                    }
+                    else
+                    {
+                        QemuBlockOperations.TakeOverlays(qmp, overlays, token);
+                    }
+
                     return true;
                 };
 
@@ -158,7 +197,7 @@ namespace VmQuiesce.Core.Sources.Qemu
                         }
                     }
 
-                    if (takeStarted)
+                    if (takeStarted && fleecing == null)
                     {
                         // The transaction may have been applied even if its answer never came: release what exists.
                         ReleaseAfterFailure(qmp, overlays, failure);
@@ -170,6 +209,8 @@ namespace VmQuiesce.Core.Sources.Qemu
                 Consistency reached = window.Frozen.Count > 0 ? expected : Consistency.Crash;
                 if (reached < options.Required && !options.AllowLower)
                 {
+                    fleecing?.Release(qmp, success: false);
+                    fleecing = null;
                     CommitOverlays(overlays, qmp, CancellationToken.None);
                     if (snapshotTag != null)
                     {
@@ -180,10 +221,13 @@ namespace VmQuiesce.Core.Sources.Qemu
                 }
 
                 double frozenMilliseconds = window.Frozen.Count > 0 ? window.FrozenMilliseconds : 0;
-                var view = new QemuConsistentView(this, disks, overlays, diskFiles, run, reached, options.KeepSnapshot,
-                    new QuiesceRecord(reached, window.Frozen, frozenMilliseconds, freezer != null ? QuiesceMethod.GuestAgent : QuiesceMethod.None,
-                        window.Frozen.Count > 0 ? FrozenMeasure.FreezeToThaw : FrozenMeasure.None),
-                    snapshotTag == null ? null : new CapturedSnapshot(snapshotTag, null, "QemuInternal"));
+                var quiesce = new QuiesceRecord(reached, window.Frozen, frozenMilliseconds, freezer != null ? QuiesceMethod.GuestAgent : QuiesceMethod.None,
+                    window.Frozen.Count > 0 ? FrozenMeasure.FreezeToThaw : FrozenMeasure.None);
+                IConsistentView view = fleecing != null
+                    ? new QemuTrackedView(this, fleecing, fleecing.Export(qmp, tracking!.Verify, cancel), diskFiles, run, reached, quiesce) { VmUuid = uuid }
+                    : new QemuConsistentView(this, disks, overlays, diskFiles, run, reached, options.KeepSnapshot, quiesce,
+                        snapshotTag == null ? null : new CapturedSnapshot(snapshotTag, null, "QemuInternal")) { VmUuid = uuid };
+                fleecing = null;
                 _host.WriteVerbose($"VM '{VmName}': {reached} consistency, frozen for {frozenMilliseconds:0.#} ms ({string.Join(", ", window.Frozen)}).");
                 diskFiles = null;
                 run = null;
@@ -191,6 +235,7 @@ namespace VmQuiesce.Core.Sources.Qemu
             }
             finally
             {
+                ReleaseFleecing(fleecing, qmp);
                 EndRunRecord(run, planned);
                 diskFiles?.Dispose();
                 agent?.Dispose();
@@ -524,6 +569,19 @@ namespace VmQuiesce.Core.Sources.Qemu
             catch (VmQuiesceException release)
             {
                 _host.WriteWarning($"After the failure '{failure.Message}', releasing the overlays of VM '{VmName}' failed too: {release.Message} {release.Remedy}");
+            }
+        }
+
+        /// <summary>A fleecing that made no view goes: nodes, jobs, exports, and the new checkpoints merged back into the previous ones.</summary>
+        private void ReleaseFleecing(QemuFleecing? fleecing, QmpClient qmp)
+        {
+            try
+            {
+                fleecing?.Release(qmp, success: false);
+            }
+            catch (VmQuiesceException e)
+            {
+                _host.WriteWarning($"VM '{VmName}': {e.Message} {e.Remedy}");
             }
         }
 

@@ -12,11 +12,13 @@ namespace VmQuiesce.Core.Sources.Qemu
         /// <param name="qmpSocket">The QMP monitor: a unix socket path, or tcp:host:port.</param>
         /// <param name="agentSocket">The host side of the guest agent's channel; null or empty: nothing can be frozen.</param>
         /// <param name="processId">The QEMU process, when discovery found it.</param>
-        public QemuVm(string name, string qmpSocket, string? agentSocket, int? processId = null)
+        /// <param name="uuid">The VM's UUID, when QEMU has one (-uuid; query-uuid).</param>
+        public QemuVm(string name, string qmpSocket, string? agentSocket, int? processId = null, System.Guid? uuid = null)
             : base(name, qmpSocket)
         {
             AgentSocket = string.IsNullOrEmpty(agentSocket) ? null : agentSocket;
             ProcessId = processId;
+            Uuid = uuid;
         }
 
         public override string Kind => QemuSource.SourceKind;
@@ -26,6 +28,9 @@ namespace VmQuiesce.Core.Sources.Qemu
         public string? AgentSocket { get; }
 
         public int? ProcessId { get; }
+
+        /// <summary>The VM's own UUID, which its restore points record; null when QEMU was started without -uuid.</summary>
+        public System.Guid? Uuid { get; }
 
         /// <summary>How the source reaches this VM.</summary>
         internal QemuSourceOptions Options => new QemuSourceOptions(Name, QmpSocket) { AgentSocket = AgentSocket };
@@ -64,6 +69,11 @@ namespace VmQuiesce.Core.Sources.Qemu
             if (AgentSocket != null)
             {
                 details["AgentSocket"] = AgentSocket;
+            }
+
+            if (Uuid != null)
+            {
+                details["Uuid"] = Uuid.Value.ToString();
             }
 
             if (ProcessId != null)

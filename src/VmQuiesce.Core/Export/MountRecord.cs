@@ -1,0 +1,127 @@
+using System;
+using System.Collections.Generic;
+using System.IO;
+using System.Linq;
+using VmQuiesce.Core.Json;
+using VmQuiesce.Core.Native;
+using VmQuiesce.Core.Platform;
+
+namespace VmQuiesce.Core.Export
+{
+    /// <summary>
+    /// What a mount of a restore point has set up so far, saved after every step under
+    /// <see cref="RestorePointMount.RecordFolder"/> (a folder only root enters): whoever finds it can undo it,
+    /// even after the process that made it is gone. Only records owned by this user are read.
+    /// </summary>
+    internal sealed class MountRecord
+    {
+        private const string Schema = "VmQuiesceMount";
+
+        public MountRecord(string id, string folder, string vmName, string restorePointId, int serverProcessId)
+        {
+            Id = id;
+            Folder = folder;
+            VmName = vmName;
+            RestorePointId = restorePointId;
+            ServerProcessId = serverProcessId;
+        }
+
+        public string Id { get; }
+
+        public string Folder { get; }
+
+        public string VmName { get; }
+
+        public string RestorePointId { get; }
+
+        /// <summary>The process that serves the point over NBD.</summary>
+        public int ServerProcessId { get; }
+
+        public string? Scratch { get; set; }
+
+        /// <summary>The FUSE files of the storage daemons (how a daemon is recognised before it is ended).</summary>
+        public List<string> Daemons { get; } = new List<string>();
+
+        public List<int> DaemonPids { get; } = new List<int>();
+
+        public List<string> Loops { get; } = new List<string>();
+
+        public List<string> Mounts { get; } = new List<string>();
+
+        public List<MountedFileSystem> FileSystems { get; } = new List<MountedFileSystem>();
+
+        private string FilePath => Path.Combine(RestorePointMount.RecordFolder, Id + ".json");
+
+        public void Save()
+        {
+            if (!Directory.Exists(RestorePointMount.RecordFolder))
+            {
+                Directory.CreateDirectory(Path.GetDirectoryName(RestorePointMount.RecordFolder)!);
+                if (Libc.mkdir(RestorePointMount.RecordFolder, Convert.ToUInt32("700", 8)) != 0 && !Directory.Exists(RestorePointMount.RecordFolder))
+                {
+                    throw new IOException($"Cannot create the folder '{RestorePointMount.RecordFolder}' for mount records.");
+                }
+            }
+
+            var json = new JsonObject()
+                .With("schema", Schema)
+                .With("id", Id)
+                .With("folder", Folder)
+                .With("vmName", VmName)
+                .With("restorePointId", RestorePointId)
+                .With("serverProcessId", ServerProcessId)
+                .With("scratch", Scratch)
+                .With("daemons", new JsonArray(Daemons.Cast<object?>()))
+                .With("daemonPids", new JsonArray(DaemonPids.Select(pid => (object?)(long)pid)))
+                .With("loops", new JsonArray(Loops.Cast<object?>()))
+                .With("mounts", new JsonArray(Mounts.Cast<object?>()))
+                .With("fileSystems", new JsonArray(FileSystems.Select(fs => (object?)new JsonObject().With("disk", fs.Disk).With("device", fs.Device).With("type", fs.Type).With("path", fs.Path))));
+            string temp = FilePath + ".tmp";
+            File.WriteAllText(temp, JsonText.Serialize(json, indented: true));
+            if (File.Exists(FilePath))
+            {
+                File.Replace(temp, FilePath, null);
+            }
+            else
+            {
+                File.Move(temp, FilePath);
+            }
+        }
+
+        public void Delete() => File.Delete(FilePath);
+
+        /// <summary>The record in <paramref name="file"/>, or null when it is not one of this user's valid records.</summary>
+        public static MountRecord? TryLoad(string file)
+        {
+            try
+            {
+                if (UnixFiles.Stat(file).Uid != Libc.geteuid())
+                {
+                    return null;
+                }
+
+                JsonObject json = JsonText.ParseObject(File.ReadAllText(file));
+                if (json.GetString("schema") != Schema)
+                {
+                    return null;
+                }
+
+                var record = new MountRecord(json.GetString("id"), json.GetString("folder"), json.GetString("vmName"), json.GetString("restorePointId"), checked((int)json.GetInt64("serverProcessId")))
+                {
+                    Scratch = json.GetOptionalString("scratch"),
+                };
+                record.Daemons.AddRange(json.GetArray("daemons").OfType<string>());
+                record.DaemonPids.AddRange(json.GetArray("daemonPids").OfType<long>().Select(pid => checked((int)pid)));
+                record.Loops.AddRange(json.GetArray("loops").OfType<string>().Where(loop => loop.StartsWith("/dev/loop", StringComparison.Ordinal)));
+                record.Mounts.AddRange(json.GetArray("mounts").OfType<string>());
+                record.FileSystems.AddRange(json.GetArray("fileSystems").OfType<JsonObject>()
+                    .Select(fs => new MountedFileSystem(fs.GetString("disk"), fs.GetString("device"), fs.GetString("type"), fs.GetString("path"))));
+                return Path.GetFileNameWithoutExtension(file) == record.Id ? record : null;
+            }
+            catch (Exception e) when (e is IOException || e is UnauthorizedAccessException || e is JsonFormatException || e is OverflowException)
+            {
+                return null;
+            }
+        }
+    }
+}

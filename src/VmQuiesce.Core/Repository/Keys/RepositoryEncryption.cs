@@ -1,0 +1,339 @@
+using System;
+using System.Buffers;
+using System.IO;
+using System.Security.Cryptography;
+using System.Text;
+using System.Text.RegularExpressions;
+using VmQuiesce.Core.Json;
+using VmQuiesce.Core.Platform;
+
+namespace VmQuiesce.Core.Repository.Keys
+{
+    /// <summary>
+    /// How a repository's chunks and manifests are protected, as its repository file says, and the key once it is
+    /// known. An encrypted repository (format 2) names chunks by HMAC-SHA256 of their content under its key and
+    /// seals every chunk and manifest with AES-256-GCM, bound to what it claims to be (repository id plus chunk id or
+    /// restore point id), so a changed, swapped, planted or foreign file fails to open. A repository made before
+    /// keys (format 1) is <see cref="None"/>: SHA-256 chunk ids, plaintext, still read.
+    /// </summary>
+    public sealed class RepositoryEncryption
+    {
+        internal const string MarkerMember = "encryption";
+        internal const int EncryptedFormatVersion = 2;
+        internal const string ChunkIdAlgorithm = "HMAC-SHA256";
+        internal const string SealedManifestFormat = "VmQuiesceSealedManifest";
+        private static readonly Regex RepositoryIdPattern = new Regex("^[0-9a-f]{32}$", RegexOptions.CultureInvariant);
+        private static readonly Regex KeyIdPattern = new Regex("^[0-9a-f]{16}$", RegexOptions.CultureInvariant);
+
+        private readonly string _repositoryPath;
+        private readonly int _chunkSize;
+        private readonly byte[]? _check;
+
+        private RepositoryEncryption(string? repositoryId, string? keyId, byte[]? check, int chunkSize, string repositoryPath)
+        {
+            RepositoryId = repositoryId;
+            KeyId = keyId;
+            _check = check;
+            _chunkSize = chunkSize;
+            _repositoryPath = repositoryPath;
+        }
+
+        /// <summary>A repository made before keys: nothing is encrypted or authenticated.</summary>
+        public static RepositoryEncryption None { get; } = new RepositoryEncryption(null, null, null, 0, string.Empty);
+
+        public bool IsEncrypted => RepositoryId != null;
+
+        /// <summary>"AES-256-GCM", or "None" for a repository made before keys.</summary>
+        public string Algorithm => IsEncrypted ? Aead.Algorithm : "None";
+
+        /// <summary>The repository's random id (32 hex digits): what host key files are named by. Null when not encrypted.</summary>
+        public string? RepositoryId { get; }
+
+        /// <summary>The id of the repository's key (see <see cref="RepositoryKey.KeyId"/>). Null when not encrypted.</summary>
+        public string? KeyId { get; }
+
+        /// <summary>True when the key is known: chunks and manifests can be read and written.</summary>
+        public bool HasKey => Key != null;
+
+        internal RepositoryKey? Key { get; private set; }
+
+        /// <summary>The protection of a new repository, keyed with <paramref name="key"/>, under a new random id.</summary>
+        internal static RepositoryEncryption New(RepositoryKey key, int chunkSize, string repositoryPath)
+        {
+            string id = ChunkStore.ToHex(Random.Bytes(16));
+            var encryption = new RepositoryEncryption(id, key.KeyId, null, chunkSize, repositoryPath);
+            encryption.Key = key;
+            return encryption;
+        }
+
+        /// <summary>Adds the format version and the encryption member to a new repository file.</summary>
+        internal JsonObject AddTo(JsonObject marker)
+        {
+            if (!IsEncrypted)
+            {
+                return marker;
+            }
+
+            return marker
+                .With("formatVersion", EncryptedFormatVersion)
+                .With("chunkHash", ChunkIdAlgorithm)
+                .With(MarkerMember, new JsonObject()
+                    .With("algorithm", Aead.Algorithm)
+                    .With("chunkIds", ChunkIdAlgorithm)
+                    .With("repositoryId", RepositoryId)
+                    .With("keyId", KeyId)
+                    .With("check", Convert.ToBase64String(Check(Key!))));
+        }
+
+        /// <summary>What the repository file says; the key is looked up by <see cref="UnlockFromHost"/> or given to <see cref="Unlock"/>.</summary>
+        internal static RepositoryEncryption FromMarker(JsonObject config, long formatVersion, int chunkSize, string repositoryPath)
+        {
+            JsonObject? member = config.GetOptionalObject(MarkerMember);
+            if (formatVersion < EncryptedFormatVersion)
+            {
+                if (member != null)
+                {
+                    throw new JsonFormatException($"The member '{MarkerMember}' needs format version {EncryptedFormatVersion}; the file says {formatVersion}.");
+                }
+
+                return None;
+            }
+
+            if (member == null)
+            {
+                throw new JsonFormatException($"Format version {formatVersion} needs the member '{MarkerMember}'.");
+            }
+
+            string algorithm = member.GetString("algorithm");
+            string chunkIds = member.GetString("chunkIds");
+            if (algorithm != Aead.Algorithm || chunkIds != ChunkIdAlgorithm)
+            {
+                throw new JsonFormatException($"The encryption is '{algorithm}' with '{chunkIds}' chunk ids; this VmQuiesce knows '{Aead.Algorithm}' with '{ChunkIdAlgorithm}'.");
+            }
+
+            string repositoryId = member.GetString("repositoryId");
+            string keyId = member.GetString("keyId");
+            if (!RepositoryIdPattern.IsMatch(repositoryId) || !KeyIdPattern.IsMatch(keyId))
+            {
+                throw new JsonFormatException("The repository id must be 32 and the key id 16 lowercase hex digits.");
+            }
+
+            byte[] check = Convert.FromBase64String(member.GetString("check"));
+            return new RepositoryEncryption(repositoryId, keyId, check, chunkSize, repositoryPath);
+        }
+
+        /// <summary>Takes <paramref name="key"/> as this repository's key, once it proves to be (its id, and the repository file's check).</summary>
+        public void Unlock(RepositoryKey key)
+        {
+            if (!IsEncrypted)
+            {
+                throw new VmQuiesceException("RepositoryNotEncrypted", FailureKind.InvalidOperation,
+                    $"The repository '{_repositoryPath}' was made before repository keys: it has no key to add, export or remove.", _repositoryPath)
+                {
+                    Remedy = "Copy its restore points into a new repository (New-VmBackupRepository) to have them encrypted.",
+                };
+            }
+
+            if (key.KeyId != KeyId)
+            {
+                throw new VmQuiesceException("RepositoryKeyMismatch", FailureKind.SecurityError,
+                    $"The key {key.KeyId} is not the key of the repository '{_repositoryPath}', which is {KeyId}.", _repositoryPath)
+                {
+                    Remedy = "Use the key file or passphrase of this repository.",
+                };
+            }
+
+            if (_check != null && !FixedTimeEquals(_check, Check(key)))
+            {
+                throw NotAuthentic("RepositoryNotAuthentic", $"The repository file of '{_repositoryPath}' was changed by someone without its key: its check does not match.", _repositoryPath);
+            }
+
+            Key = key;
+        }
+
+        /// <summary>Takes the key from this host's key file for the repository, when there is one.</summary>
+        internal void UnlockFromHost()
+        {
+            if (IsEncrypted && HostKeyStore.TryRead(RepositoryId!) is RepositoryKey key)
+            {
+                Unlock(key);
+            }
+        }
+
+        /// <summary>The key, or RepositoryKeyNotFound saying how to bring it to this host. Null for a repository that is not encrypted.</summary>
+        public RepositoryKey? RequireKey() => IsEncrypted ? Key ?? throw KeyNotFound() : null;
+
+        private RepositoryKey SealingKey() => Key ?? throw KeyNotFound();
+
+        private VmQuiesceException KeyNotFound() => new VmQuiesceException("RepositoryKeyNotFound", FailureKind.SecurityError,
+            $"The repository '{_repositoryPath}' is encrypted with key {KeyId}, and this host has no key file for it ({HostKeyStore.PathOf(RepositoryId!)}).", _repositoryPath)
+        {
+            Remedy = $"Bring the key to this host: Import-VmBackupRepositoryKey -Repository '{_repositoryPath}' -Passphrase (Read-Host -AsSecureString), or -KeyFile <exported key file>.",
+        };
+
+        /// <summary>The hash that names chunks: HMAC-SHA256 under the chunk-id key, or SHA-256 in a repository made before keys.</summary>
+        internal HashAlgorithm NewChunkIdHash() => IsEncrypted ? new HMACSHA256(SealingKey().ChunkIdKey) : (HashAlgorithm)SHA256.Create();
+
+        /// <summary>Writes chunk <paramref name="hash"/> sealed: header with codec E, then nonce, (inner codec, payload) encrypted, tag.</summary>
+        internal long WriteSealedChunk(Stream stream, string hash, byte codec, byte[] payload, int length)
+        {
+            byte[] key = SealingKey().ChunkKey;
+            byte[] inner = ArrayPool<byte>.Shared.Rent(length + 1);
+            byte[] output = ArrayPool<byte>.Shared.Rent(ChunkStore.HeaderLength + length + 1 + Aead.Overhead);
+            try
+            {
+                inner[0] = codec;
+                Buffer.BlockCopy(payload, 0, inner, 1, length);
+                output[0] = (byte)'V';
+                output[1] = (byte)'Q';
+                output[2] = (byte)'C';
+                output[3] = ChunkStore.CodecSealed;
+                int sealedLength = Aead.Seal(key, inner, 0, length + 1, ChunkAssociated(hash), output, ChunkStore.HeaderLength);
+                stream.Write(output, 0, ChunkStore.HeaderLength + sealedLength);
+                return ChunkStore.HeaderLength + sealedLength;
+            }
+            finally
+            {
+                ArrayPool<byte>.Shared.Return(inner);
+                ArrayPool<byte>.Shared.Return(output);
+            }
+        }
+
+        /// <summary>
+        /// Opens the sealed part of chunk <paramref name="hash"/> (after its header): the inner codec, and a rented
+        /// buffer holding its payload from offset 1, to return to the shared pool. Throws
+        /// <see cref="InvalidDataException"/> when it does not open with this repository's key as that chunk.
+        /// </summary>
+        internal (byte Codec, byte[] Inner, int Length) OpenSealedChunk(string hash, Stream sealedStream, long sealedLength)
+        {
+            byte[] key = SealingKey().ChunkKey;
+            if (sealedLength < Aead.Overhead + 1 || sealedLength > _chunkSize + 1 + Aead.Overhead)
+            {
+                throw new InvalidDataException($"The sealed chunk is {sealedLength} bytes; a chunk of this repository seals into {Aead.Overhead + 1} to {_chunkSize + 1 + Aead.Overhead}.");
+            }
+
+            byte[] sealedBytes = ArrayPool<byte>.Shared.Rent((int)sealedLength);
+            byte[] inner = ArrayPool<byte>.Shared.Rent((int)sealedLength);
+            try
+            {
+                if (sealedStream.ReadFully(sealedBytes, (int)sealedLength) != sealedLength)
+                {
+                    throw new InvalidDataException("The sealed chunk is shorter than its file.");
+                }
+
+                int length = Aead.Open(key, sealedBytes, 0, (int)sealedLength, ChunkAssociated(hash), inner);
+                if (inner[0] == ChunkStore.CodecSealed)
+                {
+                    throw new InvalidDataException("The sealed chunk holds another sealed chunk.");
+                }
+
+                return (inner[0], inner, length);
+            }
+            catch (CryptographicException e)
+            {
+                ArrayPool<byte>.Shared.Return(inner);
+                throw new InvalidDataException($"It does not open with the repository's key as chunk {hash}: it was changed, swapped or planted ({e.Message})", e);
+            }
+            catch
+            {
+                ArrayPool<byte>.Shared.Return(inner);
+                throw;
+            }
+            finally
+            {
+                ArrayPool<byte>.Shared.Return(sealedBytes);
+            }
+        }
+
+        /// <summary>The manifest of restore point <paramref name="id"/> as the file it is published as: plaintext, or sealed in an encrypted repository.</summary>
+        internal string SealManifest(string id, string json)
+        {
+            if (!IsEncrypted)
+            {
+                return json;
+            }
+
+            byte[] plain = Encoding.UTF8.GetBytes(json);
+            var output = new byte[plain.Length + Aead.Overhead];
+            Aead.Seal(SealingKey().ManifestKey, plain, 0, plain.Length, ManifestAssociated(id), output, 0);
+            return JsonText.Serialize(new JsonObject()
+                .With("format", SealedManifestFormat)
+                .With("algorithm", Aead.Algorithm)
+                .With("keyId", KeyId)
+                .With("id", id)
+                .With("sealed", Convert.ToBase64String(output)), indented: true);
+        }
+
+        /// <summary>
+        /// The manifest JSON of the file <paramref name="file"/> (restore point <paramref name="id"/>, its file name).
+        /// In an encrypted repository anything but a manifest sealed with its key as that very point is refused with
+        /// RestorePointNotAuthentic: a plaintext manifest someone planted, one changed, renamed, or from another repository.
+        /// </summary>
+        internal string OpenManifest(string file, string id, string text)
+        {
+            if (!IsEncrypted)
+            {
+                return text;
+            }
+
+            RepositoryKey key = SealingKey();
+            JsonObject envelope;
+            try
+            {
+                envelope = JsonText.ParseObject(text);
+            }
+            catch (JsonFormatException e)
+            {
+                throw NotAuthentic("RestorePointNotAuthentic", $"The restore point manifest '{file}' is not a sealed manifest ({e.Message}); every manifest of the encrypted repository '{_repositoryPath}' is sealed with its key.", file, e);
+            }
+
+            if (envelope.GetOptionalString("format") != SealedManifestFormat)
+            {
+                throw NotAuthentic("RestorePointNotAuthentic", $"The restore point manifest '{file}' is not sealed: the encrypted repository '{_repositoryPath}' never writes a plaintext manifest, so someone without its key put it there.", file);
+            }
+
+            string? keyId = envelope.GetOptionalString("keyId");
+            if (keyId != KeyId)
+            {
+                throw NotAuthentic("RestorePointNotAuthentic", $"The restore point manifest '{file}' is sealed with the key {keyId}, not this repository's key {KeyId}: it comes from another repository.", file);
+            }
+
+            try
+            {
+                byte[] sealedBytes = Convert.FromBase64String(envelope.GetString("sealed"));
+                var plain = new byte[Math.Max(0, sealedBytes.Length - Aead.Overhead)];
+                // Sealed as the point it names: a copy under another file name opens as that point, and the repository
+                // reports it as a stray (its id is not its file name), never as the point its name claims.
+                Aead.Open(key.ManifestKey, sealedBytes, 0, sealedBytes.Length, ManifestAssociated(envelope.GetOptionalString("id") ?? id), plain);
+                return new UTF8Encoding(false, true).GetString(plain);
+            }
+            catch (Exception e) when (e is CryptographicException || e is FormatException || e is JsonFormatException || e is DecoderFallbackException)
+            {
+                throw NotAuthentic("RestorePointNotAuthentic", $"The restore point manifest '{file}' does not open with the repository's key as restore point '{id}': it was changed, renamed or planted.", file, e);
+            }
+        }
+
+        private static VmQuiesceException NotAuthentic(string errorId, string message, string target, Exception? inner = null) =>
+            new VmQuiesceException(errorId, FailureKind.SecurityError, message, target, inner)
+            {
+                Remedy = "Nothing is read from it. Find out who can write the repository; restore another restore point, or from a copy of the repository kept elsewhere.",
+            };
+
+        private byte[] ChunkAssociated(string hash) => Encoding.ASCII.GetBytes("VmQuiesce chunk\n" + RepositoryId + "\n" + hash);
+
+        private byte[] ManifestAssociated(string id) => Encoding.UTF8.GetBytes("VmQuiesce manifest\n" + RepositoryId + "\n" + id);
+
+        private byte[] Check(RepositoryKey key) => RepositoryKey.Mac(key.MarkerKey, $"{RepositoryId}\n{KeyId}\n{_chunkSize}\n{Aead.Algorithm}\n{ChunkIdAlgorithm}");
+
+        private static bool FixedTimeEquals(byte[] a, byte[] b)
+        {
+            int difference = a.Length ^ b.Length;
+            for (int i = 0; i < Math.Min(a.Length, b.Length); i++)
+            {
+                difference |= a[i] ^ b[i];
+            }
+
+            return difference == 0;
+        }
+    }
+}

@@ -1,0 +1,42 @@
+namespace VmQuiesce.Core.Repository.Keys
+{
+    /// <summary>Where one copy of a repository's key is.</summary>
+    public enum KeyCopyKind
+    {
+        /// <summary>In the repository, sealed under a passphrase (keys/&lt;slot&gt;.json).</summary>
+        Passphrase,
+
+        /// <summary>This host's key file, which opening the repository reads.</summary>
+        HostKeyFile,
+
+        /// <summary>A key file exported for safekeeping.</summary>
+        ExportedKeyFile,
+    }
+
+    /// <summary>A copy of a repository's key that Add-, Import- or Export-VmBackupRepositoryKey made. Never holds the key itself.</summary>
+    public sealed class RepositoryKeyCopy
+    {
+        public RepositoryKeyCopy(string repository, string keyId, KeyCopyKind kind, string? slot, string? path)
+        {
+            Repository = repository;
+            KeyId = keyId;
+            Kind = kind;
+            Slot = slot;
+            Path = path;
+        }
+
+        public string Repository { get; }
+
+        public string KeyId { get; }
+
+        public KeyCopyKind Kind { get; }
+
+        /// <summary>The passphrase copy's slot (8 hex digits); null for key files.</summary>
+        public string? Slot { get; }
+
+        /// <summary>The key file; null for a passphrase copy.</summary>
+        public string? Path { get; }
+
+        public override string ToString() => Slot ?? Path ?? KeyId;
+    }
+}

@@ -1,0 +1,164 @@
+using System;
+using System.Collections.Generic;
+using System.IO;
+using System.Linq;
+using System.Security;
+
+namespace VmQuiesce.Core.Repository.Keys
+{
+    /// <summary>
+    /// Where a repository's key lives and how it gets there: the host key file, passphrase copies inside the
+    /// repository, exported key files. What New-, Add-, Import-, Export- and Remove-VmBackupRepositoryKey do.
+    /// </summary>
+    public sealed class RepositoryKeys
+    {
+        private readonly BackupRepository _repository;
+        private readonly PassphraseKeys _passphrases;
+
+        public RepositoryKeys(BackupRepository repository)
+        {
+            _repository = repository;
+            _passphrases = new PassphraseKeys(repository.Path, repository.Encryption);
+        }
+
+        /// <summary>The slots of the repository's passphrase copies.</summary>
+        public IReadOnlyList<string> PassphraseSlots => _passphrases.Slots;
+
+        /// <summary>This host's key file for the repository, or null when there is none (or the repository is not encrypted).</summary>
+        public string? HostKeyFile => _repository.Encryption.IsEncrypted && File.Exists(HostKeyStore.PathOf(_repository.Encryption.RepositoryId!))
+            ? HostKeyStore.PathOf(_repository.Encryption.RepositoryId!)
+            : null;
+
+        /// <summary>
+        /// Makes a new encrypted repository in a folder that is missing or empty: a new random key, its key file in
+        /// this host's key folder, and a passphrase copy inside the repository when <paramref name="passphrase"/> is given.
+        /// </summary>
+        public static BackupRepository CreateRepository(string path, int chunkSize, SecureString? passphrase)
+        {
+            string full = Path.GetFullPath(path);
+            if (Directory.Exists(full) && Directory.EnumerateFileSystemEntries(full).Any())
+            {
+                throw new VmQuiesceException("RepositoryFolderNotEmpty", FailureKind.InvalidArgument,
+                    $"The folder '{full}' is not empty; a new repository needs a missing or empty folder.", path)
+                {
+                    Remedy = "Choose another folder. Get-VmBackupRepository shows an existing repository.",
+                };
+            }
+
+            BackupRepository repository = BackupRepository.OpenOrCreate(full, chunkSize, RepositoryKey.Generate());
+            if (passphrase != null)
+            {
+                new RepositoryKeys(repository).AddPassphrase(passphrase);
+            }
+
+            return repository;
+        }
+
+        /// <summary>Adds a passphrase copy of the key (this host must have the key).</summary>
+        public RepositoryKeyCopy AddPassphrase(SecureString passphrase)
+        {
+            RequireEncrypted();
+            CheckPassphrase(passphrase);
+            string slot = _passphrases.Add(passphrase, RepositoryFileOps.Real);
+            return new RepositoryKeyCopy(_repository.Path, _repository.Encryption.KeyId!, KeyCopyKind.Passphrase, slot, null);
+        }
+
+        /// <summary>Brings the key to this host from a passphrase copy: writes the host key file.</summary>
+        public RepositoryKeyCopy ImportFromPassphrase(SecureString passphrase)
+        {
+            RequireEncrypted();
+            CheckPassphrase(passphrase);
+            return Import(_passphrases.Open(passphrase));
+        }
+
+        /// <summary>Brings the key to this host from a key file exported earlier.</summary>
+        public RepositoryKeyCopy ImportFromKeyFile(string keyFile)
+        {
+            RequireEncrypted();
+            return Import(HostKeyStore.ReadKeyFile(keyFile, _repository.Encryption.RepositoryId!));
+        }
+
+        /// <summary>Writes a copy of the key (a key file, in plain form) to <paramref name="destination"/>, which must not exist.</summary>
+        public RepositoryKeyCopy Export(string destination)
+        {
+            RepositoryKey key = RequireEncrypted().RequireKey()!;
+            string full = Path.GetFullPath(destination);
+            if (File.Exists(full) || Directory.Exists(full))
+            {
+                throw new VmQuiesceException("KeyFileExists", FailureKind.InvalidArgument, $"'{full}' exists; the key is exported to a new file only.", destination);
+            }
+
+            HostKeyStore.WriteKeyFile(Path.GetDirectoryName(full)!, full, _repository.Encryption.RepositoryId!, key, _repository.Path);
+            return new RepositoryKeyCopy(_repository.Path, key.KeyId, KeyCopyKind.ExportedKeyFile, null, full);
+        }
+
+        /// <summary>Removes a passphrase copy. The last copy of the key is kept unless <paramref name="force"/>.</summary>
+        public bool RemovePassphrase(string slot, bool force)
+        {
+            RequireEncrypted();
+            if (!_passphrases.Slots.Contains(slot))
+            {
+                throw new VmQuiesceException("RepositoryKeySlotNotFound", FailureKind.ObjectNotFound, $"The repository '{_repository.Path}' has no passphrase copy '{slot}'.", slot)
+                {
+                    Remedy = $"Get-VmBackupRepository '{_repository.Path}' lists its passphrase slots.",
+                };
+            }
+
+            if (!force && HostKeyFile == null && _passphrases.Slots.Count == 1)
+            {
+                throw LastCopy($"passphrase copy '{slot}'");
+            }
+
+            return _passphrases.Remove(slot);
+        }
+
+        /// <summary>Removes this host's key file. The last copy of the key is kept unless <paramref name="force"/>.</summary>
+        public bool RemoveHostKey(bool force)
+        {
+            RepositoryEncryption encryption = RequireEncrypted();
+            if (!force && _passphrases.Slots.Count == 0 && HostKeyFile != null)
+            {
+                throw LastCopy($"host key file '{HostKeyFile}'");
+            }
+
+            return HostKeyStore.Remove(encryption.RepositoryId!);
+        }
+
+        private RepositoryKeyCopy Import(RepositoryKey key)
+        {
+            _repository.Encryption.Unlock(key);
+            string path = HostKeyStore.Write(_repository.Encryption.RepositoryId!, key, _repository.Path);
+            return new RepositoryKeyCopy(_repository.Path, key.KeyId, KeyCopyKind.HostKeyFile, null, path);
+        }
+
+        private RepositoryEncryption RequireEncrypted()
+        {
+            if (!_repository.Encryption.IsEncrypted)
+            {
+                throw new VmQuiesceException("RepositoryNotEncrypted", FailureKind.InvalidOperation,
+                    $"The repository '{_repository.Path}' was made before repository keys: it is not encrypted and has no key.", _repository.Path)
+                {
+                    Remedy = "Make an encrypted repository with New-VmBackupRepository and back up into it.",
+                };
+            }
+
+            return _repository.Encryption;
+        }
+
+        private static void CheckPassphrase(SecureString passphrase)
+        {
+            if (passphrase.Length < 8)
+            {
+                throw new VmQuiesceException("PassphraseTooShort", FailureKind.InvalidArgument,
+                    $"The passphrase has {passphrase.Length} characters; expected at least 8.", "Passphrase");
+            }
+        }
+
+        private VmQuiesceException LastCopy(string what) =>
+            new VmQuiesceException("RepositoryKeyLastCopy", FailureKind.InvalidOperation,
+                $"The {what} is the last copy of the key of '{_repository.Path}' this host knows: without it nothing in the repository can be read again.", _repository.Path)
+            {
+                Remedy = "Export the key first (Export-VmBackupRepositoryKey) or add a passphrase copy (Add-VmBackupRepositoryKey); or use -Force if the repository is to be given up.",
+            };
+    }
+}

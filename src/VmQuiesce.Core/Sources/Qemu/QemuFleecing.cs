@@ -1,0 +1,351 @@
+using System;
+using System.Collections.Generic;
+using System.IO;
+using System.Linq;
+using System.Threading;
+using VmQuiesce.Core.Json;
+using VmQuiesce.Core.Nbd;
+using VmQuiesce.Core.Platform;
+using VmQuiesce.Core.Repository;
+
+namespace VmQuiesce.Core.Sources.Qemu
+{
+    /// <summary>
+    /// A point-in-time view of a running VM's disks without switching them to overlays (fleecing): before the
+    /// freeze, a qcow2 scratch node backed by each disk; in the freeze, ONE transaction that adds each disk's
+    /// new checkpoint bitmap, freezes the previous one and starts a copy-before-write job (blockdev-backup
+    /// sync=none) into the scratch node; after the thaw, QEMU's own NBD server exports each scratch node with
+    /// the previous bitmap. The guest writes on as usual; a region it overwrites is first copied to the scratch.
+    /// </summary>
+    internal sealed class QemuFleecing
+    {
+        private static readonly TimeSpan ExportGoneTimeout = TimeSpan.FromSeconds(30);
+
+        private readonly IReadOnlyList<QemuDiskCheckpoint> _disks;
+        private readonly string _vmName;
+        private readonly List<NbdClient> _clients = new List<NbdClient>();
+        private ScratchFolder? _socketFolder;
+
+        private QemuFleecing(IReadOnlyList<QemuDiskCheckpoint> disks, string vmName)
+        {
+            _disks = disks;
+            _vmName = vmName;
+        }
+
+        public IReadOnlyList<QemuDiskCheckpoint> Disks => _disks;
+
+        /// <summary>
+        /// Decides, per disk, incremental or full (with the reason), and adds the scratch nodes. Nothing the guest
+        /// sees changes. What an interrupted backup left (exports, scratch nodes, VmQuiesce's NBD server) goes first.
+        /// </summary>
+        public static QemuFleecing Prepare(QmpClient qmp, IReadOnlyList<QemuDisk> disks, ChangeTrackingRequest request, string stamp, string vmName, IOperationHost host, CancellationToken cancel)
+        {
+            RemoveLeftovers(qmp, vmName, host, cancel);
+            IReadOnlyDictionary<string, QemuNodeInfo> nodes = QemuNodeInfo.Query(qmp, cancel);
+            var planned = new List<QemuDiskCheckpoint>();
+            for (int i = 0; i < disks.Count; i++)
+            {
+                QemuDisk disk = disks[i];
+                if (disk.NodeName.Length == 0 || !nodes.TryGetValue(disk.NodeName, out QemuNodeInfo? node) || DiskImageFormat.FromQemuDriver(disk.Format) is not (DiskImageFormat.Qcow2 or DiskImageFormat.Raw))
+                {
+                    throw new VmQuiesceException("ChangeTrackingNotSupported", FailureKind.NotSupported,
+                        $"Disk {disk.Name} of VM '{vmName}' ({GuestText.Escape(disk.Format)}) cannot be change-tracked: VmQuiesce tracks qcow2 and raw disks whose format node QEMU names. Nothing was changed.", disk.Name)
+                    {
+                        Remedy = "Back up this VM without -ChangeTracking.",
+                    };
+                }
+
+                var checkpoint = new QemuDiskCheckpoint(disk, i, stamp, node);
+                checkpoint.Decide(request, node);
+                planned.Add(checkpoint);
+            }
+
+            var fleecing = new QemuFleecing(planned, vmName);
+            try
+            {
+                foreach (QemuDiskCheckpoint disk in planned)
+                {
+                    AddScratch(qmp, disk, cancel);
+                }
+            }
+            catch
+            {
+                fleecing.Release(qmp, success: false);
+                throw;
+            }
+
+            return fleecing;
+        }
+
+        /// <summary>The one transaction inside the freeze: new checkpoints, the previous ones frozen, the copy-before-write jobs.</summary>
+        public void TakeInFreeze(QmpClient qmp, CancellationToken cancel)
+        {
+            var actions = new JsonArray();
+            foreach (QemuDiskCheckpoint disk in _disks)
+            {
+                string node = disk.Disk.NodeName;
+                actions.Add(Action("block-dirty-bitmap-add", new JsonObject().With("node", node).With("name", disk.NewBitmap).With("persistent", disk.Persistent)));
+                if (disk.PreviousBitmap != null)
+                {
+                    actions.Add(Action("block-dirty-bitmap-disable", new JsonObject().With("node", node).With("name", disk.PreviousBitmap)));
+                }
+
+                actions.Add(Action("blockdev-backup", new JsonObject().With("device", node).With("target", disk.ScratchNode).With("sync", "none")
+                    .With("job-id", disk.JobId).With("auto-dismiss", false)));
+            }
+
+            // No completion-mode "grouped": QEMU 7.2 refuses it with bitmap actions; the actions still all apply or none.
+            qmp.Execute("transaction", new JsonObject().With("actions", actions), cancel: cancel);
+        }
+
+        /// <summary>Starts QEMU's NBD server on a private unix socket and exports each scratch node with the bitmap the read uses.</summary>
+        public IReadOnlyList<QemuTrackedDisk> Export(QmpClient qmp, bool verify, CancellationToken cancel)
+        {
+            try
+            {
+                _socketFolder = ScratchFolder.Create("vmq-nbd");
+            }
+            catch (IOException e)
+            {
+                throw new VmQuiesceException("FleecingSetupFailed", FailureKind.PermissionDenied, $"No private folder for the NBD socket of VM '{_vmName}': {e.Message}", _vmName, e);
+            }
+
+            string socket = Path.Combine(_socketFolder.Path, "nbd.sock");
+            try
+            {
+                qmp.Execute("nbd-server-start", new JsonObject().With("addr", new JsonObject().With("type", "unix").With("data", new JsonObject().With("path", socket))), cancel: cancel);
+            }
+            catch (QemuCommandException e)
+            {
+                throw new VmQuiesceException("QemuNbdServerBusy", FailureKind.ResourceBusy,
+                    $"QEMU of VM '{_vmName}' could not start its NBD server for the change-tracked read: {GuestText.Escape(e.Message)}. QEMU runs one NBD server at a time; another tool may be using it.", _vmName, e)
+                {
+                    Remedy = "Stop the other NBD export of this VM (nbd-server-stop on its QMP monitor) or back up without -ChangeTracking.",
+                };
+            }
+
+            var disks = new List<QemuTrackedDisk>();
+            foreach (QemuDiskCheckpoint disk in _disks)
+            {
+                var export = new JsonObject().With("type", "nbd").With("id", disk.ExportId).With("node-name", disk.ScratchNode).With("name", disk.ExportId).With("writable", false);
+                if (disk.PreviousBitmap != null)
+                {
+                    export["bitmaps"] = new JsonArray(new object?[] { disk.PreviousBitmap });
+                }
+
+                qmp.Execute("block-export-add", export, cancel: cancel);
+                var options = new NbdClientOptions { ExportName = disk.ExportId };
+                options.MetaContexts.Add("base:allocation");
+                if (disk.PreviousBitmap != null)
+                {
+                    options.MetaContexts.Add(QemuTrackedDisk.BitmapContext(disk.PreviousBitmap));
+                }
+
+                NbdClient client = NbdClient.ConnectAsync(NbdEndpoint.UnixSocket(socket), options, cancel).GetAwaiter().GetResult();
+                _clients.Add(client);
+                disks.Add(new QemuTrackedDisk(disk, client, verify));
+            }
+
+            return disks;
+        }
+
+        /// <summary>
+        /// Takes everything down, checking what QEMU actually has rather than trusting what this run believes it
+        /// made: the NBD connections, exports and server, the jobs, the scratch nodes and files. On success the
+        /// older checkpoints go (the new one stays); on failure the new checkpoint is merged back into the previous
+        /// one and the previous one recording again, so the next backup sees every write since the last point.
+        /// Throws ChangeTrackingReleaseFailed naming what is left.
+        /// </summary>
+        public void Release(QmpClient qmp, bool success)
+        {
+            var problems = new List<string>();
+            CloseConnections();
+            foreach (QemuDiskCheckpoint disk in _disks)
+            {
+                Try(problems, $"the NBD export '{disk.ExportId}'", () => DeleteExport(qmp, disk.ExportId));
+            }
+
+            Try(problems, "QEMU's NBD server", () =>
+            {
+                if (_socketFolder != null)
+                {
+                    qmp.Execute("nbd-server-stop");
+                }
+            });
+            DeleteSocketFolder();
+            foreach (QemuDiskCheckpoint disk in _disks)
+            {
+                QemuBlockOperations.DismissQuietly(qmp, disk.JobId);
+            }
+
+            IReadOnlyDictionary<string, QemuNodeInfo> nodes = QemuNodeInfo.Query(qmp, CancellationToken.None);
+            foreach (QemuDiskCheckpoint disk in _disks)
+            {
+                if (nodes.ContainsKey(disk.ScratchNode))
+                {
+                    Try(problems, $"the scratch node '{disk.ScratchNode}'", () => qmp.Execute("blockdev-del", new JsonObject().With("node-name", disk.ScratchNode)));
+                }
+
+                Try(problems, $"the scratch file '{disk.ScratchPath}'", () => File.Delete(disk.ScratchPath));
+                if (nodes.TryGetValue(disk.Disk.NodeName, out QemuNodeInfo? node))
+                {
+                    Try(problems, $"the checkpoints of disk {disk.Disk.Name}", () => SettleBitmaps(qmp, disk, node, success));
+                }
+            }
+
+            if (problems.Count > 0)
+            {
+                throw new VmQuiesceException("ChangeTrackingReleaseFailed", FailureKind.InvalidOperation,
+                    $"Releasing what the change-tracked backup of VM '{_vmName}' made failed for: {string.Join("; ", problems)}.", _vmName)
+                {
+                    Remedy = "The next backup of the VM removes VmQuiesce's leftover exports and scratch nodes itself; bitmaps it cannot trust make it read the disks in full.",
+                };
+            }
+        }
+
+        /// <summary>When QEMU is gone, only the files are left to clean.</summary>
+        public void ReleaseWithoutQemu()
+        {
+            CloseConnections();
+            DeleteSocketFolder();
+            foreach (QemuDiskCheckpoint disk in _disks)
+            {
+                try
+                {
+                    File.Delete(disk.ScratchPath);
+                }
+                catch (Exception e) when (e is IOException || e is UnauthorizedAccessException)
+                {
+                    // Reported by the caller's warning; the file is named after the disk image, recognisable as ours.
+                }
+            }
+        }
+
+        private static void SettleBitmaps(QmpClient qmp, QemuDiskCheckpoint disk, QemuNodeInfo node, bool success)
+        {
+            string name = disk.Disk.NodeName;
+            bool hasNew = node.Bitmaps.Any(b => b.Name == disk.NewBitmap);
+            if (success)
+            {
+                foreach (string stale in disk.Stale.Where(s => node.Bitmaps.Any(b => b.Name == s)))
+                {
+                    qmp.Execute("block-dirty-bitmap-remove", new JsonObject().With("node", name).With("name", stale));
+                }
+
+                return;
+            }
+
+            if (!hasNew)
+            {
+                return;
+            }
+
+            var actions = new JsonArray();
+            if (disk.PreviousBitmap is string previous && node.Bitmaps.Any(b => b.Name == previous))
+            {
+                actions.Add(Action("block-dirty-bitmap-merge", new JsonObject().With("node", name).With("target", previous).With("bitmaps", new JsonArray(new object?[] { disk.NewBitmap }))));
+                if (!node.Bitmaps.First(b => b.Name == previous).Recording)
+                {
+                    actions.Add(Action("block-dirty-bitmap-enable", new JsonObject().With("node", name).With("name", previous)));
+                }
+            }
+
+            actions.Add(Action("block-dirty-bitmap-remove", new JsonObject().With("node", name).With("name", disk.NewBitmap)));
+            qmp.Execute("transaction", new JsonObject().With("actions", actions));
+        }
+
+        private static void AddScratch(QmpClient qmp, QemuDiskCheckpoint disk, CancellationToken cancel)
+        {
+            ToolResult created = QemuImage.Run(new[] { "create", "-q", "-f", DiskImageFormat.Qcow2, disk.ScratchPath, disk.Disk.VirtualSize.ToString(System.Globalization.CultureInfo.InvariantCulture) },
+                TimeSpan.FromMinutes(1), cancel);
+            if (created.ExitCode != 0)
+            {
+                throw new VmQuiesceException("FleecingSetupFailed", FailureKind.WriteError,
+                    $"The scratch image '{disk.ScratchPath}' for disk {disk.Disk.Name} could not be created: {created.Message}", disk.ScratchPath);
+            }
+
+            qmp.Execute("blockdev-add", new JsonObject()
+                .With("driver", DiskImageFormat.Qcow2)
+                .With("node-name", disk.ScratchNode)
+                .With("file", new JsonObject().With("driver", "file").With("filename", disk.ScratchPath))
+                .With("backing", disk.Disk.NodeName), cancel: cancel);
+        }
+
+        /// <summary>Exports and scratch nodes named as VmQuiesce names them, left by a run that died (the run record check already ruled out a live one).</summary>
+        private static void RemoveLeftovers(QmpClient qmp, string vmName, IOperationHost host, CancellationToken cancel)
+        {
+            bool hadExport = false;
+            foreach (JsonObject export in qmp.ExecuteArray("query-block-exports", cancel: cancel).OfType<JsonObject>())
+            {
+                string id = export.GetOptionalString("id") ?? "";
+                if (id.StartsWith(QemuDiskCheckpoint.ExportPrefix, StringComparison.Ordinal))
+                {
+                    hadExport = true;
+                    DeleteExport(qmp, id);
+                    host.WriteWarning($"VM '{vmName}': removed the NBD export '{GuestText.Escape(id)}' an interrupted backup left.");
+                }
+            }
+
+            if (hadExport)
+            {
+                qmp.Execute("nbd-server-stop", cancel: cancel);
+            }
+
+            foreach (string node in QemuNodeInfo.Query(qmp, cancel).Keys.Where(n => n.StartsWith(QemuDiskCheckpoint.ScratchPrefix, StringComparison.Ordinal)))
+            {
+                qmp.Execute("blockdev-del", new JsonObject().With("node-name", node), cancel: cancel);
+                host.WriteWarning($"VM '{vmName}': removed the scratch node '{GuestText.Escape(node)}' an interrupted backup left.");
+            }
+        }
+
+        private static void DeleteExport(QmpClient qmp, string id)
+        {
+            if (!qmp.ExecuteArray("query-block-exports").OfType<JsonObject>().Any(e => e.GetOptionalString("id") == id))
+            {
+                return;
+            }
+
+            // Hard: a client still connected (a reader that hung) is cut off rather than keeping the export alive.
+            qmp.Execute("block-export-del", new JsonObject().With("id", id).With("mode", "hard"));
+            var clock = System.Diagnostics.Stopwatch.StartNew();
+            while (qmp.ExecuteArray("query-block-exports").OfType<JsonObject>().Any(e => e.GetOptionalString("id") == id))
+            {
+                if (clock.Elapsed > ExportGoneTimeout)
+                {
+                    throw new InvalidOperationException($"it was still listed {ExportGoneTimeout.TotalSeconds:0} s after block-export-del");
+                }
+
+                qmp.TryWaitForEvent("BLOCK_EXPORT_DELETED", data => data.GetOptionalString("id") == id, TimeSpan.FromSeconds(1));
+            }
+        }
+
+        private void CloseConnections()
+        {
+            foreach (NbdClient client in _clients)
+            {
+                client.Dispose();
+            }
+
+            _clients.Clear();
+        }
+
+        private void DeleteSocketFolder()
+        {
+            _socketFolder?.Dispose();
+        }
+
+        private static void Try(List<string> problems, string what, Action action)
+        {
+            try
+            {
+                action();
+            }
+            catch (Exception e) when (e is VmQuiesceException || e is InvalidOperationException || e is IOException || e is UnauthorizedAccessException)
+            {
+                problems.Add($"{what} ({e.Message})");
+            }
+        }
+
+        private static JsonObject Action(string type, JsonObject data) => new JsonObject().With("type", type).With("data", data);
+    }
+}

@@ -1,0 +1,29 @@
+using System.Management.Automation;
+using VmQuiesce.Core;
+using VmQuiesce.Core.Repository;
+using VmQuiesce.Core.Repository.Keys;
+
+namespace VmQuiesce.Commands
+{
+    /// <summary>Adds a passphrase copy of a repository's key inside the repository, so a new host can recover it.</summary>
+    [Cmdlet(VerbsCommon.Add, "VmBackupRepositoryKey", SupportsShouldProcess = true, ConfirmImpact = ConfirmImpact.Medium, DefaultParameterSetName = PassphraseSet)]
+    [OutputType(typeof(RepositoryKeyCopy))]
+    public sealed class AddVmBackupRepositoryKeyCommand : RepositoryPassphraseCmdlet
+    {
+        protected override void ProcessRecord()
+        {
+            try
+            {
+                BackupRepository repository = BackupRepository.Open(ResolveFileSystemPath(Repository, nameof(Repository)));
+                if (ShouldProcess(repository.Path, "Add a copy of the repository key sealed under a passphrase"))
+                {
+                    WriteObject(new RepositoryKeys(repository).AddPassphrase(GivenPassphrase));
+                }
+            }
+            catch (VmQuiesceException e)
+            {
+                WriteFailure(e);
+            }
+        }
+    }
+}

@@ -1,0 +1,41 @@
+using System.Management.Automation;
+using VmQuiesce.Core;
+using VmQuiesce.Core.Repository;
+using VmQuiesce.Core.Repository.Keys;
+
+namespace VmQuiesce.Commands
+{
+    /// <summary>Brings a repository's key to this host (its key file), from a passphrase copy or an exported key file.</summary>
+    [Cmdlet(VerbsData.Import, "VmBackupRepositoryKey", SupportsShouldProcess = true, ConfirmImpact = ConfirmImpact.Medium, DefaultParameterSetName = PassphraseSet)]
+    [OutputType(typeof(RepositoryKeyCopy))]
+    public sealed class ImportVmBackupRepositoryKeyCommand : RepositoryPassphraseCmdlet
+    {
+        private const string KeyFileSet = "KeyFile";
+
+        /// <summary>A key file Export-VmBackupRepositoryKey wrote.</summary>
+        [Parameter(Mandatory = true, ParameterSetName = KeyFileSet)]
+        [ValidateNotNullOrEmpty]
+        public string KeyFile { get; set; } = string.Empty;
+
+        protected override void ProcessRecord()
+        {
+            try
+            {
+                BackupRepository repository = BackupRepository.Open(ResolveFileSystemPath(Repository, nameof(Repository)));
+                var keys = new RepositoryKeys(repository);
+                if (!ShouldProcess(repository.Path, $"Write the repository's key to this host's key file in '{HostKeyStore.Folder}'"))
+                {
+                    return;
+                }
+
+                WriteObject(ParameterSetName == KeyFileSet
+                    ? keys.ImportFromKeyFile(ResolveFileSystemPath(KeyFile, nameof(KeyFile)))
+                    : keys.ImportFromPassphrase(GivenPassphrase));
+            }
+            catch (VmQuiesceException e)
+            {
+                WriteFailure(e);
+            }
+        }
+    }
+}

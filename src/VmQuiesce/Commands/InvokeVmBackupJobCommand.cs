@@ -1,0 +1,190 @@
+using System;
+using System.Collections.Generic;
+using System.Linq;
+using System.Management.Automation;
+using VmQuiesce.Core;
+using VmQuiesce.Core.Repository;
+using VmQuiesce.Core.Schedule;
+using VmQuiesce.Core.Sources;
+
+namespace VmQuiesce.Commands
+{
+    /// <summary>
+    /// What a backup schedule runs, and what an administrator runs to try one: finds each target as Get-BackupVm
+    /// does (each on its own, so one VM that is off does not stop the others), backs them up with
+    /// Invoke-VmQuiescedBackup at the required consistency, applies the retention policy to those VMs with
+    /// Remove-VmBackup, writes one line per failed VM to the error stream (stderr under a scheduler) and, when asked,
+    /// a log file; returns the run with the exit code the job ends with (see about_VmQuiesce_Schedule).
+    /// </summary>
+    [Cmdlet(VerbsLifecycle.Invoke, "VmBackupJob", SupportsShouldProcess = true, ConfirmImpact = ConfirmImpact.Low)]
+    [OutputType(typeof(BackupJobResult))]
+    public sealed class InvokeVmBackupJobCommand : VmQuiesceCmdlet
+    {
+        /// <summary>Names the run in its log file and lines (the schedule's name).</summary>
+        [Parameter(Mandatory = true, Position = 0)]
+        [ValidateNotNullOrEmpty]
+        [ValidatePattern("^[A-Za-z0-9_.-]{1,64}$")]
+        public string Name { get; set; } = string.Empty;
+
+        /// <summary>Names of running QEMU VMs (wildcards allowed), QMP sockets and .vmx paths.</summary>
+        [Parameter(Mandatory = true, Position = 1)]
+        [ValidateNotNullOrEmpty]
+        [ArgumentCompleter(typeof(RunningVmCompleter))]
+        public string[] Vm { get; set; } = Array.Empty<string>();
+
+        [Parameter(Mandatory = true, Position = 2)]
+        [ValidateNotNullOrEmpty]
+        [ArgumentCompleter(typeof(RepositoryPathCompleter))]
+        public string Repository { get; set; } = string.Empty;
+
+        [Parameter]
+        public Consistency Consistency { get; set; } = Consistency.FileSystem;
+
+        [Parameter]
+        [ValidateRange(0, int.MaxValue)]
+        public int KeepLast { get; set; }
+
+        [Parameter]
+        [ValidateRange(0, int.MaxValue)]
+        public int KeepDaily { get; set; }
+
+        [Parameter]
+        [ValidateRange(0, int.MaxValue)]
+        public int KeepWeekly { get; set; }
+
+        [Parameter]
+        [ValidateRange(0, int.MaxValue)]
+        public int KeepMonthly { get; set; }
+
+        /// <summary>A folder that gets this run's log file (&lt;Name&gt;-&lt;UTC start&gt;.log).</summary>
+        [Parameter]
+        [ValidateNotNullOrEmpty]
+        public string? LogFolder { get; set; }
+
+        private bool HasRetention => KeepLast > 0 || KeepDaily > 0 || KeepWeekly > 0 || KeepMonthly > 0;
+
+        protected override void EndProcessing()
+        {
+            string repository = ResolveFileSystemPath(Repository, nameof(Repository));
+            string? logFolder = LogFolder == null ? null : ResolveFileSystemPath(LogFolder, nameof(LogFolder));
+            if (!ShouldProcess(Name, $"Back up {string.Join(", ", Vm)} into '{repository}' ({Consistency} consistency or better)" + (HasRetention ? " and apply the retention policy to those VMs" : string.Empty)))
+            {
+                return;
+            }
+
+            var run = new BackupJobResult(Name, DateTime.Now);
+            run.Log($"Job '{Name}': {string.Join(", ", Vm)} into '{repository}' at {Consistency} consistency or better.");
+
+            var vms = new List<BackupVm>();
+            foreach (string target in Vm)
+            {
+                (List<BackupVm> found, string? why, string? errorId) = BackupVmTransformationAttribute.Resolve(SessionState, target);
+                if (why != null)
+                {
+                    Report(run, run.AddFailure(target, errorId ?? "VmNotFound", $"Get-BackupVm found no VM for '{target}': {why}"));
+                }
+
+                vms.AddRange(found.Where(vm => !vms.Any(known => known.Kind == vm.Kind && known.Location == vm.Location)));
+            }
+
+            if (vms.Count > 0)
+            {
+                BackUp(run, vms, repository);
+                if (HasRetention)
+                {
+                    ApplyRetention(run, vms, repository);
+                }
+            }
+
+            run.Finish();
+            if (logFolder != null)
+            {
+                try
+                {
+                    run.WriteLog(logFolder);
+                }
+                catch (VmQuiesceException e)
+                {
+                    // The backups are done: a log that cannot be written is said, and does not change the exit code.
+                    WriteWarning(e.Message);
+                }
+            }
+
+            WriteObject(run);
+        }
+
+        private void BackUp(BackupJobResult run, List<BackupVm> vms, string repository)
+        {
+            using var powerShell = PowerShell.Create(RunspaceMode.CurrentRunspace);
+            powerShell.AddCommand("VmQuiesce\\Invoke-VmQuiescedBackup")
+                .AddParameter("Vm", vms.ToArray())
+                .AddParameter("Repository", repository)
+                .AddParameter("Consistency", Consistency)
+                .AddParameter("Confirm", false);
+            List<RestorePoint> points = Invoke(powerShell).OfType<RestorePoint>().ToList();
+            points.ForEach(run.AddPoint);
+            var failed = new HashSet<string>(StringComparer.OrdinalIgnoreCase);
+            foreach (ErrorRecord error in powerShell.Streams.Error)
+            {
+                string vm = error.TargetObject is BackupVm target ? target.Name : error.TargetObject is RestorePoint point ? point.VmName : error.TargetObject?.ToString() ?? "(unknown)";
+                failed.Add(vm);
+                Report(run, run.AddFailure(vm, ErrorId(error), error.ToString()));
+            }
+
+            foreach (BackupVm vm in vms.Where(vm => !failed.Contains(vm.Name) && !points.Any(point => string.Equals(point.VmName, vm.Name, StringComparison.OrdinalIgnoreCase))))
+            {
+                Report(run, run.AddFailure(vm.Name, "NoRestorePoint", "the backup ended without a restore point (stopped?)."));
+            }
+        }
+
+        private void ApplyRetention(BackupJobResult run, List<BackupVm> vms, string repository)
+        {
+            using var powerShell = PowerShell.Create(RunspaceMode.CurrentRunspace);
+            powerShell.AddCommand("VmQuiesce\\Remove-VmBackup").AddParameter("Repository", repository).AddParameter("VmName", vms.Select(vm => WildcardPattern.Escape(vm.Name)).ToArray());
+            foreach ((int keep, string parameter) in new[] { (KeepLast, nameof(KeepLast)), (KeepDaily, nameof(KeepDaily)), (KeepWeekly, nameof(KeepWeekly)), (KeepMonthly, nameof(KeepMonthly)) })
+            {
+                if (keep > 0)
+                {
+                    powerShell.AddParameter(parameter, keep);
+                }
+            }
+
+            powerShell.AddParameter("Confirm", false);
+            List<PruneResult> results = Invoke(powerShell).OfType<PruneResult>().ToList();
+            if (powerShell.Streams.Error.Count > 0)
+            {
+                string detail = string.Join("; ", powerShell.Streams.Error.Select(error => $"{ErrorId(error)}: {error}"));
+                run.SetRetention(false, detail);
+                Host.UI.WriteErrorLine($"FAILED retention: {detail.Replace("\n", " ")}");
+            }
+            else
+            {
+                run.SetRetention(true, $"{results.Sum(result => result.RemovedRestorePoints.Count)} restore point(s) removed, {results.Sum(result => result.KeptRestorePoints)} kept.");
+            }
+        }
+
+        /// <summary>Runs a nested command of this module; its warnings and verbose lines become this cmdlet's.</summary>
+        private List<object> Invoke(PowerShell powerShell)
+        {
+            List<object> output;
+            try
+            {
+                output = powerShell.Invoke().Where(item => item != null).Select(item => item.BaseObject).ToList();
+            }
+            catch (RuntimeException e)
+            {
+                powerShell.Streams.Error.Add(e.ErrorRecord);
+                output = new List<object>();
+            }
+
+            powerShell.Streams.Warning.ToList().ForEach(warning => WriteWarning(warning.Message));
+            powerShell.Streams.Verbose.ToList().ForEach(verbose => WriteVerbose(verbose.Message));
+            return output;
+        }
+
+        /// <summary>One line per failed VM on the error stream: what a scheduler's journal or a cron mail shows.</summary>
+        private void Report(BackupJobResult run, BackupJobFailure failure) => Host.UI.WriteErrorLine($"{run.Name}: {failure}");
+
+        private static string ErrorId(ErrorRecord error) => error.FullyQualifiedErrorId.Split(',')[0];
+    }
+}

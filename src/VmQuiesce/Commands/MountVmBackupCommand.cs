@@ -1,0 +1,147 @@
+using System;
+using System.IO;
+using System.Linq;
+using System.Management.Automation;
+using VmQuiesce.Core;
+using VmQuiesce.Core.Export;
+using VmQuiesce.Core.Repository;
+
+namespace VmQuiesce.Commands
+{
+    /// <summary>Mounts a restore point's guest file systems read-only under a folder, served from the repository (Linux, root).</summary>
+    [Cmdlet(VerbsData.Mount, "VmBackup", SupportsShouldProcess = true, ConfirmImpact = ConfirmImpact.Low)]
+    [OutputType(typeof(RestorePointMount))]
+    public sealed class MountVmBackupCommand : RestorePointCommandBase
+    {
+        /// <summary>An empty folder (made when missing) under which each file system gets a folder: disk0, disk0p1...</summary>
+        [Parameter(Mandatory = true, Position = 2)]
+        [ValidateNotNullOrEmpty]
+        public string Path { get; set; } = string.Empty;
+
+        protected override void ProcessRecord()
+        {
+            try
+            {
+                (BackupRepository repository, RestorePoint point) = OpenRestorePoint();
+                string folder = ResolveFileSystemPath(Path, nameof(Path));
+                if (ShouldProcess(folder, $"Mount {point.VmName} {point.Id} read-only"))
+                {
+                    WriteObject(RunPumped(() => RestorePointMount.Mount(repository, point, folder, CancelToken)));
+                }
+            }
+            catch (VmQuiesceException e)
+            {
+                WriteFailure(e);
+            }
+        }
+    }
+
+    /// <summary>The restore points mounted on this host (from their records), by this session or by one that is gone.</summary>
+    [Cmdlet(VerbsCommon.Get, "VmBackupMount")]
+    [OutputType(typeof(RestorePointMount))]
+    public sealed class GetVmBackupMountCommand : VmQuiesceCmdlet
+    {
+        protected override void ProcessRecord() => WriteObject(RestorePointMount.Find(), enumerateCollection: true);
+    }
+
+    /// <summary>Unmounts restore points mounted with Mount-VmBackup, and removes what they set up.</summary>
+    [Cmdlet(VerbsData.Dismount, "VmBackup", SupportsShouldProcess = true, ConfirmImpact = ConfirmImpact.Low)]
+    public sealed class DismountVmBackupCommand : VmQuiesceCmdlet
+    {
+        /// <summary>The folders given to Mount-VmBackup.</summary>
+        [Parameter(Mandatory = true, Position = 0, ValueFromPipelineByPropertyName = true)]
+        [ValidateNotNullOrEmpty]
+        public string[] Path { get; set; } = Array.Empty<string>();
+
+        protected override void ProcessRecord()
+        {
+            var mounts = RestorePointMount.Find();
+            foreach (string path in Path)
+            {
+                string folder = ResolveFileSystemPath(path, nameof(Path));
+                RestorePointMount? mount = mounts.FirstOrDefault(candidate => string.Equals(candidate.Path, folder.TrimEnd(System.IO.Path.DirectorySeparatorChar), StringComparison.Ordinal));
+                if (mount == null)
+                {
+                    WriteFailure(new VmQuiesceException("MountNotFound", FailureKind.ObjectNotFound, $"No restore point is mounted on '{folder}'.", folder)
+                    {
+                        Remedy = "List the mounts of this host with Get-VmBackupMount.",
+                    });
+                    continue;
+                }
+
+                if (ShouldProcess(folder, $"Dismount {mount.VmName} {mount.RestorePointId}"))
+                {
+                    try
+                    {
+                        mount.Dismount();
+                    }
+                    catch (VmQuiesceException e)
+                    {
+                        WriteFailure(e);
+                    }
+                }
+            }
+        }
+    }
+
+    /// <summary>Copies files or folders out of a restore point, mounting it read-only for the copy (Linux, root).</summary>
+    [Cmdlet(VerbsData.Restore, "VmBackupItem", SupportsShouldProcess = true, ConfirmImpact = ConfirmImpact.Medium)]
+    [OutputType(typeof(RestoredItem))]
+    public sealed class RestoreVmBackupItemCommand : RestorePointCommandBase
+    {
+        /// <summary>Paths inside the point as Mount-VmBackup shows them: disk0/etc/hosts, disk0p2/home.</summary>
+        [Parameter(Mandatory = true, Position = 2)]
+        [ValidateNotNullOrEmpty]
+        public string[] Path { get; set; } = Array.Empty<string>();
+
+        /// <summary>The folder the items are copied into, each under its own name (made when missing).</summary>
+        [Parameter(Mandatory = true, Position = 3)]
+        [ValidateNotNullOrEmpty]
+        public string Destination { get; set; } = string.Empty;
+
+        /// <summary>Replace a file or folder of the same name in the destination.</summary>
+        [Parameter]
+        public SwitchParameter Force { get; set; }
+
+        protected override void ProcessRecord()
+        {
+            BackupRepository repository;
+            RestorePoint point;
+            try
+            {
+                (repository, point) = OpenRestorePoint();
+            }
+            catch (VmQuiesceException e)
+            {
+                WriteFailure(e);
+                return;
+            }
+
+            string destination = ResolveFileSystemPath(Destination, nameof(Destination));
+            string folder = System.IO.Path.Combine(System.IO.Path.GetTempPath(), "vmq-items-" + Guid.NewGuid().ToString("N").Substring(0, 12));
+            try
+            {
+                using RestorePointMount mount = RunPumped(() => RestorePointMount.Mount(repository, point, folder, CancelToken));
+                foreach (string item in Path)
+                {
+                    try
+                    {
+                        string target = mount.PlanCopy(item, destination);
+                        if (ShouldProcess(target, $"Copy '{item}' of {point.VmName} {point.Id}{(File.Exists(target) || Directory.Exists(target) ? " over the existing item" : string.Empty)}"))
+                        {
+                            WriteObject(RunPumped(() => mount.CopyItem(item, destination, Force, CancelToken)));
+                        }
+                    }
+                    catch (VmQuiesceException e)
+                    {
+                        WriteFailure(e);
+                    }
+                }
+            }
+            catch (VmQuiesceException e)
+            {
+                WriteFailure(e);
+            }
+        }
+    }
+}

@@ -1,0 +1,123 @@
+using System;
+using System.Management.Automation;
+using VmQuiesce.Core;
+using VmQuiesce.Core.Export;
+using VmQuiesce.Core.Repository;
+using VmQuiesce.Core.Restore;
+
+namespace VmQuiesce.Commands
+{
+    /// <summary>Starts a restore point's VM at once from the repository, copying its disks to local files in the background (Linux, QEMU).</summary>
+    [Cmdlet(VerbsLifecycle.Start, "VmInstantRestore", SupportsShouldProcess = true, ConfirmImpact = ConfirmImpact.Medium)]
+    [OutputType(typeof(InstantRestore))]
+    public sealed class StartVmInstantRestoreCommand : RestorePointCommandBase
+    {
+        /// <summary>The folder for the VM's local disks, sockets and console log (made when missing).</summary>
+        [Parameter(Mandatory = true, Position = 2)]
+        [ValidateNotNullOrEmpty]
+        public string Destination { get; set; } = string.Empty;
+
+        /// <summary>The VM's machine: a hashtable of BootCheckOptions (Kernel, Initrd, Append, MemoryMiB, Accelerator, QemuExecutable).</summary>
+        [Parameter]
+        [ValidateNotNull]
+        public BootCheckOptions? VmOption { get; set; }
+
+        protected override void ProcessRecord()
+        {
+            try
+            {
+                (BackupRepository repository, RestorePoint point) = OpenRestorePoint();
+                string destination = ResolveFileSystemPath(Destination, nameof(Destination));
+                if (ShouldProcess(destination, $"Start {point.VmName} from restore point {point.Id} and copy its disks here"))
+                {
+                    WriteObject(RunPumped(() => InstantRestore.Start(repository, point, destination, VmOption ?? new BootCheckOptions(), CancelToken)));
+                }
+            }
+            catch (VmQuiesceException e)
+            {
+                WriteFailure(e);
+            }
+        }
+    }
+
+    /// <summary>The instant restores this session started: state and copy progress.</summary>
+    [Cmdlet(VerbsCommon.Get, "VmInstantRestore")]
+    [OutputType(typeof(InstantRestore))]
+    public sealed class GetVmInstantRestoreCommand : VmQuiesceCmdlet
+    {
+        protected override void ProcessRecord() => WriteObject(InstantRestore.Running, enumerateCollection: true);
+    }
+
+    /// <summary>Waits until the disks of instant restores are local and complete, showing progress.</summary>
+    [Cmdlet(VerbsLifecycle.Complete, "VmInstantRestore")]
+    [OutputType(typeof(InstantRestore))]
+    public sealed class CompleteVmInstantRestoreCommand : VmQuiesceCmdlet
+    {
+        [Parameter(Mandatory = true, Position = 0, ValueFromPipelineByPropertyName = true)]
+        [ValidateNotNullOrEmpty]
+        public string[] Id { get; set; } = Array.Empty<string>();
+
+        protected override void ProcessRecord()
+        {
+            foreach (InstantRestore restore in Find(this, Id))
+            {
+                var progress = new ProgressRecord(1, $"Copying {restore.VmName} {restore.RestorePointId} to {restore.Destination}", "Copying");
+                while (!restore.WaitForCompletion(TimeSpan.FromSeconds(1), CancelToken) && restore.State == InstantRestoreState.Copying)
+                {
+                    progress.PercentComplete = restore.TotalBytes > 0 ? (int)(100 * restore.CopiedBytes / restore.TotalBytes) : 0;
+                    WriteProgress(progress);
+                }
+
+                progress.RecordType = ProgressRecordType.Completed;
+                WriteProgress(progress);
+                WriteObject(restore);
+                if (restore.State == InstantRestoreState.Failed)
+                {
+                    WriteFailure(new VmQuiesceException("InstantRestoreCopyFailed", FailureKind.ReadError, restore.Error ?? "The background copy failed.", restore)
+                    {
+                        Remedy = $"The VM still runs on the export. Stop it with Stop-VmInstantRestore -Id {restore.Id}, and restore another restore point.",
+                    });
+                }
+            }
+        }
+
+        /// <summary>The instant restores of this session with these ids; a non-terminating error for each id that names none.</summary>
+        internal static System.Collections.Generic.IEnumerable<InstantRestore> Find(VmQuiesceCmdlet cmdlet, string[] ids)
+        {
+            foreach (string id in ids)
+            {
+                InstantRestore? restore = InstantRestore.Find(id);
+                if (restore != null)
+                {
+                    yield return restore;
+                    continue;
+                }
+
+                cmdlet.WriteError(VmQuiesceCmdlet.ErrorRecordFor(new VmQuiesceException("InstantRestoreNotFound", FailureKind.ObjectNotFound, $"This session has no instant restore with the id '{id}'.", id)
+                {
+                    Remedy = "List them with Get-VmInstantRestore (an instant restore is watched by the session that started it).",
+                }));
+            }
+        }
+    }
+
+    /// <summary>Ends an instant restore that has not completed: the VM is ended and its incomplete local disks are deleted.</summary>
+    [Cmdlet(VerbsLifecycle.Stop, "VmInstantRestore", SupportsShouldProcess = true, ConfirmImpact = ConfirmImpact.High)]
+    public sealed class StopVmInstantRestoreCommand : VmQuiesceCmdlet
+    {
+        [Parameter(Mandatory = true, Position = 0, ValueFromPipelineByPropertyName = true)]
+        [ValidateNotNullOrEmpty]
+        public string[] Id { get; set; } = Array.Empty<string>();
+
+        protected override void ProcessRecord()
+        {
+            foreach (InstantRestore restore in CompleteVmInstantRestoreCommand.Find(this, Id))
+            {
+                if (ShouldProcess(restore.ToString(), restore.State == InstantRestoreState.Completed ? "Stop watching (the VM and its complete disks stay)" : "End the VM and delete its incomplete disks"))
+                {
+                    restore.Stop();
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,226 @@
+using System;
+using System.Collections.Generic;
+using System.IO;
+using System.Linq;
+using System.Threading;
+using System.Threading.Tasks;
+using VmQuiesce.Core.Backup;
+using VmQuiesce.Core.Json;
+using VmQuiesce.Core.Repository;
+using VmQuiesce.Core.Restore;
+using VmQuiesce.Core.Sources;
+using VmQuiesce.Core.Tests.Repository;
+using Xunit;
+
+namespace VmQuiesce.Core.Tests.Backup
+{
+    /// <summary>
+    /// The engine's change-tracked copy against a disk in memory whose change map the test controls: what is read,
+    /// what the point references, how partly changed chunks are patched, and what a wrong map or a damaged base does.
+    /// </summary>
+    public sealed class TrackedCopyTests : IDisposable
+    {
+        private const int Chunk = RepositoryFixture.ChunkSize;
+        private readonly RepositoryFixture _fixture = new RepositoryFixture();
+        private readonly byte[] _disk = RepositoryFixture.Random(16 * Chunk, 1);
+
+        public TrackedCopyTests()
+        {
+            // Two chunks of zeroes: read as zero, never stored.
+            Array.Clear(_disk, 10 * Chunk, 2 * Chunk);
+        }
+
+        public void Dispose() => _fixture.Dispose();
+
+        [Fact]
+        public void An_incremental_point_reads_only_the_changed_bytes_patches_partly_changed_chunks_and_restores_whole()
+        {
+            RestorePoint first = Run(new List<(long, long)>()).RestorePoint;
+            ChangeTrackingRecord full = Assert.Single(first.Files).ChangeTracking!;
+            Assert.Equal(ChangeTrackingMode.Full, full.Mode);
+            Assert.Equal(14L * Chunk, full.BytesRead);
+
+            // 4 KiB inside chunk 3, all of chunk 7, and 8 KiB of chunk 12 zeroed by the guest.
+            var changed = new List<(long, long)> { (3L * Chunk + 8192, 4096), (7L * Chunk, Chunk), (12L * Chunk, 8192) };
+            Write(3L * Chunk + 8192, RepositoryFixture.Random(4096, 2));
+            Write(7L * Chunk, RepositoryFixture.Random(Chunk, 3));
+            Write(12L * Chunk, new byte[8192]);
+            RestorePoint second = Run(changed).RestorePoint;
+
+            ChangeTrackingRecord record = Assert.Single(second.Files).ChangeTracking!;
+            Assert.Equal(ChangeTrackingMode.Incremental, record.Mode);
+            Assert.Equal(first.Id, record.BasePoint);
+            Assert.Equal(4096L + Chunk, record.BytesRead);
+            Assert.Equal(4096L + Chunk + 8192, record.ChangedBytes);
+            var before = first.Files[0].Chunks;
+            var after = second.Files[0].Chunks;
+            Assert.Equal(Enumerable.Range(0, 16).Where(i => i != 3 && i != 7 && i != 12), Enumerable.Range(0, 16).Where(i => before[i] == after[i]));
+            Assert.Equal(_disk, File.ReadAllBytes(Restore(second)));
+            Assert.Equal("raw", second.Files[0].RestoredFormat);
+        }
+
+        [Fact]
+        public void Verification_names_the_region_a_wrong_map_missed_and_the_point_holds_the_full_read()
+        {
+            Run(new List<(long, long)>());
+            Write(5L * Chunk + 100, new byte[] { 1, 2, 3 });
+            BackupOutcome outcome = Run(new List<(long, long)>(), verify: true);
+
+            Assert.Equal("ChangeTrackingMissedChanges", outcome.ChangeTrackingFailure?.ErrorId);
+            Assert.Contains($"{5L * Chunk + 100}+3", outcome.ChangeTrackingFailure!.Message, StringComparison.Ordinal);
+            ChangeTrackingRecord record = outcome.RestorePoint.Files[0].ChangeTracking!;
+            Assert.Equal(ChangeTrackingRecord.Reasons.VerifyFailed, record.Reason);
+            Assert.True(record.Verified);
+            Assert.Equal(_disk, File.ReadAllBytes(Restore(outcome.RestorePoint)));
+
+            // Without verification the same wrong map would have been believed: that is what -VerifyChangeTracking is for.
+            Write(6L * Chunk, new byte[] { 9 });
+            Assert.NotEqual(_disk, File.ReadAllBytes(Restore(Run(new List<(long, long)>()).RestorePoint)));
+        }
+
+        [Fact]
+        public void A_damaged_chunk_of_the_base_fails_a_patch_from_it_and_stores_no_point()
+        {
+            RestorePoint first = Run(new List<(long, long)>()).RestorePoint;
+            File.WriteAllBytes(_fixture.Repository.Chunks.PathOf(first.Files[0].Chunks[3]!), RepositoryFixture.Random(100, 4));
+            Write(3L * Chunk, new byte[] { 7 });
+
+            var error = Assert.Throws<VmQuiesceException>(() => Run(new List<(long, long)> { (3L * Chunk, 1) }));
+            Assert.Equal("ChangeTrackingBaseDamaged", error.ErrorId);
+            Assert.Single(_fixture.Repository.ListRestorePoints());
+        }
+
+        [Fact]
+        public void A_previous_point_that_lacks_a_chunk_cannot_be_a_base_and_says_why()
+        {
+            RestorePoint first = Run(new List<(long, long)>()).RestorePoint;
+            File.Delete(_fixture.Repository.Chunks.PathOf(first.Files[0].Chunks[0]!));
+
+            ChangeTrackingRequest request = new BackupEngine(_fixture.Repository).PreviousCheckpoints(new TrackingSource(this, new List<(long, long)>()), verify: false);
+            Assert.Empty(request.Previous);
+            Assert.Contains("not in the repository", request.WhyNoPrevious, StringComparison.Ordinal);
+        }
+
+        [Fact]
+        public void A_map_with_a_gap_is_refused()
+        {
+            var error = Assert.Throws<VmQuiesceException>(() => Run(new List<(long, long)>(), gap: true));
+            Assert.Equal("ChangeTrackingMapInvalid", error.ErrorId);
+            Assert.Empty(_fixture.Repository.ListRestorePoints());
+        }
+
+        [Fact]
+        public void The_manifest_keeps_the_tracking_record_and_layout_and_refuses_bad_ones()
+        {
+            RestorePoint point = Run(new List<(long, long)>(), layout: new DiskImageLayout("qcow2", 65536, "1.1")).RestorePoint;
+            RestorePointFile read = _fixture.Repository.GetRestorePoint(point.Id).Files[0];
+            Assert.Equal("qcow2", read.RestoreAs!.Format);
+            Assert.Equal(65536, read.RestoreAs.ClusterSize);
+            Assert.Equal(ChangeTrackingRecord.Reasons.NoCheckpoint, read.ChangeTracking!.Reason);
+            Assert.Equal("bitmap-1", read.ChangeTracking.Bitmap);
+
+            Assert.Throws<JsonFormatException>(() => DiskImageLayout.FromJson(new JsonObject().With("format", "qcow2").With("clusterSize", 1000L)));
+            Assert.Throws<JsonFormatException>(() => DiskImageLayout.FromJson(new JsonObject().With("format", "vmdk")));
+            Assert.Throws<JsonFormatException>(() => ChangeTrackingRecord.FromJson(read.ChangeTracking.ToJson().With("mode", "Partial")));
+            Assert.Throws<JsonFormatException>(() => ChangeTrackingRecord.FromJson(read.ChangeTracking.ToJson().With("virtualSize", -1L)));
+        }
+
+        private void Write(long offset, byte[] data) => Buffer.BlockCopy(data, 0, _disk, (int)offset, data.Length);
+
+        private BackupOutcome Run(List<(long Offset, long Length)> changed, bool verify = false, bool gap = false, DiskImageLayout? layout = null) =>
+            new BackupEngine(_fixture.Repository).Run(new TrackingSource(this, changed) { Gap = gap, Layout = layout ?? new DiskImageLayout("raw", null, null) },
+                new QuiesceOptions(), null, CancellationToken.None, new ChangeTrackingOptions { Verify = verify });
+
+        private string Restore(RestorePoint point)
+        {
+            var engine = new RestoreEngine(_fixture.Repository);
+            string destination = Path.Combine(_fixture.Root, "restored-" + point.Id);
+            return engine.Run(engine.Plan(new RestoreRequest(point) { Destination = destination }, CancellationToken.None), null, CancellationToken.None).Files[0].Path;
+        }
+
+        /// <summary>A source whose one disk is the test's byte array; its map marks the ranges the test says changed.</summary>
+        private sealed class TrackingSource : IBackupSource, IChangeTrackingSource
+        {
+            private readonly TrackedCopyTests _test;
+            private readonly List<(long Offset, long Length)> _changed;
+
+            public TrackingSource(TrackedCopyTests test, List<(long, long)> changed)
+            {
+                _test = test;
+                _changed = changed;
+            }
+
+            public bool Gap { get; init; }
+
+            public DiskImageLayout Layout { get; init; } = new DiskImageLayout("raw", null, null);
+
+            public string Kind => "Fake";
+
+            public string VmName => "vm";
+
+            public IReadOnlyList<string> FindLeftovers(CancellationToken cancel) => Array.Empty<string>();
+
+            public IConsistentView OpenConsistentView(QuiesceOptions options, CancellationToken cancel) => throw new NotSupportedException();
+
+            public IConsistentView OpenTrackedView(QuiesceOptions options, ChangeTrackingRequest request, CancellationToken cancel)
+            {
+                PreviousDisk? previous = request.Previous.FirstOrDefault();
+                var disk = new MemoryDisk(_test._disk, previous, _changed, request.Verify, Gap);
+                return new StableFilesView(new[] { new ViewFile("disk0.qcow2", "memory", "/vm/disk0.qcow2") { Format = "raw", Tracked = disk, RestoreAs = Layout } });
+            }
+        }
+
+        private sealed class MemoryDisk : TrackedDisk
+        {
+            private readonly byte[] _content;
+            private readonly List<(long Offset, long Length)> _changed;
+            private readonly bool _gap;
+
+            public MemoryDisk(byte[] content, PreviousDisk? previous, List<(long, long)> changed, bool verify, bool gap)
+            {
+                _content = content.ToArray();
+                Base = previous;
+                _changed = changed;
+                Verify = verify && previous != null;
+                _gap = gap;
+                Record = new ChangeTrackingRecord("disk0", "/vm/disk0.qcow2", content.Length, "bitmap-" + (previous == null ? 1 : 2), true)
+                {
+                    Mode = previous == null ? ChangeTrackingMode.Full : ChangeTrackingMode.Incremental,
+                    Reason = previous == null ? ChangeTrackingRecord.Reasons.NoCheckpoint : null,
+                    BasePoint = previous?.PointId,
+                };
+            }
+
+            public override long Size => _content.Length;
+
+            public override ChangeTrackingRecord Record { get; }
+
+            public override PreviousDisk? Base { get; }
+
+            public override bool Verify { get; }
+
+            /// <summary>4 KiB blocks, each changed or not (always, without a base) and zero or not.</summary>
+            public override IReadOnlyList<DiskRegion> Map(long offset, long length, CancellationToken cancel)
+            {
+                var regions = new List<DiskRegion>();
+                for (long at = offset; at < offset + length; at += 4096)
+                {
+                    bool changed = Base == null || _changed.Any(c => c.Offset < at + 4096 && at < c.Offset + c.Length);
+                    bool zero = _content.Skip((int)at).Take(4096).All(b => b == 0);
+                    if (!(_gap && at == offset + 4096))
+                    {
+                        regions.Add(new DiskRegion(at, Math.Min(4096, offset + length - at), changed, zero));
+                    }
+                }
+
+                return regions;
+            }
+
+            protected override Task ReadCoreAsync(long offset, byte[] buffer, int bufferOffset, int count, CancellationToken cancel)
+            {
+                Buffer.BlockCopy(_content, (int)offset, buffer, bufferOffset, count);
+                return Task.CompletedTask;
+            }
+        }
+    }
+}

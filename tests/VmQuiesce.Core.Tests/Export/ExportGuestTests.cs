@@ -1,0 +1,232 @@
+using System;
+using System.IO;
+using System.Linq;
+using System.Threading;
+using VmQuiesce.Core.Backup;
+using VmQuiesce.Core.Export;
+using VmQuiesce.Core.Native;
+using VmQuiesce.Core.Repository;
+using VmQuiesce.Core.Restore;
+using VmQuiesce.Core.Sources;
+using VmQuiesce.Core.Sources.Qemu;
+using VmQuiesce.Core.Tests.Qemu;
+using VmQuiesce.Core.Tests.Repository;
+using VmQuiesce.Core.Tests.Restore;
+using VmQuiesce.Core.Tests.TestGuest;
+using Xunit;
+
+namespace VmQuiesce.Core.Tests.Export
+{
+    /// <summary>
+    /// A point of the real test guest, used straight from the repository: booted (Test-VmBackup -Boot), mounted
+    /// (Mount-VmBackup) and a file copied out of it (Restore-VmBackupItem), with nothing restored first.
+    /// </summary>
+    public sealed class ExportGuestTests : IClassFixture<ExportGuestTests.GuestPoint>
+    {
+        private readonly GuestPoint _guest;
+
+        public ExportGuestTests(GuestPoint guest) => _guest = guest;
+
+        /// <summary>One backup of the test guest, with a marker file (mode 0640) and a link to a host file, shared by the tests.</summary>
+        public sealed class GuestPoint : IDisposable
+        {
+            public GuestPoint()
+            {
+                if (TestGuestEnvironment.UnavailableReason != null)
+                {
+                    return;
+                }
+
+                using TestGuestVm vm = TestGuestVm.Boot();
+                QemuSourceGuestTests.GuestShell(vm, "echo served-marker > /mnt/data/marker.txt && chmod 0640 /mnt/data/marker.txt && ln -s /etc/shadow /mnt/data/link && mkdir -p /mnt/data/dir/sub && echo inner > /mnt/data/dir/sub/f");
+                var source = new QemuSource(new QemuSourceOptions("guest", vm.QmpSocketPath) { AgentSocket = vm.AgentSocketPath, Mode = QemuSnapshotMode.External });
+                Point = new BackupEngine(Fixture.Repository).Run(source, new QuiesceOptions(), null, CancellationToken.None).RestorePoint;
+            }
+
+            internal RepositoryFixture Fixture { get; } = new RepositoryFixture();
+
+            public RestorePoint Point { get; } = null!;
+
+            public void Dispose() => Fixture.Dispose();
+        }
+
+        [GuestFact]
+        public void The_boot_check_boots_the_point_from_the_repository_without_restoring_or_writing_it()
+        {
+            string[] before = Directory.EnumerateFiles(_guest.Fixture.RepositoryPath, "*", SearchOption.AllDirectories).OrderBy(f => f).ToArray();
+
+            BootCheckResult boot = BootCheck.RunRestorePoint(_guest.Fixture.Repository, _guest.Point, BootCheckTests.GuestBoot(), CancellationToken.None);
+
+            Assert.True(boot.Passed, boot.ToString());
+            Assert.Contains(boot.FileSystems, fileSystem => fileSystem.MountPoint == "/mnt/data");
+            Assert.Equal(DiskCheckStatus.Clean, boot.Disks.Single().Status);
+            Assert.Equal(before, Directory.EnumerateFiles(_guest.Fixture.RepositoryPath, "*", SearchOption.AllDirectories).OrderBy(f => f).ToArray());
+            Assert.Empty(RestorePointServer.Running);
+        }
+
+        [GuestTheory]
+        [InlineData(true)] // under the image header: refused before QEMU starts
+        [InlineData(false)] // further in: an I/O error to whoever reads it (the guest, or the file system check after it)
+        public void A_damaged_chunk_fails_the_boot_check_naming_it(bool first)
+        {
+            using var fixture = new RepositoryFixture();
+            // A copy of the point in a repository of its own, with one chunk damaged.
+            CopyRepository(_guest.Fixture.RepositoryPath, fixture.RepositoryPath);
+
+            string damaged = first ? _guest.Point.Files[0].Chunks.First(hash => hash != null)! : _guest.Point.Files[0].Chunks.Last(hash => hash != null)!;
+            string chunkFile = fixture.ChunkFiles().Single(path => Path.GetFileName(path) == damaged);
+            byte[] stored = File.ReadAllBytes(chunkFile);
+            stored[^1] ^= 0xFF;
+            File.WriteAllBytes(chunkFile, stored);
+
+            BootCheckResult boot = BootCheck.RunRestorePoint(fixture.Repository, fixture.Repository.GetRestorePoint(_guest.Point.Id), BootCheckTests.GuestBoot(), CancellationToken.None);
+
+            Assert.False(boot.Passed);
+            Assert.Contains(damaged, boot.ToString(), StringComparison.Ordinal);
+        }
+
+        [MountGuestFact]
+        public void A_mounted_point_shows_the_marker_read_only_and_items_are_copied_out_with_their_mode_never_through_a_link()
+        {
+            using var folder = new TempFolder();
+            string mountFolder = folder.File("mnt");
+            string destination = folder.File("out");
+
+            using (RestorePointMount mount = RestorePointMount.Mount(_guest.Fixture.Repository, _guest.Point, mountFolder, CancellationToken.None))
+            {
+                MountedFileSystem data = Assert.Single(mount.FileSystems);
+                Assert.Equal(Path.Combine(mountFolder, "disk0"), data.Path);
+                Assert.Equal("ext4", data.Type);
+                Assert.Equal("served-marker\n", File.ReadAllText(Path.Combine(data.Path, "marker.txt")));
+                Assert.ThrowsAny<IOException>(() => File.WriteAllText(Path.Combine(data.Path, "new.txt"), "x"));
+                Assert.Contains(RestorePointMount.Find(), found => found.Id == mount.Id && found.IsServed);
+
+                RestoredItem marker = mount.CopyItem("disk0/marker.txt", destination, force: false, CancellationToken.None);
+                Assert.Equal("served-marker\n", File.ReadAllText(Path.Combine(destination, "marker.txt")));
+                Assert.Equal(Convert.ToUInt32("640", 8), VmQuiesce.Core.Platform.UnixFiles.Stat(marker.Destination).Mode & 0xFFF);
+                Assert.Equal(File.GetLastWriteTimeUtc(Path.Combine(data.Path, "marker.txt")), File.GetLastWriteTimeUtc(marker.Destination));
+                Assert.Equal("ItemExists", Assert.Throws<VmQuiesceException>(() => mount.CopyItem("disk0/marker.txt", destination, force: false, CancellationToken.None)).ErrorId);
+                mount.CopyItem("disk0/marker.txt", destination, force: true, CancellationToken.None);
+
+                Assert.Equal("ItemIsLink", Assert.Throws<VmQuiesceException>(() => mount.CopyItem("disk0/link", destination, force: false, CancellationToken.None)).ErrorId);
+                Assert.Equal("ItemPathInvalid", Assert.Throws<VmQuiesceException>(() => mount.CopyItem("disk0/../../etc", destination, force: false, CancellationToken.None)).ErrorId);
+                RestoredItem tree = mount.CopyItem("disk0", destination, force: false, CancellationToken.None);
+                Assert.Equal("inner\n", File.ReadAllText(Path.Combine(destination, "disk0", "dir", "sub", "f")));
+                Assert.Contains(tree.Skipped, skipped => skipped.Contains("link", StringComparison.Ordinal) && skipped.Contains("symbolic link", StringComparison.Ordinal));
+                Assert.False(File.Exists(Path.Combine(destination, "disk0", "link")));
+            }
+
+            Assert.False(Directory.Exists(mountFolder));
+            Assert.DoesNotContain(mountFolder, File.ReadAllText("/proc/self/mountinfo"), StringComparison.Ordinal);
+            Assert.DoesNotContain(RestorePointMount.Find(), found => found.Path == mountFolder);
+            Assert.Empty(RestorePointServer.Running);
+        }
+
+        [GuestFact]
+        public void An_instant_restore_runs_the_guest_at_once_keeps_its_writes_through_the_copy_and_runs_on_without_the_repository()
+        {
+            using var fixture = new RepositoryFixture();
+            CopyRepository(_guest.Fixture.RepositoryPath, fixture.RepositoryPath);
+            using var folder = new TempFolder();
+            BootCheckOptions vm = BootCheckTests.GuestBoot();
+            vm.Append = vm.Append!.Replace("vmquiesce.agent=once", "vmquiesce.agent=respawn", StringComparison.Ordinal);
+
+            InstantRestore restore = InstantRestore.Start(fixture.Repository, fixture.Repository.GetRestorePoint(_guest.Point.Id), folder.File("vm"), vm, CancellationToken.None);
+            try
+            {
+                using (GuestAgentClient agent = GuestAgentClient.Connect(restore.AgentSocket, TimeSpan.FromSeconds(60)))
+                {
+                    agent.Sync(TimeSpan.FromSeconds(120));
+                    Assert.Equal("served-marker\n", Shell(agent, "cat /mnt/data/marker.txt"));
+                    Shell(agent, "echo written-while-copying > /mnt/data/during.txt && sync");
+                }
+
+                Assert.True(restore.WaitForCompletion(TimeSpan.FromMinutes(5), CancellationToken.None), restore.Error ?? restore.State.ToString());
+                Assert.Equal(restore.TotalBytes, restore.CopiedBytes);
+                Assert.DoesNotContain(RestorePointServer.Running, served => served.RestorePointId == _guest.Point.Id);
+
+                // The repository is gone: whatever the guest reads now comes from its local disk.
+                Directory.Delete(fixture.RepositoryPath, recursive: true);
+                using (GuestAgentClient agent = GuestAgentClient.Connect(restore.AgentSocket, TimeSpan.FromSeconds(60)))
+                {
+                    Shell(agent, "sync && echo 3 > /proc/sys/vm/drop_caches");
+                    Assert.Equal("served-marker\n", Shell(agent, "cat /mnt/data/marker.txt"));
+                    Assert.Equal("written-while-copying\n", Shell(agent, "cat /mnt/data/during.txt"));
+                    Assert.Equal("inner\n", Shell(agent, "cat /mnt/data/dir/sub/f"));
+                }
+
+                ImageInfo(restore.Disks.Single(), out string? backing);
+                Assert.Null(backing);
+            }
+            finally
+            {
+                using (QmpClient qmp = QmpClient.Connect(restore.QmpSocket, TimeSpan.FromSeconds(10)))
+                {
+                    qmp.Execute("quit");
+                }
+
+                restore.Stop();
+            }
+        }
+
+        [GuestFact]
+        public void A_damaged_chunk_stops_the_background_copy_naming_the_chunk_and_Stop_leaves_nothing_behind()
+        {
+            using var fixture = new RepositoryFixture();
+            CopyRepository(_guest.Fixture.RepositoryPath, fixture.RepositoryPath);
+            string damaged = _guest.Point.Files[0].Chunks.Last(hash => hash != null)!;
+            string chunkFile = fixture.ChunkFiles().Single(path => Path.GetFileName(path) == damaged);
+            byte[] stored = File.ReadAllBytes(chunkFile);
+            stored[^1] ^= 0xFF;
+            File.WriteAllBytes(chunkFile, stored);
+            using var folder = new TempFolder();
+
+            InstantRestore restore = InstantRestore.Start(fixture.Repository, fixture.Repository.GetRestorePoint(_guest.Point.Id), folder.File("vm"), BootCheckTests.GuestBoot(), CancellationToken.None);
+            bool completed = restore.WaitForCompletion(TimeSpan.FromMinutes(5), CancellationToken.None);
+            restore.Stop();
+
+            Assert.False(completed);
+            Assert.Contains(damaged, restore.Error, StringComparison.Ordinal);
+            Assert.Equal(InstantRestoreState.Stopped, restore.State);
+            Assert.False(File.Exists(restore.Disks.Single()));
+            Assert.False(Directory.Exists($"/proc/{restore.ProcessId}"));
+            Assert.DoesNotContain(InstantRestore.Running, running => running.Id == restore.Id);
+            Assert.DoesNotContain(RestorePointServer.Running, served => served.RestorePointId == _guest.Point.Id);
+        }
+
+        private static string Shell(GuestAgentClient agent, string command)
+        {
+            GuestExecResult result = agent.Exec("/bin/sh", new[] { "-c", command }, TimeSpan.FromSeconds(120));
+            Assert.True(result.Succeeded, $"'{command}': {result.StandardError}");
+            return result.StandardOutput;
+        }
+
+        private static void ImageInfo(string image, out string? backing)
+        {
+            string json = HostCommand.RunChecked("qemu-img", new[] { "info", "-U", "--output=json", "-f", "qcow2", image }).StandardOutput;
+            using var document = System.Text.Json.JsonDocument.Parse(json);
+            backing = document.RootElement.TryGetProperty("backing-filename", out var value) ? value.GetString() : null;
+        }
+
+        private static void CopyRepository(string from, string to)
+        {
+            foreach (string file in Directory.EnumerateFiles(from, "*", SearchOption.AllDirectories))
+            {
+                string target = file.Replace(from, to, StringComparison.Ordinal);
+                Directory.CreateDirectory(Path.GetDirectoryName(target)!);
+                File.Copy(file, target, overwrite: true);
+            }
+        }
+    }
+
+    /// <summary>A guest fact that also mounts: skipped, with the reason, without root or qemu-storage-daemon.</summary>
+    public sealed class MountGuestFactAttribute : FactAttribute
+    {
+        public MountGuestFactAttribute()
+        {
+            Skip = TestGuestEnvironment.SkipReason
+                ?? (Libc.geteuid() != 0 ? "Mount-VmBackup needs root (loop devices and mount); this test runs as another user." : null)
+                ?? VmQuiesce.Core.Tests.Nbd.NbdTools.MissingReason(new[] { "qemu-storage-daemon" });
+        }
+    }
+}

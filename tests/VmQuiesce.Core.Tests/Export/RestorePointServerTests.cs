@@ -1,0 +1,136 @@
+using System;
+using System.IO;
+using System.Linq;
+using System.Text.Json;
+using System.Threading;
+using System.Threading.Tasks;
+using VmQuiesce.Core.Export;
+using VmQuiesce.Core.Nbd;
+using VmQuiesce.Core.Repository;
+using VmQuiesce.Core.Tests.Nbd;
+using VmQuiesce.Core.Tests.Qemu;
+using VmQuiesce.Core.Tests.Repository;
+using VmQuiesce.Core.Tests.TestGuest;
+using Xunit;
+
+namespace VmQuiesce.Core.Tests.Export
+{
+    /// <summary>Restore points served over NBD from the repository, read by QEMU's and libnbd's own clients.</summary>
+    public sealed class RestorePointServerTests : IDisposable
+    {
+        private const int Chunk = RepositoryFixture.ChunkSize;
+        private readonly RepositoryFixture _fixture = new RepositoryFixture();
+
+        public void Dispose() => _fixture.Dispose();
+
+        /// <summary>10 chunks and a half: data, two all-zero chunks (never stored), data, a zero chunk, a short last chunk of data.</summary>
+        private (RestorePoint Point, byte[] Content) BackUpLayeredDisk()
+        {
+            byte[] content = RepositoryFixture.Concat(
+                RepositoryFixture.Random(3 * Chunk, 1), new byte[2 * Chunk], RepositoryFixture.Random(4 * Chunk, 2), new byte[Chunk], RepositoryFixture.Random(Chunk / 2, 3));
+            string disk = _fixture.WriteFile("disk.raw", content);
+            return (_fixture.BackUp("web01", disk), content);
+        }
+
+        [NbdToolFact("qemu-img", "nbdinfo")]
+        public void QemuImgReadsThePointByteForByteAndNbdinfoSeesItsZeroChunksAsHoles()
+        {
+            (RestorePoint point, byte[] content) = BackUpLayeredDisk();
+            using RestorePointServer served = RestorePointServer.Start(_fixture.Repository, point);
+            using var folder = new TempFolder();
+            string uri = served.Disks.Single().Uri;
+
+            NbdTools.Run("qemu-img", "convert", "-f", "raw", "-O", "raw", uri, folder.File("copy.raw"));
+            using JsonDocument map = JsonDocument.Parse(NbdTools.Run("nbdinfo", "--map", "--json", uri));
+
+            AssertBytes.Equal(content, File.ReadAllBytes(folder.File("copy.raw")));
+            var holes = map.RootElement.EnumerateArray().Where(e => e.GetProperty("type").GetInt32() == 3)
+                .Select(e => (e.GetProperty("offset").GetInt64(), e.GetProperty("length").GetInt64())).ToList();
+            Assert.Equal(new[] { (3L * Chunk, 2L * Chunk), (9L * Chunk, (long)Chunk) }, holes);
+            Assert.Equal(8, served.ChunksRead); // each data chunk once: zero chunks are never read
+            Assert.Empty(served.Errors);
+            Assert.Equal("disk0", served.Disks.Single().ExportName);
+            Assert.Equal("disk.raw", served.Disks.Single().Path);
+        }
+
+        [NbdToolFact("qemu-img", "nbdcopy")]
+        public async Task ADamagedChunkIsAnIoErrorOnItsRangeNamingTheChunkAndNothingWrongIsServed()
+        {
+            (RestorePoint point, byte[] content) = BackUpLayeredDisk();
+            string damagedHash = point.Files[0].Chunks[6]!;
+            string chunkFile = _fixture.ChunkFiles().Single(path => Path.GetFileName(path) == damagedHash);
+            byte[] stored = File.ReadAllBytes(chunkFile);
+            stored[stored.Length / 2] ^= 0x01;
+            File.WriteAllBytes(chunkFile, stored);
+            var reported = new System.Collections.Concurrent.ConcurrentQueue<NbdServerError>();
+            using RestorePointServer served = RestorePointServer.Start(_fixture.Repository, point, new RestorePointServerOptions { OnError = reported.Enqueue });
+            using var folder = new TempFolder();
+
+            HostCommandResult convert = NbdTools.TryRun("qemu-img", "convert", "-f", "raw", "-O", "raw", served.Disks[0].Uri, folder.File("copy.raw"));
+            Assert.NotEqual(0, convert.ExitCode);
+            Assert.Contains("Input/output error", convert.StandardError, StringComparison.Ordinal);
+            Assert.NotEqual(0, NbdTools.TryRun("nbdcopy", served.Disks[0].Uri, folder.File("copy2.raw")).ExitCode);
+
+            using NbdClient client = await NbdClient.ConnectAsync(served.Endpoint, new NbdClientOptions { ExportName = "disk0" });
+            var buffer = new byte[Chunk];
+            NbdRequestException failure = await Assert.ThrowsAsync<NbdRequestException>(() => client.ReadAsync(6L * Chunk, buffer, 0, Chunk));
+            Assert.Equal(5u, failure.ErrorCode);
+            Assert.Equal(6L * Chunk, failure.ErrorOffset);
+            Assert.Contains(damagedHash, failure.Message, StringComparison.Ordinal);
+            Assert.DoesNotContain(buffer, b => b != 0); // not one byte of the damaged chunk reached the client
+
+            // The chunks around it are served as they were backed up.
+            await client.ReadAsync(5L * Chunk, buffer, 0, Chunk);
+            AssertBytes.Equal(content.AsSpan(5 * Chunk, Chunk), buffer);
+            Assert.Contains(served.Errors, error => error.Message.Contains($"chunk {damagedHash} is damaged", StringComparison.Ordinal) && error.Message.Contains($"bytes {6L * Chunk} to {(7L * Chunk) - 1}", StringComparison.Ordinal));
+            Assert.Equal(served.Errors.Count, reported.Count);
+        }
+
+        [NbdToolFact("qemu-img")]
+        public void AQcow2PointIsServedAsQcow2ForQemuToLayerItsQcow2DriverOver()
+        {
+            string raw = _fixture.WriteFile("guest.raw", RepositoryFixture.Concat(RepositoryFixture.Random(Chunk * 3, 7), new byte[Chunk * 5]));
+            string qcow2 = Path.Combine(_fixture.Root, "guest.qcow2");
+            HostCommand.RunChecked("qemu-img", new[] { "convert", "-q", "-f", "raw", "-O", "qcow2", raw, qcow2 });
+            RestorePoint point = _fixture.BackUp("db01", qcow2);
+            using RestorePointServer served = RestorePointServer.Start(_fixture.Repository, point);
+            using var folder = new TempFolder();
+
+            NbdTools.Run("qemu-img", "convert", "-f", "qcow2", "-O", "raw", served.Disks[0].Uri, folder.File("guest-view.raw"));
+
+            AssertBytes.Equal(File.ReadAllBytes(raw), File.ReadAllBytes(folder.File("guest-view.raw")));
+        }
+
+        [LinuxFact]
+        public void APruneWaitsWhileAPointIsServedAndTheSocketAndLockGoWhenItStops()
+        {
+            (RestorePoint point, _) = BackUpLayeredDisk();
+            RestorePointServer served = RestorePointServer.Start(_fixture.Repository, point);
+            string socket = served.Endpoint.SocketPath!;
+            Assert.Contains(served, RestorePointServer.Running);
+
+            var busy = Assert.Throws<VmQuiesceException>(() => _fixture.Repository.LockExclusive("test prune").Dispose());
+            Assert.Equal("RepositoryLocked", busy.ErrorId);
+            Assert.Equal(Convert.ToUInt32("600", 8), VmQuiesce.Core.Platform.UnixFiles.Stat(socket).Mode & 0xFFF);
+
+            served.Stop();
+            Assert.False(File.Exists(socket));
+            Assert.DoesNotContain(served, RestorePointServer.Running);
+            _fixture.Repository.LockExclusive("test prune").Dispose();
+        }
+
+        [NbdToolFact("nbdinfo")]
+        public async Task AnUnlistedExportIsNotListedNorTheDefaultAndIsReachedOnlyByItsName()
+        {
+            using var served = new ServedExport(NbdServerToolTests.LayeredImage(), exportName: "disk0-5e3b1d");
+            served.Server.Exports.Single().Listed = false;
+
+            HostCommandResult list = NbdTools.TryRun("nbdinfo", "--list", "--json", $"nbd+unix:///?socket={served.Endpoint.SocketPath}");
+            await Assert.ThrowsAsync<VmQuiesceException>(() => NbdClient.ConnectAsync(served.Endpoint, new NbdClientOptions { ExportName = string.Empty }));
+            using NbdClient named = await served.ConnectAsync();
+
+            Assert.DoesNotContain("disk0-5e3b1d", list.StandardOutput, StringComparison.Ordinal);
+            Assert.Equal(served.Server.Exports.Single().Backend.Size, named.Size);
+        }
+    }
+}

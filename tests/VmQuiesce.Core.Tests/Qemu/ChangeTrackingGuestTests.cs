@@ -1,0 +1,283 @@
+using System;
+using System.Collections.Generic;
+using System.IO;
+using System.Linq;
+using System.Threading;
+using VmQuiesce.Core;
+using VmQuiesce.Core.Backup;
+using VmQuiesce.Core.Json;
+using VmQuiesce.Core.Repository;
+using VmQuiesce.Core.Restore;
+using VmQuiesce.Core.Sources;
+using VmQuiesce.Core.Sources.Qemu;
+using VmQuiesce.Core.Tests.TestGuest;
+using Xunit;
+using Xunit.Abstractions;
+
+namespace VmQuiesce.Core.Tests.Qemu
+{
+    /// <summary>
+    /// Change-tracked backups of real guests (TCG, real qemu-ga, real qcow2 and raw disks): incremental chains
+    /// restored and compared byte for byte with what the guest had, every fallback forced for real, the
+    /// verification catching a cleared bitmap, and faults mid-read leaving nothing behind.
+    /// </summary>
+    public sealed class ChangeTrackingGuestTests : IDisposable
+    {
+        private const long MiB = 1024 * 1024;
+        private readonly ITestOutputHelper _output;
+        private readonly TempFolder _folder = new TempFolder();
+        private readonly BackupRepository _repository;
+        private readonly List<string> _warnings = new List<string>();
+
+        public ChangeTrackingGuestTests(ITestOutputHelper output)
+        {
+            _output = output;
+            _repository = BackupRepository.OpenOrCreate(_folder.File("repo"), 1 * (int)MiB);
+        }
+
+        public void Dispose() => _folder.Dispose();
+
+        [GuestFact]
+        public void A_chain_of_six_points_each_restores_to_what_the_guest_had_and_reads_about_what_it_wrote()
+        {
+            using TestGuestVm vm = TestGuestVm.Boot(new TestGuestOptions { DiskSizeBytes = 128 * MiB });
+            Qmp(vm, "block-dirty-bitmap-add", new JsonObject().With("node", "disk0fmt").With("name", "admin-own").With("persistent", true));
+
+            for (int i = 1; i <= 6; i++)
+            {
+                // 1 MiB of new data and a marker per point; the frozen copy is what the point must restore to.
+                QemuSourceGuestTests.GuestShell(vm, $"dd if=/dev/urandom of=/mnt/data/data-{i} bs=64k count=16 2>/dev/null && echo point-{i} > /mnt/data/marker && sync");
+                string frozenCopy = _folder.File($"frozen-{i}.raw");
+                RestorePoint point = BackUp(vm, verify: false, inFreeze: () => CopyDisk(vm.DiskPaths[0], frozenCopy));
+
+                ChangeTrackingRecord record = Assert.Single(point.Files).ChangeTracking!;
+                _output.WriteLine($"point {i}: {record} read {record.BytesRead} B, changed {record.ChangedBytes} B, stored {point.StoredBytes} B, frozen {point.Quiesce.FrozenMilliseconds:0.0} ms (the copy into the frozen copy included)");
+                if (i == 1)
+                {
+                    Assert.Equal(ChangeTrackingMode.Full, record.Mode);
+                    Assert.Equal(ChangeTrackingRecord.Reasons.NoCheckpoint, record.Reason);
+                    Assert.Contains(_warnings, w => w.Contains("NoCheckpoint", StringComparison.Ordinal));
+                }
+                else
+                {
+                    Assert.Equal(ChangeTrackingMode.Incremental, record.Mode);
+                    Assert.NotNull(record.BasePoint);
+                    // Reads are about what the guest wrote: at least the 1 MiB it wrote, at most twice that plus the
+                    // file system's own metadata at the bitmap's 64 KiB granularity, and never more than was marked.
+                    Assert.InRange(record.BytesRead, 1 * MiB, 2 * MiB + 2 * MiB);
+                    Assert.True(record.BytesRead <= record.ChangedBytes, $"read {record.BytesRead} B, but only {record.ChangedBytes} B were marked changed");
+                }
+
+                Assert.True(record.Persistent);
+                string restored = Restore(point, $"restored-{i}");
+                Assert.Equal(0, Compare(restored, frozenCopy));
+                Assert.Equal($"point-{i}\n", GuestDiskImage.ReadFile(restored, "/marker"));
+                JsonObject info = ImageInfo(restored);
+                Assert.Equal("qcow2", info.GetString("format"));
+                Assert.Equal(65536, info.GetInt64("cluster-size"));
+                Assert.Equal("1.1", info.GetObject("format-specific").GetObject("data").GetString("compat"));
+                File.Delete(frozenCopy);
+            }
+
+            // Test-VmBackup -Boot on an incremental point: restored as qcow2 and booted, the agent answers.
+            RestorePoint last = _repository.ListRestorePoints().OrderBy(p => p.StartTime).Last();
+            BootCheckResult booted = BootCheck.RunRestorePoint(_repository, last, VmQuiesce.Core.Tests.Restore.BootCheckTests.GuestBoot(), CancellationToken.None);
+            Assert.True(booted.AgentAnswered, booted.ToString());
+
+            // Exactly one checkpoint of VmQuiesce's and the administrator's own bitmap, untouched; nothing else left.
+            var bitmaps = Bitmaps(vm);
+            Assert.Contains("admin-own", bitmaps);
+            Assert.Single(bitmaps, b => b.StartsWith("vmquiesce-", StringComparison.Ordinal));
+            AssertNothingLeft(vm);
+        }
+
+        [GuestFact]
+        public void Each_fallback_gives_a_correct_full_point_with_its_reason_and_verification_catches_a_cleared_bitmap()
+        {
+            using TestGuestVm vm = TestGuestVm.Boot(new TestGuestOptions { DiskSizeBytes = 96 * MiB });
+            BackUp(vm, verify: false);
+            Assert.Equal(ChangeTrackingMode.Incremental, Checkpoint(BackUpAfterWrite(vm, "incremental")).Mode);
+
+            // Disk resized.
+            Qmp(vm, "block_resize", new JsonObject().With("node-name", "disk0fmt").With("size", 128 * MiB));
+            AssertFull(BackUpAfterWrite(vm, "resized"), ChangeTrackingRecord.Reasons.DiskResized);
+            Assert.Equal(ChangeTrackingMode.Incremental, Checkpoint(BackUpAfterWrite(vm, "after-resize")).Mode);
+
+            // The base pruned: the disk's checkpoint belongs to a point the repository no longer has.
+            RestorePoint pruned = BackUpAfterWrite(vm, "to-prune");
+            _repository.Prune(_repository.PlanRemoval(new[] { pruned.Id }, e => throw e), collectGarbage: false, removeStaleLock: false, CancellationToken.None);
+            AssertFull(BackUpAfterWrite(vm, "after-prune"), ChangeTrackingRecord.Reasons.PreviousPointMissing);
+
+            // -VerifyChangeTracking on a bitmap cleared behind VmQuiesce's back: the missed changes come out loudly.
+            string bitmap = Assert.Single(Bitmaps(vm));
+            QemuSourceGuestTests.GuestShell(vm, "dd if=/dev/urandom of=/mnt/data/missed bs=64k count=8 2>/dev/null && sync");
+            Qmp(vm, "block-dirty-bitmap-clear", new JsonObject().With("node", "disk0fmt").With("name", bitmap));
+            string frozenCopy = _folder.File("verify.raw");
+            BackupOutcome outcome = Run(vm, verify: true, inFreeze: () => CopyDisk(vm.DiskPaths[0], frozenCopy));
+            Assert.Equal("ChangeTrackingMissedChanges", outcome.ChangeTrackingFailure?.ErrorId);
+            Assert.Contains("region(s) changed that the checkpoint marked unchanged", outcome.ChangeTrackingFailure!.Message, StringComparison.Ordinal);
+            AssertFull(outcome.RestorePoint, ChangeTrackingRecord.Reasons.VerifyFailed);
+            Assert.True(Checkpoint(outcome.RestorePoint).Verified);
+            Assert.Equal(0, Compare(Restore(outcome.RestorePoint, "verified"), frozenCopy));
+            // A sound checkpoint passes the verification.
+            RestorePoint verified = Run(vm, verify: true, afterWrite: "verified-ok").RestorePoint;
+            Assert.Equal(ChangeTrackingMode.Incremental, Checkpoint(verified).Mode);
+            Assert.True(Checkpoint(verified).Verified);
+
+            // A clean restart keeps a qcow2 v3 disk's checkpoint: QEMU stores the bitmap as it closes the image.
+            vm.QuitAndRestart();
+            vm.WaitUntilReady();
+            Assert.Equal(ChangeTrackingMode.Incremental, Checkpoint(BackUpAfterWrite(vm, "after-restart")).Mode);
+
+            // QEMU killed while it has a stored bitmap open: the bitmap comes back inconsistent.
+            vm.QuitAndRestart();
+            vm.WaitUntilReady();
+            QemuSourceGuestTests.GuestShell(vm, "dd if=/dev/urandom of=/mnt/data/before-kill bs=64k count=4 2>/dev/null && sync");
+            vm.KillAndRestart();
+            vm.WaitUntilReady();
+            RestorePoint afterKill = BackUpAfterWrite(vm, "after-kill");
+            AssertFull(afterKill, ChangeTrackingRecord.Reasons.BitmapInconsistent);
+            Assert.Equal("after-kill\n", GuestDiskImage.ReadFile(Restore(afterKill, "after-kill"), "/marker"));
+            Assert.Equal(ChangeTrackingMode.Incremental, Checkpoint(BackUpAfterWrite(vm, "after-kill-2")).Mode);
+            AssertNothingLeft(vm);
+        }
+
+        [GuestFact]
+        public void A_raw_disk_loses_its_checkpoint_with_a_restart_and_a_hot_added_disk_starts_in_full()
+        {
+            using TestGuestVm vm = TestGuestVm.Boot(new TestGuestOptions { DiskFormat = GuestDiskFormat.Raw });
+            RestorePoint first = BackUp(vm, verify: false);
+            Assert.False(Checkpoint(first).Persistent);
+            Assert.Equal(ChangeTrackingMode.Incremental, Checkpoint(BackUpAfterWrite(vm, "raw-incremental")).Mode);
+
+            vm.KillAndRestart();
+            vm.WaitUntilReady();
+            AssertFull(BackUpAfterWrite(vm, "after-restart"), ChangeTrackingRecord.Reasons.BitmapMissing);
+
+            string added = _folder.File("added.raw");
+            File.WriteAllBytes(added, new byte[4 * MiB]);
+            Qmp(vm, "blockdev-add", new JsonObject().With("driver", "raw").With("node-name", "added0").With("file", new JsonObject().With("driver", "file").With("filename", added)));
+            Qmp(vm, "device_add", new JsonObject().With("driver", "virtio-blk-pci").With("drive", "added0").With("id", "added0dev"));
+            RestorePoint withNewDisk = BackUpAfterWrite(vm, "hot-added");
+            Assert.Equal(2, withNewDisk.Files.Count);
+            Assert.Equal(ChangeTrackingMode.Incremental, withNewDisk.Files.Single(f => f.OriginalPath == vm.DiskPaths[0]).ChangeTracking!.Mode);
+            ChangeTrackingRecord addedRecord = withNewDisk.Files.Single(f => f.OriginalPath == added).ChangeTracking!;
+            Assert.Equal(ChangeTrackingRecord.Reasons.NoCheckpoint, addedRecord.Reason);
+            Assert.Contains("new since restore point", addedRecord.Detail, StringComparison.Ordinal);
+            string restored = Restore(withNewDisk, "raw");
+            Assert.Equal("hot-added\n", GuestDiskImage.ReadFile(restored, "/marker"));
+            AssertNothingLeft(vm);
+        }
+
+        [GuestFact]
+        public void The_export_cut_off_or_QEMU_killed_mid_read_leaves_no_point_no_export_no_scratch_node_and_a_thawed_guest()
+        {
+            using TestGuestVm vm = TestGuestVm.Boot();
+            BackUp(vm, verify: false);
+            int points = _repository.ListRestorePoints().Count;
+
+            // The export goes away as the copy starts: the read fails, nothing is published, the checkpoint survives.
+            var cutOff = Assert.ThrowsAny<VmQuiesceException>(() => Run(vm, verify: false, afterWrite: "cut", onCopy: () =>
+            {
+                foreach (JsonObject export in QmpArray(vm, "query-block-exports").OfType<JsonObject>())
+                {
+                    Qmp(vm, "block-export-del", new JsonObject().With("id", export.GetString("id")).With("mode", "hard"));
+                }
+            }));
+            _output.WriteLine("export cut off: " + cutOff.ErrorId + ": " + cutOff.Message);
+            Assert.Equal(points, _repository.ListRestorePoints().Count);
+            AssertNothingLeft(vm);
+            Assert.Equal("thawed", QemuSourceGuestTests.FreezeStatus(vm));
+            // The writes made before the failed backup are still tracked: the next point is incremental and holds them.
+            RestorePoint next = Run(vm, verify: false).RestorePoint;
+            Assert.Equal(ChangeTrackingMode.Incremental, Checkpoint(next).Mode);
+            Assert.Equal("cut\n", GuestDiskImage.ReadFile(Restore(next, "after-cut"), "/marker"));
+
+            // QEMU killed as the copy starts.
+            Assert.ThrowsAny<VmQuiesceException>(() => Run(vm, verify: false, afterWrite: "killed", onCopy: vm.Kill));
+            Assert.Equal(points + 1, _repository.ListRestorePoints().Count);
+            Assert.Empty(Directory.GetFiles(vm.WorkFolder, "*.vmquiesce-*"));
+            Assert.Contains(_warnings, w => w.Contains("cannot be reached", StringComparison.Ordinal));
+        }
+
+        private RestorePoint BackUpAfterWrite(TestGuestVm vm, string marker) => Run(vm, verify: false, afterWrite: marker).RestorePoint;
+
+        private RestorePoint BackUp(TestGuestVm vm, bool verify, Action? inFreeze = null) => Run(vm, verify, inFreeze: inFreeze).RestorePoint;
+
+        private BackupOutcome Run(TestGuestVm vm, bool verify, Action? inFreeze = null, string? afterWrite = null, Action? onCopy = null)
+        {
+            if (afterWrite != null)
+            {
+                QemuSourceGuestTests.GuestShell(vm, $"dd if=/dev/urandom of=/mnt/data/{afterWrite} bs=64k count=4 2>/dev/null && echo {afterWrite} > /mnt/data/marker && sync");
+            }
+
+            var source = new QemuSource(new QemuSourceOptions("tracked", vm.QmpSocketPath) { AgentSocket = vm.AgentSocketPath, BeforeSnapshot = inFreeze == null ? null : _ => inFreeze() });
+            bool copying = false;
+            var host = new OperationHost(warn: w => { lock (_warnings) { _warnings.Add(w); } _output.WriteLine("WARNING: " + w); }, progress: p =>
+            {
+                if (p is BackupProgress backup && backup.Phase == BackupPhase.Copying && !copying)
+                {
+                    copying = true;
+                    onCopy?.Invoke();
+                }
+            });
+            return new BackupEngine(_repository).Run(source, new QuiesceOptions(), host, CancellationToken.None, new ChangeTrackingOptions { Verify = verify });
+        }
+
+        private string Restore(RestorePoint point, string name)
+        {
+            string destination = _folder.File(name);
+            var engine = new RestoreEngine(_repository);
+            RestoreResult result = engine.Run(engine.Plan(new RestoreRequest(point) { Destination = destination }, CancellationToken.None), null, CancellationToken.None);
+            return result.Files[0].Path;
+        }
+
+        private static ChangeTrackingRecord Checkpoint(RestorePoint point) => Assert.Single(point.Files).ChangeTracking!;
+
+        private void AssertFull(RestorePoint point, string reason)
+        {
+            ChangeTrackingRecord record = Checkpoint(point);
+            Assert.Equal(ChangeTrackingMode.Full, record.Mode);
+            Assert.Equal(reason, record.Reason);
+            Assert.Equal("Full", point.ChangeTracking);
+            if (reason != ChangeTrackingRecord.Reasons.VerifyFailed)
+            {
+                Assert.Contains(_warnings, w => w.Contains(reason, StringComparison.Ordinal) && w.Contains("disk disk0", StringComparison.Ordinal));
+            }
+        }
+
+        /// <summary>No export, no scratch node, no job, no scratch file: what a backup made is gone.</summary>
+        private static void AssertNothingLeft(TestGuestVm vm)
+        {
+            Assert.Empty(QmpArray(vm, "query-block-exports"));
+            Assert.Empty(QmpArray(vm, "query-jobs"));
+            Assert.DoesNotContain(QmpArray(vm, "query-named-block-nodes").OfType<JsonObject>(), n => (n.GetOptionalString("node-name") ?? "").StartsWith("vmquiesce-", StringComparison.Ordinal));
+            Assert.Empty(Directory.GetFiles(vm.WorkFolder, "*.vmquiesce-*"));
+        }
+
+        private static IReadOnlyList<string> Bitmaps(TestGuestVm vm) =>
+            QmpArray(vm, "query-named-block-nodes").OfType<JsonObject>().Where(n => n.GetOptionalString("node-name") == "disk0fmt")
+                .SelectMany(n => (n.GetOptionalArray("dirty-bitmaps") ?? new JsonArray()).OfType<JsonObject>()).Select(b => b.GetString("name")).ToList();
+
+        private static void Qmp(TestGuestVm vm, string command, JsonObject arguments)
+        {
+            using QmpClient qmp = QmpClient.Connect(vm.QmpSocketPath);
+            qmp.Execute(command, arguments);
+        }
+
+        private static JsonArray QmpArray(TestGuestVm vm, string command)
+        {
+            using QmpClient qmp = QmpClient.Connect(vm.QmpSocketPath);
+            return qmp.ExecuteArray(command);
+        }
+
+        /// <summary>The disk as the guest sees it, read while the guest is frozen (QEMU flushed its caches for the freeze).</summary>
+        private static void CopyDisk(string image, string raw) =>
+            HostCommand.RunChecked("qemu-img", new[] { "convert", "-U", "-O", "raw", image, raw });
+
+        private static int Compare(string restored, string raw) => HostCommand.Run("qemu-img", new[] { "compare", "-F", "raw", restored, raw }).ExitCode;
+
+        private static JsonObject ImageInfo(string image) =>
+            JsonText.ParseObject(HostCommand.RunChecked("qemu-img", new[] { "info", "--output=json", image }).StandardOutput);
+    }
+}

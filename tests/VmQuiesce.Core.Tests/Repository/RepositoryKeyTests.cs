@@ -1,0 +1,274 @@
+using System;
+using System.Collections.Generic;
+using System.IO;
+using System.Linq;
+using System.Net;
+using System.Security;
+using System.Security.Cryptography;
+using System.Text;
+using System.Threading;
+using VmQuiesce.Core.Json;
+using VmQuiesce.Core.Repository;
+using VmQuiesce.Core.Repository.Keys;
+using Xunit;
+
+namespace VmQuiesce.Core.Tests.Repository
+{
+    /// <summary>
+    /// Encrypted repositories, tampered with for real: every test backs up into a repository on disk, changes its
+    /// files as someone who can write the folder (but has no key) would, and reads it back through the product.
+    /// </summary>
+    public sealed class RepositoryKeyTests : IDisposable
+    {
+        private const string VmName = "secret-vm-name";
+
+        static RepositoryKeyTests()
+        {
+            // Host key files go to a folder of this test run, never /etc/vmquiesce/keys; a cheap KDF keeps tests quick.
+            Environment.SetEnvironmentVariable(HostKeyStore.FolderVariable, Path.Combine(Path.GetTempPath(), $"vmq-test-keys-{System.Diagnostics.Process.GetCurrentProcess().Id}"));
+            PassphraseKeys.DefaultCost = new KdfCost(1024, 1, 1);
+        }
+
+        private readonly RepositoryFixture _fixture = new RepositoryFixture();
+
+        public void Dispose() => _fixture.Dispose();
+
+        private BackupRepository NewEncrypted(string name) =>
+            BackupRepository.OpenOrCreate(Path.Combine(_fixture.Root, name), RepositoryFixture.ChunkSize, RepositoryKey.Generate());
+
+        /// <summary>Text, so compressible (codec S inside the seal), plus random chunks (raw inside the seal).</summary>
+        private string Disk(string name, int seed) => _fixture.WriteFile(name, RepositoryFixture.Concat(
+            Encoding.ASCII.GetBytes(string.Concat(Enumerable.Repeat("MARKER-PLAINTEXT-TEXT ", 8000))),
+            RepositoryFixture.Random(3 * RepositoryFixture.ChunkSize, seed)));
+
+        private static byte[] Restore(BackupRepository repository, RestorePoint point)
+        {
+            var content = new MemoryStream();
+            new RestorePointReader(repository, point).Read(point.Files[0], (offset, buffer, length) =>
+            {
+                content.Position = offset;
+                content.Write(buffer ?? new byte[length], 0, length);
+            }, CancellationToken.None);
+            return content.ToArray();
+        }
+
+        private static string ManifestPath(BackupRepository repository, string id) => Path.Combine(repository.Path, "points", id + ".json");
+
+        private static SecureString Secure(string text) => new NetworkCredential(string.Empty, text).SecurePassword;
+
+        [Fact]
+        public void EncryptedBackupRestoresAndShowsNothingOfTheGuest()
+        {
+            BackupRepository repository = NewEncrypted("enc");
+            string disk = Disk("disk.img", 1);
+            RestorePoint point = RepositoryFixture.BackUp(repository, VmName, disk);
+
+            Assert.True(repository.Encryption.IsEncrypted);
+            Assert.Equal(File.ReadAllBytes(disk), Restore(BackupRepository.Open(repository.Path), BackupRepository.Open(repository.Path).GetRestorePoint(point.Id)));
+            Assert.True(repository.Verify(point, CancellationToken.None).IsValid);
+            foreach (string file in Directory.EnumerateFiles(repository.Path, "*", SearchOption.AllDirectories))
+            {
+                string text = Encoding.ASCII.GetString(File.ReadAllBytes(file));
+                Assert.DoesNotContain("MARKER-PLAINTEXT", text);
+                Assert.DoesNotContain(VmName, text);
+                Assert.DoesNotContain(_fixture.Root, text);
+                Assert.DoesNotContain("disk.img", text);
+            }
+        }
+
+        [Fact]
+        public void ChunkIdsAreKeyedSoEqualContentHasOtherNamesInAnotherRepository()
+        {
+            string disk = Disk("disk.img", 2);
+            RestorePoint first = RepositoryFixture.BackUp(NewEncrypted("one"), VmName, disk);
+            RestorePoint second = RepositoryFixture.BackUp(NewEncrypted("two"), VmName, disk);
+            RestorePoint plain = _fixture.BackUp(VmName, disk);
+
+            var firstIds = first.Files[0].Chunks.Where(id => id != null).ToList();
+            Assert.Equal(6, firstIds.Count);
+            Assert.Empty(firstIds.Intersect(second.Files[0].Chunks));
+            Assert.Empty(firstIds.Intersect(plain.Files[0].Chunks));
+            byte[] firstChunk = File.ReadAllBytes(disk).Take(RepositoryFixture.ChunkSize).ToArray();
+            Assert.Equal(ChunkStore.ToHex(SHA256.HashData(firstChunk)), plain.Files[0].Chunks[0]);
+        }
+
+        [Fact]
+        public void FlippedByteInAChunkIsNotAuthentic()
+        {
+            BackupRepository repository = NewEncrypted("enc");
+            RestorePoint point = RepositoryFixture.BackUp(repository, VmName, Disk("disk.img", 3));
+            string chunk = repository.Chunks.PathOf(point.Files[0].Chunks[1]!);
+            byte[] bytes = File.ReadAllBytes(chunk);
+            bytes[bytes.Length / 2] ^= 0x01;
+            File.WriteAllBytes(chunk, bytes);
+
+            var e = Assert.Throws<VmQuiesceException>(() => Restore(repository, point));
+            Assert.Equal("RestoreChunkNotAuthentic", e.ErrorId);
+            Assert.Equal(FailureKind.SecurityError, e.Kind);
+            ChunkProblem problem = Assert.Single(repository.Verify(point, CancellationToken.None).Problems);
+            Assert.Equal(ChunkProblemKind.NotAuthentic, problem.Problem);
+        }
+
+        [Fact]
+        public void SwappedChunksAreNotAuthentic()
+        {
+            BackupRepository repository = NewEncrypted("enc");
+            RestorePoint point = RepositoryFixture.BackUp(repository, VmName, Disk("disk.img", 4));
+            string first = repository.Chunks.PathOf(point.Files[0].Chunks[1]!);
+            string second = repository.Chunks.PathOf(point.Files[0].Chunks[2]!);
+            byte[] firstBytes = File.ReadAllBytes(first);
+            File.WriteAllBytes(first, File.ReadAllBytes(second));
+            File.WriteAllBytes(second, firstBytes);
+
+            Assert.Equal("RestoreChunkNotAuthentic", Assert.Throws<VmQuiesceException>(() => Restore(repository, point)).ErrorId);
+            Assert.Equal(2, repository.Verify(point, CancellationToken.None).Problems.Count(problem => problem.Problem == ChunkProblemKind.NotAuthentic));
+        }
+
+        [Fact]
+        public void PlaintextChunkPlantedUnderAnIdIsNotAuthentic()
+        {
+            BackupRepository repository = NewEncrypted("enc");
+            RestorePoint point = RepositoryFixture.BackUp(repository, VmName, Disk("disk.img", 5));
+            string chunk = repository.Chunks.PathOf(point.Files[0].Chunks[1]!);
+            File.WriteAllBytes(chunk, RepositoryFixture.Concat(Encoding.ASCII.GetBytes("VQCR"), new byte[RepositoryFixture.ChunkSize]));
+
+            var e = Assert.Throws<VmQuiesceException>(() => Restore(repository, point));
+            Assert.Equal("RestoreChunkNotAuthentic", e.ErrorId);
+            Assert.Contains("not sealed", e.Message);
+        }
+
+        [Fact]
+        public void PlantedPlaintextManifestIsRefusedAndNeverListed()
+        {
+            BackupRepository repository = NewEncrypted("enc");
+            RepositoryFixture.BackUp(repository, VmName, Disk("disk.img", 6));
+            // A plaintext point from a repository without keys, its target rewritten, planted under a fresh id.
+            RestorePoint planted = _fixture.BackUp("planted", _fixture.WriteFile("small.img", RepositoryFixture.Random(1000, 7)));
+            string text = File.ReadAllText(ManifestPath(_fixture.Repository, planted.Id)).Replace(planted.Files[0].OriginalPath.Replace("\\", "\\\\"), "/etc/cron.d/x");
+            File.WriteAllText(ManifestPath(repository, planted.Id), text);
+
+            var e = Assert.Throws<VmQuiesceException>(() => repository.GetRestorePoint(planted.Id));
+            Assert.Equal("RestorePointNotAuthentic", e.ErrorId);
+            var reported = new List<VmQuiesceException>();
+            IReadOnlyList<RestorePoint> listed = repository.ListRestorePoints(reported.Add);
+            Assert.DoesNotContain(listed, point => point.Id == planted.Id);
+            Assert.Equal("RestorePointNotAuthentic", Assert.Single(reported).ErrorId);
+        }
+
+        [Fact]
+        public void ManifestFromAnotherRepositoryIsRefused()
+        {
+            BackupRepository repository = NewEncrypted("enc");
+            BackupRepository other = NewEncrypted("other");
+            RestorePoint foreign = RepositoryFixture.BackUp(other, VmName, Disk("disk.img", 8));
+            File.Copy(ManifestPath(other, foreign.Id), ManifestPath(repository, foreign.Id));
+
+            var e = Assert.Throws<VmQuiesceException>(() => repository.GetRestorePoint(foreign.Id));
+            Assert.Equal("RestorePointNotAuthentic", e.ErrorId);
+            Assert.Contains("another repository", e.Message);
+        }
+
+        [Fact]
+        public void ChangedOrRenamedManifestIsRefused()
+        {
+            BackupRepository repository = NewEncrypted("enc");
+            RestorePoint point = RepositoryFixture.BackUp(repository, VmName, Disk("disk.img", 9));
+            string manifest = ManifestPath(repository, point.Id);
+            string renamedId = "20200101T000000Z-00000000";
+            File.Copy(manifest, ManifestPath(repository, renamedId));
+            JsonObject envelope = JsonText.ParseObject(File.ReadAllText(manifest));
+            byte[] sealedBytes = Convert.FromBase64String(envelope.GetString("sealed"));
+            sealedBytes[sealedBytes.Length / 2] ^= 0x80;
+            File.WriteAllText(manifest, JsonText.Serialize(envelope.With("sealed", Convert.ToBase64String(sealedBytes)), indented: true));
+
+            Assert.Equal("RestorePointNotAuthentic", Assert.Throws<VmQuiesceException>(() => repository.GetRestorePoint(point.Id)).ErrorId);
+            // A renamed copy opens as the point it was sealed as, so it is never taken for the point its name claims.
+            Assert.NotEqual(renamedId, Record.Exception(() => repository.GetRestorePoint(renamedId)) == null ? repository.GetRestorePoint(renamedId).Id : null);
+        }
+
+        [Fact]
+        public void ChangedRepositoryFileIsNotAuthentic()
+        {
+            BackupRepository repository = NewEncrypted("enc");
+            string marker = Path.Combine(repository.Path, "vmquiesce-repository.json");
+            File.WriteAllText(marker, File.ReadAllText(marker).Replace($"\"chunkSize\": {RepositoryFixture.ChunkSize}", $"\"chunkSize\": {2 * RepositoryFixture.ChunkSize}"));
+
+            Assert.Equal("RepositoryNotAuthentic", Assert.Throws<VmQuiesceException>(() => BackupRepository.Open(repository.Path)).ErrorId);
+        }
+
+        [Fact]
+        public void RepositoryFileSwappedForAnUnencryptedOneIsNotAuthentic()
+        {
+            BackupRepository repository = NewEncrypted("enc");
+            RestorePoint planted = _fixture.BackUp("planted", _fixture.WriteFile("small.img", RepositoryFixture.Random(1000, 13)));
+            // The attacker replaces the marker by a plaintext repository's and plants a plaintext point.
+            File.Copy(Path.Combine(_fixture.RepositoryPath, "vmquiesce-repository.json"), Path.Combine(repository.Path, "vmquiesce-repository.json"), overwrite: true);
+            File.Copy(ManifestPath(_fixture.Repository, planted.Id), ManifestPath(repository, planted.Id));
+
+            var e = Assert.Throws<VmQuiesceException>(() => BackupRepository.Open(repository.Path));
+            Assert.Equal("RepositoryNotAuthentic", e.ErrorId);
+            Assert.Contains("says it is not encrypted", e.Message);
+        }
+
+        [Fact]
+        public void LegacyRepositoryStaysReadableAndSaysItIsNotEncrypted()
+        {
+            string disk = Disk("disk.img", 10);
+            RestorePoint point = _fixture.BackUp(VmName, disk);
+            BackupRepository reopened = BackupRepository.Open(_fixture.RepositoryPath);
+
+            Assert.False(reopened.Encryption.IsEncrypted);
+            Assert.Equal("None", RepositorySummary.Of(reopened, e => throw e).Encryption);
+            Assert.Equal(File.ReadAllBytes(disk), Restore(reopened, reopened.GetRestorePoint(point.Id)));
+            Assert.Equal("RestoreChunkDamaged", Assert.Throws<VmQuiesceException>(() =>
+            {
+                File.WriteAllBytes(reopened.Chunks.PathOf(point.Files[0].Chunks[1]!), Encoding.ASCII.GetBytes("VQCRshort"));
+                Restore(reopened, point);
+            }).ErrorId);
+        }
+
+        [Fact]
+        public void NewHostRecoversTheKeyFromThePassphraseAlone()
+        {
+            BackupRepository repository = RepositoryKeys.CreateRepository(Path.Combine(_fixture.Root, "enc"), RepositoryFixture.ChunkSize, Secure("correct horse battery"));
+            string disk = Disk("disk.img", 11);
+            RestorePoint point = RepositoryFixture.BackUp(repository, VmName, disk);
+            Assert.True(new RepositoryKeys(repository).RemoveHostKey(force: false));
+
+            BackupRepository onNewHost = BackupRepository.Open(repository.Path);
+            Assert.False(onNewHost.Encryption.HasKey);
+            Assert.Equal("RepositoryKeyNotFound", Assert.Throws<VmQuiesceException>(() => onNewHost.GetRestorePoint(point.Id)).ErrorId);
+            Assert.Null(RepositorySummary.Of(onNewHost, e => throw e).RestorePoints);
+            Assert.Equal("RepositoryPassphraseWrong", Assert.Throws<VmQuiesceException>(() => new RepositoryKeys(onNewHost).ImportFromPassphrase(Secure("wrong horse battery"))).ErrorId);
+
+            string keyFile = new RepositoryKeys(onNewHost).ImportFromPassphrase(Secure("correct horse battery")).Path!;
+            Assert.Equal(HostKeyStore.PathOf(onNewHost.Encryption.RepositoryId!), keyFile);
+            Assert.Equal(File.ReadAllBytes(disk), Restore(onNewHost, onNewHost.GetRestorePoint(point.Id)));
+            if (!OperatingSystem.IsWindows())
+            {
+                Assert.Equal(UnixFileMode.UserRead | UnixFileMode.UserWrite, File.GetUnixFileMode(keyFile));
+            }
+        }
+
+        [Fact]
+        public void ExportedKeyFileImportsAndTheLastCopyIsKept()
+        {
+            BackupRepository repository = NewEncrypted("enc");
+            RestorePoint point = RepositoryFixture.BackUp(repository, VmName, Disk("disk.img", 12));
+            var keys = new RepositoryKeys(repository);
+            string exported = Path.Combine(_fixture.Root, "exported", "repo.key");
+            keys.Export(exported);
+            Assert.Equal("KeyFileExists", Assert.Throws<VmQuiesceException>(() => keys.Export(exported)).ErrorId);
+            Assert.Equal("RepositoryKeyLastCopy", Assert.Throws<VmQuiesceException>(() => keys.RemoveHostKey(force: false)).ErrorId);
+            Assert.True(keys.RemoveHostKey(force: true));
+
+            var onNewHost = new RepositoryKeys(BackupRepository.Open(repository.Path));
+            onNewHost.ImportFromKeyFile(exported);
+            Assert.Equal(point.Id, BackupRepository.Open(repository.Path).GetRestorePoint(point.Id).Id);
+
+            // Another repository's key file is refused by its repository id.
+            BackupRepository other = NewEncrypted("other");
+            Assert.Equal("RepositoryKeyFileInvalid", Assert.Throws<VmQuiesceException>(() => new RepositoryKeys(other).ImportFromKeyFile(exported)).ErrorId);
+        }
+    }
+}

@@ -1,0 +1,209 @@
+# Backup schedules: Register-, Get-, Unregister-VmBackupSchedule on real unit files in a temporary unit directory,
+# and the job itself: the service unit's own ExecStart, run the way systemd runs it, against the real QEMU test
+# guest named only by its monitor socket, with the exit-code contract of Invoke-VmBackupJob.
+BeforeAll {
+    Import-Module $env:VMQUIESCE_MODULE_PATH -Force
+    Import-Module (Join-Path $PSScriptRoot 'TestSupport.psm1') -Force
+    Import-Module (Join-Path $PSScriptRoot '../guest/TestGuest.psm1') -Force
+    $script:unavailable = Get-TestGuestSkipReason
+    $script:unitSkip = if ($IsWindows -or $PSVersionTable.PSEdition -eq 'Desktop') { 'Windows registers scheduled tasks: covered by the stand-in ScheduledTasks tests and the Invoke-DscResource tests' }
+    $script:root = Join-Path ([IO.Path]::GetTempPath()) "vmq-schedule-$([guid]::NewGuid().ToString('N').Substring(0, 8))"
+    New-Item -ItemType Directory -Path $root | Out-Null
+
+    # The job's PowerShell: a file at a fixed path that starts this test's PowerShell (the local dotnet tool here).
+    $child = Get-ChildPwsh
+    $script:pwshPath = Join-Path $root 'pwsh'
+    $command = (@($child.FilePath) + $child.Prefix | ForEach-Object { "'$($_.Replace("'", "'\''"))'" }) -join ' '
+    Set-Content -LiteralPath $pwshPath -Value "#!/bin/sh`nexec $command `"`$@`""
+    if (-not $unitSkip) { & chmod 755 $pwshPath }
+
+    # ExecStart= back into program and arguments, undoing systemd's quoting ("...", \\ and \", %% and $$).
+    function script:Split-ExecStart([string] $Line) {
+        [regex]::Matches($Line.Substring('ExecStart='.Length), '"((?:[^"\\]|\\.)*)"') | ForEach-Object {
+            [regex]::Replace($_.Groups[1].Value, '\\(.)', '$1').Replace('%%', '%').Replace('$$', '$')
+        }
+    }
+
+    # Runs a unit's job as systemd would (no shell, no terminal) and returns its exit code and standard error.
+    function script:Invoke-UnitJob([string] $Service) {
+        $exec = Get-Content -LiteralPath $Service | Where-Object { $_ -like 'ExecStart=*' }
+        $arguments = @(Split-ExecStart $exec)
+        $start = [Diagnostics.ProcessStartInfo]::new($arguments[0])
+        foreach ($argument in $arguments | Select-Object -Skip 1) { $start.ArgumentList.Add($argument) }
+        $start.RedirectStandardError = $true
+        $start.RedirectStandardOutput = $true
+        $start.WorkingDirectory = '/'
+        $process = [Diagnostics.Process]::Start($start)
+        $errorText = $process.StandardError.ReadToEndAsync()
+        $null = $process.StandardOutput.ReadToEnd()
+        $process.WaitForExit()
+        [pscustomobject]@{ ExitCode = $process.ExitCode; Errors = @($errorText.Result -split "`n" | Where-Object { $_.Trim() }) }
+    }
+}
+
+AfterAll {
+    if ($root -and (Test-Path $root)) { Remove-Item $root -Recurse -Force }
+}
+
+Describe 'Register-, Get-, Unregister-VmBackupSchedule with real unit files' {
+    BeforeAll {
+        $script:units = Join-Path $root 'units'
+        $script:settings = @{
+            Name = 'nightly'; Vm = @('web01', "/run/vm's/db 01.qmp"); Repository = '/srv/backup repo %h'; At = '02:30'
+            KeepDaily = 7; KeepWeekly = 4; UnitDirectory = $units; PowerShellPath = $pwshPath; Confirm = $false
+        }
+    }
+
+    It 'writes a service and a timer whose job imports the module by path and runs Invoke-VmBackupJob' {
+        if ($unitSkip) { Set-ItResult -Skipped -Because $unitSkip; return }
+        $registered = Register-VmBackupSchedule @settings -PassThru
+        $registered | Should -BeOfType ([VmQuiesce.Core.Schedule.BackupScheduleInfo])
+        $registered.IsCurrent | Should -BeTrue
+
+        Get-Content (Join-Path $units 'vmquiesce-backup-nightly.timer') | Should -Contain 'OnCalendar=*-*-* 02:30:00'
+        $exec = Get-Content (Join-Path $units 'vmquiesce-backup-nightly.service') | Where-Object { $_ -like 'ExecStart=*' }
+        $arguments = @(Split-ExecStart $exec)
+        $arguments[0] | Should -Be $pwshPath
+        $arguments[1..3] | Should -Be @('-NoProfile', '-NonInteractive', '-Command')
+        $moduleFolder = Split-Path (Split-Path $env:VMQUIESCE_MODULE_PATH)
+        $arguments[4] | Should -BeLike "Import-Module -Name '$moduleFolder' -ErrorAction Stop; exit (Invoke-VmBackupJob -Name 'nightly' -Vm 'web01','/run/vm''s/db 01.qmp' -Repository '/srv/backup repo %h' -Consistency FileSystem -KeepDaily 7 -KeepWeekly 4).ExitCode"
+        $exec | Should -BeLike '*%%h*' -Because 'systemd would expand %h to a home folder'
+    }
+
+    It 'lists the schedule with its settings, its command and the next run; a hand edit makes it not current' {
+        if ($unitSkip) { Set-ItResult -Skipped -Because $unitSkip; return }
+        $schedule = Get-VmBackupSchedule -Name 'night*' -UnitDirectory $units
+        $schedule.Name | Should -Be 'nightly'
+        $schedule.Vm | Should -Be @('web01', "/run/vm's/db 01.qmp")
+        $schedule.Settings.KeepWeekly | Should -Be 4
+        $schedule.Scheduler | Should -Be 'systemd'
+        $schedule.Command[0] | Should -Be $pwshPath
+        $schedule.IsCurrent | Should -BeTrue
+        $schedule.LastRunTime | Should -BeNullOrEmpty -Because 'systemd does not read this folder, so nothing ran it'
+        $schedule.NextRunTime | Should -Be ([VmQuiesce.Core.Schedule.BackupScheduleInfo]::NextDaily([timespan]'02:30', $schedule.NextRunTime.AddMinutes(-1)))
+        $schedule.NextRunTime.TimeOfDay | Should -Be ([timespan]'02:30')
+
+        Add-Content -LiteralPath (Join-Path $units 'vmquiesce-backup-nightly.service') -Value 'ExecStartPost=/bin/true'
+        (Get-VmBackupSchedule nightly -UnitDirectory $units).IsCurrent | Should -BeFalse
+    }
+
+    It 'replaces the schedule whole when registered again, and -WhatIf changes nothing' {
+        if ($unitSkip) { Set-ItResult -Skipped -Because $unitSkip; return }
+        Register-VmBackupSchedule @settings
+        (Get-VmBackupSchedule nightly -UnitDirectory $units).IsCurrent | Should -BeTrue
+        $changed = $settings.Clone()
+        $changed.At = '04:00'
+        Register-VmBackupSchedule @changed -WhatIf
+        (Get-VmBackupSchedule nightly -UnitDirectory $units).At | Should -Be '02:30'
+    }
+
+    It 'names a schedule that does not exist with ScheduleNotFound, and refuses a bad name before writing anything' {
+        if ($unitSkip) { Set-ItResult -Skipped -Because $unitSkip; return }
+        Get-VmBackupSchedule -Name 'no-such' -UnitDirectory $units -ErrorVariable failures -ErrorAction SilentlyContinue | Should -BeNullOrEmpty
+        $failures[0].FullyQualifiedErrorId | Should -BeLike 'ScheduleNotFound,*'
+        $bad = $settings.Clone()
+        $bad.Name = '../evil'
+        { Register-VmBackupSchedule @bad -ErrorAction Stop } | Should -Throw -ErrorId 'ScheduleNameInvalid,*'
+        $bad = $settings.Clone()
+        $bad.At = '25:00'
+        { Register-VmBackupSchedule @bad -ErrorAction Stop } | Should -Throw -ErrorId 'ScheduleTimeInvalid,*'
+        @(Get-ChildItem $units).Name | Sort-Object | Should -Be @('vmquiesce-backup-nightly.service', 'vmquiesce-backup-nightly.timer')
+    }
+
+    It 'refuses a -PowerShellPath that is not a file' {
+        $missing = $settings.Clone()
+        $missing.PowerShellPath = Join-Path $root 'no-pwsh-here'
+        { Register-VmBackupSchedule @missing -ErrorAction Stop } | Should -Throw -ErrorId 'PowerShellNotFound,*'
+    }
+
+    It 'Unregister removes both units and the schedule is gone' {
+        if ($unitSkip) { Set-ItResult -Skipped -Because $unitSkip; return }
+        Unregister-VmBackupSchedule -Name nightly -UnitDirectory $units -Confirm:$false
+        @(Get-ChildItem $units) | Should -BeNullOrEmpty
+        Get-VmBackupSchedule -UnitDirectory $units | Should -BeNullOrEmpty
+    }
+
+    It 'keeps a VM path that ends its quote with U+2018-U+201B one argument: the command it injects never runs' {
+        $marker = Join-Path $root 'injected'
+        $received = Join-Path $root 'received.json'
+        $hostile = @(foreach ($quote in [char] 0x2018, [char] 0x2019, [char] 0x201A, [char] 0x201B) { "/run/vm$quote; New-Item -ItemType File -Path $marker; $quote.qmp" })
+        $schedule = [VmQuiesce.Core.Schedule.BackupSchedule]::new('hostile', [string[]] $hostile, '/srv/repo')
+        # The job as the scheduler runs it, with VmQuiesce's commands replaced by stubs that record what reached them.
+        $stubs = "function Import-Module {}; function Invoke-VmBackupJob { param(`$Name, [string[]] `$Vm) ConvertTo-Json -InputObject `$Vm | Set-Content -LiteralPath '$received'; @{ ExitCode = 0 } }; "
+        $child = Get-ChildPwsh
+
+        & $child.FilePath @($child.Prefix + @('-NoProfile', '-NonInteractive', '-Command', $stubs + $schedule.JobScript()))
+
+        $LASTEXITCODE | Should -Be 0
+        Test-Path $marker | Should -BeFalse -Because 'the VM path ended its quoted string and ran New-Item as root'
+        @(Get-Content -LiteralPath $received -Raw | ConvertFrom-Json) | Should -Be $hostile
+    }
+}
+
+Describe 'The scheduled job against the real QEMU test guest' {
+    BeforeAll {
+        if ($unavailable -or $unitSkip) { return }
+        $script:uuid = [guid]::NewGuid()
+        $script:guest = Start-TestGuest -Uuid $uuid
+        $script:jobUnits = Join-Path $root 'job-units'
+        $script:repository = Join-Path $root 'job-repo'
+        $script:logs = Join-Path $root 'job-logs'
+    }
+
+    AfterAll {
+        if ($script:guest) { $script:guest | Stop-TestGuest }
+    }
+
+    It 'gives the VM the same name and its UUID whether it is discovered or named by its socket' {
+        if ($unavailable) { Set-ItResult -Skipped -Because $unavailable; return }
+        $bySocket = Get-BackupVm -QmpSocket $guest.QmpSocketPath
+        $discovered = @(Get-BackupVm | Where-Object Location -EQ $guest.QmpSocketPath)
+        $discovered.Count | Should -Be 1
+        $discovered[0].Name | Should -Be $bySocket.Name
+        $bySocket.Uuid | Should -Be $uuid
+        $discovered[0].Uuid | Should -Be $uuid
+    }
+
+    It 'runs the unit''s own ExecStart and gets a FileSystem-consistent point from a VM named only by its monitor' {
+        if ($unavailable) { Set-ItResult -Skipped -Because $unavailable; return }
+        if ($unitSkip) { Set-ItResult -Skipped -Because $unitSkip; return }
+        Register-VmBackupSchedule -Name 'guest-job' -Vm $guest.QmpSocketPath -Repository $repository -KeepLast 5 -LogFolder $logs `
+            -UnitDirectory $jobUnits -PowerShellPath $pwshPath -Confirm:$false
+
+        $run = Invoke-UnitJob (Join-Path $jobUnits 'vmquiesce-backup-guest-job.service')
+
+        $run.Errors | Should -BeNullOrEmpty
+        $run.ExitCode | Should -Be 0
+        $points = @(Get-VmBackup -Repository $repository)
+        $points.Count | Should -Be 1
+        "$($points[0].Consistency)" | Should -Be 'FileSystem'
+        $points[0].Quiesce.Frozen | Should -Not -BeNullOrEmpty
+        $points[0].VmUuid | Should -Be $uuid
+        $log = @(Get-ChildItem $logs -Filter 'guest-job-*.log')
+        $log.Count | Should -Be 1
+        Get-Content $log[0].FullName | Select-Object -Last 1 | Should -BeLike '*exit code 0.'
+    }
+
+    It 'exits 2 with one error line per VM that failed, while the others are backed up' {
+        if ($unavailable) { Set-ItResult -Skipped -Because $unavailable; return }
+        if ($unitSkip) { Set-ItResult -Skipped -Because $unitSkip; return }
+        $missing = Join-Path $root 'gone/qmp.sock'
+        Register-VmBackupSchedule -Name 'guest-job' -Vm $guest.QmpSocketPath, $missing -Repository $repository -KeepLast 5 `
+            -UnitDirectory $jobUnits -PowerShellPath $pwshPath -Confirm:$false
+
+        $run = Invoke-UnitJob (Join-Path $jobUnits 'vmquiesce-backup-guest-job.service')
+
+        $run.ExitCode | Should -Be 2
+        $run.Errors.Count | Should -Be 1
+        $run.Errors[0] | Should -BeLike "guest-job: FAILED $missing`: QmpSocketNotFound: *"
+        @(Get-VmBackup -Repository $repository).Count | Should -Be 2
+    }
+
+    It 'exits 2 when a VM cannot reach the required consistency' {
+        if ($unavailable) { Set-ItResult -Skipped -Because $unavailable; return }
+        $result = Invoke-VmBackupJob -Name 'too-high' -Vm $guest.QmpSocketPath -Repository $repository -Consistency Application 2>$null
+        $result.ExitCode | Should -Be 2
+        $result.Failures.ErrorId | Should -Be 'ConsistencyNotReached'
+        @(Get-VmBackup -Repository $repository).Count | Should -Be 2
+    }
+}
