@@ -181,7 +181,8 @@ namespace VmQuiesce.Core.Repository
                     .With("chunks", new JsonArray(chunks.Select(chunk => (object?)(chunk ?? ZeroChunk))));
             }
 
-            RestorePoint renamed = FromJson(json);
+            // Through its text, as a manifest is read: the members keep the types a parsed manifest has.
+            RestorePoint renamed = FromJson(JsonText.ParseObject(JsonText.Serialize(json, indented: false)));
             renamed.Repository = Repository;
             return renamed;
         }
