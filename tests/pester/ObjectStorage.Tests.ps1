@@ -37,7 +37,20 @@ BeforeAll {
         $config.RequestChecksumCalculation = 'WHEN_REQUIRED'; $config.ResponseChecksumValidation = 'WHEN_REQUIRED'
         $client = [Activator]::CreateInstance($sdk.GetType('Amazon.S3.AmazonS3Client'), [object[]] @($settings.AWS_ACCESS_KEY_ID, $secret, $config))
         $null = $client.PutBucketAsync($bucket).GetAwaiter().GetResult()
-        $client.Dispose()
+        # Kept to read and change objects as someone who can write the bucket but has no repository key.
+        $script:client = $client
+        $script:readObject = {
+            param([string] $key)
+            $response = $client.GetObjectAsync($bucket, $key).GetAwaiter().GetResult()
+            $buffer = [IO.MemoryStream]::new(); $response.ResponseStream.CopyTo($buffer); $response.Dispose()
+            , $buffer.ToArray()
+        }
+        $script:writeObject = {
+            param([string] $key, [byte[]] $content)
+            $request = [Activator]::CreateInstance($sdk.GetType('Amazon.S3.Model.PutObjectRequest'))
+            $request.BucketName = $bucket; $request.Key = $key; $request.InputStream = [IO.MemoryStream]::new($content)
+            $null = $client.PutObjectAsync($request).GetAwaiter().GetResult()
+        }
 
         $script:folder = Join-Path $root 'repo'
         $script:disk = Join-Path $root 'disk.img'
@@ -50,6 +63,7 @@ BeforeAll {
 }
 
 AfterAll {
+    if ($client) { $client.Dispose() }
     if ($rgw -and (Test-Path $rgw)) { & /bin/bash (Join-Path $scripts 'stop-rgw.sh') $rgw --purge 2>&1 | Out-Null }
     if (Test-Path $root) { Remove-Item $root -Recurse -Force }
 }
@@ -85,6 +99,38 @@ Describe 'Copy-VmBackup to and from S3' {
         $file = @(Get-ChildItem $restored -Recurse -File)
         $file.Count | Should -Be 1
         (Get-FileHash $file[0].FullName).Hash | Should -Be (Get-FileHash $disk).Hash
+    }
+
+    It 'keeps an encrypted copy in S3 sealed under its own key: listed and verified with the key file, a changed object not authentic, nothing read without the key' {
+        $s3 = "s3://$bucket/site-enc"
+        $copy = Copy-VmBackup -Repository $folder -Destination $s3 -Id $second.Id -S3Endpoint $endpoint -S3Credential $credential -Confirm:$false
+        $copy.ChunksCopied | Should -Be 3
+        $marker = [Text.Encoding]::UTF8.GetString((& $readObject 'site-enc/vmquiesce-repository.json')) | ConvertFrom-Json
+        $marker.encryption.algorithm | Should -Be 'AES-256-GCM'
+        $keyFile = Join-Path $env:VMQUIESCE_KEY_FOLDER "$($marker.encryption.repositoryId).key"
+        $keyFile | Should -Exist
+        [Text.Encoding]::UTF8.GetString((& $readObject "site-enc/points/$($second.Id).json")) | Should -Not -Match 's3vm'
+
+        (Get-VmBackup -Repository $s3 -S3Endpoint $endpoint -S3Credential $credential).VmName | Should -Be 's3vm'
+        (Test-VmBackup -Repository $s3 -S3Endpoint $endpoint -S3Credential $credential).IsValid | Should -BeTrue
+
+        $point = Get-VmBackup -Repository $s3 -S3Endpoint $endpoint -S3Credential $credential
+        $chunk = $point.Files[0].Chunks[1]
+        $key = "site-enc/chunks/$($chunk.Substring(0, 2))/$chunk"
+        $bytes = & $readObject $key
+        $bytes[100] = $bytes[100] -bxor 1
+        & $writeObject $key $bytes
+        $verified = Test-VmBackup -Repository $s3 -S3Endpoint $endpoint -S3Credential $credential -ErrorVariable damaged -ErrorAction SilentlyContinue
+        $verified.IsValid | Should -BeFalse
+        $verified.Problems.Hash | Should -Be $chunk
+        "$($verified.Problems.Problem)" | Should -Be 'NotAuthentic'
+        $damaged[0].FullyQualifiedErrorId | Should -BeLike 'RestorePointNotAuthentic,*'
+
+        Move-Item $keyFile "$keyFile.away"
+        try {
+            { Get-VmBackup -Repository $s3 -S3Endpoint $endpoint -S3Credential $credential -ErrorAction Stop } | Should -Throw -ErrorId 'RepositoryKeyNotFound,*'
+        }
+        finally { Move-Item "$keyFile.away" $keyFile }
     }
 
     It 'reports wrong keys with S3AccessDenied naming the repository, and never shows the secret' {
