@@ -186,6 +186,18 @@ namespace VmQuiesce.Core.Tests.Storage
         }
 
         [RgwFact]
+        public void A_repository_file_swapped_for_an_unencrypted_one_in_the_bucket_is_not_authentic()
+        {
+            using ObjectRepository remote = ObjectRepository.OpenOrCreate(_server.NewStorage(), RepositoryFixture.ChunkSize, RepositoryKey.Generate());
+            Overwrite(remote, BackupRepository.MarkerName, Encoding.UTF8.GetBytes(BackupRepository.NewMarker(RepositoryFixture.ChunkSize, RepositoryEncryption.None)));
+
+            var error = Assert.Throws<VmQuiesceException>(() => Reopen(remote));
+
+            Assert.Equal("RepositoryNotAuthentic", error.ErrorId);
+            Assert.Contains(remote.Location, error.Message);
+        }
+
+        [RgwFact]
         public void Without_its_key_on_this_host_an_encrypted_s3_repository_is_neither_read_nor_written()
         {
             string disk = Disk("disk.img", 5);

@@ -265,14 +265,22 @@ namespace VmQuiesce.Core.Repository.Storage
                 throw ConfigInvalid(storage, $"chunkSize {chunkSize}; expected {BackupRepository.MinChunkSize} to {BackupRepository.MaxChunkSize} bytes", null);
             }
 
+            RepositoryEncryption encryption;
             try
             {
-                return ((int)chunkSize, RepositoryEncryption.FromMarker(config, version, (int)chunkSize, storage.Location));
+                encryption = RepositoryEncryption.FromMarker(config, version, (int)chunkSize, storage.Location);
             }
             catch (Exception e) when (e is JsonFormatException || e is FormatException)
             {
                 throw ConfigInvalid(storage, e.Message, e);
             }
+
+            if (!encryption.IsEncrypted)
+            {
+                HostKeyStore.RefuseDowngrade(storage.Location);
+            }
+
+            return ((int)chunkSize, encryption);
         }
 
         private static VmQuiesceException ConfigInvalid(IObjectStorage storage, string why, Exception? inner) =>
