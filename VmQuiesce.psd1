@@ -15,6 +15,7 @@
     CmdletsToExport      = @(
         'Add-VmBackupRepositoryKey'
         'Complete-VmInstantRestore'
+        'Copy-VmBackup'
         'Dismount-VmBackup'
         'Export-VmBackupRepositoryKey'
         'Get-BackupVm'

@@ -174,9 +174,24 @@ function Initialize-TestGuest {
     $env:VMQUIESCE_TEST_GUEST = $guestOut
 }
 
+function Initialize-TestS3 {
+    # The S3 tests start a real Ceph RGW (tests/s3/start-rgw.sh) themselves; its Debian packages are installed
+    # here when missing (root), or out/s3/unavailable.txt says why they cannot be, which those tests skip with.
+    $s3Out = Join-Path $OutRoot 's3'
+    New-Item -ItemType Directory -Path $s3Out -Force | Out-Null
+    $unavailable = Join-Path $s3Out 'unavailable.txt'
+    Remove-Item $unavailable -ErrorAction SilentlyContinue
+    $env:VMQUIESCE_TEST_S3 = $s3Out
+    if (-not $IsLinux) { Set-Content $unavailable 'The S3 test server (Ceph RGW) runs on Linux only.'; return }
+    $output = & /bin/bash (Join-Path $Root 'tests/s3/start-rgw.sh') --install 2>&1 | ForEach-Object { "$_" }
+    if ($LASTEXITCODE -eq 3) { Set-Content $unavailable ($output -join ' ') }
+    elseif ($LASTEXITCODE -ne 0) { throw "Installing the S3 test server's packages failed (exit code $LASTEXITCODE): $(($output | Select-Object -Last 5) -join ' | ')" }
+}
+
 function Invoke-Test {
     Assert-Built
     Initialize-TestGuest
+    Initialize-TestS3
     # The package tests install what Package made, so Test makes it first (CI made it in its build job).
     if (-not $SkipBuild) { Invoke-Package }
     if (-not (Get-ChildItem $PackageOut -Filter 'VmQuiesce.*.nupkg' -ErrorAction SilentlyContinue)) {

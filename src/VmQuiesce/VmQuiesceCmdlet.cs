@@ -219,6 +219,12 @@ namespace VmQuiesce
         /// <summary>The one path resolver: <see cref="ResolveFileSystemPath"/>, throwing a VmQuiesceException with <paramref name="errorId"/>.</summary>
         internal static string FileSystemPath(PSCmdlet cmdlet, string path, string parameterName, string errorId)
         {
+            if (Core.Repository.Storage.S3RepositoryAddress.IsS3(path))
+            {
+                throw new VmQuiesceException("S3RepositoryNotSupported", FailureKind.NotSupported,
+                    $"-{parameterName} '{path}' is on S3 object storage; {cmdlet.MyInvocation.MyCommand.Name} works on folder repositories. Get-VmBackup, Test-VmBackup and Copy-VmBackup take s3:// repositories: copy restore points from a folder repository to S3 (and back, to restore) with Copy-VmBackup.", path);
+            }
+
             string resolved;
             ProviderInfo provider;
             try

@@ -117,6 +117,11 @@ Describe '<Name>: -WhatIf and -Confirm' -ForEach $changing {
                 $vm | Invoke-VmQuiescedBackup -Repository $repository -Consistency Crash -WhatIf | Should -BeNullOrEmpty
                 @(Get-VmBackup $repository).Count | Should -Be $before
             }
+            'Copy-VmBackup'             = {
+                $destination = Join-Path $root "copy-$(New-Guid)"
+                $point | Copy-VmBackup -Destination $destination -WhatIf | Should -BeNullOrEmpty
+                Test-Path $destination | Should -BeFalse
+            }
             'Remove-VmBackup'           = {
                 Remove-VmBackup -Repository $repository -Id $point.Id -WhatIf
                 (Get-VmBackup $repository -Id $point.Id).Id | Should -Be $point.Id

@@ -70,9 +70,10 @@ Describe 'The package that build.ps1 -Task Package makes' {
     It 'ships the .NET Framework build and the .NET 8 build, each with only the assemblies it needs' {
         if (-not $psResourceGet) { Set-ItResult -Skipped -Because 'Microsoft.PowerShell.PSResourceGet is not installed (Install-Module Microsoft.PowerShell.PSResourceGet)'; return }
         $assemblies = @(Get-RelativeFile $installed | Where-Object { $_ -like '*.dll' })
-        # ZstdSharp (chunks), BouncyCastle (Argon2id; AES-GCM on .NET Framework); on .NET Framework also the System.* packages ZstdSharp needs there.
-        $net472 = 'BouncyCastle.Cryptography', 'System.Buffers', 'System.Memory', 'System.Numerics.Vectors', 'System.Runtime.CompilerServices.Unsafe', 'System.Threading.Tasks.Extensions', 'VmQuiesce.Core', 'VmQuiesce', 'ZstdSharp'
-        $net8 = 'BouncyCastle.Cryptography', 'VmQuiesce.Core', 'VmQuiesce', 'ZstdSharp'
+        # ZstdSharp (chunks), BouncyCastle (Argon2id; AES-GCM on .NET Framework) and the AWS SDK's S3 client (s3:// repositories); on .NET Framework also the System.* packages they need there.
+        $aws = 'AWSSDK.Core', 'AWSSDK.Extensions.Numerics', 'AWSSDK.S3', 'System.IO.Hashing'
+        $net472 = $aws + 'BouncyCastle.Cryptography', 'Microsoft.Bcl.AsyncInterfaces', 'System.Buffers', 'System.Memory', 'System.Numerics.Vectors', 'System.Runtime.CompilerServices.Unsafe', 'System.Text.Encodings.Web', 'System.Text.Json', 'System.Threading.Tasks.Extensions', 'System.ValueTuple', 'VmQuiesce.Core', 'VmQuiesce', 'ZstdSharp'
+        $net8 = $aws + 'BouncyCastle.Cryptography', 'VmQuiesce.Core', 'VmQuiesce', 'ZstdSharp'
         $expected = @($net472 | ForEach-Object { "bin/net472/$_.dll" }) + @($net8 | ForEach-Object { "bin/net8.0/$_.dll" })
         ($assemblies -join ', ') | Should -Be (($expected | Sort-Object) -join ', ')
     }

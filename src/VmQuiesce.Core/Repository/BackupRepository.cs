@@ -20,7 +20,7 @@ namespace VmQuiesce.Core.Repository
     /// vmquiesce-repository.json (format version, chunk size), chunks/ab/&lt;sha256&gt;,
     /// points/&lt;id&gt;.json and locks/. A restore point exists exactly when its manifest does.
     /// </summary>
-    public sealed class BackupRepository
+    public sealed class BackupRepository : IRestorePointSource
     {
         public const int FormatVersion = 1;
         public const int DefaultChunkSize = 4 * 1024 * 1024;
@@ -54,6 +54,8 @@ namespace VmQuiesce.Core.Repository
         }
 
         public string Path { get; }
+
+        public string Location => Path;
 
         /// <summary>What <see cref="OpenOrCreate(string, int)"/> made: nothing (it existed), the layout in an existing folder, or the folder too.</summary>
         internal RepositoryCreation Created { get; private set; }
@@ -137,6 +139,14 @@ namespace VmQuiesce.Core.Repository
             return repository;
         }
 
+        /// <summary>The repository file of a new repository, in a folder or in object storage alike.</summary>
+        internal static string NewMarker(int chunkSize, RepositoryEncryption encryption) => JsonText.Serialize(encryption.AddTo(new JsonObject()
+            .With("format", MarkerFormat)
+            .With("formatVersion", FormatVersion)
+            .With("chunkSize", chunkSize)
+            .With("chunkHash", "SHA-256")
+            .With("created", DateTime.UtcNow.ToString("o", CultureInfo.InvariantCulture))), indented: true);
+
         private static RepositoryEncryption ReadEncryption(JsonObject config, long version, string marker, BackupRepository repository)
         {
             RepositoryEncryption encryption;
@@ -185,12 +195,7 @@ namespace VmQuiesce.Core.Repository
                 HostKeyStore.Write(repository.Encryption.RepositoryId!, key, full);
             }
 
-            string config = JsonText.Serialize(repository.Encryption.AddTo(new JsonObject()
-                .With("format", MarkerFormat)
-                .With("formatVersion", FormatVersion)
-                .With("chunkSize", chunkSize)
-                .With("chunkHash", "SHA-256")
-                .With("created", DateTime.UtcNow.ToString("o", CultureInfo.InvariantCulture))), indented: true);
+            string config = NewMarker(chunkSize, repository.Encryption);
             bool madeFolder;
             try
             {
@@ -332,6 +337,7 @@ namespace VmQuiesce.Core.Repository
         /// </summary>
         public IReadOnlyList<RestorePoint> ListRestorePoints(Action<VmQuiesceException>? problem = null) => ReadManifests(problem).Points;
 
+        /// <inheritdoc/>
         public RestorePoint GetRestorePoint(string id)
         {
             if (!IsValidId(id))
@@ -437,8 +443,8 @@ namespace VmQuiesce.Core.Repository
         }
 
         /// <summary>
-        /// Re-reads and re-hashes every chunk of <paramref name="point"/> and checks each whole-file digest.
-        /// Chunks are read, decoded and hashed on every core, a few ahead of the in-order digest.
+        /// Re-reads and re-hashes every chunk of <paramref name="point"/> and checks each whole-file digest
+        /// (see <see cref="RestorePointVerifier"/>).
         /// </summary>
         public RestorePointVerification Verify(RestorePoint point, CancellationToken cancel, IOperationHost? host = null)
         {
@@ -452,55 +458,7 @@ namespace VmQuiesce.Core.Repository
                 };
             }
 
-            var clock = System.Diagnostics.Stopwatch.StartNew();
-            var problems = new Dictionary<string, (ChunkProblemKind Problem, string Detail, List<string> Files)>(StringComparer.Ordinal);
-            var broken = new List<string>();
-            var mismatches = new List<string>();
-            var reader = new ChunkReadAhead(this, point.ChunkSize, new ConcurrentDictionary<string, bool>(StringComparer.Ordinal));
-            long chunks = 0;
-            long bytes = 0;
-            foreach (RestorePointFile file in point.Files)
-            {
-                long expectedChunks = ChunkReadAhead.ExpectedChunks(file.Size, point.ChunkSize);
-                if (file.Chunks.Count != expectedChunks)
-                {
-                    Record(problems, "-", ChunkProblemKind.Damaged, $"the manifest lists {file.Chunks.Count} chunks for {file.Size} bytes; expected {expectedChunks}", file.Path);
-                    broken.Add(file.Path);
-                    continue;
-                }
-
-                using FileDigest digest = FileDigest.For(file);
-                bool fileBroken = false;
-                reader.Read(file, chunk =>
-                {
-                    chunks++;
-                    bytes += chunk.Length;
-                    if (chunk.Failure != null)
-                    {
-                        Record(problems, chunk.Hash!, chunk.Missing ? ChunkProblemKind.Missing : Encryption.IsEncrypted ? ChunkProblemKind.NotAuthentic : ChunkProblemKind.Damaged, chunk.Failure, file.Path);
-                        fileBroken = true;
-                    }
-                    else if (!fileBroken)
-                    {
-                        digest.Append(chunk.Hash, chunk.Buffer, chunk.Length);
-                    }
-
-                    host?.WriteProgress(new TransferProgress("Reading and hashing chunks", bytes, point.Size, clock.Elapsed));
-                }, cancel);
-
-                if (fileBroken)
-                {
-                    broken.Add(file.Path);
-                }
-                else if (!string.Equals(digest.Finish(), file.Digest, StringComparison.OrdinalIgnoreCase))
-                {
-                    mismatches.Add(file.Path);
-                    broken.Add(file.Path);
-                }
-            }
-
-            var list = problems.Select(entry => new ChunkProblem(entry.Key, entry.Value.Problem, entry.Value.Detail, entry.Value.Files)).ToList();
-            return new RestorePointVerification(point, chunks, bytes, list, broken, mismatches);
+            return RestorePointVerifier.Verify(this, point, cancel, host);
         }
 
         /// <summary>
@@ -730,68 +688,9 @@ namespace VmQuiesce.Core.Repository
             return referenced;
         }
 
-        private static void Record(Dictionary<string, (ChunkProblemKind Problem, string Detail, List<string> Files)> problems, string hash, ChunkProblemKind problem, string detail, string file)
-        {
-            if (problems.TryGetValue(hash, out var known))
-            {
-                if (!known.Files.Contains(file))
-                {
-                    known.Files.Add(file);
-                }
-            }
-            else
-            {
-                problems[hash] = (problem, detail, new List<string> { file });
-            }
-        }
-
-        /// <summary>
-        /// Reads chunk <paramref name="hash"/> into <paramref name="buffer"/> and checks it decodes to
-        /// <paramref name="expectedLength"/> bytes that hash to its name (once per hash when <paramref name="good"/>
-        /// remembers verified chunks). Null when whole; otherwise what is wrong.
-        /// </summary>
-        internal string? ReadVerifiedChunk(string hash, byte[] buffer, int expectedLength, ConcurrentDictionary<string, bool>? good, out bool missing)
-        {
-            missing = false;
-            if (!ChunkStore.IsChunkName(hash))
-            {
-                return "the manifest names an invalid chunk hash";
-            }
-
-            int length;
-            try
-            {
-                length = Chunks.Read(hash, buffer);
-            }
-            catch (Exception e) when (e is FileNotFoundException || e is DirectoryNotFoundException)
-            {
-                missing = true;
-                return $"'{Chunks.PathOf(hash)}' does not exist";
-            }
-            catch (Exception e) when (e is InvalidDataException || e is IOException || e is UnauthorizedAccessException)
-            {
-                return $"'{Chunks.PathOf(hash)}' cannot be read: {e.Message}";
-            }
-
-            if (length != expectedLength)
-            {
-                return $"'{Chunks.PathOf(hash)}' holds {length} bytes; expected {expectedLength}";
-            }
-
-            if (good == null || !good.ContainsKey(hash))
-            {
-                using HashAlgorithm sha = Chunks.NewIdHash();
-                string actual = ChunkStore.Hash(sha, buffer, length);
-                if (actual != hash)
-                {
-                    return $"'{Chunks.PathOf(hash)}' hashes to {actual}";
-                }
-
-                good?.TryAdd(hash, true);
-            }
-
-            return null;
-        }
+        /// <inheritdoc/>
+        public string? ReadVerifiedChunk(string hash, byte[] buffer, int expectedLength, ConcurrentDictionary<string, bool>? good, out bool missing) =>
+            Chunks.ReadVerified(hash, () => Chunks.PathOf(hash), () => Chunks.Read(hash, buffer), buffer, expectedLength, good, out missing);
 
         private RestorePoint ReadManifest(string file)
         {

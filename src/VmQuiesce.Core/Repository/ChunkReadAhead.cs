@@ -13,7 +13,7 @@ namespace VmQuiesce.Core.Repository
     /// </summary>
     internal sealed class ChunkReadAhead
     {
-        private readonly BackupRepository _repository;
+        private readonly IRestorePointSource _repository;
         private readonly int _chunkSize;
         private readonly ConcurrentDictionary<string, bool>? _verified;
         private readonly Stack<byte[]> _buffers = new Stack<byte[]>();
@@ -23,7 +23,7 @@ namespace VmQuiesce.Core.Repository
         private readonly int _depth = (2 * Environment.ProcessorCount) + 2;
 
         /// <param name="verified">Remembers chunks already checked, so a chunk several files share is hashed once; null to hash every read.</param>
-        public ChunkReadAhead(BackupRepository repository, int chunkSize, ConcurrentDictionary<string, bool>? verified)
+        public ChunkReadAhead(IRestorePointSource repository, int chunkSize, ConcurrentDictionary<string, bool>? verified)
         {
             _repository = repository;
             _chunkSize = chunkSize;

@@ -139,18 +139,10 @@ namespace VmQuiesce.Core.Repository
             bool encoded = codec != CodecRaw;
             string temp = Path.Combine(Path.GetDirectoryName(final)!, TempPrefix + hash + "." + Guid.NewGuid().ToString("N"));
             Stream stream = _ops.CreateNewBulk(temp);
-            long fileLength = HeaderLength + encodedLength;
+            long fileLength;
             try
             {
-                if (Encryption.IsEncrypted)
-                {
-                    fileLength = Encryption.WriteSealedChunk(stream, hash, codec, encoded ? scratch : data, encodedLength);
-                }
-                else
-                {
-                    stream.Write(new byte[] { (byte)'V', (byte)'Q', (byte)'C', codec }, 0, HeaderLength);
-                    stream.Write(encoded ? scratch : data, 0, encodedLength);
-                }
+                fileLength = WriteStored(stream, hash, codec, encoded ? scratch : data, encodedLength);
             }
             catch
             {
@@ -159,6 +151,22 @@ namespace VmQuiesce.Core.Repository
             }
 
             return new PendingChunk(stream, temp, final, fileLength, length) { Repairs = damage };
+        }
+
+        /// <summary>
+        /// Writes chunk <paramref name="hash"/> as it is stored, in a folder or an object alike: the VQC header and
+        /// the <paramref name="codec"/> payload, sealed in an encrypted repository. Returns the bytes written.
+        /// </summary>
+        internal long WriteStored(Stream stream, string hash, byte codec, byte[] payload, int length)
+        {
+            if (Encryption.IsEncrypted)
+            {
+                return Encryption.WriteSealedChunk(stream, hash, codec, payload, length);
+            }
+
+            stream.Write(new byte[] { (byte)'V', (byte)'Q', (byte)'C', codec }, 0, HeaderLength);
+            stream.Write(payload, 0, length);
+            return HeaderLength + length;
         }
 
         /// <summary>
@@ -268,6 +276,15 @@ namespace VmQuiesce.Core.Repository
         public int Read(string hash, byte[] buffer)
         {
             using FileStream file = RegularFile.OpenRead(PathOf(hash), MaxFileLength);
+            return DecodeStored(hash, file, file.Length, buffer);
+        }
+
+        /// <summary>
+        /// Decodes stored chunk <paramref name="hash"/>, <paramref name="storedLength"/> bytes with its header, from
+        /// <paramref name="file"/> (a folder's file or an object's bytes): see <see cref="Read"/>.
+        /// </summary>
+        internal int DecodeStored(string hash, Stream file, long storedLength, byte[] buffer)
+        {
             var header = new byte[HeaderLength];
             if (file.ReadFully(header, HeaderLength) != HeaderLength || header[0] != 'V' || header[1] != 'Q' || header[2] != 'C')
             {
@@ -283,10 +300,10 @@ namespace VmQuiesce.Core.Repository
 
             if (header[3] != CodecSealed)
             {
-                return Decode(header[3], file, file.Length - HeaderLength, buffer);
+                return Decode(header[3], file, storedLength - HeaderLength, buffer);
             }
 
-            (byte codec, byte[] inner, int innerLength) = Encryption.OpenSealedChunk(hash, file, file.Length - HeaderLength);
+            (byte codec, byte[] inner, int innerLength) = Encryption.OpenSealedChunk(hash, file, storedLength - HeaderLength);
             try
             {
                 using var payload = new MemoryStream(inner, 1, innerLength - 1, writable: false);
@@ -366,7 +383,7 @@ namespace VmQuiesce.Core.Repository
         /// image) drops those blocks (codec Z); else it is stored raw. Random data, most of an image, thus
         /// costs a byte count, not a pass of the compressor.
         /// </summary>
-        private static (byte Codec, int Length) Encode(byte[] data, int length, byte[] scratch)
+        internal static (byte Codec, int Length) Encode(byte[] data, int length, byte[] scratch)
         {
             if (length >= 512 && !LooksIncompressible(data, length) && CompressZstd(data, length, scratch, length - length / 8) is int compressed)
             {
@@ -568,6 +585,55 @@ namespace VmQuiesce.Core.Repository
                 s_decompressors.Add(decompressor);
                 ArrayPool<byte>.Shared.Return(frame);
             }
+        }
+
+        /// <summary>
+        /// Reads chunk <paramref name="hash"/> with <paramref name="read"/> (the decoded length into
+        /// <paramref name="buffer"/>) and checks it is <paramref name="expectedLength"/> bytes that hash to its name
+        /// (once per hash when <paramref name="good"/> remembers verified chunks). Null when whole; otherwise what is
+        /// wrong, naming the chunk as <paramref name="where"/> says.
+        /// </summary>
+        internal string? ReadVerified(string hash, Func<string> where, Func<int> read, byte[] buffer, int expectedLength, ConcurrentDictionary<string, bool>? good, out bool missing)
+        {
+            missing = false;
+            if (!IsChunkName(hash))
+            {
+                return "the manifest names an invalid chunk hash";
+            }
+
+            int length;
+            try
+            {
+                length = read();
+            }
+            catch (Exception e) when (e is FileNotFoundException || e is DirectoryNotFoundException)
+            {
+                missing = true;
+                return $"'{where()}' does not exist";
+            }
+            catch (Exception e) when (e is InvalidDataException || e is IOException || e is UnauthorizedAccessException)
+            {
+                return $"'{where()}' cannot be read: {e.Message}";
+            }
+
+            if (length != expectedLength)
+            {
+                return $"'{where()}' holds {length} bytes; expected {expectedLength}";
+            }
+
+            if (good == null || !good.ContainsKey(hash))
+            {
+                using HashAlgorithm sha = NewIdHash();
+                string actual = Hash(sha, buffer, length);
+                if (actual != hash)
+                {
+                    return $"'{where()}' hashes to {actual}";
+                }
+
+                good?.TryAdd(hash, true);
+            }
+
+            return null;
         }
 
         public static string Hash(HashAlgorithm sha, byte[] data, int length) => ToHex(sha.ComputeHash(data, 0, length));

@@ -49,9 +49,12 @@ namespace VmQuiesce.Core.Repository
         public static FileDigest For(RestorePointFile file) => Start(file.DigestKind, file.Size);
 
         /// <summary>The schema-3 digest of a file's size and chunk list, for a new manifest.</summary>
-        public static string OfSizeAndChunks(long size, IEnumerable<string?> chunks)
+        public static string OfSizeAndChunks(long size, IEnumerable<string?> chunks) => OfChunks(FileDigestKind.SizeAndChunkListSha256, size, chunks);
+
+        /// <summary>The digest of a file's chunk list (schema 2 or 3), as <paramref name="kind"/> computes it.</summary>
+        public static string OfChunks(FileDigestKind kind, long size, IEnumerable<string?> chunks)
         {
-            using FileDigest digest = Start(FileDigestKind.SizeAndChunkListSha256, size);
+            using FileDigest digest = Start(kind, size);
             foreach (string? chunk in chunks)
             {
                 digest.Append(chunk, null, 0);

@@ -162,6 +162,31 @@ namespace VmQuiesce.Core.Repository
                 .With("files", files);
         }
 
+        /// <summary>
+        /// This point as a repository whose chunks have other ids names it (a copy between repositories with other
+        /// keys): each chunk renamed by <paramref name="rename"/>, each chunk-list digest computed anew over the new
+        /// list (a content digest stays as it is). Every other member is kept as it is.
+        /// </summary>
+        internal RestorePoint WithChunkIds(Func<string, string> rename)
+        {
+            JsonObject json = ToJson();
+            var files = json.GetArray("files");
+            for (int i = 0; i < Files.Count; i++)
+            {
+                RestorePointFile file = Files[i];
+                var chunks = file.Chunks.Select(chunk => chunk == null ? null : rename(chunk)).ToList();
+                string digest = file.DigestKind == FileDigestKind.ContentSha256 ? file.Digest : FileDigest.OfChunks(file.DigestKind, file.Size, chunks);
+                ((JsonObject)files[i]!)
+                    .With(DigestMember(file.DigestKind), digest)
+                    .With("chunks", new JsonArray(chunks.Select(chunk => (object?)(chunk ?? ZeroChunk))));
+            }
+
+            // Through its text, as a manifest is read: the members keep the types a parsed manifest has.
+            RestorePoint renamed = FromJson(JsonText.ParseObject(JsonText.Serialize(json, indented: false)));
+            renamed.Repository = Repository;
+            return renamed;
+        }
+
         private static string DigestMember(FileDigestKind kind) => kind switch
         {
             FileDigestKind.SizeAndChunkListSha256 => "sizeAndChunksSha256",

@@ -11,17 +11,17 @@ namespace VmQuiesce.Core.Repository
     /// </summary>
     public sealed class RestorePointReader
     {
-        private readonly BackupRepository _repository;
+        private readonly IRestorePointSource _repository;
         private readonly ChunkReadAhead _chunks;
 
-        public RestorePointReader(BackupRepository repository, RestorePoint point)
+        public RestorePointReader(IRestorePointSource repository, RestorePoint point)
         {
             _repository = repository;
             Point = point;
             if (point.ChunkSize != repository.ChunkSize)
             {
                 throw new VmQuiesceException("RestorePointChunkSizeMismatch", FailureKind.InvalidData,
-                    $"The restore point '{point.Id}' has chunk size {point.ChunkSize}; its repository '{repository.Path}' uses {repository.ChunkSize}.", point.Id);
+                    $"The restore point '{point.Id}' has chunk size {point.ChunkSize}; its repository '{repository.Location}' uses {repository.ChunkSize}.", point.Id);
             }
 
             _chunks = new ChunkReadAhead(repository, point.ChunkSize, verified: null);
@@ -75,7 +75,7 @@ namespace VmQuiesce.Core.Repository
                 throw new VmQuiesceException("RestoreFileHashMismatch", FailureKind.InvalidData,
                     $"The file '{file.Path}' of restore point '{Point.Id}' rebuilt from verified chunks has the digest {actual}; its manifest says {file.Digest}.", file.Path)
                 {
-                    Remedy = $"Run Test-VmBackup -Repository '{_repository.Path}' -Id {Point.Id}, and restore an older restore point.",
+                    Remedy = $"Run Test-VmBackup -Repository '{_repository.Location}' -Id {Point.Id}, and restore an older restore point.",
                 };
             }
         }
@@ -110,7 +110,7 @@ namespace VmQuiesce.Core.Repository
             return new VmQuiesceException(missing ? "RestoreChunkMissing" : notAuthentic ? "RestoreChunkNotAuthentic" : "RestoreChunkDamaged", notAuthentic ? FailureKind.SecurityError : FailureKind.InvalidData,
                 $"The restore point '{Point.Id}' of VM '{Point.VmName}' cannot rebuild '{file.Path}': chunk {hash} {(missing ? "is missing" : notAuthentic ? "is not authentic" : "is damaged")} ({detail}). Nothing was replaced.", file.Path)
             {
-                Remedy = $"Run Test-VmBackup -Repository '{_repository.Path}' -Id {Point.Id} for the full list of damage, and restore another restore point.",
+                Remedy = $"Run Test-VmBackup -Repository '{_repository.Location}' -Id {Point.Id} for the full list of damage, and restore another restore point.",
             };
         }
     }

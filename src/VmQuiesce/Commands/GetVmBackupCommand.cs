@@ -1,5 +1,3 @@
-using System.Collections.Generic;
-using System.Linq;
 using System.Management.Automation;
 using VmQuiesce.Core;
 using VmQuiesce.Core.Repository;
@@ -9,7 +7,7 @@ namespace VmQuiesce.Commands
     /// <summary>Lists the restore points of a repository.</summary>
     [Cmdlet(VerbsCommon.Get, "VmBackup")]
     [OutputType(typeof(RestorePoint))]
-    public sealed class GetVmBackupCommand : VmQuiesceCmdlet
+    public sealed class GetVmBackupCommand : RepositoryCmdlet
     {
         [Parameter(Mandatory = true, Position = 0, ValueFromPipelineByPropertyName = true)]
         [ValidateNotNullOrEmpty]
@@ -33,10 +31,10 @@ namespace VmQuiesce.Commands
 
         protected override void ProcessRecord()
         {
-            BackupRepository repository;
+            IRestorePointSource repository;
             try
             {
-                repository = BackupRepository.Open(ResolveFileSystemPath(Repository, nameof(Repository)));
+                repository = OpenRestorePointSource(Repository, nameof(Repository));
             }
             catch (VmQuiesceException e)
             {
@@ -44,40 +42,20 @@ namespace VmQuiesce.Commands
                 return;
             }
 
-            IEnumerable<RestorePoint> points = repository.ListRestorePoints(WriteFailure);
-            if (Id != null)
+            try
             {
-                var found = new List<RestorePoint>();
-                foreach (string id in Id)
+                foreach (RestorePoint point in SelectRestorePoints(repository, Id, VmName, Latest))
                 {
-                    try
-                    {
-                        found.Add(repository.GetRestorePoint(id));
-                    }
-                    catch (VmQuiesceException e)
-                    {
-                        WriteFailure(e);
-                    }
+                    WriteObject(point);
                 }
-
-                points = found;
             }
-
-            if (VmName != null)
+            catch (VmQuiesceException e)
             {
-                var patterns = VmName.Select(name => new WildcardPattern(name, WildcardOptions.IgnoreCase)).ToList();
-                points = points.Where(point => patterns.Any(pattern => pattern.IsMatch(point.VmName)));
+                WriteFailure(e);
             }
-
-            if (Latest)
+            finally
             {
-                points = points.GroupBy(point => point.VmKey, System.StringComparer.Ordinal)
-                    .Select(vm => vm.OrderByDescending(point => point.StartTime).First());
-            }
-
-            foreach (RestorePoint point in points.OrderBy(point => point.StartTime).ThenBy(point => point.Id, System.StringComparer.Ordinal))
-            {
-                WriteObject(point);
+                (repository as System.IDisposable)?.Dispose();
             }
         }
     }

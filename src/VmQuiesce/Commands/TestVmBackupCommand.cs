@@ -11,7 +11,7 @@ namespace VmQuiesce.Commands
     /// <summary>Re-reads and re-hashes the chunks of restore points and reports what is damaged.</summary>
     [Cmdlet(VerbsDiagnostic.Test, "VmBackup")]
     [OutputType(typeof(RestorePointVerification))]
-    public sealed class TestVmBackupCommand : VmQuiesceCmdlet
+    public sealed class TestVmBackupCommand : RepositoryCmdlet
     {
         private int _progressId;
 
@@ -37,28 +37,22 @@ namespace VmQuiesce.Commands
 
         protected override void ProcessRecord()
         {
-            BackupRepository repository;
+            if (Boot && Core.Repository.Storage.S3RepositoryAddress.IsS3(Repository))
+            {
+                ThrowInvalidArgument("BootCheckNeedsFolderRepository", $"-Boot restores into a temp folder from a folder repository; '{Repository}' is on object storage.", Repository);
+            }
+
+            IRestorePointSource repository;
             List<RestorePoint> points;
             try
             {
-                repository = BackupRepository.Open(ResolveFileSystemPath(Repository, nameof(Repository)));
-                if (repository.AccessWarning() is string warning)
+                repository = OpenRestorePointSource(Repository, nameof(Repository));
+                if ((repository as BackupRepository)?.AccessWarning() is string warning)
                 {
                     WriteWarning(warning);
                 }
 
-                points = Id == null ? repository.ListRestorePoints(WriteFailure).ToList() : new List<RestorePoint>();
-                foreach (string id in Id ?? Array.Empty<string>())
-                {
-                    try
-                    {
-                        points.Add(repository.GetRestorePoint(id));
-                    }
-                    catch (VmQuiesceException e)
-                    {
-                        WriteFailure(e);
-                    }
-                }
+                points = SelectRestorePoints(repository, Id, vmNames: null, latest: false);
             }
             catch (VmQuiesceException e)
             {
@@ -68,13 +62,14 @@ namespace VmQuiesce.Commands
 
             if (points.Count == 0)
             {
+                (repository as IDisposable)?.Dispose();
                 return;
             }
 
             try
             {
                 // Shared: verifying may run beside backups, never beside a prune that removes chunks.
-                using RepositoryLock shared = repository.LockForReading("Test-VmBackup", WriteWarning);
+                using RepositoryLock? shared = (repository as BackupRepository)?.LockForReading("Test-VmBackup", WriteWarning);
                 foreach (RestorePoint point in points)
                 {
                     try
@@ -92,18 +87,23 @@ namespace VmQuiesce.Commands
             {
                 WriteFailure(e);
             }
+            finally
+            {
+                (repository as IDisposable)?.Dispose();
+            }
         }
 
-        private void Verify(BackupRepository repository, RestorePoint point)
+        private void Verify(IRestorePointSource repository, RestorePoint point)
         {
             int activityId = ++_progressId;
             string activity = $"Verifying {point.VmName} {point.Id}";
             IOperationHost host = CreateHost(report => WriteProgress(ShowTransfer(new ProgressRecord(activityId, activity, report.Status), report)));
-            RestorePointVerification result = RunPumped(() => repository.Verify(point, CancelToken, host));
-            if (Boot && result.IsValid)
+            var folder = repository as BackupRepository;
+            RestorePointVerification result = RunPumped(() => folder?.Verify(point, CancelToken, host) ?? RestorePointVerifier.Verify(repository, point, CancelToken, host));
+            if (Boot && result.IsValid && folder != null)
             {
                 WriteProgress(new ProgressRecord(activityId, activity, "Booting it from the repository"));
-                result = result.WithBoot(RunPumped(() => BootCheck.RunRestorePoint(repository, point, BootOption ?? new BootCheckOptions(), CancelToken)));
+                result = result.WithBoot(RunPumped(() => BootCheck.RunRestorePoint(folder, point, BootOption ?? new BootCheckOptions(), CancelToken)));
             }
 
             WriteProgress(new ProgressRecord(activityId, activity, "Done") { RecordType = ProgressRecordType.Completed });
@@ -123,7 +123,11 @@ namespace VmQuiesce.Commands
 
             if (result.Status == VerificationStatus.Damaged)
             {
-                RecordDamage(repository, result);
+                if (folder != null)
+                {
+                    RecordDamage(folder, result);
+                }
+
                 string problems = string.Join("; ", result.Problems.Select(problem => problem.ToString()).Concat(result.FileHashMismatches.Select(file => $"whole-file digest of '{file}' differs")));
                 // In an encrypted repository a chunk that does not open with the key was changed, swapped or planted.
                 bool notAuthentic = result.Problems.Any(problem => problem.Problem == ChunkProblemKind.NotAuthentic);

@@ -75,7 +75,7 @@ namespace VmQuiesce.Core.Repository.Keys
                     continue;
                 }
 
-                if (recorded != null && string.Equals(Path.GetFullPath(recorded), repositoryPath, HostPlatform.IsWindows ? StringComparison.OrdinalIgnoreCase : StringComparison.Ordinal))
+                if (recorded != null && SamePlace(recorded, repositoryPath))
                 {
                     throw new VmQuiesceException("RepositoryNotAuthentic", FailureKind.SecurityError,
                         $"The repository file of '{repositoryPath}' says it is not encrypted, but this host holds the key of the encrypted repository there ({file}): the file was replaced by someone without the key.", repositoryPath)
@@ -85,6 +85,11 @@ namespace VmQuiesce.Core.Repository.Keys
                 }
             }
         }
+
+        /// <summary>Whether a key file's recorded repository is <paramref name="repositoryPath"/>: a folder path, or an s3:// address as written.</summary>
+        private static bool SamePlace(string recorded, string repositoryPath) => Storage.S3RepositoryAddress.IsS3(recorded)
+            ? string.Equals(recorded, repositoryPath, StringComparison.Ordinal)
+            : string.Equals(Path.GetFullPath(recorded), repositoryPath, HostPlatform.IsWindows ? StringComparison.OrdinalIgnoreCase : StringComparison.Ordinal);
 
         internal static bool Remove(string repositoryId)
         {

@@ -1,0 +1,289 @@
+using System;
+using System.Collections.Concurrent;
+using System.Collections.Generic;
+using System.Globalization;
+using System.IO;
+using System.Linq;
+using System.Text;
+using VmQuiesce.Core.Json;
+using VmQuiesce.Core.Repository.Keys;
+
+namespace VmQuiesce.Core.Repository.Storage
+{
+    /// <summary>
+    /// The repository format (about_VmQuiesce_Repository) over any <see cref="IObjectStorage"/>: the same marker,
+    /// chunks/ab/&lt;id&gt; with the same VQC encoding, and points/&lt;id&gt;.json, so a folder and a bucket hold
+    /// byte-for-byte the same objects, sealed the same way in an encrypted repository (<see cref="RepositoryEncryption"/>,
+    /// whose code reads and writes both). A restore point exists exactly when its manifest object does, and the
+    /// manifest is created last, with a create-if-absent: a crash at any moment leaves only unreferenced chunks.
+    /// </summary>
+    public sealed class ObjectRepository : IRestorePointSource, IDisposable
+    {
+        private const string ChunksPrefix = ChunkStore.FolderName + "/";
+        private const string PointsPrefix = BackupRepository.PointsFolderName + "/";
+
+        /// <summary>A manifest lists about 70 bytes per chunk; 64 MiB is 900 000 chunks (3.5 TiB of 4 MiB chunks) per restore point.</summary>
+        private const int MaxManifestBytes = 64 * 1024 * 1024;
+        private const int MaxMarkerBytes = 64 * 1024;
+
+        private readonly ChunkStore _codec;
+
+        private ObjectRepository(IObjectStorage storage, int chunkSize, RepositoryEncryption encryption)
+        {
+            Storage = storage;
+            ChunkSize = chunkSize;
+            // Only the chunk encoding, sealing and naming are used: the folder belongs to no one.
+            _codec = new ChunkStore(string.Empty, chunkSize, RepositoryFileOps.Real) { Encryption = encryption };
+        }
+
+        public IObjectStorage Storage { get; }
+
+        public string Location => Storage.Location;
+
+        public int ChunkSize { get; }
+
+        /// <inheritdoc/>
+        public RepositoryEncryption Encryption => _codec.Encryption;
+
+        /// <summary>Opens the repository in <paramref name="storage"/> (which it then owns).</summary>
+        public static ObjectRepository Open(IObjectStorage storage)
+        {
+            byte[] marker;
+            try
+            {
+                marker = storage.ReadAll(BackupRepository.MarkerName, MaxMarkerBytes);
+            }
+            catch (FileNotFoundException)
+            {
+                bool empty = !storage.List(string.Empty).Any();
+                throw new VmQuiesceException(empty ? "RepositoryNotFound" : "RepositoryNotRecognized", empty ? FailureKind.ObjectNotFound : FailureKind.InvalidArgument,
+                    empty ? $"There is no repository at '{storage.Location}'." : $"'{storage.Location}' holds objects but is not a VmQuiesce repository: it has no {BackupRepository.MarkerName}.", storage.Location)
+                {
+                    Remedy = empty ? $"Check the address, or make a repository there with Copy-VmBackup -Destination '{storage.Location}'." : "Choose an empty prefix for a new repository.",
+                };
+            }
+            catch (InvalidDataException e)
+            {
+                throw ConfigInvalid(storage, e.Message, e);
+            }
+
+            (int chunkSize, RepositoryEncryption encryption) = ReadMarker(storage, Encoding.UTF8.GetString(marker));
+            var repository = new ObjectRepository(storage, chunkSize, encryption);
+            encryption.UnlockFromHost();
+            return repository;
+        }
+
+        /// <summary>
+        /// Opens the repository in <paramref name="storage"/>, creating it when the place is empty, encrypted with
+        /// <paramref name="key"/> (its host key file written first) or, with null, unencrypted. Of two hosts creating
+        /// it at once, one creates the marker and the other opens that repository.
+        /// </summary>
+        public static ObjectRepository OpenOrCreate(IObjectStorage storage, int chunkSize, RepositoryKey? key)
+        {
+            if (storage.Exists(BackupRepository.MarkerName) || storage.List(string.Empty).Any())
+            {
+                return Open(storage);
+            }
+
+            if (chunkSize < BackupRepository.MinChunkSize || chunkSize > BackupRepository.MaxChunkSize || chunkSize % BackupRepository.ChunkSizeStep != 0)
+            {
+                throw new VmQuiesceException("InvalidChunkSize", FailureKind.InvalidArgument, $"The chunk size {chunkSize} is out of range; expected a multiple of {BackupRepository.ChunkSizeStep} from {BackupRepository.MinChunkSize} to {BackupRepository.MaxChunkSize} bytes.", chunkSize);
+            }
+
+            RepositoryEncryption encryption = RepositoryEncryption.None;
+            if (key != null)
+            {
+                encryption = RepositoryEncryption.New(key, chunkSize, storage.Location);
+                HostKeyStore.Write(encryption.RepositoryId!, key, storage.Location);
+            }
+
+            string config = BackupRepository.NewMarker(chunkSize, encryption);
+            storage.CreateIfAbsent(BackupRepository.MarkerName, new[] { new ArraySegment<byte>(Encoding.UTF8.GetBytes(config)) });
+            return Open(storage);
+        }
+
+        public static string ChunkKey(string hash) => ChunksPrefix + hash.Substring(0, 2) + "/" + hash;
+
+        public static string ManifestKey(string id) => PointsPrefix + id + ".json";
+
+        public IReadOnlyList<RestorePoint> ListRestorePoints(Action<VmQuiesceException>? problem = null)
+        {
+            var points = new List<RestorePoint>();
+            foreach (StoredObject item in Storage.List(PointsPrefix))
+            {
+                string name = item.Key.Substring(PointsPrefix.Length);
+                if (!name.EndsWith(".json", StringComparison.Ordinal) || name.Contains('/'))
+                {
+                    continue;
+                }
+
+                try
+                {
+                    RestorePoint point = ReadManifest(item.Key);
+                    if (point.Id + ".json" != name)
+                    {
+                        throw new VmQuiesceException("RestorePointIdMismatch", FailureKind.InvalidData, $"The manifest '{Location}/{item.Key}' says it is restore point '{point.Id}', which is not its name: it is not a restore point.", item.Key);
+                    }
+
+                    points.Add(point);
+                }
+                catch (VmQuiesceException e) when (problem != null)
+                {
+                    problem(e);
+                }
+            }
+
+            return points.OrderBy(point => point.StartTime).ThenBy(point => point.Id, StringComparer.Ordinal).ToList();
+        }
+
+        public RestorePoint GetRestorePoint(string id)
+        {
+            if (!BackupRepository.IsValidId(id))
+            {
+                throw new VmQuiesceException("InvalidRestorePointId", FailureKind.InvalidArgument, $"'{id}' is not a restore point id; expected letters, digits, '.', '_' or '-' such as 20261124T184418Z-1a2b3c4d.", id);
+            }
+
+            try
+            {
+                RestorePoint point = ReadManifest(ManifestKey(id));
+                return point.Id == id ? point : throw new VmQuiesceException("RestorePointIdMismatch", FailureKind.InvalidData, $"The manifest '{Location}/{ManifestKey(id)}' says it is restore point '{point.Id}'.", id);
+            }
+            catch (VmQuiesceException e) when (e.InnerException is FileNotFoundException)
+            {
+                throw new VmQuiesceException("RestorePointNotFound", FailureKind.ObjectNotFound, $"The repository '{Location}' has no restore point '{id}'.", id)
+                {
+                    Remedy = $"List the restore points with Get-VmBackup -Repository '{Location}'.",
+                };
+            }
+        }
+
+        public bool HasChunk(string hash) => Storage.Exists(ChunkKey(hash));
+
+        /// <summary>
+        /// Encodes and stores a chunk unless one of its name is there. Returns the bytes stored, 0 when it existed.
+        /// </summary>
+        /// <param name="scratch">A buffer of at least ChunkSize bytes the caller owns, for compression.</param>
+        public long WriteChunk(string hash, byte[] data, int length, byte[] scratch)
+        {
+            (byte codec, int encodedLength) = ChunkStore.Encode(data, length, scratch);
+            byte[] stored = System.Buffers.ArrayPool<byte>.Shared.Rent((int)_codec.MaxFileLength);
+            try
+            {
+                using var stream = new MemoryStream(stored, writable: true);
+                int storedLength = (int)_codec.WriteStored(stream, hash, codec, codec == ChunkStore.CodecRaw ? data : scratch, encodedLength);
+                return Storage.CreateIfAbsent(ChunkKey(hash), new[] { new ArraySegment<byte>(stored, 0, storedLength) }) ? storedLength : 0;
+            }
+            finally
+            {
+                System.Buffers.ArrayPool<byte>.Shared.Return(stored);
+            }
+        }
+
+        public string? ReadVerifiedChunk(string hash, byte[] buffer, int expectedLength, ConcurrentDictionary<string, bool>? good, out bool missing) =>
+            _codec.ReadVerified(hash, () => Location + "/" + ChunkKey(hash), () => ReadChunk(hash, buffer), buffer, expectedLength, good, out missing);
+
+        /// <summary>Publishes a restore point whose chunks are all stored: its manifest is created, never replaced.</summary>
+        public void Publish(RestorePoint point)
+        {
+            Storage.Flush();
+            byte[] manifest = Encoding.UTF8.GetBytes(Encryption.SealManifest(point.Id, JsonText.Serialize(point.ToJson(), indented: true)));
+            if (manifest.Length > MaxManifestBytes)
+            {
+                throw new VmQuiesceException("RestorePointTooLarge", FailureKind.LimitsExceeded, $"The manifest of restore point '{point.Id}' is {manifest.Length} bytes; object repositories read at most {MaxManifestBytes}.", point.Id);
+            }
+
+            if (!Storage.CreateIfAbsent(ManifestKey(point.Id), new[] { new ArraySegment<byte>(manifest) }))
+            {
+                throw new VmQuiesceException("RestorePointExists", FailureKind.InvalidOperation, $"The repository '{Location}' already has a restore point '{point.Id}'.", point.Id);
+            }
+        }
+
+        public void Dispose() => Storage.Dispose();
+
+        private int ReadChunk(string hash, byte[] buffer)
+        {
+            byte[] stored = System.Buffers.ArrayPool<byte>.Shared.Rent((int)_codec.MaxFileLength);
+            try
+            {
+                int storedLength = Storage.Read(ChunkKey(hash), stored);
+                using var stream = new MemoryStream(stored, 0, storedLength, writable: false);
+                return _codec.DecodeStored(hash, stream, storedLength, buffer);
+            }
+            finally
+            {
+                System.Buffers.ArrayPool<byte>.Shared.Return(stored);
+            }
+        }
+
+        private RestorePoint ReadManifest(string key)
+        {
+            try
+            {
+                string file = Location + "/" + key;
+                string text = Encryption.OpenManifest(file, Path.GetFileNameWithoutExtension(key), Encoding.UTF8.GetString(Storage.ReadAll(key, MaxManifestBytes)));
+                RestorePoint point = RestorePoint.FromJson(JsonText.ParseObject(text));
+                point.Repository = Location;
+                return point;
+            }
+            catch (Exception e) when (e is JsonFormatException || e is OverflowException || e is FormatException || e is IOException)
+            {
+                throw new VmQuiesceException("RestorePointUnreadable", FailureKind.InvalidData, $"The restore point manifest '{Location}/{key}' cannot be read: {e.Message}", key, e);
+            }
+        }
+
+        private static (int ChunkSize, RepositoryEncryption Encryption) ReadMarker(IObjectStorage storage, string text)
+        {
+            JsonObject config;
+            long version;
+            long chunkSize;
+            try
+            {
+                config = JsonText.ParseObject(text);
+                if (config.GetString("format") != BackupRepository.MarkerFormat)
+                {
+                    throw new JsonFormatException($"The member 'format' is not '{BackupRepository.MarkerFormat}'.");
+                }
+
+                version = config.GetInt64("formatVersion");
+                chunkSize = config.GetInt64("chunkSize");
+            }
+            catch (JsonFormatException e)
+            {
+                throw ConfigInvalid(storage, e.Message, e);
+            }
+
+            if (version > RepositoryEncryption.EncryptedFormatVersion)
+            {
+                throw new VmQuiesceException("RepositoryFormatUnsupported", FailureKind.NotSupported, $"The repository '{storage.Location}' has format version {version}; this VmQuiesce reads up to version {RepositoryEncryption.EncryptedFormatVersion}.", storage.Location)
+                {
+                    Remedy = "Update VmQuiesce.",
+                };
+            }
+
+            if (chunkSize < BackupRepository.MinChunkSize || chunkSize > BackupRepository.MaxChunkSize)
+            {
+                throw ConfigInvalid(storage, $"chunkSize {chunkSize}; expected {BackupRepository.MinChunkSize} to {BackupRepository.MaxChunkSize} bytes", null);
+            }
+
+            RepositoryEncryption encryption;
+            try
+            {
+                encryption = RepositoryEncryption.FromMarker(config, version, (int)chunkSize, storage.Location);
+            }
+            catch (Exception e) when (e is JsonFormatException || e is FormatException)
+            {
+                throw ConfigInvalid(storage, e.Message, e);
+            }
+
+            if (!encryption.IsEncrypted)
+            {
+                HostKeyStore.RefuseDowngrade(storage.Location);
+            }
+
+            return ((int)chunkSize, encryption);
+        }
+
+        private static VmQuiesceException ConfigInvalid(IObjectStorage storage, string why, Exception? inner) =>
+            new VmQuiesceException("RepositoryConfigInvalid", FailureKind.InvalidData, $"The repository file '{storage.Location}/{BackupRepository.MarkerName}' is not valid: {why}", storage.Location, inner);
+    }
+}

@@ -1,0 +1,341 @@
+using System;
+using System.Collections.Generic;
+using System.IO;
+using System.Net;
+using System.Runtime.InteropServices;
+using System.Security;
+using System.Threading.Tasks;
+using Amazon;
+using Amazon.Runtime;
+using Amazon.Runtime.CredentialManagement;
+using Amazon.Runtime.Credentials;
+using Amazon.S3;
+using Amazon.S3.Model;
+using VmQuiesce.Core.Platform;
+
+namespace VmQuiesce.Core.Repository.Storage
+{
+    /// <summary>
+    /// Objects in a bucket of S3-compatible storage, key "a/b" at "&lt;prefix&gt;/a/b". A PUT is atomic in S3 (an
+    /// object is whole or absent), so no temp names are needed. Exclusive create is a conditional PUT with
+    /// <c>If-None-Match: *</c>, which AWS S3 (since 2024), Ceph RGW 16+ and MinIO make atomic: of several hosts
+    /// creating one key, exactly one succeeds and the others get 412. Multipart uploads are never used: RGW 16
+    /// ignores the condition on CompleteMultipartUpload, and no object here is larger than a chunk.
+    /// </summary>
+    public sealed class S3ObjectStorage : IObjectStorage
+    {
+        /// <summary>How many times a conditional PUT that collided with a concurrent one (409) is retried.</summary>
+        private const int ConflictRetries = 4;
+
+        private readonly AmazonS3Client _client;
+        private readonly string _keyPrefix;
+        private readonly string _endpointText;
+
+        public S3ObjectStorage(S3RepositoryAddress address, S3ConnectionSettings settings)
+        {
+            Address = address;
+            _keyPrefix = address.Prefix.Length == 0 ? string.Empty : address.Prefix + "/";
+            Uri? endpoint = settings.ResolveEndpoint();
+            string? region = settings.ResolveRegion();
+            _endpointText = endpoint?.GetComponents(UriComponents.SchemeAndServer | UriComponents.Path, UriFormat.SafeUnescaped) ?? "AWS S3";
+            var config = new AmazonS3Config
+            {
+                // Most S3-compatible stores (Ceph RGW 16 among them) reject the SDK's default trailing checksums
+                // with 400 XAmzContentSHA256Mismatch; the SigV4 streaming signature still covers every byte sent.
+                RequestChecksumCalculation = RequestChecksumCalculation.WHEN_REQUIRED,
+                ResponseChecksumValidation = ResponseChecksumValidation.WHEN_REQUIRED,
+                MaxErrorRetry = 3,
+                Timeout = TimeSpan.FromSeconds(60),
+            };
+            if (endpoint != null)
+            {
+                // A non-AWS store: path-style addressing (no bucket DNS names) and a fixed signing region.
+                config.ServiceURL = endpoint.AbsoluteUri;
+                config.ForcePathStyle = true;
+                config.AuthenticationRegion = region ?? "us-east-1";
+            }
+            else if (region != null)
+            {
+                config.RegionEndpoint = RegionEndpoint.GetBySystemName(region);
+            }
+
+            _client = new AmazonS3Client(ResolveCredentials(settings), config);
+        }
+
+        public S3RepositoryAddress Address { get; }
+
+        public string Location => Address.ToString();
+
+        /// <summary>Objects per ListObjectsV2 page (S3 allows at most 1000); tests make it small to exercise paging.</summary>
+        internal int ListPageSize { get; set; } = 1000;
+
+        /// <summary>
+        /// Checks that the endpoint answers, the credentials are accepted and the bucket exists, by listing at most
+        /// one object under the prefix: the permission a repository needs anyway.
+        /// </summary>
+        public void CheckAccess() => Call(null, () => _client.ListObjectsV2Async(new ListObjectsV2Request { BucketName = Address.Bucket, Prefix = _keyPrefix, MaxKeys = 1 }));
+
+        public int Read(string key, byte[] buffer) => Read(key, buffer.Length, length => buffer);
+
+        public byte[] ReadAll(string key, int maxLength)
+        {
+            byte[]? content = null;
+            Read(key, maxLength, length => content = new byte[length]);
+            return content!;
+        }
+
+        private int Read(string key, int maxLength, Func<int, byte[]> bufferFor)
+        {
+            try
+            {
+                using GetObjectResponse response = Call(key, () => _client.GetObjectAsync(Address.Bucket, FullKey(key)));
+                if (response.ContentLength > maxLength || response.ContentLength < 0)
+                {
+                    throw new InvalidDataException($"'{Describe(key)}' holds {response.ContentLength} bytes; at most {maxLength} were expected.");
+                }
+
+                int expected = (int)response.ContentLength;
+                byte[] buffer = bufferFor(expected);
+                using Stream body = response.ResponseStream;
+                int length = body.ReadFully(buffer, expected);
+                if (length != expected || body.ReadByte() >= 0)
+                {
+                    throw new InvalidDataException($"'{Describe(key)}' did not hold the {expected} bytes its length said.");
+                }
+
+                return length;
+            }
+            catch (AmazonS3Exception e) when (e.StatusCode == HttpStatusCode.NotFound && e.ErrorCode != "NoSuchBucket")
+            {
+                throw new FileNotFoundException($"'{Describe(key)}' does not exist.", Describe(key), e);
+            }
+        }
+
+        public bool CreateIfAbsent(string key, IReadOnlyList<ArraySegment<byte>> parts)
+        {
+            for (int attempt = 0; ; attempt++)
+            {
+                try
+                {
+                    Put(key, parts, ifNoneMatch: "*");
+                    return true;
+                }
+                catch (AmazonS3Exception e) when (e.StatusCode == HttpStatusCode.PreconditionFailed)
+                {
+                    return false;
+                }
+                catch (AmazonS3Exception e) when (e.StatusCode == HttpStatusCode.Conflict && attempt < ConflictRetries)
+                {
+                    // ConditionalRequestConflict: another conditional PUT of this key is in flight; one of us will
+                    // win, and the retry learns which (412 when it was the other).
+                    System.Threading.Thread.Sleep(50 << attempt);
+                }
+            }
+        }
+
+        public void Replace(string key, IReadOnlyList<ArraySegment<byte>> parts) => Put(key, parts, ifNoneMatch: null);
+
+        public bool Exists(string key)
+        {
+            try
+            {
+                Call(key, () => _client.GetObjectMetadataAsync(Address.Bucket, FullKey(key)));
+                return true;
+            }
+            catch (AmazonS3Exception e) when (e.StatusCode == HttpStatusCode.NotFound)
+            {
+                CheckAccess(); // A HEAD's 404 has no body: tell a missing bucket from a missing object.
+                return false;
+            }
+        }
+
+        public IEnumerable<StoredObject> List(string prefix)
+        {
+            ObjectKeys.CheckPrefix(prefix);
+            var request = new ListObjectsV2Request { BucketName = Address.Bucket, Prefix = _keyPrefix + prefix, MaxKeys = ListPageSize };
+            while (true)
+            {
+                ListObjectsV2Response page = Call(null, () => _client.ListObjectsV2Async(request));
+                foreach (S3Object item in page.S3Objects ?? new List<S3Object>())
+                {
+                    string key = item.Key.Substring(_keyPrefix.Length);
+                    if (ObjectKeys.IsValid(key))
+                    {
+                        yield return new StoredObject(key, item.Size ?? 0, (item.LastModified ?? DateTime.MinValue).ToUniversalTime());
+                    }
+                }
+
+                if (page.IsTruncated != true || string.IsNullOrEmpty(page.NextContinuationToken))
+                {
+                    yield break;
+                }
+
+                request.ContinuationToken = page.NextContinuationToken;
+            }
+        }
+
+        public void Delete(string key) => Call(key, () => _client.DeleteObjectAsync(Address.Bucket, FullKey(key)));
+
+        public void Flush()
+        {
+        }
+
+        public void Dispose() => _client.Dispose();
+
+        private void Put(string key, IReadOnlyList<ArraySegment<byte>> parts, string? ifNoneMatch)
+        {
+            // One buffer for the body: the SDK needs a seekable stream of known length to sign it and to retry.
+            ArraySegment<byte> body = parts.Count == 1 ? parts[0] : Join(parts);
+            Call(key, () =>
+            {
+                var request = new PutObjectRequest
+                {
+                    BucketName = Address.Bucket,
+                    Key = FullKey(key),
+                    InputStream = new MemoryStream(body.Array!, body.Offset, body.Count, writable: false),
+                    AutoCloseStream = true,
+                };
+                if (ifNoneMatch != null)
+                {
+                    request.IfNoneMatch = ifNoneMatch;
+                }
+
+                return _client.PutObjectAsync(request);
+            });
+        }
+
+        private static ArraySegment<byte> Join(IReadOnlyList<ArraySegment<byte>> parts)
+        {
+            var joined = new byte[ObjectKeys.LengthOf(parts)];
+            int position = 0;
+            foreach (ArraySegment<byte> part in parts)
+            {
+                Buffer.BlockCopy(part.Array!, part.Offset, joined, position, part.Count);
+                position += part.Count;
+            }
+
+            return new ArraySegment<byte>(joined);
+        }
+
+        private string FullKey(string key) => _keyPrefix + ObjectKeys.Check(key);
+
+        private string Describe(string key) => Location + "/" + key;
+
+        /// <summary>
+        /// Runs one request to completion on the calling thread (the SDK is asynchronous only on .NET) and turns
+        /// what says the store is unusable (unreachable, keys refused, no bucket) into a clear error naming the
+        /// repository. Answers about objects (404, 412, 409) stay <see cref="AmazonS3Exception"/> for the caller.
+        /// </summary>
+        private T Call<T>(string? key, Func<Task<T>> request)
+        {
+            try
+            {
+                return Task.Run(request).GetAwaiter().GetResult();
+            }
+            catch (AmazonS3Exception e) when (e.ErrorCode == "NoSuchBucket")
+            {
+                throw new VmQuiesceException("S3BucketNotFound", FailureKind.ObjectNotFound, $"The bucket '{Address.Bucket}' of the repository '{Location}' does not exist at {_endpointText}.", Location, e)
+                {
+                    Remedy = "Check the bucket name and the endpoint, or create the bucket (VmQuiesce never creates buckets: their policy and lifecycle are yours to choose).",
+                };
+            }
+            catch (AmazonS3Exception e) when (e.StatusCode == HttpStatusCode.Forbidden || e.ErrorCode == "InvalidAccessKeyId" || e.ErrorCode == "SignatureDoesNotMatch")
+            {
+                throw new VmQuiesceException("S3AccessDenied", FailureKind.PermissionDenied, $"{_endpointText} refused access to the repository '{Location}'{(key == null ? string.Empty : $" (object '{key}')")}: {e.ErrorCode ?? "403 Forbidden"}.", Location, e)
+                {
+                    Remedy = "Check the access key and secret (-S3Credential, -S3ProfileName, or AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY) and that they may read, write, list and delete under the prefix.",
+                };
+            }
+            catch (AmazonS3Exception)
+            {
+                throw;
+            }
+            catch (Exception e) when (IsUnreachable(e))
+            {
+                throw new VmQuiesceException("S3EndpointUnreachable", FailureKind.ConnectionError, $"The S3 endpoint {_endpointText} of the repository '{Location}' cannot be reached: {Innermost(e).Message}", Location, e)
+                {
+                    Remedy = $"Check the endpoint (-S3Endpoint, {S3ConnectionSettings.EndpointVariable} or {S3ConnectionSettings.GenericEndpointVariable}), the network and the proxy.",
+                };
+            }
+            catch (AmazonServiceException e)
+            {
+                throw new VmQuiesceException("S3RequestFailed", FailureKind.ProtocolError, $"{_endpointText} failed a request on the repository '{Location}'{(key == null ? string.Empty : $" (object '{key}')")}: {(int)e.StatusCode} {e.ErrorCode} {e.Message}", Location, e);
+            }
+        }
+
+        private static bool IsUnreachable(Exception e)
+        {
+            for (Exception? inner = e; inner != null; inner = inner.InnerException)
+            {
+                if (inner is System.Net.Http.HttpRequestException || inner is System.Net.Sockets.SocketException || inner is WebException || inner is TaskCanceledException || inner is TimeoutException)
+                {
+                    return true;
+                }
+            }
+
+            return false;
+        }
+
+        private static Exception Innermost(Exception e)
+        {
+            while (e.InnerException != null)
+            {
+                e = e.InnerException;
+            }
+
+            return e;
+        }
+
+        private static AWSCredentials ResolveCredentials(S3ConnectionSettings settings)
+        {
+            if (settings.AccessKeyId != null || settings.SecretAccessKey != null)
+            {
+                if (string.IsNullOrEmpty(settings.AccessKeyId) || settings.SecretAccessKey == null || settings.SecretAccessKey.Length == 0)
+                {
+                    throw new VmQuiesceException("S3CredentialsIncomplete", FailureKind.InvalidArgument, "The S3 credential needs both an access key id (the user name) and a secret access key (the password).", null);
+                }
+
+                return new BasicAWSCredentials(settings.AccessKeyId, Unprotect(settings.SecretAccessKey));
+            }
+
+            if (settings.ProfileName != null)
+            {
+                if (new CredentialProfileStoreChain().TryGetAWSCredentials(settings.ProfileName, out AWSCredentials? profile) && profile != null)
+                {
+                    return profile;
+                }
+
+                throw new VmQuiesceException("S3CredentialsNotFound", FailureKind.ObjectNotFound, $"The AWS profile '{settings.ProfileName}' was not found in the shared credentials or config file.", settings.ProfileName)
+                {
+                    Remedy = "Check the profile name, or AWS_SHARED_CREDENTIALS_FILE and AWS_CONFIG_FILE.",
+                };
+            }
+
+            try
+            {
+                return DefaultAWSCredentialsIdentityResolver.GetCredentials();
+            }
+            catch (AmazonClientException e)
+            {
+                throw new VmQuiesceException("S3CredentialsNotFound", FailureKind.ObjectNotFound, "No S3 credentials were found: none were given, and the AWS credential chain (environment, shared credentials file, profile) has none.", null, e)
+                {
+                    Remedy = "Give -S3Credential (access key id as user name, secret as password), or -S3ProfileName, or set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY in the environment.",
+                };
+            }
+        }
+
+        /// <summary>The secret in clear, for the one call that signs with it; the unmanaged copy is zeroed at once.</summary>
+        private static string Unprotect(SecureString secret)
+        {
+            IntPtr pointer = Marshal.SecureStringToGlobalAllocUnicode(secret);
+            try
+            {
+                return Marshal.PtrToStringUni(pointer) ?? string.Empty;
+            }
+            finally
+            {
+                Marshal.ZeroFreeGlobalAllocUnicode(pointer);
+            }
+        }
+    }
+}

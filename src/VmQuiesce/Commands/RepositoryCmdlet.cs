@@ -1,0 +1,129 @@
+using System;
+using System.Collections.Generic;
+using System.Linq;
+using System.Management.Automation;
+using VmQuiesce.Core;
+using VmQuiesce.Core.Repository;
+using VmQuiesce.Core.Repository.Storage;
+
+namespace VmQuiesce.Commands
+{
+    /// <summary>
+    /// A cmdlet that reads repositories that may live on S3-compatible object storage (s3://bucket/prefix): how to
+    /// reach the store, and opening a repository by its folder path or its s3:// address.
+    /// </summary>
+    public abstract class RepositoryCmdlet : VmQuiesceCmdlet
+    {
+        /// <summary>The endpoint of a non-AWS S3 store; else AWS_ENDPOINT_URL_S3, AWS_ENDPOINT_URL, or AWS itself.</summary>
+        [Parameter]
+        [ValidateNotNull]
+        public Uri? S3Endpoint { get; set; }
+
+        /// <summary>The access key id (user name) and secret access key (password); else the AWS credential chain.</summary>
+        [Parameter]
+        [Credential]
+        [ValidateNotNull]
+        public PSCredential? S3Credential { get; set; }
+
+        /// <summary>A profile of the shared AWS credentials and config files.</summary>
+        [Parameter]
+        [ValidateNotNullOrEmpty]
+        public string? S3ProfileName { get; set; }
+
+        /// <summary>The signing region; else AWS_REGION, AWS_DEFAULT_REGION, or us-east-1 with an endpoint.</summary>
+        [Parameter]
+        [ValidateNotNullOrEmpty]
+        public string? S3Region { get; set; }
+
+        /// <summary>
+        /// The object storage at an s3:// address, checked (endpoint answers, keys accepted, bucket exists) before
+        /// anything else happens.
+        /// </summary>
+        internal S3ObjectStorage OpenS3Storage(string location)
+        {
+            var settings = new S3ConnectionSettings
+            {
+                Endpoint = S3Endpoint,
+                Region = S3Region,
+                ProfileName = S3ProfileName,
+                AccessKeyId = S3Credential?.UserName,
+                SecretAccessKey = S3Credential?.Password,
+            };
+            var storage = new S3ObjectStorage(S3RepositoryAddress.Parse(location), settings);
+            try
+            {
+                storage.CheckAccess();
+                return storage;
+            }
+            catch
+            {
+                storage.Dispose();
+                throw;
+            }
+        }
+
+        /// <summary>
+        /// An existing repository: a folder, or an s3:// address; when it is encrypted, with its key from this host's
+        /// key file (RepositoryKeyNotFound otherwise, before anything is read).
+        /// </summary>
+        internal IRestorePointSource OpenRestorePointSource(string location, string parameterName)
+        {
+            IRestorePointSource source = S3RepositoryAddress.IsS3(location)
+                ? ObjectRepository.Open(OpenS3Storage(location))
+                : BackupRepository.Open(ResolveFileSystemPath(location, parameterName));
+            try
+            {
+                source.Encryption.RequireKey();
+                return source;
+            }
+            catch
+            {
+                (source as IDisposable)?.Dispose();
+                throw;
+            }
+        }
+    
+        /// <summary>
+        /// The restore points named by <paramref name="ids"/> (unknown ones reported), or else every point, of the VMs
+        /// matching <paramref name="vmNames"/>, only each VM's newest with <paramref name="latest"/>; oldest first.
+        /// </summary>
+        internal List<RestorePoint> SelectRestorePoints(IRestorePointSource source, string[]? ids, string[]? vmNames, bool latest)
+        {
+            IEnumerable<RestorePoint> points;
+            if (ids != null)
+            {
+                var found = new List<RestorePoint>();
+                foreach (string id in ids)
+                {
+                    try
+                    {
+                        found.Add(source.GetRestorePoint(id));
+                    }
+                    catch (VmQuiesceException e)
+                    {
+                        WriteFailure(e);
+                    }
+                }
+
+                points = found;
+            }
+            else
+            {
+                points = source.ListRestorePoints(WriteFailure);
+            }
+
+            if (vmNames != null)
+            {
+                var patterns = vmNames.Select(name => new WildcardPattern(name, WildcardOptions.IgnoreCase)).ToList();
+                points = points.Where(point => patterns.Any(pattern => pattern.IsMatch(point.VmName)));
+            }
+
+            if (latest)
+            {
+                points = points.GroupBy(point => point.VmKey, StringComparer.Ordinal).Select(vm => vm.OrderByDescending(point => point.StartTime).First());
+            }
+
+            return points.OrderBy(point => point.StartTime).ThenBy(point => point.Id, StringComparer.Ordinal).ToList();
+        }
+    }
+}
