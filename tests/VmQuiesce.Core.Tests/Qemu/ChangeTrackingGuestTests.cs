@@ -195,6 +195,12 @@ namespace VmQuiesce.Core.Tests.Qemu
             BackUp(vm, verify: false);
             int points = _repository.ListRestorePoints().Count;
 
+            // An internal-snapshot backup copies whole image files: change tracking is refused, naming why, before the guest is touched.
+            var internalMode = new QemuSource(new QemuSourceOptions("tracked", vm.QmpSocketPath) { AgentSocket = vm.AgentSocketPath, Mode = QemuSnapshotMode.Internal });
+            var refused = Assert.Throws<VmQuiesceException>(() => new BackupEngine(_repository).Run(internalMode, new QuiesceOptions(), null, CancellationToken.None, new ChangeTrackingOptions()));
+            Assert.Equal("ChangeTrackingNeedsExternalMode", refused.ErrorId);
+            Assert.Equal(points, _repository.ListRestorePoints().Count);
+
             // The export goes away as the copy starts: the read fails, nothing is published, the checkpoint survives.
             var cutOff = Assert.ThrowsAny<VmQuiesceException>(() => Run(vm, verify: false, afterWrite: "cut", onCopy: () =>
             {
