@@ -379,6 +379,76 @@ Write-Stage "Module import, $ImportRuns fresh processes"
 $import = @(1..$ImportRuns | ForEach-Object { (Invoke-VmQuiesceOperation Import).importSeconds })
 Add-Figure @{ Name = 'Module import (fresh pwsh)'; Tool = 'VmQuiesce'; Unit = 's'; Values = $import }
 
+# --- Real guest, change tracking (issue 20) -------------------------------------------------------
+$trackedName = 'Backup after 1% rewritten in the guest (real QEMU guest, TCG)'
+$trackedTool = 'VmQuiesce -ChangeTracking'
+$wholeTool = 'VmQuiesce, whole image'
+$trackedBytesName = 'Bytes read from the disk by that backup (real QEMU guest)'
+$trackedStoredName = 'Bytes stored by that backup (real QEMU guest)'
+$trackedFrozenName = 'Frozen window with -ChangeTracking (real QEMU guest, TCG)'
+
+function Measure-TrackedGuestBackup {
+    <#
+    A running guest whose ext4 data disk (qcow2, ImageGiB) holds the bench's realistic content as one file;
+    1% of it rewritten in the guest; then one change-tracked backup, one default (whole image) backup and
+    one borg create of the image, each into a repository that already holds the point before the change.
+    One run each: a guest backup of a 4 GiB disk under TCG is minutes, and the ratios are the target.
+    #>
+    $figureNames = @(@($trackedName, $trackedTool), @($trackedName, $wholeTool), @($trackedName, 'borg'), @($trackedBytesName, $trackedTool),
+        @($trackedStoredName, $trackedTool), @($trackedStoredName, $wholeTool), @($trackedStoredName, 'borg'), @($trackedFrozenName, 'VmQuiesce'))
+    if ($guestReason) {
+        foreach ($pair in $figureNames) { Add-Figure @{ Name = $pair[0]; Tool = $pair[1]; Unit = 's'; NotMeasured = $guestReason } }
+        return
+    }
+    Write-Stage "Real guest: backups of a $ImageGiB GiB data disk after 1% rewritten in the guest"
+    $content = Join-Path $work 'guest-content'
+    New-Item -ItemType Directory -Path $content -Force | Out-Null
+    # The file fills 90% of the disk: ext4 needs the rest for its own metadata.
+    $null = New-BenchImage -Path (Join-Path $content 'data.img') -Size ([long] [math]::Floor($imageSize * 0.9 / 1MB) * 1MB)
+    $guest = Start-TestGuest -DiskSizeMB ($ImageGiB * 1024) -ContentFolder $content -TimeoutSeconds 600
+    Remove-Tree $content
+    try {
+        $disk = $guest.DiskPaths[0]
+        $sockets = @{ QmpSocket = $guest.QmpSocketPath; AgentSocket = $guest.AgentSocketPath }
+        $repos = @{ $trackedTool = (Join-Path $work 'repo-guest-tracked'); $wholeTool = (Join-Path $work 'repo-guest-whole'); borg = (Join-Path $work 'borg-guest') }
+        # The points before the change. No default backup runs between the two tracked ones: its overlay
+        # commit would write into the disk, and so into the checkpoint's bitmap.
+        $null = Invoke-VmQuiesceOperation GuestBackups ($sockets + @{ Count = 1; Repository = $repos[$wholeTool] })
+        if ($hasBorg) {
+            $null = Measure-Native borg @('init', '--encryption=none', $repos.borg)
+            $null = Measure-Native borg @('create', "$($repos.borg)::before", $disk)
+        }
+        $null = Invoke-VmQuiesceOperation GuestBackups ($sockets + @{ Count = 1; Repository = $repos[$trackedTool]; ChangeTracking = 'On' })
+        $written = (Invoke-VmQuiesceOperation GuestRewrite ($sockets + @{ RewriteBytes = [long] ($imageSize * 0.01) })).rewrittenBytes
+        $seconds = @{}; $stored = @{}; $read = $null; $how = $null
+        foreach ($tool in $trackedTool, $wholeTool, 'borg') {
+            if ($tool -eq 'borg' -and -not $hasBorg) { continue }
+            Read-IntoCache $disk; Sync-Disk
+            $before = Get-TreeBytes $repos[$tool]
+            if ($tool -eq 'borg') { $seconds.borg = (Measure-Native borg @('create', "$($repos.borg)::after", $disk)).Seconds }
+            else {
+                $r = Invoke-VmQuiesceOperation GuestBackups ($sockets + @{ Count = 1; Repository = $repos[$tool]; ChangeTracking = $(if ($tool -eq $trackedTool) { 'On' } else { 'Off' }) })
+                $seconds[$tool] = $r.seconds
+                if ($tool -eq $trackedTool) { $read = $r.bytesRead; $how = $r.changeTracking }
+            }
+            $stored[$tool] = (Get-TreeBytes $repos[$tool]) - $before
+        }
+        # The frozen window of change-tracked backups (bitmaps and the fleecing node are set inside it).
+        $frozen = (Invoke-VmQuiesceOperation GuestBackups ($sockets + @{ Count = $GuestBackups; Repository = $repos[$trackedTool]; ChangeTracking = 'On' })).frozenMilliseconds
+    }
+    finally { $guest | Stop-TestGuest }
+    $noBorg = $toolReason['borg']
+    Add-Figure @{ Name = $trackedName; Tool = $trackedTool; Unit = 's'; Values = @($seconds[$trackedTool]); Bytes = $imageSize; Note = "read as $how" }
+    Add-Figure @{ Name = $trackedName; Tool = $wholeTool; Unit = 's'; Values = @($seconds[$wholeTool]); Bytes = $imageSize; Note = 'the default QEMU backup: an overlay, then the image file read and hashed' }
+    Add-Figure @{ Name = $trackedName; Tool = 'borg'; Unit = 's'; Values = @($seconds['borg']); Bytes = $imageSize; NotMeasured = $noBorg; Note = 'borg create of the qcow2 image (not quiesced)' }
+    Add-Figure @{ Name = $trackedBytesName; Tool = $trackedTool; Unit = 'MiB'; Values = @($read / 1MB); Note = ('the guest rewrote {0:N0} MiB' -f ($written / 1MB)) }
+    $script:trackedWrittenBytes = $written
+    foreach ($tool in $trackedTool, $wholeTool, 'borg') {
+        Add-Figure @{ Name = $trackedStoredName; Tool = $tool; Unit = 'MiB'; Values = @($(if ($stored.ContainsKey($tool)) { $stored[$tool] / 1MB })); NotMeasured = $(if ($tool -eq 'borg') { $noBorg }); Note = 'repository growth' }
+    }
+    Add-Figure @{ Name = $trackedFrozenName; Tool = 'VmQuiesce'; Unit = 'ms'; Values = @($frozen); Note = "$GuestBackups change-tracked backups of the $ImageGiB GiB disk" }
+}
+
 # --- Real guest ------------------------------------------------------------------------------------
 Write-Stage "Real guest: $GuestBackups quiesced backups of a QEMU guest"
 $guestReason = $null
@@ -404,6 +474,7 @@ else {
     Add-Figure @{ Name = 'Frozen window (real QEMU guest, TCG)'; Tool = 'VmQuiesce'; Unit = 'ms'; NotMeasured = $guestReason }
     Add-Figure @{ Name = 'Invoke to thaw (real QEMU guest, TCG)'; Tool = 'VmQuiesce'; Unit = 'ms'; NotMeasured = $guestReason }
 }
+Measure-TrackedGuestBackup
 Remove-Tree $work
 
 # --- Targets ---------------------------------------------------------------------------------------
@@ -439,6 +510,15 @@ Add-RatioCheck 'Restore time / borg extract' $vmqRestore (Get-Figure 'Restore' b
 foreach ($operation in 'Full backup', 'Backup after 1% change', 'Restore') {
     Add-RatioCheck "$operation time, encrypted / unencrypted repository" (Get-Figure $operation VmQuiesce) (Get-Figure $operation $plainTool) 1.15 '<='
 }
+# Issue 20: change tracking, against the same change in the same guest.
+$incremental = Get-Figure $trackedName $trackedTool
+Add-RatioCheck 'Backup after 1% rewritten in a guest, time, -ChangeTracking / borg' $incremental (Get-Figure $trackedName borg) 0.05 '<='
+Add-RatioCheck 'Backup after 1% rewritten in a guest, time, -ChangeTracking / whole image' $incremental (Get-Figure $trackedName $wholeTool) 0.2 '<='
+$readFigure = Get-Figure $trackedBytesName $trackedTool
+$checks.Add((New-BenchCheck -Target 'Bytes a change-tracked backup read / bytes the guest wrote' -Value $(if (-not $readFigure.PSObject.Properties['notMeasured']) { $readFigure.median * 1MB / $trackedWrittenBytes }) -Limit 2 -NotMeasured (Get-NotMeasuredReason @($readFigure))))
+Add-RatioCheck 'Bytes stored after 1% rewritten in a guest, -ChangeTracking / whole image' (Get-Figure $trackedStoredName $trackedTool) (Get-Figure $trackedStoredName $wholeTool) 1 '<='
+$trackedFrozen = Get-Figure $trackedFrozenName VmQuiesce
+$checks.Add((New-BenchCheck -Target 'Frozen window with -ChangeTracking, median' -Value $(if (-not $trackedFrozen.PSObject.Properties['notMeasured']) { $trackedFrozen.median }) -Limit 50 -Comparison '<' -Unit 'ms' -NotMeasured (Get-NotMeasuredReason @($trackedFrozen))))
 $checks.Add((New-BenchCheck -Target 'Restored image allocated / original allocated (stays sparse)' -Value $(if ($restoredAllocated.ContainsKey('VmQuiesce')) { $restoredAllocated.VmQuiesce / $imageAllocated }) -Limit 1.01 -NotMeasured $restoreReason))
 
 $notes.Add("Each figure: min / median / max over $Runs runs (peak memory of the 1 and 8 GiB images: $MemoryRuns; module import: $ImportRuns fresh processes; frozen window: $GuestBackups backups of one guest). Ratios compare medians of the same run.")

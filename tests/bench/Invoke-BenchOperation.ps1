@@ -6,13 +6,17 @@
 #>
 param(
     [Parameter(Mandatory)] [string] $ModulePath,
-    [Parameter(Mandatory)] [ValidateSet('Import', 'Idle', 'Backup', 'Verify', 'Restore', 'GuestBackups')] [string] $Operation,
+    [Parameter(Mandatory)] [ValidateSet('Import', 'Idle', 'Backup', 'Verify', 'Restore', 'GuestBackups', 'GuestRewrite')] [string] $Operation,
     [string] $Image,
     [string] $Repository,
     [string] $Destination,
     [string] $QmpSocket,
     [string] $AgentSocket,
     [int] $Count = 10,
+    # GuestBackups: On backs up with -ChangeTracking (reads only what changed since the last tracked point).
+    [ValidateSet('Off', 'On')] [string] $ChangeTracking = 'Off',
+    # GuestRewrite: rewrite this many bytes of /mnt/data/data.img in the guest, in 1 MiB pieces spread over the file.
+    [long] $RewriteBytes = 0,
     # For a backup into a new repository: its chunk size (0: the default).
     [int] $ChunkSize = 0,
     # For a backup into a new repository: Unencrypted makes it the way repositories were made before keys.
@@ -87,12 +91,30 @@ switch ($Operation) {
         for ($i = 0; $i -lt $Count; $i++) {
             $vm = Get-BackupVm -QmpSocket $QmpSocket -AgentSocket $AgentSocket -Name 'bench-guest'
             $clock.Restart()
-            $point = Invoke-VmQuiescedBackup -Vm $vm -Repository $Repository -Consistency FileSystem -PostThawScript $thawHook -Confirm:$false
+            $point = Invoke-VmQuiescedBackup -Vm $vm -Repository $Repository -Consistency FileSystem -PostThawScript $thawHook -ChangeTracking:($ChangeTracking -eq 'On') -Confirm:$false -WarningAction SilentlyContinue
             $clock.Stop()
             $windows.Add($point.Quiesce.FrozenMilliseconds)
         }
         $result.frozenMilliseconds = $windows
         $result.invokeToThawMilliseconds = $toThaw
+        if ($Count -gt 0) {
+            # The last backup's own figures (seconds: its time): bytes read from the disks and how (change tracking), bytes new to the repository.
+            $result.newChunkBytes = $point.NewChunkBytes
+            $result.changeTracking = "$($point.ChangeTracking)"
+            $result.bytesRead = ($point.Files | ForEach-Object { if ($_.ChangeTracking) { $_.ChangeTracking.BytesRead } else { $_.Size } } | Measure-Object -Sum).Sum
+        }
+    }
+    'GuestRewrite' {
+        # Untimed: 1 MiB of fresh random data at evenly spread offsets of the data file, written through the guest's page cache and synced.
+        $pieces = [math]::Max(1, [long] [math]::Floor($RewriteBytes / 1MB))
+        $agent = [VmQuiesce.Core.Sources.Qemu.GuestAgentClient]::Connect($AgentSocket, [timespan]::FromSeconds(60))
+        try {
+            $script = 'n=$(( $(stat -c %s /mnt/data/data.img) / 1048576 )); step=$(( n / ' + $pieces + ' )); i=0; while [ $i -lt ' + $pieces + ' ]; do dd if=/dev/urandom of=/mnt/data/data.img bs=1M count=1 seek=$(( i * step )) conv=notrunc 2>/dev/null || exit 1; i=$(( i + 1 )); done; sync'
+            $exec = $agent.Exec('/bin/sh', [string[]] @('-c', $script), [timespan]::FromMinutes(30))
+            if (-not $exec.Succeeded) { throw "The rewrite in the guest failed: $($exec.StandardError)" }
+        }
+        finally { $agent.Dispose() }
+        $result.rewrittenBytes = $pieces * 1MB
     }
 }
 $result.seconds = $clock.Elapsed.TotalSeconds

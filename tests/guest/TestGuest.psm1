@@ -59,13 +59,13 @@ function ConvertTo-QemuPath {
 }
 
 function New-GuestDisk {
-    # An empty ext4 disk; qcow2 is made as raw, formatted, then converted (mkfs writes raw only).
-    param([string] $Path, [long] $SizeBytes, [string] $Format, [string] $Label)
+    # An ext4 disk, empty or holding a copy of -ContentFolder; qcow2 is made as raw, formatted, then converted (mkfs writes raw only).
+    param([string] $Path, [long] $SizeBytes, [string] $Format, [string] $Label, [string] $ContentFolder)
     $raw = if ($Format -eq 'raw') { $Path } else { "$Path.raw" }
     try {
         $stream = [IO.FileStream]::new($raw, [IO.FileMode]::CreateNew)
         try { $stream.SetLength($SizeBytes) } finally { $stream.Dispose() }
-        Invoke-HostTool mkfs.ext4 @('-q', '-F', '-L', $Label, '-E', 'lazy_itable_init=0,lazy_journal_init=0', $raw)
+        Invoke-HostTool mkfs.ext4 @(@('-q', '-F', '-L', $Label, '-E', 'lazy_itable_init=0,lazy_journal_init=0') + $(if ($ContentFolder) { @('-d', $ContentFolder) }) + @($raw))
         if ($Format -eq 'qcow2') { Invoke-HostTool qemu-img @('convert', '-f', 'raw', '-O', 'qcow2', $raw, $Path) }
     }
     finally {
@@ -88,6 +88,8 @@ function Start-TestGuest {
         # Data disks vda, vdb, ... mounted on /mnt/data, /mnt/data1, ...
         [ValidateRange(0, 16)] [int] $DiskCount = 1,
         [ValidateRange(16, 65536)] [int] $DiskSizeMB = 64,
+        # The first data disk starts holding a copy of this folder's files (mkfs.ext4 -d; holes stay holes).
+        [string] $ContentFolder,
         [ValidateSet('qcow2', 'raw')] [string] $DiskFormat = 'qcow2',
         # 128 as measured; 96 boots with a smaller TCG cache; 64 does not boot.
         [ValidateRange(96, 4096)] [int] $MemoryMB = 128,
@@ -128,7 +130,7 @@ function Start-TestGuest {
     try {
         New-Item -ItemType Directory -Path $folder | Out-Null
         for ($i = 0; $i -lt $DiskCount; $i++) {
-            New-GuestDisk -Path $guest.DiskPaths[$i] -SizeBytes ($DiskSizeMB * 1MB) -Format $DiskFormat -Label "data$i"
+            New-GuestDisk -Path $guest.DiskPaths[$i] -SizeBytes ($DiskSizeMB * 1MB) -Format $DiskFormat -Label "data$i" -ContentFolder $(if ($i -eq 0) { $ContentFolder })
         }
         # no_timer_check: on a loaded host the kernel's IO-APIC timer probe can miss its ticks under TCG and panic the boot.
         $qemuArgs = @(

@@ -206,4 +206,19 @@ Describe 'The scheduled job against the real QEMU test guest' {
         $result.Failures.ErrorId | Should -Be 'ConsistencyNotReached'
         @(Get-VmBackup -Repository $repository).Count | Should -Be 2
     }
+
+    It 'reads incrementally with -ChangeTracking and verifies every third backup, counted from the repository' {
+        if ($unavailable) { Set-ItResult -Skipped -Because $unavailable; return }
+        $tracked = Join-Path $root 'tracked-repo'
+        $runs = foreach ($n in 1..4) { Invoke-VmBackupJob -Name 'tracked' -Vm $guest.QmpSocketPath -Repository $tracked -VerifyChangeTrackingEvery 3 -WarningAction SilentlyContinue }
+
+        $runs.ExitCode | Should -Be @(0, 0, 0, 0)
+        $records = foreach ($run in $runs) { $run.RestorePoints[0].Files[0].ChangeTracking }
+        "$($records[0])" | Should -Be 'Full (NoCheckpoint)'
+        "$($records[1])" | Should -Be 'Incremental'
+        $records.Verified | Should -Be @($false, $false, $true, $false)
+        "$($records[3])" | Should -Be 'Incremental'
+        $runs[2].LogLines -join "`n" | Should -BeLike '*read in full to verify its change tracking (every 3 backups)*'
+        $runs[1].LogLines -join "`n" | Should -BeLike '*Read: * Incremental.*'
+    }
 }

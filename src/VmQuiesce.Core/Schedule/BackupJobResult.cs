@@ -76,8 +76,13 @@ namespace VmQuiesce.Core.Schedule
         public void AddPoint(RestorePoint point)
         {
             RestorePoints.Add(point);
-            Log($"OK {point.VmName}: restore point {point.Id}, {point.Consistency} consistency, {point.Size} bytes ({point.StoredBytes} new).");
+            Log($"OK {point.VmName}: restore point {point.Id}, {point.Consistency} consistency, {point.Size} bytes ({point.StoredBytes} new)." + ChangeTrackingText(point));
         }
+
+        /// <summary>" Read: disk0 Incremental, disk1 Full (NoCheckpoint) verified." for a change-tracked point; else empty.</summary>
+        private static string ChangeTrackingText(RestorePoint point) => point.ChangeTracking == null ? string.Empty :
+            " Read: " + string.Join(", ", point.Files.Select(file => file.ChangeTracking).OfType<ChangeTrackingRecord>()
+                .Select(record => $"{record.Disk} {record}" + (record.Verified ? " verified" : string.Empty))) + ".";
 
         public BackupJobFailure AddFailure(string target, string errorId, string message)
         {

@@ -5,6 +5,7 @@ using System.Linq;
 using System.Text;
 using System.Text.RegularExpressions;
 using VmQuiesce.Core.Json;
+using VmQuiesce.Core.Repository;
 
 namespace VmQuiesce.Core.Schedule
 {
@@ -61,6 +62,18 @@ namespace VmQuiesce.Core.Schedule
         /// <summary>A folder that gets one log file per run, or null for none.</summary>
         public string? LogFolder { get; init; }
 
+        /// <summary>QEMU VMs are backed up with -ChangeTracking: each run reads only what changed since the last.</summary>
+        public bool ChangeTracking { get; init; }
+
+        /// <summary>
+        /// Every this many backups of a QEMU VM, the job reads it in full and checks its change tracking
+        /// (-VerifyChangeTracking); 0 never. Implies <see cref="ChangeTracking"/>.
+        /// </summary>
+        public int VerifyChangeTrackingEvery { get; init; }
+
+        /// <summary>Whether the job backs up QEMU VMs with change tracking (asked for, or implied by a verification interval).</summary>
+        public bool TracksChanges => ChangeTracking || VerifyChangeTrackingEvery > 0;
+
         /// <summary>The PowerShell the job runs: an absolute path.</summary>
         public string PowerShellPath { get; init; } = string.Empty;
 
@@ -68,6 +81,26 @@ namespace VmQuiesce.Core.Schedule
         public string ModulePath { get; init; } = string.Empty;
 
         public bool HasRetention => KeepLast > 0 || KeepDaily > 0 || KeepWeekly > 0 || KeepMonthly > 0;
+
+        /// <summary>
+        /// Whether this backup of a VM is its one in every <paramref name="every"/> that verifies the change tracking
+        /// (-VerifyChangeTracking): true when <paramref name="pointsOfVm"/> (the VM's restore points) hold at least
+        /// every - 1 change-tracked points newer than its last verified one. Counted from the repository, so a
+        /// missed or failed run does not shift the turn, and nothing is kept beside the job.
+        /// </summary>
+        public static bool IsVerificationDue(IEnumerable<RestorePoint> pointsOfVm, int every)
+        {
+            if (every <= 0)
+            {
+                return false;
+            }
+
+            int sinceVerified = pointsOfVm.Where(point => point.ChangeTracking != null)
+                .OrderByDescending(point => point.StartTime)
+                .TakeWhile(point => !point.Files.Any(file => file.ChangeTracking?.Verified == true))
+                .Count();
+            return sinceVerified >= every - 1;
+        }
 
         /// <summary>The time of day as a TimeSpan (after <see cref="Validate"/>).</summary>
         public TimeSpan TimeOfDay => TimeSpan.ParseExact(At, "hh\\:mm", CultureInfo.InvariantCulture);
@@ -108,6 +141,11 @@ namespace VmQuiesce.Core.Schedule
                 throw Invalid("ScheduleRetentionInvalid", $"Schedule '{Name}': the Keep settings must be 0 (rule off) or more.", this);
             }
 
+            if (VerifyChangeTrackingEvery < 0)
+            {
+                throw Invalid("ScheduleVerifyIntervalInvalid", $"Schedule '{Name}': VerifyChangeTrackingEvery is {VerifyChangeTrackingEvery}; expected 0 (never) or a number of backups.", VerifyChangeTrackingEvery);
+            }
+
             foreach ((string value, string what) in new[] { (PowerShellPath, "PowerShellPath"), (ModulePath, "ModulePath"), (LogFolder ?? "/", "LogFolder") })
             {
                 if (!Platform.HostTools.IsAbsolute(value))
@@ -135,6 +173,16 @@ namespace VmQuiesce.Core.Schedule
                 }
             }
 
+            if (TracksChanges)
+            {
+                job.Append(" -ChangeTracking");
+            }
+
+            if (VerifyChangeTrackingEvery > 0)
+            {
+                job.Append(" -VerifyChangeTrackingEvery ").Append(VerifyChangeTrackingEvery.ToString(CultureInfo.InvariantCulture));
+            }
+
             if (LogFolder != null)
             {
                 job.Append(" -LogFolder ").Append(PowerShellText.SingleQuoted(LogFolder));
@@ -149,21 +197,32 @@ namespace VmQuiesce.Core.Schedule
         /// <summary>The arguments as one Windows command line (a scheduled task's action), each quoted as the C runtime reads it back.</summary>
         public string JobArgumentLine() => string.Join(" ", JobArguments().Select(Platform.ToolCommand.Quote));
 
-        /// <summary>The settings as the one-line JSON recorded beside the job.</summary>
-        public string ToJson() => new JsonObject()
-            .With("name", Name)
-            .With("vm", new JsonArray(Vm.Select(v => (object?)v)))
-            .With("repository", Repository)
-            .With("at", At)
-            .With("consistency", Consistency.ToString())
-            .With("keepLast", (long)KeepLast)
-            .With("keepDaily", (long)KeepDaily)
-            .With("keepWeekly", (long)KeepWeekly)
-            .With("keepMonthly", (long)KeepMonthly)
-            .With("logFolder", LogFolder)
-            .With("powerShellPath", PowerShellPath)
-            .With("modulePath", ModulePath)
-            .ToString();
+        /// <summary>
+        /// The settings as the one-line JSON recorded beside the job. Change tracking is recorded only when on, so a
+        /// schedule registered before it existed still reads as current.
+        /// </summary>
+        public string ToJson()
+        {
+            JsonObject json = new JsonObject()
+                .With("name", Name)
+                .With("vm", new JsonArray(Vm.Select(v => (object?)v)))
+                .With("repository", Repository)
+                .With("at", At)
+                .With("consistency", Consistency.ToString())
+                .With("keepLast", (long)KeepLast)
+                .With("keepDaily", (long)KeepDaily)
+                .With("keepWeekly", (long)KeepWeekly)
+                .With("keepMonthly", (long)KeepMonthly)
+                .With("logFolder", LogFolder)
+                .With("powerShellPath", PowerShellPath)
+                .With("modulePath", ModulePath);
+            if (TracksChanges)
+            {
+                json.With("changeTracking", true).With("verifyChangeTrackingEvery", (long)VerifyChangeTrackingEvery);
+            }
+
+            return json.ToString();
+        }
 
         /// <summary>Settings read back from what Register recorded; null when the text is not such a record.</summary>
         public static BackupSchedule? FromJson(string text)
@@ -183,6 +242,8 @@ namespace VmQuiesce.Core.Schedule
                     KeepWeekly = (int)(json.GetOptionalInt64("keepWeekly") ?? 0),
                     KeepMonthly = (int)(json.GetOptionalInt64("keepMonthly") ?? 0),
                     LogFolder = json.GetOptionalString("logFolder"),
+                    ChangeTracking = json.GetOptionalBoolean("changeTracking") ?? false,
+                    VerifyChangeTrackingEvery = checked((int)(json.GetOptionalInt64("verifyChangeTrackingEvery") ?? 0)),
                     PowerShellPath = json.GetString("powerShellPath"),
                     ModulePath = json.GetString("modulePath"),
                 };

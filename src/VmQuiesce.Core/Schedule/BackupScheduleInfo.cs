@@ -27,6 +27,10 @@ namespace VmQuiesce.Core.Schedule
 
         public Consistency Consistency => Settings.Consistency;
 
+        public bool ChangeTracking => Settings.TracksChanges;
+
+        public int VerifyChangeTrackingEvery => Settings.VerifyChangeTrackingEvery;
+
         public BackupSchedule Settings { get; }
 
         /// <summary>"systemd" or "TaskScheduler".</summary>

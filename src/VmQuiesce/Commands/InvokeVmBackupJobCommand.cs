@@ -6,6 +6,7 @@ using VmQuiesce.Core;
 using VmQuiesce.Core.Repository;
 using VmQuiesce.Core.Schedule;
 using VmQuiesce.Core.Sources;
+using VmQuiesce.Core.Sources.Qemu;
 
 namespace VmQuiesce.Commands
 {
@@ -61,6 +62,15 @@ namespace VmQuiesce.Commands
         [ValidateNotNullOrEmpty]
         public string? LogFolder { get; set; }
 
+        /// <summary>Back up QEMU VMs with -ChangeTracking (other VMs are read whole, and the log says so).</summary>
+        [Parameter]
+        public SwitchParameter ChangeTracking { get; set; }
+
+        /// <summary>Every this many backups of a QEMU VM, read it in full and check its change tracking (-VerifyChangeTracking); implies -ChangeTracking.</summary>
+        [Parameter]
+        [ValidateRange(1, int.MaxValue)]
+        public int VerifyChangeTrackingEvery { get; set; }
+
         private bool HasRetention => KeepLast > 0 || KeepDaily > 0 || KeepWeekly > 0 || KeepMonthly > 0;
 
         protected override void EndProcessing()
@@ -89,7 +99,7 @@ namespace VmQuiesce.Commands
 
             if (vms.Count > 0)
             {
-                BackUp(run, vms, repository);
+                BackUpInGroups(run, vms, repository);
                 if (HasRetention)
                 {
                     ApplyRetention(run, vms, repository);
@@ -113,7 +123,61 @@ namespace VmQuiesce.Commands
             WriteObject(run);
         }
 
-        private void BackUp(BackupJobResult run, List<BackupVm> vms, string repository)
+        /// <summary>
+        /// Without change tracking, one backup of every VM; with it, the QEMU VMs tracked (those whose turn it is
+        /// verified) and the others read whole, each group one Invoke-VmQuiescedBackup (in parallel within it).
+        /// </summary>
+        private void BackUpInGroups(BackupJobResult run, List<BackupVm> vms, string repository)
+        {
+            if (!ChangeTracking && VerifyChangeTrackingEvery == 0)
+            {
+                BackUp(run, vms, repository, tracked: false, verify: false);
+                return;
+            }
+
+            List<BackupVm> untracked = vms.Where(vm => vm.Kind != QemuSource.SourceKind).ToList();
+            untracked.ForEach(vm => run.Log($"{vm.Name}: a {vm.Kind} VM has no change tracking; it is read whole."));
+            List<BackupVm> qemu = vms.Where(vm => vm.Kind == QemuSource.SourceKind).ToList();
+            var due = new HashSet<BackupVm>();
+            if (VerifyChangeTrackingEvery > 0 && qemu.Count > 0)
+            {
+                List<RestorePoint> points = PointsOf(run, qemu, repository);
+                foreach (BackupVm vm in qemu.Where(vm => BackupSchedule.IsVerificationDue(points.Where(p => p.SourceKind == vm.Kind && string.Equals(p.VmName, vm.Name, StringComparison.OrdinalIgnoreCase)), VerifyChangeTrackingEvery)))
+                {
+                    due.Add(vm);
+                    run.Log($"{vm.Name}: read in full to verify its change tracking (every {VerifyChangeTrackingEvery} backups).");
+                }
+            }
+
+            foreach ((List<BackupVm> group, bool tracked, bool verify) in new[]
+            {
+                (untracked, false, false),
+                (qemu.Where(vm => !due.Contains(vm)).ToList(), true, false),
+                (qemu.Where(due.Contains).ToList(), true, true),
+            })
+            {
+                if (group.Count > 0)
+                {
+                    BackUp(run, group, repository, tracked, verify);
+                }
+            }
+        }
+
+        /// <summary>The restore points of these VMs (Get-VmBackup); when the repository cannot be listed, the job verifies none and says so.</summary>
+        private List<RestorePoint> PointsOf(BackupJobResult run, List<BackupVm> vms, string repository)
+        {
+            using var powerShell = PowerShell.Create(RunspaceMode.CurrentRunspace);
+            powerShell.AddCommand("VmQuiesce\\Get-VmBackup").AddParameter("Repository", repository).AddParameter("VmName", vms.Select(vm => WildcardPattern.Escape(vm.Name)).ToArray());
+            List<RestorePoint> points = Invoke(powerShell).OfType<RestorePoint>().ToList();
+            foreach (ErrorRecord error in powerShell.Streams.Error)
+            {
+                run.Log($"The restore points could not be listed to see whose change tracking is due for verification: {ErrorId(error)}: {error}");
+            }
+
+            return points;
+        }
+
+        private void BackUp(BackupJobResult run, List<BackupVm> vms, string repository, bool tracked, bool verify)
         {
             using var powerShell = PowerShell.Create(RunspaceMode.CurrentRunspace);
             powerShell.AddCommand("VmQuiesce\\Invoke-VmQuiescedBackup")
@@ -121,6 +185,15 @@ namespace VmQuiesce.Commands
                 .AddParameter("Repository", repository)
                 .AddParameter("Consistency", Consistency)
                 .AddParameter("Confirm", false);
+            if (verify)
+            {
+                powerShell.AddParameter("VerifyChangeTracking");
+            }
+            else if (tracked)
+            {
+                powerShell.AddParameter("ChangeTracking");
+            }
+
             List<RestorePoint> points = Invoke(powerShell).OfType<RestorePoint>().ToList();
             points.ForEach(run.AddPoint);
             var failed = new HashSet<string>(StringComparer.OrdinalIgnoreCase);

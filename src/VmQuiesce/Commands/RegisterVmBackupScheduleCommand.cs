@@ -64,6 +64,15 @@ namespace VmQuiesce.Commands
         [ValidateNotNullOrEmpty]
         public string? PowerShellPath { get; set; }
 
+        /// <summary>Back up QEMU VMs with -ChangeTracking: each run reads only what changed since the last.</summary>
+        [Parameter(ValueFromPipelineByPropertyName = true)]
+        public SwitchParameter ChangeTracking { get; set; }
+
+        /// <summary>Every this many backups of a QEMU VM, read it in full and check its change tracking; implies -ChangeTracking.</summary>
+        [Parameter(ValueFromPipelineByPropertyName = true)]
+        [ValidateRange(1, int.MaxValue)]
+        public int VerifyChangeTrackingEvery { get; set; }
+
         /// <summary>Writes the registered schedule.</summary>
         [Parameter]
         public SwitchParameter PassThru { get; set; }
@@ -89,6 +98,8 @@ namespace VmQuiesce.Commands
                     KeepWeekly = KeepWeekly,
                     KeepMonthly = KeepMonthly,
                     LogFolder = LogFolder == null ? null : ResolveFileSystemPath(LogFolder, nameof(LogFolder)),
+                    ChangeTracking = ChangeTracking,
+                    VerifyChangeTrackingEvery = VerifyChangeTrackingEvery,
                     PowerShellPath = powerShell,
                     ModulePath = modulePath,
                 };

@@ -33,6 +33,21 @@ namespace VmQuiesce.Core.Tests.Backup
         public void Dispose() => _fixture.Dispose();
 
         [Fact]
+        public void Change_tracking_asked_of_a_source_that_has_none_is_refused_naming_the_vm_before_anything_is_stored()
+        {
+            string image = _fixture.WriteFile("plain.raw", _disk);
+            var source = new VmQuiesce.Core.Sources.PlainImage.PlainImageSource("plain-vm", new[] { image });
+
+            var refused = Assert.Throws<VmQuiesceException>(() => new BackupEngine(_fixture.Repository).Run(source, new QuiesceOptions { Required = Consistency.Crash }, null, CancellationToken.None, new ChangeTrackingOptions()));
+
+            Assert.Equal("ChangeTrackingNotSupported", refused.ErrorId);
+            Assert.Contains("VM 'plain-vm'", refused.Message, StringComparison.Ordinal);
+            Assert.Contains("running QEMU VMs", refused.Message, StringComparison.Ordinal);
+            Assert.Equal("Leave out -ChangeTracking for this VM.", refused.Remedy);
+            Assert.Empty(_fixture.Repository.ListRestorePoints());
+        }
+
+        [Fact]
         public void An_incremental_point_reads_only_the_changed_bytes_patches_partly_changed_chunks_and_restores_whole()
         {
             RestorePoint first = Run(new List<(long, long)>()).RestorePoint;

@@ -5,11 +5,13 @@ using System.Linq;
 using System.Threading;
 using VmQuiesce.Core;
 using VmQuiesce.Core.Backup;
+using VmQuiesce.Core.Export;
 using VmQuiesce.Core.Json;
 using VmQuiesce.Core.Repository;
 using VmQuiesce.Core.Restore;
 using VmQuiesce.Core.Sources;
 using VmQuiesce.Core.Sources.Qemu;
+using VmQuiesce.Core.Tests.Export;
 using VmQuiesce.Core.Tests.TestGuest;
 using Xunit;
 using Xunit.Abstractions;
@@ -83,6 +85,11 @@ namespace VmQuiesce.Core.Tests.Qemu
             RestorePoint last = _repository.ListRestorePoints().OrderBy(p => p.StartTime).Last();
             BootCheckResult booted = BootCheck.RunRestorePoint(_repository, last, VmQuiesce.Core.Tests.Restore.BootCheckTests.GuestBoot(), CancellationToken.None);
             Assert.True(booted.AgentAnswered, booted.ToString());
+
+            // Pruning every earlier point, chunks collected, breaks no later point: the last restores to the same image.
+            string lastRestored = Restore(last, "last-before-prune");
+            _repository.Prune(_repository.PlanRemoval(_repository.ListRestorePoints().Where(p => p.Id != last.Id).Select(p => p.Id).ToArray(), e => throw e), collectGarbage: true, removeStaleLock: false, CancellationToken.None);
+            Assert.Equal(0, HostCommand.Run("qemu-img", new[] { "compare", Restore(last, "last-after-prune"), lastRestored }).ExitCode);
 
             // Exactly one checkpoint of VmQuiesce's and the administrator's own bitmap, untouched; nothing else left.
             var bitmaps = Bitmaps(vm);
@@ -166,6 +173,18 @@ namespace VmQuiesce.Core.Tests.Qemu
             Assert.Contains("new since restore point", addedRecord.Detail, StringComparison.Ordinal);
             string restored = Restore(withNewDisk, "raw");
             Assert.Equal("hot-added\n", GuestDiskImage.ReadFile(restored, "/marker"));
+
+            // The hot-added disk's image replaced under the same node (blockdev-reopen onto another file): the bitmap
+            // is still on the node, but it says nothing of the new image's content.
+            string replacement = _folder.File("replacement.raw");
+            File.Copy(added, replacement);
+            Qmp(vm, "blockdev-add", new JsonObject().With("driver", "file").With("node-name", "replacement0").With("filename", replacement));
+            Qmp(vm, "blockdev-reopen", new JsonObject().With("options", new JsonArray(new object?[] { new JsonObject().With("driver", "raw").With("node-name", "added0").With("file", "replacement0") })));
+            RestorePoint replaced = BackUpAfterWrite(vm, "replaced");
+            ChangeTrackingRecord replacedRecord = replaced.Files.Single(f => f.OriginalPath == replacement).ChangeTracking!;
+            Assert.Equal(ChangeTrackingRecord.Reasons.DiskReplaced, replacedRecord.Reason);
+            Assert.Contains(_warnings, w => w.Contains(ChangeTrackingRecord.Reasons.DiskReplaced, StringComparison.Ordinal));
+            Assert.Equal(ChangeTrackingMode.Incremental, replaced.Files.Single(f => f.OriginalPath == vm.DiskPaths[0]).ChangeTracking!.Mode);
             AssertNothingLeft(vm);
         }
 
@@ -175,6 +194,12 @@ namespace VmQuiesce.Core.Tests.Qemu
             using TestGuestVm vm = TestGuestVm.Boot();
             BackUp(vm, verify: false);
             int points = _repository.ListRestorePoints().Count;
+
+            // An internal-snapshot backup copies whole image files: change tracking is refused, naming why, before the guest is touched.
+            var internalMode = new QemuSource(new QemuSourceOptions("tracked", vm.QmpSocketPath) { AgentSocket = vm.AgentSocketPath, Mode = QemuSnapshotMode.Internal });
+            var refused = Assert.Throws<VmQuiesceException>(() => new BackupEngine(_repository).Run(internalMode, new QuiesceOptions(), null, CancellationToken.None, new ChangeTrackingOptions()));
+            Assert.Equal("ChangeTrackingNeedsExternalMode", refused.ErrorId);
+            Assert.Equal(points, _repository.ListRestorePoints().Count);
 
             // The export goes away as the copy starts: the read fails, nothing is published, the checkpoint survives.
             var cutOff = Assert.ThrowsAny<VmQuiesceException>(() => Run(vm, verify: false, afterWrite: "cut", onCopy: () =>
@@ -227,6 +252,56 @@ namespace VmQuiesce.Core.Tests.Qemu
             AssertNothingLeft(vm);
             Qmp(vm, "nbd-server-start", address);
             Qmp(vm, "nbd-server-stop", new JsonObject());
+        }
+
+        [MountGuestFact]
+        public void An_incremental_point_mounts_and_starts_as_an_instant_restore_like_a_full_one()
+        {
+            RestorePoint incremental;
+            using (TestGuestVm vm = TestGuestVm.Boot())
+            {
+                BackUp(vm, verify: false);
+                incremental = BackUpAfterWrite(vm, "served-incremental");
+            }
+
+            Assert.Equal(ChangeTrackingMode.Incremental, Checkpoint(incremental).Mode);
+
+            // Mount-VmBackup: the guest's file system as the incremental point holds it, read-only.
+            string mountFolder = _folder.File("mnt");
+            using (RestorePointMount mount = RestorePointMount.Mount(_repository, incremental, mountFolder, CancellationToken.None))
+            {
+                MountedFileSystem data = Assert.Single(mount.FileSystems);
+                Assert.Equal("served-incremental\n", File.ReadAllText(Path.Combine(data.Path, "marker")));
+                Assert.Equal(4 * 65536, new FileInfo(Path.Combine(data.Path, "served-incremental")).Length);
+            }
+
+            Assert.Empty(RestorePointServer.Running);
+
+            // Start-VmInstantRestore: the point's disk served to a new QEMU and copied to a local qcow2 behind it.
+            BootCheckOptions boot = VmQuiesce.Core.Tests.Restore.BootCheckTests.GuestBoot();
+            boot.Append = boot.Append!.Replace("vmquiesce.agent=once", "vmquiesce.agent=respawn", StringComparison.Ordinal);
+            InstantRestore restore = InstantRestore.Start(_repository, incremental, _folder.File("instant"), boot, CancellationToken.None);
+            try
+            {
+                using (GuestAgentClient agent = GuestAgentClient.Connect(restore.AgentSocket, TimeSpan.FromSeconds(60)))
+                {
+                    agent.Sync(TimeSpan.FromSeconds(120));
+                    GuestExecResult marker = agent.Exec("/bin/cat", new[] { "/mnt/data/marker" }, TimeSpan.FromSeconds(120));
+                    Assert.Equal("served-incremental\n", marker.StandardOutput);
+                }
+
+                Assert.True(restore.WaitForCompletion(TimeSpan.FromMinutes(5), CancellationToken.None), restore.Error ?? restore.State.ToString());
+                Assert.Equal(restore.TotalBytes, restore.CopiedBytes);
+            }
+            finally
+            {
+                using (QmpClient qmp = QmpClient.Connect(restore.QmpSocket, TimeSpan.FromSeconds(10)))
+                {
+                    qmp.Execute("quit");
+                }
+
+                restore.Stop();
+            }
         }
 
         private RestorePoint BackUpAfterWrite(TestGuestVm vm, string marker, Action? onCopy = null) => Run(vm, verify: false, afterWrite: marker, onCopy: onCopy).RestorePoint;

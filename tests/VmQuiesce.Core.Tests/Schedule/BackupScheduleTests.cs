@@ -3,6 +3,7 @@ using System.IO;
 using System.Linq;
 using System.Threading;
 using VmQuiesce.Core.Platform;
+using VmQuiesce.Core.Repository;
 using VmQuiesce.Core.Schedule;
 using Xunit;
 
@@ -51,6 +52,52 @@ namespace VmQuiesce.Core.Tests.Schedule
                 "exit (Invoke-VmBackupJob -Name 'nightly' -Vm 'web01','/run/vms/db.qmp' -Repository '/srv/repo' -Consistency FileSystem -KeepDaily 7).ExitCode",
                 schedule.JobScript());
             Assert.Equal(new[] { "-NoProfile", "-NonInteractive", "-Command", schedule.JobScript() }, schedule.JobArguments());
+        }
+
+        [Fact]
+        public void A_change_tracked_schedule_runs_the_job_with_change_tracking_and_its_verification_interval()
+        {
+            var schedule = new BackupSchedule("nightly", new[] { "web01" }, "/srv/repo") { VerifyChangeTrackingEvery = 7, PowerShellPath = "/usr/bin/pwsh", ModulePath = "/m" };
+            schedule.Validate();
+
+            Assert.EndsWith("-Consistency FileSystem -ChangeTracking -VerifyChangeTrackingEvery 7).ExitCode", schedule.JobScript(), StringComparison.Ordinal);
+            BackupSchedule back = BackupSchedule.FromJson(schedule.ToJson())!;
+            Assert.True(back.TracksChanges);
+            Assert.Equal(7, back.VerifyChangeTrackingEvery);
+            Assert.Equal(schedule.JobScript(), back.JobScript());
+            Assert.EndsWith("-ChangeTracking).ExitCode", (new BackupSchedule("n", new[] { "web01" }, "/srv/repo") { ChangeTracking = true }).JobScript(), StringComparison.Ordinal);
+            Assert.DoesNotContain("ChangeTracking", Valid().JobScript(), StringComparison.Ordinal);
+            // A schedule without it records what it recorded before change tracking existed: installed units stay current.
+            Assert.DoesNotContain("changeTracking", Valid().ToJson(), StringComparison.Ordinal);
+
+            var negative = new BackupSchedule("n", new[] { "web01" }, "/srv/repo") { VerifyChangeTrackingEvery = -1, PowerShellPath = "/usr/bin/pwsh", ModulePath = "/m" };
+            Assert.Equal("ScheduleVerifyIntervalInvalid", Assert.Throws<VmQuiesceException>(negative.Validate).ErrorId);
+        }
+
+        [Fact]
+        public void Verification_is_due_every_nth_tracked_backup_counted_from_the_last_verified_point()
+        {
+            // Newest last: day 1 verified, then days 2 and 3 tracked, day 4 untracked (not counted).
+            var points = new[] { Point(1, verified: true), Point(2, verified: false), Point(3, verified: false), Point(4, verified: null) };
+
+            Assert.False(BackupSchedule.IsVerificationDue(points, 4)); // 2 tracked since the verified one; the 4th backup verifies
+            Assert.True(BackupSchedule.IsVerificationDue(points, 3));
+            Assert.True(BackupSchedule.IsVerificationDue(points, 1));
+            Assert.False(BackupSchedule.IsVerificationDue(points, 0));
+            Assert.False(BackupSchedule.IsVerificationDue(points.Take(1), 2)); // the verified point is the newest
+            Assert.True(BackupSchedule.IsVerificationDue(points.Skip(1), 3)); // never verified: counted from the first
+            Assert.False(BackupSchedule.IsVerificationDue(Array.Empty<RestorePoint>(), 2));
+        }
+
+        /// <summary>A restore point of day <paramref name="day"/> with one disk: tracked (verified or not), or untracked when null.</summary>
+        private static RestorePoint Point(int day, bool? verified)
+        {
+            var file = new RestorePointFile("disk0.qcow2", "/vm/disk0.qcow2", 0, Array.Empty<string?>())
+            {
+                ChangeTracking = verified == null ? null : new ChangeTrackingRecord("disk0", "/vm/disk0.qcow2", 0, "vmquiesce-b", persistent: true) { Verified = verified.Value },
+            };
+            return new RestorePoint("p" + day, "web01", "host", "Qemu", new DateTime(2026, 3, day, 1, 0, 0, DateTimeKind.Utc), new DateTime(2026, 3, day, 1, 1, 0, DateTimeKind.Utc),
+                null, new QuiesceRecord(Consistency.FileSystem, Array.Empty<string>(), 0, "None"), true, null, 1024 * 1024, 0, 0, new[] { file });
         }
 
         [Fact]
