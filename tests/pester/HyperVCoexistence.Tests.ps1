@@ -174,8 +174,10 @@ Describe 'Hyper-V''s documented calls after Import-Module VmQuiesce' {
         Get-Calls 'Restore-VMSnapshot' | Should -BeNullOrEmpty
     }
 
-    It 'refuses an object that is not a Hyper-V checkpoint with HyperVObjectExpected' {
-        Restore-VMSnapshot -VMSnapshot ([pscustomobject]@{ Name = 'x'; VMName = 'y' }) -Confirm:$false -ErrorVariable failures -ErrorAction SilentlyContinue
+    It 'refuses an object that is not a Hyper-V checkpoint or VM, and hands nothing on' {
+        { Restore-VMSnapshot -VMSnapshot ([pscustomobject]@{ Name = 'x'; VMName = 'y' }) -Confirm:$false -ErrorAction Stop } |
+            Should -Throw -ExceptionType ([System.Management.Automation.ParameterBindingException]) -ExpectedMessage "*'VMSnapshot'*to type*HyperVSnapshot*"
+        Restore-VMSnapshot -Name 'x' -VM ([pscustomobject]@{ Name = 'y' }) -Confirm:$false -ErrorVariable failures -ErrorAction SilentlyContinue
         $failures[0].FullyQualifiedErrorId | Should -BeLike 'HyperVObjectExpected,*'
         Get-Calls 'Restore-VMSnapshot' | Should -BeNullOrEmpty
     }

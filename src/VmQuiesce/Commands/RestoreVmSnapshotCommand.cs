@@ -1,4 +1,5 @@
 using System;
+using System.Collections.Generic;
 using System.Linq;
 using System.Management.Automation;
 using VmQuiesce.Core;
@@ -53,7 +54,7 @@ namespace VmQuiesce.Commands
         /// <summary>Hyper-V: a checkpoint object of the Hyper-V module (from Get-VMSnapshot).</summary>
         [Parameter(Mandatory = true, ValueFromPipeline = true, ParameterSetName = HyperVObjectSet)]
         [ValidateNotNull]
-        public PSObject? VMSnapshot { get; set; }
+        public HyperVSnapshot? VMSnapshot { get; set; }
 
         /// <summary>Hyper-V: a VM object of the Hyper-V module (from Get-VM) whose checkpoint -Name applies.</summary>
         [Parameter(Mandatory = true, ParameterSetName = HyperVVmSet)]
@@ -113,12 +114,11 @@ namespace VmQuiesce.Commands
         {
             if (ParameterSetName == HyperVNameSet || ParameterSetName == HyperVObjectSet || ParameterSetName == HyperVVmSet)
             {
-                PSObject? hyperVObject = ParameterSetName == HyperVObjectSet ? VMSnapshot : VM;
-                string expected = ParameterSetName == HyperVObjectSet ? HyperVModule.SnapshotType : HyperVModule.VirtualMachineType;
-                if (hyperVObject != null && !HyperVModule.Is(hyperVObject, expected))
+                // -VMSnapshot converts only Hyper-V's checkpoints (HyperVSnapshotConverter); -VM is checked here.
+                if (VM != null && !HyperVModule.Is(VM, HyperVModule.VirtualMachineType))
                 {
                     WriteFailure(new VmQuiesceException("HyperVObjectExpected", FailureKind.InvalidArgument,
-                        $"-{(ParameterSetName == HyperVObjectSet ? "VMSnapshot" : "VM")} takes a {expected} of the Hyper-V module; '{hyperVObject.TypeNames.FirstOrDefault()}' is not one (pipe Get-VmBackup for VmQuiesce's restore points).", hyperVObject));
+                        $"-VM takes a {HyperVModule.VirtualMachineType} of the Hyper-V module; '{VM.TypeNames.FirstOrDefault()}' is not one (pipe Get-VmBackup for VmQuiesce's restore points).", VM));
                     return;
                 }
 
@@ -185,7 +185,11 @@ namespace VmQuiesce.Commands
                 confirmed &= ShouldProcess(string.Join(", ", plan.Targets.Select(target => target.Path)), $"Revert to snapshot '{point.Snapshot.Name}' ({point.Snapshot.Kind})");
             }
 
-            if (!confirmed)
+            // Over the VM's own disks a restore replaces what the VM has now: High impact, asked by default.
+            List<RestoreTarget> replaced = plan.Targets.Where(target => target.Exists).ToList();
+            if (!confirmed || (destination == null && replaced.Count > 0 && !ConfirmHighImpact(replaced[0].Path,
+                $"Replace {replaced.Count} file(s) of VM '{point.VmName}' ({string.Join(", ", replaced.Select(target => target.Path))}) with restore point {point.Id} of {Units.Time(point.StartTime)}? What they hold now is lost.",
+                $"Restoring over the disks of VM '{point.VmName}'")))
             {
                 return;
             }
