@@ -1,6 +1,5 @@
 using System;
 using System.Collections.Generic;
-using System.ComponentModel;
 using System.Linq;
 using System.Management.Automation;
 using VmQuiesce.Core;
@@ -69,12 +68,7 @@ namespace VmQuiesce.Commands
         }
 
         /// <summary>A Hyper-V object that went through a BackupVm-typed parameter comes back out as itself.</summary>
-        private static object? Unwrap(object? value) => value switch
-        {
-            HyperVModuleObject vm => vm.Original,
-            HyperVSnapshot snapshot => snapshot.Original,
-            _ => value,
-        };
+        private static object? Unwrap(object? value) => value is HyperVModuleObject vm ? vm.Original : value;
     }
 
     /// <summary>
@@ -117,41 +111,5 @@ namespace VmQuiesce.Commands
 
             return inputData;
         }
-    }
-
-    /// <summary>
-    /// A checkpoint object of the Hyper-V module (from Get-VMSnapshot), as Restore-VmSnapshot -VMSnapshot takes it.
-    /// Only such objects convert to it, so the binder gives any other piped object to VmQuiesce's own parameters (an
-    /// object with Repository and Id binds by property name); a PSObject parameter would have taken everything first.
-    /// </summary>
-    [TypeConverter(typeof(HyperVSnapshotConverter))]
-    public sealed class HyperVSnapshot
-    {
-        internal HyperVSnapshot(PSObject original)
-        {
-            Original = original;
-        }
-
-        /// <summary>The Hyper-V module's object.</summary>
-        public PSObject Original { get; }
-
-        public override string ToString() => Original.ToString();
-    }
-
-    /// <summary>Converts the Hyper-V module's VMSnapshot objects, and nothing else, to <see cref="HyperVSnapshot"/>.</summary>
-    public sealed class HyperVSnapshotConverter : PSTypeConverter
-    {
-        public override bool CanConvertFrom(object sourceValue, Type destinationType) =>
-            destinationType == typeof(HyperVSnapshot) && HyperVModule.Is(sourceValue, HyperVModule.SnapshotType);
-
-        public override object ConvertFrom(object sourceValue, Type destinationType, IFormatProvider formatProvider, bool ignoreCase) =>
-            CanConvertFrom(sourceValue, destinationType)
-                ? new HyperVSnapshot(PSObject.AsPSObject(sourceValue))
-                : throw new InvalidCastException($"-VMSnapshot takes a {HyperVModule.SnapshotType} of the Hyper-V module; '{PSObject.AsPSObject(sourceValue).TypeNames.FirstOrDefault()}' is not one (pipe Get-VmBackup for VmQuiesce's restore points).");
-
-        public override bool CanConvertTo(object sourceValue, Type destinationType) => false;
-
-        public override object ConvertTo(object sourceValue, Type destinationType, IFormatProvider formatProvider, bool ignoreCase) =>
-            throw new InvalidCastException($"A Hyper-V checkpoint does not convert to {destinationType}.");
     }
 }

@@ -53,11 +53,13 @@ namespace VmQuiesce.Commands
 
         /// <summary>Hyper-V: a checkpoint object of the Hyper-V module (from Get-VMSnapshot).</summary>
         [Parameter(Mandatory = true, ValueFromPipeline = true, ParameterSetName = HyperVObjectSet)]
+        [PSTypeName(HyperVModule.SnapshotType)]
         [ValidateNotNull]
-        public HyperVSnapshot? VMSnapshot { get; set; }
+        public PSObject? VMSnapshot { get; set; }
 
         /// <summary>Hyper-V: a VM object of the Hyper-V module (from Get-VM) whose checkpoint -Name applies.</summary>
         [Parameter(Mandatory = true, ParameterSetName = HyperVVmSet)]
+        [PSTypeName(HyperVModule.VirtualMachineType)]
         [ValidateNotNull]
         public PSObject? VM { get; set; }
 
@@ -114,14 +116,6 @@ namespace VmQuiesce.Commands
         {
             if (ParameterSetName == HyperVNameSet || ParameterSetName == HyperVObjectSet || ParameterSetName == HyperVVmSet)
             {
-                // -VMSnapshot converts only Hyper-V's checkpoints (HyperVSnapshotConverter); -VM is checked here.
-                if (VM != null && !HyperVModule.Is(VM, HyperVModule.VirtualMachineType))
-                {
-                    WriteFailure(new VmQuiesceException("HyperVObjectExpected", FailureKind.InvalidArgument,
-                        $"-VM takes a {HyperVModule.VirtualMachineType} of the Hyper-V module; '{VM.TypeNames.FirstOrDefault()}' is not one (pipe Get-VmBackup for VmQuiesce's restore points).", VM));
-                    return;
-                }
-
                 HyperVModule.Forward(this, "Restore-VMSnapshot", Array.Empty<string>());
                 return;
             }
