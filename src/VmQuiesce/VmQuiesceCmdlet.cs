@@ -20,6 +20,8 @@ namespace VmQuiesce
         private Thread? _pipelineThread;
         private BlockingCollection<Action>? _posted;
         private bool _disposed;
+        private bool _yesToAll;
+        private bool _noToAll;
 
         /// <summary>Cancelled when the user presses Ctrl+C or the pipeline is stopped.</summary>
         protected CancellationToken CancelToken => _stopping.Token;
@@ -179,6 +181,43 @@ namespace VmQuiesce
         /// <summary>Terminating error for an invalid parameter combination, before anything changes.</summary>
         protected void ThrowInvalidArgument(string errorId, string message, object? target) =>
             ThrowFailure(new VmQuiesceException(errorId, FailureKind.InvalidArgument, message, target));
+
+        /// <summary>
+        /// A High-impact change inside a cmdlet whose own impact is lower (restoring over a VM's own disks, turning on
+        /// overwriteSnapshots) gets its own question, with Yes to All and No to All for the rest of the pipeline.
+        /// ShouldProcess already honoured -WhatIf, -Confirm (either way) and a $ConfirmPreference below High, and
+        /// None means "never ask": only in the default case is the user asked again. A host that cannot ask gets
+        /// ConfirmationRequired, naming -Confirm:$false, instead of a change nobody confirmed.
+        /// </summary>
+        protected bool ConfirmHighImpact(string target, string query, string caption)
+        {
+            if (MyInvocation.BoundParameters.ContainsKey("Confirm") || ConfirmPreference() != ConfirmImpact.High)
+            {
+                return true;
+            }
+
+            try
+            {
+                return ShouldContinue(query, caption, ref _yesToAll, ref _noToAll);
+            }
+            catch (Exception e) when (e is System.Management.Automation.Host.HostException || e is PSInvalidOperationException)
+            {
+                throw new VmQuiesceException("ConfirmationRequired", FailureKind.InvalidOperation,
+                    $"{caption} ('{target}') needs confirmation, and this host cannot ask ({e.Message}). Nothing was changed.", target, e)
+                {
+                    Remedy = "In a script, confirm the change explicitly with -Confirm:$false.",
+                };
+            }
+        }
+
+        private ConfirmImpact ConfirmPreference()
+        {
+            object? value = SessionState.PSVariable.GetValue("ConfirmPreference");
+            value = value is PSObject wrapped ? wrapped.BaseObject : value;
+            return value is ConfirmImpact impact ? impact
+                : Enum.TryParse(value?.ToString(), true, out ConfirmImpact parsed) ? parsed
+                : ConfirmImpact.High;
+        }
 
         /// <summary>Fills a progress bar from bytes moved: status with sizes and rate, percent, seconds left.</summary>
         internal static ProgressRecord ShowTransfer(ProgressRecord record, TransferProgress report)

@@ -286,7 +286,26 @@ Describe 'Remove-VmBackup' {
         $output | Should -Match 'web01'
         $output | Should -Match 'db01'
         $output | Should -Match 'chunk'
+        # Dates as ISO 8601 whatever the culture, never 12/04/26.
+        $output | Should -Match 'web01 \S+ \(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d, Crash\)'
         @(Get-VmBackup $repo).Count | Should -Be $before
+    }
+
+    It 'asks before removing restore points by default (High impact), and removes nothing when told No' {
+        $before = @(Get-VmBackup $repo).Count
+        $console = New-RecordingPowerShell -Answer 2   # Yes, Yes to All, No, No to All, Suspend
+        try {
+            $null = $console.PowerShell.AddScript("Import-Module '$env:VMQUIESCE_MODULE_PATH'; Remove-VmBackup -Repository '$repo' -KeepLast 2 -VmName web01").Invoke()
+
+            @($console.PowerShell.Streams.Error) | Should -BeNullOrEmpty
+            $console.Host.Prompts[0] | Should -BeLike '*Remove restore point*web01*'
+            $console.Host.Choices[0] | Should -BeLike 'Yes|Yes to All|No|No to All*'
+            @(Get-VmBackup $repo).Count | Should -Be $before
+        }
+        finally {
+            $console.PowerShell.Runspace.Dispose()
+            $console.PowerShell.Dispose()
+        }
     }
 
     It 'refuses a policy that keeps nothing' {

@@ -37,7 +37,7 @@ Describe 'Restore-VmSnapshot' {
     }
 
     It 'restores a restore point from Get-VmBackup over the originals with -Force' {
-        $result = Get-VmBackup $repo -VmName web01 -Latest | Restore-VmSnapshot -Force
+        $result = Get-VmBackup $repo -VmName web01 -Latest | Restore-VmSnapshot -Force -Confirm:$false
 
         $result | Should -BeOfType ([VmQuiesce.Core.Restore.RestoreResult])
         $result.FileCount | Should -Be 2
@@ -50,7 +50,7 @@ Describe 'Restore-VmSnapshot' {
     }
 
     It 'binds -Repository and -Id by property name and by position' {
-        $byProperty = [pscustomobject]@{ Repository = $repo; Id = $point.Id } | Restore-VmSnapshot -Force
+        $byProperty = [pscustomobject]@{ Repository = $repo; Id = $point.Id } | Restore-VmSnapshot -Force -Confirm:$false
         $byPosition = Restore-VmSnapshot $repo $point.Id -Destination (Join-Path $root 'positional')
 
         $byProperty.RestorePointId | Should -Be $point.Id
@@ -66,6 +66,39 @@ Describe 'Restore-VmSnapshot' {
         $result.Destination | Should -Be $destination
         Get-Sha256 (Join-Path $destination 'web01-a.img') | Should -Be $shaA
         [IO.File]::ReadAllBytes($diskA).Count | Should -Be 3
+    }
+
+    It 'asks before replacing the VM''s own disks (High impact) with Yes to All; told No, it replaces nothing' {
+        $console = New-RecordingPowerShell -Answer 2   # Yes, Yes to All, No, No to All, (Suspend)
+        try {
+            $null = $console.PowerShell.AddScript("Import-Module '$env:VMQUIESCE_MODULE_PATH'; Restore-VmSnapshot -Repository '$repo' -Id '$($point.Id)' -Force").Invoke()
+
+            @($console.PowerShell.Streams.Error) | Should -BeNullOrEmpty
+            $console.Host.Prompts.Count | Should -Be 1
+            $console.Host.Prompts[0] | Should -BeLike "Replace 1 file(s) of VM 'web01' ($diskA) with restore point $($point.Id) of ????-??-?? ??:??:??*"
+            $console.Host.Choices[0] | Should -BeLike 'Yes|Yes to All|No|No to All*'
+            [IO.File]::ReadAllBytes($diskA).Count | Should -Be 3
+        }
+        finally {
+            $console.PowerShell.Runspace.Dispose()
+            $console.PowerShell.Dispose()
+        }
+    }
+
+    It 'does not ask for a restore into -Destination; a host that cannot ask gets ConfirmationRequired over the disks' {
+        $shell = [powershell]::Create()
+        try {
+            $null = $shell.AddScript("Import-Module '$env:VMQUIESCE_MODULE_PATH'; Restore-VmSnapshot -Repository '$repo' -Id '$($point.Id)' -Destination '$(Join-Path $root 'unasked')'; Restore-VmSnapshot -Repository '$repo' -Id '$($point.Id)' -Force")
+            $output = $shell.Invoke()
+
+            @($output).Count | Should -Be 1
+            $output[0].Destination | Should -Be (Join-Path $root 'unasked')
+            @($shell.Streams.Error).Count | Should -Be 1
+            $shell.Streams.Error[0].FullyQualifiedErrorId | Should -BeLike 'ConfirmationRequired,*'
+            $shell.Streams.Error[0].ErrorDetails.RecommendedAction | Should -BeLike '*-Confirm:$false*'
+            [IO.File]::ReadAllBytes($diskA).Count | Should -Be 3
+        }
+        finally { $shell.Dispose() }
     }
 
     It 'refuses to replace existing files without -Force, with a stable error id' {
@@ -94,7 +127,7 @@ Describe 'Restore-VmSnapshot' {
         $bytes[-1] = $bytes[-1] -bxor 0xFF
         [IO.File]::WriteAllBytes($chunk, $bytes)
 
-        Restore-VmSnapshot -Repository $copy -Id $point.Id -Force -ErrorVariable failures -ErrorAction SilentlyContinue
+        Restore-VmSnapshot -Repository $copy -Id $point.Id -Force -Confirm:$false -ErrorVariable failures -ErrorAction SilentlyContinue
 
         $failures[0].FullyQualifiedErrorId | Should -BeLike 'RestoreChunkNotAuthentic,*'
         $failures[0].Exception.Message | Should -Match $hash
@@ -208,7 +241,7 @@ Describe 'Restore-VmSnapshot -Verify and Test-VmBackup -Boot against a real gues
     It 'refuses to restore over the disks of the running VM and names it' {
         if ($unavailable) { Set-ItResult -Skipped -Because $unavailable; return }
 
-        $guestPoint | Restore-VmSnapshot -Force -ErrorVariable failures -ErrorAction SilentlyContinue | Should -BeNullOrEmpty
+        $guestPoint | Restore-VmSnapshot -Force -Confirm:$false -ErrorVariable failures -ErrorAction SilentlyContinue | Should -BeNullOrEmpty
 
         $failures[0].FullyQualifiedErrorId | Should -BeLike 'VmRunning,*'
         $failures[0].CategoryInfo.Category | Should -Be 'ResourceBusy'

@@ -18,6 +18,7 @@ using System;
 using System.Collections.Generic;
 using System.Collections.ObjectModel;
 using System.Globalization;
+using System.Linq;
 using System.Management.Automation;
 using System.Management.Automation.Host;
 using System.Security;
@@ -30,6 +31,7 @@ namespace VmQuiesceTests
         public RecordingHost(int answer) { _ui = new RecordingUI(answer); }
         public List<string> Warnings => _ui.Warnings;
         public List<string> Prompts => _ui.Prompts;
+        public List<string> Choices => _ui.Choices;
         public override string Name => "VmQuiesceTestHost";
         public override Version Version => new Version(1, 0);
         public override Guid InstanceId { get; } = Guid.NewGuid();
@@ -49,10 +51,16 @@ namespace VmQuiesceTests
         public RecordingUI(int answer) { _answer = answer; }
         public List<string> Warnings { get; } = new List<string>();
         public List<string> Prompts { get; } = new List<string>();
+        // The labels of the choices each prompt offered, without their hot-key marks, joined with '|'.
+        public List<string> Choices { get; } = new List<string>();
         public override PSHostRawUserInterface RawUI => null;
         public override int PromptForChoice(string caption, string message, Collection<ChoiceDescription> choices, int defaultChoice)
         {
-            lock (Prompts) { Prompts.Add(message); }
+            lock (Prompts)
+            {
+                Prompts.Add(message);
+                Choices.Add(string.Join("|", choices.Select(choice => choice.Label.Replace("&", ""))));
+            }
             return _answer;
         }
         public override void WriteWarningLine(string message) { lock (Warnings) { Warnings.Add(message); } }

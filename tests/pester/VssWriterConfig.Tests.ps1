@@ -336,6 +336,26 @@ Describe 'Set-VssWriterConfig' {
         Get-Snapshot $folder | Should -Be $before
     }
 
+    It 'the question offers Yes to All, which answers it for every folder piped after' {
+        $second = New-TestFolder
+        Import-Module (Join-Path $PSScriptRoot 'TestSupport.psm1') -Force
+        $console = New-RecordingPowerShell -Answer 1   # Yes, Yes to All, No, No to All
+        try {
+            $null = $console.PowerShell.AddScript("Import-Module '$env:VMQUIESCE_MODULE_PATH'; '$folder', '$second' | Set-VssWriterConfig -OverwriteSnapshots `$true -WarningAction SilentlyContinue").Invoke()
+
+            @($console.PowerShell.Streams.Error) | Should -BeNullOrEmpty
+            $console.Host.Prompts.Count | Should -Be 1
+            $console.Host.Choices[0] | Should -BeLike 'Yes|Yes to All|No|No to All*'
+            (Get-VssWriterConfig -Path $folder).OverwriteSnapshots | Should -BeTrue
+            (Get-VssWriterConfig -Path $second).OverwriteSnapshots | Should -BeTrue
+        }
+        finally {
+            $console.PowerShell.Runspace.Dispose()
+            $console.PowerShell.Dispose()
+            Remove-Item -LiteralPath $second -Recurse -Force
+        }
+    }
+
     It 'plain use does not ask for a change that is not dangerous' {
         $result = Invoke-WithoutUserInterface -Folder $folder -Script 'Set-VssWriterConfig -Path $Folder -Setting @{ "vmwriter.logLevel" = "info" }'
 

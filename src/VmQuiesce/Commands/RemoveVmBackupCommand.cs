@@ -1,6 +1,5 @@
 using System;
 using System.Collections.Generic;
-using System.Globalization;
 using System.Linq;
 using System.Management.Automation;
 using VmQuiesce.Core;
@@ -9,7 +8,7 @@ using VmQuiesce.Core.Repository;
 namespace VmQuiesce.Commands
 {
     /// <summary>Removes restore points by id or by retention policy, then the chunks no remaining point uses.</summary>
-    [Cmdlet(VerbsCommon.Remove, "VmBackup", SupportsShouldProcess = true, ConfirmImpact = ConfirmImpact.Medium, DefaultParameterSetName = ByIdSet)]
+    [Cmdlet(VerbsCommon.Remove, "VmBackup", SupportsShouldProcess = true, ConfirmImpact = ConfirmImpact.High, DefaultParameterSetName = ByIdSet)]
     [OutputType(typeof(PruneResult))]
     public sealed class RemoveVmBackupCommand : VmQuiesceCmdlet
     {
@@ -100,7 +99,7 @@ namespace VmQuiesce.Commands
                 PrunePlan proposed = plan(repository);
                 var confirmed = proposed.Remove
                     .Where(point => ShouldProcess(
-                        $"{point.VmName} {point.Id} ({point.StartTime.ToLocalTime().ToString("g", CultureInfo.CurrentCulture)}, {point.Consistency})",
+                        $"{point.VmName} {point.Id} ({Units.Time(point.StartTime)}, {point.Consistency})",
                         "Remove restore point"))
                     .ToList();
                 // Garbage collection runs even when no point goes: it clears what interrupted backups left.

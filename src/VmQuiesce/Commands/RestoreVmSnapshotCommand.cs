@@ -1,4 +1,5 @@
 using System;
+using System.Collections.Generic;
 using System.Linq;
 using System.Management.Automation;
 using VmQuiesce.Core;
@@ -178,7 +179,11 @@ namespace VmQuiesce.Commands
                 confirmed &= ShouldProcess(string.Join(", ", plan.Targets.Select(target => target.Path)), $"Revert to snapshot '{point.Snapshot.Name}' ({point.Snapshot.Kind})");
             }
 
-            if (!confirmed)
+            // Over the VM's own disks a restore replaces what the VM has now: High impact, asked by default.
+            List<RestoreTarget> replaced = plan.Targets.Where(target => target.Exists).ToList();
+            if (!confirmed || (destination == null && replaced.Count > 0 && !ConfirmHighImpact(replaced[0].Path,
+                $"Replace {replaced.Count} file(s) of VM '{point.VmName}' ({string.Join(", ", replaced.Select(target => target.Path))}) with restore point {point.Id} of {Units.Time(point.StartTime)}? What they hold now is lost.",
+                $"Restoring over the disks of VM '{point.VmName}'")))
             {
                 return;
             }

@@ -41,50 +41,15 @@ namespace VmQuiesce.Commands
 
             string action = (current == null ? "Create with " : "Update: ") +
                 string.Join("; ", changes.Select(c => c.Expected == null ? $"remove {c.Setting}" : $"{c.Setting} = \"{c.Expected}\""));
-            if (!ShouldProcess(file, action) || (turnsOnOverwrite && !ConfirmOverwriteSnapshots(file)))
+            if (!ShouldProcess(file, action) || (turnsOnOverwrite && !ConfirmHighImpact(file,
+                $"VMware's VSS writer will overwrite existing VM snapshots during backups ('{file}'). A snapshot made by hand will be lost. Continue?",
+                $"Turning on {VssWriterConfig.OverwriteSnapshotsName}")))
             {
                 return;
             }
 
             VmwareConfigFile.Write(file, document);
             WritePassThru(file);
-        }
-
-        /// <summary>
-        /// Turning overwriteSnapshots on is a High-impact change inside a Medium-impact cmdlet, so it gets
-        /// its own question. -Confirm (either way) and a $ConfirmPreference below High were already honoured
-        /// by ShouldProcess, and None means "never ask": only in the default case is the user asked again.
-        /// </summary>
-        private bool ConfirmOverwriteSnapshots(string file)
-        {
-            if (MyInvocation.BoundParameters.ContainsKey("Confirm") || ConfirmPreference() != ConfirmImpact.High)
-            {
-                return true;
-            }
-
-            try
-            {
-                return ShouldContinue(
-                    $"VMware's VSS writer will overwrite existing VM snapshots during backups ('{file}'). A snapshot made by hand will be lost. Continue?",
-                    $"Turn on {VssWriterConfig.OverwriteSnapshotsName}");
-            }
-            catch (Exception e) when (e is HostException || e is PSInvalidOperationException)
-            {
-                throw new VmQuiesceException("ConfirmationRequired", FailureKind.InvalidOperation,
-                    $"Turning on {VssWriterConfig.OverwriteSnapshotsName} in '{file}' needs confirmation, and this host cannot ask ({e.Message}). Nothing was changed.", file, e)
-                {
-                    Remedy = "In a script, confirm the change explicitly with -Confirm:$false.",
-                };
-            }
-        }
-
-        private ConfirmImpact ConfirmPreference()
-        {
-            object? value = SessionState.PSVariable.GetValue("ConfirmPreference");
-            value = value is PSObject wrapped ? wrapped.BaseObject : value;
-            return value is ConfirmImpact impact ? impact
-                : Enum.TryParse(value?.ToString(), true, out ConfirmImpact parsed) ? parsed
-                : ConfirmImpact.High;
         }
 
         private void WritePassThru(string file)
