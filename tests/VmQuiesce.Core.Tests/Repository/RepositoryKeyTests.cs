@@ -7,9 +7,12 @@ using System.Security;
 using System.Security.Cryptography;
 using System.Text;
 using System.Threading;
+using VmQuiesce.Core.Backup;
 using VmQuiesce.Core.Json;
 using VmQuiesce.Core.Repository;
 using VmQuiesce.Core.Repository.Keys;
+using VmQuiesce.Core.Sources;
+using VmQuiesce.Core.Sources.PlainImage;
 using Xunit;
 
 namespace VmQuiesce.Core.Tests.Repository
@@ -74,6 +77,18 @@ namespace VmQuiesce.Core.Tests.Repository
                 Assert.DoesNotContain(_fixture.Root, text);
                 Assert.DoesNotContain("disk.img", text);
             }
+        }
+
+        [Fact]
+        public void LockOfARunningBackupNamesNoVm()
+        {
+            BackupRepository repository = NewEncrypted("enc");
+            var source = new LockWatchingSource(repository.Path, new PlainImageSource(VmName, new[] { Disk("disk.img", 9) }));
+            new BackupEngine(repository, workers: 2).Run(source, new QuiesceOptions { Required = Consistency.Crash }, null, CancellationToken.None);
+
+            string held = Assert.Single(source.LocksSeen);
+            Assert.Contains("Invoke-VmQuiescedBackup", held);
+            Assert.DoesNotContain(VmName, held);
         }
 
         [Fact]
@@ -269,6 +284,33 @@ namespace VmQuiesce.Core.Tests.Repository
             // Another repository's key file is refused by its repository id.
             BackupRepository other = NewEncrypted("other");
             Assert.Equal("RepositoryKeyFileInvalid", Assert.Throws<VmQuiesceException>(() => new RepositoryKeys(other).ImportFromKeyFile(exported)).ErrorId);
+        }
+    }
+
+    /// <summary>A source that, as it opens its view (the backup's lock held), reads the repository's lock files.</summary>
+    internal sealed class LockWatchingSource : IBackupSource
+    {
+        private readonly string _repositoryPath;
+        private readonly IBackupSource _inner;
+
+        public LockWatchingSource(string repositoryPath, IBackupSource inner)
+        {
+            _repositoryPath = repositoryPath;
+            _inner = inner;
+        }
+
+        public List<string> LocksSeen { get; } = new List<string>();
+
+        public string Kind => _inner.Kind;
+
+        public string VmName => _inner.VmName;
+
+        public IReadOnlyList<string> FindLeftovers(CancellationToken cancel) => _inner.FindLeftovers(cancel);
+
+        public IConsistentView OpenConsistentView(QuiesceOptions options, CancellationToken cancel)
+        {
+            LocksSeen.AddRange(Directory.EnumerateFiles(Path.Combine(_repositoryPath, "locks"), "*.lock").Select(File.ReadAllText));
+            return _inner.OpenConsistentView(options, cancel);
         }
     }
 }
