@@ -285,6 +285,31 @@ namespace VmQuiesce.Core.Tests.Repository
             BackupRepository other = NewEncrypted("other");
             Assert.Equal("RepositoryKeyFileInvalid", Assert.Throws<VmQuiesceException>(() => new RepositoryKeys(other).ImportFromKeyFile(exported)).ErrorId);
         }
+
+        [Fact]
+        public void KeyIsNeverExportedIntoItsRepository()
+        {
+            BackupRepository repository = NewEncrypted("enc");
+            var keys = new RepositoryKeys(repository);
+            var destinations = new List<string> { Path.Combine(repository.Path, "repo.key"), Path.Combine(repository.Path, "keys", "new", "repo.key") };
+            if (!OperatingSystem.IsWindows())
+            {
+                string linkToRepository = Path.Combine(_fixture.Root, "link-to-repo");
+                File.CreateSymbolicLink(linkToRepository, repository.Path);
+                destinations.Add(Path.Combine(linkToRepository, "sub", "repo.key"));
+            }
+
+            foreach (string destination in destinations)
+            {
+                var e = Assert.Throws<VmQuiesceException>(() => keys.Export(destination));
+                Assert.Equal("KeyFileInRepository", e.ErrorId);
+                Assert.Equal(FailureKind.InvalidArgument, e.Kind);
+                Assert.False(File.Exists(destination), destination);
+            }
+
+            Assert.Empty(Directory.EnumerateFiles(repository.Path, "*.key", SearchOption.AllDirectories));
+            Assert.NotNull(keys.Export(Path.Combine(_fixture.Root, "enc-beside", "repo.key")).Path);
+        }
     }
 
     /// <summary>A source that, as it opens its view (the backup's lock held), reads the repository's lock files.</summary>
