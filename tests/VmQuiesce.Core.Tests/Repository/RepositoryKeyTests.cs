@@ -266,6 +266,37 @@ namespace VmQuiesce.Core.Tests.Repository
         }
 
         [Fact]
+        public void UnusableHostKeyFileIsNamedAndReplacedByAnImport()
+        {
+            BackupRepository repository = RepositoryKeys.CreateRepository(Path.Combine(_fixture.Root, "enc"), RepositoryFixture.ChunkSize, Secure("correct horse battery"));
+            string disk = Disk("disk.img", 13);
+            RestorePoint point = RepositoryFixture.BackUp(repository, VmName, disk);
+            string keyFile = HostKeyStore.PathOf(repository.Encryption.RepositoryId!);
+            var broken = new Dictionary<string, Action>
+            {
+                ["RepositoryKeyFileInvalid"] = () => File.WriteAllText(keyFile, "{\"format\": \"VmQuiesceRepositoryKey\", \"key\": \"trunc"),
+                ["RepositoryKeyMismatch"] = () => HostKeyStore.WriteKeyFile(HostKeyStore.Folder, keyFile, repository.Encryption.RepositoryId!, RepositoryKey.Generate(), repository.Path),
+            };
+
+            foreach ((string errorId, Action breakKeyFile) in broken)
+            {
+                breakKeyFile();
+
+                // The repository still opens: it is described, and reading says what is wrong with the key file.
+                BackupRepository opened = BackupRepository.Open(repository.Path);
+                Assert.False(RepositorySummary.Of(opened, e => throw e).KeyAvailable);
+                var e = Assert.Throws<VmQuiesceException>(() => opened.GetRestorePoint(point.Id));
+                Assert.Equal(errorId, e.ErrorId);
+                Assert.Contains(keyFile, e.Message);
+                Assert.Contains("Import-VmBackupRepositoryKey", e.Remedy);
+
+                Assert.Equal(keyFile, new RepositoryKeys(opened).ImportFromPassphrase(Secure("correct horse battery")).Path);
+                BackupRepository repaired = BackupRepository.Open(repository.Path);
+                Assert.Equal(File.ReadAllBytes(disk), Restore(repaired, repaired.GetRestorePoint(point.Id)));
+            }
+        }
+
+        [Fact]
         public void ExportedKeyFileImportsAndTheLastCopyIsKept()
         {
             BackupRepository repository = NewEncrypted("enc");
