@@ -4,6 +4,7 @@ using System.Management.Automation;
 using System.Reflection;
 #if !NETFRAMEWORK
 using System.Runtime.Loader;
+using VmQuiesce.Core.Repository.Keys;
 #endif
 
 namespace VmQuiesce
@@ -39,7 +40,11 @@ namespace VmQuiesce
 #else
         private static readonly DependencyLoadContext s_context = new DependencyLoadContext();
 
-        public void OnImport() => Register(true, () => AssemblyLoadContext.Default.Resolving += ResolveIsolated);
+        public void OnImport()
+        {
+            Register(true, () => AssemblyLoadContext.Default.Resolving += ResolveIsolated);
+            Argon2id.Isolated ??= IsolatedArgon2id();
+        }
 
         public void OnRemove(PSModuleInfo psModuleInfo) => Register(false, () => AssemblyLoadContext.Default.Resolving -= ResolveIsolated);
 
@@ -48,6 +53,18 @@ namespace VmQuiesce
             // Exactly our version: a request for another one is another module's, for its own copy.
             string? path = ShippedPath(requested, out AssemblyName? shipped);
             return path != null && requested.Version == shipped!.Version ? s_context.LoadFromAssemblyPath(path) : null;
+        }
+
+        /// <summary>
+        /// Argon2id of a copy of VmQuiesce.Core loaded into our context, so that it runs on the BouncyCastle we ship: all
+        /// BouncyCastle 2.x share assembly version 2.0.0.0, and the default context answers a request for it with any
+        /// copy another module loaded first, whatever its file version (issue 18).
+        /// </summary>
+        private static Func<char[], byte[], int, int, int, int, byte[]> IsolatedArgon2id()
+        {
+            Assembly core = s_context.LoadFromAssemblyPath(typeof(Argon2id).Assembly.Location);
+            MethodInfo compute = core.GetType(typeof(Argon2id).FullName!, throwOnError: true)!.GetMethod(nameof(Argon2id.Compute))!;
+            return (Func<char[], byte[], int, int, int, int, byte[]>)compute.CreateDelegate(typeof(Func<char[], byte[], int, int, int, int, byte[]>));
         }
 
         /// <summary>VmQuiesce's third-party assemblies, and what they reference that the module's folder holds.</summary>

@@ -56,13 +56,20 @@ function Test-OtherBouncyCastle {
         # In a fresh process: import both modules in the given order, back up compressible data with VmQuiesce,
         # then use the other module again.
         param([string] $Order)
+        if ($script:results.ContainsKey($Order)) { return $script:results[$Order] }
         $work = Join-Path $root $Order
         $script = @"
 `$ErrorActionPreference = 'Stop'
 `$env:PSModulePath = '$((Join-Path $root 'modules') -replace "'", "''")' + [IO.Path]::PathSeparator + `$env:PSModulePath
 function Import-VmQuiesce { Import-Module '$($env:VMQUIESCE_MODULE_PATH -replace "'", "''")' }
-if ('$Order' -eq 'OtherFirst') { Import-Module OtherZstd; `$before = Test-OtherZstd; `$bcBefore = Test-OtherBouncyCastle; Import-VmQuiesce }
-else { Import-VmQuiesce; Import-Module OtherZstd; `$before = Test-OtherZstd; `$bcBefore = Test-OtherBouncyCastle }
+# Argon2id (BouncyCastle) for a passphrase copy: after the other module's BouncyCastle was loaded (OtherFirst), or
+# before it is (VmQuiesceFirst).
+function New-KeyedRepository {
+    `$passphrase = ConvertTo-SecureString 'dependency-test-passphrase' -AsPlainText -Force
+    try { @((New-VmBackupRepository -Path (Join-Path '$work' 'keyed') -Passphrase `$passphrase -Confirm:`$false).PassphraseSlots).Count } catch { "`$(`$_.FullyQualifiedErrorId): `$_" }
+}
+if ('$Order' -eq 'OtherFirst') { Import-Module OtherZstd; `$before = Test-OtherZstd; `$bcBefore = Test-OtherBouncyCastle; Import-VmQuiesce; `$slots = New-KeyedRepository }
+else { Import-VmQuiesce; `$slots = New-KeyedRepository; Import-Module OtherZstd; `$before = Test-OtherZstd; `$bcBefore = Test-OtherBouncyCastle }
 New-Item -ItemType Directory -Path '$work' -Force | Out-Null
 `$disk = Join-Path '$work' 'disk.img'
 [IO.File]::WriteAllText(`$disk, ('quiesce, snapshot, thaw. ' * 400000))
@@ -70,7 +77,6 @@ New-Item -ItemType Directory -Path '$work' -Force | Out-Null
 `$point = Invoke-VmQuiescedBackup -Vm `$vm -Repository (Join-Path '$work' 'repo') -Consistency Crash -Confirm:`$false
 `$verified = Test-VmBackup -Repository (Join-Path '$work' 'repo') -Id `$point.Id
 `$ours = [AppDomain]::CurrentDomain.GetAssemblies() | Where-Object { `$_.GetName().Name -eq 'ZstdSharp' -and `$_.Location -like '*VmQuiesce*' }
-
 [pscustomobject]@{
     OtherBefore      = `$before
     OtherAfter       = Test-OtherZstd
@@ -79,6 +85,8 @@ New-Item -ItemType Directory -Path '$work' -Force | Out-Null
     Valid            = `$verified.IsValid
     OursVersion      = `$ours.GetName().Version.ToString(3)
     OursContext      = [Runtime.Loader.AssemblyLoadContext]::GetLoadContext(`$ours).Name
+    PassphraseSlots  = `$slots
+    OtherBcAfter     = Test-OtherBouncyCastle
 } | ConvertTo-Json -Compress
 "@
         $child = Get-ChildPwsh
@@ -86,8 +94,10 @@ New-Item -ItemType Directory -Path '$work' -Force | Out-Null
         $output = & $child.FilePath @($child.Prefix + @('-NoProfile', '-NonInteractive', '-EncodedCommand', $encoded)) 2>&1
         # Without colour codes, which the test report's XML cannot hold.
         if ($LASTEXITCODE -ne 0) { throw "The fresh PowerShell failed (exit code $LASTEXITCODE): $(($output -join ' ') -replace "`e\[[0-9;]*m", '')" }
-        ($output | Select-Object -Last 1) | ConvertFrom-Json
+        $script:results[$Order] = ($output | Select-Object -Last 1) | ConvertFrom-Json
+        $script:results[$Order]
     }
+    $script:results = @{}
 }
 
 AfterAll {
@@ -108,10 +118,12 @@ Describe 'VmQuiesce next to a module that ships another ZstdSharp' {
     }
 
     It 'VmQuiesce''s BouncyCastle (Argon2id) works beside another BouncyCastle 2.x when <Order> is imported first' -ForEach $orders {
-        # Known and open (issue 18): every BouncyCastle.Cryptography 2.x has assembly version 2.0.0.0, so the
-        # version-based resolver of ModuleDependencies cannot tell ours (2.7.0) from another module's (2.4.0, which has
-        # no Argon2BytesGenerator): whichever loads first into the default context wins. The fix is to load
-        # VmQuiesce.Core itself into the isolated context (PSResourceGet's layout), not yet done.
-        Set-ItResult -Skipped -Because 'BouncyCastle 2.x keeps assembly version 2.0.0.0: another module''s 2.4.0 loaded first is used instead of ours (open in issue 18; see the comment in this test)'
+        # Every BouncyCastle.Cryptography 2.x has assembly version 2.0.0.0, so a version cannot tell ours (2.7.0) from
+        # the other module's (2.4.0, which has no Argon2BytesGenerator): the passphrase KDF must run from our copy anyway.
+        if ($skipReason) { Set-ItResult -Skipped -Because $skipReason; return }
+        $result = Invoke-BothModules -Order $Order
+        $result.PassphraseSlots | Should -Be 1
+        $result.OtherBcBefore | Should -Be $otherBouncyCastleVersion
+        $result.OtherBcAfter | Should -Be $otherBouncyCastleVersion
     }
 }

@@ -117,7 +117,9 @@ namespace VmQuiesce.Core.Backup
             var clock = Stopwatch.StartNew();
             string vm = source.VmName;
             host.WriteProgress(new BackupProgress(vm, BackupPhase.Checking, 0, 0, clock.Elapsed));
-            using RepositoryLock shared = _repository.LockShared($"Invoke-VmQuiescedBackup of '{vm}'", warn: host.WriteWarning);
+            // The lock file is readable without the key: an encrypted repository's names no VM.
+            string purpose = _repository.Encryption.IsEncrypted ? "Invoke-VmQuiescedBackup" : $"Invoke-VmQuiescedBackup of '{vm}'";
+            using RepositoryLock shared = _repository.LockShared(purpose, warn: host.WriteWarning);
             DateTime start = DateTime.UtcNow;
             host.WriteProgress(new BackupProgress(vm, BackupPhase.Quiescing, 0, 0, clock.Elapsed));
             using IConsistentView view = tracking == null ? source.OpenConsistentView(options, cancel) : OpenTrackedView(source, options, tracking, cancel);

@@ -7,9 +7,12 @@ using System.Security;
 using System.Security.Cryptography;
 using System.Text;
 using System.Threading;
+using VmQuiesce.Core.Backup;
 using VmQuiesce.Core.Json;
 using VmQuiesce.Core.Repository;
 using VmQuiesce.Core.Repository.Keys;
+using VmQuiesce.Core.Sources;
+using VmQuiesce.Core.Sources.PlainImage;
 using Xunit;
 
 namespace VmQuiesce.Core.Tests.Repository
@@ -74,6 +77,18 @@ namespace VmQuiesce.Core.Tests.Repository
                 Assert.DoesNotContain(_fixture.Root, text);
                 Assert.DoesNotContain("disk.img", text);
             }
+        }
+
+        [Fact]
+        public void LockOfARunningBackupNamesNoVm()
+        {
+            BackupRepository repository = NewEncrypted("enc");
+            var source = new LockWatchingSource(repository.Path, new PlainImageSource(VmName, new[] { Disk("disk.img", 9) }));
+            new BackupEngine(repository, workers: 2).Run(source, new QuiesceOptions { Required = Consistency.Crash }, null, CancellationToken.None);
+
+            string held = Assert.Single(source.LocksSeen);
+            Assert.Contains("Invoke-VmQuiescedBackup", held);
+            Assert.DoesNotContain(VmName, held);
         }
 
         [Fact]
@@ -251,6 +266,37 @@ namespace VmQuiesce.Core.Tests.Repository
         }
 
         [Fact]
+        public void UnusableHostKeyFileIsNamedAndReplacedByAnImport()
+        {
+            BackupRepository repository = RepositoryKeys.CreateRepository(Path.Combine(_fixture.Root, "enc"), RepositoryFixture.ChunkSize, Secure("correct horse battery"));
+            string disk = Disk("disk.img", 13);
+            RestorePoint point = RepositoryFixture.BackUp(repository, VmName, disk);
+            string keyFile = HostKeyStore.PathOf(repository.Encryption.RepositoryId!);
+            var broken = new Dictionary<string, Action>
+            {
+                ["RepositoryKeyFileInvalid"] = () => File.WriteAllText(keyFile, "{\"format\": \"VmQuiesceRepositoryKey\", \"key\": \"trunc"),
+                ["RepositoryKeyMismatch"] = () => HostKeyStore.WriteKeyFile(HostKeyStore.Folder, keyFile, repository.Encryption.RepositoryId!, RepositoryKey.Generate(), repository.Path),
+            };
+
+            foreach ((string errorId, Action breakKeyFile) in broken)
+            {
+                breakKeyFile();
+
+                // The repository still opens: it is described, and reading says what is wrong with the key file.
+                BackupRepository opened = BackupRepository.Open(repository.Path);
+                Assert.False(RepositorySummary.Of(opened, e => throw e).KeyAvailable);
+                var e = Assert.Throws<VmQuiesceException>(() => opened.GetRestorePoint(point.Id));
+                Assert.Equal(errorId, e.ErrorId);
+                Assert.Contains(keyFile, e.Message);
+                Assert.Contains("Import-VmBackupRepositoryKey", e.Remedy);
+
+                Assert.Equal(keyFile, new RepositoryKeys(opened).ImportFromPassphrase(Secure("correct horse battery")).Path);
+                BackupRepository repaired = BackupRepository.Open(repository.Path);
+                Assert.Equal(File.ReadAllBytes(disk), Restore(repaired, repaired.GetRestorePoint(point.Id)));
+            }
+        }
+
+        [Fact]
         public void ExportedKeyFileImportsAndTheLastCopyIsKept()
         {
             BackupRepository repository = NewEncrypted("enc");
@@ -269,6 +315,58 @@ namespace VmQuiesce.Core.Tests.Repository
             // Another repository's key file is refused by its repository id.
             BackupRepository other = NewEncrypted("other");
             Assert.Equal("RepositoryKeyFileInvalid", Assert.Throws<VmQuiesceException>(() => new RepositoryKeys(other).ImportFromKeyFile(exported)).ErrorId);
+        }
+
+        [Fact]
+        public void KeyIsNeverExportedIntoItsRepository()
+        {
+            BackupRepository repository = NewEncrypted("enc");
+            var keys = new RepositoryKeys(repository);
+            var destinations = new List<string> { Path.Combine(repository.Path, "repo.key"), Path.Combine(repository.Path, "keys", "new", "repo.key") };
+            if (!OperatingSystem.IsWindows())
+            {
+                string linkToRepository = Path.Combine(_fixture.Root, "link-to-repo");
+                File.CreateSymbolicLink(linkToRepository, repository.Path);
+                destinations.Add(Path.Combine(linkToRepository, "sub", "repo.key"));
+            }
+
+            foreach (string destination in destinations)
+            {
+                var e = Assert.Throws<VmQuiesceException>(() => keys.Export(destination));
+                Assert.Equal("KeyFileInRepository", e.ErrorId);
+                Assert.Equal(FailureKind.InvalidArgument, e.Kind);
+                Assert.False(File.Exists(destination), destination);
+            }
+
+            Assert.Empty(Directory.EnumerateFiles(repository.Path, "*.key", SearchOption.AllDirectories));
+            Assert.NotNull(keys.Export(Path.Combine(_fixture.Root, "enc-beside", "repo.key")).Path);
+        }
+    }
+
+    /// <summary>A source that, as it opens its view (the backup's lock held), reads the repository's lock files.</summary>
+    internal sealed class LockWatchingSource : IBackupSource
+    {
+        private readonly string _repositoryPath;
+        private readonly IBackupSource _inner;
+
+        public LockWatchingSource(string repositoryPath, IBackupSource inner)
+        {
+            _repositoryPath = repositoryPath;
+            _inner = inner;
+        }
+
+        public List<string> LocksSeen { get; } = new List<string>();
+
+        public string Kind => _inner.Kind;
+
+        public string VmName => _inner.VmName;
+
+        public IReadOnlyList<string> FindLeftovers(CancellationToken cancel) => _inner.FindLeftovers(cancel);
+
+        public IConsistentView OpenConsistentView(QuiesceOptions options, CancellationToken cancel)
+        {
+            LocksSeen.AddRange(Directory.EnumerateFiles(Path.Combine(_repositoryPath, "locks"), "*.lock").Select(File.ReadAllText));
+            return _inner.OpenConsistentView(options, cancel);
         }
     }
 }

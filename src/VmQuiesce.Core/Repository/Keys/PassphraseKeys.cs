@@ -5,8 +5,6 @@ using System.Runtime.InteropServices;
 using System.Security;
 using System.Text;
 using System.Text.RegularExpressions;
-using Org.BouncyCastle.Crypto.Generators;
-using Org.BouncyCastle.Crypto.Parameters;
 using VmQuiesce.Core.Json;
 
 namespace VmQuiesce.Core.Repository.Keys
@@ -206,17 +204,7 @@ namespace VmQuiesce.Core.Repository.Keys
             try
             {
                 Marshal.Copy(plain, text, 0, text.Length);
-                var generator = new Argon2BytesGenerator();
-                generator.Init(new Argon2Parameters.Builder(Argon2Parameters.Argon2id)
-                    .WithVersion(Argon2Parameters.Version13)
-                    .WithMemoryAsKB(cost.MemoryKiB)
-                    .WithIterations(cost.Iterations)
-                    .WithParallelism(cost.Parallelism)
-                    .WithSalt(salt)
-                    .Build());
-                var derived = new byte[Aead.KeyLength];
-                generator.GenerateBytes(text, derived);
-                return derived;
+                return Argon2id.Derive(text, salt, cost, Aead.KeyLength);
             }
             finally
             {

@@ -28,6 +28,7 @@ namespace VmQuiesce.Core.Repository.Keys
         private readonly string _repositoryPath;
         private readonly int _chunkSize;
         private readonly byte[]? _check;
+        private VmQuiesceException? _hostKeyProblem;
 
         private RepositoryEncryption(string? repositoryId, string? keyId, byte[]? check, int chunkSize, string repositoryPath)
         {
@@ -151,12 +152,23 @@ namespace VmQuiesce.Core.Repository.Keys
             Key = key;
         }
 
-        /// <summary>Takes the key from this host's key file for the repository, when there is one.</summary>
+        /// <summary>
+        /// Takes the key from this host's key file for the repository, when there is one. A key file that cannot be
+        /// used (damaged, or another key) leaves the repository open without its key, so that it can still be
+        /// described and the key imported over it; reading then names the file and what is wrong with it.
+        /// </summary>
         internal void UnlockFromHost()
         {
-            if (IsEncrypted && HostKeyStore.TryRead(RepositoryId!) is RepositoryKey key)
+            try
             {
-                Unlock(key);
+                if (IsEncrypted && HostKeyStore.TryRead(RepositoryId!) is RepositoryKey key)
+                {
+                    Unlock(key);
+                }
+            }
+            catch (VmQuiesceException e) when (e.ErrorId == "RepositoryKeyFileInvalid" || e.ErrorId == "RepositoryKeyMismatch")
+            {
+                _hostKeyProblem = e;
             }
         }
 
@@ -165,10 +177,13 @@ namespace VmQuiesce.Core.Repository.Keys
 
         private RepositoryKey SealingKey() => Key ?? throw KeyNotFound();
 
-        private VmQuiesceException KeyNotFound() => new VmQuiesceException("RepositoryKeyNotFound", FailureKind.SecurityError,
-            $"The repository '{_repositoryPath}' is encrypted with key {KeyId}, and this host has no key file for it ({HostKeyStore.PathOf(RepositoryId!)}).", _repositoryPath)
+        private VmQuiesceException KeyNotFound() => new VmQuiesceException(_hostKeyProblem?.ErrorId ?? "RepositoryKeyNotFound", FailureKind.SecurityError,
+            _hostKeyProblem == null
+                ? $"The repository '{_repositoryPath}' is encrypted with key {KeyId}, and this host has no key file for it ({HostKeyStore.PathOf(RepositoryId!)})."
+                : $"The repository '{_repositoryPath}' is encrypted with key {KeyId}, and this host's key file for it ({HostKeyStore.PathOf(RepositoryId!)}) cannot be used: {_hostKeyProblem.Message}",
+            _repositoryPath, _hostKeyProblem)
         {
-            Remedy = $"Bring the key to this host: Import-VmBackupRepositoryKey -Repository '{_repositoryPath}' -Passphrase (Read-Host -AsSecureString), or -KeyFile <exported key file>.",
+            Remedy = $"Bring the key to this host (an import replaces the key file): Import-VmBackupRepositoryKey -Repository '{_repositoryPath}' -Passphrase (Read-Host -AsSecureString), or -KeyFile <exported key file>.",
         };
 
         /// <summary>The hash that names chunks: HMAC-SHA256 under the chunk-id key, or SHA-256 in a repository made before keys.</summary>

@@ -3,6 +3,7 @@ using System.Collections.Generic;
 using System.IO;
 using System.Linq;
 using System.Security;
+using VmQuiesce.Core.Platform;
 
 namespace VmQuiesce.Core.Repository.Keys
 {
@@ -88,6 +89,15 @@ namespace VmQuiesce.Core.Repository.Keys
                 throw new VmQuiesceException("KeyFileExists", FailureKind.InvalidArgument, $"'{full}' exists; the key is exported to a new file only.", destination);
             }
 
+            if (IsInRepository(full))
+            {
+                throw new VmQuiesceException("KeyFileInRepository", FailureKind.InvalidArgument,
+                    $"'{full}' is inside the repository '{_repository.Path}': a key kept beside the data it protects protects nothing.", destination)
+                {
+                    Remedy = "Export the key to another disk or host (removable media, a password manager's file store); a passphrase copy (Add-VmBackupRepositoryKey) is the copy meant to live in the repository.",
+                };
+            }
+
             HostKeyStore.WriteKeyFile(Path.GetDirectoryName(full)!, full, _repository.Encryption.RepositoryId!, key, _repository.Path);
             return new RepositoryKeyCopy(_repository.Path, key.KeyId, KeyCopyKind.ExportedKeyFile, null, full);
         }
@@ -122,6 +132,31 @@ namespace VmQuiesce.Core.Repository.Keys
             }
 
             return HostKeyStore.Remove(encryption.RepositoryId!);
+        }
+
+        /// <summary>
+        /// True when <paramref name="full"/> lies in the repository's folder, by its path or (Linux) through a link:
+        /// its nearest existing folder or one above it is the repository's folder.
+        /// </summary>
+        private bool IsInRepository(string full)
+        {
+            StringComparison comparison = HostPlatform.IsWindows ? StringComparison.OrdinalIgnoreCase : StringComparison.Ordinal;
+            string root = _repository.Path.TrimEnd(Path.DirectorySeparatorChar, Path.AltDirectorySeparatorChar) + Path.DirectorySeparatorChar;
+            if (full.StartsWith(root, comparison))
+            {
+                return true;
+            }
+
+            FileStatus? repositoryFolder = HostPlatform.IsLinux ? UnixFiles.StatFollowingLinks(_repository.Path) : null;
+            for (string? folder = Path.GetDirectoryName(full); repositoryFolder != null && folder != null; folder = Path.GetDirectoryName(folder))
+            {
+                if (UnixFiles.StatFollowingLinks(folder) is FileStatus status && status.IsSameFile(repositoryFolder.Value))
+                {
+                    return true;
+                }
+            }
+
+            return false;
         }
 
         private RepositoryKeyCopy Import(RepositoryKey key)
