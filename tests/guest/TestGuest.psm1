@@ -60,12 +60,13 @@ function ConvertTo-QemuPath {
 
 function New-GuestDisk {
     # An empty ext4 disk; qcow2 is made as raw, formatted, then converted (mkfs writes raw only).
-    param([string] $Path, [long] $SizeBytes, [string] $Format, [string] $Label)
+    param([string] $Path, [long] $SizeBytes, [string] $Format, [string] $Label, [string] $ContentFolder)
     $raw = if ($Format -eq 'raw') { $Path } else { "$Path.raw" }
     try {
         $stream = [IO.FileStream]::new($raw, [IO.FileMode]::CreateNew)
         try { $stream.SetLength($SizeBytes) } finally { $stream.Dispose() }
-        Invoke-HostTool mkfs.ext4 @('-q', '-F', '-L', $Label, '-E', 'lazy_itable_init=0,lazy_journal_init=0', $raw)
+        $content = if ($ContentFolder) { @('-d', $ContentFolder) } else { @() }
+        Invoke-HostTool mkfs.ext4 (@('-q', '-F', '-L', $Label, '-E', 'lazy_itable_init=0,lazy_journal_init=0') + $content + @($raw))
         if ($Format -eq 'qcow2') { Invoke-HostTool qemu-img @('convert', '-f', 'raw', '-O', 'qcow2', $raw, $Path) }
     }
     finally {
@@ -89,6 +90,8 @@ function Start-TestGuest {
         [ValidateRange(0, 16)] [int] $DiskCount = 1,
         [ValidateRange(16, 65536)] [int] $DiskSizeMB = 64,
         [ValidateSet('qcow2', 'raw')] [string] $DiskFormat = 'qcow2',
+        # A host folder whose files the first data disk's file system holds from the start (mkfs.ext4 -d).
+        [string] $DataFolder,
         # 128 as measured; 96 boots with a smaller TCG cache; 64 does not boot.
         [ValidateRange(96, 4096)] [int] $MemoryMB = 128,
         [ValidateRange(1, 3600)] [int] $TimeoutSeconds = 60,
@@ -128,7 +131,7 @@ function Start-TestGuest {
     try {
         New-Item -ItemType Directory -Path $folder | Out-Null
         for ($i = 0; $i -lt $DiskCount; $i++) {
-            New-GuestDisk -Path $guest.DiskPaths[$i] -SizeBytes ($DiskSizeMB * 1MB) -Format $DiskFormat -Label "data$i"
+            New-GuestDisk -Path $guest.DiskPaths[$i] -SizeBytes ($DiskSizeMB * 1MB) -Format $DiskFormat -Label "data$i" -ContentFolder $(if ($i -eq 0) { $DataFolder })
         }
         # no_timer_check: on a loaded host the kernel's IO-APIC timer probe can miss its ticks under TCG and panic the boot.
         $qemuArgs = @(
