@@ -149,6 +149,7 @@ Describe '<Name>: -WhatIf and -Confirm' -ForEach $changing {
                 Register-VmBackupSchedule -Name whatif -Vm web01 -Repository $repository -UnitDirectory $units -PowerShellPath (Get-Process -Id $PID).Path -Confirm:$false
                 Unregister-VmBackupSchedule -Name whatif -UnitDirectory $units -WhatIf
                 (Get-VmBackupSchedule -Name whatif -UnitDirectory $units).Name | Should -Be 'whatif'
+            }
             'New-VmBackupRepository'    = {
                 $path = Join-Path $root "new-repo-$(New-Guid)"
                 New-VmBackupRepository -Path $path -WhatIf | Should -BeNullOrEmpty

@@ -174,9 +174,8 @@ Describe 'Hyper-V''s documented calls after Import-Module VmQuiesce' {
         Get-Calls 'Restore-VMSnapshot' | Should -BeNullOrEmpty
     }
 
-    It 'refuses an object that is not a Hyper-V checkpoint with HyperVObjectExpected' {
-        Restore-VMSnapshot -VMSnapshot ([pscustomobject]@{ Name = 'x'; VMName = 'y' }) -Confirm:$false -ErrorVariable failures -ErrorAction SilentlyContinue
-        $failures[0].FullyQualifiedErrorId | Should -BeLike 'HyperVObjectExpected,*'
+    It 'refuses an object that is not a Hyper-V checkpoint when binding it' {
+        { Restore-VMSnapshot -VMSnapshot ([pscustomobject]@{ Name = 'x'; VMName = 'y' }) -Confirm:$false } | Should -Throw -ErrorId 'MismatchedPSTypeName,VmQuiesce.Commands.RestoreVmSnapshotCommand'
         Get-Calls 'Restore-VMSnapshot' | Should -BeNullOrEmpty
     }
 

@@ -490,6 +490,16 @@ namespace VmQuiesce.Core.Platform
 
         public Stream Stream { get; }
 
+        /// <summary>A path to this very file for tools this process starts (Linux); null elsewhere, where its own path is used.</summary>
+        public string? DescriptorPath => _fd >= 0 ? UnixFiles.DescriptorPath(_fd) : null;
+
+        /// <summary>
+        /// True when <paramref name="name"/> in <paramref name="folder"/> is still this file (Linux; always true
+        /// elsewhere): whoever may write the folder can have renamed it away or put a link in its place.
+        /// </summary>
+        public bool IsStillNamed(TrustedFolder folder, string name) =>
+            _fd < 0 || (folder.Stat(name) is FileStatus named && named.IsSameFile(UnixFiles.Stat(_fd, folder.Combine(name))));
+
         /// <summary>
         /// Takes an exclusive flock (Linux) without waiting, held until <see cref="Unlock"/> or until the file is
         /// closed: another process can then tell that this file is being written, and a file left by a dead process

@@ -104,6 +104,14 @@ namespace VmQuiesce.Core.Platform
         private const int SeekData = 3;
         private const int SeekHole = 4;
 
+        /// <summary>
+        /// A path that names the file this process has open as <paramref name="fd"/>, whatever is renamed or
+        /// linked meanwhile: what a tool this process starts as root is given instead of a path it would look up again.
+        /// </summary>
+        public static string DescriptorPath(long fd) =>
+            "/proc/" + System.Diagnostics.Process.GetCurrentProcess().Id.ToString(System.Globalization.CultureInfo.InvariantCulture) + "/fd/" +
+            fd.ToString(System.Globalization.CultureInfo.InvariantCulture);
+
         /// <summary>Type, owner, mode and identity of <paramref name="path"/>, following symbolic links (Linux).</summary>
         public static FileStatus Stat(string path)
         {

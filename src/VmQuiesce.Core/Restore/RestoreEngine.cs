@@ -256,7 +256,7 @@ namespace VmQuiesce.Core.Restore
         private static string RevertTemps(List<WrittenFile> written, Func<IReadOnlyList<string>, string> revert)
         {
             written.ForEach(file => file.Unlock());
-            string detail = revert(written.Select(file => file.TempPath).ToList());
+            string detail = revert(written.Select(file => file.RevertPath).ToList());
             foreach (WrittenFile file in written.Where(file => !file.TryLock()))
             {
                 throw RestoreInProgress(file.TempPath, file.Folder.Combine(file.TargetName));
@@ -585,6 +585,15 @@ namespace VmQuiesce.Core.Restore
         private void Replace(IReadOnlyList<WrittenFile> written)
         {
             RestoreFileOps ops = _environment.Files;
+            if (written.FirstOrDefault(file => !file.IsStillAtTempName()) is WrittenFile swapped)
+            {
+                throw new VmQuiesceException("RestoreTempFileReplaced", FailureKind.SecurityError,
+                    $"'{swapped.TempPath}' is no longer the file this restore wrote to restore '{swapped.Folder.Combine(swapped.TargetName)}': someone who may write '{swapped.Folder.Path}' renamed it or put something in its place. Nothing was replaced.", swapped.TempPath)
+                {
+                    Remedy = $"Find out who changed '{swapped.Folder.Path}' and restrict who may write it, then run the restore again.",
+                };
+            }
+
             var done = new List<(WrittenFile File, string Target, string? Aside, bool RestoredIn)>();
             try
             {
@@ -796,6 +805,11 @@ namespace VmQuiesce.Core.Restore
             public string TargetName { get; }
 
             public string TempPath => Folder.Combine(TempName);
+
+            /// <summary>The temp file as the revert's tool is given it: through this process's descriptor where there is one, so a name swapped meanwhile is not followed.</summary>
+            public string RevertPath => _created.DescriptorPath ?? TempPath;
+
+            public bool IsStillAtTempName() => _created.IsStillNamed(Folder, TempName);
 
             public void Renamed() => _renamed = true;
 

@@ -123,9 +123,9 @@ namespace VmQuiesce.Core.Schedule
         /// </summary>
         public string JobScript()
         {
-            var job = new StringBuilder("Invoke-VmBackupJob -Name ").Append(Quote(Name))
-                .Append(" -Vm ").Append(string.Join(",", Vm.Select(Quote)))
-                .Append(" -Repository ").Append(Quote(Repository))
+            var job = new StringBuilder("Invoke-VmBackupJob -Name ").Append(PowerShellText.SingleQuoted(Name))
+                .Append(" -Vm ").Append(string.Join(",", Vm.Select(PowerShellText.SingleQuoted)))
+                .Append(" -Repository ").Append(PowerShellText.SingleQuoted(Repository))
                 .Append(" -Consistency ").Append(Consistency);
             foreach ((int keep, string parameter) in new[] { (KeepLast, "KeepLast"), (KeepDaily, "KeepDaily"), (KeepWeekly, "KeepWeekly"), (KeepMonthly, "KeepMonthly") })
             {
@@ -137,10 +137,10 @@ namespace VmQuiesce.Core.Schedule
 
             if (LogFolder != null)
             {
-                job.Append(" -LogFolder ").Append(Quote(LogFolder));
+                job.Append(" -LogFolder ").Append(PowerShellText.SingleQuoted(LogFolder));
             }
 
-            return $"Import-Module -Name {Quote(ModulePath)} -ErrorAction Stop; exit ({job}).ExitCode";
+            return $"Import-Module -Name {PowerShellText.SingleQuoted(ModulePath)} -ErrorAction Stop; exit ({job}).ExitCode";
         }
 
         /// <summary>The arguments PowerShell gets, after its own path.</summary>
@@ -193,24 +193,6 @@ namespace VmQuiesce.Core.Schedule
             }
         }
 
-        /// <summary>
-        /// A single-quoted PowerShell string. PowerShell also ends one at U+2018-U+201B, so every quote character it
-        /// knows is doubled, not only the ASCII one: a VM path cannot end the string and inject a command.
-        /// </summary>
-        public static string Quote(string text)
-        {
-            var quoted = new StringBuilder(text.Length + 2).Append('\'');
-            foreach (char c in text)
-            {
-                quoted.Append(c);
-                if (c == '\'' || (c >= '\u2018' && c <= '\u201B'))
-                {
-                    quoted.Append(c);
-                }
-            }
-
-            return quoted.Append('\'').ToString();
-        }
 
         private static VmQuiesceException Invalid(string errorId, string message, object? target) =>
             new VmQuiesceException(errorId, FailureKind.InvalidArgument, message, target);

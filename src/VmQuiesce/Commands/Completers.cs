@@ -48,7 +48,7 @@ namespace VmQuiesce.Commands
         protected abstract IEnumerable<string> Candidates(string parameterName, string word, IDictionary fakeBoundParameters);
 
         internal static string Quote(string value) =>
-            value.IndexOfAny(NeedsQuotes) >= 0 ? "'" + value.Replace("'", "''") + "'" : value;
+            value.IndexOfAny(NeedsQuotes) >= 0 ? "'" + CodeGeneration.EscapeSingleQuotedStringContent(value) + "'" : value;
 
         /// <summary>A path typed earlier on the command line (relative to the current location, PSDrives allowed).</summary>
         protected static string? BoundPath(IDictionary fakeBoundParameters, string parameterName)

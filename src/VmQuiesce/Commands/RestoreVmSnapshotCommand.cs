@@ -52,11 +52,13 @@ namespace VmQuiesce.Commands
 
         /// <summary>Hyper-V: a checkpoint object of the Hyper-V module (from Get-VMSnapshot).</summary>
         [Parameter(Mandatory = true, ValueFromPipeline = true, ParameterSetName = HyperVObjectSet)]
+        [PSTypeName(HyperVModule.SnapshotType)]
         [ValidateNotNull]
         public PSObject? VMSnapshot { get; set; }
 
         /// <summary>Hyper-V: a VM object of the Hyper-V module (from Get-VM) whose checkpoint -Name applies.</summary>
         [Parameter(Mandatory = true, ParameterSetName = HyperVVmSet)]
+        [PSTypeName(HyperVModule.VirtualMachineType)]
         [ValidateNotNull]
         public PSObject? VM { get; set; }
 
@@ -113,15 +115,6 @@ namespace VmQuiesce.Commands
         {
             if (ParameterSetName == HyperVNameSet || ParameterSetName == HyperVObjectSet || ParameterSetName == HyperVVmSet)
             {
-                PSObject? hyperVObject = ParameterSetName == HyperVObjectSet ? VMSnapshot : VM;
-                string expected = ParameterSetName == HyperVObjectSet ? HyperVModule.SnapshotType : HyperVModule.VirtualMachineType;
-                if (hyperVObject != null && !HyperVModule.Is(hyperVObject, expected))
-                {
-                    WriteFailure(new VmQuiesceException("HyperVObjectExpected", FailureKind.InvalidArgument,
-                        $"-{(ParameterSetName == HyperVObjectSet ? "VMSnapshot" : "VM")} takes a {expected} of the Hyper-V module; '{hyperVObject.TypeNames.FirstOrDefault()}' is not one (pipe Get-VmBackup for VmQuiesce's restore points).", hyperVObject));
-                    return;
-                }
-
                 HyperVModule.Forward(this, "Restore-VMSnapshot", Array.Empty<string>());
                 return;
             }

@@ -310,7 +310,8 @@ namespace VmQuiesce.Core.Tests.Restore
 
             Assert.Equal("FakeRevertFailed", Assert.Throws<VmQuiesceException>(() => engine.Run(engine.Plan(new RestoreRequest(point) { Force = true }, CancellationToken.None), null, CancellationToken.None)).ErrorId);
             Assert.Equal(changed, File.ReadAllBytes(path));
-            Assert.Contains(RestoreEngine.TempMarker, Path.GetFileName(failing.SawFiles.Single()));
+            // It saw the restored bytes, not the file they were to replace.
+            Assert.Equal(RepositoryFixture.Random(Chunk, 1), failing.SawContents.Single());
 
             var working = new FakeReverter(fail: false);
             engine = Engine(fixture, new RestoreEnvironment { Usage = new FakeUsage(null), FreeSpace = _ => null, Reverters = new SnapshotReverters(new[] { working }) });
@@ -415,9 +416,12 @@ namespace VmQuiesce.Core.Tests.Restore
 
             public List<string> SawFiles { get; } = new List<string>();
 
+            public List<byte[]> SawContents { get; } = new List<byte[]>();
+
             public string Revert(CapturedSnapshot snapshot, IReadOnlyList<string> restoredFiles, CancellationToken cancel)
             {
                 SawFiles.AddRange(restoredFiles);
+                SawContents.AddRange(restoredFiles.Select(File.ReadAllBytes));
                 if (_fail)
                 {
                     throw new VmQuiesceException("FakeRevertFailed", FailureKind.WriteError, "fake revert failed", snapshot);

@@ -312,6 +312,30 @@ namespace VmQuiesce.Core.Tests.Restore
             Assert.Contains($"{needed:N0} bytes", e.Message);
         }
 
+        [LinuxFact]
+        public void ATempFileSwappedForALinkBeforeTheRevertIsNeitherWrittenThroughNorRenamedIntoPlace()
+        {
+            using var fixture = new RepositoryFixture();
+            byte[] original = RepositoryFixture.Random(Chunk, 8);
+            string disk = fixture.WriteFile("a.img", original);
+            RestorePoint point = RepositoryFixtureWithSnapshot(fixture, disk);
+            string victim = fixture.WriteFile("victim", RepositoryFixture.Random(Chunk, 9));
+            byte[] victimBefore = File.ReadAllBytes(victim);
+            var engine = new RestoreEngine(fixture.Repository, new RestoreEnvironment
+            {
+                Usage = new NoUser(),
+                FreeSpace = _ => null,
+                Reverters = new SnapshotReverters(new[] { new LinkSwappingReverter(victim) }),
+            });
+
+            var e = Assert.Throws<VmQuiesceException>(() => engine.Run(engine.Plan(new RestoreRequest(point) { Force = true }, CancellationToken.None), null, CancellationToken.None));
+
+            Assert.Equal("RestoreTempFileReplaced", e.ErrorId);
+            Assert.Equal(victimBefore, File.ReadAllBytes(victim));
+            Assert.Equal(original, File.ReadAllBytes(disk));
+            Assert.False(RegularFile.StatNoFollow(disk)!.Value.IsSymbolicLink);
+        }
+
         private static RestoreEngine Engine(RepositoryFixture fixture) => new RestoreEngine(fixture.Repository, Quiet);
 
         private static string WriteAt(string path, byte[] content)
@@ -360,8 +384,40 @@ namespace VmQuiesce.Core.Tests.Restore
 
             public string Revert(CapturedSnapshot snapshot, IReadOnlyList<string> restoredFiles, CancellationToken cancel)
             {
-                _seen.AddRange(restoredFiles.Select(file => RegularFile.StatNoFollow(file)!.Value));
+                _seen.AddRange(restoredFiles.Select(file => UnixFiles.StatFollowingLinks(file)!.Value));
                 return "recorded";
+            }
+        }
+        /// <summary>
+        /// Plays whoever may write the VM folder: while the revert runs, moves the temp file away and puts a link
+        /// to <c>victim</c> in its place, then reverts (writes) through the path it was given.
+        /// </summary>
+        private sealed class LinkSwappingReverter : ISnapshotReverter
+        {
+            private readonly string _victim;
+
+            public LinkSwappingReverter(string victim) => _victim = victim;
+
+            public string Kind => "Recording";
+
+            public RevertStage Stage => RevertStage.BeforeReplace;
+
+            public string Revert(CapturedSnapshot snapshot, IReadOnlyList<string> restoredFiles, CancellationToken cancel)
+            {
+                string folder = Path.GetDirectoryName(_victim)!;
+                foreach (string temp in Directory.EnumerateFiles(folder, ".a.img" + RestoreEngine.TempMarker + "*").ToList())
+                {
+                    File.Move(temp, temp + ".moved");
+                    File.CreateSymbolicLink(temp, _victim);
+                }
+
+                foreach (string file in restoredFiles)
+                {
+                    using var stream = new FileStream(file, FileMode.Open, FileAccess.Write);
+                    stream.Write(new byte[] { 0x52, 0x45, 0x56 }, 0, 3);
+                }
+
+                return "swapped";
             }
         }
     }

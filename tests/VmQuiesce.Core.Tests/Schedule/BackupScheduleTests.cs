@@ -56,7 +56,7 @@ namespace VmQuiesce.Core.Tests.Schedule
         [Fact]
         public void Every_quote_powershell_knows_is_doubled()
         {
-            Assert.Equal("'a''b\u2018\u2018c\u201B\u201Bd'", BackupSchedule.Quote("a'b\u2018c\u201Bd"));
+            Assert.Equal("'a''b\u2018\u2018c\u201B\u201Bd'", PowerShellText.SingleQuoted("a'b\u2018c\u201Bd"));
         }
 
         [Fact]

@@ -1,7 +1,5 @@
 using System;
 using System.Collections.Generic;
-using System.Diagnostics;
-using System.Globalization;
 using System.IO;
 using Microsoft.Win32.SafeHandles;
 using VmQuiesce.Core.Platform;
@@ -105,8 +103,7 @@ namespace VmQuiesce.Core.Sources.Qemu
                 throw Refused(disk, vmName, $"{peer} does not have that file open");
             }
 
-            return "/proc/" + Process.GetCurrentProcess().Id.ToString(CultureInfo.InvariantCulture) + "/fd/" +
-                handle.DangerousGetHandle().ToInt64().ToString(CultureInfo.InvariantCulture);
+            return UnixFiles.DescriptorPath(handle.DangerousGetHandle().ToInt64());
         }
     }
 }

@@ -9,40 +9,21 @@ namespace VmQuiesce.Core.Sources.Qemu
     internal static class QemuRepairCommands
     {
         /// <summary>Thaws the guest behind an agent socket, whoever froze it.</summary>
-        public static string Thaw(string agentSocket) => $"Repair-BackupVm -AgentSocket {Quote(agentSocket)} -Thaw";
+        public static string Thaw(string agentSocket) => $"Repair-BackupVm -AgentSocket {PowerShellText.SingleQuoted(agentSocket)} -Thaw";
 
         /// <summary>Repairs what interrupted backups left on a running VM (overlays, jobs, a guest VmQuiesce froze).</summary>
         public static string Repair(string qmpSocket, string? agentSocket, bool thaw = false)
         {
-            var text = new StringBuilder("Repair-BackupVm -QmpSocket ").Append(Quote(qmpSocket));
+            var text = new StringBuilder("Repair-BackupVm -QmpSocket ").Append(PowerShellText.SingleQuoted(qmpSocket));
             if (agentSocket != null)
             {
-                text.Append(" -AgentSocket ").Append(Quote(agentSocket));
+                text.Append(" -AgentSocket ").Append(PowerShellText.SingleQuoted(agentSocket));
             }
 
             return (thaw ? text.Append(" -Thaw") : text).ToString();
         }
 
         /// <summary>Merges an overlay into its base while QEMU is not running (qemu-img commit).</summary>
-        public static string CommitOffline(string overlayPath) => $"Repair-BackupVm -Overlay {Quote(overlayPath)}";
-
-        /// <summary>
-        /// A PowerShell single-quoted string: every character that ends one (the ASCII quote and U+2018 to U+201B,
-        /// which PowerShell treats as quotes too) is doubled, so a path cannot end the string and run code.
-        /// </summary>
-        public static string Quote(string text)
-        {
-            var quoted = new StringBuilder("'");
-            foreach (char ch in text)
-            {
-                quoted.Append(ch);
-                if (ch == '\'' || (ch >= '\u2018' && ch <= '\u201B'))
-                {
-                    quoted.Append(ch);
-                }
-            }
-
-            return quoted.Append('\'').ToString();
-        }
+        public static string CommitOffline(string overlayPath) => $"Repair-BackupVm -Overlay {PowerShellText.SingleQuoted(overlayPath)}";
     }
 }

@@ -359,7 +359,7 @@ namespace VmQuiesce.Core.Sources.Qemu
                     string baseImage = file.Substring(0, file.IndexOf(QemuBlockOperations.OverlayMarker, StringComparison.Ordinal));
                     if (!active.Contains(file) && active.Contains(baseImage))
                     {
-                        found.Add($"the overlay file '{file}' from an earlier backup is no longer in use by the VM; delete it once you have checked that '{baseImage}' is the disk's active image (Remove-Item -LiteralPath {QemuRepairCommands.Quote(file)})");
+                        found.Add($"the overlay file '{file}' from an earlier backup is no longer in use by the VM; delete it once you have checked that '{baseImage}' is the disk's active image (Remove-Item -LiteralPath {PowerShellText.SingleQuoted(file)})");
                     }
                 }
             }
