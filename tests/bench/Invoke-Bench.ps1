@@ -16,6 +16,8 @@ param(
     [ValidateRange(1, 20)] [int] $ImportRuns = 10,
     [ValidateRange(1, 64)] [int] $ImageGiB = 4,
     [ValidateRange(1, 50)] [int] $GuestBackups = 10,
+    # Data disk sizes of the test guest for the figures from the repository (instant restore, one file back).
+    [ValidateRange(1, 64)] [int[]] $RestorePointGiB = @(1, 4, 8),
     # Backups per image size for peak memory (a peak barely varies; the time goes to the 4 GiB figures).
     [ValidateRange(1, 20)] [int] $MemoryRuns = 2,
     # A folder of the test guest (tests/guest/Build-TestGuest.ps1); built there when missing.
@@ -475,6 +477,36 @@ else {
     Add-Figure @{ Name = 'Invoke to thaw (real QEMU guest, TCG)'; Tool = 'VmQuiesce'; Unit = 'ms'; NotMeasured = $guestReason }
 }
 Measure-TrackedGuestBackup
+
+# --- From the repository (issue 21) ----------------------------------------------------------------
+Write-Stage "From the repository: a point of the test guest with a $($RestorePointGiB -join ', ') GiB data disk (3/4 in one file), started at once vs restored then booted; one file back"
+$fromRepository = @{}
+foreach ($size in $RestorePointGiB) {
+    if ($guestReason) { break }
+    $repo = Join-Path $work "repo-point-$size"
+    # Three quarters of the disk in one file of the bench image's mix (holes, random, repeated runs), made on the host.
+    $content = Join-Path $work 'guest-content'
+    New-Item -ItemType Directory -Path $content | Out-Null
+    $null = New-BenchImage -Path (Join-Path $content 'data.bin') -Size ($size * 768MB) -Seed 21
+    try { $guest = Start-TestGuest -DiskSizeMB ($size * 1024) -ContentFolder $content -TimeoutSeconds 300 }
+    finally { Remove-Tree $content }
+    try { $null = Invoke-VmQuiesceOperation GuestPoint @{ QmpSocket = $guest.QmpSocketPath; AgentSocket = $guest.AgentSocketPath; Repository = $repo } }
+    finally { $guest | Stop-TestGuest }
+    $target = Join-Path $work 'from-repository'
+    $fromRepository[$size] = Invoke-VmQuiesceOperation FromRepository @{ Repository = $repo; Destination = $target; GuestPath = $env:VMQUIESCE_TEST_GUEST }
+    Remove-Tree $target; Remove-Tree $repo
+}
+function Get-Seconds([string] $Property) { if ($r) { @($r.$Property) } else { @() } }
+foreach ($size in $RestorePointGiB) {
+    $r = $fromRepository[$size]
+    $why = if ($guestReason) { $guestReason }
+    $point = "$size GiB point (test guest, TCG)"
+    Add-Figure @{ Name = "Start to guest agent answering, $point"; Tool = 'Start-VmInstantRestore'; Unit = 's'; Values = (Get-Seconds instantToAgentSeconds); NotMeasured = $why }
+    Add-Figure @{ Name = "Start to guest agent answering, $point"; Tool = 'Restore-VmSnapshot, then boot'; Unit = 's'; Values = (Get-Seconds restoreToAgentSeconds); NotMeasured = $why }
+    Add-Figure @{ Name = "Disks local, $point"; Tool = 'Start-VmInstantRestore'; Unit = 's'; Values = (Get-Seconds instantToLocalSeconds); NotMeasured = $why; Note = $(if ($r) { 'block-stream while the guest boots and runs, {0:N0} MiB streamed' -f ($r.streamedBytes / 1MB) }) }
+    Add-Figure @{ Name = "Disks local, $point"; Tool = 'Restore-VmSnapshot'; Unit = 's'; Values = (Get-Seconds restoreSeconds); NotMeasured = $why }
+    Add-Figure @{ Name = "One small file back, $point"; Tool = 'Restore-VmBackupItem'; Unit = 's'; Values = (Get-Seconds itemSeconds); NotMeasured = $why; Note = 'mounted read-only from the repository, copied, unmounted' }
+}
 Remove-Tree $work
 
 # --- Targets ---------------------------------------------------------------------------------------
@@ -519,6 +551,15 @@ $checks.Add((New-BenchCheck -Target 'Bytes a change-tracked backup read / bytes 
 Add-RatioCheck 'Bytes stored after 1% rewritten in a guest, -ChangeTracking / whole image' (Get-Figure $trackedStoredName $trackedTool) (Get-Figure $trackedStoredName $wholeTool) 1 '<='
 $trackedFrozen = Get-Figure $trackedFrozenName VmQuiesce
 $checks.Add((New-BenchCheck -Target 'Frozen window with -ChangeTracking, median' -Value $(if (-not $trackedFrozen.PSObject.Properties['notMeasured']) { $trackedFrozen.median }) -Limit 50 -Comparison '<' -Unit 'ms' -NotMeasured (Get-NotMeasuredReason @($trackedFrozen))))
+$pointGiB = if ($RestorePointGiB -contains 4) { 4 } else { $RestorePointGiB[0] }
+$point = "$pointGiB GiB point (test guest, TCG)"
+Add-RatioCheck "Instant restore to agent / full restore then boot, $point" (Get-Figure "Start to guest agent answering, $point" 'Start-VmInstantRestore') (Get-Figure "Start to guest agent answering, $point" 'Restore-VmSnapshot, then boot') 0.25 '<='
+Add-RatioCheck "Background copy time / full restore time (copy rate at least 0.8x the restore's), $point" (Get-Figure "Disks local, $point" 'Start-VmInstantRestore') (Get-Figure "Disks local, $point" 'Restore-VmSnapshot') 1.25 '<='
+$smallest = "$(($RestorePointGiB | Measure-Object -Minimum).Minimum) GiB point (test guest, TCG)"
+$largest = "$(($RestorePointGiB | Measure-Object -Maximum).Maximum) GiB point (test guest, TCG)"
+Add-RatioCheck "Instant restore to agent, largest / smallest point (independent of size)" (Get-Figure "Start to guest agent answering, $largest" 'Start-VmInstantRestore') (Get-Figure "Start to guest agent answering, $smallest" 'Start-VmInstantRestore') 1.5 '<='
+$itemFigure = Get-Figure "One small file back, $point" 'Restore-VmBackupItem'
+$checks.Add((New-BenchCheck -Target "One small file back, $point" -Value $(if (-not $itemFigure.PSObject.Properties['notMeasured']) { $itemFigure.median }) -Limit 5 -Unit 's' -NotMeasured (Get-NotMeasuredReason @($itemFigure))))
 $checks.Add((New-BenchCheck -Target 'Restored image allocated / original allocated (stays sparse)' -Value $(if ($restoredAllocated.ContainsKey('VmQuiesce')) { $restoredAllocated.VmQuiesce / $imageAllocated }) -Limit 1.01 -NotMeasured $restoreReason))
 
 $notes.Add("Each figure: min / median / max over $Runs runs (peak memory of the 1 and 8 GiB images: $MemoryRuns; module import: $ImportRuns fresh processes; frozen window: $GuestBackups backups of one guest). Ratios compare medians of the same run.")

@@ -6,7 +6,7 @@
 #>
 param(
     [Parameter(Mandatory)] [string] $ModulePath,
-    [Parameter(Mandatory)] [ValidateSet('Import', 'Idle', 'Backup', 'Verify', 'Restore', 'GuestBackups', 'GuestRewrite')] [string] $Operation,
+    [Parameter(Mandatory)] [ValidateSet('Import', 'Idle', 'Backup', 'Verify', 'Restore', 'GuestBackups', 'GuestRewrite', 'GuestPoint', 'FromRepository')] [string] $Operation,
     [string] $Image,
     [string] $Repository,
     [string] $Destination,
@@ -17,6 +17,8 @@ param(
     [ValidateSet('Off', 'On')] [string] $ChangeTracking = 'Off',
     # GuestRewrite: rewrite this many bytes of /mnt/data/data.img in the guest, in 1 MiB pieces spread over the file.
     [long] $RewriteBytes = 0,
+    # For FromRepository: the test guest's folder (its kernel and initramfs boot the restored VM).
+    [string] $GuestPath,
     # For a backup into a new repository: its chunk size (0: the default).
     [int] $ChunkSize = 0,
     # For a backup into a new repository: Unencrypted makes it the way repositories were made before keys.
@@ -34,6 +36,19 @@ function Get-PeakResidentBytes {
 function Test-Command {
     param([string] $Name)
     return [bool] (Get-Command -Name $Name -Module VmQuiesce -ErrorAction Ignore)
+}
+
+function Wait-GuestAgent {
+    # Returns once the guest agent behind the socket answers guest-sync.
+    param([string] $Socket)
+    $agent = [VmQuiesce.Core.Sources.Qemu.GuestAgentClient]::Connect($Socket, [TimeSpan]::FromSeconds(300))
+    try { $agent.Sync([TimeSpan]::FromSeconds(600)) } finally { $agent.Dispose() }
+}
+
+function Stop-Qemu {
+    param([int] $ProcessId)
+    $qemu = Get-Process -Id $ProcessId -ErrorAction Ignore
+    if ($qemu) { $qemu.Kill(); $qemu.WaitForExit() }
 }
 
 $importClock = [Diagnostics.Stopwatch]::StartNew()
@@ -115,6 +130,66 @@ switch ($Operation) {
         }
         finally { $agent.Dispose() }
         $result.rewrittenBytes = $pieces * 1MB
+    }
+    'GuestPoint' {
+        # A small file written in the guest, then one quiesced backup: the point FromRepository starts and reads.
+        $agent = [VmQuiesce.Core.Sources.Qemu.GuestAgentClient]::Connect($AgentSocket, [TimeSpan]::FromSeconds(60))
+        try {
+            $written = $agent.Exec('/bin/sh', [string[]] @('-c', 'echo bench-marker > /mnt/data/marker.txt && sync'), [TimeSpan]::FromSeconds(120))
+            if (-not $written.Succeeded) { throw "The guest could not write its marker: $($written.StandardError)" }
+        }
+        finally { $agent.Dispose() }
+        $point = Get-BackupVm -QmpSocket $QmpSocket -AgentSocket $AgentSocket -Name 'bench-guest' | Invoke-VmQuiescedBackup -Repository $Repository -Confirm:$false
+        $result.id = $point.Id
+    }
+    'FromRepository' {
+        # Issue 21, on the latest point of the test guest: started at once from the repository (to the guest agent
+        # answering, then to every byte local), against a full restore followed by a boot; and one small file copied out.
+        $point = Get-VmBackup -Repository $Repository -Latest
+        $vm = @{
+            Kernel = Join-Path $GuestPath 'vmlinuz'; Initrd = Join-Path $GuestPath 'initramfs.cpio.gz'; MemoryMiB = 128
+            Append = 'console=ttyS0 quiet panic=-1 no_timer_check vmquiesce.disks=1 vmquiesce.agent=respawn'
+        }
+        $clock.Start()
+        $instant = $point | Start-VmInstantRestore -Destination (Join-Path $Destination 'instant') -VmOption $vm -Confirm:$false
+        try {
+            Wait-GuestAgent $instant.AgentSocket
+            $result.instantToAgentSeconds = $clock.Elapsed.TotalSeconds
+            $completed = $instant | Complete-VmInstantRestore
+            $result.instantToLocalSeconds = $clock.Elapsed.TotalSeconds
+            if ($completed.State -ne 'Completed') { throw "The instant restore did not complete: $($completed.State) $($completed.Error)" }
+            $result.streamedBytes = $completed.TotalBytes
+        }
+        finally {
+            $instant | Stop-VmInstantRestore -Confirm:$false
+            Stop-Qemu $instant.ProcessId
+        }
+
+        $restored = Join-Path $Destination 'restored'
+        $clock.Restart()
+        $null = $point | Restore-VmSnapshot -Destination $restored -SkipRevert -Force -Confirm:$false
+        $result.restoreSeconds = $clock.Elapsed.TotalSeconds
+        $disk = (Get-ChildItem -LiteralPath $restored -Recurse -File | Select-Object -First 1).FullName
+        $format = (& qemu-img info -U --output=json -- $disk | ConvertFrom-Json).format
+        $agentSocket = Join-Path $restored 'qga.sock'
+        $pidFile = Join-Path $restored 'qemu.pid'
+        & qemu-system-x86_64 -daemonize -pidfile $pidFile -accel tcg -m 128 -nodefaults -no-user-config -display none -no-reboot `
+            -serial "file:$(Join-Path $restored 'console.log')" -kernel $vm.Kernel -initrd $vm.Initrd -append $vm.Append `
+            -drive "if=none,id=disk0,file=$($disk.Replace(',', ',,')),format=$format" -device virtio-blk-pci,drive=disk0 `
+            -device virtio-serial-pci -chardev "socket,id=qga0,path=$($agentSocket.Replace(',', ',,')),server=on,wait=off" `
+            -device virtserialport,chardev=qga0,name=org.qemu.guest_agent.0
+        if ($LASTEXITCODE -ne 0) { throw "QEMU did not start the restored disk (exit code $LASTEXITCODE)." }
+        try {
+            Wait-GuestAgent $agentSocket
+            $result.restoreToAgentSeconds = $clock.Elapsed.TotalSeconds
+        }
+        finally { Stop-Qemu ([int] (Get-Content $pidFile)) }
+
+        $clock.Restart()
+        $item = $point | Restore-VmBackupItem -Path 'disk0/marker.txt' -Destination (Join-Path $Destination 'items') -Confirm:$false
+        $clock.Stop()
+        if ((Get-Content -Raw $item.Destination) -ne "bench-marker`n") { throw "Restore-VmBackupItem brought back other bytes than the marker's." }
+        $result.itemSeconds = $clock.Elapsed.TotalSeconds
     }
 }
 $result.seconds = $clock.Elapsed.TotalSeconds

@@ -170,7 +170,7 @@ namespace VmQuiesce.Core.Tests.Export
         }
 
         [GuestFact]
-        public void A_damaged_chunk_stops_the_background_copy_naming_the_chunk_and_Stop_leaves_nothing_behind()
+        public void A_damaged_chunk_stops_the_background_copy_naming_the_chunk_pauses_the_guest_that_reads_it_and_Stop_leaves_nothing_behind()
         {
             using var fixture = new RepositoryFixture();
             CopyRepository(_guest.Fixture.RepositoryPath, fixture.RepositoryPath);
@@ -183,7 +183,11 @@ namespace VmQuiesce.Core.Tests.Export
 
             InstantRestore restore = InstantRestore.Start(fixture.Repository, fixture.Repository.GetRestorePoint(_guest.Point.Id), folder.File("vm"), BootCheckTests.GuestBoot(), CancellationToken.None);
             bool completed = restore.WaitForCompletion(TimeSpan.FromMinutes(5), CancellationToken.None);
+            string status = StatusAfterTheGuestReadsItsWholeDisk(restore);
             restore.Stop();
+
+            // rerror=stop: the guest is paused at the damaged range, never handed an error or other bytes.
+            Assert.Equal("io-error", status);
 
             Assert.False(completed);
             Assert.Contains(damaged, restore.Error, StringComparison.Ordinal);
@@ -192,6 +196,31 @@ namespace VmQuiesce.Core.Tests.Export
             Assert.False(Directory.Exists($"/proc/{restore.ProcessId}"));
             Assert.DoesNotContain(InstantRestore.Running, running => running.Id == restore.Id);
             Assert.DoesNotContain(RestorePointServer.Running, served => served.RestorePointId == _guest.Point.Id);
+        }
+
+        /// <summary>
+        /// The VM's run state once the guest has read every byte of its disk, or paused trying (the QMP event
+        /// BLOCK_IO_ERROR says when; a paused guest never answers its agent, so the read runs aside).
+        /// </summary>
+        private static string StatusAfterTheGuestReadsItsWholeDisk(InstantRestore restore)
+        {
+            using QmpClient qmp = QmpClient.Connect(restore.QmpSocket, TimeSpan.FromSeconds(30));
+            string status = qmp.ExecuteObject("query-status").GetString("status");
+            if (status != "running")
+            {
+                return status; // it read the damaged range while booting
+            }
+
+            var read = System.Threading.Tasks.Task.Run(() =>
+            {
+                using GuestAgentClient agent = GuestAgentClient.Connect(restore.AgentSocket, TimeSpan.FromSeconds(60));
+                agent.Sync(TimeSpan.FromSeconds(120));
+                return agent.Exec("/bin/sh", new[] { "-c", "echo 3 > /proc/sys/vm/drop_caches && cat /dev/vda > /dev/null" }, TimeSpan.FromSeconds(180));
+            });
+            QmpEvent? ioError = qmp.TryWaitForEvent("BLOCK_IO_ERROR", null, TimeSpan.FromMinutes(4));
+            status = qmp.ExecuteObject("query-status").GetString("status");
+            Assert.True(ioError != null || status != "running", read.Status == System.Threading.Tasks.TaskStatus.RanToCompletion ? $"The guest read its disk: {read.Result.StandardError}" : "No read error within 4 minutes.");
+            return status;
         }
 
         private static string Shell(GuestAgentClient agent, string command)
