@@ -76,6 +76,27 @@ namespace VmQuiesce.Core.Tests.Repository
             return Convert.ToHexString(SHA256.HashData(System.Text.Encoding.ASCII.GetBytes(list))).ToLowerInvariant();
         }
 
+        /// <summary>A new encrypted repository (a key of its own) in folder <paramref name="name"/> here.</summary>
+        public BackupRepository NewEncrypted(string name) =>
+            BackupRepository.OpenOrCreate(Path.Combine(Root, name), ChunkSize, global::VmQuiesce.Core.Repository.Keys.RepositoryKey.Generate());
+
+        /// <summary>A disk of text (compressible: codec S inside an encrypted seal) and random chunks (raw inside it).</summary>
+        public string WriteTextAndRandomDisk(string name, int seed) => WriteFile(name, Concat(
+            System.Text.Encoding.ASCII.GetBytes(string.Concat(Enumerable.Repeat("MARKER-PLAINTEXT-TEXT ", 8000))),
+            Random(3 * ChunkSize, seed)));
+
+        /// <summary>The first file of <paramref name="point"/>, read back whole from <paramref name="repository"/>.</summary>
+        public static byte[] ReadFirstFile(IRestorePointSource repository, RestorePoint point)
+        {
+            var content = new MemoryStream();
+            new RestorePointReader(repository, point).Read(point.Files[0], (offset, buffer, length) =>
+            {
+                content.Position = offset;
+                content.Write(buffer ?? new byte[length], 0, length);
+            }, CancellationToken.None);
+            return content.ToArray();
+        }
+
         public string WriteFile(string name, byte[] content)
         {
             string path = Path.Combine(Root, name);

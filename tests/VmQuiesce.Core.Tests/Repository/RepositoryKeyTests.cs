@@ -36,25 +36,6 @@ namespace VmQuiesce.Core.Tests.Repository
 
         public void Dispose() => _fixture.Dispose();
 
-        private BackupRepository NewEncrypted(string name) =>
-            BackupRepository.OpenOrCreate(Path.Combine(_fixture.Root, name), RepositoryFixture.ChunkSize, RepositoryKey.Generate());
-
-        /// <summary>Text, so compressible (codec S inside the seal), plus random chunks (raw inside the seal).</summary>
-        private string Disk(string name, int seed) => _fixture.WriteFile(name, RepositoryFixture.Concat(
-            Encoding.ASCII.GetBytes(string.Concat(Enumerable.Repeat("MARKER-PLAINTEXT-TEXT ", 8000))),
-            RepositoryFixture.Random(3 * RepositoryFixture.ChunkSize, seed)));
-
-        private static byte[] Restore(BackupRepository repository, RestorePoint point)
-        {
-            var content = new MemoryStream();
-            new RestorePointReader(repository, point).Read(point.Files[0], (offset, buffer, length) =>
-            {
-                content.Position = offset;
-                content.Write(buffer ?? new byte[length], 0, length);
-            }, CancellationToken.None);
-            return content.ToArray();
-        }
-
         private static string ManifestPath(BackupRepository repository, string id) => Path.Combine(repository.Path, "points", id + ".json");
 
         private static SecureString Secure(string text) => new NetworkCredential(string.Empty, text).SecurePassword;
@@ -62,12 +43,12 @@ namespace VmQuiesce.Core.Tests.Repository
         [Fact]
         public void EncryptedBackupRestoresAndShowsNothingOfTheGuest()
         {
-            BackupRepository repository = NewEncrypted("enc");
-            string disk = Disk("disk.img", 1);
+            BackupRepository repository = _fixture.NewEncrypted("enc");
+            string disk = _fixture.WriteTextAndRandomDisk("disk.img", 1);
             RestorePoint point = RepositoryFixture.BackUp(repository, VmName, disk);
 
             Assert.True(repository.Encryption.IsEncrypted);
-            Assert.Equal(File.ReadAllBytes(disk), Restore(BackupRepository.Open(repository.Path), BackupRepository.Open(repository.Path).GetRestorePoint(point.Id)));
+            Assert.Equal(File.ReadAllBytes(disk), RepositoryFixture.ReadFirstFile(BackupRepository.Open(repository.Path), BackupRepository.Open(repository.Path).GetRestorePoint(point.Id)));
             Assert.True(repository.Verify(point, CancellationToken.None).IsValid);
             foreach (string file in Directory.EnumerateFiles(repository.Path, "*", SearchOption.AllDirectories))
             {
@@ -82,8 +63,8 @@ namespace VmQuiesce.Core.Tests.Repository
         [Fact]
         public void LockOfARunningBackupNamesNoVm()
         {
-            BackupRepository repository = NewEncrypted("enc");
-            var source = new LockWatchingSource(repository.Path, new PlainImageSource(VmName, new[] { Disk("disk.img", 9) }));
+            BackupRepository repository = _fixture.NewEncrypted("enc");
+            var source = new LockWatchingSource(repository.Path, new PlainImageSource(VmName, new[] { _fixture.WriteTextAndRandomDisk("disk.img", 9) }));
             new BackupEngine(repository, workers: 2).Run(source, new QuiesceOptions { Required = Consistency.Crash }, null, CancellationToken.None);
 
             string held = Assert.Single(source.LocksSeen);
@@ -94,9 +75,9 @@ namespace VmQuiesce.Core.Tests.Repository
         [Fact]
         public void ChunkIdsAreKeyedSoEqualContentHasOtherNamesInAnotherRepository()
         {
-            string disk = Disk("disk.img", 2);
-            RestorePoint first = RepositoryFixture.BackUp(NewEncrypted("one"), VmName, disk);
-            RestorePoint second = RepositoryFixture.BackUp(NewEncrypted("two"), VmName, disk);
+            string disk = _fixture.WriteTextAndRandomDisk("disk.img", 2);
+            RestorePoint first = RepositoryFixture.BackUp(_fixture.NewEncrypted("one"), VmName, disk);
+            RestorePoint second = RepositoryFixture.BackUp(_fixture.NewEncrypted("two"), VmName, disk);
             RestorePoint plain = _fixture.BackUp(VmName, disk);
 
             var firstIds = first.Files[0].Chunks.Where(id => id != null).ToList();
@@ -110,14 +91,14 @@ namespace VmQuiesce.Core.Tests.Repository
         [Fact]
         public void FlippedByteInAChunkIsNotAuthentic()
         {
-            BackupRepository repository = NewEncrypted("enc");
-            RestorePoint point = RepositoryFixture.BackUp(repository, VmName, Disk("disk.img", 3));
+            BackupRepository repository = _fixture.NewEncrypted("enc");
+            RestorePoint point = RepositoryFixture.BackUp(repository, VmName, _fixture.WriteTextAndRandomDisk("disk.img", 3));
             string chunk = repository.Chunks.PathOf(point.Files[0].Chunks[1]!);
             byte[] bytes = File.ReadAllBytes(chunk);
             bytes[bytes.Length / 2] ^= 0x01;
             File.WriteAllBytes(chunk, bytes);
 
-            var e = Assert.Throws<VmQuiesceException>(() => Restore(repository, point));
+            var e = Assert.Throws<VmQuiesceException>(() => RepositoryFixture.ReadFirstFile(repository, point));
             Assert.Equal("RestoreChunkNotAuthentic", e.ErrorId);
             Assert.Equal(FailureKind.SecurityError, e.Kind);
             ChunkProblem problem = Assert.Single(repository.Verify(point, CancellationToken.None).Problems);
@@ -127,27 +108,27 @@ namespace VmQuiesce.Core.Tests.Repository
         [Fact]
         public void SwappedChunksAreNotAuthentic()
         {
-            BackupRepository repository = NewEncrypted("enc");
-            RestorePoint point = RepositoryFixture.BackUp(repository, VmName, Disk("disk.img", 4));
+            BackupRepository repository = _fixture.NewEncrypted("enc");
+            RestorePoint point = RepositoryFixture.BackUp(repository, VmName, _fixture.WriteTextAndRandomDisk("disk.img", 4));
             string first = repository.Chunks.PathOf(point.Files[0].Chunks[1]!);
             string second = repository.Chunks.PathOf(point.Files[0].Chunks[2]!);
             byte[] firstBytes = File.ReadAllBytes(first);
             File.WriteAllBytes(first, File.ReadAllBytes(second));
             File.WriteAllBytes(second, firstBytes);
 
-            Assert.Equal("RestoreChunkNotAuthentic", Assert.Throws<VmQuiesceException>(() => Restore(repository, point)).ErrorId);
+            Assert.Equal("RestoreChunkNotAuthentic", Assert.Throws<VmQuiesceException>(() => RepositoryFixture.ReadFirstFile(repository, point)).ErrorId);
             Assert.Equal(2, repository.Verify(point, CancellationToken.None).Problems.Count(problem => problem.Problem == ChunkProblemKind.NotAuthentic));
         }
 
         [Fact]
         public void PlaintextChunkPlantedUnderAnIdIsNotAuthentic()
         {
-            BackupRepository repository = NewEncrypted("enc");
-            RestorePoint point = RepositoryFixture.BackUp(repository, VmName, Disk("disk.img", 5));
+            BackupRepository repository = _fixture.NewEncrypted("enc");
+            RestorePoint point = RepositoryFixture.BackUp(repository, VmName, _fixture.WriteTextAndRandomDisk("disk.img", 5));
             string chunk = repository.Chunks.PathOf(point.Files[0].Chunks[1]!);
             File.WriteAllBytes(chunk, RepositoryFixture.Concat(Encoding.ASCII.GetBytes("VQCR"), new byte[RepositoryFixture.ChunkSize]));
 
-            var e = Assert.Throws<VmQuiesceException>(() => Restore(repository, point));
+            var e = Assert.Throws<VmQuiesceException>(() => RepositoryFixture.ReadFirstFile(repository, point));
             Assert.Equal("RestoreChunkNotAuthentic", e.ErrorId);
             Assert.Contains("not sealed", e.Message);
         }
@@ -155,8 +136,8 @@ namespace VmQuiesce.Core.Tests.Repository
         [Fact]
         public void PlantedPlaintextManifestIsRefusedAndNeverListed()
         {
-            BackupRepository repository = NewEncrypted("enc");
-            RepositoryFixture.BackUp(repository, VmName, Disk("disk.img", 6));
+            BackupRepository repository = _fixture.NewEncrypted("enc");
+            RepositoryFixture.BackUp(repository, VmName, _fixture.WriteTextAndRandomDisk("disk.img", 6));
             // A plaintext point from a repository without keys, its target rewritten, planted under a fresh id.
             RestorePoint planted = _fixture.BackUp("planted", _fixture.WriteFile("small.img", RepositoryFixture.Random(1000, 7)));
             string text = File.ReadAllText(ManifestPath(_fixture.Repository, planted.Id)).Replace(planted.Files[0].OriginalPath.Replace("\\", "\\\\"), "/etc/cron.d/x");
@@ -173,9 +154,9 @@ namespace VmQuiesce.Core.Tests.Repository
         [Fact]
         public void ManifestFromAnotherRepositoryIsRefused()
         {
-            BackupRepository repository = NewEncrypted("enc");
-            BackupRepository other = NewEncrypted("other");
-            RestorePoint foreign = RepositoryFixture.BackUp(other, VmName, Disk("disk.img", 8));
+            BackupRepository repository = _fixture.NewEncrypted("enc");
+            BackupRepository other = _fixture.NewEncrypted("other");
+            RestorePoint foreign = RepositoryFixture.BackUp(other, VmName, _fixture.WriteTextAndRandomDisk("disk.img", 8));
             File.Copy(ManifestPath(other, foreign.Id), ManifestPath(repository, foreign.Id));
 
             var e = Assert.Throws<VmQuiesceException>(() => repository.GetRestorePoint(foreign.Id));
@@ -186,8 +167,8 @@ namespace VmQuiesce.Core.Tests.Repository
         [Fact]
         public void ChangedOrRenamedManifestIsRefused()
         {
-            BackupRepository repository = NewEncrypted("enc");
-            RestorePoint point = RepositoryFixture.BackUp(repository, VmName, Disk("disk.img", 9));
+            BackupRepository repository = _fixture.NewEncrypted("enc");
+            RestorePoint point = RepositoryFixture.BackUp(repository, VmName, _fixture.WriteTextAndRandomDisk("disk.img", 9));
             string manifest = ManifestPath(repository, point.Id);
             string renamedId = "20200101T000000Z-00000000";
             File.Copy(manifest, ManifestPath(repository, renamedId));
@@ -204,7 +185,7 @@ namespace VmQuiesce.Core.Tests.Repository
         [Fact]
         public void ChangedRepositoryFileIsNotAuthentic()
         {
-            BackupRepository repository = NewEncrypted("enc");
+            BackupRepository repository = _fixture.NewEncrypted("enc");
             string marker = Path.Combine(repository.Path, "vmquiesce-repository.json");
             File.WriteAllText(marker, File.ReadAllText(marker).Replace($"\"chunkSize\": {RepositoryFixture.ChunkSize}", $"\"chunkSize\": {2 * RepositoryFixture.ChunkSize}"));
 
@@ -214,7 +195,7 @@ namespace VmQuiesce.Core.Tests.Repository
         [Fact]
         public void RepositoryFileSwappedForAnUnencryptedOneIsNotAuthentic()
         {
-            BackupRepository repository = NewEncrypted("enc");
+            BackupRepository repository = _fixture.NewEncrypted("enc");
             RestorePoint planted = _fixture.BackUp("planted", _fixture.WriteFile("small.img", RepositoryFixture.Random(1000, 13)));
             // The attacker replaces the marker by a plaintext repository's and plants a plaintext point.
             File.Copy(Path.Combine(_fixture.RepositoryPath, "vmquiesce-repository.json"), Path.Combine(repository.Path, "vmquiesce-repository.json"), overwrite: true);
@@ -228,17 +209,17 @@ namespace VmQuiesce.Core.Tests.Repository
         [Fact]
         public void LegacyRepositoryStaysReadableAndSaysItIsNotEncrypted()
         {
-            string disk = Disk("disk.img", 10);
+            string disk = _fixture.WriteTextAndRandomDisk("disk.img", 10);
             RestorePoint point = _fixture.BackUp(VmName, disk);
             BackupRepository reopened = BackupRepository.Open(_fixture.RepositoryPath);
 
             Assert.False(reopened.Encryption.IsEncrypted);
             Assert.Equal("None", RepositorySummary.Of(reopened, e => throw e).Encryption);
-            Assert.Equal(File.ReadAllBytes(disk), Restore(reopened, reopened.GetRestorePoint(point.Id)));
+            Assert.Equal(File.ReadAllBytes(disk), RepositoryFixture.ReadFirstFile(reopened, reopened.GetRestorePoint(point.Id)));
             Assert.Equal("RestoreChunkDamaged", Assert.Throws<VmQuiesceException>(() =>
             {
                 File.WriteAllBytes(reopened.Chunks.PathOf(point.Files[0].Chunks[1]!), Encoding.ASCII.GetBytes("VQCRshort"));
-                Restore(reopened, point);
+                RepositoryFixture.ReadFirstFile(reopened, point);
             }).ErrorId);
         }
 
@@ -246,7 +227,7 @@ namespace VmQuiesce.Core.Tests.Repository
         public void NewHostRecoversTheKeyFromThePassphraseAlone()
         {
             BackupRepository repository = RepositoryKeys.CreateRepository(Path.Combine(_fixture.Root, "enc"), RepositoryFixture.ChunkSize, Secure("correct horse battery"));
-            string disk = Disk("disk.img", 11);
+            string disk = _fixture.WriteTextAndRandomDisk("disk.img", 11);
             RestorePoint point = RepositoryFixture.BackUp(repository, VmName, disk);
             Assert.True(new RepositoryKeys(repository).RemoveHostKey(force: false));
 
@@ -258,7 +239,7 @@ namespace VmQuiesce.Core.Tests.Repository
 
             string keyFile = new RepositoryKeys(onNewHost).ImportFromPassphrase(Secure("correct horse battery")).Path!;
             Assert.Equal(HostKeyStore.PathOf(onNewHost.Encryption.RepositoryId!), keyFile);
-            Assert.Equal(File.ReadAllBytes(disk), Restore(onNewHost, onNewHost.GetRestorePoint(point.Id)));
+            Assert.Equal(File.ReadAllBytes(disk), RepositoryFixture.ReadFirstFile(onNewHost, onNewHost.GetRestorePoint(point.Id)));
             if (!OperatingSystem.IsWindows())
             {
                 Assert.Equal(UnixFileMode.UserRead | UnixFileMode.UserWrite, File.GetUnixFileMode(keyFile));
@@ -269,7 +250,7 @@ namespace VmQuiesce.Core.Tests.Repository
         public void UnusableHostKeyFileIsNamedAndReplacedByAnImport()
         {
             BackupRepository repository = RepositoryKeys.CreateRepository(Path.Combine(_fixture.Root, "enc"), RepositoryFixture.ChunkSize, Secure("correct horse battery"));
-            string disk = Disk("disk.img", 13);
+            string disk = _fixture.WriteTextAndRandomDisk("disk.img", 13);
             RestorePoint point = RepositoryFixture.BackUp(repository, VmName, disk);
             string keyFile = HostKeyStore.PathOf(repository.Encryption.RepositoryId!);
             var broken = new Dictionary<string, Action>
@@ -292,15 +273,15 @@ namespace VmQuiesce.Core.Tests.Repository
 
                 Assert.Equal(keyFile, new RepositoryKeys(opened).ImportFromPassphrase(Secure("correct horse battery")).Path);
                 BackupRepository repaired = BackupRepository.Open(repository.Path);
-                Assert.Equal(File.ReadAllBytes(disk), Restore(repaired, repaired.GetRestorePoint(point.Id)));
+                Assert.Equal(File.ReadAllBytes(disk), RepositoryFixture.ReadFirstFile(repaired, repaired.GetRestorePoint(point.Id)));
             }
         }
 
         [Fact]
         public void ExportedKeyFileImportsAndTheLastCopyIsKept()
         {
-            BackupRepository repository = NewEncrypted("enc");
-            RestorePoint point = RepositoryFixture.BackUp(repository, VmName, Disk("disk.img", 12));
+            BackupRepository repository = _fixture.NewEncrypted("enc");
+            RestorePoint point = RepositoryFixture.BackUp(repository, VmName, _fixture.WriteTextAndRandomDisk("disk.img", 12));
             var keys = new RepositoryKeys(repository);
             string exported = Path.Combine(_fixture.Root, "exported", "repo.key");
             keys.Export(exported);
@@ -313,14 +294,14 @@ namespace VmQuiesce.Core.Tests.Repository
             Assert.Equal(point.Id, BackupRepository.Open(repository.Path).GetRestorePoint(point.Id).Id);
 
             // Another repository's key file is refused by its repository id.
-            BackupRepository other = NewEncrypted("other");
+            BackupRepository other = _fixture.NewEncrypted("other");
             Assert.Equal("RepositoryKeyFileInvalid", Assert.Throws<VmQuiesceException>(() => new RepositoryKeys(other).ImportFromKeyFile(exported)).ErrorId);
         }
 
         [Fact]
         public void KeyIsNeverExportedIntoItsRepository()
         {
-            BackupRepository repository = NewEncrypted("enc");
+            BackupRepository repository = _fixture.NewEncrypted("enc");
             var keys = new RepositoryKeys(repository);
             var destinations = new List<string> { Path.Combine(repository.Path, "repo.key"), Path.Combine(repository.Path, "keys", "new", "repo.key") };
             if (!OperatingSystem.IsWindows())

@@ -33,28 +33,9 @@ namespace VmQuiesce.Core.Tests.Storage
 
         public void Dispose() => _local.Dispose();
 
-        private BackupRepository NewEncryptedFolder(string name) =>
-            BackupRepository.OpenOrCreate(Path.Combine(_local.Root, name), RepositoryFixture.ChunkSize, RepositoryKey.Generate());
-
-        /// <summary>Text (compressible: codec S inside the seal) and random chunks (raw inside the seal).</summary>
-        private string Disk(string name, int seed) => _local.WriteFile(name, RepositoryFixture.Concat(
-            Encoding.ASCII.GetBytes(string.Concat(Enumerable.Repeat("MARKER-PLAINTEXT-TEXT ", 8000))),
-            RepositoryFixture.Random(3 * RepositoryFixture.ChunkSize, seed)));
-
         /// <summary>The same place opened anew, as another process would: the key comes from this host's key file.</summary>
         private ObjectRepository Reopen(ObjectRepository repository) =>
             ObjectRepository.Open(new S3ObjectStorage(S3RepositoryAddress.Parse(repository.Location), _server.Settings()));
-
-        private static byte[] Restore(IRestorePointSource repository, RestorePoint point)
-        {
-            var content = new MemoryStream();
-            new RestorePointReader(repository, point).Read(point.Files[0], (offset, buffer, length) =>
-            {
-                content.Position = offset;
-                content.Write(buffer ?? new byte[length], 0, length);
-            }, CancellationToken.None);
-            return content.ToArray();
-        }
 
         private static void Overwrite(ObjectRepository repository, string key, byte[] content) =>
             repository.Storage.Replace(key, new[] { new ArraySegment<byte>(content) });
@@ -62,8 +43,8 @@ namespace VmQuiesce.Core.Tests.Storage
         [RgwFact]
         public void An_encrypted_point_copied_to_s3_under_another_key_is_renamed_sealed_and_reads_back_into_a_folder()
         {
-            BackupRepository source = NewEncryptedFolder("enc");
-            string disk = Disk("disk.img", 1);
+            BackupRepository source = _local.NewEncrypted("enc");
+            string disk = _local.WriteTextAndRandomDisk("disk.img", 1);
             RestorePoint point = RepositoryFixture.BackUp(source, VmName, disk);
 
             using ObjectRepository remote = ObjectRepository.OpenOrCreate(_server.NewStorage(), RepositoryFixture.ChunkSize, RepositoryKey.Generate());
@@ -79,7 +60,7 @@ namespace VmQuiesce.Core.Tests.Storage
             Assert.Empty(copy.Files[0].Chunks.Where(id => id != null).Intersect(point.Files[0].Chunks.Where(id => id != null)));
             Assert.Equal(result.Chunks, result.ChunksCopied);
             Assert.True(RestorePointVerifier.Verify(reopened, copy, CancellationToken.None).IsValid);
-            Assert.Equal(File.ReadAllBytes(disk), Restore(reopened, copy));
+            Assert.Equal(File.ReadAllBytes(disk), RepositoryFixture.ReadFirstFile(reopened, copy));
             foreach (StoredObject item in reopened.Storage.List(string.Empty))
             {
                 string text = Encoding.ASCII.GetString(reopened.Storage.ReadAll(item.Key, 8 * 1024 * 1024));
@@ -88,7 +69,7 @@ namespace VmQuiesce.Core.Tests.Storage
             }
 
             // On into a third repository, a folder with its own key, which the folder code opens, verifies and reads.
-            BackupRepository back = NewEncryptedFolder("back");
+            BackupRepository back = _local.NewEncrypted("back");
             using (ObjectRepository backObjects = ObjectRepository.Open(new FileObjectStorage(back.Path)))
             {
                 RestorePointCopy.Copy(reopened, copy, backObjects, CancellationToken.None);
@@ -97,14 +78,14 @@ namespace VmQuiesce.Core.Tests.Storage
             BackupRepository backOpened = BackupRepository.Open(back.Path);
             RestorePoint restored = backOpened.GetRestorePoint(point.Id);
             Assert.True(backOpened.Verify(restored, CancellationToken.None).IsValid);
-            Assert.Equal(File.ReadAllBytes(disk), Restore(backOpened, restored));
+            Assert.Equal(File.ReadAllBytes(disk), RepositoryFixture.ReadFirstFile(backOpened, restored));
         }
 
         [RgwFact]
         public void Copies_under_the_same_key_keep_chunk_ids_and_send_only_missing_chunks()
         {
-            BackupRepository source = NewEncryptedFolder("enc");
-            string disk = Disk("disk.img", 2);
+            BackupRepository source = _local.NewEncrypted("enc");
+            string disk = _local.WriteTextAndRandomDisk("disk.img", 2);
             RestorePoint first = RepositoryFixture.BackUp(source, VmName, disk);
             using (FileStream file = File.OpenWrite(disk))
             {
@@ -131,7 +112,7 @@ namespace VmQuiesce.Core.Tests.Storage
         [RgwFact]
         public void A_plain_point_copied_through_an_encrypted_s3_repository_into_a_plain_one_has_its_sha256_ids_again()
         {
-            string disk = Disk("disk.img", 3);
+            string disk = _local.WriteTextAndRandomDisk("disk.img", 3);
             RestorePoint plain = _local.BackUp(VmName, disk);
 
             using ObjectRepository remote = ObjectRepository.OpenOrCreate(_server.NewStorage(), RepositoryFixture.ChunkSize, RepositoryKey.Generate());
@@ -158,7 +139,7 @@ namespace VmQuiesce.Core.Tests.Storage
         [RgwFact]
         public void Objects_changed_swapped_or_planted_in_the_bucket_are_not_authentic()
         {
-            string disk = Disk("disk.img", 4);
+            string disk = _local.WriteTextAndRandomDisk("disk.img", 4);
             RestorePoint plain = _local.BackUp(VmName, disk);
             using ObjectRepository remote = ObjectRepository.OpenOrCreate(_server.NewStorage(), RepositoryFixture.ChunkSize, RepositoryKey.Generate());
             RestorePointCopy.Copy(_local.Repository, plain, remote, CancellationToken.None);
@@ -176,7 +157,7 @@ namespace VmQuiesce.Core.Tests.Storage
             Assert.False(verification.IsValid);
             Assert.Equal(new[] { changed, swapped }.OrderBy(id => id), verification.Problems.Select(problem => problem.Hash).OrderBy(id => id));
             Assert.All(verification.Problems, problem => Assert.Equal(ChunkProblemKind.NotAuthentic, problem.Problem));
-            var error = Assert.Throws<VmQuiesceException>(() => Restore(reopened, point));
+            var error = Assert.Throws<VmQuiesceException>(() => RepositoryFixture.ReadFirstFile(reopened, point));
             Assert.Equal("RestoreChunkNotAuthentic", error.ErrorId);
 
             // A plaintext manifest planted by someone who can write the bucket but has no key.
@@ -200,7 +181,7 @@ namespace VmQuiesce.Core.Tests.Storage
         [RgwFact]
         public void Without_its_key_on_this_host_an_encrypted_s3_repository_is_neither_read_nor_written()
         {
-            string disk = Disk("disk.img", 5);
+            string disk = _local.WriteTextAndRandomDisk("disk.img", 5);
             RestorePoint first = _local.BackUp(VmName, disk);
             File.WriteAllBytes(disk, RepositoryFixture.Random(2 * RepositoryFixture.ChunkSize, seed: 6));
             RestorePoint second = _local.BackUp(VmName, disk);
