@@ -122,7 +122,7 @@ namespace VmQuiesce.Core.Export
             }
 
             Directory.CreateDirectory(folder);
-            var record = new MountRecord(NewId(), folder, point.VmName, point.Id, System.Diagnostics.Process.GetCurrentProcess().Id);
+            var record = new MountRecord(NewId(), folder, point.VmName, point.Id, HostPlatform.ProcessId);
             RestorePointServer server = RestorePointServer.Start(repository, point);
             var fileSystems = new List<MountedFileSystem>();
             try

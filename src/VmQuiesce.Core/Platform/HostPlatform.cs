@@ -15,6 +15,15 @@ namespace VmQuiesce.Core.Platform
         [SupportedOSPlatformGuard("macos")]
         public static bool IsMacOS => RuntimeInformation.IsOSPlatform(OSPlatform.OSX);
 
+        /// <summary>This process's id (Environment.ProcessId is .NET 5+; the Process object is read once and let go).</summary>
+        public static int ProcessId { get; } = CurrentProcessId();
+
         public static string Name => IsWindows ? "Windows" : IsLinux ? "Linux" : IsMacOS ? "macOS" : RuntimeInformation.OSDescription;
+
+        private static int CurrentProcessId()
+        {
+            using var current = System.Diagnostics.Process.GetCurrentProcess();
+            return current.Id;
+        }
     }
 }

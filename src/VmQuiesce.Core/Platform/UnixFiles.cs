@@ -109,7 +109,7 @@ namespace VmQuiesce.Core.Platform
         /// linked meanwhile: what a tool this process starts as root is given instead of a path it would look up again.
         /// </summary>
         public static string DescriptorPath(long fd) =>
-            "/proc/" + System.Diagnostics.Process.GetCurrentProcess().Id.ToString(System.Globalization.CultureInfo.InvariantCulture) + "/fd/" +
+            "/proc/" + HostPlatform.ProcessId.ToString(System.Globalization.CultureInfo.InvariantCulture) + "/fd/" +
             fd.ToString(System.Globalization.CultureInfo.InvariantCulture);
 
         /// <summary>Type, owner, mode and identity of <paramref name="path"/>, following symbolic links (Linux).</summary>

@@ -35,7 +35,7 @@ namespace VmQuiesce.Core.Restore
 
         private static string? FindOpeningProcess(string full)
         {
-            int self = System.Diagnostics.Process.GetCurrentProcess().Id;
+            int self = HostPlatform.ProcessId;
             foreach (string folder in Directory.EnumerateDirectories("/proc"))
             {
                 if (!int.TryParse(Path.GetFileName(folder), out int pid) || pid == self)

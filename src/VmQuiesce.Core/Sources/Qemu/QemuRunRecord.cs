@@ -46,7 +46,7 @@ namespace VmQuiesce.Core.Sources.Qemu
         private static readonly ConcurrentDictionary<string, bool> s_activeRuns = new ConcurrentDictionary<string, bool>(StringComparer.Ordinal);
         private static readonly Lazy<(int Id, string Start)> s_thisProcess = new Lazy<(int, string)>(() =>
         {
-            int id = Process.GetCurrentProcess().Id;
+            int id = HostPlatform.ProcessId;
             return (id, ProcessStart(id) ?? "");
         });
 
