@@ -526,7 +526,7 @@ namespace VmQuiesce.Core.Backup
                     // The first worker to see a hash in this run stores it; the rest only reference it.
                     if (_seen.TryAdd(hash, true))
                     {
-                        scratch ??= new byte[_chunkSize];
+                        scratch ??= new byte[_store.ScratchLength];
                         PendingChunk? pending = _store.Write(hash, data, job.Length, scratch);
                         if (pending != null)
                         {

@@ -101,6 +101,17 @@ namespace VmQuiesce.Core.Repository
             return true;
         }
 
+        /// <summary>The scratch buffer a writer of chunks owns: room to encode a chunk and to seal it.</summary>
+        public int ScratchLength => ChunkSize + RepositoryEncryption.SealedChunkOverhead;
+
+        private void RequireScratch(byte[] scratch)
+        {
+            if (scratch.Length < ScratchLength)
+            {
+                throw new ArgumentException($"The scratch buffer is {scratch.Length} bytes; writing chunks of {ChunkSize} bytes needs {ScratchLength} (ScratchLength).", nameof(scratch));
+            }
+        }
+
         /// <summary>The longest a chunk file can be: the chunk plus its header and any codec's overhead, generously.</summary>
         public long MaxFileLength => ChunkSize + (64L * 1024);
 
@@ -125,7 +136,7 @@ namespace VmQuiesce.Core.Repository
         /// chunk is already stored and sound (see <see cref="CheckStored"/>); a stored chunk that is not is written
         /// anew and replaces it.
         /// </summary>
-        /// <param name="scratch">A buffer of at least ChunkSize bytes the caller owns, for compression.</param>
+        /// <param name="scratch">A buffer of at least <see cref="ScratchLength"/> bytes the caller owns, for compression and sealing.</param>
         public PendingChunk? Write(string hash, byte[] data, int length, byte[] scratch)
         {
             string final = PathOf(hash);
@@ -135,6 +146,7 @@ namespace VmQuiesce.Core.Repository
                 return null;
             }
 
+            RequireScratch(scratch);
             (byte codec, int encodedLength) = Encode(data, length, scratch);
             bool encoded = codec != CodecRaw;
             string temp = Path.Combine(Path.GetDirectoryName(final)!, TempPrefix + hash + "." + Guid.NewGuid().ToString("N"));
@@ -142,7 +154,7 @@ namespace VmQuiesce.Core.Repository
             long fileLength;
             try
             {
-                fileLength = WriteStored(stream, hash, codec, encoded ? scratch : data, encodedLength);
+                fileLength = WriteStored(stream, hash, codec, encoded ? scratch : data, encodedLength, scratch);
             }
             catch
             {
@@ -155,13 +167,15 @@ namespace VmQuiesce.Core.Repository
 
         /// <summary>
         /// Writes chunk <paramref name="hash"/> as it is stored, in a folder or an object alike: the VQC header and
-        /// the <paramref name="codec"/> payload, sealed in an encrypted repository. Returns the bytes written.
+        /// the <paramref name="codec"/> payload, sealed in an encrypted repository (in <paramref name="scratch"/>, of at least
+        /// <see cref="ScratchLength"/> bytes, which may hold the payload). Returns the bytes written.
         /// </summary>
-        internal long WriteStored(Stream stream, string hash, byte codec, byte[] payload, int length)
+        internal long WriteStored(Stream stream, string hash, byte codec, byte[] payload, int length, byte[] scratch)
         {
+            RequireScratch(scratch);
             if (Encryption.IsEncrypted)
             {
-                return Encryption.WriteSealedChunk(stream, hash, codec, payload, length);
+                return Encryption.WriteSealedChunk(stream, hash, codec, payload, length, scratch);
             }
 
             stream.Write(new byte[] { (byte)'V', (byte)'Q', (byte)'C', codec }, 0, HeaderLength);

@@ -111,6 +111,37 @@ namespace VmQuiesce.Core.Tests.Repository
         }
 
         [Fact]
+        public void InAnEncryptedRepositoryEveryCodecIsSealedInTheWritersScratchAndReadsBack()
+        {
+            using var fixture = new RepositoryFixture();
+            BackupRepository repository = fixture.NewEncrypted("sealed");
+            byte[] halfZero = RepositoryFixture.Concat(new byte[Chunk / 2], RepositoryFixture.Random(Chunk / 2, 5));
+            byte[] content = RepositoryFixture.Concat(
+                File.ReadAllBytes(fixture.WriteTextAndRandomDisk("text-and-random.img", 6)), // zstd (sealed moving it within the scratch) and raw (copied into it)
+                halfZero,                                                                    // zero blocks dropped, sealed in the scratch
+                RepositoryFixture.Random(1000, 7));                                          // a short last chunk
+            string path = fixture.WriteFile("disk.img", content);
+
+            RestorePoint point = RepositoryFixture.BackUp(repository, "vm1", path);
+
+            Assert.Equal(content, RepositoryFixture.ReadFirstFile(repository, point));
+            Assert.True(repository.Verify(point, CancellationToken.None).IsValid);
+        }
+
+        [Fact]
+        public void AScratchBufferWithoutRoomToSealIsRefusedBeforeAnythingIsWritten()
+        {
+            using var fixture = new RepositoryFixture();
+            BackupRepository repository = fixture.NewEncrypted("sealed");
+            byte[] data = RepositoryFixture.Random(Chunk, 8);
+
+            var refused = Assert.Throws<ArgumentException>(() => repository.Chunks.Write(new string('a', 64), data, Chunk, new byte[Chunk]));
+
+            Assert.Contains(repository.Chunks.ScratchLength.ToString(System.Globalization.CultureInfo.InvariantCulture), refused.Message);
+            Assert.Empty(Directory.EnumerateFiles(repository.Chunks.Root, "*", SearchOption.AllDirectories));
+        }
+
+        [Fact]
         public void AZstdChunkThatIsCorruptOrInflatesBeyondTheChunkSizeIsDamaged()
         {
             using var fixture = new RepositoryFixture();

@@ -21,7 +21,7 @@ namespace VmQuiesce.Core.Repository.Keys
         public const int TagLength = 16;
         public const int Overhead = NonceLength + TagLength;
 
-        /// <summary>Seals <paramref name="length"/> bytes of <paramref name="plaintext"/> into <paramref name="output"/> at <paramref name="outputOffset"/>; returns the sealed length.</summary>
+        /// <summary>Seals <paramref name="length"/> bytes of <paramref name="plaintext"/> into <paramref name="output"/> at <paramref name="outputOffset"/>; returns the sealed length. In place when the plaintext already sits where its ciphertext goes (the same array, at outputOffset + NonceLength): both ciphers allow that exact overlap.</summary>
         public static int Seal(byte[] key, byte[] plaintext, int offset, int length, byte[] associated, byte[] output, int outputOffset)
         {
             var nonce = new byte[NonceLength];

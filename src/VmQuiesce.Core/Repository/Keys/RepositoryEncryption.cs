@@ -189,29 +189,28 @@ namespace VmQuiesce.Core.Repository.Keys
         /// <summary>The hash that names chunks: HMAC-SHA256 under the chunk-id key, or SHA-256 in a repository made before keys.</summary>
         internal HashAlgorithm NewChunkIdHash() => IsEncrypted ? new HMACSHA256(SealingKey().ChunkIdKey) : (HashAlgorithm)SHA256.Create();
 
-        /// <summary>Writes chunk <paramref name="hash"/> sealed: header with codec E, then nonce, (inner codec, payload) encrypted, tag.</summary>
-        internal long WriteSealedChunk(Stream stream, string hash, byte codec, byte[] payload, int length)
+        /// <summary>The bytes sealing adds to a chunk's payload: header, inner codec, nonce and tag.</summary>
+        internal const int SealedChunkOverhead = ChunkStore.HeaderLength + 1 + Aead.Overhead;
+
+        /// <summary>
+        /// Writes chunk <paramref name="hash"/> sealed: header with codec E, then nonce, (inner codec, payload) encrypted,
+        /// tag. It is sealed in place in <paramref name="workspace"/> (at least payload + <see cref="SealedChunkOverhead"/>
+        /// bytes; the payload may already be in it, from offset 0), so sealing needs no buffer beyond the caller's two.
+        /// </summary>
+        internal long WriteSealedChunk(Stream stream, string hash, byte codec, byte[] payload, int length, byte[] workspace)
         {
             byte[] key = SealingKey().ChunkKey;
-            byte[] inner = ArrayPool<byte>.Shared.Rent(length + 1);
-            byte[] output = ArrayPool<byte>.Shared.Rent(ChunkStore.HeaderLength + length + 1 + Aead.Overhead);
-            try
-            {
-                inner[0] = codec;
-                Buffer.BlockCopy(payload, 0, inner, 1, length);
-                output[0] = (byte)'V';
-                output[1] = (byte)'Q';
-                output[2] = (byte)'C';
-                output[3] = ChunkStore.CodecSealed;
-                int sealedLength = Aead.Seal(key, inner, 0, length + 1, ChunkAssociated(hash), output, ChunkStore.HeaderLength);
-                stream.Write(output, 0, ChunkStore.HeaderLength + sealedLength);
-                return ChunkStore.HeaderLength + sealedLength;
-            }
-            finally
-            {
-                ArrayPool<byte>.Shared.Return(inner);
-                ArrayPool<byte>.Shared.Return(output);
-            }
+            const int InnerOffset = ChunkStore.HeaderLength + Aead.NonceLength;
+            // Overlapping when the payload is the workspace itself: BlockCopy moves it like memmove.
+            Buffer.BlockCopy(payload, 0, workspace, InnerOffset + 1, length);
+            workspace[0] = (byte)'V';
+            workspace[1] = (byte)'Q';
+            workspace[2] = (byte)'C';
+            workspace[3] = ChunkStore.CodecSealed;
+            workspace[InnerOffset] = codec;
+            int sealedLength = Aead.Seal(key, workspace, InnerOffset, length + 1, ChunkAssociated(hash), workspace, ChunkStore.HeaderLength);
+            stream.Write(workspace, 0, ChunkStore.HeaderLength + sealedLength);
+            return ChunkStore.HeaderLength + sealedLength;
         }
 
         /// <summary>

@@ -42,6 +42,9 @@ namespace VmQuiesce.Core.Repository.Storage
 
         public int ChunkSize { get; }
 
+        /// <summary>The scratch buffer <see cref="WriteChunk"/> needs.</summary>
+        public int ScratchLength => _codec.ScratchLength;
+
         /// <inheritdoc/>
         public RepositoryEncryption Encryption => _codec.Encryption;
 
@@ -162,7 +165,7 @@ namespace VmQuiesce.Core.Repository.Storage
         /// <summary>
         /// Encodes and stores a chunk unless one of its name is there. Returns the bytes stored, 0 when it existed.
         /// </summary>
-        /// <param name="scratch">A buffer of at least ChunkSize bytes the caller owns, for compression.</param>
+        /// <param name="scratch">A buffer of at least <see cref="ScratchLength"/> bytes the caller owns, for compression and sealing.</param>
         public long WriteChunk(string hash, byte[] data, int length, byte[] scratch)
         {
             (byte codec, int encodedLength) = ChunkStore.Encode(data, length, scratch);
@@ -170,7 +173,7 @@ namespace VmQuiesce.Core.Repository.Storage
             try
             {
                 using var stream = new MemoryStream(stored, writable: true);
-                int storedLength = (int)_codec.WriteStored(stream, hash, codec, codec == ChunkStore.CodecRaw ? data : scratch, encodedLength);
+                int storedLength = (int)_codec.WriteStored(stream, hash, codec, codec == ChunkStore.CodecRaw ? data : scratch, encodedLength, scratch);
                 return Storage.CreateIfAbsent(ChunkKey(hash), new[] { new ArraySegment<byte>(stored, 0, storedLength) }) ? storedLength : 0;
             }
             finally

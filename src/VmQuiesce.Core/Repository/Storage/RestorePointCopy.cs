@@ -69,7 +69,7 @@ namespace VmQuiesce.Core.Repository.Storage
             long storedBytes = 0;
             var failures = new List<string>();
             var options = new ParallelOptions { MaxDegreeOfParallelism = Parallelism, CancellationToken = cancel };
-            Parallel.ForEach(chunks, options, () => new CopyBuffers(point.ChunkSize, sameIds ? null : target.Encryption), (chunk, loop, buffers) =>
+            Parallel.ForEach(chunks, options, () => new CopyBuffers(point.ChunkSize, target.ScratchLength, sameIds ? null : target.Encryption), (chunk, loop, buffers) =>
             {
                 string targetId = chunk.Key;
                 if (!sameIds || !target.HasChunk(targetId))
@@ -124,10 +124,10 @@ namespace VmQuiesce.Core.Repository.Storage
         /// <summary>One worker's buffers, and the hash that names chunks in the target when their ids differ.</summary>
         private sealed class CopyBuffers : IDisposable
         {
-            public CopyBuffers(int chunkSize, RepositoryEncryption? renameFor)
+            public CopyBuffers(int chunkSize, int scratchLength, RepositoryEncryption? renameFor)
             {
                 Data = ArrayPool<byte>.Shared.Rent(chunkSize);
-                Scratch = ArrayPool<byte>.Shared.Rent(chunkSize);
+                Scratch = ArrayPool<byte>.Shared.Rent(scratchLength);
                 TargetIdHash = renameFor?.NewChunkIdHash();
             }
 
