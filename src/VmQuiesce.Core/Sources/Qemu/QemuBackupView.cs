@@ -1,0 +1,96 @@
+using System;
+using System.Collections.Generic;
+using System.IO;
+using System.Threading;
+
+namespace VmQuiesce.Core.Sources.Qemu
+{
+    /// <summary>
+    /// What the QEMU views share: the disk images held open for the copy, the run record, and a release that runs
+    /// once, or once more from Dispose when it was stopped (cancelled) before it finished, so a cancelled release
+    /// never leaves overlays or an export behind without a second try.
+    /// </summary>
+    internal abstract class QemuBackupView : IConsistentView, IIdentifiedView
+    {
+        private readonly IOperationHost _host;
+        private readonly QemuDiskFiles _diskFiles;
+        private readonly QemuRunRecord? _run;
+        private int _completed;
+
+        /// <param name="diskFiles">The checked images, read through their descriptors; the view closes them.</param>
+        protected QemuBackupView(IOperationHost host, QemuDiskFiles diskFiles, QemuRunRecord? run, Consistency reached, QuiesceRecord quiesce, IReadOnlyList<ViewFile> files)
+        {
+            _host = host;
+            _diskFiles = diskFiles;
+            _run = run;
+            Reached = reached;
+            Quiesce = quiesce;
+            Files = files;
+        }
+
+        public Consistency Reached { get; }
+
+        public IReadOnlyList<ViewFile> Files { get; }
+
+        public virtual CapturedSnapshot? Snapshot => null;
+
+        public QuiesceRecord Quiesce { get; }
+
+        /// <summary>What query-uuid answered when the backup began.</summary>
+        public Guid? VmUuid { get; init; }
+
+        public void Complete(bool success, CancellationToken cancel)
+        {
+            if (Interlocked.Exchange(ref _completed, 1) != 0)
+            {
+                return;
+            }
+
+            // The copy is over: the images need not stay open.
+            _diskFiles.Dispose();
+            try
+            {
+                Release(success, cancel);
+                // Nothing of this run is left on the VM.
+                _run?.Delete();
+            }
+            catch (VmQuiesceException)
+            {
+                // What stays is in the record, which tells the next command what to repair.
+                _run?.EndRun();
+                throw;
+            }
+            catch (OperationCanceledException)
+            {
+                // Stopped before it was released: Dispose tries again without the token.
+                Interlocked.Exchange(ref _completed, 0);
+                throw;
+            }
+        }
+
+        /// <summary>Takes down what the backup made on the VM; <paramref name="success"/> says whether the copy finished.</summary>
+        protected abstract void Release(bool success, CancellationToken cancel);
+
+        public void Dispose()
+        {
+            try
+            {
+                Complete(false, CancellationToken.None);
+            }
+            catch (VmQuiesceException e)
+            {
+                _host.WriteWarning(e.Message + " " + e.Remedy);
+            }
+        }
+
+        /// <summary>
+        /// The name a disk's image is stored under: its file name, or, when another disk's image has the same name in
+        /// another folder, the drive name and the file name, so the two stay apart.
+        /// </summary>
+        protected static string StoredName(ISet<string> taken, string image, string driveName)
+        {
+            string name = Path.GetFileName(image);
+            return taken.Add(name) ? name : driveName.TrimStart('#') + "/" + name;
+        }
+    }
+}
