@@ -8,6 +8,8 @@ using VmQuiesce.Core.Backup;
 using VmQuiesce.Core.Export;
 using VmQuiesce.Core.Json;
 using VmQuiesce.Core.Repository;
+using VmQuiesce.Core.Repository.Keys;
+using VmQuiesce.Core.Repository.Storage;
 using VmQuiesce.Core.Restore;
 using VmQuiesce.Core.Sources;
 using VmQuiesce.Core.Sources.Qemu;
@@ -91,6 +93,20 @@ namespace VmQuiesce.Core.Tests.Qemu
             _repository.Prune(_repository.PlanRemoval(_repository.ListRestorePoints().Where(p => p.Id != last.Id).Select(p => p.Id).ToArray(), e => throw e), collectGarbage: true, removeStaleLock: false, CancellationToken.None);
             Assert.Equal(0, HostCommand.Run("qemu-img", new[] { "compare", Restore(last, "last-after-prune"), lastRestored }).ExitCode);
 
+            // Copy-VmBackup's copy of the incremental point into a repository with its own key is a whole point there:
+            // it restores, in its original format, to the same image.
+            BackupRepository copyRepository = BackupRepository.OpenOrCreate(_folder.File("copy"), 1 * (int)MiB, RepositoryKey.Generate());
+            using (ObjectRepository copyObjects = ObjectRepository.Open(new FileObjectStorage(copyRepository.Path)))
+            {
+                RestorePointCopy.Copy(_repository, last, copyObjects, CancellationToken.None);
+            }
+
+            BackupRepository copyReopened = BackupRepository.Open(copyRepository.Path);
+            var copyEngine = new RestoreEngine(copyReopened);
+            RestoreResult fromCopy = copyEngine.Run(copyEngine.Plan(new RestoreRequest(copyReopened.GetRestorePoint(last.Id)) { Destination = _folder.File("from-copy") }, CancellationToken.None), null, CancellationToken.None);
+            Assert.Equal("qcow2", ImageInfo(fromCopy.Files[0].Path).GetString("format"));
+            Assert.Equal(0, HostCommand.Run("qemu-img", new[] { "compare", fromCopy.Files[0].Path, lastRestored }).ExitCode);
+
             // Exactly one checkpoint of VmQuiesce's and the administrator's own bitmap, untouched; nothing else left.
             var bitmaps = Bitmaps(vm);
             Assert.Contains("admin-own", bitmaps);
@@ -114,6 +130,11 @@ namespace VmQuiesce.Core.Tests.Qemu
             RestorePoint pruned = BackUpAfterWrite(vm, "to-prune");
             _repository.Prune(_repository.PlanRemoval(new[] { pruned.Id }, e => throw e), collectGarbage: false, removeStaleLock: false, CancellationToken.None);
             AssertFull(BackUpAfterWrite(vm, "after-prune"), ChangeTrackingRecord.Reasons.PreviousPointMissing);
+
+            // The checkpoint's bitmap disabled behind VmQuiesce's back: it no longer records, so it cannot say what changed.
+            Qmp(vm, "block-dirty-bitmap-disable", new JsonObject().With("node", "disk0fmt").With("name", Assert.Single(Bitmaps(vm))));
+            AssertFull(BackUpAfterWrite(vm, "after-disable"), ChangeTrackingRecord.Reasons.BitmapNotUsable);
+            Assert.Equal(ChangeTrackingMode.Incremental, Checkpoint(BackUpAfterWrite(vm, "after-not-usable")).Mode);
 
             // -VerifyChangeTracking on a bitmap cleared behind VmQuiesce's back: the missed changes come out loudly.
             string bitmap = Assert.Single(Bitmaps(vm));
