@@ -210,3 +210,41 @@ Describe 'Get-BackupVm and Test-VmQuiesceReadiness against a real guest' {
         ($rows | Where-Object Check -EQ 'FreezeSupported').Status | Should -Be 'Skipped'
     }
 }
+
+Describe 'Change-tracked backups of several guests in parallel' {
+    It 'backs up two guests at once, one with two disks, a full point each and then an incremental point each that reads only what changed' {
+        if ($unavailable) { Set-ItResult -Skipped -Because $unavailable; return }
+        $repository = Join-Path ([IO.Path]::GetTempPath()) "vmq-parallel-tracked-$([guid]::NewGuid().ToString('N').Substring(0, 8))"
+        $guests = @()
+        try {
+            $guests += Start-TestGuest -NoWait -DiskCount 2
+            $guests += Start-TestGuest -NoWait
+            $guests | Wait-TestGuest
+            $vms = @(
+                Get-BackupVm -QmpSocket $guests[0].QmpSocketPath -AgentSocket $guests[0].AgentSocketPath -Name 'two-disks'
+                Get-BackupVm -QmpSocket $guests[1].QmpSocketPath -AgentSocket $guests[1].AgentSocketPath -Name 'one-disk'
+            )
+
+            $first = @($vms | Invoke-VmQuiescedBackup -Repository $repository -ChangeTracking -ThrottleLimit 2 -Confirm:$false -WarningVariable firstWarnings -WarningAction SilentlyContinue)
+            $second = @($vms | Invoke-VmQuiescedBackup -Repository $repository -ChangeTracking -ThrottleLimit 2 -Confirm:$false)
+
+            @($first | Sort-Object VmName).VmName | Should -Be @('one-disk', 'two-disks')
+            @($first | Sort-Object VmName | ForEach-Object { $_.Files.Count }) | Should -Be @(1, 2)
+            @($first.Files.ChangeTracking | ForEach-Object { "$_" } | Sort-Object -Unique) | Should -Be 'Full (NoCheckpoint)'
+            @($firstWarnings | Where-Object { "$_" -like '*NoCheckpoint*' }).Count | Should -Be 3
+            @($second.Files.ChangeTracking | ForEach-Object { "$_" } | Sort-Object -Unique) | Should -Be 'Incremental'
+            foreach ($point in $second) {
+                $base = $first | Where-Object VmName -EQ $point.VmName
+                foreach ($file in $point.Files) {
+                    $file.ChangeTracking.BasePoint | Should -Be $base.Id
+                    $file.ChangeTracking.BytesRead | Should -BeLessThan ($file.Size / 4)
+                }
+            }
+            @($second | Test-VmBackup -Repository $repository).IsValid | Should -Be @($true, $true)
+        }
+        finally {
+            $guests | Stop-TestGuest
+            Remove-Item -LiteralPath $repository -Recurse -Force -ErrorAction Ignore
+        }
+    }
+}
