@@ -154,6 +154,23 @@ class VmBackupSchedule {
     [DscProperty()]
     [string] $LogFolder
 
+    # QEMU VMs are backed up with -ChangeTracking; every VerifyChangeTrackingEvery-th backup reads in full to check it (0: never).
+    [DscProperty()]
+    [bool] $ChangeTracking
+
+    [DscProperty()]
+    [int] $VerifyChangeTrackingEvery
+
+    # A second repository (a folder or s3://bucket/prefix) each run copies its new restore points to, and the S3 store's endpoint and AWS profile.
+    [DscProperty()]
+    [string] $CopyTo
+
+    [DscProperty()]
+    [string] $S3Endpoint
+
+    [DscProperty()]
+    [string] $S3ProfileName
+
     [DscProperty()]
     [Ensure] $Ensure = [Ensure]::Present
 
@@ -192,6 +209,11 @@ class VmBackupSchedule {
             $current.KeepWeekly = $found.Settings.KeepWeekly
             $current.KeepMonthly = $found.Settings.KeepMonthly
             $current.LogFolder = $found.Settings.LogFolder
+            $current.ChangeTracking = $found.Settings.ChangeTracking
+            $current.VerifyChangeTrackingEvery = $found.Settings.VerifyChangeTrackingEvery
+            $current.CopyTo = $found.Settings.CopyTo
+            $current.S3Endpoint = "$($found.Settings.S3Endpoint.OriginalString)"
+            $current.S3ProfileName = $found.Settings.S3ProfileName
             $current.PowerShellPath = $found.Settings.PowerShellPath
             $current.LastRunTime = if ($found.LastRunTime) { $found.LastRunTime.ToString('s') } else { '' }
             $current.LastExitCode = "$($found.LastExitCode)"
@@ -208,7 +230,10 @@ class VmBackupSchedule {
         return (@($settings.Vm) -join "`n") -ceq (@($this.Vm) -join "`n") -and $settings.Repository -ceq $this.Repository -and
             $settings.At -eq $this.At -and "$($settings.Consistency)" -eq $this.Consistency -and $settings.KeepLast -eq $this.KeepLast -and
             $settings.KeepDaily -eq $this.KeepDaily -and $settings.KeepWeekly -eq $this.KeepWeekly -and $settings.KeepMonthly -eq $this.KeepMonthly -and
-            "$($settings.LogFolder)" -ceq "$($this.LogFolder)" -and (-not $this.PowerShellPath -or $settings.PowerShellPath -ceq $this.PowerShellPath)
+            "$($settings.LogFolder)" -ceq "$($this.LogFolder)" -and (-not $this.PowerShellPath -or $settings.PowerShellPath -ceq $this.PowerShellPath) -and
+            $settings.ChangeTracking -eq $this.ChangeTracking -and $settings.VerifyChangeTrackingEvery -eq $this.VerifyChangeTrackingEvery -and
+            "$($settings.CopyTo)" -ceq "$($this.CopyTo)" -and "$($settings.S3Endpoint.OriginalString)" -ceq "$($this.S3Endpoint)" -and
+            "$($settings.S3ProfileName)" -ceq "$($this.S3ProfileName)"
     }
 
     [void] Set() {
@@ -223,6 +248,11 @@ class VmBackupSchedule {
         }
         if ($this.LogFolder) { $parameters.LogFolder = $this.LogFolder }
         if ($this.PowerShellPath) { $parameters.PowerShellPath = $this.PowerShellPath }
+        if ($this.ChangeTracking) { $parameters.ChangeTracking = $true }
+        if ($this.VerifyChangeTrackingEvery -gt 0) { $parameters.VerifyChangeTrackingEvery = $this.VerifyChangeTrackingEvery }
+        if ($this.CopyTo) { $parameters.CopyTo = $this.CopyTo }
+        if ($this.S3Endpoint) { $parameters.S3Endpoint = $this.S3Endpoint }
+        if ($this.S3ProfileName) { $parameters.S3ProfileName = $this.S3ProfileName }
         VmQuiesce\Register-VmBackupSchedule @parameters @location -Confirm:$false -ErrorAction Stop
     }
 

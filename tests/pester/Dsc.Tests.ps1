@@ -242,6 +242,28 @@ Describe 'VmBackupSchedule resource with real units in a temporary unit director
         $resource.Test() | Should -BeTrue
     }
 
+    It 'registers change tracking and the copy step, reads them back, and Test is false when the copy target changes' {
+        if ($scheduleSkip) { Set-ItResult -Skipped -Because $scheduleSkip; return }
+        $settings = $scheduleSettings.Clone()
+        $settings += @{ ChangeTracking = $true; VerifyChangeTrackingEvery = 7; CopyTo = 's3://backups/host-1'; S3Endpoint = 'http://rgw.example.net:7480'; S3ProfileName = 'backup-writer' }
+        $result = Invoke-GetTestSetTest 'VmBackupSchedule with a copy step' (New-Resource 'VmBackupSchedule' $settings)
+        $result.FirstTest | Should -BeFalse
+        $result.SecondTest | Should -BeTrue
+
+        $current = (New-Resource 'VmBackupSchedule' $settings).Get()
+        $current.ChangeTracking | Should -BeTrue
+        $current.VerifyChangeTrackingEvery | Should -Be 7
+        $current.CopyTo | Should -Be 's3://backups/host-1'
+        $current.S3Endpoint | Should -Be 'http://rgw.example.net:7480'
+        $current.S3ProfileName | Should -Be 'backup-writer'
+        (Get-VmBackupSchedule -Name nightly -UnitDirectory $scheduleUnits).Command[4] | Should -BeLike "*-ChangeTracking -VerifyChangeTrackingEvery 7 -CopyTo 's3://backups/host-1' -S3Endpoint 'http://rgw.example.net:7480' -S3ProfileName 'backup-writer'*"
+
+        $settings.CopyTo = '/srv/offsite'
+        $settings.Remove('S3Endpoint')
+        $settings.Remove('S3ProfileName')
+        (New-Resource 'VmBackupSchedule' $settings).Test() | Should -BeFalse
+    }
+
     It 'Absent removes both units' {
         if ($scheduleSkip) { Set-ItResult -Skipped -Because $scheduleSkip; return }
         $resource = New-Resource 'VmBackupSchedule' @{ Name = 'nightly'; Ensure = 'Absent'; UnitDirectory = $scheduleUnits }

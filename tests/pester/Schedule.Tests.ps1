@@ -116,6 +116,30 @@ Describe 'Register-, Get-, Unregister-VmBackupSchedule with real unit files' {
         { Register-VmBackupSchedule @missing -ErrorAction Stop } | Should -Throw -ErrorId 'PowerShellNotFound,*'
     }
 
+    It 'records a copy step in the job and reads it back as current; copy settings without a copy, or a copy onto the repository, are refused before writing' {
+        if ($unitSkip) { Set-ItResult -Skipped -Because $unitSkip; return }
+        $copyUnits = Join-Path $root 'copy-units'
+        $copied = Register-VmBackupSchedule -Name 'offsite' -Vm 'web01' -Repository '/srv/backup' -CopyTo 's3://backups/host-1' -S3Endpoint 'http://rgw.example.net:7480' -S3ProfileName 'backup-writer' `
+            -UnitDirectory $copyUnits -PowerShellPath $pwshPath -Confirm:$false -PassThru
+
+        $copied.IsCurrent | Should -BeTrue
+        $copied.Settings.CopyTo | Should -Be 's3://backups/host-1'
+        $copied.Settings.S3Endpoint | Should -Be ([uri] 'http://rgw.example.net:7480')
+        $copied.Settings.S3ProfileName | Should -Be 'backup-writer'
+        $copied.Command[-1] | Should -BeLike "*-CopyTo 's3://backups/host-1' -S3Endpoint 'http://rgw.example.net:7480' -S3ProfileName 'backup-writer'*"
+        foreach ($case in @(
+                @{ Arguments = @{ S3Endpoint = 'http://rgw.example.net' }; ErrorId = 'ScheduleCopySettingsWithoutCopy' }
+                @{ Arguments = @{ CopyTo = '/srv/copy'; S3ProfileName = 'p' }; ErrorId = 'ScheduleCopySettingsWithoutCopy' }
+                @{ Arguments = @{ CopyTo = '/srv/backup' }; ErrorId = 'ScheduleCopyToSameRepository' }
+                @{ Arguments = @{ CopyTo = 's3://Not_A_Bucket' }; ErrorId = 'InvalidS3Repository' }
+            )) {
+            $arguments = $case.Arguments
+            { Register-VmBackupSchedule -Name 'refused' -Vm 'web01' -Repository '/srv/backup' @arguments -UnitDirectory $copyUnits -PowerShellPath $pwshPath -Confirm:$false -ErrorAction Stop } |
+                Should -Throw -ErrorId "$($case.ErrorId),*"
+        }
+        @(Get-ChildItem $copyUnits -Filter '*refused*').Count | Should -Be 0
+    }
+
     It 'Unregister removes both units and the schedule is gone' {
         if ($unitSkip) { Set-ItResult -Skipped -Because $unitSkip; return }
         Unregister-VmBackupSchedule -Name nightly -UnitDirectory $units -Confirm:$false
@@ -197,6 +221,28 @@ Describe 'The scheduled job against the real QEMU test guest' {
         $run.Errors.Count | Should -Be 1
         $run.Errors[0] | Should -BeLike "guest-job: FAILED $missing`: QmpSocketNotFound: *"
         @(Get-VmBackup -Repository $repository).Count | Should -Be 2
+    }
+
+    It 'copies the run''s new points to a second repository with -CopyTo, and exits 4 when only the copy fails' {
+        if ($unavailable) { Set-ItResult -Skipped -Because $unavailable; return }
+        $copySource = Join-Path $root 'copy-source-repo'
+        $copyRepository = Join-Path $root 'copy-repo'
+        $run = Invoke-VmBackupJob -Name 'copied' -Vm $guest.QmpSocketPath -Repository $copySource -CopyTo $copyRepository -WarningAction SilentlyContinue
+
+        $run.ExitCode | Should -Be 0
+        $run.CopySucceeded | Should -BeTrue
+        @(Get-VmBackup -Repository $copyRepository).Id | Should -Be @($run.RestorePoints.Id)
+        (Test-VmBackup -Repository $copyRepository -Id $run.RestorePoints[0].Id).IsValid | Should -BeTrue
+        $run.LogLines -join "`n" | Should -BeLike '*Copy: 1 restore point(s) copied to*'
+
+        $notARepository = Join-Path $root 'not-a-repository'
+        Set-Content -LiteralPath $notARepository -Value 'a file, not a repository'
+        $failed = Invoke-VmBackupJob -Name 'copy-fails' -Vm $guest.QmpSocketPath -Repository $copySource -CopyTo $notARepository -WarningAction SilentlyContinue 2>$null
+        $failed.ExitCode | Should -Be 4
+        $failed.Failures | Should -BeNullOrEmpty
+        $failed.RestorePoints.Count | Should -Be 1
+        $failed.CopySucceeded | Should -BeFalse
+        $failed.CopyError | Should -BeLike "to '$notARepository'*"
     }
 
     It 'exits 2 when a VM cannot reach the required consistency' {

@@ -33,7 +33,7 @@ namespace VmQuiesce.Core.Schedule
     /// What one run of a backup job did, and the exit code the scheduler sees: <see cref="BackupSchedule.ExitSuccess"/>
     /// only when every VM got a restore point at the required consistency and the retention policy (if any)
     /// succeeded; <see cref="BackupSchedule.ExitVmFailed"/> when a VM did not; <see cref="BackupSchedule.ExitRetentionFailed"/>
-    /// when only retention failed.
+    /// when only retention failed; <see cref="BackupSchedule.ExitCopyFailed"/> when only the copy step failed.
     /// </summary>
     public sealed class BackupJobResult
     {
@@ -62,11 +62,17 @@ namespace VmQuiesce.Core.Schedule
 
         public string? RetentionError { get; private set; }
 
+        /// <summary>Null without a copy step, or when it did not run (no new restore point).</summary>
+        public bool? CopySucceeded { get; private set; }
+
+        public string? CopyError { get; private set; }
+
         /// <summary>The log file this run wrote, or null.</summary>
         public string? LogPath { get; private set; }
 
         public int ExitCode => Failures.Count > 0 ? BackupSchedule.ExitVmFailed
             : RetentionSucceeded == false ? BackupSchedule.ExitRetentionFailed
+            : CopySucceeded == false ? BackupSchedule.ExitCopyFailed
             : BackupSchedule.ExitSuccess;
 
         public IReadOnlyList<string> LogLines => _log;
@@ -97,6 +103,13 @@ namespace VmQuiesce.Core.Schedule
             RetentionSucceeded = succeeded;
             RetentionError = succeeded ? null : detail;
             Log((succeeded ? "Retention: " : "FAILED retention: ") + detail);
+        }
+
+        public void SetCopy(bool succeeded, string detail)
+        {
+            CopySucceeded = succeeded;
+            CopyError = succeeded ? null : detail;
+            Log((succeeded ? "Copy: " : "FAILED copy: ") + detail);
         }
 
         /// <summary>Ends the run: the last log line names the exit code.</summary>

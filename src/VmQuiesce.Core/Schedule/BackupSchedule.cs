@@ -6,6 +6,7 @@ using System.Text;
 using System.Text.RegularExpressions;
 using VmQuiesce.Core.Json;
 using VmQuiesce.Core.Repository;
+using VmQuiesce.Core.Repository.Storage;
 
 namespace VmQuiesce.Core.Schedule
 {
@@ -28,6 +29,9 @@ namespace VmQuiesce.Core.Schedule
 
         /// <summary>Exit code when every VM was backed up but the retention policy failed.</summary>
         public const int ExitRetentionFailed = 3;
+
+        /// <summary>Exit code when every VM was backed up (and retention succeeded) but copying the new points to <see cref="CopyTo"/> failed.</summary>
+        public const int ExitCopyFailed = 4;
 
         private static readonly Regex NamePattern = new Regex("^[A-Za-z0-9_.-]{1,64}$", RegexOptions.CultureInvariant);
 
@@ -73,6 +77,18 @@ namespace VmQuiesce.Core.Schedule
 
         /// <summary>Whether the job backs up QEMU VMs with change tracking (asked for, or implied by a verification interval).</summary>
         public bool TracksChanges => ChangeTracking || VerifyChangeTrackingEvery > 0;
+
+        /// <summary>
+        /// A second repository (a folder or s3://bucket/prefix) each run copies its new restore points to, with
+        /// Copy-VmBackup: the off-host copy of a 3-2-1 rule. Null: no copy step.
+        /// </summary>
+        public string? CopyTo { get; init; }
+
+        /// <summary>The endpoint of a non-AWS S3 store the copy goes to (else AWS_ENDPOINT_URL_S3, AWS_ENDPOINT_URL, or AWS).</summary>
+        public Uri? S3Endpoint { get; init; }
+
+        /// <summary>The AWS profile (shared credentials file of the job's account) the copy signs with; else the AWS chain's default.</summary>
+        public string? S3ProfileName { get; init; }
 
         /// <summary>The PowerShell the job runs: an absolute path.</summary>
         public string PowerShellPath { get; init; } = string.Empty;
@@ -128,7 +144,7 @@ namespace VmQuiesce.Core.Schedule
                 throw Invalid("ScheduleRepositoryMissing", $"Schedule '{Name}': give the repository the job backs up into.", Repository);
             }
 
-            foreach (string text in Vm.Concat(new[] { Repository, LogFolder ?? string.Empty, PowerShellPath, ModulePath }))
+            foreach (string text in Vm.Concat(new[] { Repository, LogFolder ?? string.Empty, PowerShellPath, ModulePath, CopyTo ?? string.Empty }))
             {
                 if (text.IndexOfAny(new[] { '\r', '\n', '\0' }) >= 0)
                 {
@@ -146,12 +162,56 @@ namespace VmQuiesce.Core.Schedule
                 throw Invalid("ScheduleVerifyIntervalInvalid", $"Schedule '{Name}': VerifyChangeTrackingEvery is {VerifyChangeTrackingEvery}; expected 0 (never) or a number of backups.", VerifyChangeTrackingEvery);
             }
 
+            ValidateCopy();
             foreach ((string value, string what) in new[] { (PowerShellPath, "PowerShellPath"), (ModulePath, "ModulePath"), (LogFolder ?? "/", "LogFolder") })
             {
                 if (!Platform.HostTools.IsAbsolute(value))
                 {
                     throw Invalid("SchedulePathNotAbsolute", $"Schedule '{Name}': {what} '{value}' is not an absolute path; the job runs as root or SYSTEM in another folder and environment.", value);
                 }
+            }
+        }
+
+        private void ValidateCopy()
+        {
+            if (CopyTo == null)
+            {
+                if (S3Endpoint != null || S3ProfileName != null)
+                {
+                    throw Invalid("ScheduleCopySettingsWithoutCopy", $"Schedule '{Name}': S3Endpoint and S3ProfileName are settings of the copy step; give CopyTo too.", this);
+                }
+
+                return;
+            }
+
+            bool toS3 = S3RepositoryAddress.IsS3(CopyTo);
+            if (toS3)
+            {
+                S3RepositoryAddress.Parse(CopyTo);
+            }
+            else if (!Platform.HostTools.IsAbsolute(CopyTo))
+            {
+                throw Invalid("SchedulePathNotAbsolute", $"Schedule '{Name}': CopyTo '{CopyTo}' is neither s3://bucket/prefix nor an absolute folder path; the job runs as root or SYSTEM in another folder and environment.", CopyTo);
+            }
+
+            if (string.Equals(CopyTo, Repository, StringComparison.Ordinal))
+            {
+                throw Invalid("ScheduleCopyToSameRepository", $"Schedule '{Name}': CopyTo is the repository the job backs up into ('{CopyTo}'); a copy must go to another place.", CopyTo);
+            }
+
+            if (S3Endpoint != null && (!S3Endpoint.IsAbsoluteUri || (S3Endpoint.Scheme != Uri.UriSchemeHttp && S3Endpoint.Scheme != Uri.UriSchemeHttps)))
+            {
+                throw Invalid("ScheduleS3EndpointInvalid", $"Schedule '{Name}': S3Endpoint '{S3Endpoint}' is not an absolute http:// or https:// address.", S3Endpoint);
+            }
+
+            if (S3ProfileName != null && !NamePattern.IsMatch(S3ProfileName))
+            {
+                throw Invalid("ScheduleS3ProfileInvalid", $"Schedule '{Name}': the AWS profile name '{S3ProfileName}' may hold only letters, digits, '.', '_' and '-' (1 to 64 of them).", S3ProfileName);
+            }
+
+            if (!toS3 && (S3Endpoint != null || S3ProfileName != null))
+            {
+                throw Invalid("ScheduleCopySettingsWithoutCopy", $"Schedule '{Name}': S3Endpoint and S3ProfileName are for a copy to s3://; CopyTo '{CopyTo}' is a folder.", this);
             }
         }
 
@@ -183,6 +243,21 @@ namespace VmQuiesce.Core.Schedule
                 job.Append(" -VerifyChangeTrackingEvery ").Append(VerifyChangeTrackingEvery.ToString(CultureInfo.InvariantCulture));
             }
 
+            if (CopyTo != null)
+            {
+                job.Append(" -CopyTo ").Append(PowerShellText.SingleQuoted(CopyTo));
+            }
+
+            if (S3Endpoint != null)
+            {
+                job.Append(" -S3Endpoint ").Append(PowerShellText.SingleQuoted(S3Endpoint.OriginalString));
+            }
+
+            if (S3ProfileName != null)
+            {
+                job.Append(" -S3ProfileName ").Append(PowerShellText.SingleQuoted(S3ProfileName));
+            }
+
             if (LogFolder != null)
             {
                 job.Append(" -LogFolder ").Append(PowerShellText.SingleQuoted(LogFolder));
@@ -198,8 +273,8 @@ namespace VmQuiesce.Core.Schedule
         public string JobArgumentLine() => string.Join(" ", JobArguments().Select(Platform.ToolCommand.Quote));
 
         /// <summary>
-        /// The settings as the one-line JSON recorded beside the job. Change tracking is recorded only when on, so a
-        /// schedule registered before it existed still reads as current.
+        /// The settings as the one-line JSON recorded beside the job. Change tracking and the copy step are recorded
+        /// only when on, so a schedule registered before they existed still reads as current.
         /// </summary>
         public string ToJson()
         {
@@ -219,6 +294,11 @@ namespace VmQuiesce.Core.Schedule
             if (TracksChanges)
             {
                 json.With("changeTracking", true).With("verifyChangeTrackingEvery", (long)VerifyChangeTrackingEvery);
+            }
+
+            if (CopyTo != null)
+            {
+                json.With("copyTo", CopyTo).With("s3Endpoint", S3Endpoint?.OriginalString).With("s3ProfileName", S3ProfileName);
             }
 
             return json.ToString();
@@ -244,11 +324,14 @@ namespace VmQuiesce.Core.Schedule
                     LogFolder = json.GetOptionalString("logFolder"),
                     ChangeTracking = json.GetOptionalBoolean("changeTracking") ?? false,
                     VerifyChangeTrackingEvery = checked((int)(json.GetOptionalInt64("verifyChangeTrackingEvery") ?? 0)),
+                    CopyTo = json.GetOptionalString("copyTo"),
+                    S3Endpoint = json.GetOptionalString("s3Endpoint") is string endpoint ? new Uri(endpoint, UriKind.Absolute) : null,
+                    S3ProfileName = json.GetOptionalString("s3ProfileName"),
                     PowerShellPath = json.GetString("powerShellPath"),
                     ModulePath = json.GetString("modulePath"),
                 };
             }
-            catch (Exception e) when (e is JsonFormatException || e is ArgumentException || e is OverflowException)
+            catch (Exception e) when (e is JsonFormatException || e is ArgumentException || e is OverflowException || e is UriFormatException)
             {
                 return null;
             }

@@ -4,6 +4,7 @@ using System.Linq;
 using System.Management.Automation;
 using VmQuiesce.Core;
 using VmQuiesce.Core.Repository;
+using VmQuiesce.Core.Repository.Storage;
 using VmQuiesce.Core.Schedule;
 using VmQuiesce.Core.Sources;
 using VmQuiesce.Core.Sources.Qemu;
@@ -14,7 +15,7 @@ namespace VmQuiesce.Commands
     /// What a backup schedule runs, and what an administrator runs to try one: finds each target as Get-BackupVm
     /// does (each on its own, so one VM that is off does not stop the others), backs them up with
     /// Invoke-VmQuiescedBackup at the required consistency, applies the retention policy to those VMs with
-    /// Remove-VmBackup, writes one line per failed VM to the error stream (stderr under a scheduler) and, when asked,
+    /// Remove-VmBackup, copies the new restore points to a second repository with Copy-VmBackup when asked, writes one line per failed VM to the error stream (stderr under a scheduler) and, when asked,
     /// a log file; returns the run with the exit code the job ends with (see about_VmQuiesce_Schedule).
     /// </summary>
     [Cmdlet(VerbsLifecycle.Invoke, "VmBackupJob", SupportsShouldProcess = true, ConfirmImpact = ConfirmImpact.Low)]
@@ -71,13 +72,36 @@ namespace VmQuiesce.Commands
         [ValidateRange(1, int.MaxValue)]
         public int VerifyChangeTrackingEvery { get; set; }
 
+        /// <summary>A second repository (a folder or s3://bucket/prefix) the run's new restore points are copied to with Copy-VmBackup.</summary>
+        [Parameter]
+        [ValidateNotNullOrEmpty]
+        [ArgumentCompleter(typeof(RepositoryPathCompleter))]
+        public string? CopyTo { get; set; }
+
+        /// <summary>The endpoint of the non-AWS S3 store -CopyTo names; else AWS_ENDPOINT_URL_S3, AWS_ENDPOINT_URL, or AWS itself.</summary>
+        [Parameter]
+        [ValidateNotNull]
+        public Uri? S3Endpoint { get; set; }
+
+        /// <summary>The AWS profile (shared credentials file) the copy to S3 signs with; else the AWS chain's default.</summary>
+        [Parameter]
+        [ValidateNotNullOrEmpty]
+        public string? S3ProfileName { get; set; }
+
         private bool HasRetention => KeepLast > 0 || KeepDaily > 0 || KeepWeekly > 0 || KeepMonthly > 0;
 
         protected override void EndProcessing()
         {
             string repository = ResolveFileSystemPath(Repository, nameof(Repository));
             string? logFolder = LogFolder == null ? null : ResolveFileSystemPath(LogFolder, nameof(LogFolder));
-            if (!ShouldProcess(Name, $"Back up {string.Join(", ", Vm)} into '{repository}' ({Consistency} consistency or better)" + (HasRetention ? " and apply the retention policy to those VMs" : string.Empty)))
+            string? copyTo = CopyTo == null ? null : S3RepositoryAddress.IsS3(CopyTo) ? CopyTo : ResolveFileSystemPath(CopyTo, nameof(CopyTo));
+            if ((S3Endpoint != null || S3ProfileName != null) && (copyTo == null || !S3RepositoryAddress.IsS3(copyTo)))
+            {
+                ThrowFailure(new VmQuiesceException("CopySettingsWithoutS3Copy", FailureKind.InvalidArgument,
+                    "-S3Endpoint and -S3ProfileName are settings of the copy to S3; give -CopyTo s3://bucket/prefix with them.", CopyTo));
+            }
+
+            if (!ShouldProcess(Name, $"Back up {string.Join(", ", Vm)} into '{repository}' ({Consistency} consistency or better)" + (HasRetention ? " and apply the retention policy to those VMs" : string.Empty) + (copyTo != null ? $", then copy the new restore points to '{copyTo}'" : string.Empty)))
             {
                 return;
             }
@@ -103,6 +127,11 @@ namespace VmQuiesce.Commands
                 if (HasRetention)
                 {
                     ApplyRetention(run, vms, repository);
+                }
+
+                if (copyTo != null && run.RestorePoints.Count > 0)
+                {
+                    CopyNewPoints(run, repository, copyTo);
                 }
             }
 
@@ -233,6 +262,39 @@ namespace VmQuiesce.Commands
             else
             {
                 run.SetRetention(true, $"{results.Sum(result => result.RemovedRestorePoints.Count)} restore point(s) removed, {results.Sum(result => result.KeptRestorePoints)} kept.");
+            }
+        }
+
+        /// <summary>
+        /// The copy step: this run's restore points (those retention kept) to the second repository with Copy-VmBackup,
+        /// which sends only the chunks that repository lacks and verifies each as it goes.
+        /// </summary>
+        private void CopyNewPoints(BackupJobResult run, string repository, string copyTo)
+        {
+            using var powerShell = PowerShell.Create(RunspaceMode.CurrentRunspace);
+            powerShell.AddCommand("VmQuiesce\\Copy-VmBackup").AddParameter("Repository", repository).AddParameter("Destination", copyTo)
+                .AddParameter("Id", run.RestorePoints.Select(point => point.Id).ToArray());
+            if (S3Endpoint != null)
+            {
+                powerShell.AddParameter("S3Endpoint", S3Endpoint);
+            }
+
+            if (S3ProfileName != null)
+            {
+                powerShell.AddParameter("S3ProfileName", S3ProfileName);
+            }
+
+            powerShell.AddParameter("Confirm", false);
+            List<RestorePointCopyResult> copies = Invoke(powerShell).OfType<RestorePointCopyResult>().ToList();
+            if (powerShell.Streams.Error.Count > 0)
+            {
+                string detail = string.Join("; ", powerShell.Streams.Error.Select(error => $"{ErrorId(error)}: {error}"));
+                run.SetCopy(false, $"to '{copyTo}': {detail}");
+                Host.UI.WriteErrorLine($"{run.Name}: FAILED copy to '{copyTo}': {detail.Replace("\n", " ")}");
+            }
+            else
+            {
+                run.SetCopy(true, $"{copies.Count} restore point(s) copied to '{copyTo}', {copies.Sum(copy => copy.ChunksCopied)} chunk(s) sent.");
             }
         }
 

@@ -3,6 +3,7 @@ using System.IO;
 using System.Linq;
 using System.Management.Automation;
 using VmQuiesce.Core;
+using VmQuiesce.Core.Repository.Storage;
 using VmQuiesce.Core.Schedule;
 
 namespace VmQuiesce.Commands
@@ -73,6 +74,22 @@ namespace VmQuiesce.Commands
         [ValidateRange(1, int.MaxValue)]
         public int VerifyChangeTrackingEvery { get; set; }
 
+        /// <summary>A second repository (a folder or s3://bucket/prefix) each run copies its new restore points to.</summary>
+        [Parameter(ValueFromPipelineByPropertyName = true)]
+        [ValidateNotNullOrEmpty]
+        [ArgumentCompleter(typeof(RepositoryPathCompleter))]
+        public string? CopyTo { get; set; }
+
+        /// <summary>The endpoint of the non-AWS S3 store -CopyTo names (the job reads no other setting of it but the AWS chain).</summary>
+        [Parameter(ValueFromPipelineByPropertyName = true)]
+        [ValidateNotNull]
+        public Uri? S3Endpoint { get; set; }
+
+        /// <summary>The AWS profile, in the shared credentials file of the account the job runs as, that the copy signs with.</summary>
+        [Parameter(ValueFromPipelineByPropertyName = true)]
+        [ValidateNotNullOrEmpty]
+        public string? S3ProfileName { get; set; }
+
         /// <summary>Writes the registered schedule.</summary>
         [Parameter]
         public SwitchParameter PassThru { get; set; }
@@ -100,6 +117,9 @@ namespace VmQuiesce.Commands
                     LogFolder = LogFolder == null ? null : ResolveFileSystemPath(LogFolder, nameof(LogFolder)),
                     ChangeTracking = ChangeTracking,
                     VerifyChangeTrackingEvery = VerifyChangeTrackingEvery,
+                    CopyTo = CopyTo == null || S3RepositoryAddress.IsS3(CopyTo) ? CopyTo : ResolveFileSystemPath(CopyTo, nameof(CopyTo)),
+                    S3Endpoint = S3Endpoint,
+                    S3ProfileName = S3ProfileName,
                     PowerShellPath = powerShell,
                     ModulePath = modulePath,
                 };
@@ -116,7 +136,7 @@ namespace VmQuiesce.Commands
             }
 
             IScheduleStore store = OpenStore();
-            if (!ShouldProcess(Name, $"Register a daily backup at {schedule.At} of {string.Join(", ", schedule.Vm)} into '{schedule.Repository}' ({schedule.Consistency} consistency or better)"))
+            if (!ShouldProcess(Name, $"Register a daily backup at {schedule.At} of {string.Join(", ", schedule.Vm)} into '{schedule.Repository}' ({schedule.Consistency} consistency or better)" + (schedule.CopyTo != null ? $", copied to '{schedule.CopyTo}'" : string.Empty)))
             {
                 return;
             }
