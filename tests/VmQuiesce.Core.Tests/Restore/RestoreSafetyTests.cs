@@ -363,7 +363,7 @@ namespace VmQuiesce.Core.Tests.Restore
             string cron = "/etc/cron.d/vmquiesce-test-" + Guid.NewGuid().ToString("N").Substring(0, 8);
             RestorePoint forged = Forge(repository, point, cron, new[] { "/etc/cron.d" });
 
-            var e = Assert.Throws<VmQuiesceException>(() => new RestoreEngine(repository, Quiet).Plan(new RestoreRequest(forged) { Force = true }, CancellationToken.None));
+            VmQuiesceException e = PlanRefused(repository, forged);
 
             Assert.Equal("RestoreVmFolderProtected", e.ErrorId);
             Assert.Contains("'/etc'", e.Message);
@@ -382,7 +382,7 @@ namespace VmQuiesce.Core.Tests.Restore
             string outside = Path.Combine(fixture.Root, "other-vm", "disk.img");
             RestorePoint forged = Forge(repository, point, outside, point.VmFolders!);
 
-            var e = Assert.Throws<VmQuiesceException>(() => new RestoreEngine(repository, Quiet).Plan(new RestoreRequest(forged) { Force = true }, CancellationToken.None));
+            VmQuiesceException e = PlanRefused(repository, forged);
 
             Assert.Equal("RestoreOutsideVmFolders", e.ErrorId);
             Assert.Contains(outside, e.Message);
@@ -403,7 +403,7 @@ namespace VmQuiesce.Core.Tests.Restore
             File.CreateSymbolicLink(Path.Combine(folder, "sub"), elsewhere);
             RestorePoint forged = Forge(repository, point, Path.Combine(folder, "sub", "disk.img"), point.VmFolders!);
 
-            var e = Assert.Throws<VmQuiesceException>(() => new RestoreEngine(repository, Quiet).Plan(new RestoreRequest(forged), CancellationToken.None));
+            VmQuiesceException e = PlanRefused(repository, forged);
 
             Assert.Equal("RestoreOutsideVmFolders", e.ErrorId);
             Assert.Contains($"resolves to '{elsewhere}'", e.Message);
@@ -425,9 +425,13 @@ namespace VmQuiesce.Core.Tests.Restore
             Assert.Null(legacy.VmFolders);
             Engine(fixture).Run(Engine(fixture).Plan(new RestoreRequest(legacy), CancellationToken.None), null, CancellationToken.None);
             Assert.Equal(content, File.ReadAllBytes(disk));
-            Assert.Equal("RestoreVmFolderProtected", Assert.Throws<VmQuiesceException>(() => Engine(fixture).Plan(new RestoreRequest(planted), CancellationToken.None)).ErrorId);
+            Assert.Equal("RestoreVmFolderProtected", PlanRefused(fixture.Repository, planted).ErrorId);
             Assert.False(File.Exists(cron));
         }
+
+        /// <summary>The error that refuses a plan to restore <paramref name="point"/> to its original location (with -Force: no refusal for existing files).</summary>
+        private static VmQuiesceException PlanRefused(BackupRepository repository, RestorePoint point) =>
+            Assert.Throws<VmQuiesceException>(() => new RestoreEngine(repository, Quiet).Plan(new RestoreRequest(point) { Force = true }, CancellationToken.None));
 
         /// <summary>
         /// <paramref name="point"/> with its first file's original path and its recorded VM folders (null: none, as
