@@ -37,7 +37,8 @@ Describe 'New-VmBackupRepository and Get-VmBackupRepository' {
 
         $made | Should -BeOfType ([VmQuiesce.Core.Repository.RepositorySummary])
         $info.IsEncrypted | Should -BeTrue
-        $info.Encryption | Should -Be 'AES-256-GCM'
+        $aesInstructions = [Runtime.Intrinsics.X86.Aes]::IsSupported -or [Runtime.Intrinsics.Arm.Aes]::IsSupported
+        $info.Encryption | Should -Be $(if ($aesInstructions) { 'AES-256-GCM' } else { 'ChaCha20-Poly1305' })
         $info.FormatVersion | Should -Be 2
         $info.KeyId | Should -Match '^[0-9a-f]{16}$'
         $info.KeyAvailable | Should -BeTrue
@@ -48,6 +49,21 @@ Describe 'New-VmBackupRepository and Get-VmBackupRepository' {
         $info.DedupRatio | Should -BeGreaterThan 0
         $warnings | Should -BeNullOrEmpty
         ($made, $info | Out-String) + ($info | Format-List * | Out-String) | Should -Not -Match $passphraseText
+    }
+
+    It 'makes a ChaCha20-Poly1305 repository with -Cipher (tab-completed), which backs up and restores' {
+        $path = Join-Path $root 'chacha'
+        $line = 'New-VmBackupRepository -Cipher Ch'
+        (TabExpansion2 -inputScript $line -cursorColumn $line.Length).CompletionMatches.CompletionText | Should -Be 'ChaCha20Poly1305'
+        $made = New-VmBackupRepository -Path $path -Cipher ChaCha20Poly1305 -ChunkSize 64KB
+        $disk = New-TestDisk 'chacha.img' 11
+        $null = Invoke-VmQuiescedBackup -Vm ([VmQuiesce.Core.Sources.PlainImage.PlainImageVm]::new('chachavm', @($disk))) -Repository $path -Consistency Crash
+        $restored = Join-Path $root 'chacha-restored'
+        $null = Get-VmBackup -Repository $path | Restore-VmSnapshot -Destination $restored -Confirm:$false
+
+        $made.Encryption | Should -Be 'ChaCha20-Poly1305'
+        (Get-VmBackupRepository $path).Encryption | Should -Be 'ChaCha20-Poly1305'
+        Get-Sha256 (Join-Path $restored 'chacha.img') | Should -Be (Get-Sha256 $disk)
     }
 
     It 'refuses a folder that is not empty with RepositoryFolderNotEmpty, and -WhatIf makes nothing' {

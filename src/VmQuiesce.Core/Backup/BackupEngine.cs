@@ -173,6 +173,7 @@ namespace VmQuiesce.Core.Backup
                 files)
             {
                 VmUuid = (view as IIdentifiedView)?.VmUuid,
+                VmFolders = RestorePoint.FoldersOf(view.Files.Select(file => file.OriginalPath)),
             };
             _repository.Publish(point);
             host.WriteProgress(new BackupProgress(vm, BackupPhase.Done, point.Size, point.Size, clock.Elapsed));

@@ -77,9 +77,10 @@ namespace VmQuiesce.Core.Repository
 
         /// <summary>
         /// As <see cref="OpenOrCreate(string, int)"/>; a repository it creates is encrypted with <paramref name="key"/>
-        /// (null: made the old way, unencrypted), whose key file goes to this host's key folder (<see cref="HostKeyStore"/>) first.
+        /// (null: made the old way, unencrypted) and <paramref name="cipher"/> (null: the one this CPU runs fastest), whose
+        /// key file goes to this host's key folder (<see cref="HostKeyStore"/>) first.
         /// </summary>
-        public static BackupRepository OpenOrCreate(string path, int chunkSize, RepositoryKey? key) => OpenOrCreate(path, chunkSize, RepositoryFileOps.Real, key);
+        public static BackupRepository OpenOrCreate(string path, int chunkSize, RepositoryKey? key, RepositoryCipher? cipher = null) => OpenOrCreate(path, chunkSize, RepositoryFileOps.Real, key, cipher);
 
         internal static BackupRepository Open(string path, RepositoryFileOps ops)
         {
@@ -174,7 +175,7 @@ namespace VmQuiesce.Core.Repository
         /// the other opens the winner's repository. With <paramref name="key"/> it is encrypted, and the key's host
         /// key file is written before the marker.
         /// </summary>
-        internal static BackupRepository OpenOrCreate(string path, int chunkSize, RepositoryFileOps ops, RepositoryKey? key = null)
+        internal static BackupRepository OpenOrCreate(string path, int chunkSize, RepositoryFileOps ops, RepositoryKey? key = null, RepositoryCipher? cipher = null)
         {
             string full = FullPath(path);
             LayoutState state = RepositoryLayout.Inspect(full, path);
@@ -191,7 +192,7 @@ namespace VmQuiesce.Core.Repository
             var repository = new BackupRepository(full, chunkSize, ops);
             if (key != null)
             {
-                repository.Chunks.Encryption = RepositoryEncryption.New(key, chunkSize, full);
+                repository.Chunks.Encryption = RepositoryEncryption.New(key, chunkSize, full, cipher);
                 HostKeyStore.Write(repository.Encryption.RepositoryId!, key, full);
             }
 

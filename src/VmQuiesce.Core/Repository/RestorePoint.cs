@@ -61,6 +61,19 @@ namespace VmQuiesce.Core.Repository
         /// <summary>What groups one VM's points (for -Latest and retention): its UUID when recorded, else its name.</summary>
         public string VmKey => VmUuid?.ToString() ?? VmName.ToUpperInvariant();
 
+        /// <summary>
+        /// The folders the VM used at backup time (of its configuration file, where it has one, and of its disks): a
+        /// restore to the original location writes nowhere else. Null in points made before they were recorded.
+        /// </summary>
+        public IReadOnlyList<string>? VmFolders { get; init; }
+
+        /// <summary>The folders of <paramref name="paths"/> (full paths; those not absolute are left out): what <see cref="VmFolders"/> records.</summary>
+        internal static IReadOnlyList<string> FoldersOf(IEnumerable<string> paths) => paths
+            .Where(path => !string.IsNullOrEmpty(path) && System.IO.Path.IsPathRooted(path))
+            .Select(path => System.IO.Path.GetDirectoryName(System.IO.Path.GetFullPath(path))!)
+            .Distinct()
+            .ToList();
+
         /// <summary>The machine that ran the backup.</summary>
         public string Host { get; }
 
@@ -141,6 +154,7 @@ namespace VmQuiesce.Core.Repository
                 .With("vmName", VmName)
                 .With("vmUuid", VmUuid?.ToString())
                 .With("host", Host)
+                .With("vmFolders", VmFolders == null ? null : new JsonArray(VmFolders.Select(folder => (object?)folder)))
                 .With("sourceKind", SourceKind)
                 .With("startTime", FormatTime(StartTime))
                 .With("endTime", FormatTime(EndTime))
@@ -269,6 +283,7 @@ namespace VmQuiesce.Core.Repository
                 VmUuid = json.GetOptionalString("vmUuid") is string uuid
                     ? (Guid.TryParse(uuid, out Guid parsed) ? parsed : throw new JsonFormatException($"The member 'vmUuid' is '{uuid}'; expected a UUID."))
                     : (Guid?)null,
+                VmFolders = json.GetOptionalArray("vmFolders")?.Select(item => item as string ?? throw new JsonFormatException("The member 'vmFolders' must hold strings.")).ToList(),
             };
         }
 

@@ -98,9 +98,15 @@ namespace VmQuiesce.Core.Restore
             string? destination = request.Destination == null ? null : FullFolder(request.Destination);
             var targets = new List<RestoreTarget>();
             var seen = new HashSet<string>(HostPlatform.IsWindows ? StringComparer.OrdinalIgnoreCase : StringComparer.Ordinal);
+            IReadOnlyList<string>? vmFolders = destination == null ? OriginalLocation.AllowedFolders(point) : null;
             foreach (RestorePointFile file in point.Files)
             {
                 string path = destination == null ? OriginalTarget(point, file) : DestinationTarget(point, file, destination);
+                if (vmFolders != null)
+                {
+                    OriginalLocation.Check(point, vmFolders, path);
+                }
+
                 if (!seen.Add(path))
                 {
                     throw new VmQuiesceException("RestoreTargetDuplicate", FailureKind.InvalidData,

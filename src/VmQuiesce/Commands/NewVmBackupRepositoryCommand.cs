@@ -22,6 +22,10 @@ namespace VmQuiesce.Commands
         [ValidateRange(BackupRepository.MinChunkSize, BackupRepository.MaxChunkSize)]
         public int ChunkSize { get; set; } = BackupRepository.DefaultChunkSize;
 
+        /// <summary>The AEAD of chunks and manifests; without it, AES-256-GCM where the CPU has AES instructions, else ChaCha20-Poly1305.</summary>
+        [Parameter]
+        public RepositoryCipher Cipher { get; set; }
+
         /// <summary>Also keeps a copy of the key inside the repository, sealed under this passphrase.</summary>
         [Parameter(ParameterSetName = PassphraseSet)]
         public SecureString? Passphrase { get; set; }
@@ -41,7 +45,7 @@ namespace VmQuiesce.Commands
 
             try
             {
-                BackupRepository repository = RepositoryKeys.CreateRepository(path, ChunkSize, PassphraseOf(Passphrase, Credential));
+                BackupRepository repository = RepositoryKeys.CreateRepository(path, ChunkSize, PassphraseOf(Passphrase, Credential), MyInvocation.BoundParameters.ContainsKey(nameof(Cipher)) ? Cipher : (RepositoryCipher?)null);
                 WriteObject(RepositorySummary.Of(repository, WriteFailure));
             }
             catch (VmQuiesceException e)

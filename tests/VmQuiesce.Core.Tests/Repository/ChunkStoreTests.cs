@@ -5,6 +5,7 @@ using System.Text;
 using System.Text.RegularExpressions;
 using System.Threading;
 using VmQuiesce.Core.Repository;
+using VmQuiesce.Core.Repository.Keys;
 using Xunit;
 
 namespace VmQuiesce.Core.Tests.Repository
@@ -110,11 +111,13 @@ namespace VmQuiesce.Core.Tests.Repository
             Assert.True(fixture.Repository.Verify(point, CancellationToken.None).IsValid);
         }
 
-        [Fact]
-        public void InAnEncryptedRepositoryEveryCodecIsSealedInTheWritersScratchAndReadsBack()
+        [Theory]
+        [InlineData(RepositoryCipher.Aes256Gcm)]
+        [InlineData(RepositoryCipher.ChaCha20Poly1305)]
+        public void InAnEncryptedRepositoryEveryCodecIsSealedInTheWritersScratchAndReadsBack(RepositoryCipher cipher)
         {
             using var fixture = new RepositoryFixture();
-            BackupRepository repository = fixture.NewEncrypted("sealed");
+            BackupRepository repository = BackupRepository.OpenOrCreate(Path.Combine(fixture.Root, "sealed"), Chunk, RepositoryKey.Generate(), cipher);
             byte[] halfZero = RepositoryFixture.Concat(new byte[Chunk / 2], RepositoryFixture.Random(Chunk / 2, 5));
             byte[] content = RepositoryFixture.Concat(
                 File.ReadAllBytes(fixture.WriteTextAndRandomDisk("text-and-random.img", 6)), // zstd (sealed moving it within the scratch) and raw (copied into it)

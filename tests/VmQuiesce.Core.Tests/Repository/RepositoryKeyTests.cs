@@ -38,6 +38,11 @@ namespace VmQuiesce.Core.Tests.Repository
 
         private static string ManifestPath(BackupRepository repository, string id) => Path.Combine(repository.Path, "points", id + ".json");
 
+        private static string MarkerPath(BackupRepository repository) => Path.Combine(repository.Path, "vmquiesce-repository.json");
+
+        private BackupRepository NewChaCha20(string name) =>
+            BackupRepository.OpenOrCreate(Path.Combine(_fixture.Root, name), RepositoryFixture.ChunkSize, RepositoryKey.Generate(), RepositoryCipher.ChaCha20Poly1305);
+
         private static SecureString Secure(string text) => new NetworkCredential(string.Empty, text).SecurePassword;
 
         [Fact]
@@ -180,6 +185,67 @@ namespace VmQuiesce.Core.Tests.Repository
             Assert.Equal("RestorePointNotAuthentic", Assert.Throws<VmQuiesceException>(() => repository.GetRestorePoint(point.Id)).ErrorId);
             // A renamed copy opens as the point it was sealed as, so it is never taken for the point its name claims.
             Assert.NotEqual(renamedId, Record.Exception(() => repository.GetRestorePoint(renamedId)) == null ? repository.GetRestorePoint(renamedId).Id : null);
+        }
+
+        [Fact]
+        public void ANewRepositoryTakesAesGcmWhereTheCpuHasAesInstructionsElseChaCha20()
+        {
+#if NETFRAMEWORK
+            // Windows PowerShell 5.1 cannot ask the CPU: it keeps AES-256-GCM.
+            const bool aesInstructions = true;
+#else
+            bool aesInstructions = System.Runtime.Intrinsics.X86.Aes.IsSupported || System.Runtime.Intrinsics.Arm.Aes.IsSupported;
+#endif
+
+            Assert.Equal(aesInstructions ? "AES-256-GCM" : "ChaCha20-Poly1305", _fixture.NewEncrypted("enc").Encryption.Algorithm);
+        }
+
+        [Fact]
+        public void AChaCha20RepositoryRoundTripsAndRecordsItsCipher()
+        {
+            BackupRepository repository = NewChaCha20("chacha");
+            string disk = _fixture.WriteTextAndRandomDisk("disk.img", 30);
+            RestorePoint point = RepositoryFixture.BackUp(repository, VmName, disk);
+
+            BackupRepository reopened = BackupRepository.Open(repository.Path);
+            Assert.Equal("ChaCha20-Poly1305", reopened.Encryption.Algorithm);
+            Assert.Equal("ChaCha20-Poly1305", JsonText.ParseObject(File.ReadAllText(MarkerPath(repository))).GetObject("encryption").GetString("algorithm"));
+            Assert.Equal(File.ReadAllBytes(disk), RepositoryFixture.ReadFirstFile(reopened, reopened.GetRestorePoint(point.Id)));
+            Assert.True(reopened.Verify(reopened.GetRestorePoint(point.Id), CancellationToken.None).Problems.Count == 0);
+            Assert.DoesNotContain(Directory.EnumerateFiles(Path.Combine(repository.Path, "chunks"), "*", SearchOption.AllDirectories), file => Encoding.ASCII.GetString(File.ReadAllBytes(file)).Contains("MARKER-PLAINTEXT"));
+        }
+
+        [Fact]
+        public void AChangedChaCha20ChunkOrManifestIsNotAuthentic()
+        {
+            BackupRepository repository = NewChaCha20("chacha");
+            RestorePoint point = RepositoryFixture.BackUp(repository, VmName, _fixture.WriteTextAndRandomDisk("disk.img", 31));
+            string chunk = repository.Chunks.PathOf(point.Files[0].Chunks[1]!);
+            byte[] bytes = File.ReadAllBytes(chunk);
+            bytes[bytes.Length / 2] ^= 0x01;
+            File.WriteAllBytes(chunk, bytes);
+
+            Assert.Equal("RestoreChunkNotAuthentic", Assert.Throws<VmQuiesceException>(() => RepositoryFixture.ReadFirstFile(repository, point)).ErrorId);
+
+            string manifest = ManifestPath(repository, point.Id);
+            JsonObject envelope = JsonText.ParseObject(File.ReadAllText(manifest));
+            byte[] sealedBytes = Convert.FromBase64String(envelope.GetString("sealed"));
+            sealedBytes[sealedBytes.Length / 2] ^= 0x01;
+            File.WriteAllText(manifest, JsonText.Serialize(envelope.With("sealed", Convert.ToBase64String(sealedBytes)), indented: true));
+            Assert.Equal("RestorePointNotAuthentic", Assert.Throws<VmQuiesceException>(() => repository.GetRestorePoint(point.Id)).ErrorId);
+        }
+
+        [Fact]
+        public void ARepositoryFileWhoseCipherWasChangedIsNotAuthentic()
+        {
+            BackupRepository repository = NewChaCha20("chacha");
+            RepositoryFixture.BackUp(repository, VmName, _fixture.WriteTextAndRandomDisk("disk.img", 32));
+            string marker = MarkerPath(repository);
+            File.WriteAllText(marker, File.ReadAllText(marker).Replace("\"ChaCha20-Poly1305\"", "\"AES-256-GCM\""));
+
+            var e = Assert.Throws<VmQuiesceException>(() => BackupRepository.Open(repository.Path));
+
+            Assert.Equal("RepositoryNotAuthentic", e.ErrorId);
         }
 
         [Fact]

@@ -4,6 +4,7 @@ using System.IO;
 using System.Linq;
 using System.Threading;
 using VmQuiesce.Core.Backup;
+using VmQuiesce.Core.Json;
 using VmQuiesce.Core.Native;
 using VmQuiesce.Core.Platform;
 using VmQuiesce.Core.Repository;
@@ -334,6 +335,118 @@ namespace VmQuiesce.Core.Tests.Restore
             Assert.Equal(victimBefore, File.ReadAllBytes(victim));
             Assert.Equal(original, File.ReadAllBytes(disk));
             Assert.False(RegularFile.StatNoFollow(disk)!.Value.IsSymbolicLink);
+        }
+
+        [Fact]
+        public void ABackupRecordsTheVmFoldersAndRestoresToThemWithoutDestination()
+        {
+            using var fixture = new RepositoryFixture();
+            string folder = Path.Combine(fixture.Root, "vm1");
+            Directory.CreateDirectory(folder);
+            byte[] content = RepositoryFixture.Random(Chunk, 20);
+            string disk = WriteAt(Path.Combine(folder, "disk.img"), content);
+            RestorePoint point = fixture.BackUp("vm1", disk);
+            File.Delete(disk);
+
+            Engine(fixture).Run(Engine(fixture).Plan(new RestoreRequest(point), CancellationToken.None), null, CancellationToken.None);
+
+            Assert.Equal(new[] { folder }, fixture.Repository.GetRestorePoint(point.Id).VmFolders);
+            Assert.Equal(content, File.ReadAllBytes(disk));
+        }
+
+        [Fact]
+        public void AnAuthenticManifestNamingASystemFolderWritesNothing()
+        {
+            using var fixture = new RepositoryFixture();
+            BackupRepository repository = fixture.NewEncrypted("enc");
+            RestorePoint point = RepositoryFixture.BackUp(repository, "vm1", fixture.WriteFile("disk.img", RepositoryFixture.Random(Chunk, 21)));
+            string cron = "/etc/cron.d/vmquiesce-test-" + Guid.NewGuid().ToString("N").Substring(0, 8);
+            RestorePoint forged = Forge(repository, point, cron, new[] { "/etc/cron.d" });
+
+            VmQuiesceException e = PlanRefused(repository, forged);
+
+            Assert.Equal("RestoreVmFolderProtected", e.ErrorId);
+            Assert.Contains("'/etc'", e.Message);
+            Assert.Contains("-Destination", e.Remedy!);
+            Assert.False(File.Exists(cron));
+        }
+
+        [Fact]
+        public void AnAuthenticManifestWithADiskOutsideTheVmFoldersWritesNothing()
+        {
+            using var fixture = new RepositoryFixture();
+            BackupRepository repository = fixture.NewEncrypted("enc");
+            string folder = Path.Combine(fixture.Root, "vm1");
+            Directory.CreateDirectory(folder);
+            RestorePoint point = RepositoryFixture.BackUp(repository, "vm1", WriteAt(Path.Combine(folder, "disk.img"), RepositoryFixture.Random(Chunk, 22)));
+            string outside = Path.Combine(fixture.Root, "other-vm", "disk.img");
+            RestorePoint forged = Forge(repository, point, outside, point.VmFolders!);
+
+            VmQuiesceException e = PlanRefused(repository, forged);
+
+            Assert.Equal("RestoreOutsideVmFolders", e.ErrorId);
+            Assert.Contains(outside, e.Message);
+            Assert.Contains($"'{folder}'", e.Message);
+            Assert.False(Directory.Exists(Path.GetDirectoryName(outside)));
+        }
+
+        [Fact]
+        public void ALinkInsideTheVmFolderDoesNotLeadARestoreOutOfIt()
+        {
+            using var fixture = new RepositoryFixture();
+            BackupRepository repository = fixture.NewEncrypted("enc");
+            string folder = Path.Combine(fixture.Root, "vm1");
+            string elsewhere = Path.Combine(fixture.Root, "elsewhere");
+            Directory.CreateDirectory(folder);
+            Directory.CreateDirectory(elsewhere);
+            RestorePoint point = RepositoryFixture.BackUp(repository, "vm1", WriteAt(Path.Combine(folder, "disk.img"), RepositoryFixture.Random(Chunk, 23)));
+            File.CreateSymbolicLink(Path.Combine(folder, "sub"), elsewhere);
+            RestorePoint forged = Forge(repository, point, Path.Combine(folder, "sub", "disk.img"), point.VmFolders!);
+
+            VmQuiesceException e = PlanRefused(repository, forged);
+
+            Assert.Equal("RestoreOutsideVmFolders", e.ErrorId);
+            Assert.Contains($"resolves to '{elsewhere}'", e.Message);
+            Assert.Empty(Directory.EnumerateFileSystemEntries(elsewhere));
+        }
+
+        [Fact]
+        public void APointWithoutRecordedFoldersRestoresToItsDisksFoldersAndNeverToASystemFolder()
+        {
+            using var fixture = new RepositoryFixture();
+            byte[] content = RepositoryFixture.Random(Chunk, 24);
+            string disk = fixture.WriteFile("disk.img", content);
+            RestorePoint point = fixture.BackUp("vm1", disk);
+            RestorePoint legacy = Forge(fixture.Repository, point, disk, null);
+            string cron = "/etc/cron.d/vmquiesce-test-" + Guid.NewGuid().ToString("N").Substring(0, 8);
+            RestorePoint planted = Forge(fixture.Repository, point, cron, null);
+            File.Delete(disk);
+
+            Assert.Null(legacy.VmFolders);
+            Engine(fixture).Run(Engine(fixture).Plan(new RestoreRequest(legacy), CancellationToken.None), null, CancellationToken.None);
+            Assert.Equal(content, File.ReadAllBytes(disk));
+            Assert.Equal("RestoreVmFolderProtected", PlanRefused(fixture.Repository, planted).ErrorId);
+            Assert.False(File.Exists(cron));
+        }
+
+        /// <summary>The error that refuses a plan to restore <paramref name="point"/> to its original location (with -Force: no refusal for existing files).</summary>
+        private static VmQuiesceException PlanRefused(BackupRepository repository, RestorePoint point) =>
+            Assert.Throws<VmQuiesceException>(() => new RestoreEngine(repository, Quiet).Plan(new RestoreRequest(point) { Force = true }, CancellationToken.None));
+
+        /// <summary>
+        /// <paramref name="point"/> with its first file's original path and its recorded VM folders (null: none, as
+        /// before they were recorded) changed, published under a new id through the repository (sealed with its key
+        /// when it has one, so authentic), and read back.
+        /// </summary>
+        private static RestorePoint Forge(BackupRepository repository, RestorePoint point, string originalPath, IReadOnlyList<string>? vmFolders)
+        {
+            JsonObject json = point.ToJson()
+                .With("id", BackupRepository.NewId(DateTime.UtcNow))
+                .With("vmFolders", vmFolders == null ? null : new JsonArray(vmFolders.Select(folder => (object?)folder)));
+            ((JsonObject)json.GetArray("files")[0]!).With("originalPath", originalPath);
+            RestorePoint forged = RestorePoint.FromJson(JsonText.ParseObject(JsonText.Serialize(json, indented: false)));
+            repository.Publish(forged);
+            return repository.GetRestorePoint(forged.Id);
         }
 
         private static RestoreEngine Engine(RepositoryFixture fixture) => new RestoreEngine(fixture.Repository, Quiet);

@@ -69,7 +69,7 @@ namespace VmQuiesce.Core.Repository.Keys
             byte[] salt = Random.Bytes(16);
             byte[] wrapping = Derive(passphrase, salt, cost);
             var sealedKey = new byte[RepositoryKey.Length + Aead.Overhead];
-            Aead.Seal(wrapping, key.Master, 0, RepositoryKey.Length, Associated(slot, key.KeyId, cost), sealedKey, 0);
+            Aead.Seal(RepositoryCipher.Aes256Gcm, wrapping, key.Master, 0, RepositoryKey.Length, Associated(slot, key.KeyId, cost), sealedKey, 0);
             Array.Clear(wrapping, 0, wrapping.Length);
             string text = JsonText.Serialize(new JsonObject()
                 .With("format", WrappedKeyFormat)
@@ -179,7 +179,7 @@ namespace VmQuiesce.Core.Repository.Keys
             var master = new byte[RepositoryKey.Length];
             try
             {
-                Aead.Open(wrapping, sealedKey, 0, sealedKey.Length, Associated(slot, keyId, cost), master);
+                Aead.Open(RepositoryCipher.Aes256Gcm, wrapping, sealedKey, 0, sealedKey.Length, Associated(slot, keyId, cost), master);
                 return RepositoryKey.FromBytes(master);
             }
             catch (System.Security.Cryptography.CryptographicException)

@@ -12,9 +12,11 @@ namespace VmQuiesce.Core.Repository.Keys
     /// <summary>
     /// How a repository's chunks and manifests are protected, as its repository file says, and the key once it is
     /// known. An encrypted repository (format 2) names chunks by HMAC-SHA256 of their content under its key and
-    /// seals every chunk and manifest with AES-256-GCM, bound to what it claims to be (repository id plus chunk id or
-    /// restore point id), so a changed, swapped, planted or foreign file fails to open. A repository made before
-    /// keys (format 1) is <see cref="None"/>: SHA-256 chunk ids, plaintext, still read.
+    /// seals every chunk and manifest with its AEAD (AES-256-GCM or ChaCha20-Poly1305, <see cref="RepositoryCipher"/>),
+    /// bound to what it claims to be (repository id plus chunk id or restore point id), so a changed, swapped, planted
+    /// or foreign file fails to open. The repository file's check (a MAC under the key) covers which AEAD it records,
+    /// so that cannot be changed without the key either. A repository made before keys (format 1) is
+    /// <see cref="None"/>: SHA-256 chunk ids, plaintext, still read.
     /// </summary>
     public sealed class RepositoryEncryption
     {
@@ -28,10 +30,12 @@ namespace VmQuiesce.Core.Repository.Keys
         private readonly string _repositoryPath;
         private readonly int _chunkSize;
         private readonly byte[]? _check;
+        private readonly RepositoryCipher _cipher;
         private VmQuiesceException? _hostKeyProblem;
 
-        private RepositoryEncryption(string? repositoryId, string? keyId, byte[]? check, int chunkSize, string repositoryPath)
+        private RepositoryEncryption(string? repositoryId, string? keyId, byte[]? check, int chunkSize, string repositoryPath, RepositoryCipher cipher = RepositoryCipher.Aes256Gcm)
         {
+            _cipher = cipher;
             RepositoryId = repositoryId;
             KeyId = keyId;
             _check = check;
@@ -44,8 +48,8 @@ namespace VmQuiesce.Core.Repository.Keys
 
         public bool IsEncrypted => RepositoryId != null;
 
-        /// <summary>"AES-256-GCM", or "None" for a repository made before keys.</summary>
-        public string Algorithm => IsEncrypted ? Aead.Algorithm : "None";
+        /// <summary>"AES-256-GCM" or "ChaCha20-Poly1305", or "None" for a repository made before keys.</summary>
+        public string Algorithm => IsEncrypted ? Aead.NameOf(_cipher) : "None";
 
         /// <summary>The repository's random id (32 hex digits): what host key files are named by. Null when not encrypted.</summary>
         public string? RepositoryId { get; }
@@ -58,11 +62,16 @@ namespace VmQuiesce.Core.Repository.Keys
 
         internal RepositoryKey? Key { get; private set; }
 
-        /// <summary>The protection of a new repository, keyed with <paramref name="key"/>, under a new random id.</summary>
-        internal static RepositoryEncryption New(RepositoryKey key, int chunkSize, string repositoryPath)
+        /// <summary>
+        /// The protection of a new repository, keyed with <paramref name="key"/>, under a new random id, sealed with
+        /// <paramref name="cipher"/> (null: <see cref="Aead.Preferred"/>, what this CPU runs fastest).
+        /// </summary>
+        internal static RepositoryEncryption New(RepositoryKey key, int chunkSize, string repositoryPath, RepositoryCipher? cipher = null)
         {
+            RepositoryCipher chosen = cipher ?? Aead.Preferred;
+            Aead.RequireSupported(chosen, repositoryPath);
             string id = ChunkStore.ToHex(Random.Bytes(16));
-            var encryption = new RepositoryEncryption(id, key.KeyId, null, chunkSize, repositoryPath);
+            var encryption = new RepositoryEncryption(id, key.KeyId, null, chunkSize, repositoryPath, chosen);
             encryption.Key = key;
             return encryption;
         }
@@ -79,7 +88,7 @@ namespace VmQuiesce.Core.Repository.Keys
                 .With("formatVersion", EncryptedFormatVersion)
                 .With("chunkHash", ChunkIdAlgorithm)
                 .With(MarkerMember, new JsonObject()
-                    .With("algorithm", Aead.Algorithm)
+                    .With("algorithm", Algorithm)
                     .With("chunkIds", ChunkIdAlgorithm)
                     .With("repositoryId", RepositoryId)
                     .With("keyId", KeyId)
@@ -107,9 +116,9 @@ namespace VmQuiesce.Core.Repository.Keys
 
             string algorithm = member.GetString("algorithm");
             string chunkIds = member.GetString("chunkIds");
-            if (algorithm != Aead.Algorithm || chunkIds != ChunkIdAlgorithm)
+            if (!(Aead.FromName(algorithm) is RepositoryCipher cipher) || chunkIds != ChunkIdAlgorithm)
             {
-                throw new JsonFormatException($"The encryption is '{algorithm}' with '{chunkIds}' chunk ids; this VmQuiesce knows '{Aead.Algorithm}' with '{ChunkIdAlgorithm}'.");
+                throw new JsonFormatException($"The encryption is '{algorithm}' with '{chunkIds}' chunk ids; this VmQuiesce knows '{Aead.AesGcmName}' or '{Aead.ChaChaName}' with '{ChunkIdAlgorithm}'.");
             }
 
             string repositoryId = member.GetString("repositoryId");
@@ -120,7 +129,7 @@ namespace VmQuiesce.Core.Repository.Keys
             }
 
             byte[] check = Convert.FromBase64String(member.GetString("check"));
-            return new RepositoryEncryption(repositoryId, keyId, check, chunkSize, repositoryPath);
+            return new RepositoryEncryption(repositoryId, keyId, check, chunkSize, repositoryPath, cipher);
         }
 
         /// <summary>Takes <paramref name="key"/> as this repository's key, once it proves to be (its id, and the repository file's check).</summary>
@@ -175,7 +184,12 @@ namespace VmQuiesce.Core.Repository.Keys
         /// <summary>The key, or RepositoryKeyNotFound saying how to bring it to this host. Null for a repository that is not encrypted.</summary>
         public RepositoryKey? RequireKey() => IsEncrypted ? Key ?? throw KeyNotFound() : null;
 
-        private RepositoryKey SealingKey() => Key ?? throw KeyNotFound();
+        private RepositoryKey SealingKey()
+        {
+            RepositoryKey key = Key ?? throw KeyNotFound();
+            Aead.RequireSupported(_cipher, _repositoryPath);
+            return key;
+        }
 
         private VmQuiesceException KeyNotFound() => new VmQuiesceException(_hostKeyProblem?.ErrorId ?? "RepositoryKeyNotFound", FailureKind.SecurityError,
             _hostKeyProblem == null
@@ -208,7 +222,7 @@ namespace VmQuiesce.Core.Repository.Keys
             workspace[2] = (byte)'C';
             workspace[3] = ChunkStore.CodecSealed;
             workspace[InnerOffset] = codec;
-            int sealedLength = Aead.Seal(key, workspace, InnerOffset, length + 1, ChunkAssociated(hash), workspace, ChunkStore.HeaderLength);
+            int sealedLength = Aead.Seal(_cipher, key, workspace, InnerOffset, length + 1, ChunkAssociated(hash), workspace, ChunkStore.HeaderLength);
             stream.Write(workspace, 0, ChunkStore.HeaderLength + sealedLength);
             return ChunkStore.HeaderLength + sealedLength;
         }
@@ -235,7 +249,7 @@ namespace VmQuiesce.Core.Repository.Keys
                     throw new InvalidDataException("The sealed chunk is shorter than its file.");
                 }
 
-                int length = Aead.Open(key, sealedBytes, 0, (int)sealedLength, ChunkAssociated(hash), inner);
+                int length = Aead.Open(_cipher, key, sealedBytes, 0, (int)sealedLength, ChunkAssociated(hash), inner);
                 if (inner[0] == ChunkStore.CodecSealed)
                 {
                     throw new InvalidDataException("The sealed chunk holds another sealed chunk.");
@@ -269,10 +283,10 @@ namespace VmQuiesce.Core.Repository.Keys
 
             byte[] plain = Encoding.UTF8.GetBytes(json);
             var output = new byte[plain.Length + Aead.Overhead];
-            Aead.Seal(SealingKey().ManifestKey, plain, 0, plain.Length, ManifestAssociated(id), output, 0);
+            Aead.Seal(_cipher, SealingKey().ManifestKey, plain, 0, plain.Length, ManifestAssociated(id), output, 0);
             return JsonText.Serialize(new JsonObject()
                 .With("format", SealedManifestFormat)
-                .With("algorithm", Aead.Algorithm)
+                .With("algorithm", Algorithm)
                 .With("keyId", KeyId)
                 .With("id", id)
                 .With("sealed", Convert.ToBase64String(output)), indented: true);
@@ -318,7 +332,7 @@ namespace VmQuiesce.Core.Repository.Keys
                 var plain = new byte[Math.Max(0, sealedBytes.Length - Aead.Overhead)];
                 // Sealed as the point it names: a copy under another file name opens as that point, and the repository
                 // reports it as a stray (its id is not its file name), never as the point its name claims.
-                Aead.Open(key.ManifestKey, sealedBytes, 0, sealedBytes.Length, ManifestAssociated(envelope.GetOptionalString("id") ?? id), plain);
+                Aead.Open(_cipher, key.ManifestKey, sealedBytes, 0, sealedBytes.Length, ManifestAssociated(envelope.GetOptionalString("id") ?? id), plain);
                 return new UTF8Encoding(false, true).GetString(plain);
             }
             catch (Exception e) when (e is CryptographicException || e is FormatException || e is JsonFormatException || e is DecoderFallbackException)
@@ -337,7 +351,7 @@ namespace VmQuiesce.Core.Repository.Keys
 
         private byte[] ManifestAssociated(string id) => Encoding.UTF8.GetBytes("VmQuiesce manifest\n" + RepositoryId + "\n" + id);
 
-        private byte[] Check(RepositoryKey key) => RepositoryKey.Mac(key.MarkerKey, $"{RepositoryId}\n{KeyId}\n{_chunkSize}\n{Aead.Algorithm}\n{ChunkIdAlgorithm}");
+        private byte[] Check(RepositoryKey key) => RepositoryKey.Mac(key.MarkerKey, $"{RepositoryId}\n{KeyId}\n{_chunkSize}\n{Algorithm}\n{ChunkIdAlgorithm}");
 
         private static bool FixedTimeEquals(byte[] a, byte[] b)
         {

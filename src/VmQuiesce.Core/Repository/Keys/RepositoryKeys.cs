@@ -32,9 +32,10 @@ namespace VmQuiesce.Core.Repository.Keys
 
         /// <summary>
         /// Makes a new encrypted repository in a folder that is missing or empty: a new random key, its key file in
-        /// this host's key folder, and a passphrase copy inside the repository when <paramref name="passphrase"/> is given.
+        /// this host's key folder, and a passphrase copy inside the repository when <paramref name="passphrase"/> is given;
+        /// sealed with <paramref name="cipher"/> (null: the one this CPU runs fastest).
         /// </summary>
-        public static BackupRepository CreateRepository(string path, int chunkSize, SecureString? passphrase)
+        public static BackupRepository CreateRepository(string path, int chunkSize, SecureString? passphrase, RepositoryCipher? cipher = null)
         {
             string full = Path.GetFullPath(path);
             if (Directory.Exists(full) && Directory.EnumerateFileSystemEntries(full).Any())
@@ -46,7 +47,7 @@ namespace VmQuiesce.Core.Repository.Keys
                 };
             }
 
-            BackupRepository repository = BackupRepository.OpenOrCreate(full, chunkSize, RepositoryKey.Generate());
+            BackupRepository repository = BackupRepository.OpenOrCreate(full, chunkSize, RepositoryKey.Generate(), cipher);
             if (passphrase != null)
             {
                 new RepositoryKeys(repository).AddPassphrase(passphrase);
