@@ -64,7 +64,7 @@ namespace VmQuiesce.Commands
         [ValidateRange(1, 64)]
         public int ThrottleLimit { get; set; } = 2;
 
-        /// <summary>Keep the captured snapshot after the backup instead of releasing it.</summary>
+        /// <summary>Keep the snapshot the backup took on the VM (the point records it; Remove-VmBackup deletes it with the last point that does).</summary>
         [Parameter]
         public SwitchParameter KeepSnapshot { get; set; }
 
