@@ -77,6 +77,7 @@ Describe 'Get-BackupVm for VMware' {
         (Get-BackupVm 'b*' -HostType Workstation -VmrunPath $double).Name | Should -Be 'beta display'
         Get-BackupVm 'gamma' -HostType Workstation -VmrunPath $double -ErrorVariable failures -ErrorAction SilentlyContinue | Should -BeNullOrEmpty
         $failures[0].FullyQualifiedErrorId | Should -BeLike 'VmNotFound,*'
+        "$($failures[0])" | Should -Be "No running VMware VM named 'gamma'; found 2: 'alpha display', 'beta display'."
     }
 
     It 'warns that a VMware Server password goes on the vmrun command line, and shows it nowhere' {
@@ -235,6 +236,7 @@ Describe 'Get-BackupVm for VMware' {
 
         $said = $console.Host.Warnings -join "`n"
         $said | Should -BeLike "*Stopping the backup of VM 'big display'*released*"
+        $said | Should -BeLike "*The backup of VM 'big display' was cancelled; guest thawed, no restore point stored.*"
         $said | Should -BeLike "*could not be deleted*To release it: Run *deleteSnapshot*"
         @(Get-VmBackup $repository).Count | Should -Be 0
         (& $double -T ws listSnapshots $vmx)[0] | Should -Be 'Total snapshots: 1' -Because 'the snapshot the warning names is still there'

@@ -287,10 +287,13 @@ namespace VmQuiesce.Commands
                 WriteObject(vm);
             }
 
+            const int named = 10;
+            string found = vms.Count == 0 ? "none was found"
+                : $"found {vms.Count}: {string.Join(", ", vms.Take(named).Select(vm => $"'{vm.Name}'"))}{(vms.Count > named ? $" and {vms.Count - named} more" : string.Empty)}";
             foreach (string missing in patterns.Where(p => !WildcardPattern.ContainsWildcardCharacters(p.Name) && !vms.Any(vm => p.Pattern.IsMatch(vm.Name))).Select(p => p.Name))
             {
                 WriteFailure(new VmQuiesceException("VmNotFound", FailureKind.ObjectNotFound,
-                    $"No {what} named '{missing}' was found ({vms.Count} in all).", missing));
+                    $"No {what} named '{missing}'; {found}.", missing));
             }
         }
 
