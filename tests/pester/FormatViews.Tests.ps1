@@ -82,3 +82,22 @@ Describe 'Format views' {
         $cut | Should -BeNullOrEmpty
     }
 }
+
+Describe 'Dates in -WhatIf and -Confirm texts' {
+    It 'go through Units.Time (ISO 8601 whatever the culture) in every question any cmdlet or the core asks' {
+        $root = Join-Path $PSScriptRoot '../../src'
+        $files = Get-ChildItem $root -Recurse -Filter *.cs | Where-Object FullName -NotMatch '[\\/](obj|bin)[\\/]'
+        $questions = foreach ($file in $files) {
+            $text = Get-Content -Raw $file.FullName
+            # Each question's arguments, up to the end of the statement.
+            foreach ($call in [regex]::Matches($text, '(?s)\b(ShouldProcess|ShouldContinue|ConfirmHighImpact|_?shouldProcess)\((?<args>.*?)\);')) {
+                [pscustomobject]@{ File = $file.Name; Args = $call.Groups['args'].Value }
+            }
+        }
+        @($questions).Count | Should -BeGreaterThan 30 -Because 'the scan must find the questions'
+        # A date or time put into a question's text other than through Units.Time.
+        $raw = $questions | Where-Object { $_.Args -match '\{[^{}]*(Time|Date)\b[^{}]*\}' -and $_.Args -notmatch 'Units\.Time\(' } |
+            ForEach-Object { "$($_.File): $($_.Args.Trim())" }
+        $raw | Should -BeNullOrEmpty
+    }
+}
