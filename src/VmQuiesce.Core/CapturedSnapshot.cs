@@ -16,5 +16,15 @@ namespace VmQuiesce.Core
 
         /// <summary>"QemuInternal", "VMware", ...: tells the restore how to revert.</summary>
         public string Kind { get; }
+
+        /// <summary>
+        /// VMware: the vmrun that took the snapshot (absolute path), so the restore's revert and the prune that deletes
+        /// the snapshot run the same program; Restore-VmSnapshot -VmrunPath overrides it. Read from a manifest, it is
+        /// checked like any path a repository names before it is run.
+        /// </summary>
+        public string? VmrunPath { get; init; }
+
+        /// <summary>VMware: the product vmrun drove (<see cref="Sources.VMware.VmwareHostType"/>'s name: its -T value).</summary>
+        public string? VmrunHostType { get; init; }
     }
 }

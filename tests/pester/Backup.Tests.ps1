@@ -101,13 +101,13 @@ Describe 'Invoke-VmQuiescedBackup' {
         (Get-Content -Raw (Join-Path $small 'vmquiesce-repository.json') | ConvertFrom-Json).chunkSize | Should -Be 128KB
         $point.Files[0].Chunks.Count | Should -Be 3
 
-        { Invoke-VmQuiescedBackup -Vm $web -Repository $small -Consistency Crash -ChunkSize 1MB } | Should -Throw -ErrorId 'RepositoryChunkSizeDiffers*'
+        { Invoke-VmQuiescedBackup -Vm $web -Repository $small -Consistency Crash -ChunkSize 1MB } | Should -Throw -ErrorId 'RepositoryChunkSizeDiffers*' -ExpectedMessage '*has chunk size 128.0 KiB; -ChunkSize asks for 1.0 MiB*'
         @(Get-VmBackup -Repository $small).Count | Should -Be 1
         (Invoke-VmQuiescedBackup -Vm $web -Repository $small -Consistency Crash).ChunkSize | Should -Be 128KB
     }
 
     It 'rejects a -ChunkSize that is not a whole number of 4 KiB blocks or out of range' {
-        { Invoke-VmQuiescedBackup -Vm $web -Repository (Join-Path $root 'odd') -ChunkSize 100000 } | Should -Throw -ErrorId 'InvalidChunkSize*'
+        { Invoke-VmQuiescedBackup -Vm $web -Repository (Join-Path $root 'odd') -ChunkSize 100000 } | Should -Throw -ErrorId 'InvalidChunkSize*' -ExpectedMessage '*(97.7 KiB)*whole number of 4.0 KiB blocks*'
         { Invoke-VmQuiescedBackup -Vm $web -Repository (Join-Path $root 'odd') -ChunkSize 4KB } | Should -Throw -ErrorId 'ParameterArgumentValidationError*'
         Test-Path (Join-Path $root 'odd') | Should -BeFalse
     }
@@ -166,13 +166,12 @@ Describe 'Get-VmBackup' {
         }
     }
 
-    It 'formats as a table of VM, time, consistency, size and stored size, and as a list' {
+    It 'formats as a table of VM, start time, consistency, size and stored bytes, and as a list' {
         $table = Get-VmBackup $repo | Format-Table | Out-String
-        $table | Should -Match 'VmName\s+Time\s+Consistency\s+Size\s+StoredSize'
+        $table | Should -Match 'VmName\s+StartTime\s+Consistency\s+Size\s+StoredBytes'
         $table | Should -Match '300\.0 KiB'
         $list = Get-VmBackup $repo -Id $first.Id | Format-List | Out-String
-        $list | Should -Match 'QuiesceMethod\s*:\s*None'
-        $list | Should -Match 'FrozenWindow\s*:\s*0 ms \(None\)'
+        $list | Should -Match 'Quiesce\s*:\s*None, frozen 0 ms \(None\)'
     }
 }
 
@@ -193,7 +192,7 @@ Describe 'Test-VmBackup' {
         Get-VmBackup $repo | Test-VmBackup | Format-Table | Out-String | Should -Match 'Status'
     }
 
-    It 'shows bytes checked and the rate while it verifies, written by the pipeline thread for its worker' {
+    It 'shows bytes checked, the rate, percent and time left while it verifies, written by the pipeline thread for its worker' {
         $ps = [powershell]::Create()
         try {
             $null = $ps.AddScript("Import-Module '$env:VMQUIESCE_MODULE_PATH'; Get-VmBackup '$repo' | Test-VmBackup")
@@ -204,6 +203,21 @@ Describe 'Test-VmBackup' {
             $shown = @($ps.Streams.Progress | Where-Object { $_.Activity -like 'Verifying *' -and $_.RecordType -eq 'Processing' })
             $shown.Count | Should -BeGreaterThan 0
             $shown | ForEach-Object { $_.StatusDescription | Should -BeLike 'Reading and hashing chunks: * of * at */s' }
+            # The figures themselves: percent within 0..100 and never going back, a time left for each record, and the
+            # last record of each point at 100 % with nothing left.
+            $shown | ForEach-Object {
+                $_.PercentComplete | Should -BeGreaterOrEqual 0
+                $_.PercentComplete | Should -BeLessOrEqual 100
+                $_.SecondsRemaining | Should -BeGreaterOrEqual 0 -Because 'a verification that has read bytes knows its rate, so its time left'
+            }
+            foreach ($activity in $shown | Group-Object ActivityId) {
+                $percents = @($activity.Group.PercentComplete)
+                for ($i = 1; $i -lt $percents.Count; $i++) { $percents[$i] | Should -BeGreaterOrEqual $percents[$i - 1] }
+                $last = $activity.Group[-1]
+                $last.PercentComplete | Should -Be 100
+                $last.SecondsRemaining | Should -Be 0
+                $last.StatusDescription | Should -Match ': (?<done>[\d.,]+ \w+) of \k<done> at [\d.,]+ (B|KiB|MiB|GiB)/s$'
+            }
         }
         finally {
             $ps.Dispose()

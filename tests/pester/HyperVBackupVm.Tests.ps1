@@ -71,7 +71,7 @@ Describe 'Get-BackupVm -HyperV' {
         (Get-BackupVm -HyperV -Name 'W*').Name | Should -Be 'web'
         Get-BackupVm -HyperV 'nosuch' -ErrorVariable failures -ErrorAction SilentlyContinue | Should -BeNullOrEmpty
         $failures[0].FullyQualifiedErrorId | Should -Be 'VmNotFound,VmQuiesce.Commands.GetBackupVmCommand'
-        "$($failures[0])" | Should -BeLike "*No Hyper-V VM named 'nosuch'*(2 in all)*"
+        "$($failures[0])" | Should -Be "No Hyper-V VM named 'nosuch'; found 2: 'web', 'db'."
     }
 
     It 'reports a VM on a checkpoint disk as an error naming the disk, and still lists the others' {

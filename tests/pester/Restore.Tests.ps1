@@ -151,11 +151,11 @@ Describe 'Restore-VmSnapshot' {
     It 'has a table and a list view for its output' {
         $result = Restore-VmSnapshot -RestorePoint $point -Destination (Join-Path $root 'views')
 
-        ($result | Format-Table | Out-String -Width 200) | Should -Match 'RestorePointId\s+Files\s+Size\s+Duration\s+Revert'
+        ($result | Format-Table | Out-String -Width 200) | Should -Match 'RestorePointId\s+Files\s+Bytes\s+Duration\s+Revert'
         $list = $result | Format-List | Out-String
         $list | Should -Match 'RevertDetail\s+: The backup captured no snapshot'
-        $list | Should -Match 'Size\s+: 320.0 KiB'
-        $list | Should -Match 'Rate\s+: [\d.,]+ (B|KiB|MiB|GiB)/s'
+        $list | Should -Match 'Bytes\s+: 320.0 KiB'
+        $list | Should -Match 'BytesPerSecond\s+: [\d.,]+ (B|KiB|MiB|GiB)/s'
         $list | Should -Match 'Duration\s+: [\d.,]+s'
     }
 
@@ -196,7 +196,7 @@ Describe 'Get-VmSnapshot' {
         if (-not $qemuImg) { Set-ItResult -Skipped -Because 'qemu-img is not installed'; return }
 
         (Get-Item $image | Get-VmSnapshot -Name 'vmq*').Name | Should -Be 'vmquiesce-20261124T180000000Z'
-        ((Get-VmSnapshot -Path $image) | Format-Table | Out-String -Width 200) | Should -Match 'Name\s+Date\s+VmClock\s+VmState'
+        ((Get-VmSnapshot -Path $image) | Format-Table | Out-String -Width 200) | Should -Match 'Name\s+Date\s+VmClock\s+VmStateSize'
         ((Get-VmSnapshot -Path $image)[0] | Format-List | Out-String) | Should -Match 'Kind\s+: QemuInternal'
     }
 

@@ -77,6 +77,7 @@ Describe 'Get-BackupVm for VMware' {
         (Get-BackupVm 'b*' -HostType Workstation -VmrunPath $double).Name | Should -Be 'beta display'
         Get-BackupVm 'gamma' -HostType Workstation -VmrunPath $double -ErrorVariable failures -ErrorAction SilentlyContinue | Should -BeNullOrEmpty
         $failures[0].FullyQualifiedErrorId | Should -BeLike 'VmNotFound,*'
+        "$($failures[0])" | Should -Be "No running VMware VM named 'gamma'; found 2: 'alpha display', 'beta display'."
     }
 
     It 'warns that a VMware Server password goes on the vmrun command line, and shows it nowhere' {
@@ -108,7 +109,7 @@ Describe 'Get-BackupVm for VMware' {
         { Get-BackupVm -HostType Workstation -VmrunPath $missing -ErrorAction Stop } | Should -Throw -ErrorId 'VmrunNotFound,*'
     }
 
-    It 'backs the VM up crash consistent through Invoke-VmQuiescedBackup and keeps the snapshot for the restore' {
+    It 'backs the VM up crash consistent and releases the snapshot: the point is whole without it' {
         if ($noDouble) { Set-ItResult -Skipped -Because $why; return }
         $vmx = New-TestVmFolder $root 'app'
         $repository = Join-Path $root 'repo'
@@ -118,9 +119,56 @@ Describe 'Get-BackupVm for VMware' {
         $point.SourceKind | Should -Be 'VMware'
         $point.Consistency | Should -Be 'Crash'
         $point.Quiesce.Method | Should -Be 'None'
-        $point.Snapshot.Name | Should -BeLike 'vmquiesce-*'
-        @($point.Files.Path | Sort-Object) | Should -Be @('app-Snapshot1.vmsn', 'app.vmsd', 'app.vmx', 'disk.vmdk')
-        (& $double -T ws listSnapshots $vmx) | Should -Be @('Total snapshots: 1', $point.Snapshot.Name)
+        $point.Snapshot | Should -BeNullOrEmpty
+        $point.SnapshotReleased | Should -BeTrue
+        @($point.Files.Path | Sort-Object) | Should -Be @('app.vmx', 'disk.vmdk')
+        (& $double -T ws listSnapshots $vmx) | Should -Be 'Total snapshots: 0'
+    }
+
+    It 'keeps the snapshot with -KeepSnapshot (SnapshotReleased False), and Remove-VmBackup deletes it with the last point that records it' {
+        if ($noDouble) { Set-ItResult -Skipped -Because $why; return }
+        $vmx = New-TestVmFolder $root 'kept'
+        $repository = Join-Path $root 'repo'
+        $vm = Get-BackupVm -VmxPath $vmx -VmrunPath $double
+        $released = $vm | Invoke-VmQuiescedBackup -Repository $repository -Consistency Crash
+        $first = $vm | Invoke-VmQuiescedBackup -Repository $repository -Consistency Crash -KeepSnapshot
+        $second = $vm | Invoke-VmQuiescedBackup -Repository $repository -Consistency Crash -KeepSnapshot
+
+        $first.SnapshotReleased | Should -BeFalse
+        $first.Snapshot.Name | Should -BeLike 'vmquiesce-*'
+        $first.Snapshot.VmrunPath | Should -Be $double
+        (& $double -T ws listSnapshots $vmx) | Should -Be @('Total snapshots: 2', $first.Snapshot.Name, $second.Snapshot.Name)
+
+        $result = Remove-VmBackup -Repository $repository -Id $released.Id, $first.Id -Confirm:$false
+
+        @($result.RemovedSnapshots) | Should -Be @($first.Snapshot.Name)
+        (& $double -T ws listSnapshots $vmx) | Should -Be @('Total snapshots: 1', $second.Snapshot.Name)
+        $result = Remove-VmBackup -Repository $repository -KeepLast 1 -Confirm:$false
+        @($result.RemovedSnapshots).Count | Should -Be 0 -Because 'the last point still needs its snapshot'
+        (& $double -T ws listSnapshots $vmx) | Should -Be @('Total snapshots: 1', $second.Snapshot.Name)
+    }
+
+    It 'reverts a restore with the vmrun recorded at backup, or the one -VmrunPath names, checked before anything is replaced' {
+        if ($noDouble) { Set-ItResult -Skipped -Because $why; return }
+        $vmx = New-TestVmFolder $root 'back'
+        $disk = Join-Path $root 'back/disk.vmdk'
+        $point = Get-BackupVm -VmxPath $vmx -VmrunPath $double | Invoke-VmQuiescedBackup -Repository (Join-Path $root 'repo') -Consistency Crash -KeepSnapshot
+        Set-Content -LiteralPath $disk -Value 'damaged' -NoNewline
+        $link = Join-Path $root 'vmrun-link'
+        $null = New-Item -ItemType SymbolicLink -Path $link -Target $double
+
+        $point | Restore-VmSnapshot -Force -VmrunPath $link -Confirm:$false -ErrorVariable failures -ErrorAction SilentlyContinue | Should -BeNullOrEmpty
+        $failures[0].FullyQualifiedErrorId | Should -BeLike 'VmrunPathInvalid,*'
+        Get-Content -LiteralPath $disk -Raw | Should -Be 'damaged' -Because 'nothing is replaced when the vmrun is refused'
+        { $point | Restore-VmSnapshot -Force -VmrunPath (Join-Path $root 'none') -Confirm:$false -ErrorAction Stop } | Should -Throw -ErrorId 'VmrunNotFound,*'
+
+        $result = $point | Restore-VmSnapshot -Force -Confirm:$false
+        "$($result.Revert)" | Should -Be 'Reverted'
+        Get-Content -LiteralPath $disk -Raw | Should -Be 'disk-base'
+        $result = $point | Restore-VmSnapshot -Force -VmrunPath $double -Confirm:$false
+        "$($result.Revert)" | Should -Be 'Reverted'
+        $calls = Get-Content -LiteralPath $env:VMRUN_DOUBLE_ARGV_LOG
+        @($calls | Where-Object { $_ -eq 'revertToSnapshot' }).Count | Should -Be 2
     }
 
     It 'passes what the source says during the backup to the caller: why it is not quiesced (warning) and the snapshot it takes (verbose)' {
@@ -188,6 +236,7 @@ Describe 'Get-BackupVm for VMware' {
 
         $said = $console.Host.Warnings -join "`n"
         $said | Should -BeLike "*Stopping the backup of VM 'big display'*released*"
+        $said | Should -BeLike "*The backup of VM 'big display' was cancelled; guest thawed, no restore point stored.*"
         $said | Should -BeLike "*could not be deleted*To release it: Run *deleteSnapshot*"
         @(Get-VmBackup $repository).Count | Should -Be 0
         (& $double -T ws listSnapshots $vmx)[0] | Should -Be 'Total snapshots: 1' -Because 'the snapshot the warning names is still there'

@@ -165,7 +165,8 @@ namespace VmQuiesce.Core.Backup
                 DateTime.UtcNow,
                 view.Snapshot,
                 view.Quiesce,
-                snapshotReleased: releaseFailure == null,
+                // A source that has nothing to keep refuses -KeepSnapshot, so with it the snapshot is still on the VM.
+                snapshotReleased: releaseFailure == null && !options.KeepSnapshot,
                 releaseError: releaseFailure?.Message,
                 _repository.ChunkSize,
                 stored,

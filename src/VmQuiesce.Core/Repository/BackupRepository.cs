@@ -130,7 +130,7 @@ namespace VmQuiesce.Core.Repository
             long chunkSize = config.GetInt64("chunkSize");
             if (chunkSize < MinChunkSize || chunkSize > MaxChunkSize)
             {
-                throw new VmQuiesceException("RepositoryConfigInvalid", FailureKind.InvalidData, $"The repository file '{marker}' has chunkSize {chunkSize}; expected {MinChunkSize} to {MaxChunkSize} bytes.", path);
+                throw new VmQuiesceException("RepositoryConfigInvalid", FailureKind.InvalidData, $"The repository file '{marker}' has chunkSize {chunkSize}; expected {ByteText.Of(MinChunkSize)} to {ByteText.Of(MaxChunkSize)}.", path);
             }
 
             RepositoryLayout.CheckNoLinks(full, ChunkStore.FanOutNames);
@@ -186,7 +186,7 @@ namespace VmQuiesce.Core.Repository
 
             if (chunkSize < MinChunkSize || chunkSize > MaxChunkSize || chunkSize % ChunkSizeStep != 0)
             {
-                throw new VmQuiesceException("InvalidChunkSize", FailureKind.InvalidArgument, $"The chunk size {chunkSize} is out of range; expected a multiple of {ChunkSizeStep} from {MinChunkSize} to {MaxChunkSize} bytes.", chunkSize);
+                throw new VmQuiesceException("InvalidChunkSize", FailureKind.InvalidArgument, $"The chunk size {chunkSize} bytes ({ByteText.Of(chunkSize)}) is out of range; expected a whole number of {ByteText.Of(ChunkSizeStep)} blocks from {ByteText.Of(MinChunkSize)} to {ByteText.Of(MaxChunkSize)}.", chunkSize);
             }
 
             var repository = new BackupRepository(full, chunkSize, ops);

@@ -154,5 +154,12 @@ namespace VmQuiesce.Core.Repository
 
         /// <summary>Leftovers of interrupted backups.</summary>
         public int RemovedTempFiles { get; }
+
+        /// <summary>The snapshots kept on VMs (-KeepSnapshot) that only the removed points needed, now deleted.</summary>
+        public IReadOnlyList<string> RemovedSnapshots { get; private set; } = Array.Empty<string>();
+
+        /// <summary>This result, with the snapshots deleted after the points went.</summary>
+        public PruneResult WithRemovedSnapshots(IReadOnlyList<string> snapshots) =>
+            new PruneResult(Repository, RemovedRestorePoints, KeptRestorePoints, RemovedChunks, FreedBytes, RemovedTempFiles) { RemovedSnapshots = snapshots };
     }
 }

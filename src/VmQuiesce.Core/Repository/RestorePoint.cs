@@ -96,7 +96,11 @@ namespace VmQuiesce.Core.Repository
 
         public QuiesceRecord Quiesce { get; }
 
-        /// <summary>False when the source could not release what it made for the backup (see <see cref="ReleaseError"/>).</summary>
+        /// <summary>
+        /// False when something the backup made is still on the VM: the snapshot -KeepSnapshot kept (a restore reverts
+        /// to it; Remove-VmBackup deletes a VMware one with the last point that records it), or what the source could
+        /// not release (see <see cref="ReleaseError"/>).
+        /// </summary>
         public bool SnapshotReleased { get; }
 
         public string? ReleaseError { get; }
@@ -161,7 +165,9 @@ namespace VmQuiesce.Core.Repository
                 .With("snapshot", Snapshot == null ? null : new JsonObject()
                     .With("name", Snapshot.Name)
                     .With("id", Snapshot.Id)
-                    .With("kind", Snapshot.Kind))
+                    .With("kind", Snapshot.Kind)
+                    .With("vmrunPath", Snapshot.VmrunPath)
+                    .With("vmrunHostType", Snapshot.VmrunHostType))
                 .With("consistency", Quiesce.Reached.ToString())
                 .With("quiesceMethod", Quiesce.Method)
                 .With("frozen", new JsonArray(Quiesce.Frozen.Select(item => (object?)item)))
@@ -271,7 +277,11 @@ namespace VmQuiesce.Core.Repository
                 json.GetString("sourceKind"),
                 ParseTime(json.GetString("startTime")),
                 ParseTime(json.GetString("endTime")),
-                snapshot == null ? null : new CapturedSnapshot(snapshot.GetString("name"), snapshot.GetOptionalString("id"), snapshot.GetString("kind")),
+                snapshot == null ? null : new CapturedSnapshot(snapshot.GetString("name"), snapshot.GetOptionalString("id"), snapshot.GetString("kind"))
+                {
+                    VmrunPath = snapshot.GetOptionalString("vmrunPath"),
+                    VmrunHostType = snapshot.GetOptionalString("vmrunHostType"),
+                },
                 quiesce,
                 json.GetBoolean("snapshotReleased"),
                 json.GetOptionalString("releaseError"),

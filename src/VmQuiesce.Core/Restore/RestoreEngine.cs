@@ -80,6 +80,12 @@ namespace VmQuiesce.Core.Restore
         {
         }
 
+        /// <param name="reverters">How snapshots are reverted (e.g. <see cref="SnapshotReverters.WithVmrun"/> for Restore-VmSnapshot -VmrunPath).</param>
+        public RestoreEngine(BackupRepository repository, SnapshotReverters reverters)
+            : this(repository, new RestoreEnvironment { Reverters = reverters })
+        {
+        }
+
         internal RestoreEngine(BackupRepository repository, RestoreEnvironment environment)
         {
             _repository = repository;

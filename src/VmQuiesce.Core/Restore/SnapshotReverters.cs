@@ -4,6 +4,7 @@ using System.Linq;
 using System.Threading;
 using VmQuiesce.Core.Sources;
 using VmQuiesce.Core.Sources.Qemu;
+using VmQuiesce.Core.Sources.VMware;
 
 namespace VmQuiesce.Core.Restore
 {
@@ -46,7 +47,11 @@ namespace VmQuiesce.Core.Restore
         }
 
         /// <summary>Every reverter this VmQuiesce ships.</summary>
-        public static SnapshotReverters Default { get; } = new SnapshotReverters(new ISnapshotReverter[] { new QemuInternalSnapshotReverter(), new VmwareSnapshotReverter() });
+        public static SnapshotReverters Default { get; } = WithVmrun(null);
+
+        /// <summary>Every reverter this VmQuiesce ships, VMware's reverting with <paramref name="vmrun"/> (null: the vmrun each point recorded).</summary>
+        public static SnapshotReverters WithVmrun(VmrunConnection? vmrun) =>
+            new SnapshotReverters(new ISnapshotReverter[] { new QemuInternalSnapshotReverter(), new VmwareSnapshotReverter(vmrun) });
 
         public IEnumerable<string> Kinds => _byKind.Keys;
 

@@ -3,7 +3,6 @@ using System.Collections.Generic;
 using System.IO;
 using System.Linq;
 using System.Threading;
-using VmQuiesce.Core.Platform;
 using VmQuiesce.Core.Sources;
 using VmQuiesce.Core.Sources.VMware;
 
@@ -15,12 +14,12 @@ namespace VmQuiesce.Core.Restore
     /// </summary>
     public sealed class VmwareSnapshotReverter : ISnapshotReverter
     {
-        private readonly Func<VmrunConnection> _connect;
+        private readonly VmrunConnection? _vmrun;
 
-        /// <param name="connect">How to reach vmrun; by default the local product (Workstation, Fusion on macOS), found as Get-BackupVm finds it.</param>
-        public VmwareSnapshotReverter(Func<VmrunConnection>? connect = null)
+        /// <param name="vmrun">The vmrun to revert with (Restore-VmSnapshot checks it before anything is written); by default the one the point recorded (<see cref="VmwareKeptSnapshots.Connect"/>).</param>
+        public VmwareSnapshotReverter(VmrunConnection? vmrun = null)
         {
-            _connect = connect ?? (() => VmwareTargets.Connect(null, HostPlatform.IsMacOS ? VmwareHostType.Fusion : VmwareHostType.Workstation, null, null));
+            _vmrun = vmrun;
         }
 
         public string Kind => VmwareSource.SourceKind;
@@ -39,8 +38,20 @@ namespace VmQuiesce.Core.Restore
                 };
             }
 
-            var source = new VmwareSource(new VmwareSourceOptions(Path.GetFileNameWithoutExtension(vmx), vmx, new VmrunClient(_connect())));
-            source.RevertToSnapshot(snapshot, cancel);
+            var vmrun = new VmrunClient(_vmrun ?? VmwareKeptSnapshots.Connect(snapshot, null));
+            try
+            {
+                new VmwareSource(new VmwareSourceOptions(Path.GetFileNameWithoutExtension(vmx), vmx, vmrun)).RevertToSnapshot(snapshot, cancel);
+            }
+            catch (VmQuiesceException e) when (e.Remedy == null)
+            {
+                // The files are in place: what is left is one vmrun call.
+                throw new VmQuiesceException(e.ErrorId, e.Kind, e.Message, e.Target, e)
+                {
+                    Remedy = $"Power the VM off, then finish the restore with {vmrun.DisplayCommand("revertToSnapshot", vmx, snapshot.Name)}.",
+                };
+            }
+
             return $"Reverted '{vmx}' to VMware snapshot '{snapshot.Name}' (vmrun revertToSnapshot).";
         }
     }

@@ -1,5 +1,6 @@
 using System;
 using System.Collections.Generic;
+using System.Linq;
 
 namespace VmQuiesce.Core.Schedule
 {
@@ -30,6 +31,14 @@ namespace VmQuiesce.Core.Schedule
         public bool ChangeTracking => Settings.TracksChanges;
 
         public int VerifyChangeTrackingEvery => Settings.VerifyChangeTrackingEvery;
+
+        /// <summary>The retention the job applies after its backups, in Remove-VmBackup's words ("KeepLast 7, KeepDaily 30"); empty for none.</summary>
+        public string Retention => string.Join(", ", new[] { ("KeepLast", Settings.KeepLast), ("KeepDaily", Settings.KeepDaily), ("KeepWeekly", Settings.KeepWeekly), ("KeepMonthly", Settings.KeepMonthly) }
+            .Where(rule => rule.Item2 > 0)
+            .Select(rule => $"{rule.Item1} {rule.Item2}"));
+
+        /// <summary>Where each run writes its log file; null for none.</summary>
+        public string? LogFolder => Settings.LogFolder;
 
         public BackupSchedule Settings { get; }
 

@@ -112,7 +112,25 @@ namespace VmQuiesce.Core.Sources
         /// </summary>
         public Action<CancellationToken>? PostThaw { get; init; }
 
-        /// <summary>Keep the captured snapshot after the backup instead of releasing it in Complete (-KeepSnapshot).</summary>
+        /// <summary>
+        /// -KeepSnapshot: the snapshot the backup took stays on the VM after the copy instead of being released in
+        /// Complete, and the point records it (SnapshotReleased False). A source that takes no snapshot it could keep
+        /// refuses it (<see cref="RefuseKeepSnapshot"/>) before anything changes.
+        /// </summary>
         public bool KeepSnapshot { get; init; }
+
+        /// <summary>Throws KeepSnapshotNotSupported when -KeepSnapshot was asked of a source that has no snapshot to keep.</summary>
+        /// <param name="why">Why, about the VM: "its backup snapshots nothing: ...".</param>
+        public void RefuseKeepSnapshot(string vmName, string why)
+        {
+            if (KeepSnapshot)
+            {
+                throw new VmQuiesceException("KeepSnapshotNotSupported", FailureKind.NotSupported,
+                    $"-KeepSnapshot cannot keep a snapshot of '{vmName}': {why}. Nothing was changed.", vmName)
+                {
+                    Remedy = "Run the backup without -KeepSnapshot; the restore point is whole without a snapshot.",
+                };
+            }
+        }
     }
 }

@@ -106,11 +106,6 @@ namespace VmQuiesce.Commands
         [ValidateNotNullOrEmpty]
         public string? DatastorePath { get; set; }
 
-        /// <summary>Backups of this VM delete their snapshot once the copy is done (default: keep it for the restore's revert).</summary>
-        [Parameter(ParameterSetName = VmxPathSet)]
-        [Parameter(ParameterSetName = VmwareRunningSet)]
-        public SwitchParameter RemoveSnapshot { get; set; }
-
         /// <summary>VMware Server 2.0: backups of this VM may overwrite its one existing snapshot even when vmvsswriter.cfg does not allow it.</summary>
         [Parameter(ParameterSetName = VmxPathSet)]
         [Parameter(ParameterSetName = VmwareRunningSet)]
@@ -194,7 +189,7 @@ namespace VmQuiesce.Commands
             // A VM that cannot be read is this item's failure; the other pipeline items go on.
             try
             {
-                WriteObject(VmwareTargets.CreateBackupVm(vmrun, ResolveFileSystemPath(VmxPath, nameof(VmxPath)), DatastorePath, GivenName, RemoveSnapshot, Force));
+                WriteObject(VmwareTargets.CreateBackupVm(vmrun, ResolveFileSystemPath(VmxPath, nameof(VmxPath)), DatastorePath, GivenName, Force));
             }
             catch (VmQuiesceException e)
             {
@@ -207,7 +202,7 @@ namespace VmQuiesce.Commands
             System.Collections.Generic.IReadOnlyList<BackupVm> running;
             try
             {
-                running = VmwareTargets.FindRunning(ConnectVmrun(), CancelToken, WriteFailure, RemoveSnapshot, Force);
+                running = VmwareTargets.FindRunning(ConnectVmrun(), CancelToken, WriteFailure, Force);
             }
             catch (VmQuiesceException e)
             {
@@ -292,10 +287,13 @@ namespace VmQuiesce.Commands
                 WriteObject(vm);
             }
 
+            const int named = 10;
+            string found = vms.Count == 0 ? "none was found"
+                : $"found {vms.Count}: {string.Join(", ", vms.Take(named).Select(vm => $"'{vm.Name}'"))}{(vms.Count > named ? $" and {vms.Count - named} more" : string.Empty)}";
             foreach (string missing in patterns.Where(p => !WildcardPattern.ContainsWildcardCharacters(p.Name) && !vms.Any(vm => p.Pattern.IsMatch(vm.Name))).Select(p => p.Name))
             {
                 WriteFailure(new VmQuiesceException("VmNotFound", FailureKind.ObjectNotFound,
-                    $"No {what} named '{missing}' was found ({vms.Count} in all).", missing));
+                    $"No {what} named '{missing}'; {found}.", missing));
             }
         }
 

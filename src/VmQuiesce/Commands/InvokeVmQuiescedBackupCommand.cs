@@ -64,7 +64,7 @@ namespace VmQuiesce.Commands
         [ValidateRange(1, 64)]
         public int ThrottleLimit { get; set; } = 2;
 
-        /// <summary>Keep the captured snapshot after the backup instead of releasing it.</summary>
+        /// <summary>Keep the snapshot the backup took on the VM (the point records it; Remove-VmBackup deletes it with the last point that does).</summary>
         [Parameter]
         public SwitchParameter KeepSnapshot { get; set; }
 
@@ -97,7 +97,7 @@ namespace VmQuiesce.Commands
         {
             if (ChunkSize % BackupRepository.ChunkSizeStep != 0)
             {
-                ThrowInvalidArgument("InvalidChunkSize", $"-ChunkSize is {ChunkSize}; expected a multiple of {BackupRepository.ChunkSizeStep} bytes (4 KiB).", ChunkSize);
+                ThrowInvalidArgument("InvalidChunkSize", $"-ChunkSize is {ChunkSize} bytes ({Units.Bytes(ChunkSize)}); expected a whole number of {Units.Bytes(BackupRepository.ChunkSizeStep)} blocks, such as 1MB or 4MB.", ChunkSize);
             }
 
             if (FreezeTimeout <= TimeSpan.Zero || FreezeTimeout > TimeSpan.FromHours(1))
@@ -157,7 +157,7 @@ namespace VmQuiesce.Commands
                 if (MyInvocation.BoundParameters.ContainsKey(nameof(ChunkSize)) && repository.ChunkSize != ChunkSize)
                 {
                     throw new VmQuiesceException("RepositoryChunkSizeDiffers", FailureKind.InvalidArgument,
-                        $"The repository '{repository.Path}' has chunk size {repository.ChunkSize}; -ChunkSize asks for {ChunkSize}. A repository keeps the chunk size it was made with.", Repository)
+                        $"The repository '{repository.Path}' has chunk size {Units.Bytes(repository.ChunkSize)}; -ChunkSize asks for {Units.Bytes(ChunkSize)}. A repository keeps the chunk size it was made with.", Repository)
                     {
                         Remedy = "Leave out -ChunkSize to use the repository's, or give a new folder for a new repository.",
                     };
@@ -228,7 +228,9 @@ namespace VmQuiesce.Commands
             }
             catch (OperationCanceledException) when (CancelToken.IsCancellationRequested)
             {
-                // Ctrl+C: the engine released the view and published nothing.
+                // Ctrl+C: the engine released the view and published nothing. A cancellation reaches here only once the
+                // freeze guard thawed the guest (a thaw that failed ends in ThawFailed instead), so this is the truth.
+                host.WriteWarning($"The backup of VM '{vm.Name}' was cancelled; guest thawed, no restore point stored.");
             }
             catch (VmQuiesceException e)
             {

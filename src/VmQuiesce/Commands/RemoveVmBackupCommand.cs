@@ -4,6 +4,7 @@ using System.Linq;
 using System.Management.Automation;
 using VmQuiesce.Core;
 using VmQuiesce.Core.Repository;
+using VmQuiesce.Core.Sources;
 
 namespace VmQuiesce.Commands
 {
@@ -91,6 +92,28 @@ namespace VmQuiesce.Commands
             }
         }
 
+        /// <summary>Deletes the snapshots (-KeepSnapshot) that only the removed points needed; none while a manifest cannot be read, which might need one.</summary>
+        private IReadOnlyList<string> ReleaseKeptSnapshots(BackupRepository repository, PrunePlan plan, PruneResult result)
+        {
+            var removedIds = new HashSet<string>(result.RemovedRestorePoints, StringComparer.Ordinal);
+            var removed = plan.Remove.Where(point => removedIds.Contains(point.Id)).ToList();
+            if (!removed.Any(point => point.Snapshot != null))
+            {
+                return Array.Empty<string>();
+            }
+
+            var unreadable = new List<VmQuiesceException>();
+            IReadOnlyList<RestorePoint> remaining = repository.ListRestorePoints(unreadable.Add);
+            if (unreadable.Count > 0)
+            {
+                WriteWarning($"The snapshots the removed restore points kept on their VMs are not deleted: {unreadable.Count} restore point(s) in '{repository.Path}' could not be read, and may need them ({unreadable[0].Message}). " +
+                    $"Once you know none does, delete them with vmrun deleteSnapshot: {string.Join(", ", removed.Where(point => point.Snapshot != null).Select(point => $"'{point.Snapshot!.Name}' of VM '{point.VmName}'"))}.");
+                return Array.Empty<string>();
+            }
+
+            return KeptSnapshots.ReleaseUnneeded(removed, remaining, new OperationHost(WriteWarning, WriteVerbose), CancelToken);
+        }
+
         private void Run(string path, Func<BackupRepository, PrunePlan> plan)
         {
             try
@@ -119,6 +142,7 @@ namespace VmQuiesce.Commands
                     $"Removing {confirmed.Count} restore point(s)" + (collect ? $", then {chunks} unused chunk(s) ({Units.Bytes(bytes)})" : string.Empty));
                 WriteProgress(progress);
                 PruneResult result = repository.Prune(final, collect, RemoveStaleLock, CancelToken, WriteWarning);
+                result = result.WithRemovedSnapshots(ReleaseKeptSnapshots(repository, final, result));
                 progress.RecordType = ProgressRecordType.Completed;
                 WriteProgress(progress);
                 WriteObject(result);

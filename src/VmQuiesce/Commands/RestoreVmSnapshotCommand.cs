@@ -5,6 +5,7 @@ using System.Management.Automation;
 using VmQuiesce.Core;
 using VmQuiesce.Core.Repository;
 using VmQuiesce.Core.Restore;
+using VmQuiesce.Core.Sources.VMware;
 
 namespace VmQuiesce.Commands
 {
@@ -103,6 +104,12 @@ namespace VmQuiesce.Commands
         [Parameter]
         public SwitchParameter SkipRevert { get; set; }
 
+        /// <summary>VMware: the vmrun that reverts the VM, instead of the one the restore point recorded at backup.</summary>
+        [Parameter(ParameterSetName = ByRestorePointSet)]
+        [Parameter(ParameterSetName = ByIdSet)]
+        [ValidateNotNullOrEmpty]
+        public string? VmrunPath { get; set; }
+
         /// <summary>Boot the restored disks afterwards (on throwaway overlays) and check the guest and its file systems.</summary>
         [Parameter]
         public SwitchParameter Verify { get; set; }
@@ -123,6 +130,7 @@ namespace VmQuiesce.Commands
             string? destination = Destination == null ? null : ResolveFileSystemPath(Destination, nameof(Destination));
             BackupRepository repository;
             RestorePoint point;
+            VmrunConnection? vmrun;
             try
             {
                 if (ParameterSetName == ByIdSet)
@@ -135,6 +143,8 @@ namespace VmQuiesce.Commands
                     point = RestorePoint!;
                     repository = BackupRepository.Open(point.Repository);
                 }
+
+                vmrun = CheckVmrun(point);
             }
             catch (VmQuiesceException e)
             {
@@ -146,12 +156,32 @@ namespace VmQuiesce.Commands
             {
                 // Shared: a restore may run beside backups, never beside a prune that removes chunks.
                 using RepositoryLock shared = repository.LockForReading("Restore-VmSnapshot", WriteWarning);
-                Restore(new RestoreEngine(repository), point, destination);
+                Restore(new RestoreEngine(repository, SnapshotReverters.WithVmrun(vmrun)), point, destination);
             }
             catch (VmQuiesceException e)
             {
                 WriteFailure(e);
             }
+        }
+
+        /// <summary>
+        /// The vmrun that will revert a VMware point, checked before anything is written (-VmrunPath, else the one the
+        /// point recorded); null when no vmrun runs. A -VmrunPath is checked whatever the point.
+        /// </summary>
+        private VmrunConnection? CheckVmrun(RestorePoint point)
+        {
+            string? given = VmrunPath == null ? null : ResolveFileSystemPath(VmrunPath, nameof(VmrunPath));
+            if (point.Snapshot != null && point.Snapshot.Kind == VmwareSource.SourceKind && !SkipRevert)
+            {
+                return VmwareKeptSnapshots.Connect(point.Snapshot, given);
+            }
+
+            if (given != null)
+            {
+                VmrunLocator.CheckProgram(given, "-VmrunPath");
+            }
+
+            return null;
         }
 
         private void Restore(RestoreEngine engine, RestorePoint point, string? destination)

@@ -30,6 +30,32 @@ namespace VmQuiesce.Core.Tests.Qemu
         }
 
         [Fact]
+        public void An_agent_that_reports_no_operating_system_is_named_the_guest_not_an_empty_name()
+        {
+            _vm.Qemu.Start();
+            // Some agents (a minimal guest, an old qemu-ga) answer guest-get-osinfo with empty or missing fields.
+            _vm.Agent.Override = (command, request, agent) =>
+            {
+                if (command != "guest-get-osinfo")
+                {
+                    return false;
+                }
+
+                agent.Answer(request, new VmQuiesce.Core.Json.JsonObject().With("id", "").With("pretty-name", " "));
+                return true;
+            };
+            _vm.Agent.Start();
+
+            var checks = QemuReadiness.Check(new QemuSourceOptions("vm1", _vm.Qemu.SocketPath) { Trust = FakeQemu.TrustThisProcess, AgentSocket = _vm.Agent.SocketPath }, CancellationToken.None);
+
+            string detail = checks.Single(c => c.Check == "AgentAnswering").Detail;
+            Assert.EndsWith(" for the guest.", detail, StringComparison.Ordinal);
+            Assert.DoesNotContain("()", detail, StringComparison.Ordinal);
+            Assert.Equal("Debian GNU/Linux 12 (debian)", new GuestOsInfo("debian", "Debian GNU/Linux", "Debian GNU/Linux 12", "12", "6.1").Describe());
+            Assert.Equal("the guest (mswindows)", new GuestOsInfo("mswindows", "", "", "", "").Describe());
+        }
+
+        [Fact]
         public void An_unreachable_monitor_fails_with_a_remedy_and_skips_the_rest()
         {
             var checks = QemuReadiness.Check(new QemuSourceOptions("vm1", _vm.Folder.File("gone.sock")) { Trust = FakeQemu.TrustThisProcess }, CancellationToken.None);

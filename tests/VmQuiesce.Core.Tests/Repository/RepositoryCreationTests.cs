@@ -16,6 +16,19 @@ namespace VmQuiesce.Core.Tests.Repository
     {
         private const int Chunk = RepositoryFixture.ChunkSize;
 
+        [Fact]
+        public void AChunkSizeOutOfRangeIsNamedInKiBAndMiBAndNothingIsMade()
+        {
+            string path = Path.Combine(Path.GetTempPath(), "vmquiesce-chunksize-" + Guid.NewGuid().ToString("N"));
+
+            var error = Assert.Throws<VmQuiesceException>(() => BackupRepository.OpenOrCreate(path, 100_000));
+
+            Assert.Equal("InvalidChunkSize", error.ErrorId);
+            Assert.Contains("100000 bytes (97.7 KiB)", error.Message, StringComparison.Ordinal);
+            Assert.Contains("4 KiB blocks from 64 KiB to 64 MiB", error.Message, StringComparison.Ordinal);
+            Assert.False(Directory.Exists(path));
+        }
+
         [LinuxFact]
         public void ANewRepositoryIsPrivateToItsOwnerFoldersAndFiles()
         {

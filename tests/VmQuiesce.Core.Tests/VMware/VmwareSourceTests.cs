@@ -20,11 +20,12 @@ namespace VmQuiesce.Core.Tests.VMware
     {
         private static readonly QuiesceOptions CrashIsEnough = new QuiesceOptions { Required = Consistency.Crash };
 
-        private static VmwareSource Source(VmrunDouble vmrun, TestVm vm, List<string>? warnings = null, bool removeSnapshot = false, bool force = false,
+        private static readonly QuiesceOptions KeepIt = new QuiesceOptions { Required = Consistency.Crash, KeepSnapshot = true };
+
+        private static VmwareSource Source(VmrunDouble vmrun, TestVm vm, List<string>? warnings = null, bool force = false,
             VmrunClient? client = null, string? vmrunVmPath = null, string? writerConfig = null) =>
             new VmwareSource(new VmwareSourceOptions("vm", vm.VmxPath, client ?? vmrun.Client())
             {
-                RemoveSnapshot = removeSnapshot,
                 Force = force,
                 VmrunVmPath = vmrunVmPath,
                 WriterConfigPath = writerConfig,
@@ -35,7 +36,7 @@ namespace VmQuiesce.Core.Tests.VMware
             view.Files.ToDictionary(f => f.RelativePath, f => File.ReadAllText(f.ReadPath));
 
         [VmrunDoubleFact]
-        public void Backup_flow_view_holds_the_frozen_state_keeps_the_snapshot_and_revert_restores_it()
+        public void With_KeepSnapshot_the_view_holds_the_frozen_state_keeps_the_snapshot_with_its_vmrun_and_revert_restores_it()
         {
             using var vmrun = new VmrunDouble();
             TestVm vm = vmrun.CreateVm();
@@ -46,7 +47,7 @@ namespace VmQuiesce.Core.Tests.VMware
 
             Dictionary<string, string> copied;
             CapturedSnapshot? snapshot;
-            using (IConsistentView view = source.OpenConsistentView(CrashIsEnough, CancellationToken.None))
+            using (IConsistentView view = source.OpenConsistentView(KeepIt, CancellationToken.None))
             {
                 Assert.Equal(Consistency.Crash, view.Reached);
                 Assert.Equal("None", view.Quiesce.Method);
@@ -71,6 +72,8 @@ namespace VmQuiesce.Core.Tests.VMware
             Assert.NotNull(snapshot);
             Assert.Equal(VmwareSource.SourceKind, snapshot!.Kind);
             Assert.StartsWith(VmwareSource.SnapshotPrefix, snapshot.Name, StringComparison.Ordinal);
+            Assert.Equal(VmrunDouble.ScriptPath, snapshot.VmrunPath);
+            Assert.Equal("Workstation", snapshot.VmrunHostType);
             Assert.Equal(new[] { snapshot.Name }, client.ListSnapshots(vm.VmxPath, CancellationToken.None));
             Assert.Empty(source.FindLeftovers(CancellationToken.None));
             Assert.Equal("system-base;before;after;", vm.DiskContent("system.vmdk"));
@@ -89,23 +92,43 @@ namespace VmQuiesce.Core.Tests.VMware
         }
 
         [VmrunDoubleFact]
-        public void RemoveSnapshot_deletes_it_after_the_copy_and_captures_none()
+        public void Without_KeepSnapshot_the_snapshot_is_deleted_after_the_copy_and_the_copy_restores_whole_without_a_revert()
         {
             using var vmrun = new VmrunDouble();
             TestVm vm = vmrun.CreateVm();
-            VmwareSource source = Source(vmrun, vm, removeSnapshot: true);
+            VmrunClient client = vmrun.Client();
+            client.Start(vm.VmxPath, CancellationToken.None);
+            vm.GuestWrites("before;");
+            VmwareSource source = Source(vmrun, vm);
 
+            Dictionary<string, string> copied;
             using (IConsistentView view = source.OpenConsistentView(CrashIsEnough, CancellationToken.None))
             {
                 Assert.Null(view.Snapshot);
+                // The snapshot's own files are not in a point that has no snapshot; the configuration is the one from
+                // before it, naming the disks it froze, not the deltas that follow it.
+                Assert.Equal(new[] { "data.vmdk", "system.vmdk", "vm.nvram", "vm.vmx", "vm.vmxf" }, view.Files.Select(f => f.RelativePath).ToArray());
                 vm.GuestWrites("after;");
+                copied = Read(view);
                 view.Complete(true, CancellationToken.None);
             }
 
-            Assert.Empty(vmrun.Client().ListSnapshots(vm.VmxPath, CancellationToken.None));
+            Assert.Contains("scsi0:0.fileName = \"system.vmdk\"", copied["vm.vmx"], StringComparison.Ordinal);
+            Assert.Empty(client.ListSnapshots(vm.VmxPath, CancellationToken.None));
             Assert.Equal(new[] { "system.vmdk", "data.vmdk" }, vm.CurrentDisks());
-            Assert.Equal("system-base;after;", File.ReadAllText(vm.File("system.vmdk")));
+            Assert.Equal("system-base;before;after;", File.ReadAllText(vm.File("system.vmdk")));
             Assert.False(File.Exists(vm.VmxPath + VmwareSource.PendingMarkerSuffix));
+
+            // The restore without a revert: the files back (VM off), and the VM is the frozen one.
+            client.Stop(vm.VmxPath, true, CancellationToken.None);
+            foreach ((string relative, string content) in copied)
+            {
+                File.WriteAllText(vm.File(relative), content);
+            }
+
+            Assert.Equal(new[] { "system.vmdk", "data.vmdk" }, vm.CurrentDisks());
+            Assert.Equal("system-base;before;", vm.DiskContent("system.vmdk"));
+            Assert.Equal("data-base;before;", vm.DiskContent("data.vmdk"));
         }
 
         [VmrunDoubleFact]
@@ -250,7 +273,7 @@ namespace VmQuiesce.Core.Tests.VMware
             vmrun.Client().Snapshot(vm.VmxPath, "by hand", CancellationToken.None);
             vm.GuestWrites("between;");
 
-            using IConsistentView view = Source(vmrun, vm).OpenConsistentView(CrashIsEnough, CancellationToken.None);
+            using IConsistentView view = Source(vmrun, vm).OpenConsistentView(KeepIt, CancellationToken.None);
 
             string[] names = view.Files.Select(f => f.RelativePath).ToArray();
             Assert.Contains("system-000001.vmdk", names);
@@ -325,7 +348,7 @@ namespace VmQuiesce.Core.Tests.VMware
             Assert.Equal(new[] { "made by hand" }, client.ListSnapshots("[standard] vm/vm.vmx", CancellationToken.None));
 
             File.WriteAllText(config, "# allow\nvmwriter.overwriteSnapshots = \"TRUE\"\n");
-            using (IConsistentView view = Server(false).OpenConsistentView(CrashIsEnough, CancellationToken.None))
+            using (IConsistentView view = Server(false).OpenConsistentView(KeepIt, CancellationToken.None))
             {
                 view.Complete(true, CancellationToken.None);
             }
@@ -336,7 +359,7 @@ namespace VmQuiesce.Core.Tests.VMware
 
             File.WriteAllText(config, "vmwriter.overwriteSnapshots = \"FALSE\"\n");
             Assert.Equal("SnapshotWouldBeOverwritten", Assert.Throws<VmQuiesceException>(() => Server(false).OpenConsistentView(CrashIsEnough, CancellationToken.None)).ErrorId);
-            using (IConsistentView view = Server(true).OpenConsistentView(CrashIsEnough, CancellationToken.None))
+            using (IConsistentView view = Server(true).OpenConsistentView(KeepIt, CancellationToken.None))
             {
                 view.Complete(true, CancellationToken.None);
             }
@@ -356,6 +379,7 @@ namespace VmQuiesce.Core.Tests.VMware
             var options = new QuiesceOptions
             {
                 Required = Consistency.Crash,
+                KeepSnapshot = true,
                 PreFreeze = _ => hooks.Add("pre"),
                 PostThaw = _ =>
                 {
@@ -373,6 +397,8 @@ namespace VmQuiesce.Core.Tests.VMware
             Assert.Equal(Consistency.Crash, point.Consistency);
             Assert.Equal("None", point.Quiesce.Method);
             Assert.Equal(new[] { point.Snapshot!.Name }, vmrun.Client().ListSnapshots(vm.VmxPath, CancellationToken.None));
+            Assert.False(point.SnapshotReleased, "the snapshot -KeepSnapshot kept is still on the VM");
+            Assert.Equal(VmrunDouble.ScriptPath, repository.Repository.GetRestorePoint(point.Id).Snapshot!.VmrunPath);
             RestorePointFile system = point.Files.Single(f => f.Path == "system.vmdk");
             Assert.Equal(vm.File("system.vmdk"), system.OriginalPath);
             Assert.Equal(RepositoryFixture.DigestOf(repository.WriteFile("expected", System.Text.Encoding.UTF8.GetBytes("system-base;before;"))), system.Digest);

@@ -33,6 +33,7 @@ namespace VmQuiesce.Core.Sources.PlainImage
 
         public IConsistentView OpenConsistentView(QuiesceOptions options, CancellationToken cancel)
         {
+            options.RefuseKeepSnapshot(VmName, "plain files are copied as they are, without a snapshot");
             if (options.Required > Consistency.Crash && options.AllowLower)
             {
                 _host.WriteWarning($"The VM '{VmName}' is a set of plain files: it reaches Crash consistency, below the required {options.Required} (accepted by -AllowLowerConsistency).");

@@ -343,6 +343,14 @@ namespace VmQuiesce.Core.Sources.Qemu
         public string KernelRelease { get; }
 
         public bool IsWindows => string.Equals(Id, "mswindows", StringComparison.OrdinalIgnoreCase);
+
+        /// <summary>The guest in words: "Debian GNU/Linux 12 (debian)"; an agent that reports nothing (empty fields) is "the guest", never " ()".</summary>
+        public string Describe()
+        {
+            string name = PrettyName.Trim().Length > 0 ? PrettyName.Trim() : Name.Trim();
+            string id = Id.Trim();
+            return name.Length == 0 ? (id.Length == 0 ? "the guest" : $"the guest ({id})") : id.Length == 0 ? name : $"{name} ({id})";
+        }
     }
 
     /// <summary>How a program run with guest-exec ended.</summary>

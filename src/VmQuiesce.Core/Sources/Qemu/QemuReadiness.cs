@@ -84,7 +84,7 @@ namespace VmQuiesce.Core.Sources.Qemu
                 yield break;
             }
 
-            string guest = os == null ? "the guest" : $"{(os.PrettyName.Length > 0 ? os.PrettyName : os.Name)} ({os.Id})";
+            string guest = os?.Describe() ?? "the guest";
             yield return new ReadinessCheck(vm, "AgentAnswering", ReadinessStatus.Passed, $"qemu-ga {info.Version} answers on '{options.AgentSocket}' for {guest}.");
             if (freezeStatus == "frozen")
             {
@@ -194,7 +194,7 @@ namespace VmQuiesce.Core.Sources.Qemu
                 }
 
                 enough &= free >= needed;
-                rows.Add($"'{folder.Key}': {Human(free.Value)} free, overlays want at least {Human(needed)}");
+                rows.Add($"'{folder.Key}': {ByteText.Of(free.Value)} free, overlays want at least {ByteText.Of(needed)}");
             }
 
             return enough
@@ -214,20 +214,6 @@ namespace VmQuiesce.Core.Sources.Qemu
             {
                 return null;
             }
-        }
-
-        internal static string Human(long bytes)
-        {
-            string[] units = { "B", "KiB", "MiB", "GiB", "TiB" };
-            double value = bytes;
-            int unit = 0;
-            while (value >= 1024 && unit < units.Length - 1)
-            {
-                value /= 1024;
-                unit++;
-            }
-
-            return value.ToString(unit == 0 ? "0" : "0.#", CultureInfo.InvariantCulture) + " " + units[unit];
         }
     }
 }

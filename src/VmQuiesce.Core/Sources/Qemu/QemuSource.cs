@@ -74,6 +74,11 @@ namespace VmQuiesce.Core.Sources.Qemu
 
         private IConsistentView Open(QuiesceOptions options, ChangeTrackingRequest? tracking, CancellationToken cancel)
         {
+            if (_options.Mode != QemuSnapshotMode.Internal)
+            {
+                options.RefuseKeepSnapshot(VmName, "its backup's overlays are committed back into the disks after the copy, so no snapshot is left to keep");
+            }
+
             if (options.FreezeTimeout <= TimeSpan.Zero)
             {
                 throw new VmQuiesceException("FreezeTimeoutInvalid", FailureKind.InvalidArgument,

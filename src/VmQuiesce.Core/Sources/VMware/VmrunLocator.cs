@@ -98,6 +98,41 @@ namespace VmQuiesce.Core.Sources.VMware
             };
         }
 
+        /// <summary>
+        /// A vmrun named by a path someone gave (-VmrunPath, a restore point): run only when the path is absolute and a
+        /// regular file, not a link (which anyone who can write its folder could point elsewhere).
+        /// </summary>
+        /// <param name="origin">Who named it, for the error: "-VmrunPath", "The restore point".</param>
+        public static string CheckProgram(string path, string origin)
+        {
+            if (!HostTools.IsAbsolute(path))
+            {
+                throw new VmQuiesceException("VmrunPathInvalid", FailureKind.InvalidArgument,
+                    $"{origin} names vmrun as '{path}', which is not an absolute path; expected the full path of the vmrun program.", path);
+            }
+
+            var info = new FileInfo(path);
+            if (!info.Exists)
+            {
+                throw new VmQuiesceException("VmrunNotFound", FailureKind.ObjectNotFound,
+                    $"{origin} names vmrun as '{path}', which does not exist or is not a file; expected the full path of the vmrun program.", path)
+                {
+                    Remedy = "Give the path of an existing vmrun (vmrun.exe on Windows) with -VmrunPath.",
+                };
+            }
+
+            if ((info.Attributes & FileAttributes.ReparsePoint) != 0)
+            {
+                throw new VmQuiesceException("VmrunPathInvalid", FailureKind.SecurityError,
+                    $"{origin} names vmrun as '{path}', which is a link; VmQuiesce runs vmrun only from the file itself, never through a link.", path)
+                {
+                    Remedy = "Give the path of the vmrun program itself with -VmrunPath.",
+                };
+            }
+
+            return path;
+        }
+
         /// <summary>Every place looked at, in order.</summary>
         internal IReadOnlyList<VmrunCandidate> Candidates()
         {

@@ -14,18 +14,22 @@ namespace VmQuiesce.Core.Sources.VMware
         private readonly VmwareSource _source;
         private readonly string _snapshotName;
         private readonly string _stagingFolder;
-        private readonly bool _removeOnSuccess;
+        private readonly bool _keep;
         private bool _completed;
 
-        public VmwareConsistentView(VmwareSource source, string snapshotName, bool removeOnSuccess, IReadOnlyList<ViewFile> files, string stagingFolder, QuiesceRecord quiesce)
+        /// <param name="keep">-KeepSnapshot: the snapshot stays after a successful copy and the point records it, with the vmrun that took it.</param>
+        public VmwareConsistentView(VmwareSource source, string snapshotName, bool keep, IReadOnlyList<ViewFile> files, string stagingFolder, QuiesceRecord quiesce)
         {
             _source = source;
             _snapshotName = snapshotName;
             _stagingFolder = stagingFolder;
-            _removeOnSuccess = removeOnSuccess;
+            _keep = keep;
             Files = files;
             Quiesce = quiesce;
-            Snapshot = removeOnSuccess ? null : new CapturedSnapshot(snapshotName, null, VmwareSource.SourceKind);
+            VmrunConnection vmrun = source.Options.Vmrun.Connection;
+            Snapshot = keep
+                ? new CapturedSnapshot(snapshotName, null, VmwareSource.SourceKind) { VmrunPath = vmrun.VmrunPath, VmrunHostType = vmrun.HostType.ToString() }
+                : null;
         }
 
         public Consistency Reached => Quiesce.Reached;
@@ -38,7 +42,7 @@ namespace VmQuiesce.Core.Sources.VMware
 
         public string SnapshotName => _snapshotName;
 
-        /// <summary>Keeps the snapshot after a successful copy (unless RemoveSnapshot); deletes it otherwise.</summary>
+        /// <summary>Keeps the snapshot after a successful copy with -KeepSnapshot; deletes it otherwise.</summary>
         public void Complete(bool success, CancellationToken cancel)
         {
             if (_completed)
@@ -49,11 +53,11 @@ namespace VmQuiesce.Core.Sources.VMware
             _completed = true;
             try
             {
-                _source.Release(_snapshotName, delete: !success || _removeOnSuccess, cancel);
+                _source.Release(_snapshotName, delete: !success || !_keep, cancel);
             }
             finally
             {
-                DeleteStaging();
+                DeleteStaging(_stagingFolder, _source.Host);
             }
         }
 
@@ -75,18 +79,19 @@ namespace VmQuiesce.Core.Sources.VMware
             }
         }
 
-        private void DeleteStaging()
+        /// <summary>Removes the copies of the configuration the view read; a failure is a warning.</summary>
+        internal static void DeleteStaging(string stagingFolder, IOperationHost host)
         {
             try
             {
-                if (Directory.Exists(_stagingFolder))
+                if (Directory.Exists(stagingFolder))
                 {
-                    Directory.Delete(_stagingFolder, true);
+                    Directory.Delete(stagingFolder, true);
                 }
             }
             catch (Exception e) when (e is IOException || e is UnauthorizedAccessException)
             {
-                _source.Host.WriteWarning($"Could not remove the temporary folder '{_stagingFolder}': {e.Message}");
+                host.WriteWarning($"Could not remove the temporary folder '{stagingFolder}': {e.Message}");
             }
         }
     }

@@ -13,7 +13,9 @@ namespace VmQuiesce.Core.Sources.VMware
     /// <summary>
     /// A VMware VM driven by vmrun (Workstation, Player, Fusion, VMware Server 2.0): <c>vmrun snapshot</c>, then
     /// the VM folder's frozen files are the view. vmrun cannot quiesce the guest, so the reached consistency is
-    /// Crash, always. The snapshot is kept after a successful backup because the restore reverts to it.
+    /// Crash, always. The snapshot is deleted once the copy is done, and the point holds the configuration from before
+    /// it; with -KeepSnapshot it stays, the point records it, a restore reverts to it and Remove-VmBackup deletes it
+    /// with the last point that records it (<see cref="KeptSnapshots"/>).
     /// </summary>
     public sealed class VmwareSource : IBackupSource
     {
@@ -52,6 +54,8 @@ namespace VmQuiesce.Core.Sources.VMware
 
         private string MarkerPath => _options.VmxPath + PendingMarkerSuffix;
 
+        private const string WhyCrash = "vmrun cannot quiesce the guest: the snapshot is crash consistent";
+
         /// <summary>A marker holds one snapshot name.</summary>
         private const int MarkerMaxBytes = 1024;
 
@@ -86,11 +90,10 @@ namespace VmQuiesce.Core.Sources.VMware
 
         public IConsistentView OpenConsistentView(QuiesceOptions options, CancellationToken cancel)
         {
-            const string why = "vmrun cannot quiesce the guest: the snapshot is crash consistent";
             if (options.Required > Consistency.Crash && !options.AllowLower)
             {
                 throw new VmQuiesceException("ConsistencyNotReached", FailureKind.InvalidOperation,
-                    $"VM '{VmName}' reaches Crash consistency through vmrun, not the required {options.Required}: {why}.", VmName)
+                    $"VM '{VmName}' reaches Crash consistency through vmrun, not the required {options.Required}: {WhyCrash}.", VmName)
                 {
                     Remedy = "Use -Consistency Crash, or -AllowLowerConsistency to accept it with a warning.",
                 };
@@ -117,10 +120,46 @@ namespace VmQuiesce.Core.Sources.VMware
 
             if (options.Required > Consistency.Crash)
             {
-                _host.WriteWarning($"VM '{VmName}': {why}, below the required {options.Required} (accepted by -AllowLowerConsistency).");
+                _host.WriteWarning($"VM '{VmName}': {WhyCrash}, below the required {options.Required} (accepted by -AllowLowerConsistency).");
             }
 
             string name = SnapshotPrefix + DateTime.UtcNow.ToString("yyyyMMdd'T'HHmmssfff'Z'", CultureInfo.InvariantCulture);
+            string staging = Path.Combine(Path.GetTempPath(), "vmquiesce-vmware-" + Guid.NewGuid().ToString("N"));
+            Directory.CreateDirectory(staging);
+            IConsistentView? view = null;
+            try
+            {
+                // Released after the copy (no -KeepSnapshot): the point must be whole without a revert, so it holds the
+                // configuration as it was before the snapshot, which names the disks the snapshot froze.
+                VmFolderBefore? before = options.KeepSnapshot ? null : CaptureBefore(Path.Combine(staging, "before"));
+                TakeSnapshot(name, options, cancel);
+                view = OpenView(name, options.KeepSnapshot, disks, staging, before);
+                return view;
+            }
+            finally
+            {
+                if (view == null)
+                {
+                    VmwareConsistentView.DeleteStaging(staging, _host);
+                }
+            }
+        }
+
+        private VmFolderBefore CaptureBefore(string copyFolder)
+        {
+            try
+            {
+                return VmFolderBefore.Capture(_options.VmxPath, copyFolder);
+            }
+            catch (Exception failure) when (failure is IOException || failure is UnauthorizedAccessException)
+            {
+                throw new VmQuiesceException("VmFolderReadFailed", FailureKind.ReadError,
+                    $"Could not read the folder of VM '{VmName}' before the snapshot (nothing was changed): {failure.Message}", _options.VmxPath, failure);
+            }
+        }
+
+        private void TakeSnapshot(string name, QuiesceOptions options, CancellationToken cancel)
+        {
             options.PreFreeze?.Invoke(cancel);
             try
             {
@@ -130,7 +169,7 @@ namespace VmQuiesce.Core.Sources.VMware
                     marker.Write(text, 0, text.Length);
                 }
 
-                _host.WriteVerbose($"VM '{VmName}': taking snapshot '{name}' (not quiesced: {why}).");
+                _host.WriteVerbose($"VM '{VmName}': taking snapshot '{name}' (not quiesced: {WhyCrash}).");
                 try
                 {
                     Vmrun.Snapshot(VmPath, name, cancel);
@@ -146,12 +185,15 @@ namespace VmQuiesce.Core.Sources.VMware
                 // Nothing was frozen, but the post-thaw hook runs on every path on which the pre-freeze hook ran.
                 options.PostThaw?.Invoke(CancellationToken.None);
             }
+        }
 
-            // Kept by default: the restore reverts to it. -KeepSnapshot asks for what happens anyway.
-            bool removeOnSuccess = _options.RemoveSnapshot && !options.KeepSnapshot;
+        /// <summary>The view of the files the snapshot froze; on failure the snapshot is deleted and the failure thrown.</summary>
+        private IConsistentView OpenView(string name, bool keep, IReadOnlyList<VmwareDisk> frozenDisks, string staging, VmFolderBefore? before)
+        {
             try
             {
-                return OpenView(name, removeOnSuccess, disks);
+                return new VmwareConsistentView(this, name, keep, FrozenViewFiles(frozenDisks, staging, before), staging,
+                    new QuiesceRecord(Consistency.Crash, Array.Empty<string>(), 0, QuiesceMethod.None));
             }
             catch (Exception failure) when (failure is IOException || failure is UnauthorizedAccessException || failure is VmQuiesceException)
             {
@@ -193,7 +235,7 @@ namespace VmQuiesce.Core.Sources.VMware
                 throw new VmQuiesceException("SnapshotNotFound", FailureKind.ObjectNotFound,
                     $"VM '{VmName}' has no snapshot '{snapshot.Name}' to revert to; it has: {(snapshots.Count == 0 ? "none" : string.Join(", ", snapshots))}.", snapshot.Name)
                 {
-                    Remedy = "The snapshot was deleted (e.g. by -RemoveSnapshot or by hand): the restored files are the backup's state without a revert.",
+                    Remedy = "The snapshot was deleted (by hand, or by Remove-VmBackup with the last point that recorded it): restore with -SkipRevert to get the files as they were copied.",
                 };
             }
 
@@ -225,29 +267,39 @@ namespace VmQuiesce.Core.Sources.VMware
         }
 
         /// <param name="frozenDisks">The disks the VM wrote before the snapshot, which it froze.</param>
-        private IConsistentView OpenView(string name, bool removeOnSuccess, IReadOnlyList<VmwareDisk> frozenDisks)
+        /// <param name="before">The folder as it was before the snapshot, when the snapshot is released after the copy.</param>
+        private IReadOnlyList<ViewFile> FrozenViewFiles(IReadOnlyList<VmwareDisk> frozenDisks, string staging, VmFolderBefore? before)
         {
             IReadOnlyList<string> writable = VmwareVmFolder.CurrentDisks(_options.VmxPath).SelectMany(d => VmwareVmFolder.DiskFiles(d.Path)).ToList();
             IReadOnlyDictionary<string, string> formats = VmwareVmFolder.DiskFormats(frozenDisks);
-            string staging = Path.Combine(Path.GetTempPath(), "vmquiesce-vmware-" + Guid.NewGuid().ToString("N"));
-            Directory.CreateDirectory(staging);
             var files = new List<ViewFile>();
+            var madeBySnapshot = new List<string>();
             foreach ((string relative, string full) in VmwareVmFolder.FrozenFiles(VmName, _options.VmxPath, writable, _host))
             {
                 string readPath = full;
+                if (before != null && !before.Existed(relative))
+                {
+                    // The snapshot's own files (.vmsn, a .vmsd that did not exist): a point without the snapshot has none.
+                    madeBySnapshot.Add(relative);
+                    continue;
+                }
+
                 if (VmwareVmFolder.MutableMetadataExtensions.Contains(Path.GetExtension(full), StringComparer.OrdinalIgnoreCase))
                 {
-                    readPath = Path.Combine(staging, relative.Replace('/', Path.DirectorySeparatorChar));
-                    Directory.CreateDirectory(Path.GetDirectoryName(readPath)!);
-                    File.Copy(full, readPath);
+                    readPath = before?.CopyOf(relative) ?? Path.Combine(staging, relative.Replace('/', Path.DirectorySeparatorChar));
+                    if (before == null)
+                    {
+                        Directory.CreateDirectory(Path.GetDirectoryName(readPath)!);
+                        File.Copy(full, readPath);
+                    }
                 }
 
                 files.Add(new ViewFile(relative, readPath, full) { Format = formats.TryGetValue(full, out string? format) ? format : null });
             }
 
-            _host.WriteVerbose($"VM '{VmName}': {files.Count} frozen file(s); not copied (written after the snapshot): {string.Join(", ", writable.Select(Path.GetFileName))}.");
-            var record = new QuiesceRecord(Consistency.Crash, Array.Empty<string>(), 0, QuiesceMethod.None);
-            return new VmwareConsistentView(this, name, removeOnSuccess, files, staging, record);
+            _host.WriteVerbose($"VM '{VmName}': {files.Count} frozen file(s); not copied (written after the snapshot): {string.Join(", ", writable.Select(Path.GetFileName))}" +
+                (madeBySnapshot.Count == 0 ? "." : $"; nor the snapshot's own files, since it is released after the copy: {string.Join(", ", madeBySnapshot)}."));
+            return files;
         }
 
         private void CheckOverwriteAllowed(IReadOnlyList<string> existing)

@@ -28,9 +28,6 @@ namespace VmQuiesce.Core.Sources.VMware
 
         public VmrunClient Vmrun { get; }
 
-        /// <summary>Delete the snapshot once the copy is done (default: keep it, the restore reverts to it).</summary>
-        public bool RemoveSnapshot { get; init; }
-
         /// <summary>VMware Server: overwrite the VM's one existing snapshot even when vmvsswriter.cfg does not allow it.</summary>
         public bool Force { get; init; }
 

@@ -24,24 +24,24 @@ namespace VmQuiesce.Core.Sources.VMware
         /// The name is the .vmx's displayName, else the file name.
         /// </summary>
         public static VmwareVm CreateBackupVm(VmrunConnection connection, string vmxPath, string? vmrunVmPath = null, string? name = null,
-            bool removeSnapshot = false, bool force = false)
+            bool force = false)
         {
             string full = Path.GetFullPath(vmxPath);
             VmwareConfigDocument vmx = VmwareVmFolder.ReadVmx(full);
             string vmName = name ?? (vmx.GetValue("displayName") is string display && display.Trim().Length > 0 ? display.Trim() : Path.GetFileNameWithoutExtension(full));
-            return new VmwareVm(vmName, full, connection, vmrunVmPath, removeSnapshot, force);
+            return new VmwareVm(vmName, full, connection, vmrunVmPath, force);
         }
 
         /// <summary>The running VMs (<c>vmrun list</c>) whose .vmx this computer can read, as targets; the others are reported.</summary>
         public static IReadOnlyList<VmwareVm> FindRunning(VmrunConnection connection, CancellationToken cancel, Action<VmQuiesceException>? unreadable = null,
-            bool removeSnapshot = false, bool force = false)
+            bool force = false)
         {
             var targets = new List<VmwareVm>();
             foreach (string path in new VmrunClient(connection).ListRunning(cancel))
             {
                 try
                 {
-                    targets.Add(CreateBackupVm(connection, path, removeSnapshot: removeSnapshot, force: force));
+                    targets.Add(CreateBackupVm(connection, path, force: force));
                 }
                 catch (VmQuiesceException e)
                 {

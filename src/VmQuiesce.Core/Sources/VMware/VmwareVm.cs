@@ -13,19 +13,17 @@ namespace VmQuiesce.Core.Sources.VMware
     {
         /// <param name="vmxPath">The .vmx as this computer reads it: its folder holds the files the backup copies.</param>
         /// <param name="datastorePath">How vmrun names the VM when that differs (VMware Server's "[standard] vm/vm.vmx").</param>
-        /// <param name="removeSnapshot">Backups delete their snapshot once the copy is done (by default it is kept for the restore's revert).</param>
         /// <param name="force">VMware Server: backups may overwrite the VM's one existing snapshot even when vmvsswriter.cfg does not allow it.</param>
-        public VmwareVm(string name, string vmxPath, VmrunConnection connection, string? datastorePath = null, bool removeSnapshot = false, bool force = false)
+        public VmwareVm(string name, string vmxPath, VmrunConnection connection, string? datastorePath = null, bool force = false)
             : base(name, System.IO.Path.GetFullPath(vmxPath))
         {
             Connection = connection;
             DatastorePath = datastorePath;
-            RemoveSnapshot = removeSnapshot;
             Force = force;
         }
 
         private VmwareVm(VmwareVm vm, VssBackupType hostVss)
-            : this(vm.Name, vm.VmxPath, vm.Connection, vm.DatastorePath, vm.RemoveSnapshot, vm.Force)
+            : this(vm.Name, vm.VmxPath, vm.Connection, vm.DatastorePath, vm.Force)
         {
             HostVss = hostVss;
         }
@@ -37,8 +35,6 @@ namespace VmQuiesce.Core.Sources.VMware
         public VmrunConnection Connection { get; }
 
         public string? DatastorePath { get; }
-
-        public bool RemoveSnapshot { get; }
 
         public bool Force { get; }
 
@@ -67,7 +63,6 @@ namespace VmQuiesce.Core.Sources.VMware
                 new VmwareSourceOptions(Name, VmxPath, new VmrunClient(Connection, host.WriteVerbose, host.WriteWarning))
                 {
                     VmrunVmPath = DatastorePath,
-                    RemoveSnapshot = RemoveSnapshot,
                     Force = Force,
                 },
                 host);

@@ -81,14 +81,7 @@ namespace VmQuiesce.Core.Sources.WindowsVss
         public IConsistentView OpenConsistentView(QuiesceOptions options, CancellationToken cancel)
         {
             IVssHost host = _host ?? WindowsHost("The HostVss backup method");
-            if (options.KeepSnapshot)
-            {
-                throw new VmQuiesceException("KeepSnapshotNotSupported", FailureKind.NotSupported,
-                    $"The HostVss method cannot keep the snapshot of '{VmName}': its shadow copies are made in the backup context, which VSS deletes when the backup ends.", VmName)
-                {
-                    Remedy = "Run the backup without -KeepSnapshot.",
-                };
-            }
+            options.RefuseKeepSnapshot(VmName, "the HostVss method's shadow copies are made in the backup context, which VSS deletes when the backup ends");
 
             bool applicationRequired = options.Required >= Consistency.Application && !options.AllowLower;
             if (_writer == null && applicationRequired)
