@@ -131,7 +131,7 @@ namespace VmQuiesce.Core.Tests.Export
             BootCheckOptions vm = BootCheckTests.GuestBoot();
             vm.Append = vm.Append!.Replace("vmquiesce.agent=once", "vmquiesce.agent=respawn", StringComparison.Ordinal);
 
-            InstantRestore restore = InstantRestore.Start(fixture.Repository, fixture.Repository.GetRestorePoint(_guest.Point.Id), folder.File("vm"), vm, CancellationToken.None);
+            InstantRestore restore = InstantRestore.Start(fixture.Repository, fixture.Repository.GetRestorePoint(_guest.Point.Id), folder.File("vm"), vm, 0, CancellationToken.None);
             try
             {
                 using (GuestAgentClient agent = GuestAgentClient.Connect(restore.AgentSocket, TimeSpan.FromSeconds(60)))
@@ -181,7 +181,7 @@ namespace VmQuiesce.Core.Tests.Export
             File.WriteAllBytes(chunkFile, stored);
             using var folder = new TempFolder();
 
-            InstantRestore restore = InstantRestore.Start(fixture.Repository, fixture.Repository.GetRestorePoint(_guest.Point.Id), folder.File("vm"), BootCheckTests.GuestBoot(), CancellationToken.None);
+            InstantRestore restore = InstantRestore.Start(fixture.Repository, fixture.Repository.GetRestorePoint(_guest.Point.Id), folder.File("vm"), BootCheckTests.GuestBoot(), 0, CancellationToken.None);
             bool completed = restore.WaitForCompletion(TimeSpan.FromMinutes(5), CancellationToken.None);
             string status = StatusAfterTheGuestReadsItsWholeDisk(restore);
             restore.Stop();
