@@ -174,7 +174,7 @@ namespace VmQuiesce.Core.Export
                 {
                     ServedDisk disk = server.Disks[i];
                     string format = CheckedFormat(server, disk, cancel);
-                    RunQemuImg(new[] { "create", "-q", "-f", DiskImageFormat.Qcow2, "-b", disk.Uri, "-F", format, disks[i] }, cancel);
+                    RunQemuImg(new[] { "create", "-q", "-f", DiskImageFormat.Qcow2, "-o", LocalDiskOptions, "-b", disk.Uri, "-F", format, disks[i] }, cancel);
                     made.Add(disks[i]);
                 }
 
@@ -506,6 +506,13 @@ namespace VmQuiesce.Core.Export
         }
 
         private const string JobPrefix = "vmquiesce-stream-disk";
+
+        /// <summary>
+        /// The local disks' qcow2 layout. block-stream copies 512 KiB at a time; into 64 KiB clusters (qcow2's default)
+        /// it ran 3-4x slower than into 512 KiB ones (qemu-storage-daemon, a 1 GiB point, 2026-12-04). Subclusters
+        /// (extended_l2, QEMU 5.2+) keep a guest's small write during the copy from copying a whole 512 KiB cluster.
+        /// </summary>
+        private const string LocalDiskOptions = "cluster_size=512K,extended_l2=on";
 
         /// <summary>How long after a resume failed reads are put down to QEMU's NBD client still reconnecting.</summary>
         private static readonly TimeSpan ReconnectWindow = TimeSpan.FromSeconds(90);
