@@ -22,22 +22,9 @@ BeforeAll {
 
     # Starts the restore in a child pwsh, throttled so the copy is still running when the child is killed.
     function script:Start-ServedRestore([string] $Destination) {
-        $child = Get-ChildPwsh
-        $startInfo = [Diagnostics.ProcessStartInfo]::new($child.FilePath)
-        $startInfo.UseShellExecute = $false
-        $startInfo.RedirectStandardOutput = $true
-        $startInfo.RedirectStandardInput = $true
-        foreach ($argument in $child.Prefix + @('-NoProfile', '-NonInteractive', '-File', (Join-Path $PSScriptRoot 'Start-ServedInstantRestore.ps1'),
-                '-ModulePath', $env:VMQUIESCE_MODULE_PATH, '-Repository', $repository, '-Id', $point.Id, '-Destination', $Destination, '-CopyRateLimit', 64KB)) {
-            $startInfo.ArgumentList.Add($argument)
-        }
-        $process = [Diagnostics.Process]::Start($startInfo)
-        $line = $process.StandardOutput.ReadLine()
-        if ($line -notlike 'STARTED *') {
-            $process.WaitForExit(10000) | Out-Null
-            throw "The child did not start the restore (its first line was '$line', exit code $(if ($process.HasExited) { $process.ExitCode }))."
-        }
-        [pscustomobject]@{ Process = $process; Id = $line.Substring(8) }
+        $started = Start-ChildScript -Script 'Start-ServedInstantRestore.ps1' -Expect 'STARTED *' -RedirectInput -Arguments @(
+            '-ModulePath', $env:VMQUIESCE_MODULE_PATH, '-Repository', $repository, '-Id', $point.Id, '-Destination', $Destination, '-CopyRateLimit', 64KB)
+        [pscustomobject]@{ Process = $started.Process; Id = $started.Line.Substring(8) }
     }
 
     function script:Get-Backing([string] $Disk) {
