@@ -9,21 +9,8 @@ BeforeAll {
 
     # Starts Start-HeldBackup.ps1 in a child pwsh and returns it once it holds at $HoldAt.
     function Start-HeldBackup([string] $HoldAt) {
-        $child = Get-ChildPwsh
-        $startInfo = [Diagnostics.ProcessStartInfo]::new($child.FilePath)
-        $startInfo.UseShellExecute = $false
-        $startInfo.RedirectStandardOutput = $true
-        foreach ($argument in $child.Prefix + @('-NoProfile', '-NonInteractive', '-File', (Join-Path $PSScriptRoot 'Start-HeldBackup.ps1'),
-                '-ModulePath', $env:VMQUIESCE_MODULE_PATH, '-QmpSocket', $guest.QmpSocketPath, '-AgentSocket', $guest.AgentSocketPath, '-HoldAt', $HoldAt)) {
-            $startInfo.ArgumentList.Add($argument)
-        }
-        $process = [Diagnostics.Process]::Start($startInfo)
-        $line = $process.StandardOutput.ReadLine()
-        if ($line -ne 'HOLDING') {
-            $process.WaitForExit(10000) | Out-Null
-            throw "The held backup did not reach '$HoldAt' (its first line was '$line', exit code $(if ($process.HasExited) { $process.ExitCode }))."
-        }
-        $process
+        (Start-ChildScript -Script 'Start-HeldBackup.ps1' -Expect 'HOLDING' -Arguments @(
+            '-ModulePath', $env:VMQUIESCE_MODULE_PATH, '-QmpSocket', $guest.QmpSocketPath, '-AgentSocket', $guest.AgentSocketPath, '-HoldAt', $HoldAt)).Process
     }
 
     # The agent's freeze status, asking until it answers (the killed process's connection closes first).

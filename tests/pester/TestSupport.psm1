@@ -7,6 +7,27 @@ function Get-ChildPwsh {
     @{ FilePath = (Get-Process -Id $PID).Path; Prefix = @() }
 }
 
+# Runs a script of this folder in a fresh PowerShell with its output (and with -RedirectInput its input) redirected, and
+# returns the process and its first line once the script wrote it; throws when that line is not -Like -Expect.
+function Start-ChildScript {
+    param([string] $Script, [string[]] $Arguments, [string] $Expect, [switch] $RedirectInput)
+    $child = Get-ChildPwsh
+    $startInfo = [Diagnostics.ProcessStartInfo]::new($child.FilePath)
+    $startInfo.UseShellExecute = $false
+    $startInfo.RedirectStandardOutput = $true
+    $startInfo.RedirectStandardInput = [bool] $RedirectInput
+    foreach ($argument in $child.Prefix + @('-NoProfile', '-NonInteractive', '-File', (Join-Path $PSScriptRoot $Script)) + $Arguments) {
+        $startInfo.ArgumentList.Add($argument)
+    }
+    $process = [Diagnostics.Process]::Start($startInfo)
+    $line = $process.StandardOutput.ReadLine()
+    if ($line -notlike $Expect) {
+        $process.WaitForExit(10000) | Out-Null
+        throw "$Script did not get to '$Expect' (its first line was '$line', exit code $(if ($process.HasExited) { $process.ExitCode }))."
+    }
+    [pscustomobject]@{ Process = $process; Line = $line }
+}
+
 # A PowerShell whose host records what reaches the console (warnings, the prompts it is asked) and answers
 # every prompt with the choice given, as a user at the console would: for what a pipeline does not capture
 # (the console after Ctrl+C) and for -Confirm. $ps.Runspace.Dispose() and $ps.Dispose() when done.
@@ -88,4 +109,4 @@ namespace VmQuiesceTests
     [pscustomobject]@{ PowerShell = $ps; Host = $recording }
 }
 
-Export-ModuleMember -Function Get-ChildPwsh, New-RecordingPowerShell
+Export-ModuleMember -Function Get-ChildPwsh, Start-ChildScript, New-RecordingPowerShell

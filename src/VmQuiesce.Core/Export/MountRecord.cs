@@ -3,8 +3,6 @@ using System.Collections.Generic;
 using System.IO;
 using System.Linq;
 using VmQuiesce.Core.Json;
-using VmQuiesce.Core.Native;
-using VmQuiesce.Core.Platform;
 
 namespace VmQuiesce.Core.Export
 {
@@ -50,19 +48,8 @@ namespace VmQuiesce.Core.Export
 
         public List<MountedFileSystem> FileSystems { get; } = new List<MountedFileSystem>();
 
-        private string FilePath => Path.Combine(RestorePointMount.RecordFolder, Id + ".json");
-
         public void Save()
         {
-            if (!Directory.Exists(RestorePointMount.RecordFolder))
-            {
-                Directory.CreateDirectory(Path.GetDirectoryName(RestorePointMount.RecordFolder)!);
-                if (Libc.mkdir(RestorePointMount.RecordFolder, Convert.ToUInt32("700", 8)) != 0 && !Directory.Exists(RestorePointMount.RecordFolder))
-                {
-                    throw new IOException($"Cannot create the folder '{RestorePointMount.RecordFolder}' for mount records.");
-                }
-            }
-
             var json = new JsonObject()
                 .With("schema", Schema)
                 .With("id", Id)
@@ -76,36 +63,22 @@ namespace VmQuiesce.Core.Export
                 .With("loops", new JsonArray(Loops.Cast<object?>()))
                 .With("mounts", new JsonArray(Mounts.Cast<object?>()))
                 .With("fileSystems", new JsonArray(FileSystems.Select(fs => (object?)new JsonObject().With("disk", fs.Disk).With("device", fs.Device).With("type", fs.Type).With("path", fs.Path))));
-            string temp = FilePath + ".tmp";
-            File.WriteAllText(temp, JsonText.Serialize(json, indented: true));
-            if (File.Exists(FilePath))
-            {
-                File.Replace(temp, FilePath, null);
-            }
-            else
-            {
-                File.Move(temp, FilePath);
-            }
+            RecordFile.Save(RestorePointMount.RecordFolder, Id, json);
         }
 
-        public void Delete() => File.Delete(FilePath);
+        public void Delete() => File.Delete(RecordFile.PathOf(RestorePointMount.RecordFolder, Id));
 
         /// <summary>The record in <paramref name="file"/>, or null when it is not one of this user's valid records.</summary>
         public static MountRecord? TryLoad(string file)
         {
+            JsonObject? json = RecordFile.TryRead(file, Schema);
+            if (json == null)
+            {
+                return null;
+            }
+
             try
             {
-                if (UnixFiles.Stat(file).Uid != Libc.geteuid())
-                {
-                    return null;
-                }
-
-                JsonObject json = JsonText.ParseObject(File.ReadAllText(file));
-                if (json.GetString("schema") != Schema)
-                {
-                    return null;
-                }
-
                 var record = new MountRecord(json.GetString("id"), json.GetString("folder"), json.GetString("vmName"), json.GetString("restorePointId"), checked((int)json.GetInt64("serverProcessId")))
                 {
                     Scratch = json.GetOptionalString("scratch"),
@@ -118,7 +91,7 @@ namespace VmQuiesce.Core.Export
                     .Select(fs => new MountedFileSystem(fs.GetString("disk"), fs.GetString("device"), fs.GetString("type"), fs.GetString("path"))));
                 return Path.GetFileNameWithoutExtension(file) == record.Id ? record : null;
             }
-            catch (Exception e) when (e is IOException || e is UnauthorizedAccessException || e is JsonFormatException || e is OverflowException)
+            catch (Exception e) when (e is JsonFormatException || e is OverflowException)
             {
                 return null;
             }

@@ -84,17 +84,14 @@ namespace VmQuiesce.Core.Export
                 }
                 else
                 {
-                    byte[] chunk;
                     try
                     {
-                        chunk = await _cache.GetAsync(hash, ChunkLength(index)).ConfigureAwait(false);
+                        await _cache.CopyAsync(hash, ChunkLength(index), inChunk, buffer, target, piece).ConfigureAwait(false);
                     }
                     catch (ChunkUnusableException e)
                     {
                         throw Unusable(e, chunkStart, ChunkLength(index));
                     }
-
-                    Buffer.BlockCopy(chunk, inChunk, buffer, target, piece);
                 }
 
                 ReadAhead(index);

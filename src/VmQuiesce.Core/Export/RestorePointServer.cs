@@ -119,6 +119,9 @@ namespace VmQuiesce.Core.Export
         /// <summary>Chunks read from the repository (and verified) since the server started; cache hits are not counted.</summary>
         public long ChunksRead => _cache.ChunksRead;
 
+        /// <summary>Chunk buffers the server has allocated: at most <see cref="RestorePointServerOptions.CacheChunks"/>, whatever the point's size and its readers.</summary>
+        public int ChunkBuffers => _cache.BuffersMade;
+
         /// <summary>Ranges that could not be served (a damaged or missing chunk, named) and protocol errors of clients, oldest first.</summary>
         public IReadOnlyList<NbdServerError> Errors => _errors.ToList();
 

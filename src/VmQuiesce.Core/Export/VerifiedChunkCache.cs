@@ -8,17 +8,26 @@ namespace VmQuiesce.Core.Export
 {
     /// <summary>
     /// The chunks a served restore point has read lately, each one read, decoded and re-hashed against its name
-    /// before any byte of it is handed out (see <see cref="BackupRepository.ReadVerifiedChunk"/>). Bounded: at most
-    /// <see cref="Capacity"/> chunks, read or being read, least recently used first out. Readers of a chunk being
-    /// read wait for that one read instead of starting another. A chunk that fails is not kept: each read of it
+    /// before any byte of it is handed out (see <see cref="BackupRepository.ReadVerifiedChunk"/>). Readers of a chunk
+    /// being read wait for that one read instead of starting another. A chunk that fails is not kept: each read of it
     /// fails again, naming it.
     /// </summary>
+    /// <remarks>
+    /// Memory is <see cref="Capacity"/> chunk buffers at most, whatever the size of the point and however many
+    /// clients read: the buffers are made once and reused. A buffer is reused only when no read fills it and no
+    /// reader copies out of it (each holds a pin); when every buffer is pinned, a reader waits for one, and a read
+    /// ahead is skipped. A pin is held only while a chunk's read runs or a reader copies out, never while waiting
+    /// for another chunk, so waiting cannot deadlock.
+    /// </remarks>
     internal sealed class VerifiedChunkCache
     {
         private readonly BackupRepository _repository;
         private readonly object _gate = new object();
-        private readonly Dictionary<string, LinkedListNode<Entry>> _entries = new Dictionary<string, LinkedListNode<Entry>>(StringComparer.Ordinal);
+        private readonly Dictionary<string, Entry> _entries = new Dictionary<string, Entry>(StringComparer.Ordinal);
         private readonly LinkedList<Entry> _recent = new LinkedList<Entry>();
+        private readonly Stack<byte[]> _free = new Stack<byte[]>();
+        private List<TaskCompletionSource<bool>> _waiting = new List<TaskCompletionSource<bool>>();
+        private int _buffersMade;
         private long _chunksRead;
 
         public VerifiedChunkCache(BackupRepository repository, int capacity)
@@ -37,79 +46,194 @@ namespace VmQuiesce.Core.Export
         /// <summary>Chunks read from the repository so far (not counting cache hits): what tests and benchmarks look at.</summary>
         public long ChunksRead => Interlocked.Read(ref _chunksRead);
 
+        /// <summary>Chunk buffers allocated since the cache was made: never more than <see cref="Capacity"/>.</summary>
+        public int BuffersMade => Volatile.Read(ref _buffersMade);
+
         /// <summary>
-        /// The verified bytes of chunk <paramref name="hash"/> (<paramref name="length"/> of them); throws
-        /// <see cref="ChunkUnusableException"/> when it is missing or damaged. The array is shared: only read it.
+        /// Copies <paramref name="count"/> verified bytes of chunk <paramref name="hash"/> (<paramref name="length"/>
+        /// bytes long) from <paramref name="offset"/> into <paramref name="destination"/>; throws
+        /// <see cref="ChunkUnusableException"/> when it is missing or damaged.
         /// </summary>
-        public Task<byte[]> GetAsync(string hash, int length)
+        public async Task CopyAsync(string hash, int length, int offset, byte[] destination, int destinationOffset, int count)
         {
-            Task<byte[]> read;
+            Entry entry = await PinAsync(hash, length).ConfigureAwait(false);
+            try
+            {
+                await entry.Ready.ConfigureAwait(false);
+                if (entry.Failure != null)
+                {
+                    throw new ChunkUnusableException(hash, entry.Failure, entry.Missing);
+                }
+
+                Buffer.BlockCopy(entry.Buffer, offset, destination, destinationOffset, count);
+            }
+            finally
+            {
+                Unpin(entry);
+            }
+        }
+
+        /// <summary>Starts reading a chunk a reader will probably want next, unless it is cached, being read, or no buffer is free.</summary>
+        public void Prefetch(string hash, int length)
+        {
             lock (_gate)
             {
                 string key = Key(hash, length);
-                if (_entries.TryGetValue(key, out LinkedListNode<Entry>? node))
+                if (!_entries.ContainsKey(key))
                 {
-                    _recent.Remove(node);
-                    _recent.AddFirst(node);
-                    return node.Value.Read;
-                }
-
-                read = Task.Run(() => Read(hash, length));
-                _entries.Add(key, _recent.AddFirst(new Entry(key, read)));
-                while (_recent.Count > Capacity)
-                {
-                    LinkedListNode<Entry> oldest = _recent.Last!;
-                    _recent.RemoveLast();
-                    _entries.Remove(oldest.Value.Key);
+                    // Nobody awaits a read ahead: a read that throws (not a damaged chunk, which is a Failure) is observed here.
+                    _ = TryStartRead(key, hash, length)?.Ready.ContinueWith(read => _ = read.Exception, CancellationToken.None, TaskContinuationOptions.OnlyOnFaulted, TaskScheduler.Default);
                 }
             }
-
-            // A failed chunk leaves at once, so the next read tries the repository again (a chunk put back by a later backup is then served).
-            read.ContinueWith(_ => Forget(Key(hash, length), read), CancellationToken.None, TaskContinuationOptions.OnlyOnFaulted | TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default);
-            return read;
         }
-
-        /// <summary>Starts reading a chunk a reader will probably want next, unless it is cached or being read.</summary>
-        public void Prefetch(string hash, int length) => _ = GetAsync(hash, length).ContinueWith(t => _ = t.Exception, TaskScheduler.Default);
 
         private static string Key(string hash, int length) => hash + ":" + length.ToString(System.Globalization.CultureInfo.InvariantCulture);
 
-        private byte[] Read(string hash, int length)
+        /// <summary>The chunk's entry, cached or with its read started, pinned for the caller; waits while every buffer is pinned.</summary>
+        private async Task<Entry> PinAsync(string hash, int length)
         {
-            byte[] buffer = new byte[_repository.ChunkSize];
-            Interlocked.Increment(ref _chunksRead);
-            string? failure = _repository.ReadVerifiedChunk(hash, buffer, length, null, out bool missing);
-            if (failure != null)
+            string key = Key(hash, length);
+            while (true)
             {
-                throw new ChunkUnusableException(hash, failure, missing);
-            }
+                Task bufferUnpinned;
+                lock (_gate)
+                {
+                    if (_entries.TryGetValue(key, out Entry? entry) || (entry = TryStartRead(key, hash, length)) != null)
+                    {
+                        entry.Pins++;
+                        _recent.Remove(entry.Node);
+                        _recent.AddFirst(entry.Node);
+                        return entry;
+                    }
 
-            return buffer;
+                    var waiter = new TaskCompletionSource<bool>(TaskCreationOptions.RunContinuationsAsynchronously);
+                    _waiting.Add(waiter);
+                    bufferUnpinned = waiter.Task;
+                }
+
+                await bufferUnpinned.ConfigureAwait(false);
+            }
         }
 
-        private void Forget(string key, Task<byte[]> read)
+        /// <summary>
+        /// Under the lock: a new entry for the chunk, its buffer a free one, a new one while fewer than
+        /// <see cref="Capacity"/> exist, or the least recently used unpinned entry's; its read started (and pinned by it).
+        /// Null when every buffer is pinned.
+        /// </summary>
+        private Entry? TryStartRead(string key, string hash, int length)
         {
-            lock (_gate)
+            byte[]? buffer = _free.Count > 0 ? _free.Pop() : _buffersMade < Capacity ? NewBuffer() : TakeLeastRecentlyUsed();
+            if (buffer == null)
             {
-                if (_entries.TryGetValue(key, out LinkedListNode<Entry>? node) && node.Value.Read == read)
+                return null;
+            }
+
+            var entry = new Entry(key, buffer) { Pins = 1 };
+            entry.Node = _recent.AddFirst(entry);
+            _entries.Add(key, entry);
+            entry.Ready = Task.Run(() => Read(entry, hash, length));
+            return entry;
+        }
+
+        private byte[] NewBuffer()
+        {
+            Interlocked.Increment(ref _buffersMade);
+            return new byte[_repository.ChunkSize];
+        }
+
+        private byte[]? TakeLeastRecentlyUsed()
+        {
+            for (LinkedListNode<Entry>? node = _recent.Last; node != null; node = node.Previous)
+            {
+                if (node.Value.Pins == 0)
                 {
-                    _entries.Remove(key);
-                    _recent.Remove(node);
+                    Remove(node.Value);
+                    return node.Value.Buffer;
                 }
             }
+
+            return null;
+        }
+
+        private void Read(Entry entry, string hash, int length)
+        {
+            bool verified = false;
+            try
+            {
+                Interlocked.Increment(ref _chunksRead);
+                entry.Failure = _repository.ReadVerifiedChunk(hash, entry.Buffer, length, null, out bool missing);
+                entry.Missing = missing;
+                verified = entry.Failure == null;
+            }
+            finally
+            {
+                if (!verified)
+                {
+                    // A failed chunk leaves at once, so the next read tries the repository again (a chunk put back by a later backup is then served).
+                    lock (_gate)
+                    {
+                        Remove(entry);
+                    }
+                }
+
+                Unpin(entry);
+            }
+        }
+
+        private void Remove(Entry entry)
+        {
+            _entries.Remove(entry.Key);
+            _recent.Remove(entry.Node);
+            entry.Removed = true;
+        }
+
+        private void Unpin(Entry entry)
+        {
+            List<TaskCompletionSource<bool>> waiting;
+            lock (_gate)
+            {
+                if (--entry.Pins > 0)
+                {
+                    return;
+                }
+
+                if (entry.Removed)
+                {
+                    _free.Push(entry.Buffer);
+                }
+
+                waiting = _waiting;
+                _waiting = new List<TaskCompletionSource<bool>>();
+            }
+
+            waiting.ForEach(waiter => waiter.SetResult(true));
         }
 
         private sealed class Entry
         {
-            public Entry(string key, Task<byte[]> read)
+            public Entry(string key, byte[] buffer)
             {
                 Key = key;
-                Read = read;
+                Buffer = buffer;
             }
 
             public string Key { get; }
 
-            public Task<byte[]> Read { get; }
+            public byte[] Buffer { get; }
+
+            public LinkedListNode<Entry> Node { get; set; } = null!;
+
+            public Task Ready { get; set; } = Task.CompletedTask;
+
+            /// <summary>Readers copying out plus the read filling the buffer; the buffer is reused only at 0.</summary>
+            public int Pins { get; set; }
+
+            /// <summary>Out of the cache: its buffer goes back to the free list when the last pin goes.</summary>
+            public bool Removed { get; set; }
+
+            public string? Failure { get; set; }
+
+            public bool Missing { get; set; }
         }
     }
 

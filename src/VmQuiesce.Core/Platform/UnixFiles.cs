@@ -63,6 +63,8 @@ namespace VmQuiesce.Core.Platform
 
         public bool IsSymbolicLink => (Mode & TypeMask) == 0xA000;
 
+        public bool IsSocket => (Mode & TypeMask) == 0xC000;
+
         /// <summary>The permission bits (rwx for owner, group, others) without setuid, setgid and sticky.</summary>
         public int Permissions => (int)(Mode & 0x1FF);
 

@@ -103,7 +103,7 @@ namespace VmQuiesce.Core.Repository
         }
 
         /// <summary>Field 22 of /proc/&lt;pid&gt;/stat (start time in clock ticks since boot), or null when there is no such process.</summary>
-        private static string? StartTicksOf(int pid)
+        internal static string? StartTicksOf(int pid)
         {
             string? stat = ReadTrimmed($"/proc/{pid.ToString(CultureInfo.InvariantCulture)}/stat");
             if (stat == null)

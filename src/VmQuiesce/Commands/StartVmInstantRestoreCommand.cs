@@ -1,4 +1,5 @@
 using System;
+using System.Threading.Tasks;
 using System.Management.Automation;
 using VmQuiesce.Core;
 using VmQuiesce.Core.Export;
@@ -22,6 +23,11 @@ namespace VmQuiesce.Commands
         [ValidateNotNull]
         public BootCheckOptions? VmOption { get; set; }
 
+        /// <summary>Bytes per second the background copy may read from the repository (10MB, ...); 0, the default, for no limit.</summary>
+        [Parameter]
+        [ValidateRange(0, long.MaxValue)]
+        public long CopyRateLimit { get; set; }
+
         protected override void ProcessRecord()
         {
             try
@@ -30,7 +36,7 @@ namespace VmQuiesce.Commands
                 string destination = ResolveFileSystemPath(Destination, nameof(Destination));
                 if (ShouldProcess(destination, $"Start {point.VmName} from restore point {point.Id} and copy its disks here"))
                 {
-                    WriteObject(RunPumped(() => InstantRestore.Start(repository, point, destination, VmOption ?? new BootCheckOptions(), CancelToken)));
+                    WriteObject(RunPumped(() => InstantRestore.Start(repository, point, destination, VmOption ?? new BootCheckOptions(), CopyRateLimit, CancelToken)));
                 }
             }
             catch (VmQuiesceException e)
@@ -40,7 +46,7 @@ namespace VmQuiesce.Commands
         }
     }
 
-    /// <summary>The instant restores this session started: state and copy progress.</summary>
+    /// <summary>The instant restores of this user on this host: those this session watches, and those another session started (interrupted when it is gone).</summary>
     [Cmdlet(VerbsCommon.Get, "VmInstantRestore")]
     [OutputType(typeof(InstantRestore))]
     public sealed class GetVmInstantRestoreCommand : VmQuiesceCmdlet
@@ -48,7 +54,10 @@ namespace VmQuiesce.Commands
         protected override void ProcessRecord() => WriteObject(InstantRestore.Running, enumerateCollection: true);
     }
 
-    /// <summary>Waits until the disks of instant restores are local and complete, showing progress.</summary>
+    /// <summary>
+    /// Waits until the disks of instant restores are local and complete, showing progress; an interrupted one (its
+    /// serving process gone) is taken over first: served again from its repository and its copy resumed.
+    /// </summary>
     [Cmdlet(VerbsLifecycle.Complete, "VmInstantRestore")]
     [OutputType(typeof(InstantRestore))]
     public sealed class CompleteVmInstantRestoreCommand : VmQuiesceCmdlet
@@ -57,10 +66,33 @@ namespace VmQuiesce.Commands
         [ValidateNotNullOrEmpty]
         public string[] Id { get; set; } = Array.Empty<string>();
 
+        /// <summary>A new limit for the background copy, in bytes per second (0: none); without it the limit stays as it was.</summary>
+        [Parameter]
+        [ValidateRange(0, long.MaxValue)]
+        public long CopyRateLimit { get; set; }
+
         protected override void ProcessRecord()
         {
             foreach (InstantRestore restore in Find(this, Id))
             {
+                try
+                {
+                    if (MyInvocation.BoundParameters.ContainsKey(nameof(CopyRateLimit)))
+                    {
+                        restore.CopyRateLimit = CopyRateLimit;
+                    }
+
+                    if (restore.State == InstantRestoreState.Interrupted || restore.State == InstantRestoreState.ServedElsewhere)
+                    {
+                        Pump(() => Task.Run(() => restore.Resume(() => BackupRepository.Open(restore.Repository), CancelToken)));
+                    }
+                }
+                catch (VmQuiesceException e)
+                {
+                    WriteFailure(e);
+                    continue;
+                }
+
                 var progress = new ProgressRecord(1, $"Copying {restore.VmName} {restore.RestorePointId} to {restore.Destination}", "Copying");
                 while (!restore.WaitForCompletion(TimeSpan.FromSeconds(1), CancelToken) && restore.State == InstantRestoreState.Copying)
                 {
@@ -81,7 +113,7 @@ namespace VmQuiesce.Commands
             }
         }
 
-        /// <summary>The instant restores of this session with these ids; a non-terminating error for each id that names none.</summary>
+        /// <summary>The instant restores with these ids; a non-terminating error for each id that names none.</summary>
         internal static System.Collections.Generic.IEnumerable<InstantRestore> Find(VmQuiesceCmdlet cmdlet, string[] ids)
         {
             foreach (string id in ids)
@@ -93,9 +125,9 @@ namespace VmQuiesce.Commands
                     continue;
                 }
 
-                cmdlet.WriteError(VmQuiesceCmdlet.ErrorRecordFor(new VmQuiesceException("InstantRestoreNotFound", FailureKind.ObjectNotFound, $"This session has no instant restore with the id '{id}'.", id)
+                cmdlet.WriteError(VmQuiesceCmdlet.ErrorRecordFor(new VmQuiesceException("InstantRestoreNotFound", FailureKind.ObjectNotFound, $"There is no instant restore with the id '{id}' on this host (of this user).", id)
                 {
-                    Remedy = "List them with Get-VmInstantRestore (an instant restore is watched by the session that started it).",
+                    Remedy = "List them with Get-VmInstantRestore.",
                 }));
             }
         }
@@ -115,7 +147,14 @@ namespace VmQuiesce.Commands
             {
                 if (ShouldProcess(restore.ToString(), restore.State == InstantRestoreState.Completed ? "Stop watching (the VM and its complete disks stay)" : "End the VM and delete its incomplete disks"))
                 {
-                    restore.Stop();
+                    try
+                    {
+                        restore.Stop();
+                    }
+                    catch (VmQuiesceException e)
+                    {
+                        WriteFailure(e);
+                    }
                 }
             }
         }

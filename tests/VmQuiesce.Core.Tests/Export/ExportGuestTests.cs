@@ -131,7 +131,7 @@ namespace VmQuiesce.Core.Tests.Export
             BootCheckOptions vm = BootCheckTests.GuestBoot();
             vm.Append = vm.Append!.Replace("vmquiesce.agent=once", "vmquiesce.agent=respawn", StringComparison.Ordinal);
 
-            InstantRestore restore = InstantRestore.Start(fixture.Repository, fixture.Repository.GetRestorePoint(_guest.Point.Id), folder.File("vm"), vm, CancellationToken.None);
+            InstantRestore restore = InstantRestore.Start(fixture.Repository, fixture.Repository.GetRestorePoint(_guest.Point.Id), folder.File("vm"), vm, 0, CancellationToken.None);
             try
             {
                 using (GuestAgentClient agent = GuestAgentClient.Connect(restore.AgentSocket, TimeSpan.FromSeconds(60)))
@@ -155,8 +155,9 @@ namespace VmQuiesce.Core.Tests.Export
                     Assert.Equal("inner\n", Shell(agent, "cat /mnt/data/dir/sub/f"));
                 }
 
-                ImageInfo(restore.Disks.Single(), out string? backing);
+                ImageInfo(restore.Disks.Single(), out string? backing, out long clusterSize);
                 Assert.Null(backing);
+                Assert.Equal(512 * 1024, clusterSize); // block-stream's own request size: 3-4x the copy rate of 64 KiB clusters
             }
             finally
             {
@@ -181,7 +182,7 @@ namespace VmQuiesce.Core.Tests.Export
             File.WriteAllBytes(chunkFile, stored);
             using var folder = new TempFolder();
 
-            InstantRestore restore = InstantRestore.Start(fixture.Repository, fixture.Repository.GetRestorePoint(_guest.Point.Id), folder.File("vm"), BootCheckTests.GuestBoot(), CancellationToken.None);
+            InstantRestore restore = InstantRestore.Start(fixture.Repository, fixture.Repository.GetRestorePoint(_guest.Point.Id), folder.File("vm"), BootCheckTests.GuestBoot(), 0, CancellationToken.None);
             bool completed = restore.WaitForCompletion(TimeSpan.FromMinutes(5), CancellationToken.None);
             string status = StatusAfterTheGuestReadsItsWholeDisk(restore);
             restore.Stop();
@@ -230,11 +231,12 @@ namespace VmQuiesce.Core.Tests.Export
             return result.StandardOutput;
         }
 
-        private static void ImageInfo(string image, out string? backing)
+        private static void ImageInfo(string image, out string? backing, out long clusterSize)
         {
             string json = HostCommand.RunChecked("qemu-img", new[] { "info", "-U", "--output=json", "-f", "qcow2", image }).StandardOutput;
             using var document = System.Text.Json.JsonDocument.Parse(json);
             backing = document.RootElement.TryGetProperty("backing-filename", out var value) ? value.GetString() : null;
+            clusterSize = document.RootElement.GetProperty("cluster-size").GetInt64();
         }
 
         private static void CopyRepository(string from, string to)

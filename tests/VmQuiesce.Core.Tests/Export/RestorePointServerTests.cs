@@ -53,6 +53,23 @@ namespace VmQuiesce.Core.Tests.Export
             Assert.Equal("disk.raw", served.Disks.Single().Path);
         }
 
+        [NbdToolFact("nbdcopy")]
+        public void ServingAPointFarLargerThanTheCacheToManyReadersAtOnceAllocatesNoMoreChunkBuffersThanTheCacheHolds()
+        {
+            byte[] content = RepositoryFixture.Random(96 * Chunk, 11);
+            RestorePoint point = _fixture.BackUp("big01", _fixture.WriteFile("big.raw", content));
+            using RestorePointServer served = RestorePointServer.Start(_fixture.Repository, point, new RestorePointServerOptions { CacheChunks = 3 });
+            using var folder = new TempFolder();
+
+            // 4 connections of 16 requests of 2 chunks each: readers wait for buffers far more often than not.
+            NbdTools.Run("nbdcopy", "--connections=4", "--requests=16", "--request-size=131072", served.Disks[0].Uri, folder.File("copy.raw"));
+
+            AssertBytes.Equal(content, File.ReadAllBytes(folder.File("copy.raw")));
+            Assert.True(served.ChunksRead >= 96, $"{served.ChunksRead} chunks read");
+            Assert.InRange(served.ChunkBuffers, 1, 3); // a buffer per chunk read would be 96 or more
+            Assert.Empty(served.Errors);
+        }
+
         [NbdToolFact("qemu-img", "nbdcopy")]
         public async Task ADamagedChunkIsAnIoErrorOnItsRangeNamingTheChunkAndNothingWrongIsServed()
         {

@@ -301,7 +301,7 @@ namespace VmQuiesce.Core.Tests.Qemu
             // Start-VmInstantRestore: the point's disk served to a new QEMU and copied to a local qcow2 behind it.
             BootCheckOptions boot = VmQuiesce.Core.Tests.Restore.BootCheckTests.GuestBoot();
             boot.Append = boot.Append!.Replace("vmquiesce.agent=once", "vmquiesce.agent=respawn", StringComparison.Ordinal);
-            InstantRestore restore = InstantRestore.Start(_repository, incremental, _folder.File("instant"), boot, CancellationToken.None);
+            InstantRestore restore = InstantRestore.Start(_repository, incremental, _folder.File("instant"), boot, 0, CancellationToken.None);
             try
             {
                 using (GuestAgentClient agent = GuestAgentClient.Connect(restore.AgentSocket, TimeSpan.FromSeconds(60)))
