@@ -101,6 +101,19 @@ Describe 'Copy-VmBackup to and from S3' {
         (Get-FileHash $file[0].FullName).Hash | Should -Be (Get-FileHash $disk).Hash
     }
 
+    It 'restores straight from S3, by id and from a piped restore point, the same bytes' {
+        $s3 = "s3://$bucket/site-a"
+        $byId = Join-Path $root 'from-s3-id'
+        $result = Restore-VmSnapshot -Repository $s3 -Id $second.Id -Destination $byId -S3Endpoint $endpoint -S3Credential $credential -Confirm:$false
+        $result.RestorePointId | Should -Be $second.Id
+        $piped = Join-Path $root 'from-s3-piped'
+        Get-VmBackup -Repository $s3 -Id $first.Id -S3Endpoint $endpoint -S3Credential $credential |
+            Restore-VmSnapshot -Destination $piped -S3Endpoint $endpoint -S3Credential $credential -Confirm:$false | Out-Null
+        (Get-FileHash (Get-ChildItem $byId -Recurse -File).FullName).Hash | Should -Be (Get-FileHash $disk).Hash
+        $firstBytes = [IO.File]::ReadAllBytes($disk); $firstBytes[0] = $firstBytes[0] -bxor 0xff
+        [IO.File]::ReadAllBytes((Get-ChildItem $piped -Recurse -File).FullName)[0] | Should -Be $firstBytes[0] -Because 'the first point holds the byte before it was flipped'
+    }
+
     It 'keeps an encrypted copy in S3 sealed under its own key: listed and verified with the key file, a changed object not authentic, nothing read without the key' {
         $s3 = "s3://$bucket/site-enc"
         $copy = Copy-VmBackup -Repository $folder -Destination $s3 -Id $second.Id -S3Endpoint $endpoint -S3Credential $credential -Confirm:$false

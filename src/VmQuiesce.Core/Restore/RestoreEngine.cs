@@ -72,15 +72,16 @@ namespace VmQuiesce.Core.Restore
         /// <summary>The mode of a restored file whose original mode is not known (older points, another host).</summary>
         private const int UnknownMode = 0x180; // 0600
 
-        private readonly BackupRepository _repository;
+        private readonly IRestorePointSource _repository;
         private readonly RestoreEnvironment _environment;
 
-        public RestoreEngine(BackupRepository repository)
+        /// <param name="repository">A folder repository or one on object storage: chunks are read, verified and written the same way from either.</param>
+        public RestoreEngine(IRestorePointSource repository)
             : this(repository, RestoreEnvironment.Real)
         {
         }
 
-        internal RestoreEngine(BackupRepository repository, RestoreEnvironment environment)
+        internal RestoreEngine(IRestorePointSource repository, RestoreEnvironment environment)
         {
             _repository = repository;
             _environment = environment;

@@ -17,23 +17,23 @@ namespace VmQuiesce.Commands
         /// <summary>The endpoint of a non-AWS S3 store; else AWS_ENDPOINT_URL_S3, AWS_ENDPOINT_URL, or AWS itself.</summary>
         [Parameter]
         [ValidateNotNull]
-        public Uri? S3Endpoint { get; set; }
+        public virtual Uri? S3Endpoint { get; set; }
 
         /// <summary>The access key id (user name) and secret access key (password); else the AWS credential chain.</summary>
         [Parameter]
         [Credential]
         [ValidateNotNull]
-        public PSCredential? S3Credential { get; set; }
+        public virtual PSCredential? S3Credential { get; set; }
 
         /// <summary>A profile of the shared AWS credentials and config files.</summary>
         [Parameter]
         [ValidateNotNullOrEmpty]
-        public string? S3ProfileName { get; set; }
+        public virtual string? S3ProfileName { get; set; }
 
         /// <summary>The signing region; else AWS_REGION, AWS_DEFAULT_REGION, or us-east-1 with an endpoint.</summary>
         [Parameter]
         [ValidateNotNullOrEmpty]
-        public string? S3Region { get; set; }
+        public virtual string? S3Region { get; set; }
 
         /// <summary>
         /// The object storage at an s3:// address, checked (endpoint answers, keys accepted, bucket exists) before

@@ -15,7 +15,7 @@ namespace VmQuiesce.Commands
     /// </summary>
     [Cmdlet(VerbsData.Restore, "VmSnapshot", SupportsShouldProcess = true, ConfirmImpact = ConfirmImpact.Medium, DefaultParameterSetName = ByRestorePointSet)]
     [OutputType(typeof(RestoreResult))]
-    public sealed class RestoreVmSnapshotCommand : VmQuiesceCmdlet
+    public sealed class RestoreVmSnapshotCommand : RepositoryCmdlet
     {
         public const string ByRestorePointSet = "RestorePoint";
         public const string ByIdSet = "Id";
@@ -112,6 +112,33 @@ namespace VmQuiesce.Commands
         [ValidateNotNull]
         public BootCheckOptions? BootOption { get; set; }
 
+        // The S3 connection belongs to VmQuiesce's own sets: Hyper-V's sets keep Hyper-V's parameters only.
+
+        /// <inheritdoc/>
+        [Parameter(ParameterSetName = ByRestorePointSet)]
+        [Parameter(ParameterSetName = ByIdSet)]
+        [ValidateNotNull]
+        public override Uri? S3Endpoint { get => base.S3Endpoint; set => base.S3Endpoint = value; }
+
+        /// <inheritdoc/>
+        [Parameter(ParameterSetName = ByRestorePointSet)]
+        [Parameter(ParameterSetName = ByIdSet)]
+        [Credential]
+        [ValidateNotNull]
+        public override PSCredential? S3Credential { get => base.S3Credential; set => base.S3Credential = value; }
+
+        /// <inheritdoc/>
+        [Parameter(ParameterSetName = ByRestorePointSet)]
+        [Parameter(ParameterSetName = ByIdSet)]
+        [ValidateNotNullOrEmpty]
+        public override string? S3ProfileName { get => base.S3ProfileName; set => base.S3ProfileName = value; }
+
+        /// <inheritdoc/>
+        [Parameter(ParameterSetName = ByRestorePointSet)]
+        [Parameter(ParameterSetName = ByIdSet)]
+        [ValidateNotNullOrEmpty]
+        public override string? S3Region { get => base.S3Region; set => base.S3Region = value; }
+
         protected override void ProcessRecord()
         {
             if (ParameterSetName == HyperVNameSet || ParameterSetName == HyperVObjectSet || ParameterSetName == HyperVVmSet)
@@ -121,23 +148,24 @@ namespace VmQuiesce.Commands
             }
 
             string? destination = Destination == null ? null : ResolveFileSystemPath(Destination, nameof(Destination));
-            BackupRepository repository;
+            IRestorePointSource? repository = null;
             RestorePoint point;
             try
             {
                 if (ParameterSetName == ByIdSet)
                 {
-                    repository = BackupRepository.Open(ResolveFileSystemPath(Repository, nameof(Repository)));
+                    repository = OpenRestorePointSource(Repository, nameof(Repository));
                     point = repository.GetRestorePoint(Id);
                 }
                 else
                 {
                     point = RestorePoint!;
-                    repository = BackupRepository.Open(point.Repository);
+                    repository = OpenRestorePointSource(point.Repository, nameof(RestorePoint));
                 }
             }
             catch (VmQuiesceException e)
             {
+                (repository as IDisposable)?.Dispose();
                 WriteFailure(e);
                 return;
             }
@@ -145,12 +173,16 @@ namespace VmQuiesce.Commands
             try
             {
                 // Shared: a restore may run beside backups, never beside a prune that removes chunks.
-                using RepositoryLock shared = repository.LockForReading("Restore-VmSnapshot", WriteWarning);
+                using RepositoryLock? shared = (repository as BackupRepository)?.LockForReading("Restore-VmSnapshot", WriteWarning);
                 Restore(new RestoreEngine(repository), point, destination);
             }
             catch (VmQuiesceException e)
             {
                 WriteFailure(e);
+            }
+            finally
+            {
+                (repository as IDisposable)?.Dispose();
             }
         }
 
