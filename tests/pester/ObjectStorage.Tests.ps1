@@ -154,9 +154,32 @@ Describe 'Copy-VmBackup to and from S3' {
         ($output + $failures | Out-String) | Should -Not -Match 'not-the-secret'
     }
 
-    It 'refuses an s3:// repository in a cmdlet that works on folders, before anything is frozen' {
-        $vm = [VmQuiesce.Core.Sources.PlainImage.PlainImageVm]::new('s3vm', [string[]] @($disk))
-        { Invoke-VmQuiescedBackup -Vm $vm -Repository "s3://$bucket/site-a" -Consistency Crash -Confirm:$false -ErrorAction Stop } |
+    It 'backs up straight to S3 into a new encrypted repository, sends only changed chunks the second time, and restores from there' {
+        $s3 = "s3://$bucket/site-direct"
+        $vm = [VmQuiesce.Core.Sources.PlainImage.PlainImageVm]::new('direct', [string[]] @($disk))
+        $one = Invoke-VmQuiescedBackup -Vm $vm -Repository $s3 -Consistency Crash -ChunkSize 1MB -S3Endpoint $endpoint -S3Credential $credential -Confirm:$false
+        $one.Repository | Should -Be $s3
+        $one.NewChunkBytes | Should -Be 3MB
+        $two = Invoke-VmQuiescedBackup -Vm $vm -Repository $s3 -Consistency Crash -S3Endpoint $endpoint -S3Credential $credential -Confirm:$false
+        $two.NewChunkBytes | Should -Be 0 -Because 'every chunk is in the bucket already'
+        $marker = [Text.Encoding]::UTF8.GetString((& $readObject 'site-direct/vmquiesce-repository.json')) | ConvertFrom-Json
+        $marker.encryption.algorithm | Should -Be 'AES-256-GCM'
+        (Test-VmBackup -Repository $s3 -S3Endpoint $endpoint -S3Credential $credential).IsValid | Should -Be @($true, $true)
+        $restored = Join-Path $root 'from-direct'
+        Restore-VmSnapshot -Repository $s3 -Id $two.Id -Destination $restored -S3Endpoint $endpoint -S3Credential $credential -Confirm:$false | Out-Null
+        (Get-FileHash (Get-ChildItem $restored -Recurse -File).FullName).Hash | Should -Be (Get-FileHash $disk).Hash
+    }
+
+    It 'reports an unreachable endpoint before any VM is frozen' {
+        $vm = [VmQuiesce.Core.Sources.PlainImage.PlainImageVm]::new('direct', [string[]] @($disk))
+        $script:frozen = $false
+        { Invoke-VmQuiescedBackup -Vm $vm -Repository "s3://$bucket/site-x" -Consistency Crash -PreFreezeScript { $script:frozen = $true } -S3Endpoint 'http://127.0.0.1:1' -S3Credential $credential -Confirm:$false -ErrorAction Stop } |
+            Should -Throw -ErrorId 'S3EndpointUnreachable*'
+        $frozen | Should -BeFalse
+    }
+
+    It 'refuses an s3:// repository in a cmdlet that works on folders, before anything changes' {
+        { Remove-VmBackup -Repository "s3://$bucket/site-a" -KeepLast 1 -Confirm:$false -ErrorAction Stop } |
             Should -Throw -ErrorId 'S3RepositoryNotSupported*'
     }
 

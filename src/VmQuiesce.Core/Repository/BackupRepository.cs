@@ -20,7 +20,7 @@ namespace VmQuiesce.Core.Repository
     /// vmquiesce-repository.json (format version, chunk size), chunks/ab/&lt;sha256&gt;,
     /// points/&lt;id&gt;.json and locks/. A restore point exists exactly when its manifest does.
     /// </summary>
-    public sealed class BackupRepository : IRestorePointSource
+    public sealed class BackupRepository : IRestorePointSource, IBackupTarget
     {
         public const int FormatVersion = 1;
         public const int DefaultChunkSize = 4 * 1024 * 1024;
@@ -63,6 +63,8 @@ namespace VmQuiesce.Core.Repository
         public int ChunkSize { get; }
 
         internal ChunkStore Chunks { get; }
+
+        IChunkSink IBackupTarget.ChunkSink => Chunks;
 
         /// <summary>Whether chunks and manifests are encrypted and authenticated, and with which key (see <see cref="RepositoryEncryption"/>).</summary>
         public RepositoryEncryption Encryption => Chunks.Encryption;
@@ -311,6 +313,8 @@ namespace VmQuiesce.Core.Repository
         /// <summary>A shared lock (backups, verifies, restores); a lock whose process is provably gone is removed and reported through <paramref name="warn"/>.</summary>
         public RepositoryLock LockShared(string purpose, bool removeStale = false, Action<string>? warn = null) => Locked(() => RepositoryLock.AcquireShared(Path, purpose, removeStale, warn));
 
+        IDisposable IBackupTarget.LockShared(string purpose, Action<string> warn) => LockShared(purpose, warn: warn);
+
         /// <summary>The exclusive lock (prune).</summary>
         public RepositoryLock LockExclusive(string purpose, bool removeStale = false, Action<string>? warn = null) => Locked(() => RepositoryLock.AcquireExclusive(Path, purpose, removeStale, warn));
 
@@ -415,6 +419,8 @@ namespace VmQuiesce.Core.Repository
         /// Publishes a restore point: its chunks must already be stored. Manifest to a temp name, flushed
         /// to disk, renamed; until the rename the point does not exist.
         /// </summary>
+        void IBackupTarget.Publish(RestorePoint point) => Publish(point);
+
         internal void Publish(RestorePoint point)
         {
             Chunks.SyncStoredFolders();

@@ -17,7 +17,7 @@ namespace VmQuiesce.Core.Repository.Storage
     /// whose code reads and writes both). A restore point exists exactly when its manifest object does, and the
     /// manifest is created last, with a create-if-absent: a crash at any moment leaves only unreferenced chunks.
     /// </summary>
-    public sealed class ObjectRepository : IRestorePointSource, IDisposable
+    public sealed class ObjectRepository : IRestorePointSource, IBackupTarget, IDisposable
     {
         private const string ChunksPrefix = ChunkStore.FolderName + "/";
         private const string PointsPrefix = BackupRepository.PointsFolderName + "/";
@@ -34,9 +34,17 @@ namespace VmQuiesce.Core.Repository.Storage
             ChunkSize = chunkSize;
             // Only the chunk encoding, sealing and naming are used: the folder belongs to no one.
             _codec = new ChunkStore(string.Empty, chunkSize, RepositoryFileOps.Real) { Encryption = encryption };
+            ChunkSink = new ObjectChunkSink(this);
         }
 
         public IObjectStorage Storage { get; }
+
+        IChunkSink IBackupTarget.ChunkSink => ChunkSink;
+
+        internal ObjectChunkSink ChunkSink { get; }
+
+        /// <summary>The longest a stored chunk can be (see <see cref="ChunkStore.MaxFileLength"/>).</summary>
+        internal int MaxStoredLength => (int)_codec.MaxFileLength;
 
         public string Location => Storage.Location;
 
@@ -165,18 +173,24 @@ namespace VmQuiesce.Core.Repository.Storage
         /// <param name="scratch">A buffer of at least ChunkSize bytes the caller owns, for compression.</param>
         public long WriteChunk(string hash, byte[] data, int length, byte[] scratch)
         {
-            (byte codec, int encodedLength) = ChunkStore.Encode(data, length, scratch);
-            byte[] stored = System.Buffers.ArrayPool<byte>.Shared.Rent((int)_codec.MaxFileLength);
+            byte[] stored = System.Buffers.ArrayPool<byte>.Shared.Rent(MaxStoredLength);
             try
             {
-                using var stream = new MemoryStream(stored, writable: true);
-                int storedLength = (int)_codec.WriteStored(stream, hash, codec, codec == ChunkStore.CodecRaw ? data : scratch, encodedLength);
+                int storedLength = EncodeStored(hash, data, length, scratch, stored);
                 return Storage.CreateIfAbsent(ChunkKey(hash), new[] { new ArraySegment<byte>(stored, 0, storedLength) }) ? storedLength : 0;
             }
             finally
             {
                 System.Buffers.ArrayPool<byte>.Shared.Return(stored);
             }
+        }
+
+        /// <summary>Encodes chunk <paramref name="hash"/> as it is stored (sealed in an encrypted repository) into <paramref name="stored"/>; returns its length.</summary>
+        internal int EncodeStored(string hash, byte[] data, int length, byte[] scratch, byte[] stored)
+        {
+            (byte codec, int encodedLength) = ChunkStore.Encode(data, length, scratch);
+            using var stream = new MemoryStream(stored, writable: true);
+            return (int)_codec.WriteStored(stream, hash, codec, codec == ChunkStore.CodecRaw ? data : scratch, encodedLength);
         }
 
         public string? ReadVerifiedChunk(string hash, byte[] buffer, int expectedLength, ConcurrentDictionary<string, bool>? good, out bool missing) =>
@@ -196,11 +210,16 @@ namespace VmQuiesce.Core.Repository.Storage
             {
                 throw new VmQuiesceException("RestorePointExists", FailureKind.InvalidOperation, $"The repository '{Location}' already has a restore point '{point.Id}'.", point.Id);
             }
+
+            point.Repository = Location;
         }
+
+        /// <summary>A backup's hold on the repository: nothing to hold yet, object repositories have no prune.</summary>
+        IDisposable IBackupTarget.LockShared(string purpose, Action<string> warn) => new MemoryStream();
 
         public void Dispose() => Storage.Dispose();
 
-        private int ReadChunk(string hash, byte[] buffer)
+        internal int ReadChunk(string hash, byte[] buffer)
         {
             byte[] stored = System.Buffers.ArrayPool<byte>.Shared.Rent((int)_codec.MaxFileLength);
             try
