@@ -178,9 +178,17 @@ Describe 'Copy-VmBackup to and from S3' {
         $frozen | Should -BeFalse
     }
 
+    It 'prunes an S3 repository by policy: the old point and the chunks only it used go, the rest verifies' {
+        $s3 = "s3://$bucket/site-a"
+        $result = Remove-VmBackup -Repository $s3 -KeepLast 1 -S3Endpoint $endpoint -S3Credential $credential -Confirm:$false
+        $result.RemovedRestorePoints | Should -Be @($first.Id)
+        $result.RemovedChunks | Should -Be 1 -Because 'only the first chunk differed between the two points'
+        (Get-VmBackup -Repository $s3 -S3Endpoint $endpoint -S3Credential $credential).Id | Should -Be @($second.Id)
+        (Test-VmBackup -Repository $s3 -S3Endpoint $endpoint -S3Credential $credential).IsValid | Should -BeTrue
+    }
+
     It 'refuses an s3:// repository in a cmdlet that works on folders, before anything changes' {
-        { Remove-VmBackup -Repository "s3://$bucket/site-a" -KeepLast 1 -Confirm:$false -ErrorAction Stop } |
-            Should -Throw -ErrorId 'S3RepositoryNotSupported*'
+        { Get-VmBackupRepository -Path "s3://$bucket/site-a" -ErrorAction Stop } | Should -Throw -ErrorId 'S3RepositoryNotSupported*'
     }
 
     It 'loads the AWS SDK into VmQuiesce''s own load context, where type literals do not reach it' {

@@ -4,13 +4,14 @@ using System.Linq;
 using System.Management.Automation;
 using VmQuiesce.Core;
 using VmQuiesce.Core.Repository;
+using VmQuiesce.Core.Repository.Storage;
 
 namespace VmQuiesce.Commands
 {
     /// <summary>Removes restore points by id or by retention policy, then the chunks no remaining point uses.</summary>
     [Cmdlet(VerbsCommon.Remove, "VmBackup", SupportsShouldProcess = true, ConfirmImpact = ConfirmImpact.High, DefaultParameterSetName = ByIdSet)]
     [OutputType(typeof(PruneResult))]
-    public sealed class RemoveVmBackupCommand : VmQuiesceCmdlet
+    public sealed class RemoveVmBackupCommand : RepositoryCmdlet
     {
         private const string ByIdSet = "ById";
         private const string ByPolicySet = "ByPolicy";
@@ -65,7 +66,7 @@ namespace VmQuiesce.Commands
 
         protected override void ProcessRecord()
         {
-            string path = ResolveFileSystemPath(Repository, nameof(Repository));
+            string path = S3RepositoryAddress.IsS3(Repository) ? Repository : ResolveFileSystemPath(Repository, nameof(Repository));
             if (ParameterSetName == ByPolicySet)
             {
                 var policy = new RetentionPolicy { KeepLast = KeepLast, KeepDaily = KeepDaily, KeepWeekly = KeepWeekly, KeepMonthly = KeepMonthly };
@@ -91,11 +92,12 @@ namespace VmQuiesce.Commands
             }
         }
 
-        private void Run(string path, Func<BackupRepository, PrunePlan> plan)
+        private void Run(string path, Func<IPrunableRepository, PrunePlan> plan)
         {
+            IPrunableRepository? repository = null;
             try
             {
-                BackupRepository repository = BackupRepository.Open(path);
+                repository = S3RepositoryAddress.IsS3(path) ? ObjectRepository.Open(OpenS3Storage(path)) : BackupRepository.Open(path);
                 PrunePlan proposed = plan(repository);
                 var confirmed = proposed.Remove
                     .Where(point => ShouldProcess(
@@ -126,6 +128,10 @@ namespace VmQuiesce.Commands
             catch (VmQuiesceException e)
             {
                 WriteFailure(e);
+            }
+            finally
+            {
+                (repository as IDisposable)?.Dispose();
             }
         }
     }

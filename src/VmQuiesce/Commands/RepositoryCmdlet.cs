@@ -84,6 +84,13 @@ namespace VmQuiesce.Commands
         }
     
         /// <summary>
+        /// The shared lock a reader holds on <paramref name="source"/>, so a prune waits: a lock file in a folder, a lock
+        /// object on object storage (see about_VmQuiesce_ObjectStorage).
+        /// </summary>
+        internal IDisposable LockForReading(IRestorePointSource source, string purpose) =>
+            source is ObjectRepository objects ? objects.LockShared(purpose) : ((BackupRepository)source).LockForReading(purpose, WriteWarning);
+
+        /// <summary>
         /// The restore points named by <paramref name="ids"/> (unknown ones reported), or else every point, of the VMs
         /// matching <paramref name="vmNames"/>, only each VM's newest with <paramref name="latest"/>; oldest first.
         /// </summary>

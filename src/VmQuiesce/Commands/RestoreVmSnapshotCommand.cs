@@ -173,7 +173,7 @@ namespace VmQuiesce.Commands
             try
             {
                 // Shared: a restore may run beside backups, never beside a prune that removes chunks.
-                using RepositoryLock? shared = (repository as BackupRepository)?.LockForReading("Restore-VmSnapshot", WriteWarning);
+                using IDisposable shared = LockForReading(repository, "Restore-VmSnapshot");
                 Restore(new RestoreEngine(repository), point, destination);
             }
             catch (VmQuiesceException e)
