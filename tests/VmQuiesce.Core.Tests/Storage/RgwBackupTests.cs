@@ -83,44 +83,25 @@ namespace VmQuiesce.Core.Tests.Storage
         private static List<StoredObject> ChunkObjects(ObjectRepository repository) => repository.Storage.List("chunks/").ToList();
 
         /// <summary>Object storage whose chunk uploads fail once <paramref name="failAfter"/> have been stored, as a dropped connection would.</summary>
-        private sealed class FailingChunkUploads : IObjectStorage
+        private sealed class FailingChunkUploads : DelegatingObjectStorage
         {
-            private readonly IObjectStorage _inner;
             private int _left;
 
             public FailingChunkUploads(IObjectStorage inner, int failAfter)
+                : base(inner)
             {
-                _inner = inner;
                 _left = failAfter;
             }
 
-            public string Location => _inner.Location;
-
-            public bool CreateIfAbsent(string key, IReadOnlyList<ArraySegment<byte>> parts)
+            public override bool CreateIfAbsent(string key, IReadOnlyList<ArraySegment<byte>> parts)
             {
                 if (key.StartsWith("chunks/", StringComparison.Ordinal) && Interlocked.Decrement(ref _left) < 0)
                 {
                     throw new IOException("The connection dropped.");
                 }
 
-                return _inner.CreateIfAbsent(key, parts);
+                return Inner.CreateIfAbsent(key, parts);
             }
-
-            public int Read(string key, byte[] buffer) => _inner.Read(key, buffer);
-
-            public byte[] ReadAll(string key, int maxLength) => _inner.ReadAll(key, maxLength);
-
-            public void Replace(string key, IReadOnlyList<ArraySegment<byte>> parts) => _inner.Replace(key, parts);
-
-            public bool Exists(string key) => _inner.Exists(key);
-
-            public IEnumerable<StoredObject> List(string prefix) => _inner.List(prefix);
-
-            public void Delete(string key) => _inner.Delete(key);
-
-            public void Flush() => _inner.Flush();
-
-            public void Dispose() => _inner.Dispose();
         }
     }
 }

@@ -107,7 +107,12 @@ namespace VmQuiesce.Core.Repository.Storage
             }
 
             string config = BackupRepository.NewMarker(chunkSize, encryption);
-            storage.CreateIfAbsent(BackupRepository.MarkerName, new[] { new ArraySegment<byte>(Encoding.UTF8.GetBytes(config)) });
+            if (!storage.CreateIfAbsent(BackupRepository.MarkerName, new[] { new ArraySegment<byte>(Encoding.UTF8.GetBytes(config)) }) && encryption.IsEncrypted)
+            {
+                // Another host made the repository first: the key written for ours names a repository that never existed.
+                HostKeyStore.Remove(encryption.RepositoryId!);
+            }
+
             return Open(storage);
         }
 
