@@ -3,11 +3,8 @@ using System.Collections.Generic;
 using System.IO;
 using System.Linq;
 using System.Threading;
-using VmQuiesce.Core.Backup;
 using VmQuiesce.Core.Repository;
 using VmQuiesce.Core.Repository.Storage;
-using VmQuiesce.Core.Sources;
-using VmQuiesce.Core.Sources.PlainImage;
 using VmQuiesce.Core.Tests.Repository;
 using Xunit;
 
@@ -37,12 +34,12 @@ namespace VmQuiesce.Core.Tests.Storage
             string disk = _local.WriteFile("disk.img", content);
             using ObjectRepository remote = ObjectRepository.OpenOrCreate(_server.NewStorage(), Chunk, key: null);
 
-            RestorePoint first = BackUp(remote, disk);
+            RestorePoint first = RepositoryFixture.BackUp(remote, "web", disk);
             // Four distinct data chunks (the sixth repeats the first); the zeros are never stored.
             int afterFirst = ChunkObjects(remote).Count;
             content[10] ^= 0xff;
             File.WriteAllBytes(disk, content);
-            RestorePoint second = BackUp(remote, disk);
+            RestorePoint second = RepositoryFixture.BackUp(remote, "web", disk);
 
             Assert.Equal(4, afterFirst);
             Assert.Equal((long)((3 * Chunk) + 500), first.NewChunkBytes);
@@ -61,7 +58,7 @@ namespace VmQuiesce.Core.Tests.Storage
             S3ObjectStorage storage = _server.NewStorage();
             using ObjectRepository failing = ObjectRepository.OpenOrCreate(new FailingChunkUploads(storage, failAfter: 2), Chunk, key: null);
 
-            var error = Assert.Throws<VmQuiesceException>(() => BackUp(failing, disk));
+            var error = Assert.Throws<VmQuiesceException>(() => RepositoryFixture.BackUp(failing, "web", disk));
 
             Assert.Equal("BackupCopyFailed", error.ErrorId);
             Assert.Contains("connection dropped", error.Message);
@@ -70,15 +67,12 @@ namespace VmQuiesce.Core.Tests.Storage
             Assert.InRange(left, 2, 5);
 
             using ObjectRepository remote = ObjectRepository.Open(new S3ObjectStorage(storage.Address, _server.Settings()));
-            RestorePoint point = BackUp(remote, disk);
+            RestorePoint point = RepositoryFixture.BackUp(remote, "web", disk);
 
             Assert.Equal(6, ChunkObjects(remote).Count);
             Assert.Equal((long)(6 - left) * Chunk, point.NewChunkBytes);
             Assert.True(RestorePointVerifier.Verify(remote, point, CancellationToken.None).IsValid);
         }
-
-        private static RestorePoint BackUp(ObjectRepository repository, string disk) =>
-            new BackupEngine(repository, workers: 2).Run(new PlainImageSource("web", new[] { disk }), new QuiesceOptions { Required = Consistency.Crash }, null, CancellationToken.None).RestorePoint;
 
         private static List<StoredObject> ChunkObjects(ObjectRepository repository) => repository.Storage.List("chunks/").ToList();
 

@@ -2,11 +2,8 @@ using System;
 using System.Linq;
 using System.Threading;
 using System.Threading.Tasks;
-using VmQuiesce.Core.Backup;
 using VmQuiesce.Core.Repository;
 using VmQuiesce.Core.Repository.Storage;
-using VmQuiesce.Core.Sources;
-using VmQuiesce.Core.Sources.PlainImage;
 using VmQuiesce.Core.Tests.Repository;
 using Xunit;
 
@@ -33,7 +30,7 @@ namespace VmQuiesce.Core.Tests.Storage
         {
             using S3ObjectStorage storage = _server.NewStorage();
             using ObjectRepository repository = ObjectRepository.OpenOrCreate(Host(storage), Chunk, key: null);
-            RestorePoint old = BackUp(repository, "old", _local.WriteFile("old.img", RepositoryFixture.Random(2 * Chunk, 1)));
+            RestorePoint old = RepositoryFixture.BackUp(repository, "old", _local.WriteFile("old.img", RepositoryFixture.Random(2 * Chunk, 1)));
             PrunePlan plan = repository.PlanRemoval(new[] { old.Id }, e => throw e);
 
             using (repository.LockShared("Invoke-VmQuiescedBackup of 'web'"))
@@ -47,7 +44,7 @@ namespace VmQuiesce.Core.Tests.Storage
             Assert.Equal(2, storage.List("chunks/").Count());
             using (ObjectRepositoryLock.AcquireExclusive(storage, "Remove-VmBackup (prune)"))
             {
-                var busy = Assert.Throws<VmQuiesceException>(() => BackUp(repository, "web", _local.WriteFile("web.img", RepositoryFixture.Random(Chunk, 2))));
+                var busy = Assert.Throws<VmQuiesceException>(() => RepositoryFixture.BackUp(repository, "web", _local.WriteFile("web.img", RepositoryFixture.Random(Chunk, 2))));
                 Assert.Equal("RepositoryLocked", busy.ErrorId);
                 Assert.Contains("Remove-VmBackup (prune)", busy.Message);
             }
@@ -68,13 +65,13 @@ namespace VmQuiesce.Core.Tests.Storage
             using ObjectRepository pruner = ObjectRepository.Open(Host(storage));
             // A point to prune whose chunks the writers also store: a prune that ran beside them would delete those.
             byte[] shared = RepositoryFixture.Random(8 * Chunk, 3);
-            RestorePoint old = BackUp(first, "old", _local.WriteFile("old.img", shared));
+            RestorePoint old = RepositoryFixture.BackUp(first, "old", _local.WriteFile("old.img", shared));
             string diskA = _local.WriteFile("a.img", RepositoryFixture.Concat(shared, RepositoryFixture.Random(24 * Chunk, 4)));
             string diskB = _local.WriteFile("b.img", RepositoryFixture.Concat(RepositoryFixture.Random(24 * Chunk, 5), shared));
             PrunePlan plan = pruner.PlanRemoval(new[] { old.Id }, e => throw e);
 
-            Task<RestorePoint> a = Task.Run(() => BackUp(first, "a", diskA));
-            Task<RestorePoint> b = Task.Run(() => BackUp(second, "b", diskB));
+            Task<RestorePoint> a = Task.Run(() => RepositoryFixture.BackUp(first, "a", diskA));
+            Task<RestorePoint> b = Task.Run(() => RepositoryFixture.BackUp(second, "b", diskB));
             int refused = 0;
             bool pruned = false;
             while (!(a.IsCompleted && b.IsCompleted))
@@ -112,9 +109,6 @@ namespace VmQuiesce.Core.Tests.Storage
 
             Assert.Empty(storage.List("locks/"));
         }
-
-        private static RestorePoint BackUp(ObjectRepository repository, string vm, string disk) =>
-            new BackupEngine(repository, workers: 2).Run(new PlainImageSource(vm, new[] { disk }), new QuiesceOptions { Required = Consistency.Crash }, null, CancellationToken.None).RestorePoint;
 
         /// <summary>Another client of the same bucket and prefix, as another host would have.</summary>
         private S3ObjectStorage Host(S3ObjectStorage storage) => new S3ObjectStorage(storage.Address, _server.Settings());
