@@ -101,6 +101,19 @@ Describe 'Copy-VmBackup to and from S3' {
         (Get-FileHash $file[0].FullName).Hash | Should -Be (Get-FileHash $disk).Hash
     }
 
+    It 'restores straight from S3, by id and from a piped restore point, the same bytes' {
+        $s3 = "s3://$bucket/site-a"
+        $byId = Join-Path $root 'from-s3-id'
+        $result = Restore-VmSnapshot -Repository $s3 -Id $second.Id -Destination $byId -S3Endpoint $endpoint -S3Credential $credential -Confirm:$false
+        $result.RestorePointId | Should -Be $second.Id
+        $piped = Join-Path $root 'from-s3-piped'
+        Get-VmBackup -Repository $s3 -Id $first.Id -S3Endpoint $endpoint -S3Credential $credential |
+            Restore-VmSnapshot -Destination $piped -S3Endpoint $endpoint -S3Credential $credential -Confirm:$false | Out-Null
+        (Get-FileHash (Get-ChildItem $byId -Recurse -File).FullName).Hash | Should -Be (Get-FileHash $disk).Hash
+        $firstBytes = [IO.File]::ReadAllBytes($disk); $firstBytes[0] = $firstBytes[0] -bxor 0xff
+        [IO.File]::ReadAllBytes((Get-ChildItem $piped -Recurse -File).FullName)[0] | Should -Be $firstBytes[0] -Because 'the first point holds the byte before it was flipped'
+    }
+
     It 'keeps an encrypted copy in S3 sealed under its own key: listed and verified with the key file, a changed object not authentic, nothing read without the key' {
         $s3 = "s3://$bucket/site-enc"
         $copy = Copy-VmBackup -Repository $folder -Destination $s3 -Id $second.Id -S3Endpoint $endpoint -S3Credential $credential -Confirm:$false
@@ -141,10 +154,41 @@ Describe 'Copy-VmBackup to and from S3' {
         ($output + $failures | Out-String) | Should -Not -Match 'not-the-secret'
     }
 
-    It 'refuses an s3:// repository in a cmdlet that works on folders, before anything is frozen' {
-        $vm = [VmQuiesce.Core.Sources.PlainImage.PlainImageVm]::new('s3vm', [string[]] @($disk))
-        { Invoke-VmQuiescedBackup -Vm $vm -Repository "s3://$bucket/site-a" -Consistency Crash -Confirm:$false -ErrorAction Stop } |
-            Should -Throw -ErrorId 'S3RepositoryNotSupported*'
+    It 'backs up straight to S3 into a new encrypted repository, sends only changed chunks the second time, and restores from there' {
+        $s3 = "s3://$bucket/site-direct"
+        $vm = [VmQuiesce.Core.Sources.PlainImage.PlainImageVm]::new('direct', [string[]] @($disk))
+        $one = Invoke-VmQuiescedBackup -Vm $vm -Repository $s3 -Consistency Crash -ChunkSize 1MB -S3Endpoint $endpoint -S3Credential $credential -Confirm:$false
+        $one.Repository | Should -Be $s3
+        $one.NewChunkBytes | Should -Be 3MB
+        $two = Invoke-VmQuiescedBackup -Vm $vm -Repository $s3 -Consistency Crash -S3Endpoint $endpoint -S3Credential $credential -Confirm:$false
+        $two.NewChunkBytes | Should -Be 0 -Because 'every chunk is in the bucket already'
+        $marker = [Text.Encoding]::UTF8.GetString((& $readObject 'site-direct/vmquiesce-repository.json')) | ConvertFrom-Json
+        $marker.encryption.algorithm | Should -Be 'AES-256-GCM'
+        (Test-VmBackup -Repository $s3 -S3Endpoint $endpoint -S3Credential $credential).IsValid | Should -Be @($true, $true)
+        $restored = Join-Path $root 'from-direct'
+        Restore-VmSnapshot -Repository $s3 -Id $two.Id -Destination $restored -S3Endpoint $endpoint -S3Credential $credential -Confirm:$false | Out-Null
+        (Get-FileHash (Get-ChildItem $restored -Recurse -File).FullName).Hash | Should -Be (Get-FileHash $disk).Hash
+    }
+
+    It 'reports an unreachable endpoint before any VM is frozen' {
+        $vm = [VmQuiesce.Core.Sources.PlainImage.PlainImageVm]::new('direct', [string[]] @($disk))
+        $script:frozen = $false
+        { Invoke-VmQuiescedBackup -Vm $vm -Repository "s3://$bucket/site-x" -Consistency Crash -PreFreezeScript { $script:frozen = $true } -S3Endpoint 'http://127.0.0.1:1' -S3Credential $credential -Confirm:$false -ErrorAction Stop } |
+            Should -Throw -ErrorId 'S3EndpointUnreachable*'
+        $frozen | Should -BeFalse
+    }
+
+    It 'prunes an S3 repository by policy: the old point and the chunks only it used go, the rest verifies' {
+        $s3 = "s3://$bucket/site-a"
+        $result = Remove-VmBackup -Repository $s3 -KeepLast 1 -S3Endpoint $endpoint -S3Credential $credential -Confirm:$false
+        $result.RemovedRestorePoints | Should -Be @($first.Id)
+        $result.RemovedChunks | Should -Be 1 -Because 'only the first chunk differed between the two points'
+        (Get-VmBackup -Repository $s3 -S3Endpoint $endpoint -S3Credential $credential).Id | Should -Be @($second.Id)
+        (Test-VmBackup -Repository $s3 -S3Endpoint $endpoint -S3Credential $credential).IsValid | Should -BeTrue
+    }
+
+    It 'refuses an s3:// repository in a cmdlet that works on folders, before anything changes' {
+        { Get-VmBackupRepository -Path "s3://$bucket/site-a" -ErrorAction Stop } | Should -Throw -ErrorId 'S3RepositoryNotSupported*'
     }
 
     It 'loads the AWS SDK into VmQuiesce''s own load context, where type literals do not reach it' {

@@ -199,7 +199,7 @@ Describe 'Set-VssWriterServiceLogon and Test-VssWriterServiceLogon (systemd)' {
         if ($skipReason) { Set-ItResult -Skipped -Because $skipReason; return }
         $info = Get-VssWriterServiceLogon -ServiceName $unit -UnitDirectory $units -VmFolder $vmFolder
         $table = $info | Format-Table | Out-String -Width 300
-        $table | Should -BeLike '*ServiceName*Account*State*StartMode*LogonRight*Admin*Folders*'
+        $table | Should -BeLike '*ServiceName*Account*State*StartMode*LogonRight*IsAdministrator*FolderAccess*'
         $table | Should -BeLike "*$unit*$admin*"
         ($info | Format-List | Out-String -Width 300) | Should -BeLike "*FolderAccess*$vmFolder*"
         $detail = Test-VssWriterServiceLogon -Credential (New-Cred $admin) @common -VmFolder $vmFolder -Detailed

@@ -60,7 +60,7 @@ namespace VmQuiesce.Core.Backup
             }
 
             var tracked = latest.Files.Where(f => f.ChangeTracking != null).ToList();
-            string? missing = tracked.SelectMany(f => f.Chunks).OfType<string>().Distinct(StringComparer.Ordinal).FirstOrDefault(hash => !File.Exists(_repository.Chunks.PathOf(hash)));
+            string? missing = tracked.SelectMany(f => f.Chunks).OfType<string>().Distinct(StringComparer.Ordinal).FirstOrDefault(hash => !_repository.ChunkSink.Contains(hash));
             string? why = latest.ChunkSize != _repository.ChunkSize ? $"restore point {latest.Id} has chunk size {latest.ChunkSize}, the repository {_repository.ChunkSize}"
                 : missing != null ? $"restore point {latest.Id} names the chunk {missing}, which is not in the repository"
                 : null;

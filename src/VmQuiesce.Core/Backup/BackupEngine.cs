@@ -9,6 +9,7 @@ using System.Threading;
 using System.Threading.Tasks;
 using VmQuiesce.Core.Platform;
 using VmQuiesce.Core.Repository;
+using VmQuiesce.Core.Repository.Storage;
 using VmQuiesce.Core.Sources;
 
 namespace VmQuiesce.Core.Backup
@@ -87,15 +88,23 @@ namespace VmQuiesce.Core.Backup
         /// </summary>
         private const int Flushers = 4;
 
-        private readonly BackupRepository _repository;
+        private static readonly int DefaultWorkers = Math.Max(2, Environment.ProcessorCount) + 2;
+
+        private readonly IBackupTarget _repository;
         private readonly int _workers;
 
         public BackupEngine(BackupRepository repository)
-            : this(repository, Math.Max(2, Environment.ProcessorCount) + 2)
+            : this(repository, DefaultWorkers)
         {
         }
 
-        internal BackupEngine(BackupRepository repository, int workers)
+        /// <summary>Backs up straight into object storage: chunks uploaded by the flushers, several at once, the manifest last.</summary>
+        public BackupEngine(ObjectRepository repository)
+            : this(repository, DefaultWorkers)
+        {
+        }
+
+        internal BackupEngine(IBackupTarget repository, int workers)
         {
             _repository = repository;
             _workers = workers;
@@ -119,7 +128,7 @@ namespace VmQuiesce.Core.Backup
             host.WriteProgress(new BackupProgress(vm, BackupPhase.Checking, 0, 0, clock.Elapsed));
             // The lock file is readable without the key: an encrypted repository's names no VM.
             string purpose = _repository.Encryption.IsEncrypted ? "Invoke-VmQuiescedBackup" : $"Invoke-VmQuiescedBackup of '{vm}'";
-            using RepositoryLock shared = _repository.LockShared(purpose, warn: host.WriteWarning);
+            using IDisposable shared = _repository.LockShared(purpose, host.WriteWarning);
             DateTime start = DateTime.UtcNow;
             host.WriteProgress(new BackupProgress(vm, BackupPhase.Quiescing, 0, 0, clock.Elapsed));
             using IConsistentView view = tracking == null ? source.OpenConsistentView(options, cancel) : OpenTrackedView(source, options, tracking, cancel);
@@ -224,8 +233,8 @@ namespace VmQuiesce.Core.Backup
             long total = sizes.Sum();
             var chunkLists = sizes.Select(size => new string?[(size + chunkSize - 1) / chunkSize]).ToArray();
             host.WriteProgress(new BackupProgress(vm, BackupPhase.Copying, 0, total, clock.Elapsed));
-            var copy = new CopyRun(_repository.Chunks, viewFiles, chunkLists, _workers, chunkSize, new TrackedCopy[viewFiles.Count], (hash, damage) => host.WriteWarning(
-                $"The repository '{_repository.Path}' held chunk {hash} damaged ({damage}); the backup of '{vm}' stored it anew from its data, which repairs every restore point that uses it."));
+            var copy = new CopyRun(_repository.ChunkSink, viewFiles, chunkLists, _workers, chunkSize, new TrackedCopy[viewFiles.Count], (hash, damage) => host.WriteWarning(
+                $"The repository '{_repository.Location}' held chunk {hash} damaged ({damage}); the backup of '{vm}' stored it anew from its data, which repairs every restore point that uses it."));
             using var stop = CancellationTokenSource.CreateLinkedTokenSource(cancel);
             var workers = Enumerable.Range(0, _workers)
                 .Select(_ => Task.Factory.StartNew(() => copy.Guard(stop, () => copy.StoreChunks(stop.Token)), CancellationToken.None, TaskCreationOptions.LongRunning, TaskScheduler.Default))
@@ -260,7 +269,7 @@ namespace VmQuiesce.Core.Backup
             Task.WaitAll(flushers);
             copy.AbandonUnpublished();
             cancel.ThrowIfCancellationRequested();
-            copy.ThrowIfFailed(_repository.Path);
+            copy.ThrowIfFailed(_repository.Location);
             host.WriteProgress(new BackupProgress(vm, BackupPhase.Copying, total, total, clock.Elapsed));
             var files = viewFiles.Select((file, i) => new RestorePointFile(file.RelativePath, file.OriginalPath, sizes[i], chunkLists[i])
             {
@@ -353,7 +362,7 @@ namespace VmQuiesce.Core.Backup
         /// </summary>
         private sealed partial class CopyRun
         {
-            private readonly ChunkStore _store;
+            private readonly IChunkSink _store;
             private readonly IReadOnlyList<ViewFile> _files;
             private readonly string?[][] _chunkLists;
             private readonly int _chunkSize;
@@ -368,7 +377,7 @@ namespace VmQuiesce.Core.Backup
             private long _newChunkBytes;
 
             /// <param name="repaired">Told (hash, what was wrong) for each damaged chunk this run stored anew.</param>
-            public CopyRun(ChunkStore store, IReadOnlyList<ViewFile> files, string?[][] chunkLists, int workers, int chunkSize, TrackedCopy?[] tracked, Action<string, string> repaired)
+            public CopyRun(IChunkSink store, IReadOnlyList<ViewFile> files, string?[][] chunkLists, int workers, int chunkSize, TrackedCopy?[] tracked, Action<string, string> repaired)
             {
                 _repaired = repaired;
                 _store = store;
@@ -576,7 +585,7 @@ namespace VmQuiesce.Core.Backup
 
                     if (pending.Repairs != null)
                     {
-                        _repaired(Path.GetFileName(pending.FinalPath), pending.Repairs);
+                        _repaired(pending.Hash, pending.Repairs);
                     }
                 }
             }

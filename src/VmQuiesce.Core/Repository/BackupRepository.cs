@@ -20,7 +20,7 @@ namespace VmQuiesce.Core.Repository
     /// vmquiesce-repository.json (format version, chunk size), chunks/ab/&lt;sha256&gt;,
     /// points/&lt;id&gt;.json and locks/. A restore point exists exactly when its manifest does.
     /// </summary>
-    public sealed class BackupRepository : IRestorePointSource
+    public sealed class BackupRepository : IRestorePointSource, IBackupTarget, IPrunableRepository
     {
         public const int FormatVersion = 1;
         public const int DefaultChunkSize = 4 * 1024 * 1024;
@@ -63,6 +63,8 @@ namespace VmQuiesce.Core.Repository
         public int ChunkSize { get; }
 
         internal ChunkStore Chunks { get; }
+
+        IChunkSink IBackupTarget.ChunkSink => Chunks;
 
         /// <summary>Whether chunks and manifests are encrypted and authenticated, and with which key (see <see cref="RepositoryEncryption"/>).</summary>
         public RepositoryEncryption Encryption => Chunks.Encryption;
@@ -312,6 +314,8 @@ namespace VmQuiesce.Core.Repository
         /// <summary>A shared lock (backups, verifies, restores); a lock whose process is provably gone is removed and reported through <paramref name="warn"/>.</summary>
         public RepositoryLock LockShared(string purpose, bool removeStale = false, Action<string>? warn = null) => Locked(() => RepositoryLock.AcquireShared(Path, purpose, removeStale, warn));
 
+        IDisposable IBackupTarget.LockShared(string purpose, Action<string> warn) => LockShared(purpose, warn: warn);
+
         /// <summary>The exclusive lock (prune).</summary>
         public RepositoryLock LockExclusive(string purpose, bool removeStale = false, Action<string>? warn = null) => Locked(() => RepositoryLock.AcquireExclusive(Path, purpose, removeStale, warn));
 
@@ -416,6 +420,8 @@ namespace VmQuiesce.Core.Repository
         /// Publishes a restore point: its chunks must already be stored. Manifest to a temp name, flushed
         /// to disk, renamed; until the rename the point does not exist.
         /// </summary>
+        void IBackupTarget.Publish(RestorePoint point) => Publish(point);
+
         internal void Publish(RestorePoint point)
         {
             Chunks.SyncStoredFolders();
@@ -479,46 +485,13 @@ namespace VmQuiesce.Core.Repository
         }
 
         /// <summary>Which points a removal by id removes (unknown ids are reported through <paramref name="notFound"/>).</summary>
-        public PrunePlan PlanRemoval(IEnumerable<string> ids, Action<VmQuiesceException> notFound)
-        {
-            var all = ListRestorePoints(IgnoreProblem);
-            var wanted = new HashSet<string>(StringComparer.Ordinal);
-            foreach (string id in ids)
-            {
-                if (all.Any(point => point.Id == id))
-                {
-                    wanted.Add(id);
-                }
-                else
-                {
-                    notFound(new VmQuiesceException("RestorePointNotFound", FailureKind.ObjectNotFound, $"The repository '{Path}' has no restore point '{id}'.", id));
-                }
-            }
-
-            return new PrunePlan(Path, all.Where(point => wanted.Contains(point.Id)).ToList(), all.Where(point => !wanted.Contains(point.Id)).ToList());
-        }
+        public PrunePlan PlanRemoval(IEnumerable<string> ids, Action<VmQuiesceException> notFound) => PrunePlan.ForIds(Path, ListRestorePoints(IgnoreProblem), ids, notFound);
 
         /// <summary>
         /// Which points <paramref name="policy"/> removes, per VM; VMs not matching <paramref name="appliesTo"/> are
         /// untouched. The plan never removes the last point of a VM, and its prune checks that again.
         /// </summary>
-        public PrunePlan PlanRetention(RetentionPolicy policy, Func<string, bool> appliesTo)
-        {
-            if (policy.IsEmpty)
-            {
-                throw new VmQuiesceException("RetentionPolicyEmpty", FailureKind.InvalidArgument, "The retention policy keeps nothing; give at least one of KeepLast, KeepDaily, KeepWeekly, KeepMonthly above 0.", policy);
-            }
-
-            var all = ListRestorePoints(IgnoreProblem);
-            var remove = new List<RestorePoint>();
-            foreach (var vm in all.Where(point => appliesTo(point.VmName)).GroupBy(point => point.VmKey, StringComparer.Ordinal))
-            {
-                ISet<RestorePoint> kept = policy.SelectKept(vm);
-                remove.AddRange(vm.Where(point => !kept.Contains(point)));
-            }
-
-            return new PrunePlan(Path, remove, all.Except(remove).ToList()) { KeepsLastPointOfEachVm = true };
-        }
+        public PrunePlan PlanRetention(RetentionPolicy policy, Func<string, bool> appliesTo) => PrunePlan.ForPolicy(Path, ListRestorePoints(IgnoreProblem), policy, appliesTo);
 
         /// <summary>What garbage collection would free if the plan's points were gone: (chunks, bytes).</summary>
         public (long Chunks, long Bytes) EstimateGarbage(PrunePlan plan)
@@ -555,19 +528,7 @@ namespace VmQuiesce.Core.Repository
             // Read every manifest before deleting anything: a chunk may be removed only when every
             // remaining point is known. Points added since the plan was made are kept.
             var (all, strays) = ReadManifests(e => ReportOrStop(e, warn));
-            var removeFiles = new HashSet<string>(plan.Remove.Select(point => point.ManifestFile), StringComparer.Ordinal);
-            var remove = all.Where(point => removeFiles.Contains(point.ManifestFile)).ToList();
-            if (plan.KeepsLastPointOfEachVm)
-            {
-                // A policy keeps at least one point per VM; if the kept ones vanished since the plan, keep the newest left.
-                foreach (var vm in all.GroupBy(point => point.VmName, StringComparer.OrdinalIgnoreCase).Where(vm => vm.All(remove.Contains)))
-                {
-                    RestorePoint newest = vm.OrderByDescending(point => point.StartTime).ThenByDescending(point => point.Id, StringComparer.Ordinal).First();
-                    remove.Remove(newest);
-                    warn?.Invoke($"Kept restore point '{newest.Id}' of VM '{newest.VmName}': the points the policy keeps are gone, and a policy never removes a VM's last point (remove it by id if you mean to).");
-                }
-            }
-
+            List<RestorePoint> remove = plan.StillToRemove(all, point => point.ManifestFile, warn);
             var keep = all.Except(remove).ToList();
             var removed = new List<string>();
             try

@@ -16,7 +16,7 @@ namespace VmQuiesce.Core.Repository
     /// Content-addressed chunks: each distinct chunk is stored once, under its SHA-256 in a fan-out
     /// folder (chunks/ab/abcd...), behind a 4-byte header that says how it is encoded.
     /// </summary>
-    internal sealed class ChunkStore
+    internal sealed class ChunkStore : IChunkSink
     {
         internal const string FolderName = "chunks";
         internal const string TempPrefix = ".tmp-";
@@ -117,6 +117,8 @@ namespace VmQuiesce.Core.Repository
 
         public string PathOf(string hash) => Path.Combine(Root, hash.Substring(0, 2), hash);
 
+        public bool Contains(string hash) => File.Exists(PathOf(hash));
+
         /// <summary>The 256 fan-out folders' names, 00 to ff.</summary>
         public static IEnumerable<string> FanOutNames
         {
@@ -162,7 +164,7 @@ namespace VmQuiesce.Core.Repository
                 throw;
             }
 
-            return new PendingChunk(stream, temp, final, fileLength, length) { Repairs = damage };
+            return new PendingChunkFile(hash, stream, temp, final, fileLength, length) { Repairs = damage };
         }
 
         /// <summary>
@@ -242,8 +244,9 @@ namespace VmQuiesce.Core.Repository
         /// The second half of <see cref="Write"/>: flushes the chunk to disk, closes it and renames it to its
         /// final name. Returns the bytes written, or 0 when another writer published the same chunk first.
         /// </summary>
-        public long Publish(PendingChunk pending)
+        public long Publish(PendingChunk chunk)
         {
+            var pending = (PendingChunkFile)chunk;
             try
             {
                 _ops.FlushToDisk(pending.Stream);
@@ -257,7 +260,7 @@ namespace VmQuiesce.Core.Repository
             {
                 // The damaged file is replaced in one rename: readers see the old file or the new one.
                 _ops.Replace(pending.TempPath, pending.FinalPath);
-                Damaged.Clear(Path.GetFileName(pending.FinalPath));
+                Damaged.Clear(pending.Hash);
             }
             else if (!_ops.MoveNew(pending.TempPath, pending.FinalPath))
             {
@@ -270,8 +273,9 @@ namespace VmQuiesce.Core.Repository
         }
 
         /// <summary>Closes and deletes a written chunk that will not be published (the backup failed or was cancelled).</summary>
-        public void Abandon(PendingChunk pending)
+        public void Abandon(PendingChunk chunk)
         {
+            var pending = (PendingChunkFile)chunk;
             pending.Stream.Dispose();
             try
             {
@@ -653,25 +657,19 @@ namespace VmQuiesce.Core.Repository
         public static string Hash(HashAlgorithm sha, byte[] data, int length) => ToHex(sha.ComputeHash(data, 0, length));
     }
 
-    /// <summary>A chunk written under its temp name and still open: see <see cref="ChunkStore.Write"/>.</summary>
-    internal sealed class PendingChunk
+    /// <summary>A chunk encoded by <see cref="IChunkSink.Write"/>, not yet stored under its name.</summary>
+    internal abstract class PendingChunk
     {
-        public PendingChunk(Stream stream, string tempPath, string finalPath, long length, int dataLength)
+        protected PendingChunk(string hash, long length, int dataLength)
         {
-            Stream = stream;
-            TempPath = tempPath;
-            FinalPath = finalPath;
+            Hash = hash;
             Length = length;
             DataLength = dataLength;
         }
 
-        public Stream Stream { get; }
+        public string Hash { get; }
 
-        public string TempPath { get; }
-
-        public string FinalPath { get; }
-
-        /// <summary>Bytes written, header included.</summary>
+        /// <summary>Bytes to store, header included.</summary>
         public long Length { get; }
 
         /// <summary>The chunk's data before encoding.</summary>
@@ -679,5 +677,23 @@ namespace VmQuiesce.Core.Repository
 
         /// <summary>Why the chunk stored under the final name is damaged, when this one replaces it; null for a new chunk.</summary>
         public string? Repairs { get; init; }
+    }
+
+    /// <summary>A chunk written under its temp name and still open: see <see cref="ChunkStore.Write"/>.</summary>
+    internal sealed class PendingChunkFile : PendingChunk
+    {
+        public PendingChunkFile(string hash, Stream stream, string tempPath, string finalPath, long length, int dataLength)
+            : base(hash, length, dataLength)
+        {
+            Stream = stream;
+            TempPath = tempPath;
+            FinalPath = finalPath;
+        }
+
+        public Stream Stream { get; }
+
+        public string TempPath { get; }
+
+        public string FinalPath { get; }
     }
 }

@@ -1,6 +1,7 @@
 using System;
 using System.Collections.Generic;
 using System.Linq;
+using System.Threading;
 
 namespace VmQuiesce.Core.Repository
 {
@@ -125,6 +126,81 @@ namespace VmQuiesce.Core.Repository
 
         /// <summary>A retention plan: its prune keeps each VM's newest point if every point of that VM would go.</summary>
         public bool KeepsLastPointOfEachVm { get; init; }
+
+        /// <summary>Which points a removal by id removes (unknown ids are reported through <paramref name="notFound"/>).</summary>
+        internal static PrunePlan ForIds(string repository, IReadOnlyList<RestorePoint> all, IEnumerable<string> ids, Action<VmQuiesceException> notFound)
+        {
+            var wanted = new HashSet<string>(StringComparer.Ordinal);
+            foreach (string id in ids)
+            {
+                if (all.Any(point => point.Id == id))
+                {
+                    wanted.Add(id);
+                }
+                else
+                {
+                    notFound(new VmQuiesceException("RestorePointNotFound", FailureKind.ObjectNotFound, $"The repository '{repository}' has no restore point '{id}'.", id));
+                }
+            }
+
+            return new PrunePlan(repository, all.Where(point => wanted.Contains(point.Id)).ToList(), all.Where(point => !wanted.Contains(point.Id)).ToList());
+        }
+
+        /// <summary>Which points <paramref name="policy"/> removes, per VM; VMs not matching <paramref name="appliesTo"/> are untouched.</summary>
+        internal static PrunePlan ForPolicy(string repository, IReadOnlyList<RestorePoint> all, RetentionPolicy policy, Func<string, bool> appliesTo)
+        {
+            if (policy.IsEmpty)
+            {
+                throw new VmQuiesceException("RetentionPolicyEmpty", FailureKind.InvalidArgument, "The retention policy keeps nothing; give at least one of KeepLast, KeepDaily, KeepWeekly, KeepMonthly above 0.", policy);
+            }
+
+            var remove = new List<RestorePoint>();
+            foreach (var vm in all.Where(point => appliesTo(point.VmName)).GroupBy(point => point.VmKey, StringComparer.Ordinal))
+            {
+                ISet<RestorePoint> kept = policy.SelectKept(vm);
+                remove.AddRange(vm.Where(point => !kept.Contains(point)));
+            }
+
+            return new PrunePlan(repository, remove, all.Except(remove).ToList()) { KeepsLastPointOfEachVm = true };
+        }
+
+        /// <summary>
+        /// Of <paramref name="all"/> the points (read again under the prune's lock), those the plan removes, matched by
+        /// <paramref name="identity"/>: points added since the plan was made are kept, and a policy never removes a VM's last point.
+        /// </summary>
+        internal List<RestorePoint> StillToRemove(IReadOnlyList<RestorePoint> all, Func<RestorePoint, string> identity, Action<string>? warn)
+        {
+            var planned = new HashSet<string>(Remove.Select(identity), StringComparer.Ordinal);
+            var remove = all.Where(point => planned.Contains(identity(point))).ToList();
+            if (KeepsLastPointOfEachVm)
+            {
+                // A policy keeps at least one point per VM; if the kept ones vanished since the plan, keep the newest left.
+                foreach (var vm in all.GroupBy(point => point.VmName, StringComparer.OrdinalIgnoreCase).Where(vm => vm.All(remove.Contains)))
+                {
+                    RestorePoint newest = vm.OrderByDescending(point => point.StartTime).ThenByDescending(point => point.Id, StringComparer.Ordinal).First();
+                    remove.Remove(newest);
+                    warn?.Invoke($"Kept restore point '{newest.Id}' of VM '{newest.VmName}': the points the policy keeps are gone, and a policy never removes a VM's last point (remove it by id if you mean to).");
+                }
+            }
+
+            return remove;
+        }
+    }
+
+    /// <summary>A repository Remove-VmBackup prunes: a folder (<see cref="BackupRepository"/>) or object storage (<see cref="Storage.ObjectRepository"/>).</summary>
+    public interface IPrunableRepository : IRestorePointSource
+    {
+        /// <summary>Which points a removal by id removes (unknown ids are reported through <paramref name="notFound"/>).</summary>
+        PrunePlan PlanRemoval(IEnumerable<string> ids, Action<VmQuiesceException> notFound);
+
+        /// <summary>Which points <paramref name="policy"/> removes, per VM; VMs not matching <paramref name="appliesTo"/> are untouched.</summary>
+        PrunePlan PlanRetention(RetentionPolicy policy, Func<string, bool> appliesTo);
+
+        /// <summary>What garbage collection would free if the plan's points were gone: (chunks, bytes).</summary>
+        (long Chunks, long Bytes) EstimateGarbage(PrunePlan plan);
+
+        /// <summary>Removes the plan's restore points (manifests first), then with <paramref name="collectGarbage"/> every chunk no remaining point references, under the repository's exclusive lock.</summary>
+        PruneResult Prune(PrunePlan plan, bool collectGarbage, bool removeStaleLock, CancellationToken cancel, Action<string>? warn = null);
     }
 
     /// <summary>What Remove-VmBackup did to a repository.</summary>

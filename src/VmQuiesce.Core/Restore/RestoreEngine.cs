@@ -72,21 +72,22 @@ namespace VmQuiesce.Core.Restore
         /// <summary>The mode of a restored file whose original mode is not known (older points, another host).</summary>
         private const int UnknownMode = 0x180; // 0600
 
-        private readonly BackupRepository _repository;
+        private readonly IRestorePointSource _repository;
         private readonly RestoreEnvironment _environment;
 
-        public RestoreEngine(BackupRepository repository)
+        /// <param name="repository">A folder repository or one on object storage: chunks are read, verified and written the same way from either.</param>
+        public RestoreEngine(IRestorePointSource repository)
             : this(repository, RestoreEnvironment.Real)
         {
         }
 
         /// <param name="reverters">How snapshots are reverted (e.g. <see cref="SnapshotReverters.WithVmrun"/> for Restore-VmSnapshot -VmrunPath).</param>
-        public RestoreEngine(BackupRepository repository, SnapshotReverters reverters)
+        public RestoreEngine(IRestorePointSource repository, SnapshotReverters reverters)
             : this(repository, new RestoreEnvironment { Reverters = reverters })
         {
         }
 
-        internal RestoreEngine(BackupRepository repository, RestoreEnvironment environment)
+        internal RestoreEngine(IRestorePointSource repository, RestoreEnvironment environment)
         {
             _repository = repository;
             _environment = environment;

@@ -71,9 +71,9 @@ namespace VmQuiesce.Commands
                     return;
                 }
 
-                // Shared locks: a prune of either folder repository waits; object repositories take no lock (see about_VmQuiesce_ObjectStorage).
-                using RepositoryLock? sourceLock = (source as BackupRepository)?.LockForReading("Copy-VmBackup", WriteWarning);
-                (ObjectRepository destination, RepositoryLock? destinationLock) = OpenDestination(points[0].ChunkSize);
+                // Shared locks: a prune of either repository waits (lock files in folders, lock objects on S3).
+                using IDisposable sourceLock = LockForReading(source, "Copy-VmBackup");
+                (ObjectRepository destination, IDisposable destinationLock) = OpenDestination(points[0].ChunkSize);
                 using (destination)
                 using (destinationLock)
                 {
@@ -113,10 +113,10 @@ namespace VmQuiesce.Commands
         /// goes to this host, as a backup makes a new repository); a folder is created by the folder code, then
         /// written as objects. Its key is required before anything is copied.
         /// </summary>
-        private (ObjectRepository Repository, RepositoryLock? Lock) OpenDestination(int chunkSize)
+        private (ObjectRepository Repository, IDisposable Lock) OpenDestination(int chunkSize)
         {
             ObjectRepository destination;
-            RepositoryLock? shared = null;
+            IDisposable? shared = null;
             if (S3RepositoryAddress.IsS3(Destination))
             {
                 destination = ObjectRepository.OpenOrCreate(OpenS3Storage(Destination), chunkSize, RepositoryKey.Generate());
@@ -131,11 +131,12 @@ namespace VmQuiesce.Commands
             try
             {
                 destination.Encryption.RequireKey();
+                shared ??= destination.LockShared("Copy-VmBackup");
             }
             catch
             {
-                destination.Dispose();
                 shared?.Dispose();
+                destination.Dispose();
                 throw;
             }
 

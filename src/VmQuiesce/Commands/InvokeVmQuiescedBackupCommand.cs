@@ -9,6 +9,7 @@ using VmQuiesce.Core;
 using VmQuiesce.Core.Backup;
 using VmQuiesce.Core.Repository;
 using VmQuiesce.Core.Repository.Keys;
+using VmQuiesce.Core.Repository.Storage;
 using VmQuiesce.Core.Sources;
 using VmQuiesce.Core.Sources.WindowsVss;
 
@@ -21,11 +22,12 @@ namespace VmQuiesce.Commands
     /// </summary>
     [Cmdlet(VerbsLifecycle.Invoke, "VmQuiescedBackup", SupportsShouldProcess = true, ConfirmImpact = ConfirmImpact.Low)]
     [OutputType(typeof(RestorePoint))]
-    public sealed class InvokeVmQuiescedBackupCommand : VmQuiesceCmdlet
+    public sealed class InvokeVmQuiescedBackupCommand : RepositoryCmdlet
     {
         private readonly List<BackupVm> _vms = new List<BackupVm>();
         private int _published;
-        private string _repositoryPath = string.Empty;
+        /// <summary>The repository folder; null for an s3:// repository.</summary>
+        private string? _repositoryPath;
 
         [Parameter(Mandatory = true, Position = 0, ValueFromPipeline = true)]
         [ValidateNotNullOrEmpty]
@@ -115,8 +117,23 @@ namespace VmQuiesce.Commands
                 ThrowInvalidArgument("VssBackupTypeNeedsHostVss", "-VssBackupType applies to -Method HostVss only; the other methods do not truncate application logs.", VssBackupType);
             }
 
-            // Before any VM is looked at: a path of another provider must not become a repository folder.
-            _repositoryPath = ResolveFileSystemPath(Repository, nameof(Repository));
+            // Before any VM is looked at: a path of another provider must not become a repository folder, and an
+            // s3:// address must be one.
+            if (S3RepositoryAddress.IsS3(Repository))
+            {
+                try
+                {
+                    S3RepositoryAddress.Parse(Repository);
+                }
+                catch (VmQuiesceException e)
+                {
+                    ThrowFailure(e);
+                }
+            }
+            else
+            {
+                _repositoryPath = ResolveFileSystemPath(Repository, nameof(Repository));
+            }
         }
 
         protected override void ProcessRecord()
@@ -143,24 +160,21 @@ namespace VmQuiesce.Commands
                 return;
             }
 
-            BackupRepository repository;
+            IRestorePointSource repository;
+            BackupEngine engine;
             try
             {
-                // A new repository is encrypted: its key goes to this host's key folder.
-                repository = BackupRepository.OpenOrCreate(_repositoryPath, ChunkSize, RepositoryKey.Generate());
-                if (!repository.Encryption.IsEncrypted)
+                // A new repository is encrypted: its key goes to this host's key folder. S3 is reached (endpoint,
+                // keys, bucket checked) before any VM is frozen.
+                if (_repositoryPath == null)
                 {
-                    WriteWarning($"The repository '{repository.Path}' is not encrypted (it was made before repository keys): anyone who can read it reads the guests' disks, and anyone who can write it can forge restore points. New-VmBackupRepository makes an encrypted one.");
+                    ObjectRepository objects = ObjectRepository.OpenOrCreate(OpenS3Storage(Repository), ChunkSize, RepositoryKey.Generate());
+                    (repository, engine) = (objects, new BackupEngine(objects));
                 }
-
-                repository.Encryption.RequireKey();
-                if (MyInvocation.BoundParameters.ContainsKey(nameof(ChunkSize)) && repository.ChunkSize != ChunkSize)
+                else
                 {
-                    throw new VmQuiesceException("RepositoryChunkSizeDiffers", FailureKind.InvalidArgument,
-                        $"The repository '{repository.Path}' has chunk size {Units.Bytes(repository.ChunkSize)}; -ChunkSize asks for {Units.Bytes(ChunkSize)}. A repository keeps the chunk size it was made with.", Repository)
-                    {
-                        Remedy = "Leave out -ChunkSize to use the repository's, or give a new folder for a new repository.",
-                    };
+                    BackupRepository folder = BackupRepository.OpenOrCreate(_repositoryPath, ChunkSize, RepositoryKey.Generate());
+                    (repository, engine) = (folder, new BackupEngine(folder));
                 }
             }
             catch (VmQuiesceException e)
@@ -169,7 +183,48 @@ namespace VmQuiesce.Commands
                 return;
             }
 
-            var engine = new BackupEngine(repository);
+            try
+            {
+                CheckRepository(repository);
+                BackUpAll(engine);
+                if (_published == 0 && repository is BackupRepository folder && folder.RemoveIfUnused())
+                {
+                    WriteVerbose($"Removed the repository '{folder.Path}' this call created: no backup stored anything in it.");
+                }
+            }
+            finally
+            {
+                (repository as IDisposable)?.Dispose();
+            }
+        }
+
+        private void CheckRepository(IRestorePointSource repository)
+        {
+            try
+            {
+                if (!repository.Encryption.IsEncrypted)
+                {
+                    WriteWarning($"The repository '{repository.Location}' is not encrypted (it was made before repository keys): anyone who can read it reads the guests' disks, and anyone who can write it can forge restore points. New-VmBackupRepository makes an encrypted one.");
+                }
+
+                repository.Encryption.RequireKey();
+                if (MyInvocation.BoundParameters.ContainsKey(nameof(ChunkSize)) && repository.ChunkSize != ChunkSize)
+                {
+                    throw new VmQuiesceException("RepositoryChunkSizeDiffers", FailureKind.InvalidArgument,
+                        $"The repository '{repository.Location}' has chunk size {Units.Bytes(repository.ChunkSize)}; -ChunkSize asks for {Units.Bytes(ChunkSize)}. A repository keeps the chunk size it was made with.", Repository)
+                    {
+                        Remedy = "Leave out -ChunkSize to use the repository's, or give a new folder or prefix for a new repository.",
+                    };
+                }
+            }
+            catch (VmQuiesceException e)
+            {
+                ThrowFailure(e);
+            }
+        }
+
+        private void BackUpAll(BackupEngine engine)
+        {
             var overall = new OverallProgress(_vms.Count);
             using var slots = new SemaphoreSlim(ThrottleLimit);
             var hosts = _vms.Select((vm, index) => CreateHost(report => WriteVmProgress(index + 1, (BackupProgress)report, overall))).ToList();
@@ -186,10 +241,6 @@ namespace VmQuiesce.Commands
                 }
             }))));
             WriteProgress(new ProgressRecord(0, "Backing up VMs", "Done") { RecordType = ProgressRecordType.Completed });
-            if (_published == 0 && repository.RemoveIfUnused())
-            {
-                WriteVerbose($"Removed the repository '{repository.Path}' this call created: no backup stored anything in it.");
-            }
         }
 
         /// <summary>One VM, on a worker thread: everything it has to say goes through the pump.</summary>

@@ -4,6 +4,7 @@ using System.Linq;
 using System.Management.Automation;
 using VmQuiesce.Core;
 using VmQuiesce.Core.Repository;
+using VmQuiesce.Core.Repository.Storage;
 using VmQuiesce.Core.Sources;
 
 namespace VmQuiesce.Commands
@@ -11,7 +12,7 @@ namespace VmQuiesce.Commands
     /// <summary>Removes restore points by id or by retention policy, then the chunks no remaining point uses.</summary>
     [Cmdlet(VerbsCommon.Remove, "VmBackup", SupportsShouldProcess = true, ConfirmImpact = ConfirmImpact.High, DefaultParameterSetName = ByIdSet)]
     [OutputType(typeof(PruneResult))]
-    public sealed class RemoveVmBackupCommand : VmQuiesceCmdlet
+    public sealed class RemoveVmBackupCommand : RepositoryCmdlet
     {
         private const string ByIdSet = "ById";
         private const string ByPolicySet = "ByPolicy";
@@ -66,7 +67,7 @@ namespace VmQuiesce.Commands
 
         protected override void ProcessRecord()
         {
-            string path = ResolveFileSystemPath(Repository, nameof(Repository));
+            string path = S3RepositoryAddress.IsS3(Repository) ? Repository : ResolveFileSystemPath(Repository, nameof(Repository));
             if (ParameterSetName == ByPolicySet)
             {
                 var policy = new RetentionPolicy { KeepLast = KeepLast, KeepDaily = KeepDaily, KeepWeekly = KeepWeekly, KeepMonthly = KeepMonthly };
@@ -93,7 +94,7 @@ namespace VmQuiesce.Commands
         }
 
         /// <summary>Deletes the snapshots (-KeepSnapshot) that only the removed points needed; none while a manifest cannot be read, which might need one.</summary>
-        private IReadOnlyList<string> ReleaseKeptSnapshots(BackupRepository repository, PrunePlan plan, PruneResult result)
+        private IReadOnlyList<string> ReleaseKeptSnapshots(IPrunableRepository repository, PrunePlan plan, PruneResult result)
         {
             var removedIds = new HashSet<string>(result.RemovedRestorePoints, StringComparer.Ordinal);
             var removed = plan.Remove.Where(point => removedIds.Contains(point.Id)).ToList();
@@ -106,7 +107,7 @@ namespace VmQuiesce.Commands
             IReadOnlyList<RestorePoint> remaining = repository.ListRestorePoints(unreadable.Add);
             if (unreadable.Count > 0)
             {
-                WriteWarning($"The snapshots the removed restore points kept on their VMs are not deleted: {unreadable.Count} restore point(s) in '{repository.Path}' could not be read, and may need them ({unreadable[0].Message}). " +
+                WriteWarning($"The snapshots the removed restore points kept on their VMs are not deleted: {unreadable.Count} restore point(s) in '{repository.Location}' could not be read, and may need them ({unreadable[0].Message}). " +
                     $"Once you know none does, delete them with vmrun deleteSnapshot: {string.Join(", ", removed.Where(point => point.Snapshot != null).Select(point => $"'{point.Snapshot!.Name}' of VM '{point.VmName}'"))}.");
                 return Array.Empty<string>();
             }
@@ -114,11 +115,12 @@ namespace VmQuiesce.Commands
             return KeptSnapshots.ReleaseUnneeded(removed, remaining, new OperationHost(WriteWarning, WriteVerbose), CancelToken);
         }
 
-        private void Run(string path, Func<BackupRepository, PrunePlan> plan)
+        private void Run(string path, Func<IPrunableRepository, PrunePlan> plan)
         {
+            IPrunableRepository? repository = null;
             try
             {
-                BackupRepository repository = BackupRepository.Open(path);
+                repository = S3RepositoryAddress.IsS3(path) ? ObjectRepository.Open(OpenS3Storage(path)) : BackupRepository.Open(path);
                 PrunePlan proposed = plan(repository);
                 var confirmed = proposed.Remove
                     .Where(point => ShouldProcess(
@@ -150,6 +152,10 @@ namespace VmQuiesce.Commands
             catch (VmQuiesceException e)
             {
                 WriteFailure(e);
+            }
+            finally
+            {
+                (repository as IDisposable)?.Dispose();
             }
         }
     }

@@ -17,23 +17,23 @@ namespace VmQuiesce.Commands
         /// <summary>The endpoint of a non-AWS S3 store; else AWS_ENDPOINT_URL_S3, AWS_ENDPOINT_URL, or AWS itself.</summary>
         [Parameter]
         [ValidateNotNull]
-        public Uri? S3Endpoint { get; set; }
+        public virtual Uri? S3Endpoint { get; set; }
 
         /// <summary>The access key id (user name) and secret access key (password); else the AWS credential chain.</summary>
         [Parameter]
         [Credential]
         [ValidateNotNull]
-        public PSCredential? S3Credential { get; set; }
+        public virtual PSCredential? S3Credential { get; set; }
 
         /// <summary>A profile of the shared AWS credentials and config files.</summary>
         [Parameter]
         [ValidateNotNullOrEmpty]
-        public string? S3ProfileName { get; set; }
+        public virtual string? S3ProfileName { get; set; }
 
         /// <summary>The signing region; else AWS_REGION, AWS_DEFAULT_REGION, or us-east-1 with an endpoint.</summary>
         [Parameter]
         [ValidateNotNullOrEmpty]
-        public string? S3Region { get; set; }
+        public virtual string? S3Region { get; set; }
 
         /// <summary>
         /// The object storage at an s3:// address, checked (endpoint answers, keys accepted, bucket exists) before
@@ -83,6 +83,13 @@ namespace VmQuiesce.Commands
             }
         }
     
+        /// <summary>
+        /// The shared lock a reader holds on <paramref name="source"/>, so a prune waits: a lock file in a folder, a lock
+        /// object on object storage (see about_VmQuiesce_ObjectStorage).
+        /// </summary>
+        internal IDisposable LockForReading(IRestorePointSource source, string purpose) =>
+            source is ObjectRepository objects ? objects.LockShared(purpose) : ((BackupRepository)source).LockForReading(purpose, WriteWarning);
+
         /// <summary>
         /// The restore points named by <paramref name="ids"/> (unknown ones reported), or else every point, of the VMs
         /// matching <paramref name="vmNames"/>, only each VM's newest with <paramref name="latest"/>; oldest first.

@@ -16,7 +16,7 @@ namespace VmQuiesce.Commands
     /// </summary>
     [Cmdlet(VerbsData.Restore, "VmSnapshot", SupportsShouldProcess = true, ConfirmImpact = ConfirmImpact.Medium, DefaultParameterSetName = ByRestorePointSet)]
     [OutputType(typeof(RestoreResult))]
-    public sealed class RestoreVmSnapshotCommand : VmQuiesceCmdlet
+    public sealed class RestoreVmSnapshotCommand : RepositoryCmdlet
     {
         public const string ByRestorePointSet = "RestorePoint";
         public const string ByIdSet = "Id";
@@ -119,6 +119,33 @@ namespace VmQuiesce.Commands
         [ValidateNotNull]
         public BootCheckOptions? BootOption { get; set; }
 
+        // The S3 connection belongs to VmQuiesce's own sets: Hyper-V's sets keep Hyper-V's parameters only.
+
+        /// <inheritdoc/>
+        [Parameter(ParameterSetName = ByRestorePointSet)]
+        [Parameter(ParameterSetName = ByIdSet)]
+        [ValidateNotNull]
+        public override Uri? S3Endpoint { get => base.S3Endpoint; set => base.S3Endpoint = value; }
+
+        /// <inheritdoc/>
+        [Parameter(ParameterSetName = ByRestorePointSet)]
+        [Parameter(ParameterSetName = ByIdSet)]
+        [Credential]
+        [ValidateNotNull]
+        public override PSCredential? S3Credential { get => base.S3Credential; set => base.S3Credential = value; }
+
+        /// <inheritdoc/>
+        [Parameter(ParameterSetName = ByRestorePointSet)]
+        [Parameter(ParameterSetName = ByIdSet)]
+        [ValidateNotNullOrEmpty]
+        public override string? S3ProfileName { get => base.S3ProfileName; set => base.S3ProfileName = value; }
+
+        /// <inheritdoc/>
+        [Parameter(ParameterSetName = ByRestorePointSet)]
+        [Parameter(ParameterSetName = ByIdSet)]
+        [ValidateNotNullOrEmpty]
+        public override string? S3Region { get => base.S3Region; set => base.S3Region = value; }
+
         protected override void ProcessRecord()
         {
             if (ParameterSetName == HyperVNameSet || ParameterSetName == HyperVObjectSet || ParameterSetName == HyperVVmSet)
@@ -128,26 +155,27 @@ namespace VmQuiesce.Commands
             }
 
             string? destination = Destination == null ? null : ResolveFileSystemPath(Destination, nameof(Destination));
-            BackupRepository repository;
+            IRestorePointSource? repository = null;
             RestorePoint point;
             VmrunConnection? vmrun;
             try
             {
                 if (ParameterSetName == ByIdSet)
                 {
-                    repository = BackupRepository.Open(ResolveFileSystemPath(Repository, nameof(Repository)));
+                    repository = OpenRestorePointSource(Repository, nameof(Repository));
                     point = repository.GetRestorePoint(Id);
                 }
                 else
                 {
                     point = RestorePoint!;
-                    repository = BackupRepository.Open(point.Repository);
+                    repository = OpenRestorePointSource(point.Repository, nameof(RestorePoint));
                 }
 
                 vmrun = CheckVmrun(point);
             }
             catch (VmQuiesceException e)
             {
+                (repository as IDisposable)?.Dispose();
                 WriteFailure(e);
                 return;
             }
@@ -155,12 +183,16 @@ namespace VmQuiesce.Commands
             try
             {
                 // Shared: a restore may run beside backups, never beside a prune that removes chunks.
-                using RepositoryLock shared = repository.LockForReading("Restore-VmSnapshot", WriteWarning);
+                using IDisposable shared = LockForReading(repository, "Restore-VmSnapshot");
                 Restore(new RestoreEngine(repository, SnapshotReverters.WithVmrun(vmrun)), point, destination);
             }
             catch (VmQuiesceException e)
             {
                 WriteFailure(e);
+            }
+            finally
+            {
+                (repository as IDisposable)?.Dispose();
             }
         }
 

@@ -69,7 +69,7 @@ namespace VmQuiesce.Commands
             try
             {
                 // Shared: verifying may run beside backups, never beside a prune that removes chunks.
-                using RepositoryLock? shared = (repository as BackupRepository)?.LockForReading("Test-VmBackup", WriteWarning);
+                using IDisposable shared = LockForReading(repository, "Test-VmBackup");
                 foreach (RestorePoint point in points)
                 {
                     try

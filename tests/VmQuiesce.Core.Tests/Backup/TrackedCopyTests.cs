@@ -117,6 +117,23 @@ namespace VmQuiesce.Core.Tests.Backup
         }
 
         [Fact]
+        public void A_previous_point_in_object_storage_is_a_base_checked_through_its_chunk_objects()
+        {
+            RestorePoint first = Run(new List<(long, long)>()).RestorePoint;
+            using var objects = VmQuiesce.Core.Repository.Storage.ObjectRepository.Open(new VmQuiesce.Core.Repository.Storage.FileObjectStorage(_fixture.RepositoryPath));
+            var source = new TrackingSource(this, new List<(long, long)>());
+
+            ChangeTrackingRequest whole = new BackupEngine(objects).PreviousCheckpoints(source, verify: false);
+            objects.Storage.Delete(VmQuiesce.Core.Repository.Storage.ObjectRepository.ChunkKey(first.Files[0].Chunks[0]!));
+            ChangeTrackingRequest lacking = new BackupEngine(objects).PreviousCheckpoints(source, verify: false);
+
+            Assert.Null(whole.WhyNoPrevious);
+            Assert.Equal(first.Id, Assert.Single(whole.Previous).PointId);
+            Assert.Empty(lacking.Previous);
+            Assert.Contains("not in the repository", lacking.WhyNoPrevious, StringComparison.Ordinal);
+        }
+
+        [Fact]
         public void A_map_with_a_gap_is_refused()
         {
             var error = Assert.Throws<VmQuiesceException>(() => Run(new List<(long, long)>(), gap: true));

@@ -106,7 +106,8 @@ namespace VmQuiesce.Core.Tests.Repository
 
         public RestorePoint BackUp(string vm, params string[] paths) => BackUp(Repository, vm, paths);
 
-        public static RestorePoint BackUp(BackupRepository repository, string vm, params string[] paths) =>
+        /// <summary>A crash-consistent backup of plain image files into a folder or object storage.</summary>
+        internal static RestorePoint BackUp(IBackupTarget repository, string vm, params string[] paths) =>
             new BackupEngine(repository, workers: 2).Run(new PlainImageSource(vm, paths), new QuiesceOptions { Required = Consistency.Crash }, null, CancellationToken.None).RestorePoint;
 
         public IReadOnlyList<string> ChunkFiles() =>

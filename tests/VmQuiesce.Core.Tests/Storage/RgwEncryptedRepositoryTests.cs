@@ -41,6 +41,46 @@ namespace VmQuiesce.Core.Tests.Storage
             repository.Storage.Replace(key, new[] { new ArraySegment<byte>(content) });
 
         [RgwFact]
+        public void The_loser_of_two_hosts_creating_one_repository_opens_the_winners_and_keeps_no_key_file_of_its_own()
+        {
+            S3ObjectStorage storage = _server.NewStorage();
+            Directory.CreateDirectory(HostKeyStore.Folder);
+            var before = Directory.GetFiles(HostKeyStore.Folder).ToHashSet();
+            ObjectRepository? winner = null;
+            var racing = new RacingMarker(storage, () => winner = ObjectRepository.OpenOrCreate(new S3ObjectStorage(storage.Address, _server.Settings()), RepositoryFixture.ChunkSize, RepositoryKey.Generate()));
+
+            using ObjectRepository loser = ObjectRepository.OpenOrCreate(racing, RepositoryFixture.ChunkSize, RepositoryKey.Generate());
+
+            using (winner)
+            {
+                Assert.Equal(winner!.Encryption.RepositoryId, loser.Encryption.RepositoryId);
+                Assert.Equal(new[] { HostKeyStore.PathOf(winner.Encryption.RepositoryId!) }, Directory.GetFiles(HostKeyStore.Folder).Where(file => !before.Contains(file)));
+            }
+        }
+
+        /// <summary>Another host creates the repository just before this one's marker is written.</summary>
+        private sealed class RacingMarker : DelegatingObjectStorage
+        {
+            private readonly Action _otherHost;
+
+            public RacingMarker(IObjectStorage inner, Action otherHost)
+                : base(inner)
+            {
+                _otherHost = otherHost;
+            }
+
+            public override bool CreateIfAbsent(string key, System.Collections.Generic.IReadOnlyList<ArraySegment<byte>> parts)
+            {
+                if (key == BackupRepository.MarkerName)
+                {
+                    _otherHost();
+                }
+
+                return Inner.CreateIfAbsent(key, parts);
+            }
+        }
+
+        [RgwFact]
         public void An_encrypted_point_copied_to_s3_under_another_key_is_renamed_sealed_and_reads_back_into_a_folder()
         {
             BackupRepository source = _local.NewEncrypted("enc");

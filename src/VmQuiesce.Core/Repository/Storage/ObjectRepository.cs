@@ -5,6 +5,7 @@ using System.Globalization;
 using System.IO;
 using System.Linq;
 using System.Text;
+using System.Threading;
 using VmQuiesce.Core.Json;
 using VmQuiesce.Core.Repository.Keys;
 
@@ -17,7 +18,7 @@ namespace VmQuiesce.Core.Repository.Storage
     /// whose code reads and writes both). A restore point exists exactly when its manifest object does, and the
     /// manifest is created last, with a create-if-absent: a crash at any moment leaves only unreferenced chunks.
     /// </summary>
-    public sealed class ObjectRepository : IRestorePointSource, IDisposable
+    public sealed class ObjectRepository : IRestorePointSource, IBackupTarget, IPrunableRepository, IDisposable
     {
         private const string ChunksPrefix = ChunkStore.FolderName + "/";
         private const string PointsPrefix = BackupRepository.PointsFolderName + "/";
@@ -34,9 +35,17 @@ namespace VmQuiesce.Core.Repository.Storage
             ChunkSize = chunkSize;
             // Only the chunk encoding, sealing and naming are used: the folder belongs to no one.
             _codec = new ChunkStore(string.Empty, chunkSize, RepositoryFileOps.Real) { Encryption = encryption };
+            ChunkSink = new ObjectChunkSink(this);
         }
 
         public IObjectStorage Storage { get; }
+
+        IChunkSink IBackupTarget.ChunkSink => ChunkSink;
+
+        internal ObjectChunkSink ChunkSink { get; }
+
+        /// <summary>The longest a stored chunk can be (see <see cref="ChunkStore.MaxFileLength"/>).</summary>
+        internal int MaxStoredLength => (int)_codec.MaxFileLength;
 
         public string Location => Storage.Location;
 
@@ -101,7 +110,12 @@ namespace VmQuiesce.Core.Repository.Storage
             }
 
             string config = BackupRepository.NewMarker(chunkSize, encryption);
-            storage.CreateIfAbsent(BackupRepository.MarkerName, new[] { new ArraySegment<byte>(Encoding.UTF8.GetBytes(config)) });
+            if (!storage.CreateIfAbsent(BackupRepository.MarkerName, new[] { new ArraySegment<byte>(Encoding.UTF8.GetBytes(config)) }) && encryption.IsEncrypted)
+            {
+                // Another host made the repository first: the key written for ours names a repository that never existed.
+                HostKeyStore.Remove(encryption.RepositoryId!);
+            }
+
             return Open(storage);
         }
 
@@ -168,18 +182,24 @@ namespace VmQuiesce.Core.Repository.Storage
         /// <param name="scratch">A buffer of at least <see cref="ScratchLength"/> bytes the caller owns, for compression and sealing.</param>
         public long WriteChunk(string hash, byte[] data, int length, byte[] scratch)
         {
-            (byte codec, int encodedLength) = ChunkStore.Encode(data, length, scratch);
-            byte[] stored = System.Buffers.ArrayPool<byte>.Shared.Rent((int)_codec.MaxFileLength);
+            byte[] stored = System.Buffers.ArrayPool<byte>.Shared.Rent(MaxStoredLength);
             try
             {
-                using var stream = new MemoryStream(stored, writable: true);
-                int storedLength = (int)_codec.WriteStored(stream, hash, codec, codec == ChunkStore.CodecRaw ? data : scratch, encodedLength, scratch);
+                int storedLength = EncodeStored(hash, data, length, scratch, stored);
                 return Storage.CreateIfAbsent(ChunkKey(hash), new[] { new ArraySegment<byte>(stored, 0, storedLength) }) ? storedLength : 0;
             }
             finally
             {
                 System.Buffers.ArrayPool<byte>.Shared.Return(stored);
             }
+        }
+
+        /// <summary>Encodes chunk <paramref name="hash"/> as it is stored (sealed in an encrypted repository) into <paramref name="stored"/>; returns its length.</summary>
+        internal int EncodeStored(string hash, byte[] data, int length, byte[] scratch, byte[] stored)
+        {
+            (byte codec, int encodedLength) = ChunkStore.Encode(data, length, scratch);
+            using var stream = new MemoryStream(stored, writable: true);
+            return (int)_codec.WriteStored(stream, hash, codec, codec == ChunkStore.CodecRaw ? data : scratch, encodedLength, scratch);
         }
 
         public string? ReadVerifiedChunk(string hash, byte[] buffer, int expectedLength, ConcurrentDictionary<string, bool>? good, out bool missing) =>
@@ -199,11 +219,74 @@ namespace VmQuiesce.Core.Repository.Storage
             {
                 throw new VmQuiesceException("RestorePointExists", FailureKind.InvalidOperation, $"The repository '{Location}' already has a restore point '{point.Id}'.", point.Id);
             }
+
+            point.Repository = Location;
+        }
+
+        IDisposable IBackupTarget.LockShared(string purpose, Action<string> warn) => LockShared(purpose);
+
+        /// <summary>A backup's or reader's lock object (<see cref="ObjectRepositoryLock"/>): a prune waits for it.</summary>
+        public IDisposable LockShared(string purpose) => ObjectRepositoryLock.AcquireShared(Storage, purpose);
+
+        public PrunePlan PlanRemoval(IEnumerable<string> ids, Action<VmQuiesceException> notFound) => PrunePlan.ForIds(Location, ListRestorePoints(), ids, notFound);
+
+        public PrunePlan PlanRetention(RetentionPolicy policy, Func<string, bool> appliesTo) => PrunePlan.ForPolicy(Location, ListRestorePoints(), policy, appliesTo);
+
+        public (long Chunks, long Bytes) EstimateGarbage(PrunePlan plan)
+        {
+            List<StoredObject> garbage = Unreferenced(plan.Keep);
+            return (garbage.Count, garbage.Sum(item => item.Size));
+        }
+
+        /// <summary>
+        /// Under the exclusive lock object (refused while a backup, a reader or another prune holds a lock): reads
+        /// every manifest again (an unreadable one stops the prune before anything is deleted), deletes the plan's
+        /// manifests, then every chunk no remaining point references. A prune stopped midway leaves only
+        /// unreferenced chunks, which the next one deletes.
+        /// </summary>
+        /// <param name="removeStaleLock">Not used on object storage: a lock object left by a killed process is named in the error, to be deleted by hand.</param>
+        public PruneResult Prune(PrunePlan plan, bool collectGarbage, bool removeStaleLock, CancellationToken cancel, Action<string>? warn = null)
+        {
+            using ObjectRepositoryLock exclusive = ObjectRepositoryLock.AcquireExclusive(Storage, "Remove-VmBackup (prune)");
+            IReadOnlyList<RestorePoint> all = ListRestorePoints(problem => throw new VmQuiesceException("RepositoryManifestUnreadable", FailureKind.InvalidData, $"Prune stopped before removing anything: {problem.Message}", Location, problem)
+            {
+                Remedy = "Move the unreadable manifest out of points/ (its chunks then become removable), or restore it, and run Remove-VmBackup again.",
+            });
+            List<RestorePoint> remove = plan.StillToRemove(all, point => point.Id, warn);
+            var removed = new List<string>();
+            foreach (RestorePoint point in remove)
+            {
+                cancel.ThrowIfCancellationRequested();
+                Storage.Delete(ManifestKey(point.Id));
+                removed.Add(point.Id);
+            }
+
+            List<RestorePoint> keep = all.Except(remove).ToList();
+            if (!collectGarbage)
+            {
+                return new PruneResult(Location, removed, keep.Count, 0, 0, 0);
+            }
+
+            List<StoredObject> garbage = Unreferenced(keep);
+            foreach (StoredObject chunk in garbage)
+            {
+                cancel.ThrowIfCancellationRequested();
+                Storage.Delete(chunk.Key);
+            }
+
+            return new PruneResult(Location, removed, keep.Count, garbage.Count, garbage.Sum(item => item.Size), 0);
+        }
+
+        /// <summary>The chunk objects none of <paramref name="keep"/> references.</summary>
+        private List<StoredObject> Unreferenced(IEnumerable<RestorePoint> keep)
+        {
+            var referenced = new HashSet<string>(keep.SelectMany(point => point.Files).SelectMany(file => file.Chunks).OfType<string>().Select(ChunkKey), StringComparer.Ordinal);
+            return Storage.List(ChunksPrefix).Where(item => !referenced.Contains(item.Key)).ToList();
         }
 
         public void Dispose() => Storage.Dispose();
 
-        private int ReadChunk(string hash, byte[] buffer)
+        internal int ReadChunk(string hash, byte[] buffer)
         {
             byte[] stored = System.Buffers.ArrayPool<byte>.Shared.Rent((int)_codec.MaxFileLength);
             try

@@ -31,6 +31,9 @@ namespace VmQuiesce.Core.Repository.Storage
         private readonly string _keyPrefix;
         private readonly string _endpointText;
 
+        /// <summary>Whether the bucket was seen to exist: a HEAD's 404 then means a missing object (a bucket removed since fails the next PUT clearly).</summary>
+        private volatile bool _accessChecked;
+
         public S3ObjectStorage(S3RepositoryAddress address, S3ConnectionSettings settings)
         {
             Address = address;
@@ -73,7 +76,11 @@ namespace VmQuiesce.Core.Repository.Storage
         /// Checks that the endpoint answers, the credentials are accepted and the bucket exists, by listing at most
         /// one object under the prefix: the permission a repository needs anyway.
         /// </summary>
-        public void CheckAccess() => Call(null, () => _client.ListObjectsV2Async(new ListObjectsV2Request { BucketName = Address.Bucket, Prefix = _keyPrefix, MaxKeys = 1 }));
+        public void CheckAccess()
+        {
+            Call(null, () => _client.ListObjectsV2Async(new ListObjectsV2Request { BucketName = Address.Bucket, Prefix = _keyPrefix, MaxKeys = 1 }));
+            _accessChecked = true;
+        }
 
         public int Read(string key, byte[] buffer) => Read(key, buffer.Length, length => buffer);
 
@@ -144,7 +151,11 @@ namespace VmQuiesce.Core.Repository.Storage
             }
             catch (AmazonS3Exception e) when (e.StatusCode == HttpStatusCode.NotFound)
             {
-                CheckAccess(); // A HEAD's 404 has no body: tell a missing bucket from a missing object.
+                if (!_accessChecked)
+                {
+                    CheckAccess(); // A HEAD's 404 has no body: tell a missing bucket from a missing object.
+                }
+
                 return false;
             }
         }

@@ -1,0 +1,54 @@
+using System;
+using System.Security.Cryptography;
+
+namespace VmQuiesce.Core.Repository
+{
+    /// <summary>
+    /// Where a backup stores chunks: a folder's <see cref="ChunkStore"/> or object storage
+    /// (<see cref="Storage.ObjectChunkSink"/>). Storing is in two halves, so the worker that hashed a chunk is free
+    /// again while another thread waits for the disk or the network: <see cref="Write"/> encodes it,
+    /// <see cref="Publish"/> makes it durable under its name.
+    /// </summary>
+    internal interface IChunkSink
+    {
+        /// <summary>The hash that names chunks here, one per thread.</summary>
+        HashAlgorithm NewIdHash();
+
+        /// <summary>The scratch buffer <see cref="Write"/> needs: room to encode a chunk and to seal it.</summary>
+        int ScratchLength { get; }
+
+        /// <summary>
+        /// Encodes chunk <paramref name="hash"/> unless it is already stored (sound): null then. The caller's
+        /// buffers are free again when this returns.
+        /// </summary>
+        /// <param name="scratch">A buffer of at least <see cref="ScratchLength"/> bytes the caller owns, for compression and sealing.</param>
+        PendingChunk? Write(string hash, byte[] data, int length, byte[] scratch);
+
+        /// <summary>Stores a chunk from <see cref="Write"/> under its name. Returns the bytes stored, 0 when another writer stored it first.</summary>
+        long Publish(PendingChunk pending);
+
+        /// <summary>Drops a chunk from <see cref="Write"/> that will not be published (the backup failed or was cancelled).</summary>
+        void Abandon(PendingChunk pending);
+
+        /// <summary>Reads and decodes stored chunk <paramref name="hash"/> into <paramref name="buffer"/>; returns its length.</summary>
+        int Read(string hash, byte[] buffer);
+
+        /// <summary>Whether chunk <paramref name="hash"/> is stored.</summary>
+        bool Contains(string hash);
+    }
+
+    /// <summary>
+    /// A repository a backup writes into: a folder (<see cref="BackupRepository"/>) or object storage
+    /// (<see cref="Storage.ObjectRepository"/>); the backup engine needs only this.
+    /// </summary>
+    internal interface IBackupTarget : IRestorePointSource
+    {
+        IChunkSink ChunkSink { get; }
+
+        /// <summary>Held while the backup runs: prune waits for it, so no chunk this backup needs is removed meanwhile.</summary>
+        IDisposable LockShared(string purpose, Action<string> warn);
+
+        /// <summary>Publishes a restore point whose chunks are all stored: it exists from now on, whole.</summary>
+        void Publish(RestorePoint point);
+    }
+}

@@ -1,0 +1,116 @@
+using System;
+using System.Linq;
+using System.Threading;
+using System.Threading.Tasks;
+using VmQuiesce.Core.Repository;
+using VmQuiesce.Core.Repository.Storage;
+using VmQuiesce.Core.Tests.Repository;
+using Xunit;
+
+namespace VmQuiesce.Core.Tests.Storage
+{
+    /// <summary>
+    /// Prune on a repository on a real Ceph RGW, with its lock objects: a prune never runs while a backup holds
+    /// its lock object, a backup never starts while a prune runs, and two writers plus a prune at once leave
+    /// every published point whole.
+    /// </summary>
+    [Collection(RgwCollection.Name)]
+    public sealed class RgwPruneTests : IDisposable
+    {
+        private const int Chunk = RepositoryFixture.ChunkSize;
+        private readonly RgwServer _server;
+        private readonly RepositoryFixture _local = new RepositoryFixture();
+
+        public RgwPruneTests(RgwServer server) => _server = server;
+
+        public void Dispose() => _local.Dispose();
+
+        [RgwFact]
+        public void A_prune_waits_for_a_backups_lock_object_and_a_backup_for_a_prunes()
+        {
+            using S3ObjectStorage storage = _server.NewStorage();
+            using ObjectRepository repository = ObjectRepository.OpenOrCreate(Host(storage), Chunk, key: null);
+            RestorePoint old = RepositoryFixture.BackUp(repository, "old", _local.WriteFile("old.img", RepositoryFixture.Random(2 * Chunk, 1)));
+            PrunePlan plan = repository.PlanRemoval(new[] { old.Id }, e => throw e);
+
+            using (repository.LockShared("Invoke-VmQuiescedBackup of 'web'"))
+            {
+                var busy = Assert.Throws<VmQuiesceException>(() => repository.Prune(plan, collectGarbage: true, removeStaleLock: false, CancellationToken.None));
+                Assert.Equal("RepositoryLocked", busy.ErrorId);
+                Assert.Contains("Invoke-VmQuiescedBackup of 'web'", busy.Message);
+            }
+
+            Assert.Single(repository.ListRestorePoints());
+            Assert.Equal(2, storage.List("chunks/").Count());
+            using (ObjectRepositoryLock.AcquireExclusive(storage, "Remove-VmBackup (prune)"))
+            {
+                var busy = Assert.Throws<VmQuiesceException>(() => RepositoryFixture.BackUp(repository, "web", _local.WriteFile("web.img", RepositoryFixture.Random(Chunk, 2))));
+                Assert.Equal("RepositoryLocked", busy.ErrorId);
+                Assert.Contains("Remove-VmBackup (prune)", busy.Message);
+            }
+
+            PruneResult result = repository.Prune(plan, collectGarbage: true, removeStaleLock: false, CancellationToken.None);
+
+            Assert.Equal(new[] { old.Id }, result.RemovedRestorePoints);
+            Assert.Equal(2, result.RemovedChunks);
+            Assert.Equal(new[] { "vmquiesce-repository.json" }, storage.List(string.Empty).Select(item => item.Key));
+        }
+
+        [RgwFact]
+        public void Two_writers_and_a_prune_at_once_leave_every_published_point_whole()
+        {
+            using S3ObjectStorage storage = _server.NewStorage();
+            using ObjectRepository first = ObjectRepository.OpenOrCreate(Host(storage), Chunk, key: null);
+            using ObjectRepository second = ObjectRepository.Open(Host(storage));
+            using ObjectRepository pruner = ObjectRepository.Open(Host(storage));
+            // A point to prune whose chunks the writers also store: a prune that ran beside them would delete those.
+            byte[] shared = RepositoryFixture.Random(8 * Chunk, 3);
+            RestorePoint old = RepositoryFixture.BackUp(first, "old", _local.WriteFile("old.img", shared));
+            string diskA = _local.WriteFile("a.img", RepositoryFixture.Concat(shared, RepositoryFixture.Random(24 * Chunk, 4)));
+            string diskB = _local.WriteFile("b.img", RepositoryFixture.Concat(RepositoryFixture.Random(24 * Chunk, 5), shared));
+            PrunePlan plan = pruner.PlanRemoval(new[] { old.Id }, e => throw e);
+
+            Task<RestorePoint> a = Task.Run(() => RepositoryFixture.BackUp(first, "a", diskA));
+            Task<RestorePoint> b = Task.Run(() => RepositoryFixture.BackUp(second, "b", diskB));
+            int refused = 0;
+            bool pruned = false;
+            while (!(a.IsCompleted && b.IsCompleted))
+            {
+                try
+                {
+                    pruner.Prune(pruner.PlanRemoval(plan.Remove.Select(point => point.Id), _ => { }), collectGarbage: true, removeStaleLock: false, CancellationToken.None);
+                    pruned = true;
+                }
+                catch (VmQuiesceException e) when (e.ErrorId == "RepositoryLocked")
+                {
+                    refused++;
+                }
+            }
+
+            // Once both are done no lock object is left, so a prune runs.
+            if (!pruned)
+            {
+                pruner.Prune(pruner.PlanRemoval(plan.Remove.Select(point => point.Id), _ => { }), collectGarbage: true, removeStaleLock: false, CancellationToken.None);
+            }
+
+            // A backup refused by the prune's lock fails as a whole and publishes nothing; one that ran is whole.
+            var published = new[] { a, b }.Where(task => task.Status == TaskStatus.RanToCompletion).Select(task => task.Result).ToList();
+            foreach (Task<RestorePoint> failed in new[] { a, b }.Where(task => task.IsFaulted))
+            {
+                Assert.Equal("RepositoryLocked", Assert.IsType<VmQuiesceException>(failed.Exception!.InnerException).ErrorId);
+            }
+
+            Assert.True(refused > 0 || published.Count < 2, "the prune and the backups never met");
+            Assert.DoesNotContain(old.Id, pruner.ListRestorePoints().Select(point => point.Id));
+            foreach (RestorePoint point in published)
+            {
+                Assert.True(RestorePointVerifier.Verify(pruner, pruner.GetRestorePoint(point.Id), CancellationToken.None).IsValid, $"restore point {point.VmName} lost chunks to the prune");
+            }
+
+            Assert.Empty(storage.List("locks/"));
+        }
+
+        /// <summary>Another client of the same bucket and prefix, as another host would have.</summary>
+        private S3ObjectStorage Host(S3ObjectStorage storage) => new S3ObjectStorage(storage.Address, _server.Settings());
+    }
+}

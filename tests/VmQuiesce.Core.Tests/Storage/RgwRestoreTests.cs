@@ -1,0 +1,131 @@
+using System;
+using System.IO;
+using System.Linq;
+using System.Threading;
+using VmQuiesce.Core.Backup;
+using VmQuiesce.Core.Repository;
+using VmQuiesce.Core.Repository.Storage;
+using VmQuiesce.Core.Restore;
+using VmQuiesce.Core.Sources;
+using VmQuiesce.Core.Tests.Backup;
+using VmQuiesce.Core.Tests.Repository;
+using VmQuiesce.Core.Tests.TestGuest;
+using Xunit;
+
+namespace VmQuiesce.Core.Tests.Storage
+{
+    /// <summary>
+    /// Restores straight from a repository on a real Ceph RGW through the one restore path: chunks fetched from the
+    /// bucket are verified as from a folder, the output is sparse, the snapshot revert runs, and a bad object
+    /// stops the restore before anything is replaced.
+    /// </summary>
+    [Collection(RgwCollection.Name)]
+    public sealed class RgwRestoreTests : IDisposable
+    {
+        private const int Chunk = RepositoryFixture.ChunkSize;
+        private readonly RgwServer _server;
+        private readonly RepositoryFixture _local = new RepositoryFixture();
+
+        public RgwRestoreTests(RgwServer server) => _server = server;
+
+        public void Dispose() => _local.Dispose();
+
+        [RgwFact]
+        public void A_sparse_image_restores_from_s3_over_its_original_and_into_a_destination_stays_sparse()
+        {
+            string path = Path.Combine(_local.Root, "sparse.img");
+            long size = 40L * Chunk;
+            using (var file = new FileStream(path, FileMode.CreateNew))
+            {
+                file.SetLength(size);
+                foreach (var (offset, length, seed) in new[] { (0L, Chunk, 1), (5L * Chunk, Chunk / 2, 2), (30L * Chunk, 3 * Chunk, 3) })
+                {
+                    file.Position = offset;
+                    file.Write(RepositoryFixture.Random(length, seed), 0, length);
+                }
+            }
+
+            string sha = RepositoryFixture.Sha256Of(path);
+            using ObjectRepository remote = CopyToS3(_local.BackUp("web", path));
+            RestorePoint point = remote.ListRestorePoints().Single();
+            File.WriteAllBytes(path, RepositoryFixture.Random(100, 9));
+
+            RestoreResult over = Restore(remote, new RestoreRequest(point) { Force = true });
+            string destination = Path.Combine(_local.Root, "elsewhere");
+            RestoreResult into = Restore(remote, new RestoreRequest(point) { Destination = destination });
+
+            string copy = Directory.GetFiles(destination, "*", SearchOption.AllDirectories).Single();
+            foreach (string restored in new[] { path, copy })
+            {
+                Assert.Equal(sha, RepositoryFixture.Sha256Of(restored));
+                Assert.Equal(size, new FileInfo(restored).Length);
+                Assert.InRange(AllocatedBytes(restored), 1, (5L * Chunk) + (64 * 1024));
+            }
+
+            Assert.True(over.Files.Single().Replaced);
+            Assert.Equal(RevertStatus.NotNeeded, into.Revert);
+            Assert.Equal(new[] { "elsewhere", "sparse.img" }, Directory.GetFileSystemEntries(_local.Root).Select(Path.GetFileName).Where(name => name != "repo").OrderBy(name => name, StringComparer.Ordinal));
+        }
+
+        [RgwFact]
+        public void A_qemu_point_from_s3_gets_its_internal_snapshot_applied()
+        {
+            string image = Path.Combine(_local.Root, "disk.qcow2");
+            HostCommand.RunChecked("qemu-img", new[] { "create", "-q", "-f", "qcow2", image, "4M" });
+            HostCommand.RunChecked("qemu-io", new[] { "-c", "write -P 0x11 0 64k", image });
+            HostCommand.RunChecked("qemu-img", new[] { "snapshot", "-c", "vmquiesce-test", image });
+            HostCommand.RunChecked("qemu-io", new[] { "-c", "write -P 0x22 0 64k", image });
+            RestorePoint local = new BackupEngine(_local.Repository, workers: 2).Run(
+                new ViewSource(StableFilesView.ForPaths(new[] { image }, new CapturedSnapshot("vmquiesce-test", null, "QemuInternal"))),
+                new QuiesceOptions { Required = Consistency.Crash }, null, CancellationToken.None).RestorePoint;
+            using ObjectRepository remote = CopyToS3(local);
+            File.Delete(image);
+
+            RestoreResult result = Restore(remote, new RestoreRequest(remote.GetRestorePoint(local.Id)));
+
+            Assert.Equal(RevertStatus.Reverted, result.Revert);
+            HostCommandResult before = HostCommand.Run("qemu-io", new[] { "-c", "read -P 0x11 0 64k", image });
+            Assert.Contains("read 65536/65536", before.StandardOutput);
+            Assert.DoesNotContain("verification failed", before.StandardOutput + before.StandardError);
+        }
+
+        [RgwFact]
+        public void A_changed_chunk_object_stops_the_restore_before_anything_is_replaced()
+        {
+            string path = _local.WriteFile("a.img", RepositoryFixture.Random(3 * Chunk, 4));
+            using ObjectRepository remote = CopyToS3(_local.BackUp("db", path));
+            RestorePoint point = remote.ListRestorePoints().Single();
+            string key = ObjectRepository.ChunkKey(point.Files[0].Chunks[2]!);
+            byte[] stored = remote.Storage.ReadAll(key, 2 * Chunk);
+            stored[^1] ^= 0xff;
+            remote.Storage.Replace(key, new[] { new ArraySegment<byte>(stored) });
+            byte[] current = RepositoryFixture.Random(10, 5);
+            File.WriteAllBytes(path, current);
+
+            var error = Assert.Throws<VmQuiesceException>(() => Restore(remote, new RestoreRequest(point) { Force = true }));
+
+            Assert.Equal("RestoreChunkDamaged", error.ErrorId);
+            Assert.Contains(point.Files[0].Chunks[2]!, error.Message);
+            Assert.Contains(remote.Location, error.Remedy);
+            Assert.Equal(current, File.ReadAllBytes(path));
+            Assert.Equal(new[] { "a.img", "repo" }, Directory.GetFileSystemEntries(_local.Root).Select(Path.GetFileName).OrderBy(name => name, StringComparer.Ordinal));
+        }
+
+        private static RestoreResult Restore(IRestorePointSource repository, RestoreRequest request)
+        {
+            var engine = new RestoreEngine(repository);
+            return engine.Run(engine.Plan(request, CancellationToken.None), null, CancellationToken.None);
+        }
+
+        private static long AllocatedBytes(string path) =>
+            512 * long.Parse(HostCommand.RunChecked("stat", new[] { "-c", "%b", path }).StandardOutput.Trim(), System.Globalization.CultureInfo.InvariantCulture);
+
+        /// <summary>A new S3 repository holding a copy of <paramref name="point"/>, and nothing else.</summary>
+        private ObjectRepository CopyToS3(RestorePoint point)
+        {
+            ObjectRepository remote = ObjectRepository.OpenOrCreate(_server.NewStorage(), Chunk, key: null);
+            RestorePointCopy.Copy(_local.Repository, point, remote, CancellationToken.None);
+            return remote;
+        }
+    }
+}
