@@ -332,9 +332,9 @@ namespace VmQuiesce.Core.Restore
                 if (bytes > free)
                 {
                     throw new VmQuiesceException("InsufficientDiskSpace", FailureKind.LimitsExceeded,
-                        $"The restore of '{plan.Point.Id}' needs {ByteText(bytes)} on the file system of '{folder}', which has {ByteText(free)} free. Nothing was restored.", folder)
+                        $"The restore of '{plan.Point.Id}' needs {ExactBytes(bytes)} on the file system of '{folder}', which has {ExactBytes(free)} free. Nothing was restored.", folder)
                     {
-                        Remedy = $"Free at least {ByteText(bytes - free)} there (the originals stay until the restore succeeded, so both must fit), or restore elsewhere with -Destination.",
+                        Remedy = $"Free at least {ExactBytes(bytes - free)} there (the originals stay until the restore succeeded, so both must fit), or restore elsewhere with -Destination.",
                     };
                 }
             }
@@ -494,7 +494,7 @@ namespace VmQuiesce.Core.Restore
 
                     long size = leftover.Length;
                     folder.Delete(name);
-                    host.WriteWarning($"Removed '{temp}' ({ByteText(size)}), which a restore of '{target}' that was interrupted left behind.");
+                    host.WriteWarning($"Removed '{temp}' ({ExactBytes(size)}), which a restore of '{target}' that was interrupted left behind.");
                 }
             }
 
@@ -705,12 +705,12 @@ namespace VmQuiesce.Core.Restore
             if (RegularFile.IsDiskFull(failure))
             {
                 var (folder, free, needed) = SpaceByVolume(plan).OrderByDescending(volume => volume.Needed - volume.Free).FirstOrDefault();
-                string figures = folder == null ? string.Empty : $" It needs {ByteText(needed)} there, and {ByteText(free)} are free with this restore's temp files removed.";
+                string figures = folder == null ? string.Empty : $" It needs {ExactBytes(needed)} there, and {ExactBytes(free)} are free with this restore's temp files removed.";
                 return new VmQuiesceException("RestoreDestinationFull", FailureKind.LimitsExceeded,
                     $"The file system of '{folder ?? failure.Message}' is full: the restore of '{plan.Point.Id}' could not write all its files.{figures} Nothing was replaced.", folder, failure)
                 {
                     Remedy = folder == null ? "Free space there, or restore elsewhere with -Destination."
-                        : $"Free at least {ByteText(Math.Max(needed - free, RestorePoint.AllocationBlock))} on the file system of '{folder}' (the originals stay until the restore succeeded, so both must fit), or restore elsewhere with -Destination.",
+                        : $"Free at least {ExactBytes(Math.Max(needed - free, RestorePoint.AllocationBlock))} on the file system of '{folder}' (the originals stay until the restore succeeded, so both must fit), or restore elsewhere with -Destination.",
                 };
             }
 
@@ -730,22 +730,9 @@ namespace VmQuiesce.Core.Restore
             };
         }
 
-        /// <summary>"1,148,207,104 bytes (1.07 GiB)": exact, and readable.</summary>
-        private static string ByteText(long bytes)
-        {
-            string[] units = { "KiB", "MiB", "GiB", "TiB" };
-            double value = bytes;
-            int unit = -1;
-            while (value >= 1024 && unit < units.Length - 1)
-            {
-                value /= 1024;
-                unit++;
-            }
-
-            return unit < 0
-                ? string.Format(CultureInfo.InvariantCulture, "{0:N0} bytes", bytes)
-                : string.Format(CultureInfo.InvariantCulture, "{0:N0} bytes ({1:0.##} {2})", bytes, value, units[unit]);
-        }
+        /// <summary>"1,148,207,104 bytes (1.1 GiB)": exact, and readable.</summary>
+        private static string ExactBytes(long bytes) =>
+            bytes < 1024 ? bytes.ToString("N0", CultureInfo.InvariantCulture) + " bytes" : $"{bytes.ToString("N0", CultureInfo.InvariantCulture)} bytes ({ByteText.Of(bytes)})";
 
         private static void DeleteQuietly(TrustedFolder folder, string name)
         {
