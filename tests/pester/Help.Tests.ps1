@@ -56,6 +56,12 @@ Describe 'Help of the built module' {
         $about | Should -Match 'SHORT DESCRIPTION'
     }
 
+    It 'offers no online version: no cmdlet or help page names a web address, so Get-Help -Online says there is none instead of opening a page that does not exist' {
+        @(Get-Command -Module VmQuiesce -CommandType Cmdlet | Where-Object HelpUri).Name | Should -BeNullOrEmpty
+        @(Get-ChildItem (Join-Path $PSScriptRoot '../../en-US') -Filter '*.md' | Select-String -Pattern '^online version:\s*\S').Path | Should -BeNullOrEmpty
+        { Get-Help Invoke-VmQuiescedBackup -Online -ErrorAction Stop } | Should -Throw -ErrorId 'InvalidOperation,Microsoft.PowerShell.Commands.GetHelpCommand'
+    }
+
     It 'has the threat model as about_VmQuiesce_Security' {
         $about = Get-Help about_VmQuiesce_Security | Out-String
         $about | Should -Match 'A guest, or whoever controls it'
