@@ -136,9 +136,10 @@ namespace VmQuiesce.Core.Export
         /// <summary>
         /// Starts the VM of <paramref name="point"/> from the repository with its disks in <paramref name="destination"/>
         /// (made when missing; it must not hold the disks yet), and the background copy, at most
-        /// <paramref name="copyRateLimit"/> bytes per second (0: no limit).
+        /// <paramref name="copyRateLimit"/> bytes per second (0: no limit). The restore owns <paramref name="repository"/>
+        /// once it serves it: a connection to object storage is closed when the export ends.
         /// </summary>
-        public static InstantRestore Start(BackupRepository repository, RestorePoint point, string destination, BootCheckOptions vm, long copyRateLimit, CancellationToken cancel)
+        public static InstantRestore Start(IRestorePointSource repository, RestorePoint point, string destination, BootCheckOptions vm, long copyRateLimit, CancellationToken cancel)
         {
             if (!HostPlatform.IsLinux)
             {
@@ -153,13 +154,13 @@ namespace VmQuiesce.Core.Export
                     $"Cannot restore '{point.Id}' into '{destination}': it holds disks or sockets of another VM, or two disks of the point share a name.", destination);
             }
 
-            var record = new InstantRestoreRecord(NewId(), point.VmName, point.Id, repository.Path, destination, disks) { CopyRateLimit = copyRateLimit };
+            var record = new InstantRestoreRecord(NewId(), point.VmName, point.Id, repository.Location, destination, disks) { CopyRateLimit = copyRateLimit };
             Directory.CreateDirectory(destination);
             record.ServeHere();
             RestorePointServer server;
             try
             {
-                server = RestorePointServer.Start(repository, point, new RestorePointServerOptions { SocketPath = record.SocketPath });
+                server = RestorePointServer.Start(repository, point, new RestorePointServerOptions { SocketPath = record.SocketPath, OwnsRepository = true });
             }
             catch
             {
@@ -203,9 +204,11 @@ namespace VmQuiesce.Core.Export
         /// <paramref name="repository"/> on the socket its disks' backing files name (QEMU reconnects on its next
         /// read), lets a VM paused on a read error run on, and starts the copy again for each disk not yet complete
         /// (block-stream copies only what the local disk lacks). This process then watches it. The repository is
-        /// opened only once the restore is known to be resumable.
+        /// opened only once the restore is known to be resumable, and is then owned by the restore. The record names
+        /// the repository by its folder or s3:// address only: how to reach object storage (endpoint, keys) is the
+        /// caller's, never kept.
         /// </summary>
-        public void Resume(Func<BackupRepository> openRepository, CancellationToken cancel)
+        public void Resume(Func<IRestorePointSource> openRepository, CancellationToken cancel)
         {
             if (State == InstantRestoreState.ServedElsewhere)
             {
@@ -226,11 +229,21 @@ namespace VmQuiesce.Core.Export
                 };
             }
 
-            BackupRepository repository = openRepository();
-            RestorePoint point = repository.GetRestorePoint(RestorePointId);
+            IRestorePointSource repository = openRepository();
+            RestorePoint point;
+            try
+            {
+                point = repository.GetRestorePoint(RestorePointId);
+            }
+            catch
+            {
+                (repository as IDisposable)?.Dispose();
+                throw;
+            }
+
             RemoveStaleSocket();
             _record.ServeHere();
-            _server = RestorePointServer.Start(repository, point, new RestorePointServerOptions { SocketPath = _record.SocketPath });
+            _server = RestorePointServer.Start(repository, point, new RestorePointServerOptions { SocketPath = _record.SocketPath, OwnsRepository = true });
             try
             {
                 _reconnectUntil = DateTime.UtcNow + ReconnectWindow;

@@ -16,9 +16,6 @@ namespace VmQuiesce.Core.Export
     /// </summary>
     public sealed class RestorePointDisk : INbdExportBackend
     {
-        /// <summary>Chunks read ahead of a reader that reads in order: a booting guest or a copy then rarely waits for one.</summary>
-        internal const int ReadAheadChunks = 2;
-
         private readonly VerifiedChunkCache _cache;
         private readonly int _chunkSize;
         private long _lastChunkRead = -2;
@@ -107,7 +104,7 @@ namespace VmQuiesce.Core.Export
                 return; // random access: reading ahead would only push useful chunks out of the cache
             }
 
-            for (int next = index + 1; next <= index + ReadAheadChunks && next < File.Chunks.Count; next++)
+            for (int next = index + 1; next <= index + _cache.ReadAheadChunks && next < File.Chunks.Count; next++)
             {
                 if (File.Chunks[next] is string hash)
                 {

@@ -102,9 +102,10 @@ namespace VmQuiesce.Core.Export
 
         /// <summary>
         /// Mounts <paramref name="point"/> under <paramref name="folder"/> (made when missing; it must be empty).
-        /// Linux, as root. Nothing is left when it fails.
+        /// Linux, as root. Nothing is left when it fails. The mount owns <paramref name="repository"/> once it serves
+        /// it: a connection to object storage is closed when the mount ends.
         /// </summary>
-        public static RestorePointMount Mount(BackupRepository repository, RestorePoint point, string folder, CancellationToken cancel)
+        public static RestorePointMount Mount(IRestorePointSource repository, RestorePoint point, string folder, CancellationToken cancel)
         {
             if (!HostPlatform.IsLinux || Libc.geteuid() != 0)
             {
@@ -123,7 +124,7 @@ namespace VmQuiesce.Core.Export
 
             Directory.CreateDirectory(folder);
             var record = new MountRecord(NewId(), folder, point.VmName, point.Id, HostPlatform.ProcessId);
-            RestorePointServer server = RestorePointServer.Start(repository, point);
+            RestorePointServer server = RestorePointServer.Start(repository, point, new RestorePointServerOptions { OwnsRepository = true });
             var fileSystems = new List<MountedFileSystem>();
             try
             {

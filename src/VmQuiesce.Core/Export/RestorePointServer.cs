@@ -23,6 +23,12 @@ namespace VmQuiesce.Core.Export
 
         /// <summary>Called (on a pool thread) for each range that could not be served and each client that broke the protocol.</summary>
         public Action<NbdServerError>? OnError { get; set; }
+
+        /// <summary>
+        /// The server disposes the repository (closing its connection to object storage) when it stops, or when it
+        /// fails to start: for a server that outlives the code that opened the repository.
+        /// </summary>
+        public bool OwnsRepository { get; set; }
     }
 
     /// <summary>One disk of a served restore point.</summary>
@@ -55,9 +61,10 @@ namespace VmQuiesce.Core.Export
     }
 
     /// <summary>
-    /// A restore point served read-only over NBD from its repository (Start-VmBackupExport, Test-VmBackup -Boot,
-    /// Mount-VmBackup): one export per file, disk0, disk1... in the point's order. It holds a shared lock on the
-    /// repository for as long as it serves, so a prune cannot remove a chunk under a reader.
+    /// A restore point served read-only over NBD from its repository, a folder or object storage (Start-VmBackupExport,
+    /// Test-VmBackup -Boot, Mount-VmBackup): one export per file, disk0, disk1... in the point's order. It holds a
+    /// shared lock on the repository (a lock file, or a lock object on object storage) for as long as it serves, so
+    /// a prune cannot remove a chunk under a reader.
     /// </summary>
     /// <remarks>
     /// Who can read: on Linux and macOS the socket is mode 0600 in a folder of this user's (only this user, root
@@ -70,14 +77,16 @@ namespace VmQuiesce.Core.Export
         private static readonly ConcurrentDictionary<string, RestorePointServer> s_running = new ConcurrentDictionary<string, RestorePointServer>(StringComparer.OrdinalIgnoreCase);
 
         private readonly NbdServer _server;
-        private readonly RepositoryLock _lock;
+        private readonly IDisposable _lock;
+        private readonly IDisposable? _ownedRepository;
         private readonly ScratchFolder? _folder;
         private readonly ConcurrentQueue<NbdServerError> _errors = new ConcurrentQueue<NbdServerError>();
         private readonly VerifiedChunkCache _cache;
         private int _stopped;
 
-        private RestorePointServer(string id, RestorePoint point, NbdServer server, RepositoryLock repositoryLock, ScratchFolder? folder, VerifiedChunkCache cache, IReadOnlyList<ServedDisk> disks)
+        private RestorePointServer(string id, RestorePoint point, NbdServer server, IDisposable repositoryLock, IDisposable? ownedRepository, ScratchFolder? folder, VerifiedChunkCache cache, IReadOnlyList<ServedDisk> disks)
         {
+            _ownedRepository = ownedRepository;
             Id = id;
             Point = point;
             _server = server;
@@ -126,13 +135,27 @@ namespace VmQuiesce.Core.Export
         public IReadOnlyList<NbdServerError> Errors => _errors.ToList();
 
         /// <summary>Serves <paramref name="point"/> of <paramref name="repository"/> until <see cref="Stop"/> (or Dispose).</summary>
-        public static RestorePointServer Start(BackupRepository repository, RestorePoint point, RestorePointServerOptions? options = null)
+        public static RestorePointServer Start(IRestorePointSource repository, RestorePoint point, RestorePointServerOptions? options = null)
         {
             options ??= new RestorePointServerOptions();
+            IDisposable? owned = options.OwnsRepository ? repository as IDisposable : null;
+            try
+            {
+                return Serve(repository, point, options, owned);
+            }
+            catch
+            {
+                owned?.Dispose();
+                throw;
+            }
+        }
+
+        private static RestorePointServer Serve(IRestorePointSource repository, RestorePoint point, RestorePointServerOptions options, IDisposable? owned)
+        {
             if (point.ChunkSize != repository.ChunkSize)
             {
                 throw new VmQuiesceException("RestorePointChunkSizeMismatch", FailureKind.InvalidData,
-                    $"The restore point '{point.Id}' has chunk size {point.ChunkSize}; its repository '{repository.Path}' uses {repository.ChunkSize}.", point.Id);
+                    $"The restore point '{point.Id}' has chunk size {point.ChunkSize}; its repository '{repository.Location}' uses {repository.ChunkSize}.", point.Id);
             }
 
             if (point.Files.Count == 0)
@@ -152,7 +175,8 @@ namespace VmQuiesce.Core.Export
                 Listed = !tcp,
             }).ToList();
 
-            RepositoryLock shared = repository.LockShared($"Serving restore point {point.Id} over NBD");
+            // A lock file in a folder, a lock object on object storage: either way a prune waits until the server stops.
+            IDisposable shared = ((IBackupTarget)repository).LockShared($"Serving restore point {point.Id} over NBD", _ => { });
             ScratchFolder? folder = null;
             try
             {
@@ -173,7 +197,7 @@ namespace VmQuiesce.Core.Export
                     },
                 });
                 var disks = exports.Select((export, i) => new ServedDisk(export.Name, point.Files[i], server.GetUri(export.Name))).ToList();
-                served = new RestorePointServer(NewId(), point, server, shared, folder, cache, disks);
+                served = new RestorePointServer(NewId(), point, server, shared, owned, folder, cache, disks);
                 s_running[served.Id] = served;
                 return served;
             }
@@ -217,7 +241,14 @@ namespace VmQuiesce.Core.Export
             finally
             {
                 _folder?.Dispose();
-                _lock.Dispose();
+                try
+                {
+                    _lock.Dispose();
+                }
+                finally
+                {
+                    _ownedRepository?.Dispose();
+                }
             }
         }
 

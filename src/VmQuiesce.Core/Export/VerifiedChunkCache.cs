@@ -3,12 +3,14 @@ using System.Collections.Generic;
 using System.Threading;
 using System.Threading.Tasks;
 using VmQuiesce.Core.Repository;
+using VmQuiesce.Core.Repository.Storage;
 
 namespace VmQuiesce.Core.Export
 {
     /// <summary>
     /// The chunks a served restore point has read lately, each one read, decoded and re-hashed against its name
-    /// before any byte of it is handed out (see <see cref="BackupRepository.ReadVerifiedChunk"/>). Readers of a chunk
+    /// before any byte of it is handed out (see <see cref="IRestorePointSource.ReadVerifiedChunk"/>), from a folder or
+    /// from object storage (one GET per chunk). Readers of a chunk
     /// being read wait for that one read instead of starting another. A chunk that fails is not kept: each read of it
     /// fails again, naming it.
     /// </summary>
@@ -21,7 +23,7 @@ namespace VmQuiesce.Core.Export
     /// </remarks>
     internal sealed class VerifiedChunkCache
     {
-        private readonly BackupRepository _repository;
+        private readonly IRestorePointSource _repository;
         private readonly object _gate = new object();
         private readonly Dictionary<string, Entry> _entries = new Dictionary<string, Entry>(StringComparer.Ordinal);
         private readonly LinkedList<Entry> _recent = new LinkedList<Entry>();
@@ -30,7 +32,7 @@ namespace VmQuiesce.Core.Export
         private int _buffersMade;
         private long _chunksRead;
 
-        public VerifiedChunkCache(BackupRepository repository, int capacity)
+        public VerifiedChunkCache(IRestorePointSource repository, int capacity)
         {
             if (capacity < 2)
             {
@@ -39,9 +41,14 @@ namespace VmQuiesce.Core.Export
 
             _repository = repository;
             Capacity = capacity;
+            // A GET from object storage waits far longer for its first byte than a file read: more reads in flight hide it.
+            ReadAheadChunks = repository is ObjectRepository ? 4 : 2;
         }
 
         public int Capacity { get; }
+
+        /// <summary>Chunks read ahead of a reader that reads in order, so a booting guest or a copy rarely waits for one.</summary>
+        public int ReadAheadChunks { get; }
 
         /// <summary>Chunks read from the repository so far (not counting cache hits): what tests and benchmarks look at.</summary>
         public long ChunksRead => Interlocked.Read(ref _chunksRead);

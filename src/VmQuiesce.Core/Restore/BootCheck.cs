@@ -103,7 +103,7 @@ namespace VmQuiesce.Core.Restore
         /// chunk verified as it is read), with throwaway overlays in a private temp folder: nothing is restored first,
         /// nothing is written to the repository. A range the export could not serve (a damaged chunk) fails the check.
         /// </summary>
-        public static BootCheckResult RunRestorePoint(Repository.BackupRepository repository, Repository.RestorePoint point, BootCheckOptions options, CancellationToken cancel)
+        public static BootCheckResult RunRestorePoint(Repository.IRestorePointSource repository, Repository.RestorePoint point, BootCheckOptions options, CancellationToken cancel)
         {
             using RestorePointServer served = RestorePointServer.Start(repository, point);
             BootCheckResult result;

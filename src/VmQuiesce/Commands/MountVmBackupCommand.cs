@@ -20,18 +20,26 @@ namespace VmQuiesce.Commands
 
         protected override void ProcessRecord()
         {
+            IRestorePointSource? repository = null;
             try
             {
-                (BackupRepository repository, RestorePoint point) = OpenRestorePoint();
+                (repository, RestorePoint point) = OpenRestorePoint();
                 string folder = ResolveFileSystemPath(Path, nameof(Path));
                 if (ShouldProcess(folder, $"Mount {point.VmName} {point.Id} read-only"))
                 {
-                    WriteObject(RunPumped(() => RestorePointMount.Mount(repository, point, folder, CancelToken)));
+                    IRestorePointSource served = repository;
+                    WriteObject(RunPumped(() => RestorePointMount.Mount(served, point, folder, CancelToken)));
+                    // The mount outlives this command: it keeps the repository (and its lock) until it is dismounted.
+                    repository = null;
                 }
             }
             catch (VmQuiesceException e)
             {
                 WriteFailure(e);
+            }
+            finally
+            {
+                (repository as IDisposable)?.Dispose();
             }
         }
     }
@@ -105,7 +113,7 @@ namespace VmQuiesce.Commands
 
         protected override void ProcessRecord()
         {
-            BackupRepository repository;
+            IRestorePointSource repository;
             RestorePoint point;
             try
             {
@@ -117,10 +125,10 @@ namespace VmQuiesce.Commands
                 return;
             }
 
-            string destination = ResolveFileSystemPath(Destination, nameof(Destination));
             string folder = System.IO.Path.Combine(System.IO.Path.GetTempPath(), "vmq-items-" + Guid.NewGuid().ToString("N").Substring(0, 12));
             try
             {
+                string destination = ResolveFileSystemPath(Destination, nameof(Destination));
                 using RestorePointMount mount = RunPumped(() => RestorePointMount.Mount(repository, point, folder, CancelToken));
                 foreach (string item in Path)
                 {
@@ -141,6 +149,11 @@ namespace VmQuiesce.Commands
             catch (VmQuiesceException e)
             {
                 WriteFailure(e);
+            }
+            finally
+            {
+                // The mount owned it and closed it; this covers a mount that never started.
+                (repository as IDisposable)?.Dispose();
             }
         }
     }

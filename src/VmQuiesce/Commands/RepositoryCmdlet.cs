@@ -66,11 +66,18 @@ namespace VmQuiesce.Commands
         /// An existing repository: a folder, or an s3:// address; when it is encrypted, with its key from this host's
         /// key file (RepositoryKeyNotFound otherwise, before anything is read).
         /// </summary>
-        internal IRestorePointSource OpenRestorePointSource(string location, string parameterName)
+        internal IRestorePointSource OpenRestorePointSource(string location, string parameterName) =>
+            OpenResolvedRestorePointSource(S3RepositoryAddress.IsS3(location) ? location : ResolveFileSystemPath(location, parameterName));
+
+        /// <summary>
+        /// <see cref="OpenRestorePointSource"/> for a folder's full path or an s3:// address as a record keeps it:
+        /// nothing is resolved against this session, so it may run off the pipeline thread.
+        /// </summary>
+        internal IRestorePointSource OpenResolvedRestorePointSource(string location)
         {
             IRestorePointSource source = S3RepositoryAddress.IsS3(location)
                 ? ObjectRepository.Open(OpenS3Storage(location))
-                : BackupRepository.Open(ResolveFileSystemPath(location, parameterName));
+                : BackupRepository.Open(location);
             try
             {
                 source.Encryption.RequireKey();

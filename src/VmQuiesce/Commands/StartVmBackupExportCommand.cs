@@ -23,20 +23,25 @@ namespace VmQuiesce.Commands
 
         protected override void ProcessRecord()
         {
+            IRestorePointSource? repository = null;
             try
             {
-                (BackupRepository repository, RestorePoint point) = OpenRestorePoint();
+                (repository, RestorePoint point) = OpenRestorePoint();
                 string? socket = SocketPath == null ? null : ResolveFileSystemPath(SocketPath, nameof(SocketPath));
-                if (!ShouldProcess($"{point.VmName} {point.Id}", "Serve read-only over NBD"))
+                if (ShouldProcess($"{point.VmName} {point.Id}", "Serve read-only over NBD"))
                 {
-                    return;
+                    // The server outlives this command: it keeps the repository (and its lock) until it stops.
+                    WriteObject(RestorePointServer.Start(repository, point, new RestorePointServerOptions { SocketPath = socket, CacheChunks = CacheChunks, OwnsRepository = true }));
+                    repository = null;
                 }
-
-                WriteObject(RestorePointServer.Start(repository, point, new RestorePointServerOptions { SocketPath = socket, CacheChunks = CacheChunks }));
             }
             catch (VmQuiesceException e)
             {
                 WriteFailure(e);
+            }
+            finally
+            {
+                (repository as IDisposable)?.Dispose();
             }
         }
     }

@@ -30,18 +30,26 @@ namespace VmQuiesce.Commands
 
         protected override void ProcessRecord()
         {
+            IRestorePointSource? repository = null;
             try
             {
-                (BackupRepository repository, RestorePoint point) = OpenRestorePoint();
+                (repository, RestorePoint point) = OpenRestorePoint();
                 string destination = ResolveFileSystemPath(Destination, nameof(Destination));
                 if (ShouldProcess(destination, $"Start {point.VmName} from restore point {point.Id} and copy its disks here"))
                 {
-                    WriteObject(RunPumped(() => InstantRestore.Start(repository, point, destination, VmOption ?? new BootCheckOptions(), CopyRateLimit, CancelToken)));
+                    IRestorePointSource served = repository;
+                    WriteObject(RunPumped(() => InstantRestore.Start(served, point, destination, VmOption ?? new BootCheckOptions(), CopyRateLimit, CancelToken)));
+                    // The restore outlives this command: it keeps the repository (and its lock) until its disks are local.
+                    repository = null;
                 }
             }
             catch (VmQuiesceException e)
             {
                 WriteFailure(e);
+            }
+            finally
+            {
+                (repository as IDisposable)?.Dispose();
             }
         }
     }
@@ -60,7 +68,11 @@ namespace VmQuiesce.Commands
     /// </summary>
     [Cmdlet(VerbsLifecycle.Complete, "VmInstantRestore")]
     [OutputType(typeof(InstantRestore))]
-    public sealed class CompleteVmInstantRestoreCommand : VmQuiesceCmdlet
+    /// <remarks>
+    /// A restore record names its repository only by folder or s3:// address, never how to reach it: resuming one served
+    /// from S3 takes -S3Endpoint, -S3Credential, -S3ProfileName and -S3Region again (or the AWS environment and files).
+    /// </remarks>
+    public sealed class CompleteVmInstantRestoreCommand : RepositoryCmdlet
     {
         [Parameter(Mandatory = true, Position = 0, ValueFromPipelineByPropertyName = true)]
         [ValidateNotNullOrEmpty]
@@ -84,7 +96,7 @@ namespace VmQuiesce.Commands
 
                     if (restore.State == InstantRestoreState.Interrupted || restore.State == InstantRestoreState.ServedElsewhere)
                     {
-                        Pump(() => Task.Run(() => restore.Resume(() => BackupRepository.Open(restore.Repository), CancelToken)));
+                        Pump(() => Task.Run(() => restore.Resume(() => OpenResolvedRestorePointSource(restore.Repository), CancelToken)));
                     }
                 }
                 catch (VmQuiesceException e)

@@ -37,11 +37,6 @@ namespace VmQuiesce.Commands
 
         protected override void ProcessRecord()
         {
-            if (Boot && Core.Repository.Storage.S3RepositoryAddress.IsS3(Repository))
-            {
-                ThrowInvalidArgument("BootCheckNeedsFolderRepository", $"-Boot restores into a temp folder from a folder repository; '{Repository}' is on object storage.", Repository);
-            }
-
             IRestorePointSource repository;
             List<RestorePoint> points;
             try
@@ -100,10 +95,10 @@ namespace VmQuiesce.Commands
             IOperationHost host = CreateHost(report => WriteProgress(ShowTransfer(new ProgressRecord(activityId, activity, report.Status), report)));
             var folder = repository as BackupRepository;
             RestorePointVerification result = RunPumped(() => folder?.Verify(point, CancelToken, host) ?? RestorePointVerifier.Verify(repository, point, CancelToken, host));
-            if (Boot && result.IsValid && folder != null)
+            if (Boot && result.IsValid)
             {
                 WriteProgress(new ProgressRecord(activityId, activity, "Booting it from the repository"));
-                result = result.WithBoot(RunPumped(() => BootCheck.RunRestorePoint(folder, point, BootOption ?? new BootCheckOptions(), CancelToken)));
+                result = result.WithBoot(RunPumped(() => BootCheck.RunRestorePoint(repository, point, BootOption ?? new BootCheckOptions(), CancelToken)));
             }
 
             WriteProgress(new ProgressRecord(activityId, activity, "Done") { RecordType = ProgressRecordType.Completed });
