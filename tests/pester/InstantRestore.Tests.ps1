@@ -9,17 +9,6 @@ BeforeAll {
     $script:root = Join-Path ([IO.Path]::GetTempPath()) "vmq-instant-$([guid]::NewGuid().ToString('N').Substring(0, 8))"
     $script:repository = Join-Path $root 'repo'
 
-    function script:Invoke-GuestShell([string] $AgentSocket, [string] $Command) {
-        $agent = [VmQuiesce.Core.Sources.Qemu.GuestAgentClient]::Connect($AgentSocket, [timespan]::FromSeconds(60))
-        try {
-            $agent.Sync([timespan]::FromSeconds(120))
-            $result = $agent.Exec('/bin/sh', [string[]] @('-c', $Command), [timespan]::FromSeconds(120))
-            if (-not $result.Succeeded) { throw "'$Command' failed in the guest: $($result.StandardError)" }
-            $result.StandardOutput
-        }
-        finally { $agent.Dispose() }
-    }
-
     # Starts the restore in a child pwsh, throttled so the copy is still running when the child is killed.
     function script:Start-ServedRestore([string] $Destination) {
         $started = Start-ChildScript -Script 'Start-ServedInstantRestore.ps1' -Expect 'STARTED *' -RedirectInput -Arguments @(

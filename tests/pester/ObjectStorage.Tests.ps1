@@ -196,3 +196,82 @@ Describe 'Copy-VmBackup to and from S3' {
         'Amazon.S3.AmazonS3Client' -as [type] | Should -BeNullOrEmpty
     }
 }
+
+Describe 'Serving a restore point of the real test guest straight from S3' {
+    BeforeAll {
+        Import-Module (Join-Path $PSScriptRoot '../guest/TestGuest.psm1') -Force
+        Import-Module (Join-Path $PSScriptRoot 'TestSupport.psm1') -Force
+        $script:guestUnavailable = if ($unavailable) { $unavailable } else { Get-TestGuestSkipReason }
+        if (-not $guestUnavailable) {
+            $guest = Start-TestGuest
+            try {
+                Invoke-GuestShell $guest.AgentSocketPath 'printf "s3-marker\n" > /mnt/data/marker.txt && chmod 0640 /mnt/data/marker.txt && sync' | Out-Null
+                $local = Get-BackupVm -QmpSocket $guest.QmpSocketPath -AgentSocket $guest.AgentSocketPath -Name s3-guest |
+                    Invoke-VmQuiescedBackup -Repository (Join-Path $root 'guest-repo') -Confirm:$false
+            }
+            finally { $guest | Stop-TestGuest }
+            $script:guestS3 = "s3://$bucket/guest"
+            $script:guestPoint = Copy-VmBackup -Repository $local.Repository -Destination $guestS3 -Id $local.Id -S3Endpoint $endpoint -S3Credential $credential -Confirm:$false
+            $script:s3Parameters = @{ S3Endpoint = $endpoint; S3Credential = $credential }
+            $script:guestBoot = @{
+                Kernel    = Join-Path $env:VMQUIESCE_TEST_GUEST 'vmlinuz'
+                Initrd    = Join-Path $env:VMQUIESCE_TEST_GUEST 'initramfs.cpio.gz'
+                MemoryMiB = 128
+            }
+            # The shared lock objects of the guest's S3 repository (one per reader or server).
+            $script:getLocks = {
+                $request = [Activator]::CreateInstance($sdk.GetType('Amazon.S3.Model.ListObjectsV2Request'))
+                $request.BucketName = $bucket; $request.Prefix = 'guest/locks/'
+                @($client.ListObjectsV2Async($request).GetAwaiter().GetResult().S3Objects | ForEach-Object Key)
+            }
+        }
+    }
+
+    BeforeEach { if ($guestUnavailable) { Set-ItResult -Skipped -Because $guestUnavailable } }
+
+    It 'copies the guest''s marker out of the S3 point byte for byte with its mode, through a mount that leaves no lock object' {
+        if (-not $IsLinux -or (& id -u) -ne '0') { Set-ItResult -Skipped -Because 'Restore-VmBackupItem mounts, which needs root on Linux'; return }
+        $destination = Join-Path $root 'guest-items'
+
+        $item = Restore-VmBackupItem -Repository $guestS3 -Id $guestPoint.Id -Path 'disk0/marker.txt' -Destination $destination @s3Parameters -Confirm:$false
+
+        $item.Destination | Should -Be (Join-Path $destination 'marker.txt')
+        [IO.File]::ReadAllText($item.Destination) | Should -BeExactly "s3-marker`n"
+        (Get-Item $item.Destination).UnixMode | Should -Be '-rw-r-----'
+        Get-VmBackupMount | Where-Object RestorePointId -eq $guestPoint.Id | Should -BeNullOrEmpty
+        & $getLocks | Should -BeNullOrEmpty
+    }
+
+    It 'boots the S3 point with Test-VmBackup -Boot, nothing restored first' {
+        $boot = $guestBoot + @{ Append = 'console=ttyS0 quiet panic=-1 vmquiesce.disks=1 vmquiesce.agent=once'; BootTimeout = [timespan]::FromMinutes(2) }
+
+        $result = Test-VmBackup -Repository $guestS3 -Id $guestPoint.Id -Boot -BootOption $boot @s3Parameters
+
+        $result.Status | Should -Be 'Ok'
+        $result.Boot.Passed | Should -BeTrue -Because $result.Boot.ToString()
+        $result.Boot.FileSystems.MountPoint | Should -Contain '/mnt/data'
+        & $getLocks | Should -BeNullOrEmpty
+    }
+
+    It 'starts the guest at once from the S3 point, holds a lock object while the copy runs, and completes with the marker on local disks' {
+        $vm = $guestBoot + @{ Append = 'console=ttyS0 quiet panic=-1 no_timer_check vmquiesce.disks=1 vmquiesce.agent=respawn' }
+        $restore = Start-VmInstantRestore -Repository $guestS3 -Id $guestPoint.Id -Destination (Join-Path $root 'guest-instant') -VmOption $vm -CopyRateLimit 1MB @s3Parameters -Confirm:$false
+        try {
+            $restore.Repository | Should -Be $guestS3
+            @(& $getLocks).Count | Should -Be 1 -Because 'the export holds a shared lock object while it serves'
+            Invoke-GuestShell $restore.AgentSocket 'cat /mnt/data/marker.txt' | Should -BeExactly "s3-marker`n"
+            $record = Get-Content -Raw (Join-Path /run/vmquiesce/instant-restores "$($restore.Id).json")
+            $record | Should -Not -Match ([regex]::Escape($secret)) -Because 'a record never holds a secret'
+            $record | Should -Not -Match ([regex]::Escape($credential.UserName))
+
+            $completed = $restore | Complete-VmInstantRestore -CopyRateLimit 0
+            $completed.State | Should -Be 'Completed'
+            & $getLocks | Should -BeNullOrEmpty -Because 'the export ended with the copy'
+            (& qemu-img info -U --output=json -f qcow2 $completed.Disks[0] | ConvertFrom-Json).'backing-filename' | Should -BeNullOrEmpty -Because 'the local disk stands alone'
+        }
+        finally {
+            Get-Process -Id $restore.ProcessId -ErrorAction Ignore | Stop-Process -Force
+            $restore | Stop-VmInstantRestore -Confirm:$false -ErrorAction Ignore
+        }
+    }
+}

@@ -109,4 +109,17 @@ namespace VmQuiesceTests
     [pscustomobject]@{ PowerShell = $ps; Host = $recording }
 }
 
-Export-ModuleMember -Function Get-ChildPwsh, Start-ChildScript, New-RecordingPowerShell
+# Runs a shell command in a test guest through its agent (the test guest's agent allows exec) and returns its output;
+# throws when it fails.
+function Invoke-GuestShell([string] $AgentSocket, [string] $Command) {
+    $agent = [VmQuiesce.Core.Sources.Qemu.GuestAgentClient]::Connect($AgentSocket, [timespan]::FromSeconds(60))
+    try {
+        $agent.Sync([timespan]::FromSeconds(120))
+        $result = $agent.Exec('/bin/sh', [string[]] @('-c', $Command), [timespan]::FromSeconds(120))
+        if (-not $result.Succeeded) { throw "'$Command' failed in the guest: $($result.StandardError)" }
+        $result.StandardOutput
+    }
+    finally { $agent.Dispose() }
+}
+
+Export-ModuleMember -Function Get-ChildPwsh, Start-ChildScript, New-RecordingPowerShell, Invoke-GuestShell
