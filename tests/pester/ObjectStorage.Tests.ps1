@@ -274,4 +274,35 @@ Describe 'Serving a restore point of the real test guest straight from S3' {
             $restore | Stop-VmInstantRestore -Confirm:$false -ErrorAction Ignore
         }
     }
+
+    It 'is completed from S3 by a new session after its serving pwsh was killed, the S3 parameters given again (the record keeps none)' {
+        # The child takes the endpoint and keys from the environment; this session gives them as parameters.
+        $env:AWS_ENDPOINT_URL_S3 = $endpoint.AbsoluteUri; $env:AWS_ACCESS_KEY_ID = $credential.UserName; $env:AWS_SECRET_ACCESS_KEY = $secret
+        try {
+            $started = Start-ChildScript -Script 'Start-ServedInstantRestore.ps1' -Expect 'STARTED *' -RedirectInput -Arguments @(
+                '-ModulePath', $env:VMQUIESCE_MODULE_PATH, '-Repository', $guestS3, '-Id', $guestPoint.Id, '-Destination', (Join-Path $root 'guest-resumed'), '-CopyRateLimit', 64KB)
+        }
+        finally { Remove-Item Env:AWS_ENDPOINT_URL_S3, Env:AWS_ACCESS_KEY_ID, Env:AWS_SECRET_ACCESS_KEY }
+        $restore = $null
+        try {
+            $started.Process.Kill()   # SIGKILL: the export ends mid-copy
+            $started.Process.WaitForExit()
+            $restore = Get-VmInstantRestore | Where-Object Id -EQ $started.Line.Substring(8)
+            $restore.State | Should -Be 'Interrupted'
+            $restore.Repository | Should -Be $guestS3
+
+            $completed = $restore | Complete-VmInstantRestore -CopyRateLimit 0 @s3Parameters
+
+            $completed.State | Should -Be 'Completed'
+            Invoke-GuestShell $completed.AgentSocket 'cat /mnt/data/marker.txt' | Should -BeExactly "s3-marker`n"
+            (& qemu-img info -U --output=json -f qcow2 $completed.Disks[0] | ConvertFrom-Json).'backing-filename' | Should -BeNullOrEmpty
+        }
+        finally {
+            if (-not $started.Process.HasExited) { $started.Process.Kill() }
+            if ($restore) {
+                Get-Process -Id $restore.ProcessId -ErrorAction Ignore | Stop-Process -Force
+                $restore | Stop-VmInstantRestore -Confirm:$false -ErrorAction Ignore
+            }
+        }
+    }
 }

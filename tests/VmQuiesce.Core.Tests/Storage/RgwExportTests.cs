@@ -9,6 +9,7 @@ using VmQuiesce.Core.Repository;
 using VmQuiesce.Core.Repository.Keys;
 using VmQuiesce.Core.Repository.Storage;
 using VmQuiesce.Core.Tests.Nbd;
+using VmQuiesce.Core.Tests.Qemu;
 using VmQuiesce.Core.Tests.Repository;
 using VmQuiesce.Core.Tests.TestGuest;
 using Xunit;
