@@ -255,14 +255,15 @@ Describe 'Serving a restore point of the real test guest straight from S3' {
 
     It 'starts the guest at once from the S3 point, holds a lock object while the copy runs, and completes with the marker on local disks' {
         $vm = $guestBoot + @{ Append = 'console=ttyS0 quiet panic=-1 no_timer_check vmquiesce.disks=1 vmquiesce.agent=respawn' }
-        $restore = Start-VmInstantRestore -Repository $guestS3 -Id $guestPoint.Id -Destination (Join-Path $root 'guest-instant') -VmOption $vm -CopyRateLimit 1MB @s3Parameters -Confirm:$false
+        $restore = Start-VmInstantRestore -Repository $guestS3 -Id $guestPoint.Id -Destination (Join-Path $root 'guest-instant') -VmOption $vm -CopyRateLimit 64KB @s3Parameters -Confirm:$false
         try {
-            $restore.Repository | Should -Be $guestS3
-            @(& $getLocks).Count | Should -Be 1 -Because 'the export holds a shared lock object while it serves'
-            Invoke-GuestShell $restore.AgentSocket 'cat /mnt/data/marker.txt' | Should -BeExactly "s3-marker`n"
             $record = Get-Content -Raw (Join-Path /run/vmquiesce/instant-restores "$($restore.Id).json")
             $record | Should -Not -Match ([regex]::Escape($secret)) -Because 'a record never holds a secret'
             $record | Should -Not -Match ([regex]::Escape($credential.UserName))
+            $record | Should -Not -Match ([regex]::Escape($endpoint.Authority))
+            $restore.Repository | Should -Be $guestS3
+            @(& $getLocks).Count | Should -Be 1 -Because 'the export holds a shared lock object while it serves'
+            Invoke-GuestShell $restore.AgentSocket 'cat /mnt/data/marker.txt' | Should -BeExactly "s3-marker`n"
 
             $completed = $restore | Complete-VmInstantRestore -CopyRateLimit 0
             $completed.State | Should -Be 'Completed'

@@ -449,7 +449,14 @@ namespace VmQuiesce.Core.Export
                         rateLimit = CopyRateLimit;
                         foreach (string id in pending)
                         {
-                            qmp.Execute("block-job-set-speed", new JsonObject().With("device", id).With("speed", rateLimit), cancel: _stop.Token);
+                            try
+                            {
+                                qmp.Execute("block-job-set-speed", new JsonObject().With("device", id).With("speed", rateLimit), cancel: _stop.Token);
+                            }
+                            catch (VmQuiesceException) when (HasConcluded(qmp, id))
+                            {
+                                // It ended since the last look (a resumed stream can finish or fail at once): dismissed below.
+                            }
                         }
 
                         _record.CopyRateLimit = rateLimit;
@@ -508,6 +515,9 @@ namespace VmQuiesce.Core.Export
                 State = InstantRestoreState.Failed;
             }
         }
+
+        private bool HasConcluded(QmpClient qmp, string jobId) =>
+            qmp.ExecuteArray("query-jobs", cancel: _stop.Token).OfType<JsonObject>().Any(job => job.GetString("id") == jobId && job.GetString("status") == "concluded");
 
         /// <summary>The socket a dead server left (a socket file, never anything else).</summary>
         private void RemoveStaleSocket()
