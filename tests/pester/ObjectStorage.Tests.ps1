@@ -114,6 +114,20 @@ Describe 'Copy-VmBackup to and from S3' {
         [IO.File]::ReadAllBytes((Get-ChildItem $piped -Recurse -File).FullName)[0] | Should -Be $firstBytes[0] -Because 'the first point holds the byte before it was flipped'
     }
 
+    It 'serves a point straight from S3 over NBD, equal to the image for qemu-img, until Stop-VmBackupExport; -WhatIf serves nothing' {
+        $s3 = "s3://$bucket/site-a"
+        Start-VmBackupExport -Repository $s3 -Id $second.Id -S3Endpoint $endpoint -S3Credential $credential -WhatIf | Should -BeNullOrEmpty
+        $export = Get-VmBackup -Repository $s3 -Id $second.Id -S3Endpoint $endpoint -S3Credential $credential | Start-VmBackupExport -S3Endpoint $endpoint -S3Credential $credential -Confirm:$false
+        try {
+            $export.Repository | Should -Be $s3
+            & qemu-img compare -q -f raw -F raw $disk $export.Disks[0].Uri
+            $LASTEXITCODE | Should -Be 0 -Because 'the export serves the bytes that were backed up'
+            (Get-VmBackupExport -Id $export.Id).ChunksRead | Should -Be 3
+        }
+        finally { $export | Stop-VmBackupExport -Confirm:$false }
+        Test-Path $export.Endpoint.SocketPath | Should -BeFalse
+    }
+
     It 'keeps an encrypted copy in S3 sealed under its own key: listed and verified with the key file, a changed object not authentic, nothing read without the key' {
         $s3 = "s3://$bucket/site-enc"
         $copy = Copy-VmBackup -Repository $folder -Destination $s3 -Id $second.Id -S3Endpoint $endpoint -S3Credential $credential -Confirm:$false
