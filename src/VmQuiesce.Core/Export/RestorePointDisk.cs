@@ -116,8 +116,8 @@ namespace VmQuiesce.Core.Export
         private int ChunkLength(int index) => (int)Math.Min(_chunkSize, Size - ((long)index * _chunkSize));
 
         private VmQuiesceException Unusable(ChunkUnusableException e, long start, int length) =>
-            new VmQuiesceException(e.Missing ? "ExportChunkMissing" : "ExportChunkDamaged", FailureKind.InvalidData,
-                $"The restore point '{Point.Id}' of VM '{Point.VmName}' cannot serve bytes {start} to {start + length - 1} of '{File.Path}': chunk {e.Hash} {(e.Missing ? "is missing" : "is damaged")} ({e.Detail}). Those bytes were answered with an I/O error, never served.",
+            new VmQuiesceException(e.Missing ? "ExportChunkMissing" : e.NotAuthentic ? "ExportChunkNotAuthentic" : "ExportChunkDamaged", e.NotAuthentic ? FailureKind.SecurityError : FailureKind.InvalidData,
+                $"The restore point '{Point.Id}' of VM '{Point.VmName}' cannot serve bytes {start} to {start + length - 1} of '{File.Path}': chunk {e.Hash} {(e.Missing ? "is missing" : e.NotAuthentic ? "is not authentic" : "is damaged")} ({e.Detail}). Those bytes were answered with an I/O error, never served.",
                 File.Path, e)
             {
                 Remedy = $"Run Test-VmBackup -Repository '{Point.Repository}' -Id {Point.Id} for the full list of damage, and serve another restore point.",

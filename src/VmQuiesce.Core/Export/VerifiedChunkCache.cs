@@ -69,7 +69,7 @@ namespace VmQuiesce.Core.Export
                 await entry.Ready.ConfigureAwait(false);
                 if (entry.Failure != null)
                 {
-                    throw new ChunkUnusableException(hash, entry.Failure, entry.Missing);
+                    throw new ChunkUnusableException(hash, entry.Failure, entry.Missing, notAuthentic: !entry.Missing && _repository.Encryption.IsEncrypted);
                 }
 
                 Buffer.BlockCopy(entry.Buffer, offset, destination, destinationOffset, count);
@@ -244,15 +244,16 @@ namespace VmQuiesce.Core.Export
         }
     }
 
-    /// <summary>A chunk that is missing from the repository or does not hash to its name.</summary>
+    /// <summary>A chunk that is missing from the repository, does not hash to its name, or does not open with the repository's key.</summary>
     internal sealed class ChunkUnusableException : Exception
     {
-        public ChunkUnusableException(string hash, string detail, bool missing)
+        public ChunkUnusableException(string hash, string detail, bool missing, bool notAuthentic)
             : base(detail)
         {
             Hash = hash;
             Detail = detail;
             Missing = missing;
+            NotAuthentic = notAuthentic;
         }
 
         public string Hash { get; }
@@ -260,5 +261,8 @@ namespace VmQuiesce.Core.Export
         public string Detail { get; }
 
         public bool Missing { get; }
+
+        /// <summary>In an encrypted repository: it does not open with the key (changed, swapped or planted by someone without it).</summary>
+        public bool NotAuthentic { get; }
     }
 }

@@ -73,13 +73,13 @@ namespace VmQuiesce.Core.Tests.Storage
 
         [RgwFact]
         public Task A_chunk_object_changed_in_the_bucket_is_an_io_error_on_its_range_and_nothing_wrong_is_served() =>
-            AssertChangedChunkIsAnIoError(key: null);
+            AssertChangedChunkIsAnIoError(key: null, "is damaged");
 
         [RgwFact]
-        public Task A_chunk_object_changed_in_an_encrypted_bucket_does_not_open_with_the_key_and_is_an_io_error_on_its_range_and_nothing_wrong_is_served() =>
-            AssertChangedChunkIsAnIoError(RepositoryKey.Generate());
+        public Task A_chunk_object_changed_in_an_encrypted_bucket_is_not_authentic_an_io_error_on_its_range_and_nothing_wrong_is_served() =>
+            AssertChangedChunkIsAnIoError(RepositoryKey.Generate(), "is not authentic");
 
-        private async Task AssertChangedChunkIsAnIoError(RepositoryKey? key)
+        private async Task AssertChangedChunkIsAnIoError(RepositoryKey? key, string said)
         {
             string disk = WriteLayeredDisk();
             byte[] content = File.ReadAllBytes(disk);
@@ -107,7 +107,7 @@ namespace VmQuiesce.Core.Tests.Storage
             Assert.Contains(damaged, failure.Message, StringComparison.Ordinal);
             Assert.DoesNotContain(buffer, b => b != 0); // not one byte of the changed chunk reached the client
             AssertBytes.Equal(content.AsSpan(5 * Chunk, Chunk), before);
-            Assert.Contains(served.Errors, error => error.Message.Contains($"chunk {damaged} is damaged", StringComparison.Ordinal) && error.Message.Contains(remote.Location, StringComparison.Ordinal));
+            Assert.Contains(served.Errors, error => error.Message.Contains($"chunk {damaged} {said}", StringComparison.Ordinal) && error.Message.Contains(remote.Location, StringComparison.Ordinal));
         }
     }
 }
