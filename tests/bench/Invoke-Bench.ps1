@@ -1,6 +1,7 @@
 <#
 .SYNOPSIS
-    Measures VmQuiesce beside what a user would run instead (cp --sparse=always, restic, borg, sha256sum),
+    Measures VmQuiesce beside what a user would run instead (cp --sparse=always, restic, borg, sha256sum; restic
+    and rclone against a real Ceph RGW the bench starts for the S3 figures),
     in one run on one machine, and writes out/bench/results.json, results.md and throughput.png.
 .DESCRIPTION
     Every VmQuiesce run is a fresh pwsh that times only the cmdlet call (Invoke-BenchOperation.ps1).
@@ -114,7 +115,7 @@ function Find-RestoredImage {
 
 # --- Tools -----------------------------------------------------------------------------------------
 Write-Stage 'Baseline tools'
-$missing = @(@{ restic = 'restic'; borg = 'borgbackup'; gnuplot = 'gnuplot-nox' }.GetEnumerator() | Where-Object { -not (Get-Command $_.Key -ErrorAction Ignore) } | ForEach-Object Value | Sort-Object)
+$missing = @(@{ restic = 'restic'; borg = 'borgbackup'; rclone = 'rclone'; gnuplot = 'gnuplot-nox' }.GetEnumerator() | Where-Object { -not (Get-Command $_.Key -ErrorAction Ignore) } | ForEach-Object Value | Sort-Object)
 $toolReason = @{}
 if ($missing) {
     $canApt = (& id -u) -eq '0' -and (Get-Command apt-get -ErrorAction Ignore)
@@ -128,9 +129,9 @@ if ($missing) {
         }
         if ($LASTEXITCODE -ne 0) { Write-Warning "apt-get install failed: $($aptLog | Select-Object -Last 3)" }
     }
-    foreach ($tool in 'restic', 'borg') {
+    foreach ($tool in 'restic', 'borg', 'rclone') {
         if (-not (Get-Command $tool -ErrorAction Ignore)) {
-            $toolReason[$tool] = if ($canApt) { "apt-get could not install $tool" } else { "$tool is not installed and this is not a root Debian host to install it (apt-get install restic borgbackup)" }
+            $toolReason[$tool] = if ($canApt) { "apt-get could not install $tool" } else { "$tool is not installed and this is not a root Debian host to install it (apt-get install restic borgbackup rclone)" }
         }
     }
 }
@@ -139,6 +140,7 @@ $hasBorg = -not $toolReason.ContainsKey('borg')
 $toolVersions = [ordered]@{ cp = (& cp --version | Select-Object -First 1) }
 if ($hasRestic) { $toolVersions.restic = (& restic version) -replace ' compiled.*', '' }
 if ($hasBorg) { $toolVersions.borg = (& borg --version) }
+if (-not $toolReason.ContainsKey('rclone')) { $toolVersions.rclone = (& rclone version | Select-Object -First 1) }
 
 # Throwaway credentials and caches of the baselines live under the work folder, never on a command line.
 $env:RESTIC_PASSWORD = [guid]::NewGuid().ToString('N')
@@ -362,6 +364,134 @@ foreach ($m in $memoryImages) {
 }
 Add-Figure @{ Name = "Peak memory above idle, $ImageGiB GiB image"; Tool = 'VmQuiesce'; Unit = 'MiB'; Values = @($vmqPeak | ForEach-Object { ($_ - $idleMedian) / 1MB }); Note = 'the full-backup runs' }
 
+# --- S3 object storage (issue 19) -----------------------------------------------------------------
+function Start-BenchObjectStorage {
+    <#
+    A real Ceph RGW (tests/s3/start-rgw.sh) on free loopback ports, its data in a sparse bluestore file under the
+    work folder (memstore would hold every tool's copies in RAM). Returns its settings, or a reason it cannot run.
+    #>
+    if (-not $IsLinux) { return @{ Unavailable = 'the S3 test server (Ceph RGW) runs on Linux only' } }
+    $script = Join-Path $PSScriptRoot '../s3/start-rgw.sh'
+    $installed = & /bin/bash $script --install 2>&1
+    if ($LASTEXITCODE -ne 0) { return @{ Unavailable = "Ceph RGW is not installed: $($installed -join ' ')" } }
+    do {
+        $listener = [Net.Sockets.TcpListener]::new([Net.IPAddress]::Loopback, 0); $listener.Start(); $port = $listener.LocalEndpoint.Port; $listener.Stop()
+        $next = [Net.Sockets.TcpListener]::new([Net.IPAddress]::Loopback, $port + 1)
+        try { $next.Start(); $next.Stop(); $free = $true } catch { $free = $false }
+    } until ($free)
+    $folder = Join-Path $work 'rgw'
+    $env:RGW_STORE = 'bluestore'; $env:RGW_STORE_BYTES = "$(4 * $imageSize + 8GB)"; $env:RGW_OWNER_PID = "$PID"
+    try { $output = & /bin/bash $script $folder $port 2>&1 }
+    finally { Remove-Item Env:RGW_STORE, Env:RGW_STORE_BYTES, Env:RGW_OWNER_PID }
+    if ($LASTEXITCODE -ne 0) { return @{ Unavailable = "start-rgw.sh failed (exit code $LASTEXITCODE): $($output | Select-Object -Last 3)" } }
+    $settings = @{ Folder = $folder }
+    Get-Content (Join-Path $folder 'env') | ForEach-Object { $key, $value = $_ -split '=', 2; $settings[$key] = $value }
+    return $settings
+}
+
+function Measure-ObjectStorage {
+    <#
+    The bench image backed up to and restored from the same RGW by VmQuiesce (s3://), restic (s3:) and rclone
+    copyto, each run into a fresh prefix; then the peak memory of S3 backups of a 1 and an 8 GiB image.
+    Credentials and the endpoint reach every tool through the environment only.
+    #>
+    $s3Figures = @(@('S3 full backup', 'VmQuiesce'), @('S3 full backup', 'restic'), @('S3 full backup', 'rclone copyto'),
+        @('S3 restore', 'VmQuiesce'), @('S3 restore', 'restic'), @('S3 restore', 'rclone copyto'),
+        @('Peak memory above idle, S3 backup, 1 GiB image', 'VmQuiesce'), @('Peak memory above idle, S3 backup, 8 GiB image', 'VmQuiesce'))
+    $rgw = Start-BenchObjectStorage
+    $why = $rgw['Unavailable']
+    if (-not $why -and -not (Get-Command rclone -ErrorAction Ignore)) { $why = $toolReason['rclone'] }
+    if ($why) {
+        foreach ($pair in $s3Figures) { Add-Figure @{ Name = $pair[0]; Tool = $pair[1]; Unit = 's'; NotMeasured = $why } }
+        return
+    }
+    Write-Stage "S3: full backup and restore on a real Ceph RGW (bluestore) at $($rgw.S3_ENDPOINT), $Runs runs per tool, each into a fresh prefix"
+    $saved = @{}
+    $s3Environment = @{
+        AWS_ACCESS_KEY_ID = $rgw.AWS_ACCESS_KEY_ID; AWS_SECRET_ACCESS_KEY = $rgw.AWS_SECRET_ACCESS_KEY; AWS_DEFAULT_REGION = $rgw.AWS_DEFAULT_REGION
+        AWS_ENDPOINT_URL_S3 = $rgw.S3_ENDPOINT
+        # The endpoint is plain http on loopback; a CA bundle from the host's environment only breaks rclone's client.
+        AWS_CA_BUNDLE = $null
+        RCLONE_CONFIG_RGW_TYPE = 's3'; RCLONE_CONFIG_RGW_PROVIDER = 'Ceph'; RCLONE_CONFIG_RGW_ENV_AUTH = 'true'
+        RCLONE_CONFIG_RGW_ENDPOINT = $rgw.S3_ENDPOINT; RCLONE_CONFIG_RGW_FORCE_PATH_STYLE = 'true'
+    }
+    foreach ($key in $s3Environment.Keys) { $saved[$key] = [Environment]::GetEnvironmentVariable($key); [Environment]::SetEnvironmentVariable($key, $s3Environment[$key]) }
+    $bucket = 'bench'
+    try {
+        $null = Measure-Native rclone @('mkdir', "rgw:$bucket")
+        $times = @{ VmQuiesce = @(); restic = @(); rclone = @() }
+        $storedS3 = @{}
+        for ($run = 1; $run -le $Runs; $run++) {
+            $keep = $run -eq $Runs
+            Read-IntoCache $image; Sync-Disk
+            $r = Invoke-VmQuiesceOperation Backup @{ Image = $image; Repository = "s3://$bucket/vmquiesce-$run" }
+            $times.VmQuiesce += $r.seconds
+            if ($hasRestic) {
+                $repo = "s3:$($rgw.S3_ENDPOINT)/$bucket/restic-$run"
+                $null = Measure-Native restic @('init', '--quiet', '--repo', $repo)
+                $times.restic += (Measure-Native restic @('backup', '--quiet', '--repo', $repo, $image)).Seconds
+            }
+            $times.rclone += (Measure-Native rclone @('copyto', $image, "rgw:$bucket/rclone-$run/image.raw")).Seconds
+            foreach ($tool in 'vmquiesce', 'restic', 'rclone') {
+                $size = @((Measure-Native rclone @('size', '--json', "rgw:$bucket/$tool-$run")).Output | Where-Object { "$_".StartsWith('{') })[-1] | ConvertFrom-Json
+                $storedS3[$tool] = $size.bytes
+                if (-not $keep) { $null = Measure-Native rclone @('purge', "rgw:$bucket/$tool-$run") }
+            }
+            Write-Stage "  run $run done"
+        }
+        $name = 'S3 full backup'
+        Add-Figure @{ Name = $name; Tool = 'VmQuiesce'; Unit = 's'; Values = $times.VmQuiesce; Bytes = $imageSize; Note = ('s3://, encrypted; stored {0:N2} GiB' -f ($storedS3.vmquiesce / 1GB)) }
+        Add-Figure @{ Name = $name; Tool = 'restic'; Unit = 's'; Values = $times.restic; Bytes = $imageSize; NotMeasured = $toolReason['restic']; Note = $(if ($hasRestic) { 'restic -r s3:; stored {0:N2} GiB' -f ($storedS3.restic / 1GB) }) }
+        Add-Figure @{ Name = $name; Tool = 'rclone copyto'; Unit = 's'; Values = $times.rclone; Bytes = $imageSize; Note = ('the image file as one object (holes uploaded as zeroes); stored {0:N2} GiB' -f ($storedS3.rclone / 1GB)) }
+
+        $restoreTimes = @{ VmQuiesce = @(); restic = @(); rclone = @() }
+        $allocated = @{}
+        $target = Join-Path $work 'restored-s3'
+        for ($run = 1; $run -le $Runs; $run++) {
+            Remove-Tree $target; Sync-Disk
+            $restoreTimes.VmQuiesce += (Invoke-VmQuiesceOperation Restore @{ Repository = "s3://$bucket/vmquiesce-$Runs"; Destination = $target }).seconds
+            $allocated.VmQuiesce = Get-AllocatedBytes (Find-RestoredImage $target)
+            if ($hasRestic) {
+                Remove-Tree $target; Sync-Disk
+                $restoreTimes.restic += (Measure-Native restic @('restore', '--quiet', '--repo', "s3:$($rgw.S3_ENDPOINT)/$bucket/restic-$Runs", 'latest', '--target', $target)).Seconds
+                $allocated.restic = Get-AllocatedBytes (Find-RestoredImage $target)
+            }
+            Remove-Tree $target; Sync-Disk
+            $restoreTimes.rclone += (Measure-Native rclone @('copyto', "rgw:$bucket/rclone-$Runs/image.raw", (Join-Path $target 'image.raw'))).Seconds
+            $allocated.rclone = Get-AllocatedBytes (Join-Path $target 'image.raw')
+            Remove-Tree $target
+            Write-Stage "  restore run $run done"
+        }
+        $imageAllocatedS3 = Get-AllocatedBytes $image
+        foreach ($tool in 'VmQuiesce', 'restic', 'rclone') {
+            $shown = if ($tool -eq 'rclone') { 'rclone copyto' } else { $tool }
+            $note = if ($allocated.ContainsKey($tool)) { '{0:N2} GiB allocated (original {1:N2} GiB)' -f ($allocated[$tool] / 1GB), ($imageAllocatedS3 / 1GB) }
+            Add-Figure @{ Name = 'S3 restore'; Tool = $shown; Unit = 's'; Values = $restoreTimes[$tool]; Bytes = $imageSize; NotMeasured = $(if ($tool -eq 'restic') { $toolReason['restic'] }); Note = $note }
+        }
+        $script:s3RestoredAllocatedShare = $allocated.VmQuiesce / $imageAllocatedS3
+        foreach ($tool in 'vmquiesce', 'restic', 'rclone') { $null = Measure-Native rclone @('purge', "rgw:$bucket/$tool-$Runs") }
+
+        Write-Stage 'S3: peak memory of backups of a 1 and an 8 GiB image'
+        foreach ($m in $memoryImages) {
+            $path = Join-Path $work 'memory.raw'
+            $null = New-BenchImage -Path $path -Size $m.Size -HoleShare $m.Holes -RandomShare $m.Random -Seed 7
+            $above = @()
+            for ($run = 1; $run -le $MemoryRuns; $run++) {
+                $r = Invoke-VmQuiesceOperation Backup @{ Image = $path; Repository = "s3://$bucket/memory-$run" }
+                $above += ($r.peakResidentBytes - $idleMedian) / 1MB
+                $null = Measure-Native rclone @('purge', "rgw:$bucket/memory-$run")
+            }
+            Remove-Tree $path
+            Add-Figure @{ Name = "Peak memory above idle, S3 backup, $($m.Label)"; Tool = 'VmQuiesce'; Unit = 'MiB'; Values = $above; Note = $m.Note }
+        }
+    }
+    finally {
+        foreach ($key in $saved.Keys) { [Environment]::SetEnvironmentVariable($key, $saved[$key]) }
+        & /bin/bash (Join-Path $PSScriptRoot '../s3/stop-rgw.sh') $rgw.Folder --purge 2>&1 | Out-Null
+    }
+}
+Measure-ObjectStorage
+
 # --- Chunk codecs ----------------------------------------------------------------------------------
 # The image above is random data and holes: nothing in it compresses. The codecs are compared on 256 MiB of
 # log- and record-like chunks instead, the compressible share a real image has, in this process (one thread).
@@ -534,6 +664,16 @@ foreach ($label in '1 GiB image', '8 GiB image') {
 $small = Get-Figure 'Peak memory above idle, 1 GiB image' VmQuiesce
 $large = Get-Figure 'Peak memory above idle, 8 GiB image' VmQuiesce
 $checks.Add((New-BenchCheck -Target 'Peak memory does not grow with size: 8 GiB minus 1 GiB (medians)' -Value ($large.median - $small.median) -Limit 8 -Unit 'MiB'))
+# Issue 19: against the same RGW, in the same run.
+Add-RatioCheck 'S3 full backup time / restic -r s3:' (Get-Figure 'S3 full backup' VmQuiesce) (Get-Figure 'S3 full backup' restic) 1
+Add-RatioCheck 'S3 full backup time / rclone copyto' (Get-Figure 'S3 full backup' VmQuiesce) (Get-Figure 'S3 full backup' 'rclone copyto') 1
+Add-RatioCheck 'S3 restore time / restic restore' (Get-Figure 'S3 restore' VmQuiesce) (Get-Figure 'S3 restore' restic) 1
+$s3Restore = Get-Figure 'S3 restore' VmQuiesce
+$checks.Add((New-BenchCheck -Target 'S3 restored image allocated / original allocated (stays sparse)' -Value $(if (-not $s3Restore.PSObject.Properties['notMeasured']) { $s3RestoredAllocatedShare }) -Limit 1.01 -NotMeasured (Get-NotMeasuredReason @($s3Restore))))
+foreach ($label in '1 GiB image', '8 GiB image') {
+    $f = Get-Figure "Peak memory above idle, S3 backup, $label" VmQuiesce
+    $checks.Add((New-BenchCheck -Target "Peak memory above idle pwsh, S3 backup, $label" -Value $(if (-not $f.PSObject.Properties['notMeasured']) { $f.max }) -Limit 96 -Comparison '<' -Unit 'MiB' -NotMeasured (Get-NotMeasuredReason @($f))))
+}
 $vmqRestore = Get-Figure 'Restore' VmQuiesce
 Add-RatioCheck 'Restore time / cp --sparse=always' $vmqRestore (Get-Figure 'Restore' 'cp --sparse=always') 1.2 '<='
 Add-RatioCheck 'Restore time / cp --sparse=always, memory warm' $vmqRestore (Get-Figure 'Restore' $warmCp) 1.2 '<='

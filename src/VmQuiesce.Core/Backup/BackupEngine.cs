@@ -90,6 +90,12 @@ namespace VmQuiesce.Core.Backup
 
         private static readonly int DefaultWorkers = Math.Max(2, Environment.ProcessorCount) + 2;
 
+        /// <summary>
+        /// Into object storage the uploads are the bottleneck, not the reads the two extra workers wait for, and each
+        /// worker holds two chunk buffers: one worker per core.
+        /// </summary>
+        private static readonly int ObjectStorageWorkers = Math.Max(2, Environment.ProcessorCount);
+
         private readonly IBackupTarget _repository;
         private readonly int _workers;
 
@@ -100,7 +106,7 @@ namespace VmQuiesce.Core.Backup
 
         /// <summary>Backs up straight into object storage: chunks uploaded by the flushers, several at once, the manifest last.</summary>
         public BackupEngine(ObjectRepository repository)
-            : this(repository, DefaultWorkers)
+            : this(repository, ObjectStorageWorkers)
         {
         }
 
@@ -387,7 +393,7 @@ namespace VmQuiesce.Core.Backup
                 _chunkSize = chunkSize;
                 _allocated = new long[files.Count];
                 _toStore = new BlockingCollection<Job>(2 * workers);
-                _toPublish = new BlockingCollection<PendingChunk>(2 * Flushers);
+                _toPublish = new BlockingCollection<PendingChunk>(store.WaitingCapacity);
             }
 
             public long BytesDone => Interlocked.Read(ref _bytesDone);
@@ -537,8 +543,9 @@ namespace VmQuiesce.Core.Backup
                     // The first worker to see a hash in this run stores it; the rest only reference it.
                     if (_seen.TryAdd(hash, true))
                     {
-                        scratch ??= new byte[_store.ScratchLength];
-                        PendingChunk? pending = _store.Write(hash, data, job.Length, scratch);
+                        byte[] buffer = scratch ?? new byte[_store.ScratchLength];
+                        PendingChunk? pending = _store.Write(hash, data, job.Length, ref buffer);
+                        scratch = buffer;
                         if (pending != null)
                         {
                             try

@@ -139,6 +139,11 @@ namespace VmQuiesce.Core.Repository
         /// anew and replaces it.
         /// </summary>
         /// <param name="scratch">A buffer of at least <see cref="ScratchLength"/> bytes the caller owns, for compression and sealing.</param>
+        PendingChunk? IChunkSink.Write(string hash, byte[] data, int length, ref byte[] scratch) => Write(hash, data, length, scratch);
+
+        /// <summary>A waiting chunk holds an open temp file, no buffer: enough wait that the flushers never starve.</summary>
+        int IChunkSink.WaitingCapacity => 8;
+
         public PendingChunk? Write(string hash, byte[] data, int length, byte[] scratch)
         {
             string final = PathOf(hash);
@@ -180,9 +185,41 @@ namespace VmQuiesce.Core.Repository
                 return Encryption.WriteSealedChunk(stream, hash, codec, payload, length, scratch);
             }
 
-            stream.Write(new byte[] { (byte)'V', (byte)'Q', (byte)'C', codec }, 0, HeaderLength);
+            var header = new byte[HeaderLength];
+            WriteHeader(header, codec);
+            stream.Write(header, 0, HeaderLength);
             stream.Write(payload, 0, length);
             return HeaderLength + length;
+        }
+
+        /// <summary>
+        /// Encodes chunk <paramref name="hash"/> as it is stored (what <see cref="WriteStored"/> writes) into
+        /// <paramref name="buffer"/> itself, of at least <see cref="ScratchLength"/> bytes, from offset 0; returns its
+        /// length. An upload then needs no second buffer.
+        /// </summary>
+        internal int EncodeStored(string hash, byte[] data, int length, byte[] buffer)
+        {
+            RequireScratch(buffer);
+            (byte codec, int encodedLength) = Encode(data, length, buffer);
+            byte[] payload = codec == CodecRaw ? data : buffer;
+            if (Encryption.IsEncrypted)
+            {
+                return Encryption.SealChunk(hash, codec, payload, encodedLength, buffer);
+            }
+
+            // Overlapping when the payload is the buffer itself: BlockCopy moves it like memmove.
+            Buffer.BlockCopy(payload, 0, buffer, HeaderLength, encodedLength);
+            WriteHeader(buffer, codec);
+            return HeaderLength + encodedLength;
+        }
+
+        /// <summary>A stored chunk's header, "VQC" and its codec, at the start of <paramref name="buffer"/>.</summary>
+        internal static void WriteHeader(byte[] buffer, byte codec)
+        {
+            buffer[0] = (byte)'V';
+            buffer[1] = (byte)'Q';
+            buffer[2] = (byte)'C';
+            buffer[3] = codec;
         }
 
         /// <summary>

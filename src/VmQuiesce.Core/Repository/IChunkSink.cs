@@ -21,8 +21,14 @@ namespace VmQuiesce.Core.Repository
         /// Encodes chunk <paramref name="hash"/> unless it is already stored (sound): null then. The caller's
         /// buffers are free again when this returns.
         /// </summary>
-        /// <param name="scratch">A buffer of at least <see cref="ScratchLength"/> bytes the caller owns, for compression and sealing.</param>
-        PendingChunk? Write(string hash, byte[] data, int length, byte[] scratch);
+        /// <param name="scratch">
+        /// A buffer of at least <see cref="ScratchLength"/> bytes the caller owns, for compression and sealing. A sink
+        /// may keep it with the pending chunk and put another buffer of that length in its place.
+        /// </param>
+        PendingChunk? Write(string hash, byte[] data, int length, ref byte[] scratch);
+
+        /// <summary>How many chunks from <see cref="Write"/> may wait for <see cref="Publish"/>: each holds what Write made.</summary>
+        int WaitingCapacity { get; }
 
         /// <summary>Stores a chunk from <see cref="Write"/> under its name. Returns the bytes stored, 0 when another writer stored it first.</summary>
         long Publish(PendingChunk pending);

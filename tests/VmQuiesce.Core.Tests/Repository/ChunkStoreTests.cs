@@ -131,6 +131,34 @@ namespace VmQuiesce.Core.Tests.Repository
             Assert.True(repository.Verify(point, CancellationToken.None).IsValid);
         }
 
+        [Theory]
+        [InlineData(null)]
+        [InlineData(RepositoryCipher.Aes256Gcm)]
+        [InlineData(RepositoryCipher.ChaCha20Poly1305)]
+        public void AChunkEncodedInTheWritersOwnBufferForAnUploadReadsBackWithEveryCodec(RepositoryCipher? cipher)
+        {
+            using var fixture = new RepositoryFixture();
+            ChunkStore store = cipher is RepositoryCipher sealing
+                ? BackupRepository.OpenOrCreate(Path.Combine(fixture.Root, "sealed"), Chunk, RepositoryKey.Generate(), sealing).Chunks
+                : fixture.Repository.Chunks;
+            byte[] text = Encoding.ASCII.GetBytes(string.Concat(Enumerable.Repeat("MARKER-PLAINTEXT-TEXT ", Chunk / 22))).Take(Chunk).ToArray();
+            byte[] halfZero = RepositoryFixture.Concat(new byte[Chunk / 2], RepositoryFixture.Random(Chunk / 2, 5));
+            var expectedCodecs = new[] { ChunkStore.CodecZstd, ChunkStore.CodecRaw, ChunkStore.CodecZeroBlocks, ChunkStore.CodecRaw };
+            byte[][] chunks = { text, RepositoryFixture.Random(Chunk, 9), halfZero, RepositoryFixture.Random(1000, 7) };
+            for (int i = 0; i < chunks.Length; i++)
+            {
+                string hash = new string((char)('a' + i), 64);
+                byte[] buffer = new byte[store.ScratchLength];
+                int storedLength = store.EncodeStored(hash, chunks[i], chunks[i].Length, buffer);
+
+                Assert.Equal(cipher == null ? expectedCodecs[i] : ChunkStore.CodecSealed, buffer[3]);
+                var decoded = new byte[Chunk];
+                using var stored = new MemoryStream(buffer, 0, storedLength, writable: false);
+                Assert.Equal(chunks[i].Length, store.DecodeStored(hash, stored, storedLength, decoded));
+                Assert.Equal(chunks[i], decoded.Take(chunks[i].Length).ToArray());
+            }
+        }
+
         [Fact]
         public void AScratchBufferWithoutRoomToSealIsRefusedBeforeAnythingIsWritten()
         {

@@ -213,17 +213,24 @@ namespace VmQuiesce.Core.Repository.Keys
         /// </summary>
         internal long WriteSealedChunk(Stream stream, string hash, byte codec, byte[] payload, int length, byte[] workspace)
         {
+            int storedLength = SealChunk(hash, codec, payload, length, workspace);
+            stream.Write(workspace, 0, storedLength);
+            return storedLength;
+        }
+
+        /// <summary>
+        /// Seals chunk <paramref name="hash"/> as <see cref="WriteSealedChunk"/> writes it, into <paramref name="workspace"/>
+        /// from offset 0; returns its stored length.
+        /// </summary>
+        internal int SealChunk(string hash, byte codec, byte[] payload, int length, byte[] workspace)
+        {
             byte[] key = SealingKey().ChunkKey;
             const int InnerOffset = ChunkStore.HeaderLength + Aead.NonceLength;
             // Overlapping when the payload is the workspace itself: BlockCopy moves it like memmove.
             Buffer.BlockCopy(payload, 0, workspace, InnerOffset + 1, length);
-            workspace[0] = (byte)'V';
-            workspace[1] = (byte)'Q';
-            workspace[2] = (byte)'C';
-            workspace[3] = ChunkStore.CodecSealed;
+            ChunkStore.WriteHeader(workspace, ChunkStore.CodecSealed);
             workspace[InnerOffset] = codec;
             int sealedLength = Aead.Seal(_cipher, key, workspace, InnerOffset, length + 1, ChunkAssociated(hash), workspace, ChunkStore.HeaderLength);
-            stream.Write(workspace, 0, ChunkStore.HeaderLength + sealedLength);
             return ChunkStore.HeaderLength + sealedLength;
         }
 

@@ -6,9 +6,9 @@ namespace VmQuiesce.Core.Repository.Storage
 {
     /// <summary>
     /// A backup's chunks going into object storage: a worker asks whether the chunk is there (HEAD) and encodes it
-    /// only when it is not; a flusher uploads it with a create-if-absent PUT. The encoded chunks wait in buffers
-    /// reused from one chunk to the next, so memory is bounded by how many chunks the engine has in flight, whatever
-    /// the image size.
+    /// only when it is not, in its own scratch buffer; a flusher uploads it from there with a create-if-absent PUT.
+    /// The buffers go round between workers and flushers, so memory is bounded by how many chunks the engine has in
+    /// flight, whatever the image size.
     /// </summary>
     internal sealed class ObjectChunkSink : IChunkSink
     {
@@ -21,24 +21,21 @@ namespace VmQuiesce.Core.Repository.Storage
 
         public int ScratchLength => _repository.ScratchLength;
 
-        public PendingChunk? Write(string hash, byte[] data, int length, byte[] scratch)
+        public PendingChunk? Write(string hash, byte[] data, int length, ref byte[] scratch)
         {
             if (_repository.HasChunk(hash))
             {
                 return null;
             }
 
-            byte[] stored = _buffers.TryTake(out byte[]? free) ? free : new byte[_repository.MaxStoredLength];
-            try
-            {
-                return new PendingUpload(hash, stored, _repository.EncodeStored(hash, data, length, scratch, stored), length);
-            }
-            catch
-            {
-                _buffers.Add(stored);
-                throw;
-            }
+            // Encoded and sealed in the caller's buffer, which waits for its upload; the caller goes on with a free one.
+            var pending = new PendingUpload(hash, scratch, _repository.EncodeStored(hash, data, length, scratch), length);
+            scratch = _buffers.TryTake(out byte[]? free) ? free : new byte[_repository.ScratchLength];
+            return pending;
         }
+
+        /// <summary>Each waiting chunk holds its encoded bytes, so few wait: the flushers' uploads are the parallelism.</summary>
+        public int WaitingCapacity => 1;
 
         public long Publish(PendingChunk chunk)
         {

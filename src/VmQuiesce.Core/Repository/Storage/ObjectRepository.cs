@@ -44,9 +44,6 @@ namespace VmQuiesce.Core.Repository.Storage
 
         internal ObjectChunkSink ChunkSink { get; }
 
-        /// <summary>The longest a stored chunk can be (see <see cref="ChunkStore.MaxFileLength"/>).</summary>
-        internal int MaxStoredLength => (int)_codec.MaxFileLength;
-
         public string Location => Storage.Location;
 
         public int ChunkSize { get; }
@@ -179,28 +176,15 @@ namespace VmQuiesce.Core.Repository.Storage
         /// <summary>
         /// Encodes and stores a chunk unless one of its name is there. Returns the bytes stored, 0 when it existed.
         /// </summary>
-        /// <param name="scratch">A buffer of at least <see cref="ScratchLength"/> bytes the caller owns, for compression and sealing.</param>
+        /// <param name="scratch">A buffer of at least <see cref="ScratchLength"/> bytes the caller owns: the chunk is encoded and sealed in it, and uploaded from it.</param>
         public long WriteChunk(string hash, byte[] data, int length, byte[] scratch)
         {
-            byte[] stored = System.Buffers.ArrayPool<byte>.Shared.Rent(MaxStoredLength);
-            try
-            {
-                int storedLength = EncodeStored(hash, data, length, scratch, stored);
-                return Storage.CreateIfAbsent(ChunkKey(hash), new[] { new ArraySegment<byte>(stored, 0, storedLength) }) ? storedLength : 0;
-            }
-            finally
-            {
-                System.Buffers.ArrayPool<byte>.Shared.Return(stored);
-            }
+            int storedLength = EncodeStored(hash, data, length, scratch);
+            return Storage.CreateIfAbsent(ChunkKey(hash), new[] { new ArraySegment<byte>(scratch, 0, storedLength) }) ? storedLength : 0;
         }
 
-        /// <summary>Encodes chunk <paramref name="hash"/> as it is stored (sealed in an encrypted repository) into <paramref name="stored"/>; returns its length.</summary>
-        internal int EncodeStored(string hash, byte[] data, int length, byte[] scratch, byte[] stored)
-        {
-            (byte codec, int encodedLength) = ChunkStore.Encode(data, length, scratch);
-            using var stream = new MemoryStream(stored, writable: true);
-            return (int)_codec.WriteStored(stream, hash, codec, codec == ChunkStore.CodecRaw ? data : scratch, encodedLength, scratch);
-        }
+        /// <summary>Encodes chunk <paramref name="hash"/> as it is stored (sealed in an encrypted repository) into <paramref name="buffer"/> itself, of at least <see cref="ScratchLength"/> bytes; returns its length.</summary>
+        internal int EncodeStored(string hash, byte[] data, int length, byte[] buffer) => _codec.EncodeStored(hash, data, length, buffer);
 
         public string? ReadVerifiedChunk(string hash, byte[] buffer, int expectedLength, ConcurrentDictionary<string, bool>? good, out bool missing) =>
             _codec.ReadVerified(hash, () => Location + "/" + ChunkKey(hash), () => ReadChunk(hash, buffer), buffer, expectedLength, good, out missing);

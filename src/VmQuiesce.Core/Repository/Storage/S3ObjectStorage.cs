@@ -205,6 +205,9 @@ namespace VmQuiesce.Core.Repository.Storage
                     Key = FullKey(key),
                     InputStream = new MemoryStream(body.Array!, body.Offset, body.Count, writable: false),
                     AutoCloseStream = true,
+                    // The body is in memory: signed whole (its SHA-256 in the signature), without the chunked
+                    // encoding's per-request buffers.
+                    UseChunkEncoding = false,
                 };
                 if (ifNoneMatch != null)
                 {
