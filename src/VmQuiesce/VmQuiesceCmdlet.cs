@@ -261,7 +261,7 @@ namespace VmQuiesce
             if (Core.Repository.Storage.S3RepositoryAddress.IsS3(path))
             {
                 throw new VmQuiesceException("S3RepositoryNotSupported", FailureKind.NotSupported,
-                    $"-{parameterName} '{path}' is on S3 object storage; {cmdlet.MyInvocation.MyCommand.Name} works on folder repositories. Get-VmBackup, Test-VmBackup, Copy-VmBackup, Invoke-VmQuiescedBackup, Restore-VmSnapshot and Remove-VmBackup take s3:// repositories; for the rest, copy restore points from S3 to a folder repository with Copy-VmBackup.", path);
+                    $"-{parameterName} '{path}' is on S3 object storage; {cmdlet.MyInvocation.MyCommand.Name} works on folder repositories. Get-VmBackup, Test-VmBackup, Copy-VmBackup, Invoke-VmQuiescedBackup, Restore-VmSnapshot, Remove-VmBackup and the *-VmBackupRepositoryKey cmdlets take s3:// repositories; for the rest, copy restore points from S3 to a folder repository with Copy-VmBackup.", path);
             }
 
             string resolved;

@@ -187,6 +187,35 @@ Describe 'Copy-VmBackup to and from S3' {
         (Test-VmBackup -Repository $s3 -S3Endpoint $endpoint -S3Credential $credential).IsValid | Should -BeTrue
     }
 
+    It 'adds, changes, exports and imports the key of an S3 repository: a new copy before the old one goes, the last copy kept' {
+        $s3 = "s3://$bucket/site-keys"
+        $store = @{ S3Endpoint = $endpoint; S3Credential = $credential }
+        $secure = { param([string] $text) ConvertTo-SecureString $text -AsPlainText -Force }
+        Copy-VmBackup -Repository $folder -Destination $s3 -Id $second.Id @store -Confirm:$false | Out-Null
+        $old = Add-VmBackupRepositoryKey $s3 -Passphrase (& $secure 'old passphrase 1') @store -Confirm:$false
+        $old.Kind | Should -Be 'Passphrase'
+        $old.Repository | Should -Be $s3
+        [Text.Encoding]::UTF8.GetString((& $readObject "site-keys/keys/$($old.Slot).json")) | Should -Match 'VmQuiesceWrappedKey'
+
+        # A passphrase changes by adding the new copy, then removing the old one: the bucket always holds one.
+        $new = Add-VmBackupRepositoryKey $s3 -Passphrase (& $secure 'new passphrase 2') @store -Confirm:$false
+        Remove-VmBackupRepositoryKey $s3 -Slot $old.Slot @store -Confirm:$false
+        { & $readObject "site-keys/keys/$($old.Slot).json" } | Should -Throw
+        $exported = Join-Path $root 'site-keys.key'
+        (Export-VmBackupRepositoryKey $s3 $exported @store -Confirm:$false).Path | Should -Be $exported
+
+        Remove-VmBackupRepositoryKey $s3 -HostKeyFile @store -Confirm:$false
+        { Get-VmBackup -Repository $s3 @store -ErrorAction Stop } | Should -Throw -ErrorId 'RepositoryKeyNotFound,*'
+        { Remove-VmBackupRepositoryKey $s3 -Slot $new.Slot @store -Confirm:$false -ErrorAction Stop } | Should -Throw -ErrorId 'RepositoryKeyLastCopy,*'
+        { Import-VmBackupRepositoryKey $s3 -Passphrase (& $secure 'old passphrase 1') @store -Confirm:$false -ErrorAction Stop } | Should -Throw -ErrorId 'RepositoryPassphraseWrong,*'
+        (Import-VmBackupRepositoryKey $s3 -Passphrase (& $secure 'new passphrase 2') @store -Confirm:$false).Kind | Should -Be 'HostKeyFile'
+        (Get-VmBackup -Repository $s3 @store).Id | Should -Be $second.Id
+
+        Remove-VmBackupRepositoryKey $s3 -HostKeyFile @store -Confirm:$false
+        Import-VmBackupRepositoryKey $s3 -KeyFile $exported @store -Confirm:$false | Out-Null
+        (Test-VmBackup -Repository $s3 @store).IsValid | Should -BeTrue
+    }
+
     It 'refuses an s3:// repository in a cmdlet that works on folders, before anything changes' {
         { Get-VmBackupRepository -Path "s3://$bucket/site-a" -ErrorAction Stop } | Should -Throw -ErrorId 'S3RepositoryNotSupported*'
     }
