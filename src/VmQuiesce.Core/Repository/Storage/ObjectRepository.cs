@@ -223,10 +223,10 @@ namespace VmQuiesce.Core.Repository.Storage
             point.Repository = Location;
         }
 
-        IDisposable IBackupTarget.LockShared(string purpose, Action<string> warn) => LockShared(purpose);
+        IDisposable IBackupTarget.LockShared(string purpose, Action<string> warn) => LockShared(purpose, warn);
 
-        /// <summary>A backup's or reader's lock object (<see cref="ObjectRepositoryLock"/>): a prune waits for it.</summary>
-        public IDisposable LockShared(string purpose) => ObjectRepositoryLock.AcquireShared(Storage, purpose);
+        /// <summary>A backup's or reader's lock object (<see cref="ObjectRepositoryLock"/>), refreshed while held: a prune waits for it.</summary>
+        public IDisposable LockShared(string purpose, Action<string>? warn = null) => ObjectRepositoryLock.AcquireShared(Storage, purpose, warn);
 
         public PrunePlan PlanRemoval(IEnumerable<string> ids, Action<VmQuiesceException> notFound) => PrunePlan.ForIds(Location, ListRestorePoints(), ids, notFound);
 
@@ -244,10 +244,10 @@ namespace VmQuiesce.Core.Repository.Storage
         /// manifests, then every chunk no remaining point references. A prune stopped midway leaves only
         /// unreferenced chunks, which the next one deletes.
         /// </summary>
-        /// <param name="removeStaleLock">Not used on object storage: a lock object left by a killed process is named in the error, to be deleted by hand.</param>
+        /// <param name="removeStaleLock">Removes lock objects of other hosts not refreshed for <see cref="ObjectRepositoryLock.StaleAge"/> (those of dead processes of this host go anyway).</param>
         public PruneResult Prune(PrunePlan plan, bool collectGarbage, bool removeStaleLock, CancellationToken cancel, Action<string>? warn = null)
         {
-            using ObjectRepositoryLock exclusive = ObjectRepositoryLock.AcquireExclusive(Storage, "Remove-VmBackup (prune)");
+            using ObjectRepositoryLock exclusive = ObjectRepositoryLock.AcquireExclusive(Storage, "Remove-VmBackup (prune)", removeStaleLock, warn);
             IReadOnlyList<RestorePoint> all = ListRestorePoints(problem => throw new VmQuiesceException("RepositoryManifestUnreadable", FailureKind.InvalidData, $"Prune stopped before removing anything: {problem.Message}", Location, problem)
             {
                 Remedy = "Move the unreadable manifest out of points/ (its chunks then become removable), or restore it, and run Remove-VmBackup again.",
