@@ -40,6 +40,9 @@ namespace VmQuiesce.Core.Repository.Storage
 
         public IObjectStorage Storage { get; }
 
+        /// <summary>True when this process created the repository (its marker), so a failed first backup removes it again.</summary>
+        internal bool Created { get; private set; }
+
         IChunkSink IBackupTarget.ChunkSink => ChunkSink;
 
         internal ObjectChunkSink ChunkSink { get; }
@@ -110,13 +113,54 @@ namespace VmQuiesce.Core.Repository.Storage
             }
 
             string config = BackupRepository.NewMarker(chunkSize, encryption);
-            if (!storage.CreateIfAbsent(BackupRepository.MarkerName, new[] { new ArraySegment<byte>(Encoding.UTF8.GetBytes(config)) }) && encryption.IsEncrypted)
+            bool created = storage.CreateIfAbsent(BackupRepository.MarkerName, new[] { new ArraySegment<byte>(Encoding.UTF8.GetBytes(config)) });
+            if (!created && encryption.IsEncrypted)
             {
                 // Another host made the repository first: the key written for ours names a repository that never existed.
                 HostKeyStore.Remove(encryption.RepositoryId!);
             }
 
-            return Open(storage);
+            ObjectRepository repository = Open(storage);
+            repository.Created = created;
+            return repository;
+        }
+
+        /// <summary>
+        /// Removes the repository this process created (<see cref="Created"/>) when nothing was stored in it: its
+        /// marker and this host's key file, so a failed first backup leaves an empty prefix, as it leaves no folder.
+        /// Under the exclusive lock object; false (it stays) when another backup holds a lock or stored anything.
+        /// </summary>
+        public bool RemoveIfUnused()
+        {
+            if (!Created)
+            {
+                return false;
+            }
+
+            try
+            {
+                using (ObjectRepositoryLock.AcquireExclusive(Storage, "Invoke-VmQuiescedBackup (removing the repository its failed first backup made)"))
+                {
+                    if (Storage.List(string.Empty).Any(item => item.Key != BackupRepository.MarkerName && !item.Key.StartsWith(ObjectRepositoryLock.Folder, StringComparison.Ordinal)))
+                    {
+                        return false;
+                    }
+
+                    Storage.Delete(BackupRepository.MarkerName);
+                }
+            }
+            catch (VmQuiesceException)
+            {
+                return false;
+            }
+
+            if (Encryption.IsEncrypted)
+            {
+                HostKeyStore.Remove(Encryption.RepositoryId!);
+            }
+
+            Created = false;
+            return true;
         }
 
         public static string ChunkKey(string hash) => ChunksPrefix + hash.Substring(0, 2) + "/" + hash;
