@@ -2,6 +2,7 @@
 # build.ps1 installs its Debian packages. Backups go to a folder, copies go to S3 and back.
 BeforeAll {
     Import-Module $env:VMQUIESCE_MODULE_PATH -Force
+    Import-Module (Join-Path $PSScriptRoot 'TestSupport.psm1') -Force
     $script:root = Join-Path ([IO.Path]::GetTempPath()) "vmq-s3-$([Guid]::NewGuid().ToString('N').Substring(0, 8))"
     New-Item -ItemType Directory -Path $root -Force | Out-Null
     $script:unavailable = if (-not $IsLinux) { 'The S3 test server (Ceph RGW) runs on Linux only.' }
@@ -199,6 +200,73 @@ Describe 'Copy-VmBackup to and from S3' {
         $result.RemovedChunks | Should -Be 1 -Because 'only the first chunk differed between the two points'
         (Get-VmBackup -Repository $s3 -S3Endpoint $endpoint -S3Credential $credential).Id | Should -Be @($second.Id)
         (Test-VmBackup -Repository $s3 -S3Endpoint $endpoint -S3Credential $credential).IsValid | Should -BeTrue
+    }
+
+    It 'adds, changes, exports and imports the key of an S3 repository: a new copy before the old one goes, the last copy kept' {
+        $s3 = "s3://$bucket/site-keys"
+        $store = @{ S3Endpoint = $endpoint; S3Credential = $credential }
+        $secure = { param([string] $text) ConvertTo-SecureString $text -AsPlainText -Force }
+        Copy-VmBackup -Repository $folder -Destination $s3 -Id $second.Id @store -Confirm:$false | Out-Null
+        $old = Add-VmBackupRepositoryKey $s3 -Passphrase (& $secure 'old passphrase 1') @store -Confirm:$false
+        $old.Kind | Should -Be 'Passphrase'
+        $old.Repository | Should -Be $s3
+        [Text.Encoding]::UTF8.GetString((& $readObject "site-keys/keys/$($old.Slot).json")) | Should -Match 'VmQuiesceWrappedKey'
+
+        # A passphrase changes by adding the new copy, then removing the old one: the bucket always holds one.
+        $new = Add-VmBackupRepositoryKey $s3 -Passphrase (& $secure 'new passphrase 2') @store -Confirm:$false
+        Remove-VmBackupRepositoryKey $s3 -Slot $old.Slot @store -Confirm:$false
+        { & $readObject "site-keys/keys/$($old.Slot).json" } | Should -Throw
+        $exported = Join-Path $root 'site-keys.key'
+        (Export-VmBackupRepositoryKey $s3 $exported @store -Confirm:$false).Path | Should -Be $exported
+
+        Remove-VmBackupRepositoryKey $s3 -HostKeyFile @store -Confirm:$false
+        { Get-VmBackup -Repository $s3 @store -ErrorAction Stop } | Should -Throw -ErrorId 'RepositoryKeyNotFound,*'
+        { Remove-VmBackupRepositoryKey $s3 -Slot $new.Slot @store -Confirm:$false -ErrorAction Stop } | Should -Throw -ErrorId 'RepositoryKeyLastCopy,*'
+        { Import-VmBackupRepositoryKey $s3 -Passphrase (& $secure 'old passphrase 1') @store -Confirm:$false -ErrorAction Stop } | Should -Throw -ErrorId 'RepositoryPassphraseWrong,*'
+        (Import-VmBackupRepositoryKey $s3 -Passphrase (& $secure 'new passphrase 2') @store -Confirm:$false).Kind | Should -Be 'HostKeyFile'
+        (Get-VmBackup -Repository $s3 @store).Id | Should -Be $second.Id
+
+        Remove-VmBackupRepositoryKey $s3 -HostKeyFile @store -Confirm:$false
+        Import-VmBackupRepositoryKey $s3 -KeyFile $exported @store -Confirm:$false | Out-Null
+        (Test-VmBackup -Repository $s3 @store).IsValid | Should -BeTrue
+    }
+
+    It 'never removes a live writer''s lock object, removes the one its killed process left with a warning, and prunes' {
+        $s3 = "s3://$bucket/site-locks"
+        $store = @{ S3Endpoint = $endpoint; S3Credential = $credential }
+        $vm = [VmQuiesce.Core.Sources.PlainImage.PlainImageVm]::new('locks', [string[]] @($disk))
+        $old = Invoke-VmQuiescedBackup -Vm $vm -Repository $s3 -Consistency Crash -ChunkSize 1MB @store -Confirm:$false
+        Invoke-VmQuiescedBackup -Vm $vm -Repository $s3 -Consistency Crash @store -Confirm:$false | Out-Null
+        $env:AWS_ACCESS_KEY_ID = $credential.UserName; $env:AWS_SECRET_ACCESS_KEY = $secret
+        try {
+            $held = (Start-ChildScript -Script 'Start-HeldS3Backup.ps1' -Expect 'HOLDING' -Arguments @(
+                '-ModulePath', $env:VMQUIESCE_MODULE_PATH, '-Repository', $s3, '-Endpoint', $endpoint.AbsoluteUri, '-Disk', $disk)).Process
+        }
+        finally { Remove-Item Env:AWS_ACCESS_KEY_ID, Env:AWS_SECRET_ACCESS_KEY }
+        try {
+            { Remove-VmBackup -Repository $s3 -KeepLast 1 -RemoveStaleLock @store -Confirm:$false -ErrorAction Stop } |
+                Should -Throw -ErrorId 'RepositoryLocked,*' -Because 'the writer is alive, whatever -RemoveStaleLock says'
+        }
+        finally {
+            $held.Kill()   # SIGKILL: its lock object stays behind
+            $held.WaitForExit()
+        }
+
+        $result = Remove-VmBackup -Repository $s3 -KeepLast 1 @store -Confirm:$false -WarningVariable warnings -WarningAction SilentlyContinue
+        $result.RemovedRestorePoints | Should -Be @($old.Id)
+        ($warnings -join "`n") | Should -BeLike "*Removed the lock object '$s3/locks/shared-*.json'*process $($held.Id) on*that process is gone*" -Because 'the refused prune left the live writer''s lock object alone'
+        (Get-VmBackup -Repository $s3 @store).Count | Should -Be 1
+    }
+
+    It 'leaves nothing behind when the first backup into a new S3 repository fails: no marker, no host key file' {
+        $s3 = "s3://$bucket/site-failed"
+        $vm = [VmQuiesce.Core.Sources.PlainImage.PlainImageVm]::new('failed', [string[]] @($disk))
+        $keysBefore = @(Get-ChildItem $env:VMQUIESCE_KEY_FOLDER -File).Name
+        Invoke-VmQuiescedBackup -Vm $vm -Repository $s3 -Consistency Crash -PreFreezeScript { throw 'the application would not flush' } -S3Endpoint $endpoint -S3Credential $credential -Confirm:$false -ErrorVariable failures -ErrorAction SilentlyContinue -Verbose 4>&1 |
+            Out-String | Should -Match "Removed the repository '$s3' this call created"
+        $failures[0].FullyQualifiedErrorId | Should -BeLike 'PreFreezeScriptFailed,*'
+        { Get-VmBackup -Repository $s3 -S3Endpoint $endpoint -S3Credential $credential -ErrorAction Stop } | Should -Throw -ErrorId 'RepositoryNotFound,*' -Because 'the prefix holds no object at all'
+        @(Get-ChildItem $env:VMQUIESCE_KEY_FOLDER -File).Name | Should -Be $keysBefore
     }
 
     It 'refuses an s3:// repository in a cmdlet that works on folders, before anything changes' {

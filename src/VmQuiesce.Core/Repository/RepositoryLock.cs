@@ -265,7 +265,7 @@ namespace VmQuiesce.Core.Repository
                 Remedy = "Wait for Remove-VmBackup to finish, then try again.",
             };
 
-        private enum HolderState
+        internal enum HolderState
         {
             /// <summary>No lock file (any more).</summary>
             Gone,
@@ -278,8 +278,8 @@ namespace VmQuiesce.Core.Repository
             Unknown,
         }
 
-        /// <summary>Who a lock file says holds it, and whether that process still runs.</summary>
-        private sealed class Holder
+        /// <summary>Who a lock file (or lock object) says holds it, and whether that process still runs.</summary>
+        internal sealed class Holder
         {
             private Holder(HolderState state, string description)
             {
@@ -307,9 +307,15 @@ namespace VmQuiesce.Core.Repository
                     return new Holder(HolderState.Unknown, $"it cannot be read as a lock ({e.Message})");
                 }
 
+                return Judge(record);
+            }
+
+            /// <summary>The holder a lock's record (untrusted: only compared and shown) names: alive, provably dead, or not to be judged from this host.</summary>
+            public static Holder Judge(JsonObject record)
+            {
                 long? pid = record.GetOptionalInt64("pid");
                 string host = record.GetOptionalString("host") ?? "an unknown host";
-                string who = $"{record.GetOptionalString("purpose") ?? "an unknown operation"} (process {pid?.ToString(CultureInfo.InvariantCulture) ?? "?"} on {host}, since {record.GetOptionalString("since") ?? "an unknown time"})";
+                string who = $"{Printable(record.GetOptionalString("purpose") ?? "an unknown operation")} (process {pid?.ToString(CultureInfo.InvariantCulture) ?? "?"} on {Printable(host)}, since {Printable(record.GetOptionalString("since") ?? "an unknown time")})";
                 if (pid == null || pid < 1 || pid > int.MaxValue)
                 {
                     return new Holder(HolderState.Unknown, $"{who}; it names no valid process id");
@@ -337,6 +343,9 @@ namespace VmQuiesce.Core.Repository
                     ? new Holder(HolderState.Alive, who)
                     : new Holder(HolderState.Dead, $"{who}; that process is gone");
             }
+
+            /// <summary>At most 200 characters of <paramref name="text"/>, control characters shown as '?': a record is shown, never trusted.</summary>
+            private static string Printable(string text) => new string(text.Take(200).Select(c => char.IsControl(c) ? '?' : c).ToArray());
         }
     }
 }

@@ -14,10 +14,10 @@ namespace VmQuiesce.Commands
         {
             try
             {
-                BackupRepository repository = BackupRepository.Open(ResolveFileSystemPath(Repository, nameof(Repository)));
-                if (ShouldProcess(repository.Path, "Add a copy of the repository key sealed under a passphrase"))
+                using RepositoryKeys keys = OpenRepositoryKeys(Repository, nameof(Repository));
+                if (ShouldProcess(keys.Location, "Add a copy of the repository key sealed under a passphrase"))
                 {
-                    WriteObject(new RepositoryKeys(repository).AddPassphrase(GivenPassphrase));
+                    WriteObject(keys.AddPassphrase(GivenPassphrase));
                 }
             }
             catch (VmQuiesceException e)

@@ -8,8 +8,9 @@ namespace VmQuiesce.Commands
     /// <summary>Writes a copy of a repository's key (a key file, readable by root/Administrators only) for safekeeping elsewhere.</summary>
     [Cmdlet(VerbsData.Export, "VmBackupRepositoryKey", SupportsShouldProcess = true, ConfirmImpact = ConfirmImpact.Medium)]
     [OutputType(typeof(RepositoryKeyCopy))]
-    public sealed class ExportVmBackupRepositoryKeyCommand : VmQuiesceCmdlet
+    public sealed class ExportVmBackupRepositoryKeyCommand : RepositoryCmdlet
     {
+        /// <summary>A folder, or s3://bucket/prefix.</summary>
         [Parameter(Mandatory = true, Position = 0, ValueFromPipelineByPropertyName = true)]
         [Alias("Path")]
         [ValidateNotNullOrEmpty]
@@ -25,11 +26,11 @@ namespace VmQuiesce.Commands
         {
             try
             {
-                BackupRepository repository = BackupRepository.Open(ResolveFileSystemPath(Repository, nameof(Repository)));
                 string destination = ResolveFileSystemPath(Destination, nameof(Destination));
-                if (ShouldProcess(destination, $"Write the key of '{repository.Path}' in plain form (readable by root/Administrators only)"))
+                using RepositoryKeys keys = OpenRepositoryKeys(Repository, nameof(Repository));
+                if (ShouldProcess(destination, $"Write the key of '{keys.Location}' in plain form (readable by root/Administrators only)"))
                 {
-                    WriteObject(new RepositoryKeys(repository).Export(destination));
+                    WriteObject(keys.Export(destination));
                 }
             }
             catch (VmQuiesceException e)

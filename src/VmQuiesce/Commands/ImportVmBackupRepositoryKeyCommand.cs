@@ -21,9 +21,8 @@ namespace VmQuiesce.Commands
         {
             try
             {
-                BackupRepository repository = BackupRepository.Open(ResolveFileSystemPath(Repository, nameof(Repository)));
-                var keys = new RepositoryKeys(repository);
-                if (!ShouldProcess(repository.Path, $"Write the repository's key to this host's key file in '{HostKeyStore.Folder}'"))
+                using RepositoryKeys keys = OpenRepositoryKeys(Repository, nameof(Repository));
+                if (!ShouldProcess(keys.Location, $"Write the repository's key to this host's key file in '{HostKeyStore.Folder}'"))
                 {
                     return;
                 }

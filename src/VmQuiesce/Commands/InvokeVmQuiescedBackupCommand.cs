@@ -187,9 +187,9 @@ namespace VmQuiesce.Commands
             {
                 CheckRepository(repository);
                 BackUpAll(engine);
-                if (_published == 0 && repository is BackupRepository folder && folder.RemoveIfUnused())
+                if (_published == 0 && (repository is BackupRepository folder ? folder.RemoveIfUnused() : ((ObjectRepository)repository).RemoveIfUnused()))
                 {
-                    WriteVerbose($"Removed the repository '{folder.Path}' this call created: no backup stored anything in it.");
+                    WriteVerbose($"Removed the repository '{repository.Location}' this call created: no backup stored anything in it.");
                 }
             }
             finally

@@ -7,11 +7,12 @@ namespace VmQuiesce.Commands
 {
     /// <summary>Removes a passphrase copy of a repository's key, or this host's key file; the last copy only with -Force.</summary>
     [Cmdlet(VerbsCommon.Remove, "VmBackupRepositoryKey", SupportsShouldProcess = true, ConfirmImpact = ConfirmImpact.High, DefaultParameterSetName = SlotSet)]
-    public sealed class RemoveVmBackupRepositoryKeyCommand : VmQuiesceCmdlet
+    public sealed class RemoveVmBackupRepositoryKeyCommand : RepositoryCmdlet
     {
         private const string SlotSet = "Slot";
         private const string HostKeySet = "HostKeyFile";
 
+        /// <summary>A folder, or s3://bucket/prefix.</summary>
         [Parameter(Mandatory = true, Position = 0, ValueFromPipelineByPropertyName = true)]
         [Alias("Path")]
         [ValidateNotNullOrEmpty]
@@ -35,16 +36,15 @@ namespace VmQuiesce.Commands
         {
             try
             {
-                BackupRepository repository = BackupRepository.Open(ResolveFileSystemPath(Repository, nameof(Repository)));
-                var keys = new RepositoryKeys(repository);
+                using RepositoryKeys keys = OpenRepositoryKeys(Repository, nameof(Repository));
                 if (HostKeyFile)
                 {
-                    if (ShouldProcess(keys.HostKeyFile ?? HostKeyStore.Folder, $"Remove this host's key file of '{repository.Path}'"))
+                    if (ShouldProcess(keys.HostKeyFile ?? HostKeyStore.Folder, $"Remove this host's key file of '{keys.Location}'"))
                     {
                         keys.RemoveHostKey(Force);
                     }
                 }
-                else if (ShouldProcess(repository.Path, $"Remove the passphrase copy '{Slot}' of the repository key"))
+                else if (ShouldProcess(keys.Location, $"Remove the passphrase copy '{Slot}' of the repository key"))
                 {
                     keys.RemovePassphrase(Slot, Force);
                 }

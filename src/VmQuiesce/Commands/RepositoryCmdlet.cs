@@ -4,6 +4,7 @@ using System.Linq;
 using System.Management.Automation;
 using VmQuiesce.Core;
 using VmQuiesce.Core.Repository;
+using VmQuiesce.Core.Repository.Keys;
 using VmQuiesce.Core.Repository.Storage;
 
 namespace VmQuiesce.Commands
@@ -90,12 +91,18 @@ namespace VmQuiesce.Commands
             }
         }
     
+        /// <summary>The keys of the repository at <paramref name="location"/>, a folder or an s3:// address (which they then own).</summary>
+        internal RepositoryKeys OpenRepositoryKeys(string location, string parameterName) =>
+            S3RepositoryAddress.IsS3(location)
+                ? new RepositoryKeys(ObjectRepository.Open(OpenS3Storage(location)))
+                : new RepositoryKeys(BackupRepository.Open(ResolveFileSystemPath(location, parameterName)));
+
         /// <summary>
         /// The shared lock a reader holds on <paramref name="source"/>, so a prune waits: a lock file in a folder, a lock
         /// object on object storage (see about_VmQuiesce_ObjectStorage).
         /// </summary>
         internal IDisposable LockForReading(IRestorePointSource source, string purpose) =>
-            source is ObjectRepository objects ? objects.LockShared(purpose) : ((BackupRepository)source).LockForReading(purpose, WriteWarning);
+            source is ObjectRepository objects ? objects.LockShared(purpose, WriteWarning) : ((BackupRepository)source).LockForReading(purpose, WriteWarning);
 
         /// <summary>
         /// The restore points named by <paramref name="ids"/> (unknown ones reported), or else every point, of the VMs

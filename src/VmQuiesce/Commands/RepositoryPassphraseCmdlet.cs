@@ -7,11 +7,12 @@ namespace VmQuiesce.Commands
     /// What the key cmdlets that take a passphrase share: the repository, and the passphrase as a SecureString or
     /// a credential's password, never as text.
     /// </summary>
-    public abstract class RepositoryPassphraseCmdlet : VmQuiesceCmdlet
+    public abstract class RepositoryPassphraseCmdlet : RepositoryCmdlet
     {
         protected const string PassphraseSet = "Passphrase";
         protected const string CredentialSet = "Credential";
 
+        /// <summary>A folder, or s3://bucket/prefix.</summary>
         [Parameter(Mandatory = true, Position = 0, ValueFromPipelineByPropertyName = true)]
         [Alias("Path")]
         [ValidateNotNullOrEmpty]

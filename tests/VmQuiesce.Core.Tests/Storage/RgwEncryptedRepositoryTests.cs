@@ -58,6 +58,30 @@ namespace VmQuiesce.Core.Tests.Storage
             }
         }
 
+        [RgwFact]
+        public void A_failed_first_backup_leaves_an_empty_prefix_and_no_key_file_but_a_repository_in_use_stays()
+        {
+            using S3ObjectStorage storage = _server.NewStorage();
+            using ObjectRepository made = ObjectRepository.OpenOrCreate(storage, RepositoryFixture.ChunkSize, RepositoryKey.Generate());
+            string keyFile = HostKeyStore.PathOf(made.Encryption.RepositoryId!);
+            Assert.True(File.Exists(keyFile));
+            using (ObjectRepository otherHost = ObjectRepository.Open(new S3ObjectStorage(storage.Address, _server.Settings())))
+            using (otherHost.LockShared("Invoke-VmQuiescedBackup"))
+            {
+                Assert.False(made.RemoveIfUnused());
+            }
+
+            Assert.True(made.RemoveIfUnused());
+
+            Assert.Empty(storage.List(string.Empty));
+            Assert.False(File.Exists(keyFile));
+            using ObjectRepository used = ObjectRepository.OpenOrCreate(_server.NewStorage(), RepositoryFixture.ChunkSize, RepositoryKey.Generate());
+            RepositoryFixture.BackUp(used, VmName, _local.WriteTextAndRandomDisk("disk.img", 1));
+            Assert.False(used.RemoveIfUnused());
+            using ObjectRepository reopened = Reopen(used);
+            Assert.Single(reopened.ListRestorePoints());
+        }
+
         /// <summary>Another host creates the repository just before this one's marker is written.</summary>
         private sealed class RacingMarker : DelegatingObjectStorage
         {

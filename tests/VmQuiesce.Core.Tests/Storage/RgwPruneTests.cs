@@ -1,7 +1,10 @@
 using System;
+using System.Globalization;
 using System.Linq;
+using System.Text;
 using System.Threading;
 using System.Threading.Tasks;
+using VmQuiesce.Core.Json;
 using VmQuiesce.Core.Repository;
 using VmQuiesce.Core.Repository.Storage;
 using VmQuiesce.Core.Tests.Repository;
@@ -109,6 +112,67 @@ namespace VmQuiesce.Core.Tests.Storage
 
             Assert.Empty(storage.List("locks/"));
         }
+
+        [RgwFact]
+        public void Another_hosts_lock_object_is_stale_only_once_unrefreshed_and_prune_then_says_what_to_do()
+        {
+            using S3ObjectStorage storage = _server.NewStorage();
+            using ObjectRepository repository = ObjectRepository.OpenOrCreate(Host(storage), Chunk, key: null);
+            RestorePoint old = RepositoryFixture.BackUp(repository, "old", _local.WriteFile("old.img", RepositoryFixture.Random(Chunk, 6)));
+            PrunePlan plan = repository.PlanRemoval(new[] { old.Id }, e => throw e);
+            Plant(storage, "locks/shared-stale.json", DateTime.UtcNow.AddMinutes(-31));
+
+            var stale = Assert.Throws<VmQuiesceException>(() => repository.Prune(plan, collectGarbage: true, removeStaleLock: false, CancellationToken.None));
+            Assert.Equal("RepositoryLockStale", stale.ErrorId);
+            Assert.Contains("shared-stale.json", stale.Message);
+            Assert.Contains("backup-host-2", stale.Message);
+            Assert.Contains("-RemoveStaleLock", stale.Remedy);
+
+            // Removing stale locks never touches one refreshed within the stale age: that host may still be writing.
+            Plant(storage, "locks/shared-fresh.json", DateTime.UtcNow.AddMinutes(-10));
+            var warnings = new System.Collections.Generic.List<string>();
+            var busy = Assert.Throws<VmQuiesceException>(() => repository.Prune(plan, collectGarbage: true, removeStaleLock: true, CancellationToken.None, warnings.Add));
+            Assert.Equal("RepositoryLocked", busy.ErrorId);
+            Assert.Contains("backup-host-2", busy.Message);
+            Assert.True(storage.Exists("locks/shared-fresh.json"));
+            Assert.Single(repository.ListRestorePoints());
+
+            storage.Delete("locks/shared-fresh.json");
+            repository.Prune(plan, collectGarbage: true, removeStaleLock: true, CancellationToken.None, warnings.Add);
+            Assert.Contains(warnings, warning => warning.Contains("Removed the stale lock object") && warning.Contains("shared-stale.json"));
+            Assert.Empty(repository.ListRestorePoints());
+            Assert.Empty(storage.List("locks/"));
+        }
+
+        [RgwFact]
+        public void A_held_lock_object_is_refreshed_so_no_other_host_takes_it_for_stale()
+        {
+            using S3ObjectStorage storage = _server.NewStorage();
+            using ObjectRepositoryLock held = ObjectRepositoryLock.AcquireShared(storage, "Invoke-VmQuiescedBackup");
+            string key = Assert.Single(storage.List("locks/")).Key;
+            JsonObject taken = JsonText.ParseObject(Encoding.UTF8.GetString(storage.ReadAll(key, 64 * 1024)));
+            // As its holder's refreshes would look from another host had they stopped 40 minutes ago.
+            Plant(storage, key, DateTime.UtcNow.AddMinutes(-40));
+            Assert.Equal("RepositoryLockStale", Assert.Throws<VmQuiesceException>(() => ObjectRepositoryLock.AcquireExclusive(storage, "Remove-VmBackup (prune)")).ErrorId);
+
+            held.Refresh();
+
+            JsonObject refreshed = JsonText.ParseObject(Encoding.UTF8.GetString(storage.ReadAll(key, 64 * 1024)));
+            Assert.Equal(taken.GetString("since"), refreshed.GetString("since"));
+            Assert.Equal(Environment.MachineName, refreshed.GetString("host"));
+            Assert.True(DateTime.UtcNow - DateTime.Parse(refreshed.GetString("refreshed"), CultureInfo.InvariantCulture, DateTimeStyles.RoundtripKind).ToUniversalTime() < TimeSpan.FromMinutes(1));
+            Assert.Equal("RepositoryLocked", Assert.Throws<VmQuiesceException>(() => ObjectRepositoryLock.AcquireExclusive(storage, "Remove-VmBackup (prune)", removeStale: true)).ErrorId);
+            Assert.True(storage.Exists(key));
+        }
+
+        /// <summary>A lock object as a backup on the host backup-host-2 writes it, last refreshed at <paramref name="refreshed"/>.</summary>
+        private static void Plant(IObjectStorage storage, string key, DateTime refreshed) =>
+            storage.Replace(key, new[] { new ArraySegment<byte>(Encoding.UTF8.GetBytes(JsonText.Serialize(new JsonObject()
+                .With("pid", 4242)
+                .With("host", "backup-host-2")
+                .With("purpose", "Invoke-VmQuiescedBackup")
+                .With("since", refreshed.AddHours(-1).ToString("o", CultureInfo.InvariantCulture))
+                .With("refreshed", refreshed.ToString("o", CultureInfo.InvariantCulture)), indented: true))) });
 
         /// <summary>Another client of the same bucket and prefix, as another host would have.</summary>
         private S3ObjectStorage Host(S3ObjectStorage storage) => new S3ObjectStorage(storage.Address, _server.Settings());

@@ -6,6 +6,7 @@ using System.Security;
 using System.Text;
 using System.Text.RegularExpressions;
 using VmQuiesce.Core.Json;
+using VmQuiesce.Core.Repository.Storage;
 
 namespace VmQuiesce.Core.Repository.Keys
 {
@@ -13,29 +14,30 @@ namespace VmQuiesce.Core.Repository.Keys
     /// Copies of a repository's key inside the repository (keys/&lt;slot&gt;.json), each sealed (AES-256-GCM) under a key
     /// derived from a passphrase with Argon2id (RFC 9106; 64 MiB, 3 passes), so a new host recovers everything from
     /// the repository and a passphrase. The passphrase comes as a SecureString and is held in plain form only
-    /// while the KDF runs.
+    /// while the KDF runs. A copy is an object of the repository's storage (a folder or a bucket), created once under
+    /// a new slot and never replaced: a passphrase changes by adding the new copy, then removing the old one, so the
+    /// repository always holds a usable copy.
     /// </summary>
     internal sealed class PassphraseKeys
     {
         internal const string FolderName = "keys";
         internal const string WrappedKeyFormat = "VmQuiesceWrappedKey";
         internal const string Kdf = "Argon2id";
-        private const long MaxWrappedKeyBytes = 64 * 1024;
+        private const int MaxWrappedKeyBytes = 64 * 1024;
+        private const string Prefix = FolderName + "/";
         private static readonly Regex SlotPattern = new Regex("^[0-9a-f]{8}$", RegexOptions.CultureInvariant);
 
-        private readonly string _repositoryPath;
+        private readonly IObjectStorage _storage;
         private readonly RepositoryEncryption _encryption;
 
-        public PassphraseKeys(string repositoryPath, RepositoryEncryption encryption)
+        public PassphraseKeys(IObjectStorage storage, RepositoryEncryption encryption)
         {
-            _repositoryPath = repositoryPath;
+            _storage = storage;
             _encryption = encryption;
         }
 
         /// <summary>The KDF's cost; tests lower it. A wrapped key records its own, and reading bounds it.</summary>
         internal static KdfCost DefaultCost { get; set; } = new KdfCost(64 * 1024, 3, 1);
-
-        public string Folder => Path.Combine(_repositoryPath, FolderName);
 
         /// <summary>The slots (8 hex digits) of the passphrase copies the repository holds.</summary>
         public IReadOnlyList<string> Slots
@@ -43,15 +45,12 @@ namespace VmQuiesce.Core.Repository.Keys
             get
             {
                 var slots = new List<string>();
-                if (Directory.Exists(Folder))
+                foreach (StoredObject item in _storage.List(Prefix))
                 {
-                    foreach (string file in Directory.EnumerateFiles(Folder, "*.json"))
+                    string name = item.Key.Substring(Prefix.Length);
+                    if (name.EndsWith(".json", StringComparison.Ordinal) && SlotPattern.IsMatch(name.Substring(0, name.Length - ".json".Length)))
                     {
-                        string slot = Path.GetFileNameWithoutExtension(file);
-                        if (SlotPattern.IsMatch(slot))
-                        {
-                            slots.Add(slot);
-                        }
+                        slots.Add(name.Substring(0, name.Length - ".json".Length));
                     }
                 }
 
@@ -60,8 +59,11 @@ namespace VmQuiesce.Core.Repository.Keys
             }
         }
 
-        /// <summary>Seals the repository's key under <paramref name="passphrase"/> into a new slot; returns the slot.</summary>
-        public string Add(SecureString passphrase, RepositoryFileOps ops)
+        /// <summary>
+        /// Seals the repository's key under <paramref name="passphrase"/> into a new slot, created whole or not at all
+        /// (create-if-absent: a temp file linked into place, or a conditional PUT); returns the slot.
+        /// </summary>
+        public string Add(SecureString passphrase)
         {
             RepositoryKey key = _encryption.RequireKey()!;
             string slot = ChunkStore.ToHex(Random.Bytes(4));
@@ -80,23 +82,12 @@ namespace VmQuiesce.Core.Repository.Keys
                 .With("parallelism", cost.Parallelism)
                 .With("salt", Convert.ToBase64String(salt))
                 .With("sealed", Convert.ToBase64String(sealedKey)), indented: true);
-            Directory.CreateDirectory(Folder);
-            string target = Path.Combine(Folder, slot + ".json");
-            string temp = Path.Combine(Folder, ChunkStore.TempPrefix + slot + "." + Guid.NewGuid().ToString("N"));
-            byte[] bytes = new UTF8Encoding(false).GetBytes(text);
-            using (Stream stream = ops.CreateNew(temp))
+            if (!_storage.CreateIfAbsent(KeyOf(slot), new[] { new ArraySegment<byte>(new UTF8Encoding(false).GetBytes(text)) }))
             {
-                stream.Write(bytes, 0, bytes.Length);
-                ops.FlushToDisk(stream);
+                throw new IOException($"'{_storage.Location}/{KeyOf(slot)}' already exists.");
             }
 
-            if (!ops.MoveNew(temp, target))
-            {
-                ops.Delete(temp);
-                throw new IOException($"'{target}' already exists.");
-            }
-
-            ops.SyncDirectory(Folder);
+            _storage.Flush();
             return slot;
         }
 
@@ -107,7 +98,7 @@ namespace VmQuiesce.Core.Repository.Keys
             if (slots.Count == 0)
             {
                 throw new VmQuiesceException("RepositoryKeyNotFound", FailureKind.ObjectNotFound,
-                    $"The repository '{_repositoryPath}' holds no passphrase copy of its key.", _repositoryPath)
+                    $"The repository '{_storage.Location}' holds no passphrase copy of its key.", _storage.Location)
                 {
                     Remedy = "Import the key from a key file exported earlier: Import-VmBackupRepositoryKey -KeyFile <file>.",
                 };
@@ -122,7 +113,7 @@ namespace VmQuiesce.Core.Repository.Keys
             }
 
             throw new VmQuiesceException("RepositoryPassphraseWrong", FailureKind.SecurityError,
-                $"The passphrase opens none of the {slots.Count} passphrase copies of the key of '{_repositoryPath}'.", _repositoryPath)
+                $"The passphrase opens none of the {slots.Count} passphrase copies of the key of '{_storage.Location}'.", _storage.Location)
             {
                 Remedy = "Check the passphrase (it is case-sensitive), or import a key file exported earlier with -KeyFile.",
             };
@@ -130,31 +121,28 @@ namespace VmQuiesce.Core.Repository.Keys
 
         public bool Remove(string slot)
         {
-            string path = Path.Combine(Folder, slot + ".json");
-            if (!SlotPattern.IsMatch(slot) || !File.Exists(path))
+            if (!SlotPattern.IsMatch(slot) || !_storage.Exists(KeyOf(slot)))
             {
                 return false;
             }
 
-            File.Delete(path);
+            _storage.Delete(KeyOf(slot));
             return true;
         }
 
+        private static string KeyOf(string slot) => Prefix + slot + ".json";
+
         private RepositoryKey? TryOpen(string slot, SecureString passphrase)
         {
-            string path = Path.Combine(Folder, slot + ".json");
+            string path = _storage.Location + "/" + KeyOf(slot);
             JsonObject json;
             KdfCost cost;
             byte[] salt, sealedKey;
             string keyId;
             try
             {
-                if (new FileInfo(path).Length > MaxWrappedKeyBytes)
-                {
-                    throw new JsonFormatException("It is far larger than a wrapped key.");
-                }
-
-                json = JsonText.ParseObject(File.ReadAllText(path));
+                // Bounded before it is read: a planted giant object is refused (InvalidDataException), never loaded.
+                json = JsonText.ParseObject(Encoding.UTF8.GetString(_storage.ReadAll(KeyOf(slot), MaxWrappedKeyBytes)));
                 if (json.GetString("format") != WrappedKeyFormat || json.GetString("kdf") != Kdf)
                 {
                     throw new JsonFormatException($"It is not a '{WrappedKeyFormat}' with '{Kdf}'.");
@@ -165,7 +153,7 @@ namespace VmQuiesce.Core.Repository.Keys
                 salt = Convert.FromBase64String(json.GetString("salt"));
                 sealedKey = Convert.FromBase64String(json.GetString("sealed"));
             }
-            catch (Exception e) when (e is JsonFormatException || e is FormatException || e is IOException)
+            catch (Exception e) when (e is JsonFormatException || e is FormatException || e is IOException || e is InvalidDataException)
             {
                 throw new VmQuiesceException("RepositoryKeyFileInvalid", FailureKind.InvalidData, $"The passphrase copy '{path}' cannot be read: {e.Message}", path, e);
             }

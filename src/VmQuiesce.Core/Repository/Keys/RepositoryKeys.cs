@@ -4,30 +4,49 @@ using System.IO;
 using System.Linq;
 using System.Security;
 using VmQuiesce.Core.Platform;
+using VmQuiesce.Core.Repository.Storage;
 
 namespace VmQuiesce.Core.Repository.Keys
 {
     /// <summary>
     /// Where a repository's key lives and how it gets there: the host key file, passphrase copies inside the
-    /// repository, exported key files. What New-, Add-, Import-, Export- and Remove-VmBackupRepositoryKey do.
+    /// repository, exported key files. What New-, Add-, Import-, Export- and Remove-VmBackupRepositoryKey do, the same
+    /// on a folder repository and on object storage.
     /// </summary>
-    public sealed class RepositoryKeys
+    public sealed class RepositoryKeys : IDisposable
     {
-        private readonly BackupRepository _repository;
+        private readonly RepositoryEncryption _encryption;
+        private readonly IObjectStorage _storage;
         private readonly PassphraseKeys _passphrases;
 
+        /// <summary>The keys of a folder repository.</summary>
         public RepositoryKeys(BackupRepository repository)
+            : this(repository.Encryption, new FileObjectStorage(repository.Path))
         {
-            _repository = repository;
-            _passphrases = new PassphraseKeys(repository.Path, repository.Encryption);
         }
+
+        /// <summary>The keys of a repository on object storage; disposing these disposes <paramref name="repository"/>.</summary>
+        public RepositoryKeys(ObjectRepository repository)
+            : this(repository.Encryption, repository.Storage)
+        {
+        }
+
+        private RepositoryKeys(RepositoryEncryption encryption, IObjectStorage storage)
+        {
+            _encryption = encryption;
+            _storage = storage;
+            _passphrases = new PassphraseKeys(storage, encryption);
+        }
+
+        /// <summary>The repository: a folder path or an s3:// address.</summary>
+        public string Location => _storage.Location;
 
         /// <summary>The slots of the repository's passphrase copies.</summary>
         public IReadOnlyList<string> PassphraseSlots => _passphrases.Slots;
 
         /// <summary>This host's key file for the repository, or null when there is none (or the repository is not encrypted).</summary>
-        public string? HostKeyFile => _repository.Encryption.IsEncrypted && File.Exists(HostKeyStore.PathOf(_repository.Encryption.RepositoryId!))
-            ? HostKeyStore.PathOf(_repository.Encryption.RepositoryId!)
+        public string? HostKeyFile => _encryption.IsEncrypted && File.Exists(HostKeyStore.PathOf(_encryption.RepositoryId!))
+            ? HostKeyStore.PathOf(_encryption.RepositoryId!)
             : null;
 
         /// <summary>
@@ -61,8 +80,8 @@ namespace VmQuiesce.Core.Repository.Keys
         {
             RequireEncrypted();
             CheckPassphrase(passphrase);
-            string slot = _passphrases.Add(passphrase, RepositoryFileOps.Real);
-            return new RepositoryKeyCopy(_repository.Path, _repository.Encryption.KeyId!, KeyCopyKind.Passphrase, slot, null);
+            string slot = _passphrases.Add(passphrase);
+            return new RepositoryKeyCopy(Location, _encryption.KeyId!, KeyCopyKind.Passphrase, slot, null);
         }
 
         /// <summary>Brings the key to this host from a passphrase copy: writes the host key file.</summary>
@@ -77,7 +96,7 @@ namespace VmQuiesce.Core.Repository.Keys
         public RepositoryKeyCopy ImportFromKeyFile(string keyFile)
         {
             RequireEncrypted();
-            return Import(HostKeyStore.ReadKeyFile(keyFile, _repository.Encryption.RepositoryId!));
+            return Import(HostKeyStore.ReadKeyFile(keyFile, _encryption.RepositoryId!));
         }
 
         /// <summary>Writes a copy of the key (a key file, in plain form) to <paramref name="destination"/>, which must not exist.</summary>
@@ -90,17 +109,17 @@ namespace VmQuiesce.Core.Repository.Keys
                 throw new VmQuiesceException("KeyFileExists", FailureKind.InvalidArgument, $"'{full}' exists; the key is exported to a new file only.", destination);
             }
 
-            if (IsInRepository(full))
+            if (_storage is FileObjectStorage folder && IsInFolder(full, folder.Root))
             {
                 throw new VmQuiesceException("KeyFileInRepository", FailureKind.InvalidArgument,
-                    $"'{full}' is inside the repository '{_repository.Path}': a key kept beside the data it protects protects nothing.", destination)
+                    $"'{full}' is inside the repository '{Location}': a key kept beside the data it protects protects nothing.", destination)
                 {
                     Remedy = "Export the key to another disk or host (removable media, a password manager's file store); a passphrase copy (Add-VmBackupRepositoryKey) is the copy meant to live in the repository.",
                 };
             }
 
-            HostKeyStore.WriteKeyFile(Path.GetDirectoryName(full)!, full, _repository.Encryption.RepositoryId!, key, _repository.Path);
-            return new RepositoryKeyCopy(_repository.Path, key.KeyId, KeyCopyKind.ExportedKeyFile, null, full);
+            HostKeyStore.WriteKeyFile(Path.GetDirectoryName(full)!, full, _encryption.RepositoryId!, key, Location);
+            return new RepositoryKeyCopy(Location, key.KeyId, KeyCopyKind.ExportedKeyFile, null, full);
         }
 
         /// <summary>Removes a passphrase copy. The last copy of the key is kept unless <paramref name="force"/>.</summary>
@@ -109,9 +128,9 @@ namespace VmQuiesce.Core.Repository.Keys
             RequireEncrypted();
             if (!_passphrases.Slots.Contains(slot))
             {
-                throw new VmQuiesceException("RepositoryKeySlotNotFound", FailureKind.ObjectNotFound, $"The repository '{_repository.Path}' has no passphrase copy '{slot}'.", slot)
+                throw new VmQuiesceException("RepositoryKeySlotNotFound", FailureKind.ObjectNotFound, $"The repository '{Location}' has no passphrase copy '{slot}'.", slot)
                 {
-                    Remedy = $"Get-VmBackupRepository '{_repository.Path}' lists its passphrase slots.",
+                    Remedy = $"Get-VmBackupRepository '{Location}' lists its passphrase slots.",
                 };
             }
 
@@ -136,19 +155,19 @@ namespace VmQuiesce.Core.Repository.Keys
         }
 
         /// <summary>
-        /// True when <paramref name="full"/> lies in the repository's folder, by its path or (Linux) through a link:
-        /// its nearest existing folder or one above it is the repository's folder.
+        /// True when <paramref name="full"/> lies in the repository's folder <paramref name="repositoryPath"/>, by its
+        /// path or (Linux) through a link: its nearest existing folder or one above it is the repository's folder.
         /// </summary>
-        private bool IsInRepository(string full)
+        private static bool IsInFolder(string full, string repositoryPath)
         {
             StringComparison comparison = HostPlatform.IsWindows ? StringComparison.OrdinalIgnoreCase : StringComparison.Ordinal;
-            string root = _repository.Path.TrimEnd(Path.DirectorySeparatorChar, Path.AltDirectorySeparatorChar) + Path.DirectorySeparatorChar;
+            string root = repositoryPath.TrimEnd(Path.DirectorySeparatorChar, Path.AltDirectorySeparatorChar) + Path.DirectorySeparatorChar;
             if (full.StartsWith(root, comparison))
             {
                 return true;
             }
 
-            FileStatus? repositoryFolder = HostPlatform.IsLinux ? UnixFiles.StatFollowingLinks(_repository.Path) : null;
+            FileStatus? repositoryFolder = HostPlatform.IsLinux ? UnixFiles.StatFollowingLinks(repositoryPath) : null;
             for (string? folder = Path.GetDirectoryName(full); repositoryFolder != null && folder != null; folder = Path.GetDirectoryName(folder))
             {
                 if (UnixFiles.StatFollowingLinks(folder) is FileStatus status && status.IsSameFile(repositoryFolder.Value))
@@ -162,23 +181,23 @@ namespace VmQuiesce.Core.Repository.Keys
 
         private RepositoryKeyCopy Import(RepositoryKey key)
         {
-            _repository.Encryption.Unlock(key);
-            string path = HostKeyStore.Write(_repository.Encryption.RepositoryId!, key, _repository.Path);
-            return new RepositoryKeyCopy(_repository.Path, key.KeyId, KeyCopyKind.HostKeyFile, null, path);
+            _encryption.Unlock(key);
+            string path = HostKeyStore.Write(_encryption.RepositoryId!, key, Location);
+            return new RepositoryKeyCopy(Location, key.KeyId, KeyCopyKind.HostKeyFile, null, path);
         }
 
         private RepositoryEncryption RequireEncrypted()
         {
-            if (!_repository.Encryption.IsEncrypted)
+            if (!_encryption.IsEncrypted)
             {
                 throw new VmQuiesceException("RepositoryNotEncrypted", FailureKind.InvalidOperation,
-                    $"The repository '{_repository.Path}' was made before repository keys: it is not encrypted and has no key.", _repository.Path)
+                    $"The repository '{Location}' was made before repository keys: it is not encrypted and has no key.", Location)
                 {
                     Remedy = "Make an encrypted repository with New-VmBackupRepository and back up into it.",
                 };
             }
 
-            return _repository.Encryption;
+            return _encryption;
         }
 
         private static void CheckPassphrase(SecureString passphrase)
@@ -192,9 +211,11 @@ namespace VmQuiesce.Core.Repository.Keys
 
         private VmQuiesceException LastCopy(string what) =>
             new VmQuiesceException("RepositoryKeyLastCopy", FailureKind.InvalidOperation,
-                $"The {what} is the last copy of the key of '{_repository.Path}' this host knows: without it nothing in the repository can be read again.", _repository.Path)
+                $"The {what} is the last copy of the key of '{Location}' this host knows: without it nothing in the repository can be read again.", Location)
             {
                 Remedy = "Export the key first (Export-VmBackupRepositoryKey) or add a passphrase copy (Add-VmBackupRepositoryKey); or use -Force if the repository is to be given up.",
             };
+
+        public void Dispose() => _storage.Dispose();
     }
 }

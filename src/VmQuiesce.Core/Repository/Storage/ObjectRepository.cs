@@ -40,6 +40,9 @@ namespace VmQuiesce.Core.Repository.Storage
 
         public IObjectStorage Storage { get; }
 
+        /// <summary>True when this process created the repository (its marker), so a failed first backup removes it again.</summary>
+        internal bool Created { get; private set; }
+
         IChunkSink IBackupTarget.ChunkSink => ChunkSink;
 
         internal ObjectChunkSink ChunkSink { get; }
@@ -107,13 +110,54 @@ namespace VmQuiesce.Core.Repository.Storage
             }
 
             string config = BackupRepository.NewMarker(chunkSize, encryption);
-            if (!storage.CreateIfAbsent(BackupRepository.MarkerName, new[] { new ArraySegment<byte>(Encoding.UTF8.GetBytes(config)) }) && encryption.IsEncrypted)
+            bool created = storage.CreateIfAbsent(BackupRepository.MarkerName, new[] { new ArraySegment<byte>(Encoding.UTF8.GetBytes(config)) });
+            if (!created && encryption.IsEncrypted)
             {
                 // Another host made the repository first: the key written for ours names a repository that never existed.
                 HostKeyStore.Remove(encryption.RepositoryId!);
             }
 
-            return Open(storage);
+            ObjectRepository repository = Open(storage);
+            repository.Created = created;
+            return repository;
+        }
+
+        /// <summary>
+        /// Removes the repository this process created (<see cref="Created"/>) when nothing was stored in it: its
+        /// marker and this host's key file, so a failed first backup leaves an empty prefix, as it leaves no folder.
+        /// Under the exclusive lock object; false (it stays) when another backup holds a lock or stored anything.
+        /// </summary>
+        public bool RemoveIfUnused()
+        {
+            if (!Created)
+            {
+                return false;
+            }
+
+            try
+            {
+                using (ObjectRepositoryLock.AcquireExclusive(Storage, "Invoke-VmQuiescedBackup (removing the repository its failed first backup made)"))
+                {
+                    if (Storage.List(string.Empty).Any(item => item.Key != BackupRepository.MarkerName && !item.Key.StartsWith(ObjectRepositoryLock.Folder, StringComparison.Ordinal)))
+                    {
+                        return false;
+                    }
+
+                    Storage.Delete(BackupRepository.MarkerName);
+                }
+            }
+            catch (VmQuiesceException)
+            {
+                return false;
+            }
+
+            if (Encryption.IsEncrypted)
+            {
+                HostKeyStore.Remove(Encryption.RepositoryId!);
+            }
+
+            Created = false;
+            return true;
         }
 
         public static string ChunkKey(string hash) => ChunksPrefix + hash.Substring(0, 2) + "/" + hash;
@@ -207,10 +251,10 @@ namespace VmQuiesce.Core.Repository.Storage
             point.Repository = Location;
         }
 
-        IDisposable IBackupTarget.LockShared(string purpose, Action<string> warn) => LockShared(purpose);
+        IDisposable IBackupTarget.LockShared(string purpose, Action<string> warn) => LockShared(purpose, warn);
 
-        /// <summary>A backup's or reader's lock object (<see cref="ObjectRepositoryLock"/>): a prune waits for it.</summary>
-        public IDisposable LockShared(string purpose) => ObjectRepositoryLock.AcquireShared(Storage, purpose);
+        /// <summary>A backup's or reader's lock object (<see cref="ObjectRepositoryLock"/>), refreshed while held: a prune waits for it.</summary>
+        public IDisposable LockShared(string purpose, Action<string>? warn = null) => ObjectRepositoryLock.AcquireShared(Storage, purpose, warn);
 
         public PrunePlan PlanRemoval(IEnumerable<string> ids, Action<VmQuiesceException> notFound) => PrunePlan.ForIds(Location, ListRestorePoints(), ids, notFound);
 
@@ -228,10 +272,10 @@ namespace VmQuiesce.Core.Repository.Storage
         /// manifests, then every chunk no remaining point references. A prune stopped midway leaves only
         /// unreferenced chunks, which the next one deletes.
         /// </summary>
-        /// <param name="removeStaleLock">Not used on object storage: a lock object left by a killed process is named in the error, to be deleted by hand.</param>
+        /// <param name="removeStaleLock">Removes lock objects of other hosts not refreshed for <see cref="ObjectRepositoryLock.StaleAge"/> (those of dead processes of this host go anyway).</param>
         public PruneResult Prune(PrunePlan plan, bool collectGarbage, bool removeStaleLock, CancellationToken cancel, Action<string>? warn = null)
         {
-            using ObjectRepositoryLock exclusive = ObjectRepositoryLock.AcquireExclusive(Storage, "Remove-VmBackup (prune)");
+            using ObjectRepositoryLock exclusive = ObjectRepositoryLock.AcquireExclusive(Storage, "Remove-VmBackup (prune)", removeStaleLock, warn);
             IReadOnlyList<RestorePoint> all = ListRestorePoints(problem => throw new VmQuiesceException("RepositoryManifestUnreadable", FailureKind.InvalidData, $"Prune stopped before removing anything: {problem.Message}", Location, problem)
             {
                 Remedy = "Move the unreadable manifest out of points/ (its chunks then become removable), or restore it, and run Remove-VmBackup again.",
