@@ -60,11 +60,57 @@ namespace VmQuiesce.Core.Backup
             }
 
             var tracked = latest.Files.Where(f => f.ChangeTracking != null).ToList();
+            (string Reason, string Detail)? hostSide = HostSideMismatch(source, latest);
+            if (hostSide is (string reason, string detail))
+            {
+                return new ChangeTrackingRequest(Array.Empty<PreviousDisk>(), detail, verify, reason);
+            }
+
             string? missing = tracked.SelectMany(f => f.Chunks).OfType<string>().Distinct(StringComparer.Ordinal).FirstOrDefault(hash => !_repository.ChunkSink.Contains(hash));
             string? why = latest.ChunkSize != _repository.ChunkSize ? $"restore point {latest.Id} has chunk size {latest.ChunkSize}, the repository {_repository.ChunkSize}"
                 : missing != null ? $"restore point {latest.Id} names the chunk {missing}, which is not in the repository"
                 : null;
             return new ChangeTrackingRequest(why != null ? Array.Empty<PreviousDisk>() : tracked.Select(f => new PreviousDisk(latest.Id, f.ChangeTracking!, f.Chunks)).ToList(), why, verify);
+        }
+
+        /// <summary>Where this host's record of the VM's checkpoints disagrees with the repository's latest tracked point (or is missing or unusable); null when they agree.</summary>
+        private (string Reason, string Detail)? HostSideMismatch(IBackupSource source, RestorePoint latest)
+        {
+            HostCheckpointRecord? record;
+            try
+            {
+                record = HostCheckpointRecord.Load(HostCheckpointFolder, source.Kind, source.VmName);
+            }
+            catch (InvalidDataException e)
+            {
+                return (ChangeTrackingRecord.Reasons.HostRecordInvalid, e.Message);
+            }
+
+            return record == null
+                ? (ChangeTrackingRecord.Reasons.HostRecordMissing, $"this host has no record of the VM's checkpoints ({HostCheckpointRecord.PathOf(HostCheckpointFolder, source.Kind, source.VmName)}), so restore point {latest.Id} cannot be checked against them")
+                : record.Mismatch(_repository.Location, latest, id => _repository.ListRestorePoints().Any(p => p.Id == id));
+        }
+
+        /// <summary>
+        /// Records on this host which point the VM's new checkpoints belong to. The point is already published and sound,
+        /// so a record that cannot be written is a warning: the next backup then finds the sides disagree and reads in full.
+        /// </summary>
+        private void SaveHostCheckpoints(RestorePoint point, IBackupSource source, IOperationHost host)
+        {
+            var disks = point.Files.Select(f => f.ChangeTracking).OfType<ChangeTrackingRecord>().ToList();
+            if (disks.Count == 0)
+            {
+                return;
+            }
+
+            try
+            {
+                new HostCheckpointRecord(source.Kind, source.VmName, _repository.Location, point.Id, disks).Save(HostCheckpointFolder);
+            }
+            catch (VmQuiesceException e)
+            {
+                host.WriteWarning($"VM '{point.VmName}': restore point {point.Id} is complete, but this host's record of its checkpoints could not be written ({e.Message}); the next change-tracked backup reads the disks in full.");
+            }
         }
 
         /// <summary>A warning per disk read in full, naming the reason; the missed changes a verification found, as the failure to report.</summary>
