@@ -178,6 +178,27 @@ namespace VmQuiesce.Core.Tests.Backup
         }
 
         [Fact]
+        public void The_change_map_is_asked_once_per_gibibyte_window_and_partly_changed_chunks_still_patch_right()
+        {
+            // 80 chunks: more than the 64 the map was once asked for at a time.
+            byte[] content = RepositoryFixture.Random(80 * Chunk, 3);
+            var maps = new List<(long Offset, long Length)>();
+            var changed = new List<(long, long)>();
+            var source = new TrackingSource(this, changed) { Content = content, Maps = maps };
+            Engine().Run(source, new QuiesceOptions(), null, CancellationToken.None, new ChangeTrackingOptions());
+            Buffer.BlockCopy(RepositoryFixture.Random(8192, 4), 0, content, 70 * Chunk + 4096, 8192);
+            changed.Add((70L * Chunk + 4096, 8192));
+            maps.Clear();
+
+            RestorePoint second = Engine().Run(source, new QuiesceOptions(), null, CancellationToken.None, new ChangeTrackingOptions()).RestorePoint;
+
+            Assert.Equal(new[] { (0L, 80L * Chunk) }, maps);
+            Assert.Equal(ChangeTrackingMode.Incremental, second.Files[0].ChangeTracking!.Mode);
+            Assert.Equal(8192, second.Files[0].ChangeTracking!.BytesRead);
+            Assert.Equal(content, File.ReadAllBytes(Restore(second)));
+        }
+
+        [Fact]
         public void A_map_with_a_gap_is_refused()
         {
             var error = Assert.Throws<VmQuiesceException>(() => Run(new List<(long, long)>(), gap: true));
@@ -234,6 +255,12 @@ namespace VmQuiesce.Core.Tests.Backup
 
             public DiskImageLayout Layout { get; init; } = new DiskImageLayout("raw", null, null);
 
+            /// <summary>The disk's content (the test's 16 chunks when null); the content is taken when the view opens.</summary>
+            public byte[]? Content { get; init; }
+
+            /// <summary>Where each map asked of the disk is listed, when set.</summary>
+            public List<(long Offset, long Length)>? Maps { get; init; }
+
             public string Kind => "Fake";
 
             public string VmName => "vm";
@@ -245,7 +272,7 @@ namespace VmQuiesce.Core.Tests.Backup
             public IConsistentView OpenTrackedView(QuiesceOptions options, ChangeTrackingRequest request, CancellationToken cancel)
             {
                 PreviousDisk? previous = request.Previous.FirstOrDefault();
-                var disk = new MemoryDisk(_test._disk, previous, _changed, request.Verify, Gap);
+                var disk = new MemoryDisk(Content ?? _test._disk, previous, _changed, request.Verify, Gap) { Maps = Maps };
                 return new StableFilesView(new[] { new ViewFile("disk0.qcow2", "memory", "/vm/disk0.qcow2") { Format = "raw", Tracked = disk, RestoreAs = Layout } });
             }
         }
@@ -280,8 +307,18 @@ namespace VmQuiesce.Core.Tests.Backup
             public override bool Verify { get; }
 
             /// <summary>4 KiB blocks, each changed or not (always, without a base) and zero or not.</summary>
+            public List<(long Offset, long Length)>? Maps { get; init; }
+
             public override IReadOnlyList<DiskRegion> Map(long offset, long length, CancellationToken cancel)
             {
+                if (Maps != null)
+                {
+                    lock (Maps)
+                    {
+                        Maps.Add((offset, length));
+                    }
+                }
+
                 var regions = new List<DiskRegion>();
                 for (long at = offset; at < offset + length; at += 4096)
                 {
