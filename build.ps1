@@ -206,6 +206,8 @@ function Invoke-Test {
     $env:VMQUIESCE_NUGET_PACKAGES = Get-NuGetPackageFolder
     # Repository key files of the tests' repositories stay with the results, never in /etc/vmquiesce/keys.
     $env:VMQUIESCE_KEY_FOLDER = Join-Path $TestResults 'keys'
+    # So are the records of the test VMs' change-tracking checkpoints (never /var/lib/vmquiesce/checkpoints).
+    $env:VMQUIESCE_CHECKPOINT_FOLDER = Join-Path $TestResults 'checkpoints'
 
     # The core's net8.0 build everywhere; on Windows also its .NET Framework build, which Windows PowerShell 5.1 loads.
     $frameworks = @('net8.0')

@@ -165,6 +165,8 @@ $smallChunkRepo = Join-Path $work 'repo-VmQuiesce-1MiB-chunks'
 # Issue 18: encrypted repositories (the default) against unencrypted ones (as made before keys), same run.
 $plainTool = 'VmQuiesce, unencrypted'
 $env:VMQUIESCE_KEY_FOLDER = Join-Path $work 'keys'
+# The bench guest's change-tracking checkpoint records stay with the bench too, never in /var/lib/vmquiesce.
+$env:VMQUIESCE_CHECKPOINT_FOLDER = Join-Path $work 'checkpoints'
 $smallChunkTool = 'VmQuiesce, 1 MiB chunks'
 
 function Measure-Copy {

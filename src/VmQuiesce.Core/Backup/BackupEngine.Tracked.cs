@@ -6,6 +6,7 @@ using System.IO;
 using System.Linq;
 using System.Security.Cryptography;
 using System.Threading;
+using System.Threading.Tasks;
 using VmQuiesce.Core.Platform;
 using VmQuiesce.Core.Repository;
 using VmQuiesce.Core.Sources;
@@ -24,8 +25,11 @@ namespace VmQuiesce.Core.Backup
     // the changed regions are read from the disk.
     public sealed partial class BackupEngine
     {
-        /// <summary>Chunks whose map is asked of the source at once: bounds the map's memory whatever the disk size.</summary>
-        private const int MapWindowChunks = 64;
+        /// <summary>
+        /// Bytes of a disk whose map is asked of the source at once: few round trips (each is a block-status request to
+        /// QEMU), while the map's memory stays bounded whatever the disk size (two windows' regions at most).
+        /// </summary>
+        private const long MapWindowBytes = 1L << 30;
 
         /// <summary>Missed extents named in a ChangeTrackingMissedChanges message; the rest are counted.</summary>
         private const int MissedExtentsShown = 16;
@@ -60,11 +64,57 @@ namespace VmQuiesce.Core.Backup
             }
 
             var tracked = latest.Files.Where(f => f.ChangeTracking != null).ToList();
+            (string Reason, string Detail)? hostSide = HostSideMismatch(source, latest);
+            if (hostSide is (string reason, string detail))
+            {
+                return new ChangeTrackingRequest(Array.Empty<PreviousDisk>(), detail, verify, reason);
+            }
+
             string? missing = tracked.SelectMany(f => f.Chunks).OfType<string>().Distinct(StringComparer.Ordinal).FirstOrDefault(hash => !_repository.ChunkSink.Contains(hash));
             string? why = latest.ChunkSize != _repository.ChunkSize ? $"restore point {latest.Id} has chunk size {latest.ChunkSize}, the repository {_repository.ChunkSize}"
                 : missing != null ? $"restore point {latest.Id} names the chunk {missing}, which is not in the repository"
                 : null;
             return new ChangeTrackingRequest(why != null ? Array.Empty<PreviousDisk>() : tracked.Select(f => new PreviousDisk(latest.Id, f.ChangeTracking!, f.Chunks)).ToList(), why, verify);
+        }
+
+        /// <summary>Where this host's record of the VM's checkpoints disagrees with the repository's latest tracked point (or is missing or unusable); null when they agree.</summary>
+        private (string Reason, string Detail)? HostSideMismatch(IBackupSource source, RestorePoint latest)
+        {
+            HostCheckpointRecord? record;
+            try
+            {
+                record = HostCheckpointRecord.Load(HostCheckpointFolder, source.Kind, source.VmName);
+            }
+            catch (InvalidDataException e)
+            {
+                return (ChangeTrackingRecord.Reasons.HostRecordInvalid, e.Message);
+            }
+
+            return record == null
+                ? (ChangeTrackingRecord.Reasons.HostRecordMissing, $"this host has no record of the VM's checkpoints ({HostCheckpointRecord.PathOf(HostCheckpointFolder, source.Kind, source.VmName)}), so restore point {latest.Id} cannot be checked against them")
+                : record.Mismatch(_repository.Location, latest, id => _repository.ListRestorePoints().Any(p => p.Id == id));
+        }
+
+        /// <summary>
+        /// Records on this host which point the VM's new checkpoints belong to. The point is already published and sound,
+        /// so a record that cannot be written is a warning: the next backup then finds the sides disagree and reads in full.
+        /// </summary>
+        private void SaveHostCheckpoints(RestorePoint point, IBackupSource source, IOperationHost host)
+        {
+            var disks = point.Files.Select(f => f.ChangeTracking).OfType<ChangeTrackingRecord>().ToList();
+            if (disks.Count == 0)
+            {
+                return;
+            }
+
+            try
+            {
+                new HostCheckpointRecord(source.Kind, source.VmName, _repository.Location, point.Id, disks).Save(HostCheckpointFolder);
+            }
+            catch (VmQuiesceException e)
+            {
+                host.WriteWarning($"VM '{point.VmName}': restore point {point.Id} is complete, but this host's record of its checkpoints could not be written ({e.Message}); the next change-tracked backup reads the disks in full.");
+            }
         }
 
         /// <summary>A warning per disk read in full, naming the reason; the missed changes a verification found, as the failure to report.</summary>
@@ -142,34 +192,68 @@ namespace VmQuiesce.Core.Backup
                         $"Restore point {disk.Base.PointId} lists {disk.Base.Chunks.Count} chunks for disk {disk.Record.Disk}, but the disk has {chunks} of {_chunkSize} bytes.", disk.Base.PointId);
                 }
 
-                for (int first = 0; first < chunks; first += MapWindowChunks)
+                if (chunks == 0)
+                {
+                    return;
+                }
+
+                int windowChunks = (int)Math.Max(1, MapWindowBytes / _chunkSize);
+                Task<IReadOnlyList<DiskRegion>> MapWindow(int first) => Task.Run(() =>
                 {
                     long windowStart = (long)first * _chunkSize;
-                    IReadOnlyList<DiskRegion> regions = disk.Map(windowStart, Math.Min((long)MapWindowChunks * _chunkSize, size - windowStart), cancel);
-                    int next = 0;
-                    for (int i = first; i < Math.Min(chunks, first + MapWindowChunks); i++)
+                    return disk.Map(windowStart, Math.Min((long)windowChunks * _chunkSize, size - windowStart), cancel);
+                });
+
+                // The next window's map is asked while this one's chunks are queued.
+                Task<IReadOnlyList<DiskRegion>> mapping = MapWindow(0);
+                try
+                {
+                    for (int first = 0; first < chunks; first += windowChunks)
                     {
-                        long start = (long)i * _chunkSize;
-                        int length = (int)Math.Min(_chunkSize, size - start);
-                        IReadOnlyList<DiskRegion> slice = Slice(regions, ref next, start, start + length);
-                        bool changed = slice.Any(r => r.Changed);
-                        if (disk.Base != null)
+                        IReadOnlyList<DiskRegion> regions = mapping.GetAwaiter().GetResult();
+                        if (first + windowChunks < chunks)
                         {
-                            state.CountChanged(slice.Where(r => r.Changed).Sum(r => r.Length));
+                            mapping = MapWindow(first + windowChunks);
                         }
 
-                        if ((disk.Base != null && !changed && !disk.Verify) || (disk.Base == null && slice.All(r => r.Zero)))
-                        {
-                            // Unchanged since the base (its chunk), or nothing but zeroes (no chunk): nothing to read.
-                            _chunkLists[fileIndex][i] = disk.Base?.Chunks[i];
-                            Interlocked.Add(ref _bytesDone, length);
-                            chunkDone();
-                            continue;
-                        }
-
-                        _toStore.Add(new Job(fileIndex, i, start, length) { Regions = slice }, cancel);
-                        chunkDone();
+                        DispatchTrackedWindow(fileIndex, state, regions, first, Math.Min(chunks, first + windowChunks), cancel, chunkDone);
                     }
+                }
+                catch
+                {
+                    // A map still being asked must not outlive the copy (the view's connection closes after it).
+                    ((IAsyncResult)mapping).AsyncWaitHandle.WaitOne();
+                    throw;
+                }
+            }
+
+            /// <summary>Queues chunks [first, end) of a tracked disk from the map of their window.</summary>
+            private void DispatchTrackedWindow(int fileIndex, TrackedCopy state, IReadOnlyList<DiskRegion> regions, int first, int end, CancellationToken cancel, Action chunkDone)
+            {
+                TrackedDisk disk = state.Disk;
+                int next = 0;
+                for (int i = first; i < end; i++)
+                {
+                    long start = (long)i * _chunkSize;
+                    int length = (int)Math.Min(_chunkSize, disk.Size - start);
+                    IReadOnlyList<DiskRegion> slice = Slice(regions, ref next, start, start + length);
+                    bool changed = slice.Any(r => r.Changed);
+                    if (disk.Base != null)
+                    {
+                        state.CountChanged(slice.Where(r => r.Changed).Sum(r => r.Length));
+                    }
+
+                    if ((disk.Base != null && !changed && !disk.Verify) || (disk.Base == null && slice.All(r => r.Zero)))
+                    {
+                        // Unchanged since the base (its chunk), or nothing but zeroes (no chunk): nothing to read.
+                        _chunkLists[fileIndex][i] = disk.Base?.Chunks[i];
+                        Interlocked.Add(ref _bytesDone, length);
+                        chunkDone();
+                        continue;
+                    }
+
+                    _toStore.Add(new Job(fileIndex, i, start, length) { Regions = slice }, cancel);
+                    chunkDone();
                 }
             }
 
@@ -199,9 +283,10 @@ namespace VmQuiesce.Core.Backup
             }
 
             /// <summary>
-            /// Builds one chunk of a tracked disk in <paramref name="data"/>: the base's chunk (checked against its hash),
-            /// the changed regions read from the disk over it, zero regions cleared. With -VerifyChangeTracking everything
-            /// is read, and where the checkpoint said "unchanged" the bytes must equal the base's.
+            /// Builds one chunk of a tracked disk in <paramref name="data"/>: the changed regions read from the disk, zero
+            /// regions cleared, the rest the base's chunk (checked against its hash). The reads are all sent first, so the
+            /// base is loaded and checked while the disk answers. With -VerifyChangeTracking everything is read, and where
+            /// the checkpoint said "unchanged" the bytes must equal the base's.
             /// </summary>
             private void ReadTrackedChunk(Job job, byte[] data, ref byte[]? baseData, HashAlgorithm sha, CancellationToken cancel)
             {
@@ -209,43 +294,71 @@ namespace VmQuiesce.Core.Backup
                 TrackedDisk disk = state.Disk;
                 string? baseHash = disk.Base?.Chunks[job.ChunkIndex];
                 bool readAll = disk.Base == null || disk.Verify;
-                if (baseHash != null && (disk.Verify || job.Regions!.Any(r => !r.Changed)))
+                var reads = new List<Task>();
+                foreach (DiskRegion region in job.Regions!)
                 {
-                    baseData ??= new byte[_chunkSize];
-                    LoadBase(disk.Base!, baseHash, job, baseData, sha);
-                }
-                else if (disk.Base != null)
-                {
-                    baseData ??= new byte[_chunkSize];
-                    Array.Clear(baseData, 0, job.Length);
+                    int at = (int)(region.Offset - job.Offset);
+                    if (readAll || region.Changed)
+                    {
+                        if (region.Zero)
+                        {
+                            Array.Clear(data, at, (int)region.Length);
+                        }
+                        else
+                        {
+                            reads.Add(disk.ReadAsync(region.Offset, data, at, (int)region.Length, cancel));
+                        }
+                    }
                 }
 
-                if (!readAll)
+                try
                 {
-                    Buffer.BlockCopy(baseData!, 0, data, 0, job.Length);
+                    if (baseHash != null && (disk.Verify || job.Regions!.Any(r => !r.Changed)))
+                    {
+                        baseData ??= new byte[_chunkSize];
+                        LoadBase(disk.Base!, baseHash, job, baseData, sha);
+                    }
+                    else if (disk.Base != null)
+                    {
+                        // The base has no chunk here (zeroes then): what the checkpoint left unchanged is still zeroes.
+                        baseData ??= new byte[_chunkSize];
+                        Array.Clear(baseData, 0, job.Length);
+                    }
                 }
+                catch
+                {
+                    // Never leave a read writing into a buffer the worker reuses.
+                    WaitQuietly(reads);
+                    throw;
+                }
+
+                WaitQuietly(reads);
+                reads.FirstOrDefault(r => r.IsFaulted || r.IsCanceled)?.GetAwaiter().GetResult();
 
                 foreach (DiskRegion region in job.Regions!)
                 {
                     int at = (int)(region.Offset - job.Offset);
                     if (!readAll && !region.Changed)
                     {
-                        continue;
+                        Buffer.BlockCopy(baseData!, at, data, at, (int)region.Length);
                     }
-
-                    if (region.Zero)
-                    {
-                        Array.Clear(data, at, (int)region.Length);
-                    }
-                    else
-                    {
-                        disk.ReadAsync(region.Offset, data, at, (int)region.Length, cancel).GetAwaiter().GetResult();
-                    }
-
-                    if (disk.Verify && !region.Changed && FirstDifference(data, baseData!, at, (int)region.Length) is (int from, int to))
+                    else if (disk.Verify && !region.Changed && FirstDifference(data, baseData!, at, (int)region.Length) is (int from, int to))
                     {
                         state.Missed(job.Offset + from, to - from);
                     }
+                }
+            }
+
+            /// <summary>Waits until every read has ended, failed or not: the caller throws the failure it wants.</summary>
+            private static void WaitQuietly(List<Task> reads)
+            {
+                try
+                {
+                    Task.WaitAll(reads.ToArray());
+                }
+                catch (AggregateException)
+                {
+                    // Every read has ended (WaitAll waits for all of them); the caller throws the failure.
                 }
             }
 

@@ -116,6 +116,9 @@ namespace VmQuiesce.Core.Backup
             _workers = workers;
         }
 
+        /// <summary>Where this host's records of the VMs' checkpoints are (<see cref="HostCheckpointRecord"/>); tests give their own.</summary>
+        internal string HostCheckpointFolder { get; init; } = HostCheckpointRecord.DefaultFolder;
+
         /// <summary>
         /// Backs up one VM. Order: shared repository lock; open the view (the source refuses on what an earlier
         /// run left, <see cref="Leftovers"/>); copy; on any
@@ -192,6 +195,7 @@ namespace VmQuiesce.Core.Backup
                 VmFolders = RestorePoint.FoldersOf(view.Files.Select(file => file.OriginalPath)),
             };
             _repository.Publish(point);
+            SaveHostCheckpoints(point, source, host);
             host.WriteProgress(new BackupProgress(vm, BackupPhase.Done, point.Size, point.Size, clock.Elapsed));
             return new BackupOutcome(point, releaseFailure) { ChangeTrackingFailure = ReportChangeTracking(point, host) };
         }

@@ -32,6 +32,9 @@ namespace VmQuiesce.Core.Repository
             public const string DiskReplaced = "DiskReplaced";
             public const string PreviousPointMissing = "PreviousPointMissing";
             public const string PreviousPointDamaged = "PreviousPointDamaged";
+            public const string HostRecordMissing = "HostRecordMissing";
+            public const string HostRecordInvalid = "HostRecordInvalid";
+            public const string HostRecordMismatch = "HostRecordMismatch";
             public const string VerifyFailed = "VerifyFailed";
         }
 

@@ -21,11 +21,12 @@ namespace VmQuiesce.Core.Sources
     /// <summary>What the repository knows about the previous point of the VM, for the source to check its checkpoints against.</summary>
     public sealed class ChangeTrackingRequest
     {
-        public ChangeTrackingRequest(IReadOnlyList<PreviousDisk> previous, string? whyNoPrevious, bool verify)
+        public ChangeTrackingRequest(IReadOnlyList<PreviousDisk> previous, string? whyNoPrevious, bool verify, string? noPreviousReason = null)
         {
             Previous = previous;
             WhyNoPrevious = whyNoPrevious;
             Verify = verify;
+            NoPreviousReason = noPreviousReason ?? ChangeTrackingRecord.Reasons.PreviousPointDamaged;
         }
 
         /// <summary>Each disk of the VM's latest restore point that recorded a checkpoint; empty when there is none.</summary>
@@ -33,6 +34,9 @@ namespace VmQuiesce.Core.Sources
 
         /// <summary>Why the previous point cannot be a base (damaged, unreadable), or null.</summary>
         public string? WhyNoPrevious { get; }
+
+        /// <summary>With <see cref="WhyNoPrevious"/>: the reason each disk's full read records (one of <see cref="ChangeTrackingRecord.Reasons"/>).</summary>
+        public string NoPreviousReason { get; }
 
         /// <summary>Read every disk in full anyway and compare with what the checkpoint said changed (-VerifyChangeTracking).</summary>
         public bool Verify { get; }

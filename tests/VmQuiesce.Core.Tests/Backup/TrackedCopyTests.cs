@@ -111,7 +111,7 @@ namespace VmQuiesce.Core.Tests.Backup
             RestorePoint first = Run(new List<(long, long)>()).RestorePoint;
             File.Delete(_fixture.Repository.Chunks.PathOf(first.Files[0].Chunks[0]!));
 
-            ChangeTrackingRequest request = new BackupEngine(_fixture.Repository).PreviousCheckpoints(new TrackingSource(this, new List<(long, long)>()), verify: false);
+            ChangeTrackingRequest request = Engine().PreviousCheckpoints(new TrackingSource(this, new List<(long, long)>()), verify: false);
             Assert.Empty(request.Previous);
             Assert.Contains("not in the repository", request.WhyNoPrevious, StringComparison.Ordinal);
         }
@@ -123,14 +123,79 @@ namespace VmQuiesce.Core.Tests.Backup
             using var objects = VmQuiesce.Core.Repository.Storage.ObjectRepository.Open(new VmQuiesce.Core.Repository.Storage.FileObjectStorage(_fixture.RepositoryPath));
             var source = new TrackingSource(this, new List<(long, long)>());
 
-            ChangeTrackingRequest whole = new BackupEngine(objects).PreviousCheckpoints(source, verify: false);
+            ChangeTrackingRequest whole = new BackupEngine(objects) { HostCheckpointFolder = HostCheckpoints }.PreviousCheckpoints(source, verify: false);
             objects.Storage.Delete(VmQuiesce.Core.Repository.Storage.ObjectRepository.ChunkKey(first.Files[0].Chunks[0]!));
-            ChangeTrackingRequest lacking = new BackupEngine(objects).PreviousCheckpoints(source, verify: false);
+            ChangeTrackingRequest lacking = new BackupEngine(objects) { HostCheckpointFolder = HostCheckpoints }.PreviousCheckpoints(source, verify: false);
 
             Assert.Null(whole.WhyNoPrevious);
             Assert.Equal(first.Id, Assert.Single(whole.Previous).PointId);
             Assert.Empty(lacking.Previous);
             Assert.Contains("not in the repository", lacking.WhyNoPrevious, StringComparison.Ordinal);
+        }
+
+        [Fact]
+        public void This_hosts_checkpoint_record_must_tell_the_same_chain_as_the_repository_or_the_request_says_why()
+        {
+            var source = new TrackingSource(this, new List<(long, long)>());
+            RestorePoint first = Run(new List<(long, long)>()).RestorePoint;
+            string record = HostCheckpointRecord.PathOf(HostCheckpoints, "Fake", "vm");
+            JsonObject saved = JsonText.ParseObject(File.ReadAllText(record));
+            Assert.Equal(_fixture.Repository.Location, saved.GetString("repository"));
+            Assert.Equal(first.Id, saved.GetString("point"));
+            Assert.Equal("bitmap-1", Assert.IsType<JsonObject>(Assert.Single(saved.GetArray("disks"))).GetString("bitmap"));
+            Assert.Null(Engine().PreviousCheckpoints(source, verify: false).WhyNoPrevious);
+
+            // The VM was last backed up into another repository: its checkpoints are that repository's.
+            using (var other = new RepositoryFixture())
+            {
+                new BackupEngine(other.Repository) { HostCheckpointFolder = HostCheckpoints }.Run(source, new QuiesceOptions(), null, CancellationToken.None, new ChangeTrackingOptions());
+                AssertNoBase(source, ChangeTrackingRecord.Reasons.HostRecordMismatch, $"restore point {other.Repository.ListRestorePoints().Single().Id} of the repository '{other.Repository.Location}'");
+            }
+
+            // The point the record names was pruned.
+            RestorePoint second = Run(new List<(long, long)>()).RestorePoint;
+            _fixture.Repository.Prune(_fixture.Repository.PlanRemoval(new[] { second.Id }, e => throw e), collectGarbage: false, removeStaleLock: false, CancellationToken.None);
+            AssertNoBase(source, ChangeTrackingRecord.Reasons.PreviousPointMissing, $"names restore point {second.Id}, which is no longer in the repository");
+
+            // The sides agree on the point but not on the disk's bitmap.
+            Run(new List<(long, long)>());
+            File.WriteAllText(record, File.ReadAllText(record).Replace("\"bitmap-1\"", "\"bitmap-edited\""));
+            AssertNoBase(source, ChangeTrackingRecord.Reasons.HostRecordMismatch, "disagree about disk disk0: the point records the bitmap 'bitmap-1', this host's record 'bitmap-edited'");
+
+            // No record, and a record that is not one.
+            File.Delete(record);
+            AssertNoBase(source, ChangeTrackingRecord.Reasons.HostRecordMissing, record);
+            File.WriteAllText(record, "{\"format\": \"VmQuiesceHostCheckpoints\"");
+            AssertNoBase(source, ChangeTrackingRecord.Reasons.HostRecordInvalid, record);
+        }
+
+        private void AssertNoBase(TrackingSource source, string reason, string detail)
+        {
+            ChangeTrackingRequest request = Engine().PreviousCheckpoints(source, verify: false);
+            Assert.Empty(request.Previous);
+            Assert.Equal(reason, request.NoPreviousReason);
+            Assert.Contains(detail, request.WhyNoPrevious, StringComparison.Ordinal);
+        }
+
+        [Fact]
+        public void The_change_map_is_asked_once_per_gibibyte_window_and_partly_changed_chunks_still_patch_right()
+        {
+            // 80 chunks: more than the 64 the map was once asked for at a time.
+            byte[] content = RepositoryFixture.Random(80 * Chunk, 3);
+            var maps = new List<(long Offset, long Length)>();
+            var changed = new List<(long, long)>();
+            var source = new TrackingSource(this, changed) { Content = content, Maps = maps };
+            Engine().Run(source, new QuiesceOptions(), null, CancellationToken.None, new ChangeTrackingOptions());
+            Buffer.BlockCopy(RepositoryFixture.Random(8192, 4), 0, content, 70 * Chunk + 4096, 8192);
+            changed.Add((70L * Chunk + 4096, 8192));
+            maps.Clear();
+
+            RestorePoint second = Engine().Run(source, new QuiesceOptions(), null, CancellationToken.None, new ChangeTrackingOptions()).RestorePoint;
+
+            Assert.Equal(new[] { (0L, 80L * Chunk) }, maps);
+            Assert.Equal(ChangeTrackingMode.Incremental, second.Files[0].ChangeTracking!.Mode);
+            Assert.Equal(8192, second.Files[0].ChangeTracking!.BytesRead);
+            Assert.Equal(content, File.ReadAllBytes(Restore(second)));
         }
 
         [Fact]
@@ -157,10 +222,14 @@ namespace VmQuiesce.Core.Tests.Backup
             Assert.Throws<JsonFormatException>(() => ChangeTrackingRecord.FromJson(read.ChangeTracking.ToJson().With("virtualSize", -1L)));
         }
 
+        private string HostCheckpoints => Path.Combine(_fixture.Root, "host-checkpoints");
+
+        private BackupEngine Engine() => new BackupEngine(_fixture.Repository) { HostCheckpointFolder = HostCheckpoints };
+
         private void Write(long offset, byte[] data) => Buffer.BlockCopy(data, 0, _disk, (int)offset, data.Length);
 
         private BackupOutcome Run(List<(long Offset, long Length)> changed, bool verify = false, bool gap = false, DiskImageLayout? layout = null) =>
-            new BackupEngine(_fixture.Repository).Run(new TrackingSource(this, changed) { Gap = gap, Layout = layout ?? new DiskImageLayout("raw", null, null) },
+            Engine().Run(new TrackingSource(this, changed) { Gap = gap, Layout = layout ?? new DiskImageLayout("raw", null, null) },
                 new QuiesceOptions(), null, CancellationToken.None, new ChangeTrackingOptions { Verify = verify });
 
         private string Restore(RestorePoint point)
@@ -186,6 +255,12 @@ namespace VmQuiesce.Core.Tests.Backup
 
             public DiskImageLayout Layout { get; init; } = new DiskImageLayout("raw", null, null);
 
+            /// <summary>The disk's content (the test's 16 chunks when null); the content is taken when the view opens.</summary>
+            public byte[]? Content { get; init; }
+
+            /// <summary>Where each map asked of the disk is listed, when set.</summary>
+            public List<(long Offset, long Length)>? Maps { get; init; }
+
             public string Kind => "Fake";
 
             public string VmName => "vm";
@@ -197,7 +272,7 @@ namespace VmQuiesce.Core.Tests.Backup
             public IConsistentView OpenTrackedView(QuiesceOptions options, ChangeTrackingRequest request, CancellationToken cancel)
             {
                 PreviousDisk? previous = request.Previous.FirstOrDefault();
-                var disk = new MemoryDisk(_test._disk, previous, _changed, request.Verify, Gap);
+                var disk = new MemoryDisk(Content ?? _test._disk, previous, _changed, request.Verify, Gap) { Maps = Maps };
                 return new StableFilesView(new[] { new ViewFile("disk0.qcow2", "memory", "/vm/disk0.qcow2") { Format = "raw", Tracked = disk, RestoreAs = Layout } });
             }
         }
@@ -232,8 +307,18 @@ namespace VmQuiesce.Core.Tests.Backup
             public override bool Verify { get; }
 
             /// <summary>4 KiB blocks, each changed or not (always, without a base) and zero or not.</summary>
+            public List<(long Offset, long Length)>? Maps { get; init; }
+
             public override IReadOnlyList<DiskRegion> Map(long offset, long length, CancellationToken cancel)
             {
+                if (Maps != null)
+                {
+                    lock (Maps)
+                    {
+                        Maps.Add((offset, length));
+                    }
+                }
+
                 var regions = new List<DiskRegion>();
                 for (long at = offset; at < offset + length; at += 4096)
                 {

@@ -7,6 +7,7 @@ using VmQuiesce.Core;
 using VmQuiesce.Core.Backup;
 using VmQuiesce.Core.Export;
 using VmQuiesce.Core.Json;
+using VmQuiesce.Core.Platform;
 using VmQuiesce.Core.Repository;
 using VmQuiesce.Core.Repository.Keys;
 using VmQuiesce.Core.Repository.Storage;
@@ -171,6 +172,54 @@ namespace VmQuiesce.Core.Tests.Qemu
         }
 
         [GuestFact]
+        public void This_hosts_checkpoint_record_is_checked_against_the_repository_and_a_mismatch_gives_a_full_point_naming_it()
+        {
+            using TestGuestVm vm = TestGuestVm.Boot(new TestGuestOptions { DiskSizeBytes = 64 * MiB });
+            RestorePoint first = BackUp(vm, verify: false);
+            string record = HostCheckpointRecord.PathOf(HostCheckpoints, first.SourceKind, first.VmName);
+            JsonObject saved = JsonText.ParseObject(File.ReadAllText(record));
+            JsonObject disk = Assert.IsType<JsonObject>(Assert.Single(saved.GetArray("disks")));
+            Assert.Equal((_repository.Location, first.Id), (saved.GetString("repository"), saved.GetString("point")));
+            Assert.Equal((Checkpoint(first).Bitmap, vm.DiskPaths[0], 64 * MiB), (disk.GetString("bitmap"), disk.GetString("image"), disk.GetInt64("virtualSize")));
+            Assert.Equal(Convert.ToInt32("600", 8), UnixFiles.Stat(record).Permissions);
+            Assert.Equal(Convert.ToInt32("700", 8), UnixFiles.Stat(HostCheckpoints).Permissions);
+            Assert.Equal(ChangeTrackingMode.Incremental, Checkpoint(BackUpAfterWrite(vm, "agreed")).Mode);
+
+            // A record from another repository: the VM was last backed up there, so the checkpoints are that repository's.
+            BackupRepository other = BackupRepository.OpenOrCreate(_folder.File("other"), 1 * (int)MiB);
+            AssertFull(Run(vm, verify: false, afterWrite: "into-other", into: other).RestorePoint, ChangeTrackingRecord.Reasons.NoCheckpoint);
+            RestorePoint back = BackUpAfterWrite(vm, "back");
+            AssertFull(back, ChangeTrackingRecord.Reasons.HostRecordMismatch);
+            Assert.Contains($"of the repository '{other.Location}'", Checkpoint(back).Detail, StringComparison.Ordinal);
+            Assert.Equal("back\n", GuestDiskImage.ReadFile(Restore(back, "back"), "/marker"));
+
+            // A record whose point was pruned.
+            RestorePoint pruned = BackUpAfterWrite(vm, "to-prune");
+            Assert.Equal(ChangeTrackingMode.Incremental, Checkpoint(pruned).Mode);
+            _repository.Prune(_repository.PlanRemoval(new[] { pruned.Id }, e => throw e), collectGarbage: false, removeStaleLock: false, CancellationToken.None);
+            RestorePoint afterPrune = BackUpAfterWrite(vm, "after-prune");
+            AssertFull(afterPrune, ChangeTrackingRecord.Reasons.PreviousPointMissing);
+            Assert.Contains($"this host's checkpoint record names restore point {pruned.Id}, which is no longer in the repository", Checkpoint(afterPrune).Detail, StringComparison.Ordinal);
+
+            // The bitmap on the disk is sound and the repository names it, but this host's record names another: full.
+            string bitmap = Checkpoint(afterPrune).Bitmap;
+            File.WriteAllText(record, File.ReadAllText(record).Replace(bitmap, QemuDiskCheckpoint.BitmapPrefix + "edited"));
+            AssertFull(BackUpAfterWrite(vm, "edited"), ChangeTrackingRecord.Reasons.HostRecordMismatch);
+
+            // A link in the record's place is never followed; the next point's record replaces the link, not its target.
+            string elsewhere = _folder.File("elsewhere.json");
+            File.Copy(record, elsewhere);
+            string planted = File.ReadAllText(elsewhere);
+            File.Delete(record);
+            Assert.Equal(0, HostCommand.Run("ln", new[] { "-s", elsewhere, record }).ExitCode);
+            AssertFull(BackUpAfterWrite(vm, "linked"), ChangeTrackingRecord.Reasons.HostRecordInvalid);
+            Assert.Null(UnixFiles.ReadLink(record));
+            Assert.Equal(planted, File.ReadAllText(elsewhere));
+            Assert.Equal(ChangeTrackingMode.Incremental, Checkpoint(BackUpAfterWrite(vm, "agreed-again")).Mode);
+            AssertNothingLeft(vm);
+        }
+
+        [GuestFact]
         public void A_raw_disk_loses_its_checkpoint_with_a_restart_and_a_hot_added_disk_starts_in_full()
         {
             using TestGuestVm vm = TestGuestVm.Boot(new TestGuestOptions { DiskFormat = GuestDiskFormat.Raw });
@@ -325,11 +374,13 @@ namespace VmQuiesce.Core.Tests.Qemu
             }
         }
 
+        private string HostCheckpoints => _folder.File("host-checkpoints");
+
         private RestorePoint BackUpAfterWrite(TestGuestVm vm, string marker, Action? onCopy = null) => Run(vm, verify: false, afterWrite: marker, onCopy: onCopy).RestorePoint;
 
         private RestorePoint BackUp(TestGuestVm vm, bool verify, Action? inFreeze = null) => Run(vm, verify, inFreeze: inFreeze).RestorePoint;
 
-        private BackupOutcome Run(TestGuestVm vm, bool verify, Action? inFreeze = null, string? afterWrite = null, Action? onCopy = null)
+        private BackupOutcome Run(TestGuestVm vm, bool verify, Action? inFreeze = null, string? afterWrite = null, Action? onCopy = null, BackupRepository? into = null)
         {
             if (afterWrite != null)
             {
@@ -346,7 +397,7 @@ namespace VmQuiesce.Core.Tests.Qemu
                 }
             });
             var source = new QemuSource(new QemuSourceOptions("tracked", vm.QmpSocketPath) { AgentSocket = vm.AgentSocketPath, BeforeSnapshot = inFreeze == null ? null : _ => inFreeze() }, host);
-            return new BackupEngine(_repository).Run(source, new QuiesceOptions(), host, CancellationToken.None, new ChangeTrackingOptions { Verify = verify });
+            return new BackupEngine(into ?? _repository) { HostCheckpointFolder = HostCheckpoints }.Run(source, new QuiesceOptions(), host, CancellationToken.None, new ChangeTrackingOptions { Verify = verify });
         }
 
         private string Restore(RestorePoint point, string name)

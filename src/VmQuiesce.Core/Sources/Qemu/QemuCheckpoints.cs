@@ -156,7 +156,7 @@ namespace VmQuiesce.Core.Sources.Qemu
         {
             if (request.WhyNoPrevious != null)
             {
-                Full(ChangeTrackingRecord.Reasons.PreviousPointDamaged, request.WhyNoPrevious);
+                Full(request.NoPreviousReason, request.WhyNoPrevious);
                 return;
             }
 
