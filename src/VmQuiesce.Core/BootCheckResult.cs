@@ -53,6 +53,9 @@ namespace VmQuiesce.Core
 
         public bool AgentAnswered { get; }
 
+        /// <summary>The machine QEMU was started as, and which of its options came from the restore point; null when nothing was started.</summary>
+        public Repository.VmMachine? Machine { get; init; }
+
         /// <summary>QEMU start to the guest agent's answer.</summary>
         public TimeSpan BootTime { get; }
 

@@ -192,6 +192,7 @@ namespace VmQuiesce.Core.Backup
                 files)
             {
                 VmUuid = (view as IIdentifiedView)?.VmUuid,
+                Machine = (view as IIdentifiedView)?.Machine,
                 VmFolders = RestorePoint.FoldersOf(view.Files.Select(file => file.OriginalPath)),
             };
             _repository.Publish(point);

@@ -49,8 +49,9 @@ namespace VmQuiesce.Core.Export
     /// (rerror/werror=stop), so a failing export pauses the guest instead of feeding it errors.
     /// </summary>
     /// <remarks>
-    /// The VM's command line is given by the caller (machine, memory, kernel: <see cref="BootCheckOptions"/>);
-    /// restore points do not record it yet. The local disks are qcow2 whatever the point's format was. A record
+    /// The VM's machine type, memory, CPUs and CPU model are those the restore point recorded
+    /// (<see cref="RestorePoint.Machine"/>), each overridden by what the caller gives (<see cref="BootCheckOptions"/>,
+    /// which also gives the accelerator and a kernel to boot directly); <see cref="Machine"/> says which was used. The local disks are qcow2 whatever the point's format was. A record
     /// (<see cref="InstantRestoreRecord"/>) lets any later session of this user find the restore once this process
     /// is gone, serve the point again on the socket the disks' backing files name, and resume or stop the copy.
     /// </remarks>
@@ -113,6 +114,9 @@ namespace VmQuiesce.Core.Export
 
         public string AgentSocket => Path.Combine(Destination, "qga.sock");
 
+        /// <summary>The machine QEMU was started as, and which of its options came from the restore point; null for a restore found in its record.</summary>
+        public VmMachine? Machine { get; private set; }
+
         /// <summary>The QEMU process that runs the VM.</summary>
         public int ProcessId => _record.QemuProcessId;
 
@@ -146,6 +150,7 @@ namespace VmQuiesce.Core.Export
                 throw new VmQuiesceException("InstantRestoreNotSupported", FailureKind.NotSupported, $"Instant restore runs QEMU on Linux; this is {HostPlatform.Name}.", point.Id);
             }
 
+            VmMachine machine = vm.MachineFor(point.Machine);
             destination = Path.GetFullPath(destination);
             var disks = point.Files.Select(file => Path.Combine(destination, Path.GetFileNameWithoutExtension(file.Path) + ".qcow2")).ToList();
             if (disks.Distinct(StringComparer.Ordinal).Count() != disks.Count || disks.Any(File.Exists) || File.Exists(Path.Combine(destination, "qmp.sock")))
@@ -179,10 +184,10 @@ namespace VmQuiesce.Core.Export
                     made.Add(disks[i]);
                 }
 
-                record.QemuProcessId = StartQemu(vm, destination, disks, cancel);
+                record.QemuProcessId = StartQemu(vm, machine, destination, disks, cancel);
                 record.QemuStartTicks = ProcessIdentity.StartTicksOf(record.QemuProcessId);
                 record.Save();
-                var restore = new InstantRestore(record, server, InstantRestoreState.Copying);
+                var restore = new InstantRestore(record, server, InstantRestoreState.Copying) { Machine = machine };
                 restore.StartStreams(cancel);
                 s_running[restore.Id] = restore;
                 return restore;
@@ -352,13 +357,13 @@ namespace VmQuiesce.Core.Export
             return format;
         }
 
-        private static int StartQemu(BootCheckOptions vm, string destination, IReadOnlyList<string> disks, CancellationToken cancel)
+        private static int StartQemu(BootCheckOptions vm, VmMachine machine, string destination, IReadOnlyList<string> disks, CancellationToken cancel)
         {
             string program = HostTools.ForThisHost.Resolve(vm.QemuExecutable, "The VM option QemuExecutable");
             string pidFile = Path.Combine(destination, "qemu.pid");
             // -daemonize: the VM outlives this process. Its setsid() is what elevateprivileges=deny would refuse.
             var arguments = new List<string> { "-daemonize", "-pidfile", BootCheck.QemuPath(pidFile), "-sandbox", "on,obsolete=deny,resourcecontrol=deny" };
-            arguments.AddRange(BootCheck.MachineArguments(vm, Path.Combine(destination, "console.log")));
+            arguments.AddRange(BootCheck.MachineArguments(vm, machine, Path.Combine(destination, "console.log")));
             for (int i = 0; i < disks.Count; i++)
             {
                 arguments.AddRange(new[]

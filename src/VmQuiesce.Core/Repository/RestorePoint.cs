@@ -67,6 +67,13 @@ namespace VmQuiesce.Core.Repository
         /// </summary>
         public IReadOnlyList<string>? VmFolders { get; init; }
 
+        /// <summary>
+        /// The machine the VM ran as at backup time (QEMU: machine type, memory, CPUs, CPU model), which instant
+        /// restores and boot checks start with unless told otherwise. Null for other sources and for points made
+        /// before it was recorded.
+        /// </summary>
+        public VmMachine? Machine { get; init; }
+
         /// <summary>The folders of <paramref name="paths"/> (full paths; those not absolute are left out): what <see cref="VmFolders"/> records.</summary>
         internal static IReadOnlyList<string> FoldersOf(IEnumerable<string> paths) => paths
             .Where(path => !string.IsNullOrEmpty(path) && System.IO.Path.IsPathRooted(path))
@@ -159,6 +166,7 @@ namespace VmQuiesce.Core.Repository
                 .With("vmUuid", VmUuid?.ToString())
                 .With("host", Host)
                 .With("vmFolders", VmFolders == null ? null : new JsonArray(VmFolders.Select(folder => (object?)folder)))
+                .With("machine", Machine?.ToJson())
                 .With("sourceKind", SourceKind)
                 .With("startTime", FormatTime(StartTime))
                 .With("endTime", FormatTime(EndTime))
@@ -293,6 +301,7 @@ namespace VmQuiesce.Core.Repository
                 VmUuid = json.GetOptionalString("vmUuid") is string uuid
                     ? (Guid.TryParse(uuid, out Guid parsed) ? parsed : throw new JsonFormatException($"The member 'vmUuid' is '{uuid}'; expected a UUID."))
                     : (Guid?)null,
+                Machine = json.GetOptionalObject("machine") is JsonObject machine ? VmMachine.FromJson(machine) : null,
                 VmFolders = json.GetOptionalArray("vmFolders")?.Select(item => item as string ?? throw new JsonFormatException("The member 'vmFolders' must hold strings.")).ToList(),
             };
         }

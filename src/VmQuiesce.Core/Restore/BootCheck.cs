@@ -10,6 +10,7 @@ using System.Threading;
 using VmQuiesce.Core.Export;
 using VmQuiesce.Core.Native;
 using VmQuiesce.Core.Platform;
+using VmQuiesce.Core.Repository;
 using VmQuiesce.Core.Sources;
 using VmQuiesce.Core.Sources.Qemu;
 
@@ -29,7 +30,20 @@ namespace VmQuiesce.Core.Restore
         /// </summary>
         public string Accelerator { get; set; } = "tcg";
 
-        public int MemoryMiB { get; set; } = 512;
+        /// <summary>QEMU's machine type (-machine: "q35", "pc-i440fx-7.2"); null: as the restore point recorded it, else QEMU's default.</summary>
+        public string? MachineType { get; set; }
+
+        /// <summary>Memory in MiB (-m); null: as the restore point recorded it, else <see cref="DefaultMemoryMiB"/>.</summary>
+        public int? MemoryMiB { get; set; }
+
+        /// <summary>CPU count (-smp); null: as the restore point recorded it, else 1.</summary>
+        public int? Cpus { get; set; }
+
+        /// <summary>QEMU's CPU model (-cpu: "max", "Skylake-Server"); null: as the restore point recorded it, else QEMU's default.</summary>
+        public string? CpuModel { get; set; }
+
+        /// <summary>The memory a VM gets when neither these options nor its restore point say.</summary>
+        public const int DefaultMemoryMiB = 512;
 
         /// <summary>A kernel to boot directly (QEMU -kernel), as the VM's own command line does.</summary>
         public string? Kernel { get; set; }
@@ -41,6 +55,45 @@ namespace VmQuiesce.Core.Restore
 
         /// <summary>How long the guest agent may take to answer after QEMU starts.</summary>
         public TimeSpan BootTimeout { get; set; } = TimeSpan.FromMinutes(5);
+
+        /// <summary>
+        /// The machine to start: machine type, memory, CPUs and CPU model each as given here (the caller wins), else as
+        /// <paramref name="recorded"/> (what the restore point recorded; null for points without it), else QEMU's
+        /// default (memory: <see cref="DefaultMemoryMiB"/>). A recorded CPU model "host" needs KVM: under tcg alone
+        /// QEMU's "max" (every feature emulation has) stands in for it.
+        /// </summary>
+        public VmMachine MachineFor(VmMachine? recorded)
+        {
+            var given = new VmMachine { Type = MachineType, MemoryMiB = MemoryMiB, Cpus = Cpus, CpuModel = CpuModel };
+            var refused = new List<string>();
+            given.Allowed(refused);
+            if (refused.Count > 0)
+            {
+                throw new VmQuiesceException("VmOptionInvalid", FailureKind.InvalidArgument, $"The VM options give {string.Join("; ", refused)}.", this);
+            }
+
+            var fromPoint = new List<string>();
+            T Pick<T>(T mine, T theirs, string name)
+            {
+                if (mine == null && theirs != null)
+                {
+                    fromPoint.Add(name);
+                    return theirs;
+                }
+
+                return mine;
+            }
+
+            string? cpuModel = recorded?.CpuModel == "host" && Accelerator == "tcg" ? "max" : recorded?.CpuModel;
+            return new VmMachine
+            {
+                Type = Pick(MachineType, recorded?.Type, nameof(MachineType)),
+                MemoryMiB = Pick(MemoryMiB, recorded?.MemoryMiB, nameof(MemoryMiB)) ?? DefaultMemoryMiB,
+                Cpus = Pick(Cpus, recorded?.Cpus, nameof(Cpus)),
+                CpuModel = Pick(CpuModel, cpuModel, nameof(CpuModel)),
+                FromRestorePoint = fromPoint,
+            };
+        }
     }
 
     /// <summary>A restored disk to boot, with the image format its restore point recorded (null: not recorded).</summary>
@@ -110,7 +163,7 @@ namespace VmQuiesce.Core.Restore
             try
             {
                 var disks = served.Disks.Select(disk => BootDisk.Served(disk, served.ReadStart(disk, QemuImage.Qcow2HeaderBytes, cancel))).ToList();
-                result = Run(disks, options, cancel);
+                result = Run(disks, options, cancel, point.Machine);
             }
             catch (VmQuiesceException e) when (served.Errors.Count > 0 || e.ErrorId.StartsWith("ExportChunk", StringComparison.Ordinal))
             {
@@ -121,6 +174,7 @@ namespace VmQuiesce.Core.Restore
             return served.Errors.Count == 0 ? result : new BootCheckResult(result.AgentAnswered, result.BootTime, result.FileSystems, result.Disks, Unserved(served, result.Failure))
             {
                 QemuUid = result.QemuUid,
+                Machine = result.Machine,
             };
         }
 
@@ -136,11 +190,13 @@ namespace VmQuiesce.Core.Restore
         public static BootCheckResult Run(RestoreResult restored, BootCheckOptions options, CancellationToken cancel)
         {
             var formats = restored.RestorePoint.Files.ToDictionary(file => file.Path, file => file.RestoredFormat, StringComparer.Ordinal);
-            return Run(restored.Files.Select(file => new BootDisk(file.Path, formats.TryGetValue(file.RelativePath, out string? format) ? format : null)).ToList(), options, cancel);
+            return Run(restored.Files.Select(file => new BootDisk(file.Path, formats.TryGetValue(file.RelativePath, out string? format) ? format : null)).ToList(), options, cancel, restored.RestorePoint.Machine);
         }
 
-        public static BootCheckResult Run(IReadOnlyList<BootDisk> disks, BootCheckOptions options, CancellationToken cancel)
+        /// <summary>Boots <paramref name="disks"/> as the machine <paramref name="options"/> give, with what they leave out as <paramref name="recorded"/> (their restore point's machine).</summary>
+        public static BootCheckResult Run(IReadOnlyList<BootDisk> disks, BootCheckOptions options, CancellationToken cancel, VmMachine? recorded = null)
         {
+            VmMachine machine = options.MachineFor(recorded);
             if (disks.Select(disk => WhyNotBootable(disk, cancel)).FirstOrDefault(why => why != null) is string refused)
             {
                 return new BootCheckResult(false, TimeSpan.Zero, Array.Empty<GuestFileSystem>(), Array.Empty<DiskCheck>(), refused);
@@ -160,7 +216,7 @@ namespace VmQuiesce.Core.Restore
             string console = Path.Combine(scratch.Path, "console.log");
             uint? dropTo = HostPlatform.IsLinux && Libc.geteuid() == 0 ? PickThrowawayId() : (uint?)null;
             var clock = Stopwatch.StartNew();
-            using ToolProcess qemu = StartQemu(options, overlays, agentSocket, console, dropTo);
+            using ToolProcess qemu = StartQemu(options, machine, overlays, agentSocket, console, dropTo);
             var (answered, fileSystems, failure, ranAs) = WaitForAgent(qemu, agentSocket, console, options.BootTimeout, cancel);
             TimeSpan bootTime = clock.Elapsed;
             if (dropTo != null && answered && ranAs != dropTo)
@@ -177,7 +233,7 @@ namespace VmQuiesce.Core.Restore
             var checks = answered && failure == null
                 ? overlays.Select((overlay, i) => CheckFileSystem(disks[i], overlay, scratch.Path, cancel)).ToList()
                 : new List<DiskCheck>();
-            return new BootCheckResult(answered, bootTime, fileSystems, checks, failure) { QemuUid = ranAs };
+            return new BootCheckResult(answered, bootTime, fileSystems, checks, failure) { QemuUid = ranAs, Machine = machine };
         }
 
         /// <summary>Why <paramref name="disk"/> is not booted: its format is unknown or not bootable, or it names another file.</summary>
@@ -237,7 +293,7 @@ namespace VmQuiesce.Core.Restore
             }
         }
 
-        private static ToolProcess StartQemu(BootCheckOptions options, IReadOnlyList<string> overlays, string agentSocket, string console, uint? dropTo)
+        private static ToolProcess StartQemu(BootCheckOptions options, VmMachine machine, IReadOnlyList<string> overlays, string agentSocket, string console, uint? dropTo)
         {
             string program = HostTools.ForThisHost.Resolve(options.QemuExecutable, "The boot option QemuExecutable");
             var arguments = new List<string>();
@@ -254,7 +310,7 @@ namespace VmQuiesce.Core.Restore
                 arguments.AddRange(SupportsRunWith(program) ? new[] { "-run-with", "user=" + user } : new[] { "-runas", user });
             }
 
-            arguments.AddRange(MachineArguments(options, console));
+            arguments.AddRange(MachineArguments(options, machine, console));
             for (int i = 0; i < overlays.Count; i++)
             {
                 arguments.AddRange(new[]
@@ -278,17 +334,32 @@ namespace VmQuiesce.Core.Restore
         }
 
         /// <summary>
-        /// The machine as <paramref name="options"/> describe it, headless, its serial console to a file: accelerator,
-        /// memory, and the kernel, initrd and command line when the VM boots a kernel directly.
+        /// The machine <paramref name="machine"/> (from <see cref="BootCheckOptions.MachineFor"/>: allowlisted values
+        /// only) with the accelerator <paramref name="options"/> give, headless, its serial console to a file, and the
+        /// kernel, initrd and command line when the VM boots a kernel directly.
         /// </summary>
-        internal static List<string> MachineArguments(BootCheckOptions options, string console)
+        internal static List<string> MachineArguments(BootCheckOptions options, VmMachine machine, string console)
         {
             var arguments = new List<string>
             {
-                "-accel", options.Accelerator, "-m", options.MemoryMiB.ToString(CultureInfo.InvariantCulture),
+                "-accel", options.Accelerator, "-m", (machine.MemoryMiB ?? BootCheckOptions.DefaultMemoryMiB).ToString(CultureInfo.InvariantCulture),
                 "-nodefaults", "-no-user-config", "-display", "none", "-no-reboot",
                 "-serial", "file:" + QemuPath(console),
             };
+            if (machine.Type != null)
+            {
+                arguments.AddRange(new[] { "-machine", machine.Type });
+            }
+
+            if (machine.Cpus is int cpus)
+            {
+                arguments.AddRange(new[] { "-smp", cpus.ToString(CultureInfo.InvariantCulture) });
+            }
+
+            if (machine.CpuModel != null)
+            {
+                arguments.AddRange(new[] { "-cpu", machine.CpuModel });
+            }
             if (options.Kernel != null)
             {
                 arguments.AddRange(new[] { "-kernel", QemuPath(options.Kernel) });

@@ -50,12 +50,15 @@ namespace VmQuiesce.Core.Sources
 
     /// <summary>
     /// A view that knows the VM's own stable identity (QEMU's query-uuid), which restore points record so that
-    /// one VM's points group together whatever the VM was called.
+    /// one VM's points group together whatever the VM was called, and the machine it runs as.
     /// </summary>
     public interface IIdentifiedView
     {
         /// <summary>The VM's UUID, or null when the hypervisor reports none.</summary>
         Guid? VmUuid { get; }
+
+        /// <summary>The machine the VM runs as (allowlisted values only), or null when unknown.</summary>
+        Repository.VmMachine? Machine { get; }
     }
 
     /// <summary>A file of the view: where to read it now, and the path it is stored and restored under.</summary>

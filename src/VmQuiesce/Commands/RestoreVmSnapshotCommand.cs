@@ -114,7 +114,7 @@ namespace VmQuiesce.Commands
         [Parameter]
         public SwitchParameter Verify { get; set; }
 
-        /// <summary>How -Verify boots the disks: a hashtable of BootCheckOptions (Kernel, Initrd, Append, MemoryMiB, Accelerator, BootTimeout, QemuExecutable).</summary>
+        /// <summary>How -Verify boots the disks: a hashtable of BootCheckOptions (MachineType, MemoryMiB, Cpus, CpuModel: each overrides what the point recorded; Kernel, Initrd, Append, Accelerator, BootTimeout, QemuExecutable).</summary>
         [Parameter]
         [ValidateNotNull]
         public BootCheckOptions? BootOption { get; set; }

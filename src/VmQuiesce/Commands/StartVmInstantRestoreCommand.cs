@@ -18,7 +18,7 @@ namespace VmQuiesce.Commands
         [ValidateNotNullOrEmpty]
         public string Destination { get; set; } = string.Empty;
 
-        /// <summary>The VM's machine: a hashtable of BootCheckOptions (Kernel, Initrd, Append, MemoryMiB, Accelerator, QemuExecutable).</summary>
+        /// <summary>The VM's machine: a hashtable of BootCheckOptions (MachineType, MemoryMiB, Cpus, CpuModel: each overrides what the point recorded; Kernel, Initrd, Append, Accelerator, QemuExecutable).</summary>
         [Parameter]
         [ValidateNotNull]
         public BootCheckOptions? VmOption { get; set; }
@@ -38,9 +38,11 @@ namespace VmQuiesce.Commands
                 if (ShouldProcess(destination, $"Start {point.VmName} from restore point {point.Id} and copy its disks here"))
                 {
                     IRestorePointSource served = repository;
-                    WriteObject(RunPumped(() => InstantRestore.Start(served, point, destination, VmOption ?? new BootCheckOptions(), CopyRateLimit, CancelToken)));
+                    InstantRestore restore = RunPumped(() => InstantRestore.Start(served, point, destination, VmOption ?? new BootCheckOptions(), CopyRateLimit, CancelToken));
                     // The restore outlives this command: it keeps the repository (and its lock) until its disks are local.
                     repository = null;
+                    WriteVerbose($"Started {point.VmName} {point.Id} as {restore.Machine}.");
+                    WriteObject(restore);
                 }
             }
             catch (VmQuiesceException e)

@@ -30,7 +30,7 @@ namespace VmQuiesce.Commands
         [Parameter]
         public SwitchParameter Boot { get; set; }
 
-        /// <summary>How -Boot boots the disks: a hashtable of BootCheckOptions (Kernel, Initrd, Append, MemoryMiB, Accelerator, BootTimeout, QemuExecutable).</summary>
+        /// <summary>How -Boot boots the disks: a hashtable of BootCheckOptions (MachineType, MemoryMiB, Cpus, CpuModel: each overrides what the point recorded; Kernel, Initrd, Append, Accelerator, BootTimeout, QemuExecutable).</summary>
         [Parameter]
         [ValidateNotNull]
         public BootCheckOptions? BootOption { get; set; }
@@ -99,6 +99,10 @@ namespace VmQuiesce.Commands
             {
                 WriteProgress(new ProgressRecord(activityId, activity, "Booting it from the repository"));
                 result = result.WithBoot(RunPumped(() => BootCheck.RunRestorePoint(repository, point, BootOption ?? new BootCheckOptions(), CancelToken)));
+                if (result.Boot?.Machine is VmMachine machine)
+                {
+                    WriteVerbose($"Booted {point.VmName} {point.Id} as {machine}.");
+                }
             }
 
             WriteProgress(new ProgressRecord(activityId, activity, "Done") { RecordType = ProgressRecordType.Completed });

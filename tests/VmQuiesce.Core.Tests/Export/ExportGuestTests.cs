@@ -27,7 +27,10 @@ namespace VmQuiesce.Core.Tests.Export
 
         public ExportGuestTests(GuestPoint guest) => _guest = guest;
 
-        /// <summary>One backup of the test guest, with a marker file (mode 0640) and a link to a host file, shared by the tests.</summary>
+        /// <summary>
+        /// One backup of the test guest, with a marker file (mode 0640) and a link to a host file, shared by the tests.
+        /// The guest runs as a machine unlike every default (q35, 160 MiB, 2 CPUs, CPU model max), which its point records.
+        /// </summary>
         public sealed class GuestPoint : IDisposable
         {
             public GuestPoint()
@@ -37,17 +40,37 @@ namespace VmQuiesce.Core.Tests.Export
                     return;
                 }
 
-                using TestGuestVm vm = TestGuestVm.Boot();
+                var machine = new TestGuestOptions { MemoryMiB = RecordedMemoryMiB };
+                foreach (string argument in new[] { "-machine", "q35", "-smp", "2", "-cpu", "max" })
+                {
+                    machine.ExtraQemuArguments.Add(argument);
+                }
+
+                using TestGuestVm vm = TestGuestVm.Boot(machine);
                 QemuSourceGuestTests.GuestShell(vm, "echo served-marker > /mnt/data/marker.txt && chmod 0640 /mnt/data/marker.txt && ln -s /etc/shadow /mnt/data/link && mkdir -p /mnt/data/dir/sub && echo inner > /mnt/data/dir/sub/f");
                 var source = new QemuSource(new QemuSourceOptions("guest", vm.QmpSocketPath) { AgentSocket = vm.AgentSocketPath, Mode = QemuSnapshotMode.External });
                 Point = new BackupEngine(Fixture.Repository).Run(source, new QuiesceOptions(), null, CancellationToken.None).RestorePoint;
             }
+
+            internal const int RecordedMemoryMiB = 160;
 
             internal RepositoryFixture Fixture { get; } = new RepositoryFixture();
 
             public RestorePoint Point { get; } = null!;
 
             public void Dispose() => Fixture.Dispose();
+        }
+
+        [GuestFact]
+        public void The_point_records_the_machine_QEMU_ran_the_guest_as()
+        {
+            VmMachine machine = Assert.IsType<VmMachine>(_guest.Point.Machine);
+
+            Assert.StartsWith("pc-q35-", machine.Type, StringComparison.Ordinal); // the versioned type QEMU resolved "q35" to
+            Assert.Equal(GuestPoint.RecordedMemoryMiB, machine.MemoryMiB);
+            Assert.Equal(2, machine.Cpus);
+            Assert.Equal("max", machine.CpuModel);
+            Assert.Equal(machine.ToString(), _guest.Fixture.Repository.GetRestorePoint(_guest.Point.Id).Machine!.ToString());
         }
 
         [GuestFact]
@@ -58,6 +81,7 @@ namespace VmQuiesce.Core.Tests.Export
             BootCheckResult boot = BootCheck.RunRestorePoint(_guest.Fixture.Repository, _guest.Point, BootCheckTests.GuestBoot(), CancellationToken.None);
 
             Assert.True(boot.Passed, boot.ToString());
+            Assert.Equal(new[] { "MachineType", "Cpus", "CpuModel" }, boot.Machine!.FromRestorePoint); // the memory is the caller's
             Assert.Contains(boot.FileSystems, fileSystem => fileSystem.MountPoint == "/mnt/data");
             Assert.Equal(DiskCheckStatus.Clean, boot.Disks.Single().Status);
             Assert.Equal(before, Directory.EnumerateFiles(_guest.Fixture.RepositoryPath, "*", SearchOption.AllDirectories).OrderBy(f => f).ToArray());
@@ -130,10 +154,21 @@ namespace VmQuiesce.Core.Tests.Export
             using var folder = new TempFolder();
             BootCheckOptions vm = BootCheckTests.GuestBoot();
             vm.Append = vm.Append!.Replace("vmquiesce.agent=once", "vmquiesce.agent=respawn", StringComparison.Ordinal);
+            vm.MemoryMiB = 192; // the caller's option wins over the recorded 160 MiB; the rest is as recorded
 
             InstantRestore restore = InstantRestore.Start(fixture.Repository, fixture.Repository.GetRestorePoint(_guest.Point.Id), folder.File("vm"), vm, 0, CancellationToken.None);
             try
             {
+                Assert.Equal(new[] { "MachineType", "Cpus", "CpuModel" }, restore.Machine!.FromRestorePoint);
+                using (QmpClient qmp = QmpClient.Connect(restore.QmpSocket, TimeSpan.FromSeconds(30)))
+                {
+                    VmMachine running = QemuMachine.Query(qmp, "restored", OperationHost.None, CancellationToken.None)!;
+                    Assert.Equal(_guest.Point.Machine!.Type, running.Type);
+                    Assert.Equal(192, running.MemoryMiB);
+                    Assert.Equal(2, running.Cpus);
+                    Assert.Equal("max", running.CpuModel);
+                }
+
                 using (GuestAgentClient agent = GuestAgentClient.Connect(restore.AgentSocket, TimeSpan.FromSeconds(60)))
                 {
                     agent.Sync(TimeSpan.FromSeconds(120));

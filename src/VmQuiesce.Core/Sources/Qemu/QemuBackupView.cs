@@ -39,6 +39,9 @@ namespace VmQuiesce.Core.Sources.Qemu
         /// <summary>What query-uuid answered when the backup began.</summary>
         public Guid? VmUuid { get; init; }
 
+        /// <summary>What QMP said of the machine when the backup began (<see cref="QemuMachine"/>).</summary>
+        public Repository.VmMachine? Machine { get; init; }
+
         public void Complete(bool success, CancellationToken cancel)
         {
             if (Interlocked.Exchange(ref _completed, 1) != 0)

@@ -115,6 +115,7 @@ namespace VmQuiesce.Core.Sources.Qemu
 
                 diskFiles = QemuDiskFiles.Open(disks, qmp.VerifiedPeer, VmName);
                 Guid? uuid = QemuDiscovery.ParseUuid(qmp.ExecuteObject("query-uuid", cancel: cancel).GetOptionalString("UUID"));
+                Repository.VmMachine? machine = QemuMachine.Query(qmp, VmName, _host, cancel);
 
                 GuestAgentFreezer? freezer = null;
                 Consistency expected = Consistency.Crash;
@@ -229,9 +230,9 @@ namespace VmQuiesce.Core.Sources.Qemu
                 var quiesce = new QuiesceRecord(reached, window.Frozen, frozenMilliseconds, freezer != null ? QuiesceMethod.GuestAgent : QuiesceMethod.None,
                     window.Frozen.Count > 0 ? FrozenMeasure.FreezeToThaw : FrozenMeasure.None);
                 IConsistentView view = fleecing != null
-                    ? new QemuTrackedView(this, fleecing, fleecing.Export(qmp, tracking!.Verify, run, cancel), diskFiles, run, reached, quiesce) { VmUuid = uuid }
+                    ? new QemuTrackedView(this, fleecing, fleecing.Export(qmp, tracking!.Verify, run, cancel), diskFiles, run, reached, quiesce) { VmUuid = uuid, Machine = machine }
                     : new QemuConsistentView(this, disks, overlays, diskFiles, run, reached, options.KeepSnapshot, quiesce,
-                        snapshotTag == null ? null : new CapturedSnapshot(snapshotTag, null, "QemuInternal")) { VmUuid = uuid };
+                        snapshotTag == null ? null : new CapturedSnapshot(snapshotTag, null, "QemuInternal")) { VmUuid = uuid, Machine = machine };
                 fleecing = null;
                 _host.WriteVerbose($"VM '{VmName}': {reached} consistency, frozen for {frozenMilliseconds:0.#} ms ({string.Join(", ", window.Frozen)}).");
                 diskFiles = null;
