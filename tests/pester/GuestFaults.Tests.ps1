@@ -122,7 +122,7 @@ Describe 'A backup of a real guest stopped with Ctrl+C while it copies' {
             # 256 MiB of random data on the guest's disk: a copy long enough to stop on any machine.
             $content = Join-Path ([IO.Path]::GetTempPath()) "vmq-pester-cancel-$([guid]::NewGuid().ToString('N'))"
             New-Item -ItemType Directory -Path $content | Out-Null
-            & dd if=/dev/urandom of=(Join-Path $content 'random.bin') bs=1M count=256 status=none
+            & dd if=/dev/urandom "of=$(Join-Path $content 'random.bin')" bs=1M count=256 status=none
             try { $script:bigGuest = Start-TestGuest -DiskSizeMB 512 -ContentFolder $content }
             finally { Remove-Item -LiteralPath $content -Recurse -Force }
         }
