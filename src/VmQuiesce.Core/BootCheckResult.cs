@@ -23,14 +23,17 @@ namespace VmQuiesce.Core
         public DiskCheck(string path, DiskCheckStatus status, string detail)
         {
             Path = path;
-            Status = status;
+            StatusValue = status;
             Detail = detail;
         }
 
         /// <summary>The restored disk (never written: the guest ran on a copy-on-write overlay).</summary>
         public string Path { get; }
 
-        public DiskCheckStatus Status { get; }
+        /// <summary>By name, as scripts and ConvertTo-Json want it (Windows PowerShell writes an enum as a number); <see cref="StatusValue"/> is the typed value.</summary>
+        public string Status => StatusValue.ToString();
+
+        internal DiskCheckStatus StatusValue { get; }
 
         public string Detail { get; }
 
@@ -43,13 +46,13 @@ namespace VmQuiesce.Core
         public BootCheckResult(bool agentAnswered, TimeSpan bootTime, IReadOnlyList<GuestFileSystem> fileSystems, IReadOnlyList<DiskCheck> disks, string? failure)
         {
             AgentAnswered = agentAnswered;
-            BootTime = bootTime;
+            BootElapsed = bootTime;
             FileSystems = fileSystems;
             Disks = disks;
             Failure = failure;
         }
 
-        public bool Passed => AgentAnswered && Failure == null && Disks.All(disk => disk.Status != DiskCheckStatus.Damaged);
+        public bool Passed => AgentAnswered && Failure == null && Disks.All(disk => disk.StatusValue != DiskCheckStatus.Damaged);
 
         public bool AgentAnswered { get; }
 
@@ -57,7 +60,10 @@ namespace VmQuiesce.Core
         public Repository.VmMachine? Machine { get; init; }
 
         /// <summary>QEMU start to the guest agent's answer.</summary>
-        public TimeSpan BootTime { get; }
+        /// <summary>Seconds, as automation and ConvertTo-Json want it.</summary>
+        public double BootTime => BootElapsed.TotalSeconds;
+
+        internal TimeSpan BootElapsed { get; }
 
         /// <summary>The file systems the guest mounted (guest-get-fsinfo).</summary>
         public IReadOnlyList<GuestFileSystem> FileSystems { get; }
@@ -71,8 +77,8 @@ namespace VmQuiesce.Core
         internal uint? QemuUid { get; init; }
 
         public override string ToString() => Passed
-            ? $"Passed: agent answered after {BootTime.TotalSeconds:0.0} s; {string.Join("; ", Disks)}"
-            : $"Failed: {Failure ?? string.Join("; ", Disks.Where(disk => disk.Status == DiskCheckStatus.Damaged))}";
+            ? $"Passed: agent answered after {BootTime:0.0} s; {string.Join("; ", Disks)}"
+            : $"Failed: {Failure ?? string.Join("; ", Disks.Where(disk => disk.StatusValue == DiskCheckStatus.Damaged))}";
     }
 
     /// <summary>One entry of guest-get-fsinfo.</summary>

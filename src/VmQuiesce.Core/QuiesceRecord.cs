@@ -8,14 +8,17 @@ namespace VmQuiesce.Core
         /// <param name="frozenMeasure">How <paramref name="frozenMilliseconds"/> was measured, one of the <see cref="FrozenMeasure"/> names; null for the method's usual measure.</param>
         public QuiesceRecord(Consistency reached, IReadOnlyList<string> frozen, double frozenMilliseconds, string method, string? frozenMeasure = null)
         {
-            Reached = reached;
+            ReachedValue = reached;
             Frozen = frozen;
             FrozenMilliseconds = frozenMilliseconds;
             Method = method;
             FrozenMeasure = frozenMeasure ?? Core.FrozenMeasure.UsualFor(method);
         }
 
-        public Consistency Reached { get; }
+        /// <summary>The consistency reached, by name: what scripts and ConvertTo-Json see (Windows PowerShell writes an enum as a number).</summary>
+        public string Reached => ReachedValue.ToString();
+
+        internal Consistency ReachedValue { get; }
 
         /// <summary>File systems or writers that were quiesced.</summary>
         public IReadOnlyList<string> Frozen { get; }

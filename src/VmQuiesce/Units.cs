@@ -32,8 +32,10 @@ namespace VmQuiesce
         /// <summary>A moment in local time, ISO 8601 whatever the culture: "2026-11-24 18:44:18" (never "11/24/26 6:44 PM").</summary>
         public static string Time(DateTime time) => time.ToLocalTime().ToString("yyyy-MM-dd HH:mm:ss", CultureInfo.InvariantCulture);
 
-        /// <summary>"2h 05m", "3m 07s", "0.5s".</summary>
-        public static string Duration(TimeSpan duration) =>
+        /// <summary>"2h 05m", "3m 07s", "0.5s" for a number of seconds (what output objects' Duration holds).</summary>
+        public static string Duration(double seconds) => Duration(TimeSpan.FromSeconds(seconds));
+
+        private static string Duration(TimeSpan duration) =>
             duration.TotalHours >= 1 ? string.Format(CultureInfo.CurrentCulture, "{0}h {1:00}m", (int)Math.Floor(duration.TotalHours), duration.Minutes)
             : duration.TotalMinutes >= 1 ? string.Format(CultureInfo.CurrentCulture, "{0}m {1:00}s", duration.Minutes, duration.Seconds)
             : duration.TotalSeconds.ToString("0.0", CultureInfo.CurrentCulture) + "s";

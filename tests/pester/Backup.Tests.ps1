@@ -99,7 +99,7 @@ Describe 'Invoke-VmQuiescedBackup' {
         $point = Invoke-VmQuiescedBackup -Vm $web -Repository $small -Consistency Crash -ChunkSize 128KB
         $point.ChunkSize | Should -Be 128KB
         (Get-Content -Raw (Join-Path $small 'vmquiesce-repository.json') | ConvertFrom-Json).chunkSize | Should -Be 128KB
-        $point.Files[0].Chunks.Count | Should -Be 3
+        $point.Files[0].GetChunks().Count | Should -Be 3
 
         { Invoke-VmQuiescedBackup -Vm $web -Repository $small -Consistency Crash -ChunkSize 1MB } | Should -Throw -ErrorId 'RepositoryChunkSizeDiffers*' -ExpectedMessage '*has chunk size 128.0 KiB; -ChunkSize asks for 1.0 MiB*'
         @(Get-VmBackup -Repository $small).Count | Should -Be 1
@@ -226,7 +226,7 @@ Describe 'Test-VmBackup' {
 
     It 'reports a changed chunk and the file it breaks with RestorePointNotAuthentic (the repository a backup makes is encrypted)' {
         $point = $points | Where-Object VmName -eq 'db01'
-        $hash = $point.Files[1].Chunks[0]
+        $hash = $point.Files[1].GetChunks()[0]
         $chunk = Join-Path $repo "chunks/$($hash.Substring(0, 2))/$hash"
         $bytes = [IO.File]::ReadAllBytes($chunk)
         $bytes[100] = $bytes[100] -bxor 0xFF
@@ -248,7 +248,7 @@ Describe 'Test-VmBackup on a repository that lost a chunk' {
         $repo = Join-Path $root 'lost'
         $first = Invoke-VmQuiescedBackup -Vm $web -Repository $repo -Consistency Crash
         $second = Invoke-VmQuiescedBackup -Vm $web -Repository $repo -Consistency Crash
-        $hash = $first.Files[0].Chunks[0]
+        $hash = $first.Files[0].GetChunks()[0]
         Remove-Item (Join-Path $repo "chunks/$($hash.Substring(0, 2))/$hash")
 
         $results = @(Test-VmBackup $repo -ErrorVariable failures -ErrorAction SilentlyContinue)

@@ -115,3 +115,57 @@ Describe 'Repair-BackupVm parameters' {
         }
     }
 }
+
+Describe 'A backup of a real guest stopped with Ctrl+C while it copies' {
+    BeforeAll {
+        if (-not $unavailable) {
+            # 256 MiB of random data on the guest's disk: a copy long enough to stop on any machine.
+            $content = Join-Path ([IO.Path]::GetTempPath()) "vmq-pester-cancel-$([guid]::NewGuid().ToString('N'))"
+            New-Item -ItemType Directory -Path $content | Out-Null
+            & dd if=/dev/urandom "of=$(Join-Path $content 'random.bin')" bs=1M count=256 status=none
+            try { $script:bigGuest = Start-TestGuest -DiskSizeMB 512 -ContentFolder $content }
+            finally { Remove-Item -LiteralPath $content -Recurse -Force }
+        }
+    }
+
+    AfterAll {
+        if ($script:bigGuest) { $script:bigGuest | Stop-TestGuest }
+    }
+
+    It 'says "cancelled; guest thawed", leaves the guest thawed and stores no point' {
+        if ($unavailable) { Set-ItResult -Skipped -Because $unavailable; return }
+        $repository = Join-Path $bigGuest.WorkFolder 'cancel-repo'
+        $console = New-RecordingPowerShell
+        $copying = "vmq-cancel-progress-$([guid]::NewGuid().ToString('N'))"
+        try {
+            $null = $console.PowerShell.AddScript("Import-Module '$env:VMQUIESCE_MODULE_PATH'; Get-BackupVm -QmpSocket '$($bigGuest.QmpSocketPath)' -AgentSocket '$($bigGuest.AgentSocketPath)' | Invoke-VmQuiescedBackup -Repository '$repository'")
+            # Stopped once a progress record says bytes were copied: the guest was frozen, snapshotted and thawed, and the copy runs.
+            $null = Register-ObjectEvent -InputObject $console.PowerShell.Streams.Progress -EventName DataAdded -SourceIdentifier $copying
+            $handle = $console.PowerShell.BeginInvoke()
+            $underWay = $false
+            while (-not $underWay -and -not $handle.IsCompleted) {
+                $added = Wait-Event -SourceIdentifier $copying -Timeout 120
+                if (-not $added) { break }
+                $added | Remove-Event
+                $underWay = @($console.PowerShell.Streams.Progress | Where-Object { $_.StatusDescription -match '^\S.*: [1-9][\d.,]* \S+ of ' }).Count -gt 0
+            }
+            $underWay | Should -BeTrue -Because 'the copy must report progress'
+            $handle.IsCompleted | Should -BeFalse -Because 'the backup must still be copying when it is stopped'
+            $console.PowerShell.Stop()
+            $console.PowerShell.InvocationStateInfo.State | Should -Be 'Stopped'
+        }
+        finally {
+            Unregister-Event -SourceIdentifier $copying -ErrorAction Ignore
+            Get-Event -SourceIdentifier $copying -ErrorAction Ignore | Remove-Event
+            $console.PowerShell.Runspace.Dispose()
+            $console.PowerShell.Dispose()
+        }
+
+        $console.Host.Warnings -join "`n" | Should -BeLike "*The backup of VM '*' was cancelled; guest thawed, no restore point stored.*"
+        $agent = [VmQuiesce.Core.Sources.Qemu.GuestAgentClient]::Connect($bigGuest.AgentSocketPath, [timespan]::FromSeconds(10))
+        try { $agent.GetFreezeStatus() | Should -Be 'thawed' } finally { $agent.Dispose() }
+        @(Get-VmBackup -Repository $repository -ErrorAction SilentlyContinue) | Should -BeNullOrEmpty
+        @(Get-ChildItem -LiteralPath (Join-Path $repository 'points') -Force -ErrorAction Ignore) | Should -BeNullOrEmpty -Because 'no manifest, not even a partial one, was written'
+        @(Get-ChildItem $bigGuest.WorkFolder -Filter '*.vmquiesce-*') | Should -BeNullOrEmpty -Because 'the backup''s overlays are committed back'
+    }
+}

@@ -143,7 +143,7 @@ Describe 'Copy-VmBackup to and from S3' {
         (Test-VmBackup -Repository $s3 -S3Endpoint $endpoint -S3Credential $credential).IsValid | Should -BeTrue
 
         $point = Get-VmBackup -Repository $s3 -S3Endpoint $endpoint -S3Credential $credential
-        $chunk = $point.Files[0].Chunks[1]
+        $chunk = $point.Files[0].GetChunks()[1]
         $key = "site-enc/chunks/$($chunk.Substring(0, 2))/$chunk"
         $bytes = & $readObject $key
         $bytes[100] = $bytes[100] -bxor 1

@@ -236,8 +236,8 @@ Describe 'Change-tracked backups of several guests in parallel' {
             foreach ($point in $second) {
                 $base = $first | Where-Object VmName -EQ $point.VmName
                 foreach ($file in $point.Files) {
-                    $file.ChangeTracking.BasePoint | Should -Be $base.Id
-                    $file.ChangeTracking.BytesRead | Should -BeLessThan ($file.Size / 4)
+                    $file.GetChangeTracking().BasePoint | Should -Be $base.Id
+                    $file.GetChangeTracking().BytesRead | Should -BeLessThan ($file.Size / 4)
                 }
             }
             @($second | Test-VmBackup -Repository $repository).IsValid | Should -Be @($true, $true)

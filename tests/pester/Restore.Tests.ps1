@@ -121,7 +121,7 @@ Describe 'Restore-VmSnapshot' {
     It 'stops at a changed chunk (not authentic: the repository is encrypted) and replaces nothing' {
         $copy = Join-Path $root 'damaged-repo'
         Copy-Item -LiteralPath $repo -Destination $copy -Recurse
-        $hash = $point.Files[0].Chunks | Where-Object { $_ } | Select-Object -First 1
+        $hash = $point.Files[0].GetChunks() | Where-Object { $_ } | Select-Object -First 1
         $chunk = Join-Path $copy "chunks/$($hash.Substring(0, 2))/$hash"
         $bytes = [IO.File]::ReadAllBytes($chunk)
         $bytes[-1] = $bytes[-1] -bxor 0xFF

@@ -259,7 +259,7 @@ Describe 'The scheduled job against the real QEMU test guest' {
         $runs = foreach ($n in 1..4) { Invoke-VmBackupJob -Name 'tracked' -Vm $guest.QmpSocketPath -Repository $tracked -VerifyChangeTrackingEvery 3 -WarningAction SilentlyContinue }
 
         $runs.ExitCode | Should -Be @(0, 0, 0, 0)
-        $records = foreach ($run in $runs) { $run.RestorePoints[0].Files[0].ChangeTracking }
+        $records = foreach ($run in $runs) { $run.RestorePoints[0].Files[0].GetChangeTracking() }
         "$($records[0])" | Should -Be 'Full (NoCheckpoint)'
         "$($records[1])" | Should -Be 'Incremental'
         $records.Verified | Should -Be @($false, $false, $true, $false)

@@ -74,7 +74,7 @@ namespace VmQuiesce.Core.Backup
             string? why = latest.ChunkSize != _repository.ChunkSize ? $"restore point {latest.Id} has chunk size {latest.ChunkSize}, the repository {_repository.ChunkSize}"
                 : missing != null ? $"restore point {latest.Id} names the chunk {missing}, which is not in the repository"
                 : null;
-            return new ChangeTrackingRequest(why != null ? Array.Empty<PreviousDisk>() : tracked.Select(f => new PreviousDisk(latest.Id, f.ChangeTracking!, f.Chunks)).ToList(), why, verify);
+            return new ChangeTrackingRequest(why != null ? Array.Empty<PreviousDisk>() : tracked.Select(f => new PreviousDisk(latest.Id, f.ChangeTrackingValue!, f.Chunks)).ToList(), why, verify);
         }
 
         /// <summary>Where this host's record of the VM's checkpoints disagrees with the repository's latest tracked point (or is missing or unusable); null when they agree.</summary>
@@ -121,9 +121,9 @@ namespace VmQuiesce.Core.Backup
         private static VmQuiesceException? ReportChangeTracking(RestorePoint point, IOperationHost host)
         {
             var missed = new List<string>();
-            foreach (RestorePointFile file in point.Files.Where(f => f.ChangeTracking?.Mode == ChangeTrackingMode.Full))
+            foreach (RestorePointFile file in point.Files.Where(f => f.ChangeTrackingValue?.ModeValue == ChangeTrackingMode.Full))
             {
-                ChangeTrackingRecord record = file.ChangeTracking!;
+                ChangeTrackingRecord record = file.ChangeTrackingValue!;
                 if (record.Reason == ChangeTrackingRecord.Reasons.VerifyFailed)
                 {
                     missed.Add($"disk {record.Disk}: {record.Detail}");

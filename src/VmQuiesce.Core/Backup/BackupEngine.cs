@@ -285,11 +285,11 @@ namespace VmQuiesce.Core.Backup
             var files = viewFiles.Select((file, i) => new RestorePointFile(file.RelativePath, file.OriginalPath, sizes[i], chunkLists[i])
             {
                 Format = file.Format,
-                RestoreAs = file.RestoreAs,
-                ChangeTracking = copy.Tracked[i]?.Result(),
+                RestoreAsValue = file.RestoreAs,
+                ChangeTrackingValue = copy.Tracked[i]?.Result(),
                 // A tracked disk's unchanged chunks are not looked at, so their blocks are not counted: a restore assumes them whole.
                 AllocatedBytes = file.Tracked != null ? null : copy.AllocatedBytes(i),
-                Owner = opened[i].Owner,
+                OwnerValue = opened[i].Owner,
             }).ToList();
             return (files, copy.StoredBytes, copy.NewChunkBytes);
         }

@@ -73,7 +73,7 @@ namespace VmQuiesce.Core.Export
         {
             _record = record;
             _server = server;
-            State = state;
+            StateValue = state;
             _rateLimit = record.CopyRateLimit;
         }
 
@@ -120,7 +120,10 @@ namespace VmQuiesce.Core.Export
         /// <summary>The QEMU process that runs the VM.</summary>
         public int ProcessId => _record.QemuProcessId;
 
-        public InstantRestoreState State { get; private set; }
+        /// <summary>By name, as scripts and ConvertTo-Json want it (Windows PowerShell writes an enum as a number); <see cref="StateValue"/> is the typed value.</summary>
+        public string State => StateValue.ToString();
+
+        internal InstantRestoreState StateValue { get; private set; }
 
         /// <summary>Bytes per second the background copy may use (QEMU's job speed); 0 for no limit.</summary>
         public long CopyRateLimit
@@ -215,12 +218,12 @@ namespace VmQuiesce.Core.Export
         /// </summary>
         public void Resume(Func<IRestorePointSource> openRepository, CancellationToken cancel)
         {
-            if (State == InstantRestoreState.ServedElsewhere)
+            if (StateValue == InstantRestoreState.ServedElsewhere)
             {
                 throw ServedElsewhere();
             }
 
-            if (State != InstantRestoreState.Interrupted)
+            if (StateValue != InstantRestoreState.Interrupted)
             {
                 return;
             }
@@ -252,14 +255,14 @@ namespace VmQuiesce.Core.Export
             try
             {
                 _reconnectUntil = DateTime.UtcNow + ReconnectWindow;
-                State = InstantRestoreState.Copying;
+                StateValue = InstantRestoreState.Copying;
                 StartStreams(cancel);
                 s_running[Id] = this;
             }
             catch
             {
                 _server.Stop();
-                State = InstantRestoreState.Interrupted;
+                StateValue = InstantRestoreState.Interrupted;
                 throw;
             }
         }
@@ -275,7 +278,7 @@ namespace VmQuiesce.Core.Export
             {
             }
 
-            return State == InstantRestoreState.Completed;
+            return StateValue == InstantRestoreState.Completed;
         }
 
         /// <summary>
@@ -284,13 +287,13 @@ namespace VmQuiesce.Core.Export
         /// </summary>
         public void Stop()
         {
-            if (State == InstantRestoreState.Completed)
+            if (StateValue == InstantRestoreState.Completed)
             {
                 s_running.TryRemove(Id, out _);
                 return;
             }
 
-            if (State == InstantRestoreState.ServedElsewhere)
+            if (StateValue == InstantRestoreState.ServedElsewhere)
             {
                 throw ServedElsewhere();
             }
@@ -327,7 +330,7 @@ namespace VmQuiesce.Core.Export
             }
 
             _record.Delete();
-            State = InstantRestoreState.Stopped;
+            StateValue = InstantRestoreState.Stopped;
             s_running.TryRemove(Id, out _);
         }
 
@@ -508,7 +511,7 @@ namespace VmQuiesce.Core.Export
 
                 _server?.Stop();
                 _record.Delete();
-                State = InstantRestoreState.Completed;
+                StateValue = InstantRestoreState.Completed;
             }
             catch (OperationCanceledException)
             {
@@ -517,7 +520,7 @@ namespace VmQuiesce.Core.Export
             {
                 IReadOnlyList<Nbd.NbdServerError> unserved = _server?.Errors ?? Array.Empty<Nbd.NbdServerError>();
                 Error = e.Message + (unserved.Count == 0 ? string.Empty : " The repository could not serve: " + string.Join("; ", unserved.Take(3).Select(error => error.Message)));
-                State = InstantRestoreState.Failed;
+                StateValue = InstantRestoreState.Failed;
             }
         }
 

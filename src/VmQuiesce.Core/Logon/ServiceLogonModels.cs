@@ -115,9 +115,9 @@ namespace VmQuiesce.Core.Logon
             Account = service.Account;
             Group = service.Group;
             StartMode = service.StartMode;
-            State = service.State;
+            StateValue = service.State;
             ConfigurationPath = service.ConfigurationPath;
-            LogonRight = logonRight;
+            LogonRightValue = logonRight;
             IsAdministrator = isAdministrator;
             FolderAccess = folders;
         }
@@ -132,11 +132,17 @@ namespace VmQuiesce.Core.Logon
 
         public string StartMode { get; }
 
-        public ServiceRunState State { get; }
+        /// <summary>By name, as scripts and ConvertTo-Json want it (Windows PowerShell writes an enum as a number); <see cref="StateValue"/> is the typed value.</summary>
+        public string State => StateValue.ToString();
+
+        internal ServiceRunState StateValue { get; }
 
         public string? ConfigurationPath { get; }
 
-        public LogonRight LogonRight { get; }
+        /// <summary>By name, as scripts and ConvertTo-Json want it (Windows PowerShell writes an enum as a number); <see cref="LogonRightValue"/> is the typed value.</summary>
+        public string LogonRight => LogonRightValue.ToString();
+
+        internal LogonRight LogonRightValue { get; }
 
         /// <summary>Null when the account could not be resolved (it no longer exists).</summary>
         public bool? IsAdministrator { get; }

@@ -476,7 +476,7 @@ namespace VmQuiesce.Core.Repository
         {
             try
             {
-                return verification.Problems.Count(problem => (problem.Problem == ChunkProblemKind.Damaged || problem.Problem == ChunkProblemKind.NotAuthentic) && ChunkStore.IsChunkName(problem.Hash) && Chunks.Damaged.Record(problem.Hash));
+                return verification.Problems.Count(problem => (problem.ProblemValue == ChunkProblemKind.Damaged || problem.ProblemValue == ChunkProblemKind.NotAuthentic) && ChunkStore.IsChunkName(problem.Hash) && Chunks.Damaged.Record(problem.Hash));
             }
             catch (Exception e) when (e is IOException || e is UnauthorizedAccessException)
             {

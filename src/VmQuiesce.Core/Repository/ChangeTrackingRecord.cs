@@ -61,7 +61,10 @@ namespace VmQuiesce.Core.Repository
         /// <summary>False where the bitmap lives only as long as the VM's process (raw disks, qcow2 v2).</summary>
         public bool Persistent { get; }
 
-        public ChangeTrackingMode Mode { get; init; } = ChangeTrackingMode.Full;
+        /// <summary>By name, as scripts and ConvertTo-Json want it (Windows PowerShell writes an enum as a number); <see cref="ModeValue"/> is the typed value.</summary>
+        public string Mode => ModeValue.ToString();
+
+        internal ChangeTrackingMode ModeValue { get; init; } = ChangeTrackingMode.Full;
 
         /// <summary>For a full read: one of <see cref="Reasons"/>; null for an incremental one.</summary>
         public string? Reason { get; init; }
@@ -88,7 +91,7 @@ namespace VmQuiesce.Core.Repository
         internal ChangeTrackingRecord Completed(long bytesRead, long? changedBytes, bool verified, string? missed) =>
             new ChangeTrackingRecord(Disk, Image, VirtualSize, Bitmap, Persistent)
             {
-                Mode = missed != null ? ChangeTrackingMode.Full : Mode,
+                ModeValue = missed != null ? ChangeTrackingMode.Full : ModeValue,
                 Reason = missed != null ? Reasons.VerifyFailed : Reason,
                 Detail = missed ?? Detail,
                 BasePoint = missed != null ? null : BasePoint,
@@ -98,7 +101,7 @@ namespace VmQuiesce.Core.Repository
             };
 
         /// <summary>"Incremental", or "Full (Reason)".</summary>
-        public override string ToString() => Mode == ChangeTrackingMode.Incremental ? "Incremental" : $"Full ({Reason})";
+        public override string ToString() => ModeValue == ChangeTrackingMode.Incremental ? "Incremental" : $"Full ({Reason})";
 
         internal JsonObject ToJson() => new JsonObject()
             .With("mode", Mode.ToString())
@@ -130,7 +133,7 @@ namespace VmQuiesce.Core.Repository
 
             return new ChangeTrackingRecord(json.GetString("disk"), json.GetString("image"), size, json.GetString("bitmap"), json.GetBoolean("persistent"))
             {
-                Mode = parsed,
+                ModeValue = parsed,
                 Reason = json.GetOptionalString("reason"),
                 Detail = json.GetOptionalString("detail"),
                 BasePoint = json.GetOptionalString("basePoint"),
@@ -144,7 +147,7 @@ namespace VmQuiesce.Core.Repository
         internal static string? Summarize(IEnumerable<ChangeTrackingRecord?> records)
         {
             var tracked = records.OfType<ChangeTrackingRecord>().ToList();
-            return tracked.Count == 0 ? null : tracked.All(r => r.Mode == ChangeTrackingMode.Incremental) ? "Incremental" : "Full";
+            return tracked.Count == 0 ? null : tracked.All(r => r.ModeValue == ChangeTrackingMode.Incremental) ? "Incremental" : "Full";
         }
     }
 
@@ -168,6 +171,13 @@ namespace VmQuiesce.Core.Repository
 
         /// <summary>qcow2's compat level ("1.1", "0.10").</summary>
         public string? Compat { get; }
+
+        /// <summary>"qcow2 (cluster 65536, compat 1.1)", "raw".</summary>
+        public override string ToString()
+        {
+            var details = new[] { ClusterSize != null ? $"cluster {ClusterSize}" : null, Compat != null ? $"compat {Compat}" : null }.Where(detail => detail != null).ToList();
+            return details.Count == 0 ? Format : $"{Format} ({string.Join(", ", details)})";
+        }
 
         internal JsonObject ToJson() => new JsonObject().With("format", Format).With("clusterSize", ClusterSize).With("compat", Compat);
 

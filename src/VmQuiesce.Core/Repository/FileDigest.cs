@@ -46,7 +46,7 @@ namespace VmQuiesce.Core.Repository
         public bool NeedsContent => Kind == FileDigestKind.ContentSha256;
 
         /// <summary>A digest of <paramref name="file"/>'s kind, ready for its chunks in order.</summary>
-        public static FileDigest For(RestorePointFile file) => Start(file.DigestKind, file.Size);
+        public static FileDigest For(RestorePointFile file) => Start(file.DigestKindValue, file.Size);
 
         /// <summary>The schema-3 digest of a file's size and chunk list, for a new manifest.</summary>
         public static string OfSizeAndChunks(long size, IEnumerable<string?> chunks) => OfChunks(FileDigestKind.SizeAndChunkListSha256, size, chunks);

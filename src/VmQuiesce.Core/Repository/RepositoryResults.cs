@@ -59,11 +59,14 @@ namespace VmQuiesce.Core.Repository
 
         public string Repository => RestorePoint.Repository;
 
-        public VerificationStatus Status => Problems.Count > 0 || FileHashMismatches.Count > 0
+        /// <summary>By name, as scripts and ConvertTo-Json want it (Windows PowerShell writes an enum as a number); <see cref="StatusValue"/> is the typed value.</summary>
+        public string Status => StatusValue.ToString();
+
+        internal VerificationStatus StatusValue => Problems.Count > 0 || FileHashMismatches.Count > 0
             ? VerificationStatus.Damaged
             : Boot?.Passed == false ? VerificationStatus.BootFailed : VerificationStatus.Ok;
 
-        public bool IsValid => Status == VerificationStatus.Ok;
+        public bool IsValid => StatusValue == VerificationStatus.Ok;
 
         /// <summary>The boot check of Test-VmBackup -Boot, or null when it did not run.</summary>
         public BootCheckResult? Boot { get; }
@@ -92,14 +95,17 @@ namespace VmQuiesce.Core.Repository
         public ChunkProblem(string hash, ChunkProblemKind problem, string detail, IReadOnlyList<string> files)
         {
             Hash = hash;
-            Problem = problem;
+            ProblemValue = problem;
             Detail = detail;
             Files = files;
         }
 
         public string Hash { get; }
 
-        public ChunkProblemKind Problem { get; }
+        /// <summary>By name, as scripts and ConvertTo-Json want it (Windows PowerShell writes an enum as a number); <see cref="ProblemValue"/> is the typed value.</summary>
+        public string Problem => ProblemValue.ToString();
+
+        internal ChunkProblemKind ProblemValue { get; }
 
         public string Detail { get; }
 

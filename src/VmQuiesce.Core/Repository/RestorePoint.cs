@@ -93,13 +93,16 @@ namespace VmQuiesce.Core.Repository
         /// <summary>UTC.</summary>
         public DateTime EndTime { get; }
 
-        public TimeSpan Duration => EndTime - StartTime;
+        /// <summary>Seconds from start to end: a number, as automation and ConvertTo-Json want it.</summary>
+        public double Duration => (EndTime - StartTime).TotalSeconds;
 
         /// <summary>The snapshot the restore's second step reverts to, or null.</summary>
         public CapturedSnapshot? Snapshot { get; }
 
         /// <summary>The consistency the backup actually reached.</summary>
-        public Consistency Consistency => Quiesce.Reached;
+        public string Consistency => Quiesce.Reached;
+
+        internal Consistency ConsistencyValue => Quiesce.ReachedValue;
 
         public QuiesceRecord Quiesce { get; }
 
@@ -132,7 +135,7 @@ namespace VmQuiesce.Core.Repository
         public IReadOnlyList<RestorePointFile> Files { get; }
 
         /// <summary>"Incremental" when every tracked disk read only what changed, "Full" when one was read in full; null without change tracking.</summary>
-        public string? ChangeTracking => ChangeTrackingRecord.Summarize(Files.Select(file => file.ChangeTracking));
+        public string? ChangeTracking => ChangeTrackingRecord.Summarize(Files.Select(file => file.ChangeTrackingValue));
 
         /// <summary>Sum of the files' sizes: what a restore writes.</summary>
         public long Size => Files.Sum(file => file.Size);
@@ -153,11 +156,11 @@ namespace VmQuiesce.Core.Repository
                 .With("format", file.Format)
                 .With("size", file.Size)
                 .With("allocatedBytes", file.AllocatedBytes)
-                .With("owner", file.Owner?.ToJson())
-                .With(DigestMember(file.DigestKind), file.Digest)
+                .With("owner", file.OwnerValue?.ToJson())
+                .With(DigestMember(file.DigestKindValue), file.Digest)
                 .With("chunks", new JsonArray(file.Chunks.Select(chunk => (object?)(chunk ?? ZeroChunk))))
-                .With("restoreAs", file.RestoreAs?.ToJson())
-                .With("changeTracking", file.ChangeTracking?.ToJson())));
+                .With("restoreAs", file.RestoreAsValue?.ToJson())
+                .With("changeTracking", file.ChangeTrackingValue?.ToJson())));
             return new JsonObject()
                 .With("schema", Schema)
                 .With("schemaVersion", SchemaVersion)
@@ -203,9 +206,9 @@ namespace VmQuiesce.Core.Repository
             {
                 RestorePointFile file = Files[i];
                 var chunks = file.Chunks.Select(chunk => chunk == null ? null : rename(chunk)).ToList();
-                string digest = file.DigestKind == FileDigestKind.ContentSha256 ? file.Digest : FileDigest.OfChunks(file.DigestKind, file.Size, chunks);
+                string digest = file.DigestKindValue == FileDigestKind.ContentSha256 ? file.Digest : FileDigest.OfChunks(file.DigestKindValue, file.Size, chunks);
                 ((JsonObject)files[i]!)
-                    .With(DigestMember(file.DigestKind), digest)
+                    .With(DigestMember(file.DigestKindValue), digest)
                     .With("chunks", new JsonArray(chunks.Select(chunk => (object?)(chunk ?? ZeroChunk))));
             }
 
@@ -271,10 +274,10 @@ namespace VmQuiesce.Core.Repository
                 files.Add(new RestorePointFile(file.GetString("path"), file.GetString("originalPath"), size, digest, kind, chunks)
                 {
                     AllocatedBytes = allocated,
-                    Owner = owner == null ? null : FileOwner.FromJson(owner),
+                    OwnerValue = owner == null ? null : FileOwner.FromJson(owner),
                     Format = file.GetOptionalString("format"),
-                    RestoreAs = file.GetOptionalObject("restoreAs") is JsonObject layout ? DiskImageLayout.FromJson(layout) : null,
-                    ChangeTracking = file.GetOptionalObject("changeTracking") is JsonObject tracking ? ChangeTrackingRecord.FromJson(tracking) : null,
+                    RestoreAsValue = file.GetOptionalObject("restoreAs") is JsonObject layout ? DiskImageLayout.FromJson(layout) : null,
+                    ChangeTrackingValue = file.GetOptionalObject("changeTracking") is JsonObject tracking ? ChangeTrackingRecord.FromJson(tracking) : null,
                 });
             }
 
@@ -332,7 +335,7 @@ namespace VmQuiesce.Core.Repository
             OriginalPath = originalPath;
             Size = size;
             Digest = digest;
-            DigestKind = digestKind;
+            DigestKindValue = digestKind;
             Chunks = chunks;
         }
 
@@ -347,10 +350,17 @@ namespace VmQuiesce.Core.Repository
         /// <summary>The whole-file digest, lowercase hex; <see cref="DigestKind"/> says what it covers.</summary>
         public string Digest { get; }
 
-        public FileDigestKind DigestKind { get; }
+        public string DigestKind => DigestKindValue.ToString();
 
-        /// <summary>SHA-256 hex of each chunk in order; null for an all-zero chunk (a hole, never stored).</summary>
-        public IReadOnlyList<string?> Chunks { get; }
+        internal FileDigestKind DigestKindValue { get; }
+
+        /// <summary>
+        /// SHA-256 hex of each chunk in order; null for an all-zero chunk (a hole, never stored). Not a property, so
+        /// ConvertTo-Json and Format-List leave the list (thousands of hashes per disk) out unless it is asked for.
+        /// </summary>
+        public IReadOnlyList<string?> GetChunks() => Chunks;
+
+        internal IReadOnlyList<string?> Chunks { get; }
 
         /// <summary>
         /// Bytes of the 4 KiB blocks that hold data (not all zeros): what a restore allocates, as a restore leaves
@@ -358,8 +368,17 @@ namespace VmQuiesce.Core.Repository
         /// </summary>
         public long? AllocatedBytes { get; init; }
 
-        /// <summary>Who owned the original file, and its permissions (Unix); null when unknown (the restore then makes it 0600).</summary>
-        public FileOwner? Owner { get; init; }
+        /// <summary>
+        /// Who owned the original file, and its permissions (Unix), as "uid:gid mode" (such as "0:0 0640"); null when
+        /// unknown (the restore then makes it 0600). A file's members are plain values, so a restore point's JSON
+        /// stays within ConvertTo-Json's default depth; <see cref="GetOwner"/> returns the parts.
+        /// </summary>
+        public string? Owner => OwnerValue?.ToString();
+
+        /// <summary>The owner's numeric ids and mode, or null.</summary>
+        public FileOwner? GetOwner() => OwnerValue;
+
+        internal FileOwner? OwnerValue { get; init; }
 
         /// <summary>
         /// The disk image format the source recorded ("raw", "qcow2", "vmdk"), or null: not a disk, the source
@@ -371,13 +390,23 @@ namespace VmQuiesce.Core.Repository
         /// Set when the chunks hold the disk as the guest saw it (raw content, <see cref="Format"/> "raw") and a
         /// restore writes it in this image format; null when the chunks are the file itself.
         /// </summary>
-        public DiskImageLayout? RestoreAs { get; init; }
+        public string? RestoreAs => RestoreAsValue?.ToString();
 
-        /// <summary>The disk's checkpoint and how it was read, for a change-tracked backup; else null.</summary>
-        public ChangeTrackingRecord? ChangeTracking { get; init; }
+        /// <summary>The format, cluster size and compat level a restore writes, or null.</summary>
+        public DiskImageLayout? GetRestoreAs() => RestoreAsValue;
+
+        internal DiskImageLayout? RestoreAsValue { get; init; }
+
+        /// <summary>How a change-tracked backup read the disk ("Incremental", "Full (Reason)"); else null.</summary>
+        public string? ChangeTracking => ChangeTrackingValue?.ToString();
+
+        /// <summary>The disk's checkpoint and how it was read (bitmap, base point, bytes read), or null.</summary>
+        public ChangeTrackingRecord? GetChangeTracking() => ChangeTrackingValue;
+
+        internal ChangeTrackingRecord? ChangeTrackingValue { get; init; }
 
         /// <summary>The format of the file a restore writes.</summary>
-        public string? RestoredFormat => RestoreAs?.Format ?? Format;
+        public string? RestoredFormat => RestoreAsValue?.Format ?? Format;
 
         public override string ToString() => Path;
     }

@@ -171,7 +171,7 @@ namespace VmQuiesce.Core.Restore
                 return new BootCheckResult(false, TimeSpan.Zero, Array.Empty<GuestFileSystem>(), Array.Empty<DiskCheck>(), Unserved(served, e.Message));
             }
 
-            return served.Errors.Count == 0 ? result : new BootCheckResult(result.AgentAnswered, result.BootTime, result.FileSystems, result.Disks, Unserved(served, result.Failure))
+            return served.Errors.Count == 0 ? result : new BootCheckResult(result.AgentAnswered, result.BootElapsed, result.FileSystems, result.Disks, Unserved(served, result.Failure))
             {
                 QemuUid = result.QemuUid,
                 Machine = result.Machine,

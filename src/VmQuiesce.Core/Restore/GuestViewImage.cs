@@ -20,7 +20,7 @@ namespace VmQuiesce.Core.Restore
         private const int CopyBlock = 1024 * 1024;
 
         /// <summary>Whether the restore writes <paramref name="file"/> in another format than its stored bytes.</summary>
-        public static bool IsConverted(RestorePointFile file) => file.RestoreAs?.Format == DiskImageFormat.Qcow2;
+        public static bool IsConverted(RestorePointFile file) => file.RestoreAsValue?.Format == DiskImageFormat.Qcow2;
 
         /// <summary>
         /// Turns the raw content just written to the restore's temp file into the image <paramref name="file"/>
@@ -35,7 +35,7 @@ namespace VmQuiesce.Core.Restore
                 return;
             }
 
-            DiskImageLayout layout = file.RestoreAs!;
+            DiskImageLayout layout = file.RestoreAsValue!;
             temp.Flush();
             string options = "compat=" + (layout.Compat ?? "1.1") + (layout.ClusterSize is int cluster ? ",cluster_size=" + cluster.ToString(CultureInfo.InvariantCulture) : "");
             string converted = tempPath + ".qcow2";

@@ -287,9 +287,9 @@ namespace VmQuiesce.Core.Restore
         /// there); elsewhere null, and the file stays root's with its owner bits only.
         /// </summary>
         private static FileOwner? OwnerOnThisHost(RestorePoint point, RestorePointFile file) =>
-            string.Equals(point.Host, Environment.MachineName, StringComparison.OrdinalIgnoreCase) ? file.Owner : null;
+            string.Equals(point.Host, Environment.MachineName, StringComparison.OrdinalIgnoreCase) ? file.OwnerValue : null;
 
-        private static int ModeFor(RestorePointFile file, FileOwner? owner) => owner?.Mode ?? (file.Owner == null ? UnknownMode : file.Owner.Mode & 0x1C0);
+        private static int ModeFor(RestorePointFile file, FileOwner? owner) => owner?.Mode ?? (file.OwnerValue == null ? UnknownMode : file.OwnerValue.Mode & 0x1C0);
 
         private void Check(RestorePlan plan, CancellationToken cancel)
         {

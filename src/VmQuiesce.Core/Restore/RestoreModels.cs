@@ -160,8 +160,8 @@ namespace VmQuiesce.Core.Restore
             RestorePoint = point;
             Destination = destination;
             Files = files;
-            Duration = duration;
-            Revert = revert;
+            Elapsed = duration;
+            RevertValue = revert;
             RevertDetail = revertDetail;
             Verification = verification;
         }
@@ -172,7 +172,7 @@ namespace VmQuiesce.Core.Restore
 
         public string RestorePointId => RestorePoint.Id;
 
-        public Consistency Consistency => RestorePoint.Consistency;
+        public string Consistency => RestorePoint.Consistency;
 
         /// <summary>The folder restored into, or null when the files went back to their original paths.</summary>
         public string? Destination { get; }
@@ -185,13 +185,19 @@ namespace VmQuiesce.Core.Restore
 
         public long? AllocatedBytes => Files.All(file => file.AllocatedBytes != null) ? Files.Sum(file => file.AllocatedBytes!.Value) : (long?)null;
 
-        public TimeSpan Duration { get; }
+        /// <summary>Seconds the restore took: a number, as automation and ConvertTo-Json want it.</summary>
+        public double Duration => Elapsed.TotalSeconds;
 
-        public double BytesPerSecond => Duration.TotalSeconds > 0 ? Bytes / Duration.TotalSeconds : 0;
+        internal TimeSpan Elapsed { get; }
 
-        public RevertStatus Revert { get; }
+        public double BytesPerSecond => Duration > 0 ? Bytes / Duration : 0;
 
-        public bool SnapshotReverted => Revert == RevertStatus.Reverted;
+        /// <summary>By name, as scripts and ConvertTo-Json want it (Windows PowerShell writes an enum as a number); <see cref="RevertValue"/> is the typed value.</summary>
+        public string Revert => RevertValue.ToString();
+
+        internal RevertStatus RevertValue { get; }
+
+        public bool SnapshotReverted => RevertValue == RevertStatus.Reverted;
 
         /// <summary>The snapshot the backup captured, or null.</summary>
         public string? Snapshot => RestorePoint.Snapshot?.Name;
@@ -204,6 +210,6 @@ namespace VmQuiesce.Core.Restore
 
         /// <summary>The same restore with the boot check of the restored disks (-Verify).</summary>
         public RestoreResult WithVerification(BootCheckResult verification) =>
-            new RestoreResult(RestorePoint, Destination, Files, Duration, Revert, RevertDetail, verification);
+            new RestoreResult(RestorePoint, Destination, Files, Elapsed, RevertValue, RevertDetail, verification);
     }
 }

@@ -87,7 +87,7 @@ namespace VmQuiesce.Core.Schedule
 
         /// <summary>" Read: disk0 Incremental, disk1 Full (NoCheckpoint) verified." for a change-tracked point; else empty.</summary>
         private static string ChangeTrackingText(RestorePoint point) => point.ChangeTracking == null ? string.Empty :
-            " Read: " + string.Join(", ", point.Files.Select(file => file.ChangeTracking).OfType<ChangeTrackingRecord>()
+            " Read: " + string.Join(", ", point.Files.Select(file => file.ChangeTrackingValue).OfType<ChangeTrackingRecord>()
                 .Select(record => $"{record.Disk} {record}" + (record.Verified ? " verified" : string.Empty))) + ".";
 
         public BackupJobFailure AddFailure(string target, string errorId, string message)

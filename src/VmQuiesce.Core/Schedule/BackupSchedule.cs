@@ -53,7 +53,10 @@ namespace VmQuiesce.Core.Schedule
         /// <summary>Local time of day the job starts, HH:mm.</summary>
         public string At { get; init; } = "03:00";
 
-        public Consistency Consistency { get; init; } = Consistency.FileSystem;
+        /// <summary>By name, as scripts and ConvertTo-Json want it (Windows PowerShell writes an enum as a number); <see cref="ConsistencyValue"/> is the typed value.</summary>
+        public string Consistency => ConsistencyValue.ToString();
+
+        internal Consistency ConsistencyValue { get; init; } = Core.Consistency.FileSystem;
 
         public int KeepLast { get; init; }
 
@@ -113,13 +116,13 @@ namespace VmQuiesce.Core.Schedule
 
             int sinceVerified = pointsOfVm.Where(point => point.ChangeTracking != null)
                 .OrderByDescending(point => point.StartTime)
-                .TakeWhile(point => !point.Files.Any(file => file.ChangeTracking?.Verified == true))
+                .TakeWhile(point => !point.Files.Any(file => file.ChangeTrackingValue?.Verified == true))
                 .Count();
             return sinceVerified >= every - 1;
         }
 
         /// <summary>The time of day as a TimeSpan (after <see cref="Validate"/>).</summary>
-        public TimeSpan TimeOfDay => TimeSpan.ParseExact(At, "hh\\:mm", CultureInfo.InvariantCulture);
+        internal TimeSpan TimeOfDay => TimeSpan.ParseExact(At, "hh\\:mm", CultureInfo.InvariantCulture);
 
         /// <summary>Rejects settings that cannot make a working job, naming the setting and what was expected. Changes nothing.</summary>
         public void Validate()
@@ -316,7 +319,7 @@ namespace VmQuiesce.Core.Schedule
                     json.GetString("repository"))
                 {
                     At = json.GetString("at"),
-                    Consistency = (Consistency)Enum.Parse(typeof(Consistency), json.GetString("consistency")),
+                    ConsistencyValue = (Consistency)Enum.Parse(typeof(Consistency), json.GetString("consistency")),
                     KeepLast = (int)(json.GetOptionalInt64("keepLast") ?? 0),
                     KeepDaily = (int)(json.GetOptionalInt64("keepDaily") ?? 0),
                     KeepWeekly = (int)(json.GetOptionalInt64("keepWeekly") ?? 0),

@@ -26,7 +26,7 @@ namespace VmQuiesce.Core.Schedule
 
         public string At => Settings.At;
 
-        public Consistency Consistency => Settings.Consistency;
+        public string Consistency => Settings.Consistency;
 
         public bool ChangeTracking => Settings.TracksChanges;
 

@@ -21,7 +21,7 @@ namespace VmQuiesce.Core.Sources
         {
             VmName = vmName;
             Check = check;
-            Status = status;
+            StatusValue = status;
             Detail = detail;
             Remedy = remedy;
         }
@@ -31,7 +31,10 @@ namespace VmQuiesce.Core.Sources
         /// <summary>A stable name scripts can match, e.g. "QmpReachable".</summary>
         public string Check { get; }
 
-        public ReadinessStatus Status { get; }
+        /// <summary>By name, as scripts and ConvertTo-Json want it (Windows PowerShell writes an enum as a number); <see cref="StatusValue"/> is the typed value.</summary>
+        public string Status => StatusValue.ToString();
+
+        internal ReadinessStatus StatusValue { get; }
 
         public string Detail { get; }
 

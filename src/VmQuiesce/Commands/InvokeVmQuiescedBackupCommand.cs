@@ -277,10 +277,12 @@ namespace VmQuiesce.Commands
                     }
                 });
             }
-            catch (OperationCanceledException) when (CancelToken.IsCancellationRequested)
+            catch (Exception e) when (CancelToken.IsCancellationRequested && !(e is OutOfMemoryException) && !(e is VmQuiesceException { ErrorId: "ThawFailed" }))
             {
-                // Ctrl+C: the engine released the view and published nothing. A cancellation reaches here only once the
-                // freeze guard thawed the guest (a thaw that failed ends in ThawFailed instead), so this is the truth.
+                // Ctrl+C: the engine released the view and published nothing. The stop surfaces as whatever the work was
+                // doing failed with (a QEMU copy's read ends in an error of its own, not always a cancellation), and an
+                // error written now is lost with the stopped pipeline. Every failure but ThawFailed comes after the freeze
+                // guard thawed the guest, so this is the truth.
                 host.WriteWarning($"The backup of VM '{vm.Name}' was cancelled; guest thawed, no restore point stored.");
             }
             catch (VmQuiesceException e)

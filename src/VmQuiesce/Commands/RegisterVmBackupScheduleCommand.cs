@@ -109,7 +109,7 @@ namespace VmQuiesce.Commands
                 schedule = new BackupSchedule(Name, Vm.Select(ResolveTarget).ToList(), ResolveFileSystemPath(Repository, nameof(Repository)))
                 {
                     At = At,
-                    Consistency = Consistency,
+                    ConsistencyValue = Consistency,
                     KeepLast = KeepLast,
                     KeepDaily = KeepDaily,
                     KeepWeekly = KeepWeekly,

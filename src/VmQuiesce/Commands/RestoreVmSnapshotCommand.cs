@@ -271,7 +271,7 @@ namespace VmQuiesce.Commands
                 }
             }
 
-            WriteVerbose($"Restored {result.FileCount} file(s), {Units.Bytes(result.Bytes)} in {result.Duration.TotalSeconds:0.0} s. {result.RevertDetail}");
+            WriteVerbose($"Restored {result.FileCount} file(s), {Units.Bytes(result.Bytes)} in {result.Duration:0.0} s. {result.RevertDetail}");
             if (Verify)
             {
                 WriteProgress(new ProgressRecord(progress.ActivityId, progress.Activity, "Booting the restored disks on throwaway overlays"));

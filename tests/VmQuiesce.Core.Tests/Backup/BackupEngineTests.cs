@@ -236,7 +236,7 @@ namespace VmQuiesce.Core.Tests.Backup
             RestorePoint point = new BackupEngine(fixture.Repository, 2).Run(source, new QuiesceOptions(), null, CancellationToken.None).RestorePoint;
             RestorePoint read = fixture.Repository.GetRestorePoint(point.Id);
 
-            Assert.Equal(Consistency.Application, read.Consistency);
+            Assert.Equal(Consistency.Application, read.ConsistencyValue);
             Assert.Equal(new[] { "C:", "SqlServerWriter" }, read.Quiesce.Frozen);
             Assert.Equal(123.5, read.Quiesce.FrozenMilliseconds);
             Assert.Equal(FrozenMeasure.VssWriterEvents, read.Quiesce.FrozenMeasure);
@@ -259,7 +259,7 @@ namespace VmQuiesce.Core.Tests.Backup
             RestorePoint point = engine.Run(new PlainImageSource("vm", new[] { disk }), new QuiesceOptions { Required = Consistency.FileSystem, AllowLower = true }, null, CancellationToken.None).RestorePoint;
 
             Assert.Equal("ConsistencyNotReached", e.ErrorId);
-            Assert.Equal(Consistency.Crash, point.Consistency);
+            Assert.Equal(Consistency.Crash, point.ConsistencyValue);
         }
 
         [Fact]
@@ -414,7 +414,7 @@ namespace VmQuiesce.Core.Tests.Backup
 
                 public bool Disposed { get; private set; }
 
-                public Consistency Reached => _source.Record.Reached;
+                public Consistency Reached => _source.Record.ReachedValue;
 
                 public IReadOnlyList<ViewFile> Files => _source._paths.Select(path => new ViewFile(Path.GetFileName(path), path, path)).ToList();
 

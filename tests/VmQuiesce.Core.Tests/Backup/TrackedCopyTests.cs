@@ -51,8 +51,8 @@ namespace VmQuiesce.Core.Tests.Backup
         public void An_incremental_point_reads_only_the_changed_bytes_patches_partly_changed_chunks_and_restores_whole()
         {
             RestorePoint first = Run(new List<(long, long)>()).RestorePoint;
-            ChangeTrackingRecord full = Assert.Single(first.Files).ChangeTracking!;
-            Assert.Equal(ChangeTrackingMode.Full, full.Mode);
+            ChangeTrackingRecord full = Assert.Single(first.Files).ChangeTrackingValue!;
+            Assert.Equal(ChangeTrackingMode.Full, full.ModeValue);
             Assert.Equal(14L * Chunk, full.BytesRead);
 
             // 4 KiB inside chunk 3, all of chunk 7, and 8 KiB of chunk 12 zeroed by the guest.
@@ -62,8 +62,8 @@ namespace VmQuiesce.Core.Tests.Backup
             Write(12L * Chunk, new byte[8192]);
             RestorePoint second = Run(changed).RestorePoint;
 
-            ChangeTrackingRecord record = Assert.Single(second.Files).ChangeTracking!;
-            Assert.Equal(ChangeTrackingMode.Incremental, record.Mode);
+            ChangeTrackingRecord record = Assert.Single(second.Files).ChangeTrackingValue!;
+            Assert.Equal(ChangeTrackingMode.Incremental, record.ModeValue);
             Assert.Equal(first.Id, record.BasePoint);
             Assert.Equal(4096L + Chunk, record.BytesRead);
             Assert.Equal(4096L + Chunk + 8192, record.ChangedBytes);
@@ -83,7 +83,7 @@ namespace VmQuiesce.Core.Tests.Backup
 
             Assert.Equal("ChangeTrackingMissedChanges", outcome.ChangeTrackingFailure?.ErrorId);
             Assert.Contains($"{5L * Chunk + 100}+3", outcome.ChangeTrackingFailure!.Message, StringComparison.Ordinal);
-            ChangeTrackingRecord record = outcome.RestorePoint.Files[0].ChangeTracking!;
+            ChangeTrackingRecord record = outcome.RestorePoint.Files[0].ChangeTrackingValue!;
             Assert.Equal(ChangeTrackingRecord.Reasons.VerifyFailed, record.Reason);
             Assert.True(record.Verified);
             Assert.Equal(_disk, File.ReadAllBytes(Restore(outcome.RestorePoint)));
@@ -211,15 +211,15 @@ namespace VmQuiesce.Core.Tests.Backup
         {
             RestorePoint point = Run(new List<(long, long)>(), layout: new DiskImageLayout("qcow2", 65536, "1.1")).RestorePoint;
             RestorePointFile read = _fixture.Repository.GetRestorePoint(point.Id).Files[0];
-            Assert.Equal("qcow2", read.RestoreAs!.Format);
-            Assert.Equal(65536, read.RestoreAs.ClusterSize);
-            Assert.Equal(ChangeTrackingRecord.Reasons.NoCheckpoint, read.ChangeTracking!.Reason);
-            Assert.Equal("bitmap-1", read.ChangeTracking.Bitmap);
+            Assert.Equal("qcow2", read.RestoreAsValue!.Format);
+            Assert.Equal(65536, read.RestoreAsValue.ClusterSize);
+            Assert.Equal(ChangeTrackingRecord.Reasons.NoCheckpoint, read.ChangeTrackingValue!.Reason);
+            Assert.Equal("bitmap-1", read.ChangeTrackingValue.Bitmap);
 
             Assert.Throws<JsonFormatException>(() => DiskImageLayout.FromJson(new JsonObject().With("format", "qcow2").With("clusterSize", 1000L)));
             Assert.Throws<JsonFormatException>(() => DiskImageLayout.FromJson(new JsonObject().With("format", "vmdk")));
-            Assert.Throws<JsonFormatException>(() => ChangeTrackingRecord.FromJson(read.ChangeTracking.ToJson().With("mode", "Partial")));
-            Assert.Throws<JsonFormatException>(() => ChangeTrackingRecord.FromJson(read.ChangeTracking.ToJson().With("virtualSize", -1L)));
+            Assert.Throws<JsonFormatException>(() => ChangeTrackingRecord.FromJson(read.ChangeTrackingValue.ToJson().With("mode", "Partial")));
+            Assert.Throws<JsonFormatException>(() => ChangeTrackingRecord.FromJson(read.ChangeTrackingValue.ToJson().With("virtualSize", -1L)));
         }
 
         private string HostCheckpoints => Path.Combine(_fixture.Root, "host-checkpoints");
@@ -292,7 +292,7 @@ namespace VmQuiesce.Core.Tests.Backup
                 _gap = gap;
                 Record = new ChangeTrackingRecord("disk0", "/vm/disk0.qcow2", content.Length, "bitmap-" + (previous == null ? 1 : 2), true)
                 {
-                    Mode = previous == null ? ChangeTrackingMode.Full : ChangeTrackingMode.Incremental,
+                    ModeValue = previous == null ? ChangeTrackingMode.Full : ChangeTrackingMode.Incremental,
                     Reason = previous == null ? ChangeTrackingRecord.Reasons.NoCheckpoint : null,
                     BasePoint = previous?.PointId,
                 };

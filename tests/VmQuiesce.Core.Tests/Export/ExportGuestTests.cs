@@ -83,7 +83,7 @@ namespace VmQuiesce.Core.Tests.Export
             Assert.True(boot.Passed, boot.ToString());
             Assert.Equal(new[] { "MachineType", "Cpus", "CpuModel" }, boot.Machine!.FromRestorePoint); // the memory is the caller's
             Assert.Contains(boot.FileSystems, fileSystem => fileSystem.MountPoint == "/mnt/data");
-            Assert.Equal(DiskCheckStatus.Clean, boot.Disks.Single().Status);
+            Assert.Equal(DiskCheckStatus.Clean, boot.Disks.Single().StatusValue);
             Assert.Equal(before, Directory.EnumerateFiles(_guest.Fixture.RepositoryPath, "*", SearchOption.AllDirectories).OrderBy(f => f).ToArray());
             Assert.DoesNotContain(RestorePointServer.Running, served => served.RestorePointId == _guest.Point.Id);
         }
@@ -227,7 +227,7 @@ namespace VmQuiesce.Core.Tests.Export
 
             Assert.False(completed);
             Assert.Contains(damaged, restore.Error, StringComparison.Ordinal);
-            Assert.Equal(InstantRestoreState.Stopped, restore.State);
+            Assert.Equal(InstantRestoreState.Stopped, restore.StateValue);
             Assert.False(File.Exists(restore.Disks.Single()));
             Assert.False(Directory.Exists($"/proc/{restore.ProcessId}"));
             Assert.DoesNotContain(InstantRestore.Running, running => running.Id == restore.Id);

@@ -311,7 +311,7 @@ namespace VmQuiesce.Core.Tests.Logon
 
             Assert.Equal("vmvss", info.ServiceName);
             Assert.Equal("LocalSystem", info.Account);
-            Assert.Equal(LogonRight.Granted, info.LogonRight);
+            Assert.Equal(LogonRight.Granted, info.LogonRightValue);
             Assert.True(info.IsAdministrator);
             Assert.Equal(new[] { true, false }, info.FolderAccess.Select(f => f.CanModify));
             Assert.Equal("FolderNotFound", Assert.Single(failures).ErrorId);

@@ -55,17 +55,17 @@ namespace VmQuiesce.Core.Tests.Qemu
                 string frozenCopy = _folder.File($"frozen-{i}.raw");
                 RestorePoint point = BackUp(vm, verify: false, inFreeze: () => CopyDisk(vm.DiskPaths[0], frozenCopy));
 
-                ChangeTrackingRecord record = Assert.Single(point.Files).ChangeTracking!;
+                ChangeTrackingRecord record = Assert.Single(point.Files).ChangeTrackingValue!;
                 _output.WriteLine($"point {i}: {record} read {record.BytesRead} B, changed {record.ChangedBytes} B, stored {point.StoredBytes} B, frozen {point.Quiesce.FrozenMilliseconds:0.0} ms (the copy into the frozen copy included)");
                 if (i == 1)
                 {
-                    Assert.Equal(ChangeTrackingMode.Full, record.Mode);
+                    Assert.Equal(ChangeTrackingMode.Full, record.ModeValue);
                     Assert.Equal(ChangeTrackingRecord.Reasons.NoCheckpoint, record.Reason);
                     Assert.Contains(_warnings, w => w.Contains("NoCheckpoint", StringComparison.Ordinal));
                 }
                 else
                 {
-                    Assert.Equal(ChangeTrackingMode.Incremental, record.Mode);
+                    Assert.Equal(ChangeTrackingMode.Incremental, record.ModeValue);
                     Assert.NotNull(record.BasePoint);
                     // Reads are about what the guest wrote: at least the 1 MiB it wrote, at most twice that plus the
                     // file system's own metadata at the bitmap's 64 KiB granularity, and never more than was marked.
@@ -120,12 +120,12 @@ namespace VmQuiesce.Core.Tests.Qemu
         {
             using TestGuestVm vm = TestGuestVm.Boot(new TestGuestOptions { DiskSizeBytes = 96 * MiB });
             BackUp(vm, verify: false);
-            Assert.Equal(ChangeTrackingMode.Incremental, Checkpoint(BackUpAfterWrite(vm, "incremental")).Mode);
+            Assert.Equal(ChangeTrackingMode.Incremental, Checkpoint(BackUpAfterWrite(vm, "incremental")).ModeValue);
 
             // Disk resized.
             Qmp(vm, "block_resize", new JsonObject().With("node-name", "disk0fmt").With("size", 128 * MiB));
             AssertFull(BackUpAfterWrite(vm, "resized"), ChangeTrackingRecord.Reasons.DiskResized);
-            Assert.Equal(ChangeTrackingMode.Incremental, Checkpoint(BackUpAfterWrite(vm, "after-resize")).Mode);
+            Assert.Equal(ChangeTrackingMode.Incremental, Checkpoint(BackUpAfterWrite(vm, "after-resize")).ModeValue);
 
             // The base pruned: the disk's checkpoint belongs to a point the repository no longer has.
             RestorePoint pruned = BackUpAfterWrite(vm, "to-prune");
@@ -135,7 +135,7 @@ namespace VmQuiesce.Core.Tests.Qemu
             // The checkpoint's bitmap disabled behind VmQuiesce's back: it no longer records, so it cannot say what changed.
             Qmp(vm, "block-dirty-bitmap-disable", new JsonObject().With("node", "disk0fmt").With("name", Assert.Single(Bitmaps(vm))));
             AssertFull(BackUpAfterWrite(vm, "after-disable"), ChangeTrackingRecord.Reasons.BitmapNotUsable);
-            Assert.Equal(ChangeTrackingMode.Incremental, Checkpoint(BackUpAfterWrite(vm, "after-not-usable")).Mode);
+            Assert.Equal(ChangeTrackingMode.Incremental, Checkpoint(BackUpAfterWrite(vm, "after-not-usable")).ModeValue);
 
             // -VerifyChangeTracking on a bitmap cleared behind VmQuiesce's back: the missed changes come out loudly.
             string bitmap = Assert.Single(Bitmaps(vm));
@@ -150,13 +150,13 @@ namespace VmQuiesce.Core.Tests.Qemu
             Assert.Equal(0, Compare(Restore(outcome.RestorePoint, "verified"), frozenCopy));
             // A sound checkpoint passes the verification.
             RestorePoint verified = Run(vm, verify: true, afterWrite: "verified-ok").RestorePoint;
-            Assert.Equal(ChangeTrackingMode.Incremental, Checkpoint(verified).Mode);
+            Assert.Equal(ChangeTrackingMode.Incremental, Checkpoint(verified).ModeValue);
             Assert.True(Checkpoint(verified).Verified);
 
             // A clean restart keeps a qcow2 v3 disk's checkpoint: QEMU stores the bitmap as it closes the image.
             vm.QuitAndRestart();
             vm.WaitUntilReady();
-            Assert.Equal(ChangeTrackingMode.Incremental, Checkpoint(BackUpAfterWrite(vm, "after-restart")).Mode);
+            Assert.Equal(ChangeTrackingMode.Incremental, Checkpoint(BackUpAfterWrite(vm, "after-restart")).ModeValue);
 
             // QEMU killed while it has a stored bitmap open: the bitmap comes back inconsistent.
             vm.QuitAndRestart();
@@ -167,7 +167,7 @@ namespace VmQuiesce.Core.Tests.Qemu
             RestorePoint afterKill = BackUpAfterWrite(vm, "after-kill");
             AssertFull(afterKill, ChangeTrackingRecord.Reasons.BitmapInconsistent);
             Assert.Equal("after-kill\n", GuestDiskImage.ReadFile(Restore(afterKill, "after-kill"), "/marker"));
-            Assert.Equal(ChangeTrackingMode.Incremental, Checkpoint(BackUpAfterWrite(vm, "after-kill-2")).Mode);
+            Assert.Equal(ChangeTrackingMode.Incremental, Checkpoint(BackUpAfterWrite(vm, "after-kill-2")).ModeValue);
             AssertNothingLeft(vm);
         }
 
@@ -225,7 +225,7 @@ namespace VmQuiesce.Core.Tests.Qemu
             using TestGuestVm vm = TestGuestVm.Boot(new TestGuestOptions { DiskFormat = GuestDiskFormat.Raw });
             RestorePoint first = BackUp(vm, verify: false);
             Assert.False(Checkpoint(first).Persistent);
-            Assert.Equal(ChangeTrackingMode.Incremental, Checkpoint(BackUpAfterWrite(vm, "raw-incremental")).Mode);
+            Assert.Equal(ChangeTrackingMode.Incremental, Checkpoint(BackUpAfterWrite(vm, "raw-incremental")).ModeValue);
 
             vm.KillAndRestart();
             vm.WaitUntilReady();
@@ -237,8 +237,8 @@ namespace VmQuiesce.Core.Tests.Qemu
             Qmp(vm, "device_add", new JsonObject().With("driver", "virtio-blk-pci").With("drive", "added0").With("id", "added0dev"));
             RestorePoint withNewDisk = BackUpAfterWrite(vm, "hot-added");
             Assert.Equal(2, withNewDisk.Files.Count);
-            Assert.Equal(ChangeTrackingMode.Incremental, withNewDisk.Files.Single(f => f.OriginalPath == vm.DiskPaths[0]).ChangeTracking!.Mode);
-            ChangeTrackingRecord addedRecord = withNewDisk.Files.Single(f => f.OriginalPath == added).ChangeTracking!;
+            Assert.Equal(ChangeTrackingMode.Incremental, withNewDisk.Files.Single(f => f.OriginalPath == vm.DiskPaths[0]).ChangeTrackingValue!.ModeValue);
+            ChangeTrackingRecord addedRecord = withNewDisk.Files.Single(f => f.OriginalPath == added).ChangeTrackingValue!;
             Assert.Equal(ChangeTrackingRecord.Reasons.NoCheckpoint, addedRecord.Reason);
             Assert.Contains("new since restore point", addedRecord.Detail, StringComparison.Ordinal);
             string restored = Restore(withNewDisk, "raw");
@@ -251,10 +251,10 @@ namespace VmQuiesce.Core.Tests.Qemu
             Qmp(vm, "blockdev-add", new JsonObject().With("driver", "file").With("node-name", "replacement0").With("filename", replacement));
             Qmp(vm, "blockdev-reopen", new JsonObject().With("options", new JsonArray(new object?[] { new JsonObject().With("driver", "raw").With("node-name", "added0").With("file", "replacement0") })));
             RestorePoint replaced = BackUpAfterWrite(vm, "replaced");
-            ChangeTrackingRecord replacedRecord = replaced.Files.Single(f => f.OriginalPath == replacement).ChangeTracking!;
+            ChangeTrackingRecord replacedRecord = replaced.Files.Single(f => f.OriginalPath == replacement).ChangeTrackingValue!;
             Assert.Equal(ChangeTrackingRecord.Reasons.DiskReplaced, replacedRecord.Reason);
             Assert.Contains(_warnings, w => w.Contains(ChangeTrackingRecord.Reasons.DiskReplaced, StringComparison.Ordinal));
-            Assert.Equal(ChangeTrackingMode.Incremental, replaced.Files.Single(f => f.OriginalPath == vm.DiskPaths[0]).ChangeTracking!.Mode);
+            Assert.Equal(ChangeTrackingMode.Incremental, replaced.Files.Single(f => f.OriginalPath == vm.DiskPaths[0]).ChangeTrackingValue!.ModeValue);
             AssertNothingLeft(vm);
         }
 
@@ -285,7 +285,7 @@ namespace VmQuiesce.Core.Tests.Qemu
             Assert.Equal("thawed", QemuSourceGuestTests.FreezeStatus(vm));
             // The writes made before the failed backup are still tracked: the next point is incremental and holds them.
             RestorePoint next = Run(vm, verify: false).RestorePoint;
-            Assert.Equal(ChangeTrackingMode.Incremental, Checkpoint(next).Mode);
+            Assert.Equal(ChangeTrackingMode.Incremental, Checkpoint(next).ModeValue);
             Assert.Equal("cut\n", GuestDiskImage.ReadFile(Restore(next, "after-cut"), "/marker"));
 
             // QEMU killed as the copy starts.
@@ -315,7 +315,7 @@ namespace VmQuiesce.Core.Tests.Qemu
 
             RestorePoint next = BackUpAfterWrite(vm, "after-dead-run");
 
-            Assert.Equal(ChangeTrackingMode.Incremental, Checkpoint(next).Mode);
+            Assert.Equal(ChangeTrackingMode.Incremental, Checkpoint(next).ModeValue);
             Assert.Equal("after-dead-run\n", GuestDiskImage.ReadFile(Restore(next, "after-dead-run"), "/marker"));
             Assert.Contains(_warnings, w => w.Contains("NbdServer stopped", StringComparison.Ordinal) && w.Contains("before it exported anything", StringComparison.Ordinal));
             Assert.Null(QemuRunRecord.Load(vm.QmpSocketPath));
@@ -334,7 +334,7 @@ namespace VmQuiesce.Core.Tests.Qemu
                 incremental = BackUpAfterWrite(vm, "served-incremental");
             }
 
-            Assert.Equal(ChangeTrackingMode.Incremental, Checkpoint(incremental).Mode);
+            Assert.Equal(ChangeTrackingMode.Incremental, Checkpoint(incremental).ModeValue);
 
             // Mount-VmBackup: the guest's file system as the incremental point holds it, read-only.
             string mountFolder = _folder.File("mnt");
@@ -408,12 +408,12 @@ namespace VmQuiesce.Core.Tests.Qemu
             return result.Files[0].Path;
         }
 
-        private static ChangeTrackingRecord Checkpoint(RestorePoint point) => Assert.Single(point.Files).ChangeTracking!;
+        private static ChangeTrackingRecord Checkpoint(RestorePoint point) => Assert.Single(point.Files).ChangeTrackingValue!;
 
         private void AssertFull(RestorePoint point, string reason)
         {
             ChangeTrackingRecord record = Checkpoint(point);
-            Assert.Equal(ChangeTrackingMode.Full, record.Mode);
+            Assert.Equal(ChangeTrackingMode.Full, record.ModeValue);
             Assert.Equal(reason, record.Reason);
             Assert.Equal("Full", point.ChangeTracking);
             if (reason != ChangeTrackingRecord.Reasons.VerifyFailed)

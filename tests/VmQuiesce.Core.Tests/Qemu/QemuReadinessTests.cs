@@ -23,7 +23,7 @@ namespace VmQuiesce.Core.Tests.Qemu
             var checks = QemuReadiness.Check(new QemuSourceOptions("vm1", _vm.Qemu.SocketPath) { Trust = FakeQemu.TrustThisProcess, AgentSocket = _vm.Agent.SocketPath }, CancellationToken.None);
 
             Assert.Equal(new[] { "QmpReachable", "AgentAnswering", "FreezeSupported", "DisksSnapshotable", "OverlaySpace", "NoLeftovers" }, checks.Select(c => c.Check));
-            Assert.All(checks, c => Assert.Equal(ReadinessStatus.Passed, c.Status));
+            Assert.All(checks, c => Assert.Equal(ReadinessStatus.Passed, c.StatusValue));
             Assert.Contains("FileSystem", checks[2].Detail, StringComparison.Ordinal);
             Assert.All(checks, c => Assert.Equal("vm1", c.VmName));
             Assert.DoesNotContain("guest-fsfreeze-freeze", _vm.Agent.Commands);
@@ -60,10 +60,10 @@ namespace VmQuiesce.Core.Tests.Qemu
         {
             var checks = QemuReadiness.Check(new QemuSourceOptions("vm1", _vm.Folder.File("gone.sock")) { Trust = FakeQemu.TrustThisProcess }, CancellationToken.None);
 
-            Assert.Equal(ReadinessStatus.Failed, checks[0].Status);
+            Assert.Equal(ReadinessStatus.Failed, checks[0].StatusValue);
             Assert.Contains("gone.sock", checks[0].Detail, StringComparison.Ordinal);
             Assert.NotNull(checks[0].Remedy);
-            Assert.All(checks.Skip(1), c => Assert.Equal(ReadinessStatus.Skipped, c.Status));
+            Assert.All(checks.Skip(1), c => Assert.Equal(ReadinessStatus.Skipped, c.StatusValue));
         }
 
         [Fact]
@@ -76,11 +76,11 @@ namespace VmQuiesce.Core.Tests.Qemu
             var withoutAgent = QemuReadiness.Check(new QemuSourceOptions("vm1", _vm.Qemu.SocketPath) { Trust = FakeQemu.TrustThisProcess }, CancellationToken.None);
             var silentAgent = QemuReadiness.Check(new QemuSourceOptions("vm1", _vm.Qemu.SocketPath) { Trust = FakeQemu.TrustThisProcess, AgentSocket = _vm.Agent.SocketPath, AgentTimeout = TimeSpan.FromMilliseconds(300) }, CancellationToken.None);
 
-            Assert.Equal(ReadinessStatus.Warning, withoutAgent.Single(c => c.Check == "AgentAnswering").Status);
+            Assert.Equal(ReadinessStatus.Warning, withoutAgent.Single(c => c.Check == "AgentAnswering").StatusValue);
             ReadinessCheck silent = silentAgent.Single(c => c.Check == "AgentAnswering");
-            Assert.Equal(ReadinessStatus.Failed, silent.Status);
+            Assert.Equal(ReadinessStatus.Failed, silent.StatusValue);
             Assert.Contains(_vm.Agent.SocketPath, silent.Detail, StringComparison.Ordinal);
-            Assert.Equal(ReadinessStatus.Skipped, silentAgent.Single(c => c.Check == "FreezeSupported").Status);
+            Assert.Equal(ReadinessStatus.Skipped, silentAgent.Single(c => c.Check == "FreezeSupported").StatusValue);
         }
 
         [Fact]
@@ -95,11 +95,11 @@ namespace VmQuiesce.Core.Tests.Qemu
 
             var checks = QemuReadiness.Check(new QemuSourceOptions("vm1", _vm.Qemu.SocketPath) { Trust = FakeQemu.TrustThisProcess, AgentSocket = _vm.Agent.SocketPath }, CancellationToken.None);
 
-            Assert.Equal(ReadinessStatus.Failed, checks.Single(c => c.Check == "FreezeSupported").Status);
+            Assert.Equal(ReadinessStatus.Failed, checks.Single(c => c.Check == "FreezeSupported").StatusValue);
             ReadinessCheck disks = checks.Single(c => c.Check == "DisksSnapshotable");
-            Assert.Equal(ReadinessStatus.Failed, disks.Status);
+            Assert.Equal(ReadinessStatus.Failed, disks.StatusValue);
             Assert.Contains("/dev/sdz", disks.Detail, StringComparison.Ordinal);
-            Assert.Equal(ReadinessStatus.Failed, checks.Single(c => c.Check == "NoLeftovers").Status);
+            Assert.Equal(ReadinessStatus.Failed, checks.Single(c => c.Check == "NoLeftovers").StatusValue);
         }
     }
 }

@@ -281,7 +281,7 @@ namespace VmQuiesce.Core.Tests.Qemu
             // The run's record stays for the next command, which repairs it (see QemuRecoveryTests); readiness names it.
             ReadinessCheck leftovers = QemuReadiness.Check(new QemuSourceOptions("vm1", _vm.Qemu.SocketPath) { Trust = FakeQemu.TrustThisProcess, AgentSocket = _vm.Agent.SocketPath }, CancellationToken.None)
                 .Single(c => c.Check == "NoLeftovers");
-            Assert.Equal(ReadinessStatus.Failed, leftovers.Status);
+            Assert.Equal(ReadinessStatus.Failed, leftovers.StatusValue);
             Assert.Contains(overlay, leftovers.Detail, StringComparison.Ordinal);
         }
 
@@ -477,7 +477,7 @@ namespace VmQuiesce.Core.Tests.Qemu
             Assert.Equal("GuestAlreadyFrozen", error.ErrorId);
             Assert.DoesNotContain("transaction", _vm.Qemu.Commands);
             Assert.True(_vm.Agent.IsFrozen, "a guest VmQuiesce did not freeze is not thawed without -Thaw");
-            Assert.Equal(ReadinessStatus.Failed, freeze.Status);
+            Assert.Equal(ReadinessStatus.Failed, freeze.StatusValue);
             Assert.Contains("no VmQuiesce backup is recorded as having frozen it", freeze.Detail, StringComparison.Ordinal);
             Assert.Contains("-Thaw", freeze.Remedy, StringComparison.Ordinal);
             Assert.DoesNotContain("install", freeze.Remedy, StringComparison.OrdinalIgnoreCase);

@@ -52,7 +52,7 @@ namespace VmQuiesce.Core.Tests.Qemu
                 Assert.Equal(FailureKind.SecurityError, error.Kind);
                 Assert.Contains(socket, error.Message, StringComparison.Ordinal);
                 Assert.Contains("'/usr/bin/perl', not a QEMU binary", error.Message, StringComparison.Ordinal);
-                Assert.Equal(ReadinessStatus.Failed, reachable.Status);
+                Assert.Equal(ReadinessStatus.Failed, reachable.StatusValue);
                 Assert.Contains("not a QEMU binary", reachable.Detail, StringComparison.Ordinal);
             }
             finally
@@ -81,12 +81,12 @@ namespace VmQuiesce.Core.Tests.Qemu
                 ReadinessCheck[] configured = QemuReadiness.Check(new QemuSourceOptions("vm", socket) { Trust = new QemuProcessTrust(new[] { user.Name }) }, CancellationToken.None).ToArray();
 
                 Assert.Contains(refused, r => r.Contains($"Process {qemu.Id}", StringComparison.Ordinal) && r.Contains($"runs as user '{user.Name}'", StringComparison.Ordinal));
-                Assert.Equal(ReadinessStatus.Failed, strict[0].Status);
+                Assert.Equal(ReadinessStatus.Failed, strict[0].StatusValue);
                 Assert.Contains($"runs as user '{user.Name}', not as root or a QEMU user", strict[0].Detail, StringComparison.Ordinal);
                 Assert.Contains(QemuProcessTrust.UsersVariable, strict[0].Remedy, StringComparison.Ordinal);
-                Assert.Equal(ReadinessStatus.Passed, configured.Single(c => c.Check == "QmpReachable").Status);
+                Assert.Equal(ReadinessStatus.Passed, configured.Single(c => c.Check == "QmpReachable").StatusValue);
                 // The image is the file this QEMU has open: the disk checks pass too.
-                Assert.Equal(ReadinessStatus.Passed, configured.Single(c => c.Check == "DisksSnapshotable").Status);
+                Assert.Equal(ReadinessStatus.Passed, configured.Single(c => c.Check == "DisksSnapshotable").StatusValue);
             }
             finally
             {

@@ -54,7 +54,7 @@ namespace VmQuiesce.Core.Tests.Repository
             Assert.NotNull(chunks[17]);
             Assert.NotNull(chunks[29]);
             Assert.NotNull(chunks[30]);
-            Assert.Equal(FileDigestKind.SizeAndChunkListSha256, point.Files.Single().DigestKind);
+            Assert.Equal(FileDigestKind.SizeAndChunkListSha256, point.Files.Single().DigestKindValue);
             Assert.Equal(RepositoryFixture.DigestOf(path), point.Files.Single().Digest);
             Assert.Equal(40L * Chunk, point.Size);
         }
@@ -295,7 +295,7 @@ namespace VmQuiesce.Core.Tests.Repository
 
             Assert.False(result.IsValid);
             ChunkProblem problem = Assert.Single(result.Problems);
-            Assert.Equal(ChunkProblemKind.Damaged, problem.Problem);
+            Assert.Equal(ChunkProblemKind.Damaged, problem.ProblemValue);
             Assert.Equal(point.Files[0].Chunks[1], problem.Hash);
             Assert.Equal(new[] { "disk.img" }, problem.Files);
             Assert.Equal(new[] { "disk.img" }, result.BrokenFiles);
@@ -315,7 +315,7 @@ namespace VmQuiesce.Core.Tests.Repository
             RestorePointVerification result = fixture.Repository.Verify(point, CancellationToken.None);
 
             ChunkProblem problem = Assert.Single(result.Problems);
-            Assert.Equal(ChunkProblemKind.Missing, problem.Problem);
+            Assert.Equal(ChunkProblemKind.Missing, problem.ProblemValue);
             Assert.Equal(new[] { "a.img", "b.img" }, problem.Files);
             Assert.Equal(new[] { "a.img", "b.img" }, result.BrokenFiles);
             Assert.Equal(4, result.ChunksChecked);
@@ -337,7 +337,7 @@ namespace VmQuiesce.Core.Tests.Repository
             File.WriteAllText(manifest, schemaOne);
 
             RestorePoint old = fixture.Repository.GetRestorePoint(point.Id);
-            Assert.Equal(FileDigestKind.ContentSha256, old.Files[0].DigestKind);
+            Assert.Equal(FileDigestKind.ContentSha256, old.Files[0].DigestKindValue);
             Assert.True(fixture.Repository.Verify(old, CancellationToken.None).IsValid);
             var rebuilt = new byte[content.Length];
             new RestorePointReader(fixture.Repository, old).Read(old.Files[0], (offset, data, length) =>

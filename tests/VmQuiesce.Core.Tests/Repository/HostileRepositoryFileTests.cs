@@ -36,7 +36,7 @@ namespace VmQuiesce.Core.Tests.Repository
 
                 Assert.True(verify.Wait(Hang), "the verify is still waiting on the FIFO");
                 ChunkProblem problem = verify.Result.Problems.Single();
-                Assert.Equal(ChunkProblemKind.Damaged, problem.Problem);
+                Assert.Equal(ChunkProblemKind.Damaged, problem.ProblemValue);
                 Assert.Contains("a FIFO", problem.Detail);
             }
             finally

@@ -48,7 +48,7 @@ namespace VmQuiesce.Core.Tests.Repository
 
             RestorePoint old = fixture.Repository.GetRestorePoint(point.Id);
 
-            Assert.Equal(FileDigestKind.ChunkListSha256, old.Files[0].DigestKind);
+            Assert.Equal(FileDigestKind.ChunkListSha256, old.Files[0].DigestKindValue);
             Assert.Null(old.Files[0].AllocatedBytes);
             Assert.Null(old.Files[0].Owner);
             Assert.True(fixture.Repository.Verify(old, CancellationToken.None).IsValid);
@@ -64,7 +64,7 @@ namespace VmQuiesce.Core.Tests.Repository
             File.SetUnixFileMode(path, (UnixFileMode)Convert.ToInt32("4640", 8)); // setuid is never recorded
 
             RestorePoint point = fixture.BackUp("vm1", path);
-            FileOwner owner = fixture.Repository.GetRestorePoint(point.Id).Files[0].Owner!;
+            FileOwner owner = fixture.Repository.GetRestorePoint(point.Id).Files[0].OwnerValue!;
 
             Assert.Equal(user.Uid, owner.Uid);
             Assert.Equal(user.Gid, owner.Gid);

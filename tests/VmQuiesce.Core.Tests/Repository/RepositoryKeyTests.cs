@@ -107,7 +107,7 @@ namespace VmQuiesce.Core.Tests.Repository
             Assert.Equal("RestoreChunkNotAuthentic", e.ErrorId);
             Assert.Equal(FailureKind.SecurityError, e.Kind);
             ChunkProblem problem = Assert.Single(repository.Verify(point, CancellationToken.None).Problems);
-            Assert.Equal(ChunkProblemKind.NotAuthentic, problem.Problem);
+            Assert.Equal(ChunkProblemKind.NotAuthentic, problem.ProblemValue);
         }
 
         [Fact]
@@ -122,7 +122,7 @@ namespace VmQuiesce.Core.Tests.Repository
             File.WriteAllBytes(second, firstBytes);
 
             Assert.Equal("RestoreChunkNotAuthentic", Assert.Throws<VmQuiesceException>(() => RepositoryFixture.ReadFirstFile(repository, point)).ErrorId);
-            Assert.Equal(2, repository.Verify(point, CancellationToken.None).Problems.Count(problem => problem.Problem == ChunkProblemKind.NotAuthentic));
+            Assert.Equal(2, repository.Verify(point, CancellationToken.None).Problems.Count(problem => problem.ProblemValue == ChunkProblemKind.NotAuthentic));
         }
 
         [Fact]

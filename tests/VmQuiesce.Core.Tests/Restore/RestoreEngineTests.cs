@@ -45,7 +45,7 @@ namespace VmQuiesce.Core.Tests.Restore
             Assert.Equal(b, File.ReadAllBytes(pathB));
             Assert.Equal(new[] { true, false }, result.Files.Select(file => file.Replaced));
             Assert.Equal(a.Length + b.Length, result.Bytes);
-            Assert.Equal(RevertStatus.NotNeeded, result.Revert);
+            Assert.Equal(RevertStatus.NotNeeded, result.RevertValue);
             Assert.False(result.SnapshotReverted);
             Assert.Equal(new[] { "a.img", "b.img" }, Directory.GetFiles(fixture.Root).Select(Path.GetFileName).OrderBy(name => name));
         }
@@ -292,7 +292,7 @@ namespace VmQuiesce.Core.Tests.Restore
             Assert.Equal("SnapshotKindNotSupported", error.ErrorId);
             Assert.Contains("'Hypervisor9'", error.Message);
             Assert.Contains("-SkipRevert", error.Remedy);
-            Assert.Equal(RevertStatus.Skipped, result.Revert);
+            Assert.Equal(RevertStatus.Skipped, result.RevertValue);
             Assert.Equal("before-upgrade", result.Snapshot);
             Assert.Equal(content, File.ReadAllBytes(path));
         }
@@ -354,7 +354,7 @@ namespace VmQuiesce.Core.Tests.Restore
 
             RestoreResult result = Engine(fixture).Run(Plan(fixture, new RestoreRequest(point)), null, CancellationToken.None);
 
-            Assert.Equal(RevertStatus.Reverted, result.Revert);
+            Assert.Equal(RevertStatus.Reverted, result.RevertValue);
             Assert.Contains("vmquiesce-test", result.RevertDetail);
             HostCommandResult before = HostCommand.Run("qemu-io", new[] { "-c", "read -P 0x11 0 64k", image });
             HostCommandResult after = HostCommand.Run("qemu-io", new[] { "-c", "read -P 0x22 0 64k", image });

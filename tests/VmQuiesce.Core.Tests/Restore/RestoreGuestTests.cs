@@ -41,7 +41,7 @@ namespace VmQuiesce.Core.Tests.Restore
             var engine = new RestoreEngine(fixture.Repository);
             RestoreResult result = engine.Run(engine.Plan(new RestoreRequest(point) { Force = true }, CancellationToken.None), null, CancellationToken.None);
 
-            Assert.Equal(RevertStatus.NotNeeded, result.Revert);
+            Assert.Equal(RevertStatus.NotNeeded, result.RevertValue);
             Assert.True(result.Files.Single().Replaced);
             Assert.Equal("in-place\n", GuestDiskImage.ReadFile(disk, "/marker.txt"));
             Assert.False(GuestDiskImage.NeedsRecovery(disk));
@@ -63,7 +63,7 @@ namespace VmQuiesce.Core.Tests.Restore
             RestoreResult result = engine.Run(engine.Plan(new RestoreRequest(point) { Destination = destination }, CancellationToken.None), null, CancellationToken.None);
 
             string restored = Path.Combine(destination, point.Files.Single().Path);
-            Assert.Equal(RevertStatus.Reverted, result.Revert);
+            Assert.Equal(RevertStatus.Reverted, result.RevertValue);
             Assert.Contains(point.Snapshot!.Name, result.RevertDetail, StringComparison.Ordinal);
             Assert.Equal(restored, result.Files.Single().Path);
             Assert.Equal("destination\n", GuestDiskImage.ReadFile(restored, "/marker.txt"));
@@ -89,7 +89,7 @@ namespace VmQuiesce.Core.Tests.Restore
             Assert.Equal("guest", snapshot.VmName);
             Assert.Equal("QemuInternal", snapshot.Kind);
             Assert.InRange(snapshot.Date, DateTime.UtcNow.AddMinutes(-10), DateTime.UtcNow.AddMinutes(1));
-            Assert.True(snapshot.VmClock > TimeSpan.Zero);
+            Assert.True(snapshot.VmClock > 0);
         }
 
         private static RestorePoint BackUpWithMarker(RepositoryFixture fixture, TestGuestVm vm, QemuSnapshotMode mode, string marker)
@@ -97,7 +97,7 @@ namespace VmQuiesce.Core.Tests.Restore
             QemuSourceGuestTests.GuestShell(vm, $"echo {marker} > /mnt/data/marker.txt");
             var source = new QemuSource(new QemuSourceOptions("guest", vm.QmpSocketPath) { AgentSocket = vm.AgentSocketPath, Mode = mode });
             RestorePoint point = new BackupEngine(fixture.Repository).Run(source, new QuiesceOptions(), null, CancellationToken.None).RestorePoint;
-            Assert.Equal(Consistency.FileSystem, point.Consistency);
+            Assert.Equal(Consistency.FileSystem, point.ConsistencyValue);
             return point;
         }
 
@@ -131,7 +131,7 @@ namespace VmQuiesce.Core.Tests.Restore
 
             Assert.True(boot.Passed, boot.ToString());
             Assert.Contains(boot.FileSystems, fileSystem => fileSystem.MountPoint == "/mnt/data");
-            Assert.Equal(DiskCheckStatus.Clean, boot.Disks.Single().Status);
+            Assert.Equal(DiskCheckStatus.Clean, boot.Disks.Single().StatusValue);
             if (Libc.geteuid() == 0)
             {
                 // Sandboxed and dropped to a throwaway user id that no account has, once its files were open.

@@ -25,9 +25,9 @@ namespace VmQuiesce.Core.Tests.Restore
             RestorePointVerification booted = data.WithBoot(FailedBoot);
 
             Assert.Null(data.Boot);
-            Assert.Equal(VerificationStatus.Ok, data.Status);
+            Assert.Equal(VerificationStatus.Ok, data.StatusValue);
             Assert.Same(FailedBoot, booted.Boot);
-            Assert.Equal(VerificationStatus.BootFailed, booted.Status);
+            Assert.Equal(VerificationStatus.BootFailed, booted.StatusValue);
             Assert.Equal(data.ChunksChecked, booted.ChunksChecked);
             Assert.Same(data.RestorePoint, booted.RestorePoint);
         }

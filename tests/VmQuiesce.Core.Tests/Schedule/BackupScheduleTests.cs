@@ -94,7 +94,7 @@ namespace VmQuiesce.Core.Tests.Schedule
         {
             var file = new RestorePointFile("disk0.qcow2", "/vm/disk0.qcow2", 0, Array.Empty<string?>())
             {
-                ChangeTracking = verified == null ? null : new ChangeTrackingRecord("disk0", "/vm/disk0.qcow2", 0, "vmquiesce-b", persistent: true) { Verified = verified.Value },
+                ChangeTrackingValue = verified == null ? null : new ChangeTrackingRecord("disk0", "/vm/disk0.qcow2", 0, "vmquiesce-b", persistent: true) { Verified = verified.Value },
             };
             return new RestorePoint("p" + day, "web01", "host", "Qemu", new DateTime(2026, 3, day, 1, 0, 0, DateTimeKind.Utc), new DateTime(2026, 3, day, 1, 1, 0, DateTimeKind.Utc),
                 null, new QuiesceRecord(Consistency.FileSystem, Array.Empty<string>(), 0, "None"), true, null, 1024 * 1024, 0, 0, new[] { file });

@@ -220,7 +220,7 @@ namespace VmQuiesce.Core.Tests.Storage
             RestorePointVerification verification = RestorePointVerifier.Verify(reopened, point, CancellationToken.None);
             Assert.False(verification.IsValid);
             Assert.Equal(new[] { changed, swapped }.OrderBy(id => id), verification.Problems.Select(problem => problem.Hash).OrderBy(id => id));
-            Assert.All(verification.Problems, problem => Assert.Equal(ChunkProblemKind.NotAuthentic, problem.Problem));
+            Assert.All(verification.Problems, problem => Assert.Equal(ChunkProblemKind.NotAuthentic, problem.ProblemValue));
             var error = Assert.Throws<VmQuiesceException>(() => RepositoryFixture.ReadFirstFile(reopened, point));
             Assert.Equal("RestoreChunkNotAuthentic", error.ErrorId);
 

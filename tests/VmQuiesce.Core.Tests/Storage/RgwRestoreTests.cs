@@ -63,7 +63,7 @@ namespace VmQuiesce.Core.Tests.Storage
             }
 
             Assert.True(over.Files.Single().Replaced);
-            Assert.Equal(RevertStatus.NotNeeded, into.Revert);
+            Assert.Equal(RevertStatus.NotNeeded, into.RevertValue);
             Assert.Equal(new[] { "elsewhere", "sparse.img" }, Directory.GetFileSystemEntries(_local.Root).Select(Path.GetFileName).Where(name => name != "repo").OrderBy(name => name, StringComparer.Ordinal));
         }
 
@@ -83,7 +83,7 @@ namespace VmQuiesce.Core.Tests.Storage
 
             RestoreResult result = Restore(remote, new RestoreRequest(remote.GetRestorePoint(local.Id)));
 
-            Assert.Equal(RevertStatus.Reverted, result.Revert);
+            Assert.Equal(RevertStatus.Reverted, result.RevertValue);
             HostCommandResult before = HostCommand.Run("qemu-io", new[] { "-c", "read -P 0x11 0 64k", image });
             Assert.Contains("read 65536/65536", before.StandardOutput);
             Assert.DoesNotContain("verification failed", before.StandardOutput + before.StandardError);

@@ -34,7 +34,7 @@ namespace VmQuiesce.Core.Tests.VMware
             var engine = new RestoreEngine(repository.Repository, SnapshotReverters.Default);
             RestoreResult result = engine.Run(engine.Plan(new RestoreRequest(point) { Force = true }, CancellationToken.None), null, CancellationToken.None);
 
-            Assert.Equal(RevertStatus.Reverted, result.Revert);
+            Assert.Equal(RevertStatus.Reverted, result.RevertValue);
             Assert.Contains(point.Snapshot!.Name, result.RevertDetail);
             Assert.Equal("system-base;before;", File.ReadAllText(vm.File("system.vmdk")));
             Assert.Contains(point.Snapshot.Name, client.ListSnapshots(vm.VmxPath, CancellationToken.None));

@@ -394,7 +394,7 @@ namespace VmQuiesce.Core.Tests.VMware
             Assert.Null(outcome.ReleaseFailure);
             Assert.Equal(new[] { "pre", "post" }, hooks);
             Assert.Equal("VMware", point.SourceKind);
-            Assert.Equal(Consistency.Crash, point.Consistency);
+            Assert.Equal(Consistency.Crash, point.ConsistencyValue);
             Assert.Equal("None", point.Quiesce.Method);
             Assert.Equal(new[] { point.Snapshot!.Name }, vmrun.Client().ListSnapshots(vm.VmxPath, CancellationToken.None));
             Assert.False(point.SnapshotReleased, "the snapshot -KeepSnapshot kept is still on the VM");

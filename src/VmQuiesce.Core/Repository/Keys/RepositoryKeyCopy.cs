@@ -20,7 +20,7 @@ namespace VmQuiesce.Core.Repository.Keys
         {
             Repository = repository;
             KeyId = keyId;
-            Kind = kind;
+            KindValue = kind;
             Slot = slot;
             Path = path;
         }
@@ -29,7 +29,10 @@ namespace VmQuiesce.Core.Repository.Keys
 
         public string KeyId { get; }
 
-        public KeyCopyKind Kind { get; }
+        /// <summary>By name, as scripts and ConvertTo-Json want it (Windows PowerShell writes an enum as a number); <see cref="KindValue"/> is the typed value.</summary>
+        public string Kind => KindValue.ToString();
+
+        internal KeyCopyKind KindValue { get; }
 
         /// <summary>The passphrase copy's slot (8 hex digits); null for key files.</summary>
         public string? Slot { get; }

@@ -161,7 +161,7 @@ namespace VmQuiesce.Core.Repository.Storage
             ChunksAlreadyPresent = chunksPresent;
             StoredBytes = storedBytes;
             AlreadyPresent = alreadyPresent;
-            Duration = duration;
+            Elapsed = duration;
         }
 
         public string Id { get; }
@@ -190,6 +190,9 @@ namespace VmQuiesce.Core.Repository.Storage
         /// <summary>The destination already had this restore point; nothing was done.</summary>
         public bool AlreadyPresent { get; }
 
-        public TimeSpan Duration { get; }
+        /// <summary>Seconds the copy took: a number, as automation and ConvertTo-Json want it.</summary>
+        public double Duration => Elapsed.TotalSeconds;
+
+        internal TimeSpan Elapsed { get; }
     }
 }

@@ -212,7 +212,7 @@ namespace VmQuiesce.Core.Sources.Qemu
         public ChangeTrackingRecord Record() =>
             new ChangeTrackingRecord(Disk.Name, Disk.File, Disk.VirtualSize, NewBitmap, Persistent)
             {
-                Mode = Base != null ? ChangeTrackingMode.Incremental : ChangeTrackingMode.Full,
+                ModeValue = Base != null ? ChangeTrackingMode.Incremental : ChangeTrackingMode.Full,
                 Reason = Reason,
                 Detail = Detail,
                 BasePoint = Base?.PointId,

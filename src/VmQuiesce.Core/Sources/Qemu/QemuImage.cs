@@ -17,7 +17,7 @@ namespace VmQuiesce.Core.Sources.Qemu
             Id = id;
             Name = name;
             Date = date;
-            VmClock = vmClock;
+            VmClockElapsed = vmClock;
             VmStateSize = vmStateSize;
             Kind = kind;
         }
@@ -35,8 +35,10 @@ namespace VmQuiesce.Core.Sources.Qemu
         /// <summary>When the snapshot was taken, UTC.</summary>
         public DateTime Date { get; }
 
-        /// <summary>The guest's clock at the snapshot (time the VM had run).</summary>
-        public TimeSpan VmClock { get; }
+        /// <summary>The guest's clock at the snapshot (time the VM had run), in seconds.</summary>
+        public double VmClock => VmClockElapsed.TotalSeconds;
+
+        internal TimeSpan VmClockElapsed { get; }
 
         /// <summary>Bytes of saved VM state (RAM, devices); 0 for a disk-only snapshot.</summary>
         public long VmStateSize { get; }

@@ -32,7 +32,7 @@ namespace VmQuiesce.Core.Sources.VMware
                 : null;
         }
 
-        public Consistency Reached => Quiesce.Reached;
+        public Consistency Reached => Quiesce.ReachedValue;
 
         public IReadOnlyList<ViewFile> Files { get; }
 

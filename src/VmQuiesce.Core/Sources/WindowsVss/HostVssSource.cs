@@ -233,7 +233,7 @@ namespace VmQuiesce.Core.Sources.WindowsVss
                 Quiesce = record;
             }
 
-            public Consistency Reached => Quiesce.Reached;
+            public Consistency Reached => Quiesce.ReachedValue;
 
             public IReadOnlyList<ViewFile> Files { get; }
 

@@ -99,7 +99,7 @@ namespace VmQuiesce.Core.Sources.WindowsVss
             Name = name;
             WriterId = writerId;
             InstanceId = instanceId;
-            State = state;
+            StateValue = state;
             LastError = lastError;
             Service = string.IsNullOrEmpty(service) ? null : service;
             LastErrorName = VssErrors.NameOf(lastError);
@@ -112,9 +112,12 @@ namespace VmQuiesce.Core.Sources.WindowsVss
 
         public Guid InstanceId { get; }
 
-        public VssWriterState State { get; }
+        /// <summary>By name, as scripts and ConvertTo-Json want it (Windows PowerShell writes an enum as a number); <see cref="StateValue"/> is the typed value.</summary>
+        public string State => StateValue.ToString();
 
-        public bool Failed => VssConstants.IsFailedState(State);
+        internal VssWriterState StateValue { get; }
+
+        public bool Failed => VssConstants.IsFailedState(StateValue);
 
         /// <summary>The writer's last failure HRESULT; 0 (S_OK) when it has none.</summary>
         public int LastError { get; }
