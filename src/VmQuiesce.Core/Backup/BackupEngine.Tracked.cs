@@ -101,7 +101,7 @@ namespace VmQuiesce.Core.Backup
         /// </summary>
         private void SaveHostCheckpoints(RestorePoint point, IBackupSource source, IOperationHost host)
         {
-            var disks = point.Files.Select(f => f.ChangeTracking).OfType<ChangeTrackingRecord>().ToList();
+            var disks = point.Files.Select(f => f.ChangeTrackingValue).OfType<ChangeTrackingRecord>().ToList();
             if (disks.Count == 0)
             {
                 return;

@@ -171,7 +171,7 @@ namespace VmQuiesce.Core.Backup
                     : (ChangeTrackingRecord.Reasons.PreviousPointMissing, $"this host's checkpoint record names restore point {PointId}, which is no longer in the repository (pruned or removed); the repository's latest change-tracked point is {latest.Id}");
             }
 
-            var recorded = latest.Files.Select(f => f.ChangeTracking).OfType<ChangeTrackingRecord>().ToList();
+            var recorded = latest.Files.Select(f => f.ChangeTrackingValue).OfType<ChangeTrackingRecord>().ToList();
             foreach (ChangeTrackingRecord disk in recorded)
             {
                 ChangeTrackingRecord? host = Disks.FirstOrDefault(d => d.Disk == disk.Disk);

@@ -193,8 +193,8 @@ namespace VmQuiesce.Core.Tests.Backup
             RestorePoint second = Engine().Run(source, new QuiesceOptions(), null, CancellationToken.None, new ChangeTrackingOptions()).RestorePoint;
 
             Assert.Equal(new[] { (0L, 80L * Chunk) }, maps);
-            Assert.Equal(ChangeTrackingMode.Incremental, second.Files[0].ChangeTracking!.Mode);
-            Assert.Equal(8192, second.Files[0].ChangeTracking!.BytesRead);
+            Assert.Equal(ChangeTrackingMode.Incremental, second.Files[0].ChangeTrackingValue!.ModeValue);
+            Assert.Equal(8192, second.Files[0].ChangeTrackingValue!.BytesRead);
             Assert.Equal(content, File.ReadAllBytes(Restore(second)));
         }
 

@@ -183,7 +183,7 @@ namespace VmQuiesce.Core.Tests.Qemu
             Assert.Equal((Checkpoint(first).Bitmap, vm.DiskPaths[0], 64 * MiB), (disk.GetString("bitmap"), disk.GetString("image"), disk.GetInt64("virtualSize")));
             Assert.Equal(Convert.ToInt32("600", 8), UnixFiles.Stat(record).Permissions);
             Assert.Equal(Convert.ToInt32("700", 8), UnixFiles.Stat(HostCheckpoints).Permissions);
-            Assert.Equal(ChangeTrackingMode.Incremental, Checkpoint(BackUpAfterWrite(vm, "agreed")).Mode);
+            Assert.Equal(ChangeTrackingMode.Incremental, Checkpoint(BackUpAfterWrite(vm, "agreed")).ModeValue);
 
             // A record from another repository: the VM was last backed up there, so the checkpoints are that repository's.
             BackupRepository other = BackupRepository.OpenOrCreate(_folder.File("other"), 1 * (int)MiB);
@@ -195,7 +195,7 @@ namespace VmQuiesce.Core.Tests.Qemu
 
             // A record whose point was pruned.
             RestorePoint pruned = BackUpAfterWrite(vm, "to-prune");
-            Assert.Equal(ChangeTrackingMode.Incremental, Checkpoint(pruned).Mode);
+            Assert.Equal(ChangeTrackingMode.Incremental, Checkpoint(pruned).ModeValue);
             _repository.Prune(_repository.PlanRemoval(new[] { pruned.Id }, e => throw e), collectGarbage: false, removeStaleLock: false, CancellationToken.None);
             RestorePoint afterPrune = BackUpAfterWrite(vm, "after-prune");
             AssertFull(afterPrune, ChangeTrackingRecord.Reasons.PreviousPointMissing);
@@ -215,7 +215,7 @@ namespace VmQuiesce.Core.Tests.Qemu
             AssertFull(BackUpAfterWrite(vm, "linked"), ChangeTrackingRecord.Reasons.HostRecordInvalid);
             Assert.Null(UnixFiles.ReadLink(record));
             Assert.Equal(planted, File.ReadAllText(elsewhere));
-            Assert.Equal(ChangeTrackingMode.Incremental, Checkpoint(BackUpAfterWrite(vm, "agreed-again")).Mode);
+            Assert.Equal(ChangeTrackingMode.Incremental, Checkpoint(BackUpAfterWrite(vm, "agreed-again")).ModeValue);
             AssertNothingLeft(vm);
         }
 
