@@ -116,7 +116,7 @@ switch ($Operation) {
             # The last backup's own figures (seconds: its time): bytes read from the disks and how (change tracking), bytes new to the repository.
             $result.newChunkBytes = $point.NewChunkBytes
             $result.changeTracking = "$($point.ChangeTracking)"
-            $result.bytesRead = ($point.Files | ForEach-Object { if ($_.ChangeTracking) { $_.ChangeTracking.BytesRead } else { $_.Size } } | Measure-Object -Sum).Sum
+            $result.bytesRead = ($point.Files | ForEach-Object { if ($_.ChangeTracking) { $_.GetChangeTracking().BytesRead } else { $_.Size } } | Measure-Object -Sum).Sum
         }
     }
     'GuestRewrite' {

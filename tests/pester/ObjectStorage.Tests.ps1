@@ -269,8 +269,24 @@ Describe 'Copy-VmBackup to and from S3' {
         @(Get-ChildItem $env:VMQUIESCE_KEY_FOLDER -File).Name | Should -Be $keysBefore
     }
 
-    It 'refuses an s3:// repository in a cmdlet that works on folders, before anything changes' {
-        { Get-VmBackupRepository -Path "s3://$bucket/site-a" -ErrorAction Stop } | Should -Throw -ErrorId 'S3RepositoryNotSupported*'
+    It 'makes a new encrypted repository at an empty S3 prefix and describes it as a folder one; a prefix that holds objects is refused' {
+        $s3 = "s3://$bucket/site-new"
+        $passphrase = ConvertTo-SecureString 'correct horse battery staple' -AsPlainText -Force
+        $made = New-VmBackupRepository -Path $s3 -ChunkSize 1MB -Cipher ChaCha20Poly1305 -Passphrase $passphrase -S3Endpoint $endpoint -S3Credential $credential -Confirm:$false
+        $made.Path | Should -Be $s3
+        $made.Encryption | Should -Be 'ChaCha20-Poly1305'
+        $made.ChunkCount | Should -Be 0
+        @($made.PassphraseSlots).Count | Should -Be 1
+        $made.KeyAvailable | Should -BeTrue
+
+        $vm = [VmQuiesce.Core.Sources.PlainImage.PlainImageVm]::new('new-s3', [string[]] @($disk))
+        $null = Invoke-VmQuiescedBackup -Vm $vm -Repository $s3 -Consistency Crash -S3Endpoint $endpoint -S3Credential $credential -Confirm:$false
+        $summary = Get-VmBackupRepository $s3 -S3Endpoint $endpoint -S3Credential $credential
+        $summary.RestorePoints | Should -Be 1
+        $summary.ChunkSize | Should -Be 1MB
+        $summary.ChunkCount | Should -Be 3 -Because 'the 3 MiB disk of random data is three 1 MiB chunks'
+        $summary.StoredBytes | Should -BeGreaterThan 3MB
+        { New-VmBackupRepository -Path $s3 -S3Endpoint $endpoint -S3Credential $credential -Confirm:$false -ErrorAction Stop } | Should -Throw -ErrorId 'RepositoryPrefixNotEmpty,*'
     }
 
     It 'loads the AWS SDK into VmQuiesce''s own load context, where type literals do not reach it' {

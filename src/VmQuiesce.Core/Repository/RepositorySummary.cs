@@ -8,9 +8,9 @@ namespace VmQuiesce.Core.Repository
     /// <summary>What Get-VmBackupRepository shows: format, encryption and key, size, points, dedup and compression.</summary>
     public sealed class RepositorySummary
     {
-        private RepositorySummary(BackupRepository repository)
+        private RepositorySummary(IRestorePointSource repository, RepositoryKeys keys)
         {
-            Path = repository.Path;
+            Path = repository.Location;
             ChunkSize = repository.ChunkSize;
             Encryption = repository.Encryption.Algorithm;
             IsEncrypted = repository.Encryption.IsEncrypted;
@@ -18,11 +18,11 @@ namespace VmQuiesce.Core.Repository
             RepositoryId = repository.Encryption.RepositoryId;
             KeyId = repository.Encryption.KeyId;
             KeyAvailable = repository.Encryption.HasKey;
-            var keys = new RepositoryKeys(repository);
             HostKeyFile = keys.HostKeyFile;
             PassphraseSlots = keys.PassphraseSlots;
         }
 
+        /// <summary>The folder, or the s3://bucket/prefix address.</summary>
         public string Path { get; }
 
         /// <summary>1: made before repository keys (plaintext, SHA-256 chunk ids); 2: encrypted.</summary>
@@ -66,15 +66,22 @@ namespace VmQuiesce.Core.Repository
         public override string ToString() => Path;
 
         /// <summary>Reads the chunk folder's sizes and, when the key is known, every manifest (unreadable ones go to <paramref name="unreadable"/>).</summary>
-        public static RepositorySummary Of(BackupRepository repository, System.Action<VmQuiesceException> unreadable)
+        public static RepositorySummary Of(BackupRepository repository, System.Action<VmQuiesceException> unreadable) =>
+            Of(repository, new RepositoryKeys(repository), repository.Chunks.EnumerateChunkPaths().Select(path => (System.IO.Path.GetFileName(path), new FileInfo(path).Length)), unreadable);
+
+        /// <summary>The same for a repository on object storage: its chunk objects listed, not read.</summary>
+        public static RepositorySummary Of(Storage.ObjectRepository repository, System.Action<VmQuiesceException> unreadable) =>
+            Of(repository, new RepositoryKeys(repository), repository.ListChunkObjects().Select(chunk => (chunk.Key.Substring(chunk.Key.LastIndexOf('/') + 1), chunk.Size)), unreadable);
+
+        private static RepositorySummary Of(IRestorePointSource repository, RepositoryKeys keys, IEnumerable<(string Name, long Length)> chunks, System.Action<VmQuiesceException> unreadable)
         {
-            var summary = new RepositorySummary(repository);
-            foreach (string path in repository.Chunks.EnumerateChunkPaths())
+            var summary = new RepositorySummary(repository, keys);
+            foreach ((string name, long length) in chunks)
             {
-                if (ChunkStore.IsChunkName(System.IO.Path.GetFileName(path)))
+                if (ChunkStore.IsChunkName(name))
                 {
                     summary.ChunkCount++;
-                    summary.StoredBytes += new FileInfo(path).Length;
+                    summary.StoredBytes += length;
                 }
             }
 

@@ -1,13 +1,14 @@
 using System.Management.Automation;
 using VmQuiesce.Core;
 using VmQuiesce.Core.Repository;
+using VmQuiesce.Core.Repository.Storage;
 
 namespace VmQuiesce.Commands
 {
-    /// <summary>Describes a repository: format, encryption and key, size, restore points, dedup and compression.</summary>
+    /// <summary>Describes a repository, a folder or an s3:// prefix: format, encryption and key, size, restore points, dedup and compression.</summary>
     [Cmdlet(VerbsCommon.Get, "VmBackupRepository")]
     [OutputType(typeof(RepositorySummary))]
-    public sealed class GetVmBackupRepositoryCommand : VmQuiesceCmdlet
+    public sealed class GetVmBackupRepositoryCommand : RepositoryCmdlet
     {
         [Parameter(Mandatory = true, Position = 0, ValueFromPipeline = true, ValueFromPipelineByPropertyName = true)]
         [Alias("Repository")]
@@ -19,8 +20,15 @@ namespace VmQuiesce.Commands
         {
             try
             {
-                BackupRepository repository = BackupRepository.Open(ResolveFileSystemPath(Path, nameof(Path)));
-                WriteObject(RepositorySummary.Of(repository, WriteFailure));
+                if (S3RepositoryAddress.IsS3(Path))
+                {
+                    using ObjectRepository repository = ObjectRepository.Open(OpenS3Storage(Path));
+                    WriteObject(RepositorySummary.Of(repository, WriteFailure));
+                }
+                else
+                {
+                    WriteObject(RepositorySummary.Of(BackupRepository.Open(ResolveFileSystemPath(Path, nameof(Path))), WriteFailure));
+                }
             }
             catch (VmQuiesceException e)
             {

@@ -3,13 +3,14 @@ using System.Security;
 using VmQuiesce.Core;
 using VmQuiesce.Core.Repository;
 using VmQuiesce.Core.Repository.Keys;
+using VmQuiesce.Core.Repository.Storage;
 
 namespace VmQuiesce.Commands
 {
-    /// <summary>Makes a new encrypted repository: a new key, its key file on this host, optionally a passphrase copy inside.</summary>
+    /// <summary>Makes a new encrypted repository, in a folder or at an s3:// prefix: a new key, its key file on this host, optionally a passphrase copy inside.</summary>
     [Cmdlet(VerbsCommon.New, "VmBackupRepository", SupportsShouldProcess = true, ConfirmImpact = ConfirmImpact.Low, DefaultParameterSetName = PassphraseSet)]
     [OutputType(typeof(RepositorySummary))]
-    public sealed class NewVmBackupRepositoryCommand : VmQuiesceCmdlet
+    public sealed class NewVmBackupRepositoryCommand : RepositoryCmdlet
     {
         private const string PassphraseSet = "Passphrase";
         private const string CredentialSet = "Credential";
@@ -37,16 +38,40 @@ namespace VmQuiesce.Commands
 
         protected override void ProcessRecord()
         {
-            string path = ResolveFileSystemPath(Path, nameof(Path));
-            if (!ShouldProcess(path, $"Create an encrypted repository, its key file in '{HostKeyStore.Folder}'{(PassphraseOf(Passphrase, Credential) != null ? " and a passphrase copy of the key inside it" : string.Empty)}"))
+            bool onObjectStorage = S3RepositoryAddress.IsS3(Path);
+            string location = onObjectStorage ? Path : ResolveFileSystemPath(Path, nameof(Path));
+            SecureString? passphrase = PassphraseOf(Passphrase, Credential);
+            if (!ShouldProcess(location, $"Create an encrypted repository, its key file in '{HostKeyStore.Folder}'{(passphrase != null ? " and a passphrase copy of the key inside it" : string.Empty)}"))
             {
                 return;
             }
 
+            RepositoryCipher? cipher = MyInvocation.BoundParameters.ContainsKey(nameof(Cipher)) ? Cipher : (RepositoryCipher?)null;
             try
             {
-                BackupRepository repository = RepositoryKeys.CreateRepository(path, ChunkSize, PassphraseOf(Passphrase, Credential), MyInvocation.BoundParameters.ContainsKey(nameof(Cipher)) ? Cipher : (RepositoryCipher?)null);
-                WriteObject(RepositorySummary.Of(repository, WriteFailure));
+                if (onObjectStorage)
+                {
+                    S3ObjectStorage storage = OpenS3Storage(location);
+                    ObjectRepository repository;
+                    try
+                    {
+                        repository = RepositoryKeys.CreateRepository(storage, ChunkSize, passphrase, cipher);
+                    }
+                    catch
+                    {
+                        storage.Dispose();
+                        throw;
+                    }
+
+                    using (repository)
+                    {
+                        WriteObject(RepositorySummary.Of(repository, WriteFailure));
+                    }
+                }
+                else
+                {
+                    WriteObject(RepositorySummary.Of(RepositoryKeys.CreateRepository(location, ChunkSize, passphrase, cipher), WriteFailure));
+                }
             }
             catch (VmQuiesceException e)
             {

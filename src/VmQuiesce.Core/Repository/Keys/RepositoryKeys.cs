@@ -75,6 +75,31 @@ namespace VmQuiesce.Core.Repository.Keys
             return repository;
         }
 
+        /// <summary>
+        /// Makes a new encrypted repository in <paramref name="storage"/> (an S3 prefix holding no object), as
+        /// <see cref="CreateRepository(string, int, SecureString?, RepositoryCipher?)"/> does in a folder. The repository
+        /// then owns the storage.
+        /// </summary>
+        public static ObjectRepository CreateRepository(IObjectStorage storage, int chunkSize, SecureString? passphrase, RepositoryCipher? cipher = null)
+        {
+            if (storage.List(string.Empty).Any())
+            {
+                throw new VmQuiesceException("RepositoryPrefixNotEmpty", FailureKind.InvalidArgument,
+                    $"'{storage.Location}' already holds objects; a new repository needs a prefix with none.", storage.Location)
+                {
+                    Remedy = "Choose another prefix. Get-VmBackupRepository shows an existing repository.",
+                };
+            }
+
+            ObjectRepository repository = ObjectRepository.OpenOrCreate(storage, chunkSize, RepositoryKey.Generate(), cipher);
+            if (passphrase != null)
+            {
+                new RepositoryKeys(repository).AddPassphrase(passphrase);
+            }
+
+            return repository;
+        }
+
         /// <summary>Adds a passphrase copy of the key (this host must have the key).</summary>
         public RepositoryKeyCopy AddPassphrase(SecureString passphrase)
         {

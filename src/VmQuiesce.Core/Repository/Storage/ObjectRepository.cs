@@ -87,10 +87,11 @@ namespace VmQuiesce.Core.Repository.Storage
 
         /// <summary>
         /// Opens the repository in <paramref name="storage"/>, creating it when the place is empty, encrypted with
-        /// <paramref name="key"/> (its host key file written first) or, with null, unencrypted. Of two hosts creating
-        /// it at once, one creates the marker and the other opens that repository.
+        /// <paramref name="key"/> (its host key file written first) under <paramref name="cipher"/> (null: the one this
+        /// CPU runs fastest) or, with no key, unencrypted. Of two hosts creating it at once, one creates the marker and
+        /// the other opens that repository.
         /// </summary>
-        public static ObjectRepository OpenOrCreate(IObjectStorage storage, int chunkSize, RepositoryKey? key)
+        public static ObjectRepository OpenOrCreate(IObjectStorage storage, int chunkSize, RepositoryKey? key, RepositoryCipher? cipher = null)
         {
             if (storage.Exists(BackupRepository.MarkerName) || storage.List(string.Empty).Any())
             {
@@ -105,7 +106,7 @@ namespace VmQuiesce.Core.Repository.Storage
             RepositoryEncryption encryption = RepositoryEncryption.None;
             if (key != null)
             {
-                encryption = RepositoryEncryption.New(key, chunkSize, storage.Location);
+                encryption = RepositoryEncryption.New(key, chunkSize, storage.Location, cipher);
                 HostKeyStore.Write(encryption.RepositoryId!, key, storage.Location);
             }
 
@@ -216,6 +217,9 @@ namespace VmQuiesce.Core.Repository.Storage
         }
 
         public bool HasChunk(string hash) => Storage.Exists(ChunkKey(hash));
+
+        /// <summary>The objects under the chunk prefix, listed (not read): names and sizes.</summary>
+        public IEnumerable<StoredObject> ListChunkObjects() => Storage.List(ChunksPrefix);
 
         /// <summary>
         /// Encodes and stores a chunk unless one of its name is there. Returns the bytes stored, 0 when it existed.
