@@ -79,6 +79,39 @@ namespace VmQuiesce.Core.Tests.Qemu
         }
 
         [Fact]
+        public void The_view_carries_the_machine_qemu_reports_allowlisted_and_an_answer_of_another_shape_leaves_its_value_out()
+        {
+            _vm.Qemu.Override = (command, request, fake) =>
+            {
+                string? path = request.GetOptionalObject("arguments")?.GetOptionalString("path");
+                object? answer = command switch
+                {
+                    "qom-get" when path == "/machine" => "pc-q35-7.2-machine",
+                    "qom-get" => "max-x86_64-cpu,kernel=x-x86_64-cpu", // a CPU model that would add an option: left out
+                    "query-memory-size-summary" => new JsonObject().With("base-memory", 160L * 1024 * 1024),
+                    "query-cpus-fast" => new JsonObject(), // not the array QEMU answers: left out, the backup goes on
+                    _ => null,
+                };
+                if (answer != null)
+                {
+                    fake.Answer(request, answer);
+                }
+
+                return answer != null;
+            };
+            Start();
+
+            using IConsistentView view = Source().OpenConsistentView(new QuiesceOptions(), CancellationToken.None);
+            view.Complete(true, CancellationToken.None);
+
+            VmQuiesce.Core.Repository.VmMachine machine = Assert.IsAssignableFrom<IIdentifiedView>(view).Machine!;
+            Assert.Equal("pc-q35-7.2", machine.Type);
+            Assert.Equal(160, machine.MemoryMiB);
+            Assert.Null(machine.Cpus);
+            Assert.Null(machine.CpuModel);
+        }
+
+        [Fact]
         public void All_disks_switch_in_one_transaction()
         {
             _vm.Qemu.AddDrive("disk1", _vm.Folder.File("second.raw"), "raw");

@@ -26,8 +26,8 @@ namespace VmQuiesce.Core.Sources.Qemu
         public static VmMachine? Query(QmpClient qmp, string vmName, IOperationHost host, CancellationToken cancel)
         {
             string? type = Answer(() => qmp.Execute("qom-get", new JsonObject().With("path", "/machine").With("property", "type"), cancel: cancel) as string);
-            long? memoryBytes = Answer(() => qmp.ExecuteObject("query-memory-size-summary", cancel: cancel).GetOptionalInt64("base-memory"));
-            IReadOnlyList<JsonObject>? cpus = Answer(() => qmp.ExecuteArray("query-cpus-fast", cancel: cancel).OfType<JsonObject>().ToList());
+            long? memoryBytes = Answer(() => (qmp.Execute("query-memory-size-summary", cancel: cancel) as JsonObject)?.GetOptionalInt64("base-memory"));
+            IReadOnlyList<JsonObject>? cpus = Answer(() => (qmp.Execute("query-cpus-fast", cancel: cancel) as JsonArray)?.OfType<JsonObject>().ToList());
             string? cpuType = cpus?.FirstOrDefault()?.GetOptionalString("qom-path") is string cpuPath
                 ? Answer(() => qmp.Execute("qom-get", new JsonObject().With("path", cpuPath).With("property", "type"), cancel: cancel) as string)
                 : null;
@@ -69,14 +69,17 @@ namespace VmQuiesce.Core.Sources.Qemu
 
         private const long Mebibyte = 1024 * 1024;
 
-        /// <summary>The answer, or null (default) when QEMU refused the command: an older QEMU without it.</summary>
+        /// <summary>
+        /// The answer, or null (default) when QEMU refused the command (an older QEMU without it) or answered in
+        /// another shape: the record is worth having, never worth failing a backup over.
+        /// </summary>
         private static T Answer<T>(Func<T> query)
         {
             try
             {
                 return query();
             }
-            catch (QemuCommandException)
+            catch (Exception e) when (e is QemuCommandException || e is JsonFormatException)
             {
                 return default!;
             }
