@@ -140,6 +140,25 @@ Describe 'Register-, Get-, Unregister-VmBackupSchedule with real unit files' {
         @(Get-ChildItem $copyUnits -Filter '*refused*').Count | Should -Be 0
     }
 
+    It 'registers a job that backs up into an s3:// repository: the unit carries the endpoint, never a secret' {
+        if ($unitSkip) { Set-ItResult -Skipped -Because $unitSkip; return }
+        $s3Units = Join-Path $root 's3-units'
+        # A secret this session holds: the job's own account reads its credentials from its AWS chain at run time.
+        $env:AWS_SECRET_ACCESS_KEY = 'canary-secret-0123456789'
+        try {
+            $registered = Register-VmBackupSchedule -Name 'to-s3' -Vm 'web01' -Repository 's3://backups/host-1' -S3Endpoint 'http://rgw.example.net:7480' -KeepLast 3 `
+                -UnitDirectory $s3Units -PowerShellPath $pwshPath -Confirm:$false -PassThru
+        }
+        finally { Remove-Item Env:AWS_SECRET_ACCESS_KEY }
+        $registered.Settings.Repository | Should -Be 's3://backups/host-1'
+        $registered.Command[-1] | Should -BeLike "*-Repository 's3://backups/host-1'*-S3Endpoint 'http://rgw.example.net:7480'*"
+        $unitText = Get-ChildItem $s3Units -File | Get-Content -Raw | Out-String
+        $unitText | Should -Match ([regex]::Escape("http://rgw.example.net:7480"))
+        $unitText | Should -Not -Match 'canary-secret|AWS_SECRET|S3Credential'
+        { Register-VmBackupSchedule -Name 'refused' -Vm 'web01' -Repository 's3://backups/host-1' -S3Endpoint 'http://writer:pass-in-url@rgw.example.net' -UnitDirectory $s3Units -PowerShellPath $pwshPath -Confirm:$false -ErrorAction Stop } |
+            Should -Throw -ErrorId 'ScheduleS3EndpointInvalid,*'
+    }
+
     It 'Unregister removes both units and the schedule is gone' {
         if ($unitSkip) { Set-ItResult -Skipped -Because $unitSkip; return }
         Unregister-VmBackupSchedule -Name nightly -UnitDirectory $units -Confirm:$false

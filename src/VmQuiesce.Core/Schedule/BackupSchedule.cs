@@ -175,24 +175,21 @@ namespace VmQuiesce.Core.Schedule
             }
         }
 
+        /// <summary>The repository and the copy's: each s3://bucket/prefix or an absolute folder; the S3 settings only with one on S3 (the job's credentials come from its account's AWS chain, never from here).</summary>
         private void ValidateCopy()
         {
-            if (CopyTo == null)
+            bool fromS3 = S3RepositoryAddress.IsS3(Repository);
+            if (fromS3)
             {
-                if (S3Endpoint != null || S3ProfileName != null)
-                {
-                    throw Invalid("ScheduleCopySettingsWithoutCopy", $"Schedule '{Name}': S3Endpoint and S3ProfileName are settings of the copy step; give CopyTo too.", this);
-                }
-
-                return;
+                S3RepositoryAddress.Parse(Repository);
             }
 
-            bool toS3 = S3RepositoryAddress.IsS3(CopyTo);
+            bool toS3 = CopyTo != null && S3RepositoryAddress.IsS3(CopyTo);
             if (toS3)
             {
-                S3RepositoryAddress.Parse(CopyTo);
+                S3RepositoryAddress.Parse(CopyTo!);
             }
-            else if (!Platform.HostTools.IsAbsolute(CopyTo))
+            else if (CopyTo != null && !Platform.HostTools.IsAbsolute(CopyTo))
             {
                 throw Invalid("SchedulePathNotAbsolute", $"Schedule '{Name}': CopyTo '{CopyTo}' is neither s3://bucket/prefix nor an absolute folder path; the job runs as root or SYSTEM in another folder and environment.", CopyTo);
             }
@@ -202,9 +199,9 @@ namespace VmQuiesce.Core.Schedule
                 throw Invalid("ScheduleCopyToSameRepository", $"Schedule '{Name}': CopyTo is the repository the job backs up into ('{CopyTo}'); a copy must go to another place.", CopyTo);
             }
 
-            if (S3Endpoint != null && (!S3Endpoint.IsAbsoluteUri || (S3Endpoint.Scheme != Uri.UriSchemeHttp && S3Endpoint.Scheme != Uri.UriSchemeHttps)))
+            if (S3Endpoint != null && (!S3Endpoint.IsAbsoluteUri || (S3Endpoint.Scheme != Uri.UriSchemeHttp && S3Endpoint.Scheme != Uri.UriSchemeHttps) || S3Endpoint.UserInfo.Length > 0))
             {
-                throw Invalid("ScheduleS3EndpointInvalid", $"Schedule '{Name}': S3Endpoint '{S3Endpoint}' is not an absolute http:// or https:// address.", S3Endpoint);
+                throw Invalid("ScheduleS3EndpointInvalid", $"Schedule '{Name}': S3Endpoint '{S3Endpoint.Scheme}://{S3Endpoint.Authority}' is not an absolute http:// or https:// address without a user name or password.", S3Endpoint.Authority);
             }
 
             if (S3ProfileName != null && !NamePattern.IsMatch(S3ProfileName))
@@ -212,9 +209,9 @@ namespace VmQuiesce.Core.Schedule
                 throw Invalid("ScheduleS3ProfileInvalid", $"Schedule '{Name}': the AWS profile name '{S3ProfileName}' may hold only letters, digits, '.', '_' and '-' (1 to 64 of them).", S3ProfileName);
             }
 
-            if (!toS3 && (S3Endpoint != null || S3ProfileName != null))
+            if (!fromS3 && !toS3 && (S3Endpoint != null || S3ProfileName != null))
             {
-                throw Invalid("ScheduleCopySettingsWithoutCopy", $"Schedule '{Name}': S3Endpoint and S3ProfileName are for a copy to s3://; CopyTo '{CopyTo}' is a folder.", this);
+                throw Invalid("ScheduleCopySettingsWithoutCopy", $"Schedule '{Name}': S3Endpoint and S3ProfileName are settings of an s3:// repository or copy; neither Repository nor CopyTo is on S3.", this);
             }
         }
 
@@ -301,7 +298,13 @@ namespace VmQuiesce.Core.Schedule
 
             if (CopyTo != null)
             {
-                json.With("copyTo", CopyTo).With("s3Endpoint", S3Endpoint?.OriginalString).With("s3ProfileName", S3ProfileName);
+                json.With("copyTo", CopyTo);
+            }
+
+            if (CopyTo != null || S3Endpoint != null || S3ProfileName != null)
+            {
+                // Settings of the copy or of an s3:// repository itself.
+                json.With("s3Endpoint", S3Endpoint?.OriginalString).With("s3ProfileName", S3ProfileName);
             }
 
             return json.ToString();

@@ -78,12 +78,12 @@ namespace VmQuiesce.Commands
         [ArgumentCompleter(typeof(RepositoryPathCompleter))]
         public string? CopyTo { get; set; }
 
-        /// <summary>The endpoint of the non-AWS S3 store -CopyTo names; else AWS_ENDPOINT_URL_S3, AWS_ENDPOINT_URL, or AWS itself.</summary>
+        /// <summary>The endpoint of the non-AWS S3 store -Repository or -CopyTo names; else AWS_ENDPOINT_URL_S3, AWS_ENDPOINT_URL, or AWS itself.</summary>
         [Parameter]
         [ValidateNotNull]
         public Uri? S3Endpoint { get; set; }
 
-        /// <summary>The AWS profile (shared credentials file) the copy to S3 signs with; else the AWS chain's default.</summary>
+        /// <summary>The AWS profile (shared credentials file) the S3 repository or copy signs with; else the AWS chain's default.</summary>
         [Parameter]
         [ValidateNotNullOrEmpty]
         public string? S3ProfileName { get; set; }
@@ -92,13 +92,13 @@ namespace VmQuiesce.Commands
 
         protected override void EndProcessing()
         {
-            string repository = ResolveFileSystemPath(Repository, nameof(Repository));
+            string repository = S3RepositoryAddress.IsS3(Repository) ? Repository : ResolveFileSystemPath(Repository, nameof(Repository));
             string? logFolder = LogFolder == null ? null : ResolveFileSystemPath(LogFolder, nameof(LogFolder));
             string? copyTo = CopyTo == null ? null : S3RepositoryAddress.IsS3(CopyTo) ? CopyTo : ResolveFileSystemPath(CopyTo, nameof(CopyTo));
-            if ((S3Endpoint != null || S3ProfileName != null) && (copyTo == null || !S3RepositoryAddress.IsS3(copyTo)))
+            if ((S3Endpoint != null || S3ProfileName != null) && !S3RepositoryAddress.IsS3(repository) && (copyTo == null || !S3RepositoryAddress.IsS3(copyTo)))
             {
                 ThrowFailure(new VmQuiesceException("CopySettingsWithoutS3Copy", FailureKind.InvalidArgument,
-                    "-S3Endpoint and -S3ProfileName are settings of the copy to S3; give -CopyTo s3://bucket/prefix with them.", CopyTo));
+                    "-S3Endpoint and -S3ProfileName are settings of an S3 repository; give -Repository or -CopyTo as s3://bucket/prefix with them.", CopyTo));
             }
 
             if (!ShouldProcess(Name, $"Back up {string.Join(", ", Vm)} into '{repository}' ({Consistency} consistency or better)" + (HasRetention ? " and apply the retention policy to those VMs" : string.Empty) + (copyTo != null ? $", then copy the new restore points to '{copyTo}'" : string.Empty)))
@@ -197,6 +197,7 @@ namespace VmQuiesce.Commands
         {
             using var powerShell = PowerShell.Create(RunspaceMode.CurrentRunspace);
             powerShell.AddCommand("VmQuiesce\\Get-VmBackup").AddParameter("Repository", repository).AddParameter("VmName", vms.Select(vm => WildcardPattern.Escape(vm.Name)).ToArray());
+            AddS3Settings(powerShell);
             List<RestorePoint> points = Invoke(powerShell).OfType<RestorePoint>().ToList();
             foreach (ErrorRecord error in powerShell.Streams.Error)
             {
@@ -214,6 +215,7 @@ namespace VmQuiesce.Commands
                 .AddParameter("Repository", repository)
                 .AddParameter("Consistency", Consistency)
                 .AddParameter("Confirm", false);
+            AddS3Settings(powerShell);
             if (verify)
             {
                 powerShell.AddParameter("VerifyChangeTracking");
@@ -252,6 +254,7 @@ namespace VmQuiesce.Commands
             }
 
             powerShell.AddParameter("Confirm", false);
+            AddS3Settings(powerShell);
             List<PruneResult> results = Invoke(powerShell).OfType<PruneResult>().ToList();
             if (powerShell.Streams.Error.Count > 0)
             {
@@ -265,15 +268,9 @@ namespace VmQuiesce.Commands
             }
         }
 
-        /// <summary>
-        /// The copy step: this run's restore points (those retention kept) to the second repository with Copy-VmBackup,
-        /// which sends only the chunks that repository lacks and verifies each as it goes.
-        /// </summary>
-        private void CopyNewPoints(BackupJobResult run, string repository, string copyTo)
+        /// <summary>The endpoint and profile of an S3 repository or copy, for a step's command; the credentials come from the AWS chain.</summary>
+        private void AddS3Settings(PowerShell powerShell)
         {
-            using var powerShell = PowerShell.Create(RunspaceMode.CurrentRunspace);
-            powerShell.AddCommand("VmQuiesce\\Copy-VmBackup").AddParameter("Repository", repository).AddParameter("Destination", copyTo)
-                .AddParameter("Id", run.RestorePoints.Select(point => point.Id).ToArray());
             if (S3Endpoint != null)
             {
                 powerShell.AddParameter("S3Endpoint", S3Endpoint);
@@ -283,7 +280,18 @@ namespace VmQuiesce.Commands
             {
                 powerShell.AddParameter("S3ProfileName", S3ProfileName);
             }
+        }
 
+        /// <summary>
+        /// The copy step: this run's restore points (those retention kept) to the second repository with Copy-VmBackup,
+        /// which sends only the chunks that repository lacks and verifies each as it goes.
+        /// </summary>
+        private void CopyNewPoints(BackupJobResult run, string repository, string copyTo)
+        {
+            using var powerShell = PowerShell.Create(RunspaceMode.CurrentRunspace);
+            powerShell.AddCommand("VmQuiesce\\Copy-VmBackup").AddParameter("Repository", repository).AddParameter("Destination", copyTo)
+                .AddParameter("Id", run.RestorePoints.Select(point => point.Id).ToArray());
+            AddS3Settings(powerShell);
             powerShell.AddParameter("Confirm", false);
             List<RestorePointCopyResult> copies = Invoke(powerShell).OfType<RestorePointCopyResult>().ToList();
             if (powerShell.Streams.Error.Count > 0)

@@ -80,7 +80,7 @@ namespace VmQuiesce.Commands
         [ArgumentCompleter(typeof(RepositoryPathCompleter))]
         public string? CopyTo { get; set; }
 
-        /// <summary>The endpoint of the non-AWS S3 store -CopyTo names (the job reads no other setting of it but the AWS chain).</summary>
+        /// <summary>The endpoint of the non-AWS S3 store -Repository or -CopyTo names (the job's credentials come from its account's AWS chain).</summary>
         [Parameter(ValueFromPipelineByPropertyName = true)]
         [ValidateNotNull]
         public Uri? S3Endpoint { get; set; }
@@ -106,7 +106,7 @@ namespace VmQuiesce.Commands
                 }
 
                 string modulePath = JobEnvironment.ModuleImportPath(MyInvocation.MyCommand.Module?.ModuleBase ?? Path.GetDirectoryName(typeof(BackupSchedule).Assembly.Location)!);
-                schedule = new BackupSchedule(Name, Vm.Select(ResolveTarget).ToList(), ResolveFileSystemPath(Repository, nameof(Repository)))
+                schedule = new BackupSchedule(Name, Vm.Select(ResolveTarget).ToList(), S3RepositoryAddress.IsS3(Repository) ? Repository : ResolveFileSystemPath(Repository, nameof(Repository)))
                 {
                     At = At,
                     ConsistencyValue = Consistency,

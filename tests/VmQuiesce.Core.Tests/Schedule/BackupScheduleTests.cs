@@ -55,6 +55,32 @@ namespace VmQuiesce.Core.Tests.Schedule
         }
 
         [Fact]
+        public void A_job_into_an_s3_repository_carries_its_endpoint_and_no_secret()
+        {
+            var schedule = new BackupSchedule("offsite", new[] { "web01" }, "s3://backups/host-1")
+            {
+                S3Endpoint = new Uri("http://rgw.example.net:7480"),
+                PowerShellPath = "/usr/bin/pwsh",
+                ModulePath = "/usr/local/share/powershell/Modules/VmQuiesce",
+            };
+            schedule.Validate();
+
+            Assert.Contains("-Repository 's3://backups/host-1' -Consistency", schedule.JobScript(), StringComparison.Ordinal);
+            Assert.Contains("-S3Endpoint 'http://rgw.example.net:7480'", schedule.JobScript(), StringComparison.Ordinal);
+            Assert.Equal(schedule.JobScript(), BackupSchedule.FromJson(schedule.ToJson())!.JobScript());
+            var withPassword = new BackupSchedule("offsite", new[] { "web01" }, "s3://backups/host-1")
+            {
+                S3Endpoint = new Uri("http://writer:secret-in-url@rgw.example.net"),
+                PowerShellPath = "/usr/bin/pwsh",
+                ModulePath = "/usr/local/share/powershell/Modules/VmQuiesce",
+            };
+            var refused = Assert.Throws<VmQuiesceException>(withPassword.Validate);
+            Assert.Equal("ScheduleS3EndpointInvalid", refused.ErrorId);
+            Assert.DoesNotContain("secret-in-url", refused.Message, StringComparison.Ordinal);
+            Assert.Equal("InvalidS3Repository", Assert.Throws<VmQuiesceException>(new BackupSchedule("offsite", new[] { "web01" }, "s3://Not_A_Bucket") { PowerShellPath = "/usr/bin/pwsh", ModulePath = "/m" }.Validate).ErrorId);
+        }
+
+        [Fact]
         public void A_change_tracked_schedule_runs_the_job_with_change_tracking_and_its_verification_interval()
         {
             var schedule = new BackupSchedule("nightly", new[] { "web01" }, "/srv/repo") { VerifyChangeTrackingEvery = 7, PowerShellPath = "/usr/bin/pwsh", ModulePath = "/m" };
