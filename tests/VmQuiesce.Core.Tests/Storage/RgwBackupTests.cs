@@ -16,23 +16,20 @@ namespace VmQuiesce.Core.Tests.Storage
     /// leaves a repository that verifies and that the next backup completes.
     /// </summary>
     [Collection(RgwCollection.Name)]
-    public sealed class RgwBackupTests : IDisposable
+    public sealed class RgwBackupTests : RgwTestBase
     {
-        private const int Chunk = RepositoryFixture.ChunkSize;
-        private readonly RgwServer _server;
-        private readonly RepositoryFixture _local = new RepositoryFixture();
-
-        public RgwBackupTests(RgwServer server) => _server = server;
-
-        public void Dispose() => _local.Dispose();
+        public RgwBackupTests(RgwServer server)
+            : base(server)
+        {
+        }
 
         [RgwFact]
         public void A_backup_to_s3_stores_each_chunk_once_and_a_second_sends_only_what_changed()
         {
             byte[] repeated = RepositoryFixture.Random(Chunk, 1);
             byte[] content = RepositoryFixture.Concat(repeated, RepositoryFixture.Random(2 * Chunk, 5), new byte[2 * Chunk], repeated, RepositoryFixture.Random(500, 2));
-            string disk = _local.WriteFile("disk.img", content);
-            using ObjectRepository remote = ObjectRepository.OpenOrCreate(_server.NewStorage(), Chunk, key: null);
+            string disk = Local.WriteFile("disk.img", content);
+            using ObjectRepository remote = ObjectRepository.OpenOrCreate(Server.NewStorage(), Chunk, key: null);
 
             RestorePoint first = RepositoryFixture.BackUp(remote, "web", disk);
             // Four distinct data chunks (the sixth repeats the first); the zeros are never stored.
@@ -54,8 +51,8 @@ namespace VmQuiesce.Core.Tests.Storage
         [RgwFact]
         public void An_upload_that_fails_half_way_publishes_nothing_and_the_next_backup_completes_the_repository()
         {
-            string disk = _local.WriteFile("disk.img", RepositoryFixture.Random(6 * Chunk, 3));
-            S3ObjectStorage storage = _server.NewStorage();
+            string disk = Local.WriteFile("disk.img", RepositoryFixture.Random(6 * Chunk, 3));
+            S3ObjectStorage storage = Server.NewStorage();
             using ObjectRepository failing = ObjectRepository.OpenOrCreate(new FailingChunkUploads(storage, failAfter: 2), Chunk, key: null);
 
             var error = Assert.Throws<VmQuiesceException>(() => RepositoryFixture.BackUp(failing, "web", disk));
@@ -66,7 +63,7 @@ namespace VmQuiesce.Core.Tests.Storage
             int left = ChunkObjects(failing).Count;
             Assert.InRange(left, 2, 5);
 
-            using ObjectRepository remote = ObjectRepository.Open(new S3ObjectStorage(storage.Address, _server.Settings()));
+            using ObjectRepository remote = ObjectRepository.Open(new S3ObjectStorage(storage.Address, Server.Settings()));
             RestorePoint point = RepositoryFixture.BackUp(remote, "web", disk);
 
             Assert.Equal(6, ChunkObjects(remote).Count);

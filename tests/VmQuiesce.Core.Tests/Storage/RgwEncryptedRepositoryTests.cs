@@ -16,26 +16,18 @@ namespace VmQuiesce.Core.Tests.Storage
     /// with the same key, other keys and none, and objects changed in the bucket by someone without the key.
     /// </summary>
     [Collection(RgwCollection.Name)]
-    public sealed class RgwEncryptedRepositoryTests : IDisposable
+    public sealed class RgwEncryptedRepositoryTests : RgwTestBase
     {
         private const string VmName = "secret-vm-name";
 
-        static RgwEncryptedRepositoryTests()
+        public RgwEncryptedRepositoryTests(RgwServer server)
+            : base(server)
         {
-            // Host key files go to a folder of this test run (the one RepositoryKeyTests uses), never the host's.
-            Environment.SetEnvironmentVariable(HostKeyStore.FolderVariable, Path.Combine(Path.GetTempPath(), $"vmq-test-keys-{System.Diagnostics.Process.GetCurrentProcess().Id}"));
         }
-
-        private readonly RgwServer _server;
-        private readonly RepositoryFixture _local = new RepositoryFixture();
-
-        public RgwEncryptedRepositoryTests(RgwServer server) => _server = server;
-
-        public void Dispose() => _local.Dispose();
 
         /// <summary>The same place opened anew, as another process would: the key comes from this host's key file.</summary>
         private ObjectRepository Reopen(ObjectRepository repository) =>
-            ObjectRepository.Open(new S3ObjectStorage(S3RepositoryAddress.Parse(repository.Location), _server.Settings()));
+            ObjectRepository.Open(new S3ObjectStorage(S3RepositoryAddress.Parse(repository.Location), Server.Settings()));
 
         private static void Overwrite(ObjectRepository repository, string key, byte[] content) =>
             repository.Storage.Replace(key, new[] { new ArraySegment<byte>(content) });
@@ -43,11 +35,11 @@ namespace VmQuiesce.Core.Tests.Storage
         [RgwFact]
         public void The_loser_of_two_hosts_creating_one_repository_opens_the_winners_and_keeps_no_key_file_of_its_own()
         {
-            S3ObjectStorage storage = _server.NewStorage();
+            S3ObjectStorage storage = Server.NewStorage();
             Directory.CreateDirectory(HostKeyStore.Folder);
             var before = Directory.GetFiles(HostKeyStore.Folder).ToHashSet();
             ObjectRepository? winner = null;
-            var racing = new RacingMarker(storage, () => winner = ObjectRepository.OpenOrCreate(new S3ObjectStorage(storage.Address, _server.Settings()), RepositoryFixture.ChunkSize, RepositoryKey.Generate()));
+            var racing = new RacingMarker(storage, () => winner = ObjectRepository.OpenOrCreate(new S3ObjectStorage(storage.Address, Server.Settings()), RepositoryFixture.ChunkSize, RepositoryKey.Generate()));
 
             using ObjectRepository loser = ObjectRepository.OpenOrCreate(racing, RepositoryFixture.ChunkSize, RepositoryKey.Generate());
 
@@ -61,11 +53,11 @@ namespace VmQuiesce.Core.Tests.Storage
         [RgwFact]
         public void A_failed_first_backup_leaves_an_empty_prefix_and_no_key_file_but_a_repository_in_use_stays()
         {
-            using S3ObjectStorage storage = _server.NewStorage();
+            using S3ObjectStorage storage = Server.NewStorage();
             using ObjectRepository made = ObjectRepository.OpenOrCreate(storage, RepositoryFixture.ChunkSize, RepositoryKey.Generate());
             string keyFile = HostKeyStore.PathOf(made.Encryption.RepositoryId!);
             Assert.True(File.Exists(keyFile));
-            using (ObjectRepository otherHost = ObjectRepository.Open(new S3ObjectStorage(storage.Address, _server.Settings())))
+            using (ObjectRepository otherHost = ObjectRepository.Open(new S3ObjectStorage(storage.Address, Server.Settings())))
             using (otherHost.LockShared("Invoke-VmQuiescedBackup"))
             {
                 Assert.False(made.RemoveIfUnused());
@@ -75,8 +67,8 @@ namespace VmQuiesce.Core.Tests.Storage
 
             Assert.Empty(storage.List(string.Empty));
             Assert.False(File.Exists(keyFile));
-            using ObjectRepository used = ObjectRepository.OpenOrCreate(_server.NewStorage(), RepositoryFixture.ChunkSize, RepositoryKey.Generate());
-            RepositoryFixture.BackUp(used, VmName, _local.WriteTextAndRandomDisk("disk.img", 1));
+            using ObjectRepository used = ObjectRepository.OpenOrCreate(Server.NewStorage(), RepositoryFixture.ChunkSize, RepositoryKey.Generate());
+            RepositoryFixture.BackUp(used, VmName, Local.WriteTextAndRandomDisk("disk.img", 1));
             Assert.False(used.RemoveIfUnused());
             using ObjectRepository reopened = Reopen(used);
             Assert.Single(reopened.ListRestorePoints());
@@ -107,11 +99,11 @@ namespace VmQuiesce.Core.Tests.Storage
         [RgwFact]
         public void An_encrypted_point_copied_to_s3_under_another_key_is_renamed_sealed_and_reads_back_into_a_folder()
         {
-            BackupRepository source = _local.NewEncrypted("enc");
-            string disk = _local.WriteTextAndRandomDisk("disk.img", 1);
+            BackupRepository source = Local.NewEncrypted("enc");
+            string disk = Local.WriteTextAndRandomDisk("disk.img", 1);
             RestorePoint point = RepositoryFixture.BackUp(source, VmName, disk);
 
-            using ObjectRepository remote = ObjectRepository.OpenOrCreate(_server.NewStorage(), RepositoryFixture.ChunkSize, RepositoryKey.Generate());
+            using ObjectRepository remote = ObjectRepository.OpenOrCreate(Server.NewStorage(), RepositoryFixture.ChunkSize, RepositoryKey.Generate());
             RestorePointCopyResult result = RestorePointCopy.Copy(source, point, remote, CancellationToken.None);
 
             using ObjectRepository reopened = Reopen(remote);
@@ -133,7 +125,7 @@ namespace VmQuiesce.Core.Tests.Storage
             }
 
             // On into a third repository, a folder with its own key, which the folder code opens, verifies and reads.
-            BackupRepository back = _local.NewEncrypted("back");
+            BackupRepository back = Local.NewEncrypted("back");
             using (ObjectRepository backObjects = ObjectRepository.Open(new FileObjectStorage(back.Path)))
             {
                 RestorePointCopy.Copy(reopened, copy, backObjects, CancellationToken.None);
@@ -148,8 +140,8 @@ namespace VmQuiesce.Core.Tests.Storage
         [RgwFact]
         public void Copies_under_the_same_key_keep_chunk_ids_and_send_only_missing_chunks()
         {
-            BackupRepository source = _local.NewEncrypted("enc");
-            string disk = _local.WriteTextAndRandomDisk("disk.img", 2);
+            BackupRepository source = Local.NewEncrypted("enc");
+            string disk = Local.WriteTextAndRandomDisk("disk.img", 2);
             RestorePoint first = RepositoryFixture.BackUp(source, VmName, disk);
             using (FileStream file = File.OpenWrite(disk))
             {
@@ -159,7 +151,7 @@ namespace VmQuiesce.Core.Tests.Storage
 
             RestorePoint second = RepositoryFixture.BackUp(source, VmName, disk);
 
-            using ObjectRepository remote = ObjectRepository.OpenOrCreate(_server.NewStorage(), RepositoryFixture.ChunkSize, source.Encryption.Key);
+            using ObjectRepository remote = ObjectRepository.OpenOrCreate(Server.NewStorage(), RepositoryFixture.ChunkSize, source.Encryption.Key);
             RestorePointCopy.Copy(source, first, remote, CancellationToken.None);
             RestorePointCopyResult copiedSecond = RestorePointCopy.Copy(source, second, remote, CancellationToken.None);
 
@@ -176,16 +168,16 @@ namespace VmQuiesce.Core.Tests.Storage
         [RgwFact]
         public void A_plain_point_copied_through_an_encrypted_s3_repository_into_a_plain_one_has_its_sha256_ids_again()
         {
-            string disk = _local.WriteTextAndRandomDisk("disk.img", 3);
-            RestorePoint plain = _local.BackUp(VmName, disk);
+            string disk = Local.WriteTextAndRandomDisk("disk.img", 3);
+            RestorePoint plain = Local.BackUp(VmName, disk);
 
-            using ObjectRepository remote = ObjectRepository.OpenOrCreate(_server.NewStorage(), RepositoryFixture.ChunkSize, RepositoryKey.Generate());
-            RestorePointCopy.Copy(_local.Repository, plain, remote, CancellationToken.None);
+            using ObjectRepository remote = ObjectRepository.OpenOrCreate(Server.NewStorage(), RepositoryFixture.ChunkSize, RepositoryKey.Generate());
+            RestorePointCopy.Copy(Local.Repository, plain, remote, CancellationToken.None);
             RestorePoint sealedCopy = remote.GetRestorePoint(plain.Id);
             Assert.NotEqual(plain.Files[0].Chunks, sealedCopy.Files[0].Chunks);
             Assert.True(RestorePointVerifier.Verify(remote, sealedCopy, CancellationToken.None).IsValid);
 
-            string backPath = Path.Combine(_local.Root, "plain-back");
+            string backPath = Path.Combine(Local.Root, "plain-back");
             BackupRepository.OpenOrCreate(backPath, RepositoryFixture.ChunkSize, key: null);
             using (ObjectRepository backObjects = ObjectRepository.Open(new FileObjectStorage(backPath)))
             {
@@ -203,10 +195,10 @@ namespace VmQuiesce.Core.Tests.Storage
         [RgwFact]
         public void Objects_changed_swapped_or_planted_in_the_bucket_are_not_authentic()
         {
-            string disk = _local.WriteTextAndRandomDisk("disk.img", 4);
-            RestorePoint plain = _local.BackUp(VmName, disk);
-            using ObjectRepository remote = ObjectRepository.OpenOrCreate(_server.NewStorage(), RepositoryFixture.ChunkSize, RepositoryKey.Generate());
-            RestorePointCopy.Copy(_local.Repository, plain, remote, CancellationToken.None);
+            string disk = Local.WriteTextAndRandomDisk("disk.img", 4);
+            RestorePoint plain = Local.BackUp(VmName, disk);
+            using ObjectRepository remote = ObjectRepository.OpenOrCreate(Server.NewStorage(), RepositoryFixture.ChunkSize, RepositoryKey.Generate());
+            RestorePointCopy.Copy(Local.Repository, plain, remote, CancellationToken.None);
             RestorePoint point = remote.GetRestorePoint(plain.Id);
             string changed = point.Files[0].Chunks[1]!;
             string swapped = point.Files[0].Chunks[2]!;
@@ -225,7 +217,7 @@ namespace VmQuiesce.Core.Tests.Storage
             Assert.Equal("RestoreChunkNotAuthentic", error.ErrorId);
 
             // A plaintext manifest planted by someone who can write the bucket but has no key.
-            string plainManifest = File.ReadAllText(Path.Combine(_local.RepositoryPath, "points", plain.Id + ".json"));
+            string plainManifest = File.ReadAllText(Path.Combine(Local.RepositoryPath, "points", plain.Id + ".json"));
             Overwrite(remote, ObjectRepository.ManifestKey(point.Id), Encoding.UTF8.GetBytes(plainManifest));
             Assert.Equal("RestorePointNotAuthentic", Assert.Throws<VmQuiesceException>(() => reopened.GetRestorePoint(point.Id)).ErrorId);
         }
@@ -233,7 +225,7 @@ namespace VmQuiesce.Core.Tests.Storage
         [RgwFact]
         public void A_repository_file_swapped_for_an_unencrypted_one_in_the_bucket_is_not_authentic()
         {
-            using ObjectRepository remote = ObjectRepository.OpenOrCreate(_server.NewStorage(), RepositoryFixture.ChunkSize, RepositoryKey.Generate());
+            using ObjectRepository remote = ObjectRepository.OpenOrCreate(Server.NewStorage(), RepositoryFixture.ChunkSize, RepositoryKey.Generate());
             Overwrite(remote, BackupRepository.MarkerName, Encoding.UTF8.GetBytes(BackupRepository.NewMarker(RepositoryFixture.ChunkSize, RepositoryEncryption.None)));
 
             var error = Assert.Throws<VmQuiesceException>(() => Reopen(remote));
@@ -245,12 +237,12 @@ namespace VmQuiesce.Core.Tests.Storage
         [RgwFact]
         public void Without_its_key_on_this_host_an_encrypted_s3_repository_is_neither_read_nor_written()
         {
-            string disk = _local.WriteTextAndRandomDisk("disk.img", 5);
-            RestorePoint first = _local.BackUp(VmName, disk);
+            string disk = Local.WriteTextAndRandomDisk("disk.img", 5);
+            RestorePoint first = Local.BackUp(VmName, disk);
             File.WriteAllBytes(disk, RepositoryFixture.Random(2 * RepositoryFixture.ChunkSize, seed: 6));
-            RestorePoint second = _local.BackUp(VmName, disk);
-            using ObjectRepository remote = ObjectRepository.OpenOrCreate(_server.NewStorage(), RepositoryFixture.ChunkSize, RepositoryKey.Generate());
-            RestorePointCopy.Copy(_local.Repository, first, remote, CancellationToken.None);
+            RestorePoint second = Local.BackUp(VmName, disk);
+            using ObjectRepository remote = ObjectRepository.OpenOrCreate(Server.NewStorage(), RepositoryFixture.ChunkSize, RepositoryKey.Generate());
+            RestorePointCopy.Copy(Local.Repository, first, remote, CancellationToken.None);
             int objects = remote.Storage.List(string.Empty).Count();
 
             Assert.True(HostKeyStore.Remove(remote.Encryption.RepositoryId!));
@@ -259,7 +251,7 @@ namespace VmQuiesce.Core.Tests.Storage
             Assert.False(elsewhere.Encryption.HasKey);
             Assert.Equal("RepositoryKeyNotFound", Assert.Throws<VmQuiesceException>(() => elsewhere.Encryption.RequireKey()).ErrorId);
             Assert.Equal("RepositoryKeyNotFound", Assert.Throws<VmQuiesceException>(() => elsewhere.GetRestorePoint(first.Id)).ErrorId);
-            Assert.Equal("RepositoryKeyNotFound", Assert.Throws<VmQuiesceException>(() => RestorePointCopy.Copy(_local.Repository, second, elsewhere, CancellationToken.None)).ErrorId);
+            Assert.Equal("RepositoryKeyNotFound", Assert.Throws<VmQuiesceException>(() => RestorePointCopy.Copy(Local.Repository, second, elsewhere, CancellationToken.None)).ErrorId);
             Assert.Equal(objects, elsewhere.Storage.List(string.Empty).Count());
         }
     }

@@ -21,33 +21,24 @@ namespace VmQuiesce.Core.Tests.Storage
     /// clients: every chunk one GET, verified (and opened with the key) before a byte of it is served.
     /// </summary>
     [Collection(RgwCollection.Name)]
-    public sealed class RgwExportTests : IDisposable
+    public sealed class RgwExportTests : RgwTestBase
     {
-        private const int Chunk = RepositoryFixture.ChunkSize;
         private const string SharedLocks = "locks/shared-";
 
-        static RgwExportTests()
+        public RgwExportTests(RgwServer server)
+            : base(server)
         {
-            // Host key files go to a folder of this test run (the one RepositoryKeyTests uses), never the host's.
-            Environment.SetEnvironmentVariable(HostKeyStore.FolderVariable, Path.Combine(Path.GetTempPath(), $"vmq-test-keys-{System.Diagnostics.Process.GetCurrentProcess().Id}"));
         }
 
-        private readonly RgwServer _server;
-        private readonly RepositoryFixture _local = new RepositoryFixture();
-
-        public RgwExportTests(RgwServer server) => _server = server;
-
-        public void Dispose() => _local.Dispose();
-
         /// <summary>10 chunks and a half: data, two all-zero chunks (never stored), data, a zero chunk, a short last chunk of data.</summary>
-        private string WriteLayeredDisk() => _local.WriteFile("disk.raw", RepositoryFixture.Concat(
+        private string WriteLayeredDisk() => Local.WriteFile("disk.raw", RepositoryFixture.Concat(
             RepositoryFixture.Random(3 * Chunk, 1), new byte[2 * Chunk], RepositoryFixture.Random(4 * Chunk, 2), new byte[Chunk], RepositoryFixture.Random(Chunk / 2, 3)));
 
         [RgwFact]
         public void A_point_served_from_s3_compares_equal_to_its_image_in_qemu_img_shows_its_zero_chunks_as_holes_and_keeps_a_prune_out_while_served()
         {
             string disk = WriteLayeredDisk();
-            using ObjectRepository remote = ObjectRepository.OpenOrCreate(_server.NewStorage(), Chunk, key: null);
+            using ObjectRepository remote = ObjectRepository.OpenOrCreate(Server.NewStorage(), Chunk, key: null);
             RestorePoint point = RepositoryFixture.BackUp(remote, "web01", disk);
 
             RestorePointServer served = RestorePointServer.Start(remote, point);
@@ -83,7 +74,7 @@ namespace VmQuiesce.Core.Tests.Storage
         {
             string disk = WriteLayeredDisk();
             byte[] content = File.ReadAllBytes(disk);
-            using ObjectRepository remote = ObjectRepository.OpenOrCreate(_server.NewStorage(), Chunk, key);
+            using ObjectRepository remote = ObjectRepository.OpenOrCreate(Server.NewStorage(), Chunk, key);
             RestorePoint point = RepositoryFixture.BackUp(remote, "db01", disk);
             string damaged = point.Files[0].Chunks[6]!;
             string objectKey = ObjectRepository.ChunkKey(damaged);

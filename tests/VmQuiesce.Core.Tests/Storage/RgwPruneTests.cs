@@ -18,22 +18,19 @@ namespace VmQuiesce.Core.Tests.Storage
     /// every published point whole.
     /// </summary>
     [Collection(RgwCollection.Name)]
-    public sealed class RgwPruneTests : IDisposable
+    public sealed class RgwPruneTests : RgwTestBase
     {
-        private const int Chunk = RepositoryFixture.ChunkSize;
-        private readonly RgwServer _server;
-        private readonly RepositoryFixture _local = new RepositoryFixture();
-
-        public RgwPruneTests(RgwServer server) => _server = server;
-
-        public void Dispose() => _local.Dispose();
+        public RgwPruneTests(RgwServer server)
+            : base(server)
+        {
+        }
 
         [RgwFact]
         public void A_prune_waits_for_a_backups_lock_object_and_a_backup_for_a_prunes()
         {
-            using S3ObjectStorage storage = _server.NewStorage();
+            using S3ObjectStorage storage = Server.NewStorage();
             using ObjectRepository repository = ObjectRepository.OpenOrCreate(Host(storage), Chunk, key: null);
-            RestorePoint old = RepositoryFixture.BackUp(repository, "old", _local.WriteFile("old.img", RepositoryFixture.Random(2 * Chunk, 1)));
+            RestorePoint old = RepositoryFixture.BackUp(repository, "old", Local.WriteFile("old.img", RepositoryFixture.Random(2 * Chunk, 1)));
             PrunePlan plan = repository.PlanRemoval(new[] { old.Id }, e => throw e);
 
             using (repository.LockShared("Invoke-VmQuiescedBackup of 'web'"))
@@ -47,7 +44,7 @@ namespace VmQuiesce.Core.Tests.Storage
             Assert.Equal(2, storage.List("chunks/").Count());
             using (ObjectRepositoryLock.AcquireExclusive(storage, "Remove-VmBackup (prune)"))
             {
-                var busy = Assert.Throws<VmQuiesceException>(() => RepositoryFixture.BackUp(repository, "web", _local.WriteFile("web.img", RepositoryFixture.Random(Chunk, 2))));
+                var busy = Assert.Throws<VmQuiesceException>(() => RepositoryFixture.BackUp(repository, "web", Local.WriteFile("web.img", RepositoryFixture.Random(Chunk, 2))));
                 Assert.Equal("RepositoryLocked", busy.ErrorId);
                 Assert.Contains("Remove-VmBackup (prune)", busy.Message);
             }
@@ -62,15 +59,15 @@ namespace VmQuiesce.Core.Tests.Storage
         [RgwFact]
         public void Two_writers_and_a_prune_at_once_leave_every_published_point_whole()
         {
-            using S3ObjectStorage storage = _server.NewStorage();
+            using S3ObjectStorage storage = Server.NewStorage();
             using ObjectRepository first = ObjectRepository.OpenOrCreate(Host(storage), Chunk, key: null);
             using ObjectRepository second = ObjectRepository.Open(Host(storage));
             using ObjectRepository pruner = ObjectRepository.Open(Host(storage));
             // A point to prune whose chunks the writers also store: a prune that ran beside them would delete those.
             byte[] shared = RepositoryFixture.Random(8 * Chunk, 3);
-            RestorePoint old = RepositoryFixture.BackUp(first, "old", _local.WriteFile("old.img", shared));
-            string diskA = _local.WriteFile("a.img", RepositoryFixture.Concat(shared, RepositoryFixture.Random(24 * Chunk, 4)));
-            string diskB = _local.WriteFile("b.img", RepositoryFixture.Concat(RepositoryFixture.Random(24 * Chunk, 5), shared));
+            RestorePoint old = RepositoryFixture.BackUp(first, "old", Local.WriteFile("old.img", shared));
+            string diskA = Local.WriteFile("a.img", RepositoryFixture.Concat(shared, RepositoryFixture.Random(24 * Chunk, 4)));
+            string diskB = Local.WriteFile("b.img", RepositoryFixture.Concat(RepositoryFixture.Random(24 * Chunk, 5), shared));
             PrunePlan plan = pruner.PlanRemoval(new[] { old.Id }, e => throw e);
 
             Task<RestorePoint> a = Task.Run(() => RepositoryFixture.BackUp(first, "a", diskA));
@@ -116,9 +113,9 @@ namespace VmQuiesce.Core.Tests.Storage
         [RgwFact]
         public void Another_hosts_lock_object_is_stale_only_once_unrefreshed_and_prune_then_says_what_to_do()
         {
-            using S3ObjectStorage storage = _server.NewStorage();
+            using S3ObjectStorage storage = Server.NewStorage();
             using ObjectRepository repository = ObjectRepository.OpenOrCreate(Host(storage), Chunk, key: null);
-            RestorePoint old = RepositoryFixture.BackUp(repository, "old", _local.WriteFile("old.img", RepositoryFixture.Random(Chunk, 6)));
+            RestorePoint old = RepositoryFixture.BackUp(repository, "old", Local.WriteFile("old.img", RepositoryFixture.Random(Chunk, 6)));
             PrunePlan plan = repository.PlanRemoval(new[] { old.Id }, e => throw e);
             Plant(storage, "locks/shared-stale.json", DateTime.UtcNow.AddMinutes(-31));
 
@@ -147,7 +144,7 @@ namespace VmQuiesce.Core.Tests.Storage
         [RgwFact]
         public void A_held_lock_object_is_refreshed_so_no_other_host_takes_it_for_stale()
         {
-            using S3ObjectStorage storage = _server.NewStorage();
+            using S3ObjectStorage storage = Server.NewStorage();
             using ObjectRepositoryLock held = ObjectRepositoryLock.AcquireShared(storage, "Invoke-VmQuiescedBackup");
             string key = Assert.Single(storage.List("locks/")).Key;
             JsonObject taken = JsonText.ParseObject(Encoding.UTF8.GetString(storage.ReadAll(key, 64 * 1024)));
@@ -175,6 +172,6 @@ namespace VmQuiesce.Core.Tests.Storage
                 .With("refreshed", refreshed.ToString("o", CultureInfo.InvariantCulture)), indented: true))) });
 
         /// <summary>Another client of the same bucket and prefix, as another host would have.</summary>
-        private S3ObjectStorage Host(S3ObjectStorage storage) => new S3ObjectStorage(storage.Address, _server.Settings());
+        private S3ObjectStorage Host(S3ObjectStorage storage) => new S3ObjectStorage(storage.Address, Server.Settings());
     }
 }

@@ -14,28 +14,26 @@ namespace VmQuiesce.Core.Tests.Storage
     /// every chunk is verified as it is read, and the copy is a whole restore point that verifies where it lands.
     /// </summary>
     [Collection(RgwCollection.Name)]
-    public sealed class RgwRestorePointCopyTests : IDisposable
+    public sealed class RgwRestorePointCopyTests : RgwTestBase
     {
-        private readonly RgwServer _server;
-        private readonly RepositoryFixture _local = new RepositoryFixture();
-
-        public RgwRestorePointCopyTests(RgwServer server) => _server = server;
-
-        public void Dispose() => _local.Dispose();
+        public RgwRestorePointCopyTests(RgwServer server)
+            : base(server)
+        {
+        }
 
         [RgwFact]
         public void A_copy_to_s3_and_back_is_a_whole_restore_point_and_sends_only_missing_chunks()
         {
             byte[] shared = RepositoryFixture.Random(3 * RepositoryFixture.ChunkSize, seed: 1);
-            string disk = _local.WriteFile("disk.img", RepositoryFixture.Concat(shared, new byte[RepositoryFixture.ChunkSize], RepositoryFixture.Random(1000, seed: 2)));
-            RestorePoint first = _local.BackUp("web", disk);
+            string disk = Local.WriteFile("disk.img", RepositoryFixture.Concat(shared, new byte[RepositoryFixture.ChunkSize], RepositoryFixture.Random(1000, seed: 2)));
+            RestorePoint first = Local.BackUp("web", disk);
             File.WriteAllBytes(disk, RepositoryFixture.Concat(shared, RepositoryFixture.Random(RepositoryFixture.ChunkSize, seed: 3)));
-            RestorePoint second = _local.BackUp("web", disk);
+            RestorePoint second = Local.BackUp("web", disk);
 
-            using ObjectRepository remote = ObjectRepository.OpenOrCreate(_server.NewStorage(), RepositoryFixture.ChunkSize, key: null);
-            RestorePointCopyResult copiedFirst = RestorePointCopy.Copy(_local.Repository, first, remote, CancellationToken.None);
-            RestorePointCopyResult copiedSecond = RestorePointCopy.Copy(_local.Repository, second, remote, CancellationToken.None);
-            RestorePointCopyResult again = RestorePointCopy.Copy(_local.Repository, second, remote, CancellationToken.None);
+            using ObjectRepository remote = ObjectRepository.OpenOrCreate(Server.NewStorage(), RepositoryFixture.ChunkSize, key: null);
+            RestorePointCopyResult copiedFirst = RestorePointCopy.Copy(Local.Repository, first, remote, CancellationToken.None);
+            RestorePointCopyResult copiedSecond = RestorePointCopy.Copy(Local.Repository, second, remote, CancellationToken.None);
+            RestorePointCopyResult again = RestorePointCopy.Copy(Local.Repository, second, remote, CancellationToken.None);
 
             Assert.Equal((4L, 4L, 0L), (copiedFirst.Chunks, copiedFirst.ChunksCopied, copiedFirst.ChunksAlreadyPresent));
             Assert.Equal((4L, 1L, 3L), (copiedSecond.Chunks, copiedSecond.ChunksCopied, copiedSecond.ChunksAlreadyPresent));
@@ -44,7 +42,7 @@ namespace VmQuiesce.Core.Tests.Storage
             Assert.True(RestorePointVerifier.Verify(remote, remote.GetRestorePoint(second.Id), CancellationToken.None).IsValid);
 
             // And back into a new folder repository, which the folder code opens, verifies and reads.
-            string backPath = Path.Combine(_local.Root, "back");
+            string backPath = Path.Combine(Local.Root, "back");
             BackupRepository back = BackupRepository.OpenOrCreate(backPath, RepositoryFixture.ChunkSize);
             using (ObjectRepository backObjects = ObjectRepository.Open(new FileObjectStorage(backPath)))
             {
@@ -61,15 +59,15 @@ namespace VmQuiesce.Core.Tests.Storage
         [RgwFact]
         public void A_damaged_source_chunk_stops_the_copy_before_the_manifest()
         {
-            string disk = _local.WriteFile("disk.img", RepositoryFixture.Random(2 * RepositoryFixture.ChunkSize, seed: 4));
-            RestorePoint point = _local.BackUp("db", disk);
-            string victim = _local.Repository.Chunks.PathOf(point.Files[0].Chunks[1]!);
+            string disk = Local.WriteFile("disk.img", RepositoryFixture.Random(2 * RepositoryFixture.ChunkSize, seed: 4));
+            RestorePoint point = Local.BackUp("db", disk);
+            string victim = Local.Repository.Chunks.PathOf(point.Files[0].Chunks[1]!);
             byte[] bytes = File.ReadAllBytes(victim);
             bytes[^1] ^= 0xff;
             File.WriteAllBytes(victim, bytes);
 
-            using ObjectRepository remote = ObjectRepository.OpenOrCreate(_server.NewStorage(), RepositoryFixture.ChunkSize, key: null);
-            var error = Assert.Throws<VmQuiesceException>(() => RestorePointCopy.Copy(_local.Repository, point, remote, CancellationToken.None));
+            using ObjectRepository remote = ObjectRepository.OpenOrCreate(Server.NewStorage(), RepositoryFixture.ChunkSize, key: null);
+            var error = Assert.Throws<VmQuiesceException>(() => RestorePointCopy.Copy(Local.Repository, point, remote, CancellationToken.None));
 
             Assert.Equal("CopySourceDamaged", error.ErrorId);
             Assert.Contains(point.Files[0].Chunks[1]!, error.Message);
@@ -80,7 +78,7 @@ namespace VmQuiesce.Core.Tests.Storage
         [RgwFact]
         public void A_prefix_that_holds_something_else_is_not_taken_over()
         {
-            using S3ObjectStorage storage = _server.NewStorage();
+            using S3ObjectStorage storage = Server.NewStorage();
             storage.CreateIfAbsent("photos/cat.jpg", new[] { new ArraySegment<byte>(new byte[] { 1, 2, 3 }) });
 
             var error = Assert.Throws<VmQuiesceException>(() => ObjectRepository.OpenOrCreate(storage, RepositoryFixture.ChunkSize, key: null));
@@ -93,11 +91,11 @@ namespace VmQuiesce.Core.Tests.Storage
         [RgwFact]
         public void Chunk_size_mismatch_is_refused()
         {
-            string disk = _local.WriteFile("disk.img", RepositoryFixture.Random(1000, seed: 5));
-            RestorePoint point = _local.BackUp("db", disk);
-            using ObjectRepository remote = ObjectRepository.OpenOrCreate(_server.NewStorage(), 2 * RepositoryFixture.ChunkSize, key: null);
+            string disk = Local.WriteFile("disk.img", RepositoryFixture.Random(1000, seed: 5));
+            RestorePoint point = Local.BackUp("db", disk);
+            using ObjectRepository remote = ObjectRepository.OpenOrCreate(Server.NewStorage(), 2 * RepositoryFixture.ChunkSize, key: null);
 
-            Assert.Equal("RepositoryChunkSizeMismatch", Assert.Throws<VmQuiesceException>(() => RestorePointCopy.Copy(_local.Repository, point, remote, CancellationToken.None)).ErrorId);
+            Assert.Equal("RepositoryChunkSizeMismatch", Assert.Throws<VmQuiesceException>(() => RestorePointCopy.Copy(Local.Repository, point, remote, CancellationToken.None)).ErrorId);
         }
     }
 }

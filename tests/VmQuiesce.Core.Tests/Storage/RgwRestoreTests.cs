@@ -20,20 +20,17 @@ namespace VmQuiesce.Core.Tests.Storage
     /// stops the restore before anything is replaced.
     /// </summary>
     [Collection(RgwCollection.Name)]
-    public sealed class RgwRestoreTests : IDisposable
+    public sealed class RgwRestoreTests : RgwTestBase
     {
-        private const int Chunk = RepositoryFixture.ChunkSize;
-        private readonly RgwServer _server;
-        private readonly RepositoryFixture _local = new RepositoryFixture();
-
-        public RgwRestoreTests(RgwServer server) => _server = server;
-
-        public void Dispose() => _local.Dispose();
+        public RgwRestoreTests(RgwServer server)
+            : base(server)
+        {
+        }
 
         [RgwFact]
         public void A_sparse_image_restores_from_s3_over_its_original_and_into_a_destination_stays_sparse()
         {
-            string path = Path.Combine(_local.Root, "sparse.img");
+            string path = Path.Combine(Local.Root, "sparse.img");
             long size = 40L * Chunk;
             using (var file = new FileStream(path, FileMode.CreateNew))
             {
@@ -46,12 +43,12 @@ namespace VmQuiesce.Core.Tests.Storage
             }
 
             string sha = RepositoryFixture.Sha256Of(path);
-            using ObjectRepository remote = CopyToS3(_local.BackUp("web", path));
+            using ObjectRepository remote = CopyToS3(Local.BackUp("web", path));
             RestorePoint point = remote.ListRestorePoints().Single();
             File.WriteAllBytes(path, RepositoryFixture.Random(100, 9));
 
             RestoreResult over = Restore(remote, new RestoreRequest(point) { Force = true });
-            string destination = Path.Combine(_local.Root, "elsewhere");
+            string destination = Path.Combine(Local.Root, "elsewhere");
             RestoreResult into = Restore(remote, new RestoreRequest(point) { Destination = destination });
 
             string copy = Directory.GetFiles(destination, "*", SearchOption.AllDirectories).Single();
@@ -64,18 +61,18 @@ namespace VmQuiesce.Core.Tests.Storage
 
             Assert.True(over.Files.Single().Replaced);
             Assert.Equal(RevertStatus.NotNeeded, into.RevertValue);
-            Assert.Equal(new[] { "elsewhere", "sparse.img" }, Directory.GetFileSystemEntries(_local.Root).Select(Path.GetFileName).Where(name => name != "repo").OrderBy(name => name, StringComparer.Ordinal));
+            Assert.Equal(new[] { "elsewhere", "sparse.img" }, Directory.GetFileSystemEntries(Local.Root).Select(Path.GetFileName).Where(name => name != "repo").OrderBy(name => name, StringComparer.Ordinal));
         }
 
         [RgwFact]
         public void A_qemu_point_from_s3_gets_its_internal_snapshot_applied()
         {
-            string image = Path.Combine(_local.Root, "disk.qcow2");
+            string image = Path.Combine(Local.Root, "disk.qcow2");
             HostCommand.RunChecked("qemu-img", new[] { "create", "-q", "-f", "qcow2", image, "4M" });
             HostCommand.RunChecked("qemu-io", new[] { "-c", "write -P 0x11 0 64k", image });
             HostCommand.RunChecked("qemu-img", new[] { "snapshot", "-c", "vmquiesce-test", image });
             HostCommand.RunChecked("qemu-io", new[] { "-c", "write -P 0x22 0 64k", image });
-            RestorePoint local = new BackupEngine(_local.Repository, workers: 2).Run(
+            RestorePoint local = new BackupEngine(Local.Repository, workers: 2).Run(
                 new ViewSource(StableFilesView.ForPaths(new[] { image }, new CapturedSnapshot("vmquiesce-test", null, "QemuInternal"))),
                 new QuiesceOptions { Required = Consistency.Crash }, null, CancellationToken.None).RestorePoint;
             using ObjectRepository remote = CopyToS3(local);
@@ -92,8 +89,8 @@ namespace VmQuiesce.Core.Tests.Storage
         [RgwFact]
         public void A_changed_chunk_object_stops_the_restore_before_anything_is_replaced()
         {
-            string path = _local.WriteFile("a.img", RepositoryFixture.Random(3 * Chunk, 4));
-            using ObjectRepository remote = CopyToS3(_local.BackUp("db", path));
+            string path = Local.WriteFile("a.img", RepositoryFixture.Random(3 * Chunk, 4));
+            using ObjectRepository remote = CopyToS3(Local.BackUp("db", path));
             RestorePoint point = remote.ListRestorePoints().Single();
             string key = ObjectRepository.ChunkKey(point.Files[0].Chunks[2]!);
             byte[] stored = remote.Storage.ReadAll(key, 2 * Chunk);
@@ -108,7 +105,7 @@ namespace VmQuiesce.Core.Tests.Storage
             Assert.Contains(point.Files[0].Chunks[2]!, error.Message);
             Assert.Contains(remote.Location, error.Remedy);
             Assert.Equal(current, File.ReadAllBytes(path));
-            Assert.Equal(new[] { "a.img", "repo" }, Directory.GetFileSystemEntries(_local.Root).Select(Path.GetFileName).OrderBy(name => name, StringComparer.Ordinal));
+            Assert.Equal(new[] { "a.img", "repo" }, Directory.GetFileSystemEntries(Local.Root).Select(Path.GetFileName).OrderBy(name => name, StringComparer.Ordinal));
         }
 
         private static RestoreResult Restore(IRestorePointSource repository, RestoreRequest request)
@@ -123,8 +120,8 @@ namespace VmQuiesce.Core.Tests.Storage
         /// <summary>A new S3 repository holding a copy of <paramref name="point"/>, and nothing else.</summary>
         private ObjectRepository CopyToS3(RestorePoint point)
         {
-            ObjectRepository remote = ObjectRepository.OpenOrCreate(_server.NewStorage(), Chunk, key: null);
-            RestorePointCopy.Copy(_local.Repository, point, remote, CancellationToken.None);
+            ObjectRepository remote = ObjectRepository.OpenOrCreate(Server.NewStorage(), Chunk, key: null);
+            RestorePointCopy.Copy(Local.Repository, point, remote, CancellationToken.None);
             return remote;
         }
     }
