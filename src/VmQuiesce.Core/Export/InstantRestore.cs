@@ -125,6 +125,9 @@ namespace VmQuiesce.Core.Export
 
         internal InstantRestoreState StateValue { get; private set; }
 
+        /// <summary>The typed <see cref="State"/>.</summary>
+        public InstantRestoreState GetState() => StateValue;
+
         /// <summary>Bytes per second the background copy may use (QEMU's job speed); 0 for no limit.</summary>
         public long CopyRateLimit
         {

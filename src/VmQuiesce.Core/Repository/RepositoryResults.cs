@@ -68,6 +68,9 @@ namespace VmQuiesce.Core.Repository
 
         public bool IsValid => StatusValue == VerificationStatus.Ok;
 
+        /// <summary>The typed <see cref="Status"/>.</summary>
+        public VerificationStatus GetStatus() => StatusValue;
+
         /// <summary>The boot check of Test-VmBackup -Boot, or null when it did not run.</summary>
         public BootCheckResult? Boot { get; }
 
@@ -106,6 +109,9 @@ namespace VmQuiesce.Core.Repository
         public string Problem => ProblemValue.ToString();
 
         internal ChunkProblemKind ProblemValue { get; }
+
+        /// <summary>The typed <see cref="Problem"/>.</summary>
+        public ChunkProblemKind GetProblem() => ProblemValue;
 
         public string Detail { get; }
 

@@ -35,11 +35,12 @@ namespace VmQuiesce.Core.Schedule
 
         private static readonly Regex NamePattern = new Regex("^[A-Za-z0-9_.-]{1,64}$", RegexOptions.CultureInvariant);
 
-        public BackupSchedule(string name, IReadOnlyList<string> vm, string repository)
+        public BackupSchedule(string name, IReadOnlyList<string> vm, string repository, Consistency consistency = Core.Consistency.FileSystem)
         {
             Name = name;
             Vm = vm;
             Repository = repository;
+            ConsistencyValue = consistency;
         }
 
         /// <summary>Names the task (\VmQuiesce\&lt;Name&gt;) or the units (vmquiesce-backup-&lt;Name&gt;.service/.timer).</summary>
@@ -56,7 +57,10 @@ namespace VmQuiesce.Core.Schedule
         /// <summary>By name, as scripts and ConvertTo-Json want it (Windows PowerShell writes an enum as a number); <see cref="ConsistencyValue"/> is the typed value.</summary>
         public string Consistency => ConsistencyValue.ToString();
 
-        internal Consistency ConsistencyValue { get; init; } = Core.Consistency.FileSystem;
+        internal Consistency ConsistencyValue { get; init; }
+
+        /// <summary>The typed <see cref="Consistency"/>, for code that compares levels.</summary>
+        public Consistency GetConsistency() => ConsistencyValue;
 
         public int KeepLast { get; init; }
 

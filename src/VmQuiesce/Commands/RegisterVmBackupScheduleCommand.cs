@@ -106,10 +106,9 @@ namespace VmQuiesce.Commands
                 }
 
                 string modulePath = JobEnvironment.ModuleImportPath(MyInvocation.MyCommand.Module?.ModuleBase ?? Path.GetDirectoryName(typeof(BackupSchedule).Assembly.Location)!);
-                schedule = new BackupSchedule(Name, Vm.Select(ResolveTarget).ToList(), S3RepositoryAddress.IsS3(Repository) ? Repository : ResolveFileSystemPath(Repository, nameof(Repository)))
+                schedule = new BackupSchedule(Name, Vm.Select(ResolveTarget).ToList(), S3RepositoryAddress.IsS3(Repository) ? Repository : ResolveFileSystemPath(Repository, nameof(Repository)), Consistency)
                 {
                     At = At,
-                    ConsistencyValue = Consistency,
                     KeepLast = KeepLast,
                     KeepDaily = KeepDaily,
                     KeepWeekly = KeepWeekly,

@@ -96,7 +96,7 @@ namespace VmQuiesce.Commands
                         restore.CopyRateLimit = CopyRateLimit;
                     }
 
-                    if (restore.StateValue == InstantRestoreState.Interrupted || restore.StateValue == InstantRestoreState.ServedElsewhere)
+                    if (restore.GetState() == InstantRestoreState.Interrupted || restore.GetState() == InstantRestoreState.ServedElsewhere)
                     {
                         Pump(() => Task.Run(() => restore.Resume(() => OpenResolvedRestorePointSource(restore.Repository), CancelToken)));
                     }
@@ -108,7 +108,7 @@ namespace VmQuiesce.Commands
                 }
 
                 var progress = new ProgressRecord(1, $"Copying {restore.VmName} {restore.RestorePointId} to {restore.Destination}", "Copying");
-                while (!restore.WaitForCompletion(TimeSpan.FromSeconds(1), CancelToken) && restore.StateValue == InstantRestoreState.Copying)
+                while (!restore.WaitForCompletion(TimeSpan.FromSeconds(1), CancelToken) && restore.GetState() == InstantRestoreState.Copying)
                 {
                     progress.PercentComplete = restore.TotalBytes > 0 ? (int)(100 * restore.CopiedBytes / restore.TotalBytes) : 0;
                     WriteProgress(progress);
@@ -117,7 +117,7 @@ namespace VmQuiesce.Commands
                 progress.RecordType = ProgressRecordType.Completed;
                 WriteProgress(progress);
                 WriteObject(restore);
-                if (restore.StateValue == InstantRestoreState.Failed)
+                if (restore.GetState() == InstantRestoreState.Failed)
                 {
                     WriteFailure(new VmQuiesceException("InstantRestoreCopyFailed", FailureKind.ReadError, restore.Error ?? "The background copy failed.", restore)
                     {
@@ -159,7 +159,7 @@ namespace VmQuiesce.Commands
         {
             foreach (InstantRestore restore in CompleteVmInstantRestoreCommand.Find(this, Id))
             {
-                if (ShouldProcess(restore.ToString(), restore.StateValue == InstantRestoreState.Completed ? "Stop watching (the VM and its complete disks stay)" : "End the VM and delete its incomplete disks"))
+                if (ShouldProcess(restore.ToString(), restore.GetState() == InstantRestoreState.Completed ? "Stop watching (the VM and its complete disks stay)" : "End the VM and delete its incomplete disks"))
                 {
                     try
                     {

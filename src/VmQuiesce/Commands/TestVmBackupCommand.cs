@@ -120,7 +120,7 @@ namespace VmQuiesce.Commands
                 return;
             }
 
-            if (result.StatusValue == VerificationStatus.Damaged)
+            if (result.GetStatus() == VerificationStatus.Damaged)
             {
                 if (folder != null)
                 {
@@ -129,7 +129,7 @@ namespace VmQuiesce.Commands
 
                 string problems = string.Join("; ", result.Problems.Select(problem => problem.ToString()).Concat(result.FileHashMismatches.Select(file => $"whole-file digest of '{file}' differs")));
                 // In an encrypted repository a chunk that does not open with the key was changed, swapped or planted.
-                bool notAuthentic = result.Problems.Any(problem => problem.ProblemValue == ChunkProblemKind.NotAuthentic);
+                bool notAuthentic = result.Problems.Any(problem => problem.GetProblem() == ChunkProblemKind.NotAuthentic);
                 WriteFailure(new VmQuiesceException(
                     notAuthentic ? "RestorePointNotAuthentic" : "RestorePointDamaged",
                     notAuthentic ? FailureKind.SecurityError : FailureKind.InvalidData,
