@@ -25,7 +25,6 @@ namespace VmQuiesce.Core.Backup
     {
         public const string FolderVariable = "VMQUIESCE_CHECKPOINT_FOLDER";
         private const string Format = "VmQuiesceHostCheckpoints";
-        private const long MaxRecordBytes = 1024 * 1024;
 
         internal HostCheckpointRecord(string sourceKind, string vmName, string repository, string pointId, IReadOnlyList<ChangeTrackingRecord> disks)
         {
@@ -102,7 +101,8 @@ namespace VmQuiesce.Core.Backup
                 .With("image", d.Image)
                 .With("virtualSize", d.VirtualSize)
                 .With("bitmap", d.Bitmap)
-                .With("persistent", d.Persistent)))), indented: true));
+                .With("persistent", d.Persistent)))), indented: true),
+            $"Run as root/Administrator, or set {FolderVariable} to a folder this user may write.");
 
         /// <summary>
         /// The VM's record, or null when this host has none. Throws <see cref="InvalidDataException"/> (saying why) for
@@ -113,18 +113,7 @@ namespace VmQuiesce.Core.Backup
             string path = PathOf(folder, sourceKind, vmName);
             try
             {
-                string text;
-                using (FileStream stream = RegularFile.OpenRead(path, MaxRecordBytes))
-                {
-                    if (HostPlatform.IsLinux && UnixFiles.Stat((int)stream.SafeFileHandle.DangerousGetHandle(), path).Uid != Libc.geteuid())
-                    {
-                        throw new InvalidDataException("it belongs to another user");
-                    }
-
-                    text = new StreamReader(stream, new UTF8Encoding(false)).ReadToEnd();
-                }
-
-                JsonObject json = JsonText.ParseObject(text);
+                JsonObject json = JsonText.ParseObject(StateFiles.ReadOwn(path));
                 if (json.GetString("format") != Format || json.GetString("sourceKind") != sourceKind || json.GetString("vm") != vmName)
                 {
                     throw new JsonFormatException($"it is not the {Format} record of the {sourceKind} VM '{vmName}'");

@@ -92,7 +92,9 @@ namespace VmQuiesce.Core.Export
             Save();
         }
 
-        public void Save() => RecordFile.Save(Folder, Id, new JsonObject()
+        public void Save() => RecordFile.Save(Folder, Id, ToJson());
+
+        internal JsonObject ToJson() => new JsonObject()
             .With("schema", Schema)
             .With("id", Id)
             .With("vmName", VmName)
@@ -104,7 +106,7 @@ namespace VmQuiesce.Core.Export
             .With("qemuStartTicks", QemuStartTicks)
             .With("serverProcessId", ServerProcessId)
             .With("serverStartTicks", ServerStartTicks)
-            .With("copyRateLimit", CopyRateLimit));
+            .With("copyRateLimit", CopyRateLimit);
 
         public void Delete() => File.Delete(RecordFile.PathOf(Folder, Id));
 
@@ -120,7 +122,8 @@ namespace VmQuiesce.Core.Export
             return Directory.EnumerateFiles(folder, "*.json").Select(TryLoad).OfType<InstantRestoreRecord>().OrderBy(record => record.Id, StringComparer.Ordinal).ToList();
         }
 
-        private static InstantRestoreRecord? TryLoad(string file)
+        /// <summary>The record in <paramref name="file"/>, or null when it is not one of this user's valid records.</summary>
+        internal static InstantRestoreRecord? TryLoad(string file)
         {
             JsonObject? json = RecordFile.TryRead(file, Schema);
             if (json == null)

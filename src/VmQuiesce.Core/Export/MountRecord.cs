@@ -48,23 +48,21 @@ namespace VmQuiesce.Core.Export
 
         public List<MountedFileSystem> FileSystems { get; } = new List<MountedFileSystem>();
 
-        public void Save()
-        {
-            var json = new JsonObject()
-                .With("schema", Schema)
-                .With("id", Id)
-                .With("folder", Folder)
-                .With("vmName", VmName)
-                .With("restorePointId", RestorePointId)
-                .With("serverProcessId", ServerProcessId)
-                .With("scratch", Scratch)
-                .With("daemons", new JsonArray(Daemons.Cast<object?>()))
-                .With("daemonPids", new JsonArray(DaemonPids.Select(pid => (object?)(long)pid)))
-                .With("loops", new JsonArray(Loops.Cast<object?>()))
-                .With("mounts", new JsonArray(Mounts.Cast<object?>()))
-                .With("fileSystems", new JsonArray(FileSystems.Select(fs => (object?)new JsonObject().With("disk", fs.Disk).With("device", fs.Device).With("type", fs.Type).With("path", fs.Path))));
-            RecordFile.Save(RestorePointMount.RecordFolder, Id, json);
-        }
+        public void Save() => RecordFile.Save(RestorePointMount.RecordFolder, Id, ToJson());
+
+        internal JsonObject ToJson() => new JsonObject()
+            .With("schema", Schema)
+            .With("id", Id)
+            .With("folder", Folder)
+            .With("vmName", VmName)
+            .With("restorePointId", RestorePointId)
+            .With("serverProcessId", ServerProcessId)
+            .With("scratch", Scratch)
+            .With("daemons", new JsonArray(Daemons.Cast<object?>()))
+            .With("daemonPids", new JsonArray(DaemonPids.Select(pid => (object?)(long)pid)))
+            .With("loops", new JsonArray(Loops.Cast<object?>()))
+            .With("mounts", new JsonArray(Mounts.Cast<object?>()))
+            .With("fileSystems", new JsonArray(FileSystems.Select(fs => (object?)new JsonObject().With("disk", fs.Disk).With("device", fs.Device).With("type", fs.Type).With("path", fs.Path))));
 
         public void Delete() => File.Delete(RecordFile.PathOf(RestorePointMount.RecordFolder, Id));
 

@@ -3,14 +3,23 @@ using System.IO;
 using System.Text;
 using VmQuiesce.Core.Logon.Linux;
 using VmQuiesce.Core.Logon.Windows;
+using VmQuiesce.Core.Native;
 using VmQuiesce.Core.Platform;
 
 namespace VmQuiesce.Core.Logon
 {
-    /// <summary>Writes small state files that only root/Administrators may read, atomically.</summary>
+    /// <summary>
+    /// Small state files that only root/Administrators (or, for a user's own records, that user) may read: written
+    /// atomically, read back only when they are still what was written (see <see cref="ReadOwn"/>).
+    /// </summary>
     internal static class StateFiles
     {
-        public static void WriteProtected(string folder, string path, string content)
+        /// <summary>The largest state file read back; each is a few kilobytes.</summary>
+        public const long MaxBytes = 1024 * 1024;
+
+        private const string DefaultRemedy = "Run as root/Administrator, or choose a writable folder with -StateDirectory.";
+
+        public static void WriteProtected(string folder, string path, string content, string remedy = DefaultRemedy)
         {
             try
             {
@@ -40,9 +49,30 @@ namespace VmQuiesce.Core.Logon
                 throw new VmQuiesceException("StateFileWriteFailed", FailureKind.WriteError,
                     $"Cannot write the state file '{path}': {e.Message}", path, e)
                 {
-                    Remedy = "Run as root/Administrator, or choose a writable folder with -StateDirectory.",
+                    Remedy = remedy,
                 };
             }
+        }
+
+        /// <summary>
+        /// The text of a state file this account wrote: a regular file (never a link, FIFO or device) of at most
+        /// <see cref="MaxBytes"/>, owned by this user (checked on the open descriptor, so nothing can be swapped in
+        /// between). Throws <see cref="FileNotFoundException"/> or <see cref="DirectoryNotFoundException"/> when there is
+        /// none, and an <see cref="IOException"/> saying why for a file that is not one.
+        /// </summary>
+        public static string ReadOwn(string path)
+        {
+            using FileStream stream = RegularFile.OpenRead(path, MaxBytes);
+            if (HostPlatform.IsLinux)
+            {
+                uint owner = UnixFiles.Stat((int)stream.SafeFileHandle.DangerousGetHandle(), path).Uid;
+                if (owner != Libc.geteuid())
+                {
+                    throw new UnexpectedFileException(path, $"owned by user {owner}", $"a file of this user ({Libc.geteuid()})");
+                }
+            }
+
+            return RegularFile.ReadToEnd(stream, path, MaxBytes);
         }
 
         /// <summary>Rename over the target: readers see the old file or the new one, never half of one.</summary>

@@ -62,7 +62,13 @@ namespace VmQuiesce.Core.Platform
         public static string ReadAllText(string path, long maxBytes)
         {
             using FileStream stream = OpenRead(path, maxBytes);
-            using var reader = new StreamReader(stream, new UTF8Encoding(false));
+            return ReadToEnd(stream, path, maxBytes);
+        }
+
+        /// <summary>The rest of <paramref name="stream"/> (opened by <see cref="OpenRead"/>) as UTF-8 text, refused once it grows past <paramref name="maxBytes"/>.</summary>
+        public static string ReadToEnd(FileStream stream, string path, long maxBytes)
+        {
+            using var reader = new StreamReader(stream, new UTF8Encoding(false), detectEncodingFromByteOrderMarks: true, bufferSize: 4096, leaveOpen: true);
             var buffer = new char[4096];
             var text = new StringBuilder();
             int read;
