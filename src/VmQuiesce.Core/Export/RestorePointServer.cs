@@ -176,7 +176,7 @@ namespace VmQuiesce.Core.Export
             }).ToList();
 
             // A lock file in a folder, a lock object on object storage: either way a prune waits until the server stops.
-            IDisposable shared = ((IBackupTarget)repository).LockShared($"Serving restore point {point.Id} over NBD", _ => { });
+            IDisposable shared = repository.LockShared($"Serving restore point {point.Id} over NBD", _ => { });
             ScratchFolder? folder = null;
             try
             {

@@ -314,7 +314,7 @@ namespace VmQuiesce.Core.Repository
         /// <summary>A shared lock (backups, verifies, restores); a lock whose process is provably gone is removed and reported through <paramref name="warn"/>.</summary>
         public RepositoryLock LockShared(string purpose, bool removeStale = false, Action<string>? warn = null) => Locked(() => RepositoryLock.AcquireShared(Path, purpose, removeStale, warn));
 
-        IDisposable IBackupTarget.LockShared(string purpose, Action<string> warn) => LockShared(purpose, warn: warn);
+        IDisposable IRestorePointSource.LockShared(string purpose, Action<string> warn) => LockShared(purpose, warn: warn);
 
         /// <summary>The exclusive lock (prune).</summary>
         public RepositoryLock LockExclusive(string purpose, bool removeStale = false, Action<string>? warn = null) => Locked(() => RepositoryLock.AcquireExclusive(Path, purpose, removeStale, warn));

@@ -51,9 +51,6 @@ namespace VmQuiesce.Core.Repository
     {
         IChunkSink ChunkSink { get; }
 
-        /// <summary>Held while the backup runs: prune waits for it, so no chunk this backup needs is removed meanwhile.</summary>
-        IDisposable LockShared(string purpose, Action<string> warn);
-
         /// <summary>Publishes a restore point whose chunks are all stored: it exists from now on, whole.</summary>
         void Publish(RestorePoint point);
     }

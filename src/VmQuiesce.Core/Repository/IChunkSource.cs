@@ -29,5 +29,11 @@ namespace VmQuiesce.Core.Repository
         /// remembers verified chunks). Null when whole; otherwise what is wrong.
         /// </summary>
         string? ReadVerifiedChunk(string hash, byte[] buffer, int expectedLength, ConcurrentDictionary<string, bool>? good, out bool missing);
+
+        /// <summary>
+        /// A shared lock, held while the repository is written or read (a backup, a served restore point): prune waits
+        /// for it, so no chunk the holder needs is removed meanwhile. A lock file in a folder, a lock object on object storage.
+        /// </summary>
+        IDisposable LockShared(string purpose, Action<string> warn);
     }
 }

@@ -136,6 +136,75 @@ namespace VmQuiesce.Core.Tests.Export
             _fixture.Repository.LockExclusive("test prune").Dispose();
         }
 
+        [NbdToolFact("qemu-img")]
+        public void A_source_that_is_only_a_restore_point_source_is_served_under_its_own_shared_lock_released_when_the_server_stops()
+        {
+            (RestorePoint point, byte[] content) = BackUpLayeredDisk();
+            var source = new PlainSource(_fixture.Repository);
+            using var folder = new TempFolder();
+
+            using (RestorePointServer served = RestorePointServer.Start(source, point))
+            {
+                NbdTools.Run("qemu-img", "convert", "-f", "raw", "-O", "raw", served.Disks[0].Uri, folder.File("copy.raw"));
+                Assert.Equal((1, 1), (source.Taken, source.Held));
+                Assert.Equal("RepositoryLocked", Assert.Throws<VmQuiesceException>(() => _fixture.Repository.LockExclusive("test prune").Dispose()).ErrorId);
+            }
+
+            AssertBytes.Equal(content, File.ReadAllBytes(folder.File("copy.raw")));
+            Assert.Equal((1, 0), (source.Taken, source.Held));
+            _fixture.Repository.LockExclusive("test prune").Dispose();
+        }
+
+        /// <summary>A repository seen only through <see cref="IRestorePointSource"/> (as a third party's would be), counting its shared locks.</summary>
+        private sealed class PlainSource : IRestorePointSource
+        {
+            private readonly IRestorePointSource _inner;
+
+            public PlainSource(IRestorePointSource inner) => _inner = inner;
+
+            public int Taken { get; private set; }
+
+            public int Held { get; private set; }
+
+            public string Location => _inner.Location;
+
+            public int ChunkSize => _inner.ChunkSize;
+
+            public VmQuiesce.Core.Repository.Keys.RepositoryEncryption Encryption => _inner.Encryption;
+
+            public System.Collections.Generic.IReadOnlyList<RestorePoint> ListRestorePoints(Action<VmQuiesceException>? problem = null) => _inner.ListRestorePoints(problem);
+
+            public RestorePoint GetRestorePoint(string id) => _inner.GetRestorePoint(id);
+
+            public string? ReadVerifiedChunk(string hash, byte[] buffer, int expectedLength, System.Collections.Concurrent.ConcurrentDictionary<string, bool>? good, out bool missing) =>
+                _inner.ReadVerifiedChunk(hash, buffer, expectedLength, good, out missing);
+
+            public IDisposable LockShared(string purpose, Action<string> warn)
+            {
+                IDisposable held = _inner.LockShared(purpose, warn);
+                Taken++;
+                Held++;
+                return new Release(() =>
+                {
+                    held.Dispose();
+                    Held--;
+                });
+            }
+
+            private sealed class Release : IDisposable
+            {
+                private Action? _release;
+
+                public Release(Action release) => _release = release;
+
+                public void Dispose()
+                {
+                    _release?.Invoke();
+                    _release = null;
+                }
+            }
+        }
+
         [NbdToolFact("nbdinfo")]
         public async Task AnUnlistedExportIsNotListedNorTheDefaultAndIsReachedOnlyByItsName()
         {

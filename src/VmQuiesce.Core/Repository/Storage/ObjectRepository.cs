@@ -255,7 +255,7 @@ namespace VmQuiesce.Core.Repository.Storage
             point.Repository = Location;
         }
 
-        IDisposable IBackupTarget.LockShared(string purpose, Action<string> warn) => LockShared(purpose, warn);
+        IDisposable IRestorePointSource.LockShared(string purpose, Action<string> warn) => LockShared(purpose, warn);
 
         /// <summary>A backup's or reader's lock object (<see cref="ObjectRepositoryLock"/>), refreshed while held: a prune waits for it.</summary>
         public IDisposable LockShared(string purpose, Action<string>? warn = null) => ObjectRepositoryLock.AcquireShared(Storage, purpose, warn);
