@@ -72,14 +72,28 @@ Describe 'Repository paths' {
 }
 
 Describe 'A first backup that fails' {
-    It 'leaves no empty repository behind' {
+    It 'leaves no empty repository behind, nor this host''s key file for it' {
         $ghost = [VmQuiesce.Core.Sources.PlainImage.PlainImageVm]::new('ghost', [string[]]@(Join-Path $root 'no-such-disk.img'))
         $fresh = Join-Path $root 'fresh'
+        $keysBefore = @(Get-ChildItem $env:VMQUIESCE_KEY_FOLDER -File -ErrorAction Ignore).Name
 
         $null = Invoke-VmQuiescedBackup -Vm $ghost -Repository $fresh -Consistency Crash -ErrorVariable failures -ErrorAction SilentlyContinue
 
         $failures[0].FullyQualifiedErrorId | Should -BeLike 'SourceFileNotFound,*'
         Test-Path -LiteralPath $fresh | Should -BeFalse
+        @(Get-ChildItem $env:VMQUIESCE_KEY_FOLDER -File -ErrorAction Ignore).Name | Should -Be $keysBefore
+    }
+
+    It 'into an existing repository keeps it and its key file' {
+        $ghost = [VmQuiesce.Core.Sources.PlainImage.PlainImageVm]::new('ghost', [string[]]@(Join-Path $root 'no-such-disk.img'))
+        $existing = Join-Path $root 'existing'
+        $made = New-VmBackupRepository -Path $existing -Confirm:$false
+
+        $null = Invoke-VmQuiescedBackup -Vm $ghost -Repository $existing -Consistency Crash -ErrorVariable failures -ErrorAction SilentlyContinue
+
+        $failures[0].FullyQualifiedErrorId | Should -BeLike 'SourceFileNotFound,*'
+        Test-Path -LiteralPath (Join-Path $existing 'vmquiesce-repository.json') | Should -BeTrue
+        Test-Path -LiteralPath $made.HostKeyFile | Should -BeTrue
     }
 }
 

@@ -262,8 +262,8 @@ namespace VmQuiesce.Core.Repository
 
         /// <summary>
         /// Removes this repository when this call created it and nothing was stored in it (the first backup failed),
-        /// so a failed first backup leaves no empty repository behind. Under the exclusive lock, so a backup that
-        /// started into it meanwhile keeps it; anything unexpected inside keeps it too.
+        /// so a failed first backup leaves no empty repository behind, nor this host's key file for it. Under the
+        /// exclusive lock, so a backup that started into it meanwhile keeps it; anything unexpected inside keeps it too.
         /// </summary>
         public bool RemoveIfUnused()
         {
@@ -287,7 +287,19 @@ namespace VmQuiesce.Core.Repository
                 return false;
             }
 
-            return RepositoryLayout.RemoveEmpty(Path, Created == RepositoryCreation.Folder, ChunkStore.FanOutNames);
+            if (!RepositoryLayout.RemoveEmpty(Path, Created == RepositoryCreation.Folder, ChunkStore.FanOutNames))
+            {
+                return false;
+            }
+
+            // The key file written for it names a repository that no longer exists (as the object storage one does).
+            if (Encryption.IsEncrypted)
+            {
+                HostKeyStore.Remove(Encryption.RepositoryId!);
+            }
+
+            Created = RepositoryCreation.None;
+            return true;
         }
 
         /// <summary>A warning when other users can read or change this repository (see <see cref="RepositoryLayout.DescribeWideAccess"/>), else null.</summary>

@@ -66,6 +66,37 @@ namespace VmQuiesce.Core.Tests.Repository
         }
 
         [Fact]
+        public void AFailedFirstBackupIntoANewFolderLeavesNeitherTheFolderNorItsHostKeyFileButAnExistingRepositoryKeepsBoth()
+        {
+            string missingDisk = Path.Combine(_fixture.Root, "no-such-disk.img");
+            string fresh = Path.Combine(_fixture.Root, "fresh");
+            BackupRepository made = _fixture.NewEncrypted("fresh");
+            string madeKey = HostKeyStore.PathOf(made.Encryption.RepositoryId!);
+            Assert.True(File.Exists(madeKey));
+            Assert.Equal("SourceFileNotFound", Assert.Throws<VmQuiesceException>(() => RepositoryFixture.BackUp(made, VmName, missingDisk)).ErrorId);
+
+            Assert.True(made.RemoveIfUnused());
+
+            Assert.False(Directory.Exists(fresh));
+            Assert.False(File.Exists(madeKey));
+
+            // Made earlier (New-VmBackupRepository) and still empty, or holding a point: a failed backup into it is not its first.
+            BackupRepository empty = _fixture.NewEncrypted("empty");
+            BackupRepository used = _fixture.NewEncrypted("used");
+            RepositoryFixture.BackUp(used, VmName, _fixture.WriteTextAndRandomDisk("disk.img", 2));
+            foreach (BackupRepository existing in new[] { empty, used })
+            {
+                BackupRepository reopened = BackupRepository.OpenOrCreate(existing.Path, RepositoryFixture.ChunkSize, RepositoryKey.Generate());
+                Assert.Throws<VmQuiesceException>(() => RepositoryFixture.BackUp(reopened, VmName, missingDisk));
+
+                Assert.False(reopened.RemoveIfUnused());
+
+                Assert.True(File.Exists(HostKeyStore.PathOf(existing.Encryption.RepositoryId!)));
+                Assert.True(File.Exists(MarkerPath(existing)));
+            }
+        }
+
+        [Fact]
         public void LockOfARunningBackupNamesNoVm()
         {
             BackupRepository repository = _fixture.NewEncrypted("enc");
