@@ -102,7 +102,7 @@ namespace VmQuiesce.Commands
         /// object on object storage (see about_VmQuiesce_ObjectStorage).
         /// </summary>
         internal IDisposable LockForReading(IRestorePointSource source, string purpose) =>
-            source is ObjectRepository objects ? objects.LockShared(purpose, WriteWarning) : ((BackupRepository)source).LockForReading(purpose, WriteWarning);
+            source is BackupRepository folder ? folder.LockForReading(purpose, WriteWarning) : source.LockShared(purpose, WriteWarning);
 
         /// <summary>
         /// The restore points named by <paramref name="ids"/> (unknown ones reported), or else every point, of the VMs
