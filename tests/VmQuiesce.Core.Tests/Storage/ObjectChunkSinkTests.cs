@@ -26,17 +26,18 @@ namespace VmQuiesce.Core.Tests.Storage
             using ObjectRepository repository = ObjectRepository.OpenOrCreate(new FileObjectStorage(_root), Chunk, key: null);
             ObjectChunkSink sink = repository.ChunkSink;
             byte[] first = Filled(1);
-            byte[] scratch = new byte[sink.ScratchLength];
+            byte[] buffer = new byte[sink.ScratchLength];
+            byte[] scratch = buffer;
 
-            PendingChunk pending = sink.Write(Hash(sink, first), first, Chunk, ref scratch)!;
+            var pending = (ObjectChunkSink.PendingUpload)sink.Write(Hash(sink, first), first, Chunk, ref scratch)!;
+            Assert.Same(buffer, pending.Stored);
             Assert.Empty(scratch);
 
             Assert.True(sink.Publish(pending) > 0);
             byte[] second = Filled(2);
             string secondHash = Hash(sink, second);
-            long before = GC.GetAllocatedBytesForCurrentThread();
-            PendingChunk next = sink.Write(secondHash, second, Chunk, ref scratch)!;
-            Assert.True(GC.GetAllocatedBytesForCurrentThread() - before < Chunk, "the second chunk was encoded into a new buffer, not the one its predecessor's upload gave back");
+            var next = (ObjectChunkSink.PendingUpload)sink.Write(secondHash, second, Chunk, ref scratch)!;
+            Assert.Same(buffer, next.Stored);
             Assert.Empty(scratch);
             sink.Publish(next);
 

@@ -63,7 +63,7 @@ namespace VmQuiesce.Core.Repository.Storage
         public bool Contains(string hash) => _repository.HasChunk(hash);
 
         /// <summary>An encoded chunk waiting for its upload.</summary>
-        private sealed class PendingUpload : PendingChunk
+        internal sealed class PendingUpload : PendingChunk
         {
             public PendingUpload(string hash, byte[] stored, int storedLength, int dataLength)
                 : base(hash, storedLength, dataLength)
