@@ -84,7 +84,8 @@ namespace VmQuiesce.Core.Backup
 
         /// <summary>
         /// Threads that wait for the disk (fsync, then rename) so the workers keep hashing meanwhile; several
-        /// at once also keep the disk's queue full. They hold no chunk buffers, so memory does not grow.
+        /// at once also keep the disk's queue full. Into a folder they hold no chunk buffers; into object storage
+        /// each upload holds its encoded chunk (see <see cref="Repository.Storage.ObjectChunkSink"/>).
         /// </summary>
         private const int Flushers = 4;
 

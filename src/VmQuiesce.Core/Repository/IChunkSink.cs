@@ -23,7 +23,8 @@ namespace VmQuiesce.Core.Repository
         /// </summary>
         /// <param name="scratch">
         /// A buffer of at least <see cref="ScratchLength"/> bytes the caller owns, for compression and sealing. A sink
-        /// may keep it with the pending chunk and put another buffer of that length in its place.
+        /// may keep it with the pending chunk and put another buffer of that length in its place, or an empty one that
+        /// its next Write replaces when it needs one.
         /// </param>
         PendingChunk? Write(string hash, byte[] data, int length, ref byte[] scratch);
 

@@ -91,6 +91,14 @@ namespace VmQuiesce.Core.Tests.Storage
             Assert.Equal(100, storage.Read("points/big.json", new byte[100]));
         }
 
+        protected void AnEmptyObjectReadsAsEmpty()
+        {
+            using IObjectStorage storage = NewStorage();
+            storage.CreateIfAbsent("chunks/00/0000", Parts(string.Empty));
+            Assert.Equal(0, storage.Read("chunks/00/0000", new byte[64]));
+            Assert.Empty(storage.ReadAll("chunks/00/0000", 64));
+        }
+
         protected void KeysThatClimbOutAreRefused()
         {
             using IObjectStorage storage = NewStorage();

@@ -108,6 +108,34 @@ namespace VmQuiesce.Core.Tests.Storage
             Assert.Equal(new[] { "a.img", "repo" }, Directory.GetFileSystemEntries(Local.Root).Select(Path.GetFileName).OrderBy(name => name, StringComparer.Ordinal));
         }
 
+        [RgwFact]
+        public void A_chunk_object_emptied_or_grown_past_any_chunk_stops_the_restore_before_anything_is_replaced()
+        {
+            // Chunks are read with a ranged GET (bytes 0 to one past the buffer): neither end of that range may hide a wrong length.
+            string path = Local.WriteFile("a.img", RepositoryFixture.Random(3 * Chunk, 6));
+            using ObjectRepository remote = CopyToS3(Local.BackUp("db", path));
+            RestorePoint point = remote.ListRestorePoints().Single();
+            byte[] current = RepositoryFixture.Random(10, 7);
+            File.WriteAllBytes(path, current);
+            foreach ((int index, byte[] content) in new[] { (0, Array.Empty<byte>()), (2, RepositoryFixture.Random(16 * Chunk, 8)) })
+            {
+                string key = ObjectRepository.ChunkKey(point.Files[0].Chunks[index]!);
+                byte[] original = remote.Storage.ReadAll(key, 2 * Chunk);
+                remote.Storage.Replace(key, new[] { new ArraySegment<byte>(content) });
+
+                var error = Assert.Throws<VmQuiesceException>(() => Restore(remote, new RestoreRequest(point) { Force = true }));
+
+                Assert.Equal("RestoreChunkDamaged", error.ErrorId);
+                Assert.Contains(point.Files[0].Chunks[index]!, error.Message);
+                Assert.Equal(current, File.ReadAllBytes(path));
+                Assert.Equal(new[] { "a.img", "repo" }, Directory.GetFileSystemEntries(Local.Root).Select(Path.GetFileName).OrderBy(name => name, StringComparer.Ordinal));
+                remote.Storage.Replace(key, new[] { new ArraySegment<byte>(original) });
+            }
+
+            Restore(remote, new RestoreRequest(point) { Force = true });
+            Assert.Equal(RepositoryFixture.Random(3 * Chunk, 6), File.ReadAllBytes(path));
+        }
+
         private static RestoreResult Restore(IRestorePointSource repository, RestoreRequest request)
         {
             var engine = new RestoreEngine(repository);

@@ -31,6 +31,9 @@ namespace VmQuiesce.Core.Tests.Storage
         public void Read_is_bounded_by_the_buffer() => ReadIsBoundedByTheBuffer();
 
         [RgwFact]
+        public void An_empty_object_reads_as_empty() => AnEmptyObjectReadsAsEmpty();
+
+        [RgwFact]
         public void Keys_that_climb_out_are_refused() => KeysThatClimbOutAreRefused();
 
         [RgwFact]

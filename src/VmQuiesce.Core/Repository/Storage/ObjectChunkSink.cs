@@ -28,9 +28,15 @@ namespace VmQuiesce.Core.Repository.Storage
                 return null;
             }
 
-            // Encoded and sealed in the caller's buffer, which waits for its upload; the caller goes on with a free one.
+            if (scratch.Length < _repository.ScratchLength)
+            {
+                scratch = _buffers.TryTake(out byte[]? free) ? free : new byte[_repository.ScratchLength];
+            }
+
+            // Encoded and sealed in the caller's buffer, which waits for its upload. The caller gets an empty one in
+            // its place, filled only when it next encodes: a worker waiting to hand over its chunk holds no spare.
             var pending = new PendingUpload(hash, scratch, _repository.EncodeStored(hash, data, length, scratch), length);
-            scratch = _buffers.TryTake(out byte[]? free) ? free : new byte[_repository.ScratchLength];
+            scratch = Array.Empty<byte>();
             return pending;
         }
 
@@ -57,7 +63,7 @@ namespace VmQuiesce.Core.Repository.Storage
         public bool Contains(string hash) => _repository.HasChunk(hash);
 
         /// <summary>An encoded chunk waiting for its upload.</summary>
-        private sealed class PendingUpload : PendingChunk
+        internal sealed class PendingUpload : PendingChunk
         {
             public PendingUpload(string hash, byte[] stored, int storedLength, int dataLength)
                 : base(hash, storedLength, dataLength)

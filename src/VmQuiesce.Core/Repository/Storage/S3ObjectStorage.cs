@@ -82,23 +82,36 @@ namespace VmQuiesce.Core.Repository.Storage
             _accessChecked = true;
         }
 
-        public int Read(string key, byte[] buffer) => Read(key, buffer.Length, length => buffer);
+        /// <summary>
+        /// As <see cref="IObjectStorage.Read"/>, with a GET of bytes 0 to the buffer's length (one more than fits): the
+        /// SDK checks a whole-object GET against its ETag with a managed MD5, which cost a restore a fifth of its CPU,
+        /// and a ranged one not. What is read this way is a chunk, checked against its hash (and its AEAD tag) anyway.
+        /// </summary>
+        public int Read(string key, byte[] buffer) => Read(key, buffer.Length, length => buffer, ranged: true);
 
         public byte[] ReadAll(string key, int maxLength)
         {
             byte[]? content = null;
-            Read(key, maxLength, length => content = new byte[length]);
+            Read(key, maxLength, length => content = new byte[length], ranged: false);
             return content!;
         }
 
-        private int Read(string key, int maxLength, Func<int, byte[]> bufferFor)
+        private int Read(string key, int maxLength, Func<int, byte[]> bufferFor, bool ranged)
         {
+            var request = new GetObjectRequest { BucketName = Address.Bucket, Key = FullKey(key) };
+            if (ranged)
+            {
+                request.ByteRange = new ByteRange(0, maxLength);
+            }
+
             try
             {
-                using GetObjectResponse response = Call(key, () => _client.GetObjectAsync(Address.Bucket, FullKey(key)));
+                using GetObjectResponse response = Call(key, () => _client.GetObjectAsync(request));
                 if (response.ContentLength > maxLength || response.ContentLength < 0)
                 {
-                    throw new InvalidDataException($"'{Describe(key)}' holds {response.ContentLength} bytes; at most {maxLength} were expected.");
+                    // A ranged GET sends at most one byte more than fits: enough to know the object is too long.
+                    string held = ranged ? $"more than {maxLength}" : response.ContentLength.ToString(System.Globalization.CultureInfo.InvariantCulture);
+                    throw new InvalidDataException($"'{Describe(key)}' holds {held} bytes; at most {maxLength} were expected.");
                 }
 
                 int expected = (int)response.ContentLength;
@@ -115,6 +128,12 @@ namespace VmQuiesce.Core.Repository.Storage
             catch (AmazonS3Exception e) when (e.StatusCode == HttpStatusCode.NotFound && e.ErrorCode != "NoSuchBucket")
             {
                 throw new FileNotFoundException($"'{Describe(key)}' does not exist.", Describe(key), e);
+            }
+            catch (AmazonS3Exception e) when (ranged && e.StatusCode == HttpStatusCode.RequestedRangeNotSatisfiable)
+            {
+                // No byte 0 to start the range at: the object is empty.
+                bufferFor(0);
+                return 0;
             }
         }
 
