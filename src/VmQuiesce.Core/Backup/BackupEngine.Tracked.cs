@@ -45,7 +45,19 @@ namespace VmQuiesce.Core.Backup
                 };
             }
 
-            return tracked.OpenTrackedView(options, PreviousCheckpoints(source, tracking.Verify), cancel);
+            // The repository's side is read while the source prepares the VM (connects, asks QEMU and the guest agent), on a
+            // thread of its own: the source blocks pool threads too, and a starved pool adds threads only slowly.
+            Task<ChangeTrackingRequest> previous = Task.Factory.StartNew(() => PreviousCheckpoints(source, tracking.Verify), CancellationToken.None, TaskCreationOptions.LongRunning, TaskScheduler.Default);
+            try
+            {
+                return tracked.OpenTrackedView(options, previous, cancel);
+            }
+            finally
+            {
+                // A source that failed before it looked must not leave the read running past the repository lock.
+                ((IAsyncResult)previous).AsyncWaitHandle.WaitOne();
+                _ = previous.Exception;
+            }
         }
 
         /// <summary>

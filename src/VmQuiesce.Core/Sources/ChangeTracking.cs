@@ -14,8 +14,10 @@ namespace VmQuiesce.Core.Sources
         /// <summary>
         /// Like <see cref="IBackupSource.OpenConsistentView"/>, but each disk of the view is a <see cref="TrackedDisk"/>
         /// (<see cref="ViewFile.Tracked"/>), and a new checkpoint is set atomically with the point in time.
+        /// <paramref name="request"/> is still being read from the repository while the source prepares: the source
+        /// waits for it only where it decides how each disk is read.
         /// </summary>
-        IConsistentView OpenTrackedView(QuiesceOptions options, ChangeTrackingRequest request, CancellationToken cancel);
+        IConsistentView OpenTrackedView(QuiesceOptions options, Task<ChangeTrackingRequest> request, CancellationToken cancel);
     }
 
     /// <summary>What the repository knows about the previous point of the VM, for the source to check its checkpoints against.</summary>

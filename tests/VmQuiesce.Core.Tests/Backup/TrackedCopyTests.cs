@@ -106,6 +106,20 @@ namespace VmQuiesce.Core.Tests.Backup
         }
 
         [Fact]
+        public void A_source_that_fails_before_it_looks_at_the_previous_point_fails_the_backup_with_its_own_error_once_that_read_has_ended()
+        {
+            Run(new List<(long, long)>());
+            var source = new TrackingSource(this, new List<(long, long)>()) { FailBeforeLooking = new VmQuiesceException("QemuUnreachable", FailureKind.ConnectionError, "no monitor", "vm") };
+
+            var error = Assert.Throws<VmQuiesceException>(() => Engine().Run(source, new QuiesceOptions(), null, CancellationToken.None, new ChangeTrackingOptions()));
+
+            Assert.Equal("QemuUnreachable", error.ErrorId);
+            // The repository was read beside the source's preparation, and that read is over before the backup returns.
+            Assert.Equal(TaskStatus.RanToCompletion, source.Received!.Status);
+            Assert.Single(_fixture.Repository.ListRestorePoints());
+        }
+
+        [Fact]
         public void A_previous_point_that_lacks_a_chunk_cannot_be_a_base_and_says_why()
         {
             RestorePoint first = Run(new List<(long, long)>()).RestorePoint;
@@ -269,8 +283,21 @@ namespace VmQuiesce.Core.Tests.Backup
 
             public IConsistentView OpenConsistentView(QuiesceOptions options, CancellationToken cancel) => throw new NotSupportedException();
 
-            public IConsistentView OpenTrackedView(QuiesceOptions options, ChangeTrackingRequest request, CancellationToken cancel)
+            /// <summary>Thrown as the view opens, before the source looks at the repository's answer, when set.</summary>
+            public Exception? FailBeforeLooking { get; init; }
+
+            /// <summary>The repository's answer as the engine handed it over.</summary>
+            public Task<ChangeTrackingRequest>? Received { get; private set; }
+
+            public IConsistentView OpenTrackedView(QuiesceOptions options, Task<ChangeTrackingRequest> pending, CancellationToken cancel)
             {
+                Received = pending;
+                if (FailBeforeLooking != null)
+                {
+                    throw FailBeforeLooking;
+                }
+
+                ChangeTrackingRequest request = pending.GetAwaiter().GetResult();
                 PreviousDisk? previous = request.Previous.FirstOrDefault();
                 var disk = new MemoryDisk(Content ?? _test._disk, previous, _changed, request.Verify, Gap) { Maps = Maps };
                 return new StableFilesView(new[] { new ViewFile("disk0.qcow2", "memory", "/vm/disk0.qcow2") { Format = "raw", Tracked = disk, RestoreAs = Layout } });

@@ -271,6 +271,27 @@ namespace VmQuiesce.Core.Tests.Qemu
             Assert.Equal("ChangeTrackingNeedsExternalMode", refused.ErrorId);
             Assert.Equal(points, _repository.ListRestorePoints().Count);
 
+            // A guest another tool froze is refused only once the agent has answered, when the scratch images (made
+            // while the agent is asked) exist: they and everything else are gone again, and the checkpoint stays.
+            using (GuestAgentClient agent = GuestAgentClient.Connect(vm.AgentSocketPath, TimeSpan.FromSeconds(60)))
+            {
+                agent.Freeze();
+            }
+
+            try
+            {
+                var frozen = Assert.Throws<VmQuiesceException>(() => Run(vm, verify: false));
+                Assert.Equal("GuestAlreadyFrozen", frozen.ErrorId);
+                AssertNothingLeft(vm);
+            }
+            finally
+            {
+                using GuestAgentClient agent = GuestAgentClient.Connect(vm.AgentSocketPath, TimeSpan.FromSeconds(60));
+                agent.Thaw();
+            }
+
+            Assert.Equal(points, _repository.ListRestorePoints().Count);
+
             // The export goes away as the copy starts: the read fails, nothing is published, the checkpoint survives.
             var cutOff = Assert.ThrowsAny<VmQuiesceException>(() => Run(vm, verify: false, afterWrite: "cut", onCopy: () =>
             {

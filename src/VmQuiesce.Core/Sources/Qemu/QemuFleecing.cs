@@ -3,6 +3,7 @@ using System.Collections.Generic;
 using System.IO;
 using System.Linq;
 using System.Threading;
+using System.Threading.Tasks;
 using VmQuiesce.Core.Json;
 using VmQuiesce.Core.Nbd;
 using VmQuiesce.Core.Platform;
@@ -12,7 +13,7 @@ namespace VmQuiesce.Core.Sources.Qemu
 {
     /// <summary>
     /// A point-in-time view of a running VM's disks without switching them to overlays (fleecing): before the
-    /// freeze, a qcow2 scratch node backed by each disk; in the freeze, ONE transaction that adds each disk's
+    /// freeze, a qcow2 scratch node backed by each disk (its image made while the guest agent is asked); in the freeze, ONE transaction that adds each disk's
     /// new checkpoint bitmap, freezes the previous one and starts a copy-before-write job (blockdev-backup
     /// sync=none) into the scratch node; after the thaw, QEMU's own NBD server exports each scratch node with
     /// the previous bitmap. The guest writes on as usual; a region it overwrites is first copied to the scratch.
@@ -22,6 +23,7 @@ namespace VmQuiesce.Core.Sources.Qemu
         private static readonly TimeSpan ExportGoneTimeout = TimeSpan.FromSeconds(30);
 
         private readonly IReadOnlyList<QemuDiskCheckpoint> _disks;
+        private readonly IReadOnlyDictionary<string, QemuNodeInfo> _nodes;
         private readonly string _vmName;
         private readonly List<NbdClient> _clients = new List<NbdClient>();
         private ScratchFolder? _socketFolder;
@@ -29,22 +31,27 @@ namespace VmQuiesce.Core.Sources.Qemu
         // Only a server this run started is stopped: when nbd-server-start failed, the running one is another tool's.
         private bool _serverStarted;
 
-        private QemuFleecing(IReadOnlyList<QemuDiskCheckpoint> disks, string vmName)
+        // qemu-img making each disk's scratch image, started by Begin; waited for before the nodes are added or the files deleted.
+        private Task[] _scratchImages = Array.Empty<Task>();
+
+        private QemuFleecing(IReadOnlyList<QemuDiskCheckpoint> disks, IReadOnlyDictionary<string, QemuNodeInfo> nodes, string vmName)
         {
             _disks = disks;
+            _nodes = nodes;
             _vmName = vmName;
         }
 
         public IReadOnlyList<QemuDiskCheckpoint> Disks => _disks;
 
         /// <summary>
-        /// Decides, per disk, incremental or full (with the reason), and adds the scratch nodes. Nothing the guest
-        /// sees changes. What an interrupted backup left (exports, scratch nodes, VmQuiesce's NBD server) goes first.
+        /// Checks that every disk can be tracked and starts making the scratch images in the background (the caller asks
+        /// the guest agent meanwhile); <see cref="Prepare"/> finishes. Nothing the guest sees changes. What an interrupted
+        /// backup left (exports, scratch nodes, VmQuiesce's NBD server) goes first. Release (or ReleaseWithoutQemu) after a
+        /// failure deletes the images.
         /// </summary>
-        public static QemuFleecing Prepare(QmpClient qmp, IReadOnlyList<QemuDisk> disks, ChangeTrackingRequest request, string stamp, string vmName, IOperationHost host, CancellationToken cancel)
+        public static QemuFleecing Begin(QmpClient qmp, IReadOnlyList<QemuDisk> disks, string stamp, string vmName, IOperationHost host, CancellationToken cancel)
         {
-            RemoveLeftovers(qmp, vmName, host, cancel);
-            IReadOnlyDictionary<string, QemuNodeInfo> nodes = QemuNodeInfo.Query(qmp, cancel);
+            IReadOnlyDictionary<string, QemuNodeInfo> nodes = RemoveLeftovers(qmp, vmName, host, cancel);
             var planned = new List<QemuDiskCheckpoint>();
             for (int i = 0; i < disks.Count; i++)
             {
@@ -58,26 +65,35 @@ namespace VmQuiesce.Core.Sources.Qemu
                     };
                 }
 
-                var checkpoint = new QemuDiskCheckpoint(disk, i, stamp, node);
-                checkpoint.Decide(request, node);
-                planned.Add(checkpoint);
+                planned.Add(new QemuDiskCheckpoint(disk, i, stamp, node));
             }
 
-            var fleecing = new QemuFleecing(planned, vmName);
-            try
-            {
-                foreach (QemuDiskCheckpoint disk in planned)
-                {
-                    AddScratch(qmp, disk, cancel);
-                }
-            }
-            catch
-            {
-                fleecing.Release(qmp, success: false);
-                throw;
-            }
-
+            var fleecing = new QemuFleecing(planned, nodes, vmName);
+            // Threads of their own: each waits for a process, and a starved thread pool adds threads only slowly.
+            fleecing._scratchImages = planned.Select(disk => Task.Factory.StartNew(() => CreateScratchImage(disk, cancel), CancellationToken.None, TaskCreationOptions.LongRunning, TaskScheduler.Default)).ToArray();
             return fleecing;
+        }
+
+        /// <summary>
+        /// Decides, per disk, incremental or full (with the reason) from what the repository says of the previous point,
+        /// and adds the scratch nodes once their images are made.
+        /// </summary>
+        public void Prepare(QmpClient qmp, ChangeTrackingRequest request, CancellationToken cancel)
+        {
+            foreach (QemuDiskCheckpoint disk in _disks)
+            {
+                disk.Decide(request, _nodes[disk.Disk.NodeName]);
+            }
+
+            foreach (Task image in _scratchImages)
+            {
+                image.GetAwaiter().GetResult();
+            }
+
+            foreach (QemuDiskCheckpoint disk in _disks)
+            {
+                AddScratch(qmp, disk, cancel);
+            }
         }
 
         /// <summary>The one transaction inside the freeze: new checkpoints, the previous ones frozen, the copy-before-write jobs.</summary>
@@ -168,6 +184,7 @@ namespace VmQuiesce.Core.Sources.Qemu
         public void Release(QmpClient qmp, bool success)
         {
             var problems = new List<string>();
+            WaitForScratchImages();
             CloseConnections();
             foreach (QemuDiskCheckpoint disk in _disks)
             {
@@ -215,6 +232,7 @@ namespace VmQuiesce.Core.Sources.Qemu
         /// <summary>When QEMU is gone, only the files are left to clean.</summary>
         public void ReleaseWithoutQemu()
         {
+            WaitForScratchImages();
             CloseConnections();
             DeleteSocketFolder();
             foreach (QemuDiskCheckpoint disk in _disks)
@@ -263,7 +281,7 @@ namespace VmQuiesce.Core.Sources.Qemu
             qmp.Execute("transaction", new JsonObject().With("actions", actions));
         }
 
-        private static void AddScratch(QmpClient qmp, QemuDiskCheckpoint disk, CancellationToken cancel)
+        private static void CreateScratchImage(QemuDiskCheckpoint disk, CancellationToken cancel)
         {
             ToolResult created = QemuImage.Run(new[] { "create", "-q", "-f", DiskImageFormat.Qcow2, disk.ScratchPath, disk.Disk.VirtualSize.ToString(System.Globalization.CultureInfo.InvariantCulture) },
                 TimeSpan.FromMinutes(1), cancel);
@@ -272,7 +290,10 @@ namespace VmQuiesce.Core.Sources.Qemu
                 throw new VmQuiesceException("FleecingSetupFailed", FailureKind.WriteError,
                     $"The scratch image '{disk.ScratchPath}' for disk {disk.Disk.Name} could not be created: {created.Message}", disk.ScratchPath);
             }
+        }
 
+        private static void AddScratch(QmpClient qmp, QemuDiskCheckpoint disk, CancellationToken cancel)
+        {
             qmp.Execute("blockdev-add", new JsonObject()
                 .With("driver", DiskImageFormat.Qcow2)
                 .With("node-name", disk.ScratchNode)
@@ -280,8 +301,11 @@ namespace VmQuiesce.Core.Sources.Qemu
                 .With("backing", disk.Disk.NodeName), cancel: cancel);
         }
 
-        /// <summary>Exports and scratch nodes named as VmQuiesce names them, left by a run that died (the run record check already ruled out a live one).</summary>
-        private static void RemoveLeftovers(QmpClient qmp, string vmName, IOperationHost host, CancellationToken cancel)
+        /// <summary>
+        /// Exports and scratch nodes named as VmQuiesce names them, left by a run that died (the run record check already
+        /// ruled out a live one). Returns QEMU's nodes as they are afterwards (asked again only when one was removed).
+        /// </summary>
+        private static IReadOnlyDictionary<string, QemuNodeInfo> RemoveLeftovers(QmpClient qmp, string vmName, IOperationHost host, CancellationToken cancel)
         {
             bool hadExport = false;
             foreach (JsonObject export in qmp.ExecuteArray("query-block-exports", cancel: cancel).OfType<JsonObject>())
@@ -300,11 +324,15 @@ namespace VmQuiesce.Core.Sources.Qemu
                 qmp.Execute("nbd-server-stop", cancel: cancel);
             }
 
-            foreach (string node in QemuNodeInfo.Query(qmp, cancel).Keys.Where(n => n.StartsWith(QemuDiskCheckpoint.ScratchPrefix, StringComparison.Ordinal)))
+            IReadOnlyDictionary<string, QemuNodeInfo> nodes = QemuNodeInfo.Query(qmp, cancel);
+            List<string> left = nodes.Keys.Where(n => n.StartsWith(QemuDiskCheckpoint.ScratchPrefix, StringComparison.Ordinal)).ToList();
+            foreach (string node in left)
             {
                 qmp.Execute("blockdev-del", new JsonObject().With("node-name", node), cancel: cancel);
                 host.WriteWarning($"VM '{vmName}': removed the scratch node '{GuestText.Escape(node)}' an interrupted backup left.");
             }
+
+            return left.Count == 0 ? nodes : QemuNodeInfo.Query(qmp, cancel);
         }
 
         internal static void DeleteExport(QmpClient qmp, string id)
@@ -325,6 +353,16 @@ namespace VmQuiesce.Core.Sources.Qemu
                 }
 
                 qmp.TryWaitForEvent("BLOCK_EXPORT_DELETED", data => data.GetOptionalString("id") == id, TimeSpan.FromSeconds(1));
+            }
+        }
+
+        /// <summary>Waits until no qemu-img still writes a scratch image (failed or not: what exists is deleted next).</summary>
+        private void WaitForScratchImages()
+        {
+            foreach (Task image in _scratchImages)
+            {
+                ((IAsyncResult)image).AsyncWaitHandle.WaitOne();
+                _ = image.Exception;
             }
         }
 

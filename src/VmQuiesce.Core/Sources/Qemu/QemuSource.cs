@@ -4,6 +4,7 @@ using System.Globalization;
 using System.IO;
 using System.Linq;
 using System.Threading;
+using System.Threading.Tasks;
 using VmQuiesce.Core.Json;
 using VmQuiesce.Core.Quiesce;
 
@@ -58,7 +59,7 @@ namespace VmQuiesce.Core.Sources.Qemu
         /// The same guarded freeze, but the point in time is a fleecing view read over NBD, and each disk gets a new
         /// checkpoint in the same transaction (<see cref="QemuFleecing"/>); no overlay is switched in.
         /// </summary>
-        public IConsistentView OpenTrackedView(QuiesceOptions options, ChangeTrackingRequest request, CancellationToken cancel)
+        public IConsistentView OpenTrackedView(QuiesceOptions options, Task<ChangeTrackingRequest> request, CancellationToken cancel)
         {
             if (_options.Mode == QemuSnapshotMode.Internal)
             {
@@ -72,7 +73,7 @@ namespace VmQuiesce.Core.Sources.Qemu
             return Open(options, request ?? throw new ArgumentNullException(nameof(request)), cancel);
         }
 
-        private IConsistentView Open(QuiesceOptions options, ChangeTrackingRequest? tracking, CancellationToken cancel)
+        private IConsistentView Open(QuiesceOptions options, Task<ChangeTrackingRequest>? tracking, CancellationToken cancel)
         {
             if (_options.Mode != QemuSnapshotMode.Internal)
             {
@@ -106,9 +107,18 @@ namespace VmQuiesce.Core.Sources.Qemu
             QemuRunRecord? run = null;
             IReadOnlyList<QemuOverlay> planned = Array.Empty<QemuOverlay>();
             QemuFleecing? fleecing = null;
+            Task<AgentPreparation>? preparing = null;
             try
             {
                 RecoverDeadRun(qmp, cancel);
+                if (_options.AgentSocket != null)
+                {
+                    // The agent answers on its own channel: it is asked while the monitor is (after RecoverDeadRun, which may thaw through it).
+                    string agentSocket = _options.AgentSocket;
+                    QemuPeer? peer = qmp.VerifiedPeer;
+                    preparing = Task.Factory.StartNew(() => PrepareAgent(agentSocket, peer, cancel), CancellationToken.None, TaskCreationOptions.LongRunning, TaskScheduler.Default);
+                }
+
                 IReadOnlyList<QemuDisk> disks = CheckDisks(qmp, cancel);
                 Leftovers.Refuse(VmName, FindLeftovers(qmp, disks, cancel),
                     "Repair it (commits VmQuiesce's overlays back, finishes or dismisses its jobs): " + QemuRepairCommands.Repair(_options.QmpSocket, _options.AgentSocket));
@@ -116,23 +126,29 @@ namespace VmQuiesce.Core.Sources.Qemu
                 diskFiles = QemuDiskFiles.Open(disks, qmp.VerifiedPeer, VmName);
                 Guid? uuid = QemuDiscovery.ParseUuid(qmp.ExecuteObject("query-uuid", cancel: cancel).GetOptionalString("UUID"));
                 Repository.VmMachine? machine = QemuMachine.Query(qmp, VmName, _host, cancel);
+                string stamp = DateTime.UtcNow.ToString("yyyyMMdd'T'HHmmssfff'Z'", CultureInfo.InvariantCulture);
+                if (tracking != null)
+                {
+                    // The scratch images are made while the agent is still being asked.
+                    fleecing = QemuFleecing.Begin(qmp, disks, stamp, VmName, _host, cancel);
+                }
 
                 GuestAgentFreezer? freezer = null;
                 Consistency expected = Consistency.Crash;
                 string why = "no guest agent socket was given, so nothing in the guest can be frozen";
-                if (_options.AgentSocket != null)
+                if (preparing != null)
                 {
-                    agent = ConnectAgent(_options.AgentSocket, qmp.VerifiedPeer, cancel);
-                    (freezer, expected, why) = PrepareFreezer(agent, cancel);
+                    AgentPreparation prepared = preparing.GetAwaiter().GetResult();
+                    preparing = null;
+                    (agent, freezer, expected, why) = (prepared.Agent, prepared.Freezer, prepared.Expected, prepared.Why);
                 }
 
                 RequireConsistency(expected, options, why);
 
-                string stamp = DateTime.UtcNow.ToString("yyyyMMdd'T'HHmmssfff'Z'", CultureInfo.InvariantCulture);
                 var overlays = tracking != null ? new List<QemuOverlay>() : disks.Select(d => new QemuOverlay(d, QemuBlockOperations.OverlayPathFor(d.File, stamp))).ToList();
                 if (tracking != null)
                 {
-                    fleecing = QemuFleecing.Prepare(qmp, disks, tracking, stamp, VmName, _host, cancel);
+                    fleecing!.Prepare(qmp, tracking.GetAwaiter().GetResult(), cancel);
                     foreach (QemuDiskCheckpoint disk in fleecing.Disks.Where(d => d.Base == null))
                     {
                         _host.WriteVerbose($"VM '{VmName}': disk {disk.Disk.Name} is read in full ({disk.Reason}): {disk.Detail}.");
@@ -230,7 +246,7 @@ namespace VmQuiesce.Core.Sources.Qemu
                 var quiesce = new QuiesceRecord(reached, window.Frozen, frozenMilliseconds, freezer != null ? QuiesceMethod.GuestAgent : QuiesceMethod.None,
                     window.Frozen.Count > 0 ? FrozenMeasure.FreezeToThaw : FrozenMeasure.None);
                 IConsistentView view = fleecing != null
-                    ? new QemuTrackedView(this, fleecing, fleecing.Export(qmp, tracking!.Verify, run, cancel), diskFiles, run, reached, quiesce) { VmUuid = uuid, Machine = machine }
+                    ? new QemuTrackedView(this, fleecing, fleecing.Export(qmp, tracking!.Result.Verify, run, cancel), diskFiles, run, reached, quiesce) { VmUuid = uuid, Machine = machine }
                     : new QemuConsistentView(this, disks, overlays, diskFiles, run, reached, options.KeepSnapshot, quiesce,
                         snapshotTag == null ? null : new CapturedSnapshot(snapshotTag, null, "QemuInternal")) { VmUuid = uuid, Machine = machine };
                 fleecing = null;
@@ -245,8 +261,61 @@ namespace VmQuiesce.Core.Sources.Qemu
                 EndRunRecord(run, planned);
                 diskFiles?.Dispose();
                 agent?.Dispose();
+                DisposePreparedAgent(preparing);
                 qmp.Dispose();
             }
+        }
+
+        /// <summary>The agent connected and asked what it can freeze (see <see cref="PrepareFreezer"/>).</summary>
+        private sealed class AgentPreparation
+        {
+            public AgentPreparation(GuestAgentClient agent, GuestAgentFreezer? freezer, Consistency expected, string why)
+            {
+                Agent = agent;
+                Freezer = freezer;
+                Expected = expected;
+                Why = why;
+            }
+
+            public GuestAgentClient Agent { get; }
+
+            public GuestAgentFreezer? Freezer { get; }
+
+            public Consistency Expected { get; }
+
+            public string Why { get; }
+        }
+
+        private AgentPreparation PrepareAgent(string agentSocket, QemuPeer? peer, CancellationToken cancel)
+        {
+            GuestAgentClient agent = ConnectAgent(agentSocket, peer, cancel);
+            try
+            {
+                (GuestAgentFreezer? freezer, Consistency expected, string why) = PrepareFreezer(agent, cancel);
+                return new AgentPreparation(agent, freezer, expected, why);
+            }
+            catch
+            {
+                agent.Dispose();
+                throw;
+            }
+        }
+
+        /// <summary>An agent preparation the open failed before taking: it ends first, and its connection is closed.</summary>
+        private static void DisposePreparedAgent(Task<AgentPreparation>? preparing)
+        {
+            if (preparing == null)
+            {
+                return;
+            }
+
+            ((IAsyncResult)preparing).AsyncWaitHandle.WaitOne();
+            if (preparing.Status == TaskStatus.RanToCompletion)
+            {
+                preparing.Result.Agent.Dispose();
+            }
+
+            _ = preparing.Exception;
         }
 
         /// <summary>
