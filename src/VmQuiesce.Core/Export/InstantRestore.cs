@@ -139,6 +139,9 @@ namespace VmQuiesce.Core.Export
             set => Interlocked.Exchange(ref _rateLimit, value);
         }
 
+        /// <summary>When (UTC) every disk became local and the export ended, as this process saw it; null until then.</summary>
+        public DateTime? CompletionTime { get; private set; }
+
         /// <summary>Why the copy failed, or null.</summary>
         public string? Error { get; private set; }
 
@@ -554,6 +557,7 @@ namespace VmQuiesce.Core.Export
                 }
 
                 _record.Delete();
+                CompletionTime = DateTime.UtcNow;
                 StateValue = InstantRestoreState.Completed;
             }
             catch (OperationCanceledException)

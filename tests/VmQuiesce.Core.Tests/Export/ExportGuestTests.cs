@@ -158,6 +158,7 @@ namespace VmQuiesce.Core.Tests.Export
             vm.MemoryMiB = 192; // the caller's option wins over the recorded 160 MiB; the rest is as recorded
 
             // Throttled until the guest has written, so the copy is seen running; unthrottled then.
+            DateTime started = DateTime.UtcNow;
             InstantRestore restore = InstantRestore.Start(fixture.Repository, fixture.Repository.GetRestorePoint(_guest.Point.Id), folder.File("vm"), vm, 256 * 1024, CancellationToken.None);
             try
             {
@@ -176,8 +177,12 @@ namespace VmQuiesce.Core.Tests.Export
                 }
 
                 Assert.Equal(InstantRestoreState.Copying, restore.StateValue);
+                Assert.Null(restore.CompletionTime);
+                DateTime unthrottled = DateTime.UtcNow;
                 restore.CopyRateLimit = 0;
                 Assert.True(restore.WaitForCompletion(TimeSpan.FromMinutes(5), CancellationToken.None), restore.Error ?? restore.State.ToString());
+                Assert.InRange(restore.CompletionTime!.Value, unthrottled, DateTime.UtcNow); // what the bench times the copy by
+                Assert.True(started < unthrottled);
                 Assert.Equal(restore.TotalBytes, restore.CopiedBytes);
                 Assert.DoesNotContain(RestorePointServer.Running, served => served.RestorePointId == _guest.Point.Id);
                 Assert.False(File.Exists(restore.Overlays.Single()));
