@@ -446,16 +446,17 @@ namespace VmQuiesce.Core.Export
             _watch = Task.Run(() => Watch(copying));
         }
 
-        /// <summary>Makes the local disk (once: a resumed copy writes over what is there) the size the VM sees, and opens it in QEMU as the mirror's target.</summary>
+        /// <summary>
+        /// Makes the local disk anew, the size the VM sees, and opens it in QEMU as the mirror's target. Whatever a
+        /// dead process left at that path is deleted first (a link itself, never what it points at): the mirror copies
+        /// every byte again anyway.
+        /// </summary>
         private void AddTarget(QmpClient qmp, int disk, CancellationToken cancel)
         {
-            if (!File.Exists(Disks[disk]))
-            {
-                JsonObject device = qmp.ExecuteArray("query-block", cancel: cancel).OfType<JsonObject>().Single(found => found.GetString("device") == "disk" + disk.ToString(CultureInfo.InvariantCulture));
-                long size = device.GetObject("inserted").GetObject("image").GetInt64("virtual-size");
-                RunQemuImg(new[] { "create", "-q", "-f", DiskImageFormat.Qcow2, "-o", LocalDiskOptions, Disks[disk], size.ToString(CultureInfo.InvariantCulture) }, cancel);
-            }
-
+            JsonObject device = qmp.ExecuteArray("query-block", cancel: cancel).OfType<JsonObject>().Single(found => found.GetString("device") == "disk" + disk.ToString(CultureInfo.InvariantCulture));
+            long size = device.GetObject("inserted").GetObject("image").GetInt64("virtual-size");
+            File.Delete(Disks[disk]);
+            RunQemuImg(new[] { "create", "-q", "-f", DiskImageFormat.Qcow2, "-o", LocalDiskOptions, Disks[disk], size.ToString(CultureInfo.InvariantCulture) }, cancel);
             qmp.Execute("blockdev-add", new JsonObject().With("driver", "qcow2").With("node-name", TargetNode(disk))
                 .With("file", new JsonObject().With("driver", "file").With("filename", Disks[disk])), cancel: cancel);
         }
