@@ -635,7 +635,7 @@ foreach ($size in $RestorePointGiB) {
     $point = "$size GiB point (test guest, TCG)"
     Add-Figure @{ Name = "Start to guest agent answering, $point"; Tool = 'Start-VmInstantRestore'; Unit = 's'; Values = (Get-Seconds instantToAgentSeconds); NotMeasured = $why }
     Add-Figure @{ Name = "Start to guest agent answering, $point"; Tool = 'Restore-VmSnapshot, then boot'; Unit = 's'; Values = (Get-Seconds restoreToAgentSeconds); NotMeasured = $why }
-    Add-Figure @{ Name = "Disks local, $point"; Tool = 'Start-VmInstantRestore'; Unit = 's'; Values = (Get-Seconds instantToLocalSeconds); NotMeasured = $why; Note = $(if ($r) { 'block-stream while the guest boots and runs, {0:N0} MiB streamed' -f ($r.streamedBytes / 1MB) }) }
+    Add-Figure @{ Name = "Disks local, $point"; Tool = 'Start-VmInstantRestore'; Unit = 's'; Values = (Get-Seconds instantToLocalSeconds); NotMeasured = $why; Note = $(if ($r) { 'blockdev-mirror while the guest boots and runs, {0:N0} MiB mirrored' -f ($r.streamedBytes / 1MB) }) }
     Add-Figure @{ Name = "Disks local, $point"; Tool = 'Restore-VmSnapshot'; Unit = 's'; Values = (Get-Seconds restoreSeconds); NotMeasured = $why }
     Add-Figure @{ Name = "One small file back, $point"; Tool = 'Restore-VmBackupItem'; Unit = 's'; Values = (Get-Seconds itemSeconds); NotMeasured = $why; Note = 'mounted read-only from the repository, copied, unmounted' }
 }

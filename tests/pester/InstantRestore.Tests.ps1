@@ -54,6 +54,7 @@ Describe 'An instant restore whose serving pwsh was killed with SIGKILL' {
 
         Get-Process -Id $found.ProcessId -ErrorAction Ignore | Should -BeNullOrEmpty
         Test-Path $found.Disks[0] | Should -BeFalse
+        Test-Path $found.Overlays[0] | Should -BeFalse
         Get-Leftover $served.Id | Should -BeNullOrEmpty
         Get-VmInstantRestore | Where-Object Id -EQ $served.Id | Should -BeNullOrEmpty
     }
@@ -73,11 +74,13 @@ Describe 'An instant restore whose serving pwsh was killed with SIGKILL' {
 
             $found = Get-VmInstantRestore | Where-Object Id -EQ $served.Id
             $found.State | Should -Be 'Interrupted'
-            Get-Backing $found.Disks[0] | Should -BeLike 'nbd+unix:*' -Because 'the kill must land while the copy still runs'
+            Get-Backing $found.Overlays[0] | Should -BeLike 'nbd+unix:*' -Because 'the kill must land while the copy still runs'
+            Get-Backing $found.Disks[0] | Should -BeNullOrEmpty -Because 'the local disk is the copy''s target, never backed by the repository'
 
             $completed = $found | Complete-VmInstantRestore -CopyRateLimit 0
             $completed.State | Should -Be 'Completed'
             Get-Backing $completed.Disks[0] | Should -BeNullOrEmpty
+            Test-Path $completed.Overlays[0] | Should -BeFalse
             Get-Leftover $served.Id | Should -BeNullOrEmpty
 
             # The repository is gone: what the guest reads now comes from its local disk.

@@ -42,11 +42,12 @@ namespace VmQuiesce.Core.Export
     }
 
     /// <summary>
-    /// Start-VmInstantRestore: a restore point's VM started at once under QEMU, each disk a new local qcow2 whose
+    /// Start-VmInstantRestore: a restore point's VM started at once under QEMU, each disk a local qcow2 overlay whose
     /// backing file is the point's NBD export (served by this process, every chunk verified); the guest's writes go to
-    /// the local disk; QEMU's block-stream copies everything else into it in the background; when every stream is
-    /// done the local disks stand alone and the export ends. Disks stop the VM on a read or write error
-    /// (rerror/werror=stop), so a failing export pauses the guest instead of feeding it errors.
+    /// the overlay; QEMU's blockdev-mirror copies the whole disk (the overlay's writes and the export's bytes) into the
+    /// local disk in the background, several requests in flight, and then moves the VM onto it; the overlays are
+    /// deleted and the export ends. Disks stop the VM on a read or write error (rerror/werror=stop), so a failing
+    /// export pauses the guest instead of feeding it errors.
     /// </summary>
     /// <remarks>
     /// The VM's machine type, memory, CPUs and CPU model are those the restore point recorded
@@ -107,8 +108,11 @@ namespace VmQuiesce.Core.Export
         /// <summary>The folder of the VM's local disks, its sockets and console log.</summary>
         public string Destination => _record.Destination;
 
-        /// <summary>The local qcow2 disks, in the point's order.</summary>
+        /// <summary>The local qcow2 disks, in the point's order: the copy's targets, standalone (no backing file), the VM's disks once it completes.</summary>
         public IReadOnlyList<string> Disks => _record.Disks;
+
+        /// <summary>The qcow2 overlays the VM runs on until the copy completes (the guest's writes, over the export), in the point's order; deleted then.</summary>
+        public IReadOnlyList<string> Overlays => Disks.Select(OverlayOf).ToList();
 
         public string QmpSocket => Path.Combine(Destination, "qmp.sock");
 
@@ -135,10 +139,13 @@ namespace VmQuiesce.Core.Export
             set => Interlocked.Exchange(ref _rateLimit, value);
         }
 
+        /// <summary>When (UTC) every disk became local and the export ended, as this process saw it; null until then.</summary>
+        public DateTime? CompletionTime { get; private set; }
+
         /// <summary>Why the copy failed, or null.</summary>
         public string? Error { get; private set; }
 
-        /// <summary>Bytes the streams have copied so far, of <see cref="TotalBytes"/>.</summary>
+        /// <summary>Bytes the copies have made so far, of <see cref="TotalBytes"/>.</summary>
         public long CopiedBytes => Interlocked.Read(ref _copied);
 
         public long TotalBytes => Interlocked.Read(ref _total);
@@ -159,7 +166,7 @@ namespace VmQuiesce.Core.Export
             VmMachine machine = vm.MachineFor(point.Machine);
             destination = Path.GetFullPath(destination);
             var disks = point.Files.Select(file => Path.Combine(destination, Path.GetFileNameWithoutExtension(file.Path) + ".qcow2")).ToList();
-            if (disks.Distinct(StringComparer.Ordinal).Count() != disks.Count || disks.Any(File.Exists) || File.Exists(Path.Combine(destination, "qmp.sock")))
+            if (disks.Distinct(StringComparer.Ordinal).Count() != disks.Count || disks.Concat(disks.Select(OverlayOf)).Any(File.Exists) || File.Exists(Path.Combine(destination, "qmp.sock")))
             {
                 throw new VmQuiesceException("InstantRestoreDestinationInUse", FailureKind.ResourceBusy,
                     $"Cannot restore '{point.Id}' into '{destination}': it holds disks or sockets of another VM, or two disks of the point share a name.", destination);
@@ -186,15 +193,15 @@ namespace VmQuiesce.Core.Export
                 {
                     ServedDisk disk = server.Disks[i];
                     string format = CheckedFormat(server, disk, cancel);
-                    RunQemuImg(new[] { "create", "-q", "-f", DiskImageFormat.Qcow2, "-o", LocalDiskOptions, "-b", disk.Uri, "-F", format, disks[i] }, cancel);
-                    made.Add(disks[i]);
+                    RunQemuImg(new[] { "create", "-q", "-f", DiskImageFormat.Qcow2, "-o", LocalDiskOptions, "-b", disk.Uri, "-F", format, OverlayOf(disks[i]) }, cancel);
+                    made.Add(OverlayOf(disks[i]));
                 }
 
                 record.QemuProcessId = StartQemu(vm, machine, destination, disks, cancel);
                 record.QemuStartTicks = ProcessIdentity.StartTicksOf(record.QemuProcessId);
                 record.Save();
                 var restore = new InstantRestore(record, server, InstantRestoreState.Copying) { Machine = machine };
-                restore.StartStreams(cancel);
+                restore.StartCopies(cancel);
                 s_running[restore.Id] = restore;
                 return restore;
             }
@@ -213,8 +220,9 @@ namespace VmQuiesce.Core.Export
         /// <summary>
         /// Takes over an <see cref="InstantRestoreState.Interrupted"/> restore: serves its point again from
         /// <paramref name="repository"/> on the socket its disks' backing files name (QEMU reconnects on its next
-        /// read), lets a VM paused on a read error run on, and starts the copy again for each disk not yet complete
-        /// (block-stream copies only what the local disk lacks). This process then watches it. The repository is
+        /// read), lets a VM paused on a read error run on, and starts the copy again for each disk not yet complete:
+        /// from its first byte, as blockdev-mirror keeps no record of what it copied before (a mirror already ready,
+        /// every byte copied, is only completed). This process then watches it. The repository is
         /// opened only once the restore is known to be resumable, and is then owned by the restore. The record names
         /// the repository by its folder or s3:// address only: how to reach object storage (endpoint, keys) is the
         /// caller's, never kept.
@@ -259,7 +267,7 @@ namespace VmQuiesce.Core.Export
             {
                 _reconnectUntil = DateTime.UtcNow + ReconnectWindow;
                 StateValue = InstantRestoreState.Copying;
-                StartStreams(cancel);
+                StartCopies(cancel);
                 s_running[Id] = this;
             }
             catch
@@ -327,7 +335,7 @@ namespace VmQuiesce.Core.Export
 
             _server?.Stop();
             RemoveStaleSocket();
-            foreach (string disk in Disks.Where(File.Exists))
+            foreach (string disk in Disks.Concat(Overlays).Where(File.Exists))
             {
                 File.Delete(disk);
             }
@@ -374,7 +382,7 @@ namespace VmQuiesce.Core.Export
             {
                 arguments.AddRange(new[]
                 {
-                    "-drive", $"if=none,id=disk{i},file={BootCheck.QemuPath(disks[i])},format=qcow2,werror=stop,rerror=stop",
+                    "-drive", $"if=none,id=disk{i},file={BootCheck.QemuPath(OverlayOf(disks[i]))},format=qcow2,werror=stop,rerror=stop",
                     "-device", $"virtio-blk-pci,drive=disk{i}" + (i == 0 && vm.Kernel == null ? ",bootindex=0" : string.Empty),
                 });
             }
@@ -396,12 +404,13 @@ namespace VmQuiesce.Core.Export
         }
 
         /// <summary>
-        /// Starts block-stream on each disk that still has its backing file (all of them at first; after an
-        /// interruption, those the copy had not finished), after dismissing the jobs an earlier process left.
+        /// Starts blockdev-mirror on each disk the VM still runs on its overlay (all of them at first; after an
+        /// interruption, those whose copy had not completed), after dismissing the jobs an earlier process left; a
+        /// mirror still running or ready is followed as it is.
         /// </summary>
-        private void StartStreams(CancellationToken cancel)
+        private void StartCopies(CancellationToken cancel)
         {
-            var streaming = new List<string>();
+            var copying = new List<string>();
             using (QmpClient qmp = QmpClient.Connect(QmpSocket, TimeSpan.FromSeconds(30), cancel))
             {
                 var left = qmp.ExecuteArray("query-jobs", cancel: cancel).OfType<JsonObject>().Where(job => job.GetString("id").StartsWith(JobPrefix, StringComparison.Ordinal)).ToList();
@@ -413,32 +422,56 @@ namespace VmQuiesce.Core.Export
                 var running = new HashSet<string>(left.Where(job => job.GetString("status") != "concluded").Select(job => job.GetString("id")), StringComparer.Ordinal);
                 var backed = new HashSet<string>(qmp.ExecuteArray("query-block", cancel: cancel).OfType<JsonObject>()
                     .Where(device => device.GetOptionalObject("inserted")?.GetOptionalString("backing_file") != null).Select(device => device.GetString("device")), StringComparer.Ordinal);
+                var targets = new HashSet<string>(qmp.ExecuteArray("query-named-block-nodes", cancel: cancel).OfType<JsonObject>().Select(node => node.GetString("node-name")), StringComparer.Ordinal);
                 for (int i = 0; i < Disks.Count; i++)
                 {
                     string device = "disk" + i.ToString(CultureInfo.InvariantCulture);
                     if (running.Contains(JobId(i)))
                     {
-                        streaming.Add(JobId(i));
+                        copying.Add(JobId(i));
                     }
                     else if (backed.Contains(device))
                     {
-                        StartStream(qmp, i, cancel);
-                        streaming.Add(JobId(i));
+                        if (!targets.Contains(TargetNode(i)))
+                        {
+                            AddTarget(qmp, i, cancel);
+                        }
+
+                        StartMirror(qmp, i, cancel);
+                        copying.Add(JobId(i));
                     }
                 }
             }
 
-            _watch = Task.Run(() => Watch(streaming));
+            _watch = Task.Run(() => Watch(copying));
         }
 
-        private void StartStream(QmpClient qmp, int disk, CancellationToken cancel) =>
-            qmp.Execute("block-stream", new JsonObject().With("device", "disk" + disk.ToString(CultureInfo.InvariantCulture)).With("job-id", JobId(disk)).With("auto-dismiss", false).With("speed", CopyRateLimit), cancel: cancel);
+        /// <summary>
+        /// Makes the local disk anew, the size the VM sees, and opens it in QEMU as the mirror's target. Whatever a
+        /// dead process left at that path is deleted first (a link itself, never what it points at): the mirror copies
+        /// every byte again anyway.
+        /// </summary>
+        private void AddTarget(QmpClient qmp, int disk, CancellationToken cancel)
+        {
+            JsonObject device = qmp.ExecuteArray("query-block", cancel: cancel).OfType<JsonObject>().Single(found => found.GetString("device") == "disk" + disk.ToString(CultureInfo.InvariantCulture));
+            long size = device.GetObject("inserted").GetObject("image").GetInt64("virtual-size");
+            File.Delete(Disks[disk]);
+            RunQemuImg(new[] { "create", "-q", "-f", DiskImageFormat.Qcow2, "-o", LocalDiskOptions, Disks[disk], size.ToString(CultureInfo.InvariantCulture) }, cancel);
+            qmp.Execute("blockdev-add", new JsonObject().With("driver", "qcow2").With("node-name", TargetNode(disk))
+                .With("file", new JsonObject().With("driver", "file").With("filename", Disks[disk])), cancel: cancel);
+        }
+
+        private void StartMirror(QmpClient qmp, int disk, CancellationToken cancel) =>
+            qmp.Execute("blockdev-mirror", new JsonObject().With("device", "disk" + disk.ToString(CultureInfo.InvariantCulture)).With("job-id", JobId(disk))
+                .With("target", TargetNode(disk)).With("sync", "full").With("auto-dismiss", false).With("speed", CopyRateLimit), cancel: cancel);
 
         /// <summary>
-        /// Follows the streams until each has concluded, then stops serving: the VM no longer reads the repository.
-        /// After a resume, QEMU's NBD client fails requests until its background reconnection (which backs off up to
-        /// 16 s between attempts) reaches the new server: within <see cref="ReconnectWindow"/>, while the server has
-        /// failed no request, a stream that failed starts again and a VM paused on a failed read runs on (QEMU retries it).
+        /// Follows the mirrors: each that is ready (every byte copied, the guest's new writes copied as they come) is
+        /// completed, which moves the VM onto its local disk; once every one has concluded, the overlays are deleted
+        /// and serving stops: the VM no longer reads the repository. After a resume, QEMU's NBD client fails requests
+        /// until its background reconnection (which backs off up to 16 s between attempts) reaches the new server:
+        /// within <see cref="ReconnectWindow"/>, while the server has failed no request, a mirror that failed starts
+        /// again and a VM paused on a failed read runs on (QEMU retries it).
         /// </summary>
         private void Watch(IReadOnlyCollection<string> jobs)
         {
@@ -446,6 +479,7 @@ namespace VmQuiesce.Core.Export
             {
                 using QmpClient qmp = QmpClient.Connect(QmpSocket, TimeSpan.FromSeconds(30), _stop.Token);
                 var pending = new HashSet<string>(jobs, StringComparer.Ordinal);
+                var completing = new HashSet<string>(StringComparer.Ordinal);
                 long rateLimit = _record.CopyRateLimit;
                 while (pending.Count > 0)
                 {
@@ -466,7 +500,7 @@ namespace VmQuiesce.Core.Export
                             }
                             catch (VmQuiesceException) when (HasConcluded(qmp, id))
                             {
-                                // It ended since the last look (a resumed stream can finish or fail at once): dismissed below.
+                                // It ended since the last look (a resumed mirror can finish or fail at once): dismissed below.
                             }
                         }
 
@@ -479,15 +513,20 @@ namespace VmQuiesce.Core.Export
                     {
                         copied += job.GetInt64("current-progress");
                         total += job.GetInt64("total-progress");
-                        if (job.GetString("status") == "concluded")
+                        string id = job.GetString("id");
+                        if (job.GetString("status") == "ready" && completing.Add(id))
                         {
-                            string id = job.GetString("id");
+                            qmp.Execute("job-complete", new JsonObject().With("id", id), cancel: _stop.Token);
+                        }
+                        else if (job.GetString("status") == "concluded")
+                        {
                             string? error = job.GetOptionalString("error");
                             qmp.Execute("job-dismiss", new JsonObject().With("id", id), cancel: _stop.Token);
                             pending.Remove(id);
+                            completing.Remove(id);
                             if (error != null && reconnecting)
                             {
-                                StartStream(qmp, int.Parse(id.Substring(JobPrefix.Length), CultureInfo.InvariantCulture), _stop.Token);
+                                StartMirror(qmp, int.Parse(id.Substring(JobPrefix.Length), CultureInfo.InvariantCulture), _stop.Token);
                                 pending.Add(id);
                             }
                             else if (error != null)
@@ -509,11 +548,17 @@ namespace VmQuiesce.Core.Export
                 Interlocked.Exchange(ref _copied, TotalBytes);
                 if (qmp.ExecuteObject("query-status", cancel: _stop.Token).GetString("status") == "io-error")
                 {
-                    qmp.Execute("cont", cancel: _stop.Token); // a read that failed while the streams ran: every byte is local now
+                    qmp.Execute("cont", cancel: _stop.Token); // a read that failed while the mirrors ran: every byte is local now
                 }
 
                 _server?.Stop();
+                foreach (string overlay in Overlays.Where(File.Exists))
+                {
+                    File.Delete(overlay); // QEMU closed it when the mirror moved the VM onto its local disk
+                }
+
                 _record.Delete();
+                CompletionTime = DateTime.UtcNow;
                 StateValue = InstantRestoreState.Completed;
             }
             catch (OperationCanceledException)
@@ -539,12 +584,13 @@ namespace VmQuiesce.Core.Export
             }
         }
 
-        private const string JobPrefix = "vmquiesce-stream-disk";
+        private const string JobPrefix = "vmquiesce-copy-disk";
 
         /// <summary>
-        /// The local disks' qcow2 layout. block-stream copies 512 KiB at a time; into 64 KiB clusters (qcow2's default)
-        /// it ran 3-4x slower than into 512 KiB ones (qemu-storage-daemon, a 1 GiB point, 2026-12-04). Subclusters
-        /// (extended_l2, QEMU 5.2+) keep a guest's small write during the copy from copying a whole 512 KiB cluster.
+        /// The layout of the local disks and overlays. Copies into 64 KiB clusters (qcow2's default) ran 3-4x slower
+        /// than into 512 KiB ones (qemu-storage-daemon, a 1 GiB point, 2026-12-04); the mirror's granularity is the
+        /// target's cluster size. Subclusters (extended_l2, QEMU 5.2+) keep a guest's small write to an overlay from
+        /// allocating a whole 512 KiB cluster.
         /// </summary>
         private const string LocalDiskOptions = "cluster_size=512K,extended_l2=on";
 
@@ -552,6 +598,11 @@ namespace VmQuiesce.Core.Export
         private static readonly TimeSpan ReconnectWindow = TimeSpan.FromSeconds(90);
 
         private static string JobId(int disk) => JobPrefix + disk.ToString(CultureInfo.InvariantCulture);
+
+        private static string TargetNode(int disk) => "vmquiesce-local-disk" + disk.ToString(CultureInfo.InvariantCulture);
+
+        /// <summary>The overlay of a local disk: beside it, a name no other disk of the point can have (theirs end in .qcow2).</summary>
+        private static string OverlayOf(string disk) => disk + ".overlay";
 
         private static void WaitForExit(int pid, TimeSpan timeout)
         {

@@ -4,6 +4,7 @@ using System.Linq;
 using System.Threading;
 using VmQuiesce.Core.Backup;
 using VmQuiesce.Core.Export;
+using VmQuiesce.Core.Json;
 using VmQuiesce.Core.Native;
 using VmQuiesce.Core.Repository;
 using VmQuiesce.Core.Restore;
@@ -156,18 +157,17 @@ namespace VmQuiesce.Core.Tests.Export
             vm.Append = vm.Append!.Replace("vmquiesce.agent=once", "vmquiesce.agent=respawn", StringComparison.Ordinal);
             vm.MemoryMiB = 192; // the caller's option wins over the recorded 160 MiB; the rest is as recorded
 
-            InstantRestore restore = InstantRestore.Start(fixture.Repository, fixture.Repository.GetRestorePoint(_guest.Point.Id), folder.File("vm"), vm, 0, CancellationToken.None);
+            // Throttled until the guest has written, so the copy is seen running; unthrottled then.
+            DateTime started = DateTime.UtcNow;
+            InstantRestore restore = InstantRestore.Start(fixture.Repository, fixture.Repository.GetRestorePoint(_guest.Point.Id), folder.File("vm"), vm, 256 * 1024, CancellationToken.None);
             try
             {
+                // The VM runs on an overlay over the export; the local disk is the mirror's target and never names the repository.
+                ImageInfo(restore.Overlays.Single(), out string? overlayBacking, out _);
+                Assert.StartsWith("nbd+unix:", overlayBacking, StringComparison.Ordinal);
+                ImageInfo(restore.Disks.Single(), out string? diskBacking, out _);
+                Assert.Null(diskBacking);
                 Assert.Equal(new[] { "MachineType", "Cpus", "CpuModel" }, restore.Machine!.FromRestorePoint);
-                using (QmpClient qmp = QmpClient.Connect(restore.QmpSocket, TimeSpan.FromSeconds(30)))
-                {
-                    VmMachine running = QemuMachine.Query(qmp, "restored", OperationHost.None, CancellationToken.None)!;
-                    Assert.Equal(_guest.Point.Machine!.Type, running.Type);
-                    Assert.Equal(192, running.MemoryMiB);
-                    Assert.Equal(2, running.Cpus);
-                    Assert.Equal("max", running.CpuModel);
-                }
 
                 using (GuestAgentClient agent = GuestAgentClient.Connect(restore.AgentSocket, TimeSpan.FromSeconds(60)))
                 {
@@ -176,9 +176,26 @@ namespace VmQuiesce.Core.Tests.Export
                     Shell(agent, "echo written-while-copying > /mnt/data/during.txt && sync");
                 }
 
+                Assert.Equal(InstantRestoreState.Copying, restore.StateValue);
+                Assert.Null(restore.CompletionTime);
+                DateTime unthrottled = DateTime.UtcNow;
+                restore.CopyRateLimit = 0;
                 Assert.True(restore.WaitForCompletion(TimeSpan.FromMinutes(5), CancellationToken.None), restore.Error ?? restore.State.ToString());
+                Assert.InRange(restore.CompletionTime!.Value, unthrottled, DateTime.UtcNow); // what the bench times the copy by
+                Assert.True(started < unthrottled);
                 Assert.Equal(restore.TotalBytes, restore.CopiedBytes);
                 Assert.DoesNotContain(RestorePointServer.Running, served => served.RestorePointId == _guest.Point.Id);
+                Assert.False(File.Exists(restore.Overlays.Single()));
+                using (QmpClient qmp = QmpClient.Connect(restore.QmpSocket, TimeSpan.FromSeconds(30))) // QEMU serves one QMP client: the copy's watch held it until now
+                {
+                    VmMachine running = QemuMachine.Query(qmp, "restored", OperationHost.None, CancellationToken.None)!;
+                    Assert.Equal(_guest.Point.Machine!.Type, running.Type);
+                    Assert.Equal(192, running.MemoryMiB);
+                    Assert.Equal(2, running.Cpus);
+                    Assert.Equal("max", running.CpuModel);
+                    JsonObject inserted = qmp.ExecuteArray("query-block").OfType<JsonObject>().Single(device => device.GetString("device") == "disk0").GetObject("inserted");
+                    Assert.Equal(restore.Disks.Single(), inserted.GetString("file")); // the mirror moved the VM onto its local disk
+                }
 
                 // The repository is gone: whatever the guest reads now comes from its local disk.
                 Directory.Delete(fixture.RepositoryPath, recursive: true);
@@ -192,7 +209,7 @@ namespace VmQuiesce.Core.Tests.Export
 
                 ImageInfo(restore.Disks.Single(), out string? backing, out long clusterSize);
                 Assert.Null(backing);
-                Assert.Equal(512 * 1024, clusterSize); // block-stream's own request size: 3-4x the copy rate of 64 KiB clusters
+                Assert.Equal(512 * 1024, clusterSize); // the mirror's granularity: 3-4x the copy rate of 64 KiB clusters
             }
             finally
             {
@@ -229,6 +246,7 @@ namespace VmQuiesce.Core.Tests.Export
             Assert.Contains(damaged, restore.Error, StringComparison.Ordinal);
             Assert.Equal(InstantRestoreState.Stopped, restore.StateValue);
             Assert.False(File.Exists(restore.Disks.Single()));
+            Assert.False(File.Exists(restore.Overlays.Single()));
             Assert.False(Directory.Exists($"/proc/{restore.ProcessId}"));
             Assert.DoesNotContain(InstantRestore.Running, running => running.Id == restore.Id);
             Assert.DoesNotContain(RestorePointServer.Running, served => served.RestorePointId == _guest.Point.Id);
