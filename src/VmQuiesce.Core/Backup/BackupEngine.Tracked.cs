@@ -47,7 +47,7 @@ namespace VmQuiesce.Core.Backup
 
             // The repository's side is read while the source prepares the VM (connects, asks QEMU and the guest agent), on a
             // thread of its own: the source blocks pool threads too, and a starved pool adds threads only slowly.
-            Task<ChangeTrackingRequest> previous = Task.Factory.StartNew(() => PreviousCheckpoints(source, tracking.Verify), CancellationToken.None, TaskCreationOptions.LongRunning, TaskScheduler.Default);
+            Task<ChangeTrackingRequest> previous = OwnThread.Start(() => PreviousCheckpoints(source, tracking.Verify));
             try
             {
                 return tracked.OpenTrackedView(options, previous, cancel);
@@ -55,8 +55,7 @@ namespace VmQuiesce.Core.Backup
             finally
             {
                 // A source that failed before it looked must not leave the read running past the repository lock.
-                ((IAsyncResult)previous).AsyncWaitHandle.WaitOne();
-                _ = previous.Exception;
+                OwnThread.WaitEnded(previous);
             }
         }
 
@@ -234,7 +233,7 @@ namespace VmQuiesce.Core.Backup
                 catch
                 {
                     // A map still being asked must not outlive the copy (the view's connection closes after it).
-                    ((IAsyncResult)mapping).AsyncWaitHandle.WaitOne();
+                    OwnThread.WaitEnded(mapping);
                     throw;
                 }
             }

@@ -249,10 +249,10 @@ namespace VmQuiesce.Core.Backup
                 $"The repository '{_repository.Location}' held chunk {hash} damaged ({damage}); the backup of '{vm}' stored it anew from its data, which repairs every restore point that uses it."));
             using var stop = CancellationTokenSource.CreateLinkedTokenSource(cancel);
             var workers = Enumerable.Range(0, _workers)
-                .Select(_ => Task.Factory.StartNew(() => copy.Guard(stop, () => copy.StoreChunks(stop.Token)), CancellationToken.None, TaskCreationOptions.LongRunning, TaskScheduler.Default))
+                .Select(_ => OwnThread.Start(() => copy.Guard(stop, () => copy.StoreChunks(stop.Token))))
                 .ToArray();
             var flushers = Enumerable.Range(0, Flushers)
-                .Select(_ => Task.Factory.StartNew(() => copy.Guard(stop, () => copy.PublishChunks(stop.Token)), CancellationToken.None, TaskCreationOptions.LongRunning, TaskScheduler.Default))
+                .Select(_ => OwnThread.Start(() => copy.Guard(stop, () => copy.PublishChunks(stop.Token))))
                 .ToArray();
             var lastReport = TimeSpan.Zero;
             copy.Guard(stop, () =>

@@ -341,7 +341,7 @@ namespace VmQuiesce.Core.Platform
             };
 
         /// <summary>Reads a stream to its end on a thread of its own, keeping the first <paramref name="limit"/> characters.</summary>
-        private static Task<string> Capture(StreamReader reader, int limit) => Task.Factory.StartNew(() =>
+        private static Task<string> Capture(StreamReader reader, int limit) => OwnThread.Start(() =>
         {
             var text = new StringBuilder();
             var buffer = new char[8192];
@@ -362,7 +362,7 @@ namespace VmQuiesce.Core.Platform
             }
 
             return dropped ? text.Append($"\n[output beyond {limit} characters was dropped]").ToString() : text.ToString();
-        }, CancellationToken.None, TaskCreationOptions.LongRunning, TaskScheduler.Default);
+        });
 
         private void KillTreeWithTaskkill()
         {

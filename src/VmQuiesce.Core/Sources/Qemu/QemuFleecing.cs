@@ -69,8 +69,7 @@ namespace VmQuiesce.Core.Sources.Qemu
             }
 
             var fleecing = new QemuFleecing(planned, nodes, vmName);
-            // Threads of their own: each waits for a process, and a starved thread pool adds threads only slowly.
-            fleecing._scratchImages = planned.Select(disk => Task.Factory.StartNew(() => CreateScratchImage(disk, cancel), CancellationToken.None, TaskCreationOptions.LongRunning, TaskScheduler.Default)).ToArray();
+            fleecing._scratchImages = planned.Select(disk => OwnThread.Start(() => CreateScratchImage(disk, cancel))).ToArray();
             return fleecing;
         }
 
@@ -361,8 +360,7 @@ namespace VmQuiesce.Core.Sources.Qemu
         {
             foreach (Task image in _scratchImages)
             {
-                ((IAsyncResult)image).AsyncWaitHandle.WaitOne();
-                _ = image.Exception;
+                OwnThread.WaitEnded(image);
             }
         }
 

@@ -6,6 +6,7 @@ using System.Linq;
 using System.Threading;
 using System.Threading.Tasks;
 using VmQuiesce.Core.Json;
+using VmQuiesce.Core.Platform;
 using VmQuiesce.Core.Quiesce;
 
 namespace VmQuiesce.Core.Sources.Qemu
@@ -107,7 +108,7 @@ namespace VmQuiesce.Core.Sources.Qemu
             QemuRunRecord? run = null;
             IReadOnlyList<QemuOverlay> planned = Array.Empty<QemuOverlay>();
             QemuFleecing? fleecing = null;
-            Task<AgentPreparation>? preparing = null;
+            Task<(GuestAgentClient Agent, GuestAgentFreezer? Freezer, Consistency Expected, string Why)>? preparing = null;
             try
             {
                 RecoverDeadRun(qmp, cancel);
@@ -116,7 +117,7 @@ namespace VmQuiesce.Core.Sources.Qemu
                     // The agent answers on its own channel: it is asked while the monitor is (after RecoverDeadRun, which may thaw through it).
                     string agentSocket = _options.AgentSocket;
                     QemuPeer? peer = qmp.VerifiedPeer;
-                    preparing = Task.Factory.StartNew(() => PrepareAgent(agentSocket, peer, cancel), CancellationToken.None, TaskCreationOptions.LongRunning, TaskScheduler.Default);
+                    preparing = OwnThread.Start(() => PrepareAgent(agentSocket, peer, cancel));
                 }
 
                 IReadOnlyList<QemuDisk> disks = CheckDisks(qmp, cancel);
@@ -138,9 +139,8 @@ namespace VmQuiesce.Core.Sources.Qemu
                 string why = "no guest agent socket was given, so nothing in the guest can be frozen";
                 if (preparing != null)
                 {
-                    AgentPreparation prepared = preparing.GetAwaiter().GetResult();
+                    (agent, freezer, expected, why) = preparing.GetAwaiter().GetResult();
                     preparing = null;
-                    (agent, freezer, expected, why) = (prepared.Agent, prepared.Freezer, prepared.Expected, prepared.Why);
                 }
 
                 RequireConsistency(expected, options, why);
@@ -267,32 +267,13 @@ namespace VmQuiesce.Core.Sources.Qemu
         }
 
         /// <summary>The agent connected and asked what it can freeze (see <see cref="PrepareFreezer"/>).</summary>
-        private sealed class AgentPreparation
-        {
-            public AgentPreparation(GuestAgentClient agent, GuestAgentFreezer? freezer, Consistency expected, string why)
-            {
-                Agent = agent;
-                Freezer = freezer;
-                Expected = expected;
-                Why = why;
-            }
-
-            public GuestAgentClient Agent { get; }
-
-            public GuestAgentFreezer? Freezer { get; }
-
-            public Consistency Expected { get; }
-
-            public string Why { get; }
-        }
-
-        private AgentPreparation PrepareAgent(string agentSocket, QemuPeer? peer, CancellationToken cancel)
+        private (GuestAgentClient Agent, GuestAgentFreezer? Freezer, Consistency Expected, string Why) PrepareAgent(string agentSocket, QemuPeer? peer, CancellationToken cancel)
         {
             GuestAgentClient agent = ConnectAgent(agentSocket, peer, cancel);
             try
             {
                 (GuestAgentFreezer? freezer, Consistency expected, string why) = PrepareFreezer(agent, cancel);
-                return new AgentPreparation(agent, freezer, expected, why);
+                return (agent, freezer, expected, why);
             }
             catch
             {
@@ -302,20 +283,18 @@ namespace VmQuiesce.Core.Sources.Qemu
         }
 
         /// <summary>An agent preparation the open failed before taking: it ends first, and its connection is closed.</summary>
-        private static void DisposePreparedAgent(Task<AgentPreparation>? preparing)
+        private static void DisposePreparedAgent(Task<(GuestAgentClient Agent, GuestAgentFreezer? Freezer, Consistency Expected, string Why)>? preparing)
         {
             if (preparing == null)
             {
                 return;
             }
 
-            ((IAsyncResult)preparing).AsyncWaitHandle.WaitOne();
+            OwnThread.WaitEnded(preparing);
             if (preparing.Status == TaskStatus.RanToCompletion)
             {
                 preparing.Result.Agent.Dispose();
             }
-
-            _ = preparing.Exception;
         }
 
         /// <summary>
