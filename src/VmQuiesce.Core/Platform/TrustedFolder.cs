@@ -549,6 +549,14 @@ namespace VmQuiesce.Core.Platform
             }
         }
 
-        public void Dispose() => Stream.Dispose();
+        /// <summary>
+        /// Unlocks before closing: a child another thread forks meanwhile shares the descriptor until its exec,
+        /// and the flock would outlive the close by that long (.NET unlocks its own locks the same way).
+        /// </summary>
+        public void Dispose()
+        {
+            Unlock();
+            Stream.Dispose();
+        }
     }
 }
