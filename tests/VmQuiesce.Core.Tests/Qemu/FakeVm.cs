@@ -21,10 +21,20 @@ namespace VmQuiesce.Core.Tests.Qemu
         public void Dispose()
         {
             // A run record the test left (a failed commit, a scripted dead run) goes with the VM it names.
-            System.IO.File.Delete(VmQuiesce.Core.Sources.Qemu.QemuRunRecord.PathFor(Qemu.SocketPath));
+            RemoveRunRecord(Qemu.SocketPath);
             Qemu.Dispose();
             Agent.Dispose();
             Folder.Dispose();
+        }
+
+        /// <summary>Deletes the run record of the VM behind <paramref name="qmpSocket"/>, if there is one; a fresh machine has not even its folder.</summary>
+        internal static void RemoveRunRecord(string qmpSocket)
+        {
+            string record = VmQuiesce.Core.Sources.Qemu.QemuRunRecord.PathFor(qmpSocket);
+            if (System.IO.File.Exists(record))
+            {
+                System.IO.File.Delete(record);
+            }
         }
     }
 }

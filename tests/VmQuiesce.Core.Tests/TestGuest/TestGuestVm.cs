@@ -240,7 +240,7 @@ namespace VmQuiesce.Core.Tests.TestGuest
             }
 
             // A run record a failed test left names this VM only.
-            File.Delete(VmQuiesce.Core.Sources.Qemu.QemuRunRecord.PathFor(QmpSocketPath));
+            Qemu.FakeVm.RemoveRunRecord(QmpSocketPath);
         }
 
         private void Launch(bool createDisks)
