@@ -3,6 +3,8 @@ using System.Buffers;
 using System.Collections.Concurrent;
 using System.Collections.Generic;
 using System.IO;
+using System.Linq;
+using System.Threading.Tasks;
 using VmQuiesce.Core.Platform;
 using System.IO.Compression;
 using System.Security.Cryptography;
@@ -34,6 +36,9 @@ namespace VmQuiesce.Core.Repository
 
         /// <summary>zstd's fastest standard level: a backup is bound by hashing and the disk, not by a better ratio.</summary>
         internal const int ZstdLevel = 1;
+
+        /// <summary>Folders synced at once before a manifest is written (see <see cref="SyncStoredFolders"/>).</summary>
+        private const int FolderSyncThreads = 16;
 
         /// <summary>The block size of the zero-block codec: the file system's, so restores stay sparse.</summary>
         internal const int ZeroBlockLength = 4096;
@@ -406,12 +411,29 @@ namespace VmQuiesce.Core.Repository
             }
         }
 
-        /// <summary>Makes the renames of the chunks stored so far durable: called before a manifest names them.</summary>
+        /// <summary>
+        /// Makes the renames of the chunks stored so far durable: called before a manifest names them. The folders are
+        /// synced all at once: the file system then commits their renames together, where one after the other each
+        /// folder waits for a journal commit of its own (4.5 ms each here, 50 folders after a 1% change of 4 GiB).
+        /// </summary>
         public void SyncStoredFolders()
         {
-            foreach (string folder in _touchedFolders.Keys)
+            var folders = new ConcurrentQueue<string>(_touchedFolders.Keys);
+            Task[] syncing = Enumerable.Range(0, Math.Min(FolderSyncThreads, folders.Count)).Select(_ => OwnThread.Start(() =>
             {
-                _ops.SyncDirectory(folder);
+                while (folders.TryDequeue(out string? folder))
+                {
+                    _ops.SyncDirectory(folder);
+                }
+            })).ToArray();
+            foreach (Task sync in syncing)
+            {
+                OwnThread.WaitEnded(sync);
+            }
+
+            foreach (Task sync in syncing)
+            {
+                sync.GetAwaiter().GetResult();
             }
         }
 

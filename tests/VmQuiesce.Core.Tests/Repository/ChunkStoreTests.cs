@@ -1,9 +1,11 @@
 using System;
+using System.Collections.Concurrent;
 using System.IO;
 using System.Linq;
 using System.Text;
 using System.Text.RegularExpressions;
 using System.Threading;
+using VmQuiesce.Core.Backup;
 using VmQuiesce.Core.Repository;
 using VmQuiesce.Core.Repository.Keys;
 using Xunit;
@@ -366,6 +368,53 @@ namespace VmQuiesce.Core.Tests.Repository
             Assert.Empty(result.Problems);
             Assert.Equal(new[] { "disk.img" }, result.FileHashMismatches);
             Assert.False(result.IsValid);
+        }
+
+        [Fact]
+        public void BeforeTheManifestEachFolderTheChunksWentToIsSyncedOnceAndAllAtOnce()
+        {
+            using var fixture = new RepositoryFixture();
+            string path = fixture.WriteFile("disk.img", RepositoryFixture.Concat(Enumerable.Range(0, 12).Select(i => RepositoryFixture.Random(Chunk, 40 + i)).ToArray()));
+            var ops = new FolderSyncRecorder(fixture.Repository.Chunks.Root);
+
+            RestorePoint point = RepositoryFixture.BackUp(BackupRepository.Open(fixture.RepositoryPath, ops), "vm1", path);
+
+            var folders = point.Files.Single().Chunks.Select(hash => Path.GetDirectoryName(fixture.Repository.Chunks.PathOf(hash!))!).Distinct().OrderBy(f => f, StringComparer.Ordinal);
+            Assert.Equal(folders, ops.Synced.OrderBy(f => f, StringComparer.Ordinal));
+        }
+
+        /// <summary>
+        /// Records the chunk folders synced; the first two calls return only once both are in, so folders synced one after
+        /// the other fail the backup.
+        /// </summary>
+        private sealed class FolderSyncRecorder : RepositoryFileOps
+        {
+            private readonly string _chunks;
+            private readonly CountdownEvent _firstTwo = new CountdownEvent(2);
+            private int _calls;
+
+            public FolderSyncRecorder(string chunks) => _chunks = chunks;
+
+            public ConcurrentQueue<string> Synced { get; } = new ConcurrentQueue<string>();
+
+            public override void SyncDirectory(string directory)
+            {
+                if (directory.StartsWith(_chunks, StringComparison.Ordinal))
+                {
+                    Synced.Enqueue(directory);
+                    if (Interlocked.Increment(ref _calls) <= 2)
+                    {
+                        _firstTwo.Signal();
+                    }
+
+                    if (!_firstTwo.Wait(TimeSpan.FromSeconds(30)))
+                    {
+                        throw new IOException($"the chunk folder '{directory}' was synced alone: no other folder's sync started within 30 s");
+                    }
+                }
+
+                base.SyncDirectory(directory);
+            }
         }
     }
 }
