@@ -378,12 +378,13 @@ namespace VmQuiesce.Core.Export
             // -daemonize: the VM outlives this process. Its setsid() is what elevateprivileges=deny would refuse.
             var arguments = new List<string> { "-daemonize", "-pidfile", BootCheck.QemuPath(pidFile), "-sandbox", "on,obsolete=deny,resourcecontrol=deny" };
             arguments.AddRange(BootCheck.MachineArguments(vm, machine, Path.Combine(destination, "console.log")));
+            arguments.AddRange(new[] { "-object", "iothread,id=" + DiskThread });
             for (int i = 0; i < disks.Count; i++)
             {
                 arguments.AddRange(new[]
                 {
                     "-drive", $"if=none,id=disk{i},file={BootCheck.QemuPath(OverlayOf(disks[i]))},format=qcow2,werror=stop,rerror=stop",
-                    "-device", $"virtio-blk-pci,drive=disk{i}" + (i == 0 && vm.Kernel == null ? ",bootindex=0" : string.Empty),
+                    "-device", $"virtio-blk-pci,drive=disk{i},iothread={DiskThread}" + (i == 0 && vm.Kernel == null ? ",bootindex=0" : string.Empty),
                 });
             }
 
@@ -602,6 +603,12 @@ namespace VmQuiesce.Core.Export
         }
 
         private const string JobPrefix = "vmquiesce-copy-disk";
+
+        /// <summary>
+        /// The thread the disks and their copies run in. In QEMU's main loop the copy waited on the big lock, which a
+        /// TCG guest's vCPU holds for every device access while it boots.
+        /// </summary>
+        private const string DiskThread = "vmquiesce-disks";
 
         /// <summary>
         /// The layout of the local disks and overlays. Copies into 64 KiB clusters (qcow2's default) ran 3-4x slower
