@@ -605,8 +605,8 @@ namespace VmQuiesce.Core.Export
         private const string JobPrefix = "vmquiesce-copy-disk";
 
         /// <summary>
-        /// The thread the disks and their copies run in. In QEMU's main loop the copy waited on the big lock, which a
-        /// TCG guest's vCPU holds for every device access while it boots.
+        /// The thread the disks and their copies run in. In QEMU's main loop the copy competed with the booting TCG
+        /// guest for QEMU's big lock (a 4 GiB point: 11.0 s there, 9.8 s in the iothread, medians of 3 on a loaded machine).
         /// </summary>
         private const string DiskThread = "vmquiesce-disks";
 
