@@ -5,6 +5,7 @@ using System.Threading;
 using VmQuiesce.Core.Backup;
 using VmQuiesce.Core.Export;
 using VmQuiesce.Core.Json;
+using VmQuiesce.Core.Platform;
 using VmQuiesce.Core.Native;
 using VmQuiesce.Core.Repository;
 using VmQuiesce.Core.Restore;
@@ -195,6 +196,8 @@ namespace VmQuiesce.Core.Tests.Export
                     Assert.Equal("max", running.CpuModel);
                     JsonObject inserted = qmp.ExecuteArray("query-block").OfType<JsonObject>().Single(device => device.GetString("device") == "disk0").GetObject("inserted");
                     Assert.Equal(restore.Disks.Single(), inserted.GetString("file")); // the mirror moved the VM onto its local disk
+                    Assert.Equal(DirectIoWorksIn(folder), inserted.GetObject("cache").GetBoolean("direct")); // copied past the page cache, as a restore writes
+                    Assert.Contains(qmp.ExecuteArray("query-iothreads").OfType<JsonObject>(), thread => thread.GetString("id") == "vmquiesce-disks"); // the copy ran outside QEMU's main loop
                 }
 
                 // The repository is gone: whatever the guest reads now comes from its local disk.
@@ -209,7 +212,7 @@ namespace VmQuiesce.Core.Tests.Export
 
                 ImageInfo(restore.Disks.Single(), out string? backing, out long clusterSize);
                 Assert.Null(backing);
-                Assert.Equal(512 * 1024, clusterSize); // the mirror's granularity: 3-4x the copy rate of 64 KiB clusters
+                Assert.Equal(512 * 1024, clusterSize); // 3-4x the copy rate of 64 KiB clusters
             }
             finally
             {
@@ -256,6 +259,12 @@ namespace VmQuiesce.Core.Tests.Export
         /// The VM's run state once the guest has read every byte of its disk, or paused trying (the QMP event
         /// BLOCK_IO_ERROR says when; a paused guest never answers its agent, so the read runs aside).
         /// </summary>
+        private static bool DirectIoWorksIn(TempFolder folder)
+        {
+            using DirectFileStream? probe = DirectFileStream.TryCreateNew(folder.File("direct-probe"));
+            return probe != null;
+        }
+
         private static string StatusAfterTheGuestReadsItsWholeDisk(InstantRestore restore)
         {
             using QmpClient qmp = QmpClient.Connect(restore.QmpSocket, TimeSpan.FromSeconds(30));
