@@ -255,16 +255,17 @@ namespace VmQuiesce.Core.Tests.Export
             Assert.DoesNotContain(RestorePointServer.Running, served => served.RestorePointId == _guest.Point.Id);
         }
 
-        /// <summary>
-        /// The VM's run state once the guest has read every byte of its disk, or paused trying (the QMP event
-        /// BLOCK_IO_ERROR says when; a paused guest never answers its agent, so the read runs aside).
-        /// </summary>
+        /// <summary>True when files in <paramref name="folder"/> can be written past the page cache (O_DIRECT; tmpfs cannot).</summary>
         private static bool DirectIoWorksIn(TempFolder folder)
         {
             using DirectFileStream? probe = DirectFileStream.TryCreateNew(folder.File("direct-probe"));
             return probe != null;
         }
 
+        /// <summary>
+        /// The VM's run state once the guest has read every byte of its disk, or paused trying (the QMP event
+        /// BLOCK_IO_ERROR says when; a paused guest never answers its agent, so the read runs aside).
+        /// </summary>
         private static string StatusAfterTheGuestReadsItsWholeDisk(InstantRestore restore)
         {
             using QmpClient qmp = QmpClient.Connect(restore.QmpSocket, TimeSpan.FromSeconds(30));
