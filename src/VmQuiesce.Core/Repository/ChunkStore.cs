@@ -336,12 +336,61 @@ namespace VmQuiesce.Core.Repository
 
         /// <summary>
         /// Decodes stored chunk <paramref name="hash"/>, <paramref name="storedLength"/> bytes with its header, from
-        /// <paramref name="file"/> (a folder's file or an object's bytes): see <see cref="Read"/>.
+        /// <paramref name="file"/> (a folder's file): see <see cref="Read"/>. A sealed chunk is read whole into a
+        /// rented buffer and opened there.
         /// </summary>
         internal int DecodeStored(string hash, Stream file, long storedLength, byte[] buffer)
         {
             var header = new byte[HeaderLength];
-            if (file.ReadFully(header, HeaderLength) != HeaderLength || header[0] != 'V' || header[1] != 'Q' || header[2] != 'C')
+            if (file.ReadFully(header, HeaderLength) != HeaderLength)
+            {
+                throw new InvalidDataException("The chunk file has no VQC header.");
+            }
+
+            byte codec = CheckHeader(header);
+            if (codec != CodecSealed)
+            {
+                return Decode(codec, file, storedLength - HeaderLength, buffer);
+            }
+
+            Encryption.CheckSealedChunkLength(storedLength - HeaderLength);
+            int sealedLength = (int)(storedLength - HeaderLength);
+            byte[] stored = ArrayPool<byte>.Shared.Rent(HeaderLength + sealedLength);
+            try
+            {
+                if (file.ReadFully(stored, HeaderLength, sealedLength) != sealedLength)
+                {
+                    throw new InvalidDataException("The sealed chunk is shorter than its file.");
+                }
+
+                return DecodeSealed(hash, stored, HeaderLength + sealedLength, buffer);
+            }
+            finally
+            {
+                ArrayPool<byte>.Shared.Return(stored);
+            }
+        }
+
+        /// <summary>
+        /// Decodes stored chunk <paramref name="hash"/>, the first <paramref name="storedLength"/> bytes of
+        /// <paramref name="stored"/> with its header (an object's bytes), into <paramref name="buffer"/>; a sealed chunk
+        /// is opened in place, so <paramref name="stored"/> is overwritten. See <see cref="Read"/>.
+        /// </summary>
+        internal int DecodeStored(string hash, byte[] stored, int storedLength, byte[] buffer)
+        {
+            if (storedLength < HeaderLength)
+            {
+                throw new InvalidDataException("The chunk file has no VQC header.");
+            }
+
+            byte codec = CheckHeader(stored);
+            return codec == CodecSealed ? DecodeSealed(hash, stored, storedLength, buffer) : Decode(codec, stored, HeaderLength, storedLength - HeaderLength, buffer);
+        }
+
+        /// <summary>The codec of a stored chunk's header; throws when it is no VQC header, or when sealing does not match the repository's encryption.</summary>
+        private byte CheckHeader(byte[] header)
+        {
+            if (header[0] != 'V' || header[1] != 'Q' || header[2] != 'C')
             {
                 throw new InvalidDataException("The chunk file has no VQC header.");
             }
@@ -353,25 +402,48 @@ namespace VmQuiesce.Core.Repository
                     : new InvalidDataException("The chunk is sealed, but the repository is not encrypted.");
             }
 
-            if (header[3] != CodecSealed)
-            {
-                return Decode(header[3], file, storedLength - HeaderLength, buffer);
-            }
+            return header[3];
+        }
 
-            (byte codec, byte[] inner, int innerLength) = Encryption.OpenSealedChunk(hash, file, storedLength - HeaderLength);
-            try
-            {
-                using var payload = new MemoryStream(inner, 1, innerLength - 1, writable: false);
-                return Decode(codec, payload, innerLength - 1, buffer);
-            }
-            finally
-            {
-                ArrayPool<byte>.Shared.Return(inner);
-            }
+        /// <summary>Opens sealed chunk <paramref name="hash"/> (header at the start of <paramref name="stored"/>) in place and decodes its payload from there.</summary>
+        private int DecodeSealed(string hash, byte[] stored, int storedLength, byte[] buffer)
+        {
+            (byte codec, int payloadOffset, int payloadLength) = Encryption.OpenSealedChunk(hash, stored, HeaderLength, storedLength - HeaderLength);
+            return Decode(codec, stored, payloadOffset, payloadLength, buffer);
         }
 
         /// <summary>The hash that names this repository's chunks, one per thread (see <see cref="RepositoryEncryption.NewChunkIdHash"/>).</summary>
         public HashAlgorithm NewIdHash() => Encryption.NewChunkIdHash();
+
+        /// <summary>
+        /// Decodes <paramref name="length"/> bytes of <paramref name="codec"/> from <paramref name="payload"/> at
+        /// <paramref name="offset"/> into <paramref name="buffer"/>: raw and zstd straight from the array, the others through a stream over it.
+        /// </summary>
+        private int Decode(byte codec, byte[] payload, int offset, int length, byte[] buffer)
+        {
+            switch (codec)
+            {
+                case CodecRaw:
+                    CheckRawLength(length);
+                    Buffer.BlockCopy(payload, offset, buffer, 0, length);
+                    return length;
+                case CodecZstd:
+                    return DecodeZstd(payload, offset, length, buffer);
+                default:
+                    using (var stream = new MemoryStream(payload, offset, length, writable: false))
+                    {
+                        return Decode(codec, stream, length, buffer);
+                    }
+            }
+        }
+
+        private void CheckRawLength(long length)
+        {
+            if (length > ChunkSize)
+            {
+                throw new InvalidDataException("The raw chunk is longer than the chunk size.");
+            }
+        }
 
         /// <summary>Decodes <paramref name="payloadLength"/> bytes of <paramref name="codec"/> from <paramref name="payload"/> into <paramref name="buffer"/>.</summary>
         private int Decode(byte codec, Stream payload, long payloadLength, byte[] buffer)
@@ -379,11 +451,7 @@ namespace VmQuiesce.Core.Repository
             switch (codec)
             {
                 case CodecRaw:
-                    if (payloadLength > ChunkSize)
-                    {
-                        throw new InvalidDataException("The raw chunk is longer than the chunk size.");
-                    }
-
+                    CheckRawLength(payloadLength);
                     return payload.ReadFully(buffer, (int)payloadLength);
                 case CodecDeflate:
                     using (var inflate = new DeflateStream(payload, CompressionMode.Decompress, leaveOpen: true))
@@ -600,23 +668,11 @@ namespace VmQuiesce.Core.Repository
             }
         }
 
-        /// <summary>
-        /// Decodes a zstd chunk in one call into <paramref name="buffer"/>: the output can never outgrow the chunk
-        /// size, and no window beyond it is allocated, whatever window the frame asks for.
-        /// </summary>
+        /// <summary>Reads a zstd chunk's frame of <paramref name="payload"/> bytes from <paramref name="file"/> and decodes it (see <see cref="DecodeZstd"/>).</summary>
         private int ReadZstd(Stream file, long payload, byte[] buffer)
         {
-            if (payload > ChunkSize)
-            {
-                throw new InvalidDataException("The zstd chunk is longer than the chunk size.");
-            }
-
+            CheckZstdLength(payload);
             byte[] frame = ArrayPool<byte>.Shared.Rent((int)payload);
-            if (!s_decompressors.TryTake(out Decompressor? decompressor))
-            {
-                decompressor = new Decompressor();
-            }
-
             try
             {
                 if (file.ReadFully(frame, (int)payload) != payload)
@@ -624,7 +680,37 @@ namespace VmQuiesce.Core.Repository
                     throw new InvalidDataException("The zstd chunk is shorter than its file.");
                 }
 
-                if (!decompressor.TryUnwrap(frame, 0, (int)payload, buffer, 0, ChunkSize, out int written))
+                return DecodeZstd(frame, 0, (int)payload, buffer);
+            }
+            finally
+            {
+                ArrayPool<byte>.Shared.Return(frame);
+            }
+        }
+
+        private void CheckZstdLength(long payload)
+        {
+            if (payload > ChunkSize)
+            {
+                throw new InvalidDataException("The zstd chunk is longer than the chunk size.");
+            }
+        }
+
+        /// <summary>
+        /// Decodes a zstd chunk in one call into <paramref name="buffer"/>: the output can never outgrow the chunk
+        /// size, and no window beyond it is allocated, whatever window the frame asks for.
+        /// </summary>
+        private int DecodeZstd(byte[] frame, int offset, int length, byte[] buffer)
+        {
+            CheckZstdLength(length);
+            if (!s_decompressors.TryTake(out Decompressor? decompressor))
+            {
+                decompressor = new Decompressor();
+            }
+
+            try
+            {
+                if (!decompressor.TryUnwrap(frame, offset, length, buffer, 0, ChunkSize, out int written))
                 {
                     throw new InvalidDataException("The zstd chunk decompresses beyond the chunk size.");
                 }
@@ -638,7 +724,6 @@ namespace VmQuiesce.Core.Repository
             finally
             {
                 s_decompressors.Add(decompressor);
-                ArrayPool<byte>.Shared.Return(frame);
             }
         }
 
