@@ -417,7 +417,7 @@ namespace VmQuiesce.Core.Repository
 
         /// <summary>
         /// Decodes <paramref name="length"/> bytes of <paramref name="codec"/> from <paramref name="payload"/> at
-        /// <paramref name="offset"/> into <paramref name="buffer"/>: raw and zstd straight from the array, the others through a stream over it.
+        /// <paramref name="offset"/> into <paramref name="buffer"/>: straight from the array, Deflate through a stream over it.
         /// </summary>
         private int Decode(byte codec, byte[] payload, int offset, int length, byte[] buffer)
         {
@@ -429,6 +429,8 @@ namespace VmQuiesce.Core.Repository
                     return length;
                 case CodecZstd:
                     return DecodeZstd(payload, offset, length, buffer);
+                case CodecZeroBlocks:
+                    return DecodeZeroBlocks(payload, offset, length, buffer);
                 default:
                     using (var stream = new MemoryStream(payload, offset, length, writable: false))
                     {
@@ -466,9 +468,8 @@ namespace VmQuiesce.Core.Repository
                     }
 
                 case CodecZeroBlocks:
-                    return ReadZeroBlocks(payload, buffer);
                 case CodecZstd:
-                    return ReadZstd(payload, payloadLength, buffer);
+                    return ReadAndDecode(codec, payload, payloadLength, buffer);
                 default:
                     throw new InvalidDataException($"The chunk has the unknown codec '{(char)codec}'.");
             }
@@ -552,42 +553,49 @@ namespace VmQuiesce.Core.Repository
             return position;
         }
 
-        private int ReadZeroBlocks(Stream file, byte[] buffer)
+        /// <summary>Decodes codec Z's payload (see <see cref="EncodeZeroBlocks"/>), <paramref name="payloadLength"/> bytes of <paramref name="payload"/> from <paramref name="offset"/>.</summary>
+        private int DecodeZeroBlocks(byte[] payload, int offset, int payloadLength, byte[] buffer)
         {
-            var lengthBytes = new byte[4];
-            if (file.ReadFully(lengthBytes, 4) != 4)
+            if (payloadLength < 4)
             {
                 throw new InvalidDataException("The zero-block chunk has no length.");
             }
 
-            int length = lengthBytes[0] | (lengthBytes[1] << 8) | (lengthBytes[2] << 16) | (lengthBytes[3] << 24);
+            int length = payload[offset] | (payload[offset + 1] << 8) | (payload[offset + 2] << 16) | (payload[offset + 3] << 24);
             if (length <= 0 || length > ChunkSize)
             {
                 throw new InvalidDataException($"The zero-block chunk says it holds {length} bytes; the chunk size is {ChunkSize}.");
             }
 
             int blocks = (length + ZeroBlockLength - 1) / ZeroBlockLength;
-            var bitmap = new byte[(blocks + 7) / 8];
-            if (file.ReadFully(bitmap, bitmap.Length) != bitmap.Length)
+            int bitmap = offset + 4;
+            int position = bitmap + ((blocks + 7) / 8);
+            int end = offset + payloadLength;
+            if (position > end)
             {
                 throw new InvalidDataException("The zero-block chunk's bitmap is cut short.");
             }
 
             for (int block = 0; block < blocks; block++)
             {
-                int offset = block * ZeroBlockLength;
-                int blockLength = Math.Min(ZeroBlockLength, length - offset);
-                if ((bitmap[block / 8] & (1 << (block % 8))) == 0)
+                int blockOffset = block * ZeroBlockLength;
+                int blockLength = Math.Min(ZeroBlockLength, length - blockOffset);
+                if ((payload[bitmap + (block / 8)] & (1 << (block % 8))) == 0)
                 {
-                    Array.Clear(buffer, offset, blockLength);
+                    Array.Clear(buffer, blockOffset, blockLength);
+                    continue;
                 }
-                else if (file.ReadFully(buffer, offset, blockLength) != blockLength)
+
+                if (end - position < blockLength)
                 {
                     throw new InvalidDataException("The zero-block chunk is shorter than its bitmap says.");
                 }
+
+                Buffer.BlockCopy(payload, position, buffer, blockOffset, blockLength);
+                position += blockLength;
             }
 
-            if (file.ReadByte() >= 0)
+            if (position != end)
             {
                 throw new InvalidDataException("The zero-block chunk is longer than its bitmap says.");
             }
@@ -668,23 +676,27 @@ namespace VmQuiesce.Core.Repository
             }
         }
 
-        /// <summary>Reads a zstd chunk's frame of <paramref name="payload"/> bytes from <paramref name="file"/> and decodes it (see <see cref="DecodeZstd"/>).</summary>
-        private int ReadZstd(Stream file, long payload, byte[] buffer)
+        /// <summary>Reads a zstd or zero-block payload of <paramref name="payloadLength"/> bytes from <paramref name="file"/> into a rented buffer and decodes it from there.</summary>
+        private int ReadAndDecode(byte codec, Stream file, long payloadLength, byte[] buffer)
         {
-            CheckZstdLength(payload);
-            byte[] frame = ArrayPool<byte>.Shared.Rent((int)payload);
+            if (payloadLength > MaxFileLength)
+            {
+                throw new InvalidDataException($"The chunk's payload is {payloadLength} bytes; a chunk file holds at most {MaxFileLength}.");
+            }
+
+            byte[] payload = ArrayPool<byte>.Shared.Rent((int)payloadLength);
             try
             {
-                if (file.ReadFully(frame, (int)payload) != payload)
+                if (file.ReadFully(payload, (int)payloadLength) != payloadLength)
                 {
-                    throw new InvalidDataException("The zstd chunk is shorter than its file.");
+                    throw new InvalidDataException("The chunk is shorter than its file.");
                 }
 
-                return DecodeZstd(frame, 0, (int)payload, buffer);
+                return Decode(codec, payload, 0, (int)payloadLength, buffer);
             }
             finally
             {
-                ArrayPool<byte>.Shared.Return(frame);
+                ArrayPool<byte>.Shared.Return(payload);
             }
         }
 

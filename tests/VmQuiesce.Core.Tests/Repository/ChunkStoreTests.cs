@@ -268,18 +268,24 @@ namespace VmQuiesce.Core.Tests.Repository
             Assert.True(fixture.Repository.Verify(point, CancellationToken.None).IsValid);
         }
 
-        [Fact]
-        public void AZeroBlockChunkCutShortIsDamaged()
+        [Theory]
+        [InlineData(-1, "shorter than its bitmap says")]
+        [InlineData(1, "longer than its bitmap says")]
+        [InlineData(-(Chunk / 2) - 1, "bitmap is cut short")] // header, length and one byte of the two-byte bitmap
+        public void AZeroBlockChunkCutShortOrTooLongIsDamagedInAFileAndInAnObjectsBytes(int change, string reason)
         {
             using var fixture = new RepositoryFixture();
             byte[] content = RepositoryFixture.Random(Chunk, 33);
             Array.Clear(content, 0, Chunk / 2);
             RestorePoint point = fixture.BackUp("vm1", fixture.WriteFile("half.img", content));
-            string path = fixture.Repository.Chunks.PathOf(point.Files.Single().Chunks.Single()!);
+            string hash = point.Files.Single().Chunks.Single()!;
+            string path = fixture.Repository.Chunks.PathOf(hash);
             byte[] stored = File.ReadAllBytes(path);
-            File.WriteAllBytes(path, stored.Take(stored.Length - 1).ToArray());
+            byte[] changed = stored.Concat(new byte[Math.Max(change, 0)]).Take(stored.Length + change).ToArray();
+            File.WriteAllBytes(path, changed);
 
-            Assert.Throws<InvalidDataException>(() => fixture.Repository.Chunks.Read(point.Files.Single().Chunks.Single()!, new byte[Chunk]));
+            Assert.Contains(reason, Assert.Throws<InvalidDataException>(() => fixture.Repository.Chunks.Read(hash, new byte[Chunk])).Message);
+            Assert.Contains(reason, Assert.Throws<InvalidDataException>(() => fixture.Repository.Chunks.DecodeStored(hash, changed, changed.Length, new byte[Chunk])).Message);
             Assert.False(fixture.Repository.Verify(point, CancellationToken.None).IsValid);
         }
 
