@@ -200,24 +200,31 @@ namespace VmQuiesce.Core.Repository
 
             string config = NewMarker(chunkSize, repository.Encryption);
             bool madeFolder;
+            bool published = false;
             try
             {
                 madeFolder = RepositoryLayout.Build(full, () => ChunkStore.FanOutNames);
-                if (RepositoryLayout.Inspect(full, path) == LayoutState.Foreign)
-                {
-                    // Someone put other files into the folder while it was being made: not ours to take over.
-                    return Open(full, ops);
-                }
 
+                // Not when someone put other files into the folder while it was being made: not ours to take over.
                 // The marker comes last, so a folder with a marker always has the rest of the layout.
-                if (!repository.TryWriteAtomically(System.IO.Path.Combine(full, MarkerName), config))
-                {
-                    return Open(full, ops);
-                }
+                published = RepositoryLayout.Inspect(full, path) != LayoutState.Foreign && repository.TryWriteAtomically(System.IO.Path.Combine(full, MarkerName), config);
             }
             catch (Exception e) when (e is IOException || e is UnauthorizedAccessException)
             {
                 throw StorageFailure(full, "create the repository", e);
+            }
+            finally
+            {
+                if (!published && repository.Encryption.IsEncrypted)
+                {
+                    // Another creator won (or this one failed): the key file written for ours names a repository that never existed.
+                    HostKeyStore.Remove(repository.Encryption.RepositoryId!);
+                }
+            }
+
+            if (!published)
+            {
+                return Open(full, ops);
             }
 
             repository.Created = madeFolder ? RepositoryCreation.Folder : RepositoryCreation.Layout;

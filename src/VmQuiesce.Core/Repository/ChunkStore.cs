@@ -341,12 +341,61 @@ namespace VmQuiesce.Core.Repository
 
         /// <summary>
         /// Decodes stored chunk <paramref name="hash"/>, <paramref name="storedLength"/> bytes with its header, from
-        /// <paramref name="file"/> (a folder's file or an object's bytes): see <see cref="Read"/>.
+        /// <paramref name="file"/> (a folder's file): see <see cref="Read"/>. A sealed chunk is read whole into a
+        /// rented buffer and opened there.
         /// </summary>
         internal int DecodeStored(string hash, Stream file, long storedLength, byte[] buffer)
         {
             var header = new byte[HeaderLength];
-            if (file.ReadFully(header, HeaderLength) != HeaderLength || header[0] != 'V' || header[1] != 'Q' || header[2] != 'C')
+            if (file.ReadFully(header, HeaderLength) != HeaderLength)
+            {
+                throw new InvalidDataException("The chunk file has no VQC header.");
+            }
+
+            byte codec = CheckHeader(header);
+            if (codec != CodecSealed)
+            {
+                return Decode(codec, file, storedLength - HeaderLength, buffer);
+            }
+
+            Encryption.CheckSealedChunkLength(storedLength - HeaderLength);
+            int sealedLength = (int)(storedLength - HeaderLength);
+            byte[] stored = ArrayPool<byte>.Shared.Rent(HeaderLength + sealedLength);
+            try
+            {
+                if (file.ReadFully(stored, HeaderLength, sealedLength) != sealedLength)
+                {
+                    throw new InvalidDataException("The sealed chunk is shorter than its file.");
+                }
+
+                return DecodeSealed(hash, stored, HeaderLength + sealedLength, buffer);
+            }
+            finally
+            {
+                ArrayPool<byte>.Shared.Return(stored);
+            }
+        }
+
+        /// <summary>
+        /// Decodes stored chunk <paramref name="hash"/>, the first <paramref name="storedLength"/> bytes of
+        /// <paramref name="stored"/> with its header (an object's bytes), into <paramref name="buffer"/>; a sealed chunk
+        /// is opened in place, so <paramref name="stored"/> is overwritten. See <see cref="Read"/>.
+        /// </summary>
+        internal int DecodeStored(string hash, byte[] stored, int storedLength, byte[] buffer)
+        {
+            if (storedLength < HeaderLength)
+            {
+                throw new InvalidDataException("The chunk file has no VQC header.");
+            }
+
+            byte codec = CheckHeader(stored);
+            return codec == CodecSealed ? DecodeSealed(hash, stored, storedLength, buffer) : Decode(codec, stored, HeaderLength, storedLength - HeaderLength, buffer);
+        }
+
+        /// <summary>The codec of a stored chunk's header; throws when it is no VQC header, or when sealing does not match the repository's encryption.</summary>
+        private byte CheckHeader(byte[] header)
+        {
+            if (header[0] != 'V' || header[1] != 'Q' || header[2] != 'C')
             {
                 throw new InvalidDataException("The chunk file has no VQC header.");
             }
@@ -358,25 +407,50 @@ namespace VmQuiesce.Core.Repository
                     : new InvalidDataException("The chunk is sealed, but the repository is not encrypted.");
             }
 
-            if (header[3] != CodecSealed)
-            {
-                return Decode(header[3], file, storedLength - HeaderLength, buffer);
-            }
+            return header[3];
+        }
 
-            (byte codec, byte[] inner, int innerLength) = Encryption.OpenSealedChunk(hash, file, storedLength - HeaderLength);
-            try
-            {
-                using var payload = new MemoryStream(inner, 1, innerLength - 1, writable: false);
-                return Decode(codec, payload, innerLength - 1, buffer);
-            }
-            finally
-            {
-                ArrayPool<byte>.Shared.Return(inner);
-            }
+        /// <summary>Opens sealed chunk <paramref name="hash"/> (header at the start of <paramref name="stored"/>) in place and decodes its payload from there.</summary>
+        private int DecodeSealed(string hash, byte[] stored, int storedLength, byte[] buffer)
+        {
+            (byte codec, int payloadOffset, int payloadLength) = Encryption.OpenSealedChunk(hash, stored, HeaderLength, storedLength - HeaderLength);
+            return Decode(codec, stored, payloadOffset, payloadLength, buffer);
         }
 
         /// <summary>The hash that names this repository's chunks, one per thread (see <see cref="RepositoryEncryption.NewChunkIdHash"/>).</summary>
         public HashAlgorithm NewIdHash() => Encryption.NewChunkIdHash();
+
+        /// <summary>
+        /// Decodes <paramref name="length"/> bytes of <paramref name="codec"/> from <paramref name="payload"/> at
+        /// <paramref name="offset"/> into <paramref name="buffer"/>: straight from the array, Deflate through a stream over it.
+        /// </summary>
+        private int Decode(byte codec, byte[] payload, int offset, int length, byte[] buffer)
+        {
+            switch (codec)
+            {
+                case CodecRaw:
+                    CheckRawLength(length);
+                    Buffer.BlockCopy(payload, offset, buffer, 0, length);
+                    return length;
+                case CodecZstd:
+                    return DecodeZstd(payload, offset, length, buffer);
+                case CodecZeroBlocks:
+                    return DecodeZeroBlocks(payload, offset, length, buffer);
+                default:
+                    using (var stream = new MemoryStream(payload, offset, length, writable: false))
+                    {
+                        return Decode(codec, stream, length, buffer);
+                    }
+            }
+        }
+
+        private void CheckRawLength(long length)
+        {
+            if (length > ChunkSize)
+            {
+                throw new InvalidDataException("The raw chunk is longer than the chunk size.");
+            }
+        }
 
         /// <summary>Decodes <paramref name="payloadLength"/> bytes of <paramref name="codec"/> from <paramref name="payload"/> into <paramref name="buffer"/>.</summary>
         private int Decode(byte codec, Stream payload, long payloadLength, byte[] buffer)
@@ -384,11 +458,7 @@ namespace VmQuiesce.Core.Repository
             switch (codec)
             {
                 case CodecRaw:
-                    if (payloadLength > ChunkSize)
-                    {
-                        throw new InvalidDataException("The raw chunk is longer than the chunk size.");
-                    }
-
+                    CheckRawLength(payloadLength);
                     return payload.ReadFully(buffer, (int)payloadLength);
                 case CodecDeflate:
                     using (var inflate = new DeflateStream(payload, CompressionMode.Decompress, leaveOpen: true))
@@ -403,9 +473,8 @@ namespace VmQuiesce.Core.Repository
                     }
 
                 case CodecZeroBlocks:
-                    return ReadZeroBlocks(payload, buffer);
                 case CodecZstd:
-                    return ReadZstd(payload, payloadLength, buffer);
+                    return ReadAndDecode(codec, payload, payloadLength, buffer);
                 default:
                     throw new InvalidDataException($"The chunk has the unknown codec '{(char)codec}'.");
             }
@@ -506,42 +575,49 @@ namespace VmQuiesce.Core.Repository
             return position;
         }
 
-        private int ReadZeroBlocks(Stream file, byte[] buffer)
+        /// <summary>Decodes codec Z's payload (see <see cref="EncodeZeroBlocks"/>), <paramref name="payloadLength"/> bytes of <paramref name="payload"/> from <paramref name="offset"/>.</summary>
+        private int DecodeZeroBlocks(byte[] payload, int offset, int payloadLength, byte[] buffer)
         {
-            var lengthBytes = new byte[4];
-            if (file.ReadFully(lengthBytes, 4) != 4)
+            if (payloadLength < 4)
             {
                 throw new InvalidDataException("The zero-block chunk has no length.");
             }
 
-            int length = lengthBytes[0] | (lengthBytes[1] << 8) | (lengthBytes[2] << 16) | (lengthBytes[3] << 24);
+            int length = payload[offset] | (payload[offset + 1] << 8) | (payload[offset + 2] << 16) | (payload[offset + 3] << 24);
             if (length <= 0 || length > ChunkSize)
             {
                 throw new InvalidDataException($"The zero-block chunk says it holds {length} bytes; the chunk size is {ChunkSize}.");
             }
 
             int blocks = (length + ZeroBlockLength - 1) / ZeroBlockLength;
-            var bitmap = new byte[(blocks + 7) / 8];
-            if (file.ReadFully(bitmap, bitmap.Length) != bitmap.Length)
+            int bitmap = offset + 4;
+            int position = bitmap + ((blocks + 7) / 8);
+            int end = offset + payloadLength;
+            if (position > end)
             {
                 throw new InvalidDataException("The zero-block chunk's bitmap is cut short.");
             }
 
             for (int block = 0; block < blocks; block++)
             {
-                int offset = block * ZeroBlockLength;
-                int blockLength = Math.Min(ZeroBlockLength, length - offset);
-                if ((bitmap[block / 8] & (1 << (block % 8))) == 0)
+                int blockOffset = block * ZeroBlockLength;
+                int blockLength = Math.Min(ZeroBlockLength, length - blockOffset);
+                if ((payload[bitmap + (block / 8)] & (1 << (block % 8))) == 0)
                 {
-                    Array.Clear(buffer, offset, blockLength);
+                    Array.Clear(buffer, blockOffset, blockLength);
+                    continue;
                 }
-                else if (file.ReadFully(buffer, offset, blockLength) != blockLength)
+
+                if (end - position < blockLength)
                 {
                     throw new InvalidDataException("The zero-block chunk is shorter than its bitmap says.");
                 }
+
+                Buffer.BlockCopy(payload, position, buffer, blockOffset, blockLength);
+                position += blockLength;
             }
 
-            if (file.ReadByte() >= 0)
+            if (position != end)
             {
                 throw new InvalidDataException("The zero-block chunk is longer than its bitmap says.");
             }
@@ -622,18 +698,45 @@ namespace VmQuiesce.Core.Repository
             }
         }
 
-        /// <summary>
-        /// Decodes a zstd chunk in one call into <paramref name="buffer"/>: the output can never outgrow the chunk
-        /// size, and no window beyond it is allocated, whatever window the frame asks for.
-        /// </summary>
-        private int ReadZstd(Stream file, long payload, byte[] buffer)
+        /// <summary>Reads a zstd or zero-block payload of <paramref name="payloadLength"/> bytes from <paramref name="file"/> into a rented buffer and decodes it from there.</summary>
+        private int ReadAndDecode(byte codec, Stream file, long payloadLength, byte[] buffer)
+        {
+            if (payloadLength > MaxFileLength)
+            {
+                throw new InvalidDataException($"The chunk's payload is {payloadLength} bytes; a chunk file holds at most {MaxFileLength}.");
+            }
+
+            byte[] payload = ArrayPool<byte>.Shared.Rent((int)payloadLength);
+            try
+            {
+                if (file.ReadFully(payload, (int)payloadLength) != payloadLength)
+                {
+                    throw new InvalidDataException("The chunk is shorter than its file.");
+                }
+
+                return Decode(codec, payload, 0, (int)payloadLength, buffer);
+            }
+            finally
+            {
+                ArrayPool<byte>.Shared.Return(payload);
+            }
+        }
+
+        private void CheckZstdLength(long payload)
         {
             if (payload > ChunkSize)
             {
                 throw new InvalidDataException("The zstd chunk is longer than the chunk size.");
             }
+        }
 
-            byte[] frame = ArrayPool<byte>.Shared.Rent((int)payload);
+        /// <summary>
+        /// Decodes a zstd chunk in one call into <paramref name="buffer"/>: the output can never outgrow the chunk
+        /// size, and no window beyond it is allocated, whatever window the frame asks for.
+        /// </summary>
+        private int DecodeZstd(byte[] frame, int offset, int length, byte[] buffer)
+        {
+            CheckZstdLength(length);
             if (!s_decompressors.TryTake(out Decompressor? decompressor))
             {
                 decompressor = new Decompressor();
@@ -641,12 +744,7 @@ namespace VmQuiesce.Core.Repository
 
             try
             {
-                if (file.ReadFully(frame, (int)payload) != payload)
-                {
-                    throw new InvalidDataException("The zstd chunk is shorter than its file.");
-                }
-
-                if (!decompressor.TryUnwrap(frame, 0, (int)payload, buffer, 0, ChunkSize, out int written))
+                if (!decompressor.TryUnwrap(frame, offset, length, buffer, 0, ChunkSize, out int written))
                 {
                     throw new InvalidDataException("The zstd chunk decompresses beyond the chunk size.");
                 }
@@ -660,7 +758,6 @@ namespace VmQuiesce.Core.Repository
             finally
             {
                 s_decompressors.Add(decompressor);
-                ArrayPool<byte>.Shared.Return(frame);
             }
         }
 

@@ -155,10 +155,36 @@ namespace VmQuiesce.Core.Tests.Repository
 
                 Assert.Equal(cipher == null ? expectedCodecs[i] : ChunkStore.CodecSealed, buffer[3]);
                 var decoded = new byte[Chunk];
-                using var stored = new MemoryStream(buffer, 0, storedLength, writable: false);
+                using var stored = new MemoryStream(buffer.Take(storedLength).ToArray(), writable: false);
                 Assert.Equal(chunks[i].Length, store.DecodeStored(hash, stored, storedLength, decoded));
                 Assert.Equal(chunks[i], decoded.Take(chunks[i].Length).ToArray());
+
+                // As an object's bytes are decoded: from the array itself, a sealed chunk opened in place.
+                var fromBytes = new byte[Chunk];
+                Assert.Equal(chunks[i].Length, store.DecodeStored(hash, buffer, storedLength, fromBytes));
+                Assert.Equal(chunks[i], fromBytes.Take(chunks[i].Length).ToArray());
             }
+        }
+
+        [Theory]
+        [InlineData(RepositoryCipher.Aes256Gcm)]
+        [InlineData(RepositoryCipher.ChaCha20Poly1305)]
+        public void ASealedChunkDecodedFromBytesIsRefusedWhenOneByteChangedOrItIsTooLong(RepositoryCipher cipher)
+        {
+            using var fixture = new RepositoryFixture();
+            ChunkStore store = BackupRepository.OpenOrCreate(Path.Combine(fixture.Root, "sealed"), Chunk, RepositoryKey.Generate(), cipher).Chunks;
+            string hash = new string('a', 64);
+            byte[] chunk = RepositoryFixture.Random(Chunk, 9);
+            var sealedChunk = new byte[store.ScratchLength + 1];
+            int storedLength = store.EncodeStored(hash, chunk, Chunk, sealedChunk);
+            var decoded = new byte[Chunk];
+
+            byte[] changed = (byte[])sealedChunk.Clone();
+            changed[storedLength / 2] ^= 1;
+            Assert.Contains("does not open", Assert.Throws<InvalidDataException>(() => store.DecodeStored(hash, changed, storedLength, decoded)).Message);
+            Assert.Contains("does not open", Assert.Throws<InvalidDataException>(() => store.DecodeStored(new string('b', 64), (byte[])sealedChunk.Clone(), storedLength, decoded)).Message);
+            Assert.Contains("seals into", Assert.Throws<InvalidDataException>(() => store.DecodeStored(hash, (byte[])sealedChunk.Clone(), storedLength + 1, decoded)).Message);
+            Assert.Equal(new byte[Chunk], decoded);
         }
 
         [Fact]
@@ -244,18 +270,24 @@ namespace VmQuiesce.Core.Tests.Repository
             Assert.True(fixture.Repository.Verify(point, CancellationToken.None).IsValid);
         }
 
-        [Fact]
-        public void AZeroBlockChunkCutShortIsDamaged()
+        [Theory]
+        [InlineData(-1, "shorter than its bitmap says")]
+        [InlineData(1, "longer than its bitmap says")]
+        [InlineData(-(Chunk / 2) - 1, "bitmap is cut short")] // header, length and one byte of the two-byte bitmap
+        public void AZeroBlockChunkCutShortOrTooLongIsDamagedInAFileAndInAnObjectsBytes(int change, string reason)
         {
             using var fixture = new RepositoryFixture();
             byte[] content = RepositoryFixture.Random(Chunk, 33);
             Array.Clear(content, 0, Chunk / 2);
             RestorePoint point = fixture.BackUp("vm1", fixture.WriteFile("half.img", content));
-            string path = fixture.Repository.Chunks.PathOf(point.Files.Single().Chunks.Single()!);
+            string hash = point.Files.Single().Chunks.Single()!;
+            string path = fixture.Repository.Chunks.PathOf(hash);
             byte[] stored = File.ReadAllBytes(path);
-            File.WriteAllBytes(path, stored.Take(stored.Length - 1).ToArray());
+            byte[] changed = stored.Concat(new byte[Math.Max(change, 0)]).Take(stored.Length + change).ToArray();
+            File.WriteAllBytes(path, changed);
 
-            Assert.Throws<InvalidDataException>(() => fixture.Repository.Chunks.Read(point.Files.Single().Chunks.Single()!, new byte[Chunk]));
+            Assert.Contains(reason, Assert.Throws<InvalidDataException>(() => fixture.Repository.Chunks.Read(hash, new byte[Chunk])).Message);
+            Assert.Contains(reason, Assert.Throws<InvalidDataException>(() => fixture.Repository.Chunks.DecodeStored(hash, changed, changed.Length, new byte[Chunk])).Message);
             Assert.False(fixture.Repository.Verify(point, CancellationToken.None).IsValid);
         }
 

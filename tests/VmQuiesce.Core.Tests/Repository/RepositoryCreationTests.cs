@@ -234,7 +234,7 @@ namespace VmQuiesce.Core.Tests.Repository
         private static int Mode(string path) => RegularFile.StatNoFollow(path)!.Value.Permissions;
 
         /// <summary>Another creator's marker appears right before this creator publishes its own.</summary>
-        private sealed class MarkerFirstOps : RepositoryFileOps
+        internal sealed class MarkerFirstOps : RepositoryFileOps
         {
             private readonly Action _otherCreator;
             private bool _done;

@@ -46,6 +46,22 @@ namespace VmQuiesce.Core.Tests.Repository
         private static SecureString Secure(string text) => new NetworkCredential(string.Empty, text).SecurePassword;
 
         [Fact]
+        public void TheLoserOfACreationRaceOpensTheWinnersRepositoryAndKeepsNoKeyFileOfItsOwn()
+        {
+            string path = Path.Combine(_fixture.Root, "raced");
+            Directory.CreateDirectory(HostKeyStore.Folder);
+            var before = Directory.GetFiles(HostKeyStore.Folder).ToHashSet();
+            BackupRepository? winner = null;
+            // The other creator publishes its marker, under a key of its own, just before this one does.
+            var ops = new RepositoryCreationTests.MarkerFirstOps(() => winner = BackupRepository.OpenOrCreate(path, RepositoryFixture.ChunkSize, RepositoryKey.Generate()));
+
+            BackupRepository loser = BackupRepository.OpenOrCreate(path, RepositoryFixture.ChunkSize, ops, RepositoryKey.Generate());
+
+            Assert.Equal(winner!.Encryption.RepositoryId, loser.Encryption.RepositoryId);
+            Assert.Equal(new[] { HostKeyStore.PathOf(winner.Encryption.RepositoryId!) }, Directory.GetFiles(HostKeyStore.Folder).Where(file => !before.Contains(file)));
+        }
+
+        [Fact]
         public void EncryptedBackupRestoresAndShowsNothingOfTheGuest()
         {
             BackupRepository repository = _fixture.NewEncrypted("enc");

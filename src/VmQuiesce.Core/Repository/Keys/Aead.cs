@@ -101,12 +101,19 @@ namespace VmQuiesce.Core.Repository.Keys
         /// <see cref="CryptographicException"/> when anything was changed, the key or cipher differs, or the associated
         /// data (what the sealed bytes claim to be) is not what they were sealed as.
         /// </summary>
-        public static int Open(RepositoryCipher cipher, byte[] key, byte[] sealedBytes, int offset, int length, byte[] associated, byte[] output)
+        public static int Open(RepositoryCipher cipher, byte[] key, byte[] sealedBytes, int offset, int length, byte[] associated, byte[] output) =>
+            Open(cipher, key, sealedBytes, offset, length, associated, output, 0);
+
+        /// <summary>
+        /// As the other overload, into <paramref name="output"/> from <paramref name="outputOffset"/>. In place when that is
+        /// where the ciphertext sits (the same array, at offset + NonceLength): every cipher here allows that exact overlap.
+        /// </summary>
+        public static int Open(RepositoryCipher cipher, byte[] key, byte[] sealedBytes, int offset, int length, byte[] associated, byte[] output, int outputOffset)
         {
             int plainLength = length - Overhead;
-            if (plainLength < 0 || output.Length < plainLength)
+            if (plainLength < 0 || output.Length - outputOffset < plainLength)
             {
-                throw new CryptographicException($"The sealed data is {length} bytes; expected {Overhead} to {output.Length + Overhead}.");
+                throw new CryptographicException($"The sealed data is {length} bytes; expected {Overhead} to {output.Length - outputOffset + Overhead}.");
             }
 
             var nonce = new byte[NonceLength];
@@ -115,8 +122,8 @@ namespace VmQuiesce.Core.Repository.Keys
             IAeadCipher aead = NewCipher(cipher, false, key, nonce, associated);
             try
             {
-                int written = aead.ProcessBytes(sealedBytes, offset + NonceLength, plainLength + TagLength, output, 0);
-                aead.DoFinal(output, written);
+                int written = aead.ProcessBytes(sealedBytes, offset + NonceLength, plainLength + TagLength, output, outputOffset);
+                aead.DoFinal(output, outputOffset + written);
             }
             catch (InvalidCipherTextException e)
             {
@@ -128,12 +135,12 @@ namespace VmQuiesce.Core.Repository.Keys
             if (cipher == RepositoryCipher.ChaCha20Poly1305)
             {
                 using var chacha = new ChaCha20Poly1305(key);
-                chacha.Decrypt(nonce, ciphertext, tag, output.AsSpan(0, plainLength), associated);
+                chacha.Decrypt(nonce, ciphertext, tag, output.AsSpan(outputOffset, plainLength), associated);
             }
             else
             {
                 using var gcm = new AesGcm(key, TagLength);
-                gcm.Decrypt(nonce, ciphertext, tag, output.AsSpan(0, plainLength), associated);
+                gcm.Decrypt(nonce, ciphertext, tag, output.AsSpan(outputOffset, plainLength), associated);
             }
 #endif
             return plainLength;

@@ -1,5 +1,4 @@
 using System;
-using System.Buffers;
 using System.IO;
 using System.Security.Cryptography;
 using System.Text;
@@ -234,50 +233,42 @@ namespace VmQuiesce.Core.Repository.Keys
             return ChunkStore.HeaderLength + sealedLength;
         }
 
+        /// <summary>Throws <see cref="InvalidDataException"/> unless <paramref name="length"/> bytes can be the sealed part of a chunk of this repository.</summary>
+        internal void CheckSealedChunkLength(long length)
+        {
+            if (length < Aead.Overhead + 1 || length > _chunkSize + 1 + Aead.Overhead)
+            {
+                throw new InvalidDataException($"The sealed chunk is {length} bytes; a chunk of this repository seals into {Aead.Overhead + 1} to {_chunkSize + 1 + Aead.Overhead}.");
+            }
+        }
+
         /// <summary>
-        /// Opens the sealed part of chunk <paramref name="hash"/> (after its header): the inner codec, and a rented
-        /// buffer holding its payload from offset 1, to return to the shared pool. Throws
-        /// <see cref="InvalidDataException"/> when it does not open with this repository's key as that chunk.
+        /// Opens the sealed part of chunk <paramref name="hash"/> (after its header), <paramref name="length"/> bytes of
+        /// <paramref name="stored"/> from <paramref name="offset"/>, in place: returns the inner codec and where in
+        /// <paramref name="stored"/> its payload now lies in clear. Throws <see cref="InvalidDataException"/> when it does
+        /// not open with this repository's key as that chunk.
         /// </summary>
-        internal (byte Codec, byte[] Inner, int Length) OpenSealedChunk(string hash, Stream sealedStream, long sealedLength)
+        internal (byte Codec, int PayloadOffset, int PayloadLength) OpenSealedChunk(string hash, byte[] stored, int offset, int length)
         {
             byte[] key = SealingKey().ChunkKey;
-            if (sealedLength < Aead.Overhead + 1 || sealedLength > _chunkSize + 1 + Aead.Overhead)
-            {
-                throw new InvalidDataException($"The sealed chunk is {sealedLength} bytes; a chunk of this repository seals into {Aead.Overhead + 1} to {_chunkSize + 1 + Aead.Overhead}.");
-            }
-
-            byte[] sealedBytes = ArrayPool<byte>.Shared.Rent((int)sealedLength);
-            byte[] inner = ArrayPool<byte>.Shared.Rent((int)sealedLength);
+            CheckSealedChunkLength(length);
+            int inner = offset + Aead.NonceLength;
+            int innerLength;
             try
             {
-                if (sealedStream.ReadFully(sealedBytes, (int)sealedLength) != sealedLength)
-                {
-                    throw new InvalidDataException("The sealed chunk is shorter than its file.");
-                }
-
-                int length = Aead.Open(_cipher, key, sealedBytes, 0, (int)sealedLength, ChunkAssociated(hash), inner);
-                if (inner[0] == ChunkStore.CodecSealed)
-                {
-                    throw new InvalidDataException("The sealed chunk holds another sealed chunk.");
-                }
-
-                return (inner[0], inner, length);
+                innerLength = Aead.Open(_cipher, key, stored, offset, length, ChunkAssociated(hash), stored, inner);
             }
             catch (CryptographicException e)
             {
-                ArrayPool<byte>.Shared.Return(inner);
                 throw new InvalidDataException($"It does not open with the repository's key as chunk {hash}: it was changed, swapped or planted ({e.Message})", e);
             }
-            catch
+
+            if (stored[inner] == ChunkStore.CodecSealed)
             {
-                ArrayPool<byte>.Shared.Return(inner);
-                throw;
+                throw new InvalidDataException("The sealed chunk holds another sealed chunk.");
             }
-            finally
-            {
-                ArrayPool<byte>.Shared.Return(sealedBytes);
-            }
+
+            return (stored[inner], inner + 1, innerLength - 1);
         }
 
         /// <summary>The manifest of restore point <paramref name="id"/> as the file it is published as: plaintext, or sealed in an encrypted repository.</summary>

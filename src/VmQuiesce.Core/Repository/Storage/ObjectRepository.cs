@@ -324,8 +324,7 @@ namespace VmQuiesce.Core.Repository.Storage
             try
             {
                 int storedLength = Storage.Read(ChunkKey(hash), stored);
-                using var stream = new MemoryStream(stored, 0, storedLength, writable: false);
-                return _codec.DecodeStored(hash, stream, storedLength, buffer);
+                return _codec.DecodeStored(hash, stored, storedLength, buffer);
             }
             finally
             {
