@@ -378,13 +378,12 @@ namespace VmQuiesce.Core.Export
             // -daemonize: the VM outlives this process. Its setsid() is what elevateprivileges=deny would refuse.
             var arguments = new List<string> { "-daemonize", "-pidfile", BootCheck.QemuPath(pidFile), "-sandbox", "on,obsolete=deny,resourcecontrol=deny" };
             arguments.AddRange(BootCheck.MachineArguments(vm, machine, Path.Combine(destination, "console.log")));
-            arguments.AddRange(new[] { "-object", "iothread,id=" + DiskThread });
             for (int i = 0; i < disks.Count; i++)
             {
                 arguments.AddRange(new[]
                 {
                     "-drive", $"if=none,id=disk{i},file={BootCheck.QemuPath(OverlayOf(disks[i]))},format=qcow2,werror=stop,rerror=stop",
-                    "-device", $"virtio-blk-pci,drive=disk{i},iothread={DiskThread}" + (i == 0 && vm.Kernel == null ? ",bootindex=0" : string.Empty),
+                    "-device", $"virtio-blk-pci,drive=disk{i}" + (i == 0 && vm.Kernel == null ? ",bootindex=0" : string.Empty),
                 });
             }
 
@@ -603,12 +602,6 @@ namespace VmQuiesce.Core.Export
         }
 
         private const string JobPrefix = "vmquiesce-copy-disk";
-
-        /// <summary>
-        /// The thread the disks and their copies run in. In QEMU's main loop the copy competed with the booting TCG
-        /// guest for QEMU's big lock (a 4 GiB point: 11.0 s there, 9.8 s in the iothread, medians of 3 on a loaded machine).
-        /// </summary>
-        private const string DiskThread = "vmquiesce-disks";
 
         /// <summary>
         /// The layout of the local disks and overlays. Copies into 64 KiB clusters (qcow2's default) ran 3-4x slower
