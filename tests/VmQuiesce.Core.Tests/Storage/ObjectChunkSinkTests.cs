@@ -46,6 +46,29 @@ namespace VmQuiesce.Core.Tests.Storage
             Assert.Equal(second, read);
         }
 
+        [Fact]
+        public void The_garbage_of_the_requests_is_collected_once_every_so_many_chunks_looked_up_new_or_stored()
+        {
+            using ObjectRepository repository = ObjectRepository.OpenOrCreate(new FileObjectStorage(_root), Chunk, key: null);
+            ObjectChunkSink sink = repository.ChunkSink;
+            int collections = 0;
+            sink.CollectRequestGarbage = () => collections++;
+            byte[] scratch = new byte[sink.ScratchLength];
+
+            for (int i = 0; i < 2 * ObjectChunkSink.LookupsPerCollection + 1; i++)
+            {
+                // A third of the chunks are already stored (no upload): their HEADs leave garbage too.
+                byte[] data = Filled(i % 3 == 0 ? 0 : i);
+                PendingChunk? pending = sink.Write(Hash(sink, data), data, Chunk, ref scratch);
+                if (pending != null)
+                {
+                    sink.Publish(pending);
+                }
+
+                Assert.Equal((i + 1) / ObjectChunkSink.LookupsPerCollection, collections);
+            }
+        }
+
         private static byte[] Filled(int seed)
         {
             var data = new byte[Chunk];
