@@ -114,7 +114,18 @@ namespace VmQuiesce.Core.Tests.Nbd
 
         public void Dispose()
         {
-            if (!File.Exists(_pidFile) || !int.TryParse(File.ReadAllText(_pidFile).Trim(), out int pid))
+            string text;
+            try
+            {
+                text = File.ReadAllText(_pidFile);
+            }
+            catch (FileNotFoundException)
+            {
+                // Never written, or removed by the daemon as it exited (a test that ends it with QMP 'quit').
+                return;
+            }
+
+            if (!int.TryParse(text.Trim(), out int pid))
             {
                 return;
             }
