@@ -14,7 +14,7 @@ namespace VmQuiesce.Core.Export
     /// repository never stores, are holes answered without reading; the next chunks of a sequential reader are read
     /// ahead. A missing or damaged chunk fails the read of its range (the server answers EIO) naming the chunk.
     /// </summary>
-    public sealed class RestorePointDisk : INbdExportBackend
+    public sealed class RestorePointDisk : INbdLendingBackend
     {
         private readonly VerifiedChunkCache _cache;
         private readonly int _chunkSize;
@@ -69,31 +69,44 @@ namespace VmQuiesce.Core.Export
         {
             for (long position = offset, end = offset + count; position < end;)
             {
-                int index = (int)(position / _chunkSize);
-                long chunkStart = (long)index * _chunkSize;
-                int inChunk = (int)(position - chunkStart);
-                int piece = (int)Math.Min(end - position, _chunkSize - inChunk);
                 int target = bufferOffset + (int)(position - offset);
-                string? hash = File.Chunks[index];
-                if (hash == null)
+                int index = (int)(position / _chunkSize);
+                if (File.Chunks[index] == null)
                 {
-                    Array.Clear(buffer, target, piece);
-                }
-                else
-                {
-                    try
-                    {
-                        await _cache.CopyAsync(hash, ChunkLength(index), inChunk, buffer, target, piece).ConfigureAwait(false);
-                    }
-                    catch (ChunkUnusableException e)
-                    {
-                        throw Unusable(e, chunkStart, ChunkLength(index));
-                    }
+                    int hole = (int)Math.Min(end - position, ((long)index + 1) * _chunkSize - position);
+                    Array.Clear(buffer, target, hole);
+                    ReadAhead(index);
+                    position += hole;
+                    continue;
                 }
 
-                ReadAhead(index);
-                position += piece;
+                using NbdLease lease = await LendPieceAsync(position, (int)(end - position)).ConfigureAwait(false);
+                Buffer.BlockCopy(lease.Buffer, lease.Offset, buffer, target, lease.Count);
+                position += lease.Count;
             }
+        }
+
+        Task<NbdLease> INbdLendingBackend.LendAsync(long offset, int count, CancellationToken cancel) => LendPieceAsync(offset, count);
+
+        /// <summary>The verified bytes from <paramref name="offset"/>, <paramref name="count"/> at most and never past its chunk's end, in the cache's buffer.</summary>
+        private async Task<NbdLease> LendPieceAsync(long offset, int count)
+        {
+            int index = (int)(offset / _chunkSize);
+            long chunkStart = (long)index * _chunkSize;
+            int inChunk = (int)(offset - chunkStart);
+            string hash = File.Chunks[index] ?? throw new ArgumentOutOfRangeException(nameof(offset), offset, $"Offset {offset} of '{File.Path}' is in a hole, which is described as one and never read.");
+            NbdLease lease;
+            try
+            {
+                lease = await _cache.LendAsync(hash, ChunkLength(index), inChunk, (int)Math.Min(count, ChunkLength(index) - inChunk)).ConfigureAwait(false);
+            }
+            catch (ChunkUnusableException e)
+            {
+                throw Unusable(e, chunkStart, ChunkLength(index));
+            }
+
+            ReadAhead(index);
+            return lease;
         }
 
         private void ReadAhead(int index)

@@ -131,6 +131,9 @@ namespace VmQuiesce.Core.Export
         /// <summary>Chunk buffers the server has allocated: at most <see cref="RestorePointServerOptions.CacheChunks"/>, whatever the point's size and its readers.</summary>
         public int ChunkBuffers => _cache.BuffersMade;
 
+        /// <summary>The most read buffers of the NBD server's own in use at once: none while every read is sent straight from the chunk cache.</summary>
+        internal int PeakReadBuffersRented => _server.Buffers.PeakRented;
+
         /// <summary>Ranges that could not be served (a damaged or missing chunk, named) and protocol errors of clients, oldest first.</summary>
         public IReadOnlyList<NbdServerError> Errors => _errors.ToList();
 

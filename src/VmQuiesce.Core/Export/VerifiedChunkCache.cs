@@ -2,6 +2,7 @@ using System;
 using System.Collections.Generic;
 using System.Threading;
 using System.Threading.Tasks;
+using VmQuiesce.Core.Nbd;
 using VmQuiesce.Core.Repository;
 using VmQuiesce.Core.Repository.Storage;
 
@@ -17,9 +18,9 @@ namespace VmQuiesce.Core.Export
     /// <remarks>
     /// Memory is <see cref="Capacity"/> chunk buffers at most, whatever the size of the point and however many
     /// clients read: the buffers are made once and reused. A buffer is reused only when no read fills it and no
-    /// reader copies out of it (each holds a pin); when every buffer is pinned, a reader waits for one, and a read
-    /// ahead is skipped. A pin is held only while a chunk's read runs or a reader copies out, never while waiting
-    /// for another chunk, so waiting cannot deadlock.
+    /// reader copies out of it or sends from it (each holds a pin); when every buffer is pinned, a reader waits for
+    /// one, and a read ahead is skipped. A pin is held only while a chunk's read runs or a reader copies or sends
+    /// out of it, never while waiting for another chunk, so waiting cannot deadlock.
     /// </remarks>
     internal sealed class VerifiedChunkCache
     {
@@ -57,11 +58,11 @@ namespace VmQuiesce.Core.Export
         public int BuffersMade => Volatile.Read(ref _buffersMade);
 
         /// <summary>
-        /// Copies <paramref name="count"/> verified bytes of chunk <paramref name="hash"/> (<paramref name="length"/>
-        /// bytes long) from <paramref name="offset"/> into <paramref name="destination"/>; throws
-        /// <see cref="ChunkUnusableException"/> when it is missing or damaged.
+        /// <paramref name="count"/> verified bytes of chunk <paramref name="hash"/> (<paramref name="length"/> bytes
+        /// long) from <paramref name="offset"/>, in the cache's own buffer, which is not reused until the lease is
+        /// disposed; throws <see cref="ChunkUnusableException"/> when the chunk is missing or damaged.
         /// </summary>
-        public async Task CopyAsync(string hash, int length, int offset, byte[] destination, int destinationOffset, int count)
+        public async Task<NbdLease> LendAsync(string hash, int length, int offset, int count)
         {
             Entry entry = await PinAsync(hash, length).ConfigureAwait(false);
             try
@@ -71,13 +72,14 @@ namespace VmQuiesce.Core.Export
                 {
                     throw new ChunkUnusableException(hash, entry.Failure, entry.Missing, notAuthentic: !entry.Missing && _repository.Encryption.IsEncrypted);
                 }
-
-                Buffer.BlockCopy(entry.Buffer, offset, destination, destinationOffset, count);
             }
-            finally
+            catch
             {
                 Unpin(entry);
+                throw;
             }
+
+            return new NbdLease(entry.Buffer, offset, count, () => Unpin(entry));
         }
 
         /// <summary>Starts reading a chunk a reader will probably want next, unless it is cached, being read, or no buffer is free.</summary>

@@ -62,6 +62,42 @@ namespace VmQuiesce.Core.Nbd
         Task ReadAsync(long offset, byte[] buffer, int bufferOffset, int count, CancellationToken cancel);
     }
 
+    /// <summary>
+    /// A backend that holds the bytes it serves in buffers of its own (a cache of verified chunks): the server sends a
+    /// read reply straight from them instead of copying them into a buffer of its own first.
+    /// </summary>
+    internal interface INbdLendingBackend : INbdExportBackend
+    {
+        /// <summary>
+        /// The bytes from <paramref name="offset"/>: at least one, at most <paramref name="count"/>, all inside one
+        /// range described as data; they stay as they are until the lease is disposed. Throws as
+        /// <see cref="INbdExportBackend.ReadAsync"/> does, and then lends nothing.
+        /// </summary>
+        Task<NbdLease> LendAsync(long offset, int count, CancellationToken cancel);
+    }
+
+    /// <summary>Bytes lent for one reply: <see cref="Buffer"/>[<see cref="Offset"/>, +<see cref="Count"/>), given back on Dispose.</summary>
+    internal sealed class NbdLease : IDisposable
+    {
+        private Action? _giveBack;
+
+        public NbdLease(byte[] buffer, int offset, int count, Action giveBack)
+        {
+            Buffer = buffer;
+            Offset = offset;
+            Count = count;
+            _giveBack = giveBack;
+        }
+
+        public byte[] Buffer { get; }
+
+        public int Offset { get; }
+
+        public int Count { get; }
+
+        public void Dispose() => Interlocked.Exchange(ref _giveBack, null)?.Invoke();
+    }
+
     /// <summary>A named, read-only export: a name clients ask for and the backend that serves it.</summary>
     public sealed class NbdExport
     {

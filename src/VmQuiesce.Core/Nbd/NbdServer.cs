@@ -22,6 +22,7 @@ namespace VmQuiesce.Core.Nbd
     /// Managed, so the repository can serve a restore point from its own verified chunks without a helper
     /// process or native library, on every platform the module loads on. Memory is bounded whatever
     /// clients do: read data goes through a shared pool of 1 MiB buffers (<see cref="NbdServerOptions.ReadBufferBytes"/>),
+    /// or is sent straight from the buffers of a backend that lends them (a restore point's bounded chunk cache),
     /// each connection has at most <see cref="NbdServerOptions.MaxRequestsInFlightPerConnection"/> requests in
     /// progress (after that its socket is not read), and every length a client sends is bounded before use.
     /// On Linux and macOS it listens on a unix socket made readable and writable by its owner only (mode

@@ -609,58 +609,99 @@ namespace VmQuiesce.Core.Nbd
         {
             long offset = (long)request.Offset;
             long end = offset + request.Length;
-            byte[] buffer = await _server.Buffers.RentAsync().ConfigureAwait(false);
-            try
+            if ((request.Flags & NbdProtocol.CmdFlagDontFragment) != 0)
             {
-                if ((request.Flags & NbdProtocol.CmdFlagDontFragment) != 0)
+                await ReadUnfragmentedAsync(request).ConfigureAwait(false);
+                return;
+            }
+
+            long position = offset;
+            while (position < end)
+            {
+                IReadOnlyList<NbdBackendExtent>? extents = null;
+                if (!await TryAsync(request, position, async () => extents = await DescribeAsync(position, end - position).ConfigureAwait(false)).ConfigureAwait(false))
                 {
-                    // One content chunk, holes as explicit zeroes; the protocol lets a server refuse what it cannot buffer.
-                    if (request.Length > buffer.Length)
-                    {
-                        await SendErrorAsync(request, NbdProtocol.ErrOverflow, $"an unfragmented read can be at most {buffer.Length} bytes").ConfigureAwait(false);
-                        return;
-                    }
-
-                    if (await TryAsync(request, offset, () => FillAsync(offset, buffer, (int)request.Length)).ConfigureAwait(false))
-                    {
-                        await SendDataChunkAsync(request.Handle, offset, buffer, (int)request.Length, done: true).ConfigureAwait(false);
-                    }
-
                     return;
                 }
 
-                long position = offset;
-                while (position < end)
+                foreach (NbdBackendExtent extent in extents!)
                 {
-                    IReadOnlyList<NbdBackendExtent>? extents = null;
-                    if (!await TryAsync(request, position, async () => extents = await DescribeAsync(position, end - position).ConfigureAwait(false)).ConfigureAwait(false))
+                    long extentEnd = position + extent.Length;
+                    if (extent.Kind != NbdExtentKind.Data)
                     {
-                        return;
+                        await SendHoleChunkAsync(request.Handle, position, (uint)extent.Length, done: extentEnd == end).ConfigureAwait(false);
+                        position = extentEnd;
+                        continue;
                     }
 
-                    foreach (NbdBackendExtent extent in extents!)
+                    while (position < extentEnd)
                     {
-                        long extentEnd = position + extent.Length;
-                        if (extent.Kind != NbdExtentKind.Data)
+                        long pieceOffset = position;
+                        int most = (int)Math.Min(_server.Buffers.BufferSize, extentEnd - position);
+                        NbdLease? piece = null;
+                        if (!await TryAsync(request, pieceOffset, async () => piece = await ReadPieceAsync(pieceOffset, most).ConfigureAwait(false)).ConfigureAwait(false))
                         {
-                            await SendHoleChunkAsync(request.Handle, position, (uint)extent.Length, done: extentEnd == end).ConfigureAwait(false);
-                            position = extentEnd;
-                            continue;
+                            return;
                         }
 
-                        while (position < extentEnd)
+                        using (piece!)
                         {
-                            int piece = (int)Math.Min(buffer.Length, extentEnd - position);
-                            long pieceOffset = position;
-                            if (!await TryAsync(request, pieceOffset, () => _export!.Backend.ReadAsync(pieceOffset, buffer, 0, piece, _closing.Token)).ConfigureAwait(false))
-                            {
-                                return;
-                            }
-
-                            await SendDataChunkAsync(request.Handle, position, buffer, piece, done: position + piece == end).ConfigureAwait(false);
-                            position += piece;
+                            await SendDataChunkAsync(request.Handle, position, piece!.Buffer, piece.Offset, piece.Count, done: position + piece.Count == end).ConfigureAwait(false);
+                            position += piece.Count;
                         }
                     }
+                }
+            }
+        }
+
+        /// <summary>
+        /// Up to <paramref name="count"/> bytes of data from <paramref name="offset"/>: lent by a backend that keeps
+        /// them in buffers of its own (sent from there, no copy), otherwise read into a buffer of the pool.
+        /// </summary>
+        private async Task<NbdLease> ReadPieceAsync(long offset, int count)
+        {
+            if (_export!.Backend is INbdLendingBackend lender)
+            {
+                NbdLease lent = await lender.LendAsync(offset, count, _closing.Token).ConfigureAwait(false);
+                if (lent.Count < 1 || lent.Count > count || lent.Offset < 0 || lent.Offset > lent.Buffer.Length - lent.Count)
+                {
+                    lent.Dispose();
+                    throw new InvalidOperationException($"the export's backend lent {lent.Count} bytes at {lent.Offset} of a {lent.Buffer.Length}-byte buffer for {count} bytes at offset {offset}");
+                }
+
+                return lent;
+            }
+
+            byte[] buffer = await _server.Buffers.RentAsync().ConfigureAwait(false);
+            try
+            {
+                await _export.Backend.ReadAsync(offset, buffer, 0, count, _closing.Token).ConfigureAwait(false);
+            }
+            catch
+            {
+                _server.Buffers.Return(buffer);
+                throw;
+            }
+
+            return new NbdLease(buffer, 0, count, () => _server.Buffers.Return(buffer));
+        }
+
+        /// <summary>NBD_CMD_FLAG_DF: one content chunk, holes as explicit zeroes; the protocol lets a server refuse what it cannot buffer.</summary>
+        private async Task ReadUnfragmentedAsync(NbdServerRequest request)
+        {
+            long offset = (long)request.Offset;
+            byte[] buffer = await _server.Buffers.RentAsync().ConfigureAwait(false);
+            try
+            {
+                if (request.Length > buffer.Length)
+                {
+                    await SendErrorAsync(request, NbdProtocol.ErrOverflow, $"an unfragmented read can be at most {buffer.Length} bytes").ConfigureAwait(false);
+                    return;
+                }
+
+                if (await TryAsync(request, offset, () => FillAsync(offset, buffer, (int)request.Length)).ConfigureAwait(false))
+                {
+                    await SendDataChunkAsync(request.Handle, offset, buffer, 0, (int)request.Length, done: true).ConfigureAwait(false);
                 }
             }
             finally
@@ -789,7 +830,7 @@ namespace VmQuiesce.Core.Nbd
                 NbdWire.Write(payload, 8 + (8 * i), flags[i]);
             }
 
-            await SendChunkAsync(request.Handle, NbdProtocol.ReplyTypeBlockStatus, true, payload, null, 0).ConfigureAwait(false);
+            await SendChunkAsync(request.Handle, NbdProtocol.ReplyTypeBlockStatus, true, payload, null, 0, 0).ConfigureAwait(false);
         }
 
         // ---- Replies ----
@@ -809,7 +850,7 @@ namespace VmQuiesce.Core.Nbd
                 payload.UInt64((ulong)offset.Value);
             }
 
-            return SendChunkAsync(request.Handle, offset.HasValue ? NbdProtocol.ReplyTypeErrorOffset : NbdProtocol.ReplyTypeError, true, payload.ToArray(), null, 0);
+            return SendChunkAsync(request.Handle, offset.HasValue ? NbdProtocol.ReplyTypeErrorOffset : NbdProtocol.ReplyTypeError, true, payload.ToArray(), null, 0, 0);
         }
 
         private static byte[] SimpleReplyHeader(ulong handle, uint error)
@@ -836,13 +877,13 @@ namespace VmQuiesce.Core.Nbd
         }
 
         private Task SendHoleChunkAsync(ulong handle, long offset, uint length, bool done) =>
-            SendChunkAsync(handle, NbdProtocol.ReplyTypeOffsetHole, done, new NbdMessageWriter().UInt64((ulong)offset).UInt32(length).ToArray(), null, 0);
+            SendChunkAsync(handle, NbdProtocol.ReplyTypeOffsetHole, done, new NbdMessageWriter().UInt64((ulong)offset).UInt32(length).ToArray(), null, 0, 0);
 
-        private Task SendDataChunkAsync(ulong handle, long offset, byte[] data, int count, bool done) =>
-            SendChunkAsync(handle, NbdProtocol.ReplyTypeOffsetData, done, new NbdMessageWriter().UInt64((ulong)offset).ToArray(), data, count);
+        private Task SendDataChunkAsync(ulong handle, long offset, byte[] data, int dataOffset, int count, bool done) =>
+            SendChunkAsync(handle, NbdProtocol.ReplyTypeOffsetData, done, new NbdMessageWriter().UInt64((ulong)offset).ToArray(), data, dataOffset, count);
 
-        /// <summary>One structured reply chunk: header, <paramref name="payload"/>, then <paramref name="data"/>[0, count) when given.</summary>
-        private async Task SendChunkAsync(ulong handle, ushort type, bool done, byte[] payload, byte[]? data, int count)
+        /// <summary>One structured reply chunk: header, <paramref name="payload"/>, then <paramref name="count"/> bytes of <paramref name="data"/> from <paramref name="dataOffset"/> when given.</summary>
+        private async Task SendChunkAsync(ulong handle, ushort type, bool done, byte[] payload, byte[]? data, int dataOffset, int count)
         {
             var message = new byte[NbdProtocol.StructuredReplyHeaderLength + payload.Length];
             NbdWire.Write(message, 0, NbdProtocol.StructuredReplyMagic);
@@ -857,7 +898,7 @@ namespace VmQuiesce.Core.Nbd
                 await _stream.WriteAsync(message, 0, message.Length).ConfigureAwait(false);
                 if (data != null)
                 {
-                    await _stream.WriteAsync(data, 0, count).ConfigureAwait(false);
+                    await _stream.WriteAsync(data, dataOffset, count).ConfigureAwait(false);
                 }
             }
             finally

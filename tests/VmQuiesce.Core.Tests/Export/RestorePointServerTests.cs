@@ -70,6 +70,21 @@ namespace VmQuiesce.Core.Tests.Export
             Assert.Empty(served.Errors);
         }
 
+        [NbdToolFact("qemu-img")]
+        public void ReadsAreSentStraightFromTheChunkCacheNotCopiedIntoTheServersReadBuffers()
+        {
+            (RestorePoint point, byte[] content) = BackUpLayeredDisk();
+            using RestorePointServer served = RestorePointServer.Start(_fixture.Repository, point, new RestorePointServerOptions { CacheChunks = 2 });
+            using var folder = new TempFolder();
+
+            NbdTools.Run("qemu-img", "convert", "-f", "raw", "-O", "raw", served.Disks.Single().Uri, folder.File("copy.raw"));
+
+            AssertBytes.Equal(content, File.ReadAllBytes(folder.File("copy.raw")));
+            Assert.Equal(0, served.PeakReadBuffersRented);
+            Assert.InRange(served.ChunkBuffers, 1, 2);
+            Assert.Empty(served.Errors);
+        }
+
         [NbdToolFact("qemu-img", "nbdcopy")]
         public async Task ADamagedChunkIsAnIoErrorOnItsRangeNamingTheChunkAndNothingWrongIsServed()
         {
