@@ -76,7 +76,7 @@ try {
                 $before = Get-TreeBytes $repos[$kind]
                 $r = Invoke-Operation $builds[$build] GuestBackups ($sockets + @{ Count = 1; Repository = $repos[$kind]; ChangeTracking = $(if ($kind -eq 'Tracked') { 'On' } else { 'Off' }) })
                 $row = [pscustomobject]@{
-                    Kind = $kind; Build = $build; Run = $run; Seconds = [math]::Round($r.seconds, 3)
+                    Kind = $kind; Build = $build; Run = $run; Seconds = [math]::Round($r.seconds, 3); CpuSeconds = [math]::Round($r.cpuSeconds, 3)
                     ReadMiB = [math]::Round($r.bytesRead / 1MB, 1); WrittenMiB = $written / 1MB
                     StoredMiB = [math]::Round(((Get-TreeBytes $repos[$kind]) - $before) / 1MB, 1); FrozenMs = [math]::Round(@($r.frozenMilliseconds)[0], 1); How = $r.changeTracking
                 }
@@ -88,9 +88,11 @@ try {
 }
 finally { $guest | Stop-TestGuest }
 
-$results | Format-Table Kind, Build, Run, Seconds, ReadMiB, WrittenMiB, StoredMiB, FrozenMs, How | Out-String | Write-Host
+$results | Format-Table Kind, Build, Run, Seconds, CpuSeconds, ReadMiB, WrittenMiB, StoredMiB, FrozenMs, How | Out-String | Write-Host
 foreach ($group in $results | Group-Object Kind, Build) {
-    $stats = Get-BenchStats @($group.Group.Seconds)
-    Write-Host ('{0}: median {1:N3} s (min {2:N3}, max {3:N3}) over {4} runs' -f $group.Name, $stats.Median, $stats.Min, $stats.Max, $group.Count)
+    foreach ($figure in 'Seconds', 'CpuSeconds') {
+        $stats = Get-BenchStats @($group.Group.$figure)
+        Write-Host ('{0}, {1}: median {2:N3} s (min {3:N3}, max {4:N3}) over {5} runs' -f $group.Name, $figure, $stats.Median, $stats.Min, $stats.Max, $group.Count)
+    }
 }
 $results | ConvertTo-Json | Set-Content (Join-Path ([IO.Path]::GetFullPath($OutputPath)) 'results.json')
