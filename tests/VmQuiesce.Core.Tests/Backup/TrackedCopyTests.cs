@@ -51,9 +51,16 @@ namespace VmQuiesce.Core.Tests.Backup
             Assert.Empty(_fixture.Repository.ListRestorePoints());
         }
 
-        [Fact]
-        public void An_incremental_point_reads_only_the_changed_bytes_patches_partly_changed_chunks_and_restores_whole()
+        [Theory]
+        [InlineData(false)]
+        [InlineData(true)]
+        public void An_incremental_point_reads_only_the_changed_bytes_patches_partly_changed_chunks_and_restores_whole(bool encrypted)
         {
+            if (encrypted)
+            {
+                _repository = _fixture.NewEncrypted("encrypted");
+            }
+
             RestorePoint first = Run(new List<(long, long)>()).RestorePoint;
             ChangeTrackingRecord full = Assert.Single(first.Files).ChangeTrackingValue!;
             Assert.Equal(ChangeTrackingMode.Full, full.ModeValue);
@@ -264,7 +271,7 @@ namespace VmQuiesce.Core.Tests.Backup
 
         private string Restore(RestorePoint point)
         {
-            var engine = new RestoreEngine(_fixture.Repository);
+            var engine = new RestoreEngine(_repository);
             string destination = Path.Combine(_fixture.Root, "restored-" + point.Id);
             return engine.Run(engine.Plan(new RestoreRequest(point) { Destination = destination }, CancellationToken.None), null, CancellationToken.None).Files[0].Path;
         }
