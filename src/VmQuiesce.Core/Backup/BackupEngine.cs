@@ -544,7 +544,11 @@ namespace VmQuiesce.Core.Backup
                 {
                     string hash = ChunkStore.Hash(sha, data, job.Length);
                     _chunkLists[job.FileIndex][job.ChunkIndex] = hash;
-                    Interlocked.Add(ref _allocated[job.FileIndex], DataBlockBytes(data, job.Length));
+                    if (job.Regions == null)
+                    {
+                        // A tracked disk records no allocated bytes (its unchanged chunks are never looked at): nothing to count.
+                        Interlocked.Add(ref _allocated[job.FileIndex], DataBlockBytes(data, job.Length));
+                    }
 
                     // The first worker to see a hash in this run stores it; the rest only reference it.
                     if (_seen.TryAdd(hash, true))

@@ -339,6 +339,8 @@ namespace VmQuiesce.Core.Repository
             return DecodeStored(hash, file, file.Length, buffer);
         }
 
+        public bool ReadAuthenticates => Encryption.IsEncrypted;
+
         /// <summary>
         /// Decodes stored chunk <paramref name="hash"/>, <paramref name="storedLength"/> bytes with its header, from
         /// <paramref name="file"/> (a folder's file): see <see cref="Read"/>. A sealed chunk is read whole into a

@@ -40,6 +40,12 @@ namespace VmQuiesce.Core.Repository
         /// <summary>Reads and decodes stored chunk <paramref name="hash"/> into <paramref name="buffer"/>; returns its length.</summary>
         int Read(string hash, byte[] buffer);
 
+        /// <summary>
+        /// Whether <see cref="Read"/> itself proves the chunk is the one its name says: in an encrypted repository a
+        /// chunk opens only with the repository's key as that very chunk (see <see cref="Keys.RepositoryEncryption.OpenSealedChunk"/>).
+        /// </summary>
+        bool ReadAuthenticates { get; }
+
         /// <summary>Whether chunk <paramref name="hash"/> is stored.</summary>
         bool Contains(string hash);
     }

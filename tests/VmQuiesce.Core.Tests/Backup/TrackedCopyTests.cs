@@ -24,8 +24,12 @@ namespace VmQuiesce.Core.Tests.Backup
         private readonly RepositoryFixture _fixture = new RepositoryFixture();
         private readonly byte[] _disk = RepositoryFixture.Random(16 * Chunk, 1);
 
+        /// <summary>The repository the test backs up into: the fixture's (plain) unless the test chooses another.</summary>
+        private BackupRepository _repository;
+
         public TrackedCopyTests()
         {
+            _repository = _fixture.Repository;
             // Two chunks of zeroes: read as zero, never stored.
             Array.Clear(_disk, 10 * Chunk, 2 * Chunk);
         }
@@ -47,9 +51,16 @@ namespace VmQuiesce.Core.Tests.Backup
             Assert.Empty(_fixture.Repository.ListRestorePoints());
         }
 
-        [Fact]
-        public void An_incremental_point_reads_only_the_changed_bytes_patches_partly_changed_chunks_and_restores_whole()
+        [Theory]
+        [InlineData(false)]
+        [InlineData(true)]
+        public void An_incremental_point_reads_only_the_changed_bytes_patches_partly_changed_chunks_and_restores_whole(bool encrypted)
         {
+            if (encrypted)
+            {
+                _repository = _fixture.NewEncrypted("encrypted");
+            }
+
             RestorePoint first = Run(new List<(long, long)>()).RestorePoint;
             ChangeTrackingRecord full = Assert.Single(first.Files).ChangeTrackingValue!;
             Assert.Equal(ChangeTrackingMode.Full, full.ModeValue);
@@ -93,16 +104,28 @@ namespace VmQuiesce.Core.Tests.Backup
             Assert.NotEqual(_disk, File.ReadAllBytes(Restore(Run(new List<(long, long)>()).RestorePoint)));
         }
 
-        [Fact]
-        public void A_damaged_chunk_of_the_base_fails_a_patch_from_it_and_stores_no_point()
+        [Theory]
+        [InlineData(false)]
+        [InlineData(true)]
+        public void A_base_chunk_with_one_byte_changed_fails_a_patch_from_it_and_stores_no_point(bool encrypted)
         {
+            // Plain, the chunk still looks whole (header, length) and only its hash tells; encrypted, its seal no longer opens.
+            if (encrypted)
+            {
+                _repository = _fixture.NewEncrypted("encrypted");
+            }
+
             RestorePoint first = Run(new List<(long, long)>()).RestorePoint;
-            File.WriteAllBytes(_fixture.Repository.Chunks.PathOf(first.Files[0].Chunks[3]!), RepositoryFixture.Random(100, 4));
+            string stored = _repository.Chunks.PathOf(first.Files[0].Chunks[3]!);
+            byte[] bytes = File.ReadAllBytes(stored);
+            bytes[bytes.Length - 1] ^= 1;
+            File.WriteAllBytes(stored, bytes);
             Write(3L * Chunk, new byte[] { 7 });
 
             var error = Assert.Throws<VmQuiesceException>(() => Run(new List<(long, long)> { (3L * Chunk, 1) }));
             Assert.Equal("ChangeTrackingBaseDamaged", error.ErrorId);
-            Assert.Single(_fixture.Repository.ListRestorePoints());
+            Assert.Contains(encrypted ? "does not open with the repository's key" : "its content does not match its name", error.Message, StringComparison.Ordinal);
+            Assert.Single(_repository.ListRestorePoints());
         }
 
         [Fact]
@@ -238,7 +261,7 @@ namespace VmQuiesce.Core.Tests.Backup
 
         private string HostCheckpoints => Path.Combine(_fixture.Root, "host-checkpoints");
 
-        private BackupEngine Engine() => new BackupEngine(_fixture.Repository) { HostCheckpointFolder = HostCheckpoints };
+        private BackupEngine Engine() => new BackupEngine(_repository) { HostCheckpointFolder = HostCheckpoints };
 
         private void Write(long offset, byte[] data) => Buffer.BlockCopy(data, 0, _disk, (int)offset, data.Length);
 
@@ -248,7 +271,7 @@ namespace VmQuiesce.Core.Tests.Backup
 
         private string Restore(RestorePoint point)
         {
-            var engine = new RestoreEngine(_fixture.Repository);
+            var engine = new RestoreEngine(_repository);
             string destination = Path.Combine(_fixture.Root, "restored-" + point.Id);
             return engine.Run(engine.Plan(new RestoreRequest(point) { Destination = destination }, CancellationToken.None), null, CancellationToken.None).Files[0].Path;
         }

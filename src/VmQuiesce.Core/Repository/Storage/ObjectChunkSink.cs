@@ -79,6 +79,8 @@ namespace VmQuiesce.Core.Repository.Storage
 
         public int Read(string hash, byte[] buffer) => _repository.ReadChunk(hash, buffer);
 
+        public bool ReadAuthenticates => _repository.Encryption.IsEncrypted;
+
         public bool Contains(string hash) => _repository.HasChunk(hash);
 
         /// <summary>An encoded chunk waiting for its upload.</summary>
