@@ -144,7 +144,8 @@ namespace VmQuiesce.Core.Repository
         /// chunk is already stored and sound (see <see cref="CheckStored"/>); a stored chunk that is not is written
         /// anew and replaces it.
         /// </summary>
-        /// <param name="scratch">A buffer of at least <see cref="ScratchLength"/> bytes the caller owns, for compression and sealing.</param>
+        /// <param name="scratch">The worker's buffer for compression and sealing: one of <see cref="ScratchLength"/> bytes is put in the first time, and stays the worker's.</param>
+        /// <param name="cancel">Unused: nothing here waits for a buffer.</param>
         PendingChunk? IChunkSink.Write(string hash, byte[] data, int length, ref byte[] scratch, CancellationToken cancel)
         {
             if (scratch.Length < ScratchLength)
