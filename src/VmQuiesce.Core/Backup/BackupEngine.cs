@@ -82,18 +82,11 @@ namespace VmQuiesce.Core.Backup
         private static readonly TimeSpan ReleaseTimeout = TimeSpan.FromMinutes(5);
         private static readonly TimeSpan ProgressInterval = TimeSpan.FromMilliseconds(250);
 
-        /// <summary>
-        /// Threads that wait for the disk (fsync, then rename) so the workers keep hashing meanwhile; several
-        /// at once also keep the disk's queue full. Into a folder they hold no chunk buffers; into object storage
-        /// each upload holds its encoded chunk (see <see cref="Repository.Storage.ObjectChunkSink"/>).
-        /// </summary>
-        private const int Flushers = 4;
-
         private static readonly int DefaultWorkers = Math.Max(2, Environment.ProcessorCount) + 2;
 
         /// <summary>
         /// Into object storage the uploads are the bottleneck, not the reads the two extra workers wait for, and each
-        /// worker holds two chunk buffers: one worker per core.
+        /// worker holds a chunk buffer to read into: one worker per core.
         /// </summary>
         private static readonly int ObjectStorageWorkers = Math.Max(2, Environment.ProcessorCount);
 
@@ -251,7 +244,7 @@ namespace VmQuiesce.Core.Backup
             var workers = Enumerable.Range(0, _workers)
                 .Select(_ => OwnThread.Start(() => copy.Guard(stop, () => copy.StoreChunks(stop.Token))))
                 .ToArray();
-            var flushers = Enumerable.Range(0, Flushers)
+            var flushers = Enumerable.Range(0, _repository.ChunkSink.Publishers)
                 .Select(_ => OwnThread.Start(() => copy.Guard(stop, () => copy.PublishChunks(stop.Token))))
                 .ToArray();
             var lastReport = TimeSpan.Zero;
@@ -501,7 +494,7 @@ namespace VmQuiesce.Core.Backup
             {
                 using HashAlgorithm sha = _store.NewIdHash();
                 var data = new byte[_chunkSize];
-                byte[]? scratch = null;
+                byte[] scratch = Array.Empty<byte>();
                 byte[]? baseData = null;
                 Stream? source = null;
                 int sourceIndex = -1;
@@ -538,7 +531,7 @@ namespace VmQuiesce.Core.Backup
                 }
             }
 
-            private void StoreChunk(Job job, byte[] data, HashAlgorithm sha, ref byte[]? scratch, CancellationToken cancel)
+            private void StoreChunk(Job job, byte[] data, HashAlgorithm sha, ref byte[] scratch, CancellationToken cancel)
             {
                 if (!ZeroBytes.IsAllZero(data, 0, job.Length))
                 {
@@ -553,9 +546,7 @@ namespace VmQuiesce.Core.Backup
                     // The first worker to see a hash in this run stores it; the rest only reference it.
                     if (_seen.TryAdd(hash, true))
                     {
-                        byte[] buffer = scratch ?? new byte[_store.ScratchLength];
-                        PendingChunk? pending = _store.Write(hash, data, job.Length, ref buffer);
-                        scratch = buffer;
+                        PendingChunk? pending = _store.Write(hash, data, job.Length, ref scratch, cancel);
                         if (pending != null)
                         {
                             try

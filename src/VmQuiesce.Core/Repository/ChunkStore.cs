@@ -8,6 +8,7 @@ using System.Threading.Tasks;
 using VmQuiesce.Core.Platform;
 using System.IO.Compression;
 using System.Security.Cryptography;
+using System.Threading;
 using System.Text;
 using VmQuiesce.Core.Repository.Keys;
 using ZstdSharp;
@@ -143,11 +144,26 @@ namespace VmQuiesce.Core.Repository
         /// chunk is already stored and sound (see <see cref="CheckStored"/>); a stored chunk that is not is written
         /// anew and replaces it.
         /// </summary>
-        /// <param name="scratch">A buffer of at least <see cref="ScratchLength"/> bytes the caller owns, for compression and sealing.</param>
-        PendingChunk? IChunkSink.Write(string hash, byte[] data, int length, ref byte[] scratch) => Write(hash, data, length, scratch);
+        /// <param name="scratch">The worker's buffer for compression and sealing: one of <see cref="ScratchLength"/> bytes is put in the first time, and stays the worker's.</param>
+        /// <param name="cancel">Unused: nothing here waits for a buffer.</param>
+        PendingChunk? IChunkSink.Write(string hash, byte[] data, int length, ref byte[] scratch, CancellationToken cancel)
+        {
+            if (scratch.Length < ScratchLength)
+            {
+                scratch = new byte[ScratchLength];
+            }
+
+            return Write(hash, data, length, scratch);
+        }
 
         /// <summary>A waiting chunk holds an open temp file, no buffer: enough wait that the flushers never starve.</summary>
         int IChunkSink.WaitingCapacity => 8;
+
+        /// <summary>
+        /// Threads that wait for the disk (fsync, then rename) so the workers keep hashing meanwhile; several at once
+        /// also keep the disk's queue full. They hold no chunk buffers.
+        /// </summary>
+        int IChunkSink.Publishers => 4;
 
         public PendingChunk? Write(string hash, byte[] data, int length, byte[] scratch)
         {

@@ -1,5 +1,6 @@
 using System;
 using System.Security.Cryptography;
+using System.Threading;
 
 namespace VmQuiesce.Core.Repository
 {
@@ -14,22 +15,22 @@ namespace VmQuiesce.Core.Repository
         /// <summary>The hash that names chunks here, one per thread.</summary>
         HashAlgorithm NewIdHash();
 
-        /// <summary>The scratch buffer <see cref="Write"/> needs: room to encode a chunk and to seal it.</summary>
-        int ScratchLength { get; }
-
         /// <summary>
         /// Encodes chunk <paramref name="hash"/> unless it is already stored (sound): null then. The caller's
         /// buffers are free again when this returns.
         /// </summary>
         /// <param name="scratch">
-        /// A buffer of at least <see cref="ScratchLength"/> bytes the caller owns, for compression and sealing. A sink
-        /// may keep it with the pending chunk and put another buffer of that length in its place, or an empty one that
-        /// its next Write replaces when it needs one.
+        /// The caller's scratch buffer for compression and sealing, empty at first: the sink puts one in when it needs
+        /// one. It may keep it with the pending chunk and put an empty one in its place.
         /// </param>
-        PendingChunk? Write(string hash, byte[] data, int length, ref byte[] scratch);
+        /// <param name="cancel">Stops a wait for a buffer that only a <see cref="Publish"/> frees.</param>
+        PendingChunk? Write(string hash, byte[] data, int length, ref byte[] scratch, CancellationToken cancel);
 
         /// <summary>How many chunks from <see cref="Write"/> may wait for <see cref="Publish"/>: each holds what Write made.</summary>
         int WaitingCapacity { get; }
+
+        /// <summary>How many threads call <see cref="Publish"/> at once.</summary>
+        int Publishers { get; }
 
         /// <summary>Stores a chunk from <see cref="Write"/> under its name. Returns the bytes stored, 0 when another writer stored it first.</summary>
         long Publish(PendingChunk pending);
