@@ -183,7 +183,8 @@ function Wait-TestGuest {
         $deadline = [Diagnostics.Stopwatch]::StartNew()
         while ($true) {
             $console = if (Test-Path $Guest.ConsoleLog) { [IO.File]::ReadAllText($Guest.ConsoleLog) } else { '' }
-            $lines = $console -split "`r?`n"
+            # Complete lines only: QEMU may have written part of the last one (a marker's line cut short).
+            $lines = $console.Substring(0, $console.LastIndexOf("`n") + 1) -split "`r?`n"
             $ready = $lines | Where-Object { $_.StartsWith($ReadyMarker) } | Select-Object -First 1
             if ($ready) {
                 $Guest.ReadyLine = $ready

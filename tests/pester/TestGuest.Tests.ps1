@@ -20,6 +20,27 @@ BeforeAll {
 }
 
 Describe 'The test guest (tests/guest/TestGuest.psm1)' {
+    It 'takes the readiness line only once it is whole: a line QEMU has written part of is not ready' {
+        # No QEMU needed: a console that ends inside the marker's line, and a process that has already exited.
+        $folder = Join-Path ([IO.Path]::GetTempPath()) "vmquiesce-guest-console-$([guid]::NewGuid().ToString('N'))"
+        New-Item -ItemType Directory $folder | Out-Null
+        try {
+            $console = Join-Path $folder 'console.log'
+            [IO.File]::WriteAllText($console, "booting`nVMQUIESCE-GUEST-READY dis")
+            $exited = [Diagnostics.Process]::Start('/bin/true')
+            $exited.WaitForExit()
+            $guest = [pscustomobject]@{
+                PSTypeName = 'VmQuiesce.TestGuest'; ConsoleLog = $console; QemuLog = (Join-Path $folder 'qemu.log')
+                Process = $exited; WorkFolder = $folder; TimeoutSeconds = 60; ReadyLine = $null; BootSeconds = $null; Stopwatch = [Diagnostics.Stopwatch]::StartNew()
+            }
+            { Wait-TestGuest -Guest $guest } | Should -Throw '*QEMU exited with code 0 before it was ready*'
+            $guest.ReadyLine | Should -BeNullOrEmpty
+        }
+        finally {
+            Remove-Item $folder -Recurse -Force
+        }
+    }
+
     It 'boots until its agent holds the port, answers on QMP, then stops and leaves nothing behind' {
         if ($unavailable) { Set-ItResult -Skipped -Because $unavailable; return }
         $guest = Start-TestGuest

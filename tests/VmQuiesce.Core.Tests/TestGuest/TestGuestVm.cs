@@ -135,7 +135,9 @@ namespace VmQuiesce.Core.Tests.TestGuest
             var deadline = Stopwatch.StartNew();
             while (true)
             {
-                string[] lines = ReadConsole().Split('\n').Select(line => line.TrimEnd('\r')).ToArray();
+                // Complete lines only: QEMU may have written part of the last one (a marker's line cut short).
+                string console = ReadConsole();
+                string[] lines = console.Substring(0, console.LastIndexOf('\n') + 1).Split('\n').Select(line => line.TrimEnd('\r')).ToArray();
                 string[] matches = lines.Where(line => line.StartsWith(marker, StringComparison.Ordinal)).ToArray();
                 if (matches.Length >= count)
                 {
