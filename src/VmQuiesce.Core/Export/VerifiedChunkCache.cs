@@ -170,7 +170,7 @@ namespace VmQuiesce.Core.Export
             try
             {
                 Interlocked.Increment(ref _chunksRead);
-                entry.Failure = _repository.ReadVerifiedChunk(hash, entry.Buffer, length, null, out bool missing);
+                entry.Failure = _repository.ReadVerifiedChunk(hash, entry.Buffer, length, ChunkCheck.SealOrHash, null, out bool missing);
                 entry.Missing = missing;
                 verified = entry.Failure == null;
             }

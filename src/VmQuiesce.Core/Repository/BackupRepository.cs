@@ -670,8 +670,8 @@ namespace VmQuiesce.Core.Repository
         }
 
         /// <inheritdoc/>
-        public string? ReadVerifiedChunk(string hash, byte[] buffer, int expectedLength, ConcurrentDictionary<string, bool>? good, out bool missing) =>
-            Chunks.ReadVerified(hash, () => Chunks.PathOf(hash), () => Chunks.Read(hash, buffer), buffer, expectedLength, good, out missing);
+        public string? ReadVerifiedChunk(string hash, byte[] buffer, int expectedLength, ChunkCheck check, ConcurrentDictionary<string, bool>? good, out bool missing) =>
+            Chunks.ReadVerified(hash, () => Chunks.PathOf(hash), () => Chunks.Read(hash, buffer), buffer, expectedLength, check, good, out missing);
 
         private RestorePoint ReadManifest(string file)
         {

@@ -7,7 +7,7 @@ using System.Threading.Tasks;
 namespace VmQuiesce.Core.Repository
 {
     /// <summary>
-    /// Reads a file's chunks in order from the repository, each one read, decoded and re-hashed on the
+    /// Reads a file's chunks in order from the repository, each one read, decoded and checked on the
     /// thread pool a few ahead of the caller, for verification and restore alike. Memory stays bounded:
     /// a handful of chunk buffers, reused.
     /// </summary>
@@ -15,6 +15,7 @@ namespace VmQuiesce.Core.Repository
     {
         private readonly IRestorePointSource _repository;
         private readonly int _chunkSize;
+        private readonly ChunkCheck _check;
         private readonly ConcurrentDictionary<string, bool>? _verified;
         private readonly Stack<byte[]> _buffers = new Stack<byte[]>();
 
@@ -22,11 +23,13 @@ namespace VmQuiesce.Core.Repository
         // than cores keep the disk's queue full while the cores hash.
         private readonly int _depth = (2 * Environment.ProcessorCount) + 2;
 
-        /// <param name="verified">Remembers chunks already checked, so a chunk several files share is hashed once; null to hash every read.</param>
-        public ChunkReadAhead(IRestorePointSource repository, int chunkSize, ConcurrentDictionary<string, bool>? verified)
+        /// <param name="check">How each chunk is proved to be the one its name says.</param>
+        /// <param name="verified">Remembers chunks already hashed, so a chunk several files share is hashed once; null to hash every read.</param>
+        public ChunkReadAhead(IRestorePointSource repository, int chunkSize, ChunkCheck check, ConcurrentDictionary<string, bool>? verified)
         {
             _repository = repository;
             _chunkSize = chunkSize;
+            _check = check;
             _verified = verified;
         }
 
@@ -82,7 +85,7 @@ namespace VmQuiesce.Core.Repository
                 chunk.Buffer = _buffers.Count > 0 ? _buffers.Pop() : new byte[_chunkSize];
                 chunk.Running = Task.Run(() =>
                 {
-                    chunk.Failure = _repository.ReadVerifiedChunk(chunk.Hash, chunk.Buffer, chunk.Length, _verified, out bool missing);
+                    chunk.Failure = _repository.ReadVerifiedChunk(chunk.Hash, chunk.Buffer, chunk.Length, _check, _verified, out bool missing);
                     chunk.Missing = missing;
                 });
             }

@@ -781,11 +781,13 @@ namespace VmQuiesce.Core.Repository
 
         /// <summary>
         /// Reads chunk <paramref name="hash"/> with <paramref name="read"/> (the decoded length into
-        /// <paramref name="buffer"/>) and checks it is <paramref name="expectedLength"/> bytes that hash to its name
-        /// (once per hash when <paramref name="good"/> remembers verified chunks). Null when whole; otherwise what is
-        /// wrong, naming the chunk as <paramref name="where"/> says.
+        /// <paramref name="buffer"/>) and checks it is <paramref name="expectedLength"/> bytes that are the chunk its
+        /// name says: opened under its seal (see <see cref="CheckHeader"/>: an encrypted repository's chunks are all
+        /// sealed) and, unless <paramref name="check"/> lets the seal suffice, hashed to its name (once per hash when
+        /// <paramref name="good"/> remembers verified chunks). Null when whole; otherwise what is wrong, naming the
+        /// chunk as <paramref name="where"/> says.
         /// </summary>
-        internal string? ReadVerified(string hash, Func<string> where, Func<int> read, byte[] buffer, int expectedLength, ConcurrentDictionary<string, bool>? good, out bool missing)
+        internal string? ReadVerified(string hash, Func<string> where, Func<int> read, byte[] buffer, int expectedLength, ChunkCheck check, ConcurrentDictionary<string, bool>? good, out bool missing)
         {
             missing = false;
             if (!IsChunkName(hash))
@@ -813,7 +815,7 @@ namespace VmQuiesce.Core.Repository
                 return $"'{where()}' holds {length} bytes; expected {expectedLength}";
             }
 
-            if (good == null || !good.ContainsKey(hash))
+            if ((check == ChunkCheck.Hash || !ReadAuthenticates) && (good == null || !good.ContainsKey(hash)))
             {
                 using HashAlgorithm sha = NewIdHash();
                 string actual = Hash(sha, buffer, length);

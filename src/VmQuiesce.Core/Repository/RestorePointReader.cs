@@ -24,7 +24,7 @@ namespace VmQuiesce.Core.Repository
                     $"The restore point '{point.Id}' has chunk size {point.ChunkSize}; its repository '{repository.Location}' uses {repository.ChunkSize}.", point.Id);
             }
 
-            _chunks = new ChunkReadAhead(repository, point.ChunkSize, verified: null);
+            _chunks = new ChunkReadAhead(repository, point.ChunkSize, ChunkCheck.SealOrHash, verified: null);
         }
 
         public RestorePoint Point { get; }

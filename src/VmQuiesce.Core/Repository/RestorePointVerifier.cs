@@ -19,7 +19,7 @@ namespace VmQuiesce.Core.Repository
             var problems = new Dictionary<string, (ChunkProblemKind Problem, string Detail, List<string> Files)>(StringComparer.Ordinal);
             var broken = new List<string>();
             var mismatches = new List<string>();
-            var reader = new ChunkReadAhead(source, point.ChunkSize, new ConcurrentDictionary<string, bool>(StringComparer.Ordinal));
+            var reader = new ChunkReadAhead(source, point.ChunkSize, ChunkCheck.Hash, new ConcurrentDictionary<string, bool>(StringComparer.Ordinal));
             long chunks = 0;
             long bytes = 0;
             foreach (RestorePointFile file in point.Files)

@@ -191,8 +191,8 @@ namespace VmQuiesce.Core.Tests.Export
 
             public RestorePoint GetRestorePoint(string id) => _inner.GetRestorePoint(id);
 
-            public string? ReadVerifiedChunk(string hash, byte[] buffer, int expectedLength, System.Collections.Concurrent.ConcurrentDictionary<string, bool>? good, out bool missing) =>
-                _inner.ReadVerifiedChunk(hash, buffer, expectedLength, good, out missing);
+            public string? ReadVerifiedChunk(string hash, byte[] buffer, int expectedLength, ChunkCheck check, System.Collections.Concurrent.ConcurrentDictionary<string, bool>? good, out bool missing) =>
+                _inner.ReadVerifiedChunk(hash, buffer, expectedLength, check, good, out missing);
 
             public IDisposable LockShared(string purpose, Action<string> warn)
             {

@@ -187,6 +187,43 @@ namespace VmQuiesce.Core.Tests.Repository
             Assert.Equal(new byte[Chunk], decoded);
         }
 
+        [Theory]
+        [InlineData(true)]
+        [InlineData(false)]
+        public void ARestoreReadTakesASealedChunkOnItsSealWhileVerifyAndAPlainRepositoryHashIt(bool encrypted)
+        {
+            // Other content stored under a chunk's name by someone able to write it as the repository does: in an
+            // encrypted repository only a key holder can, and a key holder could name it to match as well.
+            using var fixture = new RepositoryFixture();
+            BackupRepository repository = encrypted
+                ? BackupRepository.OpenOrCreate(Path.Combine(fixture.Root, "sealed"), Chunk, RepositoryKey.Generate(), RepositoryCipher.Aes256Gcm)
+                : fixture.Repository;
+            byte[] original = RepositoryFixture.Random(Chunk, 11);
+            RestorePoint point = RepositoryFixture.BackUp(repository, "vm1", fixture.WriteFile("disk.img", original));
+            string hash = point.Files[0].Chunks[0]!;
+            byte[] other = RepositoryFixture.Random(Chunk, 12);
+            var stored = new byte[repository.Chunks.ScratchLength];
+            int storedLength = repository.Chunks.EncodeStored(hash, other, Chunk, stored);
+            File.Delete(repository.Chunks.PathOf(hash));
+            File.WriteAllBytes(repository.Chunks.PathOf(hash), stored.Take(storedLength).ToArray());
+            var read = new byte[Chunk];
+
+            string? restoreRead = repository.ReadVerifiedChunk(hash, read, Chunk, ChunkCheck.SealOrHash, null, out _);
+            string? verifyRead = repository.ReadVerifiedChunk(hash, read, Chunk, ChunkCheck.Hash, null, out _);
+
+            if (encrypted)
+            {
+                Assert.Null(restoreRead);
+            }
+            else
+            {
+                Assert.Contains("hashes to", restoreRead);
+            }
+
+            Assert.Contains("hashes to", verifyRead);
+            Assert.False(repository.Verify(point, CancellationToken.None).IsValid);
+        }
+
         [Fact]
         public void AScratchBufferWithoutRoomToSealIsRefusedBeforeAnythingIsWritten()
         {

@@ -44,7 +44,7 @@ namespace VmQuiesce.Core.Tests.Storage
             sink.Publish(next);
 
             var read = new byte[Chunk];
-            Assert.Null(repository.ReadVerifiedChunk(secondHash, read, Chunk, null, out _));
+            Assert.Null(repository.ReadVerifiedChunk(secondHash, read, Chunk, ChunkCheck.Hash, null, out _));
             Assert.Equal(second, read);
         }
 

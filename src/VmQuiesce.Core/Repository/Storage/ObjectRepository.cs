@@ -234,8 +234,8 @@ namespace VmQuiesce.Core.Repository.Storage
         /// <summary>Encodes chunk <paramref name="hash"/> as it is stored (sealed in an encrypted repository) into <paramref name="buffer"/> itself, of at least <see cref="ScratchLength"/> bytes; returns its length.</summary>
         internal int EncodeStored(string hash, byte[] data, int length, byte[] buffer) => _codec.EncodeStored(hash, data, length, buffer);
 
-        public string? ReadVerifiedChunk(string hash, byte[] buffer, int expectedLength, ConcurrentDictionary<string, bool>? good, out bool missing) =>
-            _codec.ReadVerified(hash, () => Location + "/" + ChunkKey(hash), () => ReadChunk(hash, buffer), buffer, expectedLength, good, out missing);
+        public string? ReadVerifiedChunk(string hash, byte[] buffer, int expectedLength, ChunkCheck check, ConcurrentDictionary<string, bool>? good, out bool missing) =>
+            _codec.ReadVerified(hash, () => Location + "/" + ChunkKey(hash), () => ReadChunk(hash, buffer), buffer, expectedLength, check, good, out missing);
 
         /// <summary>Publishes a restore point whose chunks are all stored: its manifest is created, never replaced.</summary>
         public void Publish(RestorePoint point)

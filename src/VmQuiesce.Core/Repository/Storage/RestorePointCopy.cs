@@ -74,7 +74,7 @@ namespace VmQuiesce.Core.Repository.Storage
                 string targetId = chunk.Key;
                 if (!sameIds || !target.HasChunk(targetId))
                 {
-                    string? failure = source.ReadVerifiedChunk(chunk.Key, buffers.Data, chunk.Value, good: null, out _);
+                    string? failure = source.ReadVerifiedChunk(chunk.Key, buffers.Data, chunk.Value, ChunkCheck.Hash, good: null, out _);
                     if (failure != null)
                     {
                         lock (failures)
