@@ -27,8 +27,7 @@ namespace VmQuiesce.Core.Tests.Repository
 
         static RepositoryKeyTests()
         {
-            // Host key files go to a folder of this test run, never /etc/vmquiesce/keys; a cheap KDF keeps tests quick.
-            Environment.SetEnvironmentVariable(HostKeyStore.FolderVariable, Path.Combine(Path.GetTempPath(), $"vmq-test-keys-{System.Diagnostics.Process.GetCurrentProcess().Id}"));
+            // A cheap KDF keeps tests quick (host key files go to the test run's folder: see TestKeyFolder).
             PassphraseKeys.DefaultCost = new KdfCost(1024, 1, 1);
         }
 

@@ -13,12 +13,6 @@ namespace VmQuiesce.Core.Tests.Storage
     {
         protected const int Chunk = RepositoryFixture.ChunkSize;
 
-        static RgwTestBase()
-        {
-            // The folder RepositoryKeyTests uses too.
-            Environment.SetEnvironmentVariable(HostKeyStore.FolderVariable, Path.Combine(Path.GetTempPath(), $"vmq-test-keys-{System.Diagnostics.Process.GetCurrentProcess().Id}"));
-        }
-
         protected RgwTestBase(RgwServer server) => Server = server;
 
         protected RgwServer Server { get; }
