@@ -359,8 +359,9 @@ namespace VmQuiesce.Core.Repository
 
         /// <summary>
         /// Decodes stored chunk <paramref name="hash"/>, <paramref name="storedLength"/> bytes with its header, from
-        /// <paramref name="file"/> (a folder's file): see <see cref="Read"/>. A sealed chunk is read whole into a
-        /// rented buffer and opened there.
+        /// <paramref name="file"/> (a folder's file): see <see cref="Read"/>. Raw and Deflate chunks stream from the
+        /// file; the others (sealed, zstd, zero blocks) are read whole into a rented buffer and decoded from there, as an
+        /// object's bytes are.
         /// </summary>
         internal int DecodeStored(string hash, Stream file, long storedLength, byte[] buffer)
         {
@@ -371,22 +372,26 @@ namespace VmQuiesce.Core.Repository
             }
 
             byte codec = CheckHeader(header);
-            if (codec != CodecSealed)
+            long payloadLength = storedLength - HeaderLength;
+            if (codec == CodecRaw || codec == CodecDeflate)
             {
-                return Decode(codec, file, storedLength - HeaderLength, buffer);
+                return Decode(codec, file, payloadLength, buffer);
             }
 
-            Encryption.CheckSealedChunkLength(storedLength - HeaderLength);
-            int sealedLength = (int)(storedLength - HeaderLength);
-            byte[] stored = ArrayPool<byte>.Shared.Rent(HeaderLength + sealedLength);
+            if (payloadLength > MaxFileLength)
+            {
+                throw new InvalidDataException($"The chunk's payload is {payloadLength} bytes; a chunk file holds at most {MaxFileLength}.");
+            }
+
+            byte[] stored = ArrayPool<byte>.Shared.Rent(HeaderLength + (int)payloadLength);
             try
             {
-                if (file.ReadFully(stored, HeaderLength, sealedLength) != sealedLength)
+                if (file.ReadFully(stored, HeaderLength, (int)payloadLength) != payloadLength)
                 {
-                    throw new InvalidDataException("The sealed chunk is shorter than its file.");
+                    throw new InvalidDataException("The chunk is shorter than its file.");
                 }
 
-                return DecodeSealed(hash, stored, HeaderLength + sealedLength, buffer);
+                return DecodeChecked(hash, codec, stored, HeaderLength + (int)payloadLength, buffer);
             }
             finally
             {
@@ -406,9 +411,12 @@ namespace VmQuiesce.Core.Repository
                 throw new InvalidDataException("The chunk file has no VQC header.");
             }
 
-            byte codec = CheckHeader(stored);
-            return codec == CodecSealed ? DecodeSealed(hash, stored, storedLength, buffer) : Decode(codec, stored, HeaderLength, storedLength - HeaderLength, buffer);
+            return DecodeChecked(hash, CheckHeader(stored), stored, storedLength, buffer);
         }
+
+        /// <summary>Decodes a stored chunk whose header (<paramref name="codec"/>) is checked; the bytes after it are in <paramref name="stored"/>.</summary>
+        private int DecodeChecked(string hash, byte codec, byte[] stored, int storedLength, byte[] buffer) =>
+            codec == CodecSealed ? DecodeSealed(hash, stored, storedLength, buffer) : Decode(codec, stored, HeaderLength, storedLength - HeaderLength, buffer);
 
         /// <summary>The codec of a stored chunk's header; throws when it is no VQC header, or when sealing does not match the repository's encryption.</summary>
         private byte CheckHeader(byte[] header)
@@ -490,9 +498,6 @@ namespace VmQuiesce.Core.Repository
                         return length;
                     }
 
-                case CodecZeroBlocks:
-                case CodecZstd:
-                    return ReadAndDecode(codec, payload, payloadLength, buffer);
                 default:
                     throw new InvalidDataException($"The chunk has the unknown codec '{(char)codec}'.");
             }
@@ -713,30 +718,6 @@ namespace VmQuiesce.Core.Repository
             finally
             {
                 s_compressors.Add(compressor);
-            }
-        }
-
-        /// <summary>Reads a zstd or zero-block payload of <paramref name="payloadLength"/> bytes from <paramref name="file"/> into a rented buffer and decodes it from there.</summary>
-        private int ReadAndDecode(byte codec, Stream file, long payloadLength, byte[] buffer)
-        {
-            if (payloadLength > MaxFileLength)
-            {
-                throw new InvalidDataException($"The chunk's payload is {payloadLength} bytes; a chunk file holds at most {MaxFileLength}.");
-            }
-
-            byte[] payload = ArrayPool<byte>.Shared.Rent((int)payloadLength);
-            try
-            {
-                if (file.ReadFully(payload, (int)payloadLength) != payloadLength)
-                {
-                    throw new InvalidDataException("The chunk is shorter than its file.");
-                }
-
-                return Decode(codec, payload, 0, (int)payloadLength, buffer);
-            }
-            finally
-            {
-                ArrayPool<byte>.Shared.Return(payload);
             }
         }
 
