@@ -49,7 +49,7 @@ BeforeAll {
 }
 
 Describe 'The precompiled build' {
-    It 'carries ReadyToRun code for this host for <_>, and bin/net8.0 keeps the portable IL' -ForEach 'VmQuiesce', 'VmQuiesce.Core', 'ZstdSharp' {
+    It 'carries ReadyToRun code for this host for <_>, and bin/net8.0 keeps the portable IL' -ForEach 'VmQuiesce', 'VmQuiesce.Core', 'ZstdSharp', 'AWSSDK.Core', 'AWSSDK.S3' {
         if ($skipReason) { Set-ItResult -Skipped -Because $skipReason; return }
         $image = Get-ReadyToRunHeader (Join-Path $precompiled "$_.dll")
         $image.ReadyToRunMajor | Should -BeGreaterThan 0 -Because "bin/net8.0-$hostName/$_.dll is compiled ReadyToRun"
