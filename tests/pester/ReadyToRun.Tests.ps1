@@ -4,9 +4,10 @@ BeforeAll {
     Import-Module (Join-Path $PSScriptRoot 'TestSupport.psm1') -Force
     $script:moduleBase = Split-Path $env:VMQUIESCE_MODULE_PATH
 
-    # The hosts build.ps1 precompiles for, and this one's name and PE machine (an R2R image's is the
-    # architecture's XORed with a value of its OS, so that no other OS's loader takes it for its own).
-    $readyToRunHosts = 'linux-x64', 'win-x64'
+    # The hosts build.ps1 precompiles for, with the PE machine of their R2R images: the architecture's (AMD64,
+    # 0x8664), XORed on Linux with 0x7B79 so that no other OS's loader takes the image for one of its own.
+    $hostMachines = @{ 'linux-x64' = 0xFD1D; 'win-x64' = 0x8664 }
+    $readyToRunHosts = @($hostMachines.Keys | Sort-Object)
     $script:skipReason = $null
     if ($PSVersionTable.PSEdition -eq 'Desktop') {
         $script:skipReason = 'Windows PowerShell 5.1 runs the .NET Framework build (bin/net472), which is not precompiled'
@@ -22,9 +23,7 @@ BeforeAll {
     elseif (-not (Test-Path $precompiled) -and $built) {
         $script:skipReason = "this module was built on another host: its precompiled copy is for $($built -join ', '), not $hostName"
     }
-    $osMachineXor = @{ win = 0; linux = 0x7B79; osx = 0x4644 }[$os]
-    $architectureMachine = @{ x64 = 0x8664; arm64 = 0xAA64 }[($hostName -split '-')[1]]
-    if ($null -ne $architectureMachine) { $script:hostMachine = $architectureMachine -bxor $osMachineXor }
+    $script:hostMachine = $hostMachines[$hostName]
 
     function Get-ReadyToRunHeader {
         # The PE machine of an assembly, and the major version of its ReadyToRun header (0: none, an IL-only assembly).
