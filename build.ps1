@@ -35,6 +35,12 @@ $ModuleOut = Join-Path $OutRoot "VmQuiesce/$Version"
 $TestResults = Join-Path $OutRoot 'TestResults'
 $PackageOut = Join-Path $OutRoot 'package'
 $Built = $false
+# The hosts whose builds carry ReadyToRun code (CI tests the module on both); elsewhere the module stays IL-only.
+$ReadyToRunHosts = 'linux-x64', 'win-x64'
+# The assemblies of the net8.0 build precompiled: ours and ZstdSharp (every backup and restore runs them), and the
+# AWS SDK (an s3:// repository's first call JITs about 2,000 of its methods). Not BouncyCastle: Argon2id's own
+# time dwarfs the JIT it would save, for 12 MB more.
+$ReadyToRunAssemblies = 'VmQuiesce', 'VmQuiesce.Core', 'ZstdSharp', 'AWSSDK.Core', 'AWSSDK.S3'
 
 function Invoke-Native {
     # Runs a native command and stops the build on a non-zero exit, naming the command.
@@ -86,6 +92,7 @@ function Invoke-Build {
         Get-ChildItem $publish -Filter *.dll | Copy-Item -Destination $bin
         Get-ChildItem $publish -Filter 'VmQuiesce*.pdb' | Copy-Item -Destination $bin
     }
+    Invoke-ReadyToRun -Portable (Join-Path $ModuleOut 'bin/net8.0')
     Copy-Item (Join-Path $Root 'VmQuiesce.psd1') $ModuleOut
     foreach ($file in 'VmQuiesce.psm1', 'VmQuiesce.Format.ps1xml', 'VmQuiesce.Dsc.psm1') {
         Copy-Item (Join-Path $Root "src/VmQuiesce/$file") $ModuleOut
@@ -93,6 +100,56 @@ function Invoke-Build {
     Invoke-Docs
     $script:Built = $true
     Write-Host "Built VmQuiesce $Version into $ModuleOut"
+}
+
+function Invoke-ReadyToRun {
+    # Precompiles the net8.0 build for this host, so that a fresh PowerShell's first cmdlet call does not wait for
+    # the JIT: into bin/net8.0-<host>, which VmQuiesce.psm1 loads only on that host (the runtime refuses R2R code of
+    # another OS or architecture). crossgen2 is the one of the runtime this SDK bundles, compiling against that
+    # runtime's shared framework: the R2R format changes between major versions, and a runtime uses only its own.
+    param([string] $Portable)
+    $project = Join-Path $Root 'src/VmQuiesce.ReadyToRun/VmQuiesce.ReadyToRun.csproj'
+    $sdkJson = & dotnet msbuild $project -getProperty:NETCoreSdkRuntimeIdentifier -getProperty:BundledNETCoreAppPackageVersion -getProperty:NetCoreRoot -getProperty:Crossgen2Package
+    if ($LASTEXITCODE -ne 0) { throw "Reading the SDK's runtime version from $project failed (exit code $LASTEXITCODE): $sdkJson" }
+    $sdk = ($sdkJson | Out-String | ConvertFrom-Json).Properties
+    $hostRid = $sdk.NETCoreSdkRuntimeIdentifier
+    if ($hostRid -notin $ReadyToRunHosts) {
+        Write-Host "The module's net8.0 build is left IL-only (JIT-compiled when first called): ReadyToRun code is built on $($ReadyToRunHosts -join ' and ') hosts, where it is tested, and this SDK runs on $hostRid."
+        return
+    }
+    if ($PSVersionTable.PSEdition -eq 'Desktop') {
+        Write-Host "The module's net8.0 build is left IL-only (JIT-compiled when first called): ReadyToRun code is compiled against PowerShell 7's System.Management.Automation, and this is Windows PowerShell; build with 'dotnet pwsh ./build.ps1'."
+        return
+    }
+    $version = $sdk.BundledNETCoreAppPackageVersion
+    $framework = Join-Path $sdk.NetCoreRoot "shared/Microsoft.NETCore.App/$version"
+    if (-not (Test-Path $framework)) { throw "The runtime this SDK bundles, Microsoft.NETCore.App $version, is not in $framework; ReadyToRun code is compiled against it." }
+    Invoke-Native dotnet @('restore', $project, '--nologo', '-v', 'quiet')
+    $crossgen = Join-Path (Get-NuGetPackageFolder) "$($sdk.Crossgen2Package.ToLowerInvariant())/$version/tools/crossgen2"
+    if ($hostRid -like 'win-*') { $crossgen += '.exe' }
+    $os, $architecture = $hostRid -split '-'
+    $targetOs = @{ win = 'windows'; linux = 'linux' }[$os]
+    $out = "$Portable-$hostRid"
+    New-Item -ItemType Directory -Path $out -Force | Out-Null
+    # PowerShell's System.Management.Automation is outside the version bubble, like the framework: crossgen2 compiles
+    # our cmdlets against this build's PowerShell, and the runtime checks what that code assumed of it when it runs.
+    $automation = [System.Management.Automation.PSCmdlet].Assembly.Location
+    $clock = [Diagnostics.Stopwatch]::StartNew()
+    $responses = Join-Path $OutRoot 'obj/readytorun'
+    New-Item -ItemType Directory -Path $responses -Force | Out-Null
+    foreach ($name in $ReadyToRunAssemblies) {
+        # One image per assembly, each its own version bubble; the rest of the build (and the input itself) are
+        # references. A response file, as the SDK writes: crossgen2 expands its wildcards itself, where PowerShell on
+        # Unix would expand them on a command line into further inputs.
+        $response = Join-Path $responses "$name.rsp"
+        Set-Content -Path $response -Value @(
+            ('"{0}"' -f (Join-Path $Portable "$name.dll")), ('--out:"{0}"' -f (Join-Path $out "$name.dll")), '--optimize', "--targetos:$targetOs", "--targetarch:$architecture",
+            ('--reference:"{0}"' -f (Join-Path $framework '*.dll')), ('--reference:"{0}"' -f (Join-Path $Portable '*.dll')), ('--reference:"{0}"' -f $automation))
+        $output = & $crossgen "@$response" 2>&1
+        if ($LASTEXITCODE -ne 0) { throw "crossgen2 $version failed on $Portable/$name.dll (exit code $LASTEXITCODE; arguments in $response): $($output -join [Environment]::NewLine)" }
+    }
+    Get-ChildItem $Portable -Filter 'VmQuiesce*.pdb' | Copy-Item -Destination $out
+    Write-Host ("ReadyToRun-compiled {0} for {1} (.NET {2}) into {3} in {4:N1} s" -f ($ReadyToRunAssemblies -join ', '), $hostRid, $version, $out, $clock.Elapsed.TotalSeconds)
 }
 
 function Assert-Built {

@@ -23,6 +23,12 @@ namespace VmQuiesce
         private const string OwnAssemblyPrefix = "VmQuiesce";
 
         private static readonly string s_folder = Path.GetDirectoryName(typeof(ModuleDependencies).Assembly.Location) ?? string.Empty;
+
+        /// <summary>
+        /// The portable build's folder (bin/net8.0) when this is the build ReadyToRun-compiled for one host
+        /// (bin/net8.0-linux-x64), which holds only the assemblies build.ps1 precompiled: the rest are the portable ones.
+        /// </summary>
+        private static readonly string s_portableFolder = PortableFolder(s_folder);
         private static readonly object s_sync = new object();
         private static bool s_registered;
 
@@ -97,12 +103,23 @@ namespace VmQuiesce
             string path = Path.Combine(s_folder, name + ".dll");
             if (!File.Exists(path))
             {
-                return null;
+                path = Path.Combine(s_portableFolder, name + ".dll");
+                if (!File.Exists(path))
+                {
+                    return null;
+                }
             }
 
             shipped = AssemblyName.GetAssemblyName(path);
             return Convert.ToBase64String(shipped.GetPublicKeyToken() ?? Array.Empty<byte>()) ==
                 Convert.ToBase64String(requested.GetPublicKeyToken() ?? Array.Empty<byte>()) ? path : null;
+        }
+
+        private static string PortableFolder(string folder)
+        {
+            string name = Path.GetFileName(folder);
+            int host = name.IndexOf('-');
+            return host < 0 ? folder : Path.Combine(Path.GetDirectoryName(folder) ?? string.Empty, name.Substring(0, host));
         }
 
         private static void Register(bool register, Action change)

@@ -16,8 +16,13 @@ Describe 'The built module' {
         $module.ExportedVariables.Count | Should -Be 0
     }
 
-    It 'runs the build for this edition: net472 in Windows PowerShell 5.1, net8.0 in PowerShell 7' {
-        $framework = if ($PSVersionTable.PSEdition -eq 'Desktop') { 'net472' } else { 'net8.0' }
+    It 'runs the build for this edition: net472 in Windows PowerShell 5.1, net8.0 in PowerShell 7 (its copy precompiled for this host, when the build made one)' {
+        $framework = 'net472'
+        if ($PSVersionTable.PSEdition -ne 'Desktop') {
+            $os = if ($IsWindows) { 'win' } elseif ($IsMacOS) { 'osx' } else { 'linux' }
+            $precompiled = "net8.0-$os-$("$([Runtime.InteropServices.RuntimeInformation]::ProcessArchitecture)".ToLowerInvariant())"
+            $framework = if (Test-Path (Join-Path (Split-Path $env:VMQUIESCE_MODULE_PATH) "bin/$precompiled")) { $precompiled } else { 'net8.0' }
+        }
         $expected = Join-Path (Split-Path $env:VMQUIESCE_MODULE_PATH) "bin/$framework"
         foreach ($type in (Get-Command Get-VmBackup).ImplementingType, [VmQuiesce.Core.Json.JsonText]) {
             Split-Path $type.Assembly.Location | Should -Be ([IO.Path]::GetFullPath($expected))

@@ -75,6 +75,10 @@ Describe 'The package that build.ps1 -Task Package makes' {
         $net472 = $aws + 'BouncyCastle.Cryptography', 'Microsoft.Bcl.AsyncInterfaces', 'System.Buffers', 'System.Memory', 'System.Numerics.Vectors', 'System.Runtime.CompilerServices.Unsafe', 'System.Text.Encodings.Web', 'System.Text.Json', 'System.Threading.Tasks.Extensions', 'System.ValueTuple', 'VmQuiesce.Core', 'VmQuiesce', 'ZstdSharp'
         $net8 = $aws + 'BouncyCastle.Cryptography', 'VmQuiesce.Core', 'VmQuiesce', 'ZstdSharp'
         $expected = @($net472 | ForEach-Object { "bin/net472/$_.dll" }) + @($net8 | ForEach-Object { "bin/net8.0/$_.dll" })
+        # The .NET 8 build's copy precompiled for the host it was built on (build.ps1 names it): only what it precompiled.
+        foreach ($precompiled in Get-ChildItem (Join-Path (Split-Path $env:VMQUIESCE_MODULE_PATH) 'bin') -Directory -Filter 'net8.0-*') {
+            $expected += @('AWSSDK.Core', 'AWSSDK.S3', 'VmQuiesce.Core', 'VmQuiesce', 'ZstdSharp' | ForEach-Object { "bin/$($precompiled.Name)/$_.dll" })
+        }
         ($assemblies -join ', ') | Should -Be (($expected | Sort-Object) -join ', ')
     }
 
