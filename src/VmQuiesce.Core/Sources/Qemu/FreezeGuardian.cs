@@ -30,6 +30,34 @@ namespace VmQuiesce.Core.Sources.Qemu
         /// <summary>How long the guardian keeps trying to thaw a guest (an agent that is slow to answer the freeze, a VM under load).</summary>
         internal static readonly TimeSpan ThawPersistence = TimeSpan.FromMinutes(10);
 
+        /// <summary>
+        /// The shell script that stands in for the guardian until there is a guest to thaw (run by <see cref="Shell"/>
+        /// with the guardian's command line as its arguments). It holds the pipe and keeps the runs armed (their ids are hex); only a thaw
+        /// instruction, or the end of its input with a guest still armed, starts the guardian, which then reads every
+        /// instruction since nothing was last armed and the rest of the input. Starting the guardian's PowerShell takes
+        /// about a second of CPU that a backup on a small host would otherwise share its cores with, and the guardian
+        /// still thaws within a second of the backup's process ending. Input that ends with nothing armed (the
+        /// backup's process ended after its thaw, or the guardian idled out) starts nothing. The instructions are this
+        /// class's own lines, each a JSON object whose first member names it (<see cref="Arm"/>, <see cref="Tell"/>).
+        /// </summary>
+        internal const string Standby =
+            "set -f\n" +
+            "armed= kept= now=\n" +
+            "while IFS= read -r line; do\n" +
+            "  kept=\"$kept$line\n\"\n" +
+            "  id=${line#*'\":\"'}; id=${id%%'\"'*}\n" +
+            "  case $line in\n" +
+            "    '{\"arm\":'*) armed=\"$armed $id\" ;;\n" +
+            "    '{\"disarm\":'*) left=; for run in $armed; do [ \"$run\" = \"$id\" ] || left=\"$left $run\"; done; armed=$left; [ -n \"$armed\" ] || kept= ;;\n" +
+            "    '{\"thaw\":'*) now=1; break ;;\n" +
+            "  esac\n" +
+            "done\n" +
+            "[ -n \"$now$armed\" ] || exit 0\n" +
+            "{ printf '%s' \"$kept\"; exec cat; } | exec \"$@\"\n";
+
+        /// <summary>The POSIX shell that runs <see cref="Standby"/>; where there is none (Windows), the guardian itself is started at once.</summary>
+        internal const string Shell = "/bin/sh";
+
         private static readonly TimeSpan IdleClose = TimeSpan.FromMinutes(1);
         private static readonly TimeSpan RetryPause = TimeSpan.FromMilliseconds(500);
         private static readonly object s_sharedGate = new object();
@@ -297,6 +325,12 @@ namespace VmQuiesce.Core.Sources.Qemu
                 "exit [VmQuiesce.Core.Sources.Qemu.FreezeGuardian]::Serve([Console]::In, [Console]::Error)";
             var arguments = new List<string>(_host.Arguments) { "-NoProfile", "-NonInteractive", "-EncodedCommand", Convert.ToBase64String(Encoding.Unicode.GetBytes(script)) };
             string fileName = _host.FileName;
+            if (!HostPlatform.IsWindows && File.Exists(Shell))
+            {
+                arguments.InsertRange(0, new[] { "-c", Standby, "vmquiesce-guardian", fileName });
+                fileName = Shell;
+            }
+
             if (HostPlatform.IsLinux && File.Exists("/usr/bin/setsid"))
             {
                 // A session of its own: the terminal's Ctrl+C and hang-up go to the backup, not to its guardian.
