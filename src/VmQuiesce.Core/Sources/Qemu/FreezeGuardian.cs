@@ -19,10 +19,11 @@ namespace VmQuiesce.Core.Sources.Qemu
     /// guest-fsfreeze-status, and notes it in the run record. A line written to a pipe is kept by the kernel
     /// even if its writer dies at once, so the freeze never waits for the guardian.
     /// <para>
-    /// It is the PowerShell that runs the module, started once per process when the first guest is about to
-    /// be frozen (in its own session, so a Ctrl+C at the terminal does not reach it), with only this assembly
-    /// loaded, and closed after a minute without a frozen guest. Where the host is no PowerShell (a program
-    /// that embeds the core), there is no guardian.
+    /// It is the PowerShell that runs the module, with only this assembly loaded, started once per process when
+    /// the first guest is about to be frozen (in its own session, so a Ctrl+C at the terminal does not reach it),
+    /// behind a shell that stands in for it until there is a guest to thaw (<see cref="Standby"/>), and closed
+    /// after a minute without a frozen guest. Where the host is no PowerShell (a program that embeds the core),
+    /// there is no guardian.
     /// </para>
     /// </summary>
     public sealed class FreezeGuardian
