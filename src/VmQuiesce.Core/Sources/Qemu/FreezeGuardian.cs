@@ -157,6 +157,38 @@ namespace VmQuiesce.Core.Sources.Qemu
             }
         }
 
+        /// <summary>
+        /// Starts the guardian when none runs, ahead of <see cref="Arm"/>, so that starting it is not on the way to the
+        /// freeze; unarmed, it closes after a quiet minute. One that cannot be started now is started (or reported) by Arm.
+        /// </summary>
+        internal void StartAhead()
+        {
+            lock (_gate)
+            {
+                if (_process != null && !_process.HasExited)
+                {
+                    return;
+                }
+
+                _process?.Dispose();
+                _process = null;
+                try
+                {
+                    _process = Start();
+                }
+                catch (Exception e) when (e is IOException || e is InvalidOperationException || e is System.ComponentModel.Win32Exception)
+                {
+                    return;
+                }
+
+                if (_armed.Count == 0)
+                {
+                    _idleTimer?.Dispose();
+                    _idleTimer = new Timer(_ => CloseIfIdle(), null, IdleClose, Timeout.InfiniteTimeSpan);
+                }
+            }
+        }
+
         /// <summary>The run's guest is thawed: nothing left to guard.</summary>
         internal void Disarm(string runId) => Tell(new JsonObject().With("disarm", runId), runId);
 
