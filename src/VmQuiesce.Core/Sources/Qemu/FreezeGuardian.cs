@@ -33,13 +33,14 @@ namespace VmQuiesce.Core.Sources.Qemu
 
         /// <summary>
         /// The shell script that stands in for the guardian until there is a guest to thaw (run by <see cref="Shell"/>
-        /// with the guardian's command line as its arguments). It holds the pipe and keeps the runs armed (their ids are hex); only a thaw
-        /// instruction, or the end of its input with a guest still armed, starts the guardian, which then reads every
-        /// instruction since nothing was last armed and the rest of the input. Starting the guardian's PowerShell takes
-        /// about a second of CPU that a backup on a small host would otherwise share its cores with, and the guardian
-        /// still thaws within a second of the backup's process ending. Input that ends with nothing armed (the
-        /// backup's process ended after its thaw, or the guardian idled out) starts nothing. The instructions are this
-        /// class's own lines, each a JSON object whose first member names it (<see cref="Arm"/>, <see cref="Tell"/>).
+        /// with the guardian's command line as its arguments). It holds the pipe and keeps the ids of the runs armed
+        /// (hex); only a thaw instruction, or the end of its input with a run still armed, starts the guardian, which
+        /// then reads every instruction since nothing was last armed and the rest of the input. Starting the
+        /// guardian's PowerShell takes about a second of CPU that a backup on a small host would otherwise share its
+        /// cores with, and the guardian still thaws within a second of the backup's process ending. Input that ends
+        /// with nothing armed (the backup's process ended after its thaw, or the guardian idled out) starts nothing.
+        /// The instructions are this class's own lines, each a JSON object whose first member names it
+        /// (<see cref="Arm"/>, <see cref="Tell"/>).
         /// </summary>
         internal const string Standby =
             "set -f\n" +
