@@ -19,16 +19,46 @@ namespace VmQuiesce.Core.Sources.Qemu
     /// guest-fsfreeze-status, and notes it in the run record. A line written to a pipe is kept by the kernel
     /// even if its writer dies at once, so the freeze never waits for the guardian.
     /// <para>
-    /// It is the PowerShell that runs the module, started once per process when the first guest is about to
-    /// be frozen (in its own session, so a Ctrl+C at the terminal does not reach it), with only this assembly
-    /// loaded, and closed after a minute without a frozen guest. Where the host is no PowerShell (a program
-    /// that embeds the core), there is no guardian.
+    /// It is the PowerShell that runs the module, with only this assembly loaded, started once per process when
+    /// the first guest is about to be frozen (in its own session, so a Ctrl+C at the terminal does not reach it),
+    /// behind a shell that stands in for it until there is a guest to thaw (<see cref="Standby"/>), and closed
+    /// after a minute without a frozen guest. Where the host is no PowerShell (a program that embeds the core),
+    /// there is no guardian.
     /// </para>
     /// </summary>
     public sealed class FreezeGuardian
     {
         /// <summary>How long the guardian keeps trying to thaw a guest (an agent that is slow to answer the freeze, a VM under load).</summary>
         internal static readonly TimeSpan ThawPersistence = TimeSpan.FromMinutes(10);
+
+        /// <summary>
+        /// The shell script that stands in for the guardian until there is a guest to thaw (run by <see cref="Shell"/>
+        /// with the guardian's command line as its arguments). It holds the pipe and keeps the ids of the runs armed
+        /// (hex); only a thaw instruction, or the end of its input with a run still armed, starts the guardian, which
+        /// then reads every instruction since nothing was last armed and the rest of the input. Starting the
+        /// guardian's PowerShell takes about a second of CPU that a backup on a small host would otherwise share its
+        /// cores with, and the guardian still thaws within a second of the backup's process ending. Input that ends
+        /// with nothing armed (the backup's process ended after its thaw, or the guardian idled out) starts nothing.
+        /// The instructions are this class's own lines, each a JSON object whose first member names it
+        /// (<see cref="Arm"/>, <see cref="Tell"/>).
+        /// </summary>
+        internal const string Standby =
+            "set -f\n" +
+            "armed= kept= now=\n" +
+            "while IFS= read -r line; do\n" +
+            "  kept=\"$kept$line\n\"\n" +
+            "  id=${line#*'\":\"'}; id=${id%%'\"'*}\n" +
+            "  case $line in\n" +
+            "    '{\"arm\":'*) armed=\"$armed $id\" ;;\n" +
+            "    '{\"disarm\":'*) left=; for run in $armed; do [ \"$run\" = \"$id\" ] || left=\"$left $run\"; done; armed=$left; [ -n \"$armed\" ] || kept= ;;\n" +
+            "    '{\"thaw\":'*) now=1; break ;;\n" +
+            "  esac\n" +
+            "done\n" +
+            "[ -n \"$now$armed\" ] || exit 0\n" +
+            "{ printf '%s' \"$kept\"; exec cat; } | exec \"$@\"\n";
+
+        /// <summary>The POSIX shell that runs <see cref="Standby"/>; where there is none (Windows), the guardian itself is started at once.</summary>
+        internal const string Shell = "/bin/sh";
 
         private static readonly TimeSpan IdleClose = TimeSpan.FromMinutes(1);
         private static readonly TimeSpan RetryPause = TimeSpan.FromMilliseconds(500);
@@ -125,6 +155,38 @@ namespace VmQuiesce.Core.Sources.Qemu
 
                 why = $"the guardian process ({_host.FileName}) could not be started or told: {why}";
                 return false;
+            }
+        }
+
+        /// <summary>
+        /// Starts the guardian when none runs, ahead of <see cref="Arm"/>, so that starting it is not on the way to the
+        /// freeze; unarmed, it closes after a quiet minute. One that cannot be started now is started (or reported) by Arm.
+        /// </summary>
+        internal void StartAhead()
+        {
+            lock (_gate)
+            {
+                if (_process != null && !_process.HasExited)
+                {
+                    return;
+                }
+
+                _process?.Dispose();
+                _process = null;
+                try
+                {
+                    _process = Start();
+                }
+                catch (Exception e) when (e is IOException || e is InvalidOperationException || e is System.ComponentModel.Win32Exception)
+                {
+                    return;
+                }
+
+                if (_armed.Count == 0)
+                {
+                    _idleTimer?.Dispose();
+                    _idleTimer = new Timer(_ => CloseIfIdle(), null, IdleClose, Timeout.InfiniteTimeSpan);
+                }
             }
         }
 
@@ -297,6 +359,12 @@ namespace VmQuiesce.Core.Sources.Qemu
                 "exit [VmQuiesce.Core.Sources.Qemu.FreezeGuardian]::Serve([Console]::In, [Console]::Error)";
             var arguments = new List<string>(_host.Arguments) { "-NoProfile", "-NonInteractive", "-EncodedCommand", Convert.ToBase64String(Encoding.Unicode.GetBytes(script)) };
             string fileName = _host.FileName;
+            if (!HostPlatform.IsWindows && File.Exists(Shell))
+            {
+                arguments.InsertRange(0, new[] { "-c", Standby, "vmquiesce-guardian", fileName });
+                fileName = Shell;
+            }
+
             if (HostPlatform.IsLinux && File.Exists("/usr/bin/setsid"))
             {
                 // A session of its own: the terminal's Ctrl+C and hang-up go to the backup, not to its guardian.

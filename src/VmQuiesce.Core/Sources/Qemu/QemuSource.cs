@@ -118,6 +118,9 @@ namespace VmQuiesce.Core.Sources.Qemu
                     string agentSocket = _options.AgentSocket;
                     QemuPeer? peer = qmp.VerifiedPeer;
                     preparing = OwnThread.Start(() => PrepareAgent(agentSocket, peer, cancel));
+
+                    // Started while the agent is asked, the guardian is only told at the freeze.
+                    _options.Guardian?.Invoke()?.StartAhead();
                 }
 
                 IReadOnlyList<QemuDisk> disks = CheckDisks(qmp, cancel);
