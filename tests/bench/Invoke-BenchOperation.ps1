@@ -107,7 +107,9 @@ switch ($Operation) {
             $vm = Get-BackupVm -QmpSocket $QmpSocket -AgentSocket $AgentSocket -Name 'bench-guest'
             $cpuBefore = [Diagnostics.Process]::GetCurrentProcess().TotalProcessorTime
             $clock.Restart()
-            $point = Invoke-VmQuiescedBackup -Vm $vm -Repository $Repository -Consistency FileSystem -PostThawScript $thawHook -ChangeTracking:($ChangeTracking -eq 'On') -Confirm:$false -WarningAction SilentlyContinue
+            $chunking = @{}
+            if ($ChunkSize -gt 0) { $chunking.ChunkSize = $ChunkSize }
+            $point = Invoke-VmQuiescedBackup -Vm $vm -Repository $Repository -Consistency FileSystem -PostThawScript $thawHook -ChangeTracking:($ChangeTracking -eq 'On') -Confirm:$false -WarningAction SilentlyContinue @chunking
             $clock.Stop()
             # CPU the process spent on it (all threads): less at the mercy of other load on the machine than the seconds.
             $result.cpuSeconds = ([Diagnostics.Process]::GetCurrentProcess().TotalProcessorTime - $cpuBefore).TotalSeconds

@@ -212,9 +212,11 @@ Describe 'Get-BackupVm and Test-VmQuiesceReadiness against a real guest' {
 }
 
 Describe 'Change-tracked backups of several guests in parallel' {
-    It 'backs up two guests at once, one with two disks, a full point each and then an incremental point each that reads only what changed' {
+    It 'backs up two guests at once, one with two disks, a full point each and then an incremental point each that reads only what changed, into a repository it made with 1 MiB chunks' {
         if ($unavailable) { Set-ItResult -Skipped -Because $unavailable; return }
         $repository = Join-Path ([IO.Path]::GetTempPath()) "vmq-parallel-tracked-$([guid]::NewGuid().ToString('N').Substring(0, 8))"
+        $existing = "$repository-existing"
+        $asked = "$repository-asked"
         $guests = @()
         try {
             $guests += Start-TestGuest -NoWait -DiskCount 2
@@ -229,6 +231,7 @@ Describe 'Change-tracked backups of several guests in parallel' {
             $second = @($vms | Invoke-VmQuiescedBackup -Repository $repository -ChangeTracking -ThrottleLimit 2 -Confirm:$false)
 
             @($first | Sort-Object VmName).VmName | Should -Be @('one-disk', 'two-disks')
+            @($first.ChunkSize | Sort-Object -Unique) | Should -Be 1MB -Because 'a change-tracked backup that creates its repository gives it 1 MiB chunks'
             @($first | Sort-Object VmName | ForEach-Object { $_.Files.Count }) | Should -Be @(1, 2)
             @($first.Files.ChangeTracking | ForEach-Object { "$_" } | Sort-Object -Unique) | Should -Be 'Full (NoCheckpoint)'
             @($firstWarnings | Where-Object { "$_" -like '*NoCheckpoint*' }).Count | Should -Be 3
@@ -241,10 +244,15 @@ Describe 'Change-tracked backups of several guests in parallel' {
                 }
             }
             @($second | Test-VmBackup -Repository $repository).IsValid | Should -Be @($true, $true)
+
+            # An existing repository keeps its chunk size, and -ChunkSize still decides for a new one.
+            $null = New-VmBackupRepository -Path $existing -Confirm:$false
+            ($vms[1] | Invoke-VmQuiescedBackup -Repository $existing -ChangeTracking -Confirm:$false -WarningAction SilentlyContinue).ChunkSize | Should -Be 4MB
+            ($vms[1] | Invoke-VmQuiescedBackup -Repository $asked -ChangeTracking -ChunkSize 2MB -Confirm:$false -WarningAction SilentlyContinue).ChunkSize | Should -Be 2MB
         }
         finally {
             $guests | Stop-TestGuest
-            Remove-Item -LiteralPath $repository -Recurse -Force -ErrorAction Ignore
+            foreach ($folder in $repository, $existing, $asked) { Remove-Item -LiteralPath $folder -Recurse -Force -ErrorAction Ignore }
         }
     }
 }

@@ -24,6 +24,12 @@ namespace VmQuiesce.Core.Repository
     {
         public const int FormatVersion = 1;
         public const int DefaultChunkSize = 4 * 1024 * 1024;
+
+        /// <summary>
+        /// The chunk size of a repository a change-tracked backup creates: an incremental re-reads, patches and
+        /// stores each chunk a change touches, so scattered 1 MiB writes cost about a quarter of what 4 MiB chunks do.
+        /// </summary>
+        public const int ChangeTrackedChunkSize = 1024 * 1024;
         internal const string MarkerName = "vmquiesce-repository.json";
         internal const string MarkerFormat = "VmQuiesceRepository";
         internal const string PointsFolderName = "points";

@@ -154,7 +154,7 @@ namespace VmQuiesce.Commands
 
         /// <summary>
         /// Without change tracking, one backup of every VM; with it, the QEMU VMs tracked (those whose turn it is
-        /// verified) and the others read whole, each group one Invoke-VmQuiescedBackup (in parallel within it).
+        /// verified), then the others read whole, each group one Invoke-VmQuiescedBackup (in parallel within it).
         /// </summary>
         private void BackUpInGroups(BackupJobResult run, List<BackupVm> vms, string repository)
         {
@@ -178,11 +178,13 @@ namespace VmQuiesce.Commands
                 }
             }
 
+            // The tracked groups first: the first backup of a new repository decides its chunk size, and change-tracked
+            // ones make it 1 MiB (what their incrementals patch), whatever other VMs the job holds.
             foreach ((List<BackupVm> group, bool tracked, bool verify) in new[]
             {
-                (untracked, false, false),
                 (qemu.Where(vm => !due.Contains(vm)).ToList(), true, false),
                 (qemu.Where(due.Contains).ToList(), true, true),
+                (untracked, false, false),
             })
             {
                 if (group.Count > 0)

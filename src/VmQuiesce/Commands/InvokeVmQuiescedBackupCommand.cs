@@ -80,8 +80,9 @@ namespace VmQuiesce.Commands
         public VssBackupType VssBackupType { get; set; } = VssBackupType.Copy;
 
         /// <summary>
-        /// The chunk size of a repository this call creates (4 MiB unless given): smaller chunks store less
-        /// after scattered small changes, larger ones mean fewer files. An existing repository must match.
+        /// The chunk size of a repository this call creates (unless given, 4 MiB, or 1 MiB with change tracking):
+        /// smaller chunks store less after scattered small changes, larger ones mean fewer files. An existing
+        /// repository must match.
         /// </summary>
         [Parameter]
         [ValidateRange(BackupRepository.MinChunkSize, BackupRepository.MaxChunkSize)]
@@ -168,12 +169,12 @@ namespace VmQuiesce.Commands
                 // keys, bucket checked) before any VM is frozen.
                 if (_repositoryPath == null)
                 {
-                    ObjectRepository objects = ObjectRepository.OpenOrCreate(OpenS3Storage(Repository), ChunkSize, RepositoryKey.Generate());
+                    ObjectRepository objects = ObjectRepository.OpenOrCreate(OpenS3Storage(Repository), NewRepositoryChunkSize, RepositoryKey.Generate());
                     (repository, engine) = (objects, new BackupEngine(objects));
                 }
                 else
                 {
-                    BackupRepository folder = BackupRepository.OpenOrCreate(_repositoryPath, ChunkSize, RepositoryKey.Generate());
+                    BackupRepository folder = BackupRepository.OpenOrCreate(_repositoryPath, NewRepositoryChunkSize, RepositoryKey.Generate());
                     (repository, engine) = (folder, new BackupEngine(folder));
                 }
             }
@@ -197,6 +198,13 @@ namespace VmQuiesce.Commands
                 (repository as IDisposable)?.Dispose();
             }
         }
+
+        /// <summary>
+        /// -ChunkSize when given; otherwise 1 MiB for a change-tracked backup, whose incrementals patch every chunk a
+        /// write touches, and the default 4 MiB for the rest.
+        /// </summary>
+        private int NewRepositoryChunkSize =>
+            !MyInvocation.BoundParameters.ContainsKey(nameof(ChunkSize)) && (ChangeTracking || VerifyChangeTracking) ? BackupRepository.ChangeTrackedChunkSize : ChunkSize;
 
         private void CheckRepository(IRestorePointSource repository)
         {
