@@ -1,4 +1,5 @@
 BeforeAll {
+    Import-Module (Join-Path $PSScriptRoot 'TestSupport.psm1') -Force
     Import-Module $env:VMQUIESCE_MODULE_PATH -Force
     $script:module = Get-Module VmQuiesce
 }
@@ -19,8 +20,7 @@ Describe 'The built module' {
     It 'runs the build for this edition: net472 in Windows PowerShell 5.1, net8.0 in PowerShell 7 (its copy precompiled for this host, when the build made one)' {
         $framework = 'net472'
         if ($PSVersionTable.PSEdition -ne 'Desktop') {
-            $os = if ($IsWindows) { 'win' } elseif ($IsMacOS) { 'osx' } else { 'linux' }
-            $precompiled = "net8.0-$os-$("$([Runtime.InteropServices.RuntimeInformation]::ProcessArchitecture)".ToLowerInvariant())"
+            $precompiled = "net8.0-$(Get-PrecompiledHostName)"
             $framework = if (Test-Path (Join-Path (Split-Path $env:VMQUIESCE_MODULE_PATH) "bin/$precompiled")) { $precompiled } else { 'net8.0' }
         }
         $expected = Join-Path (Split-Path $env:VMQUIESCE_MODULE_PATH) "bin/$framework"

@@ -13,8 +13,7 @@ BeforeAll {
         $script:skipReason = 'Windows PowerShell 5.1 runs the .NET Framework build (bin/net472), which is not precompiled'
         return
     }
-    $os = if ($IsWindows) { 'win' } elseif ($IsMacOS) { 'osx' } else { 'linux' }
-    $script:hostName = "$os-$("$([Runtime.InteropServices.RuntimeInformation]::ProcessArchitecture)".ToLowerInvariant())"
+    $script:hostName = Get-PrecompiledHostName
     $script:precompiled = Join-Path $moduleBase "bin/net8.0-$hostName"
     $built = @(Get-ChildItem (Join-Path $moduleBase 'bin') -Directory -Filter 'net8.0-*' | ForEach-Object { $_.Name -replace '^net8\.0-' })
     if ($hostName -notin $readyToRunHosts) {

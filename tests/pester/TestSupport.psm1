@@ -122,4 +122,10 @@ function Invoke-GuestShell([string] $AgentSocket, [string] $Command) {
     finally { $agent.Dispose() }
 }
 
-Export-ModuleMember -Function Get-ChildPwsh, Start-ChildScript, New-RecordingPowerShell, Invoke-GuestShell
+# The host build.ps1's precompiled copy is named for (bin/net8.0-<os>-<arch>), as VmQuiesce.psm1 names this process's.
+function Get-PrecompiledHostName {
+    $os = if ($IsWindows) { 'win' } elseif ($IsMacOS) { 'osx' } else { 'linux' }
+    "$os-$("$([Runtime.InteropServices.RuntimeInformation]::ProcessArchitecture)".ToLowerInvariant())"
+}
+
+Export-ModuleMember -Function Get-ChildPwsh, Start-ChildScript, New-RecordingPowerShell, Invoke-GuestShell, Get-PrecompiledHostName

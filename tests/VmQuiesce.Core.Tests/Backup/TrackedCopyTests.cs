@@ -56,11 +56,7 @@ namespace VmQuiesce.Core.Tests.Backup
         [InlineData(true)]
         public void An_incremental_point_reads_only_the_changed_bytes_patches_partly_changed_chunks_and_restores_whole(bool encrypted)
         {
-            if (encrypted)
-            {
-                _repository = _fixture.NewEncrypted("encrypted");
-            }
-
+            BackUpInto(encrypted);
             RestorePoint first = Run(new List<(long, long)>()).RestorePoint;
             ChangeTrackingRecord full = Assert.Single(first.Files).ChangeTrackingValue!;
             Assert.Equal(ChangeTrackingMode.Full, full.ModeValue);
@@ -110,11 +106,7 @@ namespace VmQuiesce.Core.Tests.Backup
         public void A_base_chunk_with_one_byte_changed_fails_a_patch_from_it_and_stores_no_point(bool encrypted)
         {
             // Plain, the chunk still looks whole (header, length) and only its hash tells; encrypted, its seal no longer opens.
-            if (encrypted)
-            {
-                _repository = _fixture.NewEncrypted("encrypted");
-            }
-
+            BackUpInto(encrypted);
             RestorePoint first = Run(new List<(long, long)>()).RestorePoint;
             string stored = _repository.Chunks.PathOf(first.Files[0].Chunks[3]!);
             byte[] bytes = File.ReadAllBytes(stored);
@@ -262,6 +254,15 @@ namespace VmQuiesce.Core.Tests.Backup
         private string HostCheckpoints => Path.Combine(_fixture.Root, "host-checkpoints");
 
         private BackupEngine Engine() => new BackupEngine(_repository) { HostCheckpointFolder = HostCheckpoints };
+
+        /// <summary>Backs up into an encrypted repository of the fixture's when asked, into the fixture's plain one otherwise.</summary>
+        private void BackUpInto(bool encrypted)
+        {
+            if (encrypted)
+            {
+                _repository = _fixture.NewEncrypted("encrypted");
+            }
+        }
 
         private void Write(long offset, byte[] data) => Buffer.BlockCopy(data, 0, _disk, (int)offset, data.Length);
 
