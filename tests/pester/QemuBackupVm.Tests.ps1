@@ -212,7 +212,7 @@ Describe 'Get-BackupVm and Test-VmQuiesceReadiness against a real guest' {
 }
 
 Describe 'Change-tracked backups of several guests in parallel' {
-    It 'backs up two guests at once, one with two disks, a full point each and then an incremental point each that reads only what changed, into a repository it made with 1 MiB chunks' {
+    It 'backs up two guests at once, one with two disks, a full point each and then an incremental point each that reads only what changed, into a repository it made with 512 KiB chunks' {
         if ($unavailable) { Set-ItResult -Skipped -Because $unavailable; return }
         $repository = Join-Path ([IO.Path]::GetTempPath()) "vmq-parallel-tracked-$([guid]::NewGuid().ToString('N').Substring(0, 8))"
         $existing = "$repository-existing"
@@ -231,7 +231,7 @@ Describe 'Change-tracked backups of several guests in parallel' {
             $second = @($vms | Invoke-VmQuiescedBackup -Repository $repository -ChangeTracking -ThrottleLimit 2 -Confirm:$false)
 
             @($first | Sort-Object VmName).VmName | Should -Be @('one-disk', 'two-disks')
-            @($first.ChunkSize | Sort-Object -Unique) | Should -Be 1MB -Because 'a change-tracked backup that creates its repository gives it 1 MiB chunks'
+            @($first.ChunkSize | Sort-Object -Unique) | Should -Be 512KB -Because 'a change-tracked backup that creates its repository gives it 512 KiB chunks'
             @($first | Sort-Object VmName | ForEach-Object { $_.Files.Count }) | Should -Be @(1, 2)
             @($first.Files.ChangeTracking | ForEach-Object { "$_" } | Sort-Object -Unique) | Should -Be 'Full (NoCheckpoint)'
             @($firstWarnings | Where-Object { "$_" -like '*NoCheckpoint*' }).Count | Should -Be 3

@@ -80,7 +80,7 @@ namespace VmQuiesce.Commands
         public VssBackupType VssBackupType { get; set; } = VssBackupType.Copy;
 
         /// <summary>
-        /// The chunk size of a repository this call creates (unless given, 4 MiB, or 1 MiB with change tracking):
+        /// The chunk size of a repository this call creates (unless given, 4 MiB, or 512 KiB with change tracking):
         /// smaller chunks store less after scattered small changes, larger ones mean fewer files. An existing
         /// repository must match.
         /// </summary>
@@ -200,7 +200,7 @@ namespace VmQuiesce.Commands
         }
 
         /// <summary>
-        /// -ChunkSize when given; otherwise 1 MiB for a change-tracked backup, whose incrementals patch every chunk a
+        /// -ChunkSize when given; otherwise 512 KiB for a change-tracked backup, whose incrementals patch every chunk a
         /// write touches, and the default 4 MiB for the rest.
         /// </summary>
         private int NewRepositoryChunkSize =>
