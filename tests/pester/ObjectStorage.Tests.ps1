@@ -269,6 +269,18 @@ Describe 'Copy-VmBackup to and from S3' {
         @(Get-ChildItem $env:VMQUIESCE_KEY_FOLDER -File).Name | Should -Be $keysBefore
     }
 
+    It 'gives a repository a change-tracked backup of a QEMU guest creates 1 MiB chunks in object storage (512 KiB in a folder)' {
+        Import-Module (Join-Path $PSScriptRoot '../guest/TestGuest.psm1') -Force
+        if ($reason = Get-TestGuestSkipReason) { Set-ItResult -Skipped -Because $reason; return }
+        $guest = Start-TestGuest
+        try {
+            $vm = Get-BackupVm -QmpSocket $guest.QmpSocketPath -AgentSocket $guest.AgentSocketPath -Name 'tracked-new'
+            $point = $vm | Invoke-VmQuiescedBackup -Repository "s3://$bucket/site-tracked" -ChangeTracking -S3Endpoint $endpoint -S3Credential $credential -Confirm:$false -WarningAction SilentlyContinue
+            $point.ChunkSize | Should -Be 1MB -Because 'each chunk is a request, and a manifest of object storage lists at most 64 MiB of chunk names'
+        }
+        finally { $guest | Stop-TestGuest }
+    }
+
     It 'makes a new encrypted repository at an empty S3 prefix and describes it as a folder one; a prefix that holds objects is refused' {
         $s3 = "s3://$bucket/site-new"
         $passphrase = ConvertTo-SecureString 'correct horse battery staple' -AsPlainText -Force

@@ -80,7 +80,7 @@ namespace VmQuiesce.Commands
         public VssBackupType VssBackupType { get; set; } = VssBackupType.Copy;
 
         /// <summary>
-        /// The chunk size of a repository this call creates (unless given, 4 MiB, or 512 KiB with change tracking):
+        /// The chunk size of a repository this call creates (unless given, 4 MiB, or with change tracking 512 KiB, 1 MiB in object storage):
         /// smaller chunks store less after scattered small changes, larger ones mean fewer files. An existing
         /// repository must match.
         /// </summary>
@@ -169,12 +169,12 @@ namespace VmQuiesce.Commands
                 // keys, bucket checked) before any VM is frozen.
                 if (_repositoryPath == null)
                 {
-                    ObjectRepository objects = ObjectRepository.OpenOrCreate(OpenS3Storage(Repository), NewRepositoryChunkSize, RepositoryKey.Generate());
+                    ObjectRepository objects = ObjectRepository.OpenOrCreate(OpenS3Storage(Repository), NewRepositoryChunkSize(ObjectRepository.ChangeTrackedChunkSize), RepositoryKey.Generate());
                     (repository, engine) = (objects, new BackupEngine(objects));
                 }
                 else
                 {
-                    BackupRepository folder = BackupRepository.OpenOrCreate(_repositoryPath, NewRepositoryChunkSize, RepositoryKey.Generate());
+                    BackupRepository folder = BackupRepository.OpenOrCreate(_repositoryPath, NewRepositoryChunkSize(BackupRepository.ChangeTrackedChunkSize), RepositoryKey.Generate());
                     (repository, engine) = (folder, new BackupEngine(folder));
                 }
             }
@@ -200,11 +200,11 @@ namespace VmQuiesce.Commands
         }
 
         /// <summary>
-        /// -ChunkSize when given; otherwise 512 KiB for a change-tracked backup, whose incrementals patch every chunk a
-        /// write touches, and the default 4 MiB for the rest.
+        /// -ChunkSize when given; otherwise <paramref name="changeTracked"/> (the kind of repository's size) for a
+        /// change-tracked backup, whose incrementals patch every chunk a write touches, and the default 4 MiB for the rest.
         /// </summary>
-        private int NewRepositoryChunkSize =>
-            !MyInvocation.BoundParameters.ContainsKey(nameof(ChunkSize)) && (ChangeTracking || VerifyChangeTracking) ? BackupRepository.ChangeTrackedChunkSize : ChunkSize;
+        private int NewRepositoryChunkSize(int changeTracked) =>
+            !MyInvocation.BoundParameters.ContainsKey(nameof(ChunkSize)) && (ChangeTracking || VerifyChangeTracking) ? changeTracked : ChunkSize;
 
         private void CheckRepository(IRestorePointSource repository)
         {

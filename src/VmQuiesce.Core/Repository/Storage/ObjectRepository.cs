@@ -25,6 +25,13 @@ namespace VmQuiesce.Core.Repository.Storage
 
         /// <summary>A manifest lists about 70 bytes per chunk; 64 MiB is 900 000 chunks (3.5 TiB of 4 MiB chunks) per restore point.</summary>
         private const int MaxManifestBytes = 64 * 1024 * 1024;
+
+        /// <summary>
+        /// The chunk size of an object repository a change-tracked backup creates: larger than a folder's
+        /// (<see cref="BackupRepository.ChangeTrackedChunkSize"/>), since each chunk is a request and the manifest bound
+        /// above then still holds 840 GiB of disks per restore point.
+        /// </summary>
+        public const int ChangeTrackedChunkSize = 1024 * 1024;
         private const int MaxMarkerBytes = 64 * 1024;
 
         private readonly ChunkStore _codec;
