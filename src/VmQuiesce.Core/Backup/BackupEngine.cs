@@ -150,9 +150,12 @@ namespace VmQuiesce.Core.Backup
 
             host.WriteProgress(new BackupProgress(vm, BackupPhase.Completing, files.Sum(file => file.Size), files.Sum(file => file.Size), clock.Elapsed));
             VmQuiesceException? releaseFailure = null;
-            using (var releaseDeadline = new CancellationTokenSource(ReleaseTimeout))
-            using (cancel.Register(() => host.WriteWarning(StoppingWhileReleasing(vm))))
+            // The chunks are made durable while the snapshot is released: one waits for the disk, the other for the source.
+            Task durable = OwnThread.Start(_repository.MakeChunksDurable);
+            try
             {
+                using var releaseDeadline = new CancellationTokenSource(ReleaseTimeout);
+                using CancellationTokenRegistration stopping = cancel.Register(() => host.WriteWarning(StoppingWhileReleasing(vm)));
                 try
                 {
                     view.Complete(true, releaseDeadline.Token);
@@ -167,6 +170,12 @@ namespace VmQuiesce.Core.Backup
                         e);
                 }
             }
+            finally
+            {
+                OwnThread.WaitEnded(durable);
+            }
+
+            durable.GetAwaiter().GetResult();
 
             var point = new RestorePoint(
                 BackupRepository.NewId(start),

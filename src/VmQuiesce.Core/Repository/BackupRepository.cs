@@ -443,14 +443,15 @@ namespace VmQuiesce.Core.Repository
             };
 
         /// <summary>
-        /// Publishes a restore point: its chunks must already be stored. Manifest to a temp name, flushed
-        /// to disk, renamed; until the rename the point does not exist.
+        /// Publishes a restore point: its chunks must already be stored and durable (<see cref="IBackupTarget.MakeChunksDurable"/>).
+        /// Manifest to a temp name, flushed to disk, renamed; until the rename the point does not exist.
         /// </summary>
         void IBackupTarget.Publish(RestorePoint point) => Publish(point);
 
+        void IBackupTarget.MakeChunksDurable() => Chunks.SyncStoredFolders();
+
         internal void Publish(RestorePoint point)
         {
-            Chunks.SyncStoredFolders();
             string target = ManifestPath(point.Id);
             if (File.Exists(target))
             {

@@ -59,7 +59,16 @@ namespace VmQuiesce.Core.Repository
     {
         IChunkSink ChunkSink { get; }
 
-        /// <summary>Publishes a restore point whose chunks are all stored: it exists from now on, whole.</summary>
+        /// <summary>
+        /// Makes the chunks stored so far durable under their names (a folder's renames synced): a point may name them
+        /// only after. The backup does it while the snapshot is released, so neither waits for the other.
+        /// </summary>
+        void MakeChunksDurable();
+
+        /// <summary>
+        /// Publishes a restore point whose chunks are all stored and made durable (<see cref="MakeChunksDurable"/>): it
+        /// exists from now on, whole.
+        /// </summary>
         void Publish(RestorePoint point);
     }
 }

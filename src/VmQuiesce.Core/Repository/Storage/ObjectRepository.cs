@@ -244,7 +244,12 @@ namespace VmQuiesce.Core.Repository.Storage
         public string? ReadVerifiedChunk(string hash, byte[] buffer, int expectedLength, ChunkCheck check, ConcurrentDictionary<string, bool>? good, out bool missing) =>
             _codec.ReadVerified(hash, () => Location + "/" + ChunkKey(hash), () => ReadChunk(hash, buffer), buffer, expectedLength, check, good, out missing);
 
-        /// <summary>Publishes a restore point whose chunks are all stored: its manifest is created, never replaced.</summary>
+        void IBackupTarget.MakeChunksDurable() => Storage.Flush();
+
+        /// <summary>
+        /// Publishes a restore point whose chunks are all stored: its manifest is created, never replaced. The chunks are
+        /// made durable first here too (a copy publishes without the backup engine); in object storage that is cheap.
+        /// </summary>
         public void Publish(RestorePoint point)
         {
             Storage.Flush();
