@@ -116,8 +116,8 @@ namespace VmQuiesce.Core.Backup
         /// <summary>
         /// Backs up one VM. Order: shared repository lock; open the view (the source refuses on what an earlier
         /// run left, <see cref="Leftovers"/>); copy; on any
-        /// failure or cancellation Complete(false) and no restore point; else Complete(true), then publish
-        /// the manifest. The manifest is written only after Complete returned, so the point always records
+        /// failure or cancellation Complete(false) and no restore point; else Complete(true) (the chunks made durable
+        /// meanwhile), then publish the manifest. The manifest is written only after Complete returned, so the point always records
         /// whether the snapshot was released. When Complete throws after the data is stored, the point is
         /// still published (its data is whole and consistent), records the release error, and the failure
         /// is returned in <see cref="BackupOutcome.ReleaseFailure"/> so the caller reports it.
