@@ -161,7 +161,7 @@ namespace VmQuiesce.Core.Backup
         /// <summary>What the copy learns about one tracked disk.</summary>
         private sealed class TrackedCopy
         {
-            private readonly ConcurrentQueue<(long Offset, long Length)> _missed = new ConcurrentQueue<(long, long)>();
+            private readonly ConcurrentQueue<DiskRegion> _missed = new ConcurrentQueue<DiskRegion>();
             private long _changedBytes;
 
             public TrackedCopy(TrackedDisk disk)
@@ -173,7 +173,7 @@ namespace VmQuiesce.Core.Backup
 
             public void CountChanged(long bytes) => Interlocked.Add(ref _changedBytes, bytes);
 
-            public void Missed(long offset, long length) => _missed.Enqueue((offset, length));
+            public void Missed(long offset, long length) => _missed.Enqueue(new DiskRegion(offset, length, changed: true, zero: false));
 
             public ChangeTrackingRecord Result()
             {

@@ -46,8 +46,11 @@ namespace VmQuiesce.Core.Nbd
         public override string ToString() => string.Format(CultureInfo.InvariantCulture, "min {0}, preferred {1}, max {2}", Minimum, Preferred, Maximum);
     }
 
-    /// <summary>One extent of a block status reply: <see cref="Flags"/> mean what the metadata context defines.</summary>
-    public readonly struct NbdExtent : IEquatable<NbdExtent>
+    /// <summary>
+    /// One extent of a block status reply: <see cref="Flags"/> mean what the metadata context defines. A class for the
+    /// reason <see cref="Sources.DiskRegion"/> is one.
+    /// </summary>
+    public sealed class NbdExtent : IEquatable<NbdExtent>
     {
         public NbdExtent(long offset, long length, uint flags)
         {
@@ -64,7 +67,7 @@ namespace VmQuiesce.Core.Nbd
 
         public uint Flags { get; }
 
-        public bool Equals(NbdExtent other) => Offset == other.Offset && Length == other.Length && Flags == other.Flags;
+        public bool Equals(NbdExtent? other) => other != null && Offset == other.Offset && Length == other.Length && Flags == other.Flags;
 
         public override bool Equals(object? obj) => obj is NbdExtent other && Equals(other);
 

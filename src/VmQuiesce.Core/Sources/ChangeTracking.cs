@@ -61,8 +61,12 @@ namespace VmQuiesce.Core.Sources
         public IReadOnlyList<string?> Chunks { get; }
     }
 
-    /// <summary>A run of a disk with what is known of it: changed since the checkpoint, and reads as zeroes.</summary>
-    public readonly struct DiskRegion
+    /// <summary>
+    /// A run of a disk with what is known of it: changed since the checkpoint, and reads as zeroes. A class, not a struct:
+    /// the framework's generic code over a class is precompiled, where over a struct of ours it would be compiled as a
+    /// backup starts, on its way to the first chunk.
+    /// </summary>
+    public sealed class DiskRegion
     {
         public DiskRegion(long offset, long length, bool changed, bool zero)
         {
