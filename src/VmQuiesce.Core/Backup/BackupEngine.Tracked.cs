@@ -34,6 +34,9 @@ namespace VmQuiesce.Core.Backup
         /// <summary>Missed extents named in a ChangeTrackingMissedChanges message; the rest are counted.</summary>
         private const int MissedExtentsShown = 16;
 
+        /// <summary>The length of "yyyyMMddTHHmmssZ", how a restore point id begins.</summary>
+        private const int StartSecondLength = 16;
+
         private IConsistentView OpenTrackedView(IBackupSource source, QuiesceOptions options, ChangeTrackingOptions tracking, CancellationToken cancel)
         {
             if (!(source is IChangeTrackingSource tracked))
@@ -65,17 +68,15 @@ namespace VmQuiesce.Core.Backup
         /// </summary>
         internal ChangeTrackingRequest PreviousCheckpoints(IBackupSource source, bool verify)
         {
-            RestorePoint? latest = _repository.ListRestorePoints()
-                .Where(p => p.VmName == source.VmName && p.SourceKind == source.Kind && p.Files.Any(f => f.ChangeTracking != null))
-                .OrderByDescending(p => p.StartTime)
-                .FirstOrDefault();
+            IReadOnlyList<string> ids = _repository.ListRestorePointIds();
+            RestorePoint? latest = LatestTrackedPoint(source, ids);
             if (latest == null)
             {
                 return new ChangeTrackingRequest(Array.Empty<PreviousDisk>(), null, verify);
             }
 
             var tracked = latest.Files.Where(f => f.ChangeTracking != null).ToList();
-            (string Reason, string Detail)? hostSide = HostSideMismatch(source, latest);
+            (string Reason, string Detail)? hostSide = HostSideMismatch(source, latest, ids);
             if (hostSide is (string reason, string detail))
             {
                 return new ChangeTrackingRequest(Array.Empty<PreviousDisk>(), detail, verify, reason);
@@ -88,8 +89,49 @@ namespace VmQuiesce.Core.Backup
             return new ChangeTrackingRequest(why != null ? Array.Empty<PreviousDisk>() : tracked.Select(f => new PreviousDisk(latest.Id, f.ChangeTrackingValue!, f.Chunks)).ToList(), why, verify);
         }
 
+        /// <summary>
+        /// The VM's change-tracked point with the latest start. An id begins with its point's start, to the second
+        /// (<see cref="BackupRepository.NewId"/>), so manifests are read newest first and only down to that second: a
+        /// repository of many points costs a few reads, not one per point. Ids that do not begin so are all read.
+        /// A manifest whose content is another point (a stray copy) is no point of the VM.
+        /// </summary>
+        private RestorePoint? LatestTrackedPoint(IBackupSource source, IReadOnlyList<string> ids)
+        {
+            RestorePoint? latest = null;
+            foreach (string id in ids.OrderBy(id => StartSecondOf(id) != null).ThenByDescending(id => id, StringComparer.Ordinal))
+            {
+                if (latest != null && StartSecondOf(latest.Id) is string found && StartSecondOf(id) is string second && string.CompareOrdinal(second, found) < 0)
+                {
+                    break;
+                }
+
+                RestorePoint point;
+                try
+                {
+                    point = _repository.GetRestorePoint(id);
+                }
+                catch (VmQuiesceException e) when (e.ErrorId == "RestorePointIdMismatch")
+                {
+                    continue;
+                }
+
+                if (point.VmName == source.VmName && point.SourceKind == source.Kind && point.Files.Any(f => f.ChangeTracking != null) && (latest == null || point.StartTime > latest.StartTime))
+                {
+                    latest = point;
+                }
+            }
+
+            return latest;
+        }
+
+        /// <summary>"yyyyMMddTHHmmssZ", the start second an id of <see cref="BackupRepository.NewId"/> begins with; null for an id that does not.</summary>
+        private static string? StartSecondOf(string id) =>
+            id.Length > StartSecondLength && id[StartSecondLength] == '-'
+                && DateTime.TryParseExact(id.Substring(0, StartSecondLength), "yyyyMMdd'T'HHmmss'Z'", CultureInfo.InvariantCulture, DateTimeStyles.None, out _)
+                ? id.Substring(0, StartSecondLength) : null;
+
         /// <summary>Where this host's record of the VM's checkpoints disagrees with the repository's latest tracked point (or is missing or unusable); null when they agree.</summary>
-        private (string Reason, string Detail)? HostSideMismatch(IBackupSource source, RestorePoint latest)
+        private (string Reason, string Detail)? HostSideMismatch(IBackupSource source, RestorePoint latest, IReadOnlyList<string> ids)
         {
             HostCheckpointRecord? record;
             try
@@ -103,7 +145,7 @@ namespace VmQuiesce.Core.Backup
 
             return record == null
                 ? (ChangeTrackingRecord.Reasons.HostRecordMissing, $"this host has no record of the VM's checkpoints ({HostCheckpointRecord.PathOf(HostCheckpointFolder, source.Kind, source.VmName)}), so restore point {latest.Id} cannot be checked against them")
-                : record.Mismatch(_repository.Location, latest, id => _repository.ListRestorePoints().Any(p => p.Id == id));
+                : record.Mismatch(_repository.Location, latest, id => ids.Contains(id, StringComparer.Ordinal));
         }
 
         /// <summary>

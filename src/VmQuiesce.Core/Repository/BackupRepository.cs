@@ -450,6 +450,10 @@ namespace VmQuiesce.Core.Repository
 
         void IBackupTarget.MakeChunksDurable() => Chunks.SyncStoredFolders();
 
+        IReadOnlyList<string> IBackupTarget.ListRestorePointIds() =>
+            !Directory.Exists(PointsFolder) ? Array.Empty<string>()
+                : Directory.EnumerateFiles(PointsFolder, "*.json").Select(file => System.IO.Path.GetFileNameWithoutExtension(file)).Where(IsValidId).ToList();
+
         internal void Publish(RestorePoint point)
         {
             string target = ManifestPath(point.Id);

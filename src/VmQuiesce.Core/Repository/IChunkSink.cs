@@ -1,4 +1,5 @@
 using System;
+using System.Collections.Generic;
 using System.Security.Cryptography;
 using System.Threading;
 
@@ -64,6 +65,12 @@ namespace VmQuiesce.Core.Repository
         /// only after. The backup does it while the snapshot is released, so neither waits for the other.
         /// </summary>
         void MakeChunksDurable();
+
+        /// <summary>
+        /// The ids the manifests' names give, valid ones only, without reading them: a name says nothing of the content
+        /// until <see cref="IRestorePointSource.GetRestorePoint"/> reads and checks it.
+        /// </summary>
+        IReadOnlyList<string> ListRestorePointIds();
 
         /// <summary>
         /// Publishes a restore point whose chunks are all stored and made durable (<see cref="MakeChunksDurable"/>): it

@@ -146,6 +146,22 @@ namespace VmQuiesce.Core.Tests.Backup
         }
 
         [Fact]
+        public void The_base_is_found_reading_manifests_newest_first_so_older_ones_are_not_read_and_a_stray_copy_is_passed_over()
+        {
+            RestorePoint first = Run(new List<(long, long)>()).RestorePoint;
+            string points = Path.Combine(_fixture.RepositoryPath, "points");
+            // Older than the base: a backup that read every manifest stopped on this one.
+            File.WriteAllText(Path.Combine(points, "20000101T000000Z-0badf00d.json"), "not a manifest");
+            // Newer, but a copy of the base's manifest under another point's name: no point of the VM.
+            File.Copy(Path.Combine(points, first.Id + ".json"), Path.Combine(points, "29990101T000000Z-0c0ffee0.json"));
+
+            ChangeTrackingRequest request = Engine().PreviousCheckpoints(new TrackingSource(this, new List<(long, long)>()), verify: false);
+
+            Assert.Null(request.WhyNoPrevious);
+            Assert.Equal(first.Id, Assert.Single(request.Previous).PointId);
+        }
+
+        [Fact]
         public void A_previous_point_in_object_storage_is_a_base_checked_through_its_chunk_objects()
         {
             RestorePoint first = Run(new List<(long, long)>()).RestorePoint;

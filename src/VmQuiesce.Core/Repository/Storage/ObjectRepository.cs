@@ -246,6 +246,11 @@ namespace VmQuiesce.Core.Repository.Storage
 
         void IBackupTarget.MakeChunksDurable() => Storage.Flush();
 
+        IReadOnlyList<string> IBackupTarget.ListRestorePointIds() =>
+            Storage.List(PointsPrefix).Select(item => item.Key.Substring(PointsPrefix.Length))
+                .Where(name => name.EndsWith(".json", StringComparison.Ordinal) && !name.Contains('/'))
+                .Select(name => name.Substring(0, name.Length - ".json".Length)).Where(BackupRepository.IsValidId).ToList();
+
         /// <summary>
         /// Publishes a restore point whose chunks are all stored: its manifest is created, never replaced. The chunks are
         /// made durable first here too (a copy publishes without the backup engine); in object storage that is cheap.
