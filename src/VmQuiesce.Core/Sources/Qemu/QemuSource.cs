@@ -102,7 +102,18 @@ namespace VmQuiesce.Core.Sources.Qemu
                 }
             }
 
-            QmpClient qmp = ConnectQmp(cancel);
+            Task<GuestAgentClient>? connecting = ConnectAgentAhead(cancel);
+            QmpClient qmp;
+            try
+            {
+                qmp = ConnectQmp(cancel);
+            }
+            catch
+            {
+                DisposeWhenEnded(ref connecting);
+                throw;
+            }
+
             GuestAgentClient? agent = null;
             QemuDiskFiles? diskFiles = null;
             QemuRunRecord? run = null;
@@ -111,13 +122,16 @@ namespace VmQuiesce.Core.Sources.Qemu
             Task<(GuestAgentClient Agent, GuestAgentFreezer? Freezer, Consistency Expected, string Why)>? preparing = null;
             try
             {
-                RecoverDeadRun(qmp, cancel);
+                // A dead run's repair may thaw through the agent, whose channel serves one client at a time: ours goes first.
+                RecoverDeadRun(qmp, cancel, beforeRepair: () => DisposeWhenEnded(ref connecting));
                 if (_options.AgentSocket != null)
                 {
-                    // The agent answers on its own channel: it is asked while the monitor is (after RecoverDeadRun, which may thaw through it).
+                    // The agent answers on its own channel: it is asked while the monitor is, once the monitor's process is verified.
                     string agentSocket = _options.AgentSocket;
                     QemuPeer? peer = qmp.VerifiedPeer;
-                    preparing = OwnThread.Start(() => PrepareAgent(agentSocket, peer, cancel));
+                    Task<GuestAgentClient>? connected = connecting;
+                    connecting = null;
+                    preparing = OwnThread.Start(() => PrepareAgent(agentSocket, connected, peer, cancel));
 
                     // Started while the agent is asked, the guardian is only told at the freeze.
                     _options.Guardian?.Invoke()?.StartAhead();
@@ -128,14 +142,15 @@ namespace VmQuiesce.Core.Sources.Qemu
                     "Repair it (commits VmQuiesce's overlays back, finishes or dismisses its jobs): " + QemuRepairCommands.Repair(_options.QmpSocket, _options.AgentSocket));
 
                 diskFiles = QemuDiskFiles.Open(disks, qmp.VerifiedPeer, VmName);
-                Guid? uuid = QemuDiscovery.ParseUuid(qmp.ExecuteObject("query-uuid", cancel: cancel).GetOptionalString("UUID"));
-                Repository.VmMachine? machine = QemuMachine.Query(qmp, VmName, _host, cancel);
                 string stamp = DateTime.UtcNow.ToString("yyyyMMdd'T'HHmmssfff'Z'", CultureInfo.InvariantCulture);
                 if (tracking != null)
                 {
-                    // The scratch images are made while the agent is still being asked.
+                    // The scratch images are made (next to disk images just checked to be QEMU's) while the monitor and the agent are still asked.
                     fleecing = QemuFleecing.Begin(qmp, disks, stamp, VmName, _host, cancel);
                 }
+
+                Guid? uuid = QemuDiscovery.ParseUuid(qmp.ExecuteObject("query-uuid", cancel: cancel).GetOptionalString("UUID"));
+                Repository.VmMachine? machine = QemuMachine.Query(qmp, VmName, _host, cancel);
 
                 GuestAgentFreezer? freezer = null;
                 Consistency expected = Consistency.Crash;
@@ -264,17 +279,40 @@ namespace VmQuiesce.Core.Sources.Qemu
                 EndRunRecord(run, planned);
                 diskFiles?.Dispose();
                 agent?.Dispose();
+                DisposeWhenEnded(ref connecting);
                 DisposePreparedAgent(preparing);
                 qmp.Dispose();
             }
         }
 
-        /// <summary>The agent connected and asked what it can freeze (see <see cref="PrepareFreezer"/>).</summary>
-        private (GuestAgentClient Agent, GuestAgentFreezer? Freezer, Consistency Expected, string Why) PrepareAgent(string agentSocket, QemuPeer? peer, CancellationToken cancel)
+        /// <summary>
+        /// Connects to the agent's socket on a thread of its own while the monitor is connected and verified: qemu-ga,
+        /// while nobody has the host side open, looks at its channel only every 100 ms, so the sooner the connection
+        /// exists, the sooner it answers. Only the connection is made; nothing is sent and nothing it says is used until
+        /// <see cref="PrepareAgent"/> has checked that the monitor's QEMU serves it. Null without an agent socket, or when
+        /// a dead run's record is there (its repair may need the channel first).
+        /// </summary>
+        private Task<GuestAgentClient>? ConnectAgentAhead(CancellationToken cancel)
         {
-            GuestAgentClient agent = ConnectAgent(agentSocket, peer, cancel);
+            string? agentSocket = _options.AgentSocket;
+            if (agentSocket == null || QemuRunRecord.Load(_options.QmpSocket) != null)
+            {
+                return null;
+            }
+
+            return OwnThread.Start(() => GuestAgentClient.Connect(agentSocket, _options.AgentTimeout, cancel));
+        }
+
+        /// <summary>
+        /// The agent verified (<see cref="VerifyAgent"/>) and asked what it can freeze (see <see cref="PrepareFreezer"/>);
+        /// <paramref name="connecting"/> is the connection made ahead, or null to connect now.
+        /// </summary>
+        private (GuestAgentClient Agent, GuestAgentFreezer? Freezer, Consistency Expected, string Why) PrepareAgent(string agentSocket, Task<GuestAgentClient>? connecting, QemuPeer? peer, CancellationToken cancel)
+        {
+            GuestAgentClient agent = connecting?.GetAwaiter().GetResult() ?? GuestAgentClient.Connect(agentSocket, _options.AgentTimeout, cancel);
             try
             {
+                VerifyAgent(agent, agentSocket, peer);
                 (GuestAgentFreezer? freezer, Consistency expected, string why) = PrepareFreezer(agent, cancel);
                 return (agent, freezer, expected, why);
             }
@@ -283,6 +321,23 @@ namespace VmQuiesce.Core.Sources.Qemu
                 agent.Dispose();
                 throw;
             }
+        }
+
+        /// <summary>An agent connection made ahead that nothing took: it ends first, and its connection is closed.</summary>
+        private static void DisposeWhenEnded(ref Task<GuestAgentClient>? connecting)
+        {
+            if (connecting == null)
+            {
+                return;
+            }
+
+            OwnThread.WaitEnded(connecting);
+            if (connecting.Status == TaskStatus.RanToCompletion)
+            {
+                connecting.Result.Dispose();
+            }
+
+            connecting = null;
         }
 
         /// <summary>An agent preparation the open failed before taking: it ends first, and its connection is closed.</summary>
@@ -304,12 +359,15 @@ namespace VmQuiesce.Core.Sources.Qemu
         /// When a backup of this VM whose process has ended left a record, repairs what it left (thaws the guest it
         /// froze, commits its overlays back, finishes its jobs) and says so; a run that still goes on refuses this one.
         /// </summary>
-        internal void RecoverDeadRun(QmpClient qmp, CancellationToken cancel)
+        /// <param name="beforeRepair">Runs once a dead run's record is found, before anything is repaired.</param>
+        internal void RecoverDeadRun(QmpClient qmp, CancellationToken cancel, Action? beforeRepair = null)
         {
             if (!(QemuRunRecord.Load(_options.QmpSocket) is QemuRunRecord left))
             {
                 return;
             }
+
+            beforeRepair?.Invoke();
 
             if (left.WriterIsAlive())
             {
@@ -362,10 +420,24 @@ namespace VmQuiesce.Core.Sources.Qemu
         internal GuestAgentClient ConnectAgent(string address, QemuPeer? peer, CancellationToken cancel)
         {
             GuestAgentClient agent = GuestAgentClient.Connect(address, _options.AgentTimeout, cancel);
+            try
+            {
+                VerifyAgent(agent, address, peer);
+                return agent;
+            }
+            catch
+            {
+                agent.Dispose();
+                throw;
+            }
+        }
+
+        /// <summary>Checks that the same QEMU process as the monitor's (<paramref name="peer"/>) serves the agent's connection.</summary>
+        private void VerifyAgent(GuestAgentClient agent, string address, QemuPeer? peer)
+        {
             int? served = peer == null ? null : agent.FindPeerProcess();
             if (peer != null && served != peer.ProcessId)
             {
-                agent.Dispose();
                 throw new VmQuiesceException("AgentSocketUntrusted", FailureKind.SecurityError,
                     $"The guest agent socket '{address}' of VM '{VmName}' is served by " + (served == null ? "a process this host cannot find" : $"process {served}") +
                     $", not by the VM's {peer}: it is not this VM's agent channel. Nothing was changed.", address)
@@ -373,8 +445,6 @@ namespace VmQuiesce.Core.Sources.Qemu
                     Remedy = "Give the host side of this VM's own org.qemu.guest_agent.0 channel (-AgentSocket), as the VM's QEMU command line names it.",
                 };
             }
-
-            return agent;
         }
 
         internal IReadOnlyList<string> FindLeftovers(QmpClient qmp, IReadOnlyList<QemuDisk> disks, CancellationToken cancel)
