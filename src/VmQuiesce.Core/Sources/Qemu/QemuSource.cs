@@ -603,8 +603,11 @@ namespace VmQuiesce.Core.Sources.Qemu
         private (GuestAgentFreezer? Freezer, Consistency Expected, string Why) PrepareFreezer(GuestAgentClient agent, CancellationToken cancel)
         {
             agent.Sync(_options.AgentTimeout, cancel);
+            // Asked in one go; a command the agent lacks or has disabled is answered with an error, used only when guest-info offers it.
+            IReadOnlyList<GuestAgentAnswer> answers = agent.ExecuteAll(new[] { "guest-fsfreeze-status", "guest-info", "guest-get-osinfo", "guest-get-fsinfo" }, cancel);
+
             // The status first: a frozen qemu-ga reports the freeze itself as disabled, which would look like "no freeze support".
-            string? status = FreezeStatus(agent, cancel);
+            string? status = answers[0].Error?.ErrorClass == "CommandNotFound" ? null : agent.ReadFreezeStatus(answers[0].Result);
             if (status == "frozen")
             {
                 throw new VmQuiesceException("GuestAlreadyFrozen", FailureKind.ResourceBusy,
@@ -615,14 +618,14 @@ namespace VmQuiesce.Core.Sources.Qemu
                 };
             }
 
-            GuestAgentInfo info = agent.GetInfo(cancel);
+            GuestAgentInfo info = agent.ReadInfo(answers[1].Result);
             if (!info.IsEnabled("guest-fsfreeze-freeze") || !info.IsEnabled("guest-fsfreeze-thaw"))
             {
                 return (null, Consistency.Crash, $"the guest agent at '{agent.Address}' (qemu-ga {info.Version}) does not offer guest-fsfreeze-freeze and -thaw (disabled or unsupported)");
             }
 
-            bool windows = info.IsEnabled("guest-get-osinfo") && agent.GetOsInfo(cancel).IsWindows;
-            IReadOnlyList<GuestFileSystem> fileSystems = info.IsEnabled("guest-get-fsinfo") ? agent.GetFileSystems(cancel) : Array.Empty<GuestFileSystem>();
+            bool windows = info.IsEnabled("guest-get-osinfo") && agent.ReadOsInfo(answers[2].Result).IsWindows;
+            IReadOnlyList<GuestFileSystem> fileSystems = info.IsEnabled("guest-get-fsinfo") ? agent.ReadFileSystems(answers[3].Result) : Array.Empty<GuestFileSystem>();
 
             // Windows' agent freezes through VSS, whose writers flush applications.
             return (new GuestAgentFreezer(agent, fileSystems, _options.AgentTimeout), windows ? Consistency.Application : Consistency.FileSystem,
