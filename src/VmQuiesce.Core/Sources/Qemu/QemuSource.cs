@@ -102,7 +102,9 @@ namespace VmQuiesce.Core.Sources.Qemu
                 }
             }
 
-            Task<GuestAgentClient>? connecting = ConnectAgentAhead(cancel);
+            // The monitor's verified process, for the agent's check (cancelled when the open ends first).
+            var monitorPeer = new TaskCompletionSource<QemuPeer?>(TaskCreationOptions.RunContinuationsAsynchronously);
+            Task<(GuestAgentClient Agent, GuestAgentFreezer? Freezer, Consistency Expected, string Why)>? preparing = PrepareAgentAhead(monitorPeer.Task, cancel);
             QmpClient qmp;
             try
             {
@@ -110,7 +112,8 @@ namespace VmQuiesce.Core.Sources.Qemu
             }
             catch
             {
-                DisposeWhenEnded(ref connecting);
+                monitorPeer.TrySetCanceled();
+                DisposePreparedAgent(preparing);
                 throw;
             }
 
@@ -119,19 +122,25 @@ namespace VmQuiesce.Core.Sources.Qemu
             QemuRunRecord? run = null;
             IReadOnlyList<QemuOverlay> planned = Array.Empty<QemuOverlay>();
             QemuFleecing? fleecing = null;
-            Task<(GuestAgentClient Agent, GuestAgentFreezer? Freezer, Consistency Expected, string Why)>? preparing = null;
             try
             {
                 // A dead run's repair may thaw through the agent, whose channel serves one client at a time: ours goes first.
-                RecoverDeadRun(qmp, cancel, beforeRepair: () => DisposeWhenEnded(ref connecting));
+                RecoverDeadRun(qmp, cancel, beforeRepair: () =>
+                {
+                    monitorPeer.TrySetCanceled();
+                    DisposePreparedAgent(preparing);
+                    preparing = null;
+                });
                 if (_options.AgentSocket != null)
                 {
                     // The agent answers on its own channel: it is asked while the monitor is, once the monitor's process is verified.
-                    string agentSocket = _options.AgentSocket;
-                    QemuPeer? peer = qmp.VerifiedPeer;
-                    Task<GuestAgentClient>? connected = connecting;
-                    connecting = null;
-                    preparing = OwnThread.Start(() => PrepareAgent(agentSocket, connected, peer, cancel));
+                    monitorPeer.TrySetResult(qmp.VerifiedPeer);
+                    if (preparing == null)
+                    {
+                        string agentSocket = _options.AgentSocket;
+                        Task<QemuPeer?> peer = Task.FromResult(qmp.VerifiedPeer);
+                        preparing = OwnThread.Start(() => PrepareAgent(agentSocket, peer, cancel));
+                    }
 
                     // Started while the agent is asked, the guardian is only told at the freeze.
                     _options.Guardian?.Invoke()?.StartAhead();
@@ -279,20 +288,19 @@ namespace VmQuiesce.Core.Sources.Qemu
                 EndRunRecord(run, planned);
                 diskFiles?.Dispose();
                 agent?.Dispose();
-                DisposeWhenEnded(ref connecting);
+                monitorPeer.TrySetCanceled();
                 DisposePreparedAgent(preparing);
                 qmp.Dispose();
             }
         }
 
         /// <summary>
-        /// Connects to the agent's socket on a thread of its own while the monitor is connected and verified: qemu-ga,
-        /// while nobody has the host side open, looks at its channel only every 100 ms, so the sooner the connection
-        /// exists, the sooner it answers. Only the connection is made; nothing is sent and nothing it says is used until
-        /// <see cref="PrepareAgent"/> has checked that the monitor's QEMU serves it. Null without an agent socket, or when
-        /// a dead run's record is there (its repair may need the channel first).
+        /// Starts <see cref="PrepareAgent"/> at the start of the open, beside the monitor's connect and checks: qemu-ga, while
+        /// nobody has the host side of its channel open, looks at the channel only every 100 ms, so the sooner the connection
+        /// exists, the sooner it answers. Null without an agent socket, or when a dead run's record is there (its repair may
+        /// need the channel first).
         /// </summary>
-        private Task<GuestAgentClient>? ConnectAgentAhead(CancellationToken cancel)
+        private Task<(GuestAgentClient Agent, GuestAgentFreezer? Freezer, Consistency Expected, string Why)>? PrepareAgentAhead(Task<QemuPeer?> monitorPeer, CancellationToken cancel)
         {
             string? agentSocket = _options.AgentSocket;
             if (agentSocket == null || QemuRunRecord.Load(_options.QmpSocket) != null)
@@ -300,19 +308,20 @@ namespace VmQuiesce.Core.Sources.Qemu
                 return null;
             }
 
-            return OwnThread.Start(() => GuestAgentClient.Connect(agentSocket, _options.AgentTimeout, cancel));
+            return OwnThread.Start(() => PrepareAgent(agentSocket, monitorPeer, cancel));
         }
 
         /// <summary>
-        /// The agent verified (<see cref="VerifyAgent"/>) and asked what it can freeze (see <see cref="PrepareFreezer"/>);
-        /// <paramref name="connecting"/> is the connection made ahead, or null to connect now.
+        /// Connects to the agent, then waits for the monitor's verified process and checks that it serves the agent's
+        /// channel too (<see cref="VerifyAgent"/>) before anything is sent or anything the agent says is used; then asks
+        /// what it can freeze (<see cref="PrepareFreezer"/>).
         /// </summary>
-        private (GuestAgentClient Agent, GuestAgentFreezer? Freezer, Consistency Expected, string Why) PrepareAgent(string agentSocket, Task<GuestAgentClient>? connecting, QemuPeer? peer, CancellationToken cancel)
+        private (GuestAgentClient Agent, GuestAgentFreezer? Freezer, Consistency Expected, string Why) PrepareAgent(string agentSocket, Task<QemuPeer?> monitorPeer, CancellationToken cancel)
         {
-            GuestAgentClient agent = connecting?.GetAwaiter().GetResult() ?? GuestAgentClient.Connect(agentSocket, _options.AgentTimeout, cancel);
+            GuestAgentClient agent = GuestAgentClient.Connect(agentSocket, _options.AgentTimeout, cancel);
             try
             {
-                VerifyAgent(agent, agentSocket, peer);
+                VerifyAgent(agent, agentSocket, monitorPeer.GetAwaiter().GetResult());
                 (GuestAgentFreezer? freezer, Consistency expected, string why) = PrepareFreezer(agent, cancel);
                 return (agent, freezer, expected, why);
             }
@@ -321,23 +330,6 @@ namespace VmQuiesce.Core.Sources.Qemu
                 agent.Dispose();
                 throw;
             }
-        }
-
-        /// <summary>An agent connection made ahead that nothing took: it ends first, and its connection is closed.</summary>
-        private static void DisposeWhenEnded(ref Task<GuestAgentClient>? connecting)
-        {
-            if (connecting == null)
-            {
-                return;
-            }
-
-            OwnThread.WaitEnded(connecting);
-            if (connecting.Status == TaskStatus.RanToCompletion)
-            {
-                connecting.Result.Dispose();
-            }
-
-            connecting = null;
         }
 
         /// <summary>An agent preparation the open failed before taking: it ends first, and its connection is closed.</summary>
