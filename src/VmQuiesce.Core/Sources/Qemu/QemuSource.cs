@@ -142,8 +142,13 @@ namespace VmQuiesce.Core.Sources.Qemu
                         preparing = OwnThread.Start(() => PrepareAgent(agentSocket, peer, cancel));
                     }
 
-                    // Started while the agent is asked, the guardian is only told at the freeze.
-                    _options.Guardian?.Invoke()?.StartAhead();
+                    // Started while the agent is asked, the guardian is only told at the freeze (Arm waits for this start); on a thread
+                    // of its own, as starting a process takes the starting thread milliseconds the monitor's checks need.
+                    Func<FreezeGuardian?>? guardianOfThisProcess = _options.Guardian;
+                    if (guardianOfThisProcess != null)
+                    {
+                        OwnThread.Start(() => guardianOfThisProcess()?.StartAhead());
+                    }
                 }
 
                 IReadOnlyList<QemuDisk> disks = CheckDisks(qmp, cancel);
