@@ -1,8 +1,11 @@
 using System;
+using System.Collections.Generic;
+using System.Linq;
 using System.Net.Sockets;
 using System.Text;
 using System.Threading;
 using VmQuiesce.Core;
+using VmQuiesce.Core.Json;
 using VmQuiesce.Core.Sources.Qemu;
 using Xunit;
 
@@ -48,6 +51,38 @@ namespace VmQuiesce.Core.Tests.Qemu
             Assert.Equal(3, _agent.Commands.FindAll(c => c == "guest-sync-delimited").Count);
             Assert.Equal("debian", os.Id);
             Assert.False(os.IsWindows);
+        }
+
+        [Fact]
+        public void ExecuteAll_sends_every_command_before_the_first_answer_and_returns_each_answer_or_error_in_order()
+        {
+            // The status is answered only once guest-get-fsinfo has arrived: a client waiting for each answer times out.
+            JsonObject? status = null;
+            _agent.Override = (command, request, fake) =>
+            {
+                if (command == "guest-fsfreeze-status")
+                {
+                    status = request;
+                    return true;
+                }
+
+                if (command == "guest-get-fsinfo" && status != null)
+                {
+                    fake.Answer(status, "thawed");
+                }
+
+                return false;
+            };
+            _agent.Start();
+            using var client = GuestAgentClient.Connect(_agent.SocketPath, TimeSpan.FromSeconds(5));
+
+            IReadOnlyList<GuestAgentAnswer> answers = client.ExecuteAll(new[] { "guest-fsfreeze-status", "guest-no-such-command", "guest-get-fsinfo" });
+
+            Assert.Equal("thawed", client.ReadFreezeStatus(answers[0].Result));
+            Assert.Equal("CommandNotFound", answers[1].Error?.ErrorClass);
+            Assert.Throws<QemuCommandException>(() => answers[1].Result);
+            Assert.Equal(new[] { "/", "/mnt/data" }, client.ReadFileSystems(answers[2].Result).Select(f => f.MountPoint));
+            client.Ping();
         }
 
         [Fact]

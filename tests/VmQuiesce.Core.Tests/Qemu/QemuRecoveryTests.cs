@@ -47,6 +47,38 @@ namespace VmQuiesce.Core.Tests.Qemu
         }
 
         [LinuxFact]
+        public void A_dead_runs_record_that_appears_after_the_agent_was_connected_ahead_still_gets_the_agents_channel_for_its_thaw()
+        {
+            string overlay = LeaveOverlay();
+            _vm.Qemu.Start();
+            _vm.Agent.Start();
+            FreezeGuest();
+            int dead = DeadProcessId();
+            bool written = false;
+            // Written while the monitor connects: the open found no record before, so it connected the agent ahead.
+            _vm.Qemu.Override = (command, request, fake) =>
+            {
+                if (command == "qmp_capabilities" && !written)
+                {
+                    written = true;
+                    WriteRecord(dead, "1", mayBeFrozen: true, overlay);
+                }
+
+                return false;
+            };
+
+            using (IConsistentView view = Source().OpenConsistentView(new QuiesceOptions(), CancellationToken.None))
+            {
+                view.Complete(true, CancellationToken.None);
+            }
+
+            Assert.True(written);
+            Assert.Contains(_warnings, w => w.Contains("FrozenGuest thawed", StringComparison.Ordinal));
+            Assert.False(_vm.Agent.IsFrozen);
+            Assert.False(File.Exists(overlay));
+        }
+
+        [LinuxFact]
         public void A_backup_whose_recorded_process_still_runs_is_not_started_and_nothing_is_touched()
         {
             string overlay = LeaveOverlay();

@@ -165,6 +165,24 @@ namespace VmQuiesce.Core.Tests.Qemu
             Assert.DoesNotContain("transaction", vm.Qemu.Commands);
         }
 
+        [LinuxFact]
+        public void An_agent_connected_ahead_of_the_monitors_check_is_sent_nothing_when_the_monitors_process_is_refused()
+        {
+            using var vm = new FakeVm();
+            vm.Qemu.Start();
+            vm.Agent.Start();
+            // The trust as configured: this test process, serving both sockets, is no QEMU binary.
+            var source = new QemuSource(new QemuSourceOptions("vm1", vm.Qemu.SocketPath) { AgentSocket = vm.Agent.SocketPath, Guardian = null });
+
+            var error = Assert.Throws<VmQuiesceException>(() => source.OpenConsistentView(new QuiesceOptions(), CancellationToken.None));
+
+            Assert.Equal("QemuProcessUntrusted", error.ErrorId);
+            lock (vm.Agent.Commands)
+            {
+                Assert.Empty(vm.Agent.Commands);
+            }
+        }
+
         [RootQemuFact]
         public void An_agent_socket_served_by_another_process_than_the_monitor_is_refused()
         {

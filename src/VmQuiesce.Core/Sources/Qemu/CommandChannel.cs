@@ -78,7 +78,14 @@ namespace VmQuiesce.Core.Sources.Qemu
         /// Nothing is sent once <paramref name="cancel"/> is cancelled, or when <paramref name="beforeSend"/>, called
         /// right before the command leaves, throws.
         /// </summary>
-        public object? Execute(string command, JsonObject? arguments, TimeSpan timeout, CancellationToken cancel, Action? beforeSend = null)
+        public object? Execute(string command, JsonObject? arguments, TimeSpan timeout, CancellationToken cancel, Action? beforeSend = null) =>
+            Await(Send(command, arguments, timeout, cancel, beforeSend), timeout, cancel);
+
+        /// <summary>
+        /// Sends a command without waiting for its reply: <see cref="Await"/> takes it, or <see cref="Forget"/> drops it.
+        /// Nothing is sent once <paramref name="cancel"/> is cancelled, or when <paramref name="beforeSend"/> throws.
+        /// </summary>
+        public Pending Send(string command, JsonObject? arguments, TimeSpan timeout, CancellationToken cancel, Action? beforeSend = null)
         {
             var request = new JsonObject().With("execute", command);
             if (arguments != null)
@@ -113,29 +120,49 @@ namespace VmQuiesce.Core.Sources.Qemu
                     throw NotRead(command, timeout);
                 }
 
+                return pending;
+            }
+            catch
+            {
+                Forget(pending);
+                throw;
+            }
+        }
+
+        /// <summary>Waits for the reply to a sent command and returns its "return" value; QEMU's errors become <see cref="QemuCommandException"/>.</summary>
+        public object? Await(Pending pending, TimeSpan timeout, CancellationToken cancel)
+        {
+            try
+            {
                 if (!pending.Done.Wait(ToMilliseconds(timeout), cancel))
                 {
-                    throw Timeout(command, timeout);
+                    throw Timeout(pending.Command, timeout);
                 }
             }
             finally
             {
-                lock (_gate)
-                {
-                    _pending.Remove(pending);
-                }
-
-                pending.Done.Dispose();
+                Forget(pending);
             }
 
-            JsonObject reply = pending.Reply ?? throw ClosedError(command);
+            JsonObject reply = pending.Reply ?? throw ClosedError(pending.Command);
             if (reply["error"] is JsonObject error)
             {
-                throw QemuCommandException.From(Peer, What, Address, command,
+                throw QemuCommandException.From(Peer, What, Address, pending.Command,
                     error.GetOptionalString("class") ?? "UnknownError", error.GetOptionalString("desc") ?? error.ToString());
             }
 
             return reply["return"];
+        }
+
+        /// <summary>Stops waiting for a command's reply: when it comes, it is dropped.</summary>
+        public void Forget(Pending pending)
+        {
+            lock (_gate)
+            {
+                _pending.Remove(pending);
+            }
+
+            pending.Done.Dispose();
         }
 
         /// <summary>Sends a message whose reply the caller matches itself (the agent's sync).</summary>
@@ -287,7 +314,8 @@ namespace VmQuiesce.Core.Sources.Qemu
             Closed?.Invoke();
         }
 
-        private sealed class Pending
+        /// <summary>A command sent whose reply is awaited.</summary>
+        internal sealed class Pending
         {
             public Pending(long id, string command)
             {

@@ -11,7 +11,7 @@ namespace VmQuiesce.Core.Sources.Qemu
     /// A client of the QEMU guest agent (qemu-ga) through the host side of its virtio-serial channel.
     /// The channel has no greeting and may hold stale replies, so the client synchronises with
     /// guest-sync-delimited (0xFF reset, id matching) before the first command and after any timeout.
-    /// Calls are serialised: the agent answers one command at a time.
+    /// Calls are serialised: the agent answers one command at a time, in order (<see cref="ExecuteAll"/> sends several at once).
     /// </summary>
     public sealed class GuestAgentClient : IDisposable
     {
@@ -109,11 +109,69 @@ namespace VmQuiesce.Core.Sources.Qemu
             }
         }
 
+        /// <summary>
+        /// Runs commands without arguments in one go: all are sent before the first answer is awaited (qemu-ga answers in
+        /// order), so the channel's latency is paid once, not once per command. Each answer is the command's "return" member
+        /// or the <see cref="QemuCommandException"/> the agent answered with; a timeout (<see cref="CallTimeout"/> for each
+        /// answer) or a broken connection throws.
+        /// </summary>
+        public IReadOnlyList<GuestAgentAnswer> ExecuteAll(IReadOnlyList<string> commands, CancellationToken cancel = default)
+        {
+            if (!Monitor.TryEnter(_callLock, CommandChannel.ToMilliseconds(CallTimeout)))
+            {
+                throw new VmQuiesceException(Peer + "Timeout", FailureKind.OperationTimeout,
+                    $"'{string.Join("', '", commands)}' could not be sent to the {What} at '{Address}' within {CallTimeout.TotalSeconds:0.###} s: an earlier command is still waiting for its answer.", Address);
+            }
+
+            var sent = new List<CommandChannel.Pending>();
+            try
+            {
+                if (_needsSync)
+                {
+                    SyncLocked(CallTimeout, cancel);
+                }
+
+                foreach (string command in commands)
+                {
+                    sent.Add(_channel.Send(command, null, CallTimeout, cancel));
+                }
+
+                var answers = new List<GuestAgentAnswer>();
+                foreach (CommandChannel.Pending pending in sent)
+                {
+                    try
+                    {
+                        answers.Add(new GuestAgentAnswer(_channel.Await(pending, CallTimeout, cancel), null));
+                    }
+                    catch (QemuCommandException refused)
+                    {
+                        answers.Add(new GuestAgentAnswer(null, refused));
+                    }
+                }
+
+                return answers;
+            }
+            catch
+            {
+                // Answers may still come: resynchronise before the next command.
+                _needsSync = true;
+                sent.ForEach(_channel.Forget);
+                throw;
+            }
+            finally
+            {
+                Monitor.Exit(_callLock);
+            }
+        }
+
         public void Ping(TimeSpan? timeout = null, CancellationToken cancel = default) => Execute("guest-ping", null, timeout, cancel);
 
-        public GuestAgentInfo GetInfo(CancellationToken cancel = default)
+        public GuestAgentInfo GetInfo(CancellationToken cancel = default) => ReadInfo(Execute("guest-info", null, null, cancel));
+
+        /// <summary>guest-info's answer, read and bounded.</summary>
+        internal GuestAgentInfo ReadInfo(object? answer)
         {
-            JsonObject info = ExecuteObject("guest-info", null, cancel);
+            JsonObject info = answer as JsonObject ?? throw ProtocolError("guest-info", "an object");
             return Read("guest-info", () =>
             {
                 var commands = new Dictionary<string, bool>(StringComparer.Ordinal);
@@ -129,16 +187,22 @@ namespace VmQuiesce.Core.Sources.Qemu
             });
         }
 
-        public GuestOsInfo GetOsInfo(CancellationToken cancel = default)
+        public GuestOsInfo GetOsInfo(CancellationToken cancel = default) => ReadOsInfo(Execute("guest-get-osinfo", null, null, cancel));
+
+        /// <summary>guest-get-osinfo's answer, read and bounded.</summary>
+        internal GuestOsInfo ReadOsInfo(object? answer)
         {
-            JsonObject os = ExecuteObject("guest-get-osinfo", null, cancel);
+            JsonObject os = answer as JsonObject ?? throw ProtocolError("guest-get-osinfo", "an object");
             return Read("guest-get-osinfo", () => new GuestOsInfo(GuestText.Escape(os.GetOptionalString("id")), GuestText.Escape(os.GetOptionalString("name")), GuestText.Escape(os.GetOptionalString("pretty-name")),
                 GuestText.Escape(os.GetOptionalString("version")), GuestText.Escape(os.GetOptionalString("kernel-release"))));
         }
 
-        public IReadOnlyList<GuestFileSystem> GetFileSystems(CancellationToken cancel = default)
+        public IReadOnlyList<GuestFileSystem> GetFileSystems(CancellationToken cancel = default) => ReadFileSystems(Execute("guest-get-fsinfo", null, null, cancel));
+
+        /// <summary>guest-get-fsinfo's answer, read and bounded.</summary>
+        internal IReadOnlyList<GuestFileSystem> ReadFileSystems(object? answer)
         {
-            JsonArray list = ExecuteArray("guest-get-fsinfo", cancel);
+            JsonArray list = answer as JsonArray ?? throw ProtocolError("guest-get-fsinfo", "an array");
             return Read("guest-get-fsinfo", () =>
             {
                 var result = new List<GuestFileSystem>();
@@ -156,8 +220,10 @@ namespace VmQuiesce.Core.Sources.Qemu
         }
 
         /// <summary>"thawed" or "frozen".</summary>
-        public string GetFreezeStatus(TimeSpan? timeout = null, CancellationToken cancel = default) =>
-            Execute("guest-fsfreeze-status", null, timeout, cancel) as string ?? throw ProtocolError("guest-fsfreeze-status", "a string");
+        public string GetFreezeStatus(TimeSpan? timeout = null, CancellationToken cancel = default) => ReadFreezeStatus(Execute("guest-fsfreeze-status", null, timeout, cancel));
+
+        /// <summary>guest-fsfreeze-status's answer: "thawed" or "frozen".</summary>
+        internal string ReadFreezeStatus(object? answer) => answer as string ?? throw ProtocolError("guest-fsfreeze-status", "a string");
 
         /// <summary>Thaws the guest's file systems; returns how many were thawed (0 when nothing was frozen).</summary>
         public int Thaw(TimeSpan? timeout = null, CancellationToken cancel = default) => ToCount("guest-fsfreeze-thaw", Execute("guest-fsfreeze-thaw", null, timeout, cancel));
@@ -212,9 +278,6 @@ namespace VmQuiesce.Core.Sources.Qemu
 
         private JsonObject ExecuteObject(string command, JsonObject? arguments, CancellationToken cancel) =>
             Execute(command, arguments, null, cancel) as JsonObject ?? throw ProtocolError(command, "an object");
-
-        private JsonArray ExecuteArray(string command, CancellationToken cancel) =>
-            Execute(command, null, null, cancel) as JsonArray ?? throw ProtocolError(command, "an array");
 
         private int ToCount(string command, object? value) => value is long count ? (int)count : throw ProtocolError(command, "a number");
 
@@ -300,6 +363,23 @@ namespace VmQuiesce.Core.Sources.Qemu
         private VmQuiesceException ProtocolError(string command, string expected) =>
             new VmQuiesceException(Peer + "ProtocolError", FailureKind.ProtocolError,
                 $"The {What} at '{Address}' answered '{command}' with something other than {expected}.", Address);
+    }
+
+    /// <summary>One answer of <see cref="GuestAgentClient.ExecuteAll"/>: the command's "return" member, or the error the agent answered with.</summary>
+    public sealed class GuestAgentAnswer
+    {
+        public GuestAgentAnswer(object? value, QemuCommandException? error)
+        {
+            Value = value;
+            Error = error;
+        }
+
+        public object? Value { get; }
+
+        public QemuCommandException? Error { get; }
+
+        /// <summary>The "return" member; the agent's error is thrown.</summary>
+        public object? Result => Error == null ? Value : throw Error;
     }
 
     /// <summary>guest-info: the agent's version and which commands it has, enabled or not.</summary>

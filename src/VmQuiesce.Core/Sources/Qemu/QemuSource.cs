@@ -102,25 +102,53 @@ namespace VmQuiesce.Core.Sources.Qemu
                 }
             }
 
-            QmpClient qmp = ConnectQmp(cancel);
+            // The monitor's verified process, for the agent's check (cancelled when the open ends first).
+            var monitorPeer = new TaskCompletionSource<QemuPeer?>(TaskCreationOptions.RunContinuationsAsynchronously);
+            Task<(GuestAgentClient Agent, GuestAgentFreezer? Freezer, Consistency Expected, string Why)>? preparing = PrepareAgentAhead(monitorPeer.Task, cancel);
+            QmpClient qmp;
+            try
+            {
+                qmp = ConnectQmp(cancel);
+            }
+            catch
+            {
+                monitorPeer.TrySetCanceled();
+                DisposePreparedAgent(preparing);
+                throw;
+            }
+
             GuestAgentClient? agent = null;
             QemuDiskFiles? diskFiles = null;
             QemuRunRecord? run = null;
             IReadOnlyList<QemuOverlay> planned = Array.Empty<QemuOverlay>();
             QemuFleecing? fleecing = null;
-            Task<(GuestAgentClient Agent, GuestAgentFreezer? Freezer, Consistency Expected, string Why)>? preparing = null;
             try
             {
-                RecoverDeadRun(qmp, cancel);
+                // A dead run's repair may thaw through the agent, whose channel serves one client at a time: ours goes first.
+                RecoverDeadRun(qmp, cancel, beforeRepair: () =>
+                {
+                    monitorPeer.TrySetCanceled();
+                    DisposePreparedAgent(preparing);
+                    preparing = null;
+                });
                 if (_options.AgentSocket != null)
                 {
-                    // The agent answers on its own channel: it is asked while the monitor is (after RecoverDeadRun, which may thaw through it).
-                    string agentSocket = _options.AgentSocket;
-                    QemuPeer? peer = qmp.VerifiedPeer;
-                    preparing = OwnThread.Start(() => PrepareAgent(agentSocket, peer, cancel));
+                    // The agent answers on its own channel: it is asked while the monitor is, once the monitor's process is verified.
+                    monitorPeer.TrySetResult(qmp.VerifiedPeer);
+                    if (preparing == null)
+                    {
+                        string agentSocket = _options.AgentSocket;
+                        Task<QemuPeer?> peer = Task.FromResult(qmp.VerifiedPeer);
+                        preparing = OwnThread.Start(() => PrepareAgent(agentSocket, peer, cancel));
+                    }
 
-                    // Started while the agent is asked, the guardian is only told at the freeze.
-                    _options.Guardian?.Invoke()?.StartAhead();
+                    // Started while the agent is asked, the guardian is only told at the freeze (Arm waits for this start); on a thread
+                    // of its own, as starting a process takes the starting thread milliseconds the monitor's checks need.
+                    Func<FreezeGuardian?>? guardianOfThisProcess = _options.Guardian;
+                    if (guardianOfThisProcess != null)
+                    {
+                        OwnThread.Start(() => guardianOfThisProcess()?.StartAhead());
+                    }
                 }
 
                 IReadOnlyList<QemuDisk> disks = CheckDisks(qmp, cancel);
@@ -128,14 +156,15 @@ namespace VmQuiesce.Core.Sources.Qemu
                     "Repair it (commits VmQuiesce's overlays back, finishes or dismisses its jobs): " + QemuRepairCommands.Repair(_options.QmpSocket, _options.AgentSocket));
 
                 diskFiles = QemuDiskFiles.Open(disks, qmp.VerifiedPeer, VmName);
-                Guid? uuid = QemuDiscovery.ParseUuid(qmp.ExecuteObject("query-uuid", cancel: cancel).GetOptionalString("UUID"));
-                Repository.VmMachine? machine = QemuMachine.Query(qmp, VmName, _host, cancel);
                 string stamp = DateTime.UtcNow.ToString("yyyyMMdd'T'HHmmssfff'Z'", CultureInfo.InvariantCulture);
                 if (tracking != null)
                 {
-                    // The scratch images are made while the agent is still being asked.
+                    // The scratch images are made (next to disk images just checked to be QEMU's) while the monitor and the agent are still asked.
                     fleecing = QemuFleecing.Begin(qmp, disks, stamp, VmName, _host, cancel);
                 }
+
+                Guid? uuid = QemuDiscovery.ParseUuid(qmp.ExecuteObject("query-uuid", cancel: cancel).GetOptionalString("UUID"));
+                Repository.VmMachine? machine = QemuMachine.Query(qmp, VmName, _host, cancel);
 
                 GuestAgentFreezer? freezer = null;
                 Consistency expected = Consistency.Crash;
@@ -264,17 +293,40 @@ namespace VmQuiesce.Core.Sources.Qemu
                 EndRunRecord(run, planned);
                 diskFiles?.Dispose();
                 agent?.Dispose();
+                monitorPeer.TrySetCanceled();
                 DisposePreparedAgent(preparing);
                 qmp.Dispose();
             }
         }
 
-        /// <summary>The agent connected and asked what it can freeze (see <see cref="PrepareFreezer"/>).</summary>
-        private (GuestAgentClient Agent, GuestAgentFreezer? Freezer, Consistency Expected, string Why) PrepareAgent(string agentSocket, QemuPeer? peer, CancellationToken cancel)
+        /// <summary>
+        /// Starts <see cref="PrepareAgent"/> at the start of the open, beside the monitor's connect and checks: qemu-ga, while
+        /// nobody has the host side of its channel open, looks at the channel only every 100 ms, so the sooner the connection
+        /// exists, the sooner it answers. Null without an agent socket, or when a dead run's record is there (its repair may
+        /// need the channel first).
+        /// </summary>
+        private Task<(GuestAgentClient Agent, GuestAgentFreezer? Freezer, Consistency Expected, string Why)>? PrepareAgentAhead(Task<QemuPeer?> monitorPeer, CancellationToken cancel)
         {
-            GuestAgentClient agent = ConnectAgent(agentSocket, peer, cancel);
+            string? agentSocket = _options.AgentSocket;
+            if (agentSocket == null || QemuRunRecord.Load(_options.QmpSocket) != null)
+            {
+                return null;
+            }
+
+            return OwnThread.Start(() => PrepareAgent(agentSocket, monitorPeer, cancel));
+        }
+
+        /// <summary>
+        /// Connects to the agent, then waits for the monitor's verified process and checks that it serves the agent's
+        /// channel too (<see cref="VerifyAgent"/>) before anything is sent or anything the agent says is used; then asks
+        /// what it can freeze (<see cref="PrepareFreezer"/>).
+        /// </summary>
+        private (GuestAgentClient Agent, GuestAgentFreezer? Freezer, Consistency Expected, string Why) PrepareAgent(string agentSocket, Task<QemuPeer?> monitorPeer, CancellationToken cancel)
+        {
+            GuestAgentClient agent = GuestAgentClient.Connect(agentSocket, _options.AgentTimeout, cancel);
             try
             {
+                VerifyAgent(agent, agentSocket, monitorPeer.GetAwaiter().GetResult());
                 (GuestAgentFreezer? freezer, Consistency expected, string why) = PrepareFreezer(agent, cancel);
                 return (agent, freezer, expected, why);
             }
@@ -304,12 +356,15 @@ namespace VmQuiesce.Core.Sources.Qemu
         /// When a backup of this VM whose process has ended left a record, repairs what it left (thaws the guest it
         /// froze, commits its overlays back, finishes its jobs) and says so; a run that still goes on refuses this one.
         /// </summary>
-        internal void RecoverDeadRun(QmpClient qmp, CancellationToken cancel)
+        /// <param name="beforeRepair">Runs once a dead run's record is found, before anything is repaired.</param>
+        internal void RecoverDeadRun(QmpClient qmp, CancellationToken cancel, Action? beforeRepair = null)
         {
             if (!(QemuRunRecord.Load(_options.QmpSocket) is QemuRunRecord left))
             {
                 return;
             }
+
+            beforeRepair?.Invoke();
 
             if (left.WriterIsAlive())
             {
@@ -362,10 +417,24 @@ namespace VmQuiesce.Core.Sources.Qemu
         internal GuestAgentClient ConnectAgent(string address, QemuPeer? peer, CancellationToken cancel)
         {
             GuestAgentClient agent = GuestAgentClient.Connect(address, _options.AgentTimeout, cancel);
+            try
+            {
+                VerifyAgent(agent, address, peer);
+                return agent;
+            }
+            catch
+            {
+                agent.Dispose();
+                throw;
+            }
+        }
+
+        /// <summary>Checks that the same QEMU process as the monitor's (<paramref name="peer"/>) serves the agent's connection.</summary>
+        private void VerifyAgent(GuestAgentClient agent, string address, QemuPeer? peer)
+        {
             int? served = peer == null ? null : agent.FindPeerProcess();
             if (peer != null && served != peer.ProcessId)
             {
-                agent.Dispose();
                 throw new VmQuiesceException("AgentSocketUntrusted", FailureKind.SecurityError,
                     $"The guest agent socket '{address}' of VM '{VmName}' is served by " + (served == null ? "a process this host cannot find" : $"process {served}") +
                     $", not by the VM's {peer}: it is not this VM's agent channel. Nothing was changed.", address)
@@ -373,8 +442,6 @@ namespace VmQuiesce.Core.Sources.Qemu
                     Remedy = "Give the host side of this VM's own org.qemu.guest_agent.0 channel (-AgentSocket), as the VM's QEMU command line names it.",
                 };
             }
-
-            return agent;
         }
 
         internal IReadOnlyList<string> FindLeftovers(QmpClient qmp, IReadOnlyList<QemuDisk> disks, CancellationToken cancel)
@@ -533,8 +600,11 @@ namespace VmQuiesce.Core.Sources.Qemu
         private (GuestAgentFreezer? Freezer, Consistency Expected, string Why) PrepareFreezer(GuestAgentClient agent, CancellationToken cancel)
         {
             agent.Sync(_options.AgentTimeout, cancel);
+            // Asked in one go; a command the agent lacks or has disabled is answered with an error, used only when guest-info offers it.
+            IReadOnlyList<GuestAgentAnswer> answers = agent.ExecuteAll(new[] { "guest-fsfreeze-status", "guest-info", "guest-get-osinfo", "guest-get-fsinfo" }, cancel);
+
             // The status first: a frozen qemu-ga reports the freeze itself as disabled, which would look like "no freeze support".
-            string? status = FreezeStatus(agent, cancel);
+            string? status = answers[0].Error?.ErrorClass == "CommandNotFound" ? null : agent.ReadFreezeStatus(answers[0].Result);
             if (status == "frozen")
             {
                 throw new VmQuiesceException("GuestAlreadyFrozen", FailureKind.ResourceBusy,
@@ -545,14 +615,14 @@ namespace VmQuiesce.Core.Sources.Qemu
                 };
             }
 
-            GuestAgentInfo info = agent.GetInfo(cancel);
+            GuestAgentInfo info = agent.ReadInfo(answers[1].Result);
             if (!info.IsEnabled("guest-fsfreeze-freeze") || !info.IsEnabled("guest-fsfreeze-thaw"))
             {
                 return (null, Consistency.Crash, $"the guest agent at '{agent.Address}' (qemu-ga {info.Version}) does not offer guest-fsfreeze-freeze and -thaw (disabled or unsupported)");
             }
 
-            bool windows = info.IsEnabled("guest-get-osinfo") && agent.GetOsInfo(cancel).IsWindows;
-            IReadOnlyList<GuestFileSystem> fileSystems = info.IsEnabled("guest-get-fsinfo") ? agent.GetFileSystems(cancel) : Array.Empty<GuestFileSystem>();
+            bool windows = info.IsEnabled("guest-get-osinfo") && agent.ReadOsInfo(answers[2].Result).IsWindows;
+            IReadOnlyList<GuestFileSystem> fileSystems = info.IsEnabled("guest-get-fsinfo") ? agent.ReadFileSystems(answers[3].Result) : Array.Empty<GuestFileSystem>();
 
             // Windows' agent freezes through VSS, whose writers flush applications.
             return (new GuestAgentFreezer(agent, fileSystems, _options.AgentTimeout), windows ? Consistency.Application : Consistency.FileSystem,
