@@ -27,16 +27,10 @@ namespace VmQuiesce.Core.Tests.Qemu
         [LinuxFact]
         public void The_next_backup_thaws_the_guest_and_commits_the_overlay_a_dead_run_left_and_says_so()
         {
-            string overlay = LeaveOverlay();
-            _vm.Qemu.Start();
-            _vm.Agent.Start();
-            FreezeGuest();
+            string overlay = StartFrozenGuestWithOverlay();
             WriteRecord(DeadProcessId(), "1", mayBeFrozen: true, overlay);
 
-            using (IConsistentView view = Source().OpenConsistentView(new QuiesceOptions(), CancellationToken.None))
-            {
-                view.Complete(true, CancellationToken.None);
-            }
+            BackUpOnce();
 
             Assert.Contains(_warnings, w => w.Contains("FrozenGuest thawed", StringComparison.Ordinal) && w.Contains("left it frozen", StringComparison.Ordinal));
             Assert.Contains(_warnings, w => w.Contains("Overlay committed", StringComparison.Ordinal) && w.Contains(overlay, StringComparison.Ordinal));
@@ -49,10 +43,7 @@ namespace VmQuiesce.Core.Tests.Qemu
         [LinuxFact]
         public void A_dead_runs_record_that_appears_after_the_agent_was_connected_ahead_still_gets_the_agents_channel_for_its_thaw()
         {
-            string overlay = LeaveOverlay();
-            _vm.Qemu.Start();
-            _vm.Agent.Start();
-            FreezeGuest();
+            string overlay = StartFrozenGuestWithOverlay();
             int dead = DeadProcessId();
             bool written = false;
             // Written while the monitor connects: the open found no record before, so it connected the agent ahead.
@@ -67,10 +58,7 @@ namespace VmQuiesce.Core.Tests.Qemu
                 return false;
             };
 
-            using (IConsistentView view = Source().OpenConsistentView(new QuiesceOptions(), CancellationToken.None))
-            {
-                view.Complete(true, CancellationToken.None);
-            }
+            BackUpOnce();
 
             Assert.True(written);
             Assert.Contains(_warnings, w => w.Contains("FrozenGuest thawed", StringComparison.Ordinal));
@@ -116,10 +104,7 @@ namespace VmQuiesce.Core.Tests.Qemu
             Assert.Equal("OverlayCommitFailed", Assert.Throws<VmQuiesceException>(() => view.Complete(true, CancellationToken.None)).ErrorId);
             _vm.Qemu.FailCommits = false;
 
-            using (IConsistentView next = Source().OpenConsistentView(new QuiesceOptions(), CancellationToken.None))
-            {
-                next.Complete(true, CancellationToken.None);
-            }
+            BackUpOnce();
 
             Assert.Contains(_warnings, w => w.Contains("Overlay committed", StringComparison.Ordinal) && w.Contains(overlay, StringComparison.Ordinal));
             Assert.False(File.Exists(overlay));
@@ -208,6 +193,23 @@ namespace VmQuiesce.Core.Tests.Qemu
             using Process ended = Process.Start(new ProcessStartInfo("/bin/true") { UseShellExecute = false })!;
             ended.WaitForExit();
             return ended.Id;
+        }
+
+        /// <summary>The VM running with an overlay a run left and its guest frozen, as a run that died mid-backup leaves them; returns the overlay.</summary>
+        private string StartFrozenGuestWithOverlay()
+        {
+            string overlay = LeaveOverlay();
+            _vm.Qemu.Start();
+            _vm.Agent.Start();
+            FreezeGuest();
+            return overlay;
+        }
+
+        /// <summary>A backup's open (which repairs what a dead run left) and release.</summary>
+        private void BackUpOnce()
+        {
+            using IConsistentView view = Source().OpenConsistentView(new QuiesceOptions(), CancellationToken.None);
+            view.Complete(true, CancellationToken.None);
         }
 
         private string LeaveOverlay()
