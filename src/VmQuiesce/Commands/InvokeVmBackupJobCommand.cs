@@ -179,7 +179,8 @@ namespace VmQuiesce.Commands
             }
 
             // The tracked groups first: the first backup of a new repository decides its chunk size, and change-tracked
-            // ones make it 1 MiB (what their incrementals patch), whatever other VMs the job holds.
+            // ones make it small (BackupRepository.ChangeTrackedChunkSize: what their incrementals patch), whatever other
+            // VMs the job holds.
             foreach ((List<BackupVm> group, bool tracked, bool verify) in new[]
             {
                 (qemu.Where(vm => !due.Contains(vm)).ToList(), true, false),
