@@ -56,14 +56,15 @@ Import-Module $ModulePath -Force
 $importClock.Stop()
 $result = [ordered]@{ operation = $Operation; importSeconds = $importClock.Elapsed.TotalSeconds }
 $clock = [Diagnostics.Stopwatch]::new()
+# -ChunkSize for a backup that creates its repository, only when one was asked for (else the cmdlet's own default).
+$chunking = @{}
+if ($ChunkSize -gt 0) { $chunking.ChunkSize = $ChunkSize }
 switch ($Operation) {
     'Import' { }
     'Idle' { }
     'Backup' {
         $vm = [VmQuiesce.Core.Sources.PlainImage.PlainImageVm]::new('bench', [string[]] @($Image))
         $clock.Start()
-        $chunking = @{}
-        if ($ChunkSize -gt 0) { $chunking.ChunkSize = $ChunkSize }
         if ($NewRepository -eq 'Unencrypted' -and -not (Test-Path $Repository)) {
             $clock.Stop()
             $null = [VmQuiesce.Core.Repository.BackupRepository]::OpenOrCreate($Repository, $(if ($ChunkSize -gt 0) { $ChunkSize } else { 4MB }))
@@ -107,8 +108,6 @@ switch ($Operation) {
             $vm = Get-BackupVm -QmpSocket $QmpSocket -AgentSocket $AgentSocket -Name 'bench-guest'
             $cpuBefore = [Diagnostics.Process]::GetCurrentProcess().TotalProcessorTime
             $clock.Restart()
-            $chunking = @{}
-            if ($ChunkSize -gt 0) { $chunking.ChunkSize = $ChunkSize }
             $point = Invoke-VmQuiescedBackup -Vm $vm -Repository $Repository -Consistency FileSystem -PostThawScript $thawHook -ChangeTracking:($ChangeTracking -eq 'On') -Confirm:$false -WarningAction SilentlyContinue @chunking
             $clock.Stop()
             # CPU the process spent on it (all threads): less at the mercy of other load on the machine than the seconds.
