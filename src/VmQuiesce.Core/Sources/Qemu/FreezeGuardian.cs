@@ -132,13 +132,8 @@ namespace VmQuiesce.Core.Sources.Qemu
                 {
                     try
                     {
-                        if (_process == null || _process.HasExited)
-                        {
-                            _process?.Dispose();
-                            _process = Start();
-                        }
-
-                        _process.StandardInput.WriteLine(line);
+                        StartIfNotRunning();
+                        _process!.StandardInput.WriteLine(line);
                         _process.StandardInput.Flush();
                         _armed.Add(run.RunId);
                         why = null;
@@ -166,16 +161,12 @@ namespace VmQuiesce.Core.Sources.Qemu
         {
             lock (_gate)
             {
-                if (_process != null && !_process.HasExited)
-                {
-                    return;
-                }
-
-                _process?.Dispose();
-                _process = null;
                 try
                 {
-                    _process = Start();
+                    if (!StartIfNotRunning())
+                    {
+                        return;
+                    }
                 }
                 catch (Exception e) when (e is IOException || e is InvalidOperationException || e is System.ComponentModel.Win32Exception)
                 {
@@ -184,10 +175,30 @@ namespace VmQuiesce.Core.Sources.Qemu
 
                 if (_armed.Count == 0)
                 {
-                    _idleTimer?.Dispose();
-                    _idleTimer = new Timer(_ => CloseIfIdle(), null, IdleClose, Timeout.InfiniteTimeSpan);
+                    CloseWhenIdle();
                 }
             }
+        }
+
+        /// <summary>Starts the guardian unless one runs (under the gate); returns whether it started one.</summary>
+        private bool StartIfNotRunning()
+        {
+            if (_process != null && !_process.HasExited)
+            {
+                return false;
+            }
+
+            _process?.Dispose();
+            _process = null;
+            _process = Start();
+            return true;
+        }
+
+        /// <summary>(Re)starts the quiet minute after which an unarmed guardian is closed (under the gate).</summary>
+        private void CloseWhenIdle()
+        {
+            _idleTimer?.Dispose();
+            _idleTimer = new Timer(_ => CloseIfIdle(), null, IdleClose, Timeout.InfiniteTimeSpan);
         }
 
         /// <summary>The run's guest is thawed: nothing left to guard.</summary>
@@ -323,8 +334,7 @@ namespace VmQuiesce.Core.Sources.Qemu
                 _armed.Remove(runId);
                 if (_armed.Count == 0 && _process != null)
                 {
-                    _idleTimer?.Dispose();
-                    _idleTimer = new Timer(_ => CloseIfIdle(), null, IdleClose, Timeout.InfiniteTimeSpan);
+                    CloseWhenIdle();
                 }
             }
         }
