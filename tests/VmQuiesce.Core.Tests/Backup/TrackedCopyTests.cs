@@ -56,7 +56,7 @@ namespace VmQuiesce.Core.Tests.Backup
         [InlineData(true)]
         public void An_incremental_point_reads_only_the_changed_bytes_patches_partly_changed_chunks_and_restores_whole(bool encrypted)
         {
-            BackUpInto(encrypted);
+            UseRepository(encrypted);
             RestorePoint first = Run(new List<(long, long)>()).RestorePoint;
             ChangeTrackingRecord full = Assert.Single(first.Files).ChangeTrackingValue!;
             Assert.Equal(ChangeTrackingMode.Full, full.ModeValue);
@@ -106,7 +106,7 @@ namespace VmQuiesce.Core.Tests.Backup
         public void A_base_chunk_with_one_byte_changed_fails_a_patch_from_it_and_stores_no_point(bool encrypted)
         {
             // Plain, the chunk still looks whole (header, length) and only its hash tells; encrypted, its seal no longer opens.
-            BackUpInto(encrypted);
+            UseRepository(encrypted);
             RestorePoint first = Run(new List<(long, long)>()).RestorePoint;
             string stored = _repository.Chunks.PathOf(first.Files[0].Chunks[3]!);
             byte[] bytes = File.ReadAllBytes(stored);
@@ -271,8 +271,8 @@ namespace VmQuiesce.Core.Tests.Backup
 
         private BackupEngine Engine() => new BackupEngine(_repository) { HostCheckpointFolder = HostCheckpoints };
 
-        /// <summary>Backs up into an encrypted repository of the fixture's when asked, into the fixture's plain one otherwise.</summary>
-        private void BackUpInto(bool encrypted)
+        /// <summary>Makes the repository the test backs up into an encrypted one of the fixture's when asked; the fixture's plain one stays otherwise.</summary>
+        private void UseRepository(bool encrypted)
         {
             if (encrypted)
             {
