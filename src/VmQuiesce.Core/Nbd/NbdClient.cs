@@ -6,6 +6,7 @@ using System.Net.Sockets;
 using System.Text;
 using System.Threading;
 using System.Threading.Tasks;
+using VmQuiesce.Core.Platform;
 
 namespace VmQuiesce.Core.Nbd
 {
@@ -19,7 +20,9 @@ namespace VmQuiesce.Core.Nbd
     /// in the module, loads in Windows PowerShell 5.1 as in PowerShell 7, works on Windows (TCP), and
     /// bounds everything the server says in one place. Requests are pipelined: up to
     /// <see cref="NbdClientOptions.MaxRequestsInFlight"/> are on the wire at once, their replies matched by
-    /// handle, so one reader keeps the server busy. A server that breaks the protocol, goes silent past the
+    /// handle, so one reader keeps the server busy. The I/O blocks: the handshake on the caller's thread, replies on one
+    /// thread of the connection's own. Compiled ahead of time, blocking code starts at once, where each awaited step
+    /// of the async client it replaces was compiled on first use, on the backup's critical path. A server that breaks the protocol, goes silent past the
     /// request timeout or closes the connection fails the connection with an error naming it (ids
     /// NbdProtocolError, NbdRequestTimeout, NbdConnectionClosed) and every request in flight with it; a
     /// server's error for one request fails that request only (<see cref="NbdRequestException"/>).
@@ -56,7 +59,7 @@ namespace VmQuiesce.Core.Nbd
             Endpoint = endpoint;
             _requestTimeout = options.RequestTimeout;
             _slots = new SemaphoreSlim(options.MaxRequestsInFlight, options.MaxRequestsInFlight);
-            _receiver = Task.Run(ReceiveLoopAsync);
+            _receiver = OwnThread.Start(ReceiveLoop);
         }
 
         public NbdEndpoint Endpoint { get; }
@@ -89,7 +92,7 @@ namespace VmQuiesce.Core.Nbd
         }
 
         /// <summary>Connects, negotiates, opens the export and selects the metadata contexts the options name.</summary>
-        public static async Task<NbdClient> ConnectAsync(NbdEndpoint endpoint, NbdClientOptions options, CancellationToken cancel = default)
+        public static NbdClient Connect(NbdEndpoint endpoint, NbdClientOptions options, CancellationToken cancel = default)
         {
             if (endpoint == null)
             {
@@ -103,8 +106,8 @@ namespace VmQuiesce.Core.Nbd
 
             CheckOptions(options);
             string[] contexts = options.MetaContexts.ToArray();
-            (NbdStream stream, NbdNegotiated negotiated) = await HandshakeAsync(endpoint, options.ConnectTimeout, cancel,
-                handshake => handshake.NegotiateAsync(options.ExportName ?? string.Empty, contexts)).ConfigureAwait(false);
+            (NbdStream stream, NbdNegotiated negotiated) = Handshake(endpoint, options.ConnectTimeout, cancel,
+                handshake => handshake.Negotiate(options.ExportName ?? string.Empty, contexts));
             return new NbdClient(stream, endpoint, negotiated, options);
         }
 
@@ -112,7 +115,7 @@ namespace VmQuiesce.Core.Nbd
         /// The metadata contexts an export offers that match <paramref name="queries"/> ("qemu:dirty-bitmap:"
         /// lists every exported bitmap; none lists all), on a connection of its own that ends politely.
         /// </summary>
-        public static async Task<IReadOnlyList<string>> ListMetaContextsAsync(NbdEndpoint endpoint, string exportName, IEnumerable<string>? queries = null, TimeSpan? timeout = null, CancellationToken cancel = default)
+        public static IReadOnlyList<string> ListMetaContexts(NbdEndpoint endpoint, string exportName, IEnumerable<string>? queries = null, TimeSpan? timeout = null, CancellationToken cancel = default)
         {
             if (endpoint == null)
             {
@@ -120,8 +123,8 @@ namespace VmQuiesce.Core.Nbd
             }
 
             string[] queryList = (queries ?? Array.Empty<string>()).ToArray();
-            (NbdStream stream, IReadOnlyList<string> names) = await HandshakeAsync(endpoint, timeout ?? TimeSpan.FromSeconds(30), cancel,
-                handshake => handshake.ListContextsAsync(exportName ?? string.Empty, queryList)).ConfigureAwait(false);
+            (NbdStream stream, IReadOnlyList<string> names) = Handshake(endpoint, timeout ?? TimeSpan.FromSeconds(30), cancel,
+                handshake => handshake.ListContexts(exportName ?? string.Empty, queryList));
             stream.Dispose();
             return names;
         }
@@ -152,14 +155,14 @@ namespace VmQuiesce.Core.Nbd
             int pieceLength = MaxRequestLength;
             if (count <= pieceLength)
             {
-                return SendAsync(new NbdReadRequest(offset, buffer, bufferOffset, count), cancel);
+                return Send(new NbdReadRequest(offset, buffer, bufferOffset, count), cancel);
             }
 
             var pieces = new List<Task>();
             for (int done = 0; done < count; done += pieceLength)
             {
                 int length = Math.Min(pieceLength, count - done);
-                pieces.Add(SendAsync(new NbdReadRequest(offset + done, buffer, bufferOffset + done, length), cancel));
+                pieces.Add(Send(new NbdReadRequest(offset + done, buffer, bufferOffset + done, length), cancel));
             }
 
             return Task.WhenAll(pieces);
@@ -187,7 +190,7 @@ namespace VmQuiesce.Core.Nbd
             uint maximum = uint.MaxValue - (uint.MaxValue % BlockSizes.Minimum);
             long requestLength = Math.Min(Math.Min(length, maximum), offset >= 0 && offset <= Size ? Size - offset : length);
             CheckRange(NbdProtocol.CmdBlockStatus, offset, requestLength);
-            return SendAsync(new NbdBlockStatusRequest(offset, (uint)requestLength), cancel);
+            return Send(new NbdBlockStatusRequest(offset, (uint)requestLength), cancel);
         }
 
         /// <summary>Sends NBD_CMD_DISC when the connection is healthy, then closes it; requests still in flight fail.</summary>
@@ -239,7 +242,7 @@ namespace VmQuiesce.Core.Nbd
             }
         }
 
-        private static async Task<(NbdStream Stream, T Result)> HandshakeAsync<T>(NbdEndpoint endpoint, TimeSpan timeout, CancellationToken cancel, Func<NbdClientHandshake, Task<T>> negotiate)
+        private static (NbdStream Stream, T Result) Handshake<T>(NbdEndpoint endpoint, TimeSpan timeout, CancellationToken cancel, Func<NbdClientHandshake, T> negotiate)
         {
             string server = endpoint.ToString();
             using var timer = new CancellationTokenSource();
@@ -252,11 +255,11 @@ namespace VmQuiesce.Core.Nbd
             NbdStream? stream = null;
             try
             {
-                stream = await NbdStream.ConnectAsync(endpoint, stop.Token).ConfigureAwait(false);
+                stream = NbdStream.Connect(endpoint, stop.Token);
                 T result;
                 using (stop.Token.Register(stream.Dispose))
                 {
-                    result = await negotiate(new NbdClientHandshake(stream, server)).ConfigureAwait(false);
+                    result = negotiate(new NbdClientHandshake(stream, server));
                 }
 
                 stop.Token.ThrowIfCancellationRequested();
@@ -339,14 +342,39 @@ namespace VmQuiesce.Core.Nbd
             }
         }
 
-        private async Task<T> SendAsync<T>(NbdPendingRequest<T> request, CancellationToken cancel)
+        /// <summary>
+        /// Sends a request and returns its completion, which the receiving thread sets. With a slot free the request
+        /// goes out on the caller's thread (which waits only for the write of its header); otherwise it goes out
+        /// once a slot frees. Cancelling abandons the request: its reply is dropped.
+        /// </summary>
+        private Task<T> Send<T>(NbdPendingRequest<T> request, CancellationToken cancel)
         {
-            ThrowIfFailed();
+            if (Volatile.Read(ref _failure) is VmQuiesceException failure)
+            {
+                return Task.FromException<T>(failure);
+            }
+
+            if (cancel.IsCancellationRequested)
+            {
+                return Task.FromCanceled<T>(cancel);
+            }
+
+            return _slots.Wait(0) ? SendInSlot(request, cancel) : SendWhenSlotFreeAsync(request, cancel);
+        }
+
+        private async Task<T> SendWhenSlotFreeAsync<T>(NbdPendingRequest<T> request, CancellationToken cancel)
+        {
             await _slots.WaitAsync(cancel).ConfigureAwait(false);
+            return await SendInSlot(request, cancel).ConfigureAwait(false);
+        }
+
+        /// <summary>Sends a request in the slot the caller took (given back here if the request never goes out).</summary>
+        private Task<T> SendInSlot<T>(NbdPendingRequest<T> request, CancellationToken cancel)
+        {
             bool registered = false;
             try
             {
-                await _sendLock.WaitAsync(cancel).ConfigureAwait(false);
+                _sendLock.Wait(cancel);
                 try
                 {
                     lock (_pending)
@@ -361,6 +389,8 @@ namespace VmQuiesce.Core.Nbd
                         registered = true;
                     }
 
+                    // Before the header goes out, so the reply's Finish always finds it to let go.
+                    request.Cancellation = cancel.Register(request.Abandon);
                     if (_requestTimeout != Timeout.InfiniteTimeSpan)
                     {
                         request.Deadline = new CancellationTokenSource(_requestTimeout);
@@ -369,7 +399,7 @@ namespace VmQuiesce.Core.Nbd
                     }
 
                     byte[] header = RequestHeader(request.Command, 0, request.Handle, request.Offset, request.Length);
-                    await _stream.WriteAsync(header, 0, header.Length).ConfigureAwait(false);
+                    _stream.Write(header, 0, header.Length);
                 }
                 catch (Exception e) when (registered && (e is IOException || e is SocketException || e is ObjectDisposedException))
                 {
@@ -381,10 +411,15 @@ namespace VmQuiesce.Core.Nbd
                     _sendLock.Release();
                 }
 
-                using (cancel.Register(request.Abandon))
-                {
-                    return await request.Task.ConfigureAwait(false);
-                }
+                return request.Task;
+            }
+            catch (VmQuiesceException e)
+            {
+                return Task.FromException<T>(e);
+            }
+            catch (OperationCanceledException) when (cancel.IsCancellationRequested)
+            {
+                return Task.FromCanceled<T>(cancel);
             }
             finally
             {
@@ -413,7 +448,7 @@ namespace VmQuiesce.Core.Nbd
             }
         }
 
-        private async Task ReceiveLoopAsync()
+        private void ReceiveLoop()
         {
             try
             {
@@ -421,7 +456,7 @@ namespace VmQuiesce.Core.Nbd
                 {
                     try
                     {
-                        await _stream.ReadExactAsync(_replyHeader, 0, 4).ConfigureAwait(false);
+                        _stream.ReadExact(_replyHeader, 0, 4);
                     }
                     catch (EndOfStreamException e)
                     {
@@ -432,11 +467,11 @@ namespace VmQuiesce.Core.Nbd
                     uint magic = NbdWire.ReadUInt32(_replyHeader, 0);
                     if (magic == NbdProtocol.SimpleReplyMagic)
                     {
-                        await ReceiveSimpleReplyAsync().ConfigureAwait(false);
+                        ReceiveSimpleReply();
                     }
                     else if (magic == NbdProtocol.StructuredReplyMagic && StructuredReplies)
                     {
-                        await ReceiveChunkAsync().ConfigureAwait(false);
+                        ReceiveChunk();
                     }
                     else
                     {
@@ -488,9 +523,9 @@ namespace VmQuiesce.Core.Nbd
             request.Finish(error);
         }
 
-        private async Task ReceiveSimpleReplyAsync()
+        private void ReceiveSimpleReply()
         {
-            await _stream.ReadExactAsync(_replyHeader, 4, NbdProtocol.SimpleReplyHeaderLength - 4).ConfigureAwait(false);
+            _stream.ReadExact(_replyHeader, 4, NbdProtocol.SimpleReplyHeaderLength - 4);
             uint error = NbdWire.ReadUInt32(_replyHeader, 4);
             NbdPendingRequest request = Find(NbdWire.ReadUInt64(_replyHeader, 8));
             if (error != 0)
@@ -506,7 +541,7 @@ namespace VmQuiesce.Core.Nbd
                     throw new NbdProtocolViolation("it answered a read with a simple reply although structured replies were negotiated");
                 }
 
-                await ReceiveDataAsync(read, read.Offset, (int)read.Length).ConfigureAwait(false);
+                ReceiveData(read, read.Offset, (int)read.Length);
                 Complete(read, null);
                 return;
             }
@@ -514,9 +549,9 @@ namespace VmQuiesce.Core.Nbd
             throw new NbdProtocolViolation($"it answered {request.Describe()} with a simple reply without data, which only structured replies can carry");
         }
 
-        private async Task ReceiveChunkAsync()
+        private void ReceiveChunk()
         {
-            await _stream.ReadExactAsync(_replyHeader, 4, NbdProtocol.StructuredReplyHeaderLength - 4).ConfigureAwait(false);
+            _stream.ReadExact(_replyHeader, 4, NbdProtocol.StructuredReplyHeaderLength - 4);
             ushort flags = NbdWire.ReadUInt16(_replyHeader, 4);
             ushort type = NbdWire.ReadUInt16(_replyHeader, 6);
             NbdPendingRequest request = Find(NbdWire.ReadUInt64(_replyHeader, 8));
@@ -532,10 +567,10 @@ namespace VmQuiesce.Core.Nbd
 
                     break;
                 case NbdProtocol.ReplyTypeOffsetData:
-                    await ReceiveOffsetDataAsync(AsRead(request, "NBD_REPLY_TYPE_OFFSET_DATA"), length).ConfigureAwait(false);
+                    ReceiveOffsetData(AsRead(request, "NBD_REPLY_TYPE_OFFSET_DATA"), length);
                     break;
                 case NbdProtocol.ReplyTypeOffsetHole:
-                    await ReceiveOffsetHoleAsync(AsRead(request, "NBD_REPLY_TYPE_OFFSET_HOLE"), length).ConfigureAwait(false);
+                    ReceiveOffsetHole(AsRead(request, "NBD_REPLY_TYPE_OFFSET_HOLE"), length);
                     break;
                 case NbdProtocol.ReplyTypeBlockStatus:
                     if (!(request is NbdBlockStatusRequest status))
@@ -543,7 +578,7 @@ namespace VmQuiesce.Core.Nbd
                         throw new NbdProtocolViolation($"it answered {request.Describe()} with block status");
                     }
 
-                    await ReceiveBlockStatusAsync(status, length).ConfigureAwait(false);
+                    ReceiveBlockStatus(status, length);
                     break;
                 default:
                     if ((type & NbdProtocol.ReplyTypeErrorBit) == 0)
@@ -551,7 +586,7 @@ namespace VmQuiesce.Core.Nbd
                         throw new NbdProtocolViolation($"it sent the unknown reply chunk type {type}");
                     }
 
-                    await ReceiveErrorChunkAsync(request, type, length).ConfigureAwait(false);
+                    ReceiveErrorChunk(request, type, length);
                     break;
             }
 
@@ -586,26 +621,26 @@ namespace VmQuiesce.Core.Nbd
             return null;
         }
 
-        private async Task ReceiveOffsetDataAsync(NbdReadRequest read, uint length)
+        private void ReceiveOffsetData(NbdReadRequest read, uint length)
         {
             if (length < 9 || length - 8 > read.Length)
             {
                 throw new NbdProtocolViolation($"it sent a data chunk of {length} bytes for {read.Describe()}");
             }
 
-            await _stream.ReadExactAsync(_replyHeader, 0, 8).ConfigureAwait(false);
+            _stream.ReadExact(_replyHeader, 0, 8);
             long offset = CheckContent(read, NbdWire.ReadUInt64(_replyHeader, 0), length - 8, "data");
-            await ReceiveDataAsync(read, offset, (int)(length - 8)).ConfigureAwait(false);
+            ReceiveData(read, offset, (int)(length - 8));
         }
 
-        private async Task ReceiveOffsetHoleAsync(NbdReadRequest read, uint length)
+        private void ReceiveOffsetHole(NbdReadRequest read, uint length)
         {
             if (length != 12)
             {
                 throw new NbdProtocolViolation($"it sent a hole chunk of {length} bytes (12 expected)");
             }
 
-            await _stream.ReadExactAsync(_replyHeader, 0, 12).ConfigureAwait(false);
+            _stream.ReadExact(_replyHeader, 0, 12);
             uint holeLength = NbdWire.ReadUInt32(_replyHeader, 8);
             long offset = CheckContent(read, NbdWire.ReadUInt64(_replyHeader, 0), holeLength, "hole");
             if (read.TryBeginWrite())
@@ -632,17 +667,17 @@ namespace VmQuiesce.Core.Nbd
         }
 
         /// <summary>Reads a payload into the caller's buffer, or drops it when the caller has given up.</summary>
-        private async Task ReceiveDataAsync(NbdReadRequest read, long offset, int count)
+        private void ReceiveData(NbdReadRequest read, long offset, int count)
         {
             if (!read.TryBeginWrite())
             {
-                await _stream.SkipAsync(count, _scratch).ConfigureAwait(false);
+                _stream.Skip(count, _scratch);
                 return;
             }
 
             try
             {
-                await _stream.ReadExactAsync(read.Buffer, read.BufferOffset + (int)(offset - read.Offset), count).ConfigureAwait(false);
+                _stream.ReadExact(read.Buffer, read.BufferOffset + (int)(offset - read.Offset), count);
             }
             finally
             {
@@ -650,7 +685,7 @@ namespace VmQuiesce.Core.Nbd
             }
         }
 
-        private async Task ReceiveBlockStatusAsync(NbdBlockStatusRequest status, uint length)
+        private void ReceiveBlockStatus(NbdBlockStatusRequest status, uint length)
         {
             if (length < 12 || (length - 4) % 8 != 0 || (length - 4) / 8 > MaxExtentsPerChunk)
             {
@@ -658,7 +693,7 @@ namespace VmQuiesce.Core.Nbd
             }
 
             var payload = new byte[length];
-            await _stream.ReadExactAsync(payload, 0, payload.Length).ConfigureAwait(false);
+            _stream.ReadExact(payload, 0, payload.Length);
             uint id = NbdWire.ReadUInt32(payload, 0);
             if (!_negotiated.Contexts.TryGetValue(id, out string? context))
             {
@@ -689,7 +724,7 @@ namespace VmQuiesce.Core.Nbd
             status.Contexts.Add(context, extents);
         }
 
-        private async Task ReceiveErrorChunkAsync(NbdPendingRequest request, ushort type, uint length)
+        private void ReceiveErrorChunk(NbdPendingRequest request, ushort type, uint length)
         {
             if (length < 6 || length > MaxErrorChunkLength)
             {
@@ -697,7 +732,7 @@ namespace VmQuiesce.Core.Nbd
             }
 
             var payload = new byte[length];
-            await _stream.ReadExactAsync(payload, 0, payload.Length).ConfigureAwait(false);
+            _stream.ReadExact(payload, 0, payload.Length);
             uint error = NbdWire.ReadUInt32(payload, 0);
             ushort messageLength = NbdWire.ReadUInt16(payload, 4);
             if (error == 0 || messageLength > length - 6)

@@ -2,7 +2,6 @@ using System;
 using System.Collections.Generic;
 using System.Globalization;
 using System.Linq;
-using System.Threading.Tasks;
 
 namespace VmQuiesce.Core.Nbd
 {
@@ -57,10 +56,10 @@ namespace VmQuiesce.Core.Nbd
             _server = server;
         }
 
-        public async Task<NbdNegotiated> NegotiateAsync(string exportName, IList<string> metaContexts)
+        public NbdNegotiated Negotiate(string exportName, IList<string> metaContexts)
         {
-            await GreetAsync().ConfigureAwait(false);
-            bool structured = await NegotiateStructuredRepliesAsync().ConfigureAwait(false);
+            Greet();
+            bool structured = NegotiateStructuredReplies();
             var contexts = new Dictionary<uint, string>();
             if (metaContexts.Count > 0)
             {
@@ -70,7 +69,7 @@ namespace VmQuiesce.Core.Nbd
                         $"The NBD server at {_server} does not support structured replies, so it cannot report block status ({string.Join(", ", metaContexts)}).", _server);
                 }
 
-                foreach (KeyValuePair<uint, string> context in await SelectContextsAsync(NbdProtocol.OptSetMetaContext, exportName, metaContexts).ConfigureAwait(false))
+                foreach (KeyValuePair<uint, string> context in SelectContexts(NbdProtocol.OptSetMetaContext, exportName, metaContexts))
                 {
                     if (!metaContexts.Contains(context.Value))
                     {
@@ -97,28 +96,28 @@ namespace VmQuiesce.Core.Nbd
                 }
             }
 
-            (long size, NbdExportFlags flags, NbdBlockSizes blockSizes) = await GoAsync(exportName).ConfigureAwait(false);
+            (long size, NbdExportFlags flags, NbdBlockSizes blockSizes) = Go(exportName);
             return new NbdNegotiated(exportName, size, flags, blockSizes, structured, contexts);
         }
 
         /// <summary>Lists the contexts matching <paramref name="queries"/> (all, when empty), then ends the session politely.</summary>
-        public async Task<IReadOnlyList<string>> ListContextsAsync(string exportName, IList<string> queries)
+        public IReadOnlyList<string> ListContexts(string exportName, IList<string> queries)
         {
-            await GreetAsync().ConfigureAwait(false);
-            if (!await NegotiateStructuredRepliesAsync().ConfigureAwait(false))
+            Greet();
+            if (!NegotiateStructuredReplies())
             {
                 return Array.Empty<string>();
             }
 
-            var names = (await SelectContextsAsync(NbdProtocol.OptListMetaContext, exportName, queries).ConfigureAwait(false)).Select(c => c.Value).ToList();
-            await SendOptionAsync(NbdProtocol.OptAbort, Array.Empty<byte>()).ConfigureAwait(false);
+            var names = SelectContexts(NbdProtocol.OptListMetaContext, exportName, queries).Select(c => c.Value).ToList();
+            SendOption(NbdProtocol.OptAbort, Array.Empty<byte>());
             return names;
         }
 
-        private async Task GreetAsync()
+        private void Greet()
         {
             var greeting = new byte[18];
-            await _stream.ReadExactAsync(greeting, 0, 16).ConfigureAwait(false);
+            _stream.ReadExact(greeting, 0, 16);
             if (NbdWire.ReadUInt64(greeting, 0) != NbdProtocol.InitMagic)
             {
                 throw new NbdProtocolViolation("it does not greet as an NBD server (no NBDMAGIC)");
@@ -135,7 +134,7 @@ namespace VmQuiesce.Core.Nbd
                 throw new NbdProtocolViolation(string.Format(CultureInfo.InvariantCulture, "its greeting has the unknown magic 0x{0:x16}", style));
             }
 
-            await _stream.ReadExactAsync(greeting, 16, 2).ConfigureAwait(false);
+            _stream.ReadExact(greeting, 16, 2);
             ushort flags = NbdWire.ReadUInt16(greeting, 16);
             if ((flags & NbdProtocol.FlagFixedNewstyle) == 0)
             {
@@ -145,13 +144,13 @@ namespace VmQuiesce.Core.Nbd
             _noZeroes = (flags & NbdProtocol.FlagNoZeroes) != 0;
             var clientFlags = new byte[4];
             NbdWire.Write(clientFlags, 0, NbdProtocol.ClientFlagFixedNewstyle | (_noZeroes ? NbdProtocol.ClientFlagNoZeroes : 0u));
-            await _stream.WriteAsync(clientFlags, 0, 4).ConfigureAwait(false);
+            _stream.Write(clientFlags, 0, 4);
         }
 
-        private async Task<bool> NegotiateStructuredRepliesAsync()
+        private bool NegotiateStructuredReplies()
         {
-            await SendOptionAsync(NbdProtocol.OptStructuredReply, Array.Empty<byte>()).ConfigureAwait(false);
-            (uint type, byte[] data) = await ReadOptionReplyAsync(NbdProtocol.OptStructuredReply).ConfigureAwait(false);
+            SendOption(NbdProtocol.OptStructuredReply, Array.Empty<byte>());
+            (uint type, byte[] data) = ReadOptionReply(NbdProtocol.OptStructuredReply);
             if (type == NbdProtocol.RepAck)
             {
                 return true;
@@ -165,7 +164,7 @@ namespace VmQuiesce.Core.Nbd
             throw RefusedOption(NbdProtocol.OptStructuredReply, type, data, string.Empty);
         }
 
-        private async Task<List<KeyValuePair<uint, string>>> SelectContextsAsync(uint option, string exportName, IList<string> queries)
+        private List<KeyValuePair<uint, string>> SelectContexts(uint option, string exportName, IList<string> queries)
         {
             var message = new NbdMessageWriter().LengthPrefixed(exportName).UInt32((uint)queries.Count);
             foreach (string query in queries)
@@ -173,11 +172,11 @@ namespace VmQuiesce.Core.Nbd
                 message.LengthPrefixed(query);
             }
 
-            await SendOptionAsync(option, message.ToArray()).ConfigureAwait(false);
+            SendOption(option, message.ToArray());
             var contexts = new List<KeyValuePair<uint, string>>();
             while (true)
             {
-                (uint type, byte[] data) = await ReadOptionReplyAsync(option).ConfigureAwait(false);
+                (uint type, byte[] data) = ReadOptionReply(option);
                 if (type == NbdProtocol.RepAck)
                 {
                     return contexts;
@@ -199,16 +198,16 @@ namespace VmQuiesce.Core.Nbd
             }
         }
 
-        private async Task<(long Size, NbdExportFlags Flags, NbdBlockSizes BlockSizes)> GoAsync(string exportName)
+        private (long Size, NbdExportFlags Flags, NbdBlockSizes BlockSizes) Go(string exportName)
         {
             byte[] message = new NbdMessageWriter().LengthPrefixed(exportName).UInt16(1).UInt16(NbdProtocol.InfoBlockSize).ToArray();
-            await SendOptionAsync(NbdProtocol.OptGo, message).ConfigureAwait(false);
+            SendOption(NbdProtocol.OptGo, message);
             long? size = null;
             var flags = NbdExportFlags.None;
             var blockSizes = new NbdBlockSizes(1, 4096, NbdProtocol.MaxReadLength);
             for (int replies = 0; ; replies++)
             {
-                (uint type, byte[] data) = await ReadOptionReplyAsync(NbdProtocol.OptGo).ConfigureAwait(false);
+                (uint type, byte[] data) = ReadOptionReply(NbdProtocol.OptGo);
                 if (type == NbdProtocol.RepAck)
                 {
                     break;
@@ -274,19 +273,19 @@ namespace VmQuiesce.Core.Nbd
             }
         }
 
-        private async Task SendOptionAsync(uint option, byte[] data)
+        private void SendOption(uint option, byte[] data)
         {
             var message = new byte[NbdProtocol.OptionHeaderLength + data.Length];
             NbdWire.Write(message, 0, NbdProtocol.OptionMagic);
             NbdWire.Write(message, 8, option);
             NbdWire.Write(message, 12, (uint)data.Length);
             Buffer.BlockCopy(data, 0, message, NbdProtocol.OptionHeaderLength, data.Length);
-            await _stream.WriteAsync(message, 0, message.Length).ConfigureAwait(false);
+            _stream.Write(message, 0, message.Length);
         }
 
-        private async Task<(uint Type, byte[] Data)> ReadOptionReplyAsync(uint option)
+        private (uint Type, byte[] Data) ReadOptionReply(uint option)
         {
-            await _stream.ReadExactAsync(_header, 0, _header.Length).ConfigureAwait(false);
+            _stream.ReadExact(_header, 0, _header.Length);
             if (NbdWire.ReadUInt64(_header, 0) != NbdProtocol.OptionReplyMagic)
             {
                 throw new NbdProtocolViolation($"its reply to {NbdProtocol.OptionName(option)} does not start with the option reply magic");
@@ -306,7 +305,7 @@ namespace VmQuiesce.Core.Nbd
             }
 
             var data = new byte[length];
-            await _stream.ReadExactAsync(data, 0, data.Length).ConfigureAwait(false);
+            _stream.ReadExact(data, 0, data.Length);
             return (type, data);
         }
 

@@ -42,6 +42,9 @@ namespace VmQuiesce.Core.Nbd
         /// <summary>Fails the connection when the reply takes longer than the request timeout.</summary>
         public CancellationTokenSource? Deadline { get; set; }
 
+        /// <summary>The caller's cancellation, which abandons the request; let go once the request ends.</summary>
+        public CancellationTokenRegistration Cancellation { get; set; }
+
         public string Describe() => $"{NbdProtocol.CommandName(Command)} of {Length} byte(s) at offset {Offset}";
 
         /// <summary>True when the receive loop may write into the caller's buffer now (the caller has not given up).</summary>
@@ -84,6 +87,7 @@ namespace VmQuiesce.Core.Nbd
         public void Finish(Exception? error)
         {
             Deadline?.Dispose();
+            Cancellation.Dispose();
             if (error != null)
             {
                 SetException(error);

@@ -25,14 +25,15 @@ namespace VmQuiesce.Core.Nbd
 
         public bool IsDisposed => Volatile.Read(ref _disposed) != 0;
 
-        public static async Task<NbdStream> ConnectAsync(NbdEndpoint endpoint, CancellationToken cancel)
+        /// <summary>Connects, blocking; cancelling closes the socket, which ends the wait.</summary>
+        public static NbdStream Connect(NbdEndpoint endpoint, CancellationToken cancel)
         {
             Socket socket = endpoint.CreateSocket();
             try
             {
                 using (cancel.Register(socket.Dispose))
                 {
-                    await socket.ConnectAsync(endpoint.ToEndPoint()).ConfigureAwait(false);
+                    socket.Connect(endpoint.ToEndPoint());
                 }
 
                 cancel.ThrowIfCancellationRequested();
@@ -45,7 +46,7 @@ namespace VmQuiesce.Core.Nbd
             }
         }
 
-        /// <summary>Reads exactly <paramref name="count"/> bytes; the end of the stream first throws <see cref="EndOfStreamException"/>.</summary>
+        /// <summary>Reads exactly <paramref name="count"/> bytes; the end of the stream first throws <see cref="EndOfStreamException"/> (the server's side).</summary>
         public async Task ReadExactAsync(byte[] buffer, int offset, int count)
         {
             while (count > 0)
@@ -53,7 +54,23 @@ namespace VmQuiesce.Core.Nbd
                 int read = await _stream.ReadAsync(buffer, offset, count).ConfigureAwait(false);
                 if (read == 0)
                 {
-                    throw new EndOfStreamException($"the connection ended with {count} byte(s) of a message still to come");
+                    throw EndedEarly(count);
+                }
+
+                offset += read;
+                count -= read;
+            }
+        }
+
+        /// <summary>Reads exactly <paramref name="count"/> bytes, blocking (the client's side: one thread reads each connection).</summary>
+        public void ReadExact(byte[] buffer, int offset, int count)
+        {
+            while (count > 0)
+            {
+                int read = _stream.Read(buffer, offset, count);
+                if (read == 0)
+                {
+                    throw EndedEarly(count);
                 }
 
                 offset += read;
@@ -62,6 +79,17 @@ namespace VmQuiesce.Core.Nbd
         }
 
         /// <summary>Reads and drops <paramref name="count"/> bytes through <paramref name="scratch"/>.</summary>
+        public void Skip(long count, byte[] scratch)
+        {
+            while (count > 0)
+            {
+                int piece = (int)Math.Min(count, scratch.Length);
+                ReadExact(scratch, 0, piece);
+                count -= piece;
+            }
+        }
+
+        /// <summary>Reads and drops <paramref name="count"/> bytes through <paramref name="scratch"/> (the server's side).</summary>
         public async Task SkipAsync(long count, byte[] scratch)
         {
             while (count > 0)
@@ -72,7 +100,11 @@ namespace VmQuiesce.Core.Nbd
             }
         }
 
+        public void Write(byte[] buffer, int offset, int count) => _stream.Write(buffer, offset, count);
+
         public Task WriteAsync(byte[] buffer, int offset, int count) => _stream.WriteAsync(buffer, offset, count);
+
+        private static EndOfStreamException EndedEarly(int missing) => new EndOfStreamException($"the connection ended with {missing} byte(s) of a message still to come");
 
         public void Dispose()
         {

@@ -103,7 +103,7 @@ namespace VmQuiesce.Core.Tests.Export
             Assert.Contains("Input/output error", convert.StandardError, StringComparison.Ordinal);
             Assert.NotEqual(0, NbdTools.TryRun("nbdcopy", served.Disks[0].Uri, folder.File("copy2.raw")).ExitCode);
 
-            using NbdClient client = await NbdClient.ConnectAsync(served.Endpoint, new NbdClientOptions { ExportName = "disk0" });
+            using NbdClient client = NbdClient.Connect(served.Endpoint, new NbdClientOptions { ExportName = "disk0" });
             var buffer = new byte[Chunk];
             NbdRequestException failure = await Assert.ThrowsAsync<NbdRequestException>(() => client.ReadAsync(6L * Chunk, buffer, 0, Chunk));
             Assert.Equal(5u, failure.ErrorCode);
@@ -227,7 +227,7 @@ namespace VmQuiesce.Core.Tests.Export
             served.Server.Exports.Single().Listed = false;
 
             HostCommandResult list = NbdTools.TryRun("nbdinfo", "--list", "--json", $"nbd+unix:///?socket={served.Endpoint.SocketPath}");
-            await Assert.ThrowsAsync<VmQuiesceException>(() => NbdClient.ConnectAsync(served.Endpoint, new NbdClientOptions { ExportName = string.Empty }));
+            await Assert.ThrowsAsync<VmQuiesceException>(() => Task.Run(() => NbdClient.Connect(served.Endpoint, new NbdClientOptions { ExportName = string.Empty })));
             using NbdClient named = await served.ConnectAsync();
 
             Assert.DoesNotContain("disk0-5e3b1d", list.StandardOutput, StringComparison.Ordinal);

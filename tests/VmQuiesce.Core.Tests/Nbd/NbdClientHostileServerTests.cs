@@ -181,7 +181,7 @@ namespace VmQuiesce.Core.Tests.Nbd
             var options = new NbdClientOptions { ExportName = "disk" };
             options.MetaContexts.Add("base:allocation");
 
-            VmQuiesceException error = await Assert.ThrowsAsync<VmQuiesceException>(() => NbdClient.ConnectAsync(server.Endpoint, options).WaitAsync(Patience));
+            VmQuiesceException error = await Assert.ThrowsAsync<VmQuiesceException>(() => Task.Run(() => NbdClient.Connect(server.Endpoint, options)).WaitAsync(Patience));
 
             Assert.Equal(misbehaviour == "closes mid greeting" ? "NbdConnectionClosed" : "NbdProtocolError", error.ErrorId);
             Assert.Contains(server.Endpoint.SocketPath!, error.Message, StringComparison.Ordinal);
@@ -199,7 +199,7 @@ namespace VmQuiesce.Core.Tests.Nbd
             });
 
             VmQuiesceException error = await Assert.ThrowsAsync<VmQuiesceException>(() =>
-                NbdClient.ConnectAsync(server.Endpoint, new NbdClientOptions { ConnectTimeout = TimeSpan.FromSeconds(1) }).WaitAsync(Patience));
+                Task.Run(() => NbdClient.Connect(server.Endpoint, new NbdClientOptions { ConnectTimeout = TimeSpan.FromSeconds(1) })).WaitAsync(Patience));
 
             Assert.Equal("NbdConnectTimeout", error.ErrorId);
             await server.Completion.WaitAsync(Patience);
@@ -345,7 +345,7 @@ namespace VmQuiesce.Core.Tests.Nbd
                 await peer.WriteAsync(RawNbdPeer.SimpleReply(NbdProtocol.ErrIo, failing.Handle));
                 await peer.DrainUntilClosedAsync();
             });
-            using NbdClient client = await NbdClient.ConnectAsync(server.Endpoint, new NbdClientOptions { ExportName = "disk" });
+            using NbdClient client = NbdClient.Connect(server.Endpoint, new NbdClientOptions { ExportName = "disk" });
             Assert.False(client.StructuredReplies);
 
             var buffer = new byte[4096];
@@ -363,7 +363,7 @@ namespace VmQuiesce.Core.Tests.Nbd
             });
             var options = new NbdClientOptions { ExportName = "disk" };
             options.MetaContexts.Add("base:allocation");
-            VmQuiesceException refused = await Assert.ThrowsAsync<VmQuiesceException>(() => NbdClient.ConnectAsync(plain.Endpoint, options).WaitAsync(Patience));
+            VmQuiesceException refused = await Assert.ThrowsAsync<VmQuiesceException>(() => Task.Run(() => NbdClient.Connect(plain.Endpoint, options)).WaitAsync(Patience));
             Assert.Equal("NbdMetaContextUnavailable", refused.ErrorId);
         }
 
@@ -372,7 +372,7 @@ namespace VmQuiesce.Core.Tests.Nbd
             var options = new NbdClientOptions { ExportName = "disk", RequestTimeout = requestTimeout ?? Patience };
             options.MetaContexts.Add("base:allocation");
             options.MetaContexts.Add("qemu:dirty-bitmap:b1");
-            return NbdClient.ConnectAsync(server.Endpoint, options).WaitAsync(Patience);
+            return Task.Run(() => NbdClient.Connect(server.Endpoint, options)).WaitAsync(Patience);
         }
 
         private static byte[] Status(RawRequest request, uint context, bool done, params (long Length, uint Flags)[] extents) =>

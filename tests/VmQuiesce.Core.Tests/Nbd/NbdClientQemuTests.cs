@@ -38,14 +38,14 @@ namespace VmQuiesce.Core.Tests.Nbd
                 "--read-only", "--socket", socket, "--format", "qcow2", "--export-name", "disk", "--bitmap", "b1", disk);
             NbdEndpoint endpoint = NbdEndpoint.UnixSocket(socket);
 
-            IReadOnlyList<string> offered = await NbdClient.ListMetaContextsAsync(endpoint, "disk");
+            IReadOnlyList<string> offered = NbdClient.ListMetaContexts(endpoint, "disk");
             Assert.Contains("base:allocation", offered);
             Assert.Contains(Bitmap, offered);
 
             var options = new NbdClientOptions { ExportName = "disk" };
             options.MetaContexts.Add("base:allocation");
             options.MetaContexts.Add(Bitmap);
-            using NbdClient client = await NbdClient.ConnectAsync(endpoint, options);
+            using NbdClient client = NbdClient.Connect(endpoint, options);
             Assert.Equal(Size, client.Size);
             Assert.True(client.IsReadOnly);
             Assert.True(client.StructuredReplies);
@@ -103,7 +103,7 @@ namespace VmQuiesce.Core.Tests.Nbd
             var options = new NbdClientOptions { ExportName = "backup" };
             options.MetaContexts.Add("base:allocation");
             options.MetaContexts.Add(Bitmap);
-            using (NbdClient client = await NbdClient.ConnectAsync(endpoint, options))
+            using (NbdClient client = NbdClient.Connect(endpoint, options))
             {
                 Dictionary<string, List<NbdExtent>> status = await ReadWholeStatusAsync(client);
                 Assert.Equal(DirtyExtents(Size, 2 * 1024 * 1024, 5 * 1024 * 1024), status[Bitmap]);
@@ -115,11 +115,11 @@ namespace VmQuiesce.Core.Tests.Nbd
 
             var missing = new NbdClientOptions { ExportName = "backup" };
             missing.MetaContexts.Add("qemu:dirty-bitmap:b2");
-            VmQuiesceException noBitmap = await Assert.ThrowsAsync<VmQuiesceException>(() => NbdClient.ConnectAsync(endpoint, missing));
+            VmQuiesceException noBitmap = await Assert.ThrowsAsync<VmQuiesceException>(() => Task.Run(() => NbdClient.Connect(endpoint, missing)));
             Assert.Equal("NbdMetaContextUnavailable", noBitmap.ErrorId);
             Assert.Contains("qemu:dirty-bitmap:b2", noBitmap.Message, StringComparison.Ordinal);
 
-            VmQuiesceException noExport = await Assert.ThrowsAsync<VmQuiesceException>(() => NbdClient.ConnectAsync(endpoint, new NbdClientOptions { ExportName = "nope" }));
+            VmQuiesceException noExport = await Assert.ThrowsAsync<VmQuiesceException>(() => Task.Run(() => NbdClient.Connect(endpoint, new NbdClientOptions { ExportName = "nope" })));
             Assert.Equal("NbdExportNotFound", noExport.ErrorId);
             Assert.Contains("'nope'", noExport.Message, StringComparison.Ordinal);
             Assert.Contains(nbdSocket, noExport.Message, StringComparison.Ordinal);

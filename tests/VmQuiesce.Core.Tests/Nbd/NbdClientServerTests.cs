@@ -166,7 +166,7 @@ namespace VmQuiesce.Core.Tests.Nbd
                 Assert.False(stop.IsCompleted);
                 NbdRequestException refused = await Assert.ThrowsAsync<NbdRequestException>(() => client.ReadAsync(8192, new byte[10], 0, 10).WaitAsync(Patience));
                 Assert.Equal(108u, refused.ErrorCode); // ESHUTDOWN
-                await Assert.ThrowsAnyAsync<VmQuiesceException>(() => NbdClient.ConnectAsync(served.Endpoint, new NbdClientOptions { ExportName = "disk" }));
+                await Assert.ThrowsAnyAsync<VmQuiesceException>(() => Task.Run(() => NbdClient.Connect(served.Endpoint, new NbdClientOptions { ExportName = "disk" })));
 
                 image.Gate.SetResult(true);
                 await inProgress.WaitAsync(Patience);
@@ -205,19 +205,19 @@ namespace VmQuiesce.Core.Tests.Nbd
         {
             using var served = new ServedExport(NbdServerToolTests.LayeredImage());
 
-            Assert.Equal(new[] { "base:allocation" }, await NbdClient.ListMetaContextsAsync(served.Endpoint, "disk"));
-            Assert.Equal(new[] { "base:allocation" }, await NbdClient.ListMetaContextsAsync(served.Endpoint, "disk", new[] { "base:" }));
-            Assert.Empty(await NbdClient.ListMetaContextsAsync(served.Endpoint, "disk", new[] { "qemu:dirty-bitmap:" }));
-            using (NbdClient byDefault = await NbdClient.ConnectAsync(served.Endpoint, new NbdClientOptions()))
+            Assert.Equal(new[] { "base:allocation" }, NbdClient.ListMetaContexts(served.Endpoint, "disk"));
+            Assert.Equal(new[] { "base:allocation" }, NbdClient.ListMetaContexts(served.Endpoint, "disk", new[] { "base:" }));
+            Assert.Empty(NbdClient.ListMetaContexts(served.Endpoint, "disk", new[] { "qemu:dirty-bitmap:" }));
+            using (NbdClient byDefault = NbdClient.Connect(served.Endpoint, new NbdClientOptions()))
             {
                 Assert.Equal(served.Server.Exports.Single().Backend.Size, byDefault.Size);
             }
 
-            VmQuiesceException unknown = await Assert.ThrowsAsync<VmQuiesceException>(() => NbdClient.ConnectAsync(served.Endpoint, new NbdClientOptions { ExportName = "other" }));
+            VmQuiesceException unknown = await Assert.ThrowsAsync<VmQuiesceException>(() => Task.Run(() => NbdClient.Connect(served.Endpoint, new NbdClientOptions { ExportName = "other" })));
             Assert.Equal("NbdExportNotFound", unknown.ErrorId);
             var bitmap = new NbdClientOptions { ExportName = "disk" };
             bitmap.MetaContexts.Add("qemu:dirty-bitmap:b1");
-            VmQuiesceException noContext = await Assert.ThrowsAsync<VmQuiesceException>(() => NbdClient.ConnectAsync(served.Endpoint, bitmap));
+            VmQuiesceException noContext = await Assert.ThrowsAsync<VmQuiesceException>(() => Task.Run(() => NbdClient.Connect(served.Endpoint, bitmap)));
             Assert.Equal("NbdMetaContextUnavailable", noContext.ErrorId);
         }
 
@@ -274,7 +274,7 @@ namespace VmQuiesce.Core.Tests.Nbd
             Assert.NotEqual(0, server.Endpoint.Port);
             Assert.Equal($"nbd://127.0.0.1:{server.Endpoint.Port}/disk", server.GetUri("disk"));
 
-            using NbdClient client = await NbdClient.ConnectAsync(server.Endpoint, new NbdClientOptions { ExportName = "disk" });
+            using NbdClient client = NbdClient.Connect(server.Endpoint, new NbdClientOptions { ExportName = "disk" });
             var buffer = new byte[8192];
             await client.ReadAsync(0, buffer, 0, buffer.Length);
             AssertBytes.Equal(((MemoryExportBackend)export.Backend).Data.AsSpan(0, 8192), buffer);

@@ -46,7 +46,7 @@ namespace VmQuiesce.Core.Tests.Nbd
                 options.MetaContexts.Add(context);
             }
 
-            return NbdClient.ConnectAsync(Endpoint, options, CancellationToken.None);
+            return Task.Run(() => NbdClient.Connect(Endpoint, options));
         }
 
         /// <summary>Waits until the server has noticed that clients left (it learns it from their sockets, not from the test).</summary>

@@ -85,7 +85,7 @@ namespace VmQuiesce.Core.Tests.Storage
             using var folder = new TempFolder();
 
             HostCommandResult convert = NbdTools.TryRun("qemu-img", "convert", "-f", "raw", "-O", "raw", served.Disks[0].Uri, folder.File("copy.raw"));
-            using NbdClient client = await NbdClient.ConnectAsync(served.Endpoint, new NbdClientOptions { ExportName = "disk0" });
+            using NbdClient client = NbdClient.Connect(served.Endpoint, new NbdClientOptions { ExportName = "disk0" });
             var buffer = new byte[Chunk];
             NbdRequestException failure = await Assert.ThrowsAsync<NbdRequestException>(() => client.ReadAsync(6L * Chunk, buffer, 0, Chunk));
             byte[] before = new byte[Chunk];

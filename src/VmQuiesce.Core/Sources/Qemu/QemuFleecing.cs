@@ -165,7 +165,7 @@ namespace VmQuiesce.Core.Sources.Qemu
                     options.MetaContexts.Add(QemuTrackedDisk.BitmapContext(disk.PreviousBitmap));
                 }
 
-                NbdClient client = NbdClient.ConnectAsync(NbdEndpoint.UnixSocket(socket), options, cancel).GetAwaiter().GetResult();
+                NbdClient client = NbdClient.Connect(NbdEndpoint.UnixSocket(socket), options, cancel);
                 _clients.Add(client);
                 disks.Add(new QemuTrackedDisk(disk, client, verify));
             }
