@@ -79,7 +79,7 @@ namespace VmQuiesce.Core.Nbd
         public bool StructuredReplies => _negotiated.StructuredReplies;
 
         /// <summary>The metadata contexts selected for block status, as the server named them.</summary>
-        public IReadOnlyList<string> MetaContexts => _negotiated.Contexts.Values.ToList();
+        public IReadOnlyList<string> MetaContexts => _negotiated.Contexts.Select(c => c.Name).ToList();
 
         /// <summary>The largest single request this client sends; larger reads are split.</summary>
         public int MaxRequestLength
@@ -614,7 +614,7 @@ namespace VmQuiesce.Core.Nbd
 
             if (request is NbdBlockStatusRequest status && status.Contexts.Count != _negotiated.Contexts.Count)
             {
-                string[] missing = _negotiated.Contexts.Values.Where(name => !status.Contexts.ContainsKey(name)).ToArray();
+                string[] missing = _negotiated.Contexts.Select(c => c.Name).Where(name => !status.Contexts.ContainsKey(name)).ToArray();
                 throw new NbdProtocolViolation($"it ended its reply to {status.Describe()} without the context(s) {string.Join(", ", missing)}");
             }
 
@@ -695,10 +695,8 @@ namespace VmQuiesce.Core.Nbd
             var payload = new byte[length];
             _stream.ReadExact(payload, 0, payload.Length);
             uint id = NbdWire.ReadUInt32(payload, 0);
-            if (!_negotiated.Contexts.TryGetValue(id, out string? context))
-            {
-                throw new NbdProtocolViolation($"it sent block status for context id {id}, which was not selected");
-            }
+            string context = _negotiated.Contexts.FirstOrDefault(c => c.Id == id)?.Name
+                ?? throw new NbdProtocolViolation($"it sent block status for context id {id}, which was not selected");
 
             if (status.Contexts.ContainsKey(context))
             {

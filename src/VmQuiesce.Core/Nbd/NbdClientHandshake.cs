@@ -8,7 +8,7 @@ namespace VmQuiesce.Core.Nbd
     /// <summary>What the handshake settled: the export, its size and flags, and the selected metadata contexts.</summary>
     internal sealed class NbdNegotiated
     {
-        public NbdNegotiated(string exportName, long size, NbdExportFlags flags, NbdBlockSizes blockSizes, bool structuredReplies, IReadOnlyDictionary<uint, string> contexts)
+        public NbdNegotiated(string exportName, long size, NbdExportFlags flags, NbdBlockSizes blockSizes, bool structuredReplies, IReadOnlyList<NbdSelectedContext> contexts)
         {
             ExportName = exportName;
             Size = size;
@@ -29,7 +29,7 @@ namespace VmQuiesce.Core.Nbd
         public bool StructuredReplies { get; }
 
         /// <summary>Context id (as the server numbered it) to name.</summary>
-        public IReadOnlyDictionary<uint, string> Contexts { get; }
+        public IReadOnlyList<NbdSelectedContext> Contexts { get; }
     }
 
     /// <summary>
@@ -37,6 +37,20 @@ namespace VmQuiesce.Core.Nbd
     /// NBD_OPT_GO (or NBD_OPT_LIST_META_CONTEXT then NBD_OPT_ABORT). Every length the server sends is
     /// bounded before anything is allocated for it; any violation is a <see cref="NbdProtocolViolation"/>.
     /// </summary>
+    /// <summary>A metadata context the server selected: the id its block status chunks carry, and its name.</summary>
+    internal sealed class NbdSelectedContext
+    {
+        public NbdSelectedContext(uint id, string name)
+        {
+            Id = id;
+            Name = name;
+        }
+
+        public uint Id { get; }
+
+        public string Name { get; }
+    }
+
     internal sealed class NbdClientHandshake
     {
         /// <summary>Longest option reply accepted: a context or export name and a description fit in 4096 bytes each.</summary>
@@ -60,7 +74,7 @@ namespace VmQuiesce.Core.Nbd
         {
             Greet();
             bool structured = NegotiateStructuredReplies();
-            var contexts = new Dictionary<uint, string>();
+            var contexts = new List<NbdSelectedContext>();
             if (metaContexts.Count > 0)
             {
                 if (!structured)
@@ -69,27 +83,27 @@ namespace VmQuiesce.Core.Nbd
                         $"The NBD server at {_server} does not support structured replies, so it cannot report block status ({string.Join(", ", metaContexts)}).", _server);
                 }
 
-                foreach (KeyValuePair<uint, string> context in SelectContexts(NbdProtocol.OptSetMetaContext, exportName, metaContexts))
+                foreach (NbdSelectedContext context in SelectContexts(NbdProtocol.OptSetMetaContext, exportName, metaContexts))
                 {
-                    if (!metaContexts.Contains(context.Value))
+                    if (!metaContexts.Contains(context.Name))
                     {
-                        throw new NbdProtocolViolation($"it selected the metadata context '{context.Value}', which was not asked for");
+                        throw new NbdProtocolViolation($"it selected the metadata context '{context.Name}', which was not asked for");
                     }
 
-                    if (contexts.ContainsKey(context.Key) || contexts.ContainsValue(context.Value))
+                    if (contexts.Any(c => c.Id == context.Id || c.Name == context.Name))
                     {
-                        throw new NbdProtocolViolation($"it selected metadata context id {context.Key} ('{context.Value}') twice");
+                        throw new NbdProtocolViolation($"it selected metadata context id {context.Id} ('{context.Name}') twice");
                     }
 
-                    contexts.Add(context.Key, context.Value);
+                    contexts.Add(context);
                 }
 
-                string[] missing = metaContexts.Where(name => !contexts.ContainsValue(name)).ToArray();
+                string[] missing = metaContexts.Where(name => !contexts.Any(c => c.Name == name)).ToArray();
                 if (missing.Length > 0)
                 {
                     throw new VmQuiesceException("NbdMetaContextUnavailable", FailureKind.ObjectNotFound,
                         $"The NBD export '{exportName}' at {_server} does not offer the metadata context(s) {string.Join(", ", missing.Select(m => "'" + m + "'"))}" +
-                        (contexts.Count > 0 ? $"; it selected {string.Join(", ", contexts.Values)}." : "."), exportName)
+                        (contexts.Count > 0 ? $"; it selected {string.Join(", ", contexts.Select(c => c.Name))}." : "."), exportName)
                     {
                         Remedy = "For a QEMU dirty bitmap, export it with the export (block-export-add bitmaps, qemu-nbd -B).",
                     };
@@ -109,7 +123,7 @@ namespace VmQuiesce.Core.Nbd
                 return Array.Empty<string>();
             }
 
-            var names = SelectContexts(NbdProtocol.OptListMetaContext, exportName, queries).Select(c => c.Value).ToList();
+            var names = SelectContexts(NbdProtocol.OptListMetaContext, exportName, queries).Select(c => c.Name).ToList();
             SendOption(NbdProtocol.OptAbort, Array.Empty<byte>());
             return names;
         }
@@ -164,7 +178,7 @@ namespace VmQuiesce.Core.Nbd
             throw RefusedOption(NbdProtocol.OptStructuredReply, type, data, string.Empty);
         }
 
-        private List<KeyValuePair<uint, string>> SelectContexts(uint option, string exportName, IList<string> queries)
+        private List<NbdSelectedContext> SelectContexts(uint option, string exportName, IList<string> queries)
         {
             var message = new NbdMessageWriter().LengthPrefixed(exportName).UInt32((uint)queries.Count);
             foreach (string query in queries)
@@ -173,7 +187,7 @@ namespace VmQuiesce.Core.Nbd
             }
 
             SendOption(option, message.ToArray());
-            var contexts = new List<KeyValuePair<uint, string>>();
+            var contexts = new List<NbdSelectedContext>();
             while (true)
             {
                 (uint type, byte[] data) = ReadOptionReply(option);
@@ -194,7 +208,7 @@ namespace VmQuiesce.Core.Nbd
 
                 var reader = new NbdMessageReader(data);
                 uint id = reader.UInt32("metadata context id");
-                contexts.Add(new KeyValuePair<uint, string>(id, reader.RestAsString("metadata context name")));
+                contexts.Add(new NbdSelectedContext(id, reader.RestAsString("metadata context name")));
             }
         }
 

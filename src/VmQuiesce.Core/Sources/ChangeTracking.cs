@@ -115,10 +115,11 @@ namespace VmQuiesce.Core.Sources
         /// <summary>The regions of [offset, offset + length), in order, covering it without gaps.</summary>
         public abstract IReadOnlyList<DiskRegion> Map(long offset, long length, CancellationToken cancel);
 
-        public async Task ReadAsync(long offset, byte[] buffer, int bufferOffset, int count, CancellationToken cancel)
+        /// <summary>Reads from the disk, counted as it is asked (a read that fails fails the backup, which then records no count).</summary>
+        public Task ReadAsync(long offset, byte[] buffer, int bufferOffset, int count, CancellationToken cancel)
         {
-            await ReadCoreAsync(offset, buffer, bufferOffset, count, cancel).ConfigureAwait(false);
             Interlocked.Add(ref _bytesRead, count);
+            return ReadCoreAsync(offset, buffer, bufferOffset, count, cancel);
         }
 
         protected abstract Task ReadCoreAsync(long offset, byte[] buffer, int bufferOffset, int count, CancellationToken cancel);

@@ -104,7 +104,7 @@ namespace VmQuiesce.Core.Sources.Qemu
 
             // The monitor's verified process, for the agent's check (cancelled when the open ends first).
             var monitorPeer = new TaskCompletionSource<QemuPeer?>(TaskCreationOptions.RunContinuationsAsynchronously);
-            Task<(GuestAgentClient Agent, GuestAgentFreezer? Freezer, Consistency Expected, string Why)>? preparing = PrepareAgentAhead(monitorPeer.Task, cancel);
+            Task<PreparedAgent>? preparing = PrepareAgentAhead(monitorPeer.Task, cancel);
             QmpClient qmp;
             try
             {
@@ -171,7 +171,11 @@ namespace VmQuiesce.Core.Sources.Qemu
                 string why = "no guest agent socket was given, so nothing in the guest can be frozen";
                 if (preparing != null)
                 {
-                    (agent, freezer, expected, why) = preparing.GetAwaiter().GetResult();
+                    PreparedAgent prepared = preparing.GetAwaiter().GetResult();
+                    agent = prepared.Agent;
+                    freezer = prepared.Freezer;
+                    expected = prepared.Expected;
+                    why = prepared.Why;
                     preparing = null;
                 }
 
@@ -305,7 +309,7 @@ namespace VmQuiesce.Core.Sources.Qemu
         /// exists, the sooner it answers. Null without an agent socket, or when a dead run's record is there (its repair may
         /// need the channel first).
         /// </summary>
-        private Task<(GuestAgentClient Agent, GuestAgentFreezer? Freezer, Consistency Expected, string Why)>? PrepareAgentAhead(Task<QemuPeer?> monitorPeer, CancellationToken cancel)
+        private Task<PreparedAgent>? PrepareAgentAhead(Task<QemuPeer?> monitorPeer, CancellationToken cancel)
         {
             string? agentSocket = _options.AgentSocket;
             if (agentSocket == null || QemuRunRecord.Load(_options.QmpSocket) != null)
@@ -321,14 +325,13 @@ namespace VmQuiesce.Core.Sources.Qemu
         /// channel too (<see cref="VerifyAgent"/>) before anything is sent or anything the agent says is used; then asks
         /// what it can freeze (<see cref="PrepareFreezer"/>).
         /// </summary>
-        private (GuestAgentClient Agent, GuestAgentFreezer? Freezer, Consistency Expected, string Why) PrepareAgent(string agentSocket, Task<QemuPeer?> monitorPeer, CancellationToken cancel)
+        private PreparedAgent PrepareAgent(string agentSocket, Task<QemuPeer?> monitorPeer, CancellationToken cancel)
         {
             GuestAgentClient agent = GuestAgentClient.Connect(agentSocket, _options.AgentTimeout, cancel);
             try
             {
                 VerifyAgent(agent, agentSocket, monitorPeer.GetAwaiter().GetResult());
-                (GuestAgentFreezer? freezer, Consistency expected, string why) = PrepareFreezer(agent, cancel);
-                return (agent, freezer, expected, why);
+                return PrepareFreezer(agent, cancel);
             }
             catch
             {
@@ -338,7 +341,7 @@ namespace VmQuiesce.Core.Sources.Qemu
         }
 
         /// <summary>An agent preparation the open failed before taking: it ends first, and its connection is closed.</summary>
-        private static void DisposePreparedAgent(Task<(GuestAgentClient Agent, GuestAgentFreezer? Freezer, Consistency Expected, string Why)>? preparing)
+        private static void DisposePreparedAgent(Task<PreparedAgent>? preparing)
         {
             if (preparing == null)
             {
@@ -597,7 +600,7 @@ namespace VmQuiesce.Core.Sources.Qemu
             return disks;
         }
 
-        private (GuestAgentFreezer? Freezer, Consistency Expected, string Why) PrepareFreezer(GuestAgentClient agent, CancellationToken cancel)
+        private PreparedAgent PrepareFreezer(GuestAgentClient agent, CancellationToken cancel)
         {
             agent.Sync(_options.AgentTimeout, cancel);
             // Asked in one go; a command the agent lacks or has disabled is answered with an error, used only when guest-info offers it.
@@ -618,14 +621,14 @@ namespace VmQuiesce.Core.Sources.Qemu
             GuestAgentInfo info = agent.ReadInfo(answers[1].Result);
             if (!info.IsEnabled("guest-fsfreeze-freeze") || !info.IsEnabled("guest-fsfreeze-thaw"))
             {
-                return (null, Consistency.Crash, $"the guest agent at '{agent.Address}' (qemu-ga {info.Version}) does not offer guest-fsfreeze-freeze and -thaw (disabled or unsupported)");
+                return new PreparedAgent(agent, null, Consistency.Crash, $"the guest agent at '{agent.Address}' (qemu-ga {info.Version}) does not offer guest-fsfreeze-freeze and -thaw (disabled or unsupported)");
             }
 
             bool windows = info.IsEnabled("guest-get-osinfo") && agent.ReadOsInfo(answers[2].Result).IsWindows;
             IReadOnlyList<GuestFileSystem> fileSystems = info.IsEnabled("guest-get-fsinfo") ? agent.ReadFileSystems(answers[3].Result) : Array.Empty<GuestFileSystem>();
 
             // Windows' agent freezes through VSS, whose writers flush applications.
-            return (new GuestAgentFreezer(agent, fileSystems, _options.AgentTimeout), windows ? Consistency.Application : Consistency.FileSystem,
+            return new PreparedAgent(agent, new GuestAgentFreezer(agent, fileSystems, _options.AgentTimeout), windows ? Consistency.Application : Consistency.FileSystem,
                 windows ? "" : "a Linux guest's agent freezes file systems (fsfreeze); applications take no part");
         }
 
@@ -816,6 +819,26 @@ namespace VmQuiesce.Core.Sources.Qemu
             public void Thaw()
             {
             }
+        }
+
+        /// <summary>The guest agent, checked and asked before the freeze: its freezer (null when it cannot freeze), the consistency it reaches, and why.</summary>
+        private sealed class PreparedAgent
+        {
+            public PreparedAgent(GuestAgentClient agent, GuestAgentFreezer? freezer, Consistency expected, string why)
+            {
+                Agent = agent;
+                Freezer = freezer;
+                Expected = expected;
+                Why = why;
+            }
+
+            public GuestAgentClient Agent { get; }
+
+            public GuestAgentFreezer? Freezer { get; }
+
+            public Consistency Expected { get; }
+
+            public string Why { get; }
         }
     }
 }
