@@ -108,16 +108,37 @@ namespace VmQuiesce.Core.Tests.Backup
             // Plain, the chunk still looks whole (header, length) and only its hash tells; encrypted, its seal no longer opens.
             UseRepository(encrypted);
             RestorePoint first = Run(new List<(long, long)>()).RestorePoint;
-            string stored = _repository.Chunks.PathOf(first.Files[0].Chunks[3]!);
-            byte[] bytes = File.ReadAllBytes(stored);
-            bytes[bytes.Length - 1] ^= 1;
-            File.WriteAllBytes(stored, bytes);
+            DamageStoredChunk(first.Files[0].Chunks[3]!);
             Write(3L * Chunk, new byte[] { 7 });
 
             var error = Assert.Throws<VmQuiesceException>(() => Run(new List<(long, long)> { (3L * Chunk, 1) }));
             Assert.Equal("ChangeTrackingBaseDamaged", error.ErrorId);
             Assert.Contains(encrypted ? "does not open with the repository's key" : "its content does not match its name", error.Message, StringComparison.Ordinal);
             Assert.Single(_repository.ListRestorePoints());
+        }
+
+        [Theory]
+        [InlineData(false)]
+        [InlineData(true)]
+        public void A_chunk_at_least_half_changed_is_read_whole_without_its_base_chunk_and_one_less_changed_is_patched(bool encrypted)
+        {
+            // Chunk 5's base chunk is damaged, yet half of chunk 5 changing is read whole and never opens it.
+            UseRepository(encrypted);
+            RestorePoint first = Run(new List<(long, long)>()).RestorePoint;
+            DamageStoredChunk(first.Files[0].Chunks[5]!);
+            Write(5L * Chunk + 4096, RepositoryFixture.Random(Chunk / 2, 5));
+            RestorePoint second = Run(new List<(long, long)> { (5L * Chunk + 4096, Chunk / 2) }).RestorePoint;
+            ChangeTrackingRecord record = Assert.Single(second.Files).ChangeTrackingValue!;
+            Assert.Equal(ChangeTrackingMode.Incremental, record.ModeValue);
+            Assert.Equal((long)Chunk, record.BytesRead);
+            Assert.Equal(Chunk / 2, record.ChangedBytes);
+            Assert.Equal(_disk, File.ReadAllBytes(Restore(second)));
+
+            // Just under half of chunk 9 is patched onto its base chunk, so a damaged one fails it.
+            DamageStoredChunk(second.Files[0].Chunks[9]!);
+            Write(9L * Chunk, RepositoryFixture.Random(Chunk / 2 - 4096, 6));
+            var error = Assert.Throws<VmQuiesceException>(() => Run(new List<(long, long)> { (9L * Chunk, Chunk / 2 - 4096) }));
+            Assert.Equal("ChangeTrackingBaseDamaged", error.ErrorId);
         }
 
         [Fact]
@@ -278,6 +299,15 @@ namespace VmQuiesce.Core.Tests.Backup
             {
                 _repository = _fixture.NewEncrypted("encrypted");
             }
+        }
+
+        /// <summary>Flips the last byte of a stored chunk: its header and length still look whole.</summary>
+        private void DamageStoredChunk(string hash)
+        {
+            string stored = _repository.Chunks.PathOf(hash);
+            byte[] bytes = File.ReadAllBytes(stored);
+            bytes[bytes.Length - 1] ^= 1;
+            File.WriteAllBytes(stored, bytes);
         }
 
         private void Write(long offset, byte[] data) => Buffer.BlockCopy(data, 0, _disk, (int)offset, data.Length);

@@ -68,9 +68,10 @@ namespace VmQuiesce.Core.Tests.Qemu
                     Assert.Equal(ChangeTrackingMode.Incremental, record.ModeValue);
                     Assert.NotNull(record.BasePoint);
                     // Reads are about what the guest wrote: at least the 1 MiB it wrote, at most twice that plus the
-                    // file system's own metadata at the bitmap's 64 KiB granularity, and never more than was marked.
+                    // file system's own metadata at the bitmap's 64 KiB granularity, and never more than twice what was
+                    // marked (a chunk at least half marked is read whole).
                     Assert.InRange(record.BytesRead, 1 * MiB, 2 * MiB + 2 * MiB);
-                    Assert.True(record.BytesRead <= record.ChangedBytes, $"read {record.BytesRead} B, but only {record.ChangedBytes} B were marked changed");
+                    Assert.True(record.BytesRead <= 2 * record.ChangedBytes, $"read {record.BytesRead} B, more than twice the {record.ChangedBytes} B marked changed");
                 }
 
                 Assert.True(record.Persistent);
