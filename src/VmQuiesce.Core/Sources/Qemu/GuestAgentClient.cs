@@ -78,19 +78,9 @@ namespace VmQuiesce.Core.Sources.Qemu
         {
             TimeSpan limit = timeout ?? CallTimeout;
             var clock = Stopwatch.StartNew();
-            if (!Monitor.TryEnter(_callLock, CommandChannel.ToMilliseconds(limit)))
-            {
-                throw new VmQuiesceException(Peer + "Timeout", FailureKind.OperationTimeout,
-                    $"'{command}' could not be sent to the {What} at '{Address}' within {limit.TotalSeconds:0.###} s: an earlier command is still waiting for its answer.", Address);
-            }
-
+            EnterSynced(command, limit, cancel);
             try
             {
-                if (_needsSync)
-                {
-                    SyncLocked(limit, cancel);
-                }
-
                 TimeSpan left = limit == Timeout.InfiniteTimeSpan ? limit : limit - clock.Elapsed;
                 try
                 {
@@ -110,6 +100,32 @@ namespace VmQuiesce.Core.Sources.Qemu
         }
 
         /// <summary>
+        /// Takes the channel for <paramref name="commands"/> (named in the error when an earlier command still holds it
+        /// past <paramref name="limit"/>), resynchronising first when a late reply may still come. The caller exits the lock.
+        /// </summary>
+        private void EnterSynced(string commands, TimeSpan limit, CancellationToken cancel)
+        {
+            if (!Monitor.TryEnter(_callLock, CommandChannel.ToMilliseconds(limit)))
+            {
+                throw new VmQuiesceException(Peer + "Timeout", FailureKind.OperationTimeout,
+                    $"'{commands}' could not be sent to the {What} at '{Address}' within {limit.TotalSeconds:0.###} s: an earlier command is still waiting for its answer.", Address);
+            }
+
+            try
+            {
+                if (_needsSync)
+                {
+                    SyncLocked(limit, cancel);
+                }
+            }
+            catch
+            {
+                Monitor.Exit(_callLock);
+                throw;
+            }
+        }
+
+        /// <summary>
         /// Runs commands without arguments in one go: all are sent before the first answer is awaited (qemu-ga answers in
         /// order), so the channel's latency is paid once, not once per command. Each answer is the command's "return" member
         /// or the <see cref="QemuCommandException"/> the agent answered with; a timeout (<see cref="CallTimeout"/> for each
@@ -117,20 +133,10 @@ namespace VmQuiesce.Core.Sources.Qemu
         /// </summary>
         public IReadOnlyList<GuestAgentAnswer> ExecuteAll(IReadOnlyList<string> commands, CancellationToken cancel = default)
         {
-            if (!Monitor.TryEnter(_callLock, CommandChannel.ToMilliseconds(CallTimeout)))
-            {
-                throw new VmQuiesceException(Peer + "Timeout", FailureKind.OperationTimeout,
-                    $"'{string.Join("', '", commands)}' could not be sent to the {What} at '{Address}' within {CallTimeout.TotalSeconds:0.###} s: an earlier command is still waiting for its answer.", Address);
-            }
-
+            EnterSynced(string.Join("', '", commands), CallTimeout, cancel);
             var sent = new List<CommandChannel.Pending>();
             try
             {
-                if (_needsSync)
-                {
-                    SyncLocked(CallTimeout, cancel);
-                }
-
                 foreach (string command in commands)
                 {
                     sent.Add(_channel.Send(command, null, CallTimeout, cancel));

@@ -822,23 +822,6 @@ namespace VmQuiesce.Core.Sources.Qemu
         }
 
         /// <summary>The guest agent, checked and asked before the freeze: its freezer (null when it cannot freeze), the consistency it reaches, and why.</summary>
-        private sealed class PreparedAgent
-        {
-            public PreparedAgent(GuestAgentClient agent, GuestAgentFreezer? freezer, Consistency expected, string why)
-            {
-                Agent = agent;
-                Freezer = freezer;
-                Expected = expected;
-                Why = why;
-            }
-
-            public GuestAgentClient Agent { get; }
-
-            public GuestAgentFreezer? Freezer { get; }
-
-            public Consistency Expected { get; }
-
-            public string Why { get; }
-        }
+        private sealed record PreparedAgent(GuestAgentClient Agent, GuestAgentFreezer? Freezer, Consistency Expected, string Why);
     }
 }
