@@ -175,20 +175,15 @@ namespace VmQuiesce.Core.Repository.Storage
         public IReadOnlyList<RestorePoint> ListRestorePoints(Action<VmQuiesceException>? problem = null)
         {
             var points = new List<RestorePoint>();
-            foreach (StoredObject item in Storage.List(PointsPrefix))
+            foreach (string name in ManifestNames())
             {
-                string name = item.Key.Substring(PointsPrefix.Length);
-                if (!name.EndsWith(".json", StringComparison.Ordinal) || name.Contains('/'))
-                {
-                    continue;
-                }
-
+                string key = PointsPrefix + name;
                 try
                 {
-                    RestorePoint point = ReadManifest(item.Key);
+                    RestorePoint point = ReadManifest(key);
                     if (point.Id + ".json" != name)
                     {
-                        throw new VmQuiesceException("RestorePointIdMismatch", FailureKind.InvalidData, $"The manifest '{Location}/{item.Key}' says it is restore point '{point.Id}', which is not its name: it is not a restore point.", item.Key);
+                        throw new VmQuiesceException("RestorePointIdMismatch", FailureKind.InvalidData, $"The manifest '{Location}/{key}' says it is restore point '{point.Id}', which is not its name: it is not a restore point.", key);
                     }
 
                     points.Add(point);
@@ -247,9 +242,11 @@ namespace VmQuiesce.Core.Repository.Storage
         void IBackupTarget.MakeChunksDurable() => Storage.Flush();
 
         IReadOnlyList<string> IBackupTarget.ListRestorePointIds() =>
-            Storage.List(PointsPrefix).Select(item => item.Key.Substring(PointsPrefix.Length))
-                .Where(name => name.EndsWith(".json", StringComparison.Ordinal) && !name.Contains('/'))
-                .Select(name => name.Substring(0, name.Length - ".json".Length)).Where(BackupRepository.IsValidId).ToList();
+            ManifestNames().Select(name => name.Substring(0, name.Length - ".json".Length)).Where(BackupRepository.IsValidId).ToList();
+
+        /// <summary>The names under points/ that can be manifests: directly there (no deeper key), ending in ".json".</summary>
+        private IEnumerable<string> ManifestNames() =>
+            Storage.List(PointsPrefix).Select(item => item.Key.Substring(PointsPrefix.Length)).Where(name => name.EndsWith(".json", StringComparison.Ordinal) && !name.Contains('/'));
 
         /// <summary>
         /// Publishes a restore point whose chunks are all stored: its manifest is created, never replaced. The chunks are
