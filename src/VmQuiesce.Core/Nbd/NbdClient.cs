@@ -20,9 +20,9 @@ namespace VmQuiesce.Core.Nbd
     /// in the module, loads in Windows PowerShell 5.1 as in PowerShell 7, works on Windows (TCP), and
     /// bounds everything the server says in one place. Requests are pipelined: up to
     /// <see cref="NbdClientOptions.MaxRequestsInFlight"/> are on the wire at once, their replies matched by
-    /// handle, so one reader keeps the server busy. The I/O blocks: the handshake on the caller's thread, replies on one
-    /// thread of the connection's own. Compiled ahead of time, blocking code starts at once, where each awaited step
-    /// of the async client it replaces was compiled on first use, on the backup's critical path. A server that breaks the protocol, goes silent past the
+    /// handle, so one reader keeps the server busy. The I/O blocks (the handshake on the caller's thread, replies on one
+    /// thread of the connection's own) rather than awaits: ReadyToRun cannot precompile the framework's async plumbing
+    /// over our state machines, so each awaited step would be compiled on first use, on a backup's critical path. A server that breaks the protocol, goes silent past the
     /// request timeout or closes the connection fails the connection with an error naming it (ids
     /// NbdProtocolError, NbdRequestTimeout, NbdConnectionClosed) and every request in flight with it; a
     /// server's error for one request fails that request only (<see cref="NbdRequestException"/>).
