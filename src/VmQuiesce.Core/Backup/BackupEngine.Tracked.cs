@@ -290,10 +290,11 @@ namespace VmQuiesce.Core.Backup
                     long start = (long)i * _chunkSize;
                     int length = (int)Math.Min(_chunkSize, disk.Size - start);
                     IReadOnlyList<DiskRegion> slice = Slice(regions, ref next, start, start + length);
-                    bool changed = slice.Any(r => r.Changed);
+                    long changedBytes = ChangedBytes(slice);
+                    bool changed = changedBytes > 0;
                     if (disk.Base != null)
                     {
-                        state.CountChanged(slice.Where(r => r.Changed).Sum(r => r.Length));
+                        state.CountChanged(changedBytes);
                     }
 
                     if ((disk.Base != null && !changed && !disk.Verify) || (disk.Base == null && slice.All(r => r.Zero)))
@@ -305,7 +306,7 @@ namespace VmQuiesce.Core.Backup
                         continue;
                     }
 
-                    _toStore.Add(new Job(fileIndex, i, start, length) { Regions = slice }, cancel);
+                    _toStore.Add(new Job(fileIndex, i, start, length) { Regions = slice, ChangedBytes = changedBytes }, cancel);
                     chunkDone();
                 }
             }
@@ -348,8 +349,8 @@ namespace VmQuiesce.Core.Backup
                 TrackedCopy state = Tracked[job.FileIndex]!;
                 TrackedDisk disk = state.Disk;
                 string? baseHash = disk.Base?.Chunks[job.ChunkIndex];
-                // Patched: the unchanged regions come from the base's chunk; otherwise every region is read.
-                bool patch = disk.Base != null && !disk.Verify && !MostlyChanged(job);
+                // Patched (less than half changed): the unchanged regions come from the base's chunk; otherwise every region is read.
+                bool patch = disk.Base != null && !disk.Verify && job.ChangedBytes * 2 < job.Length;
                 var reads = new List<Task>();
                 foreach (DiskRegion region in job.Regions!)
                 {
@@ -405,16 +406,16 @@ namespace VmQuiesce.Core.Backup
                 }
             }
 
-            /// <summary>Whether at least half of the chunk's bytes changed since the base.</summary>
-            private static bool MostlyChanged(Job job)
+            /// <summary>Bytes of the regions that changed since the checkpoint.</summary>
+            private static long ChangedBytes(IReadOnlyList<DiskRegion> regions)
             {
                 long changed = 0;
-                foreach (DiskRegion region in job.Regions!)
+                foreach (DiskRegion region in regions)
                 {
                     changed += region.Changed ? region.Length : 0;
                 }
 
-                return changed * 2 >= job.Length;
+                return changed;
             }
 
             /// <summary>Waits until every read has ended, failed or not: the caller throws the failure it wants.</summary>

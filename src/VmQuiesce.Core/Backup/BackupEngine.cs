@@ -648,6 +648,9 @@ namespace VmQuiesce.Core.Backup
 
             /// <summary>For a tracked disk: the chunk's regions, what the worker reads or takes from the base.</summary>
             public IReadOnlyList<DiskRegion>? Regions { get; init; }
+
+            /// <summary>For a tracked disk: bytes of <see cref="Regions"/> changed since the checkpoint.</summary>
+            public long ChangedBytes { get; init; }
         }
     }
 }
