@@ -177,7 +177,7 @@ namespace VmQuiesce.Core.Sources.Qemu
         /// <summary>guest-info's answer, read and bounded.</summary>
         internal GuestAgentInfo ReadInfo(object? answer)
         {
-            JsonObject info = answer as JsonObject ?? throw ProtocolError("guest-info", "an object");
+            JsonObject info = AsObject("guest-info", answer);
             return Read("guest-info", () =>
             {
                 var commands = new Dictionary<string, bool>(StringComparer.Ordinal);
@@ -198,7 +198,7 @@ namespace VmQuiesce.Core.Sources.Qemu
         /// <summary>guest-get-osinfo's answer, read and bounded.</summary>
         internal GuestOsInfo ReadOsInfo(object? answer)
         {
-            JsonObject os = answer as JsonObject ?? throw ProtocolError("guest-get-osinfo", "an object");
+            JsonObject os = AsObject("guest-get-osinfo", answer);
             return Read("guest-get-osinfo", () => new GuestOsInfo(GuestText.Escape(os.GetOptionalString("id")), GuestText.Escape(os.GetOptionalString("name")), GuestText.Escape(os.GetOptionalString("pretty-name")),
                 GuestText.Escape(os.GetOptionalString("version")), GuestText.Escape(os.GetOptionalString("kernel-release"))));
         }
@@ -283,7 +283,9 @@ namespace VmQuiesce.Core.Sources.Qemu
         private static string Decode(string? base64) => base64 == null ? "" : Encoding.UTF8.GetString(Convert.FromBase64String(base64));
 
         private JsonObject ExecuteObject(string command, JsonObject? arguments, CancellationToken cancel) =>
-            Execute(command, arguments, null, cancel) as JsonObject ?? throw ProtocolError(command, "an object");
+            AsObject(command, Execute(command, arguments, null, cancel));
+
+        private JsonObject AsObject(string command, object? answer) => answer as JsonObject ?? throw ProtocolError(command, "an object");
 
         private int ToCount(string command, object? value) => value is long count ? (int)count : throw ProtocolError(command, "a number");
 

@@ -607,7 +607,7 @@ namespace VmQuiesce.Core.Sources.Qemu
             IReadOnlyList<GuestAgentAnswer> answers = agent.ExecuteAll(new[] { "guest-fsfreeze-status", "guest-info", "guest-get-osinfo", "guest-get-fsinfo" }, cancel);
 
             // The status first: a frozen qemu-ga reports the freeze itself as disabled, which would look like "no freeze support".
-            string? status = answers[0].Error?.ErrorClass == "CommandNotFound" ? null : agent.ReadFreezeStatus(answers[0].Result);
+            string? status = FreezeStatusOf(agent, answers[0]);
             if (status == "frozen")
             {
                 throw new VmQuiesceException("GuestAlreadyFrozen", FailureKind.ResourceBusy,
@@ -633,17 +633,12 @@ namespace VmQuiesce.Core.Sources.Qemu
         }
 
         /// <summary>"frozen", "thawed", or null when the agent has no guest-fsfreeze-status.</summary>
-        internal static string? FreezeStatus(GuestAgentClient agent, CancellationToken cancel)
-        {
-            try
-            {
-                return agent.GetFreezeStatus(cancel: cancel);
-            }
-            catch (QemuCommandException e) when (e.ErrorClass == "CommandNotFound")
-            {
-                return null;
-            }
-        }
+        internal static string? FreezeStatus(GuestAgentClient agent, CancellationToken cancel) =>
+            FreezeStatusOf(agent, agent.ExecuteAll(new[] { "guest-fsfreeze-status" }, cancel)[0]);
+
+        /// <summary>guest-fsfreeze-status's answer: "frozen", "thawed", or null when the agent has no such command.</summary>
+        private static string? FreezeStatusOf(GuestAgentClient agent, GuestAgentAnswer answer) =>
+            answer.Error?.ErrorClass == "CommandNotFound" ? null : agent.ReadFreezeStatus(answer.Result);
 
         private void RequireConsistency(Consistency reachable, QuiesceOptions options, string why)
         {
