@@ -317,12 +317,12 @@ namespace VmQuiesce.Core.Nbd
         private static byte[] RequestHeader(ushort command, ushort flags, ulong handle, long offset, uint length)
         {
             var header = new byte[NbdProtocol.RequestHeaderLength];
-            NbdWire.Write(header, 0, NbdProtocol.RequestMagic);
-            NbdWire.Write(header, 4, flags);
-            NbdWire.Write(header, 6, command);
-            NbdWire.Write(header, 8, handle);
-            NbdWire.Write(header, 16, (ulong)offset);
-            NbdWire.Write(header, 24, length);
+            BigEndianBytes.Write(header, 0, NbdProtocol.RequestMagic);
+            BigEndianBytes.Write(header, 4, flags);
+            BigEndianBytes.Write(header, 6, command);
+            BigEndianBytes.Write(header, 8, handle);
+            BigEndianBytes.Write(header, 16, (ulong)offset);
+            BigEndianBytes.Write(header, 24, length);
             return header;
         }
 
@@ -464,7 +464,7 @@ namespace VmQuiesce.Core.Nbd
                         break;
                     }
 
-                    uint magic = NbdWire.ReadUInt32(_replyHeader, 0);
+                    uint magic = BigEndianBytes.ReadUInt32(_replyHeader, 0);
                     if (magic == NbdProtocol.SimpleReplyMagic)
                     {
                         ReceiveSimpleReply();
@@ -526,8 +526,8 @@ namespace VmQuiesce.Core.Nbd
         private void ReceiveSimpleReply()
         {
             _stream.ReadExact(_replyHeader, 4, NbdProtocol.SimpleReplyHeaderLength - 4);
-            uint error = NbdWire.ReadUInt32(_replyHeader, 4);
-            NbdPendingRequest request = Find(NbdWire.ReadUInt64(_replyHeader, 8));
+            uint error = BigEndianBytes.ReadUInt32(_replyHeader, 4);
+            NbdPendingRequest request = Find(BigEndianBytes.ReadUInt64(_replyHeader, 8));
             if (error != 0)
             {
                 Complete(request, RequestFailed(request, error, null, string.Empty));
@@ -552,10 +552,10 @@ namespace VmQuiesce.Core.Nbd
         private void ReceiveChunk()
         {
             _stream.ReadExact(_replyHeader, 4, NbdProtocol.StructuredReplyHeaderLength - 4);
-            ushort flags = NbdWire.ReadUInt16(_replyHeader, 4);
-            ushort type = NbdWire.ReadUInt16(_replyHeader, 6);
-            NbdPendingRequest request = Find(NbdWire.ReadUInt64(_replyHeader, 8));
-            uint length = NbdWire.ReadUInt32(_replyHeader, 16);
+            ushort flags = BigEndianBytes.ReadUInt16(_replyHeader, 4);
+            ushort type = BigEndianBytes.ReadUInt16(_replyHeader, 6);
+            NbdPendingRequest request = Find(BigEndianBytes.ReadUInt64(_replyHeader, 8));
+            uint length = BigEndianBytes.ReadUInt32(_replyHeader, 16);
             bool done = (flags & NbdProtocol.ReplyFlagDone) != 0;
             switch (type)
             {
@@ -629,7 +629,7 @@ namespace VmQuiesce.Core.Nbd
             }
 
             _stream.ReadExact(_replyHeader, 0, 8);
-            long offset = CheckContent(read, NbdWire.ReadUInt64(_replyHeader, 0), length - 8, "data");
+            long offset = CheckContent(read, BigEndianBytes.ReadUInt64(_replyHeader, 0), length - 8, "data");
             ReceiveData(read, offset, (int)(length - 8));
         }
 
@@ -641,8 +641,8 @@ namespace VmQuiesce.Core.Nbd
             }
 
             _stream.ReadExact(_replyHeader, 0, 12);
-            uint holeLength = NbdWire.ReadUInt32(_replyHeader, 8);
-            long offset = CheckContent(read, NbdWire.ReadUInt64(_replyHeader, 0), holeLength, "hole");
+            uint holeLength = BigEndianBytes.ReadUInt32(_replyHeader, 8);
+            long offset = CheckContent(read, BigEndianBytes.ReadUInt64(_replyHeader, 0), holeLength, "hole");
             if (read.TryBeginWrite())
             {
                 Array.Clear(read.Buffer, read.BufferOffset + (int)(offset - read.Offset), (int)holeLength);
@@ -694,7 +694,7 @@ namespace VmQuiesce.Core.Nbd
 
             var payload = new byte[length];
             _stream.ReadExact(payload, 0, payload.Length);
-            uint id = NbdWire.ReadUInt32(payload, 0);
+            uint id = BigEndianBytes.ReadUInt32(payload, 0);
             string context = _negotiated.Contexts.FirstOrDefault(c => c.Id == id)?.Name
                 ?? throw new NbdProtocolViolation($"it sent block status for context id {id}, which was not selected");
 
@@ -707,7 +707,7 @@ namespace VmQuiesce.Core.Nbd
             long position = status.Offset;
             for (int at = 4; at < payload.Length && position < status.End; at += 8)
             {
-                uint extentLength = NbdWire.ReadUInt32(payload, at);
+                uint extentLength = BigEndianBytes.ReadUInt32(payload, at);
                 if (extentLength == 0)
                 {
                     throw new NbdProtocolViolation($"it sent an extent of length 0 for '{context}'");
@@ -715,7 +715,7 @@ namespace VmQuiesce.Core.Nbd
 
                 // Like QEMU's client: an extent reaching past the request is cut at its end, and extents after it are ignored.
                 long clamped = Math.Min(extentLength, status.End - position);
-                extents.Add(new NbdExtent(position, clamped, NbdWire.ReadUInt32(payload, at + 4)));
+                extents.Add(new NbdExtent(position, clamped, BigEndianBytes.ReadUInt32(payload, at + 4)));
                 position += clamped;
             }
 
@@ -731,8 +731,8 @@ namespace VmQuiesce.Core.Nbd
 
             var payload = new byte[length];
             _stream.ReadExact(payload, 0, payload.Length);
-            uint error = NbdWire.ReadUInt32(payload, 0);
-            ushort messageLength = NbdWire.ReadUInt16(payload, 4);
+            uint error = BigEndianBytes.ReadUInt32(payload, 0);
+            ushort messageLength = BigEndianBytes.ReadUInt16(payload, 4);
             if (error == 0 || messageLength > length - 6)
             {
                 throw new NbdProtocolViolation($"it sent an error chunk with error {error} and a message of {messageLength} bytes in {length - 6}");
@@ -748,7 +748,7 @@ namespace VmQuiesce.Core.Nbd
                     throw new NbdProtocolViolation($"it sent an error-offset chunk of {length} bytes for a message of {messageLength}");
                 }
 
-                ulong offset = NbdWire.ReadUInt64(payload, 6 + messageLength);
+                ulong offset = BigEndianBytes.ReadUInt64(payload, 6 + messageLength);
                 if (offset < (ulong)request.Offset || offset >= (ulong)request.End)
                 {
                     throw new NbdProtocolViolation($"it reported an error at offset {offset}, outside {request.Describe()}");

@@ -2,6 +2,7 @@ using System;
 using System.Collections.Generic;
 using System.Globalization;
 using System.Linq;
+using VmQuiesce.Core.Platform;
 
 namespace VmQuiesce.Core.Nbd
 {
@@ -132,12 +133,12 @@ namespace VmQuiesce.Core.Nbd
         {
             var greeting = new byte[18];
             _stream.ReadExact(greeting, 0, 16);
-            if (NbdWire.ReadUInt64(greeting, 0) != NbdProtocol.InitMagic)
+            if (BigEndianBytes.ReadUInt64(greeting, 0) != NbdProtocol.InitMagic)
             {
                 throw new NbdProtocolViolation("it does not greet as an NBD server (no NBDMAGIC)");
             }
 
-            ulong style = NbdWire.ReadUInt64(greeting, 8);
+            ulong style = BigEndianBytes.ReadUInt64(greeting, 8);
             if (style == NbdProtocol.OldstyleMagic)
             {
                 throw new NbdProtocolViolation("it uses the oldstyle handshake, which has no export names or options (withdrawn from the protocol)");
@@ -149,7 +150,7 @@ namespace VmQuiesce.Core.Nbd
             }
 
             _stream.ReadExact(greeting, 16, 2);
-            ushort flags = NbdWire.ReadUInt16(greeting, 16);
+            ushort flags = BigEndianBytes.ReadUInt16(greeting, 16);
             if ((flags & NbdProtocol.FlagFixedNewstyle) == 0)
             {
                 throw new NbdProtocolViolation("it does not offer fixed newstyle negotiation, which NBD_OPT_GO needs");
@@ -157,7 +158,7 @@ namespace VmQuiesce.Core.Nbd
 
             _noZeroes = (flags & NbdProtocol.FlagNoZeroes) != 0;
             var clientFlags = new byte[4];
-            NbdWire.Write(clientFlags, 0, NbdProtocol.ClientFlagFixedNewstyle | (_noZeroes ? NbdProtocol.ClientFlagNoZeroes : 0u));
+            BigEndianBytes.Write(clientFlags, 0, NbdProtocol.ClientFlagFixedNewstyle | (_noZeroes ? NbdProtocol.ClientFlagNoZeroes : 0u));
             _stream.Write(clientFlags, 0, 4);
         }
 
@@ -290,9 +291,9 @@ namespace VmQuiesce.Core.Nbd
         private void SendOption(uint option, byte[] data)
         {
             var message = new byte[NbdProtocol.OptionHeaderLength + data.Length];
-            NbdWire.Write(message, 0, NbdProtocol.OptionMagic);
-            NbdWire.Write(message, 8, option);
-            NbdWire.Write(message, 12, (uint)data.Length);
+            BigEndianBytes.Write(message, 0, NbdProtocol.OptionMagic);
+            BigEndianBytes.Write(message, 8, option);
+            BigEndianBytes.Write(message, 12, (uint)data.Length);
             Buffer.BlockCopy(data, 0, message, NbdProtocol.OptionHeaderLength, data.Length);
             _stream.Write(message, 0, message.Length);
         }
@@ -300,19 +301,19 @@ namespace VmQuiesce.Core.Nbd
         private (uint Type, byte[] Data) ReadOptionReply(uint option)
         {
             _stream.ReadExact(_header, 0, _header.Length);
-            if (NbdWire.ReadUInt64(_header, 0) != NbdProtocol.OptionReplyMagic)
+            if (BigEndianBytes.ReadUInt64(_header, 0) != NbdProtocol.OptionReplyMagic)
             {
                 throw new NbdProtocolViolation($"its reply to {NbdProtocol.OptionName(option)} does not start with the option reply magic");
             }
 
-            uint repliedTo = NbdWire.ReadUInt32(_header, 8);
+            uint repliedTo = BigEndianBytes.ReadUInt32(_header, 8);
             if (repliedTo != option)
             {
                 throw new NbdProtocolViolation($"it answered {NbdProtocol.OptionName(repliedTo)} when {NbdProtocol.OptionName(option)} was asked");
             }
 
-            uint type = NbdWire.ReadUInt32(_header, 12);
-            uint length = NbdWire.ReadUInt32(_header, 16);
+            uint type = BigEndianBytes.ReadUInt32(_header, 12);
+            uint length = BigEndianBytes.ReadUInt32(_header, 16);
             if (length > MaxOptionReplyLength)
             {
                 throw new NbdProtocolViolation($"its reply to {NbdProtocol.OptionName(option)} claims {length} bytes; at most {MaxOptionReplyLength} are expected");

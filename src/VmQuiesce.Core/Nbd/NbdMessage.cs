@@ -1,6 +1,7 @@
 using System;
 using System.IO;
 using System.Text;
+using VmQuiesce.Core.Platform;
 
 namespace VmQuiesce.Core.Nbd
 {
@@ -14,21 +15,21 @@ namespace VmQuiesce.Core.Nbd
 
         public NbdMessageWriter UInt16(ushort value)
         {
-            NbdWire.Write(_scratch, 0, value);
+            BigEndianBytes.Write(_scratch, 0, value);
             _buffer.Write(_scratch, 0, 2);
             return this;
         }
 
         public NbdMessageWriter UInt32(uint value)
         {
-            NbdWire.Write(_scratch, 0, value);
+            BigEndianBytes.Write(_scratch, 0, value);
             _buffer.Write(_scratch, 0, 4);
             return this;
         }
 
         public NbdMessageWriter UInt64(ulong value)
         {
-            NbdWire.Write(_scratch, 0, value);
+            BigEndianBytes.Write(_scratch, 0, value);
             _buffer.Write(_scratch, 0, 8);
             return this;
         }
@@ -72,7 +73,7 @@ namespace VmQuiesce.Core.Nbd
         public ushort UInt16(string field)
         {
             Need(2, field);
-            ushort value = NbdWire.ReadUInt16(_data, _position);
+            ushort value = BigEndianBytes.ReadUInt16(_data, _position);
             _position += 2;
             return value;
         }
@@ -80,7 +81,7 @@ namespace VmQuiesce.Core.Nbd
         public uint UInt32(string field)
         {
             Need(4, field);
-            uint value = NbdWire.ReadUInt32(_data, _position);
+            uint value = BigEndianBytes.ReadUInt32(_data, _position);
             _position += 4;
             return value;
         }
@@ -88,7 +89,7 @@ namespace VmQuiesce.Core.Nbd
         public ulong UInt64(string field)
         {
             Need(8, field);
-            ulong value = NbdWire.ReadUInt64(_data, _position);
+            ulong value = BigEndianBytes.ReadUInt64(_data, _position);
             _position += 8;
             return value;
         }

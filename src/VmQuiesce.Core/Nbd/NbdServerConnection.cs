@@ -6,6 +6,7 @@ using System.Net.Sockets;
 using System.Text;
 using System.Threading;
 using System.Threading.Tasks;
+using VmQuiesce.Core.Platform;
 
 namespace VmQuiesce.Core.Nbd
 {
@@ -146,14 +147,14 @@ namespace VmQuiesce.Core.Nbd
         private async Task<bool> HandshakeAsync()
         {
             var greeting = new byte[18];
-            NbdWire.Write(greeting, 0, NbdProtocol.InitMagic);
-            NbdWire.Write(greeting, 8, NbdProtocol.OptionMagic);
-            NbdWire.Write(greeting, 16, (ushort)(NbdProtocol.FlagFixedNewstyle | NbdProtocol.FlagNoZeroes));
+            BigEndianBytes.Write(greeting, 0, NbdProtocol.InitMagic);
+            BigEndianBytes.Write(greeting, 8, NbdProtocol.OptionMagic);
+            BigEndianBytes.Write(greeting, 16, (ushort)(NbdProtocol.FlagFixedNewstyle | NbdProtocol.FlagNoZeroes));
             await _stream.WriteAsync(greeting, 0, greeting.Length).ConfigureAwait(false);
 
             var header = new byte[NbdProtocol.OptionHeaderLength];
             await _stream.ReadExactAsync(header, 0, 4).ConfigureAwait(false);
-            uint clientFlags = NbdWire.ReadUInt32(header, 0);
+            uint clientFlags = BigEndianBytes.ReadUInt32(header, 0);
             if ((clientFlags & ~(NbdProtocol.ClientFlagFixedNewstyle | NbdProtocol.ClientFlagNoZeroes)) != 0)
             {
                 throw new NbdProtocolViolation($"it sent unknown client flags 0x{clientFlags:x8}");
@@ -163,13 +164,13 @@ namespace VmQuiesce.Core.Nbd
             for (int count = 0; ; count++)
             {
                 await _stream.ReadExactAsync(header, 0, header.Length).ConfigureAwait(false);
-                if (NbdWire.ReadUInt64(header, 0) != NbdProtocol.OptionMagic)
+                if (BigEndianBytes.ReadUInt64(header, 0) != NbdProtocol.OptionMagic)
                 {
                     throw new NbdProtocolViolation("an option does not start with IHAVEOPT");
                 }
 
-                uint option = NbdWire.ReadUInt32(header, 8);
-                uint length = NbdWire.ReadUInt32(header, 12);
+                uint option = BigEndianBytes.ReadUInt32(header, 8);
+                uint length = BigEndianBytes.ReadUInt32(header, 12);
                 if (length > MaxOptionLength)
                 {
                     throw new NbdProtocolViolation($"it sent {NbdProtocol.OptionName(option)} with {length} bytes of data (at most {MaxOptionLength} accepted)");
@@ -253,8 +254,8 @@ namespace VmQuiesce.Core.Nbd
             }
 
             var reply = new byte[noZeroes ? 10 : 134];
-            NbdWire.Write(reply, 0, (ulong)export.Backend.Size);
-            NbdWire.Write(reply, 8, (ushort)ExportFlags());
+            BigEndianBytes.Write(reply, 0, (ulong)export.Backend.Size);
+            BigEndianBytes.Write(reply, 8, (ushort)ExportFlags());
             await _stream.WriteAsync(reply, 0, reply.Length).ConfigureAwait(false);
             Enter(export);
             return true;
@@ -415,10 +416,10 @@ namespace VmQuiesce.Core.Nbd
         {
             data ??= Array.Empty<byte>();
             var reply = new byte[NbdProtocol.OptionReplyHeaderLength + data.Length];
-            NbdWire.Write(reply, 0, NbdProtocol.OptionReplyMagic);
-            NbdWire.Write(reply, 8, option);
-            NbdWire.Write(reply, 12, type);
-            NbdWire.Write(reply, 16, (uint)data.Length);
+            BigEndianBytes.Write(reply, 0, NbdProtocol.OptionReplyMagic);
+            BigEndianBytes.Write(reply, 8, option);
+            BigEndianBytes.Write(reply, 12, type);
+            BigEndianBytes.Write(reply, 16, (uint)data.Length);
             Buffer.BlockCopy(data, 0, reply, NbdProtocol.OptionReplyHeaderLength, data.Length);
             await _stream.WriteAsync(reply, 0, reply.Length).ConfigureAwait(false);
         }
@@ -442,12 +443,12 @@ namespace VmQuiesce.Core.Nbd
                 }
 
                 await _stream.ReadExactAsync(header, 4, header.Length - 4).ConfigureAwait(false);
-                if (NbdWire.ReadUInt32(header, 0) != NbdProtocol.RequestMagic)
+                if (BigEndianBytes.ReadUInt32(header, 0) != NbdProtocol.RequestMagic)
                 {
-                    throw new NbdProtocolViolation($"a request starts with 0x{NbdWire.ReadUInt32(header, 0):x8} instead of the request magic");
+                    throw new NbdProtocolViolation($"a request starts with 0x{BigEndianBytes.ReadUInt32(header, 0):x8} instead of the request magic");
                 }
 
-                var request = new NbdServerRequest(NbdWire.ReadUInt16(header, 4), NbdWire.ReadUInt16(header, 6), NbdWire.ReadUInt64(header, 8), NbdWire.ReadUInt64(header, 16), NbdWire.ReadUInt32(header, 24));
+                var request = new NbdServerRequest(BigEndianBytes.ReadUInt16(header, 4), BigEndianBytes.ReadUInt16(header, 6), BigEndianBytes.ReadUInt64(header, 8), BigEndianBytes.ReadUInt64(header, 16), BigEndianBytes.ReadUInt32(header, 24));
                 if (request.Command == NbdProtocol.CmdDisconnect)
                 {
                     return true;
@@ -823,11 +824,11 @@ namespace VmQuiesce.Core.Nbd
             }
 
             var payload = new byte[4 + (8 * lengths.Count)];
-            NbdWire.Write(payload, 0, BaseAllocationId);
+            BigEndianBytes.Write(payload, 0, BaseAllocationId);
             for (int i = 0; i < lengths.Count; i++)
             {
-                NbdWire.Write(payload, 4 + (8 * i), lengths[i]);
-                NbdWire.Write(payload, 8 + (8 * i), flags[i]);
+                BigEndianBytes.Write(payload, 4 + (8 * i), lengths[i]);
+                BigEndianBytes.Write(payload, 8 + (8 * i), flags[i]);
             }
 
             await SendChunkAsync(request.Handle, NbdProtocol.ReplyTypeBlockStatus, true, payload, null, 0, 0).ConfigureAwait(false);
@@ -856,9 +857,9 @@ namespace VmQuiesce.Core.Nbd
         private static byte[] SimpleReplyHeader(ulong handle, uint error)
         {
             var header = new byte[NbdProtocol.SimpleReplyHeaderLength];
-            NbdWire.Write(header, 0, NbdProtocol.SimpleReplyMagic);
-            NbdWire.Write(header, 4, error);
-            NbdWire.Write(header, 8, handle);
+            BigEndianBytes.Write(header, 0, NbdProtocol.SimpleReplyMagic);
+            BigEndianBytes.Write(header, 4, error);
+            BigEndianBytes.Write(header, 8, handle);
             return header;
         }
 
@@ -886,11 +887,11 @@ namespace VmQuiesce.Core.Nbd
         private async Task SendChunkAsync(ulong handle, ushort type, bool done, byte[] payload, byte[]? data, int dataOffset, int count)
         {
             var message = new byte[NbdProtocol.StructuredReplyHeaderLength + payload.Length];
-            NbdWire.Write(message, 0, NbdProtocol.StructuredReplyMagic);
-            NbdWire.Write(message, 4, done ? NbdProtocol.ReplyFlagDone : (ushort)0);
-            NbdWire.Write(message, 6, type);
-            NbdWire.Write(message, 8, handle);
-            NbdWire.Write(message, 16, (uint)(payload.Length + count));
+            BigEndianBytes.Write(message, 0, NbdProtocol.StructuredReplyMagic);
+            BigEndianBytes.Write(message, 4, done ? NbdProtocol.ReplyFlagDone : (ushort)0);
+            BigEndianBytes.Write(message, 6, type);
+            BigEndianBytes.Write(message, 8, handle);
+            BigEndianBytes.Write(message, 16, (uint)(payload.Length + count));
             Buffer.BlockCopy(payload, 0, message, NbdProtocol.StructuredReplyHeaderLength, payload.Length);
             await _sendLock.WaitAsync().ConfigureAwait(false);
             try

@@ -4,6 +4,7 @@ using System.Linq;
 using System.Text;
 using System.Threading.Tasks;
 using VmQuiesce.Core.Nbd;
+using VmQuiesce.Core.Platform;
 using Xunit;
 
 namespace VmQuiesce.Core.Tests.Nbd
@@ -230,7 +231,7 @@ namespace VmQuiesce.Core.Tests.Nbd
             {
                 RawChunk chunk = await client.ReadChunkAsync().WaitAsync(Patience);
                 Assert.Equal(NbdProtocol.ReplyTypeOffsetData, chunk.Type);
-                ulong offset = NbdWire.ReadUInt64(chunk.Payload, 0);
+                ulong offset = BigEndianBytes.ReadUInt64(chunk.Payload, 0);
                 AssertBytes.Equal(image.Data.AsSpan((int)offset, chunk.Payload.Length - 8), chunk.Payload.AsSpan(8));
                 received[chunk.Handle] = received.GetValueOrDefault(chunk.Handle) + chunk.Payload.Length - 8;
             }

@@ -5,6 +5,7 @@ using System.Net.Sockets;
 using System.Text;
 using System.Threading.Tasks;
 using VmQuiesce.Core.Nbd;
+using VmQuiesce.Core.Platform;
 using VmQuiesce.Core.Tests.Qemu;
 
 namespace VmQuiesce.Core.Tests.Nbd
@@ -17,7 +18,7 @@ namespace VmQuiesce.Core.Tests.Nbd
     {
         public bool Done => (Flags & NbdProtocol.ReplyFlagDone) != 0;
 
-        public uint ErrorCode => NbdWire.ReadUInt32(Payload, 0);
+        public uint ErrorCode => BigEndianBytes.ReadUInt32(Payload, 0);
     }
 
     /// <summary>
@@ -104,8 +105,8 @@ namespace VmQuiesce.Core.Tests.Nbd
         public async Task<(uint Option, byte[] Data)> ReadOptionAsync()
         {
             byte[] header = await ReadAsync(16);
-            uint length = NbdWire.ReadUInt32(header, 12);
-            return (NbdWire.ReadUInt32(header, 8), await ReadAsync((int)length));
+            uint length = BigEndianBytes.ReadUInt32(header, 12);
+            return (BigEndianBytes.ReadUInt32(header, 8), await ReadAsync((int)length));
         }
 
         public Task SendOptionReplyAsync(uint option, uint type, byte[]? data = null) =>
@@ -156,7 +157,7 @@ namespace VmQuiesce.Core.Tests.Nbd
         public async Task<RawRequest> ReadRequestAsync()
         {
             byte[] header = await ReadAsync(28);
-            return new RawRequest(NbdWire.ReadUInt16(header, 4), NbdWire.ReadUInt16(header, 6), NbdWire.ReadUInt64(header, 8), NbdWire.ReadUInt64(header, 16), NbdWire.ReadUInt32(header, 24));
+            return new RawRequest(BigEndianBytes.ReadUInt16(header, 4), BigEndianBytes.ReadUInt16(header, 6), BigEndianBytes.ReadUInt64(header, 8), BigEndianBytes.ReadUInt64(header, 16), BigEndianBytes.ReadUInt32(header, 24));
         }
 
         public static byte[] Chunk(ushort flags, ushort type, ulong handle, byte[] payload, uint? claimedLength = null) =>
@@ -186,8 +187,8 @@ namespace VmQuiesce.Core.Tests.Nbd
             while (true)
             {
                 byte[] header = await ReadAsync(20);
-                uint type = NbdWire.ReadUInt32(header, 12);
-                replies.Add((type, await ReadAsync((int)NbdWire.ReadUInt32(header, 16))));
+                uint type = BigEndianBytes.ReadUInt32(header, 12);
+                replies.Add((type, await ReadAsync((int)BigEndianBytes.ReadUInt32(header, 16))));
                 if (type == NbdProtocol.RepAck || (type & NbdProtocol.RepErrorBit) != 0)
                 {
                     return replies;
@@ -225,12 +226,12 @@ namespace VmQuiesce.Core.Tests.Nbd
         public async Task<RawChunk> ReadChunkAsync()
         {
             byte[] header = await ReadAsync(20);
-            if (NbdWire.ReadUInt32(header, 0) != NbdProtocol.StructuredReplyMagic)
+            if (BigEndianBytes.ReadUInt32(header, 0) != NbdProtocol.StructuredReplyMagic)
             {
-                throw new InvalidDataException($"expected a structured reply chunk, got magic 0x{NbdWire.ReadUInt32(header, 0):x8}");
+                throw new InvalidDataException($"expected a structured reply chunk, got magic 0x{BigEndianBytes.ReadUInt32(header, 0):x8}");
             }
 
-            return new RawChunk(NbdWire.ReadUInt16(header, 4), NbdWire.ReadUInt16(header, 6), NbdWire.ReadUInt64(header, 8), await ReadAsync((int)NbdWire.ReadUInt32(header, 16)));
+            return new RawChunk(BigEndianBytes.ReadUInt16(header, 4), BigEndianBytes.ReadUInt16(header, 6), BigEndianBytes.ReadUInt64(header, 8), await ReadAsync((int)BigEndianBytes.ReadUInt32(header, 16)));
         }
 
         /// <summary>Chunks of one reply, up to the one marked done.</summary>
@@ -249,12 +250,12 @@ namespace VmQuiesce.Core.Tests.Nbd
         public async Task<(uint Error, ulong Handle)> ReadSimpleReplyAsync()
         {
             byte[] header = await ReadAsync(16);
-            if (NbdWire.ReadUInt32(header, 0) != NbdProtocol.SimpleReplyMagic)
+            if (BigEndianBytes.ReadUInt32(header, 0) != NbdProtocol.SimpleReplyMagic)
             {
-                throw new InvalidDataException($"expected a simple reply, got magic 0x{NbdWire.ReadUInt32(header, 0):x8}");
+                throw new InvalidDataException($"expected a simple reply, got magic 0x{BigEndianBytes.ReadUInt32(header, 0):x8}");
             }
 
-            return (NbdWire.ReadUInt32(header, 4), NbdWire.ReadUInt64(header, 8));
+            return (BigEndianBytes.ReadUInt32(header, 4), BigEndianBytes.ReadUInt64(header, 8));
         }
 
         public static byte[] Bytes(Action<NbdMessageWriter> write)

@@ -3,7 +3,6 @@ using System.Collections.Generic;
 using System.IO;
 using System.Linq;
 using System.Threading;
-using System.Threading.Tasks;
 using VmQuiesce.Core.Json;
 using VmQuiesce.Core.Nbd;
 using VmQuiesce.Core.Platform;
@@ -31,8 +30,8 @@ namespace VmQuiesce.Core.Sources.Qemu
         // Only a server this run started is stopped: when nbd-server-start failed, the running one is another tool's.
         private bool _serverStarted;
 
-        // qemu-img making each disk's scratch image, started by Begin; waited for before the nodes are added or the files deleted.
-        private Task[] _scratchImages = Array.Empty<Task>();
+        // The scratch images this run created: only these are deleted (a file already at a scratch path is not ours).
+        private readonly List<string> _scratchFiles = new List<string>();
 
         private QemuFleecing(IReadOnlyList<QemuDiskCheckpoint> disks, IReadOnlyDictionary<string, QemuNodeInfo> nodes, string vmName)
         {
@@ -44,8 +43,8 @@ namespace VmQuiesce.Core.Sources.Qemu
         public IReadOnlyList<QemuDiskCheckpoint> Disks => _disks;
 
         /// <summary>
-        /// Checks that every disk can be tracked and starts making the scratch images in the background (the caller asks
-        /// the guest agent meanwhile); <see cref="Prepare"/> finishes. Nothing the guest sees changes. What an interrupted
+        /// Checks that every disk can be tracked; <see cref="Prepare"/> makes the scratch images and nodes. Nothing the guest
+        /// sees changes. What an interrupted
         /// backup left (exports, scratch nodes, VmQuiesce's NBD server) goes first. Release (or ReleaseWithoutQemu) after a
         /// failure deletes the images.
         /// </summary>
@@ -68,14 +67,12 @@ namespace VmQuiesce.Core.Sources.Qemu
                 planned.Add(new QemuDiskCheckpoint(disk, i, stamp, node));
             }
 
-            var fleecing = new QemuFleecing(planned, nodes, vmName);
-            fleecing._scratchImages = planned.Select(disk => OwnThread.Start(() => CreateScratchImage(disk, cancel))).ToArray();
-            return fleecing;
+            return new QemuFleecing(planned, nodes, vmName);
         }
 
         /// <summary>
         /// Decides, per disk, incremental or full (with the reason) from what the repository says of the previous point,
-        /// and adds the scratch nodes once their images are made.
+        /// and makes each disk's scratch image and node.
         /// </summary>
         public void Prepare(QmpClient qmp, ChangeTrackingRequest request, CancellationToken cancel)
         {
@@ -84,13 +81,9 @@ namespace VmQuiesce.Core.Sources.Qemu
                 disk.Decide(request, _nodes[disk.Disk.NodeName]);
             }
 
-            foreach (Task image in _scratchImages)
-            {
-                image.GetAwaiter().GetResult();
-            }
-
             foreach (QemuDiskCheckpoint disk in _disks)
             {
+                CreateScratchImage(disk);
                 AddScratch(qmp, disk, cancel);
             }
         }
@@ -183,7 +176,6 @@ namespace VmQuiesce.Core.Sources.Qemu
         public void Release(QmpClient qmp, bool success)
         {
             var problems = new List<string>();
-            WaitForScratchImages();
             CloseConnections();
             foreach (QemuDiskCheckpoint disk in _disks)
             {
@@ -211,7 +203,10 @@ namespace VmQuiesce.Core.Sources.Qemu
                     Try(problems, $"the scratch node '{disk.ScratchNode}'", () => qmp.Execute("blockdev-del", new JsonObject().With("node-name", disk.ScratchNode)));
                 }
 
-                Try(problems, $"the scratch file '{disk.ScratchPath}'", () => File.Delete(disk.ScratchPath));
+                if (_scratchFiles.Contains(disk.ScratchPath))
+                {
+                    Try(problems, $"the scratch file '{disk.ScratchPath}'", () => File.Delete(disk.ScratchPath));
+                }
                 if (nodes.TryGetValue(disk.Disk.NodeName, out QemuNodeInfo? node))
                 {
                     Try(problems, $"the checkpoints of disk {disk.Disk.Name}", () => SettleBitmaps(qmp, disk, node, success));
@@ -231,14 +226,13 @@ namespace VmQuiesce.Core.Sources.Qemu
         /// <summary>When QEMU is gone, only the files are left to clean.</summary>
         public void ReleaseWithoutQemu()
         {
-            WaitForScratchImages();
             CloseConnections();
             DeleteSocketFolder();
-            foreach (QemuDiskCheckpoint disk in _disks)
+            foreach (string scratch in _scratchFiles)
             {
                 try
                 {
-                    File.Delete(disk.ScratchPath);
+                    File.Delete(scratch);
                 }
                 catch (Exception e) when (e is IOException || e is UnauthorizedAccessException)
                 {
@@ -280,14 +274,17 @@ namespace VmQuiesce.Core.Sources.Qemu
             qmp.Execute("transaction", new JsonObject().With("actions", actions));
         }
 
-        private static void CreateScratchImage(QemuDiskCheckpoint disk, CancellationToken cancel)
+        private void CreateScratchImage(QemuDiskCheckpoint disk)
         {
-            ToolResult created = QemuImage.Run(new[] { "create", "-q", "-f", DiskImageFormat.Qcow2, disk.ScratchPath, disk.Disk.VirtualSize.ToString(System.Globalization.CultureInfo.InvariantCulture) },
-                TimeSpan.FromMinutes(1), cancel);
-            if (created.ExitCode != 0)
+            try
+            {
+                QemuImage.CreateEmptyQcow2(disk.ScratchPath, disk.Disk.VirtualSize);
+                _scratchFiles.Add(disk.ScratchPath);
+            }
+            catch (Exception e) when (e is IOException || e is UnauthorizedAccessException || e is ArgumentOutOfRangeException)
             {
                 throw new VmQuiesceException("FleecingSetupFailed", FailureKind.WriteError,
-                    $"The scratch image '{disk.ScratchPath}' for disk {disk.Disk.Name} could not be created: {created.Message}", disk.ScratchPath);
+                    $"The scratch image '{disk.ScratchPath}' for disk {disk.Disk.Name} could not be created: {e.Message}", disk.ScratchPath, e);
             }
         }
 
@@ -356,14 +353,6 @@ namespace VmQuiesce.Core.Sources.Qemu
         }
 
         /// <summary>Waits until no qemu-img still writes a scratch image (failed or not: what exists is deleted next).</summary>
-        private void WaitForScratchImages()
-        {
-            foreach (Task image in _scratchImages)
-            {
-                OwnThread.WaitEnded(image);
-            }
-        }
-
         private void CloseConnections()
         {
             foreach (NbdClient client in _clients)
