@@ -272,8 +272,8 @@ namespace VmQuiesce.Core.Tests.Qemu
             Assert.Equal("ChangeTrackingNeedsExternalMode", refused.ErrorId);
             Assert.Equal(points, _repository.ListRestorePoints().Count);
 
-            // A guest another tool froze is refused only once the agent has answered, when the scratch images (made
-            // while the agent is asked) exist: they and everything else are gone again, and the checkpoint stays.
+            // A guest another tool froze is refused once the agent has answered, after the monitor's checks and before
+            // the scratch images are made: nothing is left, and the checkpoint stays.
             using (GuestAgentClient agent = GuestAgentClient.Connect(vm.AgentSocketPath, TimeSpan.FromSeconds(60)))
             {
                 agent.Freeze();
