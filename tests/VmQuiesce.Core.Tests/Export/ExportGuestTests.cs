@@ -189,7 +189,7 @@ namespace VmQuiesce.Core.Tests.Export
                 Assert.False(File.Exists(restore.Overlays.Single()));
                 using (QmpClient qmp = QmpClient.Connect(restore.QmpSocket, TimeSpan.FromSeconds(30))) // QEMU serves one QMP client: the copy's watch held it until now
                 {
-                    VmMachine running = QemuMachine.Query(qmp, "restored", OperationHost.None, CancellationToken.None)!;
+                    VmMachine running = QemuMachine.Query(qmp, "restored", OperationHost.None, CancellationToken.None, out _)!;
                     Assert.Equal(_guest.Point.Machine!.Type, running.Type);
                     Assert.Equal(192, running.MemoryMiB);
                     Assert.Equal(2, running.Cpus);

@@ -76,7 +76,7 @@ namespace VmQuiesce.Core.Tests.Qemu
             _agent.Start();
             using var client = GuestAgentClient.Connect(_agent.SocketPath, TimeSpan.FromSeconds(5));
 
-            IReadOnlyList<GuestAgentAnswer> answers = client.ExecuteAll(new[] { "guest-fsfreeze-status", "guest-no-such-command", "guest-get-fsinfo" });
+            IReadOnlyList<CommandAnswer> answers = client.ExecuteAll(new[] { "guest-fsfreeze-status", "guest-no-such-command", "guest-get-fsinfo" });
 
             Assert.Equal("thawed", client.ReadFreezeStatus(answers[0].Result));
             Assert.Equal("CommandNotFound", answers[1].Error?.ErrorClass);

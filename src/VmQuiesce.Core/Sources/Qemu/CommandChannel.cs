@@ -82,6 +82,44 @@ namespace VmQuiesce.Core.Sources.Qemu
             Await(Send(command, arguments, timeout, cancel, beforeSend), timeout, cancel);
 
         /// <summary>
+        /// Sends every command before awaiting the first answer (the peer answers in order), so the channel's latency is
+        /// paid once, not once per command. Each answer is the command's "return" member or the
+        /// <see cref="QemuCommandException"/> the peer answered with; a timeout (<paramref name="timeout"/> for each answer)
+        /// or a broken connection throws, and the replies still to come are dropped.
+        /// </summary>
+        public IReadOnlyList<CommandAnswer> ExecuteAll(IReadOnlyList<QemuCommand> commands, TimeSpan timeout, CancellationToken cancel)
+        {
+            var sent = new List<Pending>();
+            try
+            {
+                foreach (QemuCommand command in commands)
+                {
+                    sent.Add(Send(command.Name, command.Arguments, timeout, cancel));
+                }
+
+                var answers = new List<CommandAnswer>();
+                foreach (Pending pending in sent)
+                {
+                    try
+                    {
+                        answers.Add(new CommandAnswer(Await(pending, timeout, cancel), null));
+                    }
+                    catch (QemuCommandException refused)
+                    {
+                        answers.Add(new CommandAnswer(null, refused));
+                    }
+                }
+
+                return answers;
+            }
+            catch
+            {
+                sent.ForEach(Forget);
+                throw;
+            }
+        }
+
+        /// <summary>
         /// Sends a command without waiting for its reply: <see cref="Await"/> takes it, or <see cref="Forget"/> drops it.
         /// Nothing is sent once <paramref name="cancel"/> is cancelled, or when <paramref name="beforeSend"/> throws.
         /// </summary>
@@ -331,5 +369,36 @@ namespace VmQuiesce.Core.Sources.Qemu
 
             public JsonObject? Reply { get; set; }
         }
+    }
+
+    /// <summary>A command and its arguments, for <see cref="CommandChannel.ExecuteAll"/>.</summary>
+    public sealed class QemuCommand
+    {
+        public QemuCommand(string name, JsonObject? arguments = null)
+        {
+            Name = name;
+            Arguments = arguments;
+        }
+
+        public string Name { get; }
+
+        public JsonObject? Arguments { get; }
+    }
+
+    /// <summary>One answer of a batch of commands: the command's "return" member, or the error the peer answered with.</summary>
+    public sealed class CommandAnswer
+    {
+        public CommandAnswer(object? value, QemuCommandException? error)
+        {
+            Value = value;
+            Error = error;
+        }
+
+        public object? Value { get; }
+
+        public QemuCommandException? Error { get; }
+
+        /// <summary>The "return" member; the peer's error is thrown.</summary>
+        public object? Result => Error == null ? Value : throw Error;
     }
 }

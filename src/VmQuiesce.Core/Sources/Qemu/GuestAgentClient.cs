@@ -1,6 +1,7 @@
 using System;
 using System.Collections.Generic;
 using System.Diagnostics;
+using System.Linq;
 using System.Text;
 using System.Threading;
 using VmQuiesce.Core.Json;
@@ -131,37 +132,17 @@ namespace VmQuiesce.Core.Sources.Qemu
         /// or the <see cref="QemuCommandException"/> the agent answered with; a timeout (<see cref="CallTimeout"/> for each
         /// answer) or a broken connection throws.
         /// </summary>
-        public IReadOnlyList<GuestAgentAnswer> ExecuteAll(IReadOnlyList<string> commands, CancellationToken cancel = default)
+        public IReadOnlyList<CommandAnswer> ExecuteAll(IReadOnlyList<string> commands, CancellationToken cancel = default)
         {
             EnterSynced(string.Join("', '", commands), CallTimeout, cancel);
-            var sent = new List<CommandChannel.Pending>();
             try
             {
-                foreach (string command in commands)
-                {
-                    sent.Add(_channel.Send(command, null, CallTimeout, cancel));
-                }
-
-                var answers = new List<GuestAgentAnswer>();
-                foreach (CommandChannel.Pending pending in sent)
-                {
-                    try
-                    {
-                        answers.Add(new GuestAgentAnswer(_channel.Await(pending, CallTimeout, cancel), null));
-                    }
-                    catch (QemuCommandException refused)
-                    {
-                        answers.Add(new GuestAgentAnswer(null, refused));
-                    }
-                }
-
-                return answers;
+                return _channel.ExecuteAll(commands.Select(command => new QemuCommand(command)).ToList(), CallTimeout, cancel);
             }
             catch
             {
                 // Answers may still come: resynchronise before the next command.
                 _needsSync = true;
-                sent.ForEach(_channel.Forget);
                 throw;
             }
             finally
@@ -371,23 +352,6 @@ namespace VmQuiesce.Core.Sources.Qemu
         private VmQuiesceException ProtocolError(string command, string expected) =>
             new VmQuiesceException(Peer + "ProtocolError", FailureKind.ProtocolError,
                 $"The {What} at '{Address}' answered '{command}' with something other than {expected}.", Address);
-    }
-
-    /// <summary>One answer of <see cref="GuestAgentClient.ExecuteAll"/>: the command's "return" member, or the error the agent answered with.</summary>
-    public sealed class GuestAgentAnswer
-    {
-        public GuestAgentAnswer(object? value, QemuCommandException? error)
-        {
-            Value = value;
-            Error = error;
-        }
-
-        public object? Value { get; }
-
-        public QemuCommandException? Error { get; }
-
-        /// <summary>The "return" member; the agent's error is thrown.</summary>
-        public object? Result => Error == null ? Value : throw Error;
     }
 
     /// <summary>guest-info: the agent's version and which commands it has, enabled or not.</summary>

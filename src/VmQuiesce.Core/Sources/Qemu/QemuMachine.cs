@@ -20,14 +20,24 @@ namespace VmQuiesce.Core.Sources.Qemu
         private const string CpuTypeSuffix = "-cpu";
 
         /// <summary>
-        /// What QEMU says of the machine, each value allowlisted (<see cref="VmMachine"/>); a query this QEMU does not
-        /// know leaves its value out. Null when nothing is known.
+        /// What QEMU says of the VM: its UUID (<paramref name="uuid"/>; query-uuid, whose error is thrown) and its machine,
+        /// each value allowlisted (<see cref="VmMachine"/>; a query this QEMU does not know leaves its value out, null when
+        /// nothing is known). Asked in two exchanges: the first CPU's type needs its QOM path from query-cpus-fast.
         /// </summary>
-        public static VmMachine? Query(QmpClient qmp, string vmName, IOperationHost host, CancellationToken cancel)
+        public static VmMachine? Query(QmpClient qmp, string vmName, IOperationHost host, CancellationToken cancel, out Guid? uuid)
         {
-            string? type = Answer(() => qmp.Execute("qom-get", new JsonObject().With("path", "/machine").With("property", "type"), cancel: cancel) as string);
-            long? memoryBytes = Answer(() => (qmp.Execute("query-memory-size-summary", cancel: cancel) as JsonObject)?.GetOptionalInt64("base-memory"));
-            IReadOnlyList<JsonObject>? cpus = Answer(() => (qmp.Execute("query-cpus-fast", cancel: cancel) as JsonArray)?.OfType<JsonObject>().ToList());
+            IReadOnlyList<CommandAnswer> answers = qmp.ExecuteAll(new[]
+            {
+                new QemuCommand("query-uuid"),
+                new QemuCommand("qom-get", new JsonObject().With("path", "/machine").With("property", "type")),
+                new QemuCommand("query-memory-size-summary"),
+                new QemuCommand("query-cpus-fast"),
+            }, cancel);
+            uuid = QemuDiscovery.ParseUuid(qmp.AnswerObject("query-uuid", answers[0]).GetOptionalString("UUID"));
+            // A refused query's answer has no value: its field stays unknown.
+            string? type = answers[1].Value as string;
+            long? memoryBytes = answers[2].Value is JsonObject memory ? Answer(() => memory.GetOptionalInt64("base-memory")) : null;
+            List<JsonObject>? cpus = (answers[3].Value as JsonArray)?.OfType<JsonObject>().ToList();
             string? cpuType = cpus?.FirstOrDefault()?.GetOptionalString("qom-path") is string cpuPath
                 ? Answer(() => qmp.Execute("qom-get", new JsonObject().With("path", cpuPath).With("property", "type"), cancel: cancel) as string)
                 : null;

@@ -163,8 +163,7 @@ namespace VmQuiesce.Core.Sources.Qemu
                     fleecing = QemuFleecing.Begin(qmp, disks, stamp, VmName, _host, cancel);
                 }
 
-                Guid? uuid = QemuDiscovery.ParseUuid(qmp.ExecuteObject("query-uuid", cancel: cancel).GetOptionalString("UUID"));
-                Repository.VmMachine? machine = QemuMachine.Query(qmp, VmName, _host, cancel);
+                Repository.VmMachine? machine = QemuMachine.Query(qmp, VmName, _host, cancel, out Guid? uuid);
 
                 GuestAgentFreezer? freezer = null;
                 Consistency expected = Consistency.Crash;
@@ -604,7 +603,7 @@ namespace VmQuiesce.Core.Sources.Qemu
         {
             agent.Sync(_options.AgentTimeout, cancel);
             // Asked in one go; a command the agent lacks or has disabled is answered with an error, used only when guest-info offers it.
-            IReadOnlyList<GuestAgentAnswer> answers = agent.ExecuteAll(new[] { "guest-fsfreeze-status", "guest-info", "guest-get-osinfo", "guest-get-fsinfo" }, cancel);
+            IReadOnlyList<CommandAnswer> answers = agent.ExecuteAll(new[] { "guest-fsfreeze-status", "guest-info", "guest-get-osinfo", "guest-get-fsinfo" }, cancel);
 
             // The status first: a frozen qemu-ga reports the freeze itself as disabled, which would look like "no freeze support".
             string? status = FreezeStatusOf(agent, answers[0]);
@@ -637,7 +636,7 @@ namespace VmQuiesce.Core.Sources.Qemu
             FreezeStatusOf(agent, agent.ExecuteAll(new[] { "guest-fsfreeze-status" }, cancel)[0]);
 
         /// <summary>guest-fsfreeze-status's answer: "frozen", "thawed", or null when the agent has no such command.</summary>
-        private static string? FreezeStatusOf(GuestAgentClient agent, GuestAgentAnswer answer) =>
+        private static string? FreezeStatusOf(GuestAgentClient agent, CommandAnswer answer) =>
             answer.Error?.ErrorClass == "CommandNotFound" ? null : agent.ReadFreezeStatus(answer.Result);
 
         private void RequireConsistency(Consistency reachable, QuiesceOptions options, string why)

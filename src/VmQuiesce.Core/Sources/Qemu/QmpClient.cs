@@ -82,6 +82,16 @@ namespace VmQuiesce.Core.Sources.Qemu
         public object? Execute(string command, JsonObject? arguments = null, TimeSpan? timeout = null, CancellationToken cancel = default) =>
             _channel.Execute(command, arguments, timeout ?? CommandTimeout, cancel);
 
+        /// <summary>
+        /// Runs the commands in one go (<see cref="CommandChannel.ExecuteAll"/>): QEMU runs a monitor's commands one after
+        /// another and answers each in order. A command QEMU refuses is answered with its error.
+        /// </summary>
+        public IReadOnlyList<CommandAnswer> ExecuteAll(IReadOnlyList<QemuCommand> commands, CancellationToken cancel = default) =>
+            _channel.ExecuteAll(commands, CommandTimeout, cancel);
+
+        /// <summary><paramref name="answer"/> to <paramref name="command"/> as an object; QEMU's error is thrown.</summary>
+        public JsonObject AnswerObject(string command, CommandAnswer answer) => answer.Result as JsonObject ?? throw ProtocolError(command, "an object");
+
         /// <summary>Runs a command whose reply is an object.</summary>
         public JsonObject ExecuteObject(string command, JsonObject? arguments = null, TimeSpan? timeout = null, CancellationToken cancel = default) =>
             Execute(command, arguments, timeout, cancel) as JsonObject ?? throw ProtocolError(command, "an object");
