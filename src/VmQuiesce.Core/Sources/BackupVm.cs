@@ -1,3 +1,4 @@
+using System;
 using System.Collections.Generic;
 
 namespace VmQuiesce.Core.Sources
@@ -28,12 +29,25 @@ namespace VmQuiesce.Core.Sources
         /// <summary>The connection details in words, for display (never secrets), e.g. QmpSocket, AgentSocket.</summary>
         public IReadOnlyDictionary<string, string> Details => Describe();
 
-        /// <summary>A source for one backup, reporting its warnings and verbose lines to <paramref name="host"/>.</summary>
-        public IBackupSource OpenSource(IOperationHost? host = null) => CreateSource(host ?? OperationHost.None);
+        /// <summary>
+        /// A source for one backup, reporting its warnings and verbose lines to <paramref name="host"/>; it takes what
+        /// <paramref name="ahead"/> (<see cref="StartAhead"/> of this VM) started.
+        /// </summary>
+        public IBackupSource OpenSource(IOperationHost? host = null, IDisposable? ahead = null) =>
+            ahead == null ? CreateSource(host ?? OperationHost.None) : CreateSource(host ?? OperationHost.None, ahead);
+
+        /// <summary>
+        /// Starts, ahead of a backup, connecting to what the guest is slow to answer; nothing is sent. Give the result to
+        /// <see cref="OpenSource"/>, and dispose it afterwards: that closes what no source took. Null when there is nothing to start.
+        /// </summary>
+        public virtual IDisposable? StartAhead() => null;
 
         public override string ToString() => Name;
 
         protected abstract IBackupSource CreateSource(IOperationHost host);
+
+        /// <summary>A source that takes what <see cref="StartAhead"/> started.</summary>
+        protected virtual IBackupSource CreateSource(IOperationHost host, IDisposable ahead) => CreateSource(host);
 
         /// <summary>The typed details as name/value pairs, leaving out those that are not set.</summary>
         protected abstract IReadOnlyDictionary<string, string> Describe();

@@ -161,6 +161,21 @@ namespace VmQuiesce.Commands
                 return;
             }
 
+            // Before the repository opens, the VMs that start first begin connecting to what their guests are slow to
+            // answer (a QEMU guest agent looks at a new connection only every 100 ms); nothing is sent yet.
+            List<IDisposable?> ahead = Method == BackupMethod.HostVss ? new List<IDisposable?>() : _vms.Take(ThrottleLimit).Select(vm => vm.StartAhead()).ToList();
+            try
+            {
+                BackUpToRepository(ahead);
+            }
+            finally
+            {
+                ahead.ForEach(started => started?.Dispose());
+            }
+        }
+
+        private void BackUpToRepository(IReadOnlyList<IDisposable?> ahead)
+        {
             IRestorePointSource repository;
             BackupEngine engine;
             try
@@ -187,7 +202,7 @@ namespace VmQuiesce.Commands
             try
             {
                 CheckRepository(repository);
-                BackUpAll(engine);
+                BackUpAll(engine, ahead);
                 if (_published == 0 && (repository is BackupRepository folder ? folder.RemoveIfUnused() : ((ObjectRepository)repository).RemoveIfUnused()))
                 {
                     WriteVerbose($"Removed the repository '{repository.Location}' this call created: no backup stored anything in it.");
@@ -231,7 +246,7 @@ namespace VmQuiesce.Commands
             }
         }
 
-        private void BackUpAll(BackupEngine engine)
+        private void BackUpAll(BackupEngine engine, IReadOnlyList<IDisposable?> ahead)
         {
             var overall = new OverallProgress(_vms.Count);
             using var slots = new SemaphoreSlim(ThrottleLimit);
@@ -241,7 +256,7 @@ namespace VmQuiesce.Commands
                 slots.Wait(CancelToken);
                 try
                 {
-                    BackUp(engine, vm, index + 1, hosts[index]);
+                    BackUp(engine, vm, index + 1, hosts[index], index < ahead.Count ? ahead[index] : null);
                 }
                 finally
                 {
@@ -251,13 +266,13 @@ namespace VmQuiesce.Commands
             WriteProgress(new ProgressRecord(0, "Backing up VMs", "Done") { RecordType = ProgressRecordType.Completed });
         }
 
-        /// <summary>One VM, on a worker thread: everything it has to say goes through the pump.</summary>
-        private void BackUp(BackupEngine engine, BackupVm vm, int activity, IOperationHost host)
+        /// <summary>One VM, on a worker thread: everything it has to say goes through the pump. Its source takes what <paramref name="ahead"/> started.</summary>
+        private void BackUp(BackupEngine engine, BackupVm vm, int activity, IOperationHost host, IDisposable? ahead)
         {
             try
             {
                 BackupVm target = Method == BackupMethod.HostVss ? HostVssSource.ForVm(vm, VssBackupType) : vm;
-                IBackupSource source = target.OpenSource(host);
+                IBackupSource source = target.OpenSource(host, ahead);
                 var options = new QuiesceOptions
                 {
                     Required = Consistency,

@@ -64,6 +64,47 @@ namespace VmQuiesce.Core.Tests.Qemu
             Assert.Empty(source.FindLeftovers(CancellationToken.None));
         }
 
+        [Fact]
+        public void An_agent_connection_started_ahead_is_the_one_the_backup_freezes_through()
+        {
+            Start();
+            using var ahead = GuestAgentAhead.Start(_vm.Agent.SocketPath, TimeSpan.FromSeconds(10));
+            var source = new QemuSource(Source().Options) { AgentAhead = ahead };
+
+            using (IConsistentView view = source.OpenConsistentView(new QuiesceOptions(), CancellationToken.None))
+            {
+                Assert.Equal(Consistency.FileSystem, view.Reached);
+                view.Complete(true, CancellationToken.None);
+            }
+
+            Assert.Equal(1, _vm.Agent.Connections);
+            Assert.True(_vm.Agent.ReceivedCommand("guest-fsfreeze-freeze"));
+            Assert.Null(ahead.Take()); // the open took it
+        }
+
+        [Fact]
+        public void An_agent_connection_started_ahead_that_no_backup_took_is_closed_having_been_sent_nothing()
+        {
+            Start();
+            GuestAgentAhead ahead = GuestAgentAhead.Start(_vm.Agent.SocketPath, TimeSpan.FromSeconds(10));
+
+            ahead.Dispose();
+
+            lock (_vm.Agent.Commands)
+            {
+                Assert.Empty(_vm.Agent.Commands);
+            }
+
+            // The agent serves one client at a time: a connection left open would keep the next backup from it.
+            using (IConsistentView view = Source().OpenConsistentView(new QuiesceOptions(), CancellationToken.None))
+            {
+                Assert.Equal(Consistency.FileSystem, view.Reached);
+                view.Complete(true, CancellationToken.None);
+            }
+
+            Assert.Equal(2, _vm.Agent.Connections);
+        }
+
         [Theory]
         [InlineData("5f0c2a4e-8b7d-4e51-9a43-1c2d3e4f5a6b", "5f0c2a4e-8b7d-4e51-9a43-1c2d3e4f5a6b")]
         [InlineData("00000000-0000-0000-0000-000000000000", null)] // QEMU's answer for a VM started without -uuid

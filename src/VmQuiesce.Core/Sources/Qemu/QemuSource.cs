@@ -38,6 +38,9 @@ namespace VmQuiesce.Core.Sources.Qemu
 
         internal IOperationHost Host => _host;
 
+        /// <summary>The guest agent's connection started before the backup (<see cref="QemuVm.StartAhead"/>), which the open takes.</summary>
+        internal GuestAgentAhead? AgentAhead { get; init; }
+
         /// <summary>
         /// What earlier backups left that blocks a new one. A run whose process ended left a record: the backup
         /// repairs what it names before it starts (and refuses if that fails), and a run still going refuses it
@@ -139,7 +142,7 @@ namespace VmQuiesce.Core.Sources.Qemu
                     {
                         string agentSocket = _options.AgentSocket;
                         Task<QemuPeer?> peer = Task.FromResult(qmp.VerifiedPeer);
-                        preparing = OwnThread.Start(() => PrepareAgent(agentSocket, peer, cancel));
+                        preparing = OwnThread.Start(() => PrepareAgent(agentSocket, null, peer, cancel));
                     }
 
                     // Started while the agent is asked, the guardian is only told at the freeze (Arm waits for this start); on a thread
@@ -303,30 +306,32 @@ namespace VmQuiesce.Core.Sources.Qemu
         }
 
         /// <summary>
-        /// Starts <see cref="PrepareAgent"/> at the start of the open, beside the monitor's connect and checks: qemu-ga, while
-        /// nobody has the host side of its channel open, looks at the channel only every 100 ms, so the sooner the connection
-        /// exists, the sooner it answers. Null without an agent socket, or when a dead run's record is there (its repair may
-        /// need the channel first).
+        /// Starts <see cref="PrepareAgent"/> at the start of the open, beside the monitor's connect and checks, on the
+        /// connection <see cref="AgentAhead"/> started if there is one: qemu-ga, while nobody has the host side of its channel
+        /// open, looks at the channel only every 100 ms, so the sooner the connection exists, the sooner it answers. Null
+        /// without an agent socket, or when a dead run's record is there (its repair may need the channel first).
         /// </summary>
         private Task<PreparedAgent>? PrepareAgentAhead(Task<QemuPeer?> monitorPeer, CancellationToken cancel)
         {
             string? agentSocket = _options.AgentSocket;
             if (agentSocket == null || QemuRunRecord.Load(_options.QmpSocket) != null)
             {
+                AgentAhead?.Dispose();
                 return null;
             }
 
-            return OwnThread.Start(() => PrepareAgent(agentSocket, monitorPeer, cancel));
+            Task<GuestAgentClient>? connected = AgentAhead?.Socket == agentSocket ? AgentAhead.Take() : null;
+            return OwnThread.Start(() => PrepareAgent(agentSocket, connected, monitorPeer, cancel));
         }
 
         /// <summary>
-        /// Connects to the agent, then waits for the monitor's verified process and checks that it serves the agent's
-        /// channel too (<see cref="VerifyAgent"/>) before anything is sent or anything the agent says is used; then asks
-        /// what it can freeze (<see cref="PrepareFreezer"/>).
+        /// Connects to the agent (or takes <paramref name="connected"/>), then waits for the monitor's verified process and
+        /// checks that it serves the agent's channel too (<see cref="VerifyAgent"/>) before anything is sent or anything the
+        /// agent says is used; then asks what it can freeze (<see cref="PrepareFreezer"/>).
         /// </summary>
-        private PreparedAgent PrepareAgent(string agentSocket, Task<QemuPeer?> monitorPeer, CancellationToken cancel)
+        private PreparedAgent PrepareAgent(string agentSocket, Task<GuestAgentClient>? connected, Task<QemuPeer?> monitorPeer, CancellationToken cancel)
         {
-            GuestAgentClient agent = GuestAgentClient.Connect(agentSocket, _options.AgentTimeout, cancel);
+            GuestAgentClient agent = connected?.GetAwaiter().GetResult() ?? GuestAgentClient.Connect(agentSocket, _options.AgentTimeout, cancel);
             try
             {
                 VerifyAgent(agent, agentSocket, monitorPeer.GetAwaiter().GetResult());

@@ -1,3 +1,4 @@
+using System;
 using System.Collections.Generic;
 using System.Globalization;
 using System.Linq;
@@ -61,7 +62,12 @@ namespace VmQuiesce.Core.Sources.Qemu
             return snapshots;
         }
 
+        /// <summary>The guest agent's connection (<see cref="GuestAgentAhead"/>), when the VM has an agent socket.</summary>
+        public override IDisposable? StartAhead() => AgentSocket == null ? null : GuestAgentAhead.Start(AgentSocket, Options.AgentTimeout);
+
         protected override IBackupSource CreateSource(IOperationHost host) => new QemuSource(Options, host);
+
+        protected override IBackupSource CreateSource(IOperationHost host, IDisposable ahead) => new QemuSource(Options, host) { AgentAhead = ahead as GuestAgentAhead };
 
         protected override IReadOnlyDictionary<string, string> Describe()
         {
