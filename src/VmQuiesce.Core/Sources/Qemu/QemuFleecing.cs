@@ -352,7 +352,6 @@ namespace VmQuiesce.Core.Sources.Qemu
             }
         }
 
-        /// <summary>Waits until no qemu-img still writes a scratch image (failed or not: what exists is deleted next).</summary>
         private void CloseConnections()
         {
             foreach (NbdClient client in _clients)

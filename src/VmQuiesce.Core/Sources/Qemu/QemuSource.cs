@@ -162,7 +162,7 @@ namespace VmQuiesce.Core.Sources.Qemu
                 string stamp = DateTime.UtcNow.ToString("yyyyMMdd'T'HHmmssfff'Z'", CultureInfo.InvariantCulture);
                 if (tracking != null)
                 {
-                    // The scratch images are made (next to disk images just checked to be QEMU's) while the monitor and the agent are still asked.
+                    // Checked while the agent is still asked; the scratch images go next to disk images just checked to be QEMU's.
                     fleecing = QemuFleecing.Begin(qmp, disks, stamp, VmName, _host, cancel);
                 }
 
