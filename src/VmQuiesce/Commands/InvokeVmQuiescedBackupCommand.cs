@@ -161,8 +161,8 @@ namespace VmQuiesce.Commands
                 return;
             }
 
-            // Before the repository opens, the VMs that start first begin connecting to what their guests are slow to
-            // answer (a QEMU guest agent looks at a new connection only every 100 ms); nothing is sent yet.
+            // While the repository opens, the VMs that start first connect to their monitors and guest agents
+            // (BackupVm.StartAhead: a QEMU guest agent notices a new connection only after up to 100 ms).
             List<IDisposable?> ahead = Method == BackupMethod.HostVss ? new List<IDisposable?>() : _vms.Take(ThrottleLimit).Select(vm => vm.StartAhead()).ToList();
             try
             {

@@ -65,28 +65,30 @@ namespace VmQuiesce.Core.Tests.Qemu
         }
 
         [Fact]
-        public void An_agent_connection_started_ahead_is_the_one_the_backup_freezes_through()
+        public void The_connections_started_ahead_are_the_ones_the_backup_uses()
         {
             Start();
-            using var ahead = GuestAgentAhead.Start(_vm.Agent.SocketPath, TimeSpan.FromSeconds(10));
-            var source = new QemuSource(Source().Options) { AgentAhead = ahead };
+            using var ahead = QemuAhead.Start(Source().Options);
+            var source = new QemuSource(Source().Options) { Ahead = ahead };
 
             using (IConsistentView view = source.OpenConsistentView(new QuiesceOptions(), CancellationToken.None))
             {
                 Assert.Equal(Consistency.FileSystem, view.Reached);
+                Assert.Equal(1, _vm.Qemu.Connections); // the release connects anew
                 view.Complete(true, CancellationToken.None);
             }
 
             Assert.Equal(1, _vm.Agent.Connections);
             Assert.True(_vm.Agent.ReceivedCommand("guest-fsfreeze-freeze"));
-            Assert.Null(ahead.Take()); // the open took it
+            Assert.Null(ahead.TakeMonitor()); // the open took both
+            Assert.Null(ahead.TakeAgent());
         }
 
         [Fact]
-        public void An_agent_connection_started_ahead_that_no_backup_took_is_closed_having_been_sent_nothing()
+        public void Connections_started_ahead_that_no_backup_took_are_closed_and_the_agent_was_sent_nothing()
         {
             Start();
-            GuestAgentAhead ahead = GuestAgentAhead.Start(_vm.Agent.SocketPath, TimeSpan.FromSeconds(10));
+            QemuAhead ahead = QemuAhead.Start(Source().Options);
 
             ahead.Dispose();
 
@@ -95,7 +97,12 @@ namespace VmQuiesce.Core.Tests.Qemu
                 Assert.Empty(_vm.Agent.Commands);
             }
 
-            // The agent serves one client at a time: a connection left open would keep the next backup from it.
+            lock (_vm.Qemu.Commands)
+            {
+                Assert.Equal(new[] { "qmp_capabilities" }, _vm.Qemu.Commands);
+            }
+
+            // Monitor and agent serve one client at a time: a connection left open would keep the next backup from it.
             using (IConsistentView view = Source().OpenConsistentView(new QuiesceOptions(), CancellationToken.None))
             {
                 Assert.Equal(Consistency.FileSystem, view.Reached);
@@ -103,6 +110,7 @@ namespace VmQuiesce.Core.Tests.Qemu
             }
 
             Assert.Equal(2, _vm.Agent.Connections);
+            Assert.True(_vm.Qemu.Connections >= 2);
         }
 
         [Theory]

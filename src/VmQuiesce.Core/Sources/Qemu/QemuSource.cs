@@ -38,8 +38,8 @@ namespace VmQuiesce.Core.Sources.Qemu
 
         internal IOperationHost Host => _host;
 
-        /// <summary>The guest agent's connection started before the backup (<see cref="QemuVm.StartAhead"/>), which the open takes.</summary>
-        internal GuestAgentAhead? AgentAhead { get; init; }
+        /// <summary>The connections started before the backup (<see cref="QemuVm.StartAhead"/>), which the open takes.</summary>
+        internal QemuAhead? Ahead { get; init; }
 
         /// <summary>
         /// What earlier backups left that blocks a new one. A run whose process ended left a record: the backup
@@ -111,7 +111,7 @@ namespace VmQuiesce.Core.Sources.Qemu
             QmpClient qmp;
             try
             {
-                qmp = ConnectQmp(cancel);
+                qmp = TakeMonitorAhead() ?? ConnectQmp(cancel);
             }
             catch
             {
@@ -307,7 +307,7 @@ namespace VmQuiesce.Core.Sources.Qemu
 
         /// <summary>
         /// Starts <see cref="PrepareAgent"/> at the start of the open, beside the monitor's connect and checks, on the
-        /// connection <see cref="AgentAhead"/> started if there is one: qemu-ga, while nobody has the host side of its channel
+        /// connection <see cref="Ahead"/> started if there is one: qemu-ga, while nobody has the host side of its channel
         /// open, looks at the channel only every 100 ms, so the sooner the connection exists, the sooner it answers. Null
         /// without an agent socket, or when a dead run's record is there (its repair may need the channel first).
         /// </summary>
@@ -316,11 +316,11 @@ namespace VmQuiesce.Core.Sources.Qemu
             string? agentSocket = _options.AgentSocket;
             if (agentSocket == null || QemuRunRecord.Load(_options.QmpSocket) != null)
             {
-                AgentAhead?.Dispose();
+                Ahead?.CloseAgent();
                 return null;
             }
 
-            Task<GuestAgentClient>? connected = AgentAhead?.Socket == agentSocket ? AgentAhead.Take() : null;
+            Task<GuestAgentClient>? connected = Ahead?.Options.AgentSocket == agentSocket ? Ahead.TakeAgent() : null;
             return OwnThread.Start(() => PrepareAgent(agentSocket, connected, monitorPeer, cancel));
         }
 
@@ -400,17 +400,15 @@ namespace VmQuiesce.Core.Sources.Qemu
         }
 
         /// <summary>Connects to the monitor and checks that a trusted QEMU process serves it (<see cref="QemuProcessTrust"/>).</summary>
-        internal QmpClient ConnectQmp(CancellationToken cancel)
+        internal QmpClient ConnectQmp(CancellationToken cancel) => WarnIfUnverified(ConnectVerifiedQmp(_options, cancel));
+
+        /// <summary>Connects to the monitor of <paramref name="options"/> and checks which process serves it (null where this host cannot tell).</summary>
+        internal static QmpClient ConnectVerifiedQmp(QemuSourceOptions options, CancellationToken cancel)
         {
-            QmpClient qmp = QmpClient.Connect(_options.QmpSocket, _options.QmpTimeout, cancel);
+            QmpClient qmp = QmpClient.Connect(options.QmpSocket, options.QmpTimeout, cancel);
             try
             {
-                qmp.VerifiedPeer = _options.Trust.Verify(qmp.FindPeerProcess(), _options.QmpSocket, QmpClient.What);
-                if (qmp.VerifiedPeer == null)
-                {
-                    _host.WriteWarning($"VM '{VmName}': which process serves '{_options.QmpSocket}' cannot be checked on {Platform.HostPlatform.Name}; it is taken to be the VM's QEMU, and its disks are read by path.");
-                }
-
+                qmp.VerifiedPeer = options.Trust.Verify(qmp.FindPeerProcess(), options.QmpSocket, QmpClient.What);
                 return qmp;
             }
             catch
@@ -418,6 +416,23 @@ namespace VmQuiesce.Core.Sources.Qemu
                 qmp.Dispose();
                 throw;
             }
+        }
+
+        /// <summary>The monitor connection <see cref="Ahead"/> started for this VM's socket (its failure is thrown); null when there is none.</summary>
+        private QmpClient? TakeMonitorAhead()
+        {
+            Task<QmpClient>? connecting = Ahead?.Options.QmpSocket == _options.QmpSocket ? Ahead.TakeMonitor() : null;
+            return connecting == null ? null : WarnIfUnverified(connecting.GetAwaiter().GetResult());
+        }
+
+        private QmpClient WarnIfUnverified(QmpClient qmp)
+        {
+            if (qmp.VerifiedPeer == null)
+            {
+                _host.WriteWarning($"VM '{VmName}': which process serves '{_options.QmpSocket}' cannot be checked on {Platform.HostPlatform.Name}; it is taken to be the VM's QEMU, and its disks are read by path.");
+            }
+
+            return qmp;
         }
 
         /// <summary>Connects to the agent and checks that the same QEMU process as the monitor's serves it.</summary>

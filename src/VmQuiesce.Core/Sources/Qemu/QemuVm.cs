@@ -62,12 +62,12 @@ namespace VmQuiesce.Core.Sources.Qemu
             return snapshots;
         }
 
-        /// <summary>The guest agent's connection (<see cref="GuestAgentAhead"/>), when the VM has an agent socket.</summary>
-        public override IDisposable? StartAhead() => AgentSocket == null ? null : GuestAgentAhead.Start(AgentSocket, Options.AgentTimeout);
+        /// <summary>The monitor's connection and the guest agent's (<see cref="QemuAhead"/>).</summary>
+        public override IDisposable? StartAhead() => QemuAhead.Start(Options);
 
         protected override IBackupSource CreateSource(IOperationHost host) => new QemuSource(Options, host);
 
-        protected override IBackupSource CreateSource(IOperationHost host, IDisposable ahead) => new QemuSource(Options, host) { AgentAhead = ahead as GuestAgentAhead };
+        protected override IBackupSource CreateSource(IOperationHost host, IDisposable ahead) => new QemuSource(Options, host) { Ahead = ahead as QemuAhead };
 
         protected override IReadOnlyDictionary<string, string> Describe()
         {
