@@ -216,7 +216,9 @@ namespace VmQuiesce.Core.Sources.Qemu
         {
             try
             {
-                JsonObject? job = qmp.ExecuteArray("query-jobs").OfType<JsonObject>().FirstOrDefault(j => j.GetOptionalString("id") == jobId);
+                // Cancelled and looked for in one exchange: QEMU refuses to cancel a job that is gone or has concluded.
+                IReadOnlyList<CommandAnswer> answers = qmp.ExecuteAll(new[] { new QemuCommand("job-cancel", new JsonObject().With("id", jobId)), new QemuCommand("query-jobs") });
+                JsonObject? job = (answers[1].Result as JsonArray)?.OfType<JsonObject>().FirstOrDefault(j => j.GetOptionalString("id") == jobId);
                 if (job == null)
                 {
                     return;
@@ -224,7 +226,6 @@ namespace VmQuiesce.Core.Sources.Qemu
 
                 if (job.GetOptionalString("status") != "concluded")
                 {
-                    qmp.Execute("job-cancel", new JsonObject().With("id", jobId));
                     WaitForJob(qmp, jobId, new[] { "concluded" }, TimeSpan.FromSeconds(30), CancellationToken.None);
                 }
 

@@ -333,15 +333,23 @@ namespace VmQuiesce.Core.Sources.Qemu
 
         internal static void DeleteExport(QmpClient qmp, string id)
         {
-            if (!qmp.ExecuteArray("query-block-exports").OfType<JsonObject>().Any(e => e.GetOptionalString("id") == id))
+            // Hard: a client still connected (a reader that hung) is cut off rather than keeping the export alive. Asked in
+            // one exchange with the list of exports: an export already gone refuses the delete, and what the list says decides.
+            IReadOnlyList<CommandAnswer> answers = qmp.ExecuteAll(new[]
             {
-                return;
+                new QemuCommand("block-export-del", new JsonObject().With("id", id).With("mode", "hard")),
+                new QemuCommand("query-block-exports"),
+            });
+            var clock = System.Diagnostics.Stopwatch.StartNew();
+            bool Listed(object? exports) => (exports as JsonArray ?? throw new InvalidOperationException("query-block-exports answered with something other than an array"))
+                .OfType<JsonObject>().Any(e => e.GetOptionalString("id") == id);
+            bool listed = Listed(answers[1].Result);
+            if (listed && answers[0].Error is QemuCommandException refused)
+            {
+                throw refused;
             }
 
-            // Hard: a client still connected (a reader that hung) is cut off rather than keeping the export alive.
-            qmp.Execute("block-export-del", new JsonObject().With("id", id).With("mode", "hard"));
-            var clock = System.Diagnostics.Stopwatch.StartNew();
-            while (qmp.ExecuteArray("query-block-exports").OfType<JsonObject>().Any(e => e.GetOptionalString("id") == id))
+            for (; listed; listed = Listed(qmp.ExecuteArray("query-block-exports")))
             {
                 if (clock.Elapsed > ExportGoneTimeout)
                 {
@@ -352,7 +360,8 @@ namespace VmQuiesce.Core.Sources.Qemu
             }
         }
 
-        private void CloseConnections()
+        /// <summary>Closes this run's NBD connections (Release and ReleaseWithoutQemu do it first, if nobody did).</summary>
+        public void CloseConnections()
         {
             foreach (NbdClient client in _clients)
             {

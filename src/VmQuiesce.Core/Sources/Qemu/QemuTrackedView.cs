@@ -2,6 +2,8 @@ using System;
 using System.Collections.Generic;
 using System.Linq;
 using System.Threading;
+using System.Threading.Tasks;
+using VmQuiesce.Core.Platform;
 
 namespace VmQuiesce.Core.Sources.Qemu
 {
@@ -37,12 +39,15 @@ namespace VmQuiesce.Core.Sources.Qemu
         protected override void Release(bool success, CancellationToken cancel)
         {
             QmpClient qmp;
+            // The NBD connections close while the monitor is connected to; the exports are taken down after them.
+            Task closing = OwnThread.Start(_fleecing.CloseConnections);
             try
             {
                 qmp = _source.ConnectQmp(cancel);
             }
             catch (VmQuiesceException e)
             {
+                OwnThread.WaitEnded(closing);
                 // QEMU is gone (or unreachable): its exports, jobs and nodes went with it; the files are ours to delete.
                 _fleecing.ReleaseWithoutQemu();
                 throw new VmQuiesceException("ChangeTrackingReleaseFailed", FailureKind.InvalidOperation,
@@ -54,6 +59,7 @@ namespace VmQuiesce.Core.Sources.Qemu
 
             using (qmp)
             {
+                OwnThread.WaitEnded(closing);
                 _fleecing.Release(qmp, success);
             }
         }
