@@ -17,6 +17,18 @@ namespace VmQuiesce.Core.Tests.Json
             Assert.Equal("oob", Assert.Single(greeting.GetObject("QMP").GetArray("capabilities")));
         }
 
+        [Theory]
+        [InlineData("", "\"\"")]
+        [InlineData("0123456789abcdef", "\"0123456789abcdef\"")]
+        [InlineData("\"quoted\"", "\"\\\"quoted\\\"\"")]
+        [InlineData("a\\b\nc\rd\te\bf\fg", "\"a\\\\b\\nc\\rd\\te\\bf\\fg\"")]
+        [InlineData("\u0001x\u001f\u2028y\u2029", "\"\\u0001x\\u001f\\u2028y\\u2029\"")]
+        [InlineData("é ü 日本", "\"é ü 日本\"")]
+        public void StringsAreWrittenWithEveryEscapeInPlaceAndTheRestAsItIs(string value, string expected)
+        {
+            Assert.Equal(expected, JsonText.Serialize(value, indented: false));
+        }
+
         [Fact]
         public void WrittenTextParsesBackToTheSameValues()
         {
