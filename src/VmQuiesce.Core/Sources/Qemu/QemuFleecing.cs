@@ -44,9 +44,8 @@ namespace VmQuiesce.Core.Sources.Qemu
 
         /// <summary>
         /// Checks that every disk can be tracked; <see cref="Prepare"/> makes the scratch images and nodes. Nothing the guest
-        /// sees changes. What an interrupted
-        /// backup left (exports, scratch nodes, VmQuiesce's NBD server) goes first. Release (or ReleaseWithoutQemu) after a
-        /// failure deletes the images.
+        /// sees changes. What an interrupted backup left (exports, scratch nodes, VmQuiesce's NBD server) goes first. Release
+        /// (or ReleaseWithoutQemu) after a failure deletes the images.
         /// </summary>
         public static QemuFleecing Begin(QmpClient qmp, IReadOnlyList<QemuDisk> disks, string stamp, string vmName, IOperationHost host, CancellationToken cancel)
         {
@@ -207,6 +206,7 @@ namespace VmQuiesce.Core.Sources.Qemu
                 {
                     Try(problems, $"the scratch file '{disk.ScratchPath}'", () => File.Delete(disk.ScratchPath));
                 }
+
                 if (nodes.TryGetValue(disk.Disk.NodeName, out QemuNodeInfo? node))
                 {
                     Try(problems, $"the checkpoints of disk {disk.Disk.Name}", () => SettleBitmaps(qmp, disk, node, success));
