@@ -201,6 +201,19 @@ Describe 'Get-BackupVm and Test-VmQuiesceReadiness against a real guest' {
         $discovered.Name | Should -Be 'qmp'
     }
 
+    It 'closes the monitor and agent connections it made while the repository opened when the repository fails, so they are free at once' {
+        if ($unavailable) { Set-ItResult -Skipped -Because $unavailable; return }
+        $vm = Get-BackupVm -QmpSocket $guest.QmpSocketPath -AgentSocket $guest.AgentSocketPath
+        $notRepository = Join-Path $TestDrive 'not-a-repository'
+        Set-Content -Path $notRepository -Value 'a file where the repository folder should be'
+        { $vm | Invoke-VmQuiescedBackup -Repository $notRepository -Confirm:$false -ErrorAction Stop } | Should -Throw
+        # QEMU's monitor and agent each serve one client at a time: a connection left open would keep the checks from them.
+        $rows = @($vm | Test-VmQuiesceReadiness)
+        ($rows | Where-Object Check -EQ 'QmpReachable').Status | Should -Be 'Passed'
+        ($rows | Where-Object Check -EQ 'AgentAnswering').Status | Should -Be 'Passed'
+        Get-Content -Path $notRepository | Should -Be 'a file where the repository folder should be'
+    }
+
     It 'warns that without an agent socket only Crash consistency is reachable' {
         if ($unavailable) { Set-ItResult -Skipped -Because $unavailable; return }
         $rows = @([VmQuiesce.Core.Sources.Qemu.QemuVm]::new('noagent', $guest.QmpSocketPath, $null) | Test-VmQuiesceReadiness)
