@@ -39,7 +39,8 @@ namespace VmQuiesce.Core.Sources.Qemu
         protected override void Release(bool success, CancellationToken cancel)
         {
             QmpClient qmp;
-            // The NBD connections close while the monitor is connected to; the exports are taken down after them.
+            // The NBD connections close while the monitor is connected to (the exports are taken down after them); they
+            // have closed before this goes on, whatever the connect did.
             Task closing = OwnThread.Start(_fleecing.CloseConnections);
             try
             {
@@ -56,10 +57,13 @@ namespace VmQuiesce.Core.Sources.Qemu
                     Remedy = "If QEMU still runs, the next backup of the VM removes what this one left.",
                 };
             }
+            finally
+            {
+                OwnThread.WaitEnded(closing);
+            }
 
             using (qmp)
             {
-                OwnThread.WaitEnded(closing);
                 _fleecing.Release(qmp, success);
             }
         }
