@@ -39,8 +39,8 @@ namespace VmQuiesce.Core.Sources
         /// <summary>
         /// Starts, ahead of a backup, the connections it will need (checked as the backup would; nothing is sent to the
         /// guest), so that they are ready when it starts: a QEMU guest agent, for one, notices a new connection only after
-        /// up to 100 ms. Give the result to
-        /// <see cref="OpenSource"/>, and dispose it afterwards: that closes what no source took. Null when there is nothing to start.
+        /// up to 100 ms. Give the result to <see cref="OpenSource"/>, and dispose it afterwards: that closes what no source
+        /// took. Null when there is nothing to start.
         /// </summary>
         public virtual IDisposable? StartAhead() => null;
 
