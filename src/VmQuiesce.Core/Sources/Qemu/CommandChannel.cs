@@ -232,6 +232,11 @@ namespace VmQuiesce.Core.Sources.Qemu
             new VmQuiesceException(Peer + "Timeout", FailureKind.OperationTimeout,
                 $"The {What} at '{Address}' did not take '{command}' within {timeout.TotalSeconds.ToString("0.###", CultureInfo.InvariantCulture)} s: nothing reads the other end of the socket.", Address);
 
+        /// <summary>The peer answered <paramref name="command"/>, but not with <paramref name="expected"/> (e.g. "an object").</summary>
+        public VmQuiesceException WrongAnswer(string command, string expected) =>
+            new VmQuiesceException(Peer + "ProtocolError", FailureKind.ProtocolError,
+                $"The {What} at '{Address}' answered '{command}' with something other than {expected}.", Address);
+
         public VmQuiesceException Timeout(string command, TimeSpan timeout) =>
             new VmQuiesceException(Peer + "Timeout", FailureKind.OperationTimeout,
                 $"The {What} at '{Address}' did not answer '{command}' within {timeout.TotalSeconds.ToString("0.###", CultureInfo.InvariantCulture)} s.", Address);

@@ -189,7 +189,7 @@ namespace VmQuiesce.Core.Sources.Qemu
         /// <summary>guest-get-fsinfo's answer, read and bounded.</summary>
         internal IReadOnlyList<GuestFileSystem> ReadFileSystems(object? answer)
         {
-            JsonArray list = answer as JsonArray ?? throw ProtocolError("guest-get-fsinfo", "an array");
+            JsonArray list = answer as JsonArray ?? throw _channel.WrongAnswer("guest-get-fsinfo", "an array");
             return Read("guest-get-fsinfo", () =>
             {
                 var result = new List<GuestFileSystem>();
@@ -210,7 +210,7 @@ namespace VmQuiesce.Core.Sources.Qemu
         public string GetFreezeStatus(TimeSpan? timeout = null, CancellationToken cancel = default) => ReadFreezeStatus(Execute("guest-fsfreeze-status", null, timeout, cancel));
 
         /// <summary>guest-fsfreeze-status's answer: "thawed" or "frozen".</summary>
-        internal string ReadFreezeStatus(object? answer) => answer as string ?? throw ProtocolError("guest-fsfreeze-status", "a string");
+        internal string ReadFreezeStatus(object? answer) => answer as string ?? throw _channel.WrongAnswer("guest-fsfreeze-status", "a string");
 
         /// <summary>Thaws the guest's file systems; returns how many were thawed (0 when nothing was frozen).</summary>
         public int Thaw(TimeSpan? timeout = null, CancellationToken cancel = default) => ToCount("guest-fsfreeze-thaw", Execute("guest-fsfreeze-thaw", null, timeout, cancel));
@@ -266,9 +266,9 @@ namespace VmQuiesce.Core.Sources.Qemu
         private JsonObject ExecuteObject(string command, JsonObject? arguments, CancellationToken cancel) =>
             AsObject(command, Execute(command, arguments, null, cancel));
 
-        private JsonObject AsObject(string command, object? answer) => answer as JsonObject ?? throw ProtocolError(command, "an object");
+        private JsonObject AsObject(string command, object? answer) => answer as JsonObject ?? throw _channel.WrongAnswer(command, "an object");
 
-        private int ToCount(string command, object? value) => value is long count ? (int)count : throw ProtocolError(command, "a number");
+        private int ToCount(string command, object? value) => value is long count ? (int)count : throw _channel.WrongAnswer(command, "a number");
 
         /// <summary>Reads a reply's members; a reply of the wrong shape (or bad base64) is the agent's protocol error, not ours.</summary>
         private T Read<T>(string command, Func<T> read)
@@ -348,10 +348,6 @@ namespace VmQuiesce.Core.Sources.Qemu
             // Replies to the 0xFF reset itself (a parse error) arrive while synchronising: nobody waits for them.
             return !_synced.IsSet;
         }
-
-        private VmQuiesceException ProtocolError(string command, string expected) =>
-            new VmQuiesceException(Peer + "ProtocolError", FailureKind.ProtocolError,
-                $"The {What} at '{Address}' answered '{command}' with something other than {expected}.", Address);
     }
 
     /// <summary>guest-info: the agent's version and which commands it has, enabled or not.</summary>

@@ -218,7 +218,7 @@ namespace VmQuiesce.Core.Sources.Qemu
             {
                 // Cancelled and looked for in one exchange: QEMU refuses to cancel a job that is gone or has concluded.
                 IReadOnlyList<CommandAnswer> answers = qmp.ExecuteAll(new[] { new QemuCommand("job-cancel", new JsonObject().With("id", jobId)), new QemuCommand("query-jobs") });
-                JsonObject? job = (answers[1].Result as JsonArray)?.OfType<JsonObject>().FirstOrDefault(j => j.GetOptionalString("id") == jobId);
+                JsonObject? job = qmp.AnswerArray("query-jobs", answers[1]).OfType<JsonObject>().FirstOrDefault(j => j.GetOptionalString("id") == jobId);
                 if (job == null)
                 {
                     return;

@@ -341,9 +341,8 @@ namespace VmQuiesce.Core.Sources.Qemu
                 new QemuCommand("query-block-exports"),
             });
             var clock = System.Diagnostics.Stopwatch.StartNew();
-            bool Listed(object? exports) => (exports as JsonArray ?? throw new InvalidOperationException("query-block-exports answered with something other than an array"))
-                .OfType<JsonObject>().Any(e => e.GetOptionalString("id") == id);
-            bool listed = Listed(answers[1].Result);
+            bool Listed(JsonArray exports) => exports.OfType<JsonObject>().Any(e => e.GetOptionalString("id") == id);
+            bool listed = Listed(qmp.AnswerArray("query-block-exports", answers[1]));
             if (listed && answers[0].Error is QemuCommandException refused)
             {
                 throw refused;

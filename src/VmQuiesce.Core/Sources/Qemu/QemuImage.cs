@@ -275,7 +275,6 @@ namespace VmQuiesce.Core.Sources.Qemu
 
             long size = (virtualSize + 511) / 512 * 512;
             long l1Entries = (size + BytesPerL2Table - 1) / BytesPerL2Table;
-
             int l1Clusters = (int)((l1Entries * 8 + ClusterSize - 1) / ClusterSize);
             var header = new byte[HeaderLength + 8];
             Qcow2Magic.CopyTo(header, 0);

@@ -90,15 +90,18 @@ namespace VmQuiesce.Core.Sources.Qemu
             _channel.ExecuteAll(commands, CommandTimeout, cancel);
 
         /// <summary><paramref name="answer"/> to <paramref name="command"/> as an object; QEMU's error is thrown.</summary>
-        public JsonObject AnswerObject(string command, CommandAnswer answer) => answer.Result as JsonObject ?? throw ProtocolError(command, "an object");
+        public JsonObject AnswerObject(string command, CommandAnswer answer) => answer.Result as JsonObject ?? throw _channel.WrongAnswer(command, "an object");
+
+        /// <summary><paramref name="answer"/> to <paramref name="command"/> as an array; QEMU's error is thrown.</summary>
+        public JsonArray AnswerArray(string command, CommandAnswer answer) => answer.Result as JsonArray ?? throw _channel.WrongAnswer(command, "an array");
 
         /// <summary>Runs a command whose reply is an object.</summary>
         public JsonObject ExecuteObject(string command, JsonObject? arguments = null, TimeSpan? timeout = null, CancellationToken cancel = default) =>
-            Execute(command, arguments, timeout, cancel) as JsonObject ?? throw ProtocolError(command, "an object");
+            Execute(command, arguments, timeout, cancel) as JsonObject ?? throw _channel.WrongAnswer(command, "an object");
 
         /// <summary>Runs a command whose reply is an array.</summary>
         public JsonArray ExecuteArray(string command, JsonObject? arguments = null, TimeSpan? timeout = null, CancellationToken cancel = default) =>
-            Execute(command, arguments, timeout, cancel) as JsonArray ?? throw ProtocolError(command, "an array");
+            Execute(command, arguments, timeout, cancel) as JsonArray ?? throw _channel.WrongAnswer(command, "an array");
 
         /// <summary>
         /// Takes the first queued event named <paramref name="name"/> that matches <paramref name="predicate"/>
@@ -204,10 +207,6 @@ namespace VmQuiesce.Core.Sources.Qemu
 
             return false;
         }
-
-        private VmQuiesceException ProtocolError(string command, string expected) =>
-            new VmQuiesceException(Peer + "ProtocolError", FailureKind.ProtocolError,
-                $"The {What} at '{Address}' answered '{command}' with something other than {expected}.", Address);
     }
 
     /// <summary>An asynchronous QMP event, e.g. BLOCK_JOB_READY or JOB_STATUS_CHANGE.</summary>
