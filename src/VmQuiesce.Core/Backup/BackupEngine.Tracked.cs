@@ -344,7 +344,7 @@ namespace VmQuiesce.Core.Backup
             /// cache, opened and unpacked), and it still reads at most twice what changed. With -VerifyChangeTracking everything
             /// is read, and where the checkpoint said "unchanged" the bytes must equal the base's.
             /// </summary>
-            private void ReadTrackedChunk(Job job, byte[] data, ref byte[]? baseData, HashAlgorithm sha, CancellationToken cancel)
+            private void ReadTrackedChunk(Job job, byte[] data, ref byte[]? baseData, ref byte[] scratch, HashAlgorithm sha, CancellationToken cancel)
             {
                 TrackedCopy state = Tracked[job.FileIndex]!;
                 TrackedDisk disk = state.Disk;
@@ -373,7 +373,7 @@ namespace VmQuiesce.Core.Backup
                     if (baseHash != null && (disk.Verify || (patch && job.Regions!.Any(r => !r.Changed))))
                     {
                         baseData ??= new byte[_chunkSize];
-                        LoadBase(disk.Base!, baseHash, job, baseData, sha);
+                        LoadBase(disk.Base!, baseHash, job, baseData, ref scratch, sha);
                     }
                     else if (disk.Base != null && (disk.Verify || patch))
                     {
@@ -431,12 +431,12 @@ namespace VmQuiesce.Core.Backup
                 }
             }
 
-            private void LoadBase(PreviousDisk previous, string hash, Job job, byte[] buffer, HashAlgorithm sha)
+            private void LoadBase(PreviousDisk previous, string hash, Job job, byte[] buffer, ref byte[] scratch, HashAlgorithm sha)
             {
                 int length;
                 try
                 {
-                    length = _store.Read(hash, buffer);
+                    length = _store.Read(hash, buffer, ref scratch);
                 }
                 catch (Exception e) when (e is IOException || e is InvalidDataException || e is UnauthorizedAccessException)
                 {

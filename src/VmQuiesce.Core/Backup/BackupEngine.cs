@@ -522,7 +522,7 @@ namespace VmQuiesce.Core.Backup
                     {
                         if (job.Regions != null)
                         {
-                            ReadTrackedChunk(job, data, ref baseData, sha, cancel);
+                            ReadTrackedChunk(job, data, ref baseData, ref scratch, sha, cancel);
                             StoreChunk(job, data, sha, ref scratch, cancel);
                             continue;
                         }

@@ -107,8 +107,11 @@ namespace VmQuiesce.Core.Repository
             return true;
         }
 
-        /// <summary>The scratch buffer a writer of chunks owns: room to encode a chunk and to seal it.</summary>
-        public int ScratchLength => ChunkSize + RepositoryEncryption.SealedChunkOverhead;
+        /// <summary>
+        /// The scratch buffer a writer of chunks owns: room to encode a chunk and to seal it, or to hold any stored chunk
+        /// whole (<see cref="MaxFileLength"/>), so a backup that reads chunks back needs no buffer more.
+        /// </summary>
+        public int ScratchLength => (int)Math.Max(ChunkSize + RepositoryEncryption.SealedChunkOverhead, MaxFileLength);
 
         private void RequireScratch(byte[] scratch)
         {
@@ -146,14 +149,24 @@ namespace VmQuiesce.Core.Repository
         /// </summary>
         /// <param name="scratch">The worker's buffer for compression and sealing: one of <see cref="ScratchLength"/> bytes is put in the first time, and stays the worker's.</param>
         /// <param name="cancel">Unused: nothing here waits for a buffer.</param>
-        PendingChunk? IChunkSink.Write(string hash, byte[] data, int length, ref byte[] scratch, CancellationToken cancel)
+        PendingChunk? IChunkSink.Write(string hash, byte[] data, int length, ref byte[] scratch, CancellationToken cancel) =>
+            Write(hash, data, length, WorkerScratch(ref scratch));
+
+        /// <summary>The stored chunk is read whole into the worker's scratch (see <see cref="Read"/>).</summary>
+        int IChunkSink.Read(string hash, byte[] buffer, ref byte[] scratch)
+        {
+            using FileStream file = RegularFile.OpenRead(PathOf(hash), MaxFileLength);
+            return DecodeStored(hash, file, file.Length, buffer, WorkerScratch(ref scratch));
+        }
+
+        private byte[] WorkerScratch(ref byte[] scratch)
         {
             if (scratch.Length < ScratchLength)
             {
                 scratch = new byte[ScratchLength];
             }
 
-            return Write(hash, data, length, scratch);
+            return scratch;
         }
 
         /// <summary>A waiting chunk holds an open temp file, no buffer: enough wait that the flushers never starve.</summary>
@@ -360,10 +373,10 @@ namespace VmQuiesce.Core.Repository
         /// <summary>
         /// Decodes stored chunk <paramref name="hash"/>, <paramref name="storedLength"/> bytes with its header, from
         /// <paramref name="file"/> (a folder's file): see <see cref="Read"/>. Raw and Deflate chunks stream from the
-        /// file; the others (sealed, zstd, zero blocks) are read whole into a rented buffer and decoded from there, as an
-        /// object's bytes are.
+        /// file; the others (sealed, zstd, zero blocks) are read whole into <paramref name="scratch"/> (when it holds them;
+        /// otherwise a rented buffer) and decoded from there, as an object's bytes are.
         /// </summary>
-        internal int DecodeStored(string hash, Stream file, long storedLength, byte[] buffer)
+        internal int DecodeStored(string hash, Stream file, long storedLength, byte[] buffer, byte[]? scratch = null)
         {
             var header = new byte[HeaderLength];
             if (file.ReadFully(header, HeaderLength) != HeaderLength)
@@ -383,7 +396,9 @@ namespace VmQuiesce.Core.Repository
                 throw new InvalidDataException($"The chunk's payload is {payloadLength} bytes; a chunk file holds at most {MaxFileLength}.");
             }
 
-            byte[] stored = ArrayPool<byte>.Shared.Rent(HeaderLength + (int)payloadLength);
+            int wholeLength = HeaderLength + (int)payloadLength;
+            bool rented = scratch == null || scratch.Length < wholeLength;
+            byte[] stored = rented ? ArrayPool<byte>.Shared.Rent(wholeLength) : scratch!;
             try
             {
                 if (file.ReadFully(stored, HeaderLength, (int)payloadLength) != payloadLength)
@@ -391,11 +406,14 @@ namespace VmQuiesce.Core.Repository
                     throw new InvalidDataException("The chunk is shorter than its file.");
                 }
 
-                return DecodeChecked(hash, codec, stored, HeaderLength + (int)payloadLength, buffer);
+                return DecodeChecked(hash, codec, stored, wholeLength, buffer);
             }
             finally
             {
-                ArrayPool<byte>.Shared.Return(stored);
+                if (rented)
+                {
+                    ArrayPool<byte>.Shared.Return(stored);
+                }
             }
         }
 

@@ -40,7 +40,8 @@ namespace VmQuiesce.Core.Repository
         void Abandon(PendingChunk pending);
 
         /// <summary>Reads and decodes stored chunk <paramref name="hash"/> into <paramref name="buffer"/>; returns its length.</summary>
-        int Read(string hash, byte[] buffer);
+        /// <param name="scratch">The caller's scratch buffer, as <see cref="Write"/>'s: the sink may read the stored chunk into it (putting one in when empty).</param>
+        int Read(string hash, byte[] buffer, ref byte[] scratch);
 
         /// <summary>
         /// Whether <see cref="Read"/> itself proves the chunk is the one its name says: in an encrypted repository a

@@ -88,6 +88,45 @@ namespace VmQuiesce.Core.Tests.Repository
             Assert.Equal(point.NewChunkBytes, fixture.Repository.GetRestorePoint(point.Id).NewChunkBytes);
         }
 
+        [Theory]
+        [InlineData(false)]
+        [InlineData(true)]
+        public void ABackupReadsStoredChunksIntoItsScratchBufferWhateverTheirCodec(bool encrypted)
+        {
+            using var fixture = new RepositoryFixture();
+            BackupRepository repository = encrypted ? fixture.NewEncrypted("sealed") : fixture.Repository;
+            byte[] text = Encoding.ASCII.GetBytes(string.Concat(Enumerable.Repeat("freeze, snapshot, thaw; ", Chunk / 24 + 1))).Take(Chunk).ToArray();
+            byte[] random = RepositoryFixture.Random(Chunk, 41);
+            byte[] zeroBlocks = RepositoryFixture.Random(Chunk, 42);
+            Array.Clear(zeroBlocks, 0, Chunk / 2);
+            byte[] shortTail = RepositoryFixture.Random(1000, 43);
+            RestorePoint point = RepositoryFixture.BackUp(repository, "vm1", fixture.WriteFile("mixed.img", RepositoryFixture.Concat(text, random, zeroBlocks, shortTail)));
+            Assert.True(repository.Chunks.ScratchLength >= repository.Chunks.MaxFileLength);
+
+            IChunkSink sink = repository.Chunks;
+            byte[] scratch = Array.Empty<byte>();
+            byte[]? firstScratch = null;
+            var buffer = new byte[Chunk];
+            foreach ((string? hash, byte[] content) in point.Files.Single().Chunks.Zip(new[] { text, random, zeroBlocks, shortTail }, (hash, content) => (hash, content)))
+            {
+                Array.Clear(buffer, 0, buffer.Length);
+                Assert.Equal(content.Length, sink.Read(hash!, buffer, ref scratch));
+                Assert.Equal(content, buffer.Take(content.Length).ToArray());
+                // One scratch buffer, put in at the first read and kept: no other buffer for the stored bytes.
+                Assert.Equal(repository.Chunks.ScratchLength, scratch.Length);
+                firstScratch ??= scratch;
+                Assert.Same(firstScratch, scratch);
+            }
+
+            // What a write leaves in the scratch buffer is no part of what a read gives, and the other way round.
+            byte[] other = Enumerable.Reverse(random).ToArray();
+            using System.Security.Cryptography.HashAlgorithm sha = sink.NewIdHash();
+            sink.Abandon(sink.Write(ChunkStore.Hash(sha, other, Chunk), other, Chunk, ref scratch, CancellationToken.None)!);
+            Assert.Same(firstScratch, scratch);
+            Assert.Equal(text.Length, sink.Read(point.Files.Single().Chunks[0]!, buffer, ref scratch));
+            Assert.Equal(text, buffer);
+        }
+
         [Fact]
         public void AZstdChunkReadsBackAndAChunkStoredWithDeflateStaysReadable()
         {

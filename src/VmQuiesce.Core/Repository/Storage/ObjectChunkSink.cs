@@ -114,7 +114,8 @@ namespace VmQuiesce.Core.Repository.Storage
 
         public void Abandon(PendingChunk chunk) => Release(((PendingUpload)chunk).Stored);
 
-        public int Read(string hash, byte[] buffer) => _repository.ReadChunk(hash, buffer);
+        /// <summary>The scratch buffers here wait for uploads (see <see cref="Write"/>), so the stored bytes go to a rented buffer.</summary>
+        public int Read(string hash, byte[] buffer, ref byte[] scratch) => _repository.ReadChunk(hash, buffer);
 
         public bool ReadAuthenticates => _repository.Encryption.IsEncrypted;
 
