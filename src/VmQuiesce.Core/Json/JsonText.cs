@@ -318,7 +318,21 @@ namespace VmQuiesce.Core.Json
             private string ReadString()
             {
                 _pos++;
-                var builder = new StringBuilder();
+                // Most strings (a manifest's chunk names, a sealed manifest's base64) have nothing to unescape or check
+                // as a pair: one scan and one copy. The loop below takes over at the first character that needs it.
+                int start = _pos;
+                while (_pos < _text.Length && _text[_pos] != '"' && _text[_pos] != '\\' && _text[_pos] >= 0x20 && !char.IsSurrogate(_text[_pos]))
+                {
+                    _pos++;
+                }
+
+                if (_pos < _text.Length && _text[_pos] == '"')
+                {
+                    _pos++;
+                    return _text.Substring(start, _pos - 1 - start);
+                }
+
+                var builder = new StringBuilder().Append(_text, start, _pos - start);
                 while (true)
                 {
                     if (AtEnd)

@@ -123,6 +123,24 @@ namespace VmQuiesce.Core.Tests.Json
             Assert.Contains(reason, error.Message);
         }
 
+        [Theory]
+        [InlineData("\"plain run\\nthen escaped\"", "plain run\nthen escaped")]
+        [InlineData("\"run \\u00e9\\\" and run\"", "run \u00e9\" and run")]
+        [InlineData("\"a run before a pair \U0001F600 and after\"", "a run before a pair \U0001F600 and after")]
+        [InlineData("\"0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef\"", "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef")]
+        public void AStringReadsTheSameWhereverItsFirstEscapeOrPairIs(string text, string expected) =>
+            Assert.Equal(expected, JsonText.Parse(text));
+
+        [Theory]
+        [InlineData("\"plain run\u0001\"", 11, "control character")]
+        [InlineData("[\"plain run", 11, "unterminated string")]
+        [InlineData("[\"plain \\q\"]", 10, "unknown escape")]
+        public void AStringsErrorNamesTheOffsetAfterAPlainRun(string text, int offset, string what)
+        {
+            string message = Assert.Throws<JsonFormatException>(() => JsonText.Parse(text)).Message;
+            Assert.Contains($"offset {offset}: {what}", message);
+        }
+
         [Fact]
         public void ALoneRawSurrogateIsRejected()
         {
