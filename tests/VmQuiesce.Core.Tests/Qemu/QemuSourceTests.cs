@@ -82,6 +82,11 @@ namespace VmQuiesce.Core.Tests.Qemu
             Assert.True(_vm.Agent.ReceivedCommand("guest-fsfreeze-freeze"));
             Assert.Null(ahead.TakeMonitor()); // the open took both
             Assert.Null(ahead.TakeAgent());
+            lock (_vm.Qemu.Commands)
+            {
+                // What the open asks first was asked once, ahead, and the open took each answer: nothing more before the snapshot.
+                Assert.Equal(new[] { "qmp_capabilities" }.Concat(QemuSource.OpenQueries(tracking: false).Select(q => q.Name)), _vm.Qemu.Commands.TakeWhile(c => c != "transaction"));
+            }
         }
 
         [Fact]
@@ -99,7 +104,9 @@ namespace VmQuiesce.Core.Tests.Qemu
 
             lock (_vm.Qemu.Commands)
             {
-                Assert.Equal(new[] { "qmp_capabilities" }, _vm.Qemu.Commands);
+                // The monitor was only asked what every open asks first.
+                Assert.Equal(new[] { "qmp_capabilities" }.Concat(QemuSource.OpenQueries(tracking: false).Select(q => q.Name)), _vm.Qemu.Commands);
+                Assert.All(_vm.Qemu.Commands.Skip(1), command => Assert.True(QmpClient.IsQuery(command), command));
             }
 
             // Monitor and agent serve one client at a time: a connection left open would keep the next backup from it.

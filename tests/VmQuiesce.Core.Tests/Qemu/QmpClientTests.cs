@@ -63,6 +63,71 @@ namespace VmQuiesce.Core.Tests.Qemu
         }
 
         [Fact]
+        public void A_query_asked_ahead_is_sent_once_and_the_command_naming_it_takes_its_answer()
+        {
+            _qemu.Start();
+            _qemu.AddDrive("disk0", _folder.File("a.qcow2"));
+            using var qmp = QmpClient.Connect(_qemu.SocketPath);
+
+            qmp.AskAhead(new[] { new QemuCommand("query-block"), new QemuCommand("query-jobs"), new QemuCommand("qom-get", new JsonObject().With("path", "/machine").With("property", "type")) });
+            JsonArray disks = qmp.ExecuteArray("query-block");
+            JsonArray jobs = qmp.ExecuteArray("query-jobs");
+            // The same query with other arguments is a question of its own: asked now, answered by QEMU.
+            _qemu.Override = (command, request, fake) =>
+            {
+                fake.Answer(request, request.GetObject("arguments").GetString("path"));
+                return true;
+            };
+            object? other = qmp.Execute("qom-get", new JsonObject().With("path", "/machine/unattached").With("property", "type"));
+
+            Assert.Equal("disk0", Assert.IsType<JsonObject>(Assert.Single(disks)).GetString("device"));
+            Assert.Empty(jobs);
+            Assert.Equal("/machine/unattached", other);
+            lock (_qemu.Commands)
+            {
+                Assert.Equal(new[] { "qmp_capabilities", "query-block", "query-jobs", "qom-get", "qom-get" }, _qemu.Commands);
+            }
+        }
+
+        [Fact]
+        public void A_command_that_changes_something_drops_the_answers_asked_before_it()
+        {
+            _qemu.Start();
+            FakeQemu.FakeDrive drive = _qemu.AddDrive("disk0", _folder.File("a.qcow2"));
+            using var qmp = QmpClient.Connect(_qemu.SocketPath);
+
+            qmp.AskAhead(new[] { new QemuCommand("query-block") });
+            var snapshot = new JsonObject().With("type", "blockdev-snapshot-sync")
+                .With("data", new JsonObject().With("device", "disk0").With("snapshot-file", _folder.File("a.overlay.qcow2")).With("format", "qcow2"));
+            qmp.Execute("transaction", new JsonObject().With("actions", new JsonArray { snapshot }));
+            JsonArray disks = qmp.ExecuteArray("query-block");
+
+            // Asked again after the change: the answer has the overlay the transaction put on top.
+            Assert.Equal(_folder.File("a.overlay.qcow2"), drive.Chain[0]);
+            Assert.Contains("a.overlay.qcow2", JsonText.Serialize(disks, indented: false));
+            lock (_qemu.Commands)
+            {
+                Assert.Equal(new[] { "qmp_capabilities", "query-block", "transaction", "query-block" }, _qemu.Commands);
+            }
+        }
+
+        [Theory]
+        [InlineData("transaction")]
+        [InlineData("blockdev-add")]
+        [InlineData("qom-set")]
+        public void Only_queries_are_asked_ahead(string command)
+        {
+            _qemu.Start();
+            using var qmp = QmpClient.Connect(_qemu.SocketPath);
+
+            Assert.Throws<ArgumentException>(() => qmp.AskAhead(new[] { new QemuCommand(command) }));
+            lock (_qemu.Commands)
+            {
+                Assert.Equal(new[] { "qmp_capabilities" }, _qemu.Commands);
+            }
+        }
+
+        [Fact]
         public void Commands_from_several_threads_each_get_their_own_reply()
         {
             _qemu.Start();

@@ -19,8 +19,12 @@ namespace VmQuiesce.Core.Sources.Qemu
 
         private readonly JsonLineConnection _connection;
         private readonly Func<JsonObject, bool, int, bool> _intercept;
+        private readonly Func<string, bool> _isQuery;
         private readonly object _gate = new object();
         private readonly List<Pending> _pending = new List<Pending>();
+
+        /// <summary>Queries sent by <see cref="AskAhead"/> whose answers no <see cref="Send"/> took yet, by command and arguments.</summary>
+        private readonly Dictionary<string, Pending> _askedAhead = new Dictionary<string, Pending>(StringComparer.Ordinal);
         private long _nextId;
         private Exception? _closedBy;
         private bool _closed;
@@ -32,12 +36,14 @@ namespace VmQuiesce.Core.Sources.Qemu
         /// Sees each message first, with whether a 0xFF came before it and its length in characters (events,
         /// greetings, sync replies); true means consumed. A <see cref="JsonFormatException"/> it throws is a protocol violation.
         /// </param>
-        public CommandChannel(JsonLineConnection connection, string peer, string what, Func<bool, bool> wantsLine, Func<JsonObject, bool, int, bool> intercept)
+        /// <param name="isQuery">Whether a command only reads (changes nothing), so it may be asked ahead (<see cref="AskAhead"/>).</param>
+        public CommandChannel(JsonLineConnection connection, string peer, string what, Func<bool, bool> wantsLine, Func<JsonObject, bool, int, bool> intercept, Func<string, bool> isQuery)
         {
             _connection = connection;
             Peer = peer;
             What = what;
             _intercept = intercept;
+            _isQuery = isQuery;
             _connection.Start(wantsLine, OnLine, OnClosed);
         }
 
@@ -120,10 +126,100 @@ namespace VmQuiesce.Core.Sources.Qemu
         }
 
         /// <summary>
+        /// Sends queries now whose answers later steps need, so that the peer answers them while the caller does other
+        /// work: a later <see cref="Send"/> of the same command with the same arguments takes the answer instead of asking
+        /// again (once). Any command that is not a query drops every answer not taken yet (it is dropped when it comes), so
+        /// no answer taken is older than a change this client asked for. A query already asked ahead is not asked twice.
+        /// </summary>
+        public void AskAhead(IEnumerable<QemuCommand> queries, TimeSpan timeout, CancellationToken cancel)
+        {
+            foreach (QemuCommand query in queries)
+            {
+                if (!_isQuery(query.Name))
+                {
+                    throw new ArgumentException($"'{query.Name}' changes what it acts on; only queries are asked ahead.", nameof(queries));
+                }
+
+                string key = AskedKey(query.Name, query.Arguments);
+                lock (_gate)
+                {
+                    if (_askedAhead.ContainsKey(key))
+                    {
+                        continue;
+                    }
+                }
+
+                Pending pending = SendNow(query.Name, query.Arguments, timeout, cancel, null);
+                lock (_gate)
+                {
+                    if (!_askedAhead.ContainsKey(key))
+                    {
+                        _askedAhead.Add(key, pending);
+                        continue;
+                    }
+                }
+
+                Forget(pending);
+            }
+        }
+
+        /// <summary>
         /// Sends a command without waiting for its reply: <see cref="Await"/> takes it, or <see cref="Forget"/> drops it.
-        /// Nothing is sent once <paramref name="cancel"/> is cancelled, or when <paramref name="beforeSend"/> throws.
+        /// Nothing is sent once <paramref name="cancel"/> is cancelled, or when <paramref name="beforeSend"/> throws. A
+        /// query asked ahead (<see cref="AskAhead"/>) is not sent again: its answer is taken.
         /// </summary>
         public Pending Send(string command, JsonObject? arguments, TimeSpan timeout, CancellationToken cancel, Action? beforeSend = null)
+        {
+            // A command that changes something makes the answers asked ahead stale; a query takes its own, unless
+            // something must run right before it leaves.
+            Pending? asked = !_isQuery(command) ? DropAskedAhead() : beforeSend == null ? TakeAskedAhead(command, arguments) : null;
+            if (asked == null)
+            {
+                return SendNow(command, arguments, timeout, cancel, beforeSend);
+            }
+
+            if (cancel.IsCancellationRequested)
+            {
+                Forget(asked);
+                cancel.ThrowIfCancellationRequested();
+            }
+
+            return asked;
+        }
+
+        private static string AskedKey(string command, JsonObject? arguments) => command + " " + (arguments?.ToString() ?? "");
+
+        /// <summary>The answer of this very query asked ahead, if any.</summary>
+        private Pending? TakeAskedAhead(string command, JsonObject? arguments)
+        {
+            string key = AskedKey(command, arguments);
+            lock (_gate)
+            {
+                if (_askedAhead.TryGetValue(key, out Pending? asked))
+                {
+                    _askedAhead.Remove(key);
+                    return asked;
+                }
+            }
+
+            return null;
+        }
+
+        /// <summary>Drops every answer asked ahead and not taken; returns null (nothing taken).</summary>
+        private Pending? DropAskedAhead()
+        {
+            List<Pending> dropped;
+            lock (_gate)
+            {
+                dropped = new List<Pending>(_askedAhead.Values);
+                _askedAhead.Clear();
+            }
+
+            dropped.ForEach(Forget);
+            return null;
+        }
+
+        private Pending SendNow(string command, JsonObject? arguments, TimeSpan timeout, CancellationToken cancel, Action? beforeSend)
         {
             var request = new JsonObject().With("execute", command);
             if (arguments != null)
@@ -271,7 +367,11 @@ namespace VmQuiesce.Core.Sources.Qemu
 
         public int? FindPeerProcess() => _connection.FindPeerProcess();
 
-        public void Dispose() => _connection.Dispose();
+        public void Dispose()
+        {
+            DropAskedAhead();
+            _connection.Dispose();
+        }
 
         internal static int ToMilliseconds(TimeSpan timeout) =>
             timeout == System.Threading.Timeout.InfiniteTimeSpan ? -1 : (int)Math.Max(0, Math.Min(int.MaxValue, timeout.TotalMilliseconds));

@@ -30,7 +30,8 @@ namespace VmQuiesce.Core.Sources.Qemu
         private GuestAgentClient(JsonLineConnection connection, TimeSpan callTimeout)
         {
             CallTimeout = callTimeout;
-            _channel = new CommandChannel(connection, Peer, What, WantsLine, Intercept);
+            // Nothing is asked ahead: every answer of the agent is read after its sync.
+            _channel = new CommandChannel(connection, Peer, What, WantsLine, Intercept, _ => false);
         }
 
         public static TimeSpan DefaultTimeout { get; } = TimeSpan.FromSeconds(10);

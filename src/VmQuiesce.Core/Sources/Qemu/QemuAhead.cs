@@ -7,10 +7,11 @@ namespace VmQuiesce.Core.Sources.Qemu
 {
     /// <summary>
     /// A VM's monitor and guest agent connections started before the backup needs them (<see cref="QemuVm.StartAhead"/>),
-    /// while the repository opens. The monitor is connected and its process checked (<see cref="QemuSource.ConnectVerifiedQmp"/>);
-    /// the agent is only connected: qemu-ga looks at a channel nobody has open only every 100 ms, so the sooner the
-    /// connection exists, the sooner it answers, and nothing is sent on it until the source has checked that the monitor's
-    /// QEMU serves it. The source's open takes both; disposing closes what no open took.
+    /// while the repository opens. The monitor is connected, its process checked (<see cref="QemuSource.ConnectVerifiedQmp"/>)
+    /// and asked what every open asks first (queries only: nothing changes); the agent is only connected: qemu-ga looks at
+    /// a channel nobody has open only every 100 ms, so the sooner the connection exists, the sooner it answers, and nothing
+    /// is sent on it until the source has checked that the monitor's QEMU serves it. The source's open takes both;
+    /// disposing closes what no open took.
     /// </summary>
     internal sealed class QemuAhead : IDisposable
     {
@@ -21,7 +22,7 @@ namespace VmQuiesce.Core.Sources.Qemu
         private QemuAhead(QemuSourceOptions options)
         {
             Options = options;
-            _monitor = OwnThread.Start(() => QemuSource.ConnectVerifiedQmp(options, CancellationToken.None));
+            _monitor = OwnThread.Start(() => ConnectAndAsk(options));
             string? agentSocket = options.AgentSocket;
             _agent = agentSocket == null ? null : OwnThread.Start(() => GuestAgentClient.Connect(agentSocket, options.AgentTimeout));
         }
@@ -44,6 +45,22 @@ namespace VmQuiesce.Core.Sources.Qemu
         {
             Close(TakeMonitor());
             CloseAgent();
+        }
+
+        /// <summary>The verified monitor, asked what every open asks first (<see cref="QemuSource.OpenQueries"/>): QEMU answers while the repository opens.</summary>
+        private static QmpClient ConnectAndAsk(QemuSourceOptions options)
+        {
+            QmpClient qmp = QemuSource.ConnectVerifiedQmp(options, CancellationToken.None);
+            try
+            {
+                qmp.AskAhead(QemuSource.OpenQueries(tracking: false));
+                return qmp;
+            }
+            catch
+            {
+                qmp.Dispose();
+                throw;
+            }
         }
 
         private static void Close<T>(Task<T>? connecting)

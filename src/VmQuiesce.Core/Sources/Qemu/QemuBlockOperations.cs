@@ -44,9 +44,15 @@ namespace VmQuiesce.Core.Sources.Qemu
 
         public const string JobPrefix = "vmquiesce-";
 
+        /// <summary>The disks and their images (<see cref="QueryDisks"/>).</summary>
+        public static QemuCommand DisksQuery => new QemuCommand("query-block");
+
+        /// <summary>QEMU's block jobs.</summary>
+        public static QemuCommand JobsQuery => new QemuCommand("query-jobs");
+
         public static IReadOnlyList<QemuDisk> QueryDisks(QmpClient qmp, CancellationToken cancel)
         {
-            JsonArray blocks = qmp.ExecuteArray("query-block", cancel: cancel);
+            JsonArray blocks = qmp.ExecuteArray(DisksQuery, cancel);
             try
             {
                 return QemuDisk.FromQueryBlock(blocks);

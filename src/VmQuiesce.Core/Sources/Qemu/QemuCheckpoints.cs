@@ -51,11 +51,14 @@ namespace VmQuiesce.Core.Sources.Qemu
 
         public string? Compat { get; }
 
+        /// <summary>Every block node, flat (<see cref="Query"/>).</summary>
+        public static QemuCommand NodesQuery => new QemuCommand("query-named-block-nodes", new JsonObject().With("flat", true));
+
         /// <summary>Reads every node of query-named-block-nodes (flat) by name; what a node says is bounded and checked.</summary>
         public static IReadOnlyDictionary<string, QemuNodeInfo> Query(QmpClient qmp, System.Threading.CancellationToken cancel)
         {
             var nodes = new Dictionary<string, QemuNodeInfo>(StringComparer.Ordinal);
-            foreach (JsonObject node in qmp.ExecuteArray("query-named-block-nodes", new JsonObject().With("flat", true), cancel: cancel).OfType<JsonObject>())
+            foreach (JsonObject node in qmp.ExecuteArray(NodesQuery, cancel).OfType<JsonObject>())
             {
                 try
                 {

@@ -21,6 +21,9 @@ namespace VmQuiesce.Core.Sources.Qemu
     {
         private static readonly TimeSpan ExportGoneTimeout = TimeSpan.FromSeconds(30);
 
+        /// <summary>QEMU's block exports, which <see cref="Begin"/> checks for an interrupted backup's.</summary>
+        public static QemuCommand ExportsQuery => new QemuCommand("query-block-exports");
+
         private readonly IReadOnlyList<QemuDiskCheckpoint> _disks;
         private readonly IReadOnlyDictionary<string, QemuNodeInfo> _nodes;
         private readonly string _vmName;
@@ -304,7 +307,7 @@ namespace VmQuiesce.Core.Sources.Qemu
         private static IReadOnlyDictionary<string, QemuNodeInfo> RemoveLeftovers(QmpClient qmp, string vmName, IOperationHost host, CancellationToken cancel)
         {
             bool hadExport = false;
-            foreach (JsonObject export in qmp.ExecuteArray("query-block-exports", cancel: cancel).OfType<JsonObject>())
+            foreach (JsonObject export in qmp.ExecuteArray(ExportsQuery, cancel).OfType<JsonObject>())
             {
                 string id = export.GetOptionalString("id") ?? "";
                 if (id.StartsWith(QemuDiskCheckpoint.ExportPrefix, StringComparison.Ordinal))

@@ -19,6 +19,15 @@ namespace VmQuiesce.Core.Sources.Qemu
         private const string MachineTypeSuffix = "-machine";
         private const string CpuTypeSuffix = "-cpu";
 
+        /// <summary>The first exchange of <see cref="Query"/>: the UUID, the machine type, the memory and the CPUs.</summary>
+        public static IReadOnlyList<QemuCommand> Queries => new[]
+        {
+            new QemuCommand("query-uuid"),
+            new QemuCommand("qom-get", new JsonObject().With("path", "/machine").With("property", "type")),
+            new QemuCommand("query-memory-size-summary"),
+            new QemuCommand("query-cpus-fast"),
+        };
+
         /// <summary>
         /// What QEMU says of the VM: its UUID (<paramref name="uuid"/>; query-uuid, whose error is thrown) and its machine,
         /// each value allowlisted (<see cref="VmMachine"/>; a query this QEMU does not know leaves its value out, null when
@@ -26,13 +35,7 @@ namespace VmQuiesce.Core.Sources.Qemu
         /// </summary>
         public static VmMachine? Query(QmpClient qmp, string vmName, IOperationHost host, CancellationToken cancel, out Guid? uuid)
         {
-            IReadOnlyList<CommandAnswer> answers = qmp.ExecuteAll(new[]
-            {
-                new QemuCommand("query-uuid"),
-                new QemuCommand("qom-get", new JsonObject().With("path", "/machine").With("property", "type")),
-                new QemuCommand("query-memory-size-summary"),
-                new QemuCommand("query-cpus-fast"),
-            }, cancel);
+            IReadOnlyList<CommandAnswer> answers = qmp.ExecuteAll(Queries, cancel);
             uuid = QemuDiscovery.ParseUuid(qmp.AnswerObject("query-uuid", answers[0]).GetOptionalString("UUID"));
             // A refused query's answer has no value: its field stays unknown.
             string? type = answers[1].Value as string;

@@ -127,6 +127,8 @@ namespace VmQuiesce.Core.Sources.Qemu
             QemuFleecing? fleecing = null;
             try
             {
+                qmp.AskAhead(OpenQueries(tracking != null), cancel);
+
                 // A dead run's repair may thaw through the agent, whose channel serves one client at a time: ours goes first.
                 RecoverDeadRun(qmp, cancel, beforeRepair: () =>
                 {
@@ -399,6 +401,24 @@ namespace VmQuiesce.Core.Sources.Qemu
             }
         }
 
+        /// <summary>
+        /// What an open asks the monitor before it changes anything: the disks, the jobs and the machine, and with change
+        /// tracking the exports and the nodes. Asked ahead (<see cref="QmpClient.AskAhead"/>) as soon as the monitor is
+        /// connected, QEMU answers them all while the open checks the answers that came first.
+        /// </summary>
+        internal static IEnumerable<QemuCommand> OpenQueries(bool tracking)
+        {
+            var queries = new List<QemuCommand> { QemuBlockOperations.DisksQuery, QemuBlockOperations.JobsQuery };
+            if (tracking)
+            {
+                queries.Add(QemuFleecing.ExportsQuery);
+                queries.Add(QemuNodeInfo.NodesQuery);
+            }
+
+            queries.AddRange(QemuMachine.Queries);
+            return queries;
+        }
+
         /// <summary>Connects to the monitor and checks that a trusted QEMU process serves it (<see cref="QemuProcessTrust"/>).</summary>
         internal QmpClient ConnectQmp(CancellationToken cancel) => WarnIfUnverified(ConnectVerifiedQmp(_options, cancel));
 
@@ -483,7 +503,7 @@ namespace VmQuiesce.Core.Sources.Qemu
                 }
             }
 
-            foreach (JsonObject job in qmp.ExecuteArray("query-jobs", cancel: cancel).OfType<JsonObject>())
+            foreach (JsonObject job in qmp.ExecuteArray(QemuBlockOperations.JobsQuery, cancel).OfType<JsonObject>())
             {
                 string id = job.GetOptionalString("id") ?? "";
                 if (id.StartsWith(QemuBlockOperations.JobPrefix, StringComparison.Ordinal))

@@ -30,7 +30,7 @@ namespace VmQuiesce.Core.Sources.Qemu
         {
             CommandTimeout = commandTimeout;
             // Every line is read: the greeting, replies and events (which a job wait may need later) all matter.
-            _channel = new CommandChannel(connection, Peer, What, _ => true, Intercept);
+            _channel = new CommandChannel(connection, Peer, What, _ => true, Intercept, IsQuery);
             _channel.Closed += () =>
             {
                 _greeted.Set();
@@ -89,6 +89,17 @@ namespace VmQuiesce.Core.Sources.Qemu
         public IReadOnlyList<CommandAnswer> ExecuteAll(IReadOnlyList<QemuCommand> commands, CancellationToken cancel = default) =>
             _channel.ExecuteAll(commands, CommandTimeout, cancel);
 
+        /// <summary>
+        /// Asks the queries now, so that QEMU answers them while the caller does other work; a later command naming one
+        /// (same arguments) takes its answer, once (see <see cref="CommandChannel.AskAhead"/>). A command that changes
+        /// something drops the answers not taken yet.
+        /// </summary>
+        public void AskAhead(IEnumerable<QemuCommand> queries, CancellationToken cancel = default) => _channel.AskAhead(queries, CommandTimeout, cancel);
+
+        /// <summary>QMP's queries (query-*, by QEMU's convention, and QOM reads) change nothing.</summary>
+        internal static bool IsQuery(string command) =>
+            command.StartsWith("query-", StringComparison.Ordinal) || command == "qom-get" || command == "qom-list";
+
         /// <summary><paramref name="answer"/> to <paramref name="command"/> as an object; QEMU's error is thrown.</summary>
         public JsonObject AnswerObject(string command, CommandAnswer answer) => answer.Result as JsonObject ?? throw _channel.WrongAnswer(command, "an object");
 
@@ -102,6 +113,9 @@ namespace VmQuiesce.Core.Sources.Qemu
         /// <summary>Runs a command whose reply is an array.</summary>
         public JsonArray ExecuteArray(string command, JsonObject? arguments = null, TimeSpan? timeout = null, CancellationToken cancel = default) =>
             Execute(command, arguments, timeout, cancel) as JsonArray ?? throw _channel.WrongAnswer(command, "an array");
+
+        /// <summary>Runs a command whose reply is an array.</summary>
+        public JsonArray ExecuteArray(QemuCommand command, CancellationToken cancel) => ExecuteArray(command.Name, command.Arguments, cancel: cancel);
 
         /// <summary>
         /// Takes the first queued event named <paramref name="name"/> that matches <paramref name="predicate"/>
