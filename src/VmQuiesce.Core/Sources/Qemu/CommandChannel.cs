@@ -25,6 +25,9 @@ namespace VmQuiesce.Core.Sources.Qemu
 
         /// <summary>Queries sent by <see cref="AskAhead"/> whose answers no <see cref="Send"/> took yet, by command and arguments.</summary>
         private readonly Dictionary<string, Pending> _askedAhead = new Dictionary<string, Pending>(StringComparer.Ordinal);
+
+        /// <summary>Commands sent that are not queries: a query asked ahead while one left is not kept.</summary>
+        private long _changesSent;
         private long _nextId;
         private Exception? _closedBy;
         private bool _closed;
@@ -141,18 +144,22 @@ namespace VmQuiesce.Core.Sources.Qemu
                 }
 
                 string key = AskedKey(query.Name, query.Arguments);
+                long changes;
                 lock (_gate)
                 {
                     if (_askedAhead.ContainsKey(key))
                     {
                         continue;
                     }
+
+                    changes = _changesSent;
                 }
 
                 Pending pending = SendNow(query.Name, query.Arguments, timeout, cancel, null);
                 lock (_gate)
                 {
-                    if (!_askedAhead.ContainsKey(key))
+                    // A change another thread sent meanwhile may have left after this query: its answer could predate it.
+                    if (!_askedAhead.ContainsKey(key) && changes == _changesSent)
                     {
                         _askedAhead.Add(key, pending);
                         continue;
@@ -170,9 +177,21 @@ namespace VmQuiesce.Core.Sources.Qemu
         /// </summary>
         public Pending Send(string command, JsonObject? arguments, TimeSpan timeout, CancellationToken cancel, Action? beforeSend = null)
         {
-            // A command that changes something makes the answers asked ahead stale; a query takes its own, unless
-            // something must run right before it leaves.
-            Pending? asked = !_isQuery(command) ? DropAskedAhead() : beforeSend == null ? TakeAskedAhead(command, arguments) : null;
+            if (!_isQuery(command))
+            {
+                try
+                {
+                    return SendNow(command, arguments, timeout, cancel, beforeSend);
+                }
+                finally
+                {
+                    // Once it has left (or failed to), what was asked ahead may predate what it changes.
+                    DropAskedAhead(countChange: true);
+                }
+            }
+
+            // A query takes its own answer, unless something must run right before it leaves.
+            Pending? asked = beforeSend == null ? TakeAskedAhead(command, arguments) : null;
             if (asked == null)
             {
                 return SendNow(command, arguments, timeout, cancel, beforeSend);
@@ -205,18 +224,18 @@ namespace VmQuiesce.Core.Sources.Qemu
             return null;
         }
 
-        /// <summary>Drops every answer asked ahead and not taken; returns null (nothing taken).</summary>
-        private Pending? DropAskedAhead()
+        /// <summary>Drops every answer asked ahead and not taken (after a change was sent: <paramref name="countChange"/>).</summary>
+        private void DropAskedAhead(bool countChange)
         {
             List<Pending> dropped;
             lock (_gate)
             {
+                _changesSent += countChange ? 1 : 0;
                 dropped = new List<Pending>(_askedAhead.Values);
                 _askedAhead.Clear();
             }
 
             dropped.ForEach(Forget);
-            return null;
         }
 
         private Pending SendNow(string command, JsonObject? arguments, TimeSpan timeout, CancellationToken cancel, Action? beforeSend)
@@ -369,7 +388,7 @@ namespace VmQuiesce.Core.Sources.Qemu
 
         public void Dispose()
         {
-            DropAskedAhead();
+            DropAskedAhead(countChange: false);
             _connection.Dispose();
         }
 
