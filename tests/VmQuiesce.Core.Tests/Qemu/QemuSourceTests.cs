@@ -65,6 +65,61 @@ namespace VmQuiesce.Core.Tests.Qemu
         }
 
         [Fact]
+        public void What_was_frozen_is_named_after_the_thaw_so_the_freeze_waits_for_no_question_more()
+        {
+            Start();
+
+            using (IConsistentView view = Source().OpenConsistentView(new QuiesceOptions(), CancellationToken.None))
+            {
+                Assert.Equal(new[] { "/", "/mnt/data" }, view.Quiesce.Frozen);
+                view.Complete(true, CancellationToken.None);
+            }
+
+            lock (_vm.Agent.Commands)
+            {
+                List<string> commands = _vm.Agent.Commands;
+                Assert.Single(commands, "guest-get-fsinfo");
+                Assert.True(commands.IndexOf("guest-fsfreeze-thaw") < commands.IndexOf("guest-get-fsinfo"), string.Join(", ", commands));
+            }
+        }
+
+        [Theory]
+        [InlineData("error")]
+        [InlineData("not an array")]
+        public void An_agent_that_cannot_name_what_it_froze_after_the_thaw_leaves_the_count(string answer)
+        {
+            _vm.Agent.Override = (command, request, agent) =>
+            {
+                if (command != "guest-get-fsinfo")
+                {
+                    return false;
+                }
+
+                if (answer == "error")
+                {
+                    agent.AnswerError(request, "GenericError", "fsinfo failed");
+                }
+                else
+                {
+                    agent.Answer(request, "/ and /mnt/data");
+                }
+
+                return true;
+            };
+            Start();
+
+            using (IConsistentView view = Source().OpenConsistentView(new QuiesceOptions(), CancellationToken.None))
+            {
+                Assert.Equal(Consistency.FileSystem, view.Reached);
+                Assert.Equal(new[] { "2 file system(s)" }, view.Quiesce.Frozen);
+                Assert.True(view.Quiesce.FrozenMilliseconds > 0);
+                view.Complete(true, CancellationToken.None);
+            }
+
+            Assert.False(_vm.Agent.IsFrozen);
+        }
+
+        [Fact]
         public void The_connections_started_ahead_are_the_ones_the_backup_uses()
         {
             Start();

@@ -282,15 +282,32 @@ namespace VmQuiesce.Core.Sources.Qemu
                     RequireConsistency(reached, options, "the guest agent froze no file system");
                 }
 
-                double frozenMilliseconds = window.Frozen.Count > 0 ? window.FrozenMilliseconds : 0;
-                var quiesce = new QuiesceRecord(reached, window.Frozen, frozenMilliseconds, freezer != null ? QuiesceMethod.GuestAgent : QuiesceMethod.None,
-                    window.Frozen.Count > 0 ? FrozenMeasure.FreezeToThaw : FrozenMeasure.None);
+                // The agent names what it froze while the NBD export is set up.
+                Task<IReadOnlyList<string>>? naming = freezer == null ? null : OwnThread.Start(() => freezer.NameFrozen(window.Frozen, cancel));
+                IReadOnlyList<QemuTrackedDisk>? exported;
+                try
+                {
+                    exported = fleecing?.Export(qmp, tracking!.Result.Verify, run, cancel);
+                }
+                finally
+                {
+                    // Nothing asks the agent past the open.
+                    if (naming != null)
+                    {
+                        OwnThread.WaitEnded(naming);
+                    }
+                }
+
+                IReadOnlyList<string> frozen = naming?.GetAwaiter().GetResult() ?? window.Frozen;
+                double frozenMilliseconds = frozen.Count > 0 ? window.FrozenMilliseconds : 0;
+                var quiesce = new QuiesceRecord(reached, frozen, frozenMilliseconds, freezer != null ? QuiesceMethod.GuestAgent : QuiesceMethod.None,
+                    frozen.Count > 0 ? FrozenMeasure.FreezeToThaw : FrozenMeasure.None);
                 IConsistentView view = fleecing != null
-                    ? new QemuTrackedView(this, fleecing, fleecing.Export(qmp, tracking!.Result.Verify, run, cancel), diskFiles, run, reached, quiesce) { VmUuid = uuid, Machine = machine }
+                    ? new QemuTrackedView(this, fleecing, exported!, diskFiles, run, reached, quiesce) { VmUuid = uuid, Machine = machine }
                     : new QemuConsistentView(this, disks, overlays, diskFiles, run, reached, options.KeepSnapshot, quiesce,
                         snapshotTag == null ? null : new CapturedSnapshot(snapshotTag, null, "QemuInternal")) { VmUuid = uuid, Machine = machine };
                 fleecing = null;
-                _host.WriteVerbose($"VM '{VmName}': {reached} consistency, frozen for {frozenMilliseconds:0.#} ms ({string.Join(", ", window.Frozen)}).");
+                _host.WriteVerbose($"VM '{VmName}': {reached} consistency, frozen for {frozenMilliseconds:0.#} ms ({string.Join(", ", frozen)}).");
                 diskFiles = null;
                 run = null;
                 return view;
@@ -643,7 +660,8 @@ namespace VmQuiesce.Core.Sources.Qemu
         {
             agent.Sync(_options.AgentTimeout, cancel);
             // Asked in one go; a command the agent lacks or has disabled is answered with an error, used only when guest-info offers it.
-            IReadOnlyList<CommandAnswer> answers = agent.ExecuteAll(new[] { "guest-fsfreeze-status", "guest-info", "guest-get-osinfo", "guest-get-fsinfo" }, cancel);
+            // What is frozen is named after the thaw (GuestAgentFreezer.NameFrozen).
+            IReadOnlyList<CommandAnswer> answers = agent.ExecuteAll(new[] { "guest-fsfreeze-status", "guest-info", "guest-get-osinfo" }, cancel);
 
             // The status first: a frozen qemu-ga reports the freeze itself as disabled, which would look like "no freeze support".
             string? status = FreezeStatusOf(agent, answers[0]);
@@ -664,10 +682,9 @@ namespace VmQuiesce.Core.Sources.Qemu
             }
 
             bool windows = info.IsEnabled("guest-get-osinfo") && agent.ReadOsInfo(answers[2].Result).IsWindows;
-            IReadOnlyList<GuestFileSystem> fileSystems = info.IsEnabled("guest-get-fsinfo") ? agent.ReadFileSystems(answers[3].Result) : Array.Empty<GuestFileSystem>();
 
             // Windows' agent freezes through VSS, whose writers flush applications.
-            return new PreparedAgent(agent, new GuestAgentFreezer(agent, fileSystems, _options.AgentTimeout), windows ? Consistency.Application : Consistency.FileSystem,
+            return new PreparedAgent(agent, new GuestAgentFreezer(agent, info.IsEnabled("guest-get-fsinfo"), _options.AgentTimeout), windows ? Consistency.Application : Consistency.FileSystem,
                 windows ? "" : "a Linux guest's agent freezes file systems (fsfreeze); applications take no part");
         }
 
