@@ -44,7 +44,7 @@ namespace VmQuiesce.Core.Tests.Qemu
         private sealed class RecordingView : QemuBackupView
         {
             public RecordingView(IOperationHost host)
-                : base(host, QemuDiskFiles.Open(Array.Empty<QemuDisk>(), null, "vm"), null, Consistency.Crash, new QuiesceRecord(Consistency.Crash, Array.Empty<string>(), 0, "test"), Array.Empty<ViewFile>())
+                : base(host, QemuDiskFiles.Open(Array.Empty<QemuDisk>(), null, "vm"), null, Consistency.Crash, System.Threading.Tasks.Task.FromResult(new QuiesceRecord(Consistency.Crash, Array.Empty<string>(), 0, "test")), Array.Empty<ViewFile>())
             {
             }
 

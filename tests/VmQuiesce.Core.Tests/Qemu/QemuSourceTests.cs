@@ -83,6 +83,42 @@ namespace VmQuiesce.Core.Tests.Qemu
             }
         }
 
+        [Fact]
+        public void The_view_is_there_before_the_agent_names_what_it_froze()
+        {
+            using var answer = new ManualResetEventSlim(false);
+            _vm.Agent.Override = (command, request, agent) =>
+            {
+                if (command != "guest-get-fsinfo")
+                {
+                    return false;
+                }
+
+                // Answered only once the test has the view; an open that waited for the names would get this error instead.
+                if (answer.Wait(TimeSpan.FromSeconds(10)))
+                {
+                    agent.Answer(request, new JsonArray { new JsonObject().With("name", "vda1").With("mountpoint", "/srv").With("type", "ext4") });
+                }
+                else
+                {
+                    agent.AnswerError(request, "GenericError", "the test never got the view");
+                }
+
+                return true;
+            };
+            Start();
+
+            using (IConsistentView view = Source().OpenConsistentView(new QuiesceOptions(), CancellationToken.None))
+            {
+                Assert.False(_vm.Agent.IsFrozen);
+                answer.Set();
+                Assert.Equal(new[] { "/srv" }, view.Quiesce.Frozen);
+                view.Complete(true, CancellationToken.None);
+            }
+
+            Assert.True(answer.IsSet);
+        }
+
         [Theory]
         [InlineData("error")]
         [InlineData("not an array")]

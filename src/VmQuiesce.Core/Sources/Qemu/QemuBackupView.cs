@@ -2,6 +2,8 @@ using System;
 using System.Collections.Generic;
 using System.IO;
 using System.Threading;
+using System.Threading.Tasks;
+using VmQuiesce.Core.Platform;
 
 namespace VmQuiesce.Core.Sources.Qemu
 {
@@ -15,16 +17,18 @@ namespace VmQuiesce.Core.Sources.Qemu
         private readonly IOperationHost _host;
         private readonly QemuDiskFiles _diskFiles;
         private readonly QemuRunRecord? _run;
+        private readonly Task<QuiesceRecord> _quiesce;
         private int _completed;
 
         /// <param name="diskFiles">The checked images, read through their descriptors; the view closes them.</param>
-        protected QemuBackupView(IOperationHost host, QemuDiskFiles diskFiles, QemuRunRecord? run, Consistency reached, QuiesceRecord quiesce, IReadOnlyList<ViewFile> files)
+        /// <param name="quiesce">The record of the freeze, which may still wait for the agent to name what it froze (<see cref="GuestAgentFreezer.NameFrozen"/>).</param>
+        protected QemuBackupView(IOperationHost host, QemuDiskFiles diskFiles, QemuRunRecord? run, Consistency reached, Task<QuiesceRecord> quiesce, IReadOnlyList<ViewFile> files)
         {
             _host = host;
             _diskFiles = diskFiles;
             _run = run;
+            _quiesce = quiesce;
             Reached = reached;
-            Quiesce = quiesce;
             Files = files;
         }
 
@@ -34,7 +38,7 @@ namespace VmQuiesce.Core.Sources.Qemu
 
         public virtual CapturedSnapshot? Snapshot => null;
 
-        public QuiesceRecord Quiesce { get; }
+        public QuiesceRecord Quiesce => _quiesce.GetAwaiter().GetResult();
 
         /// <summary>What query-uuid answered when the backup began.</summary>
         public Guid? VmUuid { get; init; }
@@ -83,6 +87,11 @@ namespace VmQuiesce.Core.Sources.Qemu
             catch (VmQuiesceException e)
             {
                 _host.WriteWarning(e.Message + " " + e.Remedy);
+            }
+            finally
+            {
+                // The agent's connection, which the naming holds, is closed before the view is gone.
+                OwnThread.WaitEnded(_quiesce);
             }
         }
 

@@ -2,6 +2,7 @@ using System;
 using System.Collections.Generic;
 using System.Linq;
 using System.Threading;
+using System.Threading.Tasks;
 
 namespace VmQuiesce.Core.Sources.Qemu
 {
@@ -17,7 +18,7 @@ namespace VmQuiesce.Core.Sources.Qemu
         private readonly bool _keepSnapshot;
 
         /// <param name="diskFiles">The checked base images, read through their descriptors; the view closes them.</param>
-        public QemuConsistentView(QemuSource source, IReadOnlyList<QemuDisk> disks, IReadOnlyList<QemuOverlay> overlays, QemuDiskFiles diskFiles, QemuRunRecord? run, Consistency reached, bool keepSnapshot, QuiesceRecord quiesce, CapturedSnapshot? snapshot)
+        public QemuConsistentView(QemuSource source, IReadOnlyList<QemuDisk> disks, IReadOnlyList<QemuOverlay> overlays, QemuDiskFiles diskFiles, QemuRunRecord? run, Consistency reached, bool keepSnapshot, Task<QuiesceRecord> quiesce, CapturedSnapshot? snapshot)
             : base(source.Host, diskFiles, run, reached, quiesce, ViewFiles(overlays, diskFiles))
         {
             _source = source;

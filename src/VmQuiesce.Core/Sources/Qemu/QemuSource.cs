@@ -121,6 +121,7 @@ namespace VmQuiesce.Core.Sources.Qemu
             }
 
             GuestAgentClient? agent = null;
+            Task<QuiesceRecord>? quiesce = null;
             QemuDiskFiles? diskFiles = null;
             QemuRunRecord? run = null;
             IReadOnlyList<QemuOverlay> planned = Array.Empty<QemuOverlay>();
@@ -282,32 +283,34 @@ namespace VmQuiesce.Core.Sources.Qemu
                     RequireConsistency(reached, options, "the guest agent froze no file system");
                 }
 
-                // The agent names what it froze while the NBD export is set up.
-                Task<IReadOnlyList<string>>? naming = freezer == null ? null : OwnThread.Start(() => freezer.NameFrozen(window.Frozen, cancel));
-                IReadOnlyList<QemuTrackedDisk>? exported;
-                try
+                double frozenMilliseconds = window.Frozen.Count > 0 ? window.FrozenMilliseconds : 0;
+                QuiesceRecord Record(IReadOnlyList<string> frozen) => new QuiesceRecord(reached, frozen, frozenMilliseconds,
+                    freezer != null ? QuiesceMethod.GuestAgent : QuiesceMethod.None, frozen.Count > 0 ? FrozenMeasure.FreezeToThaw : FrozenMeasure.None);
+                if (freezer == null)
                 {
-                    exported = fleecing?.Export(qmp, tracking!.Result.Verify, run, cancel);
+                    quiesce = Task.FromResult(Record(window.Frozen));
                 }
-                finally
+                else
                 {
-                    // Nothing asks the agent past the open.
-                    if (naming != null)
+                    // The agent names what it froze while the copy starts; its connection closes when it has answered.
+                    GuestAgentClient naming = agent!;
+                    agent = null;
+                    quiesce = OwnThread.Start(() =>
                     {
-                        OwnThread.WaitEnded(naming);
-                    }
+                        using (naming)
+                        {
+                            return Record(freezer.NameFrozen(window.Frozen, cancel));
+                        }
+                    });
                 }
 
-                IReadOnlyList<string> frozen = naming?.GetAwaiter().GetResult() ?? window.Frozen;
-                double frozenMilliseconds = frozen.Count > 0 ? window.FrozenMilliseconds : 0;
-                var quiesce = new QuiesceRecord(reached, frozen, frozenMilliseconds, freezer != null ? QuiesceMethod.GuestAgent : QuiesceMethod.None,
-                    frozen.Count > 0 ? FrozenMeasure.FreezeToThaw : FrozenMeasure.None);
                 IConsistentView view = fleecing != null
-                    ? new QemuTrackedView(this, fleecing, exported!, diskFiles, run, reached, quiesce) { VmUuid = uuid, Machine = machine }
+                    ? new QemuTrackedView(this, fleecing, fleecing.Export(qmp, tracking!.Result.Verify, run, cancel), diskFiles, run, reached, quiesce) { VmUuid = uuid, Machine = machine }
                     : new QemuConsistentView(this, disks, overlays, diskFiles, run, reached, options.KeepSnapshot, quiesce,
                         snapshotTag == null ? null : new CapturedSnapshot(snapshotTag, null, "QemuInternal")) { VmUuid = uuid, Machine = machine };
                 fleecing = null;
-                _host.WriteVerbose($"VM '{VmName}': {reached} consistency, frozen for {frozenMilliseconds:0.#} ms ({string.Join(", ", frozen)}).");
+                quiesce = null;
+                _host.WriteVerbose($"VM '{VmName}': {reached} consistency, frozen for {frozenMilliseconds:0.#} ms ({string.Join(", ", window.Frozen)}).");
                 diskFiles = null;
                 run = null;
                 return view;
@@ -318,6 +321,12 @@ namespace VmQuiesce.Core.Sources.Qemu
                 EndRunRecord(run, planned);
                 diskFiles?.Dispose();
                 agent?.Dispose();
+                if (quiesce != null)
+                {
+                    // The open failed after the thaw: the naming ends (and closes the agent) before it returns.
+                    OwnThread.WaitEnded(quiesce);
+                }
+
                 monitorPeer.TrySetCanceled();
                 DisposePreparedAgent(preparing);
                 qmp.Dispose();

@@ -16,7 +16,7 @@ namespace VmQuiesce.Core.Sources.Qemu
         private readonly QemuSource _source;
         private readonly QemuFleecing _fleecing;
 
-        public QemuTrackedView(QemuSource source, QemuFleecing fleecing, IReadOnlyList<QemuTrackedDisk> disks, QemuDiskFiles diskFiles, QemuRunRecord? run, Consistency reached, QuiesceRecord quiesce)
+        public QemuTrackedView(QemuSource source, QemuFleecing fleecing, IReadOnlyList<QemuTrackedDisk> disks, QemuDiskFiles diskFiles, QemuRunRecord? run, Consistency reached, Task<QuiesceRecord> quiesce)
             : base(source.Host, diskFiles, run, reached, quiesce, ViewFiles(disks))
         {
             _source = source;
