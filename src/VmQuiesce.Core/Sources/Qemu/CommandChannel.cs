@@ -231,6 +231,12 @@ namespace VmQuiesce.Core.Sources.Qemu
             lock (_gate)
             {
                 _changesSent += countChange ? 1 : 0;
+                if (_askedAhead.Count == 0)
+                {
+                    // Most commands: nothing was asked ahead (the agent's channel never asks any).
+                    return;
+                }
+
                 dropped = new List<Pending>(_askedAhead.Values);
                 _askedAhead.Clear();
             }

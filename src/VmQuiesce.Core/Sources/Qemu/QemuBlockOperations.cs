@@ -171,7 +171,7 @@ namespace VmQuiesce.Core.Sources.Qemu
             var clock = Stopwatch.StartNew();
             while (true)
             {
-                JsonObject job = qmp.ExecuteArray("query-jobs", cancel: cancel).OfType<JsonObject>().FirstOrDefault(j => j.GetOptionalString("id") == jobId)
+                JsonObject job = qmp.ExecuteArray(JobsQuery, cancel).OfType<JsonObject>().FirstOrDefault(j => j.GetOptionalString("id") == jobId)
                     ?? throw new InvalidOperationException($"the job {jobId} is gone from query-jobs");
                 string status = job.GetOptionalString("status") ?? "";
                 if (statuses.Contains(status) || status == "concluded" || status == "null")
@@ -223,8 +223,8 @@ namespace VmQuiesce.Core.Sources.Qemu
             try
             {
                 // Cancelled and looked for in one exchange: QEMU refuses to cancel a job that is gone or has concluded.
-                IReadOnlyList<CommandAnswer> answers = qmp.ExecuteAll(new[] { new QemuCommand("job-cancel", new JsonObject().With("id", jobId)), new QemuCommand("query-jobs") });
-                JsonObject? job = qmp.AnswerArray("query-jobs", answers[1]).OfType<JsonObject>().FirstOrDefault(j => j.GetOptionalString("id") == jobId);
+                IReadOnlyList<CommandAnswer> answers = qmp.ExecuteAll(new[] { new QemuCommand("job-cancel", new JsonObject().With("id", jobId)), JobsQuery });
+                JsonObject? job = qmp.AnswerArray(JobsQuery.Name, answers[1]).OfType<JsonObject>().FirstOrDefault(j => j.GetOptionalString("id") == jobId);
                 if (job == null)
                 {
                     return;

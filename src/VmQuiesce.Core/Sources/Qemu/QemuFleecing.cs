@@ -341,17 +341,17 @@ namespace VmQuiesce.Core.Sources.Qemu
             IReadOnlyList<CommandAnswer> answers = qmp.ExecuteAll(new[]
             {
                 new QemuCommand("block-export-del", new JsonObject().With("id", id).With("mode", "hard")),
-                new QemuCommand("query-block-exports"),
+                ExportsQuery,
             });
             var clock = System.Diagnostics.Stopwatch.StartNew();
             bool Listed(JsonArray exports) => exports.OfType<JsonObject>().Any(e => e.GetOptionalString("id") == id);
-            bool listed = Listed(qmp.AnswerArray("query-block-exports", answers[1]));
+            bool listed = Listed(qmp.AnswerArray(ExportsQuery.Name, answers[1]));
             if (listed && answers[0].Error is QemuCommandException refused)
             {
                 throw refused;
             }
 
-            for (; listed; listed = Listed(qmp.ExecuteArray("query-block-exports")))
+            for (; listed; listed = Listed(qmp.ExecuteArray(ExportsQuery, CancellationToken.None)))
             {
                 if (clock.Elapsed > ExportGoneTimeout)
                 {

@@ -141,7 +141,7 @@ namespace VmQuiesce.Core.Sources.Qemu
 
         private void FinishJobs(CancellationToken cancel)
         {
-            foreach (JsonObject job in _qmp.ExecuteArray("query-jobs", cancel: cancel).OfType<JsonObject>())
+            foreach (JsonObject job in _qmp.ExecuteArray(QemuBlockOperations.JobsQuery, cancel).OfType<JsonObject>())
             {
                 string id = job.GetOptionalString("id") ?? "";
                 if (!id.StartsWith(QemuBlockOperations.JobPrefix, StringComparison.Ordinal))
@@ -228,7 +228,7 @@ namespace VmQuiesce.Core.Sources.Qemu
         }
 
         private bool HasInternalSnapshot(string tag, CancellationToken cancel) =>
-            _qmp.ExecuteArray("query-block", cancel: cancel).OfType<JsonObject>()
+            _qmp.ExecuteArray(QemuBlockOperations.DisksQuery, cancel).OfType<JsonObject>()
                 .Select(block => block["inserted"] is JsonObject inserted && inserted["image"] is JsonObject image ? image["snapshots"] as JsonArray : null)
                 .Any(snapshots => snapshots != null && snapshots.OfType<JsonObject>().Any(snapshot => snapshot["name"] as string == tag));
 
@@ -252,7 +252,7 @@ namespace VmQuiesce.Core.Sources.Qemu
         /// </summary>
         private void StopNbdServer(QemuRunRecord dead, CancellationToken cancel)
         {
-            List<string> exports = _qmp.ExecuteArray("query-block-exports", cancel: cancel).OfType<JsonObject>().Select(e => e.GetOptionalString("id") ?? "").ToList();
+            List<string> exports = _qmp.ExecuteArray(QemuFleecing.ExportsQuery, cancel).OfType<JsonObject>().Select(e => e.GetOptionalString("id") ?? "").ToList();
             List<string> others = exports.Where(id => !id.StartsWith(QemuDiskCheckpoint.ExportPrefix, StringComparison.Ordinal)).ToList();
             if (others.Count > 0)
             {

@@ -44,7 +44,7 @@ namespace VmQuiesce.Core.Sources.Qemu
             QemuSourceOptions options = Options;
             using QmpClient qmp = QmpClient.Connect(options.QmpSocket, options.QmpTimeout, cancel);
             var snapshots = new List<VmSnapshot>();
-            foreach (JsonObject device in qmp.ExecuteArray("query-block", cancel: cancel).OfType<JsonObject>())
+            foreach (JsonObject device in qmp.ExecuteArray(QemuBlockOperations.DisksQuery, cancel).OfType<JsonObject>())
             {
                 JsonObject? image = device.GetOptionalObject("inserted")?.GetOptionalObject("image");
                 if (image == null)
