@@ -37,7 +37,14 @@ namespace VmQuiesce.Core.Backup
         /// <summary>The length of "yyyyMMddTHHmmssZ", how a restore point id begins.</summary>
         private const int StartSecondLength = 16;
 
-        private IConsistentView OpenTrackedView(IBackupSource source, QuiesceOptions options, ChangeTrackingOptions tracking, CancellationToken cancel)
+        /// <summary>
+        /// Opens the source's tracked view with the repository's side of the request read beside it, on a thread of its own
+        /// (the source blocks pool threads too, and a starved pool adds threads only slowly). The look at every chunk of the
+        /// base (<see cref="MissingBaseChunk"/>) grows with the disk and only the copy needs it, so it goes on after the
+        /// source has the request, while the guest is frozen and the view is made: <paramref name="baseCheck"/>, which the
+        /// caller awaits before the copy and before the repository lock is let go.
+        /// </summary>
+        private IConsistentView OpenTrackedView(IBackupSource source, QuiesceOptions options, ChangeTrackingOptions tracking, CancellationToken cancel, out Task<string?> baseCheck)
         {
             if (!(source is IChangeTrackingSource tracked))
             {
@@ -48,23 +55,38 @@ namespace VmQuiesce.Core.Backup
                 };
             }
 
-            // The repository's side is read while the source prepares the VM (connects, asks QEMU and the guest agent), on a
-            // thread of its own: the source blocks pool threads too, and a starved pool adds threads only slowly.
-            Task<ChangeTrackingRequest> previous = OwnThread.Start(() => PreviousCheckpoints(source, tracking.Verify));
+            var request = new TaskCompletionSource<ChangeTrackingRequest>(TaskCreationOptions.RunContinuationsAsynchronously);
+            baseCheck = OwnThread.Start(() =>
+            {
+                ChangeTrackingRequest previous;
+                try
+                {
+                    previous = PreviousCheckpoints(source, tracking.Verify);
+                }
+                catch (Exception e)
+                {
+                    request.SetException(e);
+                    throw;
+                }
+
+                request.SetResult(previous);
+                return MissingBaseChunk(previous);
+            });
             try
             {
-                return tracked.OpenTrackedView(options, previous, cancel);
+                return tracked.OpenTrackedView(options, request.Task, cancel);
             }
-            finally
+            catch
             {
                 // A source that failed before it looked must not leave the read running past the repository lock.
-                OwnThread.WaitEnded(previous);
+                OwnThread.WaitEnded(baseCheck);
+                throw;
             }
         }
 
         /// <summary>
-        /// The VM's latest restore point that recorded checkpoints, with its chunk lists; a point whose chunks are
-        /// not all in the store cannot be a base (the request says why).
+        /// The VM's latest restore point that recorded checkpoints, with its chunk lists; a point of another chunk size
+        /// cannot be a base (the request says why). Whether its chunks are all stored is <see cref="MissingBaseChunk"/>.
         /// </summary>
         internal ChangeTrackingRequest PreviousCheckpoints(IBackupSource source, bool verify)
         {
@@ -82,11 +104,30 @@ namespace VmQuiesce.Core.Backup
                 return new ChangeTrackingRequest(Array.Empty<PreviousDisk>(), detail, verify, reason);
             }
 
-            string? missing = tracked.SelectMany(f => f.Chunks).OfType<string>().Distinct(StringComparer.Ordinal).FirstOrDefault(hash => !_repository.ChunkSink.Contains(hash));
-            string? why = latest.ChunkSize != _repository.ChunkSize ? $"restore point {latest.Id} has chunk size {latest.ChunkSize}, the repository {_repository.ChunkSize}"
-                : missing != null ? $"restore point {latest.Id} names the chunk {missing}, which is not in the repository"
-                : null;
+            string? why = latest.ChunkSize != _repository.ChunkSize ? $"restore point {latest.Id} has chunk size {latest.ChunkSize}, the repository {_repository.ChunkSize}" : null;
             return new ChangeTrackingRequest(why != null ? Array.Empty<PreviousDisk>() : tracked.Select(f => new PreviousDisk(latest.Id, f.ChangeTrackingValue!, f.Chunks)).ToList(), why, verify);
+        }
+
+        /// <summary>
+        /// Why the request's base cannot be one after all: it names a chunk the store does not hold (a look per distinct
+        /// chunk). Null when every chunk is there, or when there is no base.
+        /// </summary>
+        internal string? MissingBaseChunk(ChangeTrackingRequest request)
+        {
+            string? missing = request.Previous.SelectMany(disk => disk.Chunks).OfType<string>().Distinct(StringComparer.Ordinal).FirstOrDefault(hash => !_repository.ChunkSink.Contains(hash));
+            return missing == null ? null : $"restore point {request.Previous[0].PointId} names the chunk {missing}, which is not in the repository";
+        }
+
+        /// <summary>
+        /// The view's files, each disk that builds on the base read in full instead when <paramref name="baseCheck"/> found
+        /// the base incomplete: the source had already taken its checkpoint as for an incremental read, which a full read
+        /// can use as well (the new checkpoint is the same; the old one goes on success, records again on failure).
+        /// </summary>
+        private static IReadOnlyList<ViewFile> ReadInFullWhereBaseIncomplete(IReadOnlyList<ViewFile> files, Task<string?> baseCheck)
+        {
+            string? missing = baseCheck.GetAwaiter().GetResult();
+            return missing == null ? files
+                : files.Select(file => file.Tracked?.Base == null ? file : file.WithTracked(new FullReadDisk(file.Tracked, ChangeTrackingRecord.Reasons.PreviousPointDamaged, missing))).ToList();
         }
 
         /// <summary>
@@ -199,6 +240,32 @@ namespace VmQuiesce.Core.Backup
             HostPlatform.IsLinux && UnixFiles.StatFollowingLinks(file.OriginalPath) is FileStatus status && status.IsRegularFile
                 ? new FileOwner(status.Uid, status.Gid, status.Permissions)
                 : null;
+
+        /// <summary>A tracked disk read in full after all, without its base (<see cref="ReadInFullWhereBaseIncomplete"/>).</summary>
+        private sealed class FullReadDisk : TrackedDisk
+        {
+            private readonly TrackedDisk _disk;
+
+            public FullReadDisk(TrackedDisk disk, string reason, string detail)
+            {
+                _disk = disk;
+                Record = disk.Record.ReadInFull(reason, detail);
+            }
+
+            public override long Size => _disk.Size;
+
+            public override ChangeTrackingRecord Record { get; }
+
+            public override PreviousDisk? Base => null;
+
+            // Nothing to compare with: a verification needs the base.
+            public override bool Verify => false;
+
+            public override IReadOnlyList<DiskRegion> Map(long offset, long length, CancellationToken cancel) => _disk.Map(offset, length, cancel);
+
+            protected override Task ReadCoreAsync(long offset, byte[] buffer, int bufferOffset, int count, CancellationToken cancel) =>
+                _disk.ReadAsync(offset, buffer, bufferOffset, count, cancel);
+        }
 
         /// <summary>What the copy learns about one tracked disk.</summary>
         private sealed class TrackedCopy

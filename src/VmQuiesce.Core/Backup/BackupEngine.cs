@@ -134,12 +134,14 @@ namespace VmQuiesce.Core.Backup
             using IDisposable shared = _repository.LockShared(purpose, host.WriteWarning);
             DateTime start = DateTime.UtcNow;
             host.WriteProgress(new BackupProgress(vm, BackupPhase.Quiescing, 0, 0, clock.Elapsed));
-            using IConsistentView view = tracking == null ? source.OpenConsistentView(options, cancel) : OpenTrackedView(source, options, tracking, cancel);
+            Task<string?>? baseCheck = null;
+            using IConsistentView view = tracking == null ? source.OpenConsistentView(options, cancel) : OpenTrackedView(source, options, tracking, cancel, out baseCheck);
             IReadOnlyList<RestorePointFile> files;
             long stored, newChunkBytes;
             try
             {
-                (files, stored, newChunkBytes) = Copy(vm, view.Files, host, clock, cancel);
+                IReadOnlyList<ViewFile> viewFiles = baseCheck == null ? view.Files : ReadInFullWhereBaseIncomplete(view.Files, baseCheck);
+                (files, stored, newChunkBytes) = Copy(vm, viewFiles, host, clock, cancel);
                 cancel.ThrowIfCancellationRequested();
             }
             catch

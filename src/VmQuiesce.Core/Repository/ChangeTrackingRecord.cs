@@ -84,6 +84,15 @@ namespace VmQuiesce.Core.Repository
         /// <summary>True when the disk was read in full and compared with the checkpoint (-VerifyChangeTracking).</summary>
         public bool Verified { get; init; }
 
+        /// <summary>This record (before the read) as a full read: the base it named cannot be used after all (<paramref name="reason"/>, one of <see cref="Reasons"/>).</summary>
+        internal ChangeTrackingRecord ReadInFull(string reason, string detail) =>
+            new ChangeTrackingRecord(Disk, Image, VirtualSize, Bitmap, Persistent)
+            {
+                ModeValue = ChangeTrackingMode.Full,
+                Reason = reason,
+                Detail = detail,
+            };
+
         /// <summary>
         /// This record with what the read found; <paramref name="missed"/> (a verification that found changes the
         /// checkpoint did not mark) turns it into a full read with reason <see cref="Reasons.VerifyFailed"/>, which it was.

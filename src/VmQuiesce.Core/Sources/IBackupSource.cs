@@ -91,6 +91,10 @@ namespace VmQuiesce.Core.Sources
 
         /// <summary>For content stored as the guest sees it: the image a restore writes (<see cref="Repository.RestorePointFile.RestoreAs"/>).</summary>
         public Repository.DiskImageLayout? RestoreAs { get; init; }
+
+        /// <summary>This file, read through <paramref name="tracked"/> instead.</summary>
+        public ViewFile WithTracked(TrackedDisk tracked) =>
+            new ViewFile(RelativePath, ReadPath, OriginalPath) { Format = Format, Tracked = tracked, RestoreAs = RestoreAs };
     }
 
     /// <summary>What the caller accepts and how long the guest may stay frozen.</summary>

@@ -156,14 +156,31 @@ namespace VmQuiesce.Core.Tests.Backup
         }
 
         [Fact]
-        public void A_previous_point_that_lacks_a_chunk_cannot_be_a_base_and_says_why()
+        public async Task A_previous_point_that_lacks_a_chunk_is_found_out_after_the_source_has_the_request_and_the_disk_is_read_in_full_saying_why()
         {
             RestorePoint first = Run(new List<(long, long)>()).RestorePoint;
-            File.Delete(_fixture.Repository.Chunks.PathOf(first.Files[0].Chunks[0]!));
+            string lost = first.Files[0].Chunks[2]!;
+            File.Delete(_fixture.Repository.Chunks.PathOf(lost));
+            var source = new TrackingSource(this, new List<(long, long)>());
 
-            ChangeTrackingRequest request = Engine().PreviousCheckpoints(new TrackingSource(this, new List<(long, long)>()), verify: false);
-            Assert.Empty(request.Previous);
-            Assert.Contains("not in the repository", request.WhyNoPrevious, StringComparison.Ordinal);
+            // The source is handed the base as if whole (its checkpoint serves a full read as well); the look at every chunk comes after.
+            ChangeTrackingRequest request = Engine().PreviousCheckpoints(source, verify: false);
+            Assert.Null(request.WhyNoPrevious);
+            Assert.Equal(first.Id, Assert.Single(request.Previous).PointId);
+            Assert.Equal($"restore point {first.Id} names the chunk {lost}, which is not in the repository", Engine().MissingBaseChunk(request));
+
+            BackupOutcome outcome = Engine().Run(source, new QuiesceOptions(), null, CancellationToken.None, new ChangeTrackingOptions());
+            Assert.Equal(first.Id, Assert.Single((await source.Received!).Previous).PointId);
+            ChangeTrackingRecord record = Assert.Single(outcome.RestorePoint.Files).ChangeTrackingValue!;
+            Assert.Equal(ChangeTrackingMode.Full, record.ModeValue);
+            Assert.Equal(ChangeTrackingRecord.Reasons.PreviousPointDamaged, record.Reason);
+            Assert.Contains(lost, record.Detail, StringComparison.Ordinal);
+            Assert.Null(record.BasePoint);
+            Assert.Null(record.ChangedBytes);
+            Assert.Equal(14L * Chunk, record.BytesRead);
+            // The full read stored the lost chunk again.
+            Assert.True(File.Exists(_fixture.Repository.Chunks.PathOf(lost)));
+            Assert.Equal(_disk, File.ReadAllBytes(Restore(outcome.RestorePoint)));
         }
 
         [Fact]
@@ -189,14 +206,16 @@ namespace VmQuiesce.Core.Tests.Backup
             using var objects = VmQuiesce.Core.Repository.Storage.ObjectRepository.Open(new VmQuiesce.Core.Repository.Storage.FileObjectStorage(_fixture.RepositoryPath));
             var source = new TrackingSource(this, new List<(long, long)>());
 
-            ChangeTrackingRequest whole = new BackupEngine(objects) { HostCheckpointFolder = HostCheckpoints }.PreviousCheckpoints(source, verify: false);
+            var engine = new BackupEngine(objects) { HostCheckpointFolder = HostCheckpoints };
+            ChangeTrackingRequest request = engine.PreviousCheckpoints(source, verify: false);
+            string? whole = engine.MissingBaseChunk(request);
             objects.Storage.Delete(VmQuiesce.Core.Repository.Storage.ObjectRepository.ChunkKey(first.Files[0].Chunks[0]!));
-            ChangeTrackingRequest lacking = new BackupEngine(objects) { HostCheckpointFolder = HostCheckpoints }.PreviousCheckpoints(source, verify: false);
+            string? lacking = engine.MissingBaseChunk(request);
 
-            Assert.Null(whole.WhyNoPrevious);
-            Assert.Equal(first.Id, Assert.Single(whole.Previous).PointId);
-            Assert.Empty(lacking.Previous);
-            Assert.Contains("not in the repository", lacking.WhyNoPrevious, StringComparison.Ordinal);
+            Assert.Null(request.WhyNoPrevious);
+            Assert.Equal(first.Id, Assert.Single(request.Previous).PointId);
+            Assert.Null(whole);
+            Assert.Contains("not in the repository", lacking, StringComparison.Ordinal);
         }
 
         [Fact]
