@@ -123,6 +123,26 @@ namespace VmQuiesce.Core.Tests.Qemu
             lock (Commands)
             {
                 Commands.Add(command);
+                Monitor.PulseAll(Commands);
+            }
+        }
+
+        /// <summary>Waits until <paramref name="count"/> commands have been received; false when <paramref name="timeout"/> passed first.</summary>
+        public bool WaitForCommands(int count, TimeSpan timeout)
+        {
+            var clock = System.Diagnostics.Stopwatch.StartNew();
+            lock (Commands)
+            {
+                while (Commands.Count < count)
+                {
+                    TimeSpan left = timeout - clock.Elapsed;
+                    if (left <= TimeSpan.Zero || !Monitor.Wait(Commands, left))
+                    {
+                        return Commands.Count >= count;
+                    }
+                }
+
+                return true;
             }
         }
 

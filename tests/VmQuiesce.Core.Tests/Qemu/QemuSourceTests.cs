@@ -185,6 +185,9 @@ namespace VmQuiesce.Core.Tests.Qemu
         {
             Start();
             QemuAhead ahead = QemuAhead.Start(Source().Options);
+            string[] asked = new[] { "qmp_capabilities" }.Concat(QemuSource.OpenQueries(tracking: false).Select(q => q.Name)).ToArray();
+            // Closed with answers unread, the connection is reset: what the fake had not read yet would be lost.
+            Assert.True(_vm.Qemu.WaitForCommands(asked.Length, TimeSpan.FromSeconds(30)));
 
             ahead.Dispose();
 
@@ -196,7 +199,7 @@ namespace VmQuiesce.Core.Tests.Qemu
             lock (_vm.Qemu.Commands)
             {
                 // The monitor was only asked what every open asks first.
-                Assert.Equal(new[] { "qmp_capabilities" }.Concat(QemuSource.OpenQueries(tracking: false).Select(q => q.Name)), _vm.Qemu.Commands);
+                Assert.Equal(asked, _vm.Qemu.Commands);
                 Assert.All(_vm.Qemu.Commands.Skip(1), command => Assert.True(QmpClient.IsQuery(command), command));
             }
 
