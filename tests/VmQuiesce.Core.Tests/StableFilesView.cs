@@ -28,7 +28,10 @@ namespace VmQuiesce.Core.Tests
 
         public CapturedSnapshot? Snapshot { get; init; }
 
-        public QuiesceRecord Quiesce { get; } = new QuiesceRecord(Consistency.Crash, Array.Empty<string>(), 0, QuiesceMethod.None);
+        public QuiesceRecord Quiesce => QuiesceFailure != null ? throw QuiesceFailure : new QuiesceRecord(Consistency.Crash, Array.Empty<string>(), 0, QuiesceMethod.None);
+
+        /// <summary>What <see cref="Quiesce"/> throws when set: what a view that finishes its record beside the copy (a post-thaw hook) found.</summary>
+        public Exception? QuiesceFailure { get; init; }
 
         /// <summary>Null until Complete is called, then its success argument.</summary>
         public bool? CompletedWith { get; private set; }

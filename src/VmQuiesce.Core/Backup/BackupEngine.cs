@@ -138,11 +138,14 @@ namespace VmQuiesce.Core.Backup
             using IConsistentView view = tracking == null ? source.OpenConsistentView(options, cancel) : OpenTrackedView(source, options, tracking, cancel, out baseCheck);
             IReadOnlyList<RestorePointFile> files;
             long stored, newChunkBytes;
+            QuiesceRecord quiesce;
             try
             {
                 IReadOnlyList<ViewFile> viewFiles = baseCheck == null ? view.Files : ReadInFullWhereBaseIncomplete(view.Files, baseCheck);
                 (files, stored, newChunkBytes) = Copy(vm, viewFiles, host, clock, cancel);
                 cancel.ThrowIfCancellationRequested();
+                // Before the release: a view may finish its quiesce record beside the copy (a post-thaw hook), and a hook that failed fails the backup.
+                quiesce = view.Quiesce;
             }
             catch
             {
@@ -187,7 +190,7 @@ namespace VmQuiesce.Core.Backup
                 start,
                 DateTime.UtcNow,
                 view.Snapshot,
-                view.Quiesce,
+                quiesce,
                 // A source that has nothing to keep refuses -KeepSnapshot, so with it the snapshot is still on the VM.
                 snapshotReleased: releaseFailure == null && !options.KeepSnapshot,
                 releaseError: releaseFailure?.Message,

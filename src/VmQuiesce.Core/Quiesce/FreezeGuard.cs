@@ -17,6 +17,12 @@ namespace VmQuiesce.Core.Quiesce
         /// <summary>Runs after the thaw whenever <see cref="PreFreeze"/> ran, on every path.</summary>
         public Action<CancellationToken>? PostThaw { get; init; }
 
+        /// <summary>
+        /// When the run succeeds, <see cref="PostThaw"/> is left to the caller (<see cref="FrozenWindow{T}.RunPostThaw"/>), which
+        /// runs it while it goes on with its work (the copy need not wait for it); a run that fails still runs it itself.
+        /// </summary>
+        public bool DeferPostThaw { get; init; }
+
         /// <summary>How often a failing thaw is tried before the guard gives up and reports it.</summary>
         public int ThawAttempts { get; init; } = 3;
 
@@ -58,6 +64,16 @@ namespace VmQuiesce.Core.Quiesce
 
         /// <summary>From the freeze returning to the thaw returning.</summary>
         public double FrozenMilliseconds { get; }
+
+        private Action? _postThaw;
+
+        /// <summary>Whether the guard left the post-thaw hook to the caller (<see cref="FreezeGuardOptions.DeferPostThaw"/>) and it has not run yet.</summary>
+        public bool PostThawLeft => Volatile.Read(ref _postThaw) != null;
+
+        /// <summary>Runs the post-thaw hook the guard left to the caller, once; nothing when none was left. Throws what the hook threw.</summary>
+        public void RunPostThaw() => Interlocked.Exchange(ref _postThaw, null)?.Invoke();
+
+        internal void LeavePostThaw(Action hook) => _postThaw = hook;
     }
 
     /// <summary>
@@ -130,17 +146,29 @@ namespace VmQuiesce.Core.Quiesce
                 }
             }
 
-            if (_options.PostThaw != null)
+            if (_options.PostThaw is Action<CancellationToken> hook)
             {
-                try
+                // After a cancellation too: the hook resumes what the pre-freeze hook paused.
+                void PostThaw()
                 {
-                    // After a cancellation too: the hook resumes what the pre-freeze hook paused.
-                    _options.PostThaw(CancellationToken.None);
+                    hook(CancellationToken.None);
                     _options.OnStep?.Invoke(FreezeStep.PostThawDone);
                 }
-                catch (Exception e) when (failure != null)
+
+                if (failure == null && _options.DeferPostThaw)
                 {
-                    _options.Warn?.Invoke($"The post-thaw hook failed after an earlier failure: {e.Message}");
+                    window!.LeavePostThaw(PostThaw);
+                }
+                else
+                {
+                    try
+                    {
+                        PostThaw();
+                    }
+                    catch (Exception e) when (failure != null)
+                    {
+                        _options.Warn?.Invoke($"The post-thaw hook failed after an earlier failure: {e.Message}");
+                    }
                 }
             }
 

@@ -42,6 +42,7 @@ namespace VmQuiesce.Core.Sources
         /// <summary>The snapshot the restore's second step reverts to, or null where the files themselves are the point in time.</summary>
         CapturedSnapshot? Snapshot { get; }
 
+        /// <summary>How the guest was quiesced. May wait for what the view finishes beside the copy (a post-thaw hook), and throws what failed there.</summary>
         QuiesceRecord Quiesce { get; }
 
         /// <summary>Releases snapshots/overlays made for the backup; <paramref name="success"/> says whether the copy finished.</summary>

@@ -304,6 +304,22 @@ namespace VmQuiesce.Core.Tests.Backup
         }
 
         [Fact]
+        public void AQuiesceRecordThatFailsOnceTheDataIsCopiedFailsTheBackupBeforeTheReleaseAndStoresNoPoint()
+        {
+            using var fixture = new RepositoryFixture();
+            string disk = fixture.WriteFile("disk.img", RepositoryFixture.Random(3 * Chunk, 8));
+            var hookFailed = new VmQuiesceException("PostThawScriptFailed", FailureKind.InvalidOperation, "-PostThawScript failed for VM 'vm': no service to resume", "vm");
+            var view = new StableFilesView(new[] { new ViewFile("disk.img", disk, disk) }) { QuiesceFailure = hookFailed };
+
+            var e = Assert.Throws<VmQuiesceException>(() => new BackupEngine(fixture.Repository, 2).Run(new ViewSource(view), new QuiesceOptions(), null, CancellationToken.None));
+
+            Assert.Same(hookFailed, e);
+            // Released as a failed backup (a change-tracked view keeps its previous checkpoint then), and nothing published.
+            Assert.False(view.CompletedWith);
+            Assert.Empty(fixture.Repository.ListRestorePoints());
+        }
+
+        [Fact]
         public void TwoViewFilesWithTheSamePathAreRefused()
         {
             using var fixture = new RepositoryFixture();

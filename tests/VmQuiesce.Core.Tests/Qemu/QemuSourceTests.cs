@@ -572,6 +572,7 @@ namespace VmQuiesce.Core.Tests.Qemu
 
             using IConsistentView view = source.OpenConsistentView(new QuiesceOptions(), CancellationToken.None);
 
+            Assert.Equal(QuiesceMethod.GuestAgent, view.Quiesce.Method); // the record waits for the post-thaw hook
             Assert.Equal(new[] { "/usr/local/bin/db-pause --all", "/usr/local/bin/db-resume " }, _vm.Agent.ExecLog);
             int freeze = _vm.Agent.Commands.IndexOf("guest-fsfreeze-freeze");
             Assert.True(_vm.Agent.Commands.IndexOf("guest-exec") < freeze);
@@ -598,7 +599,53 @@ namespace VmQuiesce.Core.Tests.Qemu
 
             using IConsistentView view = source.OpenConsistentView(options, CancellationToken.None);
 
+            Assert.Equal(QuiesceMethod.GuestAgent, view.Quiesce.Method); // the record waits for the post-thaw hooks
             Assert.Equal(new[] { "host pre-freeze after 0 guest hooks", "host post-thaw after 2 guest hooks, thawed: True" }, order);
+        }
+
+        [Fact]
+        public void The_post_thaw_hooks_run_beside_the_copy_the_view_exists_before_they_end_and_its_quiesce_record_waits_for_them()
+        {
+            Start();
+            var source = new QemuSource(new QemuSourceOptions("vm1", _vm.Qemu.SocketPath)
+            {
+                Trust = FakeQemu.TrustThisProcess,
+                AgentSocket = _vm.Agent.SocketPath,
+                PostThawHook = new[] { "/usr/local/bin/db-resume" },
+            });
+            using var viewMade = new ManualResetEventSlim();
+            bool hookSawTheView = false;
+            // An open that waited for its post-thaw hooks would keep this one waiting its whole 30 s, and it would see no view.
+            var options = new QuiesceOptions { PreFreeze = _ => { }, PostThaw = _ => hookSawTheView = viewMade.Wait(TimeSpan.FromSeconds(30)) };
+
+            using IConsistentView view = source.OpenConsistentView(options, CancellationToken.None);
+            viewMade.Set();
+
+            Assert.Equal(QuiesceMethod.GuestAgent, view.Quiesce.Method);
+            Assert.True(hookSawTheView);
+            Assert.Equal(new[] { "/usr/local/bin/db-resume " }, _vm.Agent.ExecLog);
+        }
+
+        [Fact]
+        public void A_post_thaw_hook_that_fails_after_the_thaw_fails_the_views_quiesce_record_and_one_after_an_open_that_failed_is_a_warning()
+        {
+            Start();
+            var warnings = new List<string>();
+            var failing = new QuiesceOptions { PreFreeze = _ => { }, PostThaw = _ => throw new InvalidOperationException("no service to resume") };
+            var source = new QemuSource(new QemuSourceOptions("vm1", _vm.Qemu.SocketPath) { Trust = FakeQemu.TrustThisProcess, AgentSocket = _vm.Agent.SocketPath });
+
+            using (IConsistentView view = source.OpenConsistentView(failing, CancellationToken.None))
+            {
+                Assert.Equal("no service to resume", Assert.Throws<InvalidOperationException>(() => view.Quiesce).Message);
+                view.Complete(false, CancellationToken.None);
+            }
+
+            // The guest froze nothing, so the open fails on the consistency asked for; the hook's failure after the thaw is told.
+            _vm.Agent.MountPoints = Array.Empty<string>();
+            var host = new OperationHost(warn: warnings.Add);
+            var lower = new QemuSource(new QemuSourceOptions("vm1", _vm.Qemu.SocketPath) { Trust = FakeQemu.TrustThisProcess, AgentSocket = _vm.Agent.SocketPath }, host);
+            Assert.Throws<VmQuiesceException>(() => lower.OpenConsistentView(failing, CancellationToken.None));
+            Assert.Contains(warnings, w => w.Contains("post-thaw hook failed after an earlier failure: no service to resume", StringComparison.Ordinal));
         }
 
         [Fact]

@@ -48,6 +48,35 @@ namespace VmQuiesce.Core.Tests.Quiesce
         }
 
         [Fact]
+        public void A_deferred_post_thaw_hook_is_left_to_the_caller_once_after_a_run_that_went_well_and_run_by_the_guard_after_one_that_failed()
+        {
+            var freezer = new ScriptedFreezer();
+            var deferred = new FreezeGuardOptions
+            {
+                FreezeTimeout = TimeSpan.FromSeconds(30),
+                PreFreeze = _ => freezer.Log.Enqueue("pre-freeze"),
+                PostThaw = _ => freezer.Log.Enqueue("post-thaw"),
+                DeferPostThaw = true,
+            };
+
+            FrozenWindow<int> window = new FreezeGuard(freezer, deferred).Run(_ => 1, CancellationToken.None);
+
+            Assert.Equal(new[] { "pre-freeze", "freeze", "thaw" }, freezer.Log.ToArray());
+            Assert.True(window.PostThawLeft);
+            window.RunPostThaw();
+            window.RunPostThaw();
+            Assert.False(window.PostThawLeft);
+            Assert.Equal(new[] { "pre-freeze", "freeze", "thaw", "post-thaw" }, freezer.Log.ToArray());
+
+            while (freezer.Log.TryDequeue(out _))
+            {
+            }
+
+            Assert.Throws<InvalidOperationException>(() => new FreezeGuard(freezer, deferred).Run<int>(_ => throw new InvalidOperationException("transaction refused"), CancellationToken.None));
+            Assert.Equal(new[] { "pre-freeze", "freeze", "thaw", "post-thaw" }, freezer.Log.ToArray());
+        }
+
+        [Fact]
         public void A_failing_freeze_is_still_followed_by_a_thaw()
         {
             var freezer = new ScriptedFreezer { FreezeFailure = new TimeoutException("agent did not answer") };

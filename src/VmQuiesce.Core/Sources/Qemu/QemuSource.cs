@@ -230,6 +230,7 @@ namespace VmQuiesce.Core.Sources.Qemu
 
                 // Without a freezer the same guard runs the hooks and bounds the snapshot step; nothing is frozen.
                 IGuestFreezer guarded = freezer ?? (IGuestFreezer)new NothingFrozen(VmName);
+                GuestAgentClient? hookAgent = agent;
                 FrozenWindow<bool> window;
                 try
                 {
@@ -239,10 +240,12 @@ namespace VmQuiesce.Core.Sources.Qemu
                         // The host's hooks (-PreFreezeScript, -PostThawScript) wrap the guest's own commands.
                         PreFreeze = FreezeGuardOptions.Chain(
                             options.PreFreeze,
-                            _options.PreFreezeHook == null ? null : token => RunHook(agent!, _options.PreFreezeHook, "PreFreezeHookFailed", "pre-freeze", token)),
+                            _options.PreFreezeHook == null ? null : token => RunHook(hookAgent!, _options.PreFreezeHook, "PreFreezeHookFailed", "pre-freeze", token)),
                         PostThaw = FreezeGuardOptions.Chain(
-                            _options.PostThawHook == null ? null : token => RunHook(agent!, _options.PostThawHook, "PostThawHookFailed", "post-thaw", token),
+                            _options.PostThawHook == null ? null : token => RunHook(hookAgent!, _options.PostThawHook, "PostThawHookFailed", "post-thaw", token),
                             options.PostThaw),
+                        // After a thaw that went well the post-thaw hooks run beside the view's making and the copy (below).
+                        DeferPostThaw = true,
                         Warn = _host.WriteWarning,
                         OnStep = _options.OnFreezeStep,
                         StartDeadline = _options.FreezeDeadline,
@@ -270,6 +273,30 @@ namespace VmQuiesce.Core.Sources.Qemu
                 }
 
                 Consistency reached = window.Frozen.Count > 0 ? expected : Consistency.Crash;
+                double frozenMilliseconds = window.Frozen.Count > 0 ? window.FrozenMilliseconds : 0;
+                QuiesceRecord Record(IReadOnlyList<string> frozen) => new QuiesceRecord(reached, frozen, frozenMilliseconds,
+                    freezer != null ? QuiesceMethod.GuestAgent : QuiesceMethod.None, frozen.Count > 0 ? FrozenMeasure.FreezeToThaw : FrozenMeasure.None);
+                if (freezer == null && !window.PostThawLeft)
+                {
+                    quiesce = Task.FromResult(Record(window.Frozen));
+                }
+                else
+                {
+                    // The post-thaw hooks, then the agent naming what it froze, while the view is made and the copy starts: the
+                    // quiesce record waits for them (a hook that fails fails the backup before the release). The agent's connection
+                    // closes when they are done.
+                    GuestAgentClient? afterThaw = agent;
+                    agent = null;
+                    quiesce = OwnThread.Start(() =>
+                    {
+                        using (afterThaw)
+                        {
+                            window.RunPostThaw();
+                            return Record(freezer != null ? freezer.NameFrozen(window.Frozen, cancel) : window.Frozen);
+                        }
+                    });
+                }
+
                 if (reached < options.Required && !options.AllowLower)
                 {
                     fleecing?.Release(qmp, success: false);
@@ -281,27 +308,6 @@ namespace VmQuiesce.Core.Sources.Qemu
                     }
 
                     RequireConsistency(reached, options, "the guest agent froze no file system");
-                }
-
-                double frozenMilliseconds = window.Frozen.Count > 0 ? window.FrozenMilliseconds : 0;
-                QuiesceRecord Record(IReadOnlyList<string> frozen) => new QuiesceRecord(reached, frozen, frozenMilliseconds,
-                    freezer != null ? QuiesceMethod.GuestAgent : QuiesceMethod.None, frozen.Count > 0 ? FrozenMeasure.FreezeToThaw : FrozenMeasure.None);
-                if (freezer == null)
-                {
-                    quiesce = Task.FromResult(Record(window.Frozen));
-                }
-                else
-                {
-                    // The agent names what it froze while the copy starts; its connection closes when it has answered.
-                    GuestAgentClient naming = agent!;
-                    agent = null;
-                    quiesce = OwnThread.Start(() =>
-                    {
-                        using (naming)
-                        {
-                            return Record(freezer.NameFrozen(window.Frozen, cancel));
-                        }
-                    });
                 }
 
                 IConsistentView view = fleecing != null
@@ -323,8 +329,12 @@ namespace VmQuiesce.Core.Sources.Qemu
                 agent?.Dispose();
                 if (quiesce != null)
                 {
-                    // The open failed after the thaw: the naming ends (and closes the agent) before it returns.
+                    // The open failed after the thaw: the post-thaw hooks and the naming end (and close the agent) before it returns.
                     OwnThread.WaitEnded(quiesce);
+                    if (quiesce.Exception?.InnerException is Exception hookFailure)
+                    {
+                        _host.WriteWarning($"The post-thaw hook failed after an earlier failure: {hookFailure.Message}");
+                    }
                 }
 
                 monitorPeer.TrySetCanceled();
