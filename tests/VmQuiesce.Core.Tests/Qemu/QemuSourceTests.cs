@@ -171,6 +171,13 @@ namespace VmQuiesce.Core.Tests.Qemu
 
             Assert.Equal(1, _vm.Agent.Connections);
             Assert.True(_vm.Agent.ReceivedCommand("guest-fsfreeze-freeze"));
+            lock (_vm.Agent.Commands)
+            {
+                // Synchronised once, ahead; the open's questions followed on the same connection.
+                Assert.Equal(new[] { "guest-sync-delimited", "guest-fsfreeze-status", "guest-info", "guest-get-osinfo" }, _vm.Agent.Commands.TakeWhile(c => c != "guest-fsfreeze-freeze"));
+                Assert.Single(_vm.Agent.Commands, "guest-sync-delimited");
+            }
+
             Assert.Null(ahead.TakeMonitor()); // the open took both
             Assert.Null(ahead.TakeAgent());
             lock (_vm.Qemu.Commands)
@@ -181,19 +188,21 @@ namespace VmQuiesce.Core.Tests.Qemu
         }
 
         [Fact]
-        public void Connections_started_ahead_that_no_backup_took_are_closed_and_the_agent_was_sent_nothing()
+        public void Connections_started_ahead_that_no_backup_took_are_closed_and_the_agent_was_sent_only_the_sync()
         {
             Start();
             QemuAhead ahead = QemuAhead.Start(Source().Options);
             string[] asked = new[] { "qmp_capabilities" }.Concat(QemuSource.OpenQueries(tracking: false).Select(q => q.Name)).ToArray();
             // Closed with answers unread, the connection is reset: what the fake had not read yet would be lost.
             Assert.True(_vm.Qemu.WaitForCommands(asked.Length, TimeSpan.FromSeconds(30)));
+            Assert.True(_vm.Agent.WaitForCommands(1, TimeSpan.FromSeconds(30)));
 
             ahead.Dispose();
 
             lock (_vm.Agent.Commands)
             {
-                Assert.Empty(_vm.Agent.Commands);
+                // Once the monitor's verified QEMU was seen to serve the agent's channel: the sync, nothing else.
+                Assert.Equal(new[] { "guest-sync-delimited" }, _vm.Agent.Commands);
             }
 
             lock (_vm.Qemu.Commands)

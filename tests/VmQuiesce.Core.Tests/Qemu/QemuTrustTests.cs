@@ -4,6 +4,7 @@ using System.Diagnostics;
 using System.IO;
 using System.Linq;
 using System.Threading;
+using System.Threading.Tasks;
 using VmQuiesce.Core;
 using VmQuiesce.Core.Sources;
 using VmQuiesce.Core.Sources.Qemu;
@@ -180,6 +181,25 @@ namespace VmQuiesce.Core.Tests.Qemu
             lock (vm.Agent.Commands)
             {
                 Assert.Empty(vm.Agent.Commands);
+            }
+        }
+
+        [Fact]
+        public async Task An_agent_connected_ahead_is_sent_nothing_while_the_monitors_process_is_not_verified()
+        {
+            using var vm = new FakeVm();
+            vm.Qemu.Start();
+            vm.Agent.Start();
+            // The trust as configured: this test process, serving both sockets, is no QEMU binary.
+            using var ahead = QemuAhead.Start(new QemuSourceOptions("vm1", vm.Qemu.SocketPath) { AgentSocket = vm.Agent.SocketPath, Guardian = null });
+
+            Assert.Equal("QemuProcessUntrusted", (await Assert.ThrowsAsync<VmQuiesceException>(() => ahead.TakeMonitor()!)).ErrorId);
+            using (GuestAgentClient agent = await ahead.TakeAgent()!)
+            {
+                lock (vm.Agent.Commands)
+                {
+                    Assert.Empty(vm.Agent.Commands);
+                }
             }
         }
 

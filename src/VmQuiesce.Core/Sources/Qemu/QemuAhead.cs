@@ -8,23 +8,26 @@ namespace VmQuiesce.Core.Sources.Qemu
     /// <summary>
     /// A VM's monitor and guest agent connections started before the backup needs them (<see cref="QemuVm.StartAhead"/>),
     /// while the repository opens. The monitor is connected, its process checked (<see cref="QemuSource.ConnectVerifiedQmp"/>)
-    /// and asked what every open asks first (queries only: nothing changes); the agent is only connected: qemu-ga looks at
-    /// a channel nobody has open only every 100 ms, so the sooner the connection exists, the sooner it answers, and nothing
-    /// is sent on it until the source has checked that the monitor's QEMU serves it. The source's open takes both;
-    /// disposing closes what no open took.
+    /// and asked what every open asks first (queries only: nothing changes). The agent is connected at once: qemu-ga looks
+    /// at a channel nobody has open only every 100 ms, so the sooner the connection exists, the sooner it answers. Only
+    /// once the monitor's verified QEMU is seen to serve the agent's channel too is anything sent on it, and then only the
+    /// sync (<see cref="ConnectAndSync"/>). The source's open takes both and checks again; disposing closes what no open took.
     /// </summary>
     internal sealed class QemuAhead : IDisposable
     {
         private readonly object _gate = new object();
+        private readonly CancellationTokenSource _closing = new CancellationTokenSource();
         private Task<QmpClient>? _monitor;
         private Task<GuestAgentClient>? _agent;
 
         private QemuAhead(QemuSourceOptions options)
         {
             Options = options;
-            _monitor = OwnThread.Start(() => ConnectAndAsk(options));
+            Task<QmpClient> monitor = OwnThread.Start(() => ConnectAndAsk(options));
+            _monitor = monitor;
             string? agentSocket = options.AgentSocket;
-            _agent = agentSocket == null ? null : OwnThread.Start(() => GuestAgentClient.Connect(agentSocket, options.AgentTimeout));
+            CancellationToken closing = _closing.Token;
+            _agent = agentSocket == null ? null : OwnThread.Start(() => ConnectAndSync(agentSocket, options, monitor, closing));
         }
 
         /// <summary>What it connects to, and how.</summary>
@@ -38,9 +41,18 @@ namespace VmQuiesce.Core.Sources.Qemu
         /// <summary>The agent's connection, as <see cref="TakeMonitor"/>; null without an agent socket.</summary>
         public Task<GuestAgentClient>? TakeAgent() => Take(ref _agent);
 
-        /// <summary>Closes the agent's connection if no open took it (a dead run's repair needs the channel).</summary>
-        public void CloseAgent() => Close(TakeAgent());
+        /// <summary>Closes the agent's connection if no open took it (a dead run's repair needs the channel), without waiting for its sync.</summary>
+        public void CloseAgent()
+        {
+            Task<GuestAgentClient>? agent = TakeAgent();
+            if (agent != null)
+            {
+                _closing.Cancel();
+                Close(agent);
+            }
+        }
 
+        // _closing is not disposed: an open that took the agent may still be waiting for its sync (it has no timer to free).
         public void Dispose()
         {
             Close(TakeMonitor());
@@ -59,6 +71,36 @@ namespace VmQuiesce.Core.Sources.Qemu
             catch
             {
                 qmp.Dispose();
+                throw;
+            }
+        }
+
+        /// <summary>
+        /// The agent's connection, synchronised once the monitor's verified QEMU is seen to serve it too: the sync's answer
+        /// comes when qemu-ga next looks at its channel, and the freeze waits for it. When the monitor failed, was not
+        /// verified, or another process serves the channel, it is only connected (the open says why); a sync that fails fails it.
+        /// </summary>
+        private static GuestAgentClient ConnectAndSync(string agentSocket, QemuSourceOptions options, Task<QmpClient> monitor, CancellationToken closing)
+        {
+            GuestAgentClient agent = GuestAgentClient.Connect(agentSocket, options.AgentTimeout);
+            try
+            {
+                OwnThread.WaitEnded(monitor);
+                if (monitor.Status == TaskStatus.RanToCompletion && monitor.Result.VerifiedPeer is QemuPeer qemu && agent.FindPeerProcess() == qemu.ProcessId)
+                {
+                    agent.Sync(options.AgentTimeout, closing);
+                }
+
+                return agent;
+            }
+            catch (OperationCanceledException) when (closing.IsCancellationRequested)
+            {
+                // Closed before the open took it: nobody waits for the sync.
+                return agent;
+            }
+            catch
+            {
+                agent.Dispose();
                 throw;
             }
         }

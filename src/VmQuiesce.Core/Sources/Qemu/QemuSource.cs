@@ -677,8 +677,8 @@ namespace VmQuiesce.Core.Sources.Qemu
 
         private PreparedAgent PrepareFreezer(GuestAgentClient agent, CancellationToken cancel)
         {
-            agent.Sync(_options.AgentTimeout, cancel);
-            // Asked in one go; a command the agent lacks or has disabled is answered with an error, used only when guest-info offers it.
+            // Asked in one go (after the sync, unless the connection made ahead has synchronised already); a command the agent
+            // lacks or has disabled is answered with an error, used only when guest-info offers it.
             // What is frozen is named after the thaw (GuestAgentFreezer.NameFrozen).
             IReadOnlyList<CommandAnswer> answers = agent.ExecuteAll(new[] { "guest-fsfreeze-status", "guest-info", "guest-get-osinfo" }, cancel);
 
