@@ -7,6 +7,7 @@ using System.Threading;
 using System.Threading.Tasks;
 using VmQuiesce.Core;
 using VmQuiesce.Core.Backup;
+using VmQuiesce.Core.Platform;
 using VmQuiesce.Core.Repository;
 using VmQuiesce.Core.Repository.Keys;
 using VmQuiesce.Core.Repository.Storage;
@@ -24,6 +25,12 @@ namespace VmQuiesce.Commands
     [OutputType(typeof(RestorePoint))]
     public sealed class InvokeVmQuiescedBackupCommand : RepositoryCmdlet
     {
+        /// <summary>
+        /// Allocations the backups may make before the runtime collects again. A change-tracked backup of the bench's 4 GiB
+        /// disk, 1% changed, allocates about 27 MiB in all; garbage left uncollected costs at most this much memory.
+        /// </summary>
+        private const long NoCollectionBudget = 48L * 1024 * 1024;
+
         private readonly List<BackupVm> _vms = new List<BackupVm>();
         private int _published;
         /// <summary>The repository folder; null for an s3:// repository.</summary>
@@ -164,6 +171,9 @@ namespace VmQuiesce.Commands
             // While the repository opens, the VMs that start first connect to their monitors and guest agents
             // (BackupVm.StartAhead: a QEMU guest agent notices a new connection only after up to 100 ms).
             List<IDisposable?> ahead = Method == BackupMethod.HostVss ? new List<IDisposable?>() : _vms.Take(ThrottleLimit).Select(vm => vm.StartAhead()).ToList();
+            // No garbage collection while the backups run, as far as NoCollectionBudget of allocations goes: a small
+            // change-tracked backup then runs without one (see NoCollectionRegion); a bigger one ends it on the way.
+            using NoCollectionRegion? quiet = NoCollectionRegion.TryStart(NoCollectionBudget);
             try
             {
                 BackUpToRepository(ahead);
