@@ -241,7 +241,10 @@ Describe 'Change-tracked backups of several guests in parallel' {
             )
 
             $first = @($vms | Invoke-VmQuiescedBackup -Repository $repository -ChangeTracking -ThrottleLimit 2 -Confirm:$false -WarningVariable firstWarnings -WarningAction SilentlyContinue)
-            $second = @($vms | Invoke-VmQuiescedBackup -Repository $repository -ChangeTracking -ThrottleLimit 2 -Confirm:$false)
+            $modes = [Collections.Generic.List[string]]::new()
+            $second = @($vms | Invoke-VmQuiescedBackup -Repository $repository -ChangeTracking -ThrottleLimit 2 -Confirm:$false -PreFreezeScript { $modes.Add("$([Runtime.GCSettings]::LatencyMode)") })
+            $modes | Should -Be @('NoGCRegion', 'NoGCRegion') -Because 'change-tracked backups run without garbage collection (within a budget)'
+            "$([Runtime.GCSettings]::LatencyMode)" | Should -Not -Be 'NoGCRegion' -Because 'the region ends with the command'
 
             @($first | Sort-Object VmName).VmName | Should -Be @('one-disk', 'two-disks')
             @($first.ChunkSize | Sort-Object -Unique) | Should -Be 512KB -Because 'a change-tracked backup that creates its repository gives it 512 KiB chunks'
@@ -262,6 +265,11 @@ Describe 'Change-tracked backups of several guests in parallel' {
             $null = New-VmBackupRepository -Path $existing -Confirm:$false
             ($vms[1] | Invoke-VmQuiescedBackup -Repository $existing -ChangeTracking -Confirm:$false -WarningAction SilentlyContinue).ChunkSize | Should -Be 4MB
             ($vms[1] | Invoke-VmQuiescedBackup -Repository $asked -ChangeTracking -ChunkSize 2MB -Confirm:$false -WarningAction SilentlyContinue).ChunkSize | Should -Be 2MB
+            # A whole-image backup collects garbage as it goes.
+            $modes.Clear()
+            $null = $vms[1] | Invoke-VmQuiescedBackup -Repository $existing -Confirm:$false -PreFreezeScript { $modes.Add("$([Runtime.GCSettings]::LatencyMode)") }
+            $modes.Count | Should -Be 1
+            $modes[0] | Should -Not -Be 'NoGCRegion'
         }
         finally {
             $guests | Stop-TestGuest
