@@ -21,6 +21,9 @@ param(
     [ValidateRange(1, 64)] [int[]] $RestorePointGiB = @(1, 4, 8),
     # Backups per image size for peak memory (a peak barely varies; the time goes to the 4 GiB figures).
     [ValidateRange(1, 20)] [int] $MemoryRuns = 2,
+    # Timed change-tracked backups per round of the guest figures: their time spreads by up to 100 ms (qemu-ga looks at
+    # a channel nobody had open every 100 ms), so three would give a median that moves by tens of ms between runs.
+    [ValidateRange(1, 10)] [int] $TrackedPerRound = 4,
     # A folder of the test guest (tests/guest/Build-TestGuest.ps1); built there when missing.
     [string] $GuestPath = (Join-Path $PSScriptRoot '../../out/guest')
 )
@@ -533,7 +536,8 @@ function Measure-TrackedGuestBackup {
     one borg create of the image, each into a repository that already holds the point before the change (the
     tracked one made by the first change-tracked backup, so with 512 KiB chunks; the whole-image ones with 4 MiB and 512 KiB).
     Runs rounds of that, like the other figures. From the second on, an untimed change-tracked backup first takes in
-    what the whole-image backups' overlay commits wrote into the disk (and so into the checkpoint's bitmap).
+    what the whole-image backups' overlay commits wrote into the disk (and so into the checkpoint's bitmap). Each round
+    ends with TrackedPerRound - 1 more timed change-tracked backups, each after its own 1% rewrite.
     #>
     $figureNames = @(@($trackedName, $trackedTool), @($trackedName, $wholeTool), @($trackedName, $wholeSmallTool), @($trackedName, 'borg'), @($trackedBytesName, $trackedTool),
         @($trackedStoredName, $trackedTool), @($trackedStoredName, $wholeTool), @($trackedStoredName, $wholeSmallTool), @($trackedStoredName, 'borg'), @($trackedFrozenName, 'VmQuiesce'))
@@ -576,6 +580,15 @@ function Measure-TrackedGuestBackup {
                     if ($tool -eq $trackedTool) { $read.Add($r.bytesRead / 1MB); $how.Add($r.changeTracking) }
                 }
                 $stored[$tool].Add(((Get-TreeBytes $repos[$tool]) - $before) / 1MB)
+            }
+            # More timed change-tracked backups, each after its own 1% rewrite; an untimed one first takes in what the
+            # whole-image backups' overlay commits wrote.
+            if ($TrackedPerRound -gt 1) { $null = Invoke-VmQuiesceOperation GuestBackups ($sockets + @{ Count = 1; Repository = $repos[$trackedTool]; ChangeTracking = 'On' }) }
+            for ($extra = 1; $extra -lt $TrackedPerRound; $extra++) {
+                $null = Invoke-VmQuiesceOperation GuestRewrite ($sockets + @{ RewriteBytes = [long] ($imageSize * 0.01) })
+                Read-IntoCache $disk; Sync-Disk
+                $r = Invoke-VmQuiesceOperation GuestBackups ($sockets + @{ Count = 1; Repository = $repos[$trackedTool]; ChangeTracking = 'On' })
+                $seconds[$trackedTool].Add($r.seconds); $read.Add($r.bytesRead / 1MB); $how.Add($r.changeTracking)
             }
         }
         # The frozen window of change-tracked backups (bitmaps and the fleecing node are set inside it).
@@ -716,7 +729,7 @@ $itemFigure = Get-Figure "One small file back, $point" 'Restore-VmBackupItem'
 $checks.Add((New-BenchCheck -Target "One small file back, $point" -Value $(if (-not $itemFigure.PSObject.Properties['notMeasured']) { $itemFigure.median }) -Limit 5 -Unit 's' -NotMeasured (Get-NotMeasuredReason @($itemFigure))))
 $checks.Add((New-BenchCheck -Target 'Restored image allocated / original allocated (stays sparse)' -Value $(if ($restoredAllocated.ContainsKey('VmQuiesce')) { $restoredAllocated.VmQuiesce / $imageAllocated }) -Limit 1.01 -NotMeasured $restoreReason))
 
-$notes.Add("Each figure: min / median / max over $Runs runs (peak memory of the 1 and 8 GiB images: $MemoryRuns; module import: $ImportRuns fresh processes; frozen window: $GuestBackups backups of one guest). Ratios compare medians of the same run.")
+$notes.Add("Each figure: min / median / max over $Runs runs (peak memory of the 1 and 8 GiB images: $MemoryRuns; module import: $ImportRuns fresh processes; frozen window: $GuestBackups backups of one guest; a change-tracked backup after 1% rewritten in the guest: $($Runs * $TrackedPerRound), $TrackedPerRound a round). Ratios compare medians of the same run.")
 $notes.Add(("Image: {0} GiB sparse raw file, {1:N2} GiB allocated; 30% holes, 45% random, 25% copies of random runs, in shuffled runs of 1-16 MiB (seed {2}). 'Backup after 1% change' overwrites 1% of the 1 MiB units, anywhere, with new data." -f $ImageGiB, ($imageInfo.AllocatedBytes / 1GB), $imageInfo.Seed))
 $notes.Add('Page cache warm (the image is read once per run; it stays cached) for every tool; `sync` (untimed) between runs; every full backup into a fresh repository. VmQuiesce: a fresh pwsh per run, the cmdlet call timed (module load excluded), progress display off. Baselines: the whole command, defaults otherwise.')
 $notes.Add("Tools: $(($toolVersions.Values) -join '; ').")
