@@ -167,7 +167,7 @@ namespace VmQuiesce.Core.Quiesce
                     }
                     catch (Exception e) when (failure != null)
                     {
-                        _options.Warn?.Invoke($"The post-thaw hook failed after an earlier failure: {e.Message}");
+                        _options.Warn?.Invoke(PostThawFailedAfterFailure(e));
                     }
                 }
             }
@@ -179,6 +179,9 @@ namespace VmQuiesce.Core.Quiesce
 
             return window!;
         }
+
+        /// <summary>The warning for a post-thaw hook that failed once the run (or what followed it) had already failed.</summary>
+        internal static string PostThawFailedAfterFailure(Exception hookFailure) => $"The post-thaw hook failed after an earlier failure: {hookFailure.Message}";
 
         private static VmQuiesceException WithEarlierFailure(VmQuiesceException thawFailure, Exception earlier) =>
             new VmQuiesceException(thawFailure.ErrorId, thawFailure.Kind, thawFailure.Message + " (Before that, the snapshot step failed: " + earlier.Message + ")",

@@ -21,7 +21,7 @@ namespace VmQuiesce.Core.Sources.Qemu
         private int _completed;
 
         /// <param name="diskFiles">The checked images, read through their descriptors; the view closes them.</param>
-        /// <param name="quiesce">The record of the freeze, which may still wait for the agent to name what it froze (<see cref="GuestAgentFreezer.NameFrozen"/>).</param>
+        /// <param name="quiesce">The record of the freeze, which may still wait for the post-thaw hooks and for the agent to name what it froze (<see cref="GuestAgentFreezer.NameFrozen"/>).</param>
         protected QemuBackupView(IOperationHost host, QemuDiskFiles diskFiles, QemuRunRecord? run, Consistency reached, Task<QuiesceRecord> quiesce, IReadOnlyList<ViewFile> files)
         {
             _host = host;
@@ -90,7 +90,7 @@ namespace VmQuiesce.Core.Sources.Qemu
             }
             finally
             {
-                // The agent's connection, which the naming holds, is closed before the view is gone.
+                // The agent's connection, which the post-thaw hooks and the naming hold, is closed before the view is gone.
                 OwnThread.WaitEnded(_quiesce);
             }
         }

@@ -333,7 +333,7 @@ namespace VmQuiesce.Core.Sources.Qemu
                     OwnThread.WaitEnded(quiesce);
                     if (quiesce.Exception?.InnerException is Exception hookFailure)
                     {
-                        _host.WriteWarning($"The post-thaw hook failed after an earlier failure: {hookFailure.Message}");
+                        _host.WriteWarning(FreezeGuard.PostThawFailedAfterFailure(hookFailure));
                     }
                 }
 
