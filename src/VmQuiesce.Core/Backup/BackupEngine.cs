@@ -117,8 +117,9 @@ namespace VmQuiesce.Core.Backup
         /// Backs up one VM. Order: shared repository lock; open the view (the source refuses on what an earlier
         /// run left, <see cref="Leftovers"/>); copy; on any
         /// failure or cancellation Complete(false) and no restore point; else Complete(true) (the chunks made durable
-        /// meanwhile), then publish the manifest. The manifest is written only after Complete returned, so the point always records
-        /// whether the snapshot was released. When Complete throws after the data is stored, the point is
+        /// and the manifest made ready meanwhile), then publish the manifest. The manifest is published only after Complete
+        /// returned, so the point always records whether the snapshot was released: the one made ready says it was, and
+        /// is dropped when Complete throws. When Complete throws after the data is stored, the point is
         /// still published (its data is whole and consistent), records the release error, and the failure
         /// is returned in <see cref="BackupOutcome.ReleaseFailure"/> so the caller reports it.
         /// </summary>
@@ -142,7 +143,7 @@ namespace VmQuiesce.Core.Backup
             try
             {
                 IReadOnlyList<ViewFile> viewFiles = baseCheck == null ? view.Files : ReadInFullWhereBaseIncomplete(view.Files, baseCheck);
-                (files, stored, newChunkBytes) = Copy(vm, viewFiles, host, clock, cancel);
+                (files, stored, newChunkBytes) = Copy(vm, viewFiles, host, clock, cancel, view is IReleasePreparation release ? release.PrepareRelease : (Action?)null);
                 cancel.ThrowIfCancellationRequested();
                 // Before the release: a view may finish its quiesce record beside the copy (a post-thaw hook), and a hook that failed fails the backup.
                 quiesce = view.Quiesce;
@@ -153,10 +154,37 @@ namespace VmQuiesce.Core.Backup
                 throw;
             }
 
-            host.WriteProgress(new BackupProgress(vm, BackupPhase.Completing, files.Sum(file => file.Size), files.Sum(file => file.Size), clock.Elapsed));
+            // The point's end is when its data was all stored: its manifest is made while the snapshot is released.
+            DateTime copied = DateTime.UtcNow;
+            RestorePoint PointReleased(VmQuiesceException? releaseFailure) => new RestorePoint(
+                BackupRepository.NewId(start),
+                vm,
+                Environment.MachineName,
+                source.Kind,
+                start,
+                copied,
+                view.Snapshot,
+                quiesce,
+                // A source that has nothing to keep refuses -KeepSnapshot, so with it the snapshot is still on the VM.
+                snapshotReleased: releaseFailure == null && !options.KeepSnapshot,
+                releaseError: releaseFailure?.Message,
+                _repository.ChunkSize,
+                stored,
+                newChunkBytes,
+                files)
+            {
+                VmUuid = (view as IIdentifiedView)?.VmUuid,
+                Machine = (view as IIdentifiedView)?.Machine,
+                VmFolders = RestorePoint.FoldersOf(view.Files.Select(file => file.OriginalPath)),
+            };
+
+            RestorePoint point = PointReleased(null);
+            host.WriteProgress(new BackupProgress(vm, BackupPhase.Completing, point.Size, point.Size, clock.Elapsed));
             VmQuiesceException? releaseFailure = null;
-            // The chunks are made durable while the snapshot is released: one waits for the disk, the other for the source.
+            // While the snapshot is released, the chunks are made durable and the manifest of a release that goes well is
+            // made ready: one waits for the disk, one for the source, one for the CPU. The point exists only once published.
             Task durable = OwnThread.Start(_repository.MakeChunksDurable);
+            Task<IPreparedManifest> prepared = OwnThread.Start(() => _repository.PrepareManifest(point));
             try
             {
                 using var releaseDeadline = new CancellationTokenSource(ReleaseTimeout);
@@ -178,32 +206,28 @@ namespace VmQuiesce.Core.Backup
             finally
             {
                 OwnThread.WaitEnded(durable);
+                OwnThread.WaitEnded(prepared);
             }
 
-            durable.GetAwaiter().GetResult();
-
-            var point = new RestorePoint(
-                BackupRepository.NewId(start),
-                vm,
-                Environment.MachineName,
-                source.Kind,
-                start,
-                DateTime.UtcNow,
-                view.Snapshot,
-                quiesce,
-                // A source that has nothing to keep refuses -KeepSnapshot, so with it the snapshot is still on the VM.
-                snapshotReleased: releaseFailure == null && !options.KeepSnapshot,
-                releaseError: releaseFailure?.Message,
-                _repository.ChunkSize,
-                stored,
-                newChunkBytes,
-                files)
+            if (releaseFailure == null)
             {
-                VmUuid = (view as IIdentifiedView)?.VmUuid,
-                Machine = (view as IIdentifiedView)?.Machine,
-                VmFolders = RestorePoint.FoldersOf(view.Files.Select(file => file.OriginalPath)),
-            };
-            _repository.Publish(point);
+                using IPreparedManifest manifest = prepared.GetAwaiter().GetResult();
+                durable.GetAwaiter().GetResult();
+                manifest.Publish();
+            }
+            else
+            {
+                // The manifest made ready says the release went well: it goes, and the point published records the failure.
+                if (prepared.Status == TaskStatus.RanToCompletion)
+                {
+                    prepared.Result.Dispose();
+                }
+
+                durable.GetAwaiter().GetResult();
+                point = PointReleased(releaseFailure);
+                _repository.Publish(point);
+            }
+
             SaveHostCheckpoints(point, source, host);
             host.WriteProgress(new BackupProgress(vm, BackupPhase.Done, point.Size, point.Size, clock.Elapsed));
             return new BackupOutcome(point, releaseFailure) { ChangeTrackingFailure = ReportChangeTracking(point, host) };
@@ -243,7 +267,8 @@ namespace VmQuiesce.Core.Backup
             "If the process is ended before that, the next backup of the VM names what is left and the command that releases it.";
 
         /// <summary>Copies the files into the chunk store; returns their chunk lists, the bytes newly stored and the data they hold.</summary>
-        internal (IReadOnlyList<RestorePointFile> Files, long Stored, long NewChunkBytes) Copy(string vm, IReadOnlyList<ViewFile> viewFiles, IOperationHost host, Stopwatch clock, CancellationToken cancel)
+        /// <param name="lastReadsQueued">Called once every chunk's read is queued (the workers still reading the last ones).</param>
+        internal (IReadOnlyList<RestorePointFile> Files, long Stored, long NewChunkBytes) Copy(string vm, IReadOnlyList<ViewFile> viewFiles, IOperationHost host, Stopwatch clock, CancellationToken cancel, Action? lastReadsQueued)
         {
             int chunkSize = _repository.ChunkSize;
             CheckRelativePaths(viewFiles, vm);
@@ -286,6 +311,8 @@ namespace VmQuiesce.Core.Backup
                             }
                         });
                     }
+
+                    lastReadsQueued?.Invoke();
                 }
                 finally
                 {

@@ -448,6 +448,8 @@ namespace VmQuiesce.Core.Repository
         /// </summary>
         void IBackupTarget.Publish(RestorePoint point) => Publish(point);
 
+        IPreparedManifest IBackupTarget.PrepareManifest(RestorePoint point) => PrepareManifest(point);
+
         void IBackupTarget.MakeChunksDurable() => Chunks.SyncStoredFolders();
 
         IReadOnlyList<string> IBackupTarget.ListRestorePointIds() =>
@@ -456,28 +458,87 @@ namespace VmQuiesce.Core.Repository
 
         internal void Publish(RestorePoint point)
         {
+            using PreparedManifest manifest = PrepareManifest(point);
+            manifest.Publish();
+        }
+
+        /// <summary>The manifest written under a temp name and flushed to disk: publishing it is then a rename.</summary>
+        private PreparedManifest PrepareManifest(RestorePoint point)
+        {
             string target = ManifestPath(point.Id);
             if (File.Exists(target))
             {
-                throw new VmQuiesceException("RestorePointExists", FailureKind.InvalidOperation, $"The repository '{Path}' already has a restore point '{point.Id}'.", point.Id);
+                throw PointExists(point.Id);
             }
 
-            bool written;
             try
             {
-                written = TryWriteAtomically(target, Encryption.SealManifest(point.Id, JsonText.Serialize(point.ToJson(), indented: true)));
+                return new PreparedManifest(this, point, target, WriteFlushedTemp(target, Encryption.SealManifest(point.Id, JsonText.Serialize(point.ToJson(), indented: true))));
             }
             catch (Exception e) when (e is IOException || e is UnauthorizedAccessException)
             {
                 throw StorageFailure(Path, $"write the manifest of restore point '{point.Id}'", e);
             }
+        }
 
-            if (!written)
+        private VmQuiesceException PointExists(string id) =>
+            new VmQuiesceException("RestorePointExists", FailureKind.InvalidOperation, $"The repository '{Path}' already has a restore point '{id}'.", id);
+
+        /// <summary>A manifest written and flushed under its temp name; disposed unpublished, the temp file goes.</summary>
+        private sealed class PreparedManifest : IPreparedManifest
+        {
+            private readonly BackupRepository _repository;
+            private readonly RestorePoint _point;
+            private readonly string _target;
+            private readonly string _temp;
+            private bool _tempGone;
+
+            public PreparedManifest(BackupRepository repository, RestorePoint point, string target, string temp)
             {
-                throw new VmQuiesceException("RestorePointExists", FailureKind.InvalidOperation, $"'{target}' already exists.", target);
+                _repository = repository;
+                _point = point;
+                _target = target;
+                _temp = temp;
             }
 
-            point.Repository = Path;
+            public void Publish()
+            {
+                bool published;
+                try
+                {
+                    published = _repository.TryMoveNew(_temp, _target);
+                }
+                catch (Exception e) when (e is IOException || e is UnauthorizedAccessException)
+                {
+                    throw StorageFailure(_repository.Path, $"write the manifest of restore point '{_point.Id}'", e);
+                }
+
+                // Moved, or deleted because the name was taken.
+                _tempGone = true;
+                if (!published)
+                {
+                    throw _repository.PointExists(_point.Id);
+                }
+
+                _point.Repository = _repository.Path;
+            }
+
+            public void Dispose()
+            {
+                if (_tempGone)
+                {
+                    return;
+                }
+
+                try
+                {
+                    _repository._ops.Delete(_temp);
+                }
+                catch (Exception e) when (e is IOException || e is UnauthorizedAccessException)
+                {
+                    // A temp name: nothing reads it as a restore point, and a prune removes it.
+                }
+            }
         }
 
         /// <summary>
@@ -704,10 +765,12 @@ namespace VmQuiesce.Core.Repository
         private string ManifestPath(string id) => System.IO.Path.Combine(PointsFolder, id + ".json");
 
         /// <summary>Temp file, flushed, then linked to <paramref name="target"/> unless that exists (false: nothing changed).</summary>
-        private bool TryWriteAtomically(string target, string text)
+        private bool TryWriteAtomically(string target, string text) => TryMoveNew(WriteFlushedTemp(target, text), target);
+
+        /// <summary>Writes <paramref name="text"/> to a temp file beside <paramref name="target"/> and flushes it to disk; returns its path.</summary>
+        private string WriteFlushedTemp(string target, string text)
         {
-            string folder = System.IO.Path.GetDirectoryName(target)!;
-            string temp = System.IO.Path.Combine(folder, ChunkStore.TempPrefix + System.IO.Path.GetFileName(target) + "." + Guid.NewGuid().ToString("N"));
+            string temp = System.IO.Path.Combine(System.IO.Path.GetDirectoryName(target)!, ChunkStore.TempPrefix + System.IO.Path.GetFileName(target) + "." + Guid.NewGuid().ToString("N"));
             byte[] bytes = new UTF8Encoding(encoderShouldEmitUTF8Identifier: false).GetBytes(text);
             using (Stream stream = _ops.CreateNew(temp))
             {
@@ -715,13 +778,19 @@ namespace VmQuiesce.Core.Repository
                 _ops.FlushToDisk(stream);
             }
 
+            return temp;
+        }
+
+        /// <summary>Links <paramref name="temp"/> to <paramref name="target"/> and syncs the folder; when the target exists, deletes the temp file and returns false.</summary>
+        private bool TryMoveNew(string temp, string target)
+        {
             if (!_ops.MoveNew(temp, target))
             {
                 _ops.Delete(temp);
                 return false;
             }
 
-            _ops.SyncDirectory(folder);
+            _ops.SyncDirectory(System.IO.Path.GetDirectoryName(target)!);
             return true;
         }
 

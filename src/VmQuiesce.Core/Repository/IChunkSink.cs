@@ -78,5 +78,19 @@ namespace VmQuiesce.Core.Repository
         /// exists from now on, whole.
         /// </summary>
         void Publish(RestorePoint point);
+
+        /// <summary>
+        /// Does all of <see cref="Publish"/> that does not make the point exist (its manifest serialised, sealed and, in
+        /// a folder, written and flushed under a temp name), so that a backup does it while the snapshot is released;
+        /// <see cref="IPreparedManifest.Publish"/> then only names it. Checks what Publish checks.
+        /// </summary>
+        IPreparedManifest PrepareManifest(RestorePoint point);
+    }
+
+    /// <summary>A restore point's manifest ready to publish (<see cref="IBackupTarget.PrepareManifest"/>); disposed unpublished, it leaves nothing.</summary>
+    internal interface IPreparedManifest : IDisposable
+    {
+        /// <summary>Makes the point exist, whole; the chunks must be durable by now (<see cref="IBackupTarget.MakeChunksDurable"/>).</summary>
+        void Publish();
     }
 }

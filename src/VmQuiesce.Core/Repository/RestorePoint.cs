@@ -90,7 +90,7 @@ namespace VmQuiesce.Core.Repository
         /// <summary>UTC.</summary>
         public DateTime StartTime { get; }
 
-        /// <summary>UTC.</summary>
+        /// <summary>UTC: when the backup had stored all the point's data (its snapshot was released after).</summary>
         public DateTime EndTime { get; }
 
         /// <summary>Seconds from start to end: a number, as automation and ConvertTo-Json want it.</summary>

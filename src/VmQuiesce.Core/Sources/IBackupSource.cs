@@ -49,6 +49,13 @@ namespace VmQuiesce.Core.Sources
         void Complete(bool success, CancellationToken cancel);
     }
 
+    /// <summary>A view whose release can get ready while the copy's last reads are still under way.</summary>
+    internal interface IReleasePreparation
+    {
+        /// <summary>The copy has queued its last reads: what the release needs (a monitor connection) may be made ready now.</summary>
+        void PrepareRelease();
+    }
+
     /// <summary>
     /// A view that knows the VM's own stable identity (QEMU's query-uuid), which restore points record so that
     /// one VM's points group together whatever the VM was called, and the machine it runs as.

@@ -58,6 +58,43 @@ namespace VmQuiesce.Core.Tests.Backup
             Assert.Equal("block-commit failed", stored.ReleaseError);
             Assert.Equal(new bool?[] { true }, source.View!.Completions);
             Assert.True(fixture.Repository.Verify(stored, CancellationToken.None).IsValid);
+            // The manifest made ready during the release said it went well: it was dropped, not left beside the point.
+            Assert.Equal(new[] { stored.Id + ".json" }, Directory.GetFiles(fixture.Repository.PointsFolder).Select(Path.GetFileName));
+        }
+
+        [Fact]
+        public void TheManifestIsMadeReadyWhileTheSnapshotIsReleasedAndThePointExistsOnlyOnceItIsReleased()
+        {
+            using var fixture = new RepositoryFixture();
+            var ops = new ManifestFlushSignal();
+            BackupRepository repository = BackupRepository.Open(fixture.RepositoryPath, ops);
+            string[] duringRelease = Array.Empty<string>();
+            var source = new FakeSource(fixture.WriteFile("disk.img", RepositoryFixture.Random(3 * Chunk, 5)))
+            {
+                OnComplete = _ =>
+                {
+                    Assert.True(ops.ManifestFlushed.Wait(TimeSpan.FromMinutes(1)), "the manifest was not made ready while the snapshot was released");
+                    duringRelease = Directory.GetFiles(repository.PointsFolder).Select(Path.GetFileName).ToArray()!;
+                },
+            };
+
+            BackupOutcome outcome = new BackupEngine(repository, 2).Run(source, new QuiesceOptions(), null, CancellationToken.None);
+
+            string manifestTemp = Assert.Single(duringRelease);
+            Assert.StartsWith(ChunkStore.TempPrefix + outcome.RestorePoint.Id + ".json.", manifestTemp, StringComparison.Ordinal);
+            Assert.Equal(new[] { outcome.RestorePoint.Id + ".json" }, Directory.GetFiles(repository.PointsFolder).Select(Path.GetFileName));
+            Assert.True(repository.GetRestorePoint(outcome.RestorePoint.Id).SnapshotReleased);
+        }
+
+        [Fact]
+        public void AViewIsToldOnceWhenTheLastReadsAreQueuedBeforeItIsReleased()
+        {
+            using var fixture = new RepositoryFixture();
+            var source = new FakeSource(fixture.WriteFile("disk.img", RepositoryFixture.Random(40 * Chunk, 6)), fixture.WriteFile("disk2.img", RepositoryFixture.Random(5 * Chunk, 7)));
+
+            new BackupEngine(fixture.Repository, 2).Run(source, new QuiesceOptions(), null, CancellationToken.None);
+
+            Assert.Equal(new[] { 1 }, source.View!.PreparedAtCompletions);
         }
 
         [LinuxFact]
@@ -388,6 +425,34 @@ namespace VmQuiesce.Core.Tests.Backup
 
         private static IOperationHost SyncProgress(Action<BackupProgress> report) => new OperationHost(progress: value => report((BackupProgress)value));
 
+        /// <summary>Signals once a manifest (a file in points/) has been flushed to disk.</summary>
+        private sealed class ManifestFlushSignal : RepositoryFileOps
+        {
+            private volatile Stream? _manifest;
+
+            public ManualResetEventSlim ManifestFlushed { get; } = new ManualResetEventSlim();
+
+            public override Stream CreateNew(string path)
+            {
+                Stream created = base.CreateNew(path);
+                if (Path.GetFileName(Path.GetDirectoryName(path)) == BackupRepository.PointsFolderName)
+                {
+                    _manifest = created;
+                }
+
+                return created;
+            }
+
+            public override void FlushToDisk(Stream stream)
+            {
+                base.FlushToDisk(stream);
+                if (ReferenceEquals(stream, _manifest))
+                {
+                    ManifestFlushed.Set();
+                }
+            }
+        }
+
         private sealed class FakeSource : IBackupSource
         {
             private readonly string[] _paths;
@@ -420,13 +485,17 @@ namespace VmQuiesce.Core.Tests.Backup
                 return View;
             }
 
-            internal sealed class FakeView : IConsistentView
+            internal sealed class FakeView : IConsistentView, IReleasePreparation
             {
                 private readonly FakeSource _source;
+                private int _prepared;
 
                 public FakeView(FakeSource source) => _source = source;
 
                 public List<bool?> Completions { get; } = new List<bool?>();
+
+                /// <summary>How often the release had been prepared at each Complete.</summary>
+                public List<int> PreparedAtCompletions { get; } = new List<int>();
 
                 public bool Disposed { get; private set; }
 
@@ -438,9 +507,12 @@ namespace VmQuiesce.Core.Tests.Backup
 
                 public QuiesceRecord Quiesce => _source.Record;
 
+                public void PrepareRelease() => Interlocked.Increment(ref _prepared);
+
                 public void Complete(bool success, CancellationToken cancel)
                 {
                     Completions.Add(success);
+                    PreparedAtCompletions.Add(Volatile.Read(ref _prepared));
                     _source.OnComplete?.Invoke(success);
                     if (_source.CompleteFailure != null)
                     {

@@ -69,6 +69,35 @@ namespace VmQuiesce.Core.Tests.Repository
             Assert.True(crashes >= 25, $"only {crashes} crash points left no new point");
         }
 
+        [Fact]
+        public void APreparedManifestIsNoPointUntilPublishedLeavesNothingWhenDroppedAndNeverReplacesAPoint()
+        {
+            using var fixture = new RepositoryFixture();
+            RestorePoint point = fixture.BackUp("vm1", fixture.WriteFile("disk.img", RepositoryFixture.Random(3 * Chunk, 3)));
+            IBackupTarget target = fixture.Repository;
+            string manifest = Path.Combine(fixture.Repository.PointsFolder, point.Id + ".json");
+            string[] PointFiles() => Directory.GetFiles(fixture.Repository.PointsFolder).Select(Path.GetFileName).ToArray()!;
+
+            Assert.Equal("RestorePointExists", Assert.Throws<VmQuiesceException>(() => target.PrepareManifest(point)).ErrorId);
+            Assert.Equal(new[] { point.Id + ".json" }, PointFiles());
+
+            File.Delete(manifest);
+            using (target.PrepareManifest(point))
+            {
+                Assert.Empty(fixture.Repository.ListRestorePoints());
+                Assert.StartsWith(ChunkStore.TempPrefix, Assert.Single(PointFiles()), StringComparison.Ordinal);
+            }
+
+            Assert.Empty(PointFiles());
+
+            using IPreparedManifest first = target.PrepareManifest(point);
+            using IPreparedManifest second = target.PrepareManifest(point);
+            first.Publish();
+            Assert.Equal("RestorePointExists", Assert.Throws<VmQuiesceException>(() => second.Publish()).ErrorId);
+            Assert.Equal(new[] { point.Id + ".json" }, PointFiles());
+            Assert.True(fixture.Repository.Verify(fixture.Repository.GetRestorePoint(point.Id), CancellationToken.None).IsValid);
+        }
+
         /// <summary>Fails at the Nth file operation and at every one after it, as a dead process would.</summary>
         private sealed class CrashingFileOps : RepositoryFileOps
         {

@@ -254,19 +254,52 @@ namespace VmQuiesce.Core.Repository.Storage
         /// </summary>
         public void Publish(RestorePoint point)
         {
-            Storage.Flush();
+            using IPreparedManifest manifest = PrepareManifest(point);
+            manifest.Publish();
+        }
+
+        IPreparedManifest IBackupTarget.PrepareManifest(RestorePoint point) => PrepareManifest(point);
+
+        private PreparedManifest PrepareManifest(RestorePoint point)
+        {
             byte[] manifest = Encoding.UTF8.GetBytes(Encryption.SealManifest(point.Id, JsonText.Serialize(point.ToJson(), indented: true)));
             if (manifest.Length > MaxManifestBytes)
             {
                 throw new VmQuiesceException("RestorePointTooLarge", FailureKind.LimitsExceeded, $"The manifest of restore point '{point.Id}' is {manifest.Length} bytes; object repositories read at most {MaxManifestBytes}.", point.Id);
             }
 
-            if (!Storage.CreateIfAbsent(ManifestKey(point.Id), new[] { new ArraySegment<byte>(manifest) }))
+            return new PreparedManifest(this, point, manifest);
+        }
+
+        /// <summary>The sealed manifest's bytes, created as an object when published.</summary>
+        private sealed class PreparedManifest : IPreparedManifest
+        {
+            private readonly ObjectRepository _repository;
+            private readonly RestorePoint _point;
+            private readonly byte[] _manifest;
+
+            public PreparedManifest(ObjectRepository repository, RestorePoint point, byte[] manifest)
             {
-                throw new VmQuiesceException("RestorePointExists", FailureKind.InvalidOperation, $"The repository '{Location}' already has a restore point '{point.Id}'.", point.Id);
+                _repository = repository;
+                _point = point;
+                _manifest = manifest;
             }
 
-            point.Repository = Location;
+            public void Publish()
+            {
+                _repository.Storage.Flush();
+                if (!_repository.Storage.CreateIfAbsent(ManifestKey(_point.Id), new[] { new ArraySegment<byte>(_manifest) }))
+                {
+                    throw new VmQuiesceException("RestorePointExists", FailureKind.InvalidOperation, $"The repository '{_repository.Location}' already has a restore point '{_point.Id}'.", _point.Id);
+                }
+
+                _point.Repository = _repository.Location;
+            }
+
+            public void Dispose()
+            {
+                // Nothing was written before Publish.
+            }
         }
 
         IDisposable IRestorePointSource.LockShared(string purpose, Action<string> warn) => LockShared(purpose, warn);

@@ -11,10 +11,13 @@ namespace VmQuiesce.Core.Sources.Qemu
     /// The VM's disks at the point in time, read through QEMU's NBD exports of the fleecing nodes. Complete
     /// takes the fleecing down and settles the checkpoints (kept on success, merged back on failure).
     /// </summary>
-    internal sealed class QemuTrackedView : QemuBackupView
+    internal sealed class QemuTrackedView : QemuBackupView, IReleasePreparation
     {
         private readonly QemuSource _source;
         private readonly QemuFleecing _fleecing;
+        private readonly object _releaseGate = new object();
+        private Task<QmpClient>? _releaseMonitor;
+        private bool _releasing;
 
         public QemuTrackedView(QemuSource source, QemuFleecing fleecing, IReadOnlyList<QemuTrackedDisk> disks, QemuDiskFiles diskFiles, QemuRunRecord? run, Consistency reached, Task<QuiesceRecord> quiesce)
             : base(source.Host, diskFiles, run, reached, quiesce, ViewFiles(disks))
@@ -35,16 +38,41 @@ namespace VmQuiesce.Core.Sources.Qemu
             }).ToList();
         }
 
+        /// <summary>
+        /// Connects the monitor the release needs while the copy's last chunks are read, so the release does not wait for
+        /// the connection and the check of QEMU's process (about 5 ms). Not sooner: the monitor serves one client at a
+        /// time, and another's (a management tool's status queries) would wait through the copy.
+        /// </summary>
+        public void PrepareRelease()
+        {
+            lock (_releaseGate)
+            {
+                if (!_releasing && _releaseMonitor == null)
+                {
+                    _releaseMonitor = OwnThread.Start(() => _source.ConnectQmp(CancellationToken.None));
+                }
+            }
+        }
+
         /// <summary>Takes the fleecing down and settles the checkpoints (kept on success, merged back on failure).</summary>
         protected override void Release(bool success, CancellationToken cancel)
         {
+            Task<QmpClient>? prepared;
+            lock (_releaseGate)
+            {
+                _releasing = true;
+                prepared = _releaseMonitor;
+                _releaseMonitor = null;
+            }
+
             QmpClient qmp;
             // The NBD connections close while the monitor is connected to (the exports are taken down after them); they
             // have closed before this goes on, whatever the connect did.
             Task closing = OwnThread.Start(_fleecing.CloseConnections);
             try
             {
-                qmp = _source.ConnectQmp(cancel);
+                // The connection made ready is bounded by the monitor's timeout, as a new one is.
+                qmp = prepared != null ? prepared.GetAwaiter().GetResult() : _source.ConnectQmp(cancel);
             }
             catch (VmQuiesceException e)
             {
