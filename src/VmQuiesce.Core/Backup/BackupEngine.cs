@@ -284,17 +284,18 @@ namespace VmQuiesce.Core.Backup
                 chunkLists[i] = new string?[(sizes[i] + chunkSize - 1) / chunkSize];
             }
 
-            long total = sizes.Sum();
+            long total = 0;
+            foreach (long size in sizes)
+            {
+                total += size;
+            }
+
             host.WriteProgress(new BackupProgress(vm, BackupPhase.Copying, 0, total, clock.Elapsed));
             var copy = new CopyRun(_repository.ChunkSink, viewFiles, chunkLists, _workers, chunkSize, new TrackedCopy[viewFiles.Count], (hash, damage) => host.WriteWarning(
                 $"The repository '{_repository.Location}' held chunk {hash} damaged ({damage}); the backup of '{vm}' stored it anew from its data, which repairs every restore point that uses it."));
             using var stop = CancellationTokenSource.CreateLinkedTokenSource(cancel);
-            var workers = Enumerable.Range(0, _workers)
-                .Select(_ => OwnThread.Start(() => copy.Guard(stop, () => copy.StoreChunks(stop.Token))))
-                .ToArray();
-            var flushers = Enumerable.Range(0, _repository.ChunkSink.Publishers)
-                .Select(_ => OwnThread.Start(() => copy.Guard(stop, () => copy.PublishChunks(stop.Token))))
-                .ToArray();
+            Task[] workers = OwnThread.StartEach(_workers, () => copy.Guard(stop, () => copy.StoreChunks(stop.Token)));
+            Task[] flushers = OwnThread.StartEach(_repository.ChunkSink.Publishers, () => copy.Guard(stop, () => copy.PublishChunks(stop.Token)));
             var lastReport = TimeSpan.Zero;
             copy.Guard(stop, () =>
             {
@@ -423,7 +424,8 @@ namespace VmQuiesce.Core.Backup
             private readonly int _chunkSize;
             private readonly BlockingCollection<Job> _toStore;
             private readonly BlockingCollection<PendingChunk> _toPublish;
-            private readonly ConcurrentDictionary<string, bool> _seen = new ConcurrentDictionary<string, bool>(StringComparer.Ordinal);
+            // Chunk ids this copy has stored or found (a set: each id maps to itself; bool values would be compiled at run time).
+            private readonly ConcurrentDictionary<string, string> _seen = new ConcurrentDictionary<string, string>(StringComparer.Ordinal);
             private readonly long[] _allocated;
             private readonly Action<string, string> _repaired;
             private Exception? _failure;
@@ -594,7 +596,7 @@ namespace VmQuiesce.Core.Backup
                     }
 
                     // The first worker to see a hash in this run stores it; the rest only reference it.
-                    if (_seen.TryAdd(hash, true))
+                    if (_seen.TryAdd(hash, hash))
                     {
                         PendingChunk? pending = _store.Write(hash, data, job.Length, ref scratch, cancel);
                         if (pending != null)

@@ -32,6 +32,12 @@ namespace VmQuiesce.Core.Json
             }
         }
 
+        /// <summary>
+        /// The member of <paramref name="enumType"/> named exactly <paramref name="name"/> (no numbers, no other case), or
+        /// null. Not Enum.TryParse&lt;T&gt;: that is compiled at run time for each enum, as a manifest is read.
+        /// </summary>
+        public static object? EnumMemberNamed(Type enumType, string name) => Enum.IsDefined(enumType, name) ? Enum.Parse(enumType, name) : null;
+
         /// <summary>Adds a member and returns this object, for building messages fluently.</summary>
         public JsonObject With(string name, object? value)
         {

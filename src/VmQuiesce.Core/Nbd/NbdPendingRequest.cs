@@ -178,8 +178,11 @@ namespace VmQuiesce.Core.Nbd
     internal sealed class NbdRangeSet
     {
         public const int MaxRanges = 4096;
-        private readonly List<long> _starts = new List<long>();
-        private readonly List<long> _ends = new List<long>();
+
+        // Arrays kept in order by hand: a List<long>'s search and insertion are compiled at run time, on the first read.
+        private long[] _starts = new long[4];
+        private long[] _ends = new long[4];
+        private int _count;
 
         public long Total { get; private set; }
 
@@ -187,25 +190,23 @@ namespace VmQuiesce.Core.Nbd
         public bool TryAdd(long start, long length)
         {
             long end = start + length;
-            int index = _starts.BinarySearch(start);
-            if (index >= 0)
+            int index = FirstStartingAtOrAfter(start);
+            if (index < _count && _starts[index] == start)
             {
                 return false;
             }
 
-            index = ~index; // the first range starting after start
-            if ((index > 0 && _ends[index - 1] > start) || (index < _starts.Count && _starts[index] < end))
+            if ((index > 0 && _ends[index - 1] > start) || (index < _count && _starts[index] < end))
             {
                 return false;
             }
 
             bool joinsPrevious = index > 0 && _ends[index - 1] == start;
-            bool joinsNext = index < _starts.Count && _starts[index] == end;
+            bool joinsNext = index < _count && _starts[index] == end;
             if (joinsPrevious && joinsNext)
             {
                 _ends[index - 1] = _ends[index];
-                _starts.RemoveAt(index);
-                _ends.RemoveAt(index);
+                RemoveAt(index);
             }
             else if (joinsPrevious)
             {
@@ -217,17 +218,65 @@ namespace VmQuiesce.Core.Nbd
             }
             else
             {
-                if (_starts.Count >= MaxRanges)
+                if (_count >= MaxRanges)
                 {
                     throw new NbdProtocolViolation($"it scattered one read into more than {MaxRanges} separate pieces");
                 }
 
-                _starts.Insert(index, start);
-                _ends.Insert(index, end);
+                InsertAt(index, start, end);
             }
 
             Total += length;
             return true;
+        }
+
+        private int FirstStartingAtOrAfter(long start)
+        {
+            int low = 0;
+            int high = _count;
+            while (low < high)
+            {
+                int middle = (low + high) >> 1;
+                if (_starts[middle] < start)
+                {
+                    low = middle + 1;
+                }
+                else
+                {
+                    high = middle;
+                }
+            }
+
+            return low;
+        }
+
+        private void RemoveAt(int index)
+        {
+            Array.Copy(_starts, index + 1, _starts, index, _count - index - 1);
+            Array.Copy(_ends, index + 1, _ends, index, _count - index - 1);
+            _count--;
+        }
+
+        private void InsertAt(int index, long start, long end)
+        {
+            if (_count == _starts.Length)
+            {
+                _starts = Doubled(_starts);
+                _ends = Doubled(_ends);
+            }
+
+            Array.Copy(_starts, index, _starts, index + 1, _count - index);
+            Array.Copy(_ends, index, _ends, index + 1, _count - index);
+            _starts[index] = start;
+            _ends[index] = end;
+            _count++;
+        }
+
+        private static long[] Doubled(long[] values)
+        {
+            var doubled = new long[values.Length * 2];
+            Array.Copy(values, doubled, values.Length);
+            return doubled;
         }
     }
 }

@@ -15,6 +15,21 @@ namespace VmQuiesce.Core.Platform
         public static Task Start(Action work) => Task.Factory.StartNew(work, CancellationToken.None, TaskCreationOptions.LongRunning, TaskScheduler.Default);
 
         /// <summary>
+        /// <paramref name="count"/> threads, each running <paramref name="work"/>. A loop: LINQ over a range is compiled at
+        /// run time, as a backup's copy starts.
+        /// </summary>
+        public static Task[] StartEach(int count, Action work)
+        {
+            var started = new Task[count];
+            for (int i = 0; i < count; i++)
+            {
+                started[i] = Start(work);
+            }
+
+            return started;
+        }
+
+        /// <summary>
         /// Waits until <paramref name="task"/> has ended, whatever its outcome, without throwing its failure (marked
         /// observed): for clean-up, where what went wrong is already being reported.
         /// </summary>

@@ -129,7 +129,7 @@ namespace VmQuiesce.Core.Repository
         internal static ChangeTrackingRecord FromJson(JsonObject json)
         {
             string mode = json.GetString("mode");
-            if (!Enum.TryParse(mode, ignoreCase: false, out ChangeTrackingMode parsed) || !Enum.IsDefined(typeof(ChangeTrackingMode), parsed))
+            if (!(JsonObject.EnumMemberNamed(typeof(ChangeTrackingMode), mode) is ChangeTrackingMode parsed))
             {
                 throw new JsonFormatException($"The member 'changeTracking.mode' is '{mode}'; expected Incremental or Full.");
             }

@@ -58,7 +58,8 @@ namespace VmQuiesce.Core.Repository
         private static readonly ConcurrentBag<Decompressor> s_decompressors = new ConcurrentBag<Decompressor>();
 
         private readonly RepositoryFileOps _ops;
-        private readonly System.Collections.Concurrent.ConcurrentDictionary<string, bool> _touchedFolders = new System.Collections.Concurrent.ConcurrentDictionary<string, bool>(StringComparer.Ordinal);
+        // A set (each folder maps to itself): bool values would be compiled at run time, as a backup stores its first chunk.
+        private readonly System.Collections.Concurrent.ConcurrentDictionary<string, string> _touchedFolders = new System.Collections.Concurrent.ConcurrentDictionary<string, string>(StringComparer.Ordinal);
 
         public ChunkStore(string repositoryPath, int chunkSize, RepositoryFileOps ops)
         {
@@ -339,7 +340,8 @@ namespace VmQuiesce.Core.Repository
                 return 0;
             }
 
-            _touchedFolders.TryAdd(Path.GetDirectoryName(pending.FinalPath)!, true);
+            string folder = Path.GetDirectoryName(pending.FinalPath)!;
+            _touchedFolders.TryAdd(folder, folder);
             return pending.Length;
         }
 
@@ -529,13 +531,13 @@ namespace VmQuiesce.Core.Repository
         public void SyncStoredFolders()
         {
             var folders = new ConcurrentQueue<string>(_touchedFolders.Keys);
-            Task[] syncing = Enumerable.Range(0, Math.Min(FolderSyncThreads, folders.Count)).Select(_ => OwnThread.Start(() =>
+            Task[] syncing = OwnThread.StartEach(Math.Min(FolderSyncThreads, folders.Count), () =>
             {
                 while (folders.TryDequeue(out string? folder))
                 {
                     _ops.SyncDirectory(folder);
                 }
-            })).ToArray();
+            });
             foreach (Task sync in syncing)
             {
                 OwnThread.WaitEnded(sync);

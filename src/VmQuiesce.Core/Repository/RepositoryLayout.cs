@@ -50,7 +50,7 @@ namespace VmQuiesce.Core.Repository
             int bad = path.IndexOfAny(Wildcards);
             if (bad < 0)
             {
-                bad = path.IndexOfAny(Path.GetInvalidPathChars().Concat(Enumerable.Range(0, 32).Select(c => (char)c)).ToArray());
+                bad = IndexOfControlOrInvalid(path);
             }
 
             if (bad >= 0)
@@ -64,6 +64,23 @@ namespace VmQuiesce.Core.Repository
             }
 
             return Path.GetFullPath(path);
+        }
+
+        /// <summary>
+        /// The first control character or character the OS refuses in paths, or -1. A loop: LINQ over chars here was
+        /// compiled at run time on every backup's first path (generic code over a value type is not precompiled).
+        /// </summary>
+        private static int IndexOfControlOrInvalid(string path)
+        {
+            for (int i = 0; i < path.Length; i++)
+            {
+                if (path[i] < 32)
+                {
+                    return i;
+                }
+            }
+
+            return path.IndexOfAny(Path.GetInvalidPathChars());
         }
 
         /// <summary>

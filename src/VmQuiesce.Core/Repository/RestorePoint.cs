@@ -138,7 +138,20 @@ namespace VmQuiesce.Core.Repository
         public string? ChangeTracking => ChangeTrackingRecord.Summarize(Files.Select(file => file.ChangeTrackingValue));
 
         /// <summary>Sum of the files' sizes: what a restore writes.</summary>
-        public long Size => Files.Sum(file => file.Size);
+        public long Size
+        {
+            get
+            {
+                // A loop: Sum over longs is compiled at run time, as each backup reports its progress.
+                long size = 0;
+                foreach (RestorePointFile file in Files)
+                {
+                    size += file.Size;
+                }
+
+                return size;
+            }
+        }
 
         /// <summary>The repository folder this point was read from (not stored in the manifest).</summary>
         public string Repository { get; internal set; } = string.Empty;
@@ -310,7 +323,7 @@ namespace VmQuiesce.Core.Repository
         }
 
         private static Consistency ParseConsistency(string text) =>
-            Enum.TryParse(text, ignoreCase: false, out Consistency value) && Enum.IsDefined(typeof(Consistency), value)
+            JsonObject.EnumMemberNamed(typeof(Consistency), text) is Consistency value
                 ? value
                 : throw new JsonFormatException($"The member 'consistency' is '{text}'; expected Application, FileSystem or Crash.");
 

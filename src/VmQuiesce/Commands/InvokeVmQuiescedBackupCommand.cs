@@ -382,11 +382,17 @@ namespace VmQuiesce.Commands
             public TransferProgress Update(int activity, BackupProgress report)
             {
                 _latest[activity] = report;
-                return new TransferProgress(
-                    $"{_latest.Values.Count(item => item.Phase == BackupPhase.Done)} of {_vms} done",
-                    _latest.Values.Sum(item => item.BytesDone),
-                    _latest.Values.Sum(item => item.BytesTotal),
-                    DateTime.UtcNow - _start);
+                // A loop: Sum over longs is compiled at run time, as the first report comes.
+                int done = 0;
+                long bytesDone = 0, bytesTotal = 0;
+                foreach (BackupProgress item in _latest.Values)
+                {
+                    done += item.Phase == BackupPhase.Done ? 1 : 0;
+                    bytesDone += item.BytesDone;
+                    bytesTotal += item.BytesTotal;
+                }
+
+                return new TransferProgress($"{done} of {_vms} done", bytesDone, bytesTotal, DateTime.UtcNow - _start);
             }
         }
     }

@@ -14,8 +14,11 @@ using VmQuiesce.Core.Platform;
 
 namespace VmQuiesce.Core.Sources.Qemu
 {
-    /// <summary>Which file an inode is, and what it is: from statx.</summary>
-    internal readonly struct FileIdentity : IEquatable<FileIdentity>
+    /// <summary>
+    /// Which file an inode is, and what it is: from statx. A class: a set of these (a process's open files) over a value
+    /// type would be compiled at run time, on the way to every freeze, where the framework's shared code is precompiled.
+    /// </summary>
+    internal sealed class FileIdentity : IEquatable<FileIdentity>
     {
         public FileIdentity(ulong device, ulong inode, uint mode, uint uid)
         {
@@ -53,7 +56,7 @@ namespace VmQuiesce.Core.Sources.Qemu
             _ => "an unknown kind of file",
         };
 
-        public bool Equals(FileIdentity other) => Device == other.Device && Inode == other.Inode;
+        public bool Equals(FileIdentity? other) => other != null && Device == other.Device && Inode == other.Inode;
 
         public override bool Equals(object? obj) => obj is FileIdentity other && Equals(other);
 

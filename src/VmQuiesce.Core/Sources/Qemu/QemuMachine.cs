@@ -39,7 +39,7 @@ namespace VmQuiesce.Core.Sources.Qemu
             uuid = QemuDiscovery.ParseUuid(qmp.AnswerObject("query-uuid", answers[0]).GetOptionalString("UUID"));
             // A refused query's answer has no value: its field stays unknown.
             string? type = answers[1].Value as string;
-            long? memoryBytes = answers[2].Value is JsonObject memory ? Answer(() => memory.GetOptionalInt64("base-memory")) : null;
+            long? memoryBytes = answers[2].Value is JsonObject memory ? MemoryBytes(memory) : null;
             List<JsonObject>? cpus = (answers[3].Value as JsonArray)?.OfType<JsonObject>().ToList();
             string? cpuType = cpus?.FirstOrDefault()?.GetOptionalString("qom-path") is string cpuPath
                 ? Answer(() => qmp.Execute("qom-get", new JsonObject().With("path", cpuPath).With("property", "type"), cancel: cancel) as string)
@@ -81,6 +81,22 @@ namespace VmQuiesce.Core.Sources.Qemu
         }
 
         private const long Mebibyte = 1024 * 1024;
+
+        /// <summary>
+        /// query-memory-size-summary's base-memory, or null when answered in another shape. Not through Answer: over a
+        /// long? it would be compiled at run time, on the way to the freeze.
+        /// </summary>
+        private static long? MemoryBytes(JsonObject memory)
+        {
+            try
+            {
+                return memory.GetOptionalInt64("base-memory");
+            }
+            catch (JsonFormatException)
+            {
+                return null;
+            }
+        }
 
         /// <summary>
         /// The answer, or null (default) when QEMU refused the command (an older QEMU without it) or answered in

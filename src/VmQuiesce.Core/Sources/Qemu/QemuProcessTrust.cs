@@ -100,7 +100,7 @@ namespace VmQuiesce.Core.Sources.Qemu
                 return $"its program is {GuestText.Quote(exe)}, not a QEMU binary (qemu-system-* or qemu-kvm) in a system folder ({string.Join(", ", SystemFolders)})";
             }
 
-            if (!file.Value.IsRegularFile || file.Value.Uid != 0 || (file.Value.Mode & 0x12) != 0)
+            if (!file.IsRegularFile || file.Uid != 0 || (file.Mode & 0x12) != 0)
             {
                 return $"its program {GuestText.Quote(exe)} is not a root-owned file that only root can change";
             }
@@ -132,14 +132,14 @@ namespace VmQuiesce.Core.Sources.Qemu
                 return $"its socket '{path}' does not exist";
             }
 
-            if (!socket.Value.IsSocket)
+            if (!socket.IsSocket)
             {
-                return $"'{path}' is {socket.Value.Kind}, not a socket";
+                return $"'{path}' is {socket.Kind}, not a socket";
             }
 
-            return socket.Value.Uid == peer.Uid || socket.Value.Uid == 0
+            return socket.Uid == peer.Uid || socket.Uid == 0
                 ? null
-                : $"its socket '{path}' belongs to user {LinuxProcessInspector.UserName(socket.Value.Uid) ?? socket.Value.Uid.ToString(CultureInfo.InvariantCulture)}, not to {peer.User}, as whom QEMU runs";
+                : $"its socket '{path}' belongs to user {LinuxProcessInspector.UserName(socket.Uid) ?? socket.Uid.ToString(CultureInfo.InvariantCulture)}, not to {peer.User}, as whom QEMU runs";
         }
 
         /// <summary>

@@ -43,12 +43,9 @@ namespace VmQuiesce.Core.Sources.Qemu
     internal sealed class QemuRunRecord
     {
         private const int MaxRecordBytes = 64 * 1024;
-        private static readonly ConcurrentDictionary<string, bool> s_activeRuns = new ConcurrentDictionary<string, bool>(StringComparer.Ordinal);
-        private static readonly Lazy<(int Id, string Start)> s_thisProcess = new Lazy<(int, string)>(() =>
-        {
-            int id = HostPlatform.ProcessId;
-            return (id, ProcessStart(id) ?? "");
-        });
+        // The runs of this process (a set: each id maps to itself; bool values would be compiled at run time).
+        private static readonly ConcurrentDictionary<string, string> s_activeRuns = new ConcurrentDictionary<string, string>(StringComparer.Ordinal);
+        private static readonly Lazy<ThisProcess> s_thisProcess = new Lazy<ThisProcess>(() => new ThisProcess(HostPlatform.ProcessId));
 
         private QemuRunRecord(string path, JsonObject json)
         {
@@ -108,7 +105,7 @@ namespace VmQuiesce.Core.Sources.Qemu
                 FileIdentity? file = HostPlatform.IsLinux ? LinuxProcessInspector.Stat(path, followLinks: false) : null;
                 var info = new FileInfo(path);
                 if (!info.Exists || (info.Attributes & FileAttributes.ReparsePoint) != 0 || info.Length > MaxRecordBytes
-                    || (file != null && (!file.Value.IsRegularFile || file.Value.Uid != CurrentUid())))
+                    || (file != null && (!file.IsRegularFile || file.Uid != CurrentUid())))
                 {
                     return null;
                 }
@@ -142,7 +139,7 @@ namespace VmQuiesce.Core.Sources.Qemu
                 .With("overlays", new JsonArray(overlays.Select(o => (object?)new JsonObject().With("disk", o.Disk).With("base", o.BasePath).With("overlay", o.OverlayPath))))
                 .With("snapshotTag", snapshotTag);
             var record = new QemuRunRecord(PathFor(qmpSocket), json);
-            s_activeRuns[record.RunId] = true;
+            s_activeRuns[record.RunId] = record.RunId;
             record.Save();
             return record;
         }
@@ -253,9 +250,9 @@ namespace VmQuiesce.Core.Sources.Qemu
             }
 
             FileIdentity? folder = HostPlatform.IsLinux ? LinuxProcessInspector.Stat(Folder, followLinks: false) : null;
-            if (folder != null && ((folder.Value.Mode & 0xF000) != 0x4000 || folder.Value.Uid != CurrentUid()))
+            if (folder != null && ((folder.Mode & 0xF000) != 0x4000 || folder.Uid != CurrentUid()))
             {
-                throw new IOException($"'{Folder}' is {folder.Value.Kind} of another account, not this account's own folder");
+                throw new IOException($"'{Folder}' is {folder.Kind} of another account, not this account's own folder");
             }
 
             if (Libc.chmod(Folder, 0x1C0) != 0)
@@ -292,5 +289,18 @@ namespace VmQuiesce.Core.Sources.Qemu
             }
         }
 
+        /// <summary>This process, as a run record names it (a class: a lazy tuple would be compiled at run time on the way to the freeze).</summary>
+        private sealed class ThisProcess
+        {
+            public ThisProcess(int id)
+            {
+                Id = id;
+                Start = ProcessStart(id) ?? "";
+            }
+
+            public int Id { get; }
+
+            public string Start { get; }
+        }
     }
 }
