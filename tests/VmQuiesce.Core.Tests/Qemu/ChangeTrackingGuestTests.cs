@@ -3,6 +3,7 @@ using System.Collections.Generic;
 using System.IO;
 using System.Linq;
 using System.Threading;
+using System.Threading.Tasks;
 using VmQuiesce.Core;
 using VmQuiesce.Core.Backup;
 using VmQuiesce.Core.Export;
@@ -272,8 +273,8 @@ namespace VmQuiesce.Core.Tests.Qemu
             Assert.Equal("ChangeTrackingNeedsExternalMode", refused.ErrorId);
             Assert.Equal(points, _repository.ListRestorePoints().Count);
 
-            // A guest another tool froze is refused once the agent has answered, after the monitor's checks and before
-            // the scratch images are made: nothing is left, and the checkpoint stays.
+            // A guest another tool froze is refused once the agent has answered, after the monitor's checks: the scratch
+            // images and nodes made meanwhile go, nothing is left, and the checkpoint stays.
             using (GuestAgentClient agent = GuestAgentClient.Connect(vm.AgentSocketPath, TimeSpan.FromSeconds(60)))
             {
                 agent.Freeze();
@@ -315,6 +316,28 @@ namespace VmQuiesce.Core.Tests.Qemu
             Assert.Equal(points + 1, _repository.ListRestorePoints().Count);
             Assert.Empty(Directory.GetFiles(vm.WorkFolder, "*.vmquiesce-*"));
             Assert.Contains(_warnings, w => w.Contains("cannot be reached", StringComparison.Ordinal));
+        }
+
+        [GuestFact]
+        public async Task The_scratch_nodes_are_made_while_the_repository_is_still_read_and_go_when_that_read_fails()
+        {
+            using TestGuestVm vm = TestGuestVm.Boot();
+            var request = new TaskCompletionSource<ChangeTrackingRequest>(TaskCreationOptions.RunContinuationsAsynchronously);
+            using var scratchMade = new ManualResetEventSlim();
+            using var watcher = new FileSystemWatcher(vm.WorkFolder, "*.vmquiesce-*");
+            watcher.Created += (_, _) => scratchMade.Set();
+            watcher.EnableRaisingEvents = true;
+            var source = new QemuSource(new QemuSourceOptions("tracked", vm.QmpSocketPath) { AgentSocket = vm.AgentSocketPath });
+
+            Task<IConsistentView> opening = Task.Run(() => source.OpenTrackedView(new QuiesceOptions(), request.Task, CancellationToken.None));
+
+            Assert.True(scratchMade.Wait(TimeSpan.FromMinutes(2)), "no scratch image was made while the repository's answer was pending");
+            Assert.False(opening.IsCompleted);
+            request.SetException(new VmQuiesceException("RestorePointUnreadable", FailureKind.InvalidData, "the previous manifest cannot be read", "repo"));
+            Assert.Equal("RestorePointUnreadable", (await Assert.ThrowsAsync<VmQuiesceException>(() => opening)).ErrorId);
+            AssertNothingLeft(vm);
+            Assert.Empty(Bitmaps(vm));
+            Assert.Equal("thawed", QemuSourceGuestTests.FreezeStatus(vm));
         }
 
         [GuestFact]

@@ -46,7 +46,7 @@ namespace VmQuiesce.Core.Sources.Qemu
         public IReadOnlyList<QemuDiskCheckpoint> Disks => _disks;
 
         /// <summary>
-        /// Checks that every disk can be tracked; <see cref="Prepare"/> makes the scratch images and nodes. Nothing the guest
+        /// Checks that every disk can be tracked; <see cref="AddScratchNodes"/> makes the scratch images and nodes. Nothing the guest
         /// sees changes. What an interrupted backup left (exports, scratch nodes, VmQuiesce's NBD server) goes first. Release
         /// (or ReleaseWithoutQemu) after a failure deletes the images.
         /// </summary>
@@ -73,20 +73,24 @@ namespace VmQuiesce.Core.Sources.Qemu
         }
 
         /// <summary>
-        /// Decides, per disk, incremental or full (with the reason) from what the repository says of the previous point,
-        /// and makes each disk's scratch image and node.
+        /// Makes each disk's scratch image and node, which an incremental and a full read both use: before the repository
+        /// has said what the previous point was, so QEMU opens them while that manifest is read. Nothing the guest sees changes.
         /// </summary>
-        public void Prepare(QmpClient qmp, ChangeTrackingRequest request, CancellationToken cancel)
+        public void AddScratchNodes(QmpClient qmp, CancellationToken cancel)
         {
-            foreach (QemuDiskCheckpoint disk in _disks)
-            {
-                disk.Decide(request, _nodes[disk.Disk.NodeName]);
-            }
-
             foreach (QemuDiskCheckpoint disk in _disks)
             {
                 CreateScratchImage(disk);
                 AddScratch(qmp, disk, cancel);
+            }
+        }
+
+        /// <summary>Decides, per disk, incremental or full (with the reason) from what the repository says of the previous point.</summary>
+        public void Decide(ChangeTrackingRequest request)
+        {
+            foreach (QemuDiskCheckpoint disk in _disks)
+            {
+                disk.Decide(request, _nodes[disk.Disk.NodeName]);
             }
         }
 

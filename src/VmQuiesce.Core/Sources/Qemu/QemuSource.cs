@@ -167,6 +167,7 @@ namespace VmQuiesce.Core.Sources.Qemu
                 {
                     // Checked while the agent is still asked; the scratch images go next to disk images just checked to be QEMU's.
                     fleecing = QemuFleecing.Begin(qmp, disks, stamp, VmName, _host, cancel);
+                    fleecing.AddScratchNodes(qmp, cancel);
                 }
 
                 Repository.VmMachine? machine = QemuMachine.Query(qmp, VmName, _host, cancel, out Guid? uuid);
@@ -189,7 +190,7 @@ namespace VmQuiesce.Core.Sources.Qemu
                 var overlays = tracking != null ? new List<QemuOverlay>() : disks.Select(d => new QemuOverlay(d, QemuBlockOperations.OverlayPathFor(d.File, stamp))).ToList();
                 if (tracking != null)
                 {
-                    fleecing!.Prepare(qmp, tracking.GetAwaiter().GetResult(), cancel);
+                    fleecing!.Decide(tracking.GetAwaiter().GetResult());
                     foreach (QemuDiskCheckpoint disk in fleecing.Disks.Where(d => d.Base == null))
                     {
                         _host.WriteVerbose($"VM '{VmName}': disk {disk.Disk.Name} is read in full ({disk.Reason}): {disk.Detail}.");
