@@ -68,21 +68,34 @@ namespace VmQuiesce.Core.Platform
         /// <summary>The rest of <paramref name="stream"/> (opened by <see cref="OpenRead"/>) as UTF-8 text, refused once it grows past <paramref name="maxBytes"/>.</summary>
         public static string ReadToEnd(FileStream stream, string path, long maxBytes)
         {
-            using var reader = new StreamReader(stream, new UTF8Encoding(false), detectEncodingFromByteOrderMarks: true, bufferSize: 4096, leaveOpen: true);
-            var buffer = new char[4096];
-            var text = new StringBuilder();
-            int read;
-            // The size was checked on open, but a file can grow while it is read.
-            while ((read = reader.Read(buffer, 0, buffer.Length)) > 0)
+            // Read whole, in as few calls as the file's size allows (a manifest is a megabyte, and each call into the kernel
+            // costs), then decoded from memory. The size was checked on open, but a file can grow while it is read: one byte
+            // more than it had is room to notice that.
+            if (maxBytes >= int.MaxValue)
             {
-                text.Append(buffer, 0, read);
-                if (text.Length > maxBytes)
+                throw new ArgumentOutOfRangeException(nameof(maxBytes), maxBytes, "A text file is read into one array: expected less than 2 GiB.");
+            }
+
+            long expected = Math.Max(0, Math.Min(stream.Length - stream.Position, maxBytes));
+            var bytes = new byte[expected + 1];
+            int filled = 0;
+            int read;
+            while ((read = stream.Read(bytes, filled, bytes.Length - filled)) > 0)
+            {
+                filled += read;
+                if (filled > maxBytes)
                 {
                     throw new UnexpectedFileException(path, "growing past that while it was read", $"at most {maxBytes:N0} bytes");
                 }
+
+                if (filled == bytes.Length)
+                {
+                    Array.Resize(ref bytes, (int)Math.Min(maxBytes + 1, 2L * bytes.Length));
+                }
             }
 
-            return text.ToString();
+            using var reader = new StreamReader(new MemoryStream(bytes, 0, filled, writable: false), new UTF8Encoding(false), detectEncodingFromByteOrderMarks: true);
+            return reader.ReadToEnd();
         }
 
         /// <summary>
