@@ -768,10 +768,11 @@ namespace VmQuiesce.Core.Repository
         private bool TryWriteAtomically(string target, string text) => TryMoveNew(WriteFlushedTemp(target, text), target);
 
         /// <summary>Writes <paramref name="text"/> to a temp file beside <paramref name="target"/> and flushes it to disk; returns its path.</summary>
-        private string WriteFlushedTemp(string target, string text)
+        private string WriteFlushedTemp(string target, string text) => WriteFlushedTemp(target, new UTF8Encoding(encoderShouldEmitUTF8Identifier: false).GetBytes(text));
+
+        private string WriteFlushedTemp(string target, byte[] bytes)
         {
             string temp = System.IO.Path.Combine(System.IO.Path.GetDirectoryName(target)!, ChunkStore.TempPrefix + System.IO.Path.GetFileName(target) + "." + Guid.NewGuid().ToString("N"));
-            byte[] bytes = new UTF8Encoding(encoderShouldEmitUTF8Identifier: false).GetBytes(text);
             using (Stream stream = _ops.CreateNew(temp))
             {
                 stream.Write(bytes, 0, bytes.Length);

@@ -271,23 +271,37 @@ namespace VmQuiesce.Core.Repository.Keys
             return (stored[inner], inner + 1, innerLength - 1);
         }
 
-        /// <summary>The manifest of restore point <paramref name="id"/> as the file it is published as: plaintext, or sealed in an encrypted repository.</summary>
-        internal string SealManifest(string id, string json)
+        /// <summary>
+        /// The manifest of restore point <paramref name="id"/> as the bytes of the file it is published as: plaintext, or
+        /// sealed in an encrypted repository. The envelope is written as <see cref="JsonText"/> writes it, with the sealed
+        /// bytes' Base64 put straight into the file's bytes (a megabyte for a large disk, kept out of strings).
+        /// </summary>
+        internal byte[] SealManifest(string id, string json)
         {
+            var utf8 = new UTF8Encoding(encoderShouldEmitUTF8Identifier: false);
             if (!IsEncrypted)
             {
-                return json;
+                return utf8.GetBytes(json);
             }
 
-            byte[] plain = Encoding.UTF8.GetBytes(json);
+            byte[] plain = utf8.GetBytes(json);
             var output = new byte[plain.Length + Aead.Overhead];
             Aead.Seal(_cipher, SealingKey().ManifestKey, plain, 0, plain.Length, ManifestAssociated(id), output, 0);
-            return JsonText.Serialize(new JsonObject()
+            // "sealed" is the envelope's last member, so its empty value is the text's last "": the Base64 goes between.
+            string envelope = JsonText.Serialize(new JsonObject()
                 .With("format", SealedManifestFormat)
                 .With("algorithm", Algorithm)
                 .With("keyId", KeyId)
                 .With("id", id)
-                .With("sealed", Convert.ToBase64String(output)), indented: true);
+                .With("sealed", string.Empty), indented: true);
+            int split = envelope.LastIndexOf("\"\"", StringComparison.Ordinal) + 1;
+            byte[] head = utf8.GetBytes(envelope.Substring(0, split));
+            byte[] tail = utf8.GetBytes(envelope.Substring(split));
+            var file = new byte[head.Length + Base64Ascii.EncodedLength(output.Length) + tail.Length];
+            Buffer.BlockCopy(head, 0, file, 0, head.Length);
+            int written = Base64Ascii.Encode(output, output.Length, file, head.Length);
+            Buffer.BlockCopy(tail, 0, file, head.Length + written, tail.Length);
+            return file;
         }
 
         /// <summary>
