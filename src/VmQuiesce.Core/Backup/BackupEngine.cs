@@ -143,7 +143,7 @@ namespace VmQuiesce.Core.Backup
             try
             {
                 IReadOnlyList<ViewFile> viewFiles = baseCheck == null ? view.Files : ReadInFullWhereBaseIncomplete(view.Files, baseCheck);
-                (files, stored, newChunkBytes) = Copy(vm, viewFiles, host, clock, cancel, view is IReleasePreparation release ? release.PrepareRelease : (Action?)null);
+                (files, stored, newChunkBytes) = Copy(vm, viewFiles, host, clock, cancel, view as IReleasePreparation);
                 cancel.ThrowIfCancellationRequested();
                 // Before the release: a view may finish its quiesce record beside the copy (a post-thaw hook), and a hook that failed fails the backup.
                 quiesce = view.Quiesce;
@@ -267,8 +267,8 @@ namespace VmQuiesce.Core.Backup
             "If the process is ended before that, the next backup of the VM names what is left and the command that releases it.";
 
         /// <summary>Copies the files into the chunk store; returns their chunk lists, the bytes newly stored and the data they hold.</summary>
-        /// <param name="lastReadsQueued">Called once every chunk's read is queued (the workers still reading the last ones).</param>
-        internal (IReadOnlyList<RestorePointFile> Files, long Stored, long NewChunkBytes) Copy(string vm, IReadOnlyList<ViewFile> viewFiles, IOperationHost host, Stopwatch clock, CancellationToken cancel, Action? lastReadsQueued)
+        /// <param name="release">Told once every chunk's read is queued (the workers still reading the last ones), and once the workers have ended.</param>
+        internal (IReadOnlyList<RestorePointFile> Files, long Stored, long NewChunkBytes) Copy(string vm, IReadOnlyList<ViewFile> viewFiles, IOperationHost host, Stopwatch clock, CancellationToken cancel, IReleasePreparation? release)
         {
             int chunkSize = _repository.ChunkSize;
             CheckRelativePaths(viewFiles, vm);
@@ -313,7 +313,7 @@ namespace VmQuiesce.Core.Backup
                         });
                     }
 
-                    lastReadsQueued?.Invoke();
+                    release?.PrepareRelease();
                 }
                 finally
                 {
@@ -321,6 +321,7 @@ namespace VmQuiesce.Core.Backup
                 }
             });
             Task.WaitAll(workers);
+            release?.ReadsEnded();
             copy.FinishWriting();
             Task.WaitAll(flushers);
             copy.AbandonUnpublished();

@@ -54,6 +54,12 @@ namespace VmQuiesce.Core.Sources
     {
         /// <summary>The copy has queued its last reads: what the release needs (a monitor connection) may be made ready now.</summary>
         void PrepareRelease();
+
+        /// <summary>
+        /// The copy's workers have ended (a failed copy's too): nothing reads the view any more, so what it reads through
+        /// (NBD connections) may close while the copy's data is made durable and its point is made.
+        /// </summary>
+        void ReadsEnded();
     }
 
     /// <summary>

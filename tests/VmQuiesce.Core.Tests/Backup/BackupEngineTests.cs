@@ -97,6 +97,22 @@ namespace VmQuiesce.Core.Tests.Backup
             Assert.Equal(new[] { 1 }, source.View!.PreparedAtCompletions);
         }
 
+        [Fact]
+        public void AViewIsToldTheReadsEndedOnceEveryChunkIsWrittenAndBeforeItIsReleased()
+        {
+            using var fixture = new RepositoryFixture();
+            var source = new FakeSource(fixture.WriteFile("disk.img", RepositoryFixture.Random(40 * Chunk, 8)));
+            string chunks = Path.Combine(fixture.Repository.Path, ChunkStore.FolderName);
+            int writtenWhenTold = -1;
+            source.OnReadsEnded = () => writtenWhenTold = Directory.GetFiles(chunks, "*", SearchOption.AllDirectories).Length;
+
+            new BackupEngine(fixture.Repository, 2).Run(source, new QuiesceOptions(), null, CancellationToken.None);
+
+            Assert.Equal(new[] { "prepare release", "reads ended", "complete True" }, source.View!.Events);
+            // After the workers: each of the 40 distinct chunks is written, published or waiting for a flusher under its temp name.
+            Assert.Equal(40, writtenWhenTold);
+        }
+
         [LinuxFact]
         public void ADeviceFifoOrFolderGivenAsADiskIsRefusedByWhatItIsAndNothingIsStored()
         {
@@ -470,6 +486,8 @@ namespace VmQuiesce.Core.Tests.Backup
             /// <summary>Runs inside Complete, before CompleteFailure is thrown, with its success argument.</summary>
             public Action<bool>? OnComplete { get; set; }
 
+            public Action? OnReadsEnded { get; set; }
+
             public QuiesceRecord Record { get; set; } = new QuiesceRecord(Consistency.FileSystem, new[] { "/" }, 5, "GuestAgent");
 
             public CapturedSnapshot? Snapshot { get; set; }
@@ -507,12 +525,36 @@ namespace VmQuiesce.Core.Tests.Backup
 
                 public QuiesceRecord Quiesce => _source.Record;
 
-                public void PrepareRelease() => Interlocked.Increment(ref _prepared);
+                /// <summary>What the engine told the view, in order.</summary>
+                public List<string> Events { get; } = new List<string>();
+
+                public void PrepareRelease()
+                {
+                    Interlocked.Increment(ref _prepared);
+                    lock (Events)
+                    {
+                        Events.Add("prepare release");
+                    }
+                }
+
+                public void ReadsEnded()
+                {
+                    _source.OnReadsEnded?.Invoke();
+                    lock (Events)
+                    {
+                        Events.Add("reads ended");
+                    }
+                }
 
                 public void Complete(bool success, CancellationToken cancel)
                 {
                     Completions.Add(success);
                     PreparedAtCompletions.Add(Volatile.Read(ref _prepared));
+                    lock (Events)
+                    {
+                        Events.Add($"complete {success}");
+                    }
+
                     _source.OnComplete?.Invoke(success);
                     if (_source.CompleteFailure != null)
                     {

@@ -183,18 +183,30 @@ namespace VmQuiesce.Core.Sources.Qemu
         {
             var problems = new List<string>();
             CloseConnections();
-            foreach (QemuDiskCheckpoint disk in _disks)
+            // A server this run started goes with its exports in one exchange: nbd-server-stop closes every NBD export and
+            // answers once they are gone. Then one look at the list; an export still there (or on another tool's server,
+            // which stays) is deleted and waited for.
+            bool serverStopped = false;
+            if (_serverStarted)
+            {
+                Try(problems, "QEMU's NBD server", () =>
+                {
+                    qmp.Execute("nbd-server-stop");
+                    serverStopped = true;
+                });
+            }
+
+            var listed = new HashSet<string>(_disks.Select(disk => disk.ExportId), StringComparer.Ordinal);
+            if (serverStopped)
+            {
+                Try(problems, "the NBD exports", () => listed.IntersectWith(qmp.ExecuteArray(ExportsQuery, CancellationToken.None).OfType<JsonObject>().Select(e => e.GetOptionalString("id") ?? string.Empty)));
+            }
+
+            foreach (QemuDiskCheckpoint disk in _disks.Where(disk => listed.Contains(disk.ExportId)))
             {
                 Try(problems, $"the NBD export '{disk.ExportId}'", () => DeleteExport(qmp, disk.ExportId));
             }
 
-            Try(problems, "QEMU's NBD server", () =>
-            {
-                if (_serverStarted)
-                {
-                    qmp.Execute("nbd-server-stop");
-                }
-            });
             DeleteSocketFolder();
             foreach (QemuDiskCheckpoint disk in _disks)
             {

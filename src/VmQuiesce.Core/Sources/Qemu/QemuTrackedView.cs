@@ -17,6 +17,7 @@ namespace VmQuiesce.Core.Sources.Qemu
         private readonly QemuFleecing _fleecing;
         private readonly object _releaseGate = new object();
         private Task<QmpClient>? _releaseMonitor;
+        private Task? _closing;
         private bool _releasing;
 
         public QemuTrackedView(QemuSource source, QemuFleecing fleecing, IReadOnlyList<QemuTrackedDisk> disks, QemuDiskFiles diskFiles, QemuRunRecord? run, Consistency reached, Task<QuiesceRecord> quiesce)
@@ -54,21 +55,38 @@ namespace VmQuiesce.Core.Sources.Qemu
             }
         }
 
+        /// <summary>
+        /// Closes the NBD connections as soon as nothing reads through them, beside the copy's last flushes and the point's
+        /// making, so the release finds them closed (closing one waits for its receive loop: milliseconds).
+        /// </summary>
+        public void ReadsEnded()
+        {
+            lock (_releaseGate)
+            {
+                if (!_releasing && _closing == null)
+                {
+                    _closing = OwnThread.Start(_fleecing.CloseConnections);
+                }
+            }
+        }
+
         /// <summary>Takes the fleecing down and settles the checkpoints (kept on success, merged back on failure).</summary>
         protected override void Release(bool success, CancellationToken cancel)
         {
             Task<QmpClient>? prepared;
+            Task closing;
             lock (_releaseGate)
             {
                 _releasing = true;
                 prepared = _releaseMonitor;
                 _releaseMonitor = null;
+                // The NBD connections close while the monitor is connected to (the exports are taken down after them), unless
+                // they already are closing; they have closed before this goes on, whatever the connect did.
+                closing = _closing ?? OwnThread.Start(_fleecing.CloseConnections);
+                _closing = null;
             }
 
             QmpClient qmp;
-            // The NBD connections close while the monitor is connected to (the exports are taken down after them); they
-            // have closed before this goes on, whatever the connect did.
-            Task closing = OwnThread.Start(_fleecing.CloseConnections);
             try
             {
                 // The connection made ready is bounded by the monitor's timeout, as a new one is.
