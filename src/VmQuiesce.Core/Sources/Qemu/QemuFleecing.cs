@@ -33,6 +33,8 @@ namespace VmQuiesce.Core.Sources.Qemu
         // Only a server this run started is stopped: when nbd-server-start failed, the running one is another tool's.
         private bool _serverStarted;
 
+        private const string SocketName = "nbd.sock";
+
         // The scratch images this run created: only these are deleted (a file already at a scratch path is not ours).
         private readonly List<string> _scratchFiles = new List<string>();
 
@@ -130,7 +132,7 @@ namespace VmQuiesce.Core.Sources.Qemu
                 throw new VmQuiesceException("FleecingSetupFailed", FailureKind.PermissionDenied, $"No private folder for the NBD socket of VM '{_vmName}': {e.Message}", _vmName, e);
             }
 
-            string socket = Path.Combine(_socketFolder.Path, "nbd.sock");
+            string socket = Path.Combine(_socketFolder.Path, SocketName);
             run?.MarkNbdServer(started: true);
             try
             {
@@ -186,20 +188,18 @@ namespace VmQuiesce.Core.Sources.Qemu
             // A server this run started goes with its exports in one exchange: nbd-server-stop closes every NBD export and
             // answers once they are gone. Then one look at the list; an export still there (or on another tool's server,
             // which stays) is deleted and waited for.
-            bool serverStopped = false;
+            var listed = new HashSet<string>(_disks.Select(disk => disk.ExportId), StringComparer.Ordinal);
             if (_serverStarted)
             {
                 Try(problems, "QEMU's NBD server", () =>
                 {
-                    qmp.Execute("nbd-server-stop");
-                    serverStopped = true;
+                    IReadOnlyList<CommandAnswer> answers = qmp.ExecuteAll(new[] { new QemuCommand("nbd-server-stop"), ExportsQuery });
+                    listed.IntersectWith(qmp.AnswerArray(ExportsQuery.Name, answers[1]).OfType<JsonObject>().Select(e => e.GetOptionalString("id") ?? string.Empty));
+                    if (answers[0].Error is QemuCommandException refused)
+                    {
+                        throw refused;
+                    }
                 });
-            }
-
-            var listed = new HashSet<string>(_disks.Select(disk => disk.ExportId), StringComparer.Ordinal);
-            if (serverStopped)
-            {
-                Try(problems, "the NBD exports", () => listed.IntersectWith(qmp.ExecuteArray(ExportsQuery, CancellationToken.None).OfType<JsonObject>().Select(e => e.GetOptionalString("id") ?? string.Empty)));
             }
 
             foreach (QemuDiskCheckpoint disk in _disks.Where(disk => listed.Contains(disk.ExportId)))
@@ -391,7 +391,7 @@ namespace VmQuiesce.Core.Sources.Qemu
 
         private void DeleteSocketFolder()
         {
-            _socketFolder?.Dispose();
+            _socketFolder?.DeleteWith(SocketName);
         }
 
         private static void Try(List<string> problems, string what, Action action)
