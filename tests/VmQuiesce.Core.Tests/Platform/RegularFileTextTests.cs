@@ -12,46 +12,32 @@ namespace VmQuiesce.Core.Tests.Platform
         [Fact]
         public void AMegabyteOfTextWithAByteOrderMarkReadsBackWholeWithoutIt()
         {
-            string path = Path.Combine(Path.GetTempPath(), "vmq-text-" + Guid.NewGuid().ToString("N"));
-            try
-            {
-                // Multi-byte characters across every buffer boundary a reader might use.
-                string text = string.Concat(Enumerable.Range(0, 40_000).Select(i => $"chunk {i:x8} é€😀\n"));
-                File.WriteAllText(path, text, new UTF8Encoding(encoderShouldEmitUTF8Identifier: true));
+            // Multi-byte characters across every buffer boundary a reader might use.
+            string text = string.Concat(Enumerable.Range(0, 40_000).Select(i => $"chunk {i:x8} é€😀\n"));
 
-                Assert.Equal(text, RegularFile.ReadAllText(path, 4 * 1024 * 1024));
-            }
-            finally
-            {
-                File.Delete(path);
-            }
+            WithFile(new UTF8Encoding(encoderShouldEmitUTF8Identifier: true).GetPreamble().Concat(Encoding.UTF8.GetBytes(text)).ToArray(), path =>
+                Assert.Equal(text, RegularFile.ReadAllText(path, 4 * 1024 * 1024)));
         }
 
         [Fact]
         public void AnEmptyFileIsEmptyText()
         {
-            string path = Path.Combine(Path.GetTempPath(), "vmq-text-" + Guid.NewGuid().ToString("N"));
-            try
-            {
-                File.WriteAllBytes(path, Array.Empty<byte>());
-
-                Assert.Equal(string.Empty, RegularFile.ReadAllText(path, 1024));
-            }
-            finally
-            {
-                File.Delete(path);
-            }
+            WithFile(Array.Empty<byte>(), path => Assert.Equal(string.Empty, RegularFile.ReadAllText(path, 1024)));
         }
 
         [Fact]
         public void ALimitOfTwoGibibytesOrMoreIsRefused()
         {
+            WithFile(Encoding.UTF8.GetBytes("{}"), path => Assert.Throws<ArgumentOutOfRangeException>(() => RegularFile.ReadAllText(path, int.MaxValue)));
+        }
+
+        private static void WithFile(byte[] content, Action<string> test)
+        {
             string path = Path.Combine(Path.GetTempPath(), "vmq-text-" + Guid.NewGuid().ToString("N"));
             try
             {
-                File.WriteAllText(path, "{}");
-
-                Assert.Throws<ArgumentOutOfRangeException>(() => RegularFile.ReadAllText(path, int.MaxValue));
+                File.WriteAllBytes(path, content);
+                test(path);
             }
             finally
             {
