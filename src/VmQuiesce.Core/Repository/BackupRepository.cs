@@ -473,7 +473,7 @@ namespace VmQuiesce.Core.Repository
 
             try
             {
-                return new PreparedManifest(this, point, target, WriteFlushedTemp(target, Encryption.SealManifest(point.Id, JsonText.Serialize(point.ToJson(), indented: true))));
+                return new PreparedManifest(this, point, target, WriteFlushedTemp(target, Encryption.ManifestFile(point)));
             }
             catch (Exception e) when (e is IOException || e is UnauthorizedAccessException)
             {

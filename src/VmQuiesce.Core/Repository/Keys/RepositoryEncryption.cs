@@ -271,6 +271,9 @@ namespace VmQuiesce.Core.Repository.Keys
             return (stored[inner], inner + 1, innerLength - 1);
         }
 
+        /// <summary>The file a folder or a bucket publishes <paramref name="point"/> as: its manifest, indented, sealed as <see cref="SealManifest"/> does.</summary>
+        internal byte[] ManifestFile(RestorePoint point) => SealManifest(point.Id, JsonText.Serialize(point.ToJson(), indented: true));
+
         /// <summary>
         /// The manifest of restore point <paramref name="id"/> as the bytes of the file it is published as: plaintext, or
         /// sealed in an encrypted repository. The envelope is written as <see cref="JsonText"/> writes it, with the sealed

@@ -262,7 +262,7 @@ namespace VmQuiesce.Core.Repository.Storage
 
         private PreparedManifest PrepareManifest(RestorePoint point)
         {
-            byte[] manifest = Encryption.SealManifest(point.Id, JsonText.Serialize(point.ToJson(), indented: true));
+            byte[] manifest = Encryption.ManifestFile(point);
             if (manifest.Length > MaxManifestBytes)
             {
                 throw new VmQuiesceException("RestorePointTooLarge", FailureKind.LimitsExceeded, $"The manifest of restore point '{point.Id}' is {manifest.Length} bytes; object repositories read at most {MaxManifestBytes}.", point.Id);
