@@ -49,7 +49,7 @@ namespace VmQuiesce.Core.Tests.Repository
         public void AnEntryLongerThanTheBufferOrNotAsciiHashesAsEncodingAsciiWritesIt()
         {
             // A manifest's chunk list is read from a repository someone else may write: whatever it holds is hashed the same way.
-            var chunks = new List<string?> { Hex(1), new string('a', 40000), Hex(2), "zéro\u4e2d", new string('b', 16383), Hex(3) };
+            var chunks = new List<string?> { Hex(1), new string('a', 40000), Hex(2), "zéro\u4e2d\ud83d\ude00", new string('b', 16383), Hex(3) };
             Assert.Equal(AsDocumented(123, chunks), FileDigest.OfSizeAndChunks(123, chunks));
         }
     }
