@@ -3,6 +3,7 @@ using System.IO;
 using System.Linq;
 using System.Text;
 using VmQuiesce.Core.Platform;
+using VmQuiesce.Core.Tests.Qemu;
 using Xunit;
 
 namespace VmQuiesce.Core.Tests.Platform
@@ -33,16 +34,10 @@ namespace VmQuiesce.Core.Tests.Platform
 
         private static void WithFile(byte[] content, Action<string> test)
         {
-            string path = Path.Combine(Path.GetTempPath(), "vmq-text-" + Guid.NewGuid().ToString("N"));
-            try
-            {
-                File.WriteAllBytes(path, content);
-                test(path);
-            }
-            finally
-            {
-                File.Delete(path);
-            }
+            using var folder = new TempFolder();
+            string path = folder.File("text");
+            File.WriteAllBytes(path, content);
+            test(path);
         }
     }
 }

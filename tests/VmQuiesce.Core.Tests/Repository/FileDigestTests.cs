@@ -23,14 +23,15 @@ namespace VmQuiesce.Core.Tests.Repository
                 text.Append(chunk ?? RestorePoint.ZeroChunk).Append('\n');
             }
 
+            byte[] lines = Encoding.ASCII.GetBytes(text.ToString());
             using var sha = SHA256.Create();
-            return ChunkStore.ToHex(sha.ComputeHash(Encoding.ASCII.GetBytes(text.ToString())));
+            return ChunkStore.Hash(sha, lines, lines.Length);
         }
 
         private static string Hex(int seed)
         {
             using var sha = SHA256.Create();
-            return ChunkStore.ToHex(sha.ComputeHash(new[] { (byte)seed, (byte)(seed >> 8) }));
+            return ChunkStore.Hash(sha, new[] { (byte)seed, (byte)(seed >> 8) }, 2);
         }
 
         [Fact]
