@@ -319,7 +319,7 @@ namespace VmQuiesce.Core.Tests.Qemu
         }
 
         [GuestFact]
-        public async Task The_scratch_nodes_are_made_while_the_repository_is_still_read_and_go_when_that_read_fails()
+        public async Task The_scratch_nodes_are_made_while_the_repository_is_still_read_and_go_with_the_run_record_when_that_read_fails()
         {
             using TestGuestVm vm = TestGuestVm.Boot();
             var request = new TaskCompletionSource<ChangeTrackingRequest>(TaskCreationOptions.RunContinuationsAsynchronously);
@@ -336,6 +336,9 @@ namespace VmQuiesce.Core.Tests.Qemu
             request.SetException(new VmQuiesceException("RestorePointUnreadable", FailureKind.InvalidData, "the previous manifest cannot be read", "repo"));
             Assert.Equal("RestorePointUnreadable", (await Assert.ThrowsAsync<VmQuiesceException>(() => opening)).ErrorId);
             AssertNothingLeft(vm);
+            // The run's record is written before the repository's answer is awaited; nothing was frozen, so it goes as well
+            // (left saying the guest may be frozen, it would have the next command thaw and repair on its word).
+            Assert.Null(QemuRunRecord.Load(vm.QmpSocketPath));
             Assert.Empty(Bitmaps(vm));
             Assert.Equal("thawed", QemuSourceGuestTests.FreezeStatus(vm));
         }

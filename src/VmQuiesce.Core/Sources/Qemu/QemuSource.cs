@@ -188,15 +188,6 @@ namespace VmQuiesce.Core.Sources.Qemu
                 RequireConsistency(expected, options, why);
 
                 var overlays = tracking != null ? new List<QemuOverlay>() : disks.Select(d => new QemuOverlay(d, QemuBlockOperations.OverlayPathFor(d.File, stamp))).ToList();
-                if (tracking != null)
-                {
-                    fleecing!.Decide(tracking.GetAwaiter().GetResult());
-                    foreach (QemuDiskCheckpoint disk in fleecing.Disks.Where(d => d.Base == null))
-                    {
-                        _host.WriteVerbose($"VM '{VmName}': disk {disk.Disk.Name} is read in full ({disk.Reason}): {disk.Detail}.");
-                    }
-                }
-
                 planned = overlays;
                 string? snapshotTag = _options.Mode == QemuSnapshotMode.Internal ? "vmquiesce-" + stamp : null;
                 string saveJobId = QemuBlockOperations.JobPrefix + "save-" + stamp;
@@ -228,6 +219,12 @@ namespace VmQuiesce.Core.Sources.Qemu
 
                 run = BeginRunRecord(qmp.VerifiedPeer, freezer != null, overlays, snapshotTag);
                 FreezeGuardian? guardian = freezer != null && run != null ? ArmGuardian(run) : null;
+                if (tracking != null)
+                {
+                    // Last before the freeze: the repository's side (the previous point's manifest) is often the last to be
+                    // ready, and the record and the guardian need nothing from it.
+                    DecideTracking(fleecing!, tracking, run, guardian);
+                }
 
                 // Without a freezer the same guard runs the hooks and bounds the snapshot step; nothing is frozen.
                 IGuestFreezer guarded = freezer ?? (IGuestFreezer)new NothingFrozen(VmName);
@@ -798,6 +795,29 @@ namespace VmQuiesce.Core.Sources.Qemu
             {
                 _host.WriteWarning($"VM '{VmName}': the run record in '{QemuRunRecord.Folder}' cannot be written ({e.Message}): if this process dies, the next backup cannot tell what it left.");
                 return null;
+            }
+        }
+
+        /// <summary>
+        /// Which disks build on the previous point. When that fails, nothing was frozen: the guardian armed for the freeze is
+        /// disarmed and the record says so, so that no later command thaws or repairs on its word.
+        /// </summary>
+        private void DecideTracking(QemuFleecing fleecing, Task<ChangeTrackingRequest> tracking, QemuRunRecord? run, FreezeGuardian? guardian)
+        {
+            try
+            {
+                fleecing.Decide(tracking.GetAwaiter().GetResult());
+            }
+            catch when (run != null)
+            {
+                guardian?.Disarm(run.RunId);
+                run.MarkThawed(null);
+                throw;
+            }
+
+            foreach (QemuDiskCheckpoint disk in fleecing.Disks.Where(d => d.Base == null))
+            {
+                _host.WriteVerbose($"VM '{VmName}': disk {disk.Disk.Name} is read in full ({disk.Reason}): {disk.Detail}.");
             }
         }
 
