@@ -65,15 +65,25 @@ namespace VmQuiesce.Core.Platform
             return ReadToEnd(stream, path, maxBytes);
         }
 
+        /// <summary>The whole of a small file, read as <see cref="OpenRead"/> allows.</summary>
+        public static ArraySegment<byte> ReadAllBytes(string path, long maxBytes)
+        {
+            using FileStream stream = OpenRead(path, maxBytes);
+            return ReadBytesToEnd(stream, path, maxBytes);
+        }
+
         /// <summary>The rest of <paramref name="stream"/> (opened by <see cref="OpenRead"/>) as UTF-8 text, refused once it grows past <paramref name="maxBytes"/>.</summary>
-        public static string ReadToEnd(FileStream stream, string path, long maxBytes)
+        public static string ReadToEnd(FileStream stream, string path, long maxBytes) => DecodeText(ReadBytesToEnd(stream, path, maxBytes));
+
+        /// <summary>The rest of <paramref name="stream"/> (opened by <see cref="OpenRead"/>), refused once it grows past <paramref name="maxBytes"/>.</summary>
+        public static ArraySegment<byte> ReadBytesToEnd(FileStream stream, string path, long maxBytes)
         {
             // Read whole, in as few calls as the file's size allows (a manifest is a megabyte, and each call into the kernel
-            // costs), then decoded from memory. The size was checked on open, but a file can grow while it is read: one byte
-            // more than it had is room to notice that.
+            // costs). The size was checked on open, but a file can grow while it is read: one byte more than it had is room
+            // to notice that.
             if (maxBytes >= int.MaxValue)
             {
-                throw new ArgumentOutOfRangeException(nameof(maxBytes), maxBytes, "A text file is read into one array: expected less than 2 GiB.");
+                throw new ArgumentOutOfRangeException(nameof(maxBytes), maxBytes, "A small file is read into one array: expected less than 2 GiB.");
             }
 
             long expected = Math.Max(0, Math.Min(stream.Length - stream.Position, maxBytes));
@@ -94,8 +104,43 @@ namespace VmQuiesce.Core.Platform
                 }
             }
 
-            using var reader = new StreamReader(new MemoryStream(bytes, 0, filled, writable: false), new UTF8Encoding(false), detectEncodingFromByteOrderMarks: true);
-            return reader.ReadToEnd();
+            return new ArraySegment<byte>(bytes, 0, filled);
+        }
+
+        /// <summary>
+        /// A text file's bytes as text: UTF-8 unless a byte order mark says UTF-16 or UTF-32 (as a text editor may save
+        /// it), the mark left out, what does not decode replaced; as StreamReader reads it, in one string and no more.
+        /// </summary>
+        public static string DecodeText(ArraySegment<byte> bytes)
+        {
+            byte[] array = bytes.Array ?? Array.Empty<byte>();
+            int at = bytes.Offset;
+            int count = bytes.Count;
+            bool Starts(params byte[] mark)
+            {
+                if (count < mark.Length)
+                {
+                    return false;
+                }
+
+                for (int i = 0; i < mark.Length; i++)
+                {
+                    if (array[at + i] != mark[i])
+                    {
+                        return false;
+                    }
+                }
+
+                return true;
+            }
+
+            (Encoding encoding, int mark) = Starts(0xEF, 0xBB, 0xBF) ? (new UTF8Encoding(false), 3)
+                : Starts(0xFF, 0xFE, 0x00, 0x00) ? (new UTF32Encoding(bigEndian: false, byteOrderMark: false), 4)
+                : Starts(0x00, 0x00, 0xFE, 0xFF) ? (new UTF32Encoding(bigEndian: true, byteOrderMark: false), 4)
+                : Starts(0xFF, 0xFE) ? (new UnicodeEncoding(bigEndian: false, byteOrderMark: false), 2)
+                : Starts(0xFE, 0xFF) ? (new UnicodeEncoding(bigEndian: true, byteOrderMark: false), 2)
+                : ((Encoding)new UTF8Encoding(false), 0);
+            return encoding.GetString(array, at + mark, count - mark);
         }
 
         /// <summary>

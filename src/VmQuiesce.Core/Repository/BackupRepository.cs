@@ -750,7 +750,7 @@ namespace VmQuiesce.Core.Repository
         {
             try
             {
-                string text = Encryption.OpenManifest(file, System.IO.Path.GetFileNameWithoutExtension(file), RegularFile.ReadAllText(file, MaxManifestBytes));
+                string text = Encryption.OpenManifest(file, System.IO.Path.GetFileNameWithoutExtension(file), RegularFile.ReadAllBytes(file, MaxManifestBytes));
                 RestorePoint point = RestorePoint.FromJson(JsonText.ParseObject(text));
                 point.Repository = Path;
                 point.ManifestFile = file;

@@ -50,6 +50,25 @@ namespace VmQuiesce.Core.Tests.Json
             }
         }
 
+        [Fact]
+        public void TheUtf8OfWrittenTextIsTheTextEncodedWhateverItsCharactersAndLength()
+        {
+            // Pairs of surrogates at every offset, so that some straddle the pieces the text is written in; mostly ASCII, as a manifest is.
+            var list = new JsonArray();
+            for (int i = 0; i < 3000; i++)
+            {
+                list.Add(new string('a', i % 7) + (i % 3 == 0 ? "😀" : i % 3 == 1 ? "é€" : "0123456789abcdef"));
+            }
+
+            foreach (object? value in new object?[] { new JsonObject().With("chunks", list), "ASCII only", string.Empty, new JsonArray() })
+            {
+                foreach (bool indented in new[] { true, false })
+                {
+                    Assert.Equal(new System.Text.UTF8Encoding(false).GetBytes(JsonText.Serialize(value, indented)), JsonText.SerializeUtf8(value, indented));
+                }
+            }
+        }
+
         [Theory]
         [InlineData("{\"a\": 1,}")]
         [InlineData("{\"a\" 1}")]

@@ -20,6 +20,29 @@ namespace VmQuiesce.Core.Tests.Platform
                 Assert.Equal(text, RegularFile.ReadAllText(path, 4 * 1024 * 1024)));
         }
 
+        [Theory]
+        [InlineData("utf-8")]
+        [InlineData("utf-16LE")]
+        [InlineData("utf-16BE")]
+        [InlineData("utf-32LE")]
+        [InlineData("utf-32BE")]
+        public void EachByteOrderMarkDecodesAsStreamReaderDecodesIt(string encodingName)
+        {
+            Encoding encoding = encodingName switch
+            {
+                "utf-16LE" => new UnicodeEncoding(bigEndian: false, byteOrderMark: true),
+                "utf-16BE" => new UnicodeEncoding(bigEndian: true, byteOrderMark: true),
+                "utf-32LE" => new UTF32Encoding(bigEndian: false, byteOrderMark: true),
+                "utf-32BE" => new UTF32Encoding(bigEndian: true, byteOrderMark: true),
+                _ => new UTF8Encoding(encoderShouldEmitUTF8Identifier: true),
+            };
+            // A NUL first makes UTF-16 LE's mark and text begin as UTF-32 LE's mark does.
+            byte[] bytes = encoding.GetPreamble().Concat(encoding.GetBytes("\0{\"name\": \"é€😀\"}\n")).ToArray();
+            using var reader = new StreamReader(new MemoryStream(bytes), new UTF8Encoding(false), detectEncodingFromByteOrderMarks: true);
+
+            Assert.Equal(reader.ReadToEnd(), RegularFile.DecodeText(new ArraySegment<byte>(bytes)));
+        }
+
         [Fact]
         public void AnEmptyFileIsEmptyText()
         {

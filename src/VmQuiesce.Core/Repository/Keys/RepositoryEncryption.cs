@@ -26,6 +26,9 @@ namespace VmQuiesce.Core.Repository.Keys
         private static readonly Regex RepositoryIdPattern = new Regex("^[0-9a-f]{32}$", RegexOptions.CultureInvariant);
         private static readonly Regex KeyIdPattern = new Regex("^[0-9a-f]{16}$", RegexOptions.CultureInvariant);
 
+        /// <summary>The sealed manifest's last member's name as its envelope's bytes hold it.</summary>
+        private static readonly byte[] SealedMember = Encoding.ASCII.GetBytes("\"sealed\"");
+
         private readonly string _repositoryPath;
         private readonly int _chunkSize;
         private readonly byte[]? _check;
@@ -272,22 +275,21 @@ namespace VmQuiesce.Core.Repository.Keys
         }
 
         /// <summary>The file a folder or a bucket publishes <paramref name="point"/> as: its manifest, indented, sealed as <see cref="SealManifest"/> does.</summary>
-        internal byte[] ManifestFile(RestorePoint point) => SealManifest(point.Id, JsonText.Serialize(point.ToJson(), indented: true));
+        internal byte[] ManifestFile(RestorePoint point) => SealManifest(point.Id, JsonText.SerializeUtf8(point.ToJson(), indented: true));
 
         /// <summary>
-        /// The manifest of restore point <paramref name="id"/> as the bytes of the file it is published as: plaintext, or
-        /// sealed in an encrypted repository. The envelope is written as <see cref="JsonText"/> writes it, with the sealed
-        /// bytes' Base64 put straight into the file's bytes (a megabyte for a large disk, kept out of strings).
+        /// The manifest of restore point <paramref name="id"/>, its JSON as UTF-8 <paramref name="plain"/>, as the bytes of
+        /// the file it is published as: the JSON itself, or sealed in an encrypted repository. The envelope is written as
+        /// <see cref="JsonText"/> writes it, with the sealed bytes' Base64 put straight into the file's bytes (a megabyte
+        /// for a large disk, kept out of strings).
         /// </summary>
-        internal byte[] SealManifest(string id, string json)
+        internal byte[] SealManifest(string id, byte[] plain)
         {
-            var utf8 = new UTF8Encoding(encoderShouldEmitUTF8Identifier: false);
             if (!IsEncrypted)
             {
-                return utf8.GetBytes(json);
+                return plain;
             }
 
-            byte[] plain = utf8.GetBytes(json);
             var output = new byte[plain.Length + Aead.Overhead];
             Aead.Seal(_cipher, SealingKey().ManifestKey, plain, 0, plain.Length, ManifestAssociated(id), output, 0);
             // "sealed" is the envelope's last member, so its empty value is the text's last "": the Base64 goes between.
@@ -298,6 +300,7 @@ namespace VmQuiesce.Core.Repository.Keys
                 .With("id", id)
                 .With("sealed", string.Empty), indented: true);
             int split = envelope.LastIndexOf("\"\"", StringComparison.Ordinal) + 1;
+            var utf8 = new UTF8Encoding(encoderShouldEmitUTF8Identifier: false);
             byte[] head = utf8.GetBytes(envelope.Substring(0, split));
             byte[] tail = utf8.GetBytes(envelope.Substring(split));
             var file = new byte[head.Length + Base64Ascii.EncodedLength(output.Length) + tail.Length];
@@ -312,22 +315,29 @@ namespace VmQuiesce.Core.Repository.Keys
         /// In an encrypted repository anything but a manifest sealed with its key as that very point is refused with
         /// RestorePointNotAuthentic: a plaintext manifest someone planted, one changed, renamed, or from another repository.
         /// </summary>
-        internal string OpenManifest(string file, string id, string text)
+        internal string OpenManifest(string file, string id, ArraySegment<byte> content)
         {
             if (!IsEncrypted)
             {
-                return text;
+                return RegularFile.DecodeText(content);
             }
 
             RepositoryKey key = SealingKey();
             JsonObject envelope;
+            byte[] sealedBytes;
+            int offset;
+            int length;
             try
             {
-                envelope = JsonText.ParseObject(text);
+                (envelope, sealedBytes, offset, length) = ReadSealedInPlace(content) ?? ReadEnvelope(content);
             }
             catch (JsonFormatException e)
             {
                 throw NotAuthentic("RestorePointNotAuthentic", $"The restore point manifest '{file}' is not a sealed manifest ({e.Message}); every manifest of the encrypted repository '{_repositoryPath}' is sealed with its key.", file, e);
+            }
+            catch (FormatException e)
+            {
+                throw NotAuthentic("RestorePointNotAuthentic", $"The restore point manifest '{file}' does not open with the repository's key as restore point '{id}': it was changed, renamed or planted.", file, e);
             }
 
             if (envelope.GetOptionalString("format") != SealedManifestFormat)
@@ -343,17 +353,94 @@ namespace VmQuiesce.Core.Repository.Keys
 
             try
             {
-                byte[] sealedBytes = Convert.FromBase64String(envelope.GetString("sealed"));
-                var plain = new byte[Math.Max(0, sealedBytes.Length - Aead.Overhead)];
                 // Sealed as the point it names: a copy under another file name opens as that point, and the repository
-                // reports it as a stray (its id is not its file name), never as the point its name claims.
-                Aead.Open(_cipher, key.ManifestKey, sealedBytes, 0, sealedBytes.Length, ManifestAssociated(envelope.GetOptionalString("id") ?? id), plain);
-                return new UTF8Encoding(false, true).GetString(plain);
+                // reports it as a stray (its id is not its file name), never as the point its name claims. Opened in place.
+                int plainLength = Aead.Open(_cipher, key.ManifestKey, sealedBytes, offset, length, ManifestAssociated(envelope.GetOptionalString("id") ?? id), sealedBytes, offset + Aead.NonceLength);
+                return new UTF8Encoding(false, true).GetString(sealedBytes, offset + Aead.NonceLength, plainLength);
             }
-            catch (Exception e) when (e is CryptographicException || e is FormatException || e is JsonFormatException || e is DecoderFallbackException)
+            catch (Exception e) when (e is CryptographicException || e is DecoderFallbackException)
             {
                 throw NotAuthentic("RestorePointNotAuthentic", $"The restore point manifest '{file}' does not open with the repository's key as restore point '{id}': it was changed, renamed or planted.", file, e);
             }
+        }
+
+        /// <summary>
+        /// The envelope as <see cref="SealManifest"/> writes it, read without making its megabyte of Base64 a string: the
+        /// last member, "sealed", is cut out of the bytes and decoded where it is (to the start of <paramref name="content"/>),
+        /// the rest parsed as JSON with "sealed" empty. Null, with nothing changed, for an envelope written any other way.
+        /// </summary>
+        private static (JsonObject Envelope, byte[] Sealed, int Offset, int Length)? ReadSealedInPlace(ArraySegment<byte> content)
+        {
+            byte[] bytes = content.Array ?? Array.Empty<byte>();
+            int first = content.Offset;
+            int close = SkipWhitespaceBack(bytes, first, content.Offset + content.Count - 1);
+            if (close < first || bytes[close] != '}')
+            {
+                return null;
+            }
+
+            close = SkipWhitespaceBack(bytes, first, close - 1);
+            int open = close - 1;
+            while (open >= first && bytes[open] != '"')
+            {
+                open--;
+            }
+
+            int colon = SkipWhitespaceBack(bytes, first, open - 1);
+            int name = SkipWhitespaceBack(bytes, first, colon - 1) - SealedMember.Length + 1;
+            if (close < first || bytes[close] != '"' || open < first || colon < first || bytes[colon] != ':' || name < first || !Same(bytes, name, SealedMember))
+            {
+                return null;
+            }
+
+            JsonObject envelope;
+            try
+            {
+                envelope = JsonText.ParseObject(RegularFile.DecodeText(new ArraySegment<byte>(bytes, first, open + 1 - first)) + Encoding.UTF8.GetString(bytes, close, content.Offset + content.Count - close));
+            }
+            catch (JsonFormatException)
+            {
+                return null;
+            }
+
+            if (envelope.GetOptionalString("sealed") != string.Empty || !Base64Ascii.TryDecodeInPlace(bytes, open + 1, close - open - 1, first, out int written))
+            {
+                return null;
+            }
+
+            return (envelope, bytes, first, written);
+        }
+
+        /// <summary>Any envelope: parsed whole, "sealed" decoded from its string.</summary>
+        private static (JsonObject Envelope, byte[] Sealed, int Offset, int Length) ReadEnvelope(ArraySegment<byte> content)
+        {
+            JsonObject envelope = JsonText.ParseObject(RegularFile.DecodeText(content));
+            byte[] sealedBytes = Convert.FromBase64String(envelope.GetString("sealed"));
+            return (envelope, sealedBytes, 0, sealedBytes.Length);
+        }
+
+        /// <summary>The last index at or before <paramref name="at"/> (not before <paramref name="first"/>) that is not JSON whitespace; first - 1 when none is.</summary>
+        private static int SkipWhitespaceBack(byte[] bytes, int first, int at)
+        {
+            while (at >= first && (bytes[at] == ' ' || bytes[at] == '\t' || bytes[at] == '\n' || bytes[at] == '\r'))
+            {
+                at--;
+            }
+
+            return at;
+        }
+
+        private static bool Same(byte[] bytes, int at, byte[] expected)
+        {
+            for (int i = 0; i < expected.Length; i++)
+            {
+                if (bytes[at + i] != expected[i])
+                {
+                    return false;
+                }
+            }
+
+            return true;
         }
 
         private static VmQuiesceException NotAuthentic(string errorId, string message, string target, Exception? inner = null) =>

@@ -384,7 +384,7 @@ namespace VmQuiesce.Core.Repository.Storage
             try
             {
                 string file = Location + "/" + key;
-                string text = Encryption.OpenManifest(file, Path.GetFileNameWithoutExtension(key), Encoding.UTF8.GetString(Storage.ReadAll(key, MaxManifestBytes)));
+                string text = Encryption.OpenManifest(file, Path.GetFileNameWithoutExtension(key), new ArraySegment<byte>(Storage.ReadAll(key, MaxManifestBytes)));
                 RestorePoint point = RestorePoint.FromJson(JsonText.ParseObject(text));
                 point.Repository = Location;
                 return point;
