@@ -104,7 +104,11 @@ namespace VmQuiesce.Core.Tests.Backup
             var source = new FakeSource(fixture.WriteFile("disk.img", RepositoryFixture.Random(40 * Chunk, 8)));
             string chunks = Path.Combine(fixture.Repository.Path, ChunkStore.FolderName);
             int writtenWhenTold = -1;
-            source.OnReadsEnded = () => writtenWhenTold = Directory.GetFiles(chunks, "*", SearchOption.AllDirectories).Length;
+            // Counted by chunk: a flusher publishing one links its final name before it unlinks the temp name.
+            source.OnReadsEnded = () => writtenWhenTold = Directory.GetFiles(chunks, "*", SearchOption.AllDirectories)
+                .Select(path => Path.GetFileName(path))
+                .Select(name => name.StartsWith(ChunkStore.TempPrefix, StringComparison.Ordinal) ? name.Substring(ChunkStore.TempPrefix.Length).Split('.')[0] : name)
+                .Distinct(StringComparer.Ordinal).Count();
 
             new BackupEngine(fixture.Repository, 2).Run(source, new QuiesceOptions(), null, CancellationToken.None);
 
