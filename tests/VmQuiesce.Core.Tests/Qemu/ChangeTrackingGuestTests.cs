@@ -344,6 +344,33 @@ namespace VmQuiesce.Core.Tests.Qemu
         }
 
         [GuestFact]
+        public void A_copy_that_fails_after_its_reads_ended_merges_its_checkpoint_back_into_the_previous_one()
+        {
+            using TestGuestVm vm = TestGuestVm.Boot();
+            BackUpAfterWrite(vm, "first");
+            IReadOnlyList<string> checkpoints = Bitmaps(vm);
+            var source = new QemuSource(new QemuSourceOptions("tracked", vm.QmpSocketPath) { AgentSocket = vm.AgentSocketPath });
+            ChangeTrackingRequest request = new BackupEngine(_repository) { HostCheckpointFolder = HostCheckpoints }.PreviousCheckpoints(source, verify: false);
+
+            // The fleecing is taken down as the reads end; the copy then fails (a flush, the point's making): the writes since
+            // the point in time, which only the new checkpoint saw, must reach the previous one.
+            using (IConsistentView view = source.OpenTrackedView(new QuiesceOptions(), Task.FromResult(request), CancellationToken.None))
+            {
+                QemuSourceGuestTests.GuestShell(vm, "echo during > /mnt/data/during && sync");
+                ((IReleasePreparation)view).ReadsEnded();
+                view.Complete(false, CancellationToken.None);
+            }
+
+            AssertNothingLeft(vm);
+            Assert.Equal(checkpoints, Bitmaps(vm));
+            RestorePoint next = BackUpAfterWrite(vm, "after-failed-copy");
+            Assert.Equal(ChangeTrackingMode.Incremental, Checkpoint(next).ModeValue);
+            string restored = Restore(next, "after-failed-copy");
+            Assert.Equal("during\n", GuestDiskImage.ReadFile(restored, "/during"));
+            Assert.Equal("after-failed-copy\n", GuestDiskImage.ReadFile(restored, "/marker"));
+        }
+
+        [GuestFact]
         public void A_run_that_died_right_after_starting_QEMUs_NBD_server_leaves_a_server_the_next_backup_stops()
         {
             using TestGuestVm vm = TestGuestVm.Boot();

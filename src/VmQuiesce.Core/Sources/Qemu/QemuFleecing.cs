@@ -181,7 +181,13 @@ namespace VmQuiesce.Core.Sources.Qemu
         /// one and the previous one recording again, so the next backup sees every write since the last point.
         /// Throws ChangeTrackingReleaseFailed naming what is left.
         /// </summary>
-        public void Release(QmpClient qmp, bool success)
+        public void Release(QmpClient qmp, bool success) => Settle(qmp, success, TakeDown(qmp));
+
+        /// <summary>
+        /// The first part of <see cref="Release"/>, which needs nothing from the copy but that its reads are over: all but
+        /// the checkpoints. What failed is in the result, for <see cref="Settle"/> to report.
+        /// </summary>
+        public TakenDown TakeDown(QmpClient qmp)
         {
             var problems = new List<string>();
             CloseConnections();
@@ -225,8 +231,18 @@ namespace VmQuiesce.Core.Sources.Qemu
                 {
                     Try(problems, $"the scratch file '{disk.ScratchPath}'", () => File.Delete(disk.ScratchPath));
                 }
+            }
 
-                if (nodes.TryGetValue(disk.Disk.NodeName, out QemuNodeInfo? node))
+            return new TakenDown(nodes, problems);
+        }
+
+        /// <summary>The rest of <see cref="Release"/> once the copy's outcome is known: the checkpoints, then what failed.</summary>
+        public void Settle(QmpClient qmp, bool success, TakenDown takenDown)
+        {
+            var problems = new List<string>(takenDown.Problems);
+            foreach (QemuDiskCheckpoint disk in _disks)
+            {
+                if (takenDown.Nodes.TryGetValue(disk.Disk.NodeName, out QemuNodeInfo? node))
                 {
                     Try(problems, $"the checkpoints of disk {disk.Disk.Name}", () => SettleBitmaps(qmp, disk, node, success));
                 }
@@ -407,5 +423,19 @@ namespace VmQuiesce.Core.Sources.Qemu
         }
 
         private static JsonObject Action(string type, JsonObject data) => new JsonObject().With("type", type).With("data", data);
+    }
+
+    /// <summary>What <see cref="QemuFleecing.TakeDown"/> left for <see cref="QemuFleecing.Settle"/>: QEMU's nodes as they were, and what failed.</summary>
+    internal sealed class TakenDown
+    {
+        public TakenDown(IReadOnlyDictionary<string, QemuNodeInfo> nodes, IReadOnlyList<string> problems)
+        {
+            Nodes = nodes;
+            Problems = problems;
+        }
+
+        public IReadOnlyDictionary<string, QemuNodeInfo> Nodes { get; }
+
+        public IReadOnlyList<string> Problems { get; }
     }
 }

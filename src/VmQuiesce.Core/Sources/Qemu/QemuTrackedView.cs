@@ -8,8 +8,8 @@ using VmQuiesce.Core.Platform;
 namespace VmQuiesce.Core.Sources.Qemu
 {
     /// <summary>
-    /// The VM's disks at the point in time, read through QEMU's NBD exports of the fleecing nodes. Complete
-    /// takes the fleecing down and settles the checkpoints (kept on success, merged back on failure).
+    /// The VM's disks at the point in time, read through QEMU's NBD exports of the fleecing nodes. The fleecing is taken
+    /// down as soon as the copy's reads are over; Complete settles the checkpoints (kept on success, merged back on failure).
     /// </summary>
     internal sealed class QemuTrackedView : QemuBackupView, IReleasePreparation
     {
@@ -17,7 +17,7 @@ namespace VmQuiesce.Core.Sources.Qemu
         private readonly QemuFleecing _fleecing;
         private readonly object _releaseGate = new object();
         private Task<QmpClient>? _releaseMonitor;
-        private Task? _closing;
+        private Task<(QmpClient Qmp, TakenDown TakenDown)>? _takingDown;
         private bool _releasing;
 
         public QemuTrackedView(QemuSource source, QemuFleecing fleecing, IReadOnlyList<QemuTrackedDisk> disks, QemuDiskFiles diskFiles, QemuRunRecord? run, Consistency reached, Task<QuiesceRecord> quiesce)
@@ -48,7 +48,7 @@ namespace VmQuiesce.Core.Sources.Qemu
         {
             lock (_releaseGate)
             {
-                if (!_releasing && _releaseMonitor == null)
+                if (!_releasing && _releaseMonitor == null && _takingDown == null)
                 {
                     _releaseMonitor = OwnThread.Start(() => _source.ConnectQmp(CancellationToken.None));
                 }
@@ -56,36 +56,50 @@ namespace VmQuiesce.Core.Sources.Qemu
         }
 
         /// <summary>
-        /// Closes the NBD connections as soon as nothing reads through them, beside the copy's last flushes and the point's
-        /// making, so the release finds them closed (closing one waits for its receive loop: milliseconds).
+        /// Takes the fleecing down as soon as nothing reads through it (<see cref="QemuFleecing.TakeDown"/>: the NBD
+        /// connections, exports and server, the jobs, the scratch nodes), beside the copy's last flushes and the point's
+        /// making; the release then only settles the checkpoints, which wait for the copy's outcome.
         /// </summary>
         public void ReadsEnded()
         {
             lock (_releaseGate)
             {
-                if (!_releasing && _closing == null)
+                if (!_releasing && _takingDown == null)
                 {
-                    _closing = OwnThread.Start(_fleecing.CloseConnections);
+                    Task<QmpClient>? prepared = _releaseMonitor;
+                    _releaseMonitor = null;
+                    _takingDown = OwnThread.Start(() => TakeDown(prepared, CancellationToken.None));
                 }
             }
         }
 
-        /// <summary>Takes the fleecing down and settles the checkpoints (kept on success, merged back on failure).</summary>
+        /// <summary>Takes the fleecing down, unless the copy's end already began that, and settles the checkpoints (kept on success, merged back on failure).</summary>
         protected override void Release(bool success, CancellationToken cancel)
         {
+            Task<(QmpClient Qmp, TakenDown TakenDown)>? begun;
             Task<QmpClient>? prepared;
-            Task closing;
             lock (_releaseGate)
             {
                 _releasing = true;
+                begun = _takingDown;
+                _takingDown = null;
                 prepared = _releaseMonitor;
                 _releaseMonitor = null;
-                // The NBD connections close while the monitor is connected to (the exports are taken down after them), unless
-                // they already are closing; they have closed before this goes on, whatever the connect did.
-                closing = _closing ?? OwnThread.Start(_fleecing.CloseConnections);
-                _closing = null;
             }
 
+            (QmpClient qmp, TakenDown takenDown) = begun != null ? begun.GetAwaiter().GetResult() : TakeDown(prepared, cancel);
+            using (qmp)
+            {
+                _fleecing.Settle(qmp, success, takenDown);
+            }
+        }
+
+        /// <summary>The monitor (<paramref name="prepared"/>, or connected now) and what <see cref="QemuFleecing.TakeDown"/> did with it.</summary>
+        private (QmpClient Qmp, TakenDown TakenDown) TakeDown(Task<QmpClient>? prepared, CancellationToken cancel)
+        {
+            // The NBD connections close while the monitor is connected to (the exports are taken down after them); they have
+            // closed before this goes on, whatever the connect did.
+            Task closing = OwnThread.Start(_fleecing.CloseConnections);
             QmpClient qmp;
             try
             {
@@ -108,9 +122,14 @@ namespace VmQuiesce.Core.Sources.Qemu
                 OwnThread.WaitEnded(closing);
             }
 
-            using (qmp)
+            try
             {
-                _fleecing.Release(qmp, success);
+                return (qmp, _fleecing.TakeDown(qmp));
+            }
+            catch
+            {
+                qmp.Dispose();
+                throw;
             }
         }
     }
