@@ -196,6 +196,7 @@ namespace VmQuiesce.Core.Tests.Repository
 
             var e = Assert.Throws<VmQuiesceException>(() => repository.GetRestorePoint(planted.Id));
             Assert.Equal("RestorePointNotAuthentic", e.ErrorId);
+            Assert.Contains("is not sealed", e.Message, StringComparison.Ordinal);
             var reported = new List<VmQuiesceException>();
             IReadOnlyList<RestorePoint> listed = repository.ListRestorePoints(reported.Add);
             Assert.DoesNotContain(listed, point => point.Id == planted.Id);

@@ -411,11 +411,11 @@ namespace VmQuiesce.Core.Repository.Keys
             return (envelope, bytes, first, written);
         }
 
-        /// <summary>Any envelope: parsed whole, "sealed" decoded from its string.</summary>
+        /// <summary>Any envelope: parsed whole, "sealed" decoded from its string (none when it has none, which then does not open).</summary>
         private static (JsonObject Envelope, byte[] Sealed, int Offset, int Length) ReadEnvelope(ArraySegment<byte> content)
         {
             JsonObject envelope = JsonText.ParseObject(RegularFile.DecodeText(content));
-            byte[] sealedBytes = Convert.FromBase64String(envelope.GetString("sealed"));
+            byte[] sealedBytes = Convert.FromBase64String(envelope.GetOptionalString("sealed") ?? string.Empty);
             return (envelope, sealedBytes, 0, sealedBytes.Length);
         }
 

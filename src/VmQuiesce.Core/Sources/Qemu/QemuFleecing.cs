@@ -181,7 +181,7 @@ namespace VmQuiesce.Core.Sources.Qemu
         /// one and the previous one recording again, so the next backup sees every write since the last point.
         /// Throws ChangeTrackingReleaseFailed naming what is left.
         /// </summary>
-        public void Release(QmpClient qmp, bool success) => Settle(qmp, success, TakeDown(qmp));
+        public void Release(QmpClient qmp, bool success) => Settle(success, TakeDown(qmp));
 
         /// <summary>
         /// The first part of <see cref="Release"/>, which needs nothing from the copy but that its reads are over: all but
@@ -233,12 +233,13 @@ namespace VmQuiesce.Core.Sources.Qemu
                 }
             }
 
-            return new TakenDown(nodes, problems);
+            return new TakenDown(qmp, nodes, problems);
         }
 
         /// <summary>The rest of <see cref="Release"/> once the copy's outcome is known: the checkpoints, then what failed.</summary>
-        public void Settle(QmpClient qmp, bool success, TakenDown takenDown)
+        public void Settle(bool success, TakenDown takenDown)
         {
+            QmpClient qmp = takenDown.Qmp;
             var problems = new List<string>(takenDown.Problems);
             foreach (QemuDiskCheckpoint disk in _disks)
             {
@@ -425,14 +426,17 @@ namespace VmQuiesce.Core.Sources.Qemu
         private static JsonObject Action(string type, JsonObject data) => new JsonObject().With("type", type).With("data", data);
     }
 
-    /// <summary>What <see cref="QemuFleecing.TakeDown"/> left for <see cref="QemuFleecing.Settle"/>: QEMU's nodes as they were, and what failed.</summary>
+    /// <summary>What <see cref="QemuFleecing.TakeDown"/> left for <see cref="QemuFleecing.Settle"/>: the monitor, QEMU's nodes as they were, and what failed.</summary>
     internal sealed class TakenDown
     {
-        public TakenDown(IReadOnlyDictionary<string, QemuNodeInfo> nodes, IReadOnlyList<string> problems)
+        public TakenDown(QmpClient qmp, IReadOnlyDictionary<string, QemuNodeInfo> nodes, IReadOnlyList<string> problems)
         {
+            Qmp = qmp;
             Nodes = nodes;
             Problems = problems;
         }
+
+        public QmpClient Qmp { get; }
 
         public IReadOnlyDictionary<string, QemuNodeInfo> Nodes { get; }
 

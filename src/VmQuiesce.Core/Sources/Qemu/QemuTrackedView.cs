@@ -17,7 +17,7 @@ namespace VmQuiesce.Core.Sources.Qemu
         private readonly QemuFleecing _fleecing;
         private readonly object _releaseGate = new object();
         private Task<QmpClient>? _releaseMonitor;
-        private Task<(QmpClient Qmp, TakenDown TakenDown)>? _takingDown;
+        private Task<TakenDown>? _takingDown;
         private bool _releasing;
 
         public QemuTrackedView(QemuSource source, QemuFleecing fleecing, IReadOnlyList<QemuTrackedDisk> disks, QemuDiskFiles diskFiles, QemuRunRecord? run, Consistency reached, Task<QuiesceRecord> quiesce)
@@ -76,7 +76,7 @@ namespace VmQuiesce.Core.Sources.Qemu
         /// <summary>Takes the fleecing down, unless the copy's end already began that, and settles the checkpoints (kept on success, merged back on failure).</summary>
         protected override void Release(bool success, CancellationToken cancel)
         {
-            Task<(QmpClient Qmp, TakenDown TakenDown)>? begun;
+            Task<TakenDown>? begun;
             Task<QmpClient>? prepared;
             lock (_releaseGate)
             {
@@ -87,15 +87,15 @@ namespace VmQuiesce.Core.Sources.Qemu
                 _releaseMonitor = null;
             }
 
-            (QmpClient qmp, TakenDown takenDown) = begun != null ? begun.GetAwaiter().GetResult() : TakeDown(prepared, cancel);
-            using (qmp)
+            TakenDown takenDown = begun != null ? begun.GetAwaiter().GetResult() : TakeDown(prepared, cancel);
+            using (takenDown.Qmp)
             {
-                _fleecing.Settle(qmp, success, takenDown);
+                _fleecing.Settle(success, takenDown);
             }
         }
 
-        /// <summary>The monitor (<paramref name="prepared"/>, or connected now) and what <see cref="QemuFleecing.TakeDown"/> did with it.</summary>
-        private (QmpClient Qmp, TakenDown TakenDown) TakeDown(Task<QmpClient>? prepared, CancellationToken cancel)
+        /// <summary><see cref="QemuFleecing.TakeDown"/> through the monitor <paramref name="prepared"/>, or one connected now.</summary>
+        private TakenDown TakeDown(Task<QmpClient>? prepared, CancellationToken cancel)
         {
             // The NBD connections close while the monitor is connected to (the exports are taken down after them); they have
             // closed before this goes on, whatever the connect did.
@@ -124,7 +124,7 @@ namespace VmQuiesce.Core.Sources.Qemu
 
             try
             {
-                return (qmp, _fleecing.TakeDown(qmp));
+                return _fleecing.TakeDown(qmp);
             }
             catch
             {
