@@ -60,54 +60,46 @@ namespace VmQuiesce.Core.Json
         }
 
         /// <summary>
-        /// As <see cref="Serialize"/>, as UTF-8 without a byte order mark, encoded from the text's pieces as they were
-        /// written: a manifest is a megabyte of text, and a string of it only to encode it is memory touched for nothing.
+        /// As <see cref="Serialize"/>, as UTF-8 without a byte order mark. Text all ASCII, as a manifest nearly always is
+        /// (chunk names, numbers, paths), is encoded from the pieces it was written in, a byte a character: a manifest is
+        /// a megabyte of text, and a string of it only to encode it is memory touched for nothing. Other text goes through
+        /// a string, so that a pair of surrogates split between two pieces stays whole.
         /// </summary>
         internal static byte[] SerializeUtf8(object? value, bool indented)
         {
             var builder = new StringBuilder();
             Write(builder, value, indented, 0);
             var utf8 = new UTF8Encoding(encoderShouldEmitUTF8Identifier: false);
-#if NETFRAMEWORK
+#if !NETFRAMEWORK
+            if (IsAscii(builder))
+            {
+                var bytes = new byte[builder.Length];
+                int at = 0;
+                foreach (ReadOnlyMemory<char> piece in builder.GetChunks())
+                {
+                    at += utf8.GetBytes(piece.Span, bytes.AsSpan(at));
+                }
+
+                return bytes;
+            }
+#endif
             return utf8.GetBytes(builder.ToString());
-#else
-            // As long as the text when it is ASCII, as a manifest nearly always is; grown when it is not. The encoder keeps
-            // a pair of surrogates split between two pieces whole.
-            var bytes = new byte[builder.Length];
-            int at = 0;
-            Encoder encoder = utf8.GetEncoder();
+        }
+
+#if !NETFRAMEWORK
+        private static bool IsAscii(StringBuilder builder)
+        {
             foreach (ReadOnlyMemory<char> piece in builder.GetChunks())
             {
-                ReadOnlySpan<char> rest = piece.Span;
-                while (true)
+                if (!Ascii.IsValid(piece.Span))
                 {
-                    encoder.Convert(rest, bytes.AsSpan(at), flush: false, out int charsUsed, out int bytesUsed, out _);
-                    at += bytesUsed;
-                    rest = rest.Slice(charsUsed);
-                    if (rest.IsEmpty)
-                    {
-                        break;
-                    }
-
-                    Array.Resize(ref bytes, Math.Max(bytes.Length * 2, at + 4));
+                    return false;
                 }
             }
 
-            if (bytes.Length - at < 4)
-            {
-                Array.Resize(ref bytes, at + 4);
-            }
-
-            encoder.Convert(ReadOnlySpan<char>.Empty, bytes.AsSpan(at), flush: true, out _, out int last, out _);
-            at += last;
-            if (at != bytes.Length)
-            {
-                Array.Resize(ref bytes, at);
-            }
-
-            return bytes;
-#endif
+            return true;
         }
+#endif
 
         internal static string Describe(object? value) => value switch
         {

@@ -60,7 +60,15 @@ namespace VmQuiesce.Core.Tests.Json
                 list.Add(new string('a', i % 7) + (i % 3 == 0 ? "😀" : i % 3 == 1 ? "é€" : "0123456789abcdef"));
             }
 
-            foreach (object? value in new object?[] { new JsonObject().With("chunks", list), "ASCII only", string.Empty, new JsonArray() })
+            // One string written whole fills its piece exactly, so its closing quote starts a piece of its own, which the
+            // encoded text, a byte longer than the text for the "é", reaches with no room left.
+            var asciiList = new JsonArray();
+            for (int i = 0; i < 3000; i++)
+            {
+                asciiList.Add(i.ToString("x64", System.Globalization.CultureInfo.InvariantCulture));
+            }
+
+            foreach (object? value in new object?[] { new JsonObject().With("chunks", list), new JsonObject().With("chunks", asciiList), "é" + new string('a', 40), "ASCII only", string.Empty, new JsonArray() })
             {
                 foreach (bool indented in new[] { true, false })
                 {
