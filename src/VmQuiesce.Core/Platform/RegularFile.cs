@@ -116,24 +116,7 @@ namespace VmQuiesce.Core.Platform
             byte[] array = bytes.Array ?? Array.Empty<byte>();
             int at = bytes.Offset;
             int count = bytes.Count;
-            bool Starts(params byte[] mark)
-            {
-                if (count < mark.Length)
-                {
-                    return false;
-                }
-
-                for (int i = 0; i < mark.Length; i++)
-                {
-                    if (array[at + i] != mark[i])
-                    {
-                        return false;
-                    }
-                }
-
-                return true;
-            }
-
+            bool Starts(params byte[] mark) => ByteRanges.StartsWith(array, at, at + count, mark);
             (Encoding encoding, int mark) = Starts(0xEF, 0xBB, 0xBF) ? (new UTF8Encoding(false), 3)
                 : Starts(0xFF, 0xFE, 0x00, 0x00) ? (new UTF32Encoding(bigEndian: false, byteOrderMark: false), 4)
                 : Starts(0x00, 0x00, 0xFE, 0xFF) ? (new UTF32Encoding(bigEndian: true, byteOrderMark: false), 4)

@@ -388,7 +388,7 @@ namespace VmQuiesce.Core.Repository.Keys
 
             int colon = SkipWhitespaceBack(bytes, first, open - 1);
             int name = SkipWhitespaceBack(bytes, first, colon - 1) - SealedMember.Length + 1;
-            if (close < first || bytes[close] != '"' || open < first || colon < first || bytes[colon] != ':' || name < first || !Same(bytes, name, SealedMember))
+            if (close < first || bytes[close] != '"' || open < first || colon < first || bytes[colon] != ':' || name < first || !ByteRanges.StartsWith(bytes, name, content.Offset + content.Count, SealedMember))
             {
                 return null;
             }
@@ -428,19 +428,6 @@ namespace VmQuiesce.Core.Repository.Keys
             }
 
             return at;
-        }
-
-        private static bool Same(byte[] bytes, int at, byte[] expected)
-        {
-            for (int i = 0; i < expected.Length; i++)
-            {
-                if (bytes[at + i] != expected[i])
-                {
-                    return false;
-                }
-            }
-
-            return true;
         }
 
         private static VmQuiesceException NotAuthentic(string errorId, string message, string target, Exception? inner = null) =>
