@@ -2,7 +2,6 @@ using System;
 using System.Collections.Generic;
 using System.IO;
 using System.Linq;
-using System.Threading;
 using VmQuiesce.Core.Json;
 using VmQuiesce.Core.Sources.Qemu;
 
@@ -65,33 +64,6 @@ namespace VmQuiesce.Core.Tests.Qemu
 
         public void SendEvent(string name, JsonObject data) =>
             Send(new JsonObject().With("event", name).With("data", data).With("timestamp", new JsonObject().With("seconds", 1700000000L).With("microseconds", 5L)).ToString());
-
-        /// <summary>
-        /// Answers query-cpus-fast with one CPU and the type of that CPU when asked, and sets <paramref name="asked"/> then:
-        /// the CPU's type is the last thing an open's look asks (<see cref="QemuSource.Look"/>), so once it is asked, what
-        /// the look saw of the disks is settled and its image files are open.
-        /// </summary>
-        public void AnswerCpuType(ManualResetEventSlim asked)
-        {
-            const string cpuPath = "/machine/unattached/device[0]";
-            Override = (command, request, fake) =>
-            {
-                if (command == "query-cpus-fast")
-                {
-                    fake.Answer(request, new JsonArray { new JsonObject().With("cpu-index", 0L).With("qom-path", cpuPath) });
-                    return true;
-                }
-
-                if (command == "qom-get" && request.GetObject("arguments").GetString("path") == cpuPath)
-                {
-                    fake.Answer(request, "qemu64-x86_64-cpu");
-                    asked.Set();
-                    return true;
-                }
-
-                return false;
-            };
-        }
 
         public void Answer(JsonObject request, object? value) => Reply(request, value);
 

@@ -67,32 +67,6 @@ namespace VmQuiesce.Core.Tests.Qemu
         }
 
         [LinuxFact]
-        public void A_dead_runs_record_that_appears_after_the_look_ahead_makes_the_open_look_again_after_the_repair()
-        {
-            using var looked = new ManualResetEventSlim();
-            _vm.Qemu.AnswerCpuType(looked);
-            _vm.Qemu.Start();
-            _vm.Agent.Start();
-            using QemuAhead ahead = QemuAhead.Start(Options());
-            Assert.True(looked.Wait(TimeSpan.FromSeconds(30)));
-            // After the look: a disk hot-added (the repair leaves it), and a run that died with its overlay switched in.
-            _vm.Qemu.AddDrive("disk1", _vm.Folder.File("data.qcow2"));
-            string overlay = LeaveOverlay();
-            WriteRecord(DeadProcessId(), "1", mayBeFrozen: false, overlay);
-
-            using (IConsistentView view = new QemuSource(Options(), new OperationHost(warn: _warnings.Add)) { Ahead = ahead }.OpenConsistentView(new QuiesceOptions(), CancellationToken.None))
-            {
-                // Looked at again after the repair: both disks, neither on the dead run's overlay.
-                Assert.Equal(new[] { _vm.Folder.File("base.qcow2"), _vm.Folder.File("data.qcow2") }, view.Files.Select(f => f.OriginalPath).OrderBy(p => p, StringComparer.Ordinal));
-                view.Complete(true, CancellationToken.None);
-            }
-
-            Assert.Contains(_warnings, w => w.Contains("Overlay committed", StringComparison.Ordinal) && w.Contains(overlay, StringComparison.Ordinal));
-            Assert.False(File.Exists(overlay));
-            Assert.Equal(2, _vm.Qemu.Commands.Count(c => c == "query-cpus-fast"));
-        }
-
-        [LinuxFact]
         public void A_backup_whose_recorded_process_still_runs_is_not_started_and_nothing_is_touched()
         {
             string overlay = LeaveOverlay();

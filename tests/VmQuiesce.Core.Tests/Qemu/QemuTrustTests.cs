@@ -193,7 +193,7 @@ namespace VmQuiesce.Core.Tests.Qemu
             // The trust as configured: this test process, serving both sockets, is no QEMU binary.
             using var ahead = QemuAhead.Start(new QemuSourceOptions("vm1", vm.Qemu.SocketPath) { AgentSocket = vm.Agent.SocketPath, Guardian = null });
 
-            Assert.Equal("QemuProcessUntrusted", (await Assert.ThrowsAsync<VmQuiesceException>(() => ahead.TakeMonitor(out _)!)).ErrorId);
+            Assert.Equal("QemuProcessUntrusted", (await Assert.ThrowsAsync<VmQuiesceException>(() => ahead.TakeMonitor()!)).ErrorId);
             using (GuestAgentClient agent = await ahead.TakeAgent()!)
             {
                 lock (vm.Agent.Commands)

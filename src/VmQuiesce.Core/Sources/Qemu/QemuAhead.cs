@@ -7,10 +7,8 @@ namespace VmQuiesce.Core.Sources.Qemu
 {
     /// <summary>
     /// A VM's monitor and guest agent connections started before the backup needs them (<see cref="QemuVm.StartAhead"/>),
-    /// while the repository opens. The monitor is connected, its process checked (<see cref="QemuSource.ConnectVerifiedQmp"/>),
-    /// asked what every open asks first, and the open's read-only steps taken through it (<see cref="QemuLook"/>: queries and
-    /// files opened for reading; nothing changes, so a repository that then fails to open has changed nothing either). The
-    /// agent is connected at once: qemu-ga looks
+    /// while the repository opens. The monitor is connected, its process checked (<see cref="QemuSource.ConnectVerifiedQmp"/>)
+    /// and asked what every open asks first (queries only: nothing changes). The agent is connected at once: qemu-ga looks
     /// at a channel nobody has open only every 100 ms, so the sooner the connection exists, the sooner it answers. Only
     /// once the monitor's verified QEMU is seen to serve the agent's channel too is anything sent on it, and then only the
     /// sync (<see cref="ConnectAndSync"/>). The source's open takes both and checks again; disposing closes what no open took.
@@ -20,19 +18,16 @@ namespace VmQuiesce.Core.Sources.Qemu
         private readonly object _gate = new object();
         private readonly CancellationTokenSource _closing = new CancellationTokenSource();
         private Task<QmpClient>? _monitor;
-        private Task<QemuLook?>? _look;
         private Task<GuestAgentClient>? _agent;
 
         private QemuAhead(QemuSourceOptions options)
         {
             Options = options;
-            // The monitor is given out once asked (the agent's sync waits for it), the look goes on on the same thread.
-            var monitor = new TaskCompletionSource<QmpClient>(TaskCreationOptions.RunContinuationsAsynchronously);
-            _monitor = monitor.Task;
-            _look = OwnThread.Start(() => ConnectAskAndLook(options, monitor));
+            Task<QmpClient> monitor = OwnThread.Start(() => ConnectAndAsk(options));
+            _monitor = monitor;
             string? agentSocket = options.AgentSocket;
             CancellationToken closing = _closing.Token;
-            _agent = agentSocket == null ? null : OwnThread.Start(() => ConnectAndSync(agentSocket, options, monitor.Task, closing));
+            _agent = agentSocket == null ? null : OwnThread.Start(() => ConnectAndSync(agentSocket, options, monitor, closing));
         }
 
         /// <summary>What it connects to, and how.</summary>
@@ -40,22 +35,8 @@ namespace VmQuiesce.Core.Sources.Qemu
 
         public static QemuAhead Start(QemuSourceOptions options) => new QemuAhead(options);
 
-        /// <summary>
-        /// The monitor's connection (its failure, if it failed), once; null after that, and after <see cref="Dispose"/>. With
-        /// it <paramref name="look"/>, which uses the monitor until it ends: null when nothing was looked at (the monitor
-        /// failed, or a dead run's record was there: its repair goes first, and the open looks after it).
-        /// </summary>
-        public Task<QmpClient>? TakeMonitor(out Task<QemuLook?>? look)
-        {
-            lock (_gate)
-            {
-                Task<QmpClient>? taken = _monitor;
-                look = taken == null ? null : _look;
-                _monitor = null;
-                _look = null;
-                return taken;
-            }
-        }
+        /// <summary>The monitor's connection (its failure, if it failed), once; null after that, and after <see cref="Dispose"/>.</summary>
+        public Task<QmpClient>? TakeMonitor() => Take(ref _monitor);
 
         /// <summary>The agent's connection, as <see cref="TakeMonitor"/>; null without an agent socket.</summary>
         public Task<GuestAgentClient>? TakeAgent() => Take(ref _agent);
@@ -74,33 +55,24 @@ namespace VmQuiesce.Core.Sources.Qemu
         // _closing is not disposed: an open that took the agent may still be waiting for its sync (it has no timer to free).
         public void Dispose()
         {
-            Task<QmpClient>? monitor = TakeMonitor(out Task<QemuLook?>? look);
-            QemuSource.DisposeLook(look);
-            Close(monitor);
+            Close(TakeMonitor());
             CloseAgent();
         }
 
-        /// <summary>
-        /// Gives out the verified monitor, asked what every open asks first (<see cref="QemuSource.OpenQueries"/>): QEMU
-        /// answers while the repository opens. Then looks through it, unless a dead run left its record.
-        /// </summary>
-        private static QemuLook? ConnectAskAndLook(QemuSourceOptions options, TaskCompletionSource<QmpClient> monitor)
+        /// <summary>The verified monitor, asked what every open asks first (<see cref="QemuSource.OpenQueries"/>): QEMU answers while the repository opens.</summary>
+        private static QmpClient ConnectAndAsk(QemuSourceOptions options)
         {
-            QmpClient? qmp = null;
+            QmpClient qmp = QemuSource.ConnectVerifiedQmp(options, CancellationToken.None);
             try
             {
-                qmp = QemuSource.ConnectVerifiedQmp(options, CancellationToken.None);
-                qmp.AskAhead(QemuSource.OpenQueries(look: true, tracking: false));
+                qmp.AskAhead(QemuSource.OpenQueries(tracking: false));
+                return qmp;
             }
-            catch (Exception e)
+            catch
             {
-                qmp?.Dispose();
-                monitor.SetException(e);
-                return null;
+                qmp.Dispose();
+                throw;
             }
-
-            monitor.SetResult(qmp);
-            return QemuRunRecord.Load(options.QmpSocket) == null ? new QemuSource(options).Look(qmp, CancellationToken.None) : null;
         }
 
         /// <summary>

@@ -108,11 +108,10 @@ namespace VmQuiesce.Core.Sources.Qemu
             // The monitor's verified process, for the agent's check (cancelled when the open ends first).
             var monitorPeer = new TaskCompletionSource<QemuPeer?>(TaskCreationOptions.RunContinuationsAsynchronously);
             Task<PreparedAgent>? preparing = PrepareAgentAhead(monitorPeer.Task, cancel);
-            Task<QemuLook?>? lookAhead = null;
             QmpClient qmp;
             try
             {
-                qmp = TakeMonitorAhead(out lookAhead) ?? ConnectQmp(cancel);
+                qmp = TakeMonitorAhead() ?? ConnectQmp(cancel);
             }
             catch
             {
@@ -129,7 +128,7 @@ namespace VmQuiesce.Core.Sources.Qemu
             QemuFleecing? fleecing = null;
             try
             {
-                qmp.AskAhead(OpenQueries(look: lookAhead == null, tracking != null), cancel);
+                qmp.AskAhead(OpenQueries(tracking != null), cancel);
 
                 // A dead run's repair may thaw through the agent, whose channel serves one client at a time: ours goes first.
                 RecoverDeadRun(qmp, cancel, beforeRepair: () =>
@@ -137,9 +136,6 @@ namespace VmQuiesce.Core.Sources.Qemu
                     monitorPeer.TrySetCanceled();
                     DisposePreparedAgent(preparing);
                     preparing = null;
-                    // A record written since the look began: what it saw may be what the repair changes.
-                    DisposeLook(lookAhead);
-                    lookAhead = null;
                 });
                 if (_options.AgentSocket != null)
                 {
@@ -161,15 +157,11 @@ namespace VmQuiesce.Core.Sources.Qemu
                     }
                 }
 
-                QemuLook look = lookAhead?.GetAwaiter().GetResult() ?? Look(qmp, cancel);
-                lookAhead = null;
-                diskFiles = look.TakeDiskFiles();
-                foreach (string step in look.Verbose)
-                {
-                    _host.WriteVerbose(step);
-                }
+                IReadOnlyList<QemuDisk> disks = CheckDisks(qmp, cancel);
+                Leftovers.Refuse(VmName, FindLeftovers(qmp, disks, cancel),
+                    "Repair it (commits VmQuiesce's overlays back, finishes or dismisses its jobs): " + QemuRepairCommands.Repair(_options.QmpSocket, _options.AgentSocket));
 
-                IReadOnlyList<QemuDisk> disks = look.Disks;
+                diskFiles = QemuDiskFiles.Open(disks, qmp.VerifiedPeer, VmName);
                 string stamp = DateTime.UtcNow.ToString("yyyyMMdd'T'HHmmssfff'Z'", CultureInfo.InvariantCulture);
                 if (tracking != null)
                 {
@@ -177,6 +169,8 @@ namespace VmQuiesce.Core.Sources.Qemu
                     fleecing = QemuFleecing.Begin(qmp, disks, stamp, VmName, _host, cancel);
                     fleecing.AddScratchNodes(qmp, cancel);
                 }
+
+                Repository.VmMachine? machine = QemuMachine.Query(qmp, VmName, _host, cancel, out Guid? uuid);
 
                 GuestAgentFreezer? freezer = null;
                 Consistency expected = Consistency.Crash;
@@ -315,9 +309,9 @@ namespace VmQuiesce.Core.Sources.Qemu
                 }
 
                 IConsistentView view = fleecing != null
-                    ? new QemuTrackedView(this, fleecing, fleecing.Export(qmp, tracking!.Result.Verify, run, cancel), diskFiles, run, reached, quiesce) { VmUuid = look.Uuid, Machine = look.Machine }
+                    ? new QemuTrackedView(this, fleecing, fleecing.Export(qmp, tracking!.Result.Verify, run, cancel), diskFiles, run, reached, quiesce) { VmUuid = uuid, Machine = machine }
                     : new QemuConsistentView(this, disks, overlays, diskFiles, run, reached, options.KeepSnapshot, quiesce,
-                        snapshotTag == null ? null : new CapturedSnapshot(snapshotTag, null, "QemuInternal")) { VmUuid = look.Uuid, Machine = look.Machine };
+                        snapshotTag == null ? null : new CapturedSnapshot(snapshotTag, null, "QemuInternal")) { VmUuid = uuid, Machine = machine };
                 fleecing = null;
                 quiesce = null;
                 _host.WriteVerbose($"VM '{VmName}': {reached} consistency, frozen for {frozenMilliseconds:0.#} ms ({string.Join(", ", window.Frozen)}).");
@@ -328,7 +322,6 @@ namespace VmQuiesce.Core.Sources.Qemu
             finally
             {
                 ReleaseFleecing(fleecing, qmp);
-                DisposeLook(lookAhead);
                 EndRunRecord(run, planned);
                 diskFiles?.Dispose();
                 agent?.Dispose();
@@ -403,45 +396,6 @@ namespace VmQuiesce.Core.Sources.Qemu
         }
 
         /// <summary>
-        /// The read-only steps of an open (<see cref="QemuLook"/>): the disks checked, an earlier backup's leftovers refused,
-        /// the image files opened and checked to be QEMU's, the machine asked. Its steps for -Verbose are kept in the look.
-        /// </summary>
-        internal QemuLook Look(QmpClient qmp, CancellationToken cancel)
-        {
-            IReadOnlyList<QemuDisk> disks = CheckDisks(qmp, cancel);
-            Leftovers.Refuse(VmName, FindLeftovers(qmp, disks, cancel),
-                "Repair it (commits VmQuiesce's overlays back, finishes or dismisses its jobs): " + QemuRepairCommands.Repair(_options.QmpSocket, _options.AgentSocket));
-
-            QemuDiskFiles diskFiles = QemuDiskFiles.Open(disks, qmp.VerifiedPeer, VmName);
-            try
-            {
-                var verbose = new List<string>();
-                Repository.VmMachine? machine = QemuMachine.Query(qmp, VmName, new OperationHost(verbose: verbose.Add), cancel, out Guid? uuid);
-                return new QemuLook(disks, diskFiles, machine, uuid, verbose);
-            }
-            catch
-            {
-                diskFiles.Dispose();
-                throw;
-            }
-        }
-
-        /// <summary>A look the open did not take: it has ended (it used the monitor), and its image files are closed.</summary>
-        internal static void DisposeLook(Task<QemuLook?>? look)
-        {
-            if (look == null)
-            {
-                return;
-            }
-
-            OwnThread.WaitEnded(look);
-            if (look.Status == TaskStatus.RanToCompletion)
-            {
-                look.Result?.Dispose();
-            }
-        }
-
-        /// <summary>
         /// When a backup of this VM whose process has ended left a record, repairs what it left (thaws the guest it
         /// froze, commits its overlays back, finishes its jobs) and says so; a run that still goes on refuses this one.
         /// </summary>
@@ -482,26 +436,20 @@ namespace VmQuiesce.Core.Sources.Qemu
         }
 
         /// <summary>
-        /// What an open asks the monitor before it changes anything: for its <see cref="Look"/> the disks, the jobs and the
-        /// machine, and with change tracking the exports and the nodes. Asked ahead (<see cref="QmpClient.AskAhead"/>) as
-        /// soon as the monitor is connected, QEMU answers them all while the open checks the answers that came first.
+        /// What an open asks the monitor before it changes anything: the disks, the jobs and the machine, and with change
+        /// tracking the exports and the nodes. Asked ahead (<see cref="QmpClient.AskAhead"/>) as soon as the monitor is
+        /// connected, QEMU answers them all while the open checks the answers that came first.
         /// </summary>
-        internal static IEnumerable<QemuCommand> OpenQueries(bool look, bool tracking)
+        internal static IEnumerable<QemuCommand> OpenQueries(bool tracking)
         {
-            var queries = new List<QemuCommand>();
-            if (look)
-            {
-                queries.Add(QemuBlockOperations.DisksQuery);
-                queries.Add(QemuBlockOperations.JobsQuery);
-                queries.AddRange(QemuMachine.Queries);
-            }
-
+            var queries = new List<QemuCommand> { QemuBlockOperations.DisksQuery, QemuBlockOperations.JobsQuery };
             if (tracking)
             {
                 queries.Add(QemuFleecing.ExportsQuery);
                 queries.Add(QemuNodeInfo.NodesQuery);
             }
 
+            queries.AddRange(QemuMachine.Queries);
             return queries;
         }
 
@@ -524,21 +472,11 @@ namespace VmQuiesce.Core.Sources.Qemu
             }
         }
 
-        /// <summary>
-        /// The monitor connection <see cref="Ahead"/> started for this VM's socket (its failure is thrown), and the look it
-        /// took through it (<paramref name="look"/>, ended: the monitor is this open's alone); null when there is none.
-        /// </summary>
-        private QmpClient? TakeMonitorAhead(out Task<QemuLook?>? look)
+        /// <summary>The monitor connection <see cref="Ahead"/> started for this VM's socket (its failure is thrown); null when there is none.</summary>
+        private QmpClient? TakeMonitorAhead()
         {
-            look = null;
-            Task<QmpClient>? connecting = Ahead?.Options.QmpSocket == _options.QmpSocket ? Ahead.TakeMonitor(out look) : null;
-            if (connecting == null)
-            {
-                return null;
-            }
-
-            OwnThread.WaitEnded(look!);
-            return WarnIfUnverified(connecting.GetAwaiter().GetResult());
+            Task<QmpClient>? connecting = Ahead?.Options.QmpSocket == _options.QmpSocket ? Ahead.TakeMonitor() : null;
+            return connecting == null ? null : WarnIfUnverified(connecting.GetAwaiter().GetResult());
         }
 
         private QmpClient WarnIfUnverified(QmpClient qmp)
