@@ -89,6 +89,44 @@ function Get-BenchStats {
     [pscustomobject]@{ Min = $sorted[0]; Median = $median; Max = $sorted[$n - 1]; Runs = $sorted }
 }
 
+function Compare-BenchPairs {
+    <#
+    .SYNOPSIS
+        A candidate build against a baseline, run by run: each pair of runs was made one after the other, so its
+        difference leaves out what the machine was doing at the time. The median difference (candidate minus
+        baseline), in how many pairs the candidate was quicker, and a 90% bootstrap interval of the median difference
+        (the pairs drawn again with replacement, with a fixed seed so the same runs give the same interval): an
+        interval that holds 0 is no measured difference.
+    #>
+    [OutputType([pscustomobject])]
+    param(
+        [Parameter(Mandatory)] [double[]] $Baseline,
+        [Parameter(Mandatory)] [double[]] $Candidate,
+        [ValidateRange(100, 100000)] [int] $Resamples = 2000
+    )
+    if ($Baseline.Count -eq 0 -or $Baseline.Count -ne $Candidate.Count) {
+        throw "Compare-BenchPairs needs one candidate run per baseline run, at least one pair; got $($Baseline.Count) baseline and $($Candidate.Count) candidate runs."
+    }
+    $n = $Baseline.Count
+    $differences = [double[]]::new($n)
+    for ($i = 0; $i -lt $n; $i++) { $differences[$i] = $Candidate[$i] - $Baseline[$i] }
+    $random = [Random]::new(1)
+    $sample = [double[]]::new($n)
+    $medians = [double[]]::new($Resamples)
+    for ($r = 0; $r -lt $Resamples; $r++) {
+        for ($i = 0; $i -lt $n; $i++) { $sample[$i] = $differences[$random.Next($n)] }
+        $medians[$r] = (Get-BenchStats $sample).Median
+    }
+    [Array]::Sort($medians)
+    [pscustomobject]@{
+        Median = (Get-BenchStats $differences).Median
+        Low = $medians[[int][math]::Floor(0.05 * ($Resamples - 1))]
+        High = $medians[[int][math]::Ceiling(0.95 * ($Resamples - 1))]
+        CandidateQuicker = @($differences | Where-Object { $_ -lt 0 }).Count
+        Pairs = $n
+    }
+}
+
 function New-BenchFigure {
     <#
     .SYNOPSIS
@@ -291,5 +329,5 @@ plot for [i=2:$($tools.Count + 1)] '$dataPath' using i:xtic(1) title columnheade
     return $null
 }
 
-Export-ModuleMember -Function New-BenchImage, Measure-ChunkCodec, Update-BenchImage, Get-AllocatedBytes, Get-BenchStats, New-BenchFigure, Find-BenchFigure,
+Export-ModuleMember -Function New-BenchImage, Measure-ChunkCodec, Update-BenchImage, Get-AllocatedBytes, Get-BenchStats, Compare-BenchPairs, New-BenchFigure, Find-BenchFigure,
     New-BenchCheck, Get-BenchRatio, Get-NotMeasuredReason, Get-BenchMachine, Format-BenchValue, ConvertTo-BenchMarkdown, Write-BenchResults, New-BenchChart

@@ -117,6 +117,22 @@ Describe 'The benchmark statistics and results writer' {
         (Get-BenchStats -Values 4, 1, 3, 2).Median | Should -Be 2.5
     }
 
+    It 'compares two builds pair by pair: a steady gain is one, pairs that disagree hold 0 in their interval' {
+        if ($benchSkip) { Set-ItResult -Skipped -Because $benchSkip; return }
+        $baseline = 0.40, 0.52, 0.38, 0.47, 0.44, 0.39, 0.50, 0.41
+        $steady = Compare-BenchPairs -Baseline $baseline -Candidate ($baseline | ForEach-Object { $_ - 0.01 })
+        $steady.Median | Should -BeLessThan -0.0099
+        $steady.Median | Should -BeGreaterThan -0.0101
+        $steady.High | Should -BeLessThan 0
+        $steady.CandidateQuicker | Should -Be 8
+        # Half the pairs 30 ms quicker, half 30 ms slower: no measured difference.
+        $mixed = Compare-BenchPairs -Baseline $baseline -Candidate @(for ($i = 0; $i -lt 8; $i++) { $baseline[$i] + $(if ($i % 2) { 0.03 } else { -0.03 }) })
+        $mixed.Low | Should -BeLessThan 0
+        $mixed.High | Should -BeGreaterThan 0
+        $mixed.CandidateQuicker | Should -Be 4
+        { Compare-BenchPairs -Baseline 1, 2 -Candidate 1 } | Should -Throw '*2 baseline and 1 candidate*'
+    }
+
     It 'shows seconds under one as milliseconds, and switches to seconds where the rounding reaches 1000 ms' {
         if ($benchSkip) { Set-ItResult -Skipped -Because $benchSkip; return }
         Format-BenchValue -Value 0.958 -Unit 's' | Should -Be ('{0:N0} ms' -f 958)
