@@ -8,7 +8,8 @@
     take turns (A B, then B A, ...), so each backup builds on the point the other build made, and both see the same
     kind of change. Then, the same way, whole-image backups into a repository of their own. Prints each run, the
     median, min and max per build, and B against A pair by pair (Compare-BenchPairs: the median difference with a 90%
-    bootstrap interval; an interval that holds 0 is no measured difference). Every backup is a fresh pwsh (Invoke-BenchOperation.ps1) that times the cmdlet call.
+    bootstrap interval; an interval that holds 0 is no measured difference). Every backup is a fresh pwsh
+    (Invoke-BenchOperation.ps1) that times the cmdlet call.
 .EXAMPLE
     ./tests/bench/Measure-TrackedBackup.ps1 -BaselineModulePath /work/main/out/VmQuiesce/0.1.0/VmQuiesce.psd1 -ModulePath ./out/VmQuiesce/0.1.0/VmQuiesce.psd1
 #>
@@ -99,9 +100,9 @@ foreach ($group in $results | Group-Object Kind, Build) {
 # B against A pair by pair (the two backups of one run came one after the other): medians of all runs apart move by
 # 10-15 ms between two measures of one build here, the agent's 100 ms look alone spreading single runs over 100 ms.
 foreach ($kind in @($results.Kind | Select-Object -Unique)) {
+    $runs = @($results | Where-Object Kind -EQ $kind | Sort-Object Run)
     foreach ($figure in 'Seconds', 'CpuSeconds') {
-        $ofBuild = { param($build) @($results | Where-Object { $_.Kind -eq $kind -and $_.Build -eq $build } | Sort-Object Run | ForEach-Object { $_.$figure }) }
-        $pairs = Compare-BenchPairs -Baseline (& $ofBuild 'A') -Candidate (& $ofBuild 'B')
+        $pairs = Compare-BenchPairs -Baseline @($runs | Where-Object Build -EQ 'A' | ForEach-Object $figure) -Candidate @($runs | Where-Object Build -EQ 'B' | ForEach-Object $figure)
         Write-Host ('{0}, {1}: B - A {2:+0.000;-0.000} s median of {3} pairs (90% interval {4:+0.000;-0.000} to {5:+0.000;-0.000} s), B quicker in {6} of them' -f
             $kind, $figure, $pairs.Median, $pairs.Pairs, $pairs.Low, $pairs.High, $pairs.CandidateQuicker)
     }
