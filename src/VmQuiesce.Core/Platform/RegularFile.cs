@@ -24,11 +24,26 @@ namespace VmQuiesce.Core.Platform
         /// exist, <see cref="UnexpectedFileException"/> when it is not a regular file of at most
         /// <paramref name="maxBytes"/> bytes, and <see cref="IOException"/> (HResult: the errno) otherwise.
         /// </summary>
-        public static FileStream OpenRead(string path, long maxBytes)
+        public static FileStream OpenRead(string path, long maxBytes) => Open(path, maxBytes, missingIsNull: false)!;
+
+        /// <summary>
+        /// As <see cref="OpenRead"/>, but null when <paramref name="path"/> does not exist: for a caller to whom a
+        /// missing file is an everyday answer (a chunk not stored yet), which an exception per file would make dear.
+        /// </summary>
+        public static FileStream? TryOpenRead(string path, long maxBytes) => Open(path, maxBytes, missingIsNull: true);
+
+        private static FileStream? Open(string path, long maxBytes, bool missingIsNull)
         {
             if (!HostPlatform.IsLinux)
             {
-                return OpenReadByPath(path, maxBytes);
+                try
+                {
+                    return OpenReadByPath(path, maxBytes);
+                }
+                catch (Exception e) when (missingIsNull && (e is FileNotFoundException || e is DirectoryNotFoundException))
+                {
+                    return null;
+                }
             }
 
             // O_NONBLOCK: opening a FIFO would otherwise wait for a writer; it changes nothing for a regular file.
@@ -36,6 +51,11 @@ namespace VmQuiesce.Core.Platform
             if (fd < 0)
             {
                 int errno = Marshal.GetLastWin32Error();
+                if (errno == Libc.ENOENT && missingIsNull)
+                {
+                    return null;
+                }
+
                 if (errno == Libc.ELOOP)
                 {
                     throw new UnexpectedFileException(path, "a symbolic link", "a regular file");

@@ -271,19 +271,21 @@ namespace VmQuiesce.Core.Repository
                 return "Test-VmBackup found it damaged";
             }
 
-            FileStream file;
+            FileStream? file;
             try
             {
-                file = RegularFile.OpenRead(PathOf(hash), MaxFileLength);
-            }
-            catch (Exception e) when (e is FileNotFoundException || e is DirectoryNotFoundException)
-            {
-                missing = true;
-                return null;
+                // Most chunks a backup writes are new: no exception for each of them.
+                file = RegularFile.TryOpenRead(PathOf(hash), MaxFileLength);
             }
             catch (IOException e)
             {
                 return e.Message;
+            }
+
+            if (file == null)
+            {
+                missing = true;
+                return null;
             }
 
             using (file)
