@@ -100,9 +100,9 @@ foreach ($group in $results | Group-Object Kind, Build) {
 # B against A pair by pair (the two backups of one run came one after the other): medians of all runs apart move by
 # 10-15 ms between two measures of one build here, the agent's 100 ms look alone spreading single runs over 100 ms.
 foreach ($kind in @($results.Kind | Select-Object -Unique)) {
-    $runs = @($results | Where-Object Kind -EQ $kind | Sort-Object Run)
+    $kindRuns = @($results | Where-Object Kind -EQ $kind | Sort-Object Run)
     foreach ($figure in 'Seconds', 'CpuSeconds') {
-        $pairs = Compare-BenchPairs -Baseline @($runs | Where-Object Build -EQ 'A' | ForEach-Object $figure) -Candidate @($runs | Where-Object Build -EQ 'B' | ForEach-Object $figure)
+        $pairs = Compare-BenchPairs -Baseline @($kindRuns | Where-Object Build -EQ 'A' | ForEach-Object $figure) -Candidate @($kindRuns | Where-Object Build -EQ 'B' | ForEach-Object $figure)
         Write-Host ('{0}, {1}: B - A {2:+0.000;-0.000} s median of {3} pairs (90% interval {4:+0.000;-0.000} to {5:+0.000;-0.000} s), B quicker in {6} of them' -f
             $kind, $figure, $pairs.Median, $pairs.Pairs, $pairs.Low, $pairs.High, $pairs.CandidateQuicker)
     }
