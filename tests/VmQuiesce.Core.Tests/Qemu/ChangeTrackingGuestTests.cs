@@ -399,6 +399,30 @@ namespace VmQuiesce.Core.Tests.Qemu
             Qmp(vm, "nbd-server-stop", new JsonObject());
         }
 
+        [GuestFact]
+        public void Another_tools_NBD_server_refuses_the_backup_before_the_freeze_and_keeps_running()
+        {
+            using TestGuestVm vm = TestGuestVm.Boot();
+            BackUp(vm, verify: false);
+            IReadOnlyList<string> checkpoints = Bitmaps(vm);
+            JsonObject Address(string name) => new JsonObject().With("addr", new JsonObject().With("type", "unix").With("data", new JsonObject().With("path", _folder.File(name))));
+            Qmp(vm, "nbd-server-start", Address("other.sock"));
+
+            // QEMU runs one NBD server: VmQuiesce's is started before the freeze, so the guest is never frozen for a read that cannot be.
+            bool snapshotted = false;
+            var busy = Assert.Throws<VmQuiesceException>(() => BackUpAfterWrite(vm, "refused", inFreeze: () => snapshotted = true));
+
+            Assert.Equal("QemuNbdServerBusy", busy.ErrorId);
+            Assert.False(snapshotted);
+            Assert.Equal("thawed", QemuSourceGuestTests.FreezeStatus(vm));
+            AssertNothingLeft(vm);
+            Assert.Null(QemuRunRecord.Load(vm.QmpSocketPath));
+            Assert.Equal(checkpoints, Bitmaps(vm));
+            Assert.Throws<QemuCommandException>(() => Qmp(vm, "nbd-server-start", Address("second.sock")));
+            Qmp(vm, "nbd-server-stop", new JsonObject());
+            Assert.Equal(ChangeTrackingMode.Incremental, Checkpoint(BackUpAfterWrite(vm, "after-other-server")).ModeValue);
+        }
+
         [MountGuestFact]
         public void An_incremental_point_mounts_and_starts_as_an_instant_restore_like_a_full_one()
         {
@@ -451,7 +475,8 @@ namespace VmQuiesce.Core.Tests.Qemu
 
         private string HostCheckpoints => _folder.File("host-checkpoints");
 
-        private RestorePoint BackUpAfterWrite(TestGuestVm vm, string marker, Action? onCopy = null) => Run(vm, verify: false, afterWrite: marker, onCopy: onCopy).RestorePoint;
+        private RestorePoint BackUpAfterWrite(TestGuestVm vm, string marker, Action? onCopy = null, Action? inFreeze = null) =>
+            Run(vm, verify: false, inFreeze: inFreeze, afterWrite: marker, onCopy: onCopy).RestorePoint;
 
         private RestorePoint BackUp(TestGuestVm vm, bool verify, Action? inFreeze = null) => Run(vm, verify, inFreeze: inFreeze).RestorePoint;
 

@@ -14,8 +14,8 @@ namespace VmQuiesce.Core.Sources.Qemu
     /// A point-in-time view of a running VM's disks without switching them to overlays (fleecing): before the
     /// freeze, a qcow2 scratch node backed by each disk (its image made while the guest agent is asked); in the freeze, ONE transaction that adds each disk's
     /// new checkpoint bitmap, freezes the previous one and starts a copy-before-write job (blockdev-backup
-    /// sync=none) into the scratch node; after the thaw, QEMU's own NBD server exports each scratch node with
-    /// the previous bitmap. The guest writes on as usual; a region it overwrites is first copied to the scratch.
+    /// sync=none) into the scratch node; after the thaw, QEMU's own NBD server (started before the freeze) exports each
+    /// scratch node with the previous bitmap. The guest writes on as usual; a region it overwrites is first copied to the scratch.
     /// </summary>
     internal sealed class QemuFleecing
     {
@@ -118,10 +118,11 @@ namespace VmQuiesce.Core.Sources.Qemu
         }
 
         /// <summary>
-        /// Starts QEMU's NBD server on a private unix socket and exports each scratch node with the bitmap the read
-        /// uses. <paramref name="run"/> records first that the server is this run's, for the next command if this process dies.
+        /// Starts QEMU's NBD server on a private unix socket, which needs nothing from the freeze: before it, so that the
+        /// way from the thaw to the copy holds only the exports. <paramref name="run"/> records first that the server is
+        /// this run's, for the next command if this process dies; a release stops it.
         /// </summary>
-        public IReadOnlyList<QemuTrackedDisk> Export(QmpClient qmp, bool verify, QemuRunRecord? run, CancellationToken cancel)
+        public void StartServer(QmpClient qmp, QemuRunRecord? run, CancellationToken cancel)
         {
             try
             {
@@ -148,7 +149,12 @@ namespace VmQuiesce.Core.Sources.Qemu
                     Remedy = "Stop the other NBD export of this VM (nbd-server-stop on its QMP monitor) or back up without -ChangeTracking.",
                 };
             }
+        }
 
+        /// <summary>Exports each scratch node on the server <see cref="StartServer"/> started, with the bitmap the read uses, and connects to it.</summary>
+        public IReadOnlyList<QemuTrackedDisk> Export(QmpClient qmp, bool verify, CancellationToken cancel)
+        {
+            string socket = Path.Combine(_socketFolder!.Path, SocketName);
             var disks = new List<QemuTrackedDisk>();
             foreach (QemuDiskCheckpoint disk in _disks)
             {

@@ -223,7 +223,7 @@ namespace VmQuiesce.Core.Sources.Qemu
                 {
                     // Last before the freeze: the repository's side (the previous point's manifest) is often the last to be
                     // ready, and the record and the guardian need nothing from it.
-                    DecideTracking(fleecing!, tracking, run, guardian);
+                    PrepareTrackedRead(fleecing!, qmp, tracking, run, guardian, cancel);
                 }
 
                 // Without a freezer the same guard runs the hooks and bounds the snapshot step; nothing is frozen.
@@ -309,7 +309,7 @@ namespace VmQuiesce.Core.Sources.Qemu
                 }
 
                 IConsistentView view = fleecing != null
-                    ? new QemuTrackedView(this, fleecing, fleecing.Export(qmp, tracking!.Result.Verify, run, cancel), diskFiles, run, reached, quiesce) { VmUuid = uuid, Machine = machine }
+                    ? new QemuTrackedView(this, fleecing, fleecing.Export(qmp, tracking!.Result.Verify, cancel), diskFiles, run, reached, quiesce) { VmUuid = uuid, Machine = machine }
                     : new QemuConsistentView(this, disks, overlays, diskFiles, run, reached, options.KeepSnapshot, quiesce,
                         snapshotTag == null ? null : new CapturedSnapshot(snapshotTag, null, "QemuInternal")) { VmUuid = uuid, Machine = machine };
                 fleecing = null;
@@ -802,10 +802,16 @@ namespace VmQuiesce.Core.Sources.Qemu
         /// Which disks build on the previous point. When that fails, nothing was frozen: the guardian armed for the freeze is
         /// disarmed and the record says so, so that no later command thaws or repairs on its word.
         /// </summary>
-        private void DecideTracking(QemuFleecing fleecing, Task<ChangeTrackingRequest> tracking, QemuRunRecord? run, FreezeGuardian? guardian)
+        /// <summary>
+        /// Before the freeze: QEMU's NBD server started (it needs nothing from the freeze, and the way from the thaw to the
+        /// copy is shorter without it), then incremental or full decided per disk from the repository's answer. When either
+        /// fails nothing was frozen: the guardian is disarmed and the record says so.
+        /// </summary>
+        private void PrepareTrackedRead(QemuFleecing fleecing, QmpClient qmp, Task<ChangeTrackingRequest> tracking, QemuRunRecord? run, FreezeGuardian? guardian, CancellationToken cancel)
         {
             try
             {
+                fleecing.StartServer(qmp, run, cancel);
                 fleecing.Decide(tracking.GetAwaiter().GetResult());
             }
             catch when (run != null)
