@@ -799,13 +799,10 @@ namespace VmQuiesce.Core.Sources.Qemu
         }
 
         /// <summary>
-        /// Which disks build on the previous point. When that fails, nothing was frozen: the guardian armed for the freeze is
-        /// disarmed and the record says so, so that no later command thaws or repairs on its word.
-        /// </summary>
-        /// <summary>
         /// Before the freeze: QEMU's NBD server started (it needs nothing from the freeze, and the way from the thaw to the
         /// copy is shorter without it), then incremental or full decided per disk from the repository's answer. When either
-        /// fails nothing was frozen: the guardian is disarmed and the record says so.
+        /// fails nothing was frozen: the guardian armed for the freeze is disarmed and the record says so, so that no later
+        /// command thaws or repairs on its word.
         /// </summary>
         private void PrepareTrackedRead(QemuFleecing fleecing, QmpClient qmp, Task<ChangeTrackingRequest> tracking, QemuRunRecord? run, FreezeGuardian? guardian, CancellationToken cancel)
         {
