@@ -400,6 +400,30 @@ namespace VmQuiesce.Core.Tests.Qemu
         }
 
         [GuestFact]
+        public void A_scratch_node_and_image_a_release_left_without_a_record_go_with_the_next_change_tracked_backup()
+        {
+            using TestGuestVm vm = TestGuestVm.Boot();
+            BackUp(vm, verify: false);
+            // What a release that lost the monitor after nbd-server-stop leaves (the chaos run's proxy found it): the scratch
+            // node and its image, and no run record, as the backup itself ended well.
+            string image = vm.DiskPaths[0] + QemuDiskCheckpoint.ScratchImageMarker + "0badf00d.qcow2";
+            QemuImage.CreateEmptyQcow2(image, new FileInfo(vm.DiskPaths[0]).Length);
+            Qmp(vm, "blockdev-add", new JsonObject().With("driver", "qcow2").With("node-name", QemuDiskCheckpoint.ScratchPrefix + "0badf00d")
+                .With("file", new JsonObject().With("driver", "file").With("filename", image)).With("backing", "disk0fmt"));
+            Assert.Null(QemuRunRecord.Load(vm.QmpSocketPath));
+            var source = new QemuSource(new QemuSourceOptions("tracked", vm.QmpSocketPath) { AgentSocket = vm.AgentSocketPath });
+            Assert.Contains(source.FindLeftovers(CancellationToken.None), l => l.Contains("scratch image", StringComparison.Ordinal) && l.Contains("-ChangeTracking", StringComparison.Ordinal));
+
+            RestorePoint next = BackUpAfterWrite(vm, "after-left-scratch");
+
+            Assert.Equal(ChangeTrackingMode.Incremental, Checkpoint(next).ModeValue);
+            Assert.Contains(_warnings, w => w.Contains("removed the scratch node", StringComparison.Ordinal));
+            Assert.Contains(_warnings, w => w.Contains($"removed the scratch image '{image}'", StringComparison.Ordinal));
+            AssertNothingLeft(vm);
+            Assert.Equal("after-left-scratch\n", GuestDiskImage.ReadFile(Restore(next, "after-left-scratch"), "/marker"));
+        }
+
+        [GuestFact]
         public void Another_tools_NBD_server_refuses_the_backup_before_the_freeze_and_keeps_running()
         {
             using TestGuestVm vm = TestGuestVm.Boot();

@@ -106,6 +106,9 @@ namespace VmQuiesce.Core.Sources.Qemu
 
         public const string ExportPrefix = QemuBlockOperations.JobPrefix + "export-";
 
+        /// <summary>A scratch image is its disk image's path, this, 8 hex digits and ".qcow2".</summary>
+        public const string ScratchImageMarker = QemuBlockOperations.OverlayMarker + "fleece-";
+
         public QemuDiskCheckpoint(QemuDisk disk, int index, string stamp, QemuNodeInfo node)
         {
             Disk = disk;
@@ -115,7 +118,7 @@ namespace VmQuiesce.Core.Sources.Qemu
             ScratchNode = ScratchPrefix + unique;
             JobId = QemuBlockOperations.JobPrefix + "fleece-" + index.ToString(CultureInfo.InvariantCulture) + "-" + unique;
             ExportId = ExportPrefix + index.ToString(CultureInfo.InvariantCulture) + "-" + unique;
-            ScratchPath = disk.File + QemuBlockOperations.OverlayMarker + "fleece-" + unique + ".qcow2";
+            ScratchPath = disk.File + ScratchImageMarker + unique + ".qcow2";
             Persistent = disk.Format == DiskImageFormat.Qcow2 && node.Compat == "1.1";
             Layout = disk.Format == DiskImageFormat.Qcow2 ? new DiskImageLayout(DiskImageFormat.Qcow2, node.ClusterSize, node.Compat) : new DiskImageLayout(DiskImageFormat.Raw, null, null);
             Stale = node.Bitmaps.Where(b => b.Name.StartsWith(BitmapPrefix, StringComparison.Ordinal)).Select(b => b.Name).ToList();

@@ -48,13 +48,12 @@ namespace VmQuiesce.Core.Sources.Qemu
         public IReadOnlyList<QemuDiskCheckpoint> Disks => _disks;
 
         /// <summary>
-        /// Checks that every disk can be tracked; <see cref="AddScratchNodes"/> makes the scratch images and nodes. Nothing the guest
-        /// sees changes. What an interrupted backup left (exports, scratch nodes, VmQuiesce's NBD server) goes first. Release
-        /// (or ReleaseWithoutQemu) after a failure deletes the images.
+        /// Checks that every disk can be tracked, from QEMU's <paramref name="nodes"/> as <see cref="RemoveLeftovers"/> left
+        /// them; <see cref="AddScratchNodes"/> makes the scratch images and nodes. Nothing the guest sees changes. Release (or
+        /// ReleaseWithoutQemu) after a failure deletes the images.
         /// </summary>
-        public static QemuFleecing Begin(QmpClient qmp, IReadOnlyList<QemuDisk> disks, string stamp, string vmName, IOperationHost host, CancellationToken cancel)
+        public static QemuFleecing Begin(IReadOnlyList<QemuDisk> disks, IReadOnlyDictionary<string, QemuNodeInfo> nodes, string stamp, string vmName)
         {
-            IReadOnlyDictionary<string, QemuNodeInfo> nodes = RemoveLeftovers(qmp, vmName, host, cancel);
             var planned = new List<QemuDiskCheckpoint>();
             for (int i = 0; i < disks.Count; i++)
             {
@@ -340,10 +339,11 @@ namespace VmQuiesce.Core.Sources.Qemu
         }
 
         /// <summary>
-        /// Exports and scratch nodes named as VmQuiesce names them, left by a run that died (the run record check already
-        /// ruled out a live one). Returns QEMU's nodes as they are afterwards (asked again only when one was removed).
+        /// Exports, scratch nodes and scratch images named as VmQuiesce names them, left by a run that died, or whose release
+        /// lost the monitor halfway and so left no record (the run record check already ruled out a live run). Returns
+        /// QEMU's nodes as they are afterwards (asked again only when one was removed).
         /// </summary>
-        private static IReadOnlyDictionary<string, QemuNodeInfo> RemoveLeftovers(QmpClient qmp, string vmName, IOperationHost host, CancellationToken cancel)
+        public static IReadOnlyDictionary<string, QemuNodeInfo> RemoveLeftovers(QmpClient qmp, IReadOnlyList<QemuDisk> disks, string vmName, IOperationHost host, CancellationToken cancel)
         {
             bool hadExport = false;
             foreach (JsonObject export in qmp.ExecuteArray(ExportsQuery, cancel).OfType<JsonObject>())
@@ -368,6 +368,30 @@ namespace VmQuiesce.Core.Sources.Qemu
             {
                 qmp.Execute("blockdev-del", new JsonObject().With("node-name", node), cancel: cancel);
                 host.WriteWarning($"VM '{vmName}': removed the scratch node '{GuestText.Escape(node)}' an interrupted backup left.");
+            }
+
+            // No node uses a scratch image now: only VmQuiesce names files so, and never as a disk's image.
+            var chains = new HashSet<string>(disks.SelectMany(d => d.Chain), StringComparer.Ordinal);
+            foreach (QemuDisk disk in disks)
+            {
+                string? folder = Path.GetDirectoryName(disk.File);
+                if (string.IsNullOrEmpty(folder) || !Directory.Exists(folder))
+                {
+                    continue;
+                }
+
+                foreach (string image in Directory.GetFiles(folder, Path.GetFileName(disk.File) + QemuDiskCheckpoint.ScratchImageMarker + "*.qcow2").Where(f => !chains.Contains(f)))
+                {
+                    try
+                    {
+                        File.Delete(image);
+                        host.WriteWarning($"VM '{vmName}': removed the scratch image '{image}' an interrupted backup left.");
+                    }
+                    catch (Exception e) when (e is IOException || e is UnauthorizedAccessException)
+                    {
+                        // Left for the leftover check, which refuses the backup and names it.
+                    }
+                }
             }
 
             return left.Count == 0 ? nodes : QemuNodeInfo.Query(qmp, cancel);

@@ -158,6 +158,9 @@ namespace VmQuiesce.Core.Sources.Qemu
                 }
 
                 IReadOnlyList<QemuDisk> disks = CheckDisks(qmp, cancel);
+                // What an earlier change-tracked backup left of its own (its release may have lost the monitor halfway, leaving
+                // no record) goes before the leftovers are checked.
+                IReadOnlyDictionary<string, QemuNodeInfo>? nodes = tracking != null ? QemuFleecing.RemoveLeftovers(qmp, disks, VmName, _host, cancel) : null;
                 Leftovers.Refuse(VmName, FindLeftovers(qmp, disks, cancel),
                     "Repair it (commits VmQuiesce's overlays back, finishes or dismisses its jobs): " + QemuRepairCommands.Repair(_options.QmpSocket, _options.AgentSocket));
 
@@ -166,7 +169,7 @@ namespace VmQuiesce.Core.Sources.Qemu
                 if (tracking != null)
                 {
                     // Checked while the agent is still asked; the scratch images go next to disk images just checked to be QEMU's.
-                    fleecing = QemuFleecing.Begin(qmp, disks, stamp, VmName, _host, cancel);
+                    fleecing = QemuFleecing.Begin(disks, nodes!, stamp, VmName);
                     fleecing.AddScratchNodes(qmp, cancel);
                 }
 
@@ -557,7 +560,12 @@ namespace VmQuiesce.Core.Sources.Qemu
                 foreach (string file in Directory.GetFiles(directory!, "*" + QemuBlockOperations.OverlayMarker + "*.qcow2"))
                 {
                     string baseImage = file.Substring(0, file.IndexOf(QemuBlockOperations.OverlayMarker, StringComparison.Ordinal));
-                    if (!active.Contains(file) && active.Contains(baseImage))
+                    if (!active.Contains(file) && active.Contains(baseImage) && file.Contains(QemuDiskCheckpoint.ScratchImageMarker))
+                    {
+                        found.Add($"the scratch image '{file}' of an earlier change-tracked backup is still there; the next change-tracked backup of the VM (-ChangeTracking) removes it, " +
+                            $"with its node in QEMU, or delete it (Remove-Item -LiteralPath {PowerShellText.SingleQuoted(file)})");
+                    }
+                    else if (!active.Contains(file) && active.Contains(baseImage))
                     {
                         found.Add($"the overlay file '{file}' from an earlier backup is no longer in use by the VM; delete it once you have checked that '{baseImage}' is the disk's active image (Remove-Item -LiteralPath {PowerShellText.SingleQuoted(file)})");
                     }
