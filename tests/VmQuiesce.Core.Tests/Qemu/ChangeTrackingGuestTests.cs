@@ -400,25 +400,37 @@ namespace VmQuiesce.Core.Tests.Qemu
         }
 
         [GuestFact]
-        public void A_scratch_node_and_image_a_release_left_without_a_record_go_with_the_next_change_tracked_backup()
+        public void A_scratch_node_and_image_a_release_left_without_a_record_go_with_the_next_backup_tracked_or_not()
         {
             using TestGuestVm vm = TestGuestVm.Boot();
             BackUp(vm, verify: false);
+            var source = new QemuSource(new QemuSourceOptions("tracked", vm.QmpSocketPath) { AgentSocket = vm.AgentSocketPath }, new OperationHost(warn: w => { lock (_warnings) { _warnings.Add(w); } }));
             // What a release that lost the monitor after nbd-server-stop leaves (the chaos run's proxy found it): the scratch
             // node and its image, and no run record, as the backup itself ended well.
-            string image = vm.DiskPaths[0] + QemuDiskCheckpoint.ScratchImageMarker + "0badf00d.qcow2";
-            QemuImage.CreateEmptyQcow2(image, new FileInfo(vm.DiskPaths[0]).Length);
-            Qmp(vm, "blockdev-add", new JsonObject().With("driver", "qcow2").With("node-name", QemuDiskCheckpoint.ScratchPrefix + "0badf00d")
-                .With("file", new JsonObject().With("driver", "file").With("filename", image)).With("backing", "disk0fmt"));
-            Assert.Null(QemuRunRecord.Load(vm.QmpSocketPath));
-            var source = new QemuSource(new QemuSourceOptions("tracked", vm.QmpSocketPath) { AgentSocket = vm.AgentSocketPath });
-            Assert.Contains(source.FindLeftovers(CancellationToken.None), l => l.Contains("scratch image", StringComparison.Ordinal) && l.Contains("-ChangeTracking", StringComparison.Ordinal));
+            string LeaveScratch(string unique)
+            {
+                string image = vm.DiskPaths[0] + QemuDiskCheckpoint.ScratchImageMarker + unique + ".qcow2";
+                QemuImage.CreateEmptyQcow2(image, 64 * MiB);
+                Qmp(vm, "blockdev-add", new JsonObject().With("driver", "qcow2").With("node-name", QemuDiskCheckpoint.ScratchPrefix + unique)
+                    .With("file", new JsonObject().With("driver", "file").With("filename", image)).With("backing", "disk0fmt"));
+                Assert.Null(QemuRunRecord.Load(vm.QmpSocketPath));
+                Assert.Contains(source.FindLeftovers(CancellationToken.None), l => l.Contains($"the scratch image '{image}'", StringComparison.Ordinal));
+                return image;
+            }
 
+            // A backup without change tracking removes them too (into a repository of its own, so the checkpoints' chain goes on).
+            string first = LeaveScratch("0badf00d");
+            new BackupEngine(BackupRepository.OpenOrCreate(_folder.File("plain"), 1 * (int)MiB)).Run(source, new QuiesceOptions(), null, CancellationToken.None);
+
+            Assert.Contains(_warnings, w => w.Contains($"removed the scratch image '{first}'", StringComparison.Ordinal));
+            AssertNothingLeft(vm);
+
+            string second = LeaveScratch("0badcafe");
             RestorePoint next = BackUpAfterWrite(vm, "after-left-scratch");
 
             Assert.Equal(ChangeTrackingMode.Incremental, Checkpoint(next).ModeValue);
             Assert.Contains(_warnings, w => w.Contains("removed the scratch node", StringComparison.Ordinal));
-            Assert.Contains(_warnings, w => w.Contains($"removed the scratch image '{image}'", StringComparison.Ordinal));
+            Assert.Contains(_warnings, w => w.Contains($"removed the scratch image '{second}'", StringComparison.Ordinal));
             AssertNothingLeft(vm);
             Assert.Equal("after-left-scratch\n", GuestDiskImage.ReadFile(Restore(next, "after-left-scratch"), "/marker"));
         }

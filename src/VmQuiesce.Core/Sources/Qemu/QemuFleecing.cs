@@ -370,31 +370,38 @@ namespace VmQuiesce.Core.Sources.Qemu
                 host.WriteWarning($"VM '{vmName}': removed the scratch node '{GuestText.Escape(node)}' an interrupted backup left.");
             }
 
-            // No node uses a scratch image now: only VmQuiesce names files so, and never as a disk's image.
-            var chains = new HashSet<string>(disks.SelectMany(d => d.Chain), StringComparer.Ordinal);
-            foreach (QemuDisk disk in disks)
+            // No node uses a scratch image now.
+            foreach (string image in ScratchImages(disks))
             {
-                string? folder = Path.GetDirectoryName(disk.File);
-                if (string.IsNullOrEmpty(folder) || !Directory.Exists(folder))
+                try
                 {
-                    continue;
+                    File.Delete(image);
+                    host.WriteWarning($"VM '{vmName}': removed the scratch image '{image}' an interrupted backup left.");
                 }
-
-                foreach (string image in Directory.GetFiles(folder, Path.GetFileName(disk.File) + QemuDiskCheckpoint.ScratchImageMarker + "*.qcow2").Where(f => !chains.Contains(f)))
+                catch (Exception e) when (e is IOException || e is UnauthorizedAccessException)
                 {
-                    try
-                    {
-                        File.Delete(image);
-                        host.WriteWarning($"VM '{vmName}': removed the scratch image '{image}' an interrupted backup left.");
-                    }
-                    catch (Exception e) when (e is IOException || e is UnauthorizedAccessException)
-                    {
-                        // Left for the leftover check, which refuses the backup and names it.
-                    }
+                    // Left for the leftover check, which refuses the backup and names it.
                 }
             }
 
             return left.Count == 0 ? nodes : QemuNodeInfo.Query(qmp, cancel);
+        }
+
+        /// <summary>The scratch images beside the disks' images: named as only VmQuiesce names files, and never a disk's image.</summary>
+        public static IReadOnlyList<string> ScratchImages(IReadOnlyList<QemuDisk> disks)
+        {
+            var chains = new HashSet<string>(disks.SelectMany(d => d.Chain), StringComparer.Ordinal);
+            var images = new List<string>();
+            foreach (QemuDisk disk in disks)
+            {
+                string? folder = Path.GetDirectoryName(disk.File);
+                if (!string.IsNullOrEmpty(folder) && Directory.Exists(folder))
+                {
+                    images.AddRange(Directory.GetFiles(folder, Path.GetFileName(disk.File) + QemuDiskCheckpoint.ScratchImageMarker + "*.qcow2").Where(f => !chains.Contains(f)));
+                }
+            }
+
+            return images;
         }
 
         internal static void DeleteExport(QmpClient qmp, string id)

@@ -159,8 +159,11 @@ namespace VmQuiesce.Core.Sources.Qemu
 
                 IReadOnlyList<QemuDisk> disks = CheckDisks(qmp, cancel);
                 // What an earlier change-tracked backup left of its own (its release may have lost the monitor halfway, leaving
-                // no record) goes before the leftovers are checked.
-                IReadOnlyDictionary<string, QemuNodeInfo>? nodes = tracking != null ? QemuFleecing.RemoveLeftovers(qmp, disks, VmName, _host, cancel) : null;
+                // no record) goes before the leftovers are checked: in every change-tracked backup, and in any other that sees
+                // one of its scratch images.
+                IReadOnlyDictionary<string, QemuNodeInfo>? nodes = tracking != null || QemuFleecing.ScratchImages(disks).Count > 0
+                    ? QemuFleecing.RemoveLeftovers(qmp, disks, VmName, _host, cancel)
+                    : null;
                 Leftovers.Refuse(VmName, FindLeftovers(qmp, disks, cancel),
                     "Repair it (commits VmQuiesce's overlays back, finishes or dismisses its jobs): " + QemuRepairCommands.Repair(_options.QmpSocket, _options.AgentSocket));
 
@@ -562,8 +565,8 @@ namespace VmQuiesce.Core.Sources.Qemu
                     string baseImage = file.Substring(0, file.IndexOf(QemuBlockOperations.OverlayMarker, StringComparison.Ordinal));
                     if (!active.Contains(file) && active.Contains(baseImage) && file.Contains(QemuDiskCheckpoint.ScratchImageMarker))
                     {
-                        found.Add($"the scratch image '{file}' of an earlier change-tracked backup is still there; the next change-tracked backup of the VM (-ChangeTracking) removes it, " +
-                            $"with its node in QEMU, or delete it (Remove-Item -LiteralPath {PowerShellText.SingleQuoted(file)})");
+                        found.Add($"the scratch image '{file}' of an earlier change-tracked backup is still there; a backup of the VM removes it, with its node in QEMU, " +
+                            $"when it can, or delete it (Remove-Item -LiteralPath {PowerShellText.SingleQuoted(file)})");
                     }
                     else if (!active.Contains(file) && active.Contains(baseImage))
                     {
