@@ -339,11 +339,11 @@ namespace VmQuiesce.Core.Sources.Qemu
         }
 
         /// <summary>
-        /// Exports, scratch nodes and scratch images named as VmQuiesce names them, left by a run that died, or whose release
-        /// lost the monitor halfway and so left no record (the run record check already ruled out a live run). Returns
-        /// QEMU's nodes as they are afterwards (asked again only when one was removed).
+        /// Exports and scratch nodes named as VmQuiesce names them, and the <paramref name="scratchImages"/> (<see cref="ScratchImages"/>),
+        /// left by a run that died, or whose release lost the monitor halfway and so left no record (the run record check
+        /// already ruled out a live run). Returns QEMU's nodes as they are afterwards (asked again only when one was removed).
         /// </summary>
-        public static IReadOnlyDictionary<string, QemuNodeInfo> RemoveLeftovers(QmpClient qmp, IReadOnlyList<QemuDisk> disks, string vmName, IOperationHost host, CancellationToken cancel)
+        public static IReadOnlyDictionary<string, QemuNodeInfo> RemoveLeftovers(QmpClient qmp, IReadOnlyList<string> scratchImages, string vmName, IOperationHost host, CancellationToken cancel)
         {
             bool hadExport = false;
             foreach (JsonObject export in qmp.ExecuteArray(ExportsQuery, cancel).OfType<JsonObject>())
@@ -371,7 +371,7 @@ namespace VmQuiesce.Core.Sources.Qemu
             }
 
             // No node uses a scratch image now.
-            foreach (string image in ScratchImages(disks))
+            foreach (string image in scratchImages)
             {
                 try
                 {

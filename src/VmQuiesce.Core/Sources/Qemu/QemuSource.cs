@@ -161,8 +161,9 @@ namespace VmQuiesce.Core.Sources.Qemu
                 // What an earlier change-tracked backup left of its own (its release may have lost the monitor halfway, leaving
                 // no record) goes before the leftovers are checked: in every change-tracked backup, and in any other that sees
                 // one of its scratch images.
-                IReadOnlyDictionary<string, QemuNodeInfo>? nodes = tracking != null || QemuFleecing.ScratchImages(disks).Count > 0
-                    ? QemuFleecing.RemoveLeftovers(qmp, disks, VmName, _host, cancel)
+                IReadOnlyList<string> scratchImages = QemuFleecing.ScratchImages(disks);
+                IReadOnlyDictionary<string, QemuNodeInfo>? nodes = tracking != null || scratchImages.Count > 0
+                    ? QemuFleecing.RemoveLeftovers(qmp, scratchImages, VmName, _host, cancel)
                     : null;
                 Leftovers.Refuse(VmName, FindLeftovers(qmp, disks, cancel),
                     "Repair it (commits VmQuiesce's overlays back, finishes or dismisses its jobs): " + QemuRepairCommands.Repair(_options.QmpSocket, _options.AgentSocket));
@@ -563,14 +564,12 @@ namespace VmQuiesce.Core.Sources.Qemu
                 foreach (string file in Directory.GetFiles(directory!, "*" + QemuBlockOperations.OverlayMarker + "*.qcow2"))
                 {
                     string baseImage = file.Substring(0, file.IndexOf(QemuBlockOperations.OverlayMarker, StringComparison.Ordinal));
-                    if (!active.Contains(file) && active.Contains(baseImage) && file.Contains(QemuDiskCheckpoint.ScratchImageMarker))
+                    if (!active.Contains(file) && active.Contains(baseImage))
                     {
-                        found.Add($"the scratch image '{file}' of an earlier change-tracked backup is still there; a backup of the VM removes it, with its node in QEMU, " +
-                            $"when it can, or delete it (Remove-Item -LiteralPath {PowerShellText.SingleQuoted(file)})");
-                    }
-                    else if (!active.Contains(file) && active.Contains(baseImage))
-                    {
-                        found.Add($"the overlay file '{file}' from an earlier backup is no longer in use by the VM; delete it once you have checked that '{baseImage}' is the disk's active image (Remove-Item -LiteralPath {PowerShellText.SingleQuoted(file)})");
+                        found.Add(file.Contains(QemuDiskCheckpoint.ScratchImageMarker)
+                            ? $"the scratch image '{file}' of an earlier change-tracked backup is still there; a backup of the VM removes it, with its node in QEMU, " +
+                                $"when it can, or delete it (Remove-Item -LiteralPath {PowerShellText.SingleQuoted(file)})"
+                            : $"the overlay file '{file}' from an earlier backup is no longer in use by the VM; delete it once you have checked that '{baseImage}' is the disk's active image (Remove-Item -LiteralPath {PowerShellText.SingleQuoted(file)})");
                     }
                 }
             }
