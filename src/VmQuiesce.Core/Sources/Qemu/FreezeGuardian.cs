@@ -93,11 +93,16 @@ namespace VmQuiesce.Core.Sources.Qemu
         /// <summary>The command that starts this PowerShell again: pwsh or powershell.exe, or dotnet with pwsh.dll (the local tool).</summary>
         internal static (string FileName, string[] Arguments)? FindPowerShellHost()
         {
+#if NET5_0_OR_GREATER
+            // MainModule lists every module the process mapped (/proc/self/maps here): milliseconds before a freeze.
+            string? self = Environment.ProcessPath;
+#else
             string? self;
             using (Process current = Process.GetCurrentProcess())
             {
                 self = current.MainModule?.FileName;
             }
+#endif
 
             if (self == null)
             {
