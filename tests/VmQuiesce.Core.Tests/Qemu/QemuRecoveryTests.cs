@@ -4,6 +4,7 @@ using System.Diagnostics;
 using System.IO;
 using System.Linq;
 using System.Threading;
+using System.Threading.Tasks;
 using VmQuiesce.Core;
 using VmQuiesce.Core.Json;
 using VmQuiesce.Core.Sources;
@@ -109,6 +110,71 @@ namespace VmQuiesce.Core.Tests.Qemu
             Assert.Contains(_warnings, w => w.Contains("Overlay committed", StringComparison.Ordinal) && w.Contains(overlay, StringComparison.Ordinal));
             Assert.False(File.Exists(overlay));
             Assert.Single(_vm.Qemu.Drives[0].Chain);
+        }
+
+        [LinuxFact]
+        public void An_nbd_server_qemu_started_while_the_monitor_was_lost_is_stopped_by_the_next_change_tracked_backup()
+        {
+            bool serverRunning = false;
+            bool loseMonitorOnStart = true;
+            _vm.Qemu.Override = (command, request, qemu) =>
+            {
+                switch (command)
+                {
+                    case "query-block-exports":
+                        qemu.Answer(request, new JsonArray());
+                        return true;
+                    case "query-named-block-nodes":
+                        qemu.Answer(request, new JsonArray { new JsonObject().With("node-name", "disk0fmt").With("dirty-bitmaps", new JsonArray()) });
+                        return true;
+                    case "blockdev-add":
+                    case "blockdev-del":
+                        qemu.Answer(request, new JsonObject());
+                        return true;
+                    case "nbd-server-start" when serverRunning:
+                        qemu.AnswerError(request, "GenericError", "NBD server already running");
+                        return true;
+                    case "nbd-server-start":
+                        // QEMU starts its server, and the monitor's connection is lost before its answer.
+                        serverRunning = true;
+                        if (loseMonitorOnStart)
+                        {
+                            loseMonitorOnStart = false;
+                            qemu.DropClient();
+                        }
+                        else
+                        {
+                            qemu.Answer(request, new JsonObject());
+                        }
+
+                        return true;
+                    case "nbd-server-stop":
+                        serverRunning = false;
+                        qemu.Answer(request, new JsonObject());
+                        return true;
+                    case "transaction":
+                        // The second backup goes no further than its freeze's transaction.
+                        qemu.AnswerError(request, "GenericError", "refused by the test");
+                        return true;
+                    default:
+                        return false;
+                }
+            };
+            _vm.Qemu.Start();
+            _vm.Agent.Start();
+            Task<ChangeTrackingRequest> noPrevious = Task.FromResult(new ChangeTrackingRequest(Array.Empty<PreviousDisk>(), null, verify: false));
+            var options = new QuiesceOptions { AllowLower = true };
+
+            Assert.Equal("QmpConnectionClosed", Assert.ThrowsAny<VmQuiesceException>(() => Source().OpenTrackedView(options, noPrevious, CancellationToken.None)).ErrorId);
+            Assert.True(serverRunning);
+            Assert.True(File.Exists(QemuRunRecord.PathFor(_vm.Qemu.SocketPath)), "the only word that the server is VmQuiesce's went with the record");
+
+            VmQuiesceException second = Assert.ThrowsAny<VmQuiesceException>(() => Source().OpenTrackedView(options, noPrevious, CancellationToken.None));
+
+            Assert.Contains("refused by the test", second.Message, StringComparison.Ordinal);
+            Assert.Contains(_warnings, w => w.Contains("repaired what an interrupted backup left", StringComparison.Ordinal) && w.Contains("NBD", StringComparison.Ordinal));
+            Assert.False(serverRunning, "the second backup's release left the server it started running");
+            Assert.False(File.Exists(QemuRunRecord.PathFor(_vm.Qemu.SocketPath)));
         }
 
         [Fact]

@@ -328,8 +328,8 @@ namespace VmQuiesce.Core.Sources.Qemu
             }
             finally
             {
-                ReleaseFleecing(fleecing, qmp);
-                EndRunRecord(run, planned);
+                bool released = ReleaseFleecing(fleecing, qmp);
+                EndRunRecord(run, planned, released);
                 diskFiles?.Dispose();
                 agent?.Dispose();
                 if (quiesce != null)
@@ -780,16 +780,21 @@ namespace VmQuiesce.Core.Sources.Qemu
             }
         }
 
-        /// <summary>A fleecing that made no view goes: nodes, jobs, exports, and the new checkpoints merged back into the previous ones.</summary>
-        private void ReleaseFleecing(QemuFleecing? fleecing, QmpClient qmp)
+        /// <summary>
+        /// A fleecing that made no view goes: nodes, jobs, exports, and the new checkpoints merged back into the previous
+        /// ones. False when some of it could not go (it was said as a warning).
+        /// </summary>
+        private bool ReleaseFleecing(QemuFleecing? fleecing, QmpClient qmp)
         {
             try
             {
                 fleecing?.Release(qmp, success: false);
+                return true;
             }
             catch (VmQuiesceException e)
             {
                 _host.WriteWarning($"VM '{VmName}': {e.Message} {e.Remedy}");
+                return false;
             }
         }
 
@@ -883,15 +888,19 @@ namespace VmQuiesce.Core.Sources.Qemu
             }
         }
 
-        /// <summary>A run that made no view: its record goes unless an overlay of it is still on disk (then the next command repairs it).</summary>
-        private static void EndRunRecord(QemuRunRecord? run, IReadOnlyList<QemuOverlay> planned)
+        /// <summary>
+        /// A run that made no view: its record goes unless an overlay of it is still on disk, the guest may be frozen, or
+        /// its fleecing could not all be released (an NBD server QEMU started though its answer was lost, a job): then the
+        /// next command repairs it on the record's word, which is the only thing that says the server is VmQuiesce's.
+        /// </summary>
+        private static void EndRunRecord(QemuRunRecord? run, IReadOnlyList<QemuOverlay> planned, bool fleecingReleased)
         {
             if (run == null)
             {
                 return;
             }
 
-            if (planned.Any(o => File.Exists(o.OverlayPath)) || run.MayBeFrozen)
+            if (planned.Any(o => File.Exists(o.OverlayPath)) || run.MayBeFrozen || !fleecingReleased)
             {
                 run.EndRun();
             }
