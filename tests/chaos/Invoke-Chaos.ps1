@@ -510,6 +510,10 @@ function Invoke-ReadOnlyScenario {
             }
             & mount -o remount,rw $mount
             if ($run.Landed) { $problems += Test-NextBackup $repo; $problems += Test-Repository $repo }
+            # Only the newest point is kept between runs: a dozen runs' backups would otherwise fill the mount, and the
+            # scenario's faults would turn into "full".
+            try { $null = Remove-VmBackup -Repository $repo -KeepLast 1 -Confirm:$false -ErrorAction Stop -WarningAction SilentlyContinue }
+            catch { $problems += "pruning to the newest point after the run failed: $($_.FullyQualifiedErrorId): $($_.Exception.Message)" }
             Add-Result -Scenario ReadOnly -Run $run -Problems $problems -Mode $(if ($during) { 'during' } else { 'before' })
         }
     }
