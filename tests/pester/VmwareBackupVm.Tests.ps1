@@ -32,7 +32,7 @@ Describe 'Get-BackupVm for VMware' {
     }
 
     AfterEach {
-        Remove-Item Env:VMRUN_DOUBLE_STATE, Env:VMRUN_DOUBLE_ARGV_LOG, Env:VMRUN_DOUBLE_DATASTORES, Env:VMRUN_DOUBLE_FAIL_COMMAND, Env:VMRUN_DOUBLE_FAIL_TEXT -ErrorAction Ignore
+        Remove-Item Env:VMRUN_DOUBLE_STATE, Env:VMRUN_DOUBLE_ARGV_LOG, Env:VMRUN_DOUBLE_DATASTORES, Env:VMRUN_DOUBLE_FAIL_COMMAND, Env:VMRUN_DOUBLE_FAIL_TEXT, Env:VMQUIESCE_TOOL_VMRUN -ErrorAction Ignore
         Remove-Item -LiteralPath $root -Recurse -Force -ErrorAction Ignore
     }
 
@@ -139,6 +139,8 @@ Describe 'Get-BackupVm for VMware' {
         $first.Snapshot.VmrunPath | Should -Be $double
         (& $double -T ws listSnapshots $vmx) | Should -Be @('Total snapshots: 2', $first.Snapshot.Name, $second.Snapshot.Name)
 
+        # The vmrun the points recorded is run only as this host's own: the double is, by VMQUIESCE_TOOL_VMRUN.
+        $env:VMQUIESCE_TOOL_VMRUN = $double
         $result = Remove-VmBackup -Repository $repository -Id $released.Id, $first.Id -Confirm:$false
 
         @($result.RemovedSnapshots) | Should -Be @($first.Snapshot.Name)
@@ -148,7 +150,7 @@ Describe 'Get-BackupVm for VMware' {
         (& $double -T ws listSnapshots $vmx) | Should -Be @('Total snapshots: 1', $second.Snapshot.Name)
     }
 
-    It 'reverts a restore with the vmrun recorded at backup, or the one -VmrunPath names, checked before anything is replaced' {
+    It 'reverts a restore with this host''s vmrun (never one only the point names), or the one -VmrunPath names, checked before anything is replaced' {
         if ($noDouble) { Set-ItResult -Skipped -Because $why; return }
         $vmx = New-TestVmFolder $root 'back'
         $disk = Join-Path $root 'back/disk.vmdk'
@@ -161,7 +163,11 @@ Describe 'Get-BackupVm for VMware' {
         $failures[0].FullyQualifiedErrorId | Should -BeLike 'VmrunPathInvalid,*'
         Get-Content -LiteralPath $disk -Raw | Should -Be 'damaged' -Because 'nothing is replaced when the vmrun is refused'
         { $point | Restore-VmSnapshot -Force -VmrunPath (Join-Path $root 'none') -Confirm:$false -ErrorAction Stop } | Should -Throw -ErrorId 'VmrunNotFound,*'
+        # The point names the double, which is in none of this host's places for vmrun: it is not run.
+        { $point | Restore-VmSnapshot -Force -Confirm:$false -ErrorAction Stop } | Should -Throw -ErrorId 'VmrunNotFound,*'
+        Get-Content -LiteralPath $disk -Raw | Should -Be 'damaged'
 
+        $env:VMQUIESCE_TOOL_VMRUN = $double
         $result = $point | Restore-VmSnapshot -Force -Confirm:$false
         "$($result.Revert)" | Should -Be 'Reverted'
         Get-Content -LiteralPath $disk -Raw | Should -Be 'disk-base'

@@ -210,7 +210,7 @@ namespace VmQuiesce.Commands
 
             if (given != null)
             {
-                VmrunLocator.CheckProgram(given, "-VmrunPath");
+                VmrunLocator.CheckProgram(given);
             }
 
             return null;

@@ -94,23 +94,29 @@ namespace VmQuiesce.Core.Tests.VMware
         }
 
         [VmrunDoubleFact]
-        public void A_recorded_vmrun_that_is_a_link_or_relative_is_never_run_and_VmrunPath_overrides_it()
+        public void A_vmrun_only_a_restore_point_names_is_never_run_this_hosts_is_and_VmrunPath_overrides_it()
         {
             using var vmrun = new VmrunDouble();
+            // A program someone else could have written, and a manifest naming it: an absolute path to a regular file,
+            // which is all a recorded vmrun once had to be to run as root.
+            string planted = Path.Combine(vmrun.Root, "planted-vmrun");
+            File.Copy(VmrunDouble.ScriptPath, planted);
             string link = Path.Combine(vmrun.Root, "vmrun-link");
             File.CreateSymbolicLink(link, VmrunDouble.ScriptPath);
-
-            var linked = new CapturedSnapshot("vmquiesce-x", null, VmwareSource.SourceKind) { VmrunPath = link, VmrunHostType = "Workstation" };
+            var named = new CapturedSnapshot("vmquiesce-x", null, VmwareSource.SourceKind) { VmrunPath = planted, VmrunHostType = "Workstation" };
             var relative = new CapturedSnapshot("vmquiesce-x", null, VmwareSource.SourceKind) { VmrunPath = "bin/vmrun" };
-            var missing = new CapturedSnapshot("vmquiesce-x", null, VmwareSource.SourceKind) { VmrunPath = Path.Combine(vmrun.Root, "none") };
 
-            Assert.Equal("VmrunPathInvalid", Assert.Throws<VmQuiesceException>(() => VmwareKeptSnapshots.Connect(linked, null)).ErrorId);
-            Assert.Equal("VmrunPathInvalid", Assert.Throws<VmQuiesceException>(() => VmwareKeptSnapshots.Connect(relative, null)).ErrorId);
-            Assert.Equal("VmrunNotFound", Assert.Throws<VmQuiesceException>(() => VmwareKeptSnapshots.Connect(missing, null)).ErrorId);
-            Assert.Equal("VmrunPathInvalid", Assert.Throws<VmQuiesceException>(() => VmwareKeptSnapshots.Connect(missing, link)).ErrorId);
-            Assert.Equal(VmrunDouble.ScriptPath, VmwareKeptSnapshots.Connect(linked, VmrunDouble.ScriptPath).VmrunPath);
+            Assert.Equal(VmrunDouble.ScriptPath, VmwareKeptSnapshots.Connect(named, null).VmrunPath);
+            Assert.Equal(VmrunDouble.ScriptPath, VmwareKeptSnapshots.Connect(relative, null).VmrunPath);
+            vmrun.Set("VMQUIESCE_TOOL_VMRUN", null);
+            VmQuiesceException none = Assert.Throws<VmQuiesceException>(() => VmwareKeptSnapshots.Connect(named, null));
+            Assert.Equal("VmrunNotFound", none.ErrorId);
+            Assert.DoesNotContain(planted, none.Message, StringComparison.Ordinal);
+
+            Assert.Equal("VmrunPathInvalid", Assert.Throws<VmQuiesceException>(() => VmwareKeptSnapshots.Connect(named, link)).ErrorId);
+            Assert.Equal(VmrunDouble.ScriptPath, VmwareKeptSnapshots.Connect(named, VmrunDouble.ScriptPath).VmrunPath);
             var server = new CapturedSnapshot("vmquiesce-x", null, VmwareSource.SourceKind) { VmrunPath = VmrunDouble.ScriptPath, VmrunHostType = "Server" };
-            Assert.Equal("VmrunCredentialRequired", Assert.Throws<VmQuiesceException>(() => VmwareKeptSnapshots.Connect(server, null)).ErrorId);
+            Assert.Equal("VmrunCredentialRequired", Assert.Throws<VmQuiesceException>(() => VmwareKeptSnapshots.Connect(server, VmrunDouble.ScriptPath)).ErrorId);
         }
 
         [Fact]

@@ -33,6 +33,7 @@ namespace VmQuiesce.Core.Tests.VMware
         {
             "VMRUN_DOUBLE_STATE", "VMRUN_DOUBLE_ARGV_LOG", "VMRUN_DOUBLE_DATASTORES", "VMRUN_DOUBLE_PASSWORD",
             "VMRUN_DOUBLE_FAIL_COMMAND", "VMRUN_DOUBLE_FAIL_TEXT", "VMRUN_DOUBLE_FAIL_EXIT", "VMRUN_DOUBLE_HANG_COMMAND",
+            "VMQUIESCE_TOOL_VMRUN",
         };
 
         public VmrunDouble()
@@ -46,6 +47,8 @@ namespace VmQuiesce.Core.Tests.VMware
 
             Set("VMRUN_DOUBLE_STATE", Path.Combine(Root, "running"));
             Set("VMRUN_DOUBLE_ARGV_LOG", ArgvLog);
+            // This host's vmrun, as an administrator names one outside the usual places: restore points recorded it.
+            Set("VMQUIESCE_TOOL_VMRUN", ScriptPath);
         }
 
         public static string ScriptPath

@@ -72,5 +72,29 @@ namespace VmQuiesce.Core.Tests.VMware
             Assert.Equal(explicitPath, locator.Locate(explicitPath));
             Assert.Equal("VmrunNotFound", Assert.Throws<VmQuiesceException>(() => locator.Locate(explicitPath + "-missing")).ErrorId);
         }
+
+        [Fact]
+        public void VMQUIESCE_TOOL_VMRUN_is_looked_at_first_and_must_be_absolute()
+        {
+            var configured = new VmrunLocator(false, (_, _) => null, p => p == "/opt/vmware/vmrun" || p == "/usr/bin/vmrun", name => name == "VMQUIESCE_TOOL_VMRUN" ? "/opt/vmware/vmrun" : null);
+            var relative = new VmrunLocator(false, (_, _) => null, _ => true, name => name == "VMQUIESCE_TOOL_VMRUN" ? "bin/vmrun" : null);
+
+            Assert.Equal("/opt/vmware/vmrun", configured.Locate(null));
+            VmQuiesceException error = Assert.Throws<VmQuiesceException>(() => relative.Locate(null));
+            Assert.Equal("VmrunPathInvalid", error.ErrorId);
+            Assert.Contains("VMQUIESCE_TOOL_VMRUN", error.Message, StringComparison.Ordinal);
+        }
+
+        [Fact]
+        public void A_recorded_vmrun_is_chosen_only_among_this_hosts_places()
+        {
+            var locator = new VmrunLocator(false, (_, _) => null, p => p == "/usr/bin/vmrun" || p == "/usr/local/bin/vmrun" || p == "/home/eve/vmrun");
+
+            Assert.Equal("/usr/local/bin/vmrun", locator.LocateRecorded("/usr/local/bin/vmrun"));
+            Assert.Equal("/usr/bin/vmrun", locator.LocateRecorded("/home/eve/vmrun"));
+            Assert.Equal("/usr/bin/vmrun", locator.LocateRecorded("/Applications/VMware Fusion.app/Contents/Library/vmrun"));
+            Assert.Equal("/usr/bin/vmrun", locator.LocateRecorded(null));
+            Assert.Equal("VmrunNotFound", Assert.Throws<VmQuiesceException>(() => new VmrunLocator(false, (_, _) => null, p => p == "/home/eve/vmrun").LocateRecorded("/home/eve/vmrun")).ErrorId);
+        }
     }
 }

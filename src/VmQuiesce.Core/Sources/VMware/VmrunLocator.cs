@@ -25,7 +25,8 @@ namespace VmQuiesce.Core.Sources.VMware
     }
 
     /// <summary>
-    /// Finds vmrun: an explicit path wins; then, on Windows, the InstallPath that VMware Workstation,
+    /// Finds vmrun: an explicit path wins; then the environment variable VMQUIESCE_TOOL_VMRUN (as <see cref="HostTools"/>
+    /// names a program for this host); then, on Windows, the InstallPath that VMware Workstation,
     /// Player and VIX (the vmrun that drives VMware Server 2.0) record in the registry, 64- then 32-bit view;
     /// then the usual Linux and macOS locations. Never PATH (see <see cref="HostTools"/>): it may hold relative or
     /// user-writable folders, and vmrun runs as the backup's administrator. Nothing found: one error listing every place.
@@ -48,23 +49,41 @@ namespace VmQuiesce.Core.Sources.VMware
             "/Applications/VMware Fusion.app/Contents/Public/vmrun",
         };
 
+        /// <summary>The environment variable that names this host's vmrun, looked at before the usual places.</summary>
+        internal static readonly string Setting = HostTools.SettingName("vmrun");
+
         private readonly bool _isWindows;
         private readonly Func<string, string, string?> _readInstallPath;
         private readonly Func<string, bool> _fileExists;
+        private readonly Func<string, string?> _readSetting;
 
         /// <param name="isWindows">Whether to look in the registry and for vmrun.exe.</param>
         /// <param name="readInstallPath">(key, view name) -> InstallPath or null; view name is "64-bit" or "32-bit".</param>
         /// <param name="fileExists">File.Exists, replaceable for tests.</param>
-        internal VmrunLocator(bool isWindows, Func<string, string, string?> readInstallPath, Func<string, bool> fileExists)
+        /// <param name="readSetting">Reads <see cref="Setting"/> (the environment); null: not set.</param>
+        internal VmrunLocator(bool isWindows, Func<string, string, string?> readInstallPath, Func<string, bool> fileExists, Func<string, string?>? readSetting = null)
         {
             _isWindows = isWindows;
             _readInstallPath = readInstallPath;
             _fileExists = fileExists;
+            _readSetting = readSetting ?? (_ => null);
         }
 
         /// <summary>The locator for this computer.</summary>
         public static VmrunLocator ForThisHost() =>
-            new VmrunLocator(HostPlatform.IsWindows, ReadRegistryInstallPath, File.Exists);
+            new VmrunLocator(HostPlatform.IsWindows, ReadRegistryInstallPath, File.Exists, Environment.GetEnvironmentVariable);
+
+        /// <summary>
+        /// vmrun for a snapshot a restore point recorded: the recorded path when it is one of the places this host looks
+        /// (<see cref="Candidates"/>) and exists, else the first that exists. A manifest may be written by others, so it
+        /// may choose among this host's own vmrun installations but never name a program for root to run.
+        /// </summary>
+        public string LocateRecorded(string? recorded)
+        {
+            StringComparison comparison = _isWindows ? StringComparison.OrdinalIgnoreCase : StringComparison.Ordinal;
+            VmrunCandidate? same = recorded == null ? null : Candidates().FirstOrDefault(c => string.Equals(c.Path, recorded, comparison) && _fileExists(c.Path));
+            return same?.Path ?? Locate(null);
+        }
 
         /// <summary>The first existing vmrun, or an error naming every place looked at.</summary>
         public string Locate(string? explicitPath)
@@ -99,12 +118,12 @@ namespace VmQuiesce.Core.Sources.VMware
         }
 
         /// <summary>
-        /// A vmrun named by a path someone gave (-VmrunPath, a restore point): run only when the path is absolute and a
-        /// regular file, not a link (which anyone who can write its folder could point elsewhere).
+        /// A vmrun named by -VmrunPath: run only when the path is absolute and a regular file, not a link (which anyone
+        /// who can write its folder could point elsewhere).
         /// </summary>
-        /// <param name="origin">Who named it, for the error: "-VmrunPath", "The restore point".</param>
-        public static string CheckProgram(string path, string origin)
+        public static string CheckProgram(string path)
         {
+            const string origin = "-VmrunPath";
             if (!HostTools.IsAbsolute(path))
             {
                 throw new VmQuiesceException("VmrunPathInvalid", FailureKind.InvalidArgument,
@@ -137,6 +156,18 @@ namespace VmQuiesce.Core.Sources.VMware
         internal IReadOnlyList<VmrunCandidate> Candidates()
         {
             var candidates = new List<VmrunCandidate>();
+            string? configured = _readSetting(Setting)?.Trim();
+            if (!string.IsNullOrEmpty(configured))
+            {
+                if (!HostTools.IsAbsolute(configured!, _isWindows))
+                {
+                    throw new VmQuiesceException("VmrunPathInvalid", FailureKind.InvalidArgument,
+                        $"The environment variable {Setting} is '{configured}', which is not an absolute path; expected the full path of the vmrun program.", configured);
+                }
+
+                candidates.Add(new VmrunCandidate(configured!, "environment variable " + Setting));
+            }
+
             string fileName = _isWindows ? "vmrun.exe" : "vmrun";
             if (_isWindows)
             {

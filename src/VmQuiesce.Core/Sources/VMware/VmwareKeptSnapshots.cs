@@ -15,13 +15,12 @@ namespace VmQuiesce.Core.Sources.VMware
     {
         /// <summary>
         /// vmrun for a snapshot a point recorded: <paramref name="vmrunPath"/> (Restore-VmSnapshot -VmrunPath) when given,
-        /// else the vmrun that took it, else the one this host's locator finds (points made before it was recorded).
-        /// A path is run only when it is absolute and a regular file, never through a link: a manifest may be written by others.
+        /// else this host's own (<see cref="VmrunLocator.LocateRecorded"/>): the vmrun that took it when that is one of this
+        /// host's places for vmrun, never a program only the manifest names, since a manifest may be written by others.
         /// </summary>
         public static VmrunConnection Connect(CapturedSnapshot snapshot, string? vmrunPath)
         {
-            string? path = vmrunPath ?? snapshot.VmrunPath;
-            string vmrun = path == null ? VmrunLocator.ForThisHost().Locate(null) : VmrunLocator.CheckProgram(path, vmrunPath != null ? "-VmrunPath" : "The restore point");
+            string vmrun = vmrunPath != null ? VmrunLocator.CheckProgram(vmrunPath) : VmrunLocator.ForThisHost().LocateRecorded(snapshot.VmrunPath);
             VmwareHostType type = Enum.TryParse(snapshot.VmrunHostType, out VmwareHostType recorded) && Enum.IsDefined(typeof(VmwareHostType), recorded)
                 ? recorded
                 : HostPlatform.IsMacOS ? VmwareHostType.Fusion : VmwareHostType.Workstation;
