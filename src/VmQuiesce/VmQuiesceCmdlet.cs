@@ -240,13 +240,14 @@ namespace VmQuiesce
         /// <summary>
         /// The path given to -<paramref name="parameterName"/> as the user typed it (relative to the current location,
         /// PSDrives allowed) as a file system path. A path of another provider (Variable:, Env:, HKLM:) or of a drive this
-        /// session lacks ends the command, naming the parameter and the provider, before anything happens.
+        /// session lacks ends the command, naming the parameter and the provider, before anything happens. For a path that
+        /// holds for the whole command; one that comes with a pipeline item takes <see cref="ResolveItemFileSystemPath"/>.
         /// </summary>
         protected string ResolveFileSystemPath(string path, string parameterName)
         {
             try
             {
-                return FileSystemPath(this, path, parameterName, PathNotFileSystem);
+                return ResolveItemFileSystemPath(path, parameterName);
             }
             catch (VmQuiesceException e)
             {
@@ -254,6 +255,13 @@ namespace VmQuiesce
                 throw;
             }
         }
+
+        /// <summary>
+        /// <see cref="ResolveFileSystemPath"/> for a path that comes with a pipeline item (-Repository bound from each
+        /// object): it throws the same failure as a VmQuiesceException, which the item's catch writes as a non-terminating
+        /// error, so the items after it are still processed.
+        /// </summary>
+        protected string ResolveItemFileSystemPath(string path, string parameterName) => FileSystemPath(this, path, parameterName, PathNotFileSystem);
 
         /// <summary>The one path resolver: <see cref="ResolveFileSystemPath"/>, throwing a VmQuiesceException with <paramref name="errorId"/>.</summary>
         internal static string FileSystemPath(PSCmdlet cmdlet, string path, string parameterName, string errorId)

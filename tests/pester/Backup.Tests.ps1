@@ -403,6 +403,51 @@ Invoke-VmQuiescedBackup -Vm `$vm -Repository '$repo' -Consistency Crash
     }
 }
 
+Describe 'A repository path that cannot be resolved, piped among others' {
+    BeforeAll {
+        $script:repo = Join-Path $root 'unresolved'
+        $script:point = Invoke-VmQuiescedBackup -Vm $web -Repository $repo -Consistency Crash
+        # A drive no session has: unlike a folder that does not exist, the path does not even resolve.
+        $script:unresolved = 'NoSuchDrive:/backups'
+    }
+
+    It '<Command> writes a non-terminating PathNotFileSystem for it and processes the next repository' -ForEach @(
+        @{ Command = 'Get-VmBackup'; Parameter = 'Repository'; Type = 'VmQuiesce.Core.Repository.RestorePoint'; Run = { param($Items) $Items | Get-VmBackup -ErrorAction Continue } }
+        @{ Command = 'Test-VmBackup'; Parameter = 'Repository'; Type = 'VmQuiesce.Core.Repository.RestorePointVerification'; Run = { param($Items) $Items | Test-VmBackup -ErrorAction Continue } }
+        @{ Command = 'Remove-VmBackup'; Parameter = 'Repository'; Type = 'VmQuiesce.Core.Repository.PruneResult'; Run = { param($Items) $Items | Remove-VmBackup -KeepLast 5 -Confirm:$false -ErrorAction Continue } }
+        @{ Command = 'Copy-VmBackup'; Parameter = 'Repository'; Type = 'VmQuiesce.Core.Repository.Storage.RestorePointCopyResult'; Run = { param($Items) $Items | Copy-VmBackup -Destination (Join-Path $root 'unresolved-copy') -ErrorAction Continue } }
+        @{ Command = 'Get-VmBackupRepository'; Parameter = 'Path'; Type = 'VmQuiesce.Core.Repository.RepositorySummary'; Run = { param($Items) $Items | Get-VmBackupRepository -ErrorAction Continue } }
+        # The other key cmdlets open the repository as Export does; they would add seconds of Argon2id for a passphrase.
+        @{ Command = 'Export-VmBackupRepositoryKey'; Parameter = 'Repository'; Type = 'VmQuiesce.Core.Repository.Keys.RepositoryKeyCopy'; Run = { param($Items) $Items | Export-VmBackupRepositoryKey -Destination (Join-Path $root 'unresolved.key') -ErrorAction Continue } }
+    ) {
+        $items = [pscustomobject]@{ Repository = $unresolved }, [pscustomobject]@{ Repository = $repo }
+
+        # A terminating error would throw here and leave the second repository unprocessed.
+        $output = @(& $Run $items 2>&1)
+
+        $failures = @($output | Where-Object { $_ -is [System.Management.Automation.ErrorRecord] })
+        $failures.Count | Should -Be 1
+        $failures[0].FullyQualifiedErrorId | Should -Be "PathNotFileSystem,VmQuiesce.Commands.$($Command.Replace('-', ''))Command"
+        $failures[0].CategoryInfo.Category | Should -Be 'InvalidArgument'
+        $failures[0].TargetObject | Should -Be $unresolved
+        "$($failures[0])" | Should -BeLike "-$Parameter '$unresolved' cannot be resolved to a file system path*"
+        $results = @($output | Where-Object { $_ -isnot [System.Management.Automation.ErrorRecord] })
+        $results.Count | Should -Be 1 -Because 'the repository after the unresolved one is processed'
+        $results[0] | Should -BeOfType $Type
+    }
+
+    It 'Remove-VmBackup by id still removes the ids piped before it' {
+        $removable = Invoke-VmQuiescedBackup -Vm $db -Repository $repo -Consistency Crash
+        $items = [pscustomobject]@{ Repository = $repo; Id = $removable.Id }, [pscustomobject]@{ Repository = $unresolved; Id = $point.Id }
+
+        $output = @($items | Remove-VmBackup -Confirm:$false -ErrorAction Continue 2>&1)
+
+        @($output | Where-Object { $_ -is [System.Management.Automation.ErrorRecord] }).FullyQualifiedErrorId | Should -Be 'PathNotFileSystem,VmQuiesce.Commands.RemoveVmBackupCommand'
+        @($output | Where-Object { $_ -is [VmQuiesce.Core.Repository.PruneResult] }).RemovedRestorePoints | Should -Be $removable.Id
+        @(Get-VmBackup $repo).Id | Should -Be $point.Id
+    }
+}
+
 Describe 'A path on another provider' {
     BeforeAll {
         # The current location is where a mistaken provider path used to land: 'Variable:\PWD' became './PWD'.

@@ -27,7 +27,7 @@ namespace VmQuiesce.Commands
                 }
                 else
                 {
-                    WriteObject(RepositorySummary.Of(BackupRepository.Open(ResolveFileSystemPath(Path, nameof(Path))), WriteFailure));
+                    WriteObject(RepositorySummary.Of(BackupRepository.Open(ResolveItemFileSystemPath(Path, nameof(Path))), WriteFailure));
                 }
             }
             catch (VmQuiesceException e)

@@ -67,7 +67,17 @@ namespace VmQuiesce.Commands
 
         protected override void ProcessRecord()
         {
-            string path = S3RepositoryAddress.IsS3(Repository) ? Repository : ResolveFileSystemPath(Repository, nameof(Repository));
+            string path;
+            try
+            {
+                path = S3RepositoryAddress.IsS3(Repository) ? Repository : ResolveItemFileSystemPath(Repository, nameof(Repository));
+            }
+            catch (VmQuiesceException e)
+            {
+                WriteFailure(e);
+                return;
+            }
+
             if (ParameterSetName == ByPolicySet)
             {
                 var policy = new RetentionPolicy { KeepLast = KeepLast, KeepDaily = KeepDaily, KeepWeekly = KeepWeekly, KeepMonthly = KeepMonthly };

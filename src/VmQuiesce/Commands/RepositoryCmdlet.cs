@@ -65,10 +65,11 @@ namespace VmQuiesce.Commands
 
         /// <summary>
         /// An existing repository: a folder, or an s3:// address; when it is encrypted, with its key from this host's
-        /// key file (RepositoryKeyNotFound otherwise, before anything is read).
+        /// key file (RepositoryKeyNotFound otherwise, before anything is read). Every failure, a path that does not
+        /// resolve too, is a VmQuiesceException about this one repository: the callers write it and go on.
         /// </summary>
         internal IRestorePointSource OpenRestorePointSource(string location, string parameterName) =>
-            OpenResolvedRestorePointSource(S3RepositoryAddress.IsS3(location) ? location : ResolveFileSystemPath(location, parameterName));
+            OpenResolvedRestorePointSource(S3RepositoryAddress.IsS3(location) ? location : ResolveItemFileSystemPath(location, parameterName));
 
         /// <summary>
         /// <see cref="OpenRestorePointSource"/> for a folder's full path or an s3:// address as a record keeps it:
@@ -91,11 +92,14 @@ namespace VmQuiesce.Commands
             }
         }
     
-        /// <summary>The keys of the repository at <paramref name="location"/>, a folder or an s3:// address (which they then own).</summary>
+        /// <summary>
+        /// The keys of the repository at <paramref name="location"/>, a folder or an s3:// address (which they then own);
+        /// failures as <see cref="OpenRestorePointSource"/>.
+        /// </summary>
         internal RepositoryKeys OpenRepositoryKeys(string location, string parameterName) =>
             S3RepositoryAddress.IsS3(location)
                 ? new RepositoryKeys(ObjectRepository.Open(OpenS3Storage(location)))
-                : new RepositoryKeys(BackupRepository.Open(ResolveFileSystemPath(location, parameterName)));
+                : new RepositoryKeys(BackupRepository.Open(ResolveItemFileSystemPath(location, parameterName)));
 
         /// <summary>
         /// The shared lock a reader holds on <paramref name="source"/>, so a prune waits: a lock file in a folder, a lock
