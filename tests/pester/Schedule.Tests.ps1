@@ -159,6 +159,26 @@ Describe 'Register-, Get-, Unregister-VmBackupSchedule with real unit files' {
             Should -Throw -ErrorId 'ScheduleS3EndpointInvalid,*'
     }
 
+    It 'registers the rows piped from Import-Csv, reporting a bad row as a non-terminating error and going on to the next' {
+        if ($unitSkip) { Set-ItResult -Skipped -Because $unitSkip; return }
+        $csvUnits = Join-Path $root 'csv-units'
+        $csv = Join-Path $root 'schedules.csv'
+        @(
+            [pscustomobject]@{ Name = 'web'; Vm = 'web01'; Repository = '/srv/backup'; At = '01:00' }
+            [pscustomobject]@{ Name = 'db'; Vm = 'db01'; Repository = '/srv/backup'; At = '25:00' }
+            [pscustomobject]@{ Name = 'mail'; Vm = 'mail01'; Repository = 'NoSuchDrive:/backup'; At = '01:30' }
+            [pscustomobject]@{ Name = 'files'; Vm = 'files01'; Repository = '/srv/backup'; At = '02:00' }
+        ) | Export-Csv -LiteralPath $csv
+
+        $output = @(Import-Csv -LiteralPath $csv | Register-VmBackupSchedule -UnitDirectory $csvUnits -PowerShellPath $pwshPath -Confirm:$false -PassThru -ErrorAction Continue 2>&1)
+
+        $failures = @($output | Where-Object { $_ -is [System.Management.Automation.ErrorRecord] })
+        $failures.FullyQualifiedErrorId | Should -Be @('ScheduleTimeInvalid,VmQuiesce.Commands.RegisterVmBackupScheduleCommand', 'PathNotFileSystem,VmQuiesce.Commands.RegisterVmBackupScheduleCommand')
+        $failures[1].TargetObject | Should -Be 'NoSuchDrive:/backup'
+        @($output | Where-Object { $_ -is [VmQuiesce.Core.Schedule.BackupScheduleInfo] }).Name | Should -Be @('web', 'files')
+        @(Get-ChildItem $csvUnits).Name | Sort-Object | Should -Be @('vmquiesce-backup-files.service', 'vmquiesce-backup-files.timer', 'vmquiesce-backup-web.service', 'vmquiesce-backup-web.timer')
+    }
+
     It 'Unregister removes both units and the schedule is gone' {
         if ($unitSkip) { Set-ItResult -Skipped -Because $unitSkip; return }
         Unregister-VmBackupSchedule -Name nightly -UnitDirectory $units -Confirm:$false

@@ -99,24 +99,24 @@ namespace VmQuiesce.Commands
             BackupSchedule schedule;
             try
             {
-                string powerShell = PowerShellPath == null ? JobEnvironment.FindPowerShell() : ResolveFileSystemPath(PowerShellPath, nameof(PowerShellPath));
+                string powerShell = PowerShellPath == null ? JobEnvironment.FindPowerShell() : ResolveItemFileSystemPath(PowerShellPath, nameof(PowerShellPath));
                 if (!File.Exists(powerShell))
                 {
                     throw new VmQuiesceException("PowerShellNotFound", FailureKind.ObjectNotFound, $"-PowerShellPath '{powerShell}' is not a file; expected the absolute path of pwsh or powershell.exe.", powerShell);
                 }
 
                 string modulePath = JobEnvironment.ModuleImportPath(MyInvocation.MyCommand.Module?.ModuleBase ?? Path.GetDirectoryName(typeof(BackupSchedule).Assembly.Location)!);
-                schedule = new BackupSchedule(Name, Vm.Select(ResolveTarget).ToList(), S3RepositoryAddress.IsS3(Repository) ? Repository : ResolveFileSystemPath(Repository, nameof(Repository)), Consistency)
+                schedule = new BackupSchedule(Name, Vm.Select(ResolveTarget).ToList(), S3RepositoryAddress.IsS3(Repository) ? Repository : ResolveItemFileSystemPath(Repository, nameof(Repository)), Consistency)
                 {
                     At = At,
                     KeepLast = KeepLast,
                     KeepDaily = KeepDaily,
                     KeepWeekly = KeepWeekly,
                     KeepMonthly = KeepMonthly,
-                    LogFolder = LogFolder == null ? null : ResolveFileSystemPath(LogFolder, nameof(LogFolder)),
+                    LogFolder = LogFolder == null ? null : ResolveItemFileSystemPath(LogFolder, nameof(LogFolder)),
                     ChangeTracking = ChangeTracking,
                     VerifyChangeTrackingEvery = VerifyChangeTrackingEvery,
-                    CopyTo = CopyTo == null || S3RepositoryAddress.IsS3(CopyTo) ? CopyTo : ResolveFileSystemPath(CopyTo, nameof(CopyTo)),
+                    CopyTo = CopyTo == null || S3RepositoryAddress.IsS3(CopyTo) ? CopyTo : ResolveItemFileSystemPath(CopyTo, nameof(CopyTo)),
                     S3Endpoint = S3Endpoint,
                     S3ProfileName = S3ProfileName,
                     PowerShellPath = powerShell,
@@ -130,7 +130,8 @@ namespace VmQuiesce.Commands
             }
             catch (VmQuiesceException e)
             {
-                ThrowFailure(e);
+                // Every parameter binds from the pipeline (Import-Csv | Register-VmBackupSchedule): a bad row fails alone.
+                WriteFailure(e);
                 return;
             }
 
@@ -157,7 +158,7 @@ namespace VmQuiesce.Commands
         /// <summary>A socket or .vmx path made absolute (the job runs in another folder); a VM name stays as it is.</summary>
         private string ResolveTarget(string target) =>
             target.IndexOfAny(new[] { '/', '\\' }) >= 0 || target.EndsWith(".vmx", StringComparison.OrdinalIgnoreCase)
-                ? (target.StartsWith("tcp:", StringComparison.Ordinal) ? target : ResolveFileSystemPath(target, nameof(Vm)))
+                ? (target.StartsWith("tcp:", StringComparison.Ordinal) ? target : ResolveItemFileSystemPath(target, nameof(Vm)))
                 : target;
     }
 }
