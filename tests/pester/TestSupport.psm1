@@ -128,4 +128,11 @@ function Get-PrecompiledHostName {
     "$os-$("$([Runtime.InteropServices.RuntimeInformation]::ProcessArchitecture)".ToLowerInvariant())"
 }
 
-Export-ModuleMember -Function Get-ChildPwsh, Start-ChildScript, New-RecordingPowerShell, Invoke-GuestShell, Get-PrecompiledHostName
+# Everything a command that should change nothing must leave alone: each file's name, timestamp and bytes.
+function Get-FolderSnapshot([string] $Folder) {
+    Get-ChildItem -LiteralPath $Folder -Force -File | Sort-Object Name | ForEach-Object {
+        '{0}|{1}|{2}' -f $_.Name, $_.LastWriteTimeUtc.Ticks, [Convert]::ToBase64String([IO.File]::ReadAllBytes($_.FullName))
+    }
+}
+
+Export-ModuleMember -Function Get-ChildPwsh, Start-ChildScript, New-RecordingPowerShell, Invoke-GuestShell, Get-PrecompiledHostName, Get-FolderSnapshot

@@ -1,5 +1,6 @@
 BeforeAll {
     Import-Module $env:VMQUIESCE_MODULE_PATH -Force
+    Import-Module (Join-Path $PSScriptRoot 'TestSupport.psm1') -Force
 
     $script:ConfigType = 'VmQuiesce.Core.Config.VssWriterConfig'
     $script:DifferenceType = 'VmQuiesce.Core.Config.VssWriterConfigDifference'
@@ -7,14 +8,6 @@ BeforeAll {
     function New-TestFolder {
         $path = Join-Path ([IO.Path]::GetTempPath()) ("vmquiesce-pester-" + [guid]::NewGuid().ToString('N'))
         (New-Item -ItemType Directory -Path $path).FullName
-    }
-
-    function Get-Snapshot {
-        # Everything a failed command must leave alone: each file's bytes and timestamp, by name.
-        param([string] $Folder)
-        Get-ChildItem -LiteralPath $Folder -Force -File | Sort-Object Name | ForEach-Object {
-            '{0}|{1}|{2}' -f $_.Name, $_.LastWriteTimeUtc.Ticks, [Convert]::ToBase64String([IO.File]::ReadAllBytes($_.FullName))
-        }
     }
 
     function Invoke-Failing {
@@ -278,11 +271,11 @@ Describe 'Set-VssWriterConfig' {
     It 'writes nothing when the file already says so: timestamp and bytes stay, no .bak' {
         [IO.File]::WriteAllText($file, "vmwriter.overwriteSnapshots = `"true`"`n")
         [IO.File]::SetLastWriteTimeUtc($file, $LongAgo)
-        $before = Get-Snapshot $folder
+        $before = Get-FolderSnapshot $folder
 
         Set-VssWriterConfig -Path $folder -OverwriteSnapshots $true -Confirm:$false -WarningVariable warnings
 
-        Get-Snapshot $folder | Should -Be $before
+        Get-FolderSnapshot $folder | Should -Be $before
         $warnings.Count | Should -Be 0
     }
 
@@ -306,12 +299,12 @@ Describe 'Set-VssWriterConfig' {
         @{ Case = 'existing file'; Existing = "vmwriter.overwriteSnapshots = `"FALSE`"`r`n" }
     ) {
         if ($Existing) { [IO.File]::WriteAllText($file, $Existing); [IO.File]::SetLastWriteTimeUtc($file, $LongAgo) }
-        $before = Get-Snapshot $folder
+        $before = Get-FolderSnapshot $folder
 
         $output = Set-VssWriterConfig -Path $folder -OverwriteSnapshots $true -Setting @{ other = 'x' } -PassThru -WhatIf -WarningAction SilentlyContinue
 
         $output | Should -BeNullOrEmpty
-        Get-Snapshot $folder | Should -Be $before
+        Get-FolderSnapshot $folder | Should -Be $before
     }
 
     It '-Confirm:$false never prompts, even where no one could answer' {
@@ -326,19 +319,18 @@ Describe 'Set-VssWriterConfig' {
 
     It 'plain use asks before turning OverwriteSnapshots on (a host that cannot ask gets ConfirmationRequired)' {
         [IO.File]::WriteAllText($file, "vmwriter.overwriteSnapshots = `"FALSE`"`r`n")
-        $before = Get-Snapshot $folder
+        $before = Get-FolderSnapshot $folder
 
         $result = Invoke-WithoutUserInterface -Folder $folder -Script 'Set-VssWriterConfig -Path $Folder -OverwriteSnapshots $true'
 
         $result.Errors.Count | Should -Be 1
         $result.Errors[0].FullyQualifiedErrorId | Should -BeLike 'ConfirmationRequired,*'
         $result.Errors[0].ErrorDetails.RecommendedAction | Should -BeLike '*-Confirm:$false*'
-        Get-Snapshot $folder | Should -Be $before
+        Get-FolderSnapshot $folder | Should -Be $before
     }
 
     It 'the question offers Yes to All, which answers it for every folder piped after' {
         $second = New-TestFolder
-        Import-Module (Join-Path $PSScriptRoot 'TestSupport.psm1') -Force
         $console = New-RecordingPowerShell -Answer 1   # Yes, Yes to All, No, No to All
         try {
             $null = $console.PowerShell.AddScript("Import-Module '$env:VMQUIESCE_MODULE_PATH'; '$folder', '$second' | Set-VssWriterConfig -OverwriteSnapshots `$true -WarningAction SilentlyContinue").Invoke()
@@ -387,38 +379,38 @@ Describe 'Set-VssWriterConfig' {
     ) {
         [IO.File]::WriteAllText($file, "# mine`r`nvmwriter.overwriteSnapshots = `"FALSE`"`r`n")
         [IO.File]::SetLastWriteTimeUtc($file, $LongAgo)
-        $before = Get-Snapshot $folder
+        $before = Get-FolderSnapshot $folder
 
         $failure = Invoke-Failing { Set-VssWriterConfig -Path $folder @Arguments -Confirm:$false }
 
         $failure.FullyQualifiedErrorId | Should -BeLike "$ErrorId,*"
         $failure.CategoryInfo.Category | Should -Be 'InvalidArgument'
         $failure.Exception.Message | Should -Not -Match "`n"
-        Get-Snapshot $folder | Should -Be $before
+        Get-FolderSnapshot $folder | Should -Be $before
     }
 
     It 'rejects a malformed file with MalformedConfigLine and leaves it unchanged' {
         [IO.File]::WriteAllText($file, "vmwriter.overwriteSnapshots = `"FALSE`" `"again`"`r`n")
-        $before = Get-Snapshot $folder
+        $before = Get-FolderSnapshot $folder
 
         $failure = Invoke-Failing { Set-VssWriterConfig -Path $folder -OverwriteSnapshots $true -Confirm:$false }
 
         $failure.FullyQualifiedErrorId | Should -BeLike 'MalformedConfigLine,*'
         $failure.CategoryInfo.Category | Should -Be 'InvalidData'
-        Get-Snapshot $folder | Should -Be $before
+        Get-FolderSnapshot $folder | Should -Be $before
     }
 
     It 'rejects a read-only file with ConfigFileReadOnly and leaves it unchanged' {
         [IO.File]::WriteAllText($file, "vmwriter.overwriteSnapshots = `"FALSE`"`r`n")
         Set-ReadOnly $file
-        $before = Get-Snapshot $folder
+        $before = Get-FolderSnapshot $folder
 
         $failure = Invoke-Failing { Set-VssWriterConfig -Path $folder -OverwriteSnapshots $true -Confirm:$false -WarningAction SilentlyContinue }
 
         $failure.FullyQualifiedErrorId | Should -BeLike 'ConfigFileReadOnly,*'
         $failure.CategoryInfo.Category | Should -Be 'PermissionDenied'
         $failure.TargetObject | Should -Be $file
-        Get-Snapshot $folder | Should -Be $before
+        Get-FolderSnapshot $folder | Should -Be $before
     }
 
     It 'rejects a folder that does not exist with ConfigFolderNotFound and creates nothing' {
@@ -539,11 +531,11 @@ Describe 'Remove-VssWriterConfig' {
     }
 
     It '-WhatIf changes nothing' {
-        $before = Get-Snapshot $folder
+        $before = Get-FolderSnapshot $folder
 
         Remove-VssWriterConfig -Path $folder -WhatIf
 
-        Get-Snapshot $folder | Should -Be $before
+        Get-FolderSnapshot $folder | Should -Be $before
     }
 
     It 'takes -Path from Get-VssWriterConfig by property name' {
@@ -563,12 +555,12 @@ Describe 'Remove-VssWriterConfig' {
 
     It 'rejects a read-only file with ConfigFileReadOnly and leaves it in place' {
         Set-ReadOnly $file
-        $before = Get-Snapshot $folder
+        $before = Get-FolderSnapshot $folder
 
         $failure = Invoke-Failing { Remove-VssWriterConfig -Path $file -Confirm:$false }
 
         $failure.FullyQualifiedErrorId | Should -BeLike 'ConfigFileReadOnly,*'
-        Get-Snapshot $folder | Should -Be $before
+        Get-FolderSnapshot $folder | Should -Be $before
     }
 
     It 'rejects a folder that does not exist with ConfigFolderNotFound' {
