@@ -30,11 +30,14 @@ class VssWriterConfig {
         return $current
     }
 
+    # The cmdlets count a missing file as OverwriteSnapshots off (VMware's default) and so create none for
+    # -OverwriteSnapshots $false; Present asks for the file itself, so Test and Set look at the file first.
     [bool] Test() {
+        $exists = $this.FileExists()
         if ($this.Ensure -eq [Ensure]::Absent) {
-            return -not (VmQuiesce\Get-VssWriterConfig -Path $this.Path -ErrorAction Stop).Exists
+            return -not $exists
         }
-        return [bool] (VmQuiesce\Test-VssWriterConfig -Path $this.Path -OverwriteSnapshots $this.OverwriteSnapshots -ErrorAction Stop)
+        return $exists -and [bool] (VmQuiesce\Test-VssWriterConfig -Path $this.Path -OverwriteSnapshots $this.OverwriteSnapshots -ErrorAction Stop)
     }
 
     [void] Set() {
@@ -42,8 +45,15 @@ class VssWriterConfig {
             VmQuiesce\Remove-VssWriterConfig -Path $this.Path -Confirm:$false -ErrorAction Stop
             return
         }
+        # A missing file gets the value written out: -Setting compares exactly, so a missing setting differs even from FALSE.
+        $desired = if ($this.FileExists()) { @{ OverwriteSnapshots = $this.OverwriteSnapshots } }
+                   else { @{ Setting = @{ 'vmwriter.overwriteSnapshots' = $this.OverwriteSnapshots } } }
         # The cmdlet warns that turning OverwriteSnapshots on destroys hand-made snapshots; the configuration asked for it.
-        VmQuiesce\Set-VssWriterConfig -Path $this.Path -OverwriteSnapshots $this.OverwriteSnapshots -Confirm:$false -ErrorAction Stop
+        VmQuiesce\Set-VssWriterConfig -Path $this.Path @desired -Confirm:$false -ErrorAction Stop
+    }
+
+    hidden [bool] FileExists() {
+        return (VmQuiesce\Get-VssWriterConfig -Path $this.Path -ErrorAction Stop).Exists
     }
 }
 

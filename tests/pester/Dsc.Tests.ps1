@@ -112,6 +112,43 @@ Describe 'VssWriterConfig resource on a real file' {
         Get-Content $file | Should -Contain '# kept'
         Get-Content $file | Should -Contain 'other.key = "1"'
     }
+
+    # Set-VssWriterConfig -OverwriteSnapshots $false is met by a missing file; Ensure = Present asks for the file itself.
+    It 'Present with OverwriteSnapshots off creates a missing file, and a second Set changes nothing' {
+        $folder = New-Item -ItemType Directory -Path (Join-Path $root 'vmware-server-no-file') -Force
+        $file = Join-Path $folder 'vmvsswriter.cfg'
+        $resource = New-Resource 'VssWriterConfig' @{ Path = $folder.FullName; OverwriteSnapshots = $false }
+
+        $result = Invoke-GetTestSetTest 'VssWriterConfig Present off, no file' $resource
+        "$($result.Before.Ensure)" | Should -Be 'Absent'
+        $result.FirstTest | Should -BeFalse
+        $result.SecondTest | Should -BeTrue
+        Get-Content $file | Should -Be 'vmwriter.overwriteSnapshots = "FALSE"'
+        "$($resource.Get().Ensure)" | Should -Be 'Present'
+
+        $before = Get-FolderSnapshot $folder
+        $resource.Set()
+        Get-FolderSnapshot $folder | Should -Be $before
+    }
+
+    It 'Present with OverwriteSnapshots off creates the file again when an Absent run left only the .bak' {
+        $folder = New-Item -ItemType Directory -Path (Join-Path $root 'vmware-server-bak') -Force
+        $file = Join-Path $folder 'vmvsswriter.cfg'
+        Set-Content -Path $file -Value 'vmwriter.overwriteSnapshots = "TRUE"'
+        (New-Resource 'VssWriterConfig' @{ Path = $folder.FullName; Ensure = 'Absent' }).Set()
+        $resource = New-Resource 'VssWriterConfig' @{ Path = $folder.FullName; OverwriteSnapshots = $false }
+
+        $result = Invoke-GetTestSetTest 'VssWriterConfig Present off, only .bak' $resource
+        "$($result.Before.Ensure)" | Should -Be 'Absent'
+        $result.FirstTest | Should -BeFalse
+        $result.SecondTest | Should -BeTrue
+        Get-Content $file | Should -Be 'vmwriter.overwriteSnapshots = "FALSE"'
+        Get-Content "$file.bak" | Should -Be 'vmwriter.overwriteSnapshots = "TRUE"'
+
+        $before = Get-FolderSnapshot $folder
+        $resource.Set()
+        Get-FolderSnapshot $folder | Should -Be $before
+    }
 }
 
 Describe 'VssWriterServiceLogon resource with a real user and a real unit (systemd)' {
