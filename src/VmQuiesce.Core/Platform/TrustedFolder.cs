@@ -275,8 +275,12 @@ namespace VmQuiesce.Core.Platform
             }
         }
 
-        /// <summary>The names of the entries here (path-based: callers act on them only through this folder).</summary>
-        public IEnumerable<string> Names() => Directory.EnumerateFileSystemEntries(Path).Select(entry => System.IO.Path.GetFileName(entry));
+        /// <summary>
+        /// The names of the entries here, listed through the open folder itself where there is one (its /proc descriptor
+        /// path): a folder swapped for a link since it was opened changes nothing listed.
+        /// </summary>
+        public IEnumerable<string> Names() =>
+            Directory.EnumerateFileSystemEntries(_handle == null ? Path : UnixFiles.DescriptorPath(Fd)).Select(entry => System.IO.Path.GetFileName(entry));
 
         /// <summary>Makes renames, links and deletions in this folder durable.</summary>
         public void Sync()

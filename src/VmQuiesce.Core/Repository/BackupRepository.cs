@@ -664,21 +664,18 @@ namespace VmQuiesce.Core.Repository
             }
         }
 
-        /// <summary>Deletes unreferenced chunks and temp files, in each fan-out folder opened without following a link.</summary>
+        /// <summary>
+        /// Deletes unreferenced chunks and temp files. The chunks folder is opened without following a link, and each
+        /// fan-out folder below it through it, following none: a folder someone swapped for a link since the repository
+        /// was opened stops the prune instead of leading it into another folder.
+        /// </summary>
         private (long Chunks, long Bytes, int Temps) CollectGarbage(HashSet<string> referenced, CancellationToken cancel)
         {
             long chunks = 0;
             long bytes = 0;
             int temps = 0;
-            foreach (string fanOut in ChunkStore.FanOutNames.Select(name => System.IO.Path.Combine(Chunks.Root, name)).Append(PointsFolder))
+            void Collect(TrustedFolder folder, bool inChunks)
             {
-                if (!Directory.Exists(fanOut))
-                {
-                    continue;
-                }
-
-                using TrustedFolder folder = TrustedFolder.OpenNoFollow(fanOut);
-                bool inChunks = fanOut != PointsFolder;
                 foreach (string name in folder.Names().ToList())
                 {
                     cancel.ThrowIfCancellationRequested();
@@ -700,6 +697,22 @@ namespace VmQuiesce.Core.Repository
                         bytes += status?.Size ?? 0;
                     }
                 }
+            }
+
+            if (Directory.Exists(Chunks.Root))
+            {
+                using TrustedFolder chunkRoot = TrustedFolder.OpenNoFollow(Chunks.Root);
+                foreach (string name in ChunkStore.FanOutNames.Where(chunkRoot.Exists))
+                {
+                    using TrustedFolder fanOut = chunkRoot.OpenBelow(name, owner: null, create: false);
+                    Collect(fanOut, inChunks: true);
+                }
+            }
+
+            if (Directory.Exists(PointsFolder))
+            {
+                using TrustedFolder points = TrustedFolder.OpenNoFollow(PointsFolder);
+                Collect(points, inChunks: false);
             }
 
             return (chunks, bytes, temps);

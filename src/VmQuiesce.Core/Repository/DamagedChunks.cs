@@ -41,8 +41,11 @@ namespace VmQuiesce.Core.Repository
         }
 
         /// <summary>Every recorded hash.</summary>
-        public IEnumerable<string> All() =>
-            Directory.Exists(_folder) ? Directory.EnumerateFiles(_folder).Select(path => Path.GetFileName(path)).Where(ChunkStore.IsChunkName).ToList() : Enumerable.Empty<string>();
+        public IEnumerable<string> All()
+        {
+            using TrustedFolder? folder = OpenFolder();
+            return folder == null ? Enumerable.Empty<string>() : folder.Names().Where(ChunkStore.IsChunkName).ToList();
+        }
 
         /// <summary>Records <paramref name="hash"/> damaged; true when it was not recorded before.</summary>
         public bool Record(string hash)
@@ -56,12 +59,13 @@ namespace VmQuiesce.Core.Repository
                 }
             }
 
+            using TrustedFolder folder = TrustedFolder.OpenNoFollow(_folder);
             try
             {
-                RegularFile.CreateNew(Path.Combine(_folder, hash)).Dispose();
+                folder.CreateNew(hash, direct: false).Dispose();
                 return true;
             }
-            catch (IOException) when (File.Exists(Path.Combine(_folder, hash)))
+            catch (IOException) when (folder.Exists(hash))
             {
                 return false;
             }
@@ -70,9 +74,9 @@ namespace VmQuiesce.Core.Repository
         /// <summary>Forgets <paramref name="hash"/>: it was stored anew, or no restore point uses it any more.</summary>
         public void Clear(string hash)
         {
-            if (Directory.Exists(_folder))
+            using (TrustedFolder? folder = OpenFolder())
             {
-                File.Delete(Path.Combine(_folder, hash));
+                folder?.Delete(hash);
             }
 
             if (_known != null)
@@ -83,5 +87,11 @@ namespace VmQuiesce.Core.Repository
                 }
             }
         }
+
+        /// <summary>
+        /// The folder, opened without following a link (whoever can write the repository could swap it for one that
+        /// leads elsewhere, where Clear would delete); null when there is none.
+        /// </summary>
+        private TrustedFolder? OpenFolder() => Directory.Exists(_folder) ? TrustedFolder.OpenNoFollow(_folder) : null;
     }
 }

@@ -244,5 +244,47 @@ namespace VmQuiesce.Core.Tests.Repository
             Assert.Equal("RepositoryLayoutUnsafe", e.ErrorId);
             Assert.True(File.Exists(victim));
         }
+
+        [LinuxFact]
+        public void PruneDeletesNothingThroughTheChunksFolderSwappedForALinkToAnotherRepositorysAfterTheRepositoryWasOpened()
+        {
+            using var fixture = new RepositoryFixture();
+            fixture.BackUp("vm1", fixture.WriteFile("a.img", RepositoryFixture.Random(2 * RepositoryFixture.ChunkSize, 1)));
+            // Another repository, which whoever can write this one cannot: none of its chunks is referenced here.
+            string otherPath = Path.Combine(fixture.Root, "other");
+            BackupRepository other = BackupRepository.OpenOrCreate(otherPath, RepositoryFixture.ChunkSize);
+            RestorePoint victim = RepositoryFixture.BackUp(other, "vm2", fixture.WriteFile("b.img", RepositoryFixture.Random(2 * RepositoryFixture.ChunkSize, 2)));
+            string chunks = Path.Combine(fixture.RepositoryPath, "chunks");
+            Directory.Move(chunks, chunks + ".old");
+            File.CreateSymbolicLink(chunks, Path.Combine(otherPath, "chunks"));
+
+            var e = Assert.Throws<VmQuiesceException>(() => fixture.Repository.Prune(fixture.Repository.PlanRemoval(Array.Empty<string>(), x => throw x), true, false, CancellationToken.None));
+
+            Assert.Equal("RepositoryLayoutUnsafe", e.ErrorId);
+            Assert.True(other.Verify(victim, CancellationToken.None).IsValid);
+        }
+
+        [LinuxFact]
+        public void PruneDeletesNothingThroughTheDamagedFolderSwappedForALink()
+        {
+            using var fixture = new RepositoryFixture();
+            fixture.BackUp("vm1", fixture.WriteFile("a.img", RepositoryFixture.Random(1000, 1)));
+            string outside = Path.Combine(fixture.Root, "outside");
+            Directory.CreateDirectory(outside);
+            string victim = Path.Combine(outside, "ab" + new string('0', 62));
+            File.WriteAllText(victim, "someone's file with a chunk's name");
+            string damaged = Path.Combine(fixture.RepositoryPath, "damaged");
+            if (Directory.Exists(damaged))
+            {
+                Directory.Delete(damaged, recursive: true);
+            }
+
+            File.CreateSymbolicLink(damaged, outside);
+
+            var e = Assert.Throws<VmQuiesceException>(() => fixture.Repository.Prune(fixture.Repository.PlanRemoval(Array.Empty<string>(), x => throw x), true, false, CancellationToken.None));
+
+            Assert.Equal("RepositoryLayoutUnsafe", e.ErrorId);
+            Assert.True(File.Exists(victim));
+        }
     }
 }
