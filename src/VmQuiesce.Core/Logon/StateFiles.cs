@@ -23,14 +23,19 @@ namespace VmQuiesce.Core.Logon
         {
             try
             {
-                Directory.CreateDirectory(folder);
-                if (HostPlatform.IsWindows)
+                // Only a folder made here is restricted: one that exists is someone's choice (-StateDirectory, a
+                // VMQUIESCE_*_FOLDER variable, even /tmp) and keeps its modes; the file itself is private either way.
+                if (!Directory.Exists(folder))
                 {
-                    WindowsSecurity.RestrictToAdministrators(folder);
-                }
-                else
-                {
-                    PosixFiles.ChangeMode(folder, Convert.ToInt32("700", 8));
+                    Directory.CreateDirectory(folder);
+                    if (HostPlatform.IsWindows)
+                    {
+                        WindowsSecurity.RestrictToAdministrators(folder);
+                    }
+                    else
+                    {
+                        PosixFiles.ChangeMode(folder, Convert.ToInt32("700", 8));
+                    }
                 }
 
                 string temporary = path + ".tmp-" + Guid.NewGuid().ToString("N");
