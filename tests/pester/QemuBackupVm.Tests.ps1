@@ -21,6 +21,25 @@ Describe 'Get-BackupVm without a VM' {
         $failures[0].TargetObject | Should -Be $path
     }
 
+    It 'reports a -<Parameter> that does not resolve as a non-terminating PathNotFileSystem for its pipeline item and goes on to the next' -ForEach @(
+        @{ Parameter = 'QmpSocket'; Unresolved = @{ QmpSocket = 'NoSuchDrive:/qmp.sock' }; Next = 'QmpSocket'; NextErrorId = 'QmpSocketNotFound' }
+        # A tcp monitor is taken as it is: only the agent socket fails to resolve, and nothing connects.
+        @{ Parameter = 'AgentSocket'; Unresolved = @{ QmpSocket = 'tcp:127.0.0.1:1'; AgentSocket = 'NoSuchDrive:/qga.sock' }; Next = 'QmpSocket'; NextErrorId = 'QmpSocketNotFound' }
+        @{ Parameter = 'Path'; Unresolved = @{ Path = 'NoSuchDrive:/disk.img' }; Next = 'Path'; NextErrorId = 'ImageNotFound' }
+    ) {
+        $missing = Join-Path ([IO.Path]::GetTempPath()) "vmq-missing-$([guid]::NewGuid().ToString('N'))"
+        $items = [pscustomobject]$Unresolved, [pscustomobject]@{ $Next = $missing }
+
+        # A terminating error would throw here and leave the second item unprocessed.
+        $failures = @($items | Get-BackupVm -ErrorAction Continue 2>&1)
+
+        $failures.FullyQualifiedErrorId | Should -Be @('PathNotFileSystem,VmQuiesce.Commands.GetBackupVmCommand', "$NextErrorId,VmQuiesce.Commands.GetBackupVmCommand")
+        $failures[0].CategoryInfo.Category | Should -Be 'InvalidArgument'
+        $failures[0].TargetObject | Should -Be $Unresolved[$Parameter]
+        "$($failures[0])" | Should -BeLike "-$Parameter '$($Unresolved[$Parameter])' cannot be resolved to a file system path*"
+        $failures[1].TargetObject | Should -Be $missing -Because 'the item after the unresolved one is processed'
+    }
+
     It 'reports a name that no running VM has as VmNotFound' {
         if (-not $onLinux) { Set-ItResult -Skipped -Because 'discovery reads /proc and works on Linux only'; return }
         Get-BackupVm -Name "no-such-vm-$([guid]::NewGuid().ToString('N'))" -ErrorVariable failures -ErrorAction SilentlyContinue | Should -BeNullOrEmpty

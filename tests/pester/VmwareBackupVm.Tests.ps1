@@ -66,6 +66,23 @@ Describe 'Get-BackupVm for VMware' {
         $failures[0].TargetObject | Should -Be $missing
     }
 
+    It 'reports a piped .vmx path that does not resolve as a non-terminating PathNotFileSystem and goes on to the next' {
+        if ($noDouble) { Set-ItResult -Skipped -Because $why; return }
+        $good = New-TestVmFolder $root 'b'
+        $unresolved = 'NoSuchDrive:/b/b.vmx'
+
+        # A terminating error would throw here and leave the second .vmx unread.
+        $output = @([pscustomobject]@{ VmxPath = $unresolved }, [pscustomobject]@{ VmxPath = $good } | Get-BackupVm -VmrunPath $double -ErrorAction Continue 2>&1)
+
+        $failures = @($output | Where-Object { $_ -is [System.Management.Automation.ErrorRecord] })
+        $failures.Count | Should -Be 1
+        $failures[0].FullyQualifiedErrorId | Should -Be 'PathNotFileSystem,VmQuiesce.Commands.GetBackupVmCommand'
+        $failures[0].CategoryInfo.Category | Should -Be 'InvalidArgument'
+        $failures[0].TargetObject | Should -Be $unresolved
+        "$($failures[0])" | Should -BeLike "-VmxPath '$unresolved' cannot be resolved to a file system path*"
+        @($output | Where-Object { $_ -isnot [System.Management.Automation.ErrorRecord] }).Name | Should -Be 'b display'
+    }
+
     It 'lists the running VMs of a host type through vmrun list, filtered by name' {
         if ($noDouble) { Set-ItResult -Skipped -Because $why; return }
         $a = New-TestVmFolder $root 'alpha'

@@ -189,7 +189,7 @@ namespace VmQuiesce.Commands
             // A VM that cannot be read is this item's failure; the other pipeline items go on.
             try
             {
-                WriteObject(VmwareTargets.CreateBackupVm(vmrun, ResolveFileSystemPath(VmxPath, nameof(VmxPath)), DatastorePath, GivenName, Force));
+                WriteObject(VmwareTargets.CreateBackupVm(vmrun, ResolveItemFileSystemPath(VmxPath, nameof(VmxPath)), DatastorePath, GivenName, Force));
             }
             catch (VmQuiesceException e)
             {
@@ -306,7 +306,17 @@ namespace VmQuiesce.Commands
             var files = new List<string>();
             foreach (string given in Path)
             {
-                string path = ResolveFileSystemPath(given, nameof(Path));
+                string path;
+                try
+                {
+                    path = ResolveItemFileSystemPath(given, nameof(Path));
+                }
+                catch (VmQuiesceException e)
+                {
+                    WriteFailure(e);
+                    return;
+                }
+
                 if (Directory.Exists(path))
                 {
                     files.AddRange(Directory.EnumerateFiles(path).Where(file => (File.GetAttributes(file) & FileAttributes.ReparsePoint) == 0).OrderBy(file => file, StringComparer.Ordinal));
@@ -408,7 +418,17 @@ namespace VmQuiesce.Commands
                 return address;
             }
 
-            string path = ResolveFileSystemPath(address.StartsWith("unix:", StringComparison.Ordinal) ? address.Substring(5) : address, parameterName);
+            string path;
+            try
+            {
+                path = ResolveItemFileSystemPath(address.StartsWith("unix:", StringComparison.Ordinal) ? address.Substring(5) : address, parameterName);
+            }
+            catch (VmQuiesceException e)
+            {
+                WriteFailure(e);
+                return "";
+            }
+
             if (!File.Exists(path))
             {
                 WriteFailure(new VmQuiesceException(errorId, FailureKind.ObjectNotFound,
