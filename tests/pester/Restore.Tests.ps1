@@ -205,6 +205,20 @@ Describe 'Get-VmSnapshot' {
         $failures[0].FullyQualifiedErrorId | Should -BeLike 'ImageNotFound,*'
     }
 
+    It 'reports a piped image path that does not resolve as a non-terminating PathNotFileSystem and goes on to the next' {
+        $unresolved = 'NoSuchDrive:/snap.qcow2'
+        $missing = Join-Path $root 'missing.qcow2'
+
+        # A terminating error would throw here and leave the second image unread.
+        $failures = @([pscustomobject]@{ Path = $unresolved }, [pscustomobject]@{ Path = $missing } | Get-VmSnapshot -ErrorAction Continue 2>&1)
+
+        $failures.FullyQualifiedErrorId | Should -Be @('PathNotFileSystem,VmQuiesce.Commands.GetVmSnapshotCommand', 'ImageNotFound,VmQuiesce.Commands.GetVmSnapshotCommand')
+        $failures[0].CategoryInfo.Category | Should -Be 'InvalidArgument'
+        $failures[0].TargetObject | Should -Be $unresolved
+        "$($failures[0])" | Should -BeLike "-Path '$unresolved' cannot be resolved to a file system path*"
+        $failures[1].TargetObject | Should -Be $missing -Because 'the image after the unresolved one is processed'
+    }
+
     It 'says which VM kinds it cannot list yet' {
         $vm = [VmQuiesce.Core.Sources.PlainImage.PlainImageVm]::new('plain', @($diskA))
 

@@ -91,7 +91,17 @@ namespace VmQuiesce.Commands
 
             foreach (string path in Path)
             {
-                string full = ResolveFileSystemPath(path, nameof(Path));
+                string full;
+                try
+                {
+                    full = ResolveItemFileSystemPath(path, nameof(Path));
+                }
+                catch (VmQuiesceException e)
+                {
+                    WriteFailure(e);
+                    continue;
+                }
+
                 if (!File.Exists(full))
                 {
                     WriteFailure(new VmQuiesceException("ImageNotFound", FailureKind.ObjectNotFound, $"The disk image '{full}' does not exist.", path));
