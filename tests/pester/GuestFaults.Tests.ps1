@@ -114,6 +114,28 @@ Describe 'Repair-BackupVm parameters' {
             Remove-Item $file
         }
     }
+
+    It 'reports a piped -<Parameter> that does not resolve as a non-terminating PathNotFileSystem and goes on to the next item' -ForEach @(
+        @{ Parameter = 'Overlay'; Unresolved = @{ Overlay = 'NoSuchDrive:/disk.vmquiesce-overlay.qcow2' }; Next = 'Overlay'; NextErrorId = 'OverlayInvalid' }
+        @{ Parameter = 'QmpSocket'; Unresolved = @{ QmpSocket = 'NoSuchDrive:/qmp.sock' }; Next = 'QmpSocket'; NextErrorId = 'QmpConnectFailed' }
+        @{ Parameter = 'AgentSocket'; Unresolved = @{ QmpSocket = 'tcp:127.0.0.1:1'; AgentSocket = 'NoSuchDrive:/qga.sock' }; Next = 'QmpSocket'; NextErrorId = 'QmpConnectFailed' }
+    ) {
+        # The next item is an overlay file that is not a VmQuiesce overlay, or a monitor socket that does not exist: it fails on its own.
+        $nextPath = Join-Path ([IO.Path]::GetTempPath()) ('vmq-next-' + [guid]::NewGuid().ToString('N') + '.qcow2')
+        if ($Next -eq 'Overlay') { Set-Content -Path $nextPath -Value 'x' }
+        try {
+            # A terminating error would throw here and leave the second item unrepaired.
+            $failures = @([pscustomobject]$Unresolved, [pscustomobject]@{ $Next = $nextPath } | Repair-BackupVm -ErrorAction Continue 2>&1)
+
+            $failures.FullyQualifiedErrorId | Should -Be @('PathNotFileSystem,VmQuiesce.Commands.RepairBackupVmCommand', "$NextErrorId,VmQuiesce.Commands.RepairBackupVmCommand")
+            $failures[0].CategoryInfo.Category | Should -Be 'InvalidArgument'
+            $failures[0].TargetObject | Should -Be $Unresolved[$Parameter]
+            "$($failures[0])" | Should -BeLike "-$Parameter '$($Unresolved[$Parameter])' cannot be resolved to a file system path*"
+        }
+        finally {
+            Remove-Item $nextPath -ErrorAction Ignore
+        }
+    }
 }
 
 Describe 'A backup of a real guest stopped with Ctrl+C while it copies' {

@@ -56,12 +56,21 @@ namespace VmQuiesce.Commands
                 case OverlaySet:
                     foreach (string overlay in Overlay)
                     {
-                        Run(() => new[] { QemuRepair.CommitOffline(ResolveFileSystemPath(overlay, nameof(Overlay)), ShouldProcess, CancelToken) });
+                        Run(() => new[] { QemuRepair.CommitOffline(ResolveItemFileSystemPath(overlay, nameof(Overlay)), ShouldProcess, CancelToken) });
                     }
 
                     break;
                 case SocketSet:
-                    RepairSockets();
+                    // The sockets bind from each pipeline item: one that does not resolve fails that item alone.
+                    try
+                    {
+                        RepairSockets();
+                    }
+                    catch (VmQuiesceException e)
+                    {
+                        WriteFailure(e);
+                    }
+
                     break;
                 default:
                     foreach (BackupVm vm in Vm)
@@ -82,7 +91,7 @@ namespace VmQuiesce.Commands
 
         private void RepairSockets()
         {
-            string? agent = AgentSocket == null ? null : ResolveFileSystemPath(AgentSocket, nameof(AgentSocket));
+            string? agent = AgentSocket == null ? null : ResolveItemFileSystemPath(AgentSocket, nameof(AgentSocket));
             if (QmpSocket == null)
             {
                 if (agent == null)
@@ -100,7 +109,7 @@ namespace VmQuiesce.Commands
                 return;
             }
 
-            string qmp = QmpSocket.StartsWith("tcp:", StringComparison.Ordinal) ? QmpSocket : ResolveFileSystemPath(QmpSocket, nameof(QmpSocket));
+            string qmp = QmpSocket.StartsWith("tcp:", StringComparison.Ordinal) ? QmpSocket : ResolveItemFileSystemPath(QmpSocket, nameof(QmpSocket));
             var options = new QemuSourceOptions(Path.GetFileNameWithoutExtension(qmp), qmp) { AgentSocket = agent };
             Run(() => QemuRepair.RepairRunning(options, Thaw, ShouldProcess, CancelToken));
         }
