@@ -450,6 +450,20 @@ Describe 'Scripts' {
         $problems[0].FullyQualifiedErrorId | Should -Match '^[A-Z][A-Za-z]+,VmQuiesce\.Commands\.GetVmBackupCommand$'
         $problems[0].TargetObject | Should -Not -BeOfType ([System.Management.Automation.Cmdlet])
     }
+
+    It 'gives a non-terminating PathNotFileSystem for a piped Dismount-VmBackup folder that does not resolve, and goes on to the next' {
+        $unresolved = 'NoSuchDrive:/mount'
+        $notMounted = Join-Path $root 'not-mounted'
+
+        # A terminating error would throw here and leave the second folder alone.
+        $failures = @([pscustomobject]@{ Path = $unresolved }, [pscustomobject]@{ Path = $notMounted } | Dismount-VmBackup -Confirm:$false -ErrorAction Continue 2>&1)
+
+        $failures.FullyQualifiedErrorId | Should -Be @('PathNotFileSystem,VmQuiesce.Commands.DismountVmBackupCommand', 'MountNotFound,VmQuiesce.Commands.DismountVmBackupCommand')
+        $failures[0].CategoryInfo.Category | Should -Be 'InvalidArgument'
+        $failures[0].TargetObject | Should -Be $unresolved
+        "$($failures[0])" | Should -BeLike "-Path '$unresolved' cannot be resolved to a file system path*"
+        $failures[1].TargetObject | Should -Be $notMounted -Because 'the folder after the unresolved one is processed'
+    }
 }
 
 Describe 'Documentation' {

@@ -66,27 +66,28 @@ namespace VmQuiesce.Commands
             var mounts = RestorePointMount.Find();
             foreach (string path in Path)
             {
-                string folder = ResolveFileSystemPath(path, nameof(Path));
-                RestorePointMount? mount = mounts.FirstOrDefault(candidate => string.Equals(candidate.Path, folder.TrimEnd(System.IO.Path.DirectorySeparatorChar), StringComparison.Ordinal));
-                if (mount == null)
+                // A folder that does not resolve, holds no mount or fails to dismount is its own failure; the others are dismounted.
+                try
                 {
-                    WriteFailure(new VmQuiesceException("MountNotFound", FailureKind.ObjectNotFound, $"No restore point is mounted on '{folder}'.", folder)
+                    string folder = ResolveItemFileSystemPath(path, nameof(Path));
+                    RestorePointMount? mount = mounts.FirstOrDefault(candidate => string.Equals(candidate.Path, folder.TrimEnd(System.IO.Path.DirectorySeparatorChar), StringComparison.Ordinal));
+                    if (mount == null)
                     {
-                        Remedy = "List the mounts of this host with Get-VmBackupMount.",
-                    });
-                    continue;
-                }
+                        WriteFailure(new VmQuiesceException("MountNotFound", FailureKind.ObjectNotFound, $"No restore point is mounted on '{folder}'.", folder)
+                        {
+                            Remedy = "List the mounts of this host with Get-VmBackupMount.",
+                        });
+                        continue;
+                    }
 
-                if (ShouldProcess(folder, $"Dismount {mount.VmName} {mount.RestorePointId}"))
-                {
-                    try
+                    if (ShouldProcess(folder, $"Dismount {mount.VmName} {mount.RestorePointId}"))
                     {
                         mount.Dismount();
                     }
-                    catch (VmQuiesceException e)
-                    {
-                        WriteFailure(e);
-                    }
+                }
+                catch (VmQuiesceException e)
+                {
+                    WriteFailure(e);
                 }
             }
         }
