@@ -31,6 +31,11 @@ namespace VmQuiesce.Core.Repository
     internal static class RepositoryLayout
     {
         private const int OwnerOnlyFolder = 0x1C0; // 0700
+        private const uint GroupOrOtherWrite = 0x12; // S_IWGRP | S_IWOTH
+        private const int WindowsWriteData = 0x2; // FILE_WRITE_DATA, FILE_ADD_FILE for a folder
+
+        /// <summary>Windows groups that hold every local user: rights granted to them are rights of anyone.</summary>
+        private static readonly (string Sid, string Name)[] BroadWindowsGroups = { ("S-1-1-0", "Everyone"), ("S-1-5-11", "Authenticated Users"), ("S-1-5-32-545", "Users") };
         private static readonly string[] Folders = { ChunkStore.FolderName, BackupRepository.PointsFolderName, RepositoryLock.FolderName, DamagedChunks.FolderName };
 
         /// <summary>Characters that are never part of a repository path a user meant literally.</summary>
@@ -186,6 +191,43 @@ namespace VmQuiesce.Core.Repository
         }
 
         /// <summary>
+        /// Who other than root (or this user) could change <paramref name="full"/> (a file or folder of the repository),
+        /// or null: its owner, write access for its group or others, on Windows write access for everyone, all
+        /// authenticated users or all users. A file someone else can change is no more than their word.
+        /// </summary>
+        public static string? DescribeOthersWrite(string full)
+        {
+            if (HostPlatform.IsWindows)
+            {
+                foreach ((string sid, string name) in BroadWindowsGroups)
+                {
+                    if ((WindowsSecurity.EffectiveRights(full, WindowsSecurity.StringToSid(sid)) & WindowsWriteData) != 0)
+                    {
+                        return $"{name} can write '{full}'";
+                    }
+                }
+
+                return null;
+            }
+
+            FileStatus? status = RegularFile.StatNoFollow(full);
+            if (status == null)
+            {
+                return null;
+            }
+
+            uint self = Libc.geteuid();
+            if (status.Value.Uid != 0 && status.Value.Uid != self)
+            {
+                return $"'{full}' belongs to user id {status.Value.Uid}";
+            }
+
+            return (status.Value.Permissions & GroupOrOtherWrite) != 0
+                ? $"'{full}' has mode {Convert.ToString(status.Value.Permissions, 8).PadLeft(4, '0')}, writable by its group or others"
+                : null;
+        }
+
+        /// <summary>
         /// Why other users can read or change the repository (a folder wider than 0700 or owned by someone else;
         /// on Windows, read access for Users, Authenticated Users or Everyone), or null when they cannot.
         /// </summary>
@@ -193,7 +235,7 @@ namespace VmQuiesce.Core.Repository
         {
             if (HostPlatform.IsWindows)
             {
-                foreach ((string sid, string name) in new[] { ("S-1-1-0", "Everyone"), ("S-1-5-11", "Authenticated Users"), ("S-1-5-32-545", "Users") })
+                foreach ((string sid, string name) in BroadWindowsGroups)
                 {
                     if ((WindowsSecurity.EffectiveRights(full, WindowsSecurity.StringToSid(sid)) & 0x1) != 0)
                     {

@@ -20,9 +20,23 @@ namespace VmQuiesce.Core.Restore
     {
         private static StringComparison PathComparison => HostPlatform.IsWindows ? StringComparison.OrdinalIgnoreCase : StringComparison.Ordinal;
 
-        /// <summary>The folders a restore of <paramref name="point"/> to its original location may write in; throws RestoreVmFolderProtected when one is a system location.</summary>
-        public static IReadOnlyList<string> AllowedFolders(RestorePoint point)
+        /// <summary>
+        /// The folders a restore of <paramref name="point"/> to its original location may write in; throws
+        /// RestoreManifestUntrusted when the manifest cannot be trusted to say where that is (<see cref="WhyUntrusted"/>),
+        /// RestoreVmFolderProtected when a folder is a system location.
+        /// </summary>
+        public static IReadOnlyList<string> AllowedFolders(IRestorePointSource repository, RestorePoint point)
         {
+            if (WhyUntrusted(repository, point) is string untrusted)
+            {
+                throw new VmQuiesceException("RestoreManifestUntrusted", FailureKind.SecurityError,
+                    $"Restore point '{point.Id}' names where its files go, and {untrusted}: it is not restored to the folders it names. Nothing was restored.", point.Id)
+                {
+                    Remedy = "Restore with -Destination <folder>, which writes the files there instead, and look at them before moving any into place; " +
+                        "keep repositories encrypted (New-VmBackupRepository; Copy-VmBackup into one) or writable by root alone.",
+                };
+            }
+
             IReadOnlyList<string> recorded = point.VmFolders ?? RestorePoint.FoldersOf(point.Files.Select(file => file.OriginalPath));
             var folders = new List<string>();
             // A folder that is not absolute allows nothing: the targets it was meant for are refused as outside.
@@ -31,7 +45,7 @@ namespace VmQuiesce.Core.Restore
                 if ((ProtectedBy(full) ?? ProtectedBy(Resolved(full))) is string system)
                 {
                     throw new VmQuiesceException("RestoreVmFolderProtected", FailureKind.SecurityError,
-                        $"Restore point '{point.Id}' says VM '{point.VmName}' used the folder '{full}', which is the system location '{system}': nothing is restored there. Nothing was restored.", full)
+                        $"Restore point '{point.Id}' says VM '{point.VmName}' used the folder '{full}', which is or lies in '{system}', a system location or a hidden (configuration) folder: nothing is restored there. Nothing was restored.", full)
                     {
                         Remedy = "Restore with -Destination <folder>, which writes the files there instead, and look at them before moving any into place.",
                     };
@@ -41,6 +55,28 @@ namespace VmQuiesce.Core.Restore
             }
 
             return folders;
+        }
+
+        /// <summary>
+        /// Why the manifest of <paramref name="point"/> is no more than the word of someone other than root, or null. A
+        /// sealed manifest (an encrypted repository) was made with the key. An unsealed one counts only in a folder
+        /// repository whose folder, points folder and manifest no one else can write; an unencrypted bucket's manifests
+        /// are whatever anyone with its credentials wrote.
+        /// </summary>
+        internal static string? WhyUntrusted(IRestorePointSource repository, RestorePoint point)
+        {
+            if (repository.Encryption.IsEncrypted)
+            {
+                return null;
+            }
+
+            if (!(repository is BackupRepository folder))
+            {
+                return $"the repository '{repository.Location}' is not encrypted, so its manifests are whatever anyone with its credentials wrote";
+            }
+
+            string? writable = new[] { folder.Path, folder.PointsFolder, point.ManifestFile }.Select(RepositoryLayout.DescribeOthersWrite).FirstOrDefault(why => why != null);
+            return writable == null ? null : $"the repository '{folder.Path}' is not encrypted and {writable}, so its manifest may be someone else's";
         }
 
         /// <summary>Throws RestoreOutsideVmFolders unless <paramref name="target"/> (a full path) lies inside one of <paramref name="allowed"/>, as written and with links resolved.</summary>
@@ -60,12 +96,22 @@ namespace VmQuiesce.Core.Restore
             }
         }
 
-        /// <summary>The system location <paramref name="folder"/> is or lies in, or null.</summary>
+        /// <summary>
+        /// The system location or hidden folder <paramref name="folder"/> is or lies in, or null. A hidden folder
+        /// (~/.ssh, ~/.config/autostart, ~/.local/bin) holds what a user's or root's programs and logins act on, never a VM.
+        /// </summary>
         private static string? ProtectedBy(string folder)
         {
             if (string.Equals(folder, Trimmed(Path.GetPathRoot(folder) ?? folder), PathComparison))
             {
                 return folder;
+            }
+
+            string[] parts = folder.Split(Path.DirectorySeparatorChar, Path.AltDirectorySeparatorChar);
+            int hidden = Array.FindIndex(parts, part => part.StartsWith(".", StringComparison.Ordinal));
+            if (hidden >= 0)
+            {
+                return string.Join(Path.DirectorySeparatorChar.ToString(), parts, 0, hidden + 1);
             }
 
             if (!HostPlatform.IsWindows && folder.Split('/')[1].StartsWith("lib", StringComparison.Ordinal))
@@ -81,7 +127,7 @@ namespace VmQuiesce.Core.Restore
             yield return Trimmed(HostKeyStore.Folder);
             if (!HostPlatform.IsWindows)
             {
-                foreach (string folder in new[] { "/etc", "/usr", "/bin", "/sbin", "/boot", "/dev", "/proc", "/sys", "/run", "/var/lib/vmquiesce" })
+                foreach (string folder in new[] { "/etc", "/usr", "/bin", "/sbin", "/boot", "/dev", "/proc", "/sys", "/run", "/var/spool", "/var/lib/vmquiesce" })
                 {
                     yield return folder;
                 }

@@ -105,7 +105,7 @@ namespace VmQuiesce.Core.Restore
             string? destination = request.Destination == null ? null : FullFolder(request.Destination);
             var targets = new List<RestoreTarget>();
             var seen = new HashSet<string>(HostPlatform.IsWindows ? StringComparer.OrdinalIgnoreCase : StringComparer.Ordinal);
-            IReadOnlyList<string>? vmFolders = destination == null ? OriginalLocation.AllowedFolders(point) : null;
+            IReadOnlyList<string>? vmFolders = destination == null ? OriginalLocation.AllowedFolders(_repository, point) : null;
             foreach (RestorePointFile file in point.Files)
             {
                 string path = destination == null ? OriginalTarget(point, file) : DestinationTarget(point, file, destination);

@@ -429,6 +429,73 @@ namespace VmQuiesce.Core.Tests.Restore
             Assert.False(File.Exists(cron));
         }
 
+        [LinuxTheory]
+        [InlineData("/root/.ssh", "authorized_keys", "'/root/.ssh'")]
+        [InlineData("/home/someone/.config/autostart", "x.desktop", "'/home/someone/.config'")]
+        [InlineData("/var/spool/cron/crontabs", "root", "'/var/spool'")]
+        public void AnAuthenticManifestNamingAHiddenFolderOrTheSpoolWritesNothing(string folder, string name, string named)
+        {
+            using var fixture = new RepositoryFixture();
+            BackupRepository repository = fixture.NewEncrypted("enc");
+            RestorePoint point = RepositoryFixture.BackUp(repository, "vm1", fixture.WriteFile("disk.img", RepositoryFixture.Random(Chunk, 25)));
+            RestorePoint forged = Forge(repository, point, Path.Combine(folder, name), new[] { folder });
+
+            VmQuiesceException e = PlanRefused(repository, forged);
+
+            Assert.Equal("RestoreVmFolderProtected", e.ErrorId);
+            Assert.Contains(named, e.Message, StringComparison.Ordinal);
+        }
+
+        [LinuxFact]
+        public void AnUnsealedManifestSomeoneElseCouldWriteIsNotRestoredToTheFoldersItNames()
+        {
+            using var fixture = new RepositoryFixture();
+            string folder = Path.Combine(fixture.Root, "vm1");
+            Directory.CreateDirectory(folder);
+            RestorePoint point = fixture.BackUp("vm1", WriteAt(Path.Combine(folder, "disk.img"), RepositoryFixture.Random(Chunk, 27)));
+            Assert.False(fixture.Repository.Encryption.IsEncrypted);
+            string points = Path.Combine(fixture.RepositoryPath, "points");
+
+            // Only root can write the plain repository: its manifests are root's word.
+            Engine(fixture).Plan(new RestoreRequest(point) { Force = true }, CancellationToken.None);
+            File.SetUnixFileMode(points, (UnixFileMode)0x1FF); // 0777
+            VmQuiesceException e = PlanRefused(fixture.Repository, point);
+            Engine(fixture).Plan(new RestoreRequest(point) { Destination = Path.Combine(fixture.Root, "elsewhere") }, CancellationToken.None);
+
+            Assert.Equal("RestoreManifestUntrusted", e.ErrorId);
+            Assert.Contains($"'{points}' has mode 0777", e.Message, StringComparison.Ordinal);
+            Assert.Contains("-Destination", e.Remedy!, StringComparison.Ordinal);
+        }
+
+        [LinuxFact]
+        public void AVmrunAPlantedManifestNamesIsNotRunByARestore()
+        {
+            using var fixture = new RepositoryFixture();
+            RestorePoint point = fixture.BackUp("vm1", fixture.WriteFile("disk.img", RepositoryFixture.Random(Chunk, 26)));
+            // Someone who can write the plain repository also owns a program of their own.
+            string marker = Path.Combine(fixture.Root, "ran-as-root");
+            string script = fixture.WriteFile("not-vmrun", System.Text.Encoding.ASCII.GetBytes("#!/bin/sh\nid -u > '" + marker + "'\nexit 1\n"));
+            HostCommandRun("chmod", "0755", script);
+            HostCommandRun("chown", "65534:65534", script);
+            JsonObject json = point.ToJson()
+                .With("id", BackupRepository.NewId(DateTime.UtcNow))
+                .With("snapshot", new JsonObject()
+                    .With("name", "vmquiesce-x")
+                    .With("kind", global::VmQuiesce.Core.Sources.VMware.VmwareSource.SourceKind)
+                    .With("vmrunPath", script)
+                    .With("vmrunHostType", "Workstation"));
+            ((JsonObject)json.GetArray("files")[0]!).With("path", "vm1.vmx");
+            RestorePoint planted = RestorePoint.FromJson(JsonText.ParseObject(JsonText.Serialize(json, indented: false)));
+            fixture.Repository.Publish(planted);
+            planted = fixture.Repository.GetRestorePoint(planted.Id);
+            var request = new RestoreRequest(planted) { Destination = Path.Combine(fixture.Root, "restored") };
+
+            VmQuiesceException e = Assert.Throws<VmQuiesceException>(() => Engine(fixture).Run(Engine(fixture).Plan(request, CancellationToken.None), null, CancellationToken.None));
+
+            Assert.False(File.Exists(marker), "uid 65534's program ran");
+            Assert.DoesNotContain(script, e.Message, StringComparison.Ordinal);
+        }
+
         /// <summary>The error that refuses a plan to restore <paramref name="point"/> to its original location (with -Force: no refusal for existing files).</summary>
         private static VmQuiesceException PlanRefused(BackupRepository repository, RestorePoint point) =>
             Assert.Throws<VmQuiesceException>(() => new RestoreEngine(repository, Quiet).Plan(new RestoreRequest(point) { Force = true }, CancellationToken.None));

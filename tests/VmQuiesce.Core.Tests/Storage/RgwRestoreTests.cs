@@ -47,7 +47,9 @@ namespace VmQuiesce.Core.Tests.Storage
             RestorePoint point = remote.ListRestorePoints().Single();
             File.WriteAllBytes(path, RepositoryFixture.Random(100, 9));
 
-            RestoreResult over = Restore(remote, new RestoreRequest(point) { Force = true });
+            // An unencrypted bucket's manifest is whatever anyone with its credentials wrote: it does not choose the folders.
+            Assert.Equal("RestoreManifestUntrusted", Assert.Throws<VmQuiesceException>(() => Restore(remote, new RestoreRequest(point) { Force = true })).ErrorId);
+            RestoreResult over = Restore(remote, OverTheOriginal(point));
             string destination = Path.Combine(Local.Root, "elsewhere");
             RestoreResult into = Restore(remote, new RestoreRequest(point) { Destination = destination });
 
@@ -78,7 +80,7 @@ namespace VmQuiesce.Core.Tests.Storage
             using ObjectRepository remote = CopyToS3(local);
             File.Delete(image);
 
-            RestoreResult result = Restore(remote, new RestoreRequest(remote.GetRestorePoint(local.Id)));
+            RestoreResult result = Restore(remote, OverTheOriginal(remote.GetRestorePoint(local.Id)));
 
             Assert.Equal(RevertStatus.Reverted, result.RevertValue);
             HostCommandResult before = HostCommand.Run("qemu-io", new[] { "-c", "read -P 0x11 0 64k", image });
@@ -99,7 +101,7 @@ namespace VmQuiesce.Core.Tests.Storage
             byte[] current = RepositoryFixture.Random(10, 5);
             File.WriteAllBytes(path, current);
 
-            var error = Assert.Throws<VmQuiesceException>(() => Restore(remote, new RestoreRequest(point) { Force = true }));
+            var error = Assert.Throws<VmQuiesceException>(() => Restore(remote, OverTheOriginal(point)));
 
             Assert.Equal("RestoreChunkDamaged", error.ErrorId);
             Assert.Contains(point.Files[0].Chunks[2]!, error.Message);
@@ -123,7 +125,7 @@ namespace VmQuiesce.Core.Tests.Storage
                 byte[] original = remote.Storage.ReadAll(key, 2 * Chunk);
                 remote.Storage.Replace(key, new[] { new ArraySegment<byte>(content) });
 
-                var error = Assert.Throws<VmQuiesceException>(() => Restore(remote, new RestoreRequest(point) { Force = true }));
+                var error = Assert.Throws<VmQuiesceException>(() => Restore(remote, OverTheOriginal(point)));
 
                 Assert.Equal("RestoreChunkDamaged", error.ErrorId);
                 Assert.Contains(point.Files[0].Chunks[index]!, error.Message);
@@ -132,9 +134,12 @@ namespace VmQuiesce.Core.Tests.Storage
                 remote.Storage.Replace(key, new[] { new ArraySegment<byte>(original) });
             }
 
-            Restore(remote, new RestoreRequest(point) { Force = true });
+            Restore(remote, OverTheOriginal(point));
             Assert.Equal(RepositoryFixture.Random(3 * Chunk, 6), File.ReadAllBytes(path));
         }
+
+        /// <summary>A restore of <paramref name="point"/> over its files (all in the local fixture's folder), named by -Destination.</summary>
+        private RestoreRequest OverTheOriginal(RestorePoint point) => new RestoreRequest(point) { Force = true, Destination = Local.Root };
 
         private static RestoreResult Restore(IRestorePointSource repository, RestoreRequest request)
         {
