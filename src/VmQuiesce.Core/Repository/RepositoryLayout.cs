@@ -31,7 +31,9 @@ namespace VmQuiesce.Core.Repository
     internal static class RepositoryLayout
     {
         private const int OwnerOnlyFolder = 0x1C0; // 0700
-        private const uint GroupOrOtherWrite = 0x12; // S_IWGRP | S_IWOTH
+        private const int GroupOrOtherWrite = 0x12; // S_IWGRP | S_IWOTH
+        private const int GroupOrOtherAny = 0x3F; // rwx for group and others
+        private const int WindowsReadData = 0x1; // FILE_READ_DATA, FILE_LIST_DIRECTORY for a folder
         private const int WindowsWriteData = 0x2; // FILE_WRITE_DATA, FILE_ADD_FILE for a folder
 
         /// <summary>Windows groups that hold every local user: rights granted to them are rights of anyone.</summary>
@@ -195,51 +197,40 @@ namespace VmQuiesce.Core.Repository
         /// or null: its owner, write access for its group or others, on Windows write access for everyone, all
         /// authenticated users or all users. A file someone else can change is no more than their word.
         /// </summary>
-        public static string? DescribeOthersWrite(string full)
+        public static string? DescribeOthersWrite(string full) => FindOthersAccess(full, WindowsWriteData, GroupOrOtherWrite) switch
         {
-            if (HostPlatform.IsWindows)
-            {
-                foreach ((string sid, string name) in BroadWindowsGroups)
-                {
-                    if ((WindowsSecurity.EffectiveRights(full, WindowsSecurity.StringToSid(sid)) & WindowsWriteData) != 0)
-                    {
-                        return $"{name} can write '{full}'";
-                    }
-                }
-
-                return null;
-            }
-
-            FileStatus? status = RegularFile.StatNoFollow(full);
-            if (status == null)
-            {
-                return null;
-            }
-
-            uint self = Libc.geteuid();
-            if (status.Value.Uid != 0 && status.Value.Uid != self)
-            {
-                return $"'{full}' belongs to user id {status.Value.Uid}";
-            }
-
-            return (status.Value.Permissions & GroupOrOtherWrite) != 0
-                ? $"'{full}' has mode {Convert.ToString(status.Value.Permissions, 8).PadLeft(4, '0')}, writable by its group or others"
-                : null;
-        }
+            (string group, _, _) => $"{group} can write '{full}'",
+            (_, uint owner, _) => $"'{full}' belongs to user id {owner}",
+            (_, _, int mode) => $"'{full}' has mode {Octal(mode)}, writable by its group or others",
+            _ => null,
+        };
 
         /// <summary>
         /// Why other users can read or change the repository (a folder wider than 0700 or owned by someone else;
         /// on Windows, read access for Users, Authenticated Users or Everyone), or null when they cannot.
         /// </summary>
-        public static string? DescribeWideAccess(string full)
+        public static string? DescribeWideAccess(string full) => FindOthersAccess(full, WindowsReadData, GroupOrOtherAny) switch
+        {
+            (string group, _, _) => $"{group} can read '{full}', and so every guest's disks from its chunks",
+            (_, uint owner, _) => $"'{full}' belongs to user id {owner}, who can read every guest's disks from its chunks and change anything in it",
+            (_, _, int mode) => $"'{full}' has mode {Octal(mode)}: other local users can read every guest's disks from its chunks",
+            _ => null,
+        };
+
+        /// <summary>
+        /// What gives users other than root (or this user) access to <paramref name="full"/>: on Windows a group of
+        /// every user holding one of <paramref name="windowsRights"/>; elsewhere an owner of theirs, or one of
+        /// <paramref name="unixPermissions"/> in its mode. Null when nothing does (or it does not exist).
+        /// </summary>
+        private static (string? Group, uint? Owner, int? Mode)? FindOthersAccess(string full, int windowsRights, int unixPermissions)
         {
             if (HostPlatform.IsWindows)
             {
                 foreach ((string sid, string name) in BroadWindowsGroups)
                 {
-                    if ((WindowsSecurity.EffectiveRights(full, WindowsSecurity.StringToSid(sid)) & 0x1) != 0)
+                    if ((WindowsSecurity.EffectiveRights(full, WindowsSecurity.StringToSid(sid)) & windowsRights) != 0)
                     {
-                        return $"{name} can read '{full}', and so every guest's disks from its chunks";
+                        return (name, null, null);
                     }
                 }
 
@@ -252,16 +243,15 @@ namespace VmQuiesce.Core.Repository
                 return null;
             }
 
-            uint self = Libc.geteuid();
-            if (status.Value.Uid != 0 && status.Value.Uid != self)
+            if (status.Value.Uid != 0 && status.Value.Uid != Libc.geteuid())
             {
-                return $"'{full}' belongs to user id {status.Value.Uid}, who can read every guest's disks from its chunks and change anything in it";
+                return (null, status.Value.Uid, null);
             }
 
-            return (status.Value.Permissions & 0x3F) != 0
-                ? $"'{full}' has mode {Convert.ToString(status.Value.Permissions, 8).PadLeft(4, '0')}: other local users can read every guest's disks from its chunks"
-                : null;
+            return (status.Value.Permissions & unixPermissions) != 0 ? (null, null, status.Value.Permissions) : ((string?, uint?, int?)?)null;
         }
+
+        private static string Octal(int mode) => Convert.ToString(mode, 8).PadLeft(4, '0');
 
         /// <summary>
         /// Removes a repository that was just made and holds no restore point and no chunk, folders only (never
