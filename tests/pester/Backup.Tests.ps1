@@ -427,10 +427,7 @@ Describe 'A repository path that cannot be resolved, piped among others' {
 
         $failures = @($output | Where-Object { $_ -is [System.Management.Automation.ErrorRecord] })
         $failures.Count | Should -Be 1
-        $failures[0].FullyQualifiedErrorId | Should -Be "PathNotFileSystem,VmQuiesce.Commands.$($Command.Replace('-', ''))Command"
-        $failures[0].CategoryInfo.Category | Should -Be 'InvalidArgument'
-        $failures[0].TargetObject | Should -Be $unresolved
-        "$($failures[0])" | Should -BeLike "-$Parameter '$unresolved' cannot be resolved to a file system path*"
+        Assert-UnresolvedPathFailure $failures[0] $Command $Parameter $unresolved
         $results = @($output | Where-Object { $_ -isnot [System.Management.Automation.ErrorRecord] })
         $results.Count | Should -Be 1 -Because 'the repository after the unresolved one is processed'
         $results[0] | Should -BeOfType $Type

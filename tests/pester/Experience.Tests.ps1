@@ -3,6 +3,7 @@
 # without prompts. Help pages (synopsis, description, parameters, examples) are checked by Help.Tests.ps1.
 BeforeAll {
     Import-Module $env:VMQUIESCE_MODULE_PATH -Force
+    Import-Module (Join-Path $PSScriptRoot 'TestSupport.psm1') -Force
 
     $script:root = Join-Path ([IO.Path]::GetTempPath()) "vmquiesce-experience-$([Guid]::NewGuid().ToString('N').Substring(0, 8))"
     New-Item -ItemType Directory -Path $root -Force | Out-Null
@@ -459,9 +460,7 @@ Describe 'Scripts' {
         $failures = @([pscustomobject]@{ Path = $unresolved }, [pscustomobject]@{ Path = $notMounted } | Dismount-VmBackup -Confirm:$false -ErrorAction Continue 2>&1)
 
         $failures.FullyQualifiedErrorId | Should -Be @('PathNotFileSystem,VmQuiesce.Commands.DismountVmBackupCommand', 'MountNotFound,VmQuiesce.Commands.DismountVmBackupCommand')
-        $failures[0].CategoryInfo.Category | Should -Be 'InvalidArgument'
-        $failures[0].TargetObject | Should -Be $unresolved
-        "$($failures[0])" | Should -BeLike "-Path '$unresolved' cannot be resolved to a file system path*"
+        Assert-UnresolvedPathFailure $failures[0] Dismount-VmBackup Path $unresolved
         $failures[1].TargetObject | Should -Be $notMounted -Because 'the folder after the unresolved one is processed'
     }
 }

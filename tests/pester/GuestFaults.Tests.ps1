@@ -128,9 +128,7 @@ Describe 'Repair-BackupVm parameters' {
             $failures = @([pscustomobject]$Unresolved, [pscustomobject]@{ $Next = $nextPath } | Repair-BackupVm -ErrorAction Continue 2>&1)
 
             $failures.FullyQualifiedErrorId | Should -Be @('PathNotFileSystem,VmQuiesce.Commands.RepairBackupVmCommand', "$NextErrorId,VmQuiesce.Commands.RepairBackupVmCommand")
-            $failures[0].CategoryInfo.Category | Should -Be 'InvalidArgument'
-            $failures[0].TargetObject | Should -Be $Unresolved[$Parameter]
-            "$($failures[0])" | Should -BeLike "-$Parameter '$($Unresolved[$Parameter])' cannot be resolved to a file system path*"
+            Assert-UnresolvedPathFailure $failures[0] Repair-BackupVm $Parameter $Unresolved[$Parameter]
         }
         finally {
             Remove-Item $nextPath -ErrorAction Ignore

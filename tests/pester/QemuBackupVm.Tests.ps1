@@ -1,5 +1,6 @@
 BeforeAll {
     Import-Module $env:VMQUIESCE_MODULE_PATH -Force
+    Import-Module (Join-Path $PSScriptRoot 'TestSupport.psm1') -Force
     Import-Module (Join-Path $PSScriptRoot '../guest/TestGuest.psm1') -Force
     $script:unavailable = Get-TestGuestSkipReason
     $script:onLinux = [bool](Get-Variable IsLinux -ValueOnly -ErrorAction Ignore)
@@ -34,9 +35,7 @@ Describe 'Get-BackupVm without a VM' {
         $failures = @($items | Get-BackupVm -ErrorAction Continue 2>&1)
 
         $failures.FullyQualifiedErrorId | Should -Be @('PathNotFileSystem,VmQuiesce.Commands.GetBackupVmCommand', "$NextErrorId,VmQuiesce.Commands.GetBackupVmCommand")
-        $failures[0].CategoryInfo.Category | Should -Be 'InvalidArgument'
-        $failures[0].TargetObject | Should -Be $Unresolved[$Parameter]
-        "$($failures[0])" | Should -BeLike "-$Parameter '$($Unresolved[$Parameter])' cannot be resolved to a file system path*"
+        Assert-UnresolvedPathFailure $failures[0] Get-BackupVm $Parameter $Unresolved[$Parameter]
         $failures[1].TargetObject | Should -Be $missing -Because 'the item after the unresolved one is processed'
     }
 

@@ -213,9 +213,7 @@ Describe 'Get-VmSnapshot' {
         $failures = @([pscustomobject]@{ Path = $unresolved }, [pscustomobject]@{ Path = $missing } | Get-VmSnapshot -ErrorAction Continue 2>&1)
 
         $failures.FullyQualifiedErrorId | Should -Be @('PathNotFileSystem,VmQuiesce.Commands.GetVmSnapshotCommand', 'ImageNotFound,VmQuiesce.Commands.GetVmSnapshotCommand')
-        $failures[0].CategoryInfo.Category | Should -Be 'InvalidArgument'
-        $failures[0].TargetObject | Should -Be $unresolved
-        "$($failures[0])" | Should -BeLike "-Path '$unresolved' cannot be resolved to a file system path*"
+        Assert-UnresolvedPathFailure $failures[0] Get-VmSnapshot Path $unresolved
         $failures[1].TargetObject | Should -Be $missing -Because 'the image after the unresolved one is processed'
     }
 

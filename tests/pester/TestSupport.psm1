@@ -135,4 +135,12 @@ function Get-FolderSnapshot([string] $Folder) {
     }
 }
 
-Export-ModuleMember -Function Get-ChildPwsh, Start-ChildScript, New-RecordingPowerShell, Invoke-GuestShell, Get-PrecompiledHostName, Get-FolderSnapshot
+# The non-terminating error $Command gives a pipeline item whose -$Parameter ($Path) does not resolve to a file system path.
+function Assert-UnresolvedPathFailure($Failure, [string] $Command, [string] $Parameter, [string] $Path) {
+    $Failure.FullyQualifiedErrorId | Should -Be "PathNotFileSystem,VmQuiesce.Commands.$($Command.Replace('-', ''))Command"
+    $Failure.CategoryInfo.Category | Should -Be 'InvalidArgument'
+    $Failure.TargetObject | Should -Be $Path
+    "$Failure" | Should -BeLike "-$Parameter '$Path' cannot be resolved to a file system path*"
+}
+
+Export-ModuleMember -Function Get-ChildPwsh, Start-ChildScript, New-RecordingPowerShell, Invoke-GuestShell, Get-PrecompiledHostName, Get-FolderSnapshot, Assert-UnresolvedPathFailure

@@ -76,10 +76,7 @@ Describe 'Get-BackupVm for VMware' {
 
         $failures = @($output | Where-Object { $_ -is [System.Management.Automation.ErrorRecord] })
         $failures.Count | Should -Be 1
-        $failures[0].FullyQualifiedErrorId | Should -Be 'PathNotFileSystem,VmQuiesce.Commands.GetBackupVmCommand'
-        $failures[0].CategoryInfo.Category | Should -Be 'InvalidArgument'
-        $failures[0].TargetObject | Should -Be $unresolved
-        "$($failures[0])" | Should -BeLike "-VmxPath '$unresolved' cannot be resolved to a file system path*"
+        Assert-UnresolvedPathFailure $failures[0] Get-BackupVm VmxPath $unresolved
         @($output | Where-Object { $_ -isnot [System.Management.Automation.ErrorRecord] }).Name | Should -Be 'b display'
     }
 
