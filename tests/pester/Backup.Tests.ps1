@@ -142,6 +142,17 @@ Describe 'Get-VmBackup' {
         ($latest | Where-Object VmName -eq 'web01').Id | Should -Not -Be $first.Id
     }
 
+    It 'reports a VM name without wildcards that matches no point, naming the VMs there, and lists the others' {
+        $points = @(Get-VmBackup $repo -VmName 'web01', 'wbe01', 'nothing*' -ErrorVariable failures -ErrorAction SilentlyContinue)
+
+        $points.VmName | Should -Be @('web01', 'web01')
+        $failures.Count | Should -Be 1 -Because 'a pattern that matches nothing is no typo'
+        $failures[0].FullyQualifiedErrorId | Should -Be 'RestorePointNotFound,VmQuiesce.Commands.GetVmBackupCommand'
+        $failures[0].CategoryInfo.Category | Should -Be 'ObjectNotFound'
+        $failures[0].TargetObject | Should -Be 'wbe01'
+        "$($failures[0])" | Should -BeLike "*no restore point of a VM named 'wbe01' (its VMs: 'db01', 'web01')."
+    }
+
     It 'reports unknown ids and folders with stable error ids' {
         Get-VmBackup $repo -Id '20200101T000000Z-00000000' -ErrorVariable failures -ErrorAction SilentlyContinue
         $failures[0].FullyQualifiedErrorId | Should -BeLike 'RestorePointNotFound,*'

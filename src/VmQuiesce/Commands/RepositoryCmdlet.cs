@@ -139,8 +139,20 @@ namespace VmQuiesce.Commands
 
             if (vmNames != null)
             {
-                var patterns = vmNames.Select(name => new WildcardPattern(name, WildcardOptions.IgnoreCase)).ToList();
-                points = points.Where(point => patterns.Any(pattern => pattern.IsMatch(point.VmName)));
+                var patterns = vmNames.Select(name => (Name: name, Pattern: new WildcardPattern(name, WildcardOptions.IgnoreCase))).ToList();
+                List<RestorePoint> all = points.ToList();
+                points = all.Where(point => patterns.Any(p => p.Pattern.IsMatch(point.VmName)));
+                // A name without wildcards that matches nothing is most often a typo: said, as Get-BackupVm says it.
+                const int named = 10;
+                List<string> vms = all.Select(point => point.VmName).Distinct(StringComparer.OrdinalIgnoreCase).OrderBy(name => name, StringComparer.OrdinalIgnoreCase).ToList();
+                string which = ids != null ? "among the ids given"
+                    : vms.Count == 0 ? "it has none"
+                    : $"its VMs: {string.Join(", ", vms.Take(named).Select(name => $"'{name}'"))}{(vms.Count > named ? $" and {vms.Count - named} more" : string.Empty)}";
+                foreach (string missing in patterns.Where(p => !WildcardPattern.ContainsWildcardCharacters(p.Name) && !all.Any(point => p.Pattern.IsMatch(point.VmName))).Select(p => p.Name))
+                {
+                    WriteFailure(new VmQuiesceException("RestorePointNotFound", FailureKind.ObjectNotFound,
+                        $"The repository '{source.Location}' has no restore point of a VM named '{missing}' ({which}).", missing));
+                }
             }
 
             if (latest)
