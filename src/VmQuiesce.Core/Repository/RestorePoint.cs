@@ -278,6 +278,11 @@ namespace VmQuiesce.Core.Repository
                 string digest = file.GetString(DigestMember(kind));
                 JsonObject? owner = file.GetOptionalObject("owner");
                 long size = file.GetInt64("size");
+                if (size < 0)
+                {
+                    throw new JsonFormatException($"The member 'size' is {size}; expected a file's size in bytes, 0 or more.");
+                }
+
                 long? allocated = file.GetOptionalInt64("allocatedBytes");
                 if (allocated < 0 || allocated > size + AllocationBlock)
                 {

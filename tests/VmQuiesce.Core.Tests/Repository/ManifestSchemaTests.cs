@@ -99,6 +99,10 @@ namespace VmQuiesce.Core.Tests.Repository
             Assert.Equal("RestorePointUnreadable", Assert.Throws<VmQuiesceException>(() => fixture.Repository.GetRestorePoint(point.Id)).ErrorId);
             File.WriteAllText(manifest, Regex.Replace(text, "\"mode\": \"0\\d+\"", "\"mode\": \"0x7ff\""));
             Assert.Equal("RestorePointUnreadable", Assert.Throws<VmQuiesceException>(() => fixture.Repository.GetRestorePoint(point.Id)).ErrorId);
+            File.WriteAllText(manifest, Regex.Replace(text, "\"size\": \\d+", "\"size\": -1"));
+            VmQuiesceException negative = Assert.Throws<VmQuiesceException>(() => fixture.Repository.GetRestorePoint(point.Id));
+            Assert.Equal("RestorePointUnreadable", negative.ErrorId);
+            Assert.Contains("'size' is -1", negative.Message, StringComparison.Ordinal);
         }
     }
 }
