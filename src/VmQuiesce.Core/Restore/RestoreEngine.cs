@@ -148,6 +148,30 @@ namespace VmQuiesce.Core.Restore
             return plan;
         }
 
+        /// <summary>
+        /// After a failed restore into a -Destination it made: that folder and the folders below it go again where
+        /// they are empty (the written files are gone by then); nothing else is deleted and no link is followed.
+        /// </summary>
+        private static void RemoveEmptyFolders(string folder)
+        {
+            foreach (string below in Directory.EnumerateDirectories(folder))
+            {
+                if ((File.GetAttributes(below) & FileAttributes.ReparsePoint) == 0)
+                {
+                    RemoveEmptyFolders(below);
+                }
+            }
+
+            try
+            {
+                Directory.Delete(folder, recursive: false);
+            }
+            catch (Exception e) when (e is IOException || e is UnauthorizedAccessException)
+            {
+                // Not empty, or not ours to remove: it stays, as it would have without this tidy-up.
+            }
+        }
+
         /// <summary>Runs a plan from <see cref="Plan"/>, reporting its progress to <paramref name="host"/>.</summary>
         public RestoreResult Run(RestorePlan plan, IOperationHost? host, CancellationToken cancel)
         {
@@ -155,6 +179,7 @@ namespace VmQuiesce.Core.Restore
             // The VM may have been started since the plan was made.
             Check(plan, cancel);
             var clock = Stopwatch.StartNew();
+            string? madeDestination = plan.Request.Destination is string given && !Directory.Exists(FullFolder(given)) ? FullFolder(given) : null;
             var reader = new RestorePointReader(_repository, plan.Point);
             var folders = new Dictionary<string, TrustedFolder>(StringComparer.Ordinal);
             var written = new List<WrittenFile>();
@@ -209,6 +234,11 @@ namespace VmQuiesce.Core.Restore
                     foreach (WrittenFile file in written)
                     {
                         file.Discard();
+                    }
+
+                    if (madeDestination != null)
+                    {
+                        RemoveEmptyFolders(madeDestination);
                     }
 
                     if (WriteFailure(plan, failure) is VmQuiesceException typed)

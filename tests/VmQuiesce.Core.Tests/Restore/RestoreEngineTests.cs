@@ -154,7 +154,12 @@ namespace VmQuiesce.Core.Tests.Restore
             var error = Assert.Throws<VmQuiesceException>(() => Engine(fixture).Run(Plan(fixture, new RestoreRequest(point) { Destination = destination }), null, CancellationToken.None));
 
             Assert.Equal("RestoreChunkMissing", error.ErrorId);
-            Assert.Empty(Directory.GetFiles(destination));
+            Assert.False(Directory.Exists(destination), "the -Destination the failed restore made is left behind");
+
+            // A destination that was there before stays, with what was in it.
+            Directory.CreateDirectory(Path.Combine(destination, "kept"));
+            Assert.Throws<VmQuiesceException>(() => Engine(fixture).Run(Plan(fixture, new RestoreRequest(point) { Destination = destination }), null, CancellationToken.None));
+            Assert.Equal(new[] { "kept" }, Directory.GetFileSystemEntries(destination).Select(Path.GetFileName));
         }
 
         [Fact]
