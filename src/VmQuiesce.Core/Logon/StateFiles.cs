@@ -39,14 +39,19 @@ namespace VmQuiesce.Core.Logon
                 }
 
                 string temporary = path + ".tmp-" + Guid.NewGuid().ToString("N");
-                // Restrict the file before any content goes in; on Windows it inherits the folder's DACL.
-                File.WriteAllBytes(temporary, Array.Empty<byte>());
-                if (!HostPlatform.IsWindows)
+                // Made private as it is created (on Linux 0600, exclusively, not through a link; on Windows with the
+                // folder's DACL) and written through that one handle: no moment when another user could open it.
+                using (FileStream stream = RegularFile.CreateNew(temporary))
                 {
-                    PosixFiles.ChangeMode(temporary, Convert.ToInt32("600", 8));
+                    if (!HostPlatform.IsWindows && !HostPlatform.IsLinux)
+                    {
+                        PosixFiles.ChangeMode(temporary, Convert.ToInt32("600", 8));
+                    }
+
+                    byte[] bytes = new UTF8Encoding(false).GetBytes(content);
+                    stream.Write(bytes, 0, bytes.Length);
                 }
 
-                File.WriteAllText(temporary, content, new UTF8Encoding(false));
                 ReplaceAtomically(temporary, path);
             }
             catch (Exception e) when (e is IOException || e is UnauthorizedAccessException)

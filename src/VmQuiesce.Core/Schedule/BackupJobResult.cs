@@ -129,9 +129,10 @@ namespace VmQuiesce.Core.Schedule
             try
             {
                 Directory.CreateDirectory(folder);
-                using (var stream = new FileStream(path, FileMode.CreateNew, FileAccess.Write))
+                // Made private as it is created (Linux: 0600, exclusively, not through a link), not after.
+                using (FileStream stream = Platform.RegularFile.CreateNew(path))
                 {
-                    if (!Platform.HostPlatform.IsWindows)
+                    if (!Platform.HostPlatform.IsWindows && !Platform.HostPlatform.IsLinux)
                     {
                         Logon.Linux.PosixFiles.ChangeMode(path, Convert.ToInt32("600", 8));
                     }

@@ -151,7 +151,8 @@ namespace VmQuiesce.Core.Schedule
                 throw Invalid("ScheduleRepositoryMissing", $"Schedule '{Name}': give the repository the job backs up into.", Repository);
             }
 
-            foreach (string text in Vm.Concat(new[] { Repository, LogFolder ?? string.Empty, PowerShellPath, ModulePath, CopyTo ?? string.Empty }))
+            // Every text that reaches the job's command line or the unit file (a line break there would start a line of its own).
+            foreach (string text in Vm.Concat(new[] { Repository, LogFolder ?? string.Empty, PowerShellPath, ModulePath, CopyTo ?? string.Empty, S3Endpoint?.OriginalString ?? string.Empty, S3ProfileName ?? string.Empty }))
             {
                 if (text.IndexOfAny(new[] { '\r', '\n', '\0' }) >= 0)
                 {

@@ -42,6 +42,23 @@ namespace VmQuiesce.Core.Tests.Schedule
         }
 
         [Fact]
+        public void A_line_break_in_the_s3_endpoint_or_profile_is_refused_before_a_unit_is_written()
+        {
+            // An Import-Csv cell may hold line breaks, and [Uri] keeps them: in the unit it would be a directive of its own.
+            var endpoint = new BackupSchedule("offsite", new[] { "web01" }, "s3://backups/host-1")
+            {
+                S3Endpoint = new Uri("http://rgw.example.net:7480/x\nExecStart=/usr/bin/chmod 4755 /usr/bin/bash\n#"),
+                PowerShellPath = "/usr/bin/pwsh",
+                ModulePath = "/m",
+            };
+            var profile = new BackupSchedule("offsite", new[] { "web01" }, "s3://backups/host-1") { S3ProfileName = "p\nExecStart=/bin/true", PowerShellPath = "/usr/bin/pwsh", ModulePath = "/m" };
+
+            Assert.Equal("ScheduleTextInvalid", Assert.Throws<VmQuiesceException>(endpoint.Validate).ErrorId);
+            Assert.Equal("ScheduleTextInvalid", Assert.Throws<VmQuiesceException>(profile.Validate).ErrorId);
+            Assert.Throws<InvalidOperationException>(() => SystemdSchedules.Quote("a\nExecStart=/bin/true"));
+        }
+
+        [Fact]
         public void The_job_imports_the_module_by_path_and_exits_with_the_job_s_exit_code()
         {
             BackupSchedule schedule = Valid();
