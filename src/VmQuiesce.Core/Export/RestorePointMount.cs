@@ -58,6 +58,7 @@ namespace VmQuiesce.Core.Export
     public sealed class RestorePointMount : IDisposable
     {
         internal const string RecordFolder = "/run/vmquiesce/mounts";
+        private const int OwnerOnlyFolder = 0x1C0; // 0700
 
         private static readonly Dictionary<string, (string Type, string Options)> s_mountable = new Dictionary<string, (string, string)>(StringComparer.Ordinal)
         {
@@ -101,6 +102,26 @@ namespace VmQuiesce.Core.Export
         public bool IsServed => _server?.IsRunning ?? ProcessIsAlive(_record.ServerProcessId);
 
         /// <summary>
+        /// The folder the disks are mounted below, made root's alone (0700): a guest's files keep their guest owners and
+        /// modes, and other local users must not reach them (a guest uid is some host user's too). An existing folder
+        /// must be root's (or this user's) and not a link: whoever owns it could open it up again or move it.
+        /// </summary>
+        private static void MakePrivateFolder(string folder, RestorePoint point)
+        {
+            if (RegularFile.StatNoFollow(folder) is FileStatus existing && (existing.IsSymbolicLink || (existing.Uid != 0 && existing.Uid != Libc.geteuid())))
+            {
+                throw new VmQuiesceException("MountFolderUnsafe", FailureKind.SecurityError,
+                    $"Cannot mount restore point '{point.Id}' on '{folder}': it is " + (existing.IsSymbolicLink ? "a link" : $"a folder of user id {existing.Uid}") + ", who could open the guest's files to others.", folder)
+                {
+                    Remedy = "Mount on a new folder (it is made readable by root alone), or on an empty folder root owns.",
+                };
+            }
+
+            Directory.CreateDirectory(folder);
+            Logon.Linux.PosixFiles.ChangeMode(folder, OwnerOnlyFolder);
+        }
+
+        /// <summary>
         /// Mounts <paramref name="point"/> under <paramref name="folder"/> (made when missing; it must be empty).
         /// Linux, as root. Nothing is left when it fails. The mount owns <paramref name="repository"/> once it serves
         /// it: a connection to object storage is closed when the mount ends.
@@ -122,7 +143,7 @@ namespace VmQuiesce.Core.Export
                 throw new VmQuiesceException("MountFolderNotEmpty", FailureKind.InvalidArgument, $"Cannot mount restore point '{point.Id}' on '{folder}': it is not an empty folder.", folder);
             }
 
-            Directory.CreateDirectory(folder);
+            MakePrivateFolder(folder, point);
             var record = new MountRecord(NewId(), folder, point.VmName, point.Id, HostPlatform.ProcessId);
             RestorePointServer server = RestorePointServer.Start(repository, point, new RestorePointServerOptions { OwnsRepository = true });
             var fileSystems = new List<MountedFileSystem>();

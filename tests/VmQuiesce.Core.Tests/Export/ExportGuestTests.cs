@@ -122,6 +122,8 @@ namespace VmQuiesce.Core.Tests.Export
             {
                 MountedFileSystem data = Assert.Single(mount.FileSystems);
                 Assert.Equal(Path.Combine(mountFolder, "disk0"), data.Path);
+                // The guest's files keep their guest owners and modes: only root reaches them.
+                Assert.Equal(Convert.ToUInt32("700", 8), VmQuiesce.Core.Platform.UnixFiles.Stat(mountFolder).Mode & 0xFFF);
                 Assert.Equal("ext4", data.Type);
                 Assert.Equal("served-marker\n", File.ReadAllText(Path.Combine(data.Path, "marker.txt")));
                 Assert.ThrowsAny<IOException>(() => File.WriteAllText(Path.Combine(data.Path, "new.txt"), "x"));
