@@ -257,6 +257,24 @@ namespace VmQuiesce.Core.Native
         [DllImport(Library, SetLastError = true)]
         public static extern int fchmod(int fd, int mode);
 
+        /// <summary>Access and modification times of an open file (both entries; long-sized fields, as glibc's timespec).</summary>
+        [DllImport(Library, SetLastError = true)]
+        public static extern int futimens(int fd, Timespec[] times);
+
+        [StructLayout(LayoutKind.Sequential)]
+        public struct Timespec
+        {
+            public IntPtr Seconds;
+            public IntPtr Nanoseconds;
+
+            public static Timespec From(DateTime utc)
+            {
+                long ticks = utc.Ticks - new DateTime(1970, 1, 1, 0, 0, 0, DateTimeKind.Utc).Ticks;
+                long seconds = ticks >= 0 ? ticks / TimeSpan.TicksPerSecond : -((-ticks + TimeSpan.TicksPerSecond - 1) / TimeSpan.TicksPerSecond);
+                return new Timespec { Seconds = (IntPtr)seconds, Nanoseconds = (IntPtr)((ticks - (seconds * TimeSpan.TicksPerSecond)) * 100) };
+            }
+        }
+
         [DllImport(Library, SetLastError = true)]
         public static extern int flock(int fd, int operation);
 

@@ -65,6 +65,9 @@ namespace VmQuiesce.Core.Platform
 
         private int Fd => (int)_handle!.DangerousGetHandle();
 
+        /// <summary>The open folder's descriptor (Linux), for its owner, mode and times; -1 where folders are reached by path.</summary>
+        internal int Descriptor => _handle == null ? -1 : Fd;
+
         /// <summary>
         /// Opens folder <paramref name="path"/> (absolute). With <paramref name="create"/>, missing folders are made
         /// (0700, then given to <paramref name="owner"/> so it can reach its file); without, a missing folder throws
@@ -183,6 +186,71 @@ namespace VmQuiesce.Core.Platform
 
             Libc.fchmod(fd, RegularFile.OwnerOnly);
             return new CreatedFile(new FileStream(new SafeFileHandle((IntPtr)fd, ownsHandle: true), FileAccess.Write, bufferSize: 1), fd);
+        }
+
+        /// <summary>
+        /// Makes the folder <paramref name="name"/> here, which must not exist (0700 until its owner and mode are set through
+        /// <see cref="Descriptor"/>), and opens it without following a link. Throws <see cref="FolderTrustException"/> when a
+        /// link is (or is put) there, or the folder opened is not the one made (someone swapped it as it was made).
+        /// </summary>
+        public TrustedFolder CreateFolder(string name)
+        {
+            string path = Combine(name);
+            if (_handle == null)
+            {
+                if (IsLinkByPath(path))
+                {
+                    throw new FolderTrustException(FolderProblem.Link, path, $"'{path}' is a link (a reparse point); VmQuiesce does not write through it.");
+                }
+
+                if (File.Exists(path) || Directory.Exists(path))
+                {
+                    throw new IOException($"Cannot create the folder '{path}': something is there already.");
+                }
+
+                Directory.CreateDirectory(path);
+                return new TrustedFolder(path, null);
+            }
+
+            int fd = Libc.mkdirat(Fd, name, OwnerOnlyFolder) == 0
+                ? UnixFiles.OpenAt(Fd, name, Libc.OpenReadOnly | Libc.OpenDirectory | Libc.OpenNoFollow | Libc.OpenCloseOnExec, 0)
+                : -1;
+            if (fd < 0)
+            {
+                int errno = Marshal.GetLastWin32Error();
+                if (Stat(name)?.IsSymbolicLink == true)
+                {
+                    throw new FolderTrustException(FolderProblem.Link, path, $"'{path}' is a symbolic link{(UnixFiles.ReadLinkAt(Fd, name) is string target ? $" to '{target}'" : string.Empty)}; nothing is written through it.");
+                }
+
+                throw RegularFile.Failure("create the folder", path, errno);
+            }
+
+            var handle = new SafeFileHandle((IntPtr)fd, ownsHandle: true);
+            FileStatus? status = UnixFiles.StatAt(fd, string.Empty, out int statErrno);
+            if (status == null || status.Value.Uid != Libc.geteuid())
+            {
+                handle.Dispose();
+                throw status == null ? RegularFile.Failure("inspect", path, statErrno)
+                    : new FolderTrustException(FolderProblem.ForeignOwner, path, $"The folder '{path}' was swapped for one of user id {status.Value.Uid} as it was made; nothing is written there.");
+            }
+
+            return new TrustedFolder(path, handle);
+        }
+
+        /// <summary>Removes the empty folder <paramref name="name"/> here (never through a link).</summary>
+        public void DeleteFolder(string name)
+        {
+            if (_handle == null)
+            {
+                Directory.Delete(Combine(name));
+                return;
+            }
+
+            if (Libc.unlinkat(Fd, name, Libc.AtRemoveDir) != 0)
+            {
+                throw RegularFile.Failure("delete the folder", Combine(name), Marshal.GetLastWin32Error());
+            }
         }
 
         /// <summary>
@@ -493,6 +561,9 @@ namespace VmQuiesce.Core.Platform
         }
 
         public Stream Stream { get; }
+
+        /// <summary>The file's descriptor (Linux), for its owner, mode and times; -1 elsewhere.</summary>
+        internal int Descriptor => _fd;
 
         /// <summary>A path to this very file for tools this process starts (Linux); null elsewhere, where its own path is used.</summary>
         public string? DescriptorPath => _fd >= 0 ? UnixFiles.DescriptorPath(_fd) : null;
