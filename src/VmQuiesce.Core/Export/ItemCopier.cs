@@ -73,10 +73,17 @@ namespace VmQuiesce.Core.Export
             return path;
         }
 
-        /// <summary>Copies <paramref name="source"/> (resolved by <see cref="Resolve"/>) to <paramref name="destination"/>, which must not exist unless <paramref name="force"/>.</summary>
+        /// <summary>
+        /// Copies <paramref name="source"/> (resolved by <see cref="Resolve"/>) to <paramref name="destination"/>, which must not
+        /// exist unless <paramref name="force"/>. The destination's folder is opened once and everything is made below it
+        /// through open descriptors, following no link: whoever may change that folder (its owner, or anyone in /tmp) cannot
+        /// redirect a later file or folder, or a mode or owner, elsewhere by swapping a folder for a link mid-copy.
+        /// </summary>
         public static void Copy(string source, string destination, bool force, RestoredItem result, CancellationToken cancel)
         {
-            if (File.Exists(destination) || Directory.Exists(destination) || IsLinkAt(destination))
+            string name = Path.GetFileName(destination);
+            using TrustedFolder parent = OpenDestination(Path.GetDirectoryName(destination)!);
+            if (parent.Exists(name))
             {
                 if (!force)
                 {
@@ -86,13 +93,33 @@ namespace VmQuiesce.Core.Export
                     };
                 }
 
-                RemoveForReplace(destination);
+                RemoveForReplace(parent, name, 0);
             }
 
-            CopyEntry(source, destination, result, 0, cancel);
+            CopyEntry(source, parent, name, result, 0, cancel);
         }
 
-        private static void CopyEntry(string source, string destination, RestoredItem result, int depth, CancellationToken cancel)
+        /// <summary>
+        /// The destination's folder: links on the way only root's, folders on the way root's or the folder's owner's (a copy
+        /// into someone's home or their folder in /tmp is fine, since nothing below is looked up by path again).
+        /// </summary>
+        private static TrustedFolder OpenDestination(string folder)
+        {
+            try
+            {
+                uint? owner = HostPlatform.IsLinux ? UnixFiles.StatFollowingLinks(folder)?.Uid : null;
+                return TrustedFolder.Open(folder, owner, create: false);
+            }
+            catch (FolderTrustException e)
+            {
+                throw new VmQuiesceException("ItemDestinationUnsafe", FailureKind.SecurityError, $"{e.Message} Nothing was copied into '{folder}'.", e.Folder, e)
+                {
+                    Remedy = "Copy into a real folder owned by root or by the user who owns -Destination, reached without links another user made.",
+                };
+            }
+        }
+
+        private static void CopyEntry(string source, TrustedFolder parent, string name, RestoredItem result, int depth, CancellationToken cancel)
         {
             cancel.ThrowIfCancellationRequested();
             FileStatus stat = RegularFile.StatNoFollow(source) ?? throw new FileNotFoundException($"'{source}' went away while it was copied.", source);
@@ -104,25 +131,30 @@ namespace VmQuiesce.Core.Export
                     return;
                 }
 
-                Directory.CreateDirectory(destination);
+                using TrustedFolder folder = Refusing(parent, name, source, () => parent.CreateFolder(name));
                 foreach (string entry in Directory.EnumerateFileSystemEntries(source).OrderBy(e => e, StringComparer.Ordinal))
                 {
-                    CopyEntry(entry, Path.Combine(destination, Path.GetFileName(entry)), result, depth + 1, cancel);
+                    CopyEntry(entry, folder, Path.GetFileName(entry), result, depth + 1, cancel);
                 }
+
+                KeepMetadata(folder.Descriptor, folder.Path, source, stat);
             }
             else if (stat.IsRegularFile)
             {
                 using (var input = new FileStream(source, FileMode.Open, FileAccess.Read, FileShare.Read, 1, FileOptions.SequentialScan))
-                using (var output = new FileStream(destination, FileMode.CreateNew, FileAccess.Write, FileShare.None, 1))
+                using (CreatedFile output = Refusing(parent, name, source, () => parent.CreateNew(name, direct: false)))
                 {
                     byte[] buffer = new byte[1 << 20];
                     int read;
                     while ((read = input.Read(buffer, 0, buffer.Length)) > 0)
                     {
                         cancel.ThrowIfCancellationRequested();
-                        output.Write(buffer, 0, read);
+                        output.Stream.Write(buffer, 0, read);
                         result.Bytes += read;
                     }
+
+                    output.Stream.Flush();
+                    KeepMetadata(output.Descriptor, parent.Combine(name), source, stat);
                 }
 
                 result.Files++;
@@ -130,44 +162,107 @@ namespace VmQuiesce.Core.Export
             else
             {
                 result._skipped.Add($"{source}: {stat.KindName}, never copied out of a guest");
+            }
+        }
+
+        /// <summary>Runs <paramref name="create"/>; a link found where the copier makes its own file or folder is refused by name.</summary>
+        private static T Refusing<T>(TrustedFolder parent, string name, string source, Func<T> create)
+        {
+            try
+            {
+                return create();
+            }
+            catch (IOException e) when ((e as FolderTrustException)?.Problem == FolderProblem.Link || parent.Stat(name)?.IsSymbolicLink == true)
+            {
+                string path = parent.Combine(name);
+                throw new VmQuiesceException("ItemDestinationIsLink", FailureKind.SecurityError,
+                    $"'{path}' is a symbolic link where the copy of '{source}' was to be made: someone changed the destination while it was copied. Nothing was written through it; what was copied before stays.", path, e)
+                {
+                    Remedy = "Copy into a folder no other user can change (for example a new folder under /root), then move the files where they belong.",
+                };
+            }
+            catch (FolderTrustException e)
+            {
+                string path = parent.Combine(name);
+                throw new VmQuiesceException("ItemDestinationChanged", FailureKind.SecurityError, $"{e.Message} The copy of '{source}' stopped; what was copied before stays.", path, e)
+                {
+                    Remedy = "Copy into a folder no other user can change (for example a new folder under /root), then move the files where they belong.",
+                };
+            }
+        }
+
+        /// <summary>
+        /// Mode first, then times, owner last, all through the open descriptor (a name could be a link by then). Elsewhere
+        /// (no descriptor) only the times are kept, by path.
+        /// </summary>
+        private static void KeepMetadata(int fd, string destination, string source, FileStatus stat)
+        {
+            DateTime written = stat.IsDirectory ? Directory.GetLastWriteTimeUtc(source) : File.GetLastWriteTimeUtc(source);
+            DateTime accessed = stat.IsDirectory ? Directory.GetLastAccessTimeUtc(source) : File.GetLastAccessTimeUtc(source);
+            if (fd < 0)
+            {
+                if (stat.IsDirectory)
+                {
+                    Directory.SetLastWriteTimeUtc(destination, written);
+                    Directory.SetLastAccessTimeUtc(destination, accessed);
+                }
+                else
+                {
+                    File.SetLastWriteTimeUtc(destination, written);
+                    File.SetLastAccessTimeUtc(destination, accessed);
+                }
+
                 return;
             }
 
-            KeepMetadata(source, destination, stat);
-        }
-
-        private static void KeepMetadata(string source, string destination, FileStatus stat)
-        {
-            if (Libc.lchown(destination, stat.Uid, stat.Gid) != 0 || Libc.chmod(destination, stat.Mode & KeptModeBits) != 0)
+            if (Libc.fchmod(fd, (int)(stat.Mode & KeptModeBits)) != 0
+                || Libc.futimens(fd, new[] { Libc.Timespec.From(accessed), Libc.Timespec.From(written) }) != 0
+                || Libc.fchown(fd, stat.Uid, stat.Gid) != 0)
             {
-                throw new IOException($"Cannot set the owner and mode of '{destination}': {Libc.ErrorText(Marshal.GetLastWin32Error())}.");
-            }
-
-            if (stat.IsDirectory)
-            {
-                Directory.SetLastWriteTimeUtc(destination, Directory.GetLastWriteTimeUtc(source));
-                Directory.SetLastAccessTimeUtc(destination, Directory.GetLastAccessTimeUtc(source));
-            }
-            else
-            {
-                File.SetLastWriteTimeUtc(destination, File.GetLastWriteTimeUtc(source));
-                File.SetLastAccessTimeUtc(destination, File.GetLastAccessTimeUtc(source));
+                throw new IOException($"Cannot set the mode, times and owner of '{destination}': {Libc.ErrorText(Marshal.GetLastWin32Error())}.");
             }
         }
 
-        private static bool IsLinkAt(string path) => RegularFile.StatNoFollow(path)?.IsSymbolicLink == true;
-
-        /// <summary>Removes what -Force replaces; a link is removed itself, never what it points to.</summary>
-        private static void RemoveForReplace(string destination)
+        /// <summary>Removes what -Force replaces, below the open folder: a link is removed itself, never what it points to.</summary>
+        private static void RemoveForReplace(TrustedFolder parent, string name, int depth)
         {
-            if (IsLinkAt(destination) || File.Exists(destination))
+            if (parent.Descriptor < 0)
             {
-                File.Delete(destination);
+                string path = parent.Combine(name);
+                if (RegularFile.StatNoFollow(path)?.IsSymbolicLink == true || File.Exists(path) || (File.GetAttributes(path) & FileAttributes.ReparsePoint) != 0)
+                {
+                    File.Delete(path);
+                }
+                else
+                {
+                    Directory.Delete(path, recursive: true);
+                }
+
+                return;
             }
-            else
+
+            FileStatus? stat = parent.Stat(name);
+            if (stat?.IsDirectory != true)
             {
-                Directory.Delete(destination, recursive: true);
+                parent.Delete(name);
+                return;
             }
+
+            if (depth > MaxDepth)
+            {
+                throw new IOException($"'{parent.Combine(name)}' nests deeper than {MaxDepth} folders; it was not replaced.");
+            }
+
+            // Opened without following a link, by its own owner's id: a copy earlier kept the guest's owners.
+            using (TrustedFolder folder = parent.OpenBelow(name, stat.Value.Uid, create: false))
+            {
+                foreach (string entry in folder.Names().ToList())
+                {
+                    RemoveForReplace(folder, entry, depth + 1);
+                }
+            }
+
+            parent.DeleteFolder(name);
         }
     }
 }

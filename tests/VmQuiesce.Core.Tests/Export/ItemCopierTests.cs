@@ -1,0 +1,134 @@
+using System;
+using System.IO;
+using System.Threading;
+using VmQuiesce.Core.Export;
+using VmQuiesce.Core.Native;
+using VmQuiesce.Core.Platform;
+using Xunit;
+
+namespace VmQuiesce.Core.Tests.Export
+{
+    /// <summary>
+    /// Restore-VmBackupItem's copier writing into a -Destination another local user may change while it runs (a folder
+    /// they made first in /tmp, or one under their home): nothing is written, and no mode set, through a link they plant.
+    /// </summary>
+    public sealed class ItemCopierTests : IDisposable
+    {
+        private static readonly uint Private = Convert.ToUInt32("700", 8);
+
+        private readonly string _root = Path.Combine(Path.GetTempPath(), "fix7-copy-" + Guid.NewGuid().ToString("N").Substring(0, 8));
+
+        public ItemCopierTests() => Directory.CreateDirectory(_root);
+
+        private string Guest => Path.Combine(_root, "guest", "alice");
+
+        private string Destination => Path.Combine(_root, "dest");   // the other user's folder
+
+        private string Outside => Path.Combine(_root, "outside");    // stands for /root/.ssh, /etc/cron.d...
+
+        public void Dispose()
+        {
+            if (Directory.Exists(_root))
+            {
+                Directory.Delete(_root, recursive: true);
+            }
+        }
+
+        [LinuxFact]
+        public void A_folder_swapped_for_a_link_while_its_item_is_copied_is_not_written_through_and_the_link_target_keeps_its_mode()
+        {
+            Directory.CreateDirectory(Path.Combine(Guest, "a"));
+            Directory.CreateDirectory(Path.Combine(Guest, "z"));
+            for (int i = 0; i < 3000; i++)
+            {
+                File.WriteAllText(Path.Combine(Guest, "a", i.ToString("D5")), "x");
+            }
+
+            File.WriteAllText(Path.Combine(Guest, "z", "authorized_keys"), "ssh-ed25519 AAAA guest-key\n");
+            Libc.chmod(Guest, Convert.ToUInt32("777", 8));
+            Directory.CreateDirectory(Path.Combine(Outside, "a"));
+            Libc.chmod(Outside, Private);
+            Directory.CreateDirectory(Destination);
+
+            // The other user: as soon as dest/alice/a is there, moves dest/alice aside and links dest/alice -> outside.
+            string copied = Path.Combine(Destination, "alice");
+            var racer = new Thread(() =>
+            {
+                var until = DateTime.UtcNow.AddSeconds(20);
+                while (!Directory.Exists(Path.Combine(copied, "a")) && DateTime.UtcNow < until)
+                {
+                }
+
+                Directory.Move(copied, Path.Combine(Destination, "moved"));
+                File.CreateSymbolicLink(copied, Outside);
+            });
+            racer.Start();
+            try
+            {
+                ItemCopier.Copy(Guest, copied, force: false, new RestoredItem("disk0/home/alice", copied), CancellationToken.None);
+            }
+            finally
+            {
+                racer.Join();
+            }
+
+            Assert.False(File.Exists(Path.Combine(Outside, "z", "authorized_keys")), "a guest file was written outside the destination");
+            Assert.Empty(Directory.GetFileSystemEntries(Path.Combine(Outside, "a")));
+            Assert.Equal(Private, UnixFiles.Stat(Outside).Mode & 0xFFF);
+
+            // What was copied is all in the folder the copier made, wherever its owner moved it.
+            Assert.Equal("ssh-ed25519 AAAA guest-key\n", File.ReadAllText(Path.Combine(Destination, "moved", "z", "authorized_keys")));
+            Assert.Equal(3000, Directory.GetFiles(Path.Combine(Destination, "moved", "a")).Length);
+        }
+
+        [LinuxRootFact]
+        public void Copied_files_and_folders_keep_the_guest_owner_mode_and_times_but_never_setuid()
+        {
+            Directory.CreateDirectory(Path.Combine(Guest, "bin"));
+            string program = Path.Combine(Guest, "bin", "tool");
+            File.WriteAllText(program, "#!/bin/sh\n");
+            var written = new DateTime(2001, 2, 3, 4, 5, 6, DateTimeKind.Utc);
+            File.SetLastWriteTimeUtc(program, written);
+            Assert.Equal(0, Libc.lchown(program, 65534, 65533));
+            Assert.Equal(0, Libc.chmod(program, Convert.ToUInt32("4750", 8)));
+            Directory.SetLastWriteTimeUtc(Path.Combine(Guest, "bin"), written);
+            Assert.Equal(0, Libc.lchown(Path.Combine(Guest, "bin"), 65534, 65534));
+            Assert.Equal(0, Libc.chmod(Path.Combine(Guest, "bin"), Convert.ToUInt32("555", 8)));
+            Directory.CreateDirectory(Destination);
+
+            string copied = Path.Combine(Destination, "alice");
+            var result = new RestoredItem("disk0/home/alice", copied);
+            ItemCopier.Copy(Guest, copied, force: false, result, CancellationToken.None);
+
+            FileStatus file = UnixFiles.Stat(Path.Combine(copied, "bin", "tool"));
+            Assert.Equal((65534u, 65533u, Convert.ToUInt32("750", 8)), (file.Uid, file.Gid, file.Mode & 0xFFF));
+            Assert.Equal(written, File.GetLastWriteTimeUtc(Path.Combine(copied, "bin", "tool")));
+            FileStatus folder = UnixFiles.Stat(Path.Combine(copied, "bin"));
+            Assert.Equal((65534u, 65534u, Convert.ToUInt32("555", 8)), (folder.Uid, folder.Gid, folder.Mode & 0xFFF));
+            Assert.Equal(written, Directory.GetLastWriteTimeUtc(Path.Combine(copied, "bin")));
+            Assert.Equal((1L, 10L), (result.Files, result.Bytes));
+        }
+
+        [LinuxFact]
+        public void Force_replaces_a_link_at_the_destination_itself_and_leaves_what_it_points_to_alone()
+        {
+            Directory.CreateDirectory(Guest);
+            File.WriteAllText(Path.Combine(Guest, "authorized_keys"), "guest-key\n");
+            Directory.CreateDirectory(Outside);
+            File.WriteAllText(Path.Combine(Outside, "keep"), "host\n");
+            Libc.chmod(Outside, Private);
+            Directory.CreateDirectory(Destination);
+            string copied = Path.Combine(Destination, "alice");
+            File.CreateSymbolicLink(copied, Outside);
+
+            Assert.Equal("ItemExists", Assert.Throws<VmQuiesceException>(() =>
+                ItemCopier.Copy(Guest, copied, force: false, new RestoredItem("disk0/home/alice", copied), CancellationToken.None)).ErrorId);
+            ItemCopier.Copy(Guest, copied, force: true, new RestoredItem("disk0/home/alice", copied), CancellationToken.None);
+
+            Assert.False(RegularFile.StatNoFollow(copied)?.IsSymbolicLink ?? true);
+            Assert.Equal("guest-key\n", File.ReadAllText(Path.Combine(copied, "authorized_keys")));
+            Assert.Equal(new[] { Path.Combine(Outside, "keep") }, Directory.GetFileSystemEntries(Outside));
+            Assert.Equal(Private, UnixFiles.Stat(Outside).Mode & 0xFFF);
+        }
+    }
+}
