@@ -130,5 +130,23 @@ namespace VmQuiesce.Core.Tests.Export
             Assert.Equal(new[] { Path.Combine(Outside, "keep") }, Directory.GetFileSystemEntries(Outside));
             Assert.Equal(Private, UnixFiles.Stat(Outside).Mode & 0xFFF);
         }
+
+        [LinuxFact]
+        public void A_link_planted_where_a_folder_or_file_is_made_is_refused_and_nothing_is_written_through_it()
+        {
+            Directory.CreateDirectory(Destination);
+            Directory.CreateDirectory(Outside);
+            Libc.chmod(Outside, Private);
+            File.CreateSymbolicLink(Path.Combine(Destination, "a"), Outside);
+            File.CreateSymbolicLink(Path.Combine(Destination, "authorized_keys"), Path.Combine(Outside, "authorized_keys"));
+            using (TrustedFolder folder = TrustedFolder.Open(Destination, owner: null, create: false))
+            {
+                Assert.Equal(FolderProblem.Link, Assert.Throws<FolderTrustException>(() => folder.CreateFolder("a")).Problem);
+                Assert.ThrowsAny<IOException>(() => folder.CreateNew("authorized_keys", direct: false));
+            }
+
+            Assert.Empty(Directory.GetFileSystemEntries(Outside));
+            Assert.Equal(Private, UnixFiles.Stat(Outside).Mode & 0xFFF);
+        }
     }
 }
