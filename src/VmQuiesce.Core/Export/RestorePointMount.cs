@@ -214,7 +214,6 @@ namespace VmQuiesce.Core.Export
         {
             string source = ItemCopier.Resolve(Path, item);
             string destination = PlanCopy(item, destinationFolder);
-            Directory.CreateDirectory(System.IO.Path.GetDirectoryName(destination)!);
             var result = new RestoredItem(item, destination);
             ItemCopier.Copy(source, destination, force, result, cancel);
             return result;
