@@ -411,6 +411,55 @@ namespace VmQuiesce.Core.Tests.Repository
             Assert.Equal("RepositoryKeyFileInvalid", Assert.Throws<VmQuiesceException>(() => new RepositoryKeys(other).ImportFromKeyFile(exported)).ErrorId);
         }
 
+        /// <summary>
+        /// A repository made under <paramref name="name"/> with its own key and passphrase, whose repository file
+        /// claims the repository id of <paramref name="victim"/> (ids are not secret), with a check that holds under
+        /// its own key: what someone who can write a folder can make. The victim's key file is set aside meanwhile.
+        /// </summary>
+        private BackupRepository ForgeWithIdOf(BackupRepository victim, string name, string passphrase)
+        {
+            string victimId = victim.Encryption.RepositoryId!;
+            string victimKeyFile = HostKeyStore.PathOf(victimId);
+            byte[] victimKeyFileBytes = File.ReadAllBytes(victimKeyFile);
+
+            var forgerKey = RepositoryKey.Generate();
+            BackupRepository forged = BackupRepository.OpenOrCreate(Path.Combine(_fixture.Root, name), RepositoryFixture.ChunkSize, forgerKey);
+            string ownId = forged.Encryption.RepositoryId!;
+            string CheckFor(string id) => Convert.ToBase64String(RepositoryKey.Mac(forgerKey.MarkerKey, $"{id}\n{forgerKey.KeyId}\n{RepositoryFixture.ChunkSize}\n{forged.Encryption.Algorithm}\nHMAC-SHA256"));
+            string marker = File.ReadAllText(MarkerPath(forged));
+            Assert.Contains(CheckFor(ownId), marker);
+            File.WriteAllText(MarkerPath(forged), marker.Replace(ownId, victimId).Replace(CheckFor(ownId), CheckFor(victimId)));
+            HostKeyStore.Remove(ownId);
+
+            HostKeyStore.Write(victimId, forgerKey, forged.Path);
+            new RepositoryKeys(BackupRepository.Open(forged.Path)).AddPassphrase(Secure(passphrase));
+            File.WriteAllBytes(victimKeyFile, victimKeyFileBytes);
+            return BackupRepository.Open(forged.Path);
+        }
+
+        [Fact]
+        public void RemovingTheHostKeyFileOfARepositoryClaimingAnotherRepositorysIdIsRefusedEvenWithForce()
+        {
+            BackupRepository victim = _fixture.NewEncrypted("victim");   // its host key file is its only copy
+            RestorePoint point = RepositoryFixture.BackUp(victim, VmName, _fixture.WriteTextAndRandomDisk("disk.img", 21));
+            BackupRepository forged = ForgeWithIdOf(victim, "forged", "forger's passphrase");
+            Assert.False(forged.Encryption.HasKey);
+            string keyFile = HostKeyStore.PathOf(victim.Encryption.RepositoryId!);
+
+            // No -Force is needed for the forged repository (it has a passphrase copy), and -Force does not help either.
+            foreach (bool force in new[] { false, true })
+            {
+                var e = Assert.Throws<VmQuiesceException>(() => new RepositoryKeys(forged).RemoveHostKey(force));
+                Assert.Equal("RepositoryIdInUse", e.ErrorId);
+                Assert.Contains(keyFile, e.Message);
+                Assert.Contains(victim.Path, e.Message);
+                Assert.NotNull(e.Remedy);
+            }
+
+            Assert.True(File.Exists(keyFile), "the victim's only key copy was deleted");
+            Assert.Equal(point.Id, BackupRepository.Open(victim.Path).GetRestorePoint(point.Id).Id);
+        }
+
         [Fact]
         public void KeyIsNeverExportedIntoItsRepository()
         {

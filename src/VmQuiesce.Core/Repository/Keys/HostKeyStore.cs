@@ -37,10 +37,14 @@ namespace VmQuiesce.Core.Repository.Keys
 
         public static string PathOf(string repositoryId) => Path.Combine(Folder, repositoryId + Extension);
 
-        internal static RepositoryKey? TryRead(string repositoryId)
+        internal static RepositoryKey? TryRead(string repositoryId) => TryRead(repositoryId, out _);
+
+        /// <summary>The host's key for the repository and the repository its file records (null when it records none); null when there is no file.</summary>
+        internal static RepositoryKey? TryRead(string repositoryId, out string? recordedRepository)
         {
             string path = PathOf(repositoryId);
-            return File.Exists(path) ? ReadKeyFile(path, repositoryId) : null;
+            recordedRepository = null;
+            return File.Exists(path) ? ReadKeyFile(path, repositoryId, out recordedRepository) : null;
         }
 
         /// <summary>Writes the host's key file for the repository (replacing one there), readable by root/Administrators only.</summary>
@@ -87,7 +91,7 @@ namespace VmQuiesce.Core.Repository.Keys
         }
 
         /// <summary>Whether a key file's recorded repository is <paramref name="repositoryPath"/>: a folder path, or an s3:// address as written.</summary>
-        private static bool SamePlace(string recorded, string repositoryPath) => Storage.S3RepositoryAddress.IsS3(recorded)
+        internal static bool SamePlace(string recorded, string repositoryPath) => Storage.S3RepositoryAddress.IsS3(recorded)
             ? string.Equals(recorded, repositoryPath, StringComparison.Ordinal)
             : string.Equals(Path.GetFullPath(recorded), repositoryPath, HostPlatform.IsWindows ? StringComparison.OrdinalIgnoreCase : StringComparison.Ordinal);
 
@@ -127,9 +131,10 @@ namespace VmQuiesce.Core.Repository.Keys
 
         /// <summary>
         /// Reads a key file; <paramref name="repositoryId"/>, when given, must be the repository it names. The key's
-        /// id is recomputed from the key, so a key file whose key id was edited is refused.
+        /// id is recomputed from the key, so a key file whose key id was edited is refused. <paramref name="recordedRepository"/>
+        /// is the repository (folder or s3:// address) the file was written for, null when it records none.
         /// </summary>
-        internal static RepositoryKey ReadKeyFile(string path, string? repositoryId, out string fileRepositoryId)
+        internal static RepositoryKey ReadKeyFile(string path, string? repositoryId, out string? recordedRepository)
         {
             try
             {
@@ -145,7 +150,7 @@ namespace VmQuiesce.Core.Repository.Keys
                     throw new JsonFormatException($"The member 'format' is not '{KeyFileFormat}'.");
                 }
 
-                fileRepositoryId = json.GetString("repositoryId");
+                string fileRepositoryId = json.GetString("repositoryId");
                 if (repositoryId != null && fileRepositoryId != repositoryId)
                 {
                     throw new JsonFormatException($"It is the key of the repository {fileRepositoryId}, not of {repositoryId}.");
@@ -157,6 +162,7 @@ namespace VmQuiesce.Core.Repository.Keys
                     throw new JsonFormatException($"Its key has the id {key.KeyId}, not the {json.GetString("keyId")} it claims.");
                 }
 
+                recordedRepository = json.GetOptionalString("repository");
                 return key;
             }
             catch (Exception e) when (e is JsonFormatException || e is FormatException || e is ArgumentException || e is IOException || e is UnauthorizedAccessException)

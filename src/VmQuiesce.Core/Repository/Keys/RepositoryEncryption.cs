@@ -155,13 +155,16 @@ namespace VmQuiesce.Core.Repository.Keys
                 };
             }
 
-            if (_check != null && !FixedTimeEquals(_check, Check(key)))
+            if (!Opens(key))
             {
                 throw NotAuthentic("RepositoryNotAuthentic", $"The repository file of '{_repositoryPath}' was changed by someone without its key: its check does not match.", _repositoryPath);
             }
 
             Key = key;
         }
+
+        /// <summary>Whether <paramref name="key"/> is this repository's key: its id, and the repository file's check verifies under it.</summary>
+        internal bool Opens(RepositoryKey key) => key.KeyId == KeyId && (_check == null || FixedTimeEquals(_check, Check(key)));
 
         /// <summary>
         /// Takes the key from this host's key file for the repository, when there is one. A key file that cannot be

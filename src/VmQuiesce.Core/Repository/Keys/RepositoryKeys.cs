@@ -167,10 +167,18 @@ namespace VmQuiesce.Core.Repository.Keys
             return _passphrases.Remove(slot);
         }
 
-        /// <summary>Removes this host's key file. The last copy of the key is kept unless <paramref name="force"/>.</summary>
+        /// <summary>
+        /// Removes this host's key file. The last copy of the key is kept unless <paramref name="force"/>; a file
+        /// holding another repository's key (see <see cref="KeyFileOfAnotherRepository"/>) is kept even then.
+        /// </summary>
         public bool RemoveHostKey(bool force)
         {
             RepositoryEncryption encryption = RequireEncrypted();
+            if (KeyFileOfAnotherRepository() is (string file, var recorded))
+            {
+                throw RepositoryIdInUse(file, recorded);
+            }
+
             if (!force && _passphrases.Slots.Count == 0 && HostKeyFile != null)
             {
                 throw LastCopy($"host key file '{HostKeyFile}'");
@@ -210,6 +218,35 @@ namespace VmQuiesce.Core.Repository.Keys
             string path = HostKeyStore.Write(_encryption.RepositoryId!, key, Location);
             return new RepositoryKeyCopy(Location, key.KeyId, KeyCopyKind.HostKeyFile, null, path);
         }
+
+        /// <summary>
+        /// This host's key file for the repository's id, and the repository it records, when the file can be read and its
+        /// key does not open this repository: then it is the key of another repository whose id this one claims (an id is
+        /// no secret; anyone who can write a repository file can copy one), maybe that repository's only copy. Null when
+        /// there is no such file, it cannot be read (it is nobody's key), or its key opens this repository.
+        /// </summary>
+        private (string File, string? Recorded)? KeyFileOfAnotherRepository()
+        {
+            RepositoryKey? held;
+            string? recorded;
+            try
+            {
+                held = HostKeyStore.TryRead(_encryption.RepositoryId!, out recorded);
+            }
+            catch (VmQuiesceException e) when (e.ErrorId == "RepositoryKeyFileInvalid")
+            {
+                return null;
+            }
+
+            return held != null && !_encryption.Opens(held) ? (HostKeyStore.PathOf(_encryption.RepositoryId!), recorded) : ((string, string?)?)null;
+        }
+
+        private VmQuiesceException RepositoryIdInUse(string file, string? recorded) =>
+            new VmQuiesceException("RepositoryIdInUse", FailureKind.SecurityError,
+                $"This host's key file '{file}' holds the key of another repository ({(recorded == null ? "its location is not recorded" : $"'{recorded}'")}), which has the repository id {_encryption.RepositoryId} that '{Location}' claims; expected the key of '{Location}'. The key file is left as it is.", Location)
+            {
+                Remedy = $"Someone who can write '{Location}' may have copied another repository's id into its repository file: do not trust it. To give up the other repository's key, run Remove-VmBackupRepositoryKey on that repository.",
+            };
 
         private RepositoryEncryption RequireEncrypted()
         {
