@@ -461,6 +461,27 @@ namespace VmQuiesce.Core.Tests.Repository
         }
 
         [Fact]
+        public void ImportingTheKeyOfARepositoryClaimingAnotherRepositorysIdIsRefusedAndLeavesThatRepositorysKeyFile()
+        {
+            BackupRepository victim = _fixture.NewEncrypted("victim");
+            RestorePoint point = RepositoryFixture.BackUp(victim, VmName, _fixture.WriteTextAndRandomDisk("disk.img", 22));
+            BackupRepository forged = ForgeWithIdOf(victim, "forged", "forger's passphrase");
+            string keyFile = HostKeyStore.PathOf(victim.Encryption.RepositoryId!);
+            byte[] keyFileBytes = File.ReadAllBytes(keyFile);
+
+            // Root imports the key of the repository it was handed, with the passphrase it was given.
+            var e = Assert.Throws<VmQuiesceException>(() => new RepositoryKeys(forged).ImportFromPassphrase(Secure("forger's passphrase")));
+            Assert.Equal("RepositoryIdInUse", e.ErrorId);
+            Assert.Contains(keyFile, e.Message);
+            Assert.Contains(victim.Path, e.Message);
+
+            Assert.Equal(keyFileBytes, File.ReadAllBytes(keyFile));
+            BackupRepository reopened = BackupRepository.Open(victim.Path);
+            Assert.True(reopened.Encryption.HasKey);
+            Assert.Equal(point.Id, reopened.GetRestorePoint(point.Id).Id);
+        }
+
+        [Fact]
         public void KeyIsNeverExportedIntoItsRepository()
         {
             BackupRepository repository = _fixture.NewEncrypted("enc");

@@ -212,9 +212,19 @@ namespace VmQuiesce.Core.Repository.Keys
             return false;
         }
 
+        /// <summary>
+        /// Unlocks the repository with <paramref name="key"/> and writes it as this host's key file, replacing one there
+        /// unless that holds another repository's key and was written for another location (a damaged or wrong key
+        /// file of this very repository is replaced).
+        /// </summary>
         private RepositoryKeyCopy Import(RepositoryKey key)
         {
             _encryption.Unlock(key);
+            if (KeyFileOfAnotherRepository() is (string file, var recorded) && !(recorded != null && HostKeyStore.SamePlace(recorded, Location)))
+            {
+                throw RepositoryIdInUse(file, recorded);
+            }
+
             string path = HostKeyStore.Write(_encryption.RepositoryId!, key, Location);
             return new RepositoryKeyCopy(Location, key.KeyId, KeyCopyKind.HostKeyFile, null, path);
         }
