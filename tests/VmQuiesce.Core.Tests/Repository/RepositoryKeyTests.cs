@@ -42,6 +42,19 @@ namespace VmQuiesce.Core.Tests.Repository
         private BackupRepository NewChaCha20(string name) =>
             BackupRepository.OpenOrCreate(Path.Combine(_fixture.Root, name), RepositoryFixture.ChunkSize, RepositoryKey.Generate(), RepositoryCipher.ChaCha20Poly1305);
 
+        private static bool RecordsRepository(string keyFile, string repository)
+        {
+            try
+            {
+                HostKeyStore.ReadKeyFile(keyFile, null, out string? recorded);
+                return recorded != null && HostKeyStore.SamePlace(recorded, repository);
+            }
+            catch (VmQuiesceException)
+            {
+                return false;
+            }
+        }
+
         private static SecureString Secure(string text) => new NetworkCredential(string.Empty, text).SecurePassword;
 
         [Fact]
@@ -57,7 +70,8 @@ namespace VmQuiesce.Core.Tests.Repository
             BackupRepository loser = BackupRepository.OpenOrCreate(path, RepositoryFixture.ChunkSize, ops, RepositoryKey.Generate());
 
             Assert.Equal(winner!.Encryption.RepositoryId, loser.Encryption.RepositoryId);
-            Assert.Equal(new[] { HostKeyStore.PathOf(winner.Encryption.RepositoryId!) }, Directory.GetFiles(HostKeyStore.Folder).Where(file => !before.Contains(file)));
+            // Other tests write key files into the same folder meanwhile: only those recording this repository count.
+            Assert.Equal(new[] { HostKeyStore.PathOf(winner.Encryption.RepositoryId!) }, Directory.GetFiles(HostKeyStore.Folder).Where(file => !before.Contains(file) && RecordsRepository(file, path)));
         }
 
         [Fact]
