@@ -7,6 +7,7 @@ using System.Linq;
 using System.Threading;
 using System.Threading.Tasks;
 using VmQuiesce.Core.Json;
+using VmQuiesce.Core.Native;
 using VmQuiesce.Core.Platform;
 using VmQuiesce.Core.Repository;
 using VmQuiesce.Core.Restore;
@@ -158,6 +159,19 @@ namespace VmQuiesce.Core.Export
         /// </summary>
         public static InstantRestore Start(IRestorePointSource repository, RestorePoint point, string destination, BootCheckOptions vm, long copyRateLimit, CancellationToken cancel)
         {
+            try
+            {
+                return StartInDestination(repository, point, destination, vm, copyRateLimit, cancel);
+            }
+            catch (Exception e) when (e is IOException || e is UnauthorizedAccessException)
+            {
+                // .NET names the path it failed on; the restore and its folder say which start failed.
+                throw new VmQuiesceException("InstantRestoreStartFailed", FailureKind.WriteError, $"Cannot restore '{point.Id}' into '{destination}': {e.Message}", destination, e);
+            }
+        }
+
+        private static InstantRestore StartInDestination(IRestorePointSource repository, RestorePoint point, string destination, BootCheckOptions vm, long copyRateLimit, CancellationToken cancel)
+        {
             if (!HostPlatform.IsLinux)
             {
                 throw new VmQuiesceException("InstantRestoreNotSupported", FailureKind.NotSupported, $"Instant restore runs QEMU on Linux; this is {HostPlatform.Name}.", point.Id);
@@ -166,6 +180,16 @@ namespace VmQuiesce.Core.Export
             VmMachine machine = vm.MachineFor(point.Machine);
             destination = Path.GetFullPath(destination);
             var disks = point.Files.Select(file => Path.Combine(destination, Path.GetFileNameWithoutExtension(file.Path) + ".qcow2")).ToList();
+            foreach (string path in disks.Concat(disks.Select(OverlayOf)))
+            {
+                // Not followed: a link or folder there would be written through or fail the start only after QEMU runs.
+                if (UnixFiles.StatAt(Libc.AtFdCwd, path, out _) is FileStatus found && !found.IsRegularFile)
+                {
+                    throw new VmQuiesceException("InstantRestoreDiskPathInvalid", FailureKind.InvalidArgument,
+                        $"Cannot restore '{point.Id}' into '{destination}': '{path}' is {found.KindName}, where the restore makes a disk file.", path);
+                }
+            }
+
             if (disks.Distinct(StringComparer.Ordinal).Count() != disks.Count || disks.Concat(disks.Select(OverlayOf)).Any(File.Exists) || File.Exists(Path.Combine(destination, "qmp.sock")))
             {
                 throw new VmQuiesceException("InstantRestoreDestinationInUse", FailureKind.ResourceBusy,

@@ -256,6 +256,60 @@ namespace VmQuiesce.Core.Tests.Export
             Assert.DoesNotContain(RestorePointServer.Running, served => served.RestorePointId == _guest.Point.Id);
         }
 
+        [GuestFact]
+        public void A_folder_at_a_local_disk_path_is_refused_by_name_before_anything_starts()
+        {
+            using var folder = new TempFolder();
+            string destination = folder.File("vm");
+            RestorePoint point = _guest.Fixture.Repository.GetRestorePoint(_guest.Point.Id);
+            string disk = Path.Combine(destination, Path.GetFileNameWithoutExtension(point.Files[0].Path) + ".qcow2");
+            Directory.CreateDirectory(disk);
+
+            Exception? refused = Record.Exception(() => InstantRestore.Start(_guest.Fixture.Repository, point, destination, BootCheckTests.GuestBoot(), 0, CancellationToken.None));
+
+            Assert.Empty(EndProcessesNaming(destination));
+            Assert.Equal("InstantRestoreDiskPathInvalid", Assert.IsType<VmQuiesceException>(refused).ErrorId);
+            Assert.Contains($"'{disk}' is a folder", refused.Message, StringComparison.Ordinal);
+            Assert.Equal(new[] { disk }, Directory.EnumerateFileSystemEntries(destination));
+            Assert.DoesNotContain(InstantRestore.Running, restore => restore.Destination == destination);
+        }
+
+        /// <summary>
+        /// Ends each process whose command line names <paramref name="folder"/> (a test's own fresh folder, so only
+        /// what the test started), that a failing test leaves no VM behind; returns their ids.
+        /// </summary>
+        private static int[] EndProcessesNaming(string folder)
+        {
+            int[] found = Directory.EnumerateDirectories("/proc").Select(Path.GetFileName).Where(name => name!.All(char.IsDigit)).Select(name => int.Parse(name!, System.Globalization.CultureInfo.InvariantCulture))
+                .Where(pid =>
+                {
+                    try
+                    {
+                        return File.ReadAllText($"/proc/{pid}/cmdline").Contains(folder, StringComparison.Ordinal);
+                    }
+                    catch (IOException)
+                    {
+                        return false; // ended meanwhile
+                    }
+                })
+                .ToArray();
+            foreach (int pid in found)
+            {
+                try
+                {
+                    using var process = System.Diagnostics.Process.GetProcessById(pid);
+                    process.Kill();
+                    process.WaitForExit(10_000);
+                }
+                catch (ArgumentException)
+                {
+                    // Ended meanwhile.
+                }
+            }
+
+            return found;
+        }
+
         /// <summary>True when files in <paramref name="folder"/> can be written past the page cache (O_DIRECT; tmpfs cannot).</summary>
         private static bool DirectIoWorksIn(TempFolder folder)
         {
