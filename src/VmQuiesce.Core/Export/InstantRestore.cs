@@ -231,9 +231,16 @@ namespace VmQuiesce.Core.Export
             }
             catch
             {
-                made.ForEach(File.Delete);
+                // The VM is ended before the files it runs on go; one that cannot be ended keeps its overlays and
+                // record, so Get-/Stop-VmInstantRestore still find it.
+                bool vmEnded = record.QemuProcessId == 0 || EndStartedQemu(record, Path.Combine(destination, "qmp.sock"));
                 server.Stop();
-                record.Delete();
+                if (vmEnded)
+                {
+                    made.ForEach(File.Delete);
+                    record.Delete();
+                }
+
                 throw;
             }
         }
@@ -649,6 +656,73 @@ namespace VmQuiesce.Core.Export
 
         /// <summary>The overlay of a local disk: beside it, a name no other disk of the point can have (theirs end in .qcow2).</summary>
         private static string OverlayOf(string disk) => disk + ".overlay";
+
+        /// <summary>
+        /// Ends the QEMU a failed start left running: QMP quit when its monitor answers, else SIGKILL, but only while
+        /// that pid is still the process started (its recorded start time), never one that reused the id. True once
+        /// it has exited (within a bounded wait).
+        /// </summary>
+        private static bool EndStartedQemu(InstantRestoreRecord record, string qmpSocket)
+        {
+            try
+            {
+                using QmpClient qmp = QmpClient.Connect(qmpSocket, TimeSpan.FromSeconds(5));
+                qmp.Execute("quit");
+            }
+            catch (VmQuiesceException)
+            {
+                // The monitor does not answer: killed below.
+            }
+
+            if (WaitUntilGone(record, TimeSpan.FromSeconds(10)))
+            {
+                return true;
+            }
+
+            string? startTicks = ProcessIdentity.StartTicksOf(record.QemuProcessId);
+            if (startTicks != null && startTicks == record.QemuStartTicks)
+            {
+                Libc.kill(record.QemuProcessId, SigKill);
+            }
+
+            return WaitUntilGone(record, TimeSpan.FromSeconds(10));
+        }
+
+        /// <summary>
+        /// Whether the recorded QEMU has exited (or its pid now names a later process) within <paramref name="timeout"/>;
+        /// it is no child of ours, so it is polled, and a zombie its reaper has not collected yet counts as exited.
+        /// </summary>
+        private static bool WaitUntilGone(InstantRestoreRecord record, TimeSpan timeout)
+        {
+            DateTime deadline = DateTime.UtcNow + timeout;
+            while (record.QemuIsRunning && !IsZombie(record.QemuProcessId))
+            {
+                if (DateTime.UtcNow >= deadline)
+                {
+                    return false;
+                }
+
+                Thread.Sleep(50);
+            }
+
+            return true;
+        }
+
+        private const int SigKill = 9;
+
+        /// <summary>State 'Z' in /proc/&lt;pid&gt;/stat (the field after the parenthesized command name).</summary>
+        private static bool IsZombie(int pid)
+        {
+            try
+            {
+                string stat = File.ReadAllText($"/proc/{pid.ToString(CultureInfo.InvariantCulture)}/stat");
+                return stat.Substring(stat.LastIndexOf(')') + 1).TrimStart().StartsWith("Z", StringComparison.Ordinal);
+            }
+            catch (Exception e) when (e is IOException || e is UnauthorizedAccessException)
+            {
+                return false;
+            }
+        }
 
         private static void WaitForExit(int pid, TimeSpan timeout)
         {

@@ -256,6 +256,34 @@ namespace VmQuiesce.Core.Tests.Export
             Assert.DoesNotContain(RestorePointServer.Running, served => served.RestorePointId == _guest.Point.Id);
         }
 
+        /// <summary>
+        /// A start that fails once QEMU runs (here a folder appears at the local disk's path, so making the disk fails;
+        /// as a cancelled QMP connect or a failing qemu-img would) ends that VM before deleting its overlays and its
+        /// export, and says which path it failed on; no VM is left running untracked.
+        /// </summary>
+        [GuestFact]
+        public void A_start_that_fails_after_QEMU_started_ends_that_VM_and_leaves_no_record_overlay_or_export()
+        {
+            using var folder = new TempFolder();
+            string destination = folder.File("vm");
+            RestorePoint point = _guest.Fixture.Repository.GetRestorePoint(_guest.Point.Id);
+            string disk = Path.Combine(destination, Path.GetFileNameWithoutExtension(point.Files[0].Path) + ".qcow2");
+            BootCheckOptions vm = BootCheckTests.GuestBoot();
+            vm.QemuExecutable = folder.File("qemu-then-block-disk");
+            File.WriteAllText(vm.QemuExecutable, $"#!/bin/sh\n'{HostTools.ForThisHost.Find(TestGuestEnvironment.QemuExecutable)}' \"$@\" || exit $?\nmkdir '{disk}'\n");
+            File.SetUnixFileMode(vm.QemuExecutable, UnixFileMode.UserRead | UnixFileMode.UserExecute);
+
+            Exception? failed = Record.Exception(() => InstantRestore.Start(_guest.Fixture.Repository, point, destination, vm, 0, CancellationToken.None));
+
+            int[] left = EndProcessesNaming(destination);
+            Assert.True(left.Length == 0, $"Start failed with '{failed?.Message}' and left {left.Length} process(es) running on '{destination}'.");
+            Assert.IsType<VmQuiesceException>(failed);
+            Assert.Contains(disk, failed.Message, StringComparison.Ordinal);
+            Assert.False(File.Exists(disk + ".overlay"));
+            Assert.DoesNotContain(InstantRestore.Running, restore => restore.Destination == destination);
+            Assert.DoesNotContain(RestorePointServer.Running, served => served.RestorePointId == _guest.Point.Id);
+        }
+
         [GuestFact]
         public void A_folder_at_a_local_disk_path_is_refused_by_name_before_anything_starts()
         {
