@@ -29,7 +29,7 @@ namespace VmQuiesce.Core.Tests.Export
                 Assert.Contains(folder, e.Message, System.StringComparison.Ordinal);
             }
 
-            Assert.Empty(RestorePointMount.Find());
+            Assert.DoesNotContain(RestorePointMount.Find(), mount => mount.Path == theirs || mount.Path == link);
         }
     }
 }
