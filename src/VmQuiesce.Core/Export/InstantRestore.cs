@@ -695,7 +695,7 @@ namespace VmQuiesce.Core.Export
         private static bool WaitUntilGone(InstantRestoreRecord record, TimeSpan timeout)
         {
             DateTime deadline = DateTime.UtcNow + timeout;
-            while (record.QemuIsRunning && !IsZombie(record.QemuProcessId))
+            while (record.QemuIsRunning && !ProcessIdentity.IsZombie(record.QemuProcessId))
             {
                 if (DateTime.UtcNow >= deadline)
                 {
@@ -709,20 +709,6 @@ namespace VmQuiesce.Core.Export
         }
 
         private const int SigKill = 9;
-
-        /// <summary>State 'Z' in /proc/&lt;pid&gt;/stat (the field after the parenthesized command name).</summary>
-        private static bool IsZombie(int pid)
-        {
-            try
-            {
-                string stat = File.ReadAllText($"/proc/{pid.ToString(CultureInfo.InvariantCulture)}/stat");
-                return stat.Substring(stat.LastIndexOf(')') + 1).TrimStart().StartsWith("Z", StringComparison.Ordinal);
-            }
-            catch (Exception e) when (e is IOException || e is UnauthorizedAccessException)
-            {
-                return false;
-            }
-        }
 
         private static void WaitForExit(int pid, TimeSpan timeout)
         {

@@ -103,17 +103,17 @@ namespace VmQuiesce.Core.Repository
         }
 
         /// <summary>Field 22 of /proc/&lt;pid&gt;/stat (start time in clock ticks since boot), or null when there is no such process.</summary>
-        internal static string? StartTicksOf(int pid)
+        internal static string? StartTicksOf(int pid) => StatFieldsAfterName(pid) is string[] fields && fields.Length > 19 ? fields[19] : null;
+
+        /// <summary>Whether process <paramref name="pid"/> has exited but its parent has not collected it yet (state Z, field 3 of /proc/&lt;pid&gt;/stat).</summary>
+        internal static bool IsZombie(int pid) => StatFieldsAfterName(pid) is string[] fields && fields.Length > 0 && fields[0] == "Z";
+
+        /// <summary>The fields of /proc/&lt;pid&gt;/stat from the third on, or null when there is no such process.</summary>
+        private static string[]? StatFieldsAfterName(int pid)
         {
             string? stat = ReadTrimmed($"/proc/{pid.ToString(CultureInfo.InvariantCulture)}/stat");
-            if (stat == null)
-            {
-                return null;
-            }
-
             // The command name (field 2) is in parentheses and may hold spaces: count fields after its last ')'.
-            string[] fields = stat.Substring(stat.LastIndexOf(')') + 1).Split(new[] { ' ' }, StringSplitOptions.RemoveEmptyEntries);
-            return fields.Length > 19 ? fields[19] : null;
+            return stat?.Substring(stat.LastIndexOf(')') + 1).Split(new[] { ' ' }, StringSplitOptions.RemoveEmptyEntries);
         }
 
         private static string? ReadTrimmed(string path)
