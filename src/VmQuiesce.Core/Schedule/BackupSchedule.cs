@@ -43,6 +43,9 @@ namespace VmQuiesce.Core.Schedule
             ConsistencyValue = consistency;
         }
 
+        /// <summary>What no job command line or unit file line can carry: a line break (it would start a line of its own) or NUL.</summary>
+        internal static readonly char[] LineBreaks = { '\r', '\n', '\0' };
+
         /// <summary>Names the task (\VmQuiesce\&lt;Name&gt;) or the units (vmquiesce-backup-&lt;Name&gt;.service/.timer).</summary>
         public string Name { get; }
 
@@ -154,7 +157,7 @@ namespace VmQuiesce.Core.Schedule
             // Every text that reaches the job's command line or the unit file (a line break there would start a line of its own).
             foreach (string text in Vm.Concat(new[] { Repository, LogFolder ?? string.Empty, PowerShellPath, ModulePath, CopyTo ?? string.Empty, S3Endpoint?.OriginalString ?? string.Empty, S3ProfileName ?? string.Empty }))
             {
-                if (text.IndexOfAny(new[] { '\r', '\n', '\0' }) >= 0)
+                if (text.IndexOfAny(LineBreaks) >= 0)
                 {
                     throw Invalid("ScheduleTextInvalid", $"Schedule '{Name}': '{text.Replace("\r", "\\r").Replace("\n", "\\n").Replace("\0", "\\0")}' holds a line break or NUL, which no job command line can carry.", text);
                 }

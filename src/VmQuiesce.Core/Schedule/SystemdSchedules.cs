@@ -194,15 +194,13 @@ namespace VmQuiesce.Core.Schedule
 
         private static IReadOnlyList<string> Command(BackupSchedule schedule) => new[] { schedule.PowerShellPath }.Concat(schedule.JobArguments()).ToList();
 
-        private static readonly char[] LineBreaks = { '\r', '\n', '\0' };
-
         /// <summary>
         /// One ExecStart argument: double-quoted, with systemd's specifiers (%) and variables ($) kept literal. A line break
         /// (it would start a directive of its own) or NUL is refused: <see cref="BackupSchedule"/> refuses
         /// such text first, so this only stops text that reached here some other way.
         /// </summary>
         internal static string Quote(string text) =>
-            text.IndexOfAny(LineBreaks) >= 0
+            text.IndexOfAny(BackupSchedule.LineBreaks) >= 0
                 ? throw new InvalidOperationException($"A unit file argument holds a line break or NUL: '{text.Replace("\r", "\\r").Replace("\n", "\\n")}'.")
                 : "\"" + text.Replace("\\", "\\\\").Replace("\"", "\\\"").Replace("%", "%%").Replace("$", "$$") + "\"";
 
