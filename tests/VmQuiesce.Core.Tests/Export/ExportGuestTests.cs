@@ -267,7 +267,7 @@ namespace VmQuiesce.Core.Tests.Export
             using var folder = new TempFolder();
             string destination = folder.File("vm");
             RestorePoint point = _guest.Fixture.Repository.GetRestorePoint(_guest.Point.Id);
-            string disk = Path.Combine(destination, Path.GetFileNameWithoutExtension(point.Files[0].Path) + ".qcow2");
+            string disk = LocalDisk(destination, point);
             BootCheckOptions vm = BootCheckTests.GuestBoot();
             vm.QemuExecutable = folder.File("qemu-then-block-disk");
             File.WriteAllText(vm.QemuExecutable, $"#!/bin/sh\n'{HostTools.ForThisHost.Find(TestGuestEnvironment.QemuExecutable)}' \"$@\" || exit $?\nmkdir '{disk}'\n");
@@ -290,7 +290,7 @@ namespace VmQuiesce.Core.Tests.Export
             using var folder = new TempFolder();
             string destination = folder.File("vm");
             RestorePoint point = _guest.Fixture.Repository.GetRestorePoint(_guest.Point.Id);
-            string disk = Path.Combine(destination, Path.GetFileNameWithoutExtension(point.Files[0].Path) + ".qcow2");
+            string disk = LocalDisk(destination, point);
             Directory.CreateDirectory(disk);
 
             Exception? refused = Record.Exception(() => InstantRestore.Start(_guest.Fixture.Repository, point, destination, BootCheckTests.GuestBoot(), 0, CancellationToken.None));
@@ -301,6 +301,9 @@ namespace VmQuiesce.Core.Tests.Export
             Assert.Equal(new[] { disk }, Directory.EnumerateFileSystemEntries(destination));
             Assert.DoesNotContain(InstantRestore.Running, restore => restore.Destination == destination);
         }
+
+        /// <summary>Where an instant restore into <paramref name="destination"/> makes the point's first disk: its name as qcow2.</summary>
+        private static string LocalDisk(string destination, RestorePoint point) => Path.Combine(destination, Path.GetFileNameWithoutExtension(point.Files[0].Path) + ".qcow2");
 
         /// <summary>
         /// Ends each process whose command line names <paramref name="folder"/> (a test's own fresh folder, so only
