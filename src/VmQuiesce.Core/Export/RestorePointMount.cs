@@ -102,24 +102,73 @@ namespace VmQuiesce.Core.Export
         public bool IsServed => _server?.IsRunning ?? ProcessIsAlive(_record.ServerProcessId);
 
         /// <summary>
-        /// The folder the disks are mounted below, made root's alone (0700): a guest's files keep their guest owners and
-        /// modes, and other local users must not reach them (a guest uid is some host user's too). An existing folder
-        /// must be root's (or this user's) and not a link: whoever owns it could open it up again or move it.
+        /// Where the disks of <paramref name="point"/> can be mounted for <paramref name="folder"/> (absolute): its real
+        /// path (the folders above it resolved), checked without changing anything. The folder, when it exists, must be
+        /// root's (or this user's) and not a link, and no one else may be able to rename it or a folder above it and put
+        /// their own there (a guest's files keep their guest owners and modes, and a guest uid is some host user's too).
         /// </summary>
-        private static void MakePrivateFolder(string folder, RestorePoint point)
+        private static string CheckMountFolder(string folder, RestorePoint point)
         {
-            if (RegularFile.StatNoFollow(folder) is FileStatus existing && (existing.IsSymbolicLink || (existing.Uid != 0 && existing.Uid != Libc.geteuid())))
+            string name = System.IO.Path.GetFileName(folder);
+            string? parent = System.IO.Path.GetDirectoryName(folder);
+            if (parent == null || name.Length == 0)
             {
-                throw new VmQuiesceException("MountFolderUnsafe", FailureKind.SecurityError,
-                    $"Cannot mount restore point '{point.Id}' on '{folder}': it is " + (existing.IsSymbolicLink ? "a link" : $"a folder of user id {existing.Uid}") + ", who could open the guest's files to others.", folder)
-                {
-                    Remedy = "Mount on a new folder (it is made readable by root alone), or on an empty folder root owns.",
-                };
+                throw Unsafe(point, folder, "the root of the file system");
             }
 
-            Directory.CreateDirectory(folder);
-            Logon.Linux.PosixFiles.ChangeMode(folder, OwnerOnlyFolder);
+            string target = System.IO.Path.Combine(RealPathOfDeepestExisting(parent), name);
+            if (RegularFile.StatNoFollow(target) is FileStatus existing && (existing.IsSymbolicLink || (existing.Uid != 0 && existing.Uid != Libc.geteuid())))
+            {
+                throw Unsafe(point, folder, "it is " + (existing.IsSymbolicLink ? "a link" : $"a folder of user id {existing.Uid}") + ", who could open the guest's files to others");
+            }
+
+            return UnixFiles.DescribeReplaceable(target) is string why
+                ? throw Unsafe(point, folder, why + ", and so open the guest's files to others")
+                : target;
         }
+
+        /// <summary>The real path of <paramref name="path"/>: that of its deepest folder that exists, and the rest as written.</summary>
+        private static string RealPathOfDeepestExisting(string path)
+        {
+            string? existing = path;
+            string rest = string.Empty;
+            while (existing != null && RegularFile.StatNoFollow(existing) == null)
+            {
+                rest = System.IO.Path.Combine(System.IO.Path.GetFileName(existing), rest);
+                existing = System.IO.Path.GetDirectoryName(existing);
+            }
+
+            return existing == null ? path : System.IO.Path.Combine(Libc.RealPath(existing) ?? existing, rest).TrimEnd('/');
+        }
+
+        /// <summary>
+        /// Makes <paramref name="target"/> (checked by <see cref="CheckMountFolder"/>) root's alone (0700), making it and
+        /// the folders above it when missing, through descriptors: a link or another user's folder put there meanwhile is
+        /// refused, not followed.
+        /// </summary>
+        private static void MakePrivateFolder(string target, RestorePoint point)
+        {
+            try
+            {
+                using TrustedFolder parent = TrustedFolder.Open(System.IO.Path.GetDirectoryName(target)!, owner: null, create: true);
+                string name = System.IO.Path.GetFileName(target);
+                using TrustedFolder made = parent.Stat(name) == null ? parent.CreateFolder(name) : parent.OpenBelow(name, owner: null, create: false);
+                if (Libc.fchmod(made.Descriptor, OwnerOnlyFolder) != 0)
+                {
+                    throw RegularFile.Failure("restrict", target, System.Runtime.InteropServices.Marshal.GetLastWin32Error());
+                }
+            }
+            catch (FolderTrustException e)
+            {
+                throw Unsafe(point, target, e.Message);
+            }
+        }
+
+        private static VmQuiesceException Unsafe(RestorePoint point, string folder, string why) =>
+            new VmQuiesceException("MountFolderUnsafe", FailureKind.SecurityError, $"Cannot mount restore point '{point.Id}' on '{folder}': {why}.", folder)
+            {
+                Remedy = "Mount on a new folder (it is made readable by root alone) or an empty folder root owns, below folders only root can change (such as /mnt, /srv or /tmp).",
+            };
 
         /// <summary>
         /// Mounts <paramref name="point"/> under <paramref name="folder"/> (made when missing; it must be empty).
@@ -143,12 +192,15 @@ namespace VmQuiesce.Core.Export
                 throw new VmQuiesceException("MountFolderNotEmpty", FailureKind.InvalidArgument, $"Cannot mount restore point '{point.Id}' on '{folder}': it is not an empty folder.", folder);
             }
 
-            MakePrivateFolder(folder, point);
-            var record = new MountRecord(NewId(), folder, point.VmName, point.Id, HostPlatform.ProcessId);
+            string target = CheckMountFolder(folder, point);
             RestorePointServer server = RestorePointServer.Start(repository, point, new RestorePointServerOptions { OwnsRepository = true });
+            MountRecord? record = null;
             var fileSystems = new List<MountedFileSystem>();
             try
             {
+                // Made once the point is served: a point that cannot be served leaves no folder behind.
+                MakePrivateFolder(target, point);
+                record = new MountRecord(NewId(), target, point.VmName, point.Id, HostPlatform.ProcessId);
                 record.Scratch = ScratchFolder.Create("vmq-mount").Path;
                 record.Save();
                 for (int i = 0; i < server.Disks.Count; i++)
@@ -169,10 +221,25 @@ namespace VmQuiesce.Core.Export
             }
             catch
             {
-                Undo(record, null);
+                if (record != null)
+                {
+                    Undo(record, null);
+                }
+
                 server.Stop();
                 throw;
             }
+        }
+
+        /// <summary>
+        /// The mount among <paramref name="mounts"/> on <paramref name="folder"/>, named as given to Mount-VmBackup or by
+        /// its real path (what a mount records, the folders above it resolved); null when none is.
+        /// </summary>
+        public static RestorePointMount? FindOn(IEnumerable<RestorePointMount> mounts, string folder)
+        {
+            string given = folder.Length > 1 ? folder.TrimEnd(System.IO.Path.DirectorySeparatorChar) : folder;
+            string real = HostPlatform.IsLinux ? RealPathOfDeepestExisting(given) : given;
+            return mounts.FirstOrDefault(mount => string.Equals(mount.Path, given, StringComparison.Ordinal) || string.Equals(mount.Path, real, StringComparison.Ordinal));
         }
 
         /// <summary>The mounts of this host, from their records: made by this process or by one that is gone.</summary>

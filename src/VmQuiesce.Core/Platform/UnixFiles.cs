@@ -68,6 +68,9 @@ namespace VmQuiesce.Core.Platform
         /// <summary>The permission bits (rwx for owner, group, others) without setuid, setgid and sticky.</summary>
         public int Permissions => (int)(Mode & 0x1FF);
 
+        /// <summary>The sticky bit: in a folder, only an entry's owner (or the folder's, or root) may rename or remove it.</summary>
+        public bool IsSticky => (Mode & 0x200) != 0;
+
         /// <summary>"a FIFO", "a symbolic link", ...: for messages about what was found instead of a file or folder.</summary>
         public string KindName => (Mode & TypeMask) switch
         {
@@ -113,6 +116,47 @@ namespace VmQuiesce.Core.Platform
         public static string DescriptorPath(long fd) =>
             "/proc/" + HostPlatform.ProcessId.ToString(System.Globalization.CultureInfo.InvariantCulture) + "/fd/" +
             fd.ToString(System.Globalization.CultureInfo.InvariantCulture);
+
+        /// <summary>
+        /// Who other than root (or this user) could put something else at <paramref name="path"/> (absolute, its folders
+        /// real, not links) by renaming or replacing it or a folder on the way, or null when no one could: every folder
+        /// on the way is root's (or this user's) and writable by no one else, or sticky with the entry below it root's (in
+        /// a sticky folder only an entry's owner moves it). Folders that do not exist yet end the walk: root makes them.
+        /// </summary>
+        public static string? DescribeReplaceable(string path)
+        {
+            uint self = Libc.geteuid();
+            string folder = "/";
+            foreach (string name in path.Split(new[] { '/' }, StringSplitOptions.RemoveEmptyEntries))
+            {
+                string entry = Path.Combine(folder, name);
+                if (RegularFile.StatNoFollow(folder) is not FileStatus status)
+                {
+                    return null;
+                }
+
+                if (status.IsSymbolicLink)
+                {
+                    return $"'{folder}' is a symbolic link, which changed as it was looked at";
+                }
+
+                if (status.Uid != 0 && status.Uid != self)
+                {
+                    return $"'{folder}' belongs to user id {status.Uid}, who could rename '{entry}' and put another there";
+                }
+
+                const int GroupOrOtherWrite = 0x12; // 0022
+                FileStatus? below = RegularFile.StatNoFollow(entry);
+                if ((status.Permissions & GroupOrOtherWrite) != 0 && (!status.IsSticky || (below is FileStatus owned && owned.Uid != 0 && owned.Uid != self)))
+                {
+                    return $"'{folder}' has mode {Convert.ToString(status.Permissions | (status.IsSticky ? 0x200 : 0), 8).PadLeft(4, '0')}: another user could rename '{entry}' and put another there";
+                }
+
+                folder = entry;
+            }
+
+            return null;
+        }
 
         /// <summary>Type, owner, mode and identity of <paramref name="path"/>, following symbolic links (Linux).</summary>
         public static FileStatus Stat(string path)

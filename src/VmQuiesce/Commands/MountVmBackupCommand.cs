@@ -70,7 +70,7 @@ namespace VmQuiesce.Commands
                 try
                 {
                     string folder = ResolveItemFileSystemPath(path, nameof(Path));
-                    RestorePointMount? mount = mounts.FirstOrDefault(candidate => string.Equals(candidate.Path, folder.TrimEnd(System.IO.Path.DirectorySeparatorChar), StringComparison.Ordinal));
+                    RestorePointMount? mount = RestorePointMount.FindOn(mounts, folder);
                     if (mount == null)
                     {
                         WriteFailure(new VmQuiesceException("MountNotFound", FailureKind.ObjectNotFound, $"No restore point is mounted on '{folder}'.", folder)

@@ -128,6 +128,10 @@ namespace VmQuiesce.Core.Tests.Export
                 Assert.Equal("served-marker\n", File.ReadAllText(Path.Combine(data.Path, "marker.txt")));
                 Assert.ThrowsAny<IOException>(() => File.WriteAllText(Path.Combine(data.Path, "new.txt"), "x"));
                 Assert.Contains(RestorePointMount.Find(), found => found.Id == mount.Id && found.IsServed);
+                // Dismount-VmBackup finds it by the folder as given, or through a link to a folder above it.
+                File.CreateSymbolicLink(folder.File("alias"), folder.Path);
+                Assert.Equal(mount.Id, RestorePointMount.FindOn(RestorePointMount.Find(), Path.Combine(folder.File("alias"), "mnt"))?.Id);
+                Assert.Equal(mount.Id, RestorePointMount.FindOn(RestorePointMount.Find(), mountFolder + "/")?.Id);
 
                 RestoredItem marker = mount.CopyItem("disk0/marker.txt", destination, force: false, CancellationToken.None);
                 Assert.Equal("served-marker\n", File.ReadAllText(Path.Combine(destination, "marker.txt")));

@@ -31,5 +31,71 @@ namespace VmQuiesce.Core.Tests.Export
 
             Assert.DoesNotContain(RestorePointMount.Find(), mount => mount.Path == theirs || mount.Path == link);
         }
+
+        [LinuxRootFact]
+        public void A_folder_another_user_could_rename_or_replace_is_refused_and_nothing_is_made()
+        {
+            using var fixture = new RepositoryFixture();
+            RestorePoint point = fixture.BackUp("vm1", fixture.WriteFile("disk.img", RepositoryFixture.Random(1000, 1)));
+            string open = Path.Combine(fixture.Root, "open");
+            Directory.CreateDirectory(open);
+            TestGuest.HostCommand.RunChecked("chmod", new[] { "0777", open });
+            string theirs = Path.Combine(fixture.Root, "theirs");
+            Directory.CreateDirectory(theirs);
+            TestGuest.HostCommand.RunChecked("chown", new[] { "65534:65534", theirs });
+            string sticky = Path.Combine(fixture.Root, "sticky");
+            Directory.CreateDirectory(Path.Combine(sticky, "planted"));
+            TestGuest.HostCommand.RunChecked("chown", new[] { "65534:65534", Path.Combine(sticky, "planted") });
+            TestGuest.HostCommand.RunChecked("chmod", new[] { "1777", sticky });
+
+            // Each parent lets another user move the mount folder (or one on the way) away and put theirs in its place.
+            foreach ((string folder, string named) in new[]
+            {
+                (Path.Combine(open, "mnt"), "'" + open + "' has mode 0777"),
+                (Path.Combine(open, "new", "mnt"), "'" + open + "' has mode 0777"),
+                (Path.Combine(theirs, "mnt"), "'" + theirs + "' belongs to user id 65534"),
+                (Path.Combine(sticky, "planted", "mnt"), "'" + sticky + "' has mode 1777"),
+            })
+            {
+                VmQuiesceException e = Assert.Throws<VmQuiesceException>(() => RestorePointMount.Mount(fixture.Repository, point, folder, CancellationToken.None));
+
+                Assert.Equal("MountFolderUnsafe", e.ErrorId);
+                Assert.Contains(named, e.Message, System.StringComparison.Ordinal);
+                Assert.False(Directory.Exists(folder), folder);
+            }
+
+            Assert.False(Directory.Exists(Path.Combine(open, "new")));
+        }
+
+        [LinuxRootFact]
+        public void A_point_that_cannot_be_served_leaves_no_folder()
+        {
+            using var fixture = new RepositoryFixture();
+            RestorePoint point = fixture.BackUp("vm1", fixture.WriteFile("disk.img", RepositoryFixture.Random(1000, 1)));
+            BackupRepository otherChunkSize = BackupRepository.OpenOrCreate(Path.Combine(fixture.Root, "other"), RepositoryFixture.ChunkSize * 2);
+            string folder = Path.Combine(fixture.Root, "mnt");
+
+            VmQuiesceException e = Assert.Throws<VmQuiesceException>(() => RestorePointMount.Mount(otherChunkSize, point, folder, CancellationToken.None));
+
+            Assert.Equal("RestorePointChunkSizeMismatch", e.ErrorId);
+            Assert.False(Directory.Exists(folder));
+        }
+
+        [LinuxRootFact]
+        public void Only_root_made_links_on_the_way_are_resolved_and_the_real_path_is_checked()
+        {
+            using var fixture = new RepositoryFixture();
+            RestorePoint point = fixture.BackUp("vm1", fixture.WriteFile("disk.img", RepositoryFixture.Random(1000, 1)));
+            string open = Path.Combine(fixture.Root, "open");
+            Directory.CreateDirectory(open);
+            TestGuest.HostCommand.RunChecked("chmod", new[] { "0777", open });
+            string alias = Path.Combine(fixture.Root, "alias");
+            File.CreateSymbolicLink(alias, open);
+
+            VmQuiesceException e = Assert.Throws<VmQuiesceException>(() => RestorePointMount.Mount(fixture.Repository, point, Path.Combine(alias, "mnt"), CancellationToken.None));
+
+            Assert.Equal("MountFolderUnsafe", e.ErrorId);
+            Assert.Contains("'" + open + "' has mode 0777", e.Message, System.StringComparison.Ordinal);
+        }
     }
 }
