@@ -296,6 +296,17 @@ Describe 'Remove-VmBackup' {
         Get-VmBackup $repo | Test-VmBackup | ForEach-Object { $_.Status | Should -Be 'Ok' }
     }
 
+    It 'reports a -VmName without wildcards that matches no VM, naming the VMs there, and prunes the VMs the others select' {
+        $result = Remove-VmBackup $repo -KeepLast 1 -VmName 'web01', 'dbo1' -Confirm:$false -ErrorVariable failures -ErrorAction SilentlyContinue
+
+        $result.RemovedRestorePoints.Count | Should -Be 2
+        $failures.Count | Should -Be 1
+        $failures[0].FullyQualifiedErrorId | Should -Be 'RestorePointNotFound,VmQuiesce.Commands.RemoveVmBackupCommand'
+        $failures[0].TargetObject | Should -Be 'dbo1'
+        "$($failures[0])" | Should -BeLike "*no restore point of a VM named 'dbo1' (its VMs: 'db01', 'web01')."
+        @(Get-VmBackup $repo -VmName db01).Count | Should -Be 3
+    }
+
     It 'removes the restore points piped from Get-VmBackup' {
         Get-VmBackup $repo -VmName db01 | Remove-VmBackup -Confirm:$false | Out-Null
         @(Get-VmBackup $repo).VmName | Sort-Object -Unique | Should -Be 'web01'

@@ -81,8 +81,12 @@ namespace VmQuiesce.Commands
             if (ParameterSetName == ByPolicySet)
             {
                 var policy = new RetentionPolicy { KeepLast = KeepLast, KeepDaily = KeepDaily, KeepWeekly = KeepWeekly, KeepMonthly = KeepMonthly };
-                var patterns = (VmName ?? new[] { "*" }).Select(name => new WildcardPattern(name, WildcardOptions.IgnoreCase)).ToList();
-                Run(path, repository => repository.PlanRetention(policy, vm => patterns.Any(pattern => pattern.IsMatch(vm))));
+                Run(path, repository =>
+                {
+                    PrunePlan plan = repository.PlanRetention(policy, VmNameFilter(VmName ?? new[] { "*" }));
+                    ReportUnmatchedVmNames(path, VmName ?? Array.Empty<string>(), plan.Keep.Concat(plan.Remove).Select(point => point.VmName), among: null);
+                    return plan;
+                });
                 return;
             }
 

@@ -139,20 +139,10 @@ namespace VmQuiesce.Commands
 
             if (vmNames != null)
             {
-                var patterns = vmNames.Select(name => (Name: name, Pattern: new WildcardPattern(name, WildcardOptions.IgnoreCase))).ToList();
                 List<RestorePoint> all = points.ToList();
-                points = all.Where(point => patterns.Any(p => p.Pattern.IsMatch(point.VmName)));
-                // A name without wildcards that matches nothing is most often a typo: said, as Get-BackupVm says it.
-                const int named = 10;
-                List<string> vms = all.Select(point => point.VmName).Distinct(StringComparer.OrdinalIgnoreCase).OrderBy(name => name, StringComparer.OrdinalIgnoreCase).ToList();
-                string which = ids != null ? "among the ids given"
-                    : vms.Count == 0 ? "it has none"
-                    : $"its VMs: {string.Join(", ", vms.Take(named).Select(name => $"'{name}'"))}{(vms.Count > named ? $" and {vms.Count - named} more" : string.Empty)}";
-                foreach (string missing in patterns.Where(p => !WildcardPattern.ContainsWildcardCharacters(p.Name) && !all.Any(point => p.Pattern.IsMatch(point.VmName))).Select(p => p.Name))
-                {
-                    WriteFailure(new VmQuiesceException("RestorePointNotFound", FailureKind.ObjectNotFound,
-                        $"The repository '{source.Location}' has no restore point of a VM named '{missing}' ({which}).", missing));
-                }
+                ReportUnmatchedVmNames(source.Location, vmNames, all.Select(point => point.VmName), ids != null ? "among the ids given" : null);
+                Func<string, bool> named = VmNameFilter(vmNames);
+                points = all.Where(point => named(point.VmName));
             }
 
             if (latest)
@@ -161,6 +151,31 @@ namespace VmQuiesce.Commands
             }
 
             return points.OrderBy(point => point.StartTime).ThenBy(point => point.Id, StringComparer.Ordinal).ToList();
+        }
+
+        /// <summary>Whether a VM name is one of <paramref name="vmNames"/> (wildcards allowed, case ignored).</summary>
+        protected static Func<string, bool> VmNameFilter(IEnumerable<string> vmNames)
+        {
+            var patterns = vmNames.Select(name => new WildcardPattern(name, WildcardOptions.IgnoreCase)).ToList();
+            return vm => patterns.Any(pattern => pattern.IsMatch(vm));
+        }
+
+        /// <summary>
+        /// A name of <paramref name="vmNames"/> without wildcards that matches none of <paramref name="vmsThere"/> (the VMs of
+        /// the repository's points, or of those <paramref name="among"/> says) is most often a typo: a non-terminating
+        /// RestorePointNotFound naming the VMs there, as Get-BackupVm says it.
+        /// </summary>
+        protected void ReportUnmatchedVmNames(string location, IEnumerable<string> vmNames, IEnumerable<string> vmsThere, string? among)
+        {
+            const int shown = 10;
+            List<string> vms = vmsThere.Distinct(StringComparer.OrdinalIgnoreCase).OrderBy(name => name, StringComparer.OrdinalIgnoreCase).ToList();
+            string which = among
+                ?? (vms.Count == 0 ? "it has none" : $"its VMs: {string.Join(", ", vms.Take(shown).Select(name => $"'{name}'"))}{(vms.Count > shown ? $" and {vms.Count - shown} more" : string.Empty)}");
+            foreach (string missing in vmNames.Where(name => !WildcardPattern.ContainsWildcardCharacters(name) && !vms.Any(VmNameFilter(new[] { name }))))
+            {
+                WriteFailure(new VmQuiesceException("RestorePointNotFound", FailureKind.ObjectNotFound,
+                    $"The repository '{location}' has no restore point of a VM named '{missing}' ({which}).", missing));
+            }
         }
     }
 }
