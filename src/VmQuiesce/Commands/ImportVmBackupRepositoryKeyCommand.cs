@@ -27,9 +27,15 @@ namespace VmQuiesce.Commands
                     return;
                 }
 
-                WriteObject(ParameterSetName == KeyFileSet
+                RepositoryKeyCopy imported = ParameterSetName == KeyFileSet
                     ? keys.ImportFromKeyFile(ResolveFileSystemPath(KeyFile, nameof(KeyFile)))
-                    : keys.ImportFromPassphrase(GivenPassphrase));
+                    : keys.ImportFromPassphrase(GivenPassphrase);
+                if (imported.ReplacedKeyFile != null)
+                {
+                    WriteWarning($"This host's key file for '{keys.Location}' held a key that does not open it: the repository file there was replaced, or the key file. That key is kept in '{imported.ReplacedKeyFile}'; it may be the only key of the repository that was there.");
+                }
+
+                WriteObject(imported);
             }
             catch (VmQuiesceException e)
             {

@@ -496,6 +496,34 @@ namespace VmQuiesce.Core.Tests.Repository
         }
 
         [Fact]
+        public void ImportingAKeyWhereTheRepositoryFileWasReplacedInPlaceKeepsTheKeyFileItFoundAside()
+        {
+            BackupRepository victim = _fixture.NewEncrypted("victim");   // its host key file is its only copy
+            RestorePoint point = RepositoryFixture.BackUp(victim, VmName, _fixture.WriteTextAndRandomDisk("disk.img", 23));
+            BackupRepository forged = ForgeWithIdOf(victim, "forged", "forger's passphrase");
+            string keyFile = HostKeyStore.PathOf(victim.Encryption.RepositoryId!);
+            byte[] keyFileBytes = File.ReadAllBytes(keyFile);
+
+            // Someone who can write the victim's folder puts the forged repository file and passphrase copy there;
+            // root then imports the key of the repository at that path, with the passphrase it was given.
+            File.Copy(MarkerPath(forged), MarkerPath(victim), overwrite: true);
+            string keys = Path.Combine(victim.Path, "keys");
+            Directory.CreateDirectory(keys);
+            foreach (string copy in Directory.GetFiles(Path.Combine(forged.Path, "keys")))
+            {
+                File.Copy(copy, Path.Combine(keys, Path.GetFileName(copy)), overwrite: true);
+            }
+
+            RepositoryKeyCopy imported = new RepositoryKeys(BackupRepository.Open(victim.Path)).ImportFromPassphrase(Secure("forger's passphrase"));
+
+            Assert.Equal(keyFile, imported.Path);
+            Assert.NotNull(imported.ReplacedKeyFile);
+            Assert.Equal(Path.GetDirectoryName(keyFile), Path.GetDirectoryName(imported.ReplacedKeyFile));
+            Assert.Equal(keyFileBytes, File.ReadAllBytes(imported.ReplacedKeyFile!));
+            Assert.NotEqual(keyFileBytes, File.ReadAllBytes(keyFile));
+        }
+
+        [Fact]
         public void KeyIsNeverExportedIntoItsRepository()
         {
             BackupRepository repository = _fixture.NewEncrypted("enc");

@@ -40,6 +40,12 @@ namespace VmQuiesce.Core.Repository.Keys
         /// <summary>The key file; null for a passphrase copy.</summary>
         public string? Path { get; }
 
+        /// <summary>
+        /// Where an import moved the host's key file it found for this repository's id whose key does not open it (kept,
+        /// never deleted: it may be the only key of what was there before); null when there was none.
+        /// </summary>
+        public string? ReplacedKeyFile { get; internal set; }
+
         public override string ToString() => Slot ?? Path ?? KeyId;
     }
 }

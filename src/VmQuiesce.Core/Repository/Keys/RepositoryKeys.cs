@@ -213,20 +213,24 @@ namespace VmQuiesce.Core.Repository.Keys
         }
 
         /// <summary>
-        /// Unlocks the repository with <paramref name="key"/> and writes it as this host's key file, replacing one there
-        /// unless that holds another repository's key and was written for another location (a damaged or wrong key
-        /// file of this very repository is replaced).
+        /// Unlocks the repository with <paramref name="key"/> and writes it as this host's key file. A key file there that
+        /// holds another key is refused when written for another location; written for this one, it is moved aside first
+        /// (<see cref="RepositoryKeyCopy.ReplacedKeyFile"/>): it opened whatever repository was here before its repository
+        /// file was replaced, maybe that repository's only copy. A damaged key file (nobody's key) is replaced.
         /// </summary>
         private RepositoryKeyCopy Import(RepositoryKey key)
         {
             _encryption.Unlock(key);
-            if (KeyFileOfAnotherRepository() is (string file, var recorded) && !(recorded != null && HostKeyStore.SamePlace(recorded, Location)))
+            string? keptAside = null;
+            if (KeyFileOfAnotherRepository() is (string file, var recorded))
             {
-                throw RepositoryIdInUse(file, recorded);
+                keptAside = recorded != null && HostKeyStore.SamePlace(recorded, Location)
+                    ? HostKeyStore.KeepAside(_encryption.RepositoryId!)
+                    : throw RepositoryIdInUse(file, recorded);
             }
 
             string path = HostKeyStore.Write(_encryption.RepositoryId!, key, Location);
-            return new RepositoryKeyCopy(Location, key.KeyId, KeyCopyKind.HostKeyFile, null, path);
+            return new RepositoryKeyCopy(Location, key.KeyId, KeyCopyKind.HostKeyFile, null, path) { ReplacedKeyFile = keptAside };
         }
 
         /// <summary>
