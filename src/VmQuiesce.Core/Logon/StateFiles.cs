@@ -39,15 +39,10 @@ namespace VmQuiesce.Core.Logon
                 }
 
                 string temporary = path + ".tmp-" + Guid.NewGuid().ToString("N");
-                // Made private as it is created (on Linux 0600, exclusively, not through a link; on Windows with the
-                // folder's DACL) and written through that one handle: no moment when another user could open it.
+                // Made private as it is created (on Linux and macOS 0600, exclusively, not through a link; on Windows with
+                // the folder's DACL) and written through that one handle: no moment when another user could open it.
                 using (FileStream stream = RegularFile.CreateNew(temporary))
                 {
-                    if (!HostPlatform.IsWindows && !HostPlatform.IsLinux)
-                    {
-                        PosixFiles.ChangeMode(temporary, Convert.ToInt32("600", 8));
-                    }
-
                     byte[] bytes = new UTF8Encoding(false).GetBytes(content);
                     stream.Write(bytes, 0, bytes.Length);
                 }

@@ -152,6 +152,15 @@ namespace VmQuiesce.Core.Platform
         /// </summary>
         public static FileStream CreateNew(string path, int mode = OwnerOnly)
         {
+#if NET7_0_OR_GREATER
+            if (HostPlatform.IsMacOS)
+            {
+                // Made with the mode (the umask can only narrow it), so never wider for a moment; then exactly the mode.
+                var stream = new FileStream(path, new FileStreamOptions { Mode = FileMode.CreateNew, Access = FileAccess.Write, Share = FileShare.None, BufferSize = 1, UnixCreateMode = (UnixFileMode)mode });
+                File.SetUnixFileMode(stream.SafeFileHandle, (UnixFileMode)mode);
+                return stream;
+            }
+#endif
             if (!HostPlatform.IsLinux)
             {
                 return new FileStream(path, FileMode.CreateNew, FileAccess.Write, FileShare.None, bufferSize: 1, FileOptions.None);

@@ -129,14 +129,9 @@ namespace VmQuiesce.Core.Schedule
             try
             {
                 Directory.CreateDirectory(folder);
-                // Made private as it is created (Linux: 0600, exclusively, not through a link), not after.
+                // Made private as it is created (Linux and macOS: 0600, exclusively, not through a link), not after.
                 using (FileStream stream = Platform.RegularFile.CreateNew(path))
                 {
-                    if (!Platform.HostPlatform.IsWindows && !Platform.HostPlatform.IsLinux)
-                    {
-                        Logon.Linux.PosixFiles.ChangeMode(path, Convert.ToInt32("600", 8));
-                    }
-
                     byte[] text = new UTF8Encoding(false).GetBytes(string.Join("\n", _log) + "\n");
                     stream.Write(text, 0, text.Length);
                 }
