@@ -4,6 +4,8 @@ using System.IO;
 using System.Net;
 using System.Runtime.InteropServices;
 using System.Security;
+using System.Security.Cryptography;
+using System.Text;
 using System.Threading.Tasks;
 using Amazon;
 using Amazon.Runtime;
@@ -12,6 +14,7 @@ using Amazon.Runtime.Credentials;
 using Amazon.S3;
 using Amazon.S3.Model;
 using VmQuiesce.Core.Platform;
+using VmQuiesce.Core.Sources;
 
 namespace VmQuiesce.Core.Repository.Storage
 {
@@ -71,6 +74,13 @@ namespace VmQuiesce.Core.Repository.Storage
 
         /// <summary>Objects per ListObjectsV2 page (S3 allows at most 1000); tests make it small to exercise paging.</summary>
         internal int ListPageSize { get; set; } = 1000;
+
+        /// <summary>
+        /// The most pages one listing follows: a billion objects in full pages, far past any repository (a petabyte of
+        /// 1 MiB chunks). A bound of its own, never taken from what the store says, so a listing that never ends stops
+        /// with an error; tests make it small.
+        /// </summary>
+        internal int MaxListPages { get; set; } = 1000000;
 
         /// <summary>
         /// Checks that the endpoint answers, the credentials are accepted and the bucket exists, by listing at most
@@ -182,12 +192,25 @@ namespace VmQuiesce.Core.Repository.Storage
         public IEnumerable<StoredObject> List(string prefix)
         {
             ObjectKeys.CheckPrefix(prefix);
-            var request = new ListObjectsV2Request { BucketName = Address.Bucket, Prefix = _keyPrefix + prefix, MaxKeys = ListPageSize };
-            while (true)
+            string listed = _keyPrefix + prefix;
+            var request = new ListObjectsV2Request { BucketName = Address.Bucket, Prefix = listed, MaxKeys = ListPageSize };
+            // Digests of the tokens, not the tokens: the store chooses their length, and a listing may have many pages.
+            var tokensSeen = new HashSet<string>(StringComparer.Ordinal);
+            using SHA256 digest = SHA256.Create();
+            for (int pages = 1; ; pages++)
             {
                 ListObjectsV2Response page = Call(null, () => _client.ListObjectsV2Async(request));
                 foreach (S3Object item in page.S3Objects ?? new List<S3Object>())
                 {
+                    // A key under the prefix that no repository writes is someone else's object, skipped below as a
+                    // folder repository skips a stray file. A key outside the prefix asked for is another matter: no S3
+                    // store lists one, so the listing is not of this repository (a proxy or store that ignores the
+                    // prefix) and none of it is trusted; a prune deletes what a listing of chunks/ names.
+                    if (item.Key == null || !item.Key.StartsWith(listed, StringComparison.Ordinal))
+                    {
+                        throw InvalidListing($"the key {GuestText.Quote(item.Key)}, which is not under '{listed}'");
+                    }
+
                     string key = item.Key.Substring(_keyPrefix.Length);
                     if (ObjectKeys.IsValid(key))
                     {
@@ -198,6 +221,16 @@ namespace VmQuiesce.Core.Repository.Storage
                 if (page.IsTruncated != true || string.IsNullOrEmpty(page.NextContinuationToken))
                 {
                     yield break;
+                }
+
+                if (!tokensSeen.Add(Convert.ToBase64String(digest.ComputeHash(Encoding.UTF8.GetBytes(page.NextContinuationToken)))))
+                {
+                    throw InvalidListing($"the continuation token {GuestText.Quote(page.NextContinuationToken)} a second time, which would list the same pages forever");
+                }
+
+                if (pages == MaxListPages)
+                {
+                    throw InvalidListing($"{MaxListPages} pages and still more, past any repository's objects");
                 }
 
                 request.ContinuationToken = page.NextContinuationToken;
@@ -295,6 +328,13 @@ namespace VmQuiesce.Core.Repository.Storage
                 throw new VmQuiesceException("S3RequestFailed", FailureKind.ProtocolError, $"{_endpointText} failed a request on the repository '{Location}'{(key == null ? string.Empty : $" (object '{key}')")}: {(int)e.StatusCode} {e.ErrorCode} {e.Message}", Location, e);
             }
         }
+
+        /// <summary>A listing no S3 store would send: the endpoint (or a proxy before it) is broken or hostile, and nothing it listed is used.</summary>
+        private VmQuiesceException InvalidListing(string what) =>
+            new VmQuiesceException("S3ResponseInvalid", FailureKind.ProtocolError, $"{_endpointText} answered a listing of the repository '{Location}' with {what}.", Location)
+            {
+                Remedy = "Check the endpoint and any proxy in between: an S3 store lists only keys under the prefix asked for, and each continuation token once.",
+            };
 
         private static bool IsUnreachable(Exception e)
         {
