@@ -90,5 +90,20 @@ namespace VmQuiesce.Core.Tests.Storage
 
             Assert.Equal(5, storage.List("chunks/").Count());
         }
+
+        [Theory]
+        [InlineData(-1L)]
+        [InlineData(long.MaxValue)]
+        public void A_listed_size_no_object_can_have_is_refused(long size)
+        {
+            using var endpoint = new S3Double(request => S3Double.ListPage(new[] { ("repo/chunks/ab/ab01", size) }));
+            using S3ObjectStorage storage = endpoint.NewStorage();
+
+            var error = Assert.Throws<VmQuiesceException>(() => storage.List("chunks/").ToList());
+
+            Assert.Equal("S3ResponseInvalid", error.ErrorId);
+            Assert.Contains("'chunks/ab/ab01'", error.Message);
+            Assert.Contains(size.ToString(System.Globalization.CultureInfo.InvariantCulture), error.Message);
+        }
     }
 }

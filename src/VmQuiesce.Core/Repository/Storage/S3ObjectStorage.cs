@@ -30,6 +30,9 @@ namespace VmQuiesce.Core.Repository.Storage
         /// <summary>How many times a conditional PUT that collided with a concurrent one (409) is retried.</summary>
         private const int ConflictRetries = 4;
 
+        /// <summary>A pebibyte: larger than any object an S3 store accepts, so a listed size above it is not one.</summary>
+        private const long MaxObjectSize = 1L << 50;
+
         private readonly AmazonS3Client _client;
         private readonly string _keyPrefix;
         private readonly string _endpointText;
@@ -214,7 +217,14 @@ namespace VmQuiesce.Core.Repository.Storage
                     string key = item.Key.Substring(_keyPrefix.Length);
                     if (ObjectKeys.IsValid(key))
                     {
-                        yield return new StoredObject(key, item.Size ?? 0, (item.LastModified ?? DateTime.MinValue).ToUniversalTime());
+                        // Sizes are added up into what a prune frees and a repository stores.
+                        long size = item.Size ?? 0;
+                        if (size < 0 || size > MaxObjectSize)
+                        {
+                            throw InvalidListing($"the object {GuestText.Quote(key)} of {size.ToString(System.Globalization.CultureInfo.InvariantCulture)} bytes, a size no object has");
+                        }
+
+                        yield return new StoredObject(key, size, (item.LastModified ?? DateTime.MinValue).ToUniversalTime());
                     }
                 }
 
