@@ -105,5 +105,56 @@ namespace VmQuiesce.Core.Tests.Storage
             Assert.Contains("'chunks/ab/ab01'", error.Message);
             Assert.Contains(size.ToString(System.Globalization.CultureInfo.InvariantCulture), error.Message);
         }
+
+        [Fact]
+        public void A_whole_object_longer_than_asked_for_is_refused_before_its_body_is_read()
+        {
+            // A terabyte announced and never sent: refused on the header, or the read would wait for it.
+            using var endpoint = new S3Double(request => new S3Double.Reply(200) { ContentLength = 1L << 40 });
+            using S3ObjectStorage storage = endpoint.NewStorage();
+
+            var error = Assert.Throws<InvalidDataException>(() => storage.ReadAll("points/a.json", 1024));
+            Assert.Contains("1099511627776 bytes", error.Message);
+        }
+
+        [Fact]
+        public void A_range_ignored_for_a_longer_object_is_refused_before_its_body_is_read()
+        {
+            using var endpoint = new S3Double(request => new S3Double.Reply(200) { ContentLength = 1L << 40 });
+            using S3ObjectStorage storage = endpoint.NewStorage();
+
+            Assert.Throws<InvalidDataException>(() => storage.Read("chunks/ab/ab01", new byte[1024]));
+            Assert.Equal("bytes=0-1024", endpoint.Requests.Single().Headers["Range"]);
+        }
+
+        [Fact]
+        public void A_body_of_no_announced_length_is_refused()
+        {
+            using var endpoint = new S3Double(request => new S3Double.Reply(200, new byte[64]) { ContentLength = null });
+            using S3ObjectStorage storage = endpoint.NewStorage();
+
+            Assert.Throws<InvalidDataException>(() => storage.ReadAll("points/a.json", 1024));
+        }
+
+        [Fact]
+        public void A_body_shorter_than_announced_is_refused()
+        {
+            using var endpoint = new S3Double(request => new S3Double.Reply(200, new byte[10]) { ContentLength = 64 });
+            using S3ObjectStorage storage = endpoint.NewStorage();
+
+            // An IOException, as a file cut short gives: never the part that came, and callers treat it as unreadable.
+            Assert.ThrowsAny<IOException>(() => storage.ReadAll("points/a.json", 1024));
+        }
+
+        [Fact]
+        public void A_body_that_does_not_match_its_etag_is_damaged_data()
+        {
+            byte[] body = Encoding.UTF8.GetBytes("{\"a\":1}");
+            using var endpoint = new S3Double(request => new S3Double.Reply(200, body, ("ETag", "\"0123456789abcdef0123456789abcdef\"")));
+            using S3ObjectStorage storage = endpoint.NewStorage();
+
+            var error = Assert.Throws<InvalidDataException>(() => storage.ReadAll("points/a.json", 1024));
+            Assert.Contains("ETag", error.Message);
+        }
     }
 }

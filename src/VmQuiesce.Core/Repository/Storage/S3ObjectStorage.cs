@@ -130,8 +130,21 @@ namespace VmQuiesce.Core.Repository.Storage
                 int expected = (int)response.ContentLength;
                 byte[] buffer = bufferFor(expected);
                 using Stream body = response.ResponseStream;
-                int length = body.ReadFully(buffer, expected);
-                if (length != expected || body.ReadByte() >= 0)
+                int length;
+                bool longer;
+                try
+                {
+                    length = body.ReadFully(buffer, expected);
+                    longer = body.ReadByte() >= 0;
+                }
+                catch (AmazonClientException e)
+                {
+                    // The SDK checks a whole object against an MD5 ETag as its end is read: a body that does not match
+                    // is damaged data, as a chunk whose hash differs is, not an error of the client.
+                    throw new InvalidDataException($"'{Describe(key)}' does not match the ETag the store gave with it: {e.Message}", e);
+                }
+
+                if (length != expected || longer)
                 {
                     throw new InvalidDataException($"'{Describe(key)}' did not hold the {expected} bytes its length said.");
                 }
