@@ -156,5 +156,44 @@ namespace VmQuiesce.Core.Tests.Storage
             var error = Assert.Throws<InvalidDataException>(() => storage.ReadAll("points/a.json", 1024));
             Assert.Contains("ETag", error.Message);
         }
+
+        [Theory]
+        [InlineData("GET")]
+        [InlineData("HEAD")]
+        [InlineData("PUT")]
+        [InlineData("DELETE")]
+        public void An_error_answer_no_caller_expects_is_a_request_failure(string method)
+        {
+            using var endpoint = new S3Double(request => S3Double.Error(request.Method == method ? 400 : 404, "InvalidArgument"));
+            using S3ObjectStorage storage = endpoint.NewStorage();
+            Action call = method switch
+            {
+                "GET" => () => storage.ReadAll("points/a.json", 1024),
+                "HEAD" => () => storage.Exists("points/a.json"),
+                "PUT" => () => storage.CreateIfAbsent("points/a.json", new[] { new ArraySegment<byte>(new byte[1]) }),
+                _ => () => storage.Delete("points/a.json"),
+            };
+
+            var error = Assert.Throws<VmQuiesceException>(call);
+
+            Assert.Equal("S3RequestFailed", error.ErrorId);
+            Assert.Equal(FailureKind.ProtocolError, error.Kind);
+            Assert.Contains("(object 'points/a.json'): 400", error.Message);
+        }
+
+        [Fact]
+        public void An_error_answer_is_quoted_escaped_and_cut_short()
+        {
+            // Not XML (an escape character cannot be in it), so the SDK quotes the whole body.
+            using var endpoint = new S3Double(request => S3Double.Reply.Xml(400, "<Error>\u001b]0;owned\u0007" + new string('x', 100000) + "</Error>"));
+            using S3ObjectStorage storage = endpoint.NewStorage();
+
+            var error = Assert.Throws<VmQuiesceException>(() => storage.List(string.Empty).ToList());
+
+            Assert.Equal("S3RequestFailed", error.ErrorId);
+            Assert.Contains("\\x1b]0;owned\\x07", error.Message);
+            Assert.True(error.Message.IndexOf('\u001b') < 0, error.Message);
+            Assert.True(error.Message.Length < 2000, error.Message);
+        }
     }
 }

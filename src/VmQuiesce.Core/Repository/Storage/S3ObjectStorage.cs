@@ -33,6 +33,9 @@ namespace VmQuiesce.Core.Repository.Storage
         /// <summary>A pebibyte: larger than any object an S3 store accepts, so a listed size above it is not one.</summary>
         private const long MaxObjectSize = 1L << 50;
 
+        /// <summary>The most characters of a store's error text that a message quotes.</summary>
+        private const int MaxStoreTextLength = 500;
+
         private readonly AmazonS3Client _client;
         private readonly string _keyPrefix;
         private readonly string _endpointText;
@@ -119,7 +122,7 @@ namespace VmQuiesce.Core.Repository.Storage
 
             try
             {
-                using GetObjectResponse response = Call(key, () => _client.GetObjectAsync(request));
+                using GetObjectResponse response = Call(key, () => _client.GetObjectAsync(request), HttpStatusCode.NotFound, HttpStatusCode.RequestedRangeNotSatisfiable);
                 if (response.ContentLength > maxLength || response.ContentLength < 0)
                 {
                     // A ranged GET sends at most one byte more than fits: enough to know the object is too long.
@@ -191,7 +194,7 @@ namespace VmQuiesce.Core.Repository.Storage
         {
             try
             {
-                Call(key, () => _client.GetObjectMetadataAsync(Address.Bucket, FullKey(key)));
+                Call(key, () => _client.GetObjectMetadataAsync(Address.Bucket, FullKey(key)), HttpStatusCode.NotFound);
                 return true;
             }
             catch (AmazonS3Exception e) when (e.StatusCode == HttpStatusCode.NotFound)
@@ -290,7 +293,7 @@ namespace VmQuiesce.Core.Repository.Storage
                 }
 
                 return _client.PutObjectAsync(request);
-            });
+            }, ifNoneMatch == null ? Array.Empty<HttpStatusCode>() : new[] { HttpStatusCode.PreconditionFailed, HttpStatusCode.Conflict });
         }
 
         private static ArraySegment<byte> Join(IReadOnlyList<ArraySegment<byte>> parts)
@@ -313,9 +316,10 @@ namespace VmQuiesce.Core.Repository.Storage
         /// <summary>
         /// Runs one request to completion on the calling thread (the SDK is asynchronous only on .NET) and turns
         /// what says the store is unusable (unreachable, keys refused, no bucket) into a clear error naming the
-        /// repository. Answers about objects (404, 412, 409) stay <see cref="AmazonS3Exception"/> for the caller.
+        /// repository. The answers about an object that the caller handles (<paramref name="handledByCaller"/>: 404,
+        /// 412, 409, 416) stay <see cref="AmazonS3Exception"/>; any other error answer is S3RequestFailed.
         /// </summary>
-        private T Call<T>(string? key, Func<Task<T>> request)
+        private T Call<T>(string? key, Func<Task<T>> request, params HttpStatusCode[] handledByCaller)
         {
             try
             {
@@ -330,16 +334,16 @@ namespace VmQuiesce.Core.Repository.Storage
             }
             catch (AmazonS3Exception e) when (e.StatusCode == HttpStatusCode.Forbidden || e.ErrorCode == "InvalidAccessKeyId" || e.ErrorCode == "SignatureDoesNotMatch")
             {
-                throw new VmQuiesceException("S3AccessDenied", FailureKind.PermissionDenied, $"{_endpointText} refused access to the repository '{Location}'{(key == null ? string.Empty : $" (object '{key}')")}: {e.ErrorCode ?? "403 Forbidden"}.", Location, e)
+                throw new VmQuiesceException("S3AccessDenied", FailureKind.PermissionDenied, $"{_endpointText} refused access to the repository '{Location}'{(key == null ? string.Empty : $" (object '{key}')")}: {StoreText(e.ErrorCode ?? "403 Forbidden")}.", Location, e)
                 {
                     Remedy = "Check the access key and secret (-S3Credential, -S3ProfileName, or AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY) and that they may read, write, list and delete under the prefix.",
                 };
             }
-            catch (AmazonS3Exception)
+            catch (AmazonS3Exception e) when (Array.IndexOf(handledByCaller, e.StatusCode) >= 0)
             {
                 throw;
             }
-            catch (Exception e) when (IsUnreachable(e))
+            catch (Exception e) when (!(e is AmazonS3Exception) && IsUnreachable(e))
             {
                 throw new VmQuiesceException("S3EndpointUnreachable", FailureKind.ConnectionError, $"The S3 endpoint {_endpointText} of the repository '{Location}' cannot be reached: {Innermost(e).Message}", Location, e)
                 {
@@ -348,9 +352,12 @@ namespace VmQuiesce.Core.Repository.Storage
             }
             catch (AmazonServiceException e)
             {
-                throw new VmQuiesceException("S3RequestFailed", FailureKind.ProtocolError, $"{_endpointText} failed a request on the repository '{Location}'{(key == null ? string.Empty : $" (object '{key}')")}: {(int)e.StatusCode} {e.ErrorCode} {e.Message}", Location, e);
+                throw new VmQuiesceException("S3RequestFailed", FailureKind.ProtocolError, $"{_endpointText} failed a request on the repository '{Location}'{(key == null ? string.Empty : $" (object '{key}')")}: {(int)e.StatusCode} {StoreText(e.ErrorCode)} {StoreText(e.Message)}", Location, e);
             }
         }
+
+        /// <summary>Text of the store's error answer (the SDK quotes a body it cannot parse), escaped and cut short: it reaches terminals and logs.</summary>
+        private static string StoreText(string? text) => GuestText.Escape(text == null || text.Length <= MaxStoreTextLength ? text : text.Substring(0, MaxStoreTextLength) + "...");
 
         /// <summary>A listing no S3 store would send: the endpoint (or a proxy before it) is broken or hostile, and nothing it listed is used.</summary>
         private VmQuiesceException InvalidListing(string what) =>
