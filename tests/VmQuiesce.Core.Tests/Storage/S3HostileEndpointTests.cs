@@ -158,6 +158,24 @@ namespace VmQuiesce.Core.Tests.Storage
         }
 
         [Theory]
+        [InlineData(301)]
+        [InlineData(302)]
+        [InlineData(307)]
+        [InlineData(308)]
+        public void A_redirect_is_not_followed(int status)
+        {
+            using var elsewhere = new S3Double(request => S3Double.ListPage(NoObjects));
+            using var endpoint = new S3Double(request => new S3Double.Reply(status, null, ("Location", new Uri(elsewhere.Endpoint, request.Path + "?list-type=2").AbsoluteUri)));
+            using S3ObjectStorage storage = endpoint.NewStorage();
+
+            var error = Assert.Throws<VmQuiesceException>(() => storage.List(string.Empty).ToList());
+
+            Assert.Equal("S3RequestFailed", error.ErrorId);
+            Assert.Contains(status.ToString(System.Globalization.CultureInfo.InvariantCulture), error.Message);
+            Assert.Empty(elsewhere.Requests);
+        }
+
+        [Theory]
         [InlineData("GET")]
         [InlineData("HEAD")]
         [InlineData("PUT")]

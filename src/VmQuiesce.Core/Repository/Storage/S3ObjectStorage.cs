@@ -11,7 +11,10 @@ using Amazon;
 using Amazon.Runtime;
 using Amazon.Runtime.CredentialManagement;
 using Amazon.Runtime.Credentials;
+using Amazon.Runtime.Internal;
+using Amazon.Runtime.Internal.Transform;
 using Amazon.S3;
+using Amazon.S3.Internal;
 using Amazon.S3.Model;
 using VmQuiesce.Core.Platform;
 using VmQuiesce.Core.Sources;
@@ -71,7 +74,7 @@ namespace VmQuiesce.Core.Repository.Storage
                 config.RegionEndpoint = RegionEndpoint.GetBySystemName(region);
             }
 
-            _client = new AmazonS3Client(ResolveCredentials(settings), config);
+            _client = new RedirectRefusingClient(ResolveCredentials(settings), config);
         }
 
         public S3RepositoryAddress Address { get; }
@@ -387,6 +390,35 @@ namespace VmQuiesce.Core.Repository.Storage
             }
 
             return e;
+        }
+
+        /// <summary>
+        /// The SDK's client, except that a 307 is an error answer: the SDK follows one to wherever its Location points,
+        /// signing the request (a PUT's data included) again for that host. The endpoint is where the repository is.
+        /// </summary>
+        private sealed class RedirectRefusingClient : AmazonS3Client
+        {
+            public RedirectRefusingClient(AWSCredentials credentials, AmazonS3Config config)
+                : base(credentials, config)
+            {
+            }
+
+            protected override void CustomizeRuntimePipeline(RuntimePipeline pipeline)
+            {
+                base.CustomizeRuntimePipeline(pipeline);
+                pipeline.ReplaceHandler<AmazonS3RedirectHandler>(new RedirectRefusingHandler());
+            }
+        }
+
+        /// <summary>Answers a redirect as the SDK answers every other 3xx: an error, which its error handler turns into an <see cref="AmazonS3Exception"/>.</summary>
+        private sealed class RedirectRefusingHandler : RedirectHandler
+        {
+            protected override void FinalizeForRedirect(IExecutionContext executionContext, string redirectedLocation)
+            {
+                IWebResponseData response = executionContext.ResponseContext.HttpResponse;
+                executionContext.ResponseContext.HttpResponse = null;
+                throw new HttpErrorResponseException(response);
+            }
         }
 
         private static AWSCredentials ResolveCredentials(S3ConnectionSettings settings)
