@@ -271,8 +271,12 @@ class VmBackupSchedule {
         return @{}
     }
 
+    # systemd unit names are case-sensitive (vmquiesce-backup-Nightly is another schedule than vmquiesce-backup-nightly);
+    # Task Scheduler's task names are not.
     hidden [object] Installed() {
         $location = $this.Location()
-        return VmQuiesce\Get-VmBackupSchedule @location -ErrorAction Stop | Where-Object Name -EQ $this.Name | Select-Object -First 1
+        $wanted = $this.Name
+        return VmQuiesce\Get-VmBackupSchedule @location -ErrorAction Stop |
+            Where-Object { $_.Name -ceq $wanted -or ($_.Scheduler -ne 'systemd' -and $_.Name -eq $wanted) } | Select-Object -First 1
     }
 }

@@ -324,6 +324,64 @@ Describe 'VmBackupSchedule resource with real units in a temporary unit director
     }
 }
 
+Describe 'VmBackupSchedule resource: converges, and answers only for its own schedule' {
+    BeforeAll {
+        $script:convergeSkip = if ($IsWindows -or $PSVersionTable.PSEdition -eq 'Desktop') { 'Windows registers a scheduled task: covered by the Invoke-DscResource tests' }
+        $script:jobPwsh = Join-Path $root 'pwsh'
+        Set-Content -LiteralPath $jobPwsh -Value '#!/bin/sh'
+    }
+
+    BeforeEach {
+        $script:convergeUnits = Join-Path $root "converge-units-$([Guid]::NewGuid().ToString('N').Substring(0, 8))"
+        $script:baseSettings = @{ Name = 'nightly'; Vm = @('web01'); Repository = '/srv/backup'; UnitDirectory = $convergeUnits; PowerShellPath = $jobPwsh }
+    }
+
+    AfterEach {
+        if (Test-Path $convergeUnits) { Remove-Item $convergeUnits -Recurse -Force }
+    }
+
+    # systemd unit names are case-sensitive: vmquiesce-backup-Nightly is another schedule than vmquiesce-backup-nightly.
+    It 'Absent for a name that differs only in case leaves the other schedule registered' {
+        if ($convergeSkip) { Set-ItResult -Skipped -Because $convergeSkip; return }
+        (New-Resource 'VmBackupSchedule' $baseSettings).Set()
+        $otherCase = New-Resource 'VmBackupSchedule' @{ Name = 'Nightly'; Ensure = 'Absent'; UnitDirectory = $convergeUnits }
+        "$($otherCase.Get().Ensure)" | Should -Be 'Absent'
+        $otherCase.Test() | Should -BeTrue
+        $otherCase.Set()
+        Test-Path (Join-Path $convergeUnits 'vmquiesce-backup-nightly.service') | Should -BeTrue
+        Test-Path (Join-Path $convergeUnits 'vmquiesce-backup-nightly.timer') | Should -BeTrue
+    }
+
+    It 'Absent removes only its own schedule when another one differs only in case' {
+        if ($convergeSkip) { Set-ItResult -Skipped -Because $convergeSkip; return }
+        (New-Resource 'VmBackupSchedule' $baseSettings).Set()
+        $settings = $baseSettings.Clone()
+        $settings.Name = 'Nightly'
+        (New-Resource 'VmBackupSchedule' $settings).Set()
+        $absent = New-Resource 'VmBackupSchedule' @{ Name = 'Nightly'; Ensure = 'Absent'; UnitDirectory = $convergeUnits }
+        $absent.Test() | Should -BeFalse
+        $absent.Set()
+        $absent.Test() | Should -BeTrue
+        Test-Path (Join-Path $convergeUnits 'vmquiesce-backup-Nightly.service') | Should -BeFalse
+        Test-Path (Join-Path $convergeUnits 'vmquiesce-backup-nightly.service') | Should -BeTrue
+    }
+
+    It 'Present is not met by a schedule whose name differs only in case' {
+        if ($convergeSkip) { Set-ItResult -Skipped -Because $convergeSkip; return }
+        (New-Resource 'VmBackupSchedule' $baseSettings).Set()
+        $settings = $baseSettings.Clone()
+        $settings.Name = 'Nightly'
+        $resource = New-Resource 'VmBackupSchedule' $settings
+        $resource.Test() | Should -BeFalse
+        $resource.Set()
+        $resource.Test() | Should -BeTrue
+        Test-Path (Join-Path $convergeUnits 'vmquiesce-backup-Nightly.timer') | Should -BeTrue
+    }
+
+    # Register-VmBackupSchedule documents that -VerifyChangeTrackingEvery implies -ChangeTracking, and records it so.
+    # Left out, PowerShellPath means "the installed PowerShell Set would pick now", not "whatever is registered".
+}
+
 Describe 'Invoke-DscResource (Windows LCM path)' {
     BeforeAll {
         $script:lcmSkip = if (-not ($IsWindows -or $PSVersionTable.PSEdition -eq 'Desktop')) { 'Invoke-DscResource drives the resources through the Windows LCM / PSDesiredStateConfiguration: Windows only' }
