@@ -237,11 +237,13 @@ class VmBackupSchedule {
         if ($this.Ensure -eq [Ensure]::Absent) { return $null -eq $found }
         if (-not $found -or -not $found.IsCurrent -or $found.Enabled -eq $false) { return $false }
         $settings = $found.Settings
+        # -VerifyChangeTrackingEvery implies -ChangeTracking (Register-VmBackupSchedule records it so).
+        $tracksChanges = $this.ChangeTracking -or $this.VerifyChangeTrackingEvery -gt 0
         return (@($settings.Vm) -join "`n") -ceq (@($this.Vm) -join "`n") -and $settings.Repository -ceq $this.Repository -and
             $settings.At -eq $this.At -and "$($settings.Consistency)" -eq $this.Consistency -and $settings.KeepLast -eq $this.KeepLast -and
             $settings.KeepDaily -eq $this.KeepDaily -and $settings.KeepWeekly -eq $this.KeepWeekly -and $settings.KeepMonthly -eq $this.KeepMonthly -and
             "$($settings.LogFolder)" -ceq "$($this.LogFolder)" -and (-not $this.PowerShellPath -or $settings.PowerShellPath -ceq $this.PowerShellPath) -and
-            $settings.ChangeTracking -eq $this.ChangeTracking -and $settings.VerifyChangeTrackingEvery -eq $this.VerifyChangeTrackingEvery -and
+            $settings.TracksChanges -eq $tracksChanges -and $settings.VerifyChangeTrackingEvery -eq $this.VerifyChangeTrackingEvery -and
             "$($settings.CopyTo)" -ceq "$($this.CopyTo)" -and "$($settings.S3Endpoint.OriginalString)" -ceq "$($this.S3Endpoint)" -and
             "$($settings.S3ProfileName)" -ceq "$($this.S3ProfileName)"
     }
@@ -259,7 +261,8 @@ class VmBackupSchedule {
         if ($this.LogFolder) { $parameters.LogFolder = $this.LogFolder }
         if ($this.PowerShellPath) { $parameters.PowerShellPath = $this.PowerShellPath }
         if ($this.ChangeTracking) { $parameters.ChangeTracking = $true }
-        if ($this.VerifyChangeTrackingEvery -gt 0) { $parameters.VerifyChangeTrackingEvery = $this.VerifyChangeTrackingEvery }
+        # A negative interval goes to the cmdlet too, whose validation names it (0 means never and is its default).
+        if ($this.VerifyChangeTrackingEvery -ne 0) { $parameters.VerifyChangeTrackingEvery = $this.VerifyChangeTrackingEvery }
         if ($this.CopyTo) { $parameters.CopyTo = $this.CopyTo }
         if ($this.S3Endpoint) { $parameters.S3Endpoint = $this.S3Endpoint }
         if ($this.S3ProfileName) { $parameters.S3ProfileName = $this.S3ProfileName }
@@ -271,6 +274,8 @@ class VmBackupSchedule {
         return @{}
     }
 
+    # systemd unit names are case-sensitive (vmquiesce-backup-Nightly is another schedule than vmquiesce-backup-nightly);
+    # Task Scheduler's task names are not.
     # systemd unit names are case-sensitive (vmquiesce-backup-Nightly is another schedule than vmquiesce-backup-nightly);
     # Task Scheduler's task names are not.
     hidden [object] Installed() {

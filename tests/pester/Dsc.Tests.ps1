@@ -379,6 +379,21 @@ Describe 'VmBackupSchedule resource: converges, and answers only for its own sch
     }
 
     # Register-VmBackupSchedule documents that -VerifyChangeTrackingEvery implies -ChangeTracking, and records it so.
+    It 'converges with VerifyChangeTrackingEvery and ChangeTracking left off' {
+        if ($convergeSkip) { Set-ItResult -Skipped -Because $convergeSkip; return }
+        $resource = New-Resource 'VmBackupSchedule' ($baseSettings + @{ VerifyChangeTrackingEvery = 7 })
+        $resource.Set()
+        $resource.Test() | Should -BeTrue
+        $resource.Get().ChangeTracking | Should -BeTrue
+    }
+
+    It 'Set refuses a negative VerifyChangeTrackingEvery, naming it, before writing anything' {
+        if ($convergeSkip) { Set-ItResult -Skipped -Because $convergeSkip; return }
+        $resource = New-Resource 'VmBackupSchedule' ($baseSettings + @{ VerifyChangeTrackingEvery = -1 })
+        { $resource.Set() } | Should -Throw -ExpectedMessage '*VerifyChangeTrackingEvery*'
+        Test-Path $convergeUnits | Should -BeFalse
+    }
+
     # Left out, PowerShellPath means "the installed PowerShell Set would pick now", not "whatever is registered".
 }
 
