@@ -236,13 +236,15 @@ class VmBackupSchedule {
         $found = $this.Installed()
         if ($this.Ensure -eq [Ensure]::Absent) { return $null -eq $found }
         if (-not $found -or -not $found.IsCurrent -or $found.Enabled -eq $false) { return $false }
+        $job = $this.JobProgram()
+        if (-not $job) { return $false }
         $settings = $found.Settings
         # -VerifyChangeTrackingEvery implies -ChangeTracking (Register-VmBackupSchedule records it so).
         $tracksChanges = $this.ChangeTracking -or $this.VerifyChangeTrackingEvery -gt 0
         return (@($settings.Vm) -join "`n") -ceq (@($this.Vm) -join "`n") -and $settings.Repository -ceq $this.Repository -and
             $settings.At -eq $this.At -and "$($settings.Consistency)" -eq $this.Consistency -and $settings.KeepLast -eq $this.KeepLast -and
             $settings.KeepDaily -eq $this.KeepDaily -and $settings.KeepWeekly -eq $this.KeepWeekly -and $settings.KeepMonthly -eq $this.KeepMonthly -and
-            "$($settings.LogFolder)" -ceq "$($this.LogFolder)" -and (-not $this.PowerShellPath -or $settings.PowerShellPath -ceq $this.PowerShellPath) -and
+            "$($settings.LogFolder)" -ceq "$($this.LogFolder)" -and $settings.PowerShellPath -ceq $job.PowerShellPath -and $settings.ModulePath -ceq $job.ModulePath -and
             $settings.TracksChanges -eq $tracksChanges -and $settings.VerifyChangeTrackingEvery -eq $this.VerifyChangeTrackingEvery -and
             "$($settings.CopyTo)" -ceq "$($this.CopyTo)" -and "$($settings.S3Endpoint.OriginalString)" -ceq "$($this.S3Endpoint)" -and
             "$($settings.S3ProfileName)" -ceq "$($this.S3ProfileName)"
@@ -269,13 +271,25 @@ class VmBackupSchedule {
         VmQuiesce\Register-VmBackupSchedule @parameters @location -Confirm:$false -ErrorAction Stop
     }
 
+    # The PowerShell and the module folder Register-VmBackupSchedule would write into the job now; $null when it would
+    # find no PowerShell (Set then fails with the cmdlet's PowerShellNotFound). A type looked up by name: this file is
+    # parsed before the module's assembly may be loaded.
+    hidden [hashtable] JobProgram() {
+        $jobEnvironment = 'VmQuiesce.Core.Schedule.JobEnvironment' -as [type]
+        $powerShell = $this.PowerShellPath
+        if (-not $powerShell) {
+            try { $powerShell = $jobEnvironment::FindPowerShell($null) }
+            catch { return $null }
+        }
+        $moduleBase = (Get-Command -Name VmQuiesce\Register-VmBackupSchedule).Module.ModuleBase
+        return @{ PowerShellPath = $powerShell; ModulePath = $jobEnvironment::ModuleImportPath($moduleBase) }
+    }
+
     hidden [hashtable] Location() {
         if ($this.UnitDirectory) { return @{ UnitDirectory = $this.UnitDirectory } }
         return @{}
     }
 
-    # systemd unit names are case-sensitive (vmquiesce-backup-Nightly is another schedule than vmquiesce-backup-nightly);
-    # Task Scheduler's task names are not.
     # systemd unit names are case-sensitive (vmquiesce-backup-Nightly is another schedule than vmquiesce-backup-nightly);
     # Task Scheduler's task names are not.
     hidden [object] Installed() {

@@ -395,6 +395,28 @@ Describe 'VmBackupSchedule resource: converges, and answers only for its own sch
     }
 
     # Left out, PowerShellPath means "the installed PowerShell Set would pick now", not "whatever is registered".
+    It 'Test is false when the registered PowerShell is not the one Set would use, PowerShellPath not given' {
+        if ($convergeSkip) { Set-ItResult -Skipped -Because $convergeSkip; return }
+        (New-Resource 'VmBackupSchedule' $baseSettings).Set()
+        $settings = $baseSettings.Clone()
+        $settings.Remove('PowerShellPath')
+        (New-Resource 'VmBackupSchedule' $settings).Test() | Should -BeFalse
+    }
+
+    It 'Test is false when the job imports VmQuiesce from another folder than Set would now write' {
+        if ($convergeSkip) { Set-ItResult -Skipped -Because $convergeSkip; return }
+        $resource = New-Resource 'VmBackupSchedule' $baseSettings
+        $resource.Set()
+        # As if the module had been moved since: the recorded settings and the job line name the old folder alike.
+        $service = Join-Path $convergeUnits 'vmquiesce-backup-nightly.service'
+        $modulePath = (Get-VmBackupSchedule -Name nightly -UnitDirectory $convergeUnits).Settings.ModulePath
+        [IO.File]::WriteAllText($service, [IO.File]::ReadAllText($service).Replace($modulePath, '/opt/moved-away/VmQuiesce'))
+        (Get-VmBackupSchedule -Name nightly -UnitDirectory $convergeUnits).IsCurrent | Should -BeTrue
+        $resource.Test() | Should -BeFalse
+        $resource.Set()
+        $resource.Test() | Should -BeTrue
+    }
+
 }
 
 Describe 'Invoke-DscResource (Windows LCM path)' {
