@@ -256,6 +256,8 @@ class VmBackupSchedule {
             if ($this.Installed()) { VmQuiesce\Unregister-VmBackupSchedule -Name $this.Name @location -Confirm:$false -ErrorAction Stop }
             return
         }
+        # Registering again would rewrite the units and re-enable the timer (on Windows, replace the task and its run history).
+        if ($this.Test()) { return }
         $parameters = @{
             Name = $this.Name; Vm = $this.Vm; Repository = $this.Repository; At = $this.At; Consistency = $this.Consistency
             KeepLast = $this.KeepLast; KeepDaily = $this.KeepDaily; KeepWeekly = $this.KeepWeekly; KeepMonthly = $this.KeepMonthly

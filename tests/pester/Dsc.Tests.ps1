@@ -394,6 +394,15 @@ Describe 'VmBackupSchedule resource: converges, and answers only for its own sch
         Test-Path $convergeUnits | Should -BeFalse
     }
 
+    It 'a second Set leaves the units untouched' {
+        if ($convergeSkip) { Set-ItResult -Skipped -Because $convergeSkip; return }
+        $resource = New-Resource 'VmBackupSchedule' $baseSettings
+        $resource.Set()
+        $before = Get-FolderSnapshot $convergeUnits
+        $resource.Set()
+        Get-FolderSnapshot $convergeUnits | Should -Be $before
+    }
+
     # Left out, PowerShellPath means "the installed PowerShell Set would pick now", not "whatever is registered".
     It 'Test is false when the registered PowerShell is not the one Set would use, PowerShellPath not given' {
         if ($convergeSkip) { Set-ItResult -Skipped -Because $convergeSkip; return }
