@@ -207,6 +207,11 @@ class VmBackupSchedule {
         $current.Name = $this.Name
         $current.UnitDirectory = $this.UnitDirectory
         $current.Ensure = [Ensure]::Absent
+        # A new instance holds the defaults a configuration gets; a schedule that is not registered has no settings at all.
+        $current.At = $null
+        $current.Consistency = $null
+        $current.KeepDaily = 0
+        $current.KeepWeekly = 0
         $found = $this.Installed()
         if ($found) {
             $current.Ensure = [Ensure]::Present

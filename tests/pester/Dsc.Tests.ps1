@@ -426,6 +426,15 @@ Describe 'VmBackupSchedule resource: converges, and answers only for its own sch
         $resource.Test() | Should -BeTrue
     }
 
+    It 'Get of a schedule that is not registered reports no settings, not the defaults' {
+        if ($convergeSkip) { Set-ItResult -Skipped -Because $convergeSkip; return }
+        $current = (New-Resource 'VmBackupSchedule' $baseSettings).Get()
+        "$($current.Ensure)" | Should -Be 'Absent'
+        $current.At | Should -BeNullOrEmpty
+        $current.Consistency | Should -BeNullOrEmpty
+        $current.KeepDaily | Should -Be 0
+        $current.KeepWeekly | Should -Be 0
+    }
 }
 
 Describe 'Invoke-DscResource (Windows LCM path)' {
