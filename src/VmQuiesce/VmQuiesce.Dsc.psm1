@@ -22,11 +22,14 @@ class VssWriterConfig {
     [Ensure] $Ensure = [Ensure]::Present
 
     [VssWriterConfig] Get() {
-        $config = VmQuiesce\Get-VssWriterConfig -Path $this.Path -ErrorAction Stop
         $current = [VssWriterConfig]::new()
         $current.Path = $this.Path
-        $current.OverwriteSnapshots = $config.OverwriteSnapshots
-        $current.Ensure = if ($config.Exists) { [Ensure]::Present } else { [Ensure]::Absent }
+        $current.OverwriteSnapshots = $false
+        $current.Ensure = [Ensure]::Absent
+        if ($this.FileExists()) {
+            $current.OverwriteSnapshots = (VmQuiesce\Get-VssWriterConfig -Path $this.Path -ErrorAction Stop).OverwriteSnapshots
+            $current.Ensure = [Ensure]::Present
+        }
         return $current
     }
 
@@ -42,7 +45,7 @@ class VssWriterConfig {
 
     [void] Set() {
         if ($this.Ensure -eq [Ensure]::Absent) {
-            VmQuiesce\Remove-VssWriterConfig -Path $this.Path -Confirm:$false -ErrorAction Stop
+            if ($this.FileExists()) { VmQuiesce\Remove-VssWriterConfig -Path $this.Path -Confirm:$false -ErrorAction Stop }
             return
         }
         # A missing file gets the value written out: -Setting compares exactly, so a missing setting differs even from FALSE.
@@ -52,8 +55,16 @@ class VssWriterConfig {
         VmQuiesce\Set-VssWriterConfig -Path $this.Path @desired -Confirm:$false -ErrorAction Stop
     }
 
+    # A folder that is not there (VMware Server uninstalled) holds no file: Absent is met, and Present's Set fails
+    # with the cmdlet's ConfigFolderNotFound.
     hidden [bool] FileExists() {
-        return (VmQuiesce\Get-VssWriterConfig -Path $this.Path -ErrorAction Stop).Exists
+        try {
+            return (VmQuiesce\Get-VssWriterConfig -Path $this.Path -ErrorAction Stop).Exists
+        }
+        catch {
+            if ($_.FullyQualifiedErrorId -like 'ConfigFolderNotFound,*') { return $false }
+            throw
+        }
     }
 }
 

@@ -151,6 +151,28 @@ Describe 'VssWriterConfig resource on a real file' {
     }
 }
 
+Describe 'VssWriterConfig resource when the folder is not there' {
+    # VMware Server uninstalled: its folder, and so the file, is gone. Absent is met; Present is not, and Set says why.
+    It 'Absent: Get says Absent, Test is true and Set changes nothing' {
+        $missing = Join-Path $root 'no-vmware-server'
+        $absent = New-Resource 'VssWriterConfig' @{ Path = $missing; Ensure = 'Absent' }
+        $current = $absent.Get()
+        "$($current.Ensure)" | Should -Be 'Absent'
+        $current.OverwriteSnapshots | Should -BeFalse
+        $absent.Test() | Should -BeTrue
+        $absent.Set()
+        Test-Path $missing | Should -BeFalse
+    }
+
+    It 'Present: Test is false and Set fails naming the folder, creating nothing' {
+        $missing = Join-Path $root 'no-vmware-server-2'
+        $present = New-Resource 'VssWriterConfig' @{ Path = $missing; OverwriteSnapshots = $true }
+        $present.Test() | Should -BeFalse
+        { $present.Set() } | Should -Throw -ErrorId 'ConfigFolderNotFound,*' -ExpectedMessage "*$missing*"
+        Test-Path $missing | Should -BeFalse
+    }
+}
+
 Describe 'VssWriterServiceLogon resource with a real user and a real unit (systemd)' {
     BeforeAll {
         $script:logonSkip = if (-not $IsLinux) { 'the systemd backend runs on Linux; Windows runs the resource through Invoke-DscResource below' }
