@@ -99,26 +99,44 @@ class VssWriterServiceLogon {
     [bool] $IsAdministrator
 
     [VssWriterServiceLogon] Get() {
-        $parameters = $this.CommonParameters()
-        $info = VmQuiesce\Get-VssWriterServiceLogon @parameters -ErrorAction Stop
         $current = [VssWriterServiceLogon]::new()
         $current.ServiceName = $this.ServiceName
         $current.VmFolder = $this.VmFolder
         $current.UnitDirectory = $this.UnitDirectory
         $current.StateDirectory = $this.StateDirectory
+        $parameters = $this.CommonParameters()
+        try {
+            $info = VmQuiesce\Get-VssWriterServiceLogon @parameters -ErrorAction Stop
+        }
+        catch {
+            # No such service: it logs on as no one.
+            if ([VssWriterServiceLogon]::IsServiceNotFound($_)) { return $current }
+            throw
+        }
         $current.Account = $info.Account
         $current.IsAdministrator = $info.IsAdministrator
         return $current
     }
 
+    # A service that is not there is not in the desired state; Set then fails with the cmdlet's ServiceNotFound.
     [bool] Test() {
         $parameters = $this.RequestParameters()
-        return [bool] (VmQuiesce\Test-VssWriterServiceLogon @parameters -ErrorAction Stop)
+        try {
+            return [bool] (VmQuiesce\Test-VssWriterServiceLogon @parameters -ErrorAction Stop)
+        }
+        catch {
+            if ([VssWriterServiceLogon]::IsServiceNotFound($_)) { return $false }
+            throw
+        }
     }
 
     [void] Set() {
         $parameters = $this.RequestParameters()
         VmQuiesce\Set-VssWriterServiceLogon @parameters -GrantFolderAccess:$this.GrantFolderAccess -Confirm:$false -ErrorAction Stop
+    }
+
+    hidden static [bool] IsServiceNotFound([System.Management.Automation.ErrorRecord] $failure) {
+        return $failure.FullyQualifiedErrorId -like 'ServiceNotFound,*'
     }
 
     hidden [hashtable] CommonParameters() {

@@ -239,6 +239,18 @@ Describe 'VssWriterServiceLogon resource with a real user and a real unit (syste
         Test-Path (Join-Path $units 'no-such.service.d') | Should -BeFalse
     }
 
+    It 'Test is false for a unit that does not exist, and Get reports no account' {
+        if ($logonSkip) { Set-ItResult -Skipped -Because $logonSkip; return }
+        $resource = New-Resource 'VssWriterServiceLogon' @{
+            ServiceName = 'no-such.service'; Credential = $credential; UnitDirectory = $units; StateDirectory = $state
+        }
+        $resource.Test() | Should -BeFalse
+        $current = $resource.Get()
+        $current.ServiceName | Should -Be 'no-such.service'
+        $current.Account | Should -BeNullOrEmpty
+        $current.IsAdministrator | Should -BeFalse
+    }
+
     It 'works without VM folders: Get reports the account, Test checks the account alone' {
         if ($logonSkip) { Set-ItResult -Skipped -Because $logonSkip; return }
         $resource = New-Resource 'VssWriterServiceLogon' @{
