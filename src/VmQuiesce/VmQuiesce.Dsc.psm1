@@ -275,12 +275,14 @@ class VmBackupSchedule {
         $settings = $found.Settings
         # -VerifyChangeTrackingEvery implies -ChangeTracking (Register-VmBackupSchedule records it so).
         $tracksChanges = $this.ChangeTracking -or $this.VerifyChangeTrackingEvery -gt 0
-        return (@($settings.Vm) -join "`n") -ceq (@($this.Vm) -join "`n") -and $settings.Repository -ceq $this.Repository -and
+        $backupSchedule = 'VmQuiesce.Core.Schedule.BackupSchedule' -as [type]
+        $recordedVm = foreach ($target in $this.Vm) { if ($backupSchedule::IsPathTarget($target)) { $this.RecordedPath($target) } else { $target } }
+        return (@($settings.Vm) -join "`n") -ceq (@($recordedVm) -join "`n") -and $settings.Repository -ceq $this.RecordedPath($this.Repository) -and
             $settings.At -eq $this.At -and "$($settings.Consistency)" -eq $this.Consistency -and $settings.KeepLast -eq $this.KeepLast -and
             $settings.KeepDaily -eq $this.KeepDaily -and $settings.KeepWeekly -eq $this.KeepWeekly -and $settings.KeepMonthly -eq $this.KeepMonthly -and
-            "$($settings.LogFolder)" -ceq "$($this.LogFolder)" -and $settings.PowerShellPath -ceq $job.PowerShellPath -and $settings.ModulePath -ceq $job.ModulePath -and
+            "$($settings.LogFolder)" -ceq "$($this.RecordedPath($this.LogFolder))" -and $settings.PowerShellPath -ceq $job.PowerShellPath -and $settings.ModulePath -ceq $job.ModulePath -and
             $settings.TracksChanges -eq $tracksChanges -and $settings.VerifyChangeTrackingEvery -eq $this.VerifyChangeTrackingEvery -and
-            "$($settings.CopyTo)" -ceq "$($this.CopyTo)" -and "$($settings.S3Endpoint.OriginalString)" -ceq "$($this.S3Endpoint)" -and
+            "$($settings.CopyTo)" -ceq "$($this.RecordedPath($this.CopyTo))" -and "$($settings.S3Endpoint.OriginalString)" -ceq "$($this.S3Endpoint)" -and
             "$($settings.S3ProfileName)" -ceq "$($this.S3ProfileName)"
     }
 
@@ -312,13 +314,22 @@ class VmBackupSchedule {
     # parsed before the module's assembly may be loaded.
     hidden [hashtable] JobProgram() {
         $jobEnvironment = 'VmQuiesce.Core.Schedule.JobEnvironment' -as [type]
-        $powerShell = $this.PowerShellPath
+        $powerShell = $this.RecordedPath($this.PowerShellPath)
         if (-not $powerShell) {
             try { $powerShell = $jobEnvironment::FindPowerShell($null) }
             catch { return $null }
         }
         $moduleBase = (Get-Command -Name VmQuiesce\Register-VmBackupSchedule).Module.ModuleBase
         return @{ PowerShellPath = $powerShell; ModulePath = $jobEnvironment::ModuleImportPath($moduleBase) }
+    }
+
+    # A path as Register-VmBackupSchedule records it: the file system path it resolves to ('.', '..', doubled and, on
+    # Windows, '/' separators resolved); an s3:// address, an empty one, or one that does not resolve (Set then names
+    # it) as given.
+    hidden [string] RecordedPath([string] $path) {
+        if (-not $path -or ('VmQuiesce.Core.Repository.Storage.S3RepositoryAddress' -as [type])::IsS3($path)) { return $path }
+        try { return $global:ExecutionContext.SessionState.Path.GetUnresolvedProviderPathFromPSPath($path) }
+        catch { return $path }
     }
 
     hidden [hashtable] Location() {

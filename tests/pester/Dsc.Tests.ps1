@@ -460,6 +460,25 @@ Describe 'VmBackupSchedule resource: converges, and answers only for its own sch
         $resource.Test() | Should -BeTrue
     }
 
+    # Register-VmBackupSchedule records each path as the file system path it resolves to ('.', '..', '//' and, on
+    # Windows, '/' as separators resolved); Test must compare with that, or Set runs again on every check.
+    It 'converges when the paths it is given are not written the way Register-VmBackupSchedule records them' {
+        if ($convergeSkip) { Set-ItResult -Skipped -Because $convergeSkip; return }
+        $settings = $baseSettings.Clone()
+        $settings.Vm = @('web01', '/run/qemu/./web01.qmp', '/vms//db01/db01.vmx', 'tcp:127.0.0.1:4444')
+        $settings.Repository = '/srv/./backup'
+        $settings.LogFolder = '/var/log/vmquiesce/../vmquiesce'
+        $settings.CopyTo = '/srv//offsite'
+        $settings.PowerShellPath = Join-Path $root './pwsh'
+        $resource = New-Resource 'VmBackupSchedule' $settings
+        $resource.Set()
+        $recorded = (Get-VmBackupSchedule -Name nightly -UnitDirectory $convergeUnits).Settings
+        $recorded.Repository | Should -Be '/srv/backup'
+        $resource.Test() | Should -BeTrue
+        $settings.Repository = '/srv/./backup-2'
+        (New-Resource 'VmBackupSchedule' $settings).Test() | Should -BeFalse
+    }
+
     It 'Get of a schedule that is not registered reports no settings, not the defaults' {
         if ($convergeSkip) { Set-ItResult -Skipped -Because $convergeSkip; return }
         $current = (New-Resource 'VmBackupSchedule' $baseSettings).Get()

@@ -128,6 +128,14 @@ namespace VmQuiesce.Core.Schedule
             return sinceVerified >= every - 1;
         }
 
+        /// <summary>
+        /// Whether a VM target is a file path (a QMP socket or a .vmx file), which Register-VmBackupSchedule records as
+        /// an absolute path; a VM name and a tcp: QMP address are recorded as given. The DSC resource compares by it too.
+        /// </summary>
+        public static bool IsPathTarget(string target) =>
+            (target.IndexOfAny(new[] { '/', '\\' }) >= 0 || target.EndsWith(".vmx", StringComparison.OrdinalIgnoreCase))
+            && !target.StartsWith("tcp:", StringComparison.Ordinal);
+
         /// <summary>The time of day as a TimeSpan (after <see cref="Validate"/>).</summary>
         internal TimeSpan TimeOfDay => TimeSpan.ParseExact(At, "hh\\:mm", CultureInfo.InvariantCulture);
 

@@ -157,8 +157,6 @@ namespace VmQuiesce.Commands
 
         /// <summary>A socket or .vmx path made absolute (the job runs in another folder); a VM name stays as it is.</summary>
         private string ResolveTarget(string target) =>
-            target.IndexOfAny(new[] { '/', '\\' }) >= 0 || target.EndsWith(".vmx", StringComparison.OrdinalIgnoreCase)
-                ? (target.StartsWith("tcp:", StringComparison.Ordinal) ? target : ResolveItemFileSystemPath(target, nameof(Vm)))
-                : target;
+            BackupSchedule.IsPathTarget(target) ? ResolveItemFileSystemPath(target, nameof(Vm)) : target;
     }
 }
