@@ -114,6 +114,8 @@ class VssWriterServiceLogon {
             throw
         }
         $current.Account = $info.Account
+        # The account it logs on as, with no password: Get never reads or returns one.
+        if ($info.Account) { $current.Credential = [pscredential]::new($info.Account, [securestring]::new()) }
         $current.IsAdministrator = $info.IsAdministrator
         return $current
     }

@@ -256,7 +256,11 @@ Describe 'VssWriterServiceLogon resource with a real user and a real unit (syste
         $resource = New-Resource 'VssWriterServiceLogon' @{
             ServiceName = 'vq-dsc-writer.service'; Credential = $credential; UnitDirectory = $units; StateDirectory = $state
         }
-        $resource.Get().Account | Should -Be $user
+        $current = $resource.Get()
+        $current.Account | Should -Be $user
+        # Credential is a property too: Get gives the account it logs on as (never a password).
+        $current.Credential.UserName | Should -Be $user
+        $current.Credential.Password.Length | Should -Be 0
         $resource.Test() | Should -BeTrue
     }
 }
