@@ -141,7 +141,7 @@ namespace VmQuiesce.Core.Logon.Linux
 
         public FolderAccess CheckFolderAccess(LogonAccount account, string folder)
         {
-            string path = ExistingFolder(folder);
+            string path = VmFolders.Existing(folder);
             PosixUser user = FindUser(account.Name);
             try
             {
@@ -168,7 +168,7 @@ namespace VmQuiesce.Core.Logon.Linux
 
         public void GrantFolderAccess(LogonAccount account, string folder)
         {
-            string path = ExistingFolder(folder);
+            string path = VmFolders.Existing(folder);
             PosixUser user = FindUser(account.Name);
             try
             {
@@ -249,18 +249,6 @@ namespace VmQuiesce.Core.Logon.Linux
             {
                 Remedy = $"Create it (useradd --system {name}) or pass an existing user in -Credential.",
             };
-
-        private static string ExistingFolder(string folder)
-        {
-            string path = Path.GetFullPath(folder);
-            if (!Directory.Exists(path))
-            {
-                throw new VmQuiesceException("FolderNotFound", FailureKind.ObjectNotFound,
-                    $"The VM folder '{folder}' does not exist or is not a folder.", folder);
-            }
-
-            return path.Length > 1 ? path.TrimEnd('/') : path;
-        }
 
         private (string Unit, string Path) FindByDescription(string description)
         {

@@ -200,7 +200,7 @@ namespace VmQuiesce.Core.Logon.Windows
 
         public FolderAccess CheckFolderAccess(LogonAccount account, string folder)
         {
-            string path = ExistingFolder(folder);
+            string path = VmFolders.Existing(folder);
             try
             {
                 uint rights = WindowsSecurity.EffectiveRights(path, WindowsSecurity.StringToSid(account.Identity));
@@ -217,7 +217,7 @@ namespace VmQuiesce.Core.Logon.Windows
 
         public void GrantFolderAccess(LogonAccount account, string folder)
         {
-            string path = ExistingFolder(folder);
+            string path = VmFolders.Existing(folder);
             try
             {
                 WindowsSecurity.GrantModify(path, WindowsSecurity.StringToSid(account.Identity));
@@ -465,17 +465,6 @@ namespace VmQuiesce.Core.Logon.Windows
         {
             int slash = account.IndexOf('\\');
             return slash < 0 ? (".", account) : (account.Substring(0, slash), account.Substring(slash + 1));
-        }
-
-        private static string ExistingFolder(string folder)
-        {
-            string path = Path.GetFullPath(folder);
-            if (!Directory.Exists(path))
-            {
-                throw new VmQuiesceException("FolderNotFound", FailureKind.ObjectNotFound, $"The VM folder '{folder}' does not exist or is not a folder.", folder);
-            }
-
-            return path;
         }
 
         private static string StartModeName(uint startType) => startType switch

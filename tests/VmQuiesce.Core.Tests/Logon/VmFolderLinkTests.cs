@@ -1,0 +1,67 @@
+using System;
+using System.Diagnostics;
+using System.IO;
+using System.Security.AccessControl;
+using VmQuiesce.Core.Logon;
+using VmQuiesce.Core.Logon.Linux;
+using VmQuiesce.Core.Logon.Windows;
+using VmQuiesce.Core.Platform;
+using Xunit;
+
+namespace VmQuiesce.Core.Tests.Logon
+{
+    /// <summary>
+    /// A VM folder that is a link (a symbolic link, a junction) is refused by both backends before anything is read or
+    /// changed: a grant through it would land, with inheritance, on whatever folder it leads to.
+    /// </summary>
+    public sealed class VmFolderLinkTests : IDisposable
+    {
+        private readonly string _root = Directory.CreateDirectory(Path.Combine(Path.GetTempPath(), "vmq-folderlink-" + Guid.NewGuid().ToString("N"))).FullName;
+
+        public void Dispose() => Directory.Delete(_root, recursive: true);
+
+        private string Elsewhere => Directory.CreateDirectory(Path.Combine(_root, "elsewhere")).FullName;
+
+        [LinuxFact]
+        public void TheSystemdBackendRefusesAVmFolderThatIsASymbolicLink()
+        {
+            string link = Path.Combine(_root, "vm");
+            File.CreateSymbolicLink(link, Elsewhere);
+            var backend = new SystemdLogonBackend(_root, systemdRunning: false, systemdLoadsUnitDirectory: false, HostTools.ForThisHost);
+            LogonAccount root = backend.ResolveAccount("root");
+
+            Assert.Equal("FolderIsLink", Assert.Throws<VmQuiesceException>(() => backend.CheckFolderAccess(root, link)).ErrorId);
+            Assert.Equal("FolderIsLink", Assert.Throws<VmQuiesceException>(() => backend.CheckFolderAccess(root, link + "/")).ErrorId);
+            Assert.Equal("FolderIsLink", Assert.Throws<VmQuiesceException>(() => backend.GrantFolderAccess(root, link)).ErrorId);
+            Assert.True(backend.CheckFolderAccess(root, Elsewhere + "/").CanModify);
+        }
+
+        /// <summary>Runs in the GitHub Actions Windows job: a junction needs no privilege to make, so anyone who can write the VM folder's parent can plant one.</summary>
+        [WindowsFact]
+        public void TheWindowsBackendRefusesAVmFolderThatIsAJunctionAndLeavesItsTargetAlone()
+        {
+            string target = Elsewhere;
+            string junction = Path.Combine(_root, "vm");
+            // Both paths are under the temporary folder and hold no quote.
+            var mklink = new ProcessStartInfo(Path.Combine(Environment.GetFolderPath(Environment.SpecialFolder.System), "cmd.exe"), $"/c mklink /J \"{junction}\" \"{target}\"")
+            {
+                UseShellExecute = false,
+            };
+            using (Process process = Process.Start(mklink)!)
+            {
+                process.WaitForExit();
+                Assert.Equal(0, process.ExitCode);
+            }
+
+            Assert.True((File.GetAttributes(junction) & FileAttributes.ReparsePoint) != 0);
+            var backend = new WindowsLogonBackend();
+            LogonAccount system = backend.ResolveAccount("LocalSystem");
+            string before = new DirectoryInfo(target).GetAccessControl().GetSecurityDescriptorSddlForm(AccessControlSections.Access);
+
+            Assert.Equal("FolderIsLink", Assert.Throws<VmQuiesceException>(() => backend.CheckFolderAccess(system, junction)).ErrorId);
+            Assert.Equal("FolderIsLink", Assert.Throws<VmQuiesceException>(() => backend.GrantFolderAccess(system, junction + "\\")).ErrorId);
+            Assert.Equal(before, new DirectoryInfo(target).GetAccessControl().GetSecurityDescriptorSddlForm(AccessControlSections.Access));
+            Directory.Delete(junction);
+        }
+    }
+}
