@@ -275,31 +275,45 @@ namespace VmQuiesce.Core.Logon
             }
             catch (VmQuiesceException failure) when (previous != null)
             {
-                _backend.RestoreServiceAccount(service, previous);
-                string outcome = "it was not running before, so it was left stopped";
-                if (wasRunning)
-                {
-                    try
-                    {
-                        _backend.RestartService(service, cancel);
-                        outcome = "the service runs again under it";
-                    }
-                    catch (VmQuiesceException again)
-                    {
-                        outcome = "the service did not start under it either: " + again.Message;
-                    }
-                }
-
-                string passwordNote = _backend.UsesPassword
-                    ? " The previous account's password is not known to VmQuiesce: if it was a user account, set it again."
-                    : string.Empty;
+                string rolledBack = PutPreviousAccountBack(service, previous, wasRunning);
                 throw new VmQuiesceException("ServiceRestartFailed", FailureKind.InvalidOperation,
-                    $"{service.Name} did not restart under the new account ({failure.Message}); the previous account '{previous.Account}' was put back and {outcome}.{passwordNote}",
+                    $"{service.Name} did not restart under the new account ({failure.Message}). {rolledBack}",
                     service.Name, failure)
                 {
                     Remedy = failure.Remedy,
                 };
             }
+            catch (OperationCanceledException) when (previous != null)
+            {
+                // Stopped mid-restart, the service may be down under an account it never ran as: undone like a failure.
+                host.WriteWarning($"{service.Name} was not restarted under the new account: the command was stopped. {PutPreviousAccountBack(service, previous, wasRunning)}");
+                throw;
+            }
+        }
+
+        /// <summary>Restores the previous account and, if the service ran before, starts it under it; says what happened.</summary>
+        private string PutPreviousAccountBack(ServiceEntry service, PreviousLogon previous, bool wasRunning)
+        {
+            _backend.RestoreServiceAccount(service, previous);
+            string outcome = "it was not running before, so it was left stopped";
+            if (wasRunning)
+            {
+                try
+                {
+                    // Not cancellable: the rollback is the cleanup of a stopped or failed command, and the wait is bounded.
+                    _backend.RestartService(service, CancellationToken.None);
+                    outcome = "the service runs again under it";
+                }
+                catch (VmQuiesceException again)
+                {
+                    outcome = "the service did not start under it either: " + again.Message;
+                }
+            }
+
+            string passwordNote = _backend.UsesPassword
+                ? " The previous account's password is not known to VmQuiesce: if it was a user account, set it again."
+                : string.Empty;
+            return $"The previous account '{previous.Account}' was put back and {outcome}.{passwordNote}";
         }
 
         private ServiceLogonTestResult Finish(ServiceEntry service, ServiceLogonRequest request, List<ServiceLogonCheck> checks, IOperationHost host)

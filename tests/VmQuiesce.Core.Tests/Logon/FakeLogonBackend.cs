@@ -43,6 +43,9 @@ namespace VmQuiesce.Core.Tests.Logon
 
         public string? WhyNoRestart { get; set; }
 
+        /// <summary>Cancelled by the next restart once it has stopped the service, as Ctrl+C while the real backend waits for the start.</summary>
+        public CancellationTokenSource? CancelDuringRestart { get; set; }
+
         public List<string> Calls { get; } = new List<string>();
 
         public List<string> Changes { get; } = new List<string>();
@@ -148,6 +151,10 @@ namespace VmQuiesce.Core.Tests.Logon
                 RestartFailuresLeft--;
                 throw new VmQuiesceException("ServiceRestartFailed", FailureKind.InvalidOperation, "The service did not start: logon failure (error 1069).", service.Name);
             }
+
+            CancelDuringRestart?.Cancel();
+            CancelDuringRestart = null;
+            cancel.ThrowIfCancellationRequested();
         }
 
         private void Record(string call, string argument)

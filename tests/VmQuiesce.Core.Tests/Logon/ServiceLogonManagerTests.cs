@@ -174,6 +174,21 @@ namespace VmQuiesce.Core.Tests.Logon
         }
 
         [Fact]
+        public void CtrlCDuringTheRestartPutsThePreviousAccountBackAndStartsTheServiceAgain()
+        {
+            using var cancel = new CancellationTokenSource();
+            _backend.CancelDuringRestart = cancel;
+
+            Assert.ThrowsAny<OperationCanceledException>(() => Manager.Set(Request(), _gate, cancel.Token));
+
+            Assert.Equal(
+                new[] { @"GrantLogonRight:.\backup", @"SetServiceAccount:.\backup", @"RestartService:.\backup", "RestoreServiceAccount:LocalSystem|state-of-LocalSystem", "RestartService:LocalSystem" },
+                _backend.Changes);
+            Assert.Equal("LocalSystem", _backend.CurrentAccount);
+            Assert.Contains(_gate.Warnings, w => w.Contains("'LocalSystem' was put back", StringComparison.Ordinal) && w.Contains("runs again", StringComparison.Ordinal));
+        }
+
+        [Fact]
         public void AStoppedServiceIsNotStartedUnlessRestartIsAsked()
         {
             _backend.State = ServiceRunState.Stopped;
