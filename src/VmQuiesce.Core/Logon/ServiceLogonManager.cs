@@ -195,12 +195,12 @@ namespace VmQuiesce.Core.Logon
                 && (request.Group == null || string.Equals(service.Group, request.Group, StringComparison.Ordinal))
                 && (!NeedsPassword(account) || _verifiers.Compare(service.Name, account, password) == VerifierMatch.Matches);
 
-            // 2. Changes, each behind ShouldProcess.
-            var actions = new List<string>();
+            // 2. Changes, each behind ShouldProcess. The grants stay when a failed restart puts the account back.
+            var grants = new List<string>();
             if (right == LogonRight.Missing && host.ShouldProcess(account.Name, "Grant the 'Log on as a service' right"))
             {
                 _backend.GrantLogonRight(account);
-                actions.Add($"Granted 'Log on as a service' to {account.Name}");
+                grants.Add($"Granted 'Log on as a service' to {account.Name}");
             }
 
             foreach (FolderAccess folder in foldersToGrant)
@@ -208,9 +208,11 @@ namespace VmQuiesce.Core.Logon
                 if (host.ShouldProcess(folder.Path, $"Give {account.Name} modify access"))
                 {
                     _backend.GrantFolderAccess(account, folder.Path);
-                    actions.Add($"Gave {account.Name} modify access to {folder.Path}");
+                    grants.Add($"Gave {account.Name} modify access to {folder.Path}");
                 }
             }
+
+            var actions = new List<string>(grants);
 
             PreviousLogon? previous = null;
             if (alreadySet)
@@ -227,7 +229,7 @@ namespace VmQuiesce.Core.Logon
             bool wasRunning = service.State == ServiceRunState.Running;
             if (request.Restart || (previous != null && wasRunning))
             {
-                restarted = RestartOrRollBack(service, previous, wasRunning, host, cancel);
+                restarted = RestartOrRollBack(service, previous, wasRunning, grants, host, cancel);
                 if (restarted)
                 {
                     actions.Add($"Restarted {service.Name}");
@@ -254,7 +256,7 @@ namespace VmQuiesce.Core.Logon
             return new ServiceLogonChange(service.Name, service.Account, previous != null ? account.Name : service.Account, actions, restarted);
         }
 
-        private bool RestartOrRollBack(ServiceEntry service, PreviousLogon? previous, bool wasRunning, IOperationHost host, CancellationToken cancel)
+        private bool RestartOrRollBack(ServiceEntry service, PreviousLogon? previous, bool wasRunning, IReadOnlyList<string> grants, IOperationHost host, CancellationToken cancel)
         {
             string? why = _backend.WhyRestartIsUnavailable(service);
             if (why != null)
@@ -275,7 +277,7 @@ namespace VmQuiesce.Core.Logon
             }
             catch (VmQuiesceException failure) when (previous != null)
             {
-                string rolledBack = PutPreviousAccountBack(service, previous, wasRunning);
+                string rolledBack = PutPreviousAccountBack(service, previous, wasRunning, grants);
                 throw new VmQuiesceException("ServiceRestartFailed", FailureKind.InvalidOperation,
                     $"{service.Name} did not restart under the new account ({failure.Message}). {rolledBack}",
                     service.Name, failure)
@@ -286,13 +288,13 @@ namespace VmQuiesce.Core.Logon
             catch (OperationCanceledException) when (previous != null)
             {
                 // Stopped mid-restart, the service may be down under an account it never ran as: undone like a failure.
-                host.WriteWarning($"{service.Name} was not restarted under the new account: the command was stopped. {PutPreviousAccountBack(service, previous, wasRunning)}");
+                host.WriteWarning($"{service.Name} was not restarted under the new account: the command was stopped. {PutPreviousAccountBack(service, previous, wasRunning, grants)}");
                 throw;
             }
         }
 
-        /// <summary>Restores the previous account and, if the service ran before, starts it under it; says what happened.</summary>
-        private string PutPreviousAccountBack(ServiceEntry service, PreviousLogon previous, bool wasRunning)
+        /// <summary>Restores the previous account and, if the service ran before, starts it under it; says what happened and which grants were kept.</summary>
+        private string PutPreviousAccountBack(ServiceEntry service, PreviousLogon previous, bool wasRunning, IReadOnlyList<string> grants)
         {
             _backend.RestoreServiceAccount(service, previous);
             string outcome = "it was not running before, so it was left stopped";
@@ -313,7 +315,8 @@ namespace VmQuiesce.Core.Logon
             string passwordNote = _backend.UsesPassword
                 ? " The previous account's password is not known to VmQuiesce: if it was a user account, set it again."
                 : string.Empty;
-            return $"The previous account '{previous.Account}' was put back and {outcome}.{passwordNote}";
+            string keptNote = grants.Count == 0 ? string.Empty : $" The grants made before the restart were kept: {string.Join("; ", grants)}.";
+            return $"The previous account '{previous.Account}' was put back and {outcome}.{passwordNote}{keptNote}";
         }
 
         private ServiceLogonTestResult Finish(ServiceEntry service, ServiceLogonRequest request, List<ServiceLogonCheck> checks, IOperationHost host)

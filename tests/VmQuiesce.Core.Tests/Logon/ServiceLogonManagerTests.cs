@@ -165,6 +165,17 @@ namespace VmQuiesce.Core.Tests.Logon
         }
 
         [Fact]
+        public void AFailedRestartSaysWhichGrantsWereKeptWhenTheAccountWasPutBack()
+        {
+            _backend.Folders[Folder] = false;
+            _backend.RestartFailuresLeft = 1;
+            VmQuiesceException failure = SetFails(Request(Secret, Folder) with { GrantFolderAccess = true });
+
+            Assert.Equal("ServiceRestartFailed", failure.ErrorId);
+            Assert.Contains(@"were kept: Granted 'Log on as a service' to .\backup; Gave .\backup modify access to " + Folder + ".", failure.Message, StringComparison.Ordinal);
+        }
+
+        [Fact]
         public void ARollbackWhoseRestartAlsoFailsSaysThat()
         {
             _backend.RestartFailuresLeft = 2;
