@@ -233,7 +233,7 @@ namespace VmQuiesce.Core.Export
             {
                 // The VM is ended before the files it runs on go; one that cannot be ended keeps its overlays and
                 // record, so Get-/Stop-VmInstantRestore still find it.
-                bool vmEnded = record.QemuProcessId == 0 || EndStartedQemu(record, Path.Combine(destination, "qmp.sock"));
+                bool vmEnded = record.QemuProcessId == 0 || EndQemu(record.QemuProcessId, record.QemuStartTicks, Path.Combine(destination, "qmp.sock"));
                 server.Stop();
                 if (vmEnded)
                 {
@@ -324,8 +324,9 @@ namespace VmQuiesce.Core.Export
         }
 
         /// <summary>
-        /// Ends the VM (QMP quit), deletes its incomplete local disks and stops serving; also for an interrupted
-        /// restore, whose server is gone. A completed restore's VM and disks are left alone.
+        /// Ends the VM (QMP quit; killed when its monitor does not answer or it does not go, see <see cref="EndQemu"/>),
+        /// deletes its incomplete local disks and stops serving; also for an interrupted restore, whose server is gone.
+        /// A completed restore's VM and disks are left alone; a VM that cannot be ended keeps its disks and record.
         /// </summary>
         public void Stop()
         {
@@ -349,19 +350,14 @@ namespace VmQuiesce.Core.Export
             {
             }
 
-            if (_record.QemuIsRunning)
+            if (_record.QemuIsRunning && !EndQemu(ProcessId, _record.QemuStartTicks, QmpSocket))
             {
-                try
+                // Its disks are kept while it may still write them; the record stays for a later Stop.
+                throw new VmQuiesceException("InstantRestoreVmNotEnded", FailureKind.InvalidOperation,
+                    $"The instant restore '{Id}' of '{VmName}' was not stopped: its QEMU process {ProcessId} did not end, so its disks in '{Destination}' are kept.", Id)
                 {
-                    using QmpClient qmp = QmpClient.Connect(QmpSocket, TimeSpan.FromSeconds(10));
-                    qmp.Execute("quit");
-                }
-                catch (VmQuiesceException)
-                {
-                    // Already gone.
-                }
-
-                WaitForExit(ProcessId, TimeSpan.FromSeconds(30));
+                    Remedy = $"Find out why process {ProcessId} does not end (ps -o stat,wchan -p {ProcessId}), end it, and run Stop-VmInstantRestore -Id {Id} again.",
+                };
             }
 
             _server?.Stop();
@@ -658,44 +654,47 @@ namespace VmQuiesce.Core.Export
         private static string OverlayOf(string disk) => disk + ".overlay";
 
         /// <summary>
-        /// Ends the QEMU a failed start left running: QMP quit when its monitor answers, else SIGKILL, but only while
-        /// that pid is still the process started (its recorded start time), never one that reused the id. True once
-        /// it has exited (within a bounded wait).
+        /// Ends QEMU process <paramref name="pid"/>, started at <paramref name="startTicks"/> (clock ticks since boot):
+        /// QMP quit when its monitor answers, then a bounded wait for it to exit; SIGKILL when it did not answer or did
+        /// not go, but only while that pid is still the process started then, never one that reused the id (nor one
+        /// whose start is unknown). True once it has exited. What Stop and a failed start both end a VM with.
         /// </summary>
-        private static bool EndStartedQemu(InstantRestoreRecord record, string qmpSocket)
+        private static bool EndQemu(int pid, string? startTicks, string qmpSocket)
         {
+            bool quitSent;
             try
             {
-                using QmpClient qmp = QmpClient.Connect(qmpSocket, TimeSpan.FromSeconds(5));
+                using QmpClient qmp = QmpClient.Connect(qmpSocket, TimeSpan.FromSeconds(10));
                 qmp.Execute("quit");
+                quitSent = true;
             }
             catch (VmQuiesceException)
             {
-                // The monitor does not answer: killed below.
+                quitSent = false; // the monitor does not answer (hung, stopped, still starting, or gone): killed below
             }
 
-            if (WaitUntilGone(record, TimeSpan.FromSeconds(10)))
+            if (quitSent && WaitUntilGone(pid, startTicks, TimeSpan.FromSeconds(30)))
             {
                 return true;
             }
 
-            string? startTicks = ProcessIdentity.StartTicksOf(record.QemuProcessId);
-            if (startTicks != null && startTicks == record.QemuStartTicks)
+            if (startTicks != null && ProcessIdentity.StartTicksOf(pid) == startTicks)
             {
-                Libc.kill(record.QemuProcessId, SigKill);
+                Libc.kill(pid, SigKill);
             }
 
-            return WaitUntilGone(record, TimeSpan.FromSeconds(10));
+            return WaitUntilGone(pid, startTicks, TimeSpan.FromSeconds(10));
         }
 
         /// <summary>
-        /// Whether the recorded QEMU has exited (or its pid now names a later process) within <paramref name="timeout"/>;
-        /// it is no child of ours, so it is polled, and a zombie its reaper has not collected yet counts as exited.
+        /// Whether QEMU process <paramref name="pid"/> has exited (or its pid now names a later process) within
+        /// <paramref name="timeout"/>; it is no child of ours, so it is polled, and a zombie its reaper has not
+        /// collected yet counts as exited.
         /// </summary>
-        private static bool WaitUntilGone(InstantRestoreRecord record, TimeSpan timeout)
+        private static bool WaitUntilGone(int pid, string? startTicks, TimeSpan timeout)
         {
             DateTime deadline = DateTime.UtcNow + timeout;
-            while (record.QemuIsRunning && !ProcessIdentity.IsZombie(record.QemuProcessId))
+            while (ProcessIdentity.IsRunning(pid, startTicks, null) && !ProcessIdentity.IsZombie(pid))
             {
                 if (DateTime.UtcNow >= deadline)
                 {
@@ -709,18 +708,6 @@ namespace VmQuiesce.Core.Export
         }
 
         private const int SigKill = 9;
-
-        private static void WaitForExit(int pid, TimeSpan timeout)
-        {
-            try
-            {
-                using var process = System.Diagnostics.Process.GetProcessById(pid);
-                process.WaitForExit((int)timeout.TotalMilliseconds);
-            }
-            catch (ArgumentException)
-            {
-            }
-        }
 
         private static void RunQemuImg(IEnumerable<string> arguments, CancellationToken cancel)
         {
