@@ -221,8 +221,7 @@ namespace VmQuiesce.Core.Export
                     made.Add(OverlayOf(disks[i]));
                 }
 
-                record.QemuProcessId = StartQemu(vm, machine, destination, disks, cancel);
-                record.QemuStartTicks = ProcessIdentity.StartTicksOf(record.QemuProcessId);
+                StartQemu(record, vm, machine, cancel);
                 record.Save();
                 var restore = new InstantRestore(record, server, InstantRestoreState.Copying) { Machine = machine };
                 restore.StartCopies(cancel);
@@ -231,14 +230,20 @@ namespace VmQuiesce.Core.Export
             }
             catch
             {
-                // The VM is ended before the files it runs on go; one that cannot be ended keeps its overlays and
-                // record, so Get-/Stop-VmInstantRestore still find it.
-                bool vmEnded = record.QemuProcessId == 0 || EndQemu(record.QemuProcessId, record.QemuStartTicks, Path.Combine(destination, "qmp.sock"));
+                // Every QEMU this start made is ended before the files it runs on go, found by its name: a Ctrl+C or
+                // timeout while QEMU starts leaves its pid unread. One that cannot be ended keeps its overlays, and the
+                // record names it, so Get-/Stop-VmInstantRestore still find it.
+                var running = QemuProcessesOf(record.Id).Where(qemu => !EndQemu(qemu.Pid, qemu.StartTicks, Path.Combine(destination, "qmp.sock"))).ToList();
                 server.Stop();
-                if (vmEnded)
+                if (running.Count == 0)
                 {
                     made.ForEach(File.Delete);
                     record.Delete();
+                }
+                else if (record.QemuProcessId == 0)
+                {
+                    (record.QemuProcessId, record.QemuStartTicks) = running[0];
+                    record.Save();
                 }
 
                 throw;
@@ -398,18 +403,23 @@ namespace VmQuiesce.Core.Export
             return format;
         }
 
-        private static int StartQemu(BootCheckOptions vm, VmMachine machine, string destination, IReadOnlyList<string> disks, CancellationToken cancel)
+        /// <summary>
+        /// Starts the VM's QEMU, detached (-daemonize: the VM outlives this process), and records its pid and start
+        /// time. QEMU is found by the name it is given (<see cref="QemuName"/>), never by a pidfile: one in the
+        /// destination is written through whatever link is planted there and may name any process by the time it is read.
+        /// </summary>
+        private static void StartQemu(InstantRestoreRecord record, BootCheckOptions vm, VmMachine machine, CancellationToken cancel)
         {
             string program = HostTools.ForThisHost.Resolve(vm.QemuExecutable, "The VM option QemuExecutable");
-            string pidFile = Path.Combine(destination, "qemu.pid");
-            // -daemonize: the VM outlives this process. Its setsid() is what elevateprivileges=deny would refuse.
-            var arguments = new List<string> { "-daemonize", "-pidfile", BootCheck.QemuPath(pidFile), "-sandbox", "on,obsolete=deny,resourcecontrol=deny" };
+            string destination = record.Destination;
+            // -daemonize's setsid() is what elevateprivileges=deny would refuse.
+            var arguments = new List<string> { "-daemonize", "-name", QemuName(record.Id), "-sandbox", "on,obsolete=deny,resourcecontrol=deny" };
             arguments.AddRange(BootCheck.MachineArguments(vm, machine, Path.Combine(destination, "console.log")));
-            for (int i = 0; i < disks.Count; i++)
+            for (int i = 0; i < record.Disks.Count; i++)
             {
                 arguments.AddRange(new[]
                 {
-                    "-drive", $"if=none,id=disk{i},file={BootCheck.QemuPath(OverlayOf(disks[i]))},format=qcow2,werror=stop,rerror=stop",
+                    "-drive", $"if=none,id=disk{i},file={BootCheck.QemuPath(OverlayOf(record.Disks[i]))},format=qcow2,werror=stop,rerror=stop",
                     "-device", $"virtio-blk-pci,drive=disk{i}" + (i == 0 && vm.Kernel == null ? ",bootindex=0" : string.Empty),
                 });
             }
@@ -427,7 +437,49 @@ namespace VmQuiesce.Core.Export
                 throw new VmQuiesceException("InstantRestoreStartFailed", FailureKind.InvalidOperation, $"QEMU did not start the VM (exit code {started.ExitCode}): {started.Message}", destination);
             }
 
-            return int.Parse(File.ReadAllText(pidFile).Trim(), NumberStyles.None, CultureInfo.InvariantCulture);
+            IReadOnlyList<(int Pid, string StartTicks)> qemu = QemuProcessesOf(record.Id);
+            if (qemu.Count != 1)
+            {
+                throw new VmQuiesceException("InstantRestoreStartFailed", FailureKind.InvalidOperation,
+                    $"QEMU said it started the VM, but {qemu.Count} processes of this user are named {QemuName(record.Id)}, where one was expected.", destination);
+            }
+
+            (record.QemuProcessId, record.QemuStartTicks) = qemu[0];
+        }
+
+        /// <summary>The name (-name) of the QEMU of restore <paramref name="id"/>: no other process of this user carries it (ids are random).</summary>
+        private static string QemuName(string id) => "vmquiesce-instant-restore-" + id;
+
+        /// <summary>
+        /// The live processes of this user whose arguments hold "-name <see cref="QemuName"/>": the QEMU of this
+        /// restore (also while it is still starting, before any pid of it was read), with their start times.
+        /// </summary>
+        private static IReadOnlyList<(int Pid, string StartTicks)> QemuProcessesOf(string id)
+        {
+            string named = "\0-name\0" + QemuName(id) + "\0";
+            var found = new List<(int Pid, string StartTicks)>();
+            foreach (string folder in Directory.EnumerateDirectories("/proc"))
+            {
+                if (!int.TryParse(Path.GetFileName(folder), NumberStyles.None, CultureInfo.InvariantCulture, out int pid))
+                {
+                    continue;
+                }
+
+                try
+                {
+                    // A zombie's arguments are empty; the folder's owner is the process's effective user.
+                    if (("\0" + File.ReadAllText(folder + "/cmdline")).Contains(named) && UnixFiles.Stat(folder).Uid == Libc.geteuid() && ProcessIdentity.StartTicksOf(pid) is string ticks)
+                    {
+                        found.Add((pid, ticks));
+                    }
+                }
+                catch (Exception e) when (e is IOException || e is UnauthorizedAccessException)
+                {
+                    // Ended meanwhile, or hidden from this user.
+                }
+            }
+
+            return found;
         }
 
         /// <summary>

@@ -288,6 +288,77 @@ namespace VmQuiesce.Core.Tests.Export
             Assert.DoesNotContain(RestorePointServer.Running, served => served.RestorePointId == _guest.Point.Id);
         }
 
+        /// <summary>
+        /// Ctrl+C while QEMU starts (its first process has not returned, so no pid of it was read; here QEMU runs,
+        /// as it does once it forked its daemon, and the program named as QEMU has not ended) ends that QEMU before
+        /// its overlays and export go.
+        /// </summary>
+        [GuestFact]
+        public void Ctrl_C_while_QEMU_starts_ends_that_QEMU_and_leaves_no_record_overlay_or_export()
+        {
+            using var folder = new TempFolder();
+            string destination = folder.File("vm");
+            RestorePoint point = _guest.Fixture.Repository.GetRestorePoint(_guest.Point.Id);
+            string started = folder.File("started");
+            Assert.Equal(0, HostCommand.Run("/usr/bin/mkfifo", new[] { started }).ExitCode);
+            BootCheckOptions vm = BootCheckTests.GuestBoot();
+            vm.QemuExecutable = folder.File("qemu-still-starting");
+            File.WriteAllText(vm.QemuExecutable, $"#!/bin/sh\n'{HostTools.ForThisHost.Find(TestGuestEnvironment.QemuExecutable)}' \"$@\"\nstatus=$?\necho $status > '{started}'\n[ $status = 0 ] || exit $status\nexec /bin/sleep 600\n");
+            File.SetUnixFileMode(vm.QemuExecutable, UnixFileMode.UserRead | UnixFileMode.UserExecute);
+            using var cancel = new CancellationTokenSource();
+            try
+            {
+                var start = System.Threading.Tasks.Task.Run(() => InstantRestore.Start(_guest.Fixture.Repository, point, destination, vm, 0, cancel.Token));
+                var said = System.Threading.Tasks.Task.Run(() => File.ReadAllText(started));
+                Assert.Equal(0, System.Threading.Tasks.Task.WaitAny(new System.Threading.Tasks.Task[] { said, start }, TimeSpan.FromMinutes(3)));
+                Assert.Equal("0\n", said.Result);
+                (int Pid, string Ticks)[] qemu = ProcessesNaming(destination).Where(pid => File.ReadAllText($"/proc/{pid}/comm").StartsWith("qemu", StringComparison.Ordinal))
+                    .Select(pid => (pid, ProcessIdentity.StartTicksOf(pid)!)).ToArray();
+                Assert.NotEmpty(qemu);
+
+                cancel.Cancel();
+
+                Exception? failed = Record.Exception(() => start.GetAwaiter().GetResult());
+                Assert.IsAssignableFrom<OperationCanceledException>(failed);
+                foreach ((int pid, string ticks) in qemu)
+                {
+                    Assert.True(ProcessIdentity.StartTicksOf(pid) != ticks || ProcessIdentity.IsZombie(pid), $"QEMU {pid} of the cancelled restore still runs.");
+                }
+
+                Assert.False(File.Exists(LocalDisk(destination, point) + ".overlay"));
+                Assert.DoesNotContain(InstantRestore.Running, restore => restore.Destination == destination);
+                Assert.DoesNotContain(RestorePointServer.Running, served => served.RestorePointId == _guest.Point.Id);
+            }
+            finally
+            {
+                EndProcessesNaming(destination);
+            }
+        }
+
+        /// <summary>QEMU writes nothing through a link planted in the destination: it is given no pidfile there.</summary>
+        [GuestFact]
+        public void A_link_planted_at_a_pidfile_path_in_the_destination_is_never_written_through()
+        {
+            using var folder = new TempFolder();
+            string destination = folder.File("vm");
+            Directory.CreateDirectory(destination);
+            string victim = folder.File("victim");
+            File.WriteAllText(victim, "kept\n");
+            File.CreateSymbolicLink(Path.Combine(destination, "qemu.pid"), victim);
+            try
+            {
+                InstantRestore restore = InstantRestore.Start(_guest.Fixture.Repository, _guest.Fixture.Repository.GetRestorePoint(_guest.Point.Id), destination, BootCheckTests.GuestBoot(), 0, CancellationToken.None);
+                restore.Stop();
+
+                Assert.Equal("kept\n", File.ReadAllText(victim));
+                Assert.False(Directory.Exists($"/proc/{restore.ProcessId}") && !ProcessIdentity.IsZombie(restore.ProcessId));
+            }
+            finally
+            {
+                EndProcessesNaming(destination);
+            }
+        }
+
         [GuestFact]
         public void A_folder_at_a_local_disk_path_is_refused_by_name_before_anything_starts()
         {
@@ -315,19 +386,7 @@ namespace VmQuiesce.Core.Tests.Export
         /// </summary>
         private static int[] EndProcessesNaming(string folder)
         {
-            int[] found = Directory.EnumerateDirectories("/proc").Select(Path.GetFileName).Where(name => name!.All(char.IsDigit)).Select(name => int.Parse(name!, System.Globalization.CultureInfo.InvariantCulture))
-                .Where(pid =>
-                {
-                    try
-                    {
-                        return File.ReadAllText($"/proc/{pid}/cmdline").Contains(folder, StringComparison.Ordinal);
-                    }
-                    catch (IOException)
-                    {
-                        return false; // ended meanwhile
-                    }
-                })
-                .ToArray();
+            int[] found = ProcessesNaming(folder);
             foreach (int pid in found)
             {
                 try
@@ -344,6 +403,22 @@ namespace VmQuiesce.Core.Tests.Export
 
             return found;
         }
+
+        /// <summary>The processes whose command line names <paramref name="folder"/>.</summary>
+        private static int[] ProcessesNaming(string folder) =>
+            Directory.EnumerateDirectories("/proc").Select(Path.GetFileName).Where(name => name!.All(char.IsDigit)).Select(name => int.Parse(name!, System.Globalization.CultureInfo.InvariantCulture))
+                .Where(pid =>
+                {
+                    try
+                    {
+                        return File.ReadAllText($"/proc/{pid}/cmdline").Contains(folder, StringComparison.Ordinal);
+                    }
+                    catch (IOException)
+                    {
+                        return false; // ended meanwhile
+                    }
+                })
+                .ToArray();
 
         /// <summary>True when files in <paramref name="folder"/> can be written past the page cache (O_DIRECT; tmpfs cannot).</summary>
         private static bool DirectIoWorksIn(TempFolder folder)
