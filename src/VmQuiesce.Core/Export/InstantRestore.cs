@@ -180,13 +180,15 @@ namespace VmQuiesce.Core.Export
             VmMachine machine = vm.MachineFor(point.Machine);
             destination = Path.GetFullPath(destination);
             var disks = point.Files.Select(file => Path.Combine(destination, Path.GetFileNameWithoutExtension(file.Path) + ".qcow2")).ToList();
-            foreach (string path in disks.Concat(disks.Select(OverlayOf)))
+            foreach (string path in disks.Concat(disks.Select(OverlayOf)).Append(ConsoleLogIn(destination)))
             {
-                // Not followed: a link or folder there would be written through or fail the start only after QEMU runs.
-                if (UnixFiles.StatAt(Libc.AtFdCwd, path, out _) is FileStatus found && !found.IsRegularFile)
+                // Not followed: a link or folder there would be written through (QEMU truncates its console log through
+                // one, as root) or fail the start only after QEMU runs; a file of several names is another file too.
+                if (UnixFiles.StatAt(Libc.AtFdCwd, path, out _) is FileStatus found && !(found.IsRegularFile && found.Links == 1))
                 {
+                    string what = found.IsRegularFile ? $"a file of {found.Links} names (hard links)" : found.KindName;
                     throw new VmQuiesceException("InstantRestoreDiskPathInvalid", FailureKind.InvalidArgument,
-                        $"Cannot restore '{point.Id}' into '{destination}': '{path}' is {found.KindName}, where the restore makes a disk file.", path);
+                        $"Cannot restore '{point.Id}' into '{destination}': '{path}' is {what}, where the restore makes a file of its own.", path);
                 }
             }
 
@@ -414,7 +416,7 @@ namespace VmQuiesce.Core.Export
             string destination = record.Destination;
             // -daemonize's setsid() is what elevateprivileges=deny would refuse.
             var arguments = new List<string> { "-daemonize", "-name", QemuName(record.Id), "-sandbox", "on,obsolete=deny,resourcecontrol=deny" };
-            arguments.AddRange(BootCheck.MachineArguments(vm, machine, Path.Combine(destination, "console.log")));
+            arguments.AddRange(BootCheck.MachineArguments(vm, machine, ConsoleLogIn(destination)));
             for (int i = 0; i < record.Disks.Count; i++)
             {
                 arguments.AddRange(new[]
@@ -701,6 +703,9 @@ namespace VmQuiesce.Core.Export
         private static string JobId(int disk) => JobPrefix + disk.ToString(CultureInfo.InvariantCulture);
 
         private static string TargetNode(int disk) => "vmquiesce-local-disk" + disk.ToString(CultureInfo.InvariantCulture);
+
+        /// <summary>The VM's serial console, which QEMU writes (truncated first) in the destination.</summary>
+        private static string ConsoleLogIn(string destination) => Path.Combine(destination, "console.log");
 
         /// <summary>The overlay of a local disk: beside it, a name no other disk of the point can have (theirs end in .qcow2).</summary>
         private static string OverlayOf(string disk) => disk + ".overlay";

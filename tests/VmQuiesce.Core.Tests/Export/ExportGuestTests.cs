@@ -377,6 +377,36 @@ namespace VmQuiesce.Core.Tests.Export
             Assert.DoesNotContain(InstantRestore.Running, restore => restore.Destination == destination);
         }
 
+        /// <summary>QEMU, as root, truncates and writes its console log: a link or second name planted there is refused before anything starts.</summary>
+        [GuestTheory]
+        [InlineData("link")]
+        [InlineData("hard link")]
+        public void A_link_planted_at_the_console_log_is_refused_before_QEMU_writes_through_it(string kind)
+        {
+            using var folder = new TempFolder();
+            string destination = folder.File("vm");
+            Directory.CreateDirectory(destination);
+            string victim = folder.File("victim");
+            File.WriteAllText(victim, "kept\n");
+            string console = Path.Combine(destination, "console.log");
+            Assert.Equal(0, HostCommand.Run("/bin/ln", kind == "link" ? new[] { "-s", victim, console } : new[] { victim, console }).ExitCode);
+            InstantRestore? started = null;
+            try
+            {
+                Exception? refused = Record.Exception(() => started = InstantRestore.Start(_guest.Fixture.Repository, _guest.Fixture.Repository.GetRestorePoint(_guest.Point.Id), destination, BootCheckTests.GuestBoot(), 0, CancellationToken.None));
+                started?.Stop();
+
+                Assert.Equal("kept\n", File.ReadAllText(victim));
+                Assert.Equal("InstantRestoreDiskPathInvalid", Assert.IsType<VmQuiesceException>(refused).ErrorId);
+                Assert.Contains($"'{console}' is a ", refused.Message, StringComparison.Ordinal);
+                Assert.Empty(EndProcessesNaming(destination));
+            }
+            finally
+            {
+                EndProcessesNaming(destination);
+            }
+        }
+
         /// <summary>Where an instant restore into <paramref name="destination"/> makes the point's first disk: its name as qcow2.</summary>
         private static string LocalDisk(string destination, RestorePoint point) => Path.Combine(destination, Path.GetFileNameWithoutExtension(point.Files[0].Path) + ".qcow2");
 
