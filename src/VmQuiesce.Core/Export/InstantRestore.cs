@@ -219,8 +219,8 @@ namespace VmQuiesce.Core.Export
                 {
                     ServedDisk disk = server.Disks[i];
                     string format = CheckedFormat(server, disk, cancel);
+                    made.Add(OverlayOf(disks[i])); // before qemu-img runs: one cancelled or failing midway may leave the file
                     RunQemuImg(new[] { "create", "-q", "-f", DiskImageFormat.Qcow2, "-o", LocalDiskOptions, "-b", disk.Uri, "-F", format, OverlayOf(disks[i]) }, cancel);
-                    made.Add(OverlayOf(disks[i]));
                 }
 
                 StartQemu(record, vm, machine, cancel);
@@ -239,7 +239,12 @@ namespace VmQuiesce.Core.Export
                 server.Stop();
                 if (running.Count == 0)
                 {
-                    made.ForEach(File.Delete);
+                    // The overlays, and the local disks the copy's start made: none of them was there before this start.
+                    foreach (string file in made.Concat(disks).Where(File.Exists))
+                    {
+                        File.Delete(file);
+                    }
+
                     record.Delete();
                 }
                 else if (record.QemuProcessId == 0)

@@ -335,6 +335,48 @@ namespace VmQuiesce.Core.Tests.Export
             }
         }
 
+        /// <summary>
+        /// A start that fails once the background copy's local disk was made (here the mirror is refused: another
+        /// block job, a stream, has put its filter over the disk) deletes that local disk with the overlays, so the destination can be used again.
+        /// </summary>
+        [GuestFact]
+        public void A_start_that_fails_after_the_local_disk_was_made_deletes_it()
+        {
+            using var folder = new TempFolder();
+            string destination = folder.File("vm");
+            RestorePoint point = _guest.Fixture.Repository.GetRestorePoint(_guest.Point.Id);
+            string started = folder.File("started"), go = folder.File("go");
+            Assert.Equal(0, HostCommand.Run("/usr/bin/mkfifo", new[] { started, go }).ExitCode);
+            BootCheckOptions vm = BootCheckTests.GuestBoot();
+            vm.QemuExecutable = folder.File("qemu-then-wait");
+            File.WriteAllText(vm.QemuExecutable, $"#!/bin/sh\n'{HostTools.ForThisHost.Find(TestGuestEnvironment.QemuExecutable)}' \"$@\" || exit $?\necho started > '{started}'\nread line < '{go}'\n");
+            File.SetUnixFileMode(vm.QemuExecutable, UnixFileMode.UserRead | UnixFileMode.UserExecute);
+            try
+            {
+                var start = System.Threading.Tasks.Task.Run(() => InstantRestore.Start(_guest.Fixture.Repository, point, destination, vm, 0, CancellationToken.None));
+                var said = System.Threading.Tasks.Task.Run(() => File.ReadAllText(started));
+                Assert.Equal(0, System.Threading.Tasks.Task.WaitAny(new System.Threading.Tasks.Task[] { said, start }, TimeSpan.FromMinutes(3)));
+                using (QmpClient qmp = QmpClient.Connect(Path.Combine(destination, "qmp.sock"), TimeSpan.FromSeconds(30)))
+                {
+                    qmp.Execute("block-stream", new JsonObject().With("device", "disk0").With("job-id", "busy").With("speed", 1));
+                }
+
+                File.WriteAllText(go, "go\n");
+
+                Exception? failed = Record.Exception(() => start.GetAwaiter().GetResult());
+                string message = Assert.IsAssignableFrom<VmQuiesceException>(failed).Message;
+                Assert.True(message.Contains("refused 'blockdev-mirror'", StringComparison.Ordinal), message);
+                Assert.False(File.Exists(LocalDisk(destination, point)));
+                Assert.False(File.Exists(LocalDisk(destination, point) + ".overlay"));
+                Assert.Empty(ProcessesNaming(destination));
+                Assert.DoesNotContain(InstantRestore.Running, restore => restore.Destination == destination);
+            }
+            finally
+            {
+                EndProcessesNaming(destination);
+            }
+        }
+
         /// <summary>QEMU writes nothing through a link planted in the destination: it is given no pidfile there.</summary>
         [GuestFact]
         public void A_link_planted_at_a_pidfile_path_in_the_destination_is_never_written_through()
