@@ -292,22 +292,15 @@ namespace VmQuiesce.Core.Export
             }
 
             IRestorePointSource repository = openRepository();
-            RestorePoint point;
+            (int Pid, string? StartTicks) lastServer = (_record.ServerProcessId, _record.ServerStartTicks);
+            bool served = false;
             try
             {
-                point = repository.GetRestorePoint(RestorePointId);
-            }
-            catch
-            {
-                (repository as IDisposable)?.Dispose();
-                throw;
-            }
-
-            RemoveStaleSocket();
-            _record.ServeHere();
-            _server = RestorePointServer.Start(repository, point, new RestorePointServerOptions { SocketPath = _record.SocketPath, OwnsRepository = true });
-            try
-            {
+                RestorePoint point = repository.GetRestorePoint(RestorePointId);
+                RemoveStaleSocket();
+                _record.ServeHere();
+                served = true; // the server owns the repository from here, and closes it when it stops or fails to start
+                _server = RestorePointServer.Start(repository, point, new RestorePointServerOptions { SocketPath = _record.SocketPath, OwnsRepository = true });
                 _reconnectUntil = DateTime.UtcNow + ReconnectWindow;
                 StateValue = InstantRestoreState.Copying;
                 StartCopies(cancel);
@@ -315,8 +308,21 @@ namespace VmQuiesce.Core.Export
             }
             catch
             {
-                _server.Stop();
+                _server?.Stop();
+                _server = null;
                 StateValue = InstantRestoreState.Interrupted;
+                (_record.ServerProcessId, _record.ServerStartTicks) = lastServer;
+                if (!served)
+                {
+                    (repository as IDisposable)?.Dispose();
+                }
+                else
+                {
+                    // Served by no one again: a record naming this live process would make every later look (this
+                    // session's too) take the restore as served elsewhere, and refuse to resume or stop it.
+                    _record.Save();
+                }
+
                 throw;
             }
         }

@@ -2,8 +2,10 @@ using System;
 using System.Diagnostics;
 using System.IO;
 using System.Net.Sockets;
+using System.Threading;
 using VmQuiesce.Core.Export;
 using VmQuiesce.Core.Repository;
+using VmQuiesce.Core.Tests.Repository;
 using VmQuiesce.Core.Tests.Qemu;
 using Xunit;
 
@@ -37,14 +39,14 @@ namespace VmQuiesce.Core.Tests.Export
         /// The record of an interrupted restore into a fresh folder, its disk and overlay there, whose QEMU is
         /// <see cref="_vm"/> as started at <paramref name="startTicks"/>, and whose server is gone.
         /// </summary>
-        private InstantRestore Interrupted(string startTicks)
+        private InstantRestore Interrupted(string startTicks, string restorePointId = "point-1", string repository = "/repo")
         {
             string destination = _folder.File("vm");
             Directory.CreateDirectory(destination);
             string disk = Path.Combine(destination, "disk0.qcow2");
             File.WriteAllText(disk, "incomplete");
             File.WriteAllText(disk + ".overlay", "overlay");
-            _record = new InstantRestoreRecord(Guid.NewGuid().ToString("N").Substring(0, 8), "web01", "point-1", "/repo", destination, new[] { disk })
+            _record = new InstantRestoreRecord(Guid.NewGuid().ToString("N").Substring(0, 8), "web01", restorePointId, repository, destination, new[] { disk })
             {
                 QemuProcessId = _vm.Id,
                 QemuStartTicks = startTicks,
@@ -71,6 +73,29 @@ namespace VmQuiesce.Core.Tests.Export
             Assert.Equal(InstantRestoreState.Stopped, restore.StateValue);
             Assert.False(File.Exists(restore.Disks[0]));
             Assert.False(File.Exists(restore.Overlays[0]));
+            Assert.Null(InstantRestore.Find(restore.Id));
+        }
+
+        /// <summary>
+        /// A resume that fails once the point is served again, before the copy started (here the VM's monitor is not
+        /// there; as on Ctrl+C) leaves the restore interrupted, as it was: not recorded as served by this session,
+        /// which could then neither resume nor stop it.
+        /// </summary>
+        [LinuxRootFact]
+        public void A_resume_that_fails_before_the_copy_started_leaves_the_restore_interrupted_and_stoppable()
+        {
+            using var fixture = new RepositoryFixture();
+            RestorePoint point = fixture.BackUp("web01", fixture.WriteFile("disk0.raw", RepositoryFixture.Random(RepositoryFixture.ChunkSize, 1)));
+            InstantRestore restore = Interrupted(ProcessIdentity.StartTicksOf(_vm.Id)!, point.Id, fixture.RepositoryPath);
+
+            Exception? failed = Record.Exception(() => restore.Resume(() => fixture.Repository, CancellationToken.None));
+
+            Assert.IsAssignableFrom<VmQuiesceException>(failed);
+            Assert.DoesNotContain(RestorePointServer.Running, served => served.RestorePointId == point.Id);
+            InstantRestore found = InstantRestore.Find(restore.Id)!;
+            Assert.Equal(InstantRestoreState.Interrupted, found.StateValue);
+            found.Stop();
+            Assert.True(_vm.WaitForExit(10_000), $"process {_vm.Id} still runs after Stop");
             Assert.Null(InstantRestore.Find(restore.Id));
         }
 
