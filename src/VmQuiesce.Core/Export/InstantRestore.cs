@@ -756,15 +756,25 @@ namespace VmQuiesce.Core.Export
 
         /// <summary>
         /// Whether QEMU process <paramref name="pid"/> has exited (or its pid now names a later process) within
-        /// <paramref name="timeout"/>; it is no child of ours, so it is polled, and a zombie its reaper has not
-        /// collected yet counts as exited.
+        /// <paramref name="timeout"/>; it is no child of ours, so it is polled. A zombie has exited: its reaper (not
+        /// us) gets <see cref="ReapGrace"/> to collect it, so that the pid is normally gone on return, and one that
+        /// reaps nothing does not hold the caller up to the timeout.
         /// </summary>
         private static bool WaitUntilGone(int pid, string? startTicks, TimeSpan timeout)
         {
             DateTime deadline = DateTime.UtcNow + timeout;
-            while (ProcessIdentity.IsRunning(pid, startTicks, null) && !ProcessIdentity.IsZombie(pid))
+            DateTime? reapedBy = null;
+            while (ProcessIdentity.IsRunning(pid, startTicks, null))
             {
-                if (DateTime.UtcNow >= deadline)
+                if (ProcessIdentity.IsZombie(pid))
+                {
+                    reapedBy ??= DateTime.UtcNow + ReapGrace;
+                    if (DateTime.UtcNow >= reapedBy)
+                    {
+                        return true;
+                    }
+                }
+                else if (DateTime.UtcNow >= deadline)
                 {
                     return false;
                 }
@@ -774,6 +784,8 @@ namespace VmQuiesce.Core.Export
 
             return true;
         }
+
+        private static readonly TimeSpan ReapGrace = TimeSpan.FromSeconds(2);
 
         private const int SigKill = 9;
 
