@@ -201,6 +201,55 @@ namespace VmQuiesce.Core.Tests.VMware
         }
 
         [VmrunDoubleFact]
+        public void A_file_or_folder_swapped_for_a_link_while_the_copy_runs_is_still_read_as_it_was_found()
+        {
+            using var vmrun = new VmrunDouble();
+            TestVm vm = vmrun.CreateVm();
+            string outside = Path.GetDirectoryName(vm.Folder)!;
+            string secret = Path.Combine(outside, "host-secret.txt");
+            File.WriteAllText(secret, "host secret");
+            string secretFolder = Path.Combine(outside, "host-folder");
+            Directory.CreateDirectory(secretFolder);
+            File.WriteAllText(Path.Combine(secretFolder, "notes.txt"), "host secret too");
+            File.WriteAllText(vm.File("notes.txt"), "vm notes");
+            Directory.CreateDirectory(vm.File("sub"));
+            File.WriteAllText(vm.File("sub/notes.txt"), "vm sub notes");
+
+            using IConsistentView view = Source(vmrun, vm).OpenConsistentView(CrashIsEnough, CancellationToken.None);
+            // Whoever can write the VM folder swaps a file and a folder for links after they were listed.
+            File.Delete(vm.File("notes.txt"));
+            File.CreateSymbolicLink(vm.File("notes.txt"), secret);
+            Directory.Move(vm.File("sub"), vm.File("sub-moved"));
+            File.CreateSymbolicLink(vm.File("sub"), secretFolder);
+            Dictionary<string, string> read = Read(view);
+            view.Complete(true, CancellationToken.None);
+
+            Assert.Equal("vm notes", read["notes.txt"]);
+            Assert.Equal("vm sub notes", read["sub/notes.txt"]);
+            Assert.DoesNotContain(read.Values, content => content.Contains("host secret", StringComparison.Ordinal));
+        }
+
+        [VmrunDoubleFact]
+        public void The_copies_of_the_configuration_are_readable_by_this_user_only()
+        {
+            using var vmrun = new VmrunDouble();
+            TestVm vm = vmrun.CreateVm();
+            foreach (QuiesceOptions options in new[] { CrashIsEnough, KeepIt })
+            {
+                using IConsistentView view = Source(vmrun, vm).OpenConsistentView(options, CancellationToken.None);
+                string copy = view.Files.Single(f => f.RelativePath == "vm.vmx").ReadPath;
+                string temp = Path.GetFullPath(Path.GetTempPath()).TrimEnd('/') + "/";
+                Assert.StartsWith(temp, copy, StringComparison.Ordinal);
+                string staging = temp + copy.Substring(temp.Length).Split('/')[0];
+
+                Assert.Equal(Convert.ToInt32("700", 8), UnixFiles.Stat(staging).Permissions);
+                Assert.Equal(Convert.ToInt32("600", 8), UnixFiles.Stat(copy).Permissions);
+                view.Complete(true, CancellationToken.None);
+                Assert.False(Directory.Exists(staging));
+            }
+        }
+
+        [VmrunDoubleFact]
         public void A_marker_that_is_a_link_is_named_without_reading_what_it_leads_to_and_never_written_through()
         {
             using var vmrun = new VmrunDouble();

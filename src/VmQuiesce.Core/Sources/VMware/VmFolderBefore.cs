@@ -20,21 +20,24 @@ namespace VmQuiesce.Core.Sources.VMware
             _copies = copies;
         }
 
+        /// <summary>A configuration file is a few kilobytes (an .nvram a few hundred): far more is not one, and is not copied aside.</summary>
+        internal const long MetadataMaxBytes = 16 << 20;
+
         /// <param name="copyFolder">Where the configuration copies go (inside the view's staging folder).</param>
         public static VmFolderBefore Capture(string vmxPath, string copyFolder)
         {
             // The view's enumeration after the snapshot warns about what it leaves out; this one stays quiet.
-            IReadOnlyList<(string Relative, string Full)> files = VmwareVmFolder.FrozenFiles(string.Empty, vmxPath, Enumerable.Empty<string>(), OperationHost.None);
+            using VmFolderFiles files = VmwareVmFolder.OpenFrozenFiles(string.Empty, vmxPath, Enumerable.Empty<string>(), OperationHost.None);
             var copies = new Dictionary<string, string>(VmwareVmFolder.PathComparer);
-            foreach ((string relative, string full) in files.Where(file => VmwareVmFolder.MutableMetadataExtensions.Contains(Path.GetExtension(file.Full), VmwareVmFolder.PathComparer)))
+            foreach (VmFolderFile file in files.Files.Where(file => VmwareVmFolder.IsMutableMetadata(file.Full)))
             {
-                string copy = Path.Combine(copyFolder, relative.Replace('/', Path.DirectorySeparatorChar));
+                string copy = Path.Combine(copyFolder, file.Relative.Replace('/', Path.DirectorySeparatorChar));
                 Directory.CreateDirectory(Path.GetDirectoryName(copy)!);
-                File.Copy(full, copy);
-                copies[relative] = copy;
+                VmFolderFiles.CopySmall(file, copy, MetadataMaxBytes);
+                copies[file.Relative] = copy;
             }
 
-            return new VmFolderBefore(new HashSet<string>(files.Select(file => file.Relative), VmwareVmFolder.PathComparer), copies);
+            return new VmFolderBefore(new HashSet<string>(files.Files.Select(file => file.Relative), VmwareVmFolder.PathComparer), copies);
         }
 
         public bool Existed(string relative) => _existed.Contains(relative);

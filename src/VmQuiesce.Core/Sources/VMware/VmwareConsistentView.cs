@@ -15,11 +15,14 @@ namespace VmQuiesce.Core.Sources.VMware
         private readonly string _snapshotName;
         private readonly string _stagingFolder;
         private readonly bool _keep;
+        private readonly IDisposable _heldFiles;
         private bool _completed;
 
         /// <param name="keep">-KeepSnapshot: the snapshot stays after a successful copy and the point records it, with the vmrun that took it.</param>
-        public VmwareConsistentView(VmwareSource source, string snapshotName, bool keep, IReadOnlyList<ViewFile> files, string stagingFolder, QuiesceRecord quiesce)
+        /// <param name="heldFiles">The VM folder's files the view reads through their descriptors: closed when the view is done.</param>
+        public VmwareConsistentView(VmwareSource source, string snapshotName, bool keep, IReadOnlyList<ViewFile> files, IDisposable heldFiles, string stagingFolder, QuiesceRecord quiesce)
         {
+            _heldFiles = heldFiles;
             _source = source;
             _snapshotName = snapshotName;
             _stagingFolder = stagingFolder;
@@ -51,6 +54,8 @@ namespace VmQuiesce.Core.Sources.VMware
             }
 
             _completed = true;
+            // The copy is over: the VM folder's files are not read any more, and the snapshot's release may merge them.
+            _heldFiles.Dispose();
             try
             {
                 _source.Release(_snapshotName, delete: !success || !_keep, cancel);

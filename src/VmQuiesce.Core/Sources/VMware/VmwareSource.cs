@@ -124,8 +124,8 @@ namespace VmQuiesce.Core.Sources.VMware
             }
 
             string name = SnapshotPrefix + DateTime.UtcNow.ToString("yyyyMMdd'T'HHmmssfff'Z'", CultureInfo.InvariantCulture);
-            string staging = Path.Combine(Path.GetTempPath(), "vmquiesce-vmware-" + Guid.NewGuid().ToString("N"));
-            Directory.CreateDirectory(staging);
+            // Holds copies of the VM's configuration: readable by this user only, like every file VmQuiesce creates.
+            string staging = CreateStaging();
             IConsistentView? view = null;
             try
             {
@@ -142,6 +142,19 @@ namespace VmQuiesce.Core.Sources.VMware
                 {
                     VmwareConsistentView.DeleteStaging(staging, _host);
                 }
+            }
+        }
+
+        private string CreateStaging()
+        {
+            try
+            {
+                return ScratchFolder.Create("vmquiesce-vmware").Path;
+            }
+            catch (Exception failure) when (failure is IOException || failure is UnauthorizedAccessException)
+            {
+                throw new VmQuiesceException("VmFolderReadFailed", FailureKind.WriteError,
+                    $"Could not create a private temporary folder for the configuration of VM '{VmName}' (nothing was changed): {failure.Message}", Path.GetTempPath(), failure);
             }
         }
 
@@ -190,13 +203,16 @@ namespace VmQuiesce.Core.Sources.VMware
         /// <summary>The view of the files the snapshot froze; on failure the snapshot is deleted and the failure thrown.</summary>
         private IConsistentView OpenView(string name, bool keep, IReadOnlyList<VmwareDisk> frozenDisks, string staging, VmFolderBefore? before)
         {
+            VmFolderFiles? held = null;
             try
             {
-                return new VmwareConsistentView(this, name, keep, FrozenViewFiles(frozenDisks, staging, before), staging,
+                IReadOnlyList<ViewFile> files = FrozenViewFiles(frozenDisks, staging, before, out held);
+                return new VmwareConsistentView(this, name, keep, files, held, staging,
                     new QuiesceRecord(Consistency.Crash, Array.Empty<string>(), 0, QuiesceMethod.None));
             }
             catch (Exception failure) when (failure is IOException || failure is UnauthorizedAccessException || failure is VmQuiesceException)
             {
+                held?.Dispose();
                 try
                 {
                     Release(name, delete: true, CancellationToken.None);
@@ -268,33 +284,35 @@ namespace VmQuiesce.Core.Sources.VMware
 
         /// <param name="frozenDisks">The disks the VM wrote before the snapshot, which it froze.</param>
         /// <param name="before">The folder as it was before the snapshot, when the snapshot is released after the copy.</param>
-        private IReadOnlyList<ViewFile> FrozenViewFiles(IReadOnlyList<VmwareDisk> frozenDisks, string staging, VmFolderBefore? before)
+        /// <param name="held">The VM folder's files, open until the view is done: the view reads them through these descriptors.</param>
+        private IReadOnlyList<ViewFile> FrozenViewFiles(IReadOnlyList<VmwareDisk> frozenDisks, string staging, VmFolderBefore? before, out VmFolderFiles held)
         {
             IReadOnlyList<string> writable = VmwareVmFolder.CurrentDisks(_options.VmxPath).SelectMany(d => VmwareVmFolder.DiskFiles(d.Path)).ToList();
             IReadOnlyDictionary<string, string> formats = VmwareVmFolder.DiskFormats(frozenDisks);
             var files = new List<ViewFile>();
             var madeBySnapshot = new List<string>();
-            foreach ((string relative, string full) in VmwareVmFolder.FrozenFiles(VmName, _options.VmxPath, writable, _host))
+            held = VmwareVmFolder.OpenFrozenFiles(VmName, _options.VmxPath, writable, _host);
+            foreach (VmFolderFile file in held.Files)
             {
-                string readPath = full;
-                if (before != null && !before.Existed(relative))
+                string readPath = file.ReadPath;
+                if (before != null && !before.Existed(file.Relative))
                 {
                     // The snapshot's own files (.vmsn, a .vmsd that did not exist): a point without the snapshot has none.
-                    madeBySnapshot.Add(relative);
+                    madeBySnapshot.Add(file.Relative);
                     continue;
                 }
 
-                if (VmwareVmFolder.MutableMetadataExtensions.Contains(Path.GetExtension(full), StringComparer.OrdinalIgnoreCase))
+                if (VmwareVmFolder.IsMutableMetadata(file.Full))
                 {
-                    readPath = before?.CopyOf(relative) ?? Path.Combine(staging, relative.Replace('/', Path.DirectorySeparatorChar));
+                    readPath = before?.CopyOf(file.Relative) ?? Path.Combine(staging, file.Relative.Replace('/', Path.DirectorySeparatorChar));
                     if (before == null)
                     {
                         Directory.CreateDirectory(Path.GetDirectoryName(readPath)!);
-                        File.Copy(full, readPath);
+                        VmFolderFiles.CopySmall(file, readPath, VmFolderBefore.MetadataMaxBytes);
                     }
                 }
 
-                files.Add(new ViewFile(relative, readPath, full) { Format = formats.TryGetValue(full, out string? format) ? format : null });
+                files.Add(new ViewFile(file.Relative, readPath, file.Full) { Format = formats.TryGetValue(file.Full, out string? format) ? format : null });
             }
 
             _host.WriteVerbose($"VM '{VmName}': {files.Count} frozen file(s); not copied (written after the snapshot): {string.Join(", ", writable.Select(Path.GetFileName))}" +

@@ -2,9 +2,12 @@ using System;
 using System.Collections.Generic;
 using System.IO;
 using System.Linq;
+using System.Runtime.InteropServices;
 using System.Text;
 using System.Text.RegularExpressions;
+using Microsoft.Win32.SafeHandles;
 using VmQuiesce.Core.Config;
+using VmQuiesce.Core.Native;
 using VmQuiesce.Core.Platform;
 
 namespace VmQuiesce.Core.Sources.VMware
@@ -24,7 +27,10 @@ namespace VmQuiesce.Core.Sources.VMware
         private static readonly Regex ExtentLine = new Regex(@"^\s*(?:RW|RDONLY|NOACCESS)\s+\d+\s+(?<type>\w+)\s+""(?<file>[^""]+)""", RegexOptions.CultureInvariant);
 
         /// <summary>Read from files that VMware may rewrite while the VM runs: copied aside right after the snapshot.</summary>
-        internal static readonly string[] MutableMetadataExtensions = { ".vmx", ".vmxf", ".vmsd", ".nvram" };
+        private static readonly string[] MutableMetadataExtensions = { ".vmx", ".vmxf", ".vmsd", ".nvram" };
+
+        /// <summary>Whether <paramref name="path"/> is configuration or snapshot metadata that VMware may rewrite while the VM runs.</summary>
+        internal static bool IsMutableMetadata(string path) => MutableMetadataExtensions.Contains(Path.GetExtension(path), StringComparer.OrdinalIgnoreCase);
 
         public static VmwareConfigDocument ReadVmx(string vmxPath)
         {
@@ -119,25 +125,56 @@ namespace VmQuiesce.Core.Sources.VMware
         }
 
         /// <summary>
-        /// The VM folder's files that belong in the backup, as (relative path with '/', full path), sorted:
-        /// everything except lock folders (*.lck), VMware's logs (vmware*.log), the live memory file (*.vmem
-        /// other than a snapshot's), and <paramref name="excluded"/> (the deltas that receive writes now).
-        /// Only regular files and real folders count: a link (which could lead anywhere on the host), a FIFO or a
-        /// device in the folder is left out, and <paramref name="host"/> is warned with what it is.
+        /// The VM folder's files that belong in the backup, as (relative path with '/', full path), sorted; see
+        /// <see cref="OpenFrozenFiles"/>. For a reader that reads them by path (the host's shadow copies).
         /// </summary>
         public static IReadOnlyList<(string Relative, string Full)> FrozenFiles(string vmName, string vmxPath, IEnumerable<string> excluded, IOperationHost host)
         {
+            using VmFolderFiles files = OpenFrozenFiles(vmName, vmxPath, excluded, host);
+            return files.Files.Select(file => (file.Relative, file.Full)).ToList();
+        }
+
+        /// <summary>
+        /// The VM folder's files that belong in the backup, sorted by relative path: everything except lock folders (*.lck),
+        /// VMware's logs (vmware*.log), the live memory file (*.vmem other than a snapshot's), and <paramref name="excluded"/>
+        /// (the deltas that receive writes now). Only regular files and real folders count: a link (which could lead
+        /// anywhere on the host), a FIFO or a device in the folder is left out, and <paramref name="host"/> is warned with
+        /// what it is. On Linux each file is opened as it is found, through its open folder and following no link, and
+        /// held until the result is disposed: read through <see cref="VmFolderFile.ReadPath"/>, it stays the file that was
+        /// found whatever is renamed or linked in the folder meanwhile.
+        /// </summary>
+        public static VmFolderFiles OpenFrozenFiles(string vmName, string vmxPath, IEnumerable<string> excluded, IOperationHost host)
+        {
             string folder = Path.GetDirectoryName(Path.GetFullPath(vmxPath))!;
             var skip = new HashSet<string>(excluded.Select(Path.GetFullPath), PathComparer);
-            var files = new List<(string, string)>();
+            var files = new List<VmFolderFile>();
+            var handles = new List<SafeFileHandle>();
             var refused = new List<string>();
-            Collect(folder, string.Empty, skip, files, refused);
+            try
+            {
+                if (HostPlatform.IsLinux)
+                {
+                    // The folder the .vmx path names now, which the .vmx was read from: a link on that path is the administrator's.
+                    using SafeFileHandle top = OpenFolder(Libc.AtFdCwd, folder, folder, followLink: true)!;
+                    CollectOpen(top, folder, string.Empty, skip, files, handles, refused);
+                }
+                else
+                {
+                    Collect(folder, string.Empty, skip, files, refused);
+                }
+            }
+            catch
+            {
+                handles.ForEach(handle => handle.Dispose());
+                throw;
+            }
+
             if (refused.Count > 0)
             {
                 host.WriteWarning($"VM '{vmName}': not backed up, since only regular files and folders of the VM folder are: {string.Join("; ", refused)}.");
             }
 
-            return files.OrderBy(f => f.Item1, StringComparer.Ordinal).ToList();
+            return new VmFolderFiles(files.OrderBy(f => f.Relative, StringComparer.Ordinal).ToList(), handles);
         }
 
         public static bool IsExcludedName(string name, bool isDirectory)
@@ -159,7 +196,7 @@ namespace VmQuiesce.Core.Sources.VMware
 
         internal static StringComparer PathComparer => Platform.HostPlatform.IsWindows || Platform.HostPlatform.IsMacOS ? StringComparer.OrdinalIgnoreCase : StringComparer.Ordinal;
 
-        private static void Collect(string directory, string prefix, HashSet<string> skip, List<(string, string)> files, ICollection<string> refused)
+        private static void Collect(string directory, string prefix, HashSet<string> skip, List<VmFolderFile> files, ICollection<string> refused)
         {
             foreach (FileSystemInfo entry in new DirectoryInfo(directory).EnumerateFileSystemInfos().OrderBy(e => e.Name, StringComparer.Ordinal))
             {
@@ -180,10 +217,95 @@ namespace VmQuiesce.Core.Sources.VMware
                 }
                 else
                 {
-                    files.Add((prefix + name, entry.FullName));
+                    files.Add(new VmFolderFile(prefix + name, entry.FullName, entry.FullName));
                 }
             }
         }
+
+        /// <summary>
+        /// Linux: lists the open folder <paramref name="folder"/> and opens each entry through it with O_NOFOLLOW, so that
+        /// neither an entry nor a folder on the way is reached through a link; each file's descriptor is kept in
+        /// <paramref name="handles"/>. An entry that is (or has become) anything but a regular file or a folder is refused.
+        /// </summary>
+        private static void CollectOpen(SafeFileHandle folder, string directory, string prefix, HashSet<string> skip, List<VmFolderFile> files,
+            List<SafeFileHandle> handles, ICollection<string> refused)
+        {
+            int folderFd = (int)folder.DangerousGetHandle();
+            IEnumerable<string> names = Directory.EnumerateFileSystemEntries(UnixFiles.DescriptorPath(folderFd)).Select(entry => Path.GetFileName(entry));
+            foreach (string name in names.OrderBy(n => n, StringComparer.Ordinal))
+            {
+                string full = Path.Combine(directory, name);
+                FileStatus? status = UnixFiles.StatAt(folderFd, name, out _);
+                if (status == null || IsExcludedName(name, status.Value.IsDirectory) || skip.Contains(full))
+                {
+                    continue;
+                }
+
+                if (status.Value.IsDirectory)
+                {
+                    using SafeFileHandle? below = OpenFolder(folderFd, name, full, followLink: false);
+                    if (below == null)
+                    {
+                        refused.Add($"'{prefix + name}' is a link");
+                        continue;
+                    }
+
+                    CollectOpen(below, full, prefix + name + "/", skip, files, handles, refused);
+                }
+                else if (!status.Value.IsRegularFile)
+                {
+                    refused.Add($"'{prefix + name}' is {KindOf(status.Value)}");
+                }
+                else if (OpenRegularFile(folderFd, name, full, out string? what) is SafeFileHandle file)
+                {
+                    handles.Add(file);
+                    files.Add(new VmFolderFile(prefix + name, full, UnixFiles.DescriptorPath(file.DangerousGetHandle().ToInt64())));
+                }
+                else
+                {
+                    refused.Add($"'{prefix + name}' is {what}");
+                }
+            }
+        }
+
+        /// <summary>The folder <paramref name="name"/> under <paramref name="parentFd"/>; without <paramref name="followLink"/>, null when it is a link or no folder (any more).</summary>
+        private static SafeFileHandle? OpenFolder(int parentFd, string name, string shown, bool followLink)
+        {
+            int fd = UnixFiles.OpenAt(parentFd, name, Libc.OpenReadOnly | Libc.OpenDirectory | (followLink ? 0 : Libc.OpenNoFollow) | Libc.OpenCloseOnExec, 0);
+            if (fd >= 0)
+            {
+                return new SafeFileHandle((IntPtr)fd, ownsHandle: true);
+            }
+
+            int errno = Marshal.GetLastWin32Error();
+            return !followLink && (errno == Libc.ELOOP || errno == Libc.ENOTDIR) ? null : throw RegularFile.Failure("open the folder", shown, errno);
+        }
+
+        /// <summary>The regular file <paramref name="name"/> under <paramref name="folderFd"/>, opened without following a link (or waiting on a FIFO); null, with what it is, when it is no regular file any more.</summary>
+        private static SafeFileHandle? OpenRegularFile(int folderFd, string name, string shown, out string? what)
+        {
+            int fd = UnixFiles.OpenAt(folderFd, name, Libc.OpenReadOnly | Libc.OpenNoFollow | Libc.OpenNonBlocking | Libc.OpenCloseOnExec, 0);
+            if (fd < 0)
+            {
+                int errno = Marshal.GetLastWin32Error();
+                what = "a link";
+                return errno == Libc.ELOOP ? null : throw RegularFile.Failure("open", shown, errno);
+            }
+
+            var handle = new SafeFileHandle((IntPtr)fd, ownsHandle: true);
+            FileStatus opened = UnixFiles.Stat(fd, shown);
+            if (opened.IsRegularFile)
+            {
+                what = null;
+                return handle;
+            }
+
+            handle.Dispose();
+            what = KindOf(opened);
+            return null;
+        }
+
+        private static string KindOf(FileStatus status) => status.IsSymbolicLink ? "a link" : status.KindName;
 
         /// <summary>What an entry is when it is neither a regular file nor a real folder (Linux: from lstat; elsewhere: a reparse point); null when it is one.</summary>
         private static string? WhyNotPlain(FileSystemInfo entry, bool isFolder)

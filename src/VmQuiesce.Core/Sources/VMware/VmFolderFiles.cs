@@ -1,0 +1,77 @@
+using System;
+using System.Collections.Generic;
+using System.IO;
+using Microsoft.Win32.SafeHandles;
+using VmQuiesce.Core.Platform;
+
+namespace VmQuiesce.Core.Sources.VMware
+{
+    /// <summary>A file of the VM folder that belongs in the backup, and where it is read.</summary>
+    internal sealed class VmFolderFile
+    {
+        public VmFolderFile(string relative, string full, string readPath)
+        {
+            Relative = relative;
+            Full = full;
+            ReadPath = readPath;
+        }
+
+        /// <summary>The path inside the VM folder, with '/'.</summary>
+        public string Relative { get; }
+
+        /// <summary>Where the file is in the VM folder (what a restore writes back).</summary>
+        public string Full { get; }
+
+        /// <summary>
+        /// Where it is read: on Linux this process's own descriptor of the file as it was found (/proc/&lt;pid&gt;/fd/&lt;n&gt;),
+        /// elsewhere <see cref="Full"/>.
+        /// </summary>
+        public string ReadPath { get; }
+    }
+
+    /// <summary>
+    /// The VM folder's files that belong in the backup (<see cref="VmwareVmFolder.OpenFrozenFiles"/>), each held open as
+    /// it was found until disposed. Whoever can write the VM folder could swap a file or a subfolder for a link to a host
+    /// file after it was listed; reading through the held descriptor still reads the file that was listed.
+    /// </summary>
+    internal sealed class VmFolderFiles : IDisposable
+    {
+        private readonly List<SafeFileHandle> _handles;
+
+        public VmFolderFiles(IReadOnlyList<VmFolderFile> files, List<SafeFileHandle> handles)
+        {
+            Files = files;
+            _handles = handles;
+        }
+
+        /// <summary>Sorted by <see cref="VmFolderFile.Relative"/> (ordinal).</summary>
+        public IReadOnlyList<VmFolderFile> Files { get; }
+
+        /// <summary>
+        /// Copies <paramref name="file"/> (a small configuration file) to the new file <paramref name="copy"/>, readable by
+        /// this user only; a file larger than <paramref name="maxBytes"/> is refused (an IOException), not copied.
+        /// </summary>
+        public static void CopySmall(VmFolderFile file, string copy, long maxBytes)
+        {
+            using var source = new FileStream(file.ReadPath, FileMode.Open, FileAccess.Read, FileShare.ReadWrite | FileShare.Delete);
+            if (source.Length > maxBytes)
+            {
+                throw new UnexpectedFileException(file.Full, $"{source.Length:N0} bytes long", $"at most {maxBytes:N0} bytes");
+            }
+
+            ArraySegment<byte> bytes = RegularFile.ReadBytesToEnd(source, file.Full, maxBytes);
+            using FileStream target = RegularFile.CreateNew(copy);
+            target.Write(bytes.Array!, bytes.Offset, bytes.Count);
+        }
+
+        public void Dispose()
+        {
+            foreach (SafeFileHandle handle in _handles)
+            {
+                handle.Dispose();
+            }
+
+            _handles.Clear();
+        }
+    }
+}
