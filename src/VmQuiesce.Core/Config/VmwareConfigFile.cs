@@ -2,6 +2,7 @@ using System;
 using System.IO;
 using System.Reflection;
 using System.Runtime.ExceptionServices;
+using VmQuiesce.Core.Native;
 using VmQuiesce.Core.Platform;
 
 namespace VmQuiesce.Core.Config
@@ -15,26 +16,44 @@ namespace VmQuiesce.Core.Config
     {
         public const string BackupExtension = ".bak";
 
-        /// <summary>The parsed file, or null when it does not exist.</summary>
+        /// <summary>
+        /// The most a configuration file may hold: a .vmx is a few kilobytes, vmvsswriter.cfg a line. Anything near this
+        /// is not a configuration file, and reading it whole would only cost memory.
+        /// </summary>
+        public const int MaxBytes = 1 << 20;
+
+        /// <summary>
+        /// The parsed file, or null when it does not exist. Only a regular file of at most <see cref="MaxBytes"/> is read:
+        /// the file may sit in a folder others can write (a VM folder), and a link there could lead to any host file, a
+        /// FIFO would hang the read and a device never end it.
+        /// </summary>
         public static VmwareConfigDocument? TryRead(string path)
         {
             RequireFolder(path);
-            if (!File.Exists(path))
+            ArraySegment<byte> content;
+            try
+            {
+                content = RegularFile.ReadAllBytes(path, MaxBytes);
+            }
+            catch (Exception e) when (e is FileNotFoundException || e is DirectoryNotFoundException)
             {
                 return null;
             }
-
-            byte[] content;
-            try
+            catch (UnexpectedFileException e)
             {
-                content = File.ReadAllBytes(path);
+                throw new VmQuiesceException("ConfigReadFailed", FailureKind.InvalidData, $"Could not read the configuration file: {e.Message}", path, e)
+                {
+                    Remedy = $"Make '{path}' the configuration file itself (a regular file, not a link), or check who replaced it.",
+                };
             }
             catch (Exception e) when (e is IOException || e is UnauthorizedAccessException)
             {
                 throw Failure(e, path, "read", "ConfigReadFailed", FailureKind.ReadError);
             }
 
-            return VmwareConfigDocument.Parse(content, path);
+            var bytes = new byte[content.Count];
+            Buffer.BlockCopy(content.Array!, content.Offset, bytes, 0, content.Count);
+            return VmwareConfigDocument.Parse(bytes, path);
         }
 
         /// <summary>
@@ -160,7 +179,8 @@ namespace VmQuiesce.Core.Config
 
         private static VmQuiesceException Failure(Exception e, string path, string action, string otherId, FailureKind otherKind)
         {
-            if (e is UnauthorizedAccessException)
+            // RegularFile reports a refused open on Linux as an IOException carrying the errno.
+            if (e is UnauthorizedAccessException || RegularFile.ErrnoOf(e) == Libc.EACCES || RegularFile.ErrnoOf(e) == Libc.EPERM)
             {
                 return new VmQuiesceException("ConfigAccessDenied", FailureKind.PermissionDenied,
                     $"Access to '{path}' was denied (could not {action} it): {e.Message} Nothing was changed.", path, e)

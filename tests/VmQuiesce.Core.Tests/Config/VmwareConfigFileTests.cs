@@ -2,6 +2,10 @@ using System;
 using System.IO;
 using System.Linq;
 using System.Text;
+using System.Threading.Tasks;
+using VmQuiesce.Core.Native;
+using VmQuiesce.Core.Platform;
+using VmQuiesce.Core.Tests.TestGuest;
 using VmQuiesce.Core.Config;
 using Xunit;
 
@@ -17,6 +21,57 @@ namespace VmQuiesce.Core.Tests.Config
             using var folder = new TempFolder();
 
             Assert.Null(VmwareConfigFile.TryRead(folder.File("vmvsswriter.cfg")));
+        }
+
+        [LinuxFact]
+        public void ALinkIsRefusedWithoutReadingWhatItLeadsTo()
+        {
+            using var folder = new TempFolder();
+            using var outside = new TempFolder();
+            File.WriteAllText(outside.File("secret.cfg"), "root.password = \"hunter2\"\n");
+            string path = folder.File("vm.vmx");
+            File.CreateSymbolicLink(path, outside.File("secret.cfg"));
+
+            var error = Assert.Throws<VmQuiesceException>(() => VmwareConfigFile.TryRead(path));
+
+            Assert.Equal("ConfigReadFailed", error.ErrorId);
+            Assert.Contains("symbolic link", error.Message, StringComparison.Ordinal);
+            Assert.DoesNotContain("hunter2", error.Message, StringComparison.Ordinal);
+        }
+
+        [Fact]
+        public void AFileFarLargerThanAConfigurationIsRefusedUnread()
+        {
+            using var folder = new TempFolder();
+            string path = folder.File("vm.vmx");
+            File.WriteAllText(path, string.Concat(Enumerable.Repeat("# padding padding padding padding\n", (VmwareConfigFile.MaxBytes / 34) + 1)));
+
+            var error = Assert.Throws<VmQuiesceException>(() => VmwareConfigFile.TryRead(path));
+
+            Assert.Equal("ConfigReadFailed", error.ErrorId);
+            Assert.Contains("bytes", error.Message, StringComparison.Ordinal);
+        }
+
+        [LinuxFact]
+        public void AFifoIsRefusedWithoutWaitingForAWriter()
+        {
+            using var folder = new TempFolder();
+            string path = folder.File("vm.vmx");
+            HostCommand.RunChecked("mkfifo", new[] { path });
+
+            Task<VmwareConfigDocument?> read = Task.Run(() => VmwareConfigFile.TryRead(path));
+            bool finished = ((IAsyncResult)read).AsyncWaitHandle.WaitOne(TimeSpan.FromSeconds(30));
+            if (!finished)
+            {
+                // Release the blocked read (a writer's open ends the reader's wait) so the test run can end.
+                int fd = UnixFiles.OpenAt(Libc.AtFdCwd, path, Libc.OpenWriteOnly | Libc.OpenNonBlocking);
+                Libc.close(fd);
+            }
+
+            Assert.True(finished, "reading a FIFO waited for a writer");
+            var error = Assert.Throws<VmQuiesceException>(() => read.GetAwaiter().GetResult());
+            Assert.Equal("ConfigReadFailed", error.ErrorId);
+            Assert.Contains("FIFO", error.Message, StringComparison.Ordinal);
         }
 
         [Fact]
