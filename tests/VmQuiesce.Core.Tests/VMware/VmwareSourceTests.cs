@@ -4,7 +4,9 @@ using System.IO;
 using System.Linq;
 using System.Net;
 using System.Threading;
+using System.Threading.Tasks;
 using VmQuiesce.Core.Backup;
+using VmQuiesce.Core.Native;
 using VmQuiesce.Core.Platform;
 using VmQuiesce.Core.Repository;
 using VmQuiesce.Core.Sources;
@@ -357,6 +359,47 @@ namespace VmQuiesce.Core.Tests.VMware
             Assert.Equal("vmdk", formats["data.vmdk"]);
             Assert.Null(formats["vm.nvram"]);
             view.Complete(true, CancellationToken.None);
+        }
+
+        [VmrunDoubleFact]
+        public void A_disk_that_is_a_FIFO_is_left_out_with_a_warning_without_waiting_for_a_writer()
+        {
+            using var vmrun = new VmrunDouble();
+            TestVm vm = vmrun.CreateVm();
+            File.WriteAllText(vm.VmxPath, File.ReadAllText(vm.VmxPath).Replace("\"data.vmdk\"", "\"pipe.vmdk\"", StringComparison.Ordinal));
+            HostCommand.RunChecked("mkfifo", new[] { vm.File("pipe.vmdk") });
+            var warnings = new List<string>();
+
+            // Kept: deleting it would have the vmrun double merge the delta into the FIFO.
+            Task<IConsistentView> open = Task.Run(() => Source(vmrun, vm, warnings).OpenConsistentView(KeepIt, CancellationToken.None));
+            bool finished = ((IAsyncResult)open).AsyncWaitHandle.WaitOne(TimeSpan.FromSeconds(30));
+            if (!finished)
+            {
+                // Release the blocked read (a writer's open ends the reader's wait) so the test run can end.
+                Libc.close(UnixFiles.OpenAt(Libc.AtFdCwd, vm.File("pipe.vmdk"), Libc.OpenWriteOnly | Libc.OpenNonBlocking));
+            }
+
+            using IConsistentView view = open.GetAwaiter().GetResult();
+            view.Complete(true, CancellationToken.None);
+            Assert.True(finished, "the backup waited for a writer of the FIFO the .vmx names as a disk");
+            Assert.DoesNotContain(view.Files, f => f.RelativePath == "pipe.vmdk");
+            Assert.Contains(warnings, w => w.Contains("'pipe.vmdk' is a FIFO", StringComparison.Ordinal));
+        }
+
+        [VmrunDoubleFact]
+        public void A_text_descriptor_far_larger_than_one_is_refused_and_the_snapshot_deleted()
+        {
+            using var vmrun = new VmrunDouble();
+            TestVm vm = vmrun.CreateVm();
+            File.WriteAllText(vm.File("system.vmdk"), "# Disk DescriptorFile\n" + new string('#', 2 << 20) + "\n");
+            VmwareSource source = Source(vmrun, vm);
+
+            var error = Assert.Throws<VmQuiesceException>(() => source.OpenConsistentView(CrashIsEnough, CancellationToken.None));
+
+            Assert.Equal("VmFolderReadFailed", error.ErrorId);
+            Assert.Contains("text disk descriptor", error.Message, StringComparison.Ordinal);
+            Assert.Empty(vmrun.Client().ListSnapshots(vm.VmxPath, CancellationToken.None));
+            Assert.Empty(source.FindLeftovers(CancellationToken.None));
         }
 
         [VmrunDoubleFact]

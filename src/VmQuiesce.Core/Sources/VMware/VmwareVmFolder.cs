@@ -26,6 +26,13 @@ namespace VmQuiesce.Core.Sources.VMware
         /// <summary>An extent line of a text descriptor: RW 8388608 SPARSE "disk-s001.vmdk".</summary>
         private static readonly Regex ExtentLine = new Regex(@"^\s*(?:RW|RDONLY|NOACCESS)\s+\d+\s+(?<type>\w+)\s+""(?<file>[^""]+)""", RegexOptions.CultureInvariant);
 
+        private const string DescriptorMagic = "# Disk DescriptorFile";
+
+        /// <summary>A text descriptor names a disk's extents in a few hundred bytes; one far larger is not a descriptor.</summary>
+        private const int DescriptorMaxBytes = 1 << 20;
+
+        private static readonly char[] LineBreaks = { '\r', '\n' };
+
         /// <summary>Read from files that VMware may rewrite while the VM runs: copied aside right after the snapshot.</summary>
         private static readonly string[] MutableMetadataExtensions = { ".vmx", ".vmxf", ".vmsd", ".nvram" };
 
@@ -106,13 +113,14 @@ namespace VmQuiesce.Core.Sources.VMware
         private static IReadOnlyList<(string Path, string Type)> Extents(string descriptorPath)
         {
             var extents = new List<(string, string)>();
-            if (!File.Exists(descriptorPath) || !IsTextDescriptor(descriptorPath))
+            string? descriptor = ReadTextDescriptor(descriptorPath);
+            if (descriptor == null)
             {
                 return extents;
             }
 
             string folder = Path.GetDirectoryName(descriptorPath)!;
-            foreach (string line in File.ReadAllLines(descriptorPath))
+            foreach (string line in descriptor.Split(LineBreaks))
             {
                 Match match = ExtentLine.Match(line);
                 if (match.Success)
@@ -319,12 +327,46 @@ namespace VmQuiesce.Core.Sources.VMware
             return status == null || status.Value.IsRegularFile || (isFolder && status.Value.IsDirectory) ? null : status.Value.KindName;
         }
 
-        private static bool IsTextDescriptor(string path)
+        /// <summary>
+        /// The text of a text descriptor (one that starts "# Disk DescriptorFile"); null for a binary vmdk, a missing file,
+        /// and what is no regular file: the VM folder's listing names a link, FIFO or device and leaves it out, and a
+        /// FIFO opened here would hang the backup. A text descriptor larger than <see cref="DescriptorMaxBytes"/> is refused.
+        /// </summary>
+        private static string? ReadTextDescriptor(string path)
         {
-            var head = new byte[21];
-            using FileStream stream = File.OpenRead(path);
-            int read = stream.Read(head, 0, head.Length);
-            return Encoding.ASCII.GetString(head, 0, read).StartsWith("# Disk DescriptorFile", StringComparison.Ordinal);
+            FileStream? stream;
+            try
+            {
+                // Any size: a binary vmdk (gigabytes) is told apart by its first bytes only.
+                stream = RegularFile.TryOpenRead(path, long.MaxValue);
+            }
+            catch (UnexpectedFileException)
+            {
+                return null;
+            }
+
+            if (stream == null)
+            {
+                return null;
+            }
+
+            using (stream)
+            {
+                var head = new byte[DescriptorMagic.Length];
+                int read = stream.ReadFully(head, head.Length);
+                if (read < head.Length || Encoding.ASCII.GetString(head) != DescriptorMagic)
+                {
+                    return null;
+                }
+
+                stream.Position = 0;
+                if (stream.Length > DescriptorMaxBytes)
+                {
+                    throw new UnexpectedFileException(path, $"a text disk descriptor of {stream.Length:N0} bytes", $"at most {DescriptorMaxBytes:N0} bytes");
+                }
+
+                return RegularFile.ReadToEnd(stream, path, DescriptorMaxBytes);
+            }
         }
     }
 
