@@ -362,16 +362,15 @@ namespace VmQuiesce.Core.Tests.VMware
         }
 
         [VmrunDoubleFact]
-        public void A_disk_that_is_a_FIFO_is_left_out_with_a_warning_without_waiting_for_a_writer()
+        public void A_disk_that_is_a_FIFO_is_refused_before_the_snapshot_without_waiting_for_a_writer()
         {
             using var vmrun = new VmrunDouble();
             TestVm vm = vmrun.CreateVm();
             File.WriteAllText(vm.VmxPath, File.ReadAllText(vm.VmxPath).Replace("\"data.vmdk\"", "\"pipe.vmdk\"", StringComparison.Ordinal));
             HostCommand.RunChecked("mkfifo", new[] { vm.File("pipe.vmdk") });
-            var warnings = new List<string>();
+            VmwareSource source = Source(vmrun, vm);
 
-            // Kept: deleting it would have the vmrun double merge the delta into the FIFO.
-            Task<IConsistentView> open = Task.Run(() => Source(vmrun, vm, warnings).OpenConsistentView(KeepIt, CancellationToken.None));
+            Task<IConsistentView> open = Task.Run(() => source.OpenConsistentView(CrashIsEnough, CancellationToken.None));
             bool finished = ((IAsyncResult)open).AsyncWaitHandle.WaitOne(TimeSpan.FromSeconds(30));
             if (!finished)
             {
@@ -379,15 +378,48 @@ namespace VmQuiesce.Core.Tests.VMware
                 Libc.close(UnixFiles.OpenAt(Libc.AtFdCwd, vm.File("pipe.vmdk"), Libc.OpenWriteOnly | Libc.OpenNonBlocking));
             }
 
-            using IConsistentView view = open.GetAwaiter().GetResult();
-            view.Complete(true, CancellationToken.None);
             Assert.True(finished, "the backup waited for a writer of the FIFO the .vmx names as a disk");
-            Assert.DoesNotContain(view.Files, f => f.RelativePath == "pipe.vmdk");
-            Assert.Contains(warnings, w => w.Contains("'pipe.vmdk' is a FIFO", StringComparison.Ordinal));
+            var error = Assert.Throws<VmQuiesceException>(() => open.GetAwaiter().GetResult().Dispose());
+            Assert.Equal("DiskNotInVmFolder", error.ErrorId);
+            Assert.Empty(vmrun.Client().ListSnapshots(vm.VmxPath, CancellationToken.None));
         }
 
         [VmrunDoubleFact]
-        public void A_text_descriptor_far_larger_than_one_is_refused_and_the_snapshot_deleted()
+        public void A_disk_outside_the_VM_folder_is_refused_before_the_snapshot_rather_than_left_out_of_the_point()
+        {
+            using var vmrun = new VmrunDouble();
+            TestVm vm = vmrun.CreateVm();
+            string elsewhere = Path.Combine(Path.GetDirectoryName(vm.Folder)!, "elsewhere.vmdk");
+            File.WriteAllText(elsewhere, "data-elsewhere;");
+            File.WriteAllText(vm.VmxPath, File.ReadAllText(vm.VmxPath).Replace("\"data.vmdk\"", "\"../elsewhere.vmdk\"", StringComparison.Ordinal));
+            VmwareSource source = Source(vmrun, vm);
+
+            var error = Assert.Throws<VmQuiesceException>(() => source.OpenConsistentView(CrashIsEnough, CancellationToken.None));
+
+            Assert.Equal("DiskNotInVmFolder", error.ErrorId);
+            Assert.Contains(elsewhere, error.Message, StringComparison.Ordinal);
+            Assert.Empty(vmrun.Client().ListSnapshots(vm.VmxPath, CancellationToken.None));
+        }
+
+        [VmrunDoubleFact]
+        public void A_descriptor_extent_outside_the_VM_folder_is_refused_before_the_snapshot()
+        {
+            using var vmrun = new VmrunDouble();
+            TestVm vm = vmrun.CreateVm();
+            string elsewhere = Path.Combine(Path.GetDirectoryName(vm.Folder)!, "system-flat.vmdk");
+            File.WriteAllText(elsewhere, "flat;");
+            File.WriteAllText(vm.File("system.vmdk"), "# Disk DescriptorFile\nversion=1\ncreateType=\"monolithicFlat\"\nRW 4192256 FLAT \"" + elsewhere + "\" 0\n");
+            VmwareSource source = Source(vmrun, vm);
+
+            var error = Assert.Throws<VmQuiesceException>(() => source.OpenConsistentView(CrashIsEnough, CancellationToken.None));
+
+            Assert.Equal("DiskNotInVmFolder", error.ErrorId);
+            Assert.Contains(elsewhere, error.Message, StringComparison.Ordinal);
+            Assert.Empty(vmrun.Client().ListSnapshots(vm.VmxPath, CancellationToken.None));
+        }
+
+        [VmrunDoubleFact]
+        public void A_text_descriptor_far_larger_than_one_is_refused_and_no_snapshot_left()
         {
             using var vmrun = new VmrunDouble();
             TestVm vm = vmrun.CreateVm();

@@ -110,6 +110,7 @@ namespace VmQuiesce.Core.Sources.VMware
                 };
             }
 
+            RequireDisksInFolder(disks);
             Leftovers.Refuse(VmName, FindLeftovers(cancel));
 
             IReadOnlyList<string> existing = Vmrun.ListSnapshots(VmPath, cancel);
@@ -145,6 +146,29 @@ namespace VmQuiesce.Core.Sources.VMware
             }
         }
 
+        /// <summary>
+        /// The backup copies the VM folder: a disk file elsewhere (a .vmx or descriptor may name any path), or one that is
+        /// a link, FIFO or device, would be missing from the point without anyone noticing. Checked before the snapshot.
+        /// </summary>
+        private void RequireDisksInFolder(IReadOnlyList<VmwareDisk> disks)
+        {
+            HashSet<string> listed = BeforeSnapshot(() =>
+                new HashSet<string>(VmwareVmFolder.FrozenFiles(VmName, _options.VmxPath, Enumerable.Empty<string>(), OperationHost.None).Select(file => file.Full), VmwareVmFolder.PathComparer));
+            foreach (VmwareDisk disk in disks)
+            {
+                string? missing = BeforeSnapshot(() => VmwareVmFolder.DiskFiles(disk.Path)).FirstOrDefault(file => !listed.Contains(file));
+                if (missing != null)
+                {
+                    throw new VmQuiesceException("DiskNotInVmFolder", FailureKind.NotSupported,
+                        $"Disk {disk.Device} of VM '{VmName}' uses '{missing}', which is not a regular file inside the VM folder '{Path.GetDirectoryName(_options.VmxPath)}': " +
+                        "the backup copies the VM folder only, so the restore point would lack it. Nothing was changed.", missing)
+                    {
+                        Remedy = "Move the disk's files into the VM folder (as regular files, not links), or back the VM up with the disk removed from it.",
+                    };
+                }
+            }
+        }
+
         private string CreateStaging()
         {
             try
@@ -158,11 +182,14 @@ namespace VmQuiesce.Core.Sources.VMware
             }
         }
 
-        private VmFolderBefore CaptureBefore(string copyFolder)
+        private VmFolderBefore CaptureBefore(string copyFolder) => BeforeSnapshot(() => VmFolderBefore.Capture(_options.VmxPath, copyFolder));
+
+        /// <summary>Reads the VM folder before the snapshot: a failure is VmFolderReadFailed, and nothing was changed.</summary>
+        private T BeforeSnapshot<T>(Func<T> read)
         {
             try
             {
-                return VmFolderBefore.Capture(_options.VmxPath, copyFolder);
+                return read();
             }
             catch (Exception failure) when (failure is IOException || failure is UnauthorizedAccessException)
             {
