@@ -252,6 +252,26 @@ namespace VmQuiesce.Core.Tests.VMware
         }
 
         [VmrunDoubleFact]
+        public void Text_from_the_VM_folder_and_vmrun_is_shown_escaped_so_it_cannot_drive_the_terminal()
+        {
+            using var vmrun = new VmrunDouble();
+            TestVm vm = vmrun.CreateVm();
+            File.WriteAllText(vm.VmxPath + VmwareSource.PendingMarkerSuffix, "vmquiesce-\u001b]0;owned\u0007");
+            VmwareSource source = Source(vmrun, vm);
+
+            string leftover = Assert.Single(source.FindLeftovers(CancellationToken.None));
+            vmrun.Set("VMRUN_DOUBLE_FAIL_COMMAND", "listSnapshots");
+            vmrun.Set("VMRUN_DOUBLE_FAIL_TEXT", "Error: Cannot open VM: \u001b[2J\u009b");
+            var failure = Assert.Throws<VmQuiesceException>(() => vmrun.Client().ListSnapshots(vm.VmxPath, CancellationToken.None));
+
+            foreach (string shown in new[] { leftover, failure.Message })
+            {
+                Assert.DoesNotContain(shown, c => c == '\u001b' || c == '\u0007' || c == '\u009b');
+                Assert.Contains("\\x1b", shown, StringComparison.Ordinal);
+            }
+        }
+
+        [VmrunDoubleFact]
         public void A_marker_that_is_a_link_is_named_without_reading_what_it_leads_to_and_never_written_through()
         {
             using var vmrun = new VmrunDouble();

@@ -133,6 +133,6 @@ namespace VmQuiesce.Core.Sources.VMware
 
         private static VmQuiesceException Unrecognised(string output, string expected, string command, string target) =>
             new VmQuiesceException("VmrunOutputUnrecognized", FailureKind.ProtocolError,
-                $"vmrun {command} for '{target}' answered in an unrecognised form; expected '{expected}'. It printed: {VmrunCommandLine.RedactFlags(output.Trim())}", target);
+                $"vmrun {command} for '{target}' answered in an unrecognised form; expected '{expected}'. It printed: {GuestText.Escape(VmrunCommandLine.RedactFlags(output.Trim()))}", target);
     }
 }

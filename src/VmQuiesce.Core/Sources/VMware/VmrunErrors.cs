@@ -57,7 +57,8 @@ namespace VmQuiesce.Core.Sources.VMware
         private static VmQuiesceException Failure(string errorId, FailureKind kind, string vmrunMessage, int exitCode, string command, string target, string remedy) =>
             new VmQuiesceException(errorId, kind,
                 string.Format(CultureInfo.InvariantCulture, "vmrun {0} for '{1}' failed (exit code {2}): {3}", command, target, exitCode,
-                    vmrunMessage.Length == 0 ? "vmrun printed nothing." : vmrunMessage),
+                    // vmrun echoes snapshot names and paths that came from the VM folder: escaped, so they cannot drive the terminal.
+                    vmrunMessage.Length == 0 ? "vmrun printed nothing." : GuestText.Escape(vmrunMessage)),
                 target)
             {
                 Remedy = remedy,

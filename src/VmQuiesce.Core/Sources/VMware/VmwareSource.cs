@@ -81,11 +81,12 @@ namespace VmQuiesce.Core.Sources.VMware
             {
                 return new[]
                 {
-                    $"snapshot '{pending}' of VM '{VmName}' from a backup that did not finish: delete it with {Vmrun.DisplayCommand("deleteSnapshot", VmPath, pending)}, then delete '{MarkerPath}'",
+                    $"snapshot {GuestText.Quote(pending)} of VM '{VmName}' from a backup that did not finish: delete it with {GuestText.Escape(Vmrun.DisplayCommand("deleteSnapshot", VmPath, pending))}, then delete '{MarkerPath}'",
                 };
             }
 
-            return new[] { $"the marker '{MarkerPath}' of a backup that did not finish (its snapshot '{pending}' is gone): delete the file" };
+            // Whoever can write the VM folder wrote this text: shown escaped, so it cannot drive the terminal.
+            return new[] { $"the marker '{MarkerPath}' of a backup that did not finish (its snapshot {GuestText.Quote(pending)} is gone): delete the file" };
         }
 
         public IConsistentView OpenConsistentView(QuiesceOptions options, CancellationToken cancel)
@@ -276,7 +277,7 @@ namespace VmQuiesce.Core.Sources.VMware
             if (!snapshots.Contains(snapshot.Name, StringComparer.Ordinal))
             {
                 throw new VmQuiesceException("SnapshotNotFound", FailureKind.ObjectNotFound,
-                    $"VM '{VmName}' has no snapshot '{snapshot.Name}' to revert to; it has: {(snapshots.Count == 0 ? "none" : string.Join(", ", snapshots))}.", snapshot.Name)
+                    $"VM '{VmName}' has no snapshot {GuestText.Quote(snapshot.Name)} to revert to; it has: {(snapshots.Count == 0 ? "none" : string.Join(", ", snapshots.Select(GuestText.Quote)))}.", snapshot.Name)
                 {
                     Remedy = "The snapshot was deleted (by hand, or by Remove-VmBackup with the last point that recorded it): restore with -SkipRevert to get the files as they were copied.",
                 };
