@@ -13,10 +13,8 @@ namespace VmQuiesce.Core.Tests.Export
         public void A_folder_another_user_owns_or_a_link_is_refused_before_anything_is_served()
         {
             using var fixture = new RepositoryFixture();
-            RestorePoint point = fixture.BackUp("vm1", fixture.WriteFile("disk.img", RepositoryFixture.Random(1000, 1)));
-            string theirs = Path.Combine(fixture.Root, "theirs");
-            Directory.CreateDirectory(theirs);
-            TestGuest.HostCommand.RunChecked("chown", new[] { "65534:65534", theirs });
+            RestorePoint point = BackUpOne(fixture);
+            string theirs = Folder(Path.Combine(fixture.Root, "theirs"), "chown", "65534:65534");
             string link = Path.Combine(fixture.Root, "link");
             Directory.CreateDirectory(Path.Combine(fixture.Root, "target"));
             File.CreateSymbolicLink(link, Path.Combine(fixture.Root, "target"));
@@ -36,16 +34,11 @@ namespace VmQuiesce.Core.Tests.Export
         public void A_folder_another_user_could_rename_or_replace_is_refused_and_nothing_is_made()
         {
             using var fixture = new RepositoryFixture();
-            RestorePoint point = fixture.BackUp("vm1", fixture.WriteFile("disk.img", RepositoryFixture.Random(1000, 1)));
-            string open = Path.Combine(fixture.Root, "open");
-            Directory.CreateDirectory(open);
-            TestGuest.HostCommand.RunChecked("chmod", new[] { "0777", open });
-            string theirs = Path.Combine(fixture.Root, "theirs");
-            Directory.CreateDirectory(theirs);
-            TestGuest.HostCommand.RunChecked("chown", new[] { "65534:65534", theirs });
+            RestorePoint point = BackUpOne(fixture);
+            string open = Folder(Path.Combine(fixture.Root, "open"), "chmod", "0777");
+            string theirs = Folder(Path.Combine(fixture.Root, "theirs"), "chown", "65534:65534");
             string sticky = Path.Combine(fixture.Root, "sticky");
-            Directory.CreateDirectory(Path.Combine(sticky, "planted"));
-            TestGuest.HostCommand.RunChecked("chown", new[] { "65534:65534", Path.Combine(sticky, "planted") });
+            Folder(Path.Combine(sticky, "planted"), "chown", "65534:65534");
             TestGuest.HostCommand.RunChecked("chmod", new[] { "1777", sticky });
 
             // Each parent lets another user move the mount folder (or one on the way) away and put theirs in its place.
@@ -71,7 +64,7 @@ namespace VmQuiesce.Core.Tests.Export
         public void A_point_that_cannot_be_served_leaves_no_folder()
         {
             using var fixture = new RepositoryFixture();
-            RestorePoint point = fixture.BackUp("vm1", fixture.WriteFile("disk.img", RepositoryFixture.Random(1000, 1)));
+            RestorePoint point = BackUpOne(fixture);
             BackupRepository otherChunkSize = BackupRepository.OpenOrCreate(Path.Combine(fixture.Root, "other"), RepositoryFixture.ChunkSize * 2);
             string folder = Path.Combine(fixture.Root, "mnt");
 
@@ -85,10 +78,8 @@ namespace VmQuiesce.Core.Tests.Export
         public void Only_root_made_links_on_the_way_are_resolved_and_the_real_path_is_checked()
         {
             using var fixture = new RepositoryFixture();
-            RestorePoint point = fixture.BackUp("vm1", fixture.WriteFile("disk.img", RepositoryFixture.Random(1000, 1)));
-            string open = Path.Combine(fixture.Root, "open");
-            Directory.CreateDirectory(open);
-            TestGuest.HostCommand.RunChecked("chmod", new[] { "0777", open });
+            RestorePoint point = BackUpOne(fixture);
+            string open = Folder(Path.Combine(fixture.Root, "open"), "chmod", "0777");
             string alias = Path.Combine(fixture.Root, "alias");
             File.CreateSymbolicLink(alias, open);
 
@@ -96,6 +87,16 @@ namespace VmQuiesce.Core.Tests.Export
 
             Assert.Equal("MountFolderUnsafe", e.ErrorId);
             Assert.Contains("'" + open + "' has mode 0777", e.Message, System.StringComparison.Ordinal);
+        }
+
+        private static RestorePoint BackUpOne(RepositoryFixture fixture) => fixture.BackUp("vm1", fixture.WriteFile("disk.img", RepositoryFixture.Random(1000, 1)));
+
+        /// <summary>Makes the folder <paramref name="path"/> and runs <paramref name="command"/> (chmod or chown) with <paramref name="argument"/> on it.</summary>
+        private static string Folder(string path, string command, string argument)
+        {
+            Directory.CreateDirectory(path);
+            TestGuest.HostCommand.RunChecked(command, new[] { argument, path });
+            return path;
         }
     }
 }

@@ -412,13 +412,8 @@ namespace VmQuiesce.Core.Tests.VMware
             string elsewhere = Path.Combine(Path.GetDirectoryName(vm.Folder)!, "elsewhere.vmdk");
             File.WriteAllText(elsewhere, "data-elsewhere;");
             File.WriteAllText(vm.VmxPath, File.ReadAllText(vm.VmxPath).Replace("\"data.vmdk\"", "\"../elsewhere.vmdk\"", StringComparison.Ordinal));
-            VmwareSource source = Source(vmrun, vm);
 
-            var error = Assert.Throws<VmQuiesceException>(() => source.OpenConsistentView(CrashIsEnough, CancellationToken.None));
-
-            Assert.Equal("DiskNotInVmFolder", error.ErrorId);
-            Assert.Contains(elsewhere, error.Message, StringComparison.Ordinal);
-            Assert.Empty(vmrun.Client().ListSnapshots(vm.VmxPath, CancellationToken.None));
+            AssertRefusedBeforeSnapshot(vmrun, vm, "DiskNotInVmFolder", elsewhere);
         }
 
         [VmrunDoubleFact]
@@ -429,13 +424,8 @@ namespace VmQuiesce.Core.Tests.VMware
             string elsewhere = Path.Combine(Path.GetDirectoryName(vm.Folder)!, "system-flat.vmdk");
             File.WriteAllText(elsewhere, "flat;");
             File.WriteAllText(vm.File("system.vmdk"), "# Disk DescriptorFile\nversion=1\ncreateType=\"monolithicFlat\"\nRW 4192256 FLAT \"" + elsewhere + "\" 0\n");
-            VmwareSource source = Source(vmrun, vm);
 
-            var error = Assert.Throws<VmQuiesceException>(() => source.OpenConsistentView(CrashIsEnough, CancellationToken.None));
-
-            Assert.Equal("DiskNotInVmFolder", error.ErrorId);
-            Assert.Contains(elsewhere, error.Message, StringComparison.Ordinal);
-            Assert.Empty(vmrun.Client().ListSnapshots(vm.VmxPath, CancellationToken.None));
+            AssertRefusedBeforeSnapshot(vmrun, vm, "DiskNotInVmFolder", elsewhere);
         }
 
         [VmrunDoubleFact]
@@ -444,12 +434,19 @@ namespace VmQuiesce.Core.Tests.VMware
             using var vmrun = new VmrunDouble();
             TestVm vm = vmrun.CreateVm();
             File.WriteAllText(vm.File("system.vmdk"), "# Disk DescriptorFile\n" + new string('#', 2 << 20) + "\n");
+
+            AssertRefusedBeforeSnapshot(vmrun, vm, "VmFolderReadFailed", "text disk descriptor");
+        }
+
+        /// <summary>Opening a view of <paramref name="vm"/> fails with <paramref name="errorId"/>, naming <paramref name="named"/>, and leaves no snapshot or leftover.</summary>
+        private static void AssertRefusedBeforeSnapshot(VmrunDouble vmrun, TestVm vm, string errorId, string named)
+        {
             VmwareSource source = Source(vmrun, vm);
 
             var error = Assert.Throws<VmQuiesceException>(() => source.OpenConsistentView(CrashIsEnough, CancellationToken.None));
 
-            Assert.Equal("VmFolderReadFailed", error.ErrorId);
-            Assert.Contains("text disk descriptor", error.Message, StringComparison.Ordinal);
+            Assert.Equal(errorId, error.ErrorId);
+            Assert.Contains(named, error.Message, StringComparison.Ordinal);
             Assert.Empty(vmrun.Client().ListSnapshots(vm.VmxPath, CancellationToken.None));
             Assert.Empty(source.FindLeftovers(CancellationToken.None));
         }
