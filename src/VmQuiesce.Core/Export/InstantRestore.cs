@@ -192,6 +192,17 @@ namespace VmQuiesce.Core.Export
                 }
             }
 
+            // QEMU writes those files as root, and Stop deletes them, by path: no one else may be able to rename the
+            // destination or a folder above it, or put their own file there, between these checks and then.
+            if (UnixFiles.DescribeReplaceable(ConsoleLogIn(UnixFiles.RealPathOfDeepestExisting(destination))) is string replaceable)
+            {
+                throw new VmQuiesceException("InstantRestoreDiskPathInvalid", FailureKind.SecurityError,
+                    $"Cannot restore '{point.Id}' into '{destination}': {replaceable}, where the restore makes files of its own.", destination)
+                {
+                    Remedy = "Restore into a folder only root can change (and the folders above it), such as one below /var/lib or /srv.",
+                };
+            }
+
             if (disks.Distinct(StringComparer.Ordinal).Count() != disks.Count || disks.Concat(disks.Select(OverlayOf)).Any(File.Exists) || File.Exists(Path.Combine(destination, "qmp.sock")))
             {
                 throw new VmQuiesceException("InstantRestoreDestinationInUse", FailureKind.ResourceBusy,

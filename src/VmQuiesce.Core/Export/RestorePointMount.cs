@@ -116,7 +116,7 @@ namespace VmQuiesce.Core.Export
                 throw Unsafe(point, folder, "the root of the file system");
             }
 
-            string target = System.IO.Path.Combine(RealPathOfDeepestExisting(parent), name);
+            string target = System.IO.Path.Combine(UnixFiles.RealPathOfDeepestExisting(parent), name);
             if (RegularFile.StatNoFollow(target) is FileStatus existing && (existing.IsSymbolicLink || (existing.Uid != 0 && existing.Uid != Libc.geteuid())))
             {
                 throw Unsafe(point, folder, "it is " + (existing.IsSymbolicLink ? "a link" : $"a folder of user id {existing.Uid}") + ", who could open the guest's files to others");
@@ -125,20 +125,6 @@ namespace VmQuiesce.Core.Export
             return UnixFiles.DescribeReplaceable(target) is string why
                 ? throw Unsafe(point, folder, why + ", and so open the guest's files to others")
                 : target;
-        }
-
-        /// <summary>The real path of <paramref name="path"/>: that of its deepest folder that exists, and the rest as written.</summary>
-        private static string RealPathOfDeepestExisting(string path)
-        {
-            string? existing = path;
-            string rest = string.Empty;
-            while (existing != null && RegularFile.StatNoFollow(existing) == null)
-            {
-                rest = System.IO.Path.Combine(System.IO.Path.GetFileName(existing), rest);
-                existing = System.IO.Path.GetDirectoryName(existing);
-            }
-
-            return existing == null ? path : System.IO.Path.Combine(Libc.RealPath(existing) ?? existing, rest).TrimEnd('/');
         }
 
         /// <summary>
@@ -238,7 +224,7 @@ namespace VmQuiesce.Core.Export
         public static RestorePointMount? FindOn(IEnumerable<RestorePointMount> mounts, string folder)
         {
             string given = folder.Length > 1 ? folder.TrimEnd(System.IO.Path.DirectorySeparatorChar) : folder;
-            string real = HostPlatform.IsLinux ? RealPathOfDeepestExisting(given) : given;
+            string real = HostPlatform.IsLinux ? UnixFiles.RealPathOfDeepestExisting(given) : given;
             return mounts.FirstOrDefault(mount => string.Equals(mount.Path, given, StringComparison.Ordinal) || string.Equals(mount.Path, real, StringComparison.Ordinal));
         }
 

@@ -158,6 +158,20 @@ namespace VmQuiesce.Core.Platform
             return null;
         }
 
+        /// <summary>The real path of <paramref name="path"/>: that of its deepest folder that exists, and the rest as written.</summary>
+        public static string RealPathOfDeepestExisting(string path)
+        {
+            string? existing = path;
+            string rest = string.Empty;
+            while (existing != null && RegularFile.StatNoFollow(existing) == null)
+            {
+                rest = Path.Combine(Path.GetFileName(existing), rest);
+                existing = Path.GetDirectoryName(existing);
+            }
+
+            return existing == null ? path : Path.Combine(Libc.RealPath(existing) ?? existing, rest).TrimEnd('/');
+        }
+
         /// <summary>Type, owner, mode and identity of <paramref name="path"/>, following symbolic links (Linux).</summary>
         public static FileStatus Stat(string path)
         {

@@ -419,6 +419,24 @@ namespace VmQuiesce.Core.Tests.Export
             Assert.DoesNotContain(InstantRestore.Running, restore => restore.Destination == destination);
         }
 
+        /// <summary>A destination another user could rename (its folder writable by others, no sticky bit) could be swapped for a link between the checks and QEMU's opens or Stop's deletes.</summary>
+        [GuestFact]
+        public void A_destination_another_user_could_rename_is_refused_before_anything_starts()
+        {
+            using var folder = new TempFolder();
+            string open = folder.File("open");
+            Directory.CreateDirectory(open);
+            HostCommand.RunChecked("chmod", new[] { "0777", open });
+            string destination = Path.Combine(open, "vm");
+
+            Exception? refused = Record.Exception(() => InstantRestore.Start(_guest.Fixture.Repository, _guest.Fixture.Repository.GetRestorePoint(_guest.Point.Id), destination, BootCheckTests.GuestBoot(), 0, CancellationToken.None));
+
+            Assert.Empty(EndProcessesNaming(destination));
+            Assert.Equal("InstantRestoreDiskPathInvalid", Assert.IsType<VmQuiesceException>(refused).ErrorId);
+            Assert.Contains($"'{open}' has mode 0777", refused.Message, StringComparison.Ordinal);
+            Assert.False(Directory.Exists(destination));
+        }
+
         /// <summary>QEMU, as root, truncates and writes its console log: a link or second name planted there is refused before anything starts.</summary>
         [GuestTheory]
         [InlineData("link")]
