@@ -178,7 +178,24 @@ namespace VmQuiesce.Core.Export
             }
 
             VmMachine machine = vm.MachineFor(point.Machine);
-            destination = Path.GetFullPath(destination);
+            // QEMU writes its files there as root, and Stop deletes them, by this path: it is the real path (no link of
+            // anyone's on the way), and no one else may rename it or a folder above it, or put files of theirs in it.
+            destination = UnixFiles.RealPathOfDeepestExisting(Path.GetFullPath(destination));
+            string? replaceable = UnixFiles.DescribeReplaceable(ConsoleLogIn(destination));
+            if (replaceable == null && RegularFile.StatNoFollow(destination) is FileStatus folder && (folder.Permissions & GroupOrOtherWrite) != 0)
+            {
+                replaceable = $"'{destination}' has mode {Convert.ToString(folder.Permissions | (folder.IsSticky ? 0x200 : 0), 8).PadLeft(4, '0')}, so other users can put files of theirs in it";
+            }
+
+            if (replaceable != null)
+            {
+                throw new VmQuiesceException("InstantRestoreDiskPathInvalid", FailureKind.SecurityError,
+                    $"Cannot restore '{point.Id}' into '{destination}': {replaceable}, where the restore makes files of its own.", destination)
+                {
+                    Remedy = "Restore into a folder only root can change (and the folders above it), such as one below /var/lib or /srv.",
+                };
+            }
+
             var disks = point.Files.Select(file => Path.Combine(destination, Path.GetFileNameWithoutExtension(file.Path) + ".qcow2")).ToList();
             foreach (string path in disks.Concat(disks.Select(OverlayOf)).Append(ConsoleLogIn(destination)))
             {
@@ -192,17 +209,6 @@ namespace VmQuiesce.Core.Export
                 }
             }
 
-            // QEMU writes those files as root, and Stop deletes them, by path: no one else may be able to rename the
-            // destination or a folder above it, or put their own file there, between these checks and then.
-            if (UnixFiles.DescribeReplaceable(ConsoleLogIn(UnixFiles.RealPathOfDeepestExisting(destination))) is string replaceable)
-            {
-                throw new VmQuiesceException("InstantRestoreDiskPathInvalid", FailureKind.SecurityError,
-                    $"Cannot restore '{point.Id}' into '{destination}': {replaceable}, where the restore makes files of its own.", destination)
-                {
-                    Remedy = "Restore into a folder only root can change (and the folders above it), such as one below /var/lib or /srv.",
-                };
-            }
-
             if (disks.Distinct(StringComparer.Ordinal).Count() != disks.Count || disks.Concat(disks.Select(OverlayOf)).Any(File.Exists) || File.Exists(Path.Combine(destination, "qmp.sock")))
             {
                 throw new VmQuiesceException("InstantRestoreDestinationInUse", FailureKind.ResourceBusy,
@@ -210,7 +216,11 @@ namespace VmQuiesce.Core.Export
             }
 
             var record = new InstantRestoreRecord(NewId(), point.VmName, point.Id, repository.Location, destination, disks) { CopyRateLimit = copyRateLimit };
-            Directory.CreateDirectory(destination);
+            using (TrustedFolder.Open(destination, owner: null, create: true))
+            {
+                // Made through descriptors: a folder another user made there meanwhile is refused, not used.
+            }
+
             record.ServeHere();
             RestorePointServer server;
             try
@@ -799,6 +809,8 @@ namespace VmQuiesce.Core.Export
         private static readonly TimeSpan ReapGrace = TimeSpan.FromSeconds(2);
 
         private const int SigKill = 9;
+
+        private const int GroupOrOtherWrite = 0x12; // 0022
 
         private static void RunQemuImg(IEnumerable<string> arguments, CancellationToken cancel)
         {

@@ -419,22 +419,41 @@ namespace VmQuiesce.Core.Tests.Export
             Assert.DoesNotContain(InstantRestore.Running, restore => restore.Destination == destination);
         }
 
-        /// <summary>A destination another user could rename (its folder writable by others, no sticky bit) could be swapped for a link between the checks and QEMU's opens or Stop's deletes.</summary>
-        [GuestFact]
-        public void A_destination_another_user_could_rename_is_refused_before_anything_starts()
+        /// <summary>
+        /// QEMU writes its files in the destination as root and Stop deletes them, by path: a destination another user
+        /// could rename (a folder above it writable by others), fill (sticky but writable by all, as /tmp), or reach
+        /// through a link of theirs (checked and used as its real path) is refused before anything starts.
+        /// </summary>
+        [GuestTheory]
+        [InlineData("below a folder of mode 0777")]
+        [InlineData("a folder of mode 1777")]
+        [InlineData("through another user's link")]
+        public void A_destination_another_user_could_rename_or_fill_is_refused_before_anything_starts(string where)
         {
             using var folder = new TempFolder();
             string open = folder.File("open");
             Directory.CreateDirectory(open);
-            HostCommand.RunChecked("chmod", new[] { "0777", open });
+            HostCommand.RunChecked("chmod", new[] { where == "a folder of mode 1777" ? "1777" : "0777", open });
             string destination = Path.Combine(open, "vm");
+            if (where == "a folder of mode 1777")
+            {
+                destination = open;
+            }
+            else if (where == "through another user's link")
+            {
+                string theirs = folder.File("theirs");
+                Directory.CreateDirectory(theirs);
+                File.CreateSymbolicLink(Path.Combine(theirs, "link"), open);
+                HostCommand.RunChecked("chown", new[] { "-h", "65534:65534", theirs, Path.Combine(theirs, "link") });
+                destination = Path.Combine(theirs, "link", "vm");
+            }
 
             Exception? refused = Record.Exception(() => InstantRestore.Start(_guest.Fixture.Repository, _guest.Fixture.Repository.GetRestorePoint(_guest.Point.Id), destination, BootCheckTests.GuestBoot(), 0, CancellationToken.None));
 
-            Assert.Empty(EndProcessesNaming(destination));
+            Assert.Empty(EndProcessesNaming(folder.Path));
             Assert.Equal("InstantRestoreDiskPathInvalid", Assert.IsType<VmQuiesceException>(refused).ErrorId);
-            Assert.Contains($"'{open}' has mode 0777", refused.Message, StringComparison.Ordinal);
-            Assert.False(Directory.Exists(destination));
+            Assert.Contains(where == "a folder of mode 1777" ? $"'{open}' has mode 1777, so other users can put files" : $"'{open}' has mode 0777", refused.Message, StringComparison.Ordinal);
+            Assert.Empty(Directory.EnumerateFileSystemEntries(open));
         }
 
         /// <summary>QEMU, as root, truncates and writes its console log: a link or second name planted there is refused before anything starts.</summary>
