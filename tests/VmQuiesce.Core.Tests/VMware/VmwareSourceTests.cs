@@ -413,7 +413,25 @@ namespace VmQuiesce.Core.Tests.VMware
             File.WriteAllText(elsewhere, "data-elsewhere;");
             File.WriteAllText(vm.VmxPath, File.ReadAllText(vm.VmxPath).Replace("\"data.vmdk\"", "\"../elsewhere.vmdk\"", StringComparison.Ordinal));
 
-            AssertRefusedBeforeSnapshot(vmrun, vm, "DiskNotInVmFolder", elsewhere);
+            AssertRefusedBeforeSnapshot(vmrun, vm, "DiskNotInVmFolder", $"'{elsewhere}', which lies outside the VM folder");
+        }
+
+        [VmrunDoubleFact]
+        public void A_disk_named_by_an_absolute_path_through_another_name_of_the_VM_folder_is_in_it()
+        {
+            using var vmrun = new VmrunDouble();
+            TestVm vm = vmrun.CreateVm();
+            string alias = Path.Combine(Path.GetDirectoryName(vm.Folder)!, "alias-of-vm");
+            File.CreateSymbolicLink(alias, vm.Folder);
+            File.WriteAllText(vm.VmxPath, File.ReadAllText(vm.VmxPath).Replace("\"data.vmdk\"", $"\"{Path.Combine(alias, "data.vmdk")}\"", StringComparison.Ordinal));
+            VmwareSource source = Source(vmrun, vm);
+
+            using (IConsistentView view = source.OpenConsistentView(CrashIsEnough, CancellationToken.None))
+            {
+                view.Complete(false, CancellationToken.None);
+            }
+
+            Assert.Empty(vmrun.Client().ListSnapshots(vm.VmxPath, CancellationToken.None));
         }
 
         [VmrunDoubleFact]

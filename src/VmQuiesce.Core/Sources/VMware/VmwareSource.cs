@@ -153,22 +153,39 @@ namespace VmQuiesce.Core.Sources.VMware
         /// </summary>
         private void RequireDisksInFolder(IReadOnlyList<VmwareDisk> disks)
         {
+            string vmFolder = RealFolder(Path.GetDirectoryName(Path.GetFullPath(_options.VmxPath))!);
             HashSet<string> listed = BeforeSnapshot(() =>
-                new HashSet<string>(VmwareVmFolder.FrozenFiles(VmName, _options.VmxPath, Enumerable.Empty<string>(), OperationHost.None).Select(file => file.Full), VmwareVmFolder.PathComparer));
+                new HashSet<string>(VmwareVmFolder.FrozenFiles(VmName, _options.VmxPath, Enumerable.Empty<string>(), OperationHost.None).Select(file => InRealFolder(file.Full)), VmwareVmFolder.PathComparer));
             foreach (VmwareDisk disk in disks)
             {
-                string? missing = BeforeSnapshot(() => VmwareVmFolder.DiskFiles(disk.Path)).FirstOrDefault(file => !listed.Contains(file));
+                string? missing = BeforeSnapshot(() => VmwareVmFolder.DiskFiles(disk.Path)).FirstOrDefault(file => !listed.Contains(InRealFolder(file)));
                 if (missing != null)
                 {
+                    string real = InRealFolder(missing);
+                    bool inside = real.StartsWith(vmFolder + Path.DirectorySeparatorChar, HostPlatform.IsLinux ? StringComparison.Ordinal : StringComparison.OrdinalIgnoreCase);
                     throw new VmQuiesceException("DiskNotInVmFolder", FailureKind.NotSupported,
-                        $"Disk {disk.Device} of VM '{VmName}' uses '{missing}', which is not a regular file inside the VM folder '{Path.GetDirectoryName(_options.VmxPath)}': " +
-                        "the backup copies the VM folder only, so the restore point would lack it. Nothing was changed.", missing)
+                        $"Disk {disk.Device} of VM '{VmName}' uses '{missing}', which " + (inside ? "is not a regular file (a link, FIFO, device or missing file)" : $"lies outside the VM folder '{vmFolder}'") +
+                        ": the backup copies the VM folder's regular files only, so the restore point would lack it. Nothing was changed.", missing)
                     {
-                        Remedy = "Move the disk's files into the VM folder (as regular files, not links), or back the VM up with the disk removed from it.",
+                        Remedy = "Move the disk's files into the VM folder as regular files (not links), or back the VM up with the disk removed from it.",
                     };
                 }
             }
         }
+
+        /// <summary>
+        /// <paramref name="path"/> with its folder's links resolved (Linux), so a disk named through another name of the VM
+        /// folder is found in it; the file's own name is kept as written, so a link in the folder is never taken for its target.
+        /// </summary>
+        private static string InRealFolder(string path)
+        {
+            string full = Path.GetFullPath(path);
+            string? folder = Path.GetDirectoryName(full);
+            return folder == null ? full : Path.Combine(RealFolder(folder), Path.GetFileName(full));
+        }
+
+        /// <summary>The real path of <paramref name="folder"/> (Linux: every link resolved), or the folder as given.</summary>
+        private static string RealFolder(string folder) => HostPlatform.IsLinux && Native.Libc.RealPath(folder) is string real ? real : folder;
 
         private string CreateStaging()
         {
