@@ -396,7 +396,7 @@ namespace VmQuiesce.Core.Backup
             }
             catch (Exception e) when (e is FileNotFoundException || e is DirectoryNotFoundException)
             {
-                throw new VmQuiesceException("SourceFileNotFound", FailureKind.ObjectNotFound, $"The file '{file.ReadPath}' of VM '{vm}' does not exist.", file.ReadPath, e);
+                throw new VmQuiesceException("SourceFileNotFound", FailureKind.ObjectNotFound, $"The file '{file.OriginalPath}' of VM '{vm}' does not exist.", file.OriginalPath, e);
             }
         }
 
@@ -406,7 +406,7 @@ namespace VmQuiesce.Core.Backup
         /// </summary>
         private static VmQuiesceException NotAnImageFile(ViewFile file, FileStatus found, string vm) =>
             new VmQuiesceException("SourceFileNotAFile", FailureKind.InvalidData,
-                $"The file '{file.ReadPath}' of VM '{vm}' is {found.KindName}, not a regular file; expected a disk image file. Nothing was stored.", file.ReadPath)
+                $"The file '{file.OriginalPath}' of VM '{vm}' is {found.KindName}, not a regular file; expected a disk image file. Nothing was stored.", file.OriginalPath)
             {
                 Remedy = "Back up the VM's image files. A disk on a block device (an LVM volume, a whole disk) is not supported: copy it to an image file with qemu-img convert first.",
             };
@@ -541,7 +541,7 @@ namespace VmQuiesce.Core.Backup
             }
 
             private static VmQuiesceException Changed(ViewFile file) =>
-                new VmQuiesceException("SourceFileChanged", FailureKind.ReadError, $"The file '{file.ReadPath}' changed size while it was copied; the view is not stable.", file.ReadPath);
+                new VmQuiesceException("SourceFileChanged", FailureKind.ReadError, $"The file '{file.OriginalPath}' changed size while it was copied; the view is not stable.", file.OriginalPath);
 
             public void StoreChunks(CancellationToken cancel)
             {

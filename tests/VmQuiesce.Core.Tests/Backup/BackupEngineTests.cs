@@ -142,6 +142,20 @@ namespace VmQuiesce.Core.Tests.Backup
         }
 
         [Fact]
+        public void AFileReadThroughADescriptorPathIsNamedByItsOwnPathInErrors()
+        {
+            using var fixture = new RepositoryFixture();
+            string gone = Path.Combine(fixture.Root, "gone.vmdk");
+            var source = new FakeSource(gone) { ReadPathOf = _ => "/proc/self/fd/999999" };
+
+            var e = Assert.Throws<VmQuiesceException>(() => new BackupEngine(fixture.Repository, 2).Run(source, new QuiesceOptions(), OperationHost.None, CancellationToken.None));
+
+            Assert.Equal("SourceFileNotFound", e.ErrorId);
+            Assert.Contains($"'{gone}'", e.Message, StringComparison.Ordinal);
+            Assert.DoesNotContain("/proc/", e.Message, StringComparison.Ordinal);
+        }
+
+        [Fact]
         public void AReleaseThatFailsAfterAFailedCopyReachesTheUserWithWhatToRunWhileTheCopysFailureStaysTheError()
         {
             using var fixture = new RepositoryFixture();
@@ -479,6 +493,9 @@ namespace VmQuiesce.Core.Tests.Backup
 
             public FakeSource(params string[] paths) => _paths = paths;
 
+            /// <summary>Where each file is read (a descriptor's path, as the VMware source gives); the file's own path when null.</summary>
+            public Func<string, string>? ReadPathOf { get; init; }
+
             public string Kind => "Fake";
 
             public string VmName => "fake-vm";
@@ -523,7 +540,7 @@ namespace VmQuiesce.Core.Tests.Backup
 
                 public Consistency Reached => _source.Record.ReachedValue;
 
-                public IReadOnlyList<ViewFile> Files => _source._paths.Select(path => new ViewFile(Path.GetFileName(path), path, path)).ToList();
+                public IReadOnlyList<ViewFile> Files => _source._paths.Select(path => new ViewFile(Path.GetFileName(path), _source.ReadPathOf?.Invoke(path) ?? path, path)).ToList();
 
                 public CapturedSnapshot? Snapshot => _source.Snapshot;
 
