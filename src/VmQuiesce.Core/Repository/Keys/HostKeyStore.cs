@@ -96,14 +96,14 @@ namespace VmQuiesce.Core.Repository.Keys
             : string.Equals(Path.GetFullPath(recorded), repositoryPath, HostPlatform.IsWindows ? StringComparison.OrdinalIgnoreCase : StringComparison.Ordinal);
 
         /// <summary>
-        /// Moves the host's key file for the repository aside, to a name no key is looked up by (the same folder, closed to
-        /// others), and returns that name: a key file is never lost by replacing it.
+        /// Copies the host's key file for the repository aside, to a name no key is looked up by (the same folder, closed to
+        /// others), and returns that name: a key file is never lost by replacing it, nor when the replacement then fails.
         /// </summary>
         internal static string KeepAside(string repositoryId)
         {
             string path = PathOf(repositoryId);
             string aside = path + ".replaced-" + DateTime.UtcNow.ToString("yyyyMMdd'T'HHmmssfff'Z'", System.Globalization.CultureInfo.InvariantCulture);
-            File.Move(path, aside);
+            File.Copy(path, aside, overwrite: false);
             return aside;
         }
 

@@ -41,7 +41,7 @@ namespace VmQuiesce.Core.Repository.Keys
         public string? Path { get; }
 
         /// <summary>
-        /// Where an import moved the host's key file it found for this repository's id whose key does not open it (kept,
+        /// Where an import copied the host's key file it found for this repository's id whose key does not open it (kept,
         /// never deleted: it may be the only key of what was there before); null when there was none.
         /// </summary>
         public string? ReplacedKeyFile { get; internal set; }

@@ -214,7 +214,7 @@ namespace VmQuiesce.Core.Repository.Keys
 
         /// <summary>
         /// Unlocks the repository with <paramref name="key"/> and writes it as this host's key file. A key file there that
-        /// holds another key is refused when written for another location; written for this one, it is moved aside first
+        /// holds another key is refused when written for another location; written for this one, it is copied aside first
         /// (<see cref="RepositoryKeyCopy.ReplacedKeyFile"/>): it opened whatever repository was here before its repository
         /// file was replaced, maybe that repository's only copy. A damaged key file (nobody's key) is replaced.
         /// </summary>
