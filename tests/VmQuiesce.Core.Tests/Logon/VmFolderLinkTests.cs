@@ -22,11 +22,14 @@ namespace VmQuiesce.Core.Tests.Logon
 
         private string Elsewhere => Directory.CreateDirectory(Path.Combine(_root, "elsewhere")).FullName;
 
-        [LinuxFact]
-        public void TheSystemdBackendRefusesAVmFolderThatIsASymbolicLink()
+        [LinuxRootFact]
+        public void TheSystemdBackendRefusesAVmFolderThatIsAnotherUsersSymbolicLinkAndFollowsRootsToItsRealPath()
         {
             string link = Path.Combine(_root, "vm");
             File.CreateSymbolicLink(link, Elsewhere);
+            string rootsLink = Path.Combine(_root, "roots");
+            File.CreateSymbolicLink(rootsLink, Elsewhere);
+            TestGuest.HostCommand.RunChecked("chown", new[] { "-h", "65534:65534", link });
             var backend = new SystemdLogonBackend(_root, systemdRunning: false, systemdLoadsUnitDirectory: false, HostTools.ForThisHost);
             LogonAccount root = backend.ResolveAccount("root");
 
@@ -34,6 +37,8 @@ namespace VmQuiesce.Core.Tests.Logon
             Assert.Equal("FolderIsLink", Assert.Throws<VmQuiesceException>(() => backend.CheckFolderAccess(root, link + "/")).ErrorId);
             Assert.Equal("FolderIsLink", Assert.Throws<VmQuiesceException>(() => backend.GrantFolderAccess(root, link)).ErrorId);
             Assert.True(backend.CheckFolderAccess(root, Elsewhere + "/").CanModify);
+            Assert.True(backend.CheckFolderAccess(root, rootsLink).CanModify);
+            Assert.Equal(Elsewhere, VmFolders.Existing(rootsLink));
         }
 
         /// <summary>Runs in the GitHub Actions Windows job: a junction needs no privilege to make, so anyone who can write the VM folder's parent can plant one.</summary>
