@@ -75,7 +75,7 @@ namespace VmQuiesce.Core.Tests.Export
         }
 
         [LinuxRootFact]
-        public void Only_root_made_links_on_the_way_are_resolved_and_the_real_path_is_checked()
+        public void Links_on_the_way_are_resolved_and_the_real_path_is_checked()
         {
             using var fixture = new RepositoryFixture();
             RestorePoint point = BackUpOne(fixture);

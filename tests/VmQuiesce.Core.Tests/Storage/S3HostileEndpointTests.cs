@@ -199,6 +199,24 @@ namespace VmQuiesce.Core.Tests.Storage
             Assert.Contains("(object 'points/a.json'): 400", error.Message);
         }
 
+        /// <summary>Answers a caller handles only where it asked for them: a 416 to a GET without a range, a 409 after the last retry.</summary>
+        [Theory]
+        [InlineData("GET", 416, "InvalidRange")]
+        [InlineData("PUT", 409, "ConditionalRequestConflict")]
+        public void An_answer_handled_elsewhere_is_a_request_failure_where_it_was_not_asked_for(string method, int status, string code)
+        {
+            using var endpoint = new S3Double(request => S3Double.Error(request.Method == method ? status : 404, code));
+            using S3ObjectStorage storage = endpoint.NewStorage();
+            Action call = method == "GET"
+                ? () => storage.ReadAll("points/a.json", 1024)
+                : () => storage.CreateIfAbsent("points/a.json", new[] { new ArraySegment<byte>(new byte[1]) });
+
+            var error = Assert.Throws<VmQuiesceException>(call);
+
+            Assert.Equal("S3RequestFailed", error.ErrorId);
+            Assert.Contains($"(object 'points/a.json'): {status}", error.Message);
+        }
+
         [Fact]
         public void An_error_answer_is_quoted_escaped_and_cut_short()
         {

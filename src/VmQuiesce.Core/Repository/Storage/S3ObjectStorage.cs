@@ -125,7 +125,7 @@ namespace VmQuiesce.Core.Repository.Storage
 
             try
             {
-                using GetObjectResponse response = Call(key, () => _client.GetObjectAsync(request), HttpStatusCode.NotFound, HttpStatusCode.RequestedRangeNotSatisfiable);
+                using GetObjectResponse response = Call(key, () => _client.GetObjectAsync(request), ranged ? new[] { HttpStatusCode.NotFound, HttpStatusCode.RequestedRangeNotSatisfiable } : new[] { HttpStatusCode.NotFound });
                 if (response.ContentLength > maxLength || response.ContentLength < 0)
                 {
                     // A ranged GET sends at most one byte more than fits: enough to know the object is too long.
@@ -182,8 +182,13 @@ namespace VmQuiesce.Core.Repository.Storage
                 {
                     return false;
                 }
-                catch (AmazonS3Exception e) when (e.StatusCode == HttpStatusCode.Conflict && attempt < ConflictRetries)
+                catch (AmazonS3Exception e) when (e.StatusCode == HttpStatusCode.Conflict)
                 {
+                    if (attempt == ConflictRetries)
+                    {
+                        throw RequestFailed(key, e);
+                    }
+
                     // ConditionalRequestConflict: another conditional PUT of this key is in flight; one of us will
                     // win, and the retry learns which (412 when it was the other).
                     System.Threading.Thread.Sleep(50 << attempt);
@@ -355,9 +360,12 @@ namespace VmQuiesce.Core.Repository.Storage
             }
             catch (AmazonServiceException e)
             {
-                throw new VmQuiesceException("S3RequestFailed", FailureKind.ProtocolError, $"{_endpointText} failed a request on the repository '{Location}'{(key == null ? string.Empty : $" (object '{key}')")}: {(int)e.StatusCode} {StoreText(e.ErrorCode)} {StoreText(e.Message)}", Location, e);
+                throw RequestFailed(key, e);
             }
         }
+
+        private VmQuiesceException RequestFailed(string? key, AmazonServiceException e) =>
+            new VmQuiesceException("S3RequestFailed", FailureKind.ProtocolError, $"{_endpointText} failed a request on the repository '{Location}'{(key == null ? string.Empty : $" (object '{key}')")}: {(int)e.StatusCode} {StoreText(e.ErrorCode)} {StoreText(e.Message)}", Location, e);
 
         /// <summary>Text of the store's error answer (the SDK quotes a body it cannot parse), escaped and cut short: it reaches terminals and logs.</summary>
         private static string StoreText(string? text) => GuestText.Escape(text == null || text.Length <= MaxStoreTextLength ? text : text.Substring(0, MaxStoreTextLength) + "...");
