@@ -416,6 +416,21 @@ namespace VmQuiesce.Core.Tests.VMware
             AssertRefusedBeforeSnapshot(vmrun, vm, "DiskNotInVmFolder", $"'{elsewhere}', which lies outside the VM folder");
         }
 
+        /// <summary>A linked clone's disk is a delta of its template's base disk, in the template's folder: the point would lack it.</summary>
+        [VmrunDoubleFact]
+        public void A_linked_clones_base_disk_outside_the_VM_folder_is_refused_before_the_snapshot()
+        {
+            using var vmrun = new VmrunDouble();
+            TestVm vm = vmrun.CreateVm();
+            string template = Directory.CreateDirectory(Path.Combine(Path.GetDirectoryName(vm.Folder)!, "template")).FullName;
+            string baseDisk = Path.Combine(template, "base.vmdk");
+            File.WriteAllText(baseDisk, "# Disk DescriptorFile\nversion=1\ncreateType=\"monolithicFlat\"\nRW 8 FLAT \"base-flat.vmdk\" 0\n");
+            File.WriteAllText(Path.Combine(template, "base-flat.vmdk"), "base;");
+            File.WriteAllText(vm.File("data.vmdk"), "# Disk DescriptorFile\nversion=1\nparentCID=fffffffe\ncreateType=\"vmfsSparse\"\nparentFileNameHint=\"../template/base.vmdk\"\n");
+
+            AssertRefusedBeforeSnapshot(vmrun, vm, "DiskNotInVmFolder", $"'{baseDisk}', which lies outside the VM folder");
+        }
+
         [VmrunDoubleFact]
         public void A_disk_named_by_an_absolute_path_through_another_name_of_the_VM_folder_is_in_it()
         {

@@ -148,8 +148,9 @@ namespace VmQuiesce.Core.Sources.VMware
         }
 
         /// <summary>
-        /// The backup copies the VM folder: a disk file elsewhere (a .vmx or descriptor may name any path), or one that is
-        /// a link, FIFO or device, would be missing from the point without anyone noticing. Checked before the snapshot.
+        /// The backup copies the VM folder: a disk file elsewhere (a .vmx or descriptor may name any path, a linked clone's
+        /// base disk lies in its template's folder), or one that is a link, FIFO or device, would be missing from the point
+        /// without anyone noticing. Checked before the snapshot.
         /// </summary>
         private void RequireDisksInFolder(IReadOnlyList<VmwareDisk> disks)
         {
@@ -158,7 +159,7 @@ namespace VmQuiesce.Core.Sources.VMware
                 new HashSet<string>(VmwareVmFolder.FrozenFiles(VmName, _options.VmxPath, Enumerable.Empty<string>(), OperationHost.None).Select(file => InRealFolder(file.Full)), VmwareVmFolder.PathComparer));
             foreach (VmwareDisk disk in disks)
             {
-                string? missing = BeforeSnapshot(() => VmwareVmFolder.DiskFiles(disk.Path)).FirstOrDefault(file => !listed.Contains(InRealFolder(file)));
+                string? missing = BeforeSnapshot(() => VmwareVmFolder.DiskChainFiles(disk.Path)).FirstOrDefault(file => !listed.Contains(InRealFolder(file)));
                 if (missing != null)
                 {
                     string real = InRealFolder(missing);

@@ -33,6 +33,12 @@ namespace VmQuiesce.Core.Sources.VMware
 
         private static readonly char[] LineBreaks = { '\r', '\n' };
 
+        /// <summary>A delta disk's descriptor line naming the disk it is a delta of (a snapshot's parent, a linked clone's base).</summary>
+        private static readonly Regex ParentHintLine = new Regex(@"^\s*parentFileNameHint\s*=\s*""(?<file>[^""]+)""", RegexOptions.CultureInvariant);
+
+        /// <summary>More deltas than any VM's snapshot tree holds: a longer chain (or a loop) is not followed further.</summary>
+        private const int MaxChainLength = 256;
+
         /// <summary>Read from files that VMware may rewrite while the VM runs: copied aside right after the snapshot.</summary>
         private static readonly string[] MutableMetadataExtensions = { ".vmx", ".vmxf", ".vmsd", ".nvram" };
 
@@ -77,6 +83,26 @@ namespace VmQuiesce.Core.Sources.VMware
 
             return disks;
         }
+
+        /// <summary>
+        /// A disk's files and those of the disks it is a delta of (parentFileNameHint: its snapshots' bases, a linked clone's
+        /// base disk), as far as their text descriptors name them: what a restore of the disk needs.
+        /// </summary>
+        public static IReadOnlyList<string> DiskChainFiles(string descriptorPath)
+        {
+            var files = new List<string>();
+            var seen = new HashSet<string>(PathComparer);
+            for (string? current = descriptorPath; current != null && seen.Count < MaxChainLength && seen.Add(current); current = ParentOf(current))
+            {
+                files.AddRange(DiskFiles(current));
+            }
+
+            return files;
+        }
+
+        private static string? ParentOf(string descriptorPath) =>
+            ReadTextDescriptor(descriptorPath)?.Split(LineBreaks).Select(line => ParentHintLine.Match(line)).Where(match => match.Success)
+                .Select(match => Path.GetFullPath(Path.Combine(Path.GetDirectoryName(descriptorPath)!, match.Groups["file"].Value))).FirstOrDefault();
 
         /// <summary>A disk's files: the descriptor plus, for a text descriptor, every extent it names.</summary>
         public static IReadOnlyList<string> DiskFiles(string descriptorPath) =>
