@@ -184,7 +184,7 @@ namespace VmQuiesce.Core.Export
             string? replaceable = UnixFiles.DescribeReplaceable(ConsoleLogIn(destination));
             if (replaceable == null && RegularFile.StatNoFollow(destination) is FileStatus folder && (folder.Permissions & GroupOrOtherWrite) != 0)
             {
-                replaceable = $"'{destination}' has mode {Convert.ToString(folder.Permissions | (folder.IsSticky ? 0x200 : 0), 8).PadLeft(4, '0')}, so other users can put files of theirs in it";
+                replaceable = $"'{destination}' has mode {folder.ModeText}, so other users can put files of theirs in it";
             }
 
             if (replaceable != null)

@@ -71,6 +71,9 @@ namespace VmQuiesce.Core.Platform
         /// <summary>The sticky bit: in a folder, only an entry's owner (or the folder's, or root) may rename or remove it.</summary>
         public bool IsSticky => (Mode & 0x200) != 0;
 
+        /// <summary>The permission bits and the sticky bit in octal, as chmod takes them ("0755", "1777"): for messages.</summary>
+        public string ModeText => Convert.ToString(Permissions | (IsSticky ? 0x200 : 0), 8).PadLeft(4, '0');
+
         /// <summary>"a FIFO", "a symbolic link", ...: for messages about what was found instead of a file or folder.</summary>
         public string KindName => (Mode & TypeMask) switch
         {
@@ -149,7 +152,7 @@ namespace VmQuiesce.Core.Platform
                 FileStatus? below = RegularFile.StatNoFollow(entry);
                 if ((status.Permissions & GroupOrOtherWrite) != 0 && (!status.IsSticky || (below is FileStatus owned && owned.Uid != 0 && owned.Uid != self)))
                 {
-                    return $"'{folder}' has mode {Convert.ToString(status.Permissions | (status.IsSticky ? 0x200 : 0), 8).PadLeft(4, '0')}: another user could rename '{entry}' and put another there";
+                    return $"'{folder}' has mode {status.ModeText}: another user could rename '{entry}' and put another there";
                 }
 
                 folder = entry;

@@ -92,17 +92,19 @@ namespace VmQuiesce.Core.Sources.VMware
         {
             var files = new List<string>();
             var seen = new HashSet<string>(PathComparer);
-            for (string? current = descriptorPath; current != null && seen.Count < MaxChainLength && seen.Add(current); current = ParentOf(current))
+            for (string? current = descriptorPath; current != null && seen.Count < MaxChainLength && seen.Add(current);)
             {
-                files.AddRange(DiskFiles(current));
+                // Each descriptor read once: its extents and its parent come from the same text.
+                string? descriptor = ReadTextDescriptor(current);
+                string folder = Path.GetDirectoryName(current)!;
+                files.Add(current);
+                files.AddRange(ExtentsIn(current, descriptor).Select(extent => extent.Path));
+                current = descriptor?.Split(LineBreaks).Select(line => ParentHintLine.Match(line)).Where(match => match.Success)
+                    .Select(match => Path.GetFullPath(Path.Combine(folder, match.Groups["file"].Value))).FirstOrDefault();
             }
 
             return files;
         }
-
-        private static string? ParentOf(string descriptorPath) =>
-            ReadTextDescriptor(descriptorPath)?.Split(LineBreaks).Select(line => ParentHintLine.Match(line)).Where(match => match.Success)
-                .Select(match => Path.GetFullPath(Path.Combine(Path.GetDirectoryName(descriptorPath)!, match.Groups["file"].Value))).FirstOrDefault();
 
         /// <summary>A disk's files: the descriptor plus, for a text descriptor, every extent it names.</summary>
         public static IReadOnlyList<string> DiskFiles(string descriptorPath) =>
@@ -136,10 +138,12 @@ namespace VmQuiesce.Core.Sources.VMware
         }
 
         /// <summary>The extents a text descriptor names (full path, type such as FLAT or SPARSE); none for a binary vmdk.</summary>
-        private static IReadOnlyList<(string Path, string Type)> Extents(string descriptorPath)
+        private static IReadOnlyList<(string Path, string Type)> Extents(string descriptorPath) => ExtentsIn(descriptorPath, ReadTextDescriptor(descriptorPath));
+
+        /// <summary>The extents named in <paramref name="descriptor"/>, the text of the descriptor at <paramref name="descriptorPath"/> (null: none).</summary>
+        private static IReadOnlyList<(string Path, string Type)> ExtentsIn(string descriptorPath, string? descriptor)
         {
             var extents = new List<(string, string)>();
-            string? descriptor = ReadTextDescriptor(descriptorPath);
             if (descriptor == null)
             {
                 return extents;
