@@ -492,13 +492,9 @@ namespace VmQuiesce.Core.Export
         {
             string named = "\0-name\0" + QemuName(id) + "\0";
             var found = new List<(int Pid, string StartTicks)>();
-            foreach (string folder in Directory.EnumerateDirectories("/proc"))
+            foreach (int pid in ProcessIdentity.ProcessIds())
             {
-                if (!int.TryParse(Path.GetFileName(folder), NumberStyles.None, CultureInfo.InvariantCulture, out int pid))
-                {
-                    continue;
-                }
-
+                string folder = "/proc/" + pid.ToString(CultureInfo.InvariantCulture);
                 try
                 {
                     // A zombie's arguments are empty; the folder's owner is the process's effective user.

@@ -102,6 +102,18 @@ namespace VmQuiesce.Core.Repository
             return new ProcessIdentity(process.Id, process.StartTime.ToUniversalTime(), StartTicksOf(process.Id), ReadTrimmed("/proc/sys/kernel/random/boot_id"), UnixFiles.ReadLink("/proc/self/ns/pid"));
         }
 
+        /// <summary>The ids of the processes /proc lists (Linux): its numeric folders. Any of them may end while the caller looks.</summary>
+        internal static System.Collections.Generic.IEnumerable<int> ProcessIds()
+        {
+            foreach (string folder in Directory.EnumerateDirectories("/proc"))
+            {
+                if (int.TryParse(Path.GetFileName(folder), NumberStyles.None, CultureInfo.InvariantCulture, out int pid))
+                {
+                    yield return pid;
+                }
+            }
+        }
+
         /// <summary>Field 22 of /proc/&lt;pid&gt;/stat (start time in clock ticks since boot), or null when there is no such process.</summary>
         internal static string? StartTicksOf(int pid) => StatFieldsAfterName(pid) is string[] fields && fields.Length > 19 ? fields[19] : null;
 

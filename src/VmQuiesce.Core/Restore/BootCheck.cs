@@ -275,7 +275,7 @@ namespace VmQuiesce.Core.Restore
         }
 
         private static bool ProcessRunsAs(uint uid) =>
-            Directory.EnumerateDirectories("/proc").Any(folder => int.TryParse(Path.GetFileName(folder), out int pid) && SingleUidOf(pid) == uid);
+            ProcessIdentity.ProcessIds().Any(pid => SingleUidOf(pid) == uid);
 
         /// <summary>The user id of a process whose real, effective, saved and file-system ids are one (/proc/&lt;pid&gt;/status); null when they differ or it is gone.</summary>
         private static uint? SingleUidOf(int pid)

@@ -1,6 +1,7 @@
 using System;
 using System.Collections.Generic;
 using System.IO;
+using System.Linq;
 using System.Threading;
 using VmQuiesce.Core.Platform;
 using VmQuiesce.Core.Sources.Qemu;
@@ -36,12 +37,9 @@ namespace VmQuiesce.Core.Restore
         private static string? FindOpeningProcess(string full)
         {
             int self = HostPlatform.ProcessId;
-            foreach (string folder in Directory.EnumerateDirectories("/proc"))
+            foreach (int pid in Repository.ProcessIdentity.ProcessIds().Where(pid => pid != self))
             {
-                if (!int.TryParse(Path.GetFileName(folder), out int pid) || pid == self)
-                {
-                    continue;
-                }
+                string folder = "/proc/" + pid.ToString(System.Globalization.CultureInfo.InvariantCulture);
 
                 IEnumerable<string> descriptors;
                 try

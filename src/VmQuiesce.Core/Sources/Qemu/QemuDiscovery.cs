@@ -54,13 +54,9 @@ namespace VmQuiesce.Core.Sources.Qemu
             }
 
             var found = new List<QemuProcess>();
-            foreach (string folder in Directory.GetDirectories("/proc"))
+            foreach (int pid in Repository.ProcessIdentity.ProcessIds())
             {
-                if (!int.TryParse(Path.GetFileName(folder), out int pid))
-                {
-                    continue;
-                }
-
+                string folder = "/proc/" + pid.ToString(System.Globalization.CultureInfo.InvariantCulture);
                 if (!(ReadCommandLine(folder) is string[] arguments))
                 {
                     continue; // The process ended meanwhile, or is not ours to read.
