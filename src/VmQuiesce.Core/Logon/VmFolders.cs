@@ -5,39 +5,82 @@ namespace VmQuiesce.Core.Logon
     /// <summary>The VM folders that the service logon cmdlets check and grant access to, as both backends accept them.</summary>
     internal static class VmFolders
     {
+        /// <summary>Links followed before a path is given up on, as the kernel's ELOOP limit.</summary>
+        private const int MaxLinksFollowed = 40;
+
         /// <summary>
-        /// The full path of <paramref name="folder"/>, which must be an existing folder and not itself a link: checking or
-        /// granting through a symbolic link or junction would act on whatever folder it leads to (a grant with inheritance on
-        /// C:\Windows, say), not on the VM folder that was named. On Linux a link root made is followed: its real path. A Windows volume mounted at the folder is refused too: a
-        /// junction to another volume's root looks much the same.
+        /// The full path of <paramref name="folder"/>, which must be an existing folder reached through no link: checking or
+        /// granting through a symbolic link or junction, at the folder or at any folder above it, would act on whatever
+        /// tree it leads to (a grant with inheritance on C:\Windows, say), not on the VM folder that was named. On Linux a
+        /// link root made is followed, one link at a time, and the path returned holds no link at all. A Windows volume
+        /// mounted at the folder or above it is refused too: a junction to another volume's root looks much the same.
         /// </summary>
         public static string Existing(string folder)
         {
             string path = WithoutTrailingSeparator(Path.GetFullPath(folder));
-            if (!Directory.Exists(path))
+            for (int followed = 0; ; followed++)
             {
-                throw new VmQuiesceException("FolderNotFound", FailureKind.ObjectNotFound, $"The VM folder '{folder}' does not exist or is not a folder.", folder);
-            }
-
-            // Without a trailing separator the attributes are the entry's own, not those of where a link leads.
-            if ((File.GetAttributes(path) & FileAttributes.ReparsePoint) != 0)
-            {
-                // A Linux link root made (a datastore moved to another disk, say) is the administrator's own word: the
-                // folder it leads to is checked and granted, by its real path. Anyone else's link is refused.
-                if (Platform.HostPlatform.IsLinux && Platform.RegularFile.StatNoFollow(path) is Platform.FileStatus link && (link.Uid == 0 || link.Uid == Native.Libc.geteuid())
-                    && Native.Libc.RealPath(path) is string real && Directory.Exists(real))
+                if (!Directory.Exists(path))
                 {
-                    return real;
+                    throw new VmQuiesceException("FolderNotFound", FailureKind.ObjectNotFound, $"The VM folder '{folder}' does not exist or is not a folder.", folder);
                 }
 
-                throw new VmQuiesceException("FolderIsLink", FailureKind.InvalidArgument,
-                    $"The VM folder '{folder}' is a symbolic link, junction or volume mount point; the folder itself was expected, so that no access is checked or granted on wherever the link leads. Nothing was changed.", folder)
+                string? link = FirstLinkOn(path);
+                if (link == null)
                 {
-                    Remedy = "Pass the folder the link leads to, after checking that it is the VM folder; for a volume mounted at the folder, a folder inside the volume.",
+                    return path;
+                }
+
+                // A Linux link root made (a datastore moved to another disk, say) is the administrator's own word: the
+                // path is read on through its target, whose own links are judged in turn. Anyone else's link is refused.
+                if (followed < MaxLinksFollowed && TargetOfTrustedLink(link) is string target)
+                {
+                    path = WithoutTrailingSeparator(Path.GetFullPath(Path.Combine(target, path.Substring(link.Length).TrimStart(Path.DirectorySeparatorChar))));
+                    continue;
+                }
+
+                string where = link.Length == path.Length ? $"The VM folder '{folder}' is" : $"The VM folder '{folder}' lies under '{link}', which is";
+                throw new VmQuiesceException("FolderIsLink", FailureKind.InvalidArgument,
+                    $"{where} a symbolic link, junction or volume mount point; a folder reached through none was expected, so that no access is checked or granted on wherever the link leads. Nothing was changed.", folder)
+                {
+                    Remedy = "Pass the path the link leads to, after checking that it is the VM folder; for a folder on a volume mounted in a folder, a path through the volume's drive letter.",
                 };
             }
+        }
 
-            return path;
+        /// <summary>The shortest leading part of <paramref name="path"/> (a full path) that is a link, or null when none is.</summary>
+        private static string? FirstLinkOn(string path)
+        {
+            int root = Path.GetPathRoot(path)?.Length ?? 0;
+            for (int end = root + 1; end <= path.Length; end++)
+            {
+                if (end < path.Length && path[end] != Path.DirectorySeparatorChar)
+                {
+                    continue;
+                }
+
+                // Without a trailing separator the attributes are the entry's own, not those of where a link leads.
+                string part = path.Substring(0, end);
+                if ((File.GetAttributes(part) & FileAttributes.ReparsePoint) != 0)
+                {
+                    return part;
+                }
+            }
+
+            return null;
+        }
+
+        /// <summary>Where a link that root or this user made leads (Linux), as a full path; null for anyone else's link and elsewhere.</summary>
+        private static string? TargetOfTrustedLink(string link)
+        {
+            if (!Platform.HostPlatform.IsLinux || !(Platform.RegularFile.StatNoFollow(link) is Platform.FileStatus status) || (status.Uid != 0 && status.Uid != Native.Libc.geteuid())
+                || !(Platform.UnixFiles.ReadLink(link) is string target))
+            {
+                return null;
+            }
+
+            // Relative to the folder holding the link, which is reached through no link: its ".." is the lexical one.
+            return Path.Combine(Path.GetDirectoryName(link)!, target);
         }
 
         private static string WithoutTrailingSeparator(string path)

@@ -41,6 +41,31 @@ namespace VmQuiesce.Core.Tests.Logon
             Assert.Equal(Elsewhere, VmFolders.Existing(rootsLink));
         }
 
+        /// <summary>A link above the VM folder leads the grant to another tree just as well as the folder itself being one.</summary>
+        [LinuxRootFact]
+        public void TheSystemdBackendRefusesAVmFolderUnderAnotherUsersSymbolicLinkAndFollowsRootsToItsRealPath()
+        {
+            string target = Directory.CreateDirectory(Path.Combine(Elsewhere, "vm")).FullName;
+            string othersLink = Path.Combine(_root, "datastore");
+            File.CreateSymbolicLink(othersLink, Elsewhere);
+            TestGuest.HostCommand.RunChecked("chown", new[] { "-h", "65534:65534", othersLink });
+            string rootsLink = Path.Combine(_root, "roots-datastore");
+            File.CreateSymbolicLink(rootsLink, Elsewhere);
+            var backend = new SystemdLogonBackend(_root, systemdRunning: false, systemdLoadsUnitDirectory: false, HostTools.ForThisHost);
+            LogonAccount root = backend.ResolveAccount("root");
+
+            VmQuiesceException refused = Assert.Throws<VmQuiesceException>(() => backend.GrantFolderAccess(root, Path.Combine(othersLink, "vm")));
+            Assert.Equal("FolderIsLink", refused.ErrorId);
+            Assert.Contains($"'{othersLink}'", refused.Message, StringComparison.Ordinal);
+            Assert.Equal("FolderIsLink", Assert.Throws<VmQuiesceException>(() => backend.CheckFolderAccess(root, Path.Combine(othersLink, "vm") + "/")).ErrorId);
+            Assert.Equal(target, VmFolders.Existing(Path.Combine(rootsLink, "vm")));
+
+            // A link of root's whose target passes through another user's link is refused too.
+            string chained = Path.Combine(_root, "chained");
+            File.CreateSymbolicLink(chained, othersLink);
+            Assert.Equal("FolderIsLink", Assert.Throws<VmQuiesceException>(() => VmFolders.Existing(Path.Combine(chained, "vm"))).ErrorId);
+        }
+
         /// <summary>Runs in the GitHub Actions Windows job: a junction needs no privilege to make, so anyone who can write the VM folder's parent can plant one.</summary>
         [WindowsFact]
         public void TheWindowsBackendRefusesAVmFolderThatIsAJunctionAndLeavesItsTargetAlone()
@@ -65,6 +90,34 @@ namespace VmQuiesce.Core.Tests.Logon
 
             Assert.Equal("FolderIsLink", Assert.Throws<VmQuiesceException>(() => backend.CheckFolderAccess(system, junction)).ErrorId);
             Assert.Equal("FolderIsLink", Assert.Throws<VmQuiesceException>(() => backend.GrantFolderAccess(system, junction + "\\")).ErrorId);
+            Assert.Equal(before, new DirectoryInfo(target).GetAccessControl().GetSecurityDescriptorSddlForm(AccessControlSections.Access));
+            Directory.Delete(junction);
+        }
+
+        /// <summary>Runs in the GitHub Actions Windows job: a junction above the VM folder is refused, and the tree it leads to keeps its permissions.</summary>
+        [WindowsFact]
+        public void TheWindowsBackendRefusesAVmFolderUnderAJunction()
+        {
+            string target = Directory.CreateDirectory(Path.Combine(Elsewhere, "vm")).FullName;
+            string junction = Path.Combine(_root, "datastore");
+            var mklink = new ProcessStartInfo(Path.Combine(Environment.GetFolderPath(Environment.SpecialFolder.System), "cmd.exe"), $"/c mklink /J \"{junction}\" \"{Elsewhere}\"")
+            {
+                UseShellExecute = false,
+            };
+            using (Process process = Process.Start(mklink)!)
+            {
+                process.WaitForExit();
+                Assert.Equal(0, process.ExitCode);
+            }
+
+            var backend = new WindowsLogonBackend();
+            LogonAccount system = backend.ResolveAccount("LocalSystem");
+            string before = new DirectoryInfo(target).GetAccessControl().GetSecurityDescriptorSddlForm(AccessControlSections.Access);
+
+            VmQuiesceException refused = Assert.Throws<VmQuiesceException>(() => backend.GrantFolderAccess(system, Path.Combine(junction, "vm")));
+            Assert.Equal("FolderIsLink", refused.ErrorId);
+            Assert.Contains($"'{junction}'", refused.Message, StringComparison.Ordinal);
+            Assert.Equal("FolderIsLink", Assert.Throws<VmQuiesceException>(() => backend.CheckFolderAccess(system, Path.Combine(junction, "vm"))).ErrorId);
             Assert.Equal(before, new DirectoryInfo(target).GetAccessControl().GetSecurityDescriptorSddlForm(AccessControlSections.Access));
             Directory.Delete(junction);
         }
