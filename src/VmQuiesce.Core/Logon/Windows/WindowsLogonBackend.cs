@@ -12,6 +12,16 @@ using VmQuiesce.Core.Native;
 namespace VmQuiesce.Core.Logon.Windows
 {
     /// <summary>
+    /// The one call that writes a service's logon (ChangeServiceConfigW's lpServiceStartName and lpPassword): a seam, so
+    /// that what the backend asks the Service Control Manager to store is proven on any OS.
+    /// </summary>
+    internal interface IServiceLogonWriter
+    {
+        /// <param name="password">A native UTF-16 string (empty for the built-in accounts), or IntPtr.Zero to leave the stored password as it is.</param>
+        void ChangeLogon(string serviceName, string account, IntPtr password);
+    }
+
+    /// <summary>
     /// Windows: the Service Control Manager holds the logon account and password, LSA holds
     /// "Log on as a service", LogonUser checks the password, NetUserGetLocalGroups answers
     /// "administrator?", Authz computes another account's effective rights on a folder.
@@ -34,6 +44,16 @@ namespace VmQuiesce.Core.Logon.Windows
             [@"NT AUTHORITY\NetworkService"] = (@"NT AUTHORITY\NetworkService", "S-1-5-20"),
             [@"NT AUTHORITY\NETWORK SERVICE"] = (@"NT AUTHORITY\NetworkService", "S-1-5-20"),
         };
+
+        private readonly IServiceLogonWriter _logonWriter;
+
+        public WindowsLogonBackend()
+            : this(new ScmLogonWriter())
+        {
+        }
+
+        /// <param name="logonWriter">Tests: records what the Service Control Manager would be asked to store.</param>
+        internal WindowsLogonBackend(IServiceLogonWriter logonWriter) => _logonWriter = logonWriter;
 
         public bool UsesPassword => true;
 
@@ -235,7 +255,7 @@ namespace VmQuiesce.Core.Logon.Windows
                 : Marshal.StringToHGlobalUni(string.Empty); // built-in accounts take an empty password
             try
             {
-                ChangeAccount(service.Name, account.Name, secret);
+                _logonWriter.ChangeLogon(service.Name, account.Name, secret);
                 return new PreviousLogon(service.Account, null);
             }
             finally
@@ -245,7 +265,7 @@ namespace VmQuiesce.Core.Logon.Windows
         }
 
         public void RestoreServiceAccount(ServiceEntry service, PreviousLogon previous) =>
-            ChangeAccount(service.Name, previous.Account, IntPtr.Zero); // null password: leave the stored secret alone
+            _logonWriter.ChangeLogon(service.Name, previous.Account, IntPtr.Zero); // null password: leave the stored secret alone
 
         public string? WhyRestartIsUnavailable(ServiceEntry service) => null;
 
@@ -267,7 +287,7 @@ namespace VmQuiesce.Core.Logon.Windows
             WaitFor(handle, service.Name, ServiceRunState.Running, cancel);
         }
 
-        private static void ChangeAccount(string serviceName, string account, IntPtr password)
+        private static void ChangeLogon(string serviceName, string account, IntPtr password)
         {
             using SafeServiceHandle manager = OpenManager();
             using OpenedService service = OpenService(manager, serviceName, Advapi32.ServiceChangeConfig | Advapi32.ServiceQueryConfig);
@@ -517,6 +537,12 @@ namespace VmQuiesce.Core.Logon.Windows
             {
                 throw Win32Failure(errorId, what, target, (int)Advapi32.LsaNtStatusToWinError(ntStatus));
             }
+        }
+
+        /// <summary>The logon change as the Service Control Manager makes it (ChangeServiceConfigW).</summary>
+        private sealed class ScmLogonWriter : IServiceLogonWriter
+        {
+            public void ChangeLogon(string serviceName, string account, IntPtr password) => WindowsLogonBackend.ChangeLogon(serviceName, account, password);
         }
 
         /// <summary>A service handle and the service's key name.</summary>
