@@ -250,9 +250,7 @@ namespace VmQuiesce.Core.Logon.Windows
 
         public PreviousLogon SetServiceAccount(ServiceEntry service, LogonAccount account, SecureString? password, string? group)
         {
-            IntPtr secret = password != null && !account.IsBuiltInServiceAccount
-                ? Marshal.SecureStringToGlobalAllocUnicode(password)
-                : Marshal.StringToHGlobalUni(string.Empty); // built-in accounts take an empty password
+            IntPtr secret = NativePassword(account.IsBuiltInServiceAccount ? null : password);
             try
             {
                 _logonWriter.ChangeLogon(service.Name, account.Name, secret);
@@ -264,8 +262,33 @@ namespace VmQuiesce.Core.Logon.Windows
             }
         }
 
-        public void RestoreServiceAccount(ServiceEntry service, PreviousLogon previous) =>
-            _logonWriter.ChangeLogon(service.Name, previous.Account, IntPtr.Zero); // null password: leave the stored secret alone
+        /// <summary>
+        /// A built-in account is put back with an empty password, which also clears the new account's password from the
+        /// service's stored secret (a NULL lpPassword would keep it there). A user account's password is not known: the
+        /// stored one is left for the user to set again.
+        /// </summary>
+        public void RestoreServiceAccount(ServiceEntry service, PreviousLogon previous)
+        {
+            if (!BuiltInAccounts.ContainsKey(previous.Account.Trim()))
+            {
+                _logonWriter.ChangeLogon(service.Name, previous.Account, IntPtr.Zero);
+                return;
+            }
+
+            IntPtr empty = NativePassword(null);
+            try
+            {
+                _logonWriter.ChangeLogon(service.Name, previous.Account, empty);
+            }
+            finally
+            {
+                Marshal.ZeroFreeGlobalAllocUnicode(empty);
+            }
+        }
+
+        /// <summary>The password as ChangeServiceConfigW takes it, in native memory (free it with ZeroFreeGlobalAllocUnicode); null: the empty password of the built-in accounts.</summary>
+        private static IntPtr NativePassword(SecureString? password) =>
+            password != null ? Marshal.SecureStringToGlobalAllocUnicode(password) : Marshal.StringToHGlobalUni(string.Empty);
 
         public string? WhyRestartIsUnavailable(ServiceEntry service) => null;
 
