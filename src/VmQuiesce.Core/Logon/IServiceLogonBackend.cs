@@ -34,8 +34,17 @@ namespace VmQuiesce.Core.Logon
         /// <summary>Effective access of the account to the folder. Throws FolderNotFound.</summary>
         FolderAccess CheckFolderAccess(LogonAccount account, string folder);
 
-        /// <summary>Adds a Modify (Windows) or rwx (POSIX ACL) entry for the account, inherited by new files.</summary>
-        void GrantFolderAccess(LogonAccount account, string folder);
+        /// <summary>
+        /// Adds a Modify (Windows) or rwx (POSIX ACL) entry for the account, inherited by new files; returns what was added,
+        /// so that a rollback can remove exactly that.
+        /// </summary>
+        FolderGrant GrantFolderAccess(LogonAccount account, string folder);
+
+        /// <summary>
+        /// Removes exactly the entry <paramref name="grant"/> added, leaving the account's other entries (those that were
+        /// there before) alone; does nothing for a grant that cannot be undone. Throws FolderAccessRevokeFailed.
+        /// </summary>
+        void RevokeFolderAccess(FolderGrant grant);
 
         /// <summary>Makes the service log on as the account; returns what to put back if a restart fails.</summary>
         PreviousLogon SetServiceAccount(ServiceEntry service, LogonAccount account, SecureString? password, string? group);

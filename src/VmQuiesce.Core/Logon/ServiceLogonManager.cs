@@ -195,47 +195,75 @@ namespace VmQuiesce.Core.Logon
                 && (request.Group == null || string.Equals(service.Group, request.Group, StringComparison.Ordinal))
                 && (!NeedsPassword(account) || _verifiers.Compare(service.Name, account, password) == VerifierMatch.Matches);
 
-            // 2. Changes, each behind ShouldProcess. The grants stay when a failed restart puts the account back.
-            var grants = new List<string>();
+            // 2. Changes, each behind ShouldProcess. When a later step fails or the command is stopped, what this run changed
+            // is undone: the account is put back and the folder entries it added are removed (each exactly, so one the account
+            // held before stays). The logon right stays: it is said so.
+            var done = new SetChanges(service, account, service.State == ServiceRunState.Running);
+            try
+            {
+                MakeChanges(request, service, account, password, right, foldersToGrant, alreadySet, done, host, cancel);
+            }
+            catch (VmQuiesceException failure) when (done.CanBeUndone)
+            {
+                bool restartFailed = done.Restarting && done.Previous != null;
+                string what = restartFailed ? $"{service.Name} did not restart under the new account ({failure.Message})." : failure.Message;
+                throw new VmQuiesceException(failure.ErrorId, restartFailed ? FailureKind.InvalidOperation : failure.Kind, $"{what} {RollBack(done)}", failure.Target, failure)
+                {
+                    Remedy = failure.Remedy,
+                };
+            }
+            catch (OperationCanceledException) when (done.CanBeUndone)
+            {
+                // Stopped mid-change (mid-restart, the service may be down under an account it never ran as): undone like a
+                // failure, and said before the stop goes on; the cmdlet shows the warning even while the pipeline stops.
+                string stopped = done.Restarting && done.Previous != null ? $"{service.Name} was not restarted under the new account" : $"{service.Name} was not set up to log on as {account.Name}";
+                host.WriteWarning($"{stopped}: the command was stopped. {RollBack(done)}");
+                throw;
+            }
+
+            if (done.Previous != null && NeedsPassword(account))
+            {
+                _verifiers.Save(service.Name, account, password);
+            }
+
+            return new ServiceLogonChange(service.Name, service.Account, done.Previous != null ? account.Name : service.Account, done.Actions, done.Restarted);
+        }
+
+        private void MakeChanges(ServiceLogonRequest request, ServiceEntry service, LogonAccount account, SecureString password, LogonRight right,
+            IReadOnlyList<FolderAccess> foldersToGrant, bool alreadySet, SetChanges done, IOperationHost host, CancellationToken cancel)
+        {
             if (right == LogonRight.Missing && host.ShouldProcess(account.Name, "Grant the 'Log on as a service' right"))
             {
                 _backend.GrantLogonRight(account);
-                grants.Add($"Granted 'Log on as a service' to {account.Name}");
+                string granted = $"Granted 'Log on as a service' to {account.Name}";
+                done.Actions.Add(granted);
+                done.Kept.Add(granted);
             }
 
             foreach (FolderAccess folder in foldersToGrant)
             {
                 if (host.ShouldProcess(folder.Path, $"Give {account.Name} modify access"))
                 {
-                    _backend.GrantFolderAccess(account, folder.Path);
-                    grants.Add($"Gave {account.Name} modify access to {folder.Path}");
+                    done.FolderGrants.Add(_backend.GrantFolderAccess(account, folder.Path));
+                    done.Actions.Add($"Gave {account.Name} modify access to {folder.Path}");
                 }
             }
 
-            var actions = new List<string>(grants);
-
-            PreviousLogon? previous = null;
             if (alreadySet)
             {
                 host.WriteVerbose($"{service.Name} already logs on as {account.Name}.");
             }
             else if (host.ShouldProcess(service.Name, $"Set the logon account to {account.Name}"))
             {
-                previous = _backend.SetServiceAccount(service, account, NeedsPassword(account) ? password : null, request.Group);
-                actions.Add($"Set the logon account of {service.Name} to {account.Name} (was {previous.Account})");
+                done.Previous = _backend.SetServiceAccount(service, account, NeedsPassword(account) ? password : null, request.Group);
+                done.Actions.Add($"Set the logon account of {service.Name} to {account.Name} (was {done.Previous.Account})");
             }
 
-            bool restarted = false;
-            bool wasRunning = service.State == ServiceRunState.Running;
-            if (request.Restart || (previous != null && wasRunning))
+            if (request.Restart || (done.Previous != null && done.WasRunning))
             {
-                restarted = RestartOrRollBack(service, previous, wasRunning, grants, host, cancel);
-                if (restarted)
-                {
-                    actions.Add($"Restarted {service.Name}");
-                }
+                Restart(service, done, host, cancel);
             }
-            else if (previous != null)
+            else if (done.Previous != null)
             {
                 string? why = _backend.WhyRestartIsUnavailable(service);
                 if (why != null)
@@ -247,56 +275,81 @@ namespace VmQuiesce.Core.Logon
                     host.WriteVerbose($"{service.Name} is not running; the new account applies when it next starts.");
                 }
             }
-
-            if (previous != null && NeedsPassword(account))
-            {
-                _verifiers.Save(service.Name, account, password);
-            }
-
-            return new ServiceLogonChange(service.Name, service.Account, previous != null ? account.Name : service.Account, actions, restarted);
         }
 
-        private bool RestartOrRollBack(ServiceEntry service, PreviousLogon? previous, bool wasRunning, IReadOnlyList<string> grants, IOperationHost host, CancellationToken cancel)
+        private void Restart(ServiceEntry service, SetChanges done, IOperationHost host, CancellationToken cancel)
         {
             string? why = _backend.WhyRestartIsUnavailable(service);
             if (why != null)
             {
                 host.WriteWarning($"{service.Name} was not restarted: {why}. The new account applies when it next starts.");
-                return false;
+                return;
             }
 
             if (!host.ShouldProcess(service.Name, "Restart the service"))
             {
-                return false;
+                return;
             }
 
-            try
-            {
-                _backend.RestartService(service, cancel);
-                return true;
-            }
-            catch (VmQuiesceException failure) when (previous != null)
-            {
-                string rolledBack = PutPreviousAccountBack(service, previous, wasRunning, grants);
-                throw new VmQuiesceException("ServiceRestartFailed", FailureKind.InvalidOperation,
-                    $"{service.Name} did not restart under the new account ({failure.Message}). {rolledBack}",
-                    service.Name, failure)
-                {
-                    Remedy = failure.Remedy,
-                };
-            }
-            catch (OperationCanceledException) when (previous != null)
-            {
-                // Stopped mid-restart, the service may be down under an account it never ran as: undone like a failure.
-                host.WriteWarning($"{service.Name} was not restarted under the new account: the command was stopped. {PutPreviousAccountBack(service, previous, wasRunning, grants)}");
-                throw;
-            }
+            done.Restarting = true;
+            _backend.RestartService(service, cancel);
+            done.Restarting = false;
+            done.Restarted = true;
+            done.Actions.Add($"Restarted {service.Name}");
         }
 
-        /// <summary>Restores the previous account and, if the service ran before, starts it under it; says what happened and which grants were kept.</summary>
-        private string PutPreviousAccountBack(ServiceEntry service, PreviousLogon previous, bool wasRunning, IReadOnlyList<string> grants)
+        /// <summary>
+        /// Undoes what <paramref name="done"/> holds, each step whatever became of the one before: puts the previous account
+        /// back (starting the service again if it ran), removes the folder entries this run added. Says what happened, what
+        /// could not be undone and why, and what was kept.
+        /// </summary>
+        private string RollBack(SetChanges done)
+        {
+            var said = new List<string>();
+            if (done.Previous != null)
+            {
+                said.Add(PutPreviousAccountBack(done.Service, done.Account, done.Previous, done.WasRunning));
+            }
+
+            var kept = new List<string>(done.Kept);
+            var removed = new List<string>();
+            foreach (FolderGrant grant in done.FolderGrants)
+            {
+                if (!grant.CanBeUndone)
+                {
+                    kept.Add($"Gave {grant.Account} modify access to {grant.Path}");
+                    continue;
+                }
+
+                try
+                {
+                    _backend.RevokeFolderAccess(grant);
+                    removed.Add(grant.Path);
+                }
+                catch (VmQuiesceException failure)
+                {
+                    said.Add($"The modify access given to {grant.Account} on {grant.Path} could not be removed: {failure.Message}");
+                }
+            }
+
+            if (removed.Count > 0)
+            {
+                said.Add($"The modify access given to {done.Account.Name} was removed again from {string.Join(", ", removed)}.");
+            }
+
+            if (kept.Count > 0)
+            {
+                said.Add($"Kept: {string.Join("; ", kept)}.");
+            }
+
+            return string.Join(" ", said);
+        }
+
+        /// <summary>Restores the previous account and, if the service ran before, starts it under it; says what happened.</summary>
+        private string PutPreviousAccountBack(ServiceEntry service, LogonAccount account, PreviousLogon previous, bool wasRunning)
         {
             _backend.RestoreServiceAccount(service, previous);
+
             string outcome = "it was not running before, so it was left stopped";
             if (wasRunning)
             {
@@ -315,8 +368,7 @@ namespace VmQuiesce.Core.Logon
             string passwordNote = _backend.UsesPassword
                 ? " The previous account's password is not known to VmQuiesce: if it was a user account, set it again."
                 : string.Empty;
-            string keptNote = grants.Count == 0 ? string.Empty : $" The grants made before the restart were kept: {string.Join("; ", grants)}.";
-            return $"The previous account '{previous.Account}' was put back and {outcome}.{passwordNote}{keptNote}";
+            return $"The previous account '{previous.Account}' was put back and {outcome}.{passwordNote}";
         }
 
         private ServiceLogonTestResult Finish(ServiceEntry service, ServiceLogonRequest request, List<ServiceLogonCheck> checks, IOperationHost host)
@@ -375,5 +427,42 @@ namespace VmQuiesce.Core.Logon
                 return null;
             }
         }
+    }
+
+    /// <summary>What one Set has changed so far: what a rollback undoes, and what it reports.</summary>
+    internal sealed class SetChanges
+    {
+        public SetChanges(ServiceEntry service, LogonAccount account, bool wasRunning)
+        {
+            Service = service;
+            Account = account;
+            WasRunning = wasRunning;
+        }
+
+        public ServiceEntry Service { get; }
+
+        public LogonAccount Account { get; }
+
+        public bool WasRunning { get; }
+
+        /// <summary>Each change made, in order.</summary>
+        public List<string> Actions { get; } = new List<string>();
+
+        /// <summary>Changes a rollback leaves in place (the logon right).</summary>
+        public List<string> Kept { get; } = new List<string>();
+
+        /// <summary>The folder entries added, as the backend recorded them.</summary>
+        public List<FolderGrant> FolderGrants { get; } = new List<FolderGrant>();
+
+        /// <summary>The account to put back; null until the account was changed.</summary>
+        public PreviousLogon? Previous { get; set; }
+
+        /// <summary>True while the service restarts under the new account.</summary>
+        public bool Restarting { get; set; }
+
+        public bool Restarted { get; set; }
+
+        /// <summary>Whether a failure now leaves anything to undo.</summary>
+        public bool CanBeUndone => Previous != null || FolderGrants.Any(grant => grant.CanBeUndone);
     }
 }

@@ -223,6 +223,32 @@ namespace VmQuiesce.Core.Logon
     }
 
     /// <summary>
+    /// A folder entry Set added for the account, kept for its rollback: the backend's record of exactly what it added.
+    /// </summary>
+    public sealed class FolderGrant
+    {
+        public FolderGrant(string path, string account, object? undoState)
+        {
+            Path = path;
+            Account = account;
+            UndoState = undoState;
+        }
+
+        /// <summary>The folder, as the backend resolved it.</summary>
+        public string Path { get; }
+
+        public string Account { get; }
+
+        /// <summary>
+        /// What the backend needs to remove the entry it added (Windows: the account's SID); null when nothing can be
+        /// removed: the very entry was there before, or the grant widened entries across a tree (POSIX ACLs).
+        /// </summary>
+        public object? UndoState { get; }
+
+        public bool CanBeUndone => UndoState != null;
+    }
+
+    /// <summary>
     /// The previous logon, captured by the backend when it changes the account, so a failed restart
     /// can put it back. PlatformState is whatever the backend needs (the previous drop-in text).
     /// </summary>

@@ -16,7 +16,7 @@ namespace VmQuiesce.Core.Tests.Logon
     {
         private static readonly HashSet<string> ChangingCalls = new HashSet<string>
         {
-            nameof(GrantLogonRight), nameof(GrantFolderAccess), nameof(SetServiceAccount), nameof(RestoreServiceAccount), nameof(RestartService),
+            nameof(GrantLogonRight), nameof(GrantFolderAccess), nameof(RevokeFolderAccess), nameof(SetServiceAccount), nameof(RestoreServiceAccount), nameof(RestartService),
         };
 
         public bool UsesPassword { get; set; } = true;
@@ -40,6 +40,15 @@ namespace VmQuiesce.Core.Tests.Logon
         public Dictionary<string, bool> Folders { get; } = new Dictionary<string, bool>();
 
         public int RestartFailuresLeft { get; set; }
+
+        /// <summary>Whether a folder grant comes back with an undo record (Windows) or without one (POSIX ACLs across a tree).</summary>
+        public bool FolderGrantsCanBeUndone { get; set; } = true;
+
+        public bool RevokeFails { get; set; }
+
+        public bool SetAccountFails { get; set; }
+
+        public bool RestoreAccountFails { get; set; }
 
         public string? WhyNoRestart { get; set; }
 
@@ -117,15 +126,32 @@ namespace VmQuiesce.Core.Tests.Logon
             return new FolderAccess(folder, canModify, canModify ? "modify granted" : "no modify rule");
         }
 
-        public void GrantFolderAccess(LogonAccount account, string folder)
+        public FolderGrant GrantFolderAccess(LogonAccount account, string folder)
         {
             Record(nameof(GrantFolderAccess), folder);
             Folders[folder] = true;
+            return new FolderGrant(folder, account.Name, FolderGrantsCanBeUndone ? "entry-for-" + account.Identity : null);
+        }
+
+        public void RevokeFolderAccess(FolderGrant grant)
+        {
+            Record(nameof(RevokeFolderAccess), grant.Path + "|" + grant.UndoState);
+            if (RevokeFails)
+            {
+                throw new VmQuiesceException("FolderAccessRevokeFailed", FailureKind.WriteError, $"Cannot remove the Modify entry from '{grant.Path}': access denied.", grant.Path);
+            }
+
+            Folders[grant.Path] = false;
         }
 
         public PreviousLogon SetServiceAccount(ServiceEntry service, LogonAccount account, SecureString? password, string? group)
         {
             Record(nameof(SetServiceAccount), account.Name);
+            if (SetAccountFails)
+            {
+                throw new VmQuiesceException("ServiceConfigChangeFailed", FailureKind.PermissionDenied, $"Cannot set the logon account of '{service.Name}': access denied.", service.Name);
+            }
+
             var previous = new PreviousLogon(CurrentAccount, "state-of-" + CurrentAccount);
             CurrentAccount = account.Name;
             return previous;
@@ -134,6 +160,11 @@ namespace VmQuiesce.Core.Tests.Logon
         public void RestoreServiceAccount(ServiceEntry service, PreviousLogon previous)
         {
             Record(nameof(RestoreServiceAccount), previous.Account + "|" + previous.PlatformState);
+            if (RestoreAccountFails)
+            {
+                throw new VmQuiesceException("ServiceConfigChangeFailed", FailureKind.PermissionDenied, $"Cannot set the logon account of '{service.Name}': access denied.", service.Name);
+            }
+
             CurrentAccount = previous.Account;
         }
 
@@ -180,9 +211,17 @@ namespace VmQuiesce.Core.Tests.Logon
 
         public IEnumerable<string> Everything => ((IEnumerable<string>)Asked).Concat(Warnings).Concat(Verbose);
 
+        /// <summary>A question whose action starts so is answered with Ctrl+C (OperationCanceledException), as the cmdlet's pump does.</summary>
+        public string? StopAt { get; set; }
+
         public bool ShouldProcess(string target, string action)
         {
             Asked.Add(target + ": " + action);
+            if (StopAt != null && action.StartsWith(StopAt, StringComparison.Ordinal))
+            {
+                throw new OperationCanceledException();
+            }
+
             return Answer;
         }
 

@@ -165,14 +165,90 @@ namespace VmQuiesce.Core.Tests.Logon
         }
 
         [Fact]
-        public void AFailedRestartSaysWhichGrantsWereKeptWhenTheAccountWasPutBack()
+        public void AFailedRestartRemovesTheFolderEntryItGaveAndSaysTheLogonRightWasKept()
         {
             _backend.Folders[Folder] = false;
             _backend.RestartFailuresLeft = 1;
             VmQuiesceException failure = SetFails(Request(Secret, Folder) with { GrantFolderAccess = true });
 
             Assert.Equal("ServiceRestartFailed", failure.ErrorId);
-            Assert.Contains(@"were kept: Granted 'Log on as a service' to .\backup; Gave .\backup modify access to " + Folder + ".", failure.Message, StringComparison.Ordinal);
+            Assert.Contains(@"RevokeFolderAccess:" + Folder + @"|entry-for-SID-.\BACKUP", _backend.Changes);
+            Assert.False(_backend.Folders[Folder], "the Modify entry given in this run is removed again");
+            Assert.Contains(@"The modify access given to .\backup was removed again from " + Folder + ".", failure.Message, StringComparison.Ordinal);
+            Assert.Contains(@"Kept: Granted 'Log on as a service' to .\backup.", failure.Message, StringComparison.Ordinal);
+        }
+
+        [Fact]
+        public void CtrlCDuringTheRestartRemovesTheFolderEntryItGaveAndSaysSo()
+        {
+            _backend.Folders[Folder] = false;
+            using var cancel = new CancellationTokenSource();
+            _backend.CancelDuringRestart = cancel;
+
+            Assert.ThrowsAny<OperationCanceledException>(() => Manager.Set(Request(Secret, Folder) with { GrantFolderAccess = true }, _gate, cancel.Token));
+
+            Assert.Equal(
+                new[]
+                {
+                    @"GrantLogonRight:.\backup", "GrantFolderAccess:" + Folder, @"SetServiceAccount:.\backup", @"RestartService:.\backup",
+                    "RestoreServiceAccount:LocalSystem|state-of-LocalSystem", "RestartService:LocalSystem", @"RevokeFolderAccess:" + Folder + @"|entry-for-SID-.\BACKUP",
+                },
+                _backend.Changes);
+            Assert.False(_backend.Folders[Folder]);
+            Assert.Contains(_gate.Warnings, w => w.Contains("removed again from " + Folder, StringComparison.Ordinal));
+        }
+
+        [Fact]
+        public void AFailureBeforeTheAccountChangesStillRemovesTheFolderEntry()
+        {
+            _backend.Folders[Folder] = false;
+            _backend.SetAccountFails = true;
+            VmQuiesceException failure = SetFails(Request(Secret, Folder) with { GrantFolderAccess = true });
+
+            Assert.Equal("ServiceConfigChangeFailed", failure.ErrorId);
+            Assert.Equal(FailureKind.PermissionDenied, failure.Kind);
+            Assert.Equal(
+                new[] { @"GrantLogonRight:.\backup", "GrantFolderAccess:" + Folder, @"SetServiceAccount:.\backup", @"RevokeFolderAccess:" + Folder + @"|entry-for-SID-.\BACKUP" },
+                _backend.Changes);
+            Assert.StartsWith("Cannot set the logon account of 'vmvss': access denied.", failure.Message, StringComparison.Ordinal);
+            Assert.Contains("removed again from " + Folder, failure.Message, StringComparison.Ordinal);
+        }
+
+        [Fact]
+        public void CtrlCAtTheQuestionAfterTheFolderGrantRemovesItAndSaysSo()
+        {
+            _backend.Folders[Folder] = false;
+            _gate.StopAt = "Set the logon account";
+
+            Assert.ThrowsAny<OperationCanceledException>(() => Manager.Set(Request(Secret, Folder) with { GrantFolderAccess = true }, _gate, CancellationToken.None));
+
+            Assert.Equal(new[] { @"GrantLogonRight:.\backup", "GrantFolderAccess:" + Folder, @"RevokeFolderAccess:" + Folder + @"|entry-for-SID-.\BACKUP" }, _backend.Changes);
+            Assert.Contains(_gate.Warnings, w => w.Contains("the command was stopped", StringComparison.Ordinal) && w.Contains("removed again from " + Folder, StringComparison.Ordinal));
+        }
+
+        [Fact]
+        public void AFolderGrantThatCannotBeUndoneIsSaidToBeKept()
+        {
+            _backend.Folders[Folder] = false;
+            _backend.FolderGrantsCanBeUndone = false;
+            _backend.RestartFailuresLeft = 1;
+            VmQuiesceException failure = SetFails(Request(Secret, Folder) with { GrantFolderAccess = true });
+
+            Assert.DoesNotContain(_backend.Changes, c => c.StartsWith("RevokeFolderAccess", StringComparison.Ordinal));
+            Assert.Contains(@"Kept: Granted 'Log on as a service' to .\backup; Gave .\backup modify access to " + Folder + ".", failure.Message, StringComparison.Ordinal);
+        }
+
+        [Fact]
+        public void AFolderEntryThatCannotBeRemovedIsNamedWithWhy()
+        {
+            _backend.Folders[Folder] = false;
+            _backend.RevokeFails = true;
+            _backend.RestartFailuresLeft = 1;
+            VmQuiesceException failure = SetFails(Request(Secret, Folder) with { GrantFolderAccess = true });
+
+            Assert.Equal("ServiceRestartFailed", failure.ErrorId);
+            Assert.Contains("'LocalSystem' was put back", failure.Message, StringComparison.Ordinal);
+            Assert.Contains($@"The modify access given to .\backup on {Folder} could not be removed: Cannot remove the Modify entry from '{Folder}': access denied.", failure.Message, StringComparison.Ordinal);
         }
 
         [Fact]

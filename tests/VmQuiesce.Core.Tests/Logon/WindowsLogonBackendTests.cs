@@ -9,7 +9,7 @@ using Xunit;
 
 namespace VmQuiesce.Core.Tests.Logon
 {
-    /// <summary>The real Windows backend against the real SCM, LSA and Authz (read-only calls only).</summary>
+    /// <summary>The real Windows backend against the real SCM, LSA and Authz (read-only calls, and permission changes on temporary folders only).</summary>
     public sealed class WindowsLogonBackendTests
     {
         [WindowsFact]
@@ -65,6 +65,44 @@ namespace VmQuiesce.Core.Tests.Logon
             {
                 Assert.True(backend.CheckFolderAccess(backend.ResolveAccount("LocalSystem"), folder).CanModify);
                 Assert.Equal("FolderNotFound", Assert.Throws<VmQuiesceException>(() => backend.CheckFolderAccess(backend.ResolveAccount("LocalSystem"), folder + "-missing")).ErrorId);
+            }
+            finally
+            {
+                Directory.Delete(folder, recursive: true);
+            }
+        }
+
+        /// <summary>What only the real API can show: SetNamedSecurityInfo keeps the entry apart and carries it to the files inside, and its removal gives the permissions back as they were.</summary>
+        [WindowsFact]
+        public void TheFolderGrantIsRemovedExactlyAndAnEntryTheAccountHeldBeforeStays()
+        {
+            string folder = Directory.CreateDirectory(Path.Combine(Path.GetTempPath(), "vmq-grant-" + Guid.NewGuid().ToString("N"))).FullName;
+            try
+            {
+                var guests = new SecurityIdentifier("S-1-5-32-546");
+                var info = new DirectoryInfo(folder);
+                DirectorySecurity security = info.GetAccessControl();
+                security.AddAccessRule(new FileSystemAccessRule(guests, FileSystemRights.ReadAndExecute, InheritanceFlags.ContainerInherit | InheritanceFlags.ObjectInherit, PropagationFlags.None, AccessControlType.Allow));
+                info.SetAccessControl(security);
+                string disk = Path.Combine(folder, "disk.vmdk");
+                File.WriteAllText(disk, "x");
+                string folderBefore = info.GetAccessControl().GetSecurityDescriptorSddlForm(AccessControlSections.Access);
+                string diskBefore = new FileInfo(disk).GetAccessControl().GetSecurityDescriptorSddlForm(AccessControlSections.Access);
+
+                var backend = new WindowsLogonBackend();
+                FolderGrant grant = backend.GrantFolderAccess(new LogonAccount("Guests", guests.Value), folder);
+
+                Assert.True(grant.CanBeUndone);
+                FileSystemAccessRule[] explicitRules = info.GetAccessControl().GetAccessRules(true, false, typeof(SecurityIdentifier)).Cast<FileSystemAccessRule>()
+                    .Where(r => r.IdentityReference.Equals(guests)).ToArray();
+                Assert.Equal(2, explicitRules.Length);
+                Assert.Contains(explicitRules, r => r.FileSystemRights.HasFlag(FileSystemRights.Modify));
+                Assert.Contains(new FileInfo(disk).GetAccessControl().GetAccessRules(false, true, typeof(SecurityIdentifier)).Cast<FileSystemAccessRule>(),
+                    r => r.IdentityReference.Equals(guests) && r.FileSystemRights.HasFlag(FileSystemRights.Modify));
+
+                backend.RevokeFolderAccess(grant);
+                Assert.Equal(folderBefore, info.GetAccessControl().GetSecurityDescriptorSddlForm(AccessControlSections.Access));
+                Assert.Equal(diskBefore, new FileInfo(disk).GetAccessControl().GetSecurityDescriptorSddlForm(AccessControlSections.Access));
             }
             finally
             {

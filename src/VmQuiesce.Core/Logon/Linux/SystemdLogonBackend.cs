@@ -166,19 +166,26 @@ namespace VmQuiesce.Core.Logon.Linux
             }
         }
 
-        public void GrantFolderAccess(LogonAccount account, string folder)
+        /// <summary>The entries are widened on every file and folder of the tree: that cannot be taken back exactly, so the grant is kept on rollback, and said so.</summary>
+        public FolderGrant GrantFolderAccess(LogonAccount account, string folder)
         {
             string path = VmFolders.Existing(folder);
             PosixUser user = FindUser(account.Name);
             try
             {
                 PosixFolderGrant.Grant(path, user.Uid);
+                return new FolderGrant(path, account.Name, null);
             }
             catch (Exception e) when (e is IOException || e is NotSupportedException || e is UnauthorizedAccessException)
             {
                 throw new VmQuiesceException("FolderAccessGrantFailed", FailureKind.WriteError,
                     $"Cannot give {account.Name} read, write and search access to the folder '{path}': {e.Message}", folder, e);
             }
+        }
+
+        /// <summary>Nothing to do: a POSIX ACL grant cannot be undone (see <see cref="GrantFolderAccess"/>).</summary>
+        public void RevokeFolderAccess(FolderGrant grant)
+        {
         }
 
         public PreviousLogon SetServiceAccount(ServiceEntry service, LogonAccount account, SecureString? password, string? group)

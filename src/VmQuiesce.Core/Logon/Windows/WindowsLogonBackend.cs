@@ -21,6 +21,15 @@ namespace VmQuiesce.Core.Logon.Windows
         void ChangeLogon(string serviceName, string account, IntPtr password);
     }
 
+    /// <summary>A folder's DACL, read and written by path: a seam, so that the grant and its exact undo are proven on any OS.</summary>
+    internal interface IFolderDacls
+    {
+        /// <summary>The DACL's bytes; throws IOException, also for a NULL DACL (which is never edited).</summary>
+        byte[] Read(string folder);
+
+        void Write(string folder, byte[] dacl);
+    }
+
     /// <summary>
     /// Windows: the Service Control Manager holds the logon account and password, LSA holds
     /// "Log on as a service", LogonUser checks the password, NetUserGetLocalGroups answers
@@ -46,14 +55,20 @@ namespace VmQuiesce.Core.Logon.Windows
         };
 
         private readonly IServiceLogonWriter _logonWriter;
+        private readonly IFolderDacls _folderDacls;
 
         public WindowsLogonBackend()
-            : this(new ScmLogonWriter())
+            : this(new ScmLogonWriter(), new NamedFolderDacls())
         {
         }
 
         /// <param name="logonWriter">Tests: records what the Service Control Manager would be asked to store.</param>
-        internal WindowsLogonBackend(IServiceLogonWriter logonWriter) => _logonWriter = logonWriter;
+        /// <param name="folderDacls">Tests: folder DACLs held in memory.</param>
+        internal WindowsLogonBackend(IServiceLogonWriter logonWriter, IFolderDacls folderDacls)
+        {
+            _logonWriter = logonWriter;
+            _folderDacls = folderDacls;
+        }
 
         public bool UsesPassword => true;
 
@@ -224,10 +239,10 @@ namespace VmQuiesce.Core.Logon.Windows
             try
             {
                 uint rights = WindowsSecurity.EffectiveRights(path, WindowsSecurity.StringToSid(account.Identity));
-                bool canModify = (rights & WindowsSecurity.ModifyRights) == WindowsSecurity.ModifyRights;
+                bool canModify = (rights & WindowsDacl.ModifyRights) == WindowsDacl.ModifyRights;
                 return new FolderAccess(path, canModify, canModify
                     ? $"{account.Name} holds Modify (effective rights 0x{rights:X8})"
-                    : $"{account.Name}'s effective rights 0x{rights:X8} lack Modify (0x{WindowsSecurity.ModifyRights:X8})");
+                    : $"{account.Name}'s effective rights 0x{rights:X8} lack Modify (0x{WindowsDacl.ModifyRights:X8})");
             }
             catch (IOException e)
             {
@@ -235,16 +250,54 @@ namespace VmQuiesce.Core.Logon.Windows
             }
         }
 
-        public void GrantFolderAccess(LogonAccount account, string folder)
+        /// <summary>
+        /// Adds an explicit allow entry of Modify, inherited by files and folders, for the account's SID, as an entry of its
+        /// own: one the account held before is neither merged nor changed, so the rollback can remove exactly this one.
+        /// </summary>
+        public FolderGrant GrantFolderAccess(LogonAccount account, string folder)
         {
             string path = VmFolders.Existing(folder);
             try
             {
-                WindowsSecurity.GrantModify(path, WindowsSecurity.StringToSid(account.Identity));
+                byte[]? granted = WindowsDacl.WithAllowEntry(_folderDacls.Read(path), WindowsDacl.SidFromString(account.Identity), WindowsDacl.ModifyRights, WindowsDacl.InheritedByFilesAndFolders);
+                if (granted == null)
+                {
+                    // The very entry is there already (a deny entry keeps it from counting): nothing is added, nothing to undo.
+                    return new FolderGrant(path, account.Name, null);
+                }
+
+                _folderDacls.Write(path, granted);
+                return new FolderGrant(path, account.Name, account.Identity);
             }
             catch (IOException e)
             {
                 throw new VmQuiesceException("FolderAccessGrantFailed", FailureKind.WriteError, $"Cannot give {account.Name} Modify access to the folder '{path}': {e.Message}", folder, e);
+            }
+        }
+
+        public void RevokeFolderAccess(FolderGrant grant)
+        {
+            if (!(grant.UndoState is string identity))
+            {
+                return;
+            }
+
+            string path = VmFolders.Existing(grant.Path);
+            try
+            {
+                byte[]? revoked = WindowsDacl.WithoutAllowEntry(_folderDacls.Read(path), WindowsDacl.SidFromString(identity), WindowsDacl.ModifyRights, WindowsDacl.InheritedByFilesAndFolders);
+                // Null: the entry is gone already (someone removed it by hand); nothing else is touched.
+                if (revoked != null)
+                {
+                    _folderDacls.Write(path, revoked);
+                }
+            }
+            catch (IOException e)
+            {
+                throw new VmQuiesceException("FolderAccessRevokeFailed", FailureKind.WriteError, $"Cannot remove the Modify entry for {grant.Account} from the folder '{path}': {e.Message}", grant.Path, e)
+                {
+                    Remedy = $"Remove the entry by hand: icacls \"{path}\" shows it, with (OI)(CI)(M).",
+                };
             }
         }
 
@@ -566,6 +619,14 @@ namespace VmQuiesce.Core.Logon.Windows
         private sealed class ScmLogonWriter : IServiceLogonWriter
         {
             public void ChangeLogon(string serviceName, string account, IntPtr password) => WindowsLogonBackend.ChangeLogon(serviceName, account, password);
+        }
+
+        /// <summary>Folder DACLs as Windows keeps them (GetNamedSecurityInfoW, SetNamedSecurityInfoW).</summary>
+        private sealed class NamedFolderDacls : IFolderDacls
+        {
+            public byte[] Read(string folder) => WindowsSecurity.ReadDacl(folder);
+
+            public void Write(string folder, byte[] dacl) => WindowsSecurity.WriteDacl(folder, dacl);
         }
 
         /// <summary>A service handle and the service's key name.</summary>

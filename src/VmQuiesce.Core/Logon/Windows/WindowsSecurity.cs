@@ -11,9 +11,6 @@ namespace VmQuiesce.Core.Logon.Windows
     [SupportedOSPlatform("windows")]
     internal static class WindowsSecurity
     {
-        /// <summary>FileSystemRights.Modify: read, write, execute and delete.</summary>
-        public const uint ModifyRights = 0x000301BF;
-
         public const string AdministratorsSid = "S-1-5-32-544";
 
         /// <summary>
@@ -50,8 +47,8 @@ namespace VmQuiesce.Core.Logon.Windows
             }
         }
 
-        /// <summary>Adds an inherited Modify ACE for the SID; SetNamedSecurityInfo propagates it to existing children.</summary>
-        public static void GrantModify(string folder, byte[] sid)
+        /// <summary>The folder's DACL as bytes (GetNamedSecurityInfoW). A NULL DACL, which lets everyone in, is an error: it is never edited.</summary>
+        public static byte[] ReadDacl(string folder)
         {
             uint status = Advapi32.GetNamedSecurityInfoW(folder, Advapi32.SeFileObject, Advapi32.DaclSecurityInformation,
                 out _, out _, out IntPtr dacl, out _, out IntPtr descriptor);
@@ -60,24 +57,30 @@ namespace VmQuiesce.Core.Logon.Windows
                 throw new IOException($"Cannot read the permissions of '{folder}': {Win32Error.Describe((int)status)}");
             }
 
-            GCHandle pinned = GCHandle.Alloc(sid, GCHandleType.Pinned);
-            IntPtr newDacl = IntPtr.Zero;
             try
             {
-                var entry = new Advapi32.ExplicitAccess
+                if (dacl == IntPtr.Zero)
                 {
-                    AccessPermissions = ModifyRights,
-                    AccessMode = 1, // GRANT_ACCESS: merged with the account's existing allow entries
-                    Inheritance = 3, // SUB_CONTAINERS_AND_OBJECTS_INHERIT
-                    Trustee = new Advapi32.Trustee { TrusteeForm = 0 /* TRUSTEE_IS_SID */, TrusteeType = 0, Name = pinned.AddrOfPinnedObject() },
-                };
-                status = Advapi32.SetEntriesInAclW(1, new[] { entry }, dacl, out newDacl);
-                if (status != 0)
-                {
-                    throw new IOException($"Cannot add a Modify entry to the permissions of '{folder}': {Win32Error.Describe((int)status)}");
+                    throw new IOException($"'{folder}' has no permission list (a NULL DACL lets everyone in); no entry is added to it.");
                 }
 
-                status = Advapi32.SetNamedSecurityInfoW(folder, Advapi32.SeFileObject, Advapi32.DaclSecurityInformation, IntPtr.Zero, IntPtr.Zero, newDacl, IntPtr.Zero);
+                byte[] bytes = new byte[(ushort)Marshal.ReadInt16(dacl, 2)]; // ACL.AclSize
+                Marshal.Copy(dacl, bytes, 0, bytes.Length);
+                return bytes;
+            }
+            finally
+            {
+                Kernel32.LocalFree(descriptor);
+            }
+        }
+
+        /// <summary>Writes the folder's DACL (SetNamedSecurityInfoW), which also carries its inheritable entries to the files and folders inside.</summary>
+        public static void WriteDacl(string folder, byte[] dacl)
+        {
+            GCHandle pinned = GCHandle.Alloc(dacl, GCHandleType.Pinned);
+            try
+            {
+                uint status = Advapi32.SetNamedSecurityInfoW(folder, Advapi32.SeFileObject, Advapi32.DaclSecurityInformation, IntPtr.Zero, IntPtr.Zero, pinned.AddrOfPinnedObject(), IntPtr.Zero);
                 if (status != 0)
                 {
                     throw new IOException($"Cannot write the permissions of '{folder}': {Win32Error.Describe((int)status)}");
@@ -86,8 +89,6 @@ namespace VmQuiesce.Core.Logon.Windows
             finally
             {
                 pinned.Free();
-                Kernel32.LocalFree(newDacl);
-                Kernel32.LocalFree(descriptor);
             }
         }
 
