@@ -348,7 +348,14 @@ namespace VmQuiesce.Core.Logon
         /// <summary>Restores the previous account and, if the service ran before, starts it under it; says what happened.</summary>
         private string PutPreviousAccountBack(ServiceEntry service, LogonAccount account, PreviousLogon previous, bool wasRunning)
         {
-            _backend.RestoreServiceAccount(service, previous);
+            try
+            {
+                _backend.RestoreServiceAccount(service, previous);
+            }
+            catch (VmQuiesceException failure)
+            {
+                return $"The previous account '{previous.Account}' could not be put back ({failure.Message}): {service.Name} is still set to log on as {account.Name}.";
+            }
 
             string outcome = "it was not running before, so it was left stopped";
             if (wasRunning)

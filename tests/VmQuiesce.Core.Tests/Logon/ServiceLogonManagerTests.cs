@@ -275,6 +275,40 @@ namespace VmQuiesce.Core.Tests.Logon
             Assert.Contains(_gate.Warnings, w => w.Contains("'LocalSystem' was put back", StringComparison.Ordinal) && w.Contains("runs again", StringComparison.Ordinal));
         }
 
+        /// <summary>
+        /// The warning is the only word of a stopped command (the pipeline then refuses error records): a rollback step that
+        /// fails must go into it, not replace the stop with an error nobody sees, and the other steps still run.
+        /// </summary>
+        [Fact]
+        public void CtrlCDuringTheRestartStillWarnsWhenThePreviousAccountCannotBePutBack()
+        {
+            _backend.Folders[Folder] = false;
+            _backend.RestoreAccountFails = true;
+            using var cancel = new CancellationTokenSource();
+            _backend.CancelDuringRestart = cancel;
+
+            Assert.ThrowsAny<OperationCanceledException>(() => Manager.Set(Request(Secret, Folder) with { GrantFolderAccess = true }, _gate, cancel.Token));
+
+            string warning = Assert.Single(_gate.Warnings);
+            Assert.Contains("the command was stopped", warning, StringComparison.Ordinal);
+            Assert.Contains(@"The previous account 'LocalSystem' could not be put back (Cannot set the logon account of 'vmvss': access denied.): vmvss is still set to log on as .\backup.", warning, StringComparison.Ordinal);
+            Assert.Contains("removed again from " + Folder, warning, StringComparison.Ordinal);
+            Assert.False(_backend.Folders[Folder]);
+        }
+
+        [Fact]
+        public void AFailedRestartWhoseAccountCannotBePutBackKeepsItsOwnErrorAndSaysSo()
+        {
+            _backend.RestoreAccountFails = true;
+            _backend.RestartFailuresLeft = 1;
+            VmQuiesceException failure = SetFails(Request());
+
+            Assert.Equal("ServiceRestartFailed", failure.ErrorId);
+            Assert.Contains("logon failure (error 1069)", failure.Message, StringComparison.Ordinal);
+            Assert.Contains("could not be put back", failure.Message, StringComparison.Ordinal);
+            Assert.DoesNotContain("RestartService:LocalSystem", _backend.Changes);
+        }
+
         [Fact]
         public void AStoppedServiceIsNotStartedUnlessRestartIsAsked()
         {
