@@ -94,4 +94,23 @@ Describe 'Service logon on Windows' {
         (Get-VssWriterServiceLogon -ServiceName $serviceName).Account | Should -Be 'LocalSystem'
         $everything + ($failure | Out-String -Width 500) | Should -Not -BeLike "*$password*"
     }
+
+    It 'removes the Modify entry it gave when the restart fails, and leaves the entry the account held before' {
+        if ($skipReason) { Set-ItResult -Skipped -Because $skipReason; return }
+        & sc.exe config $serviceName obj= LocalSystem | Out-Null
+        $closed = New-Item -ItemType Directory -Path (Join-Path $TestDrive 'vms\closed') -Force | ForEach-Object FullName
+        $me = [Security.Principal.WindowsIdentity]::GetCurrent().User.Value
+        $userSid = ([Security.Principal.NTAccount] "$env:COMPUTERNAME\$userName").Translate([Security.Principal.SecurityIdentifier]).Value
+        # SYSTEM and the account running the test only, and Read for the throwaway user: it (an administrator) cannot modify it.
+        $acl = Get-Acl $closed
+        $acl.SetSecurityDescriptorSddlForm("D:P(A;OICI;FA;;;SY)(A;OICI;FA;;;$me)(A;OICI;0x1200a9;;;$userSid)", 'Access')
+        Set-Acl -Path $closed -AclObject $acl
+        $before = (Get-Acl $closed).GetSecurityDescriptorSddlForm('Access')
+
+        Set-VssWriterServiceLogon -Credential (New-Cred $password) @common -VmFolder $closed -GrantFolderAccess -Restart -Confirm:$false -ErrorVariable failure -ErrorAction SilentlyContinue
+        $failure[0].FullyQualifiedErrorId | Should -BeLike 'ServiceRestartFailed,*'
+        $failure[0].Exception.Message | Should -BeLike "*was removed again from $closed*"
+        (Get-Acl $closed).GetSecurityDescriptorSddlForm('Access') | Should -Be $before
+        (Get-VssWriterServiceLogon -ServiceName $serviceName).Account | Should -Be 'LocalSystem'
+    }
 }
