@@ -82,25 +82,6 @@ namespace VmQuiesce.Core.Native
             public IntPtr Buffer;
         }
 
-        [StructLayout(LayoutKind.Sequential, CharSet = CharSet.Unicode)]
-        public struct Trustee
-        {
-            public IntPtr MultipleTrustee;
-            public int MultipleTrusteeOperation;
-            public int TrusteeForm;
-            public int TrusteeType;
-            public IntPtr Name;
-        }
-
-        [StructLayout(LayoutKind.Sequential, CharSet = CharSet.Unicode)]
-        public struct ExplicitAccess
-        {
-            public uint AccessPermissions;
-            public int AccessMode;
-            public uint Inheritance;
-            public Trustee Trustee;
-        }
-
         [StructLayout(LayoutKind.Sequential)]
         public struct SidIdentifierAuthority
         {
@@ -227,9 +208,6 @@ namespace VmQuiesce.Core.Native
         [DllImport(Library, CharSet = CharSet.Unicode, ExactSpelling = true)]
         public static extern uint SetNamedSecurityInfoW(string objectName, int objectType, uint securityInfo,
             IntPtr owner, IntPtr group, IntPtr dacl, IntPtr sacl);
-
-        [DllImport(Library, CharSet = CharSet.Unicode, ExactSpelling = true)]
-        public static extern uint SetEntriesInAclW(uint count, ExplicitAccess[] entries, IntPtr oldAcl, out IntPtr newAcl);
 
         [DllImport(Library, CharSet = CharSet.Unicode, ExactSpelling = true, SetLastError = true)]
         [return: MarshalAs(UnmanagedType.Bool)]
