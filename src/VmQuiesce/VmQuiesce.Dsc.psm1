@@ -26,8 +26,10 @@ class VssWriterConfig {
         $current.Path = $this.Path
         $current.OverwriteSnapshots = $false
         $current.Ensure = [Ensure]::Absent
-        if ($this.FileExists()) {
-            $current.OverwriteSnapshots = (VmQuiesce\Get-VssWriterConfig -Path $this.Path -ErrorAction Stop).OverwriteSnapshots
+        # One read gives both whether the file exists and its value.
+        $config = $this.ReadConfig()
+        if ($config -and $config.Exists) {
+            $current.OverwriteSnapshots = $config.OverwriteSnapshots
             $current.Ensure = [Ensure]::Present
         }
         return $current
@@ -55,14 +57,19 @@ class VssWriterConfig {
         VmQuiesce\Set-VssWriterConfig -Path $this.Path @desired -Confirm:$false -ErrorAction Stop
     }
 
-    # A folder that is not there (VMware Server uninstalled) holds no file: Absent is met, and Present's Set fails
-    # with the cmdlet's ConfigFolderNotFound.
     hidden [bool] FileExists() {
+        $config = $this.ReadConfig()
+        return $config -and $config.Exists
+    }
+
+    # The file as Get-VssWriterConfig reads it; $null for a folder that is not there (VMware Server uninstalled),
+    # which holds no file: Absent is met, and Present's Set fails with the cmdlet's ConfigFolderNotFound.
+    hidden [object] ReadConfig() {
         try {
-            return (VmQuiesce\Get-VssWriterConfig -Path $this.Path -ErrorAction Stop).Exists
+            return VmQuiesce\Get-VssWriterConfig -Path $this.Path -ErrorAction Stop
         }
         catch {
-            if ($_.FullyQualifiedErrorId -like 'ConfigFolderNotFound,*') { return $false }
+            if ($_.FullyQualifiedErrorId -like 'ConfigFolderNotFound,*') { return $null }
             throw
         }
     }

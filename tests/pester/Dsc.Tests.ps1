@@ -101,6 +101,24 @@ Describe 'VssWriterConfig resource on a real file' {
         Test-Path $file | Should -BeFalse
     }
 
+    It 'Get reads the file once for whether it exists and for its value' {
+        $folder = New-Item -ItemType Directory -Path (Join-Path $root 'vmware-server-one-read') -Force
+        Set-Content -Path (Join-Path $folder 'vmvsswriter.cfg') -Value 'vmwriter.overwriteSnapshots = "TRUE"'
+        $resource = New-Resource 'VssWriterConfig' @{ Path = $folder.FullName; OverwriteSnapshots = $true }
+        $reads = [Collections.Generic.List[string]]::new()
+        $breakpoint = Set-PSBreakpoint -Command 'Get-VssWriterConfig' -Action { $reads.Add('read') }.GetNewClosure()
+        try {
+            $current = $resource.Get()
+        }
+        finally {
+            Remove-PSBreakpoint -Breakpoint $breakpoint
+        }
+
+        $reads.Count | Should -Be 1
+        "$($current.Ensure)" | Should -Be 'Present'
+        $current.OverwriteSnapshots | Should -BeTrue
+    }
+
     It 'turns OverwriteSnapshots off again in an existing file and keeps its other settings' {
         $folder = New-Item -ItemType Directory -Path (Join-Path $root 'vmware-server-2') -Force
         $file = Join-Path $folder 'vmvsswriter.cfg'
