@@ -434,6 +434,27 @@ Describe 'VmBackupSchedule resource: converges, and answers only for its own sch
         Test-Path (Join-Path $convergeUnits 'vmquiesce-backup-Nightly.timer') | Should -BeTrue
     }
 
+    It 'takes a timer left without its service for neither Present nor Absent, and Set makes it whole or removes it' {
+        if ($convergeSkip) { Set-ItResult -Skipped -Because $convergeSkip; return }
+        $present = New-Resource 'VmBackupSchedule' $baseSettings
+        $present.Set()
+        $service = Join-Path $convergeUnits 'vmquiesce-backup-nightly.service'
+        Remove-Item -LiteralPath $service
+        $absent = New-Resource 'VmBackupSchedule' @{ Name = 'nightly'; Ensure = 'Absent'; UnitDirectory = $convergeUnits }
+
+        "$($present.Get().Ensure)" | Should -Be 'Present'
+        $present.Test() | Should -BeFalse
+        $absent.Test() | Should -BeFalse
+        $present.Set()
+        $present.Test() | Should -BeTrue
+        Test-Path -LiteralPath $service | Should -BeTrue
+
+        Remove-Item -LiteralPath $service
+        $absent.Set()
+        $absent.Test() | Should -BeTrue
+        @(Get-ChildItem $convergeUnits) | Should -BeNullOrEmpty
+    }
+
     # Register-VmBackupSchedule documents that -VerifyChangeTrackingEvery implies -ChangeTracking, and records it so.
     It 'converges with VerifyChangeTrackingEvery and ChangeTracking left off' {
         if ($convergeSkip) { Set-ItResult -Skipped -Because $convergeSkip; return }

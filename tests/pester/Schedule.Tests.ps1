@@ -179,6 +179,26 @@ Describe 'Register-, Get-, Unregister-VmBackupSchedule with real unit files' {
         @(Get-ChildItem $csvUnits).Name | Sort-Object | Should -Be @('vmquiesce-backup-files.service', 'vmquiesce-backup-files.timer', 'vmquiesce-backup-web.service', 'vmquiesce-backup-web.timer')
     }
 
+    # A crash between the two unit writes, or a half removal by hand, leaves one unit: still a schedule, to replace or remove whole.
+    It 'lists a timer left without its service as incomplete; Register replaces it whole and Unregister removes what is left' {
+        if ($unitSkip) { Set-ItResult -Skipped -Because $unitSkip; return }
+        $half = $settings.Clone()
+        $half.UnitDirectory = Join-Path $root 'half-units'
+        Register-VmBackupSchedule @half
+        Remove-Item -LiteralPath (Join-Path $half.UnitDirectory 'vmquiesce-backup-nightly.service')
+
+        $left = Get-VmBackupSchedule -Name nightly -UnitDirectory $half.UnitDirectory
+        $left.IsComplete | Should -BeFalse
+        $left.IsCurrent | Should -BeFalse
+        $left.Missing | Should -Be 'vmquiesce-backup-nightly.service'
+        Register-VmBackupSchedule @half
+        (Get-VmBackupSchedule -Name nightly -UnitDirectory $half.UnitDirectory).IsComplete | Should -BeTrue
+
+        Remove-Item -LiteralPath (Join-Path $half.UnitDirectory 'vmquiesce-backup-nightly.service')
+        Unregister-VmBackupSchedule -Name nightly -UnitDirectory $half.UnitDirectory -Confirm:$false -ErrorAction Stop
+        @(Get-ChildItem $half.UnitDirectory) | Should -BeNullOrEmpty
+    }
+
     It 'Unregister removes both units and the schedule is gone' {
         if ($unitSkip) { Set-ItResult -Skipped -Because $unitSkip; return }
         Unregister-VmBackupSchedule -Name nightly -UnitDirectory $units -Confirm:$false

@@ -359,6 +359,14 @@ namespace VmQuiesce.Core.Schedule
             }
         }
 
+        /// <summary>Whether <paramref name="name"/> is one Register-VmBackupSchedule accepts (and so may name a schedule it made).</summary>
+        internal static bool IsValidName(string name) => NamePattern.IsMatch(name);
+
+        /// <summary>
+        /// The settings of a schedule found installed whose own record of them is missing or unreadable: its name alone,
+        /// no VM, no repository, no time (see <see cref="BackupScheduleInfo.Missing"/>).
+        /// </summary>
+        internal static BackupSchedule Unrecorded(string name) => new BackupSchedule(name, Array.Empty<string>(), string.Empty) { At = string.Empty };
 
         private static VmQuiesceException Invalid(string errorId, string message, object? target) =>
             new VmQuiesceException(errorId, FailureKind.InvalidArgument, message, target);

@@ -54,6 +54,17 @@ namespace VmQuiesce.Core.Schedule
         /// <summary>False when what is installed differs from what Register-VmBackupSchedule writes for these settings (edited by hand, or by an older VmQuiesce).</summary>
         public bool IsCurrent { get; init; }
 
+        /// <summary>
+        /// What of the schedule is missing or unreadable, or null when it is whole: one of its two systemd units (after a
+        /// crash between their writes, or a half removal by hand), or the settings recorded beside the job (then
+        /// <see cref="Settings"/> holds the name alone). An incomplete schedule is not current; Register-VmBackupSchedule
+        /// replaces it whole and Unregister-VmBackupSchedule removes what is left.
+        /// </summary>
+        public string? Missing { get; init; }
+
+        /// <summary>False when part of the schedule is missing (see <see cref="Missing"/>).</summary>
+        public bool IsComplete => Missing == null;
+
         /// <summary>Whether the scheduler will start the job; null when the scheduler cannot be asked (units in a folder systemd does not read).</summary>
         public bool? Enabled { get; init; }
 

@@ -30,10 +30,11 @@ namespace VmQuiesce.Core.Schedule
         {
         }
 
-        internal SystemdSchedules(string? unitDirectory, bool systemdRunning, HostTools tools)
+        /// <param name="systemdReadsUnitDirectory">Tests: treat a custom unit directory as one systemd reads.</param>
+        internal SystemdSchedules(string? unitDirectory, bool systemdRunning, HostTools tools, bool systemdReadsUnitDirectory = false)
         {
             UnitDirectory = unitDirectory == null ? SystemdLogonBackend.DefaultUnitDirectory : Path.GetFullPath(unitDirectory).TrimEnd('/');
-            SystemdManages = systemdRunning && SystemdLogonBackend.SystemUnitDirectories.Contains(UnitDirectory, StringComparer.Ordinal);
+            SystemdManages = systemdRunning && (systemdReadsUnitDirectory || SystemdLogonBackend.SystemUnitDirectories.Contains(UnitDirectory, StringComparer.Ordinal));
             _tools = tools;
         }
 
@@ -46,7 +47,10 @@ namespace VmQuiesce.Core.Schedule
 
         public string TimerPath(string name) => Path.Combine(UnitDirectory, UnitPrefix + name + ".timer");
 
-        /// <summary>Writes both units (atomically, each replacing the old one whole), then reloads systemd and enables the timer.</summary>
+        /// <summary>
+        /// Writes both units (atomically, each replacing the old one whole, whatever was left of them), then reloads
+        /// systemd and enables the timer.
+        /// </summary>
         public void Install(BackupSchedule schedule, CancellationToken cancel)
         {
             schedule.Validate();
@@ -75,20 +79,33 @@ namespace VmQuiesce.Core.Schedule
             }
         }
 
-        /// <summary>Stops and removes both units; false when there was nothing to remove.</summary>
+        /// <summary>Stops and removes both units, or the one that is left; false when there was nothing to remove.</summary>
         public bool Remove(string name, CancellationToken cancel)
         {
             string[] paths = { TimerPath(name), ServicePath(name) };
-            if (!paths.Any(File.Exists))
+            bool timerThere = File.Exists(paths[0]);
+            if (!timerThere && !File.Exists(paths[1]))
             {
                 return false;
             }
 
             if (SystemdManages)
             {
-                Systemctl(cancel, "disable", "--now", UnitPrefix + name + ".timer");
+                // systemd disables and stops a timer by its own unit, whatever became of the service it starts. A timer
+                // whose file is gone may still be enabled or loaded, so it is asked too; systemd may then answer that it
+                // knows no such unit, which is no reason to keep the service.
+                string[] disable = { "disable", "--now", UnitPrefix + name + ".timer" };
+                if (timerThere)
+                {
+                    Systemctl(cancel, disable);
+                }
+                else
+                {
+                    _ = RunSystemctl(cancel, disable);
+                }
             }
 
+            // The timer first: removal cut short leaves a service that starts nothing (and that List shows as incomplete).
             foreach (string path in paths.Where(File.Exists))
             {
                 File.Delete(path);
@@ -102,7 +119,11 @@ namespace VmQuiesce.Core.Schedule
             return true;
         }
 
-        /// <summary>Every schedule whose service unit records its settings, by name.</summary>
+        /// <summary>
+        /// Every schedule of which a unit is installed, by name. One whose other unit or recorded settings are missing
+        /// (a crash between the two writes of <see cref="Install"/>, a half removal by hand) is listed too, as
+        /// incomplete (<see cref="BackupScheduleInfo.Missing"/>): Register replaces it whole and Unregister removes it.
+        /// </summary>
         public IReadOnlyList<BackupScheduleInfo> List(CancellationToken cancel)
         {
             if (!Directory.Exists(UnitDirectory))
@@ -110,27 +131,70 @@ namespace VmQuiesce.Core.Schedule
                 return Array.Empty<BackupScheduleInfo>();
             }
 
-            var found = new List<BackupScheduleInfo>();
-            foreach (string service in Directory.EnumerateFiles(UnitDirectory, UnitPrefix + "*.service").OrderBy(p => p, StringComparer.Ordinal))
-            {
-                string text = File.ReadAllText(service);
-                string? line = text.Split('\n').FirstOrDefault(l => l.StartsWith(SettingsMarker, StringComparison.Ordinal));
-                if (line == null || !(BackupSchedule.FromJson(line.Substring(SettingsMarker.Length)) is BackupSchedule settings))
-                {
-                    continue;
-                }
+            return Directory.EnumerateFiles(UnitDirectory, UnitPrefix + "*")
+                .Select(path => ScheduleNameOf(Path.GetFileName(path)))
+                .OfType<string>()
+                .Distinct(StringComparer.Ordinal)
+                .OrderBy(name => name, StringComparer.Ordinal)
+                .Select(name => Read(name, cancel))
+                .ToList();
+        }
 
-                string timer = TimerPath(settings.Name);
-                IReadOnlyDictionary<string, string> expected = UnitFiles(settings);
-                bool current = File.Exists(timer) && expected[service] == text && expected[timer] == File.ReadAllText(timer);
-                found.Add(SystemdManages ? WithRunState(settings, service, current, cancel) : new BackupScheduleInfo(settings, "systemd", service, Command(settings))
+        /// <summary>The schedule a unit file name (vmquiesce-backup-&lt;Name&gt;.service or .timer) belongs to; null for other files.</summary>
+        private static string? ScheduleNameOf(string fileName)
+        {
+            foreach (string suffix in new[] { ".service", ".timer" })
+            {
+                if (fileName.EndsWith(suffix, StringComparison.Ordinal) && fileName.Length > UnitPrefix.Length + suffix.Length)
                 {
-                    IsCurrent = current,
-                    NextRunTime = BackupScheduleInfo.NextDaily(settings.TimeOfDay, DateTime.Now),
-                });
+                    string name = fileName.Substring(UnitPrefix.Length, fileName.Length - UnitPrefix.Length - suffix.Length);
+                    return BackupSchedule.IsValidName(name) ? name : null;
+                }
             }
 
-            return found;
+            return null;
+        }
+
+        /// <summary>The schedule <paramref name="name"/> as its units are (at least one of them is there).</summary>
+        private BackupScheduleInfo Read(string name, CancellationToken cancel)
+        {
+            string service = ServicePath(name);
+            string timer = TimerPath(name);
+            string? serviceText = File.Exists(service) ? File.ReadAllText(service) : null;
+            string? timerText = File.Exists(timer) ? File.ReadAllText(timer) : null;
+            string? line = serviceText?.Split('\n').FirstOrDefault(l => l.StartsWith(SettingsMarker, StringComparison.Ordinal));
+            BackupSchedule? settings = line == null ? null : BackupSchedule.FromJson(line.Substring(SettingsMarker.Length));
+            if (settings != null && settings.Name != name)
+            {
+                settings = null; // another schedule's record, copied by hand: it does not describe these units
+            }
+
+            string? missing = serviceText == null ? Path.GetFileName(service)
+                : timerText == null ? Path.GetFileName(timer)
+                : settings == null ? "the settings recorded in " + Path.GetFileName(service)
+                : null;
+            BackupSchedule shown = settings ?? BackupSchedule.Unrecorded(name);
+            IReadOnlyList<string> command = settings == null ? Array.Empty<string>() : Command(settings);
+            string location = serviceText != null ? service : timer;
+            bool current = false;
+            if (missing == null)
+            {
+                IReadOnlyDictionary<string, string> expected = UnitFiles(settings!);
+                current = expected[service] == serviceText && expected[timer] == timerText;
+            }
+
+            if (SystemdManages)
+            {
+                return WithRunState(shown, location, current, command, missing, cancel);
+            }
+
+            return new BackupScheduleInfo(shown, "systemd", location, command)
+            {
+                IsCurrent = current,
+                Missing = missing,
+                // Nothing starts a service without its timer, and a timer without recorded settings has no known time.
+                NextRunTime = settings != null && timerText != null ? BackupScheduleInfo.NextDaily(settings.TimeOfDay, DateTime.Now) : (DateTime?)null,
+            };
         }
 
         /// <summary>Path -> exact content of the service and timer units.</summary>
@@ -171,7 +235,7 @@ namespace VmQuiesce.Core.Schedule
                 : (DateTime?)null;
 
         /// <summary>The run state systemd keeps: the timer's last and next start, the service's last exit code.</summary>
-        internal static BackupScheduleInfo FromShow(BackupSchedule settings, string location, bool current, IReadOnlyList<string> command, string timerShow, string serviceShow)
+        internal static BackupScheduleInfo FromShow(BackupSchedule settings, string location, bool current, IReadOnlyList<string> command, string timerShow, string serviceShow, string? missing = null)
         {
             IReadOnlyDictionary<string, string> timer = ParseShow(timerShow);
             IReadOnlyDictionary<string, string> service = ParseShow(serviceShow);
@@ -180,6 +244,7 @@ namespace VmQuiesce.Core.Schedule
             return new BackupScheduleInfo(settings, "systemd", location, command)
             {
                 IsCurrent = current,
+                Missing = missing,
                 Enabled = timer.TryGetValue("UnitFileState", out string? state) ? state == "enabled" : (bool?)null,
                 LastRunTime = lastRun,
                 LastExitCode = ran && service.TryGetValue("ExecMainStatus", out string? status) && int.TryParse(status, NumberStyles.None, CultureInfo.InvariantCulture, out int code) ? code : (int?)null,
@@ -187,10 +252,11 @@ namespace VmQuiesce.Core.Schedule
             };
         }
 
-        private BackupScheduleInfo WithRunState(BackupSchedule settings, string service, bool current, CancellationToken cancel) =>
-            FromShow(settings, service, current, Command(settings),
+        private BackupScheduleInfo WithRunState(BackupSchedule settings, string location, bool current, IReadOnlyList<string> command, string? missing, CancellationToken cancel) =>
+            FromShow(settings, location, current, command,
                 Systemctl(cancel, "show", "--timestamp=unix", "--property=UnitFileState,LastTriggerUSec,NextElapseUSecRealtime", UnitPrefix + settings.Name + ".timer"),
-                Systemctl(cancel, "show", "--timestamp=unix", "--property=ExecMainStatus,ExecMainExitTimestamp", UnitPrefix + settings.Name + ".service"));
+                Systemctl(cancel, "show", "--timestamp=unix", "--property=ExecMainStatus,ExecMainExitTimestamp", UnitPrefix + settings.Name + ".service"),
+                missing);
 
         private static IReadOnlyList<string> Command(BackupSchedule schedule) => new[] { schedule.PowerShellPath }.Concat(schedule.JobArguments()).ToList();
 
@@ -206,12 +272,7 @@ namespace VmQuiesce.Core.Schedule
 
         private string Systemctl(CancellationToken cancel, params string[] arguments)
         {
-            ToolResult result = ToolProcess.Run(new ToolCommand(_tools.Find("systemctl"), arguments)
-            {
-                Timeout = SystemctlTimeout,
-                Target = "systemd",
-                TimeoutId = "ServiceManagerTimeout",
-            }, cancel);
+            ToolResult result = RunSystemctl(cancel, arguments);
             if (result.ExitCode != 0)
             {
                 throw new VmQuiesceException("ScheduleSystemctlFailed", FailureKind.InvalidOperation,
@@ -220,5 +281,14 @@ namespace VmQuiesce.Core.Schedule
 
             return result.StandardOutput;
         }
+
+        /// <summary>Runs systemctl and returns what it did, a failure included.</summary>
+        private ToolResult RunSystemctl(CancellationToken cancel, params string[] arguments) =>
+            ToolProcess.Run(new ToolCommand(_tools.Find("systemctl"), arguments)
+            {
+                Timeout = SystemctlTimeout,
+                Target = "systemd",
+                TimeoutId = "ServiceManagerTimeout",
+            }, cancel);
     }
 }

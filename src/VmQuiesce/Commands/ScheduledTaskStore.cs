@@ -16,7 +16,7 @@ namespace VmQuiesce.Commands
     /// </summary>
     internal sealed class ScheduledTaskStore : IScheduleStore
     {
-        public const string TaskPath = "\\VmQuiesce\\";
+        public const string TaskPath = ScheduledTaskSchedule.TaskPath;
 
         private const string InstallScript =
             "param($name, $execute, $arguments, $at, $description) " +
@@ -34,9 +34,6 @@ namespace VmQuiesce.Commands
         private const string RemoveScript =
             "param($name) if (Get-ScheduledTask -TaskPath '" + TaskPath + "' -TaskName $name -ErrorAction SilentlyContinue) { " +
             "Unregister-ScheduledTask -TaskPath '" + TaskPath + "' -TaskName $name -Confirm:$false -ErrorAction Stop; $true } else { $false }";
-
-        // The Task Scheduler's "has not run yet" result.
-        private const int NeverRun = 0x41303;
 
         private readonly Func<string, object?[], Collection<PSObject>> _invoke;
 
@@ -57,29 +54,13 @@ namespace VmQuiesce.Commands
 
         public IReadOnlyList<BackupScheduleInfo> List(CancellationToken cancel)
         {
-            var found = new List<BackupScheduleInfo>();
-            foreach (PSObject task in Run(ListScript))
-            {
-                if (!(Property<string>(task, "Description") is string description) || !(BackupSchedule.FromJson(description) is BackupSchedule settings))
-                {
-                    continue;
-                }
-
-                DateTime? lastRun = Property<DateTime?>(task, "LastRunTime");
-                int? result = Property<int?>(task, "LastTaskResult");
-                bool ran = lastRun != null && lastRun.Value.Year >= 2000 && result != NeverRun;
-                DateTime? next = Property<DateTime?>(task, "NextRunTime");
-                found.Add(new BackupScheduleInfo(settings, "TaskScheduler", TaskPath + settings.Name, new[] { settings.PowerShellPath }.Concat(settings.JobArguments()).ToList())
-                {
-                    IsCurrent = Property<string>(task, "Execute") == settings.PowerShellPath && Property<string>(task, "Arguments") == settings.JobArgumentLine(),
-                    Enabled = Property<string>(task, "State") is string state ? state != "Disabled" : (bool?)null,
-                    LastRunTime = ran ? lastRun : null,
-                    LastExitCode = ran ? result : null,
-                    NextRunTime = next != null && next.Value.Year >= 2000 ? next : null,
-                });
-            }
-
-            return found;
+            // Every task in the folder is one of ours (Register-VmBackupSchedule alone puts tasks there), its settings readable or not.
+            return Run(ListScript)
+                .Where(task => !string.IsNullOrEmpty(Property<string>(task, "Name")))
+                .Select(task => ScheduledTaskSchedule.FromTask(Property<string>(task, "Name")!, Property<string>(task, "Description"), Property<string>(task, "Execute"),
+                    Property<string>(task, "Arguments"), Property<string>(task, "State"), Property<DateTime?>(task, "LastRunTime"), Property<int?>(task, "LastTaskResult"),
+                    Property<DateTime?>(task, "NextRunTime")))
+                .ToList();
         }
 
         private Collection<PSObject> Run(string script, params object?[] arguments)

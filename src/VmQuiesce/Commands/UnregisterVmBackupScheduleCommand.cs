@@ -22,7 +22,9 @@ namespace VmQuiesce.Commands
             {
                 foreach (BackupScheduleInfo schedule in ScheduleNames.Match(store.List(CancelToken), Name, WriteFailure).ToList())
                 {
-                    if (ShouldProcess(schedule.Name, $"Unregister the daily backup at {schedule.At} ({schedule.Location})"))
+                    string action = schedule.IsComplete ? $"Unregister the daily backup at {schedule.At} ({schedule.Location})"
+                        : $"Remove what is left of the schedule ({schedule.Location}; {schedule.Missing} is missing)";
+                    if (ShouldProcess(schedule.Name, action))
                     {
                         store.Remove(schedule.Name, CancelToken);
                     }
