@@ -3,7 +3,7 @@ using System.Collections.Generic;
 using System.IO;
 using System.Linq;
 using VmQuiesce.Core.Json;
-using VmQuiesce.Core.Native;
+using VmQuiesce.Core.Platform;
 using VmQuiesce.Core.Repository;
 
 namespace VmQuiesce.Core.Export
@@ -32,26 +32,24 @@ namespace VmQuiesce.Core.Export
         /// <summary>
         /// root: /run/vmquiesce/instant-restores; another user: vmquiesce/instant-restores in $XDG_RUNTIME_DIR (the
         /// user's own runtime folder, which systemd makes 0700), never a folder in /tmp another user could make first.
+        /// Made when missing, and refused unless it and the folders above it up to the runtime folder are this user's
+        /// own (<see cref="RuntimeFolder"/>): what a later command stops, kills and deletes comes from it.
         /// </summary>
-        public static string Folder => FolderOrNull ?? throw new VmQuiesceException("InstantRestoreNoRecordFolder", FailureKind.InvalidOperation,
-            "An instant restore keeps its state in /run/vmquiesce (root) or in $XDG_RUNTIME_DIR, which is not set for this user.", "XDG_RUNTIME_DIR")
-        {
-            Remedy = "Run it as root, or in a login session that has a runtime folder (systemd sets XDG_RUNTIME_DIR).",
-        };
-
-        private static string? FolderOrNull
+        public static string Folder
         {
             get
             {
-                if (Libc.geteuid() == 0)
+                string root = RuntimeFolder.Root ?? throw new VmQuiesceException("InstantRestoreNoRecordFolder", FailureKind.InvalidOperation,
+                    "An instant restore keeps its state in /run/vmquiesce (root) or in $XDG_RUNTIME_DIR, which is not set for this user.", "XDG_RUNTIME_DIR")
                 {
-                    return "/run/vmquiesce/instant-restores";
-                }
-
-                string runtime = Environment.GetEnvironmentVariable("XDG_RUNTIME_DIR") ?? string.Empty;
-                return Path.IsPathRooted(runtime) ? Path.Combine(runtime, "vmquiesce", "instant-restores") : null;
+                    Remedy = "Run it as root, or in a login session that has a runtime folder (systemd sets XDG_RUNTIME_DIR).",
+                };
+                RuntimeFolder.Check(root, FolderIn(root), create: true);
+                return FolderIn(root);
             }
         }
+
+        private static string FolderIn(string runtimeRoot) => Path.Combine(runtimeRoot, "vmquiesce", "instant-restores");
 
         public string Id { get; }
 
@@ -110,16 +108,19 @@ namespace VmQuiesce.Core.Export
 
         public void Delete() => File.Delete(RecordFile.PathOf(Folder, Id));
 
-        /// <summary>This user's records, in id order (none when this user has no record folder); files that are not valid records are passed over.</summary>
+        /// <summary>
+        /// This user's records, in id order (none when this user has no record folder); files that are not valid records are
+        /// passed over. Throws when the folder is not this user's own (see <see cref="Folder"/>).
+        /// </summary>
         public static IReadOnlyList<InstantRestoreRecord> LoadAll()
         {
-            string? folder = FolderOrNull;
-            if (folder == null || !Directory.Exists(folder))
+            string? root = RuntimeFolder.Root;
+            if (root == null || !RuntimeFolder.Check(root, FolderIn(root), create: false))
             {
                 return Array.Empty<InstantRestoreRecord>();
             }
 
-            return Directory.EnumerateFiles(folder, "*.json").Select(TryLoad).OfType<InstantRestoreRecord>().OrderBy(record => record.Id, StringComparer.Ordinal).ToList();
+            return Directory.EnumerateFiles(FolderIn(root), "*.json").Select(TryLoad).OfType<InstantRestoreRecord>().OrderBy(record => record.Id, StringComparer.Ordinal).ToList();
         }
 
         /// <summary>The record in <paramref name="file"/>, or null when it is not one of this user's valid records.</summary>

@@ -3,6 +3,7 @@ using System.Collections.Generic;
 using System.IO;
 using System.Linq;
 using VmQuiesce.Core.Json;
+using VmQuiesce.Core.Platform;
 
 namespace VmQuiesce.Core.Export
 {
@@ -14,6 +15,9 @@ namespace VmQuiesce.Core.Export
     internal sealed class MountRecord
     {
         private const string Schema = "VmQuiesceMount";
+
+        /// <summary>Mounts are root's: their records live in /run, checked as the other run-time records' folders are.</summary>
+        private const string RunFolder = "/run";
 
         public MountRecord(string id, string folder, string vmName, string restorePointId, int serverProcessId)
         {
@@ -48,7 +52,11 @@ namespace VmQuiesce.Core.Export
 
         public List<MountedFileSystem> FileSystems { get; } = new List<MountedFileSystem>();
 
-        public void Save() => RecordFile.Save(RestorePointMount.RecordFolder, Id, ToJson());
+        public void Save()
+        {
+            RuntimeFolder.Check(RunFolder, RestorePointMount.RecordFolder, create: true);
+            RecordFile.Save(RestorePointMount.RecordFolder, Id, ToJson());
+        }
 
         internal JsonObject ToJson() => new JsonObject()
             .With("schema", Schema)
@@ -66,9 +74,17 @@ namespace VmQuiesce.Core.Export
 
         public void Delete() => File.Delete(RecordFile.PathOf(RestorePointMount.RecordFolder, Id));
 
-        /// <summary>The record in <paramref name="file"/>, or null when it is not one of this user's valid records.</summary>
+        /// <summary>
+        /// The record in <paramref name="file"/>, or null when it is not one of this user's valid records. Throws when
+        /// the file is in the record folder and that folder is not root's own.
+        /// </summary>
         public static MountRecord? TryLoad(string file)
         {
+            if (Path.GetDirectoryName(file) == RestorePointMount.RecordFolder && !RuntimeFolder.Check(RunFolder, RestorePointMount.RecordFolder, create: false))
+            {
+                return null;
+            }
+
             JsonObject? json = RecordFile.TryRead(file, Schema);
             if (json == null)
             {

@@ -54,7 +54,7 @@ namespace VmQuiesce.Core.Sources.Qemu
         }
 
         /// <summary>The folder of the records: /run/vmquiesce for root on Linux, else a per-user folder.</summary>
-        public static string Folder { get; } = ChooseFolder();
+        public static string Folder => ChooseFolder().Folder;
 
         public string Path { get; }
 
@@ -94,8 +94,15 @@ namespace VmQuiesce.Core.Sources.Qemu
 
         private JsonObject Json { get; }
 
-        /// <summary>The record of a VM, or null when there is none (or none that can be believed).</summary>
-        public static QemuRunRecord? Load(string qmpSocket) => LoadFile(PathFor(qmpSocket));
+        /// <summary>
+        /// The record of a VM, or null when there is none (or none that can be believed). Throws when the records' folder
+        /// in the runtime folder is not this account's own (<see cref="RuntimeFolder"/>).
+        /// </summary>
+        public static QemuRunRecord? Load(string qmpSocket)
+        {
+            (string? runtimeRoot, string folder) = ChooseFolder();
+            return runtimeRoot != null && !RuntimeFolder.Check(runtimeRoot, folder, create: false) ? null : LoadFile(PathFor(qmpSocket));
+        }
 
         /// <summary>Reads a record file: a regular file of this account, not a link, of bounded size; null when missing or not believable.</summary>
         public static QemuRunRecord? LoadFile(string path)
@@ -222,42 +229,49 @@ namespace VmQuiesce.Core.Sources.Qemu
 
         private static uint CurrentUid() => HostPlatform.IsLinux ? LinuxProcessInspector.UserIds(s_thisProcess.Value.Id)?[1] ?? uint.MaxValue : 0;
 
-        private static string ChooseFolder()
+        /// <summary>
+        /// The records' folder, and the runtime folder it is in (/run for root, $XDG_RUNTIME_DIR for another account);
+        /// without one, a folder of this account's own in the temporary folder (and no runtime folder).
+        /// </summary>
+        private static (string? RuntimeRoot, string Folder) ChooseFolder()
         {
             if (HostPlatform.IsWindows)
             {
-                return System.IO.Path.Combine(Environment.GetFolderPath(Environment.SpecialFolder.LocalApplicationData), "VmQuiesce", "runs");
+                return (null, System.IO.Path.Combine(Environment.GetFolderPath(Environment.SpecialFolder.LocalApplicationData), "VmQuiesce", "runs"));
             }
 
-            uint uid = CurrentUid();
-            if (uid == 0 && Directory.Exists("/run"))
-            {
-                return "/run/vmquiesce";
-            }
-
-            string? runtime = Environment.GetEnvironmentVariable("XDG_RUNTIME_DIR");
-            return !string.IsNullOrEmpty(runtime) ? System.IO.Path.Combine(runtime, "vmquiesce")
-                : System.IO.Path.Combine(System.IO.Path.GetTempPath(), "vmquiesce-" + uid.ToString(CultureInfo.InvariantCulture));
+            return RuntimeFolder.Root is string root ? (root, System.IO.Path.Combine(root, "vmquiesce"))
+                : (null, System.IO.Path.Combine(System.IO.Path.GetTempPath(), "vmquiesce-" + CurrentUid().ToString(CultureInfo.InvariantCulture)));
         }
 
         /// <summary>The folder, made if missing; refused when it is a link, or (Unix) not this account's own 0700 folder.</summary>
         private static void EnsureFolder()
         {
-            Directory.CreateDirectory(Folder);
+            (string? runtimeRoot, string folder) = ChooseFolder();
+            if (runtimeRoot != null)
+            {
+                // It and the folders up to the runtime folder are this account's, writable by it alone (made 0700).
+                RuntimeFolder.Check(runtimeRoot, folder, create: true);
+            }
+            else
+            {
+                Directory.CreateDirectory(folder);
+            }
+
             if (HostPlatform.IsWindows)
             {
                 return;
             }
 
-            FileIdentity? folder = HostPlatform.IsLinux ? LinuxProcessInspector.Stat(Folder, followLinks: false) : null;
-            if (folder != null && ((folder.Mode & 0xF000) != 0x4000 || folder.Uid != CurrentUid()))
+            FileIdentity? found = HostPlatform.IsLinux ? LinuxProcessInspector.Stat(folder, followLinks: false) : null;
+            if (found != null && ((found.Mode & 0xF000) != 0x4000 || found.Uid != CurrentUid()))
             {
-                throw new IOException($"'{Folder}' is {folder.Kind} of another account, not this account's own folder");
+                throw new IOException($"'{folder}' is {found.Kind} of another account, not this account's own folder");
             }
 
-            if (Libc.chmod(Folder, 0x1C0) != 0)
+            if (Libc.chmod(folder, 0x1C0) != 0)
             {
-                throw new IOException($"cannot make '{Folder}' private (chmod 700)");
+                throw new IOException($"cannot make '{folder}' private (chmod 700)");
             }
         }
 
