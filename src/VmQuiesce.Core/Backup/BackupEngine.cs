@@ -280,7 +280,7 @@ namespace VmQuiesce.Core.Backup
             for (int i = 0; i < viewFiles.Count; i++)
             {
                 ViewFile file = viewFiles[i];
-                (sizes[i], owners[i]) = file.Tracked != null ? (file.Tracked.Size, TrackedOwner(file)) : Inspect(file, vm);
+                (sizes[i], owners[i]) = file.Tracked != null ? (file.Tracked.Size, file.Owner ?? TrackedOwner(file)) : Inspect(file, vm);
                 chunkLists[i] = new string?[(sizes[i] + chunkSize - 1) / chunkSize];
             }
 
@@ -361,8 +361,9 @@ namespace VmQuiesce.Core.Backup
         }
 
         /// <summary>
-        /// The file's size, and (Unix) who owns the original and its permissions, which the restore gives back:
-        /// from the original path when it exists (the read path may be a copy), else from the file read.
+        /// The file's size, and (Unix) who owns the original and its permissions, which the restore gives back: as the
+        /// source found them (<see cref="ViewFile.Owner"/>), else from the original path when it exists (the read path may
+        /// be a copy), else from the file read.
         /// </summary>
         private static (long Size, FileOwner? Owner) Inspect(ViewFile file, string vm)
         {
@@ -384,6 +385,11 @@ namespace VmQuiesce.Core.Backup
                 if (read is FileStatus swapped && !swapped.IsRegularFile)
                 {
                     throw NotAnImageFile(file, swapped, vm);
+                }
+
+                if (file.Owner != null)
+                {
+                    return (stream.Length, file.Owner);
                 }
 
                 FileStatus? status = UnixFiles.StatFollowingLinks(file.OriginalPath);

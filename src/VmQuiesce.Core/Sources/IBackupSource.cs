@@ -106,9 +106,16 @@ namespace VmQuiesce.Core.Sources
         /// <summary>For content stored as the guest sees it: the image a restore writes (<see cref="Repository.RestorePointFile.RestoreAs"/>).</summary>
         public Repository.DiskImageLayout? RestoreAs { get; init; }
 
+        /// <summary>
+        /// Who owns the original and its permissions (Unix), which the restore gives back, when the source took them from
+        /// the descriptor it reads the file through; null: the engine looks them up by <see cref="OriginalPath"/>, which
+        /// follows a link that someone who can write the folder may have swapped in since.
+        /// </summary>
+        public Repository.FileOwner? Owner { get; init; }
+
         /// <summary>This file, read through <paramref name="tracked"/> instead.</summary>
         public ViewFile WithTracked(TrackedDisk tracked) =>
-            new ViewFile(RelativePath, ReadPath, OriginalPath) { Format = Format, Tracked = tracked, RestoreAs = RestoreAs };
+            new ViewFile(RelativePath, ReadPath, OriginalPath) { Format = Format, Tracked = tracked, RestoreAs = RestoreAs, Owner = Owner };
     }
 
     /// <summary>What the caller accepts and how long the guest may stay frozen.</summary>

@@ -231,6 +231,69 @@ namespace VmQuiesce.Core.Tests.VMware
             Assert.DoesNotContain(read.Values, content => content.Contains("host secret", StringComparison.Ordinal));
         }
 
+        /// <summary>
+        /// The restore gives each file back the owner and mode the point records: those of the file that was read, not of
+        /// a host file that a link swapped in after the listing leads to (a configuration file too, read from its copy).
+        /// </summary>
+        [VmrunDoubleFact]
+        public void A_file_swapped_for_a_link_after_it_was_listed_is_recorded_with_the_owner_and_mode_of_the_file_read()
+        {
+            using var vmrun = new VmrunDouble();
+            using var repository = new RepositoryFixture();
+            TestVm vm = vmrun.CreateVm();
+            string secret = Path.Combine(Path.GetDirectoryName(vm.Folder)!, "host-secret.txt");
+            File.WriteAllText(secret, "host secret");
+            HostCommand.RunChecked("chmod", new[] { "0604", secret });
+            File.WriteAllText(vm.File("notes.txt"), "vm notes");
+            HostCommand.RunChecked("chmod", new[] { "0640", vm.File("notes.txt"), vm.File("vm.nvram") });
+            var swapped = new List<string>();
+            var source = new AfterViewOpens(Source(vmrun, vm), () =>
+            {
+                // Whoever can write the VM folder swaps files for links to a host file once they were listed.
+                foreach (string name in new[] { "notes.txt", "vm.nvram" })
+                {
+                    File.Move(vm.File(name), vm.File(name + ".moved"));
+                    File.CreateSymbolicLink(vm.File(name), secret);
+                    swapped.Add(name);
+                }
+            });
+
+            RestorePoint point = new BackupEngine(repository.Repository, workers: 2).Run(source, CrashIsEnough, null, CancellationToken.None).RestorePoint;
+
+            Assert.Equal(new[] { "notes.txt", "vm.nvram" }, swapped);
+            FileStatus read = UnixFiles.Stat(vm.File("notes.txt.moved"));
+            foreach (string name in swapped)
+            {
+                Assert.Equal($"{read.Uid}:{read.Gid} 0640", point.Files.Single(f => f.Path == name).OwnerValue?.ToString());
+            }
+        }
+
+        /// <summary>A source that runs <c>then</c> once its view is open: what happens in the VM folder while the engine copies.</summary>
+        private sealed class AfterViewOpens : IBackupSource
+        {
+            private readonly IBackupSource _inner;
+            private readonly Action _then;
+
+            public AfterViewOpens(IBackupSource inner, Action then)
+            {
+                _inner = inner;
+                _then = then;
+            }
+
+            public string Kind => _inner.Kind;
+
+            public string VmName => _inner.VmName;
+
+            public IReadOnlyList<string> FindLeftovers(CancellationToken cancel) => _inner.FindLeftovers(cancel);
+
+            public IConsistentView OpenConsistentView(QuiesceOptions options, CancellationToken cancel)
+            {
+                IConsistentView view = _inner.OpenConsistentView(options, cancel);
+                _then();
+                return view;
+            }
+        }
+
         [VmrunDoubleFact]
         public void The_copies_of_the_configuration_are_readable_by_this_user_only()
         {

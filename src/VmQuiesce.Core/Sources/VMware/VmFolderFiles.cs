@@ -3,17 +3,19 @@ using System.Collections.Generic;
 using System.IO;
 using Microsoft.Win32.SafeHandles;
 using VmQuiesce.Core.Platform;
+using VmQuiesce.Core.Repository;
 
 namespace VmQuiesce.Core.Sources.VMware
 {
     /// <summary>A file of the VM folder that belongs in the backup, and where it is read.</summary>
     internal sealed class VmFolderFile
     {
-        public VmFolderFile(string relative, string full, string readPath)
+        public VmFolderFile(string relative, string full, string readPath, FileOwner? owner = null)
         {
             Relative = relative;
             Full = full;
             ReadPath = readPath;
+            Owner = owner;
         }
 
         /// <summary>The path inside the VM folder, with '/'.</summary>
@@ -27,6 +29,12 @@ namespace VmQuiesce.Core.Sources.VMware
         /// elsewhere <see cref="Full"/>.
         /// </summary>
         public string ReadPath { get; }
+
+        /// <summary>
+        /// Linux: who owns the file and its permissions, from the descriptor held (the file read, whatever is linked in its
+        /// place since); elsewhere null.
+        /// </summary>
+        public FileOwner? Owner { get; }
     }
 
     /// <summary>

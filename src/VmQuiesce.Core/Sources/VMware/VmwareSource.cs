@@ -358,7 +358,7 @@ namespace VmQuiesce.Core.Sources.VMware
                     }
                 }
 
-                files.Add(new ViewFile(file.Relative, readPath, file.Full) { Format = formats.TryGetValue(file.Full, out string? format) ? format : null });
+                files.Add(new ViewFile(file.Relative, readPath, file.Full) { Format = formats.TryGetValue(file.Full, out string? format) ? format : null, Owner = file.Owner });
             }
 
             _host.WriteVerbose($"VM '{VmName}': {files.Count} frozen file(s); not copied (written after the snapshot): {string.Join(", ", writable.Select(Path.GetFileName))}" +

@@ -9,6 +9,7 @@ using Microsoft.Win32.SafeHandles;
 using VmQuiesce.Core.Config;
 using VmQuiesce.Core.Native;
 using VmQuiesce.Core.Platform;
+using VmQuiesce.Core.Repository;
 
 namespace VmQuiesce.Core.Sources.VMware
 {
@@ -179,7 +180,7 @@ namespace VmQuiesce.Core.Sources.VMware
         /// anywhere on the host), a FIFO or a device in the folder is left out, and <paramref name="host"/> is warned with
         /// what it is. On Linux each file is opened as it is found, through its open folder and following no link, and
         /// held until the result is disposed: read through <see cref="VmFolderFile.ReadPath"/>, it stays the file that was
-        /// found whatever is renamed or linked in the folder meanwhile.
+        /// found whatever is renamed or linked in the folder meanwhile, and <see cref="VmFolderFile.Owner"/> is that file's.
         /// </summary>
         public static VmFolderFiles OpenFrozenFiles(string vmName, string vmxPath, IEnumerable<string> excluded, IOperationHost host)
         {
@@ -294,14 +295,15 @@ namespace VmQuiesce.Core.Sources.VMware
                 {
                     refused.Add($"'{prefix + name}' is {KindOf(status.Value)}");
                 }
-                else if (OpenRegularFile(folderFd, name, full, out string? what) is SafeFileHandle file)
+                else if (OpenRegularFile(folderFd, name, full, out FileStatus? found) is SafeFileHandle file)
                 {
                     handles.Add(file);
-                    files.Add(new VmFolderFile(prefix + name, full, UnixFiles.DescriptorPath(file.DangerousGetHandle().ToInt64())));
+                    FileStatus held = found!.Value;
+                    files.Add(new VmFolderFile(prefix + name, full, UnixFiles.DescriptorPath(file.DangerousGetHandle().ToInt64()), new FileOwner(held.Uid, held.Gid, held.Permissions)));
                 }
                 else
                 {
-                    refused.Add($"'{prefix + name}' is {what}");
+                    refused.Add($"'{prefix + name}' is {(found is FileStatus other ? KindOf(other) : "a link")}");
                 }
             }
         }
@@ -319,27 +321,30 @@ namespace VmQuiesce.Core.Sources.VMware
             return !followLink && (errno == Libc.ELOOP || errno == Libc.ENOTDIR) ? null : throw RegularFile.Failure("open the folder", shown, errno);
         }
 
-        /// <summary>The regular file <paramref name="name"/> under <paramref name="folderFd"/>, opened without following a link (or waiting on a FIFO); null, with what it is, when it is no regular file any more.</summary>
-        private static SafeFileHandle? OpenRegularFile(int folderFd, string name, string shown, out string? what)
+        /// <summary>
+        /// The regular file <paramref name="name"/> under <paramref name="folderFd"/>, opened without following a link (or
+        /// waiting on a FIFO), and what the open descriptor is (<paramref name="found"/>: owner and mode of the file held);
+        /// null when it is no regular file any more, with <paramref name="found"/> null for a link.
+        /// </summary>
+        private static SafeFileHandle? OpenRegularFile(int folderFd, string name, string shown, out FileStatus? found)
         {
             int fd = UnixFiles.OpenAt(folderFd, name, Libc.OpenReadOnly | Libc.OpenNoFollow | Libc.OpenNonBlocking | Libc.OpenCloseOnExec, 0);
             if (fd < 0)
             {
                 int errno = Marshal.GetLastWin32Error();
-                what = "a link";
+                found = null;
                 return errno == Libc.ELOOP ? null : throw RegularFile.Failure("open", shown, errno);
             }
 
             var handle = new SafeFileHandle((IntPtr)fd, ownsHandle: true);
             FileStatus opened = UnixFiles.Stat(fd, shown);
+            found = opened;
             if (opened.IsRegularFile)
             {
-                what = null;
                 return handle;
             }
 
             handle.Dispose();
-            what = KindOf(opened);
             return null;
         }
 
