@@ -22,6 +22,15 @@ namespace VmQuiesce.Core.Tests.VMware
         }
     }
 
+    /// <summary>A theory over the vmrun double: Linux only, as <see cref="VmrunDoubleFactAttribute"/>.</summary>
+    public sealed class VmrunDoubleTheoryAttribute : TheoryAttribute
+    {
+        public VmrunDoubleTheoryAttribute()
+        {
+            Skip = new VmrunDoubleFactAttribute().Skip;
+        }
+    }
+
     /// <summary>
     /// The vmrun double (tests/vmrun-double/vmrun) with its own state: each test gets a temp folder holding the
     /// running-VM list, the argv log and its VM folders. Environment variables configure the double per process,

@@ -1,4 +1,5 @@
 using System;
+using System.Buffers.Binary;
 using System.Collections.Generic;
 using System.IO;
 using System.Linq;
@@ -522,6 +523,84 @@ namespace VmQuiesce.Core.Tests.VMware
             File.WriteAllText(vm.File("system.vmdk"), "# Disk DescriptorFile\nversion=1\ncreateType=\"monolithicFlat\"\nRW 4192256 FLAT \"" + elsewhere + "\" 0\n");
 
             AssertRefusedBeforeSnapshot(vmrun, vm, "DiskNotInVmFolder", elsewhere);
+        }
+
+        /// <summary>
+        /// A snapshot's or linked clone's delta disk is often a monolithic sparse extent: its descriptor, with the parent it
+        /// is a delta of, is embedded in the binary file rather than a text file beside it.
+        /// </summary>
+        [VmrunDoubleFact]
+        public void A_sparse_delta_disks_parent_outside_the_VM_folder_is_refused_before_the_snapshot()
+        {
+            using var vmrun = new VmrunDouble();
+            TestVm vm = vmrun.CreateVm();
+            string template = Directory.CreateDirectory(Path.Combine(Path.GetDirectoryName(vm.Folder)!, "template")).FullName;
+            string baseDisk = Path.Combine(template, "base.vmdk");
+            File.WriteAllBytes(baseDisk, SparseExtent(SparseDescriptor("base.vmdk", parent: null)));
+            File.WriteAllBytes(vm.File("data.vmdk"), SparseExtent(SparseDescriptor("data.vmdk", parent: "../template/base.vmdk")));
+
+            AssertRefusedBeforeSnapshot(vmrun, vm, "DiskNotInVmFolder", $"'{baseDisk}', which lies outside the VM folder");
+        }
+
+        [VmrunDoubleFact]
+        public void A_sparse_delta_whose_parent_is_in_the_VM_folder_is_backed_up_with_it()
+        {
+            using var vmrun = new VmrunDouble();
+            TestVm vm = vmrun.CreateVm();
+            // A base extent that embeds no descriptor (as a split disk's extents): nothing to follow, nothing refused.
+            File.WriteAllBytes(vm.File("data-base.vmdk"), SparseExtent(string.Empty, descriptorOffset: 0, descriptorSectors: 0));
+            File.WriteAllBytes(vm.File("data.vmdk"), SparseExtent(SparseDescriptor("data.vmdk", parent: "data-base.vmdk")));
+
+            using IConsistentView view = Source(vmrun, vm).OpenConsistentView(CrashIsEnough, CancellationToken.None);
+
+            Assert.Contains("data-base.vmdk", view.Files.Select(f => f.RelativePath));
+            Assert.Equal(DiskImageFormat.Vmdk, view.Files.Single(f => f.RelativePath == "data.vmdk").Format);
+            view.Complete(false, CancellationToken.None);
+        }
+
+        /// <summary>
+        /// Whoever can write the VM folder writes the sparse header too: a descriptor it makes huge, places on the header or
+        /// past the end of the file (or where offset plus length overflows) is refused before the snapshot, never allocated or read.
+        /// </summary>
+        [VmrunDoubleTheory]
+        [InlineData(1UL, ulong.MaxValue, "its embedded descriptor 18,446,744,073,709,551,615 sectors; expected at most 2,048 sectors (1,048,576 bytes)")]
+        [InlineData(1UL, 2049UL, "its embedded descriptor 2,049 sectors; expected at most 2,048 sectors (1,048,576 bytes)")]
+        [InlineData(ulong.MaxValue, 1UL, "at sector 18,446,744,073,709,551,615, 1 sectors long; expected a descriptor after the header and inside the file's 21 whole sectors")]
+        [InlineData(0UL, 1UL, "at sector 0, 1 sectors long; expected a descriptor after the header")]
+        [InlineData(20UL, 2UL, "at sector 20, 2 sectors long; expected a descriptor after the header and inside the file's 21 whole sectors")]
+        public void A_sparse_header_that_places_its_descriptor_outside_the_file_or_makes_it_huge_is_refused_before_the_snapshot(ulong offset, ulong sectors, string expected)
+        {
+            using var vmrun = new VmrunDouble();
+            TestVm vm = vmrun.CreateVm();
+            File.WriteAllBytes(vm.File("data.vmdk"), SparseExtent(SparseDescriptor("data.vmdk", parent: null), offset, sectors));
+
+            AssertRefusedBeforeSnapshot(vmrun, vm, "VmFolderReadFailed", $"'{vm.File("data.vmdk")}' is a sparse disk whose header ");
+            AssertRefusedBeforeSnapshot(vmrun, vm, "VmFolderReadFailed", expected);
+        }
+
+        /// <summary>The descriptor a monolithic sparse disk embeds, as qemu-img writes it; <paramref name="parent"/> makes it a delta.</summary>
+        private static string SparseDescriptor(string self, string? parent) =>
+            "# Disk DescriptorFile\nversion=1\nCID=a1851940\n" +
+            (parent == null ? "parentCID=ffffffff\ncreateType=\"monolithicSparse\"\n" : $"parentCID=16da2a\ncreateType=\"monolithicSparse\"\nparentFileNameHint=\"{parent}\"\n") +
+            $"# Extent description\nRW 2048 SPARSE \"{self}\"\n\n# The Disk Data Base\n#DDB\n\nddb.adapterType = \"ide\"\n";
+
+        /// <summary>
+        /// A hosted sparse extent laid out as qemu-img makes one (VMware Virtual Disk Format 1.1): the 512-byte SparseExtentHeader,
+        /// "KDMV", version 1, flags 3, capacity and grain size, and where the embedded descriptor lies and how long it is in
+        /// sectors (bytes 28 and 36, little-endian); the descriptor, zero-padded, from sector 1 to 20; no grains.
+        /// </summary>
+        private static byte[] SparseExtent(string descriptor, ulong descriptorOffset = 1, ulong descriptorSectors = 20)
+        {
+            var bytes = new byte[21 * 512];
+            System.Text.Encoding.ASCII.GetBytes("KDMV").CopyTo(bytes, 0);
+            BinaryPrimitives.WriteUInt32LittleEndian(bytes.AsSpan(4), 1);
+            BinaryPrimitives.WriteUInt32LittleEndian(bytes.AsSpan(8), 3);
+            BinaryPrimitives.WriteUInt64LittleEndian(bytes.AsSpan(12), 2048);
+            BinaryPrimitives.WriteUInt64LittleEndian(bytes.AsSpan(20), 128);
+            BinaryPrimitives.WriteUInt64LittleEndian(bytes.AsSpan(28), descriptorOffset);
+            BinaryPrimitives.WriteUInt64LittleEndian(bytes.AsSpan(36), descriptorSectors);
+            System.Text.Encoding.ASCII.GetBytes(descriptor).CopyTo(bytes, 512);
+            return bytes;
         }
 
         [VmrunDoubleFact]

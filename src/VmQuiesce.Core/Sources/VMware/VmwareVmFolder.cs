@@ -29,8 +29,21 @@ namespace VmQuiesce.Core.Sources.VMware
 
         private const string DescriptorMagic = "# Disk DescriptorFile";
 
-        /// <summary>A text descriptor names a disk's extents in a few hundred bytes; one far larger is not a descriptor.</summary>
+        /// <summary>A descriptor names a disk's extents in a few hundred bytes; one far larger is not a descriptor.</summary>
         private const int DescriptorMaxBytes = 1 << 20;
+
+        /// <summary>
+        /// The start of a hosted sparse extent's header (SparseExtentHeader, little-endian): the magic number "KDMV"
+        /// (0x564d444b), version, flags, capacity, grainSize, then where its embedded descriptor lies and how long it is,
+        /// both in 512-byte sectors.
+        /// </summary>
+        private const int SparseHeaderFieldsBytes = 44;
+
+        private const int SparseDescriptorOffsetAt = 28;
+
+        private const int SparseDescriptorSizeAt = 36;
+
+        private const int SectorBytes = 512;
 
         private static readonly char[] LineBreaks = { '\r', '\n' };
 
@@ -87,7 +100,8 @@ namespace VmQuiesce.Core.Sources.VMware
 
         /// <summary>
         /// A disk's files and those of the disks it is a delta of (parentFileNameHint: its snapshots' bases, a linked clone's
-        /// base disk), as far as their text descriptors name them: what a restore of the disk needs.
+        /// base disk), as far as their descriptors name them (text descriptors, and those sparse extents embed): what a
+        /// restore of the disk needs.
         /// </summary>
         public static IReadOnlyList<string> DiskChainFiles(string descriptorPath)
         {
@@ -96,7 +110,7 @@ namespace VmQuiesce.Core.Sources.VMware
             for (string? current = descriptorPath; current != null && seen.Count < MaxChainLength && seen.Add(current);)
             {
                 // Each descriptor read once: its extents and its parent come from the same text.
-                string? descriptor = ReadTextDescriptor(current);
+                string? descriptor = ReadDescriptor(current);
                 string folder = Path.GetDirectoryName(current)!;
                 files.Add(current);
                 files.AddRange(ExtentsIn(current, descriptor).Select(extent => extent.Path));
@@ -107,13 +121,13 @@ namespace VmQuiesce.Core.Sources.VMware
             return files;
         }
 
-        /// <summary>A disk's files: the descriptor plus, for a text descriptor, every extent it names.</summary>
+        /// <summary>A disk's files: the descriptor plus every extent its descriptor names (a sparse extent's embedded one names itself).</summary>
         public static IReadOnlyList<string> DiskFiles(string descriptorPath) =>
             new[] { descriptorPath }.Concat(Extents(descriptorPath).Select(extent => extent.Path)).ToList();
 
         /// <summary>
         /// The image format of each file of <paramref name="disks"/>, as far as it is certain: VMware opens each disk
-        /// the .vmx names as a vmdk, and a text descriptor says of each extent whether it holds the guest's bytes as
+        /// the .vmx names as a vmdk, and a descriptor says of each extent whether it holds the guest's bytes as
         /// they are (FLAT: raw) or a hosted sparse extent (SPARSE: vmdk). Other files are not in the result.
         /// </summary>
         public static IReadOnlyDictionary<string, string> DiskFormats(IEnumerable<VmwareDisk> disks)
@@ -138,8 +152,8 @@ namespace VmQuiesce.Core.Sources.VMware
             return formats;
         }
 
-        /// <summary>The extents a text descriptor names (full path, type such as FLAT or SPARSE); none for a binary vmdk.</summary>
-        private static IReadOnlyList<(string Path, string Type)> Extents(string descriptorPath) => ExtentsIn(descriptorPath, ReadTextDescriptor(descriptorPath));
+        /// <summary>The extents a descriptor names (full path, type such as FLAT or SPARSE); none for a binary vmdk that embeds none.</summary>
+        private static IReadOnlyList<(string Path, string Type)> Extents(string descriptorPath) => ExtentsIn(descriptorPath, ReadDescriptor(descriptorPath));
 
         /// <summary>The extents named in <paramref name="descriptor"/>, the text of the descriptor at <paramref name="descriptorPath"/> (null: none).</summary>
         private static IReadOnlyList<(string Path, string Type)> ExtentsIn(string descriptorPath, string? descriptor)
@@ -363,11 +377,13 @@ namespace VmQuiesce.Core.Sources.VMware
         }
 
         /// <summary>
-        /// The text of a text descriptor (one that starts "# Disk DescriptorFile"); null for a binary vmdk, a missing file,
-        /// and what is no regular file: the VM folder's listing names a link, FIFO or device and leaves it out, and a
-        /// FIFO opened here would hang the backup. A text descriptor larger than <see cref="DescriptorMaxBytes"/> is refused.
+        /// The descriptor of a disk file: all of a text descriptor (one that starts "# Disk DescriptorFile"), or the one a
+        /// hosted sparse extent embeds (<see cref="ReadEmbeddedDescriptor"/>); null for other binary files (a flat extent),
+        /// a missing file, and what is no regular file: the VM folder's listing names a link, FIFO or device and leaves it
+        /// out, and a FIFO opened here would hang the backup. A text descriptor larger than <see cref="DescriptorMaxBytes"/>
+        /// is refused.
         /// </summary>
-        private static string? ReadTextDescriptor(string path)
+        private static string? ReadDescriptor(string path)
         {
             FileStream? stream;
             try
@@ -387,9 +403,14 @@ namespace VmQuiesce.Core.Sources.VMware
 
             using (stream)
             {
-                var head = new byte[DescriptorMagic.Length];
+                var head = new byte[SparseHeaderFieldsBytes];
                 int read = stream.ReadFully(head, head.Length);
-                if (read < head.Length || Encoding.ASCII.GetString(head) != DescriptorMagic)
+                if (read >= head.Length && IsSparseExtentHeader(head))
+                {
+                    return ReadEmbeddedDescriptor(stream, head, path);
+                }
+
+                if (read < DescriptorMagic.Length || Encoding.ASCII.GetString(head, 0, DescriptorMagic.Length) != DescriptorMagic)
                 {
                     return null;
                 }
@@ -402,6 +423,58 @@ namespace VmQuiesce.Core.Sources.VMware
 
                 return RegularFile.ReadToEnd(stream, path, DescriptorMaxBytes);
             }
+        }
+
+        private static bool IsSparseExtentHeader(byte[] head) => head[0] == 'K' && head[1] == 'D' && head[2] == 'M' && head[3] == 'V';
+
+        /// <summary>
+        /// The descriptor that a hosted sparse extent (monolithicSparse, streamOptimized, a snapshot's delta) embeds, read
+        /// from its open <paramref name="stream"/> after the header <paramref name="header"/> (VMware Virtual Disk Format
+        /// 1.1, SparseExtentHeader); null when it embeds none (an extent of a split disk, named by a text descriptor). Its
+        /// version and flags are not looked at: whatever VMware makes of them, a parent the descriptor names is found.
+        /// Whoever can write the VM folder wrote the header: a descriptor longer than <see cref="DescriptorMaxBytes"/>, or
+        /// placed on the header or past the end of the file, is refused rather than allocated or read.
+        /// </summary>
+        private static string? ReadEmbeddedDescriptor(FileStream stream, byte[] header, string path)
+        {
+            ulong offset = LittleEndianUInt64(header, SparseDescriptorOffsetAt);
+            ulong sectors = LittleEndianUInt64(header, SparseDescriptorSizeAt);
+            if (sectors == 0)
+            {
+                return null;
+            }
+
+            const ulong maxSectors = DescriptorMaxBytes / SectorBytes;
+            if (sectors > maxSectors)
+            {
+                throw new UnexpectedFileException(path, $"a sparse disk whose header gives its embedded descriptor {sectors:N0} sectors",
+                    $"at most {maxSectors:N0} sectors ({DescriptorMaxBytes:N0} bytes)");
+            }
+
+            ulong fileSectors = (ulong)stream.Length / SectorBytes;
+            if (offset == 0 || offset > fileSectors || sectors > fileSectors - offset)
+            {
+                throw new UnexpectedFileException(path, $"a sparse disk whose header places its embedded descriptor at sector {offset:N0}, {sectors:N0} sectors long",
+                    $"a descriptor after the header and inside the file's {fileSectors:N0} whole sectors");
+            }
+
+            stream.Position = (long)offset * SectorBytes;
+            var bytes = new byte[(int)sectors * SectorBytes];
+            int read = stream.ReadFully(bytes, bytes.Length);
+            // The text ends where the zeros that pad it to whole sectors begin.
+            int end = Array.IndexOf(bytes, (byte)0, 0, read);
+            return RegularFile.DecodeText(new ArraySegment<byte>(bytes, 0, end < 0 ? read : end));
+        }
+
+        private static ulong LittleEndianUInt64(byte[] buffer, int offset)
+        {
+            ulong value = 0;
+            for (int i = 7; i >= 0; i--)
+            {
+                value = (value << 8) | buffer[offset + i];
+            }
+
+            return value;
         }
     }
 
