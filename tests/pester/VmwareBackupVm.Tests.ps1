@@ -66,6 +66,29 @@ Describe 'Get-BackupVm for VMware' {
         $failures[0].TargetObject | Should -Be $missing
     }
 
+    It 'refuses a .vmx that is a link with ConfigReadFailed, in Get-BackupVm and in a backup before any snapshot, and both help pages say so' {
+        if ($noDouble) { Set-ItResult -Skipped -Because $why; return }
+        $vmx = New-TestVmFolder $root 'app'
+        $vm = Get-BackupVm -VmxPath $vmx -VmrunPath $double
+        # Whoever can write the VM folder makes the .vmx a link to another file.
+        Move-Item -LiteralPath $vmx -Destination "$vmx.real"
+        New-Item -ItemType SymbolicLink -Path $vmx -Target "$vmx.real" | Out-Null
+
+        $result = Get-BackupVm -VmxPath $vmx -VmrunPath $double -ErrorVariable failures -ErrorAction SilentlyContinue
+        $backup = $vm | Invoke-VmQuiescedBackup -Repository (Join-Path $root 'repo') -Consistency Crash -ErrorVariable backupFailures -ErrorAction SilentlyContinue
+
+        $result | Should -BeNullOrEmpty
+        $failures[0].FullyQualifiedErrorId | Should -BeLike 'ConfigReadFailed,*'
+        "$($failures[0])" | Should -BeLike "*'$vmx' is a symbolic link*"
+        $backup | Should -BeNullOrEmpty
+        $backupFailures[0].FullyQualifiedErrorId | Should -BeLike 'ConfigReadFailed,*'
+        (& $double -T ws listSnapshots "$vmx.real") | Should -Be 'Total snapshots: 0'
+        foreach ($name in 'Get-BackupVm', 'Invoke-VmQuiescedBackup') {
+            $help = (Get-Help $name -Full | Out-String) -replace '`', '' -replace '\s+', ' '
+            $help | Should -Match 'ConfigReadFailed\b.{0,120}\b(itself is|is itself) a link' -Because "the help of $name names the error a .vmx that is a link gets"
+        }
+    }
+
     It 'reports a piped .vmx path that does not resolve as a non-terminating PathNotFileSystem and goes on to the next' {
         if ($noDouble) { Set-ItResult -Skipped -Because $why; return }
         $good = New-TestVmFolder $root 'b'

@@ -511,6 +511,37 @@ Describe 'Test-VssWriterConfig' {
     }
 }
 
+Describe 'A vmvsswriter.cfg that is a link' {
+    BeforeEach {
+        $folder = New-TestFolder
+        $file = Join-Path $folder 'vmvsswriter.cfg'
+        $target = Join-Path $folder 'elsewhere.cfg'
+        [IO.File]::WriteAllText($target, "vmwriter.overwriteSnapshots = `"TRUE`"`r`n")
+        New-Item -ItemType SymbolicLink -Path $file -Target $target | Out-Null
+    }
+    AfterEach {
+        Remove-Item -LiteralPath $folder -Recurse -Force
+    }
+
+    It '<Name> refuses it with ConfigReadFailed, reads and writes nothing through it, and its help says so' -TestCases @(
+        @{ Name = 'Get-VssWriterConfig'; Command = { Get-VssWriterConfig -Path $folder } }
+        @{ Name = 'Test-VssWriterConfig'; Command = { Test-VssWriterConfig -Path $folder -OverwriteSnapshots $true } }
+        @{ Name = 'Set-VssWriterConfig'; Command = { Set-VssWriterConfig -Path $folder -OverwriteSnapshots $false -Confirm:$false } }
+    ) {
+        $before = Get-FolderSnapshot $folder
+
+        $failure = Invoke-Failing $Command
+
+        $failure.FullyQualifiedErrorId | Should -BeLike 'ConfigReadFailed,*'
+        $failure.CategoryInfo.Category | Should -Be 'InvalidData'
+        "$failure" | Should -BeLike "*'$file' is a symbolic link*"
+        Get-FolderSnapshot $folder | Should -Be $before
+        (Get-Item -LiteralPath $file -Force).LinkType | Should -Be 'SymbolicLink'
+        $help = (Get-Help $Name -Full | Out-String) -replace '`', '' -replace '\s+', ' '
+        $help | Should -Match 'ConfigReadFailed\b.{0,120}\b(itself is|is itself) a link' -Because "the help of $Name names the error a vmvsswriter.cfg that is a link gets"
+    }
+}
+
 Describe 'Remove-VssWriterConfig' {
     BeforeEach {
         $folder = New-TestFolder
