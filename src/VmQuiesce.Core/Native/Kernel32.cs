@@ -17,6 +17,30 @@ namespace VmQuiesce.Core.Native
         public const int OpenExisting = 3;
         public const int FileFlagSequentialScan = 0x08000000;
         public const int FileFlagBackupSemantics = 0x02000000;
+        public const int FileShareReadWrite = 0x1 | 0x2;
+        public const int FileFlagOpenReparsePoint = 0x00200000;
+
+        [StructLayout(LayoutKind.Sequential)]
+        public struct ByHandleFileInformation
+        {
+            public uint FileAttributes;
+            public uint CreationTimeLow;
+            public uint CreationTimeHigh;
+            public uint LastAccessTimeLow;
+            public uint LastAccessTimeHigh;
+            public uint LastWriteTimeLow;
+            public uint LastWriteTimeHigh;
+            public uint VolumeSerialNumber;
+            public uint FileSizeHigh;
+            public uint FileSizeLow;
+            public uint NumberOfLinks;
+            public uint FileIndexHigh;
+            public uint FileIndexLow;
+        }
+
+        [DllImport(Library, ExactSpelling = true, SetLastError = true)]
+        [return: MarshalAs(UnmanagedType.Bool)]
+        public static extern bool GetFileInformationByHandle(SafeFileHandle file, out ByHandleFileInformation information);
 
         [DllImport(Library, CharSet = CharSet.Unicode, ExactSpelling = true, SetLastError = true)]
         public static extern SafeFileHandle CreateFileW(string fileName, uint desiredAccess, int shareMode, IntPtr securityAttributes,

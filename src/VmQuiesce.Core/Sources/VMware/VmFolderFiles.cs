@@ -10,12 +10,13 @@ namespace VmQuiesce.Core.Sources.VMware
     /// <summary>A file of the VM folder that belongs in the backup, and where it is read.</summary>
     internal sealed class VmFolderFile
     {
-        public VmFolderFile(string relative, string full, string readPath, FileOwner? owner = null)
+        public VmFolderFile(string relative, string full, string readPath, FileOwner? owner = null, SafeFileHandle? handle = null)
         {
             Relative = relative;
             Full = full;
             ReadPath = readPath;
             Owner = owner;
+            Handle = handle;
         }
 
         /// <summary>The path inside the VM folder, with '/'.</summary>
@@ -26,7 +27,8 @@ namespace VmQuiesce.Core.Sources.VMware
 
         /// <summary>
         /// Where it is read: on Linux this process's own descriptor of the file as it was found (/proc/&lt;pid&gt;/fd/&lt;n&gt;),
-        /// elsewhere <see cref="Full"/>.
+        /// elsewhere <see cref="Full"/> (on Windows held so that the path keeps leading to the file found: see
+        /// <see cref="VmwareVmFolder.OpenFrozenFiles"/>).
         /// </summary>
         public string ReadPath { get; }
 
@@ -35,6 +37,9 @@ namespace VmQuiesce.Core.Sources.VMware
         /// place since); elsewhere null.
         /// </summary>
         public FileOwner? Owner { get; }
+
+        /// <summary>Windows: the handle the file is held by (<see cref="VmFolderFiles"/> owns it); null elsewhere.</summary>
+        public SafeFileHandle? Handle { get; }
     }
 
     /// <summary>
@@ -61,7 +66,10 @@ namespace VmQuiesce.Core.Sources.VMware
         /// </summary>
         public static void CopySmall(VmFolderFile file, string copy, long maxBytes)
         {
-            using var source = new FileStream(file.ReadPath, FileMode.Open, FileAccess.Read, FileShare.ReadWrite | FileShare.Delete);
+            // Windows: through the held handle, since configuration files are held shareable and may be swapped by path.
+            using FileStream source = file.Handle != null
+                ? new FileStream(new SafeFileHandle(file.Handle.DangerousGetHandle(), ownsHandle: false), FileAccess.Read, bufferSize: 1)
+                : new FileStream(file.ReadPath, FileMode.Open, FileAccess.Read, FileShare.ReadWrite | FileShare.Delete);
             if (source.Length > maxBytes)
             {
                 throw new UnexpectedFileException(file.Full, $"{source.Length:N0} bytes long", $"at most {maxBytes:N0} bytes");

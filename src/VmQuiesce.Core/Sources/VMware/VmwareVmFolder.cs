@@ -3,6 +3,7 @@ using System.Collections.Generic;
 using System.IO;
 using System.Linq;
 using System.Runtime.InteropServices;
+using System.Runtime.Versioning;
 using System.Text;
 using System.Text.RegularExpressions;
 using Microsoft.Win32.SafeHandles;
@@ -195,6 +196,8 @@ namespace VmQuiesce.Core.Sources.VMware
         /// what it is. On Linux each file is opened as it is found, through its open folder and following no link, and
         /// held until the result is disposed: read through <see cref="VmFolderFile.ReadPath"/>, it stays the file that was
         /// found whatever is renamed or linked in the folder meanwhile, and <see cref="VmFolderFile.Owner"/> is that file's.
+        /// On Windows each entry is opened without following a reparse point and held: a folder or a disk-side file so that
+        /// nobody can rename, delete or replace it while held (see <see cref="CollectHeld"/>).
         /// </summary>
         public static VmFolderFiles OpenFrozenFiles(string vmName, string vmxPath, IEnumerable<string> excluded, IOperationHost host)
         {
@@ -210,6 +213,10 @@ namespace VmQuiesce.Core.Sources.VMware
                     // The folder the .vmx path names now, which the .vmx was read from: a link on that path is the administrator's.
                     using SafeFileHandle top = OpenFolder(Libc.AtFdCwd, folder, folder, followLink: true)!;
                     CollectOpen(top, folder, string.Empty, skip, files, handles, refused);
+                }
+                else if (HostPlatform.IsWindows)
+                {
+                    CollectHeld(folder, string.Empty, skip, files, handles, refused);
                 }
                 else
                 {
@@ -320,6 +327,109 @@ namespace VmQuiesce.Core.Sources.VMware
                     refused.Add($"'{prefix + name}' is {(found is FileStatus other ? KindOf(other) : "a link")}");
                 }
             }
+        }
+
+        /// <summary>
+        /// Windows: lists <paramref name="directory"/> and opens each entry without following a reparse point (a symbolic
+        /// link, junction or mount point is opened itself, and refused), keeping each handle in <paramref name="handles"/>.
+        /// The engine reads the files by path, so a folder and a disk-side file are held without FILE_SHARE_DELETE: while
+        /// the backup holds them nobody can rename, delete or replace them, and the path keeps leading to what was checked.
+        /// Configuration that VMware rewrites while the VM runs is held shareable, not to hinder VMware, and is copied
+        /// through its handle (<see cref="VmFolderFiles.CopySmall"/>).
+        /// </summary>
+        [SupportedOSPlatform("windows")]
+        private static void CollectHeld(string directory, string prefix, HashSet<string> skip, List<VmFolderFile> files,
+            List<SafeFileHandle> handles, ICollection<string> refused)
+        {
+            foreach (FileSystemInfo entry in new DirectoryInfo(directory).EnumerateFileSystemInfos().OrderBy(e => e.Name, StringComparer.Ordinal))
+            {
+                string name = entry.Name;
+                bool isFolder = (entry.Attributes & FileAttributes.Directory) != 0;
+                if (IsExcludedName(name, isFolder) || skip.Contains(entry.FullName))
+                {
+                    continue;
+                }
+
+                SafeFileHandle? handle = OpenHeld(entry.FullName, IsHeldUnshared(entry.FullName, isFolder), out uint attributes);
+                if (handle == null)
+                {
+                    // Gone since the listing, as a file the Linux listing no longer finds.
+                    continue;
+                }
+
+                if (WhyNotAsListed(attributes, isFolder) is string what)
+                {
+                    handle.Dispose();
+                    refused.Add($"'{prefix + name}' is {what}");
+                    continue;
+                }
+
+                handles.Add(handle);
+                if (isFolder)
+                {
+                    CollectHeld(entry.FullName, prefix + name + "/", skip, files, handles, refused);
+                }
+                else
+                {
+                    files.Add(new VmFolderFile(prefix + name, entry.FullName, entry.FullName, handle: handle));
+                }
+            }
+        }
+
+        /// <summary>Windows: whether the entry is held without FILE_SHARE_DELETE (see <see cref="CollectHeld"/>): all but the configuration VMware rewrites.</summary>
+        internal static bool IsHeldUnshared(string path, bool isFolder) => isFolder || !IsMutableMetadata(path);
+
+        /// <summary>
+        /// Windows: what an entry opened without following reparse points is (its <paramref name="attributes"/>) when it is
+        /// not a real folder or a regular file as the listing found; null when it is.
+        /// </summary>
+        internal static string? WhyNotAsListed(uint attributes, bool listedAsFolder)
+        {
+            const uint reparsePoint = 0x400; // FILE_ATTRIBUTE_REPARSE_POINT
+            const uint directory = 0x10; // FILE_ATTRIBUTE_DIRECTORY
+            if ((attributes & reparsePoint) != 0)
+            {
+                return "a link";
+            }
+
+            bool isFolder = (attributes & directory) != 0;
+            return isFolder == listedAsFolder ? null : isFolder ? "a folder now, where a file was listed" : "a file now, where a folder was listed";
+        }
+
+        /// <summary>
+        /// Windows: <paramref name="path"/> opened for reading without following a reparse point, with its attributes; null
+        /// when it no longer exists. <paramref name="unshared"/>: without FILE_SHARE_DELETE, unless another program holds it
+        /// with the right to delete it (VMware may), which that would refuse: then shared, as before.
+        /// </summary>
+        [SupportedOSPlatform("windows")]
+        private static SafeFileHandle? OpenHeld(string path, bool unshared, out uint attributes)
+        {
+            // Backup semantics open a folder too, and let a holder of SeBackupPrivilege read what its ACL would refuse.
+            const int flags = Kernel32.FileFlagOpenReparsePoint | Kernel32.FileFlagBackupSemantics;
+            SafeFileHandle handle = Kernel32.CreateFileW(path, Kernel32.GenericRead, unshared ? Kernel32.FileShareReadWrite : Kernel32.FileShareAll, IntPtr.Zero, Kernel32.OpenExisting, flags, IntPtr.Zero);
+            int error = handle.IsInvalid ? Marshal.GetLastWin32Error() : Win32Error.Success;
+            if (error == Win32Error.SharingViolation && unshared)
+            {
+                handle.Dispose();
+                return OpenHeld(path, unshared: false, out attributes);
+            }
+
+            attributes = 0;
+            if (error == Win32Error.FileNotFound || error == Win32Error.PathNotFound)
+            {
+                handle.Dispose();
+                return null;
+            }
+
+            if (error != Win32Error.Success || !Kernel32.GetFileInformationByHandle(handle, out Kernel32.ByHandleFileInformation information))
+            {
+                error = error != Win32Error.Success ? error : Marshal.GetLastWin32Error();
+                handle.Dispose();
+                throw new IOException($"Could not open '{path}': {Win32Error.Describe(error)}");
+            }
+
+            attributes = information.FileAttributes;
+            return handle;
         }
 
         /// <summary>The folder <paramref name="name"/> under <paramref name="parentFd"/>; without <paramref name="followLink"/>, null when it is a link or no folder (any more).</summary>
