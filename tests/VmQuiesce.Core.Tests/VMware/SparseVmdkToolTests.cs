@@ -1,6 +1,5 @@
 #if NET7_0_OR_GREATER
 using System.IO;
-using System.Linq;
 using VmQuiesce.Core.Sources.VMware;
 using VmQuiesce.Core.Tests.Nbd;
 using VmQuiesce.Core.Tests.Qemu;
@@ -22,8 +21,9 @@ namespace VmQuiesce.Core.Tests.VMware
             NbdTools.Run("qemu-img", "create", "-q", "-f", "vmdk", "-o", "subformat=monolithicSparse", baseDisk, "1M");
             NbdTools.Run("qemu-img", "create", "-q", "-f", "vmdk", "-o", "subformat=monolithicSparse", "-b", "../template/base.vmdk", "-F", "vmdk", delta);
 
-            // Each sparse extent's embedded descriptor names the extent itself too.
-            Assert.Equal(new[] { delta, baseDisk }, VmwareVmFolder.DiskChainFiles(delta).Distinct());
+            // Each sparse extent's embedded descriptor names the extent itself too; each file is listed once.
+            Assert.Equal(new[] { delta, baseDisk }, VmwareVmFolder.DiskChainFiles(delta));
+            Assert.Equal(new[] { delta }, VmwareVmFolder.DiskFiles(delta));
         }
     }
 }

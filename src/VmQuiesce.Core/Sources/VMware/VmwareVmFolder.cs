@@ -119,12 +119,12 @@ namespace VmQuiesce.Core.Sources.VMware
                     .Select(match => Path.GetFullPath(Path.Combine(folder, match.Groups["file"].Value))).FirstOrDefault();
             }
 
-            return files;
+            return files.Distinct(PathComparer).ToList();
         }
 
-        /// <summary>A disk's files: the descriptor plus every extent its descriptor names (a sparse extent's embedded one names itself).</summary>
+        /// <summary>A disk's files: the descriptor plus every extent its descriptor names, each once (a sparse extent's embedded descriptor names the file itself).</summary>
         public static IReadOnlyList<string> DiskFiles(string descriptorPath) =>
-            new[] { descriptorPath }.Concat(Extents(descriptorPath).Select(extent => extent.Path)).ToList();
+            new[] { descriptorPath }.Concat(Extents(descriptorPath).Select(extent => extent.Path)).Distinct(PathComparer).ToList();
 
         /// <summary>
         /// The image format of each file of <paramref name="disks"/>, as far as it is certain: VMware opens each disk
