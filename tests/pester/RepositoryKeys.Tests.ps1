@@ -76,6 +76,17 @@ Describe 'New-VmBackupRepository and Get-VmBackupRepository' {
         New-VmBackupRepository -Path $whatIf -WhatIf
         Test-Path $whatIf | Should -BeFalse
     }
+
+    It 'refuses a short passphrase with PassphraseTooShort before anything is made, so the same command with a good one then works' {
+        $path = Join-Path $root 'short-passphrase'
+        $keysBefore = @(Get-ChildItem $env:VMQUIESCE_KEY_FOLDER -File).Name
+
+        { New-VmBackupRepository -Path $path -Passphrase (ConvertTo-SecureString 'seven77' -AsPlainText -Force) -ErrorAction SilentlyContinue } |
+            Should -Throw -ErrorId 'PassphraseTooShort,VmQuiesce.Commands.NewVmBackupRepositoryCommand'
+        Test-Path $path | Should -BeFalse
+        @(Get-ChildItem $env:VMQUIESCE_KEY_FOLDER -File).Name | Should -Be $keysBefore
+        @((New-VmBackupRepository -Path $path -Passphrase $passphrase).PassphraseSlots).Count | Should -Be 1
+    }
 }
 
 Describe 'Backups into encrypted and unencrypted repositories' {
