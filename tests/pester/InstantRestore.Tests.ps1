@@ -50,6 +50,10 @@ Describe 'An instant restore whose serving pwsh was killed with SIGKILL' {
         $found.State | Should -Be 'Interrupted'
         Get-Leftover $served.Id | Should -Not -BeNullOrEmpty -Because 'the dead process left its record and socket'
 
+        # -WhatIf takes nothing over: nothing served again, no copy started, nothing written.
+        $found | Complete-VmInstantRestore -WhatIf | Should -BeNullOrEmpty
+        (Get-VmInstantRestore | Where-Object Id -EQ $served.Id).State | Should -Be 'Interrupted'
+
         $found | Stop-VmInstantRestore -Confirm:$false
 
         Get-Process -Id $found.ProcessId -ErrorAction Ignore | Should -BeNullOrEmpty

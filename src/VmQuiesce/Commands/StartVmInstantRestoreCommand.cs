@@ -68,7 +68,7 @@ namespace VmQuiesce.Commands
     /// Waits until the disks of instant restores are local and complete, showing progress; an interrupted one (its
     /// serving process gone) is taken over first: served again from its repository and its copy resumed.
     /// </summary>
-    [Cmdlet(VerbsLifecycle.Complete, "VmInstantRestore")]
+    [Cmdlet(VerbsLifecycle.Complete, "VmInstantRestore", SupportsShouldProcess = true, ConfirmImpact = ConfirmImpact.Low)]
     [OutputType(typeof(InstantRestore))]
     /// <remarks>
     /// A restore record names its repository only by folder or s3:// address, never how to reach it: resuming one served
@@ -91,13 +91,19 @@ namespace VmQuiesce.Commands
             {
                 try
                 {
-                    if (MyInvocation.BoundParameters.ContainsKey(nameof(CopyRateLimit)))
+                    if (MyInvocation.BoundParameters.ContainsKey(nameof(CopyRateLimit)) && ShouldProcess(restore.ToString(), CopyRateLimit == 0 ? "Lift the background copy's rate limit" : $"Limit the background copy to {Units.Rate(CopyRateLimit)}"))
                     {
                         restore.CopyRateLimit = CopyRateLimit;
                     }
 
                     if (restore.GetState() == InstantRestoreState.Interrupted || restore.GetState() == InstantRestoreState.ServedElsewhere)
                     {
+                        // Taking it over serves the point again and copies each incomplete disk again from zero.
+                        if (!ShouldProcess(restore.ToString(), $"Take over: serve restore point {restore.RestorePointId} again from '{restore.Repository}' and copy each incomplete disk again from the start"))
+                        {
+                            continue;
+                        }
+
                         Pump(() => Task.Run(() => restore.Resume(() => OpenResolvedRestorePointSource(restore.Repository), CancelToken)));
                     }
                 }
