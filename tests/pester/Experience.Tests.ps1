@@ -55,6 +55,15 @@ BeforeAll {
         if (-not (Test-Path /usr/bin/qemu-storage-daemon)) { return 'qemu-storage-daemon is not installed (Debian: qemu-system-common)' }
     }
 
+    # What a -WhatIf run must leave as it was: every entry below $Folder (folders too, whose time changes when a
+    # file such as a lock comes and goes), with its time and size.
+    function script:Get-TreeState([string] $Folder) {
+        Get-ChildItem -LiteralPath $Folder -Recurse -Force | Sort-Object FullName | ForEach-Object {
+            '{0}|{1}|{2}' -f $_.FullName, $_.LastWriteTimeUtc.Ticks, $(if ($_.PSIsContainer) { '' } else { $_.Length })
+        }
+        (Get-Item -LiteralPath $Folder -Force).LastWriteTimeUtc.Ticks
+    }
+
     function script:Complete([string] $InputScript) {
         (TabExpansion2 -inputScript $InputScript -cursorColumn $InputScript.Length).CompletionMatches
     }
@@ -70,7 +79,8 @@ BeforeDiscovery {
     $script:cmdlets = @((Get-Module VmQuiesce).ExportedCmdlets.Values | Sort-Object Name | ForEach-Object {
         @{ Name = $_.Name; Verb = $_.Verb; OutputTypes = @($_.OutputType.Type | Where-Object { $_ -and $_ -ne [bool] } | ForEach-Object FullName) }
     })
-    $script:changingVerbs = 'Set', 'Remove', 'Invoke', 'Restore', 'Repair', 'New', 'Register', 'Unregister', 'Add', 'Clear', 'Start', 'Stop', 'Update', 'Install', 'Uninstall', 'Enable', 'Disable'
+    $script:changingVerbs = 'Set', 'Remove', 'Invoke', 'Restore', 'Repair', 'New', 'Register', 'Unregister', 'Add', 'Clear', 'Start', 'Stop', 'Update', 'Install', 'Uninstall', 'Enable', 'Disable',
+        'Copy', 'Import', 'Export', 'Mount', 'Dismount', 'Complete'
     $script:changing = @($cmdlets | Where-Object { $_.Verb -in $changingVerbs })
 }
 
@@ -115,17 +125,23 @@ Describe '<Name>: -WhatIf and -Confirm' -ForEach $changing {
             }
             'Invoke-VmQuiescedBackup'   = {
                 $before = @(Get-VmBackup $repository).Count
+                $treeBefore = Get-TreeState $repository
                 $vm | Invoke-VmQuiescedBackup -Repository $repository -Consistency Crash -WhatIf | Should -BeNullOrEmpty
                 @(Get-VmBackup $repository).Count | Should -Be $before
+                Get-TreeState $repository | Should -Be $treeBefore -Because 'the repository is left as it was'
             }
             'Copy-VmBackup'             = {
                 $destination = Join-Path $root "copy-$(New-Guid)"
+                $treeBefore = Get-TreeState $repository
                 $point | Copy-VmBackup -Destination $destination -WhatIf | Should -BeNullOrEmpty
                 Test-Path $destination | Should -BeFalse
+                Get-TreeState $repository | Should -Be $treeBefore -Because 'the repository is left as it was'
             }
             'Remove-VmBackup'           = {
+                $treeBefore = Get-TreeState $repository
                 Remove-VmBackup -Repository $repository -Id $point.Id -WhatIf
                 (Get-VmBackup $repository -Id $point.Id).Id | Should -Be $point.Id
+                Get-TreeState $repository | Should -Be $treeBefore -Because 'the repository is left as it was'
             }
             'Repair-BackupVm'           = {
                 $qemuImg = Get-Command qemu-img -CommandType Application -ErrorAction Ignore | Select-Object -First 1
@@ -156,27 +172,51 @@ Describe '<Name>: -WhatIf and -Confirm' -ForEach $changing {
                 Unregister-VmBackupSchedule -Name whatif -UnitDirectory $units -WhatIf
                 (Get-VmBackupSchedule -Name whatif -UnitDirectory $units).Name | Should -Be 'whatif'
             }
+            'Export-VmBackupRepositoryKey' = {
+                $keyFile = Join-Path $root "export-$(New-Guid).key"
+                Export-VmBackupRepositoryKey -Repository $repository -Destination $keyFile -WhatIf | Should -BeNullOrEmpty
+                Test-Path $keyFile | Should -BeFalse
+            }
+            'Import-VmBackupRepositoryKey' = {
+                $keyFile = Join-Path $root "import-$(New-Guid).key"
+                Export-VmBackupRepositoryKey -Repository $repository -Destination $keyFile -Confirm:$false | Out-Null
+                $keysBefore = Get-TreeState $env:VMQUIESCE_KEY_FOLDER
+                Import-VmBackupRepositoryKey -Repository $repository -KeyFile $keyFile -WhatIf | Should -BeNullOrEmpty
+                Get-TreeState $env:VMQUIESCE_KEY_FOLDER | Should -Be $keysBefore -Because "this host's key files are left as they were"
+            }
+            'Complete-VmInstantRestore' = {
+                # Taking over an interrupted restore is what it changes: InstantRestore.Tests.ps1 runs -WhatIf on one.
+                Complete-VmInstantRestore -Id 'no-such-restore' -WhatIf -ErrorAction SilentlyContinue | Should -BeNullOrEmpty
+            }
             'New-VmBackupRepository'    = {
                 $path = Join-Path $root "new-repo-$(New-Guid)"
                 New-VmBackupRepository -Path $path -WhatIf | Should -BeNullOrEmpty
                 Test-Path $path | Should -BeFalse
             }
             'Add-VmBackupRepositoryKey' = {
+                $treeBefore = Get-TreeState $repository
                 Add-VmBackupRepositoryKey -Repository $repository -Passphrase (ConvertTo-SecureString 'what-if passphrase' -AsPlainText -Force) -WhatIf | Should -BeNullOrEmpty
                 (Get-VmBackupRepository $repository).PassphraseSlots | Should -BeNullOrEmpty
+                Get-TreeState $repository | Should -Be $treeBefore -Because 'the repository is left as it was'
             }
             'Remove-VmBackupRepositoryKey' = {
+                $treeBefore = Get-TreeState $repository
                 Remove-VmBackupRepositoryKey -Repository $repository -HostKeyFile -Force -WhatIf
                 (Get-VmBackupRepository $repository).HostKeyFile | Should -Not -BeNullOrEmpty
+                Get-TreeState $repository | Should -Be $treeBefore -Because 'the repository is left as it was'
             }
             'Restore-VmSnapshot'        = {
                 $destination = Join-Path $root "restore-$(New-Guid)"
+                $treeBefore = Get-TreeState $repository
                 $point | Restore-VmSnapshot -Destination $destination -WhatIf | Should -BeNullOrEmpty
                 Test-Path (Join-Path $destination 'disk.img') | Should -BeFalse
+                Get-TreeState $repository | Should -Be $treeBefore -Because 'no lock is taken in the repository for a restore that does not run'
             }
             'Start-VmBackupExport'      = {
+                $treeBefore = Get-TreeState $repository
                 Start-VmBackupExport -Repository $repository -Id $point.Id -WhatIf | Should -BeNullOrEmpty
                 Get-VmBackupExport | Should -BeNullOrEmpty
+                Get-TreeState $repository | Should -Be $treeBefore -Because 'the repository is left as it was'
             }
             'Stop-VmBackupExport'       = {
                 $export = Start-VmBackupExport -Repository $repository -Id $point.Id -Confirm:$false
@@ -189,8 +229,10 @@ Describe '<Name>: -WhatIf and -Confirm' -ForEach $changing {
             }
             'Mount-VmBackup'            = {
                 $folder = Join-Path $root "mount-$(New-Guid)"
+                $treeBefore = Get-TreeState $repository
                 $point | Mount-VmBackup -Path $folder -WhatIf | Should -BeNullOrEmpty
                 Test-Path $folder | Should -BeFalse
+                Get-TreeState $repository | Should -Be $treeBefore -Because 'the repository is left as it was'
             }
             'Dismount-VmBackup'         = {
                 if ($reason = Get-MountSkipReason) { Set-ItResult -Skipped -Because $reason; return }
@@ -204,17 +246,24 @@ Describe '<Name>: -WhatIf and -Confirm' -ForEach $changing {
                 Test-Path $folder | Should -BeFalse
             }
             'Restore-VmBackupItem'      = {
-                if ($reason = Get-MountSkipReason) { Set-ItResult -Skipped -Because $reason; return }
+                # Nothing is mounted to say what would be copied: a point that cannot be mounted (a plain file) shows it too.
+                $treeBefore = Get-TreeState $repository
+                $point | Restore-VmBackupItem -Path 'disk0/etc/hosts' -Destination (Join-Path $root "items-$(New-Guid)") -WhatIf -ErrorVariable problems | Should -BeNullOrEmpty
+                $problems | Should -BeNullOrEmpty
+                Get-TreeState $repository | Should -Be $treeBefore -Because 'the repository is left as it was'
+                if ($reason = Get-MountSkipReason) { Set-ItResult -Skipped -Because "the copy out of a real guest's point: $reason"; return }
                 $destination = Join-Path $root "items-$(New-Guid)"
                 Get-GuestPoint | Restore-VmBackupItem -Path 'disk0/lost+found' -Destination $destination -WhatIf | Should -BeNullOrEmpty
                 Test-Path (Join-Path $destination 'lost+found') | Should -BeFalse
             }
             'Start-VmInstantRestore'    = {
                 $destination = Join-Path $root "instant-$(New-Guid)"
+                $treeBefore = Get-TreeState $repository
                 $point | Start-VmInstantRestore -Destination $destination -WhatIf | Should -BeNullOrEmpty
                 Test-Path $destination | Should -BeFalse
                 # Only this destination: the host's other instant restores (another run's) are not this test's.
                 Get-VmInstantRestore | Where-Object Destination -Like "$destination*" | Should -BeNullOrEmpty
+                Get-TreeState $repository | Should -Be $treeBefore -Because 'the repository is left as it was'
             }
             'Stop-VmInstantRestore'     = {
                 if ($guestUnavailable) { Set-ItResult -Skipped -Because $guestUnavailable; return }

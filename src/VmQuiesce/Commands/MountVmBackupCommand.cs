@@ -130,16 +130,24 @@ namespace VmQuiesce.Commands
             try
             {
                 string destination = ResolveFileSystemPath(Destination, nameof(Destination));
+                // Asked before the point is mounted (storage daemons, loop devices, mounts, a record): -WhatIf and a
+                // declined item start none of it. The copy still checks each item inside the point.
+                var confirmed = Path.Where(item =>
+                {
+                    string target = System.IO.Path.Combine(destination, System.IO.Path.GetFileName(item.TrimEnd('/', '\\')));
+                    return ShouldProcess(target, $"Copy '{item}' of {point.VmName} {point.Id}{(File.Exists(target) || Directory.Exists(target) ? " over the existing item" : string.Empty)}");
+                }).ToList();
+                if (confirmed.Count == 0)
+                {
+                    return;
+                }
+
                 using RestorePointMount mount = RunPumped(() => RestorePointMount.Mount(repository, point, folder, CancelToken));
-                foreach (string item in Path)
+                foreach (string item in confirmed)
                 {
                     try
                     {
-                        string target = mount.PlanCopy(item, destination);
-                        if (ShouldProcess(target, $"Copy '{item}' of {point.VmName} {point.Id}{(File.Exists(target) || Directory.Exists(target) ? " over the existing item" : string.Empty)}"))
-                        {
-                            WriteObject(RunPumped(() => mount.CopyItem(item, destination, Force, CancelToken)));
-                        }
+                        WriteObject(RunPumped(() => mount.CopyItem(item, destination, Force, CancelToken)));
                     }
                     catch (VmQuiesceException e)
                     {

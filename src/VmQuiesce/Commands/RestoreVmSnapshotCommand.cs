@@ -182,9 +182,7 @@ namespace VmQuiesce.Commands
 
             try
             {
-                // Shared: a restore may run beside backups, never beside a prune that removes chunks.
-                using IDisposable shared = LockForReading(repository, "Restore-VmSnapshot");
-                Restore(new RestoreEngine(repository, SnapshotReverters.WithVmrun(vmrun)), point, destination);
+                Restore(repository, new RestoreEngine(repository, SnapshotReverters.WithVmrun(vmrun)), point, destination);
             }
             catch (VmQuiesceException e)
             {
@@ -216,7 +214,7 @@ namespace VmQuiesce.Commands
             return null;
         }
 
-        private void Restore(RestoreEngine engine, RestorePoint point, string? destination)
+        private void Restore(IRestorePointSource repository, RestoreEngine engine, RestorePoint point, string? destination)
         {
             var request = new RestoreRequest(point)
             {
@@ -250,6 +248,9 @@ namespace VmQuiesce.Commands
                 return;
             }
 
+            // Shared: a restore may run beside backups, never beside a prune that removes chunks. Taken once confirmed, so
+            // -WhatIf writes no lock into the repository; the run checks the plan again and reads every chunk verified.
+            using IDisposable shared = LockForReading(repository, "Restore-VmSnapshot");
             var progress = new ProgressRecord(++_progressId, $"Restoring {point.VmName} {point.Id}", "Starting");
             IOperationHost host = CreateHost(report => WriteRestoreProgress(progress, (RestoreProgress)report));
             RestoreResult result;
