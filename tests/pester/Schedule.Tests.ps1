@@ -304,6 +304,25 @@ Describe 'The scheduled job against the real QEMU test guest' {
         $failed.CopyError | Should -BeLike "to '$notARepository'*"
     }
 
+    It 'reports each VM''s own outcome when the calling script stops on errors ($ErrorActionPreference = ''Stop'')' {
+        if ($unavailable) { Set-ItResult -Skipped -Because $unavailable; return }
+        # A VM without disks fails its backup (QemuNoDisks) beside the test guest, in the same Invoke-VmQuiescedBackup.
+        $diskless = Start-TestGuest -DiskCount 0 -VmName 'diskless'
+        try {
+            $stopRepository = Join-Path $root 'stop-repo'
+            $run = & {
+                $ErrorActionPreference = 'Stop'
+                Invoke-VmBackupJob -Name 'stops' -Vm $guest.QmpSocketPath, $diskless.QmpSocketPath -Repository $stopRepository -KeepLast 1 -WarningAction SilentlyContinue
+            }
+
+            $run.ExitCode | Should -Be 2
+            $run.Failures.ErrorId | Should -Be 'QemuNoDisks'
+            $run.RestorePoints.Count | Should -Be 1
+            @(Get-VmBackup -Repository $stopRepository).Id | Should -Be @($run.RestorePoints.Id)
+        }
+        finally { $diskless | Stop-TestGuest }
+    }
+
     It 'exits 2 when a VM cannot reach the required consistency' {
         if ($unavailable) { Set-ItResult -Skipped -Because $unavailable; return }
         $result = Invoke-VmBackupJob -Name 'too-high' -Vm $guest.QmpSocketPath -Repository $repository -Consistency Application 2>$null

@@ -198,8 +198,8 @@ namespace VmQuiesce.Commands
         /// <summary>The restore points of these VMs (Get-VmBackup); when the repository cannot be listed, the job verifies none and says so.</summary>
         private List<RestorePoint> PointsOf(BackupJobResult run, List<BackupVm> vms, string repository)
         {
-            using var powerShell = PowerShell.Create(RunspaceMode.CurrentRunspace);
-            powerShell.AddCommand("VmQuiesce\\Get-VmBackup").AddParameter("Repository", repository).AddParameter("VmName", vms.Select(vm => WildcardPattern.Escape(vm.Name)).ToArray());
+            using PowerShell powerShell = Step("VmQuiesce\\Get-VmBackup");
+            powerShell.AddParameter("Repository", repository).AddParameter("VmName", vms.Select(vm => WildcardPattern.Escape(vm.Name)).ToArray());
             AddS3Settings(powerShell);
             List<RestorePoint> points = Invoke(powerShell).OfType<RestorePoint>().ToList();
             foreach (ErrorRecord error in powerShell.Streams.Error)
@@ -212,9 +212,8 @@ namespace VmQuiesce.Commands
 
         private void BackUp(BackupJobResult run, List<BackupVm> vms, string repository, bool tracked, bool verify)
         {
-            using var powerShell = PowerShell.Create(RunspaceMode.CurrentRunspace);
-            powerShell.AddCommand("VmQuiesce\\Invoke-VmQuiescedBackup")
-                .AddParameter("Vm", vms.ToArray())
+            using PowerShell powerShell = Step("VmQuiesce\\Invoke-VmQuiescedBackup");
+            powerShell.AddParameter("Vm", vms.ToArray())
                 .AddParameter("Repository", repository)
                 .AddParameter("Consistency", Consistency)
                 .AddParameter("Confirm", false);
@@ -246,8 +245,8 @@ namespace VmQuiesce.Commands
 
         private void ApplyRetention(BackupJobResult run, List<BackupVm> vms, string repository)
         {
-            using var powerShell = PowerShell.Create(RunspaceMode.CurrentRunspace);
-            powerShell.AddCommand("VmQuiesce\\Remove-VmBackup").AddParameter("Repository", repository).AddParameter("VmName", vms.Select(vm => WildcardPattern.Escape(vm.Name)).ToArray());
+            using PowerShell powerShell = Step("VmQuiesce\\Remove-VmBackup");
+            powerShell.AddParameter("Repository", repository).AddParameter("VmName", vms.Select(vm => WildcardPattern.Escape(vm.Name)).ToArray());
             foreach ((int keep, string parameter) in new[] { (KeepLast, nameof(KeepLast)), (KeepDaily, nameof(KeepDaily)), (KeepWeekly, nameof(KeepWeekly)), (KeepMonthly, nameof(KeepMonthly)) })
             {
                 if (keep > 0)
@@ -291,8 +290,8 @@ namespace VmQuiesce.Commands
         /// </summary>
         private void CopyNewPoints(BackupJobResult run, string repository, string copyTo)
         {
-            using var powerShell = PowerShell.Create(RunspaceMode.CurrentRunspace);
-            powerShell.AddCommand("VmQuiesce\\Copy-VmBackup").AddParameter("Repository", repository).AddParameter("Destination", copyTo)
+            using PowerShell powerShell = Step("VmQuiesce\\Copy-VmBackup");
+            powerShell.AddParameter("Repository", repository).AddParameter("Destination", copyTo)
                 .AddParameter("Id", run.RestorePoints.Select(point => point.Id).ToArray());
             AddS3Settings(powerShell);
             powerShell.AddParameter("Confirm", false);
@@ -308,6 +307,13 @@ namespace VmQuiesce.Commands
                 run.SetCopy(true, $"{copies.Count} restore point(s) copied to '{copyTo}', {copies.Sum(copy => copy.ChunksCopied)} chunk(s) sent.");
             }
         }
+
+        /// <summary>
+        /// A step of the job: a command of this module in this runspace, whose failures it reports per item. The caller's
+        /// $ErrorActionPreference (a script's 'Stop') would end it at its first failure and lose what it did for the other VMs.
+        /// </summary>
+        private static PowerShell Step(string command) =>
+            PowerShell.Create(RunspaceMode.CurrentRunspace).AddCommand(command).AddParameter("ErrorAction", ActionPreference.Continue);
 
         /// <summary>Runs a nested command of this module; its warnings and verbose lines become this cmdlet's.</summary>
         private List<object> Invoke(PowerShell powerShell)
