@@ -323,6 +323,27 @@ Describe 'The scheduled job against the real QEMU test guest' {
         finally { $diskless | Stop-TestGuest }
     }
 
+    It 'exits 3 with one FAILED retention line naming the job when only the retention policy fails' {
+        if ($unavailable) { Set-ItResult -Skipped -Because $unavailable; return }
+        if ($unitSkip) { Set-ItResult -Skipped -Because $unitSkip; return }
+        $busyRepository = Join-Path $root 'busy-repo'
+        $first = Invoke-VmBackupJob -Name 'busy-job' -Vm $guest.QmpSocketPath -Repository $busyRepository -WarningAction SilentlyContinue
+        # A served point holds a shared lock on its repository: the prune that retention needs is refused (RepositoryBusy).
+        $export = Start-VmBackupExport -Repository $busyRepository -Id $first.RestorePoints[0].Id -Confirm:$false
+        try {
+            Register-VmBackupSchedule -Name 'busy-job' -Vm $guest.QmpSocketPath -Repository $busyRepository -KeepLast 1 `
+                -UnitDirectory $jobUnits -PowerShellPath $pwshPath -Confirm:$false
+
+            $run = Invoke-UnitJob (Join-Path $jobUnits 'vmquiesce-backup-busy-job.service')
+
+            $run.ExitCode | Should -Be 3
+            $run.Errors.Count | Should -Be 1
+            $run.Errors[0] | Should -BeLike 'busy-job: FAILED retention: *' -Because 'every line a job writes to the error stream starts with its name'
+            @(Get-VmBackup -Repository $busyRepository).Count | Should -Be 2
+        }
+        finally { $export | Stop-VmBackupExport -Confirm:$false }
+    }
+
     It 'exits 2 when a VM cannot reach the required consistency' {
         if ($unavailable) { Set-ItResult -Skipped -Because $unavailable; return }
         $result = Invoke-VmBackupJob -Name 'too-high' -Vm $guest.QmpSocketPath -Repository $repository -Consistency Application 2>$null

@@ -262,7 +262,7 @@ namespace VmQuiesce.Commands
             {
                 string detail = string.Join("; ", powerShell.Streams.Error.Select(error => $"{ErrorId(error)}: {error}"));
                 run.SetRetention(false, detail);
-                Host.UI.WriteErrorLine($"FAILED retention: {detail.Replace("\n", " ")}");
+                Host.UI.WriteErrorLine($"{run.Name}: FAILED retention: {detail.Replace("\n", " ")}");
             }
             else
             {
