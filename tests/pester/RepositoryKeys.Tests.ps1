@@ -180,4 +180,12 @@ Describe 'Key management' {
         Remove-VmBackupRepositoryKey -Repository $repo -HostKeyFile -Confirm:$false
         (Import-VmBackupRepositoryKey -Repository $repo -KeyFile $exported).Path | Should -Be $imported
     }
+
+    It 'refuses a -KeyFile that is not a file system path before the repository is opened, with -WhatIf too' {
+        $missing = Join-Path $root 'no-such-repository'
+        foreach ($whatIf in $false, $true) {
+            { Import-VmBackupRepositoryKey -Repository $missing -KeyFile 'Variable:/key' -WhatIf:$whatIf -ErrorAction SilentlyContinue } |
+                Should -Throw -ErrorId 'PathNotFileSystem,VmQuiesce.Commands.ImportVmBackupRepositoryKeyCommand'
+        }
+    }
 }

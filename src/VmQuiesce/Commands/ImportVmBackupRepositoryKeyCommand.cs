@@ -19,6 +19,8 @@ namespace VmQuiesce.Commands
 
         protected override void ProcessRecord()
         {
+            // Before the repository is opened or anything asked: a -KeyFile that is no file system path ends the command.
+            string? keyFile = ParameterSetName == KeyFileSet ? ResolveFileSystemPath(KeyFile, nameof(KeyFile)) : null;
             try
             {
                 using RepositoryKeys keys = OpenRepositoryKeys(Repository, nameof(Repository));
@@ -27,8 +29,8 @@ namespace VmQuiesce.Commands
                     return;
                 }
 
-                RepositoryKeyCopy imported = ParameterSetName == KeyFileSet
-                    ? keys.ImportFromKeyFile(ResolveFileSystemPath(KeyFile, nameof(KeyFile)))
+                RepositoryKeyCopy imported = keyFile != null
+                    ? keys.ImportFromKeyFile(keyFile)
                     : keys.ImportFromPassphrase(GivenPassphrase);
                 if (imported.ReplacedKeyFile != null)
                 {
