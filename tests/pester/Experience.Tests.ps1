@@ -494,6 +494,11 @@ Describe 'Scripts' {
         @(Get-VmBackup $repository).Count | Should -BeGreaterThan 0
     }
 
+    It 'ends Copy-VmBackup with PathNotFileSystem for a -Destination of another provider, before any restore point is read' {
+        { Copy-VmBackup -Repository (Join-Path $root 'no-such-repository') -Destination 'Variable:/copy' -ErrorAction SilentlyContinue } |
+            Should -Throw -ErrorId 'PathNotFileSystem,VmQuiesce.Commands.CopyVmBackupCommand'
+    }
+
     It 'gives a non-terminating error with a stable id and the real target for one bad item, and goes on with the others' {
         $results = Get-VmBackup $repository -Id 'no-such-id', $point.Id -ErrorVariable problems -ErrorAction SilentlyContinue
         $results.Id | Should -Be $point.Id

@@ -21,6 +21,8 @@ namespace VmQuiesce.Commands
         private const string ByIdSet = "ById";
 
         private int _progressId;
+        /// <summary>-Destination as a folder's full path, or the s3:// address as given.</summary>
+        private string _destination = string.Empty;
 
         /// <summary>The repository to copy from: a folder or s3://bucket/prefix.</summary>
         [Parameter(Mandatory = true, Position = 0, ValueFromPipelineByPropertyName = true)]
@@ -49,6 +51,12 @@ namespace VmQuiesce.Commands
         [Parameter(ParameterSetName = ByVmSet)]
         public SwitchParameter Latest { get; set; }
 
+        protected override void BeginProcessing()
+        {
+            // Before any restore point is read: a -Destination of another provider ends the command.
+            _destination = S3RepositoryAddress.IsS3(Destination) ? Destination : ResolveFileSystemPath(Destination, nameof(Destination));
+        }
+
         protected override void ProcessRecord()
         {
             IRestorePointSource source;
@@ -66,7 +74,7 @@ namespace VmQuiesce.Commands
 
             try
             {
-                if (points.Count == 0 || !ShouldProcess(Destination, $"Copy {points.Count} restore point(s) from '{source.Location}'"))
+                if (points.Count == 0 || !ShouldProcess(_destination, $"Copy {points.Count} restore point(s) from '{source.Location}'"))
                 {
                     return;
                 }
@@ -117,13 +125,13 @@ namespace VmQuiesce.Commands
         {
             ObjectRepository destination;
             IDisposable? shared = null;
-            if (S3RepositoryAddress.IsS3(Destination))
+            if (S3RepositoryAddress.IsS3(_destination))
             {
-                destination = ObjectRepository.OpenOrCreate(OpenS3Storage(Destination), chunkSize, RepositoryKey.Generate());
+                destination = ObjectRepository.OpenOrCreate(OpenS3Storage(_destination), chunkSize, RepositoryKey.Generate());
             }
             else
             {
-                BackupRepository folder = BackupRepository.OpenOrCreate(ResolveFileSystemPath(Destination, nameof(Destination)), chunkSize, RepositoryKey.Generate());
+                BackupRepository folder = BackupRepository.OpenOrCreate(_destination, chunkSize, RepositoryKey.Generate());
                 shared = folder.LockShared("Copy-VmBackup", warn: WriteWarning);
                 destination = ObjectRepository.Open(new FileObjectStorage(folder.Path));
             }
