@@ -411,6 +411,14 @@ Describe 'Tab completion' {
         $found | Should -BeNullOrEmpty
     }
 
+    It 'completes ids from the manifests'' names, without reading a manifest' {
+        $unread = Join-Path $root 'repo-completion'
+        $made = ($vm | Invoke-VmQuiescedBackup -Repository $unread -Consistency Crash -Confirm:$false).Id
+        # A manifest no one can read: a Tab must not read (and open with the key) every manifest of a repository.
+        Set-Content -LiteralPath (Join-Path $unread "points/$made.json") -Value 'not a manifest'
+        (Complete "Get-VmBackup -Repository '$unread' -Id ").CompletionText | Should -Be @($made)
+    }
+
     It 'completes VM names in the repository for -VmName, quoting a name with a space' {
         $found = Complete "Remove-VmBackup -Repository '$repository' -KeepLast 1 -VmName we"
         $found.CompletionText | Should -Be @("'web 01'")

@@ -95,6 +95,9 @@ namespace VmQuiesce.Commands
     /// <summary>Restore points in the -Repository already typed: ids for -Id, VM names for -VmName.</summary>
     public sealed class RestorePointCompleter : VmQuiesceCompleter
     {
+        /// <summary>Where a folder repository keeps its manifests, points/&lt;id&gt;.json (about_VmQuiesce_Repository).</summary>
+        private const string PointsFolderName = "points";
+
         protected override IEnumerable<string> Candidates(string parameterName, string word, IDictionary fakeBoundParameters)
         {
             string? repositoryPath = BoundPath(fakeBoundParameters, "Repository");
@@ -103,9 +106,16 @@ namespace VmQuiesce.Commands
                 return Enumerable.Empty<string>();
             }
 
-            // Newest first reads best for ids; the base sorts, and ids start with their UTC time.
-            IReadOnlyList<RestorePoint> points = BackupRepository.Open(repositoryPath).ListRestorePoints(_ => { });
-            return parameterName == "VmName" ? points.Select(point => point.VmName) : points.Select(point => point.Id);
+            if (parameterName == "VmName")
+            {
+                return BackupRepository.Open(repositoryPath).ListRestorePoints(_ => { }).Select(point => point.VmName);
+            }
+
+            // An id is its manifest's name: a Tab lists one folder instead of reading and opening every manifest, which in
+            // a repository of many points or large VMs took seconds to minutes. The base sorts; ids start with their UTC time.
+            string points = Path.Combine(repositoryPath, PointsFolderName);
+            return !Directory.Exists(points) || (File.GetAttributes(points) & FileAttributes.ReparsePoint) != 0 ? Enumerable.Empty<string>()
+                : Directory.EnumerateFiles(points, "*.json").Select(Path.GetFileNameWithoutExtension).OfType<string>().Where(BackupRepository.IsValidId).ToList();
         }
     }
 
