@@ -43,6 +43,18 @@ BeforeAll {
     }
 }
 
+Describe 'What the default views show' {
+    It 'shows whether a job''s copy step succeeded in its table, as it shows retention (exit code 4 says only that something after the backups failed)' {
+        $run = [VmQuiesce.Core.Schedule.BackupJobResult]::new('nightly', [datetime]'2026-12-04 02:30')
+        $run.SetRetention($true, '0 restore point(s) removed, 1 kept.')
+        $run.SetCopy($false, "to 's3://offsite/host1': S3AccessDenied: denied")
+        $run.Finish()
+        $lines = @($run | Format-Table | Out-String -Width 200) -split "`n" | Where-Object { $_.Trim() }
+        $lines[0] | Should -Match '\bCopySucceeded\b'
+        $lines[2] | Should -Match '\b4\b.*\bTrue\b.*\bFalse\b'
+    }
+}
+
 Describe 'Format views' {
     It 'has views to check, each for a type the module has' {
         $columns = @(Get-FormatColumn)
