@@ -181,6 +181,13 @@ Describe 'Key management' {
         (Import-VmBackupRepositoryKey -Repository $repo -KeyFile $exported).Path | Should -Be $imported
     }
 
+    It 'refuses a short passphrase for a new copy with PassphraseTooShort, once, before any repository is opened' {
+        $short = ConvertTo-SecureString 'seven77' -AsPlainText -Force
+        $repositories = (Join-Path $root 'no-such-repository'), $repo
+        { $repositories | Add-VmBackupRepositoryKey -Passphrase $short -ErrorAction SilentlyContinue } |
+            Should -Throw -ErrorId 'PassphraseTooShort,VmQuiesce.Commands.AddVmBackupRepositoryKeyCommand'
+    }
+
     It 'refuses a -KeyFile that is not a file system path before the repository is opened, with -WhatIf too' {
         $missing = Join-Path $root 'no-such-repository'
         foreach ($whatIf in $false, $true) {

@@ -10,6 +10,8 @@ namespace VmQuiesce.Commands
     [OutputType(typeof(RepositoryKeyCopy))]
     public sealed class AddVmBackupRepositoryKeyCommand : RepositoryPassphraseCmdlet
     {
+        protected override void BeginProcessing() => RequireLongEnough(GivenPassphrase);
+
         protected override void ProcessRecord()
         {
             try

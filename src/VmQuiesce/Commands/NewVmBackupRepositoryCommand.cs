@@ -15,12 +15,6 @@ namespace VmQuiesce.Commands
         private const string PassphraseSet = "Passphrase";
         private const string CredentialSet = "Credential";
 
-        /// <summary>
-        /// RepositoryKeys' rule for a passphrase copy, which it checks only when it adds the copy: after the repository
-        /// and its key file are made. Checked here first, so a short passphrase leaves nothing behind.
-        /// </summary>
-        private const int MinPassphraseLength = 8;
-
         [Parameter(Mandatory = true, Position = 0)]
         [ValidateNotNullOrEmpty]
         public string Path { get; set; } = string.Empty;
@@ -47,10 +41,8 @@ namespace VmQuiesce.Commands
             bool onObjectStorage = S3RepositoryAddress.IsS3(Path);
             string location = onObjectStorage ? Path : ResolveFileSystemPath(Path, nameof(Path));
             SecureString? passphrase = PassphraseOf(Passphrase, Credential);
-            if (passphrase != null && passphrase.Length < MinPassphraseLength)
-            {
-                ThrowInvalidArgument("PassphraseTooShort", $"The passphrase has {passphrase.Length} characters; expected at least {MinPassphraseLength}. Nothing was made.", ParameterSetName);
-            }
+            // RepositoryKeys checks it only as it adds the copy, after the repository and its key file are made.
+            RequireLongEnough(passphrase);
 
             if (!ShouldProcess(location, $"Create an encrypted repository, its key file in '{HostKeyStore.Folder}'{(passphrase != null ? " and a passphrase copy of the key inside it" : string.Empty)}"))
             {

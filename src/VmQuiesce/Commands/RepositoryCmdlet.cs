@@ -2,6 +2,7 @@ using System;
 using System.Collections.Generic;
 using System.Linq;
 using System.Management.Automation;
+using System.Security;
 using VmQuiesce.Core;
 using VmQuiesce.Core.Repository;
 using VmQuiesce.Core.Repository.Keys;
@@ -35,6 +36,21 @@ namespace VmQuiesce.Commands
         [Parameter]
         [ValidateNotNullOrEmpty]
         public virtual string? S3Region { get; set; }
+
+        /// <summary>The shortest passphrase RepositoryKeys seals a copy of a key under.</summary>
+        private const int MinPassphraseLength = 8;
+
+        /// <summary>
+        /// RepositoryKeys' rule for a new passphrase copy, checked before anything is opened or made: a short passphrase
+        /// (of -Passphrase or -Credential, as the parameter set says) ends the command.
+        /// </summary>
+        protected void RequireLongEnough(SecureString? passphrase)
+        {
+            if (passphrase != null && passphrase.Length < MinPassphraseLength)
+            {
+                ThrowInvalidArgument("PassphraseTooShort", $"The passphrase (-{ParameterSetName}) has {passphrase.Length} characters; expected at least {MinPassphraseLength}. Nothing was changed.", ParameterSetName);
+            }
+        }
 
         /// <summary>
         /// The object storage at an s3:// address, checked (endpoint answers, keys accepted, bucket exists) before
