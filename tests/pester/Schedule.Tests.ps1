@@ -344,6 +344,19 @@ Describe 'The scheduled job against the real QEMU test guest' {
         finally { $export | Stop-VmBackupExport -Confirm:$false }
     }
 
+    It 'gives its steps'' warnings and verbose lines as its own: -WarningVariable, -WarningAction, -Verbose and 4>&1 take them' {
+        if ($unavailable) { Set-ItResult -Skipped -Because $unavailable; return }
+        # A repository made before keys: every backup into it warns that it is not encrypted.
+        $legacy = Join-Path $root 'legacy-repo'
+        $null = [VmQuiesce.Core.Repository.BackupRepository]::OpenOrCreate($legacy)
+
+        $records = Invoke-VmBackupJob -Name 'streams' -Vm $guest.QmpSocketPath -Repository $legacy -Verbose -WarningVariable warnings -WarningAction SilentlyContinue 4>&1
+
+        @($records | Where-Object { $_ -is [VmQuiesce.Core.Schedule.BackupJobResult] }).ExitCode | Should -Be 0
+        "$warnings" | Should -Match 'not encrypted'
+        @($records | Where-Object { $_ -is [Management.Automation.VerboseRecord] } | ForEach-Object Message) -join "`n" | Should -BeLike '*consistency, frozen for*'
+    }
+
     It 'exits 2 when a VM cannot reach the required consistency' {
         if ($unavailable) { Set-ItResult -Skipped -Because $unavailable; return }
         $result = Invoke-VmBackupJob -Name 'too-high' -Vm $guest.QmpSocketPath -Repository $repository -Consistency Application 2>$null

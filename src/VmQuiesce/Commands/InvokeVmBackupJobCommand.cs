@@ -2,6 +2,7 @@ using System;
 using System.Collections.Generic;
 using System.Linq;
 using System.Management.Automation;
+using System.Management.Automation.Runspaces;
 using VmQuiesce.Core;
 using VmQuiesce.Core.Repository;
 using VmQuiesce.Core.Repository.Storage;
@@ -311,26 +312,47 @@ namespace VmQuiesce.Commands
         /// <summary>
         /// A step of the job: a command of this module in this runspace, whose failures it reports per item. The caller's
         /// $ErrorActionPreference (a script's 'Stop') would end it at its first failure and lose what it did for the other VMs.
+        /// Its warnings and verbose lines come back as output (a nested command would write them to the host itself, past
+        /// this job's -WarningAction, -WarningVariable, -Verbose and redirection), for <see cref="Invoke"/> to write as the job's.
         /// </summary>
-        private static PowerShell Step(string command) =>
-            PowerShell.Create(RunspaceMode.CurrentRunspace).AddCommand(command).AddParameter("ErrorAction", ActionPreference.Continue);
+        private static PowerShell Step(string command)
+        {
+            PowerShell step = PowerShell.Create(RunspaceMode.CurrentRunspace).AddCommand(command)
+                .AddParameter("ErrorAction", ActionPreference.Continue)
+                .AddParameter("WarningAction", ActionPreference.Continue)
+                .AddParameter("Verbose", true);
+            step.Commands.Commands[0].MergeMyResults(PipelineResultTypes.Warning, PipelineResultTypes.Output);
+            step.Commands.Commands[0].MergeMyResults(PipelineResultTypes.Verbose, PipelineResultTypes.Output);
+            return step;
+        }
 
-        /// <summary>Runs a nested command of this module; its warnings and verbose lines become this cmdlet's.</summary>
+        /// <summary>Runs a step; its warnings and verbose lines become this cmdlet's, which its own preferences then decide on.</summary>
         private List<object> Invoke(PowerShell powerShell)
         {
-            List<object> output;
+            var output = new List<object>();
             try
             {
-                output = powerShell.Invoke().Where(item => item != null).Select(item => item.BaseObject).ToList();
+                foreach (object? item in powerShell.Invoke().Select(item => item?.BaseObject))
+                {
+                    switch (item)
+                    {
+                        case WarningRecord warning:
+                            WriteWarning(warning.Message);
+                            break;
+                        case VerboseRecord verbose:
+                            WriteVerbose(verbose.Message);
+                            break;
+                        case object result:
+                            output.Add(result);
+                            break;
+                    }
+                }
             }
             catch (RuntimeException e)
             {
                 powerShell.Streams.Error.Add(e.ErrorRecord);
-                output = new List<object>();
             }
 
-            powerShell.Streams.Warning.ToList().ForEach(warning => WriteWarning(warning.Message));
-            powerShell.Streams.Verbose.ToList().ForEach(verbose => WriteVerbose(verbose.Message));
             return output;
         }
 
