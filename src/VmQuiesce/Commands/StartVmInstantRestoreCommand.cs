@@ -61,7 +61,18 @@ namespace VmQuiesce.Commands
     [OutputType(typeof(InstantRestore))]
     public sealed class GetVmInstantRestoreCommand : VmQuiesceCmdlet
     {
-        protected override void ProcessRecord() => WriteObject(InstantRestore.Running, enumerateCollection: true);
+        protected override void ProcessRecord()
+        {
+            try
+            {
+                WriteObject(InstantRestore.Running, enumerateCollection: true);
+            }
+            catch (VmQuiesceException e)
+            {
+                // The records' folder is not this user's own (RecordFolderUntrusted): nothing there is believed.
+                ThrowFailure(e);
+            }
+        }
     }
 
     /// <summary>
@@ -138,7 +149,18 @@ namespace VmQuiesce.Commands
         {
             foreach (string id in ids)
             {
-                InstantRestore? restore = InstantRestore.Find(id);
+                InstantRestore? restore;
+                try
+                {
+                    restore = InstantRestore.Find(id);
+                }
+                catch (VmQuiesceException e)
+                {
+                    // The records' folder is not this user's own (RecordFolderUntrusted): no id there is believed.
+                    cmdlet.ThrowTerminatingError(VmQuiesceCmdlet.ErrorRecordFor(e));
+                    yield break;
+                }
+
                 if (restore != null)
                 {
                     yield return restore;
