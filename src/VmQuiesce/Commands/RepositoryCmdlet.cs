@@ -37,18 +37,15 @@ namespace VmQuiesce.Commands
         [ValidateNotNullOrEmpty]
         public virtual string? S3Region { get; set; }
 
-        /// <summary>The shortest passphrase RepositoryKeys seals a copy of a key under.</summary>
-        private const int MinPassphraseLength = 8;
-
         /// <summary>
         /// RepositoryKeys' rule for a new passphrase copy, checked before anything is opened or made: a short passphrase
         /// (of -Passphrase or -Credential, as the parameter set says) ends the command.
         /// </summary>
         protected void RequireLongEnough(SecureString? passphrase)
         {
-            if (passphrase != null && passphrase.Length < MinPassphraseLength)
+            if (passphrase != null && passphrase.Length < RepositoryKeys.MinPassphraseLength)
             {
-                ThrowInvalidArgument("PassphraseTooShort", $"The passphrase (-{ParameterSetName}) has {passphrase.Length} characters; expected at least {MinPassphraseLength}. Nothing was changed.", ParameterSetName);
+                ThrowInvalidArgument("PassphraseTooShort", $"The passphrase (-{ParameterSetName}) has {passphrase.Length} characters; expected at least {RepositoryKeys.MinPassphraseLength}. Nothing was changed.", ParameterSetName);
             }
         }
 

@@ -276,12 +276,15 @@ namespace VmQuiesce.Core.Repository.Keys
             return _encryption;
         }
 
+        /// <summary>The shortest passphrase a copy of a key is sealed under.</summary>
+        public const int MinPassphraseLength = 8;
+
         private static void CheckPassphrase(SecureString passphrase)
         {
-            if (passphrase.Length < 8)
+            if (passphrase.Length < MinPassphraseLength)
             {
                 throw new VmQuiesceException("PassphraseTooShort", FailureKind.InvalidArgument,
-                    $"The passphrase has {passphrase.Length} characters; expected at least 8.", "Passphrase");
+                    $"The passphrase has {passphrase.Length} characters; expected at least {MinPassphraseLength}.", "Passphrase");
             }
         }
 
