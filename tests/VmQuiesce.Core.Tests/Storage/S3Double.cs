@@ -232,13 +232,23 @@ namespace VmQuiesce.Core.Tests.Storage
             /// <summary>The Content-Length header sent; null sends none (the body then ends when the connection closes).</summary>
             public long? ContentLength { get; set; }
 
-            /// <summary>Closes the connection after the reply: set when the body sent is not the length announced.</summary>
-            public bool CloseAfter => ContentLength != Body.Length;
+            /// <summary>Closes the connection after the reply: set when the body sent is not the length announced, or nothing is sent.</summary>
+            public bool CloseAfter => ContentLength != Body.Length || HangUp;
+
+            /// <summary>Writes nothing at all and closes the connection: a store or proxy that fails mid-request.</summary>
+            public bool HangUp { get; private set; }
+
+            public static Reply Nothing() => new Reply(0) { HangUp = true };
 
             public static Reply Xml(int status, string xml) => new Reply(status, Encoding.UTF8.GetBytes(xml), ("Content-Type", "application/xml"));
 
             internal async Task WriteAsync(Stream stream, bool headOnly)
             {
+                if (HangUp)
+                {
+                    return;
+                }
+
                 var head = new StringBuilder($"HTTP/1.1 {Status} {(HttpStatusCode)Status}\r\n");
                 head.Append("x-amz-request-id: double\r\nDate: ").Append(DateTime.UtcNow.ToString("r", CultureInfo.InvariantCulture)).Append("\r\n");
                 if (ContentLength is long length)

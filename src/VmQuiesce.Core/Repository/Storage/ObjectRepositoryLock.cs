@@ -177,16 +177,25 @@ namespace VmQuiesce.Core.Repository.Storage
         /// </summary>
         private static void ClearIfStale(IObjectStorage storage, string key, bool removeStale, Action<string>? warn)
         {
-            JsonObject record;
+            byte[] body;
             try
             {
-                record = JsonText.ParseObject(Encoding.UTF8.GetString(storage.ReadAll(key, MaxLockBytes)));
+                body = storage.ReadAll(key, MaxLockBytes);
             }
             catch (FileNotFoundException)
             {
                 return;
             }
-            catch (Exception e) when (e is JsonFormatException || e is InvalidDataException || e is IOException)
+
+            // Any other failure to read it (the store or the network failing, a body cut short or not matching its
+            // ETag) says nothing about the lock, which may be a live one: it fails the operation and the lock stays.
+            // Only a body received whole that does not parse is not a lock.
+            JsonObject record;
+            try
+            {
+                record = JsonText.ParseObject(Encoding.UTF8.GetString(body));
+            }
+            catch (JsonFormatException e)
             {
                 RemoveStale(storage, key, $"it cannot be read as a lock ({e.Message})", removeStale, warn);
                 return;
