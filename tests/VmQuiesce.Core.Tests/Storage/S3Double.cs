@@ -121,14 +121,14 @@ namespace VmQuiesce.Core.Tests.Storage
                     {
                         _requests.Enqueue(request);
                         Reply reply = Answer(request);
-                        await reply.WriteAsync(stream, request.Method == "HEAD").ConfigureAwait(false);
+                        await reply.WriteAsync(stream, request.Method == "HEAD", _stop.Token).ConfigureAwait(false);
                         if (reply.CloseAfter)
                         {
                             return;
                         }
                     }
                 }
-                catch (Exception e) when (e is IOException || e is ObjectDisposedException || e is SocketException)
+                catch (Exception e) when (e is IOException || e is ObjectDisposedException || e is SocketException || e is OperationCanceledException)
                 {
                     // The client went away (it refused what it was sent) or the double stopped.
                 }
@@ -233,16 +233,24 @@ namespace VmQuiesce.Core.Tests.Storage
             public long? ContentLength { get; set; }
 
             /// <summary>Closes the connection after the reply: set when the body sent is not the length announced, or nothing is sent.</summary>
-            public bool CloseAfter => ContentLength != Body.Length || HangUp;
+            public bool CloseAfter => ContentLength != Body.Length || HangUp || StallAfter != null;
 
             /// <summary>Writes nothing at all and closes the connection: a store or proxy that fails mid-request.</summary>
             public bool HangUp { get; private set; }
 
             public static Reply Nothing() => new Reply(0) { HangUp = true };
 
+            /// <summary>Sends this many bytes of the body, then nothing more until the client closes the connection (or the double stops): a store that hangs mid-answer.</summary>
+            public int? StallAfter { get; set; }
+
+            /// <summary>Sends the body <see cref="DribbleBytes"/> at a time, this long apart: a store (or one in the middle) that dribbles.</summary>
+            public TimeSpan DribbleInterval { get; set; }
+
+            public int DribbleBytes { get; set; } = 1;
+
             public static Reply Xml(int status, string xml) => new Reply(status, Encoding.UTF8.GetBytes(xml), ("Content-Type", "application/xml"));
 
-            internal async Task WriteAsync(Stream stream, bool headOnly)
+            internal async Task WriteAsync(Stream stream, bool headOnly, CancellationToken stop)
             {
                 if (HangUp)
                 {
@@ -270,7 +278,27 @@ namespace VmQuiesce.Core.Tests.Storage
                 await stream.WriteAsync(bytes, 0, bytes.Length).ConfigureAwait(false);
                 if (!headOnly)
                 {
-                    await stream.WriteAsync(Body, 0, Body.Length).ConfigureAwait(false);
+                    int sent = Math.Min(Body.Length, StallAfter ?? Body.Length);
+                    int piece = DribbleInterval > TimeSpan.Zero ? DribbleBytes : sent;
+                    for (int at = 0; at < sent; at += piece)
+                    {
+                        if (at > 0)
+                        {
+                            await Task.Delay(DribbleInterval, stop).ConfigureAwait(false);
+                        }
+
+                        await stream.WriteAsync(Body, at, Math.Min(piece, sent - at), stop).ConfigureAwait(false);
+                        await stream.FlushAsync(stop).ConfigureAwait(false);
+                    }
+
+                    if (StallAfter != null)
+                    {
+                        // Hold the connection open, sending nothing, until the client gives up on it.
+                        await stream.FlushAsync(stop).ConfigureAwait(false);
+                        while (await stream.ReadAsync(new byte[1], 0, 1, stop).ConfigureAwait(false) > 0)
+                        {
+                        }
+                    }
                 }
 
                 await stream.FlushAsync().ConfigureAwait(false);

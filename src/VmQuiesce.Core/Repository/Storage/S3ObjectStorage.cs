@@ -60,8 +60,16 @@ namespace VmQuiesce.Core.Repository.Storage
                 RequestChecksumCalculation = RequestChecksumCalculation.WHEN_REQUIRED,
                 ResponseChecksumValidation = ResponseChecksumValidation.WHEN_REQUIRED,
                 MaxErrorRetry = 3,
+                // Until the response headers arrive; a body is bounded by ResponseLimits.
                 Timeout = TimeSpan.FromSeconds(60),
             };
+#if NETFRAMEWORK
+            // The SDK reads with HttpWebRequest here, and takes no HTTP client of ours: a read that waits this long for
+            // a byte fails, but a body that dribbles or is too long is not cut off.
+            config.ReadWriteTimeout = ResponseLimits.StallTime;
+#else
+            config.HttpClientFactory = new BoundedHttpClientFactory(ResponseLimits);
+#endif
             if (endpoint != null)
             {
                 // A non-AWS store: path-style addressing (no bucket DNS names) and a fixed signing region.
@@ -90,6 +98,9 @@ namespace VmQuiesce.Core.Repository.Storage
         /// with an error; tests make it small.
         /// </summary>
         internal int MaxListPages { get; set; } = 1000000;
+
+        /// <summary>How slow a response body may be and how large one that is not an object's bytes; tests make them small.</summary>
+        internal S3ResponseLimits ResponseLimits { get; } = new S3ResponseLimits();
 
         /// <summary>
         /// Checks that the endpoint answers, the credentials are accepted and the bucket exists, by listing at most
@@ -142,6 +153,10 @@ namespace VmQuiesce.Core.Repository.Storage
                 {
                     length = body.ReadFully(buffer, expected);
                     longer = body.ReadByte() >= 0;
+                }
+                catch (Exception e) when (S3ResponseRefusedException.Find(e) is S3ResponseRefusedException refused)
+                {
+                    throw Refused(key, refused, e);
                 }
                 catch (AmazonClientException e)
                 {
@@ -333,6 +348,10 @@ namespace VmQuiesce.Core.Repository.Storage
             {
                 return Task.Run(request).GetAwaiter().GetResult();
             }
+            catch (Exception e) when (S3ResponseRefusedException.Find(e) is S3ResponseRefusedException refused)
+            {
+                throw Refused(key, refused, e);
+            }
             catch (AmazonS3Exception e) when (e.ErrorCode == "NoSuchBucket")
             {
                 throw new VmQuiesceException("S3BucketNotFound", FailureKind.ObjectNotFound, $"The bucket '{Address.Bucket}' of the repository '{Location}' does not exist at {_endpointText}.", Location, e)
@@ -342,7 +361,7 @@ namespace VmQuiesce.Core.Repository.Storage
             }
             catch (AmazonS3Exception e) when (e.StatusCode == HttpStatusCode.Forbidden || e.ErrorCode == "InvalidAccessKeyId" || e.ErrorCode == "SignatureDoesNotMatch")
             {
-                throw new VmQuiesceException("S3AccessDenied", FailureKind.PermissionDenied, $"{_endpointText} refused access to the repository '{Location}'{(key == null ? string.Empty : $" (object '{key}')")}: {StoreText(e.ErrorCode ?? "403 Forbidden")}.", Location, e)
+                throw new VmQuiesceException("S3AccessDenied", FailureKind.PermissionDenied, $"{_endpointText} refused access to the repository '{Location}'{ObjectText(key)}: {StoreText(e.ErrorCode ?? "403 Forbidden")}.", Location, e)
                 {
                     Remedy = "Check the access key and secret (-S3Credential, -S3ProfileName, or AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY) and that they may read, write, list and delete under the prefix.",
                 };
@@ -365,7 +384,20 @@ namespace VmQuiesce.Core.Repository.Storage
         }
 
         private VmQuiesceException RequestFailed(string? key, AmazonServiceException e) =>
-            new VmQuiesceException("S3RequestFailed", FailureKind.ProtocolError, $"{_endpointText} failed a request on the repository '{Location}'{(key == null ? string.Empty : $" (object '{key}')")}: {(int)e.StatusCode} {StoreText(e.ErrorCode)} {StoreText(e.Message)}", Location, e);
+            new VmQuiesceException("S3RequestFailed", FailureKind.ProtocolError, $"{_endpointText} failed a request on the repository '{Location}'{ObjectText(key)}: {(int)e.StatusCode} {StoreText(e.ErrorCode)} {StoreText(e.Message)}", Location, e);
+
+        private static string ObjectText(string? key) => key == null ? string.Empty : $" (object '{key}')";
+
+        /// <summary>A response body <see cref="ResponseLimits"/> cut off (it stalled) or refused (too long for what it answers).</summary>
+        private VmQuiesceException Refused(string? key, S3ResponseRefusedException refused, Exception e) => refused.Stalled
+            ? new VmQuiesceException("S3ResponseStalled", FailureKind.OperationTimeout, $"{_endpointText} stalled in a response on the repository '{Location}'{ObjectText(key)}, which was cut off: {refused.Message}.", Location, e)
+            {
+                Remedy = $"Check the endpoint, the network and any proxy in between: a store that works sends at least {S3ResponseRefusedException.Bytes(ResponseLimits.MinBytesPerStallTime)} bytes of a response every {ResponseLimits.StallTime.TotalSeconds:0} seconds. Run the command again once it does.",
+            }
+            : new VmQuiesceException("S3ResponseInvalid", FailureKind.ProtocolError, $"{_endpointText} answered a request on the repository '{Location}'{ObjectText(key)} at a length no S3 store answers it with, so it was not read: {refused.Message}.", Location, e)
+            {
+                Remedy = "Check the endpoint and any proxy in between: an S3 listing, error or metadata answer is a few kilobytes to a few megabytes.",
+            };
 
         /// <summary>Text of the store's error answer (the SDK quotes a body it cannot parse), escaped and cut short: it reaches terminals and logs.</summary>
         private static string StoreText(string? text) => GuestText.Escape(text == null || text.Length <= MaxStoreTextLength ? text : text.Substring(0, MaxStoreTextLength) + "...");
