@@ -31,6 +31,7 @@ namespace VmQuiesce.Core.Tests.Storage
 
             Assert.Equal("S3ResponseStalled", error.ErrorId);
             Assert.Equal(FailureKind.OperationTimeout, error.Kind);
+            Assert.Single(endpoint.Requests); // Refused, not retried.
             Assert.Contains(endpoint.Endpoint.GetComponents(UriComponents.SchemeAndServer, UriFormat.SafeUnescaped), error.Message);
             Assert.Contains(request == "listing" ? "/bucket" : "(object 'points/a.json')", error.Message);
             Assert.Contains("0.3 seconds", error.Message);
@@ -105,6 +106,7 @@ namespace VmQuiesce.Core.Tests.Storage
 
             Assert.Equal("S3ResponseInvalid", error.ErrorId);
             Assert.Contains(announced ? "1099511627776 bytes" : "past 65536 bytes", error.Message);
+            Assert.Single(endpoint.Requests); // Refused, not retried.
         }
 
         [Fact]
