@@ -47,7 +47,8 @@ namespace VmQuiesce.Core.Repository
         /// <summary>False for a read of a repository that cannot be written: no lock file stands for it.</summary>
         public bool Held => _path != null;
 
-        internal static RepositoryLock AcquireShared(string repositoryPath, string purpose, bool removeStale, Action<string>? warn)
+        /// <param name="readLockText">Reads a lock file's text; tests give one that fails as a disk does.</param>
+        internal static RepositoryLock AcquireShared(string repositoryPath, string purpose, bool removeStale, Action<string>? warn, Func<string, string>? readLockText = null)
         {
             string folder = LockFolder(repositoryPath);
             string exclusive = Path.Combine(folder, ExclusiveName);
@@ -55,7 +56,7 @@ namespace VmQuiesce.Core.Repository
             RemoveUnremoved(folder);
             for (int attempt = 0; attempt < Attempts; attempt++)
             {
-                ThrowIfHeld(exclusive, repositoryPath, removeStale, warn);
+                ThrowIfHeld(exclusive, repositoryPath, removeStale, warn, readLockText);
                 Publish(folder, mine, purpose, replace: true);
 
                 // Prune may have taken the exclusive lock between our check and our write: it then sees our
@@ -97,14 +98,15 @@ namespace VmQuiesce.Core.Repository
             }
         }
 
-        internal static RepositoryLock AcquireExclusive(string repositoryPath, string purpose, bool removeStale, Action<string>? warn)
+        /// <param name="readLockText">As for <see cref="AcquireShared"/>.</param>
+        internal static RepositoryLock AcquireExclusive(string repositoryPath, string purpose, bool removeStale, Action<string>? warn, Func<string, string>? readLockText = null)
         {
             string folder = LockFolder(repositoryPath);
             string exclusive = Path.Combine(folder, ExclusiveName);
             RemoveUnremoved(folder);
             for (int attempt = 0; ; attempt++)
             {
-                ThrowIfHeld(exclusive, repositoryPath, removeStale, warn);
+                ThrowIfHeld(exclusive, repositoryPath, removeStale, warn, readLockText);
                 if (Publish(folder, exclusive, purpose, replace: false))
                 {
                     break;
@@ -121,7 +123,7 @@ namespace VmQuiesce.Core.Repository
             {
                 foreach (string shared in Directory.EnumerateFiles(folder, SharedPrefix + "*.lock"))
                 {
-                    ThrowIfHeld(shared, repositoryPath, removeStale, warn);
+                    ThrowIfHeld(shared, repositoryPath, removeStale, warn, readLockText);
                 }
             }
             catch
@@ -221,9 +223,9 @@ namespace VmQuiesce.Core.Repository
         }
 
         /// <summary>Throws when <paramref name="lockPath"/> is held (busy) or cannot be judged; removes it, with a warning, when its holder is provably gone.</summary>
-        private static void ThrowIfHeld(string lockPath, string repositoryPath, bool removeStale, Action<string>? warn)
+        private static void ThrowIfHeld(string lockPath, string repositoryPath, bool removeStale, Action<string>? warn, Func<string, string>? readLockText)
         {
-            Holder holder = Holder.Read(lockPath);
+            Holder holder = Holder.Read(lockPath, readLockText);
             switch (holder.State)
             {
                 case HolderState.Gone:
@@ -291,18 +293,33 @@ namespace VmQuiesce.Core.Repository
 
             public string Description { get; }
 
-            public static Holder Read(string lockPath)
+            /// <summary>
+            /// The holder the lock file names; Unknown when what is there is not a lock (a link, FIFO or device, far too
+            /// large, or text that does not parse). A read that fails (the disk, the file system) says nothing about the
+            /// lock, which may be live: it throws, so that nothing removes the lock as stale.
+            /// </summary>
+            public static Holder Read(string lockPath, Func<string, string>? readText = null)
             {
-                JsonObject record;
+                string text;
                 try
                 {
-                    record = JsonText.ParseObject(RegularFile.ReadAllText(lockPath, BackupRepository.MaxSmallFileBytes));
+                    text = readText != null ? readText(lockPath) : RegularFile.ReadAllText(lockPath, BackupRepository.MaxSmallFileBytes);
                 }
                 catch (Exception e) when (e is FileNotFoundException || e is DirectoryNotFoundException)
                 {
                     return new Holder(HolderState.Gone, string.Empty);
                 }
-                catch (Exception e) when (e is JsonFormatException || e is IOException)
+                catch (UnexpectedFileException e)
+                {
+                    return new Holder(HolderState.Unknown, $"it cannot be read as a lock ({e.Message})");
+                }
+
+                JsonObject record;
+                try
+                {
+                    record = JsonText.ParseObject(text);
+                }
+                catch (JsonFormatException e)
                 {
                     return new Holder(HolderState.Unknown, $"it cannot be read as a lock ({e.Message})");
                 }
