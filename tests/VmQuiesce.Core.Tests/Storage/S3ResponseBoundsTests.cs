@@ -80,13 +80,14 @@ namespace VmQuiesce.Core.Tests.Storage
         [Fact]
         public void A_slow_body_that_keeps_up_with_the_floor_is_read_whole()
         {
-            // 256 bytes every 100 ms for 1.5 s: longer than one stall time, but each one sees its 256 bytes.
-            using var endpoint = new S3Double(_ => new S3Double.Reply(200, Encoding.ASCII.GetBytes(new string('x', 16 * 256))) { DribbleInterval = TimeSpan.FromMilliseconds(100), DribbleBytes = 256 });
+            // 256 bytes every 50 ms for 3 s: longer than one stall time, but each one sees its 256 bytes. Room for a
+            // loaded machine: only a pause of 2 s in the double's pacing would fail it.
+            using var endpoint = new S3Double(_ => new S3Double.Reply(200, Encoding.ASCII.GetBytes(new string('x', 60 * 256))) { DribbleInterval = TimeSpan.FromMilliseconds(50), DribbleBytes = 256 });
             using S3ObjectStorage storage = endpoint.NewStorage();
-            storage.ResponseLimits.StallTime = TimeSpan.FromSeconds(1);
+            storage.ResponseLimits.StallTime = TimeSpan.FromSeconds(2);
             storage.ResponseLimits.MinBytesPerStallTime = 256;
 
-            Assert.Equal(16 * 256, storage.ReadAll("points/a.json", 1 << 20).Length);
+            Assert.Equal(60 * 256, storage.ReadAll("points/a.json", 1 << 20).Length);
         }
 
         [Theory]
