@@ -137,6 +137,16 @@ namespace VmQuiesce.Core.Tests.Storage
             Assert.Equal(chunk.Length, storage.Read("chunks/ab/ab01", new byte[1 << 20]));
         }
 
+        [Fact]
+        public void The_length_a_head_answer_gives_is_the_objects_not_a_body_to_bound()
+        {
+            using var endpoint = new S3Double(_ => new S3Double.Reply(200) { ContentLength = 1L << 40 });
+            using S3ObjectStorage storage = endpoint.NewStorage();
+            storage.ResponseLimits.MaxNonObjectBytes = 64 * 1024;
+
+            Assert.True(storage.Exists("points/a.json"));
+        }
+
         private static S3Double.Reply WithBody(string request, Action<S3Double.Reply> pace)
         {
             S3Double.Reply reply = request switch

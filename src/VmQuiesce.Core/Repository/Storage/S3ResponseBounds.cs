@@ -141,6 +141,12 @@ namespace VmQuiesce.Core.Repository.Storage
 
         private HttpResponseMessage Bound(HttpRequestMessage request, HttpResponseMessage response)
         {
+            if (request.Method == HttpMethod.Head)
+            {
+                // No body; its Content-Length is the object's, which the caller bounds where it matters.
+                return response;
+            }
+
             string what = $"the answer to {request.Method} {request.RequestUri?.AbsolutePath}";
             bool objectBytes = request.Method == HttpMethod.Get && response.IsSuccessStatusCode && IsObjectRequest(request.RequestUri);
             long? maxBytes = objectBytes ? (long?)null : _limits.MaxNonObjectBytes;
