@@ -35,6 +35,7 @@ namespace VmQuiesce.Core.Tests.Storage
             Assert.Contains(endpoint.Endpoint.GetComponents(UriComponents.SchemeAndServer, UriFormat.SafeUnescaped), error.Message);
             Assert.Contains(request == "listing" ? "/bucket" : "(object 'points/a.json')", error.Message);
             Assert.Contains("0.3 seconds", error.Message);
+            Assert.Contains("every 0.3 seconds", error.Remedy);
         }
 
         [Theory]

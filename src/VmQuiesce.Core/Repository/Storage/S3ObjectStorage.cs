@@ -392,7 +392,7 @@ namespace VmQuiesce.Core.Repository.Storage
         private VmQuiesceException Refused(string? key, S3ResponseRefusedException refused, Exception e) => refused.Stalled
             ? new VmQuiesceException("S3ResponseStalled", FailureKind.OperationTimeout, $"{_endpointText} stalled in a response on the repository '{Location}'{ObjectText(key)}, which was cut off: {refused.Message}.", Location, e)
             {
-                Remedy = $"Check the endpoint, the network and any proxy in between: a store that works sends at least {S3ResponseRefusedException.Bytes(ResponseLimits.MinBytesPerStallTime)} bytes of a response every {ResponseLimits.StallTime.TotalSeconds:0} seconds. Run the command again once it does.",
+                Remedy = $"Check the endpoint, the network and any proxy in between: a store that works sends at least {S3ResponseRefusedException.Bytes(ResponseLimits.MinBytesPerStallTime)} bytes of a response every {S3ResponseRefusedException.Seconds(ResponseLimits.StallTime)} seconds. Run the command again once it does.",
             }
             : new VmQuiesceException("S3ResponseInvalid", FailureKind.ProtocolError, $"{_endpointText} answered a request on the repository '{Location}'{ObjectText(key)} at a length no S3 store answers it with, so it was not read: {refused.Message}.", Location, e)
             {

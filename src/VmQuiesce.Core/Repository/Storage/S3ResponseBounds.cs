@@ -62,6 +62,8 @@ namespace VmQuiesce.Core.Repository.Storage
         }
 
         internal static string Bytes(long count) => count.ToString(CultureInfo.InvariantCulture);
+
+        internal static string Seconds(TimeSpan time) => time.TotalSeconds.ToString("0.###", CultureInfo.InvariantCulture);
     }
 
 #if !NETFRAMEWORK
@@ -327,7 +329,7 @@ namespace VmQuiesce.Core.Repository.Storage
         }
 
         private S3ResponseRefusedException Stalled() =>
-            new S3ResponseRefusedException(true, $"{_what} sent fewer than {S3ResponseRefusedException.Bytes(_minBytesPerStallTime)} bytes of its body in {_stallTime.TotalSeconds.ToString("0.###", CultureInfo.InvariantCulture)} seconds");
+            new S3ResponseRefusedException(true, $"{_what} sent fewer than {S3ResponseRefusedException.Bytes(_minBytesPerStallTime)} bytes of its body in {S3ResponseRefusedException.Seconds(_stallTime)} seconds");
     }
 #endif
 }
