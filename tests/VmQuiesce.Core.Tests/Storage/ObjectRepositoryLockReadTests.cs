@@ -17,7 +17,7 @@ namespace VmQuiesce.Core.Tests.Storage
     {
         private const string LockPath = "/" + S3Double.Bucket + "/repo/" + ObjectRepositoryLock.ExclusiveKey;
 
-        public static TheoryData<string> FailedReads => new TheoryData<string> { "cut short", "not its ETag", "hung up", "503" };
+        public static TheoryData<string> FailedReads => new TheoryData<string> { "cut short", "not its ETag", "hung up", "stalled", "503" };
 
         [Theory]
         [MemberData(nameof(FailedReads))]
@@ -33,10 +33,12 @@ namespace VmQuiesce.Core.Tests.Storage
                     "cut short" => new S3Double.Reply(200, body.Take(10).ToArray()) { ContentLength = body.Length },
                     "not its ETag" => new S3Double.Reply(200, body, ("ETag", "\"0123456789abcdef0123456789abcdef\"")),
                     "hung up" => S3Double.Reply.Nothing(),
+                    "stalled" => new S3Double.Reply(200, body) { StallAfter = 10 },
                     _ => S3Double.Error(503, "ServiceUnavailable"),
                 },
             });
             using S3ObjectStorage storage = endpoint.NewStorage();
+            storage.ResponseLimits.StallTime = TimeSpan.FromMilliseconds(300);
             string? warned = null;
 
             Exception error = Assert.ThrowsAny<Exception>(() => ObjectRepositoryLock.AcquireExclusive(storage, "Remove-VmBackup (prune)", removeStale: true, warn: message => warned = message));
