@@ -17,7 +17,16 @@ namespace VmQuiesce.Core.Tests.Storage
     {
         private const string LockPath = "/" + S3Double.Bucket + "/repo/" + ObjectRepositoryLock.ExclusiveKey;
 
-        public static TheoryData<string> FailedReads => new TheoryData<string> { "cut short", "not its ETag", "hung up", "stalled", "503" };
+        public static TheoryData<string> FailedReads => new TheoryData<string>
+        {
+            "cut short",
+            "not its ETag",
+            "hung up",
+#if !NETFRAMEWORK
+            "stalled", // Cut off by S3ResponseLimits, which only the .NET build has.
+#endif
+            "503",
+        };
 
         [Theory]
         [MemberData(nameof(FailedReads))]
