@@ -81,5 +81,29 @@ namespace VmQuiesce.Core.Tests.Storage
             Assert.Contains(endpoint.Requests, request => request.Method == "DELETE" && request.Path == LockPath);
             Assert.Contains("-RemoveStaleLock", warned);
         }
+
+        [Fact]
+        public void A_lock_object_larger_than_any_lock_is_stale_by_its_listed_size()
+        {
+            byte[] body = new byte[100 * 1024];
+            using var endpoint = new S3Double(request => request.Method switch
+            {
+                "PUT" => S3Double.Error(412, "PreconditionFailed"),
+                "DELETE" => new S3Double.Reply(204),
+                _ when request.IsList => S3Double.ListPage(new[] { ("repo/" + ObjectRepositoryLock.ExclusiveKey, (long)body.Length) }),
+                _ => new S3Double.Reply(200, body),
+            });
+            using S3ObjectStorage storage = endpoint.NewStorage();
+
+            var stale = Assert.Throws<VmQuiesceException>(() => ObjectRepositoryLock.AcquireExclusive(storage, "Remove-VmBackup (prune)"));
+            Assert.Equal("RepositoryLockStale", stale.ErrorId);
+            Assert.Contains("102,400 bytes, more than", stale.Message);
+            Assert.DoesNotContain(endpoint.Requests, request => request.Method == "DELETE");
+
+            string? warned = null;
+            Assert.ThrowsAny<Exception>(() => ObjectRepositoryLock.AcquireExclusive(storage, "Remove-VmBackup (prune)", removeStale: true, warn: message => warned = message));
+            Assert.Contains(endpoint.Requests, request => request.Method == "DELETE" && request.Path == LockPath);
+            Assert.Contains("-RemoveStaleLock", warned);
+        }
     }
 }

@@ -186,6 +186,12 @@ namespace VmQuiesce.Core.Repository.Storage
             {
                 return;
             }
+            catch (InvalidDataException) when (ListedSize(storage, key) is long size && size > MaxLockBytes)
+            {
+                // Received or not, an object that large is no lock: its size is what the store lists, not what the read made of it.
+                RemoveStale(storage, key, $"it holds {size:N0} bytes, more than the {MaxLockBytes:N0} any lock holds", removeStale, warn);
+                return;
+            }
 
             // Any other failure to read it (the store or the network failing, a body cut short or not matching its
             // ETag) says nothing about the lock, which may be a live one: it fails the operation and the lock stays.
@@ -222,6 +228,10 @@ namespace VmQuiesce.Core.Repository.Storage
 
             RemoveStale(storage, key, $"{holder.Description}; {(age is TimeSpan old ? $"not refreshed for {old.TotalMinutes:0} minutes" : "it records no refresh time")}", removeStale, warn);
         }
+
+        /// <summary>The size the store lists for <paramref name="key"/>; null when it lists no such object.</summary>
+        private static long? ListedSize(IObjectStorage storage, string key) =>
+            storage.List(key).Where(stored => stored.Key == key).Select(stored => (long?)stored.Size).FirstOrDefault();
 
         private static void RemoveStale(IObjectStorage storage, string key, string description, bool removeStale, Action<string>? warn)
         {
