@@ -52,7 +52,9 @@ namespace VmQuiesce.Core.Tests.Storage
 
             Exception error = Assert.ThrowsAny<Exception>(() => ObjectRepositoryLock.AcquireExclusive(storage, "Remove-VmBackup (prune)", removeStale: true, warn: message => warned = message));
 
-            Assert.True(error is IOException || error is InvalidDataException || error is VmQuiesceException, error.ToString());
+            // A clear error naming the repository, as a folder repository's failed lock read gives: no raw exception reaches a cmdlet.
+            var failed = Assert.IsType<VmQuiesceException>(error);
+            Assert.Contains(storage.Location, failed.Message);
             Assert.DoesNotContain(endpoint.Requests, request => request.Method == "DELETE");
             Assert.Null(warned);
             Assert.Contains(endpoint.Requests, request => request.Method == "GET" && request.Path == LockPath);

@@ -192,9 +192,14 @@ namespace VmQuiesce.Core.Repository.Storage
                 RemoveStale(storage, key, $"it holds {size:N0} bytes, more than the {MaxLockBytes:N0} any lock holds", removeStale, warn);
                 return;
             }
+            catch (Exception e) when (e is IOException || e is InvalidDataException)
+            {
+                // Any other failure to read it (the store or the network failing, a body cut short or not matching its
+                // ETag) says nothing about the lock, which may be a live one: it fails the operation and the lock stays,
+                // with the error a folder repository's failed lock read gives.
+                throw BackupRepository.StorageFailure(storage.Location, $"read the lock object '{key}'", e);
+            }
 
-            // Any other failure to read it (the store or the network failing, a body cut short or not matching its
-            // ETag) says nothing about the lock, which may be a live one: it fails the operation and the lock stays.
             // Only a body received whole that does not parse is not a lock.
             JsonObject record;
             try
