@@ -50,15 +50,8 @@ namespace VmQuiesce.Core.Export
         /// <summary>The full path of <paramref name="item"/> under <paramref name="root"/>, checked one name at a time.</summary>
         public static string Resolve(string root, string item)
         {
-            string[] names = item.Replace('\\', '/').Split(new[] { '/' }, StringSplitOptions.RemoveEmptyEntries);
-            if (names.Length == 0 || names.Any(name => name == "." || name == "..") || item.StartsWith("/", StringComparison.Ordinal))
-            {
-                throw new VmQuiesceException("ItemPathInvalid", FailureKind.InvalidArgument,
-                    $"'{item}' is not a path inside the mounted restore point; expected a relative path such as disk0/etc/hosts, without '.' or '..'.", item);
-            }
-
             string path = root;
-            foreach (string name in names)
+            foreach (string name in NamesOf(item))
             {
                 path = Path.Combine(path, name);
                 FileStatus stat = RegularFile.StatNoFollow(path)
@@ -71,6 +64,22 @@ namespace VmQuiesce.Core.Export
             }
 
             return path;
+        }
+
+        /// <summary>
+        /// The names of <paramref name="item"/>, a relative path with '/' or '\\'; throws ItemPathInvalid for an absolute
+        /// path, '.' or '..', or no name at all. Its form only: whether the point holds it is <see cref="Resolve"/>'s to say.
+        /// </summary>
+        public static string[] NamesOf(string item)
+        {
+            string[] names = item.Replace('\\', '/').Split(new[] { '/' }, StringSplitOptions.RemoveEmptyEntries);
+            if (names.Length == 0 || names.Any(name => name == "." || name == "..") || item.StartsWith("/", StringComparison.Ordinal))
+            {
+                throw new VmQuiesceException("ItemPathInvalid", FailureKind.InvalidArgument,
+                    $"'{item}' is not a path inside the mounted restore point; expected a relative path such as disk0/etc/hosts, without '.' or '..'.", item);
+            }
+
+            return names;
         }
 
         /// <summary>

@@ -250,14 +250,12 @@ namespace VmQuiesce.Core.Export
         }
 
         /// <summary>
-        /// Where <paramref name="item"/> (a path under the mount folder: disk0/etc/hosts) lands in
-        /// <paramref name="destinationFolder"/>: under its own name. Throws when the item is not there or passes a link.
+        /// Where <paramref name="item"/> (a path under the mount folder: disk0/etc/hosts, or disk0\etc\hosts) lands in
+        /// <paramref name="destinationFolder"/>: under its own last name. Known before anything is mounted, so a
+        /// confirmation names the file that is written; throws ItemPathInvalid for an item that cannot be in a point.
         /// </summary>
-        public string PlanCopy(string item, string destinationFolder)
-        {
-            string source = ItemCopier.Resolve(Path, item);
-            return System.IO.Path.Combine(System.IO.Path.GetFullPath(destinationFolder), System.IO.Path.GetFileName(source));
-        }
+        public static string TargetOf(string item, string destinationFolder) =>
+            System.IO.Path.Combine(System.IO.Path.GetFullPath(destinationFolder), ItemCopier.NamesOf(item).Last());
 
         /// <summary>
         /// Copies <paramref name="item"/> into <paramref name="destinationFolder"/> (see <see cref="ItemCopier"/>), keeping
@@ -266,7 +264,7 @@ namespace VmQuiesce.Core.Export
         public RestoredItem CopyItem(string item, string destinationFolder, bool force, CancellationToken cancel)
         {
             string source = ItemCopier.Resolve(Path, item);
-            string destination = PlanCopy(item, destinationFolder);
+            string destination = TargetOf(item, destinationFolder);
             var result = new RestoredItem(item, destination);
             ItemCopier.Copy(source, destination, force, result, cancel);
             return result;

@@ -1,4 +1,5 @@
 using System;
+using System.Collections.Generic;
 using System.IO;
 using System.Linq;
 using System.Management.Automation;
@@ -132,11 +133,27 @@ namespace VmQuiesce.Commands
                 string destination = ResolveFileSystemPath(Destination, nameof(Destination));
                 // Asked before the point is mounted (storage daemons, loop devices, mounts, a record): -WhatIf and a
                 // declined item start none of it. The copy still checks each item inside the point.
-                var confirmed = Path.Where(item =>
+                var confirmed = new List<string>();
+                foreach (string item in Path)
                 {
-                    string target = System.IO.Path.Combine(destination, System.IO.Path.GetFileName(item.TrimEnd('/', '\\')));
-                    return ShouldProcess(target, $"Copy '{item}' of {point.VmName} {point.Id}{(File.Exists(target) || Directory.Exists(target) ? " over the existing item" : string.Empty)}");
-                }).ToList();
+                    string target;
+                    try
+                    {
+                        // The target the copy writes (an item 'disk0\etc\hosts' lands as 'hosts'); an item no point can hold is refused here.
+                        target = RestorePointMount.TargetOf(item, destination);
+                    }
+                    catch (VmQuiesceException e)
+                    {
+                        WriteFailure(e);
+                        continue;
+                    }
+
+                    if (ShouldProcess(target, $"Copy '{item}' of {point.VmName} {point.Id}{(File.Exists(target) || Directory.Exists(target) ? " over the existing item" : string.Empty)}"))
+                    {
+                        confirmed.Add(item);
+                    }
+                }
+
                 if (confirmed.Count == 0)
                 {
                     return;
