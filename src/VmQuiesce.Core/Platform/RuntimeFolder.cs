@@ -56,13 +56,18 @@ namespace VmQuiesce.Core.Platform
         /// never through a link; with <paramref name="create"/>, missing folders below the root are made 0700. True when
         /// <paramref name="folder"/> is there and trusted; false when a folder is missing and not to be made (no record
         /// is there yet). Throws a VmQuiesceException naming the folder and what was expected otherwise. Checks nothing
-        /// where there is no owner to check (Windows, macOS).
+        /// where there is no owner to check (Windows, macOS); there it only makes the folder when asked to.
         /// </summary>
         public static bool Check(string root, string folder, bool create)
         {
             if (!HostPlatform.IsLinux)
             {
-                return create || Directory.Exists(folder);
+                if (create)
+                {
+                    Directory.CreateDirectory(folder);
+                }
+
+                return Directory.Exists(folder);
             }
 
             string rest = folder.Length >= root.Length && folder.StartsWith(root, StringComparison.Ordinal) ? folder.Substring(root.Length) : throw new ArgumentException($"'{folder}' is not below '{root}'.", nameof(folder));
