@@ -231,5 +231,35 @@ namespace VmQuiesce.Core.Tests.Storage
             Assert.True(error.Message.IndexOf('\u001b') < 0, error.Message);
             Assert.True(error.Message.Length < 2000, error.Message);
         }
+
+        [Theory]
+        [InlineData(1)]
+        [InlineData(2)]
+        public void A_body_the_connection_ended_early_is_read_again_whole(int cutOffs)
+        {
+            byte[] body = Encoding.UTF8.GetBytes("a chunk of some length, read whole the next time round");
+            int gets = 0;
+            using var endpoint = new S3Double(request => ++gets <= cutOffs
+                ? new S3Double.Reply(200, body.Take(10).ToArray()) { ContentLength = body.Length }
+                : new S3Double.Reply(200, body));
+            using S3ObjectStorage storage = endpoint.NewStorage();
+
+            Assert.Equal(body, storage.ReadAll("chunks/ab/abcd", 1024));
+            Assert.Equal(cutOffs + 1, endpoint.Requests.Count(request => request.Method == "GET"));
+        }
+
+        [Fact]
+        public void A_body_the_connection_ends_early_every_time_fails_after_three_requests_naming_the_object()
+        {
+            byte[] body = new byte[100];
+            using var endpoint = new S3Double(request => new S3Double.Reply(200, body.Take(10).ToArray()) { ContentLength = body.Length });
+            using S3ObjectStorage storage = endpoint.NewStorage();
+
+            var error = Assert.ThrowsAny<IOException>(() => storage.Read("chunks/ab/abcd", new byte[1024]));
+
+            Assert.Contains("chunks/ab/abcd", error.Message);
+            Assert.Contains("ended before the body", error.Message);
+            Assert.Equal(S3ObjectStorage.BodyAttempts, endpoint.Requests.Count(request => request.Method == "GET"));
+        }
     }
 }

@@ -33,6 +33,9 @@ namespace VmQuiesce.Core.Repository.Storage
         /// <summary>How many times a conditional PUT that collided with a concurrent one (409) is retried.</summary>
         private const int ConflictRetries = 4;
 
+        /// <summary>How many times a GET is sent when the connection ends before its body is whole.</summary>
+        internal const int BodyAttempts = 3;
+
         /// <summary>A pebibyte: larger than any object an S3 store accepts, so a listed size above it is not one.</summary>
         private const long MaxObjectSize = 1L << 50;
 
@@ -126,7 +129,27 @@ namespace VmQuiesce.Core.Repository.Storage
             return content!;
         }
 
+        /// <summary>
+        /// Reads the object; a GET whose body the connection ended before it was whole (the SDK retries only until the
+        /// headers) is sent again, <see cref="BodyAttempts"/> times in all: one dropped connection must not end a restore
+        /// of many gigabytes. A body that stalls, is too large or does not match its ETag is not read again.
+        /// </summary>
         private int Read(string key, int maxLength, Func<int, byte[]> bufferFor, bool ranged)
+        {
+            for (int attempt = 1; ; attempt++)
+            {
+                try
+                {
+                    return ReadOnce(key, maxLength, bufferFor, ranged);
+                }
+                catch (BodyCutException) when (attempt < BodyAttempts)
+                {
+                    System.Threading.Thread.Sleep(100 << attempt);
+                }
+            }
+        }
+
+        private int ReadOnce(string key, int maxLength, Func<int, byte[]> bufferFor, bool ranged)
         {
             var request = new GetObjectRequest { BucketName = Address.Bucket, Key = FullKey(key) };
             if (ranged)
@@ -163,6 +186,10 @@ namespace VmQuiesce.Core.Repository.Storage
                     // The SDK checks a whole object against an MD5 ETag as its end is read: a body that does not match
                     // is damaged data, as a chunk whose hash differs is, not an error of the client.
                     throw new InvalidDataException($"'{Describe(key)}' does not match the ETag the store gave with it: {e.Message}", e);
+                }
+                catch (IOException e)
+                {
+                    throw new BodyCutException($"The connection to {_endpointText} ended before the body of '{Describe(key)}' was whole: {e.Message}", e);
                 }
 
                 if (length != expected || longer)
@@ -510,6 +537,15 @@ namespace VmQuiesce.Core.Repository.Storage
             finally
             {
                 Marshal.ZeroFreeGlobalAllocUnicode(pointer);
+            }
+        }
+
+        /// <summary>The connection ended while a response body was read: the request may be sent again.</summary>
+        private sealed class BodyCutException : IOException
+        {
+            public BodyCutException(string message, Exception inner)
+                : base(message, inner)
+            {
             }
         }
     }
