@@ -338,15 +338,15 @@ namespace VmQuiesce.Core.Repository
         public static bool IsValidId(string id) => IdPattern.IsMatch(id);
 
         /// <summary>A shared lock (backups, verifies, restores); a lock whose process is provably gone is removed and reported through <paramref name="warn"/>.</summary>
-        public RepositoryLock LockShared(string purpose, bool removeStale = false, Action<string>? warn = null) => Locked(() => RepositoryLock.AcquireShared(Path, purpose, removeStale, warn));
+        public RepositoryLock LockShared(string purpose, bool removeStale = false, Action<string>? warn = null) => Locked(() => RepositoryLock.AcquireShared(Path, purpose, removeStale, warn, _ops));
 
         IDisposable IRestorePointSource.LockShared(string purpose, Action<string> warn) => LockShared(purpose, warn: warn);
 
         /// <summary>The exclusive lock (prune).</summary>
-        public RepositoryLock LockExclusive(string purpose, bool removeStale = false, Action<string>? warn = null) => Locked(() => RepositoryLock.AcquireExclusive(Path, purpose, removeStale, warn));
+        public RepositoryLock LockExclusive(string purpose, bool removeStale = false, Action<string>? warn = null) => Locked(() => RepositoryLock.AcquireExclusive(Path, purpose, removeStale, warn, _ops));
 
         /// <summary>A shared lock for reading, or none where the repository cannot be written (said through <paramref name="warn"/>).</summary>
-        public RepositoryLock LockForReading(string purpose, Action<string>? warn) => Locked(() => RepositoryLock.AcquireForReading(Path, purpose, warn));
+        public RepositoryLock LockForReading(string purpose, Action<string>? warn) => Locked(() => RepositoryLock.AcquireForReading(Path, purpose, warn, _ops));
 
         private RepositoryLock Locked(Func<RepositoryLock> acquire)
         {

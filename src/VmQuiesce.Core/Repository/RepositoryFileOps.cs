@@ -87,6 +87,9 @@ namespace VmQuiesce.Core.Repository
 
         public virtual void Delete(string path) => File.Delete(path);
 
+        /// <summary>The text of a small file of the repository (a lock file): a regular file, not a link, of bounded size.</summary>
+        public virtual string ReadSmallText(string path) => RegularFile.ReadAllText(path, BackupRepository.MaxSmallFileBytes);
+
         /// <summary>Readable by its owner only, never created through a link.</summary>
         private static Stream OpenNew(string path) => RegularFile.CreateNew(path);
 

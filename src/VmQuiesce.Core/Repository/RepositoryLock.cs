@@ -47,8 +47,7 @@ namespace VmQuiesce.Core.Repository
         /// <summary>False for a read of a repository that cannot be written: no lock file stands for it.</summary>
         public bool Held => _path != null;
 
-        /// <param name="readLockText">Reads a lock file's text; tests give one that fails as a disk does.</param>
-        internal static RepositoryLock AcquireShared(string repositoryPath, string purpose, bool removeStale, Action<string>? warn, Func<string, string>? readLockText = null)
+        internal static RepositoryLock AcquireShared(string repositoryPath, string purpose, bool removeStale, Action<string>? warn, RepositoryFileOps ops)
         {
             string folder = LockFolder(repositoryPath);
             string exclusive = Path.Combine(folder, ExclusiveName);
@@ -56,7 +55,7 @@ namespace VmQuiesce.Core.Repository
             RemoveUnremoved(folder);
             for (int attempt = 0; attempt < Attempts; attempt++)
             {
-                ThrowIfHeld(exclusive, repositoryPath, removeStale, warn, readLockText);
+                ThrowIfHeld(exclusive, repositoryPath, removeStale, warn, ops);
                 Publish(folder, mine, purpose, replace: true);
 
                 // Prune may have taken the exclusive lock between our check and our write: it then sees our
@@ -77,16 +76,16 @@ namespace VmQuiesce.Core.Repository
         /// write-protected media, no write permission) no lock file can stand for the read: it goes on without one,
         /// after checking that no prune holds the repository, and says so through <paramref name="warn"/>.
         /// </summary>
-        internal static RepositoryLock AcquireForReading(string repositoryPath, string purpose, Action<string>? warn)
+        internal static RepositoryLock AcquireForReading(string repositoryPath, string purpose, Action<string>? warn, RepositoryFileOps ops)
         {
             try
             {
-                return AcquireShared(repositoryPath, purpose, removeStale: false, warn);
+                return AcquireShared(repositoryPath, purpose, removeStale: false, warn, ops);
             }
             catch (Exception e) when (CannotWrite(e))
             {
                 string exclusive = Path.Combine(repositoryPath, FolderName, ExclusiveName);
-                Holder holder = Holder.Read(exclusive);
+                Holder holder = Holder.Read(exclusive, ops);
                 if (holder.State == HolderState.Alive)
                 {
                     throw Busy(repositoryPath, holder);
@@ -98,15 +97,14 @@ namespace VmQuiesce.Core.Repository
             }
         }
 
-        /// <param name="readLockText">As for <see cref="AcquireShared"/>.</param>
-        internal static RepositoryLock AcquireExclusive(string repositoryPath, string purpose, bool removeStale, Action<string>? warn, Func<string, string>? readLockText = null)
+        internal static RepositoryLock AcquireExclusive(string repositoryPath, string purpose, bool removeStale, Action<string>? warn, RepositoryFileOps ops)
         {
             string folder = LockFolder(repositoryPath);
             string exclusive = Path.Combine(folder, ExclusiveName);
             RemoveUnremoved(folder);
             for (int attempt = 0; ; attempt++)
             {
-                ThrowIfHeld(exclusive, repositoryPath, removeStale, warn, readLockText);
+                ThrowIfHeld(exclusive, repositoryPath, removeStale, warn, ops);
                 if (Publish(folder, exclusive, purpose, replace: false))
                 {
                     break;
@@ -123,7 +121,7 @@ namespace VmQuiesce.Core.Repository
             {
                 foreach (string shared in Directory.EnumerateFiles(folder, SharedPrefix + "*.lock"))
                 {
-                    ThrowIfHeld(shared, repositoryPath, removeStale, warn, readLockText);
+                    ThrowIfHeld(shared, repositoryPath, removeStale, warn, ops);
                 }
             }
             catch
@@ -223,9 +221,9 @@ namespace VmQuiesce.Core.Repository
         }
 
         /// <summary>Throws when <paramref name="lockPath"/> is held (busy) or cannot be judged; removes it, with a warning, when its holder is provably gone.</summary>
-        private static void ThrowIfHeld(string lockPath, string repositoryPath, bool removeStale, Action<string>? warn, Func<string, string>? readLockText)
+        private static void ThrowIfHeld(string lockPath, string repositoryPath, bool removeStale, Action<string>? warn, RepositoryFileOps ops)
         {
-            Holder holder = Holder.Read(lockPath, readLockText);
+            Holder holder = Holder.Read(lockPath, ops);
             switch (holder.State)
             {
                 case HolderState.Gone:
@@ -298,12 +296,12 @@ namespace VmQuiesce.Core.Repository
             /// large, or text that does not parse). A read that fails (the disk, the file system) says nothing about the
             /// lock, which may be live: it throws, so that nothing removes the lock as stale.
             /// </summary>
-            public static Holder Read(string lockPath, Func<string, string>? readText = null)
+            public static Holder Read(string lockPath, RepositoryFileOps ops)
             {
                 string text;
                 try
                 {
-                    text = readText != null ? readText(lockPath) : RegularFile.ReadAllText(lockPath, BackupRepository.MaxSmallFileBytes);
+                    text = ops.ReadSmallText(lockPath);
                 }
                 catch (Exception e) when (e is FileNotFoundException || e is DirectoryNotFoundException)
                 {

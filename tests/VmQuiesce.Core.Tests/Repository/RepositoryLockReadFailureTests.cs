@@ -14,7 +14,6 @@ namespace VmQuiesce.Core.Tests.Repository
     /// </summary>
     public sealed class RepositoryLockReadFailureTests
     {
-        private static readonly Func<string, string> FailingDisk = path => throw new IOException($"Input/output error reading '{path}'");
 
         [Theory]
         [InlineData("exclusive.lock", true)]
@@ -28,12 +27,18 @@ namespace VmQuiesce.Core.Tests.Repository
             var warnings = new List<string>();
 
             Action acquire = prune
-                ? () => RepositoryLock.AcquireExclusive(fixture.RepositoryPath, "Remove-VmBackup (prune)", removeStale: true, warnings.Add, FailingDisk).Dispose()
-                : () => RepositoryLock.AcquireShared(fixture.RepositoryPath, "backup", removeStale: true, warnings.Add, FailingDisk).Dispose();
+                ? () => RepositoryLock.AcquireExclusive(fixture.RepositoryPath, "Remove-VmBackup (prune)", removeStale: true, warnings.Add, new FailingDisk()).Dispose()
+                : () => RepositoryLock.AcquireShared(fixture.RepositoryPath, "backup", removeStale: true, warnings.Add, new FailingDisk()).Dispose();
 
             Assert.Contains("Input/output error", Assert.Throws<IOException>(acquire).Message);
             Assert.True(File.Exists(held));
             Assert.Empty(warnings);
+        }
+
+        /// <summary>A disk that fails every read of a lock file.</summary>
+        private sealed class FailingDisk : RepositoryFileOps
+        {
+            public override string ReadSmallText(string path) => throw new IOException($"Input/output error reading '{path}'");
         }
     }
 }
