@@ -205,6 +205,13 @@ namespace VmQuiesce.Core.Native
         public static extern uint GetNamedSecurityInfoW(string objectName, int objectType, uint securityInfo,
             out IntPtr owner, out IntPtr group, out IntPtr dacl, out IntPtr sacl, out IntPtr securityDescriptor);
 
+        [DllImport(Library, ExactSpelling = true)]
+        public static extern uint GetSecurityInfo(SafeFileHandle handle, int objectType, uint securityInfo,
+            out IntPtr owner, out IntPtr group, out IntPtr dacl, out IntPtr sacl, out IntPtr securityDescriptor);
+
+        [DllImport(Library, ExactSpelling = true)]
+        public static extern uint SetSecurityInfo(SafeFileHandle handle, int objectType, uint securityInfo, IntPtr owner, IntPtr group, IntPtr dacl, IntPtr sacl);
+
         [DllImport(Library, CharSet = CharSet.Unicode, ExactSpelling = true)]
         public static extern uint SetNamedSecurityInfoW(string objectName, int objectType, uint securityInfo,
             IntPtr owner, IntPtr group, IntPtr dacl, IntPtr sacl);

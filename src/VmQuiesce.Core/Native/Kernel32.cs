@@ -19,6 +19,12 @@ namespace VmQuiesce.Core.Native
         public const int FileFlagBackupSemantics = 0x02000000;
         public const int FileShareReadWrite = 0x1 | 0x2;
         public const int FileFlagOpenReparsePoint = 0x00200000;
+        public const uint FileReadAttributes = 0x0080;
+        public const uint ReadControl = 0x00020000;
+        public const uint WriteDac = 0x00040000;
+
+        /// <summary>FILE_INFO_BY_HANDLE_CLASS.FileAttributeTagInfo.</summary>
+        public const int FileAttributeTagInfo = 9;
 
         [StructLayout(LayoutKind.Sequential)]
         public struct ByHandleFileInformation
@@ -37,6 +43,18 @@ namespace VmQuiesce.Core.Native
             public uint FileIndexHigh;
             public uint FileIndexLow;
         }
+
+        /// <summary>FILE_ATTRIBUTE_TAG_INFO.</summary>
+        [StructLayout(LayoutKind.Sequential)]
+        public struct FileAttributeTagInformation
+        {
+            public uint FileAttributes;
+            public uint ReparseTag;
+        }
+
+        [DllImport(Library, ExactSpelling = true, SetLastError = true)]
+        [return: MarshalAs(UnmanagedType.Bool)]
+        public static extern bool GetFileInformationByHandleEx(SafeFileHandle file, int informationClass, out FileAttributeTagInformation information, int bufferSize);
 
         [DllImport(Library, ExactSpelling = true, SetLastError = true)]
         [return: MarshalAs(UnmanagedType.Bool)]

@@ -72,16 +72,7 @@ namespace VmQuiesce.Core.Tests.Logon
         {
             string target = Elsewhere;
             string junction = Path.Combine(_root, "vm");
-            // Both paths are under the temporary folder and hold no quote.
-            var mklink = new ProcessStartInfo(Path.Combine(Environment.GetFolderPath(Environment.SpecialFolder.System), "cmd.exe"), $"/c mklink /J \"{junction}\" \"{target}\"")
-            {
-                UseShellExecute = false,
-            };
-            using (Process process = Process.Start(mklink)!)
-            {
-                process.WaitForExit();
-                Assert.Equal(0, process.ExitCode);
-            }
+            MakeJunction(junction, target);
 
             Assert.True((File.GetAttributes(junction) & FileAttributes.ReparsePoint) != 0);
             var backend = new WindowsLogonBackend();
@@ -100,15 +91,7 @@ namespace VmQuiesce.Core.Tests.Logon
         {
             string target = Directory.CreateDirectory(Path.Combine(Elsewhere, "vm")).FullName;
             string junction = Path.Combine(_root, "datastore");
-            var mklink = new ProcessStartInfo(Path.Combine(Environment.GetFolderPath(Environment.SpecialFolder.System), "cmd.exe"), $"/c mklink /J \"{junction}\" \"{Elsewhere}\"")
-            {
-                UseShellExecute = false,
-            };
-            using (Process process = Process.Start(mklink)!)
-            {
-                process.WaitForExit();
-                Assert.Equal(0, process.ExitCode);
-            }
+            MakeJunction(junction, Elsewhere);
 
             var backend = new WindowsLogonBackend();
             LogonAccount system = backend.ResolveAccount("LocalSystem");
@@ -120,6 +103,66 @@ namespace VmQuiesce.Core.Tests.Logon
             Assert.Equal("FolderIsLink", Assert.Throws<VmQuiesceException>(() => backend.CheckFolderAccess(system, Path.Combine(junction, "vm"))).ErrorId);
             Assert.Equal(before, new DirectoryInfo(target).GetAccessControl().GetSecurityDescriptorSddlForm(AccessControlSections.Access));
             Directory.Delete(junction);
+        }
+
+        /// <summary>
+        /// Runs in the GitHub Actions Windows job: what only the real handle layer can show. A junction's own handle gives
+        /// IO_REPARSE_TAG_MOUNT_POINT; while a VM folder is held for its DACL, neither it nor a folder above it can be
+        /// renamed, so none can be swapped for a junction before the DACL is written.
+        /// </summary>
+        [WindowsFact]
+        public void TheWindowsHandleLayerReadsAJunctionsTagAndKeepsAHeldVmFolderAndTheFoldersAboveItInPlace()
+        {
+            string datastore = Directory.CreateDirectory(Path.Combine(_root, "datastore")).FullName;
+            string vm = Directory.CreateDirectory(Path.Combine(datastore, "vm")).FullName;
+            string junction = Path.Combine(_root, "junction");
+            MakeJunction(junction, Elsewhere);
+            var handles = new WindowsFolderHandles();
+            using (IFolderHandle opened = handles.Open(junction, forDacl: false)!)
+            {
+                Assert.Equal(FolderHandlesInMemory.ReparsePointAttribute, opened.Attributes & FolderHandlesInMemory.ReparsePointAttribute);
+                Assert.Equal(0xA0000003u, opened.ReparseTag);
+            }
+
+            Assert.Null(handles.Open(Path.Combine(_root, "missing"), forDacl: false));
+            using (HeldFolder held = HeldFolder.Open(handles, vm, vm, forDacl: true))
+            {
+                Assert.Equal(FolderHandlesInMemory.DirectoryAttribute, held.Folder.Attributes & (FolderHandlesInMemory.DirectoryAttribute | FolderHandlesInMemory.ReparsePointAttribute));
+                Assert.NotEmpty(held.Folder.ReadDacl());
+                Assert.False(CanRename(vm));
+                Assert.False(CanRename(datastore));
+            }
+
+            Assert.True(CanRename(datastore));
+            Directory.Delete(junction);
+        }
+
+        /// <summary>Whether the folder can be renamed (and is put back at once).</summary>
+        private static bool CanRename(string folder)
+        {
+            try
+            {
+                Directory.Move(folder, folder + "-moved");
+            }
+            catch (Exception e) when (e is IOException || e is UnauthorizedAccessException)
+            {
+                return false;
+            }
+
+            Directory.Move(folder + "-moved", folder);
+            return true;
+        }
+
+        /// <summary>A junction needs no privilege to make (mklink /J); both paths are under the temporary folder and hold no quote.</summary>
+        private static void MakeJunction(string junction, string target)
+        {
+            var mklink = new ProcessStartInfo(Path.Combine(Environment.GetFolderPath(Environment.SpecialFolder.System), "cmd.exe"), $"/c mklink /J \"{junction}\" \"{target}\"")
+            {
+                UseShellExecute = false,
+            };
+            using Process process = Process.Start(mklink)!;
+            process.WaitForExit();
+            Assert.Equal(0, process.ExitCode);
         }
     }
 }

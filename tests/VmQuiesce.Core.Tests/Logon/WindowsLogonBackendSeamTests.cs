@@ -1,6 +1,7 @@
 using System;
 using System.Collections.Generic;
 using System.IO;
+using System.Linq;
 using System.Runtime.InteropServices;
 using System.Security;
 using VmQuiesce.Core.Logon;
@@ -9,20 +10,37 @@ using Xunit;
 
 namespace VmQuiesce.Core.Tests.Logon
 {
-    /// <summary>What the Windows backend asks the Service Control Manager to store, through its logon-writer seam (runs on any OS).</summary>
-    public sealed class WindowsLogonBackendSeamTests : IDisposable
+    /// <summary>
+    /// What the Windows backend asks the Service Control Manager to store, through its logon-writer seam, and how it
+    /// checks, holds and edits a VM folder, through its handle-layer seam (runs on any OS).
+    /// </summary>
+    public sealed class WindowsLogonBackendSeamTests
     {
         private readonly RecordingLogonWriter _scm = new RecordingLogonWriter();
-        private readonly FolderDaclsInMemory _dacls = new FolderDaclsInMemory();
-        private readonly string _folder = Directory.CreateDirectory(Path.Combine(Path.GetTempPath(), "vmq-dacl-" + Guid.NewGuid().ToString("N"))).FullName;
+        private readonly FolderHandlesInMemory _folders = new FolderHandlesInMemory();
 
-        public void Dispose() => Directory.Delete(_folder, recursive: true);
+        /// <summary>A VM folder two levels below a folder of the temporary folder; none of it exists on disk.</summary>
+        private static readonly string Folder = Path.GetFullPath(Path.Combine(Path.GetTempPath(), "vmq-dacl", "datastore", "vm"));
 
-        private WindowsLogonBackend Backend => new WindowsLogonBackend(_scm, _dacls);
+        private static readonly string Datastore = Path.GetDirectoryName(Folder)!;
+
+        private WindowsLogonBackend Backend => new WindowsLogonBackend(_scm, _folders);
 
         private static LogonAccount Backup => new LogonAccount(@".\backup", WindowsDaclTests.Account);
 
         private static ServiceEntry Service(string account) => new ServiceEntry("vmvss", "VMware VSS Writer Service", account, "Automatic", ServiceRunState.Running);
+
+        /// <summary>Every folder from below the root down to the VM folder, worked out apart from the code under test.</summary>
+        private static List<string> FoldersDownTo(string path)
+        {
+            var folders = new List<string>();
+            for (string? folder = path; Path.GetDirectoryName(folder) != null; folder = Path.GetDirectoryName(folder))
+            {
+                folders.Insert(0, folder!);
+            }
+
+            return folders;
+        }
 
         [Theory]
         [InlineData("LocalSystem")]
@@ -56,56 +74,125 @@ namespace VmQuiesce.Core.Tests.Logon
         [Fact]
         public void TheFolderGrantIsUndoneExactlyAndTheAccountsEarlierEntryStays()
         {
-            _dacls.Dacls[_folder] = WindowsDaclTests.Before;
+            _folders.Dacls[Folder] = WindowsDaclTests.Before;
 
-            FolderGrant grant = Backend.GrantFolderAccess(Backup, _folder);
+            FolderGrant grant = Backend.GrantFolderAccess(Backup, Folder + Path.DirectorySeparatorChar);
             Assert.True(grant.CanBeUndone);
-            Assert.Equal(_folder, grant.Path);
-            Assert.NotEqual(WindowsDaclTests.Before, _dacls.Dacls[_folder]);
+            Assert.Equal(Folder, grant.Path);
+            Assert.NotEqual(WindowsDaclTests.Before, _folders.Dacls[Folder]);
 
             Backend.RevokeFolderAccess(grant);
-            Assert.Equal(WindowsDaclTests.Before, _dacls.Dacls[_folder]);
-            Assert.Equal(2, _dacls.Writes);
+            Assert.Equal(WindowsDaclTests.Before, _folders.Dacls[Folder]);
+            Assert.Equal(2, _folders.Writes);
 
             // Removed already (by hand): nothing else is touched.
             Backend.RevokeFolderAccess(grant);
-            Assert.Equal(2, _dacls.Writes);
+            Assert.Equal(2, _folders.Writes);
         }
 
         [Fact]
         public void AnEntryTheAccountHeldAlreadyIsNeitherWrittenNorRemoved()
         {
             byte[] held = WindowsDaclTests.Acl((0, 0x03, WindowsDacl.ModifyRights, WindowsDaclTests.Account));
-            _dacls.Dacls[_folder] = held;
+            _folders.Dacls[Folder] = held;
 
-            FolderGrant grant = Backend.GrantFolderAccess(Backup, _folder);
+            FolderGrant grant = Backend.GrantFolderAccess(Backup, Folder);
             Assert.False(grant.CanBeUndone);
             Backend.RevokeFolderAccess(grant);
-            Assert.Equal(0, _dacls.Writes);
-            Assert.Equal(held, _dacls.Dacls[_folder]);
+            Assert.Equal(0, _folders.Writes);
+            Assert.Equal(held, _folders.Dacls[Folder]);
         }
 
         [Fact]
-        public void AFolderWhoseDaclCannotBeReadIsAGrantFailureAndARevokeFailure()
+        public void AFolderWhoseDaclCannotBeReadOrThatCannotBeOpenedIsAGrantFailureAndARevokeFailure()
         {
-            Assert.Equal("FolderAccessGrantFailed", Assert.Throws<VmQuiesceException>(() => Backend.GrantFolderAccess(Backup, _folder)).ErrorId);
-            Assert.Equal("FolderAccessRevokeFailed", Assert.Throws<VmQuiesceException>(() => Backend.RevokeFolderAccess(new FolderGrant(_folder, Backup.Name, Backup.Identity))).ErrorId);
+            Assert.Equal("FolderAccessGrantFailed", Assert.Throws<VmQuiesceException>(() => Backend.GrantFolderAccess(Backup, Folder)).ErrorId);
+            Assert.Equal("FolderAccessRevokeFailed", Assert.Throws<VmQuiesceException>(() => Backend.RevokeFolderAccess(new FolderGrant(Folder, Backup.Name, Backup.Identity))).ErrorId);
+
+            _folders.Dacls[Folder] = WindowsDaclTests.Before;
+            _folders.Unopenable.Add(Datastore);
+            VmQuiesceException failed = Assert.Throws<VmQuiesceException>(() => Backend.GrantFolderAccess(Backup, Folder));
+            Assert.Equal("FolderAccessGrantFailed", failed.ErrorId);
+            Assert.Contains($"'{Datastore}' is held open by another program", failed.Message, StringComparison.Ordinal);
+            Assert.Equal(0, _folders.Writes);
+            Assert.Empty(_folders.OpenNow);
         }
 
-        /// <summary>Folder DACLs in memory; a folder not listed cannot be read, as GetNamedSecurityInfo failing.</summary>
-        private sealed class FolderDaclsInMemory : IFolderDacls
+        /// <summary>
+        /// The DACL is read and written through the handle of the folder that was checked, while every folder above it is
+        /// held (unrenamable): a junction planted after the check, at the folder or above it, cannot lead the write elsewhere.
+        /// </summary>
+        [Fact]
+        public void TheGrantAndItsUndoGoThroughTheCheckedFolderWhileEveryFolderAboveItIsHeld()
         {
-            public Dictionary<string, byte[]> Dacls { get; } = new Dictionary<string, byte[]>();
+            _folders.Dacls[Folder] = WindowsDaclTests.Before;
+            List<string> chain = FoldersDownTo(Folder);
+            List<string> opened = chain.Take(chain.Count - 1).Append(Folder + " (DACL)").ToList();
 
-            public int Writes { get; private set; }
+            FolderGrant grant = Backend.GrantFolderAccess(Backup, Folder);
+            Assert.Equal(opened, _folders.Opened);
+            Assert.Equal(chain, _folders.OpenWhenWritten);
+            Assert.Empty(_folders.OpenNow);
 
-            public byte[] Read(string folder) => Dacls.TryGetValue(folder, out byte[]? dacl) ? (byte[])dacl.Clone() : throw new IOException($"Cannot read the permissions of '{folder}': access denied");
+            _folders.Opened.Clear();
+            Backend.RevokeFolderAccess(grant);
+            Assert.Equal(opened, _folders.Opened);
+            Assert.Equal(chain, _folders.OpenWhenWritten);
+            Assert.Empty(_folders.OpenNow);
+            Assert.Equal(WindowsDaclTests.Before, _folders.Dacls[Folder]);
+        }
 
-            public void Write(string folder, byte[] dacl)
-            {
-                Writes++;
-                Dacls[folder] = (byte[])dacl.Clone();
-            }
+        /// <summary>Junctions and volume mount points, symbolic links.</summary>
+        [Theory]
+        [InlineData(0xA0000003u)] // IO_REPARSE_TAG_MOUNT_POINT
+        [InlineData(0xA000000Cu)] // IO_REPARSE_TAG_SYMLINK
+        public void AReparsePointThatRedirectsTheNameIsRefusedAtTheFolderAndAboveItAndNothingIsWritten(uint tag)
+        {
+            _folders.Dacls[Folder] = WindowsDaclTests.Before;
+            _folders.ReparsePoint(Folder, tag);
+            VmQuiesceException atTheFolder = Assert.Throws<VmQuiesceException>(() => Backend.GrantFolderAccess(Backup, Folder));
+            Assert.Equal("FolderIsLink", atTheFolder.ErrorId);
+            Assert.Contains($"'{Folder}' is a ", atTheFolder.Message, StringComparison.Ordinal);
+            Assert.Equal("FolderIsLink", Assert.Throws<VmQuiesceException>(() => Backend.RevokeFolderAccess(new FolderGrant(Folder, Backup.Name, Backup.Identity))).ErrorId);
+
+            var above = new FolderHandlesInMemory();
+            above.Dacls[Folder] = WindowsDaclTests.Before;
+            above.ReparsePoint(Datastore, tag);
+            VmQuiesceException underIt = Assert.Throws<VmQuiesceException>(() => new WindowsLogonBackend(_scm, above).GrantFolderAccess(Backup, Folder));
+            Assert.Equal("FolderIsLink", underIt.ErrorId);
+            Assert.Contains($"lies under '{Datastore}'", underIt.Message, StringComparison.Ordinal);
+            Assert.DoesNotContain(Folder + " (DACL)", above.Opened);
+
+            Assert.Equal(0, _folders.Writes + above.Writes);
+            Assert.Empty(_folders.OpenNow.Concat(above.OpenNow));
+            Assert.Equal(WindowsDaclTests.Before, _folders.Dacls[Folder]);
+        }
+
+        [Fact]
+        public void AFileOrNothingWhereTheFolderOrOneAboveItWasIsNotFoundAndNothingIsWritten()
+        {
+            _folders.Dacls[Folder] = WindowsDaclTests.Before;
+            _folders.File(Folder);
+            Assert.Equal("FolderNotFound", Assert.Throws<VmQuiesceException>(() => Backend.GrantFolderAccess(Backup, Folder)).ErrorId);
+            _folders.File(Datastore);
+            Assert.Equal("FolderNotFound", Assert.Throws<VmQuiesceException>(() => Backend.GrantFolderAccess(Backup, Folder)).ErrorId);
+            _folders.Missing(Datastore);
+            Assert.Equal("FolderNotFound", Assert.Throws<VmQuiesceException>(() => Backend.RevokeFolderAccess(new FolderGrant(Folder, Backup.Name, Backup.Identity))).ErrorId);
+            Assert.Equal(0, _folders.Writes);
+            Assert.Empty(_folders.OpenNow);
+        }
+
+        /// <summary>The rollback checks the folder anew on its own handle: one swapped for a junction since the grant is refused, its target untouched.</summary>
+        [Fact]
+        public void TheUndoRefusesAFolderSwappedForAJunctionSinceTheGrant()
+        {
+            _folders.Dacls[Folder] = WindowsDaclTests.Before;
+            FolderGrant grant = Backend.GrantFolderAccess(Backup, Folder);
+            _folders.ReparsePoint(Folder, 0xA0000003);
+
+            Assert.Equal("FolderIsLink", Assert.Throws<VmQuiesceException>(() => Backend.RevokeFolderAccess(grant)).ErrorId);
+            Assert.Equal(1, _folders.Writes);
+            Assert.Empty(_folders.OpenNow);
         }
 
         /// <summary>Keeps the service, the account and which kind of lpPassword was passed; never the password itself.</summary>

@@ -21,15 +21,6 @@ namespace VmQuiesce.Core.Logon.Windows
         void ChangeLogon(string serviceName, string account, IntPtr password);
     }
 
-    /// <summary>A folder's DACL, read and written by path: a seam, so that the grant and its exact undo are proven on any OS.</summary>
-    internal interface IFolderDacls
-    {
-        /// <summary>The DACL's bytes; throws IOException, also for a NULL DACL (which is never edited).</summary>
-        byte[] Read(string folder);
-
-        void Write(string folder, byte[] dacl);
-    }
-
     /// <summary>
     /// Windows: the Service Control Manager holds the logon account and password, LSA holds
     /// "Log on as a service", LogonUser checks the password, NetUserGetLocalGroups answers
@@ -55,19 +46,19 @@ namespace VmQuiesce.Core.Logon.Windows
         };
 
         private readonly IServiceLogonWriter _logonWriter;
-        private readonly IFolderDacls _folderDacls;
+        private readonly IFolderHandles _folderHandles;
 
         public WindowsLogonBackend()
-            : this(new ScmLogonWriter(), new NamedFolderDacls())
+            : this(new ScmLogonWriter(), new WindowsFolderHandles())
         {
         }
 
         /// <param name="logonWriter">Tests: records what the Service Control Manager would be asked to store.</param>
-        /// <param name="folderDacls">Tests: folder DACLs held in memory.</param>
-        internal WindowsLogonBackend(IServiceLogonWriter logonWriter, IFolderDacls folderDacls)
+        /// <param name="folderHandles">Tests: folders, their reparse tags and DACLs held in memory.</param>
+        internal WindowsLogonBackend(IServiceLogonWriter logonWriter, IFolderHandles folderHandles)
         {
             _logonWriter = logonWriter;
-            _folderDacls = folderDacls;
+            _folderHandles = folderHandles;
         }
 
         public bool UsesPassword => true;
@@ -235,9 +226,11 @@ namespace VmQuiesce.Core.Logon.Windows
 
         public FolderAccess CheckFolderAccess(LogonAccount account, string folder)
         {
-            string path = VmFolders.Existing(folder);
+            string path = VmFolders.FullPath(folder);
             try
             {
+                // Held while Authz reads its permissions by path: no folder on the way can be swapped for a junction meanwhile.
+                using HeldFolder held = HeldFolder.Open(_folderHandles, path, folder, forDacl: false);
                 uint rights = WindowsSecurity.EffectiveRights(path, WindowsSecurity.StringToSid(account.Identity));
                 bool canModify = (rights & WindowsDacl.ModifyRights) == WindowsDacl.ModifyRights;
                 return new FolderAccess(path, canModify, canModify
@@ -252,21 +245,23 @@ namespace VmQuiesce.Core.Logon.Windows
 
         /// <summary>
         /// Adds an explicit allow entry of Modify, inherited by files and folders, for the account's SID, as an entry of its
-        /// own: one the account held before is neither merged nor changed, so the rollback can remove exactly this one.
+        /// own: one the account held before is neither merged nor changed, so the rollback can remove exactly this one. The
+        /// DACL is read and written through the handle of the folder that was checked (<see cref="HeldFolder"/>).
         /// </summary>
         public FolderGrant GrantFolderAccess(LogonAccount account, string folder)
         {
-            string path = VmFolders.Existing(folder);
+            string path = VmFolders.FullPath(folder);
             try
             {
-                byte[]? granted = WindowsDacl.WithAllowEntry(_folderDacls.Read(path), WindowsDacl.SidFromString(account.Identity), WindowsDacl.ModifyRights, WindowsDacl.InheritedByFilesAndFolders);
+                using HeldFolder held = HeldFolder.Open(_folderHandles, path, folder, forDacl: true);
+                byte[]? granted = WindowsDacl.WithAllowEntry(held.Folder.ReadDacl(), WindowsDacl.SidFromString(account.Identity), WindowsDacl.ModifyRights, WindowsDacl.InheritedByFilesAndFolders);
                 if (granted == null)
                 {
                     // The very entry is there already (a deny entry keeps it from counting): nothing is added, nothing to undo.
                     return new FolderGrant(path, account.Name, null);
                 }
 
-                _folderDacls.Write(path, granted);
+                held.Folder.WriteDacl(granted);
                 return new FolderGrant(path, account.Name, account.Identity);
             }
             catch (IOException e)
@@ -282,14 +277,15 @@ namespace VmQuiesce.Core.Logon.Windows
                 return;
             }
 
-            string path = VmFolders.Existing(grant.Path);
+            string path = grant.Path;
             try
             {
-                byte[]? revoked = WindowsDacl.WithoutAllowEntry(_folderDacls.Read(path), WindowsDacl.SidFromString(identity), WindowsDacl.ModifyRights, WindowsDacl.InheritedByFilesAndFolders);
+                using HeldFolder held = HeldFolder.Open(_folderHandles, path, path, forDacl: true);
+                byte[]? revoked = WindowsDacl.WithoutAllowEntry(held.Folder.ReadDacl(), WindowsDacl.SidFromString(identity), WindowsDacl.ModifyRights, WindowsDacl.InheritedByFilesAndFolders);
                 // Null: the entry is gone already (someone removed it by hand); nothing else is touched.
                 if (revoked != null)
                 {
-                    _folderDacls.Write(path, revoked);
+                    held.Folder.WriteDacl(revoked);
                 }
             }
             catch (IOException e)
@@ -619,14 +615,6 @@ namespace VmQuiesce.Core.Logon.Windows
         private sealed class ScmLogonWriter : IServiceLogonWriter
         {
             public void ChangeLogon(string serviceName, string account, IntPtr password) => WindowsLogonBackend.ChangeLogon(serviceName, account, password);
-        }
-
-        /// <summary>Folder DACLs as Windows keeps them (GetNamedSecurityInfoW, SetNamedSecurityInfoW).</summary>
-        private sealed class NamedFolderDacls : IFolderDacls
-        {
-            public byte[] Read(string folder) => WindowsSecurity.ReadDacl(folder);
-
-            public void Write(string folder, byte[] dacl) => WindowsSecurity.WriteDacl(folder, dacl);
         }
 
         /// <summary>A service handle and the service's key name.</summary>

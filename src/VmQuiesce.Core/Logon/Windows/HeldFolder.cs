@@ -1,0 +1,97 @@
+using System;
+using System.Collections.Generic;
+
+namespace VmQuiesce.Core.Logon.Windows
+{
+    /// <summary>
+    /// The handle layer under a VM folder's check and grant on Windows (CreateFileW, GetFileInformationByHandleEx,
+    /// GetSecurityInfo, SetSecurityInfo): a seam, so that what <see cref="HeldFolder"/> refuses, and which handle the DACL
+    /// is read and written through, is proven on any OS.
+    /// </summary>
+    internal interface IFolderHandles
+    {
+        /// <summary>
+        /// The entry at <paramref name="path"/>, opened without following a reparse point there, and held so that it cannot be
+        /// renamed or deleted (no FILE_SHARE_DELETE); null when nothing is there. <paramref name="forDacl"/>: with the right
+        /// to read and write its DACL too. Throws IOException when it cannot be opened.
+        /// </summary>
+        IFolderHandle? Open(string path, bool forDacl);
+    }
+
+    /// <summary>One entry held open: what it is, as its handle says, and its DACL through that same handle.</summary>
+    internal interface IFolderHandle : IDisposable
+    {
+        /// <summary>FILE_ATTRIBUTE_* (FILE_ATTRIBUTE_TAG_INFO.FileAttributes).</summary>
+        uint Attributes { get; }
+
+        /// <summary>The reparse tag, when <see cref="Attributes"/> holds FILE_ATTRIBUTE_REPARSE_POINT.</summary>
+        uint ReparseTag { get; }
+
+        /// <summary>The DACL's bytes; throws IOException, also for a NULL DACL (which is never edited).</summary>
+        byte[] ReadDacl();
+
+        void WriteDacl(byte[] dacl);
+    }
+
+    /// <summary>
+    /// A VM folder held open with every folder above it below the root, each opened without following a reparse point and
+    /// checked on its own handle: a folder, and no reparse point (a junction, symbolic link or volume mount point). Held,
+    /// none can be renamed or deleted, so none can be swapped for a junction while the folder's DACL is read and written
+    /// through <see cref="Folder"/>. A check of the path and a write by path would follow a junction planted in between,
+    /// and the inheritable Modify entry would land, written as SYSTEM, on wherever it leads (C:\Windows, say).
+    /// </summary>
+    internal sealed class HeldFolder : IDisposable
+    {
+        private const uint DirectoryAttribute = 0x10;
+        private const uint ReparsePointAttribute = 0x400;
+
+        private readonly List<IFolderHandle> _held;
+
+        private HeldFolder(List<IFolderHandle> held) => _held = held;
+
+        /// <summary>The VM folder's own handle.</summary>
+        public IFolderHandle Folder => _held[_held.Count - 1];
+
+        /// <summary>
+        /// Opens and checks <paramref name="path"/> (a <see cref="VmFolders.FullPath"/>) and the folders above it, from the
+        /// top down. Throws FolderNotFound or FolderIsLink (naming <paramref name="folder"/>, as given) before anything is read.
+        /// </summary>
+        public static HeldFolder Open(IFolderHandles handles, string path, string folder, bool forDacl)
+        {
+            var held = new List<IFolderHandle>();
+            try
+            {
+                foreach (string part in VmFolders.LeadingParts(path))
+                {
+                    bool isTheFolder = part.Length == path.Length;
+                    IFolderHandle opened = handles.Open(part, forDacl && isTheFolder) ?? throw VmFolders.NotFound(folder);
+                    held.Add(opened);
+                    if ((opened.Attributes & ReparsePointAttribute) != 0)
+                    {
+                        throw VmFolders.IsLink(folder, part, isTheFolder, "a symbolic link, junction or volume mount point");
+                    }
+
+                    if ((opened.Attributes & DirectoryAttribute) == 0)
+                    {
+                        throw VmFolders.NotFound(folder);
+                    }
+                }
+
+                return new HeldFolder(held);
+            }
+            catch
+            {
+                held.ForEach(handle => handle.Dispose());
+                throw;
+            }
+        }
+
+        public void Dispose()
+        {
+            for (int i = _held.Count - 1; i >= 0; i--)
+            {
+                _held[i].Dispose();
+            }
+        }
+    }
+}
