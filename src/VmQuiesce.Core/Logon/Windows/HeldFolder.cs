@@ -35,7 +35,7 @@ namespace VmQuiesce.Core.Logon.Windows
 
     /// <summary>
     /// A VM folder held open with every folder above it below the root, each opened without following a reparse point and
-    /// checked on its own handle: a folder, and no reparse point (a junction, symbolic link or volume mount point). Held,
+    /// checked on its own handle: a folder, and no junction, symbolic link, volume mount point or other name surrogate. Held,
     /// none can be renamed or deleted, so none can be swapped for a junction while the folder's DACL is read and written
     /// through <see cref="Folder"/>. A check of the path and a write by path would follow a junction planted in between,
     /// and the inheritable Modify entry would land, written as SYSTEM, on wherever it leads (C:\Windows, say).
@@ -44,6 +44,9 @@ namespace VmQuiesce.Core.Logon.Windows
     {
         private const uint DirectoryAttribute = 0x10;
         private const uint ReparsePointAttribute = 0x400;
+
+        /// <summary>The name surrogate bit of a reparse tag (IsReparseTagNameSurrogate).</summary>
+        private const uint NameSurrogateBit = 0x20000000;
 
         private readonly List<IFolderHandle> _held;
 
@@ -66,9 +69,9 @@ namespace VmQuiesce.Core.Logon.Windows
                     bool isTheFolder = part.Length == path.Length;
                     IFolderHandle opened = handles.Open(part, forDacl && isTheFolder) ?? throw VmFolders.NotFound(folder);
                     held.Add(opened);
-                    if ((opened.Attributes & ReparsePointAttribute) != 0)
+                    if ((opened.Attributes & ReparsePointAttribute) != 0 && RedirectsName(opened.ReparseTag))
                     {
-                        throw VmFolders.IsLink(folder, part, isTheFolder, "a symbolic link, junction or volume mount point");
+                        throw VmFolders.IsLink(folder, part, isTheFolder, $"a junction, symbolic link, volume mount point or other name surrogate (reparse tag 0x{opened.ReparseTag:X8})");
                     }
 
                     if ((opened.Attributes & DirectoryAttribute) == 0)
@@ -85,6 +88,14 @@ namespace VmQuiesce.Core.Logon.Windows
                 throw;
             }
         }
+
+        /// <summary>
+        /// Whether an entry with this reparse tag stands for another named entity, so that a path through it leads
+        /// elsewhere: junctions and volume mount points (IO_REPARSE_TAG_MOUNT_POINT), symbolic links, WSL and container
+        /// links. Other tags keep the folder where it is, its contents stored or fetched otherwise: OneDrive and other cloud
+        /// placeholders (IO_REPARSE_TAG_CLOUD_*), deduplication, projected file systems. Those folders are granted as any other.
+        /// </summary>
+        private static bool RedirectsName(uint reparseTag) => (reparseTag & NameSurrogateBit) != 0;
 
         public void Dispose()
         {
