@@ -140,6 +140,97 @@ Describe 'Test-VmQuiesceReadiness without a VM' {
     }
 }
 
+Describe 'A VM typed as text for -Vm: what Get-BackupVm warns while finding it is the calling cmdlet''s warning' {
+    BeforeAll {
+        # Two QEMUs with a monitor and no guest agent (no machine, nothing to boot): Get-BackupVm -QmpSocket finds each
+        # and warns that without an agent it reaches only Crash consistency. -daemonize returns once the monitor listens.
+        $script:bareSkip = if (-not $onLinux -or (& id -u) -ne '0') { 'needs Linux as root: the QEMU is trusted as root''s, by /proc' }
+            elseif (-not (Test-Path /usr/bin/qemu-system-x86_64)) { 'qemu-system-x86_64 is not installed' }
+        $script:bareRoot = Join-Path ([IO.Path]::GetTempPath()) "vmq-pester-bare-$([guid]::NewGuid().ToString('N').Substring(0, 8))"
+        $script:bare = [ordered]@{}
+        if (-not $bareSkip) {
+            New-Item -ItemType Directory -Path $bareRoot | Out-Null
+            foreach ($name in 'bare-a', 'bare-b') {
+                $socket = Join-Path $bareRoot "$name.qmp"
+                & /usr/bin/qemu-system-x86_64 -daemonize -pidfile (Join-Path $bareRoot "$name.pid") -machine none -nodefaults -no-user-config -display none `
+                    -name $name -qmp "unix:$socket,server=on,wait=off"
+                if ($LASTEXITCODE -ne 0) { throw "QEMU for $name did not start (exit code $LASTEXITCODE)" }
+                $bare[$name] = $socket
+            }
+        }
+
+        # Runs $Script in a PowerShell whose host records what reaches the console; its output (with 3>&1, warnings too) and that host.
+        function script:Invoke-Recorded([string] $Script) {
+            $console = New-RecordingPowerShell
+            try {
+                $output = $console.PowerShell.AddScript("Import-Module '$env:VMQUIESCE_MODULE_PATH'; $Script").Invoke()
+                [pscustomobject]@{ Output = @($output); Host = $console.Host; Errors = @($console.PowerShell.Streams.Error) }
+            }
+            finally {
+                $console.PowerShell.Runspace.Dispose()
+                $console.PowerShell.Dispose()
+            }
+        }
+    }
+
+    AfterAll {
+        foreach ($pidFile in Get-ChildItem -Path $bareRoot -Filter '*.pid' -Recurse -ErrorAction Ignore) {
+            Stop-Process -Id ([int](Get-Content -LiteralPath $pidFile.FullName)) -Force -ErrorAction Ignore
+        }
+        Remove-Item -LiteralPath $bareRoot -Recurse -Force -ErrorAction Ignore
+    }
+
+    It '<Command>: -WarningAction SilentlyContinue and $WarningPreference hide them, 3>&1 and -WarningVariable get each once, in order, none reaches the console' -ForEach @(
+        @{ Command = 'Test-VmQuiesceReadiness'; Call = 'Test-VmQuiesceReadiness'; Piped = $true }
+        @{ Command = 'Invoke-VmQuiescedBackup'; Call = "Invoke-VmQuiescedBackup -Repository '{0}' -WhatIf"; Piped = $true }
+        @{ Command = 'Repair-BackupVm'; Call = 'Repair-BackupVm -WhatIf'; Piped = $true }
+        # The job finds its VMs as the transformation does, and then fails to back these up (no agent: no FileSystem consistency).
+        @{ Command = 'Invoke-VmBackupJob'; Call = "Invoke-VmBackupJob -Name text-vm -Repository '{0}'"; Piped = $false }
+    ) {
+        if ($bareSkip) { Set-ItResult -Skipped -Because $bareSkip; return }
+        $vms = "'$($bare['bare-a'])', '$($bare['bare-b'])'"
+        $command = $Call -f (Join-Path $bareRoot 'repo')
+        $noAgent = "VM 'bare-?': no guest agent socket*Crash consistency*"
+
+        $hidden = Invoke-Recorded "$command -Vm $vms -WarningAction SilentlyContinue"
+        @($hidden.Host.Warnings -like $noAgent) | Should -BeNullOrEmpty -Because '-WarningAction SilentlyContinue hides them'
+        $preferred = Invoke-Recorded "`$WarningPreference = 'SilentlyContinue'; $command -Vm $vms"
+        @($preferred.Host.Warnings -like $noAgent) | Should -BeNullOrEmpty -Because '$WarningPreference hides them'
+
+        $merged = Invoke-Recorded "$command -Vm $vms 3>&1"
+        @($merged.Host.Warnings -like $noAgent) | Should -BeNullOrEmpty -Because '3>&1 takes them off the console'
+        @($merged.Output | Where-Object { $_ -is [Management.Automation.WarningRecord] -and $_.Message -like $noAgent }).Message -replace ':.*' |
+            Should -Be @("VM 'bare-a'", "VM 'bare-b'") -Because 'each VM''s warning comes once, in the order the VMs were given'
+
+        $kept = Invoke-Recorded "$command -Vm $vms -WarningVariable kept -WarningAction SilentlyContinue | Out-Null; `$kept"
+        @($kept.Output | Where-Object { "$_" -like $noAgent }).Count | Should -Be 2 -Because '-WarningVariable gets them'
+
+        if ($Piped) {
+            $piped = Invoke-Recorded "$vms | $command 3>&1"
+            @($piped.Host.Warnings -like $noAgent) | Should -BeNullOrEmpty -Because 'text from the pipeline is found the same way'
+            @($piped.Output | Where-Object { $_ -is [Management.Automation.WarningRecord] -and $_.Message -like $noAgent }).Count | Should -Be 2
+        }
+    }
+
+    It 'puts what Get-BackupVm warned into the error when it finds no VM for the text, instead of on the console' {
+        if ($bareSkip) { Set-ItResult -Skipped -Because $bareSkip; return }
+        # A system QEMU run as a user that is neither root nor a QEMU user (65534, nobody): discovery refuses it, with a
+        # warning that says why. Its folder is one that user can write.
+        $impostorRoot = New-Item -ItemType Directory -Path (Join-Path $bareRoot 'impostor')
+        & chmod 1777 $impostorRoot
+        $pidFile = Join-Path $impostorRoot 'impostor.pid'
+        & setpriv --reuid=65534 --regid=65534 --clear-groups /usr/bin/qemu-system-x86_64 -daemonize -pidfile $pidFile -machine none -nodefaults -no-user-config `
+            -display none -name impostor-vm -qmp "unix:$(Join-Path $impostorRoot 'impostor.qmp'),server=on,wait=off"
+        if ($LASTEXITCODE -ne 0) { throw "the impostor QEMU did not start (exit code $LASTEXITCODE)" }
+        $impostorId = [int](Get-Content -LiteralPath $pidFile)
+
+        $failed = Invoke-Recorded 'Test-VmQuiesceReadiness -Vm impostor-vm -WarningAction SilentlyContinue'
+
+        @($failed.Host.Warnings) | Should -BeNullOrEmpty
+        $failed.Errors[0].Exception.Message | Should -BeLike "*'impostor-vm' is not a VM that Get-BackupVm can find*Get-BackupVm warned: Process $impostorId (*impostor-vm*) was not taken for a QEMU VM: it runs as user*"
+    }
+}
+
 Describe 'Get-BackupVm and Test-VmQuiesceReadiness against a real guest' {
     BeforeAll {
         if (-not $unavailable) { $script:guest = Start-TestGuest }

@@ -4,6 +4,7 @@ using System.Collections.Generic;
 using System.IO;
 using System.Linq;
 using System.Management.Automation;
+using System.Runtime.CompilerServices;
 using VmQuiesce.Core.Sources;
 
 namespace VmQuiesce.Commands
@@ -15,6 +16,9 @@ namespace VmQuiesce.Commands
     [AttributeUsage(AttributeTargets.Property | AttributeTargets.Field)]
     public sealed class BackupVmTransformationAttribute : ArgumentTransformationAttribute
     {
+        /// <summary>What Get-BackupVm said while it found a VM for a text, with the first VM found, until a cmdlet writes it (<see cref="WriteSaidWhileFound"/>).</summary>
+        private static readonly ConditionalWeakTable<BackupVm, List<InformationalRecord>> SaidWhileFound = new ConditionalWeakTable<BackupVm, List<InformationalRecord>>();
+
         public override object Transform(EngineIntrinsics engineIntrinsics, object inputData)
         {
             object value = inputData is PSObject wrapped ? wrapped.BaseObject : inputData;
@@ -37,23 +41,49 @@ namespace VmQuiesce.Commands
 
         private static BackupVm[] Find(EngineIntrinsics engineIntrinsics, string target)
         {
-            (List<BackupVm> found, string? why, _) = Resolve(engineIntrinsics.SessionState, target);
+            (List<BackupVm> found, string? why, _, List<InformationalRecord> said) = Resolve(engineIntrinsics.SessionState, target);
             if (why != null)
             {
+                // Its warnings say why (a process that looked like the VM but was refused): part of the error, not lost.
+                string warned = string.Concat(said.OfType<WarningRecord>().Select(warning => $" Get-BackupVm warned: {warning.Message}"));
                 throw new ArgumentTransformationMetadataException(
-                    $"'{target}' is not a VM that Get-BackupVm can find ({why}). Give the name of a running VM, a QMP socket or a .vmx path, or pipe Get-BackupVm.");
+                    $"'{target}' is not a VM that Get-BackupVm can find ({why}).{warned} Give the name of a running VM, a QMP socket or a .vmx path, or pipe Get-BackupVm.");
+            }
+
+            if (said.Count > 0)
+            {
+                SaidWhileFound.Add(found[0], said);
             }
 
             return found.ToArray();
         }
 
         /// <summary>
-        /// The VMs Get-BackupVm finds for a text: a .vmx path, a QMP socket (tcp:, a path, or an existing file),
-        /// else a VM name (wildcards allowed). Why none was found and Get-BackupVm's error id, or nulls.
+        /// Writes, once and as <paramref name="cmdlet"/>'s own, what Get-BackupVm warned (and said verbosely) while it found
+        /// <paramref name="vms"/> for a text. A transformation runs before the cmdlet's -WarningAction, $WarningPreference,
+        /// -Verbose and redirection apply, and PowerShell may run it more than once, so it only keeps what was said with the
+        /// first VM it found; the cmdlet writes that when it gets the VMs (at the start of ProcessRecord).
         /// </summary>
-        internal static (List<BackupVm> Found, string? Why, string? ErrorId) Resolve(SessionState session, string target)
+        internal static void WriteSaidWhileFound(Cmdlet cmdlet, IEnumerable<BackupVm> vms)
         {
-            using var powerShell = PowerShell.Create(RunspaceMode.CurrentRunspace);
+            foreach (BackupVm vm in vms)
+            {
+                if (SaidWhileFound.TryGetValue(vm, out List<InformationalRecord>? said))
+                {
+                    SaidWhileFound.Remove(vm);
+                    said.ForEach(record => NestedCommand.Write(cmdlet, record));
+                }
+            }
+        }
+
+        /// <summary>
+        /// The VMs Get-BackupVm finds for a text: a .vmx path, a QMP socket (tcp:, a path, or an existing file),
+        /// else a VM name (wildcards allowed). Why none was found and Get-BackupVm's error id, or nulls; and its
+        /// warnings and verbose lines, in order, for the caller to write as its own (<see cref="NestedCommand"/>).
+        /// </summary>
+        internal static (List<BackupVm> Found, string? Why, string? ErrorId, List<InformationalRecord> Said) Resolve(SessionState session, string target)
+        {
+            using PowerShell powerShell = NestedCommand.Create("VmQuiesce\\Get-BackupVm");
             string fullPath = string.Empty;
             try
             {
@@ -66,31 +96,23 @@ namespace VmQuiesce.Commands
 
             if (target.EndsWith(".vmx", StringComparison.OrdinalIgnoreCase))
             {
-                powerShell.AddCommand("VmQuiesce\\Get-BackupVm").AddParameter("VmxPath", target);
+                powerShell.AddParameter("VmxPath", target);
             }
             else if (target.StartsWith("tcp:", StringComparison.Ordinal) || target.IndexOfAny(new[] { '/', '\\' }) >= 0 || (fullPath.Length > 0 && File.Exists(fullPath)))
             {
-                powerShell.AddCommand("VmQuiesce\\Get-BackupVm").AddParameter("QmpSocket", target);
+                powerShell.AddParameter("QmpSocket", target);
             }
             else
             {
-                powerShell.AddCommand("VmQuiesce\\Get-BackupVm").AddParameter("Name", target);
+                powerShell.AddParameter("Name", target);
             }
 
-            List<BackupVm> found;
-            try
-            {
-                found = powerShell.Invoke().Select(result => result.BaseObject).OfType<BackupVm>().ToList();
-            }
-            catch (RuntimeException e)
-            {
-                return (new List<BackupVm>(), e.Message, e.ErrorRecord.FullyQualifiedErrorId.Split(',')[0]);
-            }
-
+            var said = new List<InformationalRecord>();
+            List<BackupVm> found = NestedCommand.Invoke(powerShell, said).OfType<BackupVm>().ToList();
             ErrorRecord? error = powerShell.Streams.Error.FirstOrDefault();
             return powerShell.HadErrors || found.Count == 0
-                ? (found, error?.ToString() ?? "no VM has that name", error?.FullyQualifiedErrorId.Split(',')[0] ?? "VmNotFound")
-                : (found, null, null);
+                ? (found, error?.ToString() ?? "no VM has that name", error?.FullyQualifiedErrorId.Split(',')[0] ?? "VmNotFound", said)
+                : (found, null, null, said);
         }
     }
 }

@@ -2,7 +2,6 @@ using System;
 using System.Collections.Generic;
 using System.Linq;
 using System.Management.Automation;
-using System.Management.Automation.Runspaces;
 using VmQuiesce.Core;
 using VmQuiesce.Core.Repository;
 using VmQuiesce.Core.Repository.Storage;
@@ -113,7 +112,8 @@ namespace VmQuiesce.Commands
             var vms = new List<BackupVm>();
             foreach (string target in Vm)
             {
-                (List<BackupVm> found, string? why, string? errorId) = BackupVmTransformationAttribute.Resolve(SessionState, target);
+                (List<BackupVm> found, string? why, string? errorId, List<InformationalRecord> said) = BackupVmTransformationAttribute.Resolve(SessionState, target);
+                said.ForEach(record => NestedCommand.Write(this, record));
                 if (why != null)
                 {
                     Report(run, run.AddFailure(target, errorId ?? "VmNotFound", $"Get-BackupVm found no VM for '{target}': {why}"));
@@ -199,7 +199,7 @@ namespace VmQuiesce.Commands
         /// <summary>The restore points of these VMs (Get-VmBackup); when the repository cannot be listed, the job verifies none and says so.</summary>
         private List<RestorePoint> PointsOf(BackupJobResult run, List<BackupVm> vms, string repository)
         {
-            using PowerShell powerShell = Step("VmQuiesce\\Get-VmBackup");
+            using PowerShell powerShell = NestedCommand.Create("VmQuiesce\\Get-VmBackup");
             powerShell.AddParameter("Repository", repository).AddParameter("VmName", vms.Select(vm => WildcardPattern.Escape(vm.Name)).ToArray());
             AddS3Settings(powerShell);
             List<RestorePoint> points = Invoke(powerShell).OfType<RestorePoint>().ToList();
@@ -213,7 +213,7 @@ namespace VmQuiesce.Commands
 
         private void BackUp(BackupJobResult run, List<BackupVm> vms, string repository, bool tracked, bool verify)
         {
-            using PowerShell powerShell = Step("VmQuiesce\\Invoke-VmQuiescedBackup");
+            using PowerShell powerShell = NestedCommand.Create("VmQuiesce\\Invoke-VmQuiescedBackup");
             powerShell.AddParameter("Vm", vms.ToArray())
                 .AddParameter("Repository", repository)
                 .AddParameter("Consistency", Consistency)
@@ -246,7 +246,7 @@ namespace VmQuiesce.Commands
 
         private void ApplyRetention(BackupJobResult run, List<BackupVm> vms, string repository)
         {
-            using PowerShell powerShell = Step("VmQuiesce\\Remove-VmBackup");
+            using PowerShell powerShell = NestedCommand.Create("VmQuiesce\\Remove-VmBackup");
             powerShell.AddParameter("Repository", repository).AddParameter("VmName", vms.Select(vm => WildcardPattern.Escape(vm.Name)).ToArray());
             foreach ((int keep, string parameter) in new[] { (KeepLast, nameof(KeepLast)), (KeepDaily, nameof(KeepDaily)), (KeepWeekly, nameof(KeepWeekly)), (KeepMonthly, nameof(KeepMonthly)) })
             {
@@ -291,7 +291,7 @@ namespace VmQuiesce.Commands
         /// </summary>
         private void CopyNewPoints(BackupJobResult run, string repository, string copyTo)
         {
-            using PowerShell powerShell = Step("VmQuiesce\\Copy-VmBackup");
+            using PowerShell powerShell = NestedCommand.Create("VmQuiesce\\Copy-VmBackup");
             powerShell.AddParameter("Repository", repository).AddParameter("Destination", copyTo)
                 .AddParameter("Id", run.RestorePoints.Select(point => point.Id).ToArray());
             AddS3Settings(powerShell);
@@ -309,50 +309,12 @@ namespace VmQuiesce.Commands
             }
         }
 
-        /// <summary>
-        /// A step of the job: a command of this module in this runspace, whose failures it reports per item. The caller's
-        /// $ErrorActionPreference (a script's 'Stop') would end it at its first failure and lose what it did for the other VMs.
-        /// Its warnings and verbose lines come back as output (a nested command would write them to the host itself, past
-        /// this job's -WarningAction, -WarningVariable, -Verbose and redirection), for <see cref="Invoke"/> to write as the job's.
-        /// </summary>
-        private static PowerShell Step(string command)
-        {
-            PowerShell step = PowerShell.Create(RunspaceMode.CurrentRunspace).AddCommand(command)
-                .AddParameter("ErrorAction", ActionPreference.Continue)
-                .AddParameter("WarningAction", ActionPreference.Continue)
-                .AddParameter("Verbose", true);
-            step.Commands.Commands[0].MergeMyResults(PipelineResultTypes.Warning, PipelineResultTypes.Output);
-            step.Commands.Commands[0].MergeMyResults(PipelineResultTypes.Verbose, PipelineResultTypes.Output);
-            return step;
-        }
-
-        /// <summary>Runs a step; its warnings and verbose lines become this cmdlet's, which its own preferences then decide on.</summary>
+        /// <summary>Runs a step of the job (<see cref="NestedCommand"/>), whose failures it reports per item; its warnings and verbose lines become this cmdlet's.</summary>
         private List<object> Invoke(PowerShell powerShell)
         {
-            var output = new List<object>();
-            try
-            {
-                foreach (object? item in powerShell.Invoke().Select(item => item?.BaseObject))
-                {
-                    switch (item)
-                    {
-                        case WarningRecord warning:
-                            WriteWarning(warning.Message);
-                            break;
-                        case VerboseRecord verbose:
-                            WriteVerbose(verbose.Message);
-                            break;
-                        case object result:
-                            output.Add(result);
-                            break;
-                    }
-                }
-            }
-            catch (RuntimeException e)
-            {
-                powerShell.Streams.Error.Add(e.ErrorRecord);
-            }
-
+            var said = new List<InformationalRecord>();
+            List<object> output = NestedCommand.Invoke(powerShell, said);
+            said.ForEach(record => NestedCommand.Write(this, record));
             return output;
         }
 

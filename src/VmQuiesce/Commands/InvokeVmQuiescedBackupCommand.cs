@@ -146,6 +146,7 @@ namespace VmQuiesce.Commands
 
         protected override void ProcessRecord()
         {
+            BackupVmTransformationAttribute.WriteSaidWhileFound(this, Vm);
             foreach (BackupVm vm in Vm)
             {
                 if (_vms.Any(known => string.Equals(known.Name, vm.Name, StringComparison.OrdinalIgnoreCase) && known.Kind == vm.Kind))

@@ -73,6 +73,7 @@ namespace VmQuiesce.Commands
 
                     break;
                 default:
+                    BackupVmTransformationAttribute.WriteSaidWhileFound(this, Vm);
                     foreach (BackupVm vm in Vm)
                     {
                         if (vm is not QemuVm qemu)

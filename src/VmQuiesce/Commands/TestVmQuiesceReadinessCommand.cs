@@ -21,6 +21,7 @@ namespace VmQuiesce.Commands
 
         protected override void ProcessRecord()
         {
+            BackupVmTransformationAttribute.WriteSaidWhileFound(this, Vm);
             foreach (BackupVm vm in Vm)
             {
                 if (!(vm is IReadinessCheckable checkable))
