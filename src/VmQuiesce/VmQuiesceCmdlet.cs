@@ -172,8 +172,27 @@ namespace VmQuiesce
             }
         }
 
-        /// <summary>Non-terminating: this item failed, the others go on.</summary>
-        protected void WriteFailure(VmQuiesceException failure) => WriteError(ErrorRecordFor(failure));
+        /// <summary>
+        /// An error reaches the user even after Ctrl+C, as a warning does: the errors of a stopped command's cleanup say what
+        /// it left behind (a snapshot or overlay it could not release) and what to run. A stopping pipeline refuses it; the
+        /// host's error line shows it, with its id, and the stop goes on (the pump catches it).
+        /// </summary>
+        protected void WriteErrorEvenWhenStopping(ErrorRecord error)
+        {
+            try
+            {
+                WriteError(error);
+            }
+            catch (PipelineStoppedException)
+            {
+                string remedy = error.ErrorDetails?.RecommendedAction is string action ? " " + action : string.Empty;
+                Host?.UI?.WriteErrorLine($"{MyInvocation.MyCommand.Name}: {error.FullyQualifiedErrorId}: {error}{remedy}");
+                throw;
+            }
+        }
+
+        /// <summary>Non-terminating: this item failed, the others go on. It reaches the user even after Ctrl+C (<see cref="WriteErrorEvenWhenStopping"/>).</summary>
+        protected void WriteFailure(VmQuiesceException failure) => WriteErrorEvenWhenStopping(ErrorRecordFor(failure));
 
         /// <summary>Terminating: continuing would be wrong.</summary>
         protected void ThrowFailure(VmQuiesceException failure) => ThrowTerminatingError(ErrorRecordFor(failure));

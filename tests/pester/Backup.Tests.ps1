@@ -425,6 +425,113 @@ Invoke-VmQuiescedBackup -Vm `$vm -Repository '$repo' -Consistency Crash
     }
 }
 
+Describe 'An error written while a stopped backup unwinds' {
+    BeforeAll {
+        # A VM whose snapshot cannot be released. When asked, its release first waits for the backup to be stopped, so the
+        # failure is posted exactly while the stopped pipeline unwinds; Releasing says when the release began.
+        if (-not ('VmQuiesceTests.UnreleasableVm' -as [type])) {
+            # The module is built for .NET 8, this PowerShell may run on a later one: that the compiler assumes they match (CS1701) is no error.
+            Add-Type -ReferencedAssemblies ([VmQuiesce.Core.Sources.BackupVm].Assembly.Location), System.Collections, System.Threading -CompilerOptions '-nowarn:1701' -TypeDefinition @'
+using System;
+using System.Collections.Generic;
+using System.Threading;
+using VmQuiesce.Core;
+using VmQuiesce.Core.Sources;
+
+namespace VmQuiesceTests
+{
+    public sealed class UnreleasableVm : BackupVm
+    {
+        public UnreleasableVm(string name, string disk, bool waitForStop) : base(name, disk) { Disk = disk; WaitForStop = waitForStop; }
+        public string Disk { get; }
+        public bool WaitForStop { get; }
+        public ManualResetEventSlim Releasing { get; } = new ManualResetEventSlim();
+        public override string Kind => "Files";
+        protected override IBackupSource CreateSource(IOperationHost host) => new Source(this);
+        protected override IReadOnlyDictionary<string, string> Describe() => new Dictionary<string, string>();
+
+        private sealed class Source : IBackupSource
+        {
+            private readonly UnreleasableVm _vm;
+            public Source(UnreleasableVm vm) { _vm = vm; }
+            public string Kind => "Files";
+            public string VmName => _vm.Name;
+            public IReadOnlyList<string> FindLeftovers(CancellationToken cancel) => Array.Empty<string>();
+            public IConsistentView OpenConsistentView(QuiesceOptions options, CancellationToken cancel) => new View(_vm, cancel);
+        }
+
+        private sealed class View : IConsistentView
+        {
+            private readonly UnreleasableVm _vm;
+            private readonly CancellationToken _stopped;
+            public View(UnreleasableVm vm, CancellationToken stopped) { _vm = vm; _stopped = stopped; }
+            public Consistency Reached => Consistency.Crash;
+            public IReadOnlyList<ViewFile> Files => new[] { new ViewFile("disk.img", _vm.Disk, _vm.Disk) };
+            public CapturedSnapshot Snapshot => null;
+            public QuiesceRecord Quiesce => new QuiesceRecord(Consistency.Crash, Array.Empty<string>(), 0, QuiesceMethod.None);
+            public void Complete(bool success, CancellationToken cancel)
+            {
+                _vm.Releasing.Set();
+                if (_vm.WaitForStop)
+                {
+                    _stopped.WaitHandle.WaitOne(TimeSpan.FromMinutes(2));
+                }
+                throw new VmQuiesceException("TestSnapshotNotReleased", FailureKind.InvalidOperation, "The snapshot of '" + _vm.Name + "' could not be released.", _vm.Name)
+                {
+                    Remedy = "To release it: run release-test-snapshot.",
+                };
+            }
+            public void Dispose() { }
+        }
+    }
+}
+'@
+        }
+        $script:unreleasableDisk = New-TestDisk 'unreleasable.img' (64KB) 4
+
+        # Starts a backup of $Vm in a PowerShell whose host records what reaches the console.
+        function script:Start-RecordedBackup($Vm, [string] $Repository) {
+            $console = New-RecordingPowerShell
+            $null = $console.PowerShell.AddScript("Import-Module '$env:VMQUIESCE_MODULE_PATH'").Invoke()
+            $console.PowerShell.Commands.Clear()
+            $null = $console.PowerShell.AddCommand('Invoke-VmQuiescedBackup').AddParameter('Vm', $Vm).AddParameter('Repository', $Repository).AddParameter('Consistency', 'Crash')
+            $console
+        }
+    }
+
+    It 'still shows a release failure after Ctrl+C, on the host''s error line, with its id, message and what to run' {
+        $vm = [VmQuiesceTests.UnreleasableVm]::new('stuck01', $unreleasableDisk, $true)
+        $console = Start-RecordedBackup $vm (Join-Path $root 'stopped-release')
+        try {
+            $null = $console.PowerShell.BeginInvoke()
+            $vm.Releasing.Wait([timespan]::FromMinutes(2)) | Should -BeTrue -Because 'the backup copies, then releases its snapshot'
+            $console.PowerShell.Stop()
+            $console.PowerShell.InvocationStateInfo.State | Should -Be 'Stopped'
+        }
+        finally {
+            $console.PowerShell.Runspace.Dispose()
+            $console.PowerShell.Dispose()
+        }
+
+        $console.Host.Errors | Should -Be @("Invoke-VmQuiescedBackup: TestSnapshotNotReleased: The snapshot of 'stuck01' could not be released. To release it: run release-test-snapshot.")
+    }
+
+    It 'writes it once, to the error stream and not the console, when the pipeline is not stopped' {
+        $vm = [VmQuiesceTests.UnreleasableVm]::new('stuck02', $unreleasableDisk, $false)
+        $console = Start-RecordedBackup $vm (Join-Path $root 'unstopped-release')
+        try {
+            $points = $console.PowerShell.Invoke()
+            $points.VmName | Should -Be 'stuck02' -Because 'the data was stored: the point records that its snapshot was not released'
+            @($console.PowerShell.Streams.Error).FullyQualifiedErrorId | Should -Be @('TestSnapshotNotReleased,VmQuiesce.Commands.InvokeVmQuiescedBackupCommand')
+            $console.Host.Errors | Should -BeNullOrEmpty
+        }
+        finally {
+            $console.PowerShell.Runspace.Dispose()
+            $console.PowerShell.Dispose()
+        }
+    }
+}
+
 Describe 'A repository path that cannot be resolved, piped among others' {
     BeforeAll {
         $script:repo = Join-Path $root 'unresolved'

@@ -28,7 +28,7 @@ function Start-ChildScript {
     [pscustomobject]@{ Process = $process; Line = $line }
 }
 
-# A PowerShell whose host records what reaches the console (warnings, the prompts it is asked) and answers
+# A PowerShell whose host records what reaches the console (warnings, error lines, the prompts it is asked) and answers
 # every prompt with the choice given, as a user at the console would: for what a pipeline does not capture
 # (the console after Ctrl+C) and for -Confirm. $ps.Runspace.Dispose() and $ps.Dispose() when done.
 function New-RecordingPowerShell {
@@ -51,6 +51,7 @@ namespace VmQuiesceTests
         private readonly RecordingUI _ui;
         public RecordingHost(int answer) { _ui = new RecordingUI(answer); }
         public List<string> Warnings => _ui.Warnings;
+        public List<string> Errors => _ui.Errors;
         public List<string> Prompts => _ui.Prompts;
         public List<string> Choices => _ui.Choices;
         public override string Name => "VmQuiesceTestHost";
@@ -71,6 +72,7 @@ namespace VmQuiesceTests
         private readonly int _answer;
         public RecordingUI(int answer) { _answer = answer; }
         public List<string> Warnings { get; } = new List<string>();
+        public List<string> Errors { get; } = new List<string>();
         public List<string> Prompts { get; } = new List<string>();
         // The labels of the choices each prompt offered, without their hot-key marks, joined with '|'.
         public List<string> Choices { get; } = new List<string>();
@@ -93,7 +95,7 @@ namespace VmQuiesceTests
         public override void Write(string value) { }
         public override void Write(ConsoleColor foregroundColor, ConsoleColor backgroundColor, string value) { }
         public override void WriteLine(string value) { }
-        public override void WriteErrorLine(string value) { }
+        public override void WriteErrorLine(string value) { lock (Errors) { Errors.Add(value); } }
         public override void WriteDebugLine(string message) { }
         public override void WriteProgress(long sourceId, ProgressRecord record) { }
         public override void WriteVerboseLine(string message) { }

@@ -301,16 +301,12 @@ namespace VmQuiesce.Commands
                 {
                     WriteProgress(new ProgressRecord(activity, $"Backing up {vm.Name}", "Done") { ParentActivityId = 0, RecordType = ProgressRecordType.Completed });
                     WriteObject(outcome.RestorePoint);
-                    if (outcome.ReleaseFailure != null)
-                    {
-                        WriteFailure(outcome.ReleaseFailure);
-                    }
-
-                    if (outcome.ChangeTrackingFailure != null)
-                    {
-                        WriteFailure(outcome.ChangeTrackingFailure);
-                    }
                 });
+                // Posted apart from the point, which a pipeline stopped meanwhile refuses: these still reach the user.
+                foreach (VmQuiesceException failure in new[] { outcome.ReleaseFailure, outcome.ChangeTrackingFailure }.OfType<VmQuiesceException>())
+                {
+                    Post(() => WriteFailure(failure));
+                }
             }
             catch (Exception e) when (CancelToken.IsCancellationRequested && !(e is OutOfMemoryException) && !(e is VmQuiesceException { ErrorId: "ThawFailed" }))
             {
@@ -322,7 +318,7 @@ namespace VmQuiesce.Commands
             }
             catch (VmQuiesceException e)
             {
-                Post(() => WriteError(ErrorRecordWithTarget(e, vm)));
+                Post(() => WriteErrorEvenWhenStopping(ErrorRecordWithTarget(e, vm)));
             }
             catch (Exception e) when (!(e is OutOfMemoryException))
             {
