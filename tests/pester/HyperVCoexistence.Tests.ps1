@@ -76,6 +76,7 @@ namespace HyperVStandIn
             if (VM != null) { foreach (PSObject vm in VM) { names.Add(vm.Properties["Name"].Value.ToString()); } } else { names.AddRange(VMName); }
             foreach (string vm in names)
             {
+                if (vm == "noisy01") { WriteWarning("Checkpoints of 'noisy01' are being merged."); }
                 WriteObject(Calls.Snapshot(vm, "Before patch", 2));
                 WriteObject(Calls.Snapshot(vm, "Base image", 9));
             }
@@ -160,6 +161,16 @@ Describe 'Hyper-V''s documented calls after Import-Module VmQuiesce' {
         $call[0].Set | Should -Be 'VMName'
         $call[0].Parameters.SnapshotType | Should -Be 'Standard'
         $call[0].Parameters.ComputerName | Should -Be 'HV01'
+    }
+
+    It 'Get-VMSnapshot writes Hyper-V''s warnings as its own: 3>&1 takes them, in order, once; -WarningVariable and -WarningAction apply' {
+        $all = @(Get-VMSnapshot -VMName noisy01 3>&1)
+
+        @($all | ForEach-Object { if ($_ -is [Management.Automation.WarningRecord]) { "WARNING: $($_.Message)" } else { $_.Name } }) |
+            Should -Be @("WARNING: Checkpoints of 'noisy01' are being merged.", 'Before patch', 'Base image')
+        $null = Get-VMSnapshot -VMName noisy01 -WarningVariable warned -WarningAction SilentlyContinue
+        @($warned).Count | Should -Be 1
+        @(Get-VMSnapshot -VMName noisy01 -WarningAction SilentlyContinue 3>&1 | Where-Object { $_ -is [Management.Automation.WarningRecord] }) | Should -BeNullOrEmpty
     }
 
     It 'Restore-VMSnapshot -VM (Get-VM sql01) -Name ''Base image'' -Passthru returns what Hyper-V returns' {

@@ -2,6 +2,7 @@ using System;
 using System.Collections.Generic;
 using System.Linq;
 using System.Management.Automation;
+using System.Management.Automation.Runspaces;
 using VmQuiesce.Core;
 using VmQuiesce.Core.Sources;
 
@@ -26,7 +27,7 @@ namespace VmQuiesce.Commands
 
         /// <summary>
         /// Runs <c>Hyper-V\<paramref name="command"/></c> with the parameters the caller bound (VmQuiesce's own left out),
-        /// writing its output and errors as the caller's.
+        /// writing its output, errors and warnings as the caller's.
         /// </summary>
         public static void Forward(PSCmdlet cmdlet, string command, IEnumerable<string> vmQuiesceOnly)
         {
@@ -38,11 +39,21 @@ namespace VmQuiesce.Commands
                 powerShell.AddParameter(parameter.Key, Unwrap(parameter.Value));
             }
 
+            // Hyper-V's warnings come back among its output, in order, to be written as the caller's: a nested command writes
+            // them to the host itself, past the caller's 3> redirection (its -WarningAction and -WarningVariable are handed on).
+            powerShell.Commands.Commands[0].MergeMyResults(PipelineResultTypes.Warning, PipelineResultTypes.Output);
             try
             {
                 foreach (PSObject result in powerShell.Invoke())
                 {
-                    cmdlet.WriteObject(result);
+                    if (result.BaseObject is WarningRecord warning)
+                    {
+                        NestedCommand.Write(cmdlet, warning);
+                    }
+                    else
+                    {
+                        cmdlet.WriteObject(result);
+                    }
                 }
             }
             catch (CommandNotFoundException e)
@@ -59,11 +70,6 @@ namespace VmQuiesce.Commands
             foreach (ErrorRecord error in powerShell.Streams.Error)
             {
                 cmdlet.WriteError(error);
-            }
-
-            foreach (WarningRecord warning in powerShell.Streams.Warning)
-            {
-                cmdlet.WriteWarning(warning.Message);
             }
         }
 
