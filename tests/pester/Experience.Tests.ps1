@@ -455,6 +455,108 @@ Describe 'Tab completion' {
         Complete "Get-VmBackup -Repository '$root/none' -Id " | Should -BeNullOrEmpty
     }
 
+    It 'answers a Tab within the bound when a read of the repository blocks, instead of hanging the prompt' {
+        if (-not $IsLinux) { Set-ItResult -Skipped -Because 'the blocking read is made with a FIFO (mkfifo), which is Linux only here'; return }
+        # The host's key file of the repository, replaced by a FIFO: a read that waits, as one on an unreachable share does.
+        $keys = New-Item -ItemType Directory -Path (Join-Path $root 'complete-blocked-keys') -Force
+        $savedKeys = $env:VMQUIESCE_KEY_FOLDER
+        $env:VMQUIESCE_KEY_FOLDER = $keys.FullName
+        $blockedRepository = Join-Path $root 'repo-complete-blocked'
+        $powerShell = $null
+        try {
+            $null = $vm | Invoke-VmQuiescedBackup -Repository $blockedRepository -Consistency Crash -Confirm:$false
+            $keyFile = @(Get-ChildItem -LiteralPath $keys -Filter '*.key')[0].FullName
+            Remove-Item -LiteralPath $keyFile
+            & mkfifo $keyFile
+
+            # In a runspace of its own, so that a Tab that hangs fails this test instead of hanging the run.
+            $powerShell = [powershell]::Create()
+            $null = $powerShell.AddScript('param($Module) Import-Module $Module').AddArgument($env:VMQUIESCE_MODULE_PATH).Invoke()
+            $powerShell.Commands.Clear()
+            $line = "Get-VmBackup -Repository '$blockedRepository' -VmName "
+            $null = $powerShell.AddScript('param($Line) (TabExpansion2 -inputScript $Line -cursorColumn $Line.Length).CompletionMatches').AddArgument($line)
+            $watch = [Diagnostics.Stopwatch]::StartNew()
+            $pending = $powerShell.BeginInvoke()
+            $answered = $pending.AsyncWaitHandle.WaitOne([TimeSpan]::FromSeconds(15))
+            $watch.Stop()
+            $answered | Should -BeTrue -Because 'a Tab answers within the completers'' bound (2 s), whatever a read of the repository does'
+            $watch.Elapsed.TotalSeconds | Should -BeLessThan 15
+        }
+        finally {
+            # A writer ends the read still waiting on the FIFO (opened read-write, which never waits itself; shared, as the reader holds it shared).
+            if ($keyFile -and (Test-Path -LiteralPath $keyFile)) { [IO.File]::Open($keyFile, 'Open', 'ReadWrite', 'ReadWrite').Dispose() }
+            if ($powerShell) {
+                if ($pending) { $null = $pending.AsyncWaitHandle.WaitOne([TimeSpan]::FromSeconds(30)) }
+                $powerShell.Dispose()
+            }
+            $env:VMQUIESCE_KEY_FOLDER = $savedKeys
+        }
+    }
+
+    It 'offers what a lookup found within the bound, and reads no further after it' {
+        if (-not $IsLinux) { Set-ItResult -Skipped -Because 'the blocking read is made with a FIFO (mkfifo), which is Linux only here'; return }
+        $fifo = Join-Path $root 'complete-fifo'
+        & mkfifo $fifo
+        if (-not ('BlockingTestCompleter' -as [type])) {
+            # -IgnoreWarnings: the module is built against .NET 8, this PowerShell may run a newer one (CS1701).
+            Add-Type -IgnoreWarnings -ReferencedAssemblies ([VmQuiesce.Commands.VmQuiesceCompleter].Assembly.Location) -TypeDefinition @'
+using System;
+using System.Collections;
+using System.Collections.Generic;
+using System.IO;
+using System.Threading;
+
+// A completer whose lookup finds one value, then waits on a FIFO (as a read on an unreachable share does), then would find more.
+public sealed class BlockingTestCompleter : VmQuiesce.Commands.VmQuiesceCompleter
+{
+    public static string Fifo;
+    public static int Steps;
+    public static System.Threading.Tasks.TaskCompletionSource<bool> Ended;
+
+    protected override Func<CancellationToken, IEnumerable<string>> Lookup(string parameterName, string word, IDictionary fakeBoundParameters)
+    {
+        return cancel => Read();
+    }
+
+    private static IEnumerable<string> Read()
+    {
+        try
+        {
+            Steps = 1;
+            yield return "found-first";
+            Steps = 2;
+            File.ReadAllText(Fifo);
+            yield return "found-after-the-wait";
+            Steps = 3;
+            yield return "found-last";
+        }
+        finally
+        {
+            Ended.SetResult(true);
+        }
+    }
+}
+'@
+        }
+        [BlockingTestCompleter]::Fifo = $fifo
+        [BlockingTestCompleter]::Steps = 0
+        [BlockingTestCompleter]::Ended = [System.Threading.Tasks.TaskCompletionSource[bool]]::new()
+        try {
+            $watch = [Diagnostics.Stopwatch]::StartNew()
+            $found = [BlockingTestCompleter]::new().CompleteArgument('Get-Thing', 'Name', '', $null, @{})
+            $watch.Stop()
+            $found.CompletionText | Should -Be @('found-first')
+            $watch.Elapsed.TotalSeconds | Should -BeGreaterOrEqual ([VmQuiesce.Commands.VmQuiesceCompleter]::LookupBound.TotalSeconds - 0.1)
+            $watch.Elapsed.TotalSeconds | Should -BeLessThan 15
+        }
+        finally {
+            # A writer ends the wait; the lookup, cancelled, must then stop at the value that read gave.
+            [IO.File]::Open($fifo, 'Open', 'ReadWrite', 'ReadWrite').Dispose()
+        }
+        [BlockingTestCompleter]::Ended.Task.Wait([TimeSpan]::FromSeconds(30)) | Should -BeTrue -Because 'the lookup ends once its pending read returns'
+        [BlockingTestCompleter]::Steps | Should -Be 2
+    }
+
     It 'completes the names of running QEMU VMs for Get-BackupVm -Name and their sockets for -QmpSocket' {
         if (-not $guest) { Set-ItResult -Skipped -Because "the QEMU test guest is unavailable: $guestUnavailable"; return }
         $running = Get-RunningTestGuest

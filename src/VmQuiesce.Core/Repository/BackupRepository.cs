@@ -390,6 +390,14 @@ namespace VmQuiesce.Core.Repository
         }
 
         /// <summary>
+        /// The restore points one manifest at a time, in the points folder's order, leaving out manifests that cannot be
+        /// read or are no restore point: for a caller that may stop early, such as a completer bounded in time, which must
+        /// not go on reading a repository on a slow or unreachable share after it has answered (<paramref name="cancel"/>).
+        /// </summary>
+        public IEnumerable<RestorePoint> ReadRestorePoints(CancellationToken cancel) =>
+            Manifests(IgnoreProblem, cancel).Where(manifest => !manifest.IsStray).Select(manifest => manifest.Point);
+
+        /// <summary>
         /// Reads every manifest: the restore points, and the strays (readable manifests that are not restore
         /// points, whose chunks prune must still keep). Problems go to <paramref name="problem"/>.
         /// </summary>
@@ -397,9 +405,20 @@ namespace VmQuiesce.Core.Repository
         {
             var points = new List<RestorePoint>();
             var strays = new List<RestorePoint>();
+            foreach ((RestorePoint point, bool isStray) in Manifests(problem, CancellationToken.None))
+            {
+                (isStray ? strays : points).Add(point);
+            }
+
+            return (points.OrderBy(point => point.StartTime).ThenBy(point => point.Id, StringComparer.Ordinal).ToList(), strays);
+        }
+
+        /// <summary>Each readable manifest as it is read, and whether it is a stray; problems go to <paramref name="problem"/>.</summary>
+        private IEnumerable<(RestorePoint Point, bool IsStray)> Manifests(Action<VmQuiesceException>? problem, CancellationToken cancel)
+        {
             if (!Directory.Exists(PointsFolder))
             {
-                return (points, strays);
+                yield break;
             }
 
             foreach (string file in Directory.EnumerateFiles(PointsFolder, "*.json"))
@@ -410,6 +429,7 @@ namespace VmQuiesce.Core.Repository
                     continue;
                 }
 
+                cancel.ThrowIfCancellationRequested();
                 RestorePoint point;
                 try
                 {
@@ -421,18 +441,14 @@ namespace VmQuiesce.Core.Repository
                     continue;
                 }
 
-                if (IsValidId(point.Id) && name == point.Id + ".json")
+                bool isStray = !(IsValidId(point.Id) && name == point.Id + ".json");
+                if (isStray)
                 {
-                    points.Add(point);
-                }
-                else
-                {
-                    strays.Add(point);
                     problem?.Invoke(IdMismatch(point));
                 }
-            }
 
-            return (points.OrderBy(point => point.StartTime).ThenBy(point => point.Id, StringComparer.Ordinal).ToList(), strays);
+                yield return (point, isStray);
+            }
         }
 
         private VmQuiesceException IdMismatch(RestorePoint point) =>

@@ -4,6 +4,7 @@ using System.IO;
 using System.Linq;
 using System.Runtime.InteropServices;
 using System.Text;
+using System.Threading;
 using VmQuiesce.Core.Platform;
 
 namespace VmQuiesce.Core.Sources.Qemu
@@ -44,8 +45,9 @@ namespace VmQuiesce.Core.Sources.Qemu
         /// QEMU processes of this host with a QMP unix socket on their command line, kept only when
         /// <paramref name="trust"/> believes them and their sockets are their own (owned by their user or root);
         /// every process that looked like QEMU but was refused is added to <paramref name="refused"/> with why. Linux only.
+        /// <paramref name="cancel"/> stops the look between processes (a stuck process can hold a read of its /proc files).
         /// </summary>
-        public static IReadOnlyList<QemuProcess> FindRunning(QemuProcessTrust trust, ICollection<string>? refused)
+        public static IReadOnlyList<QemuProcess> FindRunning(QemuProcessTrust trust, ICollection<string>? refused, CancellationToken cancel = default)
         {
             if (!HostPlatform.IsLinux)
             {
@@ -56,6 +58,7 @@ namespace VmQuiesce.Core.Sources.Qemu
             var found = new List<QemuProcess>();
             foreach (int pid in Repository.ProcessIdentity.ProcessIds())
             {
+                cancel.ThrowIfCancellationRequested();
                 string folder = "/proc/" + pid.ToString(System.Globalization.CultureInfo.InvariantCulture);
                 if (!(ReadCommandLine(folder) is string[] arguments))
                 {
