@@ -29,6 +29,7 @@ namespace VmQuiesce.Core.Native
         public const int LockExclusive = 2;
         public const int LockNonBlocking = 4;
         public const int LockUnlock = 8;
+        public const int FadviseSequential = 2;
         public const int SolSocket = 1;
         public const int SoPeerCred = 17;
 
@@ -169,6 +170,10 @@ namespace VmQuiesce.Core.Native
 
         [DllImport(Library, SetLastError = true)]
         public static extern int fsync(int fd);
+
+        // Returns the error number itself; errno is left alone.
+        [DllImport(Library)]
+        public static extern int posix_fadvise(int fd, long offset, long length, int advice);
 
         [DllImport(Library, SetLastError = true)]
         public static extern int fdatasync(int fd);

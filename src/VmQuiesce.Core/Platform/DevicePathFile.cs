@@ -15,11 +15,28 @@ namespace VmQuiesce.Core.Platform
     /// </summary>
     public static class DevicePathFile
     {
-        /// <summary>A read-only, sequential stream over <paramref name="path"/>, which other processes may go on writing.</summary>
-        public static Stream OpenRead(string path) =>
-            HostPlatform.IsWindows && path.StartsWith(@"\\?\", StringComparison.Ordinal)
-                ? OpenDevicePath(path)
-                : new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.ReadWrite | FileShare.Delete, bufferSize: 1, FileOptions.SequentialScan);
+        /// <summary>
+        /// A read-only, sequential stream over <paramref name="path"/>, which other processes may go on writing. On Linux
+        /// only a regular file (links followed): whoever can write a VM's folder could put a FIFO in an image's place
+        /// after it was looked at, and opening that would wait for a writer for good.
+        /// </summary>
+        public static Stream OpenRead(string path)
+        {
+            if (HostPlatform.IsWindows && path.StartsWith(@"\\?\", StringComparison.Ordinal))
+            {
+                return OpenDevicePath(path);
+            }
+
+            if (!HostPlatform.IsLinux)
+            {
+                return new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.ReadWrite | FileShare.Delete, bufferSize: 1, FileOptions.SequentialScan);
+            }
+
+            FileStream stream = RegularFile.OpenReadFollowingLinks(path, long.MaxValue);
+            // What FileOptions.SequentialScan asks for: a larger read-ahead.
+            _ = Libc.posix_fadvise((int)stream.SafeFileHandle.DangerousGetHandle(), 0, 0, Libc.FadviseSequential);
+            return stream;
+        }
 
         [SupportedOSPlatform("windows")]
         private static Stream OpenDevicePath(string path)

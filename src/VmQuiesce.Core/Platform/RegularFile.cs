@@ -9,9 +9,9 @@ namespace VmQuiesce.Core.Platform
 {
     /// <summary>
     /// Reads and creates files that someone else may have tampered with (a repository, a VM folder) without
-    /// being led astray: reads accept only a regular file of bounded size, never a link, FIFO or device (a
-    /// FIFO would hang the read, a device never end it); new files are created exclusively, unreadable to
-    /// others, never through a link. On Linux each check is made on the opened descriptor, so nothing can
+    /// being led astray: reads accept only a regular file of bounded size, never a FIFO or device (a FIFO would
+    /// hang the read, a device never end it), nor a link unless the caller follows links; new files are created
+    /// exclusively, unreadable to others, never through a link. On Linux each check is made on the opened descriptor, so nothing can
     /// be swapped in between; elsewhere on the path, as well as the platform allows.
     /// </summary>
     internal static class RegularFile
@@ -24,21 +24,28 @@ namespace VmQuiesce.Core.Platform
         /// exist, <see cref="UnexpectedFileException"/> when it is not a regular file of at most
         /// <paramref name="maxBytes"/> bytes, and <see cref="IOException"/> (HResult: the errno) otherwise.
         /// </summary>
-        public static FileStream OpenRead(string path, long maxBytes) => Open(path, maxBytes, missingIsNull: false)!;
+        public static FileStream OpenRead(string path, long maxBytes) => Open(path, maxBytes, missingIsNull: false, followLinks: false)!;
 
         /// <summary>
         /// As <see cref="OpenRead"/>, but null when <paramref name="path"/> does not exist: for a caller to whom a
         /// missing file is an everyday answer (a chunk not stored yet), which an exception per file would make dear.
         /// </summary>
-        public static FileStream? TryOpenRead(string path, long maxBytes) => Open(path, maxBytes, missingIsNull: true);
+        public static FileStream? TryOpenRead(string path, long maxBytes) => Open(path, maxBytes, missingIsNull: true, followLinks: false);
 
-        private static FileStream? Open(string path, long maxBytes, bool missingIsNull)
+        /// <summary>
+        /// As <see cref="OpenRead"/>, but symbolic links are followed: for a path an administrator gave, where a link is
+        /// theirs to make, and for a descriptor's /proc/self/fd entry. What the path leads to must still be a regular file,
+        /// and a FIFO there is refused without waiting for a writer.
+        /// </summary>
+        public static FileStream OpenReadFollowingLinks(string path, long maxBytes) => Open(path, maxBytes, missingIsNull: false, followLinks: true)!;
+
+        private static FileStream? Open(string path, long maxBytes, bool missingIsNull, bool followLinks)
         {
             if (!HostPlatform.IsLinux)
             {
                 try
                 {
-                    return OpenReadByPath(path, maxBytes);
+                    return OpenReadByPath(path, maxBytes, followLinks);
                 }
                 catch (Exception e) when (missingIsNull && (e is FileNotFoundException || e is DirectoryNotFoundException))
                 {
@@ -47,7 +54,7 @@ namespace VmQuiesce.Core.Platform
             }
 
             // O_NONBLOCK: opening a FIFO would otherwise wait for a writer; it changes nothing for a regular file.
-            int fd = UnixFiles.OpenAt(Libc.AtFdCwd, path, Libc.OpenReadOnly | Libc.OpenNoFollow | Libc.OpenNonBlocking | Libc.OpenCloseOnExec, 0);
+            int fd = UnixFiles.OpenAt(Libc.AtFdCwd, path, Libc.OpenReadOnly | (followLinks ? 0 : Libc.OpenNoFollow) | Libc.OpenNonBlocking | Libc.OpenCloseOnExec, 0);
             if (fd < 0)
             {
                 int errno = Marshal.GetLastWin32Error();
@@ -56,7 +63,7 @@ namespace VmQuiesce.Core.Platform
                     return null;
                 }
 
-                if (errno == Libc.ELOOP)
+                if (errno == Libc.ELOOP && !followLinks)
                 {
                     throw new UnexpectedFileException(path, "a symbolic link", "a regular file");
                 }
@@ -82,6 +89,13 @@ namespace VmQuiesce.Core.Platform
         public static string ReadAllText(string path, long maxBytes)
         {
             using FileStream stream = OpenRead(path, maxBytes);
+            return ReadToEnd(stream, path, maxBytes);
+        }
+
+        /// <summary>The whole of a small text file (UTF-8), read as <see cref="OpenReadFollowingLinks"/> allows.</summary>
+        public static string ReadAllTextFollowingLinks(string path, long maxBytes)
+        {
+            using FileStream stream = OpenReadFollowingLinks(path, maxBytes);
             return ReadToEnd(stream, path, maxBytes);
         }
 
@@ -213,10 +227,10 @@ namespace VmQuiesce.Core.Platform
         public static bool IsReadOnlyFileSystem(Exception e) =>
             HostPlatform.IsWindows ? e is IOException && (e.HResult & 0xFFFF) == 19 /* ERROR_WRITE_PROTECT */ : ErrnoOf(e) == Libc.EROFS;
 
-        private static FileStream OpenReadByPath(string path, long maxBytes)
+        private static FileStream OpenReadByPath(string path, long maxBytes, bool followLinks)
         {
             var info = new FileInfo(path);
-            if (info.Exists && (info.Attributes & FileAttributes.ReparsePoint) != 0)
+            if (!followLinks && info.Exists && (info.Attributes & FileAttributes.ReparsePoint) != 0)
             {
                 throw new UnexpectedFileException(path, "a link", "a regular file");
             }

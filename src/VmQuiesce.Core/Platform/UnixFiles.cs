@@ -254,7 +254,8 @@ namespace VmQuiesce.Core.Platform
                 return null;
             }
 
-            int fd = Libc.open(path, Libc.OpenReadOnly);
+            // Not waiting on a FIFO put in the file's place (lseek then fails on it, and the caller reads everything).
+            int fd = Libc.open(path, Libc.OpenReadOnly | Libc.OpenNonBlocking | Libc.OpenCloseOnExec);
             if (fd < 0)
             {
                 return null;
@@ -308,7 +309,8 @@ namespace VmQuiesce.Core.Platform
                 return;
             }
 
-            int fd = Libc.open(directory, Libc.OpenReadOnly);
+            // A folder only: a FIFO someone put in its place would otherwise hold the open for good.
+            int fd = Libc.open(directory, Libc.OpenReadOnly | Libc.OpenDirectory | Libc.OpenNonBlocking | Libc.OpenCloseOnExec);
             if (fd >= 0)
             {
                 Libc.fsync(fd);

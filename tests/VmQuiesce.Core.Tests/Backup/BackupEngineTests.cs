@@ -9,6 +9,7 @@ using VmQuiesce.Core.Repository;
 using VmQuiesce.Core.Sources;
 using VmQuiesce.Core.Sources.PlainImage;
 using VmQuiesce.Core.Tests.Faults;
+using VmQuiesce.Core.Tests.Platform;
 using VmQuiesce.Core.Tests.Repository;
 using Xunit;
 
@@ -139,6 +140,28 @@ namespace VmQuiesce.Core.Tests.Backup
 
             Assert.Empty(fixture.Repository.ListRestorePoints());
             Assert.Empty(fixture.ChunkFiles());
+        }
+
+        [LinuxFact]
+        public void AnImagePutAsideForAFifoAfterItWasLookedAtIsRefusedByNameInsteadOfHangingTheBackup()
+        {
+            using var fixture = new RepositoryFixture();
+            string disk = fixture.WriteFile("disk.img", RepositoryFixture.Random(2 * RepositoryFixture.ChunkSize, 1));
+            // Whoever can write the VM's folder swaps the image for a FIFO between the look at each file and its copy.
+            var host = new OperationHost(progress: progress =>
+            {
+                if (progress is BackupProgress { Phase: BackupPhase.Copying, BytesDone: 0 } && !File.Exists(disk + ".aside"))
+                {
+                    File.Move(disk, disk + ".aside");
+                    Fifo.Make(disk);
+                }
+            });
+
+            Exception failure = Fifo.Within(disk, () => Assert.ThrowsAny<Exception>(() =>
+                new BackupEngine(fixture.Repository, 2).Run(new PlainImageSource("vm1", new[] { disk }), new QuiesceOptions { Required = Consistency.Crash }, host, CancellationToken.None)));
+
+            Assert.Contains($"'{disk}' is a FIFO", failure.ToString());
+            Assert.Empty(fixture.Repository.ListRestorePoints());
         }
 
         [Fact]

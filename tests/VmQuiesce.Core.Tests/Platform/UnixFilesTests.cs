@@ -81,5 +81,44 @@ namespace VmQuiesce.Core.Tests.Platform
                 Directory.Delete(folder, recursive: true);
             }
         }
+
+        [LinuxFact]
+        public void SyncingAFifoInAFoldersPlaceDoesNotWaitForAWriter()
+        {
+            string root = Directory.CreateDirectory(Path.Combine(Path.GetTempPath(), "vmq-sync-fifo-" + Guid.NewGuid().ToString("N"))).FullName;
+            try
+            {
+                // Whoever can write a repository could put a FIFO where a folder was, between a rename into it and its sync.
+                string points = Path.Combine(root, "points");
+                Fifo.Make(points);
+
+                Assert.True(Fifo.Within(points, () =>
+                {
+                    UnixFiles.SyncDirectory(points);
+                    return true;
+                }));
+            }
+            finally
+            {
+                Directory.Delete(root, recursive: true);
+            }
+        }
+
+        [LinuxFact]
+        public void TheDataOfAFifoInAnImagesPlaceIsNotLookedForByWaitingOnIt()
+        {
+            string root = Directory.CreateDirectory(Path.Combine(Path.GetTempPath(), "vmq-extents-fifo-" + Guid.NewGuid().ToString("N"))).FullName;
+            try
+            {
+                string image = Path.Combine(root, "disk.img");
+                Fifo.Make(image);
+
+                Assert.Null(Fifo.Within(image, () => UnixFiles.TryGetDataExtents(image, 1 << 20)));
+            }
+            finally
+            {
+                Directory.Delete(root, recursive: true);
+            }
+        }
     }
 }

@@ -6,6 +6,7 @@ using System.Threading.Tasks;
 using VmQuiesce.Core.Native;
 using VmQuiesce.Core.Platform;
 using VmQuiesce.Core.Repository;
+using VmQuiesce.Core.Tests.Platform;
 using VmQuiesce.Core.Tests.TestGuest;
 using Xunit;
 
@@ -41,7 +42,7 @@ namespace VmQuiesce.Core.Tests.Repository
             }
             finally
             {
-                ReleaseFifoReaders(chunk);
+                Fifo.Release(chunk);
             }
         }
 
@@ -110,17 +111,7 @@ namespace VmQuiesce.Core.Tests.Repository
             }
             finally
             {
-                ReleaseFifoReaders(exclusive);
-            }
-        }
-
-        /// <summary>Opens the FIFO for writing without waiting, which lets a reader the old code left blocked in open() go on.</summary>
-        private static void ReleaseFifoReaders(string fifo)
-        {
-            int fd = UnixFiles.OpenAt(Libc.AtFdCwd, fifo, Libc.OpenWriteOnly | Libc.OpenNonBlocking, 0);
-            if (fd >= 0)
-            {
-                Libc.close(fd);
+                Fifo.Release(exclusive);
             }
         }
     }
