@@ -72,7 +72,7 @@ namespace VmQuiesce.Core.Repository.Keys
                 string? recorded;
                 try
                 {
-                    recorded = new FileInfo(file).Length <= MaxKeyFileBytes ? JsonText.ParseObject(File.ReadAllText(file)).GetOptionalString("repository") : null;
+                    recorded = JsonText.ParseObject(ReadText(file)).GetOptionalString("repository");
                 }
                 catch (Exception e) when (e is JsonFormatException || e is IOException || e is UnauthorizedAccessException)
                 {
@@ -150,13 +150,7 @@ namespace VmQuiesce.Core.Repository.Keys
         {
             try
             {
-                var info = new FileInfo(path);
-                if (info.Length > MaxKeyFileBytes)
-                {
-                    throw new JsonFormatException($"It is {info.Length} bytes; a key file is a few hundred.");
-                }
-
-                JsonObject json = JsonText.ParseObject(File.ReadAllText(path));
+                JsonObject json = JsonText.ParseObject(ReadText(path));
                 if (json.GetString("format") != KeyFileFormat)
                 {
                     throw new JsonFormatException($"The member 'format' is not '{KeyFileFormat}'.");
@@ -187,5 +181,11 @@ namespace VmQuiesce.Core.Repository.Keys
         }
 
         internal static RepositoryKey ReadKeyFile(string path, string repositoryId) => ReadKeyFile(path, repositoryId, out _);
+
+        /// <summary>
+        /// A key file's text: a regular file of at most <see cref="MaxKeyFileBytes"/> (a link is followed: -KeyFile is the
+        /// administrator's path); a FIFO or device, which whoever can write the folder could put there, is refused unread.
+        /// </summary>
+        private static string ReadText(string path) => RegularFile.ReadAllTextFollowingLinks(path, MaxKeyFileBytes);
     }
 }
