@@ -90,7 +90,7 @@ namespace VmQuiesce.Core.Logon
             int iterations;
             try
             {
-                document = JsonText.ParseObject(File.ReadAllText(path));
+                document = JsonText.ParseObject(StateFiles.ReadOwn(path));
                 if (document.GetString("algorithm") != Algorithm)
                 {
                     throw new FormatException("unknown algorithm " + document.GetString("algorithm"));

@@ -160,8 +160,8 @@ namespace VmQuiesce.Core.Schedule
         {
             string service = ServicePath(name);
             string timer = TimerPath(name);
-            string? serviceText = File.Exists(service) ? File.ReadAllText(service) : null;
-            string? timerText = File.Exists(timer) ? File.ReadAllText(timer) : null;
+            string? serviceText = File.Exists(service) ? SystemdLogonBackend.ReadUnitFile(service) : null;
+            string? timerText = File.Exists(timer) ? SystemdLogonBackend.ReadUnitFile(timer) : null;
             string? line = serviceText?.Split('\n').FirstOrDefault(l => l.StartsWith(SettingsMarker, StringComparison.Ordinal));
             BackupSchedule? settings = line == null ? null : BackupSchedule.FromJson(line.Substring(SettingsMarker.Length));
             if (settings != null && settings.Name != name)

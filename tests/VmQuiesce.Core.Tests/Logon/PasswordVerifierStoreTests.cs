@@ -5,6 +5,7 @@ using System.Security.Cryptography;
 using System.Text;
 using VmQuiesce.Core.Json;
 using VmQuiesce.Core.Logon;
+using VmQuiesce.Core.Tests.Platform;
 using Xunit;
 
 namespace VmQuiesce.Core.Tests.Logon
@@ -112,6 +113,21 @@ namespace VmQuiesce.Core.Tests.Logon
             Assert.Equal(
                 OperatingSystem.IsWindows() ? Path.Combine(Environment.GetFolderPath(Environment.SpecialFolder.CommonApplicationData), "VmQuiesce") : "/var/lib/vmquiesce",
                 PasswordVerifierStore.DefaultFolder);
+        }
+
+        [LinuxFact]
+        public void AVerifierThatIsAFifoIsNamedUnreadInsteadOfHangingTheTest()
+        {
+            // The state folder may be one the administrator chose (-StateDirectory), which another user can write.
+            var store = new PasswordVerifierStore(_folder);
+            Directory.CreateDirectory(_folder);
+            string verifier = store.PathFor("vmware-vss");
+            Fifo.Make(verifier);
+
+            VmQuiesceException e = Fifo.Within(verifier, () => Assert.Throws<VmQuiesceException>(() => store.Compare("vmware-vss", _account, Secure("secret"))));
+
+            Assert.Equal("PasswordVerifierUnreadable", e.ErrorId);
+            Assert.Contains($"'{verifier}' is a FIFO", e.Message);
         }
     }
 }

@@ -4,6 +4,7 @@ using System.Threading;
 using VmQuiesce.Core.Logon;
 using VmQuiesce.Core.Logon.Linux;
 using VmQuiesce.Core.Platform;
+using VmQuiesce.Core.Tests.Platform;
 using Xunit;
 
 namespace VmQuiesce.Core.Tests.Logon
@@ -118,6 +119,28 @@ namespace VmQuiesce.Core.Tests.Logon
 
             File.Delete(Path.Combine(_units, "vq.service.d", "20-b.conf"));
             Assert.Equal("daemon", backend.FindService("vq").Account);
+        }
+
+        [LinuxFact]
+        public void AUnitOrDropInThatIsAFifoIsRefusedByNameAndAMaskedUnitReadsAsEmpty()
+        {
+            var backend = new SystemdLogonBackend(_units, systemdRunning: false, systemdLoadsUnitDirectory: false, _tools);
+            string unit = Path.Combine(_units, "pipe.service");
+            Fifo.Make(unit);
+            IOException refused = Fifo.Within(unit, () => Assert.ThrowsAny<IOException>(() => backend.FindService("pipe")));
+            Assert.Contains($"'{unit}' is a FIFO", refused.Message);
+
+            string dropIn = Path.Combine(_units, "vq.service.d", "10-pipe.conf");
+            Directory.CreateDirectory(Path.GetDirectoryName(dropIn)!);
+            Fifo.Make(dropIn);
+            refused = Fifo.Within(dropIn, () => Assert.ThrowsAny<IOException>(() => backend.FindService("vq")));
+            Assert.Contains($"'{dropIn}' is a FIFO", refused.Message);
+            File.Delete(dropIn);
+
+            // The search by description passes over the FIFO, and over a masked unit (systemctl mask links it to /dev/null).
+            File.CreateSymbolicLink(Path.Combine(_units, "masked.service"), "/dev/null");
+            File.WriteAllText(Path.Combine(_units, "writer.service"), $"[Unit]\nDescription={ServiceLogonManager.DefaultDisplayName}\n[Service]\nUser=nobody\n");
+            Assert.Equal("writer.service", Fifo.Within(unit, () => backend.FindService(null).Name));
         }
 
         [LinuxFact]

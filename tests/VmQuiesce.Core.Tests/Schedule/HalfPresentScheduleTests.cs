@@ -4,6 +4,7 @@ using System.Linq;
 using System.Threading;
 using VmQuiesce.Core.Platform;
 using VmQuiesce.Core.Schedule;
+using VmQuiesce.Core.Tests.Platform;
 using Xunit;
 
 namespace VmQuiesce.Core.Tests.Schedule
@@ -142,6 +143,19 @@ namespace VmQuiesce.Core.Tests.Schedule
                 Assert.False(left.IsCurrent);
                 Assert.Empty(left.Command);
             }
+        }
+
+        [LinuxFact]
+        public void A_unit_that_is_a_FIFO_is_refused_by_name_instead_of_hanging_the_list()
+        {
+            // A unit folder given with -UnitDirectory may be writable by another user, who puts a FIFO under a schedule's name.
+            _store.Install(Nightly(), CancellationToken.None);
+            File.Delete(Timer);
+            Fifo.Make(Timer);
+
+            IOException refused = Fifo.Within(Timer, () => Assert.ThrowsAny<IOException>(() => _store.List(CancellationToken.None)));
+
+            Assert.Contains($"'{Timer}' is a FIFO", refused.Message);
         }
     }
 }

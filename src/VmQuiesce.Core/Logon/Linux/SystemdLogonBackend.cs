@@ -6,6 +6,7 @@ using System.Security;
 using System.Text;
 using System.Text.RegularExpressions;
 using System.Threading;
+using VmQuiesce.Core.Native;
 using VmQuiesce.Core.Platform;
 
 namespace VmQuiesce.Core.Logon.Linux
@@ -25,6 +26,9 @@ namespace VmQuiesce.Core.Logon.Linux
         {
             "/etc/systemd/system", "/run/systemd/system", "/lib/systemd/system", "/usr/lib/systemd/system",
         };
+
+        /// <summary>The largest unit or drop-in file read; real ones are a few kilobytes.</summary>
+        private const long MaxUnitFileBytes = 1024 * 1024;
 
         private static readonly Regex UnitName = new Regex(@"^[A-Za-z0-9:_.\\@-]+$", RegexOptions.CultureInvariant);
         private static readonly TimeSpan SystemctlTimeout = TimeSpan.FromMinutes(2);
@@ -191,7 +195,7 @@ namespace VmQuiesce.Core.Logon.Linux
         public PreviousLogon SetServiceAccount(ServiceEntry service, LogonAccount account, SecureString? password, string? group)
         {
             string path = DropInPath(service.Name);
-            string? previous = File.Exists(path) ? File.ReadAllText(path) : null;
+            string? previous = File.Exists(path) ? ReadUnitFile(path) : null;
             var content = new StringBuilder()
                 .Append("# Written by VmQuiesce (Set-VssWriterServiceLogon): the account this unit runs as.\n")
                 .Append("[Service]\n")
@@ -263,7 +267,17 @@ namespace VmQuiesce.Core.Logon.Linux
             {
                 foreach (string file in Directory.EnumerateFiles(directory, "*.service").Where(f => UnitName.IsMatch(Path.GetFileName(f))).OrderBy(f => f, StringComparer.Ordinal))
                 {
-                    if (ReadServiceSettings(file, section: "Unit").TryGetValue("Description", out string? found) && found == description)
+                    Dictionary<string, string> unitSection;
+                    try
+                    {
+                        unitSection = ReadServiceSettings(file, section: "Unit");
+                    }
+                    catch (UnexpectedFileException)
+                    {
+                        continue; // a FIFO or device under a unit's name is no unit to search
+                    }
+
+                    if (unitSection.TryGetValue("Description", out string? found) && found == description)
                     {
                         return (Path.GetFileName(file), file);
                     }
@@ -310,11 +324,20 @@ namespace VmQuiesce.Core.Logon.Linux
             return settings;
         }
 
+        /// <summary>
+        /// The text of a unit or drop-in file, links followed as systemd follows them; a masked unit (a link to /dev/null)
+        /// is empty, as systemd takes it. Anything else that is no regular file is refused unread, naming it (an
+        /// <see cref="UnexpectedFileException"/>): whoever can write a unit folder (-UnitDirectory) could put a FIFO there,
+        /// whose open would wait for good, or a device, whose read would never end.
+        /// </summary>
+        internal static string ReadUnitFile(string path) =>
+            HostPlatform.IsLinux && Libc.RealPath(path) == "/dev/null" ? string.Empty : RegularFile.ReadAllTextFollowingLinks(path, MaxUnitFileBytes);
+
         private static Dictionary<string, string> ReadServiceSettings(string path, string section)
         {
             var settings = new Dictionary<string, string>(StringComparer.Ordinal);
             string? current = null;
-            foreach (string raw in File.ReadAllLines(path))
+            foreach (string raw in ReadUnitFile(path).Split('\n'))
             {
                 string line = raw.Trim();
                 if (line.Length == 0 || line[0] == '#' || line[0] == ';')
