@@ -581,7 +581,7 @@ namespace VmQuiesce.Core.Restore
                     }
                 }, cancel);
                 stream.SetLength(target.File.Size);
-                GuestViewImage.WriteImageFormat(file.TempPath, stream, target.File, (at, buffer, length) => WriteDataRuns(stream, at, buffer, length), cancel);
+                GuestViewImage.WriteImageFormat(folder, temp, created, target.File, (at, buffer, length) => WriteDataRuns(stream, at, buffer, length), cancel);
                 created.SetOwnerAndMode(owner?.Uid, owner?.Gid, ModeFor(target.File, owner));
                 RepositoryFileOps.Real.FlushToDisk(stream);
                 created.SyncMetadata();

@@ -337,6 +337,44 @@ namespace VmQuiesce.Core.Tests.Restore
             Assert.False(RegularFile.StatNoFollow(disk)!.Value.IsSymbolicLink);
         }
 
+        [ThrowawayUserFact]
+        public void ADiskWrittenBackAsQcow2IsNotConvertedThroughALinkTheVmsOwnerPutBesideItsTemp()
+        {
+            using var fixture = new RepositoryFixture();
+            using var user = ThrowawayUser.Create();
+            string folder = Path.Combine(fixture.Root, "vm1");
+            Directory.CreateDirectory(folder);
+            byte[] original = RepositoryFixture.Random(Chunk, 12);
+            string disk = WriteAt(Path.Combine(folder, "disk.img"), original);
+            user.Own(folder);
+            RestorePoint point = WrittenBackAsQcow2(fixture.Repository, fixture.BackUp("vm1", disk));
+            string victim = fixture.WriteFile("victim", RepositoryFixture.Random(Chunk, 13));
+            byte[] victimBefore = File.ReadAllBytes(victim);
+            string? planted = null;
+            var attacker = new OperationHost(progress: progress =>
+            {
+                // While the raw content is written, the VM's owner links the name qemu-img's output gets to a file of root's.
+                if (planted == null && progress is RestoreProgress { Phase: RestorePhase.Writing })
+                {
+                    planted = Directory.EnumerateFiles(folder, ".disk.img" + RestoreEngine.TempMarker + "*").Single() + ".qcow2";
+                    Assert.Equal(0, user.Run("ln", "-s", victim, planted).ExitCode);
+                }
+            });
+
+            Exception? refused = Record.Exception(() => Engine(fixture).Run(Engine(fixture).Plan(new RestoreRequest(point) { Force = true }, CancellationToken.None), attacker, CancellationToken.None));
+
+            Assert.Equal(victimBefore, File.ReadAllBytes(victim));
+            Assert.Equal("RestoreWriteFailed", Assert.IsType<VmQuiesceException>(refused).ErrorId);
+            Assert.Equal(original, File.ReadAllBytes(disk));
+
+            // Without the link the disk comes back as a qcow2 image of the same content.
+            File.Delete(planted!);
+            Engine(fixture).Run(Engine(fixture).Plan(new RestoreRequest(point) { Force = true }, CancellationToken.None), null, CancellationToken.None);
+            string raw = fixture.WriteFile("original.raw", original);
+            HostCommandRun("/usr/bin/qemu-img", "compare", "-q", "-f", "qcow2", "-F", "raw", disk, raw);
+            Assert.Equal(new[] { "disk.img" }, Directory.EnumerateFileSystemEntries(folder).Select(Path.GetFileName));
+        }
+
         [Fact]
         public void ABackupRecordsTheVmFoldersAndRestoresToThemWithoutDestination()
         {
@@ -514,6 +552,16 @@ namespace VmQuiesce.Core.Tests.Restore
             RestorePoint forged = RestorePoint.FromJson(JsonText.ParseObject(JsonText.Serialize(json, indented: false)));
             repository.Publish(forged);
             return repository.GetRestorePoint(forged.Id);
+        }
+
+        /// <summary><paramref name="point"/> with its first file to be written back as qcow2 (as a change-tracked disk is), published under a new id.</summary>
+        private static RestorePoint WrittenBackAsQcow2(BackupRepository repository, RestorePoint point)
+        {
+            JsonObject json = point.ToJson().With("id", BackupRepository.NewId(DateTime.UtcNow));
+            ((JsonObject)json.GetArray("files")[0]!).With("restoreAs", new JsonObject().With("format", "qcow2"));
+            RestorePoint qcow2 = RestorePoint.FromJson(JsonText.ParseObject(JsonText.Serialize(json, indented: false)));
+            repository.Publish(qcow2);
+            return repository.GetRestorePoint(qcow2.Id);
         }
 
         private static RestoreEngine Engine(RepositoryFixture fixture) => new RestoreEngine(fixture.Repository, Quiet);
