@@ -108,17 +108,12 @@ namespace VmQuiesce.Core.Export
             CopyEntry(source, parent, name, result, 0, cancel);
         }
 
-        /// <summary>
-        /// The destination's folder, made (0700) where missing: links on the way only root's, folders on the way root's or
-        /// the folder's owner's (a copy into someone's home or their folder in /tmp is fine, since nothing below is looked
-        /// up by path again).
-        /// </summary>
+        /// <summary>The destination's folder, made (0700) where missing (see <see cref="TrustedFolder.OpenForNewFiles"/>).</summary>
         private static TrustedFolder OpenDestination(string folder)
         {
             try
             {
-                uint? owner = HostPlatform.IsLinux ? UnixFiles.StatFollowingLinks(folder)?.Uid : null;
-                return TrustedFolder.Open(folder, owner, create: true);
+                return TrustedFolder.OpenForNewFiles(folder);
             }
             catch (FolderTrustException e)
             {

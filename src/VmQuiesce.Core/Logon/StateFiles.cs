@@ -19,35 +19,40 @@ namespace VmQuiesce.Core.Logon
 
         private const string DefaultRemedy = "Run as root/Administrator, or choose a writable folder with -StateDirectory.";
 
+        /// <summary>
+        /// Writes <paramref name="path"/> in <paramref name="folder"/> atomically, private to this account. The folder is
+        /// reached as <see cref="TrustedFolder.OpenForNewFiles"/> reaches it and everything is done through it: a link
+        /// another user put on the way, or swaps in while the file is written, is not followed.
+        /// </summary>
         public static void WriteProtected(string folder, string path, string content, string remedy = DefaultRemedy)
         {
             try
             {
                 // Only a folder made here is restricted: one that exists is someone's choice (-StateDirectory, a
                 // VMQUIESCE_*_FOLDER variable, even /tmp) and keeps its modes; the file itself is private either way.
-                if (!Directory.Exists(folder))
+                bool made = !Directory.Exists(folder);
+                using TrustedFolder opened = TrustedFolder.OpenForNewFiles(folder);
+                if (made && HostPlatform.IsWindows)
                 {
-                    Directory.CreateDirectory(folder);
-                    if (HostPlatform.IsWindows)
-                    {
-                        WindowsSecurity.RestrictToAdministrators(folder);
-                    }
-                    else
-                    {
-                        PosixFiles.ChangeMode(folder, Convert.ToInt32("700", 8));
-                    }
+                    WindowsSecurity.RestrictToAdministrators(folder);
+                }
+                else if (made && !HostPlatform.IsLinux)
+                {
+                    // On Linux the folders made on the way are 0700 already, made through descriptors.
+                    PosixFiles.ChangeMode(folder, Convert.ToInt32("700", 8));
                 }
 
-                string temporary = path + ".tmp-" + Guid.NewGuid().ToString("N");
+                string name = Path.GetFileName(path);
+                string temporary = name + ".tmp-" + Guid.NewGuid().ToString("N");
                 // Made private as it is created (on Linux and macOS 0600, exclusively, not through a link; on Windows with
                 // the folder's DACL) and written through that one handle: no moment when another user could open it.
-                using (FileStream stream = RegularFile.CreateNew(temporary))
+                using (CreatedFile file = opened.CreateNew(temporary, direct: false))
                 {
                     byte[] bytes = new UTF8Encoding(false).GetBytes(content);
-                    stream.Write(bytes, 0, bytes.Length);
+                    file.Stream.Write(bytes, 0, bytes.Length);
                 }
 
-                ReplaceAtomically(temporary, path);
+                opened.Rename(temporary, name);
             }
             catch (Exception e) when (e is IOException || e is UnauthorizedAccessException)
             {

@@ -85,6 +85,18 @@ namespace VmQuiesce.Core.Platform
         }
 
         /// <summary>
+        /// Opens folder <paramref name="path"/> (absolute), which a user named for new files (a log, a key file, a copy),
+        /// making what is missing (0700) as <see cref="Open"/> does: links on the way only root's, folders on the way
+        /// root's or those of the named folder's own owner. A file made exclusively in someone's own folder and handled
+        /// through descriptors after cannot be redirected by them, so their folder (a home, a USB stick) is fine.
+        /// </summary>
+        public static TrustedFolder OpenForNewFiles(string path)
+        {
+            string full = System.IO.Path.GetFullPath(path);
+            return Open(full, HostPlatform.IsLinux ? UnixFiles.StatFollowingLinks(full)?.Uid : null, create: true);
+        }
+
+        /// <summary>
         /// Opens the folder <paramref name="relative"/> ('/'-separated) below this one, following no link at all,
         /// so nothing below is reached outside this folder (a restore's -Destination); otherwise as <see cref="Open"/>.
         /// </summary>
@@ -161,7 +173,7 @@ namespace VmQuiesce.Core.Platform
         {
             if (_handle == null)
             {
-                return new CreatedFile(new FileStream(Combine(name), FileMode.CreateNew, FileAccess.Write, FileShare.None, bufferSize: 1, FileOptions.None), -1);
+                return new CreatedFile(RegularFile.CreateNew(Combine(name)), -1);
             }
 
             int flags = Libc.OpenWriteOnly | Libc.OpenCreate | Libc.OpenExclusive | Libc.OpenNoFollow | Libc.OpenCloseOnExec;

@@ -4,6 +4,7 @@ using System.Globalization;
 using System.IO;
 using System.Linq;
 using System.Text;
+using VmQuiesce.Core.Platform;
 using VmQuiesce.Core.Repository;
 
 namespace VmQuiesce.Core.Schedule
@@ -121,19 +122,21 @@ namespace VmQuiesce.Core.Schedule
 
         /// <summary>
         /// Writes the log as &lt;folder&gt;/&lt;name&gt;-&lt;start&gt;.log, readable only by the job's account (it names
-        /// VMs and paths), never replacing another run's log.
+        /// VMs and paths), never replacing another run's log, and never through a link another user made on the way
+        /// (the folder is reached as <see cref="TrustedFolder.OpenForNewFiles"/> reaches it).
         /// </summary>
         public void WriteLog(string folder)
         {
-            string path = Path.Combine(folder, $"{Name}-{StartTime.ToUniversalTime().ToString("yyyyMMdd'T'HHmmss'Z'", CultureInfo.InvariantCulture)}.log");
+            string name = $"{Name}-{StartTime.ToUniversalTime().ToString("yyyyMMdd'T'HHmmss'Z'", CultureInfo.InvariantCulture)}.log";
+            string path = Path.Combine(folder, name);
             try
             {
-                Directory.CreateDirectory(folder);
                 // Made private as it is created (Linux and macOS: 0600, exclusively, not through a link), not after.
-                using (FileStream stream = Platform.RegularFile.CreateNew(path))
+                using (TrustedFolder logs = TrustedFolder.OpenForNewFiles(folder))
+                using (CreatedFile file = logs.CreateNew(name, direct: false))
                 {
                     byte[] text = new UTF8Encoding(false).GetBytes(string.Join("\n", _log) + "\n");
-                    stream.Write(text, 0, text.Length);
+                    file.Stream.Write(text, 0, text.Length);
                 }
 
                 LogPath = path;

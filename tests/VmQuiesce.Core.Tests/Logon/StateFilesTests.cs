@@ -1,6 +1,7 @@
 using System;
 using System.IO;
 using VmQuiesce.Core.Logon;
+using VmQuiesce.Core.Tests.Qemu;
 using Xunit;
 
 namespace VmQuiesce.Core.Tests.Logon
@@ -33,6 +34,32 @@ namespace VmQuiesce.Core.Tests.Logon
             Assert.Equal(OwnerOnlyFile, File.GetUnixFileMode(inShared));
             Assert.Equal(OwnerOnlyFolder, File.GetUnixFileMode(made));
             Assert.Equal(OwnerOnlyFile, File.GetUnixFileMode(Path.Combine(made, "record.json")));
+        }
+
+        [ThrowawayUserFact]
+        public void A_link_another_user_put_on_the_way_to_the_folder_is_not_written_through_and_their_own_folder_is_fine()
+        {
+            using var user = ThrowawayUser.Create();
+            File.SetUnixFileMode(_root, SharedLikeTmp);
+            string rootOnly = Path.Combine(_root, "root-only");
+            Directory.CreateDirectory(rootOnly);
+            File.SetUnixFileMode(rootOnly, OwnerOnlyFolder);
+            string link = Path.Combine(_root, "state");
+            Assert.Equal(0, user.Run("/bin/ln", "-s", rootOnly, link).ExitCode);
+            string folder = Path.Combine(link, "made");
+
+            var e = Assert.Throws<VmQuiesceException>(() => StateFiles.WriteProtected(folder, Path.Combine(folder, "record.json"), "{}"));
+
+            Assert.Equal("StateFileWriteFailed", e.ErrorId);
+            Assert.Contains($"made by user id {user.Uid}", e.Message, StringComparison.Ordinal);
+            Assert.Empty(Directory.EnumerateFileSystemEntries(rootOnly));
+
+            // A folder of theirs that is no link: the file is made in it through descriptors, still root's alone.
+            string theirs = Path.Combine(_root, "theirs");
+            Directory.CreateDirectory(theirs);
+            user.Own(theirs);
+            StateFiles.WriteProtected(theirs, Path.Combine(theirs, "record.json"), "{}");
+            Assert.Equal(OwnerOnlyFile, File.GetUnixFileMode(Path.Combine(theirs, "record.json")));
         }
     }
 }
