@@ -108,6 +108,8 @@ namespace VmQuiesce.Core.Platform
     /// </summary>
     internal static class UnixFiles
     {
+        private const int GroupOrOtherWrite = 0x12; // 0022
+
         // Linux values; macOS swaps them, so callers use this only behind HostPlatform.IsLinux.
         private const int SeekData = 3;
         private const int SeekHole = 4;
@@ -121,14 +123,16 @@ namespace VmQuiesce.Core.Platform
             fd.ToString(System.Globalization.CultureInfo.InvariantCulture);
 
         /// <summary>
-        /// Who other than root (or this user) could put something else at <paramref name="path"/> (absolute, its folders
-        /// real, not links) by renaming or replacing it or a folder on the way, or null when no one could: every folder
-        /// on the way is root's (or this user's) and writable by no one else, or sticky with the entry below it root's (in
-        /// a sticky folder only an entry's owner moves it). Folders that do not exist yet end the walk: root makes them.
+        /// Who other than root (or this user, or <paramref name="trusted"/>) could put something else at <paramref name="path"/>
+        /// (absolute, its folders real, not links) by renaming or replacing it or a folder on the way, or null when no one
+        /// could: every folder on the way is root's (or this user's, or <paramref name="trusted"/>'s) and writable by no one
+        /// else, or sticky with the entry below it theirs (in a sticky folder only an entry's owner moves it). Folders that
+        /// do not exist yet end the walk: root makes them.
         /// </summary>
-        public static string? DescribeReplaceable(string path)
+        public static string? DescribeReplaceable(string path, uint? trusted = null)
         {
             uint self = Libc.geteuid();
+            bool Trusted(uint uid) => uid == 0 || uid == self || uid == trusted;
             string folder = "/";
             foreach (string name in path.Split(new[] { '/' }, StringSplitOptions.RemoveEmptyEntries))
             {
@@ -143,14 +147,13 @@ namespace VmQuiesce.Core.Platform
                     return $"'{folder}' is a symbolic link, which changed as it was looked at";
                 }
 
-                if (status.Uid != 0 && status.Uid != self)
+                if (!Trusted(status.Uid))
                 {
                     return $"'{folder}' belongs to user id {status.Uid}, who could rename '{entry}' and put another there";
                 }
 
-                const int GroupOrOtherWrite = 0x12; // 0022
                 FileStatus? below = RegularFile.StatNoFollow(entry);
-                if ((status.Permissions & GroupOrOtherWrite) != 0 && (!status.IsSticky || (below is FileStatus owned && owned.Uid != 0 && owned.Uid != self)))
+                if ((status.Permissions & GroupOrOtherWrite) != 0 && (!status.IsSticky || (below is FileStatus owned && !Trusted(owned.Uid))))
                 {
                     return $"'{folder}' has mode {status.ModeText}: another user could rename '{entry}' and put another there";
                 }
@@ -159,6 +162,30 @@ namespace VmQuiesce.Core.Platform
             }
 
             return null;
+        }
+
+        /// <summary>
+        /// Who other than root (or this user, or <paramref name="trusted"/>) could put a file or link of their own into
+        /// <paramref name="folder"/> (absolute) before a file is made there by its name, or swap the folder or one above it:
+        /// null when no one could. Unlike for an entry that exists, a sticky bit is no help: anyone who may write a folder
+        /// may make a new name in it.
+        /// </summary>
+        public static string? DescribeOthersCanAddTo(string folder, uint? trusted)
+        {
+            string real = RealPathOfDeepestExisting(folder);
+            if (DescribeReplaceable(real, trusted) is string replaceable)
+            {
+                return replaceable;
+            }
+
+            if (RegularFile.StatNoFollow(real) is not FileStatus status)
+            {
+                return null;
+            }
+
+            return status.Uid != 0 && status.Uid != Libc.geteuid() && status.Uid != trusted ? $"'{real}' belongs to user id {status.Uid}, who could put a link in it"
+                : (status.Permissions & GroupOrOtherWrite) != 0 ? $"'{real}' has mode {status.ModeText}: another user could put a link in it"
+                : null;
         }
 
         /// <summary>The real path of <paramref name="path"/>: that of its deepest folder that exists, and the rest as written.</summary>

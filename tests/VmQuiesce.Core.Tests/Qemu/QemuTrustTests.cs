@@ -6,6 +6,7 @@ using System.Linq;
 using System.Threading;
 using System.Threading.Tasks;
 using VmQuiesce.Core;
+using VmQuiesce.Core.Platform;
 using VmQuiesce.Core.Sources;
 using VmQuiesce.Core.Sources.Qemu;
 using VmQuiesce.Core.Tests.TestGuest;
@@ -228,6 +229,56 @@ namespace VmQuiesce.Core.Tests.Qemu
             finally
             {
                 Stop(qemu);
+            }
+        }
+
+        [RootQemuFact]
+        public void A_root_qemu_is_not_asked_to_make_an_overlay_in_a_folder_others_may_put_a_link_in()
+        {
+            using var shared = new TempFolder();
+            using var other = new TempFolder();
+            File.SetUnixFileMode(shared.Path, (UnixFileMode)0x3FF); // 01777, as /tmp
+            string image = shared.File("disk.img");
+            File.WriteAllBytes(image, new byte[1 << 20]);
+            string victim = other.File("victim");
+            byte[] victimBefore = Guid.NewGuid().ToByteArray();
+            File.WriteAllBytes(victim, victimBefore);
+            string socket = other.File("qmp.sock");
+            using Process qemu = Process.Start(new ProcessStartInfo(SystemQemu, QemuArguments(image, socket)) { UseShellExecute = false, RedirectStandardInput = true })!;
+            IConsistentView? view = null;
+            try
+            {
+                WaitForSocket(qemu, socket);
+                DateTime started = DateTime.UtcNow;
+                var source = new QemuSource(new QemuSourceOptions("vm", socket)
+                {
+                    // Someone who may write the folder links every name the overlay can have had since the backup began.
+                    BeforeSnapshot = _ => PlantOverlayLinks(image, started, victim),
+                });
+
+                Exception? refused = Record.Exception(() => view = source.OpenConsistentView(new QuiesceOptions { Required = Consistency.Crash, FreezeTimeout = Generous }, CancellationToken.None));
+
+                Assert.Equal(victimBefore, File.ReadAllBytes(victim));
+                var e = Assert.IsType<VmQuiesceException>(refused);
+                Assert.Equal("DiskFolderUnsafe", e.ErrorId);
+                Assert.Contains("has mode 1777", e.Message, StringComparison.Ordinal);
+            }
+            finally
+            {
+                view?.Complete(false, CancellationToken.None);
+                Stop(qemu);
+            }
+        }
+
+        private static void PlantOverlayLinks(string image, DateTime from, string target)
+        {
+            for (DateTime at = from.AddMilliseconds(-1); at <= DateTime.UtcNow.AddMilliseconds(1); at = at.AddMilliseconds(1))
+            {
+                string overlay = QemuBlockOperations.OverlayPathFor(image, at.ToString("yyyyMMdd'T'HHmmssfff'Z'", System.Globalization.CultureInfo.InvariantCulture));
+                if (RegularFile.StatNoFollow(overlay) == null)
+                {
+                    File.CreateSymbolicLink(overlay, target);
+                }
             }
         }
 

@@ -52,6 +52,32 @@ namespace VmQuiesce.Core.Sources.Qemu
             }
         }
 
+        /// <summary>
+        /// Refuses (Linux) a disk whose folder someone other than root and the user QEMU runs as could put a link into, or
+        /// swap: the backup has QEMU make its overlay or scratch image there by name, and QEMU opens that name following a
+        /// link and truncates what it finds, with QEMU's rights (often root's).
+        /// </summary>
+        public static void RefuseSharedFolders(IReadOnlyList<QemuDisk> disks, QemuPeer? peer, string vmName)
+        {
+            if (!HostPlatform.IsLinux)
+            {
+                return;
+            }
+
+            foreach (QemuDisk disk in disks)
+            {
+                string folder = Path.GetDirectoryName(disk.File)!;
+                if (UnixFiles.DescribeOthersCanAddTo(folder, peer?.Uid) is string why)
+                {
+                    throw new VmQuiesceException("DiskFolderUnsafe", FailureKind.SecurityError,
+                        $"Disk {disk.Name} of VM '{vmName}' lies in '{folder}', where the backup has {peer?.ToString() ?? "QEMU"} make a new image by name, but {why}: QEMU would write through it. Nothing was changed.", folder)
+                    {
+                        Remedy = $"Keep the VM's disks in a folder only root{(peer == null || peer.Uid == 0 ? string.Empty : $" and {peer.User}")} may write (chmod go-w), below folders no other user can change.",
+                    };
+                }
+            }
+        }
+
         /// <summary>Where the copy reads the image the disk had when the files were opened.</summary>
         public string ReadPathFor(string image) => _readPaths[image];
 

@@ -169,6 +169,7 @@ namespace VmQuiesce.Core.Sources.Qemu
                     "Repair it (commits VmQuiesce's overlays back, finishes or dismisses its jobs): " + QemuRepairCommands.Repair(_options.QmpSocket, _options.AgentSocket));
 
                 diskFiles = QemuDiskFiles.Open(disks, qmp.VerifiedPeer, VmName);
+                QemuDiskFiles.RefuseSharedFolders(disks, qmp.VerifiedPeer, VmName);
                 string stamp = DateTime.UtcNow.ToString("yyyyMMdd'T'HHmmssfff'Z'", CultureInfo.InvariantCulture);
                 if (tracking != null)
                 {
