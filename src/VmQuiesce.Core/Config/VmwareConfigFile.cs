@@ -68,6 +68,7 @@ namespace VmQuiesce.Core.Config
             }
 
             RequireFolder(path);
+            FileStatus? found = RequireNoLink(path);
             bool exists = File.Exists(path);
             if (exists)
             {
@@ -77,7 +78,9 @@ namespace VmQuiesce.Core.Config
             string temporary = Path.Combine(Path.GetDirectoryName(path)!, "." + Path.GetFileName(path) + "." + Guid.NewGuid().ToString("N") + ".tmp");
             try
             {
-                using (var stream = new FileStream(temporary, FileMode.CreateNew, FileAccess.Write, FileShare.None))
+                // On Linux made with the old file's permission bits set through its descriptor: a chmod by name could be
+                // led by whoever may write the folder to a file of their choosing.
+                using (FileStream stream = RegularFile.CreateNew(temporary, found?.Permissions ?? RegularFile.OwnerOnly))
                 {
                     byte[] bytes = document.ToBytes();
                     stream.Write(bytes, 0, bytes.Length);
@@ -86,7 +89,11 @@ namespace VmQuiesce.Core.Config
 
                 if (exists)
                 {
-                    CopyUnixFileMode(path, temporary);
+                    if (!HostPlatform.IsLinux)
+                    {
+                        CopyUnixFileMode(path, temporary);
+                    }
+
                     File.Replace(temporary, path, path + BackupExtension);
                 }
                 else
@@ -118,6 +125,7 @@ namespace VmQuiesce.Core.Config
                 return false;
             }
 
+            RequireNoLink(path);
             RequireWritable(path);
             string backup = path + BackupExtension;
             try
@@ -149,6 +157,24 @@ namespace VmQuiesce.Core.Config
         internal static VmQuiesceException FolderNotFound(string folder) =>
             new VmQuiesceException("ConfigFolderNotFound", FailureKind.ObjectNotFound,
                 $"The folder '{folder}' does not exist. Expected an existing folder (such as the VMware Server install folder) or a file path inside one.", folder);
+
+        /// <summary>
+        /// What is at <paramref name="path"/> (Linux; null elsewhere, or when nothing is), refused unless a regular file:
+        /// the file is opened for writing and its mode copied, and neither may be done to whatever a link leads to.
+        /// </summary>
+        private static FileStatus? RequireNoLink(string path)
+        {
+            FileStatus? found = RegularFile.StatNoFollow(path);
+            if (found is FileStatus status && !status.IsRegularFile)
+            {
+                throw new VmQuiesceException("ConfigWriteFailed", FailureKind.InvalidData, $"'{path}' is {status.KindName}; expected a regular file. Nothing was written through it.", path)
+                {
+                    Remedy = $"Make '{path}' the configuration file itself (a regular file, not a link), or check who replaced it.",
+                };
+            }
+
+            return found;
+        }
 
         /// <summary>
         /// Fails before anything is written when the file is read-only, locked by another program or not
@@ -210,7 +236,8 @@ namespace VmQuiesce.Core.Config
 
         /// <summary>
         /// Gives the new file the old one's permission bits, which a rename would otherwise reset to the
-        /// umask default (on Windows, File.Replace keeps attributes and ACLs itself). The API exists from
+        /// umask default (on Windows, File.Replace keeps attributes and ACLs itself; on Linux the new file is
+        /// made with them). By name, so only where there are no descriptors to do it by. The API exists from
         /// .NET 7 (PowerShell 7.3+); netstandard2.0 cannot name it, so it is found at run time.
         /// </summary>
         private static void CopyUnixFileMode(string from, string to)

@@ -5,6 +5,7 @@ using System.Text;
 using System.Threading.Tasks;
 using VmQuiesce.Core.Native;
 using VmQuiesce.Core.Platform;
+using VmQuiesce.Core.Tests.Qemu;
 using VmQuiesce.Core.Tests.TestGuest;
 using VmQuiesce.Core.Config;
 using Xunit;
@@ -121,6 +122,34 @@ namespace VmQuiesce.Core.Tests.Config
 
             Assert.Equal("a = \"2\"\n", File.ReadAllText(path));
             Assert.Equal(OwnerOnly, File.GetUnixFileMode(path));
+        }
+
+        [ThrowawayUserFact]
+        public void AFileSwappedForALinkBetweenItsReadAndItsWriteIsNeitherOpenedNorReplacedThroughIt()
+        {
+            using var user = ThrowawayUser.Create();
+            using var folder = new TempFolder();
+            using var outside = new TempFolder();
+            File.SetUnixFileMode(folder.Path, (UnixFileMode)0x1FF); // 0777: another user may rename and add files
+            string path = folder.File("vmvsswriter.cfg");
+            File.WriteAllText(path, "a = \"1\"\n");
+            string victim = outside.File("victim");
+            File.WriteAllText(victim, "root only\n");
+            File.SetUnixFileMode(victim, UnixFileMode.UserRead | UnixFileMode.UserWrite);
+            VmwareConfigDocument document = VmwareConfigFile.TryRead(path)!;
+            document.SetValue("a", "2");
+            Assert.Equal(0, user.Run("/bin/rm", path).ExitCode);
+            Assert.Equal(0, user.Run("/bin/ln", "-s", victim, path).ExitCode);
+
+            var write = Assert.Throws<VmQuiesceException>(() => VmwareConfigFile.Write(path, document));
+            var remove = Assert.Throws<VmQuiesceException>(() => VmwareConfigFile.Remove(path));
+
+            Assert.Equal("ConfigWriteFailed", write.ErrorId);
+            Assert.Contains("symbolic link", write.Message, StringComparison.Ordinal);
+            Assert.Equal("ConfigWriteFailed", remove.ErrorId);
+            Assert.True(RegularFile.StatNoFollow(path)!.Value.IsSymbolicLink);
+            Assert.Equal("root only\n", File.ReadAllText(victim));
+            Assert.Equal(new[] { "vmvsswriter.cfg" }, folder.Names());
         }
 
         [Fact]
