@@ -249,6 +249,9 @@ namespace VmQuiesce.Core.Tests.Qemu
             try
             {
                 WaitForSocket(qemu, socket);
+                ReadinessCheck disks = QemuReadiness.Check(new QemuSourceOptions("vm", socket), CancellationToken.None).Single(check => check.Check == "DisksSnapshotable");
+                Assert.Equal(ReadinessStatus.Failed, disks.StatusValue);
+                Assert.Contains("has mode 1777", disks.Detail, StringComparison.Ordinal);
                 DateTime started = DateTime.UtcNow;
                 var source = new QemuSource(new QemuSourceOptions("vm", socket)
                 {

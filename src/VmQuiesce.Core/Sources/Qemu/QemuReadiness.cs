@@ -164,8 +164,10 @@ namespace VmQuiesce.Core.Sources.Qemu
             {
                 try
                 {
-                    // The same checks a backup makes before it reads the images: not a link, a regular file, one QEMU has open.
+                    // The same checks a backup makes before it reads the images: not a link, a regular file, one QEMU has open,
+                    // in a folder no one else may put a link in where QEMU makes the overlay.
                     QemuDiskFiles.Open(disks, peer, vm).Dispose();
+                    QemuDiskFiles.RefuseSharedFolders(disks, peer, vm);
                 }
                 catch (VmQuiesceException e)
                 {
