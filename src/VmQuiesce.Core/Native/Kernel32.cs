@@ -19,9 +19,6 @@ namespace VmQuiesce.Core.Native
         public const int FileFlagBackupSemantics = 0x02000000;
         public const int FileShareReadWrite = 0x1 | 0x2;
         public const int FileFlagOpenReparsePoint = 0x00200000;
-        public const uint FileReadAttributes = 0x0080;
-        public const uint ReadControl = 0x00020000;
-        public const uint WriteDac = 0x00040000;
 
         /// <summary>FILE_INFO_BY_HANDLE_CLASS.FileAttributeTagInfo.</summary>
         public const int FileAttributeTagInfo = 9;

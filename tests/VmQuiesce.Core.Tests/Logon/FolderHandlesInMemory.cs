@@ -7,14 +7,21 @@ namespace VmQuiesce.Core.Tests.Logon
 {
     /// <summary>
     /// The Windows handle layer in memory: every path is a plain folder unless told otherwise. Keeps which entries were
-    /// opened, which were open when a DACL was written, and whether each was let go; a folder with no DACL listed cannot be
-    /// read, as GetSecurityInfo failing.
+    /// opened, which were held (could not be renamed) when a DACL was written, and whether each was let go; a folder with no
+    /// DACL listed cannot be read, as GetSecurityInfo failing. As Windows: a handle reads and writes the DACL only with
+    /// READ_CONTROL and WRITE_DAC, and its share mode (never FILE_SHARE_DELETE) keeps the entry from being renamed only when
+    /// it was opened with a right IoCheckShareAccess counts (data or delete), not with attribute or security rights alone.
     /// </summary>
     internal sealed class FolderHandlesInMemory : IFolderHandles
     {
         public const uint DirectoryAttribute = 0x10;
         public const uint ReparsePointAttribute = 0x400;
         private const uint ArchiveAttribute = 0x20;
+        private const uint ReadControl = 0x00020000;
+        private const uint WriteDac = 0x00040000;
+
+        /// <summary>FILE_READ_DATA, FILE_WRITE_DATA, FILE_APPEND_DATA, FILE_EXECUTE, DELETE: the rights share modes are checked against.</summary>
+        private const uint ShareCheckedRights = 0x1 | 0x2 | 0x4 | 0x20 | 0x00010000;
 
         private readonly Dictionary<string, (uint Attributes, uint ReparseTag)?> _entries = new Dictionary<string, (uint, uint)?>();
         private readonly List<Handle> _open = new List<Handle>();
@@ -24,10 +31,12 @@ namespace VmQuiesce.Core.Tests.Logon
         /// <summary>Each open as "path" or "path (DACL)", in order.</summary>
         public List<string> Opened { get; } = new List<string>();
 
-        /// <summary>The paths open when the last DACL was written, in the order they were opened.</summary>
-        public List<string> OpenWhenWritten { get; } = new List<string>();
+        /// <summary>The paths that could not be renamed when the last DACL was written, in the order they were opened.</summary>
+        public List<string> HeldWhenWritten { get; } = new List<string>();
 
         public List<string> OpenNow => _open.Select(handle => handle.Path).ToList();
+
+        private List<string> HeldNow => _open.Where(handle => (handle.Access & ShareCheckedRights) != 0).Select(handle => handle.Path).ToList();
 
         public int Writes { get; private set; }
 
@@ -40,7 +49,7 @@ namespace VmQuiesce.Core.Tests.Logon
 
         public void Missing(string path) => _entries[path] = null;
 
-        public IFolderHandle? Open(string path, bool forDacl)
+        public IFolderHandle? Open(string path, uint access)
         {
             if (Unopenable.Contains(path))
             {
@@ -53,8 +62,8 @@ namespace VmQuiesce.Core.Tests.Logon
                 return null;
             }
 
-            Opened.Add(forDacl ? path + " (DACL)" : path);
-            var handle = new Handle(this, path, forDacl, entry.Value.Attributes, entry.Value.ReparseTag);
+            Opened.Add((access & WriteDac) != 0 ? path + " (DACL)" : path);
+            var handle = new Handle(this, path, access, entry.Value.Attributes, entry.Value.ReparseTag);
             _open.Add(handle);
             return handle;
         }
@@ -62,18 +71,19 @@ namespace VmQuiesce.Core.Tests.Logon
         private sealed class Handle : IFolderHandle
         {
             private readonly FolderHandlesInMemory _layer;
-            private readonly bool _forDacl;
 
-            public Handle(FolderHandlesInMemory layer, string path, bool forDacl, uint attributes, uint reparseTag)
+            public Handle(FolderHandlesInMemory layer, string path, uint access, uint attributes, uint reparseTag)
             {
                 _layer = layer;
                 Path = path;
-                _forDacl = forDacl;
+                Access = access;
                 Attributes = attributes;
                 ReparseTag = reparseTag;
             }
 
             public string Path { get; }
+
+            public uint Access { get; }
 
             public uint Attributes { get; }
 
@@ -81,8 +91,7 @@ namespace VmQuiesce.Core.Tests.Logon
 
             public byte[] ReadDacl()
             {
-                // As Windows: without READ_CONTROL the handle cannot read the DACL.
-                if (!_forDacl || !_layer._open.Contains(this) || !_layer.Dacls.TryGetValue(Path, out byte[]? dacl))
+                if ((Access & ReadControl) == 0 || !_layer._open.Contains(this) || !_layer.Dacls.TryGetValue(Path, out byte[]? dacl))
                 {
                     throw new IOException($"Cannot read the permissions of '{Path}': access denied");
                 }
@@ -92,14 +101,14 @@ namespace VmQuiesce.Core.Tests.Logon
 
             public void WriteDacl(byte[] dacl)
             {
-                if (!_forDacl || !_layer._open.Contains(this))
+                if ((Access & WriteDac) == 0 || !_layer._open.Contains(this))
                 {
                     throw new IOException($"Cannot write the permissions of '{Path}': access denied");
                 }
 
                 _layer.Writes++;
-                _layer.OpenWhenWritten.Clear();
-                _layer.OpenWhenWritten.AddRange(_layer.OpenNow);
+                _layer.HeldWhenWritten.Clear();
+                _layer.HeldWhenWritten.AddRange(_layer.HeldNow);
                 _layer.Dacls[Path] = (byte[])dacl.Clone();
             }
 

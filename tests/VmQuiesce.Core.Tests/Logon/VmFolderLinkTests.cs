@@ -118,13 +118,13 @@ namespace VmQuiesce.Core.Tests.Logon
             string junction = Path.Combine(_root, "junction");
             MakeJunction(junction, Elsewhere);
             var handles = new WindowsFolderHandles();
-            using (IFolderHandle opened = handles.Open(junction, forDacl: false)!)
+            using (IFolderHandle opened = handles.Open(junction, HeldFolder.HoldAccess)!)
             {
                 Assert.Equal(FolderHandlesInMemory.ReparsePointAttribute, opened.Attributes & FolderHandlesInMemory.ReparsePointAttribute);
                 Assert.Equal(0xA0000003u, opened.ReparseTag);
             }
 
-            Assert.Null(handles.Open(Path.Combine(_root, "missing"), forDacl: false));
+            Assert.Null(handles.Open(Path.Combine(_root, "missing"), HeldFolder.HoldAccess));
             using (HeldFolder held = HeldFolder.Open(handles, vm, vm, forDacl: true))
             {
                 Assert.Equal(FolderHandlesInMemory.DirectoryAttribute, held.Folder.Attributes & (FolderHandlesInMemory.DirectoryAttribute | FolderHandlesInMemory.ReparsePointAttribute));

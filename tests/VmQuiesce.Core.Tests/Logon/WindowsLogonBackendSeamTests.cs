@@ -131,13 +131,13 @@ namespace VmQuiesce.Core.Tests.Logon
 
             FolderGrant grant = Backend.GrantFolderAccess(Backup, Folder);
             Assert.Equal(opened, _folders.Opened);
-            Assert.Equal(chain, _folders.OpenWhenWritten);
+            Assert.Equal(chain, _folders.HeldWhenWritten);
             Assert.Empty(_folders.OpenNow);
 
             _folders.Opened.Clear();
             Backend.RevokeFolderAccess(grant);
             Assert.Equal(opened, _folders.Opened);
-            Assert.Equal(chain, _folders.OpenWhenWritten);
+            Assert.Equal(chain, _folders.HeldWhenWritten);
             Assert.Empty(_folders.OpenNow);
             Assert.Equal(WindowsDaclTests.Before, _folders.Dacls[Folder]);
         }

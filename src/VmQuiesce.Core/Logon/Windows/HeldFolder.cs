@@ -11,11 +11,12 @@ namespace VmQuiesce.Core.Logon.Windows
     internal interface IFolderHandles
     {
         /// <summary>
-        /// The entry at <paramref name="path"/>, opened without following a reparse point there, and held so that it cannot be
-        /// renamed or deleted (no FILE_SHARE_DELETE); null when nothing is there. <paramref name="forDacl"/>: with the right
-        /// to read and write its DACL too. Throws IOException when it cannot be opened.
+        /// The entry at <paramref name="path"/>, opened with <paramref name="access"/> (<see cref="HeldFolder.HoldAccess"/>, with
+        /// <see cref="HeldFolder.DaclAccess"/> to read and write its DACL) without following a reparse point there, and shared for
+        /// reading and writing, not deleting, so that it cannot be renamed or deleted while open; null when nothing is there.
+        /// Throws IOException when it cannot be opened.
         /// </summary>
-        IFolderHandle? Open(string path, bool forDacl);
+        IFolderHandle? Open(string path, uint access);
     }
 
     /// <summary>One entry held open: what it is, as its handle says, and its DACL through that same handle.</summary>
@@ -42,6 +43,16 @@ namespace VmQuiesce.Core.Logon.Windows
     /// </summary>
     internal sealed class HeldFolder : IDisposable
     {
+        /// <summary>
+        /// FILE_LIST_DIRECTORY and FILE_READ_ATTRIBUTES (what FileAttributeTagInfo needs). A share mode binds others only
+        /// through an open that reads, writes or deletes data (IoCheckShareAccess leaves attribute and security rights out):
+        /// without FILE_LIST_DIRECTORY, the missing FILE_SHARE_DELETE would not keep anyone from renaming the folder.
+        /// </summary>
+        public const uint HoldAccess = 0x0001 | 0x0080;
+
+        /// <summary>READ_CONTROL and WRITE_DAC: the DACL read and written through the handle.</summary>
+        public const uint DaclAccess = 0x00020000 | 0x00040000;
+
         private const uint DirectoryAttribute = 0x10;
         private const uint ReparsePointAttribute = 0x400;
 
@@ -67,7 +78,7 @@ namespace VmQuiesce.Core.Logon.Windows
                 foreach (string part in VmFolders.LeadingParts(path))
                 {
                     bool isTheFolder = part.Length == path.Length;
-                    IFolderHandle opened = handles.Open(part, forDacl && isTheFolder) ?? throw VmFolders.NotFound(folder);
+                    IFolderHandle opened = handles.Open(part, forDacl && isTheFolder ? HoldAccess | DaclAccess : HoldAccess) ?? throw VmFolders.NotFound(folder);
                     held.Add(opened);
                     if ((opened.Attributes & ReparsePointAttribute) != 0 && RedirectsName(opened.ReparseTag))
                     {

@@ -11,11 +11,10 @@ namespace VmQuiesce.Core.Logon.Windows
     [SupportedOSPlatform("windows")]
     internal sealed class WindowsFolderHandles : IFolderHandles
     {
-        public IFolderHandle? Open(string path, bool forDacl)
+        public IFolderHandle? Open(string path, uint access)
         {
-            // Backup semantics open a folder; FILE_READ_ATTRIBUTES is what FileAttributeTagInfo needs. Shared for reading and
-            // writing, not for deleting: while held, the folder cannot be renamed or deleted, nor so replaced by a junction.
-            uint access = Kernel32.FileReadAttributes | (forDacl ? Kernel32.ReadControl | Kernel32.WriteDac : 0);
+            // Backup semantics open a folder. Shared for reading and writing, not for deleting: while held, the folder cannot be
+            // renamed or deleted, nor so replaced by a junction.
             SafeFileHandle handle = Kernel32.CreateFileW(path, access, Kernel32.FileShareReadWrite, IntPtr.Zero, Kernel32.OpenExisting,
                 Kernel32.FileFlagBackupSemantics | Kernel32.FileFlagOpenReparsePoint, IntPtr.Zero);
             if (handle.IsInvalid)
