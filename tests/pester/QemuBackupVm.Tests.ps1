@@ -212,6 +212,17 @@ Describe 'A VM typed as text for -Vm: what Get-BackupVm warns while finding it i
         }
     }
 
+    It 'Invoke-VmQuiescedBackup writes them, first, even when it then refuses its other parameters' {
+        if ($bareSkip) { Set-ItResult -Skipped -Because $bareSkip; return }
+        $noAgent = "VM 'bare-?': no guest agent socket*Crash consistency*"
+
+        $refused = Invoke-Recorded "Invoke-VmQuiescedBackup -Vm '$($bare['bare-a'])' -Repository '$(Join-Path $bareRoot 'repo')' -ChunkSize 1000000 3>&1"
+
+        @($refused.Output | Where-Object { $_ -is [Management.Automation.WarningRecord] }).Message | Should -BeLike $noAgent -Because 'Get-BackupVm warned while -Vm was bound, before -ChunkSize was refused'
+        @($refused.Errors).FullyQualifiedErrorId | Should -Be @('InvalidChunkSize,VmQuiesce.Commands.InvokeVmQuiescedBackupCommand')
+        @($refused.Host.Warnings) | Should -BeNullOrEmpty
+    }
+
     It 'puts what Get-BackupVm warned into the error when it finds no VM for the text, instead of on the console' {
         if ($bareSkip) { Set-ItResult -Skipped -Because $bareSkip; return }
         # A system QEMU run as a user that is neither root nor a QEMU user (65534, nobody): discovery refuses it, with a

@@ -62,7 +62,8 @@ namespace VmQuiesce.Commands
         /// Writes, once and as <paramref name="cmdlet"/>'s own, what Get-BackupVm warned (and said verbosely) while it found
         /// <paramref name="vms"/> for a text. A transformation runs before the cmdlet's -WarningAction, $WarningPreference,
         /// -Verbose and redirection apply, and PowerShell may run it more than once, so it only keeps what was said with the
-        /// first VM it found; the cmdlet writes that when it gets the VMs (at the start of ProcessRecord).
+        /// first VM it found; the cmdlet writes that as soon as it has the VMs (at the start of BeginProcessing for -Vm given
+        /// as an argument, when it can refuse other parameters there, and of ProcessRecord).
         /// </summary>
         internal static void WriteSaidWhileFound(Cmdlet cmdlet, IEnumerable<BackupVm> vms)
         {

@@ -105,6 +105,9 @@ namespace VmQuiesce.Commands
 
         protected override void BeginProcessing()
         {
+            // -Vm given as text was found before anything here: what Get-BackupVm said then comes first, even when a parameter
+            // below is refused. A piped VM's comes with its ProcessRecord.
+            BackupVmTransformationAttribute.WriteSaidWhileFound(this, Vm);
             if (ChunkSize % BackupRepository.ChunkSizeStep != 0)
             {
                 ThrowInvalidArgument("InvalidChunkSize", $"-ChunkSize is {ChunkSize} bytes ({Units.Bytes(ChunkSize)}); expected a whole number of {Units.Bytes(BackupRepository.ChunkSizeStep)} blocks, such as 1MB or 4MB.", ChunkSize);
