@@ -24,6 +24,7 @@ namespace VmQuiesce.Core.Tests.Logon
         private const uint ShareCheckedRights = 0x1 | 0x2 | 0x4 | 0x20 | 0x00010000;
 
         private readonly Dictionary<string, (uint Attributes, uint ReparseTag)?> _entries = new Dictionary<string, (uint, uint)?>();
+        private readonly Dictionary<string, string> _ids = new Dictionary<string, string>();
         private readonly List<Handle> _open = new List<Handle>();
 
         public Dictionary<string, byte[]> Dacls { get; } = new Dictionary<string, byte[]>();
@@ -49,6 +50,13 @@ namespace VmQuiesce.Core.Tests.Logon
 
         public void Missing(string path) => _entries[path] = null;
 
+        /// <summary>Another folder at <paramref name="path"/> from now on, its DACL <paramref name="dacl"/>: the one there was moved away.</summary>
+        public void Replace(string path, byte[] dacl)
+        {
+            _ids[path] = "replaced " + path;
+            Dacls[path] = dacl;
+        }
+
         public IFolderHandle? Open(string path, uint access)
         {
             if (Unopenable.Contains(path))
@@ -63,7 +71,7 @@ namespace VmQuiesce.Core.Tests.Logon
             }
 
             Opened.Add((access & WriteDac) != 0 ? path + " (DACL)" : path);
-            var handle = new Handle(this, path, access, entry.Value.Attributes, entry.Value.ReparseTag);
+            var handle = new Handle(this, path, access, entry.Value.Attributes, entry.Value.ReparseTag, _ids.TryGetValue(path, out string? id) ? id : path);
             _open.Add(handle);
             return handle;
         }
@@ -72,8 +80,9 @@ namespace VmQuiesce.Core.Tests.Logon
         {
             private readonly FolderHandlesInMemory _layer;
 
-            public Handle(FolderHandlesInMemory layer, string path, uint access, uint attributes, uint reparseTag)
+            public Handle(FolderHandlesInMemory layer, string path, uint access, uint attributes, uint reparseTag, string id)
             {
+                Id = id;
                 _layer = layer;
                 Path = path;
                 Access = access;
@@ -88,6 +97,8 @@ namespace VmQuiesce.Core.Tests.Logon
             public uint Attributes { get; }
 
             public uint ReparseTag { get; }
+
+            public string Id { get; }
 
             public byte[] ReadDacl()
             {

@@ -107,7 +107,7 @@ namespace VmQuiesce.Core.Tests.Logon
         public void AFolderWhoseDaclCannotBeReadOrThatCannotBeOpenedIsAGrantFailureAndARevokeFailure()
         {
             Assert.Equal("FolderAccessGrantFailed", Assert.Throws<VmQuiesceException>(() => Backend.GrantFolderAccess(Backup, Folder)).ErrorId);
-            Assert.Equal("FolderAccessRevokeFailed", Assert.Throws<VmQuiesceException>(() => Backend.RevokeFolderAccess(new FolderGrant(Folder, Backup.Name, Backup.Identity))).ErrorId);
+            Assert.Equal("FolderAccessRevokeFailed", Assert.Throws<VmQuiesceException>(() => Backend.RevokeFolderAccess(new FolderGrant(Folder, Backup.Name, new GrantedEntry(Backup.Identity, Folder)))).ErrorId);
 
             _folders.Dacls[Folder] = WindowsDaclTests.Before;
             _folders.Unopenable.Add(Datastore);
@@ -162,7 +162,7 @@ namespace VmQuiesce.Core.Tests.Logon
             Assert.Equal("FolderIsLink", atTheFolder.ErrorId);
             Assert.Contains($"'{Folder}' is a junction", atTheFolder.Message, StringComparison.Ordinal);
             Assert.Contains($"0x{tag:X8}", atTheFolder.Message, StringComparison.Ordinal);
-            Assert.Equal("FolderIsLink", Assert.Throws<VmQuiesceException>(() => Backend.RevokeFolderAccess(new FolderGrant(Folder, Backup.Name, Backup.Identity))).ErrorId);
+            Assert.Equal("FolderIsLink", Assert.Throws<VmQuiesceException>(() => Backend.RevokeFolderAccess(new FolderGrant(Folder, Backup.Name, new GrantedEntry(Backup.Identity, Folder)))).ErrorId);
 
             var above = new FolderHandlesInMemory();
             above.Dacls[Folder] = WindowsDaclTests.Before;
@@ -230,7 +230,7 @@ namespace VmQuiesce.Core.Tests.Logon
             _folders.File(Datastore);
             Assert.Equal("FolderNotFound", Assert.Throws<VmQuiesceException>(() => Backend.GrantFolderAccess(Backup, Folder)).ErrorId);
             _folders.Missing(Datastore);
-            Assert.Equal("FolderNotFound", Assert.Throws<VmQuiesceException>(() => Backend.RevokeFolderAccess(new FolderGrant(Folder, Backup.Name, Backup.Identity))).ErrorId);
+            Assert.Equal("FolderNotFound", Assert.Throws<VmQuiesceException>(() => Backend.RevokeFolderAccess(new FolderGrant(Folder, Backup.Name, new GrantedEntry(Backup.Identity, Folder)))).ErrorId);
             Assert.Equal(0, _folders.Writes);
             Assert.Empty(_folders.OpenNow);
         }
@@ -245,6 +245,26 @@ namespace VmQuiesce.Core.Tests.Logon
 
             Assert.Equal("FolderIsLink", Assert.Throws<VmQuiesceException>(() => Backend.RevokeFolderAccess(grant)).ErrorId);
             Assert.Equal(1, _folders.Writes);
+            Assert.Empty(_folders.OpenNow);
+        }
+
+        /// <summary>
+        /// The rollback removes the entry from the folder it was added to only: a folder put in its place since (the granted one
+        /// moved away), even one holding the same entry, is left alone, and the rollback says so.
+        /// </summary>
+        [Fact]
+        public void TheUndoLeavesAFolderPutInPlaceOfTheGrantedOneAlone()
+        {
+            _folders.Dacls[Folder] = WindowsDaclTests.Before;
+            FolderGrant grant = Backend.GrantFolderAccess(Backup, Folder);
+            byte[] granted = _folders.Dacls[Folder];
+            _folders.Replace(Folder, granted);
+
+            VmQuiesceException refused = Assert.Throws<VmQuiesceException>(() => Backend.RevokeFolderAccess(grant));
+            Assert.Equal("FolderAccessRevokeFailed", refused.ErrorId);
+            Assert.Contains("moved or replaced", refused.Message, StringComparison.Ordinal);
+            Assert.Equal(1, _folders.Writes);
+            Assert.Equal(granted, _folders.Dacls[Folder]);
             Assert.Empty(_folders.OpenNow);
         }
 

@@ -28,6 +28,9 @@ namespace VmQuiesce.Core.Logon.Windows
         /// <summary>The reparse tag, when <see cref="Attributes"/> holds FILE_ATTRIBUTE_REPARSE_POINT.</summary>
         uint ReparseTag { get; }
 
+        /// <summary>Which folder this is, whatever its name: the volume's serial number and the file index. Throws IOException.</summary>
+        string Id { get; }
+
         /// <summary>The DACL's bytes; throws IOException, also for a NULL DACL (which is never edited).</summary>
         byte[] ReadDacl();
 

@@ -59,6 +59,19 @@ namespace VmQuiesce.Core.Logon.Windows
 
             public uint ReparseTag { get; }
 
+            public string Id
+            {
+                get
+                {
+                    if (!Kernel32.GetFileInformationByHandle(_handle, out Kernel32.ByHandleFileInformation information))
+                    {
+                        throw new IOException($"Cannot read which folder '{_path}' is: {Win32Error.Describe(Marshal.GetLastWin32Error())}");
+                    }
+
+                    return $"{information.VolumeSerialNumber:X8}:{information.FileIndexHigh:X8}{information.FileIndexLow:X8}";
+                }
+            }
+
             public byte[] ReadDacl() => WindowsSecurity.ReadDacl(_handle, _path);
 
             public void WriteDacl(byte[] dacl) => WindowsSecurity.WriteDacl(_handle, _path, dacl);

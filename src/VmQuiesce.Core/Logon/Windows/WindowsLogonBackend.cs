@@ -21,6 +21,21 @@ namespace VmQuiesce.Core.Logon.Windows
         void ChangeLogon(string serviceName, string account, IntPtr password);
     }
 
+    /// <summary>What a folder grant undoes (<see cref="FolderGrant.UndoState"/>): the account's entry, on the folder it was added to.</summary>
+    internal sealed class GrantedEntry
+    {
+        public GrantedEntry(string sid, string folderId)
+        {
+            Sid = sid;
+            FolderId = folderId;
+        }
+
+        public string Sid { get; }
+
+        /// <summary>The granted folder's <see cref="IFolderHandle.Id"/>: a folder put in its place since is not it.</summary>
+        public string FolderId { get; }
+    }
+
     /// <summary>
     /// Windows: the Service Control Manager holds the logon account and password, LSA holds
     /// "Log on as a service", LogonUser checks the password, NetUserGetLocalGroups answers
@@ -245,8 +260,9 @@ namespace VmQuiesce.Core.Logon.Windows
 
         /// <summary>
         /// Adds an explicit allow entry of Modify, inherited by files and folders, for the account's SID, as an entry of its
-        /// own: one the account held before is neither merged nor changed, so the rollback can remove exactly this one. The
-        /// DACL is read and written through the handle of the folder that was checked (<see cref="HeldFolder"/>).
+        /// own: one the account held before is neither merged nor changed, so the rollback can remove exactly this one, from
+        /// this very folder (<see cref="GrantedEntry"/>). The DACL is read and written through the handle of the folder that
+        /// was checked (<see cref="HeldFolder"/>).
         /// </summary>
         public FolderGrant GrantFolderAccess(LogonAccount account, string folder)
         {
@@ -261,8 +277,9 @@ namespace VmQuiesce.Core.Logon.Windows
                     return new FolderGrant(path, account.Name, null);
                 }
 
+                string folderId = held.Folder.Id;
                 held.Folder.WriteDacl(granted);
-                return new FolderGrant(path, account.Name, account.Identity);
+                return new FolderGrant(path, account.Name, new GrantedEntry(account.Identity, folderId));
             }
             catch (IOException e)
             {
@@ -272,7 +289,7 @@ namespace VmQuiesce.Core.Logon.Windows
 
         public void RevokeFolderAccess(FolderGrant grant)
         {
-            if (!(grant.UndoState is string identity))
+            if (!(grant.UndoState is GrantedEntry entry))
             {
                 return;
             }
@@ -281,7 +298,13 @@ namespace VmQuiesce.Core.Logon.Windows
             try
             {
                 using HeldFolder held = HeldFolder.Open(_folderHandles, path, path, forDacl: true);
-                byte[]? revoked = WindowsDacl.WithoutAllowEntry(held.Folder.ReadDacl(), WindowsDacl.SidFromString(identity), WindowsDacl.ModifyRights, WindowsDacl.InheritedByFilesAndFolders);
+                if (held.Folder.Id != entry.FolderId)
+                {
+                    // Moved away since, and another folder put in its place: the entry is still on the one granted, wherever it is now.
+                    throw new IOException("it is not the folder the entry was added to (that one was moved or replaced since); nothing was removed from the folder now there");
+                }
+
+                byte[]? revoked = WindowsDacl.WithoutAllowEntry(held.Folder.ReadDacl(), WindowsDacl.SidFromString(entry.Sid), WindowsDacl.ModifyRights, WindowsDacl.InheritedByFilesAndFolders);
                 // Null: the entry is gone already (someone removed it by hand); nothing else is touched.
                 if (revoked != null)
                 {
