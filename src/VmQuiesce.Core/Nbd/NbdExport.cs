@@ -175,5 +175,8 @@ namespace VmQuiesce.Core.Nbd
 
         /// <summary>Called (on a pool thread) for each protocol violation and backend failure; exceptions it throws are ignored.</summary>
         public Action<NbdServerError>? OnError { get; set; }
+
+        /// <summary>For tests: called once the unix socket is bound, before the server listens.</summary>
+        internal Action? AfterBind { get; set; }
     }
 }

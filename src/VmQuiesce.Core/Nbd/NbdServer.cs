@@ -5,8 +5,10 @@ using System.IO;
 using System.Linq;
 using System.Net;
 using System.Net.Sockets;
+using System.Runtime.InteropServices;
 using System.Threading.Tasks;
 using VmQuiesce.Core.Logon.Linux;
+using VmQuiesce.Core.Native;
 using VmQuiesce.Core.Platform;
 
 namespace VmQuiesce.Core.Nbd
@@ -94,7 +96,7 @@ namespace VmQuiesce.Core.Nbd
             Socket listener = listenOn.CreateSocket();
             try
             {
-                NbdEndpoint bound = listenOn.IsUnixSocket ? BindUnix(listener, listenOn) : BindLoopback(listener, listenOn);
+                NbdEndpoint bound = listenOn.IsUnixSocket ? BindUnix(listener, listenOn, options) : BindLoopback(listener, listenOn);
                 listener.Listen(32);
                 return new NbdServer(listener, bound, byName, options, bound.SocketPath);
             }
@@ -194,7 +196,7 @@ namespace VmQuiesce.Core.Nbd
             return byName;
         }
 
-        private static NbdEndpoint BindUnix(Socket listener, NbdEndpoint endpoint)
+        private static NbdEndpoint BindUnix(Socket listener, NbdEndpoint endpoint, NbdServerOptions options)
         {
             string path = endpoint.SocketPath!;
             if (HostPlatform.IsWindows)
@@ -213,6 +215,14 @@ namespace VmQuiesce.Core.Nbd
                 };
             }
 
+            // Linux makes the socket file with the mode of the unbound socket (less the umask): set on the socket, it is
+            // 0600 from its first moment. A chmod by name after bind() would follow whatever link another user who may
+            // write the folder had put in its place by then, and give root's 0600 to that link's target.
+            if (HostPlatform.IsLinux && Libc.fchmod((int)listener.Handle, RegularFile.OwnerOnly) != 0)
+            {
+                throw ListenFailed(endpoint, new IOException(Libc.ErrorText(Marshal.GetLastWin32Error())));
+            }
+
             try
             {
                 listener.Bind(endpoint.ToEndPoint());
@@ -222,14 +232,19 @@ namespace VmQuiesce.Core.Nbd
                 throw ListenFailed(endpoint, e);
             }
 
-            try
+            options.AfterBind?.Invoke();
+            if (!HostPlatform.IsLinux)
             {
-                PosixFiles.ChangeMode(path, Convert.ToInt32("600", 8)); // before listen(): nobody can connect yet
-            }
-            catch (IOException e)
-            {
-                File.Delete(path); // the socket this call made, not left behind open to others
-                throw ListenFailed(endpoint, e);
+                // macOS ignores a socket's own mode at bind(): only a chmod by name is left there.
+                try
+                {
+                    PosixFiles.ChangeMode(path, RegularFile.OwnerOnly); // before listen(): nobody can connect yet
+                }
+                catch (IOException e)
+                {
+                    File.Delete(path); // the socket this call made, not left behind open to others
+                    throw ListenFailed(endpoint, e);
+                }
             }
 
             return endpoint;

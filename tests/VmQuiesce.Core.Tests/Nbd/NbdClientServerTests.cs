@@ -264,6 +264,35 @@ namespace VmQuiesce.Core.Tests.Nbd
             Assert.Equal(served.Name, client.ExportName);
         }
 
+        [ThrowawayUserFact]
+        public void ASocketSwappedForALinkOnceBoundDoesNotHaveTheLinksTargetMadeOwnerOnly()
+        {
+            using var user = ThrowawayUser.Create();
+            using var folder = new TempFolder();
+            using var outside = new TempFolder();
+            File.SetUnixFileMode(folder.Path, (UnixFileMode)0x1FF); // 0777: another user may rename and add names
+            string socket = folder.File("nbd.sock");
+            string victim = outside.File("victim");
+            File.WriteAllText(victim, "root's, readable by all\n");
+            File.SetUnixFileMode(victim, (UnixFileMode)0x1A4); // 0644
+            var options = new NbdServerOptions
+            {
+                AfterBind = () =>
+                {
+                    Assert.Equal(0, user.Run("/bin/mv", socket, socket + ".moved").ExitCode);
+                    Assert.Equal(0, user.Run("/bin/ln", "-s", victim, socket).ExitCode);
+                },
+            };
+
+            using (NbdServer.Start(NbdEndpoint.UnixSocket(socket), new[] { new NbdExport("disk", NbdServerToolTests.LayeredImage()) }, options))
+            {
+                Assert.Equal((UnixFileMode)0x1A4, File.GetUnixFileMode(victim));
+                Assert.Equal(UnixFileMode.UserRead | UnixFileMode.UserWrite, File.GetUnixFileMode(socket + ".moved"));
+            }
+
+            Assert.Equal((UnixFileMode)0x1A4, File.GetUnixFileMode(victim));
+        }
+
         [Fact]
         public async Task ServesOverLoopbackTcpWhereUnixSocketsAreNotAnOption()
         {
