@@ -146,31 +146,42 @@ namespace VmQuiesce.Core.Repository
         /// Makes the folders of a repository at <paramref name="full"/>, skipping what exists, so an interrupted
         /// creation (or a concurrent one) is completed. New folders are 0700 on Unix; on Windows the repository
         /// folder is restricted to Administrators and SYSTEM, which everything inside inherits. True when the
-        /// repository folder itself was made here.
+        /// repository folder itself was made here. The parent is reached as a folder for new files is (links only
+        /// root's, missing folders made 0700) and everything below it through descriptors, following no link: a
+        /// mkdir or chmod by name would follow a link whoever may write the parent put at the name meanwhile.
         /// </summary>
         public static bool Build(string full, Func<IEnumerable<string>> fanOutNames)
         {
-            string parent = Path.GetDirectoryName(full)!;
-            Directory.CreateDirectory(parent);
-            bool made = MakeFolder(full);
+            using TrustedFolder parent = TrustedFolder.OpenForNewFiles(Path.GetDirectoryName(full)!);
+            string name = Path.GetFileName(full);
+            bool made = !parent.Exists(name);
+            using TrustedFolder repository = parent.OpenBelow(name, owner: null, create: true);
             if (HostPlatform.IsWindows)
             {
                 WindowsSecurity.RestrictToAdministrators(full);
             }
+            else if (HostPlatform.IsLinux)
+            {
+                if (Libc.fchmod(repository.Descriptor, OwnerOnlyFolder) != 0)
+                {
+                    throw RegularFile.Failure("restrict the folder", full, System.Runtime.InteropServices.Marshal.GetLastWin32Error());
+                }
+            }
             else
             {
-                Logon.Linux.PosixFiles.ChangeMode(full, OwnerOnlyFolder);
+                Logon.Linux.PosixFiles.ChangeMode(full, OwnerOnlyFolder); // macOS reaches folders by path
             }
 
-            string chunks = Path.Combine(full, ChunkStore.FolderName);
-            MakeFolder(chunks);
-            foreach (string fanOut in fanOutNames())
+            using (TrustedFolder chunks = repository.OpenBelow(ChunkStore.FolderName, owner: null, create: true))
             {
-                MakeFolder(Path.Combine(chunks, fanOut));
+                foreach (string fanOut in fanOutNames())
+                {
+                    chunks.OpenBelow(fanOut, owner: null, create: true).Dispose();
+                }
             }
 
-            MakeFolder(Path.Combine(full, BackupRepository.PointsFolderName));
-            MakeFolder(Path.Combine(full, RepositoryLock.FolderName));
+            repository.OpenBelow(BackupRepository.PointsFolderName, owner: null, create: true).Dispose();
+            repository.OpenBelow(RepositoryLock.FolderName, owner: null, create: true).Dispose();
             return made;
         }
 
@@ -294,29 +305,6 @@ namespace VmQuiesce.Core.Repository
             {
                 Directory.Delete(folder, recursive: false);
             }
-        }
-
-        private static bool MakeFolder(string folder)
-        {
-            if (!HostPlatform.IsLinux)
-            {
-                bool existed = Directory.Exists(folder);
-                Directory.CreateDirectory(folder);
-                return !existed;
-            }
-
-            if (Libc.mkdirat(Libc.AtFdCwd, folder, OwnerOnlyFolder) == 0)
-            {
-                return true;
-            }
-
-            int errno = System.Runtime.InteropServices.Marshal.GetLastWin32Error();
-            if (errno == Libc.EEXIST && DescribeIfNotAFolder(folder) == null)
-            {
-                return false;
-            }
-
-            throw errno == Libc.EEXIST ? new IOException($"'{folder}' exists and is not a folder.") : RegularFile.Failure("create the folder", folder, errno);
         }
 
         private static string? DescribeIfNotAFolder(string folder)

@@ -231,6 +231,32 @@ namespace VmQuiesce.Core.Tests.Repository
             Assert.True(File.Exists(victim));
         }
 
+        [ThrowawayUserFact]
+        public void ARepositoryIsNotMadeThroughALinkAnotherUserPutOnTheWayButInTheirOwnFolderItIs()
+        {
+            using var fixture = new RepositoryFixture();
+            using var user = ThrowawayUser.Create();
+            string shared = Path.Combine(fixture.Root, "shared");
+            Directory.CreateDirectory(shared);
+            File.SetUnixFileMode(shared, (UnixFileMode)0x3FF); // 1777, as /tmp
+            string secret = Path.Combine(fixture.Root, "root-only");
+            Directory.CreateDirectory(secret);
+            File.SetUnixFileMode(secret, UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute);
+            string planted = Path.Combine(shared, "backups");
+            Assert.Equal(0, user.Run("/bin/ln", "-s", secret, planted).ExitCode);
+            string theirs = Path.Combine(shared, "theirs");
+            Assert.Equal(0, user.Run("/bin/mkdir", theirs).ExitCode);
+
+            var e = Assert.Throws<VmQuiesceException>(() => BackupRepository.OpenOrCreate(Path.Combine(planted, "repo"), Chunk));
+            BackupRepository mine = BackupRepository.OpenOrCreate(Path.Combine(theirs, "repo"), Chunk);
+
+            Assert.Equal("RepositoryWriteFailed", e.ErrorId);
+            Assert.Contains($"made by user id {user.Uid}", e.Message, StringComparison.Ordinal);
+            Assert.Empty(Directory.EnumerateFileSystemEntries(secret));
+            Assert.Equal(0x1C0, Mode(mine.Path));
+            Assert.Equal(0u, RegularFile.StatNoFollow(mine.Path)!.Value.Uid);
+        }
+
         private static int Mode(string path) => RegularFile.StatNoFollow(path)!.Value.Permissions;
 
         /// <summary>Another creator's marker appears right before this creator publishes its own.</summary>
