@@ -15,13 +15,14 @@ namespace VmQuiesce.Core.Repository
     internal sealed class DamagedChunks
     {
         internal const string FolderName = "damaged";
-        private const int OwnerOnlyFolder = 0x1C0; // 0700
 
+        private readonly string _repositoryPath;
         private readonly string _folder;
         private HashSet<string>? _known;
 
         public DamagedChunks(string repositoryPath)
         {
+            _repositoryPath = repositoryPath;
             _folder = Path.Combine(repositoryPath, FolderName);
         }
 
@@ -50,16 +51,10 @@ namespace VmQuiesce.Core.Repository
         /// <summary>Records <paramref name="hash"/> damaged; true when it was not recorded before.</summary>
         public bool Record(string hash)
         {
-            if (!Directory.Exists(_folder))
-            {
-                Directory.CreateDirectory(_folder);
-                if (!HostPlatform.IsWindows)
-                {
-                    Logon.Linux.PosixFiles.ChangeMode(_folder, OwnerOnlyFolder);
-                }
-            }
-
-            using TrustedFolder folder = TrustedFolder.OpenNoFollow(_folder);
+            // Made (0700) and opened through the repository folder without following a link: a mkdir and chmod by
+            // name would follow one whoever may write the repository put there meanwhile.
+            using TrustedFolder repository = TrustedFolder.OpenNoFollow(_repositoryPath);
+            using TrustedFolder folder = repository.OpenBelow(FolderName, owner: null, create: true);
             try
             {
                 folder.CreateNew(hash, direct: false).Dispose();

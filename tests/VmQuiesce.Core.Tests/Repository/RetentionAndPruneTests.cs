@@ -4,6 +4,7 @@ using System.Diagnostics;
 using System.IO;
 using System.Linq;
 using System.Threading;
+using VmQuiesce.Core.Platform;
 using VmQuiesce.Core.Repository;
 using VmQuiesce.Core.Sources;
 using Xunit;
@@ -262,6 +263,22 @@ namespace VmQuiesce.Core.Tests.Repository
 
             Assert.Equal("RepositoryLayoutUnsafe", e.ErrorId);
             Assert.True(other.Verify(victim, CancellationToken.None).IsValid);
+        }
+
+        [LinuxFact]
+        public void ADamagedChunkIsNotRecordedThroughTheRepositoryFolderSwappedForALinkAfterItWasOpened()
+        {
+            using var fixture = new RepositoryFixture();
+            var damaged = new DamagedChunks(fixture.RepositoryPath);
+            string outside = Path.Combine(fixture.Root, "outside");
+            Directory.CreateDirectory(outside);
+            Directory.Move(fixture.RepositoryPath, fixture.RepositoryPath + ".old");
+            File.CreateSymbolicLink(fixture.RepositoryPath, outside);
+
+            var e = Assert.Throws<FolderTrustException>(() => damaged.Record(new string('a', 64)));
+
+            Assert.Equal(FolderProblem.Link, e.Problem);
+            Assert.Empty(Directory.EnumerateFileSystemEntries(outside));
         }
 
         [LinuxFact]
