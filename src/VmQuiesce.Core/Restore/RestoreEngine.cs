@@ -24,6 +24,9 @@ namespace VmQuiesce.Core.Restore
 
         public SnapshotReverters Reverters { get; init; } = SnapshotReverters.Default;
 
+        /// <summary>For tests: called with each entry the tidy-up after a failed restore finds in a folder it made, before entering it.</summary>
+        public Action<string>? BeforeEnteringMadeFolder { get; init; }
+
         private static (string Volume, long Free)? QueryFreeSpace(string folder)
         {
             try
@@ -150,25 +153,42 @@ namespace VmQuiesce.Core.Restore
 
         /// <summary>
         /// After a failed restore into a -Destination it made: that folder and the folders below it go again where
-        /// they are empty (the written files are gone by then); nothing else is deleted and no link is followed.
+        /// they are empty (the written files are gone by then); nothing else is deleted. The folders were given to the
+        /// restored files' owners, who could swap one for a link to have root remove empty folders wherever it led: so
+        /// each is entered through its parent's descriptor and removed relative to it, and a link is never entered.
         /// </summary>
-        private static void RemoveEmptyFolders(string folder)
+        private void RemoveEmptyFolders(string destination)
         {
-            foreach (string below in Directory.EnumerateDirectories(folder))
-            {
-                if ((File.GetAttributes(below) & FileAttributes.ReparsePoint) == 0)
-                {
-                    RemoveEmptyFolders(below);
-                }
-            }
-
             try
             {
-                Directory.Delete(folder, recursive: false);
+                using TrustedFolder parent = TrustedFolder.Open(Path.GetDirectoryName(destination)!, RegularFile.StatNoFollow(destination)?.Uid, create: false);
+                RemoveIfEmpty(parent, Path.GetFileName(destination));
             }
             catch (Exception e) when (e is IOException || e is UnauthorizedAccessException)
             {
-                // Not empty, or not ours to remove: it stays, as it would have without this tidy-up.
+                // Its parent is gone or refused: the folder stays, as it would have without this tidy-up.
+            }
+        }
+
+        private void RemoveIfEmpty(TrustedFolder parent, string name)
+        {
+            try
+            {
+                // Whoever owns it, it is reached from this descriptor and not through a link: its owner is no reason to stop.
+                using (TrustedFolder folder = parent.OpenBelow(name, parent.Stat(name)?.Uid, create: false))
+                {
+                    foreach (string below in folder.Names().ToList())
+                    {
+                        _environment.BeforeEnteringMadeFolder?.Invoke(folder.Combine(below));
+                        RemoveIfEmpty(folder, below);
+                    }
+                }
+
+                parent.DeleteFolder(name);
+            }
+            catch (Exception e) when (e is IOException || e is UnauthorizedAccessException)
+            {
+                // A file, a link, not empty, or not ours to remove: it stays, as it would have without this tidy-up.
             }
         }
 

@@ -118,6 +118,55 @@ namespace VmQuiesce.Core.Tests.Restore
             Assert.Equal(Convert.ToInt32("640", 8), seen.Single().Permissions);
         }
 
+        [ThrowawayUserFact]
+        public void TheTidyUpAfterAFailedRestoreEntersNoFolderItsOwnerSwappedForALink()
+        {
+            using var fixture = new RepositoryFixture();
+            using var user = ThrowawayUser.Create();
+            string vm = Path.Combine(fixture.Root, "vm");
+            Directory.CreateDirectory(Path.Combine(vm, "sub"));
+            string first = WriteAt(Path.Combine(vm, "a.img"), RepositoryFixture.Random(Chunk, 1));
+            string second = WriteAt(Path.Combine(vm, "sub", "b.img"), RepositoryFixture.Random(Chunk, 2));
+            user.Own(vm);
+            RestorePoint point = fixture.BackUp("vm1", first, second);
+            File.Delete(fixture.ChunkFiles().Single(file => Path.GetFileName(file) == point.Files[1].Chunks[0]));
+            // b.img is restored below -Destination in a folder of its own, which the restore makes (and gives to its owner).
+            string manifest = Path.Combine(fixture.RepositoryPath, "points", point.Id + ".json");
+            File.WriteAllText(manifest, File.ReadAllText(manifest).Replace("\"path\": \"b.img\"", "\"path\": \"sub/b.img\"", StringComparison.Ordinal));
+            point = fixture.Repository.GetRestorePoint(point.Id);
+            Assert.Equal("sub/b.img", point.Files[1].Path);
+            string victim = Path.Combine(fixture.Root, "run-sshd");
+            Directory.CreateDirectory(Path.Combine(victim, "empty"));
+            string destination = Path.Combine(fixture.Root, "out");
+            string made = Path.Combine(destination, "sub");
+            var environment = new RestoreEnvironment
+            {
+                Usage = new NoUser(),
+                FreeSpace = _ => ("volume", long.MaxValue),
+                BeforeEnteringMadeFolder = entry =>
+                {
+                    if (entry == made)
+                    {
+                        // The restored files' owner, whose folder it is, swaps it for a link to a root folder.
+                        Assert.Equal(0, user.Run("/bin/mv", made, made + ".old").ExitCode);
+                        Assert.Equal(0, user.Run("/bin/ln", "-s", victim, made).ExitCode);
+                    }
+                },
+            };
+            var engine = new RestoreEngine(fixture.Repository, environment);
+
+            var e = Assert.Throws<VmQuiesceException>(() => engine.Run(engine.Plan(new RestoreRequest(point) { Destination = destination }, CancellationToken.None), null, CancellationToken.None));
+
+            Assert.Equal("RestoreChunkMissing", e.ErrorId);
+            Assert.Equal(user.Uid, RegularFile.StatNoFollow(made + ".old")!.Value.Uid);
+            Assert.True(Directory.Exists(Path.Combine(victim, "empty")), "root removed an empty folder through the link");
+
+            // Left alone, the folders it made go again, the nested one too.
+            string untouched = Path.Combine(fixture.Root, "out2");
+            Assert.Throws<VmQuiesceException>(() => engine.Run(engine.Plan(new RestoreRequest(point) { Destination = untouched }, CancellationToken.None), null, CancellationToken.None));
+            Assert.False(Directory.Exists(untouched));
+        }
+
         [LinuxFact]
         public void AFileWhoseOwnerIsUnknownComesBack0600()
         {
