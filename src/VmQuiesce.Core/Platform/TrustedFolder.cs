@@ -50,7 +50,7 @@ namespace VmQuiesce.Core.Platform
     /// </summary>
     internal sealed class TrustedFolder : IDisposable
     {
-        private const int MaxLinks = 40;
+        internal const int MaxLinks = 40;
         private const int OwnerOnlyFolder = 0x1C0; // 0700
 
         private readonly SafeFileHandle? _handle;

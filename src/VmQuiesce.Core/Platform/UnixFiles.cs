@@ -166,12 +166,18 @@ namespace VmQuiesce.Core.Platform
 
         /// <summary>
         /// Who other than root (or this user, or <paramref name="trusted"/>) could put a file or link of their own into
-        /// <paramref name="folder"/> (absolute) before a file is made there by its name, or swap the folder or one above it:
-        /// null when no one could. Unlike for an entry that exists, a sticky bit is no help: anyone who may write a folder
-        /// may make a new name in it.
+        /// <paramref name="folder"/> (absolute) before a file is made there by its name, or swap the folder or one above it,
+        /// or a link on the way to it as written (the name is opened through that way): null when no one could. Unlike for
+        /// an entry that exists, a sticky bit is no help: anyone who may write a folder may make a new name in it.
         /// </summary>
         public static string? DescribeOthersCanAddTo(string folder, uint? trusted)
         {
+            int links = 0;
+            if (DescribeSwappableLinks(folder, trusted, ref links) is string swappable)
+            {
+                return swappable;
+            }
+
             string real = RealPathOfDeepestExisting(folder);
             if (DescribeReplaceable(real, trusted) is string replaceable)
             {
@@ -186,6 +192,54 @@ namespace VmQuiesce.Core.Platform
             return status.Uid != 0 && status.Uid != Libc.geteuid() && status.Uid != trusted ? $"'{real}' belongs to user id {status.Uid}, who could put a link in it"
                 : (status.Permissions & GroupOrOtherWrite) != 0 ? $"'{real}' has mode {status.ModeText}: another user could put a link in it"
                 : null;
+        }
+
+        /// <summary>
+        /// Who other than root (or this user, or <paramref name="trusted"/>) could replace a symbolic link met on the way to
+        /// <paramref name="path"/> (absolute, as written), or one its target leads through, and so point the rest of the way
+        /// elsewhere; null when no one could (a link an administrator made in a folder only they may write is fine).
+        /// </summary>
+        private static string? DescribeSwappableLinks(string path, uint? trusted, ref int links)
+        {
+            string real = "/";
+            foreach (string name in path.Split(new[] { '/' }, StringSplitOptions.RemoveEmptyEntries))
+            {
+                if (name == "." || name == "..")
+                {
+                    real = name == ".." ? Path.GetDirectoryName(real) ?? "/" : real;
+                    continue;
+                }
+
+                string entry = Path.Combine(real, name);
+                if (RegularFile.StatNoFollow(entry) is not FileStatus status)
+                {
+                    return null;
+                }
+
+                if (status.IsSymbolicLink)
+                {
+                    if (DescribeReplaceable(entry, trusted) is string why)
+                    {
+                        return why;
+                    }
+
+                    if (++links > TrustedFolder.MaxLinks || ReadLinkAt(Libc.AtFdCwd, entry) is not string target)
+                    {
+                        return $"'{entry}' is a symbolic link that could not be followed";
+                    }
+
+                    if (DescribeSwappableLinks(Path.IsPathRooted(target) ? target : Path.Combine(real, target), trusted, ref links) is string inner)
+                    {
+                        return inner;
+                    }
+
+                    entry = Libc.RealPath(entry) ?? entry;
+                }
+
+                real = entry;
+            }
+
+            return null;
         }
 
         /// <summary>The real path of <paramref name="path"/>: that of its deepest folder that exists, and the rest as written.</summary>

@@ -120,5 +120,31 @@ namespace VmQuiesce.Core.Tests.Platform
                 Directory.Delete(root, recursive: true);
             }
         }
+
+        [LinuxRootFact]
+        public void A_folder_reached_through_a_link_another_user_may_replace_is_one_they_can_add_to()
+        {
+            string root = Directory.CreateDirectory(Path.Combine(Path.GetTempPath(), "vmq-add-to-" + Guid.NewGuid().ToString("N"))).FullName;
+            try
+            {
+                // The images live in a folder only root may write; a user's folder holds a link to it, and one of root's does too.
+                string images = Directory.CreateDirectory(Path.Combine(root, "images")).FullName;
+                string home = Directory.CreateDirectory(Path.Combine(root, "home")).FullName;
+                File.CreateSymbolicLink(Path.Combine(home, "vm"), images);
+                File.CreateSymbolicLink(Path.Combine(root, "admins-link"), "images");
+                const uint User = 4242;
+                TestGuest.HostCommand.RunChecked("/bin/chown", new[] { "-h", "-R", User.ToString(System.Globalization.CultureInfo.InvariantCulture), home });
+
+                Assert.Null(UnixFiles.DescribeOthersCanAddTo(images, null));
+                Assert.Null(UnixFiles.DescribeOthersCanAddTo(Path.Combine(root, "admins-link"), null));
+                // The user could point their link at a folder of theirs holding links of the names about to be made.
+                Assert.Contains($"'{home}' belongs to user id {User}", UnixFiles.DescribeOthersCanAddTo(Path.Combine(home, "vm"), null), StringComparison.Ordinal);
+                Assert.Null(UnixFiles.DescribeOthersCanAddTo(Path.Combine(home, "vm"), User));
+            }
+            finally
+            {
+                Directory.Delete(root, recursive: true);
+            }
+        }
     }
 }
