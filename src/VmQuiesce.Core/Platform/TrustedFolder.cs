@@ -87,13 +87,26 @@ namespace VmQuiesce.Core.Platform
         /// <summary>
         /// Opens folder <paramref name="path"/> (absolute), which a user named for new files (a log, a key file, a copy),
         /// making what is missing (0700) as <see cref="Open"/> does: links on the way only root's, folders on the way
-        /// root's or those of the named folder's own owner. A file made exclusively in someone's own folder and handled
+        /// root's or those of the named folder's own owner (of its deepest folder that exists, while it is still to be
+        /// made; the folders made are given to them). A file made exclusively in someone's own folder and handled
         /// through descriptors after cannot be redirected by them, so their folder (a home, a USB stick) is fine.
         /// </summary>
         public static TrustedFolder OpenForNewFiles(string path)
         {
             string full = System.IO.Path.GetFullPath(path);
-            return Open(full, HostPlatform.IsLinux ? UnixFiles.StatFollowingLinks(full)?.Uid : null, create: true);
+            if (!HostPlatform.IsLinux)
+            {
+                return Open(full, null, create: true);
+            }
+
+            string existing = full;
+            FileStatus? found;
+            while ((found = UnixFiles.StatFollowingLinks(existing)) == null && System.IO.Path.GetDirectoryName(existing) is string parent)
+            {
+                existing = parent;
+            }
+
+            return Open(full, found?.Uid, create: true);
         }
 
         /// <summary>

@@ -51,5 +51,26 @@ namespace VmQuiesce.Core.Tests.Schedule
             Assert.Empty(Directory.EnumerateFileSystemEntries(rootOnly));
             Assert.Null(run.LogPath);
         }
+
+        [ThrowawayUserFact]
+        public void A_log_folder_yet_to_be_made_in_a_folder_of_another_user_is_made_there_for_them()
+        {
+            // Their home or USB stick: the folder of theirs that exists decides whose the missing ones on the way are.
+            using var user = ThrowawayUser.Create();
+            string theirs = Path.Combine(_root, "theirs");
+            Directory.CreateDirectory(theirs);
+            user.Own(theirs);
+            string folder = Path.Combine(theirs, "logs", "nightly");
+            var run = new BackupJobResult("nightly", new DateTime(2026, 12, 6, 2, 30, 0, DateTimeKind.Utc));
+            run.Finish();
+
+            run.WriteLog(folder);
+
+            Assert.Equal(Path.Combine(folder, "nightly-20261206T023000Z.log"), run.LogPath);
+            FileStatus log = RegularFile.StatNoFollow(run.LogPath!)!.Value;
+            Assert.Equal((0u, 0x180), (log.Uid, log.Permissions));
+            FileStatus made = RegularFile.StatNoFollow(folder)!.Value;
+            Assert.Equal((user.Uid, 0x1C0), (made.Uid, made.Permissions));
+        }
     }
 }
