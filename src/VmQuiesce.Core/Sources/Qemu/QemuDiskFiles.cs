@@ -72,11 +72,14 @@ namespace VmQuiesce.Core.Sources.Qemu
                     throw new VmQuiesceException("DiskFolderUnsafe", FailureKind.SecurityError,
                         $"Disk {disk.Name} of VM '{vmName}' lies in '{folder}', where the backup has {peer?.ToString() ?? "QEMU"} make a new image by name, but {why}: QEMU would write through it. Nothing was changed.", folder)
                     {
-                        Remedy = $"Keep the VM's disks in a folder only root{(peer == null || peer.Uid == 0 ? string.Empty : $" and {peer.User}")} may write (chmod go-w), below folders no other user can change.",
+                        Remedy = $"Give the folder to {OwnerFor(peer)} and let no one else write it (chown {OwnerFor(peer)} '{folder}'; chmod go-w '{folder}'), below folders no other user can change; a QEMU that is not root then still makes its images there as the folder's owner.",
                     };
                 }
             }
         }
+
+        /// <summary>Who should own a disk folder: QEMU's own user when it is not root (it must still write there), else root.</summary>
+        private static string OwnerFor(QemuPeer? peer) => peer == null || peer.Uid == 0 ? "root" : peer.User;
 
         /// <summary>Where the copy reads the image the disk had when the files were opened.</summary>
         public string ReadPathFor(string image) => _readPaths[image];
