@@ -157,10 +157,12 @@ namespace VmQuiesce.Core.Tests.Backup
                 }
             });
 
-            Exception failure = Fifo.Within(disk, () => Assert.ThrowsAny<Exception>(() =>
+            VmQuiesceException failure = Fifo.Within(disk, () => Assert.Throws<VmQuiesceException>(() =>
                 new BackupEngine(fixture.Repository, 2).Run(new PlainImageSource("vm1", new[] { disk }), new QuiesceOptions { Required = Consistency.Crash }, host, CancellationToken.None)));
 
-            Assert.Contains($"'{disk}' is a FIFO", failure.ToString());
+            // What the user sees: the copy's error id, and the file named as what it is.
+            Assert.Equal("BackupCopyFailed", failure.ErrorId);
+            Assert.Contains($"'{disk}' is a FIFO", failure.Message);
             Assert.Empty(fixture.Repository.ListRestorePoints());
         }
 
