@@ -160,7 +160,7 @@ namespace VmQuiesce
         }
 
         /// <summary>A warning reaches the user even after Ctrl+C: a stopping pipeline refuses it, the host's console does not.</summary>
-        private void WriteWarningEvenWhenStopping(string message)
+        protected void WriteWarningEvenWhenStopping(string message)
         {
             try
             {

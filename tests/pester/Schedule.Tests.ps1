@@ -323,6 +323,40 @@ Describe 'The scheduled job against the real QEMU test guest' {
         finally { $diskless | Stop-TestGuest }
     }
 
+    It 'stops at Ctrl+C: the steps after the stopped one do not run (no retention), and its log says so' {
+        if ($unavailable) { Set-ItResult -Skipped -Because $unavailable; return }
+        $stoppedRepository = Join-Path $root 'stopped-repo'
+        $stoppedLogs = Join-Path $root 'stopped-logs'
+        foreach ($i in 1, 2) { $null = Invoke-VmQuiescedBackup -Vm $guest.QmpSocketPath -Repository $stoppedRepository -Confirm:$false -WarningAction SilentlyContinue }
+        $job = [powershell]::Create()
+        $null = $job.AddCommand('Import-Module').AddParameter('Name', $env:VMQUIESCE_MODULE_PATH).AddStatement().AddCommand('Invoke-VmBackupJob').
+            AddParameter('Name', 'stopped').AddParameter('Vm', $guest.QmpSocketPath).AddParameter('Repository', $stoppedRepository).
+            AddParameter('KeepLast', 1).AddParameter('LogFolder', $stoppedLogs).AddParameter('WarningAction', 'SilentlyContinue')
+        try {
+            $running = $job.BeginInvoke()
+            # Ctrl+C while the backup step runs: once it holds its repository lock, QEMU is held still (SIGSTOP), so the
+            # backup cannot end before the stop reaches it; QEMU goes on once the stop is under way.
+            $locks = Join-Path $stoppedRepository 'locks'
+            $deadline = [DateTime]::UtcNow.AddSeconds(120)
+            while (-not [IO.Directory]::EnumerateFiles($locks, 'shared-*.lock').GetEnumerator().MoveNext() -and -not $running.IsCompleted -and [DateTime]::UtcNow -lt $deadline) { }
+            & /bin/kill -STOP $guest.Process.Id
+            try {
+                $running.IsCompleted | Should -BeFalse -Because 'the job is stopped during its backup step'
+                $stopping = $job.BeginStop($null, $null)
+            }
+            finally { & /bin/kill -CONT $guest.Process.Id }
+            $job.EndStop($stopping)
+
+            "$($job.InvocationStateInfo.State)" | Should -Be 'Stopped'
+            @(Get-VmBackup -Repository $stoppedRepository).Count | Should -Be 2 -Because 'retention (-KeepLast 1) must not run once the job was stopped'
+            $log = Get-Content (Get-ChildItem $stoppedLogs -Filter 'stopped-*.log')[0].FullName
+            $log -join "`n" | Should -BeLike '*Stopped*: the steps after it were not run.*'
+            $log -join "`n" | Should -Not -BeLike '*Retention*'
+            $log -join "`n" | Should -Not -BeLike '*PipelineStopped*'
+        }
+        finally { $job.Dispose() }
+    }
+
     It 'exits 3 with one FAILED retention line naming the job when only the retention policy fails' {
         if ($unavailable) { Set-ItResult -Skipped -Because $unavailable; return }
         if ($unitSkip) { Set-ItResult -Skipped -Because $unitSkip; return }

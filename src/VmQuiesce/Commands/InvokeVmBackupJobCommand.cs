@@ -22,6 +22,9 @@ namespace VmQuiesce.Commands
     [OutputType(typeof(BackupJobResult))]
     public sealed class InvokeVmBackupJobCommand : VmQuiesceCmdlet
     {
+        /// <summary>Set once a step of the job was stopped (Ctrl+C): no later step runs.</summary>
+        private bool _stopped;
+
         /// <summary>Names the run in its log file and lines (the schedule's name).</summary>
         [Parameter(Mandatory = true, Position = 0)]
         [ValidateNotNullOrEmpty]
@@ -122,18 +125,31 @@ namespace VmQuiesce.Commands
                 vms.AddRange(found.Where(vm => !vms.Any(known => known.Kind == vm.Kind && known.Location == vm.Location)));
             }
 
-            if (vms.Count > 0)
+            bool stopped = false;
+            try
             {
-                BackUpInGroups(run, vms, repository);
-                if (HasRetention)
+                if (vms.Count > 0)
                 {
-                    ApplyRetention(run, vms, repository);
+                    BackUpInGroups(run, vms, repository);
+                    if (HasRetention)
+                    {
+                        ApplyRetention(run, vms, repository);
+                    }
+
+                    if (copyTo != null && run.RestorePoints.Count > 0)
+                    {
+                        CopyNewPoints(run, repository, copyTo);
+                    }
                 }
 
-                if (copyTo != null && run.RestorePoints.Count > 0)
-                {
-                    CopyNewPoints(run, repository, copyTo);
-                }
+                ThrowIfStopped();
+            }
+            catch (PipelineStoppedException)
+            {
+                // Ctrl+C, or the service stopping: no later step runs (no retention after a backup that was stopped), and the
+                // log still says what was done.
+                run.Log("Stopped (Ctrl+C or the service stopping): the steps after it were not run.");
+                stopped = true;
             }
 
             run.Finish();
@@ -148,6 +164,11 @@ namespace VmQuiesce.Commands
                     // The backups are done: a log that cannot be written is said, and does not change the exit code.
                     WriteWarning(e.Message);
                 }
+            }
+
+            if (stopped)
+            {
+                throw new PipelineStoppedException();
             }
 
             WriteObject(run);
@@ -231,7 +252,7 @@ namespace VmQuiesce.Commands
             List<RestorePoint> points = Invoke(powerShell).OfType<RestorePoint>().ToList();
             points.ForEach(run.AddPoint);
             var failed = new HashSet<string>(StringComparer.OrdinalIgnoreCase);
-            foreach (ErrorRecord error in powerShell.Streams.Error)
+            foreach (ErrorRecord error in powerShell.Streams.Error.Where(error => !(error.Exception is PipelineStoppedException)))
             {
                 string vm = error.TargetObject is BackupVm target ? target.Name : error.TargetObject is RestorePoint point ? point.VmName : error.TargetObject?.ToString() ?? "(unknown)";
                 failed.Add(vm);
@@ -309,13 +330,41 @@ namespace VmQuiesce.Commands
             }
         }
 
-        /// <summary>Runs a step of the job (<see cref="NestedCommand"/>), whose failures it reports per item; its warnings and verbose lines become this cmdlet's.</summary>
+        /// <summary>
+        /// Runs a step of the job (<see cref="NestedCommand"/>), whose failures it reports per item; its warnings and verbose
+        /// lines become this cmdlet's. Once the job is stopped no step starts (PipelineStoppedException); the step that was
+        /// stopped still gives what it did, and its warnings reach the console.
+        /// </summary>
         private List<object> Invoke(PowerShell powerShell)
         {
+            ThrowIfStopped();
             var said = new List<InformationalRecord>();
             List<object> output = NestedCommand.Invoke(powerShell, said);
-            said.ForEach(record => NestedCommand.Write(this, record));
+            // A step that was stopped means the job is being stopped, whether or not its own StopProcessing has come yet.
+            _stopped |= powerShell.InvocationStateInfo.State == PSInvocationState.Stopped || powerShell.Streams.Error.Any(error => error.Exception is PipelineStoppedException);
+            foreach (InformationalRecord record in said)
+            {
+                if (!IsStopped)
+                {
+                    NestedCommand.Write(this, record);
+                }
+                else if (record is WarningRecord)
+                {
+                    WriteWarningEvenWhenStopping(record.Message);
+                }
+            }
+
             return output;
+        }
+
+        private bool IsStopped => _stopped || Stopping || CancelToken.IsCancellationRequested;
+
+        private void ThrowIfStopped()
+        {
+            if (IsStopped)
+            {
+                throw new PipelineStoppedException();
+            }
         }
 
         /// <summary>One line per failed VM on the error stream: what a scheduler's journal or a cron mail shows.</summary>
