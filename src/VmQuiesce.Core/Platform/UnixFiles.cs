@@ -131,8 +131,6 @@ namespace VmQuiesce.Core.Platform
         /// </summary>
         public static string? DescribeReplaceable(string path, uint? trusted = null)
         {
-            uint self = Libc.geteuid();
-            bool Trusted(uint uid) => uid == 0 || uid == self || uid == trusted;
             string folder = "/";
             foreach (string name in path.Split(new[] { '/' }, StringSplitOptions.RemoveEmptyEntries))
             {
@@ -147,13 +145,13 @@ namespace VmQuiesce.Core.Platform
                     return $"'{folder}' is a symbolic link, which changed as it was looked at";
                 }
 
-                if (!Trusted(status.Uid))
+                if (!IsTrusted(status.Uid, trusted))
                 {
                     return $"'{folder}' belongs to user id {status.Uid}, who could rename '{entry}' and put another there";
                 }
 
                 FileStatus? below = RegularFile.StatNoFollow(entry);
-                if ((status.Permissions & GroupOrOtherWrite) != 0 && (!status.IsSticky || (below is FileStatus owned && !Trusted(owned.Uid))))
+                if ((status.Permissions & GroupOrOtherWrite) != 0 && (!status.IsSticky || (below is FileStatus owned && !IsTrusted(owned.Uid, trusted))))
                 {
                     return $"'{folder}' has mode {status.ModeText}: another user could rename '{entry}' and put another there";
                 }
@@ -189,10 +187,13 @@ namespace VmQuiesce.Core.Platform
                 return null;
             }
 
-            return status.Uid != 0 && status.Uid != Libc.geteuid() && status.Uid != trusted ? $"'{real}' belongs to user id {status.Uid}, who could put a link in it"
+            return !IsTrusted(status.Uid, trusted) ? $"'{real}' belongs to user id {status.Uid}, who could put a link in it"
                 : (status.Permissions & GroupOrOtherWrite) != 0 ? $"'{real}' has mode {status.ModeText}: another user could put a link in it"
                 : null;
         }
+
+        /// <summary>Whether <paramref name="uid"/> is root, this user or <paramref name="trusted"/>: someone whose folders and links are not a way in.</summary>
+        private static bool IsTrusted(uint uid, uint? trusted) => uid == 0 || uid == Libc.geteuid() || uid == trusted;
 
         /// <summary>
         /// Who other than root (or this user, or <paramref name="trusted"/>) could replace a symbolic link met on the way to
