@@ -46,19 +46,30 @@ namespace VmQuiesce.Core.Platform
     /// or the owner of the file to be written, and a symbolic link followed only when root (or this process's
     /// user) made it. Files are then created, linked, renamed and removed relative to the open folder, so a
     /// folder swapped for a link after the check changes nothing. Elsewhere the same checks run on the path
-    /// (links are refused, owners are not checked), which a racing local user could still defeat.
+    /// (links are refused, owners are not checked), which a racing local user could still defeat: on Windows
+    /// each entry's reparse tag is read from its own handle, and only a reparse point that leads elsewhere (a
+    /// junction, symbolic link or mount point; <see cref="ReparsePoints.RedirectsName"/>) is refused, so that a
+    /// OneDrive, deduplicated or container folder is written into as any other; macOS has no tags, and refuses
+    /// every symbolic link.
     /// </summary>
     internal sealed class TrustedFolder : IDisposable
     {
         internal const int MaxLinks = 40;
         private const int OwnerOnlyFolder = 0x1C0; // 0700
 
+        /// <summary>FILE_READ_ATTRIBUTES: enough to read an entry's reparse tag, and an open no share mode binds.</summary>
+        private const uint ReadAttributes = 0x0080;
+
         private readonly SafeFileHandle? _handle;
 
-        private TrustedFolder(string path, SafeFileHandle? handle)
+        /// <summary>Where folders are reached by path: Windows reads reparse tags through these; null on macOS.</summary>
+        private readonly IFolderHandles? _tags;
+
+        private TrustedFolder(string path, SafeFileHandle? handle, IFolderHandles? tags = null)
         {
             Path = path;
             _handle = handle;
+            _tags = tags;
         }
 
         public string Path { get; }
@@ -77,11 +88,20 @@ namespace VmQuiesce.Core.Platform
         {
             if (!HostPlatform.IsLinux)
             {
-                WalkByPath(path, create);
-                return new TrustedFolder(path, null);
+                return OpenByPath(path, create, ThisHostsTags);
             }
 
             return new TrustedFolder(path, Walk(OpenRoot(), "/", Components(path), owner, create, followRootLinks: true));
+        }
+
+        /// <summary>
+        /// <see cref="Open"/> as Windows (<paramref name="tags"/>, its handle layer) and macOS (null) do it: the folders on the way
+        /// checked and made by path.
+        /// </summary>
+        internal static TrustedFolder OpenByPath(string path, bool create, IFolderHandles? tags)
+        {
+            WalkByPath(path, create, tags);
+            return new TrustedFolder(path, null, tags);
         }
 
         /// <summary>
@@ -118,8 +138,7 @@ namespace VmQuiesce.Core.Platform
             string path = Components(relative).Aggregate(Path, System.IO.Path.Combine);
             if (_handle == null)
             {
-                WalkByPath(path, create);
-                return new TrustedFolder(path, null);
+                return OpenByPath(path, create, _tags);
             }
 
             int fd = UnixFiles.OpenAt(Fd, ".", Libc.OpenReadOnly | Libc.OpenDirectory | Libc.OpenCloseOnExec, 0);
@@ -136,12 +155,7 @@ namespace VmQuiesce.Core.Platform
         {
             if (!HostPlatform.IsLinux)
             {
-                if (IsLinkByPath(path))
-                {
-                    throw new FolderTrustException(FolderProblem.Link, path, $"'{path}' is a link (a reparse point), not a folder.");
-                }
-
-                return Directory.Exists(path) ? new TrustedFolder(path, null) : throw new FolderTrustException(FolderProblem.Missing, path, $"The folder '{path}' does not exist.");
+                return OpenNoFollowByPath(path, ThisHostsTags);
             }
 
             int fd = UnixFiles.OpenAt(Libc.AtFdCwd, path, Libc.OpenReadOnly | Libc.OpenDirectory | Libc.OpenNoFollow | Libc.OpenCloseOnExec, 0);
@@ -156,6 +170,17 @@ namespace VmQuiesce.Core.Platform
                 : found.Value.IsSymbolicLink ? new FolderTrustException(FolderProblem.Link, path, $"'{path}' is a symbolic link, not a folder.")
                 : found.Value.IsDirectory ? RegularFile.Failure("open the folder", path, errno)
                 : new FolderTrustException(FolderProblem.NotAFolder, path, $"'{path}' is {found.Value.KindName}, not a folder.");
+        }
+
+        /// <summary><see cref="OpenNoFollow"/> as Windows (<paramref name="tags"/>, its handle layer) and macOS (null) do it, by path.</summary>
+        internal static TrustedFolder OpenNoFollowByPath(string path, IFolderHandles? tags)
+        {
+            if (RedirectionByPath(path, tags) is string link)
+            {
+                throw new FolderTrustException(FolderProblem.Link, path, $"'{path}' is {link}, not a folder.");
+            }
+
+            return Directory.Exists(path) ? new TrustedFolder(path, null, tags) : throw new FolderTrustException(FolderProblem.Missing, path, $"The folder '{path}' does not exist.");
         }
 
         /// <summary>What is at <paramref name="name"/> in this folder (a link is not followed); null when nothing is.</summary>
@@ -223,9 +248,9 @@ namespace VmQuiesce.Core.Platform
             string path = Combine(name);
             if (_handle == null)
             {
-                if (IsLinkByPath(path))
+                if (RedirectionByPath(path, _tags) is string link)
                 {
-                    throw new FolderTrustException(FolderProblem.Link, path, $"'{path}' is a link (a reparse point); VmQuiesce does not write through it.");
+                    throw new FolderTrustException(FolderProblem.Link, path, $"'{path}' is {link}; VmQuiesce does not write through it.");
                 }
 
                 if (File.Exists(path) || Directory.Exists(path))
@@ -234,7 +259,7 @@ namespace VmQuiesce.Core.Platform
                 }
 
                 Directory.CreateDirectory(path);
-                return new TrustedFolder(path, null);
+                return new TrustedFolder(path, null, _tags);
             }
 
             int fd = Libc.mkdirat(Fd, name, OwnerOnlyFolder) == 0
@@ -286,7 +311,7 @@ namespace VmQuiesce.Core.Platform
         {
             if (_handle == null)
             {
-                return File.Exists(Combine(name)) && !IsLinkByPath(Combine(name)) ? new FileStream(Combine(name), FileMode.Open, FileAccess.ReadWrite, FileShare.None) : null;
+                return File.Exists(Combine(name)) && RedirectionByPath(Combine(name), _tags) == null ? new FileStream(Combine(name), FileMode.Open, FileAccess.ReadWrite, FileShare.None) : null;
             }
 
             int fd = UnixFiles.OpenAt(Fd, name, 0x2 /* O_RDWR */ | Libc.OpenNoFollow | Libc.OpenNonBlocking | Libc.OpenCloseOnExec, 0);
@@ -531,17 +556,17 @@ namespace VmQuiesce.Core.Platform
 
         private static IEnumerable<string> Components(string path) => path.Split(new[] { '/' }, StringSplitOptions.RemoveEmptyEntries);
 
-        /// <summary>Windows and macOS: refuse links on the way, create what is missing.</summary>
-        private static void WalkByPath(string path, bool create)
+        /// <summary>Windows and macOS: refuse links on the way (<see cref="RedirectionByPath"/>), create what is missing.</summary>
+        private static void WalkByPath(string path, bool create, IFolderHandles? tags)
         {
             string? root = System.IO.Path.GetPathRoot(path);
             string current = root ?? string.Empty;
             foreach (string part in path.Substring(current.Length).Split(new[] { System.IO.Path.DirectorySeparatorChar, System.IO.Path.AltDirectorySeparatorChar }, StringSplitOptions.RemoveEmptyEntries))
             {
                 current = System.IO.Path.Combine(current, part);
-                if (IsLinkByPath(current))
+                if (RedirectionByPath(current, tags) is string link)
                 {
-                    throw new FolderTrustException(FolderProblem.Link, current, $"'{current}' is a link (a reparse point); VmQuiesce does not write through it.");
+                    throw new FolderTrustException(FolderProblem.Link, current, $"'{current}' is {link}; VmQuiesce does not write through it.");
                 }
 
                 if (File.Exists(current))
@@ -559,6 +584,25 @@ namespace VmQuiesce.Core.Platform
                     Directory.CreateDirectory(current);
                 }
             }
+        }
+
+        /// <summary>The handle layer that reads reparse tags on this host: Windows has one; macOS has no tags.</summary>
+        private static IFolderHandles? ThisHostsTags => HostPlatform.IsWindows ? new WindowsFolderHandles() : null;
+
+        /// <summary>
+        /// What the entry at <paramref name="path"/> is when a path through it leads elsewhere; null when it does not, or
+        /// nothing is there. On Windows (<paramref name="tags"/>) its own handle's reparse tag decides; macOS (null) has no
+        /// tags: every symbolic link leads elsewhere.
+        /// </summary>
+        private static string? RedirectionByPath(string path, IFolderHandles? tags)
+        {
+            if (tags == null)
+            {
+                return IsLinkByPath(path) ? "a symbolic link" : null;
+            }
+
+            using IFolderHandle? entry = tags.Open(path, ReadAttributes);
+            return entry != null && ReparsePoints.RedirectsName(entry.Attributes, entry.ReparseTag) ? ReparsePoints.Describe(entry.ReparseTag) : null;
         }
 
         private static bool IsLinkByPath(string path)

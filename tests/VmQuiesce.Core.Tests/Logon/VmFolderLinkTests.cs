@@ -6,6 +6,7 @@ using VmQuiesce.Core.Logon;
 using VmQuiesce.Core.Logon.Linux;
 using VmQuiesce.Core.Logon.Windows;
 using VmQuiesce.Core.Platform;
+using VmQuiesce.Core.Tests.Platform;
 using Xunit;
 
 namespace VmQuiesce.Core.Tests.Logon
@@ -154,7 +155,7 @@ namespace VmQuiesce.Core.Tests.Logon
         }
 
         /// <summary>A junction needs no privilege to make (mklink /J); both paths are under the temporary folder and hold no quote.</summary>
-        private static void MakeJunction(string junction, string target)
+        internal static void MakeJunction(string junction, string target)
         {
             var mklink = new ProcessStartInfo(Path.Combine(Environment.GetFolderPath(Environment.SpecialFolder.System), "cmd.exe"), $"/c mklink /J \"{junction}\" \"{target}\"")
             {

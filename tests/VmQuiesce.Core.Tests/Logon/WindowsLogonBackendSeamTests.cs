@@ -6,6 +6,8 @@ using System.Runtime.InteropServices;
 using System.Security;
 using VmQuiesce.Core.Logon;
 using VmQuiesce.Core.Logon.Windows;
+using VmQuiesce.Core.Platform;
+using VmQuiesce.Core.Tests.Platform;
 using Xunit;
 
 namespace VmQuiesce.Core.Tests.Logon

@@ -1,42 +1,9 @@
 using System;
 using System.Collections.Generic;
+using VmQuiesce.Core.Platform;
 
 namespace VmQuiesce.Core.Logon.Windows
 {
-    /// <summary>
-    /// The handle layer under a VM folder's check and grant on Windows (CreateFileW, GetFileInformationByHandleEx,
-    /// GetSecurityInfo, SetSecurityInfo): a seam, so that what <see cref="HeldFolder"/> refuses, and which handle the DACL
-    /// is read and written through, is proven on any OS.
-    /// </summary>
-    internal interface IFolderHandles
-    {
-        /// <summary>
-        /// The entry at <paramref name="path"/>, opened with <paramref name="access"/> (<see cref="HeldFolder.HoldAccess"/>, with
-        /// <see cref="HeldFolder.DaclAccess"/> to read and write its DACL) without following a reparse point there, and shared for
-        /// reading and writing, not deleting, so that it cannot be renamed or deleted while open; null when nothing is there.
-        /// Throws IOException when it cannot be opened.
-        /// </summary>
-        IFolderHandle? Open(string path, uint access);
-    }
-
-    /// <summary>One entry held open: what it is, as its handle says, and its DACL through that same handle.</summary>
-    internal interface IFolderHandle : IDisposable
-    {
-        /// <summary>FILE_ATTRIBUTE_* (FILE_ATTRIBUTE_TAG_INFO.FileAttributes).</summary>
-        uint Attributes { get; }
-
-        /// <summary>The reparse tag, when <see cref="Attributes"/> holds FILE_ATTRIBUTE_REPARSE_POINT.</summary>
-        uint ReparseTag { get; }
-
-        /// <summary>Which folder this is, whatever its name: the volume's serial number and the file index. Throws IOException.</summary>
-        string Id { get; }
-
-        /// <summary>The DACL's bytes; throws IOException, also for a NULL DACL (which is never edited).</summary>
-        byte[] ReadDacl();
-
-        void WriteDacl(byte[] dacl);
-    }
-
     /// <summary>
     /// A VM folder held open with every folder above it below the root, each opened without following a reparse point and
     /// checked on its own handle: a folder, and no junction, symbolic link, volume mount point or other name surrogate. Held,
@@ -55,12 +22,6 @@ namespace VmQuiesce.Core.Logon.Windows
 
         /// <summary>READ_CONTROL and WRITE_DAC: the DACL read and written through the handle.</summary>
         public const uint DaclAccess = 0x00020000 | 0x00040000;
-
-        private const uint DirectoryAttribute = 0x10;
-        private const uint ReparsePointAttribute = 0x400;
-
-        /// <summary>The name surrogate bit of a reparse tag (IsReparseTagNameSurrogate).</summary>
-        private const uint NameSurrogateBit = 0x20000000;
 
         private readonly List<IFolderHandle> _held;
 
@@ -83,12 +44,12 @@ namespace VmQuiesce.Core.Logon.Windows
                     bool isTheFolder = part.Length == path.Length;
                     IFolderHandle opened = handles.Open(part, forDacl && isTheFolder ? HoldAccess | DaclAccess : HoldAccess) ?? throw VmFolders.NotFound(folder);
                     held.Add(opened);
-                    if ((opened.Attributes & ReparsePointAttribute) != 0 && RedirectsName(opened.ReparseTag))
+                    if (ReparsePoints.RedirectsName(opened.Attributes, opened.ReparseTag))
                     {
-                        throw VmFolders.IsLink(folder, part, isTheFolder, $"a junction, symbolic link, volume mount point or other name surrogate (reparse tag 0x{opened.ReparseTag:X8})");
+                        throw VmFolders.IsLink(folder, part, isTheFolder, ReparsePoints.Describe(opened.ReparseTag));
                     }
 
-                    if ((opened.Attributes & DirectoryAttribute) == 0)
+                    if ((opened.Attributes & ReparsePoints.DirectoryAttribute) == 0)
                     {
                         throw VmFolders.NotFound(folder);
                     }
@@ -102,14 +63,6 @@ namespace VmQuiesce.Core.Logon.Windows
                 throw;
             }
         }
-
-        /// <summary>
-        /// Whether an entry with this reparse tag stands for another named entity, so that a path through it leads
-        /// elsewhere: junctions and volume mount points (IO_REPARSE_TAG_MOUNT_POINT), symbolic links, WSL and container
-        /// links. Other tags keep the folder where it is, its contents stored or fetched otherwise: OneDrive and other cloud
-        /// placeholders (IO_REPARSE_TAG_CLOUD_*), deduplication, projected file systems. Those folders are granted as any other.
-        /// </summary>
-        private static bool RedirectsName(uint reparseTag) => (reparseTag & NameSurrogateBit) != 0;
 
         public void Dispose()
         {

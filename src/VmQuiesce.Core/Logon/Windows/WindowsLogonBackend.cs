@@ -8,6 +8,7 @@ using System.Security;
 using System.Text;
 using System.Threading;
 using VmQuiesce.Core.Native;
+using VmQuiesce.Core.Platform;
 
 namespace VmQuiesce.Core.Logon.Windows
 {

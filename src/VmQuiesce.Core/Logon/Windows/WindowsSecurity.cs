@@ -3,7 +3,6 @@ using System.IO;
 using System.Runtime.InteropServices;
 using System.Runtime.Versioning;
 using System.Text;
-using Microsoft.Win32.SafeHandles;
 using VmQuiesce.Core.Native;
 
 namespace VmQuiesce.Core.Logon.Windows
@@ -45,54 +44,6 @@ namespace VmQuiesce.Core.Logon.Windows
             finally
             {
                 Kernel32.LocalFree(descriptor);
-            }
-        }
-
-        /// <summary>
-        /// The DACL of the folder open as <paramref name="folder"/> (GetSecurityInfo), as bytes; <paramref name="shown"/> names it in
-        /// errors. A NULL DACL, which lets everyone in, is an error: it is never edited.
-        /// </summary>
-        public static byte[] ReadDacl(SafeFileHandle folder, string shown)
-        {
-            uint status = Advapi32.GetSecurityInfo(folder, Advapi32.SeFileObject, Advapi32.DaclSecurityInformation,
-                out _, out _, out IntPtr dacl, out _, out IntPtr descriptor);
-            if (status != 0)
-            {
-                throw new IOException($"Cannot read the permissions of '{shown}': {Win32Error.Describe((int)status)}");
-            }
-
-            try
-            {
-                if (dacl == IntPtr.Zero)
-                {
-                    throw new IOException($"'{shown}' has no permission list (a NULL DACL lets everyone in); no entry is added to it.");
-                }
-
-                byte[] bytes = new byte[(ushort)Marshal.ReadInt16(dacl, 2)]; // ACL.AclSize
-                Marshal.Copy(dacl, bytes, 0, bytes.Length);
-                return bytes;
-            }
-            finally
-            {
-                Kernel32.LocalFree(descriptor);
-            }
-        }
-
-        /// <summary>Writes the DACL of the folder open as <paramref name="folder"/> (SetSecurityInfo), which also carries its inheritable entries to the files and folders inside.</summary>
-        public static void WriteDacl(SafeFileHandle folder, string shown, byte[] dacl)
-        {
-            GCHandle pinned = GCHandle.Alloc(dacl, GCHandleType.Pinned);
-            try
-            {
-                uint status = Advapi32.SetSecurityInfo(folder, Advapi32.SeFileObject, Advapi32.DaclSecurityInformation, IntPtr.Zero, IntPtr.Zero, pinned.AddrOfPinnedObject(), IntPtr.Zero);
-                if (status != 0)
-                {
-                    throw new IOException($"Cannot write the permissions of '{shown}': {Win32Error.Describe((int)status)}");
-                }
-            }
-            finally
-            {
-                pinned.Free();
             }
         }
 

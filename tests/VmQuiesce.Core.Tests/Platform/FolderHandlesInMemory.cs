@@ -1,9 +1,9 @@
 using System.Collections.Generic;
 using System.IO;
 using System.Linq;
-using VmQuiesce.Core.Logon.Windows;
+using VmQuiesce.Core.Platform;
 
-namespace VmQuiesce.Core.Tests.Logon
+namespace VmQuiesce.Core.Tests.Platform
 {
     /// <summary>
     /// The Windows handle layer in memory: every path is a plain folder unless told otherwise. Keeps which entries were

@@ -5,9 +5,9 @@ using System.Runtime.Versioning;
 using Microsoft.Win32.SafeHandles;
 using VmQuiesce.Core.Native;
 
-namespace VmQuiesce.Core.Logon.Windows
+namespace VmQuiesce.Core.Platform
 {
-    /// <summary>Folders opened as Windows opens them, for <see cref="HeldFolder"/>.</summary>
+    /// <summary>Folders opened as Windows opens them, without following a reparse point.</summary>
     [SupportedOSPlatform("windows")]
     internal sealed class WindowsFolderHandles : IFolderHandles
     {
@@ -72,9 +72,50 @@ namespace VmQuiesce.Core.Logon.Windows
                 }
             }
 
-            public byte[] ReadDacl() => WindowsSecurity.ReadDacl(_handle, _path);
+            /// <summary>The DACL through the handle (GetSecurityInfo). A NULL DACL, which lets everyone in, is an error: it is never edited.</summary>
+            public byte[] ReadDacl()
+            {
+                uint status = Advapi32.GetSecurityInfo(_handle, Advapi32.SeFileObject, Advapi32.DaclSecurityInformation,
+                    out _, out _, out IntPtr dacl, out _, out IntPtr descriptor);
+                if (status != 0)
+                {
+                    throw new IOException($"Cannot read the permissions of '{_path}': {Win32Error.Describe((int)status)}");
+                }
 
-            public void WriteDacl(byte[] dacl) => WindowsSecurity.WriteDacl(_handle, _path, dacl);
+                try
+                {
+                    if (dacl == IntPtr.Zero)
+                    {
+                        throw new IOException($"'{_path}' has no permission list (a NULL DACL lets everyone in); no entry is added to it.");
+                    }
+
+                    byte[] bytes = new byte[(ushort)Marshal.ReadInt16(dacl, 2)]; // ACL.AclSize
+                    Marshal.Copy(dacl, bytes, 0, bytes.Length);
+                    return bytes;
+                }
+                finally
+                {
+                    Kernel32.LocalFree(descriptor);
+                }
+            }
+
+            /// <summary>Writes the DACL through the handle (SetSecurityInfo), which also carries its inheritable entries to the files and folders inside.</summary>
+            public void WriteDacl(byte[] dacl)
+            {
+                GCHandle pinned = GCHandle.Alloc(dacl, GCHandleType.Pinned);
+                try
+                {
+                    uint status = Advapi32.SetSecurityInfo(_handle, Advapi32.SeFileObject, Advapi32.DaclSecurityInformation, IntPtr.Zero, IntPtr.Zero, pinned.AddrOfPinnedObject(), IntPtr.Zero);
+                    if (status != 0)
+                    {
+                        throw new IOException($"Cannot write the permissions of '{_path}': {Win32Error.Describe((int)status)}");
+                    }
+                }
+                finally
+                {
+                    pinned.Free();
+                }
+            }
 
             public void Dispose() => _handle.Dispose();
         }

@@ -1,0 +1,38 @@
+using System;
+
+namespace VmQuiesce.Core.Platform
+{
+    /// <summary>
+    /// The handle layer under the checks of folders on Windows (CreateFileW, GetFileInformationByHandleEx, GetSecurityInfo,
+    /// SetSecurityInfo): a seam, so that what is refused on the way to a folder, and which handle a DACL is read and written
+    /// through, is proven on any OS.
+    /// </summary>
+    internal interface IFolderHandles
+    {
+        /// <summary>
+        /// The entry at <paramref name="path"/>, opened with <paramref name="access"/> without following a reparse point there,
+        /// and shared for reading and writing, not deleting, so that it cannot be renamed or deleted while open (when
+        /// <paramref name="access"/> holds a right share modes are checked against); null when nothing is there. Throws
+        /// IOException when it cannot be opened.
+        /// </summary>
+        IFolderHandle? Open(string path, uint access);
+    }
+
+    /// <summary>One entry held open: what it is, as its handle says, and its DACL through that same handle.</summary>
+    internal interface IFolderHandle : IDisposable
+    {
+        /// <summary>FILE_ATTRIBUTE_* (FILE_ATTRIBUTE_TAG_INFO.FileAttributes).</summary>
+        uint Attributes { get; }
+
+        /// <summary>The reparse tag, when <see cref="Attributes"/> holds FILE_ATTRIBUTE_REPARSE_POINT.</summary>
+        uint ReparseTag { get; }
+
+        /// <summary>Which folder this is, whatever its name: the volume's serial number and the file index. Throws IOException.</summary>
+        string Id { get; }
+
+        /// <summary>The DACL's bytes; throws IOException, also for a NULL DACL (which is never edited).</summary>
+        byte[] ReadDacl();
+
+        void WriteDacl(byte[] dacl);
+    }
+}
