@@ -23,6 +23,9 @@ namespace VmQuiesce.Core.Native
         /// <summary>FILE_INFO_BY_HANDLE_CLASS.FileAttributeTagInfo.</summary>
         public const int FileAttributeTagInfo = 9;
 
+        /// <summary>FILE_INFO_BY_HANDLE_CLASS.FileIdInfo (Windows 8 and Server 2012 on).</summary>
+        public const int FileIdInfo = 18;
+
         [StructLayout(LayoutKind.Sequential)]
         public struct ByHandleFileInformation
         {
@@ -49,9 +52,22 @@ namespace VmQuiesce.Core.Native
             public uint ReparseTag;
         }
 
+        /// <summary>FILE_ID_INFO: FILE_ID_128's 16 bytes read as two little-endian halves.</summary>
+        [StructLayout(LayoutKind.Sequential)]
+        public struct FileIdInformation
+        {
+            public ulong VolumeSerialNumber;
+            public ulong FileIdLow;
+            public ulong FileIdHigh;
+        }
+
         [DllImport(Library, ExactSpelling = true, SetLastError = true)]
         [return: MarshalAs(UnmanagedType.Bool)]
         public static extern bool GetFileInformationByHandleEx(SafeFileHandle file, int informationClass, out FileAttributeTagInformation information, int bufferSize);
+
+        [DllImport(Library, ExactSpelling = true, SetLastError = true)]
+        [return: MarshalAs(UnmanagedType.Bool)]
+        public static extern bool GetFileInformationByHandleEx(SafeFileHandle file, int informationClass, out FileIdInformation information, int bufferSize);
 
         [DllImport(Library, ExactSpelling = true, SetLastError = true)]
         [return: MarshalAs(UnmanagedType.Bool)]

@@ -6,10 +6,13 @@ namespace VmQuiesce.Core.Native
     internal static class Win32Error
     {
         public const int Success = 0;
+        public const int InvalidFunction = 1;
         public const int FileNotFound = 2;
         public const int AccessDenied = 5;
         public const int PathNotFound = 3;
         public const int SharingViolation = 32;
+        public const int NotSupported = 50;
+        public const int InvalidParameter = 87;
         public const int InsufficientBuffer = 122;
         public const int MoreData = 234;
         public const int NoMoreItems = 259;

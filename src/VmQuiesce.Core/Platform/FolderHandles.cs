@@ -27,8 +27,14 @@ namespace VmQuiesce.Core.Platform
         /// <summary>The reparse tag, when <see cref="Attributes"/> holds FILE_ATTRIBUTE_REPARSE_POINT.</summary>
         uint ReparseTag { get; }
 
-        /// <summary>Which folder this is, whatever its name: the volume's serial number and the file index. Throws IOException.</summary>
-        string Id { get; }
+        /// <summary>
+        /// FILE_ID_INFO: the volume's 64-bit serial number and the 128-bit file id; null when the file system does not answer
+        /// it (FAT, some network shares, Windows before 8). Throws IOException for any other failure.
+        /// </summary>
+        (ulong Volume, ulong IdHigh, ulong IdLow)? ReadFileId();
+
+        /// <summary>BY_HANDLE_FILE_INFORMATION: the volume's 32-bit serial number and the 64-bit file index. Throws IOException.</summary>
+        (uint Volume, ulong Index) ReadFileIndex();
 
         /// <summary>The DACL's bytes; throws IOException, also for a NULL DACL (which is never edited).</summary>
         byte[] ReadDacl();

@@ -59,17 +59,27 @@ namespace VmQuiesce.Core.Platform
 
             public uint ReparseTag { get; }
 
-            public string Id
+            public (ulong Volume, ulong IdHigh, ulong IdLow)? ReadFileId()
             {
-                get
+                if (Kernel32.GetFileInformationByHandleEx(_handle, Kernel32.FileIdInfo, out Kernel32.FileIdInformation information, Marshal.SizeOf<Kernel32.FileIdInformation>()))
                 {
-                    if (!Kernel32.GetFileInformationByHandle(_handle, out Kernel32.ByHandleFileInformation information))
-                    {
-                        throw new IOException($"Cannot read which folder '{_path}' is: {Win32Error.Describe(Marshal.GetLastWin32Error())}");
-                    }
-
-                    return $"{information.VolumeSerialNumber:X8}:{information.FileIndexHigh:X8}{information.FileIndexLow:X8}";
+                    return (information.VolumeSerialNumber, information.FileIdHigh, information.FileIdLow);
                 }
+
+                int error = Marshal.GetLastWin32Error();
+                return error == Win32Error.InvalidParameter || error == Win32Error.NotSupported || error == Win32Error.InvalidFunction
+                    ? null
+                    : throw new IOException($"Cannot read which folder '{_path}' is: {Win32Error.Describe(error)}");
+            }
+
+            public (uint Volume, ulong Index) ReadFileIndex()
+            {
+                if (!Kernel32.GetFileInformationByHandle(_handle, out Kernel32.ByHandleFileInformation information))
+                {
+                    throw new IOException($"Cannot read which folder '{_path}' is: {Win32Error.Describe(Marshal.GetLastWin32Error())}");
+                }
+
+                return (information.VolumeSerialNumber, ((ulong)information.FileIndexHigh << 32) | information.FileIndexLow);
             }
 
             /// <summary>The DACL through the handle (GetSecurityInfo). A NULL DACL, which lets everyone in, is an error: it is never edited.</summary>

@@ -138,6 +138,27 @@ namespace VmQuiesce.Core.Tests.Logon
             Directory.Delete(junction);
         }
 
+        /// <summary>
+        /// Runs in the GitHub Actions Windows job: the real handle layer reads the 128-bit file id (FileIdInfo) of a folder on
+        /// the temporary folder's NTFS volume, knows the folder again by it and tells another apart.
+        /// </summary>
+        [WindowsFact]
+        public void TheWindowsHandleLayerKnowsAFolderAgainByItsFileIdAndTellsAnotherApart()
+        {
+            string one = Directory.CreateDirectory(Path.Combine(_root, "one")).FullName;
+            string two = Directory.CreateDirectory(Path.Combine(_root, "two")).FullName;
+            var handles = new WindowsFolderHandles();
+            string IdOf(string folder)
+            {
+                using HeldFolder held = HeldFolder.Open(handles, folder, folder, forDacl: false);
+                Assert.NotNull(held.Folder.ReadFileId());
+                return held.FolderId;
+            }
+
+            Assert.Equal(IdOf(one), IdOf(one));
+            Assert.NotEqual(IdOf(one), IdOf(two));
+        }
+
         /// <summary>Whether the folder can be renamed (and is put back at once).</summary>
         private static bool CanRename(string folder)
         {

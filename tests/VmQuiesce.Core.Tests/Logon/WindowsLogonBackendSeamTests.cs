@@ -252,15 +252,21 @@ namespace VmQuiesce.Core.Tests.Logon
 
         /// <summary>
         /// The rollback removes the entry from the folder it was added to only: a folder put in its place since (the granted one
-        /// moved away), even one holding the same entry, is left alone, and the rollback says so.
+        /// moved away), even one holding the same entry, is left alone, and the rollback says so. Folders are told apart by their
+        /// 128-bit file id: on ReFS the one put in place can have the moved one's 64-bit file index. A file system that gives
+        /// no 128-bit id (FAT, some shares) is told apart by the 64-bit index.
         /// </summary>
-        [Fact]
-        public void TheUndoLeavesAFolderPutInPlaceOfTheGrantedOneAlone()
+        [Theory]
+        [InlineData(true, false)]
+        [InlineData(true, true)] // ReFS
+        [InlineData(false, false)]
+        public void TheUndoLeavesAFolderPutInPlaceOfTheGrantedOneAlone(bool answersFileId, bool sameIndex)
         {
+            _folders.AnswersFileId = answersFileId;
             _folders.Dacls[Folder] = WindowsDaclTests.Before;
             FolderGrant grant = Backend.GrantFolderAccess(Backup, Folder);
             byte[] granted = _folders.Dacls[Folder];
-            _folders.Replace(Folder, granted);
+            _folders.Replace(Folder, granted, sameIndex);
 
             VmQuiesceException refused = Assert.Throws<VmQuiesceException>(() => Backend.RevokeFolderAccess(grant));
             Assert.Equal("FolderAccessRevokeFailed", refused.ErrorId);
@@ -268,6 +274,18 @@ namespace VmQuiesce.Core.Tests.Logon
             Assert.Equal(1, _folders.Writes);
             Assert.Equal(granted, _folders.Dacls[Folder]);
             Assert.Empty(_folders.OpenNow);
+        }
+
+        /// <summary>A file system that gives no 128-bit file id: the granted folder is known again by its 64-bit index, and its entry removed.</summary>
+        [Fact]
+        public void WhereTheFileSystemGivesNoFileIdTheUndoKnowsTheGrantedFolderByItsFileIndex()
+        {
+            _folders.AnswersFileId = false;
+            _folders.Dacls[Folder] = WindowsDaclTests.Before;
+
+            Backend.RevokeFolderAccess(Backend.GrantFolderAccess(Backup, Folder));
+            Assert.Equal(WindowsDaclTests.Before, _folders.Dacls[Folder]);
+            Assert.Equal(2, _folders.Writes);
         }
 
         /// <summary>Keeps the service, the account and which kind of lpPassword was passed; never the password itself.</summary>

@@ -11,6 +11,7 @@ namespace VmQuiesce.Core.Tests.Platform
     /// DACL listed cannot be read, as GetSecurityInfo failing. As Windows: a handle reads and writes the DACL only with
     /// READ_CONTROL and WRITE_DAC, and its share mode (never FILE_SHARE_DELETE) keeps the entry from being renamed only when
     /// it was opened with a right IoCheckShareAccess counts (data or delete), not with attribute or security rights alone.
+    /// Each entry has a 64-bit file index and a 128-bit file id of its own, on one volume.
     /// </summary>
     internal sealed class FolderHandlesInMemory : IFolderHandles
     {
@@ -23,9 +24,12 @@ namespace VmQuiesce.Core.Tests.Platform
         /// <summary>FILE_READ_DATA, FILE_WRITE_DATA, FILE_APPEND_DATA, FILE_EXECUTE, DELETE: the rights share modes are checked against.</summary>
         private const uint ShareCheckedRights = 0x1 | 0x2 | 0x4 | 0x20 | 0x00010000;
 
+        private const ulong Volume = 0x00000000C0FFEE42;
+
         private readonly Dictionary<string, (uint Attributes, uint ReparseTag)?> _entries = new Dictionary<string, (uint, uint)?>();
-        private readonly Dictionary<string, string> _ids = new Dictionary<string, string>();
+        private readonly Dictionary<string, (ulong Index, ulong IdHigh, ulong IdLow)> _ids = new Dictionary<string, (ulong, ulong, ulong)>();
         private readonly List<Handle> _open = new List<Handle>();
+        private ulong _lastId;
 
         public Dictionary<string, byte[]> Dacls { get; } = new Dictionary<string, byte[]>();
 
@@ -41,6 +45,9 @@ namespace VmQuiesce.Core.Tests.Platform
 
         public int Writes { get; private set; }
 
+        /// <summary>Whether the file system answers FileIdInfo (NTFS, ReFS); FAT and some network shares give the 64-bit file index only.</summary>
+        public bool AnswersFileId { get; set; } = true;
+
         /// <summary>Paths whose open fails, as when another program holds them with the right to delete.</summary>
         public HashSet<string> Unopenable { get; } = new HashSet<string>();
 
@@ -50,10 +57,16 @@ namespace VmQuiesce.Core.Tests.Platform
 
         public void Missing(string path) => _entries[path] = null;
 
-        /// <summary>Another folder at <paramref name="path"/> from now on, its DACL <paramref name="dacl"/>: the one there was moved away.</summary>
-        public void Replace(string path, byte[] dacl)
+        /// <summary>
+        /// Another folder at <paramref name="path"/> from now on, its DACL <paramref name="dacl"/>: the one there was moved away.
+        /// With <paramref name="sameIndex"/> it has the moved one's 64-bit file index, as two folders on ReFS can, and another
+        /// 128-bit file id.
+        /// </summary>
+        public void Replace(string path, byte[] dacl, bool sameIndex = false)
         {
-            _ids[path] = "replaced " + path;
+            (ulong Index, ulong IdHigh, ulong IdLow) moved = IdOf(path);
+            (ulong Index, ulong IdHigh, ulong IdLow) other = NewId();
+            _ids[path] = sameIndex ? (moved.Index, other.IdHigh, other.IdLow) : other;
             Dacls[path] = dacl;
         }
 
@@ -71,18 +84,35 @@ namespace VmQuiesce.Core.Tests.Platform
             }
 
             Opened.Add((access & WriteDac) != 0 ? path + " (DACL)" : path);
-            var handle = new Handle(this, path, access, entry.Value.Attributes, entry.Value.ReparseTag, _ids.TryGetValue(path, out string? id) ? id : path);
+            var handle = new Handle(this, path, access, entry.Value.Attributes, entry.Value.ReparseTag, IdOf(path));
             _open.Add(handle);
             return handle;
+        }
+
+        private (ulong Index, ulong IdHigh, ulong IdLow) IdOf(string path)
+        {
+            if (!_ids.TryGetValue(path, out (ulong, ulong, ulong) id))
+            {
+                _ids[path] = id = NewId();
+            }
+
+            return id;
+        }
+
+        private (ulong Index, ulong IdHigh, ulong IdLow) NewId()
+        {
+            ulong next = ++_lastId;
+            return (next, 0x0000000100000000 + next, next);
         }
 
         private sealed class Handle : IFolderHandle
         {
             private readonly FolderHandlesInMemory _layer;
+            private readonly (ulong Index, ulong IdHigh, ulong IdLow) _id;
 
-            public Handle(FolderHandlesInMemory layer, string path, uint access, uint attributes, uint reparseTag, string id)
+            public Handle(FolderHandlesInMemory layer, string path, uint access, uint attributes, uint reparseTag, (ulong Index, ulong IdHigh, ulong IdLow) id)
             {
-                Id = id;
+                _id = id;
                 _layer = layer;
                 Path = path;
                 Access = access;
@@ -98,7 +128,9 @@ namespace VmQuiesce.Core.Tests.Platform
 
             public uint ReparseTag { get; }
 
-            public string Id { get; }
+            public (ulong Volume, ulong IdHigh, ulong IdLow)? ReadFileId() => _layer.AnswersFileId ? (Volume, _id.IdHigh, _id.IdLow) : null;
+
+            public (uint Volume, ulong Index) ReadFileIndex() => ((uint)Volume, _id.Index);
 
             public byte[] ReadDacl()
             {

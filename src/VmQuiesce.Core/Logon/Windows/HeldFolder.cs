@@ -31,6 +31,25 @@ namespace VmQuiesce.Core.Logon.Windows
         public IFolderHandle Folder => _held[_held.Count - 1];
 
         /// <summary>
+        /// Which folder <see cref="Folder"/> is, whatever its name: the volume's serial number and the 128-bit file id, or, where
+        /// the file system does not answer that, the 64-bit file index. ReFS does not keep the 64-bit index unique: two of its
+        /// folders can share one, which only the 128-bit id tells apart. Throws IOException.
+        /// </summary>
+        public string FolderId
+        {
+            get
+            {
+                if (Folder.ReadFileId() is (ulong volume, ulong high, ulong low))
+                {
+                    return $"{volume:X16}:{high:X16}{low:X16}";
+                }
+
+                (uint indexVolume, ulong index) = Folder.ReadFileIndex();
+                return $"{indexVolume:X8}:{index:X16}";
+            }
+        }
+
+        /// <summary>
         /// Opens and checks <paramref name="path"/> (a <see cref="VmFolders.FullPath"/>) and the folders above it, from the
         /// top down. Throws FolderNotFound or FolderIsLink (naming <paramref name="folder"/>, as given) before anything is read.
         /// </summary>

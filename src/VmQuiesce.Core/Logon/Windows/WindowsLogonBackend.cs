@@ -33,7 +33,7 @@ namespace VmQuiesce.Core.Logon.Windows
 
         public string Sid { get; }
 
-        /// <summary>The granted folder's <see cref="IFolderHandle.Id"/>: a folder put in its place since is not it.</summary>
+        /// <summary>The granted folder's <see cref="HeldFolder.FolderId"/>: a folder put in its place since is not it.</summary>
         public string FolderId { get; }
     }
 
@@ -278,7 +278,7 @@ namespace VmQuiesce.Core.Logon.Windows
                     return new FolderGrant(path, account.Name, null);
                 }
 
-                string folderId = held.Folder.Id;
+                string folderId = held.FolderId;
                 held.Folder.WriteDacl(granted);
                 return new FolderGrant(path, account.Name, new GrantedEntry(account.Identity, folderId));
             }
@@ -299,7 +299,7 @@ namespace VmQuiesce.Core.Logon.Windows
             try
             {
                 using HeldFolder held = HeldFolder.Open(_folderHandles, path, path, forDacl: true);
-                if (held.Folder.Id != entry.FolderId)
+                if (held.FolderId != entry.FolderId)
                 {
                     // Moved away since, and another folder put in its place: the entry is still on the one granted, wherever it is now.
                     throw new IOException("it is not the folder the entry was added to (that one was moved or replaced since); nothing was removed from the folder now there");
