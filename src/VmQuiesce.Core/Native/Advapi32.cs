@@ -213,23 +213,6 @@ namespace VmQuiesce.Core.Native
         public static extern uint SetSecurityInfo(SafeFileHandle handle, int objectType, uint securityInfo, IntPtr owner, IntPtr group, IntPtr dacl, IntPtr sacl);
 
         [DllImport(Library, CharSet = CharSet.Unicode, ExactSpelling = true)]
-        public static extern uint SetNamedSecurityInfoW(string objectName, int objectType, uint securityInfo,
-            IntPtr owner, IntPtr group, IntPtr dacl, IntPtr sacl);
-
-        [DllImport(Library, CharSet = CharSet.Unicode, ExactSpelling = true, SetLastError = true)]
-        [return: MarshalAs(UnmanagedType.Bool)]
-        public static extern bool ConvertStringSecurityDescriptorToSecurityDescriptorW(string sddl, uint revision, out IntPtr securityDescriptor, IntPtr size);
-
-        [DllImport(Library, ExactSpelling = true, SetLastError = true)]
-        [return: MarshalAs(UnmanagedType.Bool)]
-        public static extern bool GetSecurityDescriptorOwner(IntPtr securityDescriptor, out IntPtr owner, [MarshalAs(UnmanagedType.Bool)] out bool defaulted);
-
-        [DllImport(Library, ExactSpelling = true, SetLastError = true)]
-        [return: MarshalAs(UnmanagedType.Bool)]
-        public static extern bool GetSecurityDescriptorDacl(IntPtr securityDescriptor, [MarshalAs(UnmanagedType.Bool)] out bool present, out IntPtr dacl,
-            [MarshalAs(UnmanagedType.Bool)] out bool defaulted);
-
-        [DllImport(Library, CharSet = CharSet.Unicode, ExactSpelling = true)]
         public static extern int RegOpenKeyExW(IntPtr hKey, string lpSubKey, int ulOptions, int samDesired, out IntPtr phkResult);
 
         [DllImport(Library, CharSet = CharSet.Unicode, ExactSpelling = true)]

@@ -40,5 +40,11 @@ namespace VmQuiesce.Core.Platform
         byte[] ReadDacl();
 
         void WriteDacl(byte[] dacl);
+
+        /// <summary>
+        /// Gives the entry to <paramref name="owner"/> (a binary SID) and replaces its DACL by <paramref name="dacl"/>, protected:
+        /// nothing inherited from the folder above (SetSecurityInfo, OWNER and PROTECTED_DACL). Throws IOException.
+        /// </summary>
+        void WriteOwnerAndProtectedDacl(byte[] owner, byte[] dacl);
     }
 }

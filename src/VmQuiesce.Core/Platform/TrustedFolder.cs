@@ -38,6 +38,9 @@ namespace VmQuiesce.Core.Platform
 
         /// <summary>The folder (or link, or file) that was refused.</summary>
         public string Folder { get; }
+
+        /// <summary>Windows: the reparse tag of the <see cref="FolderProblem.Link"/> that was refused, where it was read.</summary>
+        public uint? ReparseTag { get; init; }
     }
 
     /// <summary>

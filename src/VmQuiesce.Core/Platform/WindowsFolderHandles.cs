@@ -110,24 +110,26 @@ namespace VmQuiesce.Core.Platform
             }
 
             /// <summary>Writes the DACL through the handle (SetSecurityInfo), which also carries its inheritable entries to the files and folders inside.</summary>
-            public void WriteDacl(byte[] dacl)
-            {
-                GCHandle pinned = GCHandle.Alloc(dacl, GCHandleType.Pinned);
-                try
-                {
-                    uint status = Advapi32.SetSecurityInfo(_handle, Advapi32.SeFileObject, Advapi32.DaclSecurityInformation, IntPtr.Zero, IntPtr.Zero, pinned.AddrOfPinnedObject(), IntPtr.Zero);
-                    if (status != 0)
-                    {
-                        throw new IOException($"Cannot write the permissions of '{_path}': {Win32Error.Describe((int)status)}");
-                    }
-                }
-                finally
-                {
-                    pinned.Free();
-                }
-            }
+            public void WriteDacl(byte[] dacl) => WriteSecurity(Advapi32.DaclSecurityInformation, null, dacl);
+
+            public void WriteOwnerAndProtectedDacl(byte[] owner, byte[] dacl) =>
+                WriteSecurity(Advapi32.OwnerSecurityInformation | Advapi32.DaclSecurityInformation | Advapi32.ProtectedDaclSecurityInformation, owner, dacl);
 
             public void Dispose() => _handle.Dispose();
+
+            /// <summary>SetSecurityInfo through the handle: <paramref name="parts"/> (SECURITY_INFORMATION) of the owner, when not null, and DACL.</summary>
+            private unsafe void WriteSecurity(uint parts, byte[]? owner, byte[] dacl)
+            {
+                fixed (byte* ownerSid = owner)
+                fixed (byte* acl = dacl)
+                {
+                    uint status = Advapi32.SetSecurityInfo(_handle, Advapi32.SeFileObject, parts, (IntPtr)ownerSid, IntPtr.Zero, (IntPtr)acl, IntPtr.Zero);
+                    if (status != 0)
+                    {
+                        throw new IOException($"Cannot write the {(owner == null ? "permissions" : "owner and permissions")} of '{_path}': {Win32Error.Describe((int)status)}");
+                    }
+                }
+            }
         }
     }
 }

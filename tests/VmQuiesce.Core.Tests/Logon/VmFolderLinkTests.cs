@@ -126,7 +126,7 @@ namespace VmQuiesce.Core.Tests.Logon
             }
 
             Assert.Null(handles.Open(Path.Combine(_root, "missing"), HeldFolder.HoldAccess));
-            using (HeldFolder held = HeldFolder.Open(handles, vm, vm, forDacl: true))
+            using (HeldFolder held = HeldFolder.Open(handles, vm, HeldFolder.DaclAccess))
             {
                 Assert.Equal(FolderHandlesInMemory.DirectoryAttribute, held.Folder.Attributes & (FolderHandlesInMemory.DirectoryAttribute | FolderHandlesInMemory.ReparsePointAttribute));
                 Assert.NotEmpty(held.Folder.ReadDacl());
@@ -150,7 +150,7 @@ namespace VmQuiesce.Core.Tests.Logon
             var handles = new WindowsFolderHandles();
             string IdOf(string folder)
             {
-                using HeldFolder held = HeldFolder.Open(handles, folder, folder, forDacl: false);
+                using HeldFolder held = HeldFolder.Open(handles, folder, 0);
                 Assert.NotNull(held.Folder.ReadFileId());
                 return held.FolderId;
             }

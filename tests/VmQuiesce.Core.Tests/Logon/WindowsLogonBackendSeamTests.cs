@@ -33,7 +33,7 @@ namespace VmQuiesce.Core.Tests.Logon
         private static ServiceEntry Service(string account) => new ServiceEntry("vmvss", "VMware VSS Writer Service", account, "Automatic", ServiceRunState.Running);
 
         /// <summary>Every folder from below the root down to the VM folder, worked out apart from the code under test.</summary>
-        private static List<string> FoldersDownTo(string path)
+        internal static List<string> FoldersDownTo(string path)
         {
             var folders = new List<string>();
             for (string? folder = path; Path.GetDirectoryName(folder) != null; folder = Path.GetDirectoryName(folder))

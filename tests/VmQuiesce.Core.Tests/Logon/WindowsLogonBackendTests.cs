@@ -5,6 +5,7 @@ using System.Security.AccessControl;
 using System.Security.Principal;
 using VmQuiesce.Core.Logon;
 using VmQuiesce.Core.Logon.Windows;
+using VmQuiesce.Core.Platform;
 using Xunit;
 
 namespace VmQuiesce.Core.Tests.Logon
@@ -107,6 +108,34 @@ namespace VmQuiesce.Core.Tests.Logon
             finally
             {
                 Directory.Delete(folder, recursive: true);
+            }
+        }
+
+        /// <summary>
+        /// Runs in the GitHub Actions Windows job: a folder to be given to Administrators that is a junction is refused on its own
+        /// handle, and the folder it leads to keeps its owner and permissions (a write by path went through the junction).
+        /// </summary>
+        [WindowsFact]
+        public void AFolderToBeGivenToAdministratorsThatIsAJunctionIsRefusedAndItsTargetKeepsItsOwnerAndPermissions()
+        {
+            string root = Directory.CreateDirectory(Path.Combine(Path.GetTempPath(), "vmq-state-" + Guid.NewGuid().ToString("N"))).FullName;
+            try
+            {
+                string target = Directory.CreateDirectory(Path.Combine(root, "target")).FullName;
+                string junction = Path.Combine(root, "state");
+                VmFolderLinkTests.MakeJunction(junction, target);
+                const AccessControlSections OwnerAndAccess = AccessControlSections.Owner | AccessControlSections.Access;
+                string before = new DirectoryInfo(target).GetAccessControl().GetSecurityDescriptorSddlForm(OwnerAndAccess);
+
+                FolderTrustException refused = Assert.Throws<FolderTrustException>(() => WindowsSecurity.RestrictToAdministrators(junction));
+                Assert.Equal(FolderProblem.Link, refused.Problem);
+                Assert.Contains("(reparse tag 0xA0000003)", refused.Message, StringComparison.Ordinal);
+                Assert.Equal(before, new DirectoryInfo(target).GetAccessControl().GetSecurityDescriptorSddlForm(OwnerAndAccess));
+                Directory.Delete(junction);
+            }
+            finally
+            {
+                Directory.Delete(root, recursive: true);
             }
         }
 

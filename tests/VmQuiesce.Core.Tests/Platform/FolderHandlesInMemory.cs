@@ -9,7 +9,7 @@ namespace VmQuiesce.Core.Tests.Platform
     /// The Windows handle layer in memory: every path is a plain folder unless told otherwise. Keeps which entries were
     /// opened, which were held (could not be renamed) when a DACL was written, and whether each was let go; a folder with no
     /// DACL listed cannot be read, as GetSecurityInfo failing. As Windows: a handle reads and writes the DACL only with
-    /// READ_CONTROL and WRITE_DAC, and its share mode (never FILE_SHARE_DELETE) keeps the entry from being renamed only when
+    /// READ_CONTROL and WRITE_DAC, the owner only with WRITE_OWNER, and its share mode (never FILE_SHARE_DELETE) keeps the entry from being renamed only when
     /// it was opened with a right IoCheckShareAccess counts (data or delete), not with attribute or security rights alone.
     /// Each entry has a 64-bit file index and a 128-bit file id of its own, on one volume.
     /// </summary>
@@ -20,6 +20,7 @@ namespace VmQuiesce.Core.Tests.Platform
         private const uint ArchiveAttribute = 0x20;
         private const uint ReadControl = 0x00020000;
         private const uint WriteDac = 0x00040000;
+        private const uint WriteOwner = 0x00080000;
 
         /// <summary>FILE_READ_DATA, FILE_WRITE_DATA, FILE_APPEND_DATA, FILE_EXECUTE, DELETE: the rights share modes are checked against.</summary>
         private const uint ShareCheckedRights = 0x1 | 0x2 | 0x4 | 0x20 | 0x00010000;
@@ -32,6 +33,12 @@ namespace VmQuiesce.Core.Tests.Platform
         private ulong _lastId;
 
         public Dictionary<string, byte[]> Dacls { get; } = new Dictionary<string, byte[]>();
+
+        /// <summary>The owners written, as binary SIDs.</summary>
+        public Dictionary<string, byte[]> Owners { get; } = new Dictionary<string, byte[]>();
+
+        /// <summary>The paths whose DACL was written protected, inheriting nothing from the folder above.</summary>
+        public HashSet<string> Protected { get; } = new HashSet<string>();
 
         /// <summary>Each open as "path" or "path (DACL)", in order.</summary>
         public List<string> Opened { get; } = new List<string>();
@@ -153,6 +160,18 @@ namespace VmQuiesce.Core.Tests.Platform
                 _layer.HeldWhenWritten.Clear();
                 _layer.HeldWhenWritten.AddRange(_layer.HeldNow);
                 _layer.Dacls[Path] = (byte[])dacl.Clone();
+            }
+
+            public void WriteOwnerAndProtectedDacl(byte[] owner, byte[] dacl)
+            {
+                if ((Access & WriteOwner) == 0)
+                {
+                    throw new IOException($"Cannot write the owner of '{Path}': access denied");
+                }
+
+                WriteDacl(dacl);
+                _layer.Owners[Path] = (byte[])owner.Clone();
+                _layer.Protected.Add(Path);
             }
 
             public void Dispose() => _layer._open.Remove(this);

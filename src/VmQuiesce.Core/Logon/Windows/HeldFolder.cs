@@ -5,11 +5,12 @@ using VmQuiesce.Core.Platform;
 namespace VmQuiesce.Core.Logon.Windows
 {
     /// <summary>
-    /// A VM folder held open with every folder above it below the root, each opened without following a reparse point and
-    /// checked on its own handle: a folder, and no junction, symbolic link, volume mount point or other name surrogate. Held,
-    /// none can be renamed or deleted, so none can be swapped for a junction while the folder's DACL is read and written
-    /// through <see cref="Folder"/>. A check of the path and a write by path would follow a junction planted in between,
-    /// and the inheritable Modify entry would land, written as SYSTEM, on wherever it leads (C:\Windows, say).
+    /// A folder (a VM folder, a state folder, a repository) held open with every folder above it below the root, each opened
+    /// without following a reparse point and checked on its own handle: a folder, and no junction, symbolic link, volume mount
+    /// point or other name surrogate. Held, none can be renamed or deleted, so none can be swapped for a junction while the
+    /// folder's owner and DACL are read and written through <see cref="Folder"/>. A check of the path and a write by path
+    /// would follow a junction planted in between, and an inheritable entry would land, written as SYSTEM, on wherever it
+    /// leads (C:\Windows, say).
     /// </summary>
     internal sealed class HeldFolder : IDisposable
     {
@@ -23,11 +24,14 @@ namespace VmQuiesce.Core.Logon.Windows
         /// <summary>READ_CONTROL and WRITE_DAC: the DACL read and written through the handle.</summary>
         public const uint DaclAccess = 0x00020000 | 0x00040000;
 
+        /// <summary>WRITE_OWNER: the owner written through the handle.</summary>
+        public const uint OwnerAccess = 0x00080000;
+
         private readonly List<IFolderHandle> _held;
 
         private HeldFolder(List<IFolderHandle> held) => _held = held;
 
-        /// <summary>The VM folder's own handle.</summary>
+        /// <summary>The folder's own handle.</summary>
         public IFolderHandle Folder => _held[_held.Count - 1];
 
         /// <summary>
@@ -51,26 +55,30 @@ namespace VmQuiesce.Core.Logon.Windows
 
         /// <summary>
         /// Opens and checks <paramref name="path"/> (a <see cref="VmFolders.FullPath"/>) and the folders above it, from the
-        /// top down. Throws FolderNotFound or FolderIsLink (naming <paramref name="folder"/>, as given) before anything is read.
+        /// top down, the folder itself with <paramref name="folderAccess"/> too (<see cref="DaclAccess"/>, <see cref="OwnerAccess"/>).
+        /// Throws <see cref="FolderTrustException"/> (missing, not a folder, or a name surrogate, with its tag) before anything is read.
         /// </summary>
-        public static HeldFolder Open(IFolderHandles handles, string path, string folder, bool forDacl)
+        public static HeldFolder Open(IFolderHandles handles, string path, uint folderAccess)
         {
             var held = new List<IFolderHandle>();
             try
             {
                 foreach (string part in VmFolders.LeadingParts(path))
                 {
-                    bool isTheFolder = part.Length == path.Length;
-                    IFolderHandle opened = handles.Open(part, forDacl && isTheFolder ? HoldAccess | DaclAccess : HoldAccess) ?? throw VmFolders.NotFound(folder);
+                    IFolderHandle opened = handles.Open(part, part.Length == path.Length ? HoldAccess | folderAccess : HoldAccess)
+                        ?? throw new FolderTrustException(FolderProblem.Missing, part, $"The folder '{part}' does not exist.");
                     held.Add(opened);
                     if (ReparsePoints.RedirectsName(opened.Attributes, opened.ReparseTag))
                     {
-                        throw VmFolders.IsLink(folder, part, isTheFolder, ReparsePoints.Describe(opened.ReparseTag));
+                        throw new FolderTrustException(FolderProblem.Link, part, $"'{part}' is {ReparsePoints.Describe(opened.ReparseTag)}; nothing is changed through it.")
+                        {
+                            ReparseTag = opened.ReparseTag,
+                        };
                     }
 
                     if ((opened.Attributes & ReparsePoints.DirectoryAttribute) == 0)
                     {
-                        throw VmFolders.NotFound(folder);
+                        throw new FolderTrustException(FolderProblem.NotAFolder, part, $"'{part}' is a file, not a folder.");
                     }
                 }
 

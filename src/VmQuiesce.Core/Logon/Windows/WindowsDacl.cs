@@ -16,6 +16,9 @@ namespace VmQuiesce.Core.Logon.Windows
         /// <summary>FileSystemRights.Modify: read, write, execute and delete.</summary>
         public const uint ModifyRights = 0x000301BF;
 
+        /// <summary>FileSystemRights.FullControl.</summary>
+        public const uint FullControl = 0x001F01FF;
+
         /// <summary>OBJECT_INHERIT_ACE | CONTAINER_INHERIT_ACE: the entry reaches the files and subfolders inside.</summary>
         public const byte InheritedByFilesAndFolders = 0x03;
 
@@ -56,6 +59,18 @@ namespace VmQuiesce.Core.Logon.Windows
             BitConverter.GetBytes((ushort)(size + aceSize)).CopyTo(result, 2);
             BitConverter.GetBytes((ushort)(count + 1)).CopyTo(result, 4);
             return result;
+        }
+
+        /// <summary>An ACL (revision 2) of these explicit allow entries only, in this order.</summary>
+        public static byte[] AllowingOnly(params (byte[] Sid, uint Mask, byte Flags)[] entries)
+        {
+            byte[] acl = { 2, 0, HeaderSize, 0, 0, 0, 0, 0 }; // ACL_REVISION, size, no entries
+            foreach ((byte[] sid, uint mask, byte flags) in entries)
+            {
+                acl = WithAllowEntry(acl, sid, mask, flags) ?? acl;
+            }
+
+            return acl;
         }
 
         /// <summary>The DACL without one explicit allow entry exactly like the one <see cref="WithAllowEntry"/> added; null when there is none.</summary>

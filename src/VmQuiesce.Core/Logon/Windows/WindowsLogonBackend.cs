@@ -246,7 +246,7 @@ namespace VmQuiesce.Core.Logon.Windows
             try
             {
                 // Held while Authz reads its permissions by path: no folder on the way can be swapped for a junction meanwhile.
-                using HeldFolder held = HeldFolder.Open(_folderHandles, path, folder, forDacl: false);
+                using HeldFolder held = HoldVmFolder(path, folder, 0);
                 uint rights = WindowsSecurity.EffectiveRights(path, WindowsSecurity.StringToSid(account.Identity));
                 bool canModify = (rights & WindowsDacl.ModifyRights) == WindowsDacl.ModifyRights;
                 return new FolderAccess(path, canModify, canModify
@@ -270,7 +270,7 @@ namespace VmQuiesce.Core.Logon.Windows
             string path = VmFolders.FullPath(folder);
             try
             {
-                using HeldFolder held = HeldFolder.Open(_folderHandles, path, folder, forDacl: true);
+                using HeldFolder held = HoldVmFolder(path, folder, HeldFolder.DaclAccess);
                 byte[]? granted = WindowsDacl.WithAllowEntry(held.Folder.ReadDacl(), WindowsDacl.SidFromString(account.Identity), WindowsDacl.ModifyRights, WindowsDacl.InheritedByFilesAndFolders);
                 if (granted == null)
                 {
@@ -298,7 +298,7 @@ namespace VmQuiesce.Core.Logon.Windows
             string path = grant.Path;
             try
             {
-                using HeldFolder held = HeldFolder.Open(_folderHandles, path, path, forDacl: true);
+                using HeldFolder held = HoldVmFolder(path, path, HeldFolder.DaclAccess);
                 if (held.FolderId != entry.FolderId)
                 {
                     // Moved away since, and another folder put in its place: the entry is still on the one granted, wherever it is now.
@@ -616,6 +616,26 @@ namespace VmQuiesce.Core.Logon.Windows
             {
                 Remedy = "Check the name with Get-Service, or pass the service name with -ServiceName.",
             };
+
+        /// <summary>
+        /// <see cref="HeldFolder.Open"/> for a VM folder: its refusals are FolderNotFound and FolderIsLink, naming
+        /// <paramref name="folder"/> as given.
+        /// </summary>
+        private HeldFolder HoldVmFolder(string path, string folder, uint folderAccess)
+        {
+            try
+            {
+                return HeldFolder.Open(_folderHandles, path, folderAccess);
+            }
+            catch (FolderTrustException e) when (e.ReparseTag is uint tag)
+            {
+                throw VmFolders.IsLink(folder, e.Folder, e.Folder == path, ReparsePoints.Describe(tag));
+            }
+            catch (FolderTrustException)
+            {
+                throw VmFolders.NotFound(folder);
+            }
+        }
 
         private static VmQuiesceException Win32Failure(string errorId, string what, object? target, int? error = null)
         {

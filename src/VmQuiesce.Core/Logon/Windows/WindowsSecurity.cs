@@ -4,6 +4,7 @@ using System.Runtime.InteropServices;
 using System.Runtime.Versioning;
 using System.Text;
 using VmQuiesce.Core.Native;
+using VmQuiesce.Core.Platform;
 
 namespace VmQuiesce.Core.Logon.Windows
 {
@@ -13,38 +14,28 @@ namespace VmQuiesce.Core.Logon.Windows
     {
         public const string AdministratorsSid = "S-1-5-32-544";
 
-        /// <summary>
-        /// Owned by Administrators; Administrators and SYSTEM only, not inherited from the parent, inherited by
-        /// everything inside.
-        /// </summary>
-        private const string AdministratorsOnlySddl = "O:BAD:P(A;OICI;FA;;;BA)(A;OICI;FA;;;SY)";
+        private const string SystemSid = "S-1-5-18";
 
         /// <summary>
-        /// Gives the folder to Administrators and lets only Administrators and SYSTEM in. The owner matters as much as
-        /// the DACL: an owner may always rewrite the DACL, so a folder a standard user made first would stay theirs.
+        /// Gives the folder to Administrators and lets only Administrators and SYSTEM in (full control, inherited by everything
+        /// inside; nothing inherited from the folder above). The owner matters as much as the DACL: an owner may always rewrite
+        /// the DACL, so a folder a standard user made first would stay theirs.
         /// </summary>
-        public static void RestrictToAdministrators(string folder)
+        public static void RestrictToAdministrators(string folder) => RestrictToAdministrators(new WindowsFolderHandles(), folder);
+
+        /// <summary>
+        /// <see cref="RestrictToAdministrators(string)"/> through <paramref name="handles"/>: the owner and DACL are written through
+        /// the folder's own handle while it and every folder above it are held (<see cref="HeldFolder"/>, as the service logon's
+        /// grant writes its entry), so a junction put in place of the folder, or of one above it, after its path was checked
+        /// cannot lead them elsewhere. Throws <see cref="FolderTrustException"/> for a junction or other name surrogate there.
+        /// </summary>
+        internal static void RestrictToAdministrators(IFolderHandles handles, string folder)
         {
-            if (!Advapi32.ConvertStringSecurityDescriptorToSecurityDescriptorW(AdministratorsOnlySddl, 1, out IntPtr descriptor, IntPtr.Zero))
-            {
-                throw new IOException("Cannot build the Administrators-only security descriptor: " + Win32Error.Describe(Marshal.GetLastWin32Error()));
-            }
-
-            try
-            {
-                Advapi32.GetSecurityDescriptorOwner(descriptor, out IntPtr owner, out _);
-                Advapi32.GetSecurityDescriptorDacl(descriptor, out _, out IntPtr dacl, out _);
-                uint status = Advapi32.SetNamedSecurityInfoW(folder, Advapi32.SeFileObject,
-                    Advapi32.OwnerSecurityInformation | Advapi32.DaclSecurityInformation | Advapi32.ProtectedDaclSecurityInformation, owner, IntPtr.Zero, dacl, IntPtr.Zero);
-                if (status != 0)
-                {
-                    throw new IOException($"Cannot give '{folder}' to Administrators and restrict it to Administrators and SYSTEM: {Win32Error.Describe((int)status)}");
-                }
-            }
-            finally
-            {
-                Kernel32.LocalFree(descriptor);
-            }
+            using HeldFolder held = HeldFolder.Open(handles, VmFolders.FullPath(folder), HeldFolder.DaclAccess | HeldFolder.OwnerAccess);
+            byte[] administrators = WindowsDacl.SidFromString(AdministratorsSid);
+            held.Folder.WriteOwnerAndProtectedDacl(administrators, WindowsDacl.AllowingOnly(
+                (administrators, WindowsDacl.FullControl, WindowsDacl.InheritedByFilesAndFolders),
+                (WindowsDacl.SidFromString(SystemSid), WindowsDacl.FullControl, WindowsDacl.InheritedByFilesAndFolders)));
         }
 
         /// <summary>The rights the SID effectively holds on the folder (Authz, MAXIMUM_ALLOWED): groups, deny entries and inheritance included.</summary>
