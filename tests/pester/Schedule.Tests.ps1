@@ -199,6 +199,23 @@ Describe 'Register-, Get-, Unregister-VmBackupSchedule with real unit files' {
         @(Get-ChildItem $half.UnitDirectory) | Should -BeNullOrEmpty
     }
 
+    # Root writes and deletes the units: a folder above them that others may write lets them swap the unit folder.
+    It 'refuses a unit folder below a folder others may write with UnitFolderUnsafe, in Register and Unregister, and changes nothing' {
+        if ($unitSkip) { Set-ItResult -Skipped -Because $unitSkip; return }
+        $open = Join-Path $root 'open'
+        $shared = $settings.Clone()
+        $shared.UnitDirectory = Join-Path $open 'units'
+        Register-VmBackupSchedule @shared
+        $before = Get-ChildItem $shared.UnitDirectory | ForEach-Object { "$($_.Name)=$(Get-Content -LiteralPath $_.FullName -Raw)" }
+        & chmod 0777 $open
+
+        $shared.At = '04:00'
+        { Register-VmBackupSchedule @shared -ErrorAction Stop } | Should -Throw -ErrorId 'UnitFolderUnsafe,VmQuiesce.Commands.RegisterVmBackupScheduleCommand'
+        { Unregister-VmBackupSchedule -Name nightly -UnitDirectory $shared.UnitDirectory -Confirm:$false -ErrorAction Stop } |
+            Should -Throw -ErrorId 'UnitFolderUnsafe,VmQuiesce.Commands.UnregisterVmBackupScheduleCommand'
+        Get-ChildItem $shared.UnitDirectory | ForEach-Object { "$($_.Name)=$(Get-Content -LiteralPath $_.FullName -Raw)" } | Should -Be $before
+    }
+
     It 'Unregister removes both units and the schedule is gone' {
         if ($unitSkip) { Set-ItResult -Skipped -Because $unitSkip; return }
         Unregister-VmBackupSchedule -Name nightly -UnitDirectory $units -Confirm:$false

@@ -1,6 +1,5 @@
 using System;
 using System.IO;
-using System.Text;
 using VmQuiesce.Core.Logon.Linux;
 using VmQuiesce.Core.Logon.Windows;
 using VmQuiesce.Core.Native;
@@ -42,17 +41,9 @@ namespace VmQuiesce.Core.Logon
                     PosixFiles.ChangeMode(folder, Convert.ToInt32("700", 8));
                 }
 
-                string name = Path.GetFileName(path);
-                string temporary = name + ".tmp-" + Guid.NewGuid().ToString("N");
                 // Made private as it is created (on Linux and macOS 0600, exclusively, not through a link; on Windows with
                 // the folder's DACL) and written through that one handle: no moment when another user could open it.
-                using (CreatedFile file = opened.CreateNew(temporary, direct: false))
-                {
-                    byte[] bytes = new UTF8Encoding(false).GetBytes(content);
-                    file.Stream.Write(bytes, 0, bytes.Length);
-                }
-
-                opened.Rename(temporary, name);
+                opened.ReplaceWithText(Path.GetFileName(path), content, RegularFile.OwnerOnly);
             }
             catch (Exception e) when (e is IOException || e is UnauthorizedAccessException)
             {

@@ -3,6 +3,7 @@ using System.Collections.Generic;
 using System.IO;
 using System.Linq;
 using System.Runtime.InteropServices;
+using System.Text;
 using Microsoft.Win32.SafeHandles;
 using VmQuiesce.Core.Native;
 
@@ -84,17 +85,17 @@ namespace VmQuiesce.Core.Platform
 
         /// <summary>
         /// Opens folder <paramref name="path"/> (absolute). With <paramref name="create"/>, missing folders are made
-        /// (0700, then given to <paramref name="owner"/> so it can reach its file); without, a missing folder throws
-        /// <see cref="FolderTrustException"/> with <see cref="FolderProblem.Missing"/>.
+        /// (<paramref name="madeFolderMode"/>, 0700 unless told, less the umask; then given to <paramref name="owner"/> so
+        /// it can reach its file); without, a missing folder throws <see cref="FolderTrustException"/> with <see cref="FolderProblem.Missing"/>.
         /// </summary>
-        public static TrustedFolder Open(string path, uint? owner, bool create)
+        public static TrustedFolder Open(string path, uint? owner, bool create, int madeFolderMode = OwnerOnlyFolder)
         {
             if (!HostPlatform.IsLinux)
             {
                 return OpenByPath(path, create, ThisHostsTags);
             }
 
-            return new TrustedFolder(path, Walk(OpenRoot(), "/", Components(path), owner, create, followRootLinks: true));
+            return new TrustedFolder(path, Walk(OpenRoot(), "/", Components(path), owner, create, followRootLinks: true, madeFolderMode));
         }
 
         /// <summary>
@@ -146,7 +147,7 @@ namespace VmQuiesce.Core.Platform
 
             int fd = UnixFiles.OpenAt(Fd, ".", Libc.OpenReadOnly | Libc.OpenDirectory | Libc.OpenCloseOnExec, 0);
             var start = fd >= 0 ? new SafeFileHandle((IntPtr)fd, ownsHandle: true) : throw RegularFile.Failure("open", Path, Marshal.GetLastWin32Error());
-            return new TrustedFolder(path, Walk(start, Path, Components(relative), owner, create, followRootLinks: false));
+            return new TrustedFolder(path, Walk(start, Path, Components(relative), owner, create, followRootLinks: false, OwnerOnlyFolder));
         }
 
         /// <summary>
@@ -381,6 +382,24 @@ namespace VmQuiesce.Core.Platform
             }
         }
 
+        /// <summary>
+        /// Puts a file holding <paramref name="text"/> (UTF-8) at <paramref name="name"/> in one step: a new temporary file
+        /// beside it, written and given <paramref name="mode"/> through its own descriptor (on Linux), is renamed over what
+        /// was there (a link itself, never what it leads to), so readers see the old file or the new one, never half of one.
+        /// </summary>
+        public void ReplaceWithText(string name, string text, int mode)
+        {
+            string temporary = name + ".tmp-" + Guid.NewGuid().ToString("N");
+            using (CreatedFile file = CreateNew(temporary, direct: false))
+            {
+                byte[] bytes = new UTF8Encoding(false).GetBytes(text);
+                file.Stream.Write(bytes, 0, bytes.Length);
+                file.SetOwnerAndMode(null, null, mode);
+            }
+
+            Rename(temporary, name);
+        }
+
         /// <summary>Removes the entry <paramref name="name"/> (a link itself, never its target); missing is fine.</summary>
         public void Delete(string name)
         {
@@ -420,7 +439,7 @@ namespace VmQuiesce.Core.Platform
 
         public void Dispose() => _handle?.Dispose();
 
-        private static SafeFileHandle Walk(SafeFileHandle start, string startShown, IEnumerable<string> components, uint? owner, bool create, bool followRootLinks)
+        private static SafeFileHandle Walk(SafeFileHandle start, string startShown, IEnumerable<string> components, uint? owner, bool create, bool followRootLinks, int madeFolderMode)
         {
             uint self = Libc.geteuid();
             var pending = new LinkedList<string>(components);
@@ -496,7 +515,7 @@ namespace VmQuiesce.Core.Platform
                             throw new FolderTrustException(FolderProblem.Missing, next, $"The folder '{next}' does not exist.");
                         }
 
-                        fd = MakeFolder(current, name, next, owner, made);
+                        fd = MakeFolder(current, name, next, owner, made, madeFolderMode);
                     }
 
                     var opened = new SafeFileHandle((IntPtr)fd, ownsHandle: true);
@@ -522,10 +541,10 @@ namespace VmQuiesce.Core.Platform
             }
         }
 
-        private static int MakeFolder(SafeFileHandle parent, string name, string shown, uint? owner, HashSet<(ulong, ulong)> made)
+        private static int MakeFolder(SafeFileHandle parent, string name, string shown, uint? owner, HashSet<(ulong, ulong)> made, int mode)
         {
             int parentFd = (int)parent.DangerousGetHandle();
-            if (Libc.mkdirat(parentFd, name, OwnerOnlyFolder) != 0 && Marshal.GetLastWin32Error() != Libc.EEXIST)
+            if (Libc.mkdirat(parentFd, name, mode) != 0 && Marshal.GetLastWin32Error() != Libc.EEXIST)
             {
                 throw RegularFile.Failure("create the folder", shown, Marshal.GetLastWin32Error());
             }
@@ -692,7 +711,7 @@ namespace VmQuiesce.Core.Platform
 
             if (Libc.fchmod(_fd, permissions) != 0)
             {
-                throw new IOException($"Could not set the mode of the restored file: {Libc.ErrorText(Marshal.GetLastWin32Error())}.", Marshal.GetLastWin32Error());
+                throw new IOException($"Could not set the mode of the new file: {Libc.ErrorText(Marshal.GetLastWin32Error())}.", Marshal.GetLastWin32Error());
             }
         }
 

@@ -3,7 +3,6 @@ using System.Collections.Generic;
 using System.Globalization;
 using System.IO;
 using System.Linq;
-using System.Text;
 using System.Threading;
 using VmQuiesce.Core.Logon.Linux;
 using VmQuiesce.Core.Platform;
@@ -48,20 +47,20 @@ namespace VmQuiesce.Core.Schedule
         public string TimerPath(string name) => Path.Combine(UnitDirectory, UnitPrefix + name + ".timer");
 
         /// <summary>
-        /// Writes both units (atomically, each replacing the old one whole, whatever was left of them), then reloads
-        /// systemd and enables the timer.
+        /// Writes both units (atomically, each replacing the old one whole, whatever was left of them, a link at its name
+        /// itself), then reloads systemd and enables the timer. The unit folder is opened once and written through
+        /// (<see cref="SystemdLogonBackend.OpenUnitFolder"/>): UnitFolderUnsafe, before anything is written, when another
+        /// user could redirect the writes.
         /// </summary>
         public void Install(BackupSchedule schedule, CancellationToken cancel)
         {
             schedule.Validate();
             try
             {
-                Directory.CreateDirectory(UnitDirectory);
+                using TrustedFolder folder = SystemdLogonBackend.OpenUnitFolder(UnitDirectory, create: true)!;
                 foreach (KeyValuePair<string, string> unit in UnitFiles(schedule))
                 {
-                    string temporary = unit.Key + ".tmp-" + Guid.NewGuid().ToString("N");
-                    File.WriteAllText(temporary, unit.Value, new UTF8Encoding(false));
-                    Logon.StateFiles.ReplaceAtomically(temporary, unit.Key);
+                    folder.ReplaceWithText(Path.GetFileName(unit.Key), unit.Value, SystemdLogonBackend.UnitFileMode);
                 }
             }
             catch (Exception e) when (e is IOException || e is UnauthorizedAccessException)
@@ -79,12 +78,18 @@ namespace VmQuiesce.Core.Schedule
             }
         }
 
-        /// <summary>Stops and removes both units, or the one that is left; false when there was nothing to remove.</summary>
+        /// <summary>
+        /// Stops and removes both units, or the one that is left (a link at a unit's name itself); false when there was
+        /// nothing to remove. UnitFolderUnsafe, before systemd is told anything, when another user could redirect the deletes.
+        /// </summary>
         public bool Remove(string name, CancellationToken cancel)
         {
-            string[] paths = { TimerPath(name), ServicePath(name) };
-            bool timerThere = File.Exists(paths[0]);
-            if (!timerThere && !File.Exists(paths[1]))
+            using TrustedFolder? folder = SystemdLogonBackend.OpenUnitFolder(UnitDirectory, create: false);
+            string timer = UnitPrefix + name + ".timer";
+            string service = UnitPrefix + name + ".service";
+            bool timerThere = folder != null && HoldsUnit(folder, timer);
+            bool serviceThere = folder != null && HoldsUnit(folder, service);
+            if (!timerThere && !serviceThere)
             {
                 return false;
             }
@@ -94,7 +99,7 @@ namespace VmQuiesce.Core.Schedule
                 // systemd disables and stops a timer by its own unit, whatever became of the service it starts. A timer
                 // whose file is gone may still be enabled or loaded, so it is asked too; systemd may then answer that it
                 // knows no such unit, which is no reason to keep the service.
-                string[] disable = { "disable", "--now", UnitPrefix + name + ".timer" };
+                string[] disable = { "disable", "--now", timer };
                 if (timerThere)
                 {
                     Systemctl(cancel, disable);
@@ -106,9 +111,14 @@ namespace VmQuiesce.Core.Schedule
             }
 
             // The timer first: removal cut short leaves a service that starts nothing (and that List shows as incomplete).
-            foreach (string path in paths.Where(File.Exists))
+            if (timerThere)
             {
-                File.Delete(path);
+                folder!.Delete(timer);
+            }
+
+            if (serviceThere)
+            {
+                folder!.Delete(service);
             }
 
             if (SystemdManages)
@@ -118,6 +128,9 @@ namespace VmQuiesce.Core.Schedule
 
             return true;
         }
+
+        /// <summary>Whether a unit (a file, or a link in its place) stands at <paramref name="name"/>: a folder of that name is none.</summary>
+        private static bool HoldsUnit(TrustedFolder folder, string name) => folder.Exists(name) && folder.Stat(name)?.IsDirectory != true;
 
         /// <summary>
         /// Every schedule of which a unit is installed, by name. One whose other unit or recorded settings are missing

@@ -30,6 +30,10 @@ namespace VmQuiesce.Core.Logon.Linux
         /// <summary>The largest unit or drop-in file read; real ones are a few kilobytes.</summary>
         private const long MaxUnitFileBytes = 1024 * 1024;
 
+        /// <summary>Units and drop-ins are 0644 and their folders 0755 (less the umask), as systemd's own are.</summary>
+        internal const int UnitFileMode = 0x1A4;
+        private const int UnitFolderMode = 0x1ED;
+
         private static readonly Regex UnitName = new Regex(@"^[A-Za-z0-9:_.\\@-]+$", RegexOptions.CultureInvariant);
         private static readonly TimeSpan SystemctlTimeout = TimeSpan.FromMinutes(2);
         private readonly string? _customUnitDirectory;
@@ -332,6 +336,41 @@ namespace VmQuiesce.Core.Logon.Linux
         /// </summary>
         internal static string ReadUnitFile(string path) =>
             HostPlatform.IsLinux && Libc.RealPath(path) == "/dev/null" ? string.Empty : RegularFile.ReadAllTextFollowingLinks(path, MaxUnitFileBytes);
+
+        /// <summary>
+        /// Opens a folder of units, or a unit's drop-in folder, for root to write, replace and delete in through its
+        /// descriptor (<see cref="TrustedFolder.Open"/>: folders root's or this user's, links only theirs, missing ones made
+        /// 0755 when <paramref name="create"/>). Refused as UnitFolderUnsafe, before anything changes, when another user
+        /// could put a name of theirs in it or swap it, a folder above it or a link on the way (a sticky folder such as /tmp
+        /// is fine above it): root's writes and deletes would land where they chose. Null when it is missing and not to be made.
+        /// </summary>
+        internal static TrustedFolder? OpenUnitFolder(string folder, bool create)
+        {
+            if (HostPlatform.IsLinux && UnixFiles.DescribeOthersCanAddTo(folder, trusted: null) is string why)
+            {
+                throw UnitFolderUnsafe(folder, $"The unit folder '{folder}' is not root's alone: {why}.", null);
+            }
+
+            try
+            {
+                return TrustedFolder.Open(folder, owner: null, create, UnitFolderMode);
+            }
+            catch (FolderTrustException e) when (e.Problem == FolderProblem.Missing && !create)
+            {
+                return null;
+            }
+            catch (FolderTrustException e) when (e.Problem == FolderProblem.Link || e.Problem == FolderProblem.ForeignOwner)
+            {
+                throw UnitFolderUnsafe(e.Folder, e.Message, e);
+            }
+        }
+
+        private static VmQuiesceException UnitFolderUnsafe(string folder, string why, Exception? inner) =>
+            new VmQuiesceException("UnitFolderUnsafe", FailureKind.SecurityError,
+                $"{why} VmQuiesce writes, replaces and deletes units there as root: nothing was changed there.", folder, inner)
+            {
+                Remedy = "Keep units in folders that only root can change, reached through no link another user made, or pass another -UnitDirectory.",
+            };
 
         private static Dictionary<string, string> ReadServiceSettings(string path, string section)
         {
