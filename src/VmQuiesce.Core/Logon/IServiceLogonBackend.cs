@@ -46,6 +46,12 @@ namespace VmQuiesce.Core.Logon
         /// </summary>
         void RevokeFolderAccess(FolderGrant grant);
 
+        /// <summary>
+        /// Refuses, before anything changes, a service whose account <see cref="SetServiceAccount"/> could not set safely
+        /// (systemd: a drop-in folder another user could redirect; UnitFolderUnsafe). Nothing to check on Windows.
+        /// </summary>
+        void CheckCanSetServiceAccount(ServiceEntry service);
+
         /// <summary>Makes the service log on as the account; returns what to put back if a restart fails.</summary>
         PreviousLogon SetServiceAccount(ServiceEntry service, LogonAccount account, SecureString? password, string? group);
 

@@ -194,6 +194,10 @@ namespace VmQuiesce.Core.Logon
             bool alreadySet = current != null && current.SameAs(account)
                 && (request.Group == null || string.Equals(service.Group, request.Group, StringComparison.Ordinal))
                 && (!NeedsPassword(account) || _verifiers.Compare(service.Name, account, password) == VerifierMatch.Matches);
+            if (!alreadySet)
+            {
+                _backend.CheckCanSetServiceAccount(service);
+            }
 
             // 2. Changes, each behind ShouldProcess. When a later step fails or the command is stopped, what this run changed
             // is undone: the account is put back and the folder entries it added are removed (each exactly, so one the account

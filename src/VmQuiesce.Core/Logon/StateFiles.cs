@@ -75,18 +75,5 @@ namespace VmQuiesce.Core.Logon
 
             return RegularFile.ReadToEnd(stream, path, MaxBytes);
         }
-
-        /// <summary>Rename over the target: readers see the old file or the new one, never half of one.</summary>
-        public static void ReplaceAtomically(string temporary, string path)
-        {
-            if (File.Exists(path))
-            {
-                File.Replace(temporary, path, null);
-            }
-            else
-            {
-                File.Move(temporary, path);
-            }
-        }
     }
 }

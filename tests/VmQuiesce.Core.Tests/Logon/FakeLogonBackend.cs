@@ -48,6 +48,9 @@ namespace VmQuiesce.Core.Tests.Logon
 
         public bool SetAccountFails { get; set; }
 
+        /// <summary>Whether the service's configuration lies where another user could redirect its write (UnitFolderUnsafe).</summary>
+        public bool ConfigurationUnsafe { get; set; }
+
         public bool RestoreAccountFails { get; set; }
 
         public string? WhyNoRestart { get; set; }
@@ -142,6 +145,15 @@ namespace VmQuiesce.Core.Tests.Logon
             }
 
             Folders[grant.Path] = false;
+        }
+
+        public void CheckCanSetServiceAccount(ServiceEntry service)
+        {
+            Record(nameof(CheckCanSetServiceAccount), service.Name);
+            if (ConfigurationUnsafe)
+            {
+                throw new VmQuiesceException("UnitFolderUnsafe", FailureKind.SecurityError, $"The configuration of {service.Name} is not root's alone.", service.Name);
+            }
         }
 
         public PreviousLogon SetServiceAccount(ServiceEntry service, LogonAccount account, SecureString? password, string? group)

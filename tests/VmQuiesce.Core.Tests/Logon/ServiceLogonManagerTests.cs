@@ -61,9 +61,9 @@ namespace VmQuiesce.Core.Tests.Logon
                 new[]
                 {
                     "FindService:(default)", @"ResolveAccount:.\backup", @"VerifyPassword:.\backup", @"GetLogonRight:.\backup",
-                    @"IsAdministrator:.\backup", "CheckFolderAccess:" + Folder, "ResolveAccount:LocalSystem",
+                    @"IsAdministrator:.\backup", "CheckFolderAccess:" + Folder, "ResolveAccount:LocalSystem", "CheckCanSetServiceAccount:vmvss",
                 },
-                _backend.Calls.Take(7));
+                _backend.Calls.Take(8));
             Assert.Equal(
                 new[] { @"GrantLogonRight:.\backup", "GrantFolderAccess:" + Folder, @"SetServiceAccount:.\backup", @"RestartService:.\backup" },
                 _backend.Changes);
@@ -114,6 +114,16 @@ namespace VmQuiesce.Core.Tests.Logon
             Assert.Equal(FailureKind.PermissionDenied, failure.Kind);
             Assert.Contains("SeDenyServiceLogonRight", failure.Message, StringComparison.Ordinal);
             Assert.Empty(_backend.Changes);
+        }
+
+        [Fact]
+        public void SetRefusesAServiceWhoseConfigurationAnotherUserCouldRedirectBeforeAnyGrant()
+        {
+            _backend.Folders[Folder] = false;
+            _backend.ConfigurationUnsafe = true;
+            Assert.Equal("UnitFolderUnsafe", SetFails(Request(Secret, Folder) with { GrantFolderAccess = true }).ErrorId);
+            Assert.Empty(_backend.Changes);
+            Assert.Empty(_gate.Asked);
         }
 
         [Fact]

@@ -3,6 +3,7 @@ using System.IO;
 using System.Threading;
 using VmQuiesce.Core.Logon;
 using VmQuiesce.Core.Logon.Linux;
+using VmQuiesce.Core.Native;
 using VmQuiesce.Core.Platform;
 using VmQuiesce.Core.Tests.Platform;
 using Xunit;
@@ -15,10 +16,12 @@ namespace VmQuiesce.Core.Tests.Logon
     /// </summary>
     public sealed class SystemdLogonBackendTests : IDisposable
     {
+        private const uint OtherUser = 65534;
         private readonly string _root = Path.Combine(Path.GetTempPath(), "vmq-systemd-" + Guid.NewGuid().ToString("N"));
         private readonly string _units;
         private readonly string _log;
         private readonly string _failRestart;
+        private readonly string _swapOnRestart;
         private readonly HostTools _tools;
         private readonly RecordingGate _gate = new RecordingGate();
 
@@ -28,6 +31,7 @@ namespace VmQuiesce.Core.Tests.Logon
             string bin = Directory.CreateDirectory(Path.Combine(_root, "bin")).FullName;
             _log = Path.Combine(_root, "systemctl.log");
             _failRestart = Path.Combine(_root, "fail-restart");
+            _swapOnRestart = Path.Combine(_root, "swap-on-restart");
             File.WriteAllText(Path.Combine(_units, "vq.service"), "[Unit]\nDescription=test\n[Service]\nUser=nobody\nExecStart=/bin/true\n");
             string script = Path.Combine(bin, "systemctl");
             File.WriteAllText(script,
@@ -36,7 +40,10 @@ namespace VmQuiesce.Core.Tests.Logon
                 "case \"$1\" in\n" +
                 "  is-active) echo active ;;\n" +
                 "  is-enabled) echo enabled ;;\n" +
-                $"  restart) if [ -e '{_failRestart}' ] && grep -q '^User=root' '{_units}/vq.service.d/vmquiesce-logon.conf' 2>/dev/null; then echo 'Job for vq.service failed.' >&2; exit 1; fi ;;\n" +
+                // Once: the drop-in folder moved away and another user's link put in its place while the unit restarts (and fails to).
+                $"  restart) if [ -e '{_swapOnRestart}' ]; then target=$(cat '{_swapOnRestart}'); rm '{_swapOnRestart}'; mv '{_units}/vq.service.d' '{_units}/vq.service.d.moved'; " +
+                $"ln -s \"$target\" '{_units}/vq.service.d'; chown -h {OtherUser} '{_units}/vq.service.d'; echo 'Job for vq.service failed.' >&2; exit 1; fi\n" +
+                $"    if [ -e '{_failRestart}' ] && grep -q '^User=root' '{_units}/vq.service.d/vmquiesce-logon.conf' 2>/dev/null; then echo 'Job for vq.service failed.' >&2; exit 1; fi ;;\n" +
                 "esac\n" +
                 "exit 0\n");
             if (OperatingSystem.IsLinux())
@@ -161,6 +168,75 @@ namespace VmQuiesce.Core.Tests.Logon
                 .Set(new ServiceLogonRequest("root") { ServiceName = unit }, _gate, CancellationToken.None);
 
             Assert.Equal($"restart|{unit}|", Log[^1]);
+        }
+    
+
+        [LinuxFact]
+        public void ALinkAtTheDropInsNameIsReplacedItselfAndTheFileItLeadsToIsUntouched()
+        {
+            const string precious = "[Service]\nUser=daemon\n";
+            string victim = Path.Combine(_root, "victim.conf");
+            File.WriteAllText(victim, precious);
+            Directory.CreateDirectory(Path.GetDirectoryName(DropIn)!);
+            File.CreateSymbolicLink(DropIn, victim);
+
+            Manager.Set(new ServiceLogonRequest("root") { ServiceName = "vq" }, _gate, CancellationToken.None);
+
+            Assert.Equal(precious, File.ReadAllText(victim));
+            Assert.True(RegularFile.StatNoFollow(DropIn)!.Value.IsRegularFile);
+            Assert.Contains("User=root", File.ReadAllLines(DropIn));
+        }
+
+        [LinuxRootFact]
+        public void ADropInFolderThatIsAnotherUsersLinkIsRefusedBeforeAnythingChanges()
+        {
+            string elsewhere = Directory.CreateDirectory(Path.Combine(_root, "elsewhere")).FullName;
+            string kept = Path.Combine(elsewhere, SystemdLogonBackend.DropInFileName);
+            File.WriteAllText(kept, "# kept\n");
+            string folder = Path.GetDirectoryName(DropIn)!;
+            File.CreateSymbolicLink(folder, elsewhere);
+            Assert.Equal(0, Libc.lchown(folder, OtherUser, OtherUser));
+
+            VmQuiesceException refused = Assert.Throws<VmQuiesceException>(() =>
+                Manager.Set(new ServiceLogonRequest("root") { ServiceName = "vq" }, _gate, CancellationToken.None));
+
+            Assert.Equal("UnitFolderUnsafe", refused.ErrorId);
+            Assert.Contains($"made by user id {OtherUser}", refused.Message, StringComparison.Ordinal);
+            Assert.Equal("# kept\n", File.ReadAllText(kept));
+            Assert.Equal(new[] { kept }, Directory.GetFileSystemEntries(elsewhere));
+            Assert.Equal(new[] { "is-enabled|vq.service|", "is-active|vq.service|" }, Log);
+        }
+
+        [LinuxRootFact]
+        public void ADropInFolderSwappedForAnotherUsersLinkBeforeTheRollbackIsNotDeletedThrough()
+        {
+            string elsewhere = Directory.CreateDirectory(Path.Combine(_root, "elsewhere")).FullName;
+            string kept = Path.Combine(elsewhere, SystemdLogonBackend.DropInFileName);
+            File.WriteAllText(kept, "# kept\n");
+            File.WriteAllText(_swapOnRestart, elsewhere);
+
+            VmQuiesceException failure = Assert.Throws<VmQuiesceException>(() =>
+                Manager.Set(new ServiceLogonRequest("root") { ServiceName = "vq" }, _gate, CancellationToken.None));
+
+            Assert.True(File.Exists(kept), "the rollback deleted the file at the drop-in's name through the link");
+            Assert.Equal("# kept\n", File.ReadAllText(kept));
+            Assert.Equal("ServiceRestartFailed", failure.ErrorId);
+            Assert.Contains("could not be put back", failure.Message, StringComparison.Ordinal);
+            Assert.Contains($"made by user id {OtherUser}", failure.Message, StringComparison.Ordinal);
+        }
+
+        [LinuxFact]
+        public void AUnitFolderWhoseParentOthersMayWriteIsRefusedBeforeAnythingChanges()
+        {
+            File.SetUnixFileMode(_root, (UnixFileMode)0x1FF); // 0777, not sticky
+
+            VmQuiesceException refused = Assert.Throws<VmQuiesceException>(() =>
+                Manager.Set(new ServiceLogonRequest("root") { ServiceName = "vq" }, _gate, CancellationToken.None));
+
+            Assert.Equal("UnitFolderUnsafe", refused.ErrorId);
+            Assert.Contains($"'{_root}' has mode 0777", refused.Message, StringComparison.Ordinal);
+            Assert.False(Directory.Exists(Path.GetDirectoryName(DropIn)));
+            Assert.Equal(new[] { "is-enabled|vq.service|", "is-active|vq.service|" }, Log);
         }
     }
 }

@@ -196,6 +196,9 @@ namespace VmQuiesce.Core.Logon.Linux
         {
         }
 
+        /// <summary>Opens the drop-in folder as <see cref="SetServiceAccount"/> and its rollback do: one they would refuse is UnitFolderUnsafe now.</summary>
+        public void CheckCanSetServiceAccount(ServiceEntry service) => OpenUnitFolder(DropInFolder(service.Name), create: false)?.Dispose();
+
         public PreviousLogon SetServiceAccount(ServiceEntry service, LogonAccount account, SecureString? password, string? group)
         {
             string path = DropInPath(service.Name);
@@ -224,7 +227,8 @@ namespace VmQuiesce.Core.Logon.Linux
             {
                 try
                 {
-                    File.Delete(path);
+                    using TrustedFolder? folder = OpenUnitFolder(DropInFolder(service.Name), create: false);
+                    folder?.Delete(DropInFileName);
                 }
                 catch (Exception e) when (e is IOException || e is UnauthorizedAccessException)
                 {
@@ -400,18 +404,16 @@ namespace VmQuiesce.Core.Logon.Linux
             return settings;
         }
 
-        private string DropInPath(string unit) => Path.Combine(DropInRoot, unit + ".d", DropInFileName);
+        private string DropInFolder(string unit) => Path.Combine(DropInRoot, unit + ".d");
+
+        private string DropInPath(string unit) => Path.Combine(DropInFolder(unit), DropInFileName);
 
         private void WriteDropIn(string path, string content)
         {
-            string folder = Path.GetDirectoryName(path)!;
             try
             {
-                Directory.CreateDirectory(folder);
-                string temporary = Path.Combine(folder, "." + DropInFileName + ".tmp-" + Guid.NewGuid().ToString("N"));
-                File.WriteAllText(temporary, content, new UTF8Encoding(false));
-                PosixFiles.ChangeMode(temporary, Convert.ToInt32("644", 8));
-                StateFiles.ReplaceAtomically(temporary, path);
+                using TrustedFolder folder = OpenUnitFolder(Path.GetDirectoryName(path)!, create: true)!;
+                folder.ReplaceWithText(DropInFileName, content, UnitFileMode);
             }
             catch (Exception e) when (e is IOException || e is UnauthorizedAccessException)
             {

@@ -321,6 +321,11 @@ namespace VmQuiesce.Core.Logon.Windows
             }
         }
 
+        /// <summary>Nothing to check: the Service Control Manager keeps the account, and no file is written.</summary>
+        public void CheckCanSetServiceAccount(ServiceEntry service)
+        {
+        }
+
         public PreviousLogon SetServiceAccount(ServiceEntry service, LogonAccount account, SecureString? password, string? group)
         {
             IntPtr secret = NativePassword(account.IsBuiltInServiceAccount ? null : password);
