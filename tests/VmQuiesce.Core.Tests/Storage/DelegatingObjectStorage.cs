@@ -11,6 +11,8 @@ namespace VmQuiesce.Core.Tests.Storage
 
         public string Location => Inner.Location;
 
+        public string? Endpoint => Inner.Endpoint;
+
         protected IObjectStorage Inner { get; }
 
         public virtual bool CreateIfAbsent(string key, IReadOnlyList<ArraySegment<byte>> parts) => Inner.CreateIfAbsent(key, parts);

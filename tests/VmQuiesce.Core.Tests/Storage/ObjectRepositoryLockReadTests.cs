@@ -17,26 +17,65 @@ namespace VmQuiesce.Core.Tests.Storage
     {
         private const string LockPath = "/" + S3Double.Bucket + "/repo/" + ObjectRepositoryLock.ExclusiveKey;
 
-        public static TheoryData<string> FailedReads => new TheoryData<string>
+        /// <summary>Each failure, and the error id it gives: a read that failed is never a write problem.</summary>
+        public static TheoryData<string, string> FailedReads => new TheoryData<string, string>
         {
-            "cut short",
-            "not its ETag",
-            "hung up",
-#if !NETFRAMEWORK
-            "stalled", // Cut off by S3ResponseLimits, which only the .NET build has.
+            { "cut short", "RepositoryReadFailed" },
+            { "not its ETag", "RepositoryReadFailed" },
+#if NETFRAMEWORK
+            { "hung up", "S3EndpointUnreachable" }, // HttpWebRequest's WebException, after the SDK's retries.
+#else
+            { "hung up", "RepositoryReadFailed" },
+            { "stalled", "S3ResponseStalled" }, // Cut off by S3ResponseLimits, which only the .NET build has.
 #endif
-            "503",
+            { "503", "S3RequestFailed" },
         };
 
         [Theory]
         [MemberData(nameof(FailedReads))]
-        public void A_lock_object_whose_read_failed_is_never_removed_as_stale(string failure)
+        public void A_lock_object_whose_read_failed_is_never_removed_as_stale(string failure, string errorId)
+        {
+            using S3Double endpoint = LockReadFailing(failure);
+            using S3ObjectStorage storage = endpoint.NewStorage();
+            storage.ResponseLimits.StallTime = TimeSpan.FromMilliseconds(300);
+            string? warned = null;
+
+            Exception error = Assert.ThrowsAny<Exception>(() => ObjectRepositoryLock.AcquireExclusive(storage, "Remove-VmBackup (prune)", removeStale: true, warn: message => warned = message));
+
+            // A clear error naming the repository, the lock object and the endpoint: no raw exception reaches a cmdlet.
+            var failed = Assert.IsType<VmQuiesceException>(error);
+            Assert.Equal(errorId, failed.ErrorId);
+            Assert.Contains(storage.Location, failed.Message);
+            Assert.Contains(ObjectRepositoryLock.ExclusiveKey, failed.Message);
+            Assert.Contains(endpoint.Endpoint.AbsoluteUri, failed.Message);
+            Assert.DoesNotContain(endpoint.Requests, request => request.Method == "DELETE");
+            Assert.Null(warned);
+            Assert.Contains(endpoint.Requests, request => request.Method == "GET" && request.Path == LockPath);
+        }
+
+        [Fact]
+        public void A_lock_object_whose_body_was_cut_short_is_a_read_failure_that_says_what_to_do()
+        {
+            using S3Double endpoint = LockReadFailing("cut short");
+            using S3ObjectStorage storage = endpoint.NewStorage();
+
+            var failed = Assert.Throws<VmQuiesceException>(() => ObjectRepositoryLock.AcquireShared(storage, "backup"));
+
+            Assert.Equal("RepositoryReadFailed", failed.ErrorId);
+            Assert.Equal(FailureKind.ReadError, failed.Kind);
+            Assert.StartsWith($"Could not read the lock object '{ObjectRepositoryLock.ExclusiveKey}' of the repository '{storage.Location}' from {endpoint.Endpoint.AbsoluteUri}, so it was left as it is: ", failed.Message);
+            Assert.Contains("Check the endpoint, the network and any proxy in between, then run the command again.", failed.Remedy);
+        }
+
+        /// <summary>An endpoint where the exclusive lock object exists (a conditional PUT gets 412, a HEAD 200) and its GET fails as <paramref name="failure"/> says.</summary>
+        private static S3Double LockReadFailing(string failure)
         {
             byte[] body = Encoding.UTF8.GetBytes("{\"pid\":1,\"host\":\"elsewhere\",\"purpose\":\"backup\"}");
-            using var endpoint = new S3Double(request => request.Method switch
+            return new S3Double(request => request.Method switch
             {
                 "PUT" => S3Double.Error(412, "PreconditionFailed"),
                 "DELETE" => new S3Double.Reply(204),
+                "HEAD" => new S3Double.Reply(200, body),
                 _ => failure switch
                 {
                     "cut short" => new S3Double.Reply(200, body.Take(10).ToArray()) { ContentLength = body.Length },
@@ -46,18 +85,6 @@ namespace VmQuiesce.Core.Tests.Storage
                     _ => S3Double.Error(503, "ServiceUnavailable"),
                 },
             });
-            using S3ObjectStorage storage = endpoint.NewStorage();
-            storage.ResponseLimits.StallTime = TimeSpan.FromMilliseconds(300);
-            string? warned = null;
-
-            Exception error = Assert.ThrowsAny<Exception>(() => ObjectRepositoryLock.AcquireExclusive(storage, "Remove-VmBackup (prune)", removeStale: true, warn: message => warned = message));
-
-            // A clear error naming the repository, as a folder repository's failed lock read gives: no raw exception reaches a cmdlet.
-            var failed = Assert.IsType<VmQuiesceException>(error);
-            Assert.Contains(storage.Location, failed.Message);
-            Assert.DoesNotContain(endpoint.Requests, request => request.Method == "DELETE");
-            Assert.Null(warned);
-            Assert.Contains(endpoint.Requests, request => request.Method == "GET" && request.Path == LockPath);
         }
 
         [Theory]

@@ -33,6 +33,8 @@ namespace VmQuiesce.Core.Repository.Storage
 
         public string Location => Root;
 
+        public string? Endpoint => null;
+
         /// <summary>The file that holds <paramref name="key"/>.</summary>
         public string PathOf(string key) => Path.Combine(Root, ObjectKeys.Check(key).Replace('/', Path.DirectorySeparatorChar));
 

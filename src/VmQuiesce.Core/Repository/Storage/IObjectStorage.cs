@@ -14,6 +14,9 @@ namespace VmQuiesce.Core.Repository.Storage
         /// <summary>Where the storage is, for messages and remedies: a folder path or s3://bucket/prefix. Never holds a secret.</summary>
         string Location { get; }
 
+        /// <summary>The endpoint the storage is reached through, for messages: an S3 endpoint's URL or "AWS S3"; null for a folder.</summary>
+        string? Endpoint { get; }
+
         /// <summary>
         /// Reads the whole object <paramref name="key"/> into <paramref name="buffer"/> and returns its length. Throws
         /// <see cref="System.IO.FileNotFoundException"/> when it does not exist, and

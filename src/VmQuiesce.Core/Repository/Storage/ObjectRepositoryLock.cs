@@ -195,9 +195,8 @@ namespace VmQuiesce.Core.Repository.Storage
             catch (Exception e) when (e is IOException || e is InvalidDataException)
             {
                 // Any other failure to read it (the store or the network failing, a body cut short or not matching its
-                // ETag) says nothing about the lock, which may be a live one: it fails the operation and the lock stays,
-                // with the error a folder repository's failed lock read gives.
-                throw BackupRepository.StorageFailure(storage.Location, $"read the lock object '{key}'", e);
+                // ETag) says nothing about the lock, which may be a live one: it fails the operation and the lock stays.
+                throw ReadFailed(storage, key, e);
             }
 
             // Only a body received whole that does not parse is not a lock.
@@ -253,6 +252,13 @@ namespace VmQuiesce.Core.Repository.Storage
                 Remedy = $"Make sure no VmQuiesce operation is running on '{storage.Location}' from that host, then run Remove-VmBackup -Repository '{storage.Location}' -RemoveStaleLock (with the same -S3 parameters), which removes it.",
             };
         }
+
+        private static VmQuiesceException ReadFailed(IObjectStorage storage, string key, Exception e) =>
+            new VmQuiesceException("RepositoryReadFailed", FailureKind.ReadError,
+                $"Could not read the lock object '{key}' of the repository '{storage.Location}'{(storage.Endpoint is string endpoint ? $" from {endpoint}" : string.Empty)}, so it was left as it is: {e.Message}", storage.Location, e)
+            {
+                Remedy = $"{(storage.Endpoint != null ? "Check the endpoint, the network and any proxy in between" : "Check the disk and the file system of the repository")}, then run the command again. A lock object that cannot be read may be a live operation's: not even -RemoveStaleLock removes it.",
+            };
 
         private static VmQuiesceException Busy(IObjectStorage storage, IReadOnlyList<string> keys, string? holder = null)
         {

@@ -92,6 +92,8 @@ namespace VmQuiesce.Core.Repository.Storage
 
         public string Location => Address.ToString();
 
+        public string? Endpoint => _endpointText;
+
         /// <summary>Objects per ListObjectsV2 page (S3 allows at most 1000); tests make it small to exercise paging.</summary>
         internal int ListPageSize { get; set; } = 1000;
 
