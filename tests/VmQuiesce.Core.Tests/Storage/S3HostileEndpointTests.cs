@@ -170,9 +170,65 @@ namespace VmQuiesce.Core.Tests.Storage
 
             var error = Assert.Throws<VmQuiesceException>(() => storage.List(string.Empty).ToList());
 
-            Assert.Equal("S3RequestFailed", error.ErrorId);
+            Assert.Equal("S3RequestRedirected", error.ErrorId);
             Assert.Contains(status.ToString(System.Globalization.CultureInfo.InvariantCulture), error.Message);
+            Assert.Contains(elsewhere.Endpoint.Authority, error.Message);
             Assert.Empty(elsewhere.Requests);
+        }
+
+        /// <summary>
+        /// What AWS answers, until DNS settles, for a bucket just made in another region: 307 with a Location on the
+        /// regional host, the bucket's region in x-amz-bucket-region, and a TemporaryRedirect error body. Refused for
+        /// every kind of request, with the bucket, where it pointed and what to do.
+        /// </summary>
+        [Theory]
+        [InlineData("list")]
+        [InlineData("GET")]
+        [InlineData("HEAD")]
+        [InlineData("PUT")]
+        public void A_temporary_redirect_to_the_bucket_region_says_where_it_pointed_and_what_to_do(string call)
+        {
+            using var regional = new S3Double(request => S3Double.ListPage(NoObjects));
+            string regionalHost = regional.Endpoint.Authority;
+            using var endpoint = new S3Double(request => new S3Double.Reply(
+                307,
+                request.Method == "HEAD" ? null : Encoding.UTF8.GetBytes($"<?xml version=\"1.0\" encoding=\"UTF-8\"?><Error><Code>TemporaryRedirect</Code><Message>Please re-send this request to the specified temporary endpoint. Continue to use the original request endpoint for future requests.</Message><Endpoint>{regionalHost}</Endpoint><Bucket>{S3Double.Bucket}</Bucket><RequestId>double</RequestId></Error>"),
+                ("Location", new Uri(regional.Endpoint, request.Path).AbsoluteUri),
+                ("x-amz-bucket-region", "eu-west-1"),
+                ("Content-Type", "application/xml")));
+            using S3ObjectStorage storage = endpoint.NewStorage();
+            Action act = call switch
+            {
+                "list" => () => storage.List(string.Empty).ToList(),
+                "GET" => () => storage.ReadAll("points/a.json", 1024),
+                "HEAD" => () => storage.Exists("points/a.json"),
+                _ => () => storage.CreateIfAbsent("points/a.json", new[] { new ArraySegment<byte>(new byte[1]) }),
+            };
+
+            var error = Assert.Throws<VmQuiesceException>(act);
+
+            Assert.Equal("S3RequestRedirected", error.ErrorId);
+            Assert.Contains($"the bucket '{S3Double.Bucket}'", error.Message);
+            Assert.Contains("307", error.Message);
+            Assert.Contains(regionalHost, error.Message);
+            Assert.Contains("region 'eu-west-1'", error.Message);
+            Assert.Contains("-S3Region eu-west-1", error.Remedy);
+            Assert.Contains("in a few minutes", error.Remedy);
+            Assert.Empty(regional.Requests);
+        }
+
+        [Fact]
+        public void A_redirect_naming_a_region_no_region_has_puts_none_of_it_in_the_remedy()
+        {
+            using var endpoint = new S3Double(request => new S3Double.Reply(307, null, ("Location", "http://elsewhere.invalid/"), ("x-amz-bucket-region", "eu-west-1; Remove-Item -Recurse /")));
+            using S3ObjectStorage storage = endpoint.NewStorage();
+
+            var error = Assert.Throws<VmQuiesceException>(() => storage.List(string.Empty).ToList());
+
+            Assert.Equal("S3RequestRedirected", error.ErrorId);
+            Assert.Contains("elsewhere.invalid", error.Message);
+            Assert.DoesNotContain("Remove-Item", error.Message + error.Remedy);
+            Assert.DoesNotContain("-S3Region eu-west-1", error.Remedy);
         }
 
         [Theory]

@@ -6,6 +6,7 @@ using System.Runtime.InteropServices;
 using System.Security;
 using System.Security.Cryptography;
 using System.Text;
+using System.Text.RegularExpressions;
 using System.Threading.Tasks;
 using Amazon;
 using Amazon.Runtime;
@@ -395,6 +396,10 @@ namespace VmQuiesce.Core.Repository.Storage
                     Remedy = "Check the access key and secret (-S3Credential, -S3ProfileName, or AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY) and that they may read, write, list and delete under the prefix.",
                 };
             }
+            catch (AmazonS3Exception e) when (IsRedirect(e.StatusCode))
+            {
+                throw Redirected(key, e);
+            }
             catch (AmazonS3Exception e) when (Array.IndexOf(handledByCaller, e.StatusCode) >= 0)
             {
                 throw;
@@ -414,6 +419,33 @@ namespace VmQuiesce.Core.Repository.Storage
 
         private VmQuiesceException RequestFailed(string? key, AmazonServiceException e) =>
             new VmQuiesceException("S3RequestFailed", FailureKind.ProtocolError, $"{_endpointText} failed a request on the repository '{Location}'{ObjectText(key)}: {(int)e.StatusCode} {StoreText(e.ErrorCode)} {StoreText(e.Message)}", Location, e);
+
+        private static bool IsRedirect(HttpStatusCode status) =>
+            status == HttpStatusCode.MovedPermanently || status == HttpStatusCode.Found || status == HttpStatusCode.SeeOther || status == HttpStatusCode.TemporaryRedirect || (int)status == 308;
+
+        /// <summary>
+        /// A redirect <see cref="RedirectRefusingHandler"/> refused, with where it pointed and the bucket's region when
+        /// the store named one (AWS does, in x-amz-bucket-region). AWS answers 307 for a bucket made in the last hours
+        /// outside us-east-1 until its DNS name has spread, and 301 for a bucket asked for in the wrong region.
+        /// </summary>
+        private VmQuiesceException Redirected(string? key, AmazonS3Exception e)
+        {
+            IWebResponseData? answer = (e.InnerException as HttpErrorResponseException)?.Response;
+            string? location = answer?.GetHeaderValue("Location");
+            string target = Uri.TryCreate(location, UriKind.Absolute, out Uri? pointed) ? pointed.Authority : string.IsNullOrEmpty(location) ? "no place it named" : GuestText.Quote(location);
+            string? region = answer?.GetHeaderValue("x-amz-bucket-region");
+            // The remedy puts it on a command line: only a name a region can have, never the store's text as it came.
+            bool knownRegion = region != null && Regex.IsMatch(region, "^[a-z]{2}(-[a-z0-9]+){2,3}$");
+            bool temporary = e.StatusCode == HttpStatusCode.TemporaryRedirect;
+            return new VmQuiesceException("S3RequestRedirected", FailureKind.ResourceUnavailable,
+                $"{_endpointText} answered a request on the bucket '{Address.Bucket}' of the repository '{Location}'{ObjectText(key)} with {(int)e.StatusCode} {StoreText(e.ErrorCode)}, a redirect to {target}{(knownRegion ? $" (the bucket is in region '{region}')" : string.Empty)}. It was not followed: the request, signed again, would go wherever a redirect points.", Location, e)
+            {
+                Remedy = (knownRegion
+                    ? $"Give the bucket's region: -S3Region {region} (with -S3Endpoint, also that region's endpoint, such as https://s3.{region}.amazonaws.com on AWS)."
+                    : "Give the endpoint and region the bucket is served at (-S3Endpoint, -S3Region).")
+                    + (temporary ? " AWS answers 307 for a bucket made in the last hours outside us-east-1 until its name has spread through DNS: run the command again in a few minutes." : string.Empty),
+            };
+        }
 
         private static string ObjectText(string? key) => key == null ? string.Empty : $" (object '{key}')";
 
