@@ -26,8 +26,8 @@ namespace VmQuiesce.Core.Tests.Storage
             { "hung up", "S3EndpointUnreachable" }, // HttpWebRequest's WebException, after the SDK's retries.
 #else
             { "hung up", "RepositoryReadFailed" },
-            { "stalled", "S3ResponseStalled" }, // Cut off by S3ResponseLimits, which only the .NET build has.
 #endif
+            { "stalled", "S3ResponseStalled" },
             { "503", "S3RequestFailed" },
         };
 

@@ -5,15 +5,13 @@ using System.Threading.Tasks;
 using VmQuiesce.Core.Repository.Storage;
 using Xunit;
 
-// The .NET build only: on .NET Framework the SDK takes no HTTP client of ours (S3ObjectStorage sets ReadWriteTimeout
-// there, which bounds a wait for a single byte).
-#if !NETFRAMEWORK
 namespace VmQuiesce.Core.Tests.Storage
 {
     /// <summary>
     /// Response bodies an S3 endpoint stalls, dribbles or makes too long (<see cref="S3ResponseLimits"/>), against
     /// <see cref="S3Double"/>, which paces what it sends. The bounds are made small; a call that never returns fails
-    /// the test after <see cref="Hung"/> instead of hanging the run.
+    /// the test after <see cref="Hung"/> instead of hanging the run. On .NET Framework (not run here) they go through
+    /// BoundedWebRequest instead of the HTTP client (see <see cref="BoundedResponseDataTests"/>).
     /// </summary>
     public sealed class S3ResponseBoundsTests
     {
@@ -188,4 +186,3 @@ namespace VmQuiesce.Core.Tests.Storage
         }
     }
 }
-#endif

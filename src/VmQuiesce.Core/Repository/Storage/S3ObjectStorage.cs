@@ -68,9 +68,10 @@ namespace VmQuiesce.Core.Repository.Storage
                 Timeout = TimeSpan.FromSeconds(60),
             };
 #if NETFRAMEWORK
-            // The SDK reads with HttpWebRequest here, and takes no HTTP client of ours: a read that waits this long for
-            // a byte fails, but a body that dribbles or is too long is not cut off.
-            config.ReadWriteTimeout = ResponseLimits.StallTime;
+            // The SDK reads with HttpWebRequest here and takes no HTTP client of ours: RedirectRefusingClient gives it
+            // requests whose bodies ResponseLimits bounds. A read that waits this long for a byte fails anyway, later
+            // than the bound's watchdog cuts it off (and names the stall).
+            config.ReadWriteTimeout = TimeSpan.FromTicks(2 * ResponseLimits.StallTime.Ticks);
 #else
             config.HttpClientFactory = new BoundedHttpClientFactory(ResponseLimits);
 #endif
@@ -86,7 +87,7 @@ namespace VmQuiesce.Core.Repository.Storage
                 config.RegionEndpoint = RegionEndpoint.GetBySystemName(region);
             }
 
-            _client = new RedirectRefusingClient(ResolveCredentials(settings), config);
+            _client = new RedirectRefusingClient(ResolveCredentials(settings), config, ResponseLimits);
         }
 
         public S3RepositoryAddress Address { get; }
@@ -496,12 +497,17 @@ namespace VmQuiesce.Core.Repository.Storage
         /// <summary>
         /// The SDK's client, except that a 307 is an error answer: the SDK follows one to wherever its Location points,
         /// signing the request (a PUT's data included) again for that host. The endpoint is where the repository is.
+        /// On .NET Framework its requests' answers are also bounded by the limits it is given (on .NET, the HTTP client
+        /// of the config's factory bounds them).
         /// </summary>
         private sealed class RedirectRefusingClient : AmazonS3Client
         {
-            public RedirectRefusingClient(AWSCredentials credentials, AmazonS3Config config)
+            public RedirectRefusingClient(AWSCredentials credentials, AmazonS3Config config, S3ResponseLimits limits)
                 : base(credentials, config)
             {
+#if NETFRAMEWORK
+                RuntimePipeline.ReplaceHandler<HttpHandler<Stream>>(new HttpHandler<Stream>(new BoundedWebRequestFactory(limits), this));
+#endif
             }
 
             protected override void CustomizeRuntimePipeline(RuntimePipeline pipeline)
