@@ -17,6 +17,7 @@ namespace VmQuiesce.Core.Native
         public const int OpenExisting = 3;
         public const int FileFlagSequentialScan = 0x08000000;
         public const int FileFlagBackupSemantics = 0x02000000;
+        public const int FileShareRead = 0x1;
         public const int FileShareReadWrite = 0x1 | 0x2;
         public const int FileFlagOpenReparsePoint = 0x00200000;
 
@@ -76,6 +77,9 @@ namespace VmQuiesce.Core.Native
         [DllImport(Library, CharSet = CharSet.Unicode, ExactSpelling = true, SetLastError = true)]
         public static extern SafeFileHandle CreateFileW(string fileName, uint desiredAccess, int shareMode, IntPtr securityAttributes,
             int creationDisposition, int flagsAndAttributes, IntPtr templateFile);
+
+        [DllImport(Library, ExactSpelling = true, SetLastError = true)]
+        public static extern SafeFileHandle ReOpenFile(SafeFileHandle originalFile, uint desiredAccess, int shareMode, int flagsAndAttributes);
 
         [DllImport(Library, CharSet = CharSet.Unicode, ExactSpelling = true, SetLastError = true)]
         public static extern IntPtr LoadLibraryW(string fileName);

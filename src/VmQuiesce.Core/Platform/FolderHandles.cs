@@ -1,11 +1,12 @@
 using System;
+using System.IO;
 
 namespace VmQuiesce.Core.Platform
 {
     /// <summary>
-    /// The handle layer under the checks of folders on Windows (CreateFileW, GetFileInformationByHandleEx, GetSecurityInfo,
-    /// SetSecurityInfo): a seam, so that what is refused on the way to a folder, and which handle a DACL is read and written
-    /// through, is proven on any OS.
+    /// The handle layer under the checks of folders and files on Windows (CreateFileW, GetFileInformationByHandleEx,
+    /// GetSecurityInfo, SetSecurityInfo, ReOpenFile): a seam, so that what is refused on the way to a folder or as a file to
+    /// read, and which handle a DACL is read and written or a file read through, is proven on any OS.
     /// </summary>
     internal interface IFolderHandles
     {
@@ -18,7 +19,7 @@ namespace VmQuiesce.Core.Platform
         IFolderHandle? Open(string path, uint access);
     }
 
-    /// <summary>One entry held open: what it is, as its handle says, and its DACL through that same handle.</summary>
+    /// <summary>One entry held open: what it is, as its handle says, and its DACL or data through that same handle.</summary>
     internal interface IFolderHandle : IDisposable
     {
         /// <summary>FILE_ATTRIBUTE_* (FILE_ATTRIBUTE_TAG_INFO.FileAttributes).</summary>
@@ -35,6 +36,15 @@ namespace VmQuiesce.Core.Platform
 
         /// <summary>BY_HANDLE_FILE_INFORMATION: the volume's 32-bit serial number and the 64-bit file index. Throws IOException.</summary>
         (uint Volume, ulong Index) ReadFileIndex();
+
+        /// <summary>
+        /// This file, opened again for reading (shared for reading only) as any program opens it: a reparse point that keeps its
+        /// name (a deduplicated file, a cloud placeholder, a WOF-compressed file) is read through the filter that keeps its data,
+        /// which this handle, opened on the reparse point itself, would bypass, reading the stub. Read only when the new open
+        /// reaches this same file (its file id): a name swapped meanwhile is not followed. The stream outlives this handle.
+        /// Throws IOException (UnauthorizedAccessException when access is denied).
+        /// </summary>
+        FileStream OpenForReading();
 
         /// <summary>The DACL's bytes; throws IOException, also for a NULL DACL (which is never edited).</summary>
         byte[] ReadDacl();

@@ -12,7 +12,9 @@ namespace VmQuiesce.Core.Platform
     /// being led astray: reads accept only a regular file of bounded size, never a FIFO or device (a FIFO would
     /// hang the read, a device never end it), nor a link unless the caller follows links; new files are created
     /// exclusively, unreadable to others, never through a link. On Linux each check is made on the opened descriptor, so nothing can
-    /// be swapped in between; elsewhere on the path, as well as the platform allows.
+    /// be swapped in between; on Windows a read's check is made on the file's own handle (<see cref="ReparsePoints"/>: only a
+    /// reparse point that redirects the name is a link, so a deduplicated file or a OneDrive placeholder is read as any other);
+    /// elsewhere on the path, as well as the platform allows.
     /// </summary>
     internal static class RegularFile
     {
@@ -24,23 +26,38 @@ namespace VmQuiesce.Core.Platform
         /// exist, <see cref="UnexpectedFileException"/> when it is not a regular file of at most
         /// <paramref name="maxBytes"/> bytes, and <see cref="IOException"/> (HResult: the errno) otherwise.
         /// </summary>
-        public static FileStream OpenRead(string path, long maxBytes) => Open(path, maxBytes, missingIsNull: false, followLinks: false)!;
+        public static FileStream OpenRead(string path, long maxBytes) => OpenRead(path, maxBytes, ReparsePoints.ThisHostsTags);
 
         /// <summary>
-        /// As <see cref="OpenRead"/>, but null when <paramref name="path"/> does not exist: for a caller to whom a
+        /// <see cref="OpenRead(string, long)"/> with the reparse tags of Windows read through <paramref name="tags"/> (its handle
+        /// layer; null on Linux and macOS, which have none).
+        /// </summary>
+        internal static FileStream OpenRead(string path, long maxBytes, IFolderHandles? tags) => Open(path, maxBytes, missingIsNull: false, followLinks: false, tags)!;
+
+        /// <summary>
+        /// As <see cref="OpenRead(string, long)"/>, but null when <paramref name="path"/> does not exist: for a caller to whom a
         /// missing file is an everyday answer (a chunk not stored yet), which an exception per file would make dear.
         /// </summary>
-        public static FileStream? TryOpenRead(string path, long maxBytes) => Open(path, maxBytes, missingIsNull: true, followLinks: false);
+        public static FileStream? TryOpenRead(string path, long maxBytes) => TryOpenRead(path, maxBytes, ReparsePoints.ThisHostsTags);
+
+        /// <summary><see cref="TryOpenRead(string, long)"/> with Windows' reparse tags read through <paramref name="tags"/>.</summary>
+        internal static FileStream? TryOpenRead(string path, long maxBytes, IFolderHandles? tags) => Open(path, maxBytes, missingIsNull: true, followLinks: false, tags);
 
         /// <summary>
-        /// As <see cref="OpenRead"/>, but symbolic links are followed: for a path an administrator gave, where a link is
+        /// As <see cref="OpenRead(string, long)"/>, but symbolic links are followed: for a path an administrator gave, where a link is
         /// theirs to make, and for a descriptor's /proc/self/fd entry. What the path leads to must still be a regular file,
         /// and a FIFO there is refused without waiting for a writer.
         /// </summary>
-        public static FileStream OpenReadFollowingLinks(string path, long maxBytes) => Open(path, maxBytes, missingIsNull: false, followLinks: true)!;
+        public static FileStream OpenReadFollowingLinks(string path, long maxBytes) => Open(path, maxBytes, missingIsNull: false, followLinks: true, tags: null)!;
 
-        private static FileStream? Open(string path, long maxBytes, bool missingIsNull, bool followLinks)
+        /// <summary>With <paramref name="tags"/> (Windows) through the file's own handle; on Linux through a descriptor; else by path.</summary>
+        private static FileStream? Open(string path, long maxBytes, bool missingIsNull, bool followLinks, IFolderHandles? tags)
         {
+            if (tags != null)
+            {
+                return OpenReadNoFollow(path, maxBytes, tags) ?? (missingIsNull ? null : throw new FileNotFoundException($"Could not find file '{path}'.", path));
+            }
+
             if (!HostPlatform.IsLinux)
             {
                 try
@@ -85,10 +102,13 @@ namespace VmQuiesce.Core.Platform
             }
         }
 
-        /// <summary>The whole of a small text file (UTF-8), read as <see cref="OpenRead"/> allows.</summary>
-        public static string ReadAllText(string path, long maxBytes)
+        /// <summary>The whole of a small text file (UTF-8), read as <see cref="OpenRead(string, long)"/> allows.</summary>
+        public static string ReadAllText(string path, long maxBytes) => ReadAllText(path, maxBytes, ReparsePoints.ThisHostsTags);
+
+        /// <summary><see cref="ReadAllText(string, long)"/> with Windows' reparse tags read through <paramref name="tags"/>.</summary>
+        internal static string ReadAllText(string path, long maxBytes, IFolderHandles? tags)
         {
-            using FileStream stream = OpenRead(path, maxBytes);
+            using FileStream stream = OpenRead(path, maxBytes, tags);
             return ReadToEnd(stream, path, maxBytes);
         }
 
@@ -99,17 +119,20 @@ namespace VmQuiesce.Core.Platform
             return ReadToEnd(stream, path, maxBytes);
         }
 
-        /// <summary>The whole of a small file, read as <see cref="OpenRead"/> allows.</summary>
-        public static ArraySegment<byte> ReadAllBytes(string path, long maxBytes)
+        /// <summary>The whole of a small file, read as <see cref="OpenRead(string, long)"/> allows.</summary>
+        public static ArraySegment<byte> ReadAllBytes(string path, long maxBytes) => ReadAllBytes(path, maxBytes, ReparsePoints.ThisHostsTags);
+
+        /// <summary><see cref="ReadAllBytes(string, long)"/> with Windows' reparse tags read through <paramref name="tags"/>.</summary>
+        internal static ArraySegment<byte> ReadAllBytes(string path, long maxBytes, IFolderHandles? tags)
         {
-            using FileStream stream = OpenRead(path, maxBytes);
+            using FileStream stream = OpenRead(path, maxBytes, tags);
             return ReadBytesToEnd(stream, path, maxBytes);
         }
 
-        /// <summary>The rest of <paramref name="stream"/> (opened by <see cref="OpenRead"/>) as UTF-8 text, refused once it grows past <paramref name="maxBytes"/>.</summary>
+        /// <summary>The rest of <paramref name="stream"/> (opened by <see cref="OpenRead(string, long)"/>) as UTF-8 text, refused once it grows past <paramref name="maxBytes"/>.</summary>
         public static string ReadToEnd(FileStream stream, string path, long maxBytes) => DecodeText(ReadBytesToEnd(stream, path, maxBytes));
 
-        /// <summary>The rest of <paramref name="stream"/> (opened by <see cref="OpenRead"/>), refused once it grows past <paramref name="maxBytes"/>.</summary>
+        /// <summary>The rest of <paramref name="stream"/> (opened by <see cref="OpenRead(string, long)"/>), refused once it grows past <paramref name="maxBytes"/>.</summary>
         public static ArraySegment<byte> ReadBytesToEnd(FileStream stream, string path, long maxBytes)
         {
             // Read whole, in as few calls as the file's size allows (a manifest is a megabyte, and each call into the kernel
@@ -227,6 +250,34 @@ namespace VmQuiesce.Core.Platform
         public static bool IsReadOnlyFileSystem(Exception e) =>
             HostPlatform.IsWindows ? e is IOException && (e.HResult & 0xFFFF) == 19 /* ERROR_WRITE_PROTECT */ : ErrnoOf(e) == Libc.EROFS;
 
+        /// <summary>
+        /// Windows: the file opened once without following a reparse point, and checked on that handle: a junction, symbolic
+        /// link or other name surrogate is refused, as is a folder; any other reparse point (deduplicated, a cloud placeholder,
+        /// compressed by WOF) is a regular file, read through its filter (<see cref="IFolderHandle.OpenForReading"/>). Null when
+        /// nothing is there.
+        /// </summary>
+        private static FileStream? OpenReadNoFollow(string path, long maxBytes, IFolderHandles tags)
+        {
+            using IFolderHandle? entry = tags.Open(path, ReparsePoints.ReadAttributes);
+            if (entry == null)
+            {
+                return null;
+            }
+
+            if (ReparsePoints.RedirectsName(entry.Attributes, entry.ReparseTag))
+            {
+                throw new UnexpectedFileException(path, ReparsePoints.Describe(entry.ReparseTag), "a regular file");
+            }
+
+            if ((entry.Attributes & ReparsePoints.DirectoryAttribute) != 0)
+            {
+                throw new UnexpectedFileException(path, "a folder", "a regular file");
+            }
+
+            return Bounded(entry.OpenForReading(), path, maxBytes);
+        }
+
+        /// <summary>macOS, and a path to follow on Windows: by path; without <paramref name="followLinks"/>, a symbolic link is refused.</summary>
         private static FileStream OpenReadByPath(string path, long maxBytes, bool followLinks)
         {
             var info = new FileInfo(path);
@@ -235,7 +286,12 @@ namespace VmQuiesce.Core.Platform
                 throw new UnexpectedFileException(path, "a link", "a regular file");
             }
 
-            var stream = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.Read, bufferSize: 1, FileOptions.None);
+            return Bounded(new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.Read, bufferSize: 1, FileOptions.None), path, maxBytes);
+        }
+
+        /// <summary><paramref name="stream"/>, checked to be at most <paramref name="maxBytes"/> long; disposed when it is not.</summary>
+        private static FileStream Bounded(FileStream stream, string path, long maxBytes)
+        {
             try
             {
                 CheckRegular(path, null, stream.Length, maxBytes);

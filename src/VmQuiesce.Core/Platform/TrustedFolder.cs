@@ -61,9 +61,6 @@ namespace VmQuiesce.Core.Platform
         internal const int MaxLinks = 40;
         private const int OwnerOnlyFolder = 0x1C0; // 0700
 
-        /// <summary>FILE_READ_ATTRIBUTES: enough to read an entry's reparse tag, and an open no share mode binds.</summary>
-        private const uint ReadAttributes = 0x0080;
-
         private readonly SafeFileHandle? _handle;
 
         /// <summary>Where folders are reached by path: Windows reads reparse tags through these; null on macOS.</summary>
@@ -92,7 +89,7 @@ namespace VmQuiesce.Core.Platform
         {
             if (!HostPlatform.IsLinux)
             {
-                return OpenByPath(path, create, ThisHostsTags);
+                return OpenByPath(path, create, ReparsePoints.ThisHostsTags);
             }
 
             return new TrustedFolder(path, Walk(OpenRoot(), "/", Components(path), owner, create, followRootLinks: true, madeFolderMode));
@@ -159,7 +156,7 @@ namespace VmQuiesce.Core.Platform
         {
             if (!HostPlatform.IsLinux)
             {
-                return OpenNoFollowByPath(path, ThisHostsTags);
+                return OpenNoFollowByPath(path, ReparsePoints.ThisHostsTags);
             }
 
             int fd = UnixFiles.OpenAt(Libc.AtFdCwd, path, Libc.OpenReadOnly | Libc.OpenDirectory | Libc.OpenNoFollow | Libc.OpenCloseOnExec, 0);
@@ -179,7 +176,7 @@ namespace VmQuiesce.Core.Platform
         /// <summary><see cref="OpenNoFollow"/> as Windows (<paramref name="tags"/>, its handle layer) and macOS (null) do it, by path.</summary>
         internal static TrustedFolder OpenNoFollowByPath(string path, IFolderHandles? tags)
         {
-            if (RedirectionByPath(path, tags) is string link)
+            if (ReparsePoints.RedirectionByPath(path, tags) is string link)
             {
                 throw new FolderTrustException(FolderProblem.Link, path, $"'{path}' is {link}, not a folder.");
             }
@@ -205,7 +202,7 @@ namespace VmQuiesce.Core.Platform
         }
 
         /// <summary>True when <paramref name="name"/> exists here (as anything, a dangling link too).</summary>
-        public bool Exists(string name) => _handle == null ? File.Exists(Combine(name)) || Directory.Exists(Combine(name)) || IsLinkByPath(Combine(name)) : Stat(name) != null;
+        public bool Exists(string name) => _handle == null ? File.Exists(Combine(name)) || Directory.Exists(Combine(name)) || ReparsePoints.HasReparsePointAttribute(Combine(name)) : Stat(name) != null;
 
         /// <summary>
         /// Creates <paramref name="name"/> here, which must not exist, readable by this process's user only;
@@ -252,7 +249,7 @@ namespace VmQuiesce.Core.Platform
             string path = Combine(name);
             if (_handle == null)
             {
-                if (RedirectionByPath(path, _tags) is string link)
+                if (ReparsePoints.RedirectionByPath(path, _tags) is string link)
                 {
                     throw new FolderTrustException(FolderProblem.Link, path, $"'{path}' is {link}; VmQuiesce does not write through it.");
                 }
@@ -315,7 +312,7 @@ namespace VmQuiesce.Core.Platform
         {
             if (_handle == null)
             {
-                return File.Exists(Combine(name)) && RedirectionByPath(Combine(name), _tags) == null ? new FileStream(Combine(name), FileMode.Open, FileAccess.ReadWrite, FileShare.None) : null;
+                return File.Exists(Combine(name)) && ReparsePoints.RedirectionByPath(Combine(name), _tags) == null ? new FileStream(Combine(name), FileMode.Open, FileAccess.ReadWrite, FileShare.None) : null;
             }
 
             int fd = UnixFiles.OpenAt(Fd, name, 0x2 /* O_RDWR */ | Libc.OpenNoFollow | Libc.OpenNonBlocking | Libc.OpenCloseOnExec, 0);
@@ -578,7 +575,7 @@ namespace VmQuiesce.Core.Platform
 
         private static IEnumerable<string> Components(string path) => path.Split(new[] { '/' }, StringSplitOptions.RemoveEmptyEntries);
 
-        /// <summary>Windows and macOS: refuse links on the way (<see cref="RedirectionByPath"/>), create what is missing.</summary>
+        /// <summary>Windows and macOS: refuse links on the way (<see cref="ReparsePoints.RedirectionByPath"/>), create what is missing.</summary>
         private static void WalkByPath(string path, bool create, IFolderHandles? tags)
         {
             string? root = System.IO.Path.GetPathRoot(path);
@@ -586,7 +583,7 @@ namespace VmQuiesce.Core.Platform
             foreach (string part in path.Substring(current.Length).Split(new[] { System.IO.Path.DirectorySeparatorChar, System.IO.Path.AltDirectorySeparatorChar }, StringSplitOptions.RemoveEmptyEntries))
             {
                 current = System.IO.Path.Combine(current, part);
-                if (RedirectionByPath(current, tags) is string link)
+                if (ReparsePoints.RedirectionByPath(current, tags) is string link)
                 {
                     throw new FolderTrustException(FolderProblem.Link, current, $"'{current}' is {link}; VmQuiesce does not write through it.");
                 }
@@ -605,37 +602,6 @@ namespace VmQuiesce.Core.Platform
 
                     Directory.CreateDirectory(current);
                 }
-            }
-        }
-
-        /// <summary>The handle layer that reads reparse tags on this host: Windows has one; macOS has no tags.</summary>
-        private static IFolderHandles? ThisHostsTags => HostPlatform.IsWindows ? new WindowsFolderHandles() : null;
-
-        /// <summary>
-        /// What the entry at <paramref name="path"/> is when a path through it leads elsewhere; null when it does not, or
-        /// nothing is there. On Windows (<paramref name="tags"/>) its own handle's reparse tag decides; macOS (null) has no
-        /// tags: every symbolic link leads elsewhere.
-        /// </summary>
-        private static string? RedirectionByPath(string path, IFolderHandles? tags)
-        {
-            if (tags == null)
-            {
-                return IsLinkByPath(path) ? "a symbolic link" : null;
-            }
-
-            using IFolderHandle? entry = tags.Open(path, ReadAttributes);
-            return entry != null && ReparsePoints.RedirectsName(entry.Attributes, entry.ReparseTag) ? ReparsePoints.Describe(entry.ReparseTag) : null;
-        }
-
-        private static bool IsLinkByPath(string path)
-        {
-            try
-            {
-                return (File.GetAttributes(path) & FileAttributes.ReparsePoint) != 0;
-            }
-            catch (Exception e) when (e is FileNotFoundException || e is DirectoryNotFoundException)
-            {
-                return false;
             }
         }
     }

@@ -7,7 +7,7 @@ using VmQuiesce.Core.Native;
 
 namespace VmQuiesce.Core.Platform
 {
-    /// <summary>Folders opened as Windows opens them, without following a reparse point.</summary>
+    /// <summary>Folders and files opened as Windows opens them, without following a reparse point.</summary>
     [SupportedOSPlatform("windows")]
     internal sealed class WindowsFolderHandles : IFolderHandles
     {
@@ -59,27 +59,41 @@ namespace VmQuiesce.Core.Platform
 
             public uint ReparseTag { get; }
 
-            public (ulong Volume, ulong IdHigh, ulong IdLow)? ReadFileId()
+            public (ulong Volume, ulong IdHigh, ulong IdLow)? ReadFileId() => ReadFileId(_handle, _path);
+
+            public (uint Volume, ulong Index) ReadFileIndex() => ReadFileIndex(_handle, _path);
+
+            public FileStream OpenForReading()
             {
-                if (Kernel32.GetFileInformationByHandleEx(_handle, Kernel32.FileIdInfo, out Kernel32.FileIdInformation information, Marshal.SizeOf<Kernel32.FileIdInformation>()))
+                // No reparse point: this very file, reopened through its handle. A reparse point that keeps its name: opened by
+                // its path as any program opens it (a reopen through this handle might keep bypassing its filter), and read
+                // only when that open reached this same file.
+                SafeFileHandle opened = (Attributes & ReparsePoints.ReparsePointAttribute) == 0
+                    ? Kernel32.ReOpenFile(_handle, Kernel32.GenericRead, Kernel32.FileShareRead, 0)
+                    : Kernel32.CreateFileW(_path, Kernel32.GenericRead, Kernel32.FileShareRead, IntPtr.Zero, Kernel32.OpenExisting, 0, IntPtr.Zero);
+                if (opened.IsInvalid)
                 {
-                    return (information.VolumeSerialNumber, information.FileIdHigh, information.FileIdLow);
+                    int error = Marshal.GetLastWin32Error();
+                    opened.Dispose();
+                    string message = $"Could not open '{_path}' for reading: {Win32Error.Describe(error)}";
+                    throw error == Win32Error.AccessDenied ? new UnauthorizedAccessException(message) : new IOException(message, unchecked((int)0x80070000) | error);
                 }
 
-                int error = Marshal.GetLastWin32Error();
-                return error == Win32Error.InvalidParameter || error == Win32Error.NotSupported || error == Win32Error.InvalidFunction
-                    ? null
-                    : throw new IOException($"Cannot read which folder '{_path}' is: {Win32Error.Describe(error)}");
-            }
-
-            public (uint Volume, ulong Index) ReadFileIndex()
-            {
-                if (!Kernel32.GetFileInformationByHandle(_handle, out Kernel32.ByHandleFileInformation information))
+                try
                 {
-                    throw new IOException($"Cannot read which folder '{_path}' is: {Win32Error.Describe(Marshal.GetLastWin32Error())}");
-                }
+                    bool same = ReadFileId(opened, _path) is { } id ? id == ReadFileId(_handle, _path) : ReadFileIndex(opened, _path) == ReadFileIndex(_handle, _path);
+                    if (!same)
+                    {
+                        throw new IOException($"'{_path}' was replaced while it was opened for reading; it was not read.");
+                    }
 
-                return (information.VolumeSerialNumber, ((ulong)information.FileIndexHigh << 32) | information.FileIndexLow);
+                    return new FileStream(opened, FileAccess.Read, bufferSize: 1);
+                }
+                catch
+                {
+                    opened.Dispose();
+                    throw;
+                }
             }
 
             /// <summary>The DACL through the handle (GetSecurityInfo). A NULL DACL, which lets everyone in, is an error: it is never edited.</summary>
@@ -116,6 +130,30 @@ namespace VmQuiesce.Core.Platform
                 WriteSecurity(Advapi32.OwnerSecurityInformation | Advapi32.DaclSecurityInformation | Advapi32.ProtectedDaclSecurityInformation, owner, dacl);
 
             public void Dispose() => _handle.Dispose();
+
+            /// <summary>FILE_ID_INFO of <paramref name="handle"/>; null when the file system does not answer it.</summary>
+            private static (ulong Volume, ulong IdHigh, ulong IdLow)? ReadFileId(SafeFileHandle handle, string path)
+            {
+                if (Kernel32.GetFileInformationByHandleEx(handle, Kernel32.FileIdInfo, out Kernel32.FileIdInformation information, Marshal.SizeOf<Kernel32.FileIdInformation>()))
+                {
+                    return (information.VolumeSerialNumber, information.FileIdHigh, information.FileIdLow);
+                }
+
+                int error = Marshal.GetLastWin32Error();
+                return error == Win32Error.InvalidParameter || error == Win32Error.NotSupported || error == Win32Error.InvalidFunction
+                    ? null
+                    : throw new IOException($"Cannot read which file '{path}' is: {Win32Error.Describe(error)}");
+            }
+
+            private static (uint Volume, ulong Index) ReadFileIndex(SafeFileHandle handle, string path)
+            {
+                if (!Kernel32.GetFileInformationByHandle(handle, out Kernel32.ByHandleFileInformation information))
+                {
+                    throw new IOException($"Cannot read which file '{path}' is: {Win32Error.Describe(Marshal.GetLastWin32Error())}");
+                }
+
+                return (information.VolumeSerialNumber, ((ulong)information.FileIndexHigh << 32) | information.FileIndexLow);
+            }
 
             /// <summary>SetSecurityInfo through the handle: <paramref name="parts"/> (SECURITY_INFORMATION) of the owner, when not null, and DACL.</summary>
             private unsafe void WriteSecurity(uint parts, byte[]? owner, byte[] dacl)

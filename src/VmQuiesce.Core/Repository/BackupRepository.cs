@@ -94,7 +94,7 @@ namespace VmQuiesce.Core.Repository
         internal static BackupRepository Open(string path, RepositoryFileOps ops)
         {
             string full = FullPath(path);
-            switch (RepositoryLayout.Inspect(full, path))
+            switch (RepositoryLayout.Inspect(full, path, ops.ReparseTags))
             {
                 case LayoutState.Missing:
                     throw new VmQuiesceException("RepositoryNotFound", FailureKind.ObjectNotFound, $"The repository folder '{full}' does not exist.", path)
@@ -116,7 +116,7 @@ namespace VmQuiesce.Core.Repository
             JsonObject config;
             try
             {
-                config = JsonText.ParseObject(RegularFile.ReadAllText(marker, MaxSmallFileBytes));
+                config = JsonText.ParseObject(RegularFile.ReadAllText(marker, MaxSmallFileBytes, ops.ReparseTags));
                 if (config.GetString("format") != MarkerFormat)
                 {
                     throw new JsonFormatException($"The member 'format' is not '{MarkerFormat}'.");
@@ -142,7 +142,7 @@ namespace VmQuiesce.Core.Repository
                 throw new VmQuiesceException("RepositoryConfigInvalid", FailureKind.InvalidData, $"The repository file '{marker}' has chunkSize {chunkSize}; expected {ByteText.Of(MinChunkSize)} to {ByteText.Of(MaxChunkSize)}.", path);
             }
 
-            RepositoryLayout.CheckNoLinks(full, ChunkStore.FanOutNames);
+            RepositoryLayout.CheckNoLinks(full, ChunkStore.FanOutNames, ops.ReparseTags);
             var repository = new BackupRepository(full, (int)chunkSize, ops);
             repository.Chunks.Encryption = ReadEncryption(config, version, marker, repository);
             repository.Encryption.UnlockFromHost();
@@ -187,7 +187,7 @@ namespace VmQuiesce.Core.Repository
         internal static BackupRepository OpenOrCreate(string path, int chunkSize, RepositoryFileOps ops, RepositoryKey? key = null, RepositoryCipher? cipher = null)
         {
             string full = FullPath(path);
-            LayoutState state = RepositoryLayout.Inspect(full, path);
+            LayoutState state = RepositoryLayout.Inspect(full, path, ops.ReparseTags);
             if (state == LayoutState.Repository || state == LayoutState.Foreign)
             {
                 return Open(full, ops);
@@ -214,7 +214,7 @@ namespace VmQuiesce.Core.Repository
 
                 // Not when someone put other files into the folder while it was being made: not ours to take over.
                 // The marker comes last, so a folder with a marker always has the rest of the layout.
-                published = RepositoryLayout.Inspect(full, path) != LayoutState.Foreign && repository.TryWriteAtomically(System.IO.Path.Combine(full, MarkerName), config);
+                published = RepositoryLayout.Inspect(full, path, ops.ReparseTags) != LayoutState.Foreign && repository.TryWriteAtomically(System.IO.Path.Combine(full, MarkerName), config);
             }
             catch (Exception e) when (e is IOException || e is UnauthorizedAccessException)
             {
@@ -301,7 +301,7 @@ namespace VmQuiesce.Core.Repository
                 return false;
             }
 
-            if (!RepositoryLayout.RemoveEmpty(Path, Created == RepositoryCreation.Folder, ChunkStore.FanOutNames))
+            if (!RepositoryLayout.RemoveEmpty(Path, Created == RepositoryCreation.Folder, ChunkStore.FanOutNames, _ops.ReparseTags))
             {
                 return false;
             }
@@ -779,7 +779,7 @@ namespace VmQuiesce.Core.Repository
         {
             try
             {
-                string text = Encryption.OpenManifest(file, System.IO.Path.GetFileNameWithoutExtension(file), RegularFile.ReadAllBytes(file, MaxManifestBytes));
+                string text = Encryption.OpenManifest(file, System.IO.Path.GetFileNameWithoutExtension(file), RegularFile.ReadAllBytes(file, MaxManifestBytes, _ops.ReparseTags));
                 RestorePoint point = RestorePoint.FromJson(JsonText.ParseObject(text));
                 point.Repository = Path;
                 point.ManifestFile = file;

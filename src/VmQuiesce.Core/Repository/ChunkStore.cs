@@ -156,7 +156,7 @@ namespace VmQuiesce.Core.Repository
         /// <summary>The stored chunk is read whole into the worker's scratch (see <see cref="Read"/>).</summary>
         int IChunkSink.Read(string hash, byte[] buffer, ref byte[] scratch)
         {
-            using FileStream file = RegularFile.OpenRead(PathOf(hash), MaxFileLength);
+            using FileStream file = RegularFile.OpenRead(PathOf(hash), MaxFileLength, _ops.ReparseTags);
             return DecodeStored(hash, file, file.Length, buffer, WorkerScratch(ref scratch));
         }
 
@@ -275,7 +275,7 @@ namespace VmQuiesce.Core.Repository
             try
             {
                 // Most chunks a backup writes are new: no exception for each of them.
-                file = RegularFile.TryOpenRead(PathOf(hash), MaxFileLength);
+                file = RegularFile.TryOpenRead(PathOf(hash), MaxFileLength, _ops.ReparseTags);
             }
             catch (IOException e)
             {
@@ -368,7 +368,7 @@ namespace VmQuiesce.Core.Repository
         /// </summary>
         public int Read(string hash, byte[] buffer)
         {
-            using FileStream file = RegularFile.OpenRead(PathOf(hash), MaxFileLength);
+            using FileStream file = RegularFile.OpenRead(PathOf(hash), MaxFileLength, _ops.ReparseTags);
             return DecodeStored(hash, file, file.Length, buffer);
         }
 

@@ -87,8 +87,15 @@ namespace VmQuiesce.Core.Repository
 
         public virtual void Delete(string path) => File.Delete(path);
 
+        /// <summary>
+        /// Where Windows' reparse tags are read, which tell a link in the repository from a file or folder kept by a filter (a
+        /// deduplicated chunk, a OneDrive placeholder): this host's handle layer, null on Linux and macOS. Tests give Windows'
+        /// tags in memory.
+        /// </summary>
+        public virtual IFolderHandles? ReparseTags => ReparsePoints.ThisHostsTags;
+
         /// <summary>The text of a small file of the repository (a lock file): a regular file, not a link, of bounded size.</summary>
-        public virtual string ReadSmallText(string path) => RegularFile.ReadAllText(path, BackupRepository.MaxSmallFileBytes);
+        public virtual string ReadSmallText(string path) => RegularFile.ReadAllText(path, BackupRepository.MaxSmallFileBytes, ReparseTags);
 
         /// <summary>Readable by its owner only, never created through a link.</summary>
         private static Stream OpenNew(string path) => RegularFile.CreateNew(path);

@@ -92,8 +92,9 @@ namespace VmQuiesce.Core.Repository
 
         /// <summary>
         /// What is at <paramref name="full"/>. Throws RepositoryPathIsFile when it, or a folder on its way, is a file.
+        /// <paramref name="tags"/>: where Windows' reparse tags are read (<see cref="RepositoryFileOps.ReparseTags"/>).
         /// </summary>
-        public static LayoutState Inspect(string full, string given)
+        public static LayoutState Inspect(string full, string given, IFolderHandles? tags)
         {
             ThrowIfFileOnPath(full, given, "repository", "RepositoryPathIsFile");
             if (!Directory.Exists(full))
@@ -112,7 +113,7 @@ namespace VmQuiesce.Core.Repository
                 return LayoutState.Empty;
             }
 
-            return entries.All(name => IsMarkerTemp(name) || (Folders.Contains(name) && IsEmptyLayoutFolder(Path.Combine(full, name), name == ChunkStore.FolderName)))
+            return entries.All(name => IsMarkerTemp(name) || (Folders.Contains(name) && IsEmptyLayoutFolder(Path.Combine(full, name), name == ChunkStore.FolderName, tags)))
                 ? LayoutState.Partial
                 : LayoutState.Foreign;
         }
@@ -185,13 +186,16 @@ namespace VmQuiesce.Core.Repository
             return made;
         }
 
-        /// <summary>Refuses a repository whose folders (chunks, points, locks, the 256 chunk folders) are links or files.</summary>
-        public static void CheckNoLinks(string full, IEnumerable<string> fanOutNames)
+        /// <summary>
+        /// Refuses a repository whose folders (chunks, points, locks, the 256 chunk folders) are links or files. On Windows
+        /// (<paramref name="tags"/>) a link is a reparse point that redirects the name: a OneDrive or deduplicated folder is a folder.
+        /// </summary>
+        public static void CheckNoLinks(string full, IEnumerable<string> fanOutNames, IFolderHandles? tags)
         {
             foreach (string folder in Folders.Select(name => Path.Combine(full, name))
                 .Concat(fanOutNames.Select(name => Path.Combine(full, ChunkStore.FolderName, name))))
             {
-                string? found = DescribeIfNotAFolder(folder);
+                string? found = DescribeIfNotAFolder(folder, tags);
                 if (found != null)
                 {
                     throw new VmQuiesceException("RepositoryLayoutUnsafe", FailureKind.SecurityError,
@@ -269,7 +273,7 @@ namespace VmQuiesce.Core.Repository
         /// recursively, so nothing it does not know is deleted); the repository folder itself only when
         /// <paramref name="removeFolder"/>. False when something unexpected is inside.
         /// </summary>
-        public static bool RemoveEmpty(string full, bool removeFolder, IEnumerable<string> fanOutNames)
+        public static bool RemoveEmpty(string full, bool removeFolder, IEnumerable<string> fanOutNames, IFolderHandles? tags)
         {
             string chunks = Path.Combine(full, ChunkStore.FolderName);
             try
@@ -277,12 +281,12 @@ namespace VmQuiesce.Core.Repository
                 File.Delete(Path.Combine(full, BackupRepository.MarkerName));
                 foreach (string fanOut in fanOutNames)
                 {
-                    RemoveFolderIfThere(Path.Combine(chunks, fanOut));
+                    RemoveFolderIfThere(Path.Combine(chunks, fanOut), tags);
                 }
 
                 foreach (string folder in Folders)
                 {
-                    RemoveFolderIfThere(Path.Combine(full, folder));
+                    RemoveFolderIfThere(Path.Combine(full, folder), tags);
                 }
 
                 if (removeFolder)
@@ -299,34 +303,38 @@ namespace VmQuiesce.Core.Repository
             }
         }
 
-        private static void RemoveFolderIfThere(string folder)
+        private static void RemoveFolderIfThere(string folder, IFolderHandles? tags)
         {
-            if (Directory.Exists(folder) && DescribeIfNotAFolder(folder) == null)
+            if (Directory.Exists(folder) && DescribeIfNotAFolder(folder, tags) == null)
             {
                 Directory.Delete(folder, recursive: false);
             }
         }
 
-        private static string? DescribeIfNotAFolder(string folder)
+        /// <summary>
+        /// What <paramref name="folder"/> is when it is no real folder: a file, a link; null when it is one, or nothing is there.
+        /// Linux: as lstat says. With <paramref name="tags"/> (Windows) a link is a reparse point that redirects the name, read from
+        /// its own handle (<see cref="ReparsePoints.RedirectionByPath"/>); macOS: any symbolic link.
+        /// </summary>
+        private static string? DescribeIfNotAFolder(string folder, IFolderHandles? tags)
         {
-            if (HostPlatform.IsLinux)
+            if (tags == null && HostPlatform.IsLinux)
             {
                 FileStatus? status = RegularFile.StatNoFollow(folder);
                 return status == null || status.Value.IsDirectory ? null : status.Value.KindName;
             }
 
-            var info = new DirectoryInfo(folder);
-            if (!info.Exists)
+            if (!Directory.Exists(folder))
             {
                 return File.Exists(folder) ? "a file" : null;
             }
 
-            return (info.Attributes & FileAttributes.ReparsePoint) != 0 ? "a link" : null;
+            return ReparsePoints.RedirectionByPath(folder, tags);
         }
 
-        private static bool IsEmptyLayoutFolder(string folder, bool isChunks)
+        private static bool IsEmptyLayoutFolder(string folder, bool isChunks, IFolderHandles? tags)
         {
-            if (DescribeIfNotAFolder(folder) != null || !Directory.Exists(folder))
+            if (DescribeIfNotAFolder(folder, tags) != null || !Directory.Exists(folder))
             {
                 return false;
             }
@@ -335,7 +343,7 @@ namespace VmQuiesce.Core.Repository
             {
                 string name = Path.GetFileName(entry);
                 bool emptyFanOut = isChunks && name.Length == 2 && name.All(Uri.IsHexDigit) && char.ToLowerInvariant(name[0]) == name[0] && char.ToLowerInvariant(name[1]) == name[1]
-                    && DescribeIfNotAFolder(entry) == null && Directory.Exists(entry) && !Directory.EnumerateFileSystemEntries(entry).Any();
+                    && DescribeIfNotAFolder(entry, tags) == null && Directory.Exists(entry) && !Directory.EnumerateFileSystemEntries(entry).Any();
                 if (!emptyFanOut)
                 {
                     return false;

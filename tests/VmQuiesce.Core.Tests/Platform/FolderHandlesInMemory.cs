@@ -6,12 +6,14 @@ using VmQuiesce.Core.Platform;
 namespace VmQuiesce.Core.Tests.Platform
 {
     /// <summary>
-    /// The Windows handle layer in memory: every path is a plain folder unless told otherwise. Keeps which entries were
+    /// The Windows handle layer in memory: a path where a real file is on disk is a plain file, every other path a plain folder,
+    /// unless told otherwise; a file's data is read from the real file. Keeps which entries were
     /// opened, which were held (could not be renamed) when a DACL was written, and whether each was let go; a folder with no
     /// DACL listed cannot be read, as GetSecurityInfo failing. As Windows: a handle reads and writes the DACL only with
     /// READ_CONTROL and WRITE_DAC, the owner only with WRITE_OWNER, and its share mode (never FILE_SHARE_DELETE) keeps the entry from being renamed only when
     /// it was opened with a right IoCheckShareAccess counts (data or delete), not with attribute or security rights alone.
-    /// Each entry has a 64-bit file index and a 128-bit file id of its own, on one volume.
+    /// Each entry has a 64-bit file index and a 128-bit file id of its own, on one volume. A file is read again only through a
+    /// handle still open.
     /// </summary>
     internal sealed class FolderHandlesInMemory : IFolderHandles
     {
@@ -52,13 +54,17 @@ namespace VmQuiesce.Core.Tests.Platform
 
         public int Writes { get; private set; }
 
+        /// <summary>The files whose data was read, in order.</summary>
+        public List<string> Read { get; } = new List<string>();
+
         /// <summary>Whether the file system answers FileIdInfo (NTFS, ReFS); FAT and some network shares give the 64-bit file index only.</summary>
         public bool AnswersFileId { get; set; } = true;
 
         /// <summary>Paths whose open fails, as when another program holds them with the right to delete.</summary>
         public HashSet<string> Unopenable { get; } = new HashSet<string>();
 
-        public void ReparsePoint(string path, uint tag) => _entries[path] = (DirectoryAttribute | ReparsePointAttribute, tag);
+        /// <summary>A reparse point with <paramref name="tag"/> at <paramref name="path"/>: a file where a real file is when it is opened, else a folder.</summary>
+        public void ReparsePoint(string path, uint tag) => _entries[path] = (ReparsePointAttribute, tag);
 
         public void File(string path) => _entries[path] = (ArchiveAttribute, 0);
 
@@ -84,14 +90,20 @@ namespace VmQuiesce.Core.Tests.Platform
                 throw new IOException($"'{path}' is held open by another program with the right to rename or delete it.");
             }
 
-            (uint Attributes, uint ReparseTag)? entry = _entries.TryGetValue(path, out (uint, uint)? listed) ? listed : (DirectoryAttribute, 0);
+            (uint Attributes, uint ReparseTag)? entry = _entries.TryGetValue(path, out (uint, uint)? listed) ? listed : (0, 0);
             if (entry == null)
             {
                 return null;
             }
 
+            uint attributes = entry.Value.Attributes;
+            if ((attributes & (DirectoryAttribute | ArchiveAttribute)) == 0)
+            {
+                attributes |= System.IO.File.Exists(path) ? ArchiveAttribute : DirectoryAttribute;
+            }
+
             Opened.Add((access & WriteDac) != 0 ? path + " (DACL)" : path);
-            var handle = new Handle(this, path, access, entry.Value.Attributes, entry.Value.ReparseTag, IdOf(path));
+            var handle = new Handle(this, path, access, attributes, entry.Value.ReparseTag, IdOf(path));
             _open.Add(handle);
             return handle;
         }
@@ -138,6 +150,17 @@ namespace VmQuiesce.Core.Tests.Platform
             public (ulong Volume, ulong IdHigh, ulong IdLow)? ReadFileId() => _layer.AnswersFileId ? (Volume, _id.IdHigh, _id.IdLow) : null;
 
             public (uint Volume, ulong Index) ReadFileIndex() => ((uint)Volume, _id.Index);
+
+            public FileStream OpenForReading()
+            {
+                if (!_layer._open.Contains(this))
+                {
+                    throw new IOException($"'{Path}' is read through a handle that was closed.");
+                }
+
+                _layer.Read.Add(Path);
+                return new FileStream(Path, FileMode.Open, FileAccess.Read, FileShare.Read, bufferSize: 1);
+            }
 
             public byte[] ReadDacl()
             {

@@ -2,6 +2,7 @@ using System;
 using System.IO;
 using System.Linq;
 using VmQuiesce.Core.Repository.Storage;
+using VmQuiesce.Core.Tests.Platform;
 using Xunit;
 
 namespace VmQuiesce.Core.Tests.Storage
@@ -56,6 +57,44 @@ namespace VmQuiesce.Core.Tests.Storage
 
             Assert.Throws<InvalidDataException>(() => storage.Read("points/b.json", new byte[1024]));
             Assert.Equal(new[] { "points/a.json" }, storage.List("points/").Select(item => item.Key));
+        }
+
+        /// <summary>As on Windows (tags in memory): a deduplicated or OneDrive object, in a folder that is one too, is an object as any other.</summary>
+        [Theory]
+        [InlineData(0x80000013u)] // IO_REPARSE_TAG_DEDUP
+        [InlineData(0x9000001Au)] // IO_REPARSE_TAG_CLOUD
+        [InlineData(0x80000021u)] // IO_REPARSE_TAG_ONEDRIVE
+        public void Objects_kept_by_a_filter_are_listed_and_read(uint tag)
+        {
+            var tags = new FolderHandlesInMemory();
+            using var storage = new FileObjectStorage(Path.Combine(_root, "dedup"), new WindowsTaggedFileOps(tags));
+            storage.CreateIfAbsent("points/a.json", Parts("{}"));
+            storage.CreateIfAbsent("points/b.json", Parts("{\"b\": 1}"));
+            tags.ReparsePoint(storage.PathOf("points/b.json"), tag);
+            tags.ReparsePoint(Path.GetDirectoryName(storage.PathOf("points/b.json"))!, tag);
+
+            Assert.Equal(new[] { "points/a.json", "points/b.json" }, storage.List("points/").Select(item => item.Key).OrderBy(key => key, StringComparer.Ordinal));
+            Assert.Equal("{\"b\": 1}", System.Text.Encoding.UTF8.GetString(storage.ReadAll("points/b.json", 1024)));
+            Assert.Contains(storage.PathOf("points/b.json"), tags.Read);
+        }
+
+        /// <summary>As on Windows (tags in memory): a symbolic link, junction or other name surrogate is no object, and is not read.</summary>
+        [Theory]
+        [InlineData(0xA000000Cu)] // IO_REPARSE_TAG_SYMLINK
+        [InlineData(0xA0000003u)] // IO_REPARSE_TAG_MOUNT_POINT
+        [InlineData(0xA000001Du)] // IO_REPARSE_TAG_LX_SYMLINK
+        public void An_object_that_redirects_the_name_is_neither_listed_nor_read(uint tag)
+        {
+            var tags = new FolderHandlesInMemory();
+            using var storage = new FileObjectStorage(Path.Combine(_root, "surrogate"), new WindowsTaggedFileOps(tags));
+            storage.CreateIfAbsent("points/a.json", Parts("{}"));
+            storage.CreateIfAbsent("points/b.json", Parts("{}"));
+            tags.ReparsePoint(storage.PathOf("points/b.json"), tag);
+
+            Assert.Equal(new[] { "points/a.json" }, storage.List("points/").Select(item => item.Key));
+            InvalidDataException refused = Assert.Throws<InvalidDataException>(() => storage.Read("points/b.json", new byte[1024]));
+            Assert.Contains($"(reparse tag 0x{tag:X8})", refused.Message, StringComparison.Ordinal);
+            Assert.DoesNotContain(storage.PathOf("points/b.json"), tags.Read);
         }
 
         [Fact]

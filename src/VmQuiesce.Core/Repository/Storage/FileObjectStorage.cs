@@ -10,7 +10,8 @@ namespace VmQuiesce.Core.Repository.Storage
     /// Objects as files under a folder, key "a/b" at &lt;root&gt;/a/b. Every object is written under a temp name
     /// (".tmp-" prefix, never listed), flushed, then linked or renamed to its name, so a name always holds a whole
     /// object; <see cref="Flush"/> syncs the folders that gained names. Reads open regular files only, never
-    /// through a link. The steps go through
+    /// through a link (on Windows a reparse point that redirects the name: a deduplicated or OneDrive file is read and listed
+    /// as any other). The steps go through
     /// <see cref="RepositoryFileOps"/>, which tests replace to crash between any two of them.
     /// </summary>
     public sealed class FileObjectStorage : IObjectStorage
@@ -106,13 +107,13 @@ namespace VmQuiesce.Core.Repository.Storage
                     continue;
                 }
 
-                var info = new FileInfo(file);
-                if ((info.Attributes & FileAttributes.ReparsePoint) != 0)
+                if (ReparsePoints.RedirectionByPath(file, _ops.ReparseTags) != null)
                 {
                     // A link someone else put there is not an object of ours.
                     continue;
                 }
 
+                var info = new FileInfo(file);
                 yield return new StoredObject(key, info.Length, info.LastWriteTimeUtc);
             }
         }
@@ -151,7 +152,7 @@ namespace VmQuiesce.Core.Repository.Storage
             try
             {
                 // Never through a link, a FIFO or a device someone put in the repository, and never more than asked for.
-                file = RegularFile.OpenRead(path, maxLength);
+                file = RegularFile.OpenRead(path, maxLength, _ops.ReparseTags);
             }
             catch (UnexpectedFileException e)
             {
