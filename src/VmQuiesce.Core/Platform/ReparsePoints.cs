@@ -53,6 +53,9 @@ namespace VmQuiesce.Core.Platform
             return entry != null && RedirectsName(entry.Attributes, entry.ReparseTag) ? Describe(entry.ReparseTag) : null;
         }
 
+        /// <summary><see cref="RedirectionByPath(string, IFolderHandles?)"/> as this host reads it (<see cref="ThisHostsTags"/>).</summary>
+        public static string? RedirectionByPath(string path) => RedirectionByPath(path, ThisHostsTags);
+
         /// <summary>Whether something is at <paramref name="path"/> that .NET calls a reparse point: on Unix a symbolic link, on Windows any reparse point.</summary>
         public static bool HasReparsePointAttribute(string path)
         {

@@ -211,7 +211,7 @@ namespace VmQuiesce.Commands
             // An id is its manifest's name: a Tab lists one folder instead of reading and opening every manifest, which in
             // a repository of many points or large VMs took seconds to minutes. The base sorts; ids start with their UTC time.
             string points = Path.Combine(repositoryPath, PointsFolderName);
-            return !Directory.Exists(points) || (File.GetAttributes(points) & FileAttributes.ReparsePoint) != 0 ? Enumerable.Empty<string>()
+            return !Directory.Exists(points) || Links.IsLink(points) ? Enumerable.Empty<string>()
                 : Directory.EnumerateFiles(points, "*.json").Select(Path.GetFileNameWithoutExtension).OfType<string>().Where(BackupRepository.IsValidId);
         }
     }

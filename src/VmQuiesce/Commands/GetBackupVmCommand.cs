@@ -5,6 +5,7 @@ using System.Linq;
 using System.Management.Automation;
 using System.Net;
 using VmQuiesce.Core;
+using VmQuiesce.Core.Platform;
 using VmQuiesce.Core.Sources;
 using VmQuiesce.Core.Restore;
 using VmQuiesce.Core.Sources.PlainImage;
@@ -319,7 +320,7 @@ namespace VmQuiesce.Commands
 
                 if (Directory.Exists(path))
                 {
-                    files.AddRange(Directory.EnumerateFiles(path).Where(file => (File.GetAttributes(file) & FileAttributes.ReparsePoint) == 0).OrderBy(file => file, StringComparer.Ordinal));
+                    files.AddRange(Directory.EnumerateFiles(path).Where(file => !Links.IsLink(file)).OrderBy(file => file, StringComparer.Ordinal));
                 }
                 else if (File.Exists(path))
                 {

@@ -109,6 +109,14 @@ namespace VmQuiesce.Core.Tests.Platform
         {
             string text = string.Concat(Enumerable.Repeat("a chunk of a repository on a compressed volume\n", 20_000));
             string file = Written("compressed", text);
+            CompressWithTheOverlayFilter(file);
+
+            Assert.Equal(text, RegularFile.ReadAllText(file, 4L * 1024 * 1024));
+        }
+
+        /// <summary>Windows: compresses <paramref name="file"/> as CompactOS does (compact /EXE), which makes it a WOF reparse point.</summary>
+        internal static void CompressWithTheOverlayFilter(string file)
+        {
             var compact = new ProcessStartInfo(Path.Combine(Environment.GetFolderPath(Environment.SpecialFolder.System), "compact.exe"), $"/C /EXE:XPRESS4K \"{file}\"")
             {
                 UseShellExecute = false,
@@ -119,12 +127,8 @@ namespace VmQuiesce.Core.Tests.Platform
                 Assert.Equal(0, process.ExitCode);
             }
 
-            using (IFolderHandle? entry = ReparsePoints.ThisHostsTags!.Open(file, ReparsePoints.ReadAttributes))
-            {
-                Assert.Equal(0x80000017u, Assert.IsAssignableFrom<IFolderHandle>(entry).ReparseTag); // IO_REPARSE_TAG_WOF: compact made a reparse point
-            }
-
-            Assert.Equal(text, RegularFile.ReadAllText(file, 4L * 1024 * 1024));
+            using IFolderHandle? entry = ReparsePoints.ThisHostsTags!.Open(file, ReparsePoints.ReadAttributes);
+            Assert.Equal(0x80000017u, Assert.IsAssignableFrom<IFolderHandle>(entry).ReparseTag); // IO_REPARSE_TAG_WOF: compact made a reparse point
         }
     }
 }

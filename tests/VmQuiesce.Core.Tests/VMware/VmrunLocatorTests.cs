@@ -3,6 +3,7 @@ using System.Collections.Generic;
 using System.IO;
 using System.Linq;
 using VmQuiesce.Core.Sources.VMware;
+using VmQuiesce.Core.Tests.Platform;
 using Xunit;
 
 namespace VmQuiesce.Core.Tests.VMware
@@ -95,6 +96,57 @@ namespace VmQuiesce.Core.Tests.VMware
             Assert.Equal("/usr/bin/vmrun", locator.LocateRecorded("/Applications/VMware Fusion.app/Contents/Library/vmrun"));
             Assert.Equal("/usr/bin/vmrun", locator.LocateRecorded(null));
             Assert.Equal("VmrunNotFound", Assert.Throws<VmQuiesceException>(() => new VmrunLocator(false, (_, _) => null, p => p == "/home/eve/vmrun").LocateRecorded("/home/eve/vmrun")).ErrorId);
+        }
+
+        /// <summary>
+        /// As on Windows (tags in memory, on a real file): a vmrun.exe that CompactOS compressed (WOF) or that deduplication
+        /// optimised is a reparse point that keeps its name, and is run; a symbolic link or junction is still refused.
+        /// </summary>
+        [Theory]
+        [InlineData(0x80000017u, true)] // IO_REPARSE_TAG_WOF
+        [InlineData(0x80000013u, true)] // IO_REPARSE_TAG_DEDUP
+        [InlineData(0xA000000Cu, false)] // IO_REPARSE_TAG_SYMLINK
+        [InlineData(0xA0000003u, false)] // IO_REPARSE_TAG_MOUNT_POINT
+        public void A_named_vmrun_is_refused_only_when_its_reparse_point_redirects_the_name(uint tag, bool runs)
+        {
+            string vmrun = Path.Combine(Path.GetTempPath(), "vmq-vmrun-" + Guid.NewGuid().ToString("N"));
+            File.WriteAllText(vmrun, "vmrun");
+            try
+            {
+                var tags = new FolderHandlesInMemory();
+                tags.ReparsePoint(vmrun, tag);
+
+                if (runs)
+                {
+                    Assert.Equal(vmrun, VmrunLocator.CheckProgram(vmrun, tags));
+                }
+                else
+                {
+                    Assert.Equal("VmrunPathInvalid", Assert.Throws<VmQuiesceException>(() => VmrunLocator.CheckProgram(vmrun, tags)).ErrorId);
+                }
+            }
+            finally
+            {
+                File.Delete(vmrun);
+            }
+        }
+
+        /// <summary>Runs in the GitHub Actions Windows job: a program compressed as CompactOS compresses Program Files (a real WOF reparse point) is run.</summary>
+        [WindowsFact]
+        public void On_Windows_a_vmrun_compressed_by_CompactOS_is_run()
+        {
+            string vmrun = Path.Combine(Path.GetTempPath(), "vmq-vmrun-" + Guid.NewGuid().ToString("N") + ".exe");
+            File.WriteAllText(vmrun, string.Concat(Enumerable.Repeat("not really vmrun, but compressible\n", 20_000)));
+            try
+            {
+                RegularFileByHandleTests.CompressWithTheOverlayFilter(vmrun);
+
+                Assert.Equal(vmrun, VmrunLocator.CheckProgram(vmrun));
+            }
+            finally
+            {
+                File.Delete(vmrun);
+            }
         }
     }
 }

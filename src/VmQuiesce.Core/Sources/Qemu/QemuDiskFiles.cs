@@ -109,9 +109,9 @@ namespace VmQuiesce.Core.Sources.Qemu
                 throw Refused(disk, vmName, "it does not exist or is not a file");
             }
 
-            if ((info.Attributes & FileAttributes.ReparsePoint) != 0)
+            if (ReparsePoints.RedirectionByPath(disk.File) is string link)
             {
-                throw Refused(disk, vmName, "it is a symbolic link (or another reparse point)");
+                throw Refused(disk, vmName, "it is " + link);
             }
 
             return disk.File;

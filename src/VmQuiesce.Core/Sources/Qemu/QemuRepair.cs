@@ -82,7 +82,7 @@ namespace VmQuiesce.Core.Sources.Qemu
             }
 
             var info = new FileInfo(overlay);
-            if (!info.Exists || (info.Attributes & (FileAttributes.ReparsePoint | FileAttributes.Directory)) != 0)
+            if (!info.Exists || (info.Attributes & FileAttributes.Directory) != 0 || ReparsePoints.RedirectionByPath(overlay) != null)
             {
                 throw Invalid(overlay, "it is not a regular file (missing, a link or a folder)");
             }

@@ -111,7 +111,7 @@ namespace VmQuiesce.Core.Sources.Qemu
             {
                 FileIdentity? file = HostPlatform.IsLinux ? LinuxProcessInspector.Stat(path, followLinks: false) : null;
                 var info = new FileInfo(path);
-                if (!info.Exists || (info.Attributes & FileAttributes.ReparsePoint) != 0 || info.Length > MaxRecordBytes
+                if (!info.Exists || ReparsePoints.RedirectionByPath(path) != null || info.Length > MaxRecordBytes
                     || (file != null && (!file.IsRegularFile || file.Uid != CurrentUid())))
                 {
                     return null;

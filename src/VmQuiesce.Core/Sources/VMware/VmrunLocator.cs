@@ -119,9 +119,13 @@ namespace VmQuiesce.Core.Sources.VMware
 
         /// <summary>
         /// A vmrun named by -VmrunPath: run only when the path is absolute and a regular file, not a link (which anyone
-        /// who can write its folder could point elsewhere).
+        /// who can write its folder could point elsewhere; on Windows a reparse point that redirects the name, so a vmrun.exe
+        /// compressed by CompactOS is run).
         /// </summary>
-        public static string CheckProgram(string path)
+        public static string CheckProgram(string path) => CheckProgram(path, ReparsePoints.ThisHostsTags);
+
+        /// <summary><see cref="CheckProgram(string)"/> with Windows' reparse tags read through <paramref name="tags"/>.</summary>
+        internal static string CheckProgram(string path, IFolderHandles? tags)
         {
             const string origin = "-VmrunPath";
             if (!HostTools.IsAbsolute(path))
@@ -140,7 +144,7 @@ namespace VmQuiesce.Core.Sources.VMware
                 };
             }
 
-            if ((info.Attributes & FileAttributes.ReparsePoint) != 0)
+            if (ReparsePoints.RedirectionByPath(path, tags) != null)
             {
                 throw new VmQuiesceException("VmrunPathInvalid", FailureKind.SecurityError,
                     $"{origin} names vmrun as '{path}', which is a link; VmQuiesce runs vmrun only from the file itself, never through a link.", path)
