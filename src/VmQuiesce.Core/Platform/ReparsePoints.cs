@@ -34,8 +34,27 @@ namespace VmQuiesce.Core.Platform
         /// </summary>
         public static bool RedirectsName(uint attributes, uint reparseTag) => (attributes & ReparsePointAttribute) != 0 && (reparseTag & NameSurrogateBit) != 0;
 
-        /// <summary>What such an entry is, for messages.</summary>
-        public static string Describe(uint reparseTag) => $"a junction, symbolic link, volume mount point or other name surrogate (reparse tag 0x{reparseTag:X8})";
+        /// <summary>IO_REPARSE_TAG_MOUNT_POINT: a junction, or a volume mounted on a folder.</summary>
+        private const uint MountPointTag = 0xA0000003;
+
+        /// <summary>IO_REPARSE_TAG_SYMLINK.</summary>
+        private const uint SymbolicLinkTag = 0xA000000C;
+
+        /// <summary>IO_REPARSE_TAG_LX_SYMLINK: a symbolic link made in WSL.</summary>
+        private const uint WslSymbolicLinkTag = 0xA000001D;
+
+        /// <summary>What such an entry is, for messages: its kind where the tag is a common one, and the tag.</summary>
+        public static string Describe(uint reparseTag)
+        {
+            string kind = reparseTag switch
+            {
+                MountPointTag => "a junction or volume mount point",
+                SymbolicLinkTag => "a symbolic link",
+                WslSymbolicLinkTag => "a WSL symbolic link",
+                _ => "a link of another kind (a name surrogate)",
+            };
+            return $"{kind} (reparse tag 0x{reparseTag:X8})";
+        }
 
         /// <summary>
         /// What the entry at <paramref name="path"/> is when a path through it leads elsewhere; null when it does not, or

@@ -56,7 +56,7 @@ namespace VmQuiesce.Core.Tests.Logon
                 FolderTrustException refused = Assert.Throws<FolderTrustException>(() => WindowsSecurity.RestrictToAdministrators(folders, Folder));
                 Assert.Equal(FolderProblem.Link, refused.Problem);
                 Assert.Equal(where, refused.Folder);
-                Assert.Contains($"'{where}' is a junction, symbolic link, volume mount point or other name surrogate (reparse tag 0x{tag:X8})", refused.Message, StringComparison.Ordinal);
+                Assert.Contains($"'{where}' is {ReparsePoints.Describe(tag)}", refused.Message, StringComparison.Ordinal);
                 Assert.Equal(0, folders.Writes);
                 Assert.Empty(folders.Owners);
                 Assert.Empty(folders.OpenNow);

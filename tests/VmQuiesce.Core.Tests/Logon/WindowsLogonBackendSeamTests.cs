@@ -162,7 +162,7 @@ namespace VmQuiesce.Core.Tests.Logon
             _folders.ReparsePoint(Folder, tag);
             VmQuiesceException atTheFolder = Assert.Throws<VmQuiesceException>(() => Backend.GrantFolderAccess(Backup, Folder));
             Assert.Equal("FolderIsLink", atTheFolder.ErrorId);
-            Assert.Contains($"'{Folder}' is a junction", atTheFolder.Message, StringComparison.Ordinal);
+            Assert.Contains($"'{Folder}' is {ReparsePoints.Describe(tag)}", atTheFolder.Message, StringComparison.Ordinal);
             Assert.Contains($"0x{tag:X8}", atTheFolder.Message, StringComparison.Ordinal);
             Assert.Equal("FolderIsLink", Assert.Throws<VmQuiesceException>(() => Backend.RevokeFolderAccess(new FolderGrant(Folder, Backup.Name, new GrantedEntry(Backup.Identity, Folder)))).ErrorId);
 

@@ -64,7 +64,7 @@ namespace VmQuiesce.Core.Tests.Platform
             _tags.ReparsePoint(chunk, tag);
 
             UnexpectedFileException refused = Assert.Throws<UnexpectedFileException>(() => RegularFile.OpenRead(chunk, 1024, _tags));
-            Assert.Equal($"a junction, symbolic link, volume mount point or other name surrogate (reparse tag 0x{tag:X8})", refused.Found);
+            Assert.Equal(ReparsePoints.Describe(tag), refused.Found);
             Assert.Throws<UnexpectedFileException>(() => RegularFile.TryOpenRead(chunk, 1024, _tags));
             Assert.Empty(_tags.Read);
             Assert.Empty(_tags.OpenNow);

@@ -35,7 +35,7 @@ namespace VmQuiesce.Core.Tests.Platform
             FolderTrustException refused = Assert.Throws<FolderTrustException>(() => TrustedFolder.OpenByPath(below, create: true, _tags));
             Assert.Equal(FolderProblem.Link, refused.Problem);
             Assert.Equal(onTheWay, refused.Folder);
-            Assert.Contains($"'{onTheWay}' is a junction, symbolic link, volume mount point or other name surrogate (reparse tag 0x{tag:X8})", refused.Message, StringComparison.Ordinal);
+            Assert.Contains($"'{onTheWay}' is {ReparsePoints.Describe(tag)}", refused.Message, StringComparison.Ordinal);
             Assert.False(Directory.Exists(Path.Combine(onTheWay, "logs")));
 
             Assert.Equal(FolderProblem.Link, Assert.Throws<FolderTrustException>(() => TrustedFolder.OpenNoFollowByPath(onTheWay, _tags)).Problem);

@@ -4,6 +4,7 @@ using System.Linq;
 using System.Threading;
 using VmQuiesce.Core.Repository;
 using VmQuiesce.Core.Tests.Platform;
+using VmQuiesce.Core.Platform;
 using Xunit;
 
 namespace VmQuiesce.Core.Tests.Repository
@@ -85,7 +86,7 @@ namespace VmQuiesce.Core.Tests.Repository
 
             VmQuiesceException refused = Assert.Throws<VmQuiesceException>(() => BackupRepository.Open(fixture.RepositoryPath, new WindowsTaggedFileOps(tags)));
             Assert.Equal("RepositoryLayoutUnsafe", refused.ErrorId);
-            Assert.Contains($"'{refusedFolder}' in the repository '{fixture.RepositoryPath}' is a junction, symbolic link, volume mount point or other name surrogate (reparse tag 0x{tag:X8})", refused.Message, StringComparison.Ordinal);
+            Assert.Contains($"'{refusedFolder}' in the repository '{fixture.RepositoryPath}' is {ReparsePoints.Describe(tag)}", refused.Message, StringComparison.Ordinal);
         }
     }
 }
