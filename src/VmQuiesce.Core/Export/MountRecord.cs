@@ -41,12 +41,8 @@ namespace VmQuiesce.Core.Export
 
         public string? Scratch { get; set; }
 
-        /// <summary>The FUSE files of the storage daemons (how a daemon is recognised before it is ended).</summary>
+        /// <summary>The FUSE files of the storage daemons: how a daemon, and a loop device reading it, are recognised before they are ended.</summary>
         public List<string> Daemons { get; } = new List<string>();
-
-        public List<int> DaemonPids { get; } = new List<int>();
-
-        public List<string> Loops { get; } = new List<string>();
 
         public List<string> Mounts { get; } = new List<string>();
 
@@ -67,8 +63,6 @@ namespace VmQuiesce.Core.Export
             .With("serverProcessId", ServerProcessId)
             .With("scratch", Scratch)
             .With("daemons", new JsonArray(Daemons.Cast<object?>()))
-            .With("daemonPids", new JsonArray(DaemonPids.Select(pid => (object?)(long)pid)))
-            .With("loops", new JsonArray(Loops.Cast<object?>()))
             .With("mounts", new JsonArray(Mounts.Cast<object?>()))
             .With("fileSystems", new JsonArray(FileSystems.Select(fs => (object?)new JsonObject().With("disk", fs.Disk).With("device", fs.Device).With("type", fs.Type).With("path", fs.Path))));
 
@@ -98,8 +92,6 @@ namespace VmQuiesce.Core.Export
                     Scratch = json.GetOptionalString("scratch"),
                 };
                 record.Daemons.AddRange(json.GetArray("daemons").OfType<string>());
-                record.DaemonPids.AddRange(json.GetArray("daemonPids").OfType<long>().Select(pid => checked((int)pid)));
-                record.Loops.AddRange(json.GetArray("loops").OfType<string>().Where(loop => loop.StartsWith("/dev/loop", StringComparison.Ordinal)));
                 record.Mounts.AddRange(json.GetArray("mounts").OfType<string>());
                 record.FileSystems.AddRange(json.GetArray("fileSystems").OfType<JsonObject>()
                     .Select(fs => new MountedFileSystem(fs.GetString("disk"), fs.GetString("device"), fs.GetString("type"), fs.GetString("path"))));

@@ -303,10 +303,9 @@ namespace VmQuiesce.Core.Export
             {
             }
 
-            string pidFile = System.IO.Path.Combine(record.Scratch!, name + ".pid");
             var nbd = new JsonObject().With("driver", "nbd").With("node-name", "nbd").With("read-only", true).With("export", disk.ExportName)
                 .With("server", new JsonObject().With("type", "unix").With("path", server.Endpoint.SocketPath));
-            var arguments = new List<string> { "--daemonize", "--pidfile", pidFile, "--blockdev", JsonText.Serialize(nbd, indented: false) };
+            var arguments = new List<string> { "--daemonize", "--blockdev", JsonText.Serialize(nbd, indented: false) };
             string node = "nbd";
             if (format == DiskImageFormat.Qcow2)
             {
@@ -318,17 +317,12 @@ namespace VmQuiesce.Core.Export
             record.Daemons.Add(guestView);
             record.Save();
             Run("qemu-storage-daemon", arguments, "MountFailed", cancel);
-            record.DaemonPids.Add(int.Parse(File.ReadAllText(pidFile).Trim(), NumberStyles.None, CultureInfo.InvariantCulture));
-            record.Save();
-
             string loop = Run("losetup", new[] { "--read-only", "--find", "--show", "--partscan", guestView }, "MountFailed", cancel).Trim();
             if (!loop.StartsWith("/dev/loop", StringComparison.Ordinal))
             {
                 throw new VmQuiesceException("MountFailed", FailureKind.InvalidOperation, $"losetup named '{loop}' as the loop device of '{disk.Path}'; expected /dev/loopN.", disk.Path);
             }
 
-            record.Loops.Add(loop);
-            record.Save();
             string device = System.IO.Path.GetFileName(loop);
             var partitions = Directory.Exists("/sys/block/" + device)
                 ? Directory.EnumerateDirectories("/sys/block/" + device, device + "p*").Select(System.IO.Path.GetFileName).OrderBy(p => p!.Length).ThenBy(p => p, StringComparer.Ordinal).ToList()
@@ -394,15 +388,17 @@ namespace VmQuiesce.Core.Export
                 record.Save();
             }
 
-            foreach (string loop in record.Loops.ToList())
+            // Loop devices and daemons are found by the FUSE file they serve, never by a recorded name or id alone: a
+            // device detached meanwhile may be someone else's now, and a losetup or daemon start stopped by Ctrl+C may
+            // have made one it never named.
+            foreach (string loop in LoopsReading(record.Daemons))
             {
                 ToolProcess.Run(new ToolCommand(HostTools.ForThisHost.Find("losetup"), new[] { "--detach", loop }) { Timeout = ToolTimeout }, CancellationToken.None);
-                record.Loops.Remove(loop);
             }
 
-            foreach (int pid in record.DaemonPids)
+            foreach (int pid in DaemonsServing(record.Daemons))
             {
-                EndDaemon(pid, record.Daemons);
+                EndDaemon(pid);
             }
 
             foreach (string guestView in record.Daemons.Where(IsMountPoint))
@@ -430,24 +426,59 @@ namespace VmQuiesce.Core.Export
             }
         }
 
-        /// <summary>Ends a storage daemon, only when the process with that id is still the one whose FUSE file the record names.</summary>
-        private static void EndDaemon(int pid, IReadOnlyList<string> guestViews)
+        /// <summary>The loop devices whose backing file is one of <paramref name="guestViews"/> (the FUSE files of a mount's daemons).</summary>
+        private static IEnumerable<string> LoopsReading(IReadOnlyList<string> guestViews)
         {
-            string commandLine;
-            try
+            const string deleted = " (deleted)";
+            foreach (string device in Directory.Exists("/sys/block") ? Directory.EnumerateDirectories("/sys/block", "loop*") : Enumerable.Empty<string>())
             {
-                commandLine = File.ReadAllText($"/proc/{pid.ToString(CultureInfo.InvariantCulture)}/cmdline");
-            }
-            catch (Exception e) when (e is IOException || e is UnauthorizedAccessException)
-            {
-                return; // gone
-            }
+                string backing;
+                try
+                {
+                    backing = File.ReadAllText(System.IO.Path.Combine(device, "loop", "backing_file")).TrimEnd('\n');
+                }
+                catch (Exception e) when (e is IOException || e is UnauthorizedAccessException)
+                {
+                    continue; // not attached
+                }
 
-            if (!guestViews.Any(view => commandLine.Contains("\"" + view + "\"")))
-            {
-                return; // the id now belongs to another process
+                if (guestViews.Contains(backing.EndsWith(deleted, StringComparison.Ordinal) ? backing.Substring(0, backing.Length - deleted.Length) : backing))
+                {
+                    yield return "/dev/" + System.IO.Path.GetFileName(device);
+                }
             }
+        }
 
+        /// <summary>The processes of this user that were started to export one of <paramref name="guestViews"/> (its path is in their arguments).</summary>
+        private static IEnumerable<int> DaemonsServing(IReadOnlyList<string> guestViews)
+        {
+            var exported = guestViews.Select(view => "\"mountpoint\":" + JsonText.Serialize(view, indented: false)).ToList();
+            foreach (int pid in ProcessIdentity.ProcessIds())
+            {
+                string folder = "/proc/" + pid.ToString(CultureInfo.InvariantCulture);
+                string commandLine;
+                try
+                {
+                    commandLine = File.ReadAllText(folder + "/cmdline");
+                    if (UnixFiles.Stat(folder).Uid != Libc.geteuid())
+                    {
+                        continue;
+                    }
+                }
+                catch (Exception e) when (e is IOException || e is UnauthorizedAccessException)
+                {
+                    continue; // ended meanwhile
+                }
+
+                if (exported.Any(export => commandLine.Contains(export)))
+                {
+                    yield return pid;
+                }
+            }
+        }
+
+        private static void EndDaemon(int pid)
+        {
             try
             {
                 using var process = System.Diagnostics.Process.GetProcessById(pid);
