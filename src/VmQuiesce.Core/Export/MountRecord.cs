@@ -41,6 +41,9 @@ namespace VmQuiesce.Core.Export
 
         public string? Scratch { get; set; }
 
+        /// <summary>The mode the mount folder had when it existed before the mount (given back at the dismount); null when the mount made it.</summary>
+        public int? FolderMode { get; init; }
+
         /// <summary>The FUSE files of the storage daemons: how a daemon, and a loop device reading it, are recognised before they are ended.</summary>
         public List<string> Daemons { get; } = new List<string>();
 
@@ -62,6 +65,7 @@ namespace VmQuiesce.Core.Export
             .With("restorePointId", RestorePointId)
             .With("serverProcessId", ServerProcessId)
             .With("scratch", Scratch)
+            .With("folderMode", FolderMode)
             .With("daemons", new JsonArray(Daemons.Cast<object?>()))
             .With("mounts", new JsonArray(Mounts.Cast<object?>()))
             .With("fileSystems", new JsonArray(FileSystems.Select(fs => (object?)new JsonObject().With("disk", fs.Disk).With("device", fs.Device).With("type", fs.Type).With("path", fs.Path))));
@@ -90,6 +94,7 @@ namespace VmQuiesce.Core.Export
                 var record = new MountRecord(json.GetString("id"), json.GetString("folder"), json.GetString("vmName"), json.GetString("restorePointId"), checked((int)json.GetInt64("serverProcessId")))
                 {
                     Scratch = json.GetOptionalString("scratch"),
+                    FolderMode = json.GetOptionalInt64("folderMode") is long mode && mode >= 0 && mode <= 0xFFF ? (int)mode : null,
                 };
                 record.Daemons.AddRange(json.GetArray("daemons").OfType<string>());
                 record.Mounts.AddRange(json.GetArray("mounts").OfType<string>());

@@ -130,23 +130,30 @@ namespace VmQuiesce.Core.Export
         /// <summary>
         /// Makes <paramref name="target"/> (checked by <see cref="CheckMountFolder"/>) root's alone (0700), making it and
         /// the folders above it when missing, through descriptors: a link or another user's folder put there meanwhile is
-        /// refused, not followed.
+        /// refused, not followed. Returns the mode an existing folder had (the dismount gives it back), null for a new one.
         /// </summary>
-        private static void MakePrivateFolder(string target, RestorePoint point)
+        private static int? MakePrivateFolder(string target, RestorePoint point)
         {
             try
             {
                 using TrustedFolder parent = TrustedFolder.Open(System.IO.Path.GetDirectoryName(target)!, owner: null, create: true);
                 string name = System.IO.Path.GetFileName(target);
-                using TrustedFolder made = parent.Stat(name) == null ? parent.CreateFolder(name) : parent.OpenBelow(name, owner: null, create: false);
-                if (Libc.fchmod(made.Descriptor, OwnerOnlyFolder) != 0)
-                {
-                    throw RegularFile.Failure("restrict", target, System.Runtime.InteropServices.Marshal.GetLastWin32Error());
-                }
+                FileStatus? existing = parent.Stat(name);
+                using TrustedFolder made = existing == null ? parent.CreateFolder(name) : parent.OpenBelow(name, owner: null, create: false);
+                SetMode(made, OwnerOnlyFolder);
+                return existing == null ? null : (int)(existing.Value.Mode & 0xFFF);
             }
             catch (FolderTrustException e)
             {
                 throw Unsafe(point, target, e.Message);
+            }
+        }
+
+        private static void SetMode(TrustedFolder folder, int mode)
+        {
+            if (Libc.fchmod(folder.Descriptor, mode) != 0)
+            {
+                throw RegularFile.Failure("change the mode of", folder.Path, System.Runtime.InteropServices.Marshal.GetLastWin32Error());
             }
         }
 
@@ -185,8 +192,8 @@ namespace VmQuiesce.Core.Export
             try
             {
                 // Made once the point is served: a point that cannot be served leaves no folder behind.
-                MakePrivateFolder(target, point);
-                record = new MountRecord(NewId(), target, point.VmName, point.Id, HostPlatform.ProcessId);
+                int? folderMode = MakePrivateFolder(target, point);
+                record = new MountRecord(NewId(), target, point.VmName, point.Id, HostPlatform.ProcessId) { FolderMode = folderMode };
                 record.Scratch = ScratchFolder.Create("vmq-mount").Path;
                 record.Save();
                 for (int i = 0; i < server.Disks.Count; i++)
@@ -418,7 +425,24 @@ namespace VmQuiesce.Core.Export
                 }
             }
 
-            TryDeleteFolder(record.Folder);
+            if (record.FolderMode is int mode)
+            {
+                // The caller's own folder: it stays, as it was.
+                try
+                {
+                    using TrustedFolder folder = TrustedFolder.OpenNoFollow(record.Folder);
+                    SetMode(folder, mode);
+                }
+                catch (FolderTrustException)
+                {
+                    // Removed or replaced since: nothing of the caller's is left there to give back.
+                }
+            }
+            else
+            {
+                TryDeleteFolder(record.Folder);
+            }
+
             record.Delete();
             if (live != null)
             {

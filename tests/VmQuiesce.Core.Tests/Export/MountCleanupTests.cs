@@ -54,6 +54,23 @@ namespace VmQuiesce.Core.Tests.Export
         }
 
         [MountFact]
+        public void Dismount_gives_back_a_folder_the_mount_did_not_make_as_it_was()
+        {
+            RestorePoint point = CraftedGuestDisk.BackUp(_fixture, "echo x > f");
+            string folder = Path.Combine(_fixture.Root, "mnt");
+            Directory.CreateDirectory(folder);
+            HostCommand.RunChecked("chmod", new[] { "0755", folder });
+
+            RestorePointMount mount = RestorePointMount.Mount(_fixture.Repository, point, folder, CancellationToken.None);
+            Assert.Equal(Convert.ToUInt32("700", 8), UnixFiles.Stat(folder).Mode & 0xFFF); // the guest's owners are some host user's too
+            mount.Dismount();
+
+            Assert.True(Directory.Exists(folder), "the caller's folder was removed");
+            Assert.Equal(Convert.ToUInt32("755", 8), UnixFiles.Stat(folder).Mode & 0xFFF);
+            Assert.Empty(Directory.EnumerateFileSystemEntries(folder));
+        }
+
+        [MountFact]
         public void A_mount_stopped_while_its_storage_daemon_starts_ends_that_daemon()
         {
             RestorePoint point = CraftedGuestDisk.BackUp(_fixture, "echo x > f");
