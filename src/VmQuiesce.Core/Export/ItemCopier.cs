@@ -4,6 +4,7 @@ using System.IO;
 using System.Linq;
 using System.Runtime.InteropServices;
 using System.Threading;
+using Microsoft.Win32.SafeHandles;
 using VmQuiesce.Core.Native;
 using VmQuiesce.Core.Platform;
 
@@ -39,8 +40,10 @@ namespace VmQuiesce.Core.Export
     /// Copies files and folders out of a mounted guest file system (Restore-VmBackupItem), trusting nothing in it:
     /// the path asked for is walked one name at a time and a symbolic link anywhere on it is refused; inside a
     /// folder, links, devices, FIFOs and sockets are listed as skipped, never followed or recreated; folders nest at
-    /// most <see cref="MaxDepth"/> deep. Owners, modes and times are kept, except the set-user-id and set-group-id
-    /// bits, which a host copy of a guest's program must not carry.
+    /// most <see cref="MaxDepth"/> deep. The guest's folders are read through descriptors, so a tree deeper than a
+    /// path can name is copied whole, and names are kept byte for byte (see <see cref="FileNameText"/>); what is
+    /// shown of a name is escaped (<see cref="FileNameText.Printable"/>). Owners, modes and times are kept, except the
+    /// set-user-id and set-group-id bits, which a host copy of a guest's program must not carry. Linux only, as mounts are.
     /// </summary>
     internal static class ItemCopier
     {
@@ -55,11 +58,11 @@ namespace VmQuiesce.Core.Export
             {
                 path = Path.Combine(path, name);
                 FileStatus stat = RegularFile.StatNoFollow(path)
-                    ?? throw new VmQuiesceException("ItemNotFound", FailureKind.ObjectNotFound, $"The restore point has no '{item}' ('{name}' is not there).", item);
+                    ?? throw new VmQuiesceException("ItemNotFound", FailureKind.ObjectNotFound, $"The restore point has no '{FileNameText.Printable(item)}' ('{FileNameText.Printable(name)}' is not there).", item);
                 if (stat.IsSymbolicLink)
                 {
                     throw new VmQuiesceException("ItemIsLink", FailureKind.SecurityError,
-                        $"'{item}' passes through the symbolic link '{name}'; links inside a guest's file system are never followed. Ask for the path the link points to.", item);
+                        $"'{FileNameText.Printable(item)}' passes through the symbolic link '{FileNameText.Printable(name)}'; links inside a guest's file system are never followed. Ask for the path the link points to.", item);
                 }
             }
 
@@ -76,7 +79,7 @@ namespace VmQuiesce.Core.Export
             if (names.Length == 0 || names.Any(name => name == "." || name == "..") || item.StartsWith("/", StringComparison.Ordinal))
             {
                 throw new VmQuiesceException("ItemPathInvalid", FailureKind.InvalidArgument,
-                    $"'{item}' is not a path inside the mounted restore point; expected a relative path such as disk0/etc/hosts, without '.' or '..'.", item);
+                    $"'{FileNameText.Printable(item)}' is not a path inside the mounted restore point; expected a relative path such as disk0/etc/hosts, without '.' or '..'.", item);
             }
 
             return names;
@@ -105,7 +108,8 @@ namespace VmQuiesce.Core.Export
                 RemoveForReplace(parent, name, 0);
             }
 
-            CopyEntry(source, parent, name, result, 0, cancel);
+            using SafeFileHandle sourceFolder = OpenSource(Libc.AtFdCwd, Path.GetDirectoryName(source)!, Path.GetDirectoryName(source)!, Libc.OpenDirectory, expected: null);
+            CopyEntry(sourceFolder, Path.GetFileName(source), source, parent, name, result, 0, cancel);
         }
 
         /// <summary>The destination's folder, made (0700) where missing (see <see cref="TrustedFolder.OpenForNewFiles"/>).</summary>
@@ -124,30 +128,33 @@ namespace VmQuiesce.Core.Export
             }
         }
 
-        private static void CopyEntry(string source, TrustedFolder parent, string name, RestoredItem result, int depth, CancellationToken cancel)
+        /// <summary>Copies <paramref name="name"/> of the guest's open folder <paramref name="sourceFolder"/> (<paramref name="shown"/> in messages) to <paramref name="target"/> in <paramref name="parent"/>.</summary>
+        private static void CopyEntry(SafeFileHandle sourceFolder, string name, string shown, TrustedFolder parent, string target, RestoredItem result, int depth, CancellationToken cancel)
         {
             cancel.ThrowIfCancellationRequested();
-            FileStatus stat = RegularFile.StatNoFollow(source) ?? throw new FileNotFoundException($"'{source}' went away while it was copied.", source);
+            int folderFd = (int)sourceFolder.DangerousGetHandle();
+            FileStatus stat = UnixFiles.StatAt(folderFd, name, out int errno) ?? throw RegularFile.Failure("inspect", FileNameText.Printable(shown), errno);
             if (stat.IsDirectory)
             {
                 if (depth >= MaxDepth)
                 {
-                    result._skipped.Add($"{source}: folders nest deeper than {MaxDepth}");
+                    result._skipped.Add($"{FileNameText.Printable(shown)}: folders nest deeper than {MaxDepth}");
                     return;
                 }
 
-                using TrustedFolder folder = Refusing(parent, name, source, () => parent.CreateFolder(name));
-                foreach (string entry in Directory.EnumerateFileSystemEntries(source).OrderBy(e => e, StringComparer.Ordinal))
+                using SafeFileHandle source = OpenSource(folderFd, name, shown, Libc.OpenDirectory, stat);
+                using TrustedFolder folder = Refusing(parent, target, shown, () => parent.CreateFolder(target));
+                foreach (string entry in UnixFiles.Names((int)source.DangerousGetHandle(), FileNameText.Printable(shown)).OrderBy(entry => entry, StringComparer.Ordinal))
                 {
-                    CopyEntry(entry, folder, Path.GetFileName(entry), result, depth + 1, cancel);
+                    CopyEntry(source, entry, shown + "/" + entry, folder, entry, result, depth + 1, cancel);
                 }
 
-                KeepMetadata(folder.Descriptor, folder.Path, source, stat);
+                KeepMetadata(folder.Descriptor, folder.Path, stat);
             }
             else if (stat.IsRegularFile)
             {
-                using (var input = new FileStream(source, FileMode.Open, FileAccess.Read, FileShare.Read, 1, FileOptions.SequentialScan))
-                using (CreatedFile output = Refusing(parent, name, source, () => parent.CreateNew(name, direct: false)))
+                using (var input = new FileStream(OpenSource(folderFd, name, shown, Libc.OpenNonBlocking, stat), FileAccess.Read, 1))
+                using (CreatedFile output = Refusing(parent, target, shown, () => parent.CreateNew(target, direct: false)))
                 {
                     byte[] buffer = new byte[1 << 20];
                     int read;
@@ -159,15 +166,37 @@ namespace VmQuiesce.Core.Export
                     }
 
                     output.Stream.Flush();
-                    KeepMetadata(output.Descriptor, parent.Combine(name), source, stat);
+                    KeepMetadata(output.Descriptor, parent.Combine(target), stat);
                 }
 
                 result.Files++;
             }
             else
             {
-                result._skipped.Add($"{source}: {stat.KindName}, never copied out of a guest");
+                result._skipped.Add($"{FileNameText.Printable(shown)}: {stat.KindName}, never copied out of a guest");
             }
+        }
+
+        /// <summary>
+        /// Opens <paramref name="name"/> of the guest's folder <paramref name="folderFd"/> without following a link (and
+        /// without waiting on a FIFO), checked to be the file <paramref name="expected"/> that was looked at.
+        /// </summary>
+        private static SafeFileHandle OpenSource(int folderFd, string name, string shown, int flags, FileStatus? expected)
+        {
+            int fd = UnixFiles.OpenAt(folderFd, name, Libc.OpenReadOnly | Libc.OpenNoFollow | Libc.OpenCloseOnExec | flags);
+            if (fd < 0)
+            {
+                throw RegularFile.Failure("open", FileNameText.Printable(shown), Marshal.GetLastWin32Error());
+            }
+
+            var handle = new SafeFileHandle((IntPtr)fd, ownsHandle: true);
+            if (expected is FileStatus looked && !UnixFiles.Stat(fd, shown).IsSameFile(looked))
+            {
+                handle.Dispose();
+                throw new IOException($"'{FileNameText.Printable(shown)}' changed while it was copied.");
+            }
+
+            return handle;
         }
 
         /// <summary>Runs <paramref name="create"/>; a link found where the copier makes its own file or folder is refused by name.</summary>
@@ -181,7 +210,7 @@ namespace VmQuiesce.Core.Export
             {
                 string path = parent.Combine(name);
                 throw new VmQuiesceException("ItemDestinationIsLink", FailureKind.SecurityError,
-                    $"'{path}' is a symbolic link where the copy of '{source}' was to be made: someone changed the destination while it was copied. Nothing was written through it; what was copied before stays.", path, e)
+                    $"'{FileNameText.Printable(path)}' is a symbolic link where the copy of '{FileNameText.Printable(source)}' was to be made: someone changed the destination while it was copied. Nothing was written through it; what was copied before stays.", path, e)
                 {
                     Remedy = "Copy into a folder no other user can change (for example a new folder under /root), then move the files where they belong.",
                 };
@@ -189,42 +218,21 @@ namespace VmQuiesce.Core.Export
             catch (FolderTrustException e)
             {
                 string path = parent.Combine(name);
-                throw new VmQuiesceException("ItemDestinationChanged", FailureKind.SecurityError, $"{e.Message} The copy of '{source}' stopped; what was copied before stays.", path, e)
+                throw new VmQuiesceException("ItemDestinationChanged", FailureKind.SecurityError, $"{FileNameText.Printable(e.Message)} The copy of '{FileNameText.Printable(source)}' stopped; what was copied before stays.", path, e)
                 {
                     Remedy = "Copy into a folder no other user can change (for example a new folder under /root), then move the files where they belong.",
                 };
             }
         }
 
-        /// <summary>
-        /// Mode first, then times, owner last, all through the open descriptor (a name could be a link by then). Elsewhere
-        /// (no descriptor) only the times are kept, by path.
-        /// </summary>
-        private static void KeepMetadata(int fd, string destination, string source, FileStatus stat)
+        /// <summary>Mode first, then times, owner last, all through the open descriptor (a name could be a link by then).</summary>
+        private static void KeepMetadata(int fd, string destination, FileStatus stat)
         {
-            DateTime written = stat.IsDirectory ? Directory.GetLastWriteTimeUtc(source) : File.GetLastWriteTimeUtc(source);
-            DateTime accessed = stat.IsDirectory ? Directory.GetLastAccessTimeUtc(source) : File.GetLastAccessTimeUtc(source);
-            if (fd < 0)
-            {
-                if (stat.IsDirectory)
-                {
-                    Directory.SetLastWriteTimeUtc(destination, written);
-                    Directory.SetLastAccessTimeUtc(destination, accessed);
-                }
-                else
-                {
-                    File.SetLastWriteTimeUtc(destination, written);
-                    File.SetLastAccessTimeUtc(destination, accessed);
-                }
-
-                return;
-            }
-
             if (Libc.fchmod(fd, (int)(stat.Mode & KeptModeBits)) != 0
-                || Libc.futimens(fd, new[] { Libc.Timespec.From(accessed), Libc.Timespec.From(written) }) != 0
+                || Libc.futimens(fd, new[] { stat.Accessed, stat.Written }) != 0
                 || Libc.fchown(fd, stat.Uid, stat.Gid) != 0)
             {
-                throw new IOException($"Cannot set the mode, times and owner of '{destination}': {Libc.ErrorText(Marshal.GetLastWin32Error())}.");
+                throw new IOException($"Cannot set the mode, times and owner of '{FileNameText.Printable(destination)}': {Libc.ErrorText(Marshal.GetLastWin32Error())}.");
             }
         }
 

@@ -1,7 +1,6 @@
 using System;
 using System.ComponentModel;
 using System.Runtime.InteropServices;
-using System.Text;
 
 namespace VmQuiesce.Core.Native
 {
@@ -83,8 +82,8 @@ namespace VmQuiesce.Core.Native
             public IntPtr Members;
         }
 
-        /// <summary>A path or name as libc takes it.</summary>
-        public static byte[] Utf8z(string text) => Encoding.UTF8.GetBytes(text + "\0");
+        /// <summary>A path or name as libc takes it: its bytes (see <see cref="FileNameText"/>) and a NUL.</summary>
+        public static byte[] Utf8z(string text) => FileNameText.Encode(text + "\0");
 
         /// <summary>The C library's text for an errno value.</summary>
         public static string ErrorText(int errno) => new Win32Exception(errno).Message;
@@ -108,7 +107,7 @@ namespace VmQuiesce.Core.Native
 
                 byte[] bytes = new byte[length];
                 Marshal.Copy(resolved, bytes, 0, length);
-                return Encoding.UTF8.GetString(bytes);
+                return FileNameText.Decode(bytes);
             }
             finally
             {
@@ -258,6 +257,17 @@ namespace VmQuiesce.Core.Native
 
         [DllImport(Library, SetLastError = true)]
         public static extern int fchown(int fd, uint uid, uint gid);
+
+        /// <summary>Takes over <paramref name="fd"/>, which <see cref="closedir"/> closes.</summary>
+        [DllImport(Library, SetLastError = true)]
+        public static extern IntPtr fdopendir(int fd);
+
+        /// <summary>The next struct dirent, or zero at the end (errno unchanged) or on an error (errno set).</summary>
+        [DllImport(Library, SetLastError = true)]
+        public static extern IntPtr readdir(IntPtr directory);
+
+        [DllImport(Library, SetLastError = true)]
+        public static extern int closedir(IntPtr directory);
 
         [DllImport(Library, SetLastError = true)]
         public static extern int fchmod(int fd, int mode);

@@ -413,11 +413,11 @@ namespace VmQuiesce.Core.Platform
         }
 
         /// <summary>
-        /// The names of the entries here, listed through the open folder itself where there is one (its /proc descriptor
-        /// path): a folder swapped for a link since it was opened changes nothing listed.
+        /// The names of the entries here, listed through the open folder itself where there is one (a folder swapped for a
+        /// link since it was opened changes nothing listed), byte for byte: a name that is not UTF-8 can be opened and removed.
         /// </summary>
         public IEnumerable<string> Names() =>
-            Directory.EnumerateFileSystemEntries(_handle == null ? Path : UnixFiles.DescriptorPath(Fd)).Select(entry => System.IO.Path.GetFileName(entry));
+            _handle == null ? Directory.EnumerateFileSystemEntries(Path).Select(entry => System.IO.Path.GetFileName(entry)) : UnixFiles.Names(Fd, Path);
 
         /// <summary>Makes renames, links and deletions in this folder durable.</summary>
         public void Sync()

@@ -27,9 +27,11 @@ namespace VmQuiesce.Core.Platform
     {
         private const uint TypeMask = 0xF000;
 
-        public FileStatus(uint mode, uint uid, uint gid, long size, ulong device, ulong inode, uint links, long allocated)
+        public FileStatus(uint mode, uint uid, uint gid, long size, ulong device, ulong inode, uint links, long allocated, Libc.Timespec accessed, Libc.Timespec written)
         {
             Allocated = allocated;
+            Accessed = accessed;
+            Written = written;
             Mode = mode;
             Uid = uid;
             Gid = gid;
@@ -56,6 +58,12 @@ namespace VmQuiesce.Core.Platform
 
         /// <summary>Bytes the file takes on disk (st_blocks times 512): less than its size when it has holes.</summary>
         public long Allocated { get; }
+
+        /// <summary>The last access time, to the nanosecond.</summary>
+        public Libc.Timespec Accessed { get; }
+
+        /// <summary>The last modification time, to the nanosecond.</summary>
+        public Libc.Timespec Written { get; }
 
         public bool IsRegularFile => (Mode & TypeMask) == 0x8000;
 
@@ -90,7 +98,8 @@ namespace VmQuiesce.Core.Platform
         public bool IsSameFile(FileStatus other) => Device == other.Device && Inode == other.Inode;
 
         // struct statx: stx_nlink u32 at 16, stx_uid at 20, stx_gid at 24, stx_mode u16 at 28, stx_ino u64 at 32,
-        // stx_size u64 at 40, stx_blocks u64 at 48, stx_dev_major/minor u32 at 136/140.
+        // stx_size u64 at 40, stx_blocks u64 at 48, stx_atime and stx_mtime (s64 seconds, u32 nanoseconds) at 64 and 112,
+        // stx_dev_major/minor u32 at 136/140.
         internal static FileStatus FromStatx(byte[] buffer) => new FileStatus(
             BitConverter.ToUInt16(buffer, 28),
             BitConverter.ToUInt32(buffer, 20),
@@ -99,7 +108,12 @@ namespace VmQuiesce.Core.Platform
             ((ulong)BitConverter.ToUInt32(buffer, 136) << 32) | BitConverter.ToUInt32(buffer, 140),
             BitConverter.ToUInt64(buffer, 32),
             BitConverter.ToUInt32(buffer, 16),
-            BitConverter.ToInt64(buffer, 48) * 512);
+            BitConverter.ToInt64(buffer, 48) * 512,
+            TimeAt(buffer, 64),
+            TimeAt(buffer, 112));
+
+        private static Libc.Timespec TimeAt(byte[] buffer, int offset) =>
+            new Libc.Timespec { Seconds = (IntPtr)BitConverter.ToInt64(buffer, offset), Nanoseconds = (IntPtr)BitConverter.ToUInt32(buffer, offset + 8) };
     }
 
     /// <summary>
@@ -303,6 +317,59 @@ namespace VmQuiesce.Core.Platform
                 {
                     return fd;
                 }
+            }
+        }
+
+        /// <summary>
+        /// The names in the open folder <paramref name="folderFd"/> (without "." and ".."), listed through a descriptor of
+        /// its own and kept byte for byte (see <see cref="FileNameText"/>); <paramref name="shown"/> names it in errors.
+        /// </summary>
+        public static List<string> Names(int folderFd, string shown)
+        {
+            int fd = OpenAt(folderFd, ".", Libc.OpenReadOnly | Libc.OpenDirectory | Libc.OpenCloseOnExec);
+            IntPtr directory = fd < 0 ? IntPtr.Zero : Libc.fdopendir(fd);
+            if (directory == IntPtr.Zero)
+            {
+                int errno = Marshal.GetLastWin32Error();
+                if (fd >= 0)
+                {
+                    Libc.close(fd);
+                }
+
+                throw RegularFile.Failure("list", shown, errno);
+            }
+
+            try
+            {
+                // struct dirent: d_ino, d_off (8 bytes each on 64-bit, 4 on 32-bit), d_reclen (2), d_type (1), d_name.
+                int nameOffset = (2 * IntPtr.Size) + 3;
+                var names = new List<string>();
+                while (true)
+                {
+                    IntPtr entry = Libc.readdir(directory);
+                    if (entry == IntPtr.Zero)
+                    {
+                        int errno = Marshal.GetLastWin32Error();
+                        return errno == 0 ? names : throw RegularFile.Failure("list", shown, errno);
+                    }
+
+                    int length = 0;
+                    while (Marshal.ReadByte(entry, nameOffset + length) != 0)
+                    {
+                        length++;
+                    }
+
+                    byte[] name = new byte[length];
+                    Marshal.Copy(entry + nameOffset, name, 0, length);
+                    if (!(length == 1 && name[0] == '.') && !(length == 2 && name[0] == '.' && name[1] == '.'))
+                    {
+                        names.Add(FileNameText.Decode(name));
+                    }
+                }
+            }
+            finally
+            {
+                Libc.closedir(directory);
             }
         }
 

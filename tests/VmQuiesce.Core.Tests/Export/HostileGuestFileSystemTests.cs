@@ -1,0 +1,95 @@
+using System;
+using System.IO;
+using System.Linq;
+using System.Threading;
+using VmQuiesce.Core.Export;
+using VmQuiesce.Core.Repository;
+using VmQuiesce.Core.Tests.Repository;
+using VmQuiesce.Core.Tests.TestGuest;
+using Xunit;
+
+namespace VmQuiesce.Core.Tests.Export
+{
+    /// <summary>
+    /// Restore-VmBackupItem out of a real restore point whose guest file system was made hostile on purpose (see
+    /// <see cref="CraftedGuestDisk"/>), mounted once for all the tests, each copying into a destination of its own.
+    /// </summary>
+    public sealed class HostileGuestFileSystemTests : IClassFixture<HostileGuestFileSystemTests.HostileGuest>
+    {
+        private readonly HostileGuest _guest;
+
+        public HostileGuestFileSystemTests(HostileGuest guest) => _guest = guest;
+
+        /// <summary>The guest's file system, backed up and mounted.</summary>
+        public sealed class HostileGuest : IDisposable
+        {
+            /// <summary>deep: 30 folders of 200-byte names, 6 KB of path, more than a path may have (PATH_MAX, 4096).</summary>
+            private const string Script = @"
+mkdir names
+echo bad > $'names/bad\xff'
+echo fffd > $'names/bad\xef\xbf\xbd'
+echo nl > $'names/new\nline'
+mkfifo $'names/evil\nfifo'
+mkdir deep
+(cd deep; n=$(printf 'd%.0s' $(seq 1 200)); for i in $(seq 1 30); do mkdir $n; cd $n; done; echo deep > leaf)
+";
+
+            public HostileGuest()
+            {
+                if (new MountFactAttribute().Skip != null)
+                {
+                    return;
+                }
+
+                Point = CraftedGuestDisk.BackUp(Fixture, Script);
+                Mount = RestorePointMount.Mount(Fixture.Repository, Point, Path.Combine(Fixture.Root, "mnt"), CancellationToken.None);
+            }
+
+            internal RepositoryFixture Fixture { get; } = new RepositoryFixture();
+
+            public RestorePoint Point { get; } = null!;
+
+            public RestorePointMount Mount { get; } = null!;
+
+            /// <summary>A new folder to copy into.</summary>
+            public string NewDestination() => Path.Combine(Fixture.Root, "out-" + Guid.NewGuid().ToString("N").Substring(0, 8));
+
+            public void Dispose()
+            {
+                Mount?.Dismount();
+                Fixture.Dispose();
+            }
+        }
+
+        [MountFact]
+        public void Names_that_are_not_UTF8_come_back_byte_for_byte_and_are_shown_escaped()
+        {
+            string destination = _guest.NewDestination();
+
+            RestoredItem names = _guest.Mount.CopyItem("disk0/names", destination, force: false, CancellationToken.None);
+
+            // Each name as hex bytes, then the file's content: the name with byte FF and the one with U+FFFD (EF BF BD) are two files.
+            Assert.Equal(
+                new[] { "626164efbfbd=fffd", "626164ff=bad", "6e65770a6c696e65=nl" },
+                Shell("cd \"$1\"/names && for f in *; do [ -f \"$f\" ] && printf '%s=%s\\n' \"$(printf '%s' \"$f\" | od -An -tx1 | tr -d ' \\n')\" \"$(cat -- \"$f\")\"; done", destination));
+            Assert.Equal(3, names.Files);
+            string fifo = Assert.Single(names.Skipped);
+            Assert.Contains("names/evil\\nfifo: a FIFO", fifo, StringComparison.Ordinal);
+        }
+
+        [MountFact]
+        public void A_tree_deeper_than_a_path_can_name_is_copied_whole()
+        {
+            string destination = _guest.NewDestination();
+
+            RestoredItem deep = _guest.Mount.CopyItem("disk0/deep", destination, force: false, CancellationToken.None);
+
+            Assert.Equal((1L, Array.Empty<string>()), (deep.Files, deep.Skipped.ToArray()));
+            Assert.Equal(new[] { "deep" }, Shell("find \"$1\"/deep -name leaf -execdir cat {} \\;", destination));
+            Assert.Equal(new[] { "30" }, Shell("find \"$1\"/deep -mindepth 1 -type d | wc -l", destination));
+        }
+
+        private static string[] Shell(string script, string argument) =>
+            HostCommand.RunChecked("bash", new[] { "-c", script, "_", argument }).StandardOutput.Split('\n', StringSplitOptions.RemoveEmptyEntries);
+    }
+}
