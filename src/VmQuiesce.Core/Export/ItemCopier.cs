@@ -153,28 +153,56 @@ namespace VmQuiesce.Core.Export
             }
             else if (stat.IsRegularFile)
             {
-                using (var input = new FileStream(OpenSource(folderFd, name, shown, Libc.OpenNonBlocking, stat), FileAccess.Read, 1))
+                using (SafeFileHandle source = OpenSource(folderFd, name, shown, Libc.OpenNonBlocking, stat))
                 using (CreatedFile output = Refusing(parent, target, shown, () => parent.CreateNew(target, direct: false)))
                 {
-                    byte[] buffer = new byte[1 << 20];
-                    int read;
-                    while ((read = input.Read(buffer, 0, buffer.Length)) > 0)
-                    {
-                        cancel.ThrowIfCancellationRequested();
-                        output.Stream.Write(buffer, 0, read);
-                        result.Bytes += read;
-                    }
-
-                    output.Stream.Flush();
+                    CopyData(source, output, stat.Size, parent.Combine(target), cancel);
                     KeepMetadata(output.Descriptor, parent.Combine(target), stat);
                 }
 
                 result.Files++;
+                result.Bytes += stat.Size;
             }
             else
             {
                 result._skipped.Add($"{FileNameText.Printable(shown)}: {stat.KindName}, never copied out of a guest");
             }
+        }
+
+        /// <summary>
+        /// Copies the data of <paramref name="source"/> (<paramref name="size"/> bytes) into <paramref name="output"/> (<paramref name="destination"/>), leaving
+        /// its holes holes: a guest's file of terabytes that holds next to nothing takes next to nothing on the host, and
+        /// the copy reads only what it holds.
+        /// </summary>
+        private static void CopyData(SafeFileHandle source, CreatedFile output, long size, string destination, CancellationToken cancel)
+        {
+            IReadOnlyList<FileExtent> extents = UnixFiles.TryGetDataExtents((int)source.DangerousGetHandle(), size) ?? new[] { new FileExtent(0, size) };
+            if (Libc.ftruncate(output.Descriptor, size) != 0)
+            {
+                throw RegularFile.Failure("set the size of", FileNameText.Printable(destination), Marshal.GetLastWin32Error());
+            }
+
+            using var input = new FileStream(source, FileAccess.Read, 1);
+            byte[] buffer = new byte[1 << 20];
+            foreach (FileExtent extent in extents)
+            {
+                input.Position = extent.Offset;
+                output.Stream.Position = extent.Offset;
+                for (long left = extent.Length; left > 0;)
+                {
+                    cancel.ThrowIfCancellationRequested();
+                    int read = input.Read(buffer, 0, (int)Math.Min(buffer.Length, left));
+                    if (read == 0)
+                    {
+                        break;
+                    }
+
+                    output.Stream.Write(buffer, 0, read);
+                    left -= read;
+                }
+            }
+
+            output.Stream.Flush();
         }
 
         /// <summary>

@@ -412,42 +412,48 @@ namespace VmQuiesce.Core.Platform
 
             try
             {
-                var extents = new List<FileExtent>();
-                long offset = 0;
-                while (offset < size)
-                {
-                    long dataStart = Libc.lseek(fd, offset, SeekData);
-                    if (dataStart < 0)
-                    {
-                        if (Marshal.GetLastWin32Error() == Libc.ENXIO) // no data at or after the offset
-                        {
-                            break;
-                        }
-
-                        return null;
-                    }
-
-                    long holeStart = Libc.lseek(fd, dataStart, SeekHole);
-                    if (holeStart < 0)
-                    {
-                        return null;
-                    }
-
-                    holeStart = Math.Min(holeStart, size);
-                    if (holeStart > dataStart)
-                    {
-                        extents.Add(new FileExtent(dataStart, holeStart - dataStart));
-                    }
-
-                    offset = holeStart;
-                }
-
-                return extents;
+                return TryGetDataExtents(fd, size);
             }
             finally
             {
                 Libc.close(fd);
             }
+        }
+
+        /// <summary>The data extents of the open file <paramref name="fd"/> (Linux), in order; null when the file system cannot say.</summary>
+        public static IReadOnlyList<FileExtent>? TryGetDataExtents(int fd, long size)
+        {
+            var extents = new List<FileExtent>();
+            long offset = 0;
+            while (offset < size)
+            {
+                long dataStart = Libc.lseek(fd, offset, SeekData);
+                if (dataStart < 0)
+                {
+                    if (Marshal.GetLastWin32Error() == Libc.ENXIO) // no data at or after the offset
+                    {
+                        break;
+                    }
+
+                    return null;
+                }
+
+                long holeStart = Libc.lseek(fd, dataStart, SeekHole);
+                if (holeStart < 0)
+                {
+                    return null;
+                }
+
+                holeStart = Math.Min(holeStart, size);
+                if (holeStart > dataStart)
+                {
+                    extents.Add(new FileExtent(dataStart, holeStart - dataStart));
+                }
+
+                offset = holeStart;
+            }
+
+            return extents;
         }
 
         /// <summary>Makes the entries of <paramref name="directory"/> durable (a no-op where unsupported).</summary>

@@ -3,6 +3,7 @@ using System.IO;
 using System.Linq;
 using System.Threading;
 using VmQuiesce.Core.Export;
+using VmQuiesce.Core.Platform;
 using VmQuiesce.Core.Repository;
 using VmQuiesce.Core.Tests.Repository;
 using VmQuiesce.Core.Tests.TestGuest;
@@ -30,6 +31,9 @@ echo bad > $'names/bad\xff'
 echo fffd > $'names/bad\xef\xbf\xbd'
 echo nl > $'names/new\nline'
 mkfifo $'names/evil\nfifo'
+mkdir sparse
+truncate -s 1G sparse/holes
+printf data | dd of=sparse/holes bs=1 seek=536870912 conv=notrunc status=none
 mkdir deep
 (cd deep; n=$(printf 'd%.0s' $(seq 1 200)); for i in $(seq 1 30); do mkdir $n; cd $n; done; echo deep > leaf)
 ";
@@ -87,6 +91,24 @@ mkdir deep
             Assert.Equal((1L, Array.Empty<string>()), (deep.Files, deep.Skipped.ToArray()));
             Assert.Equal(new[] { "deep" }, Shell("find \"$1\"/deep -name leaf -execdir cat {} \\;", destination));
             Assert.Equal(new[] { "30" }, Shell("find \"$1\"/deep -mindepth 1 -type d | wc -l", destination));
+        }
+
+        [MountFact]
+        public void A_file_of_holes_takes_no_more_room_on_the_host_than_in_the_guest()
+        {
+            string destination = _guest.NewDestination();
+
+            RestoredItem sparse = _guest.Mount.CopyItem("disk0/sparse/holes", destination, force: false, CancellationToken.None);
+
+            string holes = Path.Combine(destination, "holes");
+            FileStatus copied = UnixFiles.Stat(holes);
+            Assert.Equal((1L << 30, 1L << 30), (copied.Size, sparse.Bytes));
+            Assert.True(copied.Allocated <= 64 * 1024, $"{copied.Allocated} bytes allocated for 4 bytes of data");
+            using FileStream read = File.OpenRead(holes);
+            var bytes = new byte[8];
+            read.Position = (512 << 20) - 4;
+            Assert.Equal(8, read.Read(bytes, 0, 8));
+            Assert.Equal(new byte[] { 0, 0, 0, 0, (byte)'d', (byte)'a', (byte)'t', (byte)'a' }, bytes);
         }
 
         private static string[] Shell(string script, string argument) =>
