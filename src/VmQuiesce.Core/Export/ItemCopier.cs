@@ -49,6 +49,7 @@ namespace VmQuiesce.Core.Export
     {
         internal const int MaxDepth = 128;
         private const uint KeptModeBits = 0x3FF | 0x200; // rwx for all, and the sticky bit; never setuid/setgid
+        private const string ChangedRemedy = "Copy into a folder no other user can change (for example a new folder under /root), then move the files where they belong.";
 
         /// <summary>The full path of <paramref name="item"/> under <paramref name="root"/>, checked one name at a time.</summary>
         public static string Resolve(string root, string item)
@@ -89,27 +90,117 @@ namespace VmQuiesce.Core.Export
         /// Copies <paramref name="source"/> (resolved by <see cref="Resolve"/>) to <paramref name="destination"/>, which must not
         /// exist unless <paramref name="force"/>. The destination's folder is opened once and everything is made below it
         /// through open descriptors, following no link: whoever may change that folder (its owner, or anyone in /tmp) cannot
-        /// redirect a later file or folder, or a mode or owner, elsewhere by swapping a folder for a link mid-copy.
+        /// redirect a later file or folder, or a mode or owner, elsewhere by swapping a folder for a link mid-copy. The copy
+        /// is made under a name of its own and renamed into place once whole: a copy that fails or is stopped leaves nothing
+        /// half-made, and the item -Force replaces stays until then.
         /// </summary>
         public static void Copy(string source, string destination, bool force, RestoredItem result, CancellationToken cancel)
         {
             string name = Path.GetFileName(destination);
             using TrustedFolder parent = OpenDestination(Path.GetDirectoryName(destination)!);
-            if (parent.Exists(name))
+            if (!force && parent.Exists(name))
             {
-                if (!force)
+                throw new VmQuiesceException("ItemExists", FailureKind.ResourceBusy, $"'{destination}' exists already; nothing was overwritten.", destination)
                 {
-                    throw new VmQuiesceException("ItemExists", FailureKind.ResourceBusy, $"'{destination}' exists already; nothing was overwritten.", destination)
-                    {
-                        Remedy = "Choose another -Destination, or add -Force to replace it.",
-                    };
-                }
-
-                RemoveForReplace(parent, name, 0);
+                    Remedy = "Choose another -Destination, or add -Force to replace it.",
+                };
             }
 
-            using SafeFileHandle sourceFolder = OpenSource(Libc.AtFdCwd, Path.GetDirectoryName(source)!, Path.GetDirectoryName(source)!, Libc.OpenDirectory, expected: null);
-            CopyEntry(sourceFolder, Path.GetFileName(source), source, parent, name, result, 0, cancel);
+            string temporary = TemporaryName("item");
+            try
+            {
+                FileStatus? made;
+                using (SafeFileHandle sourceFolder = OpenSource(Libc.AtFdCwd, Path.GetDirectoryName(source)!, Path.GetDirectoryName(source)!, Libc.OpenDirectory, expected: null))
+                {
+                    // Shown as asked for (disk0/etc/hosts), not by the path of a mount that ends with the command.
+                    made = CopyEntry(sourceFolder, Path.GetFileName(source), string.Join("/", NamesOf(result.Source)), parent, temporary, result, 0, cancel);
+                }
+
+                if (made is FileStatus copy)
+                {
+                    PutInPlace(parent, temporary, name, copy);
+                }
+            }
+            catch (Exception e)
+            {
+                RemoveQuietly(parent, temporary);
+                if (e is IOException || e is UnauthorizedAccessException)
+                {
+                    throw CopyFailure(result.Source, destination, e);
+                }
+
+                throw;
+            }
+        }
+
+        /// <summary>
+        /// Renames the finished copy <paramref name="temporary"/> (the file or folder <paramref name="copy"/>) to <paramref name="name"/>;
+        /// what was there (with -Force) is moved aside first and removed after.
+        /// </summary>
+        private static void PutInPlace(TrustedFolder parent, string temporary, string name, FileStatus copy)
+        {
+            if (parent.Stat(temporary) is not FileStatus still || !still.IsSameFile(copy))
+            {
+                string path = parent.Combine(temporary);
+                throw new VmQuiesceException("ItemDestinationChanged", FailureKind.SecurityError,
+                    $"'{FileNameText.Printable(path)}', where the copy was made, is no longer what the copy made: someone changed the destination while it was copied. Nothing was put in place.", path)
+                {
+                    Remedy = ChangedRemedy,
+                };
+            }
+
+            string? aside = parent.Exists(name) ? TemporaryName("replaced") : null;
+            if (aside != null)
+            {
+                parent.Rename(name, aside);
+            }
+
+            try
+            {
+                parent.Rename(temporary, name);
+            }
+            catch (IOException) when (aside != null)
+            {
+                parent.Rename(aside, name);
+                throw;
+            }
+
+            if (aside != null)
+            {
+                RemoveForReplace(parent, aside, 0);
+            }
+        }
+
+        /// <summary>A name in the destination's folder for a copy not yet in place, or an item being replaced: hidden, and no guest name (which may be 255 bytes long) in it.</summary>
+        private static string TemporaryName(string purpose) => ".vmq-" + purpose + "-" + Guid.NewGuid().ToString("N").Substring(0, 12);
+
+        private static void RemoveQuietly(TrustedFolder parent, string name)
+        {
+            try
+            {
+                if (parent.Exists(name))
+                {
+                    RemoveForReplace(parent, name, 0);
+                }
+            }
+            catch (IOException)
+            {
+                // What is left is root's (0700 until finished) and named as VmQuiesce's; the failure reported is the copy's.
+            }
+        }
+
+        /// <summary>A write that failed (the destination full, a folder that could not be made), as a typed error.</summary>
+        private static VmQuiesceException CopyFailure(string source, string destination, Exception failure)
+        {
+            string said = FileNameText.Printable(failure.Message);
+            return RegularFile.IsDiskFull(failure)
+                ? new VmQuiesceException("ItemDestinationFull", FailureKind.LimitsExceeded,
+                    $"The file system of '{destination}' is full: '{FileNameText.Printable(source)}' could not be copied whole ({said}). What the copy had made was removed; an item it was to replace is as it was.", destination, failure)
+                {
+                    Remedy = "Free space there, or copy into another -Destination.",
+                }
+                : new VmQuiesceException("ItemCopyFailed", FailureKind.WriteError,
+                    $"'{FileNameText.Printable(source)}' could not be copied to '{destination}': {said} What the copy had made was removed; an item it was to replace is as it was.", destination, failure);
         }
 
         /// <summary>The destination's folder, made (0700) where missing (see <see cref="TrustedFolder.OpenForNewFiles"/>).</summary>
@@ -129,7 +220,8 @@ namespace VmQuiesce.Core.Export
         }
 
         /// <summary>Copies <paramref name="name"/> of the guest's open folder <paramref name="sourceFolder"/> (<paramref name="shown"/> in messages) to <paramref name="target"/> in <paramref name="parent"/>.</summary>
-        private static void CopyEntry(SafeFileHandle sourceFolder, string name, string shown, TrustedFolder parent, string target, RestoredItem result, int depth, CancellationToken cancel)
+        /// <returns>What it made (null when it skipped the entry).</returns>
+        private static FileStatus? CopyEntry(SafeFileHandle sourceFolder, string name, string shown, TrustedFolder parent, string target, RestoredItem result, int depth, CancellationToken cancel)
         {
             cancel.ThrowIfCancellationRequested();
             int folderFd = (int)sourceFolder.DangerousGetHandle();
@@ -139,7 +231,7 @@ namespace VmQuiesce.Core.Export
                 if (depth >= MaxDepth)
                 {
                     result._skipped.Add($"{FileNameText.Printable(shown)}: folders nest deeper than {MaxDepth}");
-                    return;
+                    return null;
                 }
 
                 using SafeFileHandle source = OpenSource(folderFd, name, shown, Libc.OpenDirectory, stat);
@@ -150,23 +242,22 @@ namespace VmQuiesce.Core.Export
                 }
 
                 KeepMetadata(folder.Descriptor, folder.Path, stat);
+                return UnixFiles.Stat(folder.Descriptor, folder.Path);
             }
-            else if (stat.IsRegularFile)
-            {
-                using (SafeFileHandle source = OpenSource(folderFd, name, shown, Libc.OpenNonBlocking, stat))
-                using (CreatedFile output = Refusing(parent, target, shown, () => parent.CreateNew(target, direct: false)))
-                {
-                    CopyData(source, output, stat.Size, parent.Combine(target), cancel);
-                    KeepMetadata(output.Descriptor, parent.Combine(target), stat);
-                }
 
+            if (stat.IsRegularFile)
+            {
+                using SafeFileHandle source = OpenSource(folderFd, name, shown, Libc.OpenNonBlocking, stat);
+                using CreatedFile output = Refusing(parent, target, shown, () => parent.CreateNew(target, direct: false));
+                CopyData(source, output, stat.Size, shown, parent.Combine(target), cancel);
+                KeepMetadata(output.Descriptor, parent.Combine(target), stat);
                 result.Files++;
                 result.Bytes += stat.Size;
+                return UnixFiles.Stat(output.Descriptor, parent.Combine(target));
             }
-            else
-            {
-                result._skipped.Add($"{FileNameText.Printable(shown)}: {stat.KindName}, never copied out of a guest");
-            }
+
+            result._skipped.Add($"{FileNameText.Printable(shown)}: {stat.KindName}, never copied out of a guest");
+            return null;
         }
 
         /// <summary>
@@ -174,7 +265,7 @@ namespace VmQuiesce.Core.Export
         /// its holes holes: a guest's file of terabytes that holds next to nothing takes next to nothing on the host, and
         /// the copy reads only what it holds.
         /// </summary>
-        private static void CopyData(SafeFileHandle source, CreatedFile output, long size, string destination, CancellationToken cancel)
+        private static void CopyData(SafeFileHandle source, CreatedFile output, long size, string shown, string destination, CancellationToken cancel)
         {
             IReadOnlyList<FileExtent> extents = UnixFiles.TryGetDataExtents((int)source.DangerousGetHandle(), size) ?? new[] { new FileExtent(0, size) };
             if (Libc.ftruncate(output.Descriptor, size) != 0)
@@ -191,7 +282,7 @@ namespace VmQuiesce.Core.Export
                 for (long left = extent.Length; left > 0;)
                 {
                     cancel.ThrowIfCancellationRequested();
-                    int read = input.Read(buffer, 0, (int)Math.Min(buffer.Length, left));
+                    int read = Read(input, buffer, (int)Math.Min(buffer.Length, left), shown);
                     if (read == 0)
                     {
                         break;
@@ -204,6 +295,26 @@ namespace VmQuiesce.Core.Export
 
             output.Stream.Flush();
         }
+
+        /// <summary>Reads from the guest's file: a failure there (an I/O error, where a chunk of the point is damaged) is the point's, not the destination's.</summary>
+        private static int Read(FileStream input, byte[] buffer, int count, string shown)
+        {
+            try
+            {
+                return input.Read(buffer, 0, count);
+            }
+            catch (IOException e)
+            {
+                throw ReadFailure(shown, e);
+            }
+        }
+
+        private static VmQuiesceException ReadFailure(string shown, IOException failure) =>
+            new VmQuiesceException("ItemReadFailed", FailureKind.ReadError,
+                $"'{FileNameText.Printable(shown)}' could not be read from the restore point: {FileNameText.Printable(failure.Message)} Nothing was copied in its place; an item it was to replace is as it was.", shown, failure)
+            {
+                Remedy = "Run Test-VmBackup on the point: it names a damaged chunk, which the next backup stores again.",
+            };
 
         /// <summary>
         /// Opens <paramref name="name"/> of the guest's folder <paramref name="folderFd"/> without following a link (and
@@ -238,17 +349,17 @@ namespace VmQuiesce.Core.Export
             {
                 string path = parent.Combine(name);
                 throw new VmQuiesceException("ItemDestinationIsLink", FailureKind.SecurityError,
-                    $"'{FileNameText.Printable(path)}' is a symbolic link where the copy of '{FileNameText.Printable(source)}' was to be made: someone changed the destination while it was copied. Nothing was written through it; what was copied before stays.", path, e)
+                    $"'{FileNameText.Printable(path)}' is a symbolic link where the copy of '{FileNameText.Printable(source)}' was to be made: someone changed the destination while it was copied. Nothing was written through it, and what the copy had made was removed.", path, e)
                 {
-                    Remedy = "Copy into a folder no other user can change (for example a new folder under /root), then move the files where they belong.",
+                    Remedy = ChangedRemedy,
                 };
             }
             catch (FolderTrustException e)
             {
                 string path = parent.Combine(name);
-                throw new VmQuiesceException("ItemDestinationChanged", FailureKind.SecurityError, $"{FileNameText.Printable(e.Message)} The copy of '{FileNameText.Printable(source)}' stopped; what was copied before stays.", path, e)
+                throw new VmQuiesceException("ItemDestinationChanged", FailureKind.SecurityError, $"{FileNameText.Printable(e.Message)} The copy of '{FileNameText.Printable(source)}' stopped, and what it had made was removed.", path, e)
                 {
-                    Remedy = "Copy into a folder no other user can change (for example a new folder under /root), then move the files where they belong.",
+                    Remedy = ChangedRemedy,
                 };
             }
         }

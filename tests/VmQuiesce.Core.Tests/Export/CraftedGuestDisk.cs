@@ -1,5 +1,6 @@
 using System;
 using System.IO;
+using System.Linq;
 using System.Threading;
 using VmQuiesce.Core.Backup;
 using VmQuiesce.Core.Native;
@@ -33,6 +34,22 @@ namespace VmQuiesce.Core.Tests.Export
             return new BackupEngine(fixture.Repository, workers: 2).Run(
                 new ViewSource(new StableFilesView(new[] { new ViewFile("disk.raw", image, image) { Format = DiskImageFormat.Raw } })),
                 new QuiesceOptions { Required = Consistency.Crash }, null, CancellationToken.None).RestorePoint;
+        }
+
+        /// <summary>
+        /// Damages, in <paramref name="fixture"/>'s repository, the chunk of <paramref name="point"/> (made by <see cref="BackUp"/>)
+        /// that holds the block at <paramref name="offset"/> of <paramref name="file"/>, a path in the guest's file system (far
+        /// enough in, the chunk holds the file's data alone); returns the chunk's id.
+        /// </summary>
+        public static string DamageChunkOf(RepositoryFixture fixture, RestorePoint point, string file, long offset)
+        {
+            string block = HostCommand.RunChecked("debugfs", new[] { "-R", $"bmap {file} {offset / 4096}", point.Files[0].OriginalPath }).StandardOutput.Trim();
+            string chunk = point.Files[0].Chunks[(int)(long.Parse(block, System.Globalization.CultureInfo.InvariantCulture) * 4096 / point.ChunkSize)]!;
+            string stored = fixture.ChunkFiles().Single(path => Path.GetFileName(path) == chunk);
+            byte[] bytes = File.ReadAllBytes(stored);
+            bytes[^1] ^= 0xFF;
+            File.WriteAllBytes(stored, bytes);
+            return chunk;
         }
     }
 

@@ -34,6 +34,8 @@ mkfifo $'names/evil\nfifo'
 mkdir sparse
 truncate -s 1G sparse/holes
 printf data | dd of=sparse/holes bs=1 seek=536870912 conv=notrunc status=none
+mkdir damaged
+head -c 1M /dev/urandom > damaged/file
 mkdir deep
 (cd deep; n=$(printf 'd%.0s' $(seq 1 200)); for i in $(seq 1 30); do mkdir $n; cd $n; done; echo deep > leaf)
 ";
@@ -46,6 +48,7 @@ mkdir deep
                 }
 
                 Point = CraftedGuestDisk.BackUp(Fixture, Script);
+                CraftedGuestDisk.DamageChunkOf(Fixture, Point, "/damaged/file", 512 * 1024);
                 Mount = RestorePointMount.Mount(Fixture.Repository, Point, Path.Combine(Fixture.Root, "mnt"), CancellationToken.None);
             }
 
@@ -109,6 +112,24 @@ mkdir deep
             read.Position = (512 << 20) - 4;
             Assert.Equal(8, read.Read(bytes, 0, 8));
             Assert.Equal(new byte[] { 0, 0, 0, 0, (byte)'d', (byte)'a', (byte)'t', (byte)'a' }, bytes);
+        }
+
+        [MountFact]
+        public void A_file_the_point_cannot_read_fails_its_item_and_leaves_what_was_there()
+        {
+            string destination = _guest.NewDestination();
+            Directory.CreateDirectory(Path.Combine(destination, "damaged"));
+            File.WriteAllText(Path.Combine(destination, "damaged", "mine"), "before\n");
+
+            VmQuiesceException forced = Assert.Throws<VmQuiesceException>(() => _guest.Mount.CopyItem("disk0/damaged", destination, force: true, CancellationToken.None));
+            VmQuiesceException fresh = Assert.Throws<VmQuiesceException>(() => _guest.Mount.CopyItem("disk0/damaged/file", destination, force: false, CancellationToken.None));
+
+            Assert.Equal(("ItemReadFailed", "ItemReadFailed"), (forced.ErrorId, fresh.ErrorId));
+            Assert.Contains("'disk0/damaged/file' could not be read", forced.Message, StringComparison.Ordinal);
+            // No half copy, no copy in the making: the folder -Force was to replace is as it was.
+            Assert.Equal(new[] { "damaged" }, Directory.GetFileSystemEntries(destination).Select(Path.GetFileName));
+            Assert.Equal(new[] { "mine" }, Directory.GetFileSystemEntries(Path.Combine(destination, "damaged")).Select(Path.GetFileName));
+            Assert.Equal("before\n", File.ReadAllText(Path.Combine(destination, "damaged", "mine")));
         }
 
         private static string[] Shell(string script, string argument) =>

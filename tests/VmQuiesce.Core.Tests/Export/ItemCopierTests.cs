@@ -1,5 +1,6 @@
 using System;
 using System.IO;
+using System.Linq;
 using System.Threading;
 using VmQuiesce.Core.Export;
 using VmQuiesce.Core.Native;
@@ -50,28 +51,35 @@ namespace VmQuiesce.Core.Tests.Export
             Libc.chmod(Outside, Private);
             Directory.CreateDirectory(Destination);
 
-            // The other user: as soon as dest/alice/a is there, moves dest/alice aside and links dest/alice -> outside.
+            // The other user: as soon as the copy's folder (made under a name of its own, then renamed to dest/alice) has
+            // its 'a', moves it aside and links its name -> outside.
             string copied = Path.Combine(Destination, "alice");
+            string? making = null;
             var racer = new Thread(() =>
             {
                 var until = DateTime.UtcNow.AddSeconds(20);
-                while (!Directory.Exists(Path.Combine(copied, "a")) && DateTime.UtcNow < until)
+                while ((making = Directory.GetDirectories(Destination).FirstOrDefault(folder => Directory.Exists(Path.Combine(folder, "a")))) == null && DateTime.UtcNow < until)
                 {
                 }
 
-                Directory.Move(copied, Path.Combine(Destination, "moved"));
-                File.CreateSymbolicLink(copied, Outside);
+                Directory.Move(making!, Path.Combine(Destination, "moved"));
+                File.CreateSymbolicLink(making!, Outside);
             });
             racer.Start();
+            VmQuiesceException changed;
             try
             {
-                ItemCopier.Copy(Guest, copied, force: false, new RestoredItem("disk0/home/alice", copied), CancellationToken.None);
+                changed = Assert.Throws<VmQuiesceException>(() => ItemCopier.Copy(Guest, copied, force: false, new RestoredItem("disk0/home/alice", copied), CancellationToken.None));
             }
             finally
             {
                 racer.Join();
             }
 
+            // Nothing is put in place: the name the copy was made under is a link now, not what it made (the link is removed).
+            Assert.Equal("ItemDestinationChanged", changed.ErrorId);
+            Assert.False(RegularFile.StatNoFollow(copied).HasValue);
+            Assert.False(RegularFile.StatNoFollow(making!).HasValue);
             Assert.False(File.Exists(Path.Combine(Outside, "z", "authorized_keys")), "a guest file was written outside the destination");
             Assert.Empty(Directory.GetFileSystemEntries(Path.Combine(Outside, "a")));
             Assert.Equal(Private, UnixFiles.Stat(Outside).Mode & 0xFFF);
