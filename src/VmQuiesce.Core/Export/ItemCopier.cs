@@ -113,7 +113,7 @@ namespace VmQuiesce.Core.Export
                 using (SafeFileHandle sourceFolder = OpenSource(Libc.AtFdCwd, Path.GetDirectoryName(source)!, Path.GetDirectoryName(source)!, Libc.OpenDirectory, expected: null))
                 {
                     // Shown as asked for (disk0/etc/hosts), not by the path of a mount that ends with the command.
-                    made = CopyEntry(sourceFolder, Path.GetFileName(source), string.Join("/", NamesOf(result.Source)), parent, temporary, result, 0, cancel);
+                    made = CopyEntry(sourceFolder, Path.GetFileName(source), string.Join("/", NamesOf(result.Source)), parent, temporary, string.Empty, new CopyRun(result, cancel), 0);
                 }
 
                 if (made is FileStatus copy)
@@ -219,26 +219,50 @@ namespace VmQuiesce.Core.Export
             }
         }
 
-        /// <summary>Copies <paramref name="name"/> of the guest's open folder <paramref name="sourceFolder"/> (<paramref name="shown"/> in messages) to <paramref name="target"/> in <paramref name="parent"/>.</summary>
-        /// <returns>What it made (null when it skipped the entry).</returns>
-        private static FileStatus? CopyEntry(SafeFileHandle sourceFolder, string name, string shown, TrustedFolder parent, string target, RestoredItem result, int depth, CancellationToken cancel)
+        /// <summary>One item's copy: what it reports, and where the first copy of each file the guest links under more names is.</summary>
+        private sealed class CopyRun
         {
-            cancel.ThrowIfCancellationRequested();
+            public CopyRun(RestoredItem result, CancellationToken cancel)
+            {
+                Result = result;
+                Cancel = cancel;
+            }
+
+            public RestoredItem Result { get; }
+
+            public CancellationToken Cancel { get; }
+
+            /// <summary>The item's own folder, while it is made (0700 until done: no one else reaches what is below it).</summary>
+            public TrustedFolder? Top { get; set; }
+
+            /// <summary>The guest's file (device, inode) of more than one name, and the path below <see cref="Top"/> of its copy.</summary>
+            public Dictionary<(ulong Device, ulong Inode), string> Copied { get; } = new Dictionary<(ulong, ulong), string>();
+        }
+
+        /// <summary>
+        /// Copies <paramref name="name"/> of the guest's open folder <paramref name="sourceFolder"/> (<paramref name="shown"/> in
+        /// messages) to <paramref name="target"/> in <paramref name="parent"/>, which is <paramref name="below"/> the item's folder.
+        /// </summary>
+        /// <returns>What it made (null when it skipped the entry).</returns>
+        private static FileStatus? CopyEntry(SafeFileHandle sourceFolder, string name, string shown, TrustedFolder parent, string target, string below, CopyRun run, int depth)
+        {
+            run.Cancel.ThrowIfCancellationRequested();
             int folderFd = (int)sourceFolder.DangerousGetHandle();
             FileStatus stat = UnixFiles.StatAt(folderFd, name, out int errno) ?? throw RegularFile.Failure("inspect", FileNameText.Printable(shown), errno);
             if (stat.IsDirectory)
             {
                 if (depth >= MaxDepth)
                 {
-                    result._skipped.Add($"{FileNameText.Printable(shown)}: folders nest deeper than {MaxDepth}");
+                    run.Result._skipped.Add($"{FileNameText.Printable(shown)}: folders nest deeper than {MaxDepth}");
                     return null;
                 }
 
                 using SafeFileHandle source = OpenSource(folderFd, name, shown, Libc.OpenDirectory, stat);
                 using TrustedFolder folder = Refusing(parent, target, shown, () => parent.CreateFolder(target));
+                run.Top ??= folder;
                 foreach (string entry in UnixFiles.Names((int)source.DangerousGetHandle(), FileNameText.Printable(shown)).OrderBy(entry => entry, StringComparer.Ordinal))
                 {
-                    CopyEntry(source, entry, shown + "/" + entry, folder, entry, result, depth + 1, cancel);
+                    CopyEntry(source, entry, shown + "/" + entry, folder, entry, below.Length == 0 ? entry : below + "/" + entry, run, depth + 1);
                 }
 
                 KeepMetadata(folder.Descriptor, folder.Path, stat);
@@ -247,17 +271,59 @@ namespace VmQuiesce.Core.Export
 
             if (stat.IsRegularFile)
             {
+                run.Result.Files++;
+                var identity = (stat.Device, stat.Inode);
+                if (stat.Links > 1 && run.Copied.TryGetValue(identity, out string? first) && TryLink(run.Top!, first, parent, target))
+                {
+                    return null; // never the item itself, which is the first name copied
+                }
+
                 using SafeFileHandle source = OpenSource(folderFd, name, shown, Libc.OpenNonBlocking, stat);
                 using CreatedFile output = Refusing(parent, target, shown, () => parent.CreateNew(target, direct: false));
-                CopyData(source, output, stat.Size, shown, parent.Combine(target), cancel);
+                CopyData(source, output, stat.Size, shown, parent.Combine(target), run.Cancel);
                 KeepMetadata(output.Descriptor, parent.Combine(target), stat);
-                result.Files++;
-                result.Bytes += stat.Size;
+                run.Result.Bytes += stat.Size;
+                if (stat.Links > 1 && run.Top != null)
+                {
+                    run.Copied[identity] = below;
+                }
+
                 return UnixFiles.Stat(output.Descriptor, parent.Combine(target));
             }
 
-            result._skipped.Add($"{FileNameText.Printable(shown)}: {stat.KindName}, never copied out of a guest");
+            run.Result._skipped.Add($"{FileNameText.Printable(shown)}: {stat.KindName}, never copied out of a guest");
             return null;
+        }
+
+        /// <summary>
+        /// Gives the copy at <paramref name="first"/> (a path below <paramref name="top"/>) the further name <paramref name="target"/>
+        /// in <paramref name="parent"/>, as the guest's file has: its data is written once, however many names it has. False
+        /// when it cannot be (a path too long to name, a file system without hard links, or the file's limit of links
+        /// reached): the caller copies it then.
+        /// </summary>
+        private static bool TryLink(TrustedFolder top, string first, TrustedFolder parent, string target)
+        {
+            // Below the item's own folder, which no one else may enter while it is made: nothing there can be a link.
+            int fd = UnixFiles.OpenAt(top.Descriptor, first, Libc.OpenReadOnly | Libc.OpenNoFollow | Libc.OpenCloseOnExec);
+            if (fd < 0)
+            {
+                return false;
+            }
+
+            try
+            {
+                if (Libc.linkat(fd, string.Empty, parent.Descriptor, target, Libc.AtEmptyPath) == 0)
+                {
+                    return true;
+                }
+
+                int errno = Marshal.GetLastWin32Error();
+                return errno == Libc.EPERM || errno == Libc.EMLINK || errno == Libc.EOPNOTSUPP ? false : throw RegularFile.Failure("link", FileNameText.Printable(parent.Combine(target)), errno);
+            }
+            finally
+            {
+                Libc.close(fd);
+            }
         }
 
         /// <summary>

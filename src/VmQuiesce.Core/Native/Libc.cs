@@ -141,7 +141,7 @@ namespace VmQuiesce.Core.Native
 
         public static int mkdirat(int folderFd, string name, int mode) => mkdirat(folderFd, Utf8z(name), mode);
 
-        public static int linkat(int fromFolderFd, string from, int toFolderFd, string to) => linkat(fromFolderFd, Utf8z(from), toFolderFd, Utf8z(to), 0);
+        public static int linkat(int fromFolderFd, string from, int toFolderFd, string to, int flags = 0) => linkat(fromFolderFd, Utf8z(from), toFolderFd, Utf8z(to), flags);
 
         public static int renameat(int fromFolderFd, string from, int toFolderFd, string to) => renameat(fromFolderFd, Utf8z(from), toFolderFd, Utf8z(to));
 

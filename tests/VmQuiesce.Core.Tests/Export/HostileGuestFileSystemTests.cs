@@ -36,6 +36,10 @@ truncate -s 1G sparse/holes
 printf data | dd of=sparse/holes bs=1 seek=536870912 conv=notrunc status=none
 mkdir damaged
 head -c 1M /dev/urandom > damaged/file
+mkdir -p links/sub
+head -c 8M /dev/urandom > links/a
+for i in $(seq 1 50); do ln links/a links/l$i; done
+ln links/a links/sub/l51
 mkdir deep
 (cd deep; n=$(printf 'd%.0s' $(seq 1 200)); for i in $(seq 1 30); do mkdir $n; cd $n; done; echo deep > leaf)
 ";
@@ -130,6 +134,20 @@ mkdir deep
             Assert.Equal(new[] { "damaged" }, Directory.GetFileSystemEntries(destination).Select(Path.GetFileName));
             Assert.Equal(new[] { "mine" }, Directory.GetFileSystemEntries(Path.Combine(destination, "damaged")).Select(Path.GetFileName));
             Assert.Equal("before\n", File.ReadAllText(Path.Combine(destination, "damaged", "mine")));
+        }
+
+        [MountFact]
+        public void Hard_links_come_back_as_links_to_one_copy()
+        {
+            string destination = _guest.NewDestination();
+
+            RestoredItem links = _guest.Mount.CopyItem("disk0/links", destination, force: false, CancellationToken.None);
+
+            // 52 names of one 8 MiB file: 8 MiB on the host, not 416 (65000 names of a large file would fill any disk).
+            FileStatus a = UnixFiles.Stat(Path.Combine(destination, "links", "a"));
+            Assert.Equal(52u, a.Links);
+            Assert.All(Enumerable.Range(1, 50).Select(i => "l" + i).Append("sub/l51"), name => Assert.True(UnixFiles.Stat(Path.Combine(destination, "links", name)).IsSameFile(a), name));
+            Assert.Equal((52L, 8L << 20), (links.Files, links.Bytes));
         }
 
         private static string[] Shell(string script, string argument) =>
