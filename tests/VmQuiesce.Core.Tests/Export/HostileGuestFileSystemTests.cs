@@ -3,6 +3,7 @@ using System.IO;
 using System.Linq;
 using System.Threading;
 using VmQuiesce.Core.Export;
+using VmQuiesce.Core.Native;
 using VmQuiesce.Core.Platform;
 using VmQuiesce.Core.Repository;
 using VmQuiesce.Core.Tests.Repository;
@@ -31,6 +32,11 @@ echo bad > $'names/bad\xff'
 echo fffd > $'names/bad\xef\xbf\xbd'
 echo nl > $'names/new\nline'
 mkfifo $'names/evil\nfifo'
+mkdir special
+mknod special/mem c 1 1
+mknod special/disk b 7 0
+printf '#!/bin/sh\necho ran\n' > special/program
+chmod 4755 special/program
 mkdir sparse
 truncate -s 1G sparse/holes
 printf data | dd of=sparse/holes bs=1 seek=536870912 conv=notrunc status=none
@@ -70,6 +76,24 @@ mkdir deep
                 Mount?.Dismount();
                 Fixture.Dispose();
             }
+        }
+
+        [MountFact]
+        public void The_mount_is_read_only_and_lends_the_guest_no_device_program_or_set_user_id()
+        {
+            string disk = _guest.Mount.FileSystems.Single().Path;
+            string[] fields = File.ReadAllLines("/proc/self/mountinfo").Select(line => line.Split(' ')).Single(line => line[4] == disk);
+            string[] options = fields[5].Split(',');
+
+            Assert.Equal(new[] { "nodev", "noexec", "nosuid", "ro" }, options.Intersect(new[] { "ro", "nosuid", "nodev", "noexec" }).OrderBy(o => o, StringComparer.Ordinal));
+            Assert.ThrowsAny<UnauthorizedAccessException>(() => File.OpenRead(Path.Combine(disk, "special", "mem")).Dispose()); // /dev/mem, were it a device here
+            Assert.Equal(Libc.EACCES, Assert.ThrowsAny<System.ComponentModel.Win32Exception>(() => HostCommand.Run(Path.Combine(disk, "special", "program"), Array.Empty<string>())).NativeErrorCode);
+
+            string destination = _guest.NewDestination();
+            RestoredItem special = _guest.Mount.CopyItem("disk0/special", destination, force: false, CancellationToken.None);
+
+            Assert.Equal(new[] { "disk0/special/disk: a block device, never copied out of a guest", "disk0/special/mem: a character device, never copied out of a guest" }, special.Skipped);
+            Assert.Equal(Convert.ToUInt32("755", 8), UnixFiles.Stat(Path.Combine(destination, "special", "program")).Mode & 0xFFF);
         }
 
         [MountFact]

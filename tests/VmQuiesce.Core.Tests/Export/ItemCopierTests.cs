@@ -139,6 +139,49 @@ namespace VmQuiesce.Core.Tests.Export
             Assert.Equal(Private, UnixFiles.Stat(Outside).Mode & 0xFFF);
         }
 
+        [LinuxRootFact]
+        public void A_destination_that_is_or_passes_through_a_link_another_user_made_is_refused_before_anything_is_written()
+        {
+            Directory.CreateDirectory(Guest);
+            File.WriteAllText(Path.Combine(Guest, "authorized_keys"), "guest-key\n");
+            Directory.CreateDirectory(Outside);
+            Libc.chmod(Outside, Private);
+            string theirs = Path.Combine(_root, "theirs");
+            File.CreateSymbolicLink(theirs, Outside);
+            Assert.Equal(0, Libc.lchown(theirs, 65534, 65534));
+
+            foreach (string destination in new[] { theirs, Path.Combine(theirs, "below") })
+            {
+                string copied = Path.Combine(destination, "alice");
+                VmQuiesceException e = Assert.Throws<VmQuiesceException>(() => ItemCopier.Copy(Guest, copied, force: true, new RestoredItem("disk0/home/alice", copied), CancellationToken.None));
+
+                Assert.Equal("ItemDestinationUnsafe", e.ErrorId);
+            }
+
+            Assert.Empty(Directory.GetFileSystemEntries(Outside));
+            Assert.Equal(Private, UnixFiles.Stat(Outside).Mode & 0xFFF);
+        }
+
+        [LinuxFact]
+        public void Force_replaces_a_hard_link_at_the_destination_and_leaves_the_file_it_shares_alone()
+        {
+            Directory.CreateDirectory(Guest);
+            File.WriteAllText(Path.Combine(Guest, "authorized_keys"), "guest-key\n");
+            Directory.CreateDirectory(Outside);
+            string host = Path.Combine(Outside, "shadow");
+            File.WriteAllText(host, "host secret\n");
+            Directory.CreateDirectory(Destination);
+            string copied = Path.Combine(Destination, "authorized_keys");
+            Assert.Equal(0, Libc.link(host, copied));
+
+            ItemCopier.Copy(Path.Combine(Guest, "authorized_keys"), copied, force: true, new RestoredItem("disk0/home/alice/authorized_keys", copied), CancellationToken.None);
+
+            Assert.Equal("guest-key\n", File.ReadAllText(copied));
+            Assert.Equal("host secret\n", File.ReadAllText(host));
+            Assert.Equal(1u, UnixFiles.Stat(host).Links);
+            Assert.Equal(new[] { copied }, Directory.GetFileSystemEntries(Destination)); // nothing of the copy's own left
+        }
+
         [LinuxFact]
         public void A_link_planted_where_a_folder_or_file_is_made_is_refused_and_nothing_is_written_through_it()
         {
