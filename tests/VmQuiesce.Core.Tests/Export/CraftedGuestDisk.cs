@@ -31,10 +31,14 @@ namespace VmQuiesce.Core.Tests.Export
             string image = Path.Combine(fixture.Root, "disk-" + name + ".raw");
             HostCommand.RunChecked("truncate", new[] { "-s", size, image });
             HostCommand.RunChecked("mkfs.ext4", new[] { "-q", "-F", "-b", "4096", "-d", content, image });
+            RemoveTree(content);
             return new BackupEngine(fixture.Repository, workers: 2).Run(
                 new ViewSource(new StableFilesView(new[] { new ViewFile("disk.raw", image, image) { Format = DiskImageFormat.Raw } })),
                 new QuiesceOptions { Required = Consistency.Crash }, null, CancellationToken.None).RestorePoint;
         }
+
+        /// <summary>Removes <paramref name="folder"/> and all below it, also names .NET cannot spell and paths too deep to name (rm walks by descriptors).</summary>
+        public static void RemoveTree(string folder) => HostCommand.RunChecked("rm", new[] { "-rf", "--one-file-system", folder });
 
         /// <summary>
         /// Damages, in <paramref name="fixture"/>'s repository, the chunk of <paramref name="point"/> (made by <see cref="BackUp"/>)

@@ -74,6 +74,7 @@ mkdir deep
             public void Dispose()
             {
                 Mount?.Dismount();
+                CraftedGuestDisk.RemoveTree(Fixture.Root); // the copies hold names and depths .NET cannot delete
                 Fixture.Dispose();
             }
         }
