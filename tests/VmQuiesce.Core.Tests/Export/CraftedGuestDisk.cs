@@ -21,8 +21,11 @@ namespace VmQuiesce.Core.Tests.Export
     /// </summary>
     internal static class CraftedGuestDisk
     {
-        /// <summary>Runs <paramref name="script"/> (bash) in a new empty folder, makes an ext4 image of <paramref name="size"/> from it and backs it up.</summary>
-        public static RestorePoint BackUp(RepositoryFixture fixture, string script, string size = "64M")
+        /// <summary>
+        /// Runs <paramref name="script"/> (bash) in a new empty folder, makes an ext4 image of <paramref name="size"/> from it,
+        /// runs <paramref name="spoil"/> (bash, the image as $1) on it when given, and backs it up.
+        /// </summary>
+        public static RestorePoint BackUp(RepositoryFixture fixture, string script, string size = "64M", string? spoil = null)
         {
             string name = Guid.NewGuid().ToString("N").Substring(0, 8);
             string content = Path.Combine(fixture.Root, "content-" + name);
@@ -32,6 +35,11 @@ namespace VmQuiesce.Core.Tests.Export
             HostCommand.RunChecked("truncate", new[] { "-s", size, image });
             HostCommand.RunChecked("mkfs.ext4", new[] { "-q", "-F", "-b", "4096", "-d", content, image });
             RemoveTree(content);
+            if (spoil != null)
+            {
+                HostCommand.RunChecked("bash", new[] { "-euc", spoil, "_", image });
+            }
+
             return new BackupEngine(fixture.Repository, workers: 2).Run(
                 new ViewSource(new StableFilesView(new[] { new ViewFile("disk.raw", image, image) { Format = DiskImageFormat.Raw } })),
                 new QuiesceOptions { Required = Consistency.Crash }, null, CancellationToken.None).RestorePoint;

@@ -74,35 +74,89 @@ namespace VmQuiesce.Core.Tests.Export
         public void A_mount_stopped_while_its_storage_daemon_starts_ends_that_daemon()
         {
             RestorePoint point = CraftedGuestDisk.BackUp(_fixture, "echo x > f");
-            string started = Path.Combine(_fixture.Root, "started");
-            string daemon = Path.Combine(_fixture.Root, "qemu-storage-daemon");
             // The real daemon detaches itself; the program VmQuiesce ran then waits, as if Ctrl+C came before it returned.
-            File.WriteAllText(daemon, $"#!/bin/sh\n{HostTools.ForThisHost.Find("qemu-storage-daemon")} \"$@\" || exit\nprintf '%s\\n' \"$@\" > {started}.new && mv {started}.new {started}\nexec sleep 120\n");
-            HostCommand.RunChecked("chmod", new[] { "0755", daemon });
-            string setting = HostTools.SettingName("qemu-storage-daemon");
-            Environment.SetEnvironmentVariable(setting, daemon);
-            string? guestView = null;
-            try
+            using var daemon = new NotedStorageDaemon(_fixture.Root, hold: true);
+            using var cancel = new CancellationTokenSource();
+            Task<RestorePointMount> mounting = Task.Run(() => RestorePointMount.Mount(_fixture.Repository, point, Path.Combine(_fixture.Root, "mnt"), cancel.Token));
+            Assert.True(SpinWait.SpinUntil(() => daemon.GuestViews.Length > 0 || mounting.IsCompleted, TimeSpan.FromMinutes(2)), "the storage daemon never started");
+            Assert.False(mounting.IsCompleted, "the mount finished before the stop");
+            string guestView = Assert.Single(daemon.GuestViews);
+            Assert.NotEmpty(ProcessesNaming(guestView));
+
+            cancel.Cancel();
+
+            Assert.ThrowsAny<OperationCanceledException>(() => mounting.GetAwaiter().GetResult());
+            AssertNothingLeft(point, Path.Combine(_fixture.Root, "mnt"), daemon);
+        }
+
+        [MountFact]
+        public void A_point_with_no_file_system_to_mount_leaves_nothing()
+        {
+            RestorePoint point = CraftedGuestDisk.BackUp(_fixture, "echo x > f", "4M", spoil: "head -c 4M /dev/urandom > \"$1\"");
+            using var daemon = new NotedStorageDaemon(_fixture.Root, hold: false);
+
+            VmQuiesceException e = Assert.Throws<VmQuiesceException>(() => RestorePointMount.Mount(_fixture.Repository, point, Path.Combine(_fixture.Root, "mnt"), CancellationToken.None));
+
+            Assert.Equal("MountNoFileSystems", e.ErrorId);
+            Assert.Single(daemon.GuestViews);
+            AssertNothingLeft(point, Path.Combine(_fixture.Root, "mnt"), daemon);
+        }
+
+        [MountFact]
+        public void A_file_system_the_kernel_refuses_to_mount_leaves_nothing()
+        {
+            // blkid still finds ext4 by its superblock; the kernel refuses its garbled group descriptors (block 1).
+            RestorePoint point = CraftedGuestDisk.BackUp(_fixture, "echo x > f", spoil: "head -c 4096 /dev/urandom | dd of=\"$1\" bs=4096 seek=1 conv=notrunc status=none");
+            using var daemon = new NotedStorageDaemon(_fixture.Root, hold: false);
+
+            VmQuiesceException e = Assert.Throws<VmQuiesceException>(() => RestorePointMount.Mount(_fixture.Repository, point, Path.Combine(_fixture.Root, "mnt"), CancellationToken.None));
+
+            Assert.Equal("MountFailed", e.ErrorId);
+            Assert.Contains("mount", e.Message, StringComparison.Ordinal);
+            AssertNothingLeft(point, Path.Combine(_fixture.Root, "mnt"), daemon);
+        }
+
+        /// <summary>No daemon, loop device or mount of the FUSE files the mount's daemons served, no record of the point, no folder.</summary>
+        private static void AssertNothingLeft(RestorePoint point, string folder, NotedStorageDaemon daemon)
+        {
+            foreach (string guestView in daemon.GuestViews)
             {
-                using var cancel = new CancellationTokenSource();
-                Task<RestorePointMount> mounting = Task.Run(() => RestorePointMount.Mount(_fixture.Repository, point, Path.Combine(_fixture.Root, "mnt"), cancel.Token));
-                Assert.True(SpinWait.SpinUntil(() => File.Exists(started) || mounting.IsCompleted, TimeSpan.FromMinutes(2)), "the storage daemon never started");
-                Assert.False(mounting.IsCompleted, "the mount finished before the stop");
-                guestView = File.ReadAllLines(started).Single(line => line.Contains("\"mountpoint\"", StringComparison.Ordinal));
-                guestView = System.Text.Json.JsonDocument.Parse(guestView).RootElement.GetProperty("mountpoint").GetString()!;
-                Assert.NotEmpty(ProcessesNaming(guestView));
-
-                cancel.Cancel();
-
-                Assert.ThrowsAny<OperationCanceledException>(() => mounting.GetAwaiter().GetResult());
                 Assert.Empty(ProcessesNaming(guestView));
                 Assert.DoesNotContain(guestView, File.ReadAllText("/proc/self/mountinfo"), StringComparison.Ordinal);
-                Assert.DoesNotContain(RestorePointMount.Find(), found => found.RestorePointId == point.Id);
+                Assert.DoesNotContain(Directory.EnumerateDirectories("/sys/block", "loop*"), loop => File.Exists(loop + "/loop/backing_file") && File.ReadAllText(loop + "/loop/backing_file").StartsWith(guestView, StringComparison.Ordinal));
             }
-            finally
+
+            Assert.DoesNotContain(RestorePointMount.Find(), found => found.RestorePointId == point.Id);
+            Assert.False(Directory.Exists(folder), folder);
+        }
+
+        /// <summary>
+        /// qemu-storage-daemon started through a script (VMQUIESCE_TOOL_QEMU_STORAGE_DAEMON) that notes the FUSE file of each
+        /// start and, with hold, waits after the daemon has detached itself, as if Ctrl+C came before it returned.
+        /// </summary>
+        private sealed class NotedStorageDaemon : IDisposable
+        {
+            private readonly string _noted;
+            private readonly string _setting = HostTools.SettingName("qemu-storage-daemon");
+
+            public NotedStorageDaemon(string folder, bool hold)
             {
-                Environment.SetEnvironmentVariable(setting, null);
-                foreach (int pid in guestView == null ? Enumerable.Empty<int>() : ProcessesNaming(guestView))
+                _noted = Path.Combine(folder, "daemon-arguments");
+                string script = Path.Combine(folder, "qemu-storage-daemon");
+                File.WriteAllText(script, $"#!/bin/sh\n{HostTools.ForThisHost.Find("qemu-storage-daemon")} \"$@\" || exit\nprintf '%s\\n' \"$@\" >> {_noted}\n{(hold ? "exec sleep 120\n" : string.Empty)}");
+                HostCommand.RunChecked("chmod", new[] { "0755", script });
+                Environment.SetEnvironmentVariable(_setting, script);
+            }
+
+            /// <summary>The FUSE files of the daemons started so far.</summary>
+            public string[] GuestViews => !File.Exists(_noted) ? Array.Empty<string>() : File.ReadAllLines(_noted)
+                .Where(line => line.Contains("\"mountpoint\"", StringComparison.Ordinal))
+                .Select(line => System.Text.Json.JsonDocument.Parse(line).RootElement.GetProperty("mountpoint").GetString()!).ToArray();
+
+            public void Dispose()
+            {
+                Environment.SetEnvironmentVariable(_setting, null);
+                foreach (int pid in GuestViews.SelectMany(ProcessesNaming))
                 {
                     HostCommand.Run("kill", new[] { "-9", pid.ToString(System.Globalization.CultureInfo.InvariantCulture) });
                 }
