@@ -118,7 +118,7 @@ namespace VmQuiesce.Core.Export
 
                 if (made is FileStatus copy)
                 {
-                    PutInPlace(parent, temporary, name, copy);
+                    PutInPlace(parent, temporary, name, copy, destination);
                 }
             }
             catch (Exception e)
@@ -134,10 +134,10 @@ namespace VmQuiesce.Core.Export
         }
 
         /// <summary>
-        /// Renames the finished copy <paramref name="temporary"/> (the file or folder <paramref name="copy"/>) to <paramref name="name"/>;
-        /// what was there (with -Force) is moved aside first and removed after.
+        /// Renames the finished copy <paramref name="temporary"/> (the file or folder <paramref name="copy"/>) to <paramref name="name"/>
+        /// (<paramref name="destination"/>); what was there (with -Force) is moved aside first and removed after.
         /// </summary>
-        private static void PutInPlace(TrustedFolder parent, string temporary, string name, FileStatus copy)
+        private static void PutInPlace(TrustedFolder parent, string temporary, string name, FileStatus copy, string destination)
         {
             if (parent.Stat(temporary) is not FileStatus still || !still.IsSameFile(copy))
             {
@@ -167,7 +167,18 @@ namespace VmQuiesce.Core.Export
 
             if (aside != null)
             {
-                RemoveForReplace(parent, aside, 0);
+                try
+                {
+                    RemoveForReplace(parent, aside, 0);
+                }
+                catch (IOException e)
+                {
+                    throw new VmQuiesceException("ItemCopyFailed", FailureKind.WriteError,
+                        $"'{destination}' is restored, but the item it replaced, moved aside to '{FileNameText.Printable(parent.Combine(aside))}', could not be removed: {FileNameText.Printable(e.Message)}", parent.Combine(aside), e)
+                    {
+                        Remedy = "Remove what is left of the replaced item by hand (an immutable file, chattr +i, cannot be removed until chattr -i).",
+                    };
+                }
             }
         }
 

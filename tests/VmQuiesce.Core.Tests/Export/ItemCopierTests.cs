@@ -5,6 +5,7 @@ using System.Threading;
 using VmQuiesce.Core.Export;
 using VmQuiesce.Core.Native;
 using VmQuiesce.Core.Platform;
+using VmQuiesce.Core.Tests.TestGuest;
 using Xunit;
 
 namespace VmQuiesce.Core.Tests.Export
@@ -180,6 +181,32 @@ namespace VmQuiesce.Core.Tests.Export
             Assert.Equal("host secret\n", File.ReadAllText(host));
             Assert.Equal(1u, UnixFiles.Stat(host).Links);
             Assert.Equal(new[] { copied }, Directory.GetFileSystemEntries(Destination)); // nothing of the copy's own left
+        }
+
+        [LinuxRootFact]
+        public void Force_says_so_when_the_item_it_replaced_cannot_be_removed_and_the_copy_is_in_place()
+        {
+            Directory.CreateDirectory(Guest);
+            File.WriteAllText(Path.Combine(Guest, "authorized_keys"), "guest-key\n");
+            string copied = Path.Combine(Destination, "alice");
+            Directory.CreateDirectory(copied);
+            string stuck = Path.Combine(copied, "stuck");
+            File.WriteAllText(stuck, "old\n");
+            HostCommand.RunChecked("chattr", new[] { "+i", stuck }); // not even root may remove it
+            try
+            {
+                VmQuiesceException e = Assert.Throws<VmQuiesceException>(() => ItemCopier.Copy(Guest, copied, force: true, new RestoredItem("disk0/home/alice", copied), CancellationToken.None));
+
+                Assert.Equal("ItemCopyFailed", e.ErrorId);
+                Assert.Equal("guest-key\n", File.ReadAllText(Path.Combine(copied, "authorized_keys")));
+                string aside = Assert.Single(Directory.GetDirectories(Destination), folder => folder != copied);
+                Assert.Contains($"'{copied}' is restored, but the item it replaced, moved aside to '{aside}', could not be removed", e.Message, StringComparison.Ordinal);
+                Assert.Equal("old\n", File.ReadAllText(Path.Combine(aside, "stuck")));
+            }
+            finally
+            {
+                HostCommand.Run("find", new[] { Destination, "-name", "stuck", "-exec", "chattr", "-i", "{}", "+" });
+            }
         }
 
         [LinuxFact]
