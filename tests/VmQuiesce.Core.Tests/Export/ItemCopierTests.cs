@@ -183,6 +183,39 @@ namespace VmQuiesce.Core.Tests.Export
             Assert.Equal(new[] { copied }, Directory.GetFileSystemEntries(Destination)); // nothing of the copy's own left
         }
 
+        [LinuxFact]
+        public void A_copy_stopped_midway_leaves_nothing_and_the_item_it_was_to_replace_as_it_was()
+        {
+            Directory.CreateDirectory(Path.Combine(Guest, "a"));
+            for (int i = 0; i < 3000; i++)
+            {
+                File.WriteAllText(Path.Combine(Guest, "a", i.ToString("D5")), "x");
+            }
+
+            string copied = Path.Combine(Destination, "alice");
+            Directory.CreateDirectory(copied);
+            File.WriteAllText(Path.Combine(copied, "mine"), "before\n");
+            using var stop = new CancellationTokenSource();
+            // Ctrl+C as soon as the copy has made its first files.
+            var pressed = new Thread(() =>
+            {
+                SpinWait.SpinUntil(() => Directory.GetDirectories(Destination).Any(folder => Directory.Exists(Path.Combine(folder, "a")) && Directory.EnumerateFiles(Path.Combine(folder, "a")).Any()), TimeSpan.FromSeconds(20));
+                stop.Cancel();
+            });
+            pressed.Start();
+            try
+            {
+                Assert.ThrowsAny<OperationCanceledException>(() => ItemCopier.Copy(Guest, copied, force: true, new RestoredItem("disk0/home/alice", copied), stop.Token));
+            }
+            finally
+            {
+                pressed.Join();
+            }
+
+            Assert.Equal(new[] { copied }, Directory.GetFileSystemEntries(Destination));
+            Assert.Equal(new[] { Path.Combine(copied, "mine") }, Directory.GetFileSystemEntries(copied));
+        }
+
         [LinuxRootFact]
         public void Force_says_so_when_the_item_it_replaced_cannot_be_removed_and_the_copy_is_in_place()
         {
