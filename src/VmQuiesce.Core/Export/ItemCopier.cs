@@ -42,8 +42,9 @@ namespace VmQuiesce.Core.Export
     /// folder, links, devices, FIFOs and sockets are listed as skipped, never followed or recreated; folders nest at
     /// most <see cref="MaxDepth"/> deep. The guest's folders are read through descriptors, so a tree deeper than a
     /// path can name is copied whole, and names are kept byte for byte (see <see cref="FileNameText"/>); what is
-    /// shown of a name is escaped (<see cref="FileNameText.Printable"/>). Owners, modes and times are kept, except the
-    /// set-user-id and set-group-id bits, which a host copy of a guest's program must not carry. Linux only, as mounts are.
+    /// shown of a name is escaped (<see cref="FileNameText.Printable"/>). Owners, modes, times, holes and hard links are
+    /// kept, except the set-user-id and set-group-id bits, which a host copy of a guest's program must not carry (nor are
+    /// extended attributes, where file capabilities live, copied). Linux only, as mounts are.
     /// </summary>
     internal static class ItemCopier
     {
