@@ -3,6 +3,7 @@ using System.Collections.Concurrent;
 using System.Collections.Generic;
 using System.Threading;
 using System.Threading.Tasks;
+using VmQuiesce.Core.Platform;
 
 namespace VmQuiesce.Core.Repository
 {
@@ -58,7 +59,8 @@ namespace VmQuiesce.Core.Repository
                     ReadChunk chunk = window.Dequeue();
                     try
                     {
-                        chunk.Running?.Wait(CancellationToken.None);
+                        // A read that failed for a reason not the chunk's (the store cannot be reached) throws that failure as it is.
+                        chunk.Running?.GetAwaiter().GetResult();
                         consume(chunk);
                     }
                     finally
@@ -71,7 +73,11 @@ namespace VmQuiesce.Core.Repository
             {
                 foreach (ReadChunk pending in window)
                 {
-                    pending.Running?.Wait(CancellationToken.None);
+                    if (pending.Running != null)
+                    {
+                        OwnThread.WaitEnded(pending.Running);
+                    }
+
                     Release(pending);
                 }
             }

@@ -7,9 +7,11 @@ using System.Threading.Tasks;
 using VmQuiesce.Core.Backup;
 using VmQuiesce.Core.Json;
 using VmQuiesce.Core.Repository;
+using VmQuiesce.Core.Repository.Storage;
 using VmQuiesce.Core.Restore;
 using VmQuiesce.Core.Sources;
 using VmQuiesce.Core.Tests.Repository;
+using VmQuiesce.Core.Tests.Storage;
 using Xunit;
 
 namespace VmQuiesce.Core.Tests.Backup
@@ -139,6 +141,26 @@ namespace VmQuiesce.Core.Tests.Backup
             Write(9L * Chunk, RepositoryFixture.Random(Chunk / 2 - 4096, 6));
             var error = Assert.Throws<VmQuiesceException>(() => Run(new List<(long, long)> { (9L * Chunk, Chunk / 2 - 4096) }));
             Assert.Equal("ChangeTrackingBaseDamaged", error.ErrorId);
+        }
+
+        /// <summary>A base chunk in object storage whose GET the store hangs up on, every time: the store failed, not the point built on.</summary>
+        [Fact]
+        public void A_base_chunk_the_store_fails_to_send_fails_the_backup_in_transport_not_as_damage()
+        {
+            var bucket = new S3DoubleBucket();
+            bool hangUp = false;
+            using var endpoint = new S3Double(request => hangUp && request.Method == "GET" && request.Path.Contains("/chunks/", StringComparison.Ordinal) ? S3Double.Reply.Nothing() : bucket.Answer(request));
+            using ObjectRepository remote = ObjectRepository.OpenOrCreate(endpoint.NewStorage(), Chunk, key: null);
+            var engine = new BackupEngine(remote) { HostCheckpointFolder = HostCheckpoints };
+            RestorePoint first = Run(new List<(long, long)>(), engine: engine).RestorePoint;
+            Write(3L * Chunk, new byte[] { 7 });
+            hangUp = true;
+
+            var error = Assert.Throws<VmQuiesceException>(() => Run(new List<(long, long)> { (3L * Chunk, 1) }, engine: engine));
+
+            Assert.Equal("S3EndpointUnreachable", error.ErrorId);
+            Assert.Contains($"(object '{ObjectRepository.ChunkKey(first.Files[0].Chunks[3]!)}')", error.Message, StringComparison.Ordinal);
+            Assert.Single(remote.ListRestorePoints());
         }
 
         [Fact]
@@ -331,8 +353,9 @@ namespace VmQuiesce.Core.Tests.Backup
 
         private void Write(long offset, byte[] data) => Buffer.BlockCopy(data, 0, _disk, (int)offset, data.Length);
 
-        private BackupOutcome Run(List<(long Offset, long Length)> changed, bool verify = false, bool gap = false, DiskImageLayout? layout = null) =>
-            Engine().Run(new TrackingSource(this, changed) { Gap = gap, Layout = layout ?? new DiskImageLayout("raw", null, null) },
+        /// <summary>A backup of the test's disk, into the test's repository unless <paramref name="engine"/> backs up into another.</summary>
+        private BackupOutcome Run(List<(long Offset, long Length)> changed, bool verify = false, bool gap = false, DiskImageLayout? layout = null, BackupEngine? engine = null) =>
+            (engine ?? Engine()).Run(new TrackingSource(this, changed) { Gap = gap, Layout = layout ?? new DiskImageLayout("raw", null, null) },
                 new QuiesceOptions(), null, CancellationToken.None, new ChangeTrackingOptions { Verify = verify });
 
         private string Restore(RestorePoint point)

@@ -17,16 +17,12 @@ namespace VmQuiesce.Core.Tests.Storage
     {
         private const string LockPath = "/" + S3Double.Bucket + "/repo/" + ObjectRepositoryLock.ExclusiveKey;
 
-        /// <summary>Each failure, and the error id it gives: a read that failed is never a write problem.</summary>
+        /// <summary>Each failure, and the error id it gives: a read that failed is never a write problem, and a connection that failed is the transport's.</summary>
         public static TheoryData<string, string> FailedReads => new TheoryData<string, string>
         {
-            { "cut short", "RepositoryReadFailed" },
+            { "cut short", "S3EndpointUnreachable" }, // Each of the three times the GET was sent.
             { "not its ETag", "RepositoryReadFailed" },
-#if NETFRAMEWORK
-            { "hung up", "S3EndpointUnreachable" }, // HttpWebRequest's WebException, after the SDK's retries.
-#else
-            { "hung up", "RepositoryReadFailed" },
-#endif
+            { "hung up", "S3EndpointUnreachable" }, // After the SDK's retries.
             { "stalled", "S3ResponseStalled" },
             { "503", "S3RequestFailed" },
         };
@@ -54,9 +50,9 @@ namespace VmQuiesce.Core.Tests.Storage
         }
 
         [Fact]
-        public void A_lock_object_whose_body_was_cut_short_is_a_read_failure_that_says_what_to_do()
+        public void A_lock_object_whose_body_does_not_match_its_etag_is_a_read_failure_that_says_what_to_do()
         {
-            using S3Double endpoint = LockReadFailing("cut short");
+            using S3Double endpoint = LockReadFailing("not its ETag");
             using S3ObjectStorage storage = endpoint.NewStorage();
 
             var failed = Assert.Throws<VmQuiesceException>(() => ObjectRepositoryLock.AcquireShared(storage, "backup"));

@@ -7,6 +7,7 @@ using System.Linq;
 using System.Net;
 using System.Net.Sockets;
 using System.Text;
+using System.Text.RegularExpressions;
 using System.Threading;
 using System.Threading.Tasks;
 using VmQuiesce.Core.Platform;
@@ -206,6 +207,14 @@ namespace VmQuiesce.Core.Tests.Storage
 
             /// <summary>The continuation token a listing sent, or null on its first page.</summary>
             public string? ContinuationToken => Query.TryGetValue("continuation-token", out string? token) ? token : null;
+
+            /// <summary>
+            /// Which of the SDK's attempts at a call this is (its amz-sdk-request header: "attempt=2; max=4"), or 0 when it
+            /// says none. .NET's HTTP client may send one attempt more than once, on new connections, so count attempts, not requests.
+            /// </summary>
+            public int SdkAttempt => Headers.TryGetValue("amz-sdk-request", out string? said) && Regex.Match(said, @"attempt=(\d+)") is { Success: true } found
+                ? int.Parse(found.Groups[1].Value, CultureInfo.InvariantCulture)
+                : 0;
         }
 
         /// <summary>

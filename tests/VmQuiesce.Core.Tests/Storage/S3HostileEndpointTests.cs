@@ -15,6 +15,9 @@ namespace VmQuiesce.Core.Tests.Storage
     {
         private static readonly (string Key, long Size)[] NoObjects = Array.Empty<(string, long)>();
 
+        /// <summary>The attempts the SDK makes at a request that fails in transport: MaxErrorRetry is 3.</summary>
+        internal static readonly int[] SdkAttempts = { 1, 2, 3, 4 };
+
         [Theory]
         [InlineData("other/points/a.json")]
         [InlineData("rep")]
@@ -142,8 +145,8 @@ namespace VmQuiesce.Core.Tests.Storage
             using var endpoint = new S3Double(request => new S3Double.Reply(200, new byte[10]) { ContentLength = 64 });
             using S3ObjectStorage storage = endpoint.NewStorage();
 
-            // An IOException, as a file cut short gives: never the part that came, and callers treat it as unreadable.
-            Assert.ThrowsAny<IOException>(() => storage.ReadAll("points/a.json", 1024));
+            // Never the part that came: the connection failed, each of the three times the GET was sent.
+            Assert.Equal("S3EndpointUnreachable", Assert.Throws<VmQuiesceException>(() => storage.ReadAll("points/a.json", 1024)).ErrorId);
         }
 
         [Fact]
@@ -255,6 +258,45 @@ namespace VmQuiesce.Core.Tests.Storage
             Assert.Contains("(object 'points/a.json'): 400", error.Message);
         }
 
+        /// <summary>
+        /// A connection the store drops before its answer (no status line) fails the request in transport, whatever the
+        /// request: the transport error naming the endpoint and the object, after the SDK's retries; never a raw
+        /// exception, nor an I/O error a caller would take for a damaged or unreadable object.
+        /// </summary>
+        [Theory]
+        [InlineData("GET whole")]
+        [InlineData("GET chunk")]
+        [InlineData("HEAD")]
+        [InlineData("PUT create")]
+        [InlineData("PUT replace")]
+        [InlineData("DELETE")]
+        [InlineData("LIST")]
+        public void A_connection_dropped_before_any_answer_is_a_transport_failure_naming_the_object(string call)
+        {
+            using var endpoint = new S3Double(request => S3Double.Reply.Nothing());
+            using S3ObjectStorage storage = endpoint.NewStorage();
+            var content = new[] { new ArraySegment<byte>(new byte[1]) };
+            Action request = call switch
+            {
+                "GET whole" => () => storage.ReadAll("points/a.json", 1024),
+                "GET chunk" => () => storage.Read("points/a.json", new byte[1024]),
+                "HEAD" => () => storage.Exists("points/a.json"),
+                "PUT create" => () => storage.CreateIfAbsent("points/a.json", content),
+                "PUT replace" => () => storage.Replace("points/a.json", content),
+                "DELETE" => () => storage.Delete("points/a.json"),
+                _ => () => storage.List("points/").ToList(),
+            };
+
+            var error = Assert.Throws<VmQuiesceException>(request);
+
+            Assert.Equal("S3EndpointUnreachable", error.ErrorId);
+            Assert.Equal(FailureKind.ConnectionError, error.Kind);
+            Assert.Contains(endpoint.Endpoint.AbsoluteUri, error.Message);
+            Assert.Contains(storage.Location, error.Message);
+            Assert.Contains(call == "LIST" ? "cannot be reached" : "(object 'points/a.json')", error.Message);
+            Assert.Equal(SdkAttempts, endpoint.Requests.Select(sent => sent.SdkAttempt).Distinct().OrderBy(attempt => attempt));
+        }
+
         /// <summary>Answers a caller handles only where it asked for them: a 416 to a GET without a range, a 409 after the last retry.</summary>
         [Theory]
         [InlineData("GET", 416, "InvalidRange")]
@@ -311,10 +353,13 @@ namespace VmQuiesce.Core.Tests.Storage
             using var endpoint = new S3Double(request => new S3Double.Reply(200, body.Take(10).ToArray()) { ContentLength = body.Length });
             using S3ObjectStorage storage = endpoint.NewStorage();
 
-            var error = Assert.ThrowsAny<IOException>(() => storage.Read("chunks/ab/abcd", new byte[1024]));
+            // A transport failure, not an I/O error a restore or verify would take for a damaged chunk.
+            var error = Assert.Throws<VmQuiesceException>(() => storage.Read("chunks/ab/abcd", new byte[1024]));
 
-            Assert.Contains("chunks/ab/abcd", error.Message);
-            Assert.Contains("ended before the body", error.Message);
+            Assert.Equal("S3EndpointUnreachable", error.ErrorId);
+            Assert.Contains(endpoint.Endpoint.AbsoluteUri, error.Message);
+            Assert.Contains("(object 'chunks/ab/abcd')", error.Message);
+            Assert.Contains("the connection ended before the body was whole, 3 times", error.Message);
             Assert.Equal(S3ObjectStorage.BodyAttempts, endpoint.Requests.Count(request => request.Method == "GET"));
         }
     }

@@ -194,8 +194,9 @@ namespace VmQuiesce.Core.Repository.Storage
             }
             catch (Exception e) when (e is IOException || e is InvalidDataException)
             {
-                // Any other failure to read it (the store or the network failing, a body cut short or not matching its
-                // ETag) says nothing about the lock, which may be a live one: it fails the operation and the lock stays.
+                // Any other failure to read it (a body not matching its ETag, a disk failing; a store or network that
+                // fails is its S3 error already) says nothing about the lock, which may be a live one: it fails the
+                // operation and the lock stays.
                 throw ReadFailed(storage, key, e);
             }
 

@@ -4,6 +4,7 @@ using System.Collections.Concurrent;
 using System.Collections.Generic;
 using System.Diagnostics;
 using System.Linq;
+using System.Runtime.ExceptionServices;
 using System.Security.Cryptography;
 using System.Threading;
 using System.Threading.Tasks;
@@ -69,7 +70,18 @@ namespace VmQuiesce.Core.Repository.Storage
             long storedBytes = 0;
             var failures = new List<string>();
             var options = new ParallelOptions { MaxDegreeOfParallelism = Parallelism, CancellationToken = cancel };
-            Parallel.ForEach(chunks, options, () => new CopyBuffers(point.ChunkSize, target.ScratchLength, sameIds ? null : target.Encryption), (chunk, loop, buffers) =>
+            try
+            {
+                CopyChunks();
+            }
+            catch (AggregateException e)
+            {
+                // A store that failed (unreachable, refusing) in a worker ends the copy with its own error, not the loop's wrapper.
+                ExceptionDispatchInfo.Capture(e.InnerExceptions[0]).Throw();
+                throw;
+            }
+
+            void CopyChunks() => Parallel.ForEach(chunks, options, () => new CopyBuffers(point.ChunkSize, target.ScratchLength, sameIds ? null : target.Encryption), (chunk, loop, buffers) =>
             {
                 string targetId = chunk.Key;
                 if (!sameIds || !target.HasChunk(targetId))

@@ -136,7 +136,9 @@ namespace VmQuiesce.Core.Repository.Storage
         /// <summary>
         /// Reads the object; a GET whose body the connection ended before it was whole (the SDK retries only until the
         /// headers) is sent again, <see cref="BodyAttempts"/> times in all: one dropped connection must not end a restore
-        /// of many gigabytes. A body that stalls, is too large or does not match its ETag is not read again.
+        /// of many gigabytes. After the last, the connection failed, not the object: S3EndpointUnreachable, never an
+        /// I/O error a caller would take for a damaged object. A body that stalls, is too large or does not match its
+        /// ETag is not read again.
         /// </summary>
         private int Read(string key, int maxLength, Func<int, byte[]> bufferFor, bool ranged)
         {
@@ -146,8 +148,13 @@ namespace VmQuiesce.Core.Repository.Storage
                 {
                     return ReadOnce(key, maxLength, bufferFor, ranged);
                 }
-                catch (BodyCutException) when (attempt < BodyAttempts)
+                catch (BodyCutException e)
                 {
+                    if (attempt == BodyAttempts)
+                    {
+                        throw Unreachable(key, $"the connection ended before the body was whole, {BodyAttempts} times ({Innermost(e).Message})", e);
+                    }
+
                     System.Threading.Thread.Sleep(100 << attempt);
                 }
             }
@@ -405,18 +412,25 @@ namespace VmQuiesce.Core.Repository.Storage
             {
                 throw;
             }
-            catch (Exception e) when (!(e is AmazonS3Exception) && IsUnreachable(e))
+            catch (Exception e) when (!(e is AmazonS3Exception) && IsTransportFailure(e))
             {
-                throw new VmQuiesceException("S3EndpointUnreachable", FailureKind.ConnectionError, $"The S3 endpoint {_endpointText} of the repository '{Location}' cannot be reached: {Innermost(e).Message}", Location, e)
-                {
-                    Remedy = $"Check the endpoint (-S3Endpoint, {S3ConnectionSettings.EndpointVariable} or {S3ConnectionSettings.GenericEndpointVariable}), the network and the proxy.",
-                };
+                throw Unreachable(key, Innermost(e).Message, e);
             }
             catch (AmazonServiceException e)
             {
                 throw RequestFailed(key, e);
             }
         }
+
+        /// <summary>
+        /// A request whose connection failed (refused, reset, hung up before the answer, cut off in its body) after the
+        /// retries: the store or the network failed, not the object, whatever the caller does with an I/O error.
+        /// </summary>
+        private VmQuiesceException Unreachable(string? key, string why, Exception e) =>
+            new VmQuiesceException("S3EndpointUnreachable", FailureKind.ConnectionError, $"The S3 endpoint {_endpointText} of the repository '{Location}' cannot be reached{ObjectText(key)}: {why}", Location, e)
+            {
+                Remedy = $"Check the endpoint (-S3Endpoint, {S3ConnectionSettings.EndpointVariable} or {S3ConnectionSettings.GenericEndpointVariable}), the network and the proxy, then run the command again.",
+            };
 
         private VmQuiesceException RequestFailed(string? key, AmazonServiceException e) =>
             new VmQuiesceException("S3RequestFailed", FailureKind.ProtocolError, $"{_endpointText} failed a request on the repository '{Location}'{ObjectText(key)}: {(int)e.StatusCode} {StoreText(e.ErrorCode)} {StoreText(e.Message)}", Location, e);
@@ -471,11 +485,16 @@ namespace VmQuiesce.Core.Repository.Storage
                 Remedy = "Check the endpoint and any proxy in between: an S3 store lists only keys under the prefix asked for, and each continuation token once.",
             };
 
-        private static bool IsUnreachable(Exception e)
+        /// <summary>
+        /// Whether a request failed in its connection: the SDK passes on the IOException inside .NET's
+        /// HttpRequestException (a connection dropped before the status line is an HttpIOException) and .NET
+        /// Framework's WebException; a response body is bounded and read elsewhere.
+        /// </summary>
+        private static bool IsTransportFailure(Exception e)
         {
             for (Exception? inner = e; inner != null; inner = inner.InnerException)
             {
-                if (inner is System.Net.Http.HttpRequestException || inner is System.Net.Sockets.SocketException || inner is WebException || inner is TaskCanceledException || inner is TimeoutException)
+                if (inner is System.Net.Http.HttpRequestException || inner is System.Net.Sockets.SocketException || inner is WebException || inner is IOException || inner is TaskCanceledException || inner is TimeoutException)
                 {
                     return true;
                 }

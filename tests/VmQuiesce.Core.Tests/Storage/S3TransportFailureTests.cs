@@ -1,0 +1,151 @@
+using System;
+using System.IO;
+using System.Linq;
+using System.Threading;
+using VmQuiesce.Core.Repository;
+using VmQuiesce.Core.Repository.Storage;
+using VmQuiesce.Core.Restore;
+using VmQuiesce.Core.Tests.Repository;
+using Xunit;
+
+namespace VmQuiesce.Core.Tests.Storage
+{
+    /// <summary>
+    /// A store whose connection fails (hung up before it answered, or cut off in the middle of a body every time it is
+    /// sent) has failed, not the repository: a restore, a verify, a copy and a backup end with the S3 transport error,
+    /// naming the endpoint and the object, after the retries, never with a chunk reported damaged. A chunk whose bytes
+    /// are wrong is still damage. Against <see cref="S3Double"/> over a bucket in memory.
+    /// </summary>
+    public sealed class S3TransportFailureTests : IDisposable
+    {
+        private const int Chunk = RepositoryFixture.ChunkSize;
+        private const string ChunksPath = "/" + S3Double.Bucket + "/repo/" + "chunks/";
+
+        private readonly RepositoryFixture _local = new RepositoryFixture();
+        private readonly S3DoubleBucket _bucket = new S3DoubleBucket();
+        private readonly S3Double _endpoint;
+        private readonly ObjectRepository _remote;
+        private readonly RestorePoint _point;
+        private readonly string _disk;
+
+        /// <summary>The answer to a request that fails, or null for the bucket's.</summary>
+        private volatile Func<S3Double.Request, S3Double.Reply?> _failure = request => null;
+
+        public S3TransportFailureTests()
+        {
+            _endpoint = new S3Double(request => _failure(request) ?? _bucket.Answer(request));
+            _remote = ObjectRepository.OpenOrCreate(_endpoint.NewStorage(), Chunk, key: null);
+            _disk = _local.WriteFile("disk.img", RepositoryFixture.Random(4 * Chunk, 1));
+            _point = RepositoryFixture.BackUp(_remote, "web", _disk);
+        }
+
+        public void Dispose()
+        {
+            _remote.Dispose();
+            _endpoint.Dispose();
+            _local.Dispose();
+        }
+
+        [Theory]
+        [InlineData("hung up")]
+        [InlineData("cut short")]
+        public void A_restore_whose_chunk_reads_fail_in_transport_says_so_and_replaces_nothing(string failure)
+        {
+            byte[] current = RepositoryFixture.Random(10, 2);
+            File.WriteAllBytes(_disk, current);
+            FailChunkReads(failure);
+
+            var error = Assert.Throws<VmQuiesceException>(() => Restore());
+
+            AssertTransportFailure(error, failure);
+            Assert.Equal(current, File.ReadAllBytes(_disk));
+        }
+
+        [Theory]
+        [InlineData("hung up")]
+        [InlineData("cut short")]
+        public void A_verify_whose_chunk_reads_fail_in_transport_says_so_and_finds_no_damage(string failure)
+        {
+            FailChunkReads(failure);
+
+            var error = Assert.Throws<VmQuiesceException>(() => RestorePointVerifier.Verify(_remote, _point, CancellationToken.None));
+
+            AssertTransportFailure(error, failure);
+        }
+
+        [Fact]
+        public void A_copy_whose_chunk_reads_fail_in_transport_says_so_and_publishes_nothing()
+        {
+            using ObjectRepository target = ObjectRepository.OpenOrCreate(_endpoint.NewStorage("copy"), Chunk, key: null);
+            FailChunkReads("hung up");
+
+            var error = Assert.Throws<VmQuiesceException>(() => RestorePointCopy.Copy(_remote, _point, target, CancellationToken.None));
+
+            AssertTransportFailure(error, "hung up");
+            Assert.DoesNotContain(_bucket.Objects.Keys, key => key.StartsWith("copy/points/", StringComparison.Ordinal));
+        }
+
+        /// <summary>A backup's lookups (HEAD) and uploads (PUT) of chunks, and the upload of its manifest.</summary>
+        [Theory]
+        [InlineData("HEAD", "chunks/")]
+        [InlineData("PUT", "chunks/")]
+        [InlineData("PUT", "points/")]
+        public void A_backup_whose_requests_are_hung_up_on_says_so_and_publishes_nothing(string method, string folder)
+        {
+            File.WriteAllBytes(_disk, RepositoryFixture.Random(4 * Chunk, 3));
+            _failure = request => request.Method == method && request.Path.StartsWith("/" + S3Double.Bucket + "/repo/" + folder, StringComparison.Ordinal) ? S3Double.Reply.Nothing() : null;
+
+            var error = Assert.Throws<VmQuiesceException>(() => RepositoryFixture.BackUp(_remote, "web", _disk));
+
+            Assert.Equal("S3EndpointUnreachable", error.ErrorId);
+            Assert.Equal(FailureKind.ConnectionError, error.Kind);
+            Assert.Contains(_endpoint.Endpoint.AbsoluteUri, error.Message);
+            Assert.Contains($"(object '{folder}", error.Message);
+            Assert.Single(_bucket.Objects.Keys, key => key.StartsWith("repo/points/", StringComparison.Ordinal));
+        }
+
+        [Fact]
+        public void A_chunk_whose_bytes_are_wrong_is_still_damage_to_a_restore_and_a_verify()
+        {
+            string hash = _point.Files[0].Chunks[1]!;
+            byte[] stored = _bucket.Objects["repo/" + ObjectRepository.ChunkKey(hash)].ToArray();
+            stored[stored.Length - 1] ^= 1;
+            _bucket.Objects["repo/" + ObjectRepository.ChunkKey(hash)] = stored;
+
+            Assert.Equal("RestoreChunkDamaged", Assert.Throws<VmQuiesceException>(() => Restore()).ErrorId);
+            RestorePointVerification verification = RestorePointVerifier.Verify(_remote, _point, CancellationToken.None);
+            ChunkProblem problem = Assert.Single(verification.Problems);
+            Assert.Equal(hash, problem.Hash);
+            Assert.Equal(ChunkProblemKind.Damaged, problem.ProblemValue);
+        }
+
+        private void Restore()
+        {
+            var engine = new RestoreEngine(_remote);
+            engine.Run(engine.Plan(new RestoreRequest(_point) { Force = true, Destination = _local.Root }, CancellationToken.None), null, CancellationToken.None);
+        }
+
+        /// <summary>Every GET of a chunk fails: hung up before any answer, or its body cut off after 10 bytes.</summary>
+        private void FailChunkReads(string failure) => _failure = request => request.Method != "GET" || !request.Path.StartsWith(ChunksPath, StringComparison.Ordinal) ? null
+            : failure == "hung up" ? S3Double.Reply.Nothing()
+            : new S3Double.Reply(200, _bucket.Objects[request.Path.Substring(S3Double.Bucket.Length + 2)].Take(10).ToArray()) { ContentLength = _bucket.Objects[request.Path.Substring(S3Double.Bucket.Length + 2)].Length };
+
+        /// <summary>The transport error, naming the endpoint and a chunk of the point, after the retries: the SDK's four attempts for a hang-up, three GETs in all for a body cut off.</summary>
+        private void AssertTransportFailure(VmQuiesceException error, string failure)
+        {
+            Assert.Equal("S3EndpointUnreachable", error.ErrorId);
+            Assert.Equal(FailureKind.ConnectionError, error.Kind);
+            Assert.Contains(_endpoint.Endpoint.AbsoluteUri, error.Message);
+            string hash = Assert.Single(_point.Files[0].Chunks.OfType<string>(), chunk => error.Message.Contains($"(object '{ObjectRepository.ChunkKey(chunk)}')", StringComparison.Ordinal));
+            var gets = _endpoint.Requests.Where(request => request.Method == "GET" && request.Path == ChunksPath + ObjectRepository.ChunkKey(hash).Substring("chunks/".Length)).ToList();
+            if (failure == "hung up")
+            {
+                Assert.Equal(S3HostileEndpointTests.SdkAttempts, gets.Select(request => request.SdkAttempt).Distinct().OrderBy(attempt => attempt));
+            }
+            else
+            {
+                Assert.Equal(S3ObjectStorage.BodyAttempts, gets.Count);
+            }
+        }
+    }
+}
