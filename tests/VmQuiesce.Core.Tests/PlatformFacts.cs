@@ -58,16 +58,18 @@ namespace VmQuiesce.Core.Tests
     /// </summary>
     public sealed class LinuxRootFactAttribute : FactAttribute
     {
-        public LinuxRootFactAttribute()
-        {
-            if (!HostPlatform.IsLinux)
-            {
-                Skip = $"Linux only (this is {HostPlatform.Name}).";
-            }
-            else if (Libc.geteuid() != 0)
-            {
-                Skip = "Needs root: it mounts a small tmpfs or makes throwaway users (run the tests as root).";
-            }
-        }
+        public LinuxRootFactAttribute() => Skip = SkipReason;
+
+        /// <summary>Why a test that needs Linux and root cannot run here; null when it can.</summary>
+        internal static string? SkipReason =>
+            !HostPlatform.IsLinux ? $"Linux only (this is {HostPlatform.Name})."
+            : Libc.geteuid() != 0 ? "Needs root: it mounts (a small tmpfs, a file over another) or makes throwaway users (run the tests as root)."
+            : null;
+    }
+
+    /// <summary>A theory that needs Linux and root, as <see cref="LinuxRootFactAttribute"/> says; reported as skipped, with the reason, elsewhere.</summary>
+    public sealed class LinuxRootTheoryAttribute : TheoryAttribute
+    {
+        public LinuxRootTheoryAttribute() => Skip = LinuxRootFactAttribute.SkipReason;
     }
 }

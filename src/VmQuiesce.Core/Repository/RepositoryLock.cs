@@ -85,7 +85,7 @@ namespace VmQuiesce.Core.Repository
             catch (Exception e) when (CannotWrite(e))
             {
                 string exclusive = Path.Combine(repositoryPath, FolderName, ExclusiveName);
-                Holder holder = Holder.Read(exclusive, ops);
+                Holder holder = Holder.Read(exclusive, repositoryPath, ops);
                 if (holder.State == HolderState.Alive)
                 {
                     throw Busy(repositoryPath, holder);
@@ -223,7 +223,7 @@ namespace VmQuiesce.Core.Repository
         /// <summary>Throws when <paramref name="lockPath"/> is held (busy) or cannot be judged; removes it, with a warning, when its holder is provably gone.</summary>
         private static void ThrowIfHeld(string lockPath, string repositoryPath, bool removeStale, Action<string>? warn, RepositoryFileOps ops)
         {
-            Holder holder = Holder.Read(lockPath, ops);
+            Holder holder = Holder.Read(lockPath, repositoryPath, ops);
             switch (holder.State)
             {
                 case HolderState.Gone:
@@ -252,6 +252,18 @@ namespace VmQuiesce.Core.Repository
                 Remedy = $"Make sure no VmQuiesce operation is running on '{repositoryPath}' from any host, then run Remove-VmBackup -Repository '{repositoryPath}' -RemoveStaleLock (it also removes the temp files the dead process left), or delete '{lockPath}'.",
             };
         }
+
+        /// <summary>
+        /// A lock file or lock object (<paramref name="what"/>) that could not be read: the disk, the store or the network
+        /// failed, and what it says of its holder, who may be alive, is unknown. The lock stays and the operation fails.
+        /// </summary>
+        /// <param name="endpoint">The S3 endpoint the lock object was read from; null for a folder's lock file.</param>
+        internal static VmQuiesceException ReadFailed(string repository, string what, string? endpoint, Exception e) =>
+            new VmQuiesceException("RepositoryReadFailed", FailureKind.ReadError,
+                $"Could not read {what} of the repository '{repository}'{(endpoint != null ? $" from {endpoint}" : string.Empty)}, so it was left as it is: {e.Message}", repository, e)
+            {
+                Remedy = $"{(endpoint != null ? "Check the endpoint, the network and any proxy in between" : "Check the disk and the file system of the repository")}, then run the command again. A lock that cannot be read may be a live operation's: not even -RemoveStaleLock removes it.",
+            };
 
         private static VmQuiesceException Busy(string repositoryPath, Holder holder) =>
             new VmQuiesceException("RepositoryLocked", FailureKind.ResourceBusy, $"The repository '{repositoryPath}' is in use: {holder.Description}.", repositoryPath)
@@ -294,9 +306,10 @@ namespace VmQuiesce.Core.Repository
             /// <summary>
             /// The holder the lock file names; Unknown when what is there is not a lock (a link, FIFO or device, far too
             /// large, or text that does not parse). A read that fails (the disk, the file system) says nothing about the
-            /// lock, which may be live: it throws, so that nothing removes the lock as stale.
+            /// lock, which may be live: it throws, so that nothing removes the lock as stale. An I/O error is
+            /// RepositoryReadFailed; a refused permission stays the IOException it is (RepositoryAccessDenied).
             /// </summary>
-            public static Holder Read(string lockPath, RepositoryFileOps ops)
+            public static Holder Read(string lockPath, string repositoryPath, RepositoryFileOps ops)
             {
                 string text;
                 try
@@ -310,6 +323,10 @@ namespace VmQuiesce.Core.Repository
                 catch (UnexpectedFileException e)
                 {
                     return new Holder(HolderState.Unknown, $"it cannot be read as a lock ({e.Message})");
+                }
+                catch (IOException e) when (RegularFile.ErrnoOf(e) != Libc.EACCES && RegularFile.ErrnoOf(e) != Libc.EPERM)
+                {
+                    throw ReadFailed(repositoryPath, $"the lock file '{lockPath}'", null, e);
                 }
 
                 JsonObject record;

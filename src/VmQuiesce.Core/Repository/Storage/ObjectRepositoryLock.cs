@@ -197,7 +197,7 @@ namespace VmQuiesce.Core.Repository.Storage
                 // Any other failure to read it (a body not matching its ETag, a disk failing; a store or network that
                 // fails is its S3 error already) says nothing about the lock, which may be a live one: it fails the
                 // operation and the lock stays.
-                throw ReadFailed(storage, key, e);
+                throw RepositoryLock.ReadFailed(storage.Location, $"the lock object '{key}'", storage.Endpoint, e);
             }
 
             // Only a body received whole that does not parse is not a lock.
@@ -253,13 +253,6 @@ namespace VmQuiesce.Core.Repository.Storage
                 Remedy = $"Make sure no VmQuiesce operation is running on '{storage.Location}' from that host, then run Remove-VmBackup -Repository '{storage.Location}' -RemoveStaleLock (with the same -S3 parameters), which removes it.",
             };
         }
-
-        private static VmQuiesceException ReadFailed(IObjectStorage storage, string key, Exception e) =>
-            new VmQuiesceException("RepositoryReadFailed", FailureKind.ReadError,
-                $"Could not read the lock object '{key}' of the repository '{storage.Location}'{(storage.Endpoint is string endpoint ? $" from {endpoint}" : string.Empty)}, so it was left as it is: {e.Message}", storage.Location, e)
-            {
-                Remedy = $"{(storage.Endpoint != null ? "Check the endpoint, the network and any proxy in between" : "Check the disk and the file system of the repository")}, then run the command again. A lock object that cannot be read may be a live operation's: not even -RemoveStaleLock removes it.",
-            };
 
         private static VmQuiesceException Busy(IObjectStorage storage, IReadOnlyList<string> keys, string? holder = null)
         {
