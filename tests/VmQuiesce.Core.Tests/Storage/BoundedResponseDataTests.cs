@@ -56,7 +56,7 @@ namespace VmQuiesce.Core.Tests.Storage
             var refused = Assert.Throws<S3ResponseRefusedException>(() => Bound(answer, "GET", ListingUri));
 
             Assert.Contains("announced 1099511627776 bytes", refused.Message);
-            Assert.Equal(0, body.Position);
+            Assert.Equal(0, body.BytesRead);
             Assert.True(answer.Disposed);
             Assert.True(_aborts > 0);
         }
@@ -172,38 +172,8 @@ namespace VmQuiesce.Core.Tests.Storage
             public void Dispose() => Disposed = true;
         }
 
-        /// <summary>A body that never ends.</summary>
-        private sealed class EndlessBody : Stream
-        {
-            public override bool CanRead => true;
-
-            public override bool CanSeek => false;
-
-            public override bool CanWrite => false;
-
-            public override long Length => throw new NotSupportedException();
-
-            public override long Position { get; set; }
-
-            public override int Read(byte[] buffer, int offset, int count)
-            {
-                Position += count;
-                return count;
-            }
-
-            public override void Flush()
-            {
-            }
-
-            public override long Seek(long offset, SeekOrigin origin) => throw new NotSupportedException();
-
-            public override void SetLength(long value) => throw new NotSupportedException();
-
-            public override void Write(byte[] buffer, int offset, int count) => throw new NotSupportedException();
-        }
-
-        /// <summary>A byte every 20 ms: never idle for a stall time, and far below a kilobyte in one.</summary>
-        private sealed class DribbledBody : Stream
+        /// <summary>A body as an answer's stream is: read once, front to back; what it reads is the test's.</summary>
+        private abstract class ReadOnlyBody : Stream
         {
             public override bool CanRead => true;
 
@@ -219,63 +189,55 @@ namespace VmQuiesce.Core.Tests.Storage
                 set => throw new NotSupportedException();
             }
 
+            public override void Flush()
+            {
+            }
+
+            public override long Seek(long offset, SeekOrigin origin) => throw new NotSupportedException();
+
+            public override void SetLength(long value) => throw new NotSupportedException();
+
+            public override void Write(byte[] buffer, int offset, int count) => throw new NotSupportedException();
+        }
+
+        /// <summary>A body that never ends.</summary>
+        private sealed class EndlessBody : ReadOnlyBody
+        {
+            public long BytesRead { get; private set; }
+
+            public override int Read(byte[] buffer, int offset, int count)
+            {
+                BytesRead += count;
+                return count;
+            }
+        }
+
+        /// <summary>A byte every 20 ms: never idle for a stall time, and far below a kilobyte in one.</summary>
+        private sealed class DribbledBody : ReadOnlyBody
+        {
             public override int Read(byte[] buffer, int offset, int count)
             {
                 Thread.Sleep(20);
                 buffer[offset] = (byte)'x';
                 return 1;
             }
-
-            public override void Flush()
-            {
-            }
-
-            public override long Seek(long offset, SeekOrigin origin) => throw new NotSupportedException();
-
-            public override void SetLength(long value) => throw new NotSupportedException();
-
-            public override void Write(byte[] buffer, int offset, int count) => throw new NotSupportedException();
         }
 
         /// <summary>
         /// A body whose read waits until the test's request is aborted, then fails as HttpWebRequest's does; closing it
         /// ends no read. A read that never ends fails the test after <see cref="Hung"/>, through the caller's wait.
         /// </summary>
-        private sealed class StalledBody : Stream
+        private sealed class StalledBody : ReadOnlyBody
         {
             private readonly ManualResetEventSlim _aborted;
 
             public StalledBody(ManualResetEventSlim aborted) => _aborted = aborted;
-
-            public override bool CanRead => true;
-
-            public override bool CanSeek => false;
-
-            public override bool CanWrite => false;
-
-            public override long Length => throw new NotSupportedException();
-
-            public override long Position
-            {
-                get => throw new NotSupportedException();
-                set => throw new NotSupportedException();
-            }
 
             public override int Read(byte[] buffer, int offset, int count)
             {
                 _aborted.Wait(Hung + Hung);
                 throw new WebException("The request was aborted: The request was canceled.", WebExceptionStatus.RequestCanceled);
             }
-
-            public override void Flush()
-            {
-            }
-
-            public override long Seek(long offset, SeekOrigin origin) => throw new NotSupportedException();
-
-            public override void SetLength(long value) => throw new NotSupportedException();
-
-            public override void Write(byte[] buffer, int offset, int count) => throw new NotSupportedException();
         }
     }
 }
