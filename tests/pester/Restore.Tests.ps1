@@ -304,6 +304,15 @@ Describe 'Restore-VmSnapshot -Verify and Test-VmBackup -Boot against a real gues
         Get-VmBackupMount | Where-Object RestorePointId -eq $guestPoint.Id | Should -BeNullOrEmpty
     }
 
+    It 'gives every copy the -Owner asked for, and that user''s own group, instead of the guest''s ids' {
+        if ($unavailable) { Set-ItResult -Skipped -Because $unavailable; return }
+        if (-not $IsLinux -or (& id -u) -ne '0') { Set-ItResult -Skipped -Because 'Restore-VmBackupItem mounts, which needs root on Linux'; return }
+
+        $item = $guestPoint | Restore-VmBackupItem -Path 'disk0/lost+found' -Destination (Join-Path $root 'items-owned') -Owner nobody -Confirm:$false
+
+        & stat -c '%u:%g %a' $item.Destination | Should -Be "$(& id -u nobody):$(& id -g nobody) 700"
+    }
+
     It 'refuses to boot a plain file that says it is a qcow2 backed by a host disk: its format was never recorded, so never guessed' {
         if ($unavailable) { Set-ItResult -Skipped -Because $unavailable; return }
         $hostDisk = Join-Path $root 'host-disk.raw'

@@ -35,3 +35,15 @@ Describe 'Restore-VmBackupItem -WhatIf' {
         Test-Path $destination | Should -BeFalse
     }
 }
+
+Describe 'Restore-VmBackupItem -Owner and -Group' {
+    It 'refuses a user or group this host does not know, by name, before anything is mounted or written' {
+        if (-not $IsLinux) { Set-ItResult -Skipped -Because 'host accounts are looked up on Linux, where items are restored'; return }
+        $point | Restore-VmBackupItem -Path 'disk0/etc/hosts' -Destination $destination -Owner 'no-such-user-vmq' -Confirm:$false -ErrorVariable problems -ErrorAction SilentlyContinue
+        $point | Restore-VmBackupItem -Path 'disk0/etc/hosts' -Destination $destination -Owner root -Group 'no-such-group-vmq' -Confirm:$false -ErrorVariable +problems -ErrorAction SilentlyContinue
+        $problems.FullyQualifiedErrorId | Should -Be @('ItemOwnerNotFound,VmQuiesce.Commands.RestoreVmBackupItemCommand', 'ItemGroupNotFound,VmQuiesce.Commands.RestoreVmBackupItemCommand')
+        $problems[0].Exception.Message | Should -Match "'no-such-user-vmq' \(-Owner\)"
+        Test-Path $destination | Should -BeFalse
+        Get-VmBackupMount | Should -BeNullOrEmpty
+    }
+}

@@ -43,8 +43,9 @@ namespace VmQuiesce.Core.Export
     /// most <see cref="MaxDepth"/> deep. The guest's folders are read through descriptors, so a tree deeper than a
     /// path can name is copied whole, and names are kept byte for byte (see <see cref="FileNameText"/>); what is
     /// shown of a name is escaped (<see cref="FileNameText.Printable"/>). Owners, modes, times, holes and hard links are
-    /// kept, except the set-user-id and set-group-id bits, which a host copy of a guest's program must not carry (nor are
-    /// extended attributes, where file capabilities live, copied). Linux only, as mounts are.
+    /// kept (the owner and group unless an <see cref="ItemOwner"/> gives them), except the set-user-id and set-group-id bits, which
+    /// a host copy of a guest's program must not carry whoever owns it (nor are extended attributes, where file capabilities
+    /// live, copied). Linux only, as mounts are.
     /// </summary>
     internal static class ItemCopier
     {
@@ -93,9 +94,10 @@ namespace VmQuiesce.Core.Export
         /// through open descriptors, following no link: whoever may change that folder (its owner, or anyone in /tmp) cannot
         /// redirect a later file or folder, or a mode or owner, elsewhere by swapping a folder for a link mid-copy. The copy
         /// is made under a name of its own and renamed into place once whole: a copy that fails or is stopped leaves nothing
-        /// half-made, and the item -Force replaces stays until then.
+        /// half-made, and the item -Force replaces stays until then. Every copy gets <paramref name="owner"/>'s ids where
+        /// it gives them, the guest's otherwise.
         /// </summary>
-        public static void Copy(string source, string destination, bool force, RestoredItem result, CancellationToken cancel)
+        public static void Copy(string source, string destination, bool force, RestoredItem result, CancellationToken cancel, ItemOwner? owner = null)
         {
             string name = Path.GetFileName(destination);
             using TrustedFolder parent = OpenDestination(Path.GetDirectoryName(destination)!);
@@ -114,7 +116,7 @@ namespace VmQuiesce.Core.Export
                 using (SafeFileHandle sourceFolder = OpenSource(Libc.AtFdCwd, Path.GetDirectoryName(source)!, Path.GetDirectoryName(source)!, Libc.OpenDirectory, expected: null))
                 {
                     // Shown as asked for (disk0/etc/hosts), not by the path of a mount that ends with the command.
-                    made = CopyEntry(sourceFolder, Path.GetFileName(source), string.Join("/", NamesOf(result.Source)), parent, temporary, string.Empty, new CopyRun(result, cancel), 0);
+                    made = CopyEntry(sourceFolder, Path.GetFileName(source), string.Join("/", NamesOf(result.Source)), parent, temporary, string.Empty, new CopyRun(result, owner, cancel), 0);
                 }
 
                 if (made is FileStatus copy)
@@ -234,13 +236,17 @@ namespace VmQuiesce.Core.Export
         /// <summary>One item's copy: what it reports, and where the first copy of each file the guest links under more names is.</summary>
         private sealed class CopyRun
         {
-            public CopyRun(RestoredItem result, CancellationToken cancel)
+            public CopyRun(RestoredItem result, ItemOwner? owner, CancellationToken cancel)
             {
                 Result = result;
+                Owner = owner;
                 Cancel = cancel;
             }
 
             public RestoredItem Result { get; }
+
+            /// <summary>The owner and group asked for (-Owner, -Group); null keeps the guest's.</summary>
+            public ItemOwner? Owner { get; }
 
             public CancellationToken Cancel { get; }
 
@@ -277,7 +283,7 @@ namespace VmQuiesce.Core.Export
                     CopyEntry(source, entry, shown + "/" + entry, folder, entry, below.Length == 0 ? entry : below + "/" + entry, run, depth + 1);
                 }
 
-                KeepMetadata(folder.Descriptor, folder.Path, stat);
+                KeepMetadata(folder.Descriptor, folder.Path, stat, run.Owner);
                 return UnixFiles.Stat(folder.Descriptor, folder.Path);
             }
 
@@ -293,7 +299,7 @@ namespace VmQuiesce.Core.Export
                 using SafeFileHandle source = OpenSource(folderFd, name, shown, Libc.OpenNonBlocking, stat);
                 using CreatedFile output = Refusing(parent, target, shown, () => parent.CreateNew(target, direct: false));
                 CopyData(source, output, stat.Size, shown, parent.Combine(target), run.Cancel);
-                KeepMetadata(output.Descriptor, parent.Combine(target), stat);
+                KeepMetadata(output.Descriptor, parent.Combine(target), stat, run.Owner);
                 run.Result.Bytes += stat.Size;
                 if (stat.Links > 1 && run.Top != null)
                 {
@@ -442,12 +448,16 @@ namespace VmQuiesce.Core.Export
             }
         }
 
-        /// <summary>Mode first, then times, owner last, all through the open descriptor (a name could be a link by then).</summary>
-        private static void KeepMetadata(int fd, string destination, FileStatus stat)
+        /// <summary>
+        /// Mode first, then times, owner last (the guest's, or <paramref name="owner"/>'s where it gives one), all through the
+        /// open descriptor (a name could be a link by then).
+        /// </summary>
+        private static void KeepMetadata(int fd, string destination, FileStatus stat, ItemOwner? owner)
         {
+            (uint uid, uint gid) = owner?.Of(stat) ?? (stat.Uid, stat.Gid);
             if (Libc.fchmod(fd, (int)(stat.Mode & KeptModeBits)) != 0
                 || Libc.futimens(fd, new[] { stat.Accessed, stat.Written }) != 0
-                || Libc.fchown(fd, stat.Uid, stat.Gid) != 0)
+                || Libc.fchown(fd, uid, gid) != 0)
             {
                 throw new IOException($"Cannot set the mode, times and owner of '{FileNameText.Printable(destination)}': {Libc.ErrorText(Marshal.GetLastWin32Error())}.");
             }

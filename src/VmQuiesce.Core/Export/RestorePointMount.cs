@@ -266,14 +266,15 @@ namespace VmQuiesce.Core.Export
 
         /// <summary>
         /// Copies <paramref name="item"/> into <paramref name="destinationFolder"/> (see <see cref="ItemCopier"/>), keeping
-        /// owners, modes and times; an existing file or folder of that name is replaced only when <paramref name="force"/>.
+        /// owners (or <paramref name="owner"/>'s ids), modes and times; an existing file or folder of that name is replaced
+        /// only when <paramref name="force"/>.
         /// </summary>
-        public RestoredItem CopyItem(string item, string destinationFolder, bool force, CancellationToken cancel)
+        public RestoredItem CopyItem(string item, string destinationFolder, bool force, CancellationToken cancel, ItemOwner? owner = null)
         {
             string source = ItemCopier.Resolve(Path, item);
             string destination = TargetOf(item, destinationFolder);
             var result = new RestoredItem(item, destination);
-            ItemCopier.Copy(source, destination, force, result, cancel);
+            ItemCopier.Copy(source, destination, force, result, cancel, owner);
             return result;
         }
 

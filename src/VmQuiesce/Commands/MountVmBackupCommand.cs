@@ -5,6 +5,7 @@ using System.Linq;
 using System.Management.Automation;
 using VmQuiesce.Core;
 using VmQuiesce.Core.Export;
+using VmQuiesce.Core.Platform;
 using VmQuiesce.Core.Repository;
 
 namespace VmQuiesce.Commands
@@ -113,12 +114,25 @@ namespace VmQuiesce.Commands
         [Parameter]
         public SwitchParameter Force { get; set; }
 
+        /// <summary>A user of this host (name or numeric id) who owns every copy, instead of the guest's user id.</summary>
+        [Parameter]
+        [ValidateNotNullOrEmpty]
+        public string? Owner { get; set; }
+
+        /// <summary>A group of this host (name or numeric id) of every copy; with -Owner alone, that user's own group.</summary>
+        [Parameter]
+        [ValidateNotNullOrEmpty]
+        public string? Group { get; set; }
+
         protected override void ProcessRecord()
         {
             IRestorePointSource repository;
             RestorePoint point;
+            ItemOwner? owner;
             try
             {
+                // Off Linux there are no accounts to look up: the mount refuses such a host anyway.
+                owner = HostPlatform.IsLinux ? ItemOwner.Resolve(Owner, Group) : null;
                 (repository, point) = OpenRestorePoint();
             }
             catch (VmQuiesceException e)
@@ -164,7 +178,7 @@ namespace VmQuiesce.Commands
                 {
                     try
                     {
-                        WriteObject(RunPumped(() => mount.CopyItem(item, destination, Force, CancelToken)));
+                        WriteObject(RunPumped(() => mount.CopyItem(item, destination, Force, CancelToken, owner)));
                     }
                     catch (VmQuiesceException e)
                     {

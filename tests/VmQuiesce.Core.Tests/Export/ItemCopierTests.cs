@@ -3,6 +3,7 @@ using System.IO;
 using System.Linq;
 using System.Threading;
 using VmQuiesce.Core.Export;
+using VmQuiesce.Core.Logon.Linux;
 using VmQuiesce.Core.Native;
 using VmQuiesce.Core.Platform;
 using VmQuiesce.Core.Tests.TestGuest;
@@ -116,6 +117,72 @@ namespace VmQuiesce.Core.Tests.Export
             Assert.Equal((65534u, 65534u, Convert.ToUInt32("555", 8)), (folder.Uid, folder.Gid, folder.Mode & 0xFFF));
             Assert.Equal(written, Directory.GetLastWriteTimeUtc(Path.Combine(copied, "bin")));
             Assert.Equal((1L, 10L), (result.Files, result.Bytes));
+        }
+
+        [LinuxRootFact]
+        public void Owner_gives_every_copied_file_folder_and_hard_link_its_ids_and_still_never_setuid()
+        {
+            Directory.CreateDirectory(Path.Combine(Guest, "bin"));
+            string program = Path.Combine(Guest, "bin", "tool");
+            File.WriteAllText(program, "#!/bin/sh\n");
+            Assert.Equal(0, Libc.link(program, Path.Combine(Guest, "tool-again")));
+            Assert.Equal(0, Libc.chmod(program, Convert.ToUInt32("6750", 8)));
+            foreach (string guestOwned in new[] { Guest, Path.Combine(Guest, "bin"), program })
+            {
+                Assert.Equal(0, Libc.lchown(guestOwned, 4242, 4343)); // ids some other host account may have
+            }
+
+            Directory.CreateDirectory(Destination);
+            string copied = Path.Combine(Destination, "alice");
+
+            // Not the user running the copy (root): the hard link is made to a file already given to someone else.
+            PosixUser nobody = PosixUser.Find("nobody")!;
+            ItemCopier.Copy(Guest, copied, force: false, new RestoredItem("disk0/home/alice", copied), CancellationToken.None, ItemOwner.Resolve("nobody", null));
+
+            foreach (string made in new[] { copied, Path.Combine(copied, "bin"), Path.Combine(copied, "bin", "tool"), Path.Combine(copied, "tool-again") })
+            {
+                FileStatus stat = UnixFiles.Stat(made);
+                Assert.Equal((nobody.Uid, nobody.Gid), (stat.Uid, stat.Gid));
+            }
+
+            FileStatus file = UnixFiles.Stat(Path.Combine(copied, "bin", "tool"));
+            Assert.Equal((Convert.ToUInt32("750", 8), 2u), (file.Mode & 0xFFF, file.Links));
+        }
+
+        [LinuxRootFact]
+        public void Group_alone_replaces_only_the_group_and_a_numeric_owner_needs_no_host_account()
+        {
+            Directory.CreateDirectory(Guest);
+            File.WriteAllText(Path.Combine(Guest, "notes"), "guest\n");
+            Assert.Equal(0, Libc.lchown(Path.Combine(Guest, "notes"), 4242, 4343));
+            Directory.CreateDirectory(Destination);
+
+            string groupOnly = Path.Combine(Destination, "group-only");
+            ItemCopier.Copy(Path.Combine(Guest, "notes"), groupOnly, force: false, new RestoredItem("disk0/notes", groupOnly), CancellationToken.None, ItemOwner.Resolve(null, "0"));
+            string numeric = Path.Combine(Destination, "numeric");
+            ItemCopier.Copy(Path.Combine(Guest, "notes"), numeric, force: false, new RestoredItem("disk0/notes", numeric), CancellationToken.None, ItemOwner.Resolve("4999999", "4888888"));
+
+            Assert.Equal((4242u, 0u), (UnixFiles.Stat(groupOnly).Uid, UnixFiles.Stat(groupOnly).Gid));
+            Assert.Equal((4999999u, 4888888u), (UnixFiles.Stat(numeric).Uid, UnixFiles.Stat(numeric).Gid));
+        }
+
+        [LinuxFact]
+        public void An_owner_or_group_this_host_does_not_know_is_refused_by_name_and_no_owner_keeps_the_guest_ids()
+        {
+            VmQuiesceException user = Assert.Throws<VmQuiesceException>(() => ItemOwner.Resolve("no-such-user-vmq", null));
+            Assert.Equal(("ItemOwnerNotFound", "no-such-user-vmq"), (user.ErrorId, user.Target as string));
+            Assert.Contains("'no-such-user-vmq' (-Owner)", user.Message);
+            Assert.Contains("expected a user name or a numeric user id", user.Message);
+
+            VmQuiesceException group = Assert.Throws<VmQuiesceException>(() => ItemOwner.Resolve("root", "no-such-group-vmq"));
+            Assert.Equal("no-such-group-vmq", group.Target as string);
+            Assert.Equal("ItemGroupNotFound", group.ErrorId);
+            Assert.Contains("'no-such-group-vmq' (-Group)", group.Message);
+
+            // A uid no account has has no group of its own: asked for, not guessed. -1 is chown's "leave as it is", never an id.
+            Assert.Equal("ItemGroupNotFound", Assert.Throws<VmQuiesceException>(() => ItemOwner.Resolve("4999999", null)).ErrorId);
+            Assert.Equal("ItemOwnerNotFound", Assert.Throws<VmQuiesceException>(() => ItemOwner.Resolve("4294967295", "0")).ErrorId);
+            Assert.Null(ItemOwner.Resolve(null, null));
         }
 
         [LinuxFact]
