@@ -59,6 +59,61 @@ namespace VmQuiesce.Core.Tests.Storage
             Assert.Equal(new[] { "points/a.json" }, storage.List("points/").Select(item => item.Key));
         }
 
+        /// <summary>A symbolic link to a folder inside the storage is not gone into: what it leads to is not the storage's.</summary>
+        [UnixFact]
+        public void A_listing_does_not_go_into_a_folder_that_is_a_symbolic_link()
+        {
+            using var storage = new FileObjectStorage(Path.Combine(_root, "folderlink"));
+            storage.CreateIfAbsent("keys/a.json", Parts("{}"));
+            string elsewhere = Directory.CreateDirectory(Path.Combine(_root, "elsewhere")).FullName;
+            File.WriteAllText(Path.Combine(elsewhere, "b.json"), "{}");
+            // symlink(2) makes the same link to a folder as to a file (File: .NET Framework has no Directory.CreateSymbolicLink).
+            File.CreateSymbolicLink(Path.Combine(Path.GetDirectoryName(storage.PathOf("keys/a.json"))!, "linked"), elsewhere);
+
+            Assert.Equal(new[] { "keys/a.json" }, storage.List("keys/").Select(item => item.Key));
+            Assert.Equal(new[] { "keys/a.json" }, storage.List(string.Empty).Select(item => item.Key));
+            Assert.Empty(storage.List("keys/linked/"));
+        }
+
+        /// <summary>
+        /// As on Windows (tags in memory): a folder inside the storage that is a junction, symbolic link or other name surrogate
+        /// is not gone into; one kept by a filter (deduplicated, OneDrive) is, as any folder.
+        /// </summary>
+        [Theory]
+        [InlineData(0xA0000003u, false)] // IO_REPARSE_TAG_MOUNT_POINT: a junction
+        [InlineData(0xA000000Cu, false)] // IO_REPARSE_TAG_SYMLINK
+        [InlineData(0xA000001Du, false)] // IO_REPARSE_TAG_LX_SYMLINK
+        [InlineData(0x80000013u, true)] // IO_REPARSE_TAG_DEDUP
+        [InlineData(0x9000001Au, true)] // IO_REPARSE_TAG_CLOUD
+        public void A_listing_goes_into_a_reparse_point_folder_only_when_it_keeps_its_name(uint tag, bool listed)
+        {
+            var tags = new FolderHandlesInMemory();
+            using var storage = new FileObjectStorage(Path.Combine(_root, "tagged"), new WindowsTaggedFileOps(tags));
+            storage.CreateIfAbsent("keys/a.json", Parts("{}"));
+            storage.CreateIfAbsent("keys/sub/b.json", Parts("{}"));
+            tags.ReparsePoint(Path.GetDirectoryName(storage.PathOf("keys/sub/b.json"))!, tag);
+
+            string[] expected = listed ? new[] { "keys/a.json", "keys/sub/b.json" } : new[] { "keys/a.json" };
+            Assert.Equal(expected, storage.List("keys/").Select(item => item.Key).OrderBy(key => key, StringComparer.Ordinal));
+            Assert.Equal(expected, storage.List(string.Empty).Select(item => item.Key).OrderBy(key => key, StringComparer.Ordinal));
+            Assert.Equal(listed ? new[] { "keys/sub/b.json" } : new string[0], storage.List("keys/sub/").Select(item => item.Key));
+        }
+
+        /// <summary>Runs in the GitHub Actions Windows job: a real junction inside the storage is not gone into.</summary>
+        [WindowsFact]
+        public void On_Windows_a_listing_does_not_go_into_a_junction()
+        {
+            using var storage = new FileObjectStorage(Path.Combine(_root, "junction"));
+            storage.CreateIfAbsent("keys/a.json", Parts("{}"));
+            string elsewhere = Directory.CreateDirectory(Path.Combine(_root, "elsewhere")).FullName;
+            File.WriteAllText(Path.Combine(elsewhere, "b.json"), "{}");
+            string junction = Path.Combine(Path.GetDirectoryName(storage.PathOf("keys/a.json"))!, "linked");
+            Logon.VmFolderLinkTests.MakeJunction(junction, elsewhere);
+
+            Assert.Equal(new[] { "keys/a.json" }, storage.List("keys/").Select(item => item.Key));
+            Directory.Delete(junction);
+        }
+
         /// <summary>As on Windows (tags in memory): a deduplicated or OneDrive object, in a folder that is one too, is an object as any other.</summary>
         [Theory]
         [InlineData(0x80000013u)] // IO_REPARSE_TAG_DEDUP

@@ -10,8 +10,8 @@ namespace VmQuiesce.Core.Repository.Storage
     /// Objects as files under a folder, key "a/b" at &lt;root&gt;/a/b. Every object is written under a temp name
     /// (".tmp-" prefix, never listed), flushed, then linked or renamed to its name, so a name always holds a whole
     /// object; <see cref="Flush"/> syncs the folders that gained names. Reads open regular files only, never
-    /// through a link (on Windows a reparse point that redirects the name: a deduplicated or OneDrive file is read and listed
-    /// as any other). The steps go through
+    /// through a link, and a listing goes into no folder that is a link (on Windows a reparse point that redirects the name: a
+    /// deduplicated or OneDrive file or folder is read and listed as any other). The steps go through
     /// <see cref="RepositoryFileOps"/>, which tests replace to crash between any two of them.
     /// </summary>
     public sealed class FileObjectStorage : IObjectStorage
@@ -94,12 +94,12 @@ namespace VmQuiesce.Core.Repository.Storage
             int cut = prefix.LastIndexOf('/');
             string folderKey = cut < 0 ? string.Empty : prefix.Substring(0, cut);
             string folder = folderKey.Length == 0 ? Root : PathOf(folderKey);
-            if (!Directory.Exists(folder))
+            if (!Directory.Exists(folder) || IsThroughLink(folderKey))
             {
                 yield break;
             }
 
-            foreach (string file in Directory.EnumerateFiles(folder, "*", SearchOption.AllDirectories))
+            foreach (string file in FilesUnder(folder))
             {
                 string key = file.Substring(Root.Length + 1).Replace(Path.DirectorySeparatorChar, '/');
                 if (!key.StartsWith(prefix, StringComparison.Ordinal) || Path.GetFileName(file).StartsWith(TempPrefix, StringComparison.Ordinal) || !ObjectKeys.IsValid(key))
@@ -115,6 +115,49 @@ namespace VmQuiesce.Core.Repository.Storage
 
                 var info = new FileInfo(file);
                 yield return new StoredObject(key, info.Length, info.LastWriteTimeUtc);
+            }
+        }
+
+        /// <summary>Whether a folder on the way from <see cref="Root"/> to the folder of <paramref name="folderKey"/>, or that folder, is a link (see <see cref="FilesUnder"/>).</summary>
+        private bool IsThroughLink(string folderKey)
+        {
+            string folder = Root;
+            foreach (string name in folderKey.Split(new[] { '/' }, StringSplitOptions.RemoveEmptyEntries))
+            {
+                folder = Path.Combine(folder, name);
+                if (ReparsePoints.RedirectionByPath(folder, _ops.ReparseTags) != null)
+                {
+                    return true;
+                }
+            }
+
+            return false;
+        }
+
+        /// <summary>
+        /// The files in <paramref name="folder"/> and the folders below it, never going into a folder that is a link (on
+        /// Windows a reparse point that redirects the name: a junction or symbolic link; a deduplicated or OneDrive folder is
+        /// gone into as any other), whose files are someone else's, not objects of this storage.
+        /// </summary>
+        private IEnumerable<string> FilesUnder(string folder)
+        {
+            var folders = new Stack<string>();
+            folders.Push(folder);
+            while (folders.Count > 0)
+            {
+                string current = folders.Pop();
+                foreach (string file in Directory.EnumerateFiles(current))
+                {
+                    yield return file;
+                }
+
+                foreach (string below in Directory.EnumerateDirectories(current))
+                {
+                    if (ReparsePoints.RedirectionByPath(below, _ops.ReparseTags) == null)
+                    {
+                        folders.Push(below);
+                    }
+                }
             }
         }
 
