@@ -11,6 +11,15 @@ namespace VmQuiesce.Core.Platform
     [SupportedOSPlatform("windows")]
     internal sealed class WindowsFolderHandles : IFolderHandles
     {
+        /// <summary>
+        /// The file <paramref name="held"/> holds (opened on a reparse point that keeps its name: a deduplicated file, a cloud
+        /// placeholder, a WOF-compressed file), opened again by its <paramref name="path"/> as any program opens it, so that
+        /// its data is read through the filter that keeps it, which the held handle bypasses; read only when that open reaches
+        /// this same file (its file id). Shared with <paramref name="share"/>. Throws IOException (UnauthorizedAccessException
+        /// when access is denied).
+        /// </summary>
+        public static FileStream OpenThroughFilter(SafeFileHandle held, string path, int share = Kernel32.FileShareRead) => OpenedFolder.OpenThroughFilter(held, path, share);
+
         public IFolderHandle? Open(string path, uint access)
         {
             // Backup semantics open a folder. Shared for reading and writing, not for deleting: while held, the folder cannot be
@@ -68,23 +77,32 @@ namespace VmQuiesce.Core.Platform
                 // No reparse point: this very file, reopened through its handle. A reparse point that keeps its name: opened by
                 // its path as any program opens it (a reopen through this handle might keep bypassing its filter), and read
                 // only when that open reached this same file.
-                SafeFileHandle opened = (Attributes & ReparsePoints.ReparsePointAttribute) == 0
-                    ? Kernel32.ReOpenFile(_handle, Kernel32.GenericRead, Kernel32.FileShareRead, 0)
-                    : Kernel32.CreateFileW(_path, Kernel32.GenericRead, Kernel32.FileShareRead, IntPtr.Zero, Kernel32.OpenExisting, 0, IntPtr.Zero);
+                return (Attributes & ReparsePoints.ReparsePointAttribute) == 0
+                    ? ReadableIfSame(_handle, _path, Kernel32.ReOpenFile(_handle, Kernel32.GenericRead, Kernel32.FileShareRead, 0))
+                    : OpenThroughFilter(_handle, _path);
+            }
+
+            /// <summary>See <see cref="WindowsFolderHandles.OpenThroughFilter"/>.</summary>
+            internal static FileStream OpenThroughFilter(SafeFileHandle held, string path, int share = Kernel32.FileShareRead) =>
+                ReadableIfSame(held, path, Kernel32.CreateFileW(path, Kernel32.GenericRead, share, IntPtr.Zero, Kernel32.OpenExisting, 0, IntPtr.Zero));
+
+            /// <summary><paramref name="opened"/> as a stream, when it opened and is the file <paramref name="held"/> holds; else it is closed and an IOException thrown.</summary>
+            private static FileStream ReadableIfSame(SafeFileHandle held, string path, SafeFileHandle opened)
+            {
                 if (opened.IsInvalid)
                 {
                     int error = Marshal.GetLastWin32Error();
                     opened.Dispose();
-                    string message = $"Could not open '{_path}' for reading: {Win32Error.Describe(error)}";
+                    string message = $"Could not open '{path}' for reading: {Win32Error.Describe(error)}";
                     throw error == Win32Error.AccessDenied ? new UnauthorizedAccessException(message) : new IOException(message, unchecked((int)0x80070000) | error);
                 }
 
                 try
                 {
-                    bool same = ReadFileId(opened, _path) is { } id ? id == ReadFileId(_handle, _path) : ReadFileIndex(opened, _path) == ReadFileIndex(_handle, _path);
+                    bool same = ReadFileId(opened, path) is { } id ? id == ReadFileId(held, path) : ReadFileIndex(opened, path) == ReadFileIndex(held, path);
                     if (!same)
                     {
-                        throw new IOException($"'{_path}' was replaced while it was opened for reading; it was not read.");
+                        throw new IOException($"'{path}' was replaced while it was opened for reading; it was not read.");
                     }
 
                     return new FileStream(opened, FileAccess.Read, bufferSize: 1);

@@ -2,6 +2,7 @@ using System;
 using System.Collections.Generic;
 using System.IO;
 using Microsoft.Win32.SafeHandles;
+using VmQuiesce.Core.Native;
 using VmQuiesce.Core.Platform;
 using VmQuiesce.Core.Repository;
 
@@ -10,8 +11,9 @@ namespace VmQuiesce.Core.Sources.VMware
     /// <summary>A file of the VM folder that belongs in the backup, and where it is read.</summary>
     internal sealed class VmFolderFile
     {
-        public VmFolderFile(string relative, string full, string readPath, FileOwner? owner = null, SafeFileHandle? handle = null)
+        public VmFolderFile(string relative, string full, string readPath, FileOwner? owner = null, SafeFileHandle? handle = null, bool keptByFilter = false)
         {
+            KeptByFilter = keptByFilter;
             Relative = relative;
             Full = full;
             ReadPath = readPath;
@@ -40,6 +42,12 @@ namespace VmQuiesce.Core.Sources.VMware
 
         /// <summary>Windows: the handle the file is held by (<see cref="VmFolderFiles"/> owns it); null elsewhere.</summary>
         public SafeFileHandle? Handle { get; }
+
+        /// <summary>
+        /// Windows: whether <see cref="Handle"/> is on a reparse point that keeps its name (a deduplicated file, a cloud
+        /// placeholder, a compressed file), whose data only an ordinary open reads: the handle reads the stub.
+        /// </summary>
+        public bool KeptByFilter { get; }
     }
 
     /// <summary>
@@ -66,10 +74,13 @@ namespace VmQuiesce.Core.Sources.VMware
         /// </summary>
         public static void CopySmall(VmFolderFile file, string copy, long maxBytes)
         {
-            // Windows: through the held handle, since configuration files are held shareable and may be swapped by path.
-            using FileStream source = file.Handle != null
-                ? new FileStream(new SafeFileHandle(file.Handle.DangerousGetHandle(), ownsHandle: false), FileAccess.Read, bufferSize: 1)
-                : new FileStream(file.ReadPath, FileMode.Open, FileAccess.Read, FileShare.ReadWrite | FileShare.Delete);
+            // Windows: through the held handle, since configuration files are held shareable and may be swapped by path; one kept
+            // by a filter through an ordinary open of its path, read only when it reaches the file held.
+            using FileStream source = file.Handle == null
+                ? new FileStream(file.ReadPath, FileMode.Open, FileAccess.Read, FileShare.ReadWrite | FileShare.Delete)
+                : file.KeptByFilter && HostPlatform.IsWindows
+                ? WindowsFolderHandles.OpenThroughFilter(file.Handle, file.Full, Kernel32.FileShareAll)
+                : new FileStream(new SafeFileHandle(file.Handle.DangerousGetHandle(), ownsHandle: false), FileAccess.Read, bufferSize: 1);
             if (source.Length > maxBytes)
             {
                 throw new UnexpectedFileException(file.Full, $"{source.Length:N0} bytes long", $"at most {maxBytes:N0} bytes");

@@ -331,7 +331,8 @@ namespace VmQuiesce.Core.Sources.VMware
 
         /// <summary>
         /// Windows: lists <paramref name="directory"/> and opens each entry without following a reparse point (a symbolic
-        /// link, junction or mount point is opened itself, and refused), keeping each handle in <paramref name="handles"/>.
+        /// link, junction, mount point or other name surrogate is opened itself, and refused; a deduplicated, cloud or
+        /// compressed file or folder is taken as any other: <see cref="ReparsePoints"/>), keeping each handle in <paramref name="handles"/>.
         /// The engine reads the files by path, so a folder and a disk-side file are held without FILE_SHARE_DELETE: while
         /// the backup holds them nobody can rename, delete or replace them, and the path keeps leading to what was checked.
         /// Configuration that VMware rewrites while the VM runs is held shareable, not to hinder VMware, and is copied
@@ -350,14 +351,14 @@ namespace VmQuiesce.Core.Sources.VMware
                     continue;
                 }
 
-                SafeFileHandle? handle = OpenHeld(entry.FullName, IsHeldUnshared(entry.FullName, isFolder), out uint attributes);
+                SafeFileHandle? handle = OpenHeld(entry.FullName, IsHeldUnshared(entry.FullName, isFolder), out uint attributes, out uint reparseTag);
                 if (handle == null)
                 {
                     // Gone since the listing, as a file the Linux listing no longer finds.
                     continue;
                 }
 
-                if (WhyNotAsListed(attributes, isFolder) is string what)
+                if (WhyNotAsListed(attributes, reparseTag, isFolder) is string what)
                 {
                     handle.Dispose();
                     refused.Add($"'{prefix + name}' is {what}");
@@ -371,7 +372,7 @@ namespace VmQuiesce.Core.Sources.VMware
                 }
                 else
                 {
-                    files.Add(new VmFolderFile(prefix + name, entry.FullName, entry.FullName, handle: handle));
+                    files.Add(new VmFolderFile(prefix + name, entry.FullName, entry.FullName, handle: handle, keptByFilter: (attributes & ReparsePoints.ReparsePointAttribute) != 0));
                 }
             }
         }
@@ -380,29 +381,29 @@ namespace VmQuiesce.Core.Sources.VMware
         internal static bool IsHeldUnshared(string path, bool isFolder) => isFolder || !IsMutableMetadata(path);
 
         /// <summary>
-        /// Windows: what an entry opened without following reparse points is (its <paramref name="attributes"/>) when it is
-        /// not a real folder or a regular file as the listing found; null when it is.
+        /// Windows: what an entry opened without following reparse points is (its <paramref name="attributes"/> and
+        /// <paramref name="reparseTag"/>) when it is not a real folder or a regular file as the listing found; null when it
+        /// is. Only a reparse point that redirects the name is a link (<see cref="ReparsePoints.RedirectsName"/>): a
+        /// deduplicated file or a OneDrive placeholder is a file as any other.
         /// </summary>
-        internal static string? WhyNotAsListed(uint attributes, bool listedAsFolder)
+        internal static string? WhyNotAsListed(uint attributes, uint reparseTag, bool listedAsFolder)
         {
-            const uint reparsePoint = 0x400; // FILE_ATTRIBUTE_REPARSE_POINT
-            const uint directory = 0x10; // FILE_ATTRIBUTE_DIRECTORY
-            if ((attributes & reparsePoint) != 0)
+            if (ReparsePoints.RedirectsName(attributes, reparseTag))
             {
-                return "a link";
+                return ReparsePoints.Describe(reparseTag);
             }
 
-            bool isFolder = (attributes & directory) != 0;
+            bool isFolder = (attributes & ReparsePoints.DirectoryAttribute) != 0;
             return isFolder == listedAsFolder ? null : isFolder ? "a folder now, where a file was listed" : "a file now, where a folder was listed";
         }
 
         /// <summary>
-        /// Windows: <paramref name="path"/> opened for reading without following a reparse point, with its attributes; null
+        /// Windows: <paramref name="path"/> opened for reading without following a reparse point, with its attributes and reparse tag; null
         /// when it no longer exists. <paramref name="unshared"/>: without FILE_SHARE_DELETE, unless another program holds it
         /// with the right to delete it (VMware may), which that would refuse: then shared, as before.
         /// </summary>
         [SupportedOSPlatform("windows")]
-        private static SafeFileHandle? OpenHeld(string path, bool unshared, out uint attributes)
+        private static SafeFileHandle? OpenHeld(string path, bool unshared, out uint attributes, out uint reparseTag)
         {
             // Backup semantics open a folder too, and let a holder of SeBackupPrivilege read what its ACL would refuse.
             const int flags = Kernel32.FileFlagOpenReparsePoint | Kernel32.FileFlagBackupSemantics;
@@ -411,17 +412,19 @@ namespace VmQuiesce.Core.Sources.VMware
             if (error == Win32Error.SharingViolation && unshared)
             {
                 handle.Dispose();
-                return OpenHeld(path, unshared: false, out attributes);
+                return OpenHeld(path, unshared: false, out attributes, out reparseTag);
             }
 
             attributes = 0;
+            reparseTag = 0;
             if (error == Win32Error.FileNotFound || error == Win32Error.PathNotFound)
             {
                 handle.Dispose();
                 return null;
             }
 
-            if (error != Win32Error.Success || !Kernel32.GetFileInformationByHandle(handle, out Kernel32.ByHandleFileInformation information))
+            if (error != Win32Error.Success || !Kernel32.GetFileInformationByHandleEx(handle, Kernel32.FileAttributeTagInfo, out Kernel32.FileAttributeTagInformation information,
+                Marshal.SizeOf<Kernel32.FileAttributeTagInformation>()))
             {
                 error = error != Win32Error.Success ? error : Marshal.GetLastWin32Error();
                 handle.Dispose();
@@ -429,6 +432,7 @@ namespace VmQuiesce.Core.Sources.VMware
             }
 
             attributes = information.FileAttributes;
+            reparseTag = information.ReparseTag;
             return handle;
         }
 
