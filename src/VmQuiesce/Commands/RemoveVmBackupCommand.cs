@@ -118,10 +118,21 @@ namespace VmQuiesce.Commands
             }
 
             var unreadable = new List<VmQuiesceException>();
-            IReadOnlyList<RestorePoint> remaining = repository.ListRestorePoints(unreadable.Add);
+            IReadOnlyList<RestorePoint> remaining;
+            try
+            {
+                remaining = repository.ListRestorePoints(unreadable.Add);
+            }
+            catch (VmQuiesceException e)
+            {
+                // The store failed while the remaining points were read (the prune itself is done): as for an unreadable one, the snapshots stay.
+                unreadable.Add(e);
+                remaining = Array.Empty<RestorePoint>();
+            }
+
             if (unreadable.Count > 0)
             {
-                WriteWarning($"The snapshots the removed restore points kept on their VMs are not deleted: {unreadable.Count} restore point(s) in '{repository.Location}' could not be read, and may need them ({unreadable[0].Message}). " +
+                WriteWarning($"The snapshots the removed restore points kept on their VMs are not deleted: the restore points left in '{repository.Location}' could not all be read, and may need them ({unreadable[0].Message}). " +
                     $"Once you know none does, delete them with vmrun deleteSnapshot: {string.Join(", ", removed.Where(point => point.Snapshot != null).Select(point => $"'{point.Snapshot!.Name}' of VM '{point.VmName}'"))}.");
                 return Array.Empty<string>();
             }

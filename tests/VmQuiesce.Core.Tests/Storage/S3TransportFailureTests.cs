@@ -119,11 +119,67 @@ namespace VmQuiesce.Core.Tests.Storage
             Assert.Equal(ChunkProblemKind.Damaged, problem.ProblemValue);
         }
 
+        /// <summary>A store or network failing while a prune reads the manifests again (after its plan) is that failure, not a manifest to move away.</summary>
+        [Theory]
+        [InlineData("hung up", "S3EndpointUnreachable")]
+        [InlineData("403", "S3AccessDenied")]
+        [InlineData("500", "S3RequestFailed")]
+        public void A_prune_whose_manifest_reads_fail_in_the_store_says_so_and_removes_nothing(string failure, string errorId)
+        {
+            RestorePoint newer = RepositoryFixture.BackUp(_remote, "web", _disk);
+            PrunePlan plan = _remote.PlanRemoval(new[] { _point.Id }, e => throw e);
+            FailManifestReads(failure);
+
+            var error = Assert.Throws<VmQuiesceException>(() => _remote.Prune(plan, collectGarbage: true, removeStaleLock: false, CancellationToken.None));
+
+            Assert.Equal(errorId, error.ErrorId);
+            Assert.Contains("(object 'points/", error.Message);
+            Assert.True(_bucket.Objects.ContainsKey("repo/" + ObjectRepository.ManifestKey(_point.Id)));
+            Assert.True(_bucket.Objects.ContainsKey("repo/" + ObjectRepository.ManifestKey(newer.Id)));
+        }
+
+        /// <summary>A listing (Get-VmBackup) ends with the store's error: a list silently short of points is worse than none.</summary>
+        [Theory]
+        [InlineData("hung up", "S3EndpointUnreachable")]
+        [InlineData("500", "S3RequestFailed")]
+        public void A_listing_whose_manifest_reads_fail_in_the_store_ends_with_that_error(string failure, string errorId)
+        {
+            FailManifestReads(failure);
+            var problems = new System.Collections.Generic.List<VmQuiesceException>();
+
+            var error = Assert.Throws<VmQuiesceException>(() => _remote.ListRestorePoints(problems.Add));
+
+            Assert.Equal(errorId, error.ErrorId);
+            Assert.Empty(problems);
+        }
+
+        /// <summary>A manifest whose bytes are there but bad is still one to move away: a prune stops on it, a listing reports it and goes on.</summary>
+        [Fact]
+        public void A_manifest_whose_bytes_are_bad_still_stops_a_prune_as_unreadable_and_is_reported_by_a_listing()
+        {
+            RestorePoint newer = RepositoryFixture.BackUp(_remote, "web", _disk);
+            _bucket.Objects["repo/" + ObjectRepository.ManifestKey("20260101T000000Z-broken")] = System.Text.Encoding.UTF8.GetBytes("{ not json");
+
+            var error = Assert.Throws<VmQuiesceException>(() => _remote.Prune(_remote.PlanRemoval(new[] { _point.Id }, e => throw e), true, false, CancellationToken.None));
+            var problems = new System.Collections.Generic.List<VmQuiesceException>();
+            var listed = _remote.ListRestorePoints(problems.Add);
+
+            Assert.Equal("RepositoryManifestUnreadable", error.ErrorId);
+            Assert.True(_bucket.Objects.ContainsKey("repo/" + ObjectRepository.ManifestKey(_point.Id)));
+            Assert.Equal(new[] { _point.Id, newer.Id }, listed.Select(point => point.Id));
+            Assert.Equal("RestorePointUnreadable", Assert.Single(problems).ErrorId);
+        }
+
         private void Restore()
         {
             var engine = new RestoreEngine(_remote);
             engine.Run(engine.Plan(new RestoreRequest(_point) { Force = true, Destination = _local.Root }, CancellationToken.None), null, CancellationToken.None);
         }
+
+        /// <summary>Every GET of a manifest fails: hung up before any answer, or an S3 error answer of that status.</summary>
+        private void FailManifestReads(string failure) => _failure = request => request.Method != "GET" || request.IsList || !request.Path.StartsWith("/" + S3Double.Bucket + "/repo/points/", StringComparison.Ordinal) ? null
+            : failure == "hung up" ? S3Double.Reply.Nothing()
+            : S3Double.Error(int.Parse(failure, System.Globalization.CultureInfo.InvariantCulture), failure == "403" ? "AccessDenied" : "InternalError");
 
         /// <summary>Every GET of a chunk fails: hung up before any answer, or its body cut off after 10 bytes.</summary>
         private void FailChunkReads(string failure) => _failure = request => request.Method != "GET" || !request.Path.StartsWith(ChunksPath, StringComparison.Ordinal) ? null

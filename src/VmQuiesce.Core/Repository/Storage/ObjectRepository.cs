@@ -178,9 +178,14 @@ namespace VmQuiesce.Core.Repository.Storage
             foreach (string name in ManifestNames())
             {
                 string key = PointsPrefix + name;
+                if (!(ReadStoredManifest(key, problem) is byte[] stored))
+                {
+                    continue;
+                }
+
                 try
                 {
-                    RestorePoint point = ReadManifest(key);
+                    RestorePoint point = OpenManifest(key, stored);
                     if (point.Id + ".json" != name)
                     {
                         throw new VmQuiesceException("RestorePointIdMismatch", FailureKind.InvalidData, $"The manifest '{Location}/{key}' says it is restore point '{point.Id}', which is not its name: it is not a restore point.", key);
@@ -307,9 +312,14 @@ namespace VmQuiesce.Core.Repository.Storage
         /// <summary>A backup's or reader's lock object (<see cref="ObjectRepositoryLock"/>), refreshed while held: a prune waits for it.</summary>
         public IDisposable LockShared(string purpose, Action<string>? warn = null) => ObjectRepositoryLock.AcquireShared(Storage, purpose, warn);
 
-        public PrunePlan PlanRemoval(IEnumerable<string> ids, Action<VmQuiesceException> notFound) => PrunePlan.ForIds(Location, ListRestorePoints(), ids, notFound);
+        public PrunePlan PlanRemoval(IEnumerable<string> ids, Action<VmQuiesceException> notFound) => PrunePlan.ForIds(Location, ListRestorePoints(IgnoreProblem), ids, notFound);
 
-        public PrunePlan PlanRetention(RetentionPolicy policy, Func<string, bool> appliesTo) => PrunePlan.ForPolicy(Location, ListRestorePoints(), policy, appliesTo);
+        public PrunePlan PlanRetention(RetentionPolicy policy, Func<string, bool> appliesTo) => PrunePlan.ForPolicy(Location, ListRestorePoints(IgnoreProblem), policy, appliesTo);
+
+        /// <summary>Plans skip manifests that are bad, as a folder repository's do; Prune reads them again and stops on one.</summary>
+        private static void IgnoreProblem(VmQuiesceException problem)
+        {
+        }
 
         public (long Chunks, long Bytes) EstimateGarbage(PrunePlan plan)
         {
@@ -319,7 +329,8 @@ namespace VmQuiesce.Core.Repository.Storage
 
         /// <summary>
         /// Under the exclusive lock object (refused while a backup, a reader or another prune holds a lock): reads
-        /// every manifest again (an unreadable one stops the prune before anything is deleted), deletes the plan's
+        /// every manifest again (an unreadable one stops the prune before anything is deleted, and so does a store or
+        /// network failure, as its S3 error), deletes the plan's
         /// manifests, then every chunk no remaining point references. A prune stopped midway leaves only
         /// unreferenced chunks, which the next one deletes.
         /// </summary>
@@ -379,21 +390,51 @@ namespace VmQuiesce.Core.Repository.Storage
             }
         }
 
-        private RestorePoint ReadManifest(string key)
+        private RestorePoint ReadManifest(string key) => OpenManifest(key, ReadStoredManifest(key, problem: null)!);
+
+        /// <summary>
+        /// The manifest's bytes as stored; one that is gone, too large, not whole or not its ETag is RestorePointUnreadable, passed to
+        /// <paramref name="problem"/> (null returned) or thrown without one. A store or network that fails (an S3 error)
+        /// is thrown as it is, whatever <paramref name="problem"/> is: it says nothing about the manifest, and a listing or
+        /// prune that went on would act on a repository it has not seen whole.
+        /// </summary>
+        private byte[]? ReadStoredManifest(string key, Action<VmQuiesceException>? problem)
+        {
+            try
+            {
+                return Storage.ReadAll(key, MaxManifestBytes);
+            }
+            catch (Exception e) when (e is IOException || e is InvalidDataException)
+            {
+                VmQuiesceException unreadable = ManifestUnreadable(key, e);
+                if (problem == null)
+                {
+                    throw unreadable;
+                }
+
+                problem(unreadable);
+                return null;
+            }
+        }
+
+        private RestorePoint OpenManifest(string key, byte[] stored)
         {
             try
             {
                 string file = Location + "/" + key;
-                string text = Encryption.OpenManifest(file, Path.GetFileNameWithoutExtension(key), new ArraySegment<byte>(Storage.ReadAll(key, MaxManifestBytes)));
+                string text = Encryption.OpenManifest(file, Path.GetFileNameWithoutExtension(key), new ArraySegment<byte>(stored));
                 RestorePoint point = RestorePoint.FromJson(JsonText.ParseObject(text));
                 point.Repository = Location;
                 return point;
             }
             catch (Exception e) when (e is JsonFormatException || e is OverflowException || e is FormatException || e is IOException)
             {
-                throw new VmQuiesceException("RestorePointUnreadable", FailureKind.InvalidData, $"The restore point manifest '{Location}/{key}' cannot be read: {e.Message}", key, e);
+                throw ManifestUnreadable(key, e);
             }
         }
+
+        private VmQuiesceException ManifestUnreadable(string key, Exception e) =>
+            new VmQuiesceException("RestorePointUnreadable", FailureKind.InvalidData, $"The restore point manifest '{Location}/{key}' cannot be read: {e.Message}", key, e);
 
         private static (int ChunkSize, RepositoryEncryption Encryption) ReadMarker(IObjectStorage storage, string text)
         {
