@@ -170,6 +170,58 @@ namespace VmQuiesce.Core.Tests.Storage
             Assert.Equal("RestorePointUnreadable", Assert.Single(problems).ErrorId);
         }
 
+        /// <summary>
+        /// The store creates the manifest, the connection drops before its answer, the SDK sends the PUT again and the
+        /// store answers 412: the manifest there is ours, byte for byte, and the backup succeeded.
+        /// </summary>
+        [Fact]
+        public void A_backup_whose_manifest_put_answer_is_lost_succeeds_when_the_retry_meets_its_own_manifest()
+        {
+            LoseFirstPutAnswer("points/", stored => stored);
+
+            RestorePoint point = RepositoryFixture.BackUp(_remote, "web", _disk);
+
+            string key = "repo/" + ObjectRepository.ManifestKey(point.Id);
+            AssertPutSentAgain(key);
+            Assert.Equal(_endpoint.Requests.First(request => request.Path == "/" + S3Double.Bucket + "/" + key).Body, _bucket.Objects[key]);
+            Assert.Equal(point.Id, _remote.GetRestorePoint(point.Id).Id);
+        }
+
+        /// <summary>As above, but what the retry met is not what this backup wrote: still RestorePointExists.</summary>
+        [Fact]
+        public void A_backup_whose_manifest_put_meets_other_bytes_after_a_lost_answer_is_refused()
+        {
+            LoseFirstPutAnswer("points/", stored => stored.Concat(new byte[] { (byte)' ' }).ToArray());
+
+            var error = Assert.Throws<VmQuiesceException>(() => RepositoryFixture.BackUp(_remote, "web", _disk));
+
+            Assert.Equal("RestorePointExists", error.ErrorId);
+        }
+
+        /// <summary>The same for a prune's exclusive lock object: one that names this lock's id is ours, not a lock against us.</summary>
+        [Fact]
+        public void A_prune_whose_lock_put_answer_is_lost_takes_its_own_lock_and_releases_it()
+        {
+            LoseFirstPutAnswer(ObjectRepositoryLock.ExclusiveKey, stored => stored);
+
+            PruneResult result = _remote.Prune(_remote.PlanRemoval(Array.Empty<string>(), e => throw e), collectGarbage: true, removeStaleLock: false, CancellationToken.None);
+
+            Assert.Empty(result.RemovedRestorePoints);
+            AssertPutSentAgain("repo/" + ObjectRepositoryLock.ExclusiveKey);
+            Assert.DoesNotContain(_bucket.Objects.Keys, key => key.StartsWith("repo/locks/", StringComparison.Ordinal));
+        }
+
+        /// <summary>Another live holder's exclusive lock met after a lost answer is still RepositoryLocked.</summary>
+        [Fact]
+        public void A_prune_whose_lock_put_meets_another_lock_after_a_lost_answer_is_refused()
+        {
+            LoseFirstPutAnswer(ObjectRepositoryLock.ExclusiveKey, stored => System.Text.Encoding.UTF8.GetBytes(System.Text.Encoding.UTF8.GetString(stored).Replace("\"lockId\": \"", "\"lockId\": \"0")));
+
+            var error = Assert.Throws<VmQuiesceException>(() => _remote.Prune(_remote.PlanRemoval(Array.Empty<string>(), e => throw e), true, false, CancellationToken.None));
+
+            Assert.Equal("RepositoryLocked", error.ErrorId);
+        }
+
         private void Restore()
         {
             var engine = new RestoreEngine(_remote);
@@ -180,6 +232,32 @@ namespace VmQuiesce.Core.Tests.Storage
         private void FailManifestReads(string failure) => _failure = request => request.Method != "GET" || request.IsList || !request.Path.StartsWith("/" + S3Double.Bucket + "/repo/points/", StringComparison.Ordinal) ? null
             : failure == "hung up" ? S3Double.Reply.Nothing()
             : S3Double.Error(int.Parse(failure, System.Globalization.CultureInfo.InvariantCulture), failure == "403" ? "AccessDenied" : "InternalError");
+
+        /// <summary>
+        /// The first PUT of a key under <paramref name="keyStart"/> is stored (as <paramref name="stored"/> makes its body:
+        /// itself, or another writer's object got in first), then the connection drops before any answer; so it does for
+        /// every send of the SDK's first attempt (.NET's HTTP client sends it again on a new connection), and the SDK's
+        /// own retry gets the store's answer: 412.
+        /// </summary>
+        private void LoseFirstPutAnswer(string keyStart, Func<byte[], byte[]> stored) => _failure = request =>
+        {
+            if (request.Method != "PUT" || !request.Path.StartsWith("/" + S3Double.Bucket + "/repo/" + keyStart, StringComparison.Ordinal) || request.SdkAttempt != 1)
+            {
+                return null;
+            }
+
+            _bucket.Objects.TryAdd(request.Path.Substring(S3Double.Bucket.Length + 2), stored(request.Body));
+            return S3Double.Reply.Nothing();
+        };
+
+        /// <summary>The SDK sent the PUT of <paramref name="key"/> again, as its retry, with the same body.</summary>
+        private void AssertPutSentAgain(string key)
+        {
+            var puts = _endpoint.Requests.Where(request => request.Method == "PUT" && request.Path == "/" + S3Double.Bucket + "/" + key).ToList();
+            Assert.True(puts.Count >= 2, $"{puts.Count} PUT(s) of {key}");
+            Assert.Contains(puts, request => request.SdkAttempt >= 2);
+            Assert.All(puts, request => Assert.Equal(puts[0].Body, request.Body));
+        }
 
         /// <summary>Every GET of a chunk fails: hung up before any answer, or its body cut off after 10 bytes.</summary>
         private void FailChunkReads(string failure) => _failure = request => request.Method != "GET" || !request.Path.StartsWith(ChunksPath, StringComparison.Ordinal) ? null

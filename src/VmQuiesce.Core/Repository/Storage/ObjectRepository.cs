@@ -293,12 +293,28 @@ namespace VmQuiesce.Core.Repository.Storage
             public void Publish()
             {
                 _repository.Storage.Flush();
-                if (!_repository.Storage.CreateIfAbsent(ManifestKey(_point.Id), new[] { new ArraySegment<byte>(_manifest) }))
+                string key = ManifestKey(_point.Id);
+                // A manifest already there with exactly our bytes is ours: the answer to our PUT was lost, and the SDK's
+                // retry of it met the object the first one created (412).
+                if (!_repository.Storage.CreateIfAbsent(key, new[] { new ArraySegment<byte>(_manifest) }) && !HoldsOurs(key))
                 {
                     throw new VmQuiesceException("RestorePointExists", FailureKind.InvalidOperation, $"The repository '{_repository.Location}' already has a restore point '{_point.Id}'.", _point.Id);
                 }
 
                 _point.Repository = _repository.Location;
+            }
+
+            private bool HoldsOurs(string key)
+            {
+                try
+                {
+                    return _repository.Storage.ReadAll(key, MaxManifestBytes).AsSpan().SequenceEqual(_manifest);
+                }
+                catch (Exception e) when (e is IOException || e is InvalidDataException)
+                {
+                    // Gone again, or not a manifest we could have written: not ours.
+                    return false;
+                }
             }
 
             public void Dispose()

@@ -32,6 +32,7 @@ namespace VmQuiesce.Core.Repository.Storage
         internal const string ExclusiveKey = Folder + "exclusive.json";
         private const string SharedPrefix = Folder + "shared-";
         private const string RefreshedMember = "refreshed";
+        private const string IdMember = "lockId";
         private const int MaxLockBytes = 64 * 1024;
         private const int Attempts = 3;
 
@@ -45,6 +46,9 @@ namespace VmQuiesce.Core.Repository.Storage
         private readonly string _key;
         private readonly string _purpose;
         private readonly string _since = DateTime.UtcNow.ToString("o", CultureInfo.InvariantCulture);
+
+        /// <summary>Names this lock in its object, so a holder knows its own (<see cref="Create"/>).</summary>
+        private readonly string _id = Guid.NewGuid().ToString("N");
         private readonly object _gate = new object();
         private Timer? _refresher;
         private bool _released;
@@ -94,7 +98,7 @@ namespace VmQuiesce.Core.Repository.Storage
         public static ObjectRepositoryLock AcquireExclusive(IObjectStorage storage, string purpose, bool removeStale = false, Action<string>? warn = null)
         {
             var held = new ObjectRepositoryLock(storage, ExclusiveKey, purpose);
-            for (int attempt = 0; !storage.CreateIfAbsent(ExclusiveKey, held.Content()); attempt++)
+            for (int attempt = 0; !held.Create(); attempt++)
             {
                 if (attempt == Attempts)
                 {
@@ -149,6 +153,28 @@ namespace VmQuiesce.Core.Repository.Storage
             _storage.Delete(_key);
         }
 
+        /// <summary>
+        /// Creates the lock object unless one is there. One there that names this lock's id is this lock: the answer to
+        /// its PUT was lost, and the SDK's retry met the object the first PUT created (412).
+        /// </summary>
+        private bool Create()
+        {
+            if (_storage.CreateIfAbsent(_key, Content()))
+            {
+                return true;
+            }
+
+            try
+            {
+                return JsonText.ParseObject(Encoding.UTF8.GetString(_storage.ReadAll(_key, MaxLockBytes))).GetOptionalString(IdMember) == _id;
+            }
+            catch (Exception e) when (e is IOException || e is InvalidDataException || e is JsonFormatException)
+            {
+                // Gone again, or no lock of ours: ClearIfStale reads it again and judges it.
+                return false;
+            }
+        }
+
         private ObjectRepositoryLock Start()
         {
             _refresher = new Timer(_ => RefreshOrRetry(), null, RefreshInterval, RefreshInterval);
@@ -169,7 +195,7 @@ namespace VmQuiesce.Core.Repository.Storage
         }
 
         private IReadOnlyList<ArraySegment<byte>> Content() =>
-            new[] { new ArraySegment<byte>(Encoding.UTF8.GetBytes(JsonText.Serialize(ProcessIdentity.Current.ToJson(_purpose).With("since", _since).With(RefreshedMember, DateTime.UtcNow.ToString("o", CultureInfo.InvariantCulture)), indented: true))) };
+            new[] { new ArraySegment<byte>(Encoding.UTF8.GetBytes(JsonText.Serialize(ProcessIdentity.Current.ToJson(_purpose).With(IdMember, _id).With("since", _since).With(RefreshedMember, DateTime.UtcNow.ToString("o", CultureInfo.InvariantCulture)), indented: true))) };
 
         /// <summary>
         /// Returns when the lock object <paramref name="key"/> is gone or was removed as stale (with a warning); throws
