@@ -43,9 +43,7 @@ namespace VmQuiesce.Core.Tests.Logon
         }
 
         [Theory]
-        [InlineData(0xA0000003u)] // IO_REPARSE_TAG_MOUNT_POINT
-        [InlineData(0xA000000Cu)] // IO_REPARSE_TAG_SYMLINK
-        [InlineData(0x2000ABCDu)] // not Microsoft's, name surrogate bit set
+        [MemberData(nameof(ReparseTags.RedirectingTheName), MemberType = typeof(ReparseTags))]
         public void AReparsePointThatRedirectsTheNameAtTheFolderOrAboveItIsRefusedAndNothingIsWritten(uint tag)
         {
             foreach (string where in new[] { Folder, Above })
@@ -65,9 +63,7 @@ namespace VmQuiesce.Core.Tests.Logon
 
         /// <summary>A state folder or repository in a OneDrive, deduplicated or container folder is restricted as any other.</summary>
         [Theory]
-        [InlineData(0x9000701Au)] // IO_REPARSE_TAG_CLOUD_7
-        [InlineData(0x80000021u)] // IO_REPARSE_TAG_ONEDRIVE
-        [InlineData(0x80000013u)] // IO_REPARSE_TAG_DEDUP
+        [MemberData(nameof(ReparseTags.KeepingTheName), MemberType = typeof(ReparseTags))]
         public void AReparsePointThatKeepsTheNameIsNoObstacle(uint tag)
         {
             _folders.ReparsePoint(Above, tag);

@@ -146,16 +146,7 @@ namespace VmQuiesce.Core.Tests.Logon
 
         /// <summary>Junctions and volume mount points, symbolic links, WSL and container links, and a third party's name surrogate.</summary>
         [Theory]
-        [InlineData(0xA0000003u)] // IO_REPARSE_TAG_MOUNT_POINT
-        [InlineData(0xA000000Cu)] // IO_REPARSE_TAG_SYMLINK
-        [InlineData(0xA0000010u)] // IO_REPARSE_TAG_IIS_CACHE
-        [InlineData(0xA0000019u)] // IO_REPARSE_TAG_GLOBAL_REPARSE
-        [InlineData(0xA000001Du)] // IO_REPARSE_TAG_LX_SYMLINK
-        [InlineData(0xA000001Fu)] // IO_REPARSE_TAG_WCI_TOMBSTONE
-        [InlineData(0xA0000022u)] // IO_REPARSE_TAG_PROJFS_TOMBSTONE
-        [InlineData(0xA0000027u)] // IO_REPARSE_TAG_WCI_LINK
-        [InlineData(0xA0001027u)] // IO_REPARSE_TAG_WCI_LINK_1
-        [InlineData(0x2000ABCDu)] // not Microsoft's, name surrogate bit set
+        [MemberData(nameof(ReparseTags.RedirectingTheName), MemberType = typeof(ReparseTags))]
         public void AReparsePointThatRedirectsTheNameIsRefusedAtTheFolderAndAboveItAndNothingIsWritten(uint tag)
         {
             _folders.Dacls[Folder] = WindowsDaclTests.Before;
@@ -181,30 +172,7 @@ namespace VmQuiesce.Core.Tests.Logon
 
         /// <summary>Cloud placeholders (OneDrive and the like), deduplication, container layers, projected and synced folders: the folder stays where it is named.</summary>
         [Theory]
-        [InlineData(0x9000001Au)] // IO_REPARSE_TAG_CLOUD
-        [InlineData(0x9000101Au)] // IO_REPARSE_TAG_CLOUD_1
-        [InlineData(0x9000201Au)]
-        [InlineData(0x9000301Au)]
-        [InlineData(0x9000401Au)]
-        [InlineData(0x9000501Au)]
-        [InlineData(0x9000601Au)]
-        [InlineData(0x9000701Au)]
-        [InlineData(0x9000801Au)]
-        [InlineData(0x9000901Au)]
-        [InlineData(0x9000A01Au)]
-        [InlineData(0x9000B01Au)]
-        [InlineData(0x9000C01Au)]
-        [InlineData(0x9000D01Au)]
-        [InlineData(0x9000E01Au)]
-        [InlineData(0x9000F01Au)] // IO_REPARSE_TAG_CLOUD_F
-        [InlineData(0x80000021u)] // IO_REPARSE_TAG_ONEDRIVE
-        [InlineData(0x80000013u)] // IO_REPARSE_TAG_DEDUP
-        [InlineData(0x80000018u)] // IO_REPARSE_TAG_WCI
-        [InlineData(0x90001018u)] // IO_REPARSE_TAG_WCI_1
-        [InlineData(0x9000001Cu)] // IO_REPARSE_TAG_PROJFS
-        [InlineData(0x90000027u)] // IO_REPARSE_TAG_STORAGE_SYNC_FOLDER
-        [InlineData(0x8000000Au)] // IO_REPARSE_TAG_DFS
-        [InlineData(0xC0000004u)] // IO_REPARSE_TAG_HSM
+        [MemberData(nameof(ReparseTags.KeepingTheName), MemberType = typeof(ReparseTags))]
         public void AReparsePointThatKeepsTheNameIsGrantedAtTheFolderAndAboveIt(uint tag)
         {
             foreach (string where in new[] { Folder, Datastore })

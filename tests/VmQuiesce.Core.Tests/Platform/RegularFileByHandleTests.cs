@@ -29,12 +29,7 @@ namespace VmQuiesce.Core.Tests.Platform
 
         /// <summary>Deduplicated chunks, OneDrive and other cloud placeholders, WOF-compressed and HSM files are read in full.</summary>
         [Theory]
-        [InlineData(0x80000013u)] // IO_REPARSE_TAG_DEDUP
-        [InlineData(0x9000001Au)] // IO_REPARSE_TAG_CLOUD
-        [InlineData(0x9000601Au)] // IO_REPARSE_TAG_CLOUD_6
-        [InlineData(0x80000021u)] // IO_REPARSE_TAG_ONEDRIVE
-        [InlineData(0x80000017u)] // IO_REPARSE_TAG_WOF
-        [InlineData(0xC0000004u)] // IO_REPARSE_TAG_HSM
+        [MemberData(nameof(ReparseTags.KeepingTheName), MemberType = typeof(ReparseTags))]
         public void AFileKeptByAFilterIsReadThroughItsOwnCheckedHandle(uint tag)
         {
             string chunk = Written("chunk", "the chunk's bytes");
@@ -53,11 +48,7 @@ namespace VmQuiesce.Core.Tests.Platform
 
         /// <summary>Symbolic links, junctions and mount points, WSL and container links, and a third party's name surrogate.</summary>
         [Theory]
-        [InlineData(0xA000000Cu)] // IO_REPARSE_TAG_SYMLINK
-        [InlineData(0xA0000003u)] // IO_REPARSE_TAG_MOUNT_POINT
-        [InlineData(0xA000001Du)] // IO_REPARSE_TAG_LX_SYMLINK
-        [InlineData(0xA0000027u)] // IO_REPARSE_TAG_WCI_LINK
-        [InlineData(0x2000ABCDu)] // not Microsoft's, name surrogate bit set
+        [MemberData(nameof(ReparseTags.RedirectingTheName), MemberType = typeof(ReparseTags))]
         public void AFileThatRedirectsTheNameIsRefusedUnread(uint tag)
         {
             string chunk = Written("chunk", "what the link leads to");

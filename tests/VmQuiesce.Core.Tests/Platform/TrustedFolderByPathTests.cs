@@ -21,11 +21,7 @@ namespace VmQuiesce.Core.Tests.Platform
 
         /// <summary>Junctions and volume mount points, symbolic links, WSL and container links, and a third party's name surrogate.</summary>
         [Theory]
-        [InlineData(0xA0000003u)] // IO_REPARSE_TAG_MOUNT_POINT
-        [InlineData(0xA000000Cu)] // IO_REPARSE_TAG_SYMLINK
-        [InlineData(0xA000001Du)] // IO_REPARSE_TAG_LX_SYMLINK
-        [InlineData(0xA0000027u)] // IO_REPARSE_TAG_WCI_LINK
-        [InlineData(0x2000ABCDu)] // not Microsoft's, name surrogate bit set
+        [MemberData(nameof(ReparseTags.RedirectingTheName), MemberType = typeof(ReparseTags))]
         public void AReparsePointThatRedirectsTheNameOnTheWayOrAtTheFolderIsRefusedAndNothingIsMadeThrough(uint tag)
         {
             string onTheWay = Existing("datastore");
@@ -49,16 +45,7 @@ namespace VmQuiesce.Core.Tests.Platform
         /// name: a log folder, a key export, a new repository or a restore's destination in or under one is made and written.
         /// </summary>
         [Theory]
-        [InlineData(0x9000001Au)] // IO_REPARSE_TAG_CLOUD
-        [InlineData(0x9000101Au)] // IO_REPARSE_TAG_CLOUD_1
-        [InlineData(0x9000F01Au)] // IO_REPARSE_TAG_CLOUD_F
-        [InlineData(0x80000021u)] // IO_REPARSE_TAG_ONEDRIVE
-        [InlineData(0x80000013u)] // IO_REPARSE_TAG_DEDUP
-        [InlineData(0x80000018u)] // IO_REPARSE_TAG_WCI
-        [InlineData(0x90001018u)] // IO_REPARSE_TAG_WCI_1
-        [InlineData(0x9000001Cu)] // IO_REPARSE_TAG_PROJFS
-        [InlineData(0x90000027u)] // IO_REPARSE_TAG_STORAGE_SYNC_FOLDER
-        [InlineData(0xC0000004u)] // IO_REPARSE_TAG_HSM
+        [MemberData(nameof(ReparseTags.KeepingTheName), MemberType = typeof(ReparseTags))]
         public void AReparsePointThatKeepsTheNameIsWrittenIntoAndThroughAsAnyFolder(uint tag)
         {
             string onTheWay = Existing("OneDrive");

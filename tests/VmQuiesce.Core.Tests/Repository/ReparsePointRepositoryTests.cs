@@ -19,10 +19,7 @@ namespace VmQuiesce.Core.Tests.Repository
         private const int Chunk = RepositoryFixture.ChunkSize;
 
         [Theory]
-        [InlineData(0x80000013u)] // IO_REPARSE_TAG_DEDUP
-        [InlineData(0x9000001Au)] // IO_REPARSE_TAG_CLOUD
-        [InlineData(0x80000021u)] // IO_REPARSE_TAG_ONEDRIVE
-        [InlineData(0x80000017u)] // IO_REPARSE_TAG_WOF
+        [MemberData(nameof(ReparseTags.KeepingTheName), MemberType = typeof(ReparseTags))]
         public void ARepositoryWhoseFilesAndFoldersAreKeptByAFilterIsOpenedListedReadAndVerified(uint tag)
         {
             using var fixture = new RepositoryFixture();
@@ -47,9 +44,7 @@ namespace VmQuiesce.Core.Tests.Repository
         }
 
         [Theory]
-        [InlineData(0xA000000Cu)] // IO_REPARSE_TAG_SYMLINK
-        [InlineData(0xA000001Du)] // IO_REPARSE_TAG_LX_SYMLINK
-        [InlineData(0x2000ABCDu)] // not Microsoft's, name surrogate bit set
+        [MemberData(nameof(ReparseTags.RedirectingTheName), MemberType = typeof(ReparseTags))]
         public void AChunkOrManifestThatRedirectsTheNameIsNotRead(uint tag)
         {
             using var fixture = new RepositoryFixture();

@@ -116,9 +116,7 @@ namespace VmQuiesce.Core.Tests.Storage
 
         /// <summary>As on Windows (tags in memory): a deduplicated or OneDrive object, in a folder that is one too, is an object as any other.</summary>
         [Theory]
-        [InlineData(0x80000013u)] // IO_REPARSE_TAG_DEDUP
-        [InlineData(0x9000001Au)] // IO_REPARSE_TAG_CLOUD
-        [InlineData(0x80000021u)] // IO_REPARSE_TAG_ONEDRIVE
+        [MemberData(nameof(ReparseTags.KeepingTheName), MemberType = typeof(ReparseTags))]
         public void Objects_kept_by_a_filter_are_listed_and_read(uint tag)
         {
             var tags = new FolderHandlesInMemory();
@@ -135,9 +133,7 @@ namespace VmQuiesce.Core.Tests.Storage
 
         /// <summary>As on Windows (tags in memory): a symbolic link, junction or other name surrogate is no object, and is not read.</summary>
         [Theory]
-        [InlineData(0xA000000Cu)] // IO_REPARSE_TAG_SYMLINK
-        [InlineData(0xA0000003u)] // IO_REPARSE_TAG_MOUNT_POINT
-        [InlineData(0xA000001Du)] // IO_REPARSE_TAG_LX_SYMLINK
+        [MemberData(nameof(ReparseTags.RedirectingTheName), MemberType = typeof(ReparseTags))]
         public void An_object_that_redirects_the_name_is_neither_listed_nor_read(uint tag)
         {
             var tags = new FolderHandlesInMemory();
